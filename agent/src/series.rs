@@ -1,0 +1,230 @@
+//! One transaction's recording state: sharded atomic HDR counters and totals.
+//!
+//! Each shard holds a full set of counters in the agent's [`Layout`] plus the
+//! interval's sum, min, max and the rare-outcome counters. A series starts with
+//! one shard; once it turns hot (see `AgentConfig::hot_series_threshold`) the
+//! harvester gives it one per core, and each thread records into the shard its
+//! thread index selects. Harvest swaps every counter to zero, so each sample is
+//! counted in exactly one interval.
+//!
+//! Common-case cost of a record: one counter increment and one sum increment.
+//! The count, the satisfied Apdex count and the successful outcome count are
+//! not kept: they are derived at harvest from the histogram.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+
+use crate::errors::{CapturedError, ErrorLog};
+use crate::layout::Layout;
+use crate::segments::SegmentTable;
+use crate::snapshot::{Apdex, HistogramSnapshot, OutcomeCounts, TransactionSnapshot};
+use crate::sync::thread_index;
+use crate::transaction::{Outcome, TransactionMeta, OUTCOME_SLOTS};
+
+/// Interval totals of one shard, on their own cache lines.
+#[repr(align(128))]
+#[derive(Default)]
+struct ShardStats {
+    sum_ns: AtomicU64,
+    min_ns: AtomicU64,
+    max_ns: AtomicU64,
+    tolerating: AtomicU64,
+    frustrated: AtomicU64,
+    outcomes: [AtomicU64; OUTCOME_SLOTS],
+}
+
+struct Shard {
+    stats: ShardStats,
+    counts: Box<[AtomicU32]>,
+}
+
+impl Shard {
+    fn new(len: usize) -> Self {
+        let stats = ShardStats {
+            min_ns: AtomicU64::new(u64::MAX),
+            ..Default::default()
+        };
+        Shard {
+            stats,
+            counts: (0..len).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Shard>() + self.counts.len() * std::mem::size_of::<AtomicU32>()
+    }
+}
+
+pub(crate) struct Series {
+    pub(crate) meta: Arc<TransactionMeta>,
+    apdex_t_ns: u64,
+    layout: Layout,
+    primary: Shard,
+    extra: Box<[OnceLock<Box<Shard>>]>,
+    shard_mask: usize,
+    pub(crate) segments: SegmentTable,
+    errors: Arc<ErrorLog>,
+}
+
+impl Series {
+    pub(crate) fn new(
+        meta: TransactionMeta,
+        layout: Layout,
+        shards: usize,
+        max_segments: usize,
+        errors: Arc<ErrorLog>,
+    ) -> Self {
+        let shards = shards.max(1).next_power_of_two();
+        Series {
+            apdex_t_ns: crate::config::nanos(meta.apdex_t),
+            meta: Arc::new(meta),
+            layout,
+            primary: Shard::new(layout.len()),
+            extra: (1..shards).map(|_| OnceLock::new()).collect(),
+            shard_mask: shards - 1,
+            segments: SegmentTable::new(max_segments),
+            errors,
+        }
+    }
+
+    #[inline(always)]
+    fn shard(&self) -> &Shard {
+        let index = thread_index() & self.shard_mask;
+        if index == 0 {
+            return &self.primary;
+        }
+        match self.extra[index - 1].get() {
+            Some(shard) => shard,
+            None => &self.primary,
+        }
+    }
+
+    /// Records one run. Lock-free and allocation-free.
+    #[inline]
+    pub(crate) fn record(&self, ns: u64, outcome: Outcome) {
+        let shard = self.shard();
+        shard.counts[self.layout.index_for(ns)].fetch_add(1, Relaxed);
+        let stats = &shard.stats;
+        stats.sum_ns.fetch_add(ns, Relaxed);
+        if ns < stats.min_ns.load(Relaxed) {
+            stats.min_ns.fetch_min(ns, Relaxed);
+        }
+        if ns > stats.max_ns.load(Relaxed) {
+            stats.max_ns.fetch_max(ns, Relaxed);
+        }
+        let error = outcome.is_error();
+        if error || ns > self.apdex_t_ns {
+            if error || ns > self.apdex_t_ns.saturating_mul(4) {
+                stats.frustrated.fetch_add(1, Relaxed);
+            } else {
+                stats.tolerating.fetch_add(1, Relaxed);
+            }
+        }
+        if let Some(slot) = outcome.slot() {
+            stats.outcomes[slot].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn capture_error(&self, error: CapturedError) {
+        self.errors.capture(&self.meta.name, error);
+    }
+
+    fn shards(&self) -> impl Iterator<Item = &Shard> {
+        std::iter::once(&self.primary).chain(self.extra.iter().filter_map(|s| s.get().map(|b| &**b)))
+    }
+
+    /// Bytes that [`promote`](Self::promote) would allocate.
+    pub(crate) fn promotion_bytes(&self) -> usize {
+        let missing = self.extra.iter().filter(|s| s.get().is_none()).count();
+        missing * (std::mem::size_of::<Shard>() + self.layout.len() * std::mem::size_of::<AtomicU32>())
+    }
+
+    /// Gives the series all its shards (called at registration or by the
+    /// harvester, never on the recording path).
+    pub(crate) fn promote(&self) {
+        for slot in self.extra.iter() {
+            if slot.get().is_none() {
+                let _ = slot.set(Box::new(Shard::new(self.layout.len())));
+            }
+        }
+    }
+
+    pub(crate) fn is_sharded(&self) -> bool {
+        self.extra.iter().all(|s| s.get().is_some())
+    }
+
+    /// Bytes of memory held by this series.
+    pub(crate) fn bytes(&self) -> usize {
+        std::mem::size_of::<Series>()
+            + self.shards().map(Shard::bytes).sum::<usize>()
+            + self.extra.len() * std::mem::size_of::<OnceLock<Box<Shard>>>()
+            + self.meta.name.len()
+            + self.segments.len() * 160
+    }
+
+    /// Takes this interval's samples, leaving the series empty. `scratch` is a
+    /// reusable buffer of the layout's length, all zeros on entry and exit.
+    pub(crate) fn drain(&self, scratch: &mut [u64]) -> Option<TransactionSnapshot> {
+        let mut sum_ns = 0u64;
+        let mut min_ns = u64::MAX;
+        let mut max_ns = 0u64;
+        let mut tolerating = 0u64;
+        let mut frustrated = 0u64;
+        let mut outcomes = [0u64; OUTCOME_SLOTS];
+        let mut touched = false;
+        for shard in self.shards() {
+            for (total, counter) in scratch.iter_mut().zip(shard.counts.iter()) {
+                if counter.load(Relaxed) != 0 {
+                    *total += u64::from(counter.swap(0, Relaxed));
+                    touched = true;
+                }
+            }
+            let stats = &shard.stats;
+            sum_ns = sum_ns.wrapping_add(stats.sum_ns.swap(0, Relaxed));
+            min_ns = min_ns.min(stats.min_ns.swap(u64::MAX, Relaxed));
+            max_ns = max_ns.max(stats.max_ns.swap(0, Relaxed));
+            tolerating += stats.tolerating.swap(0, Relaxed);
+            frustrated += stats.frustrated.swap(0, Relaxed);
+            for (total, counter) in outcomes.iter_mut().zip(&stats.outcomes) {
+                *total += counter.swap(0, Relaxed);
+            }
+        }
+        // A run recorded while this drain was scanning may have reached the
+        // totals but not (yet) the counters: keep whatever was swapped out.
+        touched |= sum_ns != 0 || max_ns != 0 || tolerating != 0 || frustrated != 0 || outcomes.iter().any(|&c| c != 0);
+        let segments = self.segments.drain();
+        if !touched && segments.is_empty() {
+            return None;
+        }
+        let histogram = HistogramSnapshot::from_dense(self.layout, scratch);
+        scratch.iter_mut().for_each(|c| *c = 0);
+        let count = histogram.count();
+        let [informational, redirection, client_error, server_error, error, cancelled] = outcomes;
+        let rare: u64 = outcomes.iter().sum();
+        Some(TransactionSnapshot {
+            meta: self.meta.clone(),
+            count,
+            error_count: server_error + error,
+            sum_ns,
+            min_ns: if count == 0 { 0 } else { min_ns },
+            max_ns,
+            apdex: Apdex {
+                threshold: self.meta.apdex_t,
+                satisfied: count.saturating_sub(tolerating + frustrated),
+                tolerating,
+                frustrated,
+            },
+            outcomes: OutcomeCounts {
+                ok: count.saturating_sub(rare),
+                informational,
+                redirection,
+                client_error,
+                server_error,
+                error,
+                cancelled,
+            },
+            histogram,
+            segments,
+        })
+    }
+}
