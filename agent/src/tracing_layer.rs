@@ -91,44 +91,100 @@ struct TxSpan {
     outcome: Outcome,
 }
 
-/// Extension of a segment span.
+/// Extension of a segment span. It holds no handle to its transaction (one
+/// reference count less per span); nested segments and errors find the
+/// transaction by walking up to its span.
 struct SegSpan {
-    tx: Transaction,
     stats: Arc<SegmentStats>,
     start: Instant,
     nested_ns: u64,
+    /// Whether the parent span is a segment that wants this one's time.
+    in_segment: bool,
 }
 
-/// The fields of a span or event that the layer reads.
+/// The fields of a span or event that the layer reads. String fields are
+/// empty when absent, and the buffers are reused from span to span (see
+/// [`with_fields`]) so reading a span allocates nothing in the steady state.
 #[derive(Default)]
 struct Fields {
-    transaction: Option<String>,
-    feature: Option<String>,
+    transaction: String,
+    feature: String,
+    otel_name: String,
+    error: String,
+    error_type: String,
+    message: String,
     segment: Option<SegmentKind>,
     inferred: Option<SegmentKind>,
-    otel_name: Option<String>,
     status: Option<u16>,
     failed: bool,
-    error: Option<String>,
-    error_type: Option<String>,
-    message: Option<String>,
+}
+
+thread_local! {
+    static FIELDS: std::cell::RefCell<Fields> = std::cell::RefCell::default();
+}
+
+/// Runs `f` with this thread's cleared field buffers (fresh ones if they are
+/// in use further up the stack or the thread is exiting).
+fn with_fields<R>(f: impl FnOnce(&mut Fields) -> R) -> R {
+    let mut f = Some(f);
+    let reused = FIELDS.try_with(|cell| {
+        let mut fields = cell.try_borrow_mut().ok()?;
+        fields.clear();
+        f.take().map(|f| f(&mut fields))
+    });
+    match (reused, f) {
+        (Ok(Some(result)), _) => result,
+        (_, Some(f)) => f(&mut Fields::default()),
+        (_, None) => unreachable!("`f` is taken only when it is called"),
+    }
+}
+
+fn put(buffer: &mut String, value: &FieldValue<'_>) {
+    use std::fmt::Write;
+    buffer.clear();
+    let _ = write!(buffer, "{value}");
 }
 
 impl Fields {
+    fn clear(&mut self) {
+        for buffer in [
+            &mut self.transaction,
+            &mut self.feature,
+            &mut self.otel_name,
+            &mut self.error,
+            &mut self.error_type,
+            &mut self.message,
+        ] {
+            buffer.clear();
+        }
+        self.segment = None;
+        self.inferred = None;
+        self.status = None;
+        self.failed = false;
+    }
+
     fn set(&mut self, field: &Field, value: FieldValue<'_>) {
         match field.name() {
-            TRANSACTION_FIELD => self.transaction = Some(value.to_string()),
-            FEATURE_FIELD => self.feature = Some(value.to_string()),
-            SEGMENT_FIELD => self.segment = SegmentKind::parse(&value.to_string()),
-            "otel.name" => self.otel_name = Some(value.to_string()),
+            TRANSACTION_FIELD => put(&mut self.transaction, &value),
+            FEATURE_FIELD => put(&mut self.feature, &value),
+            SEGMENT_FIELD => {
+                let mut kind = String::new();
+                put(&mut kind, &value);
+                self.segment = SegmentKind::parse(&kind);
+            }
+            "otel.name" => put(&mut self.otel_name, &value),
             "http.response.status_code" => self.status = value.as_u16(),
-            "otel.status_code" => self.failed |= value.to_string().eq_ignore_ascii_case("error"),
+            "otel.status_code" => {
+                let mut code = String::new();
+                put(&mut code, &value);
+                self.failed |= code.eq_ignore_ascii_case("error");
+            }
             "error" => {
                 self.failed = true;
-                self.error = Some(value.to_string());
+                put(&mut self.error, &value);
             }
-            "error.type" | "exception.type" => self.error_type = Some(value.to_string()),
-            "message" | "exception.message" => self.message = Some(value.to_string()),
+            "error.type" | "exception.type" => put(&mut self.error_type, &value),
+            "message" | "exception.message" => put(&mut self.message, &value),
             name if name.starts_with("db.") => self.inferred = Some(SegmentKind::Database),
             "http.request.method" | "url.full" | "server.address" | "rpc.system" | "peer.service" => {
                 self.inferred.get_or_insert(SegmentKind::External);
@@ -146,20 +202,25 @@ impl Fields {
         }
     }
 
-    /// The error these fields describe, if any.
-    fn captured(&self, default_type: &str, location: Option<String>) -> Option<CapturedError> {
+    /// The error these fields describe, if any, located at `metadata`.
+    fn captured(&self, default_type: &str, metadata: &tracing::Metadata<'_>) -> Option<CapturedError> {
         if !self.failed {
             return None;
         }
-        let message = match (&self.error, &self.message) {
-            (Some(error), Some(message)) => format!("{message}: {error}"),
-            (Some(only), None) | (None, Some(only)) => only.clone(),
-            (None, None) => String::new(),
+        let message = match (self.error.is_empty(), self.message.is_empty()) {
+            (false, false) => format!("{}: {}", self.message, self.error),
+            (false, true) => self.error.clone(),
+            (true, _) => self.message.clone(),
+        };
+        let error_type = if self.error_type.is_empty() {
+            default_type
+        } else {
+            &self.error_type
         };
         Some(CapturedError {
-            error_type: self.error_type.clone().unwrap_or_else(|| default_type.to_owned()),
+            error_type: error_type.to_owned(),
             message,
-            location,
+            location: location(metadata),
             backtrace: None,
         })
     }
@@ -230,79 +291,93 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         if attrs.metadata().fields().field(TRANSACTION_FIELD).is_some() {
-            let mut fields = Fields::default();
-            attrs.record(&mut fields);
-            let Some(name) = fields.transaction.as_deref() else {
-                return;
-            };
-            let feature = fields.feature.as_deref();
-            let tx = self.agent.with_spec(
-                name,
-                || {
-                    let spec = TransactionSpec::new(name);
-                    match feature {
-                        Some(feature) => spec.feature(feature),
-                        None => spec,
-                    }
-                },
-                Transaction::clone,
-            );
-            if let Some(error) = fields.captured("error", location(attrs.metadata())) {
-                tx.capture_error(error);
-            }
-            let outcome = fields.outcome(Outcome::Ok);
-            span.extensions_mut().insert(TxSpan {
-                tx,
-                start: Instant::now(),
-                outcome,
+            let started = with_fields(|fields| {
+                attrs.record(fields);
+                if fields.transaction.is_empty() {
+                    return None;
+                }
+                let (name, feature) = (fields.transaction.as_str(), fields.feature.as_str());
+                let spec = || match feature {
+                    "" => TransactionSpec::new(name),
+                    feature => TransactionSpec::new(name).feature(feature),
+                };
+                let tx = self.agent.with_spec(name, spec, Transaction::clone);
+                if let Some(error) = fields.captured("error", attrs.metadata()) {
+                    tx.capture_error(error);
+                }
+                Some(TxSpan {
+                    tx,
+                    start: Instant::now(),
+                    outcome: fields.outcome(Outcome::Ok),
+                })
             });
+            if let Some(tx_span) = started {
+                span.extensions_mut().insert(tx_span);
+            }
             return;
         }
-        // A segment when an ancestor is a transaction or a segment.
+        // A segment when the parent is a transaction or a segment.
         let Some(parent) = span.parent() else { return };
-        let tx = {
-            let extensions = parent.extensions();
-            match (extensions.get::<SegSpan>(), extensions.get::<TxSpan>()) {
-                (Some(segment), _) => segment.tx.clone(),
-                (None, Some(transaction)) => transaction.tx.clone(),
-                (None, None) => return,
-            }
+        let in_segment = parent.extensions().get::<SegSpan>().is_some();
+        let Some(tx) = enclosing_transaction(&parent) else {
+            return;
         };
-        let mut fields = Fields::default();
-        attrs.record(&mut fields);
-        let kind = fields.segment.or(fields.inferred).unwrap_or(SegmentKind::Code);
-        let name = fields.otel_name.as_deref().unwrap_or(attrs.metadata().name());
-        let stats = tx.series.segments.resolve(kind, name);
-        if let Some(error) = fields.captured("error", location(attrs.metadata())) {
+        let (stats, error) = with_fields(|fields| {
+            attrs.record(fields);
+            let kind = fields.segment.or(fields.inferred).unwrap_or(SegmentKind::Code);
+            let name = if fields.otel_name.is_empty() {
+                attrs.metadata().name()
+            } else {
+                &fields.otel_name
+            };
+            (
+                tx.series.segments.resolve(kind, name),
+                fields.captured("error", attrs.metadata()),
+            )
+        });
+        if let Some(error) = error {
             mark_failed(&span);
             tx.capture_error(error);
         }
         span.extensions_mut().insert(SegSpan {
-            tx,
             stats,
             start: Instant::now(),
             nested_ns: 0,
+            in_segment,
         });
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut fields = Fields::default();
-        values.record(&mut fields);
-        if fields.status.is_none() && !fields.failed {
+        let Some((outcome, captured)) = with_fields(|fields| {
+            values.record(fields);
+            let changed = fields.status.is_some() || fields.failed;
+            changed.then(|| {
+                (
+                    fields.status.map(Outcome::Status),
+                    fields.captured("error", span.metadata()),
+                )
+            })
+        }) else {
             return;
-        }
-        let captured = fields.captured("error", location(span.metadata()));
+        };
         let mut extensions = span.extensions_mut();
         if let Some(tx_span) = extensions.get_mut::<TxSpan>() {
-            tx_span.outcome = fields.outcome(tx_span.outcome);
+            if let Some(status) = outcome {
+                tx_span.outcome = status;
+            }
             if let Some(error) = captured {
+                if !tx_span.outcome.is_error() {
+                    tx_span.outcome = Outcome::Error;
+                }
                 tx_span.tx.capture_error(error);
             }
-        } else if let Some(segment) = extensions.get_mut::<SegSpan>() {
+        } else if extensions.get_mut::<SegSpan>().is_some() {
+            drop(extensions);
             if let Some(error) = captured {
-                segment.tx.capture_error(error);
-                drop(extensions);
+                if let Some(tx) = enclosing_transaction(&span) {
+                    tx.capture_error(error);
+                }
                 mark_failed(&span);
             }
         }
@@ -318,15 +393,15 @@ where
             let Some(tx_span) = extensions.get_mut::<TxSpan>() else {
                 continue;
             };
-            let mut fields = Fields {
-                failed: true,
-                ..Default::default()
-            };
-            event.record(&mut fields);
             if !tx_span.outcome.is_error() {
                 tx_span.outcome = Outcome::Error;
             }
-            if let Some(error) = fields.captured(event.metadata().target(), location(event.metadata())) {
+            let error = with_fields(|fields| {
+                event.record(fields);
+                fields.failed = true;
+                fields.captured(event.metadata().target(), event.metadata())
+            });
+            if let Some(error) = error {
                 tx_span.tx.capture_error(error);
             }
             return;
@@ -342,13 +417,24 @@ where
             drop(extensions);
             let total = nanos(segment.start.elapsed());
             segment.stats.record(total, total.saturating_sub(segment.nested_ns));
-            if let Some(parent) = span.parent() {
-                if let Some(outer) = parent.extensions_mut().get_mut::<SegSpan>() {
-                    outer.nested_ns = outer.nested_ns.saturating_add(total);
+            if segment.in_segment {
+                if let Some(outer) = span.parent() {
+                    if let Some(outer) = outer.extensions_mut().get_mut::<SegSpan>() {
+                        outer.nested_ns = outer.nested_ns.saturating_add(total);
+                    }
                 }
             }
         }
     }
+}
+
+/// The transaction whose span is `span` or its nearest ancestor that is one.
+fn enclosing_transaction<S>(span: &tracing_subscriber::registry::SpanRef<'_, S>) -> Option<Transaction>
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    span.scope()
+        .find_map(|ancestor| ancestor.extensions().get::<TxSpan>().map(|t| t.tx.clone()))
 }
 
 /// Marks the transaction that encloses `span` as failed.

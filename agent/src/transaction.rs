@@ -257,7 +257,7 @@ impl Transaction {
     }
 
     /// Records one run of `nanos` nanoseconds that ended with `outcome`.
-    #[inline]
+    #[inline(always)]
     pub fn record_nanos(&self, nanos: u64, outcome: Outcome) {
         self.series.record(nanos, outcome);
     }
