@@ -85,3 +85,8 @@ pub use transaction::{
     Outcome, Segment, SegmentGuard, SegmentKind, Timed, Transaction, TransactionGuard, TransactionKind,
     TransactionMeta, TransactionSpec,
 };
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
