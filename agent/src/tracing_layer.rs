@@ -318,8 +318,15 @@ where
         }
         // A segment when the parent is a transaction or a segment.
         let Some(parent) = span.parent() else { return };
-        let in_segment = parent.extensions().get::<SegSpan>().is_some();
-        let Some(tx) = enclosing_transaction(&parent) else {
+        let (in_segment, direct) = {
+            let extensions = parent.extensions();
+            match (extensions.get::<TxSpan>(), extensions.get::<SegSpan>()) {
+                (Some(transaction), _) => (false, Some(transaction.tx.clone())),
+                (None, Some(_)) => (true, None),
+                (None, None) => return,
+            }
+        };
+        let Some(tx) = direct.or_else(|| enclosing_transaction(&parent)) else {
             return;
         };
         let (stats, error) = with_fields(|fields| {
