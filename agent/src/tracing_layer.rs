@@ -145,6 +145,14 @@ fn put(buffer: &mut String, value: &FieldValue<'_>) {
     let _ = write!(buffer, "{value}");
 }
 
+/// Applies `f` to the value's text, borrowing it when it is already a string.
+fn text<R>(value: &FieldValue<'_>, f: impl FnOnce(&str) -> R) -> R {
+    match value {
+        FieldValue::Str(text) => f(text),
+        other => f(&other.to_string()),
+    }
+}
+
 impl Fields {
     fn clear(&mut self) {
         for buffer in [
@@ -167,18 +175,10 @@ impl Fields {
         match field.name() {
             TRANSACTION_FIELD => put(&mut self.transaction, &value),
             FEATURE_FIELD => put(&mut self.feature, &value),
-            SEGMENT_FIELD => {
-                let mut kind = String::new();
-                put(&mut kind, &value);
-                self.segment = SegmentKind::parse(&kind);
-            }
+            SEGMENT_FIELD => self.segment = text(&value, SegmentKind::parse),
             "otel.name" => put(&mut self.otel_name, &value),
             "http.response.status_code" => self.status = value.as_u16(),
-            "otel.status_code" => {
-                let mut code = String::new();
-                put(&mut code, &value);
-                self.failed |= code.eq_ignore_ascii_case("error");
-            }
+            "otel.status_code" => self.failed |= text(&value, |code| code.eq_ignore_ascii_case("error")),
             "error" => {
                 self.failed = true;
                 put(&mut self.error, &value);
