@@ -342,9 +342,8 @@ where
                 fields.captured("error", attrs.metadata()),
             )
         });
-        if let Some(error) = error {
-            mark_failed(&span);
-            tx.capture_error(error);
+        if error.is_some() {
+            fail_transaction(&parent, error);
         }
         span.extensions_mut().insert(SegSpan {
             stats,
@@ -379,14 +378,9 @@ where
                 }
                 tx_span.tx.capture_error(error);
             }
-        } else if extensions.get_mut::<SegSpan>().is_some() {
+        } else if extensions.get_mut::<SegSpan>().is_some() && captured.is_some() {
             drop(extensions);
-            if let Some(error) = captured {
-                if let Some(tx) = enclosing_transaction(&span) {
-                    tx.capture_error(error);
-                }
-                mark_failed(&span);
-            }
+            fail_transaction(&span, captured);
         }
     }
 
@@ -394,25 +388,13 @@ where
         if *event.metadata().level() != Level::ERROR {
             return;
         }
-        let Some(scope) = ctx.event_scope(event) else { return };
-        for span in scope {
-            let mut extensions = span.extensions_mut();
-            let Some(tx_span) = extensions.get_mut::<TxSpan>() else {
-                continue;
-            };
-            if !tx_span.outcome.is_error() {
-                tx_span.outcome = Outcome::Error;
-            }
-            let error = with_fields(|fields| {
-                event.record(fields);
-                fields.failed = true;
-                fields.captured(event.metadata().target(), event.metadata())
-            });
-            if let Some(error) = error {
-                tx_span.tx.capture_error(error);
-            }
-            return;
-        }
+        let Some(span) = ctx.event_span(event) else { return };
+        let error = with_fields(|fields| {
+            event.record(fields);
+            fields.failed = true;
+            fields.captured(event.metadata().target(), event.metadata())
+        });
+        fail_transaction(&span, error);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
@@ -444,15 +426,20 @@ where
         .find_map(|ancestor| ancestor.extensions().get::<TxSpan>().map(|t| t.tx.clone()))
 }
 
-/// Marks the transaction that encloses `span` as failed.
-fn mark_failed<S>(span: &tracing_subscriber::registry::SpanRef<'_, S>)
+/// Fails the transaction whose span is `span` or its nearest ancestor that
+/// is one, and captures `error` for it. No-op outside any transaction.
+fn fail_transaction<S>(span: &tracing_subscriber::registry::SpanRef<'_, S>, error: Option<CapturedError>)
 where
     S: for<'a> LookupSpan<'a>,
 {
     for ancestor in span.scope() {
-        if let Some(tx_span) = ancestor.extensions_mut().get_mut::<TxSpan>() {
+        let mut extensions = ancestor.extensions_mut();
+        if let Some(tx_span) = extensions.get_mut::<TxSpan>() {
             if !tx_span.outcome.is_error() {
                 tx_span.outcome = Outcome::Error;
+            }
+            if let Some(error) = error {
+                tx_span.tx.capture_error(error);
             }
             return;
         }

@@ -82,6 +82,13 @@ fn spans_become_transactions_and_segments_beside_other_layers() {
         let _job = job.enter();
         let _step = info_span!("rollup step", kuroko.segment = "database").entered();
         error!(error.type = "RollupError", "partition {} is locked", 17);
+        drop(_step);
+        drop(_job);
+        // A segment that carries an `error` field fails its transaction too.
+        let import = info_span!("import", kuroko.transaction = "import-cards");
+        import.in_scope(|| {
+            let _parse = info_span!("parse row", error = "row 9: bad checksum").entered();
+        });
         // A span outside any transaction is ignored.
     });
     tracing::subscriber::with_default(
@@ -133,7 +140,15 @@ fn spans_become_transactions_and_segments_beside_other_layers() {
     assert_eq!(error.error.error_type, "RollupError");
     assert_eq!(error.error.message, "partition 17 is locked");
     assert!(error.error.location.as_deref().unwrap().contains("tracing_layer.rs"));
-    assert_eq!(harvest.transactions.len(), 2, "the lonely span made no transaction");
+    let import = harvest.transaction("import-cards").expect("the import transaction");
+    assert_eq!((import.count, import.error_count), (1, 1));
+    let bad_row = harvest
+        .errors
+        .iter()
+        .find(|e| &*e.transaction == "import-cards")
+        .expect("segment error");
+    assert_eq!(bad_row.error.message, "row 9: bad checksum");
+    assert_eq!(harvest.transactions.len(), 3, "the lonely span made no transaction");
 
     // The other layers saw everything too.
     let spans = exported.0.lock().unwrap().clone();
