@@ -57,6 +57,7 @@ impl Agent {
     /// An agent with `config`, checked first.
     pub fn new(config: AgentConfig) -> Result<Agent, ConfigError> {
         config.validate()?;
+        crate::clock::warm();
         let layout = Layout::new(
             nanos(config.lowest_discernible).max(1),
             nanos(config.highest_trackable),

@@ -45,7 +45,8 @@
 //!
 //! # Cost and memory
 //!
-//! The recording path reads the monotonic clock (guards only), then does one
+//! The recording path reads the monotonic clock (guards and spans only; the
+//! invariant TSC where the CPU has one), then does one
 //! counter increment and one sum increment in the current thread's shard; rare
 //! outcomes (slow, failed) add one more. No lock, no allocation, no system
 //! call. Every series shares one bucket [`Layout`]: 3,456 `u32` counters
@@ -56,6 +57,7 @@
 #![warn(missing_docs)]
 
 mod agent;
+mod clock;
 mod config;
 mod errors;
 mod layout;

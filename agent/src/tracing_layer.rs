@@ -26,7 +26,7 @@
 //!   event's target), its message from the `error` and `message` fields, and
 //!   the event's `file:line`.
 //!
-//! Timing is from the span's creation to its close, on the monotonic clock,
+//! Timing is from the span's creation to its close, on the agent's monotonic clock,
 //! so an async span counts the time it waited. The layer composes with any
 //! other layer (`fmt`, `tracing-opentelemetry`) in the same subscriber. Do not
 //! also wrap the same requests with [`crate::tower_layer`]: each would count them.
@@ -49,7 +49,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -58,7 +57,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-use crate::config::nanos;
+use crate::clock::Stamp;
 use crate::errors::CapturedError;
 use crate::segments::SegmentStats;
 use crate::transaction::{Outcome, SegmentKind, Transaction, TransactionSpec};
@@ -87,7 +86,7 @@ impl KurokoLayer {
 /// Extension of a transaction span.
 struct TxSpan {
     tx: Transaction,
-    start: Instant,
+    start: Stamp,
     outcome: Outcome,
 }
 
@@ -96,7 +95,7 @@ struct TxSpan {
 /// transaction by walking up to its span.
 struct SegSpan {
     stats: Arc<SegmentStats>,
-    start: Instant,
+    start: Stamp,
     nested_ns: u64,
     /// Whether the parent span is a segment that wants this one's time.
     in_segment: bool,
@@ -307,7 +306,7 @@ where
                 }
                 Some(TxSpan {
                     tx,
-                    start: Instant::now(),
+                    start: Stamp::now(),
                     outcome: fields.outcome(Outcome::Ok),
                 })
             });
@@ -347,7 +346,7 @@ where
         }
         span.extensions_mut().insert(SegSpan {
             stats,
-            start: Instant::now(),
+            start: Stamp::now(),
             nested_ns: 0,
             in_segment,
         });
@@ -401,10 +400,10 @@ where
         let Some(span) = ctx.span(&id) else { return };
         let mut extensions = span.extensions_mut();
         if let Some(tx_span) = extensions.remove::<TxSpan>() {
-            tx_span.tx.record_nanos(nanos(tx_span.start.elapsed()), tx_span.outcome);
+            tx_span.tx.record_nanos(tx_span.start.elapsed_ns(), tx_span.outcome);
         } else if let Some(segment) = extensions.remove::<SegSpan>() {
             drop(extensions);
-            let total = nanos(segment.start.elapsed());
+            let total = segment.start.elapsed_ns();
             segment.stats.record(total, total.saturating_sub(segment.nested_ns));
             if segment.in_segment {
                 if let Some(outer) = span.parent() {

@@ -11,8 +11,9 @@ use std::panic::Location;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::clock::Stamp;
 use crate::config::nanos;
 use crate::errors::CapturedError;
 use crate::segments::SegmentStats;
@@ -266,7 +267,7 @@ impl Transaction {
     pub fn start(&self) -> TransactionGuard {
         TransactionGuard {
             tx: Some(self.clone()),
-            start: Instant::now(),
+            start: Stamp::now(),
             outcome: Outcome::Ok,
         }
     }
@@ -327,7 +328,7 @@ impl Transaction {
 #[derive(Debug)]
 pub struct TransactionGuard {
     tx: Option<Transaction>,
-    start: Instant,
+    start: Stamp,
     outcome: Outcome,
 }
 
@@ -339,7 +340,7 @@ impl TransactionGuard {
 
     /// Time since the run started.
     pub fn elapsed(&self) -> Duration {
-        self.start.elapsed()
+        Duration::from_nanos(self.start.elapsed_ns())
     }
 
     /// Sets how the run ended.
@@ -374,7 +375,7 @@ impl TransactionGuard {
             Some(tx) => tx.segment(kind, name).start(),
             None => SegmentGuard {
                 stats: None,
-                start: Instant::now(),
+                start: Stamp::now(),
             },
         }
     }
@@ -391,7 +392,7 @@ impl TransactionGuard {
 impl Drop for TransactionGuard {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
-            tx.series.record(nanos(self.start.elapsed()), self.outcome);
+            tx.series.record(self.start.elapsed_ns(), self.outcome);
         }
     }
 }
@@ -443,7 +444,7 @@ impl Segment {
     pub fn start(&self) -> SegmentGuard {
         SegmentGuard {
             stats: Some(self.stats.clone()),
-            start: Instant::now(),
+            start: Stamp::now(),
         }
     }
 }
@@ -453,13 +454,13 @@ impl Segment {
 #[derive(Debug)]
 pub struct SegmentGuard {
     stats: Option<Arc<SegmentStats>>,
-    start: Instant,
+    start: Stamp,
 }
 
 impl Drop for SegmentGuard {
     fn drop(&mut self) {
         if let Some(stats) = self.stats.take() {
-            let ns = nanos(self.start.elapsed());
+            let ns = self.start.elapsed_ns();
             stats.record(ns, ns);
         }
     }
