@@ -68,6 +68,8 @@ mod snapshot;
 mod sync;
 mod transaction;
 
+#[cfg(feature = "otlp")]
+pub mod export;
 #[cfg(feature = "tower")]
 pub mod tower_layer;
 #[cfg(feature = "tracing")]

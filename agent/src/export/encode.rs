@@ -1,0 +1,426 @@
+//! A [`Harvest`] as OTLP messages: metrics, and errors as log records.
+//! `docs/otlp-schema.md` is the contract this module implements.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge,
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use super::exponential;
+use crate::{AgentStats, Harvest, TransactionKind, TransactionSnapshot};
+
+/// Instrumentation scope of everything the agent sends.
+pub const SCOPE_NAME: &str = "kuroko-agent";
+
+/// Duration of web transactions (OpenTelemetry semantic conventions).
+pub const HTTP_DURATION: &str = "http.server.request.duration";
+/// Duration of background jobs.
+pub const JOB_DURATION: &str = "kuroko.job.duration";
+/// Runs by outcome.
+pub const OUTCOMES: &str = "kuroko.transaction.outcomes";
+/// Runs by Apdex zone.
+pub const APDEX: &str = "kuroko.transaction.apdex";
+/// Segment calls.
+pub const SEGMENT_CALLS: &str = "kuroko.segment.calls";
+/// Time in segments, nested segments included.
+pub const SEGMENT_DURATION: &str = "kuroko.segment.duration";
+/// Time in segments less nested segments.
+pub const SEGMENT_EXCLUSIVE: &str = "kuroko.segment.exclusive_duration";
+
+/// Export-side counters the encoder reports as `kuroko.agent.export.*`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExportStats {
+    /// Data points dropped because the retry buffer was full, since start.
+    pub dropped_points: u64,
+    /// Data points the receiver rejected (partial success or 4xx), since start.
+    pub rejected_points: u64,
+    /// Export attempts that failed, since start.
+    pub failed_exports: u64,
+}
+
+fn unix_nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn string(key: &str, value: impl Into<String>) -> KeyValue {
+    kv(key, any_value::Value::StringValue(value.into()))
+}
+
+fn int(key: &str, value: i64) -> KeyValue {
+    kv(key, any_value::Value::IntValue(value))
+}
+
+fn double(key: &str, value: f64) -> KeyValue {
+    kv(key, any_value::Value::DoubleValue(value))
+}
+
+fn boolean(key: &str, value: bool) -> KeyValue {
+    kv(key, any_value::Value::BoolValue(value))
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: SCOPE_NAME.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Attributes that identify a transaction's series.
+fn transaction_attributes(tx: &TransactionSnapshot) -> Vec<KeyValue> {
+    let meta = &tx.meta;
+    let mut attributes = vec![string("kuroko.transaction", &*meta.name)];
+    if let (Some(method), Some(route)) = (&meta.method, &meta.route) {
+        attributes.push(string("http.request.method", &**method));
+        attributes.push(string("http.route", &**route));
+    }
+    if let Some(feature) = &meta.feature {
+        attributes.push(string("kuroko.feature", &**feature));
+    }
+    if meta.overflow {
+        attributes.push(boolean("otel.metric.overflow", true));
+    }
+    attributes
+}
+
+/// One metric per name, data points appended as transactions are visited.
+struct Metrics {
+    start: u64,
+    end: u64,
+    metrics: Vec<Metric>,
+}
+
+impl Metrics {
+    fn metric(&mut self, name: &str, unit: &str, description: &str, empty: metric::Data) -> &mut metric::Data {
+        let position = match self.metrics.iter().position(|m| m.name == name) {
+            Some(position) => position,
+            None => {
+                self.metrics.push(Metric {
+                    name: name.to_owned(),
+                    unit: unit.to_owned(),
+                    description: description.to_owned(),
+                    data: Some(empty),
+                    ..Default::default()
+                });
+                self.metrics.len() - 1
+            }
+        };
+        self.metrics[position]
+            .data
+            .get_or_insert_with(|| metric::Data::Gauge(Gauge::default()))
+    }
+
+    /// Adds a delta, monotonic sum point.
+    fn sum(&mut self, name: &str, unit: &str, description: &str, attributes: Vec<KeyValue>, value: f64) {
+        let (start, end) = (self.start, self.end);
+        let empty = metric::Data::Sum(Sum {
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+            is_monotonic: true,
+            data_points: Vec::new(),
+        });
+        if let metric::Data::Sum(sum) = self.metric(name, unit, description, empty) {
+            sum.data_points.push(number_point(attributes, start, end, value));
+        }
+    }
+
+    /// Adds a cumulative, monotonic counter point (the agent's own totals).
+    fn counter(&mut self, name: &str, unit: &str, description: &str, value: u64, since: u64) {
+        let end = self.end;
+        let empty = metric::Data::Sum(Sum {
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            is_monotonic: true,
+            data_points: Vec::new(),
+        });
+        if let metric::Data::Sum(sum) = self.metric(name, unit, description, empty) {
+            let mut point = number_point(Vec::new(), since, end, 0.0);
+            point.value = Some(number_data_point::Value::AsInt(
+                i64::try_from(value).unwrap_or(i64::MAX),
+            ));
+            sum.data_points.push(point);
+        }
+    }
+
+    fn gauge(&mut self, name: &str, unit: &str, description: &str, value: u64) {
+        let end = self.end;
+        if let metric::Data::Gauge(gauge) = self.metric(name, unit, description, metric::Data::Gauge(Gauge::default()))
+        {
+            let mut point = number_point(Vec::new(), 0, end, 0.0);
+            point.value = Some(number_data_point::Value::AsInt(
+                i64::try_from(value).unwrap_or(i64::MAX),
+            ));
+            gauge.data_points.push(point);
+        }
+    }
+}
+
+fn number_point(attributes: Vec<KeyValue>, start: u64, end: u64, value: f64) -> NumberDataPoint {
+    NumberDataPoint {
+        attributes,
+        start_time_unix_nano: start,
+        time_unix_nano: end,
+        value: Some(number_data_point::Value::AsDouble(value)),
+        ..Default::default()
+    }
+}
+
+fn with(mut attributes: Vec<KeyValue>, extra: KeyValue) -> Vec<KeyValue> {
+    attributes.push(extra);
+    attributes
+}
+
+/// The metrics of one harvest. `stats` and `agent` add the agent's own
+/// health (`kuroko.agent.*`); `started` is when the agent started, the start
+/// of its cumulative counters.
+pub fn metrics_request(
+    harvest: &Harvest,
+    resource: &Resource,
+    scale: i32,
+    export: ExportStats,
+    started: SystemTime,
+) -> ExportMetricsServiceRequest {
+    let mut out = Metrics {
+        start: unix_nanos(harvest.start),
+        end: unix_nanos(harvest.end),
+        metrics: Vec::new(),
+    };
+    for tx in &harvest.transactions {
+        let attributes = transaction_attributes(tx);
+        if tx.count > 0 {
+            let buckets = exponential::from_hdr(&tx.histogram, scale);
+            let point = ExponentialHistogramDataPoint {
+                attributes: attributes.clone(),
+                start_time_unix_nano: out.start,
+                time_unix_nano: out.end,
+                count: tx.count,
+                sum: Some(tx.sum_ns as f64 / 1e9),
+                scale: buckets.scale,
+                zero_count: buckets.zero_count,
+                positive: Some(buckets.positive),
+                min: Some(tx.min_ns as f64 / 1e9),
+                max: Some(tx.max_ns as f64 / 1e9),
+                ..Default::default()
+            };
+            let (name, description) = match tx.meta.kind {
+                TransactionKind::Web => (HTTP_DURATION, "Duration of HTTP server requests."),
+                TransactionKind::Job => (JOB_DURATION, "Duration of background jobs."),
+            };
+            let empty = metric::Data::ExponentialHistogram(ExponentialHistogram {
+                aggregation_temporality: AggregationTemporality::Delta as i32,
+                data_points: Vec::new(),
+            });
+            if let metric::Data::ExponentialHistogram(histogram) = out.metric(name, "s", description, empty) {
+                histogram.data_points.push(point);
+            }
+            let o = tx.outcomes;
+            for (outcome, count) in [
+                ("ok", o.ok),
+                ("1xx", o.informational),
+                ("3xx", o.redirection),
+                ("4xx", o.client_error),
+                ("5xx", o.server_error),
+                ("error", o.error),
+                ("cancelled", o.cancelled),
+            ] {
+                if count > 0 {
+                    let attributes = with(attributes.clone(), string("kuroko.outcome", outcome));
+                    out.sum(OUTCOMES, "{run}", "Runs by how they ended.", attributes, count as f64);
+                }
+            }
+            let threshold = tx.apdex.threshold.as_secs_f64();
+            for (zone, count) in [
+                ("satisfied", tx.apdex.satisfied),
+                ("tolerating", tx.apdex.tolerating),
+                ("frustrated", tx.apdex.frustrated),
+            ] {
+                if count > 0 {
+                    let mut attributes = with(attributes.clone(), string("kuroko.apdex.zone", zone));
+                    attributes.push(double("kuroko.apdex.threshold", threshold));
+                    out.sum(APDEX, "{run}", "Runs by Apdex zone.", attributes, count as f64);
+                }
+            }
+        }
+        for segment in &tx.segments {
+            let mut attributes = with(attributes.clone(), string("kuroko.segment.kind", segment.kind.as_str()));
+            attributes.push(string("kuroko.segment.name", &*segment.name));
+            out.sum(
+                SEGMENT_CALLS,
+                "{call}",
+                "Calls of a segment.",
+                attributes.clone(),
+                segment.count as f64,
+            );
+            let total = segment.total_ns as f64 / 1e9;
+            out.sum(SEGMENT_DURATION, "s", "Time in a segment.", attributes.clone(), total);
+            let exclusive = segment.exclusive_ns as f64 / 1e9;
+            out.sum(
+                SEGMENT_EXCLUSIVE,
+                "s",
+                "Time in a segment less nested segments.",
+                attributes,
+                exclusive,
+            );
+        }
+    }
+    agent_health(&mut out, &harvest.stats, export, unix_nanos(started));
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(resource.clone()),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(scope()),
+                metrics: out.metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn agent_health(out: &mut Metrics, stats: &AgentStats, export: ExportStats, since: u64) {
+    out.gauge(
+        "kuroko.agent.series",
+        "{series}",
+        "Transactions tracked by the agent.",
+        stats.series as u64,
+    );
+    out.gauge(
+        "kuroko.agent.memory",
+        "By",
+        "Memory held by the agent's series.",
+        stats.memory_bytes as u64,
+    );
+    out.counter(
+        "kuroko.agent.overflowed_samples",
+        "{run}",
+        "Runs folded into the overflow series by the cardinality limit.",
+        stats.overflowed_samples,
+        since,
+    );
+    out.counter(
+        "kuroko.agent.dropped_errors",
+        "{error}",
+        "Errors not kept: the interval's table was full.",
+        stats.dropped_errors,
+        since,
+    );
+    out.counter(
+        "kuroko.agent.export.dropped_points",
+        "{point}",
+        "Data points dropped because the export buffer was full.",
+        export.dropped_points,
+        since,
+    );
+    out.counter(
+        "kuroko.agent.export.rejected_points",
+        "{point}",
+        "Data points the receiver rejected.",
+        export.rejected_points,
+        since,
+    );
+    out.counter(
+        "kuroko.agent.export.failures",
+        "{export}",
+        "Export attempts that failed.",
+        export.failed_exports,
+        since,
+    );
+}
+
+/// Number of data points in a metrics request.
+pub fn data_points(request: &ExportMetricsServiceRequest) -> u64 {
+    let mut points = 0;
+    for metric in request
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+    {
+        points += match &metric.data {
+            Some(metric::Data::Sum(sum)) => sum.data_points.len(),
+            Some(metric::Data::Gauge(gauge)) => gauge.data_points.len(),
+            Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
+            Some(metric::Data::Histogram(h)) => h.data_points.len(),
+            Some(metric::Data::Summary(s)) => s.data_points.len(),
+            None => 0,
+        } as u64;
+    }
+    points
+}
+
+/// The harvest's errors as log records following the `exception.*`
+/// conventions, one per distinct error with its count; `None` without errors.
+pub fn logs_request(harvest: &Harvest, resource: &Resource) -> Option<ExportLogsServiceRequest> {
+    if harvest.errors.is_empty() {
+        return None;
+    }
+    let observed = unix_nanos(harvest.end);
+    let records = harvest
+        .errors
+        .iter()
+        .map(|e| {
+            let mut attributes = vec![
+                string("exception.type", &e.error.error_type),
+                string("exception.message", &e.error.message),
+                string("kuroko.transaction", &*e.transaction),
+                int("kuroko.error.count", i64::try_from(e.count).unwrap_or(i64::MAX)),
+                int(
+                    "kuroko.error.first_seen",
+                    i64::try_from(unix_nanos(e.first_seen)).unwrap_or(i64::MAX),
+                ),
+            ];
+            if let Some(location) = &e.error.location {
+                match location
+                    .rsplit_once(':')
+                    .and_then(|(file, line)| Some((file, line.parse::<i64>().ok()?)))
+                {
+                    Some((file, line)) => {
+                        attributes.push(string("code.file.path", file));
+                        attributes.push(int("code.line.number", line));
+                    }
+                    None => attributes.push(string("code.file.path", location)),
+                }
+            }
+            if let Some(backtrace) = &e.error.backtrace {
+                attributes.push(string("exception.stacktrace", backtrace));
+            }
+            LogRecord {
+                time_unix_nano: unix_nanos(e.last_seen),
+                observed_time_unix_nano: observed,
+                severity_number: SeverityNumber::Error as i32,
+                severity_text: "ERROR".to_owned(),
+                event_name: "exception".to_owned(),
+                body: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(e.error.message.clone())),
+                }),
+                attributes,
+                ..Default::default()
+            }
+        })
+        .collect();
+    Some(ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(resource.clone()),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(scope()),
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    })
+}
