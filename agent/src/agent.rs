@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::clock::Stamp;
 use crate::config::{nanos, AgentConfig, ConfigError};
 use crate::errors::CapturedError;
 use crate::layout::Layout;
@@ -149,12 +150,14 @@ impl Agent {
         };
         let transactions = self.inner.registry.drain();
         let errors = self.inner.registry.errors.drain();
+        let traces = self.inner.registry.traces.drain(Stamp::now(), end);
         Harvest {
             start,
             end,
             elapsed,
             transactions,
             errors,
+            traces,
             stats: self.stats(),
         }
     }
@@ -169,6 +172,7 @@ impl Agent {
             overflowed_samples: registry.overflowed_samples(),
             sharded_series: registry.sharded(),
             dropped_errors: registry.errors.dropped(),
+            dropped_traces: registry.traces.dropped(),
             memory_bytes: registry.memory_bytes(),
         }
     }

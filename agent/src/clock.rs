@@ -10,6 +10,7 @@
 use std::sync::OnceLock;
 
 static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
+static EPOCH: OnceLock<Stamp> = OnceLock::new();
 
 fn clock() -> &'static quanta::Clock {
     CLOCK.get_or_init(quanta::Clock::new)
@@ -19,6 +20,7 @@ fn clock() -> &'static quanta::Clock {
 /// 10-20 ms), so that no request pays for it. Called by `Agent::new`.
 pub(crate) fn warm() {
     clock();
+    EPOCH.get_or_init(Stamp::now);
 }
 
 /// A point in time on the agent's clock.
@@ -37,6 +39,16 @@ impl Stamp {
     pub(crate) fn elapsed_ns(self) -> u64 {
         let clock = clock();
         clock.delta_as_nanos(self.0, clock.raw())
+    }
+
+    /// Nanoseconds from `earlier` to this stamp (zero if it is not earlier).
+    pub(crate) fn since(self, earlier: Stamp) -> u64 {
+        clock().delta_as_nanos(earlier.0, self.0)
+    }
+
+    /// Whole minutes since the clock's first stamp of the process.
+    pub(crate) fn minutes(self) -> u64 {
+        self.since(*EPOCH.get_or_init(Stamp::now)) / 60_000_000_000
     }
 }
 

@@ -57,6 +57,16 @@ pub struct AgentConfig {
     /// Most recording shards per hot series (rounded up to a power of two).
     /// Default: the number of cores, at most 8.
     pub max_shards: usize,
+    /// A run at least this many times its Apdex threshold is slow, and kept
+    /// as a trace (within the budget below). Default: 4.
+    pub slow_factor: u32,
+    /// Most slow traces kept per transaction per minute. Default: 10.
+    pub max_slow_traces_per_minute: u32,
+    /// Most segments kept in one trace. Default: 32.
+    pub max_trace_segments: usize,
+    /// Most slow traces kept per harvest interval, over all transactions.
+    /// Default: 200.
+    pub max_traces_per_interval: usize,
     /// Most memory, in bytes, spent on the extra shards of hot series; once
     /// spent, further series stay on one shard. Default: 32 MiB, which with
     /// 2,000 unsharded series (27 MiB) keeps the agent under 64 MiB.
@@ -80,6 +90,10 @@ impl Default for AgentConfig {
             hot_series_threshold: 1_000,
             max_shards: cores.min(8),
             shard_memory_budget: 32 << 20,
+            slow_factor: 4,
+            max_slow_traces_per_minute: 10,
+            max_trace_segments: 32,
+            max_traces_per_interval: 200,
         }
     }
 }

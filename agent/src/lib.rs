@@ -66,6 +66,7 @@ mod segments;
 mod series;
 mod snapshot;
 mod sync;
+mod traces;
 mod transaction;
 
 #[cfg(feature = "otlp")]
@@ -85,6 +86,7 @@ pub use snapshot::{
     clamp_quantile, AgentStats, Apdex, Bucket, Harvest, HistogramSnapshot, LayoutMismatch, OutcomeCounts,
     TransactionSnapshot,
 };
+pub use traces::{TraceSegment, TraceSnapshot};
 pub use transaction::{
     Outcome, Segment, SegmentGuard, SegmentKind, Timed, Transaction, TransactionGuard, TransactionKind,
     TransactionMeta, TransactionSpec,

@@ -13,9 +13,10 @@ use rustc_hash::FxHashMap;
 use crate::config::AgentConfig;
 use crate::errors::{truncate, ErrorLog};
 use crate::layout::Layout;
-use crate::series::Series;
+use crate::series::{Series, Tracing};
 use crate::snapshot::TransactionSnapshot;
 use crate::sync::lock;
+use crate::traces::TraceLog;
 use crate::transaction::{Transaction, TransactionKind, TransactionMeta, TransactionSpec};
 
 /// Name of the series that collects samples of transactions refused by the
@@ -37,6 +38,16 @@ thread_local! {
 
 static NEXT_REGISTRY: AtomicU64 = AtomicU64::new(1);
 
+fn tracing_for(config: &AgentConfig, log: &Arc<TraceLog>, apdex_t: std::time::Duration) -> Tracing {
+    Tracing {
+        log: log.clone(),
+        slow_ns: crate::config::nanos(apdex_t).saturating_mul(u64::from(config.slow_factor)),
+        per_minute: config.max_slow_traces_per_minute,
+        max_segments: config.max_trace_segments,
+        budget: Default::default(),
+    }
+}
+
 pub(crate) struct Registry {
     id: u64,
     pub(crate) config: AgentConfig,
@@ -48,6 +59,7 @@ pub(crate) struct Registry {
     overflowed_samples: AtomicU64,
     shard_bytes: AtomicUsize,
     pub(crate) errors: Arc<ErrorLog>,
+    pub(crate) traces: Arc<TraceLog>,
 }
 
 impl Registry {
@@ -66,12 +78,15 @@ impl Registry {
             apdex_t: config.apdex_t,
             overflow: true,
         };
+        let traces = Arc::new(TraceLog::new(config.max_traces_per_interval));
+        let overflow_tracing = tracing_for(&config, &traces, config.apdex_t);
         let overflow = Series::new(
             overflow_meta,
             layout,
             shards,
             config.max_segments_per_transaction,
             errors.clone(),
+            overflow_tracing,
         );
         Registry {
             id: NEXT_REGISTRY.fetch_add(1, Ordering::Relaxed),
@@ -85,6 +100,7 @@ impl Registry {
             overflowed_samples: AtomicU64::new(0),
             shard_bytes: AtomicUsize::new(0),
             errors,
+            traces,
             config,
         }
     }
@@ -110,12 +126,14 @@ impl Registry {
             route: spec.route.map(Arc::from),
             overflow: false,
         };
+        let tracing = tracing_for(&self.config, &self.traces, meta.apdex_t);
         let new = Series::new(
             meta,
             self.layout,
             self.shards,
             self.config.max_segments_per_transaction,
             self.errors.clone(),
+            tracing,
         );
         if self.config.hot_series_threshold == 0 {
             self.promote(&new);

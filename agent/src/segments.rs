@@ -32,6 +32,14 @@ impl SegmentStats {
         }
     }
 
+    pub(crate) fn kind(&self) -> SegmentKind {
+        self.kind
+    }
+
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
     /// Records one call: its whole duration, and the part not spent in
     /// nested segments.
     #[inline]

@@ -14,11 +14,13 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
+use crate::clock::Stamp;
 use crate::errors::{CapturedError, ErrorLog};
 use crate::layout::Layout;
 use crate::segments::SegmentTable;
 use crate::snapshot::{Apdex, HistogramSnapshot, OutcomeCounts, TransactionSnapshot};
 use crate::sync::thread_index;
+use crate::traces::{RunTrace, TraceBudget, TraceLog};
 use crate::transaction::{Outcome, TransactionMeta, OUTCOME_SLOTS};
 
 /// Interval totals of one shard, on their own cache lines.
@@ -64,6 +66,17 @@ pub(crate) struct Series {
     shard_mask: usize,
     pub(crate) segments: SegmentTable,
     errors: Arc<ErrorLog>,
+    tracing: Tracing,
+}
+
+/// What a series needs to keep slow runs as traces.
+pub(crate) struct Tracing {
+    pub(crate) log: Arc<TraceLog>,
+    /// Runs at or over this are slow.
+    pub(crate) slow_ns: u64,
+    pub(crate) per_minute: u32,
+    pub(crate) max_segments: usize,
+    pub(crate) budget: TraceBudget,
 }
 
 impl Series {
@@ -73,9 +86,11 @@ impl Series {
         shards: usize,
         max_segments: usize,
         errors: Arc<ErrorLog>,
+        tracing: Tracing,
     ) -> Self {
         let shards = shards.max(1).next_power_of_two();
         Series {
+            tracing,
             apdex_t_ns: crate::config::nanos(meta.apdex_t),
             meta: Arc::new(meta),
             layout,
@@ -127,6 +142,22 @@ impl Series {
         if let Some(slot) = outcome.slot() {
             stats.outcomes[slot].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Records a finished run that started at `start`, and keeps it as a
+    /// trace when it was slow and the minute's budget allows.
+    #[inline]
+    pub(crate) fn finish(&self, start: Stamp, ns: u64, outcome: Outcome, run: Option<Arc<RunTrace>>) {
+        self.record(ns, outcome);
+        let tracing = &self.tracing;
+        if ns >= tracing.slow_ns && tracing.budget.take(tracing.per_minute, Stamp::now()) {
+            tracing.log.keep(&self.meta, start, ns, outcome, run);
+        }
+    }
+
+    /// A new, empty record of one run's segments.
+    pub(crate) fn run_trace(&self, start: Stamp) -> Arc<RunTrace> {
+        Arc::new(RunTrace::new(start, self.tracing.max_segments))
     }
 
     pub(crate) fn capture_error(&self, error: CapturedError) {

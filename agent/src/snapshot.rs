@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use crate::errors::ErrorSnapshot;
 use crate::layout::Layout;
 use crate::segments::SegmentSnapshot;
+use crate::traces::TraceSnapshot;
 use crate::transaction::{SegmentKind, TransactionMeta};
 
 /// One interval's durations of one transaction: the non-empty counters of
@@ -279,6 +280,8 @@ pub struct AgentStats {
     pub sharded_series: usize,
     /// Errors not kept because an interval's error table was full.
     pub dropped_errors: u64,
+    /// Slow traces not kept because an interval's trace table was full.
+    pub dropped_traces: u64,
     /// Bytes held by the agent's series and tables.
     pub memory_bytes: usize,
 }
@@ -296,6 +299,8 @@ pub struct Harvest {
     pub transactions: Vec<TransactionSnapshot>,
     /// Distinct errors, with counts.
     pub errors: Vec<ErrorSnapshot>,
+    /// Slow runs kept as traces.
+    pub traces: Vec<TraceSnapshot>,
     /// The agent's own health at harvest time.
     pub stats: AgentStats,
 }

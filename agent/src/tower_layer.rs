@@ -41,8 +41,11 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 
+use std::sync::Arc;
+
 use crate::errors::CapturedError;
-use crate::transaction::{Outcome, Transaction, TransactionGuard, TransactionSpec};
+use crate::traces::RunTrace;
+use crate::transaction::{Outcome, Segment, SegmentKind, Transaction, TransactionGuard, TransactionSpec};
 use crate::Agent;
 
 /// A route template for the request, inserted by the application when the
@@ -51,13 +54,34 @@ use crate::Agent;
 pub struct RouteTemplate(pub Cow<'static, str>);
 
 /// The transaction of the request being served, as a request extension.
+/// Segments timed through it belong to this request's run, so they appear in
+/// its trace if the request turns out slow.
 #[derive(Clone, Debug)]
-pub struct CurrentTransaction(pub Transaction);
+pub struct CurrentTransaction {
+    tx: Transaction,
+    run: Option<Arc<RunTrace>>,
+}
+
+impl CurrentTransaction {
+    /// The transaction.
+    pub fn transaction(&self) -> &Transaction {
+        &self.tx
+    }
+
+    /// A segment of this request's run.
+    pub fn segment(&self, kind: SegmentKind, name: &str) -> Segment {
+        let stats = self.tx.series.segments.resolve(kind, name);
+        match &self.run {
+            Some(run) => Segment::in_run(stats, run.clone()),
+            None => self.tx.segment(kind, name),
+        }
+    }
+}
 
 impl std::ops::Deref for CurrentTransaction {
     type Target = Transaction;
     fn deref(&self) -> &Transaction {
-        &self.0
+        &self.tx
     }
 }
 
@@ -149,7 +173,8 @@ where
         let tx = self.transaction(&request);
         let mut guard = tx.start();
         guard.set_outcome(Outcome::Cancelled);
-        request.extensions_mut().insert(CurrentTransaction(tx));
+        let run = guard.run_trace();
+        request.extensions_mut().insert(CurrentTransaction { tx, run });
         match catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
             Ok(future) => ResponseFuture {
                 future,

@@ -60,6 +60,7 @@ use tracing_subscriber::Layer;
 use crate::clock::Stamp;
 use crate::errors::CapturedError;
 use crate::segments::SegmentStats;
+use crate::traces::RunTrace;
 use crate::transaction::{Outcome, SegmentKind, Transaction, TransactionSpec};
 use crate::Agent;
 
@@ -88,6 +89,14 @@ struct TxSpan {
     tx: Transaction,
     start: Stamp,
     outcome: Outcome,
+    /// The run's segments, for its trace; created by its first segment.
+    run: std::sync::OnceLock<Arc<RunTrace>>,
+}
+
+impl TxSpan {
+    fn run(&self) -> Arc<RunTrace> {
+        self.run.get_or_init(|| self.tx.series.run_trace(self.start)).clone()
+    }
 }
 
 /// Extension of a segment span. It holds no handle to its transaction (one
@@ -95,6 +104,7 @@ struct TxSpan {
 /// transaction by walking up to its span.
 struct SegSpan {
     stats: Arc<SegmentStats>,
+    run: Arc<RunTrace>,
     start: Stamp,
     nested_ns: u64,
     /// Whether the parent span is a segment that wants this one's time.
@@ -308,6 +318,7 @@ where
                     tx,
                     start: Stamp::now(),
                     outcome: fields.outcome(Outcome::Ok),
+                    run: std::sync::OnceLock::new(),
                 })
             });
             if let Some(tx_span) = started {
@@ -317,11 +328,11 @@ where
         }
         // A segment when the parent is a transaction or a segment.
         let Some(parent) = span.parent() else { return };
-        let (in_segment, direct) = {
+        let (in_segment, direct, run) = {
             let extensions = parent.extensions();
             match (extensions.get::<TxSpan>(), extensions.get::<SegSpan>()) {
-                (Some(transaction), _) => (false, Some(transaction.tx.clone())),
-                (None, Some(_)) => (true, None),
+                (Some(transaction), _) => (false, Some(transaction.tx.clone()), transaction.run()),
+                (None, Some(segment)) => (true, None, segment.run.clone()),
                 (None, None) => return,
             }
         };
@@ -346,6 +357,7 @@ where
         }
         span.extensions_mut().insert(SegSpan {
             stats,
+            run,
             start: Stamp::now(),
             nested_ns: 0,
             in_segment,
@@ -400,11 +412,16 @@ where
         let Some(span) = ctx.span(&id) else { return };
         let mut extensions = span.extensions_mut();
         if let Some(tx_span) = extensions.remove::<TxSpan>() {
-            tx_span.tx.record_nanos(tx_span.start.elapsed_ns(), tx_span.outcome);
+            let ns = tx_span.start.elapsed_ns();
+            tx_span
+                .tx
+                .series
+                .finish(tx_span.start, ns, tx_span.outcome, tx_span.run.into_inner());
         } else if let Some(segment) = extensions.remove::<SegSpan>() {
             drop(extensions);
             let total = segment.start.elapsed_ns();
             segment.stats.record(total, total.saturating_sub(segment.nested_ns));
+            segment.run.add(segment.stats.clone(), segment.start, total);
             if segment.in_segment {
                 if let Some(outer) = span.parent() {
                     if let Some(outer) = outer.extensions_mut().get_mut::<SegSpan>() {

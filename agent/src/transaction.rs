@@ -18,6 +18,7 @@ use crate::config::nanos;
 use crate::errors::CapturedError;
 use crate::segments::SegmentStats;
 use crate::series::Series;
+use crate::traces::RunTrace;
 
 /// What kind of work a transaction is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -269,6 +270,7 @@ impl Transaction {
             tx: Some(self.clone()),
             start: Stamp::now(),
             outcome: Outcome::Ok,
+            run: std::sync::OnceLock::new(),
         }
     }
 
@@ -311,6 +313,7 @@ impl Transaction {
     pub fn segment(&self, kind: SegmentKind, name: &str) -> Segment {
         Segment {
             stats: self.series.segments.resolve(kind, name),
+            run: None,
         }
     }
 
@@ -330,6 +333,9 @@ pub struct TransactionGuard {
     tx: Option<Transaction>,
     start: Stamp,
     outcome: Outcome,
+    /// This run's segments, for its trace if it turns out slow; created by
+    /// its first segment.
+    run: std::sync::OnceLock<Arc<RunTrace>>,
 }
 
 impl TransactionGuard {
@@ -369,15 +375,31 @@ impl TransactionGuard {
         }
     }
 
-    /// Starts timing a segment of this run.
+    /// Starts timing a segment of this run (kept in the run's trace if the
+    /// run turns out slow).
     pub fn segment(&self, kind: SegmentKind, name: &str) -> SegmentGuard {
         match &self.tx {
-            Some(tx) => tx.segment(kind, name).start(),
+            Some(tx) => {
+                let run = self.run.get_or_init(|| tx.series.run_trace(self.start));
+                let segment = Segment {
+                    stats: tx.series.segments.resolve(kind, name),
+                    run: Some(run.clone()),
+                };
+                segment.start()
+            }
             None => SegmentGuard {
                 stats: None,
                 start: Stamp::now(),
+                run: None,
             },
         }
+    }
+
+    /// A handle to this run's segments that can be moved elsewhere (a
+    /// handler, another task); what it records counts in this run's trace.
+    pub(crate) fn run_trace(&self) -> Option<Arc<RunTrace>> {
+        let tx = self.tx.as_ref()?;
+        Some(self.run.get_or_init(|| tx.series.run_trace(self.start)).clone())
     }
 
     /// Drops the run without recording it.
@@ -392,7 +414,8 @@ impl TransactionGuard {
 impl Drop for TransactionGuard {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
-            tx.series.record(self.start.elapsed_ns(), self.outcome);
+            tx.series
+                .finish(self.start, self.start.elapsed_ns(), self.outcome, self.run.take());
         }
     }
 }
@@ -430,6 +453,8 @@ impl<F: Future> Future for Timed<F> {
 #[derive(Clone, Debug)]
 pub struct Segment {
     stats: Arc<SegmentStats>,
+    /// The run whose trace the calls belong to, if any.
+    run: Option<Arc<RunTrace>>,
 }
 
 impl Segment {
@@ -438,6 +463,9 @@ impl Segment {
     pub fn record(&self, duration: Duration) {
         let ns = nanos(duration);
         self.stats.record(ns, ns);
+        if let Some(run) = &self.run {
+            run.add_ending_now(self.stats.clone(), ns);
+        }
     }
 
     /// Starts timing one call; recorded when the guard is dropped.
@@ -445,7 +473,12 @@ impl Segment {
         SegmentGuard {
             stats: Some(self.stats.clone()),
             start: Stamp::now(),
+            run: self.run.clone(),
         }
+    }
+
+    pub(crate) fn in_run(stats: Arc<SegmentStats>, run: Arc<RunTrace>) -> Segment {
+        Segment { stats, run: Some(run) }
     }
 }
 
@@ -455,6 +488,7 @@ impl Segment {
 pub struct SegmentGuard {
     stats: Option<Arc<SegmentStats>>,
     start: Stamp,
+    run: Option<Arc<RunTrace>>,
 }
 
 impl Drop for SegmentGuard {
@@ -462,6 +496,9 @@ impl Drop for SegmentGuard {
         if let Some(stats) = self.stats.take() {
             let ns = self.start.elapsed_ns();
             stats.record(ns, ns);
+            if let Some(run) = self.run.take() {
+                run.add(stats, self.start, ns);
+            }
         }
     }
 }

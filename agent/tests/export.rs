@@ -18,8 +18,11 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, ExponentialHistogramDataPoint};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 
@@ -36,6 +39,7 @@ enum Answer {
 struct Received {
     metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
     logs: Arc<Mutex<Vec<ExportLogsServiceRequest>>>,
+    traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
     headers: Arc<Mutex<Vec<(String, String)>>>,
     answer: Arc<Mutex<Answer>>,
 }
@@ -45,6 +49,7 @@ impl Received {
         Received {
             metrics: Arc::default(),
             logs: Arc::default(),
+            traces: Arc::default(),
             headers: Arc::default(),
             answer: Arc::new(Mutex::new(answer)),
         }
@@ -79,6 +84,16 @@ impl Received {
             }
         }
         points
+    }
+
+    fn spans(&self) -> Vec<Span> {
+        let traces = self.traces.lock().unwrap().clone();
+        traces
+            .into_iter()
+            .flat_map(|t| t.resource_spans)
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans)
+            .collect()
     }
 
     fn count(&self, name: &str) -> u64 {
@@ -168,15 +183,28 @@ impl LogsService for Received {
     }
 }
 
+#[tonic::async_trait]
+impl TraceService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.traces.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
 /// Serves OTLP/gRPC on `listener` until the returned task is aborted.
 fn serve_grpc(listener: tokio::net::TcpListener, received: Received) -> tokio::task::JoinHandle<()> {
     let metrics = MetricsServiceServer::new(received.clone()).accept_compressed(CompressionEncoding::Gzip);
-    let logs = LogsServiceServer::new(received).accept_compressed(CompressionEncoding::Gzip);
+    let logs = LogsServiceServer::new(received.clone()).accept_compressed(CompressionEncoding::Gzip);
+    let traces = TraceServiceServer::new(received).accept_compressed(CompressionEncoding::Gzip);
     tokio::spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
         let _ = tonic::transport::Server::builder()
             .add_service(metrics)
             .add_service(logs)
+            .add_service(traces)
             .serve_with_incoming(incoming)
             .await;
     })
@@ -198,6 +226,7 @@ fn serve_http(listener: tokio::net::TcpListener, received: Received) -> tokio::t
         }
     }
     let for_metrics = received.clone();
+    let for_traces = received.clone();
     let app = axum::Router::new()
         .route(
             "/v1/metrics",
@@ -225,6 +254,18 @@ fn serve_http(listener: tokio::net::TcpListener, received: Received) -> tokio::t
             }),
         )
         .route(
+            "/v1/traces",
+            axum::routing::post(move |headers: HeaderMap, bytes: Bytes| {
+                let received = for_traces.clone();
+                async move {
+                    let request =
+                        ExportTraceServiceRequest::decode(body(&headers, &bytes).as_slice()).expect("valid protobuf");
+                    received.traces.lock().unwrap().push(request);
+                    (StatusCode::OK, ExportTraceServiceResponse::default().encode_to_vec())
+                }
+            }),
+        )
+        .route(
             "/v1/logs",
             axum::routing::post(move |headers: HeaderMap, bytes: Bytes| {
                 let received = received.clone();
@@ -239,6 +280,14 @@ fn serve_http(listener: tokio::net::TcpListener, received: Received) -> tokio::t
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     })
+}
+
+/// Serves OTLP over `protocol` on `listener`.
+fn serve(protocol: Protocol, listener: tokio::net::TcpListener, received: Received) -> tokio::task::JoinHandle<()> {
+    match protocol {
+        Protocol::Grpc => serve_grpc(listener, received),
+        Protocol::HttpProtobuf => serve_http(listener, received),
+    }
 }
 
 fn config(protocol: Protocol, address: std::net::SocketAddr) -> ExportConfig {
@@ -492,10 +541,7 @@ async fn a_dead_collector_loses_nothing_within_the_buffer() {
 
         let received = Received::new(Answer::Accept);
         let listener = tokio::net::TcpListener::bind(address).await.unwrap();
-        let server = match protocol {
-            Protocol::Grpc => serve_grpc(listener, received.clone()),
-            Protocol::HttpProtobuf => serve_http(listener, received.clone()),
-        };
+        let server = serve(protocol, listener, received.clone());
         eventually("the outage's runs", || received.count("GET /outage") >= 3_000).await;
         exporter.shutdown().await;
         assert_eq!(
@@ -562,10 +608,7 @@ async fn refusals_and_partial_success_are_not_retried() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let received = Received::new(answer);
-        let server = match protocol {
-            Protocol::Grpc => serve_grpc(listener, received.clone()),
-            Protocol::HttpProtobuf => serve_http(listener, received.clone()),
-        };
+        let server = serve(protocol, listener, received.clone());
         let agent = Agent::default();
         let exporter = agent.export(config(protocol, address)).unwrap();
         for _ in 0..6 {
@@ -605,6 +648,81 @@ async fn refusals_and_partial_success_are_not_retried() {
             }
         }
         exporter.shutdown().await;
+        server.abort();
+    }
+}
+
+/// Runs over 4 × Apdex T arrive as traces — the run and its segments — at
+/// most 10 a minute per transaction, and the duration histogram carries
+/// exemplars pointing at them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_runs_arrive_as_traces_with_exemplars() {
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let received = Received::new(Answer::Accept);
+        let server = serve(protocol, listener, received.clone());
+        let agent = Agent::default();
+        let exporter = agent.export(config(protocol, address)).unwrap();
+        // T = 5 ms, so runs of 20 ms or more are slow.
+        let report = agent.register(TransactionSpec::web("GET", "/reports/{id}").apdex(Duration::from_millis(5)));
+        for i in 0..15 {
+            let mut run = report.start();
+            {
+                let _query = run.segment(kuroko_agent::SegmentKind::Database, "SELECT report_rows");
+                tokio::time::sleep(Duration::from_millis(22)).await;
+            }
+            if i == 0 {
+                run.set_status(500);
+            }
+        }
+        for _ in 0..5 {
+            drop(report.start()); // fast: not traced
+        }
+        exporter.shutdown().await;
+        eventually("10 traces", || {
+            received.spans().iter().filter(|s| s.parent_span_id.is_empty()).count() >= 10
+        })
+        .await;
+
+        let spans = received.spans();
+        let roots: Vec<&Span> = spans.iter().filter(|s| s.parent_span_id.is_empty()).collect();
+        assert_eq!(
+            roots.len(),
+            10,
+            "{protocol:?}: at most 10 traces a minute per transaction"
+        );
+        for root in &roots {
+            assert_eq!(root.name, "GET /reports/{id}");
+            assert_eq!(root.kind, 2, "SERVER");
+            assert!(root.end_time_unix_nano - root.start_time_unix_nano >= 20_000_000);
+            let children: Vec<&Span> = spans.iter().filter(|s| s.parent_span_id == root.span_id).collect();
+            assert_eq!(children.len(), 1);
+            let query = children[0];
+            assert_eq!(
+                (query.name.as_str(), query.kind, &query.trace_id),
+                ("SELECT report_rows", 3, &root.trace_id)
+            );
+            assert!(query.start_time_unix_nano >= root.start_time_unix_nano);
+            assert!(query.end_time_unix_nano <= root.end_time_unix_nano + 1_000_000);
+            assert!(query.end_time_unix_nano - query.start_time_unix_nano >= 20_000_000);
+        }
+        assert!(
+            roots.iter().any(|r| r.status.as_ref().is_some_and(|s| s.code == 2)),
+            "the 500 is an error span"
+        );
+
+        let trace_ids: HashSet<Vec<u8>> = roots.iter().map(|r| r.trace_id.clone()).collect();
+        let exemplars: Vec<_> = received
+            .points("GET /reports/{id}")
+            .into_iter()
+            .flat_map(|p| p.exemplars)
+            .collect();
+        assert_eq!(exemplars.len(), 10, "one exemplar per kept trace");
+        assert!(
+            exemplars.iter().all(|e| trace_ids.contains(&e.trace_id)),
+            "exemplars point at the traces"
+        );
         server.abort();
     }
 }

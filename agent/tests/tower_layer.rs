@@ -7,12 +7,18 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use kuroko_agent::tower_layer::{CurrentTransaction, KurokoLayer};
-use kuroko_agent::{Agent, SegmentKind, TransactionKind};
+use kuroko_agent::{Agent, SegmentKind, TransactionKind, TransactionSpec};
 
 async fn show_card(Path(id): Path<u32>, Extension(tx): Extension<CurrentTransaction>) -> String {
     let _query = tx.segment(SegmentKind::Database, "SELECT cards").start();
     tokio::time::sleep(Duration::from_millis(2)).await;
     format!("card {id}")
+}
+
+async fn export_report(Extension(tx): Extension<CurrentTransaction>) -> &'static str {
+    let _render = tx.segment(SegmentKind::Code, "render PDF").start();
+    tokio::time::sleep(Duration::from_millis(25)).await;
+    "report"
 }
 
 async fn pay() -> StatusCode {
@@ -28,6 +34,7 @@ async fn serve(agent: Agent) -> String {
         .route("/cards/{id}", get(show_card))
         .route("/payments", post(pay))
         .route("/explode", get(explode))
+        .route("/reports/{id}", get(export_report))
         .layer(KurokoLayer::new(agent));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -40,6 +47,8 @@ async fn serve(agent: Agent) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_become_route_template_transactions() {
     let agent = Agent::default();
+    // Reports are slow from 4 × 5 ms on: their runs are kept as traces.
+    agent.register(TransactionSpec::web("GET", "/reports/{id}").apdex(Duration::from_millis(5)));
     let base = serve(agent.clone()).await;
     let client = reqwest::Client::new();
 
@@ -55,6 +64,11 @@ async fn requests_become_route_template_transactions() {
             .expect("POST payment");
         assert_eq!(response.status(), 502);
     }
+    client
+        .get(format!("{base}/reports/9"))
+        .send()
+        .await
+        .expect("GET report");
     let missing = client.get(format!("{base}/nope/42")).send().await.expect("GET missing");
     assert_eq!(missing.status(), 404);
     // The handler panics: the connection drops, the panic is recorded and re-raised.
@@ -94,6 +108,25 @@ async fn requests_become_route_template_transactions() {
         .expect("panic captured");
     assert_eq!(panic.error.error_type, "panic");
     assert_eq!(panic.error.message, "card reader on fire");
+
+    // The slow request's trace holds the segment its handler timed.
+    let trace = harvest
+        .traces
+        .iter()
+        .find(|t| &*t.meta.name == "GET /reports/{id}")
+        .expect("slow request traced");
+    assert_eq!(trace.outcome, kuroko_agent::Outcome::Status(200));
+    assert_eq!(trace.segments.len(), 1);
+    assert_eq!(
+        (&*trace.segments[0].name, trace.segments[0].kind),
+        ("render PDF", SegmentKind::Code)
+    );
+    assert!(trace.segments[0].duration >= Duration::from_millis(25));
+    assert!(trace.segments[0].start >= trace.start);
+    assert!(
+        harvest.traces.iter().all(|t| &*t.meta.name == "GET /reports/{id}"),
+        "fast requests are not traced"
+    );
 
     // The server survived its handler's panic.
     let again = client

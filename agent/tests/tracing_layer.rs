@@ -42,6 +42,8 @@ impl std::io::Write for Output {
 #[test]
 fn spans_become_transactions_and_segments_beside_other_layers() {
     let agent = Agent::default();
+    // The import job is slow from 4 × 1 ms on: its runs are kept as traces.
+    agent.register(kuroko_agent::TransactionSpec::job("import-cards").apdex(Duration::from_millis(1)));
     let exported = Collect::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exported.clone())
@@ -88,6 +90,8 @@ fn spans_become_transactions_and_segments_beside_other_layers() {
         let import = info_span!("import", kuroko.transaction = "import-cards");
         import.in_scope(|| {
             let _parse = info_span!("parse row", error = "row 9: bad checksum").entered();
+            let _insert = info_span!("INSERT cards", db.system = "postgresql").entered();
+            std::thread::sleep(Duration::from_millis(5));
         });
         // A span outside any transaction is ignored.
     });
@@ -140,6 +144,15 @@ fn spans_become_transactions_and_segments_beside_other_layers() {
     assert_eq!(error.error.error_type, "RollupError");
     assert_eq!(error.error.message, "partition 17 is locked");
     assert!(error.error.location.as_deref().unwrap().contains("tracing_layer.rs"));
+    let trace = harvest
+        .traces
+        .iter()
+        .find(|t| &*t.meta.name == "import-cards")
+        .expect("the slow job's trace");
+    let names: Vec<&str> = trace.segments.iter().map(|s| &*s.name).collect();
+    assert_eq!(names, ["INSERT cards", "parse row"], "segments in the order they ended");
+    assert_eq!(trace.segments[0].kind, SegmentKind::Database);
+    assert!(trace.outcome.is_error());
     let import = harvest.transaction("import-cards").expect("the import transaction");
     assert_eq!((import.count, import.error_count), (1, 1));
     let bad_row = harvest

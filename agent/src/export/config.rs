@@ -55,6 +55,8 @@ pub struct ExportConfig {
     pub metrics_endpoint: Option<String>,
     /// Full URL for logs, used as is (HTTP only).
     pub logs_endpoint: Option<String>,
+    /// Full URL for traces, used as is (HTTP only).
+    pub traces_endpoint: Option<String>,
     /// Headers sent with every export, e.g. an auth token.
     pub headers: Vec<(String, String)>,
     /// Longest an export may take. Default: 10 s.
@@ -88,6 +90,7 @@ impl Default for ExportConfig {
             endpoint: None,
             metrics_endpoint: None,
             logs_endpoint: None,
+            traces_endpoint: None,
             headers: Vec::new(),
             timeout: Duration::from_secs(10),
             gzip: true,
@@ -145,7 +148,8 @@ impl ExportConfig {
     /// This configuration with `OTEL_*` variables read through `lookup`:
     /// `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`, `http/protobuf`),
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`,
-    /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS`,
+    /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
+    /// `OTEL_EXPORTER_OTLP_HEADERS`,
     /// `OTEL_EXPORTER_OTLP_TIMEOUT` (ms), `OTEL_EXPORTER_OTLP_COMPRESSION`
     /// (`gzip`, `none`), `OTEL_METRIC_EXPORT_INTERVAL` (ms),
     /// `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`. Variables win over
@@ -175,6 +179,9 @@ impl ExportConfig {
         }
         if let Some(endpoint) = get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") {
             self.logs_endpoint = Some(endpoint.trim().to_owned());
+        }
+        if let Some(endpoint) = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            self.traces_endpoint = Some(endpoint.trim().to_owned());
         }
         if let Some(headers) = get("OTEL_EXPORTER_OTLP_HEADERS") {
             self.headers.extend(pairs("OTEL_EXPORTER_OTLP_HEADERS", &headers)?);
@@ -226,7 +233,7 @@ impl ExportConfig {
                 return Err(ExportConfigError::Zero(name));
             }
         }
-        for url in [self.metrics_url(), self.logs_url()] {
+        for url in [self.metrics_url(), self.logs_url(), self.traces_url()] {
             if url.starts_with("https://") {
                 return Err(ExportConfigError::Tls(url));
             }
@@ -263,6 +270,15 @@ impl ExportConfig {
         match (self.protocol, &self.logs_endpoint) {
             (Protocol::HttpProtobuf, Some(url)) => url.clone(),
             (Protocol::HttpProtobuf, None) => format!("{}/v1/logs", self.base()),
+            (Protocol::Grpc, _) => self.base(),
+        }
+    }
+
+    /// Where traces go: the gRPC endpoint, or the HTTP URL.
+    pub fn traces_url(&self) -> String {
+        match (self.protocol, &self.traces_endpoint) {
+            (Protocol::HttpProtobuf, Some(url)) => url.clone(),
+            (Protocol::HttpProtobuf, None) => format!("{}/v1/traces", self.base()),
             (Protocol::Grpc, _) => self.base(),
         }
     }

@@ -5,16 +5,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge,
-    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    exemplar, metric, number_data_point, AggregationTemporality, Exemplar, ExponentialHistogram,
+    ExponentialHistogramDataPoint, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
+};
 
 use super::exponential;
-use crate::{AgentStats, Harvest, TransactionKind, TransactionSnapshot};
+use crate::{AgentStats, Harvest, Outcome, SegmentKind, TraceSnapshot, TransactionKind, TransactionSnapshot};
 
 /// Instrumentation scope of everything the agent sends.
 pub const SCOPE_NAME: &str = "kuroko-agent";
@@ -214,6 +218,7 @@ pub fn metrics_request(
                 positive: Some(buckets.positive),
                 min: Some(tx.min_ns as f64 / 1e9),
                 max: Some(tx.max_ns as f64 / 1e9),
+                exemplars: exemplars(harvest, tx),
                 ..Default::default()
             };
             let (name, description) = match tx.meta.kind {
@@ -289,6 +294,22 @@ pub fn metrics_request(
             ..Default::default()
         }],
     }
+}
+
+/// The kept slow runs of `tx`, as exemplars pointing at their traces.
+fn exemplars(harvest: &Harvest, tx: &TransactionSnapshot) -> Vec<Exemplar> {
+    harvest
+        .traces
+        .iter()
+        .filter(|trace| std::sync::Arc::ptr_eq(&trace.meta, &tx.meta))
+        .map(|trace| Exemplar {
+            time_unix_nano: unix_nanos(trace.start + trace.duration),
+            value: Some(exemplar::Value::AsDouble(trace.duration.as_secs_f64())),
+            span_id: trace.span_id.to_vec(),
+            trace_id: trace.trace_id.to_vec(),
+            ..Default::default()
+        })
+        .collect()
 }
 
 fn agent_health(out: &mut Metrics, stats: &AgentStats, export: ExportStats, since: u64) {
@@ -423,4 +444,83 @@ pub fn logs_request(harvest: &Harvest, resource: &Resource) -> Option<ExportLogs
             ..Default::default()
         }],
     })
+}
+
+/// The harvest's slow runs as OTLP spans: one `SERVER` (web) or `INTERNAL`
+/// (job) span per run, with one child span per segment (`CLIENT` for
+/// database and external calls, `INTERNAL` for code); `None` without any.
+pub fn traces_request(harvest: &Harvest, resource: &Resource) -> Option<ExportTraceServiceRequest> {
+    if harvest.traces.is_empty() {
+        return None;
+    }
+    let spans = harvest.traces.iter().flat_map(trace_spans).collect();
+    Some(ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource.clone()),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(scope()),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    })
+}
+
+fn trace_spans(trace: &TraceSnapshot) -> Vec<Span> {
+    let mut attributes = vec![string("kuroko.transaction", &*trace.meta.name)];
+    if let (Some(method), Some(route)) = (&trace.meta.method, &trace.meta.route) {
+        attributes.push(string("http.request.method", &**method));
+        attributes.push(string("http.route", &**route));
+    }
+    if let Some(feature) = &trace.meta.feature {
+        attributes.push(string("kuroko.feature", &**feature));
+    }
+    if let Outcome::Status(code) = trace.outcome {
+        attributes.push(int("http.response.status_code", i64::from(code)));
+    }
+    if trace.dropped_segments > 0 {
+        attributes.push(int("kuroko.trace.dropped_segments", i64::from(trace.dropped_segments)));
+    }
+    let status = if trace.outcome.is_error() {
+        Status {
+            code: StatusCode::Error as i32,
+            message: format!("{:?}", trace.outcome),
+        }
+    } else {
+        Status::default()
+    };
+    let kind = match trace.meta.kind {
+        TransactionKind::Web => SpanKind::Server,
+        TransactionKind::Job => SpanKind::Internal,
+    };
+    let mut spans = vec![Span {
+        trace_id: trace.trace_id.to_vec(),
+        span_id: trace.span_id.to_vec(),
+        name: trace.meta.name.to_string(),
+        kind: kind as i32,
+        start_time_unix_nano: unix_nanos(trace.start),
+        end_time_unix_nano: unix_nanos(trace.start + trace.duration),
+        attributes,
+        status: Some(status),
+        ..Default::default()
+    }];
+    for segment in &trace.segments {
+        let kind = match segment.kind {
+            SegmentKind::Database | SegmentKind::External => SpanKind::Client,
+            SegmentKind::Code => SpanKind::Internal,
+        };
+        spans.push(Span {
+            trace_id: trace.trace_id.to_vec(),
+            span_id: segment.span_id.to_vec(),
+            parent_span_id: trace.span_id.to_vec(),
+            name: segment.name.to_string(),
+            kind: kind as i32,
+            start_time_unix_nano: unix_nanos(segment.start),
+            end_time_unix_nano: unix_nanos(segment.start + segment.duration),
+            attributes: vec![string("kuroko.segment.kind", segment.kind.as_str())],
+            ..Default::default()
+        });
+    }
+    spans
 }

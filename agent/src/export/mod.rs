@@ -35,6 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::sync::oneshot;
 
@@ -182,6 +183,7 @@ impl Agent {
 struct Queued {
     metrics: Option<ExportMetricsServiceRequest>,
     logs: Option<ExportLogsServiceRequest>,
+    traces: Option<ExportTraceServiceRequest>,
     points: u64,
 }
 
@@ -277,10 +279,13 @@ impl Task {
             self.started,
         );
         let logs = encode::logs_request(&harvest, &self.resource);
-        let points = encode::data_points(&metrics) + logs.as_ref().map_or(0, log_records);
+        let traces = encode::traces_request(&harvest, &self.resource);
+        let points =
+            encode::data_points(&metrics) + logs.as_ref().map_or(0, log_records) + traces.as_ref().map_or(0, spans);
         self.queue.push_back(Queued {
             metrics: Some(metrics),
             logs,
+            traces,
             points,
         });
         while self.queue.len() > self.config.buffer_intervals {
@@ -313,6 +318,14 @@ impl Task {
                 let outcome = transport.logs(&logs).await;
                 if self.settle(outcome, log_records(&logs), "error log").is_err() {
                     front.logs = Some(logs);
+                    self.queue.push_front(front);
+                    return Err(());
+                }
+            }
+            if let Some(traces) = front.traces.take() {
+                let outcome = transport.traces(&traces).await;
+                if self.settle(outcome, spans(&traces), "trace span").is_err() {
+                    front.traces = Some(traces);
                     self.queue.push_front(front);
                     return Err(());
                 }
@@ -362,6 +375,15 @@ fn log_records(logs: &ExportLogsServiceRequest) -> u64 {
         .iter()
         .flat_map(|r| &r.scope_logs)
         .map(|s| s.log_records.len() as u64)
+        .sum()
+}
+
+fn spans(traces: &ExportTraceServiceRequest) -> u64 {
+    traces
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
         .sum()
 }
 

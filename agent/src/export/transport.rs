@@ -14,6 +14,8 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsSe
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -45,6 +47,7 @@ pub(crate) enum Transport {
     Grpc {
         metrics: MetricsServiceClient<Channel>,
         logs: LogsServiceClient<Channel>,
+        traces: TraceServiceClient<Channel>,
         headers: MetadataMap,
         timeout: Duration,
     },
@@ -52,6 +55,7 @@ pub(crate) enum Transport {
         client: reqwest::Client,
         metrics_url: String,
         logs_url: String,
+        traces_url: String,
         headers: reqwest::header::HeaderMap,
         gzip: bool,
     },
@@ -85,21 +89,19 @@ impl Transport {
                     let value = MetadataValue::try_from(value.as_str()).map_err(|_| bad_header(name))?;
                     headers.insert(key, value);
                 }
-                let (mut metrics, mut logs) = (
-                    MetricsServiceClient::new(channel.clone()),
-                    LogsServiceClient::new(channel),
-                );
+                let mut metrics = MetricsServiceClient::new(channel.clone());
+                let mut logs = LogsServiceClient::new(channel.clone());
+                let mut traces = TraceServiceClient::new(channel);
                 if config.gzip {
-                    metrics = metrics
-                        .send_compressed(CompressionEncoding::Gzip)
-                        .accept_compressed(CompressionEncoding::Gzip);
-                    logs = logs
-                        .send_compressed(CompressionEncoding::Gzip)
-                        .accept_compressed(CompressionEncoding::Gzip);
+                    let gzip = CompressionEncoding::Gzip;
+                    metrics = metrics.send_compressed(gzip).accept_compressed(gzip);
+                    logs = logs.send_compressed(gzip).accept_compressed(gzip);
+                    traces = traces.send_compressed(gzip).accept_compressed(gzip);
                 }
                 Ok(Transport::Grpc {
                     metrics,
                     logs,
+                    traces,
                     headers,
                     timeout: config.timeout,
                 })
@@ -120,6 +122,7 @@ impl Transport {
                     client,
                     metrics_url: config.metrics_url(),
                     logs_url: config.logs_url(),
+                    traces_url: config.traces_url(),
                     headers,
                     gzip: config.gzip,
                 })
@@ -176,6 +179,36 @@ impl Transport {
                     .ok()
                     .and_then(|r| r.partial_success);
                 Ok(partial.map_or_else(Accepted::default, |p| accepted(p.rejected_log_records, p.error_message)))
+            }
+        }
+    }
+}
+
+impl Transport {
+    pub(crate) async fn traces(&mut self, request: &ExportTraceServiceRequest) -> Result<Accepted, SendError> {
+        match self {
+            Transport::Grpc {
+                traces,
+                headers,
+                timeout,
+                ..
+            } => {
+                let response = traces.export(grpc_request(request.clone(), headers, *timeout)).await;
+                let partial = response.map_err(grpc_error)?.into_inner().partial_success;
+                Ok(partial.map_or_else(Accepted::default, |p| accepted(p.rejected_spans, p.error_message)))
+            }
+            Transport::Http {
+                client,
+                traces_url,
+                headers,
+                gzip,
+                ..
+            } => {
+                let body = post(client, traces_url, headers, *gzip, request.encode_to_vec()).await?;
+                let partial = ExportTraceServiceResponse::decode(body.as_slice())
+                    .ok()
+                    .and_then(|r| r.partial_success);
+                Ok(partial.map_or_else(Accepted::default, |p| accepted(p.rejected_spans, p.error_message)))
             }
         }
     }
