@@ -5,7 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# (Nothing beyond Rust is needed yet: later issues install their servers here.)
+# Python's official OTLP classes (opentelemetry-proto, with protobuf), which
+# agent/tests/interop_python.rs decodes the agent's messages with
+# (tests/python/check_otlp.py). Skipped when already installed.
+if ! python3 -c 'import opentelemetry.proto, google.protobuf' 2>/dev/null; then
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check 'opentelemetry-proto>=1.27'
+fi
 
 cargo test --workspace
 cargo test -p kuroko-agent --benches

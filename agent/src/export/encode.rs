@@ -206,7 +206,9 @@ pub fn metrics_request(
     for tx in &harvest.transactions {
         let attributes = transaction_attributes(tx);
         if tx.count > 0 {
-            let buckets = exponential::from_hdr(&tx.histogram, scale);
+            // Extremes of the positive samples, for clamping the buckets.
+            let range = (tx.min_ns > 0).then(|| (tx.min_ns as f64 / 1e9, tx.max_ns as f64 / 1e9));
+            let buckets = exponential::from_hdr(&tx.histogram, scale, range);
             let point = ExponentialHistogramDataPoint {
                 attributes: attributes.clone(),
                 start_time_unix_nano: out.start,
@@ -215,6 +217,7 @@ pub fn metrics_request(
                 sum: Some(tx.sum_ns as f64 / 1e9),
                 scale: buckets.scale,
                 zero_count: buckets.zero_count,
+                zero_threshold: buckets.zero_threshold,
                 positive: Some(buckets.positive),
                 min: Some(tx.min_ns as f64 / 1e9),
                 max: Some(tx.max_ns as f64 / 1e9),

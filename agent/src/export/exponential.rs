@@ -24,12 +24,16 @@ use crate::HistogramSnapshot;
 pub const DEFAULT_SCALE: i32 = 7;
 
 /// Exponential buckets of one histogram, values in seconds.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ExponentialBuckets {
     /// The scale.
     pub scale: i32,
-    /// Samples of exactly zero.
+    /// Samples in the zero region `[0, zero_threshold]`.
     pub zero_count: u64,
+    /// Upper edge of the zero region, in seconds: the width of the HDR
+    /// histogram's first bucket (values below the lowest discernible value
+    /// are not told apart from zero).
+    pub zero_threshold: f64,
     /// Positive buckets: offset of the first, then contiguous counts.
     pub positive: Buckets,
 }
@@ -52,16 +56,29 @@ pub fn bucket_bounds(index: i32, scale: i32) -> (f64, f64) {
 }
 
 /// Converts an HDR snapshot of nanoseconds into exponential buckets of seconds.
-pub fn from_hdr(histogram: &HistogramSnapshot, scale: i32) -> ExponentialBuckets {
+///
+/// The HDR bucket that starts at zero goes to `zero_count`, its upper edge
+/// becoming `zero_threshold`. When the exact extremes are known, pass them as
+/// `range` (seconds): no bucket is then placed below the minimum's bucket or
+/// above the maximum's, which only tightens the bound above.
+pub fn from_hdr(histogram: &HistogramSnapshot, scale: i32, range: Option<(f64, f64)>) -> ExponentialBuckets {
     let mut zero_count = 0;
+    let mut zero_threshold = 0.0;
+    let bounds = range
+        .filter(|(min, _)| *min > 0.0)
+        .map(|(min, max)| (bucket_index(min, scale), bucket_index(max, scale)));
     let mut placed: Vec<(i32, u64)> = Vec::new();
     for bucket in histogram.buckets() {
-        let midpoint_ns = (bucket.low as f64 + bucket.high as f64) / 2.0;
-        if midpoint_ns <= 0.0 {
+        if bucket.low == 0 {
             zero_count += bucket.count;
+            zero_threshold = bucket.high as f64 / 1e9;
             continue;
         }
-        let index = bucket_index(midpoint_ns / 1e9, scale);
+        let midpoint_ns = (bucket.low as f64 + bucket.high as f64) / 2.0;
+        let mut index = bucket_index(midpoint_ns / 1e9, scale);
+        if let Some((lowest, highest)) = bounds {
+            index = index.clamp(lowest, highest.max(lowest));
+        }
         match placed.last_mut() {
             // HDR buckets come in ascending order, so equal indexes are adjacent.
             Some((last, count)) if *last == index => *count += bucket.count,
@@ -84,6 +101,7 @@ pub fn from_hdr(histogram: &HistogramSnapshot, scale: i32) -> ExponentialBuckets
     ExponentialBuckets {
         scale,
         zero_count,
+        zero_threshold,
         positive,
     }
 }
@@ -120,6 +138,30 @@ mod tests {
     use crate::{Agent, Outcome};
 
     #[test]
+    fn zeros_go_to_the_zero_region_and_buckets_stay_within_min_and_max() {
+        let agent = Agent::default();
+        let tx = agent.transaction("job");
+        for ns in [0, 0, 300, 1_022_975_061, 1_500_000_000] {
+            tx.record_nanos(ns, Outcome::Ok);
+        }
+        let harvest = agent.harvest();
+        let snapshot = &harvest.transactions[0];
+        let (min, max) = (snapshot.min_ns as f64 / 1e9, snapshot.max_ns as f64 / 1e9);
+        let buckets = from_hdr(&snapshot.histogram, DEFAULT_SCALE, Some((1.022975061, max)));
+        assert_eq!(
+            buckets.zero_count, 3,
+            "0, 0 and 300 ns are below the lowest discernible 1 µs"
+        );
+        assert!(buckets.zero_threshold > 0.0 && buckets.zero_threshold < 1e-6);
+        assert_eq!(min, 0.0);
+        let (low, _) = bucket_bounds(buckets.positive.offset, DEFAULT_SCALE);
+        let last = buckets.positive.offset + buckets.positive.bucket_counts.len() as i32 - 1;
+        let (_, high) = bucket_bounds(last, DEFAULT_SCALE);
+        assert!(low < 1.022975061 && 1.022975061 <= bucket_bounds(buckets.positive.offset, DEFAULT_SCALE).1);
+        assert!(high >= max);
+    }
+
+    #[test]
     fn indexes_follow_the_spec() {
         // At scale 0 the buckets are (1,2], (2,4], ...: 2 is in bucket 0, 2.5 in 1.
         assert_eq!(bucket_index(2.0, 0), 0);
@@ -147,7 +189,7 @@ mod tests {
         let harvest = agent.harvest();
         let snapshot = &harvest.transactions[0];
         for scale in [6, DEFAULT_SCALE, 8] {
-            let buckets = from_hdr(&snapshot.histogram, scale);
+            let buckets = from_hdr(&snapshot.histogram, scale, None);
             let total: u64 = buckets.positive.bucket_counts.iter().sum();
             assert_eq!(total + buckets.zero_count, samples.len() as u64);
             let mut worst = 0.0f64;
