@@ -579,7 +579,9 @@ async fn a_full_buffer_drops_the_oldest_and_says_so() {
     for _ in 0..12 {
         tx.record(Duration::from_millis(3));
         tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(exporter.queued_intervals() <= 3, "the buffer holds at most 3 intervals");
     }
+    assert_eq!(exporter.queued_intervals(), 3, "a full buffer during the outage");
     eventually("dropped intervals", || exporter.stats().dropped_points > 0).await;
 
     let received = Received::new(Answer::Accept);

@@ -57,6 +57,7 @@ struct Counters {
     rejected_points: AtomicU64,
     failed_exports: AtomicU64,
     sent_requests: AtomicU64,
+    queued: AtomicU64,
 }
 
 impl Counters {
@@ -89,6 +90,11 @@ impl Exporter {
     /// Export counters since start.
     pub fn stats(&self) -> ExportStats {
         self.counters.snapshot()
+    }
+
+    /// Intervals waiting to be sent (at most `buffer_intervals`).
+    pub fn queued_intervals(&self) -> u64 {
+        self.counters.queued.load(Ordering::Relaxed)
     }
 
     /// Requests the collector accepted, since start.
@@ -253,7 +259,9 @@ impl Task {
                     return;
                 }
             }
-            match self.flush(&mut transport).await {
+            let flushed = self.flush(&mut transport).await;
+            self.note_queue();
+            match flushed {
                 Ok(()) => {
                     failures = 0;
                     retry_at = None;
@@ -300,6 +308,14 @@ impl Task {
                 self.warnings.warn(Warning::Dropped, &message);
             }
         }
+        self.note_queue();
+    }
+
+    fn note_queue(&self) {
+        self.counters.queued.store(
+            self.queue.len().min(self.config.buffer_intervals) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     /// Sends queued intervals oldest first; stops at the first retryable
