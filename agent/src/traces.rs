@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use smallvec::SmallVec;
+
 use crate::clock::Stamp;
 use crate::segments::SegmentStats;
 use crate::sync::lock;
@@ -22,7 +24,8 @@ use crate::transaction::{Outcome, SegmentKind, TransactionMeta};
 pub(crate) struct RunTrace {
     start: Stamp,
     limit: usize,
-    segments: Mutex<(Vec<SegmentRecord>, u32)>,
+    /// The first few segments live inline: most runs allocate nothing here.
+    segments: Mutex<(SmallVec<[SegmentRecord; 4]>, u32)>,
 }
 
 #[derive(Debug)]
@@ -37,7 +40,7 @@ impl RunTrace {
         RunTrace {
             start,
             limit,
-            segments: Mutex::new((Vec::new(), 0)),
+            segments: Mutex::new((SmallVec::new(), 0)),
         }
     }
 

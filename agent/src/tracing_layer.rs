@@ -421,7 +421,7 @@ where
             drop(extensions);
             let total = segment.start.elapsed_ns();
             segment.stats.record(total, total.saturating_sub(segment.nested_ns));
-            segment.run.add(segment.stats.clone(), segment.start, total);
+            segment.run.add(segment.stats, segment.start, total);
             if segment.in_segment {
                 if let Some(outer) = span.parent() {
                     if let Some(outer) = outer.extensions_mut().get_mut::<SegSpan>() {
