@@ -234,6 +234,10 @@ impl Series {
         let histogram = HistogramSnapshot::from_dense(self.layout, scratch);
         scratch.iter_mut().for_each(|c| *c = 0);
         let count = histogram.count();
+        // A run still being recorded during this drain may have reached its
+        // counter but not yet min and max: fall back to the histogram's own
+        // extremes so that a snapshot never claims min > max.
+        let (min_ns, max_ns) = consistent_extremes(&histogram, min_ns, max_ns);
         let [informational, redirection, client_error, server_error, error, cancelled] = outcomes;
         let rare: u64 = outcomes.iter().sum();
         Some(TransactionSnapshot {
@@ -241,7 +245,7 @@ impl Series {
             count,
             error_count: server_error + error,
             sum_ns,
-            min_ns: if count == 0 { 0 } else { min_ns },
+            min_ns,
             max_ns,
             apdex: Apdex {
                 threshold: self.meta.apdex_t,
@@ -261,5 +265,48 @@ impl Series {
             histogram,
             segments,
         })
+    }
+}
+
+/// `min` and `max` made consistent with `histogram`: the exact values when a
+/// complete run set them, else the histogram's extremes; zeros when empty.
+fn consistent_extremes(histogram: &HistogramSnapshot, min_ns: u64, max_ns: u64) -> (u64, u64) {
+    if histogram.is_empty() {
+        return (if min_ns == u64::MAX { 0 } else { min_ns }, max_ns);
+    }
+    let min = if min_ns == u64::MAX {
+        histogram.value_at_quantile(0.0)
+    } else {
+        min_ns
+    };
+    let max = if max_ns < min {
+        histogram.value_at_quantile(1.0).max(min)
+    } else {
+        max_ns
+    };
+    (min, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extremes_left_unset_by_a_run_in_flight_come_from_the_histogram() {
+        let layout = Layout::new(1_000, 3_600_000_000_000, 2).unwrap();
+        let mut dense = vec![0; layout.len()];
+        dense[layout.index_for(5_000_000)] += 1;
+        let histogram = HistogramSnapshot::from_dense(layout, &dense);
+        let (min, max) = consistent_extremes(&histogram, u64::MAX, 0);
+        assert!(
+            (4_900_001..=5_000_000).contains(&min) && (5_000_000..5_100_000).contains(&max),
+            "{min} {max}"
+        );
+        assert_eq!(
+            consistent_extremes(&histogram, 4_000_000, 6_000_000),
+            (4_000_000, 6_000_000)
+        );
+        let empty = HistogramSnapshot::empty(layout);
+        assert_eq!(consistent_extremes(&empty, u64::MAX, 0), (0, 0));
     }
 }

@@ -194,24 +194,49 @@ impl TraceService for Received {
     }
 }
 
-/// Serves OTLP/gRPC on `listener` until the returned task is aborted.
-fn serve_grpc(listener: tokio::net::TcpListener, received: Received) -> tokio::task::JoinHandle<()> {
+/// A receiver running on loopback; [`Server::stop`] closes it and all its
+/// connections, as a collector that goes down would.
+struct Server {
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Server {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+
+    fn abort(self) {
+        self.task.abort();
+    }
+}
+
+/// Serves OTLP/gRPC on `listener`.
+fn serve_grpc(listener: tokio::net::TcpListener, received: Received) -> Server {
     let metrics = MetricsServiceServer::new(received.clone()).accept_compressed(CompressionEncoding::Gzip);
     let logs = LogsServiceServer::new(received.clone()).accept_compressed(CompressionEncoding::Gzip);
     let traces = TraceServiceServer::new(received).accept_compressed(CompressionEncoding::Gzip);
-    tokio::spawn(async move {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
         let _ = tonic::transport::Server::builder()
             .add_service(metrics)
             .add_service(logs)
             .add_service(traces)
-            .serve_with_incoming(incoming)
+            .serve_with_incoming_shutdown(incoming, async {
+                // Only an explicit stop closes it; a dropped handle leaves it serving.
+                if stopped.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            })
             .await;
-    })
+    });
+    Server { task, stop }
 }
 
 /// Serves OTLP/HTTP (protobuf, gzip) on `listener`.
-fn serve_http(listener: tokio::net::TcpListener, received: Received) -> tokio::task::JoinHandle<()> {
+fn serve_http(listener: tokio::net::TcpListener, received: Received) -> Server {
     use axum::body::Bytes;
     use axum::http::{HeaderMap, StatusCode};
     fn body(headers: &HeaderMap, bytes: &Bytes) -> Vec<u8> {
@@ -277,13 +302,22 @@ fn serve_http(listener: tokio::net::TcpListener, received: Received) -> tokio::t
                 }
             }),
         );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    })
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                // Only an explicit stop closes it; a dropped handle leaves it serving.
+                if stopped.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            })
+            .await;
+    });
+    Server { task, stop }
 }
 
 /// Serves OTLP over `protocol` on `listener`.
-fn serve(protocol: Protocol, listener: tokio::net::TcpListener, received: Received) -> tokio::task::JoinHandle<()> {
+fn serve(protocol: Protocol, listener: tokio::net::TcpListener, received: Received) -> Server {
     match protocol {
         Protocol::Grpc => serve_grpc(listener, received),
         Protocol::HttpProtobuf => serve_http(listener, received),
@@ -516,40 +550,52 @@ fn http_export_from_a_program_without_a_runtime() {
     assert!(jobs, "jobs are exported as kuroko.job.duration");
 }
 
-/// The collector is down while the service records, then comes back on the
-/// same port: every run recorded during the outage arrives, exactly once.
+/// The collector goes down mid-run while the service records, then comes
+/// back on the same port: every run arrives, exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_collector_loses_nothing_within_the_buffer() {
+async fn a_collector_that_dies_mid_run_loses_nothing_within_the_buffer() {
     for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
-        let address = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap()
-        }; // the port is free again: nothing listens during the outage
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let before = Received::new(Answer::Accept);
+        let server = serve(protocol, listener, before.clone());
         let agent = Agent::default();
         let exporter = agent.export(config(protocol, address)).unwrap();
         let tx = agent.transaction("GET /outage");
-        for (i, ns) in samples(3_000, 3).into_iter().enumerate() {
+        let mut runs = samples(3_000, 3).into_iter();
+        for ns in runs.by_ref().take(1_000) {
+            tx.record_nanos(ns, Outcome::Ok);
+        }
+        eventually("the first 1,000 runs", || before.count("GET /outage") == 1_000).await;
+
+        server.stop().await; // the collector dies: connections closed, port free
+        let failed_before = exporter.stats().failed_exports;
+        for (i, ns) in runs.by_ref().enumerate() {
             tx.record_nanos(ns, Outcome::Ok);
             if i % 500 == 0 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         eventually("failed exports during the outage", || {
-            exporter.stats().failed_exports >= 3
+            exporter.stats().failed_exports >= failed_before + 3
         })
         .await;
-
-        let received = Received::new(Answer::Accept);
-        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
-        let server = serve(protocol, listener, received.clone());
-        eventually("the outage's runs", || received.count("GET /outage") >= 3_000).await;
-        exporter.shutdown().await;
         assert_eq!(
-            received.count("GET /outage"),
-            3_000,
-            "{protocol:?}: each run exactly once"
+            before.count("GET /outage"),
+            1_000,
+            "{protocol:?}: nothing reached a dead collector"
         );
-        assert_eq!(exporter_stats_dropped(&received), 0);
+
+        let after = Received::new(Answer::Accept);
+        let server = serve(
+            protocol,
+            tokio::net::TcpListener::bind(address).await.unwrap(),
+            after.clone(),
+        );
+        eventually("the outage's runs", || after.count("GET /outage") >= 2_000).await;
+        exporter.shutdown().await;
+        assert_eq!(after.count("GET /outage"), 2_000, "{protocol:?}: each run exactly once");
+        assert_eq!(exporter_stats_dropped(&after), 0);
         server.abort();
     }
 }

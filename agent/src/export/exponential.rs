@@ -39,11 +39,19 @@ pub struct ExponentialBuckets {
 }
 
 /// Index of the exponential bucket that holds `value` (> 0) at `scale`.
+/// Total: zero, negative and non-finite values give the lowest index
+/// rather than a panic (the caller keeps them out of the positive buckets).
 pub fn bucket_index(value: f64, scale: i32) -> i32 {
+    if value == f64::INFINITY {
+        return i32::MAX;
+    }
+    if value.is_nan() || value <= 0.0 {
+        return i32::MIN;
+    }
     let scaled = value.log2() * f64::powi(2.0, scale);
     // Upper bounds are inclusive: an exact power of the base belongs to the
-    // bucket below it.
-    (scaled.ceil() as i64 - 1).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+    // bucket below it. Computed in f64 and saturated, so no input overflows.
+    (scaled.ceil() - 1.0).clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
 }
 
 /// Lower and upper bound of bucket `index` at `scale`.
@@ -168,6 +176,10 @@ mod tests {
         assert_eq!(bucket_index(2.5, 0), 1);
         assert_eq!(bucket_index(1.0, 0), -1);
         assert_eq!(bucket_index(0.5, 1), -3);
+        assert_eq!(bucket_index(0.0, 7), i32::MIN);
+        assert_eq!(bucket_index(f64::NAN, 7), i32::MIN);
+        assert_eq!(bucket_index(f64::INFINITY, 7), i32::MAX);
+        assert_eq!(bucket_index(5e-324, 21), i32::MIN, "saturates rather than overflows");
         let (low, high) = bucket_bounds(bucket_index(0.0123, 7), 7);
         assert!(low < 0.0123 && 0.0123 <= high);
     }
