@@ -12,5 +12,13 @@ if ! python3 -c 'import opentelemetry.proto, google.protobuf' 2>/dev/null; then
     PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check 'opentelemetry-proto>=1.27'
 fi
 
+# libfaketime, with which agent/tests/clock_jump.rs makes the wall clock jump
+# under a child process. Debian's package; sudo when not root.
+if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libfaketime
+fi
+
 cargo test --workspace
 cargo test -p kuroko-agent --benches

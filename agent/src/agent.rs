@@ -1,7 +1,7 @@
 //! The [`Agent`]: the entry point a service holds on to.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crate::clock::Stamp;
 use crate::config::{nanos, AgentConfig, ConfigError};
@@ -37,7 +37,8 @@ pub struct Agent {
 
 struct Inner {
     registry: Registry,
-    last_harvest: Mutex<(Instant, SystemTime)>,
+    /// When the previous harvest (or the agent's start) was, on the agent's clock.
+    last_harvest: Mutex<Stamp>,
 }
 
 impl Default for Agent {
@@ -67,7 +68,7 @@ impl Agent {
         Ok(Agent {
             inner: Arc::new(Inner {
                 registry: Registry::new(config, layout),
-                last_harvest: Mutex::new((Instant::now(), SystemTime::now())),
+                last_harvest: Mutex::new(Stamp::now()),
             }),
         })
     }
@@ -139,18 +140,23 @@ impl Agent {
 
     /// Takes everything recorded since the previous harvest.
     ///
-    /// Every sample lands in exactly one harvest. Interval bounds come from the
-    /// wall clock, read only here; the interval's length from the monotonic one.
+    /// Every sample lands in exactly one harvest. The interval's length comes
+    /// from the monotonic clock; its end from the wall clock, read only here,
+    /// and its start is the end less the length.
     pub fn harvest(&self) -> Harvest {
-        let (start, end, elapsed) = {
+        // Only the end is read from the wall clock; the start is the end less
+        // the interval's monotonic length, so a wall-clock jump between two
+        // harvests never makes an interval end before it starts.
+        let (now, end, elapsed) = {
             let mut last = lock(&self.inner.last_harvest);
-            let now = (Instant::now(), SystemTime::now());
-            let previous = std::mem::replace(&mut *last, now);
-            (previous.1, now.1, now.0.duration_since(previous.0))
+            let now = Stamp::now();
+            let elapsed = Duration::from_nanos(now.since(std::mem::replace(&mut *last, now)));
+            (now, SystemTime::now(), elapsed)
         };
+        let start = end.checked_sub(elapsed).unwrap_or(end);
         let transactions = self.inner.registry.drain();
-        let errors = self.inner.registry.errors.drain();
-        let traces = self.inner.registry.traces.drain(Stamp::now(), end);
+        let errors = self.inner.registry.errors.drain(now, end);
+        let traces = self.inner.registry.traces.drain(now, end);
         Harvest {
             start,
             end,

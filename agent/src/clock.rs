@@ -46,6 +46,13 @@ impl Stamp {
         clock().delta_as_nanos(earlier.0, self.0)
     }
 
+    /// The wall-clock time of this stamp, given a later stamp `now` read at
+    /// wall-clock time `wall` (never panics, whatever the wall clock says).
+    pub(crate) fn wall_time(self, now: Stamp, wall: std::time::SystemTime) -> std::time::SystemTime {
+        wall.checked_sub(std::time::Duration::from_nanos(now.since(self)))
+            .unwrap_or(std::time::UNIX_EPOCH)
+    }
+
     /// Whole minutes since the clock's first stamp of the process.
     pub(crate) fn minutes(self) -> u64 {
         self.since(*EPOCH.get_or_init(Stamp::now)) / 60_000_000_000

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use rustc_hash::FxHashMap;
 
+use crate::clock::Stamp;
 use crate::sync::lock;
 
 /// One error as captured from the service, before aggregation.
@@ -100,8 +101,8 @@ struct ErrorKey {
 struct ErrorCount {
     backtrace: Option<String>,
     count: u64,
-    first_seen: SystemTime,
-    last_seen: SystemTime,
+    first_seen: Stamp,
+    last_seen: Stamp,
 }
 
 /// The agent's bounded table of this interval's errors.
@@ -123,7 +124,7 @@ impl ErrorLog {
     }
 
     pub(crate) fn capture(&self, transaction: &Arc<str>, error: CapturedError) {
-        let now = SystemTime::now();
+        let now = Stamp::now();
         let key = ErrorKey {
             transaction: transaction.clone(),
             error_type: truncate(error.error_type, self.max_bytes),
@@ -150,8 +151,10 @@ impl ErrorLog {
         }
     }
 
-    /// Takes this interval's errors, leaving the table empty.
-    pub(crate) fn drain(&self) -> Vec<ErrorSnapshot> {
+    /// Takes this interval's errors, leaving the table empty; `now` and
+    /// `wall` are the harvest's stamp and wall-clock time.
+    pub(crate) fn drain(&self, now: Stamp, wall: SystemTime) -> Vec<ErrorSnapshot> {
+        let at = |stamp: Stamp| stamp.wall_time(now, wall);
         let entries = std::mem::take(&mut *lock(&self.entries));
         entries
             .into_iter()
@@ -164,8 +167,8 @@ impl ErrorLog {
                     backtrace: value.backtrace,
                 },
                 count: value.count,
-                first_seen: value.first_seen,
-                last_seen: value.last_seen,
+                first_seen: at(value.first_seen),
+                last_seen: at(value.last_seen),
             })
             .collect()
     }
@@ -201,13 +204,13 @@ mod tests {
         }
         log.capture(&tx, CapturedError::new("Refused", "no"));
         log.capture(&tx, CapturedError::new("Third", "dropped"));
-        let mut drained = log.drain();
+        let mut drained = log.drain(Stamp::now(), SystemTime::now());
         drained.sort_by_key(|e| std::cmp::Reverse(e.count));
         assert_eq!(drained.len(), 2);
         assert_eq!(drained[0].count, 3);
         assert_eq!(drained[0].error.message, "took too");
         assert_eq!(log.dropped(), 1);
-        assert!(log.drain().is_empty());
+        assert!(log.drain(Stamp::now(), SystemTime::now()).is_empty());
     }
 
     #[test]

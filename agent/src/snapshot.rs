@@ -289,7 +289,8 @@ pub struct AgentStats {
 /// Everything recorded between two harvests.
 #[derive(Clone, Debug)]
 pub struct Harvest {
-    /// Wall-clock start of the interval (the previous harvest, or the agent's start).
+    /// Wall-clock start of the interval: `end` less `elapsed`, so that it
+    /// precedes `end` even when the wall clock jumped back in between.
     pub start: SystemTime,
     /// Wall-clock end of the interval.
     pub end: SystemTime,

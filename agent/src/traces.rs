@@ -193,7 +193,7 @@ impl TraceLog {
         pending
             .into_iter()
             .map(|trace| {
-                let start = wall - Duration::from_nanos(now.since(trace.start));
+                let start = trace.start.wall_time(now, wall);
                 let (segments, dropped_segments) = match &trace.run {
                     Some(run) => {
                         let (records, dropped) = std::mem::take(&mut *lock(&run.segments));
@@ -204,7 +204,9 @@ impl TraceLog {
                                 kind: r.stats.kind(),
                                 name: r.stats.name().clone(),
                                 span_id: random_id(),
-                                start: start + Duration::from_nanos(offset + r.offset_ns),
+                                start: start
+                                    .checked_add(Duration::from_nanos(offset + r.offset_ns))
+                                    .unwrap_or(start),
                                 duration: Duration::from_nanos(r.duration_ns),
                             })
                             .collect();
