@@ -595,6 +595,10 @@ async fn a_collector_that_dies_mid_run_loses_nothing_within_the_buffer() {
         eventually("the outage's runs", || after.count("GET /outage") >= 2_000).await;
         exporter.shutdown().await;
         assert_eq!(after.count("GET /outage"), 2_000, "{protocol:?}: each run exactly once");
+        assert!(
+            after.metrics().iter().any(|r| r.resource_metrics.len() > 1),
+            "{protocol:?}: the backlog went in merged requests"
+        );
         assert_eq!(exporter_stats_dropped(&after), 0);
         server.abort();
     }

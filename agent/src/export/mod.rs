@@ -15,7 +15,8 @@
 //! The exporter runs on the host's tokio runtime when started inside one,
 //! else on a thread of its own with a small runtime. Each interval it
 //! harvests the agent, encodes the harvest (`encode`), and queues it. Queued
-//! intervals are sent oldest first; a collector that is down or slow leaves
+//! intervals are sent oldest first, up to 10 merged in one request; a
+//! collector that is down or slow leaves
 //! them queued — at most `buffer_intervals`, then the oldest is dropped and
 //! its points counted in `kuroko.agent.export.dropped_points` — and is retried
 //! with exponential backoff and jitter. A request the collector refuses (4xx)
@@ -47,6 +48,8 @@ use transport::{SendError, Transport};
 
 /// Longest pause between two retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Most queued intervals merged into one metrics request.
+const MERGE_INTERVALS: usize = 10;
 /// How often one kind of warning may be logged.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -321,15 +324,37 @@ impl Task {
     /// Sends queued intervals oldest first; stops at the first retryable
     /// failure, leaving what is unsent queued.
     async fn flush(&mut self, transport: &mut Transport) -> Result<(), ()> {
-        while let Some(mut front) = self.queue.pop_front() {
-            if let Some(metrics) = front.metrics.take() {
-                let outcome = transport.metrics(&metrics).await;
-                if self.settle(outcome, encode::data_points(&metrics), "metrics").is_err() {
-                    front.metrics = Some(metrics);
-                    self.queue.push_front(front);
-                    return Err(());
+        // Metrics first, queued intervals merged: after an outage the backlog
+        // goes in a few requests, each point keeping its own time range.
+        loop {
+            let batch: Vec<usize> = (0..self.queue.len())
+                .filter(|&i| self.queue[i].metrics.is_some())
+                .take(MERGE_INTERVALS)
+                .collect();
+            let request = match batch.as_slice() {
+                [] => break,
+                [only] => self.queue[*only].metrics.take().unwrap_or_default(),
+                _ => ExportMetricsServiceRequest {
+                    resource_metrics: batch
+                        .iter()
+                        .filter_map(|&i| self.queue[i].metrics.as_ref())
+                        .flat_map(|m| m.resource_metrics.iter().cloned())
+                        .collect(),
+                },
+            };
+            let outcome = transport.metrics(&request).await;
+            if self.settle(outcome, encode::data_points(&request), "metrics").is_err() {
+                if let [only] = batch.as_slice() {
+                    self.queue[*only].metrics = Some(request);
                 }
+                return Err(());
             }
+            for i in batch {
+                self.queue[i].metrics = None;
+            }
+        }
+        // Then errors and traces, interval by interval, oldest first.
+        while let Some(mut front) = self.queue.pop_front() {
             if let Some(logs) = front.logs.take() {
                 let outcome = transport.logs(&logs).await;
                 if self.settle(outcome, log_records(&logs), "error log").is_err() {
