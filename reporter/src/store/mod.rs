@@ -1,0 +1,140 @@
+//! Where the reporter keeps what it receives, behind the [`Store`] trait.
+//!
+//! The analysis layer speaks only to [`Store`], and the merge of histograms
+//! is pushed down into the store: [`Store::histograms`] returns one merged
+//! histogram per series for a window, so a ClickHouse store can do the merge
+//! in SQL without the analysis layer changing. The embedded default is
+//! [`sqlite::SqliteStore`].
+
+pub mod sqlite;
+
+use crate::histogram::Histogram;
+
+/// What identifies a series.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    /// `service.name`.
+    pub service: String,
+    /// `host.name`.
+    pub host: String,
+    /// The transaction, e.g. `GET /cards/{id}`.
+    pub transaction: String,
+    /// The product feature, empty when none.
+    pub feature: String,
+    /// `web` or `job`.
+    pub kind: String,
+}
+
+/// One minute of one series' durations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramPoint {
+    /// The series.
+    pub key: SeriesKey,
+    /// Unix time in minutes.
+    pub minute: i64,
+    /// Durations, in seconds.
+    pub histogram: Histogram,
+}
+
+/// One minute of one counter of one series (outcomes, Apdex zones, segments).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CounterPoint {
+    /// The series.
+    pub key: SeriesKey,
+    /// Unix time in minutes.
+    pub minute: i64,
+    /// The metric, e.g. `kuroko.transaction.outcomes`.
+    pub name: String,
+    /// Its other attributes, canonical `k=v` pairs joined by `,`.
+    pub labels: String,
+    /// The amount added in the minute.
+    pub value: f64,
+}
+
+/// What one request brings, written all at once.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    /// Duration histograms.
+    pub histograms: Vec<HistogramPoint>,
+    /// Counters.
+    pub counters: Vec<CounterPoint>,
+}
+
+impl Batch {
+    /// Points in the batch.
+    pub fn len(&self) -> usize {
+        self.histograms.len() + self.counters.len()
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Which series a question is about; `None` matches all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only this service.
+    pub service: Option<String>,
+    /// Only this host.
+    pub host: Option<String>,
+    /// Only this transaction.
+    pub transaction: Option<String>,
+    /// Only this feature.
+    pub feature: Option<String>,
+}
+
+/// A store's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database said no.
+    #[error("store {path}: {source}")]
+    Sqlite {
+        /// The store's file.
+        path: String,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer reporter.
+    #[error("store {path} has schema version {found}, newer than this kuroko's {supported}: upgrade kuroko, or point it at another file")]
+    NewerSchema {
+        /// The store's file.
+        path: String,
+        /// The file's version.
+        found: i64,
+        /// This build's version.
+        supported: i64,
+    },
+    /// A stored row could not be read back.
+    #[error("store {path}: row of series {series} at minute {minute} is corrupt")]
+    Corrupt {
+        /// The store's file.
+        path: String,
+        /// Its series id.
+        series: i64,
+        /// Its minute.
+        minute: i64,
+    },
+}
+
+/// The reporter's storage; see the [module documentation](self).
+pub trait Store: Send + Sync {
+    /// Writes `batch` durably: once this returns `Ok`, the batch survives a
+    /// crash of the reporter. Points of a series and minute already stored
+    /// are merged with it.
+    fn write(&self, batch: &Batch) -> Result<(), StoreError>;
+
+    /// One histogram per series matching `filter`, merged over the minutes
+    /// `from..to` (unix minutes).
+    fn histograms(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<(SeriesKey, Histogram)>, StoreError>;
+
+    /// Sums of counter `name` per series and labels, over `from..to`.
+    fn counters(
+        &self,
+        filter: &Filter,
+        name: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(SeriesKey, String, f64)>, StoreError>;
+}
