@@ -199,7 +199,6 @@ impl Histogram {
             ..Histogram::empty()
         };
         histogram.count = count;
-        histogram.set_totals(sum, min_max)?;
         for (i, &c) in counts.iter().enumerate() {
             if c == 0 {
                 continue;
@@ -216,6 +215,8 @@ impl Histogram {
                 *histogram.buckets.entry(bucket_index(value, MAX_SCALE)).or_insert(0) += c;
             }
         }
+        // After the buckets: without min and max, their edges stand in.
+        histogram.set_totals(sum, min_max)?;
         Ok(histogram)
     }
 
@@ -279,6 +280,48 @@ impl Histogram {
             self.max = self.max.max(other.max);
         }
         self.estimated |= other.estimated;
+    }
+
+    /// What was added since `earlier` (a previous cumulative value of the same
+    /// stream), or `None` when something went down: a reset. The delta's min
+    /// and max are the edges of its outermost buckets, within this one's.
+    pub fn since(&self, earlier: &Histogram) -> Option<Histogram> {
+        let (mut now, mut then) = (self.clone(), earlier.clone());
+        let scale = now.scale.min(then.scale);
+        now.downscale(scale);
+        then.downscale(scale);
+        let mut buckets = BTreeMap::new();
+        for (&index, &count) in &now.buckets {
+            let before = then.buckets.remove(&index).unwrap_or(0);
+            let added = count.checked_sub(before)?;
+            if added > 0 {
+                buckets.insert(index, added);
+            }
+        }
+        if !then.buckets.is_empty() {
+            return None;
+        }
+        let mut delta = Histogram {
+            scale,
+            zero_count: now.zero_count.checked_sub(then.zero_count)?,
+            zero_threshold: now.zero_threshold,
+            buckets,
+            count: now.count.checked_sub(then.count)?,
+            sum: (now.sum - then.sum).max(0.0),
+            min: 0.0,
+            max: 0.0,
+            estimated: now.estimated,
+        };
+        delta.min = match delta.buckets.keys().next() {
+            Some(&i) if delta.zero_count == 0 => bucket_bounds(i, scale).0.clamp(self.min, self.max),
+            _ => 0.0,
+        };
+        delta.max = delta
+            .buckets
+            .keys()
+            .next_back()
+            .map_or(0.0, |&i| bucket_bounds(i, scale).1.clamp(self.min, self.max));
+        Some(delta)
     }
 
     /// The value at `quantile`, read at the middle of the bucket holding it
@@ -425,6 +468,19 @@ mod tests {
             Histogram::from_exponential(7, 0, 0.0, 0, &[1], 1, Some(1.0), Some((2.0, 1.0))),
             Err(InvalidPoint::MinMax { .. })
         ));
+    }
+
+    #[test]
+    fn explicit_buckets_without_min_and_max_use_their_edges() {
+        let h = Histogram::from_explicit(&[0.01, 0.05, 0.1], &[0, 4, 2, 0], 6, Some(0.2), None).unwrap();
+        assert!(
+            h.min > 0.0 && h.min < 0.05 && h.max > 0.05 && h.max <= 0.11,
+            "{} {}",
+            h.min,
+            h.max
+        );
+        let p50 = h.quantile(0.5);
+        assert!((0.01..=0.05).contains(&p50), "{p50}");
     }
 
     #[test]

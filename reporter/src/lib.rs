@@ -1,12 +1,15 @@
 //! Kuroko's reporter: receives OTLP from Kuroko's agent and from any
 //! OpenTelemetry SDK, stores it, and answers questions about it.
 //!
-//! The data path inside the reporter: `ingest` (OTLP in, validated and
+//! The data path inside the reporter: [`ingest`] (OTLP in, validated and
 //! converted) → [`store`] (durable, merged per minute) → analysis and
 //! reports (to come). [`histogram`] is the canonical histogram every stage
-//! shares.
+//! shares; [`serve`] runs the receivers; [`config`] reads `kuroko.toml`.
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod histogram;
+pub mod ingest;
+pub mod serve;
 pub mod store;

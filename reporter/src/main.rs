@@ -1,31 +1,82 @@
-//! `kuroko`, the reporter: where every agent's data will land.
-//!
-//! It will receive OTLP from Kuroko's agent and from any OpenTelemetry SDK,
-//! store it, find slow endpoints and regressions, and report them by email,
-//! chat and a web UI (`kuroko serve`, `kuroko query`, `kuroko report`,
-//! `kuroko demo`). None of that exists yet: this binary only says so, and
-//! points at what runs today.
+//! `kuroko`, the reporter's command line.
 
-use clap::Parser;
+use std::path::PathBuf;
 
-/// Kuroko's reporter: receives OTLP, stores it, finds slow endpoints and
-/// regressions, and reports them to the teams that own them.
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kuroko_reporter::config::Config;
+
+/// Kuroko's reporter: receives OTLP from Kuroko's agent and any OpenTelemetry
+/// SDK, and keeps it in an embedded store.
 #[derive(Parser, Debug)]
-#[command(
-    name = "kuroko",
-    version,
-    after_help = "Not built yet: serve, query, report and demo come next.\n\
-                  What runs today is the agent's example service:\n  \
-                  cargo run --release -p kuroko-agent --example axum_service"
-)]
-struct Cli {}
+#[command(name = "kuroko", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    Cli::parse();
-    println!(
-        "kuroko {}: the reporter has no commands yet.\n\
-         To see the agent at work, run: cargo run --release -p kuroko-agent --example axum_service",
-        env!("CARGO_PKG_VERSION")
-    );
-    Ok(())
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Receive OTLP metrics over gRPC (4317) and HTTP (4318) into the store.
+    ///
+    /// Settings come from the TOML file given with --config (every key
+    /// optional: store, grpc_listen, http_listen, max_body_bytes, [limits]),
+    /// then from KUROKO_STORE, KUROKO_GRPC_LISTEN and KUROKO_HTTP_LISTEN,
+    /// then from the flags below. Stop with Ctrl-C: requests under way finish,
+    /// and everything acknowledged is in the store.
+    #[command(
+        after_help = "Example:\n  kuroko serve --store ./kuroko.db\n  OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 ./your-service"
+    )]
+    Serve {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The store's file (overrides the configuration).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// OTLP/gRPC address, e.g. 0.0.0.0:4317.
+        #[arg(long)]
+        grpc: Option<std::net::SocketAddr>,
+        /// OTLP/HTTP address, e.g. 0.0.0.0:4318.
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // Logs go to stderr; stdout carries only what the command itself says.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Serve {
+            config,
+            store,
+            grpc,
+            http,
+        } => {
+            let mut settings = Config::load(config.as_deref())?;
+            settings.store = store.unwrap_or(settings.store);
+            settings.grpc_listen = grpc.unwrap_or(settings.grpc_listen);
+            settings.http_listen = http.unwrap_or(settings.http_listen);
+            let running = kuroko_reporter::serve::start(&settings)
+                .await
+                .context("starting the reporter")?;
+            println!(
+                "kuroko: OTLP/gRPC on {}, OTLP/HTTP on {}, store {}",
+                running.grpc,
+                running.http,
+                settings.store.display()
+            );
+            tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+            running.stop().await;
+            println!("kuroko: stopped; the data stays in {}", settings.store.display());
+            Ok(())
+        }
+    }
 }

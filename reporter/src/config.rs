@@ -1,0 +1,194 @@
+//! `kuroko.toml`: the reporter's configuration, with environment overrides.
+//!
+//! ```toml
+//! store = "/var/lib/kuroko/kuroko.db"   # the embedded store's file
+//! grpc_listen = "0.0.0.0:4317"          # OTLP/gRPC
+//! http_listen = "0.0.0.0:4318"          # OTLP/HTTP
+//! max_body_bytes = 16777216             # largest request, compressed or not
+//!
+//! [limits]
+//! max_attributes = 64
+//! max_value_bytes = 1024
+//! max_age_seconds = 691200              # 8 days
+//! max_future_seconds = 3600
+//! max_cumulative_streams = 200000
+//! ```
+//!
+//! Every key is optional. `KUROKO_STORE`, `KUROKO_GRPC_LISTEN` and
+//! `KUROKO_HTTP_LISTEN` override the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ingest::metrics::Limits;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid (the message names the line and the key).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        message: String,
+    },
+    /// An environment variable has an unusable value.
+    #[error("{variable}={value:?}: {reason}")]
+    Variable {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What it should be.
+        reason: &'static str,
+    },
+}
+
+/// The reporter's configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The embedded store's file. Default: `kuroko.db`.
+    pub store: PathBuf,
+    /// OTLP/gRPC address. Default: `0.0.0.0:4317`.
+    pub grpc_listen: SocketAddr,
+    /// OTLP/HTTP address. Default: `0.0.0.0:4318`.
+    pub http_listen: SocketAddr,
+    /// Largest request body, in bytes. Default: 16 MiB.
+    pub max_body_bytes: usize,
+    /// Limits on data points.
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`; see [`Limits`].
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct LimitsConfig {
+    pub max_attributes: usize,
+    pub max_value_bytes: usize,
+    pub max_age_seconds: u64,
+    pub max_future_seconds: u64,
+    pub max_cumulative_streams: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsConfig {
+            max_attributes: l.max_attributes,
+            max_value_bytes: l.max_value_bytes,
+            max_age_seconds: l.max_age_seconds,
+            max_future_seconds: l.max_future_seconds,
+            max_cumulative_streams: l.max_cumulative_streams,
+        }
+    }
+}
+
+impl From<&LimitsConfig> for Limits {
+    fn from(c: &LimitsConfig) -> Limits {
+        Limits {
+            max_attributes: c.max_attributes,
+            max_value_bytes: c.max_value_bytes,
+            max_age_seconds: c.max_age_seconds,
+            max_future_seconds: c.max_future_seconds,
+            max_cumulative_streams: c.max_cumulative_streams,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            store: PathBuf::from("kuroko.db"),
+            grpc_listen: SocketAddr::from(([0, 0, 0, 0], 4317)),
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 4318)),
+            max_body_bytes: 16 << 20,
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, or the defaults when `None`; then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Config::parse(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message,
+                })?
+            }
+            None => Config::default(),
+        };
+        config.with_env(|name| std::env::var(name).ok())
+    }
+
+    /// Parses TOML text; the error names the line, the column and the key.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// Applies `KUROKO_*` variables read through `lookup`.
+    pub fn with_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        if let Some(store) = lookup("KUROKO_STORE") {
+            self.store = PathBuf::from(store);
+        }
+        for (variable, target) in [
+            ("KUROKO_GRPC_LISTEN", &mut self.grpc_listen),
+            ("KUROKO_HTTP_LISTEN", &mut self.http_listen),
+        ] {
+            if let Some(value) = lookup(variable) {
+                *target = value.parse().map_err(|_| ConfigError::Variable {
+                    variable,
+                    value,
+                    reason: "expected an address such as 0.0.0.0:4317",
+                })?;
+            }
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_file_and_names_what_is_wrong() {
+        let config = Config::parse("store = \"/tmp/k.db\"\n[limits]\nmax_attributes = 8\n").unwrap();
+        assert_eq!(config.store, PathBuf::from("/tmp/k.db"));
+        assert_eq!(config.limits.max_attributes, 8);
+        assert_eq!(config.http_listen, Config::default().http_listen);
+
+        let unknown = Config::parse("store = \"x\"\nstroe_size = 3\n").unwrap_err();
+        assert!(
+            unknown.contains("line 2") && unknown.contains("stroe_size"),
+            "{unknown}"
+        );
+        let wrong_type = Config::parse("grpc_listen = 4317\n").unwrap_err();
+        assert!(wrong_type.contains("line 1"), "{wrong_type}");
+
+        let env = Config::default()
+            .with_env(|name| (name == "KUROKO_GRPC_LISTEN").then(|| "127.0.0.1:9999".to_owned()))
+            .unwrap();
+        assert_eq!(env.grpc_listen.port(), 9999);
+        let bad = Config::default().with_env(|name| (name == "KUROKO_HTTP_LISTEN").then(|| "port 80".to_owned()));
+        assert!(bad.unwrap_err().to_string().contains("KUROKO_HTTP_LISTEN=\"port 80\""));
+    }
+}

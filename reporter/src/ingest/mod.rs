@@ -1,0 +1,129 @@
+//! Receiving OTLP: gRPC (`grpc.rs`) and HTTP (`http.rs`) in front of one
+//! [`Receiver`], which converts (`metrics.rs`) and writes to the store.
+//!
+//! A request is acknowledged only after its batch is committed: a reporter
+//! killed mid-request has acknowledged nothing it did not keep. Points that
+//! break a limit or do not add up are rejected with their reasons in an OTLP
+//! partial-success response; the rest of the request is kept.
+
+pub mod grpc;
+pub mod http;
+pub mod metrics;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+
+use crate::store::{Store, StoreError};
+use metrics::{Deltas, Limits};
+
+/// What the receiver did with a request it accepted.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// Points stored.
+    pub stored: u64,
+    /// Points rejected.
+    pub rejected: u64,
+    /// Why (the first few reasons).
+    pub message: String,
+}
+
+impl Accepted {
+    /// The OTLP response: a partial success naming the reasons when points
+    /// were rejected.
+    pub fn response(self) -> ExportMetricsServiceResponse {
+        ExportMetricsServiceResponse {
+            partial_success: (self.rejected > 0).then_some(ExportMetricsPartialSuccess {
+                rejected_data_points: i64::try_from(self.rejected).unwrap_or(i64::MAX),
+                error_message: self.message,
+            }),
+        }
+    }
+}
+
+/// Why a request was not accepted at all.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The store could not commit: the client should retry.
+    #[error("the store could not keep this request: {0}")]
+    Store(#[from] StoreError),
+    /// The write task died.
+    #[error("the store's writer stopped unexpectedly")]
+    Writer,
+}
+
+/// Counts of what the receiver did, since start.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Points stored.
+    pub stored: AtomicU64,
+    /// Points rejected.
+    pub rejected: AtomicU64,
+    /// Requests refused whole (store failures).
+    pub failed_requests: AtomicU64,
+}
+
+/// Converts and stores what the servers receive.
+pub struct Receiver {
+    store: Arc<dyn Store>,
+    deltas: Mutex<Deltas>,
+    limits: Limits,
+    /// What it did.
+    pub stats: IngestStats,
+}
+
+impl Receiver {
+    /// A receiver writing into `store`.
+    pub fn new(store: Arc<dyn Store>, limits: Limits) -> Self {
+        Receiver {
+            store,
+            deltas: Mutex::new(Deltas::default()),
+            limits,
+            stats: IngestStats::default(),
+        }
+    }
+
+    /// Converts and stores a metrics request; returns once it is committed.
+    pub async fn metrics(&self, request: ExportMetricsServiceRequest) -> Result<Accepted, IngestError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let converted = {
+            let deltas = self.deltas.lock().unwrap_or_else(|e| e.into_inner());
+            metrics::convert(&request, &deltas, &self.limits, now)
+        };
+        let stored = converted.batch.len() as u64;
+        if !converted.batch.is_empty() {
+            let store = self.store.clone();
+            let batch = converted.batch;
+            let written = tokio::task::spawn_blocking(move || store.write(&batch)).await;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%error, "refused a request: the store could not keep it");
+                    return Err(error.into());
+                }
+                Err(_) => return Err(IngestError::Writer),
+            }
+        }
+        self.deltas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply(converted.updates);
+        self.stats.stored.fetch_add(stored, Ordering::Relaxed);
+        self.stats.rejected.fetch_add(converted.rejected, Ordering::Relaxed);
+        if converted.rejected > 0 {
+            tracing::warn!(rejected = converted.rejected, reasons = ?converted.reasons, "rejected data points");
+        }
+        Ok(Accepted {
+            stored,
+            rejected: converted.rejected,
+            message: converted.reasons.join("; "),
+        })
+    }
+}

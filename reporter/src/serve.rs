@@ -1,0 +1,113 @@
+//! `kuroko serve`: the receivers in front of the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::config::Config;
+use crate::ingest::{grpc, http, Receiver};
+use crate::store::sqlite::SqliteStore;
+use crate::store::StoreError;
+
+/// Why the reporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An address could not be listened on.
+    #[error("cannot listen on {address} ({what}): {source}; is another reporter or collector running there?")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// Which server.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running reporter.
+pub struct Running {
+    /// Where OTLP/gRPC is served.
+    pub grpc: SocketAddr,
+    /// Where OTLP/HTTP is served.
+    pub http: SocketAddr,
+    /// The receiver, with its counts.
+    pub receiver: Arc<Receiver>,
+    stops: Vec<oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, finishes the requests under way, and returns.
+    pub async fn stop(self) {
+        for stop in self.stops {
+            let _ = stop.send(());
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn listener(address: SocketAddr, what: &'static str) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| ServeError::Listen { address, what, source })
+}
+
+/// Opens the store and starts both receivers.
+pub async fn start(config: &Config) -> Result<Running, ServeError> {
+    let store = Arc::new(SqliteStore::open(&config.store)?);
+    let receiver = Arc::new(Receiver::new(store, (&config.limits).into()));
+    let grpc_listener = listener(config.grpc_listen, "OTLP/gRPC").await?;
+    let http_listener = listener(config.http_listen, "OTLP/HTTP").await?;
+    let (grpc_address, http_address) = (
+        grpc_listener.local_addr().map_err(|source| ServeError::Listen {
+            address: config.grpc_listen,
+            what: "OTLP/gRPC",
+            source,
+        })?,
+        http_listener.local_addr().map_err(|source| ServeError::Listen {
+            address: config.http_listen,
+            what: "OTLP/HTTP",
+            source,
+        })?,
+    );
+
+    let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
+    let service = grpc::service(receiver.clone(), config.max_body_bytes);
+    let grpc_task = tokio::spawn(async move {
+        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
+        let shutdown = async {
+            let _ = grpc_stopped.await;
+        };
+        if let Err(error) = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+        {
+            tracing::error!(%error, "the OTLP/gRPC server stopped");
+        }
+    });
+    let (http_stop, http_stopped) = oneshot::channel::<()>();
+    let app = http::router(receiver.clone(), config.max_body_bytes);
+    let http_task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = http_stopped.await;
+        };
+        if let Err(error) = axum::serve(http_listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!(%error, "the OTLP/HTTP server stopped");
+        }
+    });
+    tracing::info!(grpc = %grpc_address, http = %http_address, store = %config.store.display(), "receiving OTLP");
+    Ok(Running {
+        grpc: grpc_address,
+        http: http_address,
+        receiver,
+        stops: vec![grpc_stop, http_stop],
+        tasks: vec![grpc_task, http_task],
+    })
+}
