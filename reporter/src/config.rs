@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::ingest::metrics::Limits;
+use crate::ingest::otlp::Limits;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]

@@ -78,17 +78,13 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     );
 
     let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
-    let service = grpc::service(receiver.clone(), config.max_body_bytes);
+    let grpc_router = grpc::router(receiver.clone(), config.max_body_bytes);
     let grpc_task = tokio::spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
         let shutdown = async {
             let _ = grpc_stopped.await;
         };
-        if let Err(error) = tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
-        {
+        if let Err(error) = grpc_router.serve_with_incoming_shutdown(incoming, shutdown).await {
             tracing::error!(%error, "the OTLP/gRPC server stopped");
         }
     });

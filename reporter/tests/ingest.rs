@@ -88,6 +88,19 @@ async fn the_agents_data_arrives_over_grpc_and_http_with_exact_counts() {
             );
         }
         agent.record("nightly-rollup", Duration::from_secs(2));
+        for _ in 0..3 {
+            agent.capture_error(
+                "GET /cards/{id}",
+                kuroko_agent::CapturedError::new("DbTimeout", "SELECT cards took 5 s"),
+            );
+        }
+        // A slow run (over 4 x its 5 ms Apdex T) with a segment: kept as a trace.
+        let slow = agent.register(TransactionSpec::job("export-report").apdex(Duration::from_millis(5)));
+        {
+            let run = slow.start();
+            let _render = run.segment(kuroko_agent::SegmentKind::Code, "render PDF");
+            std::thread::sleep(Duration::from_millis(25));
+        }
         exporter.shutdown().await;
         reporter.stop().await;
 
@@ -129,6 +142,34 @@ async fn the_agents_data_arrives_over_grpc_and_http_with_exact_counts() {
             .map(|(_, _, v)| v)
             .sum();
         assert_eq!(failed, 100.0);
+        let errors = store.errors(&Filter::default(), window.0, window.1).unwrap();
+        assert_eq!(errors.len(), 1, "{protocol:?}: {errors:?}");
+        assert_eq!(
+            (
+                errors[0].error_type.as_str(),
+                errors[0].message.as_str(),
+                errors[0].count
+            ),
+            ("DbTimeout", "SELECT cards took 5 s", 3)
+        );
+        assert_eq!(errors[0].key.transaction, "GET /cards/{id}");
+        assert!(errors[0].location.contains("ingest.rs:"), "{}", errors[0].location);
+        let traces = store
+            .slowest_traces(&Filter::default(), window.0, window.1, 10)
+            .unwrap();
+        assert_eq!(traces.len(), 1, "{protocol:?}: the slow run's trace");
+        assert_eq!(traces[0].key.transaction, "export-report");
+        assert!(traces[0].duration >= 0.025);
+        assert!(traces[0].spans.contains("render PDF"), "{}", traces[0].spans);
+        let export_filter = Filter {
+            transaction: Some("export-report".into()),
+            ..Filter::default()
+        };
+        let counted = store.histograms(&export_filter, window.0, window.1).unwrap();
+        assert_eq!(
+            counted[0].1.count, 1,
+            "{protocol:?}: the agent's trace is not counted a second time"
+        );
         let jobs = store
             .histograms(
                 &Filter {
@@ -415,5 +456,162 @@ async fn kill_dash_nine_loses_nothing_acknowledged() {
     assert!(
         stored <= 3 * (acknowledged + 1),
         "at most the one request in flight beyond them"
+    );
+}
+
+fn span(
+    name: &str,
+    kind: i32,
+    id: u8,
+    parent: Option<u8>,
+    start: u64,
+    millis: u64,
+    attributes: Vec<KeyValue>,
+) -> opentelemetry_proto::tonic::trace::v1::Span {
+    opentelemetry_proto::tonic::trace::v1::Span {
+        trace_id: vec![7; 16],
+        span_id: vec![id; 8],
+        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+        name: name.into(),
+        kind,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + millis * 1_000_000,
+        attributes,
+        ..Default::default()
+    }
+}
+
+/// A service instrumented only with a stock OpenTelemetry SDK: its SERVER
+/// spans become transactions, their CLIENT children segments, and its ERROR
+/// log records errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_traces_and_logs_become_transactions_segments_and_errors() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+
+    let store_path = temp_store();
+    let reporter = kuroko_reporter::serve::start(&loopback_config(store_path.clone()))
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let resource = Some(Resource {
+        attributes: vec![kv("service.name", "py-shop"), kv("host.name", "py-1")],
+        ..Default::default()
+    });
+    let start = unix_nanos() - 2_000_000_000;
+    let mut status_500 = vec![kv("http.request.method", "GET"), kv("http.route", "/orders/{id}")];
+    status_500.push(KeyValue {
+        key: "http.response.status_code".into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(500)),
+        }),
+        ..Default::default()
+    });
+    let spans = vec![
+        span("GET /orders/{id}", 2, 1, None, start, 120, status_500),
+        span(
+            "SELECT orders",
+            3,
+            2,
+            Some(1),
+            start + 5_000_000,
+            80,
+            vec![kv("db.system.name", "postgresql")],
+        ),
+        span(
+            "GET inventory",
+            3,
+            3,
+            Some(1),
+            start + 90_000_000,
+            20,
+            vec![kv("http.request.method", "GET"), kv("url.full", "http://inv/x")],
+        ),
+    ];
+    let traces = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: resource.clone(),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let protobuf = [("content-type", "application/x-protobuf")];
+    let (status, _) = post(
+        &client,
+        &format!("http://{}/v1/traces", reporter.http),
+        traces.encode_to_vec(),
+        &protobuf,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let record = |severity: i32, body: &str| LogRecord {
+        time_unix_nano: unix_nanos(),
+        severity_number: severity,
+        body: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(body.into())),
+        }),
+        attributes: vec![kv("http.request.method", "GET"), kv("http.route", "/orders/{id}")],
+        ..Default::default()
+    };
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource,
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![record(17, "order 42 vanished"), record(9, "all good")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let (status, _) = post(
+        &client,
+        &format!("http://{}/v1/logs", reporter.http),
+        logs.encode_to_vec(),
+        &protobuf,
+    )
+    .await;
+    assert_eq!(status, 200);
+    reporter.stop().await;
+
+    let store = SqliteStore::open(&store_path).unwrap();
+    let window = (now_minute() - 5, now_minute() + 5);
+    let histograms = store.histograms(&Filter::default(), window.0, window.1).unwrap();
+    assert_eq!(histograms.len(), 1);
+    let (key, histogram) = &histograms[0];
+    assert_eq!(
+        (key.service.as_str(), key.transaction.as_str(), key.kind.as_str()),
+        ("py-shop", "GET /orders/{id}", "web")
+    );
+    assert_eq!(histogram.count, 1);
+    assert!((histogram.max - 0.120).abs() < 1e-9);
+    let outcomes = store
+        .counters(&Filter::default(), "kuroko.transaction.outcomes", window.0, window.1)
+        .unwrap();
+    assert_eq!(outcomes[0].1, "kuroko.outcome=5xx");
+    let segments = store
+        .counters(&Filter::default(), "kuroko.segment.duration", window.0, window.1)
+        .unwrap();
+    let labels: Vec<&str> = segments.iter().map(|(_, l, _)| l.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "kuroko.segment.kind=database,kuroko.segment.name=SELECT orders",
+            "kuroko.segment.kind=external,kuroko.segment.name=GET inventory"
+        ]
+    );
+    let kept = store.slowest_traces(&Filter::default(), window.0, window.1, 5).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].trace_id, "07".repeat(16));
+    let errors = store.errors(&Filter::default(), window.0, window.1).unwrap();
+    assert_eq!(errors.len(), 1, "the INFO record is not an error");
+    assert_eq!(
+        (errors[0].message.as_str(), errors[0].key.transaction.as_str()),
+        ("order 42 vanished", "GET /orders/{id}")
     );
 }

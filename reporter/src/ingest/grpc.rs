@@ -1,40 +1,85 @@
-//! OTLP/gRPC: the metrics service (logs and traces are not stored yet, and
-//! say so rather than acknowledge what they would drop).
+//! OTLP/gRPC: the metrics, logs and trace services over one [`Receiver`].
 
 use std::sync::Arc;
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use tonic::codec::CompressionEncoding;
 
-use super::{IngestError, Receiver};
+use super::{Accepted, IngestError, Receiver};
 
-/// The gRPC metrics service over a [`Receiver`].
+/// The gRPC services over a [`Receiver`].
 #[derive(Clone)]
-pub struct Metrics(pub Arc<Receiver>);
+pub struct Otlp(pub Arc<Receiver>);
+
+/// A store failure is UNAVAILABLE: the client keeps the data and retries.
+fn answer<R>(
+    result: Result<Accepted, IngestError>,
+    response: fn(Accepted) -> R,
+) -> Result<tonic::Response<R>, tonic::Status> {
+    result
+        .map(|accepted| tonic::Response::new(response(accepted)))
+        .map_err(|error| tonic::Status::unavailable(error.to_string()))
+}
 
 #[tonic::async_trait]
-impl MetricsService for Metrics {
+impl MetricsService for Otlp {
     async fn export(
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        match self.0.metrics(request.into_inner()).await {
-            Ok(accepted) => Ok(tonic::Response::new(accepted.response())),
-            // UNAVAILABLE: the client keeps the data and retries.
-            Err(error @ (IngestError::Store(_) | IngestError::Writer)) => {
-                Err(tonic::Status::unavailable(error.to_string()))
-            }
-        }
+        answer(self.0.metrics(request.into_inner()).await, Accepted::metrics_response)
     }
 }
 
-/// The gRPC server's services, accepting gzip and messages up to `max_bytes`.
-pub fn service(receiver: Arc<Receiver>, max_bytes: usize) -> MetricsServiceServer<Metrics> {
-    MetricsServiceServer::new(Metrics(receiver))
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max_bytes)
+#[tonic::async_trait]
+impl LogsService for Otlp {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        answer(self.0.logs(request.into_inner()).await, Accepted::logs_response)
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Otlp {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        answer(self.0.traces(request.into_inner()).await, Accepted::traces_response)
+    }
+}
+
+/// The gRPC router with all three services, accepting gzip and messages up
+/// to `max_bytes`.
+pub fn router(receiver: Arc<Receiver>, max_bytes: usize) -> tonic::transport::server::Router {
+    let otlp = Otlp(receiver);
+    let gzip = CompressionEncoding::Gzip;
+    tonic::transport::Server::builder()
+        .add_service(
+            MetricsServiceServer::new(otlp.clone())
+                .accept_compressed(gzip)
+                .send_compressed(gzip)
+                .max_decoding_message_size(max_bytes),
+        )
+        .add_service(
+            LogsServiceServer::new(otlp.clone())
+                .accept_compressed(gzip)
+                .send_compressed(gzip)
+                .max_decoding_message_size(max_bytes),
+        )
+        .add_service(
+            TraceServiceServer::new(otlp)
+                .accept_compressed(gzip)
+                .send_compressed(gzip)
+                .max_decoding_message_size(max_bytes),
+        )
 }

@@ -1,4 +1,5 @@
-//! OTLP/HTTP: `POST /v1/metrics` with protobuf or JSON bodies, gzip or not.
+//! OTLP/HTTP: `POST /v1/metrics`, `/v1/logs` and `/v1/traces` with protobuf
+//! or JSON bodies, gzip or not.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -9,30 +10,27 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use super::Receiver;
+use super::{Accepted, IngestError, Receiver};
 
 /// The HTTP routes, refusing bodies over `max_bytes` (compressed or not).
 pub fn router(receiver: Arc<Receiver>, max_bytes: usize) -> Router {
     Router::new()
         .route("/v1/metrics", post(metrics))
-        .route("/v1/logs", post(not_stored))
-        .route("/v1/traces", post(not_stored))
+        .route("/v1/logs", post(logs))
+        .route("/v1/traces", post(traces))
         .layer(DefaultBodyLimit::max(max_bytes))
         .with_state((receiver, max_bytes))
 }
 
 fn refuse(status: StatusCode, reason: String) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], reason).into_response()
-}
-
-async fn not_stored() -> Response {
-    refuse(
-        StatusCode::NOT_IMPLEMENTED,
-        "this reporter does not store logs or traces yet".to_owned(),
-    )
 }
 
 /// The body, gunzipped when it says so, at most `max_bytes` either way;
@@ -61,54 +59,71 @@ fn body(headers: &HeaderMap, bytes: &Bytes, max_bytes: usize) -> Result<Vec<u8>,
     }
 }
 
-async fn metrics(
-    State((receiver, max_bytes)): State<(Arc<Receiver>, usize)>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Response {
+/// Decodes an OTLP request body (protobuf, or JSON when the content type
+/// says so); `Err` is the status and reason to answer with. The bool tells
+/// whether it was JSON.
+fn decode<T: Message + Default + DeserializeOwned>(
+    headers: &HeaderMap,
+    bytes: &Bytes,
+    max_bytes: usize,
+    what: &str,
+) -> Result<(T, bool), (StatusCode, String)> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("application/json"));
-    let body = match body(&headers, &bytes, max_bytes) {
-        Ok(body) => body,
-        Err((status, reason)) => return refuse(status, reason),
-    };
+    let body = body(headers, bytes, max_bytes)?;
     let request = if json {
-        serde_json::from_slice::<ExportMetricsServiceRequest>(&body).map_err(|e| {
-            refuse(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not OTLP/JSON metrics: {e}"),
-            )
-        })
+        serde_json::from_slice::<T>(&body).map_err(|e| format!("the body is not OTLP/JSON {what}: {e}"))
     } else {
-        ExportMetricsServiceRequest::decode(body.as_slice()).map_err(|e| {
-            refuse(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not OTLP/protobuf metrics: {e}"),
-            )
-        })
+        T::decode(body.as_slice()).map_err(|e| format!("the body is not OTLP/protobuf {what}: {e}"))
     };
-    let request = match request {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
-    match receiver.metrics(request).await {
-        Ok(accepted) => {
-            let response = accepted.response();
-            if json {
-                let text = serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec());
-                (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], text).into_response()
-            } else {
-                (
-                    StatusCode::OK,
-                    [(header::CONTENT_TYPE, "application/x-protobuf")],
-                    response.encode_to_vec(),
-                )
-                    .into_response()
-            }
+    request
+        .map(|r| (r, json))
+        .map_err(|reason| (StatusCode::BAD_REQUEST, reason))
+}
+
+/// The answer to an OTLP request: the response in the request's encoding, or
+/// 503 when the store could not keep it (the client keeps it and retries).
+fn respond<R: Message + Serialize>(
+    result: Result<Accepted, IngestError>,
+    json: bool,
+    response: fn(Accepted) -> R,
+) -> Response {
+    match result {
+        Ok(accepted) if json => {
+            let text = serde_json::to_vec(&response(accepted)).unwrap_or_else(|_| b"{}".to_vec());
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], text).into_response()
         }
-        // 503: the client keeps the data and retries.
+        Ok(accepted) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            response(accepted).encode_to_vec(),
+        )
+            .into_response(),
         Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+    }
+}
+
+type Shared = State<(Arc<Receiver>, usize)>;
+
+async fn metrics(State((receiver, max)): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    match decode::<ExportMetricsServiceRequest>(&headers, &bytes, max, "metrics") {
+        Ok((request, json)) => respond(receiver.metrics(request).await, json, Accepted::metrics_response),
+        Err((status, reason)) => refuse(status, reason),
+    }
+}
+
+async fn logs(State((receiver, max)): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    match decode::<ExportLogsServiceRequest>(&headers, &bytes, max, "logs") {
+        Ok((request, json)) => respond(receiver.logs(request).await, json, Accepted::logs_response),
+        Err((status, reason)) => refuse(status, reason),
+    }
+}
+
+async fn traces(State((receiver, max)): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    match decode::<ExportTraceServiceRequest>(&headers, &bytes, max, "traces") {
+        Ok((request, json)) => respond(receiver.traces(request).await, json, Accepted::traces_response),
+        Err((status, reason)) => refuse(status, reason),
     }
 }

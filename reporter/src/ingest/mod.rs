@@ -8,18 +8,28 @@
 
 pub mod grpc;
 pub mod http;
+pub mod logs;
 pub mod metrics;
+pub mod otlp;
+pub mod traces;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 
 use crate::store::{Store, StoreError};
-use metrics::{Deltas, Limits};
+use metrics::Deltas;
+use otlp::Limits;
 
 /// What the receiver did with a request it accepted.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -33,14 +43,44 @@ pub struct Accepted {
 }
 
 impl Accepted {
-    /// The OTLP response: a partial success naming the reasons when points
-    /// were rejected.
-    pub fn response(self) -> ExportMetricsServiceResponse {
+    fn rejected(&self) -> Option<(i64, String)> {
+        (self.rejected > 0).then(|| (i64::try_from(self.rejected).unwrap_or(i64::MAX), self.message.clone()))
+    }
+
+    /// The OTLP metrics response: a partial success naming the reasons when
+    /// points were rejected.
+    pub fn metrics_response(self) -> ExportMetricsServiceResponse {
         ExportMetricsServiceResponse {
-            partial_success: (self.rejected > 0).then_some(ExportMetricsPartialSuccess {
-                rejected_data_points: i64::try_from(self.rejected).unwrap_or(i64::MAX),
-                error_message: self.message,
-            }),
+            partial_success: self
+                .rejected()
+                .map(|(rejected_data_points, error_message)| ExportMetricsPartialSuccess {
+                    rejected_data_points,
+                    error_message,
+                }),
+        }
+    }
+
+    /// The OTLP logs response.
+    pub fn logs_response(self) -> ExportLogsServiceResponse {
+        ExportLogsServiceResponse {
+            partial_success: self
+                .rejected()
+                .map(|(rejected_log_records, error_message)| ExportLogsPartialSuccess {
+                    rejected_log_records,
+                    error_message,
+                }),
+        }
+    }
+
+    /// The OTLP traces response.
+    pub fn traces_response(self) -> ExportTraceServiceResponse {
+        ExportTraceServiceResponse {
+            partial_success: self
+                .rejected()
+                .map(|(rejected_spans, error_message)| ExportTracePartialSuccess {
+                    rejected_spans,
+                    error_message,
+                }),
         }
     }
 }
@@ -89,19 +129,34 @@ impl Receiver {
 
     /// Converts and stores a metrics request; returns once it is committed.
     pub async fn metrics(&self, request: ExportMetricsServiceRequest) -> Result<Accepted, IngestError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let converted = {
+        let mut converted = {
             let deltas = self.deltas.lock().unwrap_or_else(|e| e.into_inner());
-            metrics::convert(&request, &deltas, &self.limits, now)
+            metrics::convert(&request, &deltas, &self.limits, now())
         };
+        let updates = std::mem::take(&mut converted.updates);
+        let accepted = self.commit(converted).await?;
+        // Cumulative streams move on only once their points are stored.
+        self.deltas.lock().unwrap_or_else(|e| e.into_inner()).apply(updates);
+        Ok(accepted)
+    }
+
+    /// Converts and stores a logs request (its errors); returns once committed.
+    pub async fn logs(&self, request: ExportLogsServiceRequest) -> Result<Accepted, IngestError> {
+        self.commit(logs::convert(&request, &self.limits, now())).await
+    }
+
+    /// Converts and stores a traces request; returns once committed.
+    pub async fn traces(&self, request: ExportTraceServiceRequest) -> Result<Accepted, IngestError> {
+        self.commit(traces::convert(&request, &self.limits, now())).await
+    }
+
+    /// Writes a converted request's batch and books the outcome.
+    async fn commit(&self, converted: otlp::Converted) -> Result<Accepted, IngestError> {
         let stored = converted.batch.len() as u64;
         if !converted.batch.is_empty() {
             let store = self.store.clone();
             let batch = converted.batch;
-            let written = tokio::task::spawn_blocking(move || store.write(&batch)).await;
-            match written {
+            match tokio::task::spawn_blocking(move || store.write(&batch)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
                     self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
@@ -111,10 +166,6 @@ impl Receiver {
                 Err(_) => return Err(IngestError::Writer),
             }
         }
-        self.deltas
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .apply(converted.updates);
         self.stats.stored.fetch_add(stored, Ordering::Relaxed);
         self.stats.rejected.fetch_add(converted.rejected, Ordering::Relaxed);
         if converted.rejected > 0 {
@@ -126,4 +177,10 @@ impl Receiver {
             message: converted.reasons.join("; "),
         })
     }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }

@@ -51,6 +51,40 @@ pub struct CounterPoint {
     pub value: f64,
 }
 
+/// Occurrences of one distinct error in one minute of one series.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorPoint {
+    /// The series it happened in (`transaction` is `(none)` when unknown).
+    pub key: SeriesKey,
+    /// Unix time in minutes.
+    pub minute: i64,
+    /// `exception.type`, or `error`.
+    pub error_type: String,
+    /// `exception.message`, or the record's body.
+    pub message: String,
+    /// `file:line`, when known.
+    pub location: String,
+    /// How many times.
+    pub count: u64,
+    /// Last occurrence, unix nanoseconds.
+    pub last_seen: u64,
+}
+
+/// A kept trace: one slow run with its spans.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TracePoint {
+    /// The transaction's series.
+    pub key: SeriesKey,
+    /// Trace id, hex.
+    pub trace_id: String,
+    /// Start, unix nanoseconds.
+    pub start: u64,
+    /// Duration of the run, seconds.
+    pub duration: f64,
+    /// The run's spans (root first) as JSON: name, kind, start, duration, attributes.
+    pub spans: String,
+}
+
 /// What one request brings, written all at once.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Batch {
@@ -58,12 +92,16 @@ pub struct Batch {
     pub histograms: Vec<HistogramPoint>,
     /// Counters.
     pub counters: Vec<CounterPoint>,
+    /// Errors.
+    pub errors: Vec<ErrorPoint>,
+    /// Traces to keep (the store keeps only the slowest per series and hour).
+    pub traces: Vec<TracePoint>,
 }
 
 impl Batch {
     /// Points in the batch.
     pub fn len(&self) -> usize {
-        self.histograms.len() + self.counters.len()
+        self.histograms.len() + self.counters.len() + self.errors.len() + self.traces.len()
     }
 
     /// True when there is nothing to write.
@@ -118,6 +156,25 @@ pub enum StoreError {
     },
 }
 
+/// One distinct error over a window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorSummary {
+    /// Where it happened.
+    pub key: SeriesKey,
+    /// Its type.
+    pub error_type: String,
+    /// Its message.
+    pub message: String,
+    /// Its location.
+    pub location: String,
+    /// Occurrences in the window.
+    pub count: u64,
+    /// First minute it was seen in the window.
+    pub first_minute: i64,
+    /// Last occurrence, unix nanoseconds.
+    pub last_seen: u64,
+}
+
 /// The reporter's storage; see the [module documentation](self).
 pub trait Store: Send + Sync {
     /// Writes `batch` durably: once this returns `Ok`, the batch survives a
@@ -137,4 +194,11 @@ pub trait Store: Send + Sync {
         from: i64,
         to: i64,
     ) -> Result<Vec<(SeriesKey, String, f64)>, StoreError>;
+
+    /// Distinct errors per series over `from..to` (unix minutes), most frequent first.
+    fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError>;
+
+    /// The slowest kept traces of series matching `filter` that started in
+    /// `from..to` (unix minutes), slowest first, at most `limit`.
+    fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError>;
 }

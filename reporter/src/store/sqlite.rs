@@ -14,8 +14,11 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Batch, Filter, SeriesKey, Store, StoreError};
+use super::{Batch, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint};
 use crate::histogram::Histogram;
+
+/// Traces kept per series and hour: the slowest.
+pub const TRACES_PER_HOUR: i64 = 20;
 
 /// The schema this build writes.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -35,6 +38,18 @@ CREATE TABLE IF NOT EXISTS histogram_minute (
     PRIMARY KEY (series, minute)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS histogram_by_minute ON histogram_minute (minute);
+CREATE TABLE IF NOT EXISTS error_minute (
+    series INTEGER NOT NULL, minute INTEGER NOT NULL,
+    error_type TEXT NOT NULL, message TEXT NOT NULL, location TEXT NOT NULL,
+    count INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+    PRIMARY KEY (series, minute, error_type, message, location)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS error_by_minute ON error_minute (minute);
+CREATE TABLE IF NOT EXISTS kept_trace (
+    series INTEGER NOT NULL, hour INTEGER NOT NULL, trace_id TEXT NOT NULL,
+    start INTEGER NOT NULL, duration REAL NOT NULL, spans TEXT NOT NULL,
+    PRIMARY KEY (series, hour, trace_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counter_minute (
     series INTEGER NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL, minute INTEGER NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (series, name, labels, minute)
@@ -169,6 +184,46 @@ impl SqliteStore {
                 params![series, point.name, point.labels, point.minute, point.value],
             )?;
         }
+        for point in &batch.errors {
+            let series = self.series_id(&transaction, &point.key)?;
+            transaction.execute(
+                "INSERT INTO error_minute (series, minute, error_type, message, location, count, last_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (series, minute, error_type, message, location)
+                 DO UPDATE SET count = count + excluded.count, last_seen = MAX(last_seen, excluded.last_seen)",
+                params![
+                    series,
+                    point.minute,
+                    point.error_type,
+                    point.message,
+                    point.location,
+                    point.count as i64,
+                    point.last_seen as i64
+                ],
+            )?;
+        }
+        for point in &batch.traces {
+            let series = self.series_id(&transaction, &point.key)?;
+            let hour = (point.start / 3_600_000_000_000) as i64;
+            transaction.execute(
+                "INSERT OR REPLACE INTO kept_trace (series, hour, trace_id, start, duration, spans)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    series,
+                    hour,
+                    point.trace_id,
+                    point.start as i64,
+                    point.duration,
+                    point.spans
+                ],
+            )?;
+            // Keep only the slowest few of the hour.
+            transaction.execute(
+                "DELETE FROM kept_trace WHERE series = ?1 AND hour = ?2 AND trace_id NOT IN
+                 (SELECT trace_id FROM kept_trace WHERE series = ?1 AND hour = ?2 ORDER BY duration DESC LIMIT ?3)",
+                params![series, hour, TRACES_PER_HOUR],
+            )?;
+        }
         transaction.commit()
     }
 }
@@ -289,6 +344,83 @@ impl Store for SqliteStore {
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
+
+    fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError> {
+        self.errors_in(filter, from, to).map_err(|e| self.error(e))
+    }
+
+    fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError> {
+        self.traces_in(filter, from, to, limit).map_err(|e| self.error(e))
+    }
+}
+
+impl SqliteStore {
+    fn errors_in(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, rusqlite::Error> {
+        let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let sql = format!(
+            "SELECT s.service, s.host, s.txn, s.feature, s.kind, e.error_type, e.message, e.location,
+                    SUM(e.count) AS total, MIN(e.minute) AS first_minute, MAX(e.last_seen) AS last_seen
+             FROM error_minute e JOIN series s ON s.id = e.series
+             WHERE e.minute >= ?1 AND e.minute < ?2 AND {FILTER}
+             GROUP BY e.series, e.error_type, e.message, e.location ORDER BY total DESC"
+        );
+        let mut statement = connection.prepare_cached(&sql)?;
+        let rows = statement.query_map(
+            params![
+                from,
+                to,
+                filter.service,
+                filter.host,
+                filter.transaction,
+                filter.feature
+            ],
+            |row| {
+                Ok(ErrorSummary {
+                    key: key(row)?,
+                    error_type: row.get("error_type")?,
+                    message: row.get("message")?,
+                    location: row.get("location")?,
+                    count: row.get::<_, i64>("total")? as u64,
+                    first_minute: row.get("first_minute")?,
+                    last_seen: row.get::<_, i64>("last_seen")? as u64,
+                })
+            },
+        )?;
+        rows.collect()
+    }
+
+    fn traces_in(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, rusqlite::Error> {
+        let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let sql = format!(
+            "SELECT s.service, s.host, s.txn, s.feature, s.kind, t.trace_id, t.start, t.duration, t.spans
+             FROM kept_trace t JOIN series s ON s.id = t.series
+             WHERE t.start >= ?1 * 60000000000 AND t.start < ?2 * 60000000000 AND {FILTER}
+             ORDER BY t.duration DESC LIMIT ?7"
+        );
+        let mut statement = connection.prepare_cached(&sql)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement.query_map(
+            params![
+                from,
+                to,
+                filter.service,
+                filter.host,
+                filter.transaction,
+                filter.feature,
+                limit
+            ],
+            |row| {
+                Ok(TracePoint {
+                    key: key(row)?,
+                    trace_id: row.get("trace_id")?,
+                    start: row.get::<_, i64>("start")? as u64,
+                    duration: row.get("duration")?,
+                    spans: row.get("spans")?,
+                })
+            },
+        )?;
+        rows.collect()
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +461,8 @@ mod tests {
         {
             let store = SqliteStore::open(&path).unwrap();
             let batch = Batch {
+                errors: vec![],
+                traces: vec![],
                 histograms: vec![
                     HistogramPoint {
                         key: key("a"),
@@ -358,6 +492,8 @@ mod tests {
             // The same minute again merges into the stored row.
             store
                 .write(&Batch {
+                    errors: vec![],
+                    traces: vec![],
                     histograms: vec![batch.histograms[0].clone()],
                     counters: batch.counters.clone(),
                 })
