@@ -273,36 +273,54 @@ fn key(row: &rusqlite::Row<'_>) -> Result<SeriesKey, rusqlite::Error> {
     })
 }
 
+impl SqliteStore {
+    /// Runs a query whose parameters are the window (`?1`, `?2`), the
+    /// filter (`?3` to `?6`) and an optional `?7`, mapping each row.
+    fn select<T>(
+        &self,
+        sql: &str,
+        filter: &Filter,
+        (from, to): (i64, i64),
+        seventh: Option<&dyn rusqlite::ToSql>,
+        row: impl FnMut(&rusqlite::Row<'_>) -> Result<T, rusqlite::Error>,
+    ) -> Result<Vec<T>, StoreError> {
+        let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let rows = (|| {
+            let mut statement = connection.prepare_cached(sql)?;
+            let window_and_filter: [&dyn rusqlite::ToSql; 6] = [
+                &from,
+                &to,
+                &filter.service,
+                &filter.host,
+                &filter.transaction,
+                &filter.feature,
+            ];
+            let mut parameters: Vec<&dyn rusqlite::ToSql> = window_and_filter.to_vec();
+            parameters.extend(seventh);
+            let rows = statement.query_map(parameters.as_slice(), row)?;
+            rows.collect::<Result<Vec<T>, _>>()
+        })();
+        rows.map_err(|e| self.error(e))
+    }
+}
+
 impl Store for SqliteStore {
     fn write(&self, batch: &Batch) -> Result<(), StoreError> {
         self.write_batch(batch).map_err(|e| self.error(e))
     }
 
     fn histograms(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<(SeriesKey, Histogram)>, StoreError> {
-        let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         let sql = format!(
             "SELECT s.service, s.host, s.txn, s.feature, s.kind, h.count, h.sum, h.min, h.max, h.scale,
                     h.zero_count, h.zero_threshold, h.buckets, h.estimated
              FROM histogram_minute h JOIN series s ON s.id = h.series
              WHERE h.minute >= ?1 AND h.minute < ?2 AND {FILTER}"
         );
-        let mut statement = connection.prepare_cached(&sql).map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map(
-                params![
-                    from,
-                    to,
-                    filter.service,
-                    filter.host,
-                    filter.transaction,
-                    filter.feature
-                ],
-                |row| Ok((key(row)?, row_histogram(row)?)),
-            )
-            .map_err(|e| self.error(e))?;
+        let rows = self.select(&sql, filter, (from, to), None, |row| {
+            Ok((key(row)?, row_histogram(row)?))
+        })?;
         let mut merged: BTreeMap<SeriesKey, Histogram> = BTreeMap::new();
-        for row in rows {
-            let (key, histogram) = row.map_err(|e| self.error(e))?;
+        for (key, histogram) in rows {
             match merged.get_mut(&key) {
                 Some(total) => total.merge(&histogram),
                 None => {
@@ -320,43 +338,18 @@ impl Store for SqliteStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<(SeriesKey, String, f64)>, StoreError> {
-        let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         let sql = format!(
             "SELECT s.service, s.host, s.txn, s.feature, s.kind, c.labels, SUM(c.value) AS total
              FROM counter_minute c JOIN series s ON s.id = c.series
              WHERE c.minute >= ?1 AND c.minute < ?2 AND {FILTER} AND c.name = ?7
              GROUP BY c.series, c.labels ORDER BY s.txn, c.labels"
         );
-        let mut statement = connection.prepare_cached(&sql).map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map(
-                params![
-                    from,
-                    to,
-                    filter.service,
-                    filter.host,
-                    filter.transaction,
-                    filter.feature,
-                    name
-                ],
-                |row| Ok((key(row)?, row.get("labels")?, row.get("total")?)),
-            )
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+        self.select(&sql, filter, (from, to), Some(&name), |row| {
+            Ok((key(row)?, row.get("labels")?, row.get("total")?))
+        })
     }
 
     fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError> {
-        self.errors_in(filter, from, to).map_err(|e| self.error(e))
-    }
-
-    fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError> {
-        self.traces_in(filter, from, to, limit).map_err(|e| self.error(e))
-    }
-}
-
-impl SqliteStore {
-    fn errors_in(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, rusqlite::Error> {
-        let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         let sql = format!(
             "SELECT s.service, s.host, s.txn, s.feature, s.kind, e.error_type, e.message, e.location,
                     SUM(e.count) AS total, MIN(e.minute) AS first_minute, MAX(e.last_seen) AS last_seen
@@ -364,62 +357,36 @@ impl SqliteStore {
              WHERE e.minute >= ?1 AND e.minute < ?2 AND {FILTER}
              GROUP BY e.series, e.error_type, e.message, e.location ORDER BY total DESC"
         );
-        let mut statement = connection.prepare_cached(&sql)?;
-        let rows = statement.query_map(
-            params![
-                from,
-                to,
-                filter.service,
-                filter.host,
-                filter.transaction,
-                filter.feature
-            ],
-            |row| {
-                Ok(ErrorSummary {
-                    key: key(row)?,
-                    error_type: row.get("error_type")?,
-                    message: row.get("message")?,
-                    location: row.get("location")?,
-                    count: row.get::<_, i64>("total")? as u64,
-                    first_minute: row.get("first_minute")?,
-                    last_seen: row.get::<_, i64>("last_seen")? as u64,
-                })
-            },
-        )?;
-        rows.collect()
+        self.select(&sql, filter, (from, to), None, |row| {
+            Ok(ErrorSummary {
+                key: key(row)?,
+                error_type: row.get("error_type")?,
+                message: row.get("message")?,
+                location: row.get("location")?,
+                count: row.get::<_, i64>("total")? as u64,
+                first_minute: row.get("first_minute")?,
+                last_seen: row.get::<_, i64>("last_seen")? as u64,
+            })
+        })
     }
 
-    fn traces_in(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, rusqlite::Error> {
-        let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+    fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError> {
         let sql = format!(
             "SELECT s.service, s.host, s.txn, s.feature, s.kind, t.trace_id, t.start, t.duration, t.spans
              FROM kept_trace t JOIN series s ON s.id = t.series
              WHERE t.start >= ?1 * 60000000000 AND t.start < ?2 * 60000000000 AND {FILTER}
              ORDER BY t.duration DESC LIMIT ?7"
         );
-        let mut statement = connection.prepare_cached(&sql)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = statement.query_map(
-            params![
-                from,
-                to,
-                filter.service,
-                filter.host,
-                filter.transaction,
-                filter.feature,
-                limit
-            ],
-            |row| {
-                Ok(TracePoint {
-                    key: key(row)?,
-                    trace_id: row.get("trace_id")?,
-                    start: row.get::<_, i64>("start")? as u64,
-                    duration: row.get("duration")?,
-                    spans: row.get("spans")?,
-                })
-            },
-        )?;
-        rows.collect()
+        self.select(&sql, filter, (from, to), Some(&limit), |row| {
+            Ok(TracePoint {
+                key: key(row)?,
+                trace_id: row.get("trace_id")?,
+                start: row.get::<_, i64>("start")? as u64,
+                duration: row.get("duration")?,
+                spans: row.get("spans")?,
+            })
+        })
     }
 }
 
