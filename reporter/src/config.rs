@@ -12,10 +12,14 @@
 //! max_age_seconds = 691200              # 8 days
 //! max_future_seconds = 3600
 //! max_cumulative_streams = 200000
+//! max_series_per_service = 10000        # more fold into kuroko.overflow
+//!
+//! [auth]
+//! ingest_token_file = "/run/secrets/kuroko-ingest"   # clients send authorization: Bearer <token>
 //! ```
 //!
-//! Every key is optional. `KUROKO_STORE`, `KUROKO_GRPC_LISTEN` and
-//! `KUROKO_HTTP_LISTEN` override the file.
+//! Every key is optional. `KUROKO_STORE`, `KUROKO_GRPC_LISTEN`,
+//! `KUROKO_HTTP_LISTEN` and `KUROKO_INGEST_TOKEN` override the file.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -69,6 +73,44 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Limits on data points.
     pub limits: LimitsConfig,
+    /// Authentication.
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: a bearer token that OTLP clients must send
+/// (`authorization: Bearer <token>`, e.g. through
+/// `OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20<token>`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// A file holding the ingest token (its whitespace trimmed); preferred
+    /// over putting the token in this file. `KUROKO_INGEST_TOKEN` overrides.
+    pub ingest_token_file: Option<PathBuf>,
+    /// The ingest token itself.
+    pub ingest_token: Option<Secret>,
+}
+
+/// A secret: printed as `<redacted>`, never in logs.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret holding `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value, for comparison only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// `[limits]`; see [`Limits`].
@@ -76,6 +118,7 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct LimitsConfig {
+    pub max_series_per_service: usize,
     pub max_attributes: usize,
     pub max_value_bytes: usize,
     pub max_age_seconds: u64,
@@ -87,6 +130,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         let l = Limits::default();
         LimitsConfig {
+            max_series_per_service: l.max_series_per_service,
             max_attributes: l.max_attributes,
             max_value_bytes: l.max_value_bytes,
             max_age_seconds: l.max_age_seconds,
@@ -99,6 +143,7 @@ impl Default for LimitsConfig {
 impl From<&LimitsConfig> for Limits {
     fn from(c: &LimitsConfig) -> Limits {
         Limits {
+            max_series_per_service: c.max_series_per_service,
             max_attributes: c.max_attributes,
             max_value_bytes: c.max_value_bytes,
             max_age_seconds: c.max_age_seconds,
@@ -116,6 +161,7 @@ impl Default for Config {
             http_listen: SocketAddr::from(([0, 0, 0, 0], 4318)),
             max_body_bytes: 16 << 20,
             limits: LimitsConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -144,10 +190,35 @@ impl Config {
         toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
     }
 
+    /// The ingest token in force: `ingest_token`, else the file's contents.
+    pub fn ingest_token(&self) -> Result<Option<Secret>, ConfigError> {
+        if let Some(token) = &self.auth.ingest_token {
+            return Ok(Some(token.clone()));
+        }
+        let Some(path) = &self.auth.ingest_token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(ConfigError::Parse {
+                path: path.clone(),
+                message: "the token file is empty".to_owned(),
+            });
+        }
+        Ok(Some(Secret(token.to_owned())))
+    }
+
     /// Applies `KUROKO_*` variables read through `lookup`.
     pub fn with_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         if let Some(store) = lookup("KUROKO_STORE") {
             self.store = PathBuf::from(store);
+        }
+        if let Some(token) = lookup("KUROKO_INGEST_TOKEN") {
+            self.auth.ingest_token = Some(Secret(token));
         }
         for (variable, target) in [
             ("KUROKO_GRPC_LISTEN", &mut self.grpc_listen),
@@ -190,5 +261,9 @@ mod tests {
         assert_eq!(env.grpc_listen.port(), 9999);
         let bad = Config::default().with_env(|name| (name == "KUROKO_HTTP_LISTEN").then(|| "port 80".to_owned()));
         assert!(bad.unwrap_err().to_string().contains("KUROKO_HTTP_LISTEN=\"port 80\""));
+
+        let secret = Config::parse("[auth]\ningest_token = \"s3cr3t\"\n").unwrap();
+        assert_eq!(secret.ingest_token().unwrap().unwrap().expose(), "s3cr3t");
+        assert!(!format!("{secret:?}").contains("s3cr3t"), "the token never prints");
     }
 }

@@ -16,6 +16,9 @@ pub enum ServeError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The configuration could not be used.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// An address could not be listened on.
     #[error("cannot listen on {address} ({what}): {source}; is another reporter or collector running there?")]
     Listen {
@@ -61,7 +64,13 @@ async fn listener(address: SocketAddr, what: &'static str) -> Result<tokio::net:
 /// Opens the store and starts both receivers.
 pub async fn start(config: &Config) -> Result<Running, ServeError> {
     let store = Arc::new(SqliteStore::open(&config.store)?);
-    let receiver = Arc::new(Receiver::new(store, (&config.limits).into()));
+    let token = config.ingest_token()?;
+    if token.is_none() {
+        tracing::warn!(
+            "no ingest token set: anyone who can reach the OTLP ports can write (set [auth] ingest_token_file)"
+        );
+    }
+    let receiver = Arc::new(Receiver::new(store, (&config.limits).into(), token)?);
     let grpc_listener = listener(config.grpc_listen, "OTLP/gRPC").await?;
     let http_listener = listener(config.http_listen, "OTLP/HTTP").await?;
     let (grpc_address, http_address) = (

@@ -615,3 +615,124 @@ async fn sdk_traces_and_logs_become_transactions_segments_and_errors() {
         ("order 42 vanished", "GET /orders/{id}")
     );
 }
+
+/// With a token configured, OTLP without it (or with a wrong one) is refused
+/// over HTTP and gRPC; with it, accepted. Series past the per-service limit
+/// fold into one overflow series. /metrics says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_guard_the_door_and_series_are_bounded() {
+    let mut config = loopback_config(temp_store());
+    config.auth.ingest_token = Some(kuroko_reporter::config::Secret::new("s3cr3t"));
+    config.limits.max_series_per_service = 3;
+    let reporter = kuroko_reporter::serve::start(&config).await.unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v1/metrics", reporter.http);
+    let body = |route: &str| {
+        request(Metric {
+            name: "http.server.request.duration".into(),
+            unit: "s".into(),
+            data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: vec![exponential_point(route, vec![1], 1)],
+                aggregation_temporality: AggregationTemporality::Delta as i32,
+            })),
+            ..Default::default()
+        })
+        .encode_to_vec()
+    };
+    let protobuf = ("content-type", "application/x-protobuf");
+    let (status, text) = post(&client, &url, body("/a"), &[protobuf]).await;
+    assert_eq!(status, 401);
+    assert!(String::from_utf8_lossy(&text).contains("authorization: Bearer <token>"));
+    assert_eq!(
+        post(
+            &client,
+            &url,
+            body("/a"),
+            &[protobuf, ("authorization", "Bearer wrong")]
+        )
+        .await
+        .0,
+        401
+    );
+    for route in ["/a", "/b", "/c", "/d", "/e"] {
+        assert_eq!(
+            post(
+                &client,
+                &url,
+                body(route),
+                &[protobuf, ("authorization", "Bearer s3cr3t")]
+            )
+            .await
+            .0,
+            200
+        );
+    }
+
+    // gRPC: the agent without the token is refused (one more unauthorized
+    // request in /metrics below), the one with it gets in (one run stored).
+    for token in [None, Some("Bearer s3cr3t")] {
+        let agent = Agent::default();
+        let exporter = agent
+            .export(ExportConfig {
+                protocol: Protocol::Grpc,
+                endpoint: Some(format!("http://{}", reporter.grpc)),
+                headers: token
+                    .map(|t| vec![("authorization".to_owned(), t.to_owned())])
+                    .unwrap_or_default(),
+                service_name: Some("grpc-svc".into()),
+                ..ExportConfig::default()
+            })
+            .unwrap();
+        agent.record("GET /grpc", Duration::from_millis(3));
+        exporter.shutdown().await;
+    }
+
+    let metrics = client
+        .get(format!("http://{}/metrics", reporter.http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("kuroko_reporter_requests_unauthorized_total 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("kuroko_reporter_points_folded_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("kuroko_reporter_ingest_seconds{quantile=\"0.99\"}"),
+        "{metrics}"
+    );
+    let store_path = config.store.clone();
+    reporter.stop().await;
+
+    let store = SqliteStore::open(&store_path).unwrap();
+    let window = (now_minute() - 5, now_minute() + 5);
+    let sdk = Filter {
+        service: Some("sdk-svc".into()),
+        ..Filter::default()
+    };
+    let names: Vec<String> = store
+        .histograms(&sdk, window.0, window.1)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k.transaction)
+        .collect();
+    assert_eq!(
+        names,
+        ["GET /a", "GET /b", "GET /c", "kuroko.overflow"],
+        "three series, then the overflow"
+    );
+    let grpc = Filter {
+        service: Some("grpc-svc".into()),
+        ..Filter::default()
+    };
+    let grpc_runs: u64 = store
+        .histograms(&grpc, window.0, window.1)
+        .unwrap()
+        .iter()
+        .map(|(_, h)| h.count)
+        .sum();
+    assert_eq!(grpc_runs, 1, "only the agent with the token got in");
+}

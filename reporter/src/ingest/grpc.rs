@@ -18,6 +18,18 @@ use super::{Accepted, IngestError, Receiver};
 #[derive(Clone)]
 pub struct Otlp(pub Arc<Receiver>);
 
+/// Refuses a request without the right bearer token.
+fn check<T>(receiver: &Receiver, request: &tonic::Request<T>) -> Result<(), tonic::Status> {
+    let given = request.metadata().get("authorization").map(|v| v.as_bytes());
+    if receiver.authorized(given) {
+        Ok(())
+    } else {
+        Err(tonic::Status::unauthenticated(
+            "missing or wrong token: send authorization: Bearer <token>",
+        ))
+    }
+}
+
 /// A store failure is UNAVAILABLE: the client keeps the data and retries.
 fn answer<R>(
     result: Result<Accepted, IngestError>,
@@ -34,6 +46,7 @@ impl MetricsService for Otlp {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        check(&self.0, &request)?;
         answer(self.0.metrics(request.into_inner()).await, Accepted::metrics_response)
     }
 }
@@ -44,6 +57,7 @@ impl LogsService for Otlp {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        check(&self.0, &request)?;
         answer(self.0.logs(request.into_inner()).await, Accepted::logs_response)
     }
 }
@@ -54,6 +68,7 @@ impl TraceService for Otlp {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        check(&self.0, &request)?;
         answer(self.0.traces(request.into_inner()).await, Accepted::traces_response)
     }
 }

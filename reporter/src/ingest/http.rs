@@ -25,6 +25,7 @@ pub fn router(receiver: Arc<Receiver>, max_bytes: usize) -> Router {
         .route("/v1/metrics", post(metrics))
         .route("/v1/logs", post(logs))
         .route("/v1/traces", post(traces))
+        .route("/metrics", axum::routing::get(self_metrics))
         .layer(DefaultBodyLimit::max(max_bytes))
         .with_state((receiver, max_bytes))
 }
@@ -107,22 +108,90 @@ fn respond<R: Message + Serialize>(
 
 type Shared = State<(Arc<Receiver>, usize)>;
 
+/// Refuses a request without the right bearer token (401, with what to send).
+fn authorize(receiver: &Receiver, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+    if receiver.authorized(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token: send authorization: Bearer <token>".to_owned(),
+        ))
+    }
+}
+
+/// The reporter's own health, in the Prometheus text format.
+async fn self_metrics(State((receiver, _)): Shared) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = &receiver.stats;
+    let store_bytes = {
+        let store = receiver.store().clone();
+        tokio::task::spawn_blocking(move || store.size_bytes())
+            .await
+            .unwrap_or(0)
+    };
+    let text = format!(
+        "# HELP kuroko_reporter_points_stored_total Data points, records and spans stored.\n\
+         # TYPE kuroko_reporter_points_stored_total counter\n\
+         kuroko_reporter_points_stored_total {}\n\
+         # HELP kuroko_reporter_points_rejected_total Data points rejected, with reasons, in partial-success answers.\n\
+         # TYPE kuroko_reporter_points_rejected_total counter\n\
+         kuroko_reporter_points_rejected_total {}\n\
+         # HELP kuroko_reporter_points_folded_total Points folded into an overflow series by the series limit.\n\
+         # TYPE kuroko_reporter_points_folded_total counter\n\
+         kuroko_reporter_points_folded_total {}\n\
+         # HELP kuroko_reporter_requests_failed_total Requests the store could not keep (the client retries).\n\
+         # TYPE kuroko_reporter_requests_failed_total counter\n\
+         kuroko_reporter_requests_failed_total {}\n\
+         # HELP kuroko_reporter_requests_unauthorized_total Requests refused for a missing or wrong token.\n\
+         # TYPE kuroko_reporter_requests_unauthorized_total counter\n\
+         kuroko_reporter_requests_unauthorized_total {}\n\
+         # HELP kuroko_reporter_ingest_seconds Time from a decoded request to its committed batch.\n\
+         # TYPE kuroko_reporter_ingest_seconds summary\n\
+         kuroko_reporter_ingest_seconds{{quantile=\"0.5\"}} {}\n\
+         kuroko_reporter_ingest_seconds{{quantile=\"0.99\"}} {}\n\
+         # HELP kuroko_reporter_store_bytes Bytes the store takes on disk.\n\
+         # TYPE kuroko_reporter_store_bytes gauge\n\
+         kuroko_reporter_store_bytes {}\n",
+        stats.stored.load(Relaxed),
+        stats.rejected.load(Relaxed),
+        stats.folded.load(Relaxed),
+        stats.failed_requests.load(Relaxed),
+        stats.unauthorized.load(Relaxed),
+        receiver.latency_quantile(0.5),
+        receiver.latency_quantile(0.99),
+        store_bytes,
+    );
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
+}
+
 async fn metrics(State((receiver, max)): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    match decode::<ExportMetricsServiceRequest>(&headers, &bytes, max, "metrics") {
+    match authorize(&receiver, &headers)
+        .and_then(|()| decode::<ExportMetricsServiceRequest>(&headers, &bytes, max, "metrics"))
+    {
         Ok((request, json)) => respond(receiver.metrics(request).await, json, Accepted::metrics_response),
         Err((status, reason)) => refuse(status, reason),
     }
 }
 
 async fn logs(State((receiver, max)): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    match decode::<ExportLogsServiceRequest>(&headers, &bytes, max, "logs") {
+    match authorize(&receiver, &headers)
+        .and_then(|()| decode::<ExportLogsServiceRequest>(&headers, &bytes, max, "logs"))
+    {
         Ok((request, json)) => respond(receiver.logs(request).await, json, Accepted::logs_response),
         Err((status, reason)) => refuse(status, reason),
     }
 }
 
 async fn traces(State((receiver, max)): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    match decode::<ExportTraceServiceRequest>(&headers, &bytes, max, "traces") {
+    match authorize(&receiver, &headers)
+        .and_then(|()| decode::<ExportTraceServiceRequest>(&headers, &bytes, max, "traces"))
+    {
         Ok((request, json)) => respond(receiver.traces(request).await, json, Accepted::traces_response),
         Err((status, reason)) => refuse(status, reason),
     }

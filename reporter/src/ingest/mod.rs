@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod traces;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,7 +28,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 
-use crate::store::{Store, StoreError};
+use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+use crate::store::{Batch, SeriesKey, Store, StoreError};
 use metrics::Deltas;
 use otlp::Limits;
 
@@ -96,15 +100,22 @@ pub enum IngestError {
     Writer,
 }
 
+/// Name of the series that collects a service's series past the limit.
+pub const OVERFLOW_TRANSACTION: &str = "kuroko.overflow";
+
 /// Counts of what the receiver did, since start.
 #[derive(Debug, Default)]
 pub struct IngestStats {
+    /// Points folded into an overflow series by the per-service series limit.
+    pub folded: AtomicU64,
     /// Points stored.
     pub stored: AtomicU64,
     /// Points rejected.
     pub rejected: AtomicU64,
     /// Requests refused whole (store failures).
     pub failed_requests: AtomicU64,
+    /// Requests refused for a missing or wrong token.
+    pub unauthorized: AtomicU64,
 }
 
 /// Converts and stores what the servers receive.
@@ -112,18 +123,94 @@ pub struct Receiver {
     store: Arc<dyn Store>,
     deltas: Mutex<Deltas>,
     limits: Limits,
+    /// `Bearer <token>` that requests must carry, when auth is on.
+    expected_authorization: Option<String>,
+    /// Series known per service, for the cardinality guard.
+    known: Mutex<HashMap<String, HashSet<SeriesKey>>>,
+    /// Commit latency, microseconds.
+    latency: Mutex<hdrhistogram::Histogram<u64>>,
     /// What it did.
     pub stats: IngestStats,
 }
 
 impl Receiver {
-    /// A receiver writing into `store`.
-    pub fn new(store: Arc<dyn Store>, limits: Limits) -> Self {
-        Receiver {
+    /// A receiver writing into `store`, requiring `token` when given; it
+    /// learns the series the store already holds, for the series limit.
+    pub fn new(store: Arc<dyn Store>, limits: Limits, token: Option<Secret>) -> Result<Self, StoreError> {
+        let mut known: HashMap<String, HashSet<SeriesKey>> = HashMap::new();
+        for key in store.series()? {
+            known.entry(key.service.clone()).or_default().insert(key);
+        }
+        Ok(Receiver {
             store,
             deltas: Mutex::new(Deltas::default()),
             limits,
+            expected_authorization: token.map(|t| format!("Bearer {}", t.expose())),
+            known: Mutex::new(known),
+            latency: Mutex::new(
+                hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
+            ),
             stats: IngestStats::default(),
+        })
+    }
+
+    /// Whether a request carrying `authorization` may proceed: always when
+    /// auth is off; else only with the exact token, compared in constant time.
+    pub fn authorized(&self, authorization: Option<&[u8]>) -> bool {
+        let Some(expected) = &self.expected_authorization else {
+            return true;
+        };
+        let granted = authorization.is_some_and(|given| bool::from(given.ct_eq(expected.as_bytes())));
+        if !granted {
+            self.stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+        }
+        granted
+    }
+
+    /// Commit latency quantile, in seconds.
+    pub fn latency_quantile(&self, quantile: f64) -> f64 {
+        self.latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .value_at_quantile(quantile) as f64
+            / 1e6
+    }
+
+    /// The store being written.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Folds the batch's new series past the per-service limit into the
+    /// service's overflow series.
+    fn guard(&self, batch: &mut Batch) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let limit = self.limits.max_series_per_service;
+        let mut folded = 0;
+        let mut fold = |key: &mut SeriesKey| {
+            let series = known.entry(key.service.clone()).or_default();
+            if series.contains(key) {
+                return;
+            }
+            if series.len() < limit {
+                series.insert(key.clone());
+                return;
+            }
+            *key = SeriesKey {
+                service: key.service.clone(),
+                host: key.host.clone(),
+                transaction: OVERFLOW_TRANSACTION.to_owned(),
+                feature: String::new(),
+                kind: "job".to_owned(),
+            };
+            folded += 1;
+        };
+        batch.histograms.iter_mut().for_each(|p| fold(&mut p.key));
+        batch.counters.iter_mut().for_each(|p| fold(&mut p.key));
+        batch.errors.iter_mut().for_each(|p| fold(&mut p.key));
+        batch.traces.iter_mut().for_each(|p| fold(&mut p.key));
+        if folded > 0 {
+            self.stats.folded.fetch_add(folded, Ordering::Relaxed);
         }
     }
 
@@ -151,9 +238,11 @@ impl Receiver {
     }
 
     /// Writes a converted request's batch and books the outcome.
-    async fn commit(&self, converted: otlp::Converted) -> Result<Accepted, IngestError> {
+    async fn commit(&self, mut converted: otlp::Converted) -> Result<Accepted, IngestError> {
+        let started = std::time::Instant::now();
         let stored = converted.batch.len() as u64;
         if !converted.batch.is_empty() {
+            self.guard(&mut converted.batch);
             let store = self.store.clone();
             let batch = converted.batch;
             match tokio::task::spawn_blocking(move || store.write(&batch)).await {
@@ -166,6 +255,12 @@ impl Receiver {
                 Err(_) => return Err(IngestError::Writer),
             }
         }
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let _ = self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(micros.clamp(1, 3_600_000_000));
         self.stats.stored.fetch_add(stored, Ordering::Relaxed);
         self.stats.rejected.fetch_add(converted.rejected, Ordering::Relaxed);
         if converted.rejected > 0 {

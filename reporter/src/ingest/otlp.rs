@@ -10,6 +10,9 @@ use crate::store::{Batch, SeriesKey};
 /// Limits on what one data point may carry.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
+    /// Most series one service may have; new ones past it fold into the
+    /// service's `kuroko.overflow` series. Default: 10,000.
+    pub max_series_per_service: usize,
     /// Most attributes on one point. Default: 64.
     pub max_attributes: usize,
     /// Longest attribute value, in bytes. Default: 1,024.
@@ -25,6 +28,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            max_series_per_service: 10_000,
             max_attributes: 64,
             max_value_bytes: 1_024,
             max_age_seconds: 8 * 86_400,

@@ -195,6 +195,12 @@ pub trait Store: Send + Sync {
         to: i64,
     ) -> Result<Vec<(SeriesKey, String, f64)>, StoreError>;
 
+    /// Every series the store holds.
+    fn series(&self) -> Result<Vec<SeriesKey>, StoreError>;
+
+    /// Bytes the store takes on disk.
+    fn size_bytes(&self) -> u64;
+
     /// Distinct errors per series over `from..to` (unix minutes), most frequent first.
     fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError>;
 

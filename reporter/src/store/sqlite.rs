@@ -349,6 +349,19 @@ impl Store for SqliteStore {
         })
     }
 
+    fn series(&self) -> Result<Vec<SeriesKey>, StoreError> {
+        let sql = "SELECT service, host, txn, feature, kind FROM series WHERE ?1 = ?1 AND ?2 = ?2 AND ?3 IS NULL AND ?4 IS NULL AND ?5 IS NULL AND ?6 IS NULL";
+        self.select(sql, &Filter::default(), (0, 0), None, key)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        ["", "-wal", "-shm"]
+            .iter()
+            .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", self.path)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError> {
         let sql = format!(
             "SELECT s.service, s.host, s.txn, s.feature, s.kind, e.error_type, e.message, e.location,
