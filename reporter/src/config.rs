@@ -14,6 +14,11 @@
 //! max_cumulative_streams = 200000
 //! max_series_per_service = 10000        # more fold into kuroko.overflow
 //!
+//! [retention]                           # days kept at each resolution
+//! minute_days = 8
+//! hour_days = 90
+//! day_days = 730
+//!
 //! [auth]
 //! ingest_token_file = "/run/secrets/kuroko-ingest"   # clients send authorization: Bearer <token>
 //! ```
@@ -27,6 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::ingest::otlp::Limits;
+use crate::store::rollup::Retention;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +81,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Authentication.
     pub auth: AuthConfig,
+    /// How long each resolution is kept (`[retention]`).
+    pub retention: Retention,
+    /// Seconds between two roll-up and retention passes. Default: 60.
+    pub rollup_interval_seconds: u64,
 }
 
 /// `[auth]`: a bearer token that OTLP clients must send
@@ -162,6 +172,8 @@ impl Default for Config {
             max_body_bytes: 16 << 20,
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
+            retention: Retention::default(),
+            rollup_interval_seconds: 60,
         }
     }
 }

@@ -41,6 +41,7 @@ pub struct Running {
     pub receiver: Arc<Receiver>,
     stops: Vec<oneshot::Sender<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    roller: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
 impl Running {
@@ -51,6 +52,10 @@ impl Running {
         }
         for task in self.tasks {
             let _ = task.await;
+        }
+        if let Some((stop, thread)) = self.roller {
+            let _ = stop.send(());
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
 }
@@ -64,6 +69,7 @@ async fn listener(address: SocketAddr, what: &'static str) -> Result<tokio::net:
 /// Opens the store and starts both receivers.
 pub async fn start(config: &Config) -> Result<Running, ServeError> {
     let store = Arc::new(SqliteStore::open(&config.store)?);
+    let roller = start_roller(&store, config)?;
     let token = config.ingest_token()?;
     if token.is_none() {
         tracing::warn!(
@@ -114,5 +120,39 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         receiver,
         stops: vec![grpc_stop, http_stop],
         tasks: vec![grpc_task, http_task],
+        roller: Some(roller),
     })
+}
+
+/// Rolls up and applies retention every `rollup_interval_seconds`, on a
+/// thread of its own (its own connection: ingest goes on meanwhile).
+fn start_roller(
+    store: &SqliteStore,
+    config: &Config,
+) -> Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>), ServeError> {
+    let mut roller = store.roller(config.retention.clone())?;
+    let every = std::time::Duration::from_secs(config.rollup_interval_seconds.max(1));
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("kuroko-rollup".to_owned())
+        .spawn(move || loop {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() / 60);
+            match roller.run(now as i64) {
+                Ok(pass) if pass.hours + pass.days + pass.deleted > 0 => tracing::info!(?pass, "rolled up"),
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "roll-up failed; trying again next pass"),
+            }
+            match stopped.recv_timeout(every) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                _ => return,
+            }
+        })
+        .map_err(|source| ServeError::Listen {
+            address: config.http_listen,
+            what: "the roll-up thread",
+            source,
+        })?;
+    Ok((stop, thread))
 }

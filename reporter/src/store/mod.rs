@@ -6,6 +6,7 @@
 //! in SQL without the analysis layer changing. The embedded default is
 //! [`sqlite::SqliteStore`].
 
+pub mod rollup;
 pub mod sqlite;
 
 use crate::histogram::Histogram;

@@ -10,10 +10,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::rollup::{Retention, Rolled, Roller};
 use super::{Batch, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint};
 use crate::histogram::Histogram;
 
@@ -50,6 +52,35 @@ CREATE TABLE IF NOT EXISTS kept_trace (
     start INTEGER NOT NULL, duration REAL NOT NULL, spans TEXT NOT NULL,
     PRIMARY KEY (series, hour, trace_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS histogram_hour (
+    series INTEGER NOT NULL, hour INTEGER NOT NULL,
+    count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+    scale INTEGER NOT NULL, zero_count INTEGER NOT NULL, zero_threshold REAL NOT NULL,
+    buckets BLOB NOT NULL, estimated INTEGER NOT NULL,
+    PRIMARY KEY (series, hour)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS histogram_day (
+    series INTEGER NOT NULL, day INTEGER NOT NULL,
+    count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+    scale INTEGER NOT NULL, zero_count INTEGER NOT NULL, zero_threshold REAL NOT NULL,
+    buckets BLOB NOT NULL, estimated INTEGER NOT NULL,
+    PRIMARY KEY (series, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counter_hour (
+    series INTEGER NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL, hour INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (series, name, labels, hour)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counter_day (
+    series INTEGER NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL, day INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (series, name, labels, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS error_hour (
+    series INTEGER NOT NULL, hour INTEGER NOT NULL,
+    error_type TEXT NOT NULL, message TEXT NOT NULL, location TEXT NOT NULL,
+    count INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+    PRIMARY KEY (series, hour, error_type, message, location)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dirty (resolution TEXT NOT NULL, period INTEGER NOT NULL, PRIMARY KEY (resolution, period)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counter_minute (
     series INTEGER NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL, minute INTEGER NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (series, name, labels, minute)
@@ -61,6 +92,7 @@ pub struct SqliteStore {
     path: String,
     connection: Mutex<Connection>,
     series: Mutex<HashMap<SeriesKey, i64>>,
+    rolled: Arc<Rolled>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -110,11 +142,37 @@ impl SqliteStore {
                     .map_err(error)?;
             }
         }
+        let progress = |key: &str| -> Result<Option<i64>, StoreError> {
+            connection
+                .query_row("SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1", [key], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(error)
+        };
+        let rolled = Rolled::default();
+        for (key, value) in [
+            ("rolled_hours_until", &rolled.hours_until),
+            ("rolled_days_until", &rolled.days_until),
+            ("minutes_kept_from", &rolled.minutes_from),
+            ("hours_kept_from", &rolled.hours_from),
+        ] {
+            if let Some(minute) = progress(key)? {
+                value.store(minute, Ordering::Relaxed);
+            }
+        }
         Ok(SqliteStore {
             path: name,
             connection: Mutex::new(connection),
             series: Mutex::new(HashMap::new()),
+            rolled: Arc::new(rolled),
         })
+    }
+
+    /// A roller for this store's roll-ups and retention, with its own
+    /// connection; run it from a background thread.
+    pub fn roller(&self, retention: Retention) -> Result<Roller, StoreError> {
+        Roller::open(Path::new(&self.path), self.rolled.clone(), retention)
     }
 
     fn error(&self, source: rusqlite::Error) -> StoreError {
@@ -147,6 +205,23 @@ impl SqliteStore {
     fn write_batch(&self, batch: &Batch) -> Result<(), rusqlite::Error> {
         let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         let transaction = connection.transaction()?;
+        // Points for hours already rolled up make those hours dirty: the
+        // roller rolls them again.
+        let rolled_until = self.rolled.hours_until.load(Ordering::Relaxed);
+        let late = batch
+            .histograms
+            .iter()
+            .map(|p| p.minute)
+            .chain(batch.counters.iter().map(|p| p.minute));
+        for minute in late
+            .chain(batch.errors.iter().map(|p| p.minute))
+            .filter(|m| *m < rolled_until)
+        {
+            transaction.execute(
+                "INSERT OR IGNORE INTO dirty (resolution, period) VALUES ('hour', ?1)",
+                [minute.div_euclid(60)],
+            )?;
+        }
         for point in &batch.histograms {
             let series = self.series_id(&transaction, &point.key)?;
             let existing = read_histogram(&transaction, series, point.minute)?;
@@ -240,7 +315,7 @@ fn read_histogram(connection: &Connection, series: i64, minute: i64) -> Result<O
         .optional()
 }
 
-fn row_histogram(row: &rusqlite::Row<'_>) -> Result<Histogram, rusqlite::Error> {
+pub(crate) fn row_histogram(row: &rusqlite::Row<'_>) -> Result<Histogram, rusqlite::Error> {
     let blob: Vec<u8> = row.get("buckets")?;
     let buckets = Histogram::decode_buckets(&blob).ok_or(rusqlite::Error::InvalidColumnType(
         7,
@@ -273,7 +348,118 @@ fn key(row: &rusqlite::Row<'_>) -> Result<SeriesKey, rusqlite::Error> {
     })
 }
 
+/// A stretch of a window read at one resolution, in that resolution's units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stretch {
+    /// `minute`, `hour` or `day`: the table suffix and key column.
+    pub(crate) resolution: &'static str,
+    pub(crate) from: i64,
+    pub(crate) to: i64,
+}
+
+/// A minute before any data: "nothing rolled" (far from `i64::MIN`, so that
+/// rounding it cannot overflow).
+pub(crate) const NEVER: i64 = i64::MIN / 4;
+
+fn floor_to(minute: i64, period: i64) -> i64 {
+    minute.div_euclid(period) * period
+}
+
+fn ceil_to(minute: i64, period: i64) -> i64 {
+    -floor_to(-minute, period)
+}
+
+/// How far the store's roll-ups and retention have got, in unix minutes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Progress {
+    pub(crate) hours_until: i64,
+    pub(crate) days_until: i64,
+    pub(crate) minutes_from: i64,
+    pub(crate) hours_from: i64,
+}
+
+/// Splits the window `from..to` (unix minutes) into disjoint stretches: whole
+/// days rolled at day resolution, whole hours rolled at hour resolution, the
+/// rest at minute resolution. A window edge older than what is kept at a
+/// resolution is widened to the next coarser boundary (the whole hour, or
+/// the whole day), since only the coarser rows remain there.
+pub(crate) fn plan(from: i64, to: i64, progress: Progress) -> Vec<Stretch> {
+    let Progress {
+        hours_until,
+        days_until,
+        minutes_from,
+        hours_from,
+    } = progress;
+    let mut out = Vec::new();
+    if from >= to {
+        return out;
+    }
+    let widen = |edge: i64, round: fn(i64, i64) -> i64| {
+        if edge < hours_from {
+            round(edge, 1_440)
+        } else if edge < minutes_from {
+            round(edge, 60)
+        } else {
+            edge
+        }
+    };
+    let (from, to) = (widen(from, floor_to), widen(to, ceil_to));
+    let (d0, d1) = (
+        ceil_to(from, 1_440),
+        floor_to(to, 1_440).min(floor_to(days_until, 1_440)),
+    );
+    let rest = if d0 < d1 {
+        out.push(Stretch {
+            resolution: "day",
+            from: d0 / 1_440,
+            to: d1 / 1_440,
+        });
+        vec![(from, d0), (d1, to)]
+    } else {
+        vec![(from, to)]
+    };
+    for (a, b) in rest.into_iter().filter(|(a, b)| a < b) {
+        let (h0, h1) = (ceil_to(a, 60), floor_to(b, 60).min(floor_to(hours_until, 60)));
+        if h0 < h1 {
+            out.push(Stretch {
+                resolution: "hour",
+                from: h0 / 60,
+                to: h1 / 60,
+            });
+            for (x, y) in [(a, h0), (h1, b)] {
+                if x < y {
+                    out.push(Stretch {
+                        resolution: "minute",
+                        from: x,
+                        to: y,
+                    });
+                }
+            }
+        } else {
+            out.push(Stretch {
+                resolution: "minute",
+                from: a,
+                to: b,
+            });
+        }
+    }
+    out
+}
+
 impl SqliteStore {
+    /// The window split by how far roll-ups have got (`days` false: no day
+    /// stretches, for tables rolled to hours only).
+    fn plan(&self, from: i64, to: i64, days: bool) -> Vec<Stretch> {
+        let load = |value: &std::sync::atomic::AtomicI64| value.load(Ordering::Relaxed);
+        let progress = Progress {
+            hours_until: load(&self.rolled.hours_until),
+            days_until: if days { load(&self.rolled.days_until) } else { NEVER },
+            minutes_from: load(&self.rolled.minutes_from),
+            hours_from: if days { load(&self.rolled.hours_from) } else { NEVER },
+        };
+        plan(from, to, progress)
+    }
+
     /// Runs a query whose parameters are the window (`?1`, `?2`), the
     /// filter (`?3` to `?6`) and an optional `?7`, mapping each row.
     fn select<T>(
@@ -310,21 +496,24 @@ impl Store for SqliteStore {
     }
 
     fn histograms(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<(SeriesKey, Histogram)>, StoreError> {
-        let sql = format!(
-            "SELECT s.service, s.host, s.txn, s.feature, s.kind, h.count, h.sum, h.min, h.max, h.scale,
-                    h.zero_count, h.zero_threshold, h.buckets, h.estimated
-             FROM histogram_minute h JOIN series s ON s.id = h.series
-             WHERE h.minute >= ?1 AND h.minute < ?2 AND {FILTER}"
-        );
-        let rows = self.select(&sql, filter, (from, to), None, |row| {
-            Ok((key(row)?, row_histogram(row)?))
-        })?;
         let mut merged: BTreeMap<SeriesKey, Histogram> = BTreeMap::new();
-        for (key, histogram) in rows {
-            match merged.get_mut(&key) {
-                Some(total) => total.merge(&histogram),
-                None => {
-                    merged.insert(key, histogram);
+        for stretch in self.plan(from, to, true) {
+            let r = stretch.resolution;
+            let sql = format!(
+                "SELECT s.service, s.host, s.txn, s.feature, s.kind, h.count, h.sum, h.min, h.max, h.scale,
+                        h.zero_count, h.zero_threshold, h.buckets, h.estimated
+                 FROM histogram_{r} h JOIN series s ON s.id = h.series
+                 WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {FILTER}"
+            );
+            let rows = self.select(&sql, filter, (stretch.from, stretch.to), None, |row| {
+                Ok((key(row)?, row_histogram(row)?))
+            })?;
+            for (key, histogram) in rows {
+                match merged.get_mut(&key) {
+                    Some(total) => total.merge(&histogram),
+                    None => {
+                        merged.insert(key, histogram);
+                    }
                 }
             }
         }
@@ -338,15 +527,26 @@ impl Store for SqliteStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<(SeriesKey, String, f64)>, StoreError> {
-        let sql = format!(
-            "SELECT s.service, s.host, s.txn, s.feature, s.kind, c.labels, SUM(c.value) AS total
-             FROM counter_minute c JOIN series s ON s.id = c.series
-             WHERE c.minute >= ?1 AND c.minute < ?2 AND {FILTER} AND c.name = ?7
-             GROUP BY c.series, c.labels ORDER BY s.txn, c.labels"
-        );
-        self.select(&sql, filter, (from, to), Some(&name), |row| {
-            Ok((key(row)?, row.get("labels")?, row.get("total")?))
-        })
+        let mut totals: BTreeMap<(String, String, SeriesKey), f64> = BTreeMap::new();
+        for stretch in self.plan(from, to, true) {
+            let r = stretch.resolution;
+            let sql = format!(
+                "SELECT s.service, s.host, s.txn, s.feature, s.kind, c.labels, SUM(c.value) AS total
+                 FROM counter_{r} c JOIN series s ON s.id = c.series
+                 WHERE c.{r} >= ?1 AND c.{r} < ?2 AND {FILTER} AND c.name = ?7
+                 GROUP BY c.series, c.labels"
+            );
+            let rows = self.select(&sql, filter, (stretch.from, stretch.to), Some(&name), |row| {
+                Ok((key(row)?, row.get::<_, String>("labels")?, row.get::<_, f64>("total")?))
+            })?;
+            for (key, labels, total) in rows {
+                *totals.entry((key.transaction.clone(), labels, key)).or_default() += total;
+            }
+        }
+        Ok(totals
+            .into_iter()
+            .map(|((_, labels, key), total)| (key, labels, total))
+            .collect())
     }
 
     fn series(&self) -> Result<Vec<SeriesKey>, StoreError> {
@@ -363,24 +563,49 @@ impl Store for SqliteStore {
     }
 
     fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError> {
-        let sql = format!(
-            "SELECT s.service, s.host, s.txn, s.feature, s.kind, e.error_type, e.message, e.location,
-                    SUM(e.count) AS total, MIN(e.minute) AS first_minute, MAX(e.last_seen) AS last_seen
-             FROM error_minute e JOIN series s ON s.id = e.series
-             WHERE e.minute >= ?1 AND e.minute < ?2 AND {FILTER}
-             GROUP BY e.series, e.error_type, e.message, e.location ORDER BY total DESC"
-        );
-        self.select(&sql, filter, (from, to), None, |row| {
-            Ok(ErrorSummary {
-                key: key(row)?,
-                error_type: row.get("error_type")?,
-                message: row.get("message")?,
-                location: row.get("location")?,
-                count: row.get::<_, i64>("total")? as u64,
-                first_minute: row.get("first_minute")?,
-                last_seen: row.get::<_, i64>("last_seen")? as u64,
-            })
-        })
+        let mut merged: BTreeMap<(SeriesKey, String, String, String), ErrorSummary> = BTreeMap::new();
+        for stretch in self.plan(from, to, false) {
+            let (r, minutes) = (stretch.resolution, if stretch.resolution == "hour" { 60 } else { 1 });
+            let sql = format!(
+                "SELECT s.service, s.host, s.txn, s.feature, s.kind, e.error_type, e.message, e.location,
+                        SUM(e.count) AS total, MIN(e.{r}) * {minutes} AS first_minute, MAX(e.last_seen) AS last_seen
+                 FROM error_{r} e JOIN series s ON s.id = e.series
+                 WHERE e.{r} >= ?1 AND e.{r} < ?2 AND {FILTER}
+                 GROUP BY e.series, e.error_type, e.message, e.location"
+            );
+            let rows = self.select(&sql, filter, (stretch.from, stretch.to), None, |row| {
+                Ok(ErrorSummary {
+                    key: key(row)?,
+                    error_type: row.get("error_type")?,
+                    message: row.get("message")?,
+                    location: row.get("location")?,
+                    count: row.get::<_, i64>("total")? as u64,
+                    first_minute: row.get("first_minute")?,
+                    last_seen: row.get::<_, i64>("last_seen")? as u64,
+                })
+            })?;
+            for row in rows {
+                let id = (
+                    row.key.clone(),
+                    row.error_type.clone(),
+                    row.message.clone(),
+                    row.location.clone(),
+                );
+                match merged.get_mut(&id) {
+                    Some(total) => {
+                        total.count += row.count;
+                        total.first_minute = total.first_minute.min(row.first_minute);
+                        total.last_seen = total.last_seen.max(row.last_seen);
+                    }
+                    None => {
+                        merged.insert(id, row);
+                    }
+                }
+            }
+        }
+        let mut errors: Vec<ErrorSummary> = merged.into_values().collect();
+        errors.sort_by_key(|e| std::cmp::Reverse(e.count));
+        Ok(errors)
     }
 
     fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError> {
@@ -430,6 +655,163 @@ mod tests {
             h.merge(&one);
         }
         h
+    }
+
+    #[test]
+    fn plans_days_hours_and_minutes_without_overlap() {
+        let day = 20_000 * 1_440;
+        // Two days and a bit, everything rolled: day, hour and minute stretches.
+        let rolled = Progress {
+            hours_until: day + 3 * 1_440,
+            days_until: day + 2 * 1_440,
+            minutes_from: NEVER,
+            hours_from: NEVER,
+        };
+        let stretches = plan(day - 90, day + 2 * 1_440 + 75, rolled);
+        assert_eq!(
+            stretches,
+            [
+                Stretch {
+                    resolution: "day",
+                    from: day / 1_440,
+                    to: day / 1_440 + 2
+                },
+                Stretch {
+                    resolution: "hour",
+                    from: (day - 60) / 60,
+                    to: day / 60
+                },
+                Stretch {
+                    resolution: "minute",
+                    from: day - 90,
+                    to: day - 60
+                },
+                Stretch {
+                    resolution: "hour",
+                    from: (day + 2 * 1_440) / 60,
+                    to: (day + 2 * 1_440) / 60 + 1
+                },
+                Stretch {
+                    resolution: "minute",
+                    from: day + 2 * 1_440 + 60,
+                    to: day + 2 * 1_440 + 75
+                },
+            ]
+        );
+        let covered: i64 = stretches
+            .iter()
+            .map(|s| {
+                (s.to - s.from)
+                    * match s.resolution {
+                        "day" => 1_440,
+                        "hour" => 60,
+                        _ => 1,
+                    }
+            })
+            .sum();
+        assert_eq!(covered, 2 * 1_440 + 165, "every minute once");
+        // Nothing rolled: minutes only.
+        let nothing = Progress {
+            hours_until: NEVER,
+            days_until: NEVER,
+            minutes_from: NEVER,
+            hours_from: NEVER,
+        };
+        assert_eq!(
+            plan(100, 200, nothing),
+            [Stretch {
+                resolution: "minute",
+                from: 100,
+                to: 200
+            }]
+        );
+        // Past the minute retention, an edge widens to its hour.
+        let cut = Progress {
+            minutes_from: day,
+            ..rolled
+        };
+        assert_eq!(
+            plan(day - 90, day - 30, cut),
+            [Stretch {
+                resolution: "hour",
+                from: (day - 120) / 60,
+                to: day / 60
+            }]
+        );
+    }
+
+    #[test]
+    fn roll_ups_answer_like_minutes_and_retention_keeps_what_is_rolled() {
+        let dir = std::env::temp_dir().join(format!("kuroko-rollup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("store.db");
+        let _ = std::fs::remove_file(&path);
+        let store = SqliteStore::open(&path).unwrap();
+        let now = 30_000_000; // a unix minute
+        let start = now - 3 * 1_440; // three days ago
+        let mut batch = Batch::default();
+        for i in 0..(3 * 1_440 / 7) {
+            let minute = start + i * 7;
+            let value = 0.001 * (1 + i % 50) as f64;
+            batch.histograms.push(HistogramPoint {
+                key: key("a"),
+                minute,
+                histogram: histogram(&[value, value * 2.0]),
+            });
+            batch.counters.push(CounterPoint {
+                key: key("a"),
+                minute,
+                name: "kuroko.transaction.outcomes".into(),
+                labels: "kuroko.outcome=ok".into(),
+                value: 2.0,
+            });
+        }
+        store.write(&batch).unwrap();
+        let window = (start - 30, now);
+        let before = store.histograms(&Filter::default(), window.0, window.1).unwrap();
+
+        let mut roller = store
+            .roller(Retention {
+                minute_days: 1,
+                hour_days: 2,
+                day_days: 30,
+            })
+            .unwrap();
+        let pass = roller.run(now).unwrap();
+        assert!(
+            pass.hours >= 3 * 24 - 1 && pass.days >= 2,
+            "{pass:?}: the current hour is not over yet"
+        );
+        assert!(pass.deleted > 0, "minutes past one day and hours past two went");
+        let after = store.histograms(&Filter::default(), window.0, window.1).unwrap();
+        assert_eq!(
+            after[0].1.count, before[0].1.count,
+            "the same runs, read from days, hours and minutes"
+        );
+        assert_eq!(after[0].1.buckets, before[0].1.buckets);
+        let counted = store
+            .counters(&Filter::default(), "kuroko.transaction.outcomes", window.0, window.1)
+            .unwrap();
+        assert_eq!(counted[0].2, 2.0 * batch.counters.len() as f64);
+
+        // Late data for a rolled hour is rolled again on the next pass.
+        let late = now - 300;
+        store
+            .write(&Batch {
+                histograms: vec![HistogramPoint {
+                    key: key("a"),
+                    minute: late,
+                    histogram: histogram(&[0.5]),
+                }],
+                ..Batch::default()
+            })
+            .unwrap();
+        roller.run(now).unwrap();
+        let hour = store
+            .histograms(&Filter::default(), floor_to(late, 60), floor_to(late, 60) + 60)
+            .unwrap();
+        assert!(hour[0].1.max >= 0.5, "the late run is in its hour");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,0 +1,375 @@
+//! Roll-ups and retention of the embedded store, in the background.
+//!
+//! Minutes are rolled into hours once an hour is over (plus a two-minute
+//! grace), hours into days once a day is over; each finished period is
+//! recorded in `meta` (`rolled_hours_until`, `rolled_days_until`, in unix
+//! minutes). A point that arrives for an already rolled hour marks it dirty,
+//! and the next pass rolls it again. The roller has its own connection: it
+//! reads minutes in a read transaction, which does not stop ingest (WAL),
+//! merges them in memory, and writes each hour in one short transaction.
+//!
+//! Retention, after rolling: minutes for `minute_days` (8), hours for
+//! `hour_days` (90), days for `day_days` (730); kept traces as long as
+//! minutes. Nothing is deleted before it was rolled up. Deletes go in chunks
+//! so that no transaction holds the write lock for long.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Deserialize;
+
+use super::sqlite::row_histogram;
+use super::StoreError;
+use crate::histogram::Histogram;
+
+/// How long each resolution is kept.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// Days of minute resolution (and kept traces). Default: 8.
+    pub minute_days: i64,
+    /// Days of hourly resolution. Default: 90.
+    pub hour_days: i64,
+    /// Days of daily resolution. Default: 730.
+    pub day_days: i64,
+}
+
+/// Nothing rolled, nothing cut.
+impl Default for Rolled {
+    fn default() -> Self {
+        let never = || AtomicI64::new(super::sqlite::NEVER);
+        Rolled {
+            hours_until: never(),
+            days_until: never(),
+            minutes_from: never(),
+            hours_from: never(),
+        }
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            minute_days: 8,
+            hour_days: 90,
+            day_days: 730,
+        }
+    }
+}
+
+/// How far roll-ups have got, shared by the store (to plan its reads and mark
+/// late data dirty) and the roller (to advance it), in unix minutes.
+#[derive(Debug)]
+pub struct Rolled {
+    /// Hours before this minute are rolled.
+    pub hours_until: AtomicI64,
+    /// Days before this minute are rolled.
+    pub days_until: AtomicI64,
+    /// Minute rows are kept from this minute on (retention's last cut).
+    pub minutes_from: AtomicI64,
+    /// Hour rows are kept from this minute on.
+    pub hours_from: AtomicI64,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Hours rolled (dirty ones again).
+    pub hours: usize,
+    /// Days rolled.
+    pub days: usize,
+    /// Rows deleted by retention.
+    pub deleted: usize,
+}
+
+/// Minutes of grace after the end of an hour before it is rolled.
+const GRACE_MINUTES: i64 = 2;
+/// Rows per retention delete.
+const CHUNK: i64 = 5_000;
+
+/// The roller; see the [module documentation](self).
+pub struct Roller {
+    path: String,
+    connection: Connection,
+    rolled: Arc<Rolled>,
+    retention: Retention,
+}
+
+impl Roller {
+    pub(crate) fn open(path: &Path, rolled: Arc<Rolled>, retention: Retention) -> Result<Roller, StoreError> {
+        let name = path.display().to_string();
+        let connection = Connection::open(path).map_err(|source| StoreError::Sqlite {
+            path: name.clone(),
+            source,
+        })?;
+        connection
+            .execute_batch("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;")
+            .map_err(|source| StoreError::Sqlite {
+                path: name.clone(),
+                source,
+            })?;
+        Ok(Roller {
+            path: name,
+            connection,
+            rolled,
+            retention,
+        })
+    }
+
+    fn error(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Rolls every finished hour and day, then applies retention.
+    pub fn run(&mut self, now_minute: i64) -> Result<Pass, StoreError> {
+        self.pass(now_minute).map_err(|e| self.error(e))
+    }
+
+    fn pass(&mut self, now_minute: i64) -> Result<Pass, rusqlite::Error> {
+        let mut pass = Pass::default();
+        let hours_target = (now_minute - GRACE_MINUTES).div_euclid(60) * 60;
+        let mut hours_until = self.start(
+            "rolled_hours_until",
+            "SELECT MIN(minute) FROM histogram_minute",
+            60,
+            hours_target,
+        )?;
+        let dirty_hours = self.dirty("hour")?;
+        for hour in dirty_hours {
+            self.roll_hour(hour)?;
+            pass.hours += 1;
+        }
+        while hours_until < hours_target {
+            self.roll_hour(hours_until / 60)?;
+            hours_until += 60;
+            self.advance("rolled_hours_until", &self.rolled.hours_until, hours_until)?;
+            pass.hours += 1;
+        }
+        let days_target = hours_until.div_euclid(1_440) * 1_440;
+        let mut days_until = self.start(
+            "rolled_days_until",
+            "SELECT MIN(hour) * 60 FROM histogram_hour",
+            1_440,
+            days_target,
+        )?;
+        for day in self.dirty("day")? {
+            self.roll_day(day)?;
+            pass.days += 1;
+        }
+        while days_until < days_target {
+            self.roll_day(days_until / 1_440)?;
+            days_until += 1_440;
+            self.advance("rolled_days_until", &self.rolled.days_until, days_until)?;
+            pass.days += 1;
+        }
+        pass.deleted = self.retain(now_minute, hours_until, days_until)?;
+        Ok(pass)
+    }
+
+    /// Where rolling starts: the recorded progress, else the oldest data
+    /// (floored to `period` minutes), else `target`.
+    fn start(&self, key: &str, oldest: &str, period: i64, target: i64) -> Result<i64, rusqlite::Error> {
+        let recorded: Option<i64> = self
+            .connection
+            .query_row("SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        let start = match recorded {
+            Some(minute) => minute,
+            None => {
+                let oldest: Option<i64> = self.connection.query_row(oldest, [], |row| row.get(0))?;
+                oldest.map_or(target, |m| m.div_euclid(period) * period).min(target)
+            }
+        };
+        let shared = if key == "rolled_hours_until" {
+            &self.rolled.hours_until
+        } else {
+            &self.rolled.days_until
+        };
+        shared.store(start, Ordering::Relaxed);
+        Ok(start)
+    }
+
+    fn advance(&self, key: &str, shared: &AtomicI64, minute: i64) -> Result<(), rusqlite::Error> {
+        self.connection.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![key, minute.to_string()],
+        )?;
+        shared.store(minute, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn dirty(&self, resolution: &str) -> Result<Vec<i64>, rusqlite::Error> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT period FROM dirty WHERE resolution = ?1 ORDER BY period")?;
+        let rows = statement.query_map([resolution], |row| row.get(0))?;
+        rows.collect()
+    }
+
+    /// Merged histograms per series of `table` rows with `column` in `from..to`.
+    fn merged(
+        &self,
+        table: &str,
+        column: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<BTreeMap<i64, Histogram>, rusqlite::Error> {
+        let sql = format!(
+            "SELECT series, count, sum, min, max, scale, zero_count, zero_threshold, buckets, estimated
+             FROM {table} WHERE {column} >= ?1 AND {column} < ?2"
+        );
+        let mut statement = self.connection.prepare(&sql)?;
+        let rows = statement.query_map(params![from, to], |row| {
+            Ok((row.get::<_, i64>("series")?, row_histogram(row)?))
+        })?;
+        let mut merged: BTreeMap<i64, Histogram> = BTreeMap::new();
+        for row in rows {
+            let (series, histogram) = row?;
+            match merged.get_mut(&series) {
+                Some(total) => total.merge(&histogram),
+                None => {
+                    merged.insert(series, histogram);
+                }
+            }
+        }
+        Ok(merged)
+    }
+
+    fn roll_hour(&mut self, hour: i64) -> Result<(), rusqlite::Error> {
+        let (from, to) = (hour * 60, hour * 60 + 60);
+        let histograms = self.merged("histogram_minute", "minute", from, to)?;
+        let days_until = self.rolled.days_until.load(Ordering::Relaxed);
+        let transaction = self.connection.transaction()?;
+        transaction.execute("DELETE FROM histogram_hour WHERE hour = ?1", [hour])?;
+        write_histograms(&transaction, "histogram_hour", "hour", hour, &histograms)?;
+        transaction.execute("DELETE FROM counter_hour WHERE hour = ?1", [hour])?;
+        transaction.execute(
+            "INSERT INTO counter_hour (series, name, labels, hour, value)
+             SELECT series, name, labels, ?1, SUM(value) FROM counter_minute WHERE minute >= ?2 AND minute < ?3
+             GROUP BY series, name, labels",
+            params![hour, from, to],
+        )?;
+        transaction.execute("DELETE FROM error_hour WHERE hour = ?1", [hour])?;
+        transaction.execute(
+            "INSERT INTO error_hour (series, hour, error_type, message, location, count, last_seen)
+             SELECT series, ?1, error_type, message, location, SUM(count), MAX(last_seen) FROM error_minute
+             WHERE minute >= ?2 AND minute < ?3 GROUP BY series, error_type, message, location",
+            params![hour, from, to],
+        )?;
+        transaction.execute("DELETE FROM dirty WHERE resolution = 'hour' AND period = ?1", [hour])?;
+        if from < days_until {
+            transaction.execute(
+                "INSERT OR IGNORE INTO dirty (resolution, period) VALUES ('day', ?1)",
+                [from.div_euclid(1_440)],
+            )?;
+        }
+        transaction.commit()
+    }
+
+    fn roll_day(&mut self, day: i64) -> Result<(), rusqlite::Error> {
+        let (from, to) = (day * 24, day * 24 + 24);
+        let histograms = self.merged("histogram_hour", "hour", from, to)?;
+        let transaction = self.connection.transaction()?;
+        transaction.execute("DELETE FROM histogram_day WHERE day = ?1", [day])?;
+        write_histograms(&transaction, "histogram_day", "day", day, &histograms)?;
+        transaction.execute("DELETE FROM counter_day WHERE day = ?1", [day])?;
+        transaction.execute(
+            "INSERT INTO counter_day (series, name, labels, day, value)
+             SELECT series, name, labels, ?1, SUM(value) FROM counter_hour WHERE hour >= ?2 AND hour < ?3
+             GROUP BY series, name, labels",
+            params![day, from, to],
+        )?;
+        transaction.execute("DELETE FROM dirty WHERE resolution = 'day' AND period = ?1", [day])?;
+        transaction.commit()
+    }
+
+    /// Deletes what is past its retention and already rolled up.
+    fn retain(&mut self, now_minute: i64, hours_until: i64, days_until: i64) -> Result<usize, rusqlite::Error> {
+        let r = &self.retention;
+        let minute_cutoff = (now_minute - r.minute_days * 1_440).min(hours_until);
+        let hour_cutoff = (now_minute - r.hour_days * 1_440).min(days_until) / 60;
+        let day_cutoff = (now_minute - r.day_days * 1_440) / 1_440;
+        let trace_cutoff = i128::from(now_minute - r.minute_days * 1_440) * 60_000_000_000;
+        let trace_cutoff = i64::try_from(trace_cutoff).unwrap_or(0);
+        // Readers widen windows that reach past what is kept (see `plan`).
+        self.advance("minutes_kept_from", &self.rolled.minutes_from, minute_cutoff)?;
+        self.advance("hours_kept_from", &self.rolled.hours_from, hour_cutoff * 60)?;
+        let mut deleted = 0;
+        for (table, key, column, cutoff) in [
+            ("histogram_minute", "series, minute", "minute", minute_cutoff),
+            (
+                "counter_minute",
+                "series, name, labels, minute",
+                "minute",
+                minute_cutoff,
+            ),
+            (
+                "error_minute",
+                "series, minute, error_type, message, location",
+                "minute",
+                minute_cutoff,
+            ),
+            ("kept_trace", "series, hour, trace_id", "start", trace_cutoff),
+            ("histogram_hour", "series, hour", "hour", hour_cutoff),
+            ("counter_hour", "series, name, labels, hour", "hour", hour_cutoff),
+            (
+                "error_hour",
+                "series, hour, error_type, message, location",
+                "hour",
+                hour_cutoff,
+            ),
+            ("histogram_day", "series, day", "day", day_cutoff),
+            ("counter_day", "series, name, labels, day", "day", day_cutoff),
+        ] {
+            let sql = format!(
+                "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {column} < ?1 LIMIT {CHUNK})"
+            );
+            loop {
+                let removed = self.connection.execute(&sql, [cutoff])?;
+                deleted += removed;
+                if removed < CHUNK as usize {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+fn write_histograms(
+    transaction: &rusqlite::Transaction<'_>,
+    table: &str,
+    column: &str,
+    period: i64,
+    histograms: &BTreeMap<i64, Histogram>,
+) -> Result<(), rusqlite::Error> {
+    let sql = format!(
+        "INSERT INTO {table} (series, {column}, count, sum, min, max, scale, zero_count, zero_threshold, buckets, estimated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    );
+    let mut statement = transaction.prepare_cached(&sql)?;
+    for (series, h) in histograms {
+        statement.execute(params![
+            series,
+            period,
+            h.count as i64,
+            h.sum,
+            h.min,
+            h.max,
+            h.scale,
+            h.zero_count as i64,
+            h.zero_threshold,
+            h.encode_buckets(),
+            h.estimated
+        ])?;
+    }
+    Ok(())
+}
