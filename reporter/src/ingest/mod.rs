@@ -274,6 +274,25 @@ impl Receiver {
     }
 }
 
+/// Decodes `bytes` as an OTLP request of each signal (protobuf) and converts
+/// whatever decodes, with the default limits: the path untrusted input
+/// takes, minus the store. Never panics (the fuzz target and the mutation
+/// test hold it to that); returns how many points each signal would store.
+pub fn decode_and_validate(bytes: &[u8]) -> [usize; 3] {
+    use prost::Message;
+    let (limits, now) = (Limits::default(), now());
+    let metrics = ExportMetricsServiceRequest::decode(bytes)
+        .map(|r| metrics::convert(&r, &Deltas::default(), &limits, now).batch.len())
+        .unwrap_or(0);
+    let logs = ExportLogsServiceRequest::decode(bytes)
+        .map(|r| logs::convert(&r, &limits, now).batch.len())
+        .unwrap_or(0);
+    let traces = ExportTraceServiceRequest::decode(bytes)
+        .map(|r| traces::convert(&r, &limits, now).batch.len())
+        .unwrap_or(0);
+    [metrics, logs, traces]
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
