@@ -252,9 +252,9 @@ impl Roller {
         write_histograms(&transaction, "histogram_hour", "hour", hour, &histograms)?;
         transaction.execute("DELETE FROM counter_hour WHERE hour = ?1", [hour])?;
         transaction.execute(
-            "INSERT INTO counter_hour (series, name, labels, hour, value)
-             SELECT series, name, labels, ?1, SUM(value) FROM counter_minute WHERE minute >= ?2 AND minute < ?3
-             GROUP BY series, name, labels",
+            "INSERT INTO counter_hour (series, label, hour, value)
+             SELECT series, label, ?1, SUM(value) FROM counter_minute WHERE minute >= ?2 AND minute < ?3
+             GROUP BY series, label",
             params![hour, from, to],
         )?;
         transaction.execute("DELETE FROM error_hour WHERE hour = ?1", [hour])?;
@@ -282,9 +282,9 @@ impl Roller {
         write_histograms(&transaction, "histogram_day", "day", day, &histograms)?;
         transaction.execute("DELETE FROM counter_day WHERE day = ?1", [day])?;
         transaction.execute(
-            "INSERT INTO counter_day (series, name, labels, day, value)
-             SELECT series, name, labels, ?1, SUM(value) FROM counter_hour WHERE hour >= ?2 AND hour < ?3
-             GROUP BY series, name, labels",
+            "INSERT INTO counter_day (series, label, day, value)
+             SELECT series, label, ?1, SUM(value) FROM counter_hour WHERE hour >= ?2 AND hour < ?3
+             GROUP BY series, label",
             params![day, from, to],
         )?;
         transaction.execute("DELETE FROM dirty WHERE resolution = 'day' AND period = ?1", [day])?;
@@ -305,12 +305,7 @@ impl Roller {
         let mut deleted = 0;
         for (table, key, column, cutoff) in [
             ("histogram_minute", "series, minute", "minute", minute_cutoff),
-            (
-                "counter_minute",
-                "series, name, labels, minute",
-                "minute",
-                minute_cutoff,
-            ),
+            ("counter_minute", "series, label, minute", "minute", minute_cutoff),
             (
                 "error_minute",
                 "series, minute, error_type, message, location",
@@ -319,7 +314,7 @@ impl Roller {
             ),
             ("kept_trace", "series, hour, trace_id", "start", trace_cutoff),
             ("histogram_hour", "series, hour", "hour", hour_cutoff),
-            ("counter_hour", "series, name, labels, hour", "hour", hour_cutoff),
+            ("counter_hour", "series, label, hour", "hour", hour_cutoff),
             (
                 "error_hour",
                 "series, hour, error_type, message, location",
@@ -327,7 +322,7 @@ impl Roller {
                 hour_cutoff,
             ),
             ("histogram_day", "series, day", "day", day_cutoff),
-            ("counter_day", "series, name, labels, day", "day", day_cutoff),
+            ("counter_day", "series, label, day", "day", day_cutoff),
         ] {
             let sql = format!(
                 "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {column} < ?1 LIMIT {CHUNK})"

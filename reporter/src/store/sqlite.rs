@@ -3,7 +3,7 @@
 //! Tables: `series` (one row per service, host, transaction, feature and
 //! kind), `histogram_minute` (one merged histogram per series and minute; the
 //! buckets as a varint blob, see `Histogram::encode_buckets`) and
-//! `counter_minute`. A batch is written in one transaction; with WAL and
+//! `counter_minute` (names and labels stored once, in `counter_label`). A batch is written in one transaction; with WAL and
 //! `synchronous=NORMAL` a committed transaction survives a crash of the
 //! reporter (kill -9), though not a power cut. The schema is versioned in
 //! `meta`; a file from a newer reporter is refused.
@@ -66,13 +66,16 @@ CREATE TABLE IF NOT EXISTS histogram_day (
     buckets BLOB NOT NULL, estimated INTEGER NOT NULL,
     PRIMARY KEY (series, day)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counter_label (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL, labels TEXT NOT NULL, UNIQUE (name, labels)
+);
 CREATE TABLE IF NOT EXISTS counter_hour (
-    series INTEGER NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL, hour INTEGER NOT NULL, value REAL NOT NULL,
-    PRIMARY KEY (series, name, labels, hour)
+    series INTEGER NOT NULL, label INTEGER NOT NULL, hour INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (series, label, hour)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counter_day (
-    series INTEGER NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL, day INTEGER NOT NULL, value REAL NOT NULL,
-    PRIMARY KEY (series, name, labels, day)
+    series INTEGER NOT NULL, label INTEGER NOT NULL, day INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (series, label, day)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS error_hour (
     series INTEGER NOT NULL, hour INTEGER NOT NULL,
@@ -82,8 +85,8 @@ CREATE TABLE IF NOT EXISTS error_hour (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dirty (resolution TEXT NOT NULL, period INTEGER NOT NULL, PRIMARY KEY (resolution, period)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counter_minute (
-    series INTEGER NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL, minute INTEGER NOT NULL, value REAL NOT NULL,
-    PRIMARY KEY (series, name, labels, minute)
+    series INTEGER NOT NULL, label INTEGER NOT NULL, minute INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (series, label, minute)
 ) WITHOUT ROWID;
 ";
 
@@ -92,6 +95,7 @@ pub struct SqliteStore {
     path: String,
     connection: Mutex<Connection>,
     series: Mutex<HashMap<SeriesKey, i64>>,
+    labels: Mutex<HashMap<(String, String), i64>>,
     rolled: Arc<Rolled>,
 }
 
@@ -165,6 +169,7 @@ impl SqliteStore {
             path: name,
             connection: Mutex::new(connection),
             series: Mutex::new(HashMap::new()),
+            labels: Mutex::new(HashMap::new()),
             rolled: Arc::new(rolled),
         })
     }
@@ -202,6 +207,27 @@ impl SqliteStore {
         Ok(id)
     }
 
+    /// The id of a counter's name and labels, stored once.
+    fn label_id(
+        &self,
+        transaction: &rusqlite::Transaction<'_>,
+        name: &str,
+        labels: &str,
+    ) -> Result<i64, rusqlite::Error> {
+        let id_key = (name.to_owned(), labels.to_owned());
+        if let Some(&id) = self.labels.lock().unwrap_or_else(|e| e.into_inner()).get(&id_key) {
+            return Ok(id);
+        }
+        transaction
+            .prepare_cached("INSERT OR IGNORE INTO counter_label (name, labels) VALUES (?1, ?2)")?
+            .execute(params![name, labels])?;
+        let id = transaction
+            .prepare_cached("SELECT id FROM counter_label WHERE name = ?1 AND labels = ?2")?
+            .query_row(params![name, labels], |row| row.get(0))?;
+        self.labels.lock().unwrap_or_else(|e| e.into_inner()).insert(id_key, id);
+        Ok(id)
+    }
+
     fn write_batch(&self, batch: &Batch) -> Result<(), rusqlite::Error> {
         let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         let transaction = connection.transaction()?;
@@ -224,40 +250,25 @@ impl SqliteStore {
         }
         for point in &batch.histograms {
             let series = self.series_id(&transaction, &point.key)?;
-            let existing = read_histogram(&transaction, series, point.minute)?;
-            let merged = match existing {
-                Some(mut stored) => {
+            // A series' minute usually arrives once: insert, and merge with
+            // the stored row only when there is one.
+            let inserted = write_histogram(&transaction, series, point.minute, &point.histogram, false)?;
+            if !inserted {
+                if let Some(mut stored) = read_histogram(&transaction, series, point.minute)? {
                     stored.merge(&point.histogram);
-                    stored
+                    write_histogram(&transaction, series, point.minute, &stored, true)?;
                 }
-                None => point.histogram.clone(),
-            };
-            transaction.execute(
-                "INSERT OR REPLACE INTO histogram_minute
-                 (series, minute, count, sum, min, max, scale, zero_count, zero_threshold, buckets, estimated)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    series,
-                    point.minute,
-                    merged.count as i64,
-                    merged.sum,
-                    merged.min,
-                    merged.max,
-                    merged.scale,
-                    merged.zero_count as i64,
-                    merged.zero_threshold,
-                    merged.encode_buckets(),
-                    merged.estimated,
-                ],
-            )?;
+            }
         }
         for point in &batch.counters {
             let series = self.series_id(&transaction, &point.key)?;
-            transaction.execute(
-                "INSERT INTO counter_minute (series, name, labels, minute, value) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (series, name, labels, minute) DO UPDATE SET value = value + excluded.value",
-                params![series, point.name, point.labels, point.minute, point.value],
-            )?;
+            let label = self.label_id(&transaction, &point.name, &point.labels)?;
+            transaction
+                .prepare_cached(
+                    "INSERT INTO counter_minute (series, label, minute, value) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (series, label, minute) DO UPDATE SET value = value + excluded.value",
+                )?
+                .execute(params![series, label, point.minute, point.value])?;
         }
         for point in &batch.errors {
             let series = self.series_id(&transaction, &point.key)?;
@@ -301,6 +312,41 @@ impl SqliteStore {
         }
         transaction.commit()
     }
+}
+
+/// Inserts a minute's histogram (`replace` false: only if there is none yet,
+/// returning whether it did), or replaces it.
+fn write_histogram(
+    transaction: &rusqlite::Transaction<'_>,
+    series: i64,
+    minute: i64,
+    h: &Histogram,
+    replace: bool,
+) -> Result<bool, rusqlite::Error> {
+    let verb = if replace {
+        "INSERT OR REPLACE"
+    } else {
+        "INSERT OR IGNORE"
+    };
+    let sql = format!(
+        "{verb} INTO histogram_minute
+         (series, minute, count, sum, min, max, scale, zero_count, zero_threshold, buckets, estimated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    );
+    let changed = transaction.prepare_cached(&sql)?.execute(params![
+        series,
+        minute,
+        h.count as i64,
+        h.sum,
+        h.min,
+        h.max,
+        h.scale,
+        h.zero_count as i64,
+        h.zero_threshold,
+        h.encode_buckets(),
+        h.estimated,
+    ])?;
+    Ok(changed > 0)
 }
 
 /// A stored minute, or `None`; a row whose blob cannot be read is an error.
@@ -531,10 +577,10 @@ impl Store for SqliteStore {
         for stretch in self.plan(from, to, true) {
             let r = stretch.resolution;
             let sql = format!(
-                "SELECT s.service, s.host, s.txn, s.feature, s.kind, c.labels, SUM(c.value) AS total
-                 FROM counter_{r} c JOIN series s ON s.id = c.series
-                 WHERE c.{r} >= ?1 AND c.{r} < ?2 AND {FILTER} AND c.name = ?7
-                 GROUP BY c.series, c.labels"
+                "SELECT s.service, s.host, s.txn, s.feature, s.kind, l.labels, SUM(c.value) AS total
+                 FROM counter_{r} c JOIN series s ON s.id = c.series JOIN counter_label l ON l.id = c.label
+                 WHERE c.{r} >= ?1 AND c.{r} < ?2 AND {FILTER} AND l.name = ?7
+                 GROUP BY c.series, c.label"
             );
             let rows = self.select(&sql, filter, (stretch.from, stretch.to), Some(&name), |row| {
                 Ok((key(row)?, row.get::<_, String>("labels")?, row.get::<_, f64>("total")?))
