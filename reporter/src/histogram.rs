@@ -345,6 +345,21 @@ impl Histogram {
         self.max
     }
 
+    /// The lowest and highest values the buckets allow: the zero region's
+    /// bottom or the first bucket's lower edge, and the last bucket's upper edge.
+    pub fn bucket_extremes(&self) -> (f64, f64) {
+        let low = match self.buckets.keys().next() {
+            Some(&first) if self.zero_count == 0 => bucket_bounds(first, self.scale).0,
+            _ => 0.0,
+        };
+        let high = self
+            .buckets
+            .keys()
+            .next_back()
+            .map_or(self.zero_threshold, |&last| bucket_bounds(last, self.scale).1);
+        (low, high)
+    }
+
     /// Mean value.
     pub fn mean(&self) -> f64 {
         if self.count == 0 {

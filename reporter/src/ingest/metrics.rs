@@ -27,7 +27,41 @@ use crate::store::{CounterPoint, HistogramPoint};
 #[derive(Default)]
 pub struct Deltas {
     histograms: HashMap<String, (u64, Histogram)>,
+    explicit: HashMap<String, (u64, Explicit)>,
     counters: HashMap<String, (u64, f64)>,
+}
+
+/// An explicit-bucket point as sent (seconds), kept per cumulative stream:
+/// deltas are taken on these raw counts, before conversion, since the
+/// conversion places open-ended buckets at the stream's moving min and max.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explicit {
+    bounds: Vec<f64>,
+    counts: Vec<u64>,
+    count: u64,
+    sum: f64,
+}
+
+impl Explicit {
+    /// What was added since `earlier`, or `None` when something went down or
+    /// the bounds changed: a reset.
+    fn since(&self, earlier: &Explicit) -> Option<Explicit> {
+        if self.bounds != earlier.bounds || self.counts.len() != earlier.counts.len() {
+            return None;
+        }
+        let counts = self
+            .counts
+            .iter()
+            .zip(&earlier.counts)
+            .map(|(now, then)| now.checked_sub(*then))
+            .collect::<Option<Vec<u64>>>()?;
+        Some(Explicit {
+            bounds: self.bounds.clone(),
+            counts,
+            count: self.count.checked_sub(earlier.count)?,
+            sum: (self.sum - earlier.sum).max(0.0),
+        })
+    }
 }
 
 /// A cumulative stream's new value: (stream, start time, value).
@@ -35,6 +69,8 @@ pub struct Deltas {
 pub enum Update {
     /// A histogram stream.
     Histogram(String, u64, Histogram),
+    /// An explicit-bucket stream, raw.
+    Explicit(String, u64, Explicit),
     /// A counter stream.
     Counter(String, u64, f64),
 }
@@ -46,6 +82,9 @@ impl Deltas {
             match update {
                 Update::Histogram(stream, start, value) => {
                     self.histograms.insert(stream, (start, value));
+                }
+                Update::Explicit(stream, start, value) => {
+                    self.explicit.insert(stream, (start, value));
                 }
                 Update::Counter(stream, start, value) => {
                     self.counters.insert(stream, (start, value));
@@ -65,27 +104,53 @@ pub fn convert(
     let mut out = Converted::default();
     for resource_metrics in &request.resource_metrics {
         let (service, host) = resource_identity(resource_metrics.resource.as_ref());
-        for metric in resource_metrics.scope_metrics.iter().flat_map(|s| &s.metrics) {
-            convert_metric(metric, &service, &host, deltas, limits, now_unix_nano, &mut out);
+        let resource = resource_metrics
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or_default();
+        for scope_metrics in &resource_metrics.scope_metrics {
+            // Cumulative streams are told apart by everything that identifies
+            // their sender (service.instance.id of each worker process
+            // included), not by service and host alone.
+            let scope = scope_metrics.scope.as_ref().map_or("", |s| s.name.as_str());
+            let source = format!("{}\u{1e}{scope}", fingerprint(resource));
+            for metric in &scope_metrics.metrics {
+                let context = Context {
+                    service: &service,
+                    host: &host,
+                    source: &source,
+                    deltas,
+                    limits,
+                    now: now_unix_nano,
+                };
+                convert_metric(metric, &context, &mut out);
+            }
         }
     }
     out
 }
 
-fn stream_id(service: &str, host: &str, metric: &str, attributes: &[KeyValue]) -> String {
+/// Attributes as one sorted string.
+fn fingerprint(attributes: &[KeyValue]) -> String {
     let mut all: Vec<String> = attributes
         .iter()
         .filter_map(|kv| Some(format!("{}={}", kv.key, text(kv)?)))
         .collect();
     all.sort();
-    format!("{service}\u{1f}{host}\u{1f}{metric}\u{1f}{}", all.join("\u{1f}"))
+    all.join("\u{1f}")
 }
 
-/// What every point of one metric shares.
+fn stream_id(source: &str, metric: &str, attributes: &[KeyValue]) -> String {
+    format!("{source}\u{1d}{metric}\u{1d}{}", fingerprint(attributes))
+}
+
+/// What every point of one request's scope shares.
 struct Context<'a> {
     service: &'a str,
     host: &'a str,
-    name: &'a str,
+    /// The sender: its resource and scope.
+    source: &'a str,
     deltas: &'a Deltas,
     limits: &'a Limits,
     now: u64,
@@ -93,29 +158,22 @@ struct Context<'a> {
 
 /// The parts of a point that identify and place it.
 struct Point<'a> {
+    metric: &'a str,
     attributes: &'a [KeyValue],
     start: u64,
     time: u64,
 }
 
-fn convert_metric(
-    metric: &Metric,
-    service: &str,
-    host: &str,
-    deltas: &Deltas,
-    limits: &Limits,
-    now: u64,
-    out: &mut Converted,
-) {
+fn convert_metric(metric: &Metric, context: &Context<'_>, out: &mut Converted) {
     let name = metric.name.as_str();
-    let context = Context {
+    let Context {
         service,
         host,
-        name,
+        source,
         deltas,
         limits,
         now,
-    };
+    } = *context;
     let is_duration = matches!(name, "http.server.request.duration" | "kuroko.job.duration");
     let factor = if metric.unit == "ms" { 1e-3 } else { 1.0 };
     let cumulative = |temporality: i32| temporality == AggregationTemporality::Cumulative as i32;
@@ -123,11 +181,12 @@ fn convert_metric(
         Some(metric::Data::ExponentialHistogram(h)) if is_duration => {
             for p in &h.data_points {
                 let point = Point {
+                    metric: name,
                     attributes: &p.attributes,
                     start: p.start_time_unix_nano,
                     time: p.time_unix_nano,
                 };
-                histogram_point(&context, point, cumulative(h.aggregation_temporality), out, || {
+                histogram_point(context, point, cumulative(h.aggregation_temporality), out, || {
                     if p.negative
                         .as_ref()
                         .is_some_and(|n| n.bucket_counts.iter().any(|c| *c > 0))
@@ -152,19 +211,54 @@ fn convert_metric(
         Some(metric::Data::Histogram(h)) if is_duration => {
             for p in &h.data_points {
                 let point = Point {
+                    metric: name,
                     attributes: &p.attributes,
                     start: p.start_time_unix_nano,
                     time: p.time_unix_nano,
                 };
-                histogram_point(&context, point, cumulative(h.aggregation_temporality), out, || {
-                    let bounds: Vec<f64> = p.explicit_bounds.iter().map(|b| b * factor).collect();
-                    Histogram::from_explicit(
-                        &bounds,
-                        &p.bucket_counts,
-                        p.count,
-                        p.sum.map(|s| s * factor),
-                        p.min.zip(p.max).map(|(a, b)| (a * factor, b * factor)),
-                    )
+                let raw = Explicit {
+                    bounds: p.explicit_bounds.iter().map(|b| b * factor).collect(),
+                    counts: p.bucket_counts.clone(),
+                    count: p.count,
+                    sum: p.sum.unwrap_or(0.0) * factor,
+                };
+                let (delta, whole) = if cumulative(h.aggregation_temporality) {
+                    let stream = stream_id(source, name, &p.attributes);
+                    let previous = deltas.explicit.get(&stream);
+                    if previous.is_none() && deltas.explicit.len() >= limits.max_cumulative_streams {
+                        out.reject(name, "too many cumulative streams to convert to deltas");
+                        continue;
+                    }
+                    let delta = previous
+                        .filter(|(start, _)| *start == p.start_time_unix_nano)
+                        .and_then(|(_, last)| raw.since(last));
+                    out.updates
+                        .push(Update::Explicit(stream, p.start_time_unix_nano, raw.clone()));
+                    match delta {
+                        Some(delta) => (delta, false),
+                        None => (raw, true),
+                    }
+                } else {
+                    (raw, true)
+                };
+                // The point's min and max describe the whole stream: every value
+                // of the delta lies between them, so they place its open-ended
+                // buckets, and bound its extremes (exact when it is the whole).
+                let stream_extremes = p.min.zip(p.max).map(|(a, b)| (a * factor, b * factor));
+                histogram_point(context, point, false, out, || {
+                    let mut histogram = Histogram::from_explicit(
+                        &delta.bounds,
+                        &delta.counts,
+                        delta.count,
+                        Some(delta.sum),
+                        stream_extremes,
+                    )?;
+                    if let (false, Some((min, max))) = (whole, stream_extremes) {
+                        let (low, high) = histogram.bucket_extremes();
+                        histogram.min = low.clamp(min, max);
+                        histogram.max = high.clamp(min, max);
+                    }
+                    Ok(histogram)
                 });
             }
         }
@@ -189,7 +283,7 @@ fn convert_metric(
                     continue;
                 }
                 let value = if cumulative(sum.aggregation_temporality) {
-                    let stream = stream_id(service, host, name, &p.attributes);
+                    let stream = stream_id(source, name, &p.attributes);
                     let previous = deltas.counters.get(&stream).copied();
                     if previous.is_none() && deltas.counters.len() >= limits.max_cumulative_streams {
                         out.reject(name, "too many cumulative streams to convert to deltas");
@@ -228,11 +322,12 @@ fn histogram_point(
     let Context {
         service,
         host,
-        name,
+        source,
         deltas,
         limits,
         now,
     } = *context;
+    let name = point.metric;
     let Some((transaction, kind)) = transaction(name, point.attributes) else {
         return;
     };
@@ -244,7 +339,7 @@ fn histogram_point(
         Err(reason) => return out.reject(name, reason),
     };
     let histogram = if cumulative {
-        let stream = stream_id(service, host, name, point.attributes);
+        let stream = stream_id(source, name, point.attributes);
         let previous = deltas.histograms.get(&stream);
         if previous.is_none() && deltas.histograms.len() >= limits.max_cumulative_streams {
             return out.reject(name, "too many cumulative streams to convert to deltas");
@@ -259,6 +354,7 @@ fn histogram_point(
     } else {
         histogram
     };
+    out.metric_transactions.push((service.to_owned(), transaction.clone()));
     if histogram.count > 0 {
         let key = key(service, host, transaction, kind, point.attributes);
         out.batch.histograms.push(HistogramPoint {

@@ -129,6 +129,9 @@ pub struct Receiver {
     known: Mutex<HashMap<String, HashSet<SeriesKey>>>,
     /// Commit latency, microseconds.
     latency: Mutex<hdrhistogram::Histogram<u64>>,
+    /// Transactions that arrive as duration metrics (their spans are not
+    /// counted again), as (service, transaction).
+    metric_transactions: Mutex<HashSet<(String, String)>>,
     /// What it did.
     pub stats: IngestStats,
 }
@@ -147,6 +150,7 @@ impl Receiver {
             limits,
             expected_authorization: token.map(|t| format!("Bearer {}", t.expose())),
             known: Mutex::new(known),
+            metric_transactions: Mutex::new(HashSet::new()),
             latency: Mutex::new(
                 hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
             ),
@@ -221,7 +225,12 @@ impl Receiver {
             metrics::convert(&request, &deltas, &self.limits, now())
         };
         let updates = std::mem::take(&mut converted.updates);
+        let seen = std::mem::take(&mut converted.metric_transactions);
         let accepted = self.commit(converted).await?;
+        self.metric_transactions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(seen);
         // Cumulative streams move on only once their points are stored.
         self.deltas.lock().unwrap_or_else(|e| e.into_inner()).apply(updates);
         Ok(accepted)
@@ -234,7 +243,11 @@ impl Receiver {
 
     /// Converts and stores a traces request; returns once committed.
     pub async fn traces(&self, request: ExportTraceServiceRequest) -> Result<Accepted, IngestError> {
-        self.commit(traces::convert(&request, &self.limits, now())).await
+        let converted = {
+            let metric_transactions = self.metric_transactions.lock().unwrap_or_else(|e| e.into_inner());
+            traces::convert(&request, &self.limits, now(), &metric_transactions)
+        };
+        self.commit(converted).await
     }
 
     /// Writes a converted request's batch and books the outcome.
@@ -288,7 +301,7 @@ pub fn decode_and_validate(bytes: &[u8]) -> [usize; 3] {
         .map(|r| logs::convert(&r, &limits, now).batch.len())
         .unwrap_or(0);
     let traces = ExportTraceServiceRequest::decode(bytes)
-        .map(|r| traces::convert(&r, &limits, now).batch.len())
+        .map(|r| traces::convert(&r, &limits, now, &HashSet::new()).batch.len())
         .unwrap_or(0);
     [metrics, logs, traces]
 }

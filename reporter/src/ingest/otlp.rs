@@ -50,6 +50,9 @@ pub struct Converted {
     pub rejected: u64,
     /// The first few reasons, for the partial-success message.
     pub reasons: Vec<String>,
+    /// (service, transaction) whose durations this request brought as
+    /// metrics: their spans are then kept as traces but not counted again.
+    pub metric_transactions: Vec<(String, String)>,
 }
 
 impl Converted {

@@ -8,8 +8,9 @@
 //! `server.address`: external; else code). So a service instrumented only
 //! with a stock SDK gets slow-endpoint analysis too.
 //!
-//! Spans from Kuroko's agent (scope `kuroko-agent`) are slow runs its metrics
-//! already counted: they are kept as traces but not counted again.
+//! Spans from Kuroko's agent (scope `kuroko-agent`), and spans of
+//! transactions that also arrive as duration metrics, were already counted by
+//! those metrics: they are kept as traces but not counted again.
 //!
 //! The slowest few transaction spans of each series in a request are kept as
 //! traces, with their children; the store keeps the slowest per hour.
@@ -96,7 +97,12 @@ fn span_json(span: &Span, kind: &str) -> String {
 }
 
 /// Converts `request`, received at `now_unix_nano`.
-pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_nano: u64) -> Converted {
+pub fn convert(
+    request: &ExportTraceServiceRequest,
+    limits: &Limits,
+    now_unix_nano: u64,
+    metric_transactions: &std::collections::HashSet<(String, String)>,
+) -> Converted {
     let mut out = Converted::default();
     let mut histograms: HashMap<(SeriesKey, i64), Histogram> = HashMap::new();
     let mut counters: HashMap<(SeriesKey, i64, &'static str, String), f64> = HashMap::new();
@@ -105,6 +111,7 @@ pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_na
         let (service, host) = resource_identity(resource_spans.resource.as_ref());
         for scope_spans in &resource_spans.scope_spans {
             let ours = scope_spans.scope.as_ref().is_some_and(|s| s.name == "kuroko-agent");
+
             let spans = &scope_spans.spans;
             for root in spans.iter().filter(|s| is_transaction(s, ours)) {
                 if root.end_time_unix_nano < root.start_time_unix_nano {
@@ -131,7 +138,9 @@ pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_na
                     .iter()
                     .filter(|s| s.parent_span_id == root.span_id && s.trace_id == root.trace_id)
                     .collect();
-                if !ours {
+                let counted_elsewhere =
+                    ours || metric_transactions.contains(&(service.clone(), series.transaction.clone()));
+                if !counted_elsewhere {
                     let minute = minute(root.end_time_unix_nano);
                     let run = histograms
                         .entry((series.clone(), minute))
