@@ -596,8 +596,13 @@ impl Store for SqliteStore {
     }
 
     fn series(&self) -> Result<Vec<SeriesKey>, StoreError> {
-        let sql = "SELECT service, host, txn, feature, kind FROM series WHERE ?1 = ?1 AND ?2 = ?2 AND ?3 IS NULL AND ?4 IS NULL AND ?5 IS NULL AND ?6 IS NULL";
-        self.select(sql, &Filter::default(), (0, 0), None, key)
+        let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let read = || -> Result<Vec<SeriesKey>, rusqlite::Error> {
+            let mut statement = connection.prepare("SELECT service, host, txn, feature, kind FROM series")?;
+            let rows = statement.query_map([], key)?;
+            rows.collect()
+        };
+        read().map_err(|e| self.error(e))
     }
 
     fn size_bytes(&self) -> u64 {
