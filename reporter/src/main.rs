@@ -17,16 +17,23 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Receive OTLP metrics over gRPC (4317) and HTTP (4318) into the store.
+    /// Receive OTLP metrics, traces and logs over gRPC (4317) and HTTP (4318) into the store.
     ///
     /// Settings come from the TOML file given with --config (every key
-    /// optional: store, grpc_listen, http_listen, max_body_bytes, [limits]),
-    /// then from KUROKO_STORE, KUROKO_GRPC_LISTEN and KUROKO_HTTP_LISTEN,
-    /// then from the flags below. Stop with Ctrl-C: requests under way finish,
-    /// and everything acknowledged is in the store.
-    #[command(
-        after_help = "Example:\n  kuroko serve --store ./kuroko.db\n  OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 ./your-service"
-    )]
+    /// optional: store, grpc_listen, http_listen, max_body_bytes,
+    /// rollup_interval_seconds, [limits], [retention], [auth]; unknown keys
+    /// are refused with their line), then from KUROKO_STORE,
+    /// KUROKO_GRPC_LISTEN, KUROKO_HTTP_LISTEN and KUROKO_INGEST_TOKEN, then
+    /// from the flags below. With a token set, clients must send
+    /// `authorization: Bearer <token>`. Roll-ups and retention run in the
+    /// background; GET /metrics on the HTTP port reports the reporter's own
+    /// health. Stop with Ctrl-C: requests under way finish, and everything
+    /// acknowledged is in the store.
+    #[command(after_help = "Example:\n  kuroko serve --store ./kuroko.db\n  \
+                      OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 ./your-service\n\n\
+                      A kuroko.toml:\n  store = \"/var/lib/kuroko/kuroko.db\"\n  [auth]\n  \
+                      ingest_token_file = \"/run/secrets/kuroko-ingest\"\n  [retention]\n  \
+                      minute_days = 8\n  hour_days = 90\n  day_days = 730")]
     Serve {
         /// TOML configuration file.
         #[arg(long)]

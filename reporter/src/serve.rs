@@ -20,7 +20,7 @@ pub enum ServeError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// An address could not be listened on.
-    #[error("cannot listen on {address} ({what}): {source}; is another reporter or collector running there?")]
+    #[error("cannot listen on {address} ({what}); is another reporter or collector running there?")]
     Listen {
         /// The address.
         address: SocketAddr,

@@ -93,7 +93,7 @@ impl Accepted {
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The store could not commit: the client should retry.
-    #[error("the store could not keep this request: {0}")]
+    #[error("the store could not keep this request: {}", chain(.0))]
     Store(#[from] StoreError),
     /// The write task died.
     #[error("the store's writer stopped unexpectedly")]
@@ -102,6 +102,18 @@ pub enum IngestError {
 
 /// Name of the series that collects a service's series past the limit.
 pub const OVERFLOW_TRANSACTION: &str = "kuroko.overflow";
+
+/// An error and its causes, as one line (for clients and logs).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 /// Counts of what the receiver did, since start.
 #[derive(Debug, Default)]

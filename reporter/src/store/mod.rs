@@ -128,7 +128,7 @@ pub struct Filter {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database said no.
-    #[error("store {path}: {source}")]
+    #[error("store {path}")]
     Sqlite {
         /// The store's file.
         path: String,
