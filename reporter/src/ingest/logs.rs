@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
 
-use super::otlp::{check, get, key, minute, resource_identity, text, transaction, Converted, Limits};
+use super::otlp::{check, cut, get, key, minute, resource_identity, text, transaction, Converted, Limits};
 use crate::store::ErrorPoint;
 
 /// Converts `request`, received at `now_unix_nano`.
@@ -66,7 +66,7 @@ pub fn convert(request: &ExportLogsServiceRequest, limits: &Limits, now_unix_nan
                 error_type: get(attributes, "exception.type")
                     .and_then(text)
                     .unwrap_or_else(|| "error".to_owned()),
-                message: cut(message, limits.max_value_bytes.max(256) * 4),
+                message: cut(&message, limits.max_value_bytes.max(256) * 4).to_owned(),
                 location,
                 count,
                 last_seen: time,
@@ -74,16 +74,4 @@ pub fn convert(request: &ExportLogsServiceRequest, limits: &Limits, now_unix_nan
         }
     }
     out
-}
-
-/// `text` cut to at most `max` bytes, at a character boundary.
-fn cut(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
 }

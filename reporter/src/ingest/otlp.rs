@@ -171,3 +171,12 @@ pub(crate) fn resource_identity(resource: Option<&Resource>) -> (String, String)
         .unwrap_or_else(|| "unknown".to_owned());
     (service, host)
 }
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+pub(crate) fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

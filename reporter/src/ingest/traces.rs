@@ -21,7 +21,7 @@ use std::fmt::Write;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
 
-use super::otlp::{check, get, key, minute, resource_identity, text, transaction, Converted, Limits};
+use super::otlp::{check, cut, get, key, minute, resource_identity, text, transaction, Converted, Limits};
 use crate::histogram::{bucket_index, Histogram, MAX_SCALE};
 use crate::store::{CounterPoint, HistogramPoint, SeriesKey, TracePoint};
 
@@ -113,9 +113,25 @@ pub fn convert(
             let ours = scope_spans.scope.as_ref().is_some_and(|s| s.name == "kuroko-agent");
 
             let spans = &scope_spans.spans;
+            // Children by (trace, parent), indexed once: one pass however
+            // many spans a hostile request carries.
+            let mut children_of: HashMap<(&[u8], &[u8]), Vec<&Span>> = HashMap::new();
+            for span in spans.iter().filter(|s| !s.parent_span_id.is_empty()) {
+                children_of
+                    .entry((&span.trace_id, &span.parent_span_id))
+                    .or_default()
+                    .push(span);
+            }
             for root in spans.iter().filter(|s| is_transaction(s, ours)) {
                 if root.end_time_unix_nano < root.start_time_unix_nano {
                     out.reject("span", format!("span {:?} ends before it starts", root.name));
+                    continue;
+                }
+                if root.name.len() > limits.max_value_bytes {
+                    out.reject(
+                        "span",
+                        format!("span name is longer than {} bytes", limits.max_value_bytes),
+                    );
                     continue;
                 }
                 if let Err(reason) = check(&root.attributes, root.end_time_unix_nano, now_unix_nano, limits) {
@@ -134,10 +150,9 @@ pub fn convert(
                 });
                 let series = key(&service, &host, name, kind, &root.attributes);
                 let seconds = root.end_time_unix_nano.saturating_sub(root.start_time_unix_nano) as f64 / 1e9;
-                let children: Vec<&Span> = spans
-                    .iter()
-                    .filter(|s| s.parent_span_id == root.span_id && s.trace_id == root.trace_id)
-                    .collect();
+                let children: &[&Span] = children_of
+                    .get(&(root.trace_id.as_slice(), root.span_id.as_slice()))
+                    .map_or(&[], |c| c.as_slice());
                 let counted_elsewhere =
                     ours || metric_transactions.contains(&(service.clone(), series.transaction.clone()));
                 if !counted_elsewhere {
@@ -150,11 +165,11 @@ pub fn convert(
                     *counters
                         .entry((series.clone(), minute, "kuroko.transaction.outcomes", outcome))
                         .or_default() += 1.0;
-                    for child in &children {
+                    for child in children {
                         let labels = format!(
                             "kuroko.segment.kind={},kuroko.segment.name={}",
                             segment_kind(child),
-                            child.name
+                            cut(&child.name, limits.max_value_bytes)
                         );
                         let took = child.end_time_unix_nano.saturating_sub(child.start_time_unix_nano) as f64 / 1e9;
                         *counters
