@@ -78,7 +78,7 @@ pub struct Config {
     /// Largest request body, in bytes. Default: 16 MiB.
     pub max_body_bytes: usize,
     /// Limits on data points.
-    pub limits: LimitsConfig,
+    pub limits: Limits,
     /// Authentication.
     pub auth: AuthConfig,
     /// How long each resolution is kept (`[retention]`).
@@ -123,46 +123,6 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// `[limits]`; see [`Limits`].
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct LimitsConfig {
-    pub max_series_per_service: usize,
-    pub max_attributes: usize,
-    pub max_value_bytes: usize,
-    pub max_age_seconds: u64,
-    pub max_future_seconds: u64,
-    pub max_cumulative_streams: usize,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        let l = Limits::default();
-        LimitsConfig {
-            max_series_per_service: l.max_series_per_service,
-            max_attributes: l.max_attributes,
-            max_value_bytes: l.max_value_bytes,
-            max_age_seconds: l.max_age_seconds,
-            max_future_seconds: l.max_future_seconds,
-            max_cumulative_streams: l.max_cumulative_streams,
-        }
-    }
-}
-
-impl From<&LimitsConfig> for Limits {
-    fn from(c: &LimitsConfig) -> Limits {
-        Limits {
-            max_series_per_service: c.max_series_per_service,
-            max_attributes: c.max_attributes,
-            max_value_bytes: c.max_value_bytes,
-            max_age_seconds: c.max_age_seconds,
-            max_future_seconds: c.max_future_seconds,
-            max_cumulative_streams: c.max_cumulative_streams,
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -170,7 +130,7 @@ impl Default for Config {
             grpc_listen: SocketAddr::from(([0, 0, 0, 0], 4317)),
             http_listen: SocketAddr::from(([0, 0, 0, 0], 4318)),
             max_body_bytes: 16 << 20,
-            limits: LimitsConfig::default(),
+            limits: Limits::default(),
             auth: AuthConfig::default(),
             retention: Retention::default(),
             rollup_interval_seconds: 60,

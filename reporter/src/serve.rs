@@ -76,7 +76,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
             "no ingest token set: anyone who can reach the OTLP ports can write (set [auth] ingest_token_file)"
         );
     }
-    let receiver = Arc::new(Receiver::new(store, (&config.limits).into(), token)?);
+    let receiver = Arc::new(Receiver::new(store, config.limits.clone(), token)?);
     let grpc_listener = listener(config.grpc_listen, "OTLP/gRPC").await?;
     let http_listener = listener(config.http_listen, "OTLP/HTTP").await?;
     let (grpc_address, http_address) = (

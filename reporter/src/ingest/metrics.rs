@@ -141,6 +141,17 @@ fn fingerprint(attributes: &[KeyValue]) -> String {
     all.join("\u{1f}")
 }
 
+const TOO_MANY_STREAMS: &str = "too many cumulative streams to convert to deltas";
+
+/// A cumulative stream's previous value, if any; `Err` when the stream is
+/// new and no more streams may be remembered.
+fn previous<'a, T>(streams: &'a HashMap<String, T>, stream: &str, limits: &Limits) -> Result<Option<&'a T>, ()> {
+    match streams.get(stream) {
+        None if streams.len() >= limits.max_cumulative_streams => Err(()),
+        found => Ok(found),
+    }
+}
+
 fn stream_id(source: &str, metric: &str, attributes: &[KeyValue]) -> String {
     format!("{source}\u{1d}{metric}\u{1d}{}", fingerprint(attributes))
 }
@@ -224,11 +235,10 @@ fn convert_metric(metric: &Metric, context: &Context<'_>, out: &mut Converted) {
                 };
                 let (delta, whole) = if cumulative(h.aggregation_temporality) {
                     let stream = stream_id(source, name, &p.attributes);
-                    let previous = deltas.explicit.get(&stream);
-                    if previous.is_none() && deltas.explicit.len() >= limits.max_cumulative_streams {
-                        out.reject(name, "too many cumulative streams to convert to deltas");
+                    let Ok(previous) = previous(&deltas.explicit, &stream, limits) else {
+                        out.reject(name, TOO_MANY_STREAMS);
                         continue;
-                    }
+                    };
                     let delta = previous
                         .filter(|(start, _)| *start == p.start_time_unix_nano)
                         .and_then(|(_, last)| raw.since(last));
@@ -284,11 +294,10 @@ fn convert_metric(metric: &Metric, context: &Context<'_>, out: &mut Converted) {
                 }
                 let value = if cumulative(sum.aggregation_temporality) {
                     let stream = stream_id(source, name, &p.attributes);
-                    let previous = deltas.counters.get(&stream).copied();
-                    if previous.is_none() && deltas.counters.len() >= limits.max_cumulative_streams {
-                        out.reject(name, "too many cumulative streams to convert to deltas");
+                    let Ok(previous) = previous(&deltas.counters, &stream, limits).map(|p| p.copied()) else {
+                        out.reject(name, TOO_MANY_STREAMS);
                         continue;
-                    }
+                    };
                     out.updates.push(Update::Counter(stream, p.start_time_unix_nano, value));
                     match previous {
                         Some((start, last)) if start == p.start_time_unix_nano && value >= last => value - last,
@@ -340,10 +349,9 @@ fn histogram_point(
     };
     let histogram = if cumulative {
         let stream = stream_id(source, name, point.attributes);
-        let previous = deltas.histograms.get(&stream);
-        if previous.is_none() && deltas.histograms.len() >= limits.max_cumulative_streams {
-            return out.reject(name, "too many cumulative streams to convert to deltas");
-        }
+        let Ok(previous) = previous(&deltas.histograms, &stream, limits) else {
+            return out.reject(name, TOO_MANY_STREAMS);
+        };
         let delta = match previous {
             Some((start, last)) if *start == point.start => histogram.since(last),
             _ => None,

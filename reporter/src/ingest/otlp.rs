@@ -7,8 +7,9 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use super::metrics::Update;
 use crate::store::{Batch, SeriesKey};
 
-/// Limits on what one data point may carry.
-#[derive(Clone, Debug, PartialEq)]
+/// Limits on what one data point may carry (`[limits]` in `kuroko.toml`).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Most series one service may have; new ones past it fold into the
     /// service's `kuroko.overflow` series. Default: 10,000.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 
-use super::sqlite::row_histogram;
+use super::sqlite::{row_histogram, write_histogram};
 use super::StoreError;
 use crate::histogram::Histogram;
 
@@ -249,7 +249,7 @@ impl Roller {
         let days_until = self.rolled.days_until.load(Ordering::Relaxed);
         let transaction = self.connection.transaction()?;
         transaction.execute("DELETE FROM histogram_hour WHERE hour = ?1", [hour])?;
-        write_histograms(&transaction, "histogram_hour", "hour", hour, &histograms)?;
+        write_histograms(&transaction, ("histogram_hour", "hour"), hour, &histograms)?;
         transaction.execute("DELETE FROM counter_hour WHERE hour = ?1", [hour])?;
         transaction.execute(
             "INSERT INTO counter_hour (series, label, hour, value)
@@ -279,7 +279,7 @@ impl Roller {
         let histograms = self.merged("histogram_hour", "hour", from, to)?;
         let transaction = self.connection.transaction()?;
         transaction.execute("DELETE FROM histogram_day WHERE day = ?1", [day])?;
-        write_histograms(&transaction, "histogram_day", "day", day, &histograms)?;
+        write_histograms(&transaction, ("histogram_day", "day"), day, &histograms)?;
         transaction.execute("DELETE FROM counter_day WHERE day = ?1", [day])?;
         transaction.execute(
             "INSERT INTO counter_day (series, label, day, value)
@@ -341,30 +341,12 @@ impl Roller {
 
 fn write_histograms(
     transaction: &rusqlite::Transaction<'_>,
-    table: &str,
-    column: &str,
+    table: (&str, &str),
     period: i64,
     histograms: &BTreeMap<i64, Histogram>,
 ) -> Result<(), rusqlite::Error> {
-    let sql = format!(
-        "INSERT INTO {table} (series, {column}, count, sum, min, max, scale, zero_count, zero_threshold, buckets, estimated)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-    );
-    let mut statement = transaction.prepare_cached(&sql)?;
-    for (series, h) in histograms {
-        statement.execute(params![
-            series,
-            period,
-            h.count as i64,
-            h.sum,
-            h.min,
-            h.max,
-            h.scale,
-            h.zero_count as i64,
-            h.zero_threshold,
-            h.encode_buckets(),
-            h.estimated
-        ])?;
+    for (series, histogram) in histograms {
+        write_histogram(transaction, table, *series, period, histogram, true)?;
     }
     Ok(())
 }

@@ -252,11 +252,11 @@ impl SqliteStore {
             let series = self.series_id(&transaction, &point.key)?;
             // A series' minute usually arrives once: insert, and merge with
             // the stored row only when there is one.
-            let inserted = write_histogram(&transaction, series, point.minute, &point.histogram, false)?;
+            let inserted = write_histogram(&transaction, MINUTES, series, point.minute, &point.histogram, false)?;
             if !inserted {
                 if let Some(mut stored) = read_histogram(&transaction, series, point.minute)? {
                     stored.merge(&point.histogram);
-                    write_histogram(&transaction, series, point.minute, &stored, true)?;
+                    write_histogram(&transaction, MINUTES, series, point.minute, &stored, true)?;
                 }
             }
         }
@@ -314,12 +314,14 @@ impl SqliteStore {
     }
 }
 
-/// Inserts a minute's histogram (`replace` false: only if there is none yet,
-/// returning whether it did), or replaces it.
-fn write_histogram(
+/// Writes one histogram row of `table` (`histogram_minute`, `_hour` or
+/// `_day`, keyed by `column`): with `replace` false only if there is none
+/// yet, returning whether it did; else replacing it.
+pub(crate) fn write_histogram(
     transaction: &rusqlite::Transaction<'_>,
+    (table, column): (&str, &str),
     series: i64,
-    minute: i64,
+    period: i64,
     h: &Histogram,
     replace: bool,
 ) -> Result<bool, rusqlite::Error> {
@@ -329,13 +331,13 @@ fn write_histogram(
         "INSERT OR IGNORE"
     };
     let sql = format!(
-        "{verb} INTO histogram_minute
-         (series, minute, count, sum, min, max, scale, zero_count, zero_threshold, buckets, estimated)
+        "{verb} INTO {table}
+         (series, {column}, count, sum, min, max, scale, zero_count, zero_threshold, buckets, estimated)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     );
     let changed = transaction.prepare_cached(&sql)?.execute(params![
         series,
-        minute,
+        period,
         h.count as i64,
         h.sum,
         h.min,
@@ -348,6 +350,9 @@ fn write_histogram(
     ])?;
     Ok(changed > 0)
 }
+
+/// The minute table, for [`write_histogram`].
+pub(crate) const MINUTES: (&str, &str) = ("histogram_minute", "minute");
 
 /// A stored minute, or `None`; a row whose blob cannot be read is an error.
 fn read_histogram(connection: &Connection, series: i64, minute: i64) -> Result<Option<Histogram>, rusqlite::Error> {
