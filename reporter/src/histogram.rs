@@ -55,7 +55,7 @@ pub enum InvalidPoint {
 }
 
 /// A histogram of durations in seconds.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Histogram {
     /// Scale of `buckets`.
     pub scale: i32,
@@ -148,11 +148,16 @@ impl Histogram {
             }
         }
         let zero_threshold = finite("zero_threshold", zero_threshold)?;
-        let mut buckets = BTreeMap::new();
-        for (i, &c) in counts.iter().enumerate() {
-            if c > 0 {
-                let index = offset.saturating_add(i32::try_from(i).unwrap_or(i32::MAX));
-                *buckets.entry(index).or_insert(0) += c;
+        // Indexes ascend (and saturate at the top, hence the sum): the map
+        // is built in bulk.
+        let mut buckets: BTreeMap<i32, u64> = BTreeMap::new();
+        let indexed = counts.iter().enumerate().filter(|(_, c)| **c > 0);
+        for (index, c) in indexed.map(|(i, &c)| (offset.saturating_add(i32::try_from(i).unwrap_or(i32::MAX)), c)) {
+            match buckets.last_entry() {
+                Some(mut last) if *last.key() == index => *last.get_mut() += c,
+                _ => {
+                    buckets.insert(index, c);
+                }
             }
         }
         let mut histogram = Histogram {
@@ -264,12 +269,12 @@ impl Histogram {
 
     /// Adds `other`'s values, at the coarser of the two scales.
     pub fn merge(&mut self, other: &Histogram) {
-        let mut other = other.clone();
         let scale = self.scale.min(other.scale);
         self.downscale(scale);
-        other.downscale(scale);
-        for (index, count) in other.buckets {
-            *self.buckets.entry(index).or_insert(0) += count;
+        // `>>` floors, as `downscale` does.
+        let shift = (other.scale - scale) as u32;
+        for (&index, &count) in &other.buckets {
+            *self.buckets.entry(index >> shift).or_insert(0) += count;
         }
         self.zero_count += other.zero_count;
         self.zero_threshold = self.zero_threshold.max(other.zero_threshold);

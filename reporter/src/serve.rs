@@ -69,7 +69,7 @@ async fn listener(address: SocketAddr, what: &'static str) -> Result<tokio::net:
 /// Opens the store and starts both receivers.
 pub async fn start(config: &Config) -> Result<Running, ServeError> {
     let store = Arc::new(SqliteStore::open(&config.store)?);
-    let roller = start_roller(&store, config)?;
+    let roller = start_roller(store.clone(), config)?;
     let token = config.ingest_token()?;
     if token.is_none() {
         tracing::warn!(
@@ -127,7 +127,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
 /// Rolls up and applies retention every `rollup_interval_seconds`, on a
 /// thread of its own (its own connection: ingest goes on meanwhile).
 fn start_roller(
-    store: &SqliteStore,
+    store: Arc<SqliteStore>,
     config: &Config,
 ) -> Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>), ServeError> {
     let mut roller = store.roller(config.retention.clone())?;
@@ -139,6 +139,10 @@ fn start_roller(
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() / 60);
+            // Roll what ingest has acknowledged so far.
+            if let Err(error) = store.flush() {
+                tracing::error!(%error, "flushing acknowledged points failed; they stay in the inbox");
+            }
             match roller.run(now as i64) {
                 Ok(pass) if pass.hours + pass.days + pass.deleted > 0 => tracing::info!(?pass, "rolled up"),
                 Ok(_) => {}
@@ -146,7 +150,12 @@ fn start_roller(
             }
             match stopped.recv_timeout(every) {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                _ => return,
+                _ => {
+                    if let Err(error) = store.flush() {
+                        tracing::error!(%error, "flushing at shutdown failed; the inbox is replayed at the next start");
+                    }
+                    return;
+                }
             }
         })
         .map_err(|source| ServeError::Listen {

@@ -104,7 +104,7 @@ pub enum IngestError {
 pub const OVERFLOW_TRANSACTION: &str = "kuroko.overflow";
 
 /// An error and its causes, as one line (for clients and logs).
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

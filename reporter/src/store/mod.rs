@@ -6,13 +6,15 @@
 //! in SQL without the analysis layer changing. The embedded default is
 //! [`sqlite::SqliteStore`].
 
+pub(crate) mod journal;
+pub(crate) mod pending;
 pub mod rollup;
 pub mod sqlite;
 
 use crate::histogram::Histogram;
 
 /// What identifies a series.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct SeriesKey {
     /// `service.name`.
     pub service: String,
@@ -27,7 +29,7 @@ pub struct SeriesKey {
 }
 
 /// One minute of one series' durations.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HistogramPoint {
     /// The series.
     pub key: SeriesKey,
@@ -38,7 +40,7 @@ pub struct HistogramPoint {
 }
 
 /// One minute of one counter of one series (outcomes, Apdex zones, segments).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CounterPoint {
     /// The series.
     pub key: SeriesKey,
@@ -53,7 +55,7 @@ pub struct CounterPoint {
 }
 
 /// Occurrences of one distinct error in one minute of one series.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ErrorPoint {
     /// The series it happened in (`transaction` is `(none)` when unknown).
     pub key: SeriesKey,
@@ -72,7 +74,7 @@ pub struct ErrorPoint {
 }
 
 /// A kept trace: one slow run with its spans.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TracePoint {
     /// The transaction's series.
     pub key: SeriesKey,
@@ -87,7 +89,7 @@ pub struct TracePoint {
 }
 
 /// What one request brings, written all at once.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Batch {
     /// Duration histograms.
     pub histograms: Vec<HistogramPoint>,
@@ -145,6 +147,15 @@ pub enum StoreError {
         /// This build's version.
         supported: i64,
     },
+    /// The journal could not be written or read: the request is refused
+    /// (the client retries), nothing acknowledged is lost.
+    #[error("store journal {path}: {source}; free disk space or fix the folder's permissions")]
+    Journal {
+        /// The journal's folder.
+        path: String,
+        /// What the file system said.
+        source: std::io::Error,
+    },
     /// A stored row could not be read back.
     #[error("store {path}: row of series {series} at minute {minute} is corrupt")]
     Corrupt {
@@ -154,6 +165,16 @@ pub enum StoreError {
         series: i64,
         /// Its minute.
         minute: i64,
+    },
+    /// A journal record could not be encoded or read back.
+    #[error("store {path}: a batch in journal segment {id} cannot be encoded or read back; move the store's -ingest folder aside to start without it, or report a bug")]
+    Inbox {
+        /// The store's file.
+        path: String,
+        /// The journal segment (0 when encoding).
+        id: i64,
+        /// What postcard said.
+        source: postcard::Error,
     },
 }
 

@@ -3,18 +3,28 @@
 //! Tables: `series` (one row per service, host, transaction, feature and
 //! kind), `histogram_minute` (one merged histogram per series and minute; the
 //! buckets as a varint blob, see `Histogram::encode_buckets`) and
-//! `counter_minute` (names and labels stored once, in `counter_label`). A batch is written in one transaction; with WAL and
-//! `synchronous=NORMAL` a committed transaction survives a crash of the
-//! reporter (kill -9), though not a power cut. The schema is versioned in
-//! `meta`; a file from a newer reporter is refused.
+//! `counter_minute` (names and labels stored once, in `counter_label`).
+//!
+//! A batch is acknowledged once it is appended to the journal
+//! ([`super::journal`]); its points wait in memory ([`super::pending`]),
+//! merged per series and minute, until a flush writes them to the tables in
+//! one transaction (when they have waited [`FLUSH_EVERY`], and before every
+//! read, so reads see every acknowledged point). On open, journal segments
+//! not yet flushed are replayed. With WAL and `synchronous=NORMAL` a
+//! committed transaction survives a crash of the reporter (kill -9), though
+//! not a power cut. The schema is versioned in `meta`; a file from a newer
+//! reporter is refused.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::journal::Journal;
+use super::pending::{Pending, Resolved};
 use super::rollup::{Retention, Rolled, Roller};
 use super::{Batch, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint};
 use crate::histogram::Histogram;
@@ -22,8 +32,13 @@ use crate::histogram::Histogram;
 /// Traces kept per series and hour: the slowest.
 pub const TRACES_PER_HOUR: i64 = 20;
 
-/// The schema this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema this build writes (2 added the journal, whose progress
+/// older builds would not know to replay).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// How long acknowledged points may wait in memory before a write flushes
+/// them to the tables.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,10 +105,20 @@ CREATE TABLE IF NOT EXISTS counter_minute (
 ) WITHOUT ROWID;
 ";
 
+/// The journal and what it holds that the tables do not yet: one lock, so
+/// that a flush takes exactly the points of the segments it closes.
+struct Ingest {
+    journal: Journal,
+    pending: Pending,
+}
+
 /// The embedded store.
 pub struct SqliteStore {
     path: String,
     connection: Mutex<Connection>,
+    ingest: Mutex<Ingest>,
+    /// Held through a flush: flushes run one at a time, in journal order.
+    flushing: Mutex<()>,
     series: Mutex<HashMap<SeriesKey, i64>>,
     labels: Mutex<HashMap<(String, String), i64>>,
     rolled: Arc<Rolled>,
@@ -136,11 +161,11 @@ impl SqliteStore {
                     supported: SCHEMA_VERSION,
                 });
             }
-            Some(_) => {}
-            None => {
+            // Version 1 lacked only the inbox, which SCHEMA has just created.
+            _ => {
                 connection
                     .execute(
-                        "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
                         [SCHEMA_VERSION.to_string()],
                     )
                     .map_err(error)?;
@@ -165,13 +190,91 @@ impl SqliteStore {
                 value.store(minute, Ordering::Relaxed);
             }
         }
-        Ok(SqliteStore {
+        let flushed_through = progress("journal_flushed_through")?.unwrap_or(0);
+        let (journal, unflushed) = Journal::open(&Journal::dir_of(path), u64::try_from(flushed_through).unwrap_or(0))
+            .map_err(|source| StoreError::Journal {
+            path: Journal::dir_of(path).display().to_string(),
+            source,
+        })?;
+        let store = SqliteStore {
             path: name,
             connection: Mutex::new(connection),
+            ingest: Mutex::new(Ingest {
+                journal,
+                pending: Pending::default(),
+            }),
+            flushing: Mutex::new(()),
             series: Mutex::new(HashMap::new()),
             labels: Mutex::new(HashMap::new()),
             rolled: Arc::new(rolled),
-        })
+        };
+        store.replay(unflushed)?;
+        Ok(store)
+    }
+
+    /// Merges the journal segments a crash left unflushed back in, and
+    /// flushes them.
+    fn replay(&self, unflushed: Vec<super::journal::Segment>) -> Result<(), StoreError> {
+        for segment in unflushed {
+            if segment.torn > 0 {
+                tracing::warn!(segment = segment.number, bytes = segment.torn,
+                    "dropped a torn journal record: a batch being written when the reporter stopped, never acknowledged");
+            }
+            tracing::info!(segment = segment.number, batches = segment.records.len(), store = %self.path,
+                "replaying acknowledged batches not yet flushed");
+            for record in segment.records {
+                let batch: Batch = postcard::from_bytes(&record).map_err(|source| StoreError::Inbox {
+                    path: self.path.clone(),
+                    id: i64::try_from(segment.number).unwrap_or(i64::MAX),
+                    source,
+                })?;
+                let ids = self.resolve(&batch).map_err(|e| self.error(e))?;
+                self.ingest().pending.add(&batch, &ids);
+            }
+        }
+        self.flush()
+    }
+
+    fn ingest(&self) -> MutexGuard<'_, Ingest> {
+        self.ingest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn connection(&self) -> MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes every acknowledged point still in memory to the tables.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let _flushing = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
+        self.flush_now()
+    }
+
+    /// Closes the journal's segment, writes its points to the tables with
+    /// its number, then deletes it; on failure the points stay pending (and
+    /// the segment stays, for replay). Callers hold `flushing`.
+    fn flush_now(&self) -> Result<(), StoreError> {
+        let journal_error = |source| StoreError::Journal {
+            path: Journal::dir_of(Path::new(&self.path)).display().to_string(),
+            source,
+        };
+        let (pending, through) = {
+            let mut ingest = self.ingest();
+            if ingest.pending.is_empty() {
+                return Ok(());
+            }
+            let through = ingest.journal.rotate().map_err(journal_error)?;
+            (std::mem::take(&mut ingest.pending), through)
+        };
+        let written = self.write_pending(&mut self.connection(), &pending, through);
+        if let Err(error) = written {
+            self.ingest().pending.absorb(pending);
+            return Err(self.error(error));
+        }
+        // Left behind, a flushed segment is deleted at the next open.
+        if let Err(error) = self.ingest().journal.remove_through(through) {
+            tracing::warn!(%error, "could not delete a flushed journal segment");
+        }
+        Ok(())
     }
 
     /// A roller for this store's roll-ups and retention, with its own
@@ -187,7 +290,7 @@ impl SqliteStore {
         }
     }
 
-    fn series_id(&self, transaction: &rusqlite::Transaction<'_>, key: &SeriesKey) -> Result<i64, rusqlite::Error> {
+    fn series_id(&self, transaction: &Connection, key: &SeriesKey) -> Result<i64, rusqlite::Error> {
         if let Some(&id) = self.series.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
             return Ok(id);
         }
@@ -208,12 +311,7 @@ impl SqliteStore {
     }
 
     /// The id of a counter's name and labels, stored once.
-    fn label_id(
-        &self,
-        transaction: &rusqlite::Transaction<'_>,
-        name: &str,
-        labels: &str,
-    ) -> Result<i64, rusqlite::Error> {
+    fn label_id(&self, transaction: &Connection, name: &str, labels: &str) -> Result<i64, rusqlite::Error> {
         let id_key = (name.to_owned(), labels.to_owned());
         if let Some(&id) = self.labels.lock().unwrap_or_else(|e| e.into_inner()).get(&id_key) {
             return Ok(id);
@@ -228,50 +326,127 @@ impl SqliteStore {
         Ok(id)
     }
 
-    fn write_batch(&self, batch: &Batch) -> Result<(), rusqlite::Error> {
-        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+    /// The ids of a batch's series and counter labels, creating those that
+    /// are new (the connection is locked only then).
+    fn resolve(&self, batch: &Batch) -> Result<Resolved, rusqlite::Error> {
+        let mut connection: Option<MutexGuard<'_, Connection>> = None;
+        let mut series = |key: &SeriesKey| -> Result<i64, rusqlite::Error> {
+            if let Some(&id) = self.series.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+                return Ok(id);
+            }
+            self.series_id(connection.get_or_insert_with(|| self.connection()), key)
+        };
+        let histograms = batch
+            .histograms
+            .iter()
+            .map(|p| series(&p.key))
+            .collect::<Result<_, _>>()?;
+        let errors = batch.errors.iter().map(|p| series(&p.key)).collect::<Result<_, _>>()?;
+        let traces = batch.traces.iter().map(|p| series(&p.key)).collect::<Result<_, _>>()?;
+        let counter_series = batch
+            .counters
+            .iter()
+            .map(|p| series(&p.key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut counters = Vec::with_capacity(counter_series.len());
+        for (point, series) in batch.counters.iter().zip(counter_series) {
+            let cached = self
+                .labels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(point.name.clone(), point.labels.clone()))
+                .copied();
+            let label = match cached {
+                Some(id) => id,
+                None => self.label_id(
+                    connection.get_or_insert_with(|| self.connection()),
+                    &point.name,
+                    &point.labels,
+                )?,
+            };
+            counters.push((series, label));
+        }
+        Ok(Resolved {
+            histograms,
+            counters,
+            errors,
+            traces,
+        })
+    }
+
+    /// Appends `batch` to the journal and merges it into the pending points;
+    /// flushes them when they have waited [`FLUSH_EVERY`].
+    fn write_batch(&self, batch: &Batch) -> Result<(), StoreError> {
+        let record = postcard::to_allocvec(batch).map_err(|source| StoreError::Inbox {
+            path: self.path.clone(),
+            id: 0,
+            source,
+        })?;
+        let due = {
+            let mut ingest = self.ingest();
+            // Ids first: a batch in the journal is one the store can place.
+            let ids = self.resolve(batch).map_err(|e| self.error(e))?;
+            ingest.journal.append(&record).map_err(|source| StoreError::Journal {
+                path: Journal::dir_of(Path::new(&self.path)).display().to_string(),
+                source,
+            })?;
+            ingest.pending.add(batch, &ids);
+            ingest.pending.since.is_some_and(|since| since.elapsed() >= FLUSH_EVERY)
+        };
+        // The batch is safe in the journal: a failed flush is retried by the
+        // next write or read, and replayed after a restart.
+        if let (true, Ok(_flushing)) = (due, self.flushing.try_lock()) {
+            if let Err(error) = self.flush_now() {
+                tracing::warn!(error = %crate::ingest::chain(&error), store = %self.path, "flush failed; will retry");
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `pending` to the tables, and that the journal is flushed
+    /// through segment `through`, in one transaction.
+    fn write_pending(
+        &self,
+        connection: &mut Connection,
+        pending: &Pending,
+        through: u64,
+    ) -> Result<(), rusqlite::Error> {
         let transaction = connection.transaction()?;
         // Points for hours already rolled up make those hours dirty: the
         // roller rolls them again.
         let rolled_until = self.rolled.hours_until.load(Ordering::Relaxed);
-        let late = batch
-            .histograms
-            .iter()
-            .map(|p| p.minute)
-            .chain(batch.counters.iter().map(|p| p.minute));
-        for minute in late
-            .chain(batch.errors.iter().map(|p| p.minute))
+        let mut late: Vec<i64> = pending
+            .minutes()
             .filter(|m| *m < rolled_until)
-        {
-            transaction.execute(
-                "INSERT OR IGNORE INTO dirty (resolution, period) VALUES ('hour', ?1)",
-                [minute.div_euclid(60)],
-            )?;
+            .map(|m| m.div_euclid(60))
+            .collect();
+        late.sort_unstable();
+        late.dedup();
+        for hour in late {
+            transaction
+                .prepare_cached("INSERT OR IGNORE INTO dirty (resolution, period) VALUES ('hour', ?1)")?
+                .execute([hour])?;
         }
-        for point in &batch.histograms {
-            let series = self.series_id(&transaction, &point.key)?;
-            // A series' minute usually arrives once: insert, and merge with
-            // the stored row only when there is one.
-            let inserted = write_histogram(&transaction, MINUTES, series, point.minute, &point.histogram, false)?;
+        for (&(series, minute), histogram) in &pending.histograms {
+            // A series' minute is usually flushed once: insert, and merge
+            // with the stored row only when there is one.
+            let inserted = write_histogram(&transaction, MINUTES, series, minute, histogram, false)?;
             if !inserted {
-                if let Some(mut stored) = read_histogram(&transaction, series, point.minute)? {
-                    stored.merge(&point.histogram);
-                    write_histogram(&transaction, MINUTES, series, point.minute, &stored, true)?;
+                if let Some(mut stored) = read_histogram(&transaction, series, minute)? {
+                    stored.merge(histogram);
+                    write_histogram(&transaction, MINUTES, series, minute, &stored, true)?;
                 }
             }
         }
-        for point in &batch.counters {
-            let series = self.series_id(&transaction, &point.key)?;
-            let label = self.label_id(&transaction, &point.name, &point.labels)?;
+        for (&(series, label, minute), value) in &pending.counters {
             transaction
                 .prepare_cached(
                     "INSERT INTO counter_minute (series, label, minute, value) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (series, label, minute) DO UPDATE SET value = value + excluded.value",
                 )?
-                .execute(params![series, label, point.minute, point.value])?;
+                .execute(params![series, label, minute, value])?;
         }
-        for point in &batch.errors {
-            let series = self.series_id(&transaction, &point.key)?;
+        for (series, point) in &pending.errors {
             transaction.execute(
                 "INSERT INTO error_minute (series, minute, error_type, message, location, count, last_seen)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -288,8 +463,7 @@ impl SqliteStore {
                 ],
             )?;
         }
-        for point in &batch.traces {
-            let series = self.series_id(&transaction, &point.key)?;
+        for (series, point) in &pending.traces {
             let hour = (point.start / 3_600_000_000_000) as i64;
             transaction.execute(
                 "INSERT OR REPLACE INTO kept_trace (series, hour, trace_id, start, duration, spans)
@@ -310,6 +484,10 @@ impl SqliteStore {
                 params![series, hour, TRACES_PER_HOUR],
             )?;
         }
+        transaction.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('journal_flushed_through', ?1)",
+            [i64::try_from(through).unwrap_or(i64::MAX)],
+        )?;
         transaction.commit()
     }
 }
@@ -521,7 +699,8 @@ impl SqliteStore {
         seventh: Option<&dyn rusqlite::ToSql>,
         row: impl FnMut(&rusqlite::Row<'_>) -> Result<T, rusqlite::Error>,
     ) -> Result<Vec<T>, StoreError> {
-        let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        self.flush()?;
+        let connection = self.connection();
         let rows = (|| {
             let mut statement = connection.prepare_cached(sql)?;
             let window_and_filter: [&dyn rusqlite::ToSql; 6] = [
@@ -543,7 +722,7 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn write(&self, batch: &Batch) -> Result<(), StoreError> {
-        self.write_batch(batch).map_err(|e| self.error(e))
+        self.write_batch(batch)
     }
 
     fn histograms(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<(SeriesKey, Histogram)>, StoreError> {
@@ -601,7 +780,7 @@ impl Store for SqliteStore {
     }
 
     fn series(&self) -> Result<Vec<SeriesKey>, StoreError> {
-        let connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        let connection = self.connection();
         let read = || -> Result<Vec<SeriesKey>, rusqlite::Error> {
             let mut statement = connection.prepare("SELECT service, host, txn, feature, kind FROM series")?;
             let rows = statement.query_map([], key)?;
@@ -862,6 +1041,7 @@ mod tests {
                 ..Batch::default()
             })
             .unwrap();
+        store.flush().unwrap();
         roller.run(now).unwrap();
         let hour = store
             .histograms(&Filter::default(), floor_to(late, 60), floor_to(late, 60) + 60)
@@ -942,15 +1122,13 @@ mod tests {
 
         // A file from a newer reporter is refused, with what to do.
         store
-            .connection
-            .lock()
-            .unwrap()
+            .connection()
             .execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", [])
             .unwrap();
         drop(store);
         let error = SqliteStore::open(&path).unwrap_err().to_string();
         assert!(
-            error.contains("schema version 99, newer than this kuroko's 1: upgrade kuroko"),
+            error.contains("schema version 99, newer than this kuroko's 2: upgrade kuroko"),
             "{error}"
         );
         let _ = std::fs::remove_dir_all(&dir);

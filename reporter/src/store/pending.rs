@@ -1,0 +1,100 @@
+//! Acknowledged points not yet merged into the store's tables.
+//!
+//! Agents send a series' minute in several pieces (one per harvest interval,
+//! from each of its requests), so the embedded store does not merge every
+//! piece into its row on disk. A request's batch is appended whole to the
+//! journal (that is the acknowledgement's durability, see
+//! [`super::journal`]) and merged here in memory, keyed by series id and
+//! minute; a flush then writes one row per series-minute. After a crash the
+//! journal is replayed into a fresh [`Pending`].
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::{Batch, ErrorPoint, TracePoint};
+use crate::histogram::Histogram;
+
+/// Ids of one batch's series and counter labels, in the batch's order.
+#[derive(Debug, Default)]
+pub(crate) struct Resolved {
+    /// Series of each histogram point.
+    pub(crate) histograms: Vec<i64>,
+    /// Series and label of each counter point.
+    pub(crate) counters: Vec<(i64, i64)>,
+    /// Series of each error point.
+    pub(crate) errors: Vec<i64>,
+    /// Series of each trace.
+    pub(crate) traces: Vec<i64>,
+}
+
+/// Points merged in memory, waiting for a flush.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// When the oldest point arrived; `None` when nothing waits.
+    pub(crate) since: Option<Instant>,
+    /// Histograms by (series, minute).
+    pub(crate) histograms: HashMap<(i64, i64), Histogram>,
+    /// Counter totals by (series, label, minute).
+    pub(crate) counters: HashMap<(i64, i64, i64), f64>,
+    /// Errors with their series (the tables merge them on write).
+    pub(crate) errors: Vec<(i64, ErrorPoint)>,
+    /// Traces with their series.
+    pub(crate) traces: Vec<(i64, TracePoint)>,
+}
+
+impl Pending {
+    /// Merges `batch`, whose ids are `ids`.
+    pub(crate) fn add(&mut self, batch: &Batch, ids: &Resolved) {
+        self.since.get_or_insert_with(Instant::now);
+        for (point, &series) in batch.histograms.iter().zip(&ids.histograms) {
+            match self.histograms.get_mut(&(series, point.minute)) {
+                Some(total) => total.merge(&point.histogram),
+                None => {
+                    self.histograms.insert((series, point.minute), point.histogram.clone());
+                }
+            }
+        }
+        for (point, &(series, label)) in batch.counters.iter().zip(&ids.counters) {
+            *self.counters.entry((series, label, point.minute)).or_default() += point.value;
+        }
+        self.errors
+            .extend(ids.errors.iter().copied().zip(batch.errors.iter().cloned()));
+        self.traces
+            .extend(ids.traces.iter().copied().zip(batch.traces.iter().cloned()));
+    }
+
+    /// True when nothing waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.since.is_none()
+    }
+
+    /// Takes back points a failed flush could not write.
+    pub(crate) fn absorb(&mut self, older: Pending) {
+        self.since = match (self.since, older.since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        for (key, histogram) in older.histograms {
+            match self.histograms.get_mut(&key) {
+                Some(total) => total.merge(&histogram),
+                None => {
+                    self.histograms.insert(key, histogram);
+                }
+            }
+        }
+        for (key, value) in older.counters {
+            *self.counters.entry(key).or_default() += value;
+        }
+        self.errors.extend(older.errors);
+        self.traces.extend(older.traces);
+    }
+
+    /// Every minute that has a point waiting.
+    pub(crate) fn minutes(&self) -> impl Iterator<Item = i64> + '_ {
+        let histograms = self.histograms.keys().map(|&(_, minute)| minute);
+        let counters = self.counters.keys().map(|&(_, _, minute)| minute);
+        histograms
+            .chain(counters)
+            .chain(self.errors.iter().map(|(_, e)| e.minute))
+    }
+}
