@@ -7,10 +7,13 @@
 //! - Significant: a test over the two periods' data says the difference is
 //!   unlikely to be noise. [`welch`] tests the means (the mean is exact from
 //!   sum and count; the variance is estimated from the buckets). [`rank_test`]
-//!   is a Mann–Whitney U test over the buckets: it sees a shift anywhere in the
-//!   distribution, such as a slower tail that a steady mean hides, and it is not
-//!   swayed by a few huge outliers the way the mean is.
-//! - Large: the p50, p95 or mean moved by at least [`RegressionRule::min_change`].
+//!   is a Mann–Whitney U test over the buckets: it sees a shift of the bulk of
+//!   the distribution and is not swayed by a few huge outliers the way the mean
+//!   is. [`tail_test`] compares the share of runs above the previous period's
+//!   p95 (or p99): a slower tail moves few pairs of runs, so the rank test barely
+//!   notices it (runs above p90 30% slower: z ≈ 0.7 at 10k runs a period), while
+//!   the share above p95 doubles (z ≈ 13).
+//! - Large: the p50, p95, p99 or mean moved by at least [`RegressionRule::min_change`].
 //!   This gate matters because the periods hold thousands of minutes, often
 //!   millions of runs: with that much data a 1% change is overwhelmingly
 //!   "significant" (p far below 0.01) yet nobody should be paged for it. The
@@ -18,14 +21,18 @@
 //!   against trivia on busy ones.
 //!
 //! A metric only counts with the test that speaks for it (the mean with
-//! Welch's test, p50 and p95 with the rank test), and the test must point the
-//! same way as the change. [`RegressionRule::min_count`] refuses to judge
-//! transactions with too few runs in either period.
+//! Welch's test, p50 with the rank test, p95 and p99 with the tail test at
+//! their quantile), and the test must point the same way as the change. p99
+//! rests on 1% of the runs, so it decides only when p50, p95 and the mean do
+//! not. [`RegressionRule::min_count`] refuses to judge transactions with too
+//! few runs in either period.
 //!
 //! Histograms converted from explicit buckets (`estimated`) have their values
 //! placed at one point per bucket: their percentiles and variance are coarse,
 //! and the rank test sees huge tie groups (it stays valid but loses power, and
-//! a change of bucket bounds between the periods would look like a shift).
+//! a change of bucket bounds between the periods would look like a shift); the
+//! tail test can only cut at bucket edges, so it may see the tail grow while
+//! the percentile, stuck at one point per bucket, does not move.
 //! Such verdicts carry [`Verdict::estimated`] so a report can say so.
 
 use std::collections::BTreeMap;
@@ -33,7 +40,7 @@ use std::fmt;
 
 use statrs::function::{beta::checked_beta_reg, erf::erfc};
 
-use crate::histogram::{bucket_bounds, Histogram};
+use crate::histogram::{bucket_bounds, bucket_index, Histogram};
 
 /// Which test produced a [`TestResult`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +49,8 @@ pub enum TestKind {
     Welch,
     /// Mann–Whitney U (Wilcoxon rank-sum) test, buckets as tie groups.
     MannWhitney,
+    /// Two-proportion z-test on the share of runs above a previous quantile.
+    Tail,
 }
 
 impl fmt::Display for TestKind {
@@ -49,6 +58,7 @@ impl fmt::Display for TestKind {
         f.write_str(match self {
             TestKind::Welch => "Welch",
             TestKind::MannWhitney => "Mann-Whitney",
+            TestKind::Tail => "tail share test",
         })
     }
 }
@@ -58,7 +68,7 @@ impl fmt::Display for TestKind {
 pub struct TestResult {
     /// The test.
     pub test: TestKind,
-    /// t (Welch) or z (Mann–Whitney); positive when `a` is the slower.
+    /// t (Welch) or z (Mann–Whitney, tail); positive when `a` is the slower.
     pub statistic: f64,
     /// Welch–Satterthwaite degrees of freedom (Welch only).
     pub degrees_of_freedom: Option<f64>,
@@ -68,6 +78,8 @@ pub struct TestResult {
     /// from `a` is slower than one from `b`, ties (same bucket) counting half.
     /// 0.5 means no difference.
     pub superiority: Option<f64>,
+    /// Share of runs above the cut (tail only): (`a`'s, `b`'s), 0.1 is 10%.
+    pub shares_above: Option<(f64, f64)>,
 }
 
 /// Welch's t-test on the means of `a` and `b`.
@@ -103,6 +115,7 @@ fn welch_from_moments((ma, va, na): (f64, f64, f64), (mb, vb, nb): (f64, f64, f6
         degrees_of_freedom: Some(df),
         p_value,
         superiority: None,
+        shares_above: None,
     })
 }
 
@@ -174,6 +187,7 @@ pub fn rank_test(a: &Histogram, b: &Histogram) -> Option<TestResult> {
         degrees_of_freedom: None,
         p_value: erfc(z.abs() / std::f64::consts::SQRT_2).min(1.0),
         superiority: Some(u / (na * nb)),
+        shares_above: None,
     })
 }
 
@@ -201,6 +215,69 @@ fn tie_groups(a: &Histogram, b: &Histogram) -> Vec<(f64, f64)> {
         }
     }
     groups.into_values().collect()
+}
+
+/// Two-proportion z-test: is the share of `current`'s runs above `previous`'s
+/// `quantile` different from `previous`'s own share?
+///
+/// A slower tail shows here long before it shows in the rank test: if the runs
+/// above p90 get 30% slower, the share above the old p95 doubles from 5% to
+/// 10%, while only the ~1% of pairs made of two tail runs change order.
+///
+/// The cut: both are read at the coarser of their scales, and the bucket that
+/// holds `previous.quantile(quantile)` is left out on both sides, so a run
+/// counts as above only in a bucket whose lower edge is at or past that
+/// bucket's upper edge (and past the larger zero threshold). Both sides are
+/// then counted against the same edge, whatever the values inside that bucket;
+/// the price is that the previous share is a little below `1 - quantile` (at
+/// scale 7 the bucket is 0.54% wide) and, on coarse or explicit buckets, can be
+/// well below. Choosing the cut from `previous` does not bias the test: to
+/// first order the quantile's own sampling noise adds the same variance the
+/// previous period's binomial noise would have, which is what the pooled
+/// standard error assumes. p is two-sided, from the normal tail.
+///
+/// `None` when `quantile` is not inside (0, 1) or the normal approximation is
+/// poor: fewer than 5 runs expected above or below the cut on either side
+/// under the pooled share (for p99 that means about 500 runs a period).
+pub fn tail_test(current: &Histogram, previous: &Histogram, quantile: f64) -> Option<TestResult> {
+    if !(quantile > 0.0 && quantile < 1.0) {
+        return None;
+    }
+    let threshold = previous.quantile(quantile);
+    let scale = current.scale.min(previous.scale);
+    let zero_threshold = current.zero_threshold.max(previous.zero_threshold);
+    let cut = (threshold > zero_threshold).then(|| bucket_index(threshold, scale));
+    // (runs above the cut, all runs) from the buckets, at the common scale.
+    let count = |histogram: &Histogram| {
+        let shift = (histogram.scale - scale) as u32;
+        let (mut above, mut total) = (0.0, histogram.zero_count as f64);
+        for (&index, &n) in &histogram.buckets {
+            let index = index >> shift;
+            total += n as f64;
+            if bucket_bounds(index, scale).0 >= zero_threshold && cut.is_none_or(|cut| index > cut) {
+                above += n as f64;
+            }
+        }
+        (above, total)
+    };
+    let ((xa, na), (xb, nb)) = (count(current), count(previous));
+    if na == 0.0 || nb == 0.0 {
+        return None;
+    }
+    let pooled = (xa + xb) / (na + nb);
+    if na.min(nb) * pooled.min(1.0 - pooled) < 5.0 {
+        return None;
+    }
+    let (pa, pb) = (xa / na, xb / nb);
+    let z = (pa - pb) / (pooled * (1.0 - pooled) * (1.0 / na + 1.0 / nb)).sqrt();
+    z.is_finite().then(|| TestResult {
+        test: TestKind::Tail,
+        statistic: z,
+        degrees_of_freedom: None,
+        p_value: erfc(z.abs() / std::f64::consts::SQRT_2).min(1.0),
+        superiority: None,
+        shares_above: Some((pa, pb)),
+    })
 }
 
 /// When a change is called a regression (or an improvement).
@@ -244,7 +321,8 @@ pub enum Metric {
     P50,
     /// 95th percentile.
     P95,
-    /// 99th percentile (reported; not a trigger, too noisy on its own).
+    /// 99th percentile (decides only when p50, p95 and mean do not: it rests
+    /// on 1% of the runs).
     P99,
     /// Mean.
     Mean,
@@ -308,7 +386,7 @@ impl Changes {
 }
 
 /// The metric that decided a regression or improvement, with its evidence.
-/// Displays as `p95 +31% (p < 0.001, Mann-Whitney)`.
+/// Displays as `p95 +31% (p < 0.001, tail share test)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Trigger {
     /// The metric.
@@ -346,6 +424,10 @@ pub struct Verdict {
     pub welch: Option<TestResult>,
     /// The rank test of current against previous (positive z: slower now).
     pub rank: Option<TestResult>,
+    /// The tail test above the previous p95 (positive z: more runs above now).
+    pub tail_p95: Option<TestResult>,
+    /// The tail test above the previous p99 (positive z: more runs above now).
+    pub tail_p99: Option<TestResult>,
     /// Runs in the current period.
     pub current_count: u64,
     /// Runs in the previous period.
@@ -367,12 +449,13 @@ pub fn impact_seconds(current: &Histogram, previous: &Histogram) -> f64 {
 
 /// Judges `current` against `previous` under `rule`.
 ///
-/// A metric among p50, p95 and mean qualifies when its relative change is at
-/// least `min_change` (or at most `-min_change`) and its test (rank test for
-/// the percentiles, Welch for the mean) has p below `rule.p_value` with its
-/// statistic pointing the same way. The largest qualifying slowdown makes a
-/// regression; failing that, the largest qualifying speed-up makes an
-/// improvement (a slower tail outweighs a faster median).
+/// A metric qualifies when its relative change is at least `min_change` (or
+/// at most `-min_change`) and its test has p below `rule.p_value` with its
+/// statistic pointing the same way: the rank test for p50, [`tail_test`] at
+/// 0.95 and 0.99 for p95 and p99, Welch for the mean. The largest qualifying
+/// slowdown among p50, p95 and mean makes a regression, p99 only when none of
+/// them qualifies; failing any slowdown, the speed-ups are picked the same way
+/// for an improvement (a slower tail outweighs a faster median).
 pub fn judge(current: &Histogram, previous: &Histogram, rule: &RegressionRule) -> Verdict {
     let changes = Changes {
         p50: Change::new(previous.quantile(0.50), current.quantile(0.50)),
@@ -381,12 +464,15 @@ pub fn judge(current: &Histogram, previous: &Histogram, rule: &RegressionRule) -
         mean: Change::new(previous.mean(), current.mean()),
     };
     let (welch, rank) = (welch(current, previous), rank_test(current, previous));
+    let (tail_p95, tail_p99) = (tail_test(current, previous, 0.95), tail_test(current, previous, 0.99));
     let mut verdict = Verdict {
         outcome: Outcome::NoChange,
         trigger: None,
         changes,
         welch,
         rank,
+        tail_p95,
+        tail_p99,
         current_count: current.count,
         previous_count: previous.count,
         impact_seconds: impact_seconds(current, previous),
@@ -396,31 +482,37 @@ pub fn judge(current: &Histogram, previous: &Histogram, rule: &RegressionRule) -
         verdict.outcome = Outcome::TooLittleTraffic;
         return verdict;
     }
-    let qualifying: Vec<Trigger> = [(Metric::P50, rank), (Metric::P95, rank), (Metric::Mean, welch)]
-        .into_iter()
-        .filter_map(|(metric, test)| {
-            let (relative, test) = (changes.get(metric).relative?, test?);
-            let agrees = relative * test.statistic > 0.0;
-            (relative.abs() >= rule.min_change && test.p_value < rule.p_value && agrees).then_some(Trigger {
-                metric,
-                relative,
-                test: test.test,
-                p_value: test.p_value,
-            })
+    let qualifying: Vec<Trigger> = [
+        (Metric::P50, rank),
+        (Metric::P95, tail_p95),
+        (Metric::P99, tail_p99),
+        (Metric::Mean, welch),
+    ]
+    .into_iter()
+    .filter_map(|(metric, test)| {
+        let (relative, test) = (changes.get(metric).relative?, test?);
+        let agrees = relative * test.statistic > 0.0;
+        (relative.abs() >= rule.min_change && test.p_value < rule.p_value && agrees).then_some(Trigger {
+            metric,
+            relative,
+            test: test.test,
+            p_value: test.p_value,
         })
-        .collect();
-    let slowest = qualifying
-        .iter()
-        .filter(|t| t.relative > 0.0)
-        .max_by(|x, y| x.relative.total_cmp(&y.relative));
-    let fastest = qualifying
-        .iter()
-        .filter(|t| t.relative < 0.0)
-        .min_by(|x, y| x.relative.total_cmp(&y.relative));
-    if let Some(&trigger) = slowest {
+    })
+    .collect();
+    // The largest move one way, p99 only as a last resort.
+    let pick = |slower: bool| {
+        let one_way = || qualifying.iter().filter(move |t| (t.relative > 0.0) == slower);
+        one_way()
+            .filter(|t| t.metric != Metric::P99)
+            .max_by(|x, y| x.relative.abs().total_cmp(&y.relative.abs()))
+            .or_else(|| one_way().next())
+            .copied()
+    };
+    if let Some(trigger) = pick(true) {
         verdict.outcome = Outcome::Regression;
         verdict.trigger = Some(trigger);
-    } else if let Some(&trigger) = fastest {
+    } else if let Some(trigger) = pick(false) {
         verdict.outcome = Outcome::Improvement;
         verdict.trigger = Some(trigger);
     }
@@ -476,6 +568,7 @@ mod tests {
     #[test]
     fn same_distribution_is_no_change_and_tests_are_calibrated() {
         let (mut called, mut welch_hits, mut rank_hits, mut rank_below_half) = (0, 0, 0, 0);
+        let (mut tail95_hits, mut tail99_hits) = (0, 0);
         for seed in 0..50 {
             let previous = latencies(2 * seed, 10_000, |x| x);
             let current = latencies(2 * seed + 1, 10_000, |x| x);
@@ -485,10 +578,13 @@ mod tests {
             let rank = verdict.rank.unwrap().p_value;
             rank_hits += usize::from(rank < 0.01);
             rank_below_half += usize::from(rank < 0.5);
+            tail95_hits += usize::from(verdict.tail_p95.unwrap().p_value < 0.01);
+            tail99_hits += usize::from(verdict.tail_p99.unwrap().p_value < 0.01);
         }
         assert!(called <= 1, "{called} of 50 noise comparisons called a change");
         // Under no change p is uniform: about 0.5 significant at 0.01, 25 below 0.5.
         assert!(welch_hits <= 2 && rank_hits <= 2, "{welch_hits} {rank_hits}");
+        assert!(tail95_hits <= 2 && tail99_hits <= 2, "{tail95_hits} {tail99_hits}");
         assert!(
             (15..=35).contains(&rank_below_half),
             "{rank_below_half} of 50 below 0.5"
@@ -496,26 +592,59 @@ mod tests {
     }
 
     #[test]
-    fn slower_tail_is_a_regression_by_the_rank_test() {
+    fn slower_tail_is_a_regression_by_the_tail_test() {
         // Runs above the model's p90 take 30% longer; the median is untouched.
         // Only pairs of two tail runs change order, about 1% of all pairs, so
-        // the rank test needs many runs: z ≈ 0.7 at 10k per period, ≈ 5 at 500k.
-        let previous = latencies(1, 500_000, |x| x);
+        // the rank test barely moves (z ≈ 0.7 expected; this sample gives 2.2,
+        // p = 0.03); the share of runs above last period's p95 doubles, 4.9% to
+        // 9.8%: z = 13.2, p = 1.4e-39.
+        let previous = latencies(1, 10_000, |x| x);
         let p90 = (0.05f64.ln() + 0.5 * 1.2816).exp();
-        let current = latencies(2, 500_000, |x| if x > p90 { x * 1.3 } else { x });
+        let current = latencies(2, 10_000, |x| if x > p90 { x * 1.3 } else { x });
         let verdict = judge(&current, &previous, &RegressionRule::default());
-        assert_eq!(verdict.outcome, Outcome::Regression);
+        assert_eq!(verdict.outcome, Outcome::Regression, "{verdict:?}");
         let trigger = verdict.trigger.unwrap();
-        assert_eq!((trigger.metric, trigger.test), (Metric::P95, TestKind::MannWhitney));
+        assert_eq!((trigger.metric, trigger.test), (Metric::P95, TestKind::Tail));
         assert!((trigger.relative - 0.30).abs() < 0.03, "{trigger}");
+        let tail = verdict.tail_p95.unwrap();
+        assert!(tail.statistic > 10.0 && tail.p_value < 1e-20, "{tail:?}");
+        let (now, before) = tail.shares_above.unwrap();
+        assert!((now - 0.10).abs() < 0.01 && (before - 0.05).abs() < 0.005, "{tail:?}");
+        assert!(
+            verdict.rank.unwrap().p_value > 0.01,
+            "the rank test alone would miss it"
+        );
         assert!(verdict.changes.p50.relative.unwrap().abs() < 0.02);
         assert!(
             verdict.changes.mean.relative.unwrap() < 0.10,
             "the mean alone would not trigger"
         );
-        assert!(verdict.rank.unwrap().superiority.unwrap() > 0.5);
         assert!(verdict.impact_seconds > 0.0);
-        assert_eq!(trigger.to_string(), "p95 +30% (p < 0.001, Mann-Whitney)");
+        // +29%: the sample p95s, each from 10k runs, are off by a percent or so.
+        assert_eq!(trigger.to_string(), "p95 +29% (p < 0.001, tail share test)");
+    }
+
+    #[test]
+    fn slowdown_of_the_last_two_percent_is_called_by_p99() {
+        // Runs above the model's p98 take twice as long: p95 stays, p99 doubles.
+        let previous = latencies(12, 20_000, |x| x);
+        let p98 = (0.05f64.ln() + 0.5 * 2.0537).exp();
+        let current = latencies(13, 20_000, |x| if x > p98 { x * 2.0 } else { x });
+        let verdict = judge(&current, &previous, &RegressionRule::default());
+        assert_eq!(verdict.outcome, Outcome::Regression, "{verdict:?}");
+        let trigger = verdict.trigger.unwrap();
+        assert_eq!((trigger.metric, trigger.test), (Metric::P99, TestKind::Tail));
+        assert!(verdict.changes.p95.relative.unwrap().abs() < 0.05, "{verdict:?}");
+        // When p95 also qualifies it decides, though p99 moved more.
+        let p90 = (0.05f64.ln() + 0.5 * 1.2816).exp();
+        let current = latencies(13, 20_000, |x| match x {
+            x if x > p98 => x * 2.3,
+            x if x > p90 => x * 1.3,
+            x => x,
+        });
+        let verdict = judge(&current, &previous, &RegressionRule::default());
+        assert!(verdict.changes.p99.relative.unwrap() > verdict.changes.p95.relative.unwrap() + 0.5);
+        assert_eq!(verdict.trigger.map(|t| t.metric), Some(Metric::P95), "{verdict:?}");
     }
 
     #[test]
@@ -625,5 +754,31 @@ mod tests {
         );
         assert!(verdict.estimated);
         assert_eq!(verdict.trigger.map(|t| t.metric), Some(Metric::P50), "{verdict:?}");
+        // p95 sits in the (0.1, 0.25] bucket both times and so does not move,
+        // but the share beyond that bucket grows: 2% to 5% of runs above 0.25.
+        let tail = verdict.tail_p95.unwrap();
+        assert_eq!(tail.shares_above, Some((0.05, 0.02)));
+        assert!(tail.statistic > 3.0 && tail.p_value < 0.001, "{tail:?}");
+        assert_eq!(verdict.changes.p95.relative, Some(0.0));
+    }
+
+    #[test]
+    fn tail_test_cuts_both_sides_at_the_same_edge() {
+        let previous = latencies(14, 5_000, |x| x);
+        // The same runs at a coarser scale: same cut, same shares, no change.
+        let mut coarse = previous.clone();
+        coarse.downscale(2);
+        let same = tail_test(&coarse, &previous, 0.95).unwrap();
+        assert_eq!(same.statistic, 0.0);
+        let (now, before) = same.shares_above.unwrap();
+        assert_eq!(now, before);
+        assert!(before > 0.03 && before <= 0.05, "{same:?}");
+        // Faster: fewer runs above, negative z.
+        let faster = tail_test(&latencies(15, 5_000, |x| x * 0.8), &previous, 0.95).unwrap();
+        assert!(faster.statistic < -5.0, "{faster:?}");
+        // Too few runs above the cut for the normal approximation, or no quantile.
+        assert_eq!(tail_test(&latencies(16, 200, |x| x), &previous, 0.99), None);
+        assert_eq!(tail_test(&previous, &previous, 1.0), None);
+        assert_eq!(tail_test(&previous, &Histogram::empty(), 0.95), None);
     }
 }
