@@ -365,6 +365,24 @@ impl Histogram {
         (low, high)
     }
 
+    /// Adds one value (a duration in seconds), as an exporter would: into the
+    /// zero region when at most `zero_threshold`, else into its bucket at this
+    /// histogram's scale; count, sum, min and max stay exact. Refuses a value
+    /// that is NaN, infinite or negative, leaving the histogram unchanged.
+    pub fn record(&mut self, value: f64) -> Result<(), InvalidPoint> {
+        let value = finite("value", value)?;
+        if value <= self.zero_threshold {
+            self.zero_count += 1;
+        } else {
+            *self.buckets.entry(bucket_index(value, self.scale)).or_insert(0) += 1;
+        }
+        self.count += 1;
+        self.sum += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        Ok(())
+    }
+
     /// Mean value.
     pub fn mean(&self) -> f64 {
         if self.count == 0 {
@@ -466,6 +484,24 @@ mod tests {
             direct.sum = merged.sum; // float summation order
             direct
         });
+    }
+
+    #[test]
+    fn recorded_values_equal_an_exported_point() {
+        let values = [0.0004, 0.003, 0.0031, 0.2, 2.0];
+        let mut h = Histogram::empty();
+        for v in values {
+            h.record(v).unwrap();
+        }
+        assert_eq!(h, from_values(&values, 7));
+        assert_eq!(h.record(-1.0), Err(InvalidPoint::Negative("value")));
+        assert_eq!(h.record(f64::NAN), Err(InvalidPoint::NotFinite("value")));
+        h.record(0.0).unwrap();
+        assert_eq!(
+            (h.count, h.zero_count, h.min),
+            (6, 1, 0.0),
+            "refused values leave no trace"
+        );
     }
 
     #[test]

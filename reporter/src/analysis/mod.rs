@@ -1,0 +1,3 @@
+//! Analysis of stored data: what changed, what regressed, and by how much.
+
+pub mod stats;
