@@ -12,5 +12,6 @@ pub mod analysis;
 pub mod config;
 pub mod histogram;
 pub mod ingest;
+pub mod owners;
 pub mod serve;
 pub mod store;
