@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod analysis;
 pub mod config;
 pub mod histogram;
 pub mod ingest;

@@ -1,0 +1,3 @@
+//! Analysis: what the stored data means (error groups, ...).
+
+pub mod fingerprint;
