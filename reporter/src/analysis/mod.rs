@@ -1,3 +1,5 @@
-//! Analysis of stored data: what changed, what regressed, and by how much.
+//! Analysis of stored data: what is slow, what changed, what regressed, and
+//! which errors are the same error.
 
+pub mod fingerprint;
 pub mod stats;
