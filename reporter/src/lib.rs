@@ -13,3 +13,4 @@ pub mod histogram;
 pub mod ingest;
 pub mod serve;
 pub mod store;
+pub mod synthetic;
