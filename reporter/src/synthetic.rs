@@ -493,7 +493,7 @@ fn profile(seed: u64, services: usize, service: usize, transaction: usize) -> Pr
                 segment("external", "POST pdf.internal/render", 0.6, 1),
                 segment("database", "SELECT invoice_lines", 0.15, 3),
             ],
-            ..planted("POST /billing/{id}/pdf", "billing", mode(1.8, 0.4))
+            ..planted("POST /documents/{id}/pdf", "reporting", mode(1.8, 0.4))
         },
         Role::Regressing => Profile {
             slow: Some((0.1, mode(0.22, 0.3))),
