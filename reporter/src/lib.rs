@@ -15,3 +15,4 @@ pub mod ingest;
 pub mod owners;
 pub mod serve;
 pub mod store;
+pub mod synthetic;
