@@ -9,13 +9,17 @@ cd "$(dirname "$0")/.."
 # agent/tests/interop_python.rs decodes the agent's messages with
 # (tests/python/check_otlp.py); and the official Python SDK with its OTLP
 # exporters, with which reporter/tests/interop_python_sdk.rs sends to the
-# reporter (tests/python/sdk_sender.py). One pip run, so that pip picks
-# versions that go together. Skipped when already installed.
+# reporter (tests/python/sdk_sender.py); and aiosmtpd, the SMTP server that
+# reporter/tests/weekly_mail.rs sends the weekly report to
+# (tests/python/smtp_sink.py). One pip run, so that pip picks versions that
+# go together. Skipped when already installed.
 if ! python3 -c 'import opentelemetry.proto, google.protobuf, opentelemetry.sdk
-import opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
+import opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http
+import aiosmtpd' 2>/dev/null; then
     PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
         'opentelemetry-proto>=1.27' 'opentelemetry-sdk>=1.27' \
-        'opentelemetry-exporter-otlp-proto-grpc>=1.27' 'opentelemetry-exporter-otlp-proto-http>=1.27'
+        'opentelemetry-exporter-otlp-proto-grpc>=1.27' 'opentelemetry-exporter-otlp-proto-http>=1.27' \
+        'aiosmtpd>=1.4'
 fi
 
 # libfaketime, with which agent/tests/clock_jump.rs makes the wall clock jump

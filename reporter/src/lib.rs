@@ -13,6 +13,7 @@ pub mod config;
 pub mod histogram;
 pub mod ingest;
 pub mod owners;
+pub mod report;
 pub mod serve;
 pub mod store;
 pub mod synthetic;
