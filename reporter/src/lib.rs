@@ -11,5 +11,6 @@
 pub mod config;
 pub mod histogram;
 pub mod ingest;
+pub mod report;
 pub mod serve;
 pub mod store;
