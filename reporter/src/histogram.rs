@@ -253,24 +253,6 @@ impl Histogram {
         Ok(())
     }
 
-    /// Adds one value (seconds): to the zero region when at most
-    /// `zero_threshold`, else to its bucket at this histogram's scale.
-    /// Negative and non-finite values are ignored.
-    pub fn record(&mut self, value: f64) {
-        if !value.is_finite() || value < 0.0 {
-            return;
-        }
-        if value <= self.zero_threshold {
-            self.zero_count += 1;
-        } else {
-            *self.buckets.entry(bucket_index(value, self.scale)).or_insert(0) += 1;
-        }
-        self.count += 1;
-        self.sum += value;
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
-    }
-
     /// Brings the buckets to `scale` (coarser or equal): exact.
     pub fn downscale(&mut self, scale: i32) {
         if scale >= self.scale {

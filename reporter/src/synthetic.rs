@@ -866,7 +866,7 @@ impl Generator {
             let mut histogram = Histogram::empty();
             let mut background = [(0u64, 0u64); BACKGROUND_ERRORS.len()];
             for (i, run) in runs.iter().enumerate() {
-                histogram.record(run.seconds);
+                let _ = histogram.record(run.seconds);
                 tally.runs += 1;
                 tally.seconds += run.seconds;
                 tally.outcomes[run.outcome as usize] += 1;
@@ -1177,7 +1177,7 @@ mod tests {
             let series = generator.series().iter().position(|k| *k == point.key).unwrap();
             let mut replayed = Histogram::empty();
             for value in generator.raw_samples(series, point.minute) {
-                replayed.record(value);
+                replayed.record(value).unwrap();
             }
             assert_eq!(replayed, point.histogram);
         }

@@ -1,5 +1,9 @@
-//! Reports: what the analysis found, rendered for people and delivered to them.
+//! What the reporter sends people: the weekly performance email per team
+//! ([`weekly`], drawn by [`chart`], sent by [`mail`]) and the morning error
+//! digest ([`digest`], posted by [`webhook`] or mailed).
 
 pub mod chart;
+pub mod digest;
 pub mod mail;
+pub mod webhook;
 pub mod weekly;

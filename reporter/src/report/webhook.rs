@@ -1,0 +1,341 @@
+//! Posting JSON to a chat webhook (a Slack incoming webhook, or anything that
+//! takes the same payloads), one message after another.
+//!
+//! A chat service that is down or busy must not lose a report, and a report
+//! must not wait forever on it: each message is retried on what may pass later
+//! (HTTP 429, honouring `Retry-After`; 408; 5xx; a connection that fails or
+//! times out) with bounded exponential backoff, and given up after a fixed
+//! number of attempts with a [`WebhookError`] that says why, for the caller to
+//! record and show. What would be refused again (other 4xx: a revoked hook, a
+//! malformed payload) fails at once, with the service's answer. Messages to one
+//! URL are paced (Slack takes about one a second per channel).
+//!
+//! It is async (reqwest on tokio): the reporter already runs on tokio, and a
+//! delivery that sleeps through backoff and pacing then holds no thread, so
+//! the caller can spawn it and nothing else waits on it. A blocking client
+//! would hold a thread for minutes and cannot be called from the runtime.
+//!
+//! The webhook URL is a secret (its path is the credential), so it never
+//! appears in logs or errors: only its scheme and host do. Redirects are not
+//! followed.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use serde_json::Value;
+
+/// How much of a refusal's body is kept in the error, in characters.
+const BODY_CHARS: usize = 500;
+
+/// How hard to try, and how to pace messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts per message, the first included (at least 1).
+    pub attempts: u32,
+    /// The wait after the first failed attempt; doubled after each further one.
+    pub initial_backoff: Duration,
+    /// The longest wait between attempts; a `Retry-After` longer than this gives up.
+    pub max_backoff: Duration,
+    /// The wait between two messages to the same URL.
+    pub pacing: Duration,
+    /// The longest one request may take, connecting included.
+    pub timeout: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 5,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            pacing: Duration::from_secs(1),
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+impl Retry {
+    /// The wait after failed attempt `attempt` (1-based).
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+}
+
+/// What a delivery did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The webhook's scheme and host, e.g. `https://hooks.slack.com`.
+    pub target: String,
+    /// Messages delivered: all of them.
+    pub messages: usize,
+    /// Requests made, retries included.
+    pub attempts: u32,
+}
+
+/// Why a delivery stopped. Messages before `message` were delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The URL is not an absolute http(s) URL.
+    #[error("the webhook URL is not a valid http(s) URL: {0}")]
+    InvalidUrl(String),
+    /// No HTTP client could be made (e.g. no TLS trust store).
+    #[error("cannot start an HTTP client: {0}")]
+    Client(String),
+    /// The service refused a message in a way retrying would not change.
+    #[error("{target} refused message {message} of {of} with HTTP {status}: {body}")]
+    Refused {
+        /// The webhook's scheme and host.
+        target: String,
+        /// The message refused, from 1.
+        message: usize,
+        /// Messages in the delivery.
+        of: usize,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the service's answer.
+        body: String,
+    },
+    /// A message still failed after every attempt.
+    #[error("{target} did not take message {message} of {of} after {attempts} attempts: {last}")]
+    GaveUp {
+        /// The webhook's scheme and host.
+        target: String,
+        /// The message that failed, from 1.
+        message: usize,
+        /// Messages in the delivery.
+        of: usize,
+        /// Attempts made for it.
+        attempts: u32,
+        /// Why the last attempt failed.
+        last: String,
+    },
+}
+
+impl WebhookError {
+    /// How many messages were delivered before the failure.
+    pub fn delivered(&self) -> usize {
+        match self {
+            WebhookError::Refused { message, .. } | WebhookError::GaveUp { message, .. } => message - 1,
+            WebhookError::InvalidUrl(_) | WebhookError::Client(_) => 0,
+        }
+    }
+}
+
+/// What one attempt came to.
+enum Outcome {
+    Delivered,
+    /// Worth another attempt, after `after` if the service said so.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    Refused {
+        status: StatusCode,
+        body: String,
+    },
+}
+
+/// The URL's scheme, host and port: what may be logged of a webhook.
+pub fn redact(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    }
+}
+
+/// Posts each payload as JSON to `url`, in order, paced by `retry.pacing`;
+/// retries what may pass later and stops at the first message that fails.
+pub async fn post_json(url: &str, payloads: &[Value], retry: Retry) -> Result<Delivery, WebhookError> {
+    let url = Url::parse(url).map_err(|e| WebhookError::InvalidUrl(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(WebhookError::InvalidUrl(format!(
+            "{} has no http(s) scheme or no host",
+            redact(&url)
+        )));
+    }
+    let target = redact(&url);
+    let client = reqwest::Client::builder()
+        .timeout(retry.timeout)
+        .connect_timeout(retry.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| WebhookError::Client(describe(e)))?;
+
+    let of = payloads.len();
+    let max_attempts = retry.attempts.max(1);
+    let mut requests = 0;
+    for (index, payload) in payloads.iter().enumerate() {
+        let message = index + 1;
+        if index > 0 {
+            tokio::time::sleep(retry.pacing).await;
+        }
+        let body = payload.to_string();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            requests += 1;
+            let (reason, after) = match send(&client, &url, body.clone()).await {
+                Outcome::Delivered => break,
+                Outcome::Refused { status, body } => {
+                    tracing::warn!(webhook = %target, message, of, status = status.as_u16(), %body, "webhook refused a message");
+                    return Err(WebhookError::Refused {
+                        target,
+                        message,
+                        of,
+                        status: status.as_u16(),
+                        body,
+                    });
+                }
+                Outcome::Retry { reason, after } => (reason, after),
+            };
+            let wait = after.unwrap_or_else(|| retry.backoff(attempt));
+            if attempt < max_attempts && wait <= retry.max_backoff {
+                let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                tracing::info!(webhook = %target, message, attempt, %reason, wait_ms, "webhook attempt failed, retrying");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let last = if attempt < max_attempts {
+                let (asked, allowed) = (wait.as_secs(), retry.max_backoff.as_secs());
+                format!("{reason} (asked to wait {asked} s, more than the {allowed} s allowed)")
+            } else {
+                reason
+            };
+            tracing::warn!(webhook = %target, message, of, attempts = attempt, reason = %last, "webhook delivery failed");
+            return Err(WebhookError::GaveUp {
+                target,
+                message,
+                of,
+                attempts: attempt,
+                last,
+            });
+        }
+    }
+    tracing::debug!(webhook = %target, messages = of, requests, "webhook delivered");
+    Ok(Delivery {
+        target,
+        messages: of,
+        attempts: requests,
+    })
+}
+
+async fn send(client: &reqwest::Client, url: &Url, body: String) -> Outcome {
+    let sent = client
+        .post(url.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await;
+    let response = match sent {
+        Ok(response) => response,
+        Err(e) => {
+            return Outcome::Retry {
+                reason: describe(e),
+                after: None,
+            }
+        }
+    };
+    let status = response.status();
+    if status.is_success() {
+        return Outcome::Delivered;
+    }
+    let after = retry_after(response.headers());
+    let body = read_start(response).await;
+    let retryable =
+        status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT || status.is_server_error();
+    if retryable {
+        Outcome::Retry {
+            reason: format!("HTTP {}: {body}", status.as_u16()),
+            after,
+        }
+    } else {
+        Outcome::Refused { status, body }
+    }
+}
+
+/// `Retry-After` in seconds (the form Slack sends); a date is ignored.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+/// The start of a response's body, as one line of text.
+async fn read_start(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < BODY_CHARS * 4 {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(BODY_CHARS)
+        .collect();
+    line.trim().to_string()
+}
+
+/// An error and its causes, without the URL (the secret).
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let retry = Retry {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
+            ..Retry::default()
+        };
+        let waits: Vec<u64> = (1..=6).map(|a| retry.backoff(a).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
+        assert_eq!(retry.backoff(1_000), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn only_scheme_host_and_port_are_shown() {
+        let url = Url::parse("https://hooks.slack.com/services/T000/B000/XXXXSECRET").unwrap();
+        assert_eq!(redact(&url), "https://hooks.slack.com");
+        let url = Url::parse("http://127.0.0.1:8080/hook?token=SECRET").unwrap();
+        assert_eq!(redact(&url), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, "30".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(30)));
+        headers.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[tokio::test]
+    async fn a_url_that_is_not_http_is_refused_without_showing_it() {
+        let err = post_json("ftp://example.invalid/SECRET", &[], Retry::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, WebhookError::InvalidUrl(_)));
+        assert!(!err.to_string().contains("SECRET"), "{err}");
+        let err = post_json("not a url SECRET", &[], Retry::default()).await.unwrap_err();
+        assert!(!err.to_string().contains("SECRET"), "{err}");
+    }
+}
