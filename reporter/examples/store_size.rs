@@ -44,6 +44,7 @@ fn main() -> anyhow::Result<()> {
                 transaction: format!("GET /api/v1/resource-{s}/{{id}}"),
                 feature: format!("feature-{}", s % 30),
                 kind: "web".into(),
+                environment: "production".into(),
             };
             let mut histogram = Histogram::empty();
             for _ in 0..100 {

@@ -643,6 +643,7 @@ impl Generator {
                         transaction: p.name.clone(),
                         feature: p.feature.clone(),
                         kind: p.kind.to_owned(),
+                        environment: "production".to_owned(),
                     });
                 }
             }

@@ -236,6 +236,7 @@ fn key(transaction: &str) -> SeriesKey {
         transaction: transaction.to_owned(),
         feature: String::new(),
         kind: "web".to_owned(),
+        environment: String::new(),
     }
 }
 

@@ -20,7 +20,7 @@ use crate::store::ErrorPoint;
 pub fn convert(request: &ExportLogsServiceRequest, limits: &Limits, now_unix_nano: u64) -> Converted {
     let mut out = Converted::default();
     for resource_logs in &request.resource_logs {
-        let (service, host) = resource_identity(resource_logs.resource.as_ref());
+        let sender = resource_identity(resource_logs.resource.as_ref());
         for record in resource_logs.scope_logs.iter().flat_map(|s| &s.log_records) {
             let attributes = record.attributes.as_slice();
             let exception =
@@ -61,7 +61,7 @@ pub fn convert(request: &ExportLogsServiceRequest, limits: &Limits, now_unix_nan
                 .unwrap_or(1)
                 .max(1);
             out.batch.errors.push(ErrorPoint {
-                key: key(&service, &host, transaction, kind, attributes),
+                key: key(&sender, transaction, kind, attributes),
                 minute: minute(time),
                 error_type: get(attributes, "exception.type")
                     .and_then(text)

@@ -103,7 +103,7 @@ pub fn convert(
 ) -> Converted {
     let mut out = Converted::default();
     for resource_metrics in &request.resource_metrics {
-        let (service, host) = resource_identity(resource_metrics.resource.as_ref());
+        let sender = resource_identity(resource_metrics.resource.as_ref());
         let resource = resource_metrics
             .resource
             .as_ref()
@@ -117,8 +117,7 @@ pub fn convert(
             let source = format!("{}\u{1e}{scope}", fingerprint(resource));
             for metric in &scope_metrics.metrics {
                 let context = Context {
-                    service: &service,
-                    host: &host,
+                    sender: &sender,
                     source: &source,
                     deltas,
                     limits,
@@ -158,8 +157,7 @@ fn stream_id(source: &str, metric: &str, attributes: &[KeyValue]) -> String {
 
 /// What every point of one request's scope shares.
 struct Context<'a> {
-    service: &'a str,
-    host: &'a str,
+    sender: &'a super::otlp::Identity,
     /// The sender: its resource and scope.
     source: &'a str,
     deltas: &'a Deltas,
@@ -178,8 +176,7 @@ struct Point<'a> {
 fn convert_metric(metric: &Metric, context: &Context<'_>, out: &mut Converted) {
     let name = metric.name.as_str();
     let Context {
-        service,
-        host,
+        sender,
         source,
         deltas,
         limits,
@@ -307,7 +304,7 @@ fn convert_metric(metric: &Metric, context: &Context<'_>, out: &mut Converted) {
                     value
                 };
                 out.batch.counters.push(CounterPoint {
-                    key: key(service, host, transaction, kind, &p.attributes),
+                    key: key(sender, transaction, kind, &p.attributes),
                     minute: minute(p.time_unix_nano),
                     name: name.to_owned(),
                     labels: labels(&p.attributes),
@@ -329,8 +326,7 @@ fn histogram_point(
     build: impl FnOnce() -> Result<Histogram, InvalidPoint>,
 ) {
     let Context {
-        service,
-        host,
+        sender,
         source,
         deltas,
         limits,
@@ -362,9 +358,9 @@ fn histogram_point(
     } else {
         histogram
     };
-    out.metric_transactions.push((service.to_owned(), transaction.clone()));
+    out.metric_transactions.push((sender.service.clone(), transaction.clone()));
     if histogram.count > 0 {
-        let key = key(service, host, transaction, kind, point.attributes);
+        let key = key(sender, transaction, kind, point.attributes);
         out.batch.histograms.push(HistogramPoint {
             key,
             minute: minute(point.time),

@@ -218,6 +218,7 @@ impl Receiver {
                 transaction: OVERFLOW_TRANSACTION.to_owned(),
                 feature: String::new(),
                 kind: "job".to_owned(),
+                environment: key.environment.clone(),
             };
             folded += 1;
         };

@@ -147,22 +147,34 @@ pub(crate) fn check(
     Ok(())
 }
 
-pub(crate) fn key(service: &str, host: &str, transaction: String, kind: &str, attributes: &[KeyValue]) -> SeriesKey {
+pub(crate) fn key(sender: &Identity, transaction: String, kind: &str, attributes: &[KeyValue]) -> SeriesKey {
     SeriesKey {
-        service: service.to_owned(),
-        host: host.to_owned(),
+        service: sender.service.clone(),
+        host: sender.host.clone(),
         transaction,
         feature: get(attributes, "kuroko.feature").and_then(text).unwrap_or_default(),
         kind: kind.to_owned(),
+        environment: sender.environment.clone(),
     }
+}
+
+/// Who sent a resource's data.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    /// `service.name`, or `unknown_service`.
+    pub(crate) service: String,
+    /// `host.name`, or `unknown`.
+    pub(crate) host: String,
+    /// `deployment.environment.name` (or the older `deployment.environment`), or empty.
+    pub(crate) environment: String,
 }
 
 pub(crate) fn minute(time_unix_nano: u64) -> i64 {
     (time_unix_nano / 60_000_000_000) as i64
 }
 
-/// `service.name` and `host.name` of a resource, with defaults.
-pub(crate) fn resource_identity(resource: Option<&Resource>) -> (String, String) {
+/// `service.name`, `host.name` and the deployment environment of a resource, with defaults.
+pub(crate) fn resource_identity(resource: Option<&Resource>) -> Identity {
     let attributes = resource.map(|r| r.attributes.as_slice()).unwrap_or_default();
     let service = get(attributes, "service.name")
         .and_then(text)
@@ -170,7 +182,15 @@ pub(crate) fn resource_identity(resource: Option<&Resource>) -> (String, String)
     let host = get(attributes, "host.name")
         .and_then(text)
         .unwrap_or_else(|| "unknown".to_owned());
-    (service, host)
+    let environment = get(attributes, "deployment.environment.name")
+        .or_else(|| get(attributes, "deployment.environment"))
+        .and_then(text)
+        .unwrap_or_default();
+    Identity {
+        service,
+        host,
+        environment,
+    }
 }
 
 /// `text` cut to at most `max` bytes, at a character boundary.

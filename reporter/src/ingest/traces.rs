@@ -108,7 +108,7 @@ pub fn convert(
     let mut counters: HashMap<(SeriesKey, i64, &'static str, String), f64> = HashMap::new();
     let mut candidates: HashMap<SeriesKey, Vec<TracePoint>> = HashMap::new();
     for resource_spans in &request.resource_spans {
-        let (service, host) = resource_identity(resource_spans.resource.as_ref());
+        let sender = resource_identity(resource_spans.resource.as_ref());
         for scope_spans in &resource_spans.scope_spans {
             let ours = scope_spans.scope.as_ref().is_some_and(|s| s.name == "kuroko-agent");
 
@@ -148,13 +148,13 @@ pub fn convert(
                         },
                     )
                 });
-                let series = key(&service, &host, name, kind, &root.attributes);
+                let series = key(&sender, name, kind, &root.attributes);
                 let seconds = root.end_time_unix_nano.saturating_sub(root.start_time_unix_nano) as f64 / 1e9;
                 let children: &[&Span] = children_of
                     .get(&(root.trace_id.as_slice(), root.span_id.as_slice()))
                     .map_or(&[], |c| c.as_slice());
                 let counted_elsewhere =
-                    ours || metric_transactions.contains(&(service.clone(), series.transaction.clone()));
+                    ours || metric_transactions.contains(&(sender.service.clone(), series.transaction.clone()));
                 if !counted_elsewhere {
                     let minute = minute(root.end_time_unix_nano);
                     let run = histograms

@@ -26,6 +26,8 @@ pub struct SeriesKey {
     pub feature: String,
     /// `web` or `job`.
     pub kind: String,
+    /// `deployment.environment.name`, empty when none.
+    pub environment: String,
 }
 
 /// One minute of one series' durations.
@@ -124,6 +126,8 @@ pub struct Filter {
     pub transaction: Option<String>,
     /// Only this feature.
     pub feature: Option<String>,
+    /// Only this deployment environment.
+    pub environment: Option<String>,
 }
 
 /// A store's failure.

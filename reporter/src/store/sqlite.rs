@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY,
     service TEXT NOT NULL, host TEXT NOT NULL, txn TEXT NOT NULL, feature TEXT NOT NULL, kind TEXT NOT NULL,
-    UNIQUE (service, host, txn, feature, kind)
+    environment TEXT NOT NULL DEFAULT '',
+    UNIQUE (service, host, txn, feature, kind, environment)
 );
 CREATE TABLE IF NOT EXISTS histogram_minute (
     series INTEGER NOT NULL, minute INTEGER NOT NULL,
@@ -145,6 +146,7 @@ impl SqliteStore {
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
             .map_err(error)?;
         connection.execute_batch(SCHEMA).map_err(error)?;
+        migrate(&connection).map_err(error)?;
         let found: Option<i64> = connection
             .query_row(
                 "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'",
@@ -295,12 +297,14 @@ impl SqliteStore {
             return Ok(id);
         }
         transaction.execute(
-            "INSERT OR IGNORE INTO series (service, host, txn, feature, kind) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![key.service, key.host, key.transaction, key.feature, key.kind],
+            "INSERT OR IGNORE INTO series (service, host, txn, feature, kind, environment)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![key.service, key.host, key.transaction, key.feature, key.kind, key.environment],
         )?;
         let id = transaction.query_row(
-            "SELECT id FROM series WHERE service = ?1 AND host = ?2 AND txn = ?3 AND feature = ?4 AND kind = ?5",
-            params![key.service, key.host, key.transaction, key.feature, key.kind],
+            "SELECT id FROM series WHERE service = ?1 AND host = ?2 AND txn = ?3 AND feature = ?4 AND kind = ?5
+             AND environment = ?6",
+            params![key.service, key.host, key.transaction, key.feature, key.kind, key.environment],
             |row| row.get(0),
         )?;
         self.series
@@ -492,6 +496,32 @@ impl SqliteStore {
     }
 }
 
+/// Brings a version 1 file up to date: `series` gains `environment`, in its
+/// unique key too, which SQLite can change only by rebuilding the table.
+fn migrate(connection: &Connection) -> Result<(), rusqlite::Error> {
+    let has_environment: bool = connection.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('series') WHERE name = 'environment'",
+        [],
+        |row| row.get(0),
+    )?;
+    if has_environment {
+        return Ok(());
+    }
+    connection.execute_batch(
+        "BEGIN;
+         CREATE TABLE series_v2 (
+             id INTEGER PRIMARY KEY,
+             service TEXT NOT NULL, host TEXT NOT NULL, txn TEXT NOT NULL, feature TEXT NOT NULL, kind TEXT NOT NULL,
+             environment TEXT NOT NULL DEFAULT '',
+             UNIQUE (service, host, txn, feature, kind, environment)
+         );
+         INSERT INTO series_v2 (id, service, host, txn, feature, kind) SELECT id, service, host, txn, feature, kind FROM series;
+         DROP TABLE series;
+         ALTER TABLE series_v2 RENAME TO series;
+         COMMIT;",
+    )
+}
+
 /// Writes one histogram row of `table` (`histogram_minute`, `_hour` or
 /// `_day`, keyed by `column`): with `replace` false only if there is none
 /// yet, returning whether it did; else replacing it.
@@ -565,7 +595,10 @@ pub(crate) fn row_histogram(row: &rusqlite::Row<'_>) -> Result<Histogram, rusqli
 }
 
 const FILTER: &str = "(?3 IS NULL OR s.service = ?3) AND (?4 IS NULL OR s.host = ?4)
-     AND (?5 IS NULL OR s.txn = ?5) AND (?6 IS NULL OR s.feature = ?6)";
+     AND (?5 IS NULL OR s.txn = ?5) AND (?6 IS NULL OR s.feature = ?6) AND (?7 IS NULL OR s.environment = ?7)";
+
+/// The series columns [`key`] reads, for a `series s` join.
+const KEY_COLUMNS: &str = "s.service, s.host, s.txn, s.feature, s.kind, s.environment";
 
 fn key(row: &rusqlite::Row<'_>) -> Result<SeriesKey, rusqlite::Error> {
     Ok(SeriesKey {
@@ -574,6 +607,7 @@ fn key(row: &rusqlite::Row<'_>) -> Result<SeriesKey, rusqlite::Error> {
         transaction: row.get("txn")?,
         feature: row.get("feature")?,
         kind: row.get("kind")?,
+        environment: row.get("environment")?,
     })
 }
 
@@ -690,7 +724,7 @@ impl SqliteStore {
     }
 
     /// Runs a query whose parameters are the window (`?1`, `?2`), the
-    /// filter (`?3` to `?6`) and an optional `?7`, mapping each row.
+    /// filter (`?3` to `?7`) and an optional `?8`, mapping each row.
     fn select<T>(
         &self,
         sql: &str,
@@ -703,13 +737,14 @@ impl SqliteStore {
         let connection = self.connection();
         let rows = (|| {
             let mut statement = connection.prepare_cached(sql)?;
-            let window_and_filter: [&dyn rusqlite::ToSql; 6] = [
+            let window_and_filter: [&dyn rusqlite::ToSql; 7] = [
                 &from,
                 &to,
                 &filter.service,
                 &filter.host,
                 &filter.transaction,
                 &filter.feature,
+                &filter.environment,
             ];
             let mut parameters: Vec<&dyn rusqlite::ToSql> = window_and_filter.to_vec();
             parameters.extend(seventh);
@@ -730,7 +765,7 @@ impl Store for SqliteStore {
         for stretch in self.plan(from, to, true) {
             let r = stretch.resolution;
             let sql = format!(
-                "SELECT s.service, s.host, s.txn, s.feature, s.kind, h.count, h.sum, h.min, h.max, h.scale,
+                "SELECT {KEY_COLUMNS}, h.count, h.sum, h.min, h.max, h.scale,
                         h.zero_count, h.zero_threshold, h.buckets, h.estimated
                  FROM histogram_{r} h JOIN series s ON s.id = h.series
                  WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {FILTER}"
@@ -761,9 +796,9 @@ impl Store for SqliteStore {
         for stretch in self.plan(from, to, true) {
             let r = stretch.resolution;
             let sql = format!(
-                "SELECT s.service, s.host, s.txn, s.feature, s.kind, l.labels, SUM(c.value) AS total
+                "SELECT {KEY_COLUMNS}, l.labels, SUM(c.value) AS total
                  FROM counter_{r} c JOIN series s ON s.id = c.series JOIN counter_label l ON l.id = c.label
-                 WHERE c.{r} >= ?1 AND c.{r} < ?2 AND {FILTER} AND l.name = ?7
+                 WHERE c.{r} >= ?1 AND c.{r} < ?2 AND {FILTER} AND l.name = ?8
                  GROUP BY c.series, c.label"
             );
             let rows = self.select(&sql, filter, (stretch.from, stretch.to), Some(&name), |row| {
@@ -782,7 +817,7 @@ impl Store for SqliteStore {
     fn series(&self) -> Result<Vec<SeriesKey>, StoreError> {
         let connection = self.connection();
         let read = || -> Result<Vec<SeriesKey>, rusqlite::Error> {
-            let mut statement = connection.prepare("SELECT service, host, txn, feature, kind FROM series")?;
+            let mut statement = connection.prepare("SELECT service, host, txn, feature, kind, environment FROM series")?;
             let rows = statement.query_map([], key)?;
             rows.collect()
         };
@@ -802,7 +837,7 @@ impl Store for SqliteStore {
         for stretch in self.plan(from, to, false) {
             let (r, minutes) = (stretch.resolution, if stretch.resolution == "hour" { 60 } else { 1 });
             let sql = format!(
-                "SELECT s.service, s.host, s.txn, s.feature, s.kind, e.error_type, e.message, e.location,
+                "SELECT {KEY_COLUMNS}, e.error_type, e.message, e.location,
                         SUM(e.count) AS total, MIN(e.{r}) * {minutes} AS first_minute, MAX(e.last_seen) AS last_seen
                  FROM error_{r} e JOIN series s ON s.id = e.series
                  WHERE e.{r} >= ?1 AND e.{r} < ?2 AND {FILTER}
@@ -845,10 +880,10 @@ impl Store for SqliteStore {
 
     fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError> {
         let sql = format!(
-            "SELECT s.service, s.host, s.txn, s.feature, s.kind, t.trace_id, t.start, t.duration, t.spans
+            "SELECT {KEY_COLUMNS}, t.trace_id, t.start, t.duration, t.spans
              FROM kept_trace t JOIN series s ON s.id = t.series
              WHERE t.start >= ?1 * 60000000000 AND t.start < ?2 * 60000000000 AND {FILTER}
-             ORDER BY t.duration DESC LIMIT ?7"
+             ORDER BY t.duration DESC LIMIT ?8"
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.select(&sql, filter, (from, to), Some(&limit), |row| {
@@ -875,6 +910,7 @@ mod tests {
             transaction: "GET /cards/{id}".into(),
             feature: "cards".into(),
             kind: "web".into(),
+            environment: String::new(),
         }
     }
 
@@ -1131,6 +1167,49 @@ mod tests {
             error.contains("schema version 99, newer than this kuroko's 2: upgrade kuroko"),
             "{error}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_version_1_file_gains_environments_and_keeps_its_series() {
+        let dir = std::env::temp_dir().join(format!("kuroko-migrate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v1.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO meta VALUES ('schema_version', '1');
+                 CREATE TABLE series (
+                     id INTEGER PRIMARY KEY,
+                     service TEXT NOT NULL, host TEXT NOT NULL, txn TEXT NOT NULL, feature TEXT NOT NULL,
+                     kind TEXT NOT NULL, UNIQUE (service, host, txn, feature, kind));
+                 INSERT INTO series VALUES (7, 'cards-api', 'a', 'GET /cards/{id}', 'cards', 'web');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.series().unwrap(), [key("a")], "the old series, with no environment");
+        let mut production = key("a");
+        production.environment = "production".into();
+        store
+            .write(&Batch {
+                histograms: vec![HistogramPoint {
+                    key: production.clone(),
+                    minute: 10,
+                    histogram: histogram(&[0.25]),
+                }],
+                ..Batch::default()
+            })
+            .unwrap();
+        let only = Filter {
+            environment: Some("production".into()),
+            ..Filter::default()
+        };
+        let found = store.histograms(&only, 0, 100).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, production, "a new series beside the old one, told apart by environment");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
