@@ -383,6 +383,12 @@ impl Histogram {
         Ok(())
     }
 
+    /// The non-empty buckets, `(index, count)` in ascending index order, at
+    /// [`Histogram::scale`]; the zero region is [`Histogram::zero_count`].
+    pub fn iter_buckets(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        self.buckets.iter().map(|(&index, &count)| (index, count))
+    }
+
     /// Mean value.
     pub fn mean(&self) -> f64 {
         if self.count == 0 {
