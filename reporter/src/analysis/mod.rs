@@ -2,4 +2,5 @@
 //! which errors are the same error.
 
 pub mod fingerprint;
+pub mod scope;
 pub mod stats;

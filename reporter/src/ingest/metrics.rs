@@ -358,7 +358,8 @@ fn histogram_point(
     } else {
         histogram
     };
-    out.metric_transactions.push((sender.service.clone(), transaction.clone()));
+    out.metric_transactions
+        .push((sender.service.clone(), transaction.clone()));
     if histogram.count > 0 {
         let key = key(sender, transaction, kind, point.attributes);
         out.batch.histograms.push(HistogramPoint {

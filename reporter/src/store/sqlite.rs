@@ -299,12 +299,26 @@ impl SqliteStore {
         transaction.execute(
             "INSERT OR IGNORE INTO series (service, host, txn, feature, kind, environment)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![key.service, key.host, key.transaction, key.feature, key.kind, key.environment],
+            params![
+                key.service,
+                key.host,
+                key.transaction,
+                key.feature,
+                key.kind,
+                key.environment
+            ],
         )?;
         let id = transaction.query_row(
             "SELECT id FROM series WHERE service = ?1 AND host = ?2 AND txn = ?3 AND feature = ?4 AND kind = ?5
              AND environment = ?6",
-            params![key.service, key.host, key.transaction, key.feature, key.kind, key.environment],
+            params![
+                key.service,
+                key.host,
+                key.transaction,
+                key.feature,
+                key.kind,
+                key.environment
+            ],
             |row| row.get(0),
         )?;
         self.series
@@ -817,7 +831,8 @@ impl Store for SqliteStore {
     fn series(&self) -> Result<Vec<SeriesKey>, StoreError> {
         let connection = self.connection();
         let read = || -> Result<Vec<SeriesKey>, rusqlite::Error> {
-            let mut statement = connection.prepare("SELECT service, host, txn, feature, kind, environment FROM series")?;
+            let mut statement =
+                connection.prepare("SELECT service, host, txn, feature, kind, environment FROM series")?;
             let rows = statement.query_map([], key)?;
             rows.collect()
         };
@@ -1190,7 +1205,11 @@ mod tests {
             .unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.series().unwrap(), [key("a")], "the old series, with no environment");
+        assert_eq!(
+            store.series().unwrap(),
+            [key("a")],
+            "the old series, with no environment"
+        );
         let mut production = key("a");
         production.environment = "production".into();
         store
@@ -1209,7 +1228,10 @@ mod tests {
         };
         let found = store.histograms(&only, 0, 100).unwrap();
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].0, production, "a new series beside the old one, told apart by environment");
+        assert_eq!(
+            found[0].0, production,
+            "a new series beside the old one, told apart by environment"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
