@@ -13,7 +13,7 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use kuroko_reporter::histogram::{bucket_index, Histogram, MAX_SCALE};
+use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::store::sqlite::SqliteStore;
 use kuroko_reporter::store::{Batch, CounterPoint, HistogramPoint, SeriesKey, Store};
 
@@ -51,11 +51,7 @@ fn main() -> anyhow::Result<()> {
                 // Box-Muller: log-normal, median 50 ms, sigma 0.8.
                 let normal = (-2.0 * uniform().max(1e-12).ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
                 let value = 0.050 * (0.8 * normal).exp();
-                *histogram.buckets.entry(bucket_index(value, MAX_SCALE)).or_insert(0) += 1;
-                histogram.count += 1;
-                histogram.sum += value;
-                histogram.min = histogram.min.min(value);
-                histogram.max = histogram.max.max(value);
+                let _ = histogram.record(value);
             }
             batch.histograms.push(HistogramPoint {
                 key: key.clone(),

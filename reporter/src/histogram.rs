@@ -14,7 +14,8 @@
 //! it; such histograms are flagged `estimated`, and so is anything merged
 //! with them.
 
-use std::collections::BTreeMap;
+pub use crate::buckets::Buckets;
+use crate::buckets::MAX_SPAN;
 
 /// Finest scale kept.
 pub const MAX_SCALE: i32 = 7;
@@ -44,6 +45,9 @@ pub enum InvalidPoint {
     /// The scale is outside what OTLP allows.
     #[error("scale {0} is outside -10..=20")]
     Scale(i32),
+    /// Bucket indexes beyond what a histogram can hold.
+    #[error("bucket offset {0} puts bucket indexes past the range of a 32-bit integer")]
+    Offset(i32),
     /// min is greater than max.
     #[error("min {min} is greater than max {max}")]
     MinMax {
@@ -64,7 +68,7 @@ pub struct Histogram {
     /// Upper edge of the zero region.
     pub zero_threshold: f64,
     /// Bucket index → count, no zero counts.
-    pub buckets: BTreeMap<i32, u64>,
+    pub buckets: Buckets,
     /// Number of values.
     pub count: u64,
     /// Sum of values.
@@ -112,7 +116,7 @@ impl Histogram {
             scale: MAX_SCALE,
             zero_count: 0,
             zero_threshold: 0.0,
-            buckets: BTreeMap::new(),
+            buckets: Buckets::new(),
             count: 0,
             sum: 0.0,
             min: f64::INFINITY,
@@ -148,18 +152,7 @@ impl Histogram {
             }
         }
         let zero_threshold = finite("zero_threshold", zero_threshold)?;
-        // Indexes ascend (and saturate at the top, hence the sum): the map
-        // is built in bulk.
-        let mut buckets: BTreeMap<i32, u64> = BTreeMap::new();
-        let indexed = counts.iter().enumerate().filter(|(_, c)| **c > 0);
-        for (index, c) in indexed.map(|(i, &c)| (offset.saturating_add(i32::try_from(i).unwrap_or(i32::MAX)), c)) {
-            match buckets.last_entry() {
-                Some(mut last) if *last.key() == index => *last.get_mut() += c,
-                _ => {
-                    buckets.insert(index, c);
-                }
-            }
-        }
+        let buckets = Buckets::from_dense(offset, counts).ok_or(InvalidPoint::Offset(offset))?;
         let mut histogram = Histogram {
             scale,
             zero_count,
@@ -172,7 +165,9 @@ impl Histogram {
             estimated: false,
         };
         histogram.set_totals(sum, min_max)?;
-        histogram.downscale(MAX_SCALE.min(scale));
+        let (low, high) = (histogram.buckets.first(), histogram.buckets.last());
+        let fit = low.zip(high).map_or(0, |(low, high)| shift_to_fit(low, high));
+        histogram.downscale((scale - fit as i32).min(MAX_SCALE));
         Ok(histogram)
     }
 
@@ -217,7 +212,7 @@ impl Histogram {
             if value <= 0.0 {
                 histogram.zero_count += c;
             } else {
-                *histogram.buckets.entry(bucket_index(value, MAX_SCALE)).or_insert(0) += c;
+                histogram.add_bucket(bucket_index(value, histogram.scale), c);
             }
         }
         // After the buckets: without min and max, their edges stand in.
@@ -238,16 +233,8 @@ impl Histogram {
             }
             None => {
                 // Without them, the edges of the outermost buckets.
-                self.min = self
-                    .buckets
-                    .keys()
-                    .next()
-                    .map_or(0.0, |&i| bucket_bounds(i, self.scale).0);
-                self.max = self
-                    .buckets
-                    .keys()
-                    .next_back()
-                    .map_or(0.0, |&i| bucket_bounds(i, self.scale).1);
+                self.min = self.buckets.first().map_or(0.0, |i| bucket_bounds(i, self.scale).0);
+                self.max = self.buckets.last().map_or(0.0, |i| bucket_bounds(i, self.scale).1);
             }
         }
         Ok(())
@@ -258,24 +245,29 @@ impl Histogram {
         if scale >= self.scale {
             return;
         }
-        let shift = (self.scale - scale) as u32;
-        let mut coarser = BTreeMap::new();
-        for (&index, &count) in &self.buckets {
-            *coarser.entry(index >> shift).or_insert(0) += count;
-        }
-        self.buckets = coarser;
+        self.buckets.downscale((self.scale - scale) as u32);
         self.scale = scale;
     }
 
     /// Adds `other`'s values, at the coarser of the two scales.
     pub fn merge(&mut self, other: &Histogram) {
-        let scale = self.scale.min(other.scale);
-        self.downscale(scale);
-        // `>>` floors, as `downscale` does.
-        let shift = (other.scale - scale) as u32;
-        for (&index, &count) in &other.buckets {
-            *self.buckets.entry(index >> shift).or_insert(0) += count;
+        let mut scale = self.scale.min(other.scale);
+        // Both at `scale`, then coarser still if together they span too many buckets.
+        let ends = |h: &Histogram| {
+            let shift = (h.scale - scale) as u32;
+            h.buckets
+                .first()
+                .zip(h.buckets.last())
+                .map(|(a, b)| (a >> shift, b >> shift))
+        };
+        if let Some((low, high)) = match (ends(self), ends(other)) {
+            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+            (a, b) => a.or(b),
+        } {
+            scale -= shift_to_fit(low, high) as i32;
         }
+        self.downscale(scale);
+        self.buckets.add_all(&other.buckets, (other.scale - scale) as u32);
         self.zero_count += other.zero_count;
         self.zero_threshold = self.zero_threshold.max(other.zero_threshold);
         self.count += other.count;
@@ -295,17 +287,7 @@ impl Histogram {
         let scale = now.scale.min(then.scale);
         now.downscale(scale);
         then.downscale(scale);
-        let mut buckets = BTreeMap::new();
-        for (&index, &count) in &now.buckets {
-            let before = then.buckets.remove(&index).unwrap_or(0);
-            let added = count.checked_sub(before)?;
-            if added > 0 {
-                buckets.insert(index, added);
-            }
-        }
-        if !then.buckets.is_empty() {
-            return None;
-        }
+        let buckets = now.buckets.checked_sub(&then.buckets)?;
         let mut delta = Histogram {
             scale,
             zero_count: now.zero_count.checked_sub(then.zero_count)?,
@@ -317,15 +299,14 @@ impl Histogram {
             max: 0.0,
             estimated: now.estimated,
         };
-        delta.min = match delta.buckets.keys().next() {
-            Some(&i) if delta.zero_count == 0 => bucket_bounds(i, scale).0.clamp(self.min, self.max),
+        delta.min = match delta.buckets.first() {
+            Some(i) if delta.zero_count == 0 => bucket_bounds(i, scale).0.clamp(self.min, self.max),
             _ => 0.0,
         };
         delta.max = delta
             .buckets
-            .keys()
-            .next_back()
-            .map_or(0.0, |&i| bucket_bounds(i, scale).1.clamp(self.min, self.max));
+            .last()
+            .map_or(0.0, |i| bucket_bounds(i, scale).1.clamp(self.min, self.max));
         Some(delta)
     }
 
@@ -340,7 +321,7 @@ impl Histogram {
         if seen >= target {
             return 0.0f64.max(self.min.min(self.zero_threshold));
         }
-        for (&index, &count) in &self.buckets {
+        for (index, count) in self.buckets.iter() {
             seen += count;
             if seen >= target {
                 let (low, high) = bucket_bounds(index, self.scale);
@@ -353,15 +334,14 @@ impl Histogram {
     /// The lowest and highest values the buckets allow: the zero region's
     /// bottom or the first bucket's lower edge, and the last bucket's upper edge.
     pub fn bucket_extremes(&self) -> (f64, f64) {
-        let low = match self.buckets.keys().next() {
-            Some(&first) if self.zero_count == 0 => bucket_bounds(first, self.scale).0,
+        let low = match self.buckets.first() {
+            Some(first) if self.zero_count == 0 => bucket_bounds(first, self.scale).0,
             _ => 0.0,
         };
         let high = self
             .buckets
-            .keys()
-            .next_back()
-            .map_or(self.zero_threshold, |&last| bucket_bounds(last, self.scale).1);
+            .last()
+            .map_or(self.zero_threshold, |last| bucket_bounds(last, self.scale).1);
         (low, high)
     }
 
@@ -374,7 +354,7 @@ impl Histogram {
         if value <= self.zero_threshold {
             self.zero_count += 1;
         } else {
-            *self.buckets.entry(bucket_index(value, self.scale)).or_insert(0) += 1;
+            self.add_bucket(bucket_index(value, self.scale), 1);
         }
         self.count += 1;
         self.sum += value;
@@ -386,7 +366,19 @@ impl Histogram {
     /// The non-empty buckets, `(index, count)` in ascending index order, at
     /// [`Histogram::scale`]; the zero region is [`Histogram::zero_count`].
     pub fn iter_buckets(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
-        self.buckets.iter().map(|(&index, &count)| (index, count))
+        self.buckets.iter()
+    }
+
+    /// Adds `count` to bucket `index` (at this histogram's scale), first
+    /// downscaling if the buckets would span more than [`MAX_SPAN`].
+    fn add_bucket(&mut self, index: i32, count: u64) {
+        let (low, high) = match (self.buckets.first(), self.buckets.last()) {
+            (Some(first), Some(last)) => (first.min(index), last.max(index)),
+            _ => (index, index),
+        };
+        let shift = shift_to_fit(low, high);
+        self.downscale(self.scale - shift as i32);
+        self.buckets.add(index >> shift, count);
     }
 
     /// Mean value.
@@ -401,9 +393,9 @@ impl Histogram {
     /// The buckets as a compact blob: pairs of varints (index delta, zigzag
     /// encoded, then count).
     pub fn encode_buckets(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.buckets.len() * 3);
+        let mut out = Vec::with_capacity(self.buckets.span() * 3);
         let mut previous = 0i64;
-        for (&index, &count) in &self.buckets {
+        for (index, count) in self.buckets.iter() {
             let delta = i64::from(index) - previous;
             previous = i64::from(index);
             put_varint(&mut out, ((delta << 1) ^ (delta >> 63)) as u64);
@@ -412,19 +404,35 @@ impl Histogram {
         out
     }
 
-    /// Reads [`encode_buckets`](Self::encode_buckets)'s blob.
-    pub fn decode_buckets(blob: &[u8]) -> Option<BTreeMap<i32, u64>> {
-        let mut buckets = BTreeMap::new();
+    /// Reads [`encode_buckets`](Self::encode_buckets)'s blob; `None` when
+    /// it is corrupt (or spans more buckets than a histogram keeps).
+    pub fn decode_buckets(blob: &[u8]) -> Option<Buckets> {
+        let mut buckets = Buckets::new();
         let (mut at, mut previous) = (0usize, 0i64);
         while at < blob.len() {
             let zigzag = get_varint(blob, &mut at)?;
             let delta = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
             let count = get_varint(blob, &mut at)?;
             previous += delta;
-            buckets.insert(i32::try_from(previous).ok()?, count);
+            let index = i32::try_from(previous).ok()?;
+            if buckets
+                .first()
+                .is_some_and(|first| (i64::from(index) - i64::from(first)) as usize >= MAX_SPAN)
+            {
+                return None;
+            }
+            buckets.add(index, count);
         }
         Some(buckets)
     }
+}
+
+/// How many scales coarser buckets `low..=high` must go to span at most
+/// [`MAX_SPAN`] buckets.
+fn shift_to_fit(low: i32, high: i32) -> u32 {
+    (0..32)
+        .find(|&shift| (i64::from(high >> shift) - i64::from(low >> shift)) < MAX_SPAN as i64)
+        .unwrap_or(32)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -453,7 +461,7 @@ mod tests {
     use super::*;
 
     fn from_values(values: &[f64], scale: i32) -> Histogram {
-        let mut counts = BTreeMap::new();
+        let mut counts = std::collections::BTreeMap::new();
         for &v in values {
             *counts.entry(bucket_index(v, scale)).or_insert(0u64) += 1;
         }
@@ -570,5 +578,27 @@ mod tests {
         assert_eq!(Histogram::decode_buckets(&blob), Some(h.buckets.clone()));
         assert!(blob.len() < 20, "{} bytes", blob.len());
         assert_eq!(Histogram::decode_buckets(&[0x80]), None, "a truncated blob is refused");
+    }
+
+    #[test]
+    fn hostile_ranges_are_downscaled_not_allocated() {
+        let mut tiny = Histogram::empty();
+        tiny.record(1e-300).unwrap();
+        let mut huge = Histogram::empty();
+        huge.record(1e300).unwrap();
+        tiny.merge(&huge);
+        assert!(tiny.buckets.span() <= MAX_SPAN, "{} buckets", tiny.buckets.span());
+        assert!(tiny.scale < MAX_SCALE);
+        assert_eq!((tiny.count, tiny.min, tiny.max), (2, 1e-300, 1e300));
+        // One point with a huge offset spread is fitted the same way.
+        let mut counts = vec![0u64; 200_000];
+        counts[0] = 1;
+        counts[199_999] = 1;
+        let wide = Histogram::from_exponential(7, 0, 0.0, -100_000, &counts, 2, Some(1.0), None).unwrap();
+        assert!(wide.buckets.span() <= MAX_SPAN && wide.scale < 7);
+        assert_eq!(
+            Histogram::from_exponential(0, 0, 0.0, i32::MAX, &[0, 1], 1, Some(1.0), None),
+            Err(InvalidPoint::Offset(i32::MAX))
+        );
     }
 }

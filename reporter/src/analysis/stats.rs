@@ -130,7 +130,7 @@ fn points(histogram: &Histogram) -> impl Iterator<Item = (f64, f64)> + '_ {
         representative(histogram, 0.0, histogram.zero_threshold),
         histogram.zero_count as f64,
     );
-    let buckets = histogram.buckets.iter().map(|(&index, &count)| {
+    let buckets = histogram.iter_buckets().map(|(index, count)| {
         let (low, high) = bucket_bounds(index, histogram.scale);
         (representative(histogram, low, high), count as f64)
     });
@@ -201,7 +201,7 @@ fn tie_groups(a: &Histogram, b: &Histogram) -> Vec<(f64, f64)> {
         let mut histogram = histogram.clone();
         histogram.downscale(scale);
         let zero = std::iter::once((None, histogram.zero_count));
-        let buckets = histogram.buckets.iter().map(|(&index, &count)| {
+        let buckets = histogram.iter_buckets().map(|(index, count)| {
             let inside_zero = bucket_bounds(index, scale).1 <= zero_threshold;
             ((!inside_zero).then_some(index), count)
         });
@@ -251,7 +251,7 @@ pub fn tail_test(current: &Histogram, previous: &Histogram, quantile: f64) -> Op
     let count = |histogram: &Histogram| {
         let shift = (histogram.scale - scale) as u32;
         let (mut above, mut total) = (0.0, histogram.zero_count as f64);
-        for (&index, &n) in &histogram.buckets {
+        for (index, n) in histogram.iter_buckets() {
             let index = index >> shift;
             total += n as f64;
             if bucket_bounds(index, scale).0 >= zero_threshold && cut.is_none_or(|cut| index > cut) {

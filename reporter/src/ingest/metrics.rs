@@ -377,11 +377,7 @@ fn rescaled(mut histogram: Histogram, factor: f64) -> Histogram {
     }
     // Shifting buckets by log2(factor) is exact only in whole buckets: an estimate.
     let shift = (factor.log2() * f64::powi(2.0, histogram.scale)).round() as i32;
-    histogram.buckets = histogram
-        .buckets
-        .into_iter()
-        .map(|(i, c)| (i.saturating_add(shift), c))
-        .collect();
+    histogram.buckets.shift_indexes(shift);
     histogram.sum *= factor;
     histogram.min *= factor;
     histogram.max *= factor;

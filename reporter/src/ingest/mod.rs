@@ -204,7 +204,10 @@ impl Receiver {
         let limit = self.limits.max_series_per_service;
         let mut folded = 0;
         let mut fold = |key: &mut SeriesKey| {
-            let series = known.entry(key.service.clone()).or_default();
+            let series = match known.get_mut(&key.service) {
+                Some(series) => series,
+                None => known.entry(key.service.clone()).or_default(),
+            };
             if series.contains(key) {
                 return;
             }

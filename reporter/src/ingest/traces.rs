@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
 
 use super::otlp::{check, cut, get, key, minute, resource_identity, text, transaction, Converted, Limits};
-use crate::histogram::{bucket_index, Histogram, MAX_SCALE};
+use crate::histogram::Histogram;
 use crate::store::{CounterPoint, HistogramPoint, SeriesKey, TracePoint};
 
 /// Traces kept per series from one request.
@@ -219,14 +219,7 @@ pub fn convert(
 /// A histogram of one run.
 fn one_run(seconds: f64) -> Histogram {
     let mut histogram = Histogram::empty();
-    histogram.count = 1;
-    histogram.sum = seconds;
-    histogram.min = seconds;
-    histogram.max = seconds;
-    if seconds > 0.0 {
-        histogram.buckets.insert(bucket_index(seconds, MAX_SCALE), 1);
-    } else {
-        histogram.zero_count = 1;
-    }
+    // Durations come from span timestamps: finite, and at least zero.
+    let _ = histogram.record(seconds.max(0.0));
     histogram
 }

@@ -8,7 +8,7 @@
 //! minute; a flush then writes one row per series-minute. After a crash the
 //! journal is replayed into a fresh [`Pending`].
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::time::Instant;
 
 use super::{Batch, ErrorPoint, TracePoint};
@@ -33,9 +33,9 @@ pub(crate) struct Pending {
     /// When the oldest point arrived; `None` when nothing waits.
     pub(crate) since: Option<Instant>,
     /// Histograms by (series, minute).
-    pub(crate) histograms: HashMap<(i64, i64), Histogram>,
+    pub(crate) histograms: FxHashMap<(i64, i64), Histogram>,
     /// Counter totals by (series, label, minute).
-    pub(crate) counters: HashMap<(i64, i64, i64), f64>,
+    pub(crate) counters: FxHashMap<(i64, i64, i64), f64>,
     /// Errors with their series (the tables merge them on write).
     pub(crate) errors: Vec<(i64, ErrorPoint)>,
     /// Traces with their series.
