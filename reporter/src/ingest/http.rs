@@ -40,7 +40,15 @@ fn body(headers: &HeaderMap, bytes: &Bytes, max_bytes: usize) -> Result<Vec<u8>,
     match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
         None | Some("identity") => Ok(bytes.to_vec()),
         Some("gzip") => {
-            let mut out = Vec::new();
+            // gzip's trailer holds the size decompressed (mod 2^32): read
+            // into a buffer that size, up to the limit, without regrowing.
+            let size = bytes
+                .len()
+                .checked_sub(4)
+                .and_then(|at| bytes.get(at..))
+                .and_then(|tail| <[u8; 4]>::try_from(tail).ok())
+                .map_or(0, |tail| u32::from_le_bytes(tail) as usize);
+            let mut out = Vec::with_capacity(size.min(max_bytes) + 1);
             let mut decoder = flate2::read::GzDecoder::new(&bytes[..]).take(max_bytes as u64 + 1);
             decoder
                 .read_to_end(&mut out)
