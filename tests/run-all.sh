@@ -30,5 +30,14 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libfaketime
 fi
 
+# Debian's ClickHouse server (18.16), which reporter/tests/clickhouse_store.rs
+# starts on a free loopback port with a data folder of its own. Debian's
+# package; sudo when not root. Its service is not needed (nor started here).
+if ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/sbin/clickhouse-server ]; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clickhouse-server
+fi
+
 cargo test --workspace
 cargo test -p kuroko-agent --benches

@@ -1,7 +1,8 @@
 //! `kuroko.toml`: the reporter's configuration, with environment overrides.
 //!
 //! ```toml
-//! store = "/var/lib/kuroko/kuroko.db"   # the embedded store's file
+//! store = "/var/lib/kuroko/kuroko.db"   # the embedded store's file, or a shared
+//!                                       # ClickHouse: "clickhouse://host:8123/kuroko"
 //! grpc_listen = "0.0.0.0:4317"          # OTLP/gRPC
 //! http_listen = "0.0.0.0:4318"          # OTLP/HTTP
 //! max_body_bytes = 16777216             # largest request, compressed or not
@@ -69,7 +70,9 @@ pub enum ConfigError {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// The embedded store's file. Default: `kuroko.db`.
+    /// The embedded store's file, or a ClickHouse store's URL
+    /// (`clickhouse://[user[:password]@]host[:port]/database`, see
+    /// `docs/clickhouse.md`). Default: `kuroko.db`.
     pub store: PathBuf,
     /// OTLP/gRPC address. Default: `0.0.0.0:4317`.
     pub grpc_listen: SocketAddr,

@@ -7,8 +7,9 @@ use tokio::sync::oneshot;
 
 use crate::config::Config;
 use crate::ingest::{grpc, http, Receiver};
+use crate::store::clickhouse::ClickHouseStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// Why the reporter could not start.
 #[derive(Debug, thiserror::Error)]
@@ -66,10 +67,28 @@ async fn listener(address: SocketAddr, what: &'static str) -> Result<tokio::net:
         .map_err(|source| ServeError::Listen { address, what, source })
 }
 
+/// Opens the store the configuration names (a `clickhouse://` URL, else the
+/// embedded store's file) with its background work: roll-ups and retention
+/// for the embedded store, retention for ClickHouse (whose roll-ups are
+/// materialised views).
+fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Background), ServeError> {
+    let location = config.store.to_string_lossy();
+    if ClickHouseStore::is_url(&location) {
+        let store = Arc::new(ClickHouseStore::connect(&location)?);
+        let background = start_retention(store.clone(), config)?;
+        return Ok((store, background));
+    }
+    let store = Arc::new(SqliteStore::open(&config.store)?);
+    let background = start_roller(store.clone(), config)?;
+    Ok((store, background))
+}
+
+/// A background thread and what stops it.
+type Background = (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>);
+
 /// Opens the store and starts both receivers.
 pub async fn start(config: &Config) -> Result<Running, ServeError> {
-    let store = Arc::new(SqliteStore::open(&config.store)?);
-    let roller = start_roller(store.clone(), config)?;
+    let (store, roller) = open_store(config)?;
     let token = config.ingest_token()?;
     if token.is_none() {
         tracing::warn!(
@@ -124,12 +143,41 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     })
 }
 
+/// Drops ClickHouse partitions past retention every `rollup_interval_seconds`
+/// (every replica may: dropping a dropped partition does nothing).
+fn start_retention(store: Arc<ClickHouseStore>, config: &Config) -> Result<Background, ServeError> {
+    let retention = config.retention.clone();
+    let every = std::time::Duration::from_secs(config.rollup_interval_seconds.max(1));
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("kuroko-retention".to_owned())
+        .spawn(move || loop {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() / 60);
+            match store.retain(&retention, now as i64) {
+                Ok(0) => {}
+                Ok(dropped) => tracing::info!(dropped, "dropped partitions past retention"),
+                Err(error) => tracing::error!(%error, "retention failed; trying again next pass"),
+            }
+            if !matches!(
+                stopped.recv_timeout(every),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            ) {
+                return;
+            }
+        })
+        .map_err(|source| ServeError::Listen {
+            address: config.http_listen,
+            what: "the retention thread",
+            source,
+        })?;
+    Ok((stop, thread))
+}
+
 /// Rolls up and applies retention every `rollup_interval_seconds`, on a
 /// thread of its own (its own connection: ingest goes on meanwhile).
-fn start_roller(
-    store: Arc<SqliteStore>,
-    config: &Config,
-) -> Result<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>), ServeError> {
+fn start_roller(store: Arc<SqliteStore>, config: &Config) -> Result<Background, ServeError> {
     let mut roller = store.roller(config.retention.clone())?;
     let every = std::time::Duration::from_secs(config.rollup_interval_seconds.max(1));
     let (stop, stopped) = std::sync::mpsc::channel::<()>();

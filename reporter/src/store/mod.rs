@@ -4,8 +4,10 @@
 //! is pushed down into the store: [`Store::histograms`] returns one merged
 //! histogram per series for a window, so a ClickHouse store can do the merge
 //! in SQL without the analysis layer changing. The embedded default is
-//! [`sqlite::SqliteStore`].
+//! [`sqlite::SqliteStore`]; [`clickhouse::ClickHouseStore`] is shared by
+//! several reporters.
 
+pub mod clickhouse;
 pub(crate) mod journal;
 pub(crate) mod pending;
 pub mod rollup;
@@ -180,6 +182,22 @@ pub enum StoreError {
         /// What postcard said.
         source: postcard::Error,
     },
+    /// ClickHouse could not be reached, or refused a statement.
+    #[error("ClickHouse store {server}: {message}")]
+    ClickHouse {
+        /// `host:port/database`.
+        server: String,
+        /// What went wrong, with the server's own message when it sent one.
+        message: String,
+    },
+    /// The store's location is not a URL kuroko understands.
+    #[error("store {url}: {reason}")]
+    Url {
+        /// The location, its credentials hidden.
+        url: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
 }
 
 /// One distinct error over a window.
@@ -233,4 +251,11 @@ pub trait Store: Send + Sync {
     /// The slowest kept traces of series matching `filter` that started in
     /// `from..to` (unix minutes), slowest first, at most `limit`.
     fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError>;
+
+    /// Claims `key` (e.g. `weekly:2026-11-23`) for `holder` (this reporter)
+    /// for `ttl_seconds`, so that one of several reporters sharing the store
+    /// sends a scheduled report: true when `holder` holds it, false when
+    /// another holder's claim is still running. Claiming again while holding
+    /// extends the claim.
+    fn claim(&self, key: &str, holder: &str, ttl_seconds: u64) -> Result<bool, StoreError>;
 }

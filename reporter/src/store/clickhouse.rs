@@ -1,0 +1,1216 @@
+//! The shared store: ClickHouse, over its HTTP interface, for several
+//! reporters ingesting at once (`store = "clickhouse://host:8123/kuroko"`).
+//!
+//! Plain HTTP with `JSONEachRow` (through `ureq`, synchronous like the
+//! [`Store`] trait) rather than the `clickhouse` crate, whose schema check
+//! needs `RowBinaryWithNamesAndTypes`: that way one build speaks to Debian's
+//! ClickHouse 18.16 and to current releases alike, using only SQL both accept
+//! (no `Map`, `DateTime64`, `TTL`, query parameters or window functions).
+//!
+//! **Schema** (created and versioned in `meta` by the reporter on connect):
+//! `series` (ReplacingMergeTree; the id is a 64-bit FNV-1a hash of the key,
+//! so every replica computes the same id without coordination),
+//! `histogram_minute`, `counter_minute`, `error_minute` (MergeTree, one row
+//! per written piece, buckets as parallel `Array(Int32)`/`Array(UInt64)`
+//! columns) and `kept_trace` (ReplacingMergeTree). Materialised views fill
+//! `histogram_hour`/`_day`, `counter_hour`/`_day` and `error_hour`
+//! (AggregatingMergeTree of `-State`s, keyed by scale too) at insert time, so
+//! roll-ups are always complete, late points included, and no roller runs.
+//!
+//! **Reads** push the merge down: per stretch of the window (days, hours and
+//! minutes, as [`super::sqlite::plan`] splits it), `sumMap` over bucket indexes
+//! per series and scale; then, per series, every part is downscaled in SQL to
+//! the coarsest scale present (`bitShiftRight` of the index: a floor, exact
+//! for negative indexes too) and summed again. The reporter receives one row
+//! per series.
+//!
+//! **Retention** drops whole partitions (ClickHouse 18.16 has no `TTL`):
+//! minute tables by day, hour tables by week, day tables by 30 days; see
+//! [`ClickHouseStore::retain`]. **Durability**: [`Store::write`] returns once
+//! every INSERT of the batch has been acknowledged by ClickHouse.
+//!
+//! **Claims** ([`Store::claim`]) let one of several replicas send a scheduled
+//! report: insert a claim row stamped with the server's clock, wait a settle
+//! delay, read every claim of the key back and replay them; see
+//! `docs/clickhouse.md` for the guarantee and its limits.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
+use std::io::BufRead;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::rollup::Retention;
+use super::sqlite::{plan, Progress, Stretch};
+use super::{Batch, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint};
+use crate::histogram::Histogram;
+
+/// The schema this build creates.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long [`Store::claim`] waits between inserting its claim and reading
+/// the claims back, by default: longer than any competing INSERT takes.
+pub const DEFAULT_CLAIM_SETTLE: Duration = Duration::from_secs(2);
+
+/// Traces kept per series and hour, as the embedded store keeps them.
+const TRACES_PER_HOUR: i64 = super::sqlite::TRACES_PER_HOUR;
+
+/// Roll-ups are complete at once (materialised views): "rolled until the end of time".
+const ALWAYS: i64 = i64::MAX / 4;
+
+/// Floor division of a minute column, for roll-up keys (`intDiv` truncates).
+fn floor_div(column: &str, by: i64) -> String {
+    format!("intDiv({column}, {by}) - (modulo({column}, {by}) < 0)")
+}
+
+/// Each table that retention cuts: its resolution's key column, and how many
+/// minutes one of its partitions spans.
+const PARTITIONED: [(&str, Resolution, i64); 9] = [
+    ("histogram_minute", Resolution::Minute, 1_440),
+    ("counter_minute", Resolution::Minute, 1_440),
+    ("error_minute", Resolution::Minute, 1_440),
+    ("kept_trace", Resolution::Minute, 1_440),
+    ("histogram_hour", Resolution::Hour, 168 * 60),
+    ("counter_hour", Resolution::Hour, 168 * 60),
+    ("error_hour", Resolution::Hour, 168 * 60),
+    ("histogram_day", Resolution::Day, 30 * 1_440),
+    ("counter_day", Resolution::Day, 30 * 1_440),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resolution {
+    Minute,
+    Hour,
+    Day,
+}
+
+/// The tables and views, in creation order (`{db}` is the database).
+fn schema(db: &str) -> Vec<String> {
+    let histogram_state = "scale Int8,
+        count_state AggregateFunction(sum, UInt64), sum_state AggregateFunction(sum, Float64),
+        min_state AggregateFunction(minIf, Float64, UInt8), max_state AggregateFunction(maxIf, Float64, UInt8),
+        zero_count_state AggregateFunction(sum, UInt64), zero_threshold_state AggregateFunction(max, Float64),
+        estimated_state AggregateFunction(max, UInt8),
+        buckets_state AggregateFunction(sumMap, Array(Int32), Array(UInt64))";
+    let histogram_states = "scale, sumState(count) AS count_state, sumState(sum) AS sum_state,
+        minIfState(min, count > 0) AS min_state, maxIfState(max, count > 0) AS max_state,
+        sumState(zero_count) AS zero_count_state, maxState(zero_threshold) AS zero_threshold_state,
+        maxState(estimated) AS estimated_state, sumMapState(bucket_index, bucket_count) AS buckets_state";
+    let (hour, day) = (floor_div("minute", 60), floor_div("minute", 1_440));
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.meta (key String, value String, at UInt64)
+             ENGINE = ReplacingMergeTree(at) ORDER BY key"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.series
+             (id UInt64, service String, host String, txn String, feature String, kind String, environment String)
+             ENGINE = ReplacingMergeTree ORDER BY id"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.histogram_minute
+             (series_id UInt64, minute Int64, count UInt64, sum Float64, min Float64, max Float64, scale Int8,
+              zero_count UInt64, zero_threshold Float64, bucket_index Array(Int32), bucket_count Array(UInt64),
+              estimated UInt8)
+             ENGINE = MergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (series_id, minute)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.histogram_hour (series_id UInt64, hour Int64, {histogram_state})
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168) ORDER BY (series_id, hour, scale)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.histogram_day (series_id UInt64, day Int64, {histogram_state})
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(day, 30) ORDER BY (series_id, day, scale)"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.histogram_hour_mv TO {db}.histogram_hour AS
+             SELECT series_id, {hour} AS hour, {histogram_states}
+             FROM {db}.histogram_minute GROUP BY series_id, hour, scale"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.histogram_day_mv TO {db}.histogram_day AS
+             SELECT series_id, {day} AS day, {histogram_states}
+             FROM {db}.histogram_minute GROUP BY series_id, day, scale"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.counter_minute
+             (series_id UInt64, name String, labels String, minute Int64, value Float64)
+             ENGINE = MergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (series_id, name, labels, minute)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.counter_hour
+             (series_id UInt64, name String, labels String, hour Int64, value_state AggregateFunction(sum, Float64))
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168) ORDER BY (series_id, name, labels, hour)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.counter_day
+             (series_id UInt64, name String, labels String, day Int64, value_state AggregateFunction(sum, Float64))
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(day, 30) ORDER BY (series_id, name, labels, day)"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.counter_hour_mv TO {db}.counter_hour AS
+             SELECT series_id, name, labels, {hour} AS hour, sumState(value) AS value_state
+             FROM {db}.counter_minute GROUP BY series_id, name, labels, hour"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.counter_day_mv TO {db}.counter_day AS
+             SELECT series_id, name, labels, {day} AS day, sumState(value) AS value_state
+             FROM {db}.counter_minute GROUP BY series_id, name, labels, day"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.error_minute
+             (series_id UInt64, minute Int64, error_type String, message String, location String,
+              count UInt64, last_seen UInt64)
+             ENGINE = MergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (series_id, minute)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.error_hour
+             (series_id UInt64, hour Int64, error_type String, message String, location String,
+              count_state AggregateFunction(sum, UInt64), last_seen_state AggregateFunction(max, UInt64),
+              first_minute_state AggregateFunction(min, Int64))
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168)
+             ORDER BY (series_id, hour, error_type, message, location)"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.error_hour_mv TO {db}.error_hour AS
+             SELECT series_id, {hour} AS hour, error_type, message, location, sumState(count) AS count_state,
+                    maxState(last_seen) AS last_seen_state, minState(minute) AS first_minute_state
+             FROM {db}.error_minute GROUP BY series_id, hour, error_type, message, location"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.kept_trace
+             (series_id UInt64, hour Int64, trace_id String, start UInt64, duration Float64, spans String,
+              written UInt64)
+             ENGINE = ReplacingMergeTree(written) PARTITION BY intDiv(hour, 24) ORDER BY (series_id, hour, trace_id)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.claim (key String, holder String, token UInt64, at DateTime, ttl UInt32)
+             ENGINE = MergeTree ORDER BY (key, at, token)"
+        ),
+    ]
+}
+
+/// The ClickHouse store; see the [module documentation](self).
+pub struct ClickHouseStore {
+    agent: ureq::Agent,
+    /// `http://host:port/`.
+    endpoint: String,
+    /// `host:port/database`, for messages (never the password).
+    server: String,
+    database: String,
+    authorization: Option<String>,
+    /// Series this process has written to `series`.
+    known: Mutex<HashSet<u64>>,
+    claim_settle: Duration,
+}
+
+impl std::fmt::Debug for ClickHouseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseStore")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The series id: FNV-1a (64 bits) of the key's fields, each followed by a
+/// 0xFF byte (never in UTF-8, so fields cannot run into each other). Stored
+/// in ClickHouse: it must never change.
+pub fn series_id(key: &SeriesKey) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for field in [
+        &key.service,
+        &key.host,
+        &key.transaction,
+        &key.feature,
+        &key.kind,
+        &key.environment,
+    ] {
+        for &byte in field.as_bytes().iter().chain(&[0xFF]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// `s` as a ClickHouse string literal.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// ` AND series_id IN (...)` for a filter, or nothing when it matches all.
+fn series_filter(filter: &Filter) -> String {
+    let conditions = key_conditions(filter);
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " AND series_id IN (SELECT id FROM series WHERE {})",
+            conditions.join(" AND ")
+        )
+    }
+}
+
+fn key_conditions(filter: &Filter) -> Vec<String> {
+    [
+        ("service", &filter.service),
+        ("host", &filter.host),
+        ("txn", &filter.transaction),
+        ("feature", &filter.feature),
+        ("environment", &filter.environment),
+    ]
+    .into_iter()
+    .filter_map(|(column, value)| value.as_ref().map(|v| format!("{column} = {}", quote(v))))
+    .collect()
+}
+
+/// A finite float for JSON (serde_json writes NaN and infinities as null).
+fn finite(value: f64) -> f64 {
+    if value.is_finite() {
+        value
+    } else {
+        0.0
+    }
+}
+
+/// Buckets as [`Histogram::decode_buckets`] reads them: pairs of varints,
+/// the zigzagged index delta then the count.
+fn bucket_blob(indexes: &[i64], counts: &[u64]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut value: u64) {
+        while value >= 0x80 {
+            out.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+    let mut out = Vec::with_capacity(indexes.len() * 3);
+    let mut previous = 0i64;
+    for (&index, &count) in indexes.iter().zip(counts) {
+        let delta = index - previous;
+        previous = index;
+        varint(&mut out, ((delta << 1) ^ (delta >> 63)) as u64);
+        varint(&mut out, count);
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct SeriesRow<'a> {
+    id: u64,
+    service: &'a str,
+    host: &'a str,
+    txn: &'a str,
+    feature: &'a str,
+    kind: &'a str,
+    environment: &'a str,
+}
+
+#[derive(Deserialize)]
+struct SeriesOut {
+    id: u64,
+    service: String,
+    host: String,
+    txn: String,
+    feature: String,
+    kind: String,
+    environment: String,
+}
+
+#[derive(Serialize)]
+struct HistogramRow {
+    series_id: u64,
+    minute: i64,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    scale: i32,
+    zero_count: u64,
+    zero_threshold: f64,
+    bucket_index: Vec<i32>,
+    bucket_count: Vec<u64>,
+    estimated: u8,
+}
+
+#[derive(Deserialize)]
+struct HistogramOut {
+    series_id: u64,
+    scale: i32,
+    n: u64,
+    total: f64,
+    lo: f64,
+    hi: f64,
+    zeros: u64,
+    zt: f64,
+    est: u8,
+    idx: Vec<i64>,
+    cnt: Vec<u64>,
+}
+
+#[derive(Serialize)]
+struct CounterRow<'a> {
+    series_id: u64,
+    name: &'a str,
+    labels: &'a str,
+    minute: i64,
+    value: f64,
+}
+
+#[derive(Deserialize)]
+struct CounterOut {
+    series_id: u64,
+    labels: String,
+    total: f64,
+}
+
+#[derive(Serialize)]
+struct ErrorRow<'a> {
+    series_id: u64,
+    minute: i64,
+    error_type: &'a str,
+    message: &'a str,
+    location: &'a str,
+    count: u64,
+    last_seen: u64,
+}
+
+#[derive(Deserialize)]
+struct ErrorOut {
+    series_id: u64,
+    error_type: String,
+    message: String,
+    location: String,
+    total: u64,
+    first_minute: i64,
+    last_seen: u64,
+}
+
+#[derive(Serialize)]
+struct TraceRow<'a> {
+    series_id: u64,
+    hour: i64,
+    trace_id: &'a str,
+    start: u64,
+    duration: f64,
+    spans: &'a str,
+    written: u64,
+}
+
+#[derive(Deserialize)]
+struct TraceOut {
+    series_id: u64,
+    trace_id: String,
+    start: u64,
+    duration: f64,
+    spans: String,
+}
+
+#[derive(Deserialize)]
+struct ClaimOut {
+    holder: String,
+    token: u64,
+    at: u64,
+    ttl: u64,
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+impl ClickHouseStore {
+    /// True when `location` names a ClickHouse store (`clickhouse://...`)
+    /// rather than a file.
+    pub fn is_url(location: &str) -> bool {
+        location.starts_with("clickhouse://")
+    }
+
+    /// Connects to `clickhouse://[user[:password]@]host[:port]/database`
+    /// (port 8123 by default; the database is created if missing), then
+    /// creates or checks the schema.
+    pub fn connect(url: &str) -> Result<ClickHouseStore, StoreError> {
+        let invalid = |reason: &'static str| StoreError::Url {
+            url: redact(url),
+            reason,
+        };
+        let rest = url
+            .strip_prefix("clickhouse://")
+            .ok_or(invalid("expected clickhouse://host:8123/database"))?;
+        let (authority, database) = rest
+            .split_once('/')
+            .ok_or(invalid("no database: expected clickhouse://host:8123/database"))?;
+        let database = database.trim_end_matches('/');
+        if database.is_empty()
+            || !database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || database.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(invalid("the database name must be letters, digits and _"));
+        }
+        let (credentials, host) = match authority.rsplit_once('@') {
+            Some((credentials, host)) => (Some(credentials), host),
+            None => (None, authority),
+        };
+        if host.is_empty() || host.contains(['/', '?', '#', ' ']) {
+            return Err(invalid("no host: expected clickhouse://host:8123/database"));
+        }
+        let host = if host.contains(':') && !host.ends_with(']') {
+            host.to_owned()
+        } else {
+            format!("{host}:8123")
+        };
+        let authorization = credentials.map(|credentials| {
+            use base64::Engine;
+            let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )
+        });
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .new_agent();
+        let store = ClickHouseStore {
+            agent,
+            endpoint: format!("http://{host}/"),
+            server: format!("{host}/{database}"),
+            database: database.to_owned(),
+            authorization,
+            known: Mutex::new(HashSet::new()),
+            claim_settle: DEFAULT_CLAIM_SETTLE,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Sets how long [`Store::claim`] waits before reading claims back.
+    pub fn with_claim_settle(mut self, settle: Duration) -> Self {
+        self.claim_settle = settle;
+        self
+    }
+
+    /// The database the store uses.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    fn error(&self, message: impl Into<String>) -> StoreError {
+        StoreError::ClickHouse {
+            server: self.server.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Creates the database, tables and views, or checks that a newer
+    /// reporter did not create them; records the schema version.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let db = &self.database;
+        self.post(None, format!("CREATE DATABASE IF NOT EXISTS {db}").as_bytes(), false)?;
+        let statements = schema(db);
+        for statement in &statements {
+            // Replicas starting together race to create: one retry settles it.
+            if self.execute(statement).is_err() {
+                self.execute(statement)?;
+            }
+        }
+        let found = self.schema_version()?;
+        match found {
+            Some(found) if found > SCHEMA_VERSION => Err(StoreError::NewerSchema {
+                path: self.server.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            }),
+            Some(found) if found == SCHEMA_VERSION => Ok(()),
+            _ => self.set_meta("schema_version", SCHEMA_VERSION),
+        }
+    }
+
+    fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        #[derive(Deserialize)]
+        struct Version {
+            version: i64,
+        }
+        let rows: Vec<Version> = self.select(
+            "SELECT max(toInt64(value)) AS version FROM meta WHERE key = 'schema_version' HAVING count() > 0",
+        )?;
+        Ok(rows.first().map(|v| v.version))
+    }
+
+    fn set_meta(&self, key: &str, value: i64) -> Result<(), StoreError> {
+        #[derive(Serialize)]
+        struct Meta<'a> {
+            key: &'a str,
+            value: String,
+            at: u64,
+        }
+        self.insert(
+            "meta",
+            [Meta {
+                key,
+                value: value.to_string(),
+                at: now_nanos(),
+            }],
+        )
+    }
+
+    /// Sends one statement; `query` goes in the URL (for an INSERT whose
+    /// rows are `body`), else `body` is the statement.
+    fn post(&self, query: Option<&str>, body: &[u8], in_database: bool) -> Result<ureq::Body, StoreError> {
+        let mut request = self
+            .agent
+            .post(&self.endpoint)
+            .query("output_format_json_quote_64bit_integers", "0");
+        if in_database {
+            request = request.query("database", &self.database);
+        }
+        if let Some(query) = query {
+            request = request.query("query", query);
+        } else {
+            // The status then tells whether the whole SELECT succeeded.
+            request = request.query("wait_end_of_query", "1");
+        }
+        if let Some(authorization) = &self.authorization {
+            request = request.header("Authorization", authorization);
+        }
+        let response = request
+            .send(body)
+            .map_err(|e| self.error(format!("cannot reach the server: {e}")))?;
+        let status = response.status();
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let text = body
+                .with_config()
+                .limit(64 << 10)
+                .lossy_utf8(true)
+                .read_to_string()
+                .unwrap_or_default();
+            let text: String = text.trim().chars().take(600).collect();
+            return Err(self.error(format!("HTTP {}: {text}", status.as_u16())));
+        }
+        Ok(body)
+    }
+
+    fn execute(&self, sql: &str) -> Result<(), StoreError> {
+        self.post(None, sql.as_bytes(), true).map(drop)
+    }
+
+    /// Runs a SELECT, reading its `JSONEachRow` rows.
+    fn select<T: DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, StoreError> {
+        let body = self.post(None, format!("{sql} FORMAT JSONEachRow").as_bytes(), true)?;
+        let reader = std::io::BufReader::new(body.into_with_config().reader());
+        let mut rows = Vec::new();
+        for line in reader.lines() {
+            let line = line.map_err(|e| self.error(format!("reading an answer: {e}")))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let row = serde_json::from_str(&line).map_err(|e| {
+                let shown: String = line.chars().take(300).collect();
+                self.error(format!("unexpected answer ({e}): {shown}"))
+            })?;
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    /// Inserts rows in one `INSERT ... FORMAT JSONEachRow`.
+    fn insert<T: Serialize>(&self, table: &str, rows: impl IntoIterator<Item = T>) -> Result<(), StoreError> {
+        let mut body = Vec::new();
+        for row in rows {
+            serde_json::to_writer(&mut body, &row).map_err(|e| self.error(format!("encoding a row: {e}")))?;
+            body.push(b'\n');
+        }
+        if body.is_empty() {
+            return Ok(());
+        }
+        let query = format!("INSERT INTO {} FORMAT JSONEachRow", table);
+        self.post(Some(&query), &body, true).map(drop)
+    }
+
+    /// Writes the series of `batch` this process has not written yet.
+    fn write_series(&self, batch: &Batch) -> Result<(), StoreError> {
+        let keys = batch
+            .histograms
+            .iter()
+            .map(|p| &p.key)
+            .chain(batch.counters.iter().map(|p| &p.key))
+            .chain(batch.errors.iter().map(|p| &p.key))
+            .chain(batch.traces.iter().map(|p| &p.key));
+        let mut new: BTreeMap<u64, &SeriesKey> = BTreeMap::new();
+        {
+            let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            for key in keys {
+                let id = series_id(key);
+                if !known.contains(&id) {
+                    new.insert(id, key);
+                }
+            }
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        self.insert(
+            "series",
+            new.iter().map(|(&id, key)| SeriesRow {
+                id,
+                service: &key.service,
+                host: &key.host,
+                txn: &key.transaction,
+                feature: &key.feature,
+                kind: &key.kind,
+                environment: &key.environment,
+            }),
+        )?;
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).extend(new.keys());
+        Ok(())
+    }
+
+    /// Series matching `filter`, by id.
+    fn keys(&self, filter: &Filter) -> Result<HashMap<u64, SeriesKey>, StoreError> {
+        let conditions = key_conditions(filter);
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let rows: Vec<SeriesOut> = self.select(&format!(
+            "SELECT DISTINCT id, service, host, txn, feature, kind, environment FROM series{filter}"
+        ))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.id,
+                    SeriesKey {
+                        service: r.service,
+                        host: r.host,
+                        transaction: r.txn,
+                        feature: r.feature,
+                        kind: r.kind,
+                        environment: r.environment,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// The window split into day, hour and minute stretches; edges older
+    /// than what retention kept are widened, as in the embedded store.
+    fn plan(&self, from: i64, to: i64, days: bool) -> Result<Vec<Stretch>, StoreError> {
+        #[derive(Deserialize)]
+        struct Kept {
+            key: String,
+            value: i64,
+        }
+        let kept: Vec<Kept> = self.select(
+            "SELECT key, max(toInt64(value)) AS value FROM meta
+             WHERE key IN ('minutes_kept_from', 'hours_kept_from') GROUP BY key",
+        )?;
+        let kept_from = |key: &str| {
+            kept.iter()
+                .find(|k| k.key == key)
+                .map_or(super::sqlite::NEVER, |k| k.value)
+        };
+        Ok(plan(
+            from,
+            to,
+            Progress {
+                hours_until: ALWAYS,
+                days_until: if days { ALWAYS } else { super::sqlite::NEVER },
+                minutes_from: kept_from("minutes_kept_from"),
+                hours_from: if days {
+                    kept_from("hours_kept_from")
+                } else {
+                    super::sqlite::NEVER
+                },
+            },
+        ))
+    }
+
+    /// Drops the partitions past `retention` at `now_minute` (unix minutes):
+    /// minute tables and kept traces by whole days, hour tables by whole
+    /// weeks, day tables by 30 days; returns how many. Readers are told
+    /// first (in `meta`), so that they read coarser rows from then on. Safe
+    /// to run from every replica at once.
+    pub fn retain(&self, retention: &Retention, now_minute: i64) -> Result<usize, StoreError> {
+        let cut = |resolution: Resolution| match resolution {
+            Resolution::Minute => now_minute - retention.minute_days * 1_440,
+            Resolution::Hour => now_minute - retention.hour_days * 1_440,
+            Resolution::Day => now_minute - retention.day_days * 1_440,
+        };
+        self.set_meta("minutes_kept_from", cut(Resolution::Minute))?;
+        self.set_meta("hours_kept_from", cut(Resolution::Hour))?;
+        #[derive(Deserialize)]
+        struct Part {
+            table: String,
+            partition: String,
+        }
+        let parts: Vec<Part> = self.select(&format!(
+            "SELECT DISTINCT table, partition FROM system.parts WHERE database = {} AND active",
+            quote(&self.database)
+        ))?;
+        let mut dropped = 0;
+        for part in parts {
+            let Some(&(table, resolution, span)) = PARTITIONED.iter().find(|(t, _, _)| *t == part.table) else {
+                continue;
+            };
+            let Ok(partition) = part.partition.parse::<i64>() else {
+                continue;
+            };
+            if partition.saturating_add(1).saturating_mul(span) <= cut(resolution) {
+                self.execute(&format!("ALTER TABLE {table} DROP PARTITION {partition}"))?;
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
+    fn histogram_stretch(stretch: &Stretch, filter: &str) -> String {
+        let (from, to) = (stretch.from, stretch.to);
+        match stretch.resolution {
+            "minute" => format!(
+                "SELECT series_id, scale, sum(count) AS n, sum(sum) AS total, minIf(min, count > 0) AS lo,
+                        maxIf(max, count > 0) AS hi, sum(zero_count) AS zeros, max(zero_threshold) AS zt,
+                        max(estimated) AS est, sumMap(bucket_index, bucket_count) AS m,
+                        tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
+                 FROM histogram_minute WHERE minute >= {from} AND minute < {to}{filter}
+                 GROUP BY series_id, scale"
+            ),
+            r => format!(
+                "SELECT series_id, scale, sumMerge(count_state) AS n, sumMerge(sum_state) AS total,
+                        minIfMerge(min_state) AS lo, maxIfMerge(max_state) AS hi, sumMerge(zero_count_state) AS zeros,
+                        maxMerge(zero_threshold_state) AS zt, maxMerge(estimated_state) AS est,
+                        sumMapMerge(buckets_state) AS m, tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
+                 FROM histogram_{r} WHERE {r} >= {from} AND {r} < {to}{filter}
+                 GROUP BY series_id, scale"
+            ),
+        }
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}<credentials>{}", &url[..scheme + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// A random 64-bit token (std's randomly seeded hasher, mixed with the time).
+fn token() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(now_nanos());
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+impl Store for ClickHouseStore {
+    fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Series first: a data row never names a series that is not stored.
+        self.write_series(batch)?;
+        self.insert(
+            "histogram_minute",
+            batch.histograms.iter().map(|p| {
+                let h = &p.histogram;
+                let (bucket_index, bucket_count) = h.iter_buckets().unzip();
+                HistogramRow {
+                    series_id: series_id(&p.key),
+                    minute: p.minute,
+                    count: h.count,
+                    sum: finite(h.sum),
+                    min: if h.count > 0 { finite(h.min) } else { 0.0 },
+                    max: if h.count > 0 { finite(h.max) } else { 0.0 },
+                    scale: h.scale,
+                    zero_count: h.zero_count,
+                    zero_threshold: finite(h.zero_threshold),
+                    bucket_index,
+                    bucket_count,
+                    estimated: u8::from(h.estimated),
+                }
+            }),
+        )?;
+        self.insert(
+            "counter_minute",
+            batch.counters.iter().map(|p| CounterRow {
+                series_id: series_id(&p.key),
+                name: &p.name,
+                labels: &p.labels,
+                minute: p.minute,
+                value: finite(p.value),
+            }),
+        )?;
+        self.insert(
+            "error_minute",
+            batch.errors.iter().map(|p| ErrorRow {
+                series_id: series_id(&p.key),
+                minute: p.minute,
+                error_type: &p.error_type,
+                message: &p.message,
+                location: &p.location,
+                count: p.count,
+                last_seen: p.last_seen,
+            }),
+        )?;
+        let written = now_nanos();
+        self.insert(
+            "kept_trace",
+            batch.traces.iter().map(|p| TraceRow {
+                series_id: series_id(&p.key),
+                hour: (p.start / 3_600_000_000_000) as i64,
+                trace_id: &p.trace_id,
+                start: p.start,
+                duration: finite(p.duration),
+                spans: &p.spans,
+                written,
+            }),
+        )
+    }
+
+    fn histograms(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<(SeriesKey, Histogram)>, StoreError> {
+        let series = series_filter(filter);
+        let stretches: Vec<String> = self
+            .plan(from, to, true)?
+            .iter()
+            .map(|s| Self::histogram_stretch(s, &series))
+            .collect();
+        if stretches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let p = |i: usize| format!("tupleElement(p, {i})");
+        let sql = format!(
+            "SELECT series_id, min_scale AS scale, sum({n}) AS n, sum({total}) AS total,
+                    minIf({lo}, {n} > 0) AS lo, maxIf({hi}, {n} > 0) AS hi, sum({zeros}) AS zeros,
+                    max({zt}) AS zt, max({est}) AS est,
+                    sumMap(arrayMap((i, d) -> bitShiftRight(i, d), {idx},
+                                    arrayResize(emptyArrayUInt8(), length({idx}), toUInt8({scale} - min_scale))),
+                           {cnt}) AS m,
+                    tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
+             FROM (SELECT series_id, min(scale) AS min_scale,
+                          groupArray((scale, n, total, lo, hi, zeros, zt, est, idx, cnt)) AS parts
+                   FROM ({union}) GROUP BY series_id)
+             ARRAY JOIN parts AS p
+             GROUP BY series_id, min_scale",
+            scale = p(1),
+            n = p(2),
+            total = p(3),
+            lo = p(4),
+            hi = p(5),
+            zeros = p(6),
+            zt = p(7),
+            est = p(8),
+            idx = p(9),
+            cnt = p(10),
+            union = stretches.join(" UNION ALL "),
+        );
+        let rows: Vec<HistogramOut> = self.select(&sql)?;
+        let keys = self.keys(filter)?;
+        let mut merged = BTreeMap::new();
+        for row in rows {
+            let Some(key) = keys.get(&row.series_id) else {
+                continue;
+            };
+            let buckets = Histogram::decode_buckets(&bucket_blob(&row.idx, &row.cnt))
+                .ok_or_else(|| self.error(format!("series {} has unreadable buckets", row.series_id)))?;
+            let histogram = Histogram {
+                scale: row.scale,
+                zero_count: row.zeros,
+                zero_threshold: row.zt,
+                buckets,
+                count: row.n,
+                sum: row.total,
+                min: if row.n > 0 { row.lo } else { f64::INFINITY },
+                max: if row.n > 0 { row.hi } else { 0.0 },
+                estimated: row.est > 0,
+            };
+            merged.insert(key.clone(), histogram);
+        }
+        Ok(merged.into_iter().collect())
+    }
+
+    fn counters(
+        &self,
+        filter: &Filter,
+        name: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(SeriesKey, String, f64)>, StoreError> {
+        let series = series_filter(filter);
+        let name = quote(name);
+        let stretches: Vec<String> = self
+            .plan(from, to, true)?
+            .iter()
+            .map(|s| {
+                let (r, a, b) = (s.resolution, s.from, s.to);
+                let value = if r == "minute" {
+                    "sum(value)"
+                } else {
+                    "sumMerge(value_state)"
+                };
+                format!(
+                    "SELECT series_id, labels, {value} AS v FROM counter_{r}
+                     WHERE name = {name} AND {r} >= {a} AND {r} < {b}{series} GROUP BY series_id, labels"
+                )
+            })
+            .collect();
+        if stretches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<CounterOut> = self.select(&format!(
+            "SELECT series_id, labels, sum(v) AS total FROM ({}) GROUP BY series_id, labels",
+            stretches.join(" UNION ALL ")
+        ))?;
+        let keys = self.keys(filter)?;
+        let mut totals: BTreeMap<(String, String, SeriesKey), f64> = BTreeMap::new();
+        for row in rows {
+            if let Some(key) = keys.get(&row.series_id) {
+                *totals
+                    .entry((key.transaction.clone(), row.labels, key.clone()))
+                    .or_default() += row.total;
+            }
+        }
+        Ok(totals
+            .into_iter()
+            .map(|((_, labels, key), total)| (key, labels, total))
+            .collect())
+    }
+
+    fn series(&self) -> Result<Vec<SeriesKey>, StoreError> {
+        let mut keys: Vec<SeriesKey> = self.keys(&Filter::default())?.into_values().collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        #[derive(Deserialize)]
+        struct Size {
+            bytes: u64,
+        }
+        let sql = format!(
+            "SELECT sum(bytes_on_disk) AS bytes FROM system.parts WHERE database = {} AND active",
+            quote(&self.database)
+        );
+        match self.select::<Size>(&sql) {
+            Ok(rows) => rows.first().map_or(0, |s| s.bytes),
+            Err(error) => {
+                tracing::warn!(%error, "could not read the store's size");
+                0
+            }
+        }
+    }
+
+    fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError> {
+        let series = series_filter(filter);
+        let stretches: Vec<String> = self
+            .plan(from, to, false)?
+            .iter()
+            .map(|s| {
+                let (a, b) = (s.from, s.to);
+                if s.resolution == "minute" {
+                    format!(
+                        "SELECT series_id, error_type, message, location, sum(count) AS c, min(minute) AS f,
+                                max(last_seen) AS l
+                         FROM error_minute WHERE minute >= {a} AND minute < {b}{series}
+                         GROUP BY series_id, error_type, message, location"
+                    )
+                } else {
+                    format!(
+                        "SELECT series_id, error_type, message, location, sumMerge(count_state) AS c,
+                                minMerge(first_minute_state) AS f, maxMerge(last_seen_state) AS l
+                         FROM error_hour WHERE hour >= {a} AND hour < {b}{series}
+                         GROUP BY series_id, error_type, message, location"
+                    )
+                }
+            })
+            .collect();
+        if stretches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<ErrorOut> = self.select(&format!(
+            "SELECT series_id, error_type, message, location, sum(c) AS total, min(f) AS first_minute,
+                    max(l) AS last_seen
+             FROM ({}) GROUP BY series_id, error_type, message, location",
+            stretches.join(" UNION ALL ")
+        ))?;
+        let keys = self.keys(filter)?;
+        let mut errors: Vec<ErrorSummary> = rows
+            .into_iter()
+            .filter_map(|row| {
+                Some(ErrorSummary {
+                    key: keys.get(&row.series_id)?.clone(),
+                    error_type: row.error_type,
+                    message: row.message,
+                    location: row.location,
+                    count: row.total,
+                    first_minute: row.first_minute,
+                    last_seen: row.last_seen,
+                })
+            })
+            .collect();
+        // As the embedded store orders them: by count, ties by key and error.
+        errors.sort_by(|a, b| {
+            (&a.key, &a.error_type, &a.message, &a.location).cmp(&(&b.key, &b.error_type, &b.message, &b.location))
+        });
+        errors.sort_by_key(|e| std::cmp::Reverse(e.count));
+        Ok(errors)
+    }
+
+    fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError> {
+        const NANOS_PER_MINUTE: i128 = 60_000_000_000;
+        let bound = |minute: i64| u64::try_from((i128::from(minute) * NANOS_PER_MINUTE).max(0)).unwrap_or(u64::MAX);
+        let (start, end) = (bound(from), bound(to));
+        if start >= end || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (first_hour, last_hour) = (start / 3_600_000_000_000, end.div_ceil(3_600_000_000_000));
+        let series = series_filter(filter);
+        // The slowest TRACES_PER_HOUR of each whole hour, as the embedded
+        // store keeps them; then the window.
+        let rows: Vec<TraceOut> = self.select(&format!(
+            "SELECT series_id, trace_id, start, duration, spans FROM (
+                 SELECT series_id, hour, trace_id, argMax(start, written) AS start,
+                        argMax(duration, written) AS duration, argMax(spans, written) AS spans
+                 FROM kept_trace WHERE hour >= {first_hour} AND hour < {last_hour}{series}
+                 GROUP BY series_id, hour, trace_id
+                 ORDER BY duration DESC LIMIT {TRACES_PER_HOUR} BY series_id, hour)
+             WHERE start >= {start} AND start < {end}
+             ORDER BY duration DESC LIMIT {limit}"
+        ))?;
+        let keys = self.keys(filter)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                Some(TracePoint {
+                    key: keys.get(&row.series_id)?.clone(),
+                    trace_id: row.trace_id,
+                    start: row.start,
+                    duration: row.duration,
+                    spans: row.spans,
+                })
+            })
+            .collect())
+    }
+
+    fn claim(&self, key: &str, holder: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
+        let mine = token();
+        let ttl = ttl_seconds.min(u64::from(u32::MAX));
+        // The server's clock stamps the claim: replicas' clocks do not matter.
+        self.execute(&format!(
+            "INSERT INTO claim (key, holder, token, at, ttl) SELECT {}, {}, {mine}, now(), {ttl}",
+            quote(key),
+            quote(holder)
+        ))?;
+        std::thread::sleep(self.claim_settle);
+        let claims: Vec<ClaimOut> = self.select(&format!(
+            "SELECT holder, token, toUInt64(at) AS at, ttl FROM claim WHERE key = {} ORDER BY at, token",
+            quote(key)
+        ))?;
+        Ok(replay(&claims, mine))
+    }
+}
+
+/// Replays the claims of a key in order: a claim made when the key is free
+/// (never held, or its holder's time is up) takes it; one by the holder
+/// extends it; others lose. Whether the claim `mine` held the key.
+fn replay(claims: &[ClaimOut], mine: u64) -> bool {
+    let mut holder: Option<&str> = None;
+    let mut until = 0u64;
+    for claim in claims {
+        let expires = claim.at.saturating_add(claim.ttl);
+        let holds = if holder.is_none() || claim.at >= until {
+            holder = Some(&claim.holder);
+            until = expires;
+            true
+        } else if holder == Some(claim.holder.as_str()) {
+            until = until.max(expires);
+            true
+        } else {
+            false
+        };
+        if claim.token == mine {
+            return holds;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(holder: &str, token: u64, at: u64) -> ClaimOut {
+        ClaimOut {
+            holder: holder.into(),
+            token,
+            at,
+            ttl: 60,
+        }
+    }
+
+    #[test]
+    fn the_earliest_claim_wins_until_it_expires() {
+        let claims = [
+            claim("a", 9, 100),
+            claim("b", 3, 100),
+            claim("a", 4, 130),
+            claim("b", 5, 200),
+        ];
+        assert!(replay(&claims, 9), "first in order");
+        assert!(!replay(&claims, 3), "same second, later token");
+        assert!(replay(&claims, 4), "the holder again extends to 190");
+        assert!(replay(&claims, 5), "after expiry the next claim takes it");
+        assert!(!replay(&claims, 77), "a claim not read back did not win");
+    }
+
+    #[test]
+    fn urls_and_literals() {
+        assert!(ClickHouseStore::is_url("clickhouse://127.0.0.1:8123/kuroko"));
+        assert!(!ClickHouseStore::is_url("/var/lib/kuroko.db"));
+        let bad = ClickHouseStore::connect("clickhouse://host:8123/bad-name").unwrap_err();
+        assert!(bad.to_string().contains("letters, digits and _"), "{bad}");
+        let no_db = ClickHouseStore::connect("clickhouse://u:secret@host:8123").unwrap_err();
+        assert!(!no_db.to_string().contains("secret"), "{no_db}");
+        assert_eq!(quote(r"it's \ here"), r"'it\'s \\ here'");
+        let mut key = SeriesKey {
+            service: "a".into(),
+            host: "b".into(),
+            transaction: String::new(),
+            feature: String::new(),
+            kind: "web".into(),
+            environment: String::new(),
+        };
+        let id = series_id(&key);
+        key.service = "ab".into();
+        key.host = String::new();
+        assert_ne!(series_id(&key), id, "fields do not run into each other");
+    }
+
+    #[test]
+    fn bucket_blob_is_what_histograms_decode() {
+        let mut h = Histogram::empty();
+        for v in [1e-6, 0.003, 0.0031, 2.0, 3600.0] {
+            h.record(v).unwrap();
+        }
+        let (indexes, counts): (Vec<i64>, Vec<u64>) = h.iter_buckets().map(|(i, c)| (i64::from(i), c)).unzip();
+        assert_eq!(bucket_blob(&indexes, &counts), h.encode_buckets());
+    }
+}

@@ -1,0 +1,712 @@
+//! The ClickHouse store against a real ClickHouse server (Debian's
+//! `clickhouse-server`, installed by tests/run-all.sh): the same batches
+//! written to it and to the embedded store give the same answers; several
+//! replicas write at once; one of two holders wins a claim.
+//!
+//! One server is started per test binary, on free loopback ports with a
+//! temporary data folder, by a small shell watchdog that stops it (and
+//! deletes the folder) once this process has exited. Each test uses a
+//! database of its own. No server, no pass: a test fails with the reason.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use kuroko_reporter::histogram::{bucket_index, Histogram};
+use kuroko_reporter::store::clickhouse::ClickHouseStore;
+use kuroko_reporter::store::rollup::Retention;
+use kuroko_reporter::store::sqlite::SqliteStore;
+use kuroko_reporter::store::{
+    Batch, CounterPoint, ErrorPoint, Filter, HistogramPoint, SeriesKey, Store, StoreError, TracePoint,
+};
+
+struct Server {
+    port: u16,
+    _watchdog: Mutex<Child>,
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The server binary: Debian's `clickhouse-server`, or a release's `clickhouse server`.
+fn server_command() -> Vec<String> {
+    for path in ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"] {
+        if std::path::Path::new(path).exists() {
+            return vec![path.to_owned()];
+        }
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        if std::path::Path::new(dir).join("clickhouse-server").exists() {
+            return vec![format!("{dir}/clickhouse-server")];
+        }
+        if std::path::Path::new(dir).join("clickhouse").exists() {
+            return vec![format!("{dir}/clickhouse"), "server".to_owned()];
+        }
+    }
+    panic!("no ClickHouse server: install Debian's clickhouse-server (tests/run-all.sh does: apt-get install clickhouse-server)");
+}
+
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(start_server)
+}
+
+fn start_server() -> Server {
+    let dir = std::env::temp_dir().join(format!("kuroko-clickhouse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let (port, tcp_port) = (free_port(), free_port());
+    let d = dir.display();
+    std::fs::write(
+        dir.join("config.xml"),
+        format!(
+            "<?xml version=\"1.0\"?>
+<yandex>
+    <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/server.err.log</errorlog></logger>
+    <http_port>{port}</http_port>
+    <tcp_port>{tcp_port}</tcp_port>
+    <listen_host>127.0.0.1</listen_host>
+    <path>{d}/data/</path>
+    <tmp_path>{d}/data/tmp/</tmp_path>
+    <user_files_path>{d}/data/user_files/</user_files_path>
+    <format_schema_path>{d}/data/format_schemas/</format_schema_path>
+    <mark_cache_size>67108864</mark_cache_size>
+    <users_config>{d}/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+</yandex>
+"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("users.xml"),
+        "<?xml version=\"1.0\"?>
+<yandex>
+    <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
+    <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
+        <profile>default</profile><quota>default</quota></default></users>
+    <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
+        <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+",
+    )
+    .unwrap();
+    let mut command = server_command();
+    command.push(format!("--config-file={d}/config.xml"));
+    // The watchdog: runs the server until this test process is gone, then
+    // stops it and deletes its folder.
+    let script = r#"
+        dir="$1"; parent="$2"; shift 2
+        "$@" >"$dir/stdout.log" 2>&1 &
+        server=$!
+        while kill -0 "$parent" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 1; done
+        kill "$server" 2>/dev/null; wait "$server"; rm -rf "$dir"
+    "#;
+    let watchdog = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("watchdog")
+        .arg(&dir)
+        .arg(std::process::id().to_string())
+        .args(&command)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?} under sh: {e}"));
+    let ping = format!("http://127.0.0.1:{port}/ping");
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = ureq::get(&ping).call() {
+            if response.status() == 200 {
+                break;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            let log = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+            panic!(
+                "ClickHouse ({command:?}) did not answer on port {port} within 90 s.\nstdout: {}\nerrors: {}",
+                log("stdout.log"),
+                log("server.err.log")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Server {
+        port,
+        _watchdog: Mutex::new(watchdog),
+    }
+}
+
+/// A store on a database of its own, emptied first.
+fn clickhouse(database: &str) -> ClickHouseStore {
+    let port = server().port;
+    let response = ureq::post(format!("http://127.0.0.1:{port}/"))
+        .send(format!("DROP DATABASE IF EXISTS {database}"))
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    ClickHouseStore::connect(&format!("clickhouse://127.0.0.1:{port}/{database}")).unwrap()
+}
+
+fn connect_again(database: &str) -> ClickHouseStore {
+    ClickHouseStore::connect(&format!("clickhouse://127.0.0.1:{}/{database}", server().port)).unwrap()
+}
+
+fn sqlite(name: &str) -> (SqliteStore, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("kuroko-chcmp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    (SqliteStore::open(&dir.join("store.db")).unwrap(), dir)
+}
+
+fn key(host: &str) -> SeriesKey {
+    SeriesKey {
+        service: "cards-api".into(),
+        host: host.into(),
+        transaction: "GET /cards/{id}".into(),
+        feature: "cards".into(),
+        kind: "web".into(),
+        environment: String::new(),
+    }
+}
+
+/// A histogram of `values` at `scale`, as an exporter sends it.
+fn at_scale(values: &[f64], scale: i32) -> Histogram {
+    let mut counts = BTreeMap::new();
+    for &v in values {
+        *counts.entry(bucket_index(v, scale)).or_insert(0u64) += 1;
+    }
+    let offset = *counts.keys().next().unwrap();
+    let last = *counts.keys().next_back().unwrap();
+    let dense: Vec<u64> = (offset..=last).map(|i| counts.get(&i).copied().unwrap_or(0)).collect();
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(0.0, f64::max);
+    Histogram::from_exponential(
+        scale,
+        0,
+        0.0,
+        offset,
+        &dense,
+        values.len() as u64,
+        Some(values.iter().sum()),
+        Some((min, max)),
+    )
+    .unwrap()
+}
+
+fn recorded(values: &[f64]) -> Histogram {
+    let mut h = Histogram::empty();
+    for &v in values {
+        h.record(v).unwrap();
+    }
+    h
+}
+
+/// Scale, count, zero count, buckets, min, max and estimated.
+type Exact = (i32, u64, u64, Vec<(i32, u64)>, f64, f64, bool);
+
+/// Everything but the float sum, which may be added in another order.
+fn exact(h: &Histogram) -> Exact {
+    (
+        h.scale,
+        h.count,
+        h.zero_count,
+        h.iter_buckets().collect(),
+        h.min,
+        h.max,
+        h.estimated,
+    )
+}
+
+fn assert_same_histograms(a: &[(SeriesKey, Histogram)], b: &[(SeriesKey, Histogram)], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: series");
+    for ((ka, ha), (kb, hb)) in a.iter().zip(b) {
+        assert_eq!(ka, kb, "{what}");
+        assert_eq!(exact(ha), exact(hb), "{what}: {ka:?}");
+        assert!((ha.sum - hb.sum).abs() <= 1e-9 * ha.sum.abs().max(1.0), "{what}: sums");
+    }
+}
+
+/// The embedded store's test batches, with errors, traces, zeros, an
+/// environment and mixed scales.
+fn batches() -> Vec<Batch> {
+    let outcome = |host: &str, minute, labels: &str, value| CounterPoint {
+        key: key(host),
+        minute,
+        name: "kuroko.transaction.outcomes".into(),
+        labels: labels.into(),
+        value,
+    };
+    let error = |host: &str, minute, message: &str, count, last_seen| ErrorPoint {
+        key: key(host),
+        minute,
+        error_type: "TimeoutError".into(),
+        message: message.into(),
+        location: "cards.rs:42".into(),
+        count,
+        last_seen,
+    };
+    let trace = |host: &str, id: &str, minute: u64, duration| TracePoint {
+        key: key(host),
+        trace_id: id.into(),
+        start: minute * 60_000_000_000 + 5,
+        duration,
+        spans: format!("[{{\"name\":\"{id}\"}}]"),
+    };
+    let mut production = key("a");
+    production.environment = "production".into();
+    let mut quoted = key("c");
+    quoted.service = r"o'brien \ api".into();
+    let mut with_zeros = Histogram::from_exponential(7, 3, 0.000_001, -300, &[2, 0, 1], 6, Some(0.02), None).unwrap();
+    with_zeros.estimated = true;
+    let first = Batch {
+        histograms: vec![
+            HistogramPoint {
+                key: key("a"),
+                minute: 100,
+                histogram: recorded(&[0.010, 0.020]),
+            },
+            HistogramPoint {
+                key: key("b"),
+                minute: 100,
+                histogram: recorded(&[0.030]),
+            },
+            HistogramPoint {
+                key: key("a"),
+                minute: 101,
+                histogram: recorded(&[0.040]),
+            },
+            HistogramPoint {
+                key: production.clone(),
+                minute: 990,
+                histogram: at_scale(&[0.25, 0.5, 3.0], 3),
+            },
+            HistogramPoint {
+                key: quoted.clone(),
+                minute: 500,
+                histogram: with_zeros,
+            },
+        ],
+        counters: vec![
+            outcome("a", 100, "kuroko.outcome=5xx", 2.0),
+            outcome("a", 100, "kuroko.outcome=ok", 7.0),
+            outcome("b", 700, "kuroko.outcome=ok", 1.0),
+        ],
+        errors: vec![
+            error("a", 100, "upstream timed out", 3, 6_000_000_000_001),
+            error("a", 130, "upstream timed out", 1, 7_900_000_000_000),
+            error("b", 101, "pool exhausted", 5, 6_070_000_000_000),
+        ],
+        traces: vec![
+            trace("a", "t1", 100, 0.9),
+            trace("a", "t2", 101, 1.7),
+            trace("b", "t3", 700, 0.4),
+        ],
+    };
+    // The same minute again merges; a finer scale arrives for a's minute 101.
+    let second = Batch {
+        histograms: vec![
+            first.histograms[0].clone(),
+            HistogramPoint {
+                key: key("a"),
+                minute: 101,
+                histogram: at_scale(&[0.041, 0.7], 5),
+            },
+            HistogramPoint {
+                key: production,
+                minute: 991,
+                histogram: at_scale(&[0.26], 7),
+            },
+        ],
+        counters: vec![first.counters[0].clone()],
+        errors: vec![error("a", 100, "upstream timed out", 2, 6_000_000_000_500)],
+        traces: vec![trace("b", "t4", 701, 2.5)],
+    };
+    vec![first, second]
+}
+
+fn filters() -> Vec<Filter> {
+    vec![
+        Filter::default(),
+        Filter {
+            host: Some("a".into()),
+            ..Filter::default()
+        },
+        Filter {
+            environment: Some("production".into()),
+            ..Filter::default()
+        },
+        Filter {
+            service: Some(r"o'brien \ api".into()),
+            ..Filter::default()
+        },
+        Filter {
+            service: Some("' OR 1 = 1 OR '".into()),
+            ..Filter::default()
+        },
+    ]
+}
+
+#[test]
+fn answers_as_the_embedded_store_does() {
+    let (embedded, dir) = sqlite("answers");
+    let shared = clickhouse("kuroko_answers");
+    for batch in batches() {
+        embedded.write(&batch).unwrap();
+        shared.write(&batch).unwrap();
+    }
+    let mut series = shared.series().unwrap();
+    let mut expected = embedded.series().unwrap();
+    series.sort();
+    expected.sort();
+    assert_eq!(series, expected);
+    assert_eq!(series.len(), 4);
+
+    for filter in filters() {
+        for (from, to) in [(0, 1_000), (100, 101), (101, 1_000), (0, 3_000), (-500, 95), (950, 991)] {
+            let what = format!("{filter:?} {from}..{to}");
+            assert_same_histograms(
+                &shared.histograms(&filter, from, to).unwrap(),
+                &embedded.histograms(&filter, from, to).unwrap(),
+                &what,
+            );
+            assert_eq!(
+                shared
+                    .counters(&filter, "kuroko.transaction.outcomes", from, to)
+                    .unwrap(),
+                embedded
+                    .counters(&filter, "kuroko.transaction.outcomes", from, to)
+                    .unwrap(),
+                "{what}"
+            );
+            assert_eq!(
+                shared.errors(&filter, from, to).unwrap(),
+                embedded.errors(&filter, from, to).unwrap(),
+                "{what}"
+            );
+            assert_eq!(
+                shared.slowest_traces(&filter, from, to, 3).unwrap(),
+                embedded.slowest_traces(&filter, from, to, 3).unwrap(),
+                "{what}"
+            );
+        }
+    }
+    // What a user would see: a's five runs, merged across pieces, minutes and scales.
+    let a = shared
+        .histograms(
+            &Filter {
+                host: Some("a".into()),
+                environment: Some(String::new()),
+                ..Filter::default()
+            },
+            0,
+            1_000,
+        )
+        .unwrap();
+    assert_eq!((a[0].1.count, a[0].1.scale), (7, 5));
+    assert_eq!(a[0].1.max, 0.7);
+    let injected = Filter {
+        service: Some("' OR 1 = 1 OR '".into()),
+        ..Filter::default()
+    };
+    assert!(shared.histograms(&injected, 0, 1_000).unwrap().is_empty());
+    assert!(shared.size_bytes() > 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn mixed_scales_merge_exactly_in_sql() {
+    let shared = clickhouse("kuroko_scales");
+    // Sub-second durations have negative bucket indexes: downscaling must floor.
+    let pieces = [
+        (at_scale(&[0.0011, 0.0013, 0.2, 0.21], 7), 10),
+        (at_scale(&[0.0012, 0.5, 30.0], 4), 11),
+        (at_scale(&[0.0009, 0.05], 1), 70),
+        (at_scale(&[0.3, 0.31, 0.32], 7), 2_000),
+    ];
+    let mut expected = pieces[0].0.clone();
+    for (h, _) in &pieces[1..] {
+        expected.merge(h);
+    }
+    shared
+        .write(&Batch {
+            histograms: pieces
+                .iter()
+                .map(|(histogram, minute)| HistogramPoint {
+                    key: key("a"),
+                    minute: *minute,
+                    histogram: histogram.clone(),
+                })
+                .collect(),
+            ..Batch::default()
+        })
+        .unwrap();
+    // Minutes, hours and a day, all in one window.
+    let merged = shared.histograms(&Filter::default(), 0, 2_001).unwrap();
+    assert_eq!(merged.len(), 1);
+    assert_eq!(exact(&merged[0].1), exact(&expected));
+    assert_eq!(merged[0].1.scale, 1, "the coarsest scale present");
+    let minute_ten = shared.histograms(&Filter::default(), 10, 11).unwrap();
+    assert_eq!(
+        exact(&minute_ten[0].1),
+        exact(&pieces[0].0),
+        "one piece keeps its scale"
+    );
+}
+
+#[test]
+fn replicas_write_at_once_and_a_reader_sees_all() {
+    let database = "kuroko_replicas";
+    drop(clickhouse(database));
+    let replicas: Vec<Arc<ClickHouseStore>> = (0..2).map(|_| Arc::new(connect_again(database))).collect();
+    let threads: Vec<_> = replicas
+        .iter()
+        .enumerate()
+        .map(|(r, replica)| {
+            let replica = replica.clone();
+            std::thread::spawn(move || {
+                for minute in 0..20 {
+                    let batch = Batch {
+                        histograms: vec![
+                            HistogramPoint {
+                                key: key(&format!("replica-{r}")),
+                                minute,
+                                histogram: recorded(&[0.01, 0.02]),
+                            },
+                            HistogramPoint {
+                                key: key("shared"),
+                                minute,
+                                histogram: recorded(&[0.05]),
+                            },
+                        ],
+                        counters: vec![CounterPoint {
+                            key: key("shared"),
+                            minute,
+                            name: "kuroko.transaction.outcomes".into(),
+                            labels: "kuroko.outcome=ok".into(),
+                            value: 1.0,
+                        }],
+                        ..Batch::default()
+                    };
+                    replica.write(&batch).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let reader = connect_again(database);
+    let all = reader.histograms(&Filter::default(), 0, 20).unwrap();
+    let counts: BTreeMap<String, u64> = all.iter().map(|(k, h)| (k.host.clone(), h.count)).collect();
+    assert_eq!(
+        counts,
+        BTreeMap::from([
+            ("replica-0".to_owned(), 40),
+            ("replica-1".to_owned(), 40),
+            ("shared".to_owned(), 40)
+        ])
+    );
+    assert_eq!(
+        reader.series().unwrap().len(),
+        3,
+        "each series once, though both wrote it"
+    );
+    let counted = reader
+        .counters(&Filter::default(), "kuroko.transaction.outcomes", 0, 20)
+        .unwrap();
+    assert_eq!(counted[0].2, 40.0);
+}
+
+#[test]
+fn one_of_two_replicas_wins_a_claim() {
+    let database = "kuroko_claims";
+    drop(clickhouse(database));
+    let replicas: Vec<Arc<ClickHouseStore>> = (0..2)
+        .map(|_| Arc::new(connect_again(database).with_claim_settle(Duration::from_millis(500))))
+        .collect();
+    for round in 0..3 {
+        let key = format!("weekly:2026-11-{round:02}");
+        let threads: Vec<_> = replicas
+            .iter()
+            .enumerate()
+            .map(|(r, replica)| {
+                let (replica, key) = (replica.clone(), key.clone());
+                std::thread::spawn(move || replica.claim(&key, &format!("replica-{r}"), 3_600).unwrap())
+            })
+            .collect();
+        let won: Vec<bool> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "round {round}: {won:?}");
+        let winner = won.iter().position(|w| *w).unwrap();
+        let loser = 1 - winner;
+        assert!(replicas[winner]
+            .claim(&key, &format!("replica-{winner}"), 3_600)
+            .unwrap());
+        assert!(!replicas[loser].claim(&key, &format!("replica-{loser}"), 3_600).unwrap());
+    }
+}
+
+#[test]
+fn roll_ups_answer_like_minutes_and_retention_drops_whole_days() {
+    let shared = clickhouse("kuroko_retention");
+    let now = 30_000_000; // a unix minute
+    let start = now - 3 * 1_440;
+    let mut batch = Batch::default();
+    for i in 0..(3 * 1_440 / 7) {
+        let minute = start + i * 7;
+        let value = 0.001 * (1 + i % 50) as f64;
+        batch.histograms.push(HistogramPoint {
+            key: key("a"),
+            minute,
+            histogram: recorded(&[value, value * 2.0]),
+        });
+        batch.counters.push(CounterPoint {
+            key: key("a"),
+            minute,
+            name: "kuroko.transaction.outcomes".into(),
+            labels: "kuroko.outcome=ok".into(),
+            value: 2.0,
+        });
+    }
+    shared.write(&batch).unwrap();
+    let (embedded, dir) = sqlite("retention");
+    embedded.write(&batch).unwrap();
+    let window = (start - 30, now);
+    let before = shared.histograms(&Filter::default(), window.0, window.1).unwrap();
+    assert_same_histograms(
+        &before,
+        &embedded.histograms(&Filter::default(), window.0, window.1).unwrap(),
+        "days, hours and minutes",
+    );
+    let retention = Retention {
+        minute_days: 1,
+        hour_days: 2,
+        day_days: 30,
+    };
+    let dropped = shared.retain(&retention, now).unwrap();
+    assert!(dropped >= 4, "whole days of minutes and of traces went: {dropped}");
+    let after = shared.histograms(&Filter::default(), window.0, window.1).unwrap();
+    assert_eq!(
+        exact(&after[0].1),
+        exact(&before[0].1),
+        "the same runs, read from roll-ups"
+    );
+    let counted = shared
+        .counters(&Filter::default(), "kuroko.transaction.outcomes", window.0, window.1)
+        .unwrap();
+    assert_eq!(counted[0].2, 2.0 * batch.counters.len() as f64);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_database_from_a_newer_reporter_is_refused() {
+    let database = "kuroko_newer";
+    drop(clickhouse(database));
+    let port = server().port;
+    ureq::post(format!("http://127.0.0.1:{port}/"))
+        .send(format!(
+            "INSERT INTO {database}.meta (key, value, at) VALUES ('schema_version', '99', 1)"
+        ))
+        .unwrap();
+    match ClickHouseStore::connect(&format!("clickhouse://127.0.0.1:{port}/{database}")) {
+        Err(StoreError::NewerSchema { found: 99, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    let unreachable = ClickHouseStore::connect(&format!("clickhouse://127.0.0.1:{}/kuroko", free_port()));
+    let message = unreachable.unwrap_err().to_string();
+    assert!(message.contains("cannot reach the server"), "{message}");
+}
+
+/// Ingest rate and size on disk, printed (`--nocapture`); no timing is asserted.
+#[test]
+fn ingests_a_hundred_thousand_points_in_one_batch() {
+    let shared = clickhouse("kuroko_rate");
+    let mut batch = Batch::default();
+    for i in 0..100_000u32 {
+        let mut h = Histogram::empty();
+        for j in 0..20u32 {
+            h.record(0.001 * f64::from(1 + (i * 7 + j * 13) % 900)).unwrap();
+        }
+        batch.histograms.push(HistogramPoint {
+            key: key(&format!("host-{}", i % 1_000)),
+            minute: 28_000_000 + i64::from(i / 1_000),
+            histogram: h,
+        });
+    }
+    let started = Instant::now();
+    shared.write(&batch).unwrap();
+    let elapsed = started.elapsed();
+    let read = shared.histograms(&Filter::default(), 28_000_000, 28_000_100).unwrap();
+    assert_eq!(read.len(), 1_000);
+    assert_eq!(read.iter().map(|(_, h)| h.count).sum::<u64>(), 2_000_000);
+    let port = server().port;
+    let size = ureq::post(format!("http://127.0.0.1:{port}/"))
+        .send(
+            "SELECT table, sum(rows), sum(bytes_on_disk) FROM system.parts
+             WHERE database = 'kuroko_rate' AND active GROUP BY table ORDER BY table",
+        )
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    println!(
+        "clickhouse: wrote 100000 histogram points (20 runs each) in {elapsed:?}: {:.0} points/s\n\
+         parts (table, rows, bytes on disk):\n{size}",
+        100_000.0 / elapsed.as_secs_f64()
+    );
+}
+
+/// `store = "clickhouse://..."` in the configuration: the reporter keeps what
+/// the agent sends in ClickHouse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reporter_serves_into_clickhouse_when_configured() {
+    use kuroko_agent::export::{ExportConfig, Protocol};
+    use kuroko_agent::{Agent, Outcome, TransactionSpec};
+    let database = "kuroko_serve";
+    drop(tokio::task::spawn_blocking(|| clickhouse(database)).await.unwrap());
+    let config = kuroko_reporter::config::Config {
+        store: PathBuf::from(format!("clickhouse://127.0.0.1:{}/{database}", server().port)),
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        ..kuroko_reporter::config::Config::default()
+    };
+    let reporter = kuroko_reporter::serve::start(&config).await.unwrap();
+    let agent = Agent::default();
+    let exporter = agent
+        .export(ExportConfig {
+            protocol: Protocol::HttpProtobuf,
+            endpoint: Some(format!("http://{}", reporter.http)),
+            interval: Duration::from_millis(100),
+            service_name: Some("cards-api".into()),
+            host_name: Some("web-1".into()),
+            ..ExportConfig::default()
+        })
+        .unwrap();
+    let cards = agent.register(TransactionSpec::web("GET", "/cards/{id}"));
+    for i in 0..1_000u64 {
+        cards.record_nanos(1_000_000 + i * 10_000, Outcome::Status(200));
+    }
+    exporter.shutdown().await;
+    reporter.stop().await;
+    let histograms = tokio::task::spawn_blocking(move || {
+        let now = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 60) as i64;
+        let filter = Filter {
+            transaction: Some("GET /cards/{id}".into()),
+            ..Filter::default()
+        };
+        connect_again(database).histograms(&filter, now - 5, now + 5).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(histograms.len(), 1);
+    assert_eq!(histograms[0].0.host, "web-1");
+    assert_eq!(histograms[0].1.count, 1_000, "every run recorded, once");
+}
