@@ -894,6 +894,7 @@ impl Generator {
                             location: BURST_LOCATION.to_owned(),
                             count: 1,
                             last_seen: ended,
+                            fingerprint: String::new(),
                         });
                         truths.error_burst.count += 1;
                     }
@@ -914,6 +915,7 @@ impl Generator {
                     location: location.to_owned(),
                     count,
                     last_seen,
+                    fingerprint: String::new(),
                 });
             }
             if histogram.count > 0 {

@@ -6,7 +6,9 @@
 //! body); its location `code.file.path:code.line.number` (or the older
 //! `code.filepath`/`code.lineno`); its transaction `kuroko.transaction` or
 //! `METHOD route` (else `(none)`); its count `kuroko.error.count` (Kuroko's
-//! agent sends one record per distinct error with its count), else 1.
+//! agent sends one record per distinct error with its count), else 1; its
+//! grouping key `kuroko.error.fingerprint` when the service sends one (see
+//! `docs/fingerprints.md`), trimmed, else empty.
 //! Other records are accepted and not stored.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -14,6 +16,7 @@ use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
 
 use super::otlp::{check, cut, get, key, minute, resource_identity, text, transaction, Converted, Limits};
+use crate::analysis::fingerprint::MAX_INPUT_BYTES;
 use crate::store::ErrorPoint;
 
 /// Converts `request`, received at `now_unix_nano`.
@@ -70,6 +73,10 @@ pub fn convert(request: &ExportLogsServiceRequest, limits: &Limits, now_unix_nan
                 location,
                 count,
                 last_seen: time,
+                fingerprint: get(attributes, "kuroko.error.fingerprint")
+                    .and_then(text)
+                    .map(|f| cut(f.trim(), MAX_INPUT_BYTES).to_owned())
+                    .unwrap_or_default(),
             });
         }
     }

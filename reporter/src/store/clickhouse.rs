@@ -163,22 +163,23 @@ fn schema(db: &str) -> Vec<String> {
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.error_minute
              (series_id UInt64, minute Int64, error_type String, message String, location String,
-              count UInt64, last_seen UInt64)
+              count UInt64, last_seen UInt64, fingerprint String)
              ENGINE = MergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (series_id, minute)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.error_hour
-             (series_id UInt64, hour Int64, error_type String, message String, location String,
+             (series_id UInt64, hour Int64, error_type String, message String, location String, fingerprint String,
               count_state AggregateFunction(sum, UInt64), last_seen_state AggregateFunction(max, UInt64),
               first_minute_state AggregateFunction(min, Int64))
              ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168)
-             ORDER BY (series_id, hour, error_type, message, location)"
+             ORDER BY (series_id, hour, error_type, message, location, fingerprint)"
         ),
         format!(
             "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.error_hour_mv TO {db}.error_hour AS
-             SELECT series_id, {hour} AS hour, error_type, message, location, sumState(count) AS count_state,
-                    maxState(last_seen) AS last_seen_state, minState(minute) AS first_minute_state
-             FROM {db}.error_minute GROUP BY series_id, hour, error_type, message, location"
+             SELECT series_id, {hour} AS hour, error_type, message, location, fingerprint,
+                    sumState(count) AS count_state, maxState(last_seen) AS last_seen_state,
+                    minState(minute) AS first_minute_state
+             FROM {db}.error_minute GROUP BY series_id, hour, error_type, message, location, fingerprint"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.kept_trace
@@ -386,6 +387,7 @@ struct ErrorRow<'a> {
     location: &'a str,
     count: u64,
     last_seen: u64,
+    fingerprint: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -394,6 +396,7 @@ struct ErrorOut {
     error_type: String,
     message: String,
     location: String,
+    fingerprint: String,
     total: u64,
     first_minute: i64,
     last_seen: u64,
@@ -869,6 +872,7 @@ impl Store for ClickHouseStore {
                 location: &p.location,
                 count: p.count,
                 last_seen: p.last_seen,
+                fingerprint: &p.fingerprint,
             }),
         )?;
         let written = now_nanos();
@@ -1027,17 +1031,17 @@ impl Store for ClickHouseStore {
                 let (a, b) = (s.from, s.to);
                 if s.resolution == "minute" {
                     format!(
-                        "SELECT series_id, error_type, message, location, sum(count) AS c, min(minute) AS f,
-                                max(last_seen) AS l
+                        "SELECT series_id, error_type, message, location, fingerprint, sum(count) AS c,
+                                min(minute) AS f, max(last_seen) AS l
                          FROM error_minute WHERE minute >= {a} AND minute < {b}{series}
-                         GROUP BY series_id, error_type, message, location"
+                         GROUP BY series_id, error_type, message, location, fingerprint"
                     )
                 } else {
                     format!(
-                        "SELECT series_id, error_type, message, location, sumMerge(count_state) AS c,
+                        "SELECT series_id, error_type, message, location, fingerprint, sumMerge(count_state) AS c,
                                 minMerge(first_minute_state) AS f, maxMerge(last_seen_state) AS l
                          FROM error_hour WHERE hour >= {a} AND hour < {b}{series}
-                         GROUP BY series_id, error_type, message, location"
+                         GROUP BY series_id, error_type, message, location, fingerprint"
                     )
                 }
             })
@@ -1046,9 +1050,9 @@ impl Store for ClickHouseStore {
             return Ok(Vec::new());
         }
         let rows: Vec<ErrorOut> = self.select(&format!(
-            "SELECT series_id, error_type, message, location, sum(c) AS total, min(f) AS first_minute,
-                    max(l) AS last_seen
-             FROM ({}) GROUP BY series_id, error_type, message, location",
+            "SELECT series_id, error_type, message, location, fingerprint, sum(c) AS total,
+                    min(f) AS first_minute, max(l) AS last_seen
+             FROM ({}) GROUP BY series_id, error_type, message, location, fingerprint",
             stretches.join(" UNION ALL ")
         ))?;
         let keys = self.keys(filter)?;
@@ -1063,6 +1067,7 @@ impl Store for ClickHouseStore {
                     count: row.total,
                     first_minute: row.first_minute,
                     last_seen: row.last_seen,
+                    fingerprint: row.fingerprint,
                 })
             })
             .collect();

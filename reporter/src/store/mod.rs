@@ -75,6 +75,8 @@ pub struct ErrorPoint {
     pub count: u64,
     /// Last occurrence, unix nanoseconds.
     pub last_seen: u64,
+    /// The service's own grouping key (`kuroko.error.fingerprint`), empty when none.
+    pub fingerprint: String,
 }
 
 /// A kept trace: one slow run with its spans.
@@ -217,6 +219,8 @@ pub struct ErrorSummary {
     pub first_minute: i64,
     /// Last occurrence, unix nanoseconds.
     pub last_seen: u64,
+    /// The service's own grouping key (`kuroko.error.fingerprint`), empty when none.
+    pub fingerprint: String,
 }
 
 /// The reporter's storage; see the [module documentation](self).
@@ -245,7 +249,8 @@ pub trait Store: Send + Sync {
     /// Bytes the store takes on disk.
     fn size_bytes(&self) -> u64;
 
-    /// Distinct errors per series over `from..to` (unix minutes), most frequent first.
+    /// Distinct errors (type, message, location and fingerprint) per series
+    /// over `from..to` (unix minutes), most frequent first.
     fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError>;
 
     /// The slowest kept traces of series matching `filter` that started in

@@ -259,8 +259,9 @@ impl Roller {
         )?;
         transaction.execute("DELETE FROM error_hour WHERE hour = ?1", [hour])?;
         transaction.execute(
-            "INSERT INTO error_hour (series, hour, error_type, message, location, count, last_seen)
-             SELECT series, ?1, error_type, message, location, SUM(count), MAX(last_seen) FROM error_minute
+            "INSERT INTO error_hour (series, hour, error_type, message, location, count, last_seen, fingerprint)
+             SELECT series, ?1, error_type, message, location, SUM(count), MAX(last_seen), MAX(fingerprint)
+             FROM error_minute
              WHERE minute >= ?2 AND minute < ?3 GROUP BY series, error_type, message, location",
             params![hour, from, to],
         )?;

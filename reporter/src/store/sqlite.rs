@@ -61,7 +61,7 @@ CREATE INDEX IF NOT EXISTS histogram_by_minute ON histogram_minute (minute);
 CREATE TABLE IF NOT EXISTS error_minute (
     series INTEGER NOT NULL, minute INTEGER NOT NULL,
     error_type TEXT NOT NULL, message TEXT NOT NULL, location TEXT NOT NULL,
-    count INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+    count INTEGER NOT NULL, last_seen INTEGER NOT NULL, fingerprint TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (series, minute, error_type, message, location)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS error_by_minute ON error_minute (minute);
@@ -98,7 +98,7 @@ CREATE TABLE IF NOT EXISTS counter_day (
 CREATE TABLE IF NOT EXISTS error_hour (
     series INTEGER NOT NULL, hour INTEGER NOT NULL,
     error_type TEXT NOT NULL, message TEXT NOT NULL, location TEXT NOT NULL,
-    count INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+    count INTEGER NOT NULL, last_seen INTEGER NOT NULL, fingerprint TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (series, hour, error_type, message, location)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dirty (resolution TEXT NOT NULL, period INTEGER NOT NULL, PRIMARY KEY (resolution, period)) WITHOUT ROWID;
@@ -490,10 +490,11 @@ impl SqliteStore {
         }
         for (series, point) in &pending.errors {
             transaction.execute(
-                "INSERT INTO error_minute (series, minute, error_type, message, location, count, last_seen)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO error_minute (series, minute, error_type, message, location, count, last_seen, fingerprint)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (series, minute, error_type, message, location)
-                 DO UPDATE SET count = count + excluded.count, last_seen = MAX(last_seen, excluded.last_seen)",
+                 DO UPDATE SET count = count + excluded.count, last_seen = MAX(last_seen, excluded.last_seen),
+                    fingerprint = CASE WHEN excluded.fingerprint = '' THEN fingerprint ELSE excluded.fingerprint END",
                 params![
                     series,
                     point.minute,
@@ -501,7 +502,8 @@ impl SqliteStore {
                     point.message,
                     point.location,
                     point.count as i64,
-                    point.last_seen as i64
+                    point.last_seen as i64,
+                    point.fingerprint
                 ],
             )?;
         }
@@ -534,9 +536,38 @@ impl SqliteStore {
     }
 }
 
+/// Brings an older file up to date; each step is additive and runs once.
+fn migrate(connection: &Connection) -> Result<(), rusqlite::Error> {
+    migrate_environment(connection)?;
+    migrate_error_fingerprints(connection)
+}
+
+/// Whether `table` has a column `column`.
+fn has_column(connection: &Connection, table: &str, column: &str) -> Result<bool, rusqlite::Error> {
+    connection.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |row| row.get(0),
+    )
+}
+
+/// The error tables gain `fingerprint` (the service's own grouping key),
+/// empty for the rows already there; older builds keep writing them, the
+/// column defaulting to empty.
+fn migrate_error_fingerprints(connection: &Connection) -> Result<(), rusqlite::Error> {
+    for table in ["error_minute", "error_hour"] {
+        if !has_column(connection, table, "fingerprint")? {
+            connection.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 /// Brings a version 1 file up to date: `series` gains `environment`, in its
 /// unique key too, which SQLite can change only by rebuilding the table.
-fn migrate(connection: &Connection) -> Result<(), rusqlite::Error> {
+fn migrate_environment(connection: &Connection) -> Result<(), rusqlite::Error> {
     let has_environment: bool = connection.query_row(
         "SELECT COUNT(*) > 0 FROM pragma_table_info('series') WHERE name = 'environment'",
         [],
@@ -872,15 +903,17 @@ impl Store for SqliteStore {
     }
 
     fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError> {
-        let mut merged: BTreeMap<(SeriesKey, String, String, String), ErrorSummary> = BTreeMap::new();
+        type Distinct = (SeriesKey, String, String, String, String);
+        let mut merged: BTreeMap<Distinct, ErrorSummary> = BTreeMap::new();
         for stretch in self.plan(from, to, false) {
             let (r, minutes) = (stretch.resolution, if stretch.resolution == "hour" { 60 } else { 1 });
             let sql = format!(
                 "SELECT {KEY_COLUMNS}, e.error_type, e.message, e.location,
-                        SUM(e.count) AS total, MIN(e.{r}) * {minutes} AS first_minute, MAX(e.last_seen) AS last_seen
+                        e.fingerprint, SUM(e.count) AS total, MIN(e.{r}) * {minutes} AS first_minute,
+                        MAX(e.last_seen) AS last_seen
                  FROM error_{r} e JOIN series s ON s.id = e.series
                  WHERE e.{r} >= ?1 AND e.{r} < ?2 AND {FILTER}
-                 GROUP BY e.series, e.error_type, e.message, e.location"
+                 GROUP BY e.series, e.error_type, e.message, e.location, e.fingerprint"
             );
             let rows = self.select(&sql, filter, (stretch.from, stretch.to), None, |row| {
                 Ok(ErrorSummary {
@@ -891,6 +924,7 @@ impl Store for SqliteStore {
                     count: row.get::<_, i64>("total")? as u64,
                     first_minute: row.get("first_minute")?,
                     last_seen: row.get::<_, i64>("last_seen")? as u64,
+                    fingerprint: row.get("fingerprint")?,
                 })
             })?;
             for row in rows {
@@ -899,6 +933,7 @@ impl Store for SqliteStore {
                     row.error_type.clone(),
                     row.message.clone(),
                     row.location.clone(),
+                    row.fingerprint.clone(),
                 );
                 match merged.get_mut(&id) {
                     Some(total) => {
@@ -1243,6 +1278,81 @@ mod tests {
         assert!(
             store.claim("weekly:2026-11-30", "a", 3_600).unwrap(),
             "b's claim of no time is over"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn error_tables_gain_fingerprints_and_keep_their_rows() {
+        let dir = std::env::temp_dir().join(format!("kuroko-migrate-fp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO meta VALUES ('schema_version', '2');
+                 CREATE TABLE series (
+                     id INTEGER PRIMARY KEY,
+                     service TEXT NOT NULL, host TEXT NOT NULL, txn TEXT NOT NULL, feature TEXT NOT NULL,
+                     kind TEXT NOT NULL, environment TEXT NOT NULL DEFAULT '',
+                     UNIQUE (service, host, txn, feature, kind, environment));
+                 INSERT INTO series VALUES (7, 'cards-api', 'a', 'GET /cards/{id}', 'cards', 'web', '');
+                 CREATE TABLE error_minute (
+                     series INTEGER NOT NULL, minute INTEGER NOT NULL,
+                     error_type TEXT NOT NULL, message TEXT NOT NULL, location TEXT NOT NULL,
+                     count INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+                     PRIMARY KEY (series, minute, error_type, message, location)) WITHOUT ROWID;
+                 INSERT INTO error_minute VALUES (7, 10, 'E', 'old', 'src/a.rs:1', 3, 600000000000);
+                 CREATE TABLE error_hour (
+                     series INTEGER NOT NULL, hour INTEGER NOT NULL,
+                     error_type TEXT NOT NULL, message TEXT NOT NULL, location TEXT NOT NULL,
+                     count INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+                     PRIMARY KEY (series, hour, error_type, message, location)) WITHOUT ROWID;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let point = |message: &str, fingerprint: &str| crate::store::ErrorPoint {
+            key: key("a"),
+            minute: 11,
+            error_type: "E".into(),
+            message: message.into(),
+            location: "src/a.rs:1".into(),
+            count: 1,
+            last_seen: 660_000_000_000,
+            fingerprint: fingerprint.into(),
+        };
+        store
+            .write(&Batch {
+                errors: vec![point("new", "group-7")],
+                ..Batch::default()
+            })
+            .unwrap();
+        let mut found: Vec<(String, u64, String)> = store
+            .errors(&Filter::default(), 0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.message, e.count, e.fingerprint))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ("new".to_owned(), 1, "group-7".to_owned()),
+                ("old".to_owned(), 3, String::new())
+            ]
+        );
+        drop(store);
+        // Opening again finds the columns there and changes nothing.
+        assert_eq!(
+            SqliteStore::open(&path)
+                .unwrap()
+                .errors(&Filter::default(), 0, 100)
+                .unwrap()
+                .len(),
+            2
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

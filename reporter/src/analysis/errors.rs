@@ -1,0 +1,238 @@
+//! Which errors are the same error, where they happen, and which are new.
+//!
+//! The store keeps one row per distinct (type, raw message, location) per
+//! series; raw messages carry ids, so one bug is thousands of rows. Here the
+//! rows in scope are grouped by [`fingerprint`](super::fingerprint::fingerprint)
+//! (type, normalised message, file; or the service's own
+//! `kuroko.error.fingerprint`, see `docs/fingerprints.md`), and each group says
+//! how often it happened, on which servers and in which transactions, who owns
+//! it, a few of its raw messages, and how it compares with a baseline window
+//! (by default the window of the same length just before: for a daily digest,
+//! yesterday against the day before). Groups are sorted for a reader who
+//! wants to know what changed: new groups first, then the biggest increase,
+//! then the most frequent.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::fingerprint::{fingerprint, Fingerprint};
+use super::{Analysis, AnalysisError, Scope};
+use crate::store::ErrorSummary;
+
+/// Raw messages kept per group.
+pub const SAMPLES: usize = 5;
+
+/// A group's occurrences on one server.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ServerCount {
+    /// The service.
+    pub service: String,
+    /// `host.name`.
+    pub host: String,
+    /// Occurrences in the window.
+    pub count: u64,
+}
+
+/// A group's occurrences in one transaction.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TransactionCount {
+    /// The service.
+    pub service: String,
+    /// The transaction (`(none)` when the error came with none).
+    pub transaction: String,
+    /// Occurrences in the window.
+    pub count: u64,
+}
+
+/// One error group over a window.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ErrorGroup {
+    /// The fingerprint, 16 hex digits: stable across runs and builds.
+    pub id: String,
+    /// Grouped by the service's own fingerprint rather than by the rules.
+    pub custom: bool,
+    /// The error type of its most frequent member.
+    pub error_type: String,
+    /// `type: normalised message` of its most frequent member.
+    pub title: String,
+    /// Its most frequent member's location without line, e.g. `src/db.rs`.
+    pub location: String,
+    /// Occurrences in the window.
+    pub count: u64,
+    /// Occurrences in the baseline window.
+    pub previous_count: u64,
+    /// Not seen at all in the baseline window.
+    pub new: bool,
+    /// `count - previous_count` (negative when it decreased).
+    pub increase: i64,
+    /// `count / previous_count - 1` (1.0 is +100%); `None` when new.
+    pub relative_increase: Option<f64>,
+    /// First minute it was seen in the window (unix minutes).
+    pub first_seen_minute: i64,
+    /// Last occurrence (unix nanoseconds).
+    pub last_seen: u64,
+    /// Per server, most occurrences first.
+    pub servers: Vec<ServerCount>,
+    /// Per transaction, most occurrences first.
+    pub transactions: Vec<TransactionCount>,
+    /// Up to [`SAMPLES`] distinct raw messages, most frequent first.
+    pub samples: Vec<String>,
+    /// Teams owning the transactions it happened in, per `owners.toml`.
+    pub teams: Vec<String>,
+}
+
+/// A group while its rows are added.
+#[derive(Default)]
+struct Builder {
+    custom: bool,
+    count: u64,
+    first_seen_minute: Option<i64>,
+    last_seen: u64,
+    servers: BTreeMap<(String, String), u64>,
+    transactions: BTreeMap<(String, String), u64>,
+    /// Occurrences per (type, raw message, location): picks the title and samples.
+    members: HashMap<(String, String, String), u64>,
+    teams: BTreeSet<String>,
+}
+
+/// Fingerprints computed once per distinct error, whatever the series.
+#[derive(Default)]
+struct Fingerprints(HashMap<(String, String, String, String), Fingerprint>);
+
+impl Fingerprints {
+    fn of(&mut self, row: &ErrorSummary) -> &Fingerprint {
+        let key = (
+            row.error_type.clone(),
+            row.message.clone(),
+            row.location.clone(),
+            row.fingerprint.clone(),
+        );
+        self.0.entry(key).or_insert_with(|| {
+            let custom = Some(row.fingerprint.as_str());
+            fingerprint(&row.error_type, &row.message, &row.location, custom)
+        })
+    }
+}
+
+impl Analysis<'_> {
+    /// The error groups of `scope`, compared with the window of the same
+    /// length just before ([`Scope::previous`]).
+    pub fn errors(&self, scope: &Scope) -> Result<Vec<ErrorGroup>, AnalysisError> {
+        self.errors_against(scope, &scope.previous())
+    }
+
+    /// The error groups of `scope`, compared with `baseline` (whose window
+    /// and filters are used as given): new groups first, then the biggest
+    /// increase, then the most frequent.
+    pub fn errors_against(&self, scope: &Scope, baseline: &Scope) -> Result<Vec<ErrorGroup>, AnalysisError> {
+        scope.check_team(self.owners)?;
+        baseline.check_team(self.owners)?;
+        let mut fingerprints = Fingerprints::default();
+        let mut groups: HashMap<u64, Builder> = HashMap::new();
+        for row in self.error_rows(scope)? {
+            let (id, custom) = {
+                let fingerprint = fingerprints.of(&row);
+                (fingerprint.id, fingerprint.custom)
+            };
+            let group = groups.entry(id).or_default();
+            group.custom |= custom;
+            let key = &row.key;
+            let tagged = Some(key.feature.as_str()).filter(|f| !f.is_empty());
+            if let Some(team) = self.owners.team_of(&key.service, &key.transaction, tagged) {
+                group.teams.insert(team.name.clone());
+            }
+            group.count += row.count;
+            group.first_seen_minute = Some(
+                group
+                    .first_seen_minute
+                    .map_or(row.first_minute, |m| m.min(row.first_minute)),
+            );
+            group.last_seen = group.last_seen.max(row.last_seen);
+            *group
+                .servers
+                .entry((key.service.clone(), key.host.clone()))
+                .or_default() += row.count;
+            *group
+                .transactions
+                .entry((key.service.clone(), key.transaction.clone()))
+                .or_default() += row.count;
+            *group
+                .members
+                .entry((row.error_type, row.message, row.location))
+                .or_default() += row.count;
+        }
+        let mut previous: HashMap<u64, u64> = HashMap::new();
+        for row in self.error_rows(baseline)? {
+            *previous.entry(fingerprints.of(&row).id).or_default() += row.count;
+        }
+        let mut out: Vec<ErrorGroup> = groups
+            .into_iter()
+            .map(|(id, group)| finish(id, group, previous.get(&id).copied().unwrap_or(0)))
+            .collect();
+        out.sort_by(|a, b| {
+            (b.new, b.increase, b.count)
+                .cmp(&(a.new, a.increase, a.count))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(out)
+    }
+
+    /// The store's distinct errors over `scope`'s window, those in scope.
+    fn error_rows(&self, scope: &Scope) -> Result<Vec<ErrorSummary>, AnalysisError> {
+        let mut rows = self.store.errors(&scope.store_filter(), scope.from, scope.to)?;
+        rows.retain(|row| scope.matches(&row.key, self.owners));
+        Ok(rows)
+    }
+}
+
+/// A finished group: title from its most frequent member, counts sorted.
+fn finish(id: u64, group: Builder, previous_count: u64) -> ErrorGroup {
+    let mut members: Vec<((String, String, String), u64)> = group.members.into_iter().collect();
+    members.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut messages: HashMap<&str, u64> = HashMap::new();
+    for ((_, message, _), count) in &members {
+        *messages.entry(message.as_str()).or_default() += count;
+    }
+    let mut samples: Vec<(&str, u64)> = messages.into_iter().collect();
+    samples.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let (error_type, message, location) = members.first().map(|m| m.0.clone()).unwrap_or_default();
+    // Only for the title and location: the id is the group's.
+    let shown = fingerprint(&error_type, &message, &location, None);
+    let by_count = |a: &u64, b: &u64| b.cmp(a);
+    let mut servers: Vec<ServerCount> = group
+        .servers
+        .into_iter()
+        .map(|((service, host), count)| ServerCount { service, host, count })
+        .collect();
+    servers.sort_by(|a, b| by_count(&a.count, &b.count));
+    let mut transactions: Vec<TransactionCount> = group
+        .transactions
+        .into_iter()
+        .map(|((service, transaction), count)| TransactionCount {
+            service,
+            transaction,
+            count,
+        })
+        .collect();
+    transactions.sort_by(|a, b| by_count(&a.count, &b.count));
+    let increase = i64::try_from(group.count)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(i64::try_from(previous_count).unwrap_or(i64::MAX));
+    ErrorGroup {
+        id: format!("{id:016x}"),
+        custom: group.custom,
+        error_type,
+        title: shown.title,
+        location: shown.location,
+        count: group.count,
+        previous_count,
+        new: previous_count == 0,
+        increase,
+        relative_increase: (previous_count > 0).then(|| group.count as f64 / previous_count as f64 - 1.0),
+        first_seen_minute: group.first_seen_minute.unwrap_or_default(),
+        last_seen: group.last_seen,
+        servers,
+        transactions,
+        samples: samples.into_iter().take(SAMPLES).map(|(m, _)| m.to_owned()).collect(),
+        teams: group.teams.into_iter().collect(),
+    }
+}
