@@ -9,6 +9,7 @@
 pub(crate) mod journal;
 pub(crate) mod pending;
 pub mod rollup;
+pub mod sql;
 pub mod sqlite;
 
 use crate::histogram::Histogram;
