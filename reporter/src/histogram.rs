@@ -435,6 +435,200 @@ fn shift_to_fit(low: i32, high: i32) -> u32 {
         .unwrap_or(32)
 }
 
+/// Why a stored histogram (a [`Histogram::to_blob`] blob, or a row's
+/// columns) could not be read back.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InvalidBlob {
+    /// Not a blob [`Histogram::to_blob`] wrote: wrong magic, unknown version or truncated.
+    #[error("not a Kuroko histogram blob (make one with hist_merge)")]
+    Format,
+    /// The bucket blob (see [`Histogram::encode_buckets`]) cannot be decoded.
+    #[error("the buckets blob is corrupt")]
+    Buckets,
+    /// The parts decode but do not make a histogram.
+    #[error("inconsistent histogram: {0}")]
+    Inconsistent(#[from] InvalidPoint),
+}
+
+/// First bytes of a [`Histogram::to_blob`] blob: "KH" and the format version.
+const BLOB_MAGIC: [u8; 3] = [b'K', b'H', 1];
+
+/// A stored histogram's parts, the way `to_blob` lays them out and the
+/// store's histogram rows hold them (for [`Histogram::from_stored`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StoredParts<'a> {
+    /// Number of values.
+    pub count: u64,
+    /// Sum of values.
+    pub sum: f64,
+    /// Smallest value (`+inf` when there is none).
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Scale of the buckets.
+    pub scale: i32,
+    /// Values in the zero region.
+    pub zero_count: u64,
+    /// Upper edge of the zero region.
+    pub zero_threshold: f64,
+    /// The buckets, as [`Histogram::encode_buckets`] wrote them.
+    pub buckets: &'a [u8],
+    /// Built from explicit buckets.
+    pub estimated: bool,
+}
+
+impl Histogram {
+    /// A histogram from its stored parts, checked: the scale is one OTLP
+    /// allows, the numbers are finite and not negative (`min` may be `+inf`
+    /// when there are no values), `min <= max`, and the buckets add up to
+    /// `count`. Never panics, whatever the input.
+    pub fn from_stored(parts: StoredParts<'_>) -> Result<Histogram, InvalidBlob> {
+        if !(MIN_SCALE..=20).contains(&parts.scale) {
+            return Err(InvalidPoint::Scale(parts.scale).into());
+        }
+        for (name, value) in [
+            ("sum", parts.sum),
+            ("max", parts.max),
+            ("zero_threshold", parts.zero_threshold),
+        ] {
+            finite(name, value)?;
+        }
+        if parts.count > 0 || parts.min != f64::INFINITY {
+            finite("min", parts.min)?;
+            if parts.min > parts.max {
+                return Err(InvalidPoint::MinMax {
+                    min: parts.min,
+                    max: parts.max,
+                }
+                .into());
+            }
+        }
+        let buckets = Histogram::decode_buckets(parts.buckets).ok_or(InvalidBlob::Buckets)?;
+        let histogram = Histogram {
+            scale: parts.scale,
+            zero_count: parts.zero_count,
+            zero_threshold: parts.zero_threshold,
+            buckets,
+            count: parts.count,
+            sum: parts.sum,
+            min: parts.min,
+            max: parts.max,
+            estimated: parts.estimated,
+        };
+        let total = histogram
+            .iter_buckets()
+            .try_fold(histogram.zero_count, |acc, (_, c)| acc.checked_add(c));
+        if total != Some(histogram.count) {
+            return Err(InvalidPoint::CountMismatch {
+                buckets: total.unwrap_or(u64::MAX),
+                count: histogram.count,
+            }
+            .into());
+        }
+        Ok(histogram)
+    }
+
+    /// The whole histogram as one self-describing blob, for `kuroko sql`'s
+    /// `hist_merge` and anything else that passes histograms around as
+    /// bytes: `KH`, a version byte (1), a flags byte (bit 0: estimated), the
+    /// scale (zigzag varint), count and zero count (varints), sum, min, max
+    /// and zero threshold (little-endian f64), then
+    /// [`encode_buckets`](Self::encode_buckets) to the end.
+    pub fn to_blob(&self) -> Vec<u8> {
+        let buckets = self.encode_buckets();
+        let mut out = Vec::with_capacity(BLOB_MAGIC.len() + 1 + 3 * 10 + 4 * 8 + buckets.len());
+        out.extend_from_slice(&BLOB_MAGIC);
+        out.push(u8::from(self.estimated));
+        let scale = i64::from(self.scale);
+        put_varint(&mut out, ((scale << 1) ^ (scale >> 63)) as u64);
+        put_varint(&mut out, self.count);
+        put_varint(&mut out, self.zero_count);
+        for value in [self.sum, self.min, self.max, self.zero_threshold] {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        out.extend_from_slice(&buckets);
+        out
+    }
+
+    /// Reads [`to_blob`](Self::to_blob)'s blob back, checked as
+    /// [`from_stored`](Self::from_stored) checks; never panics.
+    pub fn from_blob(blob: &[u8]) -> Result<Histogram, InvalidBlob> {
+        let rest = blob.strip_prefix(&BLOB_MAGIC[..]).ok_or(InvalidBlob::Format)?;
+        let (&flags, rest) = rest.split_first().ok_or(InvalidBlob::Format)?;
+        if flags > 1 {
+            return Err(InvalidBlob::Format);
+        }
+        let mut at = 0;
+        let mut varint = || get_varint(rest, &mut at).ok_or(InvalidBlob::Format);
+        let zigzag = varint()?;
+        let (count, zero_count) = (varint()?, varint()?);
+        let scale = i32::try_from(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64)).map_err(|_| InvalidBlob::Format)?;
+        let float = |at: &mut usize| -> Result<f64, InvalidBlob> {
+            let bytes = rest.get(*at..*at + 8).ok_or(InvalidBlob::Format)?;
+            *at += 8;
+            let mut array = [0u8; 8];
+            array.copy_from_slice(bytes);
+            Ok(f64::from_le_bytes(array))
+        };
+        let (sum, min, max, zero_threshold) = (float(&mut at)?, float(&mut at)?, float(&mut at)?, float(&mut at)?);
+        Histogram::from_stored(StoredParts {
+            count,
+            sum,
+            min,
+            max,
+            scale,
+            zero_count,
+            zero_threshold,
+            buckets: rest.get(at..).ok_or(InvalidBlob::Format)?,
+            estimated: flags == 1,
+        })
+    }
+
+    /// Standard deviation of the values (population), estimated from the
+    /// buckets: each bucket's values count at its middle, clamped into
+    /// `[min, max]` as [`quantile`](Self::quantile) reads them, around the
+    /// exact mean. Zero without values.
+    pub fn stddev(&self) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let mean = self.mean();
+        let zero = 0.0f64.max(self.min.min(self.zero_threshold));
+        let mut squares = self.zero_count as f64 * (zero - mean).powi(2);
+        for (index, count) in self.iter_buckets() {
+            let (low, high) = bucket_bounds(index, self.scale);
+            let value = ((low + high) / 2.0).clamp(self.min, self.max.max(self.min));
+            squares += count as f64 * (value - mean).powi(2);
+        }
+        (squares / self.count as f64).sqrt()
+    }
+
+    /// The share (0 to 1) of values above `threshold` seconds: whole buckets
+    /// above it, plus the part of the bucket holding it by linear
+    /// interpolation (within its edges narrowed to `[min, max]`). Exact when
+    /// the threshold is a bucket edge (any power of two, e.g. 1 s) or outside
+    /// `[min, max]`; values in the zero region count as 0. Zero without values.
+    pub fn fraction_above(&self, threshold: f64) -> f64 {
+        if self.count == 0 || threshold >= self.max {
+            return 0.0;
+        }
+        if threshold < self.min {
+            return 1.0;
+        }
+        let mut above = 0.0;
+        for (index, count) in self.iter_buckets() {
+            let (low, high) = bucket_bounds(index, self.scale);
+            let (low, high) = (low.max(self.min), high.min(self.max));
+            if low >= threshold {
+                above += count as f64;
+            } else if high > threshold {
+                above += count as f64 * (high - threshold) / (high - low);
+            }
+        }
+        (above / self.count as f64).clamp(0.0, 1.0)
+    }
+}
+
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
@@ -569,6 +763,67 @@ mod tests {
         let mut exact = from_values(&[0.02], 7);
         exact.merge(&h);
         assert!(exact.estimated, "anything merged with an estimate is one");
+    }
+
+    #[test]
+    fn whole_histogram_blob_round_trips_and_refuses_garbage() {
+        let mut h = from_values(&[0.0004, 0.003, 0.2, 2.0], 5);
+        h.estimated = true;
+        h.zero_threshold = 1e-9;
+        h.record(0.0).unwrap();
+        let blob = h.to_blob();
+        assert_eq!(Histogram::from_blob(&blob), Ok(h.clone()));
+        assert_eq!(
+            Histogram::from_blob(&Histogram::empty().to_blob()),
+            Ok(Histogram::empty())
+        );
+        for cut in 0..blob.len() {
+            assert!(
+                Histogram::from_blob(&blob[..cut]).is_err(),
+                "truncated at {cut} is refused"
+            );
+        }
+        assert_eq!(Histogram::from_blob(&h.encode_buckets()), Err(InvalidBlob::Format));
+        // Whatever follows the magic, reading and using it never panics.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2_000 {
+            let mut garbage = BLOB_MAGIC.to_vec();
+            for _ in 0..(seed % 64) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                garbage.push(seed as u8);
+            }
+            if let Ok(read) = Histogram::from_blob(&garbage) {
+                let mut merged = h.clone();
+                merged.merge(&read);
+                let _ = (
+                    read.quantile(0.99),
+                    read.stddev(),
+                    read.fraction_above(0.5),
+                    merged.to_blob(),
+                );
+            }
+        }
+        let mut lying = h.clone();
+        lying.count += 1;
+        assert!(matches!(
+            Histogram::from_blob(&lying.to_blob()),
+            Err(InvalidBlob::Inconsistent(InvalidPoint::CountMismatch { .. }))
+        ));
+    }
+
+    #[test]
+    fn fraction_above_is_exact_at_bucket_edges_and_stddev_is_close() {
+        let values: Vec<f64> = (1..=1000).map(|i| 0.004 * f64::from(i)).collect();
+        let h = from_values(&values, 7);
+        assert_eq!(h.fraction_above(1.0), 0.75, "1 s is a bucket edge");
+        assert_eq!((h.fraction_above(0.0), h.fraction_above(4.0)), (1.0, 0.0));
+        let third = h.fraction_above(4.0 / 3.0);
+        assert!((third - 2.0 / 3.0).abs() < 0.002, "{third}");
+        let mean = values.iter().sum::<f64>() / 1000.0;
+        let exact = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 1000.0).sqrt();
+        assert!((h.stddev() - exact).abs() < 0.005 * exact, "{} vs {exact}", h.stddev());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kuroko_reporter::config::Config;
+use kuroko_reporter::store::sql::Format;
 
 /// Kuroko's reporter: receives OTLP from Kuroko's agent and any OpenTelemetry
 /// SDK, and keeps it in an embedded store.
@@ -48,6 +49,26 @@ enum Command {
         #[arg(long)]
         http: Option<std::net::SocketAddr>,
     },
+    /// Run one read-only SQL query against the store, with histogram functions and convenience views.
+    ///
+    /// The store is opened read-only, so this is safe while `kuroko serve`
+    /// writes to it. The store's file comes from --store, else --config's
+    /// `store`, else KUROKO_STORE, else ./kuroko.db.
+    #[command(after_help = kuroko_reporter::store::sql::HELP)]
+    Sql {
+        /// TOML configuration file (its `store` key).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The store's file (overrides the configuration).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// How to print the rows.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// The query, or `-` to read it from standard input.
+        #[arg(allow_hyphen_values = true)]
+        query: String,
+    },
 }
 
 #[tokio::main]
@@ -83,6 +104,22 @@ async fn main() -> anyhow::Result<()> {
             tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
             running.stop().await;
             println!("kuroko: stopped; the data stays in {}", settings.store.display());
+            Ok(())
+        }
+        Command::Sql {
+            config,
+            store,
+            format,
+            query,
+        } => {
+            let mut settings = Config::load(config.as_deref())?;
+            settings.store = store.unwrap_or(settings.store);
+            let query = if query == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading the query from standard input")?
+            } else {
+                query
+            };
+            print!("{}", kuroko_reporter::store::sql::run(&settings.store, &query, format)?);
             Ok(())
         }
     }

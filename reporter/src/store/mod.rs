@@ -11,6 +11,7 @@ pub mod clickhouse;
 pub(crate) mod journal;
 pub(crate) mod pending;
 pub mod rollup;
+pub mod sql;
 pub mod sqlite;
 
 use crate::histogram::Histogram;
