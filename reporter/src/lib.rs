@@ -10,6 +10,7 @@
 
 pub mod analysis;
 pub mod config;
+pub mod deliver;
 pub mod histogram;
 pub mod ingest;
 pub mod owners;
