@@ -24,6 +24,9 @@
 //! ingest_token_file = "/run/secrets/kuroko-ingest"   # clients send authorization: Bearer <token>
 //! ```
 //!
+//! Delivery of reports and alerts adds `owners`, `base_url`, `[schedule]`,
+//! `[smtp]`, `[digest]` and `[[alerts]]`: see [`crate::deliver`].
+//!
 //! Every key is optional. `KUROKO_STORE`, `KUROKO_GRPC_LISTEN`,
 //! `KUROKO_HTTP_LISTEN` and `KUROKO_INGEST_TOKEN` override the file.
 
@@ -32,7 +35,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::deliver::alerts::AlertRule;
+use crate::deliver::schedule::ScheduleConfig;
+use crate::deliver::DigestDelivery;
 use crate::ingest::otlp::Limits;
+use crate::report::mail::SmtpConfig;
 use crate::store::rollup::Retention;
 
 /// Why a configuration was refused.
@@ -88,6 +95,18 @@ pub struct Config {
     pub retention: Retention,
     /// Seconds between two roll-up and retention passes. Default: 60.
     pub rollup_interval_seconds: u64,
+    /// `owners.toml`: teams, their emails and chat webhooks. None: no team reports.
+    pub owners: Option<PathBuf>,
+    /// The web UI's address, for links in reports and alerts.
+    pub base_url: String,
+    /// When reports are sent (`[schedule]`, see [`crate::deliver::schedule`]).
+    pub schedule: ScheduleConfig,
+    /// Where email goes out (`[smtp]`); no email without it.
+    pub smtp: Option<SmtpConfig>,
+    /// The company-wide digest's recipients (`[digest]`).
+    pub digest: DigestDelivery,
+    /// Alert rules (`[[alerts]]`, see [`crate::deliver::alerts`]).
+    pub alerts: Vec<AlertRule>,
 }
 
 /// `[auth]`: a bearer token that OTLP clients must send
@@ -137,6 +156,12 @@ impl Default for Config {
             auth: AuthConfig::default(),
             retention: Retention::default(),
             rollup_interval_seconds: 60,
+            owners: None,
+            base_url: String::new(),
+            schedule: ScheduleConfig::default(),
+            smtp: None,
+            digest: DigestDelivery::default(),
+            alerts: Vec::new(),
         }
     }
 }

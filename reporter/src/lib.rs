@@ -11,6 +11,7 @@
 pub mod analysis;
 pub mod buckets;
 pub mod config;
+pub mod deliver;
 pub mod histogram;
 pub mod ingest;
 pub mod owners;

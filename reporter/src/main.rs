@@ -22,7 +22,8 @@ enum Command {
     ///
     /// Settings come from the TOML file given with --config (every key
     /// optional: store, grpc_listen, http_listen, max_body_bytes,
-    /// rollup_interval_seconds, [limits], [retention], [auth]; unknown keys
+    /// rollup_interval_seconds, [limits], [retention], [auth], and for reports
+    /// owners, base_url, [schedule], [smtp], [digest], [[alerts]]; unknown keys
     /// are refused with their line), then from KUROKO_STORE,
     /// KUROKO_GRPC_LISTEN, KUROKO_HTTP_LISTEN and KUROKO_INGEST_TOKEN, then
     /// from the flags below. With a token set, clients must send
@@ -69,6 +70,51 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         query: String,
     },
+    /// Reports: send one now, or see what was sent.
+    Report {
+        #[command(subcommand)]
+        what: ReportCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ReportCommand {
+    /// What was sent when, what was late, and what failed with its error (the delivery ledger).
+    Status {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Days back to show.
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+    },
+    /// The weekly performance report, per team in the owners file.
+    Weekly(SendArgs),
+    /// The company-wide morning error digest.
+    Digest(SendArgs),
+}
+
+/// For a scheduler outside kuroko (cron, a Kubernetes CronJob): the
+/// delivery is claimed in the store's ledger, so it is never sent twice,
+/// even with `kuroko serve` running on the same store.
+#[derive(clap::Args, Debug)]
+struct SendArgs {
+    /// TOML configuration file (owners, [smtp], [digest], [schedule]).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Send it (required: there is no preview here yet).
+    #[arg(long)]
+    send: bool,
+    /// Only this team (weekly).
+    #[arg(long)]
+    team: Option<String>,
+    /// The period: an ISO week such as 2026-W11 (weekly) or a day such as
+    /// 2026-03-15 (digest). Default: the latest scheduled one.
+    #[arg(long)]
+    period: Option<String>,
+    /// Send even if the ledger says it was sent.
+    #[arg(long)]
+    force: bool,
 }
 
 #[tokio::main]
@@ -122,5 +168,53 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", kuroko_reporter::store::sql::run(&settings.store, &query, format)?);
             Ok(())
         }
+        Command::Report { what } => report(what).await,
     }
+}
+
+async fn report(what: ReportCommand) -> anyhow::Result<()> {
+    use kuroko_reporter::deliver::{self, ledger, schedule::Report};
+    use kuroko_reporter::store::Store;
+    let (args, kind) = match what {
+        ReportCommand::Status { config, days } => {
+            let settings = Config::load(config.as_deref())?;
+            let schedule = deliver::schedule::Schedule::from_config(&settings.schedule)?;
+            let store = kuroko_reporter::store::sqlite::SqliteStore::open(&settings.store)
+                .with_context(|| format!("opening the store {}", settings.store.display()))?;
+            let since = jiff::Timestamp::now().as_second() - days.max(0) * 86_400;
+            print!("{}", ledger::render_status(&store.ledger(since)?, &schedule.time_zone));
+            return Ok(());
+        }
+        ReportCommand::Weekly(args) => (args, Report::Weekly),
+        ReportCommand::Digest(args) => (args, Report::Digest),
+    };
+    if !args.send {
+        anyhow::bail!("pass --send to deliver the {kind} report now");
+    }
+    let settings = Config::load(args.config.as_deref())?;
+    let period = args.period.as_deref().map(str::parse).transpose()?;
+    let store = std::sync::Arc::new(
+        kuroko_reporter::store::sqlite::SqliteStore::open(&settings.store)
+            .with_context(|| format!("opening the store {}", settings.store.display()))?,
+    );
+    let runner = deliver::Runner::new(
+        store,
+        deliver::Settings::from_config(&settings)?,
+        deliver::placeholder_producer(),
+        deliver::holder_id("cli"),
+    );
+    let rows = runner
+        .send_now(kind, args.team.as_deref(), period, args.force, jiff::Timestamp::now())
+        .await?;
+    if rows.is_empty() {
+        println!("nothing sent: already sent or being sent (see `kuroko report status`; --force resends)");
+        return Ok(());
+    }
+    let schedule = &runner.settings().schedule;
+    print!("{}", ledger::render_status(&rows, &schedule.time_zone));
+    let failed = rows.iter().filter(|r| r.status != ledger::LedgerStatus::Sent).count();
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} deliveries failed", rows.len());
+    }
+    Ok(())
 }

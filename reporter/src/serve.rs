@@ -20,6 +20,9 @@ pub enum ServeError {
     /// The configuration could not be used.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// Delivery (schedule, owners, alerts) could not be set up.
+    #[error(transparent)]
+    Deliver(#[from] crate::deliver::DeliverError),
     /// An address could not be listened on.
     #[error("cannot listen on {address} ({what}); is another reporter or collector running there?")]
     Listen {
@@ -89,6 +92,7 @@ type Background = (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>);
 /// Opens the store and starts both receivers.
 pub async fn start(config: &Config) -> Result<Running, ServeError> {
     let (store, roller) = open_store(config)?;
+    let (delivery_stop, delivery_task) = start_delivery(store.clone(), config)?;
     let token = config.ingest_token()?;
     if token.is_none() {
         tracing::warn!(
@@ -137,8 +141,8 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         grpc: grpc_address,
         http: http_address,
         receiver,
-        stops: vec![grpc_stop, http_stop],
-        tasks: vec![grpc_task, http_task],
+        stops: vec![grpc_stop, http_stop, delivery_stop],
+        tasks: vec![grpc_task, http_task, delivery_task],
         roller: Some(roller),
     })
 }
@@ -212,4 +216,40 @@ fn start_roller(store: Arc<SqliteStore>, config: &Config) -> Result<Background, 
             source,
         })?;
     Ok((stop, thread))
+}
+
+/// Sends scheduled reports and evaluates alerts once a minute (see
+/// [`crate::deliver`]). Each pass runs on its own task, so a slow mail
+/// server never delays the next minute; the ledger keeps overlapping passes
+/// from sending anything twice. The content comes from the placeholder
+/// producer until the analysis-backed one is wired in.
+fn start_delivery(
+    store: Arc<dyn Store>,
+    config: &Config,
+) -> Result<(oneshot::Sender<()>, tokio::task::JoinHandle<()>), ServeError> {
+    let settings = crate::deliver::Settings::from_config(config)?;
+    let runner = crate::deliver::Runner::new(
+        store,
+        settings,
+        crate::deliver::placeholder_producer(),
+        crate::deliver::holder_id("serve"),
+    );
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        loop {
+            let now = jiff::Timestamp::now();
+            let pass = runner.clone();
+            tokio::spawn(async move {
+                pass.tick(now).await;
+            });
+            // Wake at the start of the next minute.
+            let into_minute = u64::try_from(now.as_millisecond().rem_euclid(60_000)).unwrap_or(0);
+            let wait = std::time::Duration::from_millis(60_000 - into_minute);
+            tokio::select! {
+                _ = &mut stopped => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    });
+    Ok((stop, task))
 }

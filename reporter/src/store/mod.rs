@@ -14,6 +14,8 @@ pub mod rollup;
 pub mod sql;
 pub mod sqlite;
 
+use crate::deliver::alerts::AlertState;
+use crate::deliver::ledger::LedgerEntry;
 use crate::histogram::Histogram;
 
 /// What identifies a series.
@@ -201,6 +203,9 @@ pub enum StoreError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// This store does not implement the operation.
+    #[error("this store does not support {0}")]
+    Unsupported(&'static str),
 }
 
 /// One distinct error over a window.
@@ -264,4 +269,38 @@ pub trait Store: Send + Sync {
     /// another holder's claim is still running. Claiming again while holding
     /// extends the claim.
     fn claim(&self, key: &str, holder: &str, ttl_seconds: u64) -> Result<bool, StoreError>;
+
+    /// Claims the delivery `(kind, target, period)` for `holder` at `now`
+    /// (unix seconds), atomically: `true` when this caller may send it;
+    /// `false` when it is sent, given up, or claimed by someone whose lease
+    /// ([`crate::deliver::ledger::LEASE_SECONDS`]) has not run out. See
+    /// [`crate::deliver::ledger`].
+    fn ledger_claim(&self, kind: &str, target: &str, period: &str, holder: &str, now: i64) -> Result<bool, StoreError> {
+        let _ = (kind, target, period, holder, now);
+        Err(StoreError::Unsupported("the delivery ledger"))
+    }
+
+    /// Writes `entry` over the ledger row of its `(kind, target, period)`.
+    fn ledger_record(&self, entry: &LedgerEntry) -> Result<(), StoreError> {
+        let _ = entry;
+        Err(StoreError::Unsupported("the delivery ledger"))
+    }
+
+    /// Ledger rows claimed or finished at or after `since` (unix seconds).
+    fn ledger(&self, since: i64) -> Result<Vec<LedgerEntry>, StoreError> {
+        let _ = since;
+        Err(StoreError::Unsupported("the delivery ledger"))
+    }
+
+    /// The stored state of the alert rule `name`, if any.
+    fn alert_state_get(&self, name: &str) -> Result<Option<AlertState>, StoreError> {
+        let _ = name;
+        Err(StoreError::Unsupported("alert state"))
+    }
+
+    /// Stores the state of the alert rule `name`.
+    fn alert_state_put(&self, name: &str, state: &AlertState) -> Result<(), StoreError> {
+        let _ = (name, state);
+        Err(StoreError::Unsupported("alert state"))
+    }
 }
