@@ -16,6 +16,12 @@
 //! A record is in the kernel once `write` returns: it survives a crash of the
 //! reporter (kill -9), like SQLite's WAL with `synchronous=NORMAL`, though
 //! not a power cut.
+//!
+//! One process at a time owns the journal: it holds an exclusive lock on
+//! `<store>-ingest/lock` while the journal is open. Another process opening
+//! the store (`kuroko sql`, `kuroko report`, `kuroko query`) gets
+//! [`io::ErrorKind::WouldBlock`] and opens the store without the journal, so
+//! it never replays segments a running reporter still holds in memory.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -28,9 +34,13 @@ pub(crate) struct Journal {
     segment: u64,
     file: File,
     len: u64,
+    /// Held locked while the journal is open; unlocked when dropped (or when
+    /// the process dies).
+    _lock: File,
 }
 
 /// A segment's records, and whether it ended in a torn record.
+#[derive(Debug)]
 pub(crate) struct Segment {
     /// Its number.
     pub(crate) number: u64,
@@ -73,6 +83,21 @@ impl Journal {
     /// and opens a new segment after every existing one for appending.
     pub(crate) fn open(dir: &Path, flushed_through: u64) -> io::Result<(Journal, Vec<Segment>)> {
         fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another kuroko process is writing to this store",
+                ))
+            }
+            Err(fs::TryLockError::Error(error)) => return Err(error),
+        }
         let numbers = segments(dir)?;
         let mut unflushed = Vec::new();
         for &number in &numbers {
@@ -89,6 +114,7 @@ impl Journal {
             segment,
             file: create(dir, segment)?,
             len: 0,
+            _lock: lock,
         };
         Ok((journal, unflushed))
     }
@@ -191,6 +217,11 @@ mod tests {
         assert_eq!(unflushed[0].torn, 7);
         assert!(!segment_path(&dir, closed).exists(), "a flushed segment is deleted");
         assert!(journal.segment() > unflushed[0].number, "appends go to a new segment");
+        // While it is open, no one else gets the journal.
+        let refused = Journal::open(&dir, closed).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
+        drop(journal);
+        assert!(Journal::open(&dir, closed).is_ok(), "free again once closed");
         let _ = fs::remove_dir_all(&dir);
     }
 }

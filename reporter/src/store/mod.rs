@@ -167,6 +167,12 @@ pub enum StoreError {
         /// What the file system said.
         source: std::io::Error,
     },
+    /// Another process (a running `kuroko serve`) owns this store's ingest.
+    #[error("store {path} is being written by another kuroko process: send data to that reporter, or stop it first")]
+    NotIngesting {
+        /// The store's file.
+        path: String,
+    },
     /// A stored row could not be read back.
     #[error("store {path}: row of series {series} at minute {minute} is corrupt")]
     Corrupt {

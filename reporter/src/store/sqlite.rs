@@ -122,7 +122,8 @@ struct Ingest {
 pub struct SqliteStore {
     path: String,
     connection: Mutex<Connection>,
-    ingest: Mutex<Ingest>,
+    /// `None` when another process owns the journal: this one only reads.
+    ingest: Mutex<Option<Ingest>>,
     /// Held through a flush: flushes run one at a time, in journal order.
     flushing: Mutex<()>,
     series: Mutex<FxHashMap<SeriesKey, i64>>,
@@ -200,18 +201,28 @@ impl SqliteStore {
             }
         }
         let flushed_through = progress("journal_flushed_through")?.unwrap_or(0);
-        let (journal, unflushed) = Journal::open(&Journal::dir_of(path), u64::try_from(flushed_through).unwrap_or(0))
-            .map_err(|source| StoreError::Journal {
-            path: Journal::dir_of(path).display().to_string(),
-            source,
-        })?;
+        let (journal, unflushed) =
+            match Journal::open(&Journal::dir_of(path), u64::try_from(flushed_through).unwrap_or(0)) {
+                Ok((journal, unflushed)) => (Some(journal), unflushed),
+                // A running reporter owns the journal: read what it has flushed.
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    tracing::debug!(store = %name, "another process is writing this store; opened without ingest");
+                    (None, Vec::new())
+                }
+                Err(source) => {
+                    return Err(StoreError::Journal {
+                        path: Journal::dir_of(path).display().to_string(),
+                        source,
+                    })
+                }
+            };
         let store = SqliteStore {
             path: name,
             connection: Mutex::new(connection),
-            ingest: Mutex::new(Ingest {
+            ingest: Mutex::new(journal.map(|journal| Ingest {
                 journal,
                 pending: Pending::default(),
-            }),
+            })),
             flushing: Mutex::new(()),
             series: Mutex::new(FxHashMap::default()),
             labels: Mutex::new(FxHashMap::default()),
@@ -238,13 +249,15 @@ impl SqliteStore {
                     source,
                 })?;
                 let ids = self.resolve(&batch).map_err(|e| self.error(e))?;
-                self.ingest().pending.add(&batch, &ids);
+                if let Some(ingest) = self.ingest().as_mut() {
+                    ingest.pending.add(&batch, &ids);
+                }
             }
         }
         self.flush()
     }
 
-    fn ingest(&self) -> MutexGuard<'_, Ingest> {
+    fn ingest(&self) -> MutexGuard<'_, Option<Ingest>> {
         self.ingest.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -267,20 +280,22 @@ impl SqliteStore {
             source,
         };
         let (pending, through) = {
-            let mut ingest = self.ingest();
-            if ingest.pending.is_empty() {
+            let mut guard = self.ingest();
+            let Some(ingest) = guard.as_mut().filter(|i| !i.pending.is_empty()) else {
                 return Ok(());
-            }
+            };
             let through = ingest.journal.rotate().map_err(journal_error)?;
             (std::mem::take(&mut ingest.pending), through)
         };
         let written = self.write_pending(&mut self.connection(), &pending, through);
         if let Err(error) = written {
-            self.ingest().pending.absorb(pending);
+            if let Some(ingest) = self.ingest().as_mut() {
+                ingest.pending.absorb(pending);
+            }
             return Err(self.error(error));
         }
         // Left behind, a flushed segment is deleted at the next open.
-        if let Err(error) = self.ingest().journal.remove_through(through) {
+        if let Some(Err(error)) = self.ingest().as_ref().map(|i| i.journal.remove_through(through)) {
             tracing::warn!(%error, "could not delete a flushed journal segment");
         }
         Ok(())
@@ -428,7 +443,10 @@ impl SqliteStore {
             source,
         })?;
         let due = {
-            let mut ingest = self.ingest();
+            let mut guard = self.ingest();
+            let ingest = guard.as_mut().ok_or_else(|| StoreError::NotIngesting {
+                path: self.path.clone(),
+            })?;
             // Ids first: a batch in the journal is one the store can place.
             let ids = self.resolve(batch).map_err(|e| self.error(e))?;
             ingest.journal.append(&record).map_err(|source| StoreError::Journal {
@@ -1551,6 +1569,36 @@ mod tests {
             found[0].0, production,
             "a new series beside the old one, told apart by environment"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_second_process_reads_but_leaves_the_journal_to_its_owner() {
+        let dir = std::env::temp_dir().join(format!("kuroko-second-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.db");
+        let owner = SqliteStore::open(&path).unwrap();
+        let point = Batch {
+            histograms: vec![HistogramPoint {
+                key: key("a"),
+                minute: 10,
+                histogram: histogram(&[0.25]),
+            }],
+            ..Batch::default()
+        };
+        owner.write(&point).unwrap();
+        // Opening beside the owner must not replay (and so double) what it holds.
+        let reader = SqliteStore::open(&path).unwrap();
+        let refused = reader.write(&point).unwrap_err().to_string();
+        assert!(refused.contains("being written by another kuroko process"), "{refused}");
+        owner.flush().unwrap();
+        let seen = reader.histograms(&Filter::default(), 0, 100).unwrap();
+        assert_eq!(seen[0].1.count, 1, "the owner's point, once");
+        drop(owner);
+        drop(reader);
+        let reopened = SqliteStore::open(&path).unwrap();
+        assert_eq!(reopened.histograms(&Filter::default(), 0, 100).unwrap()[0].1.count, 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
