@@ -242,8 +242,8 @@ pub fn slack_messages(digest: &Digest, limits: SlackLimits) -> Vec<Value> {
     let fallback = truncate(
         &format!(
             "Kuroko: {} errors in {} groups on {}",
-            thousands(digest.total_errors),
-            thousands(groups.len() as u64),
+            super::weekly::format_count(digest.total_errors),
+            super::weekly::format_count(groups.len() as u64),
             one_line(&digest.day)
         ),
         HEADER_CHARS,
@@ -302,7 +302,7 @@ fn more_groups(digest: &Digest, rest: usize, limits: SlackLimits) -> (Value, usi
     let text = fit_mrkdwn(
         &format!(
             "…and {} more {noun}: {}",
-            thousands(rest as u64),
+            super::weekly::format_count(rest as u64),
             slack_link(&digest.full_list_url(), "full list")
         ),
         limits.max_section_chars,
@@ -314,8 +314,8 @@ fn more_groups(digest: &Digest, rest: usize, limits: SlackLimits) -> (Value, usi
 fn slack_summary(digest: &Digest, groups: usize) -> String {
     let mut text = format!(
         "*{} errors* in *{} {}* on {} ({}), {}",
-        thousands(digest.total_errors),
-        thousands(groups as u64),
+        super::weekly::format_count(digest.total_errors),
+        super::weekly::format_count(groups as u64),
         if groups == 1 { "group" } else { "groups" },
         slack_escape(&truncate(&one_line(&digest.day), 40)),
         slack_escape(&truncate(&one_line(&digest.time_zone), 60)),
@@ -323,7 +323,7 @@ fn slack_summary(digest: &Digest, groups: usize) -> String {
     );
     let new = digest.new_groups();
     if new > 0 {
-        let _ = write!(text, "; *{} new*", thousands(new as u64));
+        let _ = write!(text, "; *{} new*", super::weekly::format_count(new as u64));
     }
     let _ = write!(text, " · {}", slack_link(&digest.full_list_url(), "open in Kuroko"));
     text
@@ -343,7 +343,11 @@ fn group_section(group: &DigestGroup, max_chars: usize) -> String {
         None => format!("*{name}*"),
     };
     let head = if group.new { format!(":new: {name}") } else { name };
-    let mut counts = format!("*{}* · {}", thousands(group.total), group_change(group));
+    let mut counts = format!(
+        "*{}* · {}",
+        super::weekly::format_count(group.total),
+        group_change(group)
+    );
     if group.new && !group.first_seen.is_empty() {
         let first_seen = fit_mrkdwn(&slack_escape(&one_line(&group.first_seen)), 40);
         let _ = write!(counts, ", first seen {first_seen}");
@@ -383,7 +387,7 @@ fn servers_line(servers: &[ServerCount]) -> String {
         let rest = sorted.len() - MAX_SERVERS;
         parts.push(format!(
             "{} more {}",
-            thousands(rest as u64),
+            super::weekly::format_count(rest as u64),
             if rest == 1 { "server" } else { "servers" }
         ));
     }
@@ -399,9 +403,9 @@ fn server_label(server: &ServerCount) -> String {
     };
     let service = truncate(&one_line(&server.service), SERVICE_CHARS);
     if service.is_empty() {
-        format!("{host} {}", thousands(server.count))
+        format!("{host} {}", super::weekly::format_count(server.count))
     } else {
-        format!("{host} ({service}) {}", thousands(server.count))
+        format!("{host} ({service}) {}", super::weekly::format_count(server.count))
     }
 }
 
@@ -415,7 +419,7 @@ fn group_change(group: &DigestGroup) -> String {
         return "no change".to_string();
     }
     let sign = if delta > 0 { '+' } else { '-' };
-    let abs = thousands(u64::try_from(delta.unsigned_abs()).unwrap_or(u64::MAX));
+    let abs = super::weekly::format_count(u64::try_from(delta.unsigned_abs()).unwrap_or(u64::MAX));
     if group.previous_total == 0 {
         return format!("{sign}{abs}");
     }
@@ -429,28 +433,19 @@ fn total_change(digest: &Digest) -> String {
         return "none the day before".to_string();
     }
     if now == before {
-        return format!("as many as the day before ({})", thousands(before));
+        return format!("as many as the day before ({})", super::weekly::format_count(before));
     }
-    format!("{} vs the day before ({})", percent(now, before), thousands(before))
+    format!(
+        "{} vs the day before ({})",
+        percent(now, before),
+        super::weekly::format_count(before)
+    )
 }
 
 /// The signed relative change from `before` (non-zero) to `now`, rounded.
 fn percent(now: u64, before: u64) -> String {
     let change = (now as f64 - before as f64) * 100.0 / before as f64;
     format!("{change:+.0}%")
-}
-
-/// `1234567` as `1,234,567`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// At most `max` characters, the last one an ellipsis when cut.
@@ -567,7 +562,7 @@ pub fn render_text(digest: &Digest) -> String {
             out,
             "{marker}{}: {}, {}",
             truncate(&one_line(&group.error_type), TYPE_CHARS),
-            thousands(group.total),
+            super::weekly::format_count(group.total),
             group_change(group)
         );
         if !group.title.is_empty() {
@@ -594,7 +589,7 @@ pub fn render_text(digest: &Digest) -> String {
     }
     if groups.len() > EMAIL_MAX_GROUPS {
         let rest = groups.len() - EMAIL_MAX_GROUPS;
-        let _ = writeln!(out, "...and {} more groups.", thousands(rest as u64));
+        let _ = writeln!(out, "...and {} more groups.", super::weekly::format_count(rest as u64));
     }
     let _ = writeln!(out, "Full list: {}", digest.full_list_url());
     out
@@ -603,14 +598,14 @@ pub fn render_text(digest: &Digest) -> String {
 fn text_summary(digest: &Digest, groups: usize) -> String {
     let mut text = format!(
         "{} errors in {} {}, {}",
-        thousands(digest.total_errors),
-        thousands(groups as u64),
+        super::weekly::format_count(digest.total_errors),
+        super::weekly::format_count(groups as u64),
         if groups == 1 { "group" } else { "groups" },
         total_change(digest)
     );
     let new = digest.new_groups();
     if new > 0 {
-        let _ = write!(text, "; {} new", thousands(new as u64));
+        let _ = write!(text, "; {} new", super::weekly::format_count(new as u64));
     }
     text.push('.');
     text
@@ -694,7 +689,7 @@ pub fn render_html(digest: &Digest) -> String {
         let _ = writeln!(
             out,
             "<p>&hellip;and {} more groups: {}</p>",
-            thousands(rest as u64),
+            super::weekly::format_count(rest as u64),
             html_link(&digest.full_list_url(), "full list")
         );
     }
@@ -739,7 +734,7 @@ fn html_group_row(out: &mut String, group: &DigestGroup) {
         out,
         "</td><td>{}</td><td style=\"text-align:right;\">{}</td><td>{}</td></tr>",
         html_escape(&servers).replace(" · ", "<br>"),
-        thousands(group.total),
+        super::weekly::format_count(group.total),
         html_escape(&group_change(group))
     );
 }
@@ -892,7 +887,7 @@ mod tests {
     }
 
     fn hostile_group(i: usize) -> DigestGroup {
-        let mut g = group(&format!("fp{i}"), 1000 - i as u64, (i as u64) % 7, i % 50 == 0);
+        let mut g = group(&format!("fp{i}"), 1000 - i as u64, (i as u64) % 7, i.is_multiple_of(50));
         g.error_type = format!("Err*{i}<!channel>&`\n{}", "é".repeat(i % 200));
         g.sample_message = match i % 4 {
             0 => format!("<!channel> <http://evil.example|click> {}", "&<>".repeat(2000)),
@@ -907,7 +902,7 @@ mod tests {
                 count: s as u64,
             })
             .collect();
-        g.link = if i % 3 == 0 {
+        g.link = if i.is_multiple_of(3) {
             format!("https://kuroko.example.com/errors/fp{i}")
         } else {
             "javascript:alert(1)".into()
@@ -1006,8 +1001,8 @@ mod tests {
         assert_eq!(group_change(&group("a", 7, 0, false)), "+7");
         assert_eq!(group_change(&group("a", 7, 7, false)), "no change");
         assert_eq!(group_change(&group("a", 7, 0, true)), "new");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-        assert_eq!(thousands(999), "999");
+        assert_eq!(crate::report::weekly::format_count(1_234_567), "1,234,567");
+        assert_eq!(crate::report::weekly::format_count(999), "999");
     }
 
     #[test]
