@@ -28,7 +28,8 @@
 //! `[smtp]`, `[digest]` and `[[alerts]]`: see [`crate::deliver`].
 //!
 //! Every key is optional. `KUROKO_STORE`, `KUROKO_GRPC_LISTEN`,
-//! `KUROKO_HTTP_LISTEN` and `KUROKO_INGEST_TOKEN` override the file.
+//! `KUROKO_HTTP_LISTEN`, `KUROKO_INGEST_TOKEN` and `KUROKO_QUERY_TOKEN`
+//! override the file.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -120,6 +121,12 @@ pub struct AuthConfig {
     pub ingest_token_file: Option<PathBuf>,
     /// The ingest token itself.
     pub ingest_token: Option<Secret>,
+    /// A file holding the token the HTTP API and the web UI require
+    /// (`authorization: Bearer <token>`); `KUROKO_QUERY_TOKEN` overrides.
+    /// None: they are open to whoever reaches the HTTP port.
+    pub query_token_file: Option<PathBuf>,
+    /// The query token itself.
+    pub query_token: Option<Secret>,
 }
 
 /// A secret: printed as `<redacted>`, never in logs.
@@ -192,24 +199,13 @@ impl Config {
 
     /// The ingest token in force: `ingest_token`, else the file's contents.
     pub fn ingest_token(&self) -> Result<Option<Secret>, ConfigError> {
-        if let Some(token) = &self.auth.ingest_token {
-            return Ok(Some(token.clone()));
-        }
-        let Some(path) = &self.auth.ingest_token_file else {
-            return Ok(None);
-        };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let token = text.trim();
-        if token.is_empty() {
-            return Err(ConfigError::Parse {
-                path: path.clone(),
-                message: "the token file is empty".to_owned(),
-            });
-        }
-        Ok(Some(Secret(token.to_owned())))
+        token(self.auth.ingest_token.as_ref(), self.auth.ingest_token_file.as_deref())
+    }
+
+    /// The token the HTTP API and web UI require, if any: `query_token`,
+    /// else the file's contents.
+    pub fn query_token(&self) -> Result<Option<Secret>, ConfigError> {
+        token(self.auth.query_token.as_ref(), self.auth.query_token_file.as_deref())
     }
 
     /// Applies `KUROKO_*` variables read through `lookup`.
@@ -219,6 +215,9 @@ impl Config {
         }
         if let Some(token) = lookup("KUROKO_INGEST_TOKEN") {
             self.auth.ingest_token = Some(Secret(token));
+        }
+        if let Some(token) = lookup("KUROKO_QUERY_TOKEN") {
+            self.auth.query_token = Some(Secret(token));
         }
         for (variable, target) in [
             ("KUROKO_GRPC_LISTEN", &mut self.grpc_listen),
@@ -234,6 +233,28 @@ impl Config {
         }
         Ok(self)
     }
+}
+
+/// A token given directly, else read from `file` (whitespace trimmed).
+fn token(given: Option<&Secret>, file: Option<&Path>) -> Result<Option<Secret>, ConfigError> {
+    if let Some(token) = given {
+        return Ok(Some(token.clone()));
+    }
+    let Some(path) = file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ConfigError::Parse {
+            path: path.to_owned(),
+            message: "the token file is empty".to_owned(),
+        });
+    }
+    Ok(Some(Secret(token.to_owned())))
 }
 
 #[cfg(test)]

@@ -1,0 +1,69 @@
+//! What the reporter's HTTP API (`/api/v1`) and web UI read: the store,
+//! who owns what, and the token they require.
+//!
+//! `kuroko serve` builds one [`App`] and hands a clone to each router; the
+//! CLI builds one over a store file to answer `kuroko query` without a
+//! running reporter.
+
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+
+use crate::analysis::Analysis;
+use crate::config::Secret;
+use crate::owners::Owners;
+use crate::store::Store;
+
+/// Shared state of the API and the UI.
+#[derive(Clone)]
+pub struct App {
+    /// Where the data is.
+    pub store: Arc<dyn Store>,
+    /// Who owns what (`owners.toml`; empty when none is configured).
+    pub owners: Arc<Owners>,
+    /// The UI's public address, for links (may be empty: links are then relative).
+    pub base_url: String,
+    /// `Bearer <token>` that API and UI requests must carry, when set.
+    expected_authorization: Option<String>,
+}
+
+impl App {
+    /// State over `store` and `owners`, requiring `token` when given.
+    pub fn new(store: Arc<dyn Store>, owners: Arc<Owners>, base_url: String, token: Option<Secret>) -> App {
+        App {
+            store,
+            owners,
+            base_url,
+            expected_authorization: token.map(|t| format!("Bearer {}", t.expose())),
+        }
+    }
+
+    /// The questions, over this state.
+    pub fn analysis(&self) -> Analysis<'_> {
+        Analysis::new(self.store.as_ref(), &self.owners)
+    }
+
+    /// Whether auth is on.
+    pub fn requires_token(&self) -> bool {
+        self.expected_authorization.is_some()
+    }
+
+    /// Whether a request carrying `authorization` (the header's value, or
+    /// `Bearer <token>` rebuilt from a cookie) may proceed: always when auth
+    /// is off; else only with the exact token, compared in constant time.
+    pub fn authorized(&self, authorization: Option<&[u8]>) -> bool {
+        match &self.expected_authorization {
+            None => true,
+            Some(expected) => authorization.is_some_and(|given| bool::from(given.ct_eq(expected.as_bytes()))),
+        }
+    }
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("base_url", &self.base_url)
+            .field("requires_token", &self.requires_token())
+            .finish_non_exhaustive()
+    }
+}
