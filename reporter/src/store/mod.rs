@@ -233,4 +233,30 @@ pub trait Store: Send + Sync {
     /// The slowest kept traces of series matching `filter` that started in
     /// `from..to` (unix minutes), slowest first, at most `limit`.
     fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError>;
+
+    /// One merged histogram per series matching `filter` and step of `step`
+    /// minutes over `from..to`: `(series, step start, histogram)`, ordered by
+    /// series then step. Steps start at multiples of `step` unix minutes (so
+    /// hours and days are UTC's); the first and last may hold only the part
+    /// inside the window. The store reads the coarsest rows that fall whole
+    /// into a step (days when `step` is a multiple of 1,440, hours when of 60).
+    fn histogram_steps(
+        &self,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(SeriesKey, i64, Histogram)>, StoreError>;
+
+    /// Sums of counter `name` per series, labels and step of `step` minutes
+    /// over `from..to`: `(series, labels, step start, sum)`; steps as in
+    /// [`Store::histogram_steps`].
+    fn counter_steps(
+        &self,
+        filter: &Filter,
+        name: &str,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(SeriesKey, String, i64, f64)>, StoreError>;
 }
