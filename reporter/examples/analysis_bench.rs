@@ -7,8 +7,8 @@
 //! ```
 //!
 //! The first run writes `Spec::fleet` (a week at minute resolution, ~20M
-//! histogram points; a few minutes in release) into the store and rolls it
-//! up; later runs reuse it. `slowest` is timed over the last 7 days of the
+//! histogram points, ~2 GiB) into the store and rolls it up (on 2 busy cores:
+//! 8 minutes to write, 5 to roll); later runs reuse it. `slowest` is timed over the last 7 days of the
 //! data, day-aligned (answered from day rows) and shifted by 37 minutes
 //! (days, hours and minutes), median of 5 runs each. The naive scan replays
 //! the generator's samples (the very runs the histograms were built from),
