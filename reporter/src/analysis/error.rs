@@ -1,12 +1,17 @@
-//! Why a question could not be answered.
+//! Why a question could not be answered: the store failed, or the scope
+//! (window, filters) was not understood. One error type for every question,
+//! so the CLI and the API report them the same way.
 
-/// A question's failure: the store failed, or the scope was not understood.
+use super::scope::ScopeError;
+use crate::store::StoreError;
+
+/// A question that could not be answered.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
-    /// The store could not be read.
+    /// Reading the store failed.
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    /// The window or a filter is not understood.
+    Store(#[from] StoreError),
+    /// The window or a filter is wrong.
     #[error(transparent)]
-    Scope(#[from] crate::analysis::scope::ScopeError),
+    Scope(#[from] ScopeError),
 }

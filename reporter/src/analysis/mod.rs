@@ -7,12 +7,15 @@
 //! every feature its team). The CLI (`kuroko query`), the HTTP API, the web
 //! UI and the reports all ask through here.
 
+pub mod breakdown;
+pub mod endpoints;
 pub mod error;
 pub mod errors;
 pub mod fingerprint;
 pub mod regressions;
 pub mod scope;
 pub mod stats;
+pub mod timeseries;
 
 pub use error::AnalysisError;
 pub use scope::Scope;

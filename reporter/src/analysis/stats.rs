@@ -137,8 +137,10 @@ fn points(histogram: &Histogram) -> impl Iterator<Item = (f64, f64)> + '_ {
     std::iter::once(zero).chain(buckets).filter(|&(_, count)| count > 0.0)
 }
 
-/// Sample variance of the bucketed values, around their own (bucketed) mean.
-fn bucket_variance(histogram: &Histogram) -> Option<f64> {
+/// Sample variance of the bucketed values, around their own (bucketed) mean:
+/// each bucket's runs placed at its middle (clamped into min..max); `None`
+/// under two runs. Also the slowest table's standard deviation.
+pub(crate) fn bucket_variance(histogram: &Histogram) -> Option<f64> {
     let n: f64 = points(histogram).map(|(_, count)| count).sum();
     if n < 2.0 {
         return None;

@@ -309,4 +309,62 @@ pub trait Store: Send + Sync {
         let _ = (name, state);
         Err(StoreError::Unsupported("alert state"))
     }
+
+    /// One merged histogram per series matching `filter` and step of `step`
+    /// minutes over `from..to`: `(series, step start, histogram)`, ordered by
+    /// series then step. Steps start at multiples of `step` unix minutes (so
+    /// hours and days are UTC's); the first and last may hold only the part
+    /// inside the window. The store reads the coarsest rows that fall whole
+    /// into a step (days when `step` is a multiple of 1,440, hours when of 60).
+    ///
+    /// The default asks [`Store::histograms`] once per step: correct for any
+    /// store, and what a store without its own step query falls back on.
+    fn histogram_steps(
+        &self,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(SeriesKey, i64, Histogram)>, StoreError> {
+        let mut out = Vec::new();
+        for start in steps(from, to, step) {
+            for (key, histogram) in self.histograms(filter, start.max(from), (start + step).min(to))? {
+                out.push((key, start, histogram));
+            }
+        }
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        Ok(out)
+    }
+
+    /// Sums of counter `name` per series, labels and step of `step` minutes
+    /// over `from..to`: `(series, labels, step start, sum)`; steps as in
+    /// [`Store::histogram_steps`].
+    /// The default asks [`Store::counters`] once per step.
+    fn counter_steps(
+        &self,
+        filter: &Filter,
+        name: &str,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(SeriesKey, String, i64, f64)>, StoreError> {
+        let mut out = Vec::new();
+        for start in steps(from, to, step) {
+            for (key, labels, total) in self.counters(filter, name, start.max(from), (start + step).min(to))? {
+                out.push((key, labels, start, total));
+            }
+        }
+        out.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+        Ok(out)
+    }
+}
+
+/// Starts of the steps of `step` minutes (at multiples of `step`) that
+/// overlap `from..to`.
+fn steps(from: i64, to: i64, step: i64) -> impl Iterator<Item = i64> {
+    let step = step.max(1);
+    let first = from.div_euclid(step) * step;
+    (0..)
+        .map(move |i| first + i * step)
+        .take_while(move |start| *start < to)
 }

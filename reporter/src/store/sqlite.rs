@@ -109,6 +109,9 @@ CREATE TABLE IF NOT EXISTS counter_minute (
     series INTEGER NOT NULL, label INTEGER NOT NULL, minute INTEGER NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (series, label, minute)
 ) WITHOUT ROWID;
+-- Windows over recent minutes read counters by minute (without it, every
+-- counter query scanned the whole table: 500 ms on a fleet's week).
+CREATE INDEX IF NOT EXISTS counter_by_minute ON counter_minute (minute);
 ";
 
 /// The journal and what it holds that the tables do not yet: one lock, so
@@ -845,6 +848,38 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// The window split for steps of `step` minutes: day rows only when a
+    /// step holds whole days, hour rows only when it holds whole hours.
+    fn step_plan(&self, from: i64, to: i64, step: i64) -> Vec<Stretch> {
+        let load = |value: &std::sync::atomic::AtomicI64| value.load(Ordering::Relaxed);
+        let progress = Progress {
+            hours_until: if step % 60 == 0 {
+                load(&self.rolled.hours_until)
+            } else {
+                NEVER
+            },
+            days_until: if step % 1_440 == 0 {
+                load(&self.rolled.days_until)
+            } else {
+                NEVER
+            },
+            minutes_from: load(&self.rolled.minutes_from),
+            hours_from: load(&self.rolled.hours_from),
+        };
+        plan(from, to, progress)
+    }
+}
+
+/// Minutes in one row of `resolution`.
+fn minutes_of(resolution: &str) -> i64 {
+    match resolution {
+        "day" => 1_440,
+        "hour" => 60,
+        _ => 1,
+    }
+}
+
 impl Store for SqliteStore {
     fn write(&self, batch: &Batch) -> Result<(), StoreError> {
         self.write_batch(batch)
@@ -990,6 +1025,78 @@ impl Store for SqliteStore {
                 spans: row.get("spans")?,
             })
         })
+    }
+
+    fn histogram_steps(
+        &self,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(SeriesKey, i64, Histogram)>, StoreError> {
+        let step = step.max(1);
+        let mut merged: BTreeMap<(SeriesKey, i64), Histogram> = BTreeMap::new();
+        for stretch in self.step_plan(from, to, step) {
+            let (r, minutes) = (stretch.resolution, minutes_of(stretch.resolution));
+            let sql = format!(
+                "SELECT {KEY_COLUMNS}, h.{r} AS period, h.count, h.sum, h.min, h.max, h.scale,
+                        h.zero_count, h.zero_threshold, h.buckets, h.estimated
+                 FROM histogram_{r} h JOIN series s ON s.id = h.series
+                 WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {FILTER}"
+            );
+            let rows = self.select(&sql, filter, (stretch.from, stretch.to), None, |row| {
+                let start = row.get::<_, i64>("period")? * minutes;
+                Ok((key(row)?, floor_to(start, step), row_histogram(row)?))
+            })?;
+            for (key, start, histogram) in rows {
+                merged
+                    .entry((key, start))
+                    .and_modify(|total| total.merge(&histogram))
+                    .or_insert(histogram);
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .map(|((key, start), histogram)| (key, start, histogram))
+            .collect())
+    }
+
+    fn counter_steps(
+        &self,
+        filter: &Filter,
+        name: &str,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(SeriesKey, String, i64, f64)>, StoreError> {
+        let step = step.max(1);
+        let mut totals: BTreeMap<(SeriesKey, String, i64), f64> = BTreeMap::new();
+        for stretch in self.step_plan(from, to, step) {
+            let (r, minutes) = (stretch.resolution, minutes_of(stretch.resolution));
+            // The step's start, floored (also for minutes before 1970).
+            let start = format!("(c.{r} * {minutes} - ((c.{r} * {minutes}) % {step} + {step}) % {step})");
+            let sql = format!(
+                "SELECT {KEY_COLUMNS}, l.labels, {start} AS step_start, SUM(c.value) AS total
+                 FROM counter_{r} c JOIN series s ON s.id = c.series JOIN counter_label l ON l.id = c.label
+                 WHERE c.{r} >= ?1 AND c.{r} < ?2 AND {FILTER} AND l.name = ?8
+                 GROUP BY c.series, c.label, step_start"
+            );
+            let rows = self.select(&sql, filter, (stretch.from, stretch.to), Some(&name), |row| {
+                Ok((
+                    key(row)?,
+                    row.get::<_, String>("labels")?,
+                    row.get::<_, i64>("step_start")?,
+                    row.get::<_, f64>("total")?,
+                ))
+            })?;
+            for (key, labels, start, total) in rows {
+                *totals.entry((key, labels, start)).or_default() += total;
+            }
+        }
+        Ok(totals
+            .into_iter()
+            .map(|((key, labels, start), total)| (key, labels, start, total))
+            .collect())
     }
 
     fn claim(&self, key: &str, holder: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
