@@ -14,6 +14,8 @@ pub mod otlp;
 pub mod traces;
 
 use std::collections::{HashMap, HashSet};
+
+use rustc_hash::FxHashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -138,7 +140,7 @@ pub struct Receiver {
     /// `Bearer <token>` that requests must carry, when auth is on.
     expected_authorization: Option<String>,
     /// Series known per service, for the cardinality guard.
-    known: Mutex<HashMap<String, HashSet<SeriesKey>>>,
+    known: Mutex<HashMap<String, FxHashSet<SeriesKey>>>,
     /// Commit latency, microseconds.
     latency: Mutex<hdrhistogram::Histogram<u64>>,
     /// Transactions that arrive as duration metrics (their spans are not
@@ -152,7 +154,7 @@ impl Receiver {
     /// A receiver writing into `store`, requiring `token` when given; it
     /// learns the series the store already holds, for the series limit.
     pub fn new(store: Arc<dyn Store>, limits: Limits, token: Option<Secret>) -> Result<Self, StoreError> {
-        let mut known: HashMap<String, HashSet<SeriesKey>> = HashMap::new();
+        let mut known: HashMap<String, FxHashSet<SeriesKey>> = HashMap::new();
         for key in store.series()? {
             known.entry(key.service.clone()).or_default().insert(key);
         }
@@ -274,7 +276,16 @@ impl Receiver {
             self.guard(&mut converted.batch);
             let store = self.store.clone();
             let batch = converted.batch;
-            match tokio::task::spawn_blocking(move || store.write(&batch)).await {
+            // The write blocks (a file append, a flush now and then). On the
+            // multi-threaded runtime `kuroko serve` runs, the worker lends
+            // itself to it: no hand-off to another thread, which showed in
+            // profiles. Elsewhere (tests on a current-thread runtime), a
+            // blocking thread takes it.
+            let written = match tokio::runtime::Handle::current().runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(|| store.write(&batch))),
+                _ => tokio::task::spawn_blocking(move || store.write(&batch)).await,
+            };
+            match written {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
                     self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
