@@ -240,7 +240,8 @@ fn start_delivery(
             let now = jiff::Timestamp::now();
             let pass = runner.clone();
             tokio::spawn(async move {
-                pass.tick(now).await;
+                let written = pass.tick(now).await;
+                tracing::debug!(at = %now, written = written.len(), "delivery pass finished");
             });
             // Wake at the start of the next minute.
             let into_minute = u64::try_from(now.as_millisecond().rem_euclid(60_000)).unwrap_or(0);

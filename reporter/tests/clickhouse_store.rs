@@ -1,19 +1,19 @@
 //! The ClickHouse store against a real ClickHouse server (Debian's
 //! `clickhouse-server`, installed by tests/run-all.sh): the same batches
 //! written to it and to the embedded store give the same answers; several
-//! replicas write at once; one of two holders wins a claim.
+//! replicas write at once; one of two holders wins a claim; the delivery
+//! ledger and alert states follow the embedded store's rules.
 //!
-//! One server is started per test binary, on free loopback ports with a
-//! temporary data folder, by a small shell watchdog that stops it (and
-//! deletes the folder) once this process has exited. Each test uses a
-//! database of its own. No server, no pass: a test fails with the reason.
+//! The server is started by `support/clickhouse_server.rs`. Each test uses
+//! a database of its own. No server, no pass: a test fails with the reason.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kuroko_reporter::deliver::alerts::AlertState;
+use kuroko_reporter::deliver::ledger::{self, LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use kuroko_reporter::histogram::{bucket_index, Histogram};
 use kuroko_reporter::store::clickhouse::ClickHouseStore;
 use kuroko_reporter::store::rollup::Retention;
@@ -22,139 +22,9 @@ use kuroko_reporter::store::{
     Batch, CounterPoint, ErrorPoint, Filter, HistogramPoint, SeriesKey, Store, StoreError, TracePoint,
 };
 
-struct Server {
-    port: u16,
-    _watchdog: Mutex<Child>,
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// The server binary: Debian's `clickhouse-server`, or a release's `clickhouse server`.
-fn server_command() -> Vec<String> {
-    for path in ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"] {
-        if std::path::Path::new(path).exists() {
-            return vec![path.to_owned()];
-        }
-    }
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        if std::path::Path::new(dir).join("clickhouse-server").exists() {
-            return vec![format!("{dir}/clickhouse-server")];
-        }
-        if std::path::Path::new(dir).join("clickhouse").exists() {
-            return vec![format!("{dir}/clickhouse"), "server".to_owned()];
-        }
-    }
-    panic!("no ClickHouse server: install Debian's clickhouse-server (tests/run-all.sh does: apt-get install clickhouse-server)");
-}
-
-fn server() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(start_server)
-}
-
-fn start_server() -> Server {
-    let dir = std::env::temp_dir().join(format!("kuroko-clickhouse-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let (port, tcp_port) = (free_port(), free_port());
-    let d = dir.display();
-    std::fs::write(
-        dir.join("config.xml"),
-        format!(
-            "<?xml version=\"1.0\"?>
-<yandex>
-    <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/server.err.log</errorlog></logger>
-    <http_port>{port}</http_port>
-    <tcp_port>{tcp_port}</tcp_port>
-    <listen_host>127.0.0.1</listen_host>
-    <path>{d}/data/</path>
-    <tmp_path>{d}/data/tmp/</tmp_path>
-    <user_files_path>{d}/data/user_files/</user_files_path>
-    <format_schema_path>{d}/data/format_schemas/</format_schema_path>
-    <mark_cache_size>67108864</mark_cache_size>
-    <users_config>{d}/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <timezone>UTC</timezone>
-</yandex>
-"
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("users.xml"),
-        "<?xml version=\"1.0\"?>
-<yandex>
-    <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
-    <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
-        <profile>default</profile><quota>default</quota></default></users>
-    <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
-        <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
-</yandex>
-",
-    )
-    .unwrap();
-    let mut command = server_command();
-    command.push(format!("--config-file={d}/config.xml"));
-    // The watchdog: runs the server until this test process is gone, then
-    // stops it and deletes its folder.
-    let script = r#"
-        dir="$1"; parent="$2"; shift 2
-        "$@" >"$dir/stdout.log" 2>&1 &
-        server=$!
-        while kill -0 "$parent" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 1; done
-        kill "$server" 2>/dev/null; wait "$server"; rm -rf "$dir"
-    "#;
-    let watchdog = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg("watchdog")
-        .arg(&dir)
-        .arg(std::process::id().to_string())
-        .args(&command)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {command:?} under sh: {e}"));
-    let ping = format!("http://127.0.0.1:{port}/ping");
-    let started = Instant::now();
-    loop {
-        if let Ok(response) = ureq::get(&ping).call() {
-            if response.status() == 200 {
-                break;
-            }
-        }
-        if started.elapsed() > Duration::from_secs(90) {
-            let log = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
-            panic!(
-                "ClickHouse ({command:?}) did not answer on port {port} within 90 s.\nstdout: {}\nerrors: {}",
-                log("stdout.log"),
-                log("server.err.log")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Server {
-        port,
-        _watchdog: Mutex::new(watchdog),
-    }
-}
-
-/// A store on a database of its own, emptied first.
-fn clickhouse(database: &str) -> ClickHouseStore {
-    let port = server().port;
-    let response = ureq::post(format!("http://127.0.0.1:{port}/"))
-        .send(format!("DROP DATABASE IF EXISTS {database}"))
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    ClickHouseStore::connect(&format!("clickhouse://127.0.0.1:{port}/{database}")).unwrap()
-}
-
-fn connect_again(database: &str) -> ClickHouseStore {
-    ClickHouseStore::connect(&format!("clickhouse://127.0.0.1:{}/{database}", server().port)).unwrap()
-}
+#[path = "support/clickhouse_server.rs"]
+mod clickhouse_server;
+use clickhouse_server::{clickhouse, connect_again, free_port, server};
 
 fn sqlite(name: &str) -> (SqliteStore, PathBuf) {
     let dir = std::env::temp_dir().join(format!("kuroko-chcmp-{name}-{}", std::process::id()));
@@ -715,4 +585,280 @@ async fn the_reporter_serves_into_clickhouse_when_configured() {
     assert_eq!(histograms.len(), 1);
     assert_eq!(histograms[0].0.host, "web-1");
     assert_eq!(histograms[0].1.count, 1_000, "every run recorded, once");
+}
+
+fn ledger_entry(status: LedgerStatus, holder: &str, claimed_at: i64) -> LedgerEntry {
+    LedgerEntry {
+        kind: "weekly".into(),
+        target: "payments:email".into(),
+        period: "2026-W11".into(),
+        holder: holder.into(),
+        status,
+        attempts: 2,
+        rounds: 1,
+        error: (status != LedgerStatus::Sent).then(|| "connection refused 'quoted' \\ here".into()),
+        late: true,
+        scheduled_at: 1_000,
+        claimed_at,
+        finished_at: Some(claimed_at + 5),
+    }
+}
+
+/// The ledger's rules, as `deliver/ledger.rs` tests them on the embedded
+/// store: one claimer wins, a sent delivery is never claimed again, a dead
+/// holder's claim and a retrying delivery are taken over after the lease
+/// with their history kept, a failed one is final.
+fn ledger_rules(store: &dyn Store) {
+    let t = 1_773_000_000;
+    let claim = |kind: &str, target: &str, period: &str, holder: &str, now: i64| {
+        store.ledger_claim(kind, target, period, holder, now).unwrap()
+    };
+    assert!(claim("weekly", "payments:email", "2026-W11", "a", t));
+    assert!(!claim("weekly", "payments:email", "2026-W11", "b", t));
+    assert!(
+        claim("weekly", "search:email", "2026-W11", "b", t),
+        "other targets are independent"
+    );
+    assert!(
+        claim("weekly", "payments:email", "2026-W12", "b", t),
+        "other periods too"
+    );
+    store.ledger_record(&ledger_entry(LedgerStatus::Sent, "a", t)).unwrap();
+    assert!(!claim(
+        "weekly",
+        "payments:email",
+        "2026-W11",
+        "b",
+        t + 100 * LEASE_SECONDS
+    ));
+    let all = store.ledger(0).unwrap();
+    assert_eq!(
+        ledger::find(&all, "weekly", "payments:email", "2026-W11"),
+        Some(&ledger_entry(LedgerStatus::Sent, "a", t))
+    );
+
+    assert!(claim("digest", "company:chat", "2026-03-15", "dead", t));
+    assert!(!claim(
+        "digest",
+        "company:chat",
+        "2026-03-15",
+        "b",
+        t + LEASE_SECONDS - 1
+    ));
+    assert!(claim("digest", "company:chat", "2026-03-15", "b", t + LEASE_SECONDS));
+    let retrying = LedgerEntry {
+        kind: "digest".into(),
+        target: "company:chat".into(),
+        period: "2026-03-15".into(),
+        ..ledger_entry(LedgerStatus::Retrying, "b", t + LEASE_SECONDS)
+    };
+    store.ledger_record(&retrying).unwrap();
+    let again = t + 2 * LEASE_SECONDS;
+    assert!(claim("digest", "company:chat", "2026-03-15", "c", again));
+    let all = store.ledger(0).unwrap();
+    let row = ledger::find(&all, "digest", "company:chat", "2026-03-15")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (row.status, row.holder.as_str(), row.claimed_at, row.attempts),
+        (LedgerStatus::Claimed, "c", again, 2),
+        "taken over, history kept"
+    );
+    assert_eq!(row.error, retrying.error);
+    store
+        .ledger_record(&LedgerEntry {
+            status: LedgerStatus::Failed,
+            ..row
+        })
+        .unwrap();
+    assert!(
+        !claim("digest", "company:chat", "2026-03-15", "d", again + 10 * LEASE_SECONDS),
+        "failed is final"
+    );
+    // `since` keeps rows claimed or finished from then on.
+    let recent = store.ledger(again).unwrap();
+    assert_eq!(recent.len(), 1, "{recent:?}");
+    assert_eq!(recent[0].target, "company:chat");
+}
+
+fn alert_states(store: &dyn Store) {
+    assert_eq!(store.alert_state_get("p95 checkout").unwrap(), None);
+    let firing = AlertState {
+        firing: true,
+        since: 29_550_000,
+        value: Some(1.25e-3),
+        notified: false,
+    };
+    store.alert_state_put("p95 checkout", &firing).unwrap();
+    let notified = AlertState {
+        notified: true,
+        ..firing.clone()
+    };
+    // Written right after: the later write wins even within one second.
+    store.alert_state_put("p95 checkout", &notified).unwrap();
+    let resolved = AlertState {
+        firing: false,
+        since: 29_550_010,
+        value: None,
+        notified: false,
+    };
+    store.alert_state_put("error rate", &resolved).unwrap();
+    assert_eq!(store.alert_state_get("p95 checkout").unwrap(), Some(notified));
+    assert_eq!(store.alert_state_get("error rate").unwrap(), Some(resolved));
+}
+
+#[test]
+fn the_delivery_ledger_and_alert_states_behave_as_in_the_embedded_store() {
+    let (embedded, dir) = sqlite("ledger");
+    let shared = clickhouse("kuroko_ledger");
+    for store in [&embedded as &dyn Store, &shared] {
+        ledger_rules(store);
+        alert_states(store);
+    }
+    assert_eq!(shared.ledger(0).unwrap(), embedded.ledger(0).unwrap(), "the same rows");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Two replicas claim the same deliveries at the same time: each delivery
+/// has exactly one winner (the ClickHouse version of the embedded store's
+/// two-connection race).
+#[test]
+fn racing_replicas_win_each_delivery_exactly_once() {
+    let database = "kuroko_ledger_race";
+    drop(clickhouse(database));
+    let (first, second) = (connect_again(database), connect_again(database));
+    let t = 1_773_000_000;
+    let periods: Vec<String> = (0..6).map(|d| format!("period-{d}")).collect();
+    let won = |store: &ClickHouseStore, holder: &str| -> Vec<bool> {
+        periods
+            .iter()
+            .map(|p| store.ledger_claim("digest", "company:chat", p, holder, t).unwrap())
+            .collect()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| won(&first, "a"));
+        let b = s.spawn(|| won(&second, "b"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(
+        a.iter().zip(&b).all(|(a, b)| a != b),
+        "each delivery has exactly one winner: {a:?} {b:?}"
+    );
+    let holders: Vec<String> = first.ledger(0).unwrap().into_iter().map(|e| e.holder).collect();
+    let expected: Vec<&str> = a.iter().map(|&a| if a { "a" } else { "b" }).collect();
+    let mut sorted = holders.clone();
+    sorted.sort();
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    assert_eq!(sorted, expected_sorted, "the ledger names the winners");
+}
+
+/// The measurement behind `docs/scaling.md` (run with `--ignored
+/// --nocapture`): agent-shaped data as `examples/store_size.rs` writes it to
+/// the embedded store — per series and minute one histogram of 100
+/// log-normal runs (median 50 ms) and five counters — then every table
+/// merged (`OPTIMIZE … FINAL`), and bytes on disk per series-minute read from
+/// `system.parts`.
+#[test]
+#[ignore = "a measurement: about a minute"]
+fn bytes_per_series_minute_on_disk() {
+    let database = "kuroko_size";
+    let store = clickhouse(database);
+    let (series, minutes) = (1_000i64, 60i64);
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let first = 29_000_000 / 60 * 60;
+    for minute in first..first + minutes {
+        let mut batch = Batch::default();
+        for s in 0..series {
+            let key = SeriesKey {
+                service: format!("svc-{}", s % 20),
+                host: format!("host-{}", s % 50),
+                transaction: format!("GET /api/v1/resource-{s}/{{id}}"),
+                feature: format!("feature-{}", s % 30),
+                kind: "web".into(),
+                environment: "production".into(),
+            };
+            let mut histogram = Histogram::empty();
+            for _ in 0..100 {
+                let normal = (-2.0 * uniform().max(1e-12).ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
+                histogram.record(0.050 * (0.8 * normal).exp()).unwrap();
+            }
+            batch.histograms.push(HistogramPoint {
+                key: key.clone(),
+                minute,
+                histogram,
+            });
+            for (name, labels, value) in [
+                ("kuroko.transaction.outcomes", "kuroko.outcome=ok", 98.0),
+                ("kuroko.transaction.outcomes", "kuroko.outcome=5xx", 2.0),
+                ("kuroko.transaction.apdex", "kuroko.apdex.zone=satisfied", 97.0),
+                (
+                    "kuroko.segment.calls",
+                    "kuroko.segment.kind=database,kuroko.segment.name=SELECT",
+                    100.0,
+                ),
+                (
+                    "kuroko.segment.duration",
+                    "kuroko.segment.kind=database,kuroko.segment.name=SELECT",
+                    2.1,
+                ),
+            ] {
+                batch.counters.push(CounterPoint {
+                    key: key.clone(),
+                    minute,
+                    name: name.into(),
+                    labels: labels.into(),
+                    value,
+                });
+            }
+        }
+        store.write(&batch).unwrap();
+    }
+    let tables = clickhouse_server::query(&format!(
+        "SELECT DISTINCT table FROM system.parts WHERE database = '{database}' AND active"
+    ))
+    .unwrap();
+    for table in tables.lines() {
+        clickhouse_server::query(&format!("OPTIMIZE TABLE {database}.{table} FINAL")).unwrap();
+    }
+    let parts = clickhouse_server::query(&format!(
+        "SELECT table, sum(rows), sum(bytes_on_disk), sum(data_uncompressed_bytes) FROM system.parts
+         WHERE database = '{database}' AND active GROUP BY table ORDER BY table FORMAT TSV"
+    ))
+    .unwrap();
+    let series_minutes = (series * minutes) as f64;
+    let mut by_table = BTreeMap::new();
+    for line in parts.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let bytes: f64 = fields[2].parse().unwrap();
+        by_table.insert(fields[0].to_owned(), bytes);
+        println!(
+            "{:<18} rows {:>8}  on disk {:>10} B  ({:.1} B per series-minute; uncompressed {} B)",
+            fields[0],
+            fields[1],
+            fields[2],
+            bytes / series_minutes,
+            fields[3]
+        );
+    }
+    let minute_tables: f64 = ["histogram_minute", "counter_minute", "series"]
+        .iter()
+        .filter_map(|t| by_table.get(*t))
+        .sum();
+    let rollups: f64 = ["histogram_hour", "histogram_day", "counter_hour", "counter_day"]
+        .iter()
+        .filter_map(|t| by_table.get(*t))
+        .sum();
+    println!(
+        "per series-minute: {:.1} B of minutes (with series), {:.1} B of hour and day roll-ups",
+        minute_tables / series_minutes,
+        rollups / series_minutes
+    );
+    assert!(minute_tables > 0.0 && rollups > 0.0, "{parts}");
 }

@@ -32,7 +32,12 @@
 //! **Claims** ([`Store::claim`]) let one of several replicas send a scheduled
 //! report: insert a claim row stamped with the server's clock, wait a settle
 //! delay, read every claim of the key back and replay them; see
-//! `docs/clickhouse.md` for the guarantee and its limits.
+//! `docs/clickhouse.md` for the guarantee and its limits. The **delivery
+//! ledger** ([`Store::ledger_claim`], [`Store::ledger_record`]) works the same
+//! way: every claim and every recorded outcome is an event row in
+//! `delivery_ledger`, and a delivery's state is the replay of its events in
+//! the server's order, with the embedded store's rules; **alert states** are
+//! rows in `alert_state`, the latest written wins.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
@@ -46,6 +51,8 @@ use serde::{Deserialize, Serialize};
 use super::rollup::Retention;
 use super::sqlite::{plan, Progress, Stretch};
 use super::{Batch, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint};
+use crate::deliver::alerts::AlertState;
+use crate::deliver::ledger::{LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use crate::histogram::Histogram;
 
 /// The schema this build creates.
@@ -54,6 +61,11 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// How long [`Store::claim`] waits between inserting its claim and reading
 /// the claims back, by default: longer than any competing INSERT takes.
 pub const DEFAULT_CLAIM_SETTLE: Duration = Duration::from_secs(2);
+
+/// The shortest settle delay used: claims are stamped with the server's
+/// `now()`, in whole seconds, so waiting at least a second guarantees that a
+/// claim made after the read-back sorts after the claim being settled.
+const MIN_CLAIM_SETTLE: Duration = Duration::from_secs(1);
 
 /// Traces kept per series and hour, as the embedded store keeps them.
 const TRACES_PER_HOUR: i64 = super::sqlite::TRACES_PER_HOUR;
@@ -190,6 +202,22 @@ fn schema(db: &str) -> Vec<String> {
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.claim (key String, holder String, token UInt64, at DateTime, ttl UInt32)
              ENGINE = MergeTree ORDER BY (key, at, token)"
+        ),
+        // One row per claim or recorded outcome; a delivery is the replay of
+        // its rows in (server second, writer's nanoseconds, token) order.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.delivery_ledger
+             (kind String, target String, period String, event String, holder String, status String,
+              attempts UInt32, rounds UInt32, error String, has_error UInt8, late UInt8,
+              scheduled_at Int64, claimed_at Int64, finished_at Int64, has_finished UInt8,
+              at DateTime, written UInt64, token UInt64)
+             ENGINE = MergeTree ORDER BY (kind, target, period, at, written, token)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.alert_state
+             (name String, firing UInt8, since Int64, value Float64, has_value UInt8, notified UInt8,
+              at DateTime, written UInt64, token UInt64)
+             ENGINE = MergeTree ORDER BY (name, at, written, token)"
         ),
     ]
 }
@@ -430,6 +458,43 @@ struct ClaimOut {
     ttl: u64,
 }
 
+/// One row of `delivery_ledger`: a claim (`event = 'claim'`: `holder`
+/// claimed at `claimed_at`, the caller's `now`) or a recorded outcome
+/// (`event = 'record'`: the whole entry).
+#[derive(Clone, Debug, Deserialize)]
+struct LedgerEvent {
+    kind: String,
+    target: String,
+    period: String,
+    event: String,
+    holder: String,
+    status: String,
+    attempts: u32,
+    rounds: u32,
+    error: String,
+    has_error: u8,
+    late: u8,
+    scheduled_at: i64,
+    claimed_at: i64,
+    finished_at: i64,
+    has_finished: u8,
+    token: u64,
+}
+
+/// The columns of `delivery_ledger` read back, in replay order.
+const LEDGER_COLUMNS: &str = "kind, target, period, event, holder, status, attempts, rounds, error, has_error, late,
+     scheduled_at, claimed_at, finished_at, has_finished, token";
+const LEDGER_ORDER: &str = "ORDER BY kind, target, period, at, written, token";
+
+#[derive(Deserialize)]
+struct AlertOut {
+    firing: u8,
+    since: i64,
+    value: f64,
+    has_value: u8,
+    notified: u8,
+}
+
 fn now_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -503,7 +568,8 @@ impl ClickHouseStore {
         Ok(store)
     }
 
-    /// Sets how long [`Store::claim`] waits before reading claims back.
+    /// Sets how long [`Store::claim`] and [`Store::ledger_claim`] wait before
+    /// reading claims back (at least one second is waited whatever is set).
     pub fn with_claim_settle(mut self, settle: Duration) -> Self {
         self.claim_settle = settle;
         self
@@ -1124,13 +1190,188 @@ impl Store for ClickHouseStore {
             quote(key),
             quote(holder)
         ))?;
-        std::thread::sleep(self.claim_settle);
+        std::thread::sleep(self.claim_settle.max(MIN_CLAIM_SETTLE));
         let claims: Vec<ClaimOut> = self.select(&format!(
             "SELECT holder, token, toUInt64(at) AS at, ttl FROM claim WHERE key = {} ORDER BY at, token",
             quote(key)
         ))?;
         Ok(replay(&claims, mine))
     }
+
+    fn ledger_claim(&self, kind: &str, target: &str, period: &str, holder: &str, now: i64) -> Result<bool, StoreError> {
+        let mine = token();
+        let key = format!(
+            "kind = {} AND target = {} AND period = {}",
+            quote(kind),
+            quote(target),
+            quote(period)
+        );
+        // Nothing to claim once the delivery is settled: skip the settle delay.
+        let events = self.ledger_events(&key)?;
+        let (state, _) = replay_ledger(&events, None).map_err(|e| self.error(e.to_string()))?;
+        if state.as_ref().is_some_and(|s| s.status.is_final()) {
+            return Ok(false);
+        }
+        self.execute(&format!(
+            "INSERT INTO delivery_ledger (kind, target, period, event, holder, status, claimed_at, at, written, token)
+             SELECT {}, {}, {}, 'claim', {}, 'claimed', toInt64({now}), now(), {}, {mine}",
+            quote(kind),
+            quote(target),
+            quote(period),
+            quote(holder),
+            now_nanos()
+        ))?;
+        std::thread::sleep(self.claim_settle.max(MIN_CLAIM_SETTLE));
+        let events = self.ledger_events(&key)?;
+        let (_, won) = replay_ledger(&events, Some(mine)).map_err(|e| self.error(e.to_string()))?;
+        Ok(won)
+    }
+
+    fn ledger_record(&self, e: &LedgerEntry) -> Result<(), StoreError> {
+        self.execute(&format!(
+            "INSERT INTO delivery_ledger (kind, target, period, event, holder, status, attempts, rounds, error,
+                 has_error, late, scheduled_at, claimed_at, finished_at, has_finished, at, written, token)
+             SELECT {}, {}, {}, 'record', {}, {}, toUInt32({}), toUInt32({}), {}, {}, {}, toInt64({}), toInt64({}),
+                    toInt64({}), {}, now(), {}, {}",
+            quote(&e.kind),
+            quote(&e.target),
+            quote(&e.period),
+            quote(&e.holder),
+            quote(e.status.as_str()),
+            e.attempts,
+            e.rounds,
+            quote(e.error.as_deref().unwrap_or_default()),
+            u8::from(e.error.is_some()),
+            u8::from(e.late),
+            e.scheduled_at,
+            e.claimed_at,
+            e.finished_at.unwrap_or(0),
+            u8::from(e.finished_at.is_some()),
+            now_nanos(),
+            token()
+        ))
+    }
+
+    fn ledger(&self, since: i64) -> Result<Vec<LedgerEntry>, StoreError> {
+        let events: Vec<LedgerEvent> = self.select(&format!(
+            "SELECT {LEDGER_COLUMNS} FROM delivery_ledger
+             WHERE (kind, target, period) IN (
+                 SELECT kind, target, period FROM delivery_ledger
+                 WHERE claimed_at >= {since} OR (has_finished = 1 AND finished_at >= {since}))
+             {LEDGER_ORDER}"
+        ))?;
+        let mut entries = Vec::new();
+        for delivery in events.chunk_by(|a, b| (&a.kind, &a.target, &a.period) == (&b.kind, &b.target, &b.period)) {
+            let (state, _) = replay_ledger(delivery, None).map_err(|e| self.error(e.to_string()))?;
+            entries.extend(state.filter(|s| s.claimed_at >= since || s.finished_at.is_some_and(|f| f >= since)));
+        }
+        entries.sort_by(|a, b| {
+            (a.claimed_at, &a.kind, &a.target, &a.period).cmp(&(b.claimed_at, &b.kind, &b.target, &b.period))
+        });
+        Ok(entries)
+    }
+
+    fn alert_state_get(&self, name: &str) -> Result<Option<AlertState>, StoreError> {
+        let rows: Vec<AlertOut> = self.select(&format!(
+            "SELECT firing, since, value, has_value, notified FROM alert_state WHERE name = {}
+             ORDER BY at DESC, written DESC, token DESC LIMIT 1",
+            quote(name)
+        ))?;
+        Ok(rows.into_iter().next().map(|row| AlertState {
+            firing: row.firing > 0,
+            since: row.since,
+            value: (row.has_value > 0).then_some(row.value),
+            notified: row.notified > 0,
+        }))
+    }
+
+    fn alert_state_put(&self, name: &str, state: &AlertState) -> Result<(), StoreError> {
+        let value = state.value.filter(|v| v.is_finite());
+        self.execute(&format!(
+            "INSERT INTO alert_state (name, firing, since, value, has_value, notified, at, written, token)
+             SELECT {}, {}, toInt64({}), toFloat64({:?}), {}, {}, now(), {}, {}",
+            quote(name),
+            u8::from(state.firing),
+            state.since,
+            value.unwrap_or(0.0),
+            u8::from(value.is_some()),
+            u8::from(state.notified),
+            now_nanos(),
+            token()
+        ))
+    }
+}
+
+impl ClickHouseStore {
+    /// The events of one delivery (`key` is its SQL condition), in replay order.
+    fn ledger_events(&self, key: &str) -> Result<Vec<LedgerEvent>, StoreError> {
+        self.select(&format!(
+            "SELECT {LEDGER_COLUMNS} FROM delivery_ledger WHERE {key} {LEDGER_ORDER}"
+        ))
+    }
+}
+
+/// Replays the events of one delivery, in order, with the embedded store's
+/// rules: a claim takes a delivery that has no row yet, or one still open
+/// (claimed or retrying) whose last claim is a lease old; it keeps the
+/// delivery's history (attempts, rounds, error). Any other claim loses. A
+/// recorded outcome replaces the row. Returns the delivery's state and
+/// whether the claim with token `mine` won.
+fn replay_ledger(
+    events: &[LedgerEvent],
+    mine: Option<u64>,
+) -> Result<(Option<LedgerEntry>, bool), crate::deliver::ledger::UnknownStatus> {
+    let mut state: Option<LedgerEntry> = None;
+    let mut won = false;
+    for e in events {
+        if e.event == "claim" {
+            let takes = match &state {
+                None => true,
+                Some(s) => {
+                    matches!(s.status, LedgerStatus::Claimed | LedgerStatus::Retrying)
+                        && s.claimed_at <= e.claimed_at - LEASE_SECONDS
+                }
+            };
+            if takes {
+                let row = state.get_or_insert_with(|| LedgerEntry {
+                    kind: e.kind.clone(),
+                    target: e.target.clone(),
+                    period: e.period.clone(),
+                    holder: String::new(),
+                    status: LedgerStatus::Claimed,
+                    attempts: 0,
+                    rounds: 0,
+                    error: None,
+                    late: false,
+                    scheduled_at: 0,
+                    claimed_at: 0,
+                    finished_at: None,
+                });
+                row.holder.clone_from(&e.holder);
+                row.status = LedgerStatus::Claimed;
+                row.claimed_at = e.claimed_at;
+            }
+            if Some(e.token) == mine {
+                won = takes;
+            }
+        } else {
+            state = Some(LedgerEntry {
+                kind: e.kind.clone(),
+                target: e.target.clone(),
+                period: e.period.clone(),
+                holder: e.holder.clone(),
+                status: e.status.parse()?,
+                attempts: e.attempts,
+                rounds: e.rounds,
+                error: (e.has_error > 0).then(|| e.error.clone()),
+                late: e.late > 0,
+                scheduled_at: e.scheduled_at,
+                claimed_at: e.claimed_at,
+                finished_at: (e.has_finished > 0).then_some(e.finished_at),
+            });
+        }
+    }
+    Ok((state, won))
 }
 
 /// Replays the claims of a key in order: a claim made when the key is free
@@ -1184,6 +1425,71 @@ mod tests {
         assert!(replay(&claims, 4), "the holder again extends to 190");
         assert!(replay(&claims, 5), "after expiry the next claim takes it");
         assert!(!replay(&claims, 77), "a claim not read back did not win");
+    }
+
+    fn event(event: &str, holder: &str, token: u64, claimed_at: i64, status: &str) -> LedgerEvent {
+        LedgerEvent {
+            kind: "weekly".into(),
+            target: "payments:email".into(),
+            period: "2026-W11".into(),
+            event: event.into(),
+            holder: holder.into(),
+            status: status.into(),
+            attempts: if event == "record" { 2 } else { 0 },
+            rounds: u32::from(event == "record"),
+            error: "connection refused".into(),
+            has_error: u8::from(event == "record" && status != "sent"),
+            late: 0,
+            scheduled_at: 1_000,
+            claimed_at,
+            finished_at: claimed_at + 5,
+            has_finished: u8::from(event == "record"),
+            token,
+        }
+    }
+
+    #[test]
+    fn the_ledger_replays_claims_and_outcomes_with_the_embedded_stores_rules() {
+        let t = 1_773_000_000;
+        let mut events = vec![
+            event("claim", "a", 1, t, "claimed"),
+            event("claim", "b", 2, t, "claimed"),
+        ];
+        assert!(
+            replay_ledger(&events, Some(1)).unwrap().1,
+            "the first claim takes a new delivery"
+        );
+        assert!(
+            !replay_ledger(&events, Some(2)).unwrap().1,
+            "a second one within the lease loses"
+        );
+        events.push(event("claim", "c", 3, t + LEASE_SECONDS, "claimed"));
+        assert!(
+            replay_ledger(&events, Some(3)).unwrap().1,
+            "a claim a lease old is taken over"
+        );
+        events.push(event("record", "c", 4, t + LEASE_SECONDS, "retrying"));
+        events.push(event("claim", "d", 5, t + 2 * LEASE_SECONDS, "claimed"));
+        let (state, won) = replay_ledger(&events, Some(5)).unwrap();
+        let state = state.unwrap();
+        assert!(won, "a retrying delivery is claimed again after the lease");
+        assert_eq!(
+            (
+                state.status,
+                state.holder.as_str(),
+                state.attempts,
+                state.error.as_deref()
+            ),
+            (LedgerStatus::Claimed, "d", 2, Some("connection refused")),
+            "the claim keeps the history"
+        );
+        events.push(event("record", "d", 6, t + 2 * LEASE_SECONDS, "sent"));
+        events.push(event("claim", "e", 7, t + 100 * LEASE_SECONDS, "claimed"));
+        let (state, won) = replay_ledger(&events, Some(7)).unwrap();
+        assert!(!won, "a sent delivery is never claimed again");
+        assert_eq!(state.unwrap().status, LedgerStatus::Sent);
+        events.push(event("record", "d", 8, t, "lost"));
+        assert!(replay_ledger(&events, None).is_err(), "an unknown status is an error");
     }
 
     #[test]

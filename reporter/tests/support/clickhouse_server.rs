@@ -1,0 +1,181 @@
+//! A real ClickHouse server for the integration tests (Debian's
+//! `clickhouse-server`, installed by tests/run-all.sh), shared by
+//! `clickhouse_store.rs`, `clickhouse_replicas.rs` and
+//! `grafana_dashboards.rs` through `#[path]`.
+//!
+//! One server is started per test binary, on free loopback ports with a
+//! temporary data folder, by a small shell watchdog that stops it (and
+//! deletes the folder) once the test process has exited. No server, no
+//! pass: a test fails with the reason.
+
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use kuroko_reporter::store::clickhouse::ClickHouseStore;
+
+/// The running server.
+pub struct Server {
+    /// Its HTTP port.
+    pub port: u16,
+    _watchdog: Mutex<Child>,
+}
+
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The server binary: Debian's `clickhouse-server`, or a release's `clickhouse server`.
+fn server_command() -> Vec<String> {
+    for path in ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"] {
+        if std::path::Path::new(path).exists() {
+            return vec![path.to_owned()];
+        }
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        if std::path::Path::new(dir).join("clickhouse-server").exists() {
+            return vec![format!("{dir}/clickhouse-server")];
+        }
+        if std::path::Path::new(dir).join("clickhouse").exists() {
+            return vec![format!("{dir}/clickhouse"), "server".to_owned()];
+        }
+    }
+    panic!("no ClickHouse server: install Debian's clickhouse-server (tests/run-all.sh does: apt-get install clickhouse-server)");
+}
+
+/// The server, started on first use.
+pub fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(start_server)
+}
+
+fn start_server() -> Server {
+    let dir = std::env::temp_dir().join(format!("kuroko-clickhouse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let (port, tcp_port) = (free_port(), free_port());
+    let d = dir.display();
+    std::fs::write(
+        dir.join("config.xml"),
+        format!(
+            "<?xml version=\"1.0\"?>
+<yandex>
+    <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/server.err.log</errorlog></logger>
+    <http_port>{port}</http_port>
+    <tcp_port>{tcp_port}</tcp_port>
+    <listen_host>127.0.0.1</listen_host>
+    <path>{d}/data/</path>
+    <tmp_path>{d}/data/tmp/</tmp_path>
+    <user_files_path>{d}/data/user_files/</user_files_path>
+    <format_schema_path>{d}/data/format_schemas/</format_schema_path>
+    <mark_cache_size>67108864</mark_cache_size>
+    <users_config>{d}/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+</yandex>
+"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("users.xml"),
+        "<?xml version=\"1.0\"?>
+<yandex>
+    <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
+    <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
+        <profile>default</profile><quota>default</quota></default></users>
+    <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
+        <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+",
+    )
+    .unwrap();
+    let mut command = server_command();
+    command.push(format!("--config-file={d}/config.xml"));
+    // The watchdog: runs the server until this test process is gone, then
+    // stops it and deletes its folder.
+    let script = r#"
+        dir="$1"; parent="$2"; shift 2
+        "$@" >"$dir/stdout.log" 2>&1 &
+        server=$!
+        while kill -0 "$parent" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 1; done
+        kill "$server" 2>/dev/null; wait "$server"; rm -rf "$dir"
+    "#;
+    let watchdog = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("watchdog")
+        .arg(&dir)
+        .arg(std::process::id().to_string())
+        .args(&command)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?} under sh: {e}"));
+    let ping = format!("http://127.0.0.1:{port}/ping");
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = ureq::get(&ping).call() {
+            if response.status() == 200 {
+                break;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            let log = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+            panic!(
+                "ClickHouse ({command:?}) did not answer on port {port} within 90 s.\nstdout: {}\nerrors: {}",
+                log("stdout.log"),
+                log("server.err.log")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Server {
+        port,
+        _watchdog: Mutex::new(watchdog),
+    }
+}
+
+/// A store on a database of its own, emptied first.
+pub fn clickhouse(database: &str) -> ClickHouseStore {
+    let port = server().port;
+    let response = ureq::post(format!("http://127.0.0.1:{port}/"))
+        .send(format!("DROP DATABASE IF EXISTS {database}"))
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    ClickHouseStore::connect(&format!("clickhouse://127.0.0.1:{port}/{database}")).unwrap()
+}
+
+/// Another connection to `database`, as a second replica would open.
+pub fn connect_again(database: &str) -> ClickHouseStore {
+    ClickHouseStore::connect(&format!("clickhouse://127.0.0.1:{}/{database}", server().port)).unwrap()
+}
+
+/// The store URL of `database` on the server.
+pub fn url(database: &str) -> String {
+    format!("clickhouse://127.0.0.1:{}/{database}", server().port)
+}
+
+/// Runs `sql` on the server (64-bit integers in JSON unquoted); its answer,
+/// or the server's error.
+pub fn query(sql: &str) -> Result<String, String> {
+    let response = ureq::post(format!(
+        "http://127.0.0.1:{}/?output_format_json_quote_64bit_integers=0",
+        server().port
+    ))
+    .config()
+    .http_status_as_error(false)
+    .build()
+    .send(sql)
+    .map_err(|e| e.to_string())?;
+    let ok = response.status() == 200;
+    let text = response.into_body().read_to_string().map_err(|e| e.to_string())?;
+    if ok {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
