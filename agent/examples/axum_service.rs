@@ -11,6 +11,19 @@
 //! transaction's count, error rate, percentiles and Apdex since the start.
 //! `POST /cards/{id}/scan` is deliberately slow; `POST /payments` fails one
 //! time in ten. Stop it with Ctrl-C.
+//!
+//! With `--export` (or `OTEL_EXPORTER_OTLP_ENDPOINT` set) it sends what it
+//! records to a Kuroko reporter or any OTLP backend instead of printing it,
+//! reading the standard `OTEL_*` variables (`OTEL_SERVICE_NAME`,
+//! `OTEL_RESOURCE_ATTRIBUTES=host.name=web-1`, ...):
+//!
+//! ```text
+//! OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 \
+//!   cargo run --release -p kuroko-agent --example axum_service -- --export-every 10
+//! ```
+//!
+//! `--regress-after 60` makes `GET /cards/{id}`'s database query twice as
+//! slow after a minute: a regression to find.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -48,7 +61,21 @@ struct Args {
     /// Serve only; send no traffic of our own.
     #[arg(long)]
     no_load: bool,
+    /// Export over OTLP (configured by the OTEL_* variables) instead of
+    /// printing; on by default when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    #[arg(long)]
+    export: bool,
+    /// Seconds between two exports.
+    #[arg(long, default_value_t = 60)]
+    export_every: u64,
+    /// After this many seconds, GET /cards/{id}'s database query gets twice
+    /// as slow.
+    #[arg(long)]
+    regress_after: Option<u64>,
 }
+
+/// When `GET /cards/{id}` starts to regress (`--regress-after`).
+static REGRESS_AT: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 /// A latency drawn from a log-normal distribution with this median.
 fn latency(median_ms: f64, sigma: f64) -> Duration {
@@ -58,7 +85,8 @@ fn latency(median_ms: f64, sigma: f64) -> Duration {
 
 async fn show_card(Path(id): Path<u64>, Extension(tx): Extension<CurrentTransaction>) -> String {
     let query = tx.segment(SegmentKind::Database, "SELECT cards").start();
-    tokio::time::sleep(latency(3.0, 0.5)).await;
+    let regressed = REGRESS_AT.get().is_some_and(|at| Instant::now() >= *at);
+    tokio::time::sleep(latency(if regressed { 6.0 } else { 3.0 }, 0.5)).await;
     drop(query);
     format!("card {id}\n")
 }
@@ -81,6 +109,30 @@ async fn pay(Extension(tx): Extension<CurrentTransaction>) -> (StatusCode, &'sta
         return (StatusCode::BAD_GATEWAY, "declined\n");
     }
     (StatusCode::CREATED, "paid\n")
+}
+
+/// Sends every `--export-every` seconds until the deadline or Ctrl-C, then
+/// sends the last interval.
+async fn export(agent: &Agent, args: &Args, deadline: Option<Instant>) -> anyhow::Result<()> {
+    let config = kuroko_agent::export::ExportConfig {
+        interval: Duration::from_secs(args.export_every.max(1)),
+        ..kuroko_agent::export::ExportConfig::default()
+    }
+    .with_env()?;
+    let exporter = agent.export(config)?;
+    println!("exporting every {} s", args.export_every.max(1));
+    match deadline {
+        Some(deadline) => tokio::select! {
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        },
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    exporter.shutdown().await;
+    println!("exported; stopped");
+    Ok(())
 }
 
 /// A background job, timed through the tracing layer.
@@ -199,7 +251,13 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let started = Instant::now();
+    if let Some(after) = args.regress_after {
+        let _ = REGRESS_AT.set(started + Duration::from_secs(after));
+    }
     let deadline = args.run_for.map(|s| started + Duration::from_secs(s));
+    if args.export || std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+        return export(&agent, &args, deadline).await;
+    }
     let mut totals: BTreeMap<String, Totals> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(args.every.max(1)));
     tick.tick().await;
