@@ -4,8 +4,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use kuroko_reporter::api::{self, query::Format as QueryFormat, query::Question};
+use kuroko_reporter::app::App;
 use kuroko_reporter::config::Config;
+use kuroko_reporter::owners::Owners;
 use kuroko_reporter::store::sql::Format;
+use kuroko_reporter::store::sqlite::SqliteStore;
+use kuroko_reporter::store::Store;
 
 /// Kuroko's reporter: receives OTLP from Kuroko's agent and any OpenTelemetry
 /// SDK, and keeps it in an embedded store.
@@ -70,11 +75,147 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         query: String,
     },
+    /// Ask a question: slowest endpoints, where the time goes, time series,
+    /// a transaction's breakdown, regressions, error groups or Apdex.
+    ///
+    /// Answered from the store directly (--store, --config or KUROKO_STORE,
+    /// as for `kuroko serve`; safe while a reporter runs on it), or by a
+    /// running reporter's API (--server, with --token or KUROKO_QUERY_TOKEN
+    /// when it requires one): both print the same. Windows: --since and
+    /// --until take a duration before now (90m, 24h, 7d, 2w), an RFC 3339
+    /// instant (2026-11-23T09:00:00Z) or a date (2026-11-23, UTC). Durations
+    /// print humanised in tables (12.3 ms, 1.24 s) and in seconds in JSON and
+    /// CSV. See docs/api.md for every parameter and the JSON shapes.
+    #[command(after_help = "Examples:\n  \
+        where does the time go this week:   kuroko query consumers --since 7d\n  \
+        what got slower:                    kuroko query regressions\n  \
+        yesterday's errors:                 kuroko query errors --since 1d\n  \
+        the slowest of one team, by p99:    kuroko query slowest --team search --by p99 --config kuroko.toml\n  \
+        one transaction's hourly p95:       kuroko query timeseries --service api --transaction 'GET /cards/{id}' --step hour\n  \
+        where its time goes:                kuroko query breakdown --service api --transaction 'GET /cards/{id}'\n  \
+        as CSV from a running reporter:     kuroko query slowest --server http://kuroko:4318 --format csv > slowest.csv")]
+    Query(Box<QueryArgs>),
     /// Reports: send one now, or see what was sent.
     Report {
         #[command(subcommand)]
         what: ReportCommand,
     },
+}
+
+/// `kuroko query`'s options; each becomes the API parameter of the same
+/// name (dashes as underscores), so both ways check them alike.
+#[derive(clap::Args, Debug)]
+struct QueryArgs {
+    /// The question.
+    #[arg(value_enum)]
+    question: Question,
+    /// Start of the window: 7d, 24h, 2026-11-23, 2026-11-23T09:00:00Z. Default: 7d (errors: 24h).
+    #[arg(long)]
+    since: Option<String>,
+    /// End of the window, same forms. Default: now.
+    #[arg(long)]
+    until: Option<String>,
+    /// Only this service.
+    #[arg(long)]
+    service: Option<String>,
+    /// Only this host.
+    #[arg(long)]
+    host: Option<String>,
+    /// Only this deployment environment.
+    #[arg(long)]
+    environment: Option<String>,
+    /// Only this transaction (breakdown: required, with --service).
+    #[arg(long)]
+    transaction: Option<String>,
+    /// Only this feature (tagged by the agent or assigned in owners.toml).
+    #[arg(long)]
+    feature: Option<String>,
+    /// Only what this team owns, per owners.toml (needs --config with `owners`).
+    #[arg(long)]
+    team: Option<String>,
+    /// Ranking of slowest and consumers: p50, p95 (slowest's default), p99, average, apdex, time (consumers' default).
+    #[arg(long)]
+    by: Option<String>,
+    /// One row per `transaction` (default) or per `feature`.
+    #[arg(long)]
+    group: Option<String>,
+    /// Time series step: minute, hour or day. Default: fits the window.
+    #[arg(long)]
+    step: Option<String>,
+    /// Most rows shown. Default: 20.
+    #[arg(long)]
+    limit: Option<String>,
+    /// Regressions: also list `improvements`, `too_little_traffic`, or `all`.
+    #[arg(long)]
+    include: Option<String>,
+    /// Regressions: a test must give p below this. Default: 0.01.
+    #[arg(long)]
+    p_value: Option<String>,
+    /// Regressions: the smallest change that counts, 0.1 is 10%. Default: 0.1.
+    #[arg(long)]
+    min_change: Option<String>,
+    /// Regressions: runs each period needs to be judged. Default: 100.
+    #[arg(long)]
+    min_count: Option<String>,
+    /// Errors: compare with the `previous` window (default) or the same window a `week` earlier.
+    #[arg(long)]
+    compare: Option<String>,
+    /// Errors: compare with this window instead (with --baseline-until).
+    #[arg(long)]
+    baseline_since: Option<String>,
+    /// Errors: end of the baseline window.
+    #[arg(long)]
+    baseline_until: Option<String>,
+    /// Breakdown: slowest kept traces listed. Default: 5.
+    #[arg(long)]
+    traces: Option<String>,
+    /// How to print: an aligned table, JSON as the API returns it, or CSV.
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    format: QueryFormat,
+    /// Ask a running reporter, e.g. http://localhost:4318, instead of opening the store.
+    #[arg(long, conflicts_with_all = ["store", "config"])]
+    server: Option<String>,
+    /// The reporter's query token (with --server).
+    #[arg(long, env = "KUROKO_QUERY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// TOML configuration file: its `store` and `owners`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The store's file or ClickHouse URL (overrides the configuration).
+    #[arg(long)]
+    store: Option<PathBuf>,
+}
+
+impl QueryArgs {
+    /// The options given, as API parameters.
+    fn pairs(&self) -> Vec<(String, String)> {
+        let options = [
+            ("since", &self.since),
+            ("until", &self.until),
+            ("service", &self.service),
+            ("host", &self.host),
+            ("environment", &self.environment),
+            ("transaction", &self.transaction),
+            ("feature", &self.feature),
+            ("team", &self.team),
+            ("by", &self.by),
+            ("group", &self.group),
+            ("step", &self.step),
+            ("limit", &self.limit),
+            ("include", &self.include),
+            ("p_value", &self.p_value),
+            ("min_change", &self.min_change),
+            ("min_count", &self.min_count),
+            ("compare", &self.compare),
+            ("baseline_since", &self.baseline_since),
+            ("baseline_until", &self.baseline_until),
+            ("traces", &self.traces),
+        ];
+        options
+            .into_iter()
+            .filter_map(|(key, value)| value.as_ref().map(|v| (key.to_owned(), v.clone())))
+            .collect()
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -119,15 +260,22 @@ struct SendArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
     // Logs go to stderr; stdout carries only what the command itself says.
+    // A question's answer is the point of `kuroko query`: only warnings besides.
+    let default_level = if matches!(cli.command, Command::Query(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Serve {
             config,
             store,
@@ -169,7 +317,86 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Report { what } => report(what).await,
+        Command::Query(args) => query(*args).await,
     }
+}
+
+/// `kuroko query`: the answer as JSON, from the store or a reporter, then
+/// rendered the same way whichever it came from.
+async fn query(args: QueryArgs) -> anyhow::Result<()> {
+    let pairs = args.pairs();
+    let answer = match &args.server {
+        Some(server) => {
+            let body = fetch(server, args.question, &pairs, args.token.as_deref()).await?;
+            serde_json::from_str(&body).with_context(|| format!("reading the answer of {server}"))?
+        }
+        None => {
+            let mut settings = Config::load(args.config.as_deref())?;
+            settings.store = args.store.clone().unwrap_or(settings.store);
+            let store = open_for_query(&settings.store)?;
+            let owners = match &settings.owners {
+                Some(path) => Owners::load(path)?,
+                None => Owners::empty(),
+            };
+            let app = App::new(store, std::sync::Arc::new(owners), settings.base_url.clone(), None);
+            api::answer_now(&app, args.question, &pairs)
+                .map_err(|e| anyhow::anyhow!(e.message()))?
+                .1
+        }
+    };
+    print!("{}", api::render::render(args.question, &answer, args.format));
+    Ok(())
+}
+
+/// The store at `location` (a file that must exist, or a ClickHouse URL).
+fn open_for_query(location: &std::path::Path) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    use kuroko_reporter::store::clickhouse::ClickHouseStore;
+    let text = location.to_string_lossy();
+    if ClickHouseStore::is_url(&text) {
+        return Ok(std::sync::Arc::new(ClickHouseStore::connect(&text)?));
+    }
+    if !location.exists() {
+        anyhow::bail!(
+            "no store at {}: pass --store, or --config with a `store` key, or set KUROKO_STORE (or ask a reporter with --server)",
+            location.display()
+        );
+    }
+    let store = SqliteStore::open(location).with_context(|| format!("opening the store {}", location.display()))?;
+    Ok(std::sync::Arc::new(store))
+}
+
+/// The JSON answer of the reporter at `server`.
+async fn fetch(
+    server: &str,
+    question: Question,
+    pairs: &[(String, String)],
+    token: Option<&str>,
+) -> anyhow::Result<String> {
+    let url = format!("{}/api/v1/{}", server.trim_end_matches('/'), question.name());
+    let mut request = reqwest::Client::new()
+        .get(&url)
+        .query(pairs)
+        .query(&[("format", "json")]);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("asking the reporter at {server}; is it running there?"))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .with_context(|| format!("reading the answer of {server}"))?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or(body);
+        anyhow::bail!("{server} answered {status}: {message}");
+    }
+    Ok(body)
 }
 
 async fn report(what: ReportCommand) -> anyhow::Result<()> {

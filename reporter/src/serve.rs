@@ -1,12 +1,15 @@
-//! `kuroko serve`: the receivers in front of the store.
+//! `kuroko serve`: the receivers in front of the store, and the query API
+//! (`/api/v1`) on the OTLP/HTTP port.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use crate::app::App;
 use crate::config::Config;
 use crate::ingest::{grpc, http, Receiver};
+use crate::owners::Owners;
 use crate::store::clickhouse::ClickHouseStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
@@ -20,6 +23,9 @@ pub enum ServeError {
     /// The configuration could not be used.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// `owners.toml` is wrong: every problem with its file and line.
+    #[error(transparent)]
+    Owners(#[from] crate::owners::OwnersError),
     /// Delivery (schedule, owners, alerts) could not be set up.
     #[error(transparent)]
     Deliver(#[from] crate::deliver::DeliverError),
@@ -92,6 +98,7 @@ type Background = (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>);
 /// Opens the store and starts both receivers.
 pub async fn start(config: &Config) -> Result<Running, ServeError> {
     let (store, roller) = open_store(config)?;
+    let api = crate::api::router(app(config, store.clone())?);
     let (delivery_stop, delivery_task) = start_delivery(store.clone(), config)?;
     let token = config.ingest_token()?;
     if token.is_none() {
@@ -127,7 +134,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         }
     });
     let (http_stop, http_stopped) = oneshot::channel::<()>();
-    let app = http::router(receiver.clone(), config.max_body_bytes);
+    let app = http::router(receiver.clone(), config.max_body_bytes).merge(api);
     let http_task = tokio::spawn(async move {
         let shutdown = async {
             let _ = http_stopped.await;
@@ -145,6 +152,33 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         tasks: vec![grpc_task, http_task, delivery_task],
         roller: Some(roller),
     })
+}
+
+/// What the API and UI read: the store, `owners.toml` (refused with every
+/// problem's file and line; patterns matching no stored transaction are
+/// logged as warnings) and the query token.
+fn app(config: &Config, store: Arc<dyn Store>) -> Result<App, ServeError> {
+    let owners = match &config.owners {
+        Some(path) => Owners::load(path)?,
+        None => Owners::empty(),
+    };
+    let series: Vec<(String, String, String)> = store
+        .series()?
+        .into_iter()
+        .map(|key| (key.service, key.transaction, key.feature))
+        .collect();
+    if !series.is_empty() {
+        for warning in owners.unmatched_patterns(&series) {
+            tracing::warn!("{warning}");
+        }
+    }
+    let token = config.query_token()?;
+    if token.is_none() {
+        tracing::warn!(
+            "no query token set: anyone who can reach the HTTP port can read the API (set [auth] query_token_file)"
+        );
+    }
+    Ok(App::new(store, Arc::new(owners), config.base_url.clone(), token))
 }
 
 /// Drops ClickHouse partitions past retention every `rollup_interval_seconds`

@@ -1,0 +1,669 @@
+//! One question with its parameters, as the API and the CLI both take it:
+//! `key=value` pairs (a URL's query string, or `kuroko query`'s flags turned
+//! into the same pairs), checked here once so both report the same mistakes
+//! with the same words, and answered as JSON.
+//!
+//! The answer is a [`serde_json::Value`] made from the analysis' own types
+//! (regressions get a flat shape of their own here). The CLI renders that
+//! value whether it computed it or fetched it from a reporter, so both paths
+//! print the same thing.
+
+use serde::Serialize;
+
+use crate::analysis::endpoints::{ApdexRow, Group, Rank};
+use crate::analysis::errors::ErrorGroup;
+use crate::analysis::regressions::{self, Comparison, RegressionRow};
+use crate::analysis::scope::{parse_time, parse_window};
+use crate::analysis::stats::{Change, Outcome, RegressionRule};
+use crate::analysis::timeseries::Step;
+use crate::analysis::{Analysis, AnalysisError, Scope};
+use crate::owners::Owners;
+
+/// Rows returned when `limit` is not given.
+pub const DEFAULT_LIMIT: usize = 20;
+
+/// Slowest kept traces a breakdown lists when `traces` is not given.
+pub const DEFAULT_TRACES: usize = 5;
+
+/// The questions, each `GET /api/v1/<name>` and `kuroko query <name>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Question {
+    /// Slowest transactions (or features), by p95 unless `by` says otherwise.
+    Slowest,
+    /// Where the time goes: the slowest table ranked by time consumed.
+    Consumers,
+    /// Latency, throughput and errors per step.
+    Timeseries,
+    /// Where one transaction's time goes: database, external calls, code.
+    Breakdown,
+    /// What got slower, this period against the one before.
+    Regressions,
+    /// Error groups, against the window before.
+    Errors,
+    /// Apdex per transaction (or feature), worst first.
+    Apdex,
+}
+
+impl Question {
+    /// Every question, in the order the docs list them.
+    pub const ALL: [Question; 7] = [
+        Question::Slowest,
+        Question::Consumers,
+        Question::Timeseries,
+        Question::Breakdown,
+        Question::Regressions,
+        Question::Errors,
+        Question::Apdex,
+    ];
+
+    /// Its name in URLs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Question::Slowest => "slowest",
+            Question::Consumers => "consumers",
+            Question::Timeseries => "timeseries",
+            Question::Breakdown => "breakdown",
+            Question::Regressions => "regressions",
+            Question::Errors => "errors",
+            Question::Apdex => "apdex",
+        }
+    }
+
+    /// The window when `since` is not given: a day for errors (the morning
+    /// digest's question), a week for the rest.
+    pub fn default_since(self) -> &'static str {
+        match self {
+            Question::Errors => "24h",
+            _ => "7d",
+        }
+    }
+}
+
+/// Every parameter a question may take.
+pub const PARAMETERS: [&str; 21] = [
+    "since",
+    "until",
+    "service",
+    "host",
+    "environment",
+    "transaction",
+    "feature",
+    "team",
+    "by",
+    "group",
+    "step",
+    "limit",
+    "format",
+    "include",
+    "p_value",
+    "min_change",
+    "min_count",
+    "compare",
+    "baseline_since",
+    "baseline_until",
+    "traces",
+];
+
+/// How an answer is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for a terminal (the CLI only).
+    Table,
+    /// JSON, as the API returns it.
+    #[default]
+    Json,
+    /// CSV: one row per table row (per point for time series).
+    Csv,
+}
+
+/// A question that could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A parameter is wrong: the message says which and what to write.
+    #[error("{0}")]
+    Invalid(String),
+    /// The analysis failed: a wrong window or team (the caller's mistake),
+    /// or the store.
+    #[error(transparent)]
+    Analysis(#[from] AnalysisError),
+}
+
+impl QueryError {
+    /// Whether the caller can fix it by changing the parameters (HTTP 400),
+    /// rather than the store failing (HTTP 500).
+    pub fn is_caller_mistake(&self) -> bool {
+        !matches!(self, QueryError::Analysis(AnalysisError::Store(_)))
+    }
+
+    /// The message with its causes, for people: the store's errors name the
+    /// file first and SQLite's reason in their source.
+    pub fn message(&self) -> String {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        message
+    }
+}
+
+impl From<crate::analysis::scope::ScopeError> for QueryError {
+    fn from(error: crate::analysis::scope::ScopeError) -> Self {
+        QueryError::Analysis(error.into())
+    }
+}
+
+/// Which extra lists `regressions` returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Include {
+    /// What got faster.
+    pub improvements: bool,
+    /// What had too few runs in a period to be judged.
+    pub too_little_traffic: bool,
+}
+
+/// A question with its parameters checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Query {
+    /// The question.
+    pub question: Question,
+    /// Window and filters.
+    pub scope: Scope,
+    /// Ranking of slowest and consumers.
+    pub by: Rank,
+    /// Rows per transaction or per feature.
+    pub group: Group,
+    /// Time series step; `None` fits the window.
+    pub step: Option<Step>,
+    /// Most rows (groups, segments) returned.
+    pub limit: usize,
+    /// When a change is a regression.
+    pub rule: RegressionRule,
+    /// Extra lists of `regressions`.
+    pub include: Include,
+    /// The window errors are compared with.
+    pub baseline: Scope,
+    /// Kept traces listed by a breakdown.
+    pub traces: usize,
+    /// How the answer is written.
+    pub format: Format,
+}
+
+impl Query {
+    /// Checks `pairs` (URL query parameters, or the CLI's flags as the same
+    /// pairs) for `question`, with `now_minute` in unix minutes. Empty values
+    /// count as absent, so a web form's blank fields do no harm.
+    pub fn parse(
+        question: Question,
+        pairs: &[(String, String)],
+        owners: &Owners,
+        now_minute: i64,
+    ) -> Result<Query, QueryError> {
+        let mut given: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+        for (key, value) in pairs {
+            let Some(known) = PARAMETERS.iter().find(|p| **p == key.as_str()) else {
+                return Err(invalid(format!(
+                    "unknown parameter `{key}`: the parameters are {}",
+                    PARAMETERS.join(", ")
+                )));
+            };
+            let value = value.trim();
+            if value.is_empty() {
+                continue;
+            }
+            if given.insert(known, value).is_some() {
+                return Err(invalid(format!("`{key}` is given twice: give it once")));
+            }
+        }
+        let get = |key: &str| given.get(key).copied();
+        let text = |key: &str| get(key).map(str::to_owned);
+
+        let since = get("since").unwrap_or(question.default_since());
+        let (from, to) = parse_window(since, get("until"), now_minute)?;
+        let scope = Scope {
+            from,
+            to,
+            service: text("service"),
+            host: text("host"),
+            environment: text("environment"),
+            transaction: text("transaction"),
+            feature: text("feature"),
+            team: text("team"),
+        };
+        if scope.team.is_some() && owners.path().is_empty() {
+            return Err(invalid(
+                "`team` needs an owners file: set `owners = \"owners.toml\"` in kuroko.toml (kuroko query: --config)"
+                    .to_owned(),
+            ));
+        }
+        scope.check_team(owners)?;
+        if question == Question::Breakdown && (scope.service.is_none() || scope.transaction.is_none()) {
+            return Err(invalid(
+                "a breakdown is of one transaction: give `service` and `transaction` (e.g. service=api, transaction=GET /cards/{id}; `kuroko query slowest` lists them)".to_owned(),
+            ));
+        }
+
+        let default_rank = match question {
+            Question::Consumers => Rank::TimeConsumed,
+            _ => Rank::P95,
+        };
+        let by = get("by").map(parse_rank).transpose()?.unwrap_or(default_rank);
+        let group = match get("group") {
+            None | Some("transaction") => Group::Transaction,
+            Some("feature") => Group::Feature,
+            Some(other) => return Err(invalid(format!("`group={other}`: write `transaction` or `feature`"))),
+        };
+        let step = match get("step") {
+            None | Some("auto") => None,
+            Some("minute") => Some(Step::Minute),
+            Some("hour") => Some(Step::Hour),
+            Some("day") => Some(Step::Day),
+            Some(other) => return Err(invalid(format!("`step={other}`: write `minute`, `hour` or `day`"))),
+        };
+        let limit = number::<usize>(get("limit"), "limit", "a count of rows such as 20")?.unwrap_or(DEFAULT_LIMIT);
+        let traces = number::<usize>(get("traces"), "traces", "a count such as 5")?.unwrap_or(DEFAULT_TRACES);
+
+        let defaults = RegressionRule::default();
+        let rule = RegressionRule {
+            p_value: number::<f64>(get("p_value"), "p_value", "a probability such as 0.01")?
+                .map(|p| in_range(p, "p_value", p > 0.0 && p <= 1.0, "above 0 and at most 1"))
+                .transpose()?
+                .unwrap_or(defaults.p_value),
+            min_change: number::<f64>(get("min_change"), "min_change", "a fraction such as 0.1 (10%)")?
+                .map(|c| in_range(c, "min_change", c >= 0.0 && c.is_finite(), "0 or more"))
+                .transpose()?
+                .unwrap_or(defaults.min_change),
+            min_count: number::<u64>(get("min_count"), "min_count", "a count of runs such as 100")?
+                .unwrap_or(defaults.min_count),
+        };
+        let include = parse_include(get("include"))?;
+        let baseline = baseline(
+            &scope,
+            get("compare"),
+            get("baseline_since"),
+            get("baseline_until"),
+            now_minute,
+        )?;
+        let format = match get("format") {
+            None | Some("json") => Format::Json,
+            Some("csv") => Format::Csv,
+            Some("table") => Format::Table,
+            Some(other) => return Err(invalid(format!("`format={other}`: write `json` or `csv`"))),
+        };
+        Ok(Query {
+            question,
+            scope,
+            by,
+            group,
+            step,
+            limit,
+            rule,
+            include,
+            baseline,
+            traces,
+            format,
+        })
+    }
+
+    /// Asks the question. Blocking: the store is read synchronously.
+    pub fn answer(&self, analysis: &Analysis<'_>) -> Result<serde_json::Value, QueryError> {
+        let scope = &self.scope;
+        let value = match self.question {
+            Question::Slowest | Question::Consumers => {
+                json(&analysis.slowest_grouped(scope, self.group, self.by, self.limit)?)
+            }
+            Question::Timeseries => json(&analysis.timeseries(scope, self.group, self.step)?),
+            Question::Breakdown => {
+                // Checked in `parse`.
+                let service = scope.service.as_deref().unwrap_or_default();
+                let transaction = scope.transaction.as_deref().unwrap_or_default();
+                let mut breakdown = analysis.breakdown(scope, service, transaction, self.traces)?;
+                breakdown.segments.truncate(self.limit);
+                json(&breakdown)
+            }
+            Question::Regressions => {
+                let group = match self.group {
+                    Group::Transaction => regressions::Group::Transaction,
+                    Group::Feature => regressions::Group::Feature,
+                };
+                let comparison = analysis.compare(scope, &self.rule, group)?;
+                json(&RegressionsAnswer::new(self, comparison))
+            }
+            Question::Errors => {
+                let mut groups = analysis.errors_against(scope, &self.baseline)?;
+                let total_groups = groups.len();
+                groups.truncate(self.limit);
+                json(&ErrorsAnswer {
+                    scope: scope.clone(),
+                    baseline: self.baseline.clone(),
+                    groups,
+                    total_groups,
+                })
+            }
+            Question::Apdex => {
+                let mut rows = analysis.apdex(scope, self.group)?;
+                let total_rows = rows.len();
+                rows.truncate(self.limit);
+                json(&ApdexAnswer {
+                    scope: scope.clone(),
+                    group: self.group,
+                    estimated: rows.iter().any(|r| r.estimated),
+                    rows,
+                    total_rows,
+                })
+            }
+        };
+        Ok(value)
+    }
+}
+
+/// `value` as JSON; the analysis' types hold only strings, numbers, options
+/// and lists, so this cannot fail (a non-finite number becomes `null`).
+fn json(value: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+fn invalid(message: String) -> QueryError {
+    QueryError::Invalid(message)
+}
+
+fn number<T: std::str::FromStr>(value: Option<&str>, key: &str, expected: &str) -> Result<Option<T>, QueryError> {
+    value
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|_| invalid(format!("`{key}={v}` is not a number: write {expected}")))
+        })
+        .transpose()
+}
+
+fn in_range(value: f64, key: &str, fits: bool, range: &str) -> Result<f64, QueryError> {
+    if fits {
+        Ok(value)
+    } else {
+        Err(invalid(format!("`{key}={value}` is out of range: it must be {range}")))
+    }
+}
+
+fn parse_rank(text: &str) -> Result<Rank, QueryError> {
+    Ok(match text {
+        "p50" | "median" => Rank::P50,
+        "p95" => Rank::P95,
+        "p99" => Rank::P99,
+        "average" | "mean" => Rank::Average,
+        "apdex" => Rank::Apdex,
+        "time" | "time_consumed" => Rank::TimeConsumed,
+        other => {
+            return Err(invalid(format!(
+                "`by={other}`: write p50, p95, p99, average, apdex or time (time consumed)"
+            )))
+        }
+    })
+}
+
+fn parse_include(text: Option<&str>) -> Result<Include, QueryError> {
+    let mut include = Include::default();
+    for part in text
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        match part {
+            "improvements" => include.improvements = true,
+            "too_little_traffic" => include.too_little_traffic = true,
+            "all" => {
+                include.improvements = true;
+                include.too_little_traffic = true;
+            }
+            other => {
+                return Err(invalid(format!(
+                    "`include={other}`: write improvements, too_little_traffic or all (comma-separated)"
+                )))
+            }
+        }
+    }
+    Ok(include)
+}
+
+/// The window errors are compared with: `baseline_since`..`baseline_until`
+/// when given, else `compare=previous` (the window just before, default) or
+/// `compare=week` (the same window a week earlier).
+fn baseline(
+    scope: &Scope,
+    compare: Option<&str>,
+    since: Option<&str>,
+    until: Option<&str>,
+    now_minute: i64,
+) -> Result<Scope, QueryError> {
+    match (since, until, compare) {
+        (Some(since), until, None) => {
+            let (from, to) = parse_window(since, until, now_minute)?;
+            Ok(Scope { from, to, ..scope.clone() })
+        }
+        (None, Some(until), _) => {
+            // Checked only to say what is missing.
+            parse_time(until, now_minute)?;
+            Err(invalid("`baseline_until` needs `baseline_since`".to_owned()))
+        }
+        (Some(_), _, Some(_)) => Err(invalid(
+            "give either `compare` or `baseline_since`/`baseline_until`, not both".to_owned(),
+        )),
+        (None, None, None | Some("previous")) => Ok(scope.previous()),
+        (None, None, Some("week")) => Ok(Scope {
+            from: scope.from - regressions::WEEK_MINUTES,
+            to: scope.to - regressions::WEEK_MINUTES,
+            ..scope.clone()
+        }),
+        (None, None, Some(other)) => Err(invalid(format!(
+            "`compare={other}`: write `previous` (the window just before) or `week` (the same window a week earlier), or give baseline_since and baseline_until"
+        ))),
+    }
+}
+
+/// `GET /api/v1/errors`.
+#[derive(Serialize)]
+struct ErrorsAnswer {
+    scope: Scope,
+    baseline: Scope,
+    groups: Vec<ErrorGroup>,
+    total_groups: usize,
+}
+
+/// `GET /api/v1/apdex`.
+#[derive(Serialize)]
+struct ApdexAnswer {
+    scope: Scope,
+    group: Group,
+    rows: Vec<ApdexRow>,
+    total_rows: usize,
+    estimated: bool,
+}
+
+/// `GET /api/v1/regressions`: the comparison, flattened for JSON and CSV.
+#[derive(Serialize)]
+struct RegressionsAnswer {
+    scope: Scope,
+    previous: Scope,
+    group: Group,
+    rule: Rule,
+    counts: Counts,
+    regressions: Vec<Judged>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    improvements: Option<Vec<Judged>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    too_little_traffic: Option<Vec<Judged>>,
+}
+
+#[derive(Serialize)]
+struct Rule {
+    p_value: f64,
+    min_change: f64,
+    min_count: u64,
+}
+
+#[derive(Serialize)]
+struct Counts {
+    regressions: usize,
+    improvements: usize,
+    too_little_traffic: usize,
+    unchanged: usize,
+}
+
+/// One judged transaction or feature.
+#[derive(Serialize)]
+struct Judged {
+    service: String,
+    transaction: String,
+    feature: Option<String>,
+    environment: String,
+    team: Option<String>,
+    outcome: &'static str,
+    trigger: Option<TriggerJson>,
+    p50: Change2,
+    p95: Change2,
+    p99: Change2,
+    mean: Change2,
+    previous_count: u64,
+    current_count: u64,
+    impact_seconds: f64,
+    estimated: bool,
+}
+
+#[derive(Serialize)]
+struct TriggerJson {
+    metric: String,
+    relative: f64,
+    test: String,
+    p_value: f64,
+    summary: String,
+}
+
+/// A metric in both periods (the analysis' [`Change`], serialisable).
+#[derive(Serialize)]
+struct Change2 {
+    previous: f64,
+    current: f64,
+    relative: Option<f64>,
+}
+
+impl From<Change> for Change2 {
+    fn from(change: Change) -> Self {
+        Change2 {
+            previous: change.previous,
+            current: change.current,
+            relative: change.relative,
+        }
+    }
+}
+
+impl RegressionsAnswer {
+    fn new(query: &Query, comparison: Comparison) -> Self {
+        let rows = |list: Vec<RegressionRow>| list.into_iter().take(query.limit).map(judged).collect();
+        let counts = Counts {
+            regressions: comparison.regressions.len(),
+            improvements: comparison.improvements.len(),
+            too_little_traffic: comparison.too_little_traffic.len(),
+            unchanged: comparison.unchanged,
+        };
+        RegressionsAnswer {
+            scope: query.scope.clone(),
+            previous: query.scope.previous(),
+            group: query.group,
+            rule: Rule {
+                p_value: query.rule.p_value,
+                min_change: query.rule.min_change,
+                min_count: query.rule.min_count,
+            },
+            counts,
+            regressions: rows(comparison.regressions),
+            improvements: query.include.improvements.then(|| rows(comparison.improvements)),
+            too_little_traffic: query
+                .include
+                .too_little_traffic
+                .then(|| rows(comparison.too_little_traffic)),
+        }
+    }
+}
+
+fn judged(row: RegressionRow) -> Judged {
+    let verdict = row.verdict;
+    Judged {
+        service: row.service,
+        transaction: row.transaction,
+        feature: row.feature,
+        environment: row.environment,
+        team: row.team,
+        outcome: match verdict.outcome {
+            Outcome::Regression => "regression",
+            Outcome::Improvement => "improvement",
+            Outcome::NoChange => "no_change",
+            Outcome::TooLittleTraffic => "too_little_traffic",
+        },
+        trigger: verdict.trigger.map(|t| TriggerJson {
+            metric: t.metric.to_string(),
+            relative: t.relative,
+            test: t.test.to_string(),
+            p_value: t.p_value,
+            summary: t.to_string(),
+        }),
+        p50: verdict.changes.p50.into(),
+        p95: verdict.changes.p95.into(),
+        p99: verdict.changes.p99.into(),
+        mean: verdict.changes.mean.into(),
+        previous_count: verdict.previous_count,
+        current_count: verdict.current_count,
+        impact_seconds: verdict.impact_seconds,
+        estimated: verdict.estimated,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 29_000_000;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn parse(question: Question, list: &[(&str, &str)]) -> Result<Query, QueryError> {
+        Query::parse(question, &pairs(list), &Owners::empty(), NOW)
+    }
+
+    #[test]
+    fn defaults_fit_the_question() {
+        let slowest = parse(Question::Slowest, &[]).unwrap();
+        assert_eq!((slowest.scope.from, slowest.scope.to), (NOW - 7 * 1_440, NOW));
+        assert_eq!((slowest.by, slowest.limit), (Rank::P95, DEFAULT_LIMIT));
+        assert_eq!(parse(Question::Consumers, &[]).unwrap().by, Rank::TimeConsumed);
+        let errors = parse(Question::Errors, &[]).unwrap();
+        assert_eq!(errors.scope.from, NOW - 1_440, "a day of errors");
+        assert_eq!(errors.baseline, errors.scope.previous());
+        let week = parse(Question::Errors, &[("compare", "week")]).unwrap();
+        assert_eq!(week.baseline.to, NOW - 7 * 1_440);
+        let blank = parse(Question::Slowest, &[("service", ""), ("by", "time")]).unwrap();
+        assert_eq!((blank.scope.service, blank.by), (None, Rank::TimeConsumed));
+    }
+
+    #[test]
+    fn mistakes_say_what_to_write() {
+        let message = |list: &[(&str, &str)]| parse(Question::Slowest, list).unwrap_err().to_string();
+        assert!(message(&[("since", "yesterday")]).contains("`yesterday` is not a time"));
+        assert!(message(&[("by", "p42")]).contains("write p50, p95"));
+        assert!(message(&[("limt", "5")]).contains("unknown parameter `limt`"));
+        assert!(message(&[("limit", "five")]).contains("`limit=five` is not a number"));
+        assert!(message(&[("team", "shop")]).contains("needs an owners file"));
+        assert!(message(&[("host", "a"), ("host", "b")]).contains("given twice"));
+        let breakdown = parse(Question::Breakdown, &[("service", "api")]).unwrap_err();
+        assert!(breakdown.to_string().contains("give `service` and `transaction`"));
+        assert!(breakdown.is_caller_mistake());
+        let rule = parse(Question::Regressions, &[("p_value", "2")]).unwrap_err();
+        assert!(rule.to_string().contains("out of range"), "{rule}");
+    }
+}
