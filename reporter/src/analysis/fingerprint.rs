@@ -72,15 +72,16 @@ pub fn fingerprint(error_type: &str, message: &str, location: &str, custom: Opti
     // change it, so old and new groups never collide by accident. Fields are
     // separated by 0xff, a byte UTF-8 never contains.
     //
-    // An id may be all digits (`5f3c9a1e` one time, `48213907` the next) or
-    // carry letters: `<num>`, `<hex>` and `<id>` are one kind of value to the
-    // id, so such a message stays one group (the title keeps what it saw).
+    // An id may be all digits (`5f3c9a1e` one time, `48213907` the next),
+    // carry letters, or even read as a duration (`8650081d`): to the id,
+    // `<num>`, `<hex>`, `<id>` and `<duration>` are one kind of value, so such
+    // a message stays one group (the title keeps what it saw).
     let id = match custom {
         Some(custom) => fnv1a64(&[b"kuroko-fp-custom-1", custom.as_bytes()]),
         None => fnv1a64(&[
             b"kuroko-fp-2",
             error_type.as_bytes(),
-            message.replace("<hex>", "<num>").replace("<id>", "<num>").as_bytes(),
+            id_shape(&message).as_bytes(),
             location.as_bytes(),
         ]),
     };
@@ -90,6 +91,14 @@ pub fn fingerprint(error_type: &str, message: &str, location: &str, custom: Opti
         location,
         custom: custom.is_some(),
     }
+}
+
+/// The normalised message as the id reads it: the placeholders of values
+/// that one id can take in turn made one.
+fn id_shape(message: &str) -> String {
+    ["<hex>", "<id>", "<duration>"]
+        .iter()
+        .fold(message.to_owned(), |shaped, kind| shaped.replace(kind, "<num>"))
 }
 
 /// The message with every variable value replaced by a placeholder

@@ -81,7 +81,14 @@ impl Journal {
 
     /// Reads the segments after `flushed_through` in `dir` (creating it),
     /// and opens a new segment after every existing one for appending.
+    #[cfg(test)]
     pub(crate) fn open(dir: &Path, flushed_through: u64) -> io::Result<(Journal, Vec<Segment>)> {
+        Journal::open_locked(dir, flushed_through, Journal::lock(dir)?)
+    }
+
+    /// Takes the journal's lock (creating `dir`): an error of kind
+    /// [`io::ErrorKind::WouldBlock`] when another process holds it.
+    pub(crate) fn lock(dir: &Path) -> io::Result<File> {
         fs::create_dir_all(dir)?;
         let lock = OpenOptions::new()
             .create(true)
@@ -98,6 +105,11 @@ impl Journal {
             }
             Err(fs::TryLockError::Error(error)) => return Err(error),
         }
+        Ok(lock)
+    }
+
+    /// [`Journal::open`] with the lock [`Journal::lock`] took.
+    pub(crate) fn open_locked(dir: &Path, flushed_through: u64, lock: File) -> io::Result<(Journal, Vec<Segment>)> {
         let numbers = segments(dir)?;
         let mut unflushed = Vec::new();
         for &number in &numbers {
@@ -106,7 +118,14 @@ impl Journal {
                 fs::remove_file(segment_path(dir, number))?;
                 continue;
             }
-            unflushed.push(read_segment(dir, number)?);
+            let segment = read_segment(dir, number)?;
+            if segment.records.is_empty() {
+                // Nothing acknowledged in it (a reporter stopped with nothing
+                // pending, or mid-way through its first append).
+                fs::remove_file(segment_path(dir, number))?;
+                continue;
+            }
+            unflushed.push(segment);
         }
         let segment = numbers.last().copied().unwrap_or(0).max(flushed_through) + 1;
         let journal = Journal {

@@ -151,13 +151,31 @@ impl SqliteStore {
             path: name.clone(),
             source,
         };
+        let journal_error = |source| StoreError::Journal {
+            path: Journal::dir_of(path).display().to_string(),
+            source,
+        };
+        // Whoever owns the journal owns the schema too; another process (a
+        // running reporter's CLI neighbours) only reads, and writes nothing
+        // that could wait on the owner's transactions.
+        let lock = match Journal::lock(&Journal::dir_of(path)) {
+            Ok(lock) => Some(lock),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                tracing::debug!(store = %name, "another process is writing this store; opened without ingest");
+                None
+            }
+            Err(source) => return Err(journal_error(source)),
+        };
         let connection = Connection::open(path).map_err(error)?;
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+            .execute_batch("PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
             .map_err(error)?;
-        connection.execute_batch(SCHEMA).map_err(error)?;
-        connection.execute_batch(DELIVERY_SCHEMA).map_err(error)?;
-        migrate(&connection).map_err(error)?;
+        if lock.is_some() {
+            connection.execute_batch("PRAGMA journal_mode = WAL;").map_err(error)?;
+            connection.execute_batch(SCHEMA).map_err(error)?;
+            connection.execute_batch(DELIVERY_SCHEMA).map_err(error)?;
+            migrate(&connection).map_err(error)?;
+        }
         let found: Option<i64> = connection
             .query_row(
                 "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'",
@@ -174,8 +192,9 @@ impl SqliteStore {
                     supported: SCHEMA_VERSION,
                 });
             }
-            // Version 1 lacked only the inbox, which SCHEMA has just created.
-            _ => {
+            // Older versions were brought up to date by `migrate` (the owner
+            // of the journal writes; others only read).
+            _ if lock.is_some() => {
                 connection
                     .execute(
                         "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -183,6 +202,7 @@ impl SqliteStore {
                     )
                     .map_err(error)?;
             }
+            _ => {}
         }
         let progress = |key: &str| -> Result<Option<i64>, StoreError> {
             connection
@@ -204,21 +224,16 @@ impl SqliteStore {
             }
         }
         let flushed_through = progress("journal_flushed_through")?.unwrap_or(0);
-        let (journal, unflushed) =
-            match Journal::open(&Journal::dir_of(path), u64::try_from(flushed_through).unwrap_or(0)) {
-                Ok((journal, unflushed)) => (Some(journal), unflushed),
-                // A running reporter owns the journal: read what it has flushed.
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                    tracing::debug!(store = %name, "another process is writing this store; opened without ingest");
-                    (None, Vec::new())
-                }
-                Err(source) => {
-                    return Err(StoreError::Journal {
-                        path: Journal::dir_of(path).display().to_string(),
-                        source,
-                    })
-                }
-            };
+        let (journal, unflushed) = match lock {
+            Some(lock) => {
+                let flushed_through = u64::try_from(flushed_through).unwrap_or(0);
+                let (journal, unflushed) =
+                    Journal::open_locked(&Journal::dir_of(path), flushed_through, lock).map_err(journal_error)?;
+                (Some(journal), unflushed)
+            }
+            // A running reporter owns the journal: read what it has flushed.
+            None => (None, Vec::new()),
+        };
         let store = SqliteStore {
             path: name,
             connection: Mutex::new(connection),
