@@ -235,17 +235,30 @@ enum ReportCommand {
     Digest(SendArgs),
 }
 
-/// For a scheduler outside kuroko (cron, a Kubernetes CronJob): the
-/// delivery is claimed in the store's ledger, so it is never sent twice,
-/// even with `kuroko serve` running on the same store.
+/// For a scheduler outside kuroko (cron, a Kubernetes CronJob): with
+/// --send the delivery is claimed in the store's ledger, so it is never sent
+/// twice, even with `kuroko serve` running on the same store. With --dry-run
+/// it is written to --out for preview and sent to no one.
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  kuroko report weekly --team payments --dry-run --out preview/ --period 2026-W47\n  \
+                  kuroko report digest --dry-run --out preview/ --period 2026-11-29\n  \
+                  kuroko report weekly --send"
+)]
 struct SendArgs {
     /// TOML configuration file (owners, [smtp], [digest], [schedule]).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Send it (required: there is no preview here yet).
-    #[arg(long)]
+    /// Send it.
+    #[arg(long, conflicts_with = "dry_run")]
     send: bool,
+    /// Write it to --out instead (weekly: HTML, text and charts; digest:
+    /// text, HTML and the chat payloads) and send nothing.
+    #[arg(long, requires = "out")]
+    dry_run: bool,
+    /// The directory --dry-run writes into (created if missing).
+    #[arg(long, requires = "dry_run")]
+    out: Option<PathBuf>,
     /// Only this team (weekly).
     #[arg(long)]
     team: Option<String>,
@@ -415,8 +428,8 @@ async fn report(what: ReportCommand) -> anyhow::Result<()> {
         ReportCommand::Weekly(args) => (args, Report::Weekly),
         ReportCommand::Digest(args) => (args, Report::Digest),
     };
-    if !args.send {
-        anyhow::bail!("pass --send to deliver the {kind} report now");
+    if !args.send && !args.dry_run {
+        anyhow::bail!("pass --send to deliver the {kind} report now, or --dry-run --out DIR to preview it");
     }
     let settings = Config::load(args.config.as_deref())?;
     let period = args.period.as_deref().map(str::parse).transpose()?;
@@ -424,12 +437,21 @@ async fn report(what: ReportCommand) -> anyhow::Result<()> {
         kuroko_reporter::store::sqlite::SqliteStore::open(&settings.store)
             .with_context(|| format!("opening the store {}", settings.store.display()))?,
     );
-    let runner = deliver::Runner::new(
-        store,
-        deliver::Settings::from_config(&settings)?,
-        deliver::placeholder_producer(),
-        deliver::holder_id("cli"),
-    );
+    let delivery = deliver::Settings::from_config(&settings)?;
+    if let (true, Some(out)) = (args.dry_run, &args.out) {
+        let period = match period {
+            Some(period) => period,
+            None => deliver::latest_period(&delivery, kind, jiff::Timestamp::now())?,
+        };
+        let written = deliver::write_preview(store.as_ref(), &delivery, kind, args.team.as_deref(), period, out)
+            .map_err(|e| anyhow::anyhow!("previewing the {kind} report for {period}: {e}"))?;
+        for path in written {
+            println!("{}", path.display());
+        }
+        return Ok(());
+    }
+    let producer = deliver::analysis_producer(store.clone(), std::sync::Arc::new(delivery.owners.clone()));
+    let runner = deliver::Runner::new(store, delivery, producer, deliver::holder_id("cli"));
     let rows = runner
         .send_now(kind, args.team.as_deref(), period, args.force, jiff::Timestamp::now())
         .await?;

@@ -255,19 +255,15 @@ fn start_roller(store: Arc<SqliteStore>, config: &Config) -> Result<Background, 
 /// Sends scheduled reports and evaluates alerts once a minute (see
 /// [`crate::deliver`]). Each pass runs on its own task, so a slow mail
 /// server never delays the next minute; the ledger keeps overlapping passes
-/// from sending anything twice. The content comes from the placeholder
-/// producer until the analysis-backed one is wired in.
+/// from sending anything twice. The content comes from the analysis layer
+/// over the same store.
 fn start_delivery(
     store: Arc<dyn Store>,
     config: &Config,
 ) -> Result<(oneshot::Sender<()>, tokio::task::JoinHandle<()>), ServeError> {
     let settings = crate::deliver::Settings::from_config(config)?;
-    let runner = crate::deliver::Runner::new(
-        store,
-        settings,
-        crate::deliver::placeholder_producer(),
-        crate::deliver::holder_id("serve"),
-    );
+    let producer = crate::deliver::analysis_producer(store.clone(), Arc::new(settings.owners.clone()));
+    let runner = crate::deliver::Runner::new(store, settings, producer, crate::deliver::holder_id("serve"));
     let (stop, mut stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         loop {

@@ -7,8 +7,9 @@
 //! restarts, replicas and `kuroko report … --send`; [`alerts`] evaluates
 //! rules. The [`Runner`] ties them together: every minute `kuroko serve`
 //! calls [`Runner::tick`], which for each due report and target claims the
-//! delivery in the ledger, asks the [`Producer`] for the content (the
-//! analysis layer plugs in there; this module only knows "a job that
+//! delivery in the ledger, asks the [`Producer`] for the content
+//! ([`analysis_producer`] builds it from the store through
+//! [`crate::report::build`]; the runner itself only knows "a job that
 //! produces something to send"), sends it — email through
 //! [`crate::report::mail::send`] on a blocking thread, chat through
 //! [`crate::report::webhook::post_json`], both retried with backoff — and
@@ -39,6 +40,7 @@ pub mod alerts;
 pub mod ledger;
 pub mod schedule;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,10 +50,12 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::Message;
 use serde::Deserialize;
 
+use crate::analysis::Analysis;
 use crate::config::{Config, Secret};
 use crate::owners::{Owners, OwnersError};
 use crate::report::mail::{self, MailError, SmtpConfig};
 use crate::report::webhook::{self, WebhookError};
+use crate::report::{build, chart, digest, weekly};
 use crate::store::{Store, StoreError};
 use alerts::{AlertError, AlertRule};
 use ledger::{LedgerEntry, LedgerStatus};
@@ -626,37 +630,10 @@ impl Runner {
         now: Timestamp,
     ) -> Result<Vec<LedgerEntry>, DeliverError> {
         let settings = &self.inner.settings;
-        let fallback;
-        let cadence = match settings.schedule.cadence(report) {
-            Some(cadence) => cadence,
-            None => {
-                // The report is off in the schedule: its default time still
-                // says when a period is due, for the late flag.
-                fallback = Schedule::from_config(&ScheduleConfig {
-                    time_zone: settings.schedule.time_zone_name.clone(),
-                    ..ScheduleConfig::default()
-                })?;
-                fallback
-                    .cadence(report)
-                    .ok_or_else(|| DeliverError::Usage("no default schedule".to_owned()))?
-            }
-        };
+        let cadence = cadence_or_default(settings, report)?;
         let (period, scheduled_at) = match period {
             Some(period) => {
-                let matches_kind = matches!(
-                    (report, period),
-                    (Report::Weekly, Period::Week { .. }) | (Report::Digest, Period::Day(_))
-                );
-                if !matches_kind {
-                    return Err(DeliverError::Usage(format!(
-                        "the {report} report covers {}, not {period}",
-                        if report == Report::Weekly {
-                            "an ISO week such as 2026-W11"
-                        } else {
-                            "a day such as 2026-03-15"
-                        }
-                    )));
-                }
+                check_period(report, &period)?;
                 (period, cadence.scheduled_for(&period).unwrap_or(now))
             }
             None => cadence
@@ -927,48 +904,173 @@ pub fn holder_id(role: &str) -> String {
     )
 }
 
-/// A producer that makes each report from empty view models: it proves the
-/// machinery end to end until the analysis-backed producer replaces it.
-pub fn placeholder_producer() -> Producer {
-    use crate::report::{chart, digest, weekly};
-    Arc::new(|job: &Job| {
-        let mut out = Outgoing::default();
+/// The producer `kuroko serve` and `kuroko report … --send` use: each job's
+/// report built from `store` by the analysis layer
+/// ([`crate::report::build`]), with features and teams from `owners`, and
+/// rendered for the job's channels.
+pub fn analysis_producer(store: Arc<dyn Store>, owners: Arc<Owners>) -> Producer {
+    Arc::new(move |job: &Job| {
+        let analysis = Analysis::new(store.as_ref(), &owners);
         match job.report {
             Report::Weekly => {
-                let report = weekly::WeeklyReport {
-                    team: job.team.clone().unwrap_or_default(),
-                    week_start: job.period.first_day()?.to_string(),
-                    week_end: job.period.end_day()?.yesterday()?.to_string(),
-                    base_url: job.base_url.clone(),
-                    ..weekly::WeeklyReport::default()
-                };
-                if job.channels.contains(&Channel::Email) {
-                    let charts = chart::render_charts(&report)?;
-                    out.email = Some(mail::build_message(&report, &job.email_to, &job.from, &charts)?);
-                }
+                let team = job.team.as_deref().ok_or("the weekly report is made for a team")?;
+                let report = build::weekly(&analysis, team, &job.period, &job.time_zone, &job.base_url)?;
+                weekly_outgoing(&report, job)
             }
             Report::Digest => {
-                let view = digest::Digest {
-                    day: job.period.to_string(),
-                    time_zone: job.time_zone_name.clone(),
-                    base_url: job.base_url.clone(),
-                    ..digest::Digest::default()
-                };
-                if job.channels.contains(&Channel::Chat) {
-                    out.chat = digest::slack_messages(&view, digest::SlackLimits::default());
-                }
-                if job.channels.contains(&Channel::Email) {
-                    let subject = format!("Kuroko error digest for {}", view.day);
-                    out.email = Some(html_message(
-                        &job.from,
-                        &job.email_to,
-                        &subject,
-                        &digest::render_text(&view),
-                        Some(digest::render_html(&view)),
-                    )?);
-                }
+                let view = build::digest(&analysis, &job.period, &job.time_zone, &job.base_url)?;
+                digest_outgoing(&view, job)
             }
         }
-        Ok(out)
     })
+}
+
+/// A producer that makes each report from empty view models, for tests of
+/// the delivery machinery that need no data.
+pub fn placeholder_producer() -> Producer {
+    Arc::new(|job: &Job| match job.report {
+        Report::Weekly => {
+            let report = weekly::WeeklyReport {
+                team: job.team.clone().unwrap_or_default(),
+                week_start: job.period.first_day()?.to_string(),
+                week_end: job.period.end_day()?.yesterday()?.to_string(),
+                base_url: job.base_url.clone(),
+                ..weekly::WeeklyReport::default()
+            };
+            weekly_outgoing(&report, job)
+        }
+        Report::Digest => {
+            let view = digest::Digest {
+                day: job.period.to_string(),
+                time_zone: job.time_zone_name.clone(),
+                base_url: job.base_url.clone(),
+                ..digest::Digest::default()
+            };
+            digest_outgoing(&view, job)
+        }
+    })
+}
+
+/// The weekly report as the job's email, charts inline.
+fn weekly_outgoing(report: &weekly::WeeklyReport, job: &Job) -> Result<Outgoing, ProduceError> {
+    let mut out = Outgoing::default();
+    if job.channels.contains(&Channel::Email) {
+        let charts = chart::render_charts(report)?;
+        out.email = Some(mail::build_message(report, &job.email_to, &job.from, &charts)?);
+    }
+    Ok(out)
+}
+
+/// The digest's subject line.
+fn digest_subject(view: &digest::Digest) -> String {
+    let day: String = view.day.chars().filter(|c| !c.is_control()).collect();
+    format!("Kuroko error digest for {day}")
+}
+
+/// The digest as the job's chat messages and email.
+fn digest_outgoing(view: &digest::Digest, job: &Job) -> Result<Outgoing, ProduceError> {
+    let mut out = Outgoing::default();
+    if job.channels.contains(&Channel::Chat) {
+        out.chat = digest::slack_messages(view, digest::SlackLimits::default());
+    }
+    if job.channels.contains(&Channel::Email) {
+        out.email = Some(html_message(
+            &job.from,
+            &job.email_to,
+            &digest_subject(view),
+            &digest::render_text(view),
+            Some(digest::render_html(view)),
+        )?);
+    }
+    Ok(out)
+}
+
+/// Checks that `period` is what `report` covers: an ISO week for weekly, a
+/// day for the digest.
+pub fn check_period(report: Report, period: &Period) -> Result<(), DeliverError> {
+    match (report, period) {
+        (Report::Weekly, Period::Week { .. }) | (Report::Digest, Period::Day(_)) => Ok(()),
+        _ => Err(DeliverError::Usage(format!(
+            "the {report} report covers {}, not {period}",
+            if report == Report::Weekly {
+                "an ISO week such as 2026-W11"
+            } else {
+                "a day such as 2026-03-15"
+            }
+        ))),
+    }
+}
+
+/// `report`'s cadence, or its default one (in the configured time zone)
+/// when the schedule has it off: it still says which period is the latest.
+fn cadence_or_default(settings: &Settings, report: Report) -> Result<schedule::Cadence, DeliverError> {
+    if let Some(cadence) = settings.schedule.cadence(report) {
+        return Ok(cadence.clone());
+    }
+    Schedule::from_config(&ScheduleConfig {
+        time_zone: settings.schedule.time_zone_name.clone(),
+        ..ScheduleConfig::default()
+    })?
+    .cadence(report)
+    .cloned()
+    .ok_or_else(|| DeliverError::Usage("no default schedule".to_owned()))
+}
+
+/// The latest period of `report` scheduled at or before `now`.
+pub fn latest_period(settings: &Settings, report: Report, now: Timestamp) -> Result<Period, DeliverError> {
+    cadence_or_default(settings, report)?
+        .latest(now)
+        .map(|(period, _)| period)
+        .ok_or_else(|| DeliverError::Usage("no scheduled period before now".to_owned()))
+}
+
+/// Writes into `dir` (created if missing) what would be sent for `report`
+/// over `period`, sending nothing, and returns the files written: for the
+/// weekly report of `team`, `report.html`, `report.txt` and the charts
+/// ([`mail::write_preview`]); for the digest, `digest.txt`, `digest.html`
+/// and the chat payloads `slack-1.json`, ….
+pub fn write_preview(
+    store: &dyn Store,
+    settings: &Settings,
+    report: Report,
+    team: Option<&str>,
+    period: Period,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, ProduceError> {
+    check_period(report, &period)?;
+    let analysis = Analysis::new(store, &settings.owners);
+    let tz = &settings.schedule.time_zone;
+    match report {
+        Report::Weekly => {
+            let team =
+                team.ok_or_else(|| DeliverError::Usage("--team is needed to preview the weekly report".into()))?;
+            let view = build::weekly(&analysis, team, &period, tz, &settings.base_url)?;
+            let charts = chart::render_charts(&view)?;
+            Ok(mail::write_preview(dir, &view, &charts)?)
+        }
+        Report::Digest => {
+            if team.is_some() {
+                return Err(DeliverError::Usage("the digest is company-wide; --team applies to weekly".into()).into());
+            }
+            let view = build::digest(&analysis, &period, tz, &settings.base_url)?;
+            std::fs::create_dir_all(dir)?;
+            let mut files: Vec<(String, String)> = vec![
+                ("digest.txt".into(), digest::render_text(&view)),
+                ("digest.html".into(), digest::render_html(&view)),
+            ];
+            for (i, message) in digest::slack_messages(&view, digest::SlackLimits::default())
+                .iter()
+                .enumerate()
+            {
+                files.push((format!("slack-{}.json", i + 1), serde_json::to_string_pretty(message)?));
+            }
+            let mut written = Vec::with_capacity(files.len());
+            for (name, contents) in files {
+                let path = dir.join(name);
+                std::fs::write(&path, contents)?;
+                written.push(path);
+            }
+            Ok(written)
+        }
+    }
 }

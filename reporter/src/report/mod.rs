@@ -2,6 +2,7 @@
 //! ([`weekly`], drawn by [`chart`], sent by [`mail`]) and the morning error
 //! digest ([`digest`], posted by [`webhook`] or mailed).
 
+pub mod build;
 pub mod chart;
 pub mod digest;
 pub mod mail;
