@@ -393,20 +393,27 @@ pub fn logs_request(harvest: &Harvest, resource: &Resource) -> Option<ExportLogs
         return None;
     }
     let observed = unix_nanos(harvest.end);
+    // An error names its transaction; its route, method and feature come from
+    // the transaction's snapshot, so the error lands on the same series.
+    let transactions: std::collections::HashMap<&str, &TransactionSnapshot> =
+        harvest.transactions.iter().map(|t| (&*t.meta.name, t)).collect();
     let records = harvest
         .errors
         .iter()
         .map(|e| {
-            let mut attributes = vec![
+            let mut attributes = match transactions.get(&*e.transaction) {
+                Some(tx) => transaction_attributes(tx),
+                None => vec![string("kuroko.transaction", &*e.transaction)],
+            };
+            attributes.extend([
                 string("exception.type", &e.error.error_type),
                 string("exception.message", &e.error.message),
-                string("kuroko.transaction", &*e.transaction),
                 int("kuroko.error.count", i64::try_from(e.count).unwrap_or(i64::MAX)),
                 int(
                     "kuroko.error.first_seen",
                     i64::try_from(unix_nanos(e.first_seen)).unwrap_or(i64::MAX),
                 ),
-            ];
+            ]);
             if let Some(location) = &e.error.location {
                 match location
                     .rsplit_once(':')
