@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use crate::app::App;
 use crate::config::Config;
 use crate::ingest::{grpc, http, Receiver};
+use crate::owners::Owners;
 use crate::store::clickhouse::ClickHouseStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
@@ -20,6 +22,9 @@ pub enum ServeError {
     /// The configuration could not be used.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// `owners.toml` could not be read (the API and web UI need it).
+    #[error(transparent)]
+    Owners(#[from] crate::owners::OwnersError),
     /// Delivery (schedule, owners, alerts) could not be set up.
     #[error(transparent)]
     Deliver(#[from] crate::deliver::DeliverError),
@@ -92,6 +97,7 @@ type Background = (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>);
 /// Opens the store and starts both receivers.
 pub async fn start(config: &Config) -> Result<Running, ServeError> {
     let (store, roller) = open_store(config)?;
+    let state = app_state(store.clone(), config)?;
     let (delivery_stop, delivery_task) = start_delivery(store.clone(), config)?;
     let token = config.ingest_token()?;
     if token.is_none() {
@@ -127,7 +133,8 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         }
     });
     let (http_stop, http_stopped) = oneshot::channel::<()>();
-    let app = http::router(receiver.clone(), config.max_body_bytes);
+    let app = http::router(receiver.clone(), config.max_body_bytes)
+        .merge(crate::ui::router(state.clone(), config.dashboards.clone()));
     let http_task = tokio::spawn(async move {
         let shutdown = async {
             let _ = http_stopped.await;
@@ -145,6 +152,21 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         tasks: vec![grpc_task, http_task, delivery_task],
         roller: Some(roller),
     })
+}
+
+/// What the API and the web UI read: the store, `owners.toml` (empty when
+/// none is configured), the public address and the query token.
+fn app_state(store: Arc<dyn Store>, config: &Config) -> Result<App, ServeError> {
+    let owners = match &config.owners {
+        Some(path) => Owners::load(path)?,
+        None => Owners::empty(),
+    };
+    Ok(App::new(
+        store,
+        Arc::new(owners),
+        config.base_url.clone(),
+        config.query_token()?,
+    ))
 }
 
 /// Drops ClickHouse partitions past retention every `rollup_interval_seconds`
