@@ -28,6 +28,7 @@
 
 pub mod charts;
 pub mod dashboards;
+pub mod narrow;
 pub mod pages;
 
 use std::path::PathBuf;

@@ -14,13 +14,14 @@ use maud::{html, Markup, DOCTYPE};
 
 use super::charts::{self, Bin, Line, Unit};
 use super::dashboards::{Chart, Dashboard, Dashboards, Metric, Panel, Source};
+use super::narrow::FeatureStore;
 use super::{segment, PageError, Params};
 use crate::analysis::endpoints::{EndpointRow, Group, Rank};
 use crate::analysis::errors::ErrorGroup;
 use crate::analysis::regressions::{self, RegressionRow};
 use crate::analysis::stats::{Change, RegressionRule};
-use crate::analysis::timeseries::{Point, Step, TimeSeries};
-use crate::analysis::{AnalysisError, Scope};
+use crate::analysis::timeseries::{Point, Step};
+use crate::analysis::{Analysis, AnalysisError, Scope};
 use crate::app::App;
 use crate::histogram::{bucket_bounds, Histogram};
 use crate::report::weekly::{format_change, format_count, format_duration, format_rate};
@@ -319,32 +320,63 @@ fn service_summaries(
         .collect())
 }
 
-/// Average response time per step, per service and per feature, from a
-/// time series of transactions: the trend column of the overview.
-fn trends(series: &TimeSeries) -> (BTreeMap<String, Vec<Option<f64>>>, BTreeMap<String, Vec<Option<f64>>>) {
+/// The step of the overview's trends: days for windows of three days or
+/// more (the store reads one day row per series and day rather than 24 hour
+/// rows), hours down to six hours, minutes below.
+fn trend_step(minutes: i64) -> i64 {
+    if minutes >= 3 * 1_440 {
+        1_440
+    } else if minutes >= 6 * 60 {
+        60
+    } else {
+        1
+    }
+}
+
+/// Average response time per step, per service and per feature: the
+/// overview's trend column. Read from the histograms' counts and sums only
+/// (no outcome counters, no percentiles), at [`trend_step`].
+#[allow(clippy::type_complexity)]
+fn trends(
+    app: &App,
+    scope: &Scope,
+) -> Result<(BTreeMap<String, Vec<Option<f64>>>, BTreeMap<String, Vec<Option<f64>>>), AnalysisError> {
+    let step = trend_step(scope.minutes());
+    let first = scope.from.div_euclid(step) * step;
+    let steps = usize::try_from((scope.to - first + step - 1) / step).unwrap_or(0);
     let mut services: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
     let mut features: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
-    let add = |map: &mut BTreeMap<String, Vec<(f64, u64)>>, key: &str, points: &[Point]| {
-        let sums = map
-            .entry(key.to_owned())
-            .or_insert_with(|| vec![(0.0, 0); points.len()]);
-        for (sum, point) in sums.iter_mut().zip(points) {
-            sum.0 += point.mean.unwrap_or(0.0) * point.count as f64;
-            sum.1 += point.count;
+    let rows = app
+        .store
+        .histogram_steps(&scope.store_filter(), scope.from, scope.to, step)?;
+    for (key, start, histogram) in rows {
+        if !scope.matches(&key, &app.owners) {
+            continue;
         }
-    };
-    for s in &series.series {
-        add(&mut services, &s.service, &s.points);
-        if let Some(feature) = &s.feature {
-            add(&mut features, feature, &s.points);
+        let Some(index) = usize::try_from((start - first) / step).ok().filter(|i| *i < steps) else {
+            continue;
+        };
+        let tagged = Some(key.feature.as_str()).filter(|f| !f.is_empty());
+        let feature = app
+            .owners
+            .feature_of(&key.service, &key.transaction, tagged)
+            .map(str::to_owned);
+        let add = |map: &mut BTreeMap<String, Vec<(f64, u64)>>, name: String| {
+            let cell = &mut map.entry(name).or_insert_with(|| vec![(0.0, 0); steps])[index];
+            cell.0 += histogram.sum;
+            cell.1 += histogram.count;
+        };
+        if let Some(feature) = feature {
+            add(&mut features, feature);
         }
+        add(&mut services, key.service);
     }
     let averages = |map: BTreeMap<String, Vec<(f64, u64)>>| {
         map.into_iter()
             .map(|(k, v)| (k, v.into_iter().map(|(s, c)| (c > 0).then(|| s / c as f64)).collect()))
             .collect()
     };
-    (averages(services), averages(features))
+    Ok((averages(services), averages(features)))
 }
 
 /// The overview: services, features and the transactions that matter most,
@@ -362,7 +394,7 @@ pub fn overview(app: &App, params: &Params, now: i64) -> Result<Markup, PageErro
     let features_before = analysis.slowest_grouped(&previous, Group::Feature, Rank::TimeConsumed, usize::MAX)?;
     let services = service_summaries(app, &scope, &transactions.rows)?;
     let services_before = service_summaries(app, &previous, &transactions_before.rows)?;
-    let (service_trends, feature_trends) = trends(&analysis.timeseries(&scope, Group::Transaction, None)?);
+    let (service_trends, feature_trends) = trends(app, &scope)?;
 
     let page = params.href("/");
     let api = api_params(params, DEFAULT_SINCE);
@@ -537,7 +569,11 @@ pub fn feature(app: &App, name: &str, params: &Params, now: i64) -> Result<Marku
     scope.feature = Some(name.to_owned());
     let step: Option<Step> = params.choice("step", STEPS)?;
     let limit = params.limit(20)?;
-    let analysis = app.analysis();
+    let narrowed = FeatureStore::narrowing(app.store.as_ref(), &app.owners, name);
+    let analysis = match &narrowed {
+        Some(store) => Analysis::new(store, &app.owners),
+        None => app.analysis(),
+    };
     let series = analysis.timeseries(&scope, Group::Feature, step)?;
     let points = series
         .series
@@ -1059,7 +1095,14 @@ fn row_value(row: &EndpointRow, metric: Metric) -> Option<f64> {
 fn panel(app: &App, panel: &Panel, params: &Params, now: i64) -> Result<Markup, PageError> {
     let scope = panel_scope(panel, params, now)?;
     scope.check_team(&app.owners)?;
-    let analysis = app.analysis();
+    let narrowed = scope
+        .feature
+        .as_deref()
+        .and_then(|feature| FeatureStore::narrowing(app.store.as_ref(), &app.owners, feature));
+    let analysis = match &narrowed {
+        Some(store) => Analysis::new(store, &app.owners),
+        None => app.analysis(),
+    };
     let unit = unit_of(panel.metric);
     if panel.chart == Chart::Line {
         let series = analysis.timeseries(&scope, panel.group, None)?;
