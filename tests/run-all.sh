@@ -39,5 +39,15 @@ if ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/sbin/clickhouse
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clickhouse-server
 fi
 
+# Debian's Chromium, which reporter/tests/ui_chromium.rs drives headless
+# (the DevTools protocol over --remote-debugging-pipe) to load every page of
+# the web UI, and reporter/examples/ui_screenshots.rs uses for screenshots.
+# Debian's package; sudo when not root.
+if ! command -v chromium >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium
+fi
+
 cargo test --workspace
 cargo test -p kuroko-agent --benches

@@ -100,6 +100,8 @@ pub struct Config {
     pub owners: Option<PathBuf>,
     /// The web UI's address, for links in reports and alerts.
     pub base_url: String,
+    /// The folder of the web UI's dashboards (`*.toml`). Default: `dashboards`.
+    pub dashboards: PathBuf,
     /// When reports are sent (`[schedule]`, see [`crate::deliver::schedule`]).
     pub schedule: ScheduleConfig,
     /// Where email goes out (`[smtp]`); no email without it.
@@ -165,6 +167,7 @@ impl Default for Config {
             rollup_interval_seconds: 60,
             owners: None,
             base_url: String::new(),
+            dashboards: PathBuf::from("dashboards"),
             schedule: ScheduleConfig::default(),
             smtp: None,
             digest: DigestDelivery::default(),

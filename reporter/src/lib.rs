@@ -21,3 +21,4 @@ pub mod report;
 pub mod serve;
 pub mod store;
 pub mod synthetic;
+pub mod ui;

@@ -98,7 +98,7 @@ type Background = (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>);
 /// Opens the store and starts both receivers.
 pub async fn start(config: &Config) -> Result<Running, ServeError> {
     let (store, roller) = open_store(config)?;
-    let api = crate::api::router(app(config, store.clone())?);
+    let state = app(config, store.clone())?;
     let (delivery_stop, delivery_task) = start_delivery(store.clone(), config)?;
     let token = config.ingest_token()?;
     if token.is_none() {
@@ -134,7 +134,9 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         }
     });
     let (http_stop, http_stopped) = oneshot::channel::<()>();
-    let app = http::router(receiver.clone(), config.max_body_bytes).merge(api);
+    let app = http::router(receiver.clone(), config.max_body_bytes)
+        .merge(crate::api::router(state.clone()))
+        .merge(crate::ui::router(state.clone(), config.dashboards.clone()));
     let http_task = tokio::spawn(async move {
         let shutdown = async {
             let _ = http_stopped.await;
@@ -175,7 +177,7 @@ fn app(config: &Config, store: Arc<dyn Store>) -> Result<App, ServeError> {
     let token = config.query_token()?;
     if token.is_none() {
         tracing::warn!(
-            "no query token set: anyone who can reach the HTTP port can read the API (set [auth] query_token_file)"
+            "no query token set: anyone who can reach the HTTP port can read the API and the web UI (set [auth] query_token_file)"
         );
     }
     Ok(App::new(store, Arc::new(owners), config.base_url.clone(), token))

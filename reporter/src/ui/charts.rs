@@ -1,0 +1,525 @@
+//! SVG charts drawn on the server: a line chart with axes, ticks and legend,
+//! a sparkline, a bar histogram of a latency distribution, horizontal bars,
+//! and a trace's segments as a waterfall.
+//!
+//! Drawn in Rust rather than by a JavaScript library so that pages work
+//! without a network or a build step, load as one document, and can be
+//! checked by tests reading the markup. Every chart marks its series with
+//! `data-series="…"` (and how many points it drew with `data-points`), and
+//! every point of a line chart is a `<circle>` with a `<title>`, which the
+//! browser shows on hover. Colours are presentation attributes, never
+//! `style="…"`, so the pages' Content-Security-Policy forbids inline styles
+//! without breaking them.
+
+use maud::{html, Markup};
+
+use crate::analysis::breakdown::TraceSummary;
+use crate::report::weekly::{format_count, format_duration, format_rate};
+
+/// Series colours, in order: distinguishable, and readable on white.
+pub const PALETTE: [&str; 8] = [
+    "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f",
+];
+
+/// What the values of a chart are, for its ticks and tooltips.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Durations in seconds.
+    Seconds,
+    /// Runs per minute.
+    PerMinute,
+    /// A fraction from 0 to 1, shown as a percentage.
+    Ratio,
+    /// A plain number (Apdex, counts).
+    Number,
+}
+
+impl Unit {
+    /// `value` for people, in this unit.
+    pub fn format(self, value: f64) -> String {
+        if value == 0.0 {
+            return "0".to_owned();
+        }
+        match self {
+            Unit::Seconds => format_duration(value),
+            Unit::PerMinute => format_rate(value),
+            Unit::Ratio => format_percent(value),
+            Unit::Number => {
+                if value.fract() == 0.0 && value.abs() < 1e15 {
+                    format_count(value.abs() as u64)
+                } else {
+                    format!("{value:.2}")
+                }
+            }
+        }
+    }
+}
+
+/// A fraction as a percentage: `0.12%`, `4.5%`, `31%`.
+pub fn format_percent(ratio: f64) -> String {
+    let percent = ratio * 100.0;
+    if !percent.is_finite() {
+        "–".to_owned()
+    } else if percent == 0.0 {
+        "0%".to_owned()
+    } else if percent.abs() < 1.0 {
+        format!("{percent:.2}%")
+    } else if percent.abs() < 10.0 {
+        format!("{percent:.1}%")
+    } else {
+        format!("{percent:.0}%")
+    }
+}
+
+/// One line of a line chart.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Line {
+    /// What `data-series` says: `p95`, `throughput`, a feature's name.
+    pub key: String,
+    /// The legend's text.
+    pub label: String,
+    /// `(unix minute, value)` in time order; `None` is a gap.
+    pub points: Vec<(i64, Option<f64>)>,
+}
+
+/// A number for an SVG attribute: one decimal is finer than a pixel.
+fn n(value: f64) -> String {
+    format!("{value:.1}")
+}
+
+/// A UTC time for ticks and tooltips.
+fn time(minute: i64, format: &str) -> String {
+    jiff::Timestamp::from_second(minute.saturating_mul(60))
+        .map(|t| t.strftime(format).to_string())
+        .unwrap_or_default()
+}
+
+/// Ticks from 0 to at least `max`: about four steps of 1, 2 or 5 × 10ⁿ.
+fn value_ticks(max: f64) -> Vec<f64> {
+    if !(max.is_finite() && max > 0.0) {
+        return vec![0.0, 1.0];
+    }
+    let rough = max / 4.0;
+    let magnitude = 10f64.powf(rough.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= rough)
+        .unwrap_or(10.0 * magnitude);
+    let steps = (max / step).ceil().max(1.0) as usize;
+    (0..=steps).map(|i| i as f64 * step).collect()
+}
+
+/// Time ticks over `from..to`, aligned to a whole step, at most about eight.
+fn time_ticks(from: i64, to: i64) -> (Vec<i64>, &'static str) {
+    const STEPS: [i64; 14] = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1_440, 2_880, 10_080];
+    let span = (to - from).max(1);
+    let step = STEPS.into_iter().find(|s| span / s <= 8).unwrap_or(43_200);
+    let format = if step >= 1_440 {
+        "%b %d"
+    } else if span > 1_440 {
+        "%b %d %H:%M"
+    } else {
+        "%H:%M"
+    };
+    let first = from.div_euclid(step) * step + if from.rem_euclid(step) == 0 { 0 } else { step };
+    let ticks = (0..).map(|i| first + i * step).take_while(|t| *t <= to).collect();
+    (ticks, format)
+}
+
+/// Plot area of a line chart, in SVG units.
+const WIDTH: f64 = 720.0;
+const HEIGHT: f64 = 220.0;
+const LEFT: f64 = 64.0;
+const RIGHT: f64 = 12.0;
+const TOP: f64 = 10.0;
+const BOTTOM: f64 = 26.0;
+
+/// A line chart of `lines` over `from..to` (unix minutes), with a y axis
+/// from 0, UTC time ticks and a legend. Each line is a `<g data-series>`
+/// with a path (broken at gaps) and one `<circle>` per point that has a value.
+pub fn line_chart(lines: &[Line], unit: Unit, from: i64, to: i64) -> Markup {
+    let max = lines
+        .iter()
+        .flat_map(|l| l.points.iter().filter_map(|p| p.1))
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let ticks = value_ticks(max);
+    let top = ticks.last().copied().unwrap_or(1.0).max(f64::MIN_POSITIVE);
+    let span = (to - from).max(1) as f64;
+    let x = |minute: i64| LEFT + (minute - from) as f64 / span * (WIDTH - LEFT - RIGHT);
+    let y = |value: f64| HEIGHT - BOTTOM - value / top * (HEIGHT - TOP - BOTTOM);
+    let (times, time_format) = time_ticks(from, to);
+    let empty = lines.iter().all(|l| l.points.iter().all(|p| p.1.is_none()));
+    html! {
+        figure.chart {
+            svg viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img"
+                aria-label=(lines.iter().map(|l| l.label.as_str()).collect::<Vec<_>>().join(", ")) {
+                g.axis.y {
+                    @for tick in &ticks {
+                        line x1=(n(LEFT)) x2=(n(WIDTH - RIGHT)) y1=(n(y(*tick))) y2=(n(y(*tick))) stroke="#e5e7eb" {}
+                        text x=(n(LEFT - 6.0)) y=(n(y(*tick) + 4.0)) text-anchor="end" { (unit.format(*tick)) }
+                    }
+                }
+                g.axis.x {
+                    line x1=(n(LEFT)) x2=(n(WIDTH - RIGHT)) y1=(n(HEIGHT - BOTTOM)) y2=(n(HEIGHT - BOTTOM)) stroke="#9ca3af" {}
+                    @for tick in &times {
+                        line x1=(n(x(*tick))) x2=(n(x(*tick))) y1=(n(HEIGHT - BOTTOM)) y2=(n(HEIGHT - BOTTOM + 4.0)) stroke="#9ca3af" {}
+                        text x=(n(x(*tick))) y=(n(HEIGHT - 8.0)) text-anchor="middle" { (time(*tick, time_format)) }
+                    }
+                }
+                @if empty {
+                    text.empty x=(n(WIDTH / 2.0)) y=(n(HEIGHT / 2.0)) text-anchor="middle" { "no data in this window" }
+                }
+                @for (i, line) in lines.iter().enumerate() {
+                    @let colour = PALETTE[i % PALETTE.len()];
+                    @let drawn: Vec<(i64, f64)> = line.points.iter()
+                        .filter_map(|&(m, v)| v.filter(|v| v.is_finite()).map(|v| (m, v))).collect();
+                    g.series data-series=(line.key) data-points=(drawn.len()) stroke=(colour) fill=(colour) {
+                        path fill="none" stroke-width="1.8" d=(path(&line.points, &x, &y)) {}
+                        @for (minute, value) in &drawn {
+                            circle cx=(n(x(*minute))) cy=(n(y(*value))) r="2.2" {
+                                title { (line.label) " " (time(*minute, "%Y-%m-%d %H:%M UTC")) ": " (unit.format(*value)) }
+                            }
+                        }
+                    }
+                }
+            }
+            figcaption.legend {
+                @for (i, line) in lines.iter().enumerate() {
+                    span.key data-legend=(line.key) {
+                        svg.swatch viewBox="0 0 10 10" width="10" height="10" { rect width="10" height="10" fill=(PALETTE[i % PALETTE.len()]) {} }
+                        " " (line.label)
+                    }
+                }
+                span.note { "UTC" }
+            }
+        }
+    }
+}
+
+/// An SVG path through `points`, starting anew after each gap.
+fn path(points: &[(i64, Option<f64>)], x: &impl Fn(i64) -> f64, y: &impl Fn(f64) -> f64) -> String {
+    let mut d = String::new();
+    let mut pen_down = false;
+    for &(minute, value) in points {
+        match value.filter(|v| v.is_finite()) {
+            Some(value) => {
+                d.push(if pen_down { 'L' } else { 'M' });
+                d.push_str(&n(x(minute)));
+                d.push(',');
+                d.push_str(&n(y(value)));
+                pen_down = true;
+            }
+            None => pen_down = false,
+        }
+    }
+    d
+}
+
+/// A small line without axes, for a table row: `values` evenly spaced, gaps
+/// left out. `data-points` counts the values drawn.
+pub fn sparkline(key: &str, values: &[Option<f64>]) -> Markup {
+    const W: f64 = 100.0;
+    const H: f64 = 24.0;
+    let max = values
+        .iter()
+        .flatten()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |a, b| a.max(*b));
+    let last = values.len().saturating_sub(1).max(1) as f64;
+    let x = |i: i64| i as f64 / last * W;
+    let y = |v: f64| {
+        if max > 0.0 {
+            H - 2.0 - v / max * (H - 4.0)
+        } else {
+            H - 2.0
+        }
+    };
+    let points: Vec<(i64, Option<f64>)> = values.iter().enumerate().map(|(i, v)| (i as i64, *v)).collect();
+    let drawn = values.iter().flatten().filter(|v| v.is_finite()).count();
+    html! {
+        svg.spark viewBox=(format!("0 0 {W} {H}")) width="100" height="24" preserveAspectRatio="none" {
+            path data-series=(key) data-points=(drawn) fill="none" stroke=(PALETTE[0]) stroke-width="1.5"
+                d=(path(&points, &x, &y)) {}
+        }
+    }
+}
+
+/// One bar of a latency distribution: runs between `low` and `high` seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bin {
+    /// Lower edge, seconds.
+    pub low: f64,
+    /// Upper edge, seconds.
+    pub high: f64,
+    /// Runs in the bin.
+    pub count: u64,
+}
+
+/// A latency histogram: one bar per bin (equal widths: the bins are
+/// exponential, so the x axis is logarithmic), with `marks` (such as p50,
+/// p95, p99) drawn as labelled vertical lines.
+pub fn histogram_chart(bins: &[Bin], marks: &[(&str, f64)]) -> Markup {
+    let max = bins.iter().map(|b| b.count).max().unwrap_or(0).max(1) as f64;
+    let ticks = value_ticks(max);
+    let top = ticks.last().copied().unwrap_or(1.0);
+    let width = (WIDTH - LEFT - RIGHT) / bins.len().max(1) as f64;
+    let y = |count: f64| HEIGHT - BOTTOM - count / top * (HEIGHT - TOP - BOTTOM);
+    let label_every = bins.len().div_ceil(8).max(1);
+    // Where a value falls: its bin, and log-linearly inside it.
+    let position = |value: f64| {
+        let i = bins.iter().position(|b| value <= b.high)?;
+        let b = bins[i];
+        let inside = if b.low > 0.0 && b.high > b.low && value > b.low {
+            (value / b.low).ln() / (b.high / b.low).ln()
+        } else {
+            0.5
+        };
+        Some(LEFT + (i as f64 + inside.clamp(0.0, 1.0)) * width)
+    };
+    html! {
+        figure.chart {
+            svg viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img" aria-label="latency distribution" {
+                g.axis.y {
+                    @for tick in &ticks {
+                        line x1=(n(LEFT)) x2=(n(WIDTH - RIGHT)) y1=(n(y(*tick))) y2=(n(y(*tick))) stroke="#e5e7eb" {}
+                        text x=(n(LEFT - 6.0)) y=(n(y(*tick) + 4.0)) text-anchor="end" { (Unit::Number.format(*tick)) }
+                    }
+                }
+                g.series data-series="distribution" data-bars=(bins.len()) fill=(PALETTE[0]) {
+                    @for (i, bin) in bins.iter().enumerate() {
+                        rect x=(n(LEFT + i as f64 * width + 0.5)) y=(n(y(bin.count as f64)))
+                            width=(n((width - 1.0).max(0.5))) height=(n(HEIGHT - BOTTOM - y(bin.count as f64))) {
+                            title { (format_duration(bin.low)) " – " (format_duration(bin.high)) ": " (format_count(bin.count)) " runs" }
+                        }
+                    }
+                }
+                g.axis.x {
+                    @for (i, bin) in bins.iter().enumerate() {
+                        @if i % label_every == 0 {
+                            text x=(n(LEFT + i as f64 * width)) y=(n(HEIGHT - 8.0)) text-anchor="start" { (format_duration(bin.low)) }
+                        }
+                    }
+                }
+                @for (i, (name, value)) in marks.iter().enumerate() {
+                    @if let Some(x) = position(*value) {
+                        g.mark data-mark=(name) stroke=(PALETTE[(i + 1) % PALETTE.len()]) fill=(PALETTE[(i + 1) % PALETTE.len()]) {
+                            line x1=(n(x)) x2=(n(x)) y1=(n(TOP)) y2=(n(HEIGHT - BOTTOM)) stroke-dasharray="4 3" {}
+                            text x=(n(x + 3.0)) y=(n(TOP + 10.0 + 12.0 * i as f64)) stroke="none" { (name) " " (format_duration(*value)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Horizontal bars: one per `(label, value)`, longest first as given, with
+/// the value at the bar's end. `key` is the `data-series`.
+pub fn bars(key: &str, rows: &[(String, f64)], unit: Unit) -> Markup {
+    const ROW: f64 = 22.0;
+    const LABEL: f64 = 300.0;
+    let max = rows
+        .iter()
+        .map(|r| r.1)
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let height = (rows.len().max(1) as f64) * ROW + 4.0;
+    let scale = |v: f64| {
+        if max > 0.0 {
+            v / max * (WIDTH - LABEL - 90.0)
+        } else {
+            0.0
+        }
+    };
+    html! {
+        figure.chart {
+            svg.natural viewBox=(format!("0 0 {WIDTH} {height}")) width=(WIDTH) height=(n(height)) role="img" aria-label=(key) {
+                g.series data-series=(key) data-bars=(rows.len()) {
+                    @for (i, (label, value)) in rows.iter().enumerate() {
+                        @let top = i as f64 * ROW + 2.0;
+                        text x=(n(LABEL - 6.0)) y=(n(top + 15.0)) text-anchor="end" { (shorten(label, 44)) title { (label) } }
+                        rect x=(n(LABEL)) y=(n(top + 3.0)) height=(n(ROW - 6.0)) width=(n(scale(*value).max(1.0)))
+                            fill=(PALETTE[0]) { title { (label) ": " (unit.format(*value)) } }
+                        text x=(n(LABEL + scale(*value).max(1.0) + 6.0)) y=(n(top + 15.0)) { (unit.format(*value)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `text`, cut to `max` characters with an ellipsis.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// Colour of a segment kind in a waterfall.
+fn kind_colour(kind: &str) -> &'static str {
+    match kind {
+        "database" => PALETTE[0],
+        "external" => PALETTE[4],
+        "code" => PALETTE[2],
+        _ => PALETTE[3],
+    }
+}
+
+/// A waterfall's width: wider than other charts, for long traces.
+const WATERFALL_WIDTH: f64 = 1_100.0;
+
+/// Segments drawn per waterfall; the rest are counted.
+pub const WATERFALL_ROWS: usize = 40;
+
+/// A kept trace as a waterfall: the whole run on top, each segment below at
+/// its offset and length, coloured by kind.
+pub fn waterfall(trace: &TraceSummary) -> Markup {
+    const ROW: f64 = 18.0;
+    const LABEL: f64 = 280.0;
+    let shown = &trace.segments[..trace.segments.len().min(WATERFALL_ROWS)];
+    let total = trace
+        .segments
+        .iter()
+        .map(|s| s.offset + s.duration)
+        .fold(trace.duration, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let plot = WATERFALL_WIDTH - LABEL - 80.0;
+    let x = |seconds: f64| LABEL + seconds / total * plot;
+    let height = (shown.len() + 1) as f64 * ROW + 6.0;
+    html! {
+        figure.chart.waterfall {
+            svg.natural viewBox=(format!("0 0 {WATERFALL_WIDTH} {height}")) width=(WATERFALL_WIDTH) height=(n(height)) role="img" aria-label=(format!("trace {}", trace.trace_id)) {
+                g.series data-series="waterfall" data-segments=(shown.len()) {
+                    text x=(n(LABEL - 6.0)) y=(n(ROW - 5.0)) text-anchor="end" font-weight="bold" { "whole run" }
+                    rect x=(n(x(0.0))) y="4" height=(n(ROW - 6.0)) width=(n((x(trace.duration) - x(0.0)).max(1.0))) fill="#6b7280" {
+                        title { "whole run: " (format_duration(trace.duration)) }
+                    }
+                    text x=(n(x(trace.duration) + 4.0)) y=(n(ROW - 5.0)) { (format_duration(trace.duration)) }
+                    @for (i, segment) in shown.iter().enumerate() {
+                        @let top = (i + 1) as f64 * ROW + 4.0;
+                        text x=(n(LABEL - 6.0)) y=(n(top + ROW - 9.0)) text-anchor="end" { (shorten(&segment.name, 40)) }
+                        rect.segment data-kind=(segment.kind) x=(n(x(segment.offset))) y=(n(top)) height=(n(ROW - 6.0))
+                            width=(n((x(segment.offset + segment.duration) - x(segment.offset)).max(1.0))) fill=(kind_colour(&segment.kind)) {
+                            title { (segment.kind) " " (segment.name) ": " (format_duration(segment.duration)) " at +" (format_duration(segment.offset)) }
+                        }
+                        text x=(n(x(segment.offset + segment.duration) + 4.0)) y=(n(top + ROW - 9.0)) { (format_duration(segment.duration)) }
+                    }
+                }
+            }
+            @if trace.segments.len() > shown.len() {
+                figcaption { "and " (trace.segments.len() - shown.len()) " more segments" }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::breakdown::TraceSegment;
+
+    fn count(haystack: &str, needle: &str) -> usize {
+        haystack.matches(needle).count()
+    }
+
+    #[test]
+    fn a_line_chart_draws_one_circle_per_point_with_a_value_and_breaks_at_gaps() {
+        let p95 = Line {
+            key: "p95".into(),
+            label: "p95".into(),
+            points: vec![(0, Some(0.2)), (60, None), (120, Some(0.3)), (180, Some(0.25))],
+        };
+        let mean = Line {
+            key: "average".into(),
+            label: "average".into(),
+            points: vec![(0, Some(0.1)), (60, Some(0.1)), (120, Some(0.1)), (180, Some(0.1))],
+        };
+        let svg = line_chart(&[p95, mean], Unit::Seconds, 0, 240).into_string();
+        assert_eq!(count(&svg, "<circle"), 7, "3 + 4 points with values");
+        assert!(svg.contains(r#"data-series="p95" data-points="3""#), "{svg}");
+        assert!(svg.contains(r#"data-series="average" data-points="4""#));
+        // The gap after the first p95 point starts a new sub-path.
+        let p95_path = svg.split(r#"data-series="p95""#).nth(1).unwrap();
+        let d = p95_path.split("d=\"").nth(1).unwrap().split('"').next().unwrap();
+        assert_eq!(d.matches('M').count(), 2, "{d}");
+        assert_eq!(d.matches('L').count(), 1, "{d}");
+        assert!(svg.contains(r#"data-legend="p95""#));
+        // Ticks are formatted in the chart's unit.
+        assert!(svg.contains("ms</text>"), "{svg}");
+    }
+
+    #[test]
+    fn an_empty_chart_says_so() {
+        let line = Line {
+            key: "p95".into(),
+            label: "p95".into(),
+            points: vec![(0, None), (1, None)],
+        };
+        let svg = line_chart(&[line], Unit::Seconds, 0, 2).into_string();
+        assert!(svg.contains("no data in this window"));
+        assert_eq!(count(&svg, "<circle"), 0);
+    }
+
+    #[test]
+    fn ticks_are_round_and_cover_the_maximum() {
+        assert_eq!(value_ticks(0.9), vec![0.0, 0.5, 1.0]);
+        assert_eq!(value_ticks(170.0), vec![0.0, 50.0, 100.0, 150.0, 200.0]);
+        let (ticks, _) = time_ticks(0, 1_440);
+        assert!(ticks.len() <= 9 && ticks.len() >= 4, "{ticks:?}");
+        assert!(ticks.iter().all(|t| t % 180 == 0), "{ticks:?}");
+    }
+
+    #[test]
+    fn sparklines_histograms_bars_and_waterfalls_mark_their_series() {
+        let spark = sparkline("average", &[Some(1.0), None, Some(2.0)]).into_string();
+        assert!(spark.contains(r#"data-series="average" data-points="2""#), "{spark}");
+
+        let bins = [
+            Bin {
+                low: 0.01,
+                high: 0.02,
+                count: 5,
+            },
+            Bin {
+                low: 0.02,
+                high: 0.04,
+                count: 9,
+            },
+            Bin {
+                low: 0.04,
+                high: 0.08,
+                count: 1,
+            },
+        ];
+        let svg = histogram_chart(&bins, &[("p95", 0.05)]).into_string();
+        assert!(svg.contains(r#"data-series="distribution" data-bars="3""#));
+        assert_eq!(count(&svg, "<rect"), 3);
+        assert!(svg.contains(r#"data-mark="p95""#));
+
+        let svg = bars("p95", &[("a <b>".into(), 2.0), ("c".into(), 1.0)], Unit::Seconds).into_string();
+        assert!(svg.contains(r#"data-bars="2""#) && svg.contains("a &lt;b&gt;"), "{svg}");
+
+        let trace = TraceSummary {
+            trace_id: "ab".into(),
+            host: "h".into(),
+            start: 0,
+            duration: 1.0,
+            segments: (0..3)
+                .map(|i| TraceSegment {
+                    kind: "database".into(),
+                    name: format!("SELECT {i}"),
+                    offset: 0.1 * i as f64,
+                    duration: 0.2,
+                })
+                .collect(),
+        };
+        let svg = waterfall(&trace).into_string();
+        assert!(svg.contains(r#"data-segments="3""#));
+        assert_eq!(count(&svg, "rect class=\"segment\""), 3, "{svg}");
+    }
+}

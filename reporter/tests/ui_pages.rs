@@ -1,0 +1,390 @@
+//! The web UI's pages rendered from a store: every user-controlled string
+//! (service, transaction, feature, host, error message, span name, dashboard
+//! title) is escaped on every page, charts carry one point per step with
+//! data, filters change what a table lists, and the token gate and `/login`
+//! behave (over HTTP, against the real router).
+
+use std::sync::{Arc, OnceLock};
+
+use kuroko_reporter::app::App;
+use kuroko_reporter::config::Secret;
+use kuroko_reporter::histogram::Histogram;
+use kuroko_reporter::owners::Owners;
+use kuroko_reporter::store::sqlite::SqliteStore;
+use kuroko_reporter::store::{Batch, CounterPoint, ErrorPoint, HistogramPoint, SeriesKey, Store, TracePoint};
+use kuroko_reporter::ui::dashboards::{self, Dashboards};
+use kuroko_reporter::ui::{pages, Params};
+
+/// The present, for the pages (unix minutes): 2024-01-01 12:00 UTC.
+const NOW: i64 = 28_401_840;
+const HOSTILE_SERVICE: &str = "<svc>\"'&";
+const HOSTILE_TRANSACTION: &str = "GET /<script>alert(1)</script>\" onmouseover=\"x";
+const HOSTILE_FEATURE: &str = "<b>feat</b>";
+const HOSTILE_HOST: &str = "<img src=x onerror=alert(2)>";
+const HOSTILE_MESSAGE: &str = "<script>boom()</script>";
+const HOSTILE_SPAN: &str = "<script>span()</script>";
+const CALM_SERVICE: &str = "calm";
+const CALM_TRANSACTION: &str = "GET /calm";
+
+fn key(service: &str, transaction: &str, feature: &str, host: &str) -> SeriesKey {
+    SeriesKey {
+        service: service.into(),
+        host: host.into(),
+        transaction: transaction.into(),
+        feature: feature.into(),
+        kind: "web".into(),
+        environment: "production".into(),
+    }
+}
+
+/// Two hours of one run a second for the hostile series and a calm one,
+/// each minute with outcomes, a segment, and (hostile only) an error and a trace.
+fn batch() -> Batch {
+    let hostile = key(HOSTILE_SERVICE, HOSTILE_TRANSACTION, HOSTILE_FEATURE, HOSTILE_HOST);
+    let calm = key(CALM_SERVICE, CALM_TRANSACTION, "", "calm-0");
+    let mut batch = Batch::default();
+    for minute in NOW - 120..NOW {
+        for (key, base) in [(&hostile, 0.2), (&calm, 0.01)] {
+            let mut histogram = Histogram::empty();
+            for i in 0..60 {
+                histogram.record(base * (1.0 + f64::from(i) / 30.0)).unwrap();
+            }
+            batch.histograms.push(HistogramPoint {
+                key: key.clone(),
+                minute,
+                histogram,
+            });
+            for (outcome, value) in [("ok", 59.0), ("5xx", 1.0)] {
+                batch.counters.push(CounterPoint {
+                    key: key.clone(),
+                    minute,
+                    name: "kuroko.transaction.outcomes".into(),
+                    labels: format!("kuroko.outcome={outcome}"),
+                    value,
+                });
+            }
+            batch.counters.push(CounterPoint {
+                key: key.clone(),
+                minute,
+                name: "kuroko.segment.exclusive_duration".into(),
+                labels: format!("kuroko.segment.kind=database,kuroko.segment.name={HOSTILE_SPAN}"),
+                value: base * 20.0,
+            });
+        }
+        batch.errors.push(ErrorPoint {
+            key: hostile.clone(),
+            minute,
+            error_type: "<Err>".into(),
+            message: HOSTILE_MESSAGE.into(),
+            location: "src/<x>.rs:1".into(),
+            count: 2,
+            last_seen: (minute as u64) * 60_000_000_000,
+            fingerprint: String::new(),
+        });
+    }
+    let start = ((NOW - 30) as u64) * 60_000_000_000;
+    let spans = serde_json::json!([
+        { "name": HOSTILE_TRANSACTION, "kind": "server", "start": start, "duration_ns": 900_000_000u64 },
+        { "name": HOSTILE_SPAN, "kind": "database", "start": start + 100_000_000, "duration_ns": 500_000_000u64 },
+    ]);
+    batch.traces.push(TracePoint {
+        key: hostile,
+        trace_id: "0123456789abcdef0123456789abcdef".into(),
+        start,
+        duration: 0.9,
+        spans: spans.to_string(),
+    });
+    batch
+}
+
+fn app() -> &'static App {
+    static APP: OnceLock<App> = OnceLock::new();
+    APP.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-pages");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open(&dir.join("kuroko.db")).unwrap();
+        store.write(&batch()).unwrap();
+        store.flush().unwrap();
+        App::new(Arc::new(store), Arc::new(Owners::empty()), String::new(), None)
+    })
+}
+
+fn params(query: &str) -> Params {
+    Params::parse(Some(query)).unwrap()
+}
+
+/// The page holds no markup from the data: no raw `<script>` but the UI's
+/// own, no broken-out attribute, and the names shown escaped.
+fn assert_escaped(page: &str, what: &str) {
+    let own_scripts = page.matches("<script src=\"/static/ui.js\" defer></script>").count();
+    assert_eq!(page.matches("<script").count(), own_scripts, "{what}: a raw <script>");
+    for raw in ["<svc>", "<b>feat</b>", "<img", "\" onmouseover=\"", "<Err>", "<x>"] {
+        assert!(!page.contains(raw), "{what}: {raw} unescaped");
+    }
+}
+
+fn ok(result: Result<maud::Markup, kuroko_reporter::ui::PageError>) -> String {
+    result.unwrap().into_string()
+}
+
+#[test]
+fn every_page_escapes_hostile_names() {
+    let app = app();
+    let overview = ok(pages::overview(app, &params("since=1d"), NOW));
+    assert_escaped(&overview, "overview");
+    assert!(
+        overview.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "the name is shown, escaped"
+    );
+    // Links carry it percent-encoded.
+    assert!(
+        overview.contains("transaction=GET+%2F%3Cscript%3Ealert%281%29"),
+        "{overview}"
+    );
+
+    let feature = ok(pages::feature(app, HOSTILE_FEATURE, &params("since=1d"), NOW));
+    assert_escaped(&feature, "feature");
+    assert!(feature.contains("/features/%3Cb%3Efeat%3C%2Fb%3E"));
+
+    let query = format!(
+        "since=1d&{}",
+        serde_urlencoded::to_string([("service", HOSTILE_SERVICE), ("transaction", HOSTILE_TRANSACTION)]).unwrap()
+    );
+    let transaction = ok(pages::transaction(app, &params(&query), NOW));
+    assert_escaped(&transaction, "transaction");
+    assert!(
+        transaction.contains("&lt;script&gt;span()&lt;/script&gt;"),
+        "the span is in the waterfall"
+    );
+    assert!(transaction.contains(r#"data-series="waterfall" data-segments="1""#));
+
+    let errors = ok(pages::errors(app, &params("since=1d"), NOW));
+    assert_escaped(&errors, "errors");
+    assert!(errors.contains("&lt;script&gt;boom()&lt;/script&gt;"));
+    let group = app
+        .analysis()
+        .errors(&params("since=1d").scope("1d", NOW).unwrap())
+        .unwrap();
+    let detail = ok(pages::error_group(app, &group[0].id, &params("since=1d"), NOW));
+    assert_escaped(&detail, "error group");
+
+    let regressions = ok(pages::regressions(app, &params("since=1h"), NOW));
+    assert_escaped(&regressions, "regressions");
+
+    let text = format!(
+        "title = {title:?}\n[[panels]]\ntitle = {title:?}\nmetric = \"p95\"\nchart = \"line\"\nfilter = {{ transaction = {txn:?} }}\n\
+         [[panels]]\ntitle = \"t\"\nmetric = \"p95\"\nchart = \"table\"\ngroup = \"transaction\"\n\
+         [[panels]]\ntitle = \"b\"\nmetric = \"average\"\nchart = \"bar\"\ngroup = \"transaction\"\n",
+        title = HOSTILE_MESSAGE,
+        txn = HOSTILE_TRANSACTION
+    );
+    let dashboard = dashboards::parse(&text, "x.toml", "x", &Owners::empty()).unwrap();
+    let broken = dashboards::parse(
+        &format!("title = {HOSTILE_MESSAGE:?}\n"),
+        "<b>.toml",
+        "b",
+        &Owners::empty(),
+    );
+    let found = Dashboards {
+        dashboards: vec![dashboard],
+        problems: broken.unwrap_err(),
+    };
+    let list = pages::dashboard_list(&found, &params("")).into_string();
+    assert_escaped(&list, "dashboard list");
+    assert!(list.contains("&lt;b&gt;.toml:1:1: no panels"), "{list}");
+    let page = ok(pages::dashboard(app, &found, "x", &params("since=1d"), NOW));
+    assert_escaped(&page, "dashboard");
+}
+
+#[test]
+fn charts_have_a_point_per_step_with_runs() {
+    let app = app();
+    // One hour at minute steps, runs in every minute: 60 points per line.
+    let feature = ok(pages::feature(app, HOSTILE_FEATURE, &params("since=1h"), NOW));
+    for series in ["average", "p95", "throughput", "error_rate"] {
+        assert!(
+            feature.contains(&format!(r#"data-series="{series}" data-points="60""#)),
+            "{series} in {feature}"
+        );
+    }
+    let response_time = feature.split(r#"id="response-time""#).nth(1).unwrap();
+    let response_time = response_time.split("</section>").next().unwrap();
+    assert_eq!(response_time.matches("<circle").count(), 120, "average and p95");
+    // Two hours of data in a day's window at hour steps: 2 points with runs.
+    let feature = ok(pages::feature(app, HOSTILE_FEATURE, &params("since=1d"), NOW));
+    assert!(feature.contains(r#"data-series="p95" data-points="2""#));
+    // The latency distribution has bars, and marks its percentiles.
+    let query = serde_urlencoded::to_string([
+        ("since", "1h"),
+        ("service", CALM_SERVICE),
+        ("transaction", CALM_TRANSACTION),
+    ])
+    .unwrap();
+    let transaction = ok(pages::transaction(app, &params(&query), NOW));
+    assert!(transaction.contains(r#"data-series="distribution""#));
+    assert!(transaction.contains(r#"data-mark="p95""#));
+    for series in ["p50", "p95", "p99"] {
+        assert!(transaction.contains(&format!(r#"data-series="{series}" data-points="60""#)));
+    }
+}
+
+#[test]
+fn a_service_filter_narrows_the_tables_and_links_keep_the_filters() {
+    let app = app();
+    let all = ok(pages::overview(app, &params("since=1d"), NOW));
+    assert_eq!(all.matches("<tr data-service=").count(), 2, "2 services");
+    assert_eq!(all.matches("<tr data-transaction=").count(), 2, "2 transactions");
+    let calm = ok(pages::overview(app, &params("since=1d&service=calm"), NOW));
+    assert_eq!(calm.matches("<tr data-service=").count(), 1);
+    assert!(calm.contains(r#"<tr data-service="calm""#));
+    assert_eq!(calm.matches("<tr data-transaction=").count(), 1);
+    assert!(calm.contains(r#"<tr data-transaction="GET /calm" data-service="calm""#));
+    // The window selector keeps the filter; the chip removes it.
+    assert!(
+        calm.contains(r#"href="/?since=7d&amp;service=calm" data-window="7d""#),
+        "{calm}"
+    );
+    assert!(calm.contains(r#"href="/?since=1d" title="remove the service filter""#));
+    // Downloads ask the API the same question.
+    assert!(calm.contains("/api/v1/slowest?since=1d&amp;service=calm&amp;group=feature&amp;format=csv"));
+}
+
+#[test]
+fn bad_filters_are_refused_with_what_to_write() {
+    let app = app();
+    let error = pages::overview(app, &params("since=yesterday"), NOW)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("`yesterday` is not a time"), "{error}");
+    let error = pages::transaction(app, &params("since=1d"), NOW)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("choose a transaction"), "{error}");
+    let error = pages::overview(app, &params("by=fastest"), NOW)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("by=fastest is not one of"), "{error}");
+    let missing = pages::error_group(app, "nope", &params(""), NOW)
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("no error group nope"), "{missing}");
+}
+
+/// The router over HTTP with a token: pages redirect to `/login`, which
+/// checks the token and sets an HttpOnly, SameSite=Strict cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_require_the_token_and_login_sets_the_cookie() {
+    let base = app();
+    let app = App::new(
+        base.store.clone(),
+        base.owners.clone(),
+        String::new(),
+        Some(Secret::new("s3cret")),
+    );
+    let router = kuroko_reporter::ui::router(app, std::path::PathBuf::from("/nonexistent"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = |path: &str| format!("http://{address}{path}");
+
+    let refused = client.get(url("/errors?since=1d")).send().await.unwrap();
+    assert_eq!(refused.status(), 303);
+    assert_eq!(refused.headers()["location"], "/login?next=%2Ferrors%3Fsince%3D1d");
+    let css = client.get(url("/static/ui.css")).send().await.unwrap();
+    assert_eq!(css.status(), 200, "static files need no token");
+
+    let wrong = client
+        .post(url("/login"))
+        .body("token=guess&next=%2Ferrors")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = client
+        .post(url("/login"))
+        .body("token=s3cret&next=%2F%2Fevil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 303);
+    assert_eq!(right.headers()["location"], "/", "no redirect off the site");
+    let cookie = right.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("kuroko_token=s3cret;"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+
+    let with_cookie = client
+        .get(url("/errors?since=1d"))
+        .header("cookie", "other=1; kuroko_token=s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_cookie.status(), 200);
+    assert!(with_cookie.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    let with_header = client.get(url("/")).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(with_header.status(), 200);
+    let bad_cookie = client
+        .get(url("/"))
+        .header("cookie", "kuroko_token=s3cre")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_cookie.status(), 303);
+}
+
+/// Every page's JSON and CSV download links answer from the API: the UI and
+/// `/api/v1` agree on questions and parameters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_download_link_answers() {
+    let app = app().clone();
+    let router = kuroko_reporter::ui::router(app.clone(), std::path::PathBuf::from("/nonexistent"))
+        .merge(kuroko_reporter::api::router(app));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let client = reqwest::Client::new();
+    let minute = |m: i64| {
+        jiff::Timestamp::from_second(m * 60)
+            .unwrap()
+            .to_string()
+            .replace(':', "%3A")
+    };
+    let window = format!("since={}&until={}", minute(NOW - 1_440), minute(NOW + 60));
+    let mut checked = 0;
+    for page in ["/", "/errors", "/regressions", "/features/feat"] {
+        let html = client
+            .get(format!("http://{address}{page}?{window}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let links: Vec<String> = html
+            .split("href=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|href| href.starts_with("/api/v1/"))
+            .map(|href| href.replace("&amp;", "&"))
+            .collect();
+        assert!(!links.is_empty(), "{page} offers downloads");
+        for link in links {
+            let response = client.get(format!("http://{address}{link}")).send().await.unwrap();
+            let status = response.status();
+            let body = response.text().await.unwrap();
+            assert_eq!(status, 200, "{page}: {link} answered {body}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "{checked} links");
+}
