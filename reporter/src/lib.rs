@@ -14,6 +14,7 @@ pub mod app;
 pub mod buckets;
 pub mod config;
 pub mod deliver;
+pub mod demo;
 pub mod histogram;
 pub mod ingest;
 pub mod owners;

@@ -95,6 +95,30 @@ enum Command {
         where its time goes:                kuroko query breakdown --service api --transaction 'GET /cards/{id}'\n  \
         as CSV from a running reporter:     kuroko query slowest --server http://kuroko:4318 --format csv > slowest.csv")]
     Query(Box<QueryArgs>),
+    /// See Kuroko do its whole job on this machine: a reporter, a fleet of instrumented services under
+    /// traffic, a synthetic past, and the weekly report and digest, in one folder.
+    ///
+    /// Writes everything into --dir (a new or empty folder, or a previous
+    /// demo's, which is started over): the store, kuroko.toml, owners.toml,
+    /// the emails as .eml files in mailbox/, the digest's chat messages in
+    /// webhook.log, and each team's weekly report in reports/<team>/. The
+    /// history before now is synthetic (hosts synthetic-*). Prints where to
+    /// look; stop with Ctrl-C, the data stays in the folder.
+    #[command(after_help = "Example:\n  cargo run --release -p kuroko-reporter -- demo")]
+    Demo {
+        /// The demo's folder.
+        #[arg(long, default_value = "kuroko-demo")]
+        dir: PathBuf,
+        /// The reporter's HTTP port on 127.0.0.1 (OTLP/HTTP, web UI, API); 0 for any free one.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Stop by itself after this many minutes (fractions allowed) instead of at Ctrl-C.
+        #[arg(long)]
+        minutes: Option<f64>,
+        /// Seconds between two exports of each host.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+        export_interval: u64,
+    },
     /// Reports: send one now, or see what was sent.
     Report {
         #[command(subcommand)]
@@ -275,8 +299,9 @@ struct SendArgs {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Logs go to stderr; stdout carries only what the command itself says.
-    // A question's answer is the point of `kuroko query`: only warnings besides.
-    let default_level = if matches!(cli.command, Command::Query(_)) {
+    // A question's answer is the point of `kuroko query`, and the demo prints
+    // its own progress: only warnings besides.
+    let default_level = if matches!(cli.command, Command::Query(_) | Command::Demo { .. }) {
         "warn"
     } else {
         "info"
@@ -331,6 +356,22 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Report { what } => report(what).await,
         Command::Query(args) => query(*args).await,
+        Command::Demo {
+            dir,
+            port,
+            minutes,
+            export_interval,
+        } => {
+            let options = kuroko_reporter::demo::Options {
+                dir,
+                port,
+                minutes,
+                export_interval: std::time::Duration::from_secs(export_interval),
+                program: program_name(),
+            };
+            kuroko_reporter::demo::run(&options).await?;
+            Ok(())
+        }
     }
 }
 
@@ -410,6 +451,29 @@ async fn fetch(
         anyhow::bail!("{server} answered {status}: {message}");
     }
     Ok(body)
+}
+
+/// How to run this `kuroko` again: `kuroko` when that is what the shell
+/// finds, else the path it was started by (e.g. `target/release/kuroko`).
+fn program_name() -> String {
+    let invoked = std::env::args().next().unwrap_or_else(|| "kuroko".to_owned());
+    if !invoked.contains(std::path::MAIN_SEPARATOR) {
+        return invoked;
+    }
+    let here = std::env::current_dir().ok();
+    let shown = here
+        .as_deref()
+        .and_then(|here| std::path::Path::new(&invoked).strip_prefix(here).ok())
+        .map(|p| p.display().to_string())
+        // A shell runs a relative path only when it has a separator.
+        .map(|p| {
+            if p.contains(std::path::MAIN_SEPARATOR) {
+                p
+            } else {
+                format!(".{}{p}", std::path::MAIN_SEPARATOR)
+            }
+        });
+    shown.unwrap_or(invoked)
 }
 
 async fn report(what: ReportCommand) -> anyhow::Result<()> {

@@ -222,9 +222,99 @@ pub struct Truths {
     pub traces: u64,
 }
 
+/// Other names (and optionally another regression) for a generated fleet,
+/// so that generated history lines up with a live one: `kuroko demo`
+/// backfills its own services' past this way. What is left empty keeps its
+/// built-in name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Overrides {
+    /// Service names, by index.
+    pub services: Vec<String>,
+    /// Host names per service: `hosts[service][host]` (default `{service}-{host}`).
+    pub hosts: Vec<Vec<String>>,
+    /// Per service, its transactions by index. The planted roles sit at
+    /// fixed indices (see [`Generator::models`] for which is which), so name
+    /// them knowing their role.
+    pub transactions: Vec<Vec<TransactionName>>,
+    /// `deployment.environment.name`; default `production`.
+    pub environment: Option<String>,
+    /// The planted regression: from this minute (unix minutes), the slow
+    /// mode's latency times this factor (1.0 plants none). Default: the last
+    /// week (or second half) of the spec, +30%.
+    pub regression: Option<(i64, f64)>,
+}
+
+/// A transaction's name, feature and kind (`web` or `job`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransactionName {
+    /// E.g. `GET /products/{id}`.
+    pub name: String,
+    /// Its feature.
+    pub feature: String,
+    /// `web` or `job`.
+    pub kind: String,
+}
+
+/// How a generated transaction behaves (see [`Generator::models`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransactionModel {
+    /// Its service.
+    pub service: String,
+    /// Its name.
+    pub transaction: String,
+    /// Its feature.
+    pub feature: String,
+    /// `web` or `job`.
+    pub kind: String,
+    /// What it plays in the planted story.
+    pub role: Role,
+    /// Traffic relative to an average transaction.
+    pub popularity: f64,
+    /// Median of its (fast) log-normal latency mode, seconds.
+    pub median: f64,
+    /// Its sigma.
+    pub sigma: f64,
+    /// A slow mode: (weight, median seconds, sigma), before any regression.
+    pub slow_mode: Option<(f64, f64, f64)>,
+    /// Share of runs that fail (5xx, or error for a job).
+    pub failure_rate: f64,
+    /// Share of runs answered 4xx.
+    pub client_error_rate: f64,
+    /// The ordinary errors it throws: (type, message, location).
+    pub errors: Vec<(String, String, String)>,
+    /// Where its time goes.
+    pub segments: Vec<SegmentModel>,
+}
+
+/// One segment of a [`TransactionModel`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentModel {
+    /// `database`, `external` or `code`.
+    pub kind: String,
+    /// E.g. `SELECT users`.
+    pub name: String,
+    /// Its share of each run's time.
+    pub share: f64,
+    /// Calls per run.
+    pub calls_per_run: u32,
+}
+
+/// Latency at `minute` (unix minutes) relative to the average: the mild
+/// daily cycle every generated transaction follows (up to 8% slower at the
+/// busiest hour).
+pub fn latency_factor(minute: i64) -> f64 {
+    latency_cycle(minute)
+}
+
+/// Traffic at `minute` relative to an average weekday hour (busier by day,
+/// 60% at weekends).
+pub fn traffic_factor(minute: i64) -> f64 {
+    traffic(minute)
+}
+
 /// splitmix64: tiny, fast, and good enough for synthetic data; no dependency.
 #[derive(Clone, Debug)]
-struct Rng {
+pub(crate) struct Rng {
     state: u64,
     spare_normal: Option<f64>,
 }
@@ -243,25 +333,25 @@ fn mix(parts: &[u64]) -> u64 {
 }
 
 impl Rng {
-    fn new(parts: &[u64]) -> Rng {
+    pub(crate) fn new(parts: &[u64]) -> Rng {
         Rng {
             state: mix(parts),
             spare_normal: None,
         }
     }
 
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         splitmix(self.state)
     }
 
     /// Uniform in `[0, 1)`.
-    fn uniform(&mut self) -> f64 {
+    pub(crate) fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// Standard normal (Box-Muller, both values used).
-    fn normal(&mut self) -> f64 {
+    pub(crate) fn normal(&mut self) -> f64 {
         if let Some(spare) = self.spare_normal.take() {
             return spare;
         }
@@ -272,7 +362,7 @@ impl Rng {
     }
 
     /// Poisson with `mean`: exact (Knuth) up to 30, normal approximation above.
-    fn poisson(&mut self, mean: f64) -> u64 {
+    pub(crate) fn poisson(&mut self, mean: f64) -> u64 {
         if mean <= 0.0 {
             return 0;
         }
@@ -295,12 +385,18 @@ impl Rng {
 
 /// What a transaction plays in the planted story.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
+pub enum Role {
+    /// Nothing planted.
     Ordinary,
+    /// A slow endpoint.
     Slow,
+    /// Its p95 regresses (its slow mode moves, its median stays).
     Regressing,
+    /// High variance, no change.
     Noisy,
+    /// Its time is dominated by one database segment.
     DatabaseHeavy,
+    /// Fails in a burst on one host, with ids in its messages.
     ErrorBurst,
 }
 
@@ -619,7 +715,12 @@ pub struct Generator {
     /// `kuroko.apdex.threshold=…,kuroko.apdex.zone=…` per zone.
     apdex_labels: [String; 3],
     regression_start: i64,
+    regression_factor: f64,
     burst: (i64, i64),
+    /// Service names, by index.
+    services: Vec<String>,
+    /// Host names per service.
+    hosts: Vec<Vec<String>>,
 }
 
 impl Generator {
@@ -632,22 +733,11 @@ impl Generator {
                 profiles.push(profile(spec.seed, spec.services, service, transaction));
             }
         }
-        let mut keys = Vec::new();
-        for service in 0..spec.services {
-            for host in 0..spec.hosts_per_service {
-                for transaction in 0..spec.transactions_per_service {
-                    let p = &profiles[service * spec.transactions_per_service + transaction];
-                    keys.push(SeriesKey {
-                        service: service_name(service),
-                        host: format!("{}-{host}", service_name(service)),
-                        transaction: p.name.clone(),
-                        feature: p.feature.clone(),
-                        kind: p.kind.to_owned(),
-                        environment: "production".to_owned(),
-                    });
-                }
-            }
-        }
+        let services: Vec<String> = (0..spec.services).map(service_name).collect();
+        let hosts = services
+            .iter()
+            .map(|name| (0..spec.hosts_per_service).map(|h| format!("{name}-{h}")).collect())
+            .collect();
         let t = spec.apdex_threshold;
         let apdex_labels = ["satisfied", "tolerating", "frustrated"]
             .map(|zone| format!("kuroko.apdex.threshold={t},kuroko.apdex.zone={zone}"));
@@ -661,14 +751,124 @@ impl Generator {
             let middle = start + spec.minutes / 2;
             burst = (middle, (middle + 6 * 60).min(end));
         }
-        Generator {
+        let mut generator = Generator {
             spec,
             profiles,
-            keys,
+            keys: Vec::new(),
             apdex_labels,
             regression_start,
+            regression_factor: REGRESSION_FACTOR,
             burst,
+            services,
+            hosts,
+        };
+        generator.make_keys("production");
+        generator
+    }
+
+    /// The generator of `spec` with `overrides` applied: the same model and
+    /// planted truths under other names (and, if asked, another regression).
+    pub fn with_overrides(spec: &Spec, overrides: &Overrides) -> Generator {
+        let mut generator = Generator::new(spec);
+        let per = generator.spec.transactions_per_service;
+        for (service, name) in overrides.services.iter().enumerate().take(generator.services.len()) {
+            generator.services[service] = name.clone();
+            generator.hosts[service] = (0..generator.spec.hosts_per_service)
+                .map(|h| format!("{name}-{h}"))
+                .collect();
         }
+        for (service, hosts) in overrides.hosts.iter().enumerate().take(generator.hosts.len()) {
+            for (host, name) in hosts.iter().enumerate().take(generator.spec.hosts_per_service) {
+                generator.hosts[service][host] = name.clone();
+            }
+        }
+        for (service, transactions) in overrides.transactions.iter().enumerate().take(generator.services.len()) {
+            for (transaction, named) in transactions.iter().enumerate().take(per) {
+                let profile = &mut generator.profiles[service * per + transaction];
+                profile.name = named.name.clone();
+                profile.feature = named.feature.clone();
+                profile.kind = if named.kind == "job" { "job" } else { "web" };
+            }
+        }
+        if let Some((start, factor)) = overrides.regression {
+            generator.regression_start = align_up(start, generator.spec.start_minute, generator.spec.step_minutes);
+            generator.regression_factor = if factor.is_finite() && factor > 0.0 {
+                factor
+            } else {
+                1.0
+            };
+        }
+        let environment = overrides.environment.as_deref().unwrap_or("production");
+        generator.make_keys(environment);
+        generator
+    }
+
+    /// Every series' key, service-major, then host, then transaction.
+    fn make_keys(&mut self, environment: &str) {
+        let spec = &self.spec;
+        let mut keys = Vec::new();
+        for service in 0..spec.services {
+            for host in 0..spec.hosts_per_service {
+                for transaction in 0..spec.transactions_per_service {
+                    let p = &self.profiles[service * spec.transactions_per_service + transaction];
+                    keys.push(SeriesKey {
+                        service: self.services[service].clone(),
+                        host: self.hosts[service][host].clone(),
+                        transaction: p.name.clone(),
+                        feature: p.feature.clone(),
+                        kind: p.kind.to_owned(),
+                        environment: environment.to_owned(),
+                    });
+                }
+            }
+        }
+        self.keys = keys;
+    }
+
+    /// How each transaction behaves, per service then transaction: what a
+    /// live simulation samples from to carry the generated history on.
+    pub fn models(&self) -> Vec<TransactionModel> {
+        let per = self.spec.transactions_per_service;
+        self.profiles
+            .iter()
+            .enumerate()
+            .map(|(i, p)| TransactionModel {
+                service: self.services[i / per].clone(),
+                transaction: p.name.clone(),
+                feature: p.feature.clone(),
+                kind: p.kind.to_owned(),
+                role: p.role,
+                popularity: p.popularity,
+                median: p.fast.median,
+                sigma: p.fast.sigma,
+                slow_mode: p.slow.map(|(weight, mode)| (weight, mode.median, mode.sigma)),
+                failure_rate: p.failure_rate,
+                client_error_rate: p.client_error_rate,
+                errors: p
+                    .errors
+                    .iter()
+                    .map(|&e| {
+                        let (error_type, message, location) = BACKGROUND_ERRORS[e];
+                        (error_type.to_owned(), message.to_owned(), location.to_owned())
+                    })
+                    .collect(),
+                segments: p
+                    .segments
+                    .iter()
+                    .map(|s| SegmentModel {
+                        kind: s.kind.to_owned(),
+                        name: s.name.to_owned(),
+                        share: s.share,
+                        calls_per_run: s.calls_per_run,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// What is planted, known before generating (the counts are zero).
+    pub fn planted(&self) -> Truths {
+        self.truths()
     }
 
     /// The spec generated, normalised.
@@ -728,7 +928,7 @@ impl Generator {
         let mean = spec.runs_per_minute * spec.step_minutes as f64 * p.popularity * traffic(minute);
         let n = rng.poisson(mean);
         let slow_scale = if p.role == Role::Regressing && minute >= self.regression_start {
-            REGRESSION_FACTOR
+            self.regression_factor
         } else {
             1.0
         };
@@ -807,7 +1007,7 @@ impl Generator {
                 .enumerate()
                 .filter(|(_, p)| p.role == role)
                 .map(|(i, p)| Planted {
-                    service: service_name(i / per),
+                    service: self.services[i / per].clone(),
                     transaction: p.name.clone(),
                     feature: p.feature.clone(),
                 })
@@ -819,10 +1019,15 @@ impl Generator {
             slow_endpoints: planted(Role::Slow),
             regression: first(Role::Regressing),
             regression_start: self.regression_start,
-            regression_factor: REGRESSION_FACTOR,
+            regression_factor: self.regression_factor,
             noisy: first(Role::Noisy),
             error_burst: ErrorBurst {
-                host: format!("{}-0", burst.service),
+                host: self
+                    .services
+                    .iter()
+                    .position(|s| *s == burst.service)
+                    .and_then(|s| self.hosts[s].first().cloned())
+                    .unwrap_or_default(),
                 transaction: burst,
                 error_type: BURST_TYPE.to_owned(),
                 location: BURST_LOCATION.to_owned(),
@@ -1097,8 +1302,17 @@ pub fn generate<E>(spec: &Spec, sink: impl FnMut(Batch) -> Result<(), E>) -> Res
 
 /// Writes `spec`'s data into `store`, calling `progress(done, total)` after
 /// each batch.
-pub fn write_to(store: &dyn Store, spec: &Spec, mut progress: impl FnMut(u64, u64)) -> Result<Truths, StoreError> {
-    let generator = Generator::new(spec);
+pub fn write_to(store: &dyn Store, spec: &Spec, progress: impl FnMut(u64, u64)) -> Result<Truths, StoreError> {
+    write_generated(store, &Generator::new(spec), progress)
+}
+
+/// Writes `generator`'s data into `store`, calling `progress(done, total)`
+/// after each batch.
+pub fn write_generated(
+    store: &dyn Store,
+    generator: &Generator,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Truths, StoreError> {
     let total = generator.batch_count();
     let mut done = 0;
     generator.generate(|batch| {
@@ -1250,6 +1464,46 @@ mod tests {
         let spans: serde_json::Value = serde_json::from_str(&trace.spans).unwrap();
         assert_eq!(spans[0]["name"], trace.key.transaction.as_str());
         assert!(spans.as_array().unwrap().len() > 1, "segments as child spans");
+    }
+
+    #[test]
+    fn overrides_rename_the_fleet_and_move_the_regression() {
+        let spec = two_days();
+        let overrides = Overrides {
+            services: vec!["shop".into()],
+            hosts: vec![vec!["synthetic-shop-1".into()]],
+            transactions: vec![vec![TransactionName {
+                name: "GET /export".into(),
+                feature: "reports".into(),
+                kind: "web".into(),
+            }]],
+            environment: Some("demo".into()),
+            regression: Some((spec.start_minute + DAY, 2.0)),
+        };
+        let generator = Generator::with_overrides(&spec, &overrides);
+        let keys = generator.series();
+        assert_eq!(keys.len(), Generator::new(&spec).series().len());
+        let first = &keys[0];
+        assert_eq!(
+            (first.service.as_str(), first.host.as_str(), first.transaction.as_str()),
+            ("shop", "synthetic-shop-1", "GET /export")
+        );
+        assert_eq!(keys[6].host, "shop-1", "unnamed hosts follow the service's new name");
+        assert!(keys.iter().all(|k| k.environment == "demo"));
+        let models = generator.models();
+        assert_eq!((models[0].role, models[0].feature.as_str()), (Role::Slow, "reports"));
+        let planted = generator.planted();
+        assert_eq!(planted.slow_endpoints[0].transaction, "GET /export");
+        assert_eq!(planted.error_burst.host, "synthetic-shop-1");
+        assert_eq!(
+            (planted.regression_start, planted.regression_factor),
+            (spec.start_minute + DAY, 2.0)
+        );
+        // The model is unchanged: the same samples under the new names.
+        assert_eq!(
+            generator.raw_samples(3, spec.start_minute),
+            Generator::new(&spec).raw_samples(3, spec.start_minute)
+        );
     }
 
     /// The small spec written to a SQLite file, then read back the way the

@@ -66,6 +66,7 @@ impl Sink {
             password_env: None,
             from: "Kuroko <kuroko@example.com>".into(),
             timeout_seconds: 30,
+            file_dir: None,
         }
     }
 
@@ -268,6 +269,7 @@ fn a_dead_server_is_a_mail_error_after_the_configured_attempts() {
         password_env: None,
         from: "kuroko@example.com".into(),
         timeout_seconds: 5,
+        file_dir: None,
     };
     let report = report();
     let message = build_message(&report, &["team@example.com".to_owned()], &cfg.from, &[]).unwrap();

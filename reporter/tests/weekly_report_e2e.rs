@@ -139,6 +139,7 @@ fn smtp(port: u16) -> SmtpConfig {
         password_env: None,
         from: "Kuroko <kuroko@example.com>".into(),
         timeout_seconds: 5,
+        file_dir: None,
     }
 }
 

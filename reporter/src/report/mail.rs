@@ -72,6 +72,11 @@ pub struct SmtpConfig {
     /// How long one SMTP command may take, in seconds.
     #[serde(default = "default_timeout_seconds")]
     pub timeout_seconds: u64,
+    /// Instead of sending, write each message as an `.eml` file into this
+    /// folder (created if missing); `host` is then not contacted. For
+    /// `kuroko demo` and trials on a machine without a mail server.
+    #[serde(default)]
+    pub file_dir: Option<PathBuf>,
 }
 
 fn default_timeout_seconds() -> u64 {
@@ -273,6 +278,9 @@ fn transport(cfg: &SmtpConfig) -> Result<SmtpTransport, MailError> {
 /// `retry.attempts` times; returns the number of attempts it took. Blocks
 /// (run it on a blocking thread from async code).
 pub fn send(cfg: &SmtpConfig, message: &Message, retry: Retry) -> Result<u32, MailError> {
+    if let Some(dir) = &cfg.file_dir {
+        return write_eml(dir, message);
+    }
     let transport = transport(cfg)?;
     let attempts = retry.attempts.max(1);
     let mut attempt = 1;
@@ -301,6 +309,21 @@ pub fn send(cfg: &SmtpConfig, message: &Message, retry: Retry) -> Result<u32, Ma
             }
         }
     }
+}
+
+/// Writes `message` as `<id>.eml` into `dir` (lettre's file transport).
+fn write_eml(dir: &Path, message: &Message) -> Result<u32, MailError> {
+    let failed = |last: String| MailError::Send {
+        server: dir.display().to_string(),
+        attempts: 1,
+        permanent: false,
+        last,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+    lettre::FileTransport::new(dir)
+        .send(message)
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(1)
 }
 
 /// A chart file name that stays inside the preview directory.
@@ -353,6 +376,7 @@ mod tests {
             password_env: None,
             from: "Kuroko <kuroko@example.com>".into(),
             timeout_seconds: 30,
+            file_dir: None,
         }
     }
 
@@ -391,6 +415,24 @@ mod tests {
         );
         assert_eq!(config().port(), 587);
         assert!(toml::from_str::<SmtpConfig>("host = \"h\"\nfrom = \"f@x\"\npassword = \"x\"").is_err());
+    }
+
+    #[test]
+    fn a_file_dir_gets_the_message_as_an_eml_file() {
+        let dir = std::env::temp_dir().join(format!("kuroko-mailbox-{}", std::process::id()));
+        let cfg: SmtpConfig = toml::from_str(&format!(
+            "host = \"unused.invalid\"\nfrom = \"k@example.com\"\nfile_dir = {:?}",
+            dir.display().to_string()
+        ))
+        .unwrap();
+        let message = build_message(&sample(), &["team@example.com".to_owned()], &cfg.from, &[]).unwrap();
+        assert_eq!(send(&cfg, &message, Retry::default()).unwrap(), 1);
+        let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].extension().unwrap(), "eml");
+        let raw = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(raw.contains("To: team@example.com"), "{raw}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
