@@ -113,9 +113,27 @@ impl Analysis<'_> {
     /// [`Scope::previous`] under `rule`: regressions, improvements, those with
     /// too little traffic to judge, and how many did not change.
     pub fn compare(&self, scope: &Scope, rule: &RegressionRule, group: Group) -> Result<Comparison, AnalysisError> {
+        self.compare_against(scope, &scope.previous(), rule, group)
+    }
+
+    /// Like [`Analysis::compare`], against the window of `baseline` (its
+    /// filters are `scope`'s): e.g. the hour after a deploy against the hour
+    /// before it.
+    pub fn compare_against(
+        &self,
+        scope: &Scope,
+        baseline: &Scope,
+        rule: &RegressionRule,
+        group: Group,
+    ) -> Result<Comparison, AnalysisError> {
         scope.check_team(self.owners)?;
         let mut current = self.merged(scope, group)?;
-        let mut previous = self.merged(&scope.previous(), group)?;
+        let before = Scope {
+            from: baseline.from,
+            to: baseline.to,
+            ..scope.clone()
+        };
+        let mut previous = self.merged(&before, group)?;
         let mut subjects: Vec<Subject> = current.keys().chain(previous.keys()).cloned().collect();
         subjects.sort_unstable();
         subjects.dedup();

@@ -331,7 +331,7 @@ impl Query {
                     Group::Transaction => regressions::Group::Transaction,
                     Group::Feature => regressions::Group::Feature,
                 };
-                let comparison = analysis.compare(scope, &self.rule, group)?;
+                let comparison = analysis.compare_against(scope, &self.baseline, &self.rule, group)?;
                 json(&RegressionsAnswer::new(self, comparison))
             }
             Question::Errors => {
@@ -572,7 +572,7 @@ impl RegressionsAnswer {
         };
         RegressionsAnswer {
             scope: query.scope.clone(),
-            previous: query.scope.previous(),
+            previous: query.baseline.clone(),
             group: query.group,
             rule: Rule {
                 p_value: query.rule.p_value,
