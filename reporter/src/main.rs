@@ -184,10 +184,10 @@ struct QueryArgs {
     /// Errors: compare with the `previous` window (default) or the same window a `week` earlier.
     #[arg(long)]
     compare: Option<String>,
-    /// Errors: compare with this window instead (with --baseline-until).
+    /// Errors and regressions: compare with this window instead (with --baseline-until).
     #[arg(long)]
     baseline_since: Option<String>,
-    /// Errors: end of the baseline window.
+    /// Errors and regressions: end of the baseline window.
     #[arg(long)]
     baseline_until: Option<String>,
     /// Breakdown: slowest kept traces listed. Default: 5.

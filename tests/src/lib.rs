@@ -23,10 +23,16 @@ pub struct Running {
 impl Running {
     /// Starts `cargo run -q <args>` in the workspace (building what is stale).
     pub fn cargo_run(args: &[&str]) -> Running {
+        Running::cargo_run_with(args, &[])
+    }
+
+    /// [`Running::cargo_run`] with environment variables `env` set.
+    pub fn cargo_run_with(args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut child = Command::new(env!("CARGO"))
             .arg("run")
             .arg("-q")
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(workspace_root())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -96,4 +102,25 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
     }
+}
+
+/// Runs `cargo run -q <args>` in the workspace to its end, with `env` set;
+/// returns its stdout, or panics with its stderr when it fails.
+pub fn cargo_output(args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = Command::new(env!("CARGO"))
+        .arg("run")
+        .arg("-q")
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo can be started");
+    assert!(
+        output.status.success(),
+        "cargo run {} failed: {}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
