@@ -19,9 +19,118 @@ pub const MAX_SPAN: usize = 8_192;
 
 /// Counts of consecutive buckets; see the [module documentation](self).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "Packed", try_from = "Packed")]
 pub struct Buckets {
     offset: i32,
     counts: Vec<u64>,
+}
+
+/// How [`Buckets`] serialize (the ingest journal writes every point): the
+/// offset and the counts as one run of LEB128 varints, which postcard copies
+/// as bytes rather than visiting count by count.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Packed {
+    offset: i32,
+    #[serde(with = "serde_bytes_compat")]
+    counts: Vec<u8>,
+}
+
+/// Bytes as one serde byte string (what the `serde_bytes` crate does).
+pub(crate) mod serde_bytes_compat {
+    /// Writes `bytes` as a byte string.
+    pub(crate) fn serialize<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    /// Reads a byte string (or, from JSON, an array of numbers).
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            // Formats without byte strings (JSON) write an array of numbers.
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(byte) = seq.next_element::<u8>()? {
+                    bytes.push(byte);
+                }
+                Ok(bytes)
+            }
+        }
+        deserializer.deserialize_byte_buf(Visit)
+    }
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn buckets_round_trip_through_the_journal_format_and_json() {
+        let buckets: Buckets = [(-3, 1), (0, 300), (5, u64::MAX)].into_iter().collect();
+        let bytes = postcard::to_allocvec(&buckets).unwrap();
+        assert_eq!(postcard::from_bytes::<Buckets>(&bytes).unwrap(), buckets);
+        let json = serde_json::to_string(&buckets).unwrap();
+        assert_eq!(serde_json::from_str::<Buckets>(&json).unwrap(), buckets);
+        let truncated = Packed {
+            offset: 0,
+            counts: vec![0x80],
+        };
+        assert!(Buckets::try_from(truncated).is_err());
+    }
+}
+
+impl From<Buckets> for Packed {
+    fn from(buckets: Buckets) -> Packed {
+        let mut counts = Vec::with_capacity(buckets.counts.len() + 8);
+        for &count in &buckets.counts {
+            let mut value = count;
+            while value >= 0x80 {
+                counts.push((value as u8) | 0x80);
+                value >>= 7;
+            }
+            counts.push(value as u8);
+        }
+        Packed {
+            offset: buckets.offset,
+            counts,
+        }
+    }
+}
+
+impl TryFrom<Packed> for Buckets {
+    type Error = String;
+
+    fn try_from(packed: Packed) -> Result<Buckets, String> {
+        let mut counts = Vec::with_capacity(packed.counts.len());
+        let (mut value, mut shift) = (0u64, 0u32);
+        for &byte in &packed.counts {
+            if shift >= 64 {
+                return Err("a bucket count overflows".to_owned());
+            }
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                counts.push(value);
+                (value, shift) = (0, 0);
+            } else {
+                shift += 7;
+            }
+        }
+        if shift != 0 || counts.len() > MAX_SPAN {
+            return Err("bucket counts are truncated or span too many buckets".to_owned());
+        }
+        let mut buckets = Buckets::from_dense(packed.offset, &counts).ok_or("bucket indexes past i32")?;
+        buckets.trim();
+        Ok(buckets)
+    }
 }
 
 impl Buckets {

@@ -156,7 +156,7 @@ pub(crate) fn check(
     }
     if let Some(kv) = attributes
         .iter()
-        .find(|kv| text(kv).is_some_and(|v| v.len() > limits.max_value_bytes))
+        .find(|kv| text_ref(kv).is_some_and(|v| v.len() > limits.max_value_bytes))
     {
         return Err(format!(
             "attribute {:?} is longer than {} bytes",

@@ -4,7 +4,8 @@
 //! The journal lives beside the store, in `<store>-ingest/` (not
 //! `-journal`, SQLite's own rollback journal's name), as numbered
 //! segments (`00000000000000000001.log`, ...). A record is a little-endian
-//! `u32` length and that many bytes of the batch (postcard-encoded). A flush
+//! `u32` length and that many bytes of the batch (postcard-encoded, its
+//! points by series and label id: `super::pending::RecordRef`). A flush
 //! rotates to a new segment, commits what the older segments held to the
 //! tables together with their number (`journal_flushed_through` in `meta`),
 //! then deletes them; on open, segments past that number are replayed. An

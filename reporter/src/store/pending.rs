@@ -14,6 +14,56 @@ use std::time::Instant;
 use super::{Batch, ErrorPoint, TracePoint};
 use crate::histogram::Histogram;
 
+/// One acknowledged batch as the journal keeps it: its points by series and
+/// counter-label id (those rows are committed before the append), so a
+/// record holds numbers, not names, and needs no lookups to replay.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct RecordRef<'a> {
+    histograms: Vec<(i64, i64, &'a Histogram)>,
+    /// Series, label, minute and value of each counter point, little-endian,
+    /// 32 bytes each: copied as one byte string (the bulk of a record).
+    #[serde(with = "crate::buckets::serde_bytes_compat")]
+    counters: Vec<u8>,
+    errors: Vec<(i64, &'a ErrorPoint)>,
+    traces: Vec<(i64, &'a TracePoint)>,
+}
+
+impl<'a> RecordRef<'a> {
+    /// `batch`, whose ids are `ids`, as a record.
+    pub(crate) fn new(batch: &'a Batch, ids: &Resolved) -> Self {
+        RecordRef {
+            histograms: batch
+                .histograms
+                .iter()
+                .zip(&ids.histograms)
+                .map(|(p, &series)| (series, p.minute, &p.histogram))
+                .collect(),
+            counters: {
+                let mut packed = Vec::with_capacity(32 * batch.counters.len());
+                for (p, &(series, label)) in batch.counters.iter().zip(&ids.counters) {
+                    packed.extend_from_slice(&series.to_le_bytes());
+                    packed.extend_from_slice(&label.to_le_bytes());
+                    packed.extend_from_slice(&p.minute.to_le_bytes());
+                    packed.extend_from_slice(&p.value.to_le_bytes());
+                }
+                packed
+            },
+            errors: ids.errors.iter().copied().zip(&batch.errors).collect(),
+            traces: ids.traces.iter().copied().zip(&batch.traces).collect(),
+        }
+    }
+}
+
+/// A [`RecordRef`] read back from the journal.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Record {
+    histograms: Vec<(i64, i64, Histogram)>,
+    #[serde(with = "crate::buckets::serde_bytes_compat")]
+    counters: Vec<u8>,
+    errors: Vec<(i64, ErrorPoint)>,
+    traces: Vec<(i64, TracePoint)>,
+}
+
 /// Ids of one batch's series and counter labels, in the batch's order.
 #[derive(Debug, Default)]
 pub(crate) struct Resolved {
@@ -61,6 +111,31 @@ impl Pending {
             .extend(ids.errors.iter().copied().zip(batch.errors.iter().cloned()));
         self.traces
             .extend(ids.traces.iter().copied().zip(batch.traces.iter().cloned()));
+    }
+
+    /// Merges a record replayed from the journal.
+    pub(crate) fn add_record(&mut self, record: Record) {
+        self.since.get_or_insert_with(Instant::now);
+        for (series, minute, histogram) in record.histograms {
+            match self.histograms.get_mut(&(series, minute)) {
+                Some(total) => total.merge(&histogram),
+                None => {
+                    self.histograms.insert((series, minute), histogram);
+                }
+            }
+        }
+        // A trailing partial entry cannot occur: records are whole or dropped.
+        for entry in record.counters.chunks_exact(32) {
+            let field = |at: usize| <[u8; 8]>::try_from(&entry[at..at + 8]).unwrap_or_default();
+            let (series, label, minute) = (
+                i64::from_le_bytes(field(0)),
+                i64::from_le_bytes(field(8)),
+                i64::from_le_bytes(field(16)),
+            );
+            *self.counters.entry((series, label, minute)).or_default() += f64::from_le_bytes(field(24));
+        }
+        self.errors.extend(record.errors);
+        self.traces.extend(record.traces);
     }
 
     /// True when nothing waits.

@@ -26,7 +26,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::journal::Journal;
-use super::pending::{Pending, Resolved};
+use super::pending::{Pending, Record, RecordRef, Resolved};
 use super::rollup::{Retention, Rolled, Roller};
 use super::{Batch, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint};
 use crate::deliver::alerts::AlertState;
@@ -42,7 +42,7 @@ pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long acknowledged points may wait in memory before a write flushes
 /// them to the tables.
-pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -261,14 +261,13 @@ impl SqliteStore {
             tracing::info!(segment = segment.number, batches = segment.records.len(), store = %self.path,
                 "replaying acknowledged batches not yet flushed");
             for record in segment.records {
-                let batch: Batch = postcard::from_bytes(&record).map_err(|source| StoreError::Inbox {
+                let record: Record = postcard::from_bytes(&record).map_err(|source| StoreError::Inbox {
                     path: self.path.clone(),
                     id: i64::try_from(segment.number).unwrap_or(i64::MAX),
                     source,
                 })?;
-                let ids = self.resolve(&batch).map_err(|e| self.error(e))?;
                 if let Some(ingest) = self.ingest().as_mut() {
-                    ingest.pending.add(&batch, &ids);
+                    ingest.pending.add_record(record);
                 }
             }
         }
@@ -447,26 +446,35 @@ impl SqliteStore {
     /// Appends `batch` to the journal and merges it into the pending points;
     /// flushes them when they have waited [`FLUSH_EVERY`].
     fn write_batch(&self, batch: &Batch) -> Result<(), StoreError> {
+        let not_ingesting = || StoreError::NotIngesting {
+            path: self.path.clone(),
+        };
+        if self.ingest().is_none() {
+            return Err(not_ingesting());
+        }
+        // Ids first (their rows committed): a record in the journal is one
+        // the store can place, and it holds ids rather than names.
+        let ids = self.resolve(batch).map_err(|e| self.error(e))?;
         // Sized up front: growing the buffer showed in profiles.
         let estimate = batch
             .histograms
             .iter()
-            .map(|p| 96 + 2 * p.histogram.buckets.span())
+            .map(|p| 48 + 2 * p.histogram.buckets.span())
             .sum::<usize>()
-            + 128 * (batch.counters.len() + batch.errors.len())
-            + batch.traces.iter().map(|t| 128 + t.spans.len()).sum::<usize>();
-        let record = postcard::to_extend(batch, Vec::with_capacity(estimate)).map_err(|source| StoreError::Inbox {
-            path: self.path.clone(),
-            id: 0,
-            source,
-        })?;
+            + 32 * batch.counters.len()
+            + 256 * batch.errors.len()
+            + batch.traces.iter().map(|t| 256 + t.spans.len()).sum::<usize>();
+        let record =
+            postcard::to_extend(&RecordRef::new(batch, &ids), Vec::with_capacity(estimate)).map_err(|source| {
+                StoreError::Inbox {
+                    path: self.path.clone(),
+                    id: 0,
+                    source,
+                }
+            })?;
         let due = {
             let mut guard = self.ingest();
-            let ingest = guard.as_mut().ok_or_else(|| StoreError::NotIngesting {
-                path: self.path.clone(),
-            })?;
-            // Ids first: a batch in the journal is one the store can place.
-            let ids = self.resolve(batch).map_err(|e| self.error(e))?;
+            let ingest = guard.as_mut().ok_or_else(not_ingesting)?;
             ingest.journal.append(&record).map_err(|source| StoreError::Journal {
                 path: Journal::dir_of(Path::new(&self.path)).display().to_string(),
                 source,
