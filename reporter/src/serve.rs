@@ -125,7 +125,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
     let grpc_router = grpc::router(receiver.clone(), config.max_body_bytes);
     let grpc_task = tokio::spawn(async move {
-        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
+        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let shutdown = async {
             let _ = grpc_stopped.await;
         };
