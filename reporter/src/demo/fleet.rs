@@ -136,22 +136,12 @@ pub fn owners_toml() -> String {
             "\n[teams.{team}]\ndisplay_name = \"{display}\"\nemail = [\"{team}@demo.invalid\"]\n"
         ));
     }
+    // The fleet's agents tag every transaction with its feature, so the
+    // features need no patterns (those are for untagged transactions, e.g.
+    // from OpenTelemetry SDKs: see docs/owners.md).
     for (team, _, features) in TEAMS {
         for feature in features {
-            let patterns: Vec<String> = SERVICES
-                .iter()
-                .zip(NAMES.iter())
-                .flat_map(|(service, names)| {
-                    names
-                        .iter()
-                        .filter(|(_, f, _)| f == feature)
-                        .map(move |(name, _, _)| format!("  {{ service = \"{service}\", transaction = \"{name}\" }},"))
-                })
-                .collect();
-            out.push_str(&format!(
-                "\n[features.{feature}]\nteam = \"{team}\"\npatterns = [\n{}\n]\n",
-                patterns.join("\n")
-            ));
+            out.push_str(&format!("\n[features.{feature}]\nteam = \"{team}\"\n"));
         }
     }
     out
