@@ -1,5 +1,5 @@
-//! The README's first command: the instrumented example service, run as a
-//! real process, sent real HTTP requests, and read from what it prints.
+//! The agent's example service, which the README names: run as a real
+//! process, sent real HTTP requests, and read from what it prints.
 
 use std::time::Duration;
 
