@@ -370,12 +370,16 @@ mod tests {
         assert_eq!(owners.teams().count(), 3);
         for (service, names) in SERVICES.iter().zip(NAMES.iter()) {
             for (name, feature, _) in names {
+                // The fleet's agents tag each transaction with its feature.
                 assert_eq!(
-                    owners.feature_of(service, name, None),
+                    owners.feature_of(service, name, Some(feature)),
                     Some(*feature),
                     "{service} {name}"
                 );
-                assert!(owners.team_of(service, name, None).is_some(), "{service} {name}");
+                assert!(
+                    owners.team_of(service, name, Some(feature)).is_some(),
+                    "{service} {name}: its feature has a team"
+                );
             }
         }
         let emails: Vec<&str> = owners
