@@ -85,6 +85,8 @@ fn main() -> anyhow::Result<()> {
         store.write(&batch)?;
     }
     let written = started.elapsed();
+    // What waits in memory and in the journal goes to the tables first.
+    store.flush()?;
     let minute_bytes = store.size_bytes();
     let mut roller = store.roller(Default::default())?;
     roller.run(now)?;

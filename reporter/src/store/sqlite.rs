@@ -974,11 +974,19 @@ impl Store for SqliteStore {
     }
 
     fn size_bytes(&self) -> u64 {
-        ["", "-wal", "-shm"]
+        let files: u64 = ["", "-wal", "-shm"]
             .iter()
             .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", self.path)).ok())
             .map(|m| m.len())
-            .sum()
+            .sum();
+        // Acknowledged batches not yet flushed are on disk too.
+        let journal: u64 = std::fs::read_dir(Journal::dir_of(Path::new(&self.path)))
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        files + journal
     }
 
     fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError> {
