@@ -18,9 +18,13 @@
 //! Needs Debian's `clickhouse-server` and python3's `aiosmtpd`
 //! (`tests/run-all.sh` installs both); without them it fails, saying so.
 
+#[path = "support/smtp_sink.rs"]
+mod smtp_sink;
+use smtp_sink::Sink;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,60 +38,8 @@ use kuroko_reporter::store::{Filter, Store};
 #[path = "support/clickhouse_server.rs"]
 mod clickhouse_server;
 
-const SINK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/smtp_sink.py");
-const HOW_TO_INSTALL: &str = "run tests/run-all.sh, which installs python3's aiosmtpd package \
-     (or: python3 -m pip install aiosmtpd)";
 const DATABASE: &str = "kuroko_replicas";
 const AGENTS: usize = 6;
-
-/// The SMTP sink, stopped when dropped.
-struct Sink {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Sink {
-    fn start(dir: PathBuf) -> Sink {
-        let mut child = Command::new("python3")
-            .arg(SINK)
-            .arg(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run python3 {SINK}: {e}; {HOW_TO_INSTALL}"));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(port) = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()) else {
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "the SMTP sink did not start (said {line:?}): {}\n{HOW_TO_INSTALL}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
-        Sink { child, port, dir }
-    }
-
-    /// The envelope recipients of every message received, sorted.
-    fn recipients(&self) -> Vec<String> {
-        let mut all: Vec<String> = (1..)
-            .map_while(|n| std::fs::read_to_string(self.dir.join(format!("{n}.rcpt"))).ok())
-            .map(|r| r.trim().to_owned())
-            .collect();
-        all.sort();
-        all
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One `kuroko serve` process, killed when dropped.
 struct Replica {
@@ -185,7 +137,7 @@ async fn two_replicas_share_the_data_and_send_each_report_once() {
             .await
             .unwrap(),
     );
-    let sink = Sink::start(dir.join("mail"));
+    let sink = Sink::start_in(dir.join("mail"));
 
     // The next whole minute, unless it is too close for both replicas to start first.
     let now = Timestamp::now();

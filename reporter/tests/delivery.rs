@@ -9,9 +9,11 @@
 //!
 //! `tests/run-all.sh` installs `aiosmtpd`; without it these tests fail, saying so.
 
-use std::io::{BufRead, BufReader};
+#[path = "support/smtp_sink.rs"]
+mod smtp_sink;
+use smtp_sink::Sink;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,82 +27,11 @@ use kuroko_reporter::deliver::schedule::{Report, Schedule, ScheduleConfig};
 use kuroko_reporter::deliver::{placeholder_producer, DigestDelivery, Runner, Settings};
 use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::owners::Owners;
-use kuroko_reporter::report::mail::{self, Security, SmtpConfig};
+use kuroko_reporter::report::mail::{self, SmtpConfig};
 use kuroko_reporter::report::webhook;
 use kuroko_reporter::store::sqlite::SqliteStore;
 use kuroko_reporter::store::{Batch, HistogramPoint, SeriesKey, Store};
 use serde_json::Value;
-
-const SINK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/smtp_sink.py");
-const HOW_TO_INSTALL: &str = "run tests/run-all.sh, which installs python3's aiosmtpd package \
-     (or: python3 -m pip install aiosmtpd)";
-
-/// The SMTP sink, stopped when dropped.
-struct Sink {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Sink {
-    fn start(name: &str) -> Sink {
-        let dir = std::env::temp_dir().join(format!("kuroko-delivery-sink-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut child = Command::new("python3")
-            .arg(SINK)
-            .arg(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run python3 {SINK}: {e}; {HOW_TO_INSTALL}"));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(port) = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()) else {
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "the SMTP sink did not start (said {line:?}): {}\n{HOW_TO_INSTALL}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
-        Sink { child, port, dir }
-    }
-
-    /// Envelope recipients of each message received, in order.
-    /// Everyone mailed so far, sorted: teams are sent to concurrently, in any order.
-    fn recipients(&self) -> Vec<String> {
-        let mut all: Vec<String> = (1..)
-            .map_while(|n| std::fs::read_to_string(self.dir.join(format!("{n}.rcpt"))).ok())
-            .map(|r| r.trim().to_owned())
-            .collect();
-        all.sort();
-        all
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn smtp(port: u16) -> SmtpConfig {
-    SmtpConfig {
-        host: "127.0.0.1".into(),
-        port: Some(port),
-        security: Security::None,
-        username: None,
-        password_file: None,
-        password_env: None,
-        from: "Kuroko <kuroko@example.com>".into(),
-        timeout_seconds: 5,
-        file_dir: None,
-    }
-}
 
 type Posts = Arc<Mutex<Vec<(String, Value)>>>;
 
@@ -212,12 +143,7 @@ async fn each_period_is_sent_once_across_restarts_and_downtime_is_caught_up_late
     let (hooks, posts) = receiver().await;
     let dir = temp_dir("once");
     let store = open(&dir);
-    let first = runner(
-        store.clone(),
-        settings(smtp(sink.port), vec![], vec![]),
-        "first",
-        &hooks,
-    );
+    let first = runner(store.clone(), settings(sink.config(5), vec![], vec![]), "first", &hooks);
 
     // Monday 9 March 2026, 07:59 in Berlin: nothing was ever sent, nothing is due.
     assert!(first.tick(at("2026-03-09T06:59:00Z")).await.is_empty());
@@ -252,7 +178,7 @@ async fn each_period_is_sent_once_across_restarts_and_downtime_is_caught_up_late
     let store = open(&dir);
     let second = runner(
         store.clone(),
-        settings(smtp(sink.port), vec![], vec![]),
+        settings(sink.config(5), vec![], vec![]),
         "second",
         &hooks,
     );
@@ -309,7 +235,7 @@ async fn a_dead_smtp_server_is_recorded_and_the_digest_chat_goes_out_anyway() {
     let dir = temp_dir("dead-smtp");
     let store = open(&dir);
     let digest_email = vec!["dev@example.com".to_owned()];
-    let mut settings = settings(smtp(dead_port), digest_email, vec![]);
+    let mut settings = settings(smtp_sink::smtp_to(dead_port, 5), digest_email, vec![]);
     // The weekly report and the digest at the same time.
     settings.schedule = Schedule::from_config(&ScheduleConfig {
         time_zone: "Europe/Berlin".into(),
@@ -379,7 +305,7 @@ async fn an_alert_tells_the_owning_team_once_on_firing_and_once_on_resolving() {
     )
     .unwrap();
     // Outside any scheduled time, so only the alert speaks; no SMTP needed for chat.
-    let settings = settings(smtp(1), vec![], vec![rule]);
+    let settings = settings(smtp_sink::smtp_to(1, 5), vec![], vec![rule]);
     let settings = Settings { smtp: None, ..settings };
     let now = at("2026-03-10T12:00:00Z");
     let minute = now.as_second() / 60;

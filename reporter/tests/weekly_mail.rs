@@ -7,9 +7,10 @@
 //!
 //! `tests/run-all.sh` installs `aiosmtpd`; without it these tests fail, saying so.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+#[path = "support/smtp_sink.rs"]
+mod smtp_sink;
+use smtp_sink::Sink;
+
 use std::time::Duration;
 
 use kuroko_reporter::report::chart::render_charts;
@@ -19,79 +20,7 @@ use kuroko_reporter::report::weekly::{
 };
 use mailparse::{DispositionType, MailHeaderMap, ParsedMail};
 
-const SINK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/smtp_sink.py");
-const HOW_TO_INSTALL: &str = "run tests/run-all.sh, which installs python3's aiosmtpd package \
-     (or: python3 -m pip install aiosmtpd)";
 const HOSTILE: &str = "<script>alert(1)</script> & \"quotes\"";
-
-/// The sink, stopped when dropped.
-struct Sink {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Sink {
-    fn start(name: &str) -> Sink {
-        let dir = std::env::temp_dir().join(format!("kuroko-smtp-sink-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut child = Command::new("python3")
-            .arg(SINK)
-            .arg(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run python3 {SINK}: {e}; {HOW_TO_INSTALL}"));
-        let mut line = String::new();
-        let stdout = child.stdout.take().unwrap();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let Some(port) = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()) else {
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "the SMTP sink did not start (said {line:?}): {}\n{HOW_TO_INSTALL}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
-        Sink { child, port, dir }
-    }
-
-    fn config(&self) -> SmtpConfig {
-        SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: Some(self.port),
-            security: Security::None,
-            username: None,
-            password_file: None,
-            password_env: None,
-            from: "Kuroko <kuroko@example.com>".into(),
-            timeout_seconds: 30,
-            file_dir: None,
-        }
-    }
-
-    /// The messages received: (envelope recipients, raw message).
-    fn received(&self) -> Vec<(Vec<String>, Vec<u8>)> {
-        let mut out = Vec::new();
-        for n in 1.. {
-            let eml = self.dir.join(format!("{n}.eml"));
-            if !eml.exists() {
-                break;
-            }
-            let rcpt = std::fs::read_to_string(self.dir.join(format!("{n}.rcpt"))).unwrap();
-            out.push((rcpt.lines().map(str::to_owned).collect(), std::fs::read(eml).unwrap()));
-        }
-        out
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn report() -> WeeklyReport {
     let daily: Vec<DailyPoint> = (0..28)
@@ -180,8 +109,8 @@ fn the_weekly_report_arrives_whole_and_escaped() {
     let charts = render_charts(&report).unwrap();
     assert_eq!(charts.len(), 2);
     let to = vec!["alice@example.com".to_owned(), "bob@example.com".to_owned()];
-    let message = build_message(&report, &to, &sink.config().from, &charts).unwrap();
-    let attempts = send(&sink.config(), &message, Retry::default()).unwrap();
+    let message = build_message(&report, &to, &sink.config(30).from, &charts).unwrap();
+    let attempts = send(&sink.config(30), &message, Retry::default()).unwrap();
     assert_eq!(attempts, 1);
 
     let received = sink.received();
@@ -290,13 +219,13 @@ fn a_dead_server_is_a_mail_error_after_the_configured_attempts() {
 fn a_permanent_refusal_is_not_retried() {
     let sink = Sink::start("refused");
     let report = report();
-    let message = build_message(&report, &["refused@example.com".to_owned()], &sink.config().from, &[]).unwrap();
+    let message = build_message(&report, &["refused@example.com".to_owned()], &sink.config(30).from, &[]).unwrap();
     let retry = Retry {
         attempts: 4,
         first_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(4),
     };
-    let err = send(&sink.config(), &message, retry).unwrap_err();
+    let err = send(&sink.config(30), &message, retry).unwrap_err();
     let MailError::Send {
         attempts,
         permanent,

@@ -14,9 +14,11 @@
 //!
 //! `tests/run-all.sh` installs `aiosmtpd`; without it these tests fail, saying so.
 
-use std::io::{BufRead, BufReader};
+#[path = "support/smtp_sink.rs"]
+mod smtp_sink;
+use smtp_sink::Sink;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +36,7 @@ use kuroko_reporter::deliver::schedule::{Period, Schedule, ScheduleConfig};
 use kuroko_reporter::deliver::{analysis_producer, DigestDelivery, Runner, Settings};
 use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::owners::Owners;
-use kuroko_reporter::report::mail::{self, Security, SmtpConfig};
+use kuroko_reporter::report::mail::{self, SmtpConfig};
 use kuroko_reporter::report::webhook;
 use kuroko_reporter::report::weekly::{format_change, format_count, format_duration, format_rate};
 use kuroko_reporter::store::sqlite::SqliteStore;
@@ -43,9 +45,6 @@ use kuroko_reporter::synthetic::{write_to, Spec, Truths};
 use mailparse::{DispositionType, MailHeaderMap, ParsedMail};
 use serde_json::Value;
 
-const SINK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/smtp_sink.py");
-const HOW_TO_INSTALL: &str = "run tests/run-all.sh, which installs python3's aiosmtpd package \
-     (or: python3 -m pip install aiosmtpd)";
 const TIME_ZONE: &str = "Europe/Berlin";
 /// Monday 3 February 2025, 00:00 in Berlin (23:00 UTC the day before), in
 /// unix minutes: the fortnight ends right before Monday 17 February, so the
@@ -75,73 +74,6 @@ team = "accounts"
 [features.notifications]
 team = "accounts"
 "#;
-
-/// The SMTP sink, stopped when dropped.
-struct Sink {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Sink {
-    fn start(name: &str) -> Sink {
-        let dir = std::env::temp_dir().join(format!("kuroko-e2e-sink-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut child = Command::new("python3")
-            .arg(SINK)
-            .arg(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run python3 {SINK}: {e}; {HOW_TO_INSTALL}"));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(port) = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()) else {
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "the SMTP sink did not start (said {line:?}): {}\n{HOW_TO_INSTALL}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
-        Sink { child, port, dir }
-    }
-
-    /// The messages received: (envelope recipients, raw message).
-    fn received(&self) -> Vec<(Vec<String>, Vec<u8>)> {
-        (1..)
-            .map_while(|n| {
-                let raw = std::fs::read(self.dir.join(format!("{n}.eml"))).ok()?;
-                let rcpt = std::fs::read_to_string(self.dir.join(format!("{n}.rcpt"))).unwrap();
-                Some((rcpt.lines().map(str::to_owned).collect(), raw))
-            })
-            .collect()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn smtp(port: u16) -> SmtpConfig {
-    SmtpConfig {
-        host: "127.0.0.1".into(),
-        port: Some(port),
-        security: Security::None,
-        username: None,
-        password_file: None,
-        password_env: None,
-        from: "Kuroko <kuroko@example.com>".into(),
-        timeout_seconds: 5,
-        file_dir: None,
-    }
-}
 
 type Posts = Arc<Mutex<Vec<(String, Value)>>>;
 
@@ -382,7 +314,7 @@ async fn a_seeded_week_reaches_each_team_and_the_digest_channel_with_the_analysi
     let sink = Sink::start("weekly");
     let (hooks, posts) = receiver().await;
     let (store, truths, dir) = seeded("weekly");
-    let runner = runner(store.clone(), settings(smtp(sink.port), "MON 08:00", vec![]), &hooks);
+    let runner = runner(store.clone(), settings(sink.config(5), "MON 08:00", vec![]), &hooks);
     let owners = owners();
     let analysis = Analysis::new(store.as_ref(), &owners);
 
@@ -495,7 +427,11 @@ async fn with_the_smtp_server_down_the_ledger_shows_it_and_the_digest_is_posted(
     };
     let (store, truths, dir) = seeded("smtp-down");
     // The weekly report and the digest at the same minute.
-    let settings = settings(smtp(dead_port), "SUN 08:30", vec!["dev@example.com".into()]);
+    let settings = settings(
+        smtp_sink::smtp_to(dead_port, 5),
+        "SUN 08:30",
+        vec!["dev@example.com".into()],
+    );
     let runner = runner(store.clone(), settings, &hooks);
 
     let rows = runner.tick(at("2025-02-16T07:30:30Z")).await;
