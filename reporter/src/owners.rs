@@ -290,6 +290,12 @@ impl Owners {
         self.features.values()
     }
 
+    /// Whether only the agent's tag can put a transaction in `feature`: no
+    /// pattern names it.
+    pub fn tags_only(&self, feature: &str) -> bool {
+        self.feature(feature).is_none_or(|f| f.patterns.is_empty())
+    }
+
     /// The features `team` owns, by name.
     pub fn features_of_team(&self, team: &str) -> Vec<&Feature> {
         self.features.values().filter(|f| f.team == team).collect()

@@ -282,10 +282,12 @@ struct Accumulator {
 
 /// Every row in scope, unordered, with its Apdex zones.
 fn endpoints(analysis: &Analysis<'_>, scope: &Scope, group: Group) -> Result<Vec<(EndpointRow, Zones)>, AnalysisError> {
-    // The service's total (for `share`) includes its other transactions.
+    // The service's total (for `share`) includes its other transactions,
+    // whatever their feature.
     let filter = Filter {
         transaction: None,
-        ..scope.store_filter()
+        feature: None,
+        ..scope.store_filter(analysis.owners)
     };
     let store = analysis.store;
     let histograms = store.histograms(&filter, scope.from, scope.to)?;

@@ -178,7 +178,9 @@ impl Analysis<'_> {
 
     /// The store's distinct errors over `scope`'s window, those in scope.
     fn error_rows(&self, scope: &Scope) -> Result<Vec<ErrorSummary>, AnalysisError> {
-        let mut rows = self.store.errors(&scope.store_filter(), scope.from, scope.to)?;
+        let mut rows = self
+            .store
+            .errors(&scope.store_filter(self.owners), scope.from, scope.to)?;
         rows.retain(|row| scope.matches(&row.key, self.owners));
         Ok(rows)
     }

@@ -193,7 +193,9 @@ impl Analysis<'_> {
     /// One histogram per subject over `scope`'s window: the store's series
     /// (merged per host already) in scope, merged per transaction or feature.
     fn merged(&self, scope: &Scope, group: Group) -> Result<BTreeMap<Subject, Merged>, AnalysisError> {
-        let series = self.store.histograms(&scope.store_filter(), scope.from, scope.to)?;
+        let series = self
+            .store
+            .histograms(&scope.store_filter(self.owners), scope.from, scope.to)?;
         let mut merged: BTreeMap<Subject, Merged> = BTreeMap::new();
         for (key, histogram) in series {
             if !scope.matches(&key, self.owners) {

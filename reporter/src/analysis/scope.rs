@@ -6,7 +6,9 @@
 //! environment and transaction are pushed down into the store
 //! ([`Scope::store_filter`]); feature and team go through `owners.toml`
 //! ([`Scope::matches`]), because a transaction the agent did not tag gets its
-//! feature from the owners' patterns.
+//! feature from the owners' patterns. A feature that no pattern names can
+//! hold only tagged transactions, so it is pushed down too: a feature's page
+//! on a fleet then reads its own series, not all of them.
 //!
 //! Windows are written as users write them: `--since 7d` (minutes `m`, hours
 //! `h`, days `d`, weeks `w` before now), or an RFC 3339 instant
@@ -86,16 +88,16 @@ impl Scope {
         }
     }
 
-    /// The filters the store can apply itself.
-    pub fn store_filter(&self) -> Filter {
+    /// The filters the store can apply itself, given `owners`.
+    pub fn store_filter(&self, owners: &Owners) -> Filter {
         Filter {
             service: self.service.clone(),
             host: self.host.clone(),
             transaction: self.transaction.clone(),
             environment: self.environment.clone(),
-            // The feature of an untagged transaction comes from owners.toml:
-            // filtered in `matches`, not in the store.
-            feature: None,
+            // The feature of an untagged transaction comes from owners.toml's
+            // patterns (filtered in `matches`); without any, only the tag counts.
+            feature: self.feature.clone().filter(|f| owners.tags_only(f)),
         }
     }
 
@@ -217,5 +219,39 @@ mod tests {
         let before = week.previous();
         assert_eq!((before.from, before.to), (500, 1_000));
         assert_eq!(before.service, week.service);
+    }
+
+    #[test]
+    fn a_feature_without_patterns_is_asked_of_the_store() {
+        let owners = Owners::parse(
+            r#"
+[teams.shop]
+[features.cart]
+team = "shop"
+[features.legacy]
+team = "shop"
+patterns = [{ service = "old-*" }]
+"#,
+            "owners.toml",
+        )
+        .unwrap();
+        let cart = Scope {
+            feature: Some("cart".into()),
+            ..Scope::window(0, 60)
+        };
+        assert_eq!(
+            cart.store_filter(&owners).feature.as_deref(),
+            Some("cart"),
+            "only tags put series in it"
+        );
+        let legacy = Scope {
+            feature: Some("legacy".into()),
+            ..cart.clone()
+        };
+        assert_eq!(
+            legacy.store_filter(&owners).feature,
+            None,
+            "patterns may add untagged series"
+        );
     }
 }

@@ -132,7 +132,7 @@ impl Analysis<'_> {
             .unwrap_or_else(|| Step::auto(scope.minutes()))
             .fitting(scope.minutes());
         let width = step.minutes();
-        let filter = scope.store_filter();
+        let filter = scope.store_filter(self.owners);
         let histograms = self.store.histogram_steps(&filter, scope.from, scope.to, width)?;
         let outcomes = self
             .store

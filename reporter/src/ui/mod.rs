@@ -28,7 +28,6 @@
 
 pub mod charts;
 pub mod dashboards;
-pub mod narrow;
 pub mod pages;
 
 use std::path::PathBuf;

@@ -14,14 +14,13 @@ use maud::{html, Markup, DOCTYPE};
 
 use super::charts::{self, Bin, Line, Unit};
 use super::dashboards::{Chart, Dashboard, Dashboards, Metric, Panel, Source};
-use super::narrow::FeatureStore;
 use super::{segment, PageError, Params};
 use crate::analysis::endpoints::{EndpointRow, Group, Rank};
 use crate::analysis::errors::ErrorGroup;
 use crate::analysis::regressions::{self, RegressionRow};
 use crate::analysis::stats::{Change, RegressionRule};
 use crate::analysis::timeseries::{Point, Step};
-use crate::analysis::{Analysis, AnalysisError, Scope};
+use crate::analysis::{AnalysisError, Scope};
 use crate::app::App;
 use crate::histogram::{bucket_bounds, Histogram};
 use crate::report::weekly::{format_change, format_count, format_duration, format_rate};
@@ -277,7 +276,10 @@ fn service_summaries(
     rows: &[EndpointRow],
 ) -> Result<BTreeMap<String, Summary>, AnalysisError> {
     let mut merged: BTreeMap<String, Histogram> = BTreeMap::new();
-    for (key, histogram) in app.store.histograms(&scope.store_filter(), scope.from, scope.to)? {
+    for (key, histogram) in app
+        .store
+        .histograms(&scope.store_filter(&app.owners), scope.from, scope.to)?
+    {
         if !scope.matches(&key, &app.owners) {
             continue;
         }
@@ -348,7 +350,7 @@ fn trends(
     let mut features: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
     let rows = app
         .store
-        .histogram_steps(&scope.store_filter(), scope.from, scope.to, step)?;
+        .histogram_steps(&scope.store_filter(&app.owners), scope.from, scope.to, step)?;
     for (key, start, histogram) in rows {
         if !scope.matches(&key, &app.owners) {
             continue;
@@ -569,11 +571,9 @@ pub fn feature(app: &App, name: &str, params: &Params, now: i64) -> Result<Marku
     scope.feature = Some(name.to_owned());
     let step: Option<Step> = params.choice("step", STEPS)?;
     let limit = params.limit(20)?;
-    let narrowed = FeatureStore::narrowing(app.store.as_ref(), &app.owners, name);
-    let analysis = match &narrowed {
-        Some(store) => Analysis::new(store, &app.owners),
-        None => app.analysis(),
-    };
+    // A feature without owners.toml patterns is read from its own series
+    // only (`Scope::store_filter`).
+    let analysis = app.analysis();
     let series = analysis.timeseries(&scope, Group::Feature, step)?;
     let points = series
         .series
@@ -696,7 +696,7 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
     let mut merged: Option<Histogram> = None;
     for (key, h) in app
         .store
-        .histograms(&scope.store_filter(), scope.from, scope.to)
+        .histograms(&scope.store_filter(&app.owners), scope.from, scope.to)
         .map_err(AnalysisError::from)?
     {
         if scope.matches(&key, &app.owners) {
@@ -1095,14 +1095,7 @@ fn row_value(row: &EndpointRow, metric: Metric) -> Option<f64> {
 fn panel(app: &App, panel: &Panel, params: &Params, now: i64) -> Result<Markup, PageError> {
     let scope = panel_scope(panel, params, now)?;
     scope.check_team(&app.owners)?;
-    let narrowed = scope
-        .feature
-        .as_deref()
-        .and_then(|feature| FeatureStore::narrowing(app.store.as_ref(), &app.owners, feature));
-    let analysis = match &narrowed {
-        Some(store) => Analysis::new(store, &app.owners),
-        None => app.analysis(),
-    };
+    let analysis = app.analysis();
     let unit = unit_of(panel.metric);
     if panel.chart == Chart::Line {
         let series = analysis.timeseries(&scope, panel.group, None)?;
