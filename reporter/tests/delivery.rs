@@ -11,15 +11,12 @@
 
 #[path = "support/smtp_sink.rs"]
 mod smtp_sink;
-use smtp_sink::Sink;
+use smtp_sink::{receiver, Sink};
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::routing::post;
-use axum::Router;
 use jiff::Timestamp;
 use kuroko_reporter::deliver::alerts::AlertRule;
 use kuroko_reporter::deliver::ledger::{LedgerEntry, LedgerStatus};
@@ -31,28 +28,6 @@ use kuroko_reporter::report::mail::{self, SmtpConfig};
 use kuroko_reporter::report::webhook;
 use kuroko_reporter::store::sqlite::SqliteStore;
 use kuroko_reporter::store::{Batch, HistogramPoint, SeriesKey, Store};
-use serde_json::Value;
-
-type Posts = Arc<Mutex<Vec<(String, Value)>>>;
-
-/// A chat webhook receiver: every post, with its path.
-async fn receiver() -> (String, Posts) {
-    async fn keep(State(posts): State<Posts>, uri: axum::http::Uri, body: String) -> &'static str {
-        posts
-            .lock()
-            .unwrap()
-            .push((uri.path().to_owned(), serde_json::from_str(&body).unwrap()));
-        "ok"
-    }
-    let posts = Posts::default();
-    let app = Router::new()
-        .route("/hooks/{name}", post(keep))
-        .with_state(posts.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/hooks"), posts)
-}
 
 const OWNERS: &str = r#"
 [teams.payments]

@@ -16,15 +16,12 @@
 
 #[path = "support/smtp_sink.rs"]
 mod smtp_sink;
-use smtp_sink::Sink;
+use smtp_sink::{receiver, Sink};
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::routing::post;
-use axum::Router;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use kuroko_reporter::analysis::endpoints::{Group, Rank};
@@ -43,7 +40,6 @@ use kuroko_reporter::store::sqlite::SqliteStore;
 use kuroko_reporter::store::{Batch, HistogramPoint, SeriesKey, Store};
 use kuroko_reporter::synthetic::{write_to, Spec, Truths};
 use mailparse::{DispositionType, MailHeaderMap, ParsedMail};
-use serde_json::Value;
 
 const TIME_ZONE: &str = "Europe/Berlin";
 /// Monday 3 February 2025, 00:00 in Berlin (23:00 UTC the day before), in
@@ -74,27 +70,6 @@ team = "accounts"
 [features.notifications]
 team = "accounts"
 "#;
-
-type Posts = Arc<Mutex<Vec<(String, Value)>>>;
-
-/// A chat webhook receiver: every post, with its path.
-async fn receiver() -> (String, Posts) {
-    async fn keep(State(posts): State<Posts>, uri: axum::http::Uri, body: String) -> &'static str {
-        posts
-            .lock()
-            .unwrap()
-            .push((uri.path().to_owned(), serde_json::from_str(&body).unwrap()));
-        "ok"
-    }
-    let posts = Posts::default();
-    let app = Router::new()
-        .route("/hooks/{name}", post(keep))
-        .with_state(posts.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/hooks"), posts)
-}
 
 fn owners() -> Owners {
     Owners::parse(OWNERS, "owners.toml").unwrap()

@@ -1,6 +1,7 @@
 //! The SMTP server on loopback that the mail tests send to
-//! (`tests/python/smtp_sink.py`, on aiosmtpd), shared by the test files that
-//! include it with `#[path = "support/smtp_sink.rs"] mod smtp_sink;`.
+//! (`tests/python/smtp_sink.py`, on aiosmtpd), and a chat webhook receiver,
+//! shared by the test files that include it with
+//! `#[path = "support/smtp_sink.rs"] mod smtp_sink;`.
 
 // Each test file uses part of it.
 #![allow(dead_code)]
@@ -8,6 +9,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::Router;
+use serde_json::Value;
 
 use kuroko_reporter::report::mail::{Security, SmtpConfig};
 
@@ -105,4 +112,27 @@ impl Drop for Sink {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// What a [`receiver`] was posted: (path, JSON body), in order.
+pub type Posts = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// A chat webhook receiver on loopback: its base URL (post to
+/// `<url>/<name>`) and every post, with its path.
+pub async fn receiver() -> (String, Posts) {
+    async fn keep(State(posts): State<Posts>, uri: axum::http::Uri, body: String) -> &'static str {
+        posts
+            .lock()
+            .unwrap()
+            .push((uri.path().to_owned(), serde_json::from_str(&body).unwrap()));
+        "ok"
+    }
+    let posts = Posts::default();
+    let app = Router::new()
+        .route("/hooks/{name}", post(keep))
+        .with_state(posts.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hooks"), posts)
 }
