@@ -195,8 +195,9 @@ impl Buckets {
             .map(move |(i, &c)| (offset + i as i32, c))
     }
 
-    /// Makes room for indexes `low..=high`.
-    fn cover(&mut self, low: i32, high: i32) {
+    /// Makes room for indexes `low..=high` (`low <= high`), so that adding
+    /// within them does not reallocate.
+    pub(crate) fn cover(&mut self, low: i32, high: i32) {
         if self.counts.is_empty() {
             self.offset = low;
             self.counts = vec![0; (i64::from(high) - i64::from(low) + 1) as usize];

@@ -407,24 +407,38 @@ impl Histogram {
     /// Reads [`encode_buckets`](Self::encode_buckets)'s blob; `None` when
     /// it is corrupt (or spans more buckets than a histogram keeps).
     pub fn decode_buckets(blob: &[u8]) -> Option<Buckets> {
+        // Two passes: the first finds the span (and checks the blob), so the
+        // second fills buckets allocated once.
+        let mut span: Option<(i32, i32)> = None;
+        each_bucket(blob, |index, count| {
+            if count > 0 {
+                span = Some(span.map_or((index, index), |(low, high)| (low.min(index), high.max(index))));
+            }
+        })?;
         let mut buckets = Buckets::new();
-        let (mut at, mut previous) = (0usize, 0i64);
-        while at < blob.len() {
-            let zigzag = get_varint(blob, &mut at)?;
-            let delta = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
-            let count = get_varint(blob, &mut at)?;
-            previous += delta;
-            let index = i32::try_from(previous).ok()?;
-            if buckets
-                .first()
-                .is_some_and(|first| (i64::from(index) - i64::from(first)) as usize >= MAX_SPAN)
-            {
+        if let Some((low, high)) = span {
+            if (i64::from(high) - i64::from(low)) as usize >= MAX_SPAN {
                 return None;
             }
-            buckets.add(index, count);
+            buckets.cover(low, high);
+            each_bucket(blob, |index, count| buckets.add(index, count))?;
         }
         Some(buckets)
     }
+}
+
+/// Calls `visit` with each `(index, count)` of an
+/// [`encode_buckets`](Histogram::encode_buckets) blob; `None` when it is corrupt.
+fn each_bucket(blob: &[u8], mut visit: impl FnMut(i32, u64)) -> Option<()> {
+    let (mut at, mut previous) = (0usize, 0i64);
+    while at < blob.len() {
+        let zigzag = get_varint(blob, &mut at)?;
+        let delta = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
+        let count = get_varint(blob, &mut at)?;
+        previous = previous.checked_add(delta)?;
+        visit(i32::try_from(previous).ok()?, count);
+    }
+    Some(())
 }
 
 /// How many scales coarser buckets `low..=high` must go to span at most
@@ -637,6 +651,7 @@ fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
+#[inline]
 fn get_varint(blob: &[u8], at: &mut usize) -> Option<u64> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {

@@ -289,10 +289,9 @@ fn endpoints(analysis: &Analysis<'_>, scope: &Scope, group: Group) -> Result<Vec
         feature: None,
         ..scope.store_filter(analysis.owners)
     };
-    let store = analysis.store;
-    let histograms = store.histograms(&filter, scope.from, scope.to)?;
-    let mut outcomes = outcome_counts(store.counters(&filter, OUTCOMES, scope.from, scope.to)?);
-    let mut apdex = apdex_counts(store.counters(&filter, APDEX, scope.from, scope.to)?);
+    let histograms = analysis.histograms(&filter, scope.from, scope.to)?;
+    let mut outcomes = outcome_counts(analysis.counters(&filter, OUTCOMES, scope.from, scope.to)?);
+    let mut apdex = apdex_counts(analysis.counters(&filter, APDEX, scope.from, scope.to)?);
     let mut service_totals: HashMap<String, f64> = HashMap::new();
     let mut rows: BTreeMap<RowId, Accumulator> = BTreeMap::new();
     for (key, histogram) in histograms {

@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod error;
 pub mod errors;
 pub mod fingerprint;
+pub mod memo;
 pub mod regressions;
 pub mod scope;
 pub mod stats;
@@ -20,8 +21,10 @@ pub mod timeseries;
 pub use error::AnalysisError;
 pub use scope::Scope;
 
+use crate::histogram::Histogram;
 use crate::owners::Owners;
-use crate::store::Store;
+use crate::store::{Filter, SeriesKey, Store};
+use memo::Memo;
 
 /// The questions, asked of one store with one owners file.
 #[derive(Clone, Copy)]
@@ -30,11 +33,54 @@ pub struct Analysis<'a> {
     pub store: &'a dyn Store,
     /// Who owns what.
     pub owners: &'a Owners,
+    /// Store answers kept for reuse, when asked for ([`Analysis::remembering`]).
+    memo: Option<&'a Memo>,
 }
 
 impl<'a> Analysis<'a> {
     /// Questions about `store`, with features and teams from `owners`.
     pub fn new(store: &'a dyn Store, owners: &'a Owners) -> Self {
-        Analysis { store, owners }
+        Analysis {
+            store,
+            owners,
+            memo: None,
+        }
+    }
+
+    /// The same questions, reading each window's merged histograms and
+    /// counters from the store once and then from `memo` (a page that asks
+    /// several questions of one window reads it once).
+    pub fn remembering(self, memo: &'a Memo) -> Self {
+        Analysis {
+            memo: Some(memo),
+            ..self
+        }
+    }
+
+    /// [`Store::histograms`], through the memo if there is one.
+    pub fn histograms(
+        &self,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(SeriesKey, Histogram)>, AnalysisError> {
+        match self.memo {
+            Some(memo) => memo.histograms(self.store, filter, from, to),
+            None => Ok(self.store.histograms(filter, from, to)?),
+        }
+    }
+
+    /// [`Store::counters`], through the memo if there is one.
+    pub fn counters(
+        &self,
+        filter: &Filter,
+        name: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(SeriesKey, String, f64)>, AnalysisError> {
+        match self.memo {
+            Some(memo) => memo.counters(self.store, filter, name, from, to),
+            None => Ok(self.store.counters(filter, name, from, to)?),
+        }
     }
 }

@@ -9,11 +9,12 @@
 //! series of its row, as in the slowest table. Every step of the window has a
 //! point, empty ones with a count of zero, so charts show gaps as gaps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::endpoints::{is_failure, label, row_id, Group, RowId, OUTCOMES};
 use super::{Analysis, AnalysisError, Scope};
 use crate::histogram::Histogram;
+use crate::store::SeriesKey;
 
 /// Most steps one series may have: a finer step asked over a longer window is
 /// coarsened until it fits.
@@ -133,20 +134,30 @@ impl Analysis<'_> {
             .fitting(scope.minutes());
         let width = step.minutes();
         let filter = scope.store_filter(self.owners);
-        let histograms = self.store.histogram_steps(&filter, scope.from, scope.to, width)?;
+        // Rows are numbered as the store meets their series; the store
+        // merges each row's histograms per step.
+        let mut ids: Vec<RowId> = Vec::new();
+        let mut numbers: HashMap<RowId, usize> = HashMap::new();
+        let mut number = |key: &SeriesKey| {
+            if !scope.matches(key, self.owners) {
+                return None;
+            }
+            let id = row_id(key, group, self.owners);
+            Some(*numbers.entry(id.clone()).or_insert_with(|| {
+                ids.push(id);
+                ids.len() - 1
+            }))
+        };
+        let histograms = self
+            .store
+            .histogram_steps_grouped(&filter, scope.from, scope.to, width, &mut number)?;
         let outcomes = self
             .store
             .counter_steps(&filter, OUTCOMES, scope.from, scope.to, width)?;
         let mut cells: BTreeMap<RowId, BTreeMap<i64, Cell>> = BTreeMap::new();
-        for (key, start, histogram) in histograms {
-            if !scope.matches(&key, self.owners) {
-                continue;
-            }
-            let cell = cells
-                .entry(row_id(&key, group, self.owners))
-                .or_default()
-                .entry(start)
-                .or_default();
+        for (row, start, histogram) in histograms {
+            let Some(id) = ids.get(row) else { continue };
+            let cell = cells.entry(id.clone()).or_default().entry(start).or_default();
             match &mut cell.histogram {
                 Some(total) => total.merge(&histogram),
                 None => cell.histogram = Some(histogram),

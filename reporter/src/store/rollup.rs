@@ -21,7 +21,7 @@ use std::sync::Arc;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 
-use super::sqlite::{row_histogram, write_histogram};
+use super::sqlite::{row_histogram, write_histogram, HISTOGRAM_COLUMNS};
 use super::StoreError;
 use crate::histogram::Histogram;
 
@@ -222,13 +222,11 @@ impl Roller {
         from: i64,
         to: i64,
     ) -> Result<BTreeMap<i64, Histogram>, rusqlite::Error> {
-        let sql = format!(
-            "SELECT series, count, sum, min, max, scale, zero_count, zero_threshold, buckets, estimated
-             FROM {table} WHERE {column} >= ?1 AND {column} < ?2"
-        );
+        let sql =
+            format!("SELECT h.series, {HISTOGRAM_COLUMNS} FROM {table} h WHERE h.{column} >= ?1 AND h.{column} < ?2");
         let mut statement = self.connection.prepare(&sql)?;
         let rows = statement.query_map(params![from, to], |row| {
-            Ok((row.get::<_, i64>("series")?, row_histogram(row)?))
+            Ok((row.get::<_, i64>(0)?, row_histogram(row, 1)?))
         })?;
         let mut merged: BTreeMap<i64, Histogram> = BTreeMap::new();
         for row in rows {

@@ -28,7 +28,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::journal::Journal;
 use super::pending::{Pending, Record, RecordRef, Resolved};
 use super::rollup::{Retention, Rolled, Roller};
-use super::{Batch, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint};
+use super::{Batch, ErrorSummary, Filter, SeriesKey, StepTotal, Store, StoreError, TracePoint};
 use crate::deliver::alerts::AlertState;
 use crate::deliver::ledger::{LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use crate::histogram::Histogram;
@@ -682,31 +682,37 @@ pub(crate) const MINUTES: (&str, &str) = ("histogram_minute", "minute");
 fn read_histogram(connection: &Connection, series: i64, minute: i64) -> Result<Option<Histogram>, rusqlite::Error> {
     connection
         .query_row(
-            "SELECT count, sum, min, max, scale, zero_count, zero_threshold, buckets, estimated
-             FROM histogram_minute WHERE series = ?1 AND minute = ?2",
+            &format!("SELECT {HISTOGRAM_COLUMNS} FROM histogram_minute h WHERE h.series = ?1 AND h.minute = ?2"),
             params![series, minute],
-            row_histogram,
+            |row| row_histogram(row, 0),
         )
         .optional()
 }
 
-pub(crate) fn row_histogram(row: &rusqlite::Row<'_>) -> Result<Histogram, rusqlite::Error> {
-    let blob: Vec<u8> = row.get("buckets")?;
-    let buckets = Histogram::decode_buckets(&blob).ok_or(rusqlite::Error::InvalidColumnType(
-        7,
+/// The histogram columns [`row_histogram`] reads, of a table aliased `h`.
+pub(crate) const HISTOGRAM_COLUMNS: &str =
+    "h.count, h.sum, h.min, h.max, h.scale, h.zero_count, h.zero_threshold, h.buckets, h.estimated";
+
+/// The histogram whose [`HISTOGRAM_COLUMNS`] start at column `first` (read by
+/// position: naming columns cost more than decoding on wide reads).
+pub(crate) fn row_histogram(row: &rusqlite::Row<'_>, first: usize) -> Result<Histogram, rusqlite::Error> {
+    let at = |offset: usize| first + offset;
+    let blob = row.get_ref(at(7))?.as_blob()?;
+    let buckets = Histogram::decode_buckets(blob).ok_or(rusqlite::Error::InvalidColumnType(
+        at(7),
         "buckets".to_owned(),
         rusqlite::types::Type::Blob,
     ))?;
     Ok(Histogram {
-        count: row.get::<_, i64>("count")? as u64,
-        sum: row.get("sum")?,
-        min: row.get("min")?,
-        max: row.get("max")?,
-        scale: row.get("scale")?,
-        zero_count: row.get::<_, i64>("zero_count")? as u64,
-        zero_threshold: row.get("zero_threshold")?,
+        count: row.get::<_, i64>(at(0))? as u64,
+        sum: row.get(at(1))?,
+        min: row.get(at(2))?,
+        max: row.get(at(3))?,
+        scale: row.get(at(4))?,
+        zero_count: row.get::<_, i64>(at(5))? as u64,
+        zero_threshold: row.get(at(6))?,
         buckets,
-        estimated: row.get("estimated")?,
+        estimated: row.get(at(8))?,
     })
 }
 
@@ -841,6 +847,52 @@ impl SqliteStore {
 
     /// Runs a query whose parameters are the window (`?1`, `?2`), the
     /// filter (`?3` to `?7`) and an optional `?8`, mapping each row.
+    /// Runs `sql` like [`SqliteStore::select`], handing each row to `each`
+    /// instead of collecting them (wide reads merge as they go).
+    fn select_each(
+        &self,
+        sql: &str,
+        filter: &Filter,
+        window: (i64, i64),
+        seventh: Option<&dyn rusqlite::ToSql>,
+        mut each: impl FnMut(&rusqlite::Row<'_>) -> Result<(), rusqlite::Error>,
+    ) -> Result<(), StoreError> {
+        self.select(sql, filter, window, seventh, |row| each(row)).map(drop)
+    }
+
+    /// The keys of the series `ids`. Reads name series by id and resolve
+    /// them once each at the end, instead of carrying six strings per row.
+    fn keys_of(&self, ids: impl Iterator<Item = i64>) -> Result<Keys, StoreError> {
+        let connection = self.connection();
+        let read = || -> Result<FxHashMap<i64, SeriesKey>, rusqlite::Error> {
+            let mut statement =
+                connection.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM series s WHERE s.id = ?1"))?;
+            let mut keys = FxHashMap::default();
+            for id in ids {
+                if let std::collections::hash_map::Entry::Vacant(slot) = keys.entry(id) {
+                    slot.insert(statement.query_row([id], key)?);
+                }
+            }
+            Ok(keys)
+        };
+        let keys = read().map_err(|e| self.error(e))?;
+        let mut ids: Vec<i64> = keys.keys().copied().collect();
+        ids.sort_unstable_by(|a, b| keys[a].cmp(&keys[b]));
+        let ranks = ids.into_iter().enumerate().map(|(rank, id)| (id, rank)).collect();
+        Ok(Keys { keys, ranks })
+    }
+
+    /// The label sets of counter `name`, by id.
+    fn labels_of(&self, name: &str) -> Result<FxHashMap<i64, String>, StoreError> {
+        let connection = self.connection();
+        let read = || -> Result<FxHashMap<i64, String>, rusqlite::Error> {
+            let mut statement = connection.prepare_cached("SELECT id, labels FROM counter_label WHERE name = ?1")?;
+            let rows = statement.query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        };
+        read().map_err(|e| self.error(e))
+    }
+
     fn select<T>(
         &self,
         sql: &str,
@@ -868,6 +920,33 @@ impl SqliteStore {
             rows.collect::<Result<Vec<T>, _>>()
         })();
         rows.map_err(|e| self.error(e))
+    }
+}
+
+/// Series keys by id, and each id's place in the keys' order (answers are
+/// sorted by key; comparing ranks is cheaper than comparing six strings).
+struct Keys {
+    keys: FxHashMap<i64, SeriesKey>,
+    ranks: FxHashMap<i64, usize>,
+}
+
+impl Keys {
+    fn key(&self, series: i64) -> Option<&SeriesKey> {
+        self.keys.get(&series)
+    }
+
+    fn rank(&self, series: i64) -> usize {
+        self.ranks.get(&series).copied().unwrap_or(usize::MAX)
+    }
+}
+
+/// Adds `histogram` to the one merged under `at`.
+fn merge_into<K: std::hash::Hash + Eq>(merged: &mut FxHashMap<K, Histogram>, at: K, histogram: Histogram) {
+    match merged.entry(at) {
+        std::collections::hash_map::Entry::Occupied(mut total) => total.get_mut().merge(&histogram),
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            slot.insert(histogram);
+        }
     }
 }
 
@@ -909,28 +988,26 @@ impl Store for SqliteStore {
     }
 
     fn histograms(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<(SeriesKey, Histogram)>, StoreError> {
-        let mut merged: BTreeMap<SeriesKey, Histogram> = BTreeMap::new();
+        let mut merged: FxHashMap<i64, Histogram> = FxHashMap::default();
         for stretch in self.plan(from, to, true) {
             let r = stretch.resolution;
             let sql = format!(
-                "SELECT {KEY_COLUMNS}, h.count, h.sum, h.min, h.max, h.scale,
-                        h.zero_count, h.zero_threshold, h.buckets, h.estimated
-                 FROM histogram_{r} h JOIN series s ON s.id = h.series
+                "SELECT h.series, {HISTOGRAM_COLUMNS} FROM series s CROSS JOIN histogram_{r} h ON h.series = s.id
                  WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {FILTER}"
             );
-            let rows = self.select(&sql, filter, (stretch.from, stretch.to), None, |row| {
-                Ok((key(row)?, row_histogram(row)?))
+            self.select_each(&sql, filter, (stretch.from, stretch.to), None, |row| {
+                let histogram = row_histogram(row, 1)?;
+                merge_into(&mut merged, row.get(0)?, histogram);
+                Ok(())
             })?;
-            for (key, histogram) in rows {
-                match merged.get_mut(&key) {
-                    Some(total) => total.merge(&histogram),
-                    None => {
-                        merged.insert(key, histogram);
-                    }
-                }
-            }
         }
-        Ok(merged.into_iter().collect())
+        let keys = self.keys_of(merged.keys().copied())?;
+        let mut rows: Vec<(i64, Histogram)> = merged.into_iter().collect();
+        rows.sort_unstable_by_key(|(series, _)| keys.rank(*series));
+        Ok(rows
+            .into_iter()
+            .filter_map(|(series, histogram)| Some((keys.key(series)?.clone(), histogram)))
+            .collect())
     }
 
     fn counters(
@@ -940,26 +1017,30 @@ impl Store for SqliteStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<(SeriesKey, String, f64)>, StoreError> {
-        let mut totals: BTreeMap<(String, String, SeriesKey), f64> = BTreeMap::new();
+        let mut totals: FxHashMap<(i64, i64), f64> = FxHashMap::default();
         for stretch in self.plan(from, to, true) {
             let r = stretch.resolution;
             let sql = format!(
-                "SELECT {KEY_COLUMNS}, l.labels, SUM(c.value) AS total
-                 FROM counter_{r} c JOIN series s ON s.id = c.series JOIN counter_label l ON l.id = c.label
+                "SELECT c.series, c.label, SUM(c.value)
+                 FROM series s CROSS JOIN counter_label l CROSS JOIN counter_{r} c ON c.series = s.id AND c.label = l.id
                  WHERE c.{r} >= ?1 AND c.{r} < ?2 AND {FILTER} AND l.name = ?8
                  GROUP BY c.series, c.label"
             );
-            let rows = self.select(&sql, filter, (stretch.from, stretch.to), Some(&name), |row| {
-                Ok((key(row)?, row.get::<_, String>("labels")?, row.get::<_, f64>("total")?))
+            self.select_each(&sql, filter, (stretch.from, stretch.to), Some(&name), |row| {
+                *totals.entry((row.get(0)?, row.get(1)?)).or_default() += row.get::<_, f64>(2)?;
+                Ok(())
             })?;
-            for (key, labels, total) in rows {
-                *totals.entry((key.transaction.clone(), labels, key)).or_default() += total;
-            }
         }
-        Ok(totals
+        let keys = self.keys_of(totals.keys().map(|(series, _)| *series))?;
+        let labels = self.labels_of(name)?;
+        let mut rows: Vec<(SeriesKey, String, f64)> = totals
             .into_iter()
-            .map(|((_, labels, key), total)| (key, labels, total))
-            .collect())
+            .filter_map(|((series, label), total)| {
+                Some((keys.key(series)?.clone(), labels.get(&label)?.clone(), total))
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.0.transaction, &a.1, &a.0).cmp(&(&b.0.transaction, &b.1, &b.0)));
+        Ok(rows)
     }
 
     fn series(&self) -> Result<Vec<SeriesKey>, StoreError> {
@@ -1066,29 +1147,95 @@ impl Store for SqliteStore {
         step: i64,
     ) -> Result<Vec<(SeriesKey, i64, Histogram)>, StoreError> {
         let step = step.max(1);
-        let mut merged: BTreeMap<(SeriesKey, i64), Histogram> = BTreeMap::new();
+        let mut merged: FxHashMap<(i64, i64), Histogram> = FxHashMap::default();
         for stretch in self.step_plan(from, to, step) {
             let (r, minutes) = (stretch.resolution, minutes_of(stretch.resolution));
             let sql = format!(
-                "SELECT {KEY_COLUMNS}, h.{r} AS period, h.count, h.sum, h.min, h.max, h.scale,
-                        h.zero_count, h.zero_threshold, h.buckets, h.estimated
-                 FROM histogram_{r} h JOIN series s ON s.id = h.series
+                "SELECT h.series, h.{r}, {HISTOGRAM_COLUMNS} FROM series s CROSS JOIN histogram_{r} h ON h.series = s.id
                  WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {FILTER}"
             );
-            let rows = self.select(&sql, filter, (stretch.from, stretch.to), None, |row| {
-                let start = row.get::<_, i64>("period")? * minutes;
-                Ok((key(row)?, floor_to(start, step), row_histogram(row)?))
+            self.select_each(&sql, filter, (stretch.from, stretch.to), None, |row| {
+                let start = floor_to(row.get::<_, i64>(1)? * minutes, step);
+                let histogram = row_histogram(row, 2)?;
+                merge_into(&mut merged, (row.get(0)?, start), histogram);
+                Ok(())
             })?;
-            for (key, start, histogram) in rows {
-                merged
-                    .entry((key, start))
-                    .and_modify(|total| total.merge(&histogram))
-                    .or_insert(histogram);
+        }
+        let keys = self.keys_of(merged.keys().map(|(series, _)| *series))?;
+        let mut rows: Vec<((i64, i64), Histogram)> = merged.into_iter().collect();
+        rows.sort_unstable_by_key(|((series, start), _)| (keys.rank(*series), *start));
+        Ok(rows
+            .into_iter()
+            .filter_map(|((series, start), histogram)| Some((keys.key(series)?.clone(), start, histogram)))
+            .collect())
+    }
+
+    fn histogram_steps_grouped(
+        &self,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+        step: i64,
+        group: &mut dyn FnMut(&SeriesKey) -> Option<usize>,
+    ) -> Result<Vec<(usize, i64, Histogram)>, StoreError> {
+        let step = step.max(1);
+        // Each series' group, asked once (the series the filter selects).
+        let mut groups: FxHashMap<i64, usize> = FxHashMap::default();
+        let sql = format!("SELECT s.id, {KEY_COLUMNS} FROM series s WHERE ?1 <= ?2 AND {FILTER}");
+        for (id, key) in self.select(&sql, filter, (from, to), None, |row| {
+            Ok((row.get::<_, i64>(0)?, key(row)?))
+        })? {
+            if let Some(group) = group(&key) {
+                groups.insert(id, group);
             }
         }
-        Ok(merged
+        let mut merged: FxHashMap<(usize, i64), Histogram> = FxHashMap::default();
+        for stretch in self.step_plan(from, to, step) {
+            let (r, minutes) = (stretch.resolution, minutes_of(stretch.resolution));
+            let sql = format!(
+                "SELECT h.series, h.{r}, {HISTOGRAM_COLUMNS} FROM series s CROSS JOIN histogram_{r} h ON h.series = s.id
+                 WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {FILTER}"
+            );
+            self.select_each(&sql, filter, (stretch.from, stretch.to), None, |row| {
+                let Some(&group) = groups.get(&row.get::<_, i64>(0)?) else {
+                    return Ok(());
+                };
+                let start = floor_to(row.get::<_, i64>(1)? * minutes, step);
+                let histogram = row_histogram(row, 2)?;
+                merge_into(&mut merged, (group, start), histogram);
+                Ok(())
+            })?;
+        }
+        let mut rows: Vec<(usize, i64, Histogram)> = merged.into_iter().map(|((g, start), h)| (g, start, h)).collect();
+        rows.sort_unstable_by_key(|(group, start, _)| (*group, *start));
+        Ok(rows)
+    }
+
+    fn totals_steps(&self, filter: &Filter, from: i64, to: i64, step: i64) -> Result<Vec<StepTotal>, StoreError> {
+        let step = step.max(1);
+        let mut totals: FxHashMap<(i64, i64), (u64, f64)> = FxHashMap::default();
+        for stretch in self.step_plan(from, to, step) {
+            let (r, minutes) = (stretch.resolution, minutes_of(stretch.resolution));
+            let start = format!("(h.{r} * {minutes} - ((h.{r} * {minutes}) % {step} + {step}) % {step})");
+            let sql = format!(
+                "SELECT h.series, {start} AS step_start, SUM(h.count), SUM(h.sum)
+                 FROM series s CROSS JOIN histogram_{r} h ON h.series = s.id
+                 WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {FILTER}
+                 GROUP BY h.series, step_start"
+            );
+            self.select_each(&sql, filter, (stretch.from, stretch.to), None, |row| {
+                let total = totals.entry((row.get(0)?, row.get(1)?)).or_default();
+                total.0 += row.get::<_, i64>(2)?.max(0) as u64;
+                total.1 += row.get::<_, f64>(3)?;
+                Ok(())
+            })?;
+        }
+        let keys = self.keys_of(totals.keys().map(|(series, _)| *series))?;
+        let mut rows: Vec<((i64, i64), (u64, f64))> = totals.into_iter().collect();
+        rows.sort_unstable_by_key(|((series, start), _)| (keys.rank(*series), *start));
+        Ok(rows
             .into_iter()
-            .map(|((key, start), histogram)| (key, start, histogram))
+            .filter_map(|((series, start), (count, sum))| Some((keys.key(series)?.clone(), start, count, sum)))
             .collect())
     }
 
@@ -1101,32 +1248,33 @@ impl Store for SqliteStore {
         step: i64,
     ) -> Result<Vec<(SeriesKey, String, i64, f64)>, StoreError> {
         let step = step.max(1);
-        let mut totals: BTreeMap<(SeriesKey, String, i64), f64> = BTreeMap::new();
+        let mut totals: FxHashMap<(i64, i64, i64), f64> = FxHashMap::default();
         for stretch in self.step_plan(from, to, step) {
             let (r, minutes) = (stretch.resolution, minutes_of(stretch.resolution));
             // The step's start, floored (also for minutes before 1970).
             let start = format!("(c.{r} * {minutes} - ((c.{r} * {minutes}) % {step} + {step}) % {step})");
             let sql = format!(
-                "SELECT {KEY_COLUMNS}, l.labels, {start} AS step_start, SUM(c.value) AS total
-                 FROM counter_{r} c JOIN series s ON s.id = c.series JOIN counter_label l ON l.id = c.label
+                "SELECT c.series, c.label, {start} AS step_start, SUM(c.value)
+                 FROM series s CROSS JOIN counter_label l CROSS JOIN counter_{r} c ON c.series = s.id AND c.label = l.id
                  WHERE c.{r} >= ?1 AND c.{r} < ?2 AND {FILTER} AND l.name = ?8
                  GROUP BY c.series, c.label, step_start"
             );
-            let rows = self.select(&sql, filter, (stretch.from, stretch.to), Some(&name), |row| {
-                Ok((
-                    key(row)?,
-                    row.get::<_, String>("labels")?,
-                    row.get::<_, i64>("step_start")?,
-                    row.get::<_, f64>("total")?,
-                ))
+            self.select_each(&sql, filter, (stretch.from, stretch.to), Some(&name), |row| {
+                *totals.entry((row.get(0)?, row.get(1)?, row.get(2)?)).or_default() += row.get::<_, f64>(3)?;
+                Ok(())
             })?;
-            for (key, labels, start, total) in rows {
-                *totals.entry((key, labels, start)).or_default() += total;
-            }
         }
-        Ok(totals
+        let keys = self.keys_of(totals.keys().map(|(series, _, _)| *series))?;
+        let labels = self.labels_of(name)?;
+        let mut rows: Vec<((i64, i64, i64), f64)> = totals.into_iter().collect();
+        rows.sort_unstable_by(|((s1, l1, t1), _), ((s2, l2, t2), _)| {
+            (keys.rank(*s1), labels.get(l1), t1).cmp(&(keys.rank(*s2), labels.get(l2), t2))
+        });
+        Ok(rows
             .into_iter()
-            .map(|((key, labels, start), total)| (key, labels, start, total))
+            .filter_map(|((series, label, start), total)| {
+                Some((keys.key(series)?.clone(), labels.get(&label)?.clone(), start, total))
+            })
             .collect())
     }
 
@@ -1478,6 +1626,87 @@ mod tests {
             .histograms(&Filter::default(), floor_to(late, 60), floor_to(late, 60) + 60)
             .unwrap();
         assert!(hour[0].1.max >= 0.5, "the late run is in its hour");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The step reads (per series, grouped, and totals only) give what one
+    /// [`Store::histograms`] per step gives, over days, hours and minutes.
+    #[test]
+    fn step_reads_agree_with_one_read_per_step() {
+        let dir = std::env::temp_dir().join(format!("kuroko-steps-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("store.db");
+        let _ = std::fs::remove_file(&path);
+        let store = SqliteStore::open(&path).unwrap();
+        let now = 30_000_000;
+        let start = now - 3 * 1_440;
+        let mut batch = Batch::default();
+        for i in 0..(3 * 1_440 / 5) {
+            for host in ["a", "b", "c"] {
+                let value = 0.001 * (1 + (i + host.len() as i64 * 7) % 40) as f64;
+                batch.histograms.push(HistogramPoint {
+                    key: key(host),
+                    minute: start + i * 5,
+                    histogram: histogram(&[value, value * 3.0]),
+                });
+            }
+        }
+        store.write(&batch).unwrap();
+        let retention = Retention {
+            minute_days: 8,
+            hour_days: 90,
+            day_days: 730,
+        };
+        store.roller(retention).unwrap().run(now).unwrap();
+        let filter = Filter::default();
+        for (from, step) in [(start - 30, 60), (start + 17, 1_440), (start, 1), (start + 3, 37)] {
+            let to = if step == 1 { start + 300 } else { now };
+            let mut expected = Vec::new();
+            let mut first = from.div_euclid(step) * step;
+            while first < to {
+                for (key, h) in store
+                    .histograms(&filter, first.max(from), (first + step).min(to))
+                    .unwrap()
+                {
+                    expected.push((key, first, h));
+                }
+                first += step;
+            }
+            expected.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            let steps = store.histogram_steps(&filter, from, to, step).unwrap();
+            assert_eq!(steps, expected, "step {step} from {from}");
+            let totals = store.totals_steps(&filter, from, to, step).unwrap();
+            let expected_totals: Vec<StepTotal> = expected
+                .iter()
+                .map(|(key, start, h)| (key.clone(), *start, h.count, h.sum))
+                .collect();
+            assert_eq!(totals.len(), expected_totals.len());
+            for (got, want) in totals.iter().zip(&expected_totals) {
+                assert_eq!((&got.0, got.1, got.2), (&want.0, want.1, want.2));
+                assert!(
+                    (got.3 - want.3).abs() <= 1e-9 * want.3.abs(),
+                    "{got:?} against {want:?}"
+                );
+            }
+            // Hosts b and c in one group, a left out.
+            let grouped = store
+                .histogram_steps_grouped(&filter, from, to, step, &mut |key| (key.host != "a").then_some(7))
+                .unwrap();
+            let mut merged: BTreeMap<i64, Histogram> = BTreeMap::new();
+            for (key, start, h) in &expected {
+                if key.host != "a" {
+                    merged.entry(*start).or_insert_with(Histogram::empty).merge(h);
+                }
+            }
+            let merged: Vec<(usize, i64, Histogram)> = merged.into_iter().map(|(s, h)| (7, s, h)).collect();
+            assert_eq!(grouped.len(), merged.len(), "step {step}");
+            for (got, want) in grouped.iter().zip(&merged) {
+                assert_eq!(
+                    (got.0, got.1, got.2.count, &got.2.buckets),
+                    (want.0, want.1, want.2.count, &want.2.buckets)
+                );
+            }
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -17,10 +17,11 @@ use super::dashboards::{Chart, Dashboard, Dashboards, Metric, Panel, Source};
 use super::{segment, PageError, Params};
 use crate::analysis::endpoints::{EndpointRow, Group, Rank};
 use crate::analysis::errors::ErrorGroup;
+use crate::analysis::memo::Memo;
 use crate::analysis::regressions::{self, RegressionRow};
 use crate::analysis::stats::{Change, RegressionRule};
 use crate::analysis::timeseries::{Point, Step};
-use crate::analysis::{AnalysisError, Scope};
+use crate::analysis::{Analysis, AnalysisError, Scope};
 use crate::app::App;
 use crate::histogram::{bucket_bounds, Histogram};
 use crate::report::weekly::{format_change, format_count, format_duration, format_rate};
@@ -271,16 +272,13 @@ const SUMMARY_HEADS: [&str; 6] = ["Runs", "Average", "p95", "Throughput", "Error
 /// service's histograms merged, error rate and Apdex weighted by runs from
 /// its transactions' `rows`.
 fn service_summaries(
-    app: &App,
+    analysis: &Analysis<'_>,
     scope: &Scope,
     rows: &[EndpointRow],
 ) -> Result<BTreeMap<String, Summary>, AnalysisError> {
     let mut merged: BTreeMap<String, Histogram> = BTreeMap::new();
-    for (key, histogram) in app
-        .store
-        .histograms(&scope.store_filter(&app.owners), scope.from, scope.to)?
-    {
-        if !scope.matches(&key, &app.owners) {
+    for (key, histogram) in analysis.histograms(&scope.store_filter(analysis.owners), scope.from, scope.to)? {
+        if !scope.matches(&key, analysis.owners) {
             continue;
         }
         match merged.get_mut(&key.service) {
@@ -350,8 +348,8 @@ fn trends(
     let mut features: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
     let rows = app
         .store
-        .histogram_steps(&scope.store_filter(&app.owners), scope.from, scope.to, step)?;
-    for (key, start, histogram) in rows {
+        .totals_steps(&scope.store_filter(&app.owners), scope.from, scope.to, step)?;
+    for (key, start, count, sum) in rows {
         if !scope.matches(&key, &app.owners) {
             continue;
         }
@@ -365,8 +363,8 @@ fn trends(
             .map(str::to_owned);
         let add = |map: &mut BTreeMap<String, Vec<(f64, u64)>>, name: String| {
             let cell = &mut map.entry(name).or_insert_with(|| vec![(0.0, 0); steps])[index];
-            cell.0 += histogram.sum;
-            cell.1 += histogram.count;
+            cell.0 += sum;
+            cell.1 += count;
         };
         if let Some(feature) = feature {
             add(&mut features, feature);
@@ -389,13 +387,16 @@ pub fn overview(app: &App, params: &Params, now: i64) -> Result<Markup, PageErro
     let previous = scope.previous();
     let by: Rank = params.choice("by", RANKS)?.unwrap_or(Rank::TimeConsumed);
     let limit = params.limit(15)?;
-    let analysis = app.analysis();
+    // Transactions, features and services are all read from one window's
+    // histograms and counters (and the previous window's): read each once.
+    let memo = Memo::default();
+    let analysis = app.analysis().remembering(&memo);
     let transactions = analysis.slowest_grouped(&scope, Group::Transaction, by, usize::MAX)?;
     let transactions_before = analysis.slowest_grouped(&previous, Group::Transaction, by, usize::MAX)?;
     let features = analysis.slowest_grouped(&scope, Group::Feature, Rank::TimeConsumed, usize::MAX)?;
     let features_before = analysis.slowest_grouped(&previous, Group::Feature, Rank::TimeConsumed, usize::MAX)?;
-    let services = service_summaries(app, &scope, &transactions.rows)?;
-    let services_before = service_summaries(app, &previous, &transactions_before.rows)?;
+    let services = service_summaries(&analysis, &scope, &transactions.rows)?;
+    let services_before = service_summaries(&analysis, &previous, &transactions_before.rows)?;
     let (service_trends, feature_trends) = trends(app, &scope)?;
 
     let page = params.href("/");
