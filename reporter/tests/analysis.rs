@@ -2,11 +2,18 @@
 //! answers are known: slowest endpoints, percentiles against the exact
 //! samples, time series, breakdowns and Apdex.
 //!
-//! One store is written for the whole file (two weeks of `Spec::small`, rolled
-//! into hours and days with every minute kept, so windows are answered from
-//! all three resolutions), plus an untagged legacy service that sends
-//! explicit-bucket histograms and no Apdex counters, as an OpenTelemetry SDK
-//! would.
+//! One store per kind is written for the whole file (two weeks of
+//! `Spec::small`, rolled into hours and days with every minute kept, so
+//! windows are answered from all three resolutions), plus an untagged legacy
+//! service that sends explicit-bucket histograms and no Apdex counters, as an
+//! OpenTelemetry SDK would. Every test runs on SQLite and on ClickHouse
+//! (`sqlite::<test>`, `clickhouse::<test>`; `support/stores.rs`), with the
+//! same assertions.
+
+#[macro_use]
+#[path = "support/stores.rs"]
+mod stores;
+use stores::{Kind, TestStore};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
@@ -17,9 +24,8 @@ use kuroko_reporter::analysis::{Analysis, Scope};
 use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::owners::Owners;
 use kuroko_reporter::store::rollup::Retention;
-use kuroko_reporter::store::sqlite::SqliteStore;
-use kuroko_reporter::store::{Batch, CounterPoint, Filter, HistogramPoint, SeriesKey, Store};
-use kuroko_reporter::synthetic::{self, Generator, Planted, Spec, Truths};
+use kuroko_reporter::store::{Batch, CounterPoint, Filter, HistogramPoint, SeriesKey};
+use kuroko_reporter::synthetic::{Generator, Planted, Spec, Truths};
 
 /// Midnight UTC, Monday 2024-01-01.
 const START: i64 = 28_401_120;
@@ -43,29 +49,26 @@ team = "shop"
 "#;
 
 struct Fixture {
-    store: SqliteStore,
+    store: TestStore,
     spec: Spec,
     truths: Truths,
     owners: Owners,
 }
 
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("analysis-fixture");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = SqliteStore::open(&dir.join("kuroko.db")).unwrap();
+/// The fixture on `kind`'s store, written once per kind.
+fn fixture(kind: Kind) -> &'static Fixture {
+    static FIXTURES: [OnceLock<Fixture>; 2] = [OnceLock::new(), OnceLock::new()];
+    FIXTURES[kind.index()].get_or_init(|| {
+        let store = TestStore::open(kind, "analysis-fixture");
         let spec = Spec::small(START);
-        let truths = synthetic::write_to(&store, &spec, |_, _| {}).unwrap();
+        let truths = store.write_synthetic(&spec);
         store.write(&legacy_batch()).unwrap();
-        // The roller reads the tables: flush what still waits in memory first.
-        store.flush().unwrap();
+        // Hours and days made whole, every minute kept.
         let retention = Retention {
             minute_days: 60,
             ..Retention::default()
         };
-        store.roller(retention).unwrap().run(spec.end_minute() + 60).unwrap();
+        store.roll_up(retention, spec.end_minute() + 60);
         let owners = Owners::parse(OWNERS, "owners.toml").unwrap();
         Fixture {
             store,
@@ -110,7 +113,7 @@ fn legacy_batch() -> Batch {
 }
 
 fn analysis(f: &Fixture) -> Analysis<'_> {
-    Analysis::new(&f.store, &f.owners)
+    Analysis::new(&*f.store, &f.owners)
 }
 
 fn whole(f: &Fixture) -> Scope {
@@ -124,9 +127,16 @@ fn names(planted: &[Planted]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// The sample at quantile `q`, by the rank a histogram uses: ceil(q n).
+fn exact(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).max(1);
+    sorted[rank - 1]
+}
+
+suite! {
 #[test]
-fn slowest_by_p95_puts_the_planted_slow_endpoints_first() {
-    let f = fixture();
+fn slowest_by_p95_puts_the_planted_slow_endpoints_first(kind: Kind) {
+    let f = fixture(kind);
     let table = analysis(f).slowest(&whole(f), Rank::P95, 5).unwrap();
     assert_eq!(table.rows.len(), 5);
     assert_eq!(table.total_rows, 13, "12 synthetic transactions and the legacy one");
@@ -147,8 +157,8 @@ fn slowest_by_p95_puts_the_planted_slow_endpoints_first() {
 }
 
 #[test]
-fn time_consumed_ranks_by_total_time_and_shares_add_up_per_service() {
-    let f = fixture();
+fn time_consumed_ranks_by_total_time_and_shares_add_up_per_service(kind: Kind) {
+    let f = fixture(kind);
     let table = analysis(f).slowest(&whole(f), Rank::TimeConsumed, usize::MAX).unwrap();
     // The expected order, from the store's merged histograms directly.
     let mut sums: BTreeMap<(String, String), f64> = BTreeMap::new();
@@ -193,8 +203,8 @@ fn time_consumed_ranks_by_total_time_and_shares_add_up_per_service() {
 }
 
 #[test]
-fn team_and_feature_filters_cover_tagged_and_pattern_assigned_transactions() {
-    let f = fixture();
+fn team_and_feature_filters_cover_tagged_and_pattern_assigned_transactions(kind: Kind) {
+    let f = fixture(kind);
     let generator = Generator::new(&f.spec);
     let mut reporting: BTreeSet<(String, String)> = generator
         .series()
@@ -250,15 +260,9 @@ fn team_and_feature_filters_cover_tagged_and_pattern_assigned_transactions() {
     assert!(shop.rows.is_empty());
 }
 
-/// The sample at quantile `q`, by the rank a histogram uses: ceil(q n).
-fn exact(sorted: &[f64], q: f64) -> f64 {
-    let rank = ((q * sorted.len() as f64).ceil() as usize).max(1);
-    sorted[rank - 1]
-}
-
 #[test]
-fn percentiles_are_within_one_percent_of_the_exact_samples() {
-    let f = fixture();
+fn percentiles_are_within_one_percent_of_the_exact_samples(kind: Kind) {
+    let f = fixture(kind);
     let generator = Generator::new(&f.spec);
     // Neither day- nor hour-aligned: minutes, hours and a day are read.
     let (from, to) = (START + 3 * DAY - 130, START + 5 * DAY + 70);
@@ -314,8 +318,8 @@ fn percentiles_are_within_one_percent_of_the_exact_samples() {
 }
 
 #[test]
-fn hourly_and_daily_steps_add_up_to_the_window_and_minutes_give_throughput() {
-    let f = fixture();
+fn hourly_and_daily_steps_add_up_to_the_window_and_minutes_give_throughput(kind: Kind) {
+    let f = fixture(kind);
     let planted = &f.truths.regression;
     let scope = Scope {
         service: Some(planted.service.clone()),
@@ -381,8 +385,8 @@ fn hourly_and_daily_steps_add_up_to_the_window_and_minutes_give_throughput() {
 }
 
 #[test]
-fn breakdown_shows_where_the_planted_transaction_spends_its_time() {
-    let f = fixture();
+fn breakdown_shows_where_the_planted_transaction_spends_its_time(kind: Kind) {
+    let f = fixture(kind);
     let planted = &f.truths.database_heavy;
     let breakdown = analysis(f)
         .breakdown(&whole(f), &planted.service, &planted.transaction, 5)
@@ -418,8 +422,8 @@ fn breakdown_shows_where_the_planted_transaction_spends_its_time() {
 }
 
 #[test]
-fn apdex_is_the_counters_value() {
-    let f = fixture();
+fn apdex_is_the_counters_value(kind: Kind) {
+    let f = fixture(kind);
     let scope = Scope::window(START + DAY, START + 8 * DAY);
     let rows = analysis(f).apdex(&scope, Group::Transaction).unwrap();
     assert!(rows.windows(2).all(|w| w[0].apdex <= w[1].apdex));
@@ -455,4 +459,5 @@ fn apdex_is_the_counters_value() {
     let legacy = rows.iter().find(|r| r.service == LEGACY).unwrap();
     assert_eq!(legacy.source, ApdexSource::Histogram);
     assert_eq!(legacy.threshold, Some(0.5));
+}
 }

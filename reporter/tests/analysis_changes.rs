@@ -1,9 +1,14 @@
 //! What changed: regressions and grouped errors, asked of a synthetic
 //! fortnight whose truths are planted (`synthetic::Spec::small`), and of small
-//! stores written point by point where a case needs exact numbers.
+//! stores written point by point where a case needs exact numbers. Every test
+//! runs on SQLite and on ClickHouse (`sqlite::<test>`, `clickhouse::<test>`;
+//! `support/stores.rs`), with the same assertions.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+#[macro_use]
+#[path = "support/stores.rs"]
+mod stores;
+use stores::{Kind, TestStore};
+
 use std::sync::OnceLock;
 
 use kuroko_reporter::analysis::regressions::{last_week, Group, WEEK_MINUTES};
@@ -11,9 +16,8 @@ use kuroko_reporter::analysis::stats::{Metric, Outcome, RegressionRule};
 use kuroko_reporter::analysis::{Analysis, Scope};
 use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::owners::Owners;
-use kuroko_reporter::store::sqlite::SqliteStore;
-use kuroko_reporter::store::{Batch, ErrorPoint, Filter, HistogramPoint, SeriesKey, Store};
-use kuroko_reporter::synthetic::{write_to, Spec, Truths};
+use kuroko_reporter::store::{Batch, ErrorPoint, Filter, HistogramPoint, SeriesKey};
+use kuroko_reporter::synthetic::{Spec, Truths};
 
 /// A day-aligned minute (2025-02-03 00:00 UTC): the fortnight's first.
 const START: i64 = 20_122 * 1_440;
@@ -35,41 +39,76 @@ fn owners() -> Owners {
     Owners::parse(OWNERS, "owners.toml").unwrap()
 }
 
-static NEXT: AtomicU64 = AtomicU64::new(0);
-
-fn temp_path(what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "kuroko-changes-{what}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("kuroko.db")
-}
-
 struct Fortnight {
-    store: SqliteStore,
+    store: TestStore,
     truths: Truths,
     spec: Spec,
 }
 
-/// The synthetic fortnight, written once for every test of this file.
-fn fortnight() -> &'static Fortnight {
-    static FIXTURE: OnceLock<Fortnight> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let store = SqliteStore::open(&temp_path("fortnight")).unwrap();
+/// The synthetic fortnight on `kind`'s store, written once per kind for
+/// every test of this file.
+fn fortnight(kind: Kind) -> &'static Fortnight {
+    static FIXTURES: [OnceLock<Fortnight>; 2] = [OnceLock::new(), OnceLock::new()];
+    FIXTURES[kind.index()].get_or_init(|| {
+        let store = TestStore::open(kind, "changes-fortnight");
         let spec = Spec::small(START);
-        let truths = write_to(&store, &spec, |_, _| {}).unwrap();
+        let truths = store.write_synthetic(&spec);
         Fortnight { store, truths, spec }
     })
 }
 
+/// `n` latencies around `median`, lognormal (sigma 0.3), deterministic.
+fn latencies(seed: u64, n: usize, median: f64) -> Histogram {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut uniform = || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        ((state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let mut h = Histogram::empty();
+    for _ in 0..n {
+        let z = (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
+        h.record(median * (0.3 * z).exp()).unwrap();
+    }
+    h
+}
+
+fn series(transaction: &str) -> SeriesKey {
+    SeriesKey {
+        service: "api".into(),
+        host: "api-1".into(),
+        transaction: transaction.into(),
+        feature: String::new(),
+        kind: "web".into(),
+        environment: String::new(),
+    }
+}
+
+fn day_of(minute: i64) -> Scope {
+    let day = minute.div_euclid(DAY) * DAY;
+    Scope::window(day, day + DAY)
+}
+
+fn error(host: &str, error_type: &str, message: &str, fingerprint: &str, count: u64, minute: i64) -> ErrorPoint {
+    ErrorPoint {
+        key: series("POST /pay"),
+        minute,
+        error_type: error_type.into(),
+        message: message.into(),
+        location: format!("src/{host}.rs:10"),
+        count,
+        last_seen: (minute as u64 + 1) * 60_000_000_000,
+        fingerprint: fingerprint.into(),
+    }
+}
+
+suite! {
 #[test]
-fn the_planted_regression_is_found_and_nothing_else() {
-    let f = fortnight();
+fn the_planted_regression_is_found_and_nothing_else(kind: Kind) {
+    let f = fortnight(kind);
     let owners = owners();
-    let analysis = Analysis::new(&f.store, &owners);
+    let analysis = Analysis::new(&*f.store, &owners);
     let scope = last_week(f.spec.end_minute());
     assert_eq!(
         scope.from, f.truths.regression_start,
@@ -124,10 +163,10 @@ fn the_planted_regression_is_found_and_nothing_else() {
 }
 
 #[test]
-fn filters_narrow_regressions_to_a_team_or_a_host() {
-    let f = fortnight();
+fn filters_narrow_regressions_to_a_team_or_a_host(kind: Kind) {
+    let f = fortnight(kind);
     let owners = owners();
-    let analysis = Analysis::new(&f.store, &owners);
+    let analysis = Analysis::new(&*f.store, &owners);
     let scope = last_week(f.spec.end_minute());
     let rule = RegressionRule::default();
     let search = Scope {
@@ -162,37 +201,9 @@ fn filters_narrow_regressions_to_a_team_or_a_host() {
     assert!(analysis.regressions(&nobody, &rule, Group::Transaction).is_err());
 }
 
-/// `n` latencies around `median`, lognormal (sigma 0.3), deterministic.
-fn latencies(seed: u64, n: usize, median: f64) -> Histogram {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut uniform = || {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        ((state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    let mut h = Histogram::empty();
-    for _ in 0..n {
-        let z = (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
-        h.record(median * (0.3 * z).exp()).unwrap();
-    }
-    h
-}
-
-fn series(transaction: &str) -> SeriesKey {
-    SeriesKey {
-        service: "api".into(),
-        host: "api-1".into(),
-        transaction: transaction.into(),
-        feature: String::new(),
-        kind: "web".into(),
-        environment: String::new(),
-    }
-}
-
 #[test]
-fn regressions_rank_by_extra_time_and_quiet_transactions_are_not_judged() {
-    let store = SqliteStore::open(&temp_path("ranking")).unwrap();
+fn regressions_rank_by_extra_time_and_quiet_transactions_are_not_judged(kind: Kind) {
+    let store = TestStore::open(kind, "changes-ranking");
     let now = START + 2 * WEEK_MINUTES;
     let scope = last_week(now);
     // (transaction, runs per period, median before, median now)
@@ -218,7 +229,7 @@ fn regressions_rank_by_extra_time_and_quiet_transactions_are_not_judged() {
     }
     store.write(&batch).unwrap();
     let owners = owners();
-    let analysis = Analysis::new(&store, &owners);
+    let analysis = Analysis::new(&*store, &owners);
     let rule = RegressionRule::default();
     let comparison = analysis.compare(&scope, &rule, Group::Transaction).unwrap();
     let names: Vec<&str> = comparison.regressions.iter().map(|r| r.transaction.as_str()).collect();
@@ -256,16 +267,11 @@ fn regressions_rank_by_extra_time_and_quiet_transactions_are_not_judged() {
     );
 }
 
-fn day_of(minute: i64) -> Scope {
-    let day = minute.div_euclid(DAY) * DAY;
-    Scope::window(day, day + DAY)
-}
-
 #[test]
-fn the_error_burst_is_one_new_group_on_one_host() {
-    let f = fortnight();
+fn the_error_burst_is_one_new_group_on_one_host(kind: Kind) {
+    let f = fortnight(kind);
     let owners = owners();
-    let analysis = Analysis::new(&f.store, &owners);
+    let analysis = Analysis::new(&*f.store, &owners);
     let burst = &f.truths.error_burst;
     let groups = analysis.errors(&day_of(burst.from_minute)).unwrap();
     assert!(burst.count > 100, "{burst:?}");
@@ -317,10 +323,10 @@ fn the_error_burst_is_one_new_group_on_one_host() {
 }
 
 #[test]
-fn background_errors_form_their_own_groups() {
-    let f = fortnight();
+fn background_errors_form_their_own_groups(kind: Kind) {
+    let f = fortnight(kind);
     let owners = owners();
-    let analysis = Analysis::new(&f.store, &owners);
+    let analysis = Analysis::new(&*f.store, &owners);
     let whole = Scope::window(f.spec.start_minute, f.spec.end_minute());
     let groups = analysis.errors(&whole).unwrap();
     let burst = &f.truths.error_burst;
@@ -355,22 +361,9 @@ fn background_errors_form_their_own_groups() {
     assert!(!has_burst(&format!("{}-1", burst.transaction.service)));
 }
 
-fn error(host: &str, error_type: &str, message: &str, fingerprint: &str, count: u64, minute: i64) -> ErrorPoint {
-    ErrorPoint {
-        key: series("POST /pay"),
-        minute,
-        error_type: error_type.into(),
-        message: message.into(),
-        location: format!("src/{host}.rs:10"),
-        count,
-        last_seen: (minute as u64 + 1) * 60_000_000_000,
-        fingerprint: fingerprint.into(),
-    }
-}
-
 #[test]
-fn a_custom_fingerprint_merges_different_errors() {
-    let store = SqliteStore::open(&temp_path("custom")).unwrap();
+fn a_custom_fingerprint_merges_different_errors(kind: Kind) {
+    let store = TestStore::open(kind, "changes-custom");
     let minute = START + 100;
     let batch = Batch {
         errors: vec![
@@ -405,7 +398,7 @@ fn a_custom_fingerprint_merges_different_errors() {
     };
     store.write(&batch).unwrap();
     let owners = Owners::empty();
-    let analysis = Analysis::new(&store, &owners);
+    let analysis = Analysis::new(&*store, &owners);
     let groups = analysis.errors(&day_of(minute)).unwrap();
     assert_eq!(groups.len(), 2, "{groups:#?}");
     // The same message without the fingerprint is grouped by the rules: new.
@@ -424,7 +417,7 @@ fn a_custom_fingerprint_merges_different_errors() {
 }
 
 #[test]
-fn an_error_log_record_keeps_its_fingerprint_into_the_store() {
+fn an_error_log_record_keeps_its_fingerprint_into_the_store(kind: Kind) {
     use kuroko_reporter::ingest::logs::convert;
     use kuroko_reporter::ingest::otlp::Limits;
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -479,7 +472,7 @@ fn an_error_log_record_keeps_its_fingerprint_into_the_store() {
         "trimmed, empty when none"
     );
 
-    let store = SqliteStore::open(&temp_path("ingest")).unwrap();
+    let store = TestStore::open(kind, "changes-ingest");
     store.write(&converted.batch).unwrap();
     let minute = START + 9;
     let mut stored: Vec<(String, String)> = store
@@ -498,7 +491,7 @@ fn an_error_log_record_keeps_its_fingerprint_into_the_store() {
         ]
     );
     let owners = Owners::empty();
-    let groups = Analysis::new(&store, &owners).errors(&day_of(minute)).unwrap();
+    let groups = Analysis::new(&*store, &owners).errors(&day_of(minute)).unwrap();
     let counts: Vec<(bool, u64)> = groups.iter().map(|g| (g.custom, g.count)).collect();
     assert_eq!(
         counts,
@@ -508,8 +501,8 @@ fn an_error_log_record_keeps_its_fingerprint_into_the_store() {
 }
 
 #[test]
-fn fingerprints_survive_the_roll_up_to_hours() {
-    let store = SqliteStore::open(&temp_path("rollup")).unwrap();
+fn fingerprints_survive_the_roll_up_to_hours(kind: Kind) {
+    let store = TestStore::open(kind, "changes-rollup");
     let now = START + 3 * DAY;
     let minute = START + 2 * DAY + 30;
     store
@@ -534,17 +527,15 @@ fn fingerprints_survive_the_roll_up_to_hours() {
             ..Batch::default()
         })
         .unwrap();
-    store.flush().unwrap();
-    let mut roller = store
-        .roller(kuroko_reporter::store::rollup::Retention {
-            minute_days: 0,
-            hour_days: 30,
-            day_days: 365,
-        })
-        .unwrap();
-    roller.run(now).unwrap();
+    let retention = kuroko_reporter::store::rollup::Retention {
+        minute_days: 0,
+        hour_days: 30,
+        day_days: 365,
+    };
+    store.roll_up(retention, now);
     // Minutes are gone past retention: this reads the hour rows.
     let errors = store.errors(&Filter::default(), minute - 30, minute + 30).unwrap();
     assert_eq!(errors.len(), 2);
     assert!(errors.iter().all(|e| e.fingerprint == "gateway-down"), "{errors:?}");
+}
 }

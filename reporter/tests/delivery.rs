@@ -5,15 +5,20 @@
 //! period; a restart sends nothing again; a dead SMTP server is recorded
 //! with its error while the digest's chat post goes out; downtime across a
 //! scheduled time sends the missed period once, marked late; an alert tells
-//! its team once when it fires and once when it resolves.
+//! its team once when it fires and once when it resolves. Every test runs
+//! with its ledger and alert states in SQLite and in ClickHouse
+//! (`sqlite::<test>`, `clickhouse::<test>`; `support/stores.rs`).
 //!
 //! `tests/run-all.sh` installs `aiosmtpd`; without it these tests fail, saying so.
 
 #[path = "support/smtp_sink.rs"]
 mod smtp_sink;
 use smtp_sink::{receiver, Sink};
+#[macro_use]
+#[path = "support/stores.rs"]
+mod stores;
+use stores::{Kind, TestStore};
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +31,6 @@ use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::owners::Owners;
 use kuroko_reporter::report::mail::{self, SmtpConfig};
 use kuroko_reporter::report::webhook;
-use kuroko_reporter::store::sqlite::SqliteStore;
 use kuroko_reporter::store::{Batch, HistogramPoint, SeriesKey, Store};
 
 const OWNERS: &str = r#"
@@ -74,24 +78,13 @@ fn settings(smtp: SmtpConfig, digest_email: Vec<String>, alerts: Vec<AlertRule>)
     }
 }
 
-fn runner(store: Arc<SqliteStore>, settings: Settings, holder: &str, hooks: &str) -> Runner {
+fn runner(store: Arc<dyn Store>, settings: Settings, holder: &str, hooks: &str) -> Runner {
     let hooks = hooks.to_owned();
     Runner::new(store, settings, placeholder_producer(), holder).with_env(move |name| match name {
         "HOOK_DIGEST" => Some(format!("{hooks}/digest")),
         "HOOK_PAYMENTS" => Some(format!("{hooks}/payments")),
         _ => None,
     })
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kuroko-delivery-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn open(dir: &Path) -> Arc<SqliteStore> {
-    Arc::new(SqliteStore::open(&dir.join("kuroko.db")).unwrap())
 }
 
 fn at(text: &str) -> Timestamp {
@@ -112,13 +105,32 @@ fn row(kind: &str, target: &str, period: &str, late: bool) -> (String, String, S
     (kind.into(), target.into(), period.into(), LedgerStatus::Sent, late)
 }
 
+fn checkout(minute: i64, seconds: f64) -> HistogramPoint {
+    let mut histogram = Histogram::empty();
+    for _ in 0..20 {
+        histogram.record(seconds).unwrap();
+    }
+    HistogramPoint {
+        key: SeriesKey {
+            service: "shop".into(),
+            host: "h1".into(),
+            transaction: "POST /checkout".into(),
+            feature: String::new(),
+            kind: "web".into(),
+            environment: String::new(),
+        },
+        minute,
+        histogram,
+    }
+}
+
+suite! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_period_is_sent_once_across_restarts_and_downtime_is_caught_up_late() {
-    let sink = Sink::start("once");
+async fn each_period_is_sent_once_across_restarts_and_downtime_is_caught_up_late(kind: Kind) {
+    let sink = Sink::start(&format!("once-{}", kind.name()));
     let (hooks, posts) = receiver().await;
-    let dir = temp_dir("once");
-    let store = open(&dir);
-    let first = runner(store.clone(), settings(sink.config(5), vec![], vec![]), "first", &hooks);
+    let store = TestStore::open(kind, "delivery-once");
+    let first = runner(store.shared(), settings(sink.config(5), vec![], vec![]), "first", &hooks);
 
     // Monday 9 March 2026, 07:59 in Berlin: nothing was ever sent, nothing is due.
     assert!(first.tick(at("2026-03-09T06:59:00Z")).await.is_empty());
@@ -149,10 +161,9 @@ async fn each_period_is_sent_once_across_restarts_and_downtime_is_caught_up_late
 
     // Restart: a new runner (another holder) on the reopened store sends nothing again.
     drop(first);
-    drop(store);
-    let store = open(&dir);
+    let store = store.reopen();
     let second = runner(
-        store.clone(),
+        store.shared(),
         settings(sink.config(5), vec![], vec![]),
         "second",
         &hooks,
@@ -197,18 +208,16 @@ async fn each_period_is_sent_once_across_restarts_and_downtime_is_caught_up_late
     assert!(ledger
         .iter()
         .all(|e| e.status == LedgerStatus::Sent && e.error.is_none()));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_smtp_server_is_recorded_and_the_digest_chat_goes_out_anyway() {
+async fn a_dead_smtp_server_is_recorded_and_the_digest_chat_goes_out_anyway(kind: Kind) {
     let (hooks, posts) = receiver().await;
     let dead_port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let dir = temp_dir("dead-smtp");
-    let store = open(&dir);
+    let store = TestStore::open(kind, "delivery-dead-smtp");
     let digest_email = vec!["dev@example.com".to_owned()];
     let mut settings = settings(smtp_sink::smtp_to(dead_port, 5), digest_email, vec![]);
     // The weekly report and the digest at the same time.
@@ -218,7 +227,7 @@ async fn a_dead_smtp_server_is_recorded_and_the_digest_chat_goes_out_anyway() {
         digest: "08:30".into(),
     })
     .unwrap();
-    let runner = runner(store.clone(), settings, "r", &hooks);
+    let runner = runner(store.shared(), settings, "r", &hooks);
 
     let rows = runner.tick(at("2026-03-09T07:30:30Z")).await;
     assert_eq!(rows.len(), 4, "{rows:?}");
@@ -248,33 +257,12 @@ async fn a_dead_smtp_server_is_recorded_and_the_digest_chat_goes_out_anyway() {
         .iter()
         .all(|r| r.rounds == 2 && r.attempts == 4 && r.late && r.status == LedgerStatus::Retrying));
     assert_eq!(posts.lock().unwrap().len(), 1, "the chat post is not repeated");
-    std::fs::remove_dir_all(dir).unwrap();
-}
-
-fn checkout(minute: i64, seconds: f64) -> HistogramPoint {
-    let mut histogram = Histogram::empty();
-    for _ in 0..20 {
-        histogram.record(seconds).unwrap();
-    }
-    HistogramPoint {
-        key: SeriesKey {
-            service: "shop".into(),
-            host: "h1".into(),
-            transaction: "POST /checkout".into(),
-            feature: String::new(),
-            kind: "web".into(),
-            environment: String::new(),
-        },
-        minute,
-        histogram,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alert_tells_the_owning_team_once_on_firing_and_once_on_resolving() {
+async fn an_alert_tells_the_owning_team_once_on_firing_and_once_on_resolving(kind: Kind) {
     let (hooks, posts) = receiver().await;
-    let dir = temp_dir("alert");
-    let store = open(&dir);
+    let store = TestStore::open(kind, "delivery-alert");
     let rule: AlertRule = toml::from_str(
         "name = \"checkout slow\"\nmetric = \"p95\"\ntransaction = \"POST /checkout\"\nabove = 0.8\nfor = \"5m\"",
     )
@@ -292,7 +280,7 @@ async fn an_alert_tells_the_owning_team_once_on_firing_and_once_on_resolving() {
         })
         .unwrap();
 
-    let first = runner(store.clone(), settings.clone(), "first", &hooks);
+    let first = runner(store.shared(), settings.clone(), "first", &hooks);
     let fired = first.tick(now).await;
     assert_eq!(fired.len(), 1, "{fired:?}");
     assert_eq!(
@@ -308,7 +296,7 @@ async fn an_alert_tells_the_owning_team_once_on_firing_and_once_on_resolving() {
         .unwrap();
     assert!(first.tick(now + Duration::from_secs(60)).await.is_empty());
     drop(first);
-    let second = runner(store.clone(), settings, "second", &hooks);
+    let second = runner(store.shared(), settings, "second", &hooks);
     assert!(second.tick(now + Duration::from_secs(90)).await.is_empty());
     // Fast again for the whole window: resolved, once.
     let later = now + Duration::from_secs(20 * 60);
@@ -332,5 +320,5 @@ async fn an_alert_tells_the_owning_team_once_on_firing_and_once_on_resolving() {
     );
     assert!(texts[1].contains("resolved"), "{}", texts[1]);
     assert!(posts.iter().all(|(path, _)| path == "/hooks/payments"));
-    std::fs::remove_dir_all(dir).unwrap();
+}
 }

@@ -10,15 +10,20 @@
 //! planted regression in its owner's email only, inline charts that are PNGs
 //! referenced by `cid:`, the hostile name escaped. The digest lists the burst
 //! first, as new, with its host and count. With the SMTP server down, the
-//! ledger records the failures and the digest is posted all the same.
+//! ledger records the failures and the digest is posted all the same. Every
+//! test runs on SQLite and on ClickHouse (`sqlite::<test>`,
+//! `clickhouse::<test>`; `support/stores.rs`).
 //!
 //! `tests/run-all.sh` installs `aiosmtpd`; without it these tests fail, saying so.
 
 #[path = "support/smtp_sink.rs"]
 mod smtp_sink;
 use smtp_sink::{receiver, Sink};
+#[macro_use]
+#[path = "support/stores.rs"]
+mod stores;
+use stores::{Kind, TestStore};
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,9 +41,8 @@ use kuroko_reporter::owners::Owners;
 use kuroko_reporter::report::mail::{self, SmtpConfig};
 use kuroko_reporter::report::webhook;
 use kuroko_reporter::report::weekly::{format_change, format_count, format_duration, format_rate};
-use kuroko_reporter::store::sqlite::SqliteStore;
 use kuroko_reporter::store::{Batch, HistogramPoint, SeriesKey, Store};
-use kuroko_reporter::synthetic::{write_to, Spec, Truths};
+use kuroko_reporter::synthetic::{Spec, Truths};
 use mailparse::{DispositionType, MailHeaderMap, ParsedMail};
 
 const TIME_ZONE: &str = "Europe/Berlin";
@@ -111,7 +115,7 @@ fn settings(smtp: SmtpConfig, weekly: &str, digest_email: Vec<String>) -> Settin
     }
 }
 
-fn runner(store: Arc<SqliteStore>, settings: Settings, hooks: &str) -> Runner {
+fn runner(store: Arc<dyn Store>, settings: Settings, hooks: &str) -> Runner {
     let hooks = hooks.to_owned();
     let producer = analysis_producer(store.clone(), Arc::new(settings.owners.clone()));
     Runner::new(store, settings, producer, "e2e").with_env(move |name| match name {
@@ -126,13 +130,10 @@ fn at(text: &str) -> Timestamp {
 
 /// A store holding the synthetic fortnight and, in its last week, a slow
 /// transaction of the `search` feature whose name is an HTML injection.
-fn seeded(name: &str) -> (Arc<SqliteStore>, Truths, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("kuroko-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.join("kuroko.db")).unwrap());
+fn seeded(kind: Kind, name: &str) -> (TestStore, Truths) {
+    let store = TestStore::open(kind, &format!("e2e-{name}"));
     let spec = Spec::small(START);
-    let truths = write_to(store.as_ref(), &spec, |_, _| {}).unwrap();
+    let truths = store.write_synthetic(&spec);
     let key = SeriesKey {
         service: "shop-api".into(),
         host: "shop-api-1".into(),
@@ -160,7 +161,7 @@ fn seeded(name: &str) -> (Arc<SqliteStore>, Truths, PathBuf) {
             ..Batch::default()
         })
         .unwrap();
-    (store, truths, dir)
+    (store, truths)
 }
 
 fn header(part: &ParsedMail<'_>, name: &str) -> String {
@@ -284,14 +285,15 @@ fn check_email(analysis: &Analysis<'_>, team: &str, raw: &[u8], truths: &Truths)
     assert!(!html.contains("<img src=x"), "{team}: a raw hostile tag in the HTML");
 }
 
+suite! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_seeded_week_reaches_each_team_and_the_digest_channel_with_the_analysis_numbers() {
-    let sink = Sink::start("weekly");
+async fn a_seeded_week_reaches_each_team_and_the_digest_channel_with_the_analysis_numbers(kind: Kind) {
+    let sink = Sink::start(&format!("weekly-{}", kind.name()));
     let (hooks, posts) = receiver().await;
-    let (store, truths, dir) = seeded("weekly");
-    let runner = runner(store.clone(), settings(sink.config(5), "MON 08:00", vec![]), &hooks);
+    let (store, truths) = seeded(kind, "weekly");
+    let runner = runner(store.shared(), settings(sink.config(5), "MON 08:00", vec![]), &hooks);
     let owners = owners();
-    let analysis = Analysis::new(store.as_ref(), &owners);
+    let analysis = Analysis::new(&*store, &owners);
 
     // Sunday 16 February, 08:29 in Berlin: nothing was ever sent, nothing is due.
     assert!(runner.tick(at("2025-02-16T07:29:00Z")).await.is_empty());
@@ -388,26 +390,23 @@ async fn a_seeded_week_reaches_each_team_and_the_digest_channel_with_the_analysi
         runner.tick(at("2025-02-17T07:01:30Z")).await.is_empty(),
         "nothing twice"
     );
-    drop(runner);
-    drop(store);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_smtp_server_down_the_ledger_shows_it_and_the_digest_is_posted() {
+async fn with_the_smtp_server_down_the_ledger_shows_it_and_the_digest_is_posted(kind: Kind) {
     let (hooks, posts) = receiver().await;
     let dead_port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let (store, truths, dir) = seeded("smtp-down");
+    let (store, truths) = seeded(kind, "smtp-down");
     // The weekly report and the digest at the same minute.
     let settings = settings(
         smtp_sink::smtp_to(dead_port, 5),
         "SUN 08:30",
         vec!["dev@example.com".into()],
     );
-    let runner = runner(store.clone(), settings, &hooks);
+    let runner = runner(store.shared(), settings, &hooks);
 
     let rows = runner.tick(at("2025-02-16T07:30:30Z")).await;
     assert_eq!(rows.len(), 5, "{rows:?}");
@@ -428,7 +427,5 @@ async fn with_the_smtp_server_down_the_ledger_shows_it_and_the_digest_is_posted(
             && first_group.contains(&truths.error_burst.error_type),
         "{first_group}"
     );
-    drop(runner);
-    drop(store);
-    std::fs::remove_dir_all(Path::new(&dir)).unwrap();
+}
 }

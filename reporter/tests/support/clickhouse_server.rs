@@ -1,7 +1,8 @@
 //! A real ClickHouse server for the integration tests (Debian's
 //! `clickhouse-server`, installed by tests/run-all.sh), shared by
-//! `clickhouse_store.rs`, `clickhouse_replicas.rs` and
-//! `grafana_dashboards.rs` through `#[path]`.
+//! `clickhouse_store.rs`, `clickhouse_replicas.rs`,
+//! `grafana_dashboards.rs` and `stores.rs` (the suite run on both stores)
+//! through `#[path]`.
 //!
 //! One server is started per test binary, on free loopback ports with a
 //! temporary data folder, by a small shell watchdog that stops it (and
