@@ -5,9 +5,7 @@
 //! both, over windows that are read from minutes, hours and days, with every
 //! filter and grouping. The two JSON answers must be equal: counts, names and
 //! order exactly, floats within a relative 1e-9 (ClickHouse sums in another
-//! order). One known difference is allowed, narrowly: an error group's first
-//! minute, which SQLite's hour roll-up coarsens to the hour (see
-//! `first_seen_in_the_same_hour`).
+//! order).
 //!
 //! The per-question suites (`analysis.rs`, `analysis_changes.rs`, ...) check
 //! that each store's answers are right; this checks that a user switching
@@ -55,24 +53,10 @@ fn at(minute: i64) -> String {
     jiff::Timestamp::from_second(minute * 60).unwrap().to_string()
 }
 
-/// The one known difference: once SQLite has rolled errors into hours, its
-/// hour rows keep no first minute, and it answers the hour's start;
-/// ClickHouse's hour rows keep the exact minute (as both answer from
-/// minutes). True when `sqlite` is the hour of `clickhouse`'s minute.
-fn first_seen_in_the_same_hour(path: &str, sqlite: &Value, clickhouse: &Value) -> bool {
-    let (Some(s), Some(c)) = (sqlite.as_i64(), clickhouse.as_i64()) else {
-        return false;
-    };
-    path.ends_with(".first_seen_minute") && s == c.div_euclid(60) * 60
-}
-
 /// Compares `sqlite` and `clickhouse` at `path`; returns how many numbers
 /// were compared, or the first difference.
 fn same(path: &str, sqlite: &Value, clickhouse: &Value) -> Result<usize, String> {
     let differ = || Err(format!("{path}: SQLite {sqlite} vs ClickHouse {clickhouse}"));
-    if first_seen_in_the_same_hour(path, sqlite, clickhouse) {
-        return Ok(1);
-    }
     match (sqlite, clickhouse) {
         (Value::Number(a), Value::Number(b)) => {
             let exact = |n: &serde_json::Number| n.is_u64() || n.is_i64();
@@ -254,7 +238,6 @@ fn every_question_gets_the_same_answer_from_both_stores() {
                 .errors(&filter, from, to)
                 .unwrap()
                 .into_iter()
-                // See `first_seen_in_the_same_hour`.
                 .map(|e| {
                     (
                         e.key,
@@ -262,6 +245,7 @@ fn every_question_gets_the_same_answer_from_both_stores() {
                         e.message,
                         e.location,
                         e.count,
+                        e.first_minute,
                         e.last_seen,
                         e.fingerprint,
                     )
@@ -301,9 +285,10 @@ fn the_comparison_sees_a_difference() {
     assert_eq!(same("a", &a, &a), Ok(2));
     let hour = serde_json::json!({"first_seen_minute": 120});
     let minute = serde_json::json!({"first_seen_minute": 133});
-    assert_eq!(same("a", &hour, &minute), Ok(1), "the hour SQLite rolled up");
-    assert!(same("a", &minute, &hour).is_err());
-    assert!(same("a", &hour, &serde_json::json!({"first_seen_minute": 180})).is_err());
+    assert!(
+        same("a", &hour, &minute).is_err(),
+        "a first minute coarsened to its hour"
+    );
     let nearly = serde_json::json!({"rows": [{"count": 3, "p95": 0.5 * (1.0 + 1e-12), "name": "GET /"}]});
     assert_eq!(same("a", &a, &nearly), Ok(2));
     for other in [

@@ -257,8 +257,10 @@ impl Roller {
         )?;
         transaction.execute("DELETE FROM error_hour WHERE hour = ?1", [hour])?;
         transaction.execute(
-            "INSERT INTO error_hour (series, hour, error_type, message, location, count, last_seen, fingerprint)
-             SELECT series, ?1, error_type, message, location, SUM(count), MAX(last_seen), MAX(fingerprint)
+            "INSERT INTO error_hour (series, hour, error_type, message, location, count, last_seen, fingerprint,
+                                     first_minute)
+             SELECT series, ?1, error_type, message, location, SUM(count), MAX(last_seen), MAX(fingerprint),
+                    MIN(minute)
              FROM error_minute
              WHERE minute >= ?2 AND minute < ?3 GROUP BY series, error_type, message, location",
             params![hour, from, to],

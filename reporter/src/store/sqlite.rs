@@ -101,6 +101,7 @@ CREATE TABLE IF NOT EXISTS error_hour (
     series INTEGER NOT NULL, hour INTEGER NOT NULL,
     error_type TEXT NOT NULL, message TEXT NOT NULL, location TEXT NOT NULL,
     count INTEGER NOT NULL, last_seen INTEGER NOT NULL, fingerprint TEXT NOT NULL DEFAULT '',
+    first_minute INTEGER,
     PRIMARY KEY (series, hour, error_type, message, location)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dirty (resolution TEXT NOT NULL, period INTEGER NOT NULL, PRIMARY KEY (resolution, period)) WITHOUT ROWID;
@@ -586,7 +587,18 @@ impl SqliteStore {
 /// Brings an older file up to date; each step is additive and runs once.
 fn migrate(connection: &Connection) -> Result<(), rusqlite::Error> {
     migrate_environment(connection)?;
-    migrate_error_fingerprints(connection)
+    migrate_error_fingerprints(connection)?;
+    migrate_error_first_minutes(connection)
+}
+
+/// `error_hour` gains the first minute each error was seen in its hour (the
+/// digest says when a new error began); rows rolled before it have none and
+/// are read as the hour's start.
+fn migrate_error_first_minutes(connection: &Connection) -> Result<(), rusqlite::Error> {
+    if !has_column(connection, "error_hour", "first_minute")? {
+        connection.execute_batch("ALTER TABLE error_hour ADD COLUMN first_minute INTEGER")?;
+    }
+    Ok(())
 }
 
 /// Whether `table` has a column `column`.
@@ -1074,10 +1086,15 @@ impl Store for SqliteStore {
         type Distinct = (SeriesKey, String, String, String, String);
         let mut merged: BTreeMap<Distinct, ErrorSummary> = BTreeMap::new();
         for stretch in self.plan(from, to, false) {
-            let (r, minutes) = (stretch.resolution, if stretch.resolution == "hour" { 60 } else { 1 });
+            let r = stretch.resolution;
+            let first = if r == "hour" {
+                "COALESCE(e.first_minute, e.hour * 60)"
+            } else {
+                "e.minute"
+            };
             let sql = format!(
                 "SELECT {KEY_COLUMNS}, e.error_type, e.message, e.location,
-                        e.fingerprint, SUM(e.count) AS total, MIN(e.{r}) * {minutes} AS first_minute,
+                        e.fingerprint, SUM(e.count) AS total, MIN({first}) AS first_minute,
                         MAX(e.last_seen) AS last_seen
                  FROM error_{r} e JOIN series s ON s.id = e.series
                  WHERE e.{r} >= ?1 AND e.{r} < ?2 AND {FILTER}
