@@ -9,7 +9,9 @@
 //!
 //! Use a store written by `analysis_bench` (`Spec::fleet`: 2,000 series, a
 //! week at minute resolution). The store is only read; nothing rolls up or
-//! applies retention.
+//! applies retention. `--owners FILE` replaces `tests/ui/owners.toml`, and
+//! `--feature NAME` the feature page's `checkout` (a feature given by
+//! owners.toml patterns cannot be filtered by the store's feature column).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +33,11 @@ fn main() -> anyhow::Result<()> {
     let store = PathBuf::from(value("--store").context("--store PATH")?);
     let until = value("--until").context("--until DATE (the end of the store's data)")?;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let owners = Owners::load(&root.join("tests/ui/owners.toml"))?;
+    let owners = match value("--owners") {
+        Some(path) => Owners::load(std::path::Path::new(path))?,
+        None => Owners::load(&root.join("tests/ui/owners.toml"))?,
+    };
+    let feature = value("--feature").map_or("checkout", String::as_str);
     let app = App::new(
         Arc::new(SqliteStore::open(&store)?),
         Arc::new(owners),
@@ -46,7 +52,7 @@ fn main() -> anyhow::Result<()> {
         )))?;
         let pages: [(&str, &Render); 5] = [
             ("overview", &|| pages::overview(&app, &params, now)),
-            ("feature checkout", &|| pages::feature(&app, "checkout", &params, now)),
+            ("feature", &|| pages::feature(&app, feature, &params, now)),
             ("transaction", &|| pages::transaction(&app, &transaction, now)),
             ("errors", &|| pages::errors(&app, &params, now)),
             ("regressions", &|| pages::regressions(&app, &params, now)),

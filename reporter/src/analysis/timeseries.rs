@@ -153,7 +153,7 @@ impl Analysis<'_> {
             .histogram_steps_grouped(&filter, scope.from, scope.to, width, &mut number)?;
         let outcomes = self
             .store
-            .counter_steps(&filter, OUTCOMES, scope.from, scope.to, width)?;
+            .counter_steps_grouped(&filter, OUTCOMES, scope.from, scope.to, width, &mut number)?;
         let mut cells: BTreeMap<RowId, BTreeMap<i64, Cell>> = BTreeMap::new();
         for (row, start, histogram) in histograms {
             let Some(id) = ids.get(row) else { continue };
@@ -163,15 +163,9 @@ impl Analysis<'_> {
                 None => cell.histogram = Some(histogram),
             }
         }
-        for (key, labels, start, value) in outcomes {
-            if !scope.matches(&key, self.owners) {
-                continue;
-            }
-            let cell = cells
-                .entry(row_id(&key, group, self.owners))
-                .or_default()
-                .entry(start)
-                .or_default();
+        for (row, labels, start, value) in outcomes {
+            let Some(id) = ids.get(row) else { continue };
+            let cell = cells.entry(id.clone()).or_default().entry(start).or_default();
             cell.runs += value;
             if label(&labels, "kuroko.outcome").is_some_and(is_failure) {
                 cell.failures += value;

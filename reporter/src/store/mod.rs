@@ -375,6 +375,42 @@ pub trait Store: Send + Sync {
             .collect())
     }
 
+    /// [`Store::counter_steps`] summed across series into groups, as
+    /// [`Store::histogram_steps_grouped`] does: `(group, labels, step start,
+    /// sum)`, ordered by group, labels and step.
+    ///
+    /// The default sums [`Store::counter_steps`]'s answer.
+    fn counter_steps_grouped(
+        &self,
+        filter: &Filter,
+        name: &str,
+        from: i64,
+        to: i64,
+        step: i64,
+        group: &mut dyn FnMut(&SeriesKey) -> Option<usize>,
+    ) -> Result<Vec<(usize, String, i64, f64)>, StoreError> {
+        let mut sums: BTreeMap<(usize, String, i64), f64> = BTreeMap::new();
+        let mut last: Option<(SeriesKey, Option<usize>)> = None;
+        for (key, labels, start, value) in self.counter_steps(filter, name, from, to, step)? {
+            // Rows come ordered by series: ask once per series.
+            let number = match &last {
+                Some((seen, number)) if *seen == key => *number,
+                _ => {
+                    let number = group(&key);
+                    last = Some((key, number));
+                    number
+                }
+            };
+            if let Some(number) = number {
+                *sums.entry((number, labels, start)).or_default() += value;
+            }
+        }
+        Ok(sums
+            .into_iter()
+            .map(|((g, labels, start), v)| (g, labels, start, v))
+            .collect())
+    }
+
     /// Runs and their total duration per series and step, as
     /// [`Store::histogram_steps`] would give them without the buckets:
     /// `(series, step start, count, sum)`. Sparklines need no more, and a
