@@ -294,6 +294,101 @@ fn answers_as_the_embedded_store_does() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The end of [`days_of_points`]: midnight UTC (a unix minute).
+const DAYS_END: i64 = 20_833 * 1_440;
+
+/// Three days of a point every 7 minutes (mixed scales, two outcomes),
+/// starting off the hour, after the test batches.
+fn days_of_points() -> Batch {
+    let start = DAYS_END - 3 * 1_440 + 13;
+    let mut batch = Batch::default();
+    for i in 0..(3 * 1_440 / 7) {
+        let minute = start + i * 7;
+        let value = 0.001 * (1 + i % 50) as f64;
+        let histogram = if i % 3 == 0 {
+            at_scale(&[value, value * 2.0], 5)
+        } else {
+            recorded(&[value, value * 2.0])
+        };
+        batch.histograms.push(HistogramPoint {
+            key: key(if i % 2 == 0 { "a" } else { "b" }),
+            minute,
+            histogram,
+        });
+        for (labels, value) in [("kuroko.outcome=ok", 2.0), ("kuroko.outcome=5xx", (i % 3) as f64)] {
+            batch.counters.push(CounterPoint {
+                key: key("a"),
+                minute,
+                name: "kuroko.transaction.outcomes".into(),
+                labels: labels.into(),
+                value,
+            });
+        }
+    }
+    batch
+}
+
+#[test]
+fn steps_answer_as_the_embedded_store_does() {
+    let (embedded, dir) = sqlite("steps");
+    let shared = clickhouse("kuroko_steps");
+    for batch in batches().into_iter().chain([days_of_points()]) {
+        embedded.write(&batch).unwrap();
+        shared.write(&batch).unwrap();
+    }
+    let days = (DAYS_END - 3 * 1_440, DAYS_END);
+    let windows = [
+        (0, 1_000),
+        (-500, 95),
+        (100, 102),
+        (days.0, days.1),
+        (days.0 - 45, days.1 + 17),
+        (days.0 + 600, days.0 + 2_000),
+    ];
+    let mut compared = 0;
+    for filter in filters() {
+        for (from, to) in windows {
+            for step in [1, 7, 60, 90, 1_440, 2_880] {
+                let what = format!("{filter:?} {from}..{to} by {step}");
+                let got = shared.histogram_steps(&filter, from, to, step).unwrap();
+                let want = embedded.histogram_steps(&filter, from, to, step).unwrap();
+                assert_eq!(got.len(), want.len(), "{what}: steps");
+                for ((kg, sg, hg), (kw, sw, hw)) in got.iter().zip(&want) {
+                    assert_eq!((kg, sg), (kw, sw), "{what}");
+                    assert_eq!(exact(hg), exact(hw), "{what}: {kg:?} at {sg}");
+                    assert!((hg.sum - hw.sum).abs() <= 1e-9 * hw.sum.abs().max(1.0), "{what}: sums");
+                }
+                assert_eq!(
+                    shared
+                        .counter_steps(&filter, "kuroko.transaction.outcomes", from, to, step)
+                        .unwrap(),
+                    embedded
+                        .counter_steps(&filter, "kuroko.transaction.outcomes", from, to, step)
+                        .unwrap(),
+                    "{what}"
+                );
+                compared += want.len();
+            }
+        }
+    }
+    assert!(compared > 1_000, "the windows hold steps: {compared}");
+    // What a chart shows: a's day in steps of 6 hours, 4 points per day,
+    // every run counted once though read from hour rows.
+    let a = Filter {
+        host: Some("a".into()),
+        ..Filter::default()
+    };
+    let quarters = shared.histogram_steps(&a, days.0, days.0 + 1_440, 360).unwrap();
+    assert_eq!(
+        quarters.iter().map(|(_, start, _)| start - days.0).collect::<Vec<_>>(),
+        vec![0, 360, 720, 1_080]
+    );
+    let runs: u64 = quarters.iter().map(|(_, _, h)| h.count).sum();
+    let whole = shared.histograms(&a, days.0, days.0 + 1_440).unwrap();
+    assert_eq!(runs, whole[0].1.count);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn mixed_scales_merge_exactly_in_sql() {
     let shared = clickhouse("kuroko_scales");

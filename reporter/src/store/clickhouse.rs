@@ -22,7 +22,8 @@
 //! per series and scale; then, per series, every part is downscaled in SQL to
 //! the coarsest scale present (`bitShiftRight` of the index: a floor, exact
 //! for negative indexes too) and summed again. The reporter receives one row
-//! per series.
+//! per series. Charts' steps ([`Store::histogram_steps`],
+//! [`Store::counter_steps`]) are the same query grouped by step as well.
 //!
 //! **Retention** drops whole partitions (ClickHouse 18.16 has no `TTL`):
 //! minute tables by day, hour tables by week, day tables by 30 days; see
@@ -76,6 +77,21 @@ const ALWAYS: i64 = i64::MAX / 4;
 /// Floor division of a minute column, for roll-up keys (`intDiv` truncates).
 fn floor_div(column: &str, by: i64) -> String {
     format!("intDiv({column}, {by}) - (modulo({column}, {by}) < 0)")
+}
+
+/// The first minute of the step of `step` minutes holding a row of a
+/// `resolution` table (floored, also before 1970); a constant 0 without steps.
+fn step_start(resolution: &str, step: Option<i64>) -> String {
+    let Some(step) = step else {
+        return "toInt64(0)".to_owned();
+    };
+    let minutes = match resolution {
+        "day" => 1_440,
+        "hour" => 60,
+        _ => 1,
+    };
+    let minute = format!("({resolution} * {minutes})");
+    format!("(({}) * {step})", floor_div(&minute, step))
 }
 
 /// Each table that retention cuts: its resolution's key column, and how many
@@ -378,6 +394,9 @@ struct HistogramRow {
 #[derive(Deserialize)]
 struct HistogramOut {
     series_id: u64,
+    /// The step's first minute (0 when the window is not cut in steps).
+    #[serde(default)]
+    step_start: i64,
     scale: i32,
     n: u64,
     total: f64,
@@ -403,6 +422,14 @@ struct CounterRow<'a> {
 struct CounterOut {
     series_id: u64,
     labels: String,
+    total: f64,
+}
+
+#[derive(Deserialize)]
+struct CounterStepOut {
+    series_id: u64,
+    labels: String,
+    step_start: i64,
     total: f64,
 }
 
@@ -783,6 +810,45 @@ impl ClickHouseStore {
     /// The window split into day, hour and minute stretches; edges older
     /// than what retention kept are widened, as in the embedded store.
     fn plan(&self, from: i64, to: i64, days: bool) -> Result<Vec<Stretch>, StoreError> {
+        let (minutes_from, hours_from) = self.kept_from()?;
+        Ok(plan(
+            from,
+            to,
+            Progress {
+                hours_until: ALWAYS,
+                days_until: if days { ALWAYS } else { super::sqlite::NEVER },
+                minutes_from,
+                hours_from: if days { hours_from } else { super::sqlite::NEVER },
+            },
+        ))
+    }
+
+    /// The window split for steps of `step` minutes, as the embedded store
+    /// splits it: day rows only when a step holds whole days, hour rows only
+    /// when it holds whole hours, so that no row straddles two steps.
+    fn step_plan(&self, from: i64, to: i64, step: i64) -> Result<Vec<Stretch>, StoreError> {
+        let (minutes_from, hours_from) = self.kept_from()?;
+        let rolled = |period: i64| {
+            if step % period == 0 {
+                ALWAYS
+            } else {
+                super::sqlite::NEVER
+            }
+        };
+        Ok(plan(
+            from,
+            to,
+            Progress {
+                hours_until: rolled(60),
+                days_until: rolled(1_440),
+                minutes_from,
+                hours_from,
+            },
+        ))
+    }
+
+    /// The first minute retention kept at minute and at hour resolution.
+    fn kept_from(&self) -> Result<(i64, i64), StoreError> {
         #[derive(Deserialize)]
         struct Kept {
             key: String,
@@ -797,20 +863,7 @@ impl ClickHouseStore {
                 .find(|k| k.key == key)
                 .map_or(super::sqlite::NEVER, |k| k.value)
         };
-        Ok(plan(
-            from,
-            to,
-            Progress {
-                hours_until: ALWAYS,
-                days_until: if days { ALWAYS } else { super::sqlite::NEVER },
-                minutes_from: kept_from("minutes_kept_from"),
-                hours_from: if days {
-                    kept_from("hours_kept_from")
-                } else {
-                    super::sqlite::NEVER
-                },
-            },
-        ))
+        Ok((kept_from("minutes_kept_from"), kept_from("hours_kept_from")))
     }
 
     /// Drops the partitions past `retention` at `now_minute` (unix minutes):
@@ -851,26 +904,96 @@ impl ClickHouseStore {
         Ok(dropped)
     }
 
-    fn histogram_stretch(stretch: &Stretch, filter: &str) -> String {
+    /// One stretch's histograms per series, step (see [`step_start`]) and scale.
+    fn histogram_stretch(stretch: &Stretch, filter: &str, step: Option<i64>) -> String {
         let (from, to) = (stretch.from, stretch.to);
+        let start = step_start(stretch.resolution, step);
         match stretch.resolution {
             "minute" => format!(
-                "SELECT series_id, scale, sum(count) AS n, sum(sum) AS total, minIf(min, count > 0) AS lo,
+                "SELECT series_id, {start} AS step_start, scale, sum(count) AS n, sum(sum) AS total, minIf(min, count > 0) AS lo,
                         maxIf(max, count > 0) AS hi, sum(zero_count) AS zeros, max(zero_threshold) AS zt,
                         max(estimated) AS est, sumMap(bucket_index, bucket_count) AS m,
                         tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
                  FROM histogram_minute WHERE minute >= {from} AND minute < {to}{filter}
-                 GROUP BY series_id, scale"
+                 GROUP BY series_id, step_start, scale"
             ),
             r => format!(
-                "SELECT series_id, scale, sumMerge(count_state) AS n, sumMerge(sum_state) AS total,
+                "SELECT series_id, {start} AS step_start, scale, sumMerge(count_state) AS n, sumMerge(sum_state) AS total,
                         minIfMerge(min_state) AS lo, maxIfMerge(max_state) AS hi, sumMerge(zero_count_state) AS zeros,
                         maxMerge(zero_threshold_state) AS zt, maxMerge(estimated_state) AS est,
                         sumMapMerge(buckets_state) AS m, tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
                  FROM histogram_{r} WHERE {r} >= {from} AND {r} < {to}{filter}
-                 GROUP BY series_id, scale"
+                 GROUP BY series_id, step_start, scale"
             ),
         }
+    }
+
+    /// One histogram per series matching `filter` (and per step of `step`
+    /// minutes, when given) over `stretches`, merged in one query: every part
+    /// downscaled to the coarsest scale of its series and step, then summed.
+    fn merged_histograms(
+        &self,
+        filter: &Filter,
+        stretches: &[Stretch],
+        step: Option<i64>,
+    ) -> Result<BTreeMap<(SeriesKey, i64), Histogram>, StoreError> {
+        let series = series_filter(filter);
+        let stretches: Vec<String> = stretches
+            .iter()
+            .map(|s| Self::histogram_stretch(s, &series, step))
+            .collect();
+        if stretches.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let p = |i: usize| format!("tupleElement(p, {i})");
+        let sql = format!(
+            "SELECT series_id, step_start, min_scale AS scale, sum({n}) AS n, sum({total}) AS total,
+                    minIf({lo}, {n} > 0) AS lo, maxIf({hi}, {n} > 0) AS hi, sum({zeros}) AS zeros,
+                    max({zt}) AS zt, max({est}) AS est,
+                    sumMap(arrayMap((i, d) -> bitShiftRight(i, d), {idx},
+                                    arrayResize(emptyArrayUInt8(), length({idx}), toUInt8({scale} - min_scale))),
+                           {cnt}) AS m,
+                    tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
+             FROM (SELECT series_id, step_start, min(scale) AS min_scale,
+                          groupArray((scale, n, total, lo, hi, zeros, zt, est, idx, cnt)) AS parts
+                   FROM ({union}) GROUP BY series_id, step_start)
+             ARRAY JOIN parts AS p
+             GROUP BY series_id, step_start, min_scale",
+            scale = p(1),
+            n = p(2),
+            total = p(3),
+            lo = p(4),
+            hi = p(5),
+            zeros = p(6),
+            zt = p(7),
+            est = p(8),
+            idx = p(9),
+            cnt = p(10),
+            union = stretches.join(" UNION ALL "),
+        );
+        let rows: Vec<HistogramOut> = self.select(&sql)?;
+        let keys = self.keys(filter)?;
+        let mut merged = BTreeMap::new();
+        for row in rows {
+            let Some(key) = keys.get(&row.series_id) else {
+                continue;
+            };
+            let buckets = Histogram::decode_buckets(&bucket_blob(&row.idx, &row.cnt))
+                .ok_or_else(|| self.error(format!("series {} has unreadable buckets", row.series_id)))?;
+            let histogram = Histogram {
+                scale: row.scale,
+                zero_count: row.zeros,
+                zero_threshold: row.zt,
+                buckets,
+                count: row.n,
+                sum: row.total,
+                min: if row.n > 0 { row.lo } else { f64::INFINITY },
+                max: if row.n > 0 { row.hi } else { 0.0 },
+                estimated: row.est > 0,
+            };
+            merged.insert((key.clone(), row.step_start), histogram);
+        }
+        Ok(merged)
     }
 }
 
@@ -957,64 +1080,12 @@ impl Store for ClickHouseStore {
     }
 
     fn histograms(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<(SeriesKey, Histogram)>, StoreError> {
-        let series = series_filter(filter);
-        let stretches: Vec<String> = self
-            .plan(from, to, true)?
-            .iter()
-            .map(|s| Self::histogram_stretch(s, &series))
-            .collect();
-        if stretches.is_empty() {
-            return Ok(Vec::new());
-        }
-        let p = |i: usize| format!("tupleElement(p, {i})");
-        let sql = format!(
-            "SELECT series_id, min_scale AS scale, sum({n}) AS n, sum({total}) AS total,
-                    minIf({lo}, {n} > 0) AS lo, maxIf({hi}, {n} > 0) AS hi, sum({zeros}) AS zeros,
-                    max({zt}) AS zt, max({est}) AS est,
-                    sumMap(arrayMap((i, d) -> bitShiftRight(i, d), {idx},
-                                    arrayResize(emptyArrayUInt8(), length({idx}), toUInt8({scale} - min_scale))),
-                           {cnt}) AS m,
-                    tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
-             FROM (SELECT series_id, min(scale) AS min_scale,
-                          groupArray((scale, n, total, lo, hi, zeros, zt, est, idx, cnt)) AS parts
-                   FROM ({union}) GROUP BY series_id)
-             ARRAY JOIN parts AS p
-             GROUP BY series_id, min_scale",
-            scale = p(1),
-            n = p(2),
-            total = p(3),
-            lo = p(4),
-            hi = p(5),
-            zeros = p(6),
-            zt = p(7),
-            est = p(8),
-            idx = p(9),
-            cnt = p(10),
-            union = stretches.join(" UNION ALL "),
-        );
-        let rows: Vec<HistogramOut> = self.select(&sql)?;
-        let keys = self.keys(filter)?;
-        let mut merged = BTreeMap::new();
-        for row in rows {
-            let Some(key) = keys.get(&row.series_id) else {
-                continue;
-            };
-            let buckets = Histogram::decode_buckets(&bucket_blob(&row.idx, &row.cnt))
-                .ok_or_else(|| self.error(format!("series {} has unreadable buckets", row.series_id)))?;
-            let histogram = Histogram {
-                scale: row.scale,
-                zero_count: row.zeros,
-                zero_threshold: row.zt,
-                buckets,
-                count: row.n,
-                sum: row.total,
-                min: if row.n > 0 { row.lo } else { f64::INFINITY },
-                max: if row.n > 0 { row.hi } else { 0.0 },
-                estimated: row.est > 0,
-            };
-            merged.insert(key.clone(), histogram);
-        }
-        Ok(merged.into_iter().collect())
+        let stretches = self.plan(from, to, true)?;
+        let merged = self.merged_histograms(filter, &stretches, None)?;
+        Ok(merged
+            .into_iter()
+            .map(|((key, _), histogram)| (key, histogram))
+            .collect())
     }
 
     fn counters(
@@ -1299,6 +1370,72 @@ impl Store for ClickHouseStore {
             now_nanos(),
             token()
         ))
+    }
+
+    fn histogram_steps(
+        &self,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(SeriesKey, i64, Histogram)>, StoreError> {
+        let step = step.max(1);
+        let stretches = self.step_plan(from, to, step)?;
+        let merged = self.merged_histograms(filter, &stretches, Some(step))?;
+        Ok(merged
+            .into_iter()
+            .map(|((key, start), histogram)| (key, start, histogram))
+            .collect())
+    }
+
+    fn counter_steps(
+        &self,
+        filter: &Filter,
+        name: &str,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(SeriesKey, String, i64, f64)>, StoreError> {
+        let step = step.max(1);
+        let series = series_filter(filter);
+        let name = quote(name);
+        let stretches: Vec<String> = self
+            .step_plan(from, to, step)?
+            .iter()
+            .map(|s| {
+                let (r, a, b) = (s.resolution, s.from, s.to);
+                let value = if r == "minute" {
+                    "sum(value)"
+                } else {
+                    "sumMerge(value_state)"
+                };
+                let start = step_start(r, Some(step));
+                format!(
+                    "SELECT series_id, labels, {start} AS step_start, {value} AS v FROM counter_{r}
+                     WHERE name = {name} AND {r} >= {a} AND {r} < {b}{series}
+                     GROUP BY series_id, labels, step_start"
+                )
+            })
+            .collect();
+        if stretches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<CounterStepOut> = self.select(&format!(
+            "SELECT series_id, labels, step_start, sum(v) AS total FROM ({})
+             GROUP BY series_id, labels, step_start",
+            stretches.join(" UNION ALL ")
+        ))?;
+        let keys = self.keys(filter)?;
+        let mut totals: BTreeMap<(SeriesKey, String, i64), f64> = BTreeMap::new();
+        for row in rows {
+            if let Some(key) = keys.get(&row.series_id) {
+                *totals.entry((key.clone(), row.labels, row.step_start)).or_default() += row.total;
+            }
+        }
+        Ok(totals
+            .into_iter()
+            .map(|((key, labels, start), total)| (key, labels, start, total))
+            .collect())
     }
 }
 
