@@ -493,6 +493,100 @@ fn replicas_write_at_once_and_a_reader_sees_all() {
     assert_eq!(counted[0].2, 40.0);
 }
 
+/// One histogram point and one counter of `host` at `minute`.
+fn one_minute(host: &str, minute: i64) -> Batch {
+    Batch {
+        histograms: vec![HistogramPoint {
+            key: key(host),
+            minute,
+            histogram: recorded(&[0.01, 0.02]),
+        }],
+        counters: vec![CounterPoint {
+            key: key(host),
+            minute,
+            name: "kuroko.transaction.outcomes".into(),
+            labels: "kuroko.outcome=ok".into(),
+            value: 2.0,
+        }],
+        ..Batch::default()
+    }
+}
+
+#[test]
+fn concurrent_writes_share_inserts_and_return_once_their_rows_are_stored() {
+    let database = "kuroko_group_commit";
+    let store = Arc::new(clickhouse(database));
+    let (writers, writes) = (16, 10);
+    let barrier = Arc::new(std::sync::Barrier::new(writers));
+    let threads: Vec<_> = (0..writers)
+        .map(|w| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let host = format!("writer-{w}");
+                let id = kuroko_reporter::store::clickhouse::series_id(&key(&host));
+                for minute in 1_000..1_000 + writes {
+                    store.write(&one_minute(&host, minute)).unwrap();
+                    // Acknowledged means stored: another connection sees it at once.
+                    let seen = clickhouse_server::query(&format!(
+                        "SELECT count() FROM {database}.histogram_minute WHERE series_id = {id} AND minute = {minute}"
+                    ))
+                    .unwrap();
+                    assert_eq!(seen.trim(), "1", "{host} at {minute}");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let all = store.histograms(&Filter::default(), 0, 2_000).unwrap();
+    assert_eq!(all.len(), writers);
+    assert!(all.iter().all(|(_, h)| h.count == 2 * writes as u64), "every run once");
+    let counted = store
+        .counters(&Filter::default(), "kuroko.transaction.outcomes", 0, 2_000)
+        .unwrap();
+    assert_eq!(
+        counted.iter().map(|c| c.2).sum::<f64>(),
+        2.0 * (writers * writes as usize) as f64
+    );
+    // Each INSERT makes one level-0 part (kept a while after merges too).
+    let parts: usize = clickhouse_server::query(&format!(
+        "SELECT count() FROM system.parts WHERE database = '{database}' AND table = 'histogram_minute' AND level = 0"
+    ))
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    let total = writers * writes as usize;
+    assert!(parts * 4 <= total, "{parts} INSERTs for {total} writes");
+    println!("{total} writes in {parts} INSERTs");
+}
+
+#[test]
+fn a_failed_insert_fails_every_write_whose_rows_it_held() {
+    let database = "kuroko_group_failure";
+    let store = Arc::new(clickhouse(database));
+    store.write(&one_minute("before", 10)).unwrap();
+    clickhouse_server::query(&format!("DROP TABLE {database}.counter_minute")).unwrap();
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|w| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.write(&one_minute(&format!("writer-{w}"), 11))
+            })
+        })
+        .collect();
+    for thread in threads {
+        match thread.join().unwrap() {
+            Err(StoreError::ClickHouse { message, .. }) => assert!(message.contains("counter_minute"), "{message}"),
+            other => panic!("a write whose counters were refused returned {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn one_of_two_replicas_wins_a_claim() {
     let database = "kuroko_claims";

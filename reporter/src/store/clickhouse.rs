@@ -27,8 +27,12 @@
 //!
 //! **Retention** drops whole partitions (ClickHouse 18.16 has no `TTL`):
 //! minute tables by day, hour tables by week, day tables by 30 days; see
-//! [`ClickHouseStore::retain`]. **Durability**: [`Store::write`] returns once
-//! every INSERT of the batch has been acknowledged by ClickHouse.
+//! [`ClickHouseStore::retain`]. **Writes** are group-committed
+//! ([`WriteBatching`]): concurrent writers' rows share one INSERT per table,
+//! at most every 200 ms by default, so that many small OTLP requests do not
+//! make ClickHouse create too many parts. **Durability**: [`Store::write`]
+//! returns once the INSERTs holding the batch have been acknowledged by
+//! ClickHouse.
 //!
 //! **Claims** ([`Store::claim`]) let one of several replicas send a scheduled
 //! report: insert a claim row stamped with the server's clock, wait a settle
@@ -49,6 +53,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::group_commit::{Gather, GroupCommit};
 use super::rollup::Retention;
 use super::sqlite::{plan, Progress, Stretch};
 use super::{Batch, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint};
@@ -250,6 +255,65 @@ pub struct ClickHouseStore {
     /// Series this process has written to `series`.
     known: Mutex<HashSet<u64>>,
     claim_settle: Duration,
+    /// Concurrent writes gathered into shared INSERTs.
+    group: GroupCommit<Encoded, String>,
+}
+
+/// How [`Store::write`] gathers concurrent writes into shared INSERTs (one
+/// per table): a round of INSERTs starts at most every `interval`, or as
+/// soon as the previous round is done once `max_rows` rows wait. A write
+/// returns once the round holding its rows is acknowledged. Set in the
+/// store's URL (`?batch_ms=200&batch_rows=50000`) or with
+/// [`ClickHouseStore::with_write_batching`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteBatching {
+    /// The least time between the starts of two rounds of INSERTs. Zero
+    /// sends each write at once, unless a round is under way: the writes
+    /// that arrive meanwhile still share the next one.
+    pub interval: Duration,
+    /// Rows (histogram, counter, error and trace points) after which a
+    /// round goes without waiting for `interval`.
+    pub max_rows: usize,
+}
+
+impl Default for WriteBatching {
+    /// 200 ms and 50,000 rows: five rounds a second per reporter at most
+    /// (ClickHouse wants about one INSERT per second per table, of
+    /// thousands of rows), and a wait of 200 ms at most for a request.
+    fn default() -> Self {
+        WriteBatching {
+            interval: Duration::from_millis(200),
+            max_rows: 50_000,
+        }
+    }
+}
+
+/// The tables a batch's points go to, in the order they are inserted.
+const DATA_TABLES: [&str; 4] = ["histogram_minute", "counter_minute", "error_minute", "kept_trace"];
+
+/// One or more batches, as `JSONEachRow` rows ready to insert.
+#[derive(Default)]
+struct Encoded {
+    /// Points (not series).
+    rows: usize,
+    /// New series by id, inserted before the points that name them.
+    series: BTreeMap<u64, Vec<u8>>,
+    /// Rows per table of [`DATA_TABLES`].
+    tables: [Vec<u8>; 4],
+}
+
+impl Gather for Encoded {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn gather(&mut self, other: Self) {
+        self.rows += other.rows;
+        self.series.extend(other.series);
+        for (table, rows) in self.tables.iter_mut().zip(other.tables) {
+            table.extend_from_slice(&rows);
+        }
+    }
 }
 
 impl std::fmt::Debug for ClickHouseStore {
@@ -537,7 +601,8 @@ impl ClickHouseStore {
 
     /// Connects to `clickhouse://[user[:password]@]host[:port]/database`
     /// (port 8123 by default; the database is created if missing), then
-    /// creates or checks the schema.
+    /// creates or checks the schema. `?batch_ms=N&batch_rows=M` after the
+    /// database sets [`WriteBatching`] (default 200 ms, 50,000 rows).
     pub fn connect(url: &str) -> Result<ClickHouseStore, StoreError> {
         let invalid = |reason: &'static str| StoreError::Url {
             url: redact(url),
@@ -549,6 +614,8 @@ impl ClickHouseStore {
         let (authority, database) = rest
             .split_once('/')
             .ok_or(invalid("no database: expected clickhouse://host:8123/database"))?;
+        let (database, options) = database.split_once('?').unwrap_or((database, ""));
+        let batching = write_batching(options).map_err(invalid)?;
         let database = database.trim_end_matches('/');
         if database.is_empty()
             || !database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -590,6 +657,7 @@ impl ClickHouseStore {
             authorization,
             known: Mutex::new(HashSet::new()),
             claim_settle: DEFAULT_CLAIM_SETTLE,
+            group: GroupCommit::new(batching.interval, batching.max_rows),
         };
         store.migrate()?;
         Ok(store)
@@ -599,6 +667,12 @@ impl ClickHouseStore {
     /// reading claims back (at least one second is waited whatever is set).
     pub fn with_claim_settle(mut self, settle: Duration) -> Self {
         self.claim_settle = settle;
+        self
+    }
+
+    /// Sets how concurrent writes are gathered into shared INSERTs.
+    pub fn with_write_batching(mut self, batching: WriteBatching) -> Self {
+        self.group = GroupCommit::new(batching.interval, batching.max_rows);
         self
     }
 
@@ -729,52 +803,137 @@ impl ClickHouseStore {
     /// Inserts rows in one `INSERT ... FORMAT JSONEachRow`.
     fn insert<T: Serialize>(&self, table: &str, rows: impl IntoIterator<Item = T>) -> Result<(), StoreError> {
         let mut body = Vec::new();
+        self.encode(&mut body, rows)?;
+        self.insert_encoded(table, &body)
+    }
+
+    /// Appends rows to `body` as `JSONEachRow`.
+    fn encode<T: Serialize>(&self, body: &mut Vec<u8>, rows: impl IntoIterator<Item = T>) -> Result<(), StoreError> {
         for row in rows {
-            serde_json::to_writer(&mut body, &row).map_err(|e| self.error(format!("encoding a row: {e}")))?;
+            serde_json::to_writer(&mut *body, &row).map_err(|e| self.error(format!("encoding a row: {e}")))?;
             body.push(b'\n');
         }
+        Ok(())
+    }
+
+    /// Inserts `JSONEachRow` rows (nothing when there are none).
+    fn insert_encoded(&self, table: &str, body: &[u8]) -> Result<(), StoreError> {
         if body.is_empty() {
             return Ok(());
         }
-        let query = format!("INSERT INTO {} FORMAT JSONEachRow", table);
-        self.post(Some(&query), &body, true).map(drop)
+        let query = format!("INSERT INTO {table} FORMAT JSONEachRow");
+        self.post(Some(&query), body, true).map(drop)
     }
 
-    /// Writes the series of `batch` this process has not written yet.
-    fn write_series(&self, batch: &Batch) -> Result<(), StoreError> {
-        let keys = batch
-            .histograms
-            .iter()
-            .map(|p| &p.key)
-            .chain(batch.counters.iter().map(|p| &p.key))
-            .chain(batch.errors.iter().map(|p| &p.key))
-            .chain(batch.traces.iter().map(|p| &p.key));
-        let mut new: BTreeMap<u64, &SeriesKey> = BTreeMap::new();
+    /// Encodes a batch: its points, and its series this process has not
+    /// written yet. Done by each writer, outside the group's lock.
+    fn encode_batch(&self, batch: &Batch) -> Result<Encoded, StoreError> {
+        let mut out = Encoded {
+            rows: batch.len(),
+            ..Encoded::default()
+        };
         {
             let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            let keys = batch
+                .histograms
+                .iter()
+                .map(|p| &p.key)
+                .chain(batch.counters.iter().map(|p| &p.key))
+                .chain(batch.errors.iter().map(|p| &p.key))
+                .chain(batch.traces.iter().map(|p| &p.key));
             for key in keys {
                 let id = series_id(key);
-                if !known.contains(&id) {
-                    new.insert(id, key);
+                if !known.contains(&id) && !out.series.contains_key(&id) {
+                    let mut row = Vec::new();
+                    self.encode(
+                        &mut row,
+                        [SeriesRow {
+                            id,
+                            service: &key.service,
+                            host: &key.host,
+                            txn: &key.transaction,
+                            feature: &key.feature,
+                            kind: &key.kind,
+                            environment: &key.environment,
+                        }],
+                    )?;
+                    out.series.insert(id, row);
                 }
             }
         }
-        if new.is_empty() {
-            return Ok(());
-        }
-        self.insert(
-            "series",
-            new.iter().map(|(&id, key)| SeriesRow {
-                id,
-                service: &key.service,
-                host: &key.host,
-                txn: &key.transaction,
-                feature: &key.feature,
-                kind: &key.kind,
-                environment: &key.environment,
+        let [histograms, counters, errors, traces] = &mut out.tables;
+        self.encode(
+            histograms,
+            batch.histograms.iter().map(|p| {
+                let h = &p.histogram;
+                let (bucket_index, bucket_count) = h.iter_buckets().unzip();
+                HistogramRow {
+                    series_id: series_id(&p.key),
+                    minute: p.minute,
+                    count: h.count,
+                    sum: finite(h.sum),
+                    min: if h.count > 0 { finite(h.min) } else { 0.0 },
+                    max: if h.count > 0 { finite(h.max) } else { 0.0 },
+                    scale: h.scale,
+                    zero_count: h.zero_count,
+                    zero_threshold: finite(h.zero_threshold),
+                    bucket_index,
+                    bucket_count,
+                    estimated: u8::from(h.estimated),
+                }
             }),
         )?;
-        self.known.lock().unwrap_or_else(|e| e.into_inner()).extend(new.keys());
+        self.encode(
+            counters,
+            batch.counters.iter().map(|p| CounterRow {
+                series_id: series_id(&p.key),
+                name: &p.name,
+                labels: &p.labels,
+                minute: p.minute,
+                value: finite(p.value),
+            }),
+        )?;
+        self.encode(
+            errors,
+            batch.errors.iter().map(|p| ErrorRow {
+                series_id: series_id(&p.key),
+                minute: p.minute,
+                error_type: &p.error_type,
+                message: &p.message,
+                location: &p.location,
+                count: p.count,
+                last_seen: p.last_seen,
+                fingerprint: &p.fingerprint,
+            }),
+        )?;
+        let written = now_nanos();
+        self.encode(
+            traces,
+            batch.traces.iter().map(|p| TraceRow {
+                series_id: series_id(&p.key),
+                hour: (p.start / 3_600_000_000_000) as i64,
+                trace_id: &p.trace_id,
+                start: p.start,
+                duration: finite(p.duration),
+                spans: &p.spans,
+                written,
+            }),
+        )?;
+        Ok(out)
+    }
+
+    /// Sends one group's rows: its new series first (so that a point never
+    /// names a series that is not stored), then one INSERT per table.
+    fn insert_group(&self, group: Encoded) -> Result<(), StoreError> {
+        let series: Vec<u8> = group.series.values().flatten().copied().collect();
+        self.insert_encoded("series", &series)?;
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(group.series.keys());
+        for (table, rows) in DATA_TABLES.iter().zip(&group.tables) {
+            self.insert_encoded(table, rows)?;
+        }
         Ok(())
     }
 
@@ -997,6 +1156,26 @@ impl ClickHouseStore {
     }
 }
 
+/// [`WriteBatching`] from the URL's options (`batch_ms=N&batch_rows=M`).
+fn write_batching(options: &str) -> Result<WriteBatching, &'static str> {
+    let mut batching = WriteBatching::default();
+    for option in options.split('&').filter(|o| !o.is_empty()) {
+        let number = |value: &str| {
+            value
+                .parse::<u64>()
+                .map_err(|_| "batch_ms and batch_rows take a whole number")
+        };
+        match option.split_once('=') {
+            Some(("batch_ms", value)) => batching.interval = Duration::from_millis(number(value)?),
+            Some(("batch_rows", value)) => {
+                batching.max_rows = usize::try_from(number(value)?).unwrap_or(usize::MAX);
+            }
+            _ => return Err("unknown option: the URL takes ?batch_ms=N&batch_rows=M"),
+        }
+    }
+    Ok(batching)
+}
+
 /// The URL without its password, for messages.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -1018,65 +1197,19 @@ impl Store for ClickHouseStore {
         if batch.is_empty() {
             return Ok(());
         }
-        // Series first: a data row never names a series that is not stored.
-        self.write_series(batch)?;
-        self.insert(
-            "histogram_minute",
-            batch.histograms.iter().map(|p| {
-                let h = &p.histogram;
-                let (bucket_index, bucket_count) = h.iter_buckets().unzip();
-                HistogramRow {
-                    series_id: series_id(&p.key),
-                    minute: p.minute,
-                    count: h.count,
-                    sum: finite(h.sum),
-                    min: if h.count > 0 { finite(h.min) } else { 0.0 },
-                    max: if h.count > 0 { finite(h.max) } else { 0.0 },
-                    scale: h.scale,
-                    zero_count: h.zero_count,
-                    zero_threshold: finite(h.zero_threshold),
-                    bucket_index,
-                    bucket_count,
-                    estimated: u8::from(h.estimated),
-                }
-            }),
-        )?;
-        self.insert(
-            "counter_minute",
-            batch.counters.iter().map(|p| CounterRow {
-                series_id: series_id(&p.key),
-                name: &p.name,
-                labels: &p.labels,
-                minute: p.minute,
-                value: finite(p.value),
-            }),
-        )?;
-        self.insert(
-            "error_minute",
-            batch.errors.iter().map(|p| ErrorRow {
-                series_id: series_id(&p.key),
-                minute: p.minute,
-                error_type: &p.error_type,
-                message: &p.message,
-                location: &p.location,
-                count: p.count,
-                last_seen: p.last_seen,
-                fingerprint: &p.fingerprint,
-            }),
-        )?;
-        let written = now_nanos();
-        self.insert(
-            "kept_trace",
-            batch.traces.iter().map(|p| TraceRow {
-                series_id: series_id(&p.key),
-                hour: (p.start / 3_600_000_000_000) as i64,
-                trace_id: &p.trace_id,
-                start: p.start,
-                duration: finite(p.duration),
-                spans: &p.spans,
-                written,
-            }),
-        )
+        let encoded = self.encode_batch(batch)?;
+        // The server's own message, handed to every writer of the group.
+        let message = |e: StoreError| match e {
+            StoreError::ClickHouse { message, .. } => message,
+            other => other.to_string(),
+        };
+        self.group
+            .commit(
+                encoded,
+                |group| self.insert_group(group).map_err(message),
+                || "the write holding these rows stopped without an answer".to_owned(),
+            )
+            .map_err(|e| self.error(e))
     }
 
     fn histograms(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<(SeriesKey, Histogram)>, StoreError> {
@@ -1650,6 +1783,22 @@ mod tests {
         key.service = "ab".into();
         key.host = String::new();
         assert_ne!(series_id(&key), id, "fields do not run into each other");
+    }
+
+    #[test]
+    fn write_batching_is_set_in_the_url() {
+        assert_eq!(write_batching(""), Ok(WriteBatching::default()));
+        assert_eq!(
+            write_batching("batch_ms=0&batch_rows=1000"),
+            Ok(WriteBatching {
+                interval: Duration::ZERO,
+                max_rows: 1_000
+            })
+        );
+        assert!(write_batching("batch_ms=soon").is_err());
+        assert!(write_batching("batch=5").is_err());
+        let bad = ClickHouseStore::connect("clickhouse://host:8123/kuroko?batch_ms=-1").unwrap_err();
+        assert!(bad.to_string().contains("whole number"), "{bad}");
     }
 
     #[test]
