@@ -294,6 +294,101 @@ fn answers_as_the_embedded_store_does() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The end of [`days_of_points`]: midnight UTC (a unix minute).
+const DAYS_END: i64 = 20_833 * 1_440;
+
+/// Three days of a point every 7 minutes (mixed scales, two outcomes),
+/// starting off the hour, after the test batches.
+fn days_of_points() -> Batch {
+    let start = DAYS_END - 3 * 1_440 + 13;
+    let mut batch = Batch::default();
+    for i in 0..(3 * 1_440 / 7) {
+        let minute = start + i * 7;
+        let value = 0.001 * (1 + i % 50) as f64;
+        let histogram = if i % 3 == 0 {
+            at_scale(&[value, value * 2.0], 5)
+        } else {
+            recorded(&[value, value * 2.0])
+        };
+        batch.histograms.push(HistogramPoint {
+            key: key(if i % 2 == 0 { "a" } else { "b" }),
+            minute,
+            histogram,
+        });
+        for (labels, value) in [("kuroko.outcome=ok", 2.0), ("kuroko.outcome=5xx", (i % 3) as f64)] {
+            batch.counters.push(CounterPoint {
+                key: key("a"),
+                minute,
+                name: "kuroko.transaction.outcomes".into(),
+                labels: labels.into(),
+                value,
+            });
+        }
+    }
+    batch
+}
+
+#[test]
+fn steps_answer_as_the_embedded_store_does() {
+    let (embedded, dir) = sqlite("steps");
+    let shared = clickhouse("kuroko_steps");
+    for batch in batches().into_iter().chain([days_of_points()]) {
+        embedded.write(&batch).unwrap();
+        shared.write(&batch).unwrap();
+    }
+    let days = (DAYS_END - 3 * 1_440, DAYS_END);
+    let windows = [
+        (0, 1_000),
+        (-500, 95),
+        (100, 102),
+        (days.0, days.1),
+        (days.0 - 45, days.1 + 17),
+        (days.0 + 600, days.0 + 2_000),
+    ];
+    let mut compared = 0;
+    for filter in filters() {
+        for (from, to) in windows {
+            for step in [1, 7, 60, 90, 1_440, 2_880] {
+                let what = format!("{filter:?} {from}..{to} by {step}");
+                let got = shared.histogram_steps(&filter, from, to, step).unwrap();
+                let want = embedded.histogram_steps(&filter, from, to, step).unwrap();
+                assert_eq!(got.len(), want.len(), "{what}: steps");
+                for ((kg, sg, hg), (kw, sw, hw)) in got.iter().zip(&want) {
+                    assert_eq!((kg, sg), (kw, sw), "{what}");
+                    assert_eq!(exact(hg), exact(hw), "{what}: {kg:?} at {sg}");
+                    assert!((hg.sum - hw.sum).abs() <= 1e-9 * hw.sum.abs().max(1.0), "{what}: sums");
+                }
+                assert_eq!(
+                    shared
+                        .counter_steps(&filter, "kuroko.transaction.outcomes", from, to, step)
+                        .unwrap(),
+                    embedded
+                        .counter_steps(&filter, "kuroko.transaction.outcomes", from, to, step)
+                        .unwrap(),
+                    "{what}"
+                );
+                compared += want.len();
+            }
+        }
+    }
+    assert!(compared > 1_000, "the windows hold steps: {compared}");
+    // What a chart shows: a's day in steps of 6 hours, 4 points per day,
+    // every run counted once though read from hour rows.
+    let a = Filter {
+        host: Some("a".into()),
+        ..Filter::default()
+    };
+    let quarters = shared.histogram_steps(&a, days.0, days.0 + 1_440, 360).unwrap();
+    assert_eq!(
+        quarters.iter().map(|(_, start, _)| start - days.0).collect::<Vec<_>>(),
+        vec![0, 360, 720, 1_080]
+    );
+    let runs: u64 = quarters.iter().map(|(_, _, h)| h.count).sum();
+    let whole = shared.histograms(&a, days.0, days.0 + 1_440).unwrap();
+    assert_eq!(runs, whole[0].1.count);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn mixed_scales_merge_exactly_in_sql() {
     let shared = clickhouse("kuroko_scales");
@@ -396,6 +491,100 @@ fn replicas_write_at_once_and_a_reader_sees_all() {
         .counters(&Filter::default(), "kuroko.transaction.outcomes", 0, 20)
         .unwrap();
     assert_eq!(counted[0].2, 40.0);
+}
+
+/// One histogram point and one counter of `host` at `minute`.
+fn one_minute(host: &str, minute: i64) -> Batch {
+    Batch {
+        histograms: vec![HistogramPoint {
+            key: key(host),
+            minute,
+            histogram: recorded(&[0.01, 0.02]),
+        }],
+        counters: vec![CounterPoint {
+            key: key(host),
+            minute,
+            name: "kuroko.transaction.outcomes".into(),
+            labels: "kuroko.outcome=ok".into(),
+            value: 2.0,
+        }],
+        ..Batch::default()
+    }
+}
+
+#[test]
+fn concurrent_writes_share_inserts_and_return_once_their_rows_are_stored() {
+    let database = "kuroko_group_commit";
+    let store = Arc::new(clickhouse(database));
+    let (writers, writes) = (16, 10);
+    let barrier = Arc::new(std::sync::Barrier::new(writers));
+    let threads: Vec<_> = (0..writers)
+        .map(|w| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let host = format!("writer-{w}");
+                let id = kuroko_reporter::store::clickhouse::series_id(&key(&host));
+                for minute in 1_000..1_000 + writes {
+                    store.write(&one_minute(&host, minute)).unwrap();
+                    // Acknowledged means stored: another connection sees it at once.
+                    let seen = clickhouse_server::query(&format!(
+                        "SELECT count() FROM {database}.histogram_minute WHERE series_id = {id} AND minute = {minute}"
+                    ))
+                    .unwrap();
+                    assert_eq!(seen.trim(), "1", "{host} at {minute}");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let all = store.histograms(&Filter::default(), 0, 2_000).unwrap();
+    assert_eq!(all.len(), writers);
+    assert!(all.iter().all(|(_, h)| h.count == 2 * writes as u64), "every run once");
+    let counted = store
+        .counters(&Filter::default(), "kuroko.transaction.outcomes", 0, 2_000)
+        .unwrap();
+    assert_eq!(
+        counted.iter().map(|c| c.2).sum::<f64>(),
+        2.0 * (writers * writes as usize) as f64
+    );
+    // Each INSERT makes one level-0 part (kept a while after merges too).
+    let parts: usize = clickhouse_server::query(&format!(
+        "SELECT count() FROM system.parts WHERE database = '{database}' AND table = 'histogram_minute' AND level = 0"
+    ))
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    let total = writers * writes as usize;
+    assert!(parts * 4 <= total, "{parts} INSERTs for {total} writes");
+    println!("{total} writes in {parts} INSERTs");
+}
+
+#[test]
+fn a_failed_insert_fails_every_write_whose_rows_it_held() {
+    let database = "kuroko_group_failure";
+    let store = Arc::new(clickhouse(database));
+    store.write(&one_minute("before", 10)).unwrap();
+    clickhouse_server::query(&format!("DROP TABLE {database}.counter_minute")).unwrap();
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|w| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.write(&one_minute(&format!("writer-{w}"), 11))
+            })
+        })
+        .collect();
+    for thread in threads {
+        match thread.join().unwrap() {
+            Err(StoreError::ClickHouse { message, .. }) => assert!(message.contains("counter_minute"), "{message}"),
+            other => panic!("a write whose counters were refused returned {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -22,12 +22,17 @@
 //! per series and scale; then, per series, every part is downscaled in SQL to
 //! the coarsest scale present (`bitShiftRight` of the index: a floor, exact
 //! for negative indexes too) and summed again. The reporter receives one row
-//! per series.
+//! per series. Charts' steps ([`Store::histogram_steps`],
+//! [`Store::counter_steps`]) are the same query grouped by step as well.
 //!
 //! **Retention** drops whole partitions (ClickHouse 18.16 has no `TTL`):
 //! minute tables by day, hour tables by week, day tables by 30 days; see
-//! [`ClickHouseStore::retain`]. **Durability**: [`Store::write`] returns once
-//! every INSERT of the batch has been acknowledged by ClickHouse.
+//! [`ClickHouseStore::retain`]. **Writes** are group-committed
+//! ([`WriteBatching`]): concurrent writers' rows share one INSERT per table,
+//! at most every 200 ms by default, so that many small OTLP requests do not
+//! make ClickHouse create too many parts. **Durability**: [`Store::write`]
+//! returns once the INSERTs holding the batch have been acknowledged by
+//! ClickHouse.
 //!
 //! **Claims** ([`Store::claim`]) let one of several replicas send a scheduled
 //! report: insert a claim row stamped with the server's clock, wait a settle
@@ -48,6 +53,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::group_commit::{Gather, GroupCommit};
 use super::rollup::Retention;
 use super::sqlite::{plan, Progress, Stretch};
 use super::{Batch, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint};
@@ -76,6 +82,21 @@ const ALWAYS: i64 = i64::MAX / 4;
 /// Floor division of a minute column, for roll-up keys (`intDiv` truncates).
 fn floor_div(column: &str, by: i64) -> String {
     format!("intDiv({column}, {by}) - (modulo({column}, {by}) < 0)")
+}
+
+/// The first minute of the step of `step` minutes holding a row of a
+/// `resolution` table (floored, also before 1970); a constant 0 without steps.
+fn step_start(resolution: &str, step: Option<i64>) -> String {
+    let Some(step) = step else {
+        return "toInt64(0)".to_owned();
+    };
+    let minutes = match resolution {
+        "day" => 1_440,
+        "hour" => 60,
+        _ => 1,
+    };
+    let minute = format!("({resolution} * {minutes})");
+    format!("(({}) * {step})", floor_div(&minute, step))
 }
 
 /// Each table that retention cuts: its resolution's key column, and how many
@@ -234,6 +255,65 @@ pub struct ClickHouseStore {
     /// Series this process has written to `series`.
     known: Mutex<HashSet<u64>>,
     claim_settle: Duration,
+    /// Concurrent writes gathered into shared INSERTs.
+    group: GroupCommit<Encoded, String>,
+}
+
+/// How [`Store::write`] gathers concurrent writes into shared INSERTs (one
+/// per table): a round of INSERTs starts at most every `interval`, or as
+/// soon as the previous round is done once `max_rows` rows wait. A write
+/// returns once the round holding its rows is acknowledged. Set in the
+/// store's URL (`?batch_ms=200&batch_rows=50000`) or with
+/// [`ClickHouseStore::with_write_batching`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteBatching {
+    /// The least time between the starts of two rounds of INSERTs. Zero
+    /// sends each write at once, unless a round is under way: the writes
+    /// that arrive meanwhile still share the next one.
+    pub interval: Duration,
+    /// Rows (histogram, counter, error and trace points) after which a
+    /// round goes without waiting for `interval`.
+    pub max_rows: usize,
+}
+
+impl Default for WriteBatching {
+    /// 200 ms and 50,000 rows: five rounds a second per reporter at most
+    /// (ClickHouse wants about one INSERT per second per table, of
+    /// thousands of rows), and a wait of 200 ms at most for a request.
+    fn default() -> Self {
+        WriteBatching {
+            interval: Duration::from_millis(200),
+            max_rows: 50_000,
+        }
+    }
+}
+
+/// The tables a batch's points go to, in the order they are inserted.
+const DATA_TABLES: [&str; 4] = ["histogram_minute", "counter_minute", "error_minute", "kept_trace"];
+
+/// One or more batches, as `JSONEachRow` rows ready to insert.
+#[derive(Default)]
+struct Encoded {
+    /// Points (not series).
+    rows: usize,
+    /// New series by id, inserted before the points that name them.
+    series: BTreeMap<u64, Vec<u8>>,
+    /// Rows per table of [`DATA_TABLES`].
+    tables: [Vec<u8>; 4],
+}
+
+impl Gather for Encoded {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn gather(&mut self, other: Self) {
+        self.rows += other.rows;
+        self.series.extend(other.series);
+        for (table, rows) in self.tables.iter_mut().zip(other.tables) {
+            table.extend_from_slice(&rows);
+        }
+    }
 }
 
 impl std::fmt::Debug for ClickHouseStore {
@@ -378,6 +458,9 @@ struct HistogramRow {
 #[derive(Deserialize)]
 struct HistogramOut {
     series_id: u64,
+    /// The step's first minute (0 when the window is not cut in steps).
+    #[serde(default)]
+    step_start: i64,
     scale: i32,
     n: u64,
     total: f64,
@@ -403,6 +486,14 @@ struct CounterRow<'a> {
 struct CounterOut {
     series_id: u64,
     labels: String,
+    total: f64,
+}
+
+#[derive(Deserialize)]
+struct CounterStepOut {
+    series_id: u64,
+    labels: String,
+    step_start: i64,
     total: f64,
 }
 
@@ -510,7 +601,8 @@ impl ClickHouseStore {
 
     /// Connects to `clickhouse://[user[:password]@]host[:port]/database`
     /// (port 8123 by default; the database is created if missing), then
-    /// creates or checks the schema.
+    /// creates or checks the schema. `?batch_ms=N&batch_rows=M` after the
+    /// database sets [`WriteBatching`] (default 200 ms, 50,000 rows).
     pub fn connect(url: &str) -> Result<ClickHouseStore, StoreError> {
         let invalid = |reason: &'static str| StoreError::Url {
             url: redact(url),
@@ -522,6 +614,8 @@ impl ClickHouseStore {
         let (authority, database) = rest
             .split_once('/')
             .ok_or(invalid("no database: expected clickhouse://host:8123/database"))?;
+        let (database, options) = database.split_once('?').unwrap_or((database, ""));
+        let batching = write_batching(options).map_err(invalid)?;
         let database = database.trim_end_matches('/');
         if database.is_empty()
             || !database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -563,6 +657,7 @@ impl ClickHouseStore {
             authorization,
             known: Mutex::new(HashSet::new()),
             claim_settle: DEFAULT_CLAIM_SETTLE,
+            group: GroupCommit::new(batching.interval, batching.max_rows),
         };
         store.migrate()?;
         Ok(store)
@@ -572,6 +667,12 @@ impl ClickHouseStore {
     /// reading claims back (at least one second is waited whatever is set).
     pub fn with_claim_settle(mut self, settle: Duration) -> Self {
         self.claim_settle = settle;
+        self
+    }
+
+    /// Sets how concurrent writes are gathered into shared INSERTs.
+    pub fn with_write_batching(mut self, batching: WriteBatching) -> Self {
+        self.group = GroupCommit::new(batching.interval, batching.max_rows);
         self
     }
 
@@ -702,52 +803,137 @@ impl ClickHouseStore {
     /// Inserts rows in one `INSERT ... FORMAT JSONEachRow`.
     fn insert<T: Serialize>(&self, table: &str, rows: impl IntoIterator<Item = T>) -> Result<(), StoreError> {
         let mut body = Vec::new();
+        self.encode(&mut body, rows)?;
+        self.insert_encoded(table, &body)
+    }
+
+    /// Appends rows to `body` as `JSONEachRow`.
+    fn encode<T: Serialize>(&self, body: &mut Vec<u8>, rows: impl IntoIterator<Item = T>) -> Result<(), StoreError> {
         for row in rows {
-            serde_json::to_writer(&mut body, &row).map_err(|e| self.error(format!("encoding a row: {e}")))?;
+            serde_json::to_writer(&mut *body, &row).map_err(|e| self.error(format!("encoding a row: {e}")))?;
             body.push(b'\n');
         }
+        Ok(())
+    }
+
+    /// Inserts `JSONEachRow` rows (nothing when there are none).
+    fn insert_encoded(&self, table: &str, body: &[u8]) -> Result<(), StoreError> {
         if body.is_empty() {
             return Ok(());
         }
-        let query = format!("INSERT INTO {} FORMAT JSONEachRow", table);
-        self.post(Some(&query), &body, true).map(drop)
+        let query = format!("INSERT INTO {table} FORMAT JSONEachRow");
+        self.post(Some(&query), body, true).map(drop)
     }
 
-    /// Writes the series of `batch` this process has not written yet.
-    fn write_series(&self, batch: &Batch) -> Result<(), StoreError> {
-        let keys = batch
-            .histograms
-            .iter()
-            .map(|p| &p.key)
-            .chain(batch.counters.iter().map(|p| &p.key))
-            .chain(batch.errors.iter().map(|p| &p.key))
-            .chain(batch.traces.iter().map(|p| &p.key));
-        let mut new: BTreeMap<u64, &SeriesKey> = BTreeMap::new();
+    /// Encodes a batch: its points, and its series this process has not
+    /// written yet. Done by each writer, outside the group's lock.
+    fn encode_batch(&self, batch: &Batch) -> Result<Encoded, StoreError> {
+        let mut out = Encoded {
+            rows: batch.len(),
+            ..Encoded::default()
+        };
         {
             let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            let keys = batch
+                .histograms
+                .iter()
+                .map(|p| &p.key)
+                .chain(batch.counters.iter().map(|p| &p.key))
+                .chain(batch.errors.iter().map(|p| &p.key))
+                .chain(batch.traces.iter().map(|p| &p.key));
             for key in keys {
                 let id = series_id(key);
-                if !known.contains(&id) {
-                    new.insert(id, key);
+                if !known.contains(&id) && !out.series.contains_key(&id) {
+                    let mut row = Vec::new();
+                    self.encode(
+                        &mut row,
+                        [SeriesRow {
+                            id,
+                            service: &key.service,
+                            host: &key.host,
+                            txn: &key.transaction,
+                            feature: &key.feature,
+                            kind: &key.kind,
+                            environment: &key.environment,
+                        }],
+                    )?;
+                    out.series.insert(id, row);
                 }
             }
         }
-        if new.is_empty() {
-            return Ok(());
-        }
-        self.insert(
-            "series",
-            new.iter().map(|(&id, key)| SeriesRow {
-                id,
-                service: &key.service,
-                host: &key.host,
-                txn: &key.transaction,
-                feature: &key.feature,
-                kind: &key.kind,
-                environment: &key.environment,
+        let [histograms, counters, errors, traces] = &mut out.tables;
+        self.encode(
+            histograms,
+            batch.histograms.iter().map(|p| {
+                let h = &p.histogram;
+                let (bucket_index, bucket_count) = h.iter_buckets().unzip();
+                HistogramRow {
+                    series_id: series_id(&p.key),
+                    minute: p.minute,
+                    count: h.count,
+                    sum: finite(h.sum),
+                    min: if h.count > 0 { finite(h.min) } else { 0.0 },
+                    max: if h.count > 0 { finite(h.max) } else { 0.0 },
+                    scale: h.scale,
+                    zero_count: h.zero_count,
+                    zero_threshold: finite(h.zero_threshold),
+                    bucket_index,
+                    bucket_count,
+                    estimated: u8::from(h.estimated),
+                }
             }),
         )?;
-        self.known.lock().unwrap_or_else(|e| e.into_inner()).extend(new.keys());
+        self.encode(
+            counters,
+            batch.counters.iter().map(|p| CounterRow {
+                series_id: series_id(&p.key),
+                name: &p.name,
+                labels: &p.labels,
+                minute: p.minute,
+                value: finite(p.value),
+            }),
+        )?;
+        self.encode(
+            errors,
+            batch.errors.iter().map(|p| ErrorRow {
+                series_id: series_id(&p.key),
+                minute: p.minute,
+                error_type: &p.error_type,
+                message: &p.message,
+                location: &p.location,
+                count: p.count,
+                last_seen: p.last_seen,
+                fingerprint: &p.fingerprint,
+            }),
+        )?;
+        let written = now_nanos();
+        self.encode(
+            traces,
+            batch.traces.iter().map(|p| TraceRow {
+                series_id: series_id(&p.key),
+                hour: (p.start / 3_600_000_000_000) as i64,
+                trace_id: &p.trace_id,
+                start: p.start,
+                duration: finite(p.duration),
+                spans: &p.spans,
+                written,
+            }),
+        )?;
+        Ok(out)
+    }
+
+    /// Sends one group's rows: its new series first (so that a point never
+    /// names a series that is not stored), then one INSERT per table.
+    fn insert_group(&self, group: Encoded) -> Result<(), StoreError> {
+        let series: Vec<u8> = group.series.values().flatten().copied().collect();
+        self.insert_encoded("series", &series)?;
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(group.series.keys());
+        for (table, rows) in DATA_TABLES.iter().zip(&group.tables) {
+            self.insert_encoded(table, rows)?;
+        }
         Ok(())
     }
 
@@ -783,6 +969,45 @@ impl ClickHouseStore {
     /// The window split into day, hour and minute stretches; edges older
     /// than what retention kept are widened, as in the embedded store.
     fn plan(&self, from: i64, to: i64, days: bool) -> Result<Vec<Stretch>, StoreError> {
+        let (minutes_from, hours_from) = self.kept_from()?;
+        Ok(plan(
+            from,
+            to,
+            Progress {
+                hours_until: ALWAYS,
+                days_until: if days { ALWAYS } else { super::sqlite::NEVER },
+                minutes_from,
+                hours_from: if days { hours_from } else { super::sqlite::NEVER },
+            },
+        ))
+    }
+
+    /// The window split for steps of `step` minutes, as the embedded store
+    /// splits it: day rows only when a step holds whole days, hour rows only
+    /// when it holds whole hours, so that no row straddles two steps.
+    fn step_plan(&self, from: i64, to: i64, step: i64) -> Result<Vec<Stretch>, StoreError> {
+        let (minutes_from, hours_from) = self.kept_from()?;
+        let rolled = |period: i64| {
+            if step % period == 0 {
+                ALWAYS
+            } else {
+                super::sqlite::NEVER
+            }
+        };
+        Ok(plan(
+            from,
+            to,
+            Progress {
+                hours_until: rolled(60),
+                days_until: rolled(1_440),
+                minutes_from,
+                hours_from,
+            },
+        ))
+    }
+
+    /// The first minute retention kept at minute and at hour resolution.
+    fn kept_from(&self) -> Result<(i64, i64), StoreError> {
         #[derive(Deserialize)]
         struct Kept {
             key: String,
@@ -797,20 +1022,7 @@ impl ClickHouseStore {
                 .find(|k| k.key == key)
                 .map_or(super::sqlite::NEVER, |k| k.value)
         };
-        Ok(plan(
-            from,
-            to,
-            Progress {
-                hours_until: ALWAYS,
-                days_until: if days { ALWAYS } else { super::sqlite::NEVER },
-                minutes_from: kept_from("minutes_kept_from"),
-                hours_from: if days {
-                    kept_from("hours_kept_from")
-                } else {
-                    super::sqlite::NEVER
-                },
-            },
-        ))
+        Ok((kept_from("minutes_kept_from"), kept_from("hours_kept_from")))
     }
 
     /// Drops the partitions past `retention` at `now_minute` (unix minutes):
@@ -851,135 +1063,61 @@ impl ClickHouseStore {
         Ok(dropped)
     }
 
-    fn histogram_stretch(stretch: &Stretch, filter: &str) -> String {
+    /// One stretch's histograms per series, step (see [`step_start`]) and scale.
+    fn histogram_stretch(stretch: &Stretch, filter: &str, step: Option<i64>) -> String {
         let (from, to) = (stretch.from, stretch.to);
+        let start = step_start(stretch.resolution, step);
         match stretch.resolution {
             "minute" => format!(
-                "SELECT series_id, scale, sum(count) AS n, sum(sum) AS total, minIf(min, count > 0) AS lo,
+                "SELECT series_id, {start} AS step_start, scale, sum(count) AS n, sum(sum) AS total, minIf(min, count > 0) AS lo,
                         maxIf(max, count > 0) AS hi, sum(zero_count) AS zeros, max(zero_threshold) AS zt,
                         max(estimated) AS est, sumMap(bucket_index, bucket_count) AS m,
                         tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
                  FROM histogram_minute WHERE minute >= {from} AND minute < {to}{filter}
-                 GROUP BY series_id, scale"
+                 GROUP BY series_id, step_start, scale"
             ),
             r => format!(
-                "SELECT series_id, scale, sumMerge(count_state) AS n, sumMerge(sum_state) AS total,
+                "SELECT series_id, {start} AS step_start, scale, sumMerge(count_state) AS n, sumMerge(sum_state) AS total,
                         minIfMerge(min_state) AS lo, maxIfMerge(max_state) AS hi, sumMerge(zero_count_state) AS zeros,
                         maxMerge(zero_threshold_state) AS zt, maxMerge(estimated_state) AS est,
                         sumMapMerge(buckets_state) AS m, tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
                  FROM histogram_{r} WHERE {r} >= {from} AND {r} < {to}{filter}
-                 GROUP BY series_id, scale"
+                 GROUP BY series_id, step_start, scale"
             ),
         }
     }
-}
 
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}<credentials>{}", &url[..scheme + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
-}
-
-/// A random 64-bit token (std's randomly seeded hasher, mixed with the time).
-fn token() -> u64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(now_nanos());
-    hasher.write_u32(std::process::id());
-    hasher.finish()
-}
-
-impl Store for ClickHouseStore {
-    fn write(&self, batch: &Batch) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        // Series first: a data row never names a series that is not stored.
-        self.write_series(batch)?;
-        self.insert(
-            "histogram_minute",
-            batch.histograms.iter().map(|p| {
-                let h = &p.histogram;
-                let (bucket_index, bucket_count) = h.iter_buckets().unzip();
-                HistogramRow {
-                    series_id: series_id(&p.key),
-                    minute: p.minute,
-                    count: h.count,
-                    sum: finite(h.sum),
-                    min: if h.count > 0 { finite(h.min) } else { 0.0 },
-                    max: if h.count > 0 { finite(h.max) } else { 0.0 },
-                    scale: h.scale,
-                    zero_count: h.zero_count,
-                    zero_threshold: finite(h.zero_threshold),
-                    bucket_index,
-                    bucket_count,
-                    estimated: u8::from(h.estimated),
-                }
-            }),
-        )?;
-        self.insert(
-            "counter_minute",
-            batch.counters.iter().map(|p| CounterRow {
-                series_id: series_id(&p.key),
-                name: &p.name,
-                labels: &p.labels,
-                minute: p.minute,
-                value: finite(p.value),
-            }),
-        )?;
-        self.insert(
-            "error_minute",
-            batch.errors.iter().map(|p| ErrorRow {
-                series_id: series_id(&p.key),
-                minute: p.minute,
-                error_type: &p.error_type,
-                message: &p.message,
-                location: &p.location,
-                count: p.count,
-                last_seen: p.last_seen,
-                fingerprint: &p.fingerprint,
-            }),
-        )?;
-        let written = now_nanos();
-        self.insert(
-            "kept_trace",
-            batch.traces.iter().map(|p| TraceRow {
-                series_id: series_id(&p.key),
-                hour: (p.start / 3_600_000_000_000) as i64,
-                trace_id: &p.trace_id,
-                start: p.start,
-                duration: finite(p.duration),
-                spans: &p.spans,
-                written,
-            }),
-        )
-    }
-
-    fn histograms(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<(SeriesKey, Histogram)>, StoreError> {
+    /// One histogram per series matching `filter` (and per step of `step`
+    /// minutes, when given) over `stretches`, merged in one query: every part
+    /// downscaled to the coarsest scale of its series and step, then summed.
+    fn merged_histograms(
+        &self,
+        filter: &Filter,
+        stretches: &[Stretch],
+        step: Option<i64>,
+    ) -> Result<BTreeMap<(SeriesKey, i64), Histogram>, StoreError> {
         let series = series_filter(filter);
-        let stretches: Vec<String> = self
-            .plan(from, to, true)?
+        let stretches: Vec<String> = stretches
             .iter()
-            .map(|s| Self::histogram_stretch(s, &series))
+            .map(|s| Self::histogram_stretch(s, &series, step))
             .collect();
         if stretches.is_empty() {
-            return Ok(Vec::new());
+            return Ok(BTreeMap::new());
         }
         let p = |i: usize| format!("tupleElement(p, {i})");
         let sql = format!(
-            "SELECT series_id, min_scale AS scale, sum({n}) AS n, sum({total}) AS total,
+            "SELECT series_id, step_start, min_scale AS scale, sum({n}) AS n, sum({total}) AS total,
                     minIf({lo}, {n} > 0) AS lo, maxIf({hi}, {n} > 0) AS hi, sum({zeros}) AS zeros,
                     max({zt}) AS zt, max({est}) AS est,
                     sumMap(arrayMap((i, d) -> bitShiftRight(i, d), {idx},
                                     arrayResize(emptyArrayUInt8(), length({idx}), toUInt8({scale} - min_scale))),
                            {cnt}) AS m,
                     tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
-             FROM (SELECT series_id, min(scale) AS min_scale,
+             FROM (SELECT series_id, step_start, min(scale) AS min_scale,
                           groupArray((scale, n, total, lo, hi, zeros, zt, est, idx, cnt)) AS parts
-                   FROM ({union}) GROUP BY series_id)
+                   FROM ({union}) GROUP BY series_id, step_start)
              ARRAY JOIN parts AS p
-             GROUP BY series_id, min_scale",
+             GROUP BY series_id, step_start, min_scale",
             scale = p(1),
             n = p(2),
             total = p(3),
@@ -1012,9 +1150,75 @@ impl Store for ClickHouseStore {
                 max: if row.n > 0 { row.hi } else { 0.0 },
                 estimated: row.est > 0,
             };
-            merged.insert(key.clone(), histogram);
+            merged.insert((key.clone(), row.step_start), histogram);
         }
-        Ok(merged.into_iter().collect())
+        Ok(merged)
+    }
+}
+
+/// [`WriteBatching`] from the URL's options (`batch_ms=N&batch_rows=M`).
+fn write_batching(options: &str) -> Result<WriteBatching, &'static str> {
+    let mut batching = WriteBatching::default();
+    for option in options.split('&').filter(|o| !o.is_empty()) {
+        let number = |value: &str| {
+            value
+                .parse::<u64>()
+                .map_err(|_| "batch_ms and batch_rows take a whole number")
+        };
+        match option.split_once('=') {
+            Some(("batch_ms", value)) => batching.interval = Duration::from_millis(number(value)?),
+            Some(("batch_rows", value)) => {
+                batching.max_rows = usize::try_from(number(value)?).unwrap_or(usize::MAX);
+            }
+            _ => return Err("unknown option: the URL takes ?batch_ms=N&batch_rows=M"),
+        }
+    }
+    Ok(batching)
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}<credentials>{}", &url[..scheme + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// A random 64-bit token (std's randomly seeded hasher, mixed with the time).
+fn token() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(now_nanos());
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+impl Store for ClickHouseStore {
+    fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let encoded = self.encode_batch(batch)?;
+        // The server's own message, handed to every writer of the group.
+        let message = |e: StoreError| match e {
+            StoreError::ClickHouse { message, .. } => message,
+            other => other.to_string(),
+        };
+        self.group
+            .commit(
+                encoded,
+                |group| self.insert_group(group).map_err(message),
+                || "the write holding these rows stopped without an answer".to_owned(),
+            )
+            .map_err(|e| self.error(e))
+    }
+
+    fn histograms(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<(SeriesKey, Histogram)>, StoreError> {
+        let stretches = self.plan(from, to, true)?;
+        let merged = self.merged_histograms(filter, &stretches, None)?;
+        Ok(merged
+            .into_iter()
+            .map(|((key, _), histogram)| (key, histogram))
+            .collect())
     }
 
     fn counters(
@@ -1300,6 +1504,72 @@ impl Store for ClickHouseStore {
             token()
         ))
     }
+
+    fn histogram_steps(
+        &self,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(SeriesKey, i64, Histogram)>, StoreError> {
+        let step = step.max(1);
+        let stretches = self.step_plan(from, to, step)?;
+        let merged = self.merged_histograms(filter, &stretches, Some(step))?;
+        Ok(merged
+            .into_iter()
+            .map(|((key, start), histogram)| (key, start, histogram))
+            .collect())
+    }
+
+    fn counter_steps(
+        &self,
+        filter: &Filter,
+        name: &str,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(SeriesKey, String, i64, f64)>, StoreError> {
+        let step = step.max(1);
+        let series = series_filter(filter);
+        let name = quote(name);
+        let stretches: Vec<String> = self
+            .step_plan(from, to, step)?
+            .iter()
+            .map(|s| {
+                let (r, a, b) = (s.resolution, s.from, s.to);
+                let value = if r == "minute" {
+                    "sum(value)"
+                } else {
+                    "sumMerge(value_state)"
+                };
+                let start = step_start(r, Some(step));
+                format!(
+                    "SELECT series_id, labels, {start} AS step_start, {value} AS v FROM counter_{r}
+                     WHERE name = {name} AND {r} >= {a} AND {r} < {b}{series}
+                     GROUP BY series_id, labels, step_start"
+                )
+            })
+            .collect();
+        if stretches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<CounterStepOut> = self.select(&format!(
+            "SELECT series_id, labels, step_start, sum(v) AS total FROM ({})
+             GROUP BY series_id, labels, step_start",
+            stretches.join(" UNION ALL ")
+        ))?;
+        let keys = self.keys(filter)?;
+        let mut totals: BTreeMap<(SeriesKey, String, i64), f64> = BTreeMap::new();
+        for row in rows {
+            if let Some(key) = keys.get(&row.series_id) {
+                *totals.entry((key.clone(), row.labels, row.step_start)).or_default() += row.total;
+            }
+        }
+        Ok(totals
+            .into_iter()
+            .map(|((key, labels, start), total)| (key, labels, start, total))
+            .collect())
+    }
 }
 
 impl ClickHouseStore {
@@ -1513,6 +1783,22 @@ mod tests {
         key.service = "ab".into();
         key.host = String::new();
         assert_ne!(series_id(&key), id, "fields do not run into each other");
+    }
+
+    #[test]
+    fn write_batching_is_set_in_the_url() {
+        assert_eq!(write_batching(""), Ok(WriteBatching::default()));
+        assert_eq!(
+            write_batching("batch_ms=0&batch_rows=1000"),
+            Ok(WriteBatching {
+                interval: Duration::ZERO,
+                max_rows: 1_000
+            })
+        );
+        assert!(write_batching("batch_ms=soon").is_err());
+        assert!(write_batching("batch=5").is_err());
+        let bad = ClickHouseStore::connect("clickhouse://host:8123/kuroko?batch_ms=-1").unwrap_err();
+        assert!(bad.to_string().contains("whole number"), "{bad}");
     }
 
     #[test]

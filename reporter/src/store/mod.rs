@@ -8,6 +8,7 @@
 //! several reporters.
 
 pub mod clickhouse;
+pub(crate) mod group_commit;
 pub(crate) mod journal;
 pub(crate) mod pending;
 pub mod rollup;
