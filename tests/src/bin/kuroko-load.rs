@@ -124,11 +124,6 @@ struct Cli {
     keep_store: bool,
 }
 
-/// The reporter's allocator, so that the decode-only ceiling is measured
-/// with the same one as the reporter it is compared with.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
