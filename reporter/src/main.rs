@@ -295,12 +295,6 @@ struct SendArgs {
     force: bool,
 }
 
-/// mimalloc rather than the system allocator: ingest allocates and frees
-/// per point (decoded protobuf, keys), and glibc's malloc was a third of the
-/// reporter's CPU under load.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
