@@ -872,6 +872,63 @@ impl SqliteStore {
         self.select(sql, filter, window, seventh, |row| each(row)).map(drop)
     }
 
+    /// Each histogram row of the series `filter` and `only` (SQL on `series
+    /// s`) select in `window`, read from the coarsest rows whole in a step of
+    /// `step` minutes: `each(series id, step start, histogram)`.
+    fn each_histogram_step(
+        &self,
+        filter: &Filter,
+        (from, to): (i64, i64),
+        step: i64,
+        only: &str,
+        mut each: impl FnMut(i64, i64, Histogram),
+    ) -> Result<(), StoreError> {
+        let step = step.max(1);
+        for stretch in self.step_plan(from, to, step) {
+            let (r, minutes) = (stretch.resolution, minutes_of(stretch.resolution));
+            let sql = format!(
+                "SELECT h.series, h.{r}, {HISTOGRAM_COLUMNS} FROM series s CROSS JOIN histogram_{r} h ON h.series = s.id
+                 WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {FILTER} AND {only}"
+            );
+            self.select_each(&sql, filter, (stretch.from, stretch.to), None, |row| {
+                let start = floor_to(row.get::<_, i64>(1)? * minutes, step);
+                each(row.get(0)?, start, row_histogram(row, 2)?);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Counter `name` summed per series, label set and step, as
+    /// [`SqliteStore::each_histogram_step`] reads histograms:
+    /// `each(series id, label id, step start, sum)`.
+    fn each_counter_step(
+        &self,
+        filter: &Filter,
+        name: &str,
+        (from, to): (i64, i64),
+        step: i64,
+        only: &str,
+        mut each: impl FnMut(i64, i64, i64, f64),
+    ) -> Result<(), StoreError> {
+        let step = step.max(1);
+        for stretch in self.step_plan(from, to, step) {
+            let r = stretch.resolution;
+            let start = step_start("c", r, step);
+            let sql = format!(
+                "SELECT c.series, c.label, {start} AS step_start, SUM(c.value)
+                 FROM series s CROSS JOIN counter_label l CROSS JOIN counter_{r} c ON c.series = s.id AND c.label = l.id
+                 WHERE c.{r} >= ?1 AND c.{r} < ?2 AND {FILTER} AND l.name = ?8 AND {only}
+                 GROUP BY c.series, c.label, step_start"
+            );
+            self.select_each(&sql, filter, (stretch.from, stretch.to), Some(&name), |row| {
+                each(row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
     /// The keys of the series `ids`. Reads name series by id and resolve
     /// them once each at the end, instead of carrying six strings per row.
     fn keys_of(&self, ids: impl Iterator<Item = i64>) -> Result<Keys, StoreError> {
@@ -973,6 +1030,13 @@ impl Keys {
     fn rank(&self, series: i64) -> usize {
         self.ranks.get(&series).copied().unwrap_or(usize::MAX)
     }
+}
+
+/// SQL for the start (in unix minutes) of the `step`-minute step holding
+/// row `alias`'s `resolution` period, floored also before 1970.
+fn step_start(alias: &str, resolution: &str, step: i64) -> String {
+    let minutes = minutes_of(resolution);
+    format!("({alias}.{resolution} * {minutes} - (({alias}.{resolution} * {minutes}) % {step} + {step}) % {step})")
 }
 
 /// Adds `histogram` to the one merged under `at`.
@@ -1186,21 +1250,10 @@ impl Store for SqliteStore {
         to: i64,
         step: i64,
     ) -> Result<Vec<(SeriesKey, i64, Histogram)>, StoreError> {
-        let step = step.max(1);
         let mut merged: FxHashMap<(i64, i64), Histogram> = FxHashMap::default();
-        for stretch in self.step_plan(from, to, step) {
-            let (r, minutes) = (stretch.resolution, minutes_of(stretch.resolution));
-            let sql = format!(
-                "SELECT h.series, h.{r}, {HISTOGRAM_COLUMNS} FROM series s CROSS JOIN histogram_{r} h ON h.series = s.id
-                 WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {FILTER}"
-            );
-            self.select_each(&sql, filter, (stretch.from, stretch.to), None, |row| {
-                let start = floor_to(row.get::<_, i64>(1)? * minutes, step);
-                let histogram = row_histogram(row, 2)?;
-                merge_into(&mut merged, (row.get(0)?, start), histogram);
-                Ok(())
-            })?;
-        }
+        self.each_histogram_step(filter, (from, to), step, "1", |series, start, histogram| {
+            merge_into(&mut merged, (series, start), histogram);
+        })?;
         let keys = self.keys_of(merged.keys().map(|(series, _)| *series))?;
         let mut rows: Vec<((i64, i64), Histogram)> = merged.into_iter().collect();
         rows.sort_unstable_by_key(|((series, start), _)| (keys.rank(*series), *start));
@@ -1218,28 +1271,42 @@ impl Store for SqliteStore {
         step: i64,
         group: &mut dyn FnMut(&SeriesKey) -> Option<usize>,
     ) -> Result<Vec<(usize, i64, Histogram)>, StoreError> {
-        let step = step.max(1);
         let (groups, only) = self.grouped_series(filter, (from, to), group)?;
         let mut merged: FxHashMap<(usize, i64), Histogram> = FxHashMap::default();
-        for stretch in self.step_plan(from, to, step) {
-            let (r, minutes) = (stretch.resolution, minutes_of(stretch.resolution));
-            let sql = format!(
-                "SELECT h.series, h.{r}, {HISTOGRAM_COLUMNS} FROM series s CROSS JOIN histogram_{r} h ON h.series = s.id
-                 WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {FILTER} AND {only}"
-            );
-            self.select_each(&sql, filter, (stretch.from, stretch.to), None, |row| {
-                let Some(&group) = groups.get(&row.get::<_, i64>(0)?) else {
-                    return Ok(());
-                };
-                let start = floor_to(row.get::<_, i64>(1)? * minutes, step);
-                let histogram = row_histogram(row, 2)?;
+        self.each_histogram_step(filter, (from, to), step, &only, |series, start, histogram| {
+            if let Some(&group) = groups.get(&series) {
                 merge_into(&mut merged, (group, start), histogram);
-                Ok(())
-            })?;
-        }
+            }
+        })?;
         let mut rows: Vec<(usize, i64, Histogram)> = merged.into_iter().map(|((g, start), h)| (g, start, h)).collect();
         rows.sort_unstable_by_key(|(group, start, _)| (*group, *start));
         Ok(rows)
+    }
+
+    fn counter_steps(
+        &self,
+        filter: &Filter,
+        name: &str,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(SeriesKey, String, i64, f64)>, StoreError> {
+        let mut totals: FxHashMap<(i64, i64, i64), f64> = FxHashMap::default();
+        self.each_counter_step(filter, name, (from, to), step, "1", |series, label, start, value| {
+            *totals.entry((series, label, start)).or_default() += value;
+        })?;
+        let keys = self.keys_of(totals.keys().map(|(series, _, _)| *series))?;
+        let labels = self.labels_of(name)?;
+        let mut rows: Vec<((i64, i64, i64), f64)> = totals.into_iter().collect();
+        rows.sort_unstable_by(|((s1, l1, t1), _), ((s2, l2, t2), _)| {
+            (keys.rank(*s1), labels.get(l1), t1).cmp(&(keys.rank(*s2), labels.get(l2), t2))
+        });
+        Ok(rows
+            .into_iter()
+            .filter_map(|((series, label, start), total)| {
+                Some((keys.key(series)?.clone(), labels.get(&label)?.clone(), start, total))
+            })
+            .collect())
     }
 
     fn counter_steps_grouped(
@@ -1251,25 +1318,13 @@ impl Store for SqliteStore {
         step: i64,
         group: &mut dyn FnMut(&SeriesKey) -> Option<usize>,
     ) -> Result<Vec<(usize, String, i64, f64)>, StoreError> {
-        let step = step.max(1);
         let (groups, only) = self.grouped_series(filter, (from, to), group)?;
         let mut sums: FxHashMap<(usize, i64, i64), f64> = FxHashMap::default();
-        for stretch in self.step_plan(from, to, step) {
-            let (r, minutes) = (stretch.resolution, minutes_of(stretch.resolution));
-            let start = format!("(c.{r} * {minutes} - ((c.{r} * {minutes}) % {step} + {step}) % {step})");
-            let sql = format!(
-                "SELECT c.series, c.label, {start} AS step_start, SUM(c.value)
-                 FROM series s CROSS JOIN counter_label l CROSS JOIN counter_{r} c ON c.series = s.id AND c.label = l.id
-                 WHERE c.{r} >= ?1 AND c.{r} < ?2 AND {FILTER} AND l.name = ?8 AND {only}
-                 GROUP BY c.series, c.label, step_start"
-            );
-            self.select_each(&sql, filter, (stretch.from, stretch.to), Some(&name), |row| {
-                if let Some(&group) = groups.get(&row.get::<_, i64>(0)?) {
-                    *sums.entry((group, row.get(1)?, row.get(2)?)).or_default() += row.get::<_, f64>(3)?;
-                }
-                Ok(())
-            })?;
-        }
+        self.each_counter_step(filter, name, (from, to), step, &only, |series, label, start, value| {
+            if let Some(&group) = groups.get(&series) {
+                *sums.entry((group, label, start)).or_default() += value;
+            }
+        })?;
         let labels = self.labels_of(name)?;
         let mut rows: Vec<(usize, String, i64, f64)> = sums
             .into_iter()
@@ -1283,8 +1338,8 @@ impl Store for SqliteStore {
         let step = step.max(1);
         let mut totals: FxHashMap<(i64, i64), (u64, f64)> = FxHashMap::default();
         for stretch in self.step_plan(from, to, step) {
-            let (r, minutes) = (stretch.resolution, minutes_of(stretch.resolution));
-            let start = format!("(h.{r} * {minutes} - ((h.{r} * {minutes}) % {step} + {step}) % {step})");
+            let r = stretch.resolution;
+            let start = step_start("h", r, step);
             let sql = format!(
                 "SELECT h.series, {start} AS step_start, SUM(h.count), SUM(h.sum)
                  FROM series s CROSS JOIN histogram_{r} h ON h.series = s.id
@@ -1304,45 +1359,6 @@ impl Store for SqliteStore {
         Ok(rows
             .into_iter()
             .filter_map(|((series, start), (count, sum))| Some((keys.key(series)?.clone(), start, count, sum)))
-            .collect())
-    }
-
-    fn counter_steps(
-        &self,
-        filter: &Filter,
-        name: &str,
-        from: i64,
-        to: i64,
-        step: i64,
-    ) -> Result<Vec<(SeriesKey, String, i64, f64)>, StoreError> {
-        let step = step.max(1);
-        let mut totals: FxHashMap<(i64, i64, i64), f64> = FxHashMap::default();
-        for stretch in self.step_plan(from, to, step) {
-            let (r, minutes) = (stretch.resolution, minutes_of(stretch.resolution));
-            // The step's start, floored (also for minutes before 1970).
-            let start = format!("(c.{r} * {minutes} - ((c.{r} * {minutes}) % {step} + {step}) % {step})");
-            let sql = format!(
-                "SELECT c.series, c.label, {start} AS step_start, SUM(c.value)
-                 FROM series s CROSS JOIN counter_label l CROSS JOIN counter_{r} c ON c.series = s.id AND c.label = l.id
-                 WHERE c.{r} >= ?1 AND c.{r} < ?2 AND {FILTER} AND l.name = ?8
-                 GROUP BY c.series, c.label, step_start"
-            );
-            self.select_each(&sql, filter, (stretch.from, stretch.to), Some(&name), |row| {
-                *totals.entry((row.get(0)?, row.get(1)?, row.get(2)?)).or_default() += row.get::<_, f64>(3)?;
-                Ok(())
-            })?;
-        }
-        let keys = self.keys_of(totals.keys().map(|(series, _, _)| *series))?;
-        let labels = self.labels_of(name)?;
-        let mut rows: Vec<((i64, i64, i64), f64)> = totals.into_iter().collect();
-        rows.sort_unstable_by(|((s1, l1, t1), _), ((s2, l2, t2), _)| {
-            (keys.rank(*s1), labels.get(l1), t1).cmp(&(keys.rank(*s2), labels.get(l2), t2))
-        });
-        Ok(rows
-            .into_iter()
-            .filter_map(|((series, label, start), total)| {
-                Some((keys.key(series)?.clone(), labels.get(&label)?.clone(), start, total))
-            })
             .collect())
     }
 
