@@ -1,6 +1,7 @@
 //! How long the web UI takes to render its pages on a big store: the
-//! overview, a feature, a transaction, the errors and the regressions over a
-//! day and a week, rendered in process (no HTTP, no browser), five times each.
+//! overview, a feature, a transaction, the errors, the regressions and a
+//! feature's dashboard over a day and a week, rendered in process (no HTTP,
+//! no browser), five times each.
 //!
 //! ```text
 //! cargo run --release -p kuroko-reporter --example ui_render_bench -- \
@@ -50,12 +51,17 @@ fn main() -> anyhow::Result<()> {
         let transaction = Params::parse(Some(&format!(
             "since={since}&service=shop-api&transaction=GET+%2Forders%2F%7Bid%7D"
         )))?;
-        let pages: [(&str, &Render); 5] = [
+        let dashboards = kuroko_reporter::ui::dashboards::load(&root.join("dashboards"), &app.owners);
+        let dashboard = format!("feature-{feature}");
+        let pages: [(&str, &Render); 6] = [
             ("overview", &|| pages::overview(&app, &params, now)),
             ("feature", &|| pages::feature(&app, feature, &params, now)),
             ("transaction", &|| pages::transaction(&app, &transaction, now)),
             ("errors", &|| pages::errors(&app, &params, now)),
             ("regressions", &|| pages::regressions(&app, &params, now)),
+            ("feature dashboard", &|| {
+                pages::dashboard(&app, &dashboards, &dashboard, &params, now)
+            }),
         ];
         for (name, render) in pages {
             let mut times = Vec::new();

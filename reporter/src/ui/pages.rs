@@ -20,7 +20,7 @@ use crate::analysis::errors::ErrorGroup;
 use crate::analysis::memo::Memo;
 use crate::analysis::regressions::{self, RegressionRow};
 use crate::analysis::stats::{Change, RegressionRule};
-use crate::analysis::timeseries::{Point, Step};
+use crate::analysis::timeseries::{Point, Step, TimeSeries};
 use crate::analysis::{Analysis, AnalysisError, Scope};
 use crate::app::App;
 use crate::histogram::{bucket_bounds, Histogram};
@@ -1092,14 +1092,38 @@ fn row_value(row: &EndpointRow, metric: Metric) -> Option<f64> {
     }
 }
 
+/// Time series already drawn by a dashboard's panels, per scope and group
+/// (a feature's dashboard draws four charts from one).
+#[derive(Default)]
+struct Drawn(Vec<(Scope, Group, TimeSeries)>);
+
+impl Drawn {
+    fn timeseries(&mut self, analysis: &Analysis<'_>, scope: &Scope, group: Group) -> Result<&TimeSeries, PageError> {
+        let at = match self.0.iter().position(|(s, g, _)| s == scope && *g == group) {
+            Some(at) => at,
+            None => {
+                let series = analysis.timeseries(scope, group, None)?;
+                self.0.push((scope.clone(), group, series));
+                self.0.len() - 1
+            }
+        };
+        Ok(&self.0[at].2)
+    }
+}
+
 /// One panel: its chart over its scope.
-fn panel(app: &App, panel: &Panel, params: &Params, now: i64) -> Result<Markup, PageError> {
+fn panel(
+    analysis: &Analysis<'_>,
+    drawn: &mut Drawn,
+    panel: &Panel,
+    params: &Params,
+    now: i64,
+) -> Result<Markup, PageError> {
     let scope = panel_scope(panel, params, now)?;
-    scope.check_team(&app.owners)?;
-    let analysis = app.analysis();
+    scope.check_team(analysis.owners)?;
     let unit = unit_of(panel.metric);
     if panel.chart == Chart::Line {
-        let series = analysis.timeseries(&scope, panel.group, None)?;
+        let series = drawn.timeseries(analysis, &scope, panel.group)?;
         let mut ranked: Vec<_> = series.series.iter().collect();
         ranked.sort_by_key(|s| std::cmp::Reverse(s.points.iter().map(|p| p.count).sum::<u64>()));
         let lines: Vec<Line> = ranked
@@ -1197,9 +1221,13 @@ pub fn dashboard(app: &App, found: &Dashboards, name: &str, params: &Params, now
     let path = format!("/dashboards/{}", segment(name));
     let page = params.href(&path);
     let mut panels = Vec::new();
+    // Panels over the same window read it once, and draw the same series once.
+    let memo = Memo::default();
+    let analysis = app.analysis().remembering(&memo);
+    let mut drawn = Drawn::default();
     for (i, p) in dashboard.panels.iter().enumerate() {
         let (question, api) = panel_api(p, params);
-        let body = match panel(app, p, params, now) {
+        let body = match panel(&analysis, &mut drawn, p, params, now) {
             Ok(markup) => markup,
             // One panel's unknown team or bad window does not hide the others.
             Err(PageError::BadRequest(message)) => html! { p.problem { (message) } },
