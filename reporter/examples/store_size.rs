@@ -13,9 +13,9 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::store::sqlite::SqliteStore;
-use kuroko_reporter::store::{Batch, CounterPoint, HistogramPoint, SeriesKey, Store};
+use kuroko_reporter::store::Store;
+use kuroko_reporter::synthetic::AgentMinutes;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<i64>());
@@ -27,61 +27,10 @@ fn main() -> anyhow::Result<()> {
     let store = SqliteStore::open(&path)?;
     let now = (SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() / 60) as i64;
     let first = (now - minutes - 5).div_euclid(60) * 60;
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut minutes_of = AgentMinutes::default();
     let started = Instant::now();
     for minute in first..first + minutes {
-        let mut batch = Batch::default();
-        for s in 0..series {
-            let key = SeriesKey {
-                service: format!("svc-{}", s % 20),
-                host: format!("host-{}", s % 50),
-                transaction: format!("GET /api/v1/resource-{s}/{{id}}"),
-                feature: format!("feature-{}", s % 30),
-                kind: "web".into(),
-                environment: "production".into(),
-            };
-            let mut histogram = Histogram::empty();
-            for _ in 0..100 {
-                // Box-Muller: log-normal, median 50 ms, sigma 0.8.
-                let normal = (-2.0 * uniform().max(1e-12).ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
-                let value = 0.050 * (0.8 * normal).exp();
-                let _ = histogram.record(value);
-            }
-            batch.histograms.push(HistogramPoint {
-                key: key.clone(),
-                minute,
-                histogram,
-            });
-            for (name, labels, value) in [
-                ("kuroko.transaction.outcomes", "kuroko.outcome=ok", 98.0),
-                ("kuroko.transaction.outcomes", "kuroko.outcome=5xx", 2.0),
-                ("kuroko.transaction.apdex", "kuroko.apdex.zone=satisfied", 97.0),
-                (
-                    "kuroko.segment.calls",
-                    "kuroko.segment.kind=database,kuroko.segment.name=SELECT",
-                    100.0,
-                ),
-                (
-                    "kuroko.segment.duration",
-                    "kuroko.segment.kind=database,kuroko.segment.name=SELECT",
-                    2.1,
-                ),
-            ] {
-                batch.counters.push(CounterPoint {
-                    key: key.clone(),
-                    minute,
-                    name: name.into(),
-                    labels: labels.into(),
-                    value,
-                });
-            }
-        }
+        let batch = minutes_of.batch(series as usize, minute);
         store.write(&batch)?;
     }
     let written = started.elapsed();

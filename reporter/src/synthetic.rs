@@ -1331,6 +1331,84 @@ pub fn raw_samples(spec: &Spec, series: usize, minute: i64) -> Vec<f64> {
     Generator::new(spec).raw_samples(series, minute)
 }
 
+/// Agent-shaped minutes for the size measurements (`examples/store_size.rs`
+/// and ClickHouse's in `tests/clickhouse_store.rs`): per series and minute,
+/// one histogram of 100 log-normal runs (median 50 ms) and five counters
+/// (outcomes, Apdex, one database segment), as an agent's harvest gives.
+pub struct AgentMinutes {
+    state: u64,
+}
+
+impl Default for AgentMinutes {
+    fn default() -> Self {
+        AgentMinutes {
+            state: 0x2545_f491_4f6c_dd1d,
+        }
+    }
+}
+
+impl AgentMinutes {
+    /// A uniform draw in `0..1` (xorshift: fixed seed, same bytes each run).
+    fn uniform(&mut self) -> f64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        (self.state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Minute `minute` of `series` series: 20 services, 50 hosts, 30 features.
+    pub fn batch(&mut self, series: usize, minute: i64) -> Batch {
+        let mut batch = Batch::default();
+        for s in 0..series {
+            let key = SeriesKey {
+                service: format!("svc-{}", s % 20),
+                host: format!("host-{}", s % 50),
+                transaction: format!("GET /api/v1/resource-{s}/{{id}}"),
+                feature: format!("feature-{}", s % 30),
+                kind: "web".into(),
+                environment: "production".into(),
+            };
+            let mut histogram = Histogram::empty();
+            for _ in 0..100 {
+                // Box-Muller: log-normal, median 50 ms, sigma 0.8.
+                let normal =
+                    (-2.0 * self.uniform().max(1e-12).ln()).sqrt() * (std::f64::consts::TAU * self.uniform()).cos();
+                // Finite and positive: always recorded.
+                let _ = histogram.record(0.050 * (0.8 * normal).exp());
+            }
+            batch.histograms.push(HistogramPoint {
+                key: key.clone(),
+                minute,
+                histogram,
+            });
+            for (name, labels, value) in [
+                ("kuroko.transaction.outcomes", "kuroko.outcome=ok", 98.0),
+                ("kuroko.transaction.outcomes", "kuroko.outcome=5xx", 2.0),
+                ("kuroko.transaction.apdex", "kuroko.apdex.zone=satisfied", 97.0),
+                (
+                    "kuroko.segment.calls",
+                    "kuroko.segment.kind=database,kuroko.segment.name=SELECT",
+                    100.0,
+                ),
+                (
+                    "kuroko.segment.duration",
+                    "kuroko.segment.kind=database,kuroko.segment.name=SELECT",
+                    2.1,
+                ),
+            ] {
+                batch.counters.push(CounterPoint {
+                    key: key.clone(),
+                    minute,
+                    name: name.into(),
+                    labels: labels.into(),
+                    value,
+                });
+            }
+        }
+        batch
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
