@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use kuroko_reporter::deliver::alerts::AlertState;
 use kuroko_reporter::deliver::ledger::{self, LedgerEntry, LedgerStatus, LEASE_SECONDS};
-use kuroko_reporter::histogram::{bucket_index, Histogram};
+use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::store::clickhouse::ClickHouseStore;
 use kuroko_reporter::store::rollup::Retention;
 use kuroko_reporter::store::sqlite::SqliteStore;
@@ -22,6 +22,10 @@ use kuroko_reporter::store::{
     Batch, CounterPoint, ErrorPoint, Filter, HistogramPoint, SeriesKey, Store, StoreError, TracePoint,
 };
 use kuroko_reporter::synthetic::AgentMinutes;
+
+#[path = "support/exported.rs"]
+mod exported;
+use exported::at_scale;
 
 #[path = "support/clickhouse_server.rs"]
 mod clickhouse_server;
@@ -43,30 +47,6 @@ fn key(host: &str) -> SeriesKey {
         kind: "web".into(),
         environment: String::new(),
     }
-}
-
-/// A histogram of `values` at `scale`, as an exporter sends it.
-fn at_scale(values: &[f64], scale: i32) -> Histogram {
-    let mut counts = BTreeMap::new();
-    for &v in values {
-        *counts.entry(bucket_index(v, scale)).or_insert(0u64) += 1;
-    }
-    let offset = *counts.keys().next().unwrap();
-    let last = *counts.keys().next_back().unwrap();
-    let dense: Vec<u64> = (offset..=last).map(|i| counts.get(&i).copied().unwrap_or(0)).collect();
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(0.0, f64::max);
-    Histogram::from_exponential(
-        scale,
-        0,
-        0.0,
-        offset,
-        &dense,
-        values.len() as u64,
-        Some(values.iter().sum()),
-        Some((min, max)),
-    )
-    .unwrap()
 }
 
 fn recorded(values: &[f64]) -> Histogram {

@@ -8,9 +8,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use kuroko_reporter::histogram::{bucket_index, Histogram};
+use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::store::{Batch, ErrorPoint, Filter, HistogramPoint, SeriesKey, Store};
 use serde_json::Value;
+
+#[path = "support/exported.rs"]
+mod exported;
+use exported::at_scale;
 
 #[path = "support/clickhouse_server.rs"]
 mod clickhouse_server;
@@ -116,30 +120,6 @@ fn key(service: &str, host: &str, transaction: &str, feature: &str, environment:
         kind: if transaction.contains(' ') { "web" } else { "job" }.into(),
         environment: environment.into(),
     }
-}
-
-/// A histogram of `values` at `scale`, as an exporter at that scale sends it.
-fn at_scale(values: &[f64], scale: i32) -> Histogram {
-    let mut counts = BTreeMap::new();
-    for &v in values {
-        *counts.entry(bucket_index(v, scale)).or_insert(0u64) += 1;
-    }
-    let offset = *counts.keys().next().unwrap();
-    let last = *counts.keys().next_back().unwrap();
-    let dense: Vec<u64> = (offset..=last).map(|i| counts.get(&i).copied().unwrap_or(0)).collect();
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(0.0, f64::max);
-    Histogram::from_exponential(
-        scale,
-        0,
-        0.0,
-        offset,
-        &dense,
-        values.len() as u64,
-        Some(values.iter().sum()),
-        Some((min, max)),
-    )
-    .unwrap()
 }
 
 /// Thirty minutes of three services' data: scale 7 and scale 5 points, a
