@@ -129,6 +129,24 @@ impl Batch {
 /// `(series, step start, count, sum)` ([`Store::totals_steps`]).
 pub type StepTotal = (SeriesKey, i64, u64, f64);
 
+/// The group of the series met last: step answers come ordered by series,
+/// so the grouped defaults ask the caller once per series, not once per row.
+#[derive(Default)]
+struct LastGroup(Option<(SeriesKey, Option<usize>)>);
+
+impl LastGroup {
+    fn of(&mut self, key: SeriesKey, group: &mut dyn FnMut(&SeriesKey) -> Option<usize>) -> Option<usize> {
+        match &self.0 {
+            Some((seen, number)) if *seen == key => *number,
+            _ => {
+                let number = group(&key);
+                self.0 = Some((key, number));
+                number
+            }
+        }
+    }
+}
+
 /// Which series a question is about; `None` matches all.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Filter {
@@ -360,8 +378,9 @@ pub trait Store: Send + Sync {
         group: &mut dyn FnMut(&SeriesKey) -> Option<usize>,
     ) -> Result<Vec<(usize, i64, Histogram)>, StoreError> {
         let mut merged: BTreeMap<(usize, i64), Histogram> = BTreeMap::new();
+        let mut last = LastGroup::default();
         for (key, start, histogram) in self.histogram_steps(filter, from, to, step)? {
-            if let Some(group) = group(&key) {
+            if let Some(group) = last.of(key, group) {
                 match merged.entry((group, start)) {
                     std::collections::btree_map::Entry::Occupied(mut total) => total.get_mut().merge(&histogram),
                     std::collections::btree_map::Entry::Vacant(slot) => {
@@ -391,18 +410,9 @@ pub trait Store: Send + Sync {
         group: &mut dyn FnMut(&SeriesKey) -> Option<usize>,
     ) -> Result<Vec<(usize, String, i64, f64)>, StoreError> {
         let mut sums: BTreeMap<(usize, String, i64), f64> = BTreeMap::new();
-        let mut last: Option<(SeriesKey, Option<usize>)> = None;
+        let mut last = LastGroup::default();
         for (key, labels, start, value) in self.counter_steps(filter, name, from, to, step)? {
-            // Rows come ordered by series: ask once per series.
-            let number = match &last {
-                Some((seen, number)) if *seen == key => *number,
-                _ => {
-                    let number = group(&key);
-                    last = Some((key, number));
-                    number
-                }
-            };
-            if let Some(number) = number {
+            if let Some(number) = last.of(key, group) {
                 *sums.entry((number, labels, start)).or_default() += value;
             }
         }
