@@ -483,13 +483,6 @@ struct CounterRow<'a> {
 }
 
 #[derive(Deserialize)]
-struct CounterOut {
-    series_id: u64,
-    labels: String,
-    total: f64,
-}
-
-#[derive(Deserialize)]
 struct CounterStepOut {
     series_id: u64,
     labels: String,
@@ -1087,6 +1080,53 @@ impl ClickHouseStore {
         }
     }
 
+    /// Counter `name` summed per series matching `filter` and label set
+    /// (and per step of `step` minutes, when given; else the step start is
+    /// 0) over `stretches`, in one query.
+    fn merged_counters(
+        &self,
+        filter: &Filter,
+        name: &str,
+        stretches: &[Stretch],
+        step: Option<i64>,
+    ) -> Result<BTreeMap<(SeriesKey, String, i64), f64>, StoreError> {
+        let series = series_filter(filter);
+        let name = quote(name);
+        let selects: Vec<String> = stretches
+            .iter()
+            .map(|s| {
+                let (r, a, b) = (s.resolution, s.from, s.to);
+                let value = if r == "minute" {
+                    "sum(value)"
+                } else {
+                    "sumMerge(value_state)"
+                };
+                let start = step_start(r, step);
+                format!(
+                    "SELECT series_id, labels, {start} AS step_start, {value} AS v FROM counter_{r}
+                     WHERE name = {name} AND {r} >= {a} AND {r} < {b}{series}
+                     GROUP BY series_id, labels, step_start"
+                )
+            })
+            .collect();
+        if selects.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let rows: Vec<CounterStepOut> = self.select(&format!(
+            "SELECT series_id, labels, step_start, sum(v) AS total FROM ({})
+             GROUP BY series_id, labels, step_start",
+            selects.join(" UNION ALL ")
+        ))?;
+        let keys = self.keys(filter)?;
+        let mut totals: BTreeMap<(SeriesKey, String, i64), f64> = BTreeMap::new();
+        for row in rows {
+            if let Some(key) = keys.get(&row.series_id) {
+                *totals.entry((key.clone(), row.labels, row.step_start)).or_default() += row.total;
+            }
+        }
+        Ok(totals)
+    }
+
     /// One histogram per series matching `filter` (and per step of `step`
     /// minutes, when given) over `stretches`, merged in one query: every part
     /// downscaled to the coarsest scale of its series and step, then summed.
@@ -1228,39 +1268,10 @@ impl Store for ClickHouseStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<(SeriesKey, String, f64)>, StoreError> {
-        let series = series_filter(filter);
-        let name = quote(name);
-        let stretches: Vec<String> = self
-            .plan(from, to, true)?
-            .iter()
-            .map(|s| {
-                let (r, a, b) = (s.resolution, s.from, s.to);
-                let value = if r == "minute" {
-                    "sum(value)"
-                } else {
-                    "sumMerge(value_state)"
-                };
-                format!(
-                    "SELECT series_id, labels, {value} AS v FROM counter_{r}
-                     WHERE name = {name} AND {r} >= {a} AND {r} < {b}{series} GROUP BY series_id, labels"
-                )
-            })
-            .collect();
-        if stretches.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows: Vec<CounterOut> = self.select(&format!(
-            "SELECT series_id, labels, sum(v) AS total FROM ({}) GROUP BY series_id, labels",
-            stretches.join(" UNION ALL ")
-        ))?;
-        let keys = self.keys(filter)?;
+        let stretches = self.plan(from, to, true)?;
         let mut totals: BTreeMap<(String, String, SeriesKey), f64> = BTreeMap::new();
-        for row in rows {
-            if let Some(key) = keys.get(&row.series_id) {
-                *totals
-                    .entry((key.transaction.clone(), row.labels, key.clone()))
-                    .or_default() += row.total;
-            }
+        for ((key, labels, _), total) in self.merged_counters(filter, name, &stretches, None)? {
+            *totals.entry((key.transaction.clone(), labels, key)).or_default() += total;
         }
         Ok(totals
             .into_iter()
@@ -1530,42 +1541,9 @@ impl Store for ClickHouseStore {
         step: i64,
     ) -> Result<Vec<(SeriesKey, String, i64, f64)>, StoreError> {
         let step = step.max(1);
-        let series = series_filter(filter);
-        let name = quote(name);
-        let stretches: Vec<String> = self
-            .step_plan(from, to, step)?
-            .iter()
-            .map(|s| {
-                let (r, a, b) = (s.resolution, s.from, s.to);
-                let value = if r == "minute" {
-                    "sum(value)"
-                } else {
-                    "sumMerge(value_state)"
-                };
-                let start = step_start(r, Some(step));
-                format!(
-                    "SELECT series_id, labels, {start} AS step_start, {value} AS v FROM counter_{r}
-                     WHERE name = {name} AND {r} >= {a} AND {r} < {b}{series}
-                     GROUP BY series_id, labels, step_start"
-                )
-            })
-            .collect();
-        if stretches.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows: Vec<CounterStepOut> = self.select(&format!(
-            "SELECT series_id, labels, step_start, sum(v) AS total FROM ({})
-             GROUP BY series_id, labels, step_start",
-            stretches.join(" UNION ALL ")
-        ))?;
-        let keys = self.keys(filter)?;
-        let mut totals: BTreeMap<(SeriesKey, String, i64), f64> = BTreeMap::new();
-        for row in rows {
-            if let Some(key) = keys.get(&row.series_id) {
-                *totals.entry((key.clone(), row.labels, row.step_start)).or_default() += row.total;
-            }
-        }
-        Ok(totals
+        let stretches = self.step_plan(from, to, step)?;
+        Ok(self
+            .merged_counters(filter, name, &stretches, Some(step))?
             .into_iter()
             .map(|((key, labels, start), total)| (key, labels, start, total))
             .collect())
