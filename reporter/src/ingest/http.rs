@@ -68,6 +68,14 @@ fn body(headers: &HeaderMap, bytes: &Bytes, max_bytes: usize) -> Result<Vec<u8>,
     }
 }
 
+/// Whether the body is OTLP/JSON (else protobuf).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"))
+}
+
 /// Decodes an OTLP request body (protobuf, or JSON when the content type
 /// says so); `Err` is the status and reason to answer with. The bool tells
 /// whether it was JSON.
@@ -77,10 +85,7 @@ fn decode<T: Message + Default + DeserializeOwned>(
     max_bytes: usize,
     what: &str,
 ) -> Result<(T, bool), (StatusCode, String)> {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json"));
+    let json = is_json(headers);
     let body = body(headers, bytes, max_bytes)?;
     let request = if json {
         serde_json::from_slice::<T>(&body).map_err(|e| format!("the body is not OTLP/JSON {what}: {e}"))
@@ -178,7 +183,23 @@ async fn self_metrics(State((receiver, _)): Shared) -> Response {
         .into_response()
 }
 
+/// Metrics: protobuf is read in place ([`super::wire`]), JSON decoded.
 async fn metrics(State((receiver, max)): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
+    if !is_json(&headers) {
+        let body = match authorize(&receiver, &headers).and_then(|()| body(&headers, &bytes, max)) {
+            Ok(body) => body,
+            Err((status, reason)) => return refuse(status, reason),
+        };
+        drop(bytes);
+        return match receiver.metrics_protobuf(body).await {
+            Ok(accepted) => respond(Ok(accepted), false, Accepted::metrics_response),
+            Err(Ok(malformed)) => refuse(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not OTLP/protobuf metrics: {malformed}"),
+            ),
+            Err(Err(error)) => respond(Err(error), false, Accepted::metrics_response),
+        };
+    }
     match authorize(&receiver, &headers)
         .and_then(|()| decode::<ExportMetricsServiceRequest>(&headers, &bytes, max, "metrics"))
     {

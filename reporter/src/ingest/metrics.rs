@@ -15,11 +15,10 @@
 
 use std::collections::HashMap;
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, AggregationTemporality, Metric};
+use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
 
-use super::otlp::{check, key, labels, minute, resource_identity, text, transaction, Converted, Limits};
+use super::otlp::{check, identity, key, labels, minute, text, transaction, Attribute, Converted, Limits};
+use super::wire::{Attr, Data, Metric, Request};
 use crate::histogram::{Histogram, InvalidPoint};
 use crate::store::{CounterPoint, HistogramPoint};
 
@@ -94,27 +93,18 @@ impl Deltas {
     }
 }
 
-/// Converts `request`, received at `now_unix_nano`.
-pub fn convert(
-    request: &ExportMetricsServiceRequest,
-    deltas: &Deltas,
-    limits: &Limits,
-    now_unix_nano: u64,
-) -> Converted {
+/// Converts `request` (read in place, or decoded by prost: [`Request::of`]),
+/// received at `now_unix_nano`.
+pub fn convert(request: &Request<'_>, deltas: &Deltas, limits: &Limits, now_unix_nano: u64) -> Converted {
     let mut out = Converted::default();
-    for resource_metrics in &request.resource_metrics {
-        let sender = resource_identity(resource_metrics.resource.as_ref());
-        let resource = resource_metrics
-            .resource
-            .as_ref()
-            .map(|r| r.attributes.as_slice())
-            .unwrap_or_default();
-        for scope_metrics in &resource_metrics.scope_metrics {
+    for resource_metrics in &request.resources {
+        let resource = resource_metrics.attributes.as_slice();
+        let sender = identity(resource);
+        for scope_metrics in &resource_metrics.scopes {
             // Cumulative streams are told apart by everything that identifies
             // their sender (service.instance.id of each worker process
             // included), not by service and host alone.
-            let scope = scope_metrics.scope.as_ref().map_or("", |s| s.name.as_str());
-            let source = format!("{}\u{1e}{scope}", fingerprint(resource));
+            let source = format!("{}\u{1e}{}", fingerprint(resource), scope_metrics.name);
             for metric in &scope_metrics.metrics {
                 let context = Context {
                     sender: &sender,
@@ -131,10 +121,10 @@ pub fn convert(
 }
 
 /// Attributes as one sorted string.
-fn fingerprint(attributes: &[KeyValue]) -> String {
+fn fingerprint<A: Attribute>(attributes: &[A]) -> String {
     let mut all: Vec<String> = attributes
         .iter()
-        .filter_map(|kv| Some(format!("{}={}", kv.key, text(kv)?)))
+        .filter_map(|kv| Some(format!("{}={}", kv.key(), text(kv)?)))
         .collect();
     all.sort();
     all.join("\u{1f}")
@@ -151,7 +141,7 @@ fn previous<'a, T>(streams: &'a HashMap<String, T>, stream: &str, limits: &Limit
     }
 }
 
-fn stream_id(source: &str, metric: &str, attributes: &[KeyValue]) -> String {
+fn stream_id(source: &str, metric: &str, attributes: &[Attr<'_>]) -> String {
     format!("{source}\u{1d}{metric}\u{1d}{}", fingerprint(attributes))
 }
 
@@ -168,13 +158,13 @@ struct Context<'a> {
 /// The parts of a point that identify and place it.
 struct Point<'a> {
     metric: &'a str,
-    attributes: &'a [KeyValue],
+    attributes: &'a [Attr<'a>],
     start: u64,
     time: u64,
 }
 
-fn convert_metric(metric: &Metric, context: &Context<'_>, out: &mut Converted) {
-    let name = metric.name.as_str();
+fn convert_metric(metric: &Metric<'_>, context: &Context<'_>, out: &mut Converted) {
+    let name = metric.name;
     let Context {
         sender,
         source,
@@ -186,28 +176,25 @@ fn convert_metric(metric: &Metric, context: &Context<'_>, out: &mut Converted) {
     let factor = if metric.unit == "ms" { 1e-3 } else { 1.0 };
     let cumulative = |temporality: i32| temporality == AggregationTemporality::Cumulative as i32;
     match &metric.data {
-        Some(metric::Data::ExponentialHistogram(h)) if is_duration => {
-            for p in &h.data_points {
+        Data::Exponential(temporality, points) if is_duration => {
+            for p in points {
                 let point = Point {
                     metric: name,
                     attributes: &p.attributes,
-                    start: p.start_time_unix_nano,
-                    time: p.time_unix_nano,
+                    start: p.start,
+                    time: p.time,
                 };
-                histogram_point(context, point, cumulative(h.aggregation_temporality), out, || {
-                    if p.negative
-                        .as_ref()
-                        .is_some_and(|n| n.bucket_counts.iter().any(|c| *c > 0))
-                    {
+                histogram_point(context, point, cumulative(*temporality), out, || {
+                    if p.negative.as_ref().is_some_and(|n| n.counts.iter().any(|c| *c > 0)) {
                         return Err(InvalidPoint::Negative("a bucket"));
                     }
-                    let positive = p.positive.clone().unwrap_or_default();
+                    let (offset, counts) = p.positive.as_ref().map_or((0, &[][..]), |b| (b.offset, &b.counts[..]));
                     let histogram = Histogram::from_exponential(
                         p.scale,
                         p.zero_count,
                         p.zero_threshold,
-                        positive.offset,
-                        &positive.bucket_counts,
+                        offset,
+                        counts,
                         p.count,
                         p.sum,
                         p.min.zip(p.max),
@@ -216,31 +203,30 @@ fn convert_metric(metric: &Metric, context: &Context<'_>, out: &mut Converted) {
                 });
             }
         }
-        Some(metric::Data::Histogram(h)) if is_duration => {
-            for p in &h.data_points {
+        Data::Histogram(temporality, points) if is_duration => {
+            for p in points {
                 let point = Point {
                     metric: name,
                     attributes: &p.attributes,
-                    start: p.start_time_unix_nano,
-                    time: p.time_unix_nano,
+                    start: p.start,
+                    time: p.time,
                 };
                 let raw = Explicit {
-                    bounds: p.explicit_bounds.iter().map(|b| b * factor).collect(),
-                    counts: p.bucket_counts.clone(),
+                    bounds: p.bounds.iter().map(|b| b * factor).collect(),
+                    counts: p.bucket_counts.to_vec(),
                     count: p.count,
                     sum: p.sum.unwrap_or(0.0) * factor,
                 };
-                let (delta, whole) = if cumulative(h.aggregation_temporality) {
+                let (delta, whole) = if cumulative(*temporality) {
                     let stream = stream_id(source, name, &p.attributes);
                     let Ok(previous) = previous(&deltas.explicit, &stream, limits) else {
                         out.reject(name, TOO_MANY_STREAMS);
                         continue;
                     };
                     let delta = previous
-                        .filter(|(start, _)| *start == p.start_time_unix_nano)
+                        .filter(|(start, _)| *start == p.start)
                         .and_then(|(_, last)| raw.since(last));
-                    out.updates
-                        .push(Update::Explicit(stream, p.start_time_unix_nano, raw.clone()));
+                    out.updates.push(Update::Explicit(stream, p.start, raw.clone()));
                     match delta {
                         Some(delta) => (delta, false),
                         None => (raw, true),
@@ -269,35 +255,31 @@ fn convert_metric(metric: &Metric, context: &Context<'_>, out: &mut Converted) {
                 });
             }
         }
-        Some(metric::Data::Sum(sum))
+        Data::Sum(temporality, points)
             if name.starts_with("kuroko.transaction.") || name.starts_with("kuroko.segment.") =>
         {
-            for p in &sum.data_points {
+            for p in points {
                 let Some((transaction, kind)) = transaction(name, &p.attributes) else {
                     continue;
                 };
-                if let Err(reason) = check(&p.attributes, p.time_unix_nano, now, limits) {
+                if let Err(reason) = check(&p.attributes, p.time, now, limits) {
                     out.reject(name, reason);
                     continue;
                 }
-                let value = match p.value {
-                    Some(number_data_point::Value::AsDouble(v)) => v,
-                    Some(number_data_point::Value::AsInt(v)) => v as f64,
-                    None => f64::NAN,
-                };
+                let value = p.value.unwrap_or(f64::NAN);
                 if !value.is_finite() || value < 0.0 {
                     out.reject(name, format!("value {value} is not a finite, non-negative number"));
                     continue;
                 }
-                let value = if cumulative(sum.aggregation_temporality) {
+                let value = if cumulative(*temporality) {
                     let stream = stream_id(source, name, &p.attributes);
                     let Ok(previous) = previous(&deltas.counters, &stream, limits).map(|p| p.copied()) else {
                         out.reject(name, TOO_MANY_STREAMS);
                         continue;
                     };
-                    out.updates.push(Update::Counter(stream, p.start_time_unix_nano, value));
+                    out.updates.push(Update::Counter(stream, p.start, value));
                     match previous {
-                        Some((start, last)) if start == p.start_time_unix_nano && value >= last => value - last,
+                        Some((start, last)) if start == p.start && value >= last => value - last,
                         _ => value,
                     }
                 } else {
@@ -305,7 +287,7 @@ fn convert_metric(metric: &Metric, context: &Context<'_>, out: &mut Converted) {
                 };
                 out.batch.counters.push(CounterPoint {
                     key: key(sender, transaction, kind, &p.attributes),
-                    minute: minute(p.time_unix_nano),
+                    minute: minute(p.time),
                     name: name.to_owned(),
                     labels: labels(&p.attributes),
                     value,

@@ -12,12 +12,13 @@ pub mod logs;
 pub mod metrics;
 pub mod otlp;
 pub mod traces;
+pub mod wire;
 
 use std::collections::{HashMap, HashSet};
 
 use rustc_hash::FxHashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::logs::v1::{
@@ -135,7 +136,9 @@ pub struct IngestStats {
 /// Converts and stores what the servers receive.
 pub struct Receiver {
     store: Arc<dyn Store>,
-    deltas: Mutex<Deltas>,
+    /// Cumulative streams' last values: read by every conversion at once,
+    /// written once a batch is stored.
+    deltas: RwLock<Deltas>,
     limits: Limits,
     /// `Bearer <token>` that requests must carry, when auth is on.
     expected_authorization: Option<String>,
@@ -160,7 +163,7 @@ impl Receiver {
         }
         Ok(Receiver {
             store,
-            deltas: Mutex::new(Deltas::default()),
+            deltas: RwLock::new(Deltas::default()),
             limits,
             expected_authorization: token.map(|t| format!("Bearer {}", t.expose())),
             known: Mutex::new(known),
@@ -238,10 +241,27 @@ impl Receiver {
 
     /// Converts and stores a metrics request; returns once it is committed.
     pub async fn metrics(&self, request: ExportMetricsServiceRequest) -> Result<Accepted, IngestError> {
-        let mut converted = {
-            let deltas = self.deltas.lock().unwrap_or_else(|e| e.into_inner());
-            metrics::convert(&request, &deltas, &self.limits, now())
-        };
+        let converted = self.convert_metrics(&wire::Request::of(&request));
+        self.store_metrics(converted).await
+    }
+
+    /// Converts and stores a metrics request's protobuf, read in place
+    /// ([`wire`]); returns once it is committed. `Err(Ok(reason))` when
+    /// the body is not an OTLP metrics request.
+    pub async fn metrics_protobuf(&self, body: Vec<u8>) -> Result<Accepted, Result<prost::DecodeError, IngestError>> {
+        let mut decoded = None;
+        let converted = self.convert_metrics(&read_protobuf(&body, &mut decoded).map_err(Ok)?);
+        drop((decoded, body));
+        self.store_metrics(converted).await.map_err(Err)
+    }
+
+    fn convert_metrics(&self, request: &wire::Request<'_>) -> otlp::Converted {
+        let deltas = self.deltas.read().unwrap_or_else(|e| e.into_inner());
+        metrics::convert(request, &deltas, &self.limits, now())
+    }
+
+    /// Stores converted metrics; the cumulative streams move on once they are.
+    async fn store_metrics(&self, mut converted: otlp::Converted) -> Result<Accepted, IngestError> {
         let updates = std::mem::take(&mut converted.updates);
         let seen = std::mem::take(&mut converted.metric_transactions);
         let accepted = self.commit(converted).await?;
@@ -250,7 +270,7 @@ impl Receiver {
             .unwrap_or_else(|e| e.into_inner())
             .extend(seen);
         // Cumulative streams move on only once their points are stored.
-        self.deltas.lock().unwrap_or_else(|e| e.into_inner()).apply(updates);
+        self.deltas.write().unwrap_or_else(|e| e.into_inner()).apply(updates);
         Ok(accepted)
     }
 
@@ -321,8 +341,8 @@ impl Receiver {
 pub fn decode_and_validate(bytes: &[u8]) -> [usize; 3] {
     use prost::Message;
     let (limits, now) = (Limits::default(), now());
-    let metrics = ExportMetricsServiceRequest::decode(bytes)
-        .map(|r| metrics::convert(&r, &Deltas::default(), &limits, now).batch.len())
+    let metrics = convert_protobuf(bytes, &Deltas::default(), &limits, now)
+        .map(|c| c.batch.len())
         .unwrap_or(0);
     let logs = ExportLogsServiceRequest::decode(bytes)
         .map(|r| logs::convert(&r, &limits, now).batch.len())
@@ -331,6 +351,58 @@ pub fn decode_and_validate(bytes: &[u8]) -> [usize; 3] {
         .map(|r| traces::convert(&r, &limits, now, &HashSet::new()).batch.len())
         .unwrap_or(0);
     [metrics, logs, traces]
+}
+
+/// A metrics request's protobuf, converted: read in place ([`wire`]), or,
+/// what the reader leaves to prost, decoded by prost, which also gives the
+/// reason a malformed body is refused.
+fn convert_protobuf(
+    body: &[u8],
+    deltas: &Deltas,
+    limits: &Limits,
+    now: u64,
+) -> Result<otlp::Converted, prost::DecodeError> {
+    let mut decoded = None;
+    Ok(metrics::convert(
+        &read_protobuf(body, &mut decoded)?,
+        deltas,
+        limits,
+        now,
+    ))
+}
+
+/// A metrics request's protobuf read in place, or decoded by prost into
+/// `decoded` when the reader leaves it to prost.
+fn read_protobuf<'a>(
+    body: &'a [u8],
+    decoded: &'a mut Option<ExportMetricsServiceRequest>,
+) -> Result<wire::Request<'a>, prost::DecodeError> {
+    use prost::Message;
+    match wire::read(body) {
+        Ok(request) => Ok(request),
+        Err(wire::Unusual) => Ok(wire::Request::of(
+            decoded.insert(ExportMetricsServiceRequest::decode(body)?),
+        )),
+    }
+}
+
+/// Whether the in-place reader ([`wire`]) and prost agree on `bytes`: when
+/// the reader reads it, prost decodes it too, to the same request and the
+/// same conversion. The fuzz target and the mutation test hold it to that.
+pub fn metrics_paths_agree(bytes: &[u8]) -> bool {
+    use prost::Message;
+    let Ok(read) = wire::read(bytes) else {
+        // Left to prost: nothing to compare.
+        return true;
+    };
+    let Ok(decoded) = ExportMetricsServiceRequest::decode(bytes) else {
+        return false;
+    };
+    let (limits, now) = (Limits::default(), now());
+    let of = wire::Request::of(&decoded);
+    let convert = |request: &wire::Request<'_>| metrics::convert(request, &Deltas::default(), &limits, now);
+    // NaN never equals itself: compare the debug texts, which spell NaN the same.
+    format!("{read:?}") == format!("{of:?}") && format!("{:?}", convert(&read)) == format!("{:?}", convert(&of))
 }
 
 fn now() -> u64 {

@@ -65,28 +65,67 @@ impl Converted {
     }
 }
 
-pub(crate) fn text(value: &KeyValue) -> Option<String> {
-    text_ref(value).map(std::borrow::Cow::into_owned)
+/// An attribute as converting reads it: its key, and its value as text.
+/// Implemented by prost's [`KeyValue`] and the in-place reader's
+/// [`Attr`](super::wire::Attr), so every signal shares these helpers.
+pub(crate) trait Attribute {
+    /// The key.
+    fn key(&self) -> &str;
+    /// The value as text, borrowed when it is a string; `None` for values
+    /// with no text (bytes, arrays, maps, none).
+    fn text(&self) -> Option<std::borrow::Cow<'_, str>>;
 }
 
-/// An attribute's value as text, borrowed when it is a string.
-pub(crate) fn text_ref(value: &KeyValue) -> Option<std::borrow::Cow<'_, str>> {
-    use std::borrow::Cow;
-    match value.value.as_ref()?.value.as_ref()? {
-        any_value::Value::StringValue(s) => Some(Cow::Borrowed(s)),
-        any_value::Value::IntValue(i) => Some(Cow::Owned(i.to_string())),
-        any_value::Value::DoubleValue(d) => Some(Cow::Owned(d.to_string())),
-        any_value::Value::BoolValue(b) => Some(Cow::Owned(b.to_string())),
-        _ => None,
+impl Attribute for KeyValue {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn text(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        match self.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(Cow::Borrowed(s)),
+            any_value::Value::IntValue(i) => Some(Cow::Owned(i.to_string())),
+            any_value::Value::DoubleValue(d) => Some(Cow::Owned(d.to_string())),
+            any_value::Value::BoolValue(b) => Some(Cow::Owned(b.to_string())),
+            _ => None,
+        }
     }
 }
 
-pub(crate) fn get<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a KeyValue> {
-    attributes.iter().find(|kv| kv.key == key)
+impl Attribute for super::wire::Attr<'_> {
+    fn key(&self) -> &str {
+        self.key
+    }
+
+    fn text(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use super::wire::Value;
+        use std::borrow::Cow;
+        match self.value {
+            Value::Str(s) => Some(Cow::Borrowed(s)),
+            Value::Int(i) => Some(Cow::Owned(i.to_string())),
+            Value::Double(d) => Some(Cow::Owned(d.to_string())),
+            Value::Bool(b) => Some(Cow::Owned(b.to_string())),
+            Value::None => None,
+        }
+    }
+}
+
+pub(crate) fn text<A: Attribute>(value: &A) -> Option<String> {
+    value.text().map(std::borrow::Cow::into_owned)
+}
+
+/// An attribute's value as text, borrowed when it is a string.
+pub(crate) fn text_ref<A: Attribute>(value: &A) -> Option<std::borrow::Cow<'_, str>> {
+    value.text()
+}
+
+pub(crate) fn get<'a, A: Attribute>(attributes: &'a [A], key: &str) -> Option<&'a A> {
+    attributes.iter().find(|kv| kv.key() == key)
 }
 
 /// The transaction a point belongs to, and its kind.
-pub(crate) fn transaction(metric: &str, attributes: &[KeyValue]) -> Option<(String, &'static str)> {
+pub(crate) fn transaction<A: Attribute>(metric: &str, attributes: &[A]) -> Option<(String, &'static str)> {
     let route = get(attributes, "http.route").and_then(text_ref);
     if let Some(name) = get(attributes, "kuroko.transaction").and_then(text) {
         return Some((name, if route.is_some() { "web" } else { "job" }));
@@ -109,11 +148,11 @@ pub(crate) const IDENTITY: [&str; 4] = [
 ];
 
 /// The point's other attributes, sorted, as `k=v,k=v`.
-pub(crate) fn labels(attributes: &[KeyValue]) -> String {
+pub(crate) fn labels<A: Attribute>(attributes: &[A]) -> String {
     let mut pairs: Vec<(&str, std::borrow::Cow<'_, str>)> = attributes
         .iter()
-        .filter(|kv| !IDENTITY.contains(&kv.key.as_str()))
-        .filter_map(|kv| Some((kv.key.as_str(), text_ref(kv)?)))
+        .filter(|kv| !IDENTITY.contains(&kv.key()))
+        .filter_map(|kv| Some((kv.key(), text_ref(kv)?)))
         .collect();
     // In the order of the `k=v` texts, as before they were built in one go.
     let text = |(k, v): &(&str, std::borrow::Cow<'_, str>)| {
@@ -141,8 +180,8 @@ pub(crate) fn labels(attributes: &[KeyValue]) -> String {
 }
 
 /// Checks a point's attributes and time; `Err` is the reason to reject it.
-pub(crate) fn check(
-    attributes: &[KeyValue],
+pub(crate) fn check<A: Attribute>(
+    attributes: &[A],
     time_unix_nano: u64,
     now_unix_nano: u64,
     limits: &Limits,
@@ -156,11 +195,12 @@ pub(crate) fn check(
     }
     if let Some(kv) = attributes
         .iter()
-        .find(|kv| text_ref(kv).is_some_and(|v| v.len() > limits.max_value_bytes))
+        .find(|kv| text_ref(*kv).is_some_and(|v| v.len() > limits.max_value_bytes))
     {
         return Err(format!(
             "attribute {:?} is longer than {} bytes",
-            kv.key, limits.max_value_bytes
+            kv.key(),
+            limits.max_value_bytes
         ));
     }
     let oldest = now_unix_nano.saturating_sub(limits.max_age_seconds * 1_000_000_000);
@@ -174,7 +214,7 @@ pub(crate) fn check(
     Ok(())
 }
 
-pub(crate) fn key(sender: &Identity, transaction: String, kind: &str, attributes: &[KeyValue]) -> SeriesKey {
+pub(crate) fn key<A: Attribute>(sender: &Identity, transaction: String, kind: &str, attributes: &[A]) -> SeriesKey {
     SeriesKey {
         service: sender.service.clone(),
         host: sender.host.clone(),
@@ -202,7 +242,12 @@ pub(crate) fn minute(time_unix_nano: u64) -> i64 {
 
 /// `service.name`, `host.name` and the deployment environment of a resource, with defaults.
 pub(crate) fn resource_identity(resource: Option<&Resource>) -> Identity {
-    let attributes = resource.map(|r| r.attributes.as_slice()).unwrap_or_default();
+    identity(resource.map(|r| r.attributes.as_slice()).unwrap_or_default())
+}
+
+/// `service.name`, `host.name` and the deployment environment among a
+/// resource's attributes, with defaults.
+pub(crate) fn identity<A: Attribute>(attributes: &[A]) -> Identity {
     let service = get(attributes, "service.name")
         .and_then(text)
         .unwrap_or_else(|| "unknown_service".to_owned());
