@@ -232,6 +232,14 @@ impl Buckets {
             return;
         };
         self.cover(low >> shift, high >> shift);
+        if shift == 0 {
+            // Same scale (the usual merge): a slice-wise add, vectorised.
+            let at = (i64::from(low) - i64::from(self.offset)) as usize;
+            for (mine, &count) in self.counts[at..at + other.counts.len()].iter_mut().zip(&other.counts) {
+                *mine = mine.saturating_add(count);
+            }
+            return;
+        }
         for (i, &count) in other.counts.iter().enumerate() {
             let index = (other.offset + i as i32) >> shift;
             let at = (i64::from(index) - i64::from(self.offset)) as usize;

@@ -1125,7 +1125,7 @@ impl Generator {
             }
             if histogram.count > 0 {
                 batch.histograms.push(HistogramPoint {
-                    key: key.clone(),
+                    key: key.clone().into(),
                     minute,
                     histogram,
                 });
@@ -1152,7 +1152,7 @@ impl Generator {
         }
         let mut push = |name: &str, labels: String, value: f64| {
             batch.counters.push(CounterPoint {
-                key: key.clone(),
+                key: key.clone().into(),
                 minute,
                 name: name.to_owned(),
                 labels,
@@ -1377,7 +1377,7 @@ impl AgentMinutes {
                 let _ = histogram.record(0.050 * (0.8 * normal).exp());
             }
             batch.histograms.push(HistogramPoint {
-                key: key.clone(),
+                key: key.clone().into(),
                 minute,
                 histogram,
             });
@@ -1397,7 +1397,7 @@ impl AgentMinutes {
                 ),
             ] {
                 batch.counters.push(CounterPoint {
-                    key: key.clone(),
+                    key: key.clone().into(),
                     minute,
                     name: name.into(),
                     labels: labels.into(),
@@ -1469,7 +1469,7 @@ mod tests {
         let points: Vec<&HistogramPoint> = batches.iter().flat_map(|b| &b.histograms).collect();
         assert_eq!(points.len() as u64, truths.histogram_points);
         for point in points.iter().step_by(97) {
-            let series = generator.series().iter().position(|k| *k == point.key).unwrap();
+            let series = generator.series().iter().position(|k| *k == *point.key).unwrap();
             let mut replayed = Histogram::empty();
             for value in generator.raw_samples(series, point.minute) {
                 replayed.record(value).unwrap();

@@ -95,13 +95,13 @@ fn legacy_batch() -> Batch {
         let histogram =
             Histogram::from_explicit(&[0.1, 0.25, 0.5, 1.0], &[10, 20, 15, 4, 1], 50, Some(16.0), None).unwrap();
         batch.histograms.push(HistogramPoint {
-            key: key.clone(),
+            key: key.clone().into(),
             minute,
             histogram,
         });
         for (outcome, value) in [("ok", 48.0), ("5xx", 2.0)] {
             batch.counters.push(CounterPoint {
-                key: key.clone(),
+                key: key.clone().into(),
                 minute,
                 name: "kuroko.transaction.outcomes".into(),
                 labels: format!("kuroko.outcome={outcome}"),

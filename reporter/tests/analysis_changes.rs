@@ -221,7 +221,7 @@ fn regressions_rank_by_extra_time_and_quiet_transactions_are_not_judged(kind: Ki
     for (i, &(name, runs, before, now)) in cases.iter().enumerate() {
         for (minute, median, seed) in [(scope.from - 60, before, 2 * i), (scope.from + 60, now, 2 * i + 1)] {
             batch.histograms.push(HistogramPoint {
-                key: series(name),
+                key: series(name).into(),
                 minute,
                 histogram: latencies(seed as u64, runs, median),
             });
@@ -520,7 +520,7 @@ fn fingerprints_survive_the_roll_up_to_hours(kind: Kind) {
             ],
             // The roller starts at the oldest histogram.
             histograms: vec![HistogramPoint {
-                key: series("POST /pay"),
+                key: series("POST /pay").into(),
                 minute,
                 histogram: latencies(1, 10, 0.02),
             }],

@@ -86,7 +86,7 @@ fn assert_same_histograms(a: &[(SeriesKey, Histogram)], b: &[(SeriesKey, Histogr
 /// environment and mixed scales.
 fn batches() -> Vec<Batch> {
     let outcome = |host: &str, minute, labels: &str, value| CounterPoint {
-        key: key(host),
+        key: key(host).into(),
         minute,
         name: "kuroko.transaction.outcomes".into(),
         labels: labels.into(),
@@ -123,27 +123,27 @@ fn batches() -> Vec<Batch> {
     let first = Batch {
         histograms: vec![
             HistogramPoint {
-                key: key("a"),
+                key: key("a").into(),
                 minute: 100,
                 histogram: recorded(&[0.010, 0.020]),
             },
             HistogramPoint {
-                key: key("b"),
+                key: key("b").into(),
                 minute: 100,
                 histogram: recorded(&[0.030]),
             },
             HistogramPoint {
-                key: key("a"),
+                key: key("a").into(),
                 minute: 101,
                 histogram: recorded(&[0.040]),
             },
             HistogramPoint {
-                key: production.clone(),
+                key: production.clone().into(),
                 minute: 990,
                 histogram: at_scale(&[0.25, 0.5, 3.0], 3),
             },
             HistogramPoint {
-                key: quoted.clone(),
+                key: quoted.clone().into(),
                 minute: 500,
                 histogram: with_zeros,
             },
@@ -169,12 +169,12 @@ fn batches() -> Vec<Batch> {
         histograms: vec![
             first.histograms[0].clone(),
             HistogramPoint {
-                key: key("a"),
+                key: key("a").into(),
                 minute: 101,
                 histogram: at_scale(&[0.041, 0.7], 5),
             },
             HistogramPoint {
-                key: production,
+                key: production.into(),
                 minute: 991,
                 histogram: at_scale(&[0.26], 7),
             },
@@ -292,13 +292,13 @@ fn days_of_points() -> Batch {
             recorded(&[value, value * 2.0])
         };
         batch.histograms.push(HistogramPoint {
-            key: key(if i % 2 == 0 { "a" } else { "b" }),
+            key: key(if i % 2 == 0 { "a" } else { "b" }).into(),
             minute,
             histogram,
         });
         for (labels, value) in [("kuroko.outcome=ok", 2.0), ("kuroko.outcome=5xx", (i % 3) as f64)] {
             batch.counters.push(CounterPoint {
-                key: key("a"),
+                key: key("a").into(),
                 minute,
                 name: "kuroko.transaction.outcomes".into(),
                 labels: labels.into(),
@@ -389,7 +389,7 @@ fn mixed_scales_merge_exactly_in_sql() {
             histograms: pieces
                 .iter()
                 .map(|(histogram, minute)| HistogramPoint {
-                    key: key("a"),
+                    key: key("a").into(),
                     minute: *minute,
                     histogram: histogram.clone(),
                 })
@@ -425,18 +425,18 @@ fn replicas_write_at_once_and_a_reader_sees_all() {
                     let batch = Batch {
                         histograms: vec![
                             HistogramPoint {
-                                key: key(&format!("replica-{r}")),
+                                key: key(&format!("replica-{r}")).into(),
                                 minute,
                                 histogram: recorded(&[0.01, 0.02]),
                             },
                             HistogramPoint {
-                                key: key("shared"),
+                                key: key("shared").into(),
                                 minute,
                                 histogram: recorded(&[0.05]),
                             },
                         ],
                         counters: vec![CounterPoint {
-                            key: key("shared"),
+                            key: key("shared").into(),
                             minute,
                             name: "kuroko.transaction.outcomes".into(),
                             labels: "kuroko.outcome=ok".into(),
@@ -478,12 +478,12 @@ fn replicas_write_at_once_and_a_reader_sees_all() {
 fn one_minute(host: &str, minute: i64) -> Batch {
     Batch {
         histograms: vec![HistogramPoint {
-            key: key(host),
+            key: key(host).into(),
             minute,
             histogram: recorded(&[0.01, 0.02]),
         }],
         counters: vec![CounterPoint {
-            key: key(host),
+            key: key(host).into(),
             minute,
             name: "kuroko.transaction.outcomes".into(),
             labels: "kuroko.outcome=ok".into(),
@@ -606,12 +606,12 @@ fn roll_ups_answer_like_minutes_and_retention_drops_whole_days() {
         let minute = start + i * 7;
         let value = 0.001 * (1 + i % 50) as f64;
         batch.histograms.push(HistogramPoint {
-            key: key("a"),
+            key: key("a").into(),
             minute,
             histogram: recorded(&[value, value * 2.0]),
         });
         batch.counters.push(CounterPoint {
-            key: key("a"),
+            key: key("a").into(),
             minute,
             name: "kuroko.transaction.outcomes".into(),
             labels: "kuroko.outcome=ok".into(),
@@ -678,7 +678,7 @@ fn ingests_a_hundred_thousand_points_in_one_batch() {
             h.record(0.001 * f64::from(1 + (i * 7 + j * 13) % 900)).unwrap();
         }
         batch.histograms.push(HistogramPoint {
-            key: key(&format!("host-{}", i % 1_000)),
+            key: key(&format!("host-{}", i % 1_000)).into(),
             minute: 28_000_000 + i64::from(i / 1_000),
             histogram: h,
         });

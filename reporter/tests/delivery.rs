@@ -118,7 +118,8 @@ fn checkout(minute: i64, seconds: f64) -> HistogramPoint {
             feature: String::new(),
             kind: "web".into(),
             environment: String::new(),
-        },
+        }
+        .into(),
         minute,
         histogram,
     }

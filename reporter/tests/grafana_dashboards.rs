@@ -136,18 +136,18 @@ fn data(minute: i64) -> Batch {
             h.record(v).unwrap();
         }
         batch.histograms.push(HistogramPoint {
-            key: cards.clone(),
+            key: cards.clone().into(),
             minute: minute - m,
             histogram: h,
         });
         batch.histograms.push(HistogramPoint {
-            key: checkout.clone(),
+            key: checkout.clone().into(),
             minute: minute - m,
             histogram: at_scale(&spread(0.200, 10), 5),
         });
         if m % 10 == 0 {
             batch.histograms.push(HistogramPoint {
-                key: nightly.clone(),
+                key: nightly.clone().into(),
                 minute: minute - m,
                 histogram: at_scale(&[42.0], 7),
             });

@@ -110,7 +110,7 @@ fn fixture() -> &'static Fixture {
                         .push(value);
                 }
                 let counter = |labels: &str, share: f64| CounterPoint {
-                    key: key.clone(),
+                    key: key.clone().into(),
                     minute,
                     name: "kuroko.segment.exclusive_duration".into(),
                     labels: labels.into(),
@@ -153,7 +153,7 @@ fn fixture() -> &'static Fixture {
                     });
                 }
                 batch.histograms.push(HistogramPoint {
-                    key: key.clone(),
+                    key: key.clone().into(),
                     minute,
                     histogram,
                 });

@@ -50,13 +50,13 @@ fn batch() -> Batch {
                 histogram.record(base * (1.0 + f64::from(i) / 30.0)).unwrap();
             }
             batch.histograms.push(HistogramPoint {
-                key: key.clone(),
+                key: key.clone().into(),
                 minute,
                 histogram,
             });
             for (outcome, value) in [("ok", 59.0), ("5xx", 1.0)] {
                 batch.counters.push(CounterPoint {
-                    key: key.clone(),
+                    key: key.clone().into(),
                     minute,
                     name: "kuroko.transaction.outcomes".into(),
                     labels: format!("kuroko.outcome={outcome}"),
@@ -64,7 +64,7 @@ fn batch() -> Batch {
                 });
             }
             batch.counters.push(CounterPoint {
-                key: key.clone(),
+                key: key.clone().into(),
                 minute,
                 name: "kuroko.segment.exclusive_duration".into(),
                 labels: format!("kuroko.segment.kind=database,kuroko.segment.name={HOSTILE_SPAN}"),

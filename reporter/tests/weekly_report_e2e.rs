@@ -149,7 +149,7 @@ fn seeded(kind: Kind, name: &str) -> (TestStore, Truths) {
                 histogram.record(3.0 + 0.1 * f64::from(i)).unwrap();
             }
             HistogramPoint {
-                key: key.clone(),
+                key: key.clone().into(),
                 minute: START + (7 + day) * 1_440 + 12 * 60,
                 histogram,
             }

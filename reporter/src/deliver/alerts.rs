@@ -485,7 +485,7 @@ mod tests {
             histogram.record(v).unwrap();
         }
         let counter = |labels: &str, value: f64| CounterPoint {
-            key: key("POST /checkout"),
+            key: key("POST /checkout").into(),
             minute: 1_000,
             name: if labels.starts_with("kuroko.outcome") {
                 "kuroko.transaction.outcomes".into()
@@ -498,7 +498,7 @@ mod tests {
         store
             .write(&Batch {
                 histograms: vec![HistogramPoint {
-                    key: key("POST /checkout"),
+                    key: key("POST /checkout").into(),
                     minute: 1_000,
                     histogram,
                 }],

@@ -13,14 +13,20 @@
 //! - A point that breaks a limit or does not add up is rejected with its
 //!   reason; the rest of the request is still accepted (OTLP partial success).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
 
-use super::otlp::{check, identity, key, labels, minute, text, transaction, Attribute, Converted, Limits};
+use super::otlp::{
+    check, identity, key, labels, minute, text, transaction, Attribute, Converted, Identity, Limits, IDENTITY,
+};
 use super::wire::{Attr, Data, Metric, Request};
 use crate::histogram::{Histogram, InvalidPoint};
-use crate::store::{CounterPoint, HistogramPoint};
+use crate::store::{CounterPoint, HistogramPoint, SeriesKey};
 
 /// Previous cumulative values, per stream.
 #[derive(Default)]
@@ -100,6 +106,7 @@ pub fn convert(request: &Request<'_>, deltas: &Deltas, limits: &Limits, now_unix
     for resource_metrics in &request.resources {
         let resource = resource_metrics.attributes.as_slice();
         let sender = identity(resource);
+        let mut series = Series::new(&sender);
         for scope_metrics in &resource_metrics.scopes {
             // Cumulative streams are told apart by everything that identifies
             // their sender (service.instance.id of each worker process
@@ -107,17 +114,59 @@ pub fn convert(request: &Request<'_>, deltas: &Deltas, limits: &Limits, now_unix
             let source = format!("{}\u{1e}{}", fingerprint(resource), scope_metrics.name);
             for metric in &scope_metrics.metrics {
                 let context = Context {
-                    sender: &sender,
                     source: &source,
                     deltas,
                     limits,
                     now: now_unix_nano,
                 };
-                convert_metric(metric, &context, &mut out);
+                convert_metric(metric, &context, &mut series, &mut out);
             }
         }
     }
     out
+}
+
+/// One resource's series, each named once: its points share the key.
+struct Series<'a> {
+    sender: &'a Identity,
+    /// By what names a point's series (the attributes [`IDENTITY`] lists,
+    /// and whether the metric is the HTTP duration, which names a series
+    /// without a route); `None` when the point is not a transaction's.
+    named: FxHashMap<Names<'a>, Option<Arc<SeriesKey>>>,
+}
+
+/// Whether the metric is the HTTP duration, and the texts of a point's
+/// [`IDENTITY`] attributes: all that names its series within a resource.
+type Names<'a> = (bool, [Option<Cow<'a, str>>; 4]);
+
+impl<'a> Series<'a> {
+    fn new(sender: &'a Identity) -> Self {
+        Series {
+            sender,
+            named: FxHashMap::default(),
+        }
+    }
+
+    /// The series of a point of `metric` with `attributes`, when it is a
+    /// transaction's.
+    fn of(&mut self, metric: &str, attributes: &'a [Attr<'a>]) -> Option<Arc<SeriesKey>> {
+        // One pass: the first attribute of each name, as `get` finds it.
+        let mut found: [Option<&Attr<'a>>; 4] = [None; 4];
+        for attribute in attributes {
+            if let Some(at) = IDENTITY.iter().position(|name| *name == attribute.key) {
+                found[at].get_or_insert(attribute);
+            }
+        }
+        let names = found.map(|attribute| attribute.and_then(Attribute::text));
+        let Series { sender, named } = self;
+        named
+            .entry((metric == "http.server.request.duration", names))
+            .or_insert_with(|| {
+                let (transaction, kind) = transaction(metric, attributes)?;
+                Some(Arc::new(key(sender, transaction, kind, attributes)))
+            })
+            .clone()
+    }
 }
 
 /// Attributes as one sorted string.
@@ -147,7 +196,6 @@ fn stream_id(source: &str, metric: &str, attributes: &[Attr<'_>]) -> String {
 
 /// What every point of one request's scope shares.
 struct Context<'a> {
-    sender: &'a super::otlp::Identity,
     /// The sender: its resource and scope.
     source: &'a str,
     deltas: &'a Deltas,
@@ -163,10 +211,9 @@ struct Point<'a> {
     time: u64,
 }
 
-fn convert_metric(metric: &Metric<'_>, context: &Context<'_>, out: &mut Converted) {
+fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mut Series<'a>, out: &mut Converted) {
     let name = metric.name;
     let Context {
-        sender,
         source,
         deltas,
         limits,
@@ -184,7 +231,7 @@ fn convert_metric(metric: &Metric<'_>, context: &Context<'_>, out: &mut Converte
                     start: p.start,
                     time: p.time,
                 };
-                histogram_point(context, point, cumulative(*temporality), out, || {
+                histogram_point(context, point, cumulative(*temporality), series, out, || {
                     if p.negative.as_ref().is_some_and(|n| n.counts.iter().any(|c| *c > 0)) {
                         return Err(InvalidPoint::Negative("a bucket"));
                     }
@@ -238,7 +285,7 @@ fn convert_metric(metric: &Metric<'_>, context: &Context<'_>, out: &mut Converte
                 // of the delta lies between them, so they place its open-ended
                 // buckets, and bound its extremes (exact when it is the whole).
                 let stream_extremes = p.min.zip(p.max).map(|(a, b)| (a * factor, b * factor));
-                histogram_point(context, point, false, out, || {
+                histogram_point(context, point, false, series, out, || {
                     let mut histogram = Histogram::from_explicit(
                         &delta.bounds,
                         &delta.counts,
@@ -259,7 +306,7 @@ fn convert_metric(metric: &Metric<'_>, context: &Context<'_>, out: &mut Converte
             if name.starts_with("kuroko.transaction.") || name.starts_with("kuroko.segment.") =>
         {
             for p in points {
-                let Some((transaction, kind)) = transaction(name, &p.attributes) else {
+                let Some(key) = series.of(name, &p.attributes) else {
                     continue;
                 };
                 if let Err(reason) = check(&p.attributes, p.time, now, limits) {
@@ -286,7 +333,7 @@ fn convert_metric(metric: &Metric<'_>, context: &Context<'_>, out: &mut Converte
                     value
                 };
                 out.batch.counters.push(CounterPoint {
-                    key: key(sender, transaction, kind, &p.attributes),
+                    key,
                     minute: minute(p.time),
                     name: name.to_owned(),
                     labels: labels(&p.attributes),
@@ -300,22 +347,22 @@ fn convert_metric(metric: &Metric<'_>, context: &Context<'_>, out: &mut Converte
 
 /// One histogram point: identified, checked, built by `build`, made a delta
 /// when cumulative, and added to the batch.
-fn histogram_point(
+fn histogram_point<'a>(
     context: &Context<'_>,
-    point: Point<'_>,
+    point: Point<'a>,
     cumulative: bool,
+    series: &mut Series<'a>,
     out: &mut Converted,
     build: impl FnOnce() -> Result<Histogram, InvalidPoint>,
 ) {
     let Context {
-        sender,
         source,
         deltas,
         limits,
         now,
     } = *context;
     let name = point.metric;
-    let Some((transaction, kind)) = transaction(name, point.attributes) else {
+    let Some(key) = series.of(name, point.attributes) else {
         return;
     };
     if let Err(reason) = check(point.attributes, point.time, now, limits) {
@@ -341,9 +388,8 @@ fn histogram_point(
         histogram
     };
     out.metric_transactions
-        .push((sender.service.clone(), transaction.clone()));
+        .push((key.service.clone(), key.transaction.clone()));
     if histogram.count > 0 {
-        let key = key(sender, transaction, kind, point.attributes);
         out.batch.histograms.push(HistogramPoint {
             key,
             minute: minute(point.time),

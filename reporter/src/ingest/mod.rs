@@ -16,7 +16,7 @@ pub mod wire;
 
 use std::collections::{HashMap, HashSet};
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -208,32 +208,49 @@ impl Receiver {
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         let limit = self.limits.max_series_per_service;
         let mut folded = 0;
-        let mut fold = |key: &mut SeriesKey| {
+        // The series in place of `key`, when the limit folds it.
+        let mut fold = |key: &SeriesKey| -> Option<SeriesKey> {
             let series = match known.get_mut(&key.service) {
                 Some(series) => series,
                 None => known.entry(key.service.clone()).or_default(),
             };
             if series.contains(key) {
-                return;
+                return None;
             }
             if series.len() < limit {
                 series.insert(key.clone());
-                return;
+                return None;
             }
-            *key = SeriesKey {
+            Some(SeriesKey {
                 service: key.service.clone(),
                 host: key.host.clone(),
                 transaction: OVERFLOW_TRANSACTION.to_owned(),
                 feature: String::new(),
                 kind: "job".to_owned(),
                 environment: key.environment.clone(),
-            };
-            folded += 1;
+            })
         };
-        batch.histograms.iter_mut().for_each(|p| fold(&mut p.key));
-        batch.counters.iter_mut().for_each(|p| fold(&mut p.key));
-        batch.errors.iter_mut().for_each(|p| fold(&mut p.key));
-        batch.traces.iter_mut().for_each(|p| fold(&mut p.key));
+        // Points of one series share its key: each shared key is looked up
+        // once per batch (and held, so its address names it throughout).
+        type Shared = (Arc<SeriesKey>, Option<Arc<SeriesKey>>);
+        let mut shared: FxHashMap<*const SeriesKey, Shared> = FxHashMap::default();
+        let histograms = batch.histograms.iter_mut().map(|p| &mut p.key);
+        for key in histograms.chain(batch.counters.iter_mut().map(|p| &mut p.key)) {
+            let (_, replacement) = shared
+                .entry(Arc::as_ptr(key))
+                .or_insert_with(|| (key.clone(), fold(key).map(Arc::new)));
+            if let Some(overflow) = replacement {
+                *key = overflow.clone();
+                folded += 1;
+            }
+        }
+        let others = batch.errors.iter_mut().map(|p| &mut p.key);
+        for key in others.chain(batch.traces.iter_mut().map(|p| &mut p.key)) {
+            if let Some(overflow) = fold(key) {
+                *key = overflow;
+                folded += 1;
+            }
+        }
         if folded > 0 {
             self.stats.folded.fetch_add(folded, Ordering::Relaxed);
         }
@@ -296,14 +313,20 @@ impl Receiver {
             self.guard(&mut converted.batch);
             let store = self.store.clone();
             let batch = converted.batch;
-            // The write blocks (a file append, a flush now and then). On the
-            // multi-threaded runtime `kuroko serve` runs, the worker lends
-            // itself to it: no hand-off to another thread, which showed in
-            // profiles. Elsewhere (tests on a current-thread runtime), a
-            // blocking thread takes it.
-            let written = match tokio::runtime::Handle::current().runtime_flavor() {
-                tokio::runtime::RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(|| store.write(&batch))),
-                _ => tokio::task::spawn_blocking(move || store.write(&batch)).await,
+            // Most writes are a file append and an in-memory merge: done on
+            // this worker. The rest block (a flush now and then, a new
+            // series, a network round): on the multi-threaded runtime
+            // `kuroko serve` runs, the worker lends itself to them; elsewhere
+            // (tests on a current-thread runtime), a blocking thread takes them.
+            let written = match store.write_quick(&batch) {
+                Ok(true) => Ok(Ok(())),
+                Err(error) => Ok(Err(error)),
+                Ok(false) => match tokio::runtime::Handle::current().runtime_flavor() {
+                    tokio::runtime::RuntimeFlavor::MultiThread => {
+                        Ok(tokio::task::block_in_place(|| store.write(&batch)))
+                    }
+                    _ => tokio::task::spawn_blocking(move || store.write(&batch)).await,
+                },
             };
             match written {
                 Ok(Ok(())) => {}

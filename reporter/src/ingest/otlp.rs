@@ -227,7 +227,7 @@ pub(crate) fn key<A: Attribute>(sender: &Identity, transaction: String, kind: &s
 
 /// Who sent a resource's data.
 #[derive(Debug)]
-pub(crate) struct Identity {
+pub struct Identity {
     /// `service.name`, or `unknown_service`.
     pub(crate) service: String,
     /// `host.name`, or `unknown`.

@@ -197,12 +197,16 @@ pub fn convert(
     }
     out.batch.histograms = histograms
         .into_iter()
-        .map(|((key, minute), histogram)| HistogramPoint { key, minute, histogram })
+        .map(|((key, minute), histogram)| HistogramPoint {
+            key: key.into(),
+            minute,
+            histogram,
+        })
         .collect();
     out.batch.counters = counters
         .into_iter()
         .map(|((key, minute, name, labels), value)| CounterPoint {
-            key,
+            key: key.into(),
             minute,
             name: name.to_owned(),
             labels,

@@ -339,7 +339,7 @@ fn metric(buf: &[u8]) -> Read<Metric<'_>> {
 /// A gauge's, sum's or histogram's fields: its points (field 1, read by
 /// `point`) and temporality (field 2, absent from gauges).
 fn points<'a, P>(buf: &'a [u8], gauge: bool, point: fn(&'a [u8]) -> Read<P>) -> Read<(i32, Vec<P>)> {
-    let (mut temporality, mut points) = (0, Vec::new());
+    let (mut temporality, mut points) = (0, Vec::with_capacity(count(buf, 1)));
     fields(buf, |tag, wire, buf| {
         match tag {
             1 => points.push(point(message(wire, buf)?)?),
@@ -350,6 +350,22 @@ fn points<'a, P>(buf: &'a [u8], gauge: bool, point: fn(&'a [u8]) -> Read<P>) -> 
         Ok(())
     })?;
     Ok((temporality, points))
+}
+
+/// How many times field `tag` occurs in a message (0 when it is
+/// malformed, which reading it then finds): sizes its vector once.
+fn count(mut buf: &[u8], tag: u32) -> usize {
+    let mut count = 0;
+    while !buf.is_empty() {
+        let Ok((field, wire)) = decode_key(&mut buf) else {
+            return 0;
+        };
+        count += usize::from(field == tag);
+        if skip(field, wire, &mut buf).is_err() {
+            return 0;
+        }
+    }
+    count
 }
 
 fn gauge(buf: &[u8]) -> Read<Data<'_>> {
@@ -449,6 +465,22 @@ fn exponential(buf: &[u8]) -> Read<Exponential<'_>> {
     Ok(out)
 }
 
+/// A repeated uint64 field: packed, sized once and decoded in a tight loop
+/// (bucket counts are most of an agent's request); else as prost reads it.
+fn varints(wire: WireType, buf: &mut &[u8], values: &mut Vec<u64>) -> Read<()> {
+    if wire != WireType::LengthDelimited {
+        encoding::uint64::merge_repeated(wire, values, buf, DecodeContext::default())?;
+        return Ok(());
+    }
+    let mut packed = message(wire, buf)?;
+    // Every varint ends in the one byte of it below 0x80.
+    values.reserve(packed.iter().filter(|b| **b < 0x80).count());
+    while !packed.is_empty() {
+        values.push(decode_varint(&mut packed)?);
+    }
+    Ok(())
+}
+
 /// An exemplar: checked as prost would decode it, and not kept.
 fn exemplar(buf: &[u8]) -> Read<()> {
     fields(buf, |tag, wire, buf| {
@@ -468,7 +500,7 @@ fn buckets(buf: &[u8]) -> Read<Buckets<'_>> {
     fields(buf, |tag, wire, buf| {
         match tag {
             1 => scalar!(sint32, wire, buf, &mut out.offset),
-            2 => repeated!(uint64, wire, buf, out.counts),
+            2 => varints(wire, buf, out.counts.to_mut())?,
             _ => skip(tag, wire, buf)?,
         }
         Ok(())

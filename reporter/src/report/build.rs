@@ -483,7 +483,7 @@ mod tests {
             histogram.record(*s).unwrap();
         }
         HistogramPoint {
-            key: key.clone(),
+            key: key.clone().into(),
             minute,
             histogram,
         }

@@ -830,8 +830,8 @@ impl ClickHouseStore {
             let keys = batch
                 .histograms
                 .iter()
-                .map(|p| &p.key)
-                .chain(batch.counters.iter().map(|p| &p.key))
+                .map(|p| &*p.key)
+                .chain(batch.counters.iter().map(|p| &*p.key))
                 .chain(batch.errors.iter().map(|p| &p.key))
                 .chain(batch.traces.iter().map(|p| &p.key));
             for key in keys {

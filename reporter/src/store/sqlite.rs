@@ -144,6 +144,20 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Why resolving a batch's ids stopped.
+enum Halt {
+    /// A series or label is new, and may not be created.
+    New,
+    /// The database failed.
+    Sql(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Halt {
+    fn from(error: rusqlite::Error) -> Self {
+        Halt::Sql(error)
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -397,65 +411,141 @@ impl SqliteStore {
 
     /// The ids of a batch's series and counter labels, creating those that
     /// are new (the connection is locked only then).
-    fn resolve(&self, batch: &Batch) -> Result<Resolved, rusqlite::Error> {
+    /// The ids of a batch's series and counter labels from what is known
+    /// already, or, with `insert`, creating the new ones (the connection is
+    /// locked only then); else [`Halt::New`] at the first new one.
+    fn resolve_or_halt(&self, batch: &Batch, insert: bool) -> Result<Resolved, Halt> {
         let mut connection: Option<MutexGuard<'_, Connection>> = None;
-        let mut series = |key: &SeriesKey| -> Result<i64, rusqlite::Error> {
+        let mut series = |key: &SeriesKey| -> Result<i64, Halt> {
             if let Some(&id) = self.series.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
                 return Ok(id);
             }
-            self.series_id(connection.get_or_insert_with(|| self.connection()), key)
+            if !insert {
+                return Err(Halt::New);
+            }
+            Ok(self.series_id(connection.get_or_insert_with(|| self.connection()), key)?)
+        };
+        // Points of one series share its key: each is looked up once.
+        let mut shared: FxHashMap<*const SeriesKey, i64> = FxHashMap::default();
+        let mut shared_series = |key: &Arc<SeriesKey>| -> Result<i64, Halt> {
+            match shared.get(&Arc::as_ptr(key)) {
+                Some(&id) => Ok(id),
+                None => {
+                    let id = series(key)?;
+                    shared.insert(Arc::as_ptr(key), id);
+                    Ok(id)
+                }
+            }
         };
         let histograms = batch
             .histograms
             .iter()
-            .map(|p| series(&p.key))
+            .map(|p| shared_series(&p.key))
             .collect::<Result<_, _>>()?;
-        let errors = batch.errors.iter().map(|p| series(&p.key)).collect::<Result<_, _>>()?;
-        let traces = batch.traces.iter().map(|p| series(&p.key)).collect::<Result<_, _>>()?;
         let counter_series = batch
             .counters
             .iter()
-            .map(|p| series(&p.key))
+            .map(|p| shared_series(&p.key))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut counters = Vec::with_capacity(counter_series.len());
-        for (point, series) in batch.counters.iter().zip(counter_series) {
-            let cached = self
-                .labels
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&point.name)
-                .and_then(|by_labels| by_labels.get(&point.labels))
-                .copied();
-            let label = match cached {
-                Some(id) => id,
-                None => self.label_id(
-                    connection.get_or_insert_with(|| self.connection()),
-                    &point.name,
-                    &point.labels,
-                )?,
-            };
-            counters.push((series, label));
+        let errors = batch.errors.iter().map(|p| series(&p.key)).collect::<Result<_, _>>()?;
+        let traces = batch.traces.iter().map(|p| series(&p.key)).collect::<Result<_, _>>()?;
+        // Labels known already, under one lock; the new ones after.
+        let mut counters: Vec<(i64, Option<i64>)> = {
+            let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last: Option<(&str, &FxHashMap<String, i64>)> = None;
+            batch
+                .counters
+                .iter()
+                .zip(counter_series)
+                .map(|(point, series)| {
+                    let by_labels = match last {
+                        Some((name, by_labels)) if name == point.name => Some(by_labels),
+                        _ => labels.get(&point.name),
+                    };
+                    last = by_labels.map(|b| (point.name.as_str(), b));
+                    (series, by_labels.and_then(|b| b.get(&point.labels)).copied())
+                })
+                .collect()
+        };
+        for ((_, label), point) in counters
+            .iter_mut()
+            .zip(&batch.counters)
+            .filter(|((_, l), _)| l.is_none())
+        {
+            if !insert {
+                return Err(Halt::New);
+            }
+            *label = Some(self.label_id(
+                connection.get_or_insert_with(|| self.connection()),
+                &point.name,
+                &point.labels,
+            )?);
         }
         Ok(Resolved {
             histograms,
-            counters,
+            counters: counters
+                .into_iter()
+                .map(|(series, label)| (series, label.unwrap_or_default()))
+                .collect(),
             errors,
             traces,
         })
     }
 
+    /// [`Store::write_quick`]: the batch's names all known, and no flush due.
+    fn write_quick_batch(&self, batch: &Batch) -> Result<bool, StoreError> {
+        let flush_due = match self.ingest().as_ref() {
+            None => {
+                return Err(StoreError::NotIngesting {
+                    path: self.path.clone(),
+                })
+            }
+            Some(ingest) => ingest.pending.since.is_some_and(|since| since.elapsed() >= FLUSH_EVERY),
+        };
+        if flush_due {
+            return Ok(false);
+        }
+        match self.resolve_or_halt(batch, false) {
+            Ok(ids) => self.append(batch, &ids).map(|_| true),
+            Err(Halt::New) => Ok(false),
+            Err(Halt::Sql(error)) => Err(self.error(error)),
+        }
+    }
+
     /// Appends `batch` to the journal and merges it into the pending points;
     /// flushes them when they have waited [`FLUSH_EVERY`].
     fn write_batch(&self, batch: &Batch) -> Result<(), StoreError> {
-        let not_ingesting = || StoreError::NotIngesting {
-            path: self.path.clone(),
-        };
         if self.ingest().is_none() {
-            return Err(not_ingesting());
+            return Err(StoreError::NotIngesting {
+                path: self.path.clone(),
+            });
         }
         // Ids first (their rows committed): a record in the journal is one
         // the store can place, and it holds ids rather than names.
-        let ids = self.resolve(batch).map_err(|e| self.error(e))?;
+        let ids = match self.resolve_or_halt(batch, true) {
+            Ok(ids) => ids,
+            Err(Halt::Sql(error)) => return Err(self.error(error)),
+            // Never: resolving with inserts creates every new name.
+            Err(Halt::New) => {
+                return Err(StoreError::NotIngesting {
+                    path: self.path.clone(),
+                })
+            }
+        };
+        let due = self.append(batch, &ids)?;
+        // The batch is safe in the journal: a failed flush is retried by the
+        // next write or read, and replayed after a restart.
+        if let (true, Ok(_flushing)) = (due, self.flushing.try_lock()) {
+            if let Err(error) = self.flush_now() {
+                tracing::warn!(error = %crate::ingest::chain(&error), store = %self.path, "flush failed; will retry");
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `batch`, whose ids are `ids`, to the journal and merges it
+    /// into the pending points; whether they have waited [`FLUSH_EVERY`].
+    fn append(&self, batch: &Batch, ids: &Resolved) -> Result<bool, StoreError> {
         // Sized up front: growing the buffer showed in profiles.
         let estimate = batch
             .histograms
@@ -466,31 +556,23 @@ impl SqliteStore {
             + 256 * batch.errors.len()
             + batch.traces.iter().map(|t| 256 + t.spans.len()).sum::<usize>();
         let record =
-            postcard::to_extend(&RecordRef::new(batch, &ids), Vec::with_capacity(estimate)).map_err(|source| {
+            postcard::to_extend(&RecordRef::new(batch, ids), Vec::with_capacity(estimate)).map_err(|source| {
                 StoreError::Inbox {
                     path: self.path.clone(),
                     id: 0,
                     source,
                 }
             })?;
-        let due = {
-            let mut guard = self.ingest();
-            let ingest = guard.as_mut().ok_or_else(not_ingesting)?;
-            ingest.journal.append(&record).map_err(|source| StoreError::Journal {
-                path: Journal::dir_of(Path::new(&self.path)).display().to_string(),
-                source,
-            })?;
-            ingest.pending.add(batch, &ids);
-            ingest.pending.since.is_some_and(|since| since.elapsed() >= FLUSH_EVERY)
-        };
-        // The batch is safe in the journal: a failed flush is retried by the
-        // next write or read, and replayed after a restart.
-        if let (true, Ok(_flushing)) = (due, self.flushing.try_lock()) {
-            if let Err(error) = self.flush_now() {
-                tracing::warn!(error = %crate::ingest::chain(&error), store = %self.path, "flush failed; will retry");
-            }
-        }
-        Ok(())
+        let mut guard = self.ingest();
+        let ingest = guard.as_mut().ok_or_else(|| StoreError::NotIngesting {
+            path: self.path.clone(),
+        })?;
+        ingest.journal.append(&record).map_err(|source| StoreError::Journal {
+            path: Journal::dir_of(Path::new(&self.path)).display().to_string(),
+            source,
+        })?;
+        ingest.pending.add(batch, ids);
+        Ok(ingest.pending.since.is_some_and(|since| since.elapsed() >= FLUSH_EVERY))
     }
 
     /// Writes `pending` to the tables, and that the journal is flushed
@@ -1086,6 +1168,10 @@ impl Store for SqliteStore {
         self.write_batch(batch)
     }
 
+    fn write_quick(&self, batch: &Batch) -> Result<bool, StoreError> {
+        self.write_quick_batch(batch)
+    }
+
     fn histograms(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<(SeriesKey, Histogram)>, StoreError> {
         let mut merged: FxHashMap<i64, Histogram> = FxHashMap::default();
         for stretch in self.plan(from, to, true) {
@@ -1652,12 +1738,12 @@ mod tests {
             let minute = start + i * 7;
             let value = 0.001 * (1 + i % 50) as f64;
             batch.histograms.push(HistogramPoint {
-                key: key("a"),
+                key: key("a").into(),
                 minute,
                 histogram: histogram(&[value, value * 2.0]),
             });
             batch.counters.push(CounterPoint {
-                key: key("a"),
+                key: key("a").into(),
                 minute,
                 name: "kuroko.transaction.outcomes".into(),
                 labels: "kuroko.outcome=ok".into(),
@@ -1697,7 +1783,7 @@ mod tests {
         store
             .write(&Batch {
                 histograms: vec![HistogramPoint {
-                    key: key("a"),
+                    key: key("a").into(),
                     minute: late,
                     histogram: histogram(&[0.5]),
                 }],
@@ -1729,12 +1815,12 @@ mod tests {
             for host in ["a", "b", "c"] {
                 let value = 0.001 * (1 + (i + host.len() as i64 * 7) % 40) as f64;
                 batch.histograms.push(HistogramPoint {
-                    key: key(host),
+                    key: key(host).into(),
                     minute: start + i * 5,
                     histogram: histogram(&[value, value * 3.0]),
                 });
                 batch.counters.push(CounterPoint {
-                    key: key(host),
+                    key: key(host).into(),
                     minute: start + i * 5,
                     name: "kuroko.transaction.outcomes".into(),
                     labels: format!("kuroko.outcome={}", if i % 9 == 0 { "5xx" } else { "ok" }),
@@ -1827,23 +1913,23 @@ mod tests {
                 traces: vec![],
                 histograms: vec![
                     HistogramPoint {
-                        key: key("a"),
+                        key: key("a").into(),
                         minute: 100,
                         histogram: histogram(&[0.010, 0.020]),
                     },
                     HistogramPoint {
-                        key: key("b"),
+                        key: key("b").into(),
                         minute: 100,
                         histogram: histogram(&[0.030]),
                     },
                     HistogramPoint {
-                        key: key("a"),
+                        key: key("a").into(),
                         minute: 101,
                         histogram: histogram(&[0.040]),
                     },
                 ],
                 counters: vec![CounterPoint {
-                    key: key("a"),
+                    key: key("a").into(),
                     minute: 100,
                     name: "kuroko.transaction.outcomes".into(),
                     labels: "kuroko.outcome=5xx".into(),
@@ -2023,7 +2109,7 @@ mod tests {
         store
             .write(&Batch {
                 histograms: vec![HistogramPoint {
-                    key: production.clone(),
+                    key: production.clone().into(),
                     minute: 10,
                     histogram: histogram(&[0.25]),
                 }],
@@ -2052,7 +2138,7 @@ mod tests {
         let owner = SqliteStore::open(&path).unwrap();
         let point = Batch {
             histograms: vec![HistogramPoint {
-                key: key("a"),
+                key: key("a").into(),
                 minute: 10,
                 histogram: histogram(&[0.25]),
             }],
