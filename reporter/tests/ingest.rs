@@ -239,6 +239,56 @@ async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>, headers: &[(&s
     (response.status().as_u16(), response.bytes().await.unwrap().to_vec())
 }
 
+/// Sends `bytes` as an OTLP/gRPC metrics export, as they are.
+async fn grpc_export(
+    grpc: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    bytes: Vec<u8>,
+) -> Result<ExportMetricsServiceResponse, tonic::Status> {
+    grpc.ready().await.unwrap();
+    let path = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+        .parse()
+        .unwrap();
+    grpc.unary(tonic::Request::new(bytes), path, Bytes)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// A gRPC codec sending bytes as they are, and decoding OTLP's answer.
+#[derive(Clone, Copy)]
+struct Bytes;
+
+impl tonic::codec::Codec for Bytes {
+    type Encode = Vec<u8>;
+    type Decode = ExportMetricsServiceResponse;
+    type Encoder = Bytes;
+    type Decoder = Bytes;
+    fn encoder(&mut self) -> Bytes {
+        Bytes
+    }
+    fn decoder(&mut self) -> Bytes {
+        Bytes
+    }
+}
+
+impl tonic::codec::Encoder for Bytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Bytes {
+    type Item = ExportMetricsServiceResponse;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Self::Item>, tonic::Status> {
+        ExportMetricsServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_a_reason_and_the_rest_is_kept() {
     let store_path = temp_store();
@@ -280,6 +330,25 @@ async fn bad_input_is_refused_with_a_reason_and_the_rest_is_kept() {
     let (status, body) = post(&client, &url, request(metric.clone()).encode_to_vec(), &protobuf).await;
     assert_eq!(status, 200);
     let response = ExportMetricsServiceResponse::decode(body.as_slice()).unwrap();
+
+    // Over gRPC, the same bytes get the same answers.
+    let mut grpc = tonic::client::Grpc::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", reporter.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let status = grpc_export(&mut grpc, b"\x0a\xff\xff garbage".to_vec())
+        .await
+        .expect_err("garbage is refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("not OTLP/protobuf metrics"), "{status:?}");
+    let over_grpc = grpc_export(&mut grpc, request(metric.clone()).encode_to_vec())
+        .await
+        .expect("a partial success");
+    assert_eq!(over_grpc.partial_success, response.partial_success);
+
     let partial = response.partial_success.expect("partial success");
     assert_eq!(partial.rejected_data_points, 2);
     assert!(
@@ -314,7 +383,7 @@ async fn bad_input_is_refused_with_a_reason_and_the_rest_is_kept() {
         .unwrap();
     let names: Vec<&str> = stored.iter().map(|(k, _)| k.transaction.as_str()).collect();
     assert_eq!(names, ["GET /json", "GET /ok"], "only the valid points were kept");
-    assert_eq!(stored[1].1.count, 12);
+    assert_eq!(stored[1].1.count, 24, "12 runs sent over HTTP, and again over gRPC");
     assert_eq!(stored[1].1.scale, 3, "kept at its own, coarser scale");
 }
 

@@ -36,9 +36,9 @@ fn refuse(status: StatusCode, reason: String) -> Response {
 
 /// The body, gunzipped when it says so, at most `max_bytes` either way;
 /// `Err` is the status and the reason to answer with.
-fn body(headers: &HeaderMap, bytes: &Bytes, max_bytes: usize) -> Result<Vec<u8>, (StatusCode, String)> {
+fn body(headers: &HeaderMap, bytes: &Bytes, max_bytes: usize) -> Result<Bytes, (StatusCode, String)> {
     match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
-        None | Some("identity") => Ok(bytes.to_vec()),
+        None | Some("identity") => Ok(bytes.clone()),
         Some("gzip") => {
             // gzip's trailer holds the size decompressed (mod 2^32): read
             // into a buffer that size, up to the limit, without regrowing.
@@ -59,7 +59,7 @@ fn body(headers: &HeaderMap, bytes: &Bytes, max_bytes: usize) -> Result<Vec<u8>,
                     format!("the body is over {max_bytes} bytes once decompressed"),
                 ));
             }
-            Ok(out)
+            Ok(out.into())
         }
         Some(other) => Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -90,7 +90,7 @@ fn decode<T: Message + Default + DeserializeOwned>(
     let request = if json {
         serde_json::from_slice::<T>(&body).map_err(|e| format!("the body is not OTLP/JSON {what}: {e}"))
     } else {
-        T::decode(body.as_slice()).map_err(|e| format!("the body is not OTLP/protobuf {what}: {e}"))
+        T::decode(&body[..]).map_err(|e| format!("the body is not OTLP/protobuf {what}: {e}"))
     };
     request
         .map(|r| (r, json))

@@ -265,7 +265,10 @@ impl Receiver {
     /// Converts and stores a metrics request's protobuf, read in place
     /// ([`wire`]); returns once it is committed. `Err(Ok(reason))` when
     /// the body is not an OTLP metrics request.
-    pub async fn metrics_protobuf(&self, body: Vec<u8>) -> Result<Accepted, Result<prost::DecodeError, IngestError>> {
+    pub async fn metrics_protobuf(
+        &self,
+        body: prost::bytes::Bytes,
+    ) -> Result<Accepted, Result<prost::DecodeError, IngestError>> {
         let mut decoded = None;
         let converted = self.convert_metrics(&read_protobuf(&body, &mut decoded).map_err(Ok)?);
         drop((decoded, body));
