@@ -387,8 +387,7 @@ fn histogram_point<'a>(
     } else {
         histogram
     };
-    out.metric_transactions
-        .push((key.service.clone(), key.transaction.clone()));
+    out.metric_transactions.push(key.clone());
     if histogram.count > 0 {
         out.batch.histograms.push(HistogramPoint {
             key,

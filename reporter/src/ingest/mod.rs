@@ -14,7 +14,7 @@ pub mod otlp;
 pub mod traces;
 pub mod wire;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -148,7 +148,7 @@ pub struct Receiver {
     latency: Mutex<hdrhistogram::Histogram<u64>>,
     /// Transactions that arrive as duration metrics (their spans are not
     /// counted again), as (service, transaction).
-    metric_transactions: Mutex<HashSet<(String, String)>>,
+    metric_transactions: Mutex<otlp::MetricTransactions>,
     /// What it did.
     pub stats: IngestStats,
 }
@@ -167,7 +167,7 @@ impl Receiver {
             limits,
             expected_authorization: token.map(|t| format!("Bearer {}", t.expose())),
             known: Mutex::new(known),
-            metric_transactions: Mutex::new(HashSet::new()),
+            metric_transactions: Mutex::new(otlp::MetricTransactions::default()),
             latency: Mutex::new(
                 hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
             ),
@@ -285,10 +285,9 @@ impl Receiver {
         let updates = std::mem::take(&mut converted.updates);
         let seen = std::mem::take(&mut converted.metric_transactions);
         let accepted = self.commit(converted).await?;
-        self.metric_transactions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(seen);
+        let mut metric_transactions = self.metric_transactions.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter().for_each(|key| metric_transactions.add(key));
+        drop(metric_transactions);
         // Cumulative streams move on only once their points are stored.
         self.deltas.write().unwrap_or_else(|e| e.into_inner()).apply(updates);
         Ok(accepted)
@@ -374,7 +373,11 @@ pub fn decode_and_validate(bytes: &[u8]) -> [usize; 3] {
         .map(|r| logs::convert(&r, &limits, now).batch.len())
         .unwrap_or(0);
     let traces = ExportTraceServiceRequest::decode(bytes)
-        .map(|r| traces::convert(&r, &limits, now, &HashSet::new()).batch.len())
+        .map(|r| {
+            traces::convert(&r, &limits, now, &otlp::MetricTransactions::default())
+                .batch
+                .len()
+        })
         .unwrap_or(0);
     [metrics, logs, traces]
 }

@@ -51,9 +51,9 @@ pub struct Converted {
     pub rejected: u64,
     /// The first few reasons, for the partial-success message.
     pub reasons: Vec<String>,
-    /// (service, transaction) whose durations this request brought as
-    /// metrics: their spans are then kept as traces but not counted again.
-    pub metric_transactions: Vec<(String, String)>,
+    /// Series whose durations this request brought as metrics: their
+    /// transactions' spans are then kept as traces but not counted again.
+    pub metric_transactions: Vec<std::sync::Arc<SeriesKey>>,
 }
 
 impl Converted {
@@ -74,6 +74,9 @@ pub(crate) trait Attribute {
     /// The value as text, borrowed when it is a string; `None` for values
     /// with no text (bytes, arrays, maps, none).
     fn text(&self) -> Option<std::borrow::Cow<'_, str>>;
+    /// Whether the value is an integer or a boolean, whose text is at most
+    /// 20 bytes (a double's can run to hundreds of digits).
+    fn is_short(&self) -> bool;
 }
 
 impl Attribute for KeyValue {
@@ -90,6 +93,13 @@ impl Attribute for KeyValue {
             any_value::Value::BoolValue(b) => Some(Cow::Owned(b.to_string())),
             _ => None,
         }
+    }
+
+    fn is_short(&self) -> bool {
+        matches!(
+            self.value.as_ref().and_then(|v| v.value.as_ref()),
+            Some(any_value::Value::IntValue(_) | any_value::Value::BoolValue(_))
+        )
     }
 }
 
@@ -108,6 +118,10 @@ impl Attribute for super::wire::Attr<'_> {
             Value::Bool(b) => Some(Cow::Owned(b.to_string())),
             Value::None => None,
         }
+    }
+
+    fn is_short(&self) -> bool {
+        matches!(self.value, super::wire::Value::Int(_) | super::wire::Value::Bool(_))
     }
 }
 
@@ -193,10 +207,12 @@ pub(crate) fn check<A: Attribute>(
             limits.max_attributes
         ));
     }
-    if let Some(kv) = attributes
-        .iter()
-        .find(|kv| text_ref(*kv).is_some_and(|v| v.len() > limits.max_value_bytes))
-    {
+    // Integers and booleans are not written out just to be measured.
+    let too_long = |kv: &&A| {
+        !(kv.is_short() && limits.max_value_bytes >= 20)
+            && text_ref(*kv).is_some_and(|v| v.len() > limits.max_value_bytes)
+    };
+    if let Some(kv) = attributes.iter().find(too_long) {
         return Err(format!(
             "attribute {:?} is longer than {} bytes",
             kv.key(),
@@ -222,6 +238,29 @@ pub(crate) fn key<A: Attribute>(sender: &Identity, transaction: String, kind: &s
         feature: get(attributes, "kuroko.feature").and_then(text).unwrap_or_default(),
         kind: kind.to_owned(),
         environment: sender.environment.clone(),
+    }
+}
+
+/// Transactions whose durations arrive as metrics, by service: their spans
+/// are kept as traces but not counted again.
+#[derive(Debug, Default)]
+pub struct MetricTransactions(rustc_hash::FxHashMap<String, rustc_hash::FxHashSet<String>>);
+
+impl MetricTransactions {
+    /// Whether `transaction` of `service` arrives as metrics.
+    pub fn contains(&self, service: &str, transaction: &str) -> bool {
+        self.0.get(service).is_some_and(|t| t.contains(transaction))
+    }
+
+    /// Notes that `key`'s transaction arrives as metrics (allocating only
+    /// the first time).
+    pub fn add(&mut self, key: &SeriesKey) {
+        if !self.contains(&key.service, &key.transaction) {
+            self.0
+                .entry(key.service.clone())
+                .or_default()
+                .insert(key.transaction.clone());
+        }
     }
 }
 

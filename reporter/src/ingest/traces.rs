@@ -101,7 +101,7 @@ pub fn convert(
     request: &ExportTraceServiceRequest,
     limits: &Limits,
     now_unix_nano: u64,
-    metric_transactions: &std::collections::HashSet<(String, String)>,
+    metric_transactions: &super::otlp::MetricTransactions,
 ) -> Converted {
     let mut out = Converted::default();
     let mut histograms: HashMap<(SeriesKey, i64), Histogram> = HashMap::new();
@@ -153,8 +153,7 @@ pub fn convert(
                 let children: &[&Span] = children_of
                     .get(&(root.trace_id.as_slice(), root.span_id.as_slice()))
                     .map_or(&[], |c| c.as_slice());
-                let counted_elsewhere =
-                    ours || metric_transactions.contains(&(sender.service.clone(), series.transaction.clone()));
+                let counted_elsewhere = ours || metric_transactions.contains(&sender.service, &series.transaction);
                 if !counted_elsewhere {
                     let minute = minute(root.end_time_unix_nano);
                     let run = histograms

@@ -475,8 +475,14 @@ fn varints(wire: WireType, buf: &mut &[u8], values: &mut Vec<u64>) -> Read<()> {
     let mut packed = message(wire, buf)?;
     // Every varint ends in the one byte of it below 0x80.
     values.reserve(packed.iter().filter(|b| **b < 0x80).count());
-    while !packed.is_empty() {
-        values.push(decode_varint(&mut packed)?);
+    while let Some((&byte, rest)) = packed.split_first() {
+        // Most counts are under 128: one byte.
+        if byte < 0x80 {
+            values.push(u64::from(byte));
+            packed = rest;
+        } else {
+            values.push(decode_varint(&mut packed)?);
+        }
     }
     Ok(())
 }
