@@ -295,6 +295,13 @@ struct SendArgs {
     force: bool,
 }
 
+/// mimalloc rather than the system allocator: under ingest load glibc's
+/// malloc and free (and its fastbin consolidation on every large buffer)
+/// were 15% of the reporter's CPU. Alternating runs of `kuroko-load`: 8-18%
+/// less CPU per request; peak RSS 80 -> 170-195 MB.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
