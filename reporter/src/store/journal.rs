@@ -28,6 +28,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+/// Bytes before each record: its length, little-endian.
+pub(crate) const FRAME: usize = 4;
+
 /// The open journal: the segment being appended to.
 #[derive(Debug)]
 pub(crate) struct Journal {
@@ -146,13 +149,25 @@ impl Journal {
     }
 
     /// Appends one record; on failure, cuts the segment back to where it was.
+    #[cfg(test)]
     pub(crate) fn append(&mut self, record: &[u8]) -> io::Result<()> {
-        let len = u32::try_from(record.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a batch over 4 GiB"))?;
-        let mut framed = Vec::with_capacity(record.len() + 4);
-        framed.extend_from_slice(&len.to_le_bytes());
+        let mut framed = Vec::with_capacity(record.len() + FRAME);
+        framed.extend_from_slice(&[0; FRAME]);
         framed.extend_from_slice(record);
-        match self.file.write_all(&framed) {
+        self.append_framed(&mut framed)
+    }
+
+    /// Appends a record built behind [`FRAME`] bytes left for its length
+    /// (which this writes), so that it is not copied again; on failure,
+    /// cuts the segment back to where it was.
+    pub(crate) fn append_framed(&mut self, framed: &mut [u8]) -> io::Result<()> {
+        let len = framed
+            .len()
+            .checked_sub(FRAME)
+            .and_then(|len| u32::try_from(len).ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a batch over 4 GiB, or no frame"))?;
+        framed[..FRAME].copy_from_slice(&len.to_le_bytes());
+        match self.file.write_all(framed) {
             Ok(()) => {
                 self.len += framed.len() as u64;
                 Ok(())

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::journal::Journal;
+use super::journal::{self, Journal};
 use super::pending::{Pending, Record, RecordRef, Resolved};
 use super::rollup::{Retention, Rolled, Roller};
 use super::{Batch, ErrorSummary, Filter, SeriesKey, StepTotal, Store, StoreError, TracePoint};
@@ -555,22 +555,25 @@ impl SqliteStore {
             + 32 * batch.counters.len()
             + 256 * batch.errors.len()
             + batch.traces.iter().map(|t| 256 + t.spans.len()).sum::<usize>();
-        let record =
-            postcard::to_extend(&RecordRef::new(batch, ids), Vec::with_capacity(estimate)).map_err(|source| {
-                StoreError::Inbox {
-                    path: self.path.clone(),
-                    id: 0,
-                    source,
-                }
+        let mut framed = Vec::with_capacity(journal::FRAME + estimate);
+        framed.extend_from_slice(&[0; journal::FRAME]);
+        let mut record =
+            postcard::to_extend(&RecordRef::new(batch, ids), framed).map_err(|source| StoreError::Inbox {
+                path: self.path.clone(),
+                id: 0,
+                source,
             })?;
         let mut guard = self.ingest();
         let ingest = guard.as_mut().ok_or_else(|| StoreError::NotIngesting {
             path: self.path.clone(),
         })?;
-        ingest.journal.append(&record).map_err(|source| StoreError::Journal {
-            path: Journal::dir_of(Path::new(&self.path)).display().to_string(),
-            source,
-        })?;
+        ingest
+            .journal
+            .append_framed(&mut record)
+            .map_err(|source| StoreError::Journal {
+                path: Journal::dir_of(Path::new(&self.path)).display().to_string(),
+                source,
+            })?;
         ingest.pending.add(batch, ids);
         Ok(ingest.pending.since.is_some_and(|since| since.elapsed() >= FLUSH_EVERY))
     }
