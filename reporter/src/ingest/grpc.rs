@@ -40,14 +40,18 @@ fn check<T>(receiver: &Receiver, request: &tonic::Request<T>) -> Result<(), toni
     }
 }
 
-/// A store failure is UNAVAILABLE: the client keeps the data and retries.
+/// A malformed message is INVALID_ARGUMENT; a store failure is UNAVAILABLE:
+/// the client keeps the data and retries.
 fn answer<R>(
     result: Result<Accepted, IngestError>,
     response: fn(Accepted) -> R,
 ) -> Result<tonic::Response<R>, tonic::Status> {
     result
         .map(|accepted| tonic::Response::new(response(accepted)))
-        .map_err(|error| tonic::Status::unavailable(error.to_string()))
+        .map_err(|error| match error {
+            IngestError::Malformed(_) => tonic::Status::invalid_argument(error.to_string()),
+            _ => tonic::Status::unavailable(error.to_string()),
+        })
 }
 
 /// The OTLP metrics service (`MetricsService/Export`), reading requests in place.
@@ -103,13 +107,10 @@ impl UnaryService<Bytes> for Export {
         let receiver = self.0.clone();
         Box::pin(async move {
             check(&receiver, &request)?;
-            match receiver.metrics_protobuf(request.into_inner()).await {
-                Ok(accepted) => Ok(tonic::Response::new(accepted.metrics_response())),
-                Err(Ok(malformed)) => Err(tonic::Status::invalid_argument(format!(
-                    "the message is not OTLP/protobuf metrics: {malformed}"
-                ))),
-                Err(Err(error)) => Err(tonic::Status::unavailable(error.to_string())),
-            }
+            answer(
+                receiver.metrics_protobuf(request.into_inner()).await,
+                Accepted::metrics_response,
+            )
         })
     }
 }

@@ -97,8 +97,9 @@ fn decode<T: Message + Default + DeserializeOwned>(
         .map_err(|reason| (StatusCode::BAD_REQUEST, reason))
 }
 
-/// The answer to an OTLP request: the response in the request's encoding, or
-/// 503 when the store could not keep it (the client keeps it and retries).
+/// The answer to an OTLP request: the response in the request's encoding,
+/// 400 for a malformed body, or 503 when the store could not keep it (the
+/// client keeps it and retries).
 fn respond<R: Message + Serialize>(
     result: Result<Accepted, IngestError>,
     json: bool,
@@ -115,6 +116,7 @@ fn respond<R: Message + Serialize>(
             response(accepted).encode_to_vec(),
         )
             .into_response(),
+        Err(error @ IngestError::Malformed(_)) => refuse(StatusCode::BAD_REQUEST, error.to_string()),
         Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
     }
 }
@@ -191,14 +193,7 @@ async fn metrics(State((receiver, max)): Shared, headers: HeaderMap, bytes: Byte
             Err((status, reason)) => return refuse(status, reason),
         };
         drop(bytes);
-        return match receiver.metrics_protobuf(body).await {
-            Ok(accepted) => respond(Ok(accepted), false, Accepted::metrics_response),
-            Err(Ok(malformed)) => refuse(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not OTLP/protobuf metrics: {malformed}"),
-            ),
-            Err(Err(error)) => respond(Err(error), false, Accepted::metrics_response),
-        };
+        return respond(receiver.metrics_protobuf(body).await, false, Accepted::metrics_response);
     }
     match authorize(&receiver, &headers)
         .and_then(|()| decode::<ExportMetricsServiceRequest>(&headers, &bytes, max, "metrics"))

@@ -101,6 +101,9 @@ pub enum IngestError {
     /// The write task died.
     #[error("the store's writer stopped unexpectedly")]
     Writer,
+    /// The body is not the protobuf of an OTLP request: the client must not retry it.
+    #[error("the body is not OTLP/protobuf metrics: {0}")]
+    Malformed(#[from] prost::DecodeError),
 }
 
 /// Name of the series that collects a service's series past the limit.
@@ -263,16 +266,13 @@ impl Receiver {
     }
 
     /// Converts and stores a metrics request's protobuf, read in place
-    /// ([`wire`]); returns once it is committed. `Err(Ok(reason))` when
-    /// the body is not an OTLP metrics request.
-    pub async fn metrics_protobuf(
-        &self,
-        body: prost::bytes::Bytes,
-    ) -> Result<Accepted, Result<prost::DecodeError, IngestError>> {
+    /// ([`wire`]); returns once it is committed, or
+    /// [`IngestError::Malformed`] when the body is not an OTLP metrics request.
+    pub async fn metrics_protobuf(&self, body: prost::bytes::Bytes) -> Result<Accepted, IngestError> {
         let mut decoded = None;
-        let converted = self.convert_metrics(&read_protobuf(&body, &mut decoded).map_err(Ok)?);
+        let converted = self.convert_metrics(&read_protobuf(&body, &mut decoded)?);
         drop((decoded, body));
-        self.store_metrics(converted).await.map_err(Err)
+        self.store_metrics(converted).await
     }
 
     fn convert_metrics(&self, request: &wire::Request<'_>) -> otlp::Converted {
