@@ -18,8 +18,8 @@
 pub const MAX_SPAN: usize = 8_192;
 
 /// Counts of consecutive buckets; see the [module documentation](self).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(into = "Packed", try_from = "Packed")]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "Packed")]
 pub struct Buckets {
     offset: i32,
     counts: Vec<u64>,
@@ -88,8 +88,15 @@ mod serde_tests {
     }
 }
 
-impl From<Buckets> for Packed {
-    fn from(buckets: Buckets) -> Packed {
+/// As [`Packed`], without the copy of the counts that serde's `into` makes.
+impl serde::Serialize for Buckets {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Packed::from(self).serialize(serializer)
+    }
+}
+
+impl From<&Buckets> for Packed {
+    fn from(buckets: &Buckets) -> Packed {
         let mut counts = Vec::with_capacity(buckets.counts.len() + 8);
         for &count in &buckets.counts {
             let mut value = count;
