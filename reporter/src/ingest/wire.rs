@@ -9,7 +9,7 @@
 //! descriptions, schema URLs, flags).
 //! [`convert`](super::metrics::convert) works on these views, whichever way
 //! they were made: [`read`] here, or [`Request::of`] over a request decoded by
-//! prost (JSON, gRPC, and the fallback below).
+//! prost (OTLP/JSON, and the fallback below).
 //!
 //! It uses prost's own wire primitives (keys, varints, scalars, packed
 //! fields, skipping unknown fields), so it accepts and reads exactly what
