@@ -88,7 +88,7 @@ mod serde_tests {
     }
 }
 
-/// As [`Packed`], without the copy of the counts that serde's `into` makes.
+/// As `Packed`, without the copy of the counts that serde's `into` makes.
 impl serde::Serialize for Buckets {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         Packed::from(self).serialize(serializer)
