@@ -129,22 +129,17 @@ pub(crate) fn text<A: Attribute>(value: &A) -> Option<String> {
     value.text().map(std::borrow::Cow::into_owned)
 }
 
-/// An attribute's value as text, borrowed when it is a string.
-pub(crate) fn text_ref<A: Attribute>(value: &A) -> Option<std::borrow::Cow<'_, str>> {
-    value.text()
-}
-
 pub(crate) fn get<'a, A: Attribute>(attributes: &'a [A], key: &str) -> Option<&'a A> {
     attributes.iter().find(|kv| kv.key() == key)
 }
 
 /// The transaction a point belongs to, and its kind.
 pub(crate) fn transaction<A: Attribute>(metric: &str, attributes: &[A]) -> Option<(String, &'static str)> {
-    let route = get(attributes, "http.route").and_then(text_ref);
+    let route = get(attributes, "http.route").and_then(Attribute::text);
     if let Some(name) = get(attributes, "kuroko.transaction").and_then(text) {
         return Some((name, if route.is_some() { "web" } else { "job" }));
     }
-    let method = get(attributes, "http.request.method").and_then(text_ref);
+    let method = get(attributes, "http.request.method").and_then(Attribute::text);
     match (method, route) {
         (Some(method), Some(route)) => Some((format!("{method} {route}"), "web")),
         (Some(method), None) if metric == "http.server.request.duration" => {
@@ -166,7 +161,7 @@ pub(crate) fn labels<A: Attribute>(attributes: &[A]) -> String {
     let mut pairs: Vec<(&str, std::borrow::Cow<'_, str>)> = attributes
         .iter()
         .filter(|kv| !IDENTITY.contains(&kv.key()))
-        .filter_map(|kv| Some((kv.key(), text_ref(kv)?)))
+        .filter_map(|kv| Some((kv.key(), kv.text()?)))
         .collect();
     // In the order of the `k=v` texts, as before they were built in one go.
     let text = |(k, v): &(&str, std::borrow::Cow<'_, str>)| {
@@ -209,8 +204,7 @@ pub(crate) fn check<A: Attribute>(
     }
     // Integers and booleans are not written out just to be measured.
     let too_long = |kv: &&A| {
-        !(kv.is_short() && limits.max_value_bytes >= 20)
-            && text_ref(*kv).is_some_and(|v| v.len() > limits.max_value_bytes)
+        !(kv.is_short() && limits.max_value_bytes >= 20) && kv.text().is_some_and(|v| v.len() > limits.max_value_bytes)
     };
     if let Some(kv) = attributes.iter().find(too_long) {
         return Err(format!(
