@@ -171,9 +171,17 @@ impl Histogram {
         Ok(histogram)
     }
 
-    /// From an OTLP explicit-bucket point: each bucket's count is placed at a
-    /// value inside it (the middle, or the known min/max for the open ends),
-    /// at [`MAX_SCALE`]; flagged `estimated`.
+    /// From an OTLP explicit-bucket point, at [`MAX_SCALE`], flagged
+    /// `estimated`. Each bucket's runs are spread evenly over the part of the
+    /// bucket inside `[min, max]` (the stream's extremes, when the point
+    /// carries them), as linear interpolation would place them: the `j`-th of
+    /// `c` runs at `low + (j + ½)·(high − low)/c`. Percentiles, Apdex and
+    /// shares above a threshold read from the result are thus interpolated
+    /// within the explicit bucket, and never leave the bucket that holds the
+    /// true value (the exponential buckets used are those inside it, 0.54%
+    /// wide). The first bucket starts at 0 (durations are not negative), the
+    /// last one, open-ended, ends at `max`; without `max`, its runs sit at its
+    /// lower bound.
     pub fn from_explicit(
         bounds: &[f64],
         counts: &[u64],
@@ -203,21 +211,67 @@ impl Histogram {
             if c == 0 {
                 continue;
             }
-            let low = if i == 0 { 0.0 } else { bounds[i - 1] };
-            let value = match bounds.get(i) {
-                Some(&high) if i == 0 => min_max.map_or(high / 2.0, |(min, _)| min.min(high)),
-                Some(&high) => (low.max(0.0) + high) / 2.0,
-                None => min_max.map_or(low * 1.5, |(_, max)| max.max(low)),
-            };
-            if value <= 0.0 {
+            let low = if i == 0 { 0.0 } else { bounds[i - 1].max(0.0) };
+            let high = bounds.get(i).copied();
+            if high.is_some_and(|high| high <= 0.0) {
+                // (−∞, ≤ 0]: durations of zero.
                 histogram.zero_count += c;
-            } else {
-                histogram.add_bucket(bucket_index(value, histogram.scale), c);
+                continue;
             }
+            let (low, high) = match (min_max, high) {
+                (Some((min, max)), Some(high)) => (low.max(min).min(high), high.min(max).max(low)),
+                (Some((min, max)), None) => (low.max(min), max.max(low)),
+                (None, Some(high)) => (low, high),
+                (None, None) => (low, low),
+            };
+            histogram.spread(low, high, c);
         }
         // After the buckets: without min and max, their edges stand in.
         histogram.set_totals(sum, min_max)?;
         Ok(histogram)
+    }
+
+    /// Adds `count` runs spread evenly over `(low, high]`, into the
+    /// exponential buckets that lie inside it (the one holding the middle
+    /// when none does); runs at 0 go to the zero region.
+    fn spread(&mut self, low: f64, high: f64, count: u64) {
+        if high <= 0.0 {
+            self.zero_count += count;
+            return;
+        }
+        let scale = self.scale;
+        // The buckets wholly inside: from the one above `low`'s to the one
+        // ending at or below `high`. Near 0 the first bucket is cut at a
+        // thousandth of `high`, so a bucket from 0 spans at most ten octaves.
+        let low = low.max(high / 1_024.0);
+        let first = bucket_index(low, scale).saturating_add(1);
+        let last = match bucket_index(high, scale) {
+            // `high` is the upper edge of its bucket only when it is an edge.
+            index if bucket_bounds(index, scale).1 <= high => index,
+            index => index.saturating_sub(1),
+        };
+        if first > last {
+            self.add_bucket(bucket_index((low + high) / 2.0, scale), count);
+            return;
+        }
+        let (from, to) = (bucket_bounds(first, scale).0, bucket_bounds(last, scale).1);
+        let width = to - from;
+        // Runs at or below `x`: ⌊(x − from)·c/width + ½⌋, clamped.
+        let below = |x: f64| (((x - from) / width * count as f64 + 0.5).floor().max(0.0) as u64).min(count);
+        let mut placed = 0;
+        for index in first..=last {
+            let upto = if index == last {
+                count
+            } else {
+                below(bucket_bounds(index, scale).1)
+            };
+            if upto > placed {
+                // Coarser indexes after a downscale: `add_bucket` shifts.
+                let shift = (scale - self.scale) as u32;
+                self.add_bucket(index >> shift, upto - placed);
+                placed = upto;
+            }
+        }
     }
 
     fn set_totals(&mut self, sum: Option<f64>, min_max: Option<(f64, f64)>) -> Result<(), InvalidPoint> {
@@ -281,7 +335,8 @@ impl Histogram {
 
     /// What was added since `earlier` (a previous cumulative value of the same
     /// stream), or `None` when something went down: a reset. The delta's min
-    /// and max are the edges of its outermost buckets, within this one's.
+    /// and max are this one's where they moved since `earlier`, else the
+    /// edges of its outermost buckets, within this one's.
     pub fn since(&self, earlier: &Histogram) -> Option<Histogram> {
         let (mut now, mut then) = (self.clone(), earlier.clone());
         let scale = now.scale.min(then.scale);
@@ -299,14 +354,17 @@ impl Histogram {
             max: 0.0,
             estimated: now.estimated,
         };
+        // Exact where the stream's extremes moved (that run is in the
+        // delta), else the edges of the delta's outermost buckets.
         delta.min = match delta.buckets.first() {
+            _ if self.min < earlier.min && delta.count > 0 => self.min,
             Some(i) if delta.zero_count == 0 => bucket_bounds(i, scale).0.clamp(self.min, self.max),
             _ => 0.0,
         };
-        delta.max = delta
-            .buckets
-            .last()
-            .map_or(0.0, |i| bucket_bounds(i, scale).1.clamp(self.min, self.max));
+        delta.max = match delta.buckets.last() {
+            _ if self.max > earlier.max && delta.count > 0 => self.max,
+            last => last.map_or(0.0, |i| bucket_bounds(i, scale).1.clamp(self.min, self.max)),
+        };
         Some(delta)
     }
 

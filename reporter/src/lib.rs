@@ -13,6 +13,7 @@ pub mod api;
 pub mod app;
 pub mod buckets;
 pub mod config;
+pub mod cumulative;
 pub mod deliver;
 pub mod demo;
 pub mod histogram;

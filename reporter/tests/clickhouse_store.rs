@@ -163,6 +163,7 @@ fn batches() -> Vec<Batch> {
             trace("a", "t2", 101, 1.7),
             trace("b", "t3", 700, 0.4),
         ],
+        streams: Vec::new(),
     };
     // The same minute again merges; a finer scale arrives for a's minute 101.
     let second = Batch {
@@ -182,6 +183,7 @@ fn batches() -> Vec<Batch> {
         counters: vec![first.counters[0].clone()],
         errors: vec![error("a", 100, "upstream timed out", 2, 6_000_000_000_500)],
         traces: vec![trace("b", "t4", 701, 2.5)],
+        streams: Vec::new(),
     };
     vec![first, second]
 }

@@ -4,9 +4,11 @@
 //!
 //! Segment time is the *exclusive* duration (time in the segment less nested
 //! segments), so shares add up without double counting; what no segment
-//! accounts for is the transaction's own time (`other_seconds`). The
-//! transaction's total is the sum of its duration histograms, the same runs
-//! the segment counters count.
+//! accounts for is the transaction's own time (`other_seconds`). Shares are
+//! of the time of the runs the segment counters count: for Kuroko's agent,
+//! every run (the sum of the duration histograms); for an SDK's spans, the
+//! traced runs (`kuroko.traced.duration`), since spans may be sampled while
+//! its duration metric counts every run.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +17,7 @@ use crate::owners::Owners;
 use crate::store::{SeriesKey, Store, TracePoint};
 
 use super::endpoints::label;
+use crate::ingest::traces::{TRACED_DURATION, TRACED_RUNS};
 
 /// Calls of a segment: labels `kuroko.segment.kind` and `kuroko.segment.name`.
 pub const SEGMENT_CALLS: &str = "kuroko.segment.calls";
@@ -108,7 +111,8 @@ pub struct Breakdown {
     pub segments: Vec<SegmentRow>,
     /// Time in no segment: the transaction's own code.
     pub other_seconds: f64,
-    /// `other_seconds` over `total_seconds`.
+    /// `other_seconds` over the time of the runs the segments cover
+    /// (`total_seconds`, or the traced runs' time for an SDK's spans).
     pub other_share: f64,
     /// The slowest kept traces, slowest first.
     pub traces: Vec<TraceSummary>,
@@ -207,7 +211,23 @@ impl Analysis<'_> {
             let tag = Some(key.feature.as_str()).filter(|f| !f.is_empty());
             self.owners.feature_of(service, transaction, tag).map(str::to_owned)
         });
-        let share = |seconds: f64| if total > 0.0 { seconds / total } else { 0.0 };
+        // Segments from an SDK's spans cover the traced runs only (spans may
+        // be sampled): their shares are of the traced runs' time.
+        let traced = |name: &str| -> Result<f64, AnalysisError> {
+            let rows = self.store.counters(&filter, name, scope.from, scope.to)?;
+            Ok(rows
+                .into_iter()
+                .filter(|(key, _, _)| scope.matches(key, self.owners))
+                .map(|(_, _, value)| value)
+                .sum())
+        };
+        let (traced_runs, traced_seconds) = (traced(TRACED_RUNS)?, traced(TRACED_DURATION)?);
+        let (denominator, per_run) = if traced_seconds > 0.0 {
+            (traced_seconds, traced_runs)
+        } else {
+            (total, runs as f64)
+        };
+        let share = |seconds: f64| if denominator > 0.0 { seconds / denominator } else { 0.0 };
         let calls = segment_sums(self.store, &scope, self.owners, SEGMENT_CALLS)?;
         let inclusive = segment_sums(self.store, &scope, self.owners, SEGMENT_DURATION)?;
         let exclusive = segment_sums(self.store, &scope, self.owners, SEGMENT_EXCLUSIVE)?;
@@ -223,7 +243,7 @@ impl Analysis<'_> {
                     kind: id.0.clone(),
                     name: id.1.clone(),
                     calls,
-                    calls_per_run: if runs > 0 { calls / runs as f64 } else { 0.0 },
+                    calls_per_run: if per_run > 0.0 { calls / per_run } else { 0.0 },
                     total_seconds: seconds,
                     inclusive_seconds: inclusive.get(id).copied().unwrap_or(seconds),
                     share: share(seconds),
@@ -249,7 +269,7 @@ impl Analysis<'_> {
             .collect();
         kinds.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds));
         let in_segments: f64 = segments.iter().map(|s| s.total_seconds).sum();
-        let other_seconds = (total - in_segments).max(0.0);
+        let other_seconds = (denominator - in_segments).max(0.0);
         let kept = self.store.slowest_traces(&filter, scope.from, scope.to, traces)?;
         Ok(Breakdown {
             service: service.to_owned(),

@@ -30,7 +30,7 @@ use crate::store::{Filter, SeriesKey};
 pub const DEFAULT_APDEX_T: f64 = 0.5;
 
 /// The outcome counter: label `kuroko.outcome`.
-pub const OUTCOMES: &str = "kuroko.transaction.outcomes";
+pub const OUTCOMES: &str = crate::ingest::otlp::OUTCOMES;
 
 /// The Apdex counter: labels `kuroko.apdex.threshold` and `kuroko.apdex.zone`.
 pub const APDEX: &str = "kuroko.transaction.apdex";
@@ -302,7 +302,7 @@ fn endpoints(analysis: &Analysis<'_>, scope: &Scope, group: Group) -> Result<Vec
         let id = row_id(&key, group, analysis.owners);
         let row = rows.entry(id).or_insert_with(|| Accumulator {
             kind: match group {
-                Group::Transaction => key.kind.clone(),
+                Group::Transaction => key.transaction_kind().to_owned(),
                 Group::Feature => String::new(),
             },
             histogram: Histogram::empty(),

@@ -756,12 +756,15 @@ mod tests {
         );
         assert!(verdict.estimated);
         assert_eq!(verdict.trigger.map(|t| t.metric), Some(Metric::P50), "{verdict:?}");
-        // p95 sits in the (0.1, 0.25] bucket both times and so does not move,
-        // but the share beyond that bucket grows: 2% to 5% of runs above 0.25.
+        // p95 sits in the (0.1, 0.25] bucket both times, interpolated within
+        // it (0.194 s before, the bucket's top now); the share beyond the
+        // baseline's p95, interpolated the same way, grows from 5% to 10.6%.
         let tail = verdict.tail_p95.unwrap();
-        assert_eq!(tail.shares_above, Some((0.05, 0.02)));
+        let (now, before) = tail.shares_above.unwrap();
+        assert!((now - 0.106).abs() < 0.003 && (before - 0.05).abs() < 0.003, "{tail:?}");
         assert!(tail.statistic > 3.0 && tail.p_value < 0.001, "{tail:?}");
-        assert_eq!(verdict.changes.p95.relative, Some(0.0));
+        let p95 = verdict.changes.p95.relative.unwrap();
+        assert!((p95 - (0.25 / 0.194 - 1.0)).abs() < 0.02, "{p95}");
     }
 
     #[test]

@@ -14,7 +14,6 @@
 //!   reason; the rest of the request is still accepted (OTLP partial success).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -22,80 +21,53 @@ use rustc_hash::FxHashMap;
 use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
 
 use super::otlp::{
-    check, identity, key, labels, minute, text, transaction, Attribute, Converted, Identity, Limits, IDENTITY,
+    check, identity, is_http_server_duration, key, labels, minute, outcome, text, transaction, Attribute, Converted,
+    Identity, Limits, IDENTITY,
 };
 use super::wire::{Attr, Data, Metric, Request};
+use crate::cumulative::{relate, stream_id, Explicit, Relation, StreamId, StreamState, StreamValue};
 use crate::histogram::{Histogram, InvalidPoint};
 use crate::store::{CounterPoint, HistogramPoint, SeriesKey};
 
-/// Previous cumulative values, per stream.
+/// The counter that notes runs recorded into bucket bounds that do not fit
+/// their unit; label `kuroko.advice`, e.g. [`SECONDS_IN_MILLISECOND_BOUNDS`].
+pub const ADVICE: &str = "kuroko.sdk.advice";
+
+/// The advice for a duration in seconds recorded into an SDK's default
+/// bounds, which are milliseconds (0, 5, 10 … 10,000): every run lands in
+/// one bucket.
+pub const SECONDS_IN_MILLISECOND_BOUNDS: &str = "seconds_in_millisecond_bounds";
+
+/// Cumulative streams' last points, by stream: read by every conversion at
+/// once, moved on once a batch is stored.
 #[derive(Default)]
 pub struct Deltas {
-    histograms: HashMap<String, (u64, Histogram)>,
-    explicit: HashMap<String, (u64, Explicit)>,
-    counters: HashMap<String, (u64, f64)>,
-}
-
-/// An explicit-bucket point as sent (seconds), kept per cumulative stream:
-/// deltas are taken on these raw counts, before conversion, since the
-/// conversion places open-ended buckets at the stream's moving min and max.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Explicit {
-    bounds: Vec<f64>,
-    counts: Vec<u64>,
-    count: u64,
-    sum: f64,
-}
-
-impl Explicit {
-    /// What was added since `earlier`, or `None` when something went down or
-    /// the bounds changed: a reset.
-    fn since(&self, earlier: &Explicit) -> Option<Explicit> {
-        if self.bounds != earlier.bounds || self.counts.len() != earlier.counts.len() {
-            return None;
-        }
-        let counts = self
-            .counts
-            .iter()
-            .zip(&earlier.counts)
-            .map(|(now, then)| now.checked_sub(*then))
-            .collect::<Option<Vec<u64>>>()?;
-        Some(Explicit {
-            bounds: self.bounds.clone(),
-            counts,
-            count: self.count.checked_sub(earlier.count)?,
-            sum: (self.sum - earlier.sum).max(0.0),
-        })
-    }
-}
-
-/// A cumulative stream's new value: (stream, start time, value).
-#[derive(Debug, PartialEq)]
-pub enum Update {
-    /// A histogram stream.
-    Histogram(String, u64, Histogram),
-    /// An explicit-bucket stream, raw.
-    Explicit(String, u64, Explicit),
-    /// A counter stream.
-    Counter(String, u64, f64),
+    streams: FxHashMap<StreamId, StreamState>,
 }
 
 impl Deltas {
-    /// Moves the streams on, once their batch is stored.
-    pub fn apply(&mut self, updates: Vec<Update>) {
-        for update in updates {
-            match update {
-                Update::Histogram(stream, start, value) => {
-                    self.histograms.insert(stream, (start, value));
-                }
-                Update::Explicit(stream, start, value) => {
-                    self.explicit.insert(stream, (start, value));
-                }
-                Update::Counter(stream, start, value) => {
-                    self.counters.insert(stream, (start, value));
+    /// Moves the streams on, once their batch is stored; a state older than
+    /// the one held (a replica's, read back late) is ignored.
+    pub fn apply(&mut self, updates: impl IntoIterator<Item = (StreamId, StreamState)>) {
+        for (id, state) in updates {
+            match self.streams.get_mut(&id) {
+                Some(held) if !state.is_after(held) => {}
+                Some(held) => *held = state,
+                None => {
+                    self.streams.insert(id, state);
                 }
             }
         }
+    }
+
+    /// Streams held.
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// True when no stream is held.
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
     }
 }
 
@@ -107,18 +79,19 @@ pub fn convert(request: &Request<'_>, deltas: &Deltas, limits: &Limits, now_unix
         let resource = resource_metrics.attributes.as_slice();
         let sender = identity(resource);
         let mut series = Series::new(&sender);
+        let resource_names = fingerprint(resource);
         for scope_metrics in &resource_metrics.scopes {
             // Cumulative streams are told apart by everything that identifies
             // their sender (service.instance.id of each worker process
             // included), not by service and host alone.
-            let source = format!("{}\u{1e}{}", fingerprint(resource), scope_metrics.name);
+            let context = Context {
+                source: [resource_names.as_str(), scope_metrics.name],
+                ours: scope_metrics.name == "kuroko-agent",
+                deltas,
+                limits,
+                now: now_unix_nano,
+            };
             for metric in &scope_metrics.metrics {
-                let context = Context {
-                    source: &source,
-                    deltas,
-                    limits,
-                    now: now_unix_nano,
-                };
                 convert_metric(metric, &context, &mut series, &mut out);
             }
         }
@@ -137,7 +110,7 @@ struct Series<'a> {
 
 /// Whether the metric is the HTTP duration, and the texts of a point's
 /// [`IDENTITY`] attributes: all that names its series within a resource.
-type Names<'a> = (bool, [Option<Cow<'a, str>>; 4]);
+type Names<'a> = (bool, [Option<Cow<'a, str>>; IDENTITY.len()]);
 
 impl<'a> Series<'a> {
     fn new(sender: &'a Identity) -> Self {
@@ -151,7 +124,7 @@ impl<'a> Series<'a> {
     /// transaction's.
     fn of(&mut self, metric: &str, attributes: &'a [Attr<'a>]) -> Option<Arc<SeriesKey>> {
         // One pass: the first attribute of each name, as `get` finds it.
-        let mut found: [Option<&Attr<'a>>; 4] = [None; 4];
+        let mut found: [Option<&Attr<'a>>; IDENTITY.len()] = [None; IDENTITY.len()];
         for attribute in attributes {
             if let Some(at) = IDENTITY.iter().position(|name| *name == attribute.key) {
                 found[at].get_or_insert(attribute);
@@ -160,7 +133,7 @@ impl<'a> Series<'a> {
         let names = found.map(|attribute| attribute.and_then(Attribute::text));
         let Series { sender, named } = self;
         named
-            .entry((metric == "http.server.request.duration", names))
+            .entry((is_http_server_duration(metric), names))
             .or_insert_with(|| {
                 let (transaction, kind) = transaction(metric, attributes)?;
                 Some(Arc::new(key(sender, transaction, kind, attributes)))
@@ -181,26 +154,38 @@ fn fingerprint<A: Attribute>(attributes: &[A]) -> String {
 
 const TOO_MANY_STREAMS: &str = "too many cumulative streams to convert to deltas";
 
-/// A cumulative stream's previous value, if any; `Err` when the stream is
-/// new and no more streams may be remembered.
-fn previous<'a, T>(streams: &'a HashMap<String, T>, stream: &str, limits: &Limits) -> Result<Option<&'a T>, ()> {
-    match streams.get(stream) {
-        None if streams.len() >= limits.max_cumulative_streams => Err(()),
-        found => Ok(found),
-    }
-}
-
-fn stream_id(source: &str, metric: &str, attributes: &[Attr<'_>]) -> String {
-    format!("{source}\u{1d}{metric}\u{1d}{}", fingerprint(attributes))
-}
-
 /// What every point of one request's scope shares.
 struct Context<'a> {
-    /// The sender: its resource and scope.
-    source: &'a str,
+    /// The sender: its resource's attributes and its scope's name.
+    source: [&'a str; 2],
+    /// Whether the scope is Kuroko's agent, which counts outcomes itself.
+    ours: bool,
     deltas: &'a Deltas,
     limits: &'a Limits,
     now: u64,
+}
+
+impl Context<'_> {
+    /// The stream of a point of `metric` with `attributes`.
+    fn stream(&self, metric: &str, attributes: &[Attr<'_>]) -> StreamId {
+        let [resource, scope] = self.source;
+        stream_id(&[
+            resource.as_bytes(),
+            scope.as_bytes(),
+            metric.as_bytes(),
+            fingerprint(attributes).as_bytes(),
+        ])
+    }
+
+    /// How a cumulative point of `stream` relates to its last one; `Err`
+    /// when the stream is new and no more streams may be remembered.
+    fn relate(&self, stream: StreamId, start: u64, time: u64) -> Result<Relation<'_>, &'static str> {
+        let last = self.deltas.streams.get(&stream);
+        if last.is_none() && self.deltas.streams.len() >= self.limits.max_cumulative_streams {
+            return Err(TOO_MANY_STREAMS);
+        }
+        Ok(relate(last, start, time))
+    }
 }
 
 /// The parts of a point that identify and place it.
@@ -211,17 +196,46 @@ struct Point<'a> {
     time: u64,
 }
 
+/// Seconds per unit of a duration metric's `unit` (UCUM, as the semantic
+/// conventions write it); `None` for a unit that is not a duration. Without
+/// a unit, the convention's own: milliseconds for the older
+/// `http.server.duration`, seconds otherwise.
+fn seconds_per_unit(metric: &str, unit: &str) -> Option<f64> {
+    match unit {
+        "s" => Some(1.0),
+        "ms" => Some(1e-3),
+        "us" | "µs" => Some(1e-6),
+        "ns" => Some(1e-9),
+        "min" => Some(60.0),
+        "" if metric == "http.server.duration" => Some(1e-3),
+        "" => Some(1.0),
+        _ => None,
+    }
+}
+
 fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mut Series<'a>, out: &mut Converted) {
     let name = metric.name;
-    let Context {
-        source,
-        deltas,
-        limits,
-        now,
-    } = *context;
-    let is_duration = matches!(name, "http.server.request.duration" | "kuroko.job.duration");
-    let factor = if metric.unit == "ms" { 1e-3 } else { 1.0 };
+    let Context { limits, now, .. } = *context;
+    let is_duration = is_http_server_duration(name) || name == "kuroko.job.duration";
     let cumulative = |temporality: i32| temporality == AggregationTemporality::Cumulative as i32;
+    let factor = match seconds_per_unit(name, metric.unit) {
+        Some(factor) => factor,
+        None if is_duration => {
+            let points = match &metric.data {
+                Data::Exponential(_, points) => points.len(),
+                Data::Histogram(_, points) => points.len(),
+                _ => 0,
+            };
+            for _ in 0..points {
+                out.reject(
+                    name,
+                    format!("unit {:?} is not a duration (s, ms, us, ns)", metric.unit),
+                );
+            }
+            return;
+        }
+        None => 1.0,
+    };
     match &metric.data {
         Data::Exponential(temporality, points) if is_duration => {
             for p in points {
@@ -231,7 +245,7 @@ fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mu
                     start: p.start,
                     time: p.time,
                 };
-                histogram_point(context, point, cumulative(*temporality), series, out, || {
+                histogram_point(context, point, cumulative(*temporality), series, out, |stream| {
                     if p.negative.as_ref().is_some_and(|n| n.counts.iter().any(|c| *c > 0)) {
                         return Err(InvalidPoint::Negative("a bucket"));
                     }
@@ -246,7 +260,20 @@ fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mu
                         p.sum,
                         p.min.zip(p.max),
                     )?;
-                    Ok(rescaled(histogram, factor))
+                    let whole = rescaled(histogram, factor);
+                    Ok(match stream {
+                        None => (whole, None),
+                        Some(last) => {
+                            let delta = match last {
+                                Some(StreamValue::Histogram(last)) => whole.since(last),
+                                _ => None,
+                            };
+                            (
+                                delta.unwrap_or_else(|| whole.clone()),
+                                Some(StreamValue::Histogram(whole)),
+                            )
+                        }
+                    })
                 });
             }
         }
@@ -258,34 +285,27 @@ fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mu
                     start: p.start,
                     time: p.time,
                 };
+                // The point's min and max describe the whole stream: every
+                // value of the delta lies between them, so they bound where
+                // its runs are spread (exact when it is the whole).
+                let stream_extremes = p.min.zip(p.max).map(|(a, b)| (a * factor, b * factor));
                 let raw = Explicit {
                     bounds: p.bounds.iter().map(|b| b * factor).collect(),
                     counts: p.bucket_counts.to_vec(),
                     count: p.count,
                     sum: p.sum.unwrap_or(0.0) * factor,
+                    extremes: stream_extremes,
                 };
-                let (delta, whole) = if cumulative(*temporality) {
-                    let stream = stream_id(source, name, &p.attributes);
-                    let Ok(previous) = previous(&deltas.explicit, &stream, limits) else {
-                        out.reject(name, TOO_MANY_STREAMS);
-                        continue;
+                // Seconds recorded into an SDK's default bounds, which are
+                // milliseconds: bounds up to hours for a request's duration.
+                let misfit = raw.bounds.last().is_some_and(|b| *b >= 1_000.0);
+                let stored = histogram_point(context, point, cumulative(*temporality), series, out, |stream| {
+                    let (delta, moved) = match stream {
+                        Some(Some(StreamValue::Explicit(last))) => (raw.since(last), raw.moved_extremes(last)),
+                        _ => (None, (None, None)),
                     };
-                    let delta = previous
-                        .filter(|(start, _)| *start == p.start)
-                        .and_then(|(_, last)| raw.since(last));
-                    out.updates.push(Update::Explicit(stream, p.start, raw.clone()));
-                    match delta {
-                        Some(delta) => (delta, false),
-                        None => (raw, true),
-                    }
-                } else {
-                    (raw, true)
-                };
-                // The point's min and max describe the whole stream: every value
-                // of the delta lies between them, so they place its open-ended
-                // buckets, and bound its extremes (exact when it is the whole).
-                let stream_extremes = p.min.zip(p.max).map(|(a, b)| (a * factor, b * factor));
-                histogram_point(context, point, false, series, out, || {
+                    let whole = delta.is_none();
+                    let delta = delta.as_ref().unwrap_or(&raw);
                     let mut histogram = Histogram::from_explicit(
                         &delta.bounds,
                         &delta.counts,
@@ -294,12 +314,24 @@ fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mu
                         stream_extremes,
                     )?;
                     if let (false, Some((min, max))) = (whole, stream_extremes) {
+                        // A delta's extremes: exact where the stream's moved,
+                        // else the edges of where its runs were spread.
                         let (low, high) = histogram.bucket_extremes();
-                        histogram.min = low.clamp(min, max);
-                        histogram.max = high.clamp(min, max);
+                        histogram.min = moved.0.unwrap_or_else(|| low.clamp(min, max));
+                        histogram.max = moved.1.unwrap_or_else(|| high.clamp(min, max));
                     }
-                    Ok(histogram)
+                    Ok((histogram, stream.map(|_| StreamValue::Explicit(raw.clone()))))
                 });
+                if let (true, true, Some(stored)) = (misfit, stored, out.batch.histograms.last()) {
+                    let advice = CounterPoint {
+                        key: stored.key.clone(),
+                        minute: stored.minute,
+                        name: ADVICE.to_owned(),
+                        labels: format!("kuroko.advice={SECONDS_IN_MILLISECOND_BOUNDS}"),
+                        value: stored.histogram.count as f64,
+                    };
+                    out.batch.counters.push(advice);
+                }
             }
         }
         Data::Sum(temporality, points)
@@ -319,16 +351,25 @@ fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mu
                     continue;
                 }
                 let value = if cumulative(*temporality) {
-                    let stream = stream_id(source, name, &p.attributes);
-                    let Ok(previous) = previous(&deltas.counters, &stream, limits).map(|p| p.copied()) else {
-                        out.reject(name, TOO_MANY_STREAMS);
-                        continue;
+                    let stream = context.stream(name, &p.attributes);
+                    let last = match context.relate(stream, p.start, p.time) {
+                        Ok(Relation::Stale) => continue,
+                        Ok(Relation::Since(StreamValue::Counter(last))) if value >= *last => Some(*last),
+                        Ok(_) => None,
+                        Err(reason) => {
+                            out.reject(name, reason);
+                            continue;
+                        }
                     };
-                    out.updates.push(Update::Counter(stream, p.start, value));
-                    match previous {
-                        Some((start, last)) if start == p.start && value >= last => value - last,
-                        _ => value,
-                    }
+                    out.batch.streams.push((
+                        stream,
+                        StreamState {
+                            start: p.start,
+                            time: p.time,
+                            value: StreamValue::Counter(value),
+                        },
+                    ));
+                    last.map_or(value, |last| value - last)
                 } else {
                     value
                 };
@@ -345,56 +386,77 @@ fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mu
     }
 }
 
-/// One histogram point: identified, checked, built by `build`, made a delta
-/// when cumulative, and added to the batch.
+/// One histogram point: identified, checked, built by `build`, and added to
+/// the batch. `build` is given, for a cumulative point, its stream's last
+/// value when it follows one (`Some(None)` when its value is all new), and
+/// `None` for a delta point; it returns the delta to store and, for a
+/// cumulative point, the value to remember. The point goes in
+/// with its outcomes when an SDK sent it; whether it was (then it is the
+/// batch's last histogram).
 fn histogram_point<'a>(
     context: &Context<'_>,
     point: Point<'a>,
     cumulative: bool,
     series: &mut Series<'a>,
     out: &mut Converted,
-    build: impl FnOnce() -> Result<Histogram, InvalidPoint>,
-) {
-    let Context {
-        source,
-        deltas,
-        limits,
-        now,
-    } = *context;
+    build: impl FnOnce(Option<Option<&StreamValue>>) -> Result<(Histogram, Option<StreamValue>), InvalidPoint>,
+) -> bool {
+    let Context { limits, now, .. } = *context;
     let name = point.metric;
     let Some(key) = series.of(name, point.attributes) else {
-        return;
+        return false;
     };
     if let Err(reason) = check(point.attributes, point.time, now, limits) {
-        return out.reject(name, reason);
+        out.reject(name, reason);
+        return false;
     }
-    let histogram = match build() {
-        Ok(histogram) => histogram,
-        Err(reason) => return out.reject(name, reason),
-    };
-    let histogram = if cumulative {
-        let stream = stream_id(source, name, point.attributes);
-        let Ok(previous) = previous(&deltas.histograms, &stream, limits) else {
-            return out.reject(name, TOO_MANY_STREAMS);
-        };
-        let delta = match previous {
-            Some((start, last)) if *start == point.start => histogram.since(last),
-            _ => None,
-        };
-        out.updates
-            .push(Update::Histogram(stream, point.start, histogram.clone()));
-        delta.unwrap_or(histogram)
+    let (stream, last) = if cumulative {
+        let stream = context.stream(name, point.attributes);
+        match context.relate(stream, point.start, point.time) {
+            // A duplicate, or overtaken by a later point: nothing new.
+            Ok(Relation::Stale) => return false,
+            Ok(Relation::Since(last)) => (Some(stream), Some(Some(last))),
+            Ok(Relation::Whole) => (Some(stream), Some(None)),
+            Err(reason) => {
+                out.reject(name, reason);
+                return false;
+            }
+        }
     } else {
-        histogram
+        (None, None)
     };
-    out.metric_transactions.push(key.clone());
-    if histogram.count > 0 {
-        out.batch.histograms.push(HistogramPoint {
-            key,
-            minute: minute(point.time),
-            histogram,
+    let (histogram, value) = match build(last) {
+        Ok(built) => built,
+        Err(reason) => {
+            out.reject(name, reason);
+            return false;
+        }
+    };
+    if let (Some(stream), Some(value)) = (stream, value) {
+        let state = StreamState {
+            start: point.start,
+            time: point.time,
+            value,
+        };
+        out.batch.streams.push((stream, state));
+    }
+    if histogram.count == 0 {
+        return false;
+    }
+    let minute = minute(point.time);
+    if !context.ours {
+        // An SDK's duration points carry the status and error.type of their
+        // runs (one point per combination): its outcomes.
+        out.batch.counters.push(CounterPoint {
+            key: key.clone(),
+            minute,
+            name: super::otlp::OUTCOMES.to_owned(),
+            labels: format!("kuroko.outcome={}", outcome(point.attributes, false)),
+            value: histogram.count as f64,
         });
     }
+    out.batch.histograms.push(HistogramPoint { key, minute, histogram });
+    true
 }
 
 /// A histogram in another unit, scaled by `factor` (1 for seconds).

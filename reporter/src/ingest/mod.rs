@@ -149,9 +149,6 @@ pub struct Receiver {
     known: Mutex<HashMap<String, FxHashSet<SeriesKey>>>,
     /// Commit latency, microseconds.
     latency: Mutex<hdrhistogram::Histogram<u64>>,
-    /// Transactions that arrive as duration metrics (their spans are not
-    /// counted again), as (service, transaction).
-    metric_transactions: Mutex<otlp::MetricTransactions>,
     /// What it did.
     pub stats: IngestStats,
 }
@@ -164,13 +161,16 @@ impl Receiver {
         for key in store.series()? {
             known.entry(key.service.clone()).or_default().insert(key);
         }
+        // Cumulative streams continue where the store left them: a restart
+        // does not count their history again.
+        let mut deltas = Deltas::default();
+        deltas.apply(store.streams(None)?);
         Ok(Receiver {
             store,
-            deltas: RwLock::new(Deltas::default()),
+            deltas: RwLock::new(deltas),
             limits,
             expected_authorization: token.map(|t| format!("Bearer {}", t.expose())),
             known: Mutex::new(known),
-            metric_transactions: Mutex::new(otlp::MetricTransactions::default()),
             latency: Mutex::new(
                 hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
             ),
@@ -261,7 +261,7 @@ impl Receiver {
 
     /// Converts and stores a metrics request; returns once it is committed.
     pub async fn metrics(&self, request: ExportMetricsServiceRequest) -> Result<Accepted, IngestError> {
-        let converted = self.convert_metrics(&wire::Request::of(&request));
+        let converted = self.convert_metrics(&wire::Request::of(&request))?;
         self.store_metrics(converted).await
     }
 
@@ -270,24 +270,39 @@ impl Receiver {
     /// [`IngestError::Malformed`] when the body is not an OTLP metrics request.
     pub async fn metrics_protobuf(&self, body: prost::bytes::Bytes) -> Result<Accepted, IngestError> {
         let mut decoded = None;
-        let converted = self.convert_metrics(&read_protobuf(&body, &mut decoded)?);
+        let converted = self.convert_metrics(&read_protobuf(&body, &mut decoded)?)?;
         drop((decoded, body));
         self.store_metrics(converted).await
     }
 
-    fn convert_metrics(&self, request: &wire::Request<'_>) -> otlp::Converted {
-        let deltas = self.deltas.read().unwrap_or_else(|e| e.into_inner());
-        metrics::convert(request, &deltas, &self.limits, now())
+    /// Converts a metrics request against the cumulative streams' last
+    /// points. On a store other reporters write too, those of the request's
+    /// streams are read from the store first: another replica may have
+    /// moved them on (this costs a second conversion, to learn the streams).
+    fn convert_metrics(&self, request: &wire::Request<'_>) -> Result<otlp::Converted, IngestError> {
+        let convert = || {
+            let deltas = self.deltas.read().unwrap_or_else(|e| e.into_inner());
+            metrics::convert(request, &deltas, &self.limits, now())
+        };
+        let converted = convert();
+        if !self.store.shared() || converted.batch.streams.is_empty() {
+            return Ok(converted);
+        }
+        let ids: Vec<_> = converted.batch.streams.iter().map(|(id, _)| *id).collect();
+        let read = || self.store.streams(Some(&ids));
+        let stored = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
+            // A current-thread runtime (tests) waits: it has no worker to lend.
+            _ => read(),
+        }?;
+        self.deltas.write().unwrap_or_else(|e| e.into_inner()).apply(stored);
+        Ok(convert())
     }
 
     /// Stores converted metrics; the cumulative streams move on once they are.
-    async fn store_metrics(&self, mut converted: otlp::Converted) -> Result<Accepted, IngestError> {
-        let updates = std::mem::take(&mut converted.updates);
-        let seen = std::mem::take(&mut converted.metric_transactions);
+    async fn store_metrics(&self, converted: otlp::Converted) -> Result<Accepted, IngestError> {
+        let updates = converted.batch.streams.clone();
         let accepted = self.commit(converted).await?;
-        let mut metric_transactions = self.metric_transactions.lock().unwrap_or_else(|e| e.into_inner());
-        seen.iter().for_each(|key| metric_transactions.add(key));
-        drop(metric_transactions);
         // Cumulative streams move on only once their points are stored.
         self.deltas.write().unwrap_or_else(|e| e.into_inner()).apply(updates);
         Ok(accepted)
@@ -300,11 +315,7 @@ impl Receiver {
 
     /// Converts and stores a traces request; returns once committed.
     pub async fn traces(&self, request: ExportTraceServiceRequest) -> Result<Accepted, IngestError> {
-        let converted = {
-            let metric_transactions = self.metric_transactions.lock().unwrap_or_else(|e| e.into_inner());
-            traces::convert(&request, &self.limits, now(), &metric_transactions)
-        };
-        self.commit(converted).await
+        self.commit(traces::convert(&request, &self.limits, now())).await
     }
 
     /// Writes a converted request's batch and books the outcome.
@@ -373,11 +384,7 @@ pub fn decode_and_validate(bytes: &[u8]) -> [usize; 3] {
         .map(|r| logs::convert(&r, &limits, now).batch.len())
         .unwrap_or(0);
     let traces = ExportTraceServiceRequest::decode(bytes)
-        .map(|r| {
-            traces::convert(&r, &limits, now, &otlp::MetricTransactions::default())
-                .batch
-                .len()
-        })
+        .map(|r| traces::convert(&r, &limits, now).batch.len())
         .unwrap_or(0);
     [metrics, logs, traces]
 }

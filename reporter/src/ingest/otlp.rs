@@ -4,8 +4,10 @@
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
-use super::metrics::Update;
 use crate::store::{Batch, SeriesKey};
+
+/// The outcome counter every source feeds: label `kuroko.outcome`.
+pub const OUTCOMES: &str = "kuroko.transaction.outcomes";
 
 /// Limits on what one data point may carry (`[limits]` in `kuroko.toml`).
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -42,18 +44,14 @@ impl Default for Limits {
 /// The outcome of converting one request.
 #[derive(Debug, Default, PartialEq)]
 pub struct Converted {
-    /// What to store.
+    /// What to store, with how the cumulative streams move on
+    /// ([`Batch::streams`]: applied in memory once the batch is stored, so a
+    /// failed write leaves them as they were and a retry is not lost).
     pub batch: Batch,
-    /// How the cumulative streams move on, to apply once the batch is stored
-    /// (a failed write leaves them as they were, so a retry is not lost).
-    pub updates: Vec<Update>,
     /// Points rejected.
     pub rejected: u64,
     /// The first few reasons, for the partial-success message.
     pub reasons: Vec<String>,
-    /// Series whose durations this request brought as metrics: their
-    /// transactions' spans are then kept as traces but not counted again.
-    pub metric_transactions: Vec<std::sync::Arc<SeriesKey>>,
 }
 
 impl Converted {
@@ -133,27 +131,68 @@ pub(crate) fn get<'a, A: Attribute>(attributes: &'a [A], key: &str) -> Option<&'
     attributes.iter().find(|kv| kv.key() == key)
 }
 
+/// Whether `metric` is an HTTP server's request duration, in either
+/// generation of the semantic conventions: `http.server.request.duration`
+/// (seconds, since 1.23) or `http.server.duration` (milliseconds, before).
+pub(crate) fn is_http_server_duration(metric: &str) -> bool {
+    matches!(metric, "http.server.request.duration" | "http.server.duration")
+}
+
+/// The first of `keys` a point carries: the same attribute under its
+/// current and its older semantic-convention names.
+pub(crate) fn get_any<'a, A: Attribute>(attributes: &'a [A], keys: &[&str]) -> Option<&'a A> {
+    keys.iter().find_map(|key| get(attributes, key))
+}
+
+/// `http.request.method`, or the older `http.method`.
+pub(crate) const METHOD: [&str; 2] = ["http.request.method", "http.method"];
+
+/// `http.response.status_code`, or the older `http.status_code`.
+pub(crate) const STATUS_CODE: [&str; 2] = ["http.response.status_code", "http.status_code"];
+
 /// The transaction a point belongs to, and its kind.
 pub(crate) fn transaction<A: Attribute>(metric: &str, attributes: &[A]) -> Option<(String, &'static str)> {
     let route = get(attributes, "http.route").and_then(Attribute::text);
     if let Some(name) = get(attributes, "kuroko.transaction").and_then(text) {
         return Some((name, if route.is_some() { "web" } else { "job" }));
     }
-    let method = get(attributes, "http.request.method").and_then(Attribute::text);
+    let method = get_any(attributes, &METHOD).and_then(Attribute::text);
     match (method, route) {
         (Some(method), Some(route)) => Some((format!("{method} {route}"), "web")),
-        (Some(method), None) if metric == "http.server.request.duration" => {
-            Some((format!("{method} (no route)"), "web"))
-        }
+        (Some(method), None) if is_http_server_duration(metric) => Some((format!("{method} (no route)"), "web")),
         _ => None,
     }
 }
 
-pub(crate) const IDENTITY: [&str; 4] = [
+/// How a run ended, as `kuroko.transaction.outcomes` counts it, from an HTTP
+/// status code (either convention's name), `error.type`, and whether the
+/// span said it failed: a 5xx is `5xx`; else a run with an `error.type` or a
+/// failed status is `error`, as the HTTP semantic conventions define a
+/// server's errors; 4xx, 3xx and 1xx are themselves; the rest `ok`.
+pub(crate) fn outcome<A: Attribute>(attributes: &[A], failed: bool) -> &'static str {
+    let status = get_any(attributes, &STATUS_CODE)
+        .and_then(Attribute::text)
+        .and_then(|s| s.parse::<u16>().ok());
+    let error_type = get(attributes, "error.type")
+        .and_then(Attribute::text)
+        .is_some_and(|t| !t.is_empty());
+    match status {
+        Some(code) if code >= 500 => "5xx",
+        _ if error_type || failed => "error",
+        Some(code) if code >= 400 => "4xx",
+        Some(code) if code >= 300 => "3xx",
+        Some(code) if code < 200 => "1xx",
+        _ => "ok",
+    }
+}
+
+/// The attributes that name a transaction's series; the others are labels.
+pub(crate) const IDENTITY: [&str; 5] = [
     "kuroko.transaction",
     "kuroko.feature",
     "http.route",
     "http.request.method",
+    "http.method",
 ];
 
 /// The point's other attributes, sorted, as `k=v,k=v`.
@@ -232,29 +271,6 @@ pub(crate) fn key<A: Attribute>(sender: &Identity, transaction: String, kind: &s
         feature: get(attributes, "kuroko.feature").and_then(text).unwrap_or_default(),
         kind: kind.to_owned(),
         environment: sender.environment.clone(),
-    }
-}
-
-/// Transactions whose durations arrive as metrics, by service: their spans
-/// are kept as traces but not counted again.
-#[derive(Debug, Default)]
-pub struct MetricTransactions(rustc_hash::FxHashMap<String, rustc_hash::FxHashSet<String>>);
-
-impl MetricTransactions {
-    /// Whether `transaction` of `service` arrives as metrics.
-    pub fn contains(&self, service: &str, transaction: &str) -> bool {
-        self.0.get(service).is_some_and(|t| t.contains(transaction))
-    }
-
-    /// Notes that `key`'s transaction arrives as metrics (allocating only
-    /// the first time).
-    pub fn add(&mut self, key: &SeriesKey) {
-        if !self.contains(&key.service, &key.transaction) {
-            self.0
-                .entry(key.service.clone())
-                .or_default()
-                .insert(key.transaction.clone());
-        }
     }
 }
 

@@ -2,18 +2,30 @@
 //!
 //! From any OpenTelemetry SDK, `SERVER` and `CONSUMER` spans are
 //! transactions: named `kuroko.transaction`, else `METHOD route`, else the
-//! span's name. Each becomes a one-run histogram point and an outcome count;
-//! its direct `CLIENT` and `INTERNAL` children in the same request become
-//! segments (`db.*` attributes: database; `http.*`, `url.*`, `rpc.*`,
-//! `server.address`: external; else code). So a service instrumented only
-//! with a stock SDK gets slow-endpoint analysis too.
+//! span's name. Every span below one in the same resource's request (its
+//! whole subtree, whatever instrumentation scope made it, down to the next
+//! transaction) is a segment of it: `db.*` attributes make it database,
+//! `messaging.*` (or a `PRODUCER` span) messaging, a `CLIENT` span with
+//! `http.*`, `url.*`, `rpc.*` or `server.address` external, anything else
+//! code. Each segment counts its calls, its time and its exclusive time (its
+//! time less the union of its children's), so Express's router spans,
+//! which hold the outgoing call, do not hide it.
 //!
-//! Spans from Kuroko's agent (scope `kuroko-agent`), and spans of
-//! transactions that also arrive as duration metrics, were already counted by
-//! those metrics: they are kept as traces but not counted again.
+//! One source of truth per run: a transaction span's run (its duration and
+//! outcome) goes to a series of kind `web.spans` (or `job.spans`) beside the
+//! transaction's own, and the store reads those series only for a
+//! transaction whose runs no duration metric counts (the store's
+//! `metric_transaction` table): runs are never counted twice, whether the
+//! spans come before the first metric point, after a restart, or through
+//! another replica. Segments, traced-run totals (`kuroko.traced.*`, the
+//! denominators of the breakdown's shares, since spans may be sampled) and
+//! kept traces go to the transaction's own series.
+//!
+//! Spans from Kuroko's agent (scope `kuroko-agent`) were counted by its
+//! metrics, segments included: they are kept as traces only.
 //!
 //! The slowest few transaction spans of each series in a request are kept as
-//! traces, with their children; the store keeps the slowest per hour.
+//! traces, with their subtree; the store keeps the slowest per hour.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -21,9 +33,21 @@ use std::fmt::Write;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
 
-use super::otlp::{check, cut, get, key, minute, resource_identity, text, transaction, Converted, Limits};
+use super::otlp::{check, cut, get, key, minute, outcome, resource_identity, text, transaction, Converted, Limits};
 use crate::histogram::Histogram;
-use crate::store::{CounterPoint, HistogramPoint, SeriesKey, TracePoint};
+use crate::store::{CounterPoint, HistogramPoint, SeriesKey, TracePoint, SPAN_COUNTED};
+
+/// Runs of a transaction's traced spans: label-less, per series.
+pub const TRACED_RUNS: &str = "kuroko.traced.runs";
+/// Their total duration, seconds.
+pub const TRACED_DURATION: &str = "kuroko.traced.duration";
+
+/// Spans walked below one transaction, at most (a hostile trace's subtree
+/// costs bounded work).
+const MAX_SEGMENT_SPANS: usize = 10_000;
+
+/// Spans of a kept trace, at most.
+const MAX_KEPT_SPANS: usize = 200;
 
 /// Traces kept per series from one request.
 const KEPT_PER_REQUEST: usize = 5;
@@ -51,11 +75,14 @@ fn segment_kind(span: &Span) -> &'static str {
         return match kind.as_str() {
             "database" => "database",
             "external" => "external",
+            "messaging" => "messaging",
             _ => "code",
         };
     }
     if has(&["db."]) {
         "database"
+    } else if has(&["messaging."]) || span.kind == SpanKind::Producer as i32 {
+        "messaging"
     } else if has(&["http.", "url.", "rpc.", "server.address"]) && span.kind == SpanKind::Client as i32 {
         "external"
     } else {
@@ -63,18 +90,30 @@ fn segment_kind(span: &Span) -> &'static str {
     }
 }
 
-fn outcome(span: &Span) -> &'static str {
-    let status = get(&span.attributes, "http.response.status_code")
-        .and_then(text)
-        .and_then(|s| s.parse::<u16>().ok());
-    match status {
-        Some(code) if code >= 500 => "5xx",
-        Some(code) if code >= 400 => "4xx",
-        Some(code) if code >= 300 => "3xx",
-        Some(code) if code < 200 => "1xx",
-        _ if span.status.as_ref().is_some_and(|s| s.code == StatusCode::Error as i32) => "error",
-        _ => "ok",
+fn failed(span: &Span) -> bool {
+    span.status.as_ref().is_some_and(|s| s.code == StatusCode::Error as i32)
+}
+
+/// The children of `span` in a request's index of children.
+fn children_in<'a>(index: &HashMap<(&'a [u8], &'a [u8]), Vec<&'a Span>>, span: &Span) -> Vec<&'a Span> {
+    index
+        .get(&(span.trace_id.as_slice(), span.span_id.as_slice()))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Nanoseconds covered by the union of `intervals`, clipped to `within`.
+fn covered(mut intervals: Vec<(u64, u64)>, within: (u64, u64)) -> u64 {
+    intervals.sort_unstable();
+    let (mut total, mut reach) = (0u64, within.0);
+    for (start, end) in intervals {
+        let (start, end) = (start.max(reach), end.min(within.1));
+        if end > start {
+            total += end - start;
+            reach = end;
+        }
     }
+    total
 }
 
 /// A span as kept in a trace: name, kind, offsets in ns, a few attributes.
@@ -97,32 +136,28 @@ fn span_json(span: &Span, kind: &str) -> String {
 }
 
 /// Converts `request`, received at `now_unix_nano`.
-pub fn convert(
-    request: &ExportTraceServiceRequest,
-    limits: &Limits,
-    now_unix_nano: u64,
-    metric_transactions: &super::otlp::MetricTransactions,
-) -> Converted {
+pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_nano: u64) -> Converted {
     let mut out = Converted::default();
     let mut histograms: HashMap<(SeriesKey, i64), Histogram> = HashMap::new();
     let mut counters: HashMap<(SeriesKey, i64, &'static str, String), f64> = HashMap::new();
     let mut candidates: HashMap<SeriesKey, Vec<TracePoint>> = HashMap::new();
     for resource_spans in &request.resource_spans {
         let sender = resource_identity(resource_spans.resource.as_ref());
-        for scope_spans in &resource_spans.scope_spans {
-            let ours = scope_spans.scope.as_ref().is_some_and(|s| s.name == "kuroko-agent");
-
-            let spans = &scope_spans.spans;
-            // Children by (trace, parent), indexed once: one pass however
-            // many spans a hostile request carries.
-            let mut children_of: HashMap<(&[u8], &[u8]), Vec<&Span>> = HashMap::new();
-            for span in spans.iter().filter(|s| !s.parent_span_id.is_empty()) {
+        // Children by (trace, parent) across the resource's scopes, indexed
+        // once: one pass however many spans a hostile request carries.
+        let mut children_of: HashMap<(&[u8], &[u8]), Vec<&Span>> = HashMap::new();
+        for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
+            if !span.parent_span_id.is_empty() {
                 children_of
                     .entry((&span.trace_id, &span.parent_span_id))
                     .or_default()
                     .push(span);
             }
-            for root in spans.iter().filter(|s| is_transaction(s, ours)) {
+        }
+        let children = |span: &Span| children_in(&children_of, span);
+        for scope_spans in &resource_spans.scope_spans {
+            let ours = scope_spans.scope.as_ref().is_some_and(|s| s.name == "kuroko-agent");
+            for root in scope_spans.spans.iter().filter(|s| is_transaction(s, ours)) {
                 if root.end_time_unix_nano < root.start_time_unix_nano {
                     out.reject("span", format!("span {:?} ends before it starts", root.name));
                     continue;
@@ -150,40 +185,71 @@ pub fn convert(
                 });
                 let series = key(&sender, name, kind, &root.attributes);
                 let seconds = root.end_time_unix_nano.saturating_sub(root.start_time_unix_nano) as f64 / 1e9;
-                let children: &[&Span] = children_of
-                    .get(&(root.trace_id.as_slice(), root.span_id.as_slice()))
-                    .map_or(&[], |c| c.as_slice());
-                let counted_elsewhere = ours || metric_transactions.contains(&sender.service, &series.transaction);
-                if !counted_elsewhere {
+                // The subtree down to the next transaction, parents first.
+                let mut segments: Vec<&Span> = Vec::new();
+                let mut next: Vec<&Span> = children(root);
+                while let Some(span) = next.pop() {
+                    if segments.len() >= MAX_SEGMENT_SPANS || is_transaction(span, false) {
+                        continue;
+                    }
+                    segments.push(span);
+                    next.extend(children(span));
+                }
+                if !ours {
                     let minute = minute(root.end_time_unix_nano);
-                    let run = histograms
-                        .entry((series.clone(), minute))
-                        .or_insert_with(Histogram::empty);
-                    run.merge(&one_run(seconds));
-                    let outcome = format!("kuroko.outcome={}", outcome(root));
+                    // The run, on the series read only when no metric counts it.
+                    let runs = SeriesKey {
+                        kind: format!("{kind}{SPAN_COUNTED}"),
+                        ..series.clone()
+                    };
+                    histograms
+                        .entry((runs.clone(), minute))
+                        .or_insert_with(Histogram::empty)
+                        .merge(&one_run(seconds));
+                    let outcome = format!("kuroko.outcome={}", outcome(&root.attributes, failed(root)));
                     *counters
-                        .entry((series.clone(), minute, "kuroko.transaction.outcomes", outcome))
+                        .entry((runs, minute, super::otlp::OUTCOMES, outcome))
                         .or_default() += 1.0;
-                    for child in children {
+                    // The traced run and its segments, on the transaction's series.
+                    *counters
+                        .entry((series.clone(), minute, TRACED_RUNS, String::new()))
+                        .or_default() += 1.0;
+                    *counters
+                        .entry((series.clone(), minute, TRACED_DURATION, String::new()))
+                        .or_default() += seconds;
+                    for span in &segments {
                         let labels = format!(
                             "kuroko.segment.kind={},kuroko.segment.name={}",
-                            segment_kind(child),
-                            cut(&child.name, limits.max_value_bytes)
+                            segment_kind(span),
+                            cut(&span.name, limits.max_value_bytes)
                         );
-                        let took = child.end_time_unix_nano.saturating_sub(child.start_time_unix_nano) as f64 / 1e9;
-                        *counters
-                            .entry((series.clone(), minute, "kuroko.segment.calls", labels.clone()))
-                            .or_default() += 1.0;
-                        *counters
-                            .entry((series.clone(), minute, "kuroko.segment.duration", labels.clone()))
-                            .or_default() += took;
-                        *counters
-                            .entry((series.clone(), minute, "kuroko.segment.exclusive_duration", labels))
-                            .or_default() += took;
+                        let within = (
+                            span.start_time_unix_nano,
+                            span.end_time_unix_nano.max(span.start_time_unix_nano),
+                        );
+                        let took = within.1 - within.0;
+                        let nested = children(span)
+                            .into_iter()
+                            .map(|c| (c.start_time_unix_nano, c.end_time_unix_nano));
+                        let own = took - covered(nested.collect(), within).min(took);
+                        for (metric, value) in [
+                            ("kuroko.segment.calls", 1.0),
+                            ("kuroko.segment.duration", took as f64 / 1e9),
+                            ("kuroko.segment.exclusive_duration", own as f64 / 1e9),
+                        ] {
+                            *counters
+                                .entry((series.clone(), minute, metric, labels.clone()))
+                                .or_default() += value;
+                        }
                     }
                 }
                 let mut json = vec![span_json(root, kind)];
-                json.extend(children.iter().map(|c| span_json(c, segment_kind(c))));
+                json.extend(
+                    segments
+                        .iter()
+                        .take(MAX_KEPT_SPANS)
+                        .map(|c| span_json(c, segment_kind(c))),
+                );
                 candidates.entry(series.clone()).or_default().push(TracePoint {
                     key: series,
                     trace_id: hex(&root.trace_id),

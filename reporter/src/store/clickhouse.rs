@@ -50,6 +50,8 @@ use std::io::BufRead;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -57,12 +59,13 @@ use super::group_commit::{Gather, GroupCommit};
 use super::rollup::Retention;
 use super::sqlite::{plan, Progress, Stretch};
 use super::{Batch, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint};
+use crate::cumulative::{StreamId, StreamState};
 use crate::deliver::alerts::AlertState;
 use crate::deliver::ledger::{LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use crate::histogram::Histogram;
 
 /// The schema this build creates.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long [`Store::claim`] waits between inserting its claim and reading
 /// the claims back, by default: longer than any competing INSERT takes.
@@ -220,6 +223,19 @@ fn schema(db: &str) -> Vec<String> {
               written UInt64)
              ENGINE = ReplacingMergeTree(written) PARTITION BY intDiv(hour, 24) ORDER BY (series_id, hour, trace_id)"
         ),
+        // Cumulative streams' last points (crate::cumulative): the latest of
+        // each, by its time, is what every replica continues from.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.stream (id UInt64, start UInt64, time UInt64, state String)
+             ENGINE = ReplacingMergeTree(time) ORDER BY id"
+        ),
+        // Transactions whose runs a duration metric counts: their runs
+        // counted from spans (kind `web.spans`, `job.spans`) are not read.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.metric_transaction
+             (service String, host String, txn String, environment String)
+             ENGINE = ReplacingMergeTree ORDER BY (service, host, txn, environment)"
+        ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.claim (key String, holder String, token UInt64, at DateTime, ttl UInt32)
              ENGINE = MergeTree ORDER BY (key, at, token)"
@@ -254,6 +270,8 @@ pub struct ClickHouseStore {
     authorization: Option<String>,
     /// Series this process has written to `series`.
     known: Mutex<HashSet<u64>>,
+    /// Series this process has written to `metric_transaction`.
+    metric_series: Mutex<HashSet<u64>>,
     claim_settle: Duration,
     /// Concurrent writes gathered into shared INSERTs.
     group: GroupCommit<Encoded, String>,
@@ -289,7 +307,14 @@ impl Default for WriteBatching {
 }
 
 /// The tables a batch's points go to, in the order they are inserted.
-const DATA_TABLES: [&str; 4] = ["histogram_minute", "counter_minute", "error_minute", "kept_trace"];
+const DATA_TABLES: [&str; 6] = [
+    "histogram_minute",
+    "counter_minute",
+    "error_minute",
+    "kept_trace",
+    "stream",
+    "metric_transaction",
+];
 
 /// One or more batches, as `JSONEachRow` rows ready to insert.
 #[derive(Default)]
@@ -299,7 +324,7 @@ struct Encoded {
     /// New series by id, inserted before the points that name them.
     series: BTreeMap<u64, Vec<u8>>,
     /// Rows per table of [`DATA_TABLES`].
-    tables: [Vec<u8>; 4],
+    tables: [Vec<u8>; DATA_TABLES.len()],
 }
 
 impl Gather for Encoded {
@@ -374,8 +399,11 @@ fn series_filter(filter: &Filter) -> String {
     }
 }
 
+/// The conditions on `series` of a filter. They also leave out the runs
+/// counted from spans of a transaction whose runs a duration metric counts
+/// (one source of truth per run: `docs/otlp-schema.md`).
 fn key_conditions(filter: &Filter) -> Vec<String> {
-    [
+    let mut conditions: Vec<String> = [
         ("service", &filter.service),
         ("host", &filter.host),
         ("txn", &filter.transaction),
@@ -384,7 +412,18 @@ fn key_conditions(filter: &Filter) -> Vec<String> {
     ]
     .into_iter()
     .filter_map(|(column, value)| value.as_ref().map(|v| format!("{column} = {}", quote(v))))
-    .collect()
+    .collect();
+    conditions.push(
+        "NOT (endsWith(kind, '.spans') AND (service, host, txn, environment) IN
+            (SELECT service, host, txn, environment FROM metric_transaction))"
+            .to_owned(),
+    );
+    conditions
+}
+
+/// Whether series of `kind` hold runs counted from spans.
+fn is_span_counted(kind: &str) -> bool {
+    kind.ends_with(super::SPAN_COUNTED)
 }
 
 /// A finite float for JSON (serde_json writes NaN and infinities as null).
@@ -415,6 +454,23 @@ fn bucket_blob(indexes: &[i64], counts: &[u64]) -> Vec<u8> {
         varint(&mut out, count);
     }
     out
+}
+
+#[derive(Serialize)]
+struct StreamRow {
+    id: u64,
+    start: u64,
+    time: u64,
+    /// The state's postcard bytes, base64: JSON strings hold text.
+    state: String,
+}
+
+#[derive(Serialize)]
+struct MetricTransactionRow<'a> {
+    service: &'a str,
+    host: &'a str,
+    txn: &'a str,
+    environment: &'a str,
 }
 
 #[derive(Serialize)]
@@ -649,6 +705,7 @@ impl ClickHouseStore {
             database: database.to_owned(),
             authorization,
             known: Mutex::new(HashSet::new()),
+            metric_series: Mutex::new(HashSet::new()),
             claim_settle: DEFAULT_CLAIM_SETTLE,
             group: GroupCommit::new(batching.interval, batching.max_rows),
         };
@@ -854,7 +911,7 @@ impl ClickHouseStore {
                 }
             }
         }
-        let [histograms, counters, errors, traces] = &mut out.tables;
+        let [histograms, counters, errors, traces, streams, metric_transactions] = &mut out.tables;
         self.encode(
             histograms,
             batch.histograms.iter().map(|p| {
@@ -912,6 +969,30 @@ impl ClickHouseStore {
                 written,
             }),
         )?;
+        self.encode(
+            streams,
+            batch.streams.iter().map(|(id, state)| StreamRow {
+                id: *id,
+                start: state.start,
+                time: state.time,
+                state: BASE64.encode(state.to_bytes()),
+            }),
+        )?;
+        let mut registered = self.metric_series.lock().unwrap_or_else(|e| e.into_inner());
+        let counted = batch
+            .histograms
+            .iter()
+            .filter(|p| !is_span_counted(&p.key.kind) && registered.insert(series_id(&p.key)));
+        let rows: Vec<MetricTransactionRow<'_>> = counted
+            .map(|p| MetricTransactionRow {
+                service: &p.key.service,
+                host: &p.key.host,
+                txn: &p.key.transaction,
+                environment: &p.key.environment,
+            })
+            .collect();
+        drop(registered);
+        self.encode(metric_transactions, rows)?;
         Ok(out)
     }
 
@@ -1283,6 +1364,37 @@ impl Store for ClickHouseStore {
         let mut keys: Vec<SeriesKey> = self.keys(&Filter::default())?.into_values().collect();
         keys.sort();
         Ok(keys)
+    }
+
+    fn streams(&self, ids: Option<&[StreamId]>) -> Result<Vec<(StreamId, StreamState)>, StoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            id: u64,
+            state: String,
+        }
+        let only = match ids {
+            Some([]) => return Ok(Vec::new()),
+            Some(ids) => {
+                let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+                format!(" WHERE id IN ({})", ids.join(","))
+            }
+            None => String::new(),
+        };
+        // The latest point of each stream, whichever replica wrote it.
+        let rows: Vec<Row> = self.select(&format!(
+            "SELECT id, argMax(state, time) AS state FROM stream{only} GROUP BY id"
+        ))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let bytes = BASE64.decode(row.state).ok()?;
+                Some((row.id, StreamState::from_bytes(&bytes)?))
+            })
+            .collect())
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     fn size_bytes(&self) -> u64 {

@@ -18,6 +18,7 @@ pub mod sqlite;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::cumulative::{StreamId, StreamState};
 use crate::deliver::alerts::AlertState;
 use crate::deliver::ledger::LedgerEntry;
 use crate::histogram::Histogram;
@@ -37,6 +38,19 @@ pub struct SeriesKey {
     pub kind: String,
     /// `deployment.environment.name`, empty when none.
     pub environment: String,
+}
+
+/// The suffix of the kind of series (`web.spans`, `job.spans`) that hold a
+/// transaction's runs counted from its spans: read only while no duration
+/// metric counts the transaction's runs (one source of truth per run).
+pub const SPAN_COUNTED: &str = ".spans";
+
+impl SeriesKey {
+    /// The transaction's kind, `web` or `job`, also for a series of runs
+    /// counted from spans.
+    pub fn transaction_kind(&self) -> &str {
+        self.kind.strip_suffix(SPAN_COUNTED).unwrap_or(&self.kind)
+    }
 }
 
 /// One minute of one series' durations.
@@ -113,6 +127,9 @@ pub struct Batch {
     pub errors: Vec<ErrorPoint>,
     /// Traces to keep (the store keeps only the slowest per series and hour).
     pub traces: Vec<TracePoint>,
+    /// Cumulative streams' new last points, kept with the points they gave
+    /// (see [`crate::cumulative`]); not points themselves.
+    pub streams: Vec<(StreamId, StreamState)>,
 }
 
 impl Batch {
@@ -121,9 +138,9 @@ impl Batch {
         self.histograms.len() + self.counters.len() + self.errors.len() + self.traces.len()
     }
 
-    /// True when there is nothing to write.
+    /// True when there is nothing to write, points or stream states.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len() == 0 && self.streams.is_empty()
     }
 }
 
@@ -295,6 +312,17 @@ pub trait Store: Send + Sync {
 
     /// Every series the store holds.
     fn series(&self) -> Result<Vec<SeriesKey>, StoreError>;
+
+    /// The last points of cumulative streams written with earlier batches
+    /// ([`Batch::streams`]): of `ids`, or all of them when `None`.
+    fn streams(&self, ids: Option<&[StreamId]>) -> Result<Vec<(StreamId, StreamState)>, StoreError>;
+
+    /// Whether other processes write to this store too (replicas on one
+    /// ClickHouse): the receiver then reads the streams of each request from
+    /// it, not only from its own memory. The default: not shared.
+    fn shared(&self) -> bool {
+        false
+    }
 
     /// Bytes the store takes on disk.
     fn size_bytes(&self) -> u64;

@@ -12,6 +12,7 @@ use rustc_hash::FxHashMap;
 use std::time::Instant;
 
 use super::{Batch, ErrorPoint, TracePoint};
+use crate::cumulative::{StreamId, StreamState};
 use crate::histogram::Histogram;
 
 /// One acknowledged batch as the journal keeps it: its points by series and
@@ -26,6 +27,7 @@ pub(crate) struct RecordRef<'a> {
     counters: Vec<u8>,
     errors: Vec<(i64, &'a ErrorPoint)>,
     traces: Vec<(i64, &'a TracePoint)>,
+    streams: &'a [(StreamId, StreamState)],
 }
 
 impl<'a> RecordRef<'a> {
@@ -50,6 +52,7 @@ impl<'a> RecordRef<'a> {
             },
             errors: ids.errors.iter().copied().zip(&batch.errors).collect(),
             traces: ids.traces.iter().copied().zip(&batch.traces).collect(),
+            streams: &batch.streams,
         }
     }
 }
@@ -62,6 +65,38 @@ pub(crate) struct Record {
     counters: Vec<u8>,
     errors: Vec<(i64, ErrorPoint)>,
     traces: Vec<(i64, TracePoint)>,
+    streams: Vec<(StreamId, StreamState)>,
+}
+
+/// A record as schema version 2 wrote it, before cumulative streams were
+/// kept: a journal left unflushed by that version still replays.
+#[derive(Debug, serde::Deserialize)]
+struct RecordV2 {
+    histograms: Vec<(i64, i64, Histogram)>,
+    #[serde(with = "crate::buckets::serde_bytes_compat")]
+    counters: Vec<u8>,
+    errors: Vec<(i64, ErrorPoint)>,
+    traces: Vec<(i64, TracePoint)>,
+}
+
+impl Record {
+    /// A record from the journal's bytes, as this version or the one before
+    /// wrote it.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Record, postcard::Error> {
+        match postcard::from_bytes::<Record>(bytes) {
+            Ok(record) => Ok(record),
+            Err(error) => match postcard::from_bytes::<RecordV2>(bytes) {
+                Ok(v2) => Ok(Record {
+                    histograms: v2.histograms,
+                    counters: v2.counters,
+                    errors: v2.errors,
+                    traces: v2.traces,
+                    streams: Vec::new(),
+                }),
+                Err(_) => Err(error),
+            },
+        }
+    }
 }
 
 /// Ids of one batch's series and counter labels, in the batch's order.
@@ -90,6 +125,8 @@ pub(crate) struct Pending {
     pub(crate) errors: Vec<(i64, ErrorPoint)>,
     /// Traces with their series.
     pub(crate) traces: Vec<(i64, TracePoint)>,
+    /// Cumulative streams' last points, the latest of each.
+    pub(crate) streams: FxHashMap<StreamId, StreamState>,
 }
 
 impl Pending {
@@ -111,6 +148,20 @@ impl Pending {
             .extend(ids.errors.iter().copied().zip(batch.errors.iter().cloned()));
         self.traces
             .extend(ids.traces.iter().copied().zip(batch.traces.iter().cloned()));
+        self.add_streams(batch.streams.iter().cloned());
+    }
+
+    /// Keeps the latest state of each stream.
+    fn add_streams(&mut self, states: impl IntoIterator<Item = (StreamId, StreamState)>) {
+        for (id, state) in states {
+            match self.streams.get_mut(&id) {
+                Some(held) if !state.is_after(held) => {}
+                Some(held) => *held = state,
+                None => {
+                    self.streams.insert(id, state);
+                }
+            }
+        }
     }
 
     /// Merges a record replayed from the journal.
@@ -136,6 +187,7 @@ impl Pending {
         }
         self.errors.extend(record.errors);
         self.traces.extend(record.traces);
+        self.add_streams(record.streams);
     }
 
     /// True when nothing waits.
@@ -162,6 +214,7 @@ impl Pending {
         }
         self.errors.extend(older.errors);
         self.traces.extend(older.traces);
+        self.add_streams(older.streams);
     }
 
     /// Every minute that has a point waiting.

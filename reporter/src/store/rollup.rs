@@ -324,6 +324,9 @@ impl Roller {
             ),
             ("histogram_day", "series, day", "day", day_cutoff),
             ("counter_day", "series, label, day", "day", day_cutoff),
+            // A stream silent for as long as minutes are kept has ended; were
+            // it to come back, its next point would count whole.
+            ("stream", "id", "time", trace_cutoff),
         ] {
             let sql = format!(
                 "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {column} < ?1 LIMIT {CHUNK})"

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +29,7 @@ use super::journal::{self, Journal};
 use super::pending::{Pending, Record, RecordRef, Resolved};
 use super::rollup::{Retention, Rolled, Roller};
 use super::{Batch, ErrorSummary, Filter, SeriesKey, StepTotal, Store, StoreError, TracePoint};
+use crate::cumulative::{StreamId, StreamState};
 use crate::deliver::alerts::AlertState;
 use crate::deliver::ledger::{LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use crate::histogram::Histogram;
@@ -38,7 +39,7 @@ pub const TRACES_PER_HOUR: i64 = 20;
 
 /// The schema this build writes (2 added the journal, whose progress
 /// older builds would not know to replay).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long acknowledged points may wait in memory before a write flushes
 /// them to the tables.
@@ -113,6 +114,18 @@ CREATE TABLE IF NOT EXISTS counter_minute (
 -- Windows over recent minutes read counters by minute (without it, every
 -- counter query scanned the whole table: 500 ms on a fleet's week).
 CREATE INDEX IF NOT EXISTS counter_by_minute ON counter_minute (minute);
+-- Cumulative streams' last points (crate::cumulative), written with the
+-- points they gave: a restart continues each stream instead of recounting it.
+CREATE TABLE IF NOT EXISTS stream (
+    id INTEGER PRIMARY KEY, start INTEGER NOT NULL, time INTEGER NOT NULL, state BLOB NOT NULL
+);
+-- Transactions whose runs a duration metric counts (the agent's, an SDK's):
+-- their runs counted from spans (series of kind `web.spans`, `job.spans`)
+-- are not read (see FILTER).
+CREATE TABLE IF NOT EXISTS metric_transaction (
+    service TEXT NOT NULL, host TEXT NOT NULL, txn TEXT NOT NULL, environment TEXT NOT NULL,
+    PRIMARY KEY (service, host, txn, environment)
+) WITHOUT ROWID;
 ";
 
 /// The journal and what it holds that the tables do not yet: one lock, so
@@ -131,6 +144,9 @@ pub struct SqliteStore {
     /// Held through a flush: flushes run one at a time, in journal order.
     flushing: Mutex<()>,
     series: Mutex<FxHashMap<SeriesKey, i64>>,
+    /// Series whose histograms this process has written: registered in
+    /// `metric_transaction` (when they are not counted from spans).
+    metric_series: Mutex<FxHashSet<i64>>,
     /// Counter label ids by name, then labels.
     labels: Mutex<FxHashMap<String, FxHashMap<String, i64>>>,
     rolled: Arc<Rolled>,
@@ -258,6 +274,7 @@ impl SqliteStore {
             })),
             flushing: Mutex::new(()),
             series: Mutex::new(FxHashMap::default()),
+            metric_series: Mutex::new(FxHashSet::default()),
             labels: Mutex::new(FxHashMap::default()),
             rolled: Arc::new(rolled),
         };
@@ -276,7 +293,7 @@ impl SqliteStore {
             tracing::info!(segment = segment.number, batches = segment.records.len(), store = %self.path,
                 "replaying acknowledged batches not yet flushed");
             for record in segment.records {
-                let record: Record = postcard::from_bytes(&record).map_err(|source| StoreError::Inbox {
+                let record = Record::decode(&record).map_err(|source| StoreError::Inbox {
                     path: self.path.clone(),
                     id: i64::try_from(segment.number).unwrap_or(i64::MAX),
                     source,
@@ -661,6 +678,34 @@ impl SqliteStore {
                 params![series, hour, TRACES_PER_HOUR],
             )?;
         }
+        for (&id, state) in &pending.streams {
+            transaction
+                .prepare_cached(
+                    "INSERT INTO stream (id, start, time, state) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO UPDATE SET start = excluded.start, time = excluded.time, state = excluded.state
+                     WHERE (excluded.start, excluded.time) > (stream.start, stream.time)",
+                )?
+                .execute(params![
+                    id as i64,
+                    i64::try_from(state.start).unwrap_or(i64::MAX),
+                    i64::try_from(state.time).unwrap_or(i64::MAX),
+                    state.to_bytes()
+                ])?;
+        }
+        // The transactions a duration metric now counts: their span-counted
+        // runs are no longer read. Each series once per process.
+        let mut registered = self.metric_series.lock().unwrap_or_else(|e| e.into_inner());
+        for &(series, _) in pending.histograms.keys() {
+            if registered.insert(series) {
+                transaction
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO metric_transaction (service, host, txn, environment)
+                         SELECT service, host, txn, environment FROM series WHERE id = ?1 AND kind NOT LIKE '%.spans'",
+                    )?
+                    .execute([series])?;
+            }
+        }
+        drop(registered);
         transaction.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('journal_flushed_through', ?1)",
             [i64::try_from(through).unwrap_or(i64::MAX)],
@@ -813,8 +858,14 @@ pub(crate) fn row_histogram(row: &rusqlite::Row<'_>, first: usize) -> Result<His
     })
 }
 
+/// The condition (on `series s`) of a [`Filter`] given as parameters 3 to 7.
+/// It also leaves out the runs counted from spans of a transaction whose
+/// runs a duration metric counts (one source of truth per run:
+/// `docs/otlp-schema.md`).
 const FILTER: &str = "(?3 IS NULL OR s.service = ?3) AND (?4 IS NULL OR s.host = ?4)
-     AND (?5 IS NULL OR s.txn = ?5) AND (?6 IS NULL OR s.feature = ?6) AND (?7 IS NULL OR s.environment = ?7)";
+     AND (?5 IS NULL OR s.txn = ?5) AND (?6 IS NULL OR s.feature = ?6) AND (?7 IS NULL OR s.environment = ?7)
+     AND NOT (s.kind LIKE '%.spans' AND EXISTS (SELECT 1 FROM metric_transaction m
+        WHERE m.service = s.service AND m.host = s.host AND m.txn = s.txn AND m.environment = s.environment))";
 
 /// The series columns [`key`] reads, for a `series s` join.
 const KEY_COLUMNS: &str = "s.service, s.host, s.txn, s.feature, s.kind, s.environment";
@@ -1238,6 +1289,36 @@ impl Store for SqliteStore {
                 connection.prepare("SELECT service, host, txn, feature, kind, environment FROM series")?;
             let rows = statement.query_map([], key)?;
             rows.collect()
+        };
+        read().map_err(|e| self.error(e))
+    }
+
+    fn streams(&self, ids: Option<&[StreamId]>) -> Result<Vec<(StreamId, StreamState)>, StoreError> {
+        self.flush()?;
+        let connection = self.connection();
+        let row = |row: &rusqlite::Row<'_>| -> Result<Option<(StreamId, StreamState)>, rusqlite::Error> {
+            let id = row.get::<_, i64>(0)? as u64;
+            Ok(StreamState::from_bytes(row.get_ref(1)?.as_blob()?).map(|state| (id, state)))
+        };
+        let read = || -> Result<Vec<(StreamId, StreamState)>, rusqlite::Error> {
+            let mut out = Vec::new();
+            match ids {
+                None => {
+                    let mut statement = connection.prepare("SELECT id, state FROM stream")?;
+                    for state in statement.query_map([], row)? {
+                        out.extend(state?);
+                    }
+                }
+                Some(ids) => {
+                    let mut statement = connection.prepare_cached("SELECT id, state FROM stream WHERE id = ?1")?;
+                    for &id in ids {
+                        if let Some(state) = statement.query_row([id as i64], row).optional()? {
+                            out.extend(state);
+                        }
+                    }
+                }
+            }
+            Ok(out)
         };
         read().map_err(|e| self.error(e))
     }
@@ -1938,6 +2019,7 @@ mod tests {
                     labels: "kuroko.outcome=5xx".into(),
                     value: 2.0,
                 }],
+                streams: Vec::new(),
             };
             store.write(&batch).unwrap();
             // The same minute again merges into the stored row.
@@ -1947,6 +2029,7 @@ mod tests {
                     traces: vec![],
                     histograms: vec![batch.histograms[0].clone()],
                     counters: batch.counters.clone(),
+                    streams: Vec::new(),
                 })
                 .unwrap();
         }
@@ -1981,7 +2064,7 @@ mod tests {
         drop(store);
         let error = SqliteStore::open(&path).unwrap_err().to_string();
         assert!(
-            error.contains("schema version 99, newer than this kuroko's 2: upgrade kuroko"),
+            error.contains("schema version 99, newer than this kuroko's 3: upgrade kuroko"),
             "{error}"
         );
         let _ = std::fs::remove_dir_all(&dir);

@@ -1,0 +1,210 @@
+//! Cumulative streams: what turns an OpenTelemetry SDK's cumulative points
+//! into the per-minute deltas the store keeps.
+//!
+//! Most SDKs export cumulative temporality by default: each point carries
+//! everything since its stream started (`start_time_unix_nano`). The
+//! reporter stores what was added since the stream's previous point, so it
+//! must remember, per stream, that point: its start, its time and its value
+//! ([`StreamState`]). That state is written with the batch it produced (the
+//! same journal record, the same flush), so a restarted reporter, or another
+//! replica on a shared store, continues each stream where the last point
+//! left it instead of counting its whole history again.
+//!
+//! A point relates to its stream's last one in one of three ways
+//! ([`relate`]):
+//! - **whole**: the stream is new, or its start time moved forward (the
+//!   process restarted, or the SDK reset it): the point's value is all new;
+//! - **since**: same start, later time: the delta is the difference (and a
+//!   value that went down is a reset, counted whole);
+//! - **stale**: same start and not later (a duplicate, a retry, a point
+//!   overtaken by a later one), or an older start: it adds nothing, since
+//!   the later point already holds it. Duplicates and out-of-order points
+//!   are therefore idempotent.
+
+use crate::histogram::Histogram;
+
+/// Identifies a stream across restarts and replicas: a 64-bit FNV-1a hash of
+/// everything that names it (sender, scope, metric, attributes). Stable by
+/// construction: it must never change with a dependency or a Rust release.
+pub type StreamId = u64;
+
+/// A stream's id from the texts that name it, each followed by 0xff.
+pub fn stream_id(fields: &[&[u8]]) -> StreamId {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET_BASIS;
+    for field in fields {
+        for &byte in field.iter().chain(&[0xff]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    }
+    hash
+}
+
+/// A cumulative stream's last point.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StreamState {
+    /// The stream's start, unix nanoseconds (`start_time_unix_nano`).
+    pub start: u64,
+    /// The point's time, unix nanoseconds.
+    pub time: u64,
+    /// Its cumulative value.
+    pub value: StreamValue,
+}
+
+impl StreamState {
+    /// Whether `self` is a later point of its stream than `other` (the
+    /// state to keep when both are at hand).
+    pub fn is_after(&self, other: &StreamState) -> bool {
+        (self.start, self.time) > (other.start, other.time)
+    }
+
+    /// The state as stored: postcard bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// A state read back; `None` when the bytes are not one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<StreamState> {
+        postcard::from_bytes(bytes).ok()
+    }
+}
+
+/// A cumulative value.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum StreamValue {
+    /// An exponential histogram, as converted.
+    Histogram(Histogram),
+    /// An explicit-bucket histogram, raw.
+    Explicit(Explicit),
+    /// A monotonic sum.
+    Counter(f64),
+}
+
+/// An explicit-bucket point as sent (seconds), kept per cumulative stream:
+/// deltas are taken on these raw counts, before conversion, since the
+/// conversion spreads each bucket's runs between the stream's moving min and
+/// max.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Explicit {
+    /// Bucket bounds, seconds.
+    pub bounds: Vec<f64>,
+    /// Counts, one more than the bounds.
+    pub counts: Vec<u64>,
+    /// Runs.
+    pub count: u64,
+    /// Their sum, seconds.
+    pub sum: f64,
+    /// The stream's min and max so far, seconds, when sent.
+    pub extremes: Option<(f64, f64)>,
+}
+
+impl Explicit {
+    /// What was added since `earlier`, or `None` when something went down or
+    /// the bounds changed: a reset.
+    pub fn since(&self, earlier: &Explicit) -> Option<Explicit> {
+        if self.bounds != earlier.bounds || self.counts.len() != earlier.counts.len() {
+            return None;
+        }
+        let counts = self
+            .counts
+            .iter()
+            .zip(&earlier.counts)
+            .map(|(now, then)| now.checked_sub(*then))
+            .collect::<Option<Vec<u64>>>()?;
+        Some(Explicit {
+            bounds: self.bounds.clone(),
+            counts,
+            count: self.count.checked_sub(earlier.count)?,
+            sum: (self.sum - earlier.sum).max(0.0),
+            extremes: self.extremes,
+        })
+    }
+
+    /// The exact min and max of what was added since `earlier`, where the
+    /// stream's extremes moved: a min that went down, or a max that went up,
+    /// belongs to a run added since.
+    pub fn moved_extremes(&self, earlier: &Explicit) -> (Option<f64>, Option<f64>) {
+        match (self.extremes, earlier.extremes) {
+            (Some((min, max)), Some((was_min, was_max))) => {
+                ((min < was_min).then_some(min), (max > was_max).then_some(max))
+            }
+            _ => (None, None),
+        }
+    }
+}
+
+/// How a point relates to its stream's last one; see the [module
+/// documentation](self).
+#[derive(Debug, PartialEq)]
+pub enum Relation<'a> {
+    /// All of the point's value is new.
+    Whole,
+    /// The point follows this value of the same run of the stream.
+    Since(&'a StreamValue),
+    /// The point adds nothing: a duplicate, or overtaken by a later one.
+    Stale,
+}
+
+/// How a point started at `start` and taken at `time` relates to `last`.
+pub fn relate(last: Option<&StreamState>, start: u64, time: u64) -> Relation<'_> {
+    match last {
+        None => Relation::Whole,
+        Some(last) if start > last.start => Relation::Whole,
+        Some(last) if start < last.start || time <= last.time => Relation::Stale,
+        Some(last) => Relation::Since(&last.value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(start: u64, time: u64, value: f64) -> StreamState {
+        StreamState {
+            start,
+            time,
+            value: StreamValue::Counter(value),
+        }
+    }
+
+    #[test]
+    fn points_relate_by_start_then_time() {
+        let last = state(100, 200, 5.0);
+        assert_eq!(relate(None, 100, 150), Relation::Whole);
+        assert_eq!(
+            relate(Some(&last), 100, 260),
+            Relation::Since(&StreamValue::Counter(5.0))
+        );
+        assert_eq!(relate(Some(&last), 100, 200), Relation::Stale, "a duplicate");
+        assert_eq!(relate(Some(&last), 100, 150), Relation::Stale, "overtaken");
+        assert_eq!(
+            relate(Some(&last), 90, 300),
+            Relation::Stale,
+            "an older run of the stream"
+        );
+        assert_eq!(relate(Some(&last), 250, 260), Relation::Whole, "a restart");
+    }
+
+    #[test]
+    fn states_round_trip_and_ids_are_stable() {
+        let explicit = StreamState {
+            start: 1,
+            time: 2,
+            value: StreamValue::Explicit(Explicit {
+                bounds: vec![0.005, 0.01],
+                counts: vec![1, 2, 3],
+                count: 6,
+                sum: 0.1,
+                extremes: Some((0.001, 0.02)),
+            }),
+        };
+        assert_eq!(StreamState::from_bytes(&explicit.to_bytes()), Some(explicit));
+        assert_eq!(StreamState::from_bytes(b"\xff\xff"), None);
+        // The reference FNV-1a vector for "a" (then the 0xff separator).
+        assert_eq!(stream_id(&[b"a", b"b"]), stream_id(&[b"a", b"b"]));
+        assert_ne!(stream_id(&[b"ab"]), stream_id(&[b"a", b"b"]));
+        assert_eq!(stream_id(&[]), 0xcbf2_9ce4_8422_2325);
+    }
+}
