@@ -27,7 +27,7 @@
 //                       request); a fixed ~7% of requests answer 500
 //   GET /checkout       some own work, then an outgoing GET (node:http, so a
 //                       CLIENT span) to a downstream server in this process
-//                       that sleeps a known 20-60 ms, then more own work
+//                       that sleeps a known 20-55 ms, then more own work
 //   GET /boom           the handler throws an Error (BOOM_MESSAGE); Express
 //                       answers 500
 //   anything else       404 from Express, no route matched
@@ -40,10 +40,13 @@
 //   {"type":"sdk",...}       versions and the conventions asked for
 //   {"type":"request",...}   one per request: method, route (the Express
 //                            template, null when none matched), path, status,
-//                            seconds (process.hrtime.bigint() from the first
-//                            middleware to the response's 'finish'), and for
+//                            seconds (process.hrtime.bigint() from node's
+//                            'request' event, before Express's first
+//                            middleware, to the response's 'finish'), for
 //                            /checkout outgoing_seconds (from the call to the
-//                            end of the downstream's answer)
+//                            end of the downstream's answer), and sdk_seconds:
+//                            the duration of its SERVER span as the SDK
+//                            exported it (null if it was not)
 //   {"type":"metric",...}    the last point the SDK exported of every
 //                            histogram stream (name, unit, temporality,
 //                            attributes, bounds, counts, count, sum, min, max)
@@ -102,6 +105,7 @@ const { OTLPTraceExporter } = require('@opentelemetry/exporter-trace-otlp-proto'
 const { OTLPMetricExporter } = require('@opentelemetry/exporter-metrics-otlp-proto');
 const { PeriodicExportingMetricReader } = require('@opentelemetry/sdk-metrics');
 const { resourceFromAttributes } = require('@opentelemetry/resources');
+const { trace } = require('@opentelemetry/api');
 
 const DRIVER_HEADER = 'x-interop-driver';
 let downstreamPort = -1;
@@ -186,7 +190,7 @@ function noteSpans(batch) {
       attributes: Object.keys(span.attributes).sort(),
       events: span.events.map((e) => e.name),
       status: span.status.code,
-      route: span.attributes['http.route'] ?? null,
+      seconds: span.duration[0] + span.duration[1] / 1e9,
     });
   }
 }
@@ -250,28 +254,38 @@ function productMs(id) {
 /** ~7% of products fail, a fixed set. */
 const productFails = (id) => unit(id + 1000003) < 0.07;
 
-/** Downstream delay of checkout `n`, ms: 20 to 60. */
-const downstreamMs = (n) => 20 + Math.floor(unit(n + 2000003) * 41);
+/** Downstream delay of checkout `n`, ms: 80% 20 to 30 ms, 20% 55 ms, so that
+ * the median (~35 ms) and p95 (~63 ms) fall in different buckets, away from
+ * their edges. */
+function downstreamMs(n) {
+  const u = unit(n + 2000003);
+  return u < 0.8 ? 20 + Math.floor(u * 13.75) : 55;
+}
 
 const truth = [];
 
 const app = express();
 app.set('env', 'test'); // Express's final handler would print each /boom stack otherwise.
-app.use((req, res, next) => {
+
+/** The shop's server: each request timed from the moment node hands it over
+ * (before Express's first middleware) to its response's 'finish'. */
+function shopHandler(req, res) {
   const start = process.hrtime.bigint();
+  const span = trace.getActiveSpan();
   res.on('finish', () => {
     truth.push({
       type: 'request',
       method: req.method,
       route: req.route ? req.route.path : null,
-      path: req.originalUrl,
+      path: req.url,
       status: res.statusCode,
       seconds: seconds(start, process.hrtime.bigint()),
-      outgoing_seconds: res.locals.outgoingSeconds ?? null,
+      outgoing_seconds: res.locals?.outgoingSeconds ?? null,
+      span_id: span ? span.spanContext().spanId : null,
     });
   });
-  next();
-});
+  app(req, res);
+}
 
 app.get('/products/:id', async (req, res) => {
   const id = Number(req.params.id);
@@ -361,7 +375,7 @@ function plan() {
 
 async function main() {
   downstreamPort = await listen(downstream);
-  const shop = http.createServer(app);
+  const shop = http.createServer(shopHandler);
   const port = await listen(shop);
   const targets = plan();
   const problems = [];
@@ -387,7 +401,11 @@ async function main() {
   shop.close();
   downstream.close();
   // Shutdown force-flushes: the last metric collection, every span.
-  await sdk.shutdown();
+  try {
+    await sdk.shutdown();
+  } catch (error) {
+    problems.push(`the SDK's shutdown (its last exports) failed: ${error.message}`);
+  }
 
   const versions = {};
   for (const name of [
@@ -408,6 +426,11 @@ async function main() {
         );
 
   const byId = new Map(spans.map((s) => [s.id, s]));
+  for (const request of truth) {
+    const span = byId.get(request.span_id);
+    request.sdk_seconds = span && span.kind === 'SERVER' ? span.seconds : null;
+    delete request.span_id;
+  }
   const groups = new Map();
   for (const span of spans) {
     const parent = span.parent ? byId.get(span.parent) : null;
