@@ -22,6 +22,14 @@ import aiosmtpd' 2>/dev/null; then
         'aiosmtpd>=1.4'
 fi
 
+# The official Node.js OpenTelemetry SDK (sdk-node, auto-instrumentations-node,
+# the OTLP exporters) and Express 5, with which reporter/tests/interop_node_sdk.rs
+# instruments a real Node service (tests/node/service.js). The exact versions
+# of tests/node/package-lock.json. Skipped when already installed.
+if [ ! -d tests/node/node_modules ]; then
+    npm ci --prefix tests/node --no-audit --no-fund
+fi
+
 # libfaketime, with which agent/tests/clock_jump.rs makes the wall clock jump
 # under a child process. Debian's package; sudo when not root.
 if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
