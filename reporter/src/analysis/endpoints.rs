@@ -141,6 +141,41 @@ pub struct SlowestTable {
     pub total_rows: usize,
     /// Some row is estimated.
     pub estimated: bool,
+    /// What the senders of transactions in scope should change in their
+    /// instrumentation for their numbers to be right.
+    pub advice: Vec<Advice>,
+}
+
+/// A change a service's instrumentation needs, found in what it sent
+/// (`kuroko.sdk.advice` counters): which transactions, how many of their
+/// runs, and what to do.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Advice {
+    /// The service.
+    pub service: String,
+    /// Its transactions affected.
+    pub transactions: Vec<String>,
+    /// What is wrong, e.g. `seconds_in_millisecond_bounds`.
+    pub problem: String,
+    /// Runs in the window it affected.
+    pub runs: f64,
+    /// What it means and what to change, for a person.
+    pub message: String,
+}
+
+/// What a person should read about `problem`.
+pub fn advice_message(problem: &str) -> String {
+    match problem {
+        crate::ingest::metrics::SECONDS_IN_MILLISECOND_BOUNDS => "recorded seconds into millisecond bucket bounds \
+            (the SDK's default 0, 5, 10 … 10000, meant for ms): every run fell in the first bucket, so its \
+            percentiles are only spread between the runs' min and max. Record seconds with the bounds the \
+            semantic conventions advise: explicit_bucket_boundaries_advisory=[0.005, 0.01, 0.025, 0.05, 0.075, \
+            0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10] when creating the histogram (Python; \
+            advice.explicitBucketBoundaries in Node.js, setExplicitBucketBoundariesAdvice in Java), or a View \
+            with those boundaries (ExplicitBucketHistogramAggregation), or an exponential histogram"
+            .to_owned(),
+        other => format!("sent data Kuroko flags as {other}"),
+    }
 }
 
 /// Apdex of one transaction or feature, with its zones.
@@ -426,7 +461,36 @@ impl Analysis<'_> {
             rows,
             total_rows,
             estimated,
+            advice: self.advice(scope)?,
         })
+    }
+
+    /// What the senders of transactions in `scope` should change in their
+    /// instrumentation, most runs first.
+    pub fn advice(&self, scope: &Scope) -> Result<Vec<Advice>, AnalysisError> {
+        let filter = scope.store_filter(self.owners);
+        let mut found: BTreeMap<(String, String), (BTreeSet<String>, f64)> = BTreeMap::new();
+        for (key, labels, value) in self.counters(&filter, crate::ingest::metrics::ADVICE, scope.from, scope.to)? {
+            if !scope.matches(&key, self.owners) {
+                continue;
+            }
+            let problem = label(&labels, "kuroko.advice").unwrap_or("unknown").to_owned();
+            let (transactions, runs) = found.entry((key.service, problem)).or_default();
+            transactions.insert(key.transaction);
+            *runs += value;
+        }
+        let mut advice: Vec<Advice> = found
+            .into_iter()
+            .map(|((service, problem), (transactions, runs))| Advice {
+                message: advice_message(&problem),
+                service,
+                transactions: transactions.into_iter().collect(),
+                problem,
+                runs,
+            })
+            .collect();
+        advice.sort_by(|a, b| b.runs.total_cmp(&a.runs));
+        Ok(advice)
     }
 
     /// Apdex per transaction or feature in `scope`, worst first.

@@ -311,6 +311,7 @@ pub fn table(question: Question, answer: &Value) -> String {
             heading(&mut out, &title, answer);
             rows_table(&mut out, SLOWEST, &list(answer, "rows"));
             shown_of(&mut out, list(answer, "rows").len(), at(answer, &["total_rows"]));
+            advice(&mut out, answer);
         }
         Question::Apdex => {
             heading(
@@ -349,6 +350,22 @@ pub fn table(question: Question, answer: &Value) -> String {
         out.push('\n');
     }
     out
+}
+
+/// What the senders should change in their instrumentation, one paragraph
+/// per service and problem.
+fn advice(out: &mut String, answer: &Value) {
+    for advice in list(answer, "advice") {
+        let runs = at(&advice, &["runs"]).as_f64().unwrap_or(0.0);
+        let transactions: Vec<String> = list(&advice, "transactions").iter().map(text).collect();
+        out.push_str(&format!(
+            "\nTo fix in {} ({}): {} runs {}.\n",
+            text(at(&advice, &["service"])),
+            transactions.join(", "),
+            runs.round(),
+            text(at(&advice, &["message"]))
+        ));
+    }
 }
 
 fn breakdown(out: &mut String, answer: &Value) {

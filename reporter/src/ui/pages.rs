@@ -15,7 +15,7 @@ use maud::{html, Markup, DOCTYPE};
 use super::charts::{self, Bin, Line, Unit};
 use super::dashboards::{Chart, Dashboard, Dashboards, Metric, Panel, Source};
 use super::{segment, PageError, Params};
-use crate::analysis::endpoints::{EndpointRow, Group, Rank};
+use crate::analysis::endpoints::{Advice, EndpointRow, Group, Rank};
 use crate::analysis::errors::ErrorGroup;
 use crate::analysis::memo::Memo;
 use crate::analysis::regressions::{self, RegressionRow};
@@ -228,6 +228,8 @@ struct Summary {
     throughput: f64,
     error_rate: Option<f64>,
     apdex: Option<f64>,
+    /// Percentiles read from explicit buckets: estimates.
+    estimated: bool,
 }
 
 impl From<&EndpointRow> for Summary {
@@ -239,6 +241,38 @@ impl From<&EndpointRow> for Summary {
             throughput: row.throughput,
             error_rate: row.error_rate,
             apdex: row.apdex,
+            estimated: row.estimated,
+        }
+    }
+}
+
+/// A percentile as a cell shows it: marked `≈` when it is an estimate.
+fn percentile_text(seconds: f64, estimated: bool) -> Markup {
+    html! {
+        @if estimated {
+            span.estimate title=(ESTIMATE_TITLE) { "≈" } (format_duration(seconds))
+        } @else {
+            (format_duration(seconds))
+        }
+    }
+}
+
+/// What the `≈` mark means.
+const ESTIMATE_TITLE: &str = "an estimate: interpolated within the explicit bucket an OpenTelemetry SDK sent, \
+     so the true value lies in that bucket (exponential buckets are within 1%)";
+
+/// The note under a table that holds estimates, and what the senders should
+/// change in their instrumentation.
+fn estimates_note(estimated: bool, advice: &[Advice]) -> Markup {
+    html! {
+        @if estimated {
+            p.note { "≈: " (ESTIMATE_TITLE) "." }
+        }
+        @for a in advice {
+            p.note.advice data-advice=(a.problem) {
+                strong { "To fix in " (a.service) " (" (a.transactions.join(", ")) "): " }
+                (format_count(a.runs.round() as u64)) " runs " (a.message) "."
+            }
         }
     }
 }
@@ -250,7 +284,7 @@ fn summary_cells(now: &Summary, before: Option<Option<&Summary>>) -> Markup {
         return html! {
             td.num { (format_count(now.runs)) }
             td.num { (format_duration(now.mean)) }
-            td.num data-metric="p95" { (format_duration(now.p95)) }
+            td.num data-metric="p95" { (percentile_text(now.p95, now.estimated)) }
             td.num { (format_rate(now.throughput)) }
             td.num { (ratio_text(now.error_rate)) }
             td.num { (apdex_text(now.apdex)) }
@@ -259,7 +293,7 @@ fn summary_cells(now: &Summary, before: Option<Option<&Summary>>) -> Markup {
     html! {
         td.num { (format_count(now.runs)) }
         td.num { (format_duration(now.mean)) br; (delta(relative(now.mean, before.map(|b| b.mean)), Sense::HigherIsWorse)) }
-        td.num data-metric="p95" { (format_duration(now.p95)) br; (delta(relative(now.p95, before.map(|b| b.p95)), Sense::HigherIsWorse)) }
+        td.num data-metric="p95" { (percentile_text(now.p95, now.estimated)) br; (delta(relative(now.p95, before.map(|b| b.p95)), Sense::HigherIsWorse)) }
         td.num { (format_rate(now.throughput)) br; (delta(relative(now.throughput, before.map(|b| b.throughput)), Sense::Neutral)) }
         td.num { (ratio_text(now.error_rate)) br; (delta_points(now.error_rate, before.and_then(|b| b.error_rate), true, 100.0, " pt")) }
         td.num { (apdex_text(now.apdex)) br; (delta_points(now.apdex, before.and_then(|b| b.apdex), false, 1.0, "")) }
@@ -314,6 +348,7 @@ fn service_summaries(
                 throughput: h.count as f64 / minutes,
                 error_rate: (w[0] > 0.0).then(|| w[1] / w[0]),
                 apdex: (w[2] > 0.0).then(|| w[3] / w[2]),
+                estimated: h.estimated,
             };
             (service, summary)
         })
@@ -468,6 +503,7 @@ pub fn overview(app: &App, params: &Params, now: i64) -> Result<Markup, PageErro
             " (" (transactions.total_rows) " transactions in scope)"
         }
         (transactions_table(&transactions.rows[..transactions.rows.len().min(limit)], &carried, Some(&transactions_before)))
+        (estimates_note(transactions.estimated || features.estimated, &transactions.advice))
     };
     let body = html! {
         (filter_bar("/", params, Some(DEFAULT_SINCE), &EDITABLE))
@@ -519,7 +555,7 @@ fn transactions_table(
                             td.name { a href=(transaction_href(carried, &row.service, &row.transaction)) { (row.transaction) } }
                             td { (row.feature.as_deref().unwrap_or("–")) }
                             (summary_cells(&Summary::from(row), before.map(|b| b.get(&(row.service.as_str(), row.transaction.as_str())))))
-                            td.num { (format_duration(row.p99)) }
+                            td.num { (percentile_text(row.p99, row.estimated)) }
                             td.num { (format_duration(row.total_seconds)) br; small { (charts::format_percent(row.share)) " of its service" } }
                         }
                     }
@@ -683,11 +719,13 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
     scope.check_team(&app.owners)?;
     let step: Option<Step> = params.choice("step", STEPS)?;
     let analysis = app.analysis();
-    let row = analysis
-        .slowest_grouped(&scope, Group::Transaction, Rank::P95, 1)?
-        .rows
+    let table = analysis.slowest_grouped(&scope, Group::Transaction, Rank::P95, 1)?;
+    let advice: Vec<Advice> = table
+        .advice
         .into_iter()
-        .next();
+        .filter(|a| a.service == service && a.transactions.iter().any(|t| t == name))
+        .collect();
+    let row = table.rows.into_iter().next();
     let series = analysis.timeseries(&scope, Group::Transaction, step)?;
     let points = series
         .series
@@ -736,9 +774,7 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
                 div { dt { "Team" } dd { (row.team.as_deref().unwrap_or("–")) } }
             },
         }
-        @if row.as_ref().is_some_and(|r| r.estimated) {
-            p.note { "Percentiles are estimates: some of this data came with explicit buckets." }
-        }
+        (estimates_note(row.as_ref().is_some_and(|r| r.estimated), &advice))
     };
     let distribution_chart = match &merged {
         Some(h) if h.count > 0 => charts::histogram_chart(
