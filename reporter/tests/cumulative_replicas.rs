@@ -81,7 +81,7 @@ struct Cumulative {
 /// What minute `m` adds: a few runs per stream, varying.
 fn add_minute(c: &mut Cumulative, m: u64) -> (u64, u64, u64) {
     let ok = 3 + m % 5;
-    let failed = u64::from(m % 7 == 0);
+    let failed = u64::from(m.is_multiple_of(7));
     let list = 2 + m % 3;
     c.pay_ok[(m % 4) as usize] += ok;
     c.pay_sum[0] += ok as f64 * [0.005, 0.03, 0.07, 0.3][(m % 4) as usize];
@@ -262,10 +262,10 @@ async fn an_hour_of_cumulative_points_through_two_replicas_counts_each_run_once(
         // other replica; every eleventh, the previous minute's point arrives
         // late there.
         let other = &replicas[((m + 1) % 2) as usize];
-        if m % 9 == 0 {
+        if m.is_multiple_of(9) {
             other.metrics(point.clone()).await.unwrap();
         }
-        if m % 11 == 0 {
+        if m.is_multiple_of(11) {
             if let Some(late) = &previous {
                 other.metrics(late.clone()).await.unwrap();
             }
