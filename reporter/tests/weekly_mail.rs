@@ -48,6 +48,7 @@ fn report() -> WeeklyReport {
                 apdex_change: Some(-0.03),
                 daily: daily.clone(),
                 link: "/features?name=checkout".into(),
+                estimated: false,
             },
             FeatureRow {
                 name: "refunds".into(),
@@ -69,6 +70,7 @@ fn report() -> WeeklyReport {
             p99_s: 4.0,
             share_of_time: 0.23,
             link: "/transactions?name=x".into(),
+            estimated: false,
         }],
         consumers: vec![],
         regressions: vec![RegressionRow {

@@ -232,6 +232,7 @@ fn feature_rows(
                 throughput_change: relative(row.throughput, last.map(|l| l.throughput)),
                 apdex_change: row.apdex.zip(last.and_then(|l| l.apdex)).map(|(a, b)| a - b),
                 daily: daily.remove(&name).unwrap_or_default(),
+                estimated: row.estimated,
                 link: with_window(&format!("/features/{}", path_segment(&name)), &[], window_params),
                 name,
             })
@@ -333,6 +334,7 @@ fn endpoint_rows(
         p95_s: r.p95,
         p99_s: r.p99,
         share_of_time: if total > 0.0 { r.total_seconds / total } else { 0.0 },
+        estimated: r.estimated,
         link: with_window(
             "/transactions",
             &[("service", &r.service), ("transaction", &r.transaction)],

@@ -74,6 +74,8 @@ pub struct FeatureRow {
     pub apdex_change: Option<f64>,
     /// Daily values over the last 4–8 weeks, oldest first, for the chart.
     pub daily: Vec<DailyPoint>,
+    /// Its percentiles are estimates (an SDK's explicit buckets).
+    pub estimated: bool,
     /// Path into the web UI; empty for none.
     pub link: String,
 }
@@ -108,6 +110,8 @@ pub struct EndpointRow {
     pub p99_s: f64,
     /// Its share (0–1) of the time spent by all the team's endpoints.
     pub share_of_time: f64,
+    /// Its percentiles are estimates (an SDK's explicit buckets).
+    pub estimated: bool,
     /// Path into the web UI; empty for none.
     pub link: String,
 }
@@ -233,6 +237,24 @@ pub fn format_duration(seconds: f64) -> String {
         let minutes = (seconds / 60.0).round() as u64;
         format!("{} h {} min", minutes / 60, minutes % 60)
     }
+}
+
+/// A percentile, marked `≈` when it is an estimate.
+pub fn format_percentile(seconds: f64, estimated: bool) -> String {
+    if estimated {
+        format!("≈{}", format_duration(seconds))
+    } else {
+        format_duration(seconds)
+    }
+}
+
+/// What `≈` means, under a report that shows one.
+pub const ESTIMATE_NOTE: &str = "≈: an estimate, interpolated within the explicit bucket an OpenTelemetry SDK \
+     sent; the true value lies in that bucket (counts, averages and error rates are exact).";
+
+/// Whether the report shows an estimated percentile.
+fn shows_estimates(report: &WeeklyReport) -> bool {
+    report.features.iter().any(|f| f.estimated) || report.slowest.iter().chain(&report.consumers).any(|e| e.estimated)
 }
 
 /// A relative change: `+31%`, `-4.2%`, `±0%`; `–` when unknown.
@@ -561,6 +583,13 @@ pub(crate) fn render_html_with(
     endpoints_html(&mut h, "Most time-consuming endpoints", &report.consumers);
     errors_html(&mut h);
     charts_html(&mut h, charts, &source);
+    if shows_estimates(report) {
+        let _ = write!(
+            h.out,
+            "<p style=\"margin:16px 0 0 0;font-size:12px;color:#59636e;\">{}</p>",
+            escape_html(ESTIMATE_NOTE)
+        );
+    }
 
     h.push("<p style=\"margin:24px 0 0 0;font-size:12px;color:#59636e;\">Sent by Kuroko");
     if let Some(url) = full_url(report, "/") {
@@ -598,7 +627,7 @@ fn features_html(h: &mut Html<'_>) {
             change_color(f.avg_change, Better::Lower, 0.05),
         );
         h.num_change(
-            &format_duration(f.p95_s),
+            &format_percentile(f.p95_s, f.estimated),
             &format_change(f.p95_change),
             change_color(f.p95_change, Better::Lower, 0.05),
         );
@@ -688,8 +717,8 @@ fn endpoints_html(h: &mut Html<'_>, title: &str, rows: &[EndpointRow]) {
         );
         h.num(&format_count(e.count));
         h.num(&format_duration(e.avg_s));
-        h.num(&format_duration(e.p95_s));
-        h.num(&format_duration(e.p99_s));
+        h.num(&format_percentile(e.p95_s, e.estimated));
+        h.num(&format_percentile(e.p99_s, e.estimated));
         h.num(&format_share(e.share_of_time));
         h.push("</tr>");
     }
@@ -829,7 +858,7 @@ pub fn render_text(report: &WeeklyReport) -> String {
             clean(&f.name),
             format_duration(f.avg_s),
             format_change(f.avg_change),
-            format_duration(f.p95_s),
+            format_percentile(f.p95_s, f.estimated),
             format_change(f.p95_change),
             format_rate(f.throughput_per_min),
             format_change(f.throughput_change),
@@ -876,8 +905,8 @@ pub fn render_text(report: &WeeklyReport) -> String {
                 clean(&e.service),
                 format_count(e.count),
                 format_duration(e.avg_s),
-                format_duration(e.p95_s),
-                format_duration(e.p99_s),
+                format_percentile(e.p95_s, e.estimated),
+                format_percentile(e.p99_s, e.estimated),
                 format_share(e.share_of_time),
             );
             link(&mut out, &e.link);
@@ -913,6 +942,9 @@ pub fn render_text(report: &WeeklyReport) -> String {
             let _ = writeln!(out, "    hosts: {}", hosts.join(", "));
         }
         link(&mut out, &e.link);
+    }
+    if shows_estimates(report) {
+        let _ = writeln!(out, "\n{ESTIMATE_NOTE}");
     }
     if let Some(url) = full_url(report, "/") {
         let _ = writeln!(out, "\nDashboard: {url}");
@@ -950,6 +982,7 @@ pub(crate) mod tests {
                 apdex_change: Some(-0.03),
                 daily,
                 link: ui_path("/features", &[("name", "checkout")]),
+                estimated: false,
             }],
             slowest: vec![EndpointRow {
                 service: "shop".into(),
@@ -961,6 +994,7 @@ pub(crate) mod tests {
                 p99_s: 4.0,
                 share_of_time: 0.23,
                 link: ui_path("/transactions", &[("name", "<script>alert(1)</script> & \"quotes\"")]),
+                estimated: false,
             }],
             consumers: vec![],
             regressions: vec![RegressionRow {
@@ -1021,6 +1055,26 @@ pub(crate) mod tests {
         assert_eq!(format_count(1_234_567), "1,234,567");
         assert_eq!(format_count(999), "999");
         assert_eq!(format_rate(12.34), "12.3/min");
+    }
+
+    #[test]
+    fn estimated_percentiles_are_marked_with_what_the_mark_means() {
+        let exact = sample();
+        assert!(!render_text(&exact).contains('≈'));
+        let mut estimated = sample();
+        estimated.features[0].estimated = true;
+        estimated.slowest[0].estimated = true;
+        let text = render_text(&estimated);
+        let html = render_html(&estimated, &[]);
+        for out in [&text, &html] {
+            assert!(
+                out.contains(&format!("p95 ≈{}", format_duration(estimated.features[0].p95_s)))
+                    || out.contains(&format!("≈{}", format_duration(estimated.features[0].p95_s)))
+            );
+            assert!(out.contains(&format!("≈{}", format_duration(estimated.slowest[0].p99_s))));
+        }
+        assert!(text.contains(ESTIMATE_NOTE));
+        assert!(html.contains(&*escape_html(ESTIMATE_NOTE)));
     }
 
     #[test]
