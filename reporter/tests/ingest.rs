@@ -244,33 +244,53 @@ async fn grpc_export(
     grpc: &mut tonic::client::Grpc<tonic::transport::Channel>,
     bytes: Vec<u8>,
 ) -> Result<ExportMetricsServiceResponse, tonic::Status> {
+    grpc_send(
+        grpc,
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        bytes,
+    )
+    .await
+}
+
+/// Sends `bytes` to the gRPC method at `path`, as they are, and decodes the answer as `R`.
+async fn grpc_send<R: Message + Default + Send + 'static>(
+    grpc: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    path: &'static str,
+    bytes: Vec<u8>,
+) -> Result<R, tonic::Status> {
     grpc.ready().await.unwrap();
-    let path = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
-        .parse()
-        .unwrap();
-    grpc.unary(tonic::Request::new(bytes), path, Bytes)
-        .await
-        .map(tonic::Response::into_inner)
+    grpc.unary(
+        tonic::Request::new(bytes),
+        path.parse().unwrap(),
+        Bytes(std::marker::PhantomData),
+    )
+    .await
+    .map(tonic::Response::into_inner)
 }
 
-/// A gRPC codec sending bytes as they are, and decoding OTLP's answer.
-#[derive(Clone, Copy)]
-struct Bytes;
+/// A gRPC codec sending bytes as they are, and decoding OTLP's answer `R`.
+struct Bytes<R>(std::marker::PhantomData<fn() -> R>);
 
-impl tonic::codec::Codec for Bytes {
+impl<R> Clone for Bytes<R> {
+    fn clone(&self) -> Self {
+        Bytes(std::marker::PhantomData)
+    }
+}
+
+impl<R: Message + Default + Send + 'static> tonic::codec::Codec for Bytes<R> {
     type Encode = Vec<u8>;
-    type Decode = ExportMetricsServiceResponse;
-    type Encoder = Bytes;
-    type Decoder = Bytes;
-    fn encoder(&mut self) -> Bytes {
-        Bytes
+    type Decode = R;
+    type Encoder = Bytes<R>;
+    type Decoder = Bytes<R>;
+    fn encoder(&mut self) -> Bytes<R> {
+        self.clone()
     }
-    fn decoder(&mut self) -> Bytes {
-        Bytes
+    fn decoder(&mut self) -> Bytes<R> {
+        self.clone()
     }
 }
 
-impl tonic::codec::Encoder for Bytes {
+impl<R: Send + 'static> tonic::codec::Encoder for Bytes<R> {
     type Item = Vec<u8>;
     type Error = tonic::Status;
     fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
@@ -279,11 +299,11 @@ impl tonic::codec::Encoder for Bytes {
     }
 }
 
-impl tonic::codec::Decoder for Bytes {
-    type Item = ExportMetricsServiceResponse;
+impl<R: Message + Default + Send + 'static> tonic::codec::Decoder for Bytes<R> {
+    type Item = R;
     type Error = tonic::Status;
     fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Self::Item>, tonic::Status> {
-        ExportMetricsServiceResponse::decode(src)
+        R::decode(src)
             .map(Some)
             .map_err(|e| tonic::Status::internal(e.to_string()))
     }
@@ -709,9 +729,15 @@ async fn tokens_guard_the_door_and_series_are_bounded() {
         .encode_to_vec()
     };
     let protobuf = ("content-type", "application/x-protobuf");
-    let (status, text) = post(&client, &url, body("/a"), &[protobuf]).await;
+    let (status, content_type, answer) = post_full(&client, &url, body("/a"), &[protobuf]).await;
     assert_eq!(status, 401);
-    assert!(String::from_utf8_lossy(&text).contains("authorization: Bearer <token>"));
+    let (rpc, _) = protobuf_status(&content_type, &answer);
+    assert_eq!(rpc.code, 16, "UNAUTHENTICATED: {rpc:?}");
+    assert!(rpc.message.contains("authorization: Bearer <token>"), "{rpc:?}");
+    let (status, content_type, answer) =
+        post_full(&client, &url, b"{}".to_vec(), &[("content-type", "application/json")]).await;
+    assert_eq!(status, 401);
+    assert_eq!(json_status(&content_type, &answer)["code"], 16);
     assert_eq!(
         post(
             &client,
@@ -765,7 +791,7 @@ async fn tokens_guard_the_door_and_series_are_bounded() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("kuroko_reporter_requests_unauthorized_total 3"),
+        metrics.contains("kuroko_reporter_requests_unauthorized_total 4"),
         "{metrics}"
     );
     assert!(metrics.contains("kuroko_reporter_points_folded_total 2"), "{metrics}");
@@ -804,4 +830,340 @@ async fn tokens_guard_the_door_and_series_are_bounded() {
         .map(|(_, h)| h.count)
         .sum();
     assert_eq!(grpc_runs, 1, "only the agent with the token got in");
+}
+
+/// `google.rpc.Status`, written out here as a client would decode it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<RpcAny>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// `google.rpc.BadRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcBadRequest {
+    #[prost(message, repeated, tag = "1")]
+    field_violations: Vec<RpcFieldViolation>,
+}
+
+/// `google.rpc.BadRequest.FieldViolation`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcFieldViolation {
+    #[prost(string, tag = "1")]
+    field: String,
+    #[prost(string, tag = "2")]
+    description: String,
+}
+
+/// Posts `body` and returns the status, the content type and the body.
+async fn post_full(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> (u16, String, Vec<u8>) {
+    let mut request = client.post(url).body(body);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.unwrap();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (
+        response.status().as_u16(),
+        content_type,
+        response.bytes().await.unwrap().to_vec(),
+    )
+}
+
+/// A refusal's body as protobuf: the status, and its BadRequest when it has one.
+fn protobuf_status(content_type: &str, body: &[u8]) -> (RpcStatus, Option<RpcBadRequest>) {
+    assert_eq!(
+        content_type,
+        "application/x-protobuf",
+        "{}",
+        String::from_utf8_lossy(body)
+    );
+    let status = RpcStatus::decode(body).expect("a google.rpc.Status");
+    let bad = status
+        .details
+        .iter()
+        .find(|d| d.type_url == "type.googleapis.com/google.rpc.BadRequest")
+        .map(|d| RpcBadRequest::decode(d.value.as_slice()).unwrap());
+    (status, bad)
+}
+
+/// A refusal's body as JSON, checked to be a `google.rpc.Status`.
+fn json_status(content_type: &str, body: &[u8]) -> serde_json::Value {
+    assert_eq!(content_type, "application/json", "{}", String::from_utf8_lossy(body));
+    let status: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+    assert!(status["code"].is_i64() && status["message"].is_string(), "{status}");
+    status
+}
+
+/// Every refusal is a `google.rpc.Status` in the request's encoding, with
+/// the HTTP status a client retries or not by; malformed logs and traces
+/// are INVALID_ARGUMENT over gRPC, as metrics are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_google_rpc_status_in_the_requests_encoding() {
+    let mut config = loopback_config(temp_store());
+    config.max_body_bytes = 64 << 10;
+    let reporter = kuroko_reporter::serve::start(&config).await.unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v1/metrics", reporter.http);
+    let protobuf = ("content-type", "application/x-protobuf");
+    let json = ("content-type", "application/json");
+
+    // Not protobuf: 400 with a BadRequest.
+    let (status, content_type, body) = post_full(&client, &url, b"\x0a\xff\xff garbage".to_vec(), &[protobuf]).await;
+    assert_eq!(status, 400);
+    let (rpc, bad) = protobuf_status(&content_type, &body);
+    assert_eq!(rpc.code, 3, "INVALID_ARGUMENT");
+    assert!(rpc.message.contains("not OTLP/protobuf metrics"), "{rpc:?}");
+    let bad = bad.expect("a BadRequest detail");
+    assert_eq!(bad.field_violations[0].description, rpc.message);
+
+    // A gzip body that is not gzip: 400, in JSON for a JSON request.
+    let (status, content_type, body) = post_full(
+        &client,
+        &url,
+        b"not gzip".to_vec(),
+        &[json, ("content-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(status, 400);
+    let rpc = json_status(&content_type, &body);
+    assert_eq!(rpc["code"], 3);
+    assert!(
+        rpc["message"].as_str().unwrap().contains("gzip body is malformed"),
+        "{rpc}"
+    );
+    assert_eq!(rpc["details"][0]["@type"], "type.googleapis.com/google.rpc.BadRequest");
+
+    // An encoding other than gzip: 415.
+    let (status, content_type, body) =
+        post_full(&client, &url, vec![1, 2, 3], &[protobuf, ("content-encoding", "br")]).await;
+    assert_eq!(status, 415);
+    let (rpc, _) = protobuf_status(&content_type, &body);
+    assert!(
+        rpc.message.contains("content-encoding \"br\" is not supported"),
+        "{rpc:?}"
+    );
+
+    // Over the limit as sent, and once decompressed: 413.
+    let (status, content_type, body) = post_full(&client, &url, vec![0; 100 << 10], &[protobuf]).await;
+    assert_eq!(status, 413);
+    let (rpc, _) = protobuf_status(&content_type, &body);
+    assert_eq!(rpc.code, 8, "RESOURCE_EXHAUSTED: {rpc:?}");
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gzip, &vec![0; 1 << 20]).unwrap();
+    let bomb = gzip.finish().unwrap();
+    let (status, content_type, body) = post_full(&client, &url, bomb, &[json, ("content-encoding", "gzip")]).await;
+    assert_eq!(status, 413);
+    let rpc = json_status(&content_type, &body);
+    assert!(rpc["message"].as_str().unwrap().contains("once decompressed"), "{rpc}");
+
+    // Logs and traces over HTTP too.
+    for (signal, path) in [("logs", "/v1/logs"), ("traces", "/v1/traces")] {
+        let url = format!("http://{}{path}", reporter.http);
+        let (status, content_type, body) =
+            post_full(&client, &url, b"\x0a\xff\xff garbage".to_vec(), &[protobuf]).await;
+        assert_eq!(status, 400, "{signal}");
+        let (rpc, _) = protobuf_status(&content_type, &body);
+        assert!(rpc.message.contains(&format!("not OTLP/protobuf {signal}")), "{rpc:?}");
+    }
+
+    // gRPC: garbage logs and traces are INVALID_ARGUMENT (not retried), as metrics are.
+    let mut grpc = tonic::client::Grpc::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", reporter.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    let logs = grpc_send::<ExportLogsServiceResponse>(
+        &mut grpc,
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        b"\x0a\xff\xff garbage".to_vec(),
+    )
+    .await
+    .expect_err("garbage logs are refused");
+    assert_eq!(logs.code(), tonic::Code::InvalidArgument, "{logs:?}");
+    assert!(logs.message().contains("not OTLP/protobuf logs"), "{logs:?}");
+    let traces = grpc_send::<ExportTraceServiceResponse>(
+        &mut grpc,
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        b"\x0a\xff\xff garbage".to_vec(),
+    )
+    .await
+    .expect_err("garbage traces are refused");
+    assert_eq!(traces.code(), tonic::Code::InvalidArgument, "{traces:?}");
+    // Well-formed logs still go through the same service.
+    let accepted = grpc_send::<ExportLogsServiceResponse>(
+        &mut grpc,
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        Vec::new(),
+    )
+    .await
+    .expect("an empty request is a success");
+    assert_eq!(accepted.partial_success, None);
+    reporter.stop().await;
+}
+
+/// An OTLP/JSON metrics body with one explicit-bucket point, to be spoilt.
+fn json_histogram(route: &str) -> serde_json::Value {
+    let now = unix_nanos();
+    serde_json::json!({
+        "resourceMetrics": [{
+            "resource": { "attributes": [{ "key": "service.name", "value": { "stringValue": "json-svc" } }] },
+            "scopeMetrics": [{ "metrics": [{
+                "name": "http.server.request.duration",
+                "unit": "s",
+                "histogram": {
+                    "aggregationTemporality": 1,
+                    "dataPoints": [{
+                        "attributes": [
+                            { "key": "http.request.method", "value": { "stringValue": "GET" } },
+                            { "key": "http.route", "value": { "stringValue": route } }
+                        ],
+                        "startTimeUnixNano": (now - 1_000_000_000).to_string(),
+                        "timeUnixNano": now.to_string(),
+                        "count": "3",
+                        "sum": 0.3,
+                        "bucketCounts": ["1", "2", "0"],
+                        "explicitBounds": [0.05, 0.5]
+                    }]
+                }
+            }] }]
+        }]
+    })
+}
+
+/// A mistyped value in OTLP/JSON is a 400 naming the field (it was a 200
+/// with nothing stored); what the JSON mapping allows (doubles and 64-bit
+/// integers as strings) is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_json_type_errors_are_refused_naming_the_field() {
+    let store_path = temp_store();
+    let reporter = kuroko_reporter::serve::start(&loopback_config(store_path.clone()))
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let json = [("content-type", "application/json")];
+    let point = "resourceMetrics[0].scopeMetrics[0].metrics[0].histogram.dataPoints[0]";
+    let url = format!("http://{}/v1/metrics", reporter.http);
+
+    let refused: [(&str, serde_json::Value, String); 4] = [
+        ("sum", serde_json::json!(true), format!("{point}.sum")),
+        ("sum", serde_json::json!("fast"), format!("{point}.sum")),
+        (
+            "explicitBounds",
+            serde_json::json!(["fast", "slow"]),
+            format!("{point}.explicitBounds[0]"),
+        ),
+        ("count", serde_json::json!(-3), format!("{point}.count")),
+    ];
+    for (field, value, path) in refused {
+        let mut body = json_histogram("/refused");
+        body["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["histogram"]["dataPoints"][0][field] =
+            value.clone();
+        let (status, content_type, answer) = post_full(&client, &url, body.to_string().into_bytes(), &json).await;
+        assert_eq!(
+            status,
+            400,
+            "{field}: {value} was answered {}",
+            String::from_utf8_lossy(&answer)
+        );
+        let rpc = json_status(&content_type, &answer);
+        assert_eq!(rpc["code"], 3);
+        assert!(rpc["message"].as_str().unwrap().contains(&path), "{rpc}");
+        assert_eq!(rpc["details"][0]["@type"], "type.googleapis.com/google.rpc.BadRequest");
+        assert_eq!(rpc["details"][0]["fieldViolations"][0]["field"], path.as_str(), "{rpc}");
+    }
+    // Enums are integers in OTLP/JSON: a name is refused, and said so.
+    let mut body = json_histogram("/refused");
+    body["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["histogram"]["aggregationTemporality"] =
+        serde_json::json!("AGGREGATION_TEMPORALITY_DELTA");
+    let (status, content_type, answer) = post_full(&client, &url, body.to_string().into_bytes(), &json).await;
+    assert_eq!(status, 400);
+    let rpc = json_status(&content_type, &answer);
+    assert_eq!(
+        rpc["details"][0]["fieldViolations"][0]["field"],
+        "resourceMetrics[0].scopeMetrics[0].metrics[0].histogram.aggregationTemporality"
+    );
+    assert!(rpc["message"].as_str().unwrap().contains("integer"), "{rpc}");
+
+    // Logs and traces: the same, with their own paths.
+    let logs = serde_json::json!({ "resourceLogs": [{ "scopeLogs": [{ "logRecords": [{
+        "timeUnixNano": unix_nanos().to_string(), "severityNumber": "SEVERITY_NUMBER_ERROR",
+        "body": { "stringValue": "boom" } }] }] }] });
+    let (status, content_type, answer) = post_full(
+        &client,
+        &format!("http://{}/v1/logs", reporter.http),
+        logs.to_string().into_bytes(),
+        &json,
+    )
+    .await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&answer));
+    let rpc = json_status(&content_type, &answer);
+    assert_eq!(
+        rpc["details"][0]["fieldViolations"][0]["field"],
+        "resourceLogs[0].scopeLogs[0].logRecords[0].severityNumber"
+    );
+    let traces = serde_json::json!({ "resourceSpans": [{ "scopeSpans": [{ "spans": [{
+        "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+        "name": "GET /x", "kind": "SPAN_KIND_SERVER" }] }] }] });
+    let (status, content_type, answer) = post_full(
+        &client,
+        &format!("http://{}/v1/traces", reporter.http),
+        traces.to_string().into_bytes(),
+        &json,
+    )
+    .await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&answer));
+    let rpc = json_status(&content_type, &answer);
+    assert_eq!(
+        rpc["details"][0]["fieldViolations"][0]["field"],
+        "resourceSpans[0].scopeSpans[0].spans[0].kind"
+    );
+
+    // Doubles and 64-bit integers as strings are OTLP/JSON: stored.
+    let mut body = json_histogram("/strings");
+    let data = &mut body["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["histogram"]["dataPoints"][0];
+    data["sum"] = serde_json::json!("0.3");
+    data["explicitBounds"] = serde_json::json!(["0.05", "0.5"]);
+    let (status, content_type, answer) = post_full(&client, &url, body.to_string().into_bytes(), &json).await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "application/json"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    reporter.stop().await;
+
+    let store = SqliteStore::open(&store_path).unwrap();
+    let stored = store
+        .histograms(&Filter::default(), now_minute() - 5, now_minute() + 5)
+        .unwrap();
+    let names: Vec<(&str, u64)> = stored.iter().map(|(k, h)| (k.transaction.as_str(), h.count)).collect();
+    assert_eq!(names, [("GET /strings", 3)], "only the valid request was kept");
 }
