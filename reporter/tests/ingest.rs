@@ -1167,3 +1167,92 @@ async fn otlp_json_type_errors_are_refused_naming_the_field() {
     let names: Vec<(&str, u64)> = stored.iter().map(|(k, h)| (k.transaction.as_str(), h.count)).collect();
     assert_eq!(names, [("GET /strings", 3)], "only the valid request was kept");
 }
+
+
+/// A request no route matched (a 404), sent by an SDK as both a duration
+/// metric and a SERVER span, is one transaction under one name, counted
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_a_route_is_one_transaction_whichever_signal_brings_it() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+
+    let store_path = temp_store();
+    let reporter = kuroko_reporter::serve::start(&loopback_config(store_path.clone()))
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let protobuf = [("content-type", "application/x-protobuf")];
+    let not_found = || {
+        vec![
+            kv("http.request.method", "GET"),
+            KeyValue {
+                key: "http.response.status_code".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(404)),
+                }),
+                ..Default::default()
+            },
+        ]
+    };
+    let mut point = exponential_point("unused", vec![1, 1, 1], 3);
+    point.attributes = not_found();
+    let metric = Metric {
+        name: "http.server.request.duration".into(),
+        unit: "s".into(),
+        data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: vec![point],
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+        })),
+        ..Default::default()
+    };
+    let (status, _) = post(
+        &client,
+        &format!("http://{}/v1/metrics", reporter.http),
+        request(metric).encode_to_vec(),
+        &protobuf,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // The same three requests as SERVER spans, named as SDKs name a
+    // route-less request: by its method alone.
+    let start = unix_nanos() - 1_000_000_000;
+    let spans = (1..=3)
+        .map(|id| span("GET", 2, id, None, start, 10, not_found()))
+        .collect();
+    let traces = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: request(Metric::default()).resource_metrics[0].resource.clone(),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let (status, _) = post(
+        &client,
+        &format!("http://{}/v1/traces", reporter.http),
+        traces.encode_to_vec(),
+        &protobuf,
+    )
+    .await;
+    assert_eq!(status, 200);
+    reporter.stop().await;
+
+    let store = SqliteStore::open(&store_path).unwrap();
+    let window = (now_minute() - 5, now_minute() + 5);
+    let names: Vec<(String, u64)> = store
+        .histograms(&Filter::default(), window.0, window.1)
+        .unwrap()
+        .into_iter()
+        .map(|(k, h)| (k.transaction, h.count))
+        .collect();
+    assert_eq!(names, [("GET (no route)".to_owned(), 3)], "one name, each request once");
+    let kept = store.slowest_traces(&Filter::default(), window.0, window.1, 5).unwrap();
+    assert!(
+        kept.iter().all(|t| t.key.transaction == "GET (no route)") && !kept.is_empty(),
+        "its spans are kept as its traces"
+    );
+}

@@ -133,8 +133,13 @@ pub(crate) fn get<'a, A: Attribute>(attributes: &'a [A], key: &str) -> Option<&'
     attributes.iter().find(|kv| kv.key() == key)
 }
 
-/// The transaction a point belongs to, and its kind.
-pub(crate) fn transaction<A: Attribute>(metric: &str, attributes: &[A]) -> Option<(String, &'static str)> {
+/// The transaction a point belongs to, and its kind: `kuroko.transaction`,
+/// else `METHOD route`. A request the server answered without matching a
+/// route (a 404, most often) is `METHOD (no route)` when `http_server` says
+/// the point is a server's request (an `http.server.request.duration`
+/// point, or a SERVER span): one name whichever signal brings it, so that
+/// its spans are known to be counted by its metrics already.
+pub(crate) fn transaction<A: Attribute>(http_server: bool, attributes: &[A]) -> Option<(String, &'static str)> {
     let route = get(attributes, "http.route").and_then(Attribute::text);
     if let Some(name) = get(attributes, "kuroko.transaction").and_then(text) {
         return Some((name, if route.is_some() { "web" } else { "job" }));
@@ -142,9 +147,7 @@ pub(crate) fn transaction<A: Attribute>(metric: &str, attributes: &[A]) -> Optio
     let method = get(attributes, "http.request.method").and_then(Attribute::text);
     match (method, route) {
         (Some(method), Some(route)) => Some((format!("{method} {route}"), "web")),
-        (Some(method), None) if metric == "http.server.request.duration" => {
-            Some((format!("{method} (no route)"), "web"))
-        }
+        (Some(method), None) if http_server => Some((format!("{method} (no route)"), "web")),
         _ => None,
     }
 }

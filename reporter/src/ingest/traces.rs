@@ -1,10 +1,12 @@
 //! OTLP traces → transactions, segments and kept traces.
 //!
 //! From any OpenTelemetry SDK, `SERVER` and `CONSUMER` spans are
-//! transactions: named `kuroko.transaction`, else `METHOD route`, else the
-//! span's name. Each becomes a one-run histogram point and an outcome count;
-//! its direct `CLIENT` and `INTERNAL` children in the same request become
-//! segments (`db.*` attributes: database; `http.*`, `url.*`, `rpc.*`,
+//! transactions: named `kuroko.transaction`, else `METHOD route`, else (a
+//! SERVER span with a method and no route, such as a 404) `METHOD (no
+//! route)` as its duration metric names it, else the span's name. Each
+//! becomes a one-run histogram point and an outcome count; its direct
+//! `CLIENT` and `INTERNAL` children in the same request become segments
+//! (`db.*` attributes: database; `http.*`, `url.*`, `rpc.*`,
 //! `server.address`: external; else code). So a service instrumented only
 //! with a stock SDK gets slow-endpoint analysis too.
 //!
@@ -138,16 +140,9 @@ pub fn convert(
                     out.reject("span", reason);
                     continue;
                 }
-                let (name, kind) = transaction("", &root.attributes).unwrap_or_else(|| {
-                    (
-                        root.name.clone(),
-                        if root.kind == SpanKind::Server as i32 {
-                            "web"
-                        } else {
-                            "job"
-                        },
-                    )
-                });
+                let server = root.kind == SpanKind::Server as i32;
+                let (name, kind) = transaction(server, &root.attributes)
+                    .unwrap_or_else(|| (root.name.clone(), if server { "web" } else { "job" }));
                 let series = key(&sender, name, kind, &root.attributes);
                 let seconds = root.end_time_unix_nano.saturating_sub(root.start_time_unix_nano) as f64 / 1e9;
                 let children: &[&Span] = children_of
