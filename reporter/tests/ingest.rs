@@ -1168,6 +1168,116 @@ async fn otlp_json_type_errors_are_refused_naming_the_field() {
     assert_eq!(names, [("GET /strings", 3)], "only the valid request was kept");
 }
 
+/// Data sent a second ago is in the answer to a question with the default
+/// window, which says its last minute is partial; and the store file, read
+/// by another process, has it within seconds of its acknowledgement, though
+/// nothing else arrives after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_sent_a_second_ago_is_answered_and_reaches_the_store_file_within_seconds() {
+    let store_path = temp_store();
+    let reporter = kuroko_reporter::serve::start(&loopback_config(store_path.clone()))
+        .await
+        .unwrap();
+    // Idle first: the roll-up pass at start has run.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let client = reqwest::Client::new();
+    let send = |route: &'static str| {
+        let metric = Metric {
+            name: "http.server.request.duration".into(),
+            unit: "s".into(),
+            data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: vec![exponential_point(route, vec![1, 2, 1], 4)],
+                aggregation_temporality: AggregationTemporality::Delta as i32,
+            })),
+            ..Default::default()
+        };
+        let (client, url) = (client.clone(), format!("http://{}/v1/metrics", reporter.http));
+        async move {
+            let (status, _) = post(
+                &client,
+                &url,
+                request(metric).encode_to_vec(),
+                &[("content-type", "application/x-protobuf")],
+            )
+            .await;
+            assert_eq!(status, 200);
+        }
+    };
+
+    // One request, then nothing: the store file, opened beside the running
+    // reporter (which owns it, so this only reads what it has flushed), has
+    // it within seconds. Nothing reads through the reporter meanwhile (its
+    // reads flush first).
+    send("/fresh").await;
+    let acknowledged = std::time::Instant::now();
+    let path = store_path.clone();
+    let lag = tokio::task::spawn_blocking(move || loop {
+        let store = SqliteStore::open(&path).unwrap();
+        let filter = Filter {
+            transaction: Some("GET /fresh".into()),
+            ..Filter::default()
+        };
+        if !store
+            .histograms(&filter, now_minute() - 5, now_minute() + 5)
+            .unwrap()
+            .is_empty()
+        {
+            return acknowledged.elapsed();
+        }
+        assert!(
+            acknowledged.elapsed() < Duration::from_secs(30),
+            "the store file still lacks a point acknowledged 30 s ago"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    })
+    .await
+    .unwrap();
+    eprintln!("the store file had the point {lag:?} after it was acknowledged");
+    assert!(lag < Duration::from_secs(15), "the store file lagged {lag:?}");
+
+    // The API (as `kuroko query --server` asks it), default window: a point
+    // sent a second ago is in it, and the answer says its last minute is partial.
+    let into_minute = unix_nanos() / 1_000_000_000 % 60;
+    if into_minute > 50 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+    }
+    send("/fresher").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let answer = client
+        .get(format!("http://{}/api/v1/slowest", reporter.http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let rows = answer["rows"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r["transaction"] == "GET /fresher" && r["count"] == 4),
+        "the point sent a second ago is in the answer: {answer}"
+    );
+    assert_eq!(answer["partial_last_minute"], true, "{answer}");
+
+    // `kuroko query` on the file, in a process of its own, sees it too and
+    // says the last minute is partial.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kuroko"))
+        .args(["query", "slowest", "--store"])
+        .arg(&store_path)
+        .env_remove("KUROKO_STORE")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("GET /fresher"), "{text}");
+    assert!(text.contains("(partial: the last minute"), "{text}");
+    reporter.stop().await;
+}
 
 /// A request no route matched (a 404), sent by an SDK as both a duration
 /// metric and a SERVER span, is one transaction under one name, counted
