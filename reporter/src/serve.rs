@@ -51,7 +51,9 @@ pub struct Running {
     pub receiver: Arc<Receiver>,
     stops: Vec<oneshot::Sender<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    roller: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+    /// The store's background threads (roll-ups or retention, flushes),
+    /// stopped in this order.
+    background: Vec<Background>,
 }
 
 impl Running {
@@ -63,7 +65,7 @@ impl Running {
         for task in self.tasks {
             let _ = task.await;
         }
-        if let Some((stop, thread)) = self.roller {
+        for (stop, thread) in self.background {
             let _ = stop.send(());
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
@@ -80,16 +82,17 @@ async fn listener(address: SocketAddr, what: &'static str) -> Result<tokio::net:
 /// embedded store's file) with its background work: roll-ups and retention
 /// for the embedded store, retention for ClickHouse (whose roll-ups are
 /// materialised views).
-fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Background), ServeError> {
+fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Vec<Background>), ServeError> {
     let location = config.store.to_string_lossy();
     if ClickHouseStore::is_url(&location) {
         let store = Arc::new(ClickHouseStore::connect(&location)?);
         let background = start_retention(store.clone(), config)?;
-        return Ok((store, background));
+        return Ok((store, vec![background]));
     }
     let store = Arc::new(SqliteStore::open(&config.store)?);
-    let background = start_roller(store.clone(), config)?;
-    Ok((store, background))
+    let roller = start_roller(store.clone(), config)?;
+    let flusher = start_flusher(store.clone(), config)?;
+    Ok((store, vec![roller, flusher]))
 }
 
 /// A background thread and what stops it.
@@ -97,7 +100,7 @@ type Background = (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>);
 
 /// Opens the store and starts both receivers.
 pub async fn start(config: &Config) -> Result<Running, ServeError> {
-    let (store, roller) = open_store(config)?;
+    let (store, background) = open_store(config)?;
     let state = app(config, store.clone())?;
     let (delivery_stop, delivery_task) = start_delivery(store.clone(), config)?;
     let token = config.ingest_token()?;
@@ -152,7 +155,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         receiver,
         stops: vec![grpc_stop, http_stop, delivery_stop],
         tasks: vec![grpc_task, http_task, delivery_task],
-        roller: Some(roller),
+        background,
     })
 }
 
@@ -249,6 +252,38 @@ fn start_roller(store: Arc<SqliteStore>, config: &Config) -> Result<Background, 
         .map_err(|source| ServeError::Listen {
             address: config.http_listen,
             what: "the roll-up thread",
+            source,
+        })?;
+    Ok((stop, thread))
+}
+
+/// Flushes acknowledged points to the store's file once they have waited
+/// [`FLUSH_EVERY`](crate::store::sqlite::FLUSH_EVERY), on a thread of its
+/// own: writes flush too, but only when one comes, so after a burst the
+/// file (which `kuroko query` and `kuroko sql` read from other processes)
+/// would otherwise lag until the next roll-up pass, up to a minute.
+fn start_flusher(store: Arc<SqliteStore>, config: &Config) -> Result<Background, ServeError> {
+    // Nothing waiting: look again this soon (a point arriving meanwhile is
+    // flushed FLUSH_EVERY after it arrived, as the wait is then computed).
+    const IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("kuroko-flush".to_owned())
+        .spawn(move || loop {
+            let wait = store.flush_due_in().unwrap_or(IDLE).min(IDLE);
+            if !matches!(
+                stopped.recv_timeout(wait),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            ) {
+                return;
+            }
+            if let Err(error) = store.flush_if_due() {
+                tracing::error!(%error, "flushing acknowledged points failed; they stay in the inbox");
+            }
+        })
+        .map_err(|source| ServeError::Listen {
+            address: config.http_listen,
+            what: "the flush thread",
             source,
         })?;
     Ok((stop, thread))

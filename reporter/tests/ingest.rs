@@ -244,33 +244,53 @@ async fn grpc_export(
     grpc: &mut tonic::client::Grpc<tonic::transport::Channel>,
     bytes: Vec<u8>,
 ) -> Result<ExportMetricsServiceResponse, tonic::Status> {
+    grpc_send(
+        grpc,
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        bytes,
+    )
+    .await
+}
+
+/// Sends `bytes` to the gRPC method at `path`, as they are, and decodes the answer as `R`.
+async fn grpc_send<R: Message + Default + Send + 'static>(
+    grpc: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    path: &'static str,
+    bytes: Vec<u8>,
+) -> Result<R, tonic::Status> {
     grpc.ready().await.unwrap();
-    let path = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
-        .parse()
-        .unwrap();
-    grpc.unary(tonic::Request::new(bytes), path, Bytes)
-        .await
-        .map(tonic::Response::into_inner)
+    grpc.unary(
+        tonic::Request::new(bytes),
+        path.parse().unwrap(),
+        Bytes(std::marker::PhantomData),
+    )
+    .await
+    .map(tonic::Response::into_inner)
 }
 
-/// A gRPC codec sending bytes as they are, and decoding OTLP's answer.
-#[derive(Clone, Copy)]
-struct Bytes;
+/// A gRPC codec sending bytes as they are, and decoding OTLP's answer `R`.
+struct Bytes<R>(std::marker::PhantomData<fn() -> R>);
 
-impl tonic::codec::Codec for Bytes {
+impl<R> Clone for Bytes<R> {
+    fn clone(&self) -> Self {
+        Bytes(std::marker::PhantomData)
+    }
+}
+
+impl<R: Message + Default + Send + 'static> tonic::codec::Codec for Bytes<R> {
     type Encode = Vec<u8>;
-    type Decode = ExportMetricsServiceResponse;
-    type Encoder = Bytes;
-    type Decoder = Bytes;
-    fn encoder(&mut self) -> Bytes {
-        Bytes
+    type Decode = R;
+    type Encoder = Bytes<R>;
+    type Decoder = Bytes<R>;
+    fn encoder(&mut self) -> Bytes<R> {
+        self.clone()
     }
-    fn decoder(&mut self) -> Bytes {
-        Bytes
+    fn decoder(&mut self) -> Bytes<R> {
+        self.clone()
     }
 }
 
-impl tonic::codec::Encoder for Bytes {
+impl<R: Send + 'static> tonic::codec::Encoder for Bytes<R> {
     type Item = Vec<u8>;
     type Error = tonic::Status;
     fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
@@ -279,11 +299,11 @@ impl tonic::codec::Encoder for Bytes {
     }
 }
 
-impl tonic::codec::Decoder for Bytes {
-    type Item = ExportMetricsServiceResponse;
+impl<R: Message + Default + Send + 'static> tonic::codec::Decoder for Bytes<R> {
+    type Item = R;
     type Error = tonic::Status;
     fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Self::Item>, tonic::Status> {
-        ExportMetricsServiceResponse::decode(src)
+        R::decode(src)
             .map(Some)
             .map_err(|e| tonic::Status::internal(e.to_string()))
     }
@@ -712,9 +732,15 @@ async fn tokens_guard_the_door_and_series_are_bounded() {
         .encode_to_vec()
     };
     let protobuf = ("content-type", "application/x-protobuf");
-    let (status, text) = post(&client, &url, body("/a"), &[protobuf]).await;
+    let (status, content_type, answer) = post_full(&client, &url, body("/a"), &[protobuf]).await;
     assert_eq!(status, 401);
-    assert!(String::from_utf8_lossy(&text).contains("authorization: Bearer <token>"));
+    let (rpc, _) = protobuf_status(&content_type, &answer);
+    assert_eq!(rpc.code, 16, "UNAUTHENTICATED: {rpc:?}");
+    assert!(rpc.message.contains("authorization: Bearer <token>"), "{rpc:?}");
+    let (status, content_type, answer) =
+        post_full(&client, &url, b"{}".to_vec(), &[("content-type", "application/json")]).await;
+    assert_eq!(status, 401);
+    assert_eq!(json_status(&content_type, &answer)["code"], 16);
     assert_eq!(
         post(
             &client,
@@ -768,7 +794,7 @@ async fn tokens_guard_the_door_and_series_are_bounded() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("kuroko_reporter_requests_unauthorized_total 3"),
+        metrics.contains("kuroko_reporter_requests_unauthorized_total 4"),
         "{metrics}"
     );
     // Two series past the limit: each one's histogram point and the outcome
@@ -809,4 +835,539 @@ async fn tokens_guard_the_door_and_series_are_bounded() {
         .map(|(_, h)| h.count)
         .sum();
     assert_eq!(grpc_runs, 1, "only the agent with the token got in");
+}
+
+/// `google.rpc.Status`, written out here as a client would decode it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<RpcAny>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// `google.rpc.BadRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcBadRequest {
+    #[prost(message, repeated, tag = "1")]
+    field_violations: Vec<RpcFieldViolation>,
+}
+
+/// `google.rpc.BadRequest.FieldViolation`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcFieldViolation {
+    #[prost(string, tag = "1")]
+    field: String,
+    #[prost(string, tag = "2")]
+    description: String,
+}
+
+/// Posts `body` and returns the status, the content type and the body.
+async fn post_full(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> (u16, String, Vec<u8>) {
+    let mut request = client.post(url).body(body);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.unwrap();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (
+        response.status().as_u16(),
+        content_type,
+        response.bytes().await.unwrap().to_vec(),
+    )
+}
+
+/// A refusal's body as protobuf: the status, and its BadRequest when it has one.
+fn protobuf_status(content_type: &str, body: &[u8]) -> (RpcStatus, Option<RpcBadRequest>) {
+    assert_eq!(
+        content_type,
+        "application/x-protobuf",
+        "{}",
+        String::from_utf8_lossy(body)
+    );
+    let status = RpcStatus::decode(body).expect("a google.rpc.Status");
+    let bad = status
+        .details
+        .iter()
+        .find(|d| d.type_url == "type.googleapis.com/google.rpc.BadRequest")
+        .map(|d| RpcBadRequest::decode(d.value.as_slice()).unwrap());
+    (status, bad)
+}
+
+/// A refusal's body as JSON, checked to be a `google.rpc.Status`.
+fn json_status(content_type: &str, body: &[u8]) -> serde_json::Value {
+    assert_eq!(content_type, "application/json", "{}", String::from_utf8_lossy(body));
+    let status: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+    assert!(status["code"].is_i64() && status["message"].is_string(), "{status}");
+    status
+}
+
+/// Every refusal is a `google.rpc.Status` in the request's encoding, with
+/// the HTTP status a client retries or not by; malformed logs and traces
+/// are INVALID_ARGUMENT over gRPC, as metrics are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_google_rpc_status_in_the_requests_encoding() {
+    let mut config = loopback_config(temp_store());
+    config.max_body_bytes = 64 << 10;
+    let reporter = kuroko_reporter::serve::start(&config).await.unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v1/metrics", reporter.http);
+    let protobuf = ("content-type", "application/x-protobuf");
+    let json = ("content-type", "application/json");
+
+    // Not protobuf: 400 with a BadRequest.
+    let (status, content_type, body) = post_full(&client, &url, b"\x0a\xff\xff garbage".to_vec(), &[protobuf]).await;
+    assert_eq!(status, 400);
+    let (rpc, bad) = protobuf_status(&content_type, &body);
+    assert_eq!(rpc.code, 3, "INVALID_ARGUMENT");
+    assert!(rpc.message.contains("not OTLP/protobuf metrics"), "{rpc:?}");
+    let bad = bad.expect("a BadRequest detail");
+    assert_eq!(bad.field_violations[0].description, rpc.message);
+
+    // A gzip body that is not gzip: 400, in JSON for a JSON request.
+    let (status, content_type, body) = post_full(
+        &client,
+        &url,
+        b"not gzip".to_vec(),
+        &[json, ("content-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(status, 400);
+    let rpc = json_status(&content_type, &body);
+    assert_eq!(rpc["code"], 3);
+    assert!(
+        rpc["message"].as_str().unwrap().contains("gzip body is malformed"),
+        "{rpc}"
+    );
+    assert_eq!(rpc["details"][0]["@type"], "type.googleapis.com/google.rpc.BadRequest");
+
+    // An encoding other than gzip: 415.
+    let (status, content_type, body) =
+        post_full(&client, &url, vec![1, 2, 3], &[protobuf, ("content-encoding", "br")]).await;
+    assert_eq!(status, 415);
+    let (rpc, _) = protobuf_status(&content_type, &body);
+    assert!(
+        rpc.message.contains("content-encoding \"br\" is not supported"),
+        "{rpc:?}"
+    );
+
+    // Over the limit as sent, and once decompressed: 413.
+    let (status, content_type, body) = post_full(&client, &url, vec![0; 100 << 10], &[protobuf]).await;
+    assert_eq!(status, 413);
+    let (rpc, _) = protobuf_status(&content_type, &body);
+    assert_eq!(rpc.code, 8, "RESOURCE_EXHAUSTED: {rpc:?}");
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gzip, &vec![0; 1 << 20]).unwrap();
+    let bomb = gzip.finish().unwrap();
+    let (status, content_type, body) = post_full(&client, &url, bomb, &[json, ("content-encoding", "gzip")]).await;
+    assert_eq!(status, 413);
+    let rpc = json_status(&content_type, &body);
+    assert!(rpc["message"].as_str().unwrap().contains("once decompressed"), "{rpc}");
+
+    // Logs and traces over HTTP too.
+    for (signal, path) in [("logs", "/v1/logs"), ("traces", "/v1/traces")] {
+        let url = format!("http://{}{path}", reporter.http);
+        let (status, content_type, body) =
+            post_full(&client, &url, b"\x0a\xff\xff garbage".to_vec(), &[protobuf]).await;
+        assert_eq!(status, 400, "{signal}");
+        let (rpc, _) = protobuf_status(&content_type, &body);
+        assert!(rpc.message.contains(&format!("not OTLP/protobuf {signal}")), "{rpc:?}");
+    }
+
+    // gRPC: garbage logs and traces are INVALID_ARGUMENT (not retried), as metrics are.
+    let mut grpc = tonic::client::Grpc::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", reporter.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    let logs = grpc_send::<ExportLogsServiceResponse>(
+        &mut grpc,
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        b"\x0a\xff\xff garbage".to_vec(),
+    )
+    .await
+    .expect_err("garbage logs are refused");
+    assert_eq!(logs.code(), tonic::Code::InvalidArgument, "{logs:?}");
+    assert!(logs.message().contains("not OTLP/protobuf logs"), "{logs:?}");
+    let traces = grpc_send::<ExportTraceServiceResponse>(
+        &mut grpc,
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        b"\x0a\xff\xff garbage".to_vec(),
+    )
+    .await
+    .expect_err("garbage traces are refused");
+    assert_eq!(traces.code(), tonic::Code::InvalidArgument, "{traces:?}");
+    // Well-formed logs still go through the same service.
+    let accepted = grpc_send::<ExportLogsServiceResponse>(
+        &mut grpc,
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        Vec::new(),
+    )
+    .await
+    .expect("an empty request is a success");
+    assert_eq!(accepted.partial_success, None);
+    reporter.stop().await;
+}
+
+/// An OTLP/JSON metrics body with one explicit-bucket point, to be spoilt.
+fn json_histogram(route: &str) -> serde_json::Value {
+    let now = unix_nanos();
+    serde_json::json!({
+        "resourceMetrics": [{
+            "resource": { "attributes": [{ "key": "service.name", "value": { "stringValue": "json-svc" } }] },
+            "scopeMetrics": [{ "metrics": [{
+                "name": "http.server.request.duration",
+                "unit": "s",
+                "histogram": {
+                    "aggregationTemporality": 1,
+                    "dataPoints": [{
+                        "attributes": [
+                            { "key": "http.request.method", "value": { "stringValue": "GET" } },
+                            { "key": "http.route", "value": { "stringValue": route } }
+                        ],
+                        "startTimeUnixNano": (now - 1_000_000_000).to_string(),
+                        "timeUnixNano": now.to_string(),
+                        "count": "3",
+                        "sum": 0.3,
+                        "bucketCounts": ["1", "2", "0"],
+                        "explicitBounds": [0.05, 0.5]
+                    }]
+                }
+            }] }]
+        }]
+    })
+}
+
+/// A mistyped value in OTLP/JSON is a 400 naming the field (it was a 200
+/// with nothing stored); what the JSON mapping allows (doubles and 64-bit
+/// integers as strings) is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_json_type_errors_are_refused_naming_the_field() {
+    let store_path = temp_store();
+    let reporter = kuroko_reporter::serve::start(&loopback_config(store_path.clone()))
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let json = [("content-type", "application/json")];
+    let point = "resourceMetrics[0].scopeMetrics[0].metrics[0].histogram.dataPoints[0]";
+    let url = format!("http://{}/v1/metrics", reporter.http);
+
+    let refused: [(&str, serde_json::Value, String); 4] = [
+        ("sum", serde_json::json!(true), format!("{point}.sum")),
+        ("sum", serde_json::json!("fast"), format!("{point}.sum")),
+        (
+            "explicitBounds",
+            serde_json::json!(["fast", "slow"]),
+            format!("{point}.explicitBounds[0]"),
+        ),
+        ("count", serde_json::json!(-3), format!("{point}.count")),
+    ];
+    for (field, value, path) in refused {
+        let mut body = json_histogram("/refused");
+        body["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["histogram"]["dataPoints"][0][field] =
+            value.clone();
+        let (status, content_type, answer) = post_full(&client, &url, body.to_string().into_bytes(), &json).await;
+        assert_eq!(
+            status,
+            400,
+            "{field}: {value} was answered {}",
+            String::from_utf8_lossy(&answer)
+        );
+        let rpc = json_status(&content_type, &answer);
+        assert_eq!(rpc["code"], 3);
+        assert!(rpc["message"].as_str().unwrap().contains(&path), "{rpc}");
+        assert_eq!(rpc["details"][0]["@type"], "type.googleapis.com/google.rpc.BadRequest");
+        assert_eq!(rpc["details"][0]["fieldViolations"][0]["field"], path.as_str(), "{rpc}");
+    }
+    // Enums are integers in OTLP/JSON: a name is refused, and said so.
+    let mut body = json_histogram("/refused");
+    body["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["histogram"]["aggregationTemporality"] =
+        serde_json::json!("AGGREGATION_TEMPORALITY_DELTA");
+    let (status, content_type, answer) = post_full(&client, &url, body.to_string().into_bytes(), &json).await;
+    assert_eq!(status, 400);
+    let rpc = json_status(&content_type, &answer);
+    assert_eq!(
+        rpc["details"][0]["fieldViolations"][0]["field"],
+        "resourceMetrics[0].scopeMetrics[0].metrics[0].histogram.aggregationTemporality"
+    );
+    assert!(rpc["message"].as_str().unwrap().contains("integer"), "{rpc}");
+
+    // Logs and traces: the same, with their own paths.
+    let logs = serde_json::json!({ "resourceLogs": [{ "scopeLogs": [{ "logRecords": [{
+        "timeUnixNano": unix_nanos().to_string(), "severityNumber": "SEVERITY_NUMBER_ERROR",
+        "body": { "stringValue": "boom" } }] }] }] });
+    let (status, content_type, answer) = post_full(
+        &client,
+        &format!("http://{}/v1/logs", reporter.http),
+        logs.to_string().into_bytes(),
+        &json,
+    )
+    .await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&answer));
+    let rpc = json_status(&content_type, &answer);
+    assert_eq!(
+        rpc["details"][0]["fieldViolations"][0]["field"],
+        "resourceLogs[0].scopeLogs[0].logRecords[0].severityNumber"
+    );
+    let traces = serde_json::json!({ "resourceSpans": [{ "scopeSpans": [{ "spans": [{
+        "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+        "name": "GET /x", "kind": "SPAN_KIND_SERVER" }] }] }] });
+    let (status, content_type, answer) = post_full(
+        &client,
+        &format!("http://{}/v1/traces", reporter.http),
+        traces.to_string().into_bytes(),
+        &json,
+    )
+    .await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&answer));
+    let rpc = json_status(&content_type, &answer);
+    assert_eq!(
+        rpc["details"][0]["fieldViolations"][0]["field"],
+        "resourceSpans[0].scopeSpans[0].spans[0].kind"
+    );
+
+    // Doubles and 64-bit integers as strings are OTLP/JSON: stored.
+    let mut body = json_histogram("/strings");
+    let data = &mut body["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["histogram"]["dataPoints"][0];
+    data["sum"] = serde_json::json!("0.3");
+    data["explicitBounds"] = serde_json::json!(["0.05", "0.5"]);
+    let (status, content_type, answer) = post_full(&client, &url, body.to_string().into_bytes(), &json).await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "application/json"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    reporter.stop().await;
+
+    let store = SqliteStore::open(&store_path).unwrap();
+    let stored = store
+        .histograms(&Filter::default(), now_minute() - 5, now_minute() + 5)
+        .unwrap();
+    let names: Vec<(&str, u64)> = stored.iter().map(|(k, h)| (k.transaction.as_str(), h.count)).collect();
+    assert_eq!(names, [("GET /strings", 3)], "only the valid request was kept");
+}
+
+/// Data sent a second ago is in the answer to a question with the default
+/// window, which says its last minute is partial; and the store file, read
+/// by another process, has it within seconds of its acknowledgement, though
+/// nothing else arrives after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_sent_a_second_ago_is_answered_and_reaches_the_store_file_within_seconds() {
+    let store_path = temp_store();
+    let reporter = kuroko_reporter::serve::start(&loopback_config(store_path.clone()))
+        .await
+        .unwrap();
+    // Idle first: the roll-up pass at start has run.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let client = reqwest::Client::new();
+    let send = |route: &'static str| {
+        let metric = Metric {
+            name: "http.server.request.duration".into(),
+            unit: "s".into(),
+            data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: vec![exponential_point(route, vec![1, 2, 1], 4)],
+                aggregation_temporality: AggregationTemporality::Delta as i32,
+            })),
+            ..Default::default()
+        };
+        let (client, url) = (client.clone(), format!("http://{}/v1/metrics", reporter.http));
+        async move {
+            let (status, _) = post(
+                &client,
+                &url,
+                request(metric).encode_to_vec(),
+                &[("content-type", "application/x-protobuf")],
+            )
+            .await;
+            assert_eq!(status, 200);
+        }
+    };
+
+    // One request, then nothing: the store file, opened beside the running
+    // reporter (which owns it, so this only reads what it has flushed), has
+    // it within seconds. Nothing reads through the reporter meanwhile (its
+    // reads flush first).
+    send("/fresh").await;
+    let acknowledged = std::time::Instant::now();
+    let path = store_path.clone();
+    let lag = tokio::task::spawn_blocking(move || loop {
+        let store = SqliteStore::open(&path).unwrap();
+        let filter = Filter {
+            transaction: Some("GET /fresh".into()),
+            ..Filter::default()
+        };
+        if !store
+            .histograms(&filter, now_minute() - 5, now_minute() + 5)
+            .unwrap()
+            .is_empty()
+        {
+            return acknowledged.elapsed();
+        }
+        assert!(
+            acknowledged.elapsed() < Duration::from_secs(30),
+            "the store file still lacks a point acknowledged 30 s ago"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    })
+    .await
+    .unwrap();
+    eprintln!("the store file had the point {lag:?} after it was acknowledged");
+    assert!(lag < Duration::from_secs(15), "the store file lagged {lag:?}");
+
+    // The API (as `kuroko query --server` asks it), default window: a point
+    // sent a second ago is in it, and the answer says its last minute is partial.
+    let into_minute = unix_nanos() / 1_000_000_000 % 60;
+    if into_minute > 50 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+    }
+    send("/fresher").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let answer = client
+        .get(format!("http://{}/api/v1/slowest", reporter.http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let rows = answer["rows"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r["transaction"] == "GET /fresher" && r["count"] == 4),
+        "the point sent a second ago is in the answer: {answer}"
+    );
+    assert_eq!(answer["partial_last_minute"], true, "{answer}");
+
+    // `kuroko query` on the file, in a process of its own, sees it too and
+    // says the last minute is partial.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kuroko"))
+        .args(["query", "slowest", "--store"])
+        .arg(&store_path)
+        .env_remove("KUROKO_STORE")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("GET /fresher"), "{text}");
+    assert!(text.contains("(partial: the last minute"), "{text}");
+    reporter.stop().await;
+}
+
+/// A request no route matched (a 404), sent by an SDK as both a duration
+/// metric and a SERVER span, is one transaction under one name, counted
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_a_route_is_one_transaction_whichever_signal_brings_it() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+
+    let store_path = temp_store();
+    let reporter = kuroko_reporter::serve::start(&loopback_config(store_path.clone()))
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let protobuf = [("content-type", "application/x-protobuf")];
+    let not_found = || {
+        vec![
+            kv("http.request.method", "GET"),
+            KeyValue {
+                key: "http.response.status_code".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(404)),
+                }),
+                ..Default::default()
+            },
+        ]
+    };
+    let mut point = exponential_point("unused", vec![1, 1, 1], 3);
+    point.attributes = not_found();
+    let metric = Metric {
+        name: "http.server.request.duration".into(),
+        unit: "s".into(),
+        data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: vec![point],
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+        })),
+        ..Default::default()
+    };
+    let (status, _) = post(
+        &client,
+        &format!("http://{}/v1/metrics", reporter.http),
+        request(metric).encode_to_vec(),
+        &protobuf,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // The same three requests as SERVER spans, named as SDKs name a
+    // route-less request: by its method alone.
+    let start = unix_nanos() - 1_000_000_000;
+    let spans = (1..=3)
+        .map(|id| span("GET", 2, id, None, start, 10, not_found()))
+        .collect();
+    let traces = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: request(Metric::default()).resource_metrics[0].resource.clone(),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let (status, _) = post(
+        &client,
+        &format!("http://{}/v1/traces", reporter.http),
+        traces.encode_to_vec(),
+        &protobuf,
+    )
+    .await;
+    assert_eq!(status, 200);
+    reporter.stop().await;
+
+    let store = SqliteStore::open(&store_path).unwrap();
+    let window = (now_minute() - 5, now_minute() + 5);
+    let names: Vec<(String, u64)> = store
+        .histograms(&Filter::default(), window.0, window.1)
+        .unwrap()
+        .into_iter()
+        .map(|(k, h)| (k.transaction, h.count))
+        .collect();
+    assert_eq!(names, [("GET (no route)".to_owned(), 3)], "one name, each request once");
+    let kept = store.slowest_traces(&Filter::default(), window.0, window.1, 5).unwrap();
+    assert!(
+        kept.iter().all(|t| t.key.transaction == "GET (no route)") && !kept.is_empty(),
+        "its spans are kept as its traces"
+    );
 }

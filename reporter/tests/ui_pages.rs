@@ -200,19 +200,28 @@ fn every_page_escapes_hostile_names() {
 #[test]
 fn charts_have_a_point_per_step_with_runs() {
     let app = app();
+    // Asked during the last minute with data: a window without `until` ends
+    // with the current minute.
+    let now = NOW - 1;
     // One hour at minute steps, runs in every minute: 60 points per line.
-    let feature = ok(pages::feature(app, HOSTILE_FEATURE, &params("since=1h"), NOW));
+    let feature = ok(pages::feature(app, HOSTILE_FEATURE, &params("since=1h"), now));
     for series in ["average", "p95", "throughput", "error_rate"] {
         assert!(
             feature.contains(&format!(r#"data-series="{series}" data-points="60""#)),
             "{series} in {feature}"
         );
     }
+    assert!(
+        feature.contains(r#"<p class="partial-note">"#),
+        "a window ending now says its last minute is partial"
+    );
+    let ended = ok(pages::feature(app, HOSTILE_FEATURE, &params("since=2h&until=1h"), now));
+    assert!(!ended.contains("partial-note"), "a window that ended is whole");
     let response_time = feature.split(r#"id="response-time""#).nth(1).unwrap();
     let response_time = response_time.split("</section>").next().unwrap();
     assert_eq!(response_time.matches("<circle").count(), 120, "average and p95");
     // Two hours of data in a day's window at hour steps: 2 points with runs.
-    let feature = ok(pages::feature(app, HOSTILE_FEATURE, &params("since=1d"), NOW));
+    let feature = ok(pages::feature(app, HOSTILE_FEATURE, &params("since=1d"), now));
     assert!(feature.contains(r#"data-series="p95" data-points="2""#));
     // The latency distribution has bars, and marks its percentiles.
     let query = serde_urlencoded::to_string([
@@ -221,7 +230,7 @@ fn charts_have_a_point_per_step_with_runs() {
         ("transaction", CALM_TRANSACTION),
     ])
     .unwrap();
-    let transaction = ok(pages::transaction(app, &params(&query), NOW));
+    let transaction = ok(pages::transaction(app, &params(&query), now));
     assert!(transaction.contains(r#"data-series="distribution""#));
     assert!(transaction.contains(r#"data-mark="p95""#));
     for series in ["p50", "p95", "p99"] {

@@ -12,7 +12,10 @@
 //!
 //! Windows are written as users write them: `--since 7d` (minutes `m`, hours
 //! `h`, days `d`, weeks `w` before now), or an RFC 3339 instant
-//! (`2026-11-23T09:00:00Z`), or a date (`2026-11-23`, midnight UTC).
+//! (`2026-11-23T09:00:00Z`), or a date (`2026-11-23`, midnight UTC). A
+//! window without `--until` ends with the current minute, which is still
+//! arriving: what was sent a second ago is in it, and answers say that
+//! their last minute is partial.
 
 use crate::owners::Owners;
 use crate::store::{Filter, SeriesKey};
@@ -137,13 +140,17 @@ impl Scope {
     }
 }
 
-/// The window `--since` .. `--until` (default: now), in unix minutes, with
-/// `now` in unix minutes.
+/// The window `--since` .. `--until` in unix minutes, with `now` the
+/// current unix minute. Without `--until` the window ends at the end of the
+/// current minute, so that it holds what arrived a moment ago; durations
+/// count back from that end (`--since 7d` is seven whole days of minutes,
+/// the last one partial).
 pub fn parse_window(since: &str, until: Option<&str>, now: i64) -> Result<(i64, i64), ScopeError> {
-    let from = parse_time(since, now)?;
+    let end = now.saturating_add(1);
+    let from = parse_time(since, end)?;
     let to = match until {
-        Some(until) => parse_time(until, now)?,
-        None => now,
+        Some(until) => parse_time(until, end)?,
+        None => end,
     };
     if from >= to {
         return Err(ScopeError::Empty {
@@ -193,7 +200,14 @@ mod tests {
 
     #[test]
     fn windows_read_as_users_write_them() {
-        assert_eq!(parse_window("7d", None, NOW), Ok((NOW - 7 * 1_440, NOW)));
+        // The current minute, still arriving, is the window's last.
+        assert_eq!(parse_window("7d", None, NOW), Ok((NOW + 1 - 7 * 1_440, NOW + 1)));
+        assert_eq!(parse_window("2h", Some("1h"), NOW), Ok((NOW + 1 - 120, NOW + 1 - 60)));
+        assert_eq!(
+            parse_window("1970-01-01", Some("1970-01-02"), NOW),
+            Ok((0, 1_440)),
+            "instants are not moved"
+        );
         assert_eq!(parse_time("90m", NOW), Ok(NOW - 90));
         assert_eq!(parse_time("2w", NOW), Ok(NOW - 2 * 10_080));
         assert_eq!(parse_time("1970-01-01T01:00:00Z", NOW), Ok(60));

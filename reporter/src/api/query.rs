@@ -192,6 +192,9 @@ pub struct Query {
     pub traces: usize,
     /// How the answer is written.
     pub format: Format,
+    /// Whether the window's last minute is the current one, still
+    /// arriving (the answer says so: `partial_last_minute`).
+    pub partial: bool,
 }
 
 impl Query {
@@ -295,6 +298,7 @@ impl Query {
             Some("table") => Format::Table,
             Some(other) => return Err(invalid(format!("`format={other}`: write `json` or `csv`"))),
         };
+        let partial = scope.to > now_minute;
         Ok(Query {
             question,
             scope,
@@ -307,6 +311,7 @@ impl Query {
             baseline,
             traces,
             format,
+            partial,
         })
     }
 
@@ -358,7 +363,16 @@ impl Query {
                 })
             }
         };
-        Ok(value)
+        Ok(self.with_partial_flag(value))
+    }
+
+    /// `answer` with `partial_last_minute`: whether its window's last minute
+    /// is the current one, whose data is still arriving.
+    fn with_partial_flag(&self, mut answer: serde_json::Value) -> serde_json::Value {
+        if let Some(object) = answer.as_object_mut() {
+            object.insert("partial_last_minute".to_owned(), serde_json::Value::Bool(self.partial));
+        }
+        answer
     }
 }
 
@@ -638,15 +652,19 @@ mod tests {
 
     #[test]
     fn defaults_fit_the_question() {
+        // A week of minutes, the last the current one (partial).
         let slowest = parse(Question::Slowest, &[]).unwrap();
-        assert_eq!((slowest.scope.from, slowest.scope.to), (NOW - 7 * 1_440, NOW));
+        assert_eq!((slowest.scope.from, slowest.scope.to), (NOW + 1 - 7 * 1_440, NOW + 1));
+        assert!(slowest.partial);
         assert_eq!((slowest.by, slowest.limit), (Rank::P95, DEFAULT_LIMIT));
         assert_eq!(parse(Question::Consumers, &[]).unwrap().by, Rank::TimeConsumed);
         let errors = parse(Question::Errors, &[]).unwrap();
-        assert_eq!(errors.scope.from, NOW - 1_440, "a day of errors");
+        assert_eq!(errors.scope.from, NOW + 1 - 1_440, "a day of errors");
         assert_eq!(errors.baseline, errors.scope.previous());
         let week = parse(Question::Errors, &[("compare", "week")]).unwrap();
-        assert_eq!(week.baseline.to, NOW - 7 * 1_440);
+        assert_eq!(week.baseline.to, NOW + 1 - 7 * 1_440);
+        let past = parse(Question::Slowest, &[("since", "2h"), ("until", "1h")]).unwrap();
+        assert!(!past.partial, "a window that ended is whole");
         let blank = parse(Question::Slowest, &[("service", ""), ("by", "time")]).unwrap();
         assert_eq!((blank.scope.service, blank.by), (None, Rank::TimeConsumed));
     }

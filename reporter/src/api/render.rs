@@ -456,7 +456,18 @@ fn heading(out: &mut String, title: &str, answer: &Value) {
         out.push_str(" · ");
         out.push_str(&filters.join(" "));
     }
-    out.push_str("\n\n");
+    out.push('\n');
+    if at(answer, &["partial_last_minute"]).as_bool() == Some(true) {
+        let last = at(scope, &["to"])
+            .as_i64()
+            .map(|to| Value::from(to - 1))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "(partial: the last minute, {} UTC, is still arriving)\n",
+            shown(&last, Kind::Minute)
+        ));
+    }
+    out.push('\n');
 }
 
 fn shown_of(out: &mut String, shown_rows: usize, total: &Value) {
@@ -780,6 +791,20 @@ mod tests {
         assert_eq!(p95(lines[3]), p95(lines[4]), "numbers right-aligned:\n{text}");
         assert!(text.contains("(2 of 3; --limit shows more)"));
         assert!(text.contains(ESTIMATED_NOTE));
+    }
+
+    #[test]
+    fn a_window_ending_now_says_its_last_minute_is_partial() {
+        let mut answer = slowest();
+        assert!(!table(Question::Slowest, &answer).contains("partial"));
+        answer["partial_last_minute"] = json!(true);
+        let text = table(Question::Slowest, &answer);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1], "(partial: the last minute, 1970-01-01 00:59 UTC, is still arriving)",
+            "{text}"
+        );
+        assert!(lines[3].starts_with("service  transaction"), "{text}");
     }
 
     #[test]

@@ -1,32 +1,30 @@
 //! OTLP/gRPC: the metrics, logs and trace services over one [`Receiver`].
 //!
-//! Logs and traces use the services `opentelemetry-proto` generates. Metrics,
-//! the bulk of what agents send, has a service of its own ([`Metrics`]) with
-//! the same path and framing, whose codec hands over the message's bytes, so
-//! that they are read in place ([`super::wire`]) rather than decoded into
-//! prost's types first.
+//! Each service is our own ([`Raw`]), with the path and framing of the one
+//! `opentelemetry-proto` generates, whose codec hands over the message's
+//! bytes: metrics, the bulk of what agents send, are then read in place
+//! ([`super::wire`]) rather than decoded into prost's types first, and a
+//! message of any signal that does not decode is INVALID_ARGUMENT (not
+//! retried), as OTLP asks, where the generated services' codec answers
+//! INTERNAL.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::SERVICE_NAME as LOGS_SERVICE;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::SERVICE_NAME as METRICS_SERVICE;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use prost::bytes::{Buf, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::SERVICE_NAME as TRACE_SERVICE;
+use prost::bytes::{Buf, BufMut, Bytes};
+use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder};
 use tonic::codegen::{http, BoxFuture, Service, StdError};
 use tonic::server::{NamedService, UnaryService};
 
 use super::{Accepted, IngestError, Receiver};
-
-/// The gRPC services over a [`Receiver`].
-#[derive(Clone)]
-pub struct Otlp(pub Arc<Receiver>);
 
 /// Refuses a request without the right bearer token.
 fn check<T>(receiver: &Receiver, request: &tonic::Request<T>) -> Result<(), tonic::Status> {
@@ -40,35 +38,87 @@ fn check<T>(receiver: &Receiver, request: &tonic::Request<T>) -> Result<(), toni
     }
 }
 
-/// A malformed message is INVALID_ARGUMENT; a store failure is UNAVAILABLE:
-/// the client keeps the data and retries.
-fn answer<R>(
+/// The response's protobuf; a malformed message is INVALID_ARGUMENT; a
+/// store failure is UNAVAILABLE: the client keeps the data and retries.
+fn answer<R: Message>(
     result: Result<Accepted, IngestError>,
     response: fn(Accepted) -> R,
-) -> Result<tonic::Response<R>, tonic::Status> {
+) -> Result<Vec<u8>, tonic::Status> {
     result
-        .map(|accepted| tonic::Response::new(response(accepted)))
+        .map(|accepted| response(accepted).encode_to_vec())
         .map_err(|error| match error {
-            IngestError::Malformed(_) => tonic::Status::invalid_argument(error.to_string()),
+            IngestError::Malformed { .. } => tonic::Status::invalid_argument(error.to_string()),
             _ => tonic::Status::unavailable(error.to_string()),
         })
 }
 
-/// The OTLP metrics service (`MetricsService/Export`), reading requests in place.
-#[derive(Clone)]
-pub struct Metrics {
+/// One OTLP signal's `Export` method, served from the message's bytes.
+pub(crate) trait Method: Send + Sync + 'static {
+    /// The service's full name.
+    const SERVICE: &'static str;
+    /// The path of its `Export` method.
+    const PATH: &'static str;
+    /// Converts and stores one message; the response's protobuf.
+    fn export(receiver: Arc<Receiver>, body: Bytes) -> impl Future<Output = Result<Vec<u8>, tonic::Status>> + Send;
+}
+
+/// `MetricsService/Export`: read in place.
+pub(crate) struct ExportMetrics;
+
+impl Method for ExportMetrics {
+    const SERVICE: &'static str = METRICS_SERVICE;
+    const PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    async fn export(receiver: Arc<Receiver>, body: Bytes) -> Result<Vec<u8>, tonic::Status> {
+        answer(receiver.metrics_protobuf(body).await, Accepted::metrics_response)
+    }
+}
+
+/// `LogsService/Export`.
+pub(crate) struct ExportLogs;
+
+impl Method for ExportLogs {
+    const SERVICE: &'static str = LOGS_SERVICE;
+    const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    async fn export(receiver: Arc<Receiver>, body: Bytes) -> Result<Vec<u8>, tonic::Status> {
+        answer(receiver.logs_protobuf(&body).await, Accepted::logs_response)
+    }
+}
+
+/// `TraceService/Export`.
+pub(crate) struct ExportTraces;
+
+impl Method for ExportTraces {
+    const SERVICE: &'static str = TRACE_SERVICE;
+    const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    async fn export(receiver: Arc<Receiver>, body: Bytes) -> Result<Vec<u8>, tonic::Status> {
+        answer(receiver.traces_protobuf(&body).await, Accepted::traces_response)
+    }
+}
+
+/// An OTLP service whose one method `M` takes the message's bytes.
+pub(crate) struct Raw<M> {
     receiver: Arc<Receiver>,
     max_bytes: usize,
+    method: PhantomData<fn() -> M>,
 }
 
-const EXPORT_METRICS: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
-
-impl NamedService for Metrics {
-    const NAME: &'static str = METRICS_SERVICE;
+impl<M> Clone for Raw<M> {
+    fn clone(&self) -> Self {
+        Raw {
+            receiver: self.receiver.clone(),
+            max_bytes: self.max_bytes,
+            method: PhantomData,
+        }
+    }
 }
 
-impl<B> Service<http::Request<B>> for Metrics
+impl<M: Method> NamedService for Raw<M> {
+    const NAME: &'static str = M::SERVICE;
+}
+
+impl<M, B> Service<http::Request<B>> for Raw<M>
 where
+    M: Method,
     B: tonic::codegen::Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
@@ -81,68 +131,69 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if request.uri().path() != EXPORT_METRICS {
+        if request.uri().path() != M::PATH {
             return Box::pin(async { Ok(tonic::Status::unimplemented("no such method").into_http()) });
         }
         let (receiver, max_bytes) = (self.receiver.clone(), self.max_bytes);
         Box::pin(async move {
             let mut gzip = EnabledCompressionEncodings::default();
             gzip.enable(CompressionEncoding::Gzip);
-            let mut grpc = tonic::server::Grpc::new(RawMetrics)
+            let mut grpc = tonic::server::Grpc::new(Bytewise)
                 .apply_compression_config(gzip, gzip)
                 .apply_max_message_size_config(Some(max_bytes), None);
-            Ok(grpc.unary(Export(receiver), request).await)
+            Ok(grpc.unary(Export::<M>(receiver, PhantomData), request).await)
         })
     }
 }
 
-/// One export: checked, read in place, converted, stored.
-struct Export(Arc<Receiver>);
+/// One export: checked, converted, stored.
+struct Export<M>(Arc<Receiver>, PhantomData<fn() -> M>);
 
-impl UnaryService<Bytes> for Export {
-    type Response = ExportMetricsServiceResponse;
+impl<M: Method> UnaryService<Bytes> for Export<M> {
+    type Response = Vec<u8>;
     type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let receiver = self.0.clone();
         Box::pin(async move {
             check(&receiver, &request)?;
-            answer(
-                receiver.metrics_protobuf(request.into_inner()).await,
-                Accepted::metrics_response,
-            )
+            M::export(receiver, request.into_inner())
+                .await
+                .map(tonic::Response::new)
         })
     }
 }
 
-/// Requests as their (decompressed) bytes; responses encoded by prost.
-struct RawMetrics;
+/// Requests as their (decompressed) bytes; responses as the protobuf the
+/// method encoded.
+struct Bytewise;
 
-impl Codec for RawMetrics {
-    type Encode = ExportMetricsServiceResponse;
+impl Codec for Bytewise {
+    type Encode = Vec<u8>;
     type Decode = Bytes;
-    type Encoder = RawMetrics;
-    type Decoder = RawMetrics;
+    type Encoder = Bytewise;
+    type Decoder = Bytewise;
 
     fn encoder(&mut self) -> Self::Encoder {
-        RawMetrics
+        Bytewise
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        RawMetrics
+        Bytewise
     }
 }
 
-impl Encoder for RawMetrics {
-    type Item = ExportMetricsServiceResponse;
+impl Encoder for Bytewise {
+    type Item = Vec<u8>;
     type Error = tonic::Status;
 
     fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        prost::Message::encode(&item, dst).map_err(|e| tonic::Status::internal(e.to_string()))
+        dst.put_slice(&item);
+        Ok(())
     }
 }
 
-impl Decoder for RawMetrics {
+impl Decoder for Bytewise {
     type Item = Bytes;
     type Error = tonic::Status;
 
@@ -151,51 +202,21 @@ impl Decoder for RawMetrics {
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for Otlp {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        check(&self.0, &request)?;
-        answer(self.0.logs(request.into_inner()).await, Accepted::logs_response)
-    }
-}
-
-#[tonic::async_trait]
-impl TraceService for Otlp {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        check(&self.0, &request)?;
-        answer(self.0.traces(request.into_inner()).await, Accepted::traces_response)
+fn raw<M: Method>(receiver: &Arc<Receiver>, max_bytes: usize) -> Raw<M> {
+    Raw {
+        receiver: receiver.clone(),
+        max_bytes,
+        method: PhantomData,
     }
 }
 
 /// The gRPC router with all three services, accepting gzip and messages up
 /// to `max_bytes`.
 pub fn router(receiver: Arc<Receiver>, max_bytes: usize) -> tonic::transport::server::Router {
-    let metrics = Metrics {
-        receiver: receiver.clone(),
-        max_bytes,
-    };
-    let otlp = Otlp(receiver);
-    let gzip = CompressionEncoding::Gzip;
     tonic::transport::Server::builder()
         // Small answers must not wait on Nagle and delayed ACKs (40 ms stalls).
         .tcp_nodelay(true)
-        .add_service(metrics)
-        .add_service(
-            LogsServiceServer::new(otlp.clone())
-                .accept_compressed(gzip)
-                .send_compressed(gzip)
-                .max_decoding_message_size(max_bytes),
-        )
-        .add_service(
-            TraceServiceServer::new(otlp)
-                .accept_compressed(gzip)
-                .send_compressed(gzip)
-                .max_decoding_message_size(max_bytes),
-        )
+        .add_service(raw::<ExportMetrics>(&receiver, max_bytes))
+        .add_service(raw::<ExportLogs>(&receiver, max_bytes))
+        .add_service(raw::<ExportTraces>(&receiver, max_bytes))
 }

@@ -1,23 +1,30 @@
 //! OTLP/HTTP: `POST /v1/metrics`, `/v1/logs` and `/v1/traces` with protobuf
 //! or JSON bodies, gzip or not.
+//!
+//! A request that is refused is answered with its HTTP status (400 for bad
+//! data, 401 without the token, 413 for a body over the limit, 415 for an
+//! unsupported content encoding, 503 when the store could not keep it, to be
+//! retried) and a `google.rpc.Status` body ([`super::status`]) in the
+//! request's encoding: protobuf, or JSON for `application/json`. A 400's
+//! status names the field at fault when it is known (OTLP/JSON: serde's path
+//! to it, [`super::json`]).
 
 use std::io::Read;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{Accepted, IngestError, Receiver};
+use super::json::{self, JsonError};
+use super::status::Status;
+use super::{Accepted, IngestError, Receiver, Signal};
 
 /// The HTTP routes, refusing bodies over `max_bytes` (compressed or not).
 pub fn router(receiver: Arc<Receiver>, max_bytes: usize) -> Router {
@@ -30,15 +37,93 @@ pub fn router(receiver: Arc<Receiver>, max_bytes: usize) -> Router {
         .with_state((receiver, max_bytes))
 }
 
-fn refuse(status: StatusCode, reason: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], reason).into_response()
+/// Why an OTLP/HTTP request was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// No token, or the wrong one.
+    #[error("missing or wrong token: send authorization: Bearer <token>")]
+    Unauthorized,
+    /// The body could not be read (over the limit, or cut off).
+    #[error("the body could not be read: {}", .0.body_text())]
+    Body(BytesRejection),
+    /// The body says gzip but is not.
+    #[error("the gzip body is malformed: {0}")]
+    Gzip(std::io::Error),
+    /// The body is over the limit once decompressed.
+    #[error("the body is over {0} bytes once decompressed")]
+    TooLarge(usize),
+    /// A content encoding other than gzip.
+    #[error("content-encoding {0:?} is not supported: use gzip or none")]
+    Encoding(String),
+    /// The body is not OTLP/JSON of its signal.
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    /// Not protobuf of the signal, or the store could not keep it.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
 }
 
-/// The body, gunzipped when it says so, at most `max_bytes` either way;
-/// `Err` is the status and the reason to answer with.
-fn body(headers: &HeaderMap, bytes: &Bytes, max_bytes: usize) -> Result<Bytes, (StatusCode, String)> {
+impl Refusal {
+    /// The HTTP status to answer with.
+    fn http_status(&self) -> StatusCode {
+        match self {
+            Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
+            Refusal::Body(rejection) => rejection.status(),
+            Refusal::Gzip(_) | Refusal::Json(_) | Refusal::Ingest(IngestError::Malformed { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
+            Refusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::Ingest(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `google.rpc.Status` to answer with: its code is the one gRPC
+    /// would answer with (OTLP/HTTP clients go by the HTTP status).
+    fn status(&self) -> Status {
+        let message = self.to_string();
+        match self.http_status() {
+            StatusCode::BAD_REQUEST => {
+                let field = match self {
+                    Refusal::Json(error) => error.path.trim_start_matches('.'),
+                    _ => "",
+                };
+                Status::bad_request(message, field)
+            }
+            StatusCode::UNAUTHORIZED => Status::new(tonic::Code::Unauthenticated, message),
+            StatusCode::PAYLOAD_TOO_LARGE => Status::new(tonic::Code::ResourceExhausted, message),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Status::new(tonic::Code::Unimplemented, message),
+            status if status.is_client_error() => Status::new(tonic::Code::InvalidArgument, message),
+            _ => Status::new(tonic::Code::Unavailable, message),
+        }
+    }
+}
+
+/// The answer to a refused request: its status, and a `google.rpc.Status`
+/// in the request's encoding.
+fn refuse(refusal: &Refusal, json: bool) -> Response {
+    let status = refusal.status();
+    if json {
+        (
+            refusal.http_status(),
+            [(header::CONTENT_TYPE, "application/json")],
+            status.to_json().to_string(),
+        )
+            .into_response()
+    } else {
+        (
+            refusal.http_status(),
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            status.encode_to_vec(),
+        )
+            .into_response()
+    }
+}
+
+/// The body, gunzipped when it says so, at most `max_bytes` either way.
+fn body(headers: &HeaderMap, bytes: Bytes, max_bytes: usize) -> Result<Bytes, Refusal> {
     match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
-        None | Some("identity") => Ok(bytes.clone()),
+        None | Some("identity") => Ok(bytes),
         Some("gzip") => {
             // gzip's trailer holds the size decompressed (mod 2^32): read
             // into a buffer that size, up to the limit, without regrowing.
@@ -50,21 +135,13 @@ fn body(headers: &HeaderMap, bytes: &Bytes, max_bytes: usize) -> Result<Bytes, (
                 .map_or(0, |tail| u32::from_le_bytes(tail) as usize);
             let mut out = Vec::with_capacity(size.min(max_bytes) + 1);
             let mut decoder = flate2::read::GzDecoder::new(&bytes[..]).take(max_bytes as u64 + 1);
-            decoder
-                .read_to_end(&mut out)
-                .map_err(|e| (StatusCode::BAD_REQUEST, format!("the gzip body is malformed: {e}")))?;
+            decoder.read_to_end(&mut out).map_err(Refusal::Gzip)?;
             if out.len() > max_bytes {
-                return Err((
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the body is over {max_bytes} bytes once decompressed"),
-                ));
+                return Err(Refusal::TooLarge(max_bytes));
             }
             Ok(out.into())
         }
-        Some(other) => Err((
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("content-encoding {other:?} is not supported: use gzip or none"),
-        )),
+        Some(other) => Err(Refusal::Encoding(other.to_owned())),
     }
 }
 
@@ -76,32 +153,24 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|t| t.starts_with("application/json"))
 }
 
-/// Decodes an OTLP request body (protobuf, or JSON when the content type
-/// says so); `Err` is the status and reason to answer with. The bool tells
-/// whether it was JSON.
-fn decode<T: Message + Default + DeserializeOwned>(
+/// The request's body, once its token is checked: read within the limit
+/// and decompressed. The compressed bytes are dropped here.
+fn accept(
+    receiver: &Receiver,
     headers: &HeaderMap,
-    bytes: &Bytes,
+    bytes: Result<Bytes, BytesRejection>,
     max_bytes: usize,
-    what: &str,
-) -> Result<(T, bool), (StatusCode, String)> {
-    let json = is_json(headers);
-    let body = body(headers, bytes, max_bytes)?;
-    let request = if json {
-        serde_json::from_slice::<T>(&body).map_err(|e| format!("the body is not OTLP/JSON {what}: {e}"))
-    } else {
-        T::decode(&body[..]).map_err(|e| format!("the body is not OTLP/protobuf {what}: {e}"))
-    };
-    request
-        .map(|r| (r, json))
-        .map_err(|reason| (StatusCode::BAD_REQUEST, reason))
+) -> Result<Bytes, Refusal> {
+    if !receiver.authorized(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
+        return Err(Refusal::Unauthorized);
+    }
+    body(headers, bytes.map_err(Refusal::Body)?, max_bytes)
 }
 
 /// The answer to an OTLP request: the response in the request's encoding,
-/// 400 for a malformed body, or 503 when the store could not keep it (the
-/// client keeps it and retries).
+/// or the refusal.
 fn respond<R: Message + Serialize>(
-    result: Result<Accepted, IngestError>,
+    result: Result<Accepted, Refusal>,
     json: bool,
     response: fn(Accepted) -> R,
 ) -> Response {
@@ -116,24 +185,11 @@ fn respond<R: Message + Serialize>(
             response(accepted).encode_to_vec(),
         )
             .into_response(),
-        Err(error @ IngestError::Malformed(_)) => refuse(StatusCode::BAD_REQUEST, error.to_string()),
-        Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+        Err(refusal) => refuse(&refusal, json),
     }
 }
 
 type Shared = State<(Arc<Receiver>, usize)>;
-
-/// Refuses a request without the right bearer token (401, with what to send).
-fn authorize(receiver: &Receiver, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
-    if receiver.authorized(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
-        Ok(())
-    } else {
-        Err((
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong token: send authorization: Bearer <token>".to_owned(),
-        ))
-    }
-}
 
 /// The reporter's own health, in the Prometheus text format.
 async fn self_metrics(State((receiver, _)): Shared) -> Response {
@@ -185,38 +241,43 @@ async fn self_metrics(State((receiver, _)): Shared) -> Response {
         .into_response()
 }
 
-/// Metrics: protobuf is read in place ([`super::wire`]), JSON decoded.
-async fn metrics(State((receiver, max)): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    if !is_json(&headers) {
-        let body = match authorize(&receiver, &headers).and_then(|()| body(&headers, &bytes, max)) {
-            Ok(body) => body,
-            Err((status, reason)) => return refuse(status, reason),
-        };
-        drop(bytes);
-        return respond(receiver.metrics_protobuf(body).await, false, Accepted::metrics_response);
-    }
-    match authorize(&receiver, &headers)
-        .and_then(|()| decode::<ExportMetricsServiceRequest>(&headers, &bytes, max, "metrics"))
-    {
-        Ok((request, json)) => respond(receiver.metrics(request).await, json, Accepted::metrics_response),
-        Err((status, reason)) => refuse(status, reason),
-    }
+/// Metrics: protobuf is read in place ([`super::wire`]), JSON decoded
+/// strictly ([`super::json`]).
+async fn metrics(State((receiver, max)): Shared, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Response {
+    let json = is_json(&headers);
+    let result = async {
+        let body = accept(&receiver, &headers, bytes, max)?;
+        Ok::<_, Refusal>(if json {
+            receiver.metrics(json::metrics(&body)?).await?
+        } else {
+            receiver.metrics_protobuf(body).await?
+        })
+    };
+    respond(result.await, json, Accepted::metrics_response)
 }
 
-async fn logs(State((receiver, max)): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    match authorize(&receiver, &headers)
-        .and_then(|()| decode::<ExportLogsServiceRequest>(&headers, &bytes, max, "logs"))
-    {
-        Ok((request, json)) => respond(receiver.logs(request).await, json, Accepted::logs_response),
-        Err((status, reason)) => refuse(status, reason),
-    }
+async fn logs(State((receiver, max)): Shared, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Response {
+    let json = is_json(&headers);
+    let result = async {
+        let body = accept(&receiver, &headers, bytes, max)?;
+        Ok::<_, Refusal>(if json {
+            receiver.logs(json::decode(&body, Signal::Logs)?).await?
+        } else {
+            receiver.logs_protobuf(&body).await?
+        })
+    };
+    respond(result.await, json, Accepted::logs_response)
 }
 
-async fn traces(State((receiver, max)): Shared, headers: HeaderMap, bytes: Bytes) -> Response {
-    match authorize(&receiver, &headers)
-        .and_then(|()| decode::<ExportTraceServiceRequest>(&headers, &bytes, max, "traces"))
-    {
-        Ok((request, json)) => respond(receiver.traces(request).await, json, Accepted::traces_response),
-        Err((status, reason)) => refuse(status, reason),
-    }
+async fn traces(State((receiver, max)): Shared, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Response {
+    let json = is_json(&headers);
+    let result = async {
+        let body = accept(&receiver, &headers, bytes, max)?;
+        Ok::<_, Refusal>(if json {
+            receiver.traces(json::decode(&body, Signal::Traces)?).await?
+        } else {
+            receiver.traces_protobuf(&body).await?
+        })
+    };
+    respond(result.await, json, Accepted::traces_response)
 }

@@ -57,7 +57,7 @@ pub fn convert(request: &ExportLogsServiceRequest, limits: &Limits, now_unix_nan
                 (Some(file), None) => file,
                 _ => String::new(),
             };
-            let (transaction, kind) = transaction("", attributes).unwrap_or_else(|| ("(none)".to_owned(), "job"));
+            let (transaction, kind) = transaction(false, attributes).unwrap_or_else(|| ("(none)".to_owned(), "job"));
             let count = get(attributes, "kuroko.error.count")
                 .and_then(text)
                 .and_then(|c| c.parse::<u64>().ok())

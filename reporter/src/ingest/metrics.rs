@@ -5,8 +5,10 @@
 //!   explicit-bucket, in `s` or `ms`, become [`HistogramPoint`]s.
 //! - `kuroko.transaction.*` and `kuroko.segment.*` sums become [`CounterPoint`]s.
 //! - The transaction is `kuroko.transaction`, else `METHOD route` from
-//!   `http.request.method` and `http.route`; points with neither are not
-//!   transactions and are ignored (accepted, not stored).
+//!   `http.request.method` and `http.route` (`METHOD (no route)` for an
+//!   `http.server.request.duration` point without a route, as a 404's);
+//!   points with neither are not transactions and are ignored (accepted,
+//!   not stored).
 //! - Cumulative points become deltas against the stream's previous point; a
 //!   new start time or a count that went down is a reset, whose point counts
 //!   whole.
@@ -132,10 +134,11 @@ impl<'a> Series<'a> {
         }
         let names = found.map(|attribute| attribute.and_then(Attribute::text));
         let Series { sender, named } = self;
+        let http_server = is_http_server_duration(metric);
         named
-            .entry((is_http_server_duration(metric), names))
+            .entry((http_server, names))
             .or_insert_with(|| {
-                let (transaction, kind) = transaction(metric, attributes)?;
+                let (transaction, kind) = transaction(http_server, attributes)?;
                 Some(Arc::new(key(sender, transaction, kind, attributes)))
             })
             .clone()

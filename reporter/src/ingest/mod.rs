@@ -8,9 +8,11 @@
 
 pub mod grpc;
 pub mod http;
+pub(crate) mod json;
 pub mod logs;
 pub mod metrics;
 pub mod otlp;
+pub(crate) mod status;
 pub mod traces;
 pub mod wire;
 
@@ -92,6 +94,27 @@ impl Accepted {
     }
 }
 
+/// One of the OTLP signals the reporter receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// `/v1/metrics`, `MetricsService`.
+    Metrics,
+    /// `/v1/logs`, `LogsService`.
+    Logs,
+    /// `/v1/traces`, `TraceService`.
+    Traces,
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+            Signal::Traces => "traces",
+        })
+    }
+}
+
 /// Why a request was not accepted at all.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -101,9 +124,21 @@ pub enum IngestError {
     /// The write task died.
     #[error("the store's writer stopped unexpectedly")]
     Writer,
-    /// The body is not the protobuf of an OTLP request: the client must not retry it.
-    #[error("the body is not OTLP/protobuf metrics: {0}")]
-    Malformed(#[from] prost::DecodeError),
+    /// The body is not the protobuf of an OTLP request of its signal: the
+    /// client must not retry it.
+    #[error("the body is not OTLP/protobuf {signal}: {source}")]
+    Malformed {
+        /// The signal it was sent as.
+        signal: Signal,
+        /// Why prost could not decode it.
+        source: prost::DecodeError,
+    },
+}
+
+impl IngestError {
+    fn malformed(signal: Signal) -> impl FnOnce(prost::DecodeError) -> IngestError {
+        move |source| IngestError::Malformed { signal, source }
+    }
 }
 
 /// Name of the series that collects a service's series past the limit.
@@ -270,7 +305,8 @@ impl Receiver {
     /// [`IngestError::Malformed`] when the body is not an OTLP metrics request.
     pub async fn metrics_protobuf(&self, body: prost::bytes::Bytes) -> Result<Accepted, IngestError> {
         let mut decoded = None;
-        let converted = self.convert_metrics(&read_protobuf(&body, &mut decoded)?)?;
+        let converted = self
+            .convert_metrics(&read_protobuf(&body, &mut decoded).map_err(IngestError::malformed(Signal::Metrics))?)?;
         drop((decoded, body));
         self.store_metrics(converted).await
     }
@@ -306,6 +342,22 @@ impl Receiver {
         // Cumulative streams move on only once their points are stored.
         self.deltas.write().unwrap_or_else(|e| e.into_inner()).apply(updates);
         Ok(accepted)
+    }
+
+    /// Decodes a logs request's protobuf, converts and stores it; returns
+    /// once it is committed, or [`IngestError::Malformed`].
+    pub async fn logs_protobuf(&self, body: &[u8]) -> Result<Accepted, IngestError> {
+        use prost::Message;
+        let request = ExportLogsServiceRequest::decode(body).map_err(IngestError::malformed(Signal::Logs))?;
+        self.logs(request).await
+    }
+
+    /// Decodes a traces request's protobuf, converts and stores it; returns
+    /// once it is committed, or [`IngestError::Malformed`].
+    pub async fn traces_protobuf(&self, body: &[u8]) -> Result<Accepted, IngestError> {
+        use prost::Message;
+        let request = ExportTraceServiceRequest::decode(body).map_err(IngestError::malformed(Signal::Traces))?;
+        self.traces(request).await
     }
 
     /// Converts and stores a logs request (its errors); returns once committed.

@@ -150,8 +150,13 @@ pub(crate) const METHOD: [&str; 2] = ["http.request.method", "http.method"];
 /// `http.response.status_code`, or the older `http.status_code`.
 pub(crate) const STATUS_CODE: [&str; 2] = ["http.response.status_code", "http.status_code"];
 
-/// The transaction a point belongs to, and its kind.
-pub(crate) fn transaction<A: Attribute>(metric: &str, attributes: &[A]) -> Option<(String, &'static str)> {
+/// The transaction a point belongs to, and its kind: `kuroko.transaction`,
+/// else `METHOD route`. A request the server answered without matching a
+/// route (a 404, most often) is `METHOD (no route)` when `http_server` says
+/// the point is a server's request (an `http.server.request.duration`
+/// point, or a SERVER span): one name whichever signal brings it, so that
+/// its spans are known to be counted by its metrics already.
+pub(crate) fn transaction<A: Attribute>(http_server: bool, attributes: &[A]) -> Option<(String, &'static str)> {
     let route = get(attributes, "http.route").and_then(Attribute::text);
     if let Some(name) = get(attributes, "kuroko.transaction").and_then(text) {
         return Some((name, if route.is_some() { "web" } else { "job" }));
@@ -159,7 +164,7 @@ pub(crate) fn transaction<A: Attribute>(metric: &str, attributes: &[A]) -> Optio
     let method = get_any(attributes, &METHOD).and_then(Attribute::text);
     match (method, route) {
         (Some(method), Some(route)) => Some((format!("{method} {route}"), "web")),
-        (Some(method), None) if is_http_server_duration(metric) => Some((format!("{method} (no route)"), "web")),
+        (Some(method), None) if http_server => Some((format!("{method} (no route)"), "web")),
         _ => None,
     }
 }

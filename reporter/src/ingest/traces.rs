@@ -1,10 +1,12 @@
 //! OTLP traces → transactions, segments and kept traces.
 //!
 //! From any OpenTelemetry SDK, `SERVER` and `CONSUMER` spans are
-//! transactions: named `kuroko.transaction`, else `METHOD route`, else the
-//! span's name. Every span below one in the same resource's request (its
-//! whole subtree, whatever instrumentation scope made it, down to the next
-//! transaction) is a segment of it: `db.*` attributes make it database,
+//! transactions: named `kuroko.transaction`, else `METHOD route`, else (a
+//! SERVER span with a method and no route, such as a 404) `METHOD (no
+//! route)` as its duration metric names it, else the span's name. Every
+//! span below one in the same resource's request (its whole subtree,
+//! whatever instrumentation scope made it, down to the next transaction) is
+//! a segment of it: `db.*` attributes make it database,
 //! `messaging.*` (or a `PRODUCER` span) messaging, a `CLIENT` span with
 //! `http.*`, `url.*`, `rpc.*` or `server.address` external, anything else
 //! code. Each segment counts its calls, its time and its exclusive time (its
@@ -173,16 +175,9 @@ pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_na
                     out.reject("span", reason);
                     continue;
                 }
-                let (name, kind) = transaction("", &root.attributes).unwrap_or_else(|| {
-                    (
-                        root.name.clone(),
-                        if root.kind == SpanKind::Server as i32 {
-                            "web"
-                        } else {
-                            "job"
-                        },
-                    )
-                });
+                let server = root.kind == SpanKind::Server as i32;
+                let (name, kind) = transaction(server, &root.attributes)
+                    .unwrap_or_else(|| (root.name.clone(), if server { "web" } else { "job" }));
                 let series = key(&sender, name, kind, &root.attributes);
                 let seconds = root.end_time_unix_nano.saturating_sub(root.start_time_unix_nano) as f64 / 1e9;
                 // The subtree down to the next transaction, parents first.

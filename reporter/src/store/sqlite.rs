@@ -8,7 +8,8 @@
 //! A batch is acknowledged once it is appended to the journal
 //! ([`super::journal`]); its points wait in memory ([`super::pending`]),
 //! merged per series and minute, until a flush writes them to the tables in
-//! one transaction (when they have waited [`FLUSH_EVERY`], and before every
+//! one transaction (when they have waited [`FLUSH_EVERY`], whether or not
+//! more data arrives, see [`SqliteStore::flush_if_due`]; and before every
 //! read, so reads see every acknowledged point). On open, journal segments
 //! not yet flushed are replayed. With WAL and `synchronous=NORMAL` a
 //! committed transaction survives a crash of the reporter (kill -9), though
@@ -312,6 +313,25 @@ impl SqliteStore {
 
     fn connection(&self) -> MutexGuard<'_, Connection> {
         self.connection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long until the oldest acknowledged point still in memory has
+    /// waited [`FLUSH_EVERY`] (zero: a flush is due); `None` when nothing
+    /// waits, or when another process writes this store.
+    pub fn flush_due_in(&self) -> Option<Duration> {
+        let since = self.ingest().as_ref()?.pending.since?;
+        Some(FLUSH_EVERY.saturating_sub(since.elapsed()))
+    }
+
+    /// Flushes when the oldest acknowledged point in memory has waited
+    /// [`FLUSH_EVERY`]: what keeps the file at most that far behind when
+    /// no write or read comes to flush it (`kuroko serve` calls it from a
+    /// thread of its own). Whether it flushed.
+    pub fn flush_if_due(&self) -> Result<bool, StoreError> {
+        if self.flush_due_in() != Some(Duration::ZERO) {
+            return Ok(false);
+        }
+        self.flush().map(|()| true)
     }
 
     /// Writes every acknowledged point still in memory to the tables.

@@ -119,6 +119,9 @@ fn filter_bar(path: &str, params: &Params, default_since: Option<&str>, editable
                 }
                 button type="submit" { "Apply" }
             }
+            @if until.is_none() {
+                p.partial-note { "The last minute is still arriving: its numbers are partial." }
+            }
             @let chips: Vec<(&str, &str)> = params.pairs().filter(|(k, _)| editable.contains(k) || *k == "host").collect();
             @if !chips.is_empty() {
                 div.chips {
