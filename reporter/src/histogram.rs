@@ -821,6 +821,62 @@ mod tests {
     }
 
     #[test]
+    fn explicit_buckets_are_interpolated_within_the_bucket_and_the_streams_extremes() {
+        // 1,000 runs: 100 in (0, 5 ms] (min 2 ms), 800 in (5, 10 ms], 100 in (10, 25 ms] (max 20 ms).
+        let h = Histogram::from_explicit(
+            &[0.005, 0.01, 0.025],
+            &[100, 800, 100, 0],
+            1_000,
+            Some(8.0),
+            Some((0.002, 0.02)),
+        )
+        .unwrap();
+        // Linear interpolation, as Prometheus' histogram_quantile reads buckets,
+        // with the open ends cut at min and max.
+        let interpolated = |q: f64| -> f64 {
+            let rank = q * 1_000.0;
+            match rank {
+                r if r <= 100.0 => 0.002 + r / 100.0 * 0.003,
+                r if r <= 900.0 => 0.005 + (r - 100.0) / 800.0 * 0.005,
+                r => 0.01 + (r - 900.0) / 100.0 * 0.01,
+            }
+        };
+        for q in [0.05, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99] {
+            let (read, expected) = (h.quantile(q), interpolated(q));
+            assert!(
+                (read / expected - 1.0).abs() < 0.01,
+                "q{q}: read {read}, interpolated {expected}"
+            );
+        }
+        // Every percentile stays inside the bucket of its rank: p90 (rank 900,
+        // the last run of (5, 10 ms]) is not read from the bucket above.
+        assert!(h.quantile(0.9) <= 0.01 && h.quantile(0.901) > 0.01);
+        // The median is no longer the bucket's middle but its interpolation.
+        assert!((h.quantile(0.5) - 0.0075).abs() < 0.0001, "{}", h.quantile(0.5));
+        // Shares above a threshold and Apdex zones read the same spread.
+        assert!(
+            (h.fraction_above(0.0075) - 0.5).abs() < 0.01,
+            "{}",
+            h.fraction_above(0.0075)
+        );
+        assert!(
+            (h.fraction_above(0.015) - 0.05).abs() < 0.01,
+            "{}",
+            h.fraction_above(0.015)
+        );
+        // Without min and max the first bucket starts at 0 (its 10 runs at
+        // 5, 15 … 95 ms, so the 5th is at 45 ms), and the open last one
+        // holds its runs at its lower bound.
+        let open = Histogram::from_explicit(&[0.1], &[10, 10], 20, Some(1.5), None).unwrap();
+        assert!(
+            (open.quantile(0.25) / 0.045 - 1.0).abs() < 0.01,
+            "{}",
+            open.quantile(0.25)
+        );
+        assert!((open.quantile(1.0) / 0.1 - 1.0).abs() < 0.01, "{}", open.quantile(1.0));
+    }
+
+    #[test]
     fn explicit_buckets_are_estimates() {
         let h = Histogram::from_explicit(
             &[0.005, 0.01, 0.025, 0.05, 0.1],

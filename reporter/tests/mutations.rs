@@ -242,8 +242,13 @@ fn mutated_payloads_never_panic_and_both_metrics_readers_agree() {
     let (sdk, with_summary) = (&seeds[seeds.len() - 2], &seeds[seeds.len() - 1]);
     assert!(wire::read(&seeds[0]).is_ok() && wire::read(sdk).is_ok());
     assert_eq!(wire::read(with_summary), Err(wire::Unusual));
-    assert_eq!(decode_and_validate(sdk)[0], 2, "the SDK's histogram and sum are stored");
-    assert_eq!(decode_and_validate(with_summary)[0], 2, "so are they beside a summary");
+    // The histogram, its outcome count (an SDK's point) and the sum.
+    assert_eq!(
+        decode_and_validate(sdk)[0],
+        3,
+        "the SDK's histogram, outcomes and sum are stored"
+    );
+    assert_eq!(decode_and_validate(with_summary)[0], 3, "so are they beside a summary");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut decoded, mut read_in_place) = (0, 0);
     for round in 0..20_000 {

@@ -300,8 +300,9 @@ fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mu
                     extremes: stream_extremes,
                 };
                 // Seconds recorded into an SDK's default bounds, which are
-                // milliseconds: bounds up to hours for a request's duration.
-                let misfit = raw.bounds.last().is_some_and(|b| *b >= 1_000.0);
+                // milliseconds: bounds up to hours for an HTTP request's
+                // duration (a batch job's may legitimately reach them).
+                let misfit = is_http_server_duration(name) && raw.bounds.last().is_some_and(|b| *b >= 1_000.0);
                 let stored = histogram_point(context, point, cumulative(*temporality), series, out, |stream| {
                     let (delta, moved) = match stream {
                         Some(Some(StreamValue::Explicit(last))) => (raw.since(last), raw.moved_extremes(last)),
