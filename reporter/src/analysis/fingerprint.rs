@@ -6,8 +6,12 @@
 //! [`Fingerprint`] groups by the error's type, its message with every
 //! variable value replaced by a placeholder ([`normalise_message`]), and the
 //! file (not the line) where it was raised, so a deploy that moves code does
-//! not split a group either. An explicit fingerprint sent by the service
-//! (attribute `kuroko.error.fingerprint`) replaces all of that.
+//! not split a group either. An error with a stack trace that holds frames of
+//! the service's own code is grouped by its type and those frames instead
+//! (as Sentry does, see [`super::stack`]): the same code path is one group
+//! whatever its message says, and two errors of one type raised in different
+//! places are two. An explicit fingerprint sent by the service (attribute
+//! `kuroko.error.fingerprint`) replaces all of that.
 //!
 //! The message is scanned once, by one regex whose alternatives are tried in
 //! priority order at each position (quoted values, urls, emails, uuids, dates,
@@ -43,6 +47,8 @@ pub struct Fingerprint {
     pub location: String,
     /// Whether the id comes from the service's own fingerprint.
     pub custom: bool,
+    /// Whether the id comes from the in-app frames of the stack trace.
+    pub stack: bool,
 }
 
 impl Fingerprint {
@@ -57,6 +63,33 @@ impl Fingerprint {
 /// (`kuroko.error.fingerprint`), which, when present and not blank, decides
 /// the id alone. The title is always built from type and message.
 pub fn fingerprint(error_type: &str, message: &str, location: &str, custom: Option<&str>) -> Fingerprint {
+    fingerprint_with_frames(error_type, message, location, &[], custom)
+}
+
+/// [`fingerprint`] of an error with a stack trace (`exception.stacktrace`,
+/// may be empty): when the trace holds in-app frames, the id is its type and
+/// those frames ([`super::stack::in_app_frames`]), not its message or
+/// location; else as [`fingerprint`]. The custom fingerprint still wins.
+pub fn fingerprint_with_stack(
+    error_type: &str,
+    message: &str,
+    location: &str,
+    stacktrace: &str,
+    custom: Option<&str>,
+) -> Fingerprint {
+    let frames = super::stack::in_app_frames(stacktrace);
+    fingerprint_with_frames(error_type, message, location, &frames, custom)
+}
+
+/// [`fingerprint_with_stack`] given the stack trace's in-app frames already
+/// read (callers that meet one trace many times read it once).
+pub fn fingerprint_with_frames(
+    error_type: &str,
+    message: &str,
+    location: &str,
+    frames: &[String],
+    custom: Option<&str>,
+) -> Fingerprint {
     let error_type = truncate(error_type.trim(), MAX_NAME_BYTES);
     let message = normalise_message(message);
     let location = normalise_location(location);
@@ -76,8 +109,16 @@ pub fn fingerprint(error_type: &str, message: &str, location: &str, custom: Opti
     // carry letters, or even read as a duration (`8650081d`): to the id,
     // `<num>`, `<hex>`, `<id>` and `<duration>` are one kind of value, so such
     // a message stays one group (the title keeps what it saw).
+    //
+    // With in-app frames, the type and the frames (file and function, in
+    // order) are the id, under a tag of their own.
     let id = match custom {
         Some(custom) => fnv1a64(&[b"kuroko-fp-custom-1", custom.as_bytes()]),
+        None if !frames.is_empty() => {
+            let mut fields: Vec<&[u8]> = vec![b"kuroko-fp-stack-1", error_type.as_bytes()];
+            fields.extend(frames.iter().map(|f| f.as_bytes()));
+            fnv1a64(&fields)
+        }
         None => fnv1a64(&[
             b"kuroko-fp-2",
             error_type.as_bytes(),
@@ -90,6 +131,7 @@ pub fn fingerprint(error_type: &str, message: &str, location: &str, custom: Opti
         title,
         location,
         custom: custom.is_some(),
+        stack: custom.is_none() && !frames.is_empty(),
     }
 }
 
@@ -328,7 +370,7 @@ fn is_known_word(word: &str) -> bool {
 /// or address (`psycopg2.errors.UniqueViolation`, `batch-000123.csv`): it is
 /// code or a file name, so `psycopg2` stays a module name, but numbers, hex
 /// and ids in it are still values.
-fn normalise_words(text: &str, out: &mut String) {
+pub(crate) fn normalise_words(text: &str, out: &mut String) {
     let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut rest = text;
     while let Some(start) = rest.find(is_word) {
@@ -439,7 +481,7 @@ fn is_base36_id(part: &str) -> bool {
 /// 64-bit FNV-1a over `fields`, each followed by the byte 0xff. Hand-written
 /// (ten lines) because the id must never change with a dependency, a Rust
 /// release or the platform: std's hashers promise none of that.
-fn fnv1a64(fields: &[&[u8]]) -> u64 {
+pub(crate) fn fnv1a64(fields: &[&[u8]]) -> u64 {
     const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut hash = OFFSET_BASIS;
@@ -776,6 +818,55 @@ mod tests {
             .id,
         );
         assert_eq!(ids.len(), 1);
+    }
+
+    /// A Python stack raising `KeyError` in `function` of `file` at `line`,
+    /// called through Flask.
+    fn python_stack(file: &str, function: &str, line: u32) -> String {
+        format!(
+            "Traceback (most recent call last):\n  \
+             File \"/usr/local/lib/python3.12/site-packages/flask/app.py\", line 880, in dispatch\n    \
+             rv = self.view()\n  File \"/app/shop/views.py\", line 12, in checkout\n    return {function}()\n  \
+             File \"/app/shop/{file}\", line {line}, in {function}\n    raise KeyError(key)\nKeyError: 'x'"
+        )
+    }
+
+    #[test]
+    fn errors_with_in_app_frames_group_by_type_and_frames() {
+        let at = |message: &str, stack: &str| fingerprint_with_stack("KeyError", message, "", stack, None);
+        let user = python_stack("users.py", "load_user", 40);
+        let amount = python_stack("pricing.py", "price", 7);
+        // Same type, different places: two groups, whatever the messages.
+        assert_ne!(at("'user_id'", &user).id, at("'amount'", &amount).id);
+        assert_ne!(at("'user_id'", &user).id, at("'user_id'", &amount).id);
+        // The same place with different values, or moved by a deploy: one group.
+        assert_eq!(at("'user_id'", &user).id, at("'order_id'", &user).id);
+        assert_eq!(
+            at("'user_id'", &user).id,
+            at("'user_id'", &python_stack("users.py", "load_user", 44)).id
+        );
+        assert!(at("'user_id'", &user).stack);
+        // The title still reads the message.
+        assert_eq!(at("'user_id'", &user).title, "KeyError: <quoted>");
+        // Another type at the same place is another error.
+        assert_ne!(
+            at("'user_id'", &user).id,
+            fingerprint_with_stack("ValueError", "'user_id'", "", &user, None).id
+        );
+        // Without in-app frames, or without a trace, the message decides as before.
+        let library = "Traceback (most recent call last):\n  File \"/usr/lib/python3.12/json/decoder.py\", line 3, in decode\nKeyError: 'a'";
+        for stack in ["", library, "not a stack trace"] {
+            let with = fingerprint_with_stack("KeyError", "'a' missing in user 42", "src/a.py:3", stack, None);
+            assert_eq!(
+                with,
+                fingerprint("KeyError", "'a' missing in user 42", "src/a.py:3", None)
+            );
+            assert!(!with.stack);
+        }
+        // The service's own fingerprint still wins.
+        let custom = fingerprint_with_stack("KeyError", "'a'", "", &user, Some("mine"));
+        assert!(custom.custom && !custom.stack);
+        assert_eq!(custom.id, fingerprint("Other", "b", "", Some("mine")).id);
     }
 
     #[test]
