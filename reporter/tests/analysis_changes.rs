@@ -100,6 +100,8 @@ fn error(host: &str, error_type: &str, message: &str, fingerprint: &str, count: 
         count,
         last_seen: (minute as u64 + 1) * 60_000_000_000,
         fingerprint: fingerprint.into(),
+        stacktrace: String::new(),
+        trace_id: String::new(),
     }
 }
 

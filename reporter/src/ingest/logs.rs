@@ -77,6 +77,8 @@ pub fn convert(request: &ExportLogsServiceRequest, limits: &Limits, now_unix_nan
                     .and_then(text)
                     .map(|f| cut(f.trim(), MAX_INPUT_BYTES).to_owned())
                     .unwrap_or_default(),
+                stacktrace: String::new(),
+                trace_id: String::new(),
             });
         }
     }

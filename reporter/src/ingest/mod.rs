@@ -254,6 +254,12 @@ impl Receiver {
                 folded += 1;
             }
         }
+        // Links name their transaction's series as its points do (not points).
+        for link in &mut batch.links {
+            if let Some(overflow) = fold(&link.key) {
+                link.key = overflow;
+            }
+        }
         if folded > 0 {
             self.stats.folded.fetch_add(folded, Ordering::Relaxed);
         }
