@@ -6,6 +6,7 @@
 //! break a limit or do not add up are rejected with their reasons in an OTLP
 //! partial-success response; the rest of the request is kept.
 
+pub(crate) mod exceptions;
 pub mod grpc;
 pub mod http;
 pub mod logs;

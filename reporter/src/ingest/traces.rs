@@ -216,6 +216,8 @@ pub fn convert(
         traces.sort_by(|a, b| b.duration.total_cmp(&a.duration));
         out.batch.traces.extend(traces.into_iter().take(KEPT_PER_REQUEST));
     }
+    // Exception events become errors; transaction spans tie their trace's.
+    super::exceptions::add(request, limits, now_unix_nano, &mut out);
     out
 }
 
