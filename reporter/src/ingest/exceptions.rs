@@ -11,7 +11,9 @@
 //! the transaction span, arriving in a later request, ties it (see
 //! `store::links`). A span that ended with status ERROR is not an error of
 //! its own: its run's outcome is counted by `traces.rs`, the error group comes
-//! from the exception.
+//! from the exception. An exception that escapes several spans is recorded
+//! on each (Python's `start_as_current_span` does so), each time with a
+//! longer traceback: it counts once, as the innermost span recorded it.
 //!
 //! [`add`] also writes a [`TraceLink`] per transaction span, which ties the
 //! errors of its trace that came without a transaction: log records, which
@@ -40,6 +42,11 @@ use crate::store::{ErrorPoint, SeriesKey, TraceLink, NO_TRANSACTION};
 pub(crate) const UNLIMITED: [&str; 2] = ["exception.stacktrace", "exception.message"];
 
 const NO_ATTRIBUTES: &[KeyValue] = &[];
+
+/// Recordings of one exception (same trace, type and message) compared to
+/// find those of the same exception on enclosing spans; past this many, all
+/// count (a bound on hostile requests).
+const MAX_RECORDINGS: usize = 32;
 
 /// Ancestors looked through for a span's transaction (a bound on hostile
 /// parent chains, cycles included).
@@ -232,6 +239,44 @@ pub(crate) fn add(request: &ExportTraceServiceRequest, limits: &Limits, now_unix
             }
             None
         };
+        // Recordings of the same exception on enclosing spans, left out.
+        let is_ancestor = |ancestor: &Span, of: &Span| {
+            let mut at = by_id.get(&(of.trace_id.as_slice(), of.parent_span_id.as_slice()));
+            for _ in 0..MAX_DEPTH {
+                let Some(current) = at else { return false };
+                if current.span.span_id == ancestor.span_id {
+                    return true;
+                }
+                at = by_id.get(&(current.span.trace_id.as_slice(), current.span.parent_span_id.as_slice()));
+            }
+            false
+        };
+        let mut recordings: HashMap<(&[u8], Option<Cow<'_, str>>, Option<Cow<'_, str>>), Vec<&Span>> = HashMap::new();
+        for read in &spans {
+            for event in read.span.events.iter().filter(|e| is_exception(e)) {
+                let what = |key: &str| get(&event.attributes, key).and_then(Attribute::text);
+                let id = (
+                    read.span.trace_id.as_slice(),
+                    what("exception.type"),
+                    what("exception.message"),
+                );
+                recordings.entry(id).or_default().push(read.span);
+            }
+        }
+        let enclosing: HashSet<(&[u8], Option<Cow<'_, str>>, Option<Cow<'_, str>>, &[u8])> = recordings
+            .into_iter()
+            .filter(|(_, spans)| (2..=MAX_RECORDINGS).contains(&spans.len()))
+            .flat_map(|(id, spans)| {
+                let outer: Vec<&[u8]> = spans
+                    .iter()
+                    .filter(|s| spans.iter().any(|inner| is_ancestor(s, inner)))
+                    .map(|s| s.span_id.as_slice())
+                    .collect();
+                outer
+                    .into_iter()
+                    .map(move |span_id| (id.0, id.1.clone(), id.2.clone(), span_id))
+            })
+            .collect();
         for read in &spans {
             let span = read.span;
             let trace_id = id_hex(&span.trace_id, 16);
@@ -248,6 +293,16 @@ pub(crate) fn add(request: &ExportTraceServiceRequest, limits: &Limits, now_unix
                 }
             }
             for event in span.events.iter().filter(|e| is_exception(e)) {
+                let what = |key: &str| get(&event.attributes, key).and_then(Attribute::text);
+                let id = (
+                    span.trace_id.as_slice(),
+                    what("exception.type"),
+                    what("exception.message"),
+                    span.span_id.as_slice(),
+                );
+                if enclosing.contains(&id) {
+                    continue;
+                }
                 let time = if event.time_unix_nano > 0 {
                     event.time_unix_nano
                 } else {
@@ -442,6 +497,35 @@ mod tests {
             ]
         );
         assert!(out.batch.links.is_empty(), "no transaction span, no link");
+    }
+
+    /// An exception that escapes the spans around it is recorded on each
+    /// (Python's `start_as_current_span`), with a longer traceback each
+    /// time: one error, as the innermost span saw it. Two attempts that
+    /// failed alike in spans of their own are two.
+    #[test]
+    fn an_exception_recorded_by_each_span_it_escapes_counts_once() {
+        let inner_stack = "Traceback (most recent call last):\n  File \"/app/db.py\", line 3, in load\nKeyError: 'id'";
+        let outer_stack = "Traceback (most recent call last):\n  File \"/app/views.py\", line 9, in get\n  \
+                           File \"/app/db.py\", line 3, in load\nKeyError: 'id'";
+        let mut server = span(1, None, SpanKind::Server, "GET /a", route("GET", "/a"));
+        server.events = vec![thrown("KeyError", "'id'", outer_stack)];
+        let mut handler = span(2, Some(1), SpanKind::Internal, "handler", vec![]);
+        handler.events = vec![thrown("KeyError", "'id'", outer_stack)];
+        let mut load = span(3, Some(2), SpanKind::Internal, "load", vec![]);
+        load.events = vec![thrown("KeyError", "'id'", inner_stack)];
+        let out = converted(&request(vec![("flask", vec![server, handler]), ("db", vec![load])]));
+        let errors: Vec<&str> = out.batch.errors.iter().map(|e| e.stacktrace.as_str()).collect();
+        assert_eq!(errors, [inner_stack]);
+
+        let mut server = span(1, None, SpanKind::Server, "GET /a", route("GET", "/a"));
+        server.events = vec![thrown("TimeoutError", "upstream", "")];
+        let mut first = span(2, Some(1), SpanKind::Client, "GET upstream", vec![]);
+        first.events = vec![thrown("TimeoutError", "upstream", "")];
+        let mut second = span(3, Some(1), SpanKind::Client, "GET upstream", vec![]);
+        second.events = vec![thrown("TimeoutError", "upstream", "")];
+        let out = converted(&request(vec![("flask", vec![server, first, second])]));
+        assert_eq!(out.batch.errors.len(), 2);
     }
 
     #[test]
