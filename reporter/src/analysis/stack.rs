@@ -293,7 +293,7 @@ pub fn innermost_in_app(stacktrace: &str) -> Option<String> {
     let frames = frames(stacktrace);
     let mut in_app = frames.iter().filter(|f| f.in_app() && !f.file.is_empty());
     let innermost = if frames.first().is_some_and(|f| f.language == Language::Python) {
-        in_app.last()
+        in_app.next_back()
     } else {
         in_app.next()
     }?;

@@ -48,6 +48,9 @@ const NO_ATTRIBUTES: &[KeyValue] = &[];
 /// count (a bound on hostile requests).
 const MAX_RECORDINGS: usize = 32;
 
+/// One exception as its recordings name it: trace, type and message.
+type Recorded<'a> = (&'a [u8], Option<Cow<'a, str>>, Option<Cow<'a, str>>);
+
 /// Ancestors looked through for a span's transaction (a bound on hostile
 /// parent chains, cycles included).
 const MAX_DEPTH: usize = 128;
@@ -251,7 +254,7 @@ pub(crate) fn add(request: &ExportTraceServiceRequest, limits: &Limits, now_unix
             }
             false
         };
-        let mut recordings: HashMap<(&[u8], Option<Cow<'_, str>>, Option<Cow<'_, str>>), Vec<&Span>> = HashMap::new();
+        let mut recordings: HashMap<Recorded<'_>, Vec<&Span>> = HashMap::new();
         for read in &spans {
             for event in read.span.events.iter().filter(|e| is_exception(e)) {
                 let what = |key: &str| get(&event.attributes, key).and_then(Attribute::text);
@@ -263,7 +266,8 @@ pub(crate) fn add(request: &ExportTraceServiceRequest, limits: &Limits, now_unix
                 recordings.entry(id).or_default().push(read.span);
             }
         }
-        let enclosing: HashSet<(&[u8], Option<Cow<'_, str>>, Option<Cow<'_, str>>, &[u8])> = recordings
+        // Each recording on a span that encloses another of the same exception.
+        let enclosing: HashSet<(Recorded<'_>, &[u8])> = recordings
             .into_iter()
             .filter(|(_, spans)| (2..=MAX_RECORDINGS).contains(&spans.len()))
             .flat_map(|(id, spans)| {
@@ -272,9 +276,7 @@ pub(crate) fn add(request: &ExportTraceServiceRequest, limits: &Limits, now_unix
                     .filter(|s| spans.iter().any(|inner| is_ancestor(s, inner)))
                     .map(|s| s.span_id.as_slice())
                     .collect();
-                outer
-                    .into_iter()
-                    .map(move |span_id| (id.0, id.1.clone(), id.2.clone(), span_id))
+                outer.into_iter().map(move |span_id| (id.clone(), span_id))
             })
             .collect();
         for read in &spans {
@@ -298,9 +300,8 @@ pub(crate) fn add(request: &ExportTraceServiceRequest, limits: &Limits, now_unix
                     span.trace_id.as_slice(),
                     what("exception.type"),
                     what("exception.message"),
-                    span.span_id.as_slice(),
                 );
-                if enclosing.contains(&id) {
+                if enclosing.contains(&(id, span.span_id.as_slice())) {
                     continue;
                 }
                 let time = if event.time_unix_nano > 0 {

@@ -222,9 +222,8 @@ pub(crate) fn check_except<A: Attribute>(
     }
     // Integers and booleans are not written out just to be measured.
     let too_long = |kv: &&A| {
-        !(kv.is_short() && limits.max_value_bytes >= 20)
-            && !unlimited.contains(&kv.key())
-            && kv.text().is_some_and(|v| v.len() > limits.max_value_bytes)
+        let exempt = unlimited.contains(&kv.key()) || (kv.is_short() && limits.max_value_bytes >= 20);
+        !exempt && kv.text().is_some_and(|v| v.len() > limits.max_value_bytes)
     };
     if let Some(kv) = attributes.iter().find(too_long) {
         return Err(format!(
