@@ -191,6 +191,59 @@ fn is_exception(event: &Event) -> bool {
     event.name == "exception"
 }
 
+/// Spans of one request by (trace id, span id).
+type SpansById<'a> = HashMap<(&'a [u8], &'a [u8]), Read<'a>>;
+
+/// The exception `event` records on `span`.
+fn recorded<'a>(span: &'a Span, event: &'a Event) -> Recorded<'a> {
+    let what = |key: &str| get(&event.attributes, key).and_then(Attribute::text);
+    (
+        span.trace_id.as_slice(),
+        what("exception.type"),
+        what("exception.message"),
+    )
+}
+
+/// Whether `ancestor` encloses `of` among the request's spans.
+fn is_ancestor(ancestor: &Span, of: &Span, by_id: &SpansById<'_>) -> bool {
+    let mut at = by_id.get(&(of.trace_id.as_slice(), of.parent_span_id.as_slice()));
+    for _ in 0..MAX_DEPTH {
+        let Some(current) = at else { return false };
+        if current.span.span_id == ancestor.span_id {
+            return true;
+        }
+        at = by_id.get(&(current.span.trace_id.as_slice(), current.span.parent_span_id.as_slice()));
+    }
+    false
+}
+
+/// The recordings to leave out: each exception recorded on a span that
+/// encloses another recording of it, by (exception, span id).
+fn enclosing_recordings<'a>(spans: &[Read<'a>], by_id: &SpansById<'a>) -> HashSet<(Recorded<'a>, &'a [u8])> {
+    let mut recordings: HashMap<Recorded<'a>, Vec<&'a Span>> = HashMap::new();
+    for read in spans {
+        for event in read.span.events.iter().filter(|e| is_exception(e)) {
+            recordings
+                .entry(recorded(read.span, event))
+                .or_default()
+                .push(read.span);
+        }
+    }
+    let mut out = HashSet::new();
+    for (id, spans) in recordings {
+        if !(2..=MAX_RECORDINGS).contains(&spans.len()) {
+            continue;
+        }
+        for outer in spans
+            .iter()
+            .filter(|s| spans.iter().any(|inner| is_ancestor(s, inner, by_id)))
+        {
+            out.insert((id.clone(), outer.span_id.as_slice()));
+        }
+    }
+    out
+}
+
 /// The series of transaction span `root`, named as `traces.rs` names it.
 fn series_of(sender: &super::otlp::Identity, root: &Span) -> SeriesKey {
     let (name, kind) = transaction("", &root.attributes).unwrap_or_else(|| {
@@ -218,7 +271,7 @@ pub(crate) fn add(request: &ExportTraceServiceRequest, limits: &Limits, now_unix
                 scope.spans.iter().map(move |span| Read { span, ours })
             })
             .collect();
-        let mut by_id: HashMap<(&[u8], &[u8]), Read<'_>> = HashMap::with_capacity(spans.len());
+        let mut by_id: SpansById<'_> = HashMap::with_capacity(spans.len());
         let mut failed_traces: HashSet<&[u8]> = HashSet::new();
         for read in &spans {
             by_id.insert((&read.span.trace_id, &read.span.span_id), *read);
@@ -242,43 +295,7 @@ pub(crate) fn add(request: &ExportTraceServiceRequest, limits: &Limits, now_unix
             }
             None
         };
-        // Recordings of the same exception on enclosing spans, left out.
-        let is_ancestor = |ancestor: &Span, of: &Span| {
-            let mut at = by_id.get(&(of.trace_id.as_slice(), of.parent_span_id.as_slice()));
-            for _ in 0..MAX_DEPTH {
-                let Some(current) = at else { return false };
-                if current.span.span_id == ancestor.span_id {
-                    return true;
-                }
-                at = by_id.get(&(current.span.trace_id.as_slice(), current.span.parent_span_id.as_slice()));
-            }
-            false
-        };
-        let mut recordings: HashMap<Recorded<'_>, Vec<&Span>> = HashMap::new();
-        for read in &spans {
-            for event in read.span.events.iter().filter(|e| is_exception(e)) {
-                let what = |key: &str| get(&event.attributes, key).and_then(Attribute::text);
-                let id = (
-                    read.span.trace_id.as_slice(),
-                    what("exception.type"),
-                    what("exception.message"),
-                );
-                recordings.entry(id).or_default().push(read.span);
-            }
-        }
-        // Each recording on a span that encloses another of the same exception.
-        let enclosing: HashSet<(Recorded<'_>, &[u8])> = recordings
-            .into_iter()
-            .filter(|(_, spans)| (2..=MAX_RECORDINGS).contains(&spans.len()))
-            .flat_map(|(id, spans)| {
-                let outer: Vec<&[u8]> = spans
-                    .iter()
-                    .filter(|s| spans.iter().any(|inner| is_ancestor(s, inner)))
-                    .map(|s| s.span_id.as_slice())
-                    .collect();
-                outer.into_iter().map(move |span_id| (id.clone(), span_id))
-            })
-            .collect();
+        let enclosing = enclosing_recordings(&spans, &by_id);
         for read in &spans {
             let span = read.span;
             let trace_id = id_hex(&span.trace_id, 16);
@@ -295,13 +312,7 @@ pub(crate) fn add(request: &ExportTraceServiceRequest, limits: &Limits, now_unix
                 }
             }
             for event in span.events.iter().filter(|e| is_exception(e)) {
-                let what = |key: &str| get(&event.attributes, key).and_then(Attribute::text);
-                let id = (
-                    span.trace_id.as_slice(),
-                    what("exception.type"),
-                    what("exception.message"),
-                );
-                if enclosing.contains(&(id, span.span_id.as_slice())) {
+                if enclosing.contains(&(recorded(span, event), span.span_id.as_slice())) {
                     continue;
                 }
                 let time = if event.time_unix_nano > 0 {
