@@ -1100,6 +1100,8 @@ impl Generator {
                             count: 1,
                             last_seen: ended,
                             fingerprint: String::new(),
+                            stacktrace: String::new(),
+                            trace_id: String::new(),
                         });
                         truths.error_burst.count += 1;
                     }
@@ -1121,6 +1123,8 @@ impl Generator {
                     count,
                     last_seen,
                     fingerprint: String::new(),
+                    stacktrace: String::new(),
+                    trace_id: String::new(),
                 });
             }
             if histogram.count > 0 {

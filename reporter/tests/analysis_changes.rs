@@ -100,6 +100,8 @@ fn error(host: &str, error_type: &str, message: &str, fingerprint: &str, count: 
         count,
         last_seen: (minute as u64 + 1) * 60_000_000_000,
         fingerprint: fingerprint.into(),
+        stacktrace: String::new(),
+        trace_id: String::new(),
     }
 }
 
@@ -497,6 +499,55 @@ fn an_error_log_record_keeps_its_fingerprint_into_the_store(kind: Kind) {
         counts,
         [(true, 2), (false, 1)],
         "the service's fingerprint groups its two"
+    );
+}
+
+/// Errors with stack traces: grouped by type and the frames of the
+/// service's own code. Two `KeyError`s with quoted keys read the same to
+/// the message rules (`KeyError: <quoted>`), but were raised in different
+/// places; one `ValueError` raised in one place groups whatever its ids and
+/// lines, and its group shows its stack trace.
+#[test]
+fn errors_with_stack_traces_group_by_their_in_app_frames(kind: Kind) {
+    let python = |file: &str, function: &str, line: u32| {
+        format!(
+            "Traceback (most recent call last):\n  \
+             File \"/usr/local/lib/python3.12/site-packages/flask/app.py\", line 880, in dispatch\n    \
+             rv = self.view()\n  File \"/app/shop/{file}\", line {line}, in {function}\n    raise\nError"
+        )
+    };
+    let thrown = |error_type: &str, message: &str, stacktrace: String, minute: i64| ErrorPoint {
+        location: String::new(),
+        stacktrace,
+        ..error("a", error_type, message, "", 1, minute)
+    };
+    let minute = START + 40;
+    let store = TestStore::open(kind, "changes-stacks");
+    store
+        .write(&Batch {
+            errors: vec![
+                thrown("KeyError", "'user_id'", python("users.py", "load_user", 40), minute),
+                thrown("KeyError", "'amount'", python("pricing.py", "price", 7), minute),
+                thrown("ValueError", "order 1234 not found", python("orders.py", "find", 10), minute),
+                thrown("ValueError", "order 98765 not found", python("orders.py", "find", 12), minute + 1),
+            ],
+            ..Batch::default()
+        })
+        .unwrap();
+    let owners = Owners::empty();
+    let groups = Analysis::new(&*store, &owners).errors(&day_of(minute)).unwrap();
+    let mut seen: Vec<(String, u64, bool)> = groups
+        .iter()
+        .map(|g| (g.title.clone(), g.count, g.stacktrace.contains("/app/shop/")))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("KeyError: <quoted>".to_owned(), 1, true),
+            ("KeyError: <quoted>".to_owned(), 1, true),
+            ("ValueError: order <num> not found".to_owned(), 2, true),
+        ]
     );
 }
 

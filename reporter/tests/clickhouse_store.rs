@@ -19,7 +19,8 @@ use kuroko_reporter::store::clickhouse::ClickHouseStore;
 use kuroko_reporter::store::rollup::Retention;
 use kuroko_reporter::store::sqlite::SqliteStore;
 use kuroko_reporter::store::{
-    Batch, CounterPoint, ErrorPoint, Filter, HistogramPoint, SeriesKey, Store, StoreError, TracePoint,
+    Batch, CounterPoint, ErrorPoint, Filter, HistogramPoint, SeriesKey, Store, StoreError, TraceLink, TracePoint,
+    NO_TRANSACTION,
 };
 use kuroko_reporter::synthetic::AgentMinutes;
 
@@ -106,7 +107,37 @@ fn batches() -> Vec<Batch> {
         } else {
             String::new()
         },
+        stacktrace: String::new(),
+        trace_id: String::new(),
     };
+    // Errors that came with a trace but no transaction, one with a stack
+    // trace: tied to the transaction when its trace's link is kept.
+    let untied = |host: &str, minute: i64, trace: &str, stacktrace: &str| ErrorPoint {
+        key: SeriesKey {
+            transaction: NO_TRANSACTION.into(),
+            feature: String::new(),
+            kind: "job".into(),
+            ..key(host)
+        },
+        minute,
+        error_type: "KeyError".into(),
+        message: format!("'{trace}'"),
+        location: String::new(),
+        count: 1,
+        last_seen: minute as u64 * 60_000_000_000 + 30_000_000_000,
+        fingerprint: String::new(),
+        stacktrace: stacktrace.into(),
+        trace_id: trace.into(),
+    };
+    let link = |host: &str, minute: u64, trace: &str, failed: bool| TraceLink {
+        key: key(host),
+        trace_id: trace.into(),
+        span_id: "00f067aa0ba902b7".into(),
+        start: minute * 60_000_000_000,
+        end: minute * 60_000_000_000 + 59_000_000_000,
+        failed,
+    };
+    let stack = "Traceback (most recent call last):\n  File \"/app/cards.py\", line 3, in get\nKeyError: 'x'";
     let trace = |host: &str, id: &str, minute: u64, duration| TracePoint {
         key: key(host),
         trace_id: id.into(),
@@ -157,12 +188,16 @@ fn batches() -> Vec<Batch> {
             error("a", 100, "upstream timed out", 3, 6_000_000_000_001),
             error("a", 130, "upstream timed out", 1, 7_900_000_000_000),
             error("b", 101, "pool exhausted", 5, 6_070_000_000_000),
+            untied("a", 100, "4bf92f3577b34da6a3ce929d0e0e4736", stack),
+            untied("a", 130, "5bf92f3577b34da6a3ce929d0e0e4736", ""),
+            untied("b", 700, "6bf92f3577b34da6a3ce929d0e0e4736", stack),
         ],
         traces: vec![
             trace("a", "t1", 100, 0.9),
             trace("a", "t2", 101, 1.7),
             trace("b", "t3", 700, 0.4),
         ],
+        links: vec![],
         streams: Vec::new(),
     };
     // The same minute again merges; a finer scale arrives for a's minute 101.
@@ -183,6 +218,13 @@ fn batches() -> Vec<Batch> {
         counters: vec![first.counters[0].clone()],
         errors: vec![error("a", 100, "upstream timed out", 2, 6_000_000_000_500)],
         traces: vec![trace("b", "t4", 701, 2.5)],
+        // The first two errors' traces: one waited for, one failed (the
+        // second error's trace is another); one that nothing waits for.
+        links: vec![
+            link("b", 100, "4bf92f3577b34da6a3ce929d0e0e4736", false),
+            link("a", 700, "6bf92f3577b34da6a3ce929d0e0e4736", true),
+            link("a", 700, "7bf92f3577b34da6a3ce929d0e0e4736", false),
+        ],
         streams: Vec::new(),
     };
     vec![first, second]
@@ -223,7 +265,8 @@ fn answers_as_the_embedded_store_does() {
     series.sort();
     expected.sort();
     assert_eq!(series, expected);
-    assert_eq!(series.len(), 4);
+    // Four with points, and the untied errors' series of hosts a and b.
+    assert_eq!(series.len(), 6);
 
     for filter in filters() {
         for (from, to) in [(0, 1_000), (100, 101), (101, 1_000), (0, 3_000), (-500, 95), (950, 991)] {
@@ -268,6 +311,27 @@ fn answers_as_the_embedded_store_does() {
         .unwrap();
     assert_eq!((a[0].1.count, a[0].1.scale), (7, 5));
     assert_eq!(a[0].1.max, 0.7);
+    // The errors that came without a transaction: tied through their trace
+    // where its link was kept, with their stack traces.
+    let untied: Vec<(String, String, String, bool)> = shared
+        .errors(&Filter::default(), 0, 1_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.error_type == "KeyError")
+        .map(|e| (e.message, e.key.host, e.key.transaction, !e.stacktrace.is_empty()))
+        .collect();
+    let mut untied = untied;
+    untied.sort();
+    let row =
+        |m: &str, host: &str, transaction: &str, stack| (format!("'{m}'"), host.into(), transaction.into(), stack);
+    assert_eq!(
+        untied,
+        [
+            row("4bf92f3577b34da6a3ce929d0e0e4736", "a", "GET /cards/{id}", true),
+            row("5bf92f3577b34da6a3ce929d0e0e4736", "a", NO_TRANSACTION, false),
+            row("6bf92f3577b34da6a3ce929d0e0e4736", "b", "GET /cards/{id}", true),
+        ]
+    );
     let injected = Filter {
         service: Some("' OR 1 = 1 OR '".into()),
         ..Filter::default()
@@ -648,6 +712,128 @@ fn roll_ups_answer_like_minutes_and_retention_drops_whole_days() {
         .unwrap();
     assert_eq!(counted[0].2, 2.0 * batch.counters.len() as f64);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A database created by schema 1 (error rows without trace or stack, rolled
+/// into `error_hour` by its view): migrated on connect, its hours still
+/// read, and what arrives after it tied and rolled up with its stack trace.
+#[test]
+fn a_schema_1_database_is_migrated_and_keeps_its_error_hours() {
+    use clickhouse_server::query;
+    let database = "kuroko_schema_1";
+    query(&format!("DROP DATABASE IF EXISTS {database}")).unwrap();
+    query(&format!("CREATE DATABASE {database}")).unwrap();
+    let hour = "intDiv(minute, 60) - (modulo(minute, 60) < 0)";
+    for statement in [
+        "CREATE TABLE {db}.meta (key String, value String, at UInt64) ENGINE = ReplacingMergeTree(at) ORDER BY key"
+            .to_owned(),
+        "CREATE TABLE {db}.series
+         (id UInt64, service String, host String, txn String, feature String, kind String, environment String)
+         ENGINE = ReplacingMergeTree ORDER BY id"
+            .to_owned(),
+        "CREATE TABLE {db}.error_minute
+         (series_id UInt64, minute Int64, error_type String, message String, location String,
+          count UInt64, last_seen UInt64, fingerprint String)
+         ENGINE = MergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (series_id, minute)"
+            .to_owned(),
+        "CREATE TABLE {db}.error_hour
+         (series_id UInt64, hour Int64, error_type String, message String, location String, fingerprint String,
+          count_state AggregateFunction(sum, UInt64), last_seen_state AggregateFunction(max, UInt64),
+          first_minute_state AggregateFunction(min, Int64))
+         ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168)
+         ORDER BY (series_id, hour, error_type, message, location, fingerprint)"
+            .to_owned(),
+        format!(
+            "CREATE MATERIALIZED VIEW {{db}}.error_hour_mv TO {{db}}.error_hour AS
+             SELECT series_id, {hour} AS hour, error_type, message, location, fingerprint,
+                    sumState(count) AS count_state, maxState(last_seen) AS last_seen_state,
+                    minState(minute) AS first_minute_state
+             FROM {{db}}.error_minute GROUP BY series_id, hour, error_type, message, location, fingerprint"
+        ),
+        "INSERT INTO {db}.meta VALUES ('schema_version', '1', 1)".to_owned(),
+    ] {
+        query(&statement.replace("{db}", database)).unwrap();
+    }
+    let id = kuroko_reporter::store::clickhouse::series_id(&key("a"));
+    query(&format!(
+        "INSERT INTO {database}.series VALUES ({id}, 'cards-api', 'a', 'GET /cards/{{id}}', 'cards', 'web', '')"
+    ))
+    .unwrap();
+    query(&format!(
+        "INSERT INTO {database}.error_minute VALUES ({id}, 100, 'E', 'before', 'cards.rs:1', 3, 6000000000000, '')"
+    ))
+    .unwrap();
+
+    let store = connect_again(database);
+    let version = query(&format!(
+        "SELECT max(toInt64(value)) FROM {database}.meta WHERE key = 'schema_version'"
+    ))
+    .unwrap();
+    assert_eq!(version.trim(), "2");
+    // The rows from before, in whole hours (read from `error_hour`).
+    let before = store.errors(&Filter::default(), 60, 120).unwrap();
+    assert_eq!(
+        before.iter().map(|e| (e.message.as_str(), e.count)).collect::<Vec<_>>(),
+        [("before", 3)]
+    );
+    // What arrives after: from the next hour on, with its trace and stack.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        / 60;
+    let minute = (now / 60 + 2) * 60 + 10;
+    let untied = ErrorPoint {
+        key: SeriesKey {
+            transaction: NO_TRANSACTION.into(),
+            feature: String::new(),
+            kind: "job".into(),
+            ..key("a")
+        },
+        minute,
+        error_type: "KeyError".into(),
+        message: "'id'".into(),
+        location: String::new(),
+        count: 2,
+        last_seen: minute as u64 * 60_000_000_000,
+        fingerprint: String::new(),
+        stacktrace: "Traceback (most recent call last):\n  File \"/app/a.py\", line 1, in f\nKeyError: 'id'".into(),
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+    };
+    store
+        .write(&Batch {
+            errors: vec![untied.clone()],
+            ..Batch::default()
+        })
+        .unwrap();
+    // The link through a second replica.
+    connect_again(database)
+        .write(&Batch {
+            links: vec![TraceLink {
+                key: key("b"),
+                trace_id: untied.trace_id.clone(),
+                span_id: "00f067aa0ba902b7".into(),
+                start: untied.last_seen - 1,
+                end: untied.last_seen + 1,
+                failed: false,
+            }],
+            ..Batch::default()
+        })
+        .unwrap();
+    let hour_start = minute / 60 * 60;
+    for (from, to) in [(hour_start, hour_start + 60), (minute, minute + 1)] {
+        let after = store.errors(&Filter::default(), from, to).unwrap();
+        assert_eq!(after.len(), 1, "{from}..{to}");
+        assert_eq!(
+            (
+                after[0].key.transaction.as_str(),
+                after[0].key.host.as_str(),
+                after[0].count
+            ),
+            ("GET /cards/{id}", "a", 2)
+        );
+        assert_eq!(*after[0].stacktrace, *untied.stacktrace);
+    }
 }
 
 #[test]

@@ -113,6 +113,20 @@ fn the_demo_shows_the_whole_job_and_leaves_its_data() {
         "live transactions without a past: {:?}",
         live_transactions.difference(&synthetic).collect::<Vec<_>>()
     );
+    // The planted error is one group, whatever its order and user ids
+    // (users whose hex id has no digit, like `deeeabba`, made groups of
+    // their own).
+    let owners = kuroko_reporter::owners::Owners::empty();
+    let window = kuroko_reporter::analysis::Scope::window(from.as_second() / 60, to.as_second() / 60 + 60);
+    let groups = kuroko_reporter::analysis::Analysis::new(&store, &owners)
+        .errors(&window)
+        .unwrap();
+    let planted: Vec<&str> = groups
+        .iter()
+        .filter(|g| g.error_type.ends_with("OrderNotFound"))
+        .map(|g| g.title.as_str())
+        .collect();
+    assert_eq!(planted.len(), 1, "{planted:?}");
     drop(store);
 
     // The reports: a weekly email per team and the digest by email, the

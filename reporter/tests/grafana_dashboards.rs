@@ -163,6 +163,8 @@ fn data(minute: i64) -> Batch {
             count,
             last_seen: ((minute - 5) * 60 + 7) as u64 * 1_000_000_000,
             fingerprint: String::new(),
+            stacktrace: String::new(),
+            trace_id: String::new(),
         });
     }
     batch

@@ -135,6 +135,8 @@ fn fixture() -> &'static Fixture {
                         count: timeouts,
                         last_seen: (minute as u64 * 60 + 30) * 1_000_000_000,
                         fingerprint: String::new(),
+                        stacktrace: String::new(),
+                        trace_id: String::new(),
                     });
                 }
                 if key.transaction == "POST /cards" && regressed {

@@ -80,6 +80,8 @@ fn batch() -> Batch {
             count: 2,
             last_seen: (minute as u64) * 60_000_000_000,
             fingerprint: String::new(),
+            stacktrace: String::new(),
+            trace_id: String::new(),
         });
     }
     let start = ((NOW - 30) as u64) * 60_000_000_000;

@@ -3,7 +3,8 @@
 //! The store keeps one row per distinct (type, raw message, location) per
 //! series; raw messages carry ids, so one bug is thousands of rows. Here the
 //! rows in scope are grouped by [`fingerprint`](super::fingerprint::fingerprint)
-//! (type, normalised message, file; or the service's own
+//! (type and the stack trace's in-app frames when it has some, else type,
+//! normalised message and file; or the service's own
 //! `kuroko.error.fingerprint`, see `docs/fingerprints.md`), and each group says
 //! how often it happened, on which servers and in which transactions, who owns
 //! it, a few of its raw messages, and how it compares with a baseline window
@@ -13,8 +14,10 @@
 //! then the most frequent.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
-use super::fingerprint::{fingerprint, Fingerprint};
+use super::fingerprint::{fingerprint, fingerprint_with_frames, Fingerprint};
+use super::stack::in_app_frames;
 use super::{Analysis, AnalysisError, Scope};
 use crate::store::ErrorSummary;
 
@@ -76,6 +79,9 @@ pub struct ErrorGroup {
     pub transactions: Vec<TransactionCount>,
     /// Up to [`SAMPLES`] distinct raw messages, most frequent first.
     pub samples: Vec<String>,
+    /// The stack trace its members carry most often (as sent, cut to the
+    /// reporter's limit); empty when none has one.
+    pub stacktrace: String,
     /// Teams owning the transactions it happened in, per `owners.toml`.
     pub teams: Vec<String>,
 }
@@ -91,12 +97,19 @@ struct Builder {
     transactions: BTreeMap<(String, String), u64>,
     /// Occurrences per (type, raw message, location): picks the title and samples.
     members: HashMap<(String, String, String), u64>,
+    /// Occurrences per stack trace: picks the one shown.
+    stacks: HashMap<Arc<str>, u64>,
     teams: BTreeSet<String>,
 }
 
-/// Fingerprints computed once per distinct error, whatever the series.
+/// Fingerprints computed once per distinct error, whatever the series, and
+/// the in-app frames of each stack trace read once, however many errors
+/// carry it.
 #[derive(Default)]
-struct Fingerprints(HashMap<(String, String, String, String), Fingerprint>);
+struct Fingerprints {
+    ids: HashMap<(String, String, String, String, Arc<str>), Fingerprint>,
+    frames: HashMap<Arc<str>, Vec<String>>,
+}
 
 impl Fingerprints {
     fn of(&mut self, row: &ErrorSummary) -> &Fingerprint {
@@ -105,10 +118,15 @@ impl Fingerprints {
             row.message.clone(),
             row.location.clone(),
             row.fingerprint.clone(),
+            row.stacktrace.clone(),
         );
-        self.0.entry(key).or_insert_with(|| {
+        let frames = &mut self.frames;
+        self.ids.entry(key).or_insert_with(|| {
+            let frames = frames
+                .entry(row.stacktrace.clone())
+                .or_insert_with(|| in_app_frames(&row.stacktrace));
             let custom = Some(row.fingerprint.as_str());
-            fingerprint(&row.error_type, &row.message, &row.location, custom)
+            fingerprint_with_frames(&row.error_type, &row.message, &row.location, frames, custom)
         })
     }
 }
@@ -155,6 +173,9 @@ impl Analysis<'_> {
                 .transactions
                 .entry((key.service.clone(), key.transaction.clone()))
                 .or_default() += row.count;
+            if !row.stacktrace.is_empty() {
+                *group.stacks.entry(row.stacktrace.clone()).or_default() += row.count;
+            }
             *group
                 .members
                 .entry((row.error_type, row.message, row.location))
@@ -197,6 +218,12 @@ fn finish(id: u64, group: Builder, previous_count: u64) -> ErrorGroup {
     let mut samples: Vec<(&str, u64)> = messages.into_iter().collect();
     samples.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     let (error_type, message, location) = members.first().map(|m| m.0.clone()).unwrap_or_default();
+    let stacktrace = group
+        .stacks
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+        .map(|(stack, _)| stack.to_string())
+        .unwrap_or_default();
     // Only for the title and location: the id is the group's.
     let shown = fingerprint(&error_type, &message, &location, None);
     let by_count = |a: &u64, b: &u64| b.cmp(a);
@@ -235,6 +262,7 @@ fn finish(id: u64, group: Builder, previous_count: u64) -> ErrorGroup {
         servers,
         transactions,
         samples: samples.into_iter().take(SAMPLES).map(|(m, _)| m.to_owned()).collect(),
+        stacktrace,
         teams: group.teams.into_iter().collect(),
     }
 }

@@ -6,15 +6,19 @@
 //! [`Fingerprint`] groups by the error's type, its message with every
 //! variable value replaced by a placeholder ([`normalise_message`]), and the
 //! file (not the line) where it was raised, so a deploy that moves code does
-//! not split a group either. An explicit fingerprint sent by the service
-//! (attribute `kuroko.error.fingerprint`) replaces all of that.
+//! not split a group either. An error with a stack trace that holds frames of
+//! the service's own code is grouped by its type and those frames instead
+//! (as Sentry does, see [`super::stack`]): the same code path is one group
+//! whatever its message says, and two errors of one type raised in different
+//! places are two. An explicit fingerprint sent by the service (attribute
+//! `kuroko.error.fingerprint`) replaces all of that.
 //!
 //! The message is scanned once, by one regex whose alternatives are tried in
 //! priority order at each position (quoted values, urls, emails, uuids, dates,
 //! protocol names kept as they are, IP addresses, durations, decimals, host
-//! names, then plain words). The `regex` crate matches in linear time, and the
-//! input is capped at [`MAX_INPUT_BYTES`], so hostile messages cost bounded
-//! work. Words are judged in Rust, not by regex: `user42` becomes
+//! names, Kubernetes pod names, then plain words). The `regex` crate matches
+//! in linear time, and the input is capped at [`MAX_INPUT_BYTES`], so hostile
+//! messages cost bounded work. Words are judged in Rust, not by regex: `user42` becomes
 //! `user<num>` but `E11000`, `utf8` and `sha256` stay readable. The id is a
 //! hand-written 64-bit FNV-1a, identical across runs, builds and platforms.
 //! The rules, with examples, are in `docs/fingerprints.md`; changing them
@@ -43,6 +47,8 @@ pub struct Fingerprint {
     pub location: String,
     /// Whether the id comes from the service's own fingerprint.
     pub custom: bool,
+    /// Whether the id comes from the in-app frames of the stack trace.
+    pub stack: bool,
 }
 
 impl Fingerprint {
@@ -57,6 +63,33 @@ impl Fingerprint {
 /// (`kuroko.error.fingerprint`), which, when present and not blank, decides
 /// the id alone. The title is always built from type and message.
 pub fn fingerprint(error_type: &str, message: &str, location: &str, custom: Option<&str>) -> Fingerprint {
+    fingerprint_with_frames(error_type, message, location, &[], custom)
+}
+
+/// [`fingerprint`] of an error with a stack trace (`exception.stacktrace`,
+/// may be empty): when the trace holds in-app frames, the id is its type and
+/// those frames ([`super::stack::in_app_frames`]), not its message or
+/// location; else as [`fingerprint`]. The custom fingerprint still wins.
+pub fn fingerprint_with_stack(
+    error_type: &str,
+    message: &str,
+    location: &str,
+    stacktrace: &str,
+    custom: Option<&str>,
+) -> Fingerprint {
+    let frames = super::stack::in_app_frames(stacktrace);
+    fingerprint_with_frames(error_type, message, location, &frames, custom)
+}
+
+/// [`fingerprint_with_stack`] given the stack trace's in-app frames already
+/// read (callers that meet one trace many times read it once).
+pub fn fingerprint_with_frames(
+    error_type: &str,
+    message: &str,
+    location: &str,
+    frames: &[String],
+    custom: Option<&str>,
+) -> Fingerprint {
     let error_type = truncate(error_type.trim(), MAX_NAME_BYTES);
     let message = normalise_message(message);
     let location = normalise_location(location);
@@ -76,8 +109,16 @@ pub fn fingerprint(error_type: &str, message: &str, location: &str, custom: Opti
     // carry letters, or even read as a duration (`8650081d`): to the id,
     // `<num>`, `<hex>`, `<id>` and `<duration>` are one kind of value, so such
     // a message stays one group (the title keeps what it saw).
+    //
+    // With in-app frames, the type and the frames (file and function, in
+    // order) are the id, under a tag of their own.
     let id = match custom {
         Some(custom) => fnv1a64(&[b"kuroko-fp-custom-1", custom.as_bytes()]),
+        None if !frames.is_empty() => {
+            let mut fields: Vec<&[u8]> = vec![b"kuroko-fp-stack-1", error_type.as_bytes()];
+            fields.extend(frames.iter().map(|f| f.as_bytes()));
+            fnv1a64(&fields)
+        }
         None => fnv1a64(&[
             b"kuroko-fp-2",
             error_type.as_bytes(),
@@ -90,6 +131,7 @@ pub fn fingerprint(error_type: &str, message: &str, location: &str, custom: Opti
         title,
         location,
         custom: custom.is_some(),
+        stack: custom.is_none() && !frames.is_empty(),
     }
 }
 
@@ -160,6 +202,7 @@ static TOKEN: LazyLock<Regex> = LazyLock::new(|| {
     const WEEKDAY: &str = "(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?";
     const TIME: &str = "[0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?";
     const ZONE: &str = "(?:UTC|GMT|UT|[ECMP][SD]T|[+-][0-9]{4})";
+    const POD: &str = "[bcdfghjklmnpqrstvwxz2456789]";
     let b = r"(?-u:\b)";
     let alternatives = [
         // 'x', "x", `x`: a quote that opens after a non-word character and
@@ -203,6 +246,12 @@ static TOKEN: LazyLock<Regex> = LazyLock::new(|| {
         // Checked against known top-level domains in `replace_token`, so
         // `java.lang.String` and `config.yaml` stay as they are.
         format!(r"(?P<host>(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?{b})"),
+        // Kubernetes pod names, `deployment-<hash>-<suffix>` or `name-<suffix>`,
+        // both in the alphabet Kubernetes draws them from (no vowels, no 0, 1
+        // or 3); checked in `replace_token` (a hash, or a mixed suffix).
+        format!(
+            "(?P<pod>(?P<pod_name>[a-z0-9](?:[a-z0-9-]*?[a-z0-9])?)-(?:(?P<pod_hash>{POD}{{6,10}})-)?(?P<pod_suffix>{POD}{{5}}){b})"
+        ),
         "(?P<word>[A-Za-z0-9_]+)".to_string(),
     ];
     compile(&alternatives.join("|"))
@@ -243,9 +292,35 @@ fn replace_token(caps: &Captures<'_>, rest: &str, out: &mut String) {
         } else {
             normalise_words(m.as_str(), out);
         }
+    } else if let Some(m) = caps.name("pod") {
+        replace_pod(caps, m.as_str(), out);
     } else if let Some(m) = caps.name("word") {
         normalise_word(m.as_str(), false, out);
     }
+}
+
+/// A Kubernetes pod name: its deployment (or owner) kept, the replica set's
+/// hash and the pod's suffix replaced, e.g. `checkout-7d9f8b6c5-x2k4p` →
+/// `checkout-<hex>-<id>` (the hash reads as `<hex>` when it is one, as the
+/// word rules always read it). Without a hash, only a suffix holding a
+/// digit and a letter makes a pod name (`agent-x2k4p`, not `agent-bcdfg` or
+/// `555-24567`); anything else is judged as words.
+fn replace_pod(caps: &Captures<'_>, whole: &str, out: &mut String) {
+    let (Some(name), Some(suffix)) = (caps.name("pod_name"), caps.name("pod_suffix")) else {
+        return normalise_words(whole, out);
+    };
+    let hash = caps.name("pod_hash").map(|h| h.as_str());
+    let suffix = suffix.as_str().as_bytes();
+    let mixed = suffix.iter().any(u8::is_ascii_digit) && suffix.iter().any(u8::is_ascii_alphabetic);
+    if hash.is_none() && !mixed {
+        return normalise_words(whole, out);
+    }
+    normalise_words(name.as_str(), out);
+    if let Some(hash) = hash {
+        let hex = hash.bytes().all(|b| b.is_ascii_hexdigit()) && hash.bytes().any(|b| b.is_ascii_digit());
+        out.push_str(if hex { "-<hex>" } else { "-<id>" });
+    }
+    out.push_str("-<id>");
 }
 
 /// Top-level domains (and internal suffixes) a dotted name must end in to be
@@ -281,9 +356,9 @@ const KNOWN_WORDS: &[&str] = &[
     "1xx", "2fa", "2xx", "3ds", "3xx", "4xx", "5xx", "aarch64", "aes128", "aes256", "amd64", "arm64", "base32",
     "boto3", "base58", "base64", "crc32", "ec2", "ed25519", "f16", "f32", "f64", "float32", "float64", "h2",
     "h3", "http2", "http3", "i128", "i16", "i18n", "i32", "i64", "i686", "i8", "int16", "int2", "int32", "int4",
-    "int64", "int8", "ipv4", "ipv6", "k8s", "l10n", "latin1", "log4j", "md5", "oauth2", "p256", "p384", "p50",
-    "p90", "p95", "p99", "p999", "psycopg2", "python3", "pkcs1", "pkcs12", "pkcs8", "s3", "secp256k1", "sha1",
-    "sha224", "sha256", "sha384", "sha512", "u128", "u16", "u32", "u64", "u8", "ucs2", "uint16", "uint32",
+    "int64", "int8", "ipv4", "ipv6", "k8s", "l10n", "latin1", "log4j", "log4js", "md5", "oauth2", "p256", "p384",
+    "p50", "p90", "p95", "p99", "p999", "psycopg2", "python3", "pkcs1", "pkcs12", "pkcs8", "s3", "secp256k1",
+    "sha1", "sha224", "sha256", "sha384", "sha512", "u128", "u16", "u32", "u64", "u8", "ucs2", "uint16", "uint32",
     "uint64", "uint8", "urllib3", "utf16", "utf32", "utf8", "win32", "x509", "x64", "x86", "x86_64",
 ];
 
@@ -295,7 +370,7 @@ fn is_known_word(word: &str) -> bool {
 /// or address (`psycopg2.errors.UniqueViolation`, `batch-000123.csv`): it is
 /// code or a file name, so `psycopg2` stays a module name, but numbers, hex
 /// and ids in it are still values.
-fn normalise_words(text: &str, out: &mut String) {
+pub(crate) fn normalise_words(text: &str, out: &mut String) {
     let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut rest = text;
     while let Some(start) = rest.find(is_word) {
@@ -312,7 +387,8 @@ fn normalise_words(text: &str, out: &mut String) {
 /// A word (`[A-Za-z0-9_]+`): known names whole, then each `_`-separated part.
 /// `in_name`: the word is part of a dotted name (see [`normalise_words`]).
 fn normalise_word(word: &str, in_name: bool, out: &mut String) {
-    if !word.bytes().any(|b| b.is_ascii_digit()) || is_known_word(word) {
+    let hex_letters = |part: &str| is_hex_letters(part.as_bytes());
+    if (!word.bytes().any(|b| b.is_ascii_digit()) && !word.split('_').any(hex_letters)) || is_known_word(word) {
         out.push_str(word);
         return;
     }
@@ -324,11 +400,12 @@ fn normalise_word(word: &str, in_name: bool, out: &mut String) {
     }
 }
 
-/// The rules for one part of a word, first match wins:
-/// digits → `<num>`; `0x` + hex → `<hex>`; a known name stays; an error
+/// The rules for one part of a word, first match wins: no digit → unchanged,
+/// unless 8+ letters of hex ([`is_hex_letters`]) → `<hex>`; digits → `<num>`; `0x` + hex → `<hex>`; a known name stays; an error
 /// code (1–5 capitals then digits: `E11000`, `HY000`) stays; 7+ hex digits
-/// → `<hex>`; two or more separate runs of digits → `<id>` (random ids,
-/// `3MqLiJ2eZvKYlo2C1`, pod suffixes `x2x7k`); letters then digits
+/// → `<hex>`; two or more separate runs of digits, or a base-36 id
+/// ([`is_base36_id`]) → `<id>` (random ids, `3MqLiJ2eZvKYlo2C1`, pod
+/// suffixes `x2x7k`, `ab3xk`); letters then digits
 /// (`user42`) → `user<num>`, except inside a dotted name (`psycopg2.errors`);
 /// digits then letters (`512MB`) → `<num>MB`; anything else (`Utf8Error`) stays.
 fn normalise_part(part: &str, in_name: bool, out: &mut String) {
@@ -347,7 +424,7 @@ fn normalise_part(part: &str, in_name: bool, out: &mut String) {
         && leading_letters + digits == bytes.len();
 
     if digits == 0 {
-        out.push_str(part);
+        out.push_str(if is_hex_letters(bytes) { "<hex>" } else { part });
     } else if digits == bytes.len() {
         out.push_str("<num>");
     } else if (part.starts_with("0x") || part.starts_with("0X")) && is_hex(&bytes[2..]) {
@@ -356,7 +433,7 @@ fn normalise_part(part: &str, in_name: bool, out: &mut String) {
         out.push_str(part);
     } else if bytes.len() >= 7 && is_hex(bytes) {
         out.push_str("<hex>");
-    } else if digit_runs >= 2 {
+    } else if digit_runs >= 2 || is_base36_id(part) {
         out.push_str("<id>");
     } else if leading_letters > 0 && leading_letters + digits == bytes.len() && !in_name {
         out.push_str(&part[..leading_letters]);
@@ -369,10 +446,42 @@ fn normalise_part(part: &str, in_name: bool, out: &mut String) {
     }
 }
 
+/// A hex id that happens to hold no digit (`deeeabba`): 8 or more letters,
+/// all of `a`–`f` or all of `A`–`F`. Shorter runs are words (`facade`,
+/// `defaced`, `accede`).
+fn is_hex_letters(part: &[u8]) -> bool {
+    part.len() >= 8
+        && (part.iter().all(|b| (b'a'..=b'f').contains(b)) || part.iter().all(|b| (b'A'..=b'F').contains(b)))
+}
+
+/// A base-36 id with one run of digits inside letters (`ab3xk`, `q7zvxm`):
+/// 5 or more characters, letters of one case (so `Utf8Error` and `Ipv4Addr`
+/// stay names), and not a known name followed by more letters (`md5sum`,
+/// `ipv4addr`, `k8sapi`).
+fn is_base36_id(part: &str) -> bool {
+    let bytes = part.as_bytes();
+    let leading_letters = bytes.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+    let digits = bytes[leading_letters..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let rest = &bytes[leading_letters + digits..];
+    let one_case = bytes.iter().all(|b| !b.is_ascii_uppercase()) || bytes.iter().all(|b| !b.is_ascii_lowercase());
+    bytes.len() >= 5
+        && leading_letters > 0
+        && digits > 0
+        && !rest.is_empty()
+        && rest.iter().all(u8::is_ascii_alphabetic)
+        && one_case
+        && !KNOWN_WORDS
+            .iter()
+            .any(|known| part.to_ascii_lowercase().starts_with(known))
+}
+
 /// 64-bit FNV-1a over `fields`, each followed by the byte 0xff. Hand-written
 /// (ten lines) because the id must never change with a dependency, a Rust
 /// release or the platform: std's hashers promise none of that.
-fn fnv1a64(fields: &[&[u8]]) -> u64 {
+pub(crate) fn fnv1a64(fields: &[&[u8]]) -> u64 {
     const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut hash = OFFSET_BASIS;
@@ -606,6 +715,158 @@ mod tests {
         let a = fingerprint("Error", &format!("User 1 failed{tail}"), "", None);
         let b = fingerprint("Error", &format!("User 1234567 failed{tail}"), "", None);
         assert_eq!(a.id, b.id);
+    }
+
+    #[test]
+    fn ids_the_word_rules_used_to_miss_are_values() {
+        let same = [
+            // Hex ids with no digit: one group with their siblings that have one.
+            &[
+                "user deeeabba not found",
+                "user 5f3c9a1e not found",
+                "user 48213907 not found",
+            ][..],
+            &["blob DEADBEEF missing", "blob 0A1B2C3D missing"],
+            // Base-36 ids with one run of digits inside letters.
+            &[
+                "session ab3xk expired",
+                "session q7zvxm expired",
+                "session k3j9x0q2 expired",
+            ],
+            // Kubernetes pod names: the deployment stays, the hashes go.
+            &[
+                "pod checkout-7d9f8b6c5-x2k4p evicted",
+                "pod checkout-6b8c4d5f7-qzvwb evicted",
+                "pod checkout-5c98dbfnh-bq7zx evicted",
+            ],
+            &["node agent-x2k4p is down", "node agent-9zq7b is down"],
+        ];
+        for group in same {
+            let first = fingerprint("Error", group[0], "", None);
+            for message in &group[1..] {
+                assert_eq!(
+                    first.id,
+                    fingerprint("Error", message, "", None).id,
+                    "{:?} and {message:?}",
+                    group[0]
+                );
+            }
+        }
+        assert_eq!(
+            normalise_message("pod checkout-7d9f8b6c5-x2k4p evicted"),
+            "pod checkout-<hex>-<id> evicted"
+        );
+        assert_eq!(
+            normalise_message("pod checkout-bcdfghjkl-qzvwb"),
+            "pod checkout-<id>-<id>"
+        );
+        assert_eq!(normalise_message("user deeeabba"), "user <hex>");
+        assert_eq!(normalise_message("session ab3xk"), "session <id>");
+        // Still apart: other deployments, and words and names that only look like ids.
+        let apart = [
+            (
+                "pod checkout-7d9f8b6c5-x2k4p evicted",
+                "pod payments-7d9f8b6c5-x2k4p evicted",
+            ),
+            ("defaced page", "effaced page"),
+            ("agent-bcdfg is down", "agent-xzvwq is down"),
+        ];
+        assert_eq!(normalise_message("call 555-24567"), "call <num>-<num>");
+        for (a, b) in apart {
+            assert_ne!(
+                fingerprint("Error", a, "", None).id,
+                fingerprint("Error", b, "", None).id,
+                "{a:?} vs {b:?}"
+            );
+        }
+        for kept in [
+            "facade accede defaced",
+            "md5sum ipv4addr k8sapi x509cert log4js h2c e2e a11y",
+            "Utf8Error Base64Error Ipv4Addr",
+            "checkout-service is down",
+        ] {
+            assert_eq!(normalise_message(kept), kept);
+        }
+    }
+
+    /// The demo's planted error (`reporter/src/demo/fleet.rs`): one group
+    /// whatever its order number and user, including users whose hex id has
+    /// no digit (about one in 2,600).
+    #[test]
+    fn the_demos_planted_error_is_one_group() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut ids = std::collections::HashSet::new();
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let message = format!(
+                "order {} not found for user {:08x}",
+                10_000 + state % 90_000,
+                state >> 32
+            );
+            ids.insert(fingerprint("kuroko_shop::orders::OrderNotFound", &message, "src/orders.rs:88", None).id);
+        }
+        // A user with no digit in its id, whatever the generator gave.
+        ids.insert(
+            fingerprint(
+                "kuroko_shop::orders::OrderNotFound",
+                "order 12345 not found for user deeeabba",
+                "src/orders.rs:88",
+                None,
+            )
+            .id,
+        );
+        assert_eq!(ids.len(), 1);
+    }
+
+    /// A Python stack raising `KeyError` in `function` of `file` at `line`,
+    /// called through Flask.
+    fn python_stack(file: &str, function: &str, line: u32) -> String {
+        format!(
+            "Traceback (most recent call last):\n  \
+             File \"/usr/local/lib/python3.12/site-packages/flask/app.py\", line 880, in dispatch\n    \
+             rv = self.view()\n  File \"/app/shop/views.py\", line 12, in checkout\n    return {function}()\n  \
+             File \"/app/shop/{file}\", line {line}, in {function}\n    raise KeyError(key)\nKeyError: 'x'"
+        )
+    }
+
+    #[test]
+    fn errors_with_in_app_frames_group_by_type_and_frames() {
+        let at = |message: &str, stack: &str| fingerprint_with_stack("KeyError", message, "", stack, None);
+        let user = python_stack("users.py", "load_user", 40);
+        let amount = python_stack("pricing.py", "price", 7);
+        // Same type, different places: two groups, whatever the messages.
+        assert_ne!(at("'user_id'", &user).id, at("'amount'", &amount).id);
+        assert_ne!(at("'user_id'", &user).id, at("'user_id'", &amount).id);
+        // The same place with different values, or moved by a deploy: one group.
+        assert_eq!(at("'user_id'", &user).id, at("'order_id'", &user).id);
+        assert_eq!(
+            at("'user_id'", &user).id,
+            at("'user_id'", &python_stack("users.py", "load_user", 44)).id
+        );
+        assert!(at("'user_id'", &user).stack);
+        // The title still reads the message.
+        assert_eq!(at("'user_id'", &user).title, "KeyError: <quoted>");
+        // Another type at the same place is another error.
+        assert_ne!(
+            at("'user_id'", &user).id,
+            fingerprint_with_stack("ValueError", "'user_id'", "", &user, None).id
+        );
+        // Without in-app frames, or without a trace, the message decides as before.
+        let library = "Traceback (most recent call last):\n  File \"/usr/lib/python3.12/json/decoder.py\", line 3, in decode\nKeyError: 'a'";
+        for stack in ["", library, "not a stack trace"] {
+            let with = fingerprint_with_stack("KeyError", "'a' missing in user 42", "src/a.py:3", stack, None);
+            assert_eq!(
+                with,
+                fingerprint("KeyError", "'a' missing in user 42", "src/a.py:3", None)
+            );
+            assert!(!with.stack);
+        }
+        // The service's own fingerprint still wins.
+        let custom = fingerprint_with_stack("KeyError", "'a'", "", &user, Some("mine"));
+        assert!(custom.custom && !custom.stack);
+        assert_eq!(custom.id, fingerprint("Other", "b", "", Some("mine")).id);
     }
 
     #[test]

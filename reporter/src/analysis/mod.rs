@@ -15,6 +15,7 @@ pub mod fingerprint;
 pub mod memo;
 pub mod regressions;
 pub mod scope;
+pub mod stack;
 pub mod stats;
 pub mod timeseries;
 

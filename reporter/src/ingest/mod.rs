@@ -6,6 +6,7 @@
 //! break a limit or do not add up are rejected with their reasons in an OTLP
 //! partial-success response; the rest of the request is kept.
 
+pub(crate) mod exceptions;
 pub mod grpc;
 pub mod http;
 pub(crate) mod json;
@@ -287,6 +288,12 @@ impl Receiver {
             if let Some(overflow) = fold(key) {
                 *key = overflow;
                 folded += 1;
+            }
+        }
+        // Links name their transaction's series as its points do (not points).
+        for link in &mut batch.links {
+            if let Some(overflow) = fold(&link.key) {
+                link.key = overflow;
             }
         }
         if folded > 0 {

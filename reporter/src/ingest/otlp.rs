@@ -26,6 +26,11 @@ pub struct Limits {
     pub max_future_seconds: u64,
     /// Most cumulative streams remembered for delta conversion. Default: 200,000.
     pub max_cumulative_streams: usize,
+    /// Longest stack trace kept (`exception.stacktrace` of a log record or
+    /// an exception span event), in bytes; a longer one keeps its first and
+    /// last lines, cut between. Never a reason to reject an error (nor is a
+    /// long `exception.message`). Default: 16,384.
+    pub max_stacktrace_bytes: usize,
 }
 
 impl Default for Limits {
@@ -37,6 +42,7 @@ impl Default for Limits {
             max_age_seconds: 8 * 86_400,
             max_future_seconds: 3_600,
             max_cumulative_streams: 200_000,
+            max_stacktrace_bytes: 16 << 10,
         }
     }
 }
@@ -239,6 +245,18 @@ pub(crate) fn check<A: Attribute>(
     now_unix_nano: u64,
     limits: &Limits,
 ) -> Result<(), String> {
+    check_except(attributes, &[], time_unix_nano, now_unix_nano, limits)
+}
+
+/// [`check`], leaving out of the length limit the attributes named in
+/// `unlimited` (which the caller cuts to limits of their own).
+pub(crate) fn check_except<A: Attribute>(
+    attributes: &[A],
+    unlimited: &[&str],
+    time_unix_nano: u64,
+    now_unix_nano: u64,
+    limits: &Limits,
+) -> Result<(), String> {
     if attributes.len() > limits.max_attributes {
         return Err(format!(
             "{} attributes, more than the limit of {}",
@@ -248,7 +266,8 @@ pub(crate) fn check<A: Attribute>(
     }
     // Integers and booleans are not written out just to be measured.
     let too_long = |kv: &&A| {
-        !(kv.is_short() && limits.max_value_bytes >= 20) && kv.text().is_some_and(|v| v.len() > limits.max_value_bytes)
+        let exempt = unlimited.contains(&kv.key()) || (kv.is_short() && limits.max_value_bytes >= 20);
+        !exempt && kv.text().is_some_and(|v| v.len() > limits.max_value_bytes)
     };
     if let Some(kv) = attributes.iter().find(too_long) {
         return Err(format!(

@@ -35,7 +35,9 @@ use std::fmt::Write;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
 
-use super::otlp::{check, cut, get, key, minute, outcome, resource_identity, text, transaction, Converted, Limits};
+use super::otlp::{
+    check, cut, get, key, minute, outcome, resource_identity, text, transaction, Converted, Identity, Limits,
+};
 use crate::histogram::Histogram;
 use crate::store::{CounterPoint, HistogramPoint, SeriesKey, TracePoint, SPAN_COUNTED};
 
@@ -137,6 +139,15 @@ fn span_json(span: &Span, kind: &str) -> String {
     .to_string()
 }
 
+/// The series of transaction span `root` of `sender`: named as its metric
+/// names it, else by the span's name.
+pub(crate) fn series_of(sender: &Identity, root: &Span) -> SeriesKey {
+    let server = root.kind == SpanKind::Server as i32;
+    let (name, kind) = transaction(server, &root.attributes)
+        .unwrap_or_else(|| (root.name.clone(), if server { "web" } else { "job" }));
+    key(sender, name, kind, &root.attributes)
+}
+
 /// Converts `request`, received at `now_unix_nano`.
 pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_nano: u64) -> Converted {
     let mut out = Converted::default();
@@ -175,10 +186,8 @@ pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_na
                     out.reject("span", reason);
                     continue;
                 }
-                let server = root.kind == SpanKind::Server as i32;
-                let (name, kind) = transaction(server, &root.attributes)
-                    .unwrap_or_else(|| (root.name.clone(), if server { "web" } else { "job" }));
-                let series = key(&sender, name, kind, &root.attributes);
+                let series = series_of(&sender, root);
+                let kind = series.kind.clone();
                 let seconds = root.end_time_unix_nano.saturating_sub(root.start_time_unix_nano) as f64 / 1e9;
                 // The subtree down to the next transaction, parents first.
                 let mut segments: Vec<&Span> = Vec::new();
@@ -238,7 +247,7 @@ pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_na
                         }
                     }
                 }
-                let mut json = vec![span_json(root, kind)];
+                let mut json = vec![span_json(root, &kind)];
                 json.extend(
                     segments
                         .iter()
@@ -277,6 +286,8 @@ pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_na
         traces.sort_by(|a, b| b.duration.total_cmp(&a.duration));
         out.batch.traces.extend(traces.into_iter().take(KEPT_PER_REQUEST));
     }
+    // Exception events become errors; transaction spans tie their trace's.
+    super::exceptions::add(request, limits, now_unix_nano, &mut out);
     out
 }
 

@@ -582,6 +582,8 @@ mod tests {
             fingerprint: String::new(),
             count,
             last_seen: u64::try_from(minute).unwrap() * 60_000_000_000,
+            stacktrace: String::new(),
+            trace_id: String::new(),
         }
     }
 

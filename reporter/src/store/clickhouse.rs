@@ -56,6 +56,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::group_commit::{Gather, GroupCommit};
+use super::links::{self, Stacks, StoredLink, TracedError};
 use super::rollup::Retention;
 use super::sqlite::{plan, Progress, Stretch};
 use super::{Batch, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint};
@@ -64,7 +65,10 @@ use crate::deliver::alerts::AlertState;
 use crate::deliver::ledger::{LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use crate::histogram::Histogram;
 
-/// The schema this build creates.
+/// The schema this build creates (2: error rows carry stack traces and
+/// trace ids, `error_hour_v2` rolls them up, `trace_link` ties them;
+/// `stream` keeps cumulative streams' last points and `metric_transaction`
+/// the transactions a duration metric counts).
 pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long [`Store::claim`] waits between inserting its claim and reading
@@ -104,7 +108,7 @@ fn step_start(resolution: &str, step: Option<i64>) -> String {
 
 /// Each table that retention cuts: its resolution's key column, and how many
 /// minutes one of its partitions spans.
-const PARTITIONED: [(&str, Resolution, i64); 9] = [
+const PARTITIONED: [(&str, Resolution, i64); 11] = [
     ("histogram_minute", Resolution::Minute, 1_440),
     ("counter_minute", Resolution::Minute, 1_440),
     ("error_minute", Resolution::Minute, 1_440),
@@ -112,6 +116,9 @@ const PARTITIONED: [(&str, Resolution, i64); 9] = [
     ("histogram_hour", Resolution::Hour, 168 * 60),
     ("counter_hour", Resolution::Hour, 168 * 60),
     ("error_hour", Resolution::Hour, 168 * 60),
+    ("error_hour_v2", Resolution::Hour, 168 * 60),
+    // Links tie errors in hour rows too: kept as long as those.
+    ("trace_link", Resolution::Hour, 168 * 60),
     ("histogram_day", Resolution::Day, 30 * 1_440),
     ("counter_day", Resolution::Day, 30 * 1_440),
 ];
@@ -196,26 +203,39 @@ fn schema(db: &str) -> Vec<String> {
              SELECT series_id, name, labels, {day} AS day, sumState(value) AS value_state
              FROM {db}.counter_minute GROUP BY series_id, name, labels, day"
         ),
+        // A database of schema 1 gains the last three columns in `migrate`.
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.error_minute
              (series_id UInt64, minute Int64, error_type String, message String, location String,
-              count UInt64, last_seen UInt64, fingerprint String)
+              count UInt64, last_seen UInt64, fingerprint String, {ERROR_MINUTE_V2_COLUMNS})
              ENGINE = MergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (series_id, minute)"
         ),
+        // Schema 1 rolled errors up into `error_hour`, keyed without the
+        // trace and the stack: a database that has it keeps it, and reads
+        // hours before `error_hour_v2_from` there.
         format!(
-            "CREATE TABLE IF NOT EXISTS {db}.error_hour
+            "CREATE TABLE IF NOT EXISTS {db}.error_hour_v2
              (series_id UInt64, hour Int64, error_type String, message String, location String, fingerprint String,
+              trace_id String, stack_hash UInt64,
               count_state AggregateFunction(sum, UInt64), last_seen_state AggregateFunction(max, UInt64),
-              first_minute_state AggregateFunction(min, Int64))
+              first_minute_state AggregateFunction(min, Int64), stacktrace_state AggregateFunction(any, String))
              ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168)
-             ORDER BY (series_id, hour, error_type, message, location, fingerprint)"
+             ORDER BY (series_id, hour, error_type, message, location, fingerprint, trace_id, stack_hash)"
         ),
         format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.error_hour_mv TO {db}.error_hour AS
-             SELECT series_id, {hour} AS hour, error_type, message, location, fingerprint,
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.error_hour_v2_mv TO {db}.error_hour_v2 AS
+             SELECT series_id, {hour} AS hour, error_type, message, location, fingerprint, trace_id, stack_hash,
                     sumState(count) AS count_state, maxState(last_seen) AS last_seen_state,
-                    minState(minute) AS first_minute_state
-             FROM {db}.error_minute GROUP BY series_id, hour, error_type, message, location, fingerprint"
+                    minState(minute) AS first_minute_state, anyState(stacktrace) AS stacktrace_state
+             FROM {db}.error_minute
+             GROUP BY series_id, hour, error_type, message, location, fingerprint, trace_id, stack_hash"
+        ),
+        // Transaction spans of traces whose errors came without a
+        // transaction (`store::links`), by week like the hour tables.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.trace_link
+             (trace_id String, span_id String, series_id UInt64, minute Int64, start_ns UInt64, end_ns UInt64)
+             ENGINE = MergeTree PARTITION BY intDiv(minute, 10080) ORDER BY (trace_id, span_id)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.kept_trace
@@ -258,6 +278,9 @@ fn schema(db: &str) -> Vec<String> {
         ),
     ]
 }
+
+/// The columns schema 2 added to `error_minute`.
+const ERROR_MINUTE_V2_COLUMNS: &str = "trace_id String, stack_hash UInt64, stacktrace String";
 
 /// The ClickHouse store; see the [module documentation](self).
 pub struct ClickHouseStore {
@@ -325,6 +348,8 @@ struct Encoded {
     series: BTreeMap<u64, Vec<u8>>,
     /// Rows per table of [`DATA_TABLES`].
     tables: [Vec<u8>; DATA_TABLES.len()],
+    /// Trace links, to insert after the errors (see [`LinkRow`]).
+    links: Vec<LinkRow>,
 }
 
 impl Gather for Encoded {
@@ -338,6 +363,7 @@ impl Gather for Encoded {
         for (table, rows) in self.tables.iter_mut().zip(other.tables) {
             table.extend_from_slice(&rows);
         }
+        self.links.extend(other.links);
     }
 }
 
@@ -556,6 +582,9 @@ struct ErrorRow<'a> {
     count: u64,
     last_seen: u64,
     fingerprint: &'a str,
+    trace_id: &'a str,
+    stack_hash: u64,
+    stacktrace: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -565,9 +594,34 @@ struct ErrorOut {
     message: String,
     location: String,
     fingerprint: String,
+    trace_id: String,
+    stack_hash: u64,
+    stacktrace: String,
     total: u64,
     first_minute: i64,
     last_seen: u64,
+}
+
+/// A trace link waiting for its round of INSERTs, which keeps it only when
+/// its request failed or an error of its trace waits for it.
+#[derive(Clone, Serialize)]
+struct LinkRow {
+    trace_id: String,
+    span_id: String,
+    series_id: u64,
+    minute: i64,
+    start_ns: u64,
+    end_ns: u64,
+    #[serde(skip)]
+    failed: bool,
+}
+
+#[derive(Deserialize)]
+struct LinkOut {
+    trace_id: String,
+    series_id: u64,
+    start_ns: u64,
+    end_ns: u64,
 }
 
 #[derive(Serialize)]
@@ -743,6 +797,7 @@ impl ClickHouseStore {
     fn migrate(&self) -> Result<(), StoreError> {
         let db = &self.database;
         self.post(None, format!("CREATE DATABASE IF NOT EXISTS {db}").as_bytes(), false)?;
+        self.migrate_error_minute()?;
         let statements = schema(db);
         for statement in &statements {
             // Replicas starting together race to create: one retry settles it.
@@ -750,6 +805,7 @@ impl ClickHouseStore {
                 self.execute(statement)?;
             }
         }
+        self.migrate_error_hours()?;
         let found = self.schema_version()?;
         match found {
             Some(found) if found > SCHEMA_VERSION => Err(StoreError::NewerSchema {
@@ -760,6 +816,66 @@ impl ClickHouseStore {
             Some(found) if found == SCHEMA_VERSION => Ok(()),
             _ => self.set_meta("schema_version", SCHEMA_VERSION),
         }
+    }
+
+    /// The columns of `table`; none when it does not exist.
+    fn columns(&self, table: &str) -> Result<HashSet<String>, StoreError> {
+        #[derive(Deserialize)]
+        struct Column {
+            name: String,
+        }
+        let columns: Vec<Column> = self.select(&format!(
+            "SELECT name FROM system.columns WHERE database = {} AND table = {}",
+            quote(&self.database),
+            quote(table)
+        ))?;
+        Ok(columns.into_iter().map(|c| c.name).collect())
+    }
+
+    /// Schema 1's `error_minute` gains the trace id, stack hash and stack
+    /// trace (empty in the rows already there), before the views that read
+    /// them are created.
+    fn migrate_error_minute(&self) -> Result<(), StoreError> {
+        let columns = self.columns("error_minute")?;
+        if columns.is_empty() || columns.contains("trace_id") {
+            return Ok(());
+        }
+        let added: Vec<String> = ERROR_MINUTE_V2_COLUMNS
+            .split(", ")
+            .map(|column| format!("ADD COLUMN {column}"))
+            .collect();
+        let altered = self.execute(&format!("ALTER TABLE error_minute {}", added.join(", ")));
+        // Another replica may have added them meanwhile.
+        match altered {
+            Err(_) if self.columns("error_minute")?.contains("trace_id") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// A database that rolled errors up into schema 1's `error_hour` keeps
+    /// reading it for the hours before `error_hour_v2_from` (the first whole
+    /// hour after `error_hour_v2_mv` was created, written once); its view
+    /// keeps filling it, so those hours stay whole, late rows included.
+    fn migrate_error_hours(&self) -> Result<(), StoreError> {
+        if self.columns("error_hour")?.is_empty() || self.error_hours_v2_from()?.is_some() {
+            return Ok(());
+        }
+        let minute = i64::try_from(now_nanos() / 60_000_000_000).unwrap_or(i64::MAX);
+        self.set_meta("error_hour_v2_from", (minute.div_euclid(60) + 1) * 60)
+    }
+
+    /// The first minute `error_hour_v2` holds whole, when schema 1's
+    /// `error_hour` holds the hours before (replicas that migrated at once
+    /// may each have written one: the latest is safe for all).
+    fn error_hours_v2_from(&self) -> Result<Option<i64>, StoreError> {
+        #[derive(Deserialize)]
+        struct From {
+            value: i64,
+        }
+        let rows: Vec<From> = self.select(
+            "SELECT max(toInt64(value)) AS value FROM meta WHERE key = 'error_hour_v2_from' HAVING count() > 0",
+        )?;
+        Ok(rows.first().map(|f| f.value))
     }
 
     fn schema_version(&self) -> Result<Option<i64>, StoreError> {
@@ -890,7 +1006,8 @@ impl ClickHouseStore {
                 .map(|p| &*p.key)
                 .chain(batch.counters.iter().map(|p| &*p.key))
                 .chain(batch.errors.iter().map(|p| &p.key))
-                .chain(batch.traces.iter().map(|p| &p.key));
+                .chain(batch.traces.iter().map(|p| &p.key))
+                .chain(batch.links.iter().map(|l| &l.key));
             for key in keys {
                 let id = series_id(key);
                 if !known.contains(&id) && !out.series.contains_key(&id) {
@@ -954,8 +1071,24 @@ impl ClickHouseStore {
                 count: p.count,
                 last_seen: p.last_seen,
                 fingerprint: &p.fingerprint,
+                trace_id: &p.trace_id,
+                stack_hash: links::stack_hash(&p.stacktrace),
+                stacktrace: &p.stacktrace,
             }),
         )?;
+        out.links = batch
+            .links
+            .iter()
+            .map(|l| LinkRow {
+                trace_id: l.trace_id.clone(),
+                span_id: l.span_id.clone(),
+                series_id: series_id(&l.key),
+                minute: (l.end / 60_000_000_000) as i64,
+                start_ns: l.start,
+                end_ns: l.end,
+                failed: l.failed,
+            })
+            .collect();
         let written = now_nanos();
         self.encode(
             traces,
@@ -1008,7 +1141,39 @@ impl ClickHouseStore {
         for (table, rows) in DATA_TABLES.iter().zip(&group.tables) {
             self.insert_encoded(table, rows)?;
         }
-        Ok(())
+        let links = self.links_waited_for(group.links)?;
+        self.insert("trace_link", &links)
+    }
+
+    /// The links of `links` to keep: those of failed requests, and those of
+    /// traces an error waits for (this round's errors are stored already).
+    /// Errors come minutes at most before their request's spans: the search
+    /// reads the days around the links, not the whole table.
+    fn links_waited_for(&self, links: Vec<LinkRow>) -> Result<Vec<LinkRow>, StoreError> {
+        let (mut kept, others): (Vec<LinkRow>, Vec<LinkRow>) = links.into_iter().partition(|l| l.failed);
+        if others.is_empty() {
+            return Ok(kept);
+        }
+        let from = others.iter().map(|l| l.minute).min().unwrap_or_default() - 60;
+        let to = others.iter().map(|l| l.minute).max().unwrap_or_default() + 60;
+        let mut traces: Vec<String> = others.iter().map(|l| quote(&l.trace_id)).collect();
+        traces.sort_unstable();
+        traces.dedup();
+        #[derive(Deserialize)]
+        struct Waiting {
+            trace_id: String,
+        }
+        let waiting: HashSet<String> = self
+            .select::<Waiting>(&format!(
+                "SELECT DISTINCT trace_id FROM error_minute
+                 WHERE minute >= {from} AND minute <= {to} AND trace_id IN ({})",
+                traces.join(", ")
+            ))?
+            .into_iter()
+            .map(|w| w.trace_id)
+            .collect();
+        kept.extend(others.into_iter().filter(|l| waiting.contains(&l.trace_id)));
+        Ok(kept)
     }
 
     /// Series matching `filter`, by id.
@@ -1416,43 +1581,91 @@ impl Store for ClickHouseStore {
     }
 
     fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError> {
-        let series = series_filter(filter);
-        let stretches: Vec<String> = self
-            .plan(from, to, false)?
-            .iter()
-            .map(|s| {
+        let v2_from = self.error_hours_v2_from()?.map(|minute| minute.div_euclid(60));
+        let stretches = self.plan(from, to, false)?;
+        // Errors tied at ingest match the whole filter; those waiting for
+        // their trace's transaction are read by service, host and
+        // environment, and filtered once tied (`links::tie_and_merge`).
+        let mut parts: Vec<String> = Vec::new();
+        for (untied, filter) in [(false, filter.clone()), (true, filter.untied())] {
+            let series = series_filter(&filter);
+            let traced = if untied { "trace_id != ''" } else { "trace_id = ''" };
+            for s in &stretches {
                 let (a, b) = (s.from, s.to);
                 if s.resolution == "minute" {
-                    format!(
-                        "SELECT series_id, error_type, message, location, fingerprint, sum(count) AS c,
-                                min(minute) AS f, max(last_seen) AS l
-                         FROM error_minute WHERE minute >= {a} AND minute < {b}{series}
-                         GROUP BY series_id, error_type, message, location, fingerprint"
-                    )
-                } else {
-                    format!(
-                        "SELECT series_id, error_type, message, location, fingerprint, sumMerge(count_state) AS c,
-                                minMerge(first_minute_state) AS f, maxMerge(last_seen_state) AS l
-                         FROM error_hour WHERE hour >= {a} AND hour < {b}{series}
-                         GROUP BY series_id, error_type, message, location, fingerprint"
-                    )
+                    parts.push(format!(
+                        "SELECT series_id, error_type, message, location, fingerprint, trace_id, stack_hash,
+                                sum(count) AS c, min(minute) AS f, max(last_seen) AS l, any(stacktrace) AS st
+                         FROM error_minute WHERE minute >= {a} AND minute < {b} AND {traced}{series}
+                         GROUP BY series_id, error_type, message, location, fingerprint, trace_id, stack_hash"
+                    ));
+                    continue;
                 }
-            })
-            .collect();
-        if stretches.is_empty() {
+                // Hours before `error_hour_v2_from` are in schema 1's table,
+                // which knows no traces or stacks.
+                let split = v2_from.map_or(a, |v2| v2.clamp(a, b));
+                if split > a && !untied {
+                    parts.push(format!(
+                        "SELECT series_id, error_type, message, location, fingerprint, '' AS trace_id,
+                                toUInt64(0) AS stack_hash, sumMerge(count_state) AS c,
+                                minMerge(first_minute_state) AS f, maxMerge(last_seen_state) AS l, '' AS st
+                         FROM error_hour WHERE hour >= {a} AND hour < {split}{series}
+                         GROUP BY series_id, error_type, message, location, fingerprint"
+                    ));
+                }
+                if split < b {
+                    parts.push(format!(
+                        "SELECT series_id, error_type, message, location, fingerprint, trace_id, stack_hash,
+                                sumMerge(count_state) AS c, minMerge(first_minute_state) AS f,
+                                maxMerge(last_seen_state) AS l, anyMerge(stacktrace_state) AS st
+                         FROM error_hour_v2 WHERE hour >= {split} AND hour < {b} AND {traced}{series}
+                         GROUP BY series_id, error_type, message, location, fingerprint, trace_id, stack_hash"
+                    ));
+                }
+            }
+        }
+        if parts.is_empty() {
             return Ok(Vec::new());
         }
         let rows: Vec<ErrorOut> = self.select(&format!(
-            "SELECT series_id, error_type, message, location, fingerprint, sum(c) AS total,
-                    min(f) AS first_minute, max(l) AS last_seen
-             FROM ({}) GROUP BY series_id, error_type, message, location, fingerprint",
-            stretches.join(" UNION ALL ")
+            "SELECT series_id, error_type, message, location, fingerprint, trace_id, stack_hash, sum(c) AS total,
+                    min(f) AS first_minute, max(l) AS last_seen, any(st) AS stacktrace
+             FROM ({}) GROUP BY series_id, error_type, message, location, fingerprint, trace_id, stack_hash",
+            parts.join(" UNION ALL ")
         ))?;
-        let keys = self.keys(filter)?;
-        let mut errors: Vec<ErrorSummary> = rows
+        // Links may name a series on another host: the keys of the service.
+        let keys = self.keys(&Filter {
+            service: filter.service.clone(),
+            environment: filter.environment.clone(),
+            ..Filter::default()
+        })?;
+        let mut traces: Vec<String> = rows
+            .iter()
+            .filter(|r| !r.trace_id.is_empty())
+            .map(|r| quote(&r.trace_id))
+            .collect();
+        traces.sort_unstable();
+        traces.dedup();
+        let mut links = Vec::new();
+        for chunk in traces.chunks(1_000) {
+            let found: Vec<LinkOut> = self.select(&format!(
+                "SELECT trace_id, series_id, start_ns, end_ns FROM trace_link WHERE trace_id IN ({})",
+                chunk.join(", ")
+            ))?;
+            links.extend(found.into_iter().filter_map(|l| {
+                Some(StoredLink {
+                    key: keys.get(&l.series_id)?.clone(),
+                    trace_id: l.trace_id,
+                    start: l.start_ns,
+                    end: l.end_ns,
+                })
+            }));
+        }
+        let mut stacks = Stacks::default();
+        let rows: Vec<TracedError> = rows
             .into_iter()
             .filter_map(|row| {
-                Some(ErrorSummary {
+                let summary = ErrorSummary {
                     key: keys.get(&row.series_id)?.clone(),
                     error_type: row.error_type,
                     message: row.message,
@@ -1461,15 +1674,12 @@ impl Store for ClickHouseStore {
                     first_minute: row.first_minute,
                     last_seen: row.last_seen,
                     fingerprint: row.fingerprint,
-                })
+                    stacktrace: stacks.share(row.stack_hash, row.stacktrace),
+                };
+                Some((summary, row.trace_id))
             })
             .collect();
-        // As the embedded store orders them: by count, ties by key and error.
-        errors.sort_by(|a, b| {
-            (&a.key, &a.error_type, &a.message, &a.location).cmp(&(&b.key, &b.error_type, &b.message, &b.location))
-        });
-        errors.sort_by_key(|e| std::cmp::Reverse(e.count));
-        Ok(errors)
+        Ok(links::tie_and_merge(rows, &links, filter))
     }
 
     fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError> {

@@ -10,6 +10,7 @@
 pub mod clickhouse;
 pub(crate) mod group_commit;
 pub(crate) mod journal;
+pub(crate) mod links;
 pub(crate) mod pending;
 pub mod rollup;
 pub mod sql;
@@ -80,10 +81,14 @@ pub struct CounterPoint {
     pub value: f64,
 }
 
+/// The transaction of errors that came with none (and whose trace, if any,
+/// has not been tied to one).
+pub const NO_TRANSACTION: &str = "(none)";
+
 /// Occurrences of one distinct error in one minute of one series.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ErrorPoint {
-    /// The series it happened in (`transaction` is `(none)` when unknown).
+    /// The series it happened in (`transaction` is [`NO_TRANSACTION`] when unknown).
     pub key: SeriesKey,
     /// Unix time in minutes.
     pub minute: i64,
@@ -99,6 +104,36 @@ pub struct ErrorPoint {
     pub last_seen: u64,
     /// The service's own grouping key (`kuroko.error.fingerprint`), empty when none.
     pub fingerprint: String,
+    /// `exception.stacktrace`, cut to the stack trace limit; empty when none.
+    /// Errors with different stack traces are different rows.
+    pub stacktrace: String,
+    /// The trace it happened in (32 hex digits) while its transaction is
+    /// unknown ([`NO_TRANSACTION`]), else empty: reads tie it to the
+    /// transaction whose span in that trace a [`TraceLink`] names.
+    pub trace_id: String,
+}
+
+/// A transaction span's place in its trace, written when the span arrives:
+/// errors of the same trace and service that came without a transaction
+/// (log records export before the spans of their request) are read as that
+/// transaction's. Stores keep a link only when the request failed (`failed`)
+/// or an error of its trace waits for it, so that they do not keep one row
+/// per request.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TraceLink {
+    /// The transaction's series.
+    pub key: SeriesKey,
+    /// Trace id, 32 hex digits.
+    pub trace_id: String,
+    /// The transaction span's id, 16 hex digits.
+    pub span_id: String,
+    /// The span's start, unix nanoseconds.
+    pub start: u64,
+    /// The span's end, unix nanoseconds.
+    pub end: u64,
+    /// Whether the request shows a failure (status ERROR, a 5xx status, an
+    /// exception event): kept even when no error of its trace is stored yet.
+    pub failed: bool,
 }
 
 /// A kept trace: one slow run with its spans.
@@ -127,6 +162,9 @@ pub struct Batch {
     pub errors: Vec<ErrorPoint>,
     /// Traces to keep (the store keeps only the slowest per series and hour).
     pub traces: Vec<TracePoint>,
+    /// Transaction spans' places in their traces (not points: not counted
+    /// by [`Batch::len`]).
+    pub links: Vec<TraceLink>,
     /// Cumulative streams' new last points, kept with the points they gave
     /// (see [`crate::cumulative`]); not points themselves.
     pub streams: Vec<(StreamId, StreamState)>,
@@ -138,9 +176,9 @@ impl Batch {
         self.histograms.len() + self.counters.len() + self.errors.len() + self.traces.len()
     }
 
-    /// True when there is nothing to write, points or stream states.
+    /// True when there is nothing to write: points, links or stream states.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0 && self.streams.is_empty()
+        self.len() == 0 && self.links.is_empty() && self.streams.is_empty()
     }
 }
 
@@ -179,6 +217,28 @@ pub struct Filter {
     pub feature: Option<String>,
     /// Only this deployment environment.
     pub environment: Option<String>,
+}
+
+impl Filter {
+    /// Whether `key` is a series the filter selects.
+    pub fn matches(&self, key: &SeriesKey) -> bool {
+        let is = |wanted: &Option<String>, value: &str| wanted.as_deref().is_none_or(|w| w == value);
+        is(&self.service, &key.service)
+            && is(&self.host, &key.host)
+            && is(&self.transaction, &key.transaction)
+            && is(&self.feature, &key.feature)
+            && is(&self.environment, &key.environment)
+    }
+
+    /// The filter without its transaction and feature: what an error that
+    /// waits for its trace's transaction is read with, before it is tied.
+    pub(crate) fn untied(&self) -> Filter {
+        Filter {
+            transaction: None,
+            feature: None,
+            ..self.clone()
+        }
+    }
 }
 
 /// A store's failure.
@@ -277,6 +337,9 @@ pub struct ErrorSummary {
     pub last_seen: u64,
     /// The service's own grouping key (`kuroko.error.fingerprint`), empty when none.
     pub fingerprint: String,
+    /// Its stack trace (`exception.stacktrace`, cut), empty when none; shared
+    /// by the rows that carry the same one.
+    pub stacktrace: Arc<str>,
 }
 
 /// The reporter's storage; see the [module documentation](self).
@@ -327,8 +390,10 @@ pub trait Store: Send + Sync {
     /// Bytes the store takes on disk.
     fn size_bytes(&self) -> u64;
 
-    /// Distinct errors (type, message, location and fingerprint) per series
-    /// over `from..to` (unix minutes), most frequent first.
+    /// Distinct errors (type, message, location, fingerprint and stack trace)
+    /// per series over `from..to` (unix minutes), most frequent first. Errors
+    /// that came without a transaction but with a trace id are read as the
+    /// transaction its [`TraceLink`] names, when the store holds one.
     fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError>;
 
     /// The slowest kept traces of series matching `filter` that started in

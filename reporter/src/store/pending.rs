@@ -11,7 +11,7 @@
 use rustc_hash::FxHashMap;
 use std::time::Instant;
 
-use super::{Batch, ErrorPoint, TracePoint};
+use super::{Batch, ErrorPoint, SeriesKey, TraceLink, TracePoint};
 use crate::cumulative::{StreamId, StreamState};
 use crate::histogram::Histogram;
 
@@ -27,7 +27,45 @@ pub(crate) struct RecordRef<'a> {
     counters: Vec<u8>,
     errors: Vec<(i64, &'a ErrorPoint)>,
     traces: Vec<(i64, &'a TracePoint)>,
+    links: Vec<(i64, LinkRef<'a>)>,
     streams: &'a [(StreamId, StreamState)],
+}
+
+/// A [`TraceLink`] as the journal keeps it: by its series' id.
+#[derive(Debug, serde::Serialize)]
+struct LinkRef<'a> {
+    trace_id: &'a str,
+    span_id: &'a str,
+    start: u64,
+    end: u64,
+    failed: bool,
+}
+
+/// A trace link waiting for a flush, by its series' id.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub(crate) struct PendingLink {
+    /// Trace id, hex.
+    pub(crate) trace_id: String,
+    /// The transaction span's id, hex.
+    pub(crate) span_id: String,
+    /// The span's start, unix nanoseconds.
+    pub(crate) start: u64,
+    /// The span's end, unix nanoseconds.
+    pub(crate) end: u64,
+    /// Whether its request failed (the link is then kept whatever waits for it).
+    pub(crate) failed: bool,
+}
+
+impl From<&TraceLink> for PendingLink {
+    fn from(link: &TraceLink) -> Self {
+        PendingLink {
+            trace_id: link.trace_id.clone(),
+            span_id: link.span_id.clone(),
+            start: link.start,
+            end: link.end,
+            failed: link.failed,
+        }
+    }
 }
 
 impl<'a> RecordRef<'a> {
@@ -52,6 +90,22 @@ impl<'a> RecordRef<'a> {
             },
             errors: ids.errors.iter().copied().zip(&batch.errors).collect(),
             traces: ids.traces.iter().copied().zip(&batch.traces).collect(),
+            links: ids
+                .links
+                .iter()
+                .copied()
+                .zip(&batch.links)
+                .map(|(series, l)| {
+                    let link = LinkRef {
+                        trace_id: &l.trace_id,
+                        span_id: &l.span_id,
+                        start: l.start,
+                        end: l.end,
+                        failed: l.failed,
+                    };
+                    (series, link)
+                })
+                .collect(),
             streams: &batch.streams,
         }
     }
@@ -65,36 +119,62 @@ pub(crate) struct Record {
     counters: Vec<u8>,
     errors: Vec<(i64, ErrorPoint)>,
     traces: Vec<(i64, TracePoint)>,
+    links: Vec<(i64, PendingLink)>,
     streams: Vec<(StreamId, StreamState)>,
 }
 
-/// A record as schema version 2 wrote it, before cumulative streams were
-/// kept: a journal left unflushed by that version still replays.
+/// A record written by a build before schema version 3: its errors had no
+/// stack trace or trace id, and it had no links or stream states. Replayed once, by the
+/// first build that opens the store after an upgrade.
 #[derive(Debug, serde::Deserialize)]
-struct RecordV2 {
+pub(crate) struct LegacyRecord {
     histograms: Vec<(i64, i64, Histogram)>,
     #[serde(with = "crate::buckets::serde_bytes_compat")]
     counters: Vec<u8>,
-    errors: Vec<(i64, ErrorPoint)>,
+    errors: Vec<(i64, LegacyErrorPoint)>,
     traces: Vec<(i64, TracePoint)>,
 }
 
-impl Record {
-    /// A record from the journal's bytes, as this version or the one before
-    /// wrote it.
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Record, postcard::Error> {
-        match postcard::from_bytes::<Record>(bytes) {
-            Ok(record) => Ok(record),
-            Err(error) => match postcard::from_bytes::<RecordV2>(bytes) {
-                Ok(v2) => Ok(Record {
-                    histograms: v2.histograms,
-                    counters: v2.counters,
-                    errors: v2.errors,
-                    traces: v2.traces,
-                    streams: Vec::new(),
-                }),
-                Err(_) => Err(error),
-            },
+/// An [`ErrorPoint`] as builds before schema version 3 wrote it.
+#[derive(Debug, serde::Deserialize)]
+struct LegacyErrorPoint {
+    key: SeriesKey,
+    minute: i64,
+    error_type: String,
+    message: String,
+    location: String,
+    count: u64,
+    last_seen: u64,
+    fingerprint: String,
+}
+
+impl From<LegacyRecord> for Record {
+    fn from(legacy: LegacyRecord) -> Self {
+        Record {
+            histograms: legacy.histograms,
+            counters: legacy.counters,
+            errors: legacy
+                .errors
+                .into_iter()
+                .map(|(series, e)| {
+                    let point = ErrorPoint {
+                        key: e.key,
+                        minute: e.minute,
+                        error_type: e.error_type,
+                        message: e.message,
+                        location: e.location,
+                        count: e.count,
+                        last_seen: e.last_seen,
+                        fingerprint: e.fingerprint,
+                        stacktrace: String::new(),
+                        trace_id: String::new(),
+                    };
+                    (series, point)
+                })
+                .collect(),
+            traces: legacy.traces,
+            links: Vec::new(),
+            streams: Vec::new(),
         }
     }
 }
@@ -110,6 +190,8 @@ pub(crate) struct Resolved {
     pub(crate) errors: Vec<i64>,
     /// Series of each trace.
     pub(crate) traces: Vec<i64>,
+    /// Series of each trace link.
+    pub(crate) links: Vec<i64>,
 }
 
 /// Points merged in memory, waiting for a flush.
@@ -125,6 +207,8 @@ pub(crate) struct Pending {
     pub(crate) errors: Vec<(i64, ErrorPoint)>,
     /// Traces with their series.
     pub(crate) traces: Vec<(i64, TracePoint)>,
+    /// Trace links with their series.
+    pub(crate) links: Vec<(i64, PendingLink)>,
     /// Cumulative streams' last points, the latest of each.
     pub(crate) streams: FxHashMap<StreamId, StreamState>,
 }
@@ -148,6 +232,8 @@ impl Pending {
             .extend(ids.errors.iter().copied().zip(batch.errors.iter().cloned()));
         self.traces
             .extend(ids.traces.iter().copied().zip(batch.traces.iter().cloned()));
+        self.links
+            .extend(ids.links.iter().copied().zip(batch.links.iter().map(PendingLink::from)));
         self.add_streams(batch.streams.iter().cloned());
     }
 
@@ -187,6 +273,7 @@ impl Pending {
         }
         self.errors.extend(record.errors);
         self.traces.extend(record.traces);
+        self.links.extend(record.links);
         self.add_streams(record.streams);
     }
 
@@ -214,6 +301,7 @@ impl Pending {
         }
         self.errors.extend(older.errors);
         self.traces.extend(older.traces);
+        self.links.extend(older.links);
         self.add_streams(older.streams);
     }
 

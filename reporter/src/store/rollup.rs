@@ -10,8 +10,9 @@
 //!
 //! Retention, after rolling: minutes for `minute_days` (8), hours for
 //! `hour_days` (90), days for `day_days` (730); kept traces as long as
-//! minutes. Nothing is deleted before it was rolled up. Deletes go in chunks
-//! so that no transaction holds the write lock for long.
+//! minutes, trace links (`store::links`) as long as hours. Nothing is
+//! deleted before it was rolled up. Deletes go in chunks so that no
+//! transaction holds the write lock for long.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -258,11 +259,11 @@ impl Roller {
         transaction.execute("DELETE FROM error_hour WHERE hour = ?1", [hour])?;
         transaction.execute(
             "INSERT INTO error_hour (series, hour, error_type, message, location, count, last_seen, fingerprint,
-                                     first_minute)
+                                     first_minute, trace_id, stack_hash, stacktrace)
              SELECT series, ?1, error_type, message, location, SUM(count), MAX(last_seen), MAX(fingerprint),
-                    MIN(minute)
+                    MIN(minute), trace_id, stack_hash, MAX(stacktrace)
              FROM error_minute
-             WHERE minute >= ?2 AND minute < ?3 GROUP BY series, error_type, message, location",
+             WHERE minute >= ?2 AND minute < ?3 GROUP BY series, error_type, message, location, trace_id, stack_hash",
             params![hour, from, to],
         )?;
         transaction.execute("DELETE FROM dirty WHERE resolution = 'hour' AND period = ?1", [hour])?;
@@ -309,7 +310,7 @@ impl Roller {
             ("counter_minute", "series, label, minute", "minute", minute_cutoff),
             (
                 "error_minute",
-                "series, minute, error_type, message, location",
+                "series, minute, error_type, message, location, trace_id, stack_hash",
                 "minute",
                 minute_cutoff,
             ),
@@ -318,10 +319,12 @@ impl Roller {
             ("counter_hour", "series, label, hour", "hour", hour_cutoff),
             (
                 "error_hour",
-                "series, hour, error_type, message, location",
+                "series, hour, error_type, message, location, trace_id, stack_hash",
                 "hour",
                 hour_cutoff,
             ),
+            // Links tie errors in hour rows too: kept as long as those.
+            ("trace_link", "trace_id, span_id", "minute", hour_cutoff * 60),
             ("histogram_day", "series, day", "day", day_cutoff),
             ("counter_day", "series, label, day", "day", day_cutoff),
             // A stream silent for as long as minutes are kept has ended; were

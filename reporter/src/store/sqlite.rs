@@ -16,8 +16,6 @@
 //! not a power cut. The schema is versioned in `meta`; a file from a newer
 //! reporter is refused.
 
-use std::collections::BTreeMap;
-
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -27,7 +25,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::journal::{self, Journal};
-use super::pending::{Pending, Record, RecordRef, Resolved};
+use super::links::{self, Stacks, StoredLink, TracedError};
+use super::pending::{LegacyRecord, Pending, Record, RecordRef, Resolved};
 use super::rollup::{Retention, Rolled, Roller};
 use super::{Batch, ErrorSummary, Filter, SeriesKey, StepTotal, Store, StoreError, TracePoint};
 use crate::cumulative::{StreamId, StreamState};
@@ -39,7 +38,9 @@ use crate::histogram::Histogram;
 pub const TRACES_PER_HOUR: i64 = 20;
 
 /// The schema this build writes (2 added the journal, whose progress
-/// older builds would not know to replay).
+/// older builds would not know to replay; 3 added stack traces and trace
+/// ids to the error rows, trace links and cumulative streams' states, and
+/// so to the journal's records, see [`super::pending::LegacyRecord`]).
 pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long acknowledged points may wait in memory before a write flushes
@@ -66,9 +67,18 @@ CREATE TABLE IF NOT EXISTS error_minute (
     series INTEGER NOT NULL, minute INTEGER NOT NULL,
     error_type TEXT NOT NULL, message TEXT NOT NULL, location TEXT NOT NULL,
     count INTEGER NOT NULL, last_seen INTEGER NOT NULL, fingerprint TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (series, minute, error_type, message, location)
+    trace_id TEXT NOT NULL DEFAULT '', stack_hash INTEGER NOT NULL DEFAULT 0, stacktrace TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (series, minute, error_type, message, location, trace_id, stack_hash)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS error_by_minute ON error_minute (minute);
+-- Transaction spans of traces whose errors came without a transaction
+-- (`store::links`); kept as long as hour rows.
+CREATE TABLE IF NOT EXISTS trace_link (
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, series INTEGER NOT NULL, minute INTEGER NOT NULL,
+    start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS trace_link_by_minute ON trace_link (minute);
 CREATE TABLE IF NOT EXISTS kept_trace (
     series INTEGER NOT NULL, hour INTEGER NOT NULL, trace_id TEXT NOT NULL,
     start INTEGER NOT NULL, duration REAL NOT NULL, spans TEXT NOT NULL,
@@ -104,7 +114,8 @@ CREATE TABLE IF NOT EXISTS error_hour (
     error_type TEXT NOT NULL, message TEXT NOT NULL, location TEXT NOT NULL,
     count INTEGER NOT NULL, last_seen INTEGER NOT NULL, fingerprint TEXT NOT NULL DEFAULT '',
     first_minute INTEGER,
-    PRIMARY KEY (series, hour, error_type, message, location)
+    trace_id TEXT NOT NULL DEFAULT '', stack_hash INTEGER NOT NULL DEFAULT 0, stacktrace TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (series, hour, error_type, message, location, trace_id, stack_hash)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dirty (resolution TEXT NOT NULL, period INTEGER NOT NULL, PRIMARY KEY (resolution, period)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS claim (key TEXT PRIMARY KEY, holder TEXT NOT NULL, until INTEGER NOT NULL);
@@ -224,18 +235,11 @@ impl SqliteStore {
                     supported: SCHEMA_VERSION,
                 });
             }
-            // Older versions were brought up to date by `migrate` (the owner
-            // of the journal writes; others only read).
-            _ if lock.is_some() => {
-                connection
-                    .execute(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
-                        [SCHEMA_VERSION.to_string()],
-                    )
-                    .map_err(error)?;
-            }
+            // Older versions were brought up to date by `migrate`; the
+            // version is written once their journal is replayed (below).
             _ => {}
         }
+        let owner = lock.is_some();
         let progress = |key: &str| -> Result<Option<i64>, StoreError> {
             connection
                 .query_row("SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1", [key], |row| {
@@ -279,13 +283,25 @@ impl SqliteStore {
             labels: Mutex::new(FxHashMap::default()),
             rolled: Arc::new(rolled),
         };
-        store.replay(unflushed)?;
+        // Records of a build before version 3 have the older layout.
+        store.replay(unflushed, found.is_some_and(|found| found < 3))?;
+        if owner {
+            // The owner of the journal writes; others only read.
+            store
+                .connection()
+                .execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    [SCHEMA_VERSION.to_string()],
+                )
+                .map_err(|e| store.error(e))?;
+        }
         Ok(store)
     }
 
     /// Merges the journal segments a crash left unflushed back in, and
-    /// flushes them.
-    fn replay(&self, unflushed: Vec<super::journal::Segment>) -> Result<(), StoreError> {
+    /// flushes them; `legacy`: they were written by a build before schema
+    /// version 3.
+    fn replay(&self, unflushed: Vec<super::journal::Segment>, legacy: bool) -> Result<(), StoreError> {
         for segment in unflushed {
             if segment.torn > 0 {
                 tracing::warn!(segment = segment.number, bytes = segment.torn,
@@ -294,7 +310,12 @@ impl SqliteStore {
             tracing::info!(segment = segment.number, batches = segment.records.len(), store = %self.path,
                 "replaying acknowledged batches not yet flushed");
             for record in segment.records {
-                let record = Record::decode(&record).map_err(|source| StoreError::Inbox {
+                let record = if legacy {
+                    postcard::from_bytes::<LegacyRecord>(&record).map(Record::from)
+                } else {
+                    postcard::from_bytes::<Record>(&record)
+                };
+                let record = record.map_err(|source| StoreError::Inbox {
                     path: self.path.clone(),
                     id: i64::try_from(segment.number).unwrap_or(i64::MAX),
                     source,
@@ -486,6 +507,7 @@ impl SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         let errors = batch.errors.iter().map(|p| series(&p.key)).collect::<Result<_, _>>()?;
         let traces = batch.traces.iter().map(|p| series(&p.key)).collect::<Result<_, _>>()?;
+        let links = batch.links.iter().map(|l| series(&l.key)).collect::<Result<_, _>>()?;
         // Labels known already, under one lock; the new ones after.
         let mut counters: Vec<(i64, Option<i64>)> = {
             let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
@@ -526,6 +548,7 @@ impl SqliteStore {
                 .collect(),
             errors,
             traces,
+            links,
         })
     }
 
@@ -590,7 +613,8 @@ impl SqliteStore {
             .map(|p| 48 + 2 * p.histogram.buckets.span())
             .sum::<usize>()
             + 32 * batch.counters.len()
-            + 256 * batch.errors.len()
+            + batch.errors.iter().map(|e| 256 + e.stacktrace.len()).sum::<usize>()
+            + 96 * batch.links.len()
             + batch.traces.iter().map(|t| 256 + t.spans.len()).sum::<usize>();
         let mut framed = Vec::with_capacity(journal::FRAME + estimate);
         framed.extend_from_slice(&[0; journal::FRAME]);
@@ -659,13 +683,16 @@ impl SqliteStore {
                 .execute(params![series, label, minute, value])?;
         }
         for (series, point) in &pending.errors {
-            transaction.execute(
-                "INSERT INTO error_minute (series, minute, error_type, message, location, count, last_seen, fingerprint)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (series, minute, error_type, message, location)
-                 DO UPDATE SET count = count + excluded.count, last_seen = MAX(last_seen, excluded.last_seen),
-                    fingerprint = CASE WHEN excluded.fingerprint = '' THEN fingerprint ELSE excluded.fingerprint END",
-                params![
+            transaction
+                .prepare_cached(
+                    "INSERT INTO error_minute (series, minute, error_type, message, location, count, last_seen,
+                                               fingerprint, trace_id, stack_hash, stacktrace)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT (series, minute, error_type, message, location, trace_id, stack_hash)
+                     DO UPDATE SET count = count + excluded.count, last_seen = MAX(last_seen, excluded.last_seen),
+                        fingerprint = CASE WHEN excluded.fingerprint = '' THEN fingerprint ELSE excluded.fingerprint END",
+                )?
+                .execute(params![
                     series,
                     point.minute,
                     point.error_type,
@@ -673,9 +700,37 @@ impl SqliteStore {
                     point.location,
                     point.count as i64,
                     point.last_seen as i64,
-                    point.fingerprint
-                ],
-            )?;
+                    point.fingerprint,
+                    point.trace_id,
+                    links::stack_hash(&point.stacktrace) as i64,
+                    point.stacktrace,
+                ])?;
+        }
+        // A link is kept when its request failed, or when an error of its
+        // trace waits for it (this flush's errors are written above).
+        for (series, link) in &pending.links {
+            let waited_for = || {
+                transaction
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM error_minute WHERE trace_id = ?1 AND trace_id != '')",
+                    )?
+                    .query_row([&link.trace_id], |row| row.get::<_, bool>(0))
+            };
+            if link.failed || waited_for()? {
+                transaction
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO trace_link (trace_id, span_id, series, minute, start_ns, end_ns)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        link.trace_id,
+                        link.span_id,
+                        series,
+                        (link.end / 60_000_000_000) as i64,
+                        link.start as i64,
+                        link.end as i64,
+                    ])?;
+            }
         }
         for (series, point) in &pending.traces {
             let hour = (point.start / 3_600_000_000_000) as i64;
@@ -738,7 +793,51 @@ impl SqliteStore {
 fn migrate(connection: &Connection) -> Result<(), rusqlite::Error> {
     migrate_environment(connection)?;
     migrate_error_fingerprints(connection)?;
-    migrate_error_first_minutes(connection)
+    migrate_error_first_minutes(connection)?;
+    migrate_error_traces(connection)
+}
+
+/// The error tables gain the trace an error waits for (`trace_id`) and its
+/// stack trace (`stacktrace`, keyed by `stack_hash`), both in their keys,
+/// which SQLite can change only by rebuilding them; the rows already there
+/// have neither. An index finds the errors of a trace when its link arrives.
+fn migrate_error_traces(connection: &Connection) -> Result<(), rusqlite::Error> {
+    if !has_column(connection, "error_minute", "trace_id")? {
+        connection.execute_batch(
+            "BEGIN;
+             CREATE TABLE error_minute_v3 (
+                 series INTEGER NOT NULL, minute INTEGER NOT NULL,
+                 error_type TEXT NOT NULL, message TEXT NOT NULL, location TEXT NOT NULL,
+                 count INTEGER NOT NULL, last_seen INTEGER NOT NULL, fingerprint TEXT NOT NULL DEFAULT '',
+                 trace_id TEXT NOT NULL DEFAULT '', stack_hash INTEGER NOT NULL DEFAULT 0,
+                 stacktrace TEXT NOT NULL DEFAULT '',
+                 PRIMARY KEY (series, minute, error_type, message, location, trace_id, stack_hash)
+             ) WITHOUT ROWID;
+             INSERT INTO error_minute_v3 (series, minute, error_type, message, location, count, last_seen, fingerprint)
+                 SELECT series, minute, error_type, message, location, count, last_seen, fingerprint FROM error_minute;
+             DROP TABLE error_minute;
+             ALTER TABLE error_minute_v3 RENAME TO error_minute;
+             CREATE INDEX IF NOT EXISTS error_by_minute ON error_minute (minute);
+             CREATE TABLE error_hour_v3 (
+                 series INTEGER NOT NULL, hour INTEGER NOT NULL,
+                 error_type TEXT NOT NULL, message TEXT NOT NULL, location TEXT NOT NULL,
+                 count INTEGER NOT NULL, last_seen INTEGER NOT NULL, fingerprint TEXT NOT NULL DEFAULT '',
+                 first_minute INTEGER,
+                 trace_id TEXT NOT NULL DEFAULT '', stack_hash INTEGER NOT NULL DEFAULT 0,
+                 stacktrace TEXT NOT NULL DEFAULT '',
+                 PRIMARY KEY (series, hour, error_type, message, location, trace_id, stack_hash)
+             ) WITHOUT ROWID;
+             INSERT INTO error_hour_v3 (series, hour, error_type, message, location, count, last_seen, fingerprint,
+                                        first_minute)
+                 SELECT series, hour, error_type, message, location, count, last_seen, fingerprint, first_minute
+                 FROM error_hour;
+             DROP TABLE error_hour;
+             ALTER TABLE error_hour_v3 RENAME TO error_hour;
+             COMMIT;",
+        )?;
+    }
+    connection
+        .execute_batch("CREATE INDEX IF NOT EXISTS error_by_trace ON error_minute (trace_id) WHERE trace_id != ''")
 }
 
 /// `error_hour` gains the first minute each error was seen in its hour (the
@@ -1171,6 +1270,35 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// The stored links of `traces`.
+    fn links_of(&self, traces: &[&str]) -> Result<Vec<StoredLink>, StoreError> {
+        let connection = self.connection();
+        let mut out = Vec::new();
+        for chunk in traces.chunks(500) {
+            let sql = format!(
+                "SELECT {KEY_COLUMNS}, l.trace_id, l.start_ns, l.end_ns FROM trace_link l JOIN series s ON s.id = l.series
+                 WHERE l.trace_id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let read = || -> Result<Vec<StoredLink>, rusqlite::Error> {
+                let mut statement = connection.prepare_cached(&sql)?;
+                let rows = statement.query_map(rusqlite::params_from_iter(chunk), |row| {
+                    Ok(StoredLink {
+                        key: key(row)?,
+                        trace_id: row.get("trace_id")?,
+                        start: row.get::<_, i64>("start_ns")? as u64,
+                        end: row.get::<_, i64>("end_ns")? as u64,
+                    })
+                })?;
+                rows.collect()
+            };
+            out.extend(read().map_err(|e| self.error(e))?);
+        }
+        Ok(out)
+    }
+}
+
 /// Series keys by id, and each id's place in the keys' order (answers are
 /// sorted by key; comparing ranks is cheaper than comparing six strings).
 struct Keys {
@@ -1360,8 +1488,8 @@ impl Store for SqliteStore {
     }
 
     fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError> {
-        type Distinct = (SeriesKey, String, String, String, String);
-        let mut merged: BTreeMap<Distinct, ErrorSummary> = BTreeMap::new();
+        let mut stacks = Stacks::default();
+        let mut rows: Vec<TracedError> = Vec::new();
         for stretch in self.plan(from, to, false) {
             let r = stretch.resolution;
             let first = if r == "hour" {
@@ -1370,48 +1498,44 @@ impl Store for SqliteStore {
                 "e.minute"
             };
             let sql = format!(
-                "SELECT {KEY_COLUMNS}, e.error_type, e.message, e.location,
-                        e.fingerprint, SUM(e.count) AS total, MIN({first}) AS first_minute,
+                "SELECT {KEY_COLUMNS}, e.error_type, e.message, e.location, e.fingerprint, e.trace_id, e.stack_hash,
+                        MAX(e.stacktrace) AS stacktrace, SUM(e.count) AS total, MIN({first}) AS first_minute,
                         MAX(e.last_seen) AS last_seen
                  FROM error_{r} e JOIN series s ON s.id = e.series
-                 WHERE e.{r} >= ?1 AND e.{r} < ?2 AND {FILTER}
-                 GROUP BY e.series, e.error_type, e.message, e.location, e.fingerprint"
+                 WHERE e.{r} >= ?1 AND e.{r} < ?2 AND {FILTER} AND (e.trace_id != '') = ?8
+                 GROUP BY e.series, e.error_type, e.message, e.location, e.fingerprint, e.trace_id, e.stack_hash"
             );
-            let rows = self.select(&sql, filter, (stretch.from, stretch.to), None, |row| {
-                Ok(ErrorSummary {
-                    key: key(row)?,
-                    error_type: row.get("error_type")?,
-                    message: row.get("message")?,
-                    location: row.get("location")?,
-                    count: row.get::<_, i64>("total")? as u64,
-                    first_minute: row.get("first_minute")?,
-                    last_seen: row.get::<_, i64>("last_seen")? as u64,
-                    fingerprint: row.get("fingerprint")?,
-                })
-            })?;
-            for row in rows {
-                let id = (
-                    row.key.clone(),
-                    row.error_type.clone(),
-                    row.message.clone(),
-                    row.location.clone(),
-                    row.fingerprint.clone(),
-                );
-                match merged.get_mut(&id) {
-                    Some(total) => {
-                        total.count += row.count;
-                        total.first_minute = total.first_minute.min(row.first_minute);
-                        total.last_seen = total.last_seen.max(row.last_seen);
-                    }
-                    None => {
-                        merged.insert(id, row);
-                    }
-                }
+            // Errors tied at ingest match the whole filter; those waiting
+            // for their trace's transaction are read by service, host and
+            // environment, and filtered once tied.
+            for (untied, filter) in [(false, filter.clone()), (true, filter.untied())] {
+                let read = self.select(&sql, &filter, (stretch.from, stretch.to), Some(&untied), |row| {
+                    let hash = row.get::<_, i64>("stack_hash")? as u64;
+                    let summary = ErrorSummary {
+                        key: key(row)?,
+                        error_type: row.get("error_type")?,
+                        message: row.get("message")?,
+                        location: row.get("location")?,
+                        count: row.get::<_, i64>("total")? as u64,
+                        first_minute: row.get("first_minute")?,
+                        last_seen: row.get::<_, i64>("last_seen")? as u64,
+                        fingerprint: row.get("fingerprint")?,
+                        stacktrace: stacks.share(hash, row.get("stacktrace")?),
+                    };
+                    Ok((summary, row.get::<_, String>("trace_id")?))
+                })?;
+                rows.extend(read);
             }
         }
-        let mut errors: Vec<ErrorSummary> = merged.into_values().collect();
-        errors.sort_by_key(|e| std::cmp::Reverse(e.count));
-        Ok(errors)
+        let mut traces: Vec<&str> = rows
+            .iter()
+            .filter(|(_, trace)| !trace.is_empty())
+            .map(|(_, trace)| trace.as_str())
+            .collect();
+        traces.sort_unstable();
+        traces.dedup();
+        let links = self.links_of(&traces)?;
+        Ok(links::tie_and_merge(rows, &links, filter))
     }
 
     fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError> {
@@ -1719,6 +1843,7 @@ impl SqliteStore {
 mod tests {
     use super::*;
     use crate::store::{CounterPoint, HistogramPoint};
+    use std::collections::BTreeMap;
 
     fn key(host: &str) -> SeriesKey {
         SeriesKey {
@@ -2015,6 +2140,7 @@ mod tests {
             let batch = Batch {
                 errors: vec![],
                 traces: vec![],
+                links: vec![],
                 histograms: vec![
                     HistogramPoint {
                         key: key("a").into(),
@@ -2047,6 +2173,7 @@ mod tests {
                 .write(&Batch {
                     errors: vec![],
                     traces: vec![],
+                    links: vec![],
                     histograms: vec![batch.histograms[0].clone()],
                     counters: batch.counters.clone(),
                     streams: Vec::new(),
@@ -2110,6 +2237,249 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A version 2 file, its error rows keyed without trace or stack, and a
+    /// journal segment a crash of that build left unflushed, in its layout.
+    #[test]
+    fn a_version_2_file_keeps_its_errors_and_replays_its_journal() {
+        #[derive(serde::Serialize)]
+        struct OldError {
+            key: SeriesKey,
+            minute: i64,
+            error_type: String,
+            message: String,
+            location: String,
+            count: u64,
+            last_seen: u64,
+            fingerprint: String,
+        }
+        #[derive(serde::Serialize)]
+        struct OldRecord {
+            histograms: Vec<(i64, i64, Histogram)>,
+            #[serde(with = "crate::buckets::serde_bytes_compat")]
+            counters: Vec<u8>,
+            errors: Vec<(i64, OldError)>,
+            traces: Vec<(i64, TracePoint)>,
+        }
+        let dir = std::env::temp_dir().join(format!("kuroko-migrate-v3-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO meta VALUES ('schema_version', '2');
+                 CREATE TABLE series (
+                     id INTEGER PRIMARY KEY,
+                     service TEXT NOT NULL, host TEXT NOT NULL, txn TEXT NOT NULL, feature TEXT NOT NULL,
+                     kind TEXT NOT NULL, environment TEXT NOT NULL DEFAULT '',
+                     UNIQUE (service, host, txn, feature, kind, environment));
+                 INSERT INTO series VALUES (7, 'cards-api', 'a', 'GET /cards/{id}', 'cards', 'web', '');
+                 CREATE TABLE error_minute (
+                     series INTEGER NOT NULL, minute INTEGER NOT NULL,
+                     error_type TEXT NOT NULL, message TEXT NOT NULL, location TEXT NOT NULL,
+                     count INTEGER NOT NULL, last_seen INTEGER NOT NULL, fingerprint TEXT NOT NULL DEFAULT '',
+                     PRIMARY KEY (series, minute, error_type, message, location)) WITHOUT ROWID;
+                 INSERT INTO error_minute VALUES (7, 10, 'E', 'old', 'src/a.rs:1', 3, 600000000000, 'fp');
+                 CREATE TABLE error_hour (
+                     series INTEGER NOT NULL, hour INTEGER NOT NULL,
+                     error_type TEXT NOT NULL, message TEXT NOT NULL, location TEXT NOT NULL,
+                     count INTEGER NOT NULL, last_seen INTEGER NOT NULL, fingerprint TEXT NOT NULL DEFAULT '',
+                     first_minute INTEGER,
+                     PRIMARY KEY (series, hour, error_type, message, location)) WITHOUT ROWID;
+                 INSERT INTO error_hour VALUES (7, 0, 'E', 'older', 'src/a.rs:1', 2, 60000000000, '', 1);
+                 INSERT INTO error_hour VALUES (7, 0, 'E', 'oldest', 'src/a.rs:1', 1, 60000000000, '', 1);",
+            )
+            .unwrap();
+            let record = OldRecord {
+                histograms: vec![],
+                counters: vec![],
+                errors: vec![(
+                    7,
+                    OldError {
+                        key: key("a"),
+                        minute: 11,
+                        error_type: "E".into(),
+                        message: "journaled".into(),
+                        location: "src/a.rs:1".into(),
+                        count: 4,
+                        last_seen: 660_000_000_000,
+                        fingerprint: String::new(),
+                    },
+                )],
+                traces: vec![],
+            };
+            let bytes = postcard::to_allocvec(&record).unwrap();
+            let mut segment = (bytes.len() as u32).to_le_bytes().to_vec();
+            segment.extend_from_slice(&bytes);
+            let journal = Journal::dir_of(&path);
+            std::fs::create_dir_all(&journal).unwrap();
+            std::fs::write(journal.join(format!("{:020}.log", 1)), segment).unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let mut found: Vec<(String, u64, String, String)> = store
+            .errors(&Filter::default(), 0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.message, e.count, e.fingerprint, e.stacktrace.to_string()))
+            .collect();
+        found.sort();
+        let row = |m: &str, c, f: &str| (m.to_owned(), c, f.to_owned(), String::new());
+        assert_eq!(found, [row("journaled", 4, ""), row("old", 3, "fp")]);
+        let connection = store.connection();
+        let hours: i64 = connection
+            .query_row("SELECT COUNT(*) FROM error_hour WHERE hour = 0", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(hours, 2, "the hour rows are kept");
+        let version: String = connection
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, "3");
+        for table in ["error_minute", "error_hour"] {
+            for column in ["trace_id", "stack_hash", "stacktrace"] {
+                assert!(has_column(&connection, table, column).unwrap(), "{table}.{column}");
+            }
+        }
+        drop(connection);
+        drop(store);
+        // Opening again replays nothing more and changes nothing.
+        assert_eq!(
+            SqliteStore::open(&path)
+                .unwrap()
+                .errors(&Filter::default(), 0, 100)
+                .unwrap()
+                .len(),
+            2
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Errors that came with a trace but no transaction, their links
+    /// arriving later (or earlier, for a failed request), across a reopen
+    /// and a roll-up.
+    #[test]
+    fn untied_errors_take_their_traces_transaction_once_its_link_arrives() {
+        let dir = std::env::temp_dir().join(format!("kuroko-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("store.db");
+        let minute = 28_000_000;
+        let at = |second: u64| (minute as u64 * 60 + second) * 1_000_000_000;
+        let untied = |message: &str, trace: &str, stacktrace: &str| crate::store::ErrorPoint {
+            key: SeriesKey {
+                transaction: crate::store::NO_TRANSACTION.into(),
+                feature: String::new(),
+                kind: "job".into(),
+                ..key("a")
+            },
+            minute,
+            error_type: "KeyError".into(),
+            message: message.into(),
+            location: String::new(),
+            count: 1,
+            last_seen: at(10),
+            fingerprint: String::new(),
+            stacktrace: stacktrace.into(),
+            trace_id: trace.into(),
+        };
+        let link = |trace: &str, failed: bool| crate::store::TraceLink {
+            key: key("b"),
+            trace_id: trace.into(),
+            span_id: "00f067aa0ba902b7".into(),
+            start: at(5),
+            end: at(15),
+            failed,
+        };
+        let transactions = |store: &SqliteStore, filter: &Filter| {
+            let mut found: Vec<(String, String, String, String)> = store
+                .errors(filter, minute - 60, minute + 120)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.message, e.key.transaction, e.key.host, e.stacktrace.to_string()))
+                .collect();
+            found.sort();
+            found
+        };
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            // A failed request's link arrives before its error and is kept;
+            // t4's request did not fail and nothing waits for it when it is
+            // flushed: not kept (its error, later, stays untied).
+            store
+                .write(&Batch {
+                    links: vec![link("t3", true), link("t4", false)],
+                    ..Batch::default()
+                })
+                .unwrap();
+            store.flush().unwrap();
+            store
+                .write(&Batch {
+                    errors: vec![
+                        untied("a", "t1", "stack one"),
+                        untied("b", "t2", ""),
+                        untied("c", "t3", ""),
+                        untied("d", "t4", ""),
+                    ],
+                    // Roll-ups start at the oldest histogram minute.
+                    histograms: vec![HistogramPoint {
+                        key: key("b").into(),
+                        minute,
+                        histogram: histogram(&[0.01]),
+                    }],
+                    ..Batch::default()
+                })
+                .unwrap();
+            store
+                .write(&Batch {
+                    links: vec![link("t1", false)],
+                    ..Batch::default()
+                })
+                .unwrap();
+            let links: i64 = {
+                store.flush().unwrap();
+                store
+                    .connection()
+                    .query_row("SELECT COUNT(*) FROM trace_link", [], |r| r.get(0))
+                    .unwrap()
+            };
+            assert_eq!(links, 2, "t1 (waited for) and t3 (failed)");
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let tied = |m: &str, stack: &str| {
+            (
+                m.to_owned(),
+                "GET /cards/{id}".to_owned(),
+                "a".to_owned(),
+                stack.to_owned(),
+            )
+        };
+        let none = |m: &str| (m.to_owned(), "(none)".to_owned(), "a".to_owned(), String::new());
+        let expected = [tied("a", "stack one"), none("b"), tied("c", ""), none("d")];
+        assert_eq!(transactions(&store, &Filter::default()), expected);
+        let only = Filter {
+            transaction: Some("GET /cards/{id}".into()),
+            host: Some("a".into()),
+            ..Filter::default()
+        };
+        assert_eq!(transactions(&store, &only), [tied("a", "stack one"), tied("c", "")]);
+        // Rolled into hours (and the minutes past retention): the same.
+        let mut roller = store
+            .roller(Retention {
+                minute_days: 0,
+                hour_days: 2,
+                day_days: 30,
+            })
+            .unwrap();
+        roller.run(minute + 180).unwrap();
+        let minutes: i64 = store
+            .connection()
+            .query_row("SELECT COUNT(*) FROM error_minute", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(minutes, 0, "read from hour rows");
+        assert_eq!(transactions(&store, &Filter::default()), expected);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn error_tables_gain_fingerprints_and_keep_their_rows() {
         let dir = std::env::temp_dir().join(format!("kuroko-migrate-fp-{}", std::process::id()));
@@ -2151,6 +2521,8 @@ mod tests {
             count: 1,
             last_seen: 660_000_000_000,
             fingerprint: fingerprint.into(),
+            stacktrace: String::new(),
+            trace_id: String::new(),
         };
         store
             .write(&Batch {

@@ -966,6 +966,9 @@ pub fn error_group(app: &App, id: &str, params: &Params, now: i64) -> Result<Mar
         (section("samples", "Sample messages", &page, None, html! {
             @for sample in &group.samples { pre.sample { (sample) } }
         }))
+        @if !group.stacktrace.is_empty() {
+            (section("stacktrace", "Stack trace", &page, None, html! { pre.sample { (group.stacktrace) } }))
+        }
     };
     Ok(document(&charts::shorten(&group.title, 90), Nav::Errors, body))
 }
