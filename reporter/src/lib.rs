@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod owners;
 pub mod report;
 pub mod serve;
+pub mod stable_hash;
 pub mod store;
 pub mod synthetic;
 pub mod ui;

@@ -24,6 +24,7 @@
 //! The rules, with examples, are in `docs/fingerprints.md`; changing them
 //! changes ids, so they are versioned in the hash ([`fingerprint`]).
 
+use crate::stable_hash::fnv1a64;
 use std::sync::LazyLock;
 
 use regex::{Captures, Regex};
@@ -478,22 +479,6 @@ fn is_base36_id(part: &str) -> bool {
             .any(|known| part.to_ascii_lowercase().starts_with(known))
 }
 
-/// 64-bit FNV-1a over `fields`, each followed by the byte 0xff. Hand-written
-/// (ten lines) because the id must never change with a dependency, a Rust
-/// release or the platform: std's hashers promise none of that.
-pub(crate) fn fnv1a64(fields: &[&[u8]]) -> u64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET_BASIS;
-    for field in fields {
-        for &byte in field.iter().chain(&[0xff]) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(PRIME);
-        }
-    }
-    hash
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -867,21 +852,6 @@ mod tests {
         let custom = fingerprint_with_stack("KeyError", "'a'", "", &user, Some("mine"));
         assert!(custom.custom && !custom.stack);
         assert_eq!(custom.id, fingerprint("Other", "b", "", Some("mine")).id);
-    }
-
-    #[test]
-    fn fnv1a_matches_the_reference_vectors() {
-        // From the FNV reference (draft-eastlake-fnv), without our 0xff separator.
-        let reference = |bytes: &[u8]| {
-            bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-            })
-        };
-        assert_eq!(reference(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(reference(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(reference(b"foobar"), 0x8594_4171_f739_67e8);
-        // Our hash is the same function over the fields and their separators.
-        assert_eq!(fnv1a64(&[b"a", b"b"]), reference(b"a\xffb\xff"));
     }
 
     #[test]

@@ -379,21 +379,14 @@ impl std::fmt::Debug for ClickHouseStore {
 /// 0xFF byte (never in UTF-8, so fields cannot run into each other). Stored
 /// in ClickHouse: it must never change.
 pub fn series_id(key: &SeriesKey) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for field in [
-        &key.service,
-        &key.host,
-        &key.transaction,
-        &key.feature,
-        &key.kind,
-        &key.environment,
-    ] {
-        for &byte in field.as_bytes().iter().chain(&[0xFF]) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    hash
+    crate::stable_hash::fnv1a64(&[
+        key.service.as_bytes(),
+        key.host.as_bytes(),
+        key.transaction.as_bytes(),
+        key.feature.as_bytes(),
+        key.kind.as_bytes(),
+        key.environment.as_bytes(),
+    ])
 }
 
 /// `s` as a ClickHouse string literal.

@@ -38,7 +38,7 @@ pub(crate) fn stack_hash(stacktrace: &str) -> u64 {
     if stacktrace.is_empty() {
         0
     } else {
-        crate::analysis::fingerprint::fnv1a64(&[stacktrace.as_bytes()])
+        crate::stable_hash::fnv1a64(&[stacktrace.as_bytes()])
     }
 }
 
