@@ -681,9 +681,11 @@ async fn refusals_and_partial_success_are_not_retried() {
         let stats = exporter.stats();
         assert!(stats.rejected_points > 0, "{protocol:?} {answer:?}: {stats:?}");
         if answer == Answer::Refuse {
-            // Every attempt was one interval's first and only one.
-            assert_eq!(
-                stats.failed_exports,
+            // Every attempt was one interval's first and only one. The
+            // exporter counts a refusal once the answer is back, a moment
+            // after the server saw the request: wait for the two to agree
+            // (the next export is at least 100 ms away).
+            let attempts = || {
                 received
                     .headers
                     .lock()
@@ -691,7 +693,12 @@ async fn refusals_and_partial_success_are_not_retried() {
                     .iter()
                     .filter(|(k, _)| k == "authorization")
                     .count() as u64
-            );
+            };
+            eventually("every refused export counted", || {
+                exporter.stats().failed_exports == attempts()
+            })
+            .await;
+            assert_eq!(exporter.stats().failed_exports, attempts());
         } else {
             let mut seen = HashSet::new();
             for request in received.metrics() {
