@@ -22,6 +22,18 @@ pub const MAX_SCALE: i32 = 7;
 /// Coarsest scale accepted (OTLP allows -10).
 pub const MIN_SCALE: i32 = -10;
 
+/// The longest duration a point may hold, in seconds: a year. No service
+/// times a request or a job that long; a point that claims it (buckets,
+/// bounds holding runs, min, max or mean beyond it) is refused rather than
+/// let it top every "slowest" answer with a number of hours no one can read.
+pub const MAX_DURATION_SECONDS: f64 = 366.0 * 86_400.0;
+
+/// The most runs one point may count: 2^53, the most an `f64` holds exactly
+/// (sums and rates are computed in `f64`), far beyond any real interval's
+/// and any cumulative stream's, and far enough below `i64::MAX` (the stores'
+/// integers) that merged counts cannot reach it.
+pub const MAX_POINT_COUNT: u64 = 1 << 53;
+
 /// Why a data point was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum InvalidPoint {
@@ -56,6 +68,12 @@ pub enum InvalidPoint {
         /// max
         max: f64,
     },
+    /// Runs, or min, max or mean, beyond [`MAX_DURATION_SECONDS`].
+    #[error("{0} lies beyond a year ({MAX_DURATION_SECONDS} s): not a duration of a run")]
+    TooLong(&'static str),
+    /// More runs than [`MAX_POINT_COUNT`].
+    #[error("count {0} is more than 2^53 runs in one point")]
+    TooMany(u64),
 }
 
 /// A histogram of durations in seconds.
@@ -103,9 +121,11 @@ pub fn bucket_index(value: f64, scale: i32) -> i32 {
 /// Bounds of bucket `index` at `scale`.
 pub fn bucket_bounds(index: i32, scale: i32) -> (f64, f64) {
     let step = f64::powi(2.0, -scale);
+    // In floating point: `index + 1` overflows at i32::MAX, which a
+    // crafted offset reaches.
     (
         f64::exp2(f64::from(index) * step),
-        f64::exp2(f64::from(index + 1) * step),
+        f64::exp2((f64::from(index) + 1.0) * step),
     )
 }
 
@@ -168,7 +188,31 @@ impl Histogram {
         let (low, high) = (histogram.buckets.first(), histogram.buckets.last());
         let fit = low.zip(high).map_or(0, |(low, high)| shift_to_fit(low, high));
         histogram.downscale((scale - fit as i32).min(MAX_SCALE));
+        histogram.check_physical()?;
         Ok(histogram)
+    }
+
+    /// Refuses what no run's duration can be: more than [`MAX_POINT_COUNT`]
+    /// runs, a bucket holding runs beyond [`MAX_DURATION_SECONDS`] (a
+    /// crafted offset at a fine scale reaches 2^2048 s), or a min, max or
+    /// mean beyond it.
+    fn check_physical(&self) -> Result<(), InvalidPoint> {
+        if self.count > MAX_POINT_COUNT {
+            return Err(InvalidPoint::TooMany(self.count));
+        }
+        let lowest_of_last = self.buckets.last().map_or(0.0, |i| bucket_bounds(i, self.scale).0);
+        for (what, value) in [
+            ("a bucket holding runs", lowest_of_last),
+            ("zero_threshold", self.zero_threshold),
+            ("max", if self.count > 0 { self.max } else { 0.0 }),
+            ("the mean", self.mean()),
+        ] {
+            // NaN is refused too.
+            if value.is_nan() || value > MAX_DURATION_SECONDS {
+                return Err(InvalidPoint::TooLong(what));
+            }
+        }
+        Ok(())
     }
 
     /// From an OTLP explicit-bucket point, at [`MAX_SCALE`], flagged
@@ -202,6 +246,11 @@ impl Histogram {
                 count,
             });
         }
+        // A bucket holding runs that starts beyond a year holds no duration.
+        let beyond = |i: usize| i > 0 && bounds[i - 1] >= MAX_DURATION_SECONDS;
+        if counts.iter().enumerate().any(|(i, &c)| c > 0 && beyond(i)) {
+            return Err(InvalidPoint::TooLong("a bucket holding runs"));
+        }
         let mut histogram = Histogram {
             estimated: true,
             ..Histogram::empty()
@@ -218,6 +267,8 @@ impl Histogram {
                 histogram.zero_count += c;
                 continue;
             }
+            // A bound beyond a year is an open end (some senders write 1e300 for infinity).
+            let high = high.filter(|high| *high < MAX_DURATION_SECONDS);
             let (low, high) = match (min_max, high) {
                 (Some((min, max)), Some(high)) => (low.max(min).min(high), high.min(max).max(low)),
                 (Some((min, max)), None) => (low.max(min), max.max(low)),
@@ -228,6 +279,7 @@ impl Histogram {
         }
         // After the buckets: without min and max, their edges stand in.
         histogram.set_totals(sum, min_max)?;
+        histogram.check_physical()?;
         Ok(histogram)
     }
 
@@ -322,9 +374,9 @@ impl Histogram {
         }
         self.downscale(scale);
         self.buckets.add_all(&other.buckets, (other.scale - scale) as u32);
-        self.zero_count += other.zero_count;
+        self.zero_count = self.zero_count.saturating_add(other.zero_count);
         self.zero_threshold = self.zero_threshold.max(other.zero_threshold);
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
         self.sum += other.sum;
         if other.count > 0 {
             self.min = self.min.min(other.min);
@@ -974,12 +1026,18 @@ mod tests {
         assert!(tiny.buckets.span() <= MAX_SPAN, "{} buckets", tiny.buckets.span());
         assert!(tiny.scale < MAX_SCALE);
         assert_eq!((tiny.count, tiny.min, tiny.max), (2, 1e-300, 1e300));
-        // One point with a huge offset spread is fitted the same way.
-        let mut counts = vec![0u64; 200_000];
+        // One point with a huge offset spread is fitted the same way (from
+        // 2^-781 s to 2^23 s, 97 days: still a duration).
+        let mut counts = vec![0u64; 103_001];
         counts[0] = 1;
-        counts[199_999] = 1;
+        counts[103_000] = 1;
         let wide = Histogram::from_exponential(7, 0, 0.0, -100_000, &counts, 2, Some(1.0), None).unwrap();
         assert!(wide.buckets.span() <= MAX_SPAN && wide.scale < 7);
+        // Runs beyond a year are no durations: refused, not stored.
+        assert_eq!(
+            Histogram::from_exponential(7, 0, 0.0, 4_000, &[1], 1, Some(1.0), None),
+            Err(InvalidPoint::TooLong("a bucket holding runs"))
+        );
         assert_eq!(
             Histogram::from_exponential(0, 0, 0.0, i32::MAX, &[0, 1], 1, Some(1.0), None),
             Err(InvalidPoint::Offset(i32::MAX))

@@ -249,7 +249,10 @@ fn enclosing_recordings<'a>(spans: &[Read<'a>], by_id: &SpansById<'a>) -> HashSe
 /// documentation](self)).
 pub(crate) fn add(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_nano: u64, out: &mut Converted) {
     for resource_spans in &request.resource_spans {
-        let sender = resource_identity(resource_spans.resource.as_ref());
+        // A resource traces.rs refused (and counted) is skipped here.
+        let Ok(sender) = resource_identity(resource_spans.resource.as_ref(), limits) else {
+            continue;
+        };
         let spans: Vec<Read<'_>> = resource_spans
             .scope_spans
             .iter()

@@ -26,11 +26,28 @@ use super::otlp::{check_except, cut, get, key, minute, resource_identity, text, 
 use crate::analysis::fingerprint::MAX_INPUT_BYTES;
 use crate::store::{ErrorPoint, NO_TRANSACTION};
 
+/// The most occurrences one record may count (`kuroko.error.count`): 2^30,
+/// a billion, far beyond what one service raises in one export interval,
+/// and so far below `i64::MAX` (the stores' integers) that no sum of
+/// records in an hour or a window can overflow one.
+pub const MAX_ERROR_COUNT: u64 = 1 << 30;
+
 /// Converts `request`, received at `now_unix_nano`.
 pub fn convert(request: &ExportLogsServiceRequest, limits: &Limits, now_unix_nano: u64) -> Converted {
     let mut out = Converted::default();
     for resource_logs in &request.resource_logs {
-        let sender = resource_identity(resource_logs.resource.as_ref());
+        let sender = match resource_identity(resource_logs.resource.as_ref(), limits) {
+            Ok(sender) => sender,
+            Err(reason) => {
+                let records = resource_logs
+                    .scope_logs
+                    .iter()
+                    .map(|s| s.log_records.len() as u64)
+                    .sum();
+                out.reject_many("resource", reason, records);
+                continue;
+            }
+        };
         for record in resource_logs.scope_logs.iter().flat_map(|s| &s.log_records) {
             let attributes = record.attributes.as_slice();
             let exception =
@@ -67,6 +84,13 @@ pub fn convert(request: &ExportLogsServiceRequest, limits: &Limits, now_unix_nan
                 .and_then(|c| c.parse::<u64>().ok())
                 .unwrap_or(1)
                 .max(1);
+            if count > MAX_ERROR_COUNT {
+                out.reject(
+                    "log record",
+                    format!("kuroko.error.count {count} is more than 2^30 occurrences in one record"),
+                );
+                continue;
+            }
             out.batch.errors.push(ErrorPoint {
                 key: key(&sender, transaction, kind, attributes),
                 minute: minute(time),

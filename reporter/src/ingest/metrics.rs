@@ -79,7 +79,19 @@ pub fn convert(request: &Request<'_>, deltas: &Deltas, limits: &Limits, now_unix
     let mut out = Converted::default();
     for resource_metrics in &request.resources {
         let resource = resource_metrics.attributes.as_slice();
-        let sender = identity(resource);
+        let sender = match identity(resource, limits) {
+            Ok(sender) => sender,
+            Err(reason) => {
+                let points = resource_metrics
+                    .scopes
+                    .iter()
+                    .flat_map(|scope| &scope.metrics)
+                    .map(|metric| points_of(&metric.data) as u64)
+                    .sum();
+                out.reject_many("resource", reason, points);
+                continue;
+            }
+        };
         let mut series = Series::new(&sender);
         let resource_names = fingerprint(resource);
         for scope_metrics in &resource_metrics.scopes {
@@ -99,6 +111,16 @@ pub fn convert(request: &Request<'_>, deltas: &Deltas, limits: &Limits, now_unix
         }
     }
     out
+}
+
+/// How many points `data` holds.
+fn points_of(data: &Data<'_>) -> usize {
+    match data {
+        Data::None | Data::Summary => 0,
+        Data::Gauge(points) | Data::Sum(_, points) => points.len(),
+        Data::Histogram(_, points) => points.len(),
+        Data::Exponential(_, points) => points.len(),
+    }
 }
 
 /// One resource's series, each named once: its points share the key.
@@ -224,18 +246,8 @@ fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mu
     let factor = match seconds_per_unit(name, metric.unit) {
         Some(factor) => factor,
         None if is_duration => {
-            let points = match &metric.data {
-                Data::Exponential(_, points) => points.len(),
-                Data::Histogram(_, points) => points.len(),
-                _ => 0,
-            };
-            for _ in 0..points {
-                out.reject(
-                    name,
-                    format!("unit {:?} is not a duration (s, ms, us, ns)", metric.unit),
-                );
-            }
-            return;
+            let reason = format!("unit {:?} is not a duration (s, ms, us, ns, min)", metric.unit);
+            return out.reject_many(name, reason, points_of(&metric.data) as u64);
         }
         None => 1.0,
     };

@@ -62,9 +62,14 @@ pub struct Converted {
 
 impl Converted {
     pub(crate) fn reject(&mut self, metric: &str, reason: impl std::fmt::Display) {
-        self.rejected += 1;
-        if self.reasons.len() < 5 {
-            self.reasons.push(format!("{metric}: {reason}"));
+        self.reject_many(metric, reason, 1);
+    }
+
+    /// Rejects `count` points at once, for one reason (a resource's all).
+    pub(crate) fn reject_many(&mut self, what: &str, reason: impl std::fmt::Display, count: u64) {
+        self.rejected = self.rejected.saturating_add(count);
+        if self.reasons.len() < 5 && count > 0 {
+            self.reasons.push(format!("{what}: {reason}"));
         }
     }
 }
@@ -276,8 +281,8 @@ pub(crate) fn check_except<A: Attribute>(
             limits.max_value_bytes
         ));
     }
-    let oldest = now_unix_nano.saturating_sub(limits.max_age_seconds * 1_000_000_000);
-    let latest = now_unix_nano.saturating_add(limits.max_future_seconds * 1_000_000_000);
+    let oldest = now_unix_nano.saturating_sub(limits.max_age_seconds.saturating_mul(1_000_000_000));
+    let latest = now_unix_nano.saturating_add(limits.max_future_seconds.saturating_mul(1_000_000_000));
     if time_unix_nano < oldest || time_unix_nano > latest {
         return Err(format!(
             "timestamp {time_unix_nano} is more than {} s old or {} s ahead",
@@ -313,29 +318,38 @@ pub(crate) fn minute(time_unix_nano: u64) -> i64 {
     (time_unix_nano / 60_000_000_000) as i64
 }
 
-/// `service.name`, `host.name` and the deployment environment of a resource, with defaults.
-pub(crate) fn resource_identity(resource: Option<&Resource>) -> Identity {
-    identity(resource.map(|r| r.attributes.as_slice()).unwrap_or_default())
+/// `service.name`, `host.name` and the deployment environment of a resource,
+/// with defaults; `Err` is the reason to refuse all of its data (see
+/// [`identity`]).
+pub(crate) fn resource_identity(resource: Option<&Resource>, limits: &Limits) -> Result<Identity, String> {
+    identity(resource.map(|r| r.attributes.as_slice()).unwrap_or_default(), limits)
 }
 
 /// `service.name`, `host.name` and the deployment environment among a
-/// resource's attributes, with defaults.
-pub(crate) fn identity<A: Attribute>(attributes: &[A]) -> Identity {
-    let service = get(attributes, "service.name")
-        .and_then(text)
-        .unwrap_or_else(|| "unknown_service".to_owned());
-    let host = get(attributes, "host.name")
-        .and_then(text)
-        .unwrap_or_else(|| "unknown".to_owned());
-    let environment = get(attributes, "deployment.environment.name")
-        .or_else(|| get(attributes, "deployment.environment"))
-        .and_then(text)
-        .unwrap_or_default();
-    Identity {
-        service,
-        host,
-        environment,
-    }
+/// resource's attributes, with defaults. They name every series of the
+/// resource, so each is held to the attribute length limit: `Err` is the
+/// reason to refuse all of the resource's data (an 8 MB service name would
+/// otherwise be stored with every series and shown on every page).
+pub(crate) fn identity<A: Attribute>(attributes: &[A], limits: &Limits) -> Result<Identity, String> {
+    let named = |keys: &[&str], default: &str| -> Result<String, String> {
+        let Some(kv) = get_any(attributes, keys) else {
+            return Ok(default.to_owned());
+        };
+        match kv.text() {
+            Some(value) if value.len() > limits.max_value_bytes => Err(format!(
+                "resource attribute {:?} is longer than {} bytes",
+                kv.key(),
+                limits.max_value_bytes
+            )),
+            Some(value) => Ok(value.into_owned()),
+            None => Ok(default.to_owned()),
+        }
+    };
+    Ok(Identity {
+        service: named(&["service.name"], "unknown_service")?,
+        host: named(&["host.name"], "unknown")?,
+        environment: named(&["deployment.environment.name", "deployment.environment"], "")?,
+    })
 }
 
 /// `text` cut to at most `max` bytes, at a character boundary.

@@ -155,7 +155,14 @@ pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_na
     let mut counters: HashMap<(SeriesKey, i64, &'static str, String), f64> = HashMap::new();
     let mut candidates: HashMap<SeriesKey, Vec<TracePoint>> = HashMap::new();
     for resource_spans in &request.resource_spans {
-        let sender = resource_identity(resource_spans.resource.as_ref());
+        let sender = match resource_identity(resource_spans.resource.as_ref(), limits) {
+            Ok(sender) => sender,
+            Err(reason) => {
+                let spans = resource_spans.scope_spans.iter().map(|s| s.spans.len() as u64).sum();
+                out.reject_many("resource", reason, spans);
+                continue;
+            }
+        };
         // Children by (trace, parent) across the resource's scopes, indexed
         // once: one pass however many spans a hostile request carries.
         let mut children_of: HashMap<(&[u8], &[u8]), Vec<&Span>> = HashMap::new();

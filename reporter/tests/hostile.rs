@@ -1,0 +1,377 @@
+//! Hostile input against a real `kuroko serve` (the binary cargo built for
+//! these tests) on loopback: each attack of the hostile-input issue that the
+//! reporter now refuses is replayed beside good data, and the test asserts
+//! what a user would notice: the reporter stays up and small (its RSS, read
+//! from /proc), the attack gets its partial-success reason, the good data
+//! sent in the same request is stored exactly, and the store still answers
+//! (`kuroko query` exits 0 with the good data).
+//!
+//! Replayed so far: a poisoned error count (`kuroko.error.count` =
+//! i64::MAX, twice), an 8 MB `service.name`, an exponential point at scale
+//! 20 with offset 2^31 − 1 and no min or max, explicit bounds of 1e300
+//! holding a run, and a count near u64::MAX.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    exponential_histogram_data_point::Buckets, metric, AggregationTemporality, ExponentialHistogram,
+    ExponentialHistogramDataPoint, Histogram, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+
+/// The RSS the reporter may reach while refusing these attacks.
+const RSS_CEILING_BYTES: u64 = 300 << 20;
+
+/// A `kuroko serve` process, killed when dropped.
+struct Reporter {
+    child: Child,
+    http: String,
+    store: PathBuf,
+}
+
+impl Reporter {
+    fn start(tag: &str) -> Reporter {
+        let dir = std::env::temp_dir().join(format!("kuroko-hostile-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = dir.join("kuroko.db");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kuroko"))
+            .args(["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--store"])
+            .arg(&store)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the kuroko binary cargo built for this test starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let http = line
+            .split("OTLP/HTTP on ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or_else(|| panic!("kuroko serve said {line:?}"))
+            .to_owned();
+        Reporter { child, http, store }
+    }
+
+    /// Its resident memory, from /proc.
+    fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kb << 10
+    }
+
+    /// Still running.
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// `kuroko query QUESTION --store …` on its store, until its output
+    /// holds `expected` (the store file is a few seconds behind the running
+    /// reporter): each run must exit 0; the last output.
+    fn query_until(&self, question: &str, expected: &[&str]) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let text = self.query(question);
+            if expected.iter().all(|e| text.contains(e)) || std::time::Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+
+    /// `kuroko query QUESTION --store …` on its store: exit 0 and its output.
+    fn query(&self, question: &str) -> String {
+        let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+        let output = Command::new(env!("CARGO_BIN_EXE_kuroko"))
+            .args([
+                "query",
+                question,
+                "--since",
+                "1h",
+                "--until",
+                &until.to_string(),
+                "--store",
+            ])
+            .arg(&self.store)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "kuroko query {question} failed on the attacked store: {}\n{text}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        text
+    }
+
+    fn stop(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.store.clone()
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+fn resource(service: &str) -> Option<Resource> {
+    Some(Resource {
+        attributes: vec![kv("service.name", service), kv("host.name", "h1")],
+        ..Default::default()
+    })
+}
+
+fn route(route: &str) -> Vec<KeyValue> {
+    vec![kv("http.request.method", "GET"), kv("http.route", route)]
+}
+
+async fn post<R: Message + Default>(reporter: &Reporter, signal: &str, body: Vec<u8>) -> (u16, R) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/{signal}", reporter.http))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    (status, R::decode(bytes.as_ref()).unwrap_or_default())
+}
+
+fn histogram_metric(points: Vec<HistogramDataPoint>) -> Metric {
+    Metric {
+        name: "http.server.request.duration".into(),
+        unit: "s".into(),
+        data: Some(metric::Data::Histogram(Histogram {
+            data_points: points,
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+        })),
+        ..Default::default()
+    }
+}
+
+fn metrics_request(resources: Vec<(&str, Vec<Metric>)>) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: resources
+            .into_iter()
+            .map(|(service, metrics)| ResourceMetrics {
+                resource: resource(service),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+/// Three good runs of GET /good: 10, 20 and 30 ms.
+fn good_point(time: u64) -> HistogramDataPoint {
+    HistogramDataPoint {
+        attributes: route("/good"),
+        start_time_unix_nano: time - 60_000_000_000,
+        time_unix_nano: time,
+        count: 3,
+        sum: Some(0.06),
+        bucket_counts: vec![0, 1, 2, 0],
+        explicit_bounds: vec![0.005, 0.01, 0.05],
+        min: Some(0.01),
+        max: Some(0.03),
+        ..Default::default()
+    }
+}
+
+/// A poisoned error count (i64::MAX, twice, as the issue reproduced) is
+/// refused with its reason; the good record of the same request is one
+/// error group the store still answers about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_error_count_is_refused_and_the_store_still_answers() {
+    let mut reporter = Reporter::start("error-count");
+    let record = |message: &str, count: i64| LogRecord {
+        time_unix_nano: now_nanos(),
+        severity_number: 17,
+        attributes: {
+            let mut a = route("/pay");
+            a.push(kv("exception.type", "PaymentDeclined"));
+            a.push(kv("exception.message", message));
+            a.push(int("kuroko.error.count", count));
+            a
+        },
+        ..Default::default()
+    };
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: resource("shop"),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    record("poison", i64::MAX),
+                    record("poison", i64::MAX),
+                    record("card 4242 declined", 3),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let (status, answer): (u16, ExportLogsServiceResponse) = post(&reporter, "logs", request.encode_to_vec()).await;
+    assert_eq!(status, 200);
+    let partial = answer.partial_success.expect("a partial-success answer");
+    assert_eq!(partial.rejected_log_records, 2, "{partial:?}");
+    assert!(partial.error_message.contains("kuroko.error.count"), "{partial:?}");
+    let errors = reporter.query_until("errors", &["PaymentDeclined"]);
+    assert!(
+        errors.contains("PaymentDeclined") && errors.contains('3'),
+        "the good error is answered: {errors}"
+    );
+    assert!(reporter.alive());
+    let rss = reporter.rss();
+    assert!(rss < RSS_CEILING_BYTES, "RSS {rss} bytes");
+    let _ = std::fs::remove_dir_all(reporter.stop().parent().unwrap());
+}
+
+/// An 8 MB `service.name` (7 KB gzipped is all it takes) is refused with all
+/// of its resource's points, with the reason; the good resource in the same
+/// request is stored exactly, and no answer carries the name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_service_name_is_refused_and_the_rest_is_kept() {
+    let mut reporter = Reporter::start("service-name");
+    let time = now_nanos();
+    let huge = "s".repeat(8 << 20);
+    let request = metrics_request(vec![
+        (huge.as_str(), vec![histogram_metric(vec![good_point(time)])]),
+        ("shop", vec![histogram_metric(vec![good_point(time)])]),
+    ]);
+    let (status, answer): (u16, ExportMetricsServiceResponse) =
+        post(&reporter, "metrics", request.encode_to_vec()).await;
+    assert_eq!(status, 200);
+    let partial = answer.partial_success.expect("a partial-success answer");
+    assert_eq!(partial.rejected_data_points, 1, "{partial:?}");
+    assert!(partial.error_message.contains("service.name"), "{partial:?}");
+    let slowest = reporter.query_until("slowest", &["GET /good"]);
+    assert!(slowest.contains("shop") && slowest.contains("GET /good"), "{slowest}");
+    assert!(!slowest.contains("sssssssss"), "the huge name is nowhere");
+    assert!(slowest.len() < 10_000, "a small answer: {} bytes", slowest.len());
+    assert!(reporter.alive());
+    let rss = reporter.rss();
+    assert!(rss < RSS_CEILING_BYTES, "RSS {rss} bytes");
+    let _ = std::fs::remove_dir_all(reporter.stop().parent().unwrap());
+}
+
+/// Points that no run's duration can be — an exponential point at scale 20
+/// and offset 2^31 − 1 without min or max (2^2048 s), runs in a bucket from
+/// 1e300 s, a count near u64::MAX — are refused with their reasons; bounds
+/// of 1e300 above the runs are an open end, not a duration; and the slowest
+/// answer is the good route's, in milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_durations_and_counts_are_refused() {
+    let mut reporter = Reporter::start("durations");
+    let time = now_nanos();
+    let exponential = Metric {
+        name: "http.server.request.duration".into(),
+        unit: "s".into(),
+        data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: vec![ExponentialHistogramDataPoint {
+                attributes: route("/far"),
+                start_time_unix_nano: time - 60_000_000_000,
+                time_unix_nano: time,
+                count: 1,
+                sum: Some(1.0),
+                scale: 20,
+                positive: Some(Buckets {
+                    offset: i32::MAX,
+                    bucket_counts: vec![1],
+                }),
+                ..Default::default()
+            }],
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+        })),
+        ..Default::default()
+    };
+    let explicit = |path: &str, bounds: Vec<f64>, counts: Vec<u64>, count: u64| HistogramDataPoint {
+        attributes: route(path),
+        start_time_unix_nano: time - 60_000_000_000,
+        time_unix_nano: time,
+        count,
+        sum: Some(0.05),
+        bucket_counts: counts,
+        explicit_bounds: bounds,
+        ..Default::default()
+    };
+    let request = metrics_request(vec![(
+        "shop",
+        vec![
+            exponential,
+            histogram_metric(vec![
+                good_point(time),
+                // Runs beyond 1e300 s: refused.
+                explicit("/beyond", vec![0.01, 1e300], vec![0, 0, 1], 1),
+                // 1e300 as the top bound of runs at 20 ms: an open end.
+                explicit("/open", vec![0.01, 1e300], vec![0, 1, 0], 1),
+                // A count near u64::MAX: refused.
+                explicit("/many", vec![0.01], vec![u64::MAX - 1, 0], u64::MAX - 1),
+            ]),
+        ],
+    )]);
+    let (status, answer): (u16, ExportMetricsServiceResponse) =
+        post(&reporter, "metrics", request.encode_to_vec()).await;
+    assert_eq!(status, 200);
+    let partial = answer.partial_success.expect("a partial-success answer");
+    assert_eq!(partial.rejected_data_points, 3, "{partial:?}");
+    for reason in ["beyond a year", "more than 2^53 runs"] {
+        assert!(partial.error_message.contains(reason), "{reason:?} in {partial:?}");
+    }
+    let slowest = reporter.query_until("slowest", &["GET /good", "GET /open"]);
+    assert!(
+        slowest.contains("GET /good") && slowest.contains("GET /open"),
+        "{slowest}"
+    );
+    for absent in ["GET /far", "GET /beyond", "GET /many", " h "] {
+        assert!(!slowest.contains(absent), "{absent:?} in {slowest}");
+    }
+    assert!(reporter.alive());
+    let rss = reporter.rss();
+    assert!(rss < RSS_CEILING_BYTES, "RSS {rss} bytes");
+    let _ = std::fs::remove_dir_all(reporter.stop().parent().unwrap());
+}
