@@ -14,6 +14,7 @@
 //! max_future_seconds = 3600
 //! max_cumulative_streams = 200000
 //! max_series_per_service = 10000        # more fold into kuroko.overflow
+//! max_series = 200000                   # all services: new services' series past it fold into the service kuroko.overflow
 //! max_stacktrace_bytes = 16384          # exception.stacktrace kept (its first and last lines)
 //!
 //! [retention]                           # days kept at each resolution

@@ -9,7 +9,8 @@
 //! Replayed so far: a poisoned error count (`kuroko.error.count` =
 //! i64::MAX, twice), an 8 MB `service.name`, an exponential point at scale
 //! 20 with offset 2^31 − 1 and no min or max, explicit bounds of 1e300
-//! holding a run, and a count near u64::MAX.
+//! holding a run, a count near u64::MAX, and unique `service.name`s past
+//! the reporter's series limit.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -39,12 +40,20 @@ struct Reporter {
 
 impl Reporter {
     fn start(tag: &str) -> Reporter {
+        Reporter::start_with(tag, "")
+    }
+
+    /// With `config` as its kuroko.toml.
+    fn start_with(tag: &str, config: &str) -> Reporter {
         let dir = std::env::temp_dir().join(format!("kuroko-hostile-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let store = dir.join("kuroko.db");
+        std::fs::write(dir.join("kuroko.toml"), config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_kuroko"))
-            .args(["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--store"])
+            .args(["serve", "--config"])
+            .arg(dir.join("kuroko.toml"))
+            .args(["--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--store"])
             .arg(&store)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -373,5 +382,50 @@ async fn impossible_durations_and_counts_are_refused() {
     assert!(reporter.alive());
     let rss = reporter.rss();
     assert!(rss < RSS_CEILING_BYTES, "RSS {rss} bytes");
+    let _ = std::fs::remove_dir_all(reporter.stop().parent().unwrap());
+}
+
+/// Unique `service.name`s past the reporter's series limit (here 20, by
+/// `[limits] max_series`) fold into the service `kuroko.overflow`: every run
+/// is still counted, and an answer lists at most the limit's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_service_names_fold_past_the_reporters_series_limit() {
+    let mut reporter = Reporter::start_with("services", "[limits]\nmax_series = 20\n");
+    let time = now_nanos();
+    let names: Vec<String> = (0..200).map(|i| format!("svc-{i:03}")).collect();
+    let request = metrics_request(
+        names
+            .iter()
+            .map(|name| (name.as_str(), vec![histogram_metric(vec![good_point(time)])]))
+            .collect(),
+    );
+    let (status, answer): (u16, ExportMetricsServiceResponse) =
+        post(&reporter, "metrics", request.encode_to_vec()).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer.partial_success, None, "folded, not refused");
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+    let json = reporter.query_until("slowest", &["kuroko.overflow"]);
+    assert!(json.contains("kuroko.overflow"), "{json}");
+    let output = Command::new(env!("CARGO_BIN_EXE_kuroko"))
+        .args([
+            "query",
+            "slowest",
+            "--since",
+            "1h",
+            "--until",
+            &until.to_string(),
+            "--limit",
+            "1000",
+        ])
+        .args(["--format", "json", "--store"])
+        .arg(&reporter.store)
+        .output()
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = answer["rows"].as_array().unwrap();
+    assert!(rows.len() <= 21, "{} rows", rows.len());
+    let runs: u64 = rows.iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    assert_eq!(runs, 200 * 3, "every run counted, folded or not");
+    assert!(reporter.alive());
     let _ = std::fs::remove_dir_all(reporter.stop().parent().unwrap());
 }

@@ -172,6 +172,14 @@ pub struct IngestStats {
     pub unauthorized: AtomicU64,
 }
 
+/// The series the cardinality guard has let in.
+#[derive(Default)]
+struct Known {
+    by_service: HashMap<String, FxHashSet<SeriesKey>>,
+    /// Series in `by_service`, all services together.
+    total: usize,
+}
+
 /// Converts and stores what the servers receive.
 pub struct Receiver {
     store: Arc<dyn Store>,
@@ -182,7 +190,7 @@ pub struct Receiver {
     /// `Bearer <token>` that requests must carry, when auth is on.
     expected_authorization: Option<String>,
     /// Series known per service, for the cardinality guard.
-    known: Mutex<HashMap<String, FxHashSet<SeriesKey>>>,
+    known: Mutex<Known>,
     /// Commit latency, microseconds.
     latency: Mutex<hdrhistogram::Histogram<u64>>,
     /// What it did.
@@ -193,9 +201,9 @@ impl Receiver {
     /// A receiver writing into `store`, requiring `token` when given; it
     /// learns the series the store already holds, for the series limit.
     pub fn new(store: Arc<dyn Store>, limits: Limits, token: Option<Secret>) -> Result<Self, StoreError> {
-        let mut known: HashMap<String, FxHashSet<SeriesKey>> = HashMap::new();
+        let mut known = Known::default();
         for key in store.series()? {
-            known.entry(key.service.clone()).or_default().insert(key);
+            known.total += usize::from(known.by_service.entry(key.service.clone()).or_default().insert(key));
         }
         // Cumulative streams continue where the store left them: a restart
         // does not count their history again.
@@ -244,30 +252,44 @@ impl Receiver {
     /// Folds the batch's new series past the per-service limit into the
     /// service's overflow series.
     fn guard(&self, batch: &mut Batch) {
-        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        let limit = self.limits.max_series_per_service;
+        let mut guard = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let known = &mut *guard;
+        let (limit, total_limit) = (self.limits.max_series_per_service, self.limits.max_series);
         let mut folded = 0;
-        // The series in place of `key`, when the limit folds it.
+        // The series in place of `key`, when a limit folds it.
         let mut fold = |key: &SeriesKey| -> Option<SeriesKey> {
-            let series = match known.get_mut(&key.service) {
-                Some(series) => series,
-                None => known.entry(key.service.clone()).or_default(),
-            };
-            if series.contains(key) {
-                return None;
-            }
-            if series.len() < limit {
-                series.insert(key.clone());
-                return None;
-            }
-            Some(SeriesKey {
-                service: key.service.clone(),
+            let overflow = |service: &str| SeriesKey {
+                service: service.to_owned(),
                 host: key.host.clone(),
                 transaction: OVERFLOW_TRANSACTION.to_owned(),
                 feature: String::new(),
                 kind: "job".to_owned(),
                 environment: key.environment.clone(),
-            })
+            };
+            let series = match known.by_service.get_mut(&key.service) {
+                Some(series) => series,
+                // A new service past the reporter's limit: into the
+                // overflow service (its one series per host and environment
+                // is let in whatever the limit).
+                None if known.total >= total_limit => {
+                    let folded = overflow(OVERFLOW_TRANSACTION);
+                    let series = known.by_service.entry(folded.service.clone()).or_default();
+                    known.total += usize::from(series.insert(folded.clone()));
+                    return Some(folded);
+                }
+                None => known.by_service.entry(key.service.clone()).or_default(),
+            };
+            if series.contains(key) {
+                return None;
+            }
+            if series.len() < limit && known.total < total_limit {
+                series.insert(key.clone());
+                known.total += 1;
+                return None;
+            }
+            let folded = overflow(&key.service);
+            known.total += usize::from(series.insert(folded.clone()));
+            Some(folded)
         };
         // Points of one series share its key: each shared key is looked up
         // once per batch (and held, so its address names it throughout).
@@ -284,6 +306,7 @@ impl Receiver {
             }
         }
         let others = batch.errors.iter_mut().map(|p| &mut p.key);
+        let others = others.chain(batch.links.iter_mut().map(|p| &mut p.key));
         for key in others.chain(batch.traces.iter_mut().map(|p| &mut p.key)) {
             if let Some(overflow) = fold(key) {
                 *key = overflow;

@@ -16,6 +16,11 @@ pub struct Limits {
     /// Most series one service may have; new ones past it fold into the
     /// service's `kuroko.overflow` series. Default: 10,000.
     pub max_series_per_service: usize,
+    /// Most series the reporter keeps, all services together: past it, the
+    /// series of services not seen before fold into the service
+    /// `kuroko.overflow` (unique `service.name`s would otherwise make a
+    /// series each, past the per-service limit). Default: 200,000.
+    pub max_series: usize,
     /// Most attributes on one point. Default: 64.
     pub max_attributes: usize,
     /// Longest attribute value, in bytes. Default: 1,024.
@@ -37,6 +42,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_series_per_service: 10_000,
+            max_series: 200_000,
             max_attributes: 64,
             max_value_bytes: 1_024,
             max_age_seconds: 8 * 86_400,
