@@ -22,7 +22,7 @@ use std::sync::Arc;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 
-use super::sqlite::{row_histogram, write_histogram, HISTOGRAM_COLUMNS};
+use super::sqlite::{row_histogram, write_histogram, Late, HISTOGRAM_COLUMNS};
 use super::StoreError;
 use crate::histogram::Histogram;
 
@@ -143,6 +143,14 @@ impl Roller {
         )?;
         let dirty_hours = self.dirty("hour")?;
         for hour in dirty_hours {
+            if !Late::of(&self.rolled).hour_rebuilds(hour * 60) {
+                // Its minutes are partly gone: rebuilt from them, it would
+                // lose what was rolled (late points for such an hour are
+                // merged into it on flush instead).
+                self.connection
+                    .execute("DELETE FROM dirty WHERE resolution = 'hour' AND period = ?1", [hour])?;
+                continue;
+            }
             self.roll_hour(hour)?;
             pass.hours += 1;
         }
@@ -160,6 +168,12 @@ impl Roller {
             days_target,
         )?;
         for day in self.dirty("day")? {
+            if !Late::of(&self.rolled).day_rebuilds(day * 1_440) {
+                // Its hours are partly gone (late points merge into it on flush).
+                self.connection
+                    .execute("DELETE FROM dirty WHERE resolution = 'day' AND period = ?1", [day])?;
+                continue;
+            }
             self.roll_day(day)?;
             pass.days += 1;
         }
@@ -267,7 +281,9 @@ impl Roller {
             params![hour, from, to],
         )?;
         transaction.execute("DELETE FROM dirty WHERE resolution = 'hour' AND period = ?1", [hour])?;
-        if from < days_until {
+        // A day that can no longer be rolled from its hours had the late
+        // points merged into it on flush.
+        if from < days_until && Late::of(&self.rolled).day_rebuilds(from) {
             transaction.execute(
                 "INSERT OR IGNORE INTO dirty (resolution, period) VALUES ('day', ?1)",
                 [from.div_euclid(1_440)],

@@ -16,6 +16,8 @@
 //! not a power cut. The schema is versioned in `meta`; a file from a newer
 //! reporter is refused.
 
+use std::collections::BTreeMap;
+
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -649,19 +651,30 @@ impl SqliteStore {
     ) -> Result<(), rusqlite::Error> {
         let transaction = connection.transaction()?;
         // Points for hours already rolled up make those hours dirty: the
-        // roller rolls them again.
-        let rolled_until = self.rolled.hours_until.load(Ordering::Relaxed);
-        let mut late: Vec<i64> = pending
+        // roller rolls them (and then their days) again from their minutes.
+        // An hour whose minutes retention has begun to delete cannot be
+        // rebuilt from them (that erased what was rolled), nor a day whose
+        // hours it has: their late points are merged into their rows here.
+        let late = Late::of(&self.rolled);
+        let mut hours: Vec<i64> = pending
             .minutes()
-            .filter(|m| *m < rolled_until)
+            .filter(|m| *m < late.hours_until && late.hour_rebuilds(*m))
             .map(|m| m.div_euclid(60))
             .collect();
-        late.sort_unstable();
-        late.dedup();
-        for hour in late {
+        hours.sort_unstable();
+        hours.dedup();
+        for hour in hours {
             transaction
                 .prepare_cached("INSERT OR IGNORE INTO dirty (resolution, period) VALUES ('hour', ?1)")?
                 .execute([hour])?;
+        }
+        let merged_hour = |m: i64| m < late.hours_until && !late.hour_rebuilds(m);
+        let merged_day = |m: i64| m < late.days_until && !late.day_rebuilds(m);
+        if pending.minutes().any(merged_hour) {
+            merge_into_rolled(&transaction, pending, merged_hour, ROLLED_HOURS)?;
+        }
+        if pending.minutes().any(merged_day) {
+            merge_into_rolled(&transaction, pending, merged_day, ROLLED_DAYS)?;
         }
         for (&(series, minute), histogram) in &pending.histograms {
             // A series' minute is usually flushed once: insert, and merge
@@ -787,6 +800,129 @@ impl SqliteStore {
         )?;
         transaction.commit()
     }
+}
+
+/// Where roll-ups stand, for placing late points.
+pub(crate) struct Late {
+    /// Hours are rolled before this minute.
+    pub(crate) hours_until: i64,
+    /// Days are rolled before this minute.
+    pub(crate) days_until: i64,
+    /// Minute rows are kept from this minute on.
+    minutes_from: i64,
+    /// Hour rows are kept from this minute on.
+    hours_from: i64,
+}
+
+impl Late {
+    pub(crate) fn of(rolled: &Rolled) -> Late {
+        Late {
+            hours_until: rolled.hours_until.load(Ordering::Relaxed),
+            days_until: rolled.days_until.load(Ordering::Relaxed),
+            minutes_from: rolled.minutes_from.load(Ordering::Relaxed),
+            hours_from: rolled.hours_from.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the hour of `minute` can be rolled again from its minutes:
+    /// all of them are kept.
+    pub(crate) fn hour_rebuilds(&self, minute: i64) -> bool {
+        minute.div_euclid(60) * 60 >= self.minutes_from
+    }
+
+    /// Whether the day of `minute` can be rolled again from its hours.
+    pub(crate) fn day_rebuilds(&self, minute: i64) -> bool {
+        minute.div_euclid(1_440) * 1_440 >= self.hours_from
+    }
+}
+
+/// A roll-up resolution late points can be merged into.
+struct Resolution {
+    /// `hour` or `day`: the tables' suffix and key column.
+    name: &'static str,
+    /// Its length in minutes.
+    minutes: i64,
+}
+
+const ROLLED_HOURS: Resolution = Resolution {
+    name: "hour",
+    minutes: 60,
+};
+const ROLLED_DAYS: Resolution = Resolution {
+    name: "day",
+    minutes: 1_440,
+};
+
+/// Merges the points of `pending` whose minute `pick` picks into the rows
+/// of `resolution` (histograms merged, counters and, for hours, error
+/// counts added), for periods that can no longer be rolled again from the
+/// finer rows.
+fn merge_into_rolled(
+    transaction: &rusqlite::Transaction<'_>,
+    pending: &Pending,
+    pick: impl Fn(i64) -> bool,
+    resolution: Resolution,
+) -> Result<(), rusqlite::Error> {
+    let Resolution { name: r, minutes } = resolution;
+    let mut histograms: BTreeMap<(i64, i64), Histogram> = BTreeMap::new();
+    for (&(series, minute), histogram) in pending.histograms.iter().filter(|((_, m), _)| pick(*m)) {
+        match histograms.entry((series, minute.div_euclid(minutes))) {
+            std::collections::btree_map::Entry::Occupied(mut total) => total.get_mut().merge(histogram),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(histogram.clone());
+            }
+        }
+    }
+    let read = format!("SELECT {HISTOGRAM_COLUMNS} FROM histogram_{r} h WHERE h.series = ?1 AND h.{r} = ?2");
+    for ((series, period), mut histogram) in histograms {
+        let stored = transaction
+            .query_row(&read, params![series, period], |row| row_histogram(row, 0))
+            .optional()?;
+        if let Some(stored) = stored {
+            histogram.merge(&stored);
+        }
+        let table = (format!("histogram_{r}"), r);
+        write_histogram(transaction, (&table.0, table.1), series, period, &histogram, true)?;
+    }
+    let add = format!(
+        "INSERT INTO counter_{r} (series, label, {r}, value) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (series, label, {r}) DO UPDATE SET value = value + excluded.value"
+    );
+    for (&(series, label, minute), value) in pending.counters.iter().filter(|((_, _, m), _)| pick(*m)) {
+        transaction
+            .prepare_cached(&add)?
+            .execute(params![series, label, minute.div_euclid(minutes), value])?;
+    }
+    if r != "hour" {
+        // Errors roll up into hours only.
+        return Ok(());
+    }
+    for (series, point) in pending.errors.iter().filter(|(_, e)| pick(e.minute)) {
+        transaction
+            .prepare_cached(
+                "INSERT INTO error_hour (series, hour, error_type, message, location, count, last_seen,
+                                         fingerprint, first_minute, trace_id, stack_hash, stacktrace)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT (series, hour, error_type, message, location, trace_id, stack_hash)
+                 DO UPDATE SET count = count + excluded.count, last_seen = MAX(last_seen, excluded.last_seen),
+                    first_minute = MIN(first_minute, excluded.first_minute)",
+            )?
+            .execute(params![
+                series,
+                point.minute.div_euclid(60),
+                point.error_type,
+                point.message,
+                point.location,
+                i64::try_from(point.count).unwrap_or(i64::MAX),
+                i64::try_from(point.last_seen).unwrap_or(i64::MAX),
+                point.fingerprint,
+                point.minute,
+                point.trace_id,
+                links::stack_hash(&point.stacktrace) as i64,
+                point.stacktrace,
+            ])?;
+    }
+    Ok(())
 }
 
 /// Brings an older file up to date; each step is additive and runs once.
@@ -2025,6 +2161,52 @@ mod tests {
             .histograms(&Filter::default(), floor_to(late, 60), floor_to(late, 60) + 60)
             .unwrap();
         assert!(hour[0].1.max >= 0.5, "the late run is in its hour");
+
+        // Late data for an hour whose minutes retention deleted (a day and
+        // ten hours ago: minutes are kept one day, hours two) merges into
+        // that hour and its day: it does not rebuild them from the minutes
+        // that are left.
+        let old_hour = floor_to(now - 1_440 - 600, 60);
+        let count = |from: i64, to: i64| -> u64 {
+            let read = store.histograms(&Filter::default(), from, to).unwrap();
+            read.iter().map(|(_, h)| h.count).sum()
+        };
+        let outcomes = |from: i64, to: i64| -> f64 {
+            let read = store
+                .counters(&Filter::default(), "kuroko.transaction.outcomes", from, to)
+                .unwrap();
+            read.iter().map(|(_, _, v)| v).sum()
+        };
+        let day = (floor_to(old_hour, 1_440), floor_to(old_hour, 1_440) + 1_440);
+        let (hour_before, day_before) = (count(old_hour, old_hour + 60), count(day.0, day.1));
+        let outcomes_before = outcomes(old_hour, old_hour + 60);
+        assert!(hour_before > 0 && day_before > hour_before);
+        store
+            .write(&Batch {
+                histograms: vec![HistogramPoint {
+                    key: key("a").into(),
+                    minute: old_hour + 30,
+                    histogram: histogram(&[0.25, 0.75]),
+                }],
+                counters: vec![CounterPoint {
+                    key: key("a").into(),
+                    minute: old_hour + 30,
+                    name: "kuroko.transaction.outcomes".into(),
+                    labels: "kuroko.outcome=ok".into(),
+                    value: 2.0,
+                }],
+                ..Batch::default()
+            })
+            .unwrap();
+        store.flush().unwrap();
+        roller.run(now).unwrap();
+        assert_eq!(
+            count(old_hour, old_hour + 60),
+            hour_before + 2,
+            "the hour kept its runs"
+        );
+        assert_eq!(count(day.0, day.1), day_before + 2, "so did its day");
+        assert_eq!(outcomes(old_hour, old_hour + 60), outcomes_before + 2.0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
