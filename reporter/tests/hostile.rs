@@ -12,14 +12,17 @@
 //! holding a run, a count near u64::MAX, and unique `service.name`s past
 //! the reporter's series limit.
 
-use std::io::{BufRead, BufReader};
+#[path = "support/kuroko_serve.rs"]
+mod kuroko_serve;
+use kuroko_serve::{int, kv, Serve};
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
     exponential_histogram_data_point::Buckets, metric, AggregationTemporality, ExponentialHistogram,
@@ -31,9 +34,9 @@ use prost::Message;
 /// The RSS the reporter may reach while refusing these attacks.
 const RSS_CEILING_BYTES: u64 = 300 << 20;
 
-/// A `kuroko serve` process, killed when dropped.
+/// A `kuroko serve` process on a store of its own.
 struct Reporter {
-    child: Child,
+    serve: Serve,
     http: String,
     store: PathBuf,
 }
@@ -49,32 +52,28 @@ impl Reporter {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let store = dir.join("kuroko.db");
-        std::fs::write(dir.join("kuroko.toml"), config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kuroko"))
-            .args(["serve", "--config"])
-            .arg(dir.join("kuroko.toml"))
-            .args(["--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--store"])
-            .arg(&store)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the kuroko binary cargo built for this test starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let http = line
-            .split("OTLP/HTTP on ")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .unwrap_or_else(|| panic!("kuroko serve said {line:?}"))
-            .to_owned();
-        Reporter { child, http, store }
+        let toml = dir.join("kuroko.toml");
+        std::fs::write(&toml, config).unwrap();
+        let serve = Serve::start(&[
+            "--config".as_ref(),
+            toml.as_os_str(),
+            "--grpc".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--http".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--store".as_ref(),
+            store.as_os_str(),
+        ]);
+        Reporter {
+            http: serve.http.clone(),
+            serve,
+            store,
+        }
     }
 
     /// Its resident memory, from /proc.
     fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.serve.child.id())).unwrap();
         let kb: u64 = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -85,7 +84,7 @@ impl Reporter {
 
     /// Still running.
     fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+        self.serve.child.try_wait().unwrap().is_none()
     }
 
     /// `kuroko query QUESTION --store …` on its store, until its output
@@ -127,36 +126,9 @@ impl Reporter {
         text
     }
 
-    fn stop(mut self) -> PathBuf {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.store.clone()
-    }
-}
-
-impl Drop for Reporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-fn int(key: &str, value: i64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(value)),
-        }),
-        ..Default::default()
+    fn stop(self) -> PathBuf {
+        self.serve.kill();
+        self.store
     }
 }
 

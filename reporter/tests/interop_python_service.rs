@@ -24,10 +24,15 @@
 //! `tests/run-all.sh` installs the Python packages; without them these tests
 //! fail, saying so.
 
+#[path = "support/kuroko_serve.rs"]
+mod kuroko_serve;
+use kuroko_serve::Serve;
+
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use kuroko_reporter::analysis::endpoints::{EndpointRow, Rank};
@@ -45,48 +50,16 @@ const ADVISED: [f64; 14] = [
 /// The reporter's resolution: a bucket of scale 7.
 const RESOLUTION: f64 = 1.005_430_9;
 
-/// A `kuroko serve` process.
-struct Reporter {
-    child: Child,
-    grpc: String,
-    http: String,
-}
-
-impl Reporter {
-    /// Starts `kuroko serve` on `store`, at the given addresses (port 0: any),
-    /// and waits for the line that says where it listens.
-    fn start(store: &Path, grpc: &str, http: &str) -> Reporter {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kuroko"))
-            .args(["serve", "--grpc", grpc, "--http", http, "--store"])
-            .arg(store)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the kuroko binary cargo built for this test starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let address = |after: &str| -> String {
-            line.split(after)
-                .nth(1)
-                .and_then(|rest| rest.split(',').next())
-                .unwrap_or_else(|| panic!("kuroko serve said {line:?}, not where it listens"))
-                .to_owned()
-        };
-        Reporter {
-            grpc: address("OTLP/gRPC on "),
-            http: address("OTLP/HTTP on "),
-            child,
-        }
-    }
-
-    /// SIGKILL: nothing is flushed or closed cleanly.
-    fn kill(mut self) -> (String, String) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        (self.grpc.clone(), self.http.clone())
-    }
+/// `kuroko serve` on `store`, at the given addresses (port 0: any).
+fn start_reporter(store: &Path, grpc: &str, http: &str) -> Serve {
+    Serve::start(&[
+        OsStr::new("--grpc"),
+        grpc.as_ref(),
+        "--http".as_ref(),
+        http.as_ref(),
+        "--store".as_ref(),
+        store.as_os_str(),
+    ])
 }
 
 /// The service's ground truth: per route, (status, seconds) of each request.
@@ -98,7 +71,7 @@ struct Truth {
 
 /// Runs the service against `reporter`; with `restart`, kills the reporter
 /// when the service pauses halfway and starts it again on the same ports.
-fn run_service(reporter: Reporter, store: &Path, shape: [&str; 3], restart: bool) -> (Truth, Reporter) {
+fn run_service(reporter: Serve, store: &Path, shape: [&str; 3], restart: bool) -> (Truth, Serve) {
     let [protocol, temporality, aggregation] = shape;
     let address = if protocol == "grpc" {
         &reporter.grpc
@@ -131,7 +104,7 @@ fn run_service(reporter: Reporter, store: &Path, shape: [&str; 3], restart: bool
         let line = line.unwrap();
         if line == "paused" {
             let (grpc, http) = reporter.take().unwrap().kill();
-            reporter = Some(Reporter::start(store, &grpc, &http));
+            reporter = Some(start_reporter(store, &grpc, &http));
             writeln!(stdin, "go on").unwrap();
             stdin.flush().unwrap();
         } else if let Some(version) = line.strip_prefix("sdk=") {
@@ -269,7 +242,7 @@ fn check(problems: &mut Problems, rows: &[EndpointRow], truth: &Truth, bounds: O
 fn exact_across_a_restart(shape: [&str; 3], bounds: Option<&[f64]>) {
     let store = temp_store(&shape.join("-"));
     let from = now_minute() - 1;
-    let reporter = Reporter::start(&store, "127.0.0.1:0", "127.0.0.1:0");
+    let reporter = start_reporter(&store, "127.0.0.1:0", "127.0.0.1:0");
     let started = Instant::now();
     let (truth, reporter) = run_service(reporter, &store, shape, true);
     reporter.kill();
@@ -311,7 +284,7 @@ fn exponential_delta_over_http_is_exact_across_a_restart() {
 fn seconds_in_millisecond_bounds_are_detected_and_explained() {
     let store = temp_store("default-ms");
     let from = now_minute() - 1;
-    let reporter = Reporter::start(&store, "127.0.0.1:0", "127.0.0.1:0");
+    let reporter = start_reporter(&store, "127.0.0.1:0", "127.0.0.1:0");
     let (truth, reporter) = run_service(reporter, &store, ["http", "cumulative", "default-ms"], false);
     reporter.kill();
     let rows = rows(&store, from);

@@ -1,0 +1,88 @@
+//! A real `kuroko serve` process for the integration tests (the binary
+//! cargo built for them: nothing is compiled at run time), shared by
+//! `hostile.rs` and `interop_python_service.rs` through `#[path]`; and the
+//! OTLP attribute helpers their requests use.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+
+/// A `kuroko serve` process, killed when dropped.
+pub struct Serve {
+    pub child: Child,
+    /// Where it takes OTLP/gRPC.
+    pub grpc: String,
+    /// Where it takes OTLP/HTTP (and serves the UI and API).
+    pub http: String,
+}
+
+impl Serve {
+    /// Runs `kuroko serve ARGS` and waits for the line that says where it
+    /// listens.
+    pub fn start<S: AsRef<OsStr>>(args: &[S]) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kuroko"))
+            .arg("serve")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the kuroko binary cargo built for this test starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = |after: &str| -> String {
+            line.split(after)
+                .nth(1)
+                .and_then(|rest| rest.split(',').next())
+                .unwrap_or_else(|| panic!("kuroko serve said {line:?}, not where it listens"))
+                .to_owned()
+        };
+        Serve {
+            grpc: address("OTLP/gRPC on "),
+            http: address("OTLP/HTTP on "),
+            child,
+        }
+    }
+
+    /// SIGKILL: nothing is flushed or closed cleanly. Its addresses, to
+    /// start it again on them.
+    pub fn kill(mut self) -> (String, String) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        (self.grpc.clone(), self.http.clone())
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A string attribute.
+pub fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// An integer attribute.
+pub fn int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(value)),
+        }),
+        ..Default::default()
+    }
+}
