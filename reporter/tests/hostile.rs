@@ -9,8 +9,8 @@
 //! Replayed so far: a poisoned error count (`kuroko.error.count` =
 //! i64::MAX, twice), an 8 MB `service.name`, an exponential point at scale
 //! 20 with offset 2^31 − 1 and no min or max, explicit bounds of 1e300
-//! holding a run, a count near u64::MAX, and unique `service.name`s past
-//! the reporter's series limit.
+//! holding a run, a count near u64::MAX, unique `service.name`s past the
+//! reporter's series limit, and stalled uploads without the token.
 
 #[path = "support/kuroko_serve.rs"]
 mod kuroko_serve;
@@ -399,5 +399,52 @@ async fn unique_service_names_fold_past_the_reporters_series_limit() {
     let runs: u64 = rows.iter().map(|r| r["count"].as_u64().unwrap()).sum();
     assert_eq!(runs, 200 * 3, "every run counted, folded or not");
     assert!(reporter.alive());
+    let _ = std::fs::remove_dir_all(reporter.stop().parent().unwrap());
+}
+
+/// With `[auth]` on, an upload without the token is refused from its
+/// headers: the reporter answers 401 (a `google.rpc.Status`) before the
+/// body comes, so stalled uploads cannot hold its memory; with the token,
+/// the same request is read and stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_without_the_token_are_refused_before_their_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut reporter = Reporter::start_with("auth", "[auth]\ningest_token = \"s3cr3t\"\n");
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut socket = tokio::net::TcpStream::connect(&reporter.http).await.unwrap();
+        let head = "POST /v1/metrics HTTP/1.1\r\nhost: kuroko\r\ncontent-type: application/x-protobuf\r\n\
+                    content-length: 16000000\r\n\r\n";
+        socket.write_all(head.as_bytes()).await.unwrap();
+        // A few bytes of the 16 MB promised, then nothing.
+        socket.write_all(&[0; 1024]).await.unwrap();
+        stalled.push(socket);
+    }
+    for socket in &mut stalled {
+        let mut answer = vec![0u8; 512];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(20), socket.read(&mut answer))
+            .await
+            .expect("an answer before the body: the token is checked first")
+            .unwrap();
+        let text = String::from_utf8_lossy(&answer[..read]);
+        assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    }
+    let time = now_nanos();
+    let request = metrics_request(vec![("shop", vec![histogram_metric(vec![good_point(time)])])]);
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/metrics", reporter.http))
+        .header("content-type", "application/x-protobuf")
+        .header("authorization", "Bearer s3cr3t")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let slowest = reporter.query_until("slowest", &["GET /good"]);
+    assert!(slowest.contains("GET /good"), "{slowest}");
+    assert!(reporter.alive());
+    let rss = reporter.rss();
+    assert!(rss < RSS_CEILING_BYTES, "RSS {rss} bytes");
+    drop(stalled);
     let _ = std::fs::remove_dir_all(reporter.stop().parent().unwrap());
 }

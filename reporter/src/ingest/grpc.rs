@@ -26,18 +26,6 @@ use tonic::server::{NamedService, UnaryService};
 
 use super::{Accepted, IngestError, Receiver};
 
-/// Refuses a request without the right bearer token.
-fn check<T>(receiver: &Receiver, request: &tonic::Request<T>) -> Result<(), tonic::Status> {
-    let given = request.metadata().get("authorization").map(|v| v.as_bytes());
-    if receiver.authorized(given) {
-        Ok(())
-    } else {
-        Err(tonic::Status::unauthenticated(
-            "missing or wrong token: send authorization: Bearer <token>",
-        ))
-    }
-}
-
 /// The response's protobuf; a malformed message is INVALID_ARGUMENT; a
 /// store failure is UNAVAILABLE: the client keeps the data and retries.
 fn answer<R: Message>(
@@ -135,6 +123,13 @@ where
             return Box::pin(async { Ok(tonic::Status::unimplemented("no such method").into_http()) });
         }
         let (receiver, max_bytes) = (self.receiver.clone(), self.max_bytes);
+        // The token first: a request without it is refused before its
+        // message is read, decompressed or decoded.
+        let given = request.headers().get("authorization").map(|v| v.as_bytes());
+        if !receiver.authorized(given) {
+            let refused = tonic::Status::unauthenticated("missing or wrong token: send authorization: Bearer <token>");
+            return Box::pin(async move { Ok(refused.into_http()) });
+        }
         Box::pin(async move {
             let mut gzip = EnabledCompressionEncodings::default();
             gzip.enable(CompressionEncoding::Gzip);
@@ -156,7 +151,6 @@ impl<M: Method> UnaryService<Bytes> for Export<M> {
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let receiver = self.0.clone();
         Box::pin(async move {
-            check(&receiver, &request)?;
             M::export(receiver, request.into_inner())
                 .await
                 .map(tonic::Response::new)

@@ -27,14 +27,32 @@ use super::status::Status;
 use super::{Accepted, IngestError, Receiver, Signal};
 
 /// The HTTP routes, refusing bodies over `max_bytes` (compressed or not).
+/// The OTLP routes check the token before anything reads the body: a
+/// request without it costs its headers, not its upload.
 pub fn router(receiver: Arc<Receiver>, max_bytes: usize) -> Router {
+    let state = (receiver, max_bytes);
     Router::new()
         .route("/v1/metrics", post(metrics))
         .route("/v1/logs", post(logs))
         .route("/v1/traces", post(traces))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
         .route("/metrics", axum::routing::get(self_metrics))
         .layer(DefaultBodyLimit::max(max_bytes))
-        .with_state((receiver, max_bytes))
+        .with_state(state)
+}
+
+/// Refuses an OTLP request without the right bearer token, before its
+/// body is read.
+async fn require_token(
+    State((receiver, _)): State<(Arc<Receiver>, usize)>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if receiver.authorized(request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
+        next.run(request).await
+    } else {
+        refuse(&Refusal::Unauthorized, is_json(request.headers()))
+    }
 }
 
 /// Why an OTLP/HTTP request was refused.
@@ -153,17 +171,9 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|t| t.starts_with("application/json"))
 }
 
-/// The request's body, once its token is checked: read within the limit
-/// and decompressed. The compressed bytes are dropped here.
-fn accept(
-    receiver: &Receiver,
-    headers: &HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-    max_bytes: usize,
-) -> Result<Bytes, Refusal> {
-    if !receiver.authorized(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
-        return Err(Refusal::Unauthorized);
-    }
+/// The request's body (its token was checked by [`require_token`]): read
+/// within the limit and decompressed. The compressed bytes are dropped here.
+fn accept(headers: &HeaderMap, bytes: Result<Bytes, BytesRejection>, max_bytes: usize) -> Result<Bytes, Refusal> {
     body(headers, bytes.map_err(Refusal::Body)?, max_bytes)
 }
 
@@ -246,7 +256,7 @@ async fn self_metrics(State((receiver, _)): Shared) -> Response {
 async fn metrics(State((receiver, max)): Shared, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Response {
     let json = is_json(&headers);
     let result = async {
-        let body = accept(&receiver, &headers, bytes, max)?;
+        let body = accept(&headers, bytes, max)?;
         Ok::<_, Refusal>(if json {
             receiver.metrics(json::metrics(&body)?).await?
         } else {
@@ -259,7 +269,7 @@ async fn metrics(State((receiver, max)): Shared, headers: HeaderMap, bytes: Resu
 async fn logs(State((receiver, max)): Shared, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Response {
     let json = is_json(&headers);
     let result = async {
-        let body = accept(&receiver, &headers, bytes, max)?;
+        let body = accept(&headers, bytes, max)?;
         Ok::<_, Refusal>(if json {
             receiver.logs(json::decode(&body, Signal::Logs)?).await?
         } else {
@@ -272,7 +282,7 @@ async fn logs(State((receiver, max)): Shared, headers: HeaderMap, bytes: Result<
 async fn traces(State((receiver, max)): Shared, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Response {
     let json = is_json(&headers);
     let result = async {
-        let body = accept(&receiver, &headers, bytes, max)?;
+        let body = accept(&headers, bytes, max)?;
         Ok::<_, Refusal>(if json {
             receiver.traces(json::decode(&body, Signal::Traces)?).await?
         } else {
