@@ -41,18 +41,32 @@ pub fn router(receiver: Arc<Receiver>, max_bytes: usize) -> Router {
         .with_state(state)
 }
 
+/// How long an OTLP request's body may take to arrive, once its headers
+/// have: an SDK sends a whole export in well under a second; a client that
+/// trickles bytes would otherwise hold a connection and its buffer forever.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Refuses an OTLP request without the right bearer token, before its
-/// body is read.
+/// body is read; then reads the body within [`BODY_READ_TIMEOUT`] and
+/// `max_bytes`.
 async fn require_token(
-    State((receiver, _)): State<(Arc<Receiver>, usize)>,
+    State((receiver, max_bytes)): State<(Arc<Receiver>, usize)>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if receiver.authorized(request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
-        next.run(request).await
-    } else {
-        refuse(&Refusal::Unauthorized, is_json(request.headers()))
+    let json = is_json(request.headers());
+    if !receiver.authorized(request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
+        return refuse(&Refusal::Unauthorized, json);
     }
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, max_bytes)).await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return refuse(&Refusal::TooLong(max_bytes), json),
+        Err(_) => return refuse(&Refusal::Slow(BODY_READ_TIMEOUT), json),
+    };
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// Why an OTLP/HTTP request was refused.
@@ -67,9 +81,15 @@ pub(crate) enum Refusal {
     /// The body says gzip but is not.
     #[error("the gzip body is malformed: {0}")]
     Gzip(std::io::Error),
+    /// The body is over the limit as sent.
+    #[error("the body is over {0} bytes")]
+    TooLong(usize),
     /// The body is over the limit once decompressed.
     #[error("the body is over {0} bytes once decompressed")]
     TooLarge(usize),
+    /// The body did not arrive in time.
+    #[error("the body did not arrive within {0:?} of its headers")]
+    Slow(std::time::Duration),
     /// A content encoding other than gzip.
     #[error("content-encoding {0:?} is not supported: use gzip or none")]
     Encoding(String),
@@ -90,7 +110,8 @@ impl Refusal {
             Refusal::Gzip(_) | Refusal::Json(_) | Refusal::Ingest(IngestError::Malformed { .. }) => {
                 StatusCode::BAD_REQUEST
             }
-            Refusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::TooLong(_) | Refusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::Slow(_) => StatusCode::REQUEST_TIMEOUT,
             Refusal::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Refusal::Ingest(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -110,6 +131,7 @@ impl Refusal {
             }
             StatusCode::UNAUTHORIZED => Status::new(tonic::Code::Unauthenticated, message),
             StatusCode::PAYLOAD_TOO_LARGE => Status::new(tonic::Code::ResourceExhausted, message),
+            StatusCode::REQUEST_TIMEOUT => Status::new(tonic::Code::DeadlineExceeded, message),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Status::new(tonic::Code::Unimplemented, message),
             status if status.is_client_error() => Status::new(tonic::Code::InvalidArgument, message),
             _ => Status::new(tonic::Code::Unavailable, message),
