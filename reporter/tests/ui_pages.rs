@@ -399,3 +399,66 @@ async fn every_download_link_answers() {
     }
     assert!(checked >= 8, "{checked} links");
 }
+
+/// Percentiles from an SDK's explicit buckets are marked `≈` wherever the
+/// overview and the transaction page show them, with what the mark means;
+/// the latency distribution says its bars inside a bucket are interpolated.
+/// The agent's exact percentiles carry no mark.
+#[test]
+fn estimated_percentiles_are_marked_on_the_overview_and_the_transaction_page() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-pages-estimates");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = SqliteStore::open(&dir.join("kuroko.db")).unwrap();
+    let sdk = key("py-shop", "GET /orders", "", "py-1");
+    let explicit = Histogram::from_explicit(
+        &[0.01, 0.05, 0.1],
+        &[10, 70, 20, 0],
+        100,
+        Some(4.0),
+        Some((0.004, 0.09)),
+    )
+    .unwrap();
+    store
+        .write(&Batch {
+            histograms: vec![
+                HistogramPoint {
+                    key: sdk.into(),
+                    minute: NOW - 5,
+                    histogram: explicit,
+                },
+                HistogramPoint {
+                    key: key(CALM_SERVICE, CALM_TRANSACTION, "", "calm-0").into(),
+                    minute: NOW - 5,
+                    histogram: {
+                        let mut h = Histogram::empty();
+                        h.record(0.02).unwrap();
+                        h
+                    },
+                },
+            ],
+            ..Batch::default()
+        })
+        .unwrap();
+    store.flush().unwrap();
+    let app = App::new(Arc::new(store), Arc::new(Owners::empty()), String::new(), None);
+    let overview = ok(pages::overview(&app, &params("since=1h"), NOW));
+    assert!(overview.contains("≈"), "the overview marks the estimate");
+    assert!(overview.contains("an estimate: interpolated within the explicit bucket"));
+    let page = ok(pages::transaction(
+        &app,
+        &params("service=py-shop&transaction=GET%20/orders&since=1h"),
+        NOW,
+    ));
+    assert!(
+        page.contains("<dt>p95</dt><dd><span class=\"estimate\""),
+        "the transaction page marks its percentiles"
+    );
+    assert!(page.contains("an interpolation, not a measurement"));
+    let calm = ok(pages::transaction(
+        &app,
+        &params(&format!("service={CALM_SERVICE}&transaction=GET%20/calm&since=1h")),
+        NOW,
+    ));
+    assert!(!calm.contains("class=\"estimate\""), "exact percentiles carry no mark");
+}

@@ -409,7 +409,7 @@ mod tests {
     }
 
     fn converted(request: &ExportTraceServiceRequest) -> Converted {
-        super::super::traces::convert(request, &Limits::default(), NOW)
+        super::super::traces::convert(request, &Limits::default(), NOW, &mut Default::default())
     }
 
     /// `recordException` on a child span of another instrumentation scope,

@@ -191,6 +191,8 @@ pub struct Receiver {
     expected_authorization: Option<String>,
     /// Series known per service, for the cardinality guard.
     known: Mutex<Known>,
+    /// What ties spans to their transaction across trace requests.
+    spans: Mutex<traces::SpanMemory>,
     /// Commit latency, microseconds.
     latency: Mutex<hdrhistogram::Histogram<u64>>,
     /// What it did.
@@ -215,6 +217,7 @@ impl Receiver {
             limits,
             expected_authorization: token.map(|t| format!("Bearer {}", t.expose())),
             known: Mutex::new(known),
+            spans: Mutex::new(traces::SpanMemory::default()),
             latency: Mutex::new(
                 hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
             ),
@@ -397,7 +400,11 @@ impl Receiver {
 
     /// Converts and stores a traces request; returns once committed.
     pub async fn traces(&self, request: ExportTraceServiceRequest) -> Result<Accepted, IngestError> {
-        self.commit(traces::convert(&request, &self.limits, now())).await
+        let converted = {
+            let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+            traces::convert(&request, &self.limits, now(), &mut spans)
+        };
+        self.commit(converted).await
     }
 
     /// Writes a converted request's batch and books the outcome.
@@ -466,7 +473,11 @@ pub fn decode_and_validate(bytes: &[u8]) -> [usize; 3] {
         .map(|r| logs::convert(&r, &limits, now).batch.len())
         .unwrap_or(0);
     let traces = ExportTraceServiceRequest::decode(bytes)
-        .map(|r| traces::convert(&r, &limits, now).batch.len())
+        .map(|r| {
+            traces::convert(&r, &limits, now, &mut traces::SpanMemory::default())
+                .batch
+                .len()
+        })
         .unwrap_or(0);
     [metrics, logs, traces]
 }

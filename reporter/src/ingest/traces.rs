@@ -148,9 +148,129 @@ pub(crate) fn series_of(sender: &Identity, root: &Span) -> SeriesKey {
     key(sender, name, kind, &root.attributes)
 }
 
-/// Converts `request`, received at `now_unix_nano`.
-pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_nano: u64) -> Converted {
+/// How long spans wait for their transaction, and transactions for their
+/// late spans, across requests.
+const SPAN_MEMORY_TTL: std::time::Duration = std::time::Duration::from_secs(120);
+/// Most spans waiting for their parent.
+const MAX_WAITING_SPANS: usize = 20_000;
+/// Most spans remembered with their transaction.
+const MAX_ATTRIBUTED_SPANS: usize = 200_000;
+
+/// A span's place: (trace id, span id).
+type SpanRef = (Vec<u8>, Vec<u8>);
+
+/// What ties spans to their transaction across export requests. An SDK's
+/// batch span processor exports spans as they end, in batches: a request's
+/// first children (which end first) may leave in the batch before its SERVER
+/// span, and work that outlives the response in the batch after it. Both
+/// still belong to the transaction: children whose parent has not arrived
+/// wait here (bounded, for two minutes), and spans already placed remember
+/// their transaction, so a late child finds it. In memory only: a restart,
+/// or a child and its transaction reaching different replicas, loses the
+/// tie (the child is then not counted).
+#[derive(Default)]
+pub struct SpanMemory {
+    /// Spans whose parent was not seen, by (trace, parent).
+    waiting: HashMap<SpanRef, Vec<(Span, std::time::Instant)>>,
+    waiting_spans: usize,
+    /// Spans placed, with their transaction's series and minute.
+    attributed: HashMap<SpanRef, (SeriesKey, i64, std::time::Instant)>,
+}
+
+impl SpanMemory {
+    /// Takes the spans waiting for `span` (its children), and theirs.
+    fn adopt(&mut self, span: &Span, into: &mut Vec<Span>) {
+        let mut parents = vec![(span.trace_id.clone(), span.span_id.clone())];
+        while let Some(parent) = parents.pop() {
+            for (child, _) in self.waiting.remove(&parent).unwrap_or_default() {
+                self.waiting_spans = self.waiting_spans.saturating_sub(1);
+                parents.push((child.trace_id.clone(), child.span_id.clone()));
+                into.push(child);
+            }
+        }
+    }
+
+    /// Keeps `span` until its parent arrives (unless full).
+    fn wait(&mut self, span: &Span, now: std::time::Instant) {
+        if self.waiting_spans >= MAX_WAITING_SPANS {
+            self.waiting.retain(|_, spans| {
+                spans.retain(|(_, since)| now.duration_since(*since) < SPAN_MEMORY_TTL);
+                !spans.is_empty()
+            });
+            self.waiting_spans = self.waiting.values().map(Vec::len).sum();
+            if self.waiting_spans >= MAX_WAITING_SPANS {
+                return;
+            }
+        }
+        let parent = (span.trace_id.clone(), span.parent_span_id.clone());
+        self.waiting.entry(parent).or_default().push((span.clone(), now));
+        self.waiting_spans += 1;
+    }
+
+    /// Remembers that `span` belongs to the transaction `series` of `minute`.
+    fn place(&mut self, span: &Span, series: &SeriesKey, minute: i64, now: std::time::Instant) {
+        if self.attributed.len() >= MAX_ATTRIBUTED_SPANS {
+            self.attributed
+                .retain(|_, (_, _, since)| now.duration_since(*since) < SPAN_MEMORY_TTL);
+            if self.attributed.len() >= MAX_ATTRIBUTED_SPANS {
+                return;
+            }
+        }
+        let at = (span.trace_id.clone(), span.span_id.clone());
+        self.attributed.insert(at, (series.clone(), minute, now));
+    }
+
+    /// The transaction a span's parent was placed in, if remembered.
+    fn transaction_of_parent(&self, span: &Span) -> Option<(SeriesKey, i64)> {
+        let parent = (span.trace_id.clone(), span.parent_span_id.clone());
+        self.attributed
+            .get(&parent)
+            .map(|(series, minute, _)| (series.clone(), *minute))
+    }
+}
+
+/// Adds one segment call of `span` (its children being `nested`) to
+/// `counters` under `series` and `minute`.
+fn count_segment(
+    counters: &mut HashMap<(SeriesKey, i64, &'static str, String), f64>,
+    (series, minute): (&SeriesKey, i64),
+    span: &Span,
+    nested: &[&Span],
+    limits: &Limits,
+) {
+    let labels = format!(
+        "kuroko.segment.kind={},kuroko.segment.name={}",
+        segment_kind(span),
+        cut(&span.name, limits.max_value_bytes)
+    );
+    let within = (
+        span.start_time_unix_nano,
+        span.end_time_unix_nano.max(span.start_time_unix_nano),
+    );
+    let took = within.1 - within.0;
+    let nested = nested.iter().map(|c| (c.start_time_unix_nano, c.end_time_unix_nano));
+    let own = took - covered(nested.collect(), within).min(took);
+    for (metric, value) in [
+        ("kuroko.segment.calls", 1.0),
+        ("kuroko.segment.duration", took as f64 / 1e9),
+        ("kuroko.segment.exclusive_duration", own as f64 / 1e9),
+    ] {
+        *counters
+            .entry((series.clone(), minute, metric, labels.clone()))
+            .or_default() += value;
+    }
+}
+
+/// Converts `request`, received at `now_unix_nano`, with `memory` holding
+/// what ties spans to their transaction across requests.
+pub fn convert(
+    request: &ExportTraceServiceRequest,
+    limits: &Limits,
+    now_unix_nano: u64,
+    memory: &mut SpanMemory,
+) -> Converted {
     let mut out = Converted::default();
+    let now = std::time::Instant::now();
     let mut histograms: HashMap<(SeriesKey, i64), Histogram> = HashMap::new();
     let mut counters: HashMap<(SeriesKey, i64, &'static str, String), f64> = HashMap::new();
     let mut candidates: HashMap<SeriesKey, Vec<TracePoint>> = HashMap::new();
@@ -163,10 +283,16 @@ pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_na
                 continue;
             }
         };
+        // Spans of earlier requests waiting for a span of this one.
+        let mut adopted: Vec<Span> = Vec::new();
+        for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
+            memory.adopt(span, &mut adopted);
+        }
+        let all = || resource_spans.scope_spans.iter().flat_map(|s| &s.spans).chain(&adopted);
         // Children by (trace, parent) across the resource's scopes, indexed
         // once: one pass however many spans a hostile request carries.
         let mut children_of: HashMap<(&[u8], &[u8]), Vec<&Span>> = HashMap::new();
-        for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
+        for span in all() {
             if !span.parent_span_id.is_empty() {
                 children_of
                     .entry((&span.trace_id, &span.parent_span_id))
@@ -175,6 +301,8 @@ pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_na
             }
         }
         let children = |span: &Span| children_in(&children_of, span);
+        // Spans placed under a transaction of this request.
+        let mut placed: std::collections::HashSet<(&[u8], &[u8])> = std::collections::HashSet::new();
         for scope_spans in &resource_spans.scope_spans {
             let ours = scope_spans.scope.as_ref().is_some_and(|s| s.name == "kuroko-agent");
             for root in scope_spans.spans.iter().filter(|s| is_transaction(s, ours)) {
@@ -206,8 +334,14 @@ pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_na
                     segments.push(span);
                     next.extend(children(span));
                 }
+                placed.insert((&root.trace_id, &root.span_id));
+                placed.extend(segments.iter().map(|s| (s.trace_id.as_slice(), s.span_id.as_slice())));
                 if !ours {
                     let minute = minute(root.end_time_unix_nano);
+                    memory.place(root, &series, minute, now);
+                    for span in &segments {
+                        memory.place(span, &series, minute, now);
+                    }
                     // The run, on the series read only when no metric counts it.
                     let runs = SeriesKey {
                         kind: format!("{kind}{SPAN_COUNTED}"),
@@ -229,29 +363,7 @@ pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_na
                         .entry((series.clone(), minute, TRACED_DURATION, String::new()))
                         .or_default() += seconds;
                     for span in &segments {
-                        let labels = format!(
-                            "kuroko.segment.kind={},kuroko.segment.name={}",
-                            segment_kind(span),
-                            cut(&span.name, limits.max_value_bytes)
-                        );
-                        let within = (
-                            span.start_time_unix_nano,
-                            span.end_time_unix_nano.max(span.start_time_unix_nano),
-                        );
-                        let took = within.1 - within.0;
-                        let nested = children(span)
-                            .into_iter()
-                            .map(|c| (c.start_time_unix_nano, c.end_time_unix_nano));
-                        let own = took - covered(nested.collect(), within).min(took);
-                        for (metric, value) in [
-                            ("kuroko.segment.calls", 1.0),
-                            ("kuroko.segment.duration", took as f64 / 1e9),
-                            ("kuroko.segment.exclusive_duration", own as f64 / 1e9),
-                        ] {
-                            *counters
-                                .entry((series.clone(), minute, metric, labels.clone()))
-                                .or_default() += value;
-                        }
+                        count_segment(&mut counters, (&series, minute), span, &children(span), limits);
                     }
                 }
                 let mut json = vec![span_json(root, &kind)];
@@ -268,6 +380,50 @@ pub fn convert(request: &ExportTraceServiceRequest, limits: &Limits, now_unix_na
                     duration: seconds,
                     spans: format!("[{}]", json.join(",")),
                 });
+            }
+        }
+        // The rest: spans whose transaction an earlier request placed (late
+        // work), counted under it; else waiting for their parent.
+        let scopes = resource_spans.scope_spans.iter();
+        let sdk_spans = scopes
+            .filter(|s| s.scope.as_ref().is_none_or(|scope| scope.name != "kuroko-agent"))
+            .flat_map(|s| &s.spans)
+            .chain(&adopted);
+        let unplaced: Vec<&Span> = sdk_spans
+            .filter(|s| !s.parent_span_id.is_empty() && !is_transaction(s, false))
+            .filter(|s| !placed.contains(&(s.trace_id.as_slice(), s.span_id.as_slice())))
+            .collect();
+        let unplaced_ids: std::collections::HashSet<(&[u8], &[u8])> = unplaced
+            .iter()
+            .map(|s| (s.trace_id.as_slice(), s.span_id.as_slice()))
+            .collect();
+        for span in unplaced {
+            // Only the top of an unplaced subtree looks further.
+            if unplaced_ids.contains(&(span.trace_id.as_slice(), span.parent_span_id.as_slice())) {
+                continue;
+            }
+            match memory.transaction_of_parent(span) {
+                Some((series, minute)) => {
+                    let mut next = vec![span];
+                    let mut walked = 0;
+                    while let Some(segment) = next.pop() {
+                        if walked >= MAX_SEGMENT_SPANS || is_transaction(segment, false) {
+                            continue;
+                        }
+                        walked += 1;
+                        let nested = children(segment);
+                        count_segment(&mut counters, (&series, minute), segment, &nested, limits);
+                        memory.place(segment, &series, minute, now);
+                        next.extend(nested);
+                    }
+                }
+                None => {
+                    let mut next = vec![span];
+                    while let Some(waiting) = next.pop() {
+                        memory.wait(waiting, now);
+                        next.extend(children(waiting));
+                    }
+                }
             }
         }
     }
@@ -304,4 +460,117 @@ fn one_run(seconds: f64) -> Histogram {
     // Durations come from span timestamps: finite, and at least zero.
     let _ = histogram.record(seconds.max(0.0));
     histogram
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+
+    const NOW: u64 = 1_800_000_000_000_000_000;
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn span(id: u8, parent: u8, name: &str, kind: SpanKind, (start, end): (u64, u64)) -> Span {
+        Span {
+            trace_id: vec![7; 16],
+            span_id: vec![id; 8],
+            parent_span_id: if parent == 0 { Vec::new() } else { vec![parent; 8] },
+            name: name.into(),
+            kind: kind as i32,
+            start_time_unix_nano: NOW - 1_000_000_000 + start * 1_000_000,
+            end_time_unix_nano: NOW - 1_000_000_000 + end * 1_000_000,
+            attributes: match kind {
+                SpanKind::Server => vec![kv("http.request.method", "GET"), kv("http.route", "/checkout")],
+                SpanKind::Client => vec![kv("url.full", "http://partner/pay")],
+                _ => Vec::new(),
+            },
+            ..Default::default()
+        }
+    }
+
+    fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", "shop")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn calls(converted: &[Converted]) -> Vec<(String, String, f64)> {
+        let mut calls: Vec<(String, String, f64)> = converted
+            .iter()
+            .flat_map(|c| &c.batch.counters)
+            .filter(|c| c.name == "kuroko.segment.calls")
+            .map(|c| (c.key.transaction.clone(), c.labels.clone(), c.value))
+            .collect();
+        calls.sort_by(|a, b| a.1.cmp(&b.1));
+        calls
+    }
+
+    /// The batch span processor exports a request's first children (which
+    /// end first) before its SERVER span, and work that outlives the
+    /// response after it: every one is still a segment of the transaction.
+    #[test]
+    fn spans_exported_before_and_after_their_transaction_are_its_segments() {
+        let mut memory = SpanMemory::default();
+        let limits = Limits::default();
+        let early = request(vec![
+            span(3, 2, "GET partner", SpanKind::Client, (10, 40)),
+            span(2, 1, "router - /checkout", SpanKind::Internal, (5, 45)),
+        ]);
+        let root = request(vec![span(1, 0, "GET /checkout", SpanKind::Server, (0, 50))]);
+        let late = request(vec![span(4, 1, "audit", SpanKind::Internal, (48, 80))]);
+        let converted: Vec<Converted> = [early, root, late]
+            .iter()
+            .map(|r| convert(r, &limits, NOW, &mut memory))
+            .collect();
+        assert_eq!(
+            calls(&converted),
+            [
+                (
+                    "GET /checkout".to_owned(),
+                    "kuroko.segment.kind=code,kuroko.segment.name=audit".to_owned(),
+                    1.0
+                ),
+                (
+                    "GET /checkout".to_owned(),
+                    "kuroko.segment.kind=code,kuroko.segment.name=router - /checkout".to_owned(),
+                    1.0
+                ),
+                (
+                    "GET /checkout".to_owned(),
+                    "kuroko.segment.kind=external,kuroko.segment.name=GET partner".to_owned(),
+                    1.0
+                ),
+            ]
+        );
+        // The router's exclusive time excludes the call it holds: 40 − 30 ms.
+        let exclusive: f64 = converted
+            .iter()
+            .flat_map(|c| &c.batch.counters)
+            .filter(|c| c.name == "kuroko.segment.exclusive_duration" && c.labels.contains("router"))
+            .map(|c| c.value)
+            .sum();
+        assert!((exclusive - 0.010).abs() < 1e-9, "{exclusive}");
+        assert_eq!(memory.waiting_spans, 0, "nothing left waiting");
+    }
 }

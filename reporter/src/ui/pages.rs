@@ -762,9 +762,9 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
                 div { dt { "Runs" } dd { (format_count(row.count)) } }
                 div { dt { "Throughput" } dd { (format_rate(row.throughput)) } }
                 div { dt { "Average" } dd { (format_duration(row.mean)) } }
-                div { dt { "p50" } dd { (format_duration(row.p50)) } }
-                div { dt { "p95" } dd { (format_duration(row.p95)) } }
-                div { dt { "p99" } dd { (format_duration(row.p99)) } }
+                div { dt { "p50" } dd { (percentile_text(row.p50, row.estimated)) } }
+                div { dt { "p95" } dd { (percentile_text(row.p95, row.estimated)) } }
+                div { dt { "p99" } dd { (percentile_text(row.p99, row.estimated)) } }
                 div { dt { "Slowest" } dd { (format_duration(row.max)) } }
                 div { dt { "Error rate" } dd { (ratio_text(row.error_rate)) } }
                 div { dt { "Apdex" } dd { (apdex_text(row.apdex)) } }
@@ -780,14 +780,24 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         (estimates_note(row.as_ref().is_some_and(|r| r.estimated), &advice))
     };
     let distribution_chart = match &merged {
-        Some(h) if h.count > 0 => charts::histogram_chart(
-            &distribution(h),
-            &[
-                ("p50", h.quantile(0.5)),
-                ("p95", h.quantile(0.95)),
-                ("p99", h.quantile(0.99)),
-            ],
-        ),
+        Some(h) if h.count > 0 => {
+            let chart = charts::histogram_chart(
+                &distribution(h),
+                &[
+                    ("p50", h.quantile(0.5)),
+                    ("p95", h.quantile(0.95)),
+                    ("p99", h.quantile(0.99)),
+                ],
+            );
+            html! {
+                (chart)
+                @if h.estimated {
+                    p.note { "Some of these runs came in an SDK's explicit buckets: within each of its buckets the \
+                              bars spread the bucket's runs evenly between its bounds (an interpolation, not a \
+                              measurement); only the bucket totals are known." }
+                }
+            }
+        }
         _ => html! { p.empty { "No runs in this window." } },
     };
     let segment_rows: Vec<(String, f64)> = breakdown
