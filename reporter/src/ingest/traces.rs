@@ -153,8 +153,8 @@ pub(crate) fn series_of(sender: &Identity, root: &Span) -> SeriesKey {
 const SPAN_MEMORY_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 /// Most spans waiting for their parent.
 const MAX_WAITING_SPANS: usize = 20_000;
-/// Most spans remembered with their transaction.
-const MAX_ATTRIBUTED_SPANS: usize = 200_000;
+/// Most spans remembered with their transaction (about 100 bytes each).
+const MAX_ATTRIBUTED_SPANS: usize = 100_000;
 
 /// A span's place: (trace id, span id).
 type SpanRef = (Vec<u8>, Vec<u8>);
@@ -173,13 +173,17 @@ pub struct SpanMemory {
     /// Spans whose parent was not seen, by (trace, parent).
     waiting: HashMap<SpanRef, Vec<(Span, std::time::Instant)>>,
     waiting_spans: usize,
-    /// Spans placed, with their transaction's series and minute.
-    attributed: HashMap<SpanRef, (SeriesKey, i64, std::time::Instant)>,
+    /// Spans placed, with their transaction's series (shared by its spans)
+    /// and minute.
+    attributed: HashMap<SpanRef, (std::sync::Arc<SeriesKey>, i64, std::time::Instant)>,
 }
 
 impl SpanMemory {
     /// Takes the spans waiting for `span` (its children), and theirs.
     fn adopt(&mut self, span: &Span, into: &mut Vec<Span>) {
+        if self.waiting.is_empty() {
+            return;
+        }
         let mut parents = vec![(span.trace_id.clone(), span.span_id.clone())];
         while let Some(parent) = parents.pop() {
             for (child, _) in self.waiting.remove(&parent).unwrap_or_default() {
@@ -208,7 +212,7 @@ impl SpanMemory {
     }
 
     /// Remembers that `span` belongs to the transaction `series` of `minute`.
-    fn place(&mut self, span: &Span, series: &SeriesKey, minute: i64, now: std::time::Instant) {
+    fn place(&mut self, span: &Span, series: &std::sync::Arc<SeriesKey>, minute: i64, now: std::time::Instant) {
         if self.attributed.len() >= MAX_ATTRIBUTED_SPANS {
             self.attributed
                 .retain(|_, (_, _, since)| now.duration_since(*since) < SPAN_MEMORY_TTL);
@@ -221,7 +225,7 @@ impl SpanMemory {
     }
 
     /// The transaction a span's parent was placed in, if remembered.
-    fn transaction_of_parent(&self, span: &Span) -> Option<(SeriesKey, i64)> {
+    fn transaction_of_parent(&self, span: &Span) -> Option<(std::sync::Arc<SeriesKey>, i64)> {
         let parent = (span.trace_id.clone(), span.parent_span_id.clone());
         self.attributed
             .get(&parent)
@@ -338,9 +342,10 @@ pub fn convert(
                 placed.extend(segments.iter().map(|s| (s.trace_id.as_slice(), s.span_id.as_slice())));
                 if !ours {
                     let minute = minute(root.end_time_unix_nano);
-                    memory.place(root, &series, minute, now);
+                    let shared = std::sync::Arc::new(series.clone());
+                    memory.place(root, &shared, minute, now);
                     for span in &segments {
-                        memory.place(span, &series, minute, now);
+                        memory.place(span, &shared, minute, now);
                     }
                     // The run, on the series read only when no metric counts it.
                     let runs = SeriesKey {
