@@ -350,6 +350,8 @@ struct Encoded {
     tables: [Vec<u8>; DATA_TABLES.len()],
     /// Trace links, to insert after the errors (see [`LinkRow`]).
     links: Vec<LinkRow>,
+    /// Series whose `metric_transaction` rows these are.
+    metric_series: Vec<u64>,
 }
 
 impl Gather for Encoded {
@@ -364,6 +366,7 @@ impl Gather for Encoded {
             table.extend_from_slice(&rows);
         }
         self.links.extend(other.links);
+        self.metric_series.extend(other.metric_series);
     }
 }
 
@@ -1104,19 +1107,22 @@ impl ClickHouseStore {
                 state: BASE64.encode(state.to_bytes()),
             }),
         )?;
-        let mut registered = self.metric_series.lock().unwrap_or_else(|e| e.into_inner());
-        let counted = batch
-            .histograms
-            .iter()
-            .filter(|p| !is_span_counted(&p.key.kind) && registered.insert(series_id(&p.key)));
-        let rows: Vec<MetricTransactionRow<'_>> = counted
-            .map(|p| MetricTransactionRow {
-                service: &p.key.service,
-                host: &p.key.host,
-                txn: &p.key.transaction,
-                environment: &p.key.environment,
-            })
-            .collect();
+        // Noted as registered once inserted (`insert_group`): a failed write
+        // retries them.
+        let registered = self.metric_series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<MetricTransactionRow<'_>> = Vec::new();
+        for p in batch.histograms.iter().filter(|p| !is_span_counted(&p.key.kind)) {
+            let id = series_id(&p.key);
+            if !registered.contains(&id) && !out.metric_series.contains(&id) {
+                out.metric_series.push(id);
+                rows.push(MetricTransactionRow {
+                    service: &p.key.service,
+                    host: &p.key.host,
+                    txn: &p.key.transaction,
+                    environment: &p.key.environment,
+                });
+            }
+        }
         drop(registered);
         self.encode(metric_transactions, rows)?;
         Ok(out)
@@ -1134,6 +1140,10 @@ impl ClickHouseStore {
         for (table, rows) in DATA_TABLES.iter().zip(&group.tables) {
             self.insert_encoded(table, rows)?;
         }
+        self.metric_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(&group.metric_series);
         let links = self.links_waited_for(group.links)?;
         self.insert("trace_link", &links)
     }

@@ -782,23 +782,32 @@ impl SqliteStore {
         }
         // The transactions a duration metric now counts: their span-counted
         // runs are no longer read. Each series once per process.
-        let mut registered = self.metric_series.lock().unwrap_or_else(|e| e.into_inner());
-        for &(series, _) in pending.histograms.keys() {
-            if registered.insert(series) {
-                transaction
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO metric_transaction (service, host, txn, environment)
-                         SELECT service, host, txn, environment FROM series WHERE id = ?1 AND kind NOT LIKE '%.spans'",
-                    )?
-                    .execute([series])?;
+        // (Noted as registered only once committed: a failed flush retries them.)
+        let mut registering: FxHashSet<i64> = FxHashSet::default();
+        {
+            let registered = self.metric_series.lock().unwrap_or_else(|e| e.into_inner());
+            for &(series, _) in pending.histograms.keys() {
+                if !registered.contains(&series) && registering.insert(series) {
+                    transaction
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO metric_transaction (service, host, txn, environment)
+                             SELECT service, host, txn, environment FROM series
+                             WHERE id = ?1 AND kind NOT LIKE '%.spans'",
+                        )?
+                        .execute([series])?;
+                }
             }
         }
-        drop(registered);
         transaction.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('journal_flushed_through', ?1)",
             [i64::try_from(through).unwrap_or(i64::MAX)],
         )?;
-        transaction.commit()
+        transaction.commit()?;
+        self.metric_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(registering);
+        Ok(())
     }
 }
 
