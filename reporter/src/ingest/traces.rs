@@ -151,8 +151,10 @@ pub(crate) fn series_of(sender: &Identity, root: &Span) -> SeriesKey {
 /// How long spans wait for their transaction, and transactions for their
 /// late spans, across requests.
 const SPAN_MEMORY_TTL: std::time::Duration = std::time::Duration::from_secs(120);
-/// Most spans waiting for their parent.
+/// Most spans waiting for their parent, and most bytes they may take
+/// (a hostile request's spans can carry large attributes).
 const MAX_WAITING_SPANS: usize = 20_000;
+const MAX_WAITING_BYTES: usize = 32 << 20;
 /// Most spans remembered with their transaction (about 100 bytes each).
 const MAX_ATTRIBUTED_SPANS: usize = 100_000;
 
@@ -173,6 +175,7 @@ pub struct SpanMemory {
     /// Spans whose parent was not seen, by (trace, parent).
     waiting: HashMap<SpanRef, Vec<(Span, std::time::Instant)>>,
     waiting_spans: usize,
+    waiting_bytes: usize,
     /// Spans placed, with their transaction's series (shared by its spans)
     /// and minute.
     attributed: HashMap<SpanRef, (std::sync::Arc<SeriesKey>, i64, std::time::Instant)>,
@@ -188,6 +191,7 @@ impl SpanMemory {
         while let Some(parent) = parents.pop() {
             for (child, _) in self.waiting.remove(&parent).unwrap_or_default() {
                 self.waiting_spans = self.waiting_spans.saturating_sub(1);
+                self.waiting_bytes = self.waiting_bytes.saturating_sub(prost::Message::encoded_len(&child));
                 parents.push((child.trace_id.clone(), child.span_id.clone()));
                 into.push(child);
             }
@@ -196,19 +200,23 @@ impl SpanMemory {
 
     /// Keeps `span` until its parent arrives (unless full).
     fn wait(&mut self, span: &Span, now: std::time::Instant) {
-        if self.waiting_spans >= MAX_WAITING_SPANS {
+        let bytes = prost::Message::encoded_len(span);
+        if self.waiting_spans >= MAX_WAITING_SPANS || self.waiting_bytes + bytes > MAX_WAITING_BYTES {
             self.waiting.retain(|_, spans| {
                 spans.retain(|(_, since)| now.duration_since(*since) < SPAN_MEMORY_TTL);
                 !spans.is_empty()
             });
-            self.waiting_spans = self.waiting.values().map(Vec::len).sum();
-            if self.waiting_spans >= MAX_WAITING_SPANS {
+            let all = || self.waiting.values().flatten();
+            self.waiting_spans = all().count();
+            self.waiting_bytes = all().map(|(s, _)| prost::Message::encoded_len(s)).sum();
+            if self.waiting_spans >= MAX_WAITING_SPANS || self.waiting_bytes + bytes > MAX_WAITING_BYTES {
                 return;
             }
         }
         let parent = (span.trace_id.clone(), span.parent_span_id.clone());
         self.waiting.entry(parent).or_default().push((span.clone(), now));
         self.waiting_spans += 1;
+        self.waiting_bytes += bytes;
     }
 
     /// Remembers that `span` belongs to the transaction `series` of `minute`.
