@@ -63,6 +63,24 @@ impl StreamState {
     }
 }
 
+/// Keeps the latest state of each stream of `states` in `streams`: a state
+/// older than the one held (a replica's read back late, a replayed record)
+/// is ignored.
+pub fn keep_latest<S: std::hash::BuildHasher>(
+    streams: &mut std::collections::HashMap<StreamId, StreamState, S>,
+    states: impl IntoIterator<Item = (StreamId, StreamState)>,
+) {
+    for (id, state) in states {
+        match streams.get_mut(&id) {
+            Some(held) if !state.is_after(held) => {}
+            Some(held) => *held = state,
+            None => {
+                streams.insert(id, state);
+            }
+        }
+    }
+}
+
 /// A cumulative value.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum StreamValue {

@@ -13,7 +13,11 @@
 //! - p50, p95, p99: inside the explicit bucket that holds the true value
 //!   (explicit buckets, then the row says `estimated`), or within 1% of it
 //!   (exponential buckets, scale ≤ 7);
-//! - the mean: exact.
+//! - the mean: exact;
+//! - `GET /orders/{id}`'s breakdown: one external call per run, its share of
+//!   the time within 2 points of the service's own (half of each run is a
+//!   CLIENT span), and one error group for its declined payments (recorded
+//!   as exception span events), in its transaction, counted once per 500.
 //!
 //! Three shapes: explicit buckets with the advised bounds and cumulative
 //! temporality over HTTP, exponential buckets cumulative over gRPC, and
@@ -66,7 +70,8 @@ fn start_reporter(store: &Path, grpc: &str, http: &str) -> Serve {
 #[derive(Debug, Default)]
 struct Truth {
     sdk: String,
-    requests: BTreeMap<String, Vec<(u16, f64)>>,
+    /// (status, seconds, seconds in the outgoing call).
+    requests: BTreeMap<String, Vec<(u16, f64, Option<f64>)>>,
 }
 
 /// Runs the service against `reporter`; with `restart`, kills the reporter
@@ -111,12 +116,12 @@ fn run_service(reporter: Serve, store: &Path, shape: [&str; 3], restart: bool) -
             truth.sdk = version.to_owned();
         } else if let Some(request) = line.strip_prefix("request=") {
             let fields: Vec<&str> = request.split('\t').collect();
-            assert_eq!(fields.len(), 3, "{line:?}");
-            truth
-                .requests
-                .entry(fields[0].to_owned())
-                .or_default()
-                .push((fields[1].parse().unwrap(), fields[2].parse().unwrap()));
+            assert_eq!(fields.len(), 4, "{line:?}");
+            truth.requests.entry(fields[0].to_owned()).or_default().push((
+                fields[1].parse().unwrap(),
+                fields[2].parse().unwrap(),
+                fields[3].parse().ok(),
+            ));
         }
     }
     let output = child.wait_with_output().unwrap();
@@ -173,14 +178,61 @@ impl Problems {
 fn rows(store: &Path, from: i64) -> Vec<EndpointRow> {
     let store = SqliteStore::open(store).unwrap();
     let owners = Owners::empty();
-    let scope = Scope {
-        service: Some(SERVICE.to_owned()),
-        ..Scope::window(from, now_minute() + 2)
-    };
     Analysis::new(&store, &owners)
-        .slowest(&scope, Rank::P50, 100)
+        .slowest(&scope(from), Rank::P50, 100)
         .unwrap()
         .rows
+}
+
+fn scope(from: i64) -> Scope {
+    Scope {
+        service: Some(SERVICE.to_owned()),
+        ..Scope::window(from, now_minute() + 2)
+    }
+}
+
+/// Where `GET /orders/{id}` spends its time, and the service's error groups,
+/// against the service's record: the outgoing call's share of the time
+/// within 2 points, and one error group for its declined payments, in its
+/// transaction, counted once per 500.
+fn check_breakdown_and_errors(problems: &mut Problems, store: &Path, from: i64, truth: &Truth) {
+    let store = SqliteStore::open(store).unwrap();
+    let owners = Owners::empty();
+    let analysis = Analysis::new(&store, &owners);
+    let name = "GET /orders/{id}";
+    let orders = &truth.requests["/orders/{id}"];
+    let total: f64 = orders.iter().map(|(_, s, _)| s).sum();
+    let outgoing: f64 = orders.iter().filter_map(|(_, _, o)| *o).sum();
+    let share = outgoing / total;
+    let breakdown = analysis.breakdown(&scope(from), SERVICE, name, 5).unwrap();
+    let external = breakdown.kinds.iter().find(|k| k.kind == "external");
+    problems.check(external.is_some_and(|k| k.calls == orders.len() as f64), || {
+        format!("{name}: external calls {external:?}, served {}", orders.len())
+    });
+    let stored = external.map_or(0.0, |k| k.share);
+    problems.check((stored - share).abs() <= 0.02, || {
+        format!("{name}: external share {stored:.3}, true {share:.3}")
+    });
+    let declined = orders.iter().filter(|(status, _, _)| *status >= 500).count() as u64;
+    let groups = analysis.errors(&scope(from)).unwrap();
+    let found: Vec<(String, u64, Vec<(String, u64)>)> = groups
+        .iter()
+        .map(|g| {
+            let transactions = g
+                .transactions
+                .iter()
+                .map(|t| (t.transaction.clone(), t.count))
+                .collect();
+            (g.title.clone(), g.count, transactions)
+        })
+        .collect();
+    problems.check(
+        found.len() == 1
+            && found[0].0.contains("PaymentDeclined")
+            && found[0].1 == declined
+            && found[0].2 == [(name.to_owned(), declined)],
+        || format!("error groups: stored {found:?}, true one PaymentDeclined x{declined} in {name}"),
+    );
 }
 
 /// Kuroko's rows against the service's own record.
@@ -196,7 +248,7 @@ fn check(problems: &mut Problems, rows: &[EndpointRow], truth: &Truth, bounds: O
             continue;
         };
         let n = requests.len() as u64;
-        let failed = requests.iter().filter(|(status, _)| *status >= 500).count() as u64;
+        let failed = requests.iter().filter(|(status, _, _)| *status >= 500).count() as u64;
         problems.check(row.count == n, || {
             format!("{name}: runs: stored {}, served {n}", row.count)
         });
@@ -207,7 +259,7 @@ fn check(problems: &mut Problems, rows: &[EndpointRow], truth: &Truth, bounds: O
         problems.check(row.error_rate.is_some_and(|r| (r - rate).abs() < 1e-9), || {
             format!("{name}: error rate: stored {:?}, true {rate}", row.error_rate)
         });
-        let mut seconds: Vec<f64> = requests.iter().map(|(_, s)| *s).collect();
+        let mut seconds: Vec<f64> = requests.iter().map(|(_, s, _)| *s).collect();
         seconds.sort_by(f64::total_cmp);
         let mean = seconds.iter().sum::<f64>() / seconds.len() as f64;
         problems.check((row.mean - mean).abs() <= 1e-9 * mean, || {
@@ -249,6 +301,7 @@ fn exact_across_a_restart(shape: [&str; 3], bounds: Option<&[f64]>) {
     let rows = rows(&store, from);
     let mut problems = Problems::default();
     check(&mut problems, &rows, &truth, bounds);
+    check_breakdown_and_errors(&mut problems, &store, from, &truth);
     assert!(
         problems.0.is_empty(),
         "SDK {} {shape:?}, reporter killed and restarted halfway ({:.1} s): {} problem(s):\n- {}\nrows: {rows:#?}",
@@ -297,7 +350,7 @@ fn seconds_in_millisecond_bounds_are_detected_and_explained() {
         };
         let (min, max) = requests
             .iter()
-            .fold((f64::INFINITY, 0.0f64), |(lo, hi), (_, s)| (lo.min(*s), hi.max(*s)));
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), (_, s, _)| (lo.min(*s), hi.max(*s)));
         problems.check(row.count == requests.len() as u64, || {
             format!("{name}: runs {}", row.count)
         });

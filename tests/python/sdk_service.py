@@ -23,8 +23,13 @@ Usage: sdk_service.py PROTOCOL ENDPOINT TEMPORALITY AGGREGATION [--pause]
                `paused` and wait for a line on stdin before the second half:
                the test restarts the reporter meanwhile.
 
-Prints, one per line: `sdk=VERSION`, then `request=ROUTE<TAB>STATUS<TAB>SECONDS`
-for every request, `paused` when pausing; exits 0, or 1 when an export
+Each `GET /orders/{id}` spends half its work in a CLIENT span (a call to a
+partner API); each of its 500s records a `PaymentDeclined` exception on its
+SERVER span (`record_exception`).
+
+Prints, one per line: `sdk=VERSION`, then
+`request=ROUTE<TAB>STATUS<TAB>SECONDS<TAB>OUTGOING` for every request
+(OUTGOING: seconds in the CLIENT span, empty for routes without one), `paused` when pausing; exits 0, or 1 when an export
 failed, 2 on bad usage, 3 when the packages are missing (tests/run-all.sh
 installs them).
 """
@@ -61,6 +66,10 @@ except ImportError as error:
 
 ADVISED_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
 REQUESTS = 240
+
+
+class PaymentDeclined(Exception):
+    """What a 500 of GET /orders/{id} records on its span."""
 TIMEOUT_MS = 10_000
 
 
@@ -163,8 +172,25 @@ def main(argv):
             begin = time.perf_counter()
             route, work, status = by_path[self.path]
             attributes = {"http.request.method": "GET", "http.route": route}
+            outgoing = None
             with tracer.start_as_current_span(f"GET {route}", kind=SpanKind.SERVER, attributes=attributes) as span:
-                time.sleep(work)
+                if route == "/orders/{id}":
+                    # Half the work is a call to a partner API, timed as
+                    # the SDK's HTTP clients time one: a CLIENT span.
+                    called = time.perf_counter()
+                    with tracer.start_as_current_span(
+                        "GET", kind=SpanKind.CLIENT, attributes={"url.full": "http://partner.test/pay"}
+                    ):
+                        time.sleep(work / 2)
+                    outgoing = time.perf_counter() - called
+                    time.sleep(work / 2)
+                else:
+                    time.sleep(work)
+                if status >= 500:
+                    try:
+                        raise PaymentDeclined(f"payment for order {self.path.rsplit('/', 1)[-1]} declined")
+                    except PaymentDeclined as error:
+                        span.record_exception(error)
                 self.send_response(status)
                 self.send_header("content-length", "2")
                 self.end_headers()
@@ -176,7 +202,7 @@ def main(argv):
                     recorded["error.type"] = str(status)
                 seconds = time.perf_counter() - begin
                 duration.record(seconds, recorded)
-            truth.append((route, status, seconds))
+            truth.append((route, status, seconds, outgoing))
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -203,8 +229,8 @@ def main(argv):
     server.shutdown()
     meters.shutdown()
     tracers.shutdown()
-    for route, status, seconds in truth:
-        print(f"request={route}\t{status}\t{seconds!r}")
+    for route, status, seconds, outgoing in truth:
+        print(f"request={route}\t{status}\t{seconds!r}\t{'' if outgoing is None else repr(outgoing)}")
     if failures:
         print("\n".join(failures), file=sys.stderr)
         return 1

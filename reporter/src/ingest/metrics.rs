@@ -27,7 +27,7 @@ use super::otlp::{
     Identity, Limits, IDENTITY,
 };
 use super::wire::{Attr, Data, Metric, Request};
-use crate::cumulative::{relate, stream_id, Explicit, Relation, StreamId, StreamState, StreamValue};
+use crate::cumulative::{keep_latest, relate, stream_id, Explicit, Relation, StreamId, StreamState, StreamValue};
 use crate::histogram::{Histogram, InvalidPoint};
 use crate::store::{CounterPoint, HistogramPoint, SeriesKey};
 
@@ -51,25 +51,7 @@ impl Deltas {
     /// Moves the streams on, once their batch is stored; a state older than
     /// the one held (a replica's, read back late) is ignored.
     pub fn apply(&mut self, updates: impl IntoIterator<Item = (StreamId, StreamState)>) {
-        for (id, state) in updates {
-            match self.streams.get_mut(&id) {
-                Some(held) if !state.is_after(held) => {}
-                Some(held) => *held = state,
-                None => {
-                    self.streams.insert(id, state);
-                }
-            }
-        }
-    }
-
-    /// Streams held.
-    pub fn len(&self) -> usize {
-        self.streams.len()
-    }
-
-    /// True when no stream is held.
-    pub fn is_empty(&self) -> bool {
-        self.streams.is_empty()
+        keep_latest(&mut self.streams, updates);
     }
 }
 

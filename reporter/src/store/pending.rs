@@ -239,15 +239,7 @@ impl Pending {
 
     /// Keeps the latest state of each stream.
     fn add_streams(&mut self, states: impl IntoIterator<Item = (StreamId, StreamState)>) {
-        for (id, state) in states {
-            match self.streams.get_mut(&id) {
-                Some(held) if !state.is_after(held) => {}
-                Some(held) => *held = state,
-                None => {
-                    self.streams.insert(id, state);
-                }
-            }
-        }
+        crate::cumulative::keep_latest(&mut self.streams, states);
     }
 
     /// Merges a record replayed from the journal.
