@@ -215,7 +215,9 @@ fn check_breakdown_and_errors(problems: &mut Problems, store: &Path, from: i64, 
     });
     let declined = orders.iter().filter(|(status, _, _)| *status >= 500).count() as u64;
     let groups = analysis.errors(&scope(from)).unwrap();
-    let found: Vec<(String, u64, Vec<(String, u64)>)> = groups
+    // (title, occurrences, occurrences per transaction), per group.
+    type Found = (String, u64, Vec<(String, u64)>);
+    let found: Vec<Found> = groups
         .iter()
         .map(|g| {
             let transactions = g
