@@ -196,7 +196,7 @@ impl Histogram {
     /// runs, a bucket holding runs beyond [`MAX_DURATION_SECONDS`] (a
     /// crafted offset at a fine scale reaches 2^2048 s), or a min, max or
     /// mean beyond it.
-    fn check_physical(&self) -> Result<(), InvalidPoint> {
+    pub(crate) fn check_physical(&self) -> Result<(), InvalidPoint> {
         if self.count > MAX_POINT_COUNT {
             return Err(InvalidPoint::TooMany(self.count));
         }

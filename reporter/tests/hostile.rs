@@ -310,6 +310,36 @@ async fn impossible_durations_and_counts_are_refused() {
         })),
         ..Default::default()
     };
+    // 2^22 minutes (eight years) in an exponential point whose unit is
+    // minutes: within a year as a number, not once in seconds. Found by the
+    // structured fuzz target.
+    let minutes = Metric {
+        name: "http.server.request.duration".into(),
+        unit: "min".into(),
+        data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: vec![ExponentialHistogramDataPoint {
+                attributes: route("/minutes"),
+                start_time_unix_nano: time - 60_000_000_000,
+                time_unix_nano: time,
+                count: 1,
+                sum: Some(4_194_304.5),
+                scale: 0,
+                positive: Some(Buckets {
+                    offset: 22,
+                    bucket_counts: vec![1],
+                }),
+                min: Some(4_194_304.5),
+                max: Some(4_194_304.5),
+                ..Default::default()
+            }],
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+        })),
+        ..Default::default()
+    };
+    // An attribute's name of 2 KB: names are kept in labels and spans too.
+    let mut long_key = good_point(time);
+    long_key.attributes = route("/long-key");
+    long_key.attributes.push(kv(&"k".repeat(2_048), "v"));
     let explicit = |path: &str, bounds: Vec<f64>, counts: Vec<u64>, count: u64| HistogramDataPoint {
         attributes: route(path),
         start_time_unix_nano: time - 60_000_000_000,
@@ -324,8 +354,10 @@ async fn impossible_durations_and_counts_are_refused() {
         "shop",
         vec![
             exponential,
+            minutes,
             histogram_metric(vec![
                 good_point(time),
+                long_key,
                 // Runs beyond 1e300 s: refused.
                 explicit("/beyond", vec![0.01, 1e300], vec![0, 0, 1], 1),
                 // 1e300 as the top bound of runs at 20 ms: an open end.
@@ -339,8 +371,12 @@ async fn impossible_durations_and_counts_are_refused() {
         post(&reporter, "metrics", request.encode_to_vec()).await;
     assert_eq!(status, 200);
     let partial = answer.partial_success.expect("a partial-success answer");
-    assert_eq!(partial.rejected_data_points, 3, "{partial:?}");
-    for reason in ["beyond a year", "more than 2^53 runs"] {
+    assert_eq!(partial.rejected_data_points, 5, "{partial:?}");
+    for reason in [
+        "beyond a year",
+        "more than 2^53 runs",
+        "an attribute's name is 2048 bytes long",
+    ] {
         assert!(partial.error_message.contains(reason), "{reason:?} in {partial:?}");
     }
     let slowest = reporter.query_until("slowest", &["GET /good", "GET /open"]);
@@ -348,7 +384,14 @@ async fn impossible_durations_and_counts_are_refused() {
         slowest.contains("GET /good") && slowest.contains("GET /open"),
         "{slowest}"
     );
-    for absent in ["GET /far", "GET /beyond", "GET /many", " h "] {
+    for absent in [
+        "GET /far",
+        "GET /beyond",
+        "GET /many",
+        "GET /minutes",
+        "GET /long-key",
+        " h ",
+    ] {
         assert!(!slowest.contains(absent), "{absent:?} in {slowest}");
     }
     assert!(reporter.alive());

@@ -53,6 +53,16 @@ impl Deltas {
     pub fn apply(&mut self, updates: impl IntoIterator<Item = (StreamId, StreamState)>) {
         keep_latest(&mut self.streams, updates);
     }
+
+    /// Streams followed.
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// True when no stream is followed.
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
 }
 
 /// Converts `request` (read in place, or decoded by prost: [`Request::of`]),
@@ -257,7 +267,7 @@ fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mu
                         p.sum,
                         p.min.zip(p.max),
                     )?;
-                    let whole = rescaled(histogram, factor);
+                    let whole = rescaled(histogram, factor)?;
                     Ok(match stream {
                         None => (whole, None),
                         Some(last) => {
@@ -457,10 +467,11 @@ fn histogram_point<'a>(
     true
 }
 
-/// A histogram in another unit, scaled by `factor` (1 for seconds).
-fn rescaled(mut histogram: Histogram, factor: f64) -> Histogram {
+/// A histogram in another unit, scaled by `factor` (1 for seconds), and
+/// checked again in seconds: a year of minutes is sixty years.
+fn rescaled(mut histogram: Histogram, factor: f64) -> Result<Histogram, InvalidPoint> {
     if factor == 1.0 {
-        return histogram;
+        return Ok(histogram);
     }
     // Shifting buckets by log2(factor) is exact only in whole buckets: an estimate.
     let shift = (factor.log2() * f64::powi(2.0, histogram.scale)).round() as i32;
@@ -470,5 +481,6 @@ fn rescaled(mut histogram: Histogram, factor: f64) -> Histogram {
     histogram.max *= factor;
     histogram.zero_threshold *= factor;
     histogram.estimated = true;
-    histogram
+    histogram.check_physical()?;
+    Ok(histogram)
 }

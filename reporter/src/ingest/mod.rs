@@ -9,6 +9,7 @@
 pub(crate) mod exceptions;
 pub mod grpc;
 pub mod http;
+pub mod invariants;
 pub(crate) mod json;
 pub mod logs;
 pub mod metrics;

@@ -287,6 +287,14 @@ pub(crate) fn check_except<A: Attribute>(
             limits.max_value_bytes
         ));
     }
+    // Keys are kept too (in labels, in spans): held to the same limit.
+    if let Some(kv) = attributes.iter().find(|kv| kv.key().len() > limits.max_value_bytes) {
+        return Err(format!(
+            "an attribute's name is {} bytes long, more than {}",
+            kv.key().len(),
+            limits.max_value_bytes
+        ));
+    }
     let oldest = now_unix_nano.saturating_sub(limits.max_age_seconds.saturating_mul(1_000_000_000));
     let latest = now_unix_nano.saturating_add(limits.max_future_seconds.saturating_mul(1_000_000_000));
     if time_unix_nano < oldest || time_unix_nano > latest {
