@@ -36,6 +36,13 @@ pub struct Limits {
     /// last lines, cut between. Never a reason to reject an error (nor is a
     /// long `exception.message`). Default: 16,384.
     pub max_stacktrace_bytes: usize,
+    /// Wrong tokens one client address may send to the web UI's `/login`
+    /// per minute; past it, `/login` answers 429 until the minute ends.
+    /// Default: 10.
+    pub max_login_failures_per_address: u32,
+    /// Wrong tokens all clients together may send to `/login` per minute.
+    /// Default: 100.
+    pub max_login_failures: u32,
 }
 
 impl Default for Limits {
@@ -49,6 +56,8 @@ impl Default for Limits {
             max_future_seconds: 3_600,
             max_cumulative_streams: 200_000,
             max_stacktrace_bytes: 16 << 10,
+            max_login_failures_per_address: 10,
+            max_login_failures: 100,
         }
     }
 }
