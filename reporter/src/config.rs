@@ -16,8 +16,8 @@
 //! max_series_per_service = 10000        # more fold into kuroko.overflow
 //! max_series = 200000                   # all services: new services' series past it fold into the service kuroko.overflow
 //! max_stacktrace_bytes = 16384          # exception.stacktrace kept (its first and last lines)
-//! max_login_failures_per_address = 10   # wrong tokens per minute from one address to /login (then 429)
-//! max_login_failures = 100              # wrong tokens per minute to /login, all addresses
+//! max_login_failures_per_address = 10   # wrong query tokens a minute from one address (then 429)
+//! max_login_failures = 100              # wrong query tokens a minute, all addresses (then /login: 429)
 //!
 //! [retention]                           # days kept at each resolution
 //! minute_days = 8

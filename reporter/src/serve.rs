@@ -148,15 +148,20 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         throttle: throttle.clone(),
         agents: receiver.agents.clone(),
     };
-    let app = http::router(receiver.clone(), config.max_body_bytes)
-        .merge(crate::self_metrics::router(
-            receiver.clone(),
-            throttle,
-            state.clone(),
-            config.auth.public_metrics,
-        ))
-        .merge(crate::api::router(state.clone()))
-        .merge(crate::ui::router_with(state.clone(), config.dashboards.clone(), extras));
+    // Everything that takes the query token counts its wrong guesses.
+    let guarded = crate::self_metrics::router(
+        receiver.clone(),
+        throttle.clone(),
+        state.clone(),
+        config.auth.public_metrics,
+    )
+    .merge(crate::api::router(state.clone()))
+    .merge(crate::ui::router_with(state.clone(), config.dashboards.clone(), extras))
+    .layer(axum::middleware::from_fn_with_state(
+        (state.clone(), throttle),
+        crate::ui::throttle::guard,
+    ));
+    let app = http::router(receiver.clone(), config.max_body_bytes).merge(guarded);
     let http_task = tokio::spawn(async move {
         let shutdown = async {
             let _ = http_stopped.await;

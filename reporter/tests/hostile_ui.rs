@@ -4,8 +4,10 @@
 //!
 //! - `/login?next=` never sends a reader off the site (`/%09/evil.example`
 //!   became `//evil.example` in a browser);
-//! - wrong tokens are throttled per client address and in total (429 with
-//!   `Retry-After`, counted in `/metrics`); `POST /logout` clears the cookie;
+//! - wrong tokens (at `/login`, and as a header or cookie on the API, the
+//!   pages and `/metrics`) are throttled per client address and in total
+//!   (429 with `Retry-After`, counted in `/metrics`); `POST /logout` clears
+//!   the cookie;
 //! - `/metrics` asks for the query token unless `public_metrics = true`;
 //! - `kuroko sql` stops at its row and time limits and says which flag
 //!   lifts them, streaming rows in bounded memory;
@@ -228,10 +230,80 @@ async fn wrong_tokens_are_throttled_per_address_and_in_total() {
         "8 wrong tokens in the minute, all addresses together"
     );
 
+    // The total closes /login only: a script with the token still reads.
     let text = metrics(&client(), &reporter).await;
     assert_eq!(counter(&text, "kuroko_reporter_logins_failed_total"), 8);
     // 295 guesses, the guesser's right token, the third address's.
     assert_eq!(counter(&text, "kuroko_reporter_logins_throttled_total"), 297);
+}
+
+#[tokio::test]
+async fn guesses_over_the_api_pages_and_metrics_spend_the_same_budget() {
+    let reporter = Reporter::start(
+        "guard",
+        &format!("[limits]\nmax_login_failures_per_address = 5\n{}", auth("")),
+    );
+    let get = |client: &Client, path: &str| client.get(reporter.url(path));
+    // Bearer guesses at the API and /metrics: 5 are answered, then 429.
+    let api = client_from(Some("127.0.0.5".parse().unwrap()));
+    let mut statuses = Vec::new();
+    for attempt in 0..20 {
+        let path = if attempt % 2 == 0 {
+            "/api/v1/slowest"
+        } else {
+            "/metrics"
+        };
+        let response = get(&api, path)
+            .bearer_auth(format!("guess-{attempt}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses[..5], [401; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    let right = get(&api, "/api/v1/slowest").bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(
+        right.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "right or not, while throttled"
+    );
+    assert!(header(&right, "retry-after")
+        .parse::<u64>()
+        .is_ok_and(|s| (1..=60).contains(&s)));
+
+    // Cookie guesses at the pages: sent to /login 5 times, then 429.
+    let pages = client_from(Some("127.0.0.6".parse().unwrap()));
+    let mut statuses = Vec::new();
+    for attempt in 0..10 {
+        let cookie = format!("kuroko_token=guess-{attempt}");
+        let response = get(&pages, "/errors").header("cookie", cookie).send().await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses[..5], [303; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+
+    // A stale cookie riding along to /login and the static files decides
+    // nothing and costs nothing: its reader can still sign in.
+    let stale = client_from(Some("127.0.0.7".parse().unwrap()));
+    for _ in 0..10 {
+        for path in ["/login", "/static/ui.css"] {
+            let response = get(&stale, path)
+                .header("cookie", "kuroko_token=old")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+        }
+    }
+    assert_eq!(
+        login(&stale, &reporter, TOKEN, "/").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let fine = get(&stale, "/api/v1/slowest").bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(fine.status(), StatusCode::OK);
+    let text = metrics(&client(), &reporter).await;
+    assert_eq!(counter(&text, "kuroko_reporter_logins_failed_total"), 10);
 }
 
 #[tokio::test]

@@ -36,12 +36,13 @@ pub struct Limits {
     /// last lines, cut between. Never a reason to reject an error (nor is a
     /// long `exception.message`). Default: 16,384.
     pub max_stacktrace_bytes: usize,
-    /// Wrong tokens one client address may send to the web UI's `/login`
-    /// per minute; past it, `/login` answers 429 until the minute ends.
+    /// Wrong query tokens one client address may send per minute (to
+    /// `/login`, or as a header or cookie to the API, the pages and
+    /// `/metrics`); past it, that address gets 429 until the minute ends.
     /// Default: 10.
     pub max_login_failures_per_address: u32,
-    /// Wrong tokens all clients together may send to `/login` per minute.
-    /// Default: 100.
+    /// Wrong query tokens all clients together may send per minute; past
+    /// it, `/login` answers 429 until the minute ends. Default: 100.
     pub max_login_failures: u32,
 }
 

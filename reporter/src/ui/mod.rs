@@ -38,12 +38,11 @@ pub mod health;
 pub mod pages;
 pub mod throttle;
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -567,23 +566,13 @@ fn cookie_safe(token: &str) -> bool {
             .all(|b| matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E))
 }
 
-/// The client's address, as the TCP connection gives it (absent when the
-/// router is served without connection info, as in tests).
-fn client_address(request: &Request) -> Option<IpAddr> {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip())
-}
-
 /// Longest login form read (a token and a path).
 const LOGIN_FORM_BYTES: usize = 16 << 10;
 
 async fn login(State(ui): State<Arc<Ui>>, request: Request) -> Response {
-    let address = client_address(&request);
+    let address = throttle::client_address(&request);
     if let Err(wait) = ui.throttle.check(address, Instant::now()) {
-        // Whole seconds, rounded up: a client that waits that long is let in.
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let seconds = throttle::retry_seconds(wait);
         let problem = format!("Too many wrong tokens: try again in {seconds} s.");
         let mut response = html_response(StatusCode::TOO_MANY_REQUESTS, login_page(&ui.app, "/", Some(&problem)));
         response

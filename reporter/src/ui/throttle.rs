@@ -1,7 +1,14 @@
-//! Login throttling: wrong tokens sent to `/login` are counted per client
-//! address and in total over a window; past either budget, `/login`
-//! answers 429 with `Retry-After` until the window ends, right token or not
-//! (else a guesser would keep guessing and learn when it hit).
+//! Login throttling: wrong query tokens are counted per client address and
+//! in total over a window; past either budget, the reporter answers 429
+//! with `Retry-After` until the window ends, right token or not (else a
+//! guesser would keep guessing and learn when it hit). Wrong tokens are
+//! counted wherever they decide the answer: `/login`'s form, and
+//! `authorization: Bearer` or the cookie on the API, the pages and
+//! `/metrics` ([`guard`]); not on `/login`, `/logout` or static files,
+//! where a stale cookie rides along and decides nothing. The total budget
+//! closes only `/login`: closing the API and the pages too would let one
+//! guesser with a few addresses shut every script, scraper and open page
+//! out; their guesses are held by the per-address budget.
 //!
 //! Addresses are the TCP peer's (a proxy's `X-Forwarded-For` is not
 //! trusted: anyone can write it); an IPv6 client counts by its /64, which a
@@ -13,6 +20,13 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::App;
 
 /// Most client addresses whose failures are remembered at once.
 pub const MAX_ADDRESSES: usize = 10_000;
@@ -68,15 +82,22 @@ impl Window {
 #[derive(Debug)]
 pub struct LoginThrottle {
     limits: LoginLimits,
-    state: Mutex<State>,
+    state: Mutex<Failures>,
     /// Wrong tokens sent to `/login`.
     pub failed: AtomicU64,
     /// Attempts refused with 429.
     pub throttled: AtomicU64,
 }
 
+/// Which budgets a check asks.
+#[derive(Clone, Copy)]
+enum Budgets {
+    Address,
+    AddressAndTotal,
+}
+
 #[derive(Debug)]
-struct State {
+struct Failures {
     by_address: HashMap<IpAddr, Window>,
     total: Window,
 }
@@ -97,7 +118,7 @@ impl LoginThrottle {
     pub fn new(limits: LoginLimits) -> Self {
         LoginThrottle {
             limits,
-            state: Mutex::new(State {
+            state: Mutex::new(Failures {
                 by_address: HashMap::new(),
                 total: Window {
                     start: Instant::now(),
@@ -110,8 +131,20 @@ impl LoginThrottle {
     }
 
     /// `Err(wait)` when `address` (or everyone) has used its budget of wrong
-    /// tokens: the attempt is refused without checking its token, and counted.
+    /// tokens: a `/login` attempt is refused without checking its token, and
+    /// counted.
     pub fn check(&self, address: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
+        self.check_in(Budgets::AddressAndTotal, address, now)
+    }
+
+    /// `Err(wait)` when `address` has used its budget: a request carrying a
+    /// token is refused without checking it, and counted. The total is not
+    /// asked: spent, it would shut every script, scraper and open page out.
+    pub fn check_address(&self, address: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
+        self.check_in(Budgets::Address, address, now)
+    }
+
+    fn check_in(&self, budgets: Budgets, address: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
         let LoginLimits {
             per_address,
             total,
@@ -121,7 +154,10 @@ impl LoginThrottle {
         let own = address
             .and_then(|a| state.by_address.get(&bucket(a)))
             .and_then(|w| w.closed_for(per_address, window, now));
-        let everyone = state.total.closed_for(total, window, now);
+        let everyone = match budgets {
+            Budgets::AddressAndTotal => state.total.closed_for(total, window, now),
+            Budgets::Address => None,
+        };
         match own.into_iter().chain(everyone).max() {
             Some(wait) => {
                 self.throttled.fetch_add(1, Ordering::Relaxed);
@@ -155,6 +191,65 @@ impl LoginThrottle {
             })
             .add(window, now);
     }
+}
+
+/// Whole seconds of `wait`, rounded up: a client that waits that long is let in.
+pub(crate) fn retry_seconds(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// The client's address, as the TCP connection gives it (absent when the
+/// router is served without connection info, as in tests).
+pub(crate) fn client_address(request: &Request) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+}
+
+/// Whether `request` carries a query token of its own (a header or the
+/// cookie) that decides its answer.
+fn carries_token(request: &Request) -> bool {
+    let path = request.uri().path();
+    let decides = !(path == "/login" || path == "/logout" || path.starts_with("/static/"));
+    let headers = request.headers();
+    decides
+        && (headers.contains_key(header::AUTHORIZATION)
+            || headers
+                .get_all(header::COOKIE)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|v| v.contains(super::TOKEN_COOKIE))))
+}
+
+/// Middleware for the API, the pages and `/metrics` (not OTLP, whose
+/// token is another): a request carrying a query token from an address
+/// over its budget is refused with 429; a wrong one is counted.
+pub async fn guard(
+    State((app, throttle)): State<(App, std::sync::Arc<LoginThrottle>)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !app.requires_token() || !carries_token(&request) {
+        return next.run(request).await;
+    }
+    let address = client_address(&request);
+    let now = Instant::now();
+    if let Err(wait) = throttle.check_address(address, now) {
+        let seconds = retry_seconds(wait);
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many wrong tokens: try again in {seconds} s\n"),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return response;
+    }
+    if !super::authorized(&app, request.headers()) {
+        throttle.failure(address, now);
+    }
+    next.run(request).await
 }
 
 #[cfg(test)]
