@@ -16,6 +16,8 @@
 //! max_series_per_service = 10000        # more fold into kuroko.overflow
 //! max_series = 200000                   # all services: new services' series past it fold into the service kuroko.overflow
 //! max_stacktrace_bytes = 16384          # exception.stacktrace kept (its first and last lines)
+//! max_login_failures_per_address = 10   # wrong query tokens a minute from one address (then 429)
+//! max_login_failures = 100              # wrong query tokens a minute, all addresses (then /login: 429)
 //!
 //! [retention]                           # days kept at each resolution
 //! minute_days = 8
@@ -24,6 +26,8 @@
 //!
 //! [auth]
 //! ingest_token_file = "/run/secrets/kuroko-ingest"   # clients send authorization: Bearer <token>
+//! query_token_file = "/run/secrets/kuroko-query"     # the API, the web UI and /metrics ask for it
+//! public_metrics = false                # true: /metrics answers without the query token
 //! ```
 //!
 //! Delivery of reports and alerts adds `owners`, `base_url`, `[schedule]`,
@@ -131,6 +135,10 @@ pub struct AuthConfig {
     pub query_token_file: Option<PathBuf>,
     /// The query token itself.
     pub query_token: Option<Secret>,
+    /// Whether the reporter's own `/metrics` answers without the query
+    /// token (for a scraper that cannot send `authorization: Bearer`).
+    /// Default: false, so with a query token `/metrics` asks for it too.
+    pub public_metrics: bool,
 }
 
 /// A secret: printed as `<redacted>`, never in logs.

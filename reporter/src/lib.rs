@@ -20,6 +20,7 @@ pub mod histogram;
 pub mod ingest;
 pub mod owners;
 pub mod report;
+pub mod self_metrics;
 pub mod serve;
 pub mod stable_hash;
 pub mod store;

@@ -71,6 +71,12 @@ enum Command {
         /// How to print the rows.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// Most rows printed; past it the query stops and says so (exit 1). 0: no limit.
+        #[arg(long, default_value_t = 100_000)]
+        max_rows: u64,
+        /// Longest the query may run, in seconds; then it is stopped and says so (exit 1). 0: no limit.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
         /// The query, or `-` to read it from standard input.
         #[arg(allow_hyphen_values = true)]
         query: String,
@@ -349,6 +355,8 @@ async fn main() -> anyhow::Result<()> {
             config,
             store,
             format,
+            max_rows,
+            timeout,
             query,
         } => {
             let mut settings = Config::load(config.as_deref())?;
@@ -358,8 +366,15 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 query
             };
-            print!("{}", kuroko_reporter::store::sql::run(&settings.store, &query, format)?);
-            Ok(())
+            let limits = kuroko_reporter::store::sql::SqlLimits {
+                max_rows,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let ran = kuroko_reporter::store::sql::run_to(&settings.store, &query, format, limits, &mut out);
+            std::io::Write::flush(&mut out).context("writing the rows")?;
+            Ok(ran?)
         }
         Command::Report { what } => report(what).await,
         Command::Query(args) => query(*args).await,

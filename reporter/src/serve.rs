@@ -137,13 +137,37 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         }
     });
     let (http_stop, http_stopped) = oneshot::channel::<()>();
-    let app = http::router(receiver.clone(), config.max_body_bytes)
-        .merge(crate::api::router(state.clone()))
-        .merge(crate::ui::router(state.clone(), config.dashboards.clone()));
+    let throttle = Arc::new(crate::ui::throttle::LoginThrottle::new(
+        crate::ui::throttle::LoginLimits {
+            per_address: config.limits.max_login_failures_per_address,
+            total: config.limits.max_login_failures,
+            window: std::time::Duration::from_secs(60),
+        },
+    ));
+    let extras = crate::ui::Extras {
+        throttle: throttle.clone(),
+        agents: receiver.agents.clone(),
+    };
+    // Everything that takes the query token counts its wrong guesses.
+    let guarded = crate::self_metrics::router(
+        receiver.clone(),
+        throttle.clone(),
+        state.clone(),
+        config.auth.public_metrics,
+    )
+    .merge(crate::api::router(state.clone()))
+    .merge(crate::ui::router_with(state.clone(), config.dashboards.clone(), extras))
+    .layer(axum::middleware::from_fn_with_state(
+        (state.clone(), throttle),
+        crate::ui::throttle::guard,
+    ));
+    let app = http::router(receiver.clone(), config.max_body_bytes).merge(guarded);
     let http_task = tokio::spawn(async move {
         let shutdown = async {
             let _ = http_stopped.await;
         };
+        // The peer's address, for the login throttle.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(error) = axum::serve(http_listener, app).with_graceful_shutdown(shutdown).await {
             tracing::error!(%error, "the OTLP/HTTP server stopped");
         }

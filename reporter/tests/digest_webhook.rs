@@ -259,6 +259,9 @@ async fn a_receiver_that_never_answers_times_out() {
     let err = post_json(&format!("http://{addr}{SECRET}"), &payloads, retry)
         .await
         .unwrap_err();
-    assert!(matches!(err, WebhookError::GaveUp { attempts: 2, .. }), "{err}");
+    // Connected and sent, never answered: it may have been taken, so it is
+    // not sent again (a second post could be a duplicate in the channel).
+    assert!(matches!(err, WebhookError::Unknown { attempts: 1, .. }), "{err}");
+    assert!(!err.to_string().contains("s3cr3t"), "{err}");
     drop(silent);
 }

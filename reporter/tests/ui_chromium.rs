@@ -6,8 +6,9 @@
 //! Runtime.exceptionThrown, Log.entryAdded), its charts hold the expected
 //! series and points, and changing a filter (a service, the window
 //! selector) changes what its tables list. The token gate is passed the way
-//! a person passes it: through `/login`'s form and its cookie. Load times
-//! are printed, not asserted.
+//! a person passes it: through `/login`'s form and its cookie; a hostile
+//! `next=` after it keeps the browser on the site, and "Sign out" ends the
+//! session. Load times are printed, not asserted.
 //!
 //! The protocol goes over `--remote-debugging-pipe` (NUL-separated JSON on
 //! file descriptors 3 and 4, the transport Puppeteer uses by default), so
@@ -333,6 +334,17 @@ fn the_ui_in_headless_chromium() {
     ));
     assert_eq!(browser.eval("location.pathname + location.search"), json!("/?since=1d"));
 
+    // A hostile `next` keeps the reader on the site: a tab in it, which
+    // Chromium drops, once made `/\t/evil.example` the other site's
+    // `//evil.example`.
+    let host = browser.eval("location.host");
+    browser.open(&url("/login?next=/%09/evil.example"));
+    browser.follow(&format!(
+        "document.querySelector('input[name=token]').value = {TOKEN:?}; document.querySelector('form.login').submit()"
+    ));
+    assert_eq!(browser.eval("location.host"), host);
+    assert_eq!(browser.eval("location.pathname"), json!("/"));
+
     // Overview: both services, all six features, a trend per row.
     let wall = browser.open(&url("/?since=1d"));
     browser.assert_clean("overview", wall);
@@ -464,4 +476,10 @@ fn the_ui_in_headless_chromium() {
         csv,
         ["/api/v1/slowest?since=1d&service=billing&group=feature&format=csv"]
     );
+
+    // "Sign out" ends the session: the pages ask for the token again.
+    browser.follow("document.querySelector('form.sign-out button').click()");
+    assert_eq!(browser.eval("location.pathname"), json!("/login"));
+    browser.open(&url("/errors"));
+    assert_eq!(browser.eval("location.pathname"), json!("/login"));
 }

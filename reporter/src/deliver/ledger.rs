@@ -13,9 +13,13 @@
 //! leaves a claim that becomes claimable again once the lease runs out, and
 //! a delivery recorded as [`LedgerStatus::Retrying`] is tried again once the
 //! lease since its last claim has passed (the lease doubles as the pause
-//! between rounds of retries). [`LedgerStatus::Sent`] and
-//! [`LedgerStatus::Failed`] are final: such a row is never claimed again, so
-//! a restart never sends twice (only `--force` resends, bypassing the claim).
+//! between rounds of retries). [`LedgerStatus::Sent`],
+//! [`LedgerStatus::Failed`] and [`LedgerStatus::Unknown`] are final: such a
+//! row is never claimed again, so a restart never sends twice (only
+//! `--force` resends, bypassing the claim). `unknown` is a chat message
+//! sent but not answered in time: it may have arrived, and resending it
+//! blindly could post it twice, so a person decides (`--force` resends it
+//! with the same `Idempotency-Key`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -34,6 +38,9 @@ pub enum LedgerStatus {
     Retrying,
     /// Given up: refused for good, or failed every round.
     Failed,
+    /// Sent, but not answered in time: it may have arrived. Not resent
+    /// unless forced.
+    Unknown,
 }
 
 impl LedgerStatus {
@@ -44,12 +51,13 @@ impl LedgerStatus {
             LedgerStatus::Sent => "sent",
             LedgerStatus::Retrying => "retrying",
             LedgerStatus::Failed => "failed",
+            LedgerStatus::Unknown => "unknown",
         }
     }
 
     /// Whether the row is settled and never claimed again.
     pub fn is_final(self) -> bool {
-        matches!(self, LedgerStatus::Sent | LedgerStatus::Failed)
+        matches!(self, LedgerStatus::Sent | LedgerStatus::Failed | LedgerStatus::Unknown)
     }
 }
 
@@ -73,6 +81,7 @@ impl FromStr for LedgerStatus {
             "sent" => LedgerStatus::Sent,
             "retrying" => LedgerStatus::Retrying,
             "failed" => LedgerStatus::Failed,
+            "unknown" => LedgerStatus::Unknown,
             other => return Err(UnknownStatus(other.to_owned())),
         })
     }

@@ -231,7 +231,29 @@ impl Target {
 /// How one channel's round went.
 struct Round {
     attempts: u32,
-    result: Result<(), (String, bool)>,
+    result: Result<(), (String, Settle)>,
+}
+
+/// What a failed round leaves to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Settle {
+    /// Try again next round (until [`Settings::max_rounds`]).
+    Retry,
+    /// Trying again would fail the same way.
+    Permanent,
+    /// It may have arrived (a timeout after it was sent): not resent
+    /// blindly; recorded [`LedgerStatus::Unknown`].
+    Unknown,
+}
+
+impl Settle {
+    fn permanent_if(permanent: bool) -> Settle {
+        if permanent {
+            Settle::Permanent
+        } else {
+            Settle::Retry
+        }
+    }
 }
 
 type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -476,7 +498,7 @@ impl Runner {
             Err(error) => claimed
                 .iter()
                 .map(|&c| {
-                    let result = Err((error.clone(), false));
+                    let result = Err((error.clone(), Settle::Retry));
                     (c, Round { attempts: 0, result })
                 })
                 .collect(),
@@ -484,9 +506,10 @@ impl Runner {
                 let email = claimed
                     .contains(&Channel::Email)
                     .then(|| self.send_email(outgoing.email));
-                let chat = claimed
-                    .contains(&Channel::Chat)
-                    .then(|| self.send_chat(target.webhook.clone(), outgoing.chat));
+                let chat = claimed.contains(&Channel::Chat).then(|| {
+                    let delivery = (sending.kind, target.name.as_str(), sending.period);
+                    self.send_chat(target.webhook.clone(), outgoing.chat, delivery)
+                });
                 let (email, chat) = tokio::join!(maybe(email), maybe(chat));
                 email
                     .map(|r| (Channel::Email, r))
@@ -503,7 +526,8 @@ impl Runner {
             let rounds = before.map_or(0, |b| b.rounds) + 1;
             let (status, error) = match round.result {
                 Ok(()) => (LedgerStatus::Sent, None),
-                Err((error, permanent)) if permanent || rounds >= settings.max_rounds => {
+                Err((error, Settle::Unknown)) => (LedgerStatus::Unknown, Some(error)),
+                Err((error, settle)) if settle == Settle::Permanent || rounds >= settings.max_rounds => {
                     (LedgerStatus::Failed, Some(error))
                 }
                 Err((error, _)) => (LedgerStatus::Retrying, Some(error)),
@@ -553,7 +577,10 @@ impl Runner {
         let (Some(smtp), Some(message)) = (self.inner.settings.smtp.clone(), message) else {
             return Round {
                 attempts: 0,
-                result: Err(("no email was made (or no [smtp] is configured)".to_owned(), true)),
+                result: Err((
+                    "no email was made (or no [smtp] is configured)".to_owned(),
+                    Settle::Permanent,
+                )),
             };
         };
         let retry = self.inner.settings.mail_retry;
@@ -573,43 +600,54 @@ impl Runner {
                 };
                 Round {
                     attempts,
-                    result: Err((error.to_string(), permanent)),
+                    result: Err((error.to_string(), Settle::permanent_if(permanent))),
                 }
             }
             Err(join) => Round {
                 attempts: 0,
-                result: Err((format!("the sending thread failed: {join}"), false)),
+                result: Err((format!("the sending thread failed: {join}"), Settle::Retry)),
             },
         }
     }
 
-    async fn send_chat(&self, url: Option<Secret>, payloads: Vec<serde_json::Value>) -> Round {
+    /// Posts the chat messages of delivery `(kind, team, period)`, keyed
+    /// by it ([`webhook::idempotency_key`]).
+    async fn send_chat(
+        &self,
+        url: Option<Secret>,
+        payloads: Vec<serde_json::Value>,
+        (kind, team, period): (&str, &str, &str),
+    ) -> Round {
         let Some(url) = url else {
             return Round {
                 attempts: 0,
-                result: Err(("no webhook URL".to_owned(), true)),
+                result: Err(("no webhook URL".to_owned(), Settle::Permanent)),
             };
         };
         if payloads.is_empty() {
             return Round {
                 attempts: 0,
-                result: Err(("no chat message was made".to_owned(), true)),
+                result: Err(("no chat message was made".to_owned(), Settle::Permanent)),
             };
         }
-        match webhook::post_json(url.expose(), &payloads, self.inner.settings.webhook_retry).await {
+        let target = target_key(team, Channel::Chat);
+        let key = webhook::idempotency_key(kind, &target, period, url.expose());
+        let retry = self.inner.settings.webhook_retry;
+        match webhook::post_json_keyed(url.expose(), &payloads, retry, Some(&key)).await {
             Ok(delivery) => Round {
                 attempts: delivery.attempts,
                 result: Ok(()),
             },
             Err(error) => {
-                let (attempts, permanent) = match &error {
-                    WebhookError::GaveUp { attempts, .. } => (*attempts, false),
-                    WebhookError::Refused { .. } | WebhookError::InvalidUrl(_) => (1, true),
-                    WebhookError::Client(_) => (0, false),
+                let (attempts, settle) = match &error {
+                    WebhookError::GaveUp { attempts, .. } => (*attempts, Settle::Retry),
+                    WebhookError::Unknown { attempts, .. } => (*attempts, Settle::Unknown),
+                    WebhookError::Refused { .. } | WebhookError::InvalidUrl(_) => (1, Settle::Permanent),
+                    WebhookError::Client(_) => (0, Settle::Retry),
                 };
                 Round {
                     attempts,
-                    result: Err((error.to_string(), permanent)),
+                    result: Err((error.to_string(), settle)),
                 }
             }
         }

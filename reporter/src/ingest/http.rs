@@ -36,7 +36,6 @@ pub fn router(receiver: Arc<Receiver>, max_bytes: usize) -> Router {
         .route("/v1/logs", post(logs))
         .route("/v1/traces", post(traces))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_token))
-        .route("/metrics", axum::routing::get(self_metrics))
         .layer(DefaultBodyLimit::max(max_bytes))
         .with_state(state)
 }
@@ -223,8 +222,9 @@ fn respond<R: Message + Serialize>(
 
 type Shared = State<(Arc<Receiver>, usize)>;
 
-/// The reporter's own health, in the Prometheus text format.
-async fn self_metrics(State((receiver, _)): Shared) -> Response {
+/// The receiver's part of the reporter's own health (`/metrics`, served
+/// by [`crate::self_metrics`]), in the Prometheus text format.
+pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let stats = &receiver.stats;
     let store_bytes = {
@@ -233,7 +233,7 @@ async fn self_metrics(State((receiver, _)): Shared) -> Response {
             .await
             .unwrap_or(0)
     };
-    let text = format!(
+    format!(
         "# HELP kuroko_reporter_points_stored_total Data points, records and spans stored.\n\
          # TYPE kuroko_reporter_points_stored_total counter\n\
          kuroko_reporter_points_stored_total {}\n\
@@ -264,13 +264,7 @@ async fn self_metrics(State((receiver, _)): Shared) -> Response {
         receiver.latency_quantile(0.5),
         receiver.latency_quantile(0.99),
         store_bytes,
-    );
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
     )
-        .into_response()
 }
 
 /// Metrics: protobuf is read in place ([`super::wire`]), JSON decoded

@@ -12,6 +12,8 @@
 //! - Cumulative points become deltas against the stream's previous point; a
 //!   new start time or a count that went down is a reset, whose point counts
 //!   whole.
+//! - Kuroko's agent's own health (`kuroko.agent.*`) names no transaction:
+//!   it is not stored here but kept by [`super::agents`] for the UI.
 //! - A point that breaks a limit or does not add up is rejected with its
 //!   reason; the rest of the request is still accepted (OTLP partial success).
 

@@ -6,6 +6,7 @@
 //! break a limit or do not add up are rejected with their reasons in an OTLP
 //! partial-success response; the rest of the request is kept.
 
+pub mod agents;
 pub(crate) mod exceptions;
 pub mod grpc;
 pub mod http;
@@ -198,6 +199,8 @@ pub struct Receiver {
     latency: Mutex<hdrhistogram::Histogram<u64>>,
     /// What it did.
     pub stats: IngestStats,
+    /// Kuroko agents' own health (`kuroko.agent.*`), for the UI's `/health`.
+    pub agents: Arc<agents::AgentBoard>,
 }
 
 impl Receiver {
@@ -223,6 +226,7 @@ impl Receiver {
                 hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
             ),
             stats: IngestStats::default(),
+            agents: Arc::default(),
         })
     }
 
@@ -350,6 +354,7 @@ impl Receiver {
     /// streams are read from the store first: another replica may have
     /// moved them on (this costs a second conversion, to learn the streams).
     fn convert_metrics(&self, request: &wire::Request<'_>) -> Result<otlp::Converted, IngestError> {
+        self.agents.note(request, &self.limits);
         let convert = || {
             let deltas = self.deltas.read().unwrap_or_else(|e| e.into_inner());
             metrics::convert(request, &deltas, &self.limits, now())

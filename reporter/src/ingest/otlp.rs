@@ -36,6 +36,14 @@ pub struct Limits {
     /// last lines, cut between. Never a reason to reject an error (nor is a
     /// long `exception.message`). Default: 16,384.
     pub max_stacktrace_bytes: usize,
+    /// Wrong query tokens one client address may send per minute (to
+    /// `/login`, or as a header or cookie to the API, the pages and
+    /// `/metrics`); past it, that address gets 429 until the minute ends.
+    /// Default: 10.
+    pub max_login_failures_per_address: u32,
+    /// Wrong query tokens all clients together may send per minute; past
+    /// it, `/login` answers 429 until the minute ends. Default: 100.
+    pub max_login_failures: u32,
 }
 
 impl Default for Limits {
@@ -49,6 +57,8 @@ impl Default for Limits {
             max_future_seconds: 3_600,
             max_cumulative_streams: 200_000,
             max_stacktrace_bytes: 16 << 10,
+            max_login_failures_per_address: 10,
+            max_login_failures: 100,
         }
     }
 }

@@ -15,6 +15,14 @@
 //! the caller can spawn it and nothing else waits on it. A blocking client
 //! would hold a thread for minutes and cannot be called from the runtime.
 //!
+//! A request that times out after it was sent may have been taken (a slow
+//! receiver that posts the message and answers late): it is not resent
+//! blindly, which could post the message twice, but ends the delivery with
+//! [`WebhookError::Unknown`] for the caller to record as such. Every
+//! message carries an `Idempotency-Key` header, the same for the same
+//! message of the same delivery (see [`idempotency_key`]), so a receiver
+//! that honours it takes a resend (`--force`) once.
+//!
 //! The webhook URL is a secret (its path is the credential), so it never
 //! appears in logs or errors: only its scheme and host do. Redirects are not
 //! followed.
@@ -98,6 +106,21 @@ pub enum WebhookError {
         /// The start of the service's answer.
         body: String,
     },
+    /// A message was sent but not answered in time: it may have arrived,
+    /// so it was not sent again.
+    #[error("{target} did not answer message {message} of {of} in time after it was sent ({reason}): it may have arrived, so it was not sent again; check the channel, and resend with --force if it is missing (same Idempotency-Key)")]
+    Unknown {
+        /// The webhook's scheme and host.
+        target: String,
+        /// The message whose outcome is unknown, from 1.
+        message: usize,
+        /// Messages in the delivery.
+        of: usize,
+        /// Attempts made for it.
+        attempts: u32,
+        /// What the client said.
+        reason: String,
+    },
     /// A message still failed after every attempt.
     #[error("{target} did not take message {message} of {of} after {attempts} attempts: {last}")]
     GaveUp {
@@ -118,7 +141,9 @@ impl WebhookError {
     /// How many messages were delivered before the failure.
     pub fn delivered(&self) -> usize {
         match self {
-            WebhookError::Refused { message, .. } | WebhookError::GaveUp { message, .. } => message - 1,
+            WebhookError::Refused { message, .. }
+            | WebhookError::GaveUp { message, .. }
+            | WebhookError::Unknown { message, .. } => message - 1,
             WebhookError::InvalidUrl(_) | WebhookError::Client(_) => 0,
         }
     }
@@ -127,6 +152,8 @@ impl WebhookError {
 /// What one attempt came to.
 enum Outcome {
     Delivered,
+    /// Sent, but not answered in time: it may have arrived.
+    Unknown(String),
     /// Worth another attempt, after `after` if the service said so.
     Retry {
         reason: String,
@@ -147,9 +174,28 @@ pub fn redact(url: &Url) -> String {
     }
 }
 
+/// The `Idempotency-Key` of a delivery's messages (each adds `-<message>`):
+/// the same for the same report, period and destination, across retries,
+/// rounds, restarts and replicas.
+pub fn idempotency_key(kind: &str, target: &str, period: &str, url: &str) -> String {
+    let hash = crate::stable_hash::fnv1a64(&[kind.as_bytes(), target.as_bytes(), period.as_bytes(), url.as_bytes()]);
+    format!("kuroko-{kind}-{period}-{hash:016x}")
+}
+
 /// Posts each payload as JSON to `url`, in order, paced by `retry.pacing`;
 /// retries what may pass later and stops at the first message that fails.
 pub async fn post_json(url: &str, payloads: &[Value], retry: Retry) -> Result<Delivery, WebhookError> {
+    post_json_keyed(url, payloads, retry, None).await
+}
+
+/// [`post_json`], each message carrying `Idempotency-Key: <key>-<message>`
+/// when `key` is given ([`idempotency_key`]).
+pub async fn post_json_keyed(
+    url: &str,
+    payloads: &[Value],
+    retry: Retry,
+    key: Option<&str>,
+) -> Result<Delivery, WebhookError> {
     let url = Url::parse(url).map_err(|e| WebhookError::InvalidUrl(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(WebhookError::InvalidUrl(format!(
@@ -174,12 +220,24 @@ pub async fn post_json(url: &str, payloads: &[Value], retry: Retry) -> Result<De
             tokio::time::sleep(retry.pacing).await;
         }
         let body = payload.to_string();
+        let message_key = key.map(|key| format!("{key}-{message}"));
         let mut attempt = 0;
         loop {
             attempt += 1;
             requests += 1;
-            let (reason, after) = match send(&client, &url, body.clone()).await {
+            let (reason, after) = match send(&client, &url, body.clone(), message_key.as_deref()).await {
                 Outcome::Delivered => break,
+                Outcome::Unknown(reason) => {
+                    tracing::warn!(webhook = %target, message, of, attempts = attempt, %reason,
+                        "webhook message sent but not answered in time: not resent");
+                    return Err(WebhookError::Unknown {
+                        target,
+                        message,
+                        of,
+                        attempts: attempt,
+                        reason,
+                    });
+                }
                 Outcome::Refused { status, body } => {
                     tracing::warn!(webhook = %target, message, of, status = status.as_u16(), %body, "webhook refused a message");
                     return Err(WebhookError::Refused {
@@ -223,15 +281,17 @@ pub async fn post_json(url: &str, payloads: &[Value], retry: Retry) -> Result<De
     })
 }
 
-async fn send(client: &reqwest::Client, url: &Url, body: String) -> Outcome {
-    let sent = client
-        .post(url.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await;
+async fn send(client: &reqwest::Client, url: &Url, body: String, key: Option<&str>) -> Outcome {
+    let mut request = client.post(url.clone()).header(CONTENT_TYPE, "application/json");
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let sent = request.body(body).send().await;
     let response = match sent {
         Ok(response) => response,
+        // Connected, then no answer in time: the request was (most likely)
+        // written, and the receiver may have acted on it.
+        Err(e) if e.is_timeout() && !e.is_connect() => return Outcome::Unknown(describe(e)),
         Err(e) => {
             return Outcome::Retry {
                 reason: describe(e),

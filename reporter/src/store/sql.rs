@@ -12,11 +12,19 @@
 //! `docs/queries.md` for the reference and worked examples.
 //!
 //! Functions never panic on what a query hands them: a bad blob or argument
-//! is an SQL error that says what is wrong. Points a running reporter has
+//! is an SQL error that says what is wrong. A query stops after
+//! [`SqlLimits::max_rows`] rows and [`SqlLimits::timeout`] (`--max-rows`,
+//! `--timeout`), saying which limit it met; rows are written out as they
+//! come (CSV and JSON), so memory does not grow with the result (a table
+//! holds its rows, cut to their shown width, to align them). Points a running reporter has
 //! acknowledged but not yet flushed to the tables (it flushes about every
 //! second while data arrives, and on every roll-up pass) are not visible.
 
+use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::types::ValueRef;
@@ -95,6 +103,40 @@ pub enum SqlError {
         /// What SQLite or the function said.
         message: String,
     },
+    /// The result has more rows than allowed: those before were written.
+    #[error("stopped after {max} rows (--max-rows {max}): add a LIMIT to the query, or give --max-rows N for more (0: no limit)")]
+    TooManyRows {
+        /// The limit.
+        max: u64,
+    },
+    /// The query ran past its time limit and was interrupted: rows already
+    /// found were written.
+    #[error("stopped after {seconds} s (--timeout {seconds}): narrow the query (e.g. on period_start), or give --timeout SECONDS for longer (0: no limit)")]
+    TimedOut {
+        /// The limit, in seconds.
+        seconds: u64,
+    },
+    /// The rows could not be written out.
+    #[error("writing the rows failed: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+/// How much one query may return and how long it may run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SqlLimits {
+    /// Most rows written; 0: no limit. Default: 100,000.
+    pub max_rows: u64,
+    /// Longest run, writing included; zero: no limit. Default: 60 s.
+    pub timeout: Duration,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        SqlLimits {
+            max_rows: 100_000,
+            timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The `--help` text of `kuroko sql`: views, functions and an example.
@@ -188,8 +230,18 @@ pub fn open(path: &Path) -> Result<Connection, SqlError> {
 }
 
 /// Runs one read-only statement against the store at `path` and prints its
-/// rows in `format`.
+/// rows in `format`, within the default [`SqlLimits`].
 pub fn run(path: &Path, sql: &str, format: Format) -> Result<String, SqlError> {
+    let mut out = Vec::new();
+    run_to(path, sql, format, SqlLimits::default(), &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Runs one read-only statement against the store at `path` and writes its
+/// rows to `out` in `format` as they come. Past `limits`, what was found is
+/// written (a table or JSON array closed) and the error says which limit
+/// stopped it.
+pub fn run_to(path: &Path, sql: &str, format: Format, limits: SqlLimits, out: &mut dyn Write) -> Result<(), SqlError> {
     if sql.trim().trim_end_matches(';').trim().is_empty() {
         return Err(SqlError::Empty);
     }
@@ -203,20 +255,148 @@ pub fn run(path: &Path, sql: &str, format: Format) -> Result<String, SqlError> {
         return Err(SqlError::ReadOnly);
     }
     let columns: Vec<String> = statement.column_names().into_iter().map(str::to_owned).collect();
+    let timer = Timer::start(&connection, limits.timeout);
+    let mut writer = RowWriter::new(format, &columns, out)?;
     let mut rows = statement.query([]).map_err(query_error)?;
-    let mut cells: Vec<Vec<Cell>> = Vec::new();
-    while let Some(row) = rows.next().map_err(query_error)? {
-        let mut out = Vec::with_capacity(columns.len());
-        for index in 0..columns.len() {
-            out.push(Cell::from(row.get_ref(index).map_err(query_error)?));
+    let mut written = 0u64;
+    let stopped = loop {
+        let row = match rows.next() {
+            Ok(Some(row)) => row,
+            Ok(None) => break None,
+            Err(_) if timer.fired() => {
+                break Some(SqlError::TimedOut {
+                    seconds: limits.timeout.as_secs(),
+                })
+            }
+            Err(error) => break Some(query_error(error)),
+        };
+        if limits.max_rows > 0 && written == limits.max_rows {
+            break Some(SqlError::TooManyRows { max: limits.max_rows });
         }
-        cells.push(out);
+        let mut cells = Vec::with_capacity(columns.len());
+        for index in 0..columns.len() {
+            cells.push(Cell::from(row.get_ref(index).map_err(query_error)?));
+        }
+        writer.row(cells)?;
+        written += 1;
+    };
+    drop(timer);
+    match stopped {
+        // A failed query prints nothing; a stopped one what it found.
+        Some(error @ (SqlError::Query { .. } | SqlError::ReadOnly | SqlError::MultipleStatements)) => Err(error),
+        stopped => {
+            writer.finish()?;
+            stopped.map_or(Ok(()), Err)
+        }
     }
-    Ok(match format {
-        Format::Table => table(&columns, &cells),
-        Format::Csv => csv(&columns, &cells),
-        Format::Json => json(&columns, &cells),
-    })
+}
+
+/// Interrupts the connection's query once `limit` has passed (never when
+/// it is zero); stops when dropped.
+struct Timer {
+    fired: Arc<AtomicBool>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl Timer {
+    fn start(connection: &Connection, limit: Duration) -> Timer {
+        let fired = Arc::new(AtomicBool::new(false));
+        if limit.is_zero() {
+            return Timer { fired, stop: None };
+        }
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let handle = connection.get_interrupt_handle();
+        let flag = fired.clone();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(limit) {
+                flag.store(true, Ordering::SeqCst);
+                handle.interrupt();
+            }
+        });
+        Timer {
+            fired,
+            stop: Some(stop),
+        }
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Writes rows as they come: CSV and JSON at once; a table once all are
+/// in (to align them), each cell cut to what the table shows.
+enum RowWriter<'a> {
+    Table {
+        columns: Vec<String>,
+        rows: Vec<Vec<Cell>>,
+        out: &'a mut dyn Write,
+    },
+    Csv(&'a mut dyn Write),
+    Json {
+        columns: Vec<String>,
+        rows: u64,
+        out: &'a mut dyn Write,
+    },
+}
+
+impl<'a> RowWriter<'a> {
+    fn new(format: Format, columns: &[String], out: &'a mut dyn Write) -> std::io::Result<Self> {
+        let columns = columns.to_vec();
+        Ok(match format {
+            Format::Table => RowWriter::Table {
+                columns,
+                rows: Vec::new(),
+                out,
+            },
+            Format::Csv => {
+                out.write_all(csv_line(columns.iter().map(String::as_str)).as_bytes())?;
+                RowWriter::Csv(out)
+            }
+            Format::Json => RowWriter::Json { columns, rows: 0, out },
+        })
+    }
+
+    fn row(&mut self, cells: Vec<Cell>) -> std::io::Result<()> {
+        match self {
+            RowWriter::Table { rows, .. } => rows.push(cells.into_iter().map(Cell::shown).collect()),
+            RowWriter::Csv(out) => out.write_all(
+                csv_line(
+                    cells
+                        .iter()
+                        .map(|c| c.plain())
+                        .collect::<Vec<_>>()
+                        .iter()
+                        .map(String::as_str),
+                )
+                .as_bytes(),
+            )?,
+            RowWriter::Json { columns, rows, out } => {
+                out.write_all(if *rows == 0 { b"[\n" } else { b",\n" })?;
+                out.write_all(json_object(columns, &cells).as_bytes())?;
+                *rows += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            RowWriter::Table { columns, rows, out } => out.write_all(table(&columns, &rows).as_bytes())?,
+            RowWriter::Csv(out) => out.flush()?,
+            RowWriter::Json { rows: 0, out, .. } => out.write_all(b"[]\n")?,
+            RowWriter::Json { out, .. } => out.write_all(b"\n]\n")?,
+        }
+        Ok(())
+    }
 }
 
 fn query_error(error: rusqlite::Error) -> SqlError {
@@ -571,6 +751,16 @@ impl Cell {
         }
     }
 
+    /// The cell as a table keeps it: text cut past what it shows, a blob
+    /// as its label.
+    fn shown(self) -> Cell {
+        match self {
+            Cell::Text(text) if text.len() > MAX_WIDTH * 4 => Cell::Text(text.chars().take(MAX_WIDTH + 1).collect()),
+            Cell::Blob(blob) => Cell::Text(blob_label(&blob)),
+            other => other,
+        }
+    }
+
     /// As the table shows it (reals to 6 significant digits).
     fn short(&self) -> String {
         match self {
@@ -670,7 +860,8 @@ fn table(columns: &[String], rows: &[Vec<Cell>]) -> String {
     out
 }
 
-fn csv(columns: &[String], rows: &[Vec<Cell>]) -> String {
+/// One CSV line of `fields`, quoted where they must be.
+fn csv_line<'a>(fields: impl Iterator<Item = &'a str>) -> String {
     let field = |text: &str| -> String {
         if text.contains([',', '"', '\n', '\r']) {
             format!("\"{}\"", text.replace('"', "\"\""))
@@ -678,42 +869,44 @@ fn csv(columns: &[String], rows: &[Vec<Cell>]) -> String {
             text.to_owned()
         }
     };
-    let mut out = columns.iter().map(|c| field(c)).collect::<Vec<_>>().join(",") + "\n";
+    fields.map(field).collect::<Vec<_>>().join(",") + "\n"
+}
+
+#[cfg(test)]
+fn csv(columns: &[String], rows: &[Vec<Cell>]) -> String {
+    let mut out = csv_line(columns.iter().map(String::as_str));
     for row in rows {
-        out += &(row
-            .iter()
-            .map(|cell| field(&cell.plain()))
-            .collect::<Vec<_>>()
-            .join(",")
-            + "\n");
+        let plain: Vec<String> = row.iter().map(Cell::plain).collect();
+        out += &csv_line(plain.iter().map(String::as_str));
     }
     out
 }
 
+/// One row as a JSON object, columns in query order, indented for the array.
+fn json_object(columns: &[String], row: &[Cell]) -> String {
+    let fields: Vec<String> = columns
+        .iter()
+        .zip(row)
+        .map(|(name, cell)| {
+            let value = match cell {
+                Cell::Null => serde_json::Value::Null,
+                Cell::Integer(i) => serde_json::Value::from(*i),
+                // Not finite: null, as JSON has no such numbers.
+                Cell::Real(r) => serde_json::Number::from_f64(*r).map_or(serde_json::Value::Null, Into::into),
+                other => serde_json::Value::String(other.plain()),
+            };
+            format!("{}:{value}", serde_json::Value::String(name.clone()))
+        })
+        .collect();
+    format!("  {{{}}}", fields.join(","))
+}
+
+#[cfg(test)]
 fn json(columns: &[String], rows: &[Vec<Cell>]) -> String {
     if rows.is_empty() {
         return "[]\n".to_owned();
     }
-    let objects: Vec<String> = rows
-        .iter()
-        .map(|row| {
-            let fields: Vec<String> = columns
-                .iter()
-                .zip(row)
-                .map(|(name, cell)| {
-                    let value = match cell {
-                        Cell::Null => serde_json::Value::Null,
-                        Cell::Integer(i) => serde_json::Value::from(*i),
-                        // Not finite: null, as JSON has no such numbers.
-                        Cell::Real(r) => serde_json::Number::from_f64(*r).map_or(serde_json::Value::Null, Into::into),
-                        other => serde_json::Value::String(other.plain()),
-                    };
-                    format!("{}:{value}", serde_json::Value::String(name.clone()))
-                })
-                .collect();
-            format!("  {{{}}}", fields.join(","))
-        })
-        .collect();
+    let objects: Vec<String> = rows.iter().map(|row| json_object(columns, row)).collect();
     format!("[\n{}\n]\n", objects.join(",\n"))
 }
 

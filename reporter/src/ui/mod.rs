@@ -24,26 +24,37 @@
 //! When a query token is configured, pages need `Authorization: Bearer …` or
 //! the `kuroko_token` cookie that `/login` sets after checking the token
 //! (HttpOnly, SameSite=Strict: scripts cannot read it and other sites
-//! cannot send it).
+//! cannot send it). Wrong tokens are throttled per client address and in
+//! total ([`throttle`]); `POST /logout` (the header's "Sign out") clears the
+//! cookie. `/login` sends the reader back only to a path of this site
+//! ([`same_site_path`]).
+//!
+//! `/health` shows each Kuroko agent's own health (points it dropped,
+//! failed exports, …: [`crate::ingest::agents`]).
 
 pub mod charts;
 pub mod dashboards;
+pub mod health;
 pub mod pages;
+pub mod throttle;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
-use maud::{html, Markup};
+use maud::{html, Markup, PreEscaped};
 
 use crate::analysis::scope::{parse_window, ScopeError};
 use crate::analysis::{AnalysisError, Scope};
 use crate::app::App;
+use crate::ingest::agents::AgentBoard;
+use throttle::{LoginLimits, LoginThrottle};
 
 /// The cookie holding the query token (also accepted by `/api/v1`).
 pub const TOKEN_COOKIE: &str = "kuroko_token";
@@ -55,12 +66,39 @@ const JS: &str = include_str!("static/ui.js");
 struct Ui {
     app: App,
     dashboards: PathBuf,
+    throttle: Arc<LoginThrottle>,
+    agents: Arc<AgentBoard>,
+}
+
+/// What the UI shows or keeps besides the store: the login throttle (its
+/// counts are in `/metrics`) and the agents' health.
+#[derive(Clone, Debug)]
+pub struct Extras {
+    /// Wrong tokens sent to `/login`.
+    pub throttle: Arc<LoginThrottle>,
+    /// Kuroko agents' own health, for `/health`.
+    pub agents: Arc<AgentBoard>,
+}
+
+impl Default for Extras {
+    fn default() -> Self {
+        Extras {
+            throttle: Arc::new(LoginThrottle::new(LoginLimits::default())),
+            agents: Arc::new(AgentBoard::default()),
+        }
+    }
+}
+
+/// The UI's routes over `app`, with dashboards read from `dashboards_dir`
+/// (the default login throttle, no agents' health: see [`router_with`]).
+pub fn router(app: App, dashboards_dir: PathBuf) -> Router {
+    router_with(app, dashboards_dir, Extras::default())
 }
 
 /// The UI's routes over `app`, with dashboards read from `dashboards_dir`.
 /// The dashboards are read once now so that their problems are logged at
 /// start-up, and again on every visit to `/dashboards`.
-pub fn router(app: App, dashboards_dir: PathBuf) -> Router {
+pub fn router_with(app: App, dashboards_dir: PathBuf, extras: Extras) -> Router {
     let found = dashboards::load(&dashboards_dir, &app.owners);
     for problem in &found.problems {
         tracing::warn!(%problem, "dashboard file ignored");
@@ -73,6 +111,8 @@ pub fn router(app: App, dashboards_dir: PathBuf) -> Router {
     let ui = Arc::new(Ui {
         app,
         dashboards: dashboards_dir,
+        throttle: extras.throttle,
+        agents: extras.agents,
     });
     let pages = Router::new()
         .route("/", get(overview))
@@ -83,9 +123,11 @@ pub fn router(app: App, dashboards_dir: PathBuf) -> Router {
         .route("/regressions", get(regressions))
         .route("/dashboards", get(dashboard_list))
         .route("/dashboards/{name}", get(dashboard))
+        .route("/health", get(health))
         .route_layer(middleware::from_fn_with_state(ui.clone(), require_token));
     Router::new()
         .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
         .route(
             "/static/ui.css",
             get(|| async { asset("text/css; charset=utf-8", CSS) }),
@@ -276,8 +318,10 @@ where
         Ok(params) => params,
         Err(error) => return error_page(&error),
     };
+    let signed_in = ui.app.requires_token();
     let rendered = tokio::task::spawn_blocking(move || page(&ui, &params, now_minute())).await;
     match rendered {
+        Ok(Ok(markup)) if signed_in => html_response(StatusCode::OK, with_sign_out(markup)),
         Ok(Ok(markup)) => html_response(StatusCode::OK, markup),
         Ok(Err(error)) => error_page(&error),
         Err(error) => {
@@ -285,6 +329,23 @@ where
             error_page(&PageError::BadRequest("the page could not be rendered".to_owned()))
         }
     }
+}
+
+/// A page with a "Sign out" button at the end of its header (pages are
+/// shown only to readers who gave the token when one is required).
+fn with_sign_out(page: Markup) -> Markup {
+    let button = html! {
+        form.sign-out method="post" action="/logout" { button type="submit" { "Sign out" } }
+    };
+    let mut text = page.into_string();
+    if let Some(at) = text.find("</header>") {
+        text.insert_str(at, &button.into_string());
+    }
+    PreEscaped(text)
+}
+
+async fn health(State(ui): State<Arc<Ui>>, RawQuery(query): RawQuery) -> Response {
+    render(ui, query, |ui, _, now| Ok(health::page(&ui.agents.snapshot(), now))).await
 }
 
 async fn overview(State(ui): State<Arc<Ui>>, RawQuery(query): RawQuery) -> Response {
@@ -399,7 +460,7 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Whether the request carries the query token (header or cookie).
-fn authorized(app: &App, headers: &HeaderMap) -> bool {
+pub(crate) fn authorized(app: &App, headers: &HeaderMap) -> bool {
     if !app.requires_token() {
         return true;
     }
@@ -428,9 +489,50 @@ async fn require_token(State(ui): State<Arc<Ui>>, request: Request, next: Next) 
 /// Where `/login` may send the reader back to: a path of this site only.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(next) if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') => next.to_owned(),
+        Some(next) if same_site_path(next) => next.to_owned(),
         _ => "/".to_owned(),
     }
+}
+
+/// Whether a browser sent to `target` (a `Location`, a link) stays on this
+/// site: a path that starts with one `/`, of visible ASCII only, holding no
+/// backslash — and the same once percent-decoded, where only a space
+/// (`%20`, in a feature's name) may be added. Browsers drop tabs and line
+/// breaks from URLs and read a backslash as `/`, so `/%09/evil.example`
+/// and `/%5Cevil.example` are the other site's `//evil.example`; a scheme
+/// (`https:`, `javascript:`) cannot come before the first `/`.
+pub fn same_site_path(target: &str) -> bool {
+    fn path_like(bytes: &[u8]) -> bool {
+        bytes.first() == Some(&b'/')
+            && !matches!(bytes.get(1), Some(b'/' | b'\\'))
+            && !bytes.iter().any(|b| b.is_ascii_control() || *b == b'\\')
+    }
+    target.bytes().all(|b| b.is_ascii_graphic()) && path_like(target.as_bytes()) && path_like(&percent_decoded(target))
+}
+
+/// `text` with its `%XX` escapes decoded (a `%` not followed by two hex
+/// digits is kept as is).
+fn percent_decoded(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = bytes
+            .get(at + 1..at + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[at], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                at += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    out
 }
 
 fn login_page(app: &App, next: &str, problem: Option<&str>) -> Markup {
@@ -464,12 +566,29 @@ fn cookie_safe(token: &str) -> bool {
             .all(|b| matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E))
 }
 
-async fn login(State(ui): State<Arc<Ui>>, body: String) -> Response {
-    let form: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap_or_default();
+/// Longest login form read (a token and a path).
+const LOGIN_FORM_BYTES: usize = 16 << 10;
+
+async fn login(State(ui): State<Arc<Ui>>, request: Request) -> Response {
+    let address = throttle::client_address(&request);
+    if let Err(wait) = ui.throttle.check(address, Instant::now()) {
+        let seconds = throttle::retry_seconds(wait);
+        let problem = format!("Too many wrong tokens: try again in {seconds} s.");
+        let mut response = html_response(StatusCode::TOO_MANY_REQUESTS, login_page(&ui.app, "/", Some(&problem)));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return response;
+    }
+    let body = axum::body::to_bytes(request.into_body(), LOGIN_FORM_BYTES)
+        .await
+        .unwrap_or_default();
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let next = safe_next(field("next"));
     let token = field("token").unwrap_or("").trim();
     if !ui.app.authorized(Some(format!("Bearer {token}").as_bytes())) {
+        ui.throttle.failure(address, Instant::now());
         return html_response(
             StatusCode::UNAUTHORIZED,
             login_page(&ui.app, &next, Some("That is not the query token.")),
@@ -485,15 +604,37 @@ async fn login(State(ui): State<Arc<Ui>>, body: String) -> Response {
             ),
         );
     }
-    let secure_flag = if ui.app.base_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure_flag}");
+    let cookie = format!(
+        "{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{}",
+        secure_flag(&ui.app)
+    );
     let mut response = (
         StatusCode::SEE_OTHER,
         [(header::LOCATION, next), (header::SET_COOKIE, cookie)],
+    )
+        .into_response();
+    secure(&mut response);
+    response
+}
+
+/// `; Secure` when the UI is served over HTTPS (its `base_url` says so).
+fn secure_flag(app: &App) -> &'static str {
+    if app.base_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+/// Clears the token cookie and goes back to `/login`.
+async fn logout(State(ui): State<Arc<Ui>>) -> Response {
+    let cookie = format!(
+        "{TOKEN_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{}",
+        secure_flag(&ui.app)
+    );
+    let mut response = (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, "/login".to_owned()), (header::SET_COOKIE, cookie)],
     )
         .into_response();
     secure(&mut response);

@@ -56,6 +56,8 @@ pub enum Nav {
     Regressions,
     /// Dashboards.
     Dashboards,
+    /// The agents' health.
+    Health,
 }
 
 /// A whole HTML document: the navigation bar, `title` and `body`.
@@ -82,6 +84,7 @@ pub fn document(title: &str, nav: Nav, body: Markup) -> Markup {
                         (item(Nav::Errors, "/errors", "Errors"))
                         (item(Nav::Regressions, "/regressions", "Regressions"))
                         (item(Nav::Dashboards, "/dashboards", "Dashboards"))
+                        (item(Nav::Health, "/health", "Agents"))
                     }
                 }
                 main {
