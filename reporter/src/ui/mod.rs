@@ -507,32 +507,9 @@ pub fn same_site_path(target: &str) -> bool {
             && !matches!(bytes.get(1), Some(b'/' | b'\\'))
             && !bytes.iter().any(|b| b.is_ascii_control() || *b == b'\\')
     }
-    target.bytes().all(|b| b.is_ascii_graphic()) && path_like(target.as_bytes()) && path_like(&percent_decoded(target))
-}
-
-/// `text` with its `%XX` escapes decoded (a `%` not followed by two hex
-/// digits is kept as is).
-fn percent_decoded(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let hex = bytes
-            .get(at + 1..at + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[at], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                at += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                at += 1;
-            }
-        }
-    }
-    out
+    target.bytes().all(|b| b.is_ascii_graphic())
+        && path_like(target.as_bytes())
+        && path_like(&percent_encoding::percent_decode_str(target).collect::<Vec<u8>>())
 }
 
 fn login_page(app: &App, next: &str, problem: Option<&str>) -> Markup {
