@@ -1028,7 +1028,8 @@ impl ClickHouseStore {
         self.encode(
             histograms,
             batch.histograms.iter().map(|p| {
-                let h = &p.histogram;
+                // Saturated at 2^49 runs, so no sum over a series' rows wraps.
+                let h = p.histogram.for_store();
                 let (bucket_index, bucket_count) = h.iter_buckets().unzip();
                 HistogramRow {
                     series_id: series_id(&p.key),
