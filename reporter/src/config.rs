@@ -16,6 +16,9 @@
 //! max_series_per_service = 10000        # more fold into kuroko.overflow
 //! max_series = 200000                   # all services: new services' series past it fold into the service kuroko.overflow
 //! max_stacktrace_bytes = 16384          # exception.stacktrace kept (its first and last lines)
+//! max_trace_spans = 200                # spans a kept trace stores (all still count as segments)
+//! max_span_attribute_bytes = 4096       # attribute bytes a kept trace stores per span
+//! max_trace_bytes = 262144              # bytes a kept trace stores, all spans together
 //!
 //! [retention]                           # days kept at each resolution
 //! minute_days = 8
