@@ -28,6 +28,7 @@
 
 pub mod charts;
 pub mod dashboards;
+mod pager;
 pub mod pages;
 
 use std::path::PathBuf;
@@ -106,7 +107,7 @@ pub struct Params {
 }
 
 /// The parameters a page understands, in the order URLs write them.
-pub const KEYS: [&str; 13] = [
+pub const KEYS: [&str; 18] = [
     "since",
     "until",
     "service",
@@ -120,6 +121,11 @@ pub const KEYS: [&str; 13] = [
     "step",
     "limit",
     "id",
+    "rows",
+    "services_from",
+    "features_from",
+    "from",
+    "improvements_from",
 ];
 
 /// A request the UI could not answer.
