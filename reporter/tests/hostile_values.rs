@@ -9,90 +9,33 @@
 mod kuroko_serve;
 #[path = "support/reporter.rs"]
 mod reporter;
+#[path = "support/requests.rs"]
+mod requests;
 
 use kuroko_serve::kv;
 use reporter::{now_nanos, Reporter};
+use requests::{duration_metric, good_point, histogram_metric, metrics_request, resource, route};
 
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
     exponential_histogram_data_point::Buckets, metric, AggregationTemporality, ExponentialHistogram,
-    ExponentialHistogramDataPoint, Histogram, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics,
+    ExponentialHistogramDataPoint, HistogramDataPoint, Metric,
 };
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
 /// The RSS the reporter may reach in these tests.
 const RSS_CEILING_BYTES: u64 = 300 << 20;
 
-fn resource(service: &str) -> Option<Resource> {
-    Some(Resource {
-        attributes: vec![kv("service.name", service), kv("host.name", "h1")],
-        ..Default::default()
-    })
-}
-
-fn route(route: &str) -> Vec<KeyValue> {
-    vec![kv("http.request.method", "GET"), kv("http.route", route)]
-}
-
-fn metric_of(data: metric::Data) -> Metric {
-    Metric {
-        name: "http.server.request.duration".into(),
-        unit: "s".into(),
-        data: Some(data),
-        ..Default::default()
-    }
-}
-
-fn explicit(points: Vec<HistogramDataPoint>) -> Metric {
-    metric_of(metric::Data::Histogram(Histogram {
-        data_points: points,
-        aggregation_temporality: AggregationTemporality::Delta as i32,
-    }))
-}
-
 fn exponential(points: Vec<ExponentialHistogramDataPoint>) -> Metric {
-    metric_of(metric::Data::ExponentialHistogram(ExponentialHistogram {
+    duration_metric(metric::Data::ExponentialHistogram(ExponentialHistogram {
         data_points: points,
         aggregation_temporality: AggregationTemporality::Delta as i32,
     }))
-}
-
-fn request(resources: Vec<(&str, Vec<Metric>)>) -> ExportMetricsServiceRequest {
-    ExportMetricsServiceRequest {
-        resource_metrics: resources
-            .into_iter()
-            .map(|(service, metrics)| ResourceMetrics {
-                resource: resource(service),
-                scope_metrics: vec![ScopeMetrics {
-                    metrics,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })
-            .collect(),
-    }
-}
-
-/// Three good runs of GET /good: 10, 20 and 30 ms.
-fn good_point(time: u64) -> HistogramDataPoint {
-    HistogramDataPoint {
-        attributes: route("/good"),
-        start_time_unix_nano: time - 60_000_000_000,
-        time_unix_nano: time,
-        count: 3,
-        sum: Some(0.06),
-        bucket_counts: vec![0, 1, 2, 0],
-        explicit_bounds: vec![0.005, 0.01, 0.05],
-        min: Some(0.01),
-        max: Some(0.03),
-        ..Default::default()
-    }
 }
 
 /// The slowest answer's row of `transaction`.
@@ -164,7 +107,7 @@ async fn values_that_would_poison_answers_are_refused() {
         attributes: route(path),
         ..good_point(time)
     };
-    let request = request(vec![(
+    let request = metrics_request(vec![(
         "shop",
         vec![
             exponential(vec![
@@ -173,7 +116,7 @@ async fn values_that_would_poison_answers_are_refused() {
                 // merged, the series went to scale -11 and its p50 doubled.
                 point("/real", i32::MIN, vec![1], 0.0, None),
             ]),
-            explicit(vec![
+            histogram_metric(vec![
                 good_point(time),
                 // A run in a first bucket ending at 1e-300 s.
                 HistogramDataPoint {
@@ -241,7 +184,7 @@ async fn counts_that_add_up_past_the_stores_integers_saturate() {
     };
     let mut points: Vec<HistogramDataPoint> = (0..2_100).map(many).collect();
     points.push(good_point(time));
-    let request = request(vec![("shop", vec![explicit(points)])]);
+    let request = metrics_request(vec![("shop", vec![histogram_metric(points)])]);
     let (status, answer): (u16, ExportMetricsServiceResponse) = reporter.post("metrics", request.encode_to_vec()).await;
     assert_eq!(status, 200, "{answer:?}");
     let slowest = reporter.api("slowest", "limit=100").await;
@@ -391,12 +334,13 @@ async fn long_lists_are_shown_a_page_at_a_time() {
                 attributes: route("/work"),
                 ..good_point(time)
             };
-            (name.as_str(), vec![explicit(vec![point])])
+            (name.as_str(), vec![histogram_metric(vec![point])])
         })
         .collect();
-    resources.push(("shop", vec![explicit(vec![good_point(time)])]));
-    let (status, answer): (u16, ExportMetricsServiceResponse) =
-        reporter.post("metrics", request(resources).encode_to_vec()).await;
+    resources.push(("shop", vec![histogram_metric(vec![good_point(time)])]));
+    let (status, answer): (u16, ExportMetricsServiceResponse) = reporter
+        .post("metrics", metrics_request(resources).encode_to_vec())
+        .await;
     assert_eq!((status, answer.partial_success), (200, None));
     // An error group per service, too.
     let logs = ExportLogsServiceRequest {

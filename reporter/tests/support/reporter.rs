@@ -20,7 +20,7 @@ pub struct Reporter {
 impl Reporter {
     /// With `config` as its kuroko.toml; `tag` names its directory.
     pub fn start(tag: &str, config: &str) -> Reporter {
-        let dir = std::env::temp_dir().join(format!("kuroko-values-{}-{tag}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("kuroko-hostile-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let toml = dir.join("kuroko.toml");
@@ -42,6 +42,55 @@ impl Reporter {
         }
     }
 
+    /// Its store's file.
+    pub fn store(&self) -> PathBuf {
+        self.dir.join("kuroko.db")
+    }
+
+    /// Still running.
+    pub fn alive(&mut self) -> bool {
+        self.serve.child.try_wait().unwrap().is_none()
+    }
+
+    /// `kuroko query QUESTION --store …` on its store, until its output
+    /// holds `expected` (the store file is a few seconds behind the running
+    /// reporter): each run must exit 0; the last output.
+    pub fn query_until(&self, question: &str, expected: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = self.query(question);
+            if expected.iter().all(|e| text.contains(e)) || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// `kuroko query QUESTION --store …` on its store: exit 0 and its output.
+    pub fn query(&self, question: &str) -> String {
+        let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_kuroko"))
+            .args([
+                "query",
+                question,
+                "--since",
+                "1h",
+                "--until",
+                &until.to_string(),
+                "--store",
+            ])
+            .arg(self.store())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "kuroko query {question} failed on the attacked store: {}\n{text}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        text
+    }
+
     /// Its resident memory, from /proc.
     pub fn rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.serve.child.id())).unwrap();
@@ -53,9 +102,9 @@ impl Reporter {
         kb << 10
     }
 
-    /// Still running, and its RSS under `ceiling`.
+    /// Still running, and its RSS under `ceiling`: the RSS.
     pub fn assert_up_and_under(&mut self, ceiling: u64) -> u64 {
-        assert!(self.serve.child.try_wait().unwrap().is_none(), "the reporter died");
+        assert!(self.alive(), "the reporter died");
         let rss = self.rss();
         assert!(
             rss < ceiling,
@@ -100,7 +149,7 @@ impl Reporter {
         loop {
             let output = std::process::Command::new(env!("CARGO_BIN_EXE_kuroko"))
                 .args(["sql", "--format", "json", "--store"])
-                .arg(self.dir.join("kuroko.db"))
+                .arg(self.store())
                 .arg(query)
                 .output()
                 .unwrap();
