@@ -18,8 +18,14 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// With `config` as its kuroko.toml; `tag` names its directory.
+    /// With `config` as its kuroko.toml; `tag` names its directory, which
+    /// holds its store.
     pub fn start(tag: &str, config: &str) -> Reporter {
+        Reporter::start_on(tag, config, None)
+    }
+
+    /// The same, on `store` (a ClickHouse URL) when given.
+    pub fn start_on(tag: &str, config: &str, store: Option<&str>) -> Reporter {
         let dir = std::env::temp_dir().join(format!("kuroko-hostile-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -33,7 +39,9 @@ impl Reporter {
             "--http".as_ref(),
             "127.0.0.1:0".as_ref(),
             "--store".as_ref(),
-            dir.join("kuroko.db").as_os_str(),
+            store
+                .map_or(dir.join("kuroko.db").into_os_string(), Into::into)
+                .as_os_str(),
         ]);
         Reporter {
             http: serve.http.clone(),
