@@ -358,7 +358,8 @@ async fn a_huge_trace_is_kept_within_its_budgets() {
 /// limits) made an overview without a row limit (180 MB of HTML for
 /// 200,000). The overview's services and features, and the errors page's
 /// groups, show a page of rows with "Showing 1–50 of N" and a link to the
-/// next page, which shows the next rows; every service's runs are still
+/// next page, which shows the next rows; the time series API answers the
+/// `limit` busiest lines with their total; every service's runs are still
 /// answered by the API, and the good service's exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_lists_are_shown_a_page_at_a_time() {
@@ -443,6 +444,11 @@ async fn long_lists_are_shown_a_page_at_a_time() {
         &errors[..4_000]
     );
     assert_eq!(errors.matches("data-error=").count(), 50);
+
+    // Time series: the 20 busiest lines by default, with how many there are.
+    let lines = reporter.api("timeseries", "").await;
+    assert_eq!(lines["series"].as_array().unwrap().len(), 20);
+    assert_eq!(lines["total_series"], SERVICES + 1);
 
     // The API still answers every service, and the good one exactly.
     let slowest = reporter.api("slowest", "limit=5000").await;
