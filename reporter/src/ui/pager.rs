@@ -1,5 +1,6 @@
 //! Long lists a page at a time: the overview's services and features, the
-//! errors page's groups and the regressions page's rows show at most
+//! error groups (of the errors page and of a transaction's) and the
+//! regressions page's rows show at most
 //! `rows` (default [`PAGE_ROWS`]) rows, say "Showing 51–100 of 2,000
 //! services", and link to the previous and next pages; the filters narrow
 //! the list. Thousands of services once made a 180 MB overview.

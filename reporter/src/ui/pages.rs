@@ -762,6 +762,7 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
     }
     let breakdown = analysis.breakdown(&scope, service, name, TRACES)?;
     let errors = analysis.errors(&scope)?;
+    let errors_pager = Pager::new(params, "/transactions", "from", "error groups", errors.len())?;
 
     let page = params.href("/transactions");
     let api = api_params(params, DEFAULT_SINCE);
@@ -875,7 +876,10 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         }
         (section("segments", "Where the time goes", &page, Some(("breakdown", &api)), segments))
         (section("traces", "Slowest kept traces", &page, Some(("breakdown", &api)), traces))
-        (section("errors", "Errors", &page, Some(("errors", &api)), errors_table(&errors, &carried, false)))
+        (section("errors", "Errors", &page, Some(("errors", &api)), html! {
+            (errors_pager.nav())
+            (errors_table(errors_pager.page(&errors), &carried, false))
+        }))
     };
     Ok(document(&title, Nav::Overview, body))
 }
