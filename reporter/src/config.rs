@@ -18,6 +18,9 @@
 //! max_stacktrace_bytes = 16384          # exception.stacktrace kept (its first and last lines)
 //! max_login_failures_per_address = 10   # wrong query tokens a minute from one address (then 429)
 //! max_login_failures = 100              # wrong query tokens a minute, all addresses (then /login: 429)
+//! max_trace_spans = 200                # spans a kept trace stores (all still count as segments)
+//! max_span_attribute_bytes = 4096       # attribute bytes a kept trace stores per span
+//! max_trace_bytes = 262144              # bytes a kept trace stores, all spans together
 //!
 //! [retention]                           # days kept at each resolution
 //! minute_days = 8

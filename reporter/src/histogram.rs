@@ -28,6 +28,32 @@ pub const MIN_SCALE: i32 = -10;
 /// let it top every "slowest" answer with a number of hours no one can read.
 pub const MAX_DURATION_SECONDS: f64 = 366.0 * 86_400.0;
 
+/// The shortest duration a bucket holding runs may reach up to, in
+/// seconds: a nanosecond, the finest any clock an SDK reads resolves. Runs
+/// shorter than that are zero-duration runs (the zero region). A bucket
+/// wholly below it is refused: with [`MAX_DURATION_SECONDS`], it keeps every
+/// run in [1 ns, 1 year], 55 octaves, which a histogram holds at scale 7
+/// (7,040 of [`crate::buckets::MAX_SPAN`]'s buckets). One crafted run at
+/// 2^-1562 s made every merge of its series coarse enough (scale 1) to move
+/// a real series' p50 by several percent.
+pub const MIN_DURATION_SECONDS: f64 = 1e-9;
+
+/// The coarsest scale a duration point may have: at scale 0 the buckets
+/// double, and 55 of them cover [1 ns, 1 year], within the 160 buckets an
+/// OpenTelemetry SDK keeps by default, so no SDK needs a coarser one; a
+/// coarser point would only coarsen every merge of its series (at scale
+/// -10 one bucket spans 2^1024).
+pub const MIN_DURATION_SCALE: i32 = 0;
+
+/// The most runs one stored row (a series' minute, hour or day) counts:
+/// 2^49. A read sums at most the rows retention keeps of one series (8 days
+/// of minutes, 90 days of hours, 2 years of days: under 2^14 rows), so its
+/// sums stay below 2^63, the stores' largest integer; a row past it
+/// saturates. No real series reaches it (2^49 runs in a minute is ten
+/// trillion a second); thousands of points of 2^53 runs in one minute used
+/// to store a count of -1.
+pub const MAX_STORED_COUNT: u64 = 1 << 49;
+
 /// The most runs one point may count: 2^53, the most an `f64` holds exactly
 /// (sums and rates are computed in `f64`), far beyond any real interval's
 /// and any cumulative stream's, and far enough below `i64::MAX` (the stores'
@@ -74,6 +100,24 @@ pub enum InvalidPoint {
     /// More runs than [`MAX_POINT_COUNT`].
     #[error("count {0} is more than 2^53 runs in one point")]
     TooMany(u64),
+    /// A bucket holding runs below [`MIN_DURATION_SECONDS`].
+    #[error("{0} lies below a nanosecond: no clock times a run that short")]
+    TooShort(&'static str),
+    /// A scale coarser than [`MIN_DURATION_SCALE`].
+    #[error("scale {0} is coarser than any duration histogram needs (0 covers 1 ns to a year in 55 buckets)")]
+    TooCoarse(i32),
+    /// The mean (sum / count) outside the point's own min and max.
+    #[error("sum {sum} over {count} runs puts their mean outside [min, max] = [{min}, {max}]")]
+    MeanOutside {
+        /// The point's sum.
+        sum: f64,
+        /// Its count.
+        count: u64,
+        /// Its min.
+        min: f64,
+        /// Its max.
+        max: f64,
+    },
 }
 
 /// A histogram of durations in seconds.
@@ -161,6 +205,9 @@ impl Histogram {
         if !(MIN_SCALE..=20).contains(&scale) {
             return Err(InvalidPoint::Scale(scale));
         }
+        if scale < MIN_DURATION_SCALE && counts.iter().any(|c| *c > 0) {
+            return Err(InvalidPoint::TooCoarse(scale));
+        }
         let total = counts.iter().try_fold(zero_count, |acc, c| acc.checked_add(*c));
         match total {
             Some(total) if total == count => {}
@@ -194,11 +241,15 @@ impl Histogram {
 
     /// Refuses what no run's duration can be: more than [`MAX_POINT_COUNT`]
     /// runs, a bucket holding runs beyond [`MAX_DURATION_SECONDS`] (a
-    /// crafted offset at a fine scale reaches 2^2048 s), or a min, max or
-    /// mean beyond it.
+    /// crafted offset at a fine scale reaches 2^2048 s) or wholly below
+    /// [`MIN_DURATION_SECONDS`], or a min, max or mean beyond a year.
     pub(crate) fn check_physical(&self) -> Result<(), InvalidPoint> {
         if self.count > MAX_POINT_COUNT {
             return Err(InvalidPoint::TooMany(self.count));
+        }
+        let highest_of_first = self.buckets.first().map_or(1.0, |i| bucket_bounds(i, self.scale).1);
+        if highest_of_first < MIN_DURATION_SECONDS {
+            return Err(InvalidPoint::TooShort("a bucket holding runs"));
         }
         let lowest_of_last = self.buckets.last().map_or(0.0, |i| bucket_bounds(i, self.scale).0);
         for (what, value) in [
@@ -251,6 +302,15 @@ impl Histogram {
         if counts.iter().enumerate().any(|(i, &c)| c > 0 && beyond(i)) {
             return Err(InvalidPoint::TooLong("a bucket holding runs"));
         }
+        // One wholly below a nanosecond (and above 0, the zero region) holds none either.
+        let below = |i: usize| {
+            bounds
+                .get(i)
+                .is_some_and(|&high| high > 0.0 && high < MIN_DURATION_SECONDS)
+        };
+        if counts.iter().enumerate().any(|(i, &c)| c > 0 && below(i)) {
+            return Err(InvalidPoint::TooShort("a bucket holding runs"));
+        }
         let mut histogram = Histogram {
             estimated: true,
             ..Histogram::empty()
@@ -295,7 +355,7 @@ impl Histogram {
         // The buckets wholly inside: from the one above `low`'s to the one
         // ending at or below `high`. Near 0 the first bucket is cut at a
         // thousandth of `high`, so a bucket from 0 spans at most ten octaves.
-        let low = low.max(high / 1_024.0);
+        let low = low.max(high / 1_024.0).max(MIN_DURATION_SECONDS);
         let first = bucket_index(low, scale).saturating_add(1);
         let last = match bucket_index(high, scale) {
             // `high` is the upper edge of its bucket only when it is an edge.
@@ -333,6 +393,17 @@ impl Histogram {
                 let (min, max) = (finite("min", min)?, finite("max", max)?);
                 if min > max {
                     return Err(InvalidPoint::MinMax { min, max });
+                }
+                // The runs' exact extremes bound their mean (up to rounding),
+                // when the point has a sum (OTLP lets it leave it out).
+                let (mean, slack) = (self.mean(), 1e-6 * max + 1e-12);
+                if sum.is_some() && self.count > 0 && (mean > max + slack || mean < min - slack) {
+                    return Err(InvalidPoint::MeanOutside {
+                        sum: self.sum,
+                        count: self.count,
+                        min,
+                        max,
+                    });
                 }
                 self.min = min;
                 self.max = max;
@@ -489,6 +560,29 @@ impl Histogram {
         let shift = shift_to_fit(low, high);
         self.downscale(self.scale - shift as i32);
         self.buckets.add(index >> shift, count);
+    }
+
+    /// This histogram as a store keeps it: its count, zero count and each
+    /// bucket at most [`MAX_STORED_COUNT`] (borrowed when already so, as
+    /// every real one is).
+    pub(crate) fn for_store(&self) -> std::borrow::Cow<'_, Histogram> {
+        // Every part is at most the count (saturating adds keep it so).
+        if self.count <= MAX_STORED_COUNT {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut buckets = Buckets::new();
+        if let Some((low, high)) = self.buckets.first().zip(self.buckets.last()) {
+            buckets.cover(low, high);
+        }
+        for (index, count) in self.buckets.iter() {
+            buckets.add(index, count.min(MAX_STORED_COUNT));
+        }
+        std::borrow::Cow::Owned(Histogram {
+            buckets,
+            count: MAX_STORED_COUNT,
+            zero_count: self.zero_count.min(MAX_STORED_COUNT),
+            ..self.clone()
+        })
     }
 
     /// Mean value.
@@ -802,6 +896,77 @@ mod tests {
         .unwrap()
     }
 
+    /// The rule against one crafted run coarsening a series: a run below a
+    /// nanosecond, or a point coarser than scale 0, is refused; real
+    /// outliers anywhere in [1 ns, 1 year] are kept and leave a 1,000-run
+    /// series' p50 within its scale-7 error.
+    #[test]
+    fn one_run_cannot_coarsen_a_series() {
+        let runs: Vec<f64> = (0..1_000).map(|i| 0.02 * 4f64.powf(f64::from(i) / 999.0)).collect();
+        let exact = runs[499];
+        let series = from_values(&runs, MAX_SCALE);
+        // What a crafted run did before it was refused: the series merged
+        // with it at a coarse scale.
+        let moved = [-20_000, -200_000, -2_000_000, i32::MIN].map(|offset| {
+            let mut poisoned = series.clone();
+            poisoned.merge(&Histogram {
+                buckets: Buckets::from_dense(offset, &[1]).unwrap(),
+                count: 1,
+                ..Histogram::empty()
+            });
+            (poisoned.quantile(0.5) / exact - 1.0).abs()
+        });
+        // Measured: 0.3%, 1.8%, 2.3% and 100% (the series at scale -11).
+        assert!(moved.iter().any(|m| *m > 0.05), "the attack moved p50 by {moved:?}");
+        let refused = Histogram::from_exponential(7, 0, 0.0, -200_000, &[1], 1, Some(0.0), None);
+        assert_eq!(refused, Err(InvalidPoint::TooShort("a bucket holding runs")));
+        let coarse = Histogram::from_exponential(-1, 0, 0.0, 0, &[1], 1, Some(0.5), Some((0.5, 0.5)));
+        assert_eq!(coarse, Err(InvalidPoint::TooCoarse(-1)));
+        for outlier in [1e-9, 2e-9, 0.5, 86_400.0 * 365.0] {
+            let mut merged = series.clone();
+            merged.merge(&from_values(&[outlier], MAX_SCALE));
+            assert_eq!(merged.scale, MAX_SCALE, "an outlier at {outlier} s");
+            let read = merged.quantile(0.5);
+            assert!(
+                (read / exact - 1.0).abs() < 0.01,
+                "{outlier}: p50 {read} against {exact}"
+            );
+        }
+        // Explicit buckets reaching down to a microsecond are kept; one
+        // wholly below a nanosecond is not.
+        assert!(Histogram::from_explicit(&[1e-6, 0.01], &[2, 1, 0], 3, Some(0.005), None).is_ok());
+        let below = Histogram::from_explicit(&[1e-300, 1.0], &[1, 0, 0], 1, Some(0.0), None);
+        assert_eq!(below, Err(InvalidPoint::TooShort("a bucket holding runs")));
+    }
+
+    /// A sum that puts the mean outside the point's own min and max is
+    /// refused; one within them (up to rounding), or no sum, is kept.
+    #[test]
+    fn the_mean_lies_within_min_and_max() {
+        let point = |sum: Option<f64>| Histogram::from_explicit(&[0.05], &[3, 0], 3, sum, Some((0.01, 0.03)));
+        assert!(matches!(point(Some(300.0)), Err(InvalidPoint::MeanOutside { .. })));
+        assert!(matches!(point(Some(0.01)), Err(InvalidPoint::MeanOutside { .. })));
+        for kept in [Some(0.06), Some(0.03), Some(0.09), None] {
+            assert!(point(kept).is_ok(), "{kept:?}");
+        }
+    }
+
+    /// A stored row's counts saturate at 2^49 runs; real ones are borrowed.
+    #[test]
+    fn stored_counts_saturate() {
+        let real = from_values(&[0.01, 0.02], MAX_SCALE);
+        assert!(matches!(real.for_store(), std::borrow::Cow::Borrowed(_)));
+        let mut huge = real.clone();
+        for _ in 0..20 {
+            let copy = huge.clone();
+            huge.merge(&copy);
+            huge.count = huge.count.saturating_mul(1 << 3);
+        }
+        let stored = huge.for_store();
+        assert_eq!(stored.count, MAX_STORED_COUNT);
+        assert!(stored.iter_buckets().all(|(_, c)| c <= MAX_STORED_COUNT));
+    }
+
     #[test]
     fn mixed_scales_merge_by_downscaling_exactly() {
         let a: Vec<f64> = (1..500).map(|i| 0.001 * f64::from(i)).collect();
@@ -1026,13 +1191,18 @@ mod tests {
         assert!(tiny.buckets.span() <= MAX_SPAN, "{} buckets", tiny.buckets.span());
         assert!(tiny.scale < MAX_SCALE);
         assert_eq!((tiny.count, tiny.min, tiny.max), (2, 1e-300, 1e300));
-        // One point with a huge offset spread is fitted the same way (from
-        // 2^-781 s to 2^23 s, 97 days: still a duration).
+        // One point from 2^-781 s to 2^23 s (97 days) is refused: its first
+        // run lies below a nanosecond.
         let mut counts = vec![0u64; 103_001];
         counts[0] = 1;
         counts[103_000] = 1;
+        let wide = Histogram::from_exponential(7, 0, 0.0, -100_000, &counts, 2, Some(1.0), None);
+        assert_eq!(wide, Err(InvalidPoint::TooShort("a bucket holding runs")));
+        // From 2^-29.7 s to 97 days, it is kept at scale 7.
+        counts[0] = 0;
+        counts[100_000 - 3_800] = 1;
         let wide = Histogram::from_exponential(7, 0, 0.0, -100_000, &counts, 2, Some(1.0), None).unwrap();
-        assert!(wide.buckets.span() <= MAX_SPAN && wide.scale < 7);
+        assert!(wide.buckets.span() <= MAX_SPAN && wide.scale == 7);
         // Runs beyond a year are no durations: refused, not stored.
         assert_eq!(
             Histogram::from_exponential(7, 0, 0.0, 4_000, &[1], 1, Some(1.0), None),

@@ -14,202 +14,34 @@
 
 #[path = "support/kuroko_serve.rs"]
 mod kuroko_serve;
-use kuroko_serve::{int, kv, Serve};
+#[path = "support/reporter.rs"]
+mod reporter;
+#[path = "support/requests.rs"]
+mod requests;
+use kuroko_serve::{int, kv};
+use reporter::{now_nanos, Reporter};
+use requests::{good_point, histogram_metric, metrics_request, resource, route};
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
     exponential_histogram_data_point::Buckets, metric, AggregationTemporality, ExponentialHistogram,
-    ExponentialHistogramDataPoint, Histogram, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics,
+    ExponentialHistogramDataPoint, HistogramDataPoint, Metric,
 };
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 /// The RSS the reporter may reach while refusing these attacks.
 const RSS_CEILING_BYTES: u64 = 300 << 20;
-
-/// A `kuroko serve` process on a store of its own.
-struct Reporter {
-    serve: Serve,
-    http: String,
-    store: PathBuf,
-}
-
-impl Reporter {
-    fn start(tag: &str) -> Reporter {
-        Reporter::start_with(tag, "")
-    }
-
-    /// With `config` as its kuroko.toml.
-    fn start_with(tag: &str, config: &str) -> Reporter {
-        let dir = std::env::temp_dir().join(format!("kuroko-hostile-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = dir.join("kuroko.db");
-        let toml = dir.join("kuroko.toml");
-        std::fs::write(&toml, config).unwrap();
-        let serve = Serve::start(&[
-            "--config".as_ref(),
-            toml.as_os_str(),
-            "--grpc".as_ref(),
-            "127.0.0.1:0".as_ref(),
-            "--http".as_ref(),
-            "127.0.0.1:0".as_ref(),
-            "--store".as_ref(),
-            store.as_os_str(),
-        ]);
-        Reporter {
-            http: serve.http.clone(),
-            serve,
-            store,
-        }
-    }
-
-    /// Its resident memory, from /proc.
-    fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.serve.child.id())).unwrap();
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status");
-        kb << 10
-    }
-
-    /// Still running.
-    fn alive(&mut self) -> bool {
-        self.serve.child.try_wait().unwrap().is_none()
-    }
-
-    /// `kuroko query QUESTION --store …` on its store, until its output
-    /// holds `expected` (the store file is a few seconds behind the running
-    /// reporter): each run must exit 0; the last output.
-    fn query_until(&self, question: &str, expected: &[&str]) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let text = self.query(question);
-            if expected.iter().all(|e| text.contains(e)) || std::time::Instant::now() > deadline {
-                return text;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-    }
-
-    /// `kuroko query QUESTION --store …` on its store: exit 0 and its output.
-    fn query(&self, question: &str) -> String {
-        let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
-        let output = Command::new(env!("CARGO_BIN_EXE_kuroko"))
-            .args([
-                "query",
-                question,
-                "--since",
-                "1h",
-                "--until",
-                &until.to_string(),
-                "--store",
-            ])
-            .arg(&self.store)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "kuroko query {question} failed on the attacked store: {}\n{text}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        text
-    }
-
-    fn stop(self) -> PathBuf {
-        self.serve.kill();
-        self.store
-    }
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
-}
-
-fn resource(service: &str) -> Option<Resource> {
-    Some(Resource {
-        attributes: vec![kv("service.name", service), kv("host.name", "h1")],
-        ..Default::default()
-    })
-}
-
-fn route(route: &str) -> Vec<KeyValue> {
-    vec![kv("http.request.method", "GET"), kv("http.route", route)]
-}
-
-async fn post<R: Message + Default>(reporter: &Reporter, signal: &str, body: Vec<u8>) -> (u16, R) {
-    let response = reqwest::Client::new()
-        .post(format!("http://{}/v1/{signal}", reporter.http))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await.unwrap();
-    (status, R::decode(bytes.as_ref()).unwrap_or_default())
-}
-
-fn histogram_metric(points: Vec<HistogramDataPoint>) -> Metric {
-    Metric {
-        name: "http.server.request.duration".into(),
-        unit: "s".into(),
-        data: Some(metric::Data::Histogram(Histogram {
-            data_points: points,
-            aggregation_temporality: AggregationTemporality::Delta as i32,
-        })),
-        ..Default::default()
-    }
-}
-
-fn metrics_request(resources: Vec<(&str, Vec<Metric>)>) -> ExportMetricsServiceRequest {
-    ExportMetricsServiceRequest {
-        resource_metrics: resources
-            .into_iter()
-            .map(|(service, metrics)| ResourceMetrics {
-                resource: resource(service),
-                scope_metrics: vec![ScopeMetrics {
-                    metrics,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })
-            .collect(),
-    }
-}
-
-/// Three good runs of GET /good: 10, 20 and 30 ms.
-fn good_point(time: u64) -> HistogramDataPoint {
-    HistogramDataPoint {
-        attributes: route("/good"),
-        start_time_unix_nano: time - 60_000_000_000,
-        time_unix_nano: time,
-        count: 3,
-        sum: Some(0.06),
-        bucket_counts: vec![0, 1, 2, 0],
-        explicit_bounds: vec![0.005, 0.01, 0.05],
-        min: Some(0.01),
-        max: Some(0.03),
-        ..Default::default()
-    }
-}
 
 /// A poisoned error count (i64::MAX, twice, as the issue reproduced) is
 /// refused with its reason; the good record of the same request is one
 /// error group the store still answers about.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poisoned_error_count_is_refused_and_the_store_still_answers() {
-    let mut reporter = Reporter::start("error-count");
+    let mut reporter = Reporter::start("error-count", "");
     let record = |message: &str, count: i64| LogRecord {
         time_unix_nano: now_nanos(),
         severity_number: 17,
@@ -236,7 +68,7 @@ async fn a_poisoned_error_count_is_refused_and_the_store_still_answers() {
             ..Default::default()
         }],
     };
-    let (status, answer): (u16, ExportLogsServiceResponse) = post(&reporter, "logs", request.encode_to_vec()).await;
+    let (status, answer): (u16, ExportLogsServiceResponse) = reporter.post("logs", request.encode_to_vec()).await;
     assert_eq!(status, 200);
     let partial = answer.partial_success.expect("a partial-success answer");
     assert_eq!(partial.rejected_log_records, 2, "{partial:?}");
@@ -249,7 +81,6 @@ async fn a_poisoned_error_count_is_refused_and_the_store_still_answers() {
     assert!(reporter.alive());
     let rss = reporter.rss();
     assert!(rss < RSS_CEILING_BYTES, "RSS {rss} bytes");
-    let _ = std::fs::remove_dir_all(reporter.stop().parent().unwrap());
 }
 
 /// An 8 MB `service.name` (7 KB gzipped is all it takes) is refused with all
@@ -257,15 +88,14 @@ async fn a_poisoned_error_count_is_refused_and_the_store_still_answers() {
 /// request is stored exactly, and no answer carries the name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_service_name_is_refused_and_the_rest_is_kept() {
-    let mut reporter = Reporter::start("service-name");
+    let mut reporter = Reporter::start("service-name", "");
     let time = now_nanos();
     let huge = "s".repeat(8 << 20);
     let request = metrics_request(vec![
         (huge.as_str(), vec![histogram_metric(vec![good_point(time)])]),
         ("shop", vec![histogram_metric(vec![good_point(time)])]),
     ]);
-    let (status, answer): (u16, ExportMetricsServiceResponse) =
-        post(&reporter, "metrics", request.encode_to_vec()).await;
+    let (status, answer): (u16, ExportMetricsServiceResponse) = reporter.post("metrics", request.encode_to_vec()).await;
     assert_eq!(status, 200);
     let partial = answer.partial_success.expect("a partial-success answer");
     assert_eq!(partial.rejected_data_points, 1, "{partial:?}");
@@ -277,7 +107,6 @@ async fn a_huge_service_name_is_refused_and_the_rest_is_kept() {
     assert!(reporter.alive());
     let rss = reporter.rss();
     assert!(rss < RSS_CEILING_BYTES, "RSS {rss} bytes");
-    let _ = std::fs::remove_dir_all(reporter.stop().parent().unwrap());
 }
 
 /// Points that no run's duration can be — an exponential point at scale 20
@@ -287,7 +116,7 @@ async fn a_huge_service_name_is_refused_and_the_rest_is_kept() {
 /// answer is the good route's, in milliseconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impossible_durations_and_counts_are_refused() {
-    let mut reporter = Reporter::start("durations");
+    let mut reporter = Reporter::start("durations", "");
     let time = now_nanos();
     let exponential = Metric {
         name: "http.server.request.duration".into(),
@@ -367,8 +196,7 @@ async fn impossible_durations_and_counts_are_refused() {
             ]),
         ],
     )]);
-    let (status, answer): (u16, ExportMetricsServiceResponse) =
-        post(&reporter, "metrics", request.encode_to_vec()).await;
+    let (status, answer): (u16, ExportMetricsServiceResponse) = reporter.post("metrics", request.encode_to_vec()).await;
     assert_eq!(status, 200);
     let partial = answer.partial_success.expect("a partial-success answer");
     assert_eq!(partial.rejected_data_points, 5, "{partial:?}");
@@ -397,7 +225,6 @@ async fn impossible_durations_and_counts_are_refused() {
     assert!(reporter.alive());
     let rss = reporter.rss();
     assert!(rss < RSS_CEILING_BYTES, "RSS {rss} bytes");
-    let _ = std::fs::remove_dir_all(reporter.stop().parent().unwrap());
 }
 
 /// Unique `service.name`s past the reporter's series limit (here 20, by
@@ -405,7 +232,7 @@ async fn impossible_durations_and_counts_are_refused() {
 /// is still counted, and an answer lists at most the limit's rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unique_service_names_fold_past_the_reporters_series_limit() {
-    let mut reporter = Reporter::start_with("services", "[limits]\nmax_series = 20\n");
+    let mut reporter = Reporter::start("services", "[limits]\nmax_series = 20\n");
     let time = now_nanos();
     let names: Vec<String> = (0..200).map(|i| format!("svc-{i:03}")).collect();
     let request = metrics_request(
@@ -414,8 +241,7 @@ async fn unique_service_names_fold_past_the_reporters_series_limit() {
             .map(|name| (name.as_str(), vec![histogram_metric(vec![good_point(time)])]))
             .collect(),
     );
-    let (status, answer): (u16, ExportMetricsServiceResponse) =
-        post(&reporter, "metrics", request.encode_to_vec()).await;
+    let (status, answer): (u16, ExportMetricsServiceResponse) = reporter.post("metrics", request.encode_to_vec()).await;
     assert_eq!(status, 200);
     assert_eq!(answer.partial_success, None, "folded, not refused");
     let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
@@ -433,7 +259,7 @@ async fn unique_service_names_fold_past_the_reporters_series_limit() {
             "1000",
         ])
         .args(["--format", "json", "--store"])
-        .arg(&reporter.store)
+        .arg(reporter.store())
         .output()
         .unwrap();
     let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -442,7 +268,6 @@ async fn unique_service_names_fold_past_the_reporters_series_limit() {
     let runs: u64 = rows.iter().map(|r| r["count"].as_u64().unwrap()).sum();
     assert_eq!(runs, 200 * 3, "every run counted, folded or not");
     assert!(reporter.alive());
-    let _ = std::fs::remove_dir_all(reporter.stop().parent().unwrap());
 }
 
 /// With `[auth]` on, an upload without the token is refused from its
@@ -452,7 +277,7 @@ async fn unique_service_names_fold_past_the_reporters_series_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_without_the_token_are_refused_before_their_body() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut reporter = Reporter::start_with("auth", "[auth]\ningest_token = \"s3cr3t\"\n");
+    let mut reporter = Reporter::start("auth", "[auth]\ningest_token = \"s3cr3t\"\n");
     let mut stalled = Vec::new();
     for _ in 0..20 {
         let mut socket = tokio::net::TcpStream::connect(&reporter.http).await.unwrap();
@@ -489,5 +314,4 @@ async fn uploads_without_the_token_are_refused_before_their_body() {
     let rss = reporter.rss();
     assert!(rss < RSS_CEILING_BYTES, "RSS {rss} bytes");
     drop(stalled);
-    let _ = std::fs::remove_dir_all(reporter.stop().parent().unwrap());
 }

@@ -322,7 +322,16 @@ impl Query {
             Question::Slowest | Question::Consumers => {
                 json(&analysis.slowest_grouped(scope, self.group, self.by, self.limit)?)
             }
-            Question::Timeseries => json(&analysis.timeseries(scope, self.group, self.step)?),
+            Question::Timeseries => {
+                let mut answer = analysis.timeseries(scope, self.group, self.step)?;
+                let total_series = answer.series.len();
+                keep_busiest(&mut answer.series, self.limit);
+                let mut value = json(&answer);
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("total_series".to_owned(), total_series.into());
+                }
+                value
+            }
             Question::Breakdown => {
                 // Checked in `parse`.
                 let service = scope.service.as_deref().unwrap_or_default();
@@ -374,6 +383,27 @@ impl Query {
         }
         answer
     }
+}
+
+/// Keeps the `limit` series with the most runs, in their order: a window
+/// of thousands of transactions would otherwise answer a line for each
+/// (200,000 services made gigabytes of points).
+fn keep_busiest(series: &mut Vec<crate::analysis::timeseries::Series>, limit: usize) {
+    if series.len() <= limit {
+        return;
+    }
+    let runs = |s: &crate::analysis::timeseries::Series| s.points.iter().map(|p| p.count).sum::<u64>();
+    let mut ranked: Vec<(u64, usize)> = series.iter().enumerate().map(|(i, s)| (runs(s), i)).collect();
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut keep = vec![false; series.len()];
+    for &(_, i) in ranked.iter().take(limit) {
+        keep[i] = true;
+    }
+    let mut index = 0;
+    series.retain(|_| {
+        index += 1;
+        keep[index - 1]
+    });
 }
 
 /// `value` as JSON; the analysis' types hold only strings, numbers, options

@@ -330,6 +330,7 @@ pub fn table(question: Question, answer: &Value) -> String {
                 answer,
             );
             rows_table(&mut out, POINTS, &points(answer));
+            shown_of(&mut out, list(answer, "series").len(), at(answer, &["total_series"]));
         }
         Question::Breakdown => breakdown(&mut out, answer),
         Question::Regressions => regressions(&mut out, answer),

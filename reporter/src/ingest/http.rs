@@ -249,6 +249,12 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
          # HELP kuroko_reporter_requests_unauthorized_total Requests refused for a missing or wrong token.\n\
          # TYPE kuroko_reporter_requests_unauthorized_total counter\n\
          kuroko_reporter_requests_unauthorized_total {}\n\
+         # HELP kuroko_reporter_trace_spans_trimmed_total Spans of kept traces left out by max_trace_spans or max_trace_bytes (still counted as segments).\n\
+         # TYPE kuroko_reporter_trace_spans_trimmed_total counter\n\
+         kuroko_reporter_trace_spans_trimmed_total {}\n\
+         # HELP kuroko_reporter_trace_attributes_trimmed_total Attribute values of kept trace spans cut to max_value_bytes or left out by max_span_attribute_bytes.\n\
+         # TYPE kuroko_reporter_trace_attributes_trimmed_total counter\n\
+         kuroko_reporter_trace_attributes_trimmed_total {}\n\
          # HELP kuroko_reporter_ingest_seconds Time from a decoded request to its committed batch.\n\
          # TYPE kuroko_reporter_ingest_seconds summary\n\
          kuroko_reporter_ingest_seconds{{quantile=\"0.5\"}} {}\n\
@@ -261,6 +267,8 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
         stats.folded.load(Relaxed),
         stats.failed_requests.load(Relaxed),
         stats.unauthorized.load(Relaxed),
+        stats.trace_spans_trimmed.load(Relaxed),
+        stats.trace_attributes_trimmed.load(Relaxed),
         receiver.latency_quantile(0.5),
         receiver.latency_quantile(0.99),
         store_bytes,

@@ -55,8 +55,12 @@ pub struct Accepted {
 }
 
 impl Accepted {
+    /// The partial-success answer's count and message: when something was
+    /// rejected, or kept only in part (a count of 0 with a message is a
+    /// warning, as OTLP allows).
     fn rejected(&self) -> Option<(i64, String)> {
-        (self.rejected > 0).then(|| (i64::try_from(self.rejected).unwrap_or(i64::MAX), self.message.clone()))
+        (self.rejected > 0 || !self.message.is_empty())
+            .then(|| (i64::try_from(self.rejected).unwrap_or(i64::MAX), self.message.clone()))
     }
 
     /// The OTLP metrics response: a partial success naming the reasons when
@@ -172,6 +176,10 @@ pub struct IngestStats {
     pub failed_requests: AtomicU64,
     /// Requests refused for a missing or wrong token.
     pub unauthorized: AtomicU64,
+    /// Spans of kept traces left out by the trace budgets.
+    pub trace_spans_trimmed: AtomicU64,
+    /// Attribute values of kept traces cut or left out by the trace budgets.
+    pub trace_attributes_trimmed: AtomicU64,
 }
 
 /// The series the cardinality guard has let in.
@@ -454,6 +462,13 @@ impl Receiver {
             .record(micros.clamp(1, 3_600_000_000));
         self.stats.stored.fetch_add(stored, Ordering::Relaxed);
         self.stats.rejected.fetch_add(converted.rejected, Ordering::Relaxed);
+        let trimmed = converted.trimmed;
+        self.stats
+            .trace_spans_trimmed
+            .fetch_add(trimmed.spans, Ordering::Relaxed);
+        self.stats
+            .trace_attributes_trimmed
+            .fetch_add(trimmed.attributes, Ordering::Relaxed);
         if converted.rejected > 0 {
             tracing::warn!(rejected = converted.rejected, reasons = ?converted.reasons, "rejected data points");
         }

@@ -44,6 +44,17 @@ pub struct Limits {
     /// Wrong query tokens all clients together may send per minute; past
     /// it, `/login` answers 429 until the minute ends. Default: 100.
     pub max_login_failures: u32,
+    /// Most spans a kept trace stores (its transaction span and the first
+    /// of its subtree); the rest still count as segments. Default: 200.
+    pub max_trace_spans: usize,
+    /// Most attribute bytes (keys and values) a kept trace stores per span;
+    /// each value is first cut to `max_value_bytes`, and attributes past
+    /// the budget are left out. Default: 4,096.
+    pub max_span_attribute_bytes: usize,
+    /// Most bytes a kept trace stores, all its spans together: spans past
+    /// it are left out (the transaction span is always kept). Default:
+    /// 262,144 (256 KiB).
+    pub max_trace_bytes: usize,
 }
 
 impl Default for Limits {
@@ -59,6 +70,9 @@ impl Default for Limits {
             max_stacktrace_bytes: 16 << 10,
             max_login_failures_per_address: 10,
             max_login_failures: 100,
+            max_trace_spans: 200,
+            max_span_attribute_bytes: 4 << 10,
+            max_trace_bytes: 256 << 10,
         }
     }
 }
@@ -74,11 +88,40 @@ pub struct Converted {
     pub rejected: u64,
     /// The first few reasons, for the partial-success message.
     pub reasons: Vec<String>,
+    /// What kept traces left out to stay within their budgets.
+    pub trimmed: Trimmed,
+}
+
+/// What kept traces left out to stay within their budgets
+/// (`max_trace_spans`, `max_span_attribute_bytes`, `max_trace_bytes`); the
+/// spans themselves are accepted and counted as segments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    /// Spans of kept traces not stored with them.
+    pub spans: u64,
+    /// Attribute values of kept spans cut to `max_value_bytes` or left out.
+    pub attributes: u64,
+}
+
+impl Trimmed {
+    /// Adds `other`'s counts.
+    pub(crate) fn add(&mut self, other: Trimmed) {
+        self.spans = self.spans.saturating_add(other.spans);
+        self.attributes = self.attributes.saturating_add(other.attributes);
+    }
 }
 
 impl Converted {
     pub(crate) fn reject(&mut self, metric: &str, reason: impl std::fmt::Display) {
         self.reject_many(metric, reason, 1);
+    }
+
+    /// Notes, for the partial-success message, something kept only in part
+    /// (nothing is rejected).
+    pub(crate) fn note(&mut self, what: &str, note: impl std::fmt::Display) {
+        if self.reasons.len() < 5 {
+            self.reasons.push(format!("{what}: {note}"));
+        }
     }
 
     /// Rejects `count` points at once, for one reason (a resource's all).

@@ -36,7 +36,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
 
 use super::otlp::{
-    check, cut, get, key, minute, outcome, resource_identity, text, transaction, Converted, Identity, Limits,
+    check, cut, get, key, minute, outcome, resource_identity, text, transaction, Attribute, Converted, Identity,
+    Limits, Trimmed,
 };
 use crate::histogram::Histogram;
 use crate::store::{CounterPoint, HistogramPoint, SeriesKey, TracePoint, SPAN_COUNTED};
@@ -49,9 +50,6 @@ pub const TRACED_DURATION: &str = "kuroko.traced.duration";
 /// Spans walked below one transaction, at most (a hostile trace's subtree
 /// costs bounded work).
 const MAX_SEGMENT_SPANS: usize = 10_000;
-
-/// Spans of a kept trace, at most.
-const MAX_KEPT_SPANS: usize = 200;
 
 /// Traces kept per series from one request.
 const KEPT_PER_REQUEST: usize = 5;
@@ -120,16 +118,31 @@ fn covered(mut intervals: Vec<(u64, u64)>, within: (u64, u64)) -> u64 {
     total
 }
 
-/// A span as kept in a trace: name, kind, offsets in ns, a few attributes.
-fn span_json(span: &Span, kind: &str) -> String {
-    let attributes: serde_json::Map<String, serde_json::Value> = span
-        .attributes
-        .iter()
-        .take(32)
-        .filter_map(|kv| Some((kv.key.clone(), serde_json::Value::String(text(kv)?))))
-        .collect();
+/// Attributes of a kept span, at most (before the byte budget).
+const MAX_KEPT_ATTRIBUTES: usize = 32;
+
+/// A span as kept in a trace: name, kind, offsets in ns, a few attributes,
+/// within `max_span_attribute_bytes` (each value cut to `max_value_bytes`);
+/// what it leaves out is added to `trimmed`.
+fn span_json(span: &Span, kind: &str, limits: &Limits, trimmed: &mut Trimmed) -> String {
+    let mut budget = limits.max_span_attribute_bytes;
+    let mut attributes = serde_json::Map::new();
+    for kv in &span.attributes {
+        let Some(value) = kv.text() else { continue };
+        let kept = cut(&value, limits.max_value_bytes);
+        let cost = kv.key.len() + kept.len();
+        if attributes.len() >= MAX_KEPT_ATTRIBUTES || cost > budget || kv.key.len() > limits.max_value_bytes {
+            trimmed.attributes += 1;
+            continue;
+        }
+        if kept.len() < value.len() {
+            trimmed.attributes += 1;
+        }
+        budget -= cost;
+        attributes.insert(kv.key.clone(), serde_json::Value::String(kept.to_owned()));
+    }
     serde_json::json!({
-        "name": span.name,
+        "name": cut(&span.name, limits.max_value_bytes),
         "kind": kind,
         "span_id": hex(&span.span_id),
         "start": span.start_time_unix_nano,
@@ -137,6 +150,33 @@ fn span_json(span: &Span, kind: &str) -> String {
         "attributes": attributes,
     })
     .to_string()
+}
+
+/// A kept trace's spans as a JSON array: the transaction span `root`, then
+/// its `segments` while `max_trace_spans` and `max_trace_bytes` allow; with
+/// what it left out.
+fn trace_json(root: &Span, kind: &str, segments: &[&Span], limits: &Limits) -> (String, Trimmed) {
+    let mut trimmed = Trimmed::default();
+    let mut json = String::from("[");
+    json.push_str(&span_json(root, kind, limits, &mut trimmed));
+    let mut kept = 1;
+    for span in segments {
+        if kept >= limits.max_trace_spans {
+            break;
+        }
+        let mut cut = Trimmed::default();
+        let one = span_json(span, segment_kind(span), limits, &mut cut);
+        if json.len() + 1 + one.len() + 1 > limits.max_trace_bytes {
+            break;
+        }
+        json.push(',');
+        json.push_str(&one);
+        trimmed.add(cut);
+        kept += 1;
+    }
+    json.push(']');
+    trimmed.spans += (segments.len() + 1 - kept) as u64;
+    (json, trimmed)
 }
 
 /// The series of transaction span `root` of `sender`: named as its metric
@@ -285,7 +325,7 @@ pub fn convert(
     let now = std::time::Instant::now();
     let mut histograms: HashMap<(SeriesKey, i64), Histogram> = HashMap::new();
     let mut counters: HashMap<(SeriesKey, i64, &'static str, String), f64> = HashMap::new();
-    let mut candidates: HashMap<SeriesKey, Vec<TracePoint>> = HashMap::new();
+    let mut candidates: HashMap<SeriesKey, Vec<(TracePoint, Trimmed)>> = HashMap::new();
     for resource_spans in &request.resource_spans {
         let sender = match resource_identity(resource_spans.resource.as_ref(), limits) {
             Ok(sender) => sender,
@@ -379,20 +419,15 @@ pub fn convert(
                         count_segment(&mut counters, (&series, minute), span, &children(span), limits);
                     }
                 }
-                let mut json = vec![span_json(root, &kind)];
-                json.extend(
-                    segments
-                        .iter()
-                        .take(MAX_KEPT_SPANS)
-                        .map(|c| span_json(c, segment_kind(c))),
-                );
-                candidates.entry(series.clone()).or_default().push(TracePoint {
-                    key: series,
+                let (spans, trimmed) = trace_json(root, &kind, &segments, limits);
+                let trace = TracePoint {
+                    key: series.clone(),
                     trace_id: hex(&root.trace_id),
                     start: root.start_time_unix_nano,
                     duration: seconds,
-                    spans: format!("[{}]", json.join(",")),
-                });
+                    spans,
+                };
+                candidates.entry(series).or_default().push((trace, trimmed));
             }
         }
         // The rest: spans whose transaction an earlier request placed (late
@@ -459,8 +494,22 @@ pub fn convert(
         })
         .collect();
     for (_, mut traces) in candidates {
-        traces.sort_by(|a, b| b.duration.total_cmp(&a.duration));
-        out.batch.traces.extend(traces.into_iter().take(KEPT_PER_REQUEST));
+        traces.sort_by(|a, b| b.0.duration.total_cmp(&a.0.duration));
+        for (trace, trimmed) in traces.into_iter().take(KEPT_PER_REQUEST) {
+            out.trimmed.add(trimmed);
+            out.batch.traces.push(trace);
+        }
+    }
+    if out.trimmed != Trimmed::default() {
+        let Trimmed { spans, attributes } = out.trimmed;
+        out.note(
+            "trace",
+            format!(
+                "kept traces left out {spans} spans and cut or left out {attributes} attribute values \
+                 (max_trace_spans {}, max_trace_bytes {}, max_span_attribute_bytes {}); every span is still counted",
+                limits.max_trace_spans, limits.max_trace_bytes, limits.max_span_attribute_bytes
+            ),
+        );
     }
     // Exception events become errors; transaction spans tie their trace's.
     super::exceptions::add(request, limits, now_unix_nano, &mut out);

@@ -1025,14 +1025,27 @@ impl ClickHouseStore {
             }
         }
         let [histograms, counters, errors, traces, streams, metric_transactions] = &mut out.tables;
+        // One row per series and minute of the batch (an SDK sends a point
+        // per outcome; a hostile one thousands), saturated at 2^49 runs:
+        // `UInt64` sums over a series' rows wrap, so their rows stay few and
+        // bounded (2,100 points of 2^53 runs in one request wrapped).
+        let mut merged: HashMap<(u64, i64), std::borrow::Cow<'_, Histogram>> = HashMap::new();
+        for p in &batch.histograms {
+            match merged.entry((series_id(&p.key), p.minute)) {
+                std::collections::hash_map::Entry::Occupied(mut row) => row.get_mut().to_mut().merge(&p.histogram),
+                std::collections::hash_map::Entry::Vacant(row) => {
+                    row.insert(std::borrow::Cow::Borrowed(&p.histogram));
+                }
+            }
+        }
         self.encode(
             histograms,
-            batch.histograms.iter().map(|p| {
-                let h = &p.histogram;
+            merged.iter().map(|(&(series_id, minute), h)| {
+                let h = h.for_store();
                 let (bucket_index, bucket_count) = h.iter_buckets().unzip();
                 HistogramRow {
-                    series_id: series_id(&p.key),
-                    minute: p.minute,
+                    series_id,
+                    minute,
                     count: h.count,
                     sum: finite(h.sum),
                     min: if h.count > 0 { finite(h.min) } else { 0.0 },

@@ -1065,6 +1065,9 @@ pub(crate) fn write_histogram(
          (series, {column}, count, sum, min, max, scale, zero_count, zero_threshold, buckets, estimated)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     );
+    // Saturated at 2^49 runs (so no read's SUM overflows, and nothing is
+    // stored negative).
+    let h = h.for_store();
     let changed = transaction.prepare_cached(&sql)?.execute(params![
         series,
         period,

@@ -35,6 +35,7 @@
 pub mod charts;
 pub mod dashboards;
 pub mod health;
+mod pager;
 pub mod pages;
 pub mod throttle;
 
@@ -148,7 +149,7 @@ pub struct Params {
 }
 
 /// The parameters a page understands, in the order URLs write them.
-pub const KEYS: [&str; 13] = [
+pub const KEYS: [&str; 18] = [
     "since",
     "until",
     "service",
@@ -162,6 +163,11 @@ pub const KEYS: [&str; 13] = [
     "step",
     "limit",
     "id",
+    "rows",
+    "services_from",
+    "features_from",
+    "from",
+    "improvements_from",
 ];
 
 /// A request the UI could not answer.

@@ -14,6 +14,7 @@ use maud::{html, Markup, DOCTYPE};
 
 use super::charts::{self, Bin, Line, Unit};
 use super::dashboards::{Chart, Dashboard, Dashboards, Metric, Panel, Source};
+use super::pager::Pager;
 use super::{segment, PageError, Params};
 use crate::analysis::endpoints::{Advice, EndpointRow, Group, Rank};
 use crate::analysis::errors::ErrorGroup;
@@ -454,13 +455,23 @@ pub fn overview(app: &App, params: &Params, now: i64) -> Result<Markup, PageErro
         .map(|r| ((r.service.as_str(), r.transaction.as_str()), Summary::from(r)))
         .collect();
     let no_trend = Vec::new();
+    // The services that take the most time first, a page at a time.
+    let mut services: Vec<(String, Summary)> = services.into_iter().collect();
+    services.sort_by(|(a, x), (b, y)| {
+        (y.runs as f64 * y.mean)
+            .total_cmp(&(x.runs as f64 * x.mean))
+            .then(a.cmp(b))
+    });
+    let services_pager = Pager::new(params, "/", "services_from", "services", services.len())?;
+    let features_pager = Pager::new(params, "/", "features_from", "features", features.rows.len())?;
 
     let services_table = html! {
         @if services.is_empty() { p.empty { "No runs in this window." } } @else {
+            (services_pager.nav())
             table.rows id="services-table" {
                 thead { tr { th { "Service" } @for h in SUMMARY_HEADS { th.num { (h) } } th { "Average over time" } } }
                 tbody {
-                    @for (service, now) in &services {
+                    @for (service, now) in services_pager.page(&services) {
                         tr data-service=(service) {
                             td { a href=(params.with("service", Some(service)).href("/")) { (service) } }
                             (summary_cells(now, Some(services_before.get(service))))
@@ -473,10 +484,11 @@ pub fn overview(app: &App, params: &Params, now: i64) -> Result<Markup, PageErro
     };
     let features_table = html! {
         @if features.rows.is_empty() { p.empty { "No runs in this window." } } @else {
+            (features_pager.nav())
             table.rows id="features-table" {
                 thead { tr { th { "Feature" } th { "Team" } @for h in SUMMARY_HEADS { th.num { (h) } } th { "Average over time" } } }
                 tbody {
-                    @for row in &features.rows {
+                    @for row in features_pager.page(&features.rows) {
                         tr data-feature=(row.feature.as_deref().unwrap_or("")) {
                             td {
                                 @match &row.feature {
@@ -753,6 +765,7 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
     }
     let breakdown = analysis.breakdown(&scope, service, name, TRACES)?;
     let errors = analysis.errors(&scope)?;
+    let errors_pager = Pager::new(params, "/transactions", "from", "error groups", errors.len())?;
 
     let page = params.href("/transactions");
     let api = api_params(params, DEFAULT_SINCE);
@@ -866,7 +879,10 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         }
         (section("segments", "Where the time goes", &page, Some(("breakdown", &api)), segments))
         (section("traces", "Slowest kept traces", &page, Some(("breakdown", &api)), traces))
-        (section("errors", "Errors", &page, Some(("errors", &api)), errors_table(&errors, &carried, false)))
+        (section("errors", "Errors", &page, Some(("errors", &api)), html! {
+            (errors_pager.nav())
+            (errors_table(errors_pager.page(&errors), &carried, false))
+        }))
     };
     Ok(document(&title, Nav::Overview, body))
 }
@@ -919,13 +935,17 @@ pub fn errors(app: &App, params: &Params, now: i64) -> Result<Markup, PageError>
     let api = api_params(params, DEFAULT_SINCE);
     let carried = params.only(&CARRIED);
     let total: u64 = groups.iter().map(|g| g.count).sum();
+    let pager = Pager::new(params, "/errors", "from", "groups", groups.len())?;
     let body = html! {
         (filter_bar("/errors", params, Some(DEFAULT_SINCE), &EDITABLE))
         p.context {
-            (groups.len()) " groups, " (format_count(total)) " errors; each against the window of the same length before it "
+            (format_count(groups.len() as u64)) " groups, " (format_count(total)) " errors; each against the window of the same length before it "
             "(with the default 1d: the day before). New groups first, then the largest increase."
         }
-        (section("groups", "Error groups", &page, Some(("errors", &api)), errors_table(&groups, &carried, true)))
+        (section("groups", "Error groups", &page, Some(("errors", &api)), html! {
+            (pager.nav())
+            (errors_table(pager.page(&groups), &carried, true))
+        }))
     };
     Ok(document("Errors", Nav::Errors, body))
 }
@@ -1047,6 +1067,21 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
     let api = api_params(params, REGRESSIONS_SINCE);
     let carried = params.only(&CARRIED);
     let grouped = group == regressions::Group::Feature;
+    // Each list pages alone.
+    let worse = Pager::new(
+        params,
+        "/regressions",
+        "from",
+        "regressions",
+        comparison.regressions.len(),
+    )?;
+    let better = Pager::new(
+        params,
+        "/regressions",
+        "improvements_from",
+        "improvements",
+        comparison.improvements.len(),
+    )?;
     let body = html! {
         (filter_bar("/regressions", params, Some(REGRESSIONS_SINCE), &EDITABLE))
         p.ranks {
@@ -1056,10 +1091,14 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
             ". A change counts when a test says it is not noise (p < 0.01) and it is at least 10%; "
             "each period needs 100 runs to be judged."
         }
-        (section("regressions", "Regressions", &page, Some(("regressions", &api)),
-            regression_table(&comparison.regressions, &carried, "Extra time")))
-        (section("improvements", "Improvements", &page, Some(("regressions", &api)),
-            regression_table(&comparison.improvements, &carried, "Time saved")))
+        (section("regressions", "Regressions", &page, Some(("regressions", &api)), html! {
+            (worse.nav())
+            (regression_table(worse.page(&comparison.regressions), &carried, "Extra time"))
+        }))
+        (section("improvements", "Improvements", &page, Some(("regressions", &api)), html! {
+            (better.nav())
+            (regression_table(better.page(&comparison.improvements), &carried, "Time saved"))
+        }))
         (section("too-little-traffic", "Not judged: too little traffic", &page, None, html! {
             p { (comparison.too_little_traffic.len()) " not judged; " (comparison.unchanged) " judged unchanged." }
             @if !comparison.too_little_traffic.is_empty() {
