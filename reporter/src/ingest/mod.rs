@@ -434,7 +434,10 @@ impl Receiver {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
                     self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(%error, "refused a request: the store could not keep it");
+                    // A low disk is logged by the store, once per spell.
+                    if !matches!(error, StoreError::DiskLow { .. }) {
+                        tracing::error!(error = %chain(&error), "refused a request: the store could not keep it");
+                    }
                     return Err(error.into());
                 }
                 Err(_) => return Err(IngestError::Writer),

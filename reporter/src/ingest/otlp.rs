@@ -36,6 +36,11 @@ pub struct Limits {
     /// last lines, cut between. Never a reason to reject an error (nor is a
     /// long `exception.message`). Default: 16,384.
     pub max_stacktrace_bytes: usize,
+    /// Bytes kept free on the embedded store's file system: writes that
+    /// would leave less are refused (503 with `Retry-After`, gRPC
+    /// UNAVAILABLE), so that what was acknowledged can always be flushed
+    /// (see `store/headroom.rs`); 0 turns the check off. Default: 256 MiB.
+    pub min_free_bytes: u64,
 }
 
 impl Default for Limits {
@@ -49,6 +54,7 @@ impl Default for Limits {
             max_future_seconds: 3_600,
             max_cumulative_streams: 200_000,
             max_stacktrace_bytes: 16 << 10,
+            min_free_bytes: 256 << 20,
         }
     }
 }

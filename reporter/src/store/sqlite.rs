@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::headroom::Headroom;
 use super::journal::{self, Journal};
 use super::links::{self, Stacks, StoredLink, TracedError};
 use super::pending::{LegacyRecord, Pending, Record, RecordRef, Resolved};
@@ -49,8 +50,21 @@ pub const SCHEMA_VERSION: i64 = 3;
 /// them to the tables.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
+/// Journal bytes past which a write flushes, however young the points: a
+/// flush deletes the segments, so the journal never grows past this (with
+/// the headroom, see [`Ingest::journal_limit`]). A journal record holds a
+/// whole request's points, a row one series' minute: at a few hundred
+/// requests a second for the same series, five seconds of journal are
+/// about a hundred times the rows they become.
+const JOURNAL_FLUSH_BYTES: u64 = 32 << 20;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rollup_quarantine (
+    resolution TEXT NOT NULL, period INTEGER NOT NULL, table_name TEXT NOT NULL, cause TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    PRIMARY KEY (resolution, period)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY,
     service TEXT NOT NULL, host TEXT NOT NULL, txn TEXT NOT NULL, feature TEXT NOT NULL, kind TEXT NOT NULL,
@@ -149,6 +163,25 @@ struct Ingest {
     pending: Pending,
 }
 
+impl Ingest {
+    /// Journal bytes past which a flush is due: [`JOURNAL_FLUSH_BYTES`], or
+    /// a quarter of the headroom when that is less (so a flush's rows fit
+    /// in what is kept free), at least 1 MiB.
+    fn journal_limit(min_free: u64) -> u64 {
+        match min_free {
+            0 => JOURNAL_FLUSH_BYTES,
+            kept => (kept / 4).clamp(1 << 20, JOURNAL_FLUSH_BYTES),
+        }
+    }
+
+    /// Whether a flush is due: the oldest pending point has waited
+    /// [`FLUSH_EVERY`], or the journal holds more than its limit.
+    fn due(&self, min_free: u64) -> bool {
+        self.pending.since.is_some_and(|since| since.elapsed() >= FLUSH_EVERY)
+            || self.journal.len() >= Ingest::journal_limit(min_free)
+    }
+}
+
 /// The embedded store.
 pub struct SqliteStore {
     path: String,
@@ -164,6 +197,8 @@ pub struct SqliteStore {
     /// Counter label ids by name, then labels.
     labels: Mutex<FxHashMap<String, FxHashMap<String, i64>>>,
     rolled: Arc<Rolled>,
+    /// The free space writes leave for flushes.
+    headroom: Headroom,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -194,7 +229,7 @@ impl SqliteStore {
         let name = path.display().to_string();
         let error = |source| StoreError::Sqlite {
             path: name.clone(),
-            source,
+            cause: source,
         };
         let journal_error = |source| StoreError::Journal {
             path: Journal::dir_of(path).display().to_string(),
@@ -203,6 +238,7 @@ impl SqliteStore {
         // Whoever owns the journal owns the schema too; another process (a
         // running reporter's CLI neighbours) only reads, and writes nothing
         // that could wait on the owner's transactions.
+        let headroom = Headroom::new(path);
         let lock = match Journal::lock(&Journal::dir_of(path)) {
             Ok(lock) => Some(lock),
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
@@ -284,11 +320,13 @@ impl SqliteStore {
             metric_series: Mutex::new(FxHashSet::default()),
             labels: Mutex::new(FxHashMap::default()),
             rolled: Arc::new(rolled),
+            headroom,
         };
         // Records of a build before version 3 have the older layout.
         store.replay(unflushed, found.is_some_and(|found| found < 3))?;
-        if owner {
-            // The owner of the journal writes; others only read.
+        if owner && found != Some(SCHEMA_VERSION) {
+            // The owner of the journal writes; others only read. (Written
+            // only when it changes: a store on a full disk still opens.)
             store
                 .connection()
                 .execute(
@@ -327,7 +365,42 @@ impl SqliteStore {
                 }
             }
         }
-        self.flush()
+        // On a full disk the flush cannot get space: the store still opens
+        // (reads are served), the points stay pending and their segments
+        // on disk, and the next flush retries.
+        if let Err(error) = self.flush() {
+            tracing::error!(error = %error, store = %self.path,
+                "flushing the replayed journal failed; serving reads, retrying with the next flush");
+        }
+        Ok(())
+    }
+
+    /// Opens the store at `path` to ingest into it (`kuroko serve`): refused
+    /// with [`StoreError::AlreadyServed`], naming the holder, when another
+    /// process owns its journal (it would answer every write 503).
+    pub fn open_to_serve(path: &Path) -> Result<SqliteStore, StoreError> {
+        let store = SqliteStore::open(path)?;
+        if store.is_ingesting() {
+            return Ok(store);
+        }
+        let dir = Journal::dir_of(path);
+        Err(StoreError::AlreadyServed {
+            path: store.path.clone(),
+            lock: Journal::lock_path(&dir).display().to_string(),
+            holder: Journal::holder(&dir).map_or_else(String::new, |pid| format!(" (pid {pid})")),
+        })
+    }
+
+    /// Keeps `bytes` free on the store's file system: writes that would
+    /// leave less are refused ([`StoreError::DiskLow`]); 0: no check.
+    pub fn set_min_free_bytes(&self, bytes: u64) {
+        self.headroom.set_min_free(bytes);
+    }
+
+    /// Whether this process owns the store's ingest (its journal): false
+    /// when another process (a running `kuroko serve`) does.
+    pub fn is_ingesting(&self) -> bool {
+        self.ingest().is_some()
     }
 
     fn ingest(&self) -> MutexGuard<'_, Option<Ingest>> {
@@ -402,7 +475,7 @@ impl SqliteStore {
     fn error(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
-            source,
+            cause: source,
         }
     }
 
@@ -562,7 +635,7 @@ impl SqliteStore {
                     path: self.path.clone(),
                 })
             }
-            Some(ingest) => ingest.pending.since.is_some_and(|since| since.elapsed() >= FLUSH_EVERY),
+            Some(ingest) => ingest.due(self.headroom.min_free()),
         };
         if flush_due {
             return Ok(false);
@@ -606,7 +679,7 @@ impl SqliteStore {
     }
 
     /// Appends `batch`, whose ids are `ids`, to the journal and merges it
-    /// into the pending points; whether they have waited [`FLUSH_EVERY`].
+    /// into the pending points; whether a flush is due ([`Ingest::due`]).
     fn append(&self, batch: &Batch, ids: &Resolved) -> Result<bool, StoreError> {
         // Sized up front: growing the buffer showed in profiles.
         let estimate = batch
@@ -626,6 +699,7 @@ impl SqliteStore {
                 id: 0,
                 source,
             })?;
+        self.headroom.check(record.len() as u64)?;
         let mut guard = self.ingest();
         let ingest = guard.as_mut().ok_or_else(|| StoreError::NotIngesting {
             path: self.path.clone(),
@@ -638,7 +712,7 @@ impl SqliteStore {
                 source,
             })?;
         ingest.pending.add(batch, ids);
-        Ok(ingest.pending.since.is_some_and(|since| since.elapsed() >= FLUSH_EVERY))
+        Ok(ingest.due(self.headroom.min_free()))
     }
 
     /// Writes `pending` to the tables, and that the journal is flushed
@@ -1630,6 +1704,17 @@ impl Store for SqliteStore {
             .map(|m| m.len())
             .sum();
         files + journal
+    }
+
+    fn health(&self) -> super::StoreHealth {
+        super::StoreHealth {
+            free_bytes: self.headroom.free_bytes(),
+            min_free_bytes: self.headroom.min_free(),
+            disk_low: self.headroom.is_low(),
+            writes_refused_disk: self.headroom.refused(),
+            quarantined: self.rolled.quarantined.load(Ordering::Relaxed),
+            rollup_failures: self.rolled.failures.load(Ordering::Relaxed),
+        }
     }
 
     fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError> {
