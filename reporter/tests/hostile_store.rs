@@ -18,7 +18,7 @@
 mod kuroko_serve;
 #[path = "support/store_serve.rs"]
 mod store_serve;
-use store_serve::{now_nanos, post_metrics, rows, runs_request, Reporter};
+use store_serve::{minute_runs, now_nanos, post_metrics, rows, runs_request, Reporter, Tmpfs};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -332,5 +332,150 @@ async fn a_late_point_merges_into_its_rolled_hour() {
         hour_count()
     );
     drop(reporter);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Writes zeros to `path` until `free` reports at most `leave` bytes free
+/// (or the disk is full): the rest of a real disk taken by someone else.
+fn fill(path: &Path, tmpfs: &Tmpfs, leave: u64) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let chunk = vec![0u8; 256 << 10];
+    while tmpfs.free() > leave {
+        let take = (tmpfs.free() - leave).min(chunk.len() as u64) as usize;
+        if file.write_all(&chunk[..take.max(4096)]).is_err() {
+            break;
+        }
+    }
+    let _ = file.sync_all();
+}
+
+/// `routes` points at minute `minute`, two runs each, as one request.
+fn minute_request(minute: i64, routes: usize) -> Vec<u8> {
+    let time = minute as u64 * 60_000_000_000 + 30_000_000_000;
+    let points: Vec<(String, u64)> = (0..routes).map(|r| (format!("/r{r}"), time)).collect();
+    runs_request("shop", "h1", &points, 2, 0)
+}
+
+/// Sum of the runs stored in minute rows.
+fn stored_runs(store: &Path) -> u64 {
+    minute_runs(store).values().sum()
+}
+
+/// Item 8 on a real full disk (a 32 MB tmpfs): the journal used to fill the
+/// disk before the first flush, which then could not get space; the
+/// reporter logged one ERROR per refused request and would not restart.
+/// Now writes get 503 with `Retry-After` while the headroom is still free,
+/// the log says so a bounded number of times, what was acknowledged is all
+/// read back, freeing space resumes ingest, and a restart on the full disk
+/// serves the UI and the API (and refuses writes, with the reason).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_before_it_fills_and_still_serves_reads() {
+    const MIN_FREE: u64 = 8 << 20;
+    let tmpfs = Tmpfs::mount("full", 32);
+    let dir = folder("full");
+    let store = tmpfs.dir.join("kuroko.db");
+    let filler = tmpfs.dir.join("someone-elses-file");
+    let toml = config(&dir, &format!("[limits]\nmin_free_bytes = {MIN_FREE}\n"));
+    let reporter = Reporter::start(&toml, &store, &dir.join("serve.log"), None).unwrap();
+    // 6 MB above the headroom left for the store.
+    fill(&filler, &tmpfs, MIN_FREE + (6 << 20));
+
+    let client = reqwest::Client::new();
+    let now = now_minute();
+    let (mut acknowledged, mut refused) = (0u64, None);
+    for k in 0..3_000i64 {
+        let (status, retry, body) = post_metrics(&client, &reporter.http, minute_request(now - 1 - k, 400)).await;
+        match status {
+            200 => acknowledged += 400 * 2,
+            _ => {
+                refused = Some((status, retry, body));
+                break;
+            }
+        }
+    }
+    let (status, retry, body) = refused.expect("writes are refused before 3,000 requests of 400 new rows fill 6 MB");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry.as_deref(), Some("30"), "a Retry-After");
+    assert!(
+        body.contains("nearly full") && body.contains("min_free_bytes"),
+        "the reason: {body}"
+    );
+    assert!(acknowledged > 0);
+    let free = tmpfs.free();
+    assert!(
+        free > MIN_FREE / 2,
+        "refused before the disk filled: {free} bytes still free (the headroom is {MIN_FREE})"
+    );
+    eprintln!("refused after {acknowledged} runs acknowledged, {free} bytes free");
+    // A client retrying hard: each refused, none logged on its own.
+    for k in 0..300 {
+        let (status, retry, _) = post_metrics(&client, &reporter.http, minute_request(now - 5_000 - k, 10)).await;
+        assert_eq!((status, retry.as_deref()), (503, Some("30")));
+    }
+    assert!(
+        eventually(|| stored_runs(&store) == acknowledged),
+        "everything acknowledged is flushed and read back: {} of {acknowledged}",
+        stored_runs(&store)
+    );
+    assert!(reporter.metric("kuroko_reporter_writes_refused_disk_total").await >= 301.0);
+    assert_eq!(reporter.metric("kuroko_reporter_store_disk_low").await, 1.0);
+    let log = reporter.log_text();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+        .count();
+    assert!(
+        log.contains("disk space low: refusing writes") && lines <= 6,
+        "one line for the condition, not one per refused request ({lines} lines):\n{log}"
+    );
+
+    // Space freed: ingest resumes.
+    std::fs::remove_file(&filler).unwrap();
+    let (status, _, body) = post_metrics(&client, &reporter.http, minute_request(now - 6_000, 10)).await;
+    assert_eq!(status, 200, "{body}");
+    acknowledged += 20;
+    assert!(reporter.wait_for_log("accepting writes again", Duration::from_secs(10)));
+    assert!(eventually(|| stored_runs(&store) == acknowledged));
+
+    // Restarted on a disk filled by someone else (to the last byte): reads
+    // are served, writes refused with the reason.
+    let http = reporter.http.clone();
+    reporter.kill();
+    fill(&filler, &tmpfs, 0);
+    let restarted = Reporter::start(&toml, &store, &dir.join("restart.log"), Some(&http))
+        .unwrap_or_else(|log| panic!("the reporter starts on a full disk: {log}"));
+    let api = client
+        .get(format!("http://{http}/api/v1/slowest?since=7d"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 200);
+    assert!(
+        api.text().await.unwrap().contains("GET /r0"),
+        "the API answers from the store"
+    );
+    let page = client.get(format!("http://{http}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the web UI answers");
+    let (status, retry, body) = post_metrics(&client, &http, minute_request(now - 7_000, 10)).await;
+    assert_eq!((status, retry.as_deref()), (503, Some("30")), "{body}");
+    assert!(
+        restarted.log_text().contains("starting on a nearly full disk"),
+        "{}",
+        restarted.log_text()
+    );
+    assert_eq!(stored_runs(&store), acknowledged, "nothing acknowledged was lost");
+    if std::env::var_os("KUROKO_SHOW_LOG").is_some() {
+        eprintln!(
+            "{}\n{}",
+            std::fs::read_to_string(dir.join("serve.log")).unwrap(),
+            restarted.log_text()
+        );
+    }
+    drop(restarted);
     let _ = std::fs::remove_dir_all(&dir);
 }
