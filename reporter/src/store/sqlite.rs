@@ -730,22 +730,19 @@ impl SqliteStore {
         // rebuilt from them (that erased what was rolled), nor a day whose
         // hours it has: their late points are merged into their rows here.
         let late = Late::of(&self.rolled);
-        let mut hours: Vec<i64> = pending
-            .minutes()
-            .filter(|m| *m < late.hours_until && late.hour_rebuilds(*m))
-            .map(|m| m.div_euclid(60))
-            .collect();
-        hours.sort_unstable();
-        hours.dedup();
-        for hour in hours {
-            transaction
-                .prepare_cached("INSERT OR IGNORE INTO dirty (resolution, period) VALUES ('hour', ?1)")?
-                .execute([hour])?;
-        }
+        mark_dirty(&transaction, pending, ROLLED_HOURS, |m| {
+            m < late.hours_until && late.hour_rebuilds(m)
+        })?;
         let merged_hour = |m: i64| m < late.hours_until && !late.hour_rebuilds(m);
         let merged_day = |m: i64| m < late.days_until && !late.day_rebuilds(m);
         if pending.minutes().any(merged_hour) {
             merge_into_rolled(&transaction, pending, merged_hour, ROLLED_HOURS)?;
+            // Their days, when rolled and still whole in hours, are rolled
+            // again from the merged hours (else a day row would never hold
+            // these points).
+            mark_dirty(&transaction, pending, ROLLED_DAYS, |m| {
+                merged_hour(m) && m < late.days_until && late.day_rebuilds(m)
+            })?;
         }
         if pending.minutes().any(merged_day) {
             merge_into_rolled(&transaction, pending, merged_day, ROLLED_DAYS)?;
@@ -935,6 +932,29 @@ const ROLLED_DAYS: Resolution = Resolution {
     name: "day",
     minutes: 1_440,
 };
+
+/// Marks the periods of `resolution` holding the minutes of `pending` that
+/// `pick` picks dirty: the roller rolls them again.
+fn mark_dirty(
+    transaction: &rusqlite::Transaction<'_>,
+    pending: &Pending,
+    resolution: Resolution,
+    pick: impl Fn(i64) -> bool,
+) -> Result<(), rusqlite::Error> {
+    let mut periods: Vec<i64> = pending
+        .minutes()
+        .filter(|m| pick(*m))
+        .map(|m| m.div_euclid(resolution.minutes))
+        .collect();
+    periods.sort_unstable();
+    periods.dedup();
+    for period in periods {
+        transaction
+            .prepare_cached("INSERT OR IGNORE INTO dirty (resolution, period) VALUES (?1, ?2)")?
+            .execute(params![resolution.name, period])?;
+    }
+    Ok(())
+}
 
 /// Merges the points of `pending` whose minute `pick` picks into the rows
 /// of `resolution` (histograms merged, counters and, for hours, error
