@@ -95,28 +95,55 @@ impl Headroom {
     /// [`StoreError::DiskLow`] (logged once per condition) when not.
     pub(crate) fn check(&self, bytes: u64) -> Result<(), StoreError> {
         let min_free = self.min_free();
-        if min_free == 0 {
+        if min_free == 0 && !self.is_low() {
             return Ok(());
         }
         let Some(free) = self.free_bytes() else {
             return Ok(());
         };
-        let mut low = self.low.lock().unwrap_or_else(|e| e.into_inner());
-        if free >= min_free.saturating_add(bytes) {
-            if let Some(ended) = low.take() {
-                tracing::warn!(
-                    free_bytes = free,
-                    min_free_bytes = min_free,
-                    refused = ended.total,
-                    lasted_seconds = ended.since.elapsed().as_secs(),
-                    dir = %self.dir.display(),
-                    "disk space is back above the headroom: accepting writes again"
-                );
-            }
-            return Ok(());
+        let fits = if min_free == 0 {
+            // Refused only by the file system itself ([`Headroom::full`]).
+            free >= bytes
+        } else {
+            free >= min_free.saturating_add(bytes)
+        };
+        if fits {
+            self.clear(free);
+            Ok(())
+        } else {
+            Err(self.refuse(free))
         }
+    }
+
+    /// The file system refused a write (no space left: the headroom off, or
+    /// outrun by another process): refused like a write past the headroom,
+    /// and logged the same way.
+    pub(crate) fn full(&self) -> StoreError {
+        self.refuse(self.free_bytes().unwrap_or(0))
+    }
+
+    /// Ends a spell of refusals, if one is under way (logged, with its count).
+    fn clear(&self, free: u64) {
+        let ended = self.low.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(ended) = ended {
+            tracing::warn!(
+                free_bytes = free,
+                min_free_bytes = self.min_free(),
+                refused = ended.total,
+                lasted_seconds = ended.since.elapsed().as_secs(),
+                dir = %self.dir.display(),
+                "disk space is back above the headroom: accepting writes again"
+            );
+        }
+    }
+
+    /// Counts a refusal; logs when a spell starts, then every
+    /// [`REMIND_EVERY`] with the count since the last line.
+    fn refuse(&self, free: u64) -> StoreError {
+        let min_free = self.min_free();
         self.refused.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
+        let mut low = self.low.lock().unwrap_or_else(|e| e.into_inner());
         match low.as_mut() {
             None => {
                 tracing::error!(
@@ -151,11 +178,11 @@ impl Headroom {
                 }
             }
         }
-        Err(StoreError::DiskLow {
+        StoreError::DiskLow {
             dir: self.dir.display().to_string(),
             free,
             min_free,
-        })
+        }
     }
 }
 

@@ -707,9 +707,13 @@ impl SqliteStore {
         ingest
             .journal
             .append_framed(&mut record)
-            .map_err(|source| StoreError::Journal {
-                path: Journal::dir_of(Path::new(&self.path)).display().to_string(),
-                source,
+            .map_err(|source| match source.kind() {
+                // Logged once per spell, answered like the headroom's refusal.
+                std::io::ErrorKind::StorageFull => self.headroom.full(),
+                _ => StoreError::Journal {
+                    path: Journal::dir_of(Path::new(&self.path)).display().to_string(),
+                    source,
+                },
             })?;
         ingest.pending.add(batch, ids);
         Ok(ingest.due(self.headroom.min_free()))
@@ -2900,6 +2904,57 @@ mod tests {
             found[0].0, production,
             "a new series beside the old one, told apart by environment"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Many requests for the same series and minute make many journal
+    /// records and one row: flushed by age alone (five seconds), the journal
+    /// grew to about a hundred times the rows. A flush is now due once the
+    /// journal holds a quarter of the headroom (at least 1 MiB), so it stays
+    /// near that size however fast requests come.
+    #[test]
+    fn the_journal_is_flushed_by_size_before_it_outgrows_the_headroom() {
+        let dir = std::env::temp_dir().join(format!("kuroko-journal-size-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.set_min_free_bytes(4 << 20);
+        let wide: Vec<f64> = (0..2_000).map(|i| 0.001 * 1.01f64.powi(i)).collect();
+        let point = Batch {
+            histograms: (0..20)
+                .map(|minute| HistogramPoint {
+                    key: key("a").into(),
+                    minute,
+                    histogram: histogram(&wide),
+                })
+                .collect(),
+            ..Batch::default()
+        };
+        let journal = |dir: &Path| -> u64 {
+            std::fs::read_dir(Journal::dir_of(dir))
+                .unwrap()
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        };
+        let (mut written, mut largest) = (0u64, 0u64);
+        let started = std::time::Instant::now();
+        while written < 8 << 20 {
+            let before = journal(&path);
+            store.write(&point).unwrap();
+            let after = journal(&path);
+            written += after.saturating_sub(before).max(1);
+            largest = largest.max(after);
+        }
+        assert!(started.elapsed() < FLUSH_EVERY, "written faster than the age flush");
+        assert!(
+            largest < (1 << 20) + (256 << 10),
+            "the journal stays near 1 MiB (a quarter of the headroom): {largest} bytes"
+        );
+        store.flush().unwrap();
+        let runs = store.histograms(&Filter::default(), 0, 100).unwrap();
+        assert_eq!(runs[0].1.count % 2_000, 0, "every write is in the tables");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
