@@ -230,6 +230,7 @@ async fn acknowledged_is_stored_and_roll_ups_equal_a_fresh_roll_up_after_a_full_
     assert!(free > 1 << 20, "refused before the disk filled: {free} bytes free");
     // Killed mid-load, the senders still sending.
     let first_log = first.log_text();
+    let first_rss = first.peak_rss();
     first.kill();
     tokio::time::sleep(Duration::from_millis(300)).await;
     std::fs::remove_file(&filler).unwrap();
@@ -304,6 +305,8 @@ async fn acknowledged_is_stored_and_roll_ups_equal_a_fresh_roll_up_after_a_full_
         second.log_text()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let peak_rss = first_rss.max(second.peak_rss());
+    assert!(peak_rss < 300 << 20, "peak RSS {peak_rss} bytes");
     for log in [first_log, second.log_text()] {
         assert!(
             !log.contains("flush failed") && !log.contains("flushing") && !log.contains("roll-up pass stopped"),
@@ -354,10 +357,11 @@ async fn acknowledged_is_stored_and_roll_ups_equal_a_fresh_roll_up_after_a_full_
         ["6"]
     );
     eprintln!(
-        "{} requests sent, {} acknowledged, {kept_unanswered} kept unanswered ({runs_acknowledged} runs), {} refused for the disk, {:?}",
+        "{} requests sent, {} acknowledged, {kept_unanswered} kept unanswered ({runs_acknowledged} runs), {} refused for the disk, peak RSS {} MiB, {:?}",
         sent.load(Ordering::Relaxed),
         acknowledged_count,
         refused.load(Ordering::Relaxed),
+        peak_rss >> 20,
         started.elapsed()
     );
     let _ = std::fs::remove_dir_all(&dir);

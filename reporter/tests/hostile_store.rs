@@ -27,6 +27,9 @@ use std::time::Duration;
 use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::store::sqlite::SqliteStore;
 use kuroko_reporter::store::{Batch, ErrorPoint, HistogramPoint, SeriesKey, Store};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use prost::Message;
 
 /// A fresh folder for one test.
 fn folder(tag: &str) -> PathBuf {
@@ -393,6 +396,14 @@ async fn a_full_disk_refuses_writes_before_it_fills_and_still_serves_reads() {
         body.contains("nearly full") && body.contains("min_free_bytes"),
         "the reason: {body}"
     );
+    // Over gRPC: UNAVAILABLE, with the reason.
+    let mut grpc = MetricsServiceClient::connect(format!("http://{}", reporter.grpc))
+        .await
+        .unwrap();
+    let request = ExportMetricsServiceRequest::decode(minute_request(now - 4_000, 10).as_slice()).unwrap();
+    let status = grpc.export(request).await.expect_err("refused over gRPC too");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("nearly full"), "{status:?}");
     assert!(acknowledged > 0);
     let free = tmpfs.free();
     assert!(
@@ -410,7 +421,7 @@ async fn a_full_disk_refuses_writes_before_it_fills_and_still_serves_reads() {
         "everything acknowledged is flushed and read back: {} of {acknowledged}",
         stored_runs(&store)
     );
-    assert!(reporter.metric("kuroko_reporter_writes_refused_disk_total").await >= 301.0);
+    assert!(reporter.metric("kuroko_reporter_writes_refused_disk_total").await >= 302.0);
     assert_eq!(reporter.metric("kuroko_reporter_store_disk_low").await, 1.0);
     let log = reporter.log_text();
     let lines = log

@@ -24,6 +24,8 @@ pub struct Reporter {
     pub child: Child,
     /// Where it takes OTLP/HTTP, serves the UI, the API and `/metrics`.
     pub http: String,
+    /// Where it takes OTLP/gRPC.
+    pub grpc: String,
     /// Its log: everything it wrote to stderr.
     pub log: PathBuf,
 }
@@ -48,12 +50,13 @@ impl Reporter {
             .map_err(|e| format!("the kuroko binary cargo built for this test does not start: {e}"))?;
         let mut line = String::new();
         let _ = BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line);
-        let Some(http) = line
-            .split("OTLP/HTTP on ")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .map(str::to_owned)
-        else {
+        let address = |after: &str| {
+            line.split(after)
+                .nth(1)
+                .and_then(|rest| rest.split(',').next())
+                .map(str::to_owned)
+        };
+        let (Some(http), Some(grpc)) = (address("OTLP/HTTP on "), address("OTLP/gRPC on ")) else {
             let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
             return Err(format!(
                 "kuroko serve stopped ({status}) saying {line:?}; its log:\n{}",
@@ -63,6 +66,7 @@ impl Reporter {
         Ok(Reporter {
             child,
             http,
+            grpc,
             log: log.to_owned(),
         })
     }
@@ -95,6 +99,17 @@ impl Reporter {
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+    }
+
+    /// Its peak resident memory (VmHWM), from /proc.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status");
+        kb << 10
     }
 
     /// SIGKILL: nothing is flushed or closed cleanly.
