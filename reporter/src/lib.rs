@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod owners;
 pub mod report;
 pub mod serve;
+pub(crate) mod spell;
 pub mod stable_hash;
 pub mod store;
 pub mod synthetic;

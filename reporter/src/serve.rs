@@ -244,10 +244,9 @@ fn start_roller(store: Arc<SqliteStore>, config: &Config) -> Result<Background, 
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() / 60);
-            // Roll what ingest has acknowledged so far.
-            if let Err(error) = store.flush() {
-                tracing::error!(%error, "flushing acknowledged points failed; they stay in the inbox");
-            }
+            // Roll what ingest has acknowledged so far (a failure is logged
+            // by the store, once per spell).
+            let _ = store.flush();
             match roller.run(now as i64) {
                 // A period still in quarantine was logged when it entered.
                 Ok(pass) if pass.hours + pass.days + pass.deleted > 0 => tracing::info!(?pass, "rolled up"),
@@ -285,16 +284,19 @@ fn start_flusher(store: Arc<SqliteStore>, config: &Config) -> Result<Background,
     let thread = std::thread::Builder::new()
         .name("kuroko-flush".to_owned())
         .spawn(move || loop {
-            let wait = store.flush_due_in().unwrap_or(IDLE).min(IDLE);
+            // While flushes fail (a full disk), one try per IDLE.
+            let wait = match store.flush_failing() {
+                true => IDLE,
+                false => store.flush_due_in().unwrap_or(IDLE).min(IDLE),
+            };
             if !matches!(
                 stopped.recv_timeout(wait),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout)
             ) {
                 return;
             }
-            if let Err(error) = store.flush_if_due() {
-                tracing::error!(%error, "flushing acknowledged points failed; they stay in the inbox");
-            }
+            // A failure is logged by the store, once per spell.
+            let _ = store.flush_if_due();
         })
         .map_err(|source| ServeError::Listen {
             address: config.http_listen,

@@ -197,6 +197,8 @@ pub struct Receiver {
     latency: Mutex<hdrhistogram::Histogram<u64>>,
     /// What it did.
     pub stats: IngestStats,
+    /// Requests the store could not keep, logged as one condition.
+    failing: crate::spell::Spell,
 }
 
 impl Receiver {
@@ -222,6 +224,7 @@ impl Receiver {
                 hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
             ),
             stats: IngestStats::default(),
+            failing: crate::spell::Spell::default(),
         })
     }
 
@@ -431,12 +434,20 @@ impl Receiver {
                 },
             };
             match written {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => {
+                    if let Some(ended) = self.failing.end() {
+                        tracing::warn!(
+                            refused = ended.total,
+                            lasted_seconds = ended.lasted.as_secs(),
+                            "the store keeps requests again"
+                        );
+                    }
+                }
                 Ok(Err(error)) => {
                     self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
                     // A low disk is logged by the store, once per spell.
                     if !matches!(error, StoreError::DiskLow { .. }) {
-                        tracing::error!(error = %chain(&error), "refused a request: the store could not keep it");
+                        self.log_failure(&error);
                     }
                     return Err(error.into());
                 }
@@ -459,6 +470,32 @@ impl Receiver {
             rejected: converted.rejected,
             message: converted.reasons.join("; "),
         })
+    }
+}
+
+impl Receiver {
+    /// Logs a request the store could not keep: when such refusals start,
+    /// then every 30 s with their count, not once per request (a client
+    /// retrying hard would otherwise write a line per try).
+    fn log_failure(&self, error: &StoreError) {
+        match self.failing.hit() {
+            crate::spell::Hit::Started => tracing::error!(
+                error = %chain(error),
+                "refused a request: the store could not keep it (further refusals are counted, not logged one by one)"
+            ),
+            crate::spell::Hit::Remind {
+                since_last,
+                total,
+                lasted,
+            } => tracing::error!(
+                error = %chain(error),
+                refused = since_last,
+                refused_total = total,
+                since_seconds = lasted.as_secs(),
+                "the store still refuses requests"
+            ),
+            crate::spell::Hit::Quiet => {}
+        }
     }
 }
 

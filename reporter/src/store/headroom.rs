@@ -9,19 +9,16 @@
 //! [`StoreError::DiskLow`], answered 503 with `Retry-After` (OTLP/HTTP) or
 //! UNAVAILABLE (gRPC); clients retry, nothing acknowledged is lost.
 //!
-//! One log line per condition, not one per refused request: when refusing
-//! starts, every [`REMIND_EVERY`] while it lasts (with the count refused
-//! since the last line), and when it clears (with the total).
+//! One log line per condition, not one per refused request
+//! ([`crate::spell`]): when refusing starts, every 30 s while it lasts (with
+//! the count refused since the last line), and when it clears (with the
+//! total).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use super::StoreError;
-
-/// How often a lasting refusal is logged again, with its count.
-pub(crate) const REMIND_EVERY: Duration = Duration::from_secs(30);
+use crate::spell::{Hit, Spell};
 
 /// The headroom kept on the store's file system; see the
 /// [module documentation](self).
@@ -33,19 +30,8 @@ pub(crate) struct Headroom {
     min_free: AtomicU64,
     /// Writes refused for want of space, since start.
     refused: AtomicU64,
-    /// The condition being logged, when writes are being refused.
-    low: Mutex<Option<Low>>,
-}
-
-/// A spell of refusals.
-#[derive(Debug)]
-struct Low {
-    since: Instant,
-    logged: Instant,
-    /// Refused since `logged`.
-    unlogged: u64,
-    /// Refused since `since`.
-    total: u64,
+    /// Writes being refused, as one condition.
+    low: Spell,
 }
 
 impl Headroom {
@@ -60,7 +46,7 @@ impl Headroom {
             dir,
             min_free: AtomicU64::new(0),
             refused: AtomicU64::new(0),
-            low: Mutex::new(None),
+            low: Spell::default(),
         }
     }
 
@@ -88,7 +74,7 @@ impl Headroom {
 
     /// Whether writes are being refused now.
     pub(crate) fn is_low(&self) -> bool {
-        self.low.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        self.low.is_on()
     }
 
     /// Whether `bytes` more may be written while keeping the headroom: a
@@ -124,59 +110,44 @@ impl Headroom {
 
     /// Ends a spell of refusals, if one is under way (logged, with its count).
     fn clear(&self, free: u64) {
-        let ended = self.low.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(ended) = ended {
+        if let Some(ended) = self.low.end() {
             tracing::warn!(
                 free_bytes = free,
                 min_free_bytes = self.min_free(),
                 refused = ended.total,
-                lasted_seconds = ended.since.elapsed().as_secs(),
+                lasted_seconds = ended.lasted.as_secs(),
                 dir = %self.dir.display(),
                 "disk space is back above the headroom: accepting writes again"
             );
         }
     }
 
-    /// Counts a refusal; logs when a spell starts, then every
-    /// [`REMIND_EVERY`] with the count since the last line.
+    /// Counts a refusal, logged as one condition.
     fn refuse(&self, free: u64) -> StoreError {
         let min_free = self.min_free();
         self.refused.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        let mut low = self.low.lock().unwrap_or_else(|e| e.into_inner());
-        match low.as_mut() {
-            None => {
-                tracing::error!(
-                    free_bytes = free,
-                    min_free_bytes = min_free,
-                    dir = %self.dir.display(),
-                    "disk space low: refusing writes (503, Retry-After) so that acknowledged data can still be \
-                     flushed; free space on this file system or lower [limits] min_free_bytes"
-                );
-                *low = Some(Low {
-                    since: now,
-                    logged: now,
-                    unlogged: 0,
-                    total: 1,
-                });
-            }
-            Some(spell) => {
-                spell.unlogged += 1;
-                spell.total += 1;
-                if now.duration_since(spell.logged) >= REMIND_EVERY {
-                    tracing::error!(
-                        free_bytes = free,
-                        min_free_bytes = min_free,
-                        refused = spell.unlogged,
-                        refused_total = spell.total,
-                        since_seconds = spell.since.elapsed().as_secs(),
-                        dir = %self.dir.display(),
-                        "disk space still low: writes refused since the last line"
-                    );
-                    spell.logged = now;
-                    spell.unlogged = 0;
-                }
-            }
+        match self.low.hit() {
+            Hit::Started => tracing::error!(
+                free_bytes = free,
+                min_free_bytes = min_free,
+                dir = %self.dir.display(),
+                "disk space low: refusing writes (503, Retry-After) so that acknowledged data can still be \
+                 flushed; free space on this file system or lower [limits] min_free_bytes"
+            ),
+            Hit::Remind {
+                since_last,
+                total,
+                lasted,
+            } => tracing::error!(
+                free_bytes = free,
+                min_free_bytes = min_free,
+                refused = since_last,
+                refused_total = total,
+                since_seconds = lasted.as_secs(),
+                dir = %self.dir.display(),
+                "disk space still low: writes refused since the last line"
+            ),
+            Hit::Quiet => {}
         }
         StoreError::DiskLow {
             dir: self.dir.display().to_string(),

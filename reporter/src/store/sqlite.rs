@@ -36,6 +36,7 @@ use crate::cumulative::{StreamId, StreamState};
 use crate::deliver::alerts::AlertState;
 use crate::deliver::ledger::{LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use crate::histogram::Histogram;
+use crate::spell::{Hit, Spell};
 
 /// Traces kept per series and hour: the slowest.
 pub const TRACES_PER_HOUR: i64 = 20;
@@ -199,6 +200,8 @@ pub struct SqliteStore {
     rolled: Arc<Rolled>,
     /// The free space writes leave for flushes.
     headroom: Headroom,
+    /// Failing flushes, logged as one condition.
+    flush_failures: Spell,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -321,6 +324,7 @@ impl SqliteStore {
             labels: Mutex::new(FxHashMap::default()),
             rolled: Arc::new(rolled),
             headroom,
+            flush_failures: Spell::default(),
         };
         // Records of a build before version 3 have the older layout.
         store.replay(unflushed, found.is_some_and(|found| found < 3))?;
@@ -438,8 +442,42 @@ impl SqliteStore {
 
     /// Closes the journal's segment, writes its points to the tables with
     /// its number, then deletes it; on failure the points stay pending (and
-    /// the segment stays, for replay). Callers hold `flushing`.
+    /// the segment stays, for replay), and the failure is logged as one
+    /// condition with [`SqliteStore::flush_once`]'s other failures (a full
+    /// disk fails every try). Callers hold `flushing`.
     fn flush_now(&self) -> Result<(), StoreError> {
+        let flushed = self.flush_once();
+        match &flushed {
+            Ok(()) => {
+                if let Some(ended) = self.flush_failures.end() {
+                    tracing::warn!(failed = ended.total, lasted_seconds = ended.lasted.as_secs(), store = %self.path,
+                        "flushing works again");
+                }
+            }
+            Err(error) => match self.flush_failures.hit() {
+                Hit::Started => tracing::error!(%error,
+                    "flushing acknowledged points failed; they stay in the journal, the flush is retried \
+                     (further failures are counted, not logged one by one)"),
+                Hit::Remind {
+                    since_last,
+                    total,
+                    lasted,
+                } => tracing::error!(%error, failed = since_last, failed_total = total,
+                    since_seconds = lasted.as_secs(), "flushing still fails"),
+                Hit::Quiet => {}
+            },
+        }
+        flushed
+    }
+
+    /// Whether flushes are failing now (the flush thread then waits before
+    /// trying again).
+    pub fn flush_failing(&self) -> bool {
+        self.flush_failures.is_on()
+    }
+
+    /// One try of [`SqliteStore::flush_now`].
+    fn flush_once(&self) -> Result<(), StoreError> {
         let journal_error = |source| StoreError::Journal {
             path: Journal::dir_of(Path::new(&self.path)).display().to_string(),
             source,
@@ -670,9 +708,10 @@ impl SqliteStore {
         let due = self.append(batch, &ids)?;
         // The batch is safe in the journal: a failed flush is retried by the
         // next write or read, and replayed after a restart.
+        // (A failure is logged by `flush_now`.)
         if let (true, Ok(_flushing)) = (due, self.flushing.try_lock()) {
-            if let Err(error) = self.flush_now() {
-                tracing::warn!(error = %crate::ingest::chain(&error), store = %self.path, "flush failed; will retry");
+            if !self.flush_failing() {
+                let _ = self.flush_now();
             }
         }
         Ok(())
