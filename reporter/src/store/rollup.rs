@@ -169,7 +169,9 @@ struct Period {
 
 impl std::fmt::Display for Period {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let seconds = self.number * if self.resolution == "hour" { 3_600 } else { 86_400 };
+        let seconds = self
+            .number
+            .saturating_mul(if self.resolution == "hour" { 3_600 } else { 86_400 });
         match jiff::Timestamp::from_second(seconds) {
             Ok(start) => write!(f, "the {} from {start}", self.resolution),
             Err(_) => write!(f, "{} {}", self.resolution, self.number),
@@ -269,7 +271,9 @@ impl Roller {
         let quarantined = self.quarantined(name)?;
         let dirty = self.dirty(name)?;
         for &number in &dirty {
-            if !(resolution.rebuilds)(&Late::of(&self.rolled), number * minutes) && !quarantined.contains(&number) {
+            if !(resolution.rebuilds)(&Late::of(&self.rolled), number.saturating_mul(minutes))
+                && !quarantined.contains(&number)
+            {
                 // Its finer rows are partly gone: rebuilt from them, it
                 // would lose what was rolled (late points for such a period
                 // are merged into it on flush instead).
@@ -283,7 +287,7 @@ impl Roller {
         }
         for &number in &quarantined {
             // Tried again every pass (its finer rows are kept).
-            if number * minutes < until && !dirty.contains(&number) {
+            if number.saturating_mul(minutes) < until && !dirty.contains(&number) {
                 self.isolated(pass, period(number), resolution.roll)?;
             }
         }
