@@ -21,8 +21,11 @@
 //! max_trace_spans = 200                # spans a kept trace stores (all still count as segments)
 //! max_span_attribute_bytes = 4096       # attribute bytes a kept trace stores per span
 //! max_trace_bytes = 262144              # bytes a kept trace stores, all spans together
+//! min_free_bytes = 268435456            # kept free on the store's disk: writes past it get 503 (0: off)
 //!
-//! [retention]                           # days kept at each resolution
+//! [retention]                           # days kept at each resolution; at start-up, settings that
+//!                                       # would lose data are refused (max_age_seconds past minute_days,
+//!                                       # minute_days > hour_days > day_days)
 //! minute_days = 8
 //! hour_days = 90
 //! day_days = 730
@@ -71,6 +74,9 @@ pub enum ConfigError {
         /// What is wrong, and where.
         message: String,
     },
+    /// Settings that together would lose data: what to change.
+    #[error("refusing settings that would lose data: {0}")]
+    LosesData(String),
     /// An environment variable has an unusable value.
     #[error("{variable}={value:?}: {reason}")]
     Variable {
@@ -213,6 +219,37 @@ impl Config {
         toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
     }
 
+    /// Refuses settings that would lose data, saying what to change:
+    /// points accepted older than minute rows are kept (they would be
+    /// written to minutes retention deletes at its next pass), and
+    /// retention that keeps a coarser resolution for less time than a finer
+    /// one (hours are rolled into days from their rows, minutes into hours).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let (limits, retention) = (&self.limits, &self.retention);
+        if retention.minute_days < 1 || retention.hour_days < 1 || retention.day_days < 1 {
+            return Err(ConfigError::LosesData(format!(
+                "[retention] minute_days = {}, hour_days = {}, day_days = {}: each must be at least 1",
+                retention.minute_days, retention.hour_days, retention.day_days
+            )));
+        }
+        let minute_seconds = u64::try_from(retention.minute_days).unwrap_or(0).saturating_mul(86_400);
+        if limits.max_age_seconds > minute_seconds {
+            return Err(ConfigError::LosesData(format!(
+                "[limits] max_age_seconds = {} accepts points older than [retention] minute_days = {} keeps                  minutes ({minute_seconds} s): lower max_age_seconds to at most {minute_seconds}, or raise                  minute_days to at least {}",
+                limits.max_age_seconds,
+                retention.minute_days,
+                limits.max_age_seconds.div_ceil(86_400)
+            )));
+        }
+        if retention.hour_days < retention.minute_days || retention.day_days < retention.hour_days {
+            return Err(ConfigError::LosesData(format!(
+                "[retention] minute_days = {}, hour_days = {}, day_days = {}: each resolution must be kept at                  least as long as the finer one (minute_days <= hour_days <= day_days)",
+                retention.minute_days, retention.hour_days, retention.day_days
+            )));
+        }
+        Ok(())
+    }
+
     /// The ingest token in force: `ingest_token`, else the file's contents.
     pub fn ingest_token(&self) -> Result<Option<Secret>, ConfigError> {
         token(self.auth.ingest_token.as_ref(), self.auth.ingest_token_file.as_deref())
@@ -298,6 +335,22 @@ mod tests {
         assert_eq!(env.grpc_listen.port(), 9999);
         let bad = Config::default().with_env(|name| (name == "KUROKO_HTTP_LISTEN").then(|| "port 80".to_owned()));
         assert!(bad.unwrap_err().to_string().contains("KUROKO_HTTP_LISTEN=\"port 80\""));
+
+        let too_old = Config::parse("[limits]\nmax_age_seconds = 864000\n[retention]\nminute_days = 8\n").unwrap();
+        let refused = too_old.check().unwrap_err().to_string();
+        assert!(
+            refused.contains("max_age_seconds")
+                && refused.contains("at most 691200")
+                && refused.contains("at least 10"),
+            "{refused}"
+        );
+        Config::default().check().expect("the defaults lose nothing");
+        let backwards = Config::parse("[retention]\nhour_days = 7\n").unwrap();
+        assert!(backwards
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("minute_days <= hour_days"));
 
         let secret = Config::parse("[auth]\ningest_token = \"s3cr3t\"\n").unwrap();
         assert_eq!(secret.ingest_token().unwrap().unwrap().expose(), "s3cr3t");

@@ -22,6 +22,7 @@ pub mod owners;
 pub mod report;
 pub mod self_metrics;
 pub mod serve;
+pub(crate) mod spell;
 pub mod stable_hash;
 pub mod store;
 pub mod synthetic;

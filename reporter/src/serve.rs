@@ -89,7 +89,20 @@ fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Vec<Background>), Serv
         let background = start_retention(store.clone(), config)?;
         return Ok((store, vec![background]));
     }
-    let store = Arc::new(SqliteStore::open(&config.store)?);
+    let store = Arc::new(SqliteStore::open_to_serve(&config.store)?);
+    store.set_min_free_bytes(config.limits.min_free_bytes);
+    if let Some(free) = store
+        .health()
+        .free_bytes
+        .filter(|free| *free < config.limits.min_free_bytes)
+    {
+        tracing::error!(
+            free_bytes = free,
+            min_free_bytes = config.limits.min_free_bytes,
+            store = %config.store.display(),
+            "starting on a nearly full disk: reads are served, writes are refused (503) until space is freed"
+        );
+    }
     let roller = start_roller(store.clone(), config)?;
     let flusher = start_flusher(store.clone(), config)?;
     Ok((store, vec![roller, flusher]))
@@ -100,6 +113,7 @@ type Background = (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>);
 
 /// Opens the store and starts both receivers.
 pub async fn start(config: &Config) -> Result<Running, ServeError> {
+    config.check()?;
     let (store, background) = open_store(config)?;
     let state = app(config, store.clone())?;
     let (delivery_stop, delivery_task) = start_delivery(store.clone(), config)?;
@@ -254,14 +268,14 @@ fn start_roller(store: Arc<SqliteStore>, config: &Config) -> Result<Background, 
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() / 60);
-            // Roll what ingest has acknowledged so far.
-            if let Err(error) = store.flush() {
-                tracing::error!(%error, "flushing acknowledged points failed; they stay in the inbox");
-            }
+            // Roll what ingest has acknowledged so far (a failure is logged
+            // by the store, once per spell).
+            let _ = store.flush();
             match roller.run(now as i64) {
+                // A period still in quarantine was logged when it entered.
                 Ok(pass) if pass.hours + pass.days + pass.deleted > 0 => tracing::info!(?pass, "rolled up"),
                 Ok(_) => {}
-                Err(error) => tracing::error!(%error, "roll-up failed; trying again next pass"),
+                Err(error) => tracing::error!(%error, "roll-up pass stopped; trying again next pass"),
             }
             match stopped.recv_timeout(every) {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
@@ -294,16 +308,19 @@ fn start_flusher(store: Arc<SqliteStore>, config: &Config) -> Result<Background,
     let thread = std::thread::Builder::new()
         .name("kuroko-flush".to_owned())
         .spawn(move || loop {
-            let wait = store.flush_due_in().unwrap_or(IDLE).min(IDLE);
+            // While flushes fail (a full disk), one try per IDLE.
+            let wait = match store.flush_failing() {
+                true => IDLE,
+                false => store.flush_due_in().unwrap_or(IDLE).min(IDLE),
+            };
             if !matches!(
                 stopped.recv_timeout(wait),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout)
             ) {
                 return;
             }
-            if let Err(error) = store.flush_if_due() {
-                tracing::error!(%error, "flushing acknowledged points failed; they stay in the inbox");
-            }
+            // A failure is logged by the store, once per spell.
+            let _ = store.flush_if_due();
         })
         .map_err(|source| ServeError::Listen {
             address: config.http_listen,

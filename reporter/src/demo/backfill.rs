@@ -112,7 +112,7 @@ pub fn write(
 fn mark(path: &Path, window: &Window) -> Result<(), StoreError> {
     let error = |source| StoreError::Sqlite {
         path: path.display().to_string(),
-        source,
+        cause: source,
     };
     let connection = rusqlite::Connection::open(path).map_err(error)?;
     connection
@@ -128,7 +128,7 @@ fn mark(path: &Path, window: &Window) -> Result<(), StoreError> {
 pub fn marked(path: &Path) -> Result<Option<String>, StoreError> {
     let error = |source| StoreError::Sqlite {
         path: path.display().to_string(),
-        source,
+        cause: source,
     };
     let connection =
         rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(error)?;

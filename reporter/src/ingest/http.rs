@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -116,6 +116,17 @@ impl Refusal {
         }
     }
 
+    /// Seconds a client should wait before retrying (`Retry-After`), for a
+    /// request the store could not keep: longer when the disk is low (space
+    /// comes back when someone frees it, not by itself).
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Refusal::Ingest(IngestError::Store(crate::store::StoreError::DiskLow { .. })) => Some(30),
+            Refusal::Ingest(IngestError::Store(_) | IngestError::Writer) => Some(5),
+            _ => None,
+        }
+    }
+
     /// The `google.rpc.Status` to answer with: its code is the one gRPC
     /// would answer with (OTLP/HTTP clients go by the HTTP status).
     fn status(&self) -> Status {
@@ -142,7 +153,7 @@ impl Refusal {
 /// in the request's encoding.
 fn refuse(refusal: &Refusal, json: bool) -> Response {
     let status = refusal.status();
-    if json {
+    let mut response = if json {
         (
             refusal.http_status(),
             [(header::CONTENT_TYPE, "application/json")],
@@ -156,7 +167,13 @@ fn refuse(refusal: &Refusal, json: bool) -> Response {
             status.encode_to_vec(),
         )
             .into_response()
+    };
+    if let Some(seconds) = refusal.retry_after() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
+    response
 }
 
 /// The body, gunzipped when it says so, at most `max_bytes` either way.
@@ -227,11 +244,11 @@ type Shared = State<(Arc<Receiver>, usize)>;
 pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let stats = &receiver.stats;
-    let store_bytes = {
+    let (store_bytes, health) = {
         let store = receiver.store().clone();
-        tokio::task::spawn_blocking(move || store.size_bytes())
+        tokio::task::spawn_blocking(move || (store.size_bytes(), store.health()))
             .await
-            .unwrap_or(0)
+            .unwrap_or_default()
     };
     format!(
         "# HELP kuroko_reporter_points_stored_total Data points, records and spans stored.\n\
@@ -261,7 +278,25 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
          kuroko_reporter_ingest_seconds{{quantile=\"0.99\"}} {}\n\
          # HELP kuroko_reporter_store_bytes Bytes the store takes on disk.\n\
          # TYPE kuroko_reporter_store_bytes gauge\n\
-         kuroko_reporter_store_bytes {}\n",
+         kuroko_reporter_store_bytes {}\n\
+         # HELP kuroko_reporter_store_free_bytes Bytes free on the store's file system (-1: unknown).\n\
+         # TYPE kuroko_reporter_store_free_bytes gauge\n\
+         kuroko_reporter_store_free_bytes {}\n\
+         # HELP kuroko_reporter_store_min_free_bytes Bytes kept free ([limits] min_free_bytes); writes that would leave less are refused.\n\
+         # TYPE kuroko_reporter_store_min_free_bytes gauge\n\
+         kuroko_reporter_store_min_free_bytes {}\n\
+         # HELP kuroko_reporter_store_disk_low 1 while writes are refused for want of disk space.\n\
+         # TYPE kuroko_reporter_store_disk_low gauge\n\
+         kuroko_reporter_store_disk_low {}\n\
+         # HELP kuroko_reporter_writes_refused_disk_total Writes refused (503) to keep the disk headroom.\n\
+         # TYPE kuroko_reporter_writes_refused_disk_total counter\n\
+         kuroko_reporter_writes_refused_disk_total {}\n\
+         # HELP kuroko_reporter_rollup_quarantined Hours and days whose roll-up fails, set aside (table rollup_quarantine).\n\
+         # TYPE kuroko_reporter_rollup_quarantined gauge\n\
+         kuroko_reporter_rollup_quarantined {}\n\
+         # HELP kuroko_reporter_rollup_failures_total Hours and days put in quarantine since start.\n\
+         # TYPE kuroko_reporter_rollup_failures_total counter\n\
+         kuroko_reporter_rollup_failures_total {}\n",
         stats.stored.load(Relaxed),
         stats.rejected.load(Relaxed),
         stats.folded.load(Relaxed),
@@ -272,6 +307,12 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
         receiver.latency_quantile(0.5),
         receiver.latency_quantile(0.99),
         store_bytes,
+        health.free_bytes.map_or(-1, i128::from),
+        health.min_free_bytes,
+        u8::from(health.disk_low),
+        health.writes_refused_disk,
+        health.quarantined,
+        health.rollup_failures,
     )
 }
 

@@ -209,6 +209,8 @@ pub struct Receiver {
     pub stats: IngestStats,
     /// Kuroko agents' own health (`kuroko.agent.*`), for the UI's `/health`.
     pub agents: Arc<agents::AgentBoard>,
+    /// Requests the store could not keep, logged as one condition.
+    failing: crate::spell::Spell,
 }
 
 impl Receiver {
@@ -235,6 +237,7 @@ impl Receiver {
             ),
             stats: IngestStats::default(),
             agents: Arc::default(),
+            failing: crate::spell::Spell::default(),
         })
     }
 
@@ -445,10 +448,21 @@ impl Receiver {
                 },
             };
             match written {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => {
+                    if let Some(ended) = self.failing.end() {
+                        tracing::warn!(
+                            refused = ended.total,
+                            lasted_seconds = ended.lasted.as_secs(),
+                            "the store keeps requests again"
+                        );
+                    }
+                }
                 Ok(Err(error)) => {
                     self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(%error, "refused a request: the store could not keep it");
+                    // A low disk is logged by the store, once per spell.
+                    if !matches!(error, StoreError::DiskLow { .. }) {
+                        self.log_failure(&error);
+                    }
                     return Err(error.into());
                 }
                 Err(_) => return Err(IngestError::Writer),
@@ -477,6 +491,32 @@ impl Receiver {
             rejected: converted.rejected,
             message: converted.reasons.join("; "),
         })
+    }
+}
+
+impl Receiver {
+    /// Logs a request the store could not keep: when such refusals start,
+    /// then every 30 s with their count, not once per request (a client
+    /// retrying hard would otherwise write a line per try).
+    fn log_failure(&self, error: &StoreError) {
+        match self.failing.hit() {
+            crate::spell::Hit::Started => tracing::error!(
+                error = %chain(error),
+                "refused a request: the store could not keep it (further refusals are counted, not logged one by one)"
+            ),
+            crate::spell::Hit::Remind {
+                since_last,
+                total,
+                lasted,
+            } => tracing::error!(
+                error = %chain(error),
+                refused = since_last,
+                refused_total = total,
+                since_seconds = lasted.as_secs(),
+                "the store still refuses requests"
+            ),
+            crate::spell::Hit::Quiet => {}
+        }
     }
 }
 

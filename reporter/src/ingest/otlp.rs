@@ -55,6 +55,11 @@ pub struct Limits {
     /// it are left out (the transaction span is always kept). Default:
     /// 262,144 (256 KiB).
     pub max_trace_bytes: usize,
+    /// Bytes kept free on the embedded store's file system: writes that
+    /// would leave less are refused (503 with `Retry-After`, gRPC
+    /// UNAVAILABLE), so that what was acknowledged can always be flushed
+    /// (see `store/headroom.rs`); 0 turns the check off. Default: 256 MiB.
+    pub min_free_bytes: u64,
 }
 
 impl Default for Limits {
@@ -73,6 +78,7 @@ impl Default for Limits {
             max_trace_spans: 200,
             max_span_attribute_bytes: 4 << 10,
             max_trace_bytes: 256 << 10,
+            min_free_bytes: 256 << 20,
         }
     }
 }

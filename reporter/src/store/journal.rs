@@ -22,7 +22,9 @@
 //! `<store>-ingest/lock` while the journal is open. Another process opening
 //! the store (`kuroko sql`, `kuroko report`, `kuroko query`) gets
 //! [`io::ErrorKind::WouldBlock`] and opens the store without the journal, so
-//! it never replays segments a running reporter still holds in memory.
+//! it never replays segments a running reporter still holds in memory; a
+//! second `kuroko serve` is refused, naming the holder: the lock file holds
+//! the pid of the process that locked it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -98,7 +100,7 @@ impl Journal {
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join("lock"))?;
+            .open(Journal::lock_path(dir))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -109,7 +111,22 @@ impl Journal {
             }
             Err(fs::TryLockError::Error(error)) => return Err(error),
         }
+        // Who holds it, for a second reporter's refusal (not needed for
+        // the lock itself: a full disk may refuse it).
+        let _ = lock
+            .set_len(0)
+            .and_then(|()| (&lock).write_all(std::process::id().to_string().as_bytes()));
         Ok(lock)
+    }
+
+    /// The lock file of the journal in `dir`.
+    pub(crate) fn lock_path(dir: &Path) -> PathBuf {
+        dir.join("lock")
+    }
+
+    /// The pid the lock file in `dir` names (the process that took it last).
+    pub(crate) fn holder(dir: &Path) -> Option<u32> {
+        fs::read_to_string(Journal::lock_path(dir)).ok()?.trim().parse().ok()
     }
 
     /// [`Journal::open`] with the lock [`Journal::lock`] took.
@@ -177,6 +194,12 @@ impl Journal {
                 Err(error)
             }
         }
+    }
+
+    /// Bytes in the segment being appended to (all the journal holds since
+    /// the last flush rotated it).
+    pub(crate) fn len(&self) -> u64 {
+        self.len
     }
 
     /// Starts a new segment; returns the number of the last one closed.

@@ -9,6 +9,7 @@
 
 pub mod clickhouse;
 pub(crate) mod group_commit;
+pub(crate) mod headroom;
 pub(crate) mod journal;
 pub(crate) mod links;
 pub(crate) mod pending;
@@ -241,16 +242,35 @@ impl Filter {
     }
 }
 
+/// What an operator should know about a store's state (`/metrics`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Bytes free on the store's file system, when known.
+    pub free_bytes: Option<u64>,
+    /// Bytes kept free (`[limits] min_free_bytes`; 0: not checked).
+    pub min_free_bytes: u64,
+    /// Whether writes are being refused for want of space now.
+    pub disk_low: bool,
+    /// Writes refused for want of space since start.
+    pub writes_refused_disk: u64,
+    /// Hours and days whose roll-up failed and are set aside (their finer
+    /// rows kept), now.
+    pub quarantined: u64,
+    /// Roll-ups of one hour or day that failed, since start.
+    pub rollup_failures: u64,
+}
+
 /// A store's failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database said no.
-    #[error("store {path}")]
+    /// The database said no. What SQLite said is in the message itself (not
+    /// only a source a log line may not print).
+    #[error("store {path}: {cause}")]
     Sqlite {
         /// The store's file.
         path: String,
         /// What SQLite said.
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     /// The file was written by a newer reporter.
     #[error("store {path} has schema version {found}, newer than this kuroko's {supported}: upgrade kuroko, or point it at another file")]
@@ -276,6 +296,28 @@ pub enum StoreError {
     NotIngesting {
         /// The store's file.
         path: String,
+    },
+    /// Writing would leave less free space than the headroom a flush needs:
+    /// the request is refused (the client retries), nothing acknowledged is
+    /// lost.
+    #[error("the store's disk is nearly full ({free} bytes free in {dir}; {min_free} are kept free so that acknowledged data can be flushed): retry later; free space there or lower [limits] min_free_bytes")]
+    DiskLow {
+        /// The store's folder.
+        dir: String,
+        /// Bytes free there.
+        free: u64,
+        /// Bytes kept free (`[limits] min_free_bytes`).
+        min_free: u64,
+    },
+    /// Another `kuroko serve` already writes this store.
+    #[error("store {path} is already served by another kuroko process{holder} (it holds an exclusive lock on {lock}): stop it first, or give this one another --store")]
+    AlreadyServed {
+        /// The store's file.
+        path: String,
+        /// The lock file.
+        lock: String,
+        /// ` (pid N)` when the lock file names its holder.
+        holder: String,
     },
     /// A stored row could not be read back.
     #[error("store {path}: row of series {series} at minute {minute} is corrupt")]
@@ -389,6 +431,11 @@ pub trait Store: Send + Sync {
 
     /// Bytes the store takes on disk.
     fn size_bytes(&self) -> u64;
+
+    /// Its disk headroom and roll-up quarantine, for `/metrics`.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::default()
+    }
 
     /// Distinct errors (type, message, location, fingerprint and stack trace)
     /// per series over `from..to` (unix minutes), most frequent first. Errors

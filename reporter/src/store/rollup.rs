@@ -8,6 +8,16 @@
 //! reads minutes in a read transaction, which does not stop ingest (WAL),
 //! merges them in memory, and writes each hour in one short transaction.
 //!
+//! One hour or day that cannot be rolled (a row an older build stored with
+//! a count whose sum overflows, a corrupt histogram) does not stop the
+//! pass: it is *quarantined*, recorded with its cause in
+//! `rollup_quarantine` (readable with `kuroko sql`), logged once with the
+//! period, the table and SQLite's error, and counted in `/metrics`; the
+//! other periods are rolled and retention runs. Its finer rows are kept
+//! past retention, and every pass tries it again: once it rolls, it leaves
+//! the quarantine. Failures that say nothing about the period (a full
+//! disk, a busy database) stop the pass instead, to be tried again whole.
+//!
 //! Retention, after rolling: minutes for `minute_days` (8), hours for
 //! `hour_days` (90), days for `day_days` (730); kept traces as long as
 //! minutes, trace links (`store::links`) as long as hours. Nothing is
@@ -16,7 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -47,6 +57,8 @@ impl Default for Rolled {
             days_until: never(),
             minutes_from: never(),
             hours_from: never(),
+            quarantined: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
         }
     }
 }
@@ -73,6 +85,10 @@ pub struct Rolled {
     pub minutes_from: AtomicI64,
     /// Hour rows are kept from this minute on.
     pub hours_from: AtomicI64,
+    /// Hours and days in quarantine after the last pass.
+    pub quarantined: AtomicU64,
+    /// Roll-ups of one period that failed, since start.
+    pub failures: AtomicU64,
 }
 
 /// What one pass did.
@@ -84,6 +100,83 @@ pub struct Pass {
     pub days: usize,
     /// Rows deleted by retention.
     pub deleted: usize,
+    /// Hours and days that failed to roll this pass (quarantined, or still).
+    pub failed: usize,
+}
+
+/// Why one period could not be rolled: the table being written, and what
+/// SQLite said.
+#[derive(Debug)]
+struct RollError {
+    table: &'static str,
+    source: rusqlite::Error,
+}
+
+/// Names the table a step of a roll-up writes, for its error.
+fn at(table: &'static str) -> impl FnOnce(rusqlite::Error) -> RollError {
+    move |source| RollError { table, source }
+}
+
+/// Whether an error says nothing about the period being rolled (the disk,
+/// the lock, memory): the pass stops and is tried again whole.
+fn transient(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, OutOfMemory, SystemIoFailure};
+    matches!(
+        error.sqlite_error_code(),
+        Some(DiskFull | SystemIoFailure | DatabaseBusy | DatabaseLocked | CannotOpen | OutOfMemory)
+    )
+}
+
+/// A resolution rolled from the next finer one.
+#[derive(Clone, Copy)]
+struct Resolution {
+    /// `hour` or `day`.
+    name: &'static str,
+    /// Its length in minutes.
+    minutes: i64,
+    /// Its progress's key in `meta`.
+    progress: &'static str,
+    /// Whether a period (its first minute) can be rolled again from the finer rows.
+    rebuilds: fn(&Late, i64) -> bool,
+    /// Rolls one period.
+    roll: fn(&mut Roller, i64) -> Result<(), RollError>,
+}
+
+const HOURS: Resolution = Resolution {
+    name: "hour",
+    minutes: 60,
+    progress: "rolled_hours_until",
+    rebuilds: Late::hour_rebuilds,
+    roll: Roller::roll_hour,
+};
+
+const DAYS: Resolution = Resolution {
+    name: "day",
+    minutes: 1_440,
+    progress: "rolled_days_until",
+    rebuilds: Late::day_rebuilds,
+    roll: Roller::roll_day,
+};
+
+/// A period of a resolution, for the quarantine and its log lines.
+#[derive(Clone, Copy, Debug)]
+struct Period {
+    /// `hour` or `day`.
+    resolution: &'static str,
+    /// Hours or days since the epoch.
+    number: i64,
+}
+
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seconds = self
+            .number
+            .saturating_mul(if self.resolution == "hour" { 3_600 } else { 86_400 });
+        match jiff::Timestamp::from_second(seconds) {
+            Ok(start) => write!(f, "the {} from {start}", self.resolution),
+            Err(_) => write!(f, "{} {}", self.resolution, self.number),
+        }
+    }
 }
 
 /// Minutes of grace after the end of an hour before it is rolled.
@@ -104,13 +197,13 @@ impl Roller {
         let name = path.display().to_string();
         let connection = Connection::open(path).map_err(|source| StoreError::Sqlite {
             path: name.clone(),
-            source,
+            cause: source,
         })?;
         connection
             .execute_batch("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;")
             .map_err(|source| StoreError::Sqlite {
                 path: name.clone(),
-                source,
+                cause: source,
             })?;
         Ok(Roller {
             path: name,
@@ -123,7 +216,7 @@ impl Roller {
     fn error(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
-            source,
+            cause: source,
         }
     }
 
@@ -135,56 +228,146 @@ impl Roller {
     fn pass(&mut self, now_minute: i64) -> Result<Pass, rusqlite::Error> {
         let mut pass = Pass::default();
         let hours_target = (now_minute - GRACE_MINUTES).div_euclid(60) * 60;
-        let mut hours_until = self.start(
+        let hours_until = self.start(
             "rolled_hours_until",
             "SELECT MIN(minute) FROM histogram_minute",
             60,
             hours_target,
         )?;
-        let dirty_hours = self.dirty("hour")?;
-        for hour in dirty_hours {
-            if !Late::of(&self.rolled).hour_rebuilds(hour * 60) {
-                // Its minutes are partly gone: rebuilt from them, it would
-                // lose what was rolled (late points for such an hour are
-                // merged into it on flush instead).
-                self.connection
-                    .execute("DELETE FROM dirty WHERE resolution = 'hour' AND period = ?1", [hour])?;
-                continue;
-            }
-            self.roll_hour(hour)?;
-            pass.hours += 1;
-        }
-        while hours_until < hours_target {
-            self.roll_hour(hours_until / 60)?;
-            hours_until += 60;
-            self.advance("rolled_hours_until", &self.rolled.hours_until, hours_until)?;
-            pass.hours += 1;
-        }
+        let hours_until = self.roll_through(&mut pass, HOURS, hours_until, hours_target)?;
         let days_target = hours_until.div_euclid(1_440) * 1_440;
-        let mut days_until = self.start(
+        let days_until = self.start(
             "rolled_days_until",
             "SELECT MIN(hour) * 60 FROM histogram_hour",
             1_440,
             days_target,
         )?;
-        for day in self.dirty("day")? {
-            if !Late::of(&self.rolled).day_rebuilds(day * 1_440) {
-                // Its hours are partly gone (late points merge into it on flush).
-                self.connection
-                    .execute("DELETE FROM dirty WHERE resolution = 'day' AND period = ?1", [day])?;
+        let days_until = self.roll_through(&mut pass, DAYS, days_until, days_target)?;
+        pass.deleted = self.retain(now_minute, hours_until, days_until)?;
+        let quarantined: i64 = self
+            .connection
+            .query_row("SELECT COUNT(*) FROM rollup_quarantine", [], |row| row.get(0))?;
+        self.rolled
+            .quarantined
+            .store(u64::try_from(quarantined).unwrap_or(0), Ordering::Relaxed);
+        Ok(pass)
+    }
+
+    /// Rolls the dirty and quarantined periods of `resolution` before
+    /// `until`, then each period from `until` to `target`; returns where
+    /// that resolution is now rolled until.
+    fn roll_through(
+        &mut self,
+        pass: &mut Pass,
+        resolution: Resolution,
+        mut until: i64,
+        target: i64,
+    ) -> Result<i64, rusqlite::Error> {
+        let Resolution { name, minutes, .. } = resolution;
+        let period = |number| Period {
+            resolution: name,
+            number,
+        };
+        let quarantined = self.quarantined(name)?;
+        let dirty = self.dirty(name)?;
+        for &number in &dirty {
+            if !(resolution.rebuilds)(&Late::of(&self.rolled), number.saturating_mul(minutes))
+                && !quarantined.contains(&number)
+            {
+                // Its finer rows are partly gone: rebuilt from them, it
+                // would lose what was rolled (late points for such a period
+                // are merged into it on flush instead).
+                self.connection.execute(
+                    "DELETE FROM dirty WHERE resolution = ?1 AND period = ?2",
+                    params![name, number],
+                )?;
                 continue;
             }
-            self.roll_day(day)?;
-            pass.days += 1;
+            self.isolated(pass, period(number), resolution.roll)?;
         }
-        while days_until < days_target {
-            self.roll_day(days_until / 1_440)?;
-            days_until += 1_440;
-            self.advance("rolled_days_until", &self.rolled.days_until, days_until)?;
-            pass.days += 1;
+        for &number in &quarantined {
+            // Tried again every pass (its finer rows are kept).
+            if number.saturating_mul(minutes) < until && !dirty.contains(&number) {
+                self.isolated(pass, period(number), resolution.roll)?;
+            }
         }
-        pass.deleted = self.retain(now_minute, hours_until, days_until)?;
-        Ok(pass)
+        while until < target {
+            self.isolated(pass, period(until / minutes), resolution.roll)?;
+            until += minutes;
+            let shared = if name == "hour" {
+                &self.rolled.hours_until
+            } else {
+                &self.rolled.days_until
+            };
+            self.advance(resolution.progress, shared, until)?;
+        }
+        Ok(until)
+    }
+
+    /// Rolls `period` with `roll`; when that fails for a reason of the
+    /// period's own, quarantines it (logged once, with the table and the
+    /// cause) and goes on. A transient failure stops the pass.
+    fn isolated(
+        &mut self,
+        pass: &mut Pass,
+        period: Period,
+        roll: fn(&mut Roller, i64) -> Result<(), RollError>,
+    ) -> Result<(), rusqlite::Error> {
+        let error = match roll(self, period.number) {
+            Ok(()) => {
+                if period.resolution == "hour" {
+                    pass.hours += 1;
+                } else {
+                    pass.days += 1;
+                }
+                let released = self.connection.execute(
+                    "DELETE FROM rollup_quarantine WHERE resolution = ?1 AND period = ?2",
+                    params![period.resolution, period.number],
+                )?;
+                if released > 0 {
+                    tracing::warn!(period = %period, "a quarantined roll-up rolled this time: out of quarantine");
+                }
+                return Ok(());
+            }
+            Err(error) if transient(&error.source) => return Err(error.source),
+            Err(error) => error,
+        };
+        pass.failed += 1;
+        let cause = error.source.to_string();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let new = self.connection.execute(
+            "INSERT OR IGNORE INTO rollup_quarantine (resolution, period, table_name, cause, since)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![period.resolution, period.number, error.table, cause, now],
+        )?;
+        if new > 0 {
+            self.rolled.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                period = %period,
+                table = error.table,
+                store = %self.path,
+                error = %cause,
+                "could not roll up {period}: quarantined (its finer rows are kept and it is tried again each pass; \
+                 see the rollup_quarantine table), the other periods and retention go on"
+            );
+        } else {
+            self.connection.execute(
+                "UPDATE rollup_quarantine SET table_name = ?3, cause = ?4 WHERE resolution = ?1 AND period = ?2",
+                params![period.resolution, period.number, error.table, cause],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The periods of `resolution` in quarantine, ascending.
+    fn quarantined(&self, resolution: &str) -> Result<Vec<i64>, rusqlite::Error> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT period FROM rollup_quarantine WHERE resolution = ?1 ORDER BY period")?;
+        let rows = statement.query_map([resolution], |row| row.get(0))?;
+        rows.collect()
     }
 
     /// Where rolling starts: the recorded progress, else the oldest data
@@ -256,57 +439,83 @@ impl Roller {
         Ok(merged)
     }
 
-    fn roll_hour(&mut self, hour: i64) -> Result<(), rusqlite::Error> {
+    fn roll_hour(&mut self, hour: i64) -> Result<(), RollError> {
         let (from, to) = (hour * 60, hour * 60 + 60);
-        let histograms = self.merged("histogram_minute", "minute", from, to)?;
+        let histograms = self
+            .merged("histogram_minute", "minute", from, to)
+            .map_err(at("histogram_minute"))?;
         let days_until = self.rolled.days_until.load(Ordering::Relaxed);
-        let transaction = self.connection.transaction()?;
-        transaction.execute("DELETE FROM histogram_hour WHERE hour = ?1", [hour])?;
-        write_histograms(&transaction, ("histogram_hour", "hour"), hour, &histograms)?;
-        transaction.execute("DELETE FROM counter_hour WHERE hour = ?1", [hour])?;
-        transaction.execute(
-            "INSERT INTO counter_hour (series, label, hour, value)
+        let transaction = self.connection.transaction().map_err(at("histogram_hour"))?;
+        transaction
+            .execute("DELETE FROM histogram_hour WHERE hour = ?1", [hour])
+            .and_then(|_| write_histograms(&transaction, ("histogram_hour", "hour"), hour, &histograms))
+            .map_err(at("histogram_hour"))?;
+        transaction
+            .execute("DELETE FROM counter_hour WHERE hour = ?1", [hour])
+            .map_err(at("counter_hour"))?;
+        transaction
+            .execute(
+                "INSERT INTO counter_hour (series, label, hour, value)
              SELECT series, label, ?1, SUM(value) FROM counter_minute WHERE minute >= ?2 AND minute < ?3
              GROUP BY series, label",
-            params![hour, from, to],
-        )?;
-        transaction.execute("DELETE FROM error_hour WHERE hour = ?1", [hour])?;
-        transaction.execute(
-            "INSERT INTO error_hour (series, hour, error_type, message, location, count, last_seen, fingerprint,
+                params![hour, from, to],
+            )
+            .map_err(at("counter_hour"))?;
+        transaction
+            .execute("DELETE FROM error_hour WHERE hour = ?1", [hour])
+            .map_err(at("error_hour"))?;
+        transaction
+            .execute(
+                "INSERT INTO error_hour (series, hour, error_type, message, location, count, last_seen, fingerprint,
                                      first_minute, trace_id, stack_hash, stacktrace)
              SELECT series, ?1, error_type, message, location, SUM(count), MAX(last_seen), MAX(fingerprint),
                     MIN(minute), trace_id, stack_hash, MAX(stacktrace)
              FROM error_minute
              WHERE minute >= ?2 AND minute < ?3 GROUP BY series, error_type, message, location, trace_id, stack_hash",
-            params![hour, from, to],
-        )?;
-        transaction.execute("DELETE FROM dirty WHERE resolution = 'hour' AND period = ?1", [hour])?;
+                params![hour, from, to],
+            )
+            .map_err(at("error_hour"))?;
+        transaction
+            .execute("DELETE FROM dirty WHERE resolution = 'hour' AND period = ?1", [hour])
+            .map_err(at("dirty"))?;
         // A day that can no longer be rolled from its hours had the late
         // points merged into it on flush.
         if from < days_until && Late::of(&self.rolled).day_rebuilds(from) {
-            transaction.execute(
-                "INSERT OR IGNORE INTO dirty (resolution, period) VALUES ('day', ?1)",
-                [from.div_euclid(1_440)],
-            )?;
+            transaction
+                .execute(
+                    "INSERT OR IGNORE INTO dirty (resolution, period) VALUES ('day', ?1)",
+                    [from.div_euclid(1_440)],
+                )
+                .map_err(at("dirty"))?;
         }
-        transaction.commit()
+        transaction.commit().map_err(at("histogram_hour"))
     }
 
-    fn roll_day(&mut self, day: i64) -> Result<(), rusqlite::Error> {
+    fn roll_day(&mut self, day: i64) -> Result<(), RollError> {
         let (from, to) = (day * 24, day * 24 + 24);
-        let histograms = self.merged("histogram_hour", "hour", from, to)?;
-        let transaction = self.connection.transaction()?;
-        transaction.execute("DELETE FROM histogram_day WHERE day = ?1", [day])?;
-        write_histograms(&transaction, ("histogram_day", "day"), day, &histograms)?;
-        transaction.execute("DELETE FROM counter_day WHERE day = ?1", [day])?;
-        transaction.execute(
-            "INSERT INTO counter_day (series, label, day, value)
+        let histograms = self
+            .merged("histogram_hour", "hour", from, to)
+            .map_err(at("histogram_hour"))?;
+        let transaction = self.connection.transaction().map_err(at("histogram_day"))?;
+        transaction
+            .execute("DELETE FROM histogram_day WHERE day = ?1", [day])
+            .and_then(|_| write_histograms(&transaction, ("histogram_day", "day"), day, &histograms))
+            .map_err(at("histogram_day"))?;
+        transaction
+            .execute("DELETE FROM counter_day WHERE day = ?1", [day])
+            .map_err(at("counter_day"))?;
+        transaction
+            .execute(
+                "INSERT INTO counter_day (series, label, day, value)
              SELECT series, label, ?1, SUM(value) FROM counter_hour WHERE hour >= ?2 AND hour < ?3
              GROUP BY series, label",
-            params![day, from, to],
-        )?;
-        transaction.execute("DELETE FROM dirty WHERE resolution = 'day' AND period = ?1", [day])?;
-        transaction.commit()
+                params![day, from, to],
+            )
+            .map_err(at("counter_day"))?;
+        transaction
+            .execute("DELETE FROM dirty WHERE resolution = 'day' AND period = ?1", [day])
+            .map_err(at("dirty"))?;
+        transaction.commit().map_err(at("histogram_day"))
     }
 
     /// Deletes what is past its retention and already rolled up.
@@ -320,6 +529,12 @@ impl Roller {
         // Readers widen windows that reach past what is kept (see `plan`).
         self.advance("minutes_kept_from", &self.rolled.minutes_from, minute_cutoff)?;
         self.advance("hours_kept_from", &self.rolled.hours_from, hour_cutoff * 60)?;
+        // The finer rows of a quarantined period are kept: it is rolled
+        // from them once it can be.
+        let kept_hours =
+            "NOT EXISTS (SELECT 1 FROM rollup_quarantine q WHERE q.resolution = 'hour' AND q.period = minute / 60)";
+        let kept_days =
+            "NOT EXISTS (SELECT 1 FROM rollup_quarantine q WHERE q.resolution = 'day' AND q.period = hour / 24)";
         let mut deleted = 0;
         for (table, key, column, cutoff) in [
             ("histogram_minute", "series, minute", "minute", minute_cutoff),
@@ -347,8 +562,13 @@ impl Roller {
             // it to come back, its next point would count whole.
             ("stream", "id", "time", trace_cutoff),
         ] {
+            let kept = match table {
+                "histogram_minute" | "counter_minute" | "error_minute" => kept_hours,
+                "histogram_hour" | "counter_hour" => kept_days,
+                _ => "1",
+            };
             let sql = format!(
-                "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {column} < ?1 LIMIT {CHUNK})"
+                "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {column} < ?1 AND {kept} LIMIT {CHUNK})"
             );
             loop {
                 let removed = self.connection.execute(&sql, [cutoff])?;

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::headroom::Headroom;
 use super::journal::{self, Journal};
 use super::links::{self, Stacks, StoredLink, TracedError};
 use super::pending::{LegacyRecord, Pending, Record, RecordRef, Resolved};
@@ -35,6 +36,7 @@ use crate::cumulative::{StreamId, StreamState};
 use crate::deliver::alerts::AlertState;
 use crate::deliver::ledger::{LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use crate::histogram::Histogram;
+use crate::spell::{Hit, Spell};
 
 /// Traces kept per series and hour: the slowest.
 pub const TRACES_PER_HOUR: i64 = 20;
@@ -49,8 +51,21 @@ pub const SCHEMA_VERSION: i64 = 3;
 /// them to the tables.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
+/// Journal bytes past which a write flushes, however young the points: a
+/// flush deletes the segments, so the journal never grows past this (with
+/// the headroom, see [`Ingest::journal_limit`]). A journal record holds a
+/// whole request's points, a row one series' minute: at a few hundred
+/// requests a second for the same series, five seconds of journal are
+/// about a hundred times the rows they become.
+const JOURNAL_FLUSH_BYTES: u64 = 32 << 20;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rollup_quarantine (
+    resolution TEXT NOT NULL, period INTEGER NOT NULL, table_name TEXT NOT NULL, cause TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    PRIMARY KEY (resolution, period)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY,
     service TEXT NOT NULL, host TEXT NOT NULL, txn TEXT NOT NULL, feature TEXT NOT NULL, kind TEXT NOT NULL,
@@ -149,6 +164,25 @@ struct Ingest {
     pending: Pending,
 }
 
+impl Ingest {
+    /// Journal bytes past which a flush is due: [`JOURNAL_FLUSH_BYTES`], or
+    /// a quarter of the headroom when that is less (so a flush's rows fit
+    /// in what is kept free), at least 1 MiB.
+    fn journal_limit(min_free: u64) -> u64 {
+        match min_free {
+            0 => JOURNAL_FLUSH_BYTES,
+            kept => (kept / 4).clamp(1 << 20, JOURNAL_FLUSH_BYTES),
+        }
+    }
+
+    /// Whether a flush is due: the oldest pending point has waited
+    /// [`FLUSH_EVERY`], or the journal holds more than its limit.
+    fn due(&self, min_free: u64) -> bool {
+        self.pending.since.is_some_and(|since| since.elapsed() >= FLUSH_EVERY)
+            || self.journal.len() >= Ingest::journal_limit(min_free)
+    }
+}
+
 /// The embedded store.
 pub struct SqliteStore {
     path: String,
@@ -164,6 +198,10 @@ pub struct SqliteStore {
     /// Counter label ids by name, then labels.
     labels: Mutex<FxHashMap<String, FxHashMap<String, i64>>>,
     rolled: Arc<Rolled>,
+    /// The free space writes leave for flushes.
+    headroom: Headroom,
+    /// Failing flushes, logged as one condition.
+    flush_failures: Spell,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -194,7 +232,7 @@ impl SqliteStore {
         let name = path.display().to_string();
         let error = |source| StoreError::Sqlite {
             path: name.clone(),
-            source,
+            cause: source,
         };
         let journal_error = |source| StoreError::Journal {
             path: Journal::dir_of(path).display().to_string(),
@@ -203,6 +241,7 @@ impl SqliteStore {
         // Whoever owns the journal owns the schema too; another process (a
         // running reporter's CLI neighbours) only reads, and writes nothing
         // that could wait on the owner's transactions.
+        let headroom = Headroom::new(path);
         let lock = match Journal::lock(&Journal::dir_of(path)) {
             Ok(lock) => Some(lock),
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
@@ -284,11 +323,14 @@ impl SqliteStore {
             metric_series: Mutex::new(FxHashSet::default()),
             labels: Mutex::new(FxHashMap::default()),
             rolled: Arc::new(rolled),
+            headroom,
+            flush_failures: Spell::default(),
         };
         // Records of a build before version 3 have the older layout.
         store.replay(unflushed, found.is_some_and(|found| found < 3))?;
-        if owner {
-            // The owner of the journal writes; others only read.
+        if owner && found != Some(SCHEMA_VERSION) {
+            // The owner of the journal writes; others only read. (Written
+            // only when it changes: a store on a full disk still opens.)
             store
                 .connection()
                 .execute(
@@ -327,7 +369,42 @@ impl SqliteStore {
                 }
             }
         }
-        self.flush()
+        // On a full disk the flush cannot get space: the store still opens
+        // (reads are served), the points stay pending and their segments
+        // on disk, and the next flush retries.
+        if let Err(error) = self.flush() {
+            tracing::error!(error = %error, store = %self.path,
+                "flushing the replayed journal failed; serving reads, retrying with the next flush");
+        }
+        Ok(())
+    }
+
+    /// Opens the store at `path` to ingest into it (`kuroko serve`): refused
+    /// with [`StoreError::AlreadyServed`], naming the holder, when another
+    /// process owns its journal (it would answer every write 503).
+    pub fn open_to_serve(path: &Path) -> Result<SqliteStore, StoreError> {
+        let store = SqliteStore::open(path)?;
+        if store.is_ingesting() {
+            return Ok(store);
+        }
+        let dir = Journal::dir_of(path);
+        Err(StoreError::AlreadyServed {
+            path: store.path.clone(),
+            lock: Journal::lock_path(&dir).display().to_string(),
+            holder: Journal::holder(&dir).map_or_else(String::new, |pid| format!(" (pid {pid})")),
+        })
+    }
+
+    /// Keeps `bytes` free on the store's file system: writes that would
+    /// leave less are refused ([`StoreError::DiskLow`]); 0: no check.
+    pub fn set_min_free_bytes(&self, bytes: u64) {
+        self.headroom.set_min_free(bytes);
+    }
+
+    /// Whether this process owns the store's ingest (its journal): false
+    /// when another process (a running `kuroko serve`) does.
+    pub fn is_ingesting(&self) -> bool {
+        self.ingest().is_some()
     }
 
     fn ingest(&self) -> MutexGuard<'_, Option<Ingest>> {
@@ -365,8 +442,42 @@ impl SqliteStore {
 
     /// Closes the journal's segment, writes its points to the tables with
     /// its number, then deletes it; on failure the points stay pending (and
-    /// the segment stays, for replay). Callers hold `flushing`.
+    /// the segment stays, for replay), and the failure is logged as one
+    /// condition with [`SqliteStore::flush_once`]'s other failures (a full
+    /// disk fails every try). Callers hold `flushing`.
     fn flush_now(&self) -> Result<(), StoreError> {
+        let flushed = self.flush_once();
+        match &flushed {
+            Ok(()) => {
+                if let Some(ended) = self.flush_failures.end() {
+                    tracing::warn!(failed = ended.total, lasted_seconds = ended.lasted.as_secs(), store = %self.path,
+                        "flushing works again");
+                }
+            }
+            Err(error) => match self.flush_failures.hit() {
+                Hit::Started => tracing::error!(%error,
+                    "flushing acknowledged points failed; they stay in the journal, the flush is retried \
+                     (further failures are counted, not logged one by one)"),
+                Hit::Remind {
+                    since_last,
+                    total,
+                    lasted,
+                } => tracing::error!(%error, failed = since_last, failed_total = total,
+                    since_seconds = lasted.as_secs(), "flushing still fails"),
+                Hit::Quiet => {}
+            },
+        }
+        flushed
+    }
+
+    /// Whether flushes are failing now (the flush thread then waits before
+    /// trying again).
+    pub fn flush_failing(&self) -> bool {
+        self.flush_failures.is_on()
+    }
+
+    /// One try of [`SqliteStore::flush_now`].
+    fn flush_once(&self) -> Result<(), StoreError> {
         let journal_error = |source| StoreError::Journal {
             path: Journal::dir_of(Path::new(&self.path)).display().to_string(),
             source,
@@ -402,7 +513,7 @@ impl SqliteStore {
     fn error(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
-            source,
+            cause: source,
         }
     }
 
@@ -562,7 +673,7 @@ impl SqliteStore {
                     path: self.path.clone(),
                 })
             }
-            Some(ingest) => ingest.pending.since.is_some_and(|since| since.elapsed() >= FLUSH_EVERY),
+            Some(ingest) => ingest.due(self.headroom.min_free()),
         };
         if flush_due {
             return Ok(false);
@@ -597,16 +708,17 @@ impl SqliteStore {
         let due = self.append(batch, &ids)?;
         // The batch is safe in the journal: a failed flush is retried by the
         // next write or read, and replayed after a restart.
+        // (A failure is logged by `flush_now`.)
         if let (true, Ok(_flushing)) = (due, self.flushing.try_lock()) {
-            if let Err(error) = self.flush_now() {
-                tracing::warn!(error = %crate::ingest::chain(&error), store = %self.path, "flush failed; will retry");
+            if !self.flush_failing() {
+                let _ = self.flush_now();
             }
         }
         Ok(())
     }
 
     /// Appends `batch`, whose ids are `ids`, to the journal and merges it
-    /// into the pending points; whether they have waited [`FLUSH_EVERY`].
+    /// into the pending points; whether a flush is due ([`Ingest::due`]).
     fn append(&self, batch: &Batch, ids: &Resolved) -> Result<bool, StoreError> {
         // Sized up front: growing the buffer showed in profiles.
         let estimate = batch
@@ -626,6 +738,7 @@ impl SqliteStore {
                 id: 0,
                 source,
             })?;
+        self.headroom.check(record.len() as u64)?;
         let mut guard = self.ingest();
         let ingest = guard.as_mut().ok_or_else(|| StoreError::NotIngesting {
             path: self.path.clone(),
@@ -633,12 +746,16 @@ impl SqliteStore {
         ingest
             .journal
             .append_framed(&mut record)
-            .map_err(|source| StoreError::Journal {
-                path: Journal::dir_of(Path::new(&self.path)).display().to_string(),
-                source,
+            .map_err(|source| match source.kind() {
+                // Logged once per spell, answered like the headroom's refusal.
+                std::io::ErrorKind::StorageFull => self.headroom.full(),
+                _ => StoreError::Journal {
+                    path: Journal::dir_of(Path::new(&self.path)).display().to_string(),
+                    source,
+                },
             })?;
         ingest.pending.add(batch, ids);
-        Ok(ingest.pending.since.is_some_and(|since| since.elapsed() >= FLUSH_EVERY))
+        Ok(ingest.due(self.headroom.min_free()))
     }
 
     /// Writes `pending` to the tables, and that the journal is flushed
@@ -656,22 +773,19 @@ impl SqliteStore {
         // rebuilt from them (that erased what was rolled), nor a day whose
         // hours it has: their late points are merged into their rows here.
         let late = Late::of(&self.rolled);
-        let mut hours: Vec<i64> = pending
-            .minutes()
-            .filter(|m| *m < late.hours_until && late.hour_rebuilds(*m))
-            .map(|m| m.div_euclid(60))
-            .collect();
-        hours.sort_unstable();
-        hours.dedup();
-        for hour in hours {
-            transaction
-                .prepare_cached("INSERT OR IGNORE INTO dirty (resolution, period) VALUES ('hour', ?1)")?
-                .execute([hour])?;
-        }
+        mark_dirty(&transaction, pending, ROLLED_HOURS, |m| {
+            m < late.hours_until && late.hour_rebuilds(m)
+        })?;
         let merged_hour = |m: i64| m < late.hours_until && !late.hour_rebuilds(m);
         let merged_day = |m: i64| m < late.days_until && !late.day_rebuilds(m);
         if pending.minutes().any(merged_hour) {
             merge_into_rolled(&transaction, pending, merged_hour, ROLLED_HOURS)?;
+            // Their days, when rolled and still whole in hours, are rolled
+            // again from the merged hours (else a day row would never hold
+            // these points).
+            mark_dirty(&transaction, pending, ROLLED_DAYS, |m| {
+                merged_hour(m) && m < late.days_until && late.day_rebuilds(m)
+            })?;
         }
         if pending.minutes().any(merged_day) {
             merge_into_rolled(&transaction, pending, merged_day, ROLLED_DAYS)?;
@@ -861,6 +975,29 @@ const ROLLED_DAYS: Resolution = Resolution {
     name: "day",
     minutes: 1_440,
 };
+
+/// Marks the periods of `resolution` holding the minutes of `pending` that
+/// `pick` picks dirty: the roller rolls them again.
+fn mark_dirty(
+    transaction: &rusqlite::Transaction<'_>,
+    pending: &Pending,
+    resolution: Resolution,
+    pick: impl Fn(i64) -> bool,
+) -> Result<(), rusqlite::Error> {
+    let mut periods: Vec<i64> = pending
+        .minutes()
+        .filter(|m| pick(*m))
+        .map(|m| m.div_euclid(resolution.minutes))
+        .collect();
+    periods.sort_unstable();
+    periods.dedup();
+    for period in periods {
+        transaction
+            .prepare_cached("INSERT OR IGNORE INTO dirty (resolution, period) VALUES (?1, ?2)")?
+            .execute(params![resolution.name, period])?;
+    }
+    Ok(())
+}
 
 /// Merges the points of `pending` whose minute `pick` picks into the rows
 /// of `resolution` (histograms merged, counters and, for hours, error
@@ -1633,6 +1770,17 @@ impl Store for SqliteStore {
             .map(|m| m.len())
             .sum();
         files + journal
+    }
+
+    fn health(&self) -> super::StoreHealth {
+        super::StoreHealth {
+            free_bytes: self.headroom.free_bytes(),
+            min_free_bytes: self.headroom.min_free(),
+            disk_low: self.headroom.is_low(),
+            writes_refused_disk: self.headroom.refused(),
+            quarantined: self.rolled.quarantined.load(Ordering::Relaxed),
+            rollup_failures: self.rolled.failures.load(Ordering::Relaxed),
+        }
     }
 
     fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError> {
@@ -2798,6 +2946,57 @@ mod tests {
             found[0].0, production,
             "a new series beside the old one, told apart by environment"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Many requests for the same series and minute make many journal
+    /// records and one row: flushed by age alone (five seconds), the journal
+    /// grew to about a hundred times the rows. A flush is now due once the
+    /// journal holds a quarter of the headroom (at least 1 MiB), so it stays
+    /// near that size however fast requests come.
+    #[test]
+    fn the_journal_is_flushed_by_size_before_it_outgrows_the_headroom() {
+        let dir = std::env::temp_dir().join(format!("kuroko-journal-size-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.set_min_free_bytes(4 << 20);
+        let wide: Vec<f64> = (0..2_000).map(|i| 0.001 * 1.01f64.powi(i)).collect();
+        let point = Batch {
+            histograms: (0..20)
+                .map(|minute| HistogramPoint {
+                    key: key("a").into(),
+                    minute,
+                    histogram: histogram(&wide),
+                })
+                .collect(),
+            ..Batch::default()
+        };
+        let journal = |dir: &Path| -> u64 {
+            std::fs::read_dir(Journal::dir_of(dir))
+                .unwrap()
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        };
+        let (mut written, mut largest) = (0u64, 0u64);
+        let started = std::time::Instant::now();
+        while written < 8 << 20 {
+            let before = journal(&path);
+            store.write(&point).unwrap();
+            let after = journal(&path);
+            written += after.saturating_sub(before).max(1);
+            largest = largest.max(after);
+        }
+        assert!(started.elapsed() < FLUSH_EVERY, "written faster than the age flush");
+        assert!(
+            largest < (1 << 20) + (256 << 10),
+            "the journal stays near 1 MiB (a quarter of the headroom): {largest} bytes"
+        );
+        store.flush().unwrap();
+        let runs = store.histograms(&Filter::default(), 0, 100).unwrap();
+        assert_eq!(runs[0].1.count % 2_000, 0, "every write is in the tables");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
