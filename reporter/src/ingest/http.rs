@@ -227,6 +227,7 @@ type Shared = State<(Arc<Receiver>, usize)>;
 async fn self_metrics(State((receiver, _)): Shared) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
     let stats = &receiver.stats;
+    let (streams, stream_bytes) = receiver.streams_held();
     let store_bytes = {
         let store = receiver.store().clone();
         tokio::task::spawn_blocking(move || store.size_bytes())
@@ -249,6 +250,15 @@ async fn self_metrics(State((receiver, _)): Shared) -> Response {
          # HELP kuroko_reporter_requests_unauthorized_total Requests refused for a missing or wrong token.\n\
          # TYPE kuroko_reporter_requests_unauthorized_total counter\n\
          kuroko_reporter_requests_unauthorized_total {}\n\
+         # HELP kuroko_reporter_stream_points_refused_total Cumulative points refused by max_cumulative_streams or max_cumulative_stream_bytes.\n\
+         # TYPE kuroko_reporter_stream_points_refused_total counter\n\
+         kuroko_reporter_stream_points_refused_total {}\n\
+         # HELP kuroko_reporter_cumulative_streams Cumulative streams whose last point is remembered.\n\
+         # TYPE kuroko_reporter_cumulative_streams gauge\n\
+         kuroko_reporter_cumulative_streams {}\n\
+         # HELP kuroko_reporter_cumulative_stream_bytes Bytes their last points take (max_cumulative_stream_bytes).\n\
+         # TYPE kuroko_reporter_cumulative_stream_bytes gauge\n\
+         kuroko_reporter_cumulative_stream_bytes {}\n\
          # HELP kuroko_reporter_ingest_seconds Time from a decoded request to its committed batch.\n\
          # TYPE kuroko_reporter_ingest_seconds summary\n\
          kuroko_reporter_ingest_seconds{{quantile=\"0.5\"}} {}\n\
@@ -261,6 +271,9 @@ async fn self_metrics(State((receiver, _)): Shared) -> Response {
         stats.folded.load(Relaxed),
         stats.failed_requests.load(Relaxed),
         stats.unauthorized.load(Relaxed),
+        stats.streams_refused.load(Relaxed),
+        streams,
+        stream_bytes,
         receiver.latency_quantile(0.5),
         receiver.latency_quantile(0.99),
         store_bytes,

@@ -170,6 +170,8 @@ pub struct IngestStats {
     pub failed_requests: AtomicU64,
     /// Requests refused for a missing or wrong token.
     pub unauthorized: AtomicU64,
+    /// Points refused by the cumulative streams' limits (of `rejected`).
+    pub streams_refused: AtomicU64,
 }
 
 /// The series the cardinality guard has let in.
@@ -250,6 +252,13 @@ impl Receiver {
     /// The store being written.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The cumulative streams remembered, and the bytes their last points
+    /// take.
+    pub fn streams_held(&self) -> (usize, usize) {
+        let deltas = self.deltas.read().unwrap_or_else(|e| e.into_inner());
+        (deltas.len(), deltas.bytes())
     }
 
     /// Folds the batch's new series past the per-service limit into the
@@ -448,6 +457,9 @@ impl Receiver {
             .record(micros.clamp(1, 3_600_000_000));
         self.stats.stored.fetch_add(stored, Ordering::Relaxed);
         self.stats.rejected.fetch_add(converted.rejected, Ordering::Relaxed);
+        self.stats
+            .streams_refused
+            .fetch_add(converted.streams_refused, Ordering::Relaxed);
         if converted.rejected > 0 {
             tracing::warn!(rejected = converted.rejected, reasons = ?converted.reasons, "rejected data points");
         }

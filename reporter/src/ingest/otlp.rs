@@ -31,6 +31,11 @@ pub struct Limits {
     pub max_future_seconds: u64,
     /// Most cumulative streams remembered for delta conversion. Default: 200,000.
     pub max_cumulative_streams: usize,
+    /// Most bytes the cumulative streams' last points may take in memory
+    /// (a stream's last point can be a whole histogram: up to 64 KiB of
+    /// buckets, or an explicit point's every bound). A point that would
+    /// take the streams past it is refused. Default: 128 MiB.
+    pub max_cumulative_stream_bytes: usize,
     /// Longest stack trace kept (`exception.stacktrace` of a log record or
     /// an exception span event), in bytes; a longer one keeps its first and
     /// last lines, cut between. Never a reason to reject an error (nor is a
@@ -48,6 +53,7 @@ impl Default for Limits {
             max_age_seconds: 8 * 86_400,
             max_future_seconds: 3_600,
             max_cumulative_streams: 200_000,
+            max_cumulative_stream_bytes: 128 << 20,
             max_stacktrace_bytes: 16 << 10,
         }
     }
@@ -64,11 +70,20 @@ pub struct Converted {
     pub rejected: u64,
     /// The first few reasons, for the partial-success message.
     pub reasons: Vec<String>,
+    /// Points of those rejected that the cumulative streams' limits
+    /// (`max_cumulative_streams`, `max_cumulative_stream_bytes`) refused.
+    pub streams_refused: u64,
 }
 
 impl Converted {
     pub(crate) fn reject(&mut self, metric: &str, reason: impl std::fmt::Display) {
         self.reject_many(metric, reason, 1);
+    }
+
+    /// Rejects a point that the cumulative streams' limits refuse.
+    pub(crate) fn reject_stream(&mut self, metric: &str, reason: impl std::fmt::Display) {
+        self.streams_refused = self.streams_refused.saturating_add(1);
+        self.reject(metric, reason);
     }
 
     /// Rejects `count` points at once, for one reason (a resource's all).
