@@ -100,6 +100,7 @@ type Background = (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>);
 
 /// Opens the store and starts both receivers.
 pub async fn start(config: &Config) -> Result<Running, ServeError> {
+    config.check_budgets()?;
     let (store, background) = open_store(config)?;
     let state = app(config, store.clone())?;
     let (delivery_stop, delivery_task) = start_delivery(store.clone(), config)?;
@@ -126,7 +127,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     );
 
     let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
-    let grpc_router = grpc::router(receiver.clone(), config.max_body_bytes);
+    let grpc_router = grpc::router(receiver.clone(), config.max_body_bytes, &config.limits);
     let grpc_task = tokio::spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let shutdown = async {
@@ -140,13 +141,12 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     let app = http::router(receiver.clone(), config.max_body_bytes)
         .merge(crate::api::router(state.clone()))
         .merge(crate::ui::router(state.clone(), config.dashboards.clone()));
+    let http_receiver = receiver.clone();
     let http_task = tokio::spawn(async move {
         let shutdown = async {
             let _ = http_stopped.await;
         };
-        if let Err(error) = axum::serve(http_listener, app).with_graceful_shutdown(shutdown).await {
-            tracing::error!(%error, "the OTLP/HTTP server stopped");
-        }
+        crate::http_port::serve(http_listener, app, http_receiver, shutdown).await;
     });
     tracing::info!(grpc = %grpc_address, http = %http_address, store = %config.store.display(), "receiving OTLP");
     Ok(Running {

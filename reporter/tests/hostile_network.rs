@@ -354,3 +354,354 @@ async fn histogram_streams_are_bounded_by_bytes() {
         "the admitted streams' runs"
     );
 }
+
+/// A raw OTLP/HTTP request's head: `POST path` promising `length` bytes.
+fn head(path: &str, length: usize) -> String {
+    format!("POST {path} HTTP/1.1\r\nhost: kuroko\r\ncontent-type: application/x-protobuf\r\ncontent-length: {length}\r\n\r\n")
+}
+
+/// Reads what the server sends until it closes the connection (or `wait`
+/// passes: `None`).
+async fn until_closed(socket: &mut tokio::net::TcpStream, wait: std::time::Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut text = Vec::new();
+    let read = tokio::time::timeout(wait, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match socket.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => text.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| String::from_utf8_lossy(&text).into_owned())
+}
+
+/// A good metrics request (three runs of GET /good), as sent.
+fn good_request() -> Vec<u8> {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![good(now_nanos())],
+    }
+    .encode_to_vec()
+}
+
+/// Item 2 over HTTP: with `header_timeout_seconds` and
+/// `body_timeout_seconds` set to 2, a connection that sends half a header,
+/// one that sends nothing, one kept alive idle after its answer, and twenty
+/// uploads that stop after 1 MB of a promised 16 are all closed (the
+/// uploads answered 408 first); all are counted in `/metrics`; a good
+/// upload meanwhile is stored exactly, and the reporter stays small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_http_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let wait = std::time::Duration::from_secs(30);
+    let mut reporter = Reporter::start(
+        "slow-http",
+        "[limits]\nheader_timeout_seconds = 2\nbody_timeout_seconds = 2\n",
+    );
+    let connect = || tokio::net::TcpStream::connect(reporter.http().to_owned());
+    let mut half_header = connect().await.unwrap();
+    half_header
+        .write_all(b"POST /v1/metrics HTTP/1.1\r\nhost: kuroko\r\n")
+        .await
+        .unwrap();
+    let mut silent = connect().await.unwrap();
+    let mut kept_alive = connect().await.unwrap();
+    kept_alive
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: kuroko\r\n\r\n")
+        .await
+        .unwrap();
+    let mut uploads = Vec::new();
+    for _ in 0..20 {
+        let mut upload = connect().await.unwrap();
+        upload
+            .write_all(head("/v1/metrics", 16_000_000).as_bytes())
+            .await
+            .unwrap();
+        upload.write_all(&vec![0; 1 << 20]).await.unwrap();
+        uploads.push(upload);
+    }
+    // Meanwhile, good data on a connection of its own.
+    let (status, answer) = post_metrics(&reporter, "application/x-protobuf", good_request(), false).await;
+    assert_eq!((status, answer.partial_success), (200, None));
+    reporter.assert_up_and_small("20 stalled uploads");
+
+    for (what, socket) in [
+        ("half a header", &mut half_header),
+        ("nothing", &mut silent),
+        ("nothing after its answer", &mut kept_alive),
+    ] {
+        let closed = until_closed(socket, wait).await;
+        assert!(
+            closed.is_some(),
+            "a connection that sent {what} is still open after {wait:?}"
+        );
+    }
+    for upload in &mut uploads {
+        let answer = until_closed(upload, wait).await.expect("a stalled upload is closed");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("did not arrive within 2s"), "{answer}");
+    }
+    assert!(reporter.self_metric("kuroko_reporter_header_timeouts_total").await >= 3.0);
+    assert_eq!(reporter.self_metric("kuroko_reporter_body_timeouts_total").await, 20.0);
+    assert_eq!(reporter.self_metric("kuroko_reporter_inflight_bytes").await, 0.0);
+    assert_eq!(reporter.runs("GET /good").await, 3, "the good upload, exactly");
+    reporter.assert_up_and_small("the timeouts");
+}
+
+/// A kuroko.toml with bodies of 4 MiB at most and in-flight budgets of 16
+/// MiB in all and 8 MiB per connection, and `body_timeout` seconds.
+fn small_budgets(body_timeout: u64) -> String {
+    format!(
+        "max_body_bytes = 4194304\n[limits]\nbody_timeout_seconds = {body_timeout}\n\
+         max_inflight_bytes = 16777216\nmax_inflight_bytes_per_connection = 8388608\n"
+    )
+}
+
+/// Item 3 over HTTP: twenty concurrent uploads that each send 3 MB of a
+/// promised 4 and stop, against `max_inflight_bytes` of 16 MiB: at most
+/// five are held (5 × 3 MB), the others are answered 503 with
+/// `Retry-After` and the setting named, as they cross the budget; the
+/// held ones get their 408 at the body timeout. A small good upload
+/// meanwhile is stored exactly, and the reporter stays small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_past_the_inflight_budget_are_refused() {
+    use tokio::io::AsyncWriteExt;
+    let mut reporter = Reporter::start("inflight-http", &small_budgets(10));
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        let socket = tokio::net::TcpStream::connect(reporter.http().to_owned())
+            .await
+            .unwrap();
+        let (mut read, mut write) = socket.into_split();
+        tokio::spawn(async move {
+            let _ = write.write_all(head("/v1/metrics", 4_000_000).as_bytes()).await;
+            let _ = write.write_all(&vec![0; 3 << 20]).await;
+            // Stalled: the socket's write half stays open.
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            drop(write);
+        });
+        answers.push(tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut text = vec![0u8; 4096];
+            let n = tokio::time::timeout(std::time::Duration::from_secs(40), read.read(&mut text))
+                .await
+                .expect("an answer")
+                .unwrap_or(0);
+            String::from_utf8_lossy(&text[..n]).into_owned()
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (status, answer) = post_metrics(&reporter, "application/x-protobuf", good_request(), false).await;
+    assert_eq!(
+        (status, answer.partial_success),
+        (200, None),
+        "a small upload fits beside them"
+    );
+    reporter.assert_up_and_small("20 concurrent 3 MB uploads");
+    let (mut refused, mut timed_out) = (0, 0);
+    for answer in answers {
+        let answer = answer.await.unwrap();
+        if answer.starts_with("HTTP/1.1 503") {
+            let lower = answer.to_ascii_lowercase();
+            assert!(lower.contains("retry-after: 1"), "{answer}");
+            assert!(answer.contains("max_inflight_bytes"), "{answer}");
+            refused += 1;
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+            timed_out += 1;
+        }
+    }
+    eprintln!("{refused} refused, {timed_out} held until their timeout");
+    assert!(refused >= 15 && timed_out <= 5, "{refused} refused, {timed_out} held");
+    assert_eq!(
+        reporter
+            .self_metric("kuroko_reporter_requests_over_inflight_total")
+            .await,
+        f64::from(refused)
+    );
+    assert_eq!(reporter.self_metric("kuroko_reporter_inflight_bytes").await, 0.0);
+    assert_eq!(reporter.runs("GET /good").await, 3, "the good upload, exactly");
+    reporter.assert_up_and_small("the refusals");
+}
+
+/// gRPC requests as their bytes, to send what no generated client would.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+const METRICS: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+const LOGS: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// One connection to the reporter's gRPC port.
+async fn channel(reporter: &Reporter) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{}", reporter.serve.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// A request of `body` for `path`, with `token` when given.
+fn grpc_request<T>(body: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(body);
+    if let Some(token) = token {
+        let value = format!("Bearer {token}").parse().unwrap();
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// Sends `body` as one message to `path`.
+async fn export(
+    channel: tonic::transport::Channel,
+    path: &'static str,
+    body: Vec<u8>,
+    token: Option<&str>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    grpc.unary(grpc_request(body, token), path, RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Sends `body` as one message to `path`, then holds the stream open
+/// without ending it.
+async fn export_stalled(
+    channel: tonic::transport::Channel,
+    path: &'static str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    use tonic::codegen::tokio_stream::{self, StreamExt};
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    let messages = tokio_stream::once(body).chain(tokio_stream::pending());
+    grpc.client_streaming(grpc_request(messages, None), path, RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Items 2 and 3 over gRPC: six messages of 3 MB on one connection, each
+/// stream held open after its message, against
+/// `max_inflight_bytes_per_connection` of 8 MiB: at most two are held
+/// (and answered DEADLINE_EXCEEDED at the body timeout), the others
+/// RESOURCE_EXHAUSTED with the setting named; a good export on another
+/// connection meanwhile is stored exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_grpc_streams_time_out_within_the_connections_budget() {
+    let mut reporter = Reporter::start("inflight-grpc", &small_budgets(5));
+    let shared = channel(&reporter).await;
+    let stalled: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(export_stalled(shared.clone(), METRICS, vec![0; 3 << 20])))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let good = export(channel(&reporter).await, METRICS, good_request(), None).await;
+    assert!(good.is_ok(), "{good:?}");
+    reporter.assert_up_and_small("six stalled gRPC streams");
+    let (mut exhausted, mut late) = (0, 0);
+    for stream in stalled {
+        let status = tokio::time::timeout(std::time::Duration::from_secs(60), stream)
+            .await
+            .expect("every stalled stream is answered")
+            .unwrap()
+            .expect_err("a stalled stream is refused");
+        match status.code() {
+            tonic::Code::ResourceExhausted => {
+                assert!(
+                    status.message().contains("max_inflight_bytes_per_connection"),
+                    "{status:?}"
+                );
+                exhausted += 1;
+            }
+            tonic::Code::DeadlineExceeded => {
+                assert!(status.message().contains("did not arrive within 5s"), "{status:?}");
+                late += 1;
+            }
+            _ => panic!("{status:?}"),
+        }
+    }
+    eprintln!("{exhausted} over the connection's budget, {late} timed out");
+    assert!(
+        exhausted >= 4 && (1..=2).contains(&late),
+        "{exhausted} refused, {late} timed out"
+    );
+    assert_eq!(
+        reporter.self_metric("kuroko_reporter_body_timeouts_total").await,
+        f64::from(late)
+    );
+    assert_eq!(reporter.self_metric("kuroko_reporter_inflight_bytes").await, 0.0);
+    assert_eq!(reporter.runs("GET /good").await, 3, "the good export, exactly");
+}
+
+/// Item 4: the same malformed message is INVALID_ARGUMENT on every signal
+/// (logs and traces used to answer INTERNAL); with `[auth]` on, ten
+/// concurrent 11 MB log exports without the token are UNAUTHENTICATED
+/// without being read (the reporter's RSS does not grow by them), and a
+/// good export with the token is stored exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_faults_answer_alike_and_the_token_comes_first() {
+    let mut reporter = Reporter::start("grpc-faults", "[auth]\ningest_token = \"s3cr3t\"\n");
+    let connection = channel(&reporter).await;
+    for path in [METRICS, LOGS, TRACES] {
+        let status = export(connection.clone(), path, vec![0xff; 16], Some("s3cr3t"))
+            .await
+            .expect_err("a malformed message is refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{path}: {status:?}");
+        assert!(status.message().contains("not OTLP/protobuf"), "{path}: {status:?}");
+    }
+    let before = reporter.rss();
+    let refused: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(export(connection.clone(), LOGS, vec![0x0a; 11 << 20], None)))
+        .collect();
+    for request in refused {
+        let status = request.await.unwrap().expect_err("no token, no export");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    }
+    let grew = reporter.rss().saturating_sub(before);
+    eprintln!("ten 11 MB exports without the token: RSS grew {} MiB", grew >> 20);
+    assert!(grew < 20 << 20, "RSS grew {} MiB", grew >> 20);
+    let good = export(connection, METRICS, good_request(), Some("s3cr3t")).await;
+    assert!(good.is_ok(), "{good:?}");
+    assert_eq!(reporter.runs("GET /good").await, 3, "the good export, exactly");
+    reporter.assert_up_and_small("the gRPC faults");
+}

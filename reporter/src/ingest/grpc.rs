@@ -24,6 +24,9 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EnabledCompressionEncodings, Encod
 use tonic::codegen::{http, BoxFuture, Service, StdError};
 use tonic::server::{NamedService, UnaryService};
 
+use http_body_util::BodyExt;
+
+use super::inflight::{body_error, BodyError, Metered, Reservation};
 use super::{Accepted, IngestError, Receiver};
 
 /// The response's protobuf; a malformed message is INVALID_ARGUMENT; a
@@ -130,13 +133,30 @@ where
             let refused = tonic::Status::unauthenticated("missing or wrong token: send authorization: Bearer <token>");
             return Box::pin(async move { Ok(refused.into_http()) });
         }
+        // The message is read within the body timeout, held against the
+        // in-flight budgets as it arrives (and once decompressed) until it
+        // is answered.
+        let connection = request
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr());
+        let reservation = receiver.reserve(connection);
+        let timeout = std::time::Duration::from_secs(receiver.limits().body_timeout_seconds);
+        let gzipped = request
+            .headers()
+            .get("grpc-encoding")
+            .is_some_and(|e| e.as_bytes() == b"gzip");
+        let request = request.map(|body| Metered::new(body, timeout, reservation.clone()).map_err(as_status));
         Box::pin(async move {
             let mut gzip = EnabledCompressionEncodings::default();
             gzip.enable(CompressionEncoding::Gzip);
-            let mut grpc = tonic::server::Grpc::new(Bytewise)
+            let codec = Bytewise(gzipped.then(|| reservation.clone()));
+            let mut grpc = tonic::server::Grpc::new(codec)
                 .apply_compression_config(gzip, gzip)
                 .apply_max_message_size_config(Some(max_bytes), None);
-            Ok(grpc.unary(Export::<M>(receiver, PhantomData), request).await)
+            let answer = grpc.unary(Export::<M>(receiver, PhantomData), request).await;
+            drop(reservation);
+            Ok(answer)
         })
     }
 }
@@ -158,9 +178,20 @@ impl<M: Method> UnaryService<Bytes> for Export<M> {
     }
 }
 
+/// A body's error as the gRPC status to answer: a body too slow is
+/// DEADLINE_EXCEEDED, one past the in-flight budgets RESOURCE_EXHAUSTED.
+fn as_status(error: StdError) -> StdError {
+    match body_error(&*error) {
+        Some(BodyError::Slow(_)) => Box::new(tonic::Status::deadline_exceeded(error.to_string())),
+        Some(BodyError::Exhausted(_)) => Box::new(tonic::Status::resource_exhausted(error.to_string())),
+        None => error,
+    }
+}
+
 /// Requests as their (decompressed) bytes; responses as the protobuf the
-/// method encoded.
-struct Bytewise;
+/// method encoded. A compressed message's decompressed bytes are held
+/// against the request's reservation, when given.
+struct Bytewise(Option<Reservation>);
 
 impl Codec for Bytewise {
     type Encode = Vec<u8>;
@@ -169,11 +200,11 @@ impl Codec for Bytewise {
     type Decoder = Bytewise;
 
     fn encoder(&mut self) -> Self::Encoder {
-        Bytewise
+        Bytewise(None)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        Bytewise
+        Bytewise(self.0.take())
     }
 }
 
@@ -192,6 +223,11 @@ impl Decoder for Bytewise {
     type Error = tonic::Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
+        if let Some(reservation) = &self.0 {
+            reservation
+                .grow(src.remaining())
+                .map_err(|exhausted| tonic::Status::resource_exhausted(exhausted.to_string()))?;
+        }
         Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
@@ -205,11 +241,19 @@ fn raw<M: Method>(receiver: &Arc<Receiver>, max_bytes: usize) -> Raw<M> {
 }
 
 /// The gRPC router with all three services, accepting gzip and messages up
-/// to `max_bytes`.
-pub fn router(receiver: Arc<Receiver>, max_bytes: usize) -> tonic::transport::server::Router {
+/// to `max_bytes`; a connection that stops answering HTTP/2 pings (every
+/// `grpc_keepalive_seconds` of `limits`) is dropped after 20 s.
+pub fn router(
+    receiver: Arc<Receiver>,
+    max_bytes: usize,
+    limits: &super::otlp::Limits,
+) -> tonic::transport::server::Router {
+    let keepalive = std::time::Duration::from_secs(limits.grpc_keepalive_seconds.max(1));
     tonic::transport::Server::builder()
         // Small answers must not wait on Nagle and delayed ACKs (40 ms stalls).
         .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .add_service(raw::<ExportMetrics>(&receiver, max_bytes))
         .add_service(raw::<ExportLogs>(&receiver, max_bytes))
         .add_service(raw::<ExportTraces>(&receiver, max_bytes))

@@ -2,9 +2,10 @@
 //! or JSON bodies, gzip or not.
 //!
 //! A request that is refused is answered with its HTTP status (400 for bad
-//! data, 401 without the token, 413 for a body over the limit, 415 for an
-//! unsupported content encoding, 503 when the store could not keep it, to be
-//! retried) and a `google.rpc.Status` body ([`super::status`]) in the
+//! data, 401 without the token, 408 for a body too slow to arrive, 413 for
+//! a body over the limit, 415 for an unsupported content encoding, 503 when
+//! the store could not keep it or the bytes in flight are at a budget, to
+//! be retried) and a `google.rpc.Status` body ([`super::status`]) in the
 //! request's encoding: protobuf, or JSON for `application/json`. A 400's
 //! status names the field at fault when it is known (OTLP/JSON: serde's path
 //! to it, [`super::json`]).
@@ -22,6 +23,7 @@ use axum::Router;
 use prost::Message;
 use serde::Serialize;
 
+use super::inflight::{body_error, BodyError, Exhausted, Metered, Peer};
 use super::json::{self, JsonError};
 use super::status::Status;
 use super::{Accepted, IngestError, Receiver, Signal};
@@ -41,14 +43,12 @@ pub fn router(receiver: Arc<Receiver>, max_bytes: usize) -> Router {
         .with_state(state)
 }
 
-/// How long an OTLP request's body may take to arrive, once its headers
-/// have: an SDK sends a whole export in well under a second; a client that
-/// trickles bytes would otherwise hold a connection and its buffer forever.
-pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// Refuses an OTLP request without the right bearer token, before its
-/// body is read; then reads the body within [`BODY_READ_TIMEOUT`] and
-/// `max_bytes`.
+/// body is read; then reads the body within `[limits]
+/// body_timeout_seconds` (an SDK sends a whole export in well under a
+/// second; a client that trickles bytes would otherwise hold a connection
+/// and its buffer forever) and `max_bytes`, holding it against the
+/// in-flight budgets ([`super::inflight`]) until the request is answered.
 async fn require_token(
     State((receiver, max_bytes)): State<(Arc<Receiver>, usize)>,
     request: axum::extract::Request,
@@ -58,15 +58,34 @@ async fn require_token(
     if !receiver.authorized(request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
         return refuse(&Refusal::Unauthorized, json);
     }
+    let connection = request.extensions().get::<Peer>().map(|peer| peer.0);
+    let reservation = receiver.reserve(connection);
+    let timeout = std::time::Duration::from_secs(receiver.limits().body_timeout_seconds);
     let (parts, body) = request.into_parts();
-    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, max_bytes)).await;
-    let bytes = match read {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => return refuse(&Refusal::TooLong(max_bytes), json),
-        Err(_) => return refuse(&Refusal::Slow(BODY_READ_TIMEOUT), json),
+    let metered = axum::body::Body::new(Metered::new(body, timeout, reservation.clone()));
+    let bytes = match axum::body::to_bytes(metered, max_bytes).await {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            let refusal = match body_error(&error) {
+                Some(BodyError::Slow(timeout)) => Refusal::Slow(*timeout),
+                Some(BodyError::Exhausted(exhausted)) => Refusal::Busy(*exhausted),
+                None => Refusal::TooLong(max_bytes),
+            };
+            return refuse(&refusal, json);
+        }
     };
-    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await
+    // A gzip body is decompressed before it is decoded: what its trailer
+    // says it decompresses to is held too.
+    if content_encoding(&parts.headers) == Some("gzip") {
+        if let Err(exhausted) = reservation.grow(gzip_size(&bytes).min(max_bytes)) {
+            return refuse(&Refusal::Busy(exhausted), json);
+        }
+    }
+    let answer = next
+        .run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
+    drop(reservation);
+    answer
 }
 
 /// Why an OTLP/HTTP request was refused.
@@ -90,6 +109,9 @@ pub(crate) enum Refusal {
     /// The body did not arrive in time.
     #[error("the body did not arrive within {0:?} of its headers")]
     Slow(std::time::Duration),
+    /// The bytes in flight are at a budget.
+    #[error(transparent)]
+    Busy(Exhausted),
     /// A content encoding other than gzip.
     #[error("content-encoding {0:?} is not supported: use gzip or none")]
     Encoding(String),
@@ -113,7 +135,7 @@ impl Refusal {
             Refusal::TooLong(_) | Refusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::Slow(_) => StatusCode::REQUEST_TIMEOUT,
             Refusal::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Refusal::Ingest(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Ingest(_) | Refusal::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -121,6 +143,9 @@ impl Refusal {
     /// would answer with (OTLP/HTTP clients go by the HTTP status).
     fn status(&self) -> Status {
         let message = self.to_string();
+        if let Refusal::Busy(_) = self {
+            return Status::new(tonic::Code::ResourceExhausted, message);
+        }
         match self.http_status() {
             StatusCode::BAD_REQUEST => {
                 let field = match self {
@@ -142,6 +167,17 @@ impl Refusal {
 /// The answer to a refused request: its status, and a `google.rpc.Status`
 /// in the request's encoding.
 fn refuse(refusal: &Refusal, json: bool) -> Response {
+    let mut answer = encode_refusal(refusal, json);
+    if let Refusal::Busy(_) = refusal {
+        // Bytes in flight are given back within a request's time.
+        answer
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    answer
+}
+
+fn encode_refusal(refusal: &Refusal, json: bool) -> Response {
     let status = refusal.status();
     if json {
         (
@@ -162,18 +198,12 @@ fn refuse(refusal: &Refusal, json: bool) -> Response {
 
 /// The body, gunzipped when it says so, at most `max_bytes` either way.
 fn body(headers: &HeaderMap, bytes: Bytes, max_bytes: usize) -> Result<Bytes, Refusal> {
-    match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
+    match content_encoding(headers) {
         None | Some("identity") => Ok(bytes),
         Some("gzip") => {
-            // gzip's trailer holds the size decompressed (mod 2^32): read
-            // into a buffer that size, up to the limit, without regrowing.
-            let size = bytes
-                .len()
-                .checked_sub(4)
-                .and_then(|at| bytes.get(at..))
-                .and_then(|tail| <[u8; 4]>::try_from(tail).ok())
-                .map_or(0, |tail| u32::from_le_bytes(tail) as usize);
-            let mut out = Vec::with_capacity(size.min(max_bytes) + 1);
+            // Read into a buffer the size the trailer says, up to the
+            // limit, without regrowing.
+            let mut out = Vec::with_capacity(gzip_size(&bytes).min(max_bytes) + 1);
             let mut decoder = flate2::read::GzDecoder::new(&bytes[..]).take(max_bytes as u64 + 1);
             decoder.read_to_end(&mut out).map_err(Refusal::Gzip)?;
             if out.len() > max_bytes {
@@ -183,6 +213,21 @@ fn body(headers: &HeaderMap, bytes: Bytes, max_bytes: usize) -> Result<Bytes, Re
         }
         Some(other) => Err(Refusal::Encoding(other.to_owned())),
     }
+}
+
+/// The request's `content-encoding`, when it is text.
+fn content_encoding(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok())
+}
+
+/// The size a gzip body says it decompresses to: its trailer's (mod 2^32).
+fn gzip_size(bytes: &[u8]) -> usize {
+    bytes
+        .len()
+        .checked_sub(4)
+        .and_then(|at| bytes.get(at..))
+        .and_then(|tail| <[u8; 4]>::try_from(tail).ok())
+        .map_or(0, |tail| u32::from_le_bytes(tail) as usize)
 }
 
 /// Whether the body is OTLP/JSON (else protobuf).
@@ -250,6 +295,18 @@ async fn self_metrics(State((receiver, _)): Shared) -> Response {
          # HELP kuroko_reporter_requests_unauthorized_total Requests refused for a missing or wrong token.\n\
          # TYPE kuroko_reporter_requests_unauthorized_total counter\n\
          kuroko_reporter_requests_unauthorized_total {}\n\
+         # HELP kuroko_reporter_header_timeouts_total HTTP connections closed for not sending a request's headers within header_timeout_seconds (slow or idle).\n\
+         # TYPE kuroko_reporter_header_timeouts_total counter\n\
+         kuroko_reporter_header_timeouts_total {}\n\
+         # HELP kuroko_reporter_body_timeouts_total OTLP requests whose body did not arrive within body_timeout_seconds (408, DEADLINE_EXCEEDED).\n\
+         # TYPE kuroko_reporter_body_timeouts_total counter\n\
+         kuroko_reporter_body_timeouts_total {}\n\
+         # HELP kuroko_reporter_requests_over_inflight_total OTLP requests refused for max_inflight_bytes or max_inflight_bytes_per_connection (503, RESOURCE_EXHAUSTED).\n\
+         # TYPE kuroko_reporter_requests_over_inflight_total counter\n\
+         kuroko_reporter_requests_over_inflight_total {}\n\
+         # HELP kuroko_reporter_inflight_bytes Bytes of OTLP bodies being read and decoded now.\n\
+         # TYPE kuroko_reporter_inflight_bytes gauge\n\
+         kuroko_reporter_inflight_bytes {}\n\
          # HELP kuroko_reporter_stream_points_refused_total Cumulative points refused by max_cumulative_streams or max_cumulative_stream_bytes.\n\
          # TYPE kuroko_reporter_stream_points_refused_total counter\n\
          kuroko_reporter_stream_points_refused_total {}\n\
@@ -271,6 +328,10 @@ async fn self_metrics(State((receiver, _)): Shared) -> Response {
         stats.folded.load(Relaxed),
         stats.failed_requests.load(Relaxed),
         stats.unauthorized.load(Relaxed),
+        stats.header_timeouts.load(Relaxed),
+        receiver.inflight.slow.load(Relaxed),
+        receiver.inflight.refused.load(Relaxed),
+        receiver.inflight.held(),
         stats.streams_refused.load(Relaxed),
         streams,
         stream_bytes,

@@ -9,6 +9,7 @@
 pub(crate) mod exceptions;
 pub mod grpc;
 pub mod http;
+pub(crate) mod inflight;
 pub(crate) mod json;
 pub mod logs;
 pub mod metrics;
@@ -170,6 +171,9 @@ pub struct IngestStats {
     pub failed_requests: AtomicU64,
     /// Requests refused for a missing or wrong token.
     pub unauthorized: AtomicU64,
+    /// HTTP connections closed for not sending a request's headers in time
+    /// (slow, or idle since their last answer).
+    pub header_timeouts: AtomicU64,
     /// Points refused by the cumulative streams' limits (of `rejected`).
     pub streams_refused: AtomicU64,
 }
@@ -197,6 +201,8 @@ pub struct Receiver {
     spans: Mutex<traces::SpanMemory>,
     /// Commit latency, microseconds.
     latency: Mutex<hdrhistogram::Histogram<u64>>,
+    /// Request bodies being read, against their budgets.
+    pub(crate) inflight: Arc<inflight::Inflight>,
     /// What it did.
     pub stats: IngestStats,
 }
@@ -216,7 +222,6 @@ impl Receiver {
         Ok(Receiver {
             store,
             deltas: RwLock::new(deltas),
-            limits,
             expected_authorization: token.map(|t| format!("Bearer {}", t.expose())),
             known: Mutex::new(known),
             spans: Mutex::new(traces::SpanMemory::default()),
@@ -224,6 +229,11 @@ impl Receiver {
                 hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
             ),
             stats: IngestStats::default(),
+            inflight: Arc::new(inflight::Inflight::new(
+                limits.max_inflight_bytes,
+                limits.max_inflight_bytes_per_connection,
+            )),
+            limits,
         })
     }
 
@@ -247,6 +257,17 @@ impl Receiver {
             .unwrap_or_else(|e| e.into_inner())
             .value_at_quantile(quantile) as f64
             / 1e6
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// A reservation against the in-flight budgets for a request from
+    /// `connection`.
+    pub(crate) fn reserve(&self, connection: Option<std::net::SocketAddr>) -> inflight::Reservation {
+        inflight::Reservation::new(self.inflight.clone(), connection)
     }
 
     /// The store being written.

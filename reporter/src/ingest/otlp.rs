@@ -41,6 +41,24 @@ pub struct Limits {
     /// last lines, cut between. Never a reason to reject an error (nor is a
     /// long `exception.message`). Default: 16,384.
     pub max_stacktrace_bytes: usize,
+    /// Seconds a connection to the HTTP port has to send a request's
+    /// headers, from when it opens or its last answer: slow headers and
+    /// idle kept-alive connections are closed. Default: 60.
+    pub header_timeout_seconds: u64,
+    /// Seconds an OTLP request's body (HTTP or gRPC) has to arrive once its
+    /// headers have: 408 or DEADLINE_EXCEEDED otherwise. Default: 30.
+    pub body_timeout_seconds: u64,
+    /// Most bytes of OTLP request bodies (as sent, and as a gzip body says
+    /// it decompresses to) held at once, all clients together: a request
+    /// past it is refused, 503 with Retry-After or RESOURCE_EXHAUSTED, to
+    /// be retried. Default: 256 MiB.
+    pub max_inflight_bytes: usize,
+    /// The same, per client connection (HTTP/2 carries many requests on
+    /// one); at least twice `max_body_bytes`. Default: 64 MiB.
+    pub max_inflight_bytes_per_connection: usize,
+    /// Seconds between the HTTP/2 pings the gRPC port sends an idle
+    /// connection; one not answered within 20 s drops it. Default: 60.
+    pub grpc_keepalive_seconds: u64,
 }
 
 impl Default for Limits {
@@ -55,6 +73,11 @@ impl Default for Limits {
             max_cumulative_streams: 200_000,
             max_cumulative_stream_bytes: 128 << 20,
             max_stacktrace_bytes: 16 << 10,
+            header_timeout_seconds: 60,
+            body_timeout_seconds: 30,
+            max_inflight_bytes: 256 << 20,
+            max_inflight_bytes_per_connection: 64 << 20,
+            grpc_keepalive_seconds: 60,
         }
     }
 }
