@@ -20,7 +20,7 @@
 //! header_timeout_seconds = 60           # HTTP: a request's headers, from connect or the last answer (idle)
 //! body_timeout_seconds = 30             # an OTLP body, HTTP or gRPC, once its headers came (408 / DEADLINE_EXCEEDED)
 //! max_inflight_bytes = 268435456        # OTLP bodies being read, all clients (503 + Retry-After / RESOURCE_EXHAUSTED)
-//! max_inflight_bytes_per_connection = 67108864  # the same per connection, at least 2 × max_body_bytes
+//! max_inflight_bytes_per_connection = 67108864  # the same per connection (a request alone is never refused)
 //! grpc_keepalive_seconds = 60           # HTTP/2 pings on the gRPC port; unanswered for 20 s: dropped
 //!
 //! [retention]                           # days kept at each resolution
@@ -69,14 +69,6 @@ pub enum ConfigError {
         path: PathBuf,
         /// What is wrong, and where.
         message: String,
-    },
-    /// Settings that cannot work together.
-    #[error("{setting}: {reason}")]
-    Invalid {
-        /// The setting at fault.
-        setting: &'static str,
-        /// Why.
-        reason: String,
     },
     /// An environment variable has an unusable value.
     #[error("{variable}={value:?}: {reason}")]
@@ -211,33 +203,6 @@ impl Config {
         config.with_env(|name| std::env::var(name).ok())
     }
 
-    /// Refuses in-flight budgets that a request within `max_body_bytes`
-    /// could never fit (it would be refused, 503, at every retry): a
-    /// connection's must hold a body as sent and decompressed, and the
-    /// total a connection's.
-    pub fn check_budgets(&self) -> Result<(), ConfigError> {
-        let limits = &self.limits;
-        if limits.max_inflight_bytes_per_connection < self.max_body_bytes.saturating_mul(2) {
-            return Err(ConfigError::Invalid {
-                setting: "[limits] max_inflight_bytes_per_connection",
-                reason: format!(
-                    "{} is less than twice max_body_bytes ({}): the largest request could never be read",
-                    limits.max_inflight_bytes_per_connection, self.max_body_bytes
-                ),
-            });
-        }
-        if limits.max_inflight_bytes < limits.max_inflight_bytes_per_connection {
-            return Err(ConfigError::Invalid {
-                setting: "[limits] max_inflight_bytes",
-                reason: format!(
-                    "{} is less than max_inflight_bytes_per_connection ({})",
-                    limits.max_inflight_bytes, limits.max_inflight_bytes_per_connection
-                ),
-            });
-        }
-        Ok(())
-    }
-
     /// Parses TOML text; the error names the line, the column and the key.
     pub fn parse(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
@@ -332,16 +297,5 @@ mod tests {
         let secret = Config::parse("[auth]\ningest_token = \"s3cr3t\"\n").unwrap();
         assert_eq!(secret.ingest_token().unwrap().unwrap().expose(), "s3cr3t");
         assert!(!format!("{secret:?}").contains("s3cr3t"), "the token never prints");
-    }
-
-    #[test]
-    fn budgets_that_no_request_could_fit_are_refused() {
-        assert!(Config::default().check_budgets().is_ok());
-        let big_bodies = Config::parse("max_body_bytes = 67108864\n").unwrap();
-        let refused = big_bodies.check_budgets().unwrap_err().to_string();
-        assert!(refused.contains("max_inflight_bytes_per_connection"), "{refused}");
-        let small_total = Config::parse("[limits]\nmax_inflight_bytes = 1048576\n").unwrap();
-        let refused = small_total.check_budgets().unwrap_err().to_string();
-        assert!(refused.starts_with("[limits] max_inflight_bytes:"), "{refused}");
     }
 }

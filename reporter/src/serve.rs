@@ -100,7 +100,6 @@ type Background = (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>);
 
 /// Opens the store and starts both receivers.
 pub async fn start(config: &Config) -> Result<Running, ServeError> {
-    config.check_budgets()?;
     let (store, background) = open_store(config)?;
     let state = app(config, store.clone())?;
     let (delivery_stop, delivery_task) = start_delivery(store.clone(), config)?;

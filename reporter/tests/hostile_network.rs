@@ -292,6 +292,19 @@ fn wide_point(stream: usize, start: u64, time: u64) -> ExponentialHistogramDataP
     }
 }
 
+/// `kuroko.job.duration` in seconds: `points`, of `temporality`.
+fn job_durations(points: Vec<ExponentialHistogramDataPoint>, temporality: AggregationTemporality) -> Metric {
+    Metric {
+        name: "kuroko.job.duration".into(),
+        unit: "s".into(),
+        data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: points,
+            aggregation_temporality: temporality as i32,
+        })),
+        ..Default::default()
+    }
+}
+
 /// Item 1's other half: stream state is bounded by bytes. Each of eight
 /// requests holds 1,000 new cumulative streams whose last points are 56 KB
 /// histograms (56 MB of state from about 12 KB gzipped; one request of 2,000
@@ -312,15 +325,7 @@ async fn histogram_streams_are_bounded_by_bytes() {
         let points = (0..1_000)
             .map(|i| wide_point(round * 1_000 + i, time - 60_000_000_000, time))
             .collect();
-        let wide = Metric {
-            name: "kuroko.job.duration".into(),
-            unit: "s".into(),
-            data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
-                data_points: points,
-                aggregation_temporality: AggregationTemporality::Cumulative as i32,
-            })),
-            ..Default::default()
-        };
+        let wide = job_durations(points, AggregationTemporality::Cumulative);
         let request = ExportMetricsServiceRequest {
             resource_metrics: vec![resource_metrics(resource("wide", Vec::new()), vec![wide]), good(time)],
         };
@@ -706,4 +711,60 @@ async fn grpc_faults_answer_alike_and_the_token_comes_first() {
     assert!(good.is_ok(), "{good:?}");
     assert_eq!(reporter.runs("GET /good").await, 3, "the good export, exactly");
     reporter.assert_up_and_small("the gRPC faults");
+}
+
+/// Item 3, what decoding adds: a 3 MB body of zero bucket counts (a few KB
+/// gzipped) decodes to 24 MB of counts. While two stalled uploads hold 6 MB
+/// of the 16 MiB budget, such a request is refused, 503 with the setting
+/// named, once decoded (it was read whole before: only the body was
+/// counted); a small good upload beside them is stored exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_request_decodes_to_counts_against_the_budget() {
+    use tokio::io::AsyncWriteExt;
+    let mut reporter = Reporter::start("inflight-decoded", &small_budgets(30));
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut upload = tokio::net::TcpStream::connect(reporter.http().to_owned())
+            .await
+            .unwrap();
+        upload
+            .write_all(head("/v1/metrics", 4_000_000).as_bytes())
+            .await
+            .unwrap();
+        upload.write_all(&vec![0; 3 << 20]).await.unwrap();
+        stalled.push(upload);
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let mut point = wide_point(0, now_nanos() - 60_000_000_000, now_nanos());
+    point.positive = Some(Buckets {
+        offset: 0,
+        bucket_counts: vec![0; 3_000_000],
+    });
+    let zeros = job_durations(vec![point], AggregationTemporality::Delta);
+    let request = ExportMetricsServiceRequest {
+        resource_metrics: vec![resource_metrics(resource("zeros", Vec::new()), vec![zeros])],
+    };
+    let body = gzip(&request.encode_to_vec());
+    assert!(body.len() < 20_000, "{} bytes gzipped", body.len());
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/metrics", reporter.http()))
+        .header("content-encoding", "gzip")
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let text = String::from_utf8_lossy(&response.bytes().await.unwrap()).into_owned();
+    assert!(text.contains("(over 16777216 bytes, max_inflight_bytes)"), "{text}");
+    let (status, answer) = post_metrics(&reporter, "application/x-protobuf", good_request(), false).await;
+    assert_eq!(
+        (status, answer.partial_success),
+        (200, None),
+        "a small upload fits beside them"
+    );
+    assert_eq!(reporter.runs("GET /good").await, 3, "the good upload, exactly");
+    reporter.assert_up_and_small("a request that decodes to 24 MB");
+    drop(stalled);
 }

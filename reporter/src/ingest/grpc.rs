@@ -39,6 +39,7 @@ fn answer<R: Message>(
         .map(|accepted| response(accepted).encode_to_vec())
         .map_err(|error| match error {
             IngestError::Malformed { .. } => tonic::Status::invalid_argument(error.to_string()),
+            IngestError::Busy(_) => tonic::Status::resource_exhausted(error.to_string()),
             _ => tonic::Status::unavailable(error.to_string()),
         })
 }
@@ -49,8 +50,13 @@ pub(crate) trait Method: Send + Sync + 'static {
     const SERVICE: &'static str;
     /// The path of its `Export` method.
     const PATH: &'static str;
-    /// Converts and stores one message; the response's protobuf.
-    fn export(receiver: Arc<Receiver>, body: Bytes) -> impl Future<Output = Result<Vec<u8>, tonic::Status>> + Send;
+    /// Converts and stores one message, holding what it decodes to against
+    /// `held`; the response's protobuf.
+    fn export(
+        receiver: Arc<Receiver>,
+        body: Bytes,
+        held: Reservation,
+    ) -> impl Future<Output = Result<Vec<u8>, tonic::Status>> + Send;
 }
 
 /// `MetricsService/Export`: read in place.
@@ -59,8 +65,8 @@ pub(crate) struct ExportMetrics;
 impl Method for ExportMetrics {
     const SERVICE: &'static str = METRICS_SERVICE;
     const PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
-    async fn export(receiver: Arc<Receiver>, body: Bytes) -> Result<Vec<u8>, tonic::Status> {
-        answer(receiver.metrics_protobuf(body).await, Accepted::metrics_response)
+    async fn export(receiver: Arc<Receiver>, body: Bytes, held: Reservation) -> Result<Vec<u8>, tonic::Status> {
+        answer(receiver.metrics_protobuf(body, &held).await, Accepted::metrics_response)
     }
 }
 
@@ -70,8 +76,8 @@ pub(crate) struct ExportLogs;
 impl Method for ExportLogs {
     const SERVICE: &'static str = LOGS_SERVICE;
     const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
-    async fn export(receiver: Arc<Receiver>, body: Bytes) -> Result<Vec<u8>, tonic::Status> {
-        answer(receiver.logs_protobuf(&body).await, Accepted::logs_response)
+    async fn export(receiver: Arc<Receiver>, body: Bytes, held: Reservation) -> Result<Vec<u8>, tonic::Status> {
+        answer(receiver.logs_protobuf(&body, &held).await, Accepted::logs_response)
     }
 }
 
@@ -81,8 +87,8 @@ pub(crate) struct ExportTraces;
 impl Method for ExportTraces {
     const SERVICE: &'static str = TRACE_SERVICE;
     const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-    async fn export(receiver: Arc<Receiver>, body: Bytes) -> Result<Vec<u8>, tonic::Status> {
-        answer(receiver.traces_protobuf(&body).await, Accepted::traces_response)
+    async fn export(receiver: Arc<Receiver>, body: Bytes, held: Reservation) -> Result<Vec<u8>, tonic::Status> {
+        answer(receiver.traces_protobuf(&body, &held).await, Accepted::traces_response)
     }
 }
 
@@ -154,7 +160,8 @@ where
             let mut grpc = tonic::server::Grpc::new(codec)
                 .apply_compression_config(gzip, gzip)
                 .apply_max_message_size_config(Some(max_bytes), None);
-            let answer = grpc.unary(Export::<M>(receiver, PhantomData), request).await;
+            let export = Export::<M>(receiver, reservation.clone(), PhantomData);
+            let answer = grpc.unary(export, request).await;
             drop(reservation);
             Ok(answer)
         })
@@ -162,16 +169,16 @@ where
 }
 
 /// One export: checked, converted, stored.
-struct Export<M>(Arc<Receiver>, PhantomData<fn() -> M>);
+struct Export<M>(Arc<Receiver>, Reservation, PhantomData<fn() -> M>);
 
 impl<M: Method> UnaryService<Bytes> for Export<M> {
     type Response = Vec<u8>;
     type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let receiver = self.0.clone();
+        let (receiver, held) = (self.0.clone(), self.1.clone());
         Box::pin(async move {
-            M::export(receiver, request.into_inner())
+            M::export(receiver, request.into_inner(), held)
                 .await
                 .map(tonic::Response::new)
         })

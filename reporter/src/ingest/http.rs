@@ -23,9 +23,10 @@ use axum::Router;
 use prost::Message;
 use serde::Serialize;
 
-use super::inflight::{body_error, BodyError, Exhausted, Metered, Peer};
+use super::inflight::{body_error, BodyError, Exhausted, Metered, Peer, Reservation};
 use super::json::{self, JsonError};
 use super::status::Status;
+use super::{decoded, wire};
 use super::{Accepted, IngestError, Receiver, Signal};
 
 /// The HTTP routes, refusing bodies over `max_bytes` (compressed or not).
@@ -81,9 +82,10 @@ async fn require_token(
             return refuse(&Refusal::Busy(exhausted), json);
         }
     }
-    let answer = next
-        .run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await;
+    let mut request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+    // What the handler decodes is held too.
+    request.extensions_mut().insert(reservation.clone());
+    let answer = next.run(request).await;
     drop(reservation);
     answer
 }
@@ -124,6 +126,11 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// Whether the bytes in flight are at a budget (503, to be retried).
+    fn is_busy(&self) -> bool {
+        matches!(self, Refusal::Busy(_) | Refusal::Ingest(IngestError::Busy(_)))
+    }
+
     /// The HTTP status to answer with.
     fn http_status(&self) -> StatusCode {
         match self {
@@ -143,7 +150,7 @@ impl Refusal {
     /// would answer with (OTLP/HTTP clients go by the HTTP status).
     fn status(&self) -> Status {
         let message = self.to_string();
-        if let Refusal::Busy(_) = self {
+        if self.is_busy() {
             return Status::new(tonic::Code::ResourceExhausted, message);
         }
         match self.http_status() {
@@ -168,7 +175,7 @@ impl Refusal {
 /// in the request's encoding.
 fn refuse(refusal: &Refusal, json: bool) -> Response {
     let mut answer = encode_refusal(refusal, json);
-    if let Refusal::Busy(_) = refusal {
+    if refusal.is_busy() {
         // Bytes in flight are given back within a request's time.
         answer
             .headers_mut()
@@ -268,6 +275,10 @@ fn respond<R: Message + Serialize>(
 
 type Shared = State<(Arc<Receiver>, usize)>;
 
+/// What the request's body holds against the in-flight budgets (set by
+/// [`require_token`]).
+type Held = axum::Extension<Reservation>;
+
 /// The reporter's own health, in the Prometheus text format.
 async fn self_metrics(State((receiver, _)): Shared) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
@@ -349,40 +360,62 @@ async fn self_metrics(State((receiver, _)): Shared) -> Response {
 
 /// Metrics: protobuf is read in place ([`super::wire`]), JSON decoded
 /// strictly ([`super::json`]).
-async fn metrics(State((receiver, max)): Shared, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Response {
+async fn metrics(
+    State((receiver, max)): Shared,
+    axum::Extension(held): Held,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
     let json = is_json(&headers);
     let result = async {
         let body = accept(&headers, bytes, max)?;
         Ok::<_, Refusal>(if json {
-            receiver.metrics(json::metrics(&body)?).await?
+            let request = json::metrics(&body)?;
+            held.grow(decoded::metrics(&wire::Request::of(&request)))
+                .map_err(IngestError::Busy)?;
+            receiver.metrics(request).await?
         } else {
-            receiver.metrics_protobuf(body).await?
+            receiver.metrics_protobuf(body, &held).await?
         })
     };
     respond(result.await, json, Accepted::metrics_response)
 }
 
-async fn logs(State((receiver, max)): Shared, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Response {
+async fn logs(
+    State((receiver, max)): Shared,
+    axum::Extension(held): Held,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
     let json = is_json(&headers);
     let result = async {
         let body = accept(&headers, bytes, max)?;
         Ok::<_, Refusal>(if json {
-            receiver.logs(json::decode(&body, Signal::Logs)?).await?
+            let request = json::decode(&body, Signal::Logs)?;
+            held.grow(decoded::logs(&request)).map_err(IngestError::Busy)?;
+            receiver.logs(request).await?
         } else {
-            receiver.logs_protobuf(&body).await?
+            receiver.logs_protobuf(&body, &held).await?
         })
     };
     respond(result.await, json, Accepted::logs_response)
 }
 
-async fn traces(State((receiver, max)): Shared, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Response {
+async fn traces(
+    State((receiver, max)): Shared,
+    axum::Extension(held): Held,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
     let json = is_json(&headers);
     let result = async {
         let body = accept(&headers, bytes, max)?;
         Ok::<_, Refusal>(if json {
-            receiver.traces(json::decode(&body, Signal::Traces)?).await?
+            let request = json::decode(&body, Signal::Traces)?;
+            held.grow(decoded::traces(&request)).map_err(IngestError::Busy)?;
+            receiver.traces(request).await?
         } else {
-            receiver.traces_protobuf(&body).await?
+            receiver.traces_protobuf(&body, &held).await?
         })
     };
     respond(result.await, json, Accepted::traces_response)

@@ -41,7 +41,7 @@ pub(crate) enum BodyError {
 /// client is to retry later.
 #[derive(Clone, Copy, Debug, thiserror::Error)]
 #[error("too many bytes in flight {which} (over {limit} bytes, {setting}); retry later")]
-pub(crate) struct Exhausted {
+pub struct Exhausted {
     which: &'static str,
     limit: usize,
     setting: &'static str,
@@ -82,20 +82,23 @@ impl Inflight {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).total
     }
 
-    /// Takes `bytes` more for `connection`, or refuses them all.
-    fn take(&self, connection: Option<SocketAddr>, bytes: usize) -> Result<(), Exhausted> {
+    /// Takes `bytes` more for a request on `connection` that holds `mine`
+    /// already, or refuses them all. A request that no other holds bytes
+    /// beside (on its connection, or at all) is never refused: alone, it
+    /// would be refused at every retry.
+    fn take(&self, connection: Option<SocketAddr>, mine: usize, bytes: usize) -> Result<(), Exhausted> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let refuse = |which, limit, setting| {
             self.refused.fetch_add(1, Ordering::Relaxed);
             Err(Exhausted { which, limit, setting })
         };
         let total = held.total.saturating_add(bytes);
-        if total > self.max_total {
+        if total > self.max_total && held.total > mine {
             return refuse("in all", self.max_total, "max_inflight_bytes");
         }
         if let Some(connection) = connection {
             let on = held.by_connection.entry(connection).or_default();
-            if on.saturating_add(bytes) > self.max_per_connection {
+            if on.saturating_add(bytes) > self.max_per_connection && *on > mine {
                 if *on == 0 {
                     held.by_connection.remove(&connection);
                 }
@@ -152,7 +155,7 @@ impl Reservation {
     /// Holds `bytes` more, or refuses them.
     pub(crate) fn grow(&self, bytes: usize) -> Result<(), Exhausted> {
         let mut held = self.0.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        self.0.inflight.take(self.0.connection, bytes)?;
+        self.0.inflight.take(self.0.connection, *held, bytes)?;
         *held += bytes;
         Ok(())
     }
@@ -254,18 +257,28 @@ mod tests {
         );
         let first = Reservation::new(inflight.clone(), a);
         first.grow(50).unwrap();
-        assert!(first.grow(20).is_err(), "past the connection's 60");
+        let beside = Reservation::new(inflight.clone(), a);
+        let refused = beside.grow(20).unwrap_err().to_string();
+        assert!(refused.contains("max_inflight_bytes_per_connection"), "{refused}");
         let second = Reservation::new(inflight.clone(), b);
         second.grow(50).unwrap();
         let refused = second.grow(10).unwrap_err().to_string();
-        assert!(refused.contains("max_inflight_bytes"), "{refused}");
+        assert!(refused.contains("(over 100 bytes, max_inflight_bytes)"), "{refused}");
         assert_eq!(inflight.held(), 100);
         drop(first);
         assert_eq!(inflight.held(), 50);
         second.grow(10).unwrap();
         drop(second);
         assert_eq!(inflight.held(), 0);
+        // Alone, a request is never refused, however large.
+        let alone = Reservation::new(inflight.clone(), a);
+        alone.grow(500).unwrap();
+        assert!(
+            Reservation::new(inflight.clone(), b).grow(1).is_err(),
+            "beside it, others are"
+        );
+        drop(alone);
         assert!(inflight.held.lock().unwrap().by_connection.is_empty());
-        assert_eq!(inflight.refused.load(Ordering::Relaxed), 2);
+        assert_eq!(inflight.refused.load(Ordering::Relaxed), 3);
     }
 }

@@ -6,6 +6,7 @@
 //! break a limit or do not add up are rejected with their reasons in an OTLP
 //! partial-success response; the rest of the request is kept.
 
+pub(crate) mod decoded;
 pub(crate) mod exceptions;
 pub mod grpc;
 pub mod http;
@@ -126,6 +127,10 @@ pub enum IngestError {
     /// The write task died.
     #[error("the store's writer stopped unexpectedly")]
     Writer,
+    /// The decoded request would take the bytes in flight past a budget:
+    /// the client is to retry later.
+    #[error(transparent)]
+    Busy(#[from] inflight::Exhausted),
     /// The body is not the protobuf of an OTLP request of its signal: the
     /// client must not retry it.
     #[error("the body is not OTLP/protobuf {signal}: {source}")]
@@ -365,11 +370,19 @@ impl Receiver {
 
     /// Converts and stores a metrics request's protobuf, read in place
     /// ([`wire`]); returns once it is committed, or
-    /// [`IngestError::Malformed`] when the body is not an OTLP metrics request.
-    pub async fn metrics_protobuf(&self, body: prost::bytes::Bytes) -> Result<Accepted, IngestError> {
+    /// [`IngestError::Malformed`] when the body is not an OTLP metrics
+    /// request. What it decodes to is held against `held` first
+    /// ([`IngestError::Busy`] past a budget).
+    pub(crate) async fn metrics_protobuf(
+        &self,
+        body: prost::bytes::Bytes,
+        held: &inflight::Reservation,
+    ) -> Result<Accepted, IngestError> {
         let mut decoded = None;
-        let converted = self
-            .convert_metrics(&read_protobuf(&body, &mut decoded).map_err(IngestError::malformed(Signal::Metrics))?)?;
+        let request = read_protobuf(&body, &mut decoded).map_err(IngestError::malformed(Signal::Metrics))?;
+        held.grow(self::decoded::metrics(&request))?;
+        let converted = self.convert_metrics(&request)?;
+        drop(request);
         drop((decoded, body));
         self.store_metrics(converted).await
     }
@@ -407,19 +420,31 @@ impl Receiver {
         Ok(accepted)
     }
 
-    /// Decodes a logs request's protobuf, converts and stores it; returns
-    /// once it is committed, or [`IngestError::Malformed`].
-    pub async fn logs_protobuf(&self, body: &[u8]) -> Result<Accepted, IngestError> {
+    /// Decodes a logs request's protobuf, holds what it decoded to against
+    /// `held`, converts and stores it; returns once it is committed, or
+    /// [`IngestError::Malformed`] or [`IngestError::Busy`].
+    pub(crate) async fn logs_protobuf(
+        &self,
+        body: &[u8],
+        held: &inflight::Reservation,
+    ) -> Result<Accepted, IngestError> {
         use prost::Message;
         let request = ExportLogsServiceRequest::decode(body).map_err(IngestError::malformed(Signal::Logs))?;
+        held.grow(self::decoded::logs(&request))?;
         self.logs(request).await
     }
 
-    /// Decodes a traces request's protobuf, converts and stores it; returns
-    /// once it is committed, or [`IngestError::Malformed`].
-    pub async fn traces_protobuf(&self, body: &[u8]) -> Result<Accepted, IngestError> {
+    /// Decodes a traces request's protobuf, holds what it decoded to
+    /// against `held`, converts and stores it; returns once it is
+    /// committed, or [`IngestError::Malformed`] or [`IngestError::Busy`].
+    pub(crate) async fn traces_protobuf(
+        &self,
+        body: &[u8],
+        held: &inflight::Reservation,
+    ) -> Result<Accepted, IngestError> {
         use prost::Message;
         let request = ExportTraceServiceRequest::decode(body).map_err(IngestError::malformed(Signal::Traces))?;
+        held.grow(self::decoded::traces(&request))?;
         self.traces(request).await
     }
 

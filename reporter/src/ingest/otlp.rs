@@ -48,13 +48,14 @@ pub struct Limits {
     /// Seconds an OTLP request's body (HTTP or gRPC) has to arrive once its
     /// headers have: 408 or DEADLINE_EXCEEDED otherwise. Default: 30.
     pub body_timeout_seconds: u64,
-    /// Most bytes of OTLP request bodies (as sent, and as a gzip body says
-    /// it decompresses to) held at once, all clients together: a request
-    /// past it is refused, 503 with Retry-After or RESOURCE_EXHAUSTED, to
-    /// be retried. Default: 256 MiB.
+    /// Most bytes of OTLP requests held at once, all clients together: their
+    /// bodies as sent, decompressed, and decoded. A request past it is
+    /// refused, 503 with Retry-After or RESOURCE_EXHAUSTED, to be retried.
+    /// Default: 256 MiB.
     pub max_inflight_bytes: usize,
     /// The same, per client connection (HTTP/2 carries many requests on
-    /// one); at least twice `max_body_bytes`. Default: 64 MiB.
+    /// one). A request that no other holds bytes beside is never refused
+    /// (alone, it would be refused at every retry). Default: 64 MiB.
     pub max_inflight_bytes_per_connection: usize,
     /// Seconds between the HTTP/2 pings the gRPC port sends an idle
     /// connection; one not answered within 20 s drops it. Default: 60.
