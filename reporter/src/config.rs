@@ -21,7 +21,8 @@
 //! body_timeout_seconds = 30             # an OTLP body, HTTP or gRPC, once its headers came (408 / DEADLINE_EXCEEDED)
 //! max_inflight_bytes = 268435456        # OTLP bodies being read, all clients (503 + Retry-After / RESOURCE_EXHAUSTED)
 //! max_inflight_bytes_per_connection = 67108864  # the same per connection (a request alone is never refused)
-//! grpc_keepalive_seconds = 60           # HTTP/2 pings on the gRPC port; unanswered for 20 s: dropped
+//! grpc_keepalive_seconds = 60           # HTTP/2 pings on the gRPC port
+//! grpc_keepalive_timeout_seconds = 20   # a ping unanswered this long drops its connection
 //!
 //! [retention]                           # days kept at each resolution
 //! minute_days = 8

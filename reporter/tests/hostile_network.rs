@@ -768,3 +768,30 @@ async fn what_a_request_decodes_to_counts_against_the_budget() {
     reporter.assert_up_and_small("a request that decodes to 24 MB");
     drop(stalled);
 }
+
+/// Item 2 over gRPC: a client that opens an HTTP/2 connection and then
+/// stops reading (it never answers a ping) is dropped once a ping has gone
+/// unanswered for `grpc_keepalive_timeout_seconds` (here pings every
+/// second, dropped after one; with pings every 1,000 s it stays open); a
+/// good export on another connection is stored exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_client_that_stops_reading_is_dropped() {
+    use tokio::io::AsyncWriteExt;
+    let mut reporter = Reporter::start(
+        "grpc-keepalive",
+        "[limits]\ngrpc_keepalive_seconds = 1\ngrpc_keepalive_timeout_seconds = 1\n",
+    );
+    let mut deaf = tokio::net::TcpStream::connect(&reporter.serve.grpc).await.unwrap();
+    // The HTTP/2 preface and an empty SETTINGS frame; then nothing is read
+    // or answered until the server gives up.
+    deaf.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let closed = until_closed(&mut deaf, std::time::Duration::from_secs(30)).await;
+    assert!(closed.is_some(), "a connection that answers no ping is still open");
+    let good = export(channel(&reporter).await, METRICS, good_request(), None).await;
+    assert!(good.is_ok(), "{good:?}");
+    assert_eq!(reporter.runs("GET /good").await, 3, "the good export, exactly");
+    reporter.assert_up_and_small("a deaf gRPC client");
+}

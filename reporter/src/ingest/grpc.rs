@@ -248,8 +248,9 @@ fn raw<M: Method>(receiver: &Arc<Receiver>, max_bytes: usize) -> Raw<M> {
 }
 
 /// The gRPC router with all three services, accepting gzip and messages up
-/// to `max_bytes`; a connection that stops answering HTTP/2 pings (every
-/// `grpc_keepalive_seconds` of `limits`) is dropped after 20 s.
+/// to `max_bytes`; a connection that stops answering HTTP/2 pings (sent
+/// every `grpc_keepalive_seconds` of `limits`) is dropped after
+/// `grpc_keepalive_timeout_seconds`.
 pub fn router(
     receiver: Arc<Receiver>,
     max_bytes: usize,
@@ -260,7 +261,9 @@ pub fn router(
         // Small answers must not wait on Nagle and delayed ACKs (40 ms stalls).
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(keepalive))
-        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(
+            limits.grpc_keepalive_timeout_seconds.max(1),
+        )))
         .add_service(raw::<ExportMetrics>(&receiver, max_bytes))
         .add_service(raw::<ExportLogs>(&receiver, max_bytes))
         .add_service(raw::<ExportTraces>(&receiver, max_bytes))

@@ -57,9 +57,12 @@ pub struct Limits {
     /// one). A request that no other holds bytes beside is never refused
     /// (alone, it would be refused at every retry). Default: 64 MiB.
     pub max_inflight_bytes_per_connection: usize,
-    /// Seconds between the HTTP/2 pings the gRPC port sends an idle
-    /// connection; one not answered within 20 s drops it. Default: 60.
+    /// Seconds between the HTTP/2 pings the gRPC port sends on each
+    /// connection. Default: 60.
     pub grpc_keepalive_seconds: u64,
+    /// Seconds a ping may go unanswered before its connection (and every
+    /// request on it) is dropped: a client that stopped reading. Default: 20.
+    pub grpc_keepalive_timeout_seconds: u64,
 }
 
 impl Default for Limits {
@@ -79,6 +82,7 @@ impl Default for Limits {
             max_inflight_bytes: 256 << 20,
             max_inflight_bytes_per_connection: 64 << 20,
             grpc_keepalive_seconds: 60,
+            grpc_keepalive_timeout_seconds: 20,
         }
     }
 }
