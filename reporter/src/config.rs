@@ -22,6 +22,13 @@
 //! max_span_attribute_bytes = 4096       # attribute bytes a kept trace stores per span
 //! max_trace_bytes = 262144              # bytes a kept trace stores, all spans together
 //! min_free_bytes = 268435456            # kept free on the store's disk: writes past it get 503 (0: off)
+//! max_cumulative_stream_bytes = 134217728  # the cumulative streams' last points, in memory
+//! header_timeout_seconds = 60           # HTTP: a request's headers, from connect or the last answer (idle)
+//! body_timeout_seconds = 30             # an OTLP body, HTTP or gRPC, once its headers came (408 / DEADLINE_EXCEEDED)
+//! max_inflight_bytes = 268435456        # OTLP bodies being read, all clients (503 + Retry-After / RESOURCE_EXHAUSTED)
+//! max_inflight_bytes_per_connection = 67108864  # the same per connection (a request alone is never refused)
+//! grpc_keepalive_seconds = 60           # HTTP/2 pings on the gRPC port
+//! grpc_keepalive_timeout_seconds = 20   # a ping unanswered this long drops its connection
 //!
 //! [retention]                           # days kept at each resolution; at start-up, settings that
 //!                                       # would lose data are refused (max_age_seconds past minute_days,

@@ -22,7 +22,7 @@
 //!   are therefore idempotent.
 
 use crate::histogram::Histogram;
-use crate::stable_hash::fnv1a64;
+use crate::stable_hash::{fnv1a64, Fnv1a};
 
 /// Identifies a stream across restarts and replicas: a 64-bit FNV-1a hash of
 /// everything that names it (sender, scope, metric, attributes). Stable by
@@ -32,6 +32,33 @@ pub type StreamId = u64;
 /// A stream's id from the texts that name it ([`fnv1a64`]).
 pub fn stream_id(fields: &[&[u8]]) -> StreamId {
     fnv1a64(fields)
+}
+
+/// The ids of one sender's streams: what names the sender (its resource's
+/// attributes, its scope) is hashed once, and each stream's id continues
+/// from it, equal to [`stream_id`] over all the fields. A resource's
+/// attributes have no length limit (they name no series and are never
+/// kept), so hashing them again for each point would cost a hostile
+/// request's size once per point.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamIds(Fnv1a);
+
+impl StreamIds {
+    /// The streams named first by `fields`.
+    pub fn of(fields: &[&[u8]]) -> Self {
+        StreamIds(fields.iter().fold(Fnv1a::new(), |hash, field| hash.field(field)))
+    }
+
+    /// Continued with more fields (a scope's name after its resource's).
+    #[must_use]
+    pub fn and(self, field: &[u8]) -> Self {
+        StreamIds(self.0.field(field))
+    }
+
+    /// The id of the stream named further by `fields`.
+    pub fn id(self, fields: &[&[u8]]) -> StreamId {
+        fields.iter().fold(self.0, |hash, field| hash.field(field)).finish()
+    }
 }
 
 /// A cumulative stream's last point.
@@ -52,6 +79,21 @@ impl StreamState {
         (self.start, self.time) > (other.start, other.time)
     }
 
+    /// Bytes the state takes in memory, its id included: what
+    /// `[limits] max_cumulative_stream_bytes` counts. A histogram's is its
+    /// buckets (up to [`MAX_SPAN`](crate::buckets::MAX_SPAN) of them), an
+    /// explicit point's its bounds and counts (as many as were sent).
+    pub fn footprint(&self) -> usize {
+        let heap = match &self.value {
+            StreamValue::Histogram(histogram) => histogram.buckets.span() * size_of::<u64>(),
+            StreamValue::Explicit(explicit) => {
+                explicit.bounds.len() * size_of::<f64>() + explicit.counts.len() * size_of::<u64>()
+            }
+            StreamValue::Counter(_) => 0,
+        };
+        size_of::<(StreamId, StreamState)>() + heap
+    }
+
     /// The state as stored: postcard bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()
@@ -65,20 +107,28 @@ impl StreamState {
 
 /// Keeps the latest state of each stream of `states` in `streams`: a state
 /// older than the one held (a replica's read back late, a replayed record)
-/// is ignored.
+/// is ignored. Returns how the states' [footprint](StreamState::footprint)
+/// changed, in bytes.
 pub fn keep_latest<S: std::hash::BuildHasher>(
     streams: &mut std::collections::HashMap<StreamId, StreamState, S>,
     states: impl IntoIterator<Item = (StreamId, StreamState)>,
-) {
+) -> i64 {
+    let bytes = |state: &StreamState| i64::try_from(state.footprint()).unwrap_or(i64::MAX);
+    let mut change = 0_i64;
     for (id, state) in states {
         match streams.get_mut(&id) {
             Some(held) if !state.is_after(held) => {}
-            Some(held) => *held = state,
+            Some(held) => {
+                change = change.saturating_add(bytes(&state)).saturating_sub(bytes(held));
+                *held = state;
+            }
             None => {
+                change = change.saturating_add(bytes(&state));
                 streams.insert(id, state);
             }
         }
     }
+    change
 }
 
 /// A cumulative value.
@@ -214,5 +264,11 @@ mod tests {
         assert_eq!(StreamState::from_bytes(b"\xff\xff"), None);
         // Fields cannot run into each other.
         assert_ne!(stream_id(&[b"ab"]), stream_id(&[b"a", b"b"]));
+        // Continued from a sender's prefix, the same ids as before.
+        let sender = StreamIds::of(&[b"service.name=shop"]).and(b"scope");
+        assert_eq!(
+            sender.id(&[b"metric", b"route=/"]),
+            stream_id(&[b"service.name=shop", b"scope", b"metric", b"route=/"])
+        );
     }
 }

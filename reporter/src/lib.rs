@@ -17,6 +17,7 @@ pub mod cumulative;
 pub mod deliver;
 pub mod demo;
 pub mod histogram;
+mod http_port;
 pub mod ingest;
 pub mod owners;
 pub mod report;

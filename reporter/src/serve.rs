@@ -140,7 +140,7 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     );
 
     let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
-    let grpc_router = grpc::router(receiver.clone(), config.max_body_bytes);
+    let grpc_router = grpc::router(receiver.clone(), config.max_body_bytes, &config.limits);
     let grpc_task = tokio::spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let shutdown = async {
@@ -176,15 +176,12 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
         crate::ui::throttle::guard,
     ));
     let app = http::router(receiver.clone(), config.max_body_bytes).merge(guarded);
+    let http_receiver = receiver.clone();
     let http_task = tokio::spawn(async move {
         let shutdown = async {
             let _ = http_stopped.await;
         };
-        // The peer's address, for the login throttle.
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(error) = axum::serve(http_listener, app).with_graceful_shutdown(shutdown).await {
-            tracing::error!(%error, "the OTLP/HTTP server stopped");
-        }
+        crate::http_port::serve(http_listener, app, http_receiver, shutdown).await;
     });
     tracing::info!(grpc = %grpc_address, http = %http_address, store = %config.store.display(), "receiving OTLP");
     Ok(Running {

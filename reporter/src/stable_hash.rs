@@ -9,16 +9,46 @@
 /// 64-bit FNV-1a over `fields`, each followed by the byte 0xff (never in
 /// UTF-8, so fields cannot run into each other).
 pub fn fnv1a64(fields: &[&[u8]]) -> u64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET_BASIS;
-    for field in fields {
+    fields
+        .iter()
+        .fold(Fnv1a::new(), |hash, field| hash.field(field))
+        .finish()
+}
+
+/// [`fnv1a64`] fed one field at a time: a prefix shared by many ids (a
+/// resource's attributes, hashed once per resource) is hashed once and
+/// continued from, with the same result as hashing every field each time.
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv1a(u64);
+
+impl Fnv1a {
+    /// The hash of no fields.
+    pub const fn new() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+
+    /// The hash continued with `field` and its separator.
+    #[must_use]
+    pub fn field(self, field: &[u8]) -> Self {
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut hash = self.0;
         for &byte in field.iter().chain(&[0xff]) {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(PRIME);
         }
+        Fnv1a(hash)
     }
-    hash
+
+    /// The hash so far.
+    pub fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a::new()
+    }
 }
 
 #[cfg(test)]
@@ -39,5 +69,8 @@ mod tests {
         // Our hash is the same function over the fields and their separators.
         assert_eq!(fnv1a64(&[b"a", b"b"]), reference(b"a\xffb\xff"));
         assert_eq!(fnv1a64(&[]), 0xcbf2_9ce4_8422_2325);
+        // Continued from a prefix, the same hash.
+        let prefix = Fnv1a::new().field(b"resource");
+        assert_eq!(prefix.field(b"point").finish(), fnv1a64(&[b"resource", b"point"]));
     }
 }

@@ -28,6 +28,8 @@ use kuroko_reporter::ingest::Receiver;
 use kuroko_reporter::store::rollup::Retention;
 use kuroko_reporter::store::sqlite::SqliteStore;
 use kuroko_reporter::store::{Batch, HistogramPoint, SeriesKey, Store};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use prost::Message;
 
 const MIN_FREE: u64 = 8 << 20;
 const RETENTION: &str = "[retention]\nminute_days = 2\nhour_days = 3\nday_days = 4\n";
@@ -285,7 +287,8 @@ async fn acknowledged_is_stored_and_roll_ups_equal_a_fresh_roll_up_after_a_full_
     reference.write(&seed).unwrap();
     let receiver = Receiver::new(reference.clone(), Default::default(), None).unwrap();
     for body in &acknowledged {
-        receiver.metrics_protobuf(body.clone().into()).await.unwrap();
+        let request = ExportMetricsServiceRequest::decode(&body[..]).unwrap();
+        receiver.metrics(request).await.unwrap();
     }
     reference.flush().unwrap();
     // The seeded minutes are past retention in the reporter's store: the

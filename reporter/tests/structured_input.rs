@@ -33,6 +33,7 @@ fn generated_requests_convert_to_batches_that_hold_the_rules() {
         .as_nanos() as u64;
     let tight = Limits {
         max_cumulative_streams: 8,
+        max_cumulative_stream_bytes: 64 << 10,
         max_attributes: 4,
         max_value_bytes: 64,
         ..Limits::default()

@@ -20,6 +20,7 @@ libfuzzer_sys::fuzz_target!(|plan: structured::Plan| {
     let bodies = structured::requests(&plan, NOW);
     let tight = Limits {
         max_cumulative_streams: 8,
+        max_cumulative_stream_bytes: 64 << 10,
         max_attributes: 4,
         max_value_bytes: 64,
         ..Limits::default()

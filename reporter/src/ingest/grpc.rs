@@ -24,6 +24,9 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EnabledCompressionEncodings, Encod
 use tonic::codegen::{http, BoxFuture, Service, StdError};
 use tonic::server::{NamedService, UnaryService};
 
+use http_body_util::BodyExt;
+
+use super::inflight::{body_error, BodyError, Metered, Reservation};
 use super::{Accepted, IngestError, Receiver};
 
 /// The response's protobuf; a malformed message is INVALID_ARGUMENT; a
@@ -36,6 +39,7 @@ fn answer<R: Message>(
         .map(|accepted| response(accepted).encode_to_vec())
         .map_err(|error| match error {
             IngestError::Malformed { .. } => tonic::Status::invalid_argument(error.to_string()),
+            IngestError::Busy(_) => tonic::Status::resource_exhausted(error.to_string()),
             _ => tonic::Status::unavailable(error.to_string()),
         })
 }
@@ -46,8 +50,13 @@ pub(crate) trait Method: Send + Sync + 'static {
     const SERVICE: &'static str;
     /// The path of its `Export` method.
     const PATH: &'static str;
-    /// Converts and stores one message; the response's protobuf.
-    fn export(receiver: Arc<Receiver>, body: Bytes) -> impl Future<Output = Result<Vec<u8>, tonic::Status>> + Send;
+    /// Converts and stores one message, holding what it decodes to against
+    /// `held`; the response's protobuf.
+    fn export(
+        receiver: Arc<Receiver>,
+        body: Bytes,
+        held: Reservation,
+    ) -> impl Future<Output = Result<Vec<u8>, tonic::Status>> + Send;
 }
 
 /// `MetricsService/Export`: read in place.
@@ -56,8 +65,8 @@ pub(crate) struct ExportMetrics;
 impl Method for ExportMetrics {
     const SERVICE: &'static str = METRICS_SERVICE;
     const PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
-    async fn export(receiver: Arc<Receiver>, body: Bytes) -> Result<Vec<u8>, tonic::Status> {
-        answer(receiver.metrics_protobuf(body).await, Accepted::metrics_response)
+    async fn export(receiver: Arc<Receiver>, body: Bytes, held: Reservation) -> Result<Vec<u8>, tonic::Status> {
+        answer(receiver.metrics_protobuf(body, &held).await, Accepted::metrics_response)
     }
 }
 
@@ -67,8 +76,8 @@ pub(crate) struct ExportLogs;
 impl Method for ExportLogs {
     const SERVICE: &'static str = LOGS_SERVICE;
     const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
-    async fn export(receiver: Arc<Receiver>, body: Bytes) -> Result<Vec<u8>, tonic::Status> {
-        answer(receiver.logs_protobuf(&body).await, Accepted::logs_response)
+    async fn export(receiver: Arc<Receiver>, body: Bytes, held: Reservation) -> Result<Vec<u8>, tonic::Status> {
+        answer(receiver.logs_protobuf(&body, &held).await, Accepted::logs_response)
     }
 }
 
@@ -78,8 +87,8 @@ pub(crate) struct ExportTraces;
 impl Method for ExportTraces {
     const SERVICE: &'static str = TRACE_SERVICE;
     const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-    async fn export(receiver: Arc<Receiver>, body: Bytes) -> Result<Vec<u8>, tonic::Status> {
-        answer(receiver.traces_protobuf(&body).await, Accepted::traces_response)
+    async fn export(receiver: Arc<Receiver>, body: Bytes, held: Reservation) -> Result<Vec<u8>, tonic::Status> {
+        answer(receiver.traces_protobuf(&body, &held).await, Accepted::traces_response)
     }
 }
 
@@ -130,37 +139,66 @@ where
             let refused = tonic::Status::unauthenticated("missing or wrong token: send authorization: Bearer <token>");
             return Box::pin(async move { Ok(refused.into_http()) });
         }
+        // The message is read within the body timeout, held against the
+        // in-flight budgets as it arrives (and once decompressed) until it
+        // is answered.
+        let connection = request
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr());
+        let reservation = receiver.reserve(connection);
+        let timeout = std::time::Duration::from_secs(receiver.limits().body_timeout_seconds);
+        let gzipped = request
+            .headers()
+            .get("grpc-encoding")
+            .is_some_and(|e| e.as_bytes() == b"gzip");
+        let request = request.map(|body| Metered::new(body, timeout, reservation.clone()).map_err(as_status));
         Box::pin(async move {
             let mut gzip = EnabledCompressionEncodings::default();
             gzip.enable(CompressionEncoding::Gzip);
-            let mut grpc = tonic::server::Grpc::new(Bytewise)
+            let codec = Bytewise(gzipped.then(|| reservation.clone()));
+            let mut grpc = tonic::server::Grpc::new(codec)
                 .apply_compression_config(gzip, gzip)
                 .apply_max_message_size_config(Some(max_bytes), None);
-            Ok(grpc.unary(Export::<M>(receiver, PhantomData), request).await)
+            let export = Export::<M>(receiver, reservation.clone(), PhantomData);
+            let answer = grpc.unary(export, request).await;
+            drop(reservation);
+            Ok(answer)
         })
     }
 }
 
 /// One export: checked, converted, stored.
-struct Export<M>(Arc<Receiver>, PhantomData<fn() -> M>);
+struct Export<M>(Arc<Receiver>, Reservation, PhantomData<fn() -> M>);
 
 impl<M: Method> UnaryService<Bytes> for Export<M> {
     type Response = Vec<u8>;
     type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let receiver = self.0.clone();
+        let (receiver, held) = (self.0.clone(), self.1.clone());
         Box::pin(async move {
-            M::export(receiver, request.into_inner())
+            M::export(receiver, request.into_inner(), held)
                 .await
                 .map(tonic::Response::new)
         })
     }
 }
 
+/// A body's error as the gRPC status to answer: a body too slow is
+/// DEADLINE_EXCEEDED, one past the in-flight budgets RESOURCE_EXHAUSTED.
+fn as_status(error: StdError) -> StdError {
+    match body_error(&*error) {
+        Some(BodyError::Slow(_)) => Box::new(tonic::Status::deadline_exceeded(error.to_string())),
+        Some(BodyError::Exhausted(_)) => Box::new(tonic::Status::resource_exhausted(error.to_string())),
+        None => error,
+    }
+}
+
 /// Requests as their (decompressed) bytes; responses as the protobuf the
-/// method encoded.
-struct Bytewise;
+/// method encoded. A compressed message's decompressed bytes are held
+/// against the request's reservation, when given.
+struct Bytewise(Option<Reservation>);
 
 impl Codec for Bytewise {
     type Encode = Vec<u8>;
@@ -169,11 +207,11 @@ impl Codec for Bytewise {
     type Decoder = Bytewise;
 
     fn encoder(&mut self) -> Self::Encoder {
-        Bytewise
+        Bytewise(None)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        Bytewise
+        Bytewise(self.0.take())
     }
 }
 
@@ -192,6 +230,11 @@ impl Decoder for Bytewise {
     type Error = tonic::Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
+        if let Some(reservation) = &self.0 {
+            reservation
+                .grow(src.remaining())
+                .map_err(|exhausted| tonic::Status::resource_exhausted(exhausted.to_string()))?;
+        }
         Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
@@ -205,11 +248,22 @@ fn raw<M: Method>(receiver: &Arc<Receiver>, max_bytes: usize) -> Raw<M> {
 }
 
 /// The gRPC router with all three services, accepting gzip and messages up
-/// to `max_bytes`.
-pub fn router(receiver: Arc<Receiver>, max_bytes: usize) -> tonic::transport::server::Router {
+/// to `max_bytes`; a connection that stops answering HTTP/2 pings (sent
+/// every `grpc_keepalive_seconds` of `limits`) is dropped after
+/// `grpc_keepalive_timeout_seconds`.
+pub fn router(
+    receiver: Arc<Receiver>,
+    max_bytes: usize,
+    limits: &super::otlp::Limits,
+) -> tonic::transport::server::Router {
+    let keepalive = std::time::Duration::from_secs(limits.grpc_keepalive_seconds.max(1));
     tonic::transport::Server::builder()
         // Small answers must not wait on Nagle and delayed ACKs (40 ms stalls).
         .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(
+            limits.grpc_keepalive_timeout_seconds.max(1),
+        )))
         .add_service(raw::<ExportMetrics>(&receiver, max_bytes))
         .add_service(raw::<ExportLogs>(&receiver, max_bytes))
         .add_service(raw::<ExportTraces>(&receiver, max_bytes))

@@ -2,9 +2,10 @@
 //! or JSON bodies, gzip or not.
 //!
 //! A request that is refused is answered with its HTTP status (400 for bad
-//! data, 401 without the token, 413 for a body over the limit, 415 for an
-//! unsupported content encoding, 503 when the store could not keep it, to be
-//! retried) and a `google.rpc.Status` body ([`super::status`]) in the
+//! data, 401 without the token, 408 for a body too slow to arrive, 413 for
+//! a body over the limit, 415 for an unsupported content encoding, 503 when
+//! the store could not keep it or the bytes in flight are at a budget, to
+//! be retried) and a `google.rpc.Status` body ([`super::status`]) in the
 //! request's encoding: protobuf, or JSON for `application/json`. A 400's
 //! status names the field at fault when it is known (OTLP/JSON: serde's path
 //! to it, [`super::json`]).
@@ -22,8 +23,10 @@ use axum::Router;
 use prost::Message;
 use serde::Serialize;
 
+use super::inflight::{body_error, BodyError, Exhausted, Metered, Peer, Reservation};
 use super::json::{self, JsonError};
 use super::status::Status;
+use super::{decoded, wire};
 use super::{Accepted, IngestError, Receiver, Signal};
 
 /// The HTTP routes, refusing bodies over `max_bytes` (compressed or not).
@@ -40,14 +43,12 @@ pub fn router(receiver: Arc<Receiver>, max_bytes: usize) -> Router {
         .with_state(state)
 }
 
-/// How long an OTLP request's body may take to arrive, once its headers
-/// have: an SDK sends a whole export in well under a second; a client that
-/// trickles bytes would otherwise hold a connection and its buffer forever.
-pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// Refuses an OTLP request without the right bearer token, before its
-/// body is read; then reads the body within [`BODY_READ_TIMEOUT`] and
-/// `max_bytes`.
+/// body is read; then reads the body within `[limits]
+/// body_timeout_seconds` (an SDK sends a whole export in well under a
+/// second; a client that trickles bytes would otherwise hold a connection
+/// and its buffer forever) and `max_bytes`, holding it against the
+/// in-flight budgets ([`super::inflight`]) until the request is answered.
 async fn require_token(
     State((receiver, max_bytes)): State<(Arc<Receiver>, usize)>,
     request: axum::extract::Request,
@@ -57,15 +58,35 @@ async fn require_token(
     if !receiver.authorized(request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
         return refuse(&Refusal::Unauthorized, json);
     }
+    let connection = request.extensions().get::<Peer>().map(|peer| peer.0);
+    let reservation = receiver.reserve(connection);
+    let timeout = std::time::Duration::from_secs(receiver.limits().body_timeout_seconds);
     let (parts, body) = request.into_parts();
-    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, max_bytes)).await;
-    let bytes = match read {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => return refuse(&Refusal::TooLong(max_bytes), json),
-        Err(_) => return refuse(&Refusal::Slow(BODY_READ_TIMEOUT), json),
+    let metered = axum::body::Body::new(Metered::new(body, timeout, reservation.clone()));
+    let bytes = match axum::body::to_bytes(metered, max_bytes).await {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            let refusal = match body_error(&error) {
+                Some(BodyError::Slow(timeout)) => Refusal::Slow(*timeout),
+                Some(BodyError::Exhausted(exhausted)) => Refusal::Busy(*exhausted),
+                None => Refusal::TooLong(max_bytes),
+            };
+            return refuse(&refusal, json);
+        }
     };
-    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await
+    // A gzip body is decompressed before it is decoded: what its trailer
+    // says it decompresses to is held too.
+    if content_encoding(&parts.headers) == Some("gzip") {
+        if let Err(exhausted) = reservation.grow(gzip_size(&bytes).min(max_bytes)) {
+            return refuse(&Refusal::Busy(exhausted), json);
+        }
+    }
+    let mut request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+    // What the handler decodes is held too.
+    request.extensions_mut().insert(reservation.clone());
+    let answer = next.run(request).await;
+    drop(reservation);
+    answer
 }
 
 /// Why an OTLP/HTTP request was refused.
@@ -89,6 +110,9 @@ pub(crate) enum Refusal {
     /// The body did not arrive in time.
     #[error("the body did not arrive within {0:?} of its headers")]
     Slow(std::time::Duration),
+    /// The bytes in flight are at a budget.
+    #[error(transparent)]
+    Busy(Exhausted),
     /// A content encoding other than gzip.
     #[error("content-encoding {0:?} is not supported: use gzip or none")]
     Encoding(String),
@@ -101,6 +125,11 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// Whether the bytes in flight are at a budget (503, to be retried).
+    fn is_busy(&self) -> bool {
+        matches!(self, Refusal::Busy(_) | Refusal::Ingest(IngestError::Busy(_)))
+    }
+
     /// The HTTP status to answer with.
     fn http_status(&self) -> StatusCode {
         match self {
@@ -112,7 +141,7 @@ impl Refusal {
             Refusal::TooLong(_) | Refusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::Slow(_) => StatusCode::REQUEST_TIMEOUT,
             Refusal::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Refusal::Ingest(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Ingest(_) | Refusal::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -131,6 +160,9 @@ impl Refusal {
     /// would answer with (OTLP/HTTP clients go by the HTTP status).
     fn status(&self) -> Status {
         let message = self.to_string();
+        if self.is_busy() {
+            return Status::new(tonic::Code::ResourceExhausted, message);
+        }
         match self.http_status() {
             StatusCode::BAD_REQUEST => {
                 let field = match self {
@@ -152,6 +184,17 @@ impl Refusal {
 /// The answer to a refused request: its status, and a `google.rpc.Status`
 /// in the request's encoding.
 fn refuse(refusal: &Refusal, json: bool) -> Response {
+    let mut answer = encode_refusal(refusal, json);
+    if refusal.is_busy() {
+        // Bytes in flight are given back within a request's time.
+        answer
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    answer
+}
+
+fn encode_refusal(refusal: &Refusal, json: bool) -> Response {
     let status = refusal.status();
     let mut response = if json {
         (
@@ -178,18 +221,12 @@ fn refuse(refusal: &Refusal, json: bool) -> Response {
 
 /// The body, gunzipped when it says so, at most `max_bytes` either way.
 fn body(headers: &HeaderMap, bytes: Bytes, max_bytes: usize) -> Result<Bytes, Refusal> {
-    match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
+    match content_encoding(headers) {
         None | Some("identity") => Ok(bytes),
         Some("gzip") => {
-            // gzip's trailer holds the size decompressed (mod 2^32): read
-            // into a buffer that size, up to the limit, without regrowing.
-            let size = bytes
-                .len()
-                .checked_sub(4)
-                .and_then(|at| bytes.get(at..))
-                .and_then(|tail| <[u8; 4]>::try_from(tail).ok())
-                .map_or(0, |tail| u32::from_le_bytes(tail) as usize);
-            let mut out = Vec::with_capacity(size.min(max_bytes) + 1);
+            // Read into a buffer the size the trailer says, up to the
+            // limit, without regrowing.
+            let mut out = Vec::with_capacity(gzip_size(&bytes).min(max_bytes) + 1);
             let mut decoder = flate2::read::GzDecoder::new(&bytes[..]).take(max_bytes as u64 + 1);
             decoder.read_to_end(&mut out).map_err(Refusal::Gzip)?;
             if out.len() > max_bytes {
@@ -199,6 +236,21 @@ fn body(headers: &HeaderMap, bytes: Bytes, max_bytes: usize) -> Result<Bytes, Re
         }
         Some(other) => Err(Refusal::Encoding(other.to_owned())),
     }
+}
+
+/// The request's `content-encoding`, when it is text.
+fn content_encoding(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok())
+}
+
+/// The size a gzip body says it decompresses to: its trailer's (mod 2^32).
+fn gzip_size(bytes: &[u8]) -> usize {
+    bytes
+        .len()
+        .checked_sub(4)
+        .and_then(|at| bytes.get(at..))
+        .and_then(|tail| <[u8; 4]>::try_from(tail).ok())
+        .map_or(0, |tail| u32::from_le_bytes(tail) as usize)
 }
 
 /// Whether the body is OTLP/JSON (else protobuf).
@@ -239,11 +291,16 @@ fn respond<R: Message + Serialize>(
 
 type Shared = State<(Arc<Receiver>, usize)>;
 
+/// What the request's body holds against the in-flight budgets (set by
+/// [`require_token`]).
+type Held = axum::Extension<Reservation>;
+
 /// The receiver's part of the reporter's own health (`/metrics`, served
 /// by [`crate::self_metrics`]), in the Prometheus text format.
 pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let stats = &receiver.stats;
+    let (streams, stream_bytes) = receiver.streams_held();
     let (store_bytes, health) = {
         let store = receiver.store().clone();
         tokio::task::spawn_blocking(move || (store.size_bytes(), store.health()))
@@ -272,6 +329,27 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
          # HELP kuroko_reporter_trace_attributes_trimmed_total Attribute values of kept trace spans cut to max_value_bytes or left out by max_span_attribute_bytes.\n\
          # TYPE kuroko_reporter_trace_attributes_trimmed_total counter\n\
          kuroko_reporter_trace_attributes_trimmed_total {}\n\
+         # HELP kuroko_reporter_header_timeouts_total HTTP connections closed for not sending a request's headers within header_timeout_seconds (slow or idle).\n\
+         # TYPE kuroko_reporter_header_timeouts_total counter\n\
+         kuroko_reporter_header_timeouts_total {}\n\
+         # HELP kuroko_reporter_body_timeouts_total OTLP requests whose body did not arrive within body_timeout_seconds (408, DEADLINE_EXCEEDED).\n\
+         # TYPE kuroko_reporter_body_timeouts_total counter\n\
+         kuroko_reporter_body_timeouts_total {}\n\
+         # HELP kuroko_reporter_requests_over_inflight_total OTLP requests refused for max_inflight_bytes or max_inflight_bytes_per_connection (503, RESOURCE_EXHAUSTED).\n\
+         # TYPE kuroko_reporter_requests_over_inflight_total counter\n\
+         kuroko_reporter_requests_over_inflight_total {}\n\
+         # HELP kuroko_reporter_inflight_bytes Bytes of OTLP bodies being read and decoded now.\n\
+         # TYPE kuroko_reporter_inflight_bytes gauge\n\
+         kuroko_reporter_inflight_bytes {}\n\
+         # HELP kuroko_reporter_stream_points_refused_total Cumulative points refused by max_cumulative_streams or max_cumulative_stream_bytes.\n\
+         # TYPE kuroko_reporter_stream_points_refused_total counter\n\
+         kuroko_reporter_stream_points_refused_total {}\n\
+         # HELP kuroko_reporter_cumulative_streams Cumulative streams whose last point is remembered.\n\
+         # TYPE kuroko_reporter_cumulative_streams gauge\n\
+         kuroko_reporter_cumulative_streams {}\n\
+         # HELP kuroko_reporter_cumulative_stream_bytes Bytes their last points take (max_cumulative_stream_bytes).\n\
+         # TYPE kuroko_reporter_cumulative_stream_bytes gauge\n\
+         kuroko_reporter_cumulative_stream_bytes {}\n\
          # HELP kuroko_reporter_ingest_seconds Time from a decoded request to its committed batch.\n\
          # TYPE kuroko_reporter_ingest_seconds summary\n\
          kuroko_reporter_ingest_seconds{{quantile=\"0.5\"}} {}\n\
@@ -304,6 +382,13 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
         stats.unauthorized.load(Relaxed),
         stats.trace_spans_trimmed.load(Relaxed),
         stats.trace_attributes_trimmed.load(Relaxed),
+        stats.header_timeouts.load(Relaxed),
+        receiver.inflight.slow.load(Relaxed),
+        receiver.inflight.refused.load(Relaxed),
+        receiver.inflight.held(),
+        stats.streams_refused.load(Relaxed),
+        streams,
+        stream_bytes,
         receiver.latency_quantile(0.5),
         receiver.latency_quantile(0.99),
         store_bytes,
@@ -318,40 +403,62 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
 
 /// Metrics: protobuf is read in place ([`super::wire`]), JSON decoded
 /// strictly ([`super::json`]).
-async fn metrics(State((receiver, max)): Shared, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Response {
+async fn metrics(
+    State((receiver, max)): Shared,
+    axum::Extension(held): Held,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
     let json = is_json(&headers);
     let result = async {
         let body = accept(&headers, bytes, max)?;
         Ok::<_, Refusal>(if json {
-            receiver.metrics(json::metrics(&body)?).await?
+            let request = json::metrics(&body)?;
+            held.grow(decoded::metrics(&wire::Request::of(&request)))
+                .map_err(IngestError::Busy)?;
+            receiver.metrics(request).await?
         } else {
-            receiver.metrics_protobuf(body).await?
+            receiver.metrics_protobuf(body, &held).await?
         })
     };
     respond(result.await, json, Accepted::metrics_response)
 }
 
-async fn logs(State((receiver, max)): Shared, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Response {
+async fn logs(
+    State((receiver, max)): Shared,
+    axum::Extension(held): Held,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
     let json = is_json(&headers);
     let result = async {
         let body = accept(&headers, bytes, max)?;
         Ok::<_, Refusal>(if json {
-            receiver.logs(json::decode(&body, Signal::Logs)?).await?
+            let request = json::decode(&body, Signal::Logs)?;
+            held.grow(decoded::logs(&request)).map_err(IngestError::Busy)?;
+            receiver.logs(request).await?
         } else {
-            receiver.logs_protobuf(&body).await?
+            receiver.logs_protobuf(&body, &held).await?
         })
     };
     respond(result.await, json, Accepted::logs_response)
 }
 
-async fn traces(State((receiver, max)): Shared, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Response {
+async fn traces(
+    State((receiver, max)): Shared,
+    axum::Extension(held): Held,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
     let json = is_json(&headers);
     let result = async {
         let body = accept(&headers, bytes, max)?;
         Ok::<_, Refusal>(if json {
-            receiver.traces(json::decode(&body, Signal::Traces)?).await?
+            let request = json::decode(&body, Signal::Traces)?;
+            held.grow(decoded::traces(&request)).map_err(IngestError::Busy)?;
+            receiver.traces(request).await?
         } else {
-            receiver.traces_protobuf(&body).await?
+            receiver.traces_protobuf(&body, &held).await?
         })
     };
     respond(result.await, json, Accepted::traces_response)

@@ -64,7 +64,7 @@ pub fn check_batch(batch: &Batch, limits: &Limits) -> Result<(), Breach> {
 /// reporter receiving them at `now_unix_nano` would: each batch is checked
 /// ([`check_batch`]) and its cumulative streams move on before the next, so
 /// that streams are followed across requests; the streams held stay within
-/// `max_cumulative_streams`. Returns the points stored in all.
+/// `max_cumulative_streams` and `max_cumulative_stream_bytes`. Returns the points stored in all.
 pub fn check_sequence(requests: &[Vec<u8>], limits: &Limits, now_unix_nano: u64) -> Result<usize, Breach> {
     let mut deltas = Deltas::default();
     let mut stored = 0;
@@ -75,11 +75,13 @@ pub fn check_sequence(requests: &[Vec<u8>], limits: &Limits, now_unix_nano: u64)
         check_batch(&converted.batch, limits).map_err(|breach| format!("request {i}: {breach}"))?;
         stored += converted.batch.len();
         deltas.apply(converted.batch.streams);
-        if deltas.len() > limits.max_cumulative_streams {
+        if deltas.len() > limits.max_cumulative_streams || deltas.bytes() > limits.max_cumulative_stream_bytes {
             return Err(format!(
-                "request {i}: {} cumulative streams held, more than the limit of {}",
+                "request {i}: {} cumulative streams held in {} bytes, more than the limits of {} and {}",
                 deltas.len(),
-                limits.max_cumulative_streams
+                deltas.bytes(),
+                limits.max_cumulative_streams,
+                limits.max_cumulative_stream_bytes
             ));
         }
     }

@@ -18,6 +18,7 @@
 //!   reason; the rest of the request is still accepted (OTLP partial success).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -29,7 +30,7 @@ use super::otlp::{
     Identity, Limits, IDENTITY,
 };
 use super::wire::{Attr, Data, Metric, Request};
-use crate::cumulative::{keep_latest, relate, stream_id, Explicit, Relation, StreamId, StreamState, StreamValue};
+use crate::cumulative::{keep_latest, relate, Explicit, Relation, StreamId, StreamIds, StreamState, StreamValue};
 use crate::histogram::{Histogram, InvalidPoint};
 use crate::store::{CounterPoint, HistogramPoint, SeriesKey};
 
@@ -47,23 +48,32 @@ pub const SECONDS_IN_MILLISECOND_BOUNDS: &str = "seconds_in_millisecond_bounds";
 #[derive(Default)]
 pub struct Deltas {
     streams: FxHashMap<StreamId, StreamState>,
+    /// Their [footprint](StreamState::footprint), all together.
+    bytes: usize,
 }
 
 impl Deltas {
     /// Moves the streams on, once their batch is stored; a state older than
     /// the one held (a replica's, read back late) is ignored.
     pub fn apply(&mut self, updates: impl IntoIterator<Item = (StreamId, StreamState)>) {
-        keep_latest(&mut self.streams, updates);
+        let change = keep_latest(&mut self.streams, updates);
+        let bytes = i64::try_from(self.bytes).unwrap_or(i64::MAX).saturating_add(change);
+        self.bytes = usize::try_from(bytes).unwrap_or(0);
     }
 
-    /// Streams followed.
+    /// How many streams are remembered.
     pub fn len(&self) -> usize {
         self.streams.len()
     }
 
-    /// True when no stream is followed.
+    /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.streams.is_empty()
+    }
+
+    /// The bytes their last points take ([`StreamState::footprint`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -71,6 +81,7 @@ impl Deltas {
 /// received at `now_unix_nano`.
 pub fn convert(request: &Request<'_>, deltas: &Deltas, limits: &Limits, now_unix_nano: u64) -> Converted {
     let mut out = Converted::default();
+    let added = Cell::new(Added::default());
     for resource_metrics in &request.resources {
         let resource = resource_metrics.attributes.as_slice();
         let sender = match identity(resource, limits) {
@@ -87,15 +98,16 @@ pub fn convert(request: &Request<'_>, deltas: &Deltas, limits: &Limits, now_unix
             }
         };
         let mut series = Series::new(&sender);
-        let resource_names = fingerprint(resource);
+        // Cumulative streams are told apart by everything that identifies
+        // their sender (service.instance.id of each worker process
+        // included), not by service and host alone: hashed once here.
+        let resource_streams = StreamIds::of(&[fingerprint(resource).as_bytes()]);
         for scope_metrics in &resource_metrics.scopes {
-            // Cumulative streams are told apart by everything that identifies
-            // their sender (service.instance.id of each worker process
-            // included), not by service and host alone.
             let context = Context {
-                source: [resource_names.as_str(), scope_metrics.name],
+                streams: resource_streams.and(scope_metrics.name.as_bytes()),
                 ours: scope_metrics.name == "kuroko-agent",
                 deltas,
+                added: &added,
                 limits,
                 now: now_unix_nano,
             };
@@ -173,13 +185,24 @@ fn fingerprint<A: Attribute>(attributes: &[A]) -> String {
 
 const TOO_MANY_STREAMS: &str = "too many cumulative streams to convert to deltas";
 
+/// What one request's cumulative points add to the streams held: counted
+/// against the streams' limits as the request is converted, since none of
+/// it is held before the request is stored.
+#[derive(Clone, Copy, Default)]
+struct Added {
+    streams: usize,
+    bytes: usize,
+}
+
 /// What every point of one request's scope shares.
 struct Context<'a> {
-    /// The sender: its resource's attributes and its scope's name.
-    source: [&'a str; 2],
+    /// The sender's streams (its resource's attributes and its scope's name).
+    streams: StreamIds,
     /// Whether the scope is Kuroko's agent, which counts outcomes itself.
     ours: bool,
     deltas: &'a Deltas,
+    /// What the request's points so far add to `deltas`.
+    added: &'a Cell<Added>,
     limits: &'a Limits,
     now: u64,
 }
@@ -187,23 +210,40 @@ struct Context<'a> {
 impl Context<'_> {
     /// The stream of a point of `metric` with `attributes`.
     fn stream(&self, metric: &str, attributes: &[Attr<'_>]) -> StreamId {
-        let [resource, scope] = self.source;
-        stream_id(&[
-            resource.as_bytes(),
-            scope.as_bytes(),
-            metric.as_bytes(),
-            fingerprint(attributes).as_bytes(),
-        ])
+        self.streams
+            .id(&[metric.as_bytes(), fingerprint(attributes).as_bytes()])
     }
 
     /// How a cumulative point of `stream` relates to its last one; `Err`
     /// when the stream is new and no more streams may be remembered.
-    fn relate(&self, stream: StreamId, start: u64, time: u64) -> Result<Relation<'_>, &'static str> {
+    fn relate(&self, stream: StreamId, start: u64, time: u64) -> Result<Relation<'_>, String> {
         let last = self.deltas.streams.get(&stream);
-        if last.is_none() && self.deltas.streams.len() >= self.limits.max_cumulative_streams {
-            return Err(TOO_MANY_STREAMS);
+        let held = self.deltas.streams.len().saturating_add(self.added.get().streams);
+        if last.is_none() && held >= self.limits.max_cumulative_streams {
+            return Err(TOO_MANY_STREAMS.to_owned());
         }
         Ok(relate(last, start, time))
+    }
+
+    /// Counts `state`, the new last point of `stream`, against the
+    /// streams' limits; `Err` (the reason) when it would take them past
+    /// `max_cumulative_stream_bytes`, and the point is to be refused.
+    fn admit(&self, stream: StreamId, state: &StreamState) -> Result<(), String> {
+        let before = self.deltas.streams.get(&stream).map_or(0, StreamState::footprint);
+        let after = state.footprint();
+        let mut added = self.added.get();
+        let grows = after.saturating_sub(before);
+        let limit = self.limits.max_cumulative_stream_bytes;
+        if grows > 0 && self.deltas.bytes.saturating_add(added.bytes).saturating_add(grows) > limit {
+            return Err(format!(
+                "the cumulative streams' last points would take more than {limit} bytes \
+                 (max_cumulative_stream_bytes)"
+            ));
+        }
+        added.bytes = added.bytes.saturating_add(grows);
+        added.streams += usize::from(before == 0);
+        self.added.set(added);
+        Ok(())
     }
 }
 
@@ -367,18 +407,20 @@ fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mu
                         Ok(Relation::Since(StreamValue::Counter(last))) if value >= *last => Some(*last),
                         Ok(_) => None,
                         Err(reason) => {
-                            out.reject(name, reason);
+                            out.reject_stream(name, reason);
                             continue;
                         }
                     };
-                    out.batch.streams.push((
-                        stream,
-                        StreamState {
-                            start: p.start,
-                            time: p.time,
-                            value: StreamValue::Counter(value),
-                        },
-                    ));
+                    let state = StreamState {
+                        start: p.start,
+                        time: p.time,
+                        value: StreamValue::Counter(value),
+                    };
+                    if let Err(reason) = context.admit(stream, &state) {
+                        out.reject_stream(name, reason);
+                        continue;
+                    }
+                    out.batch.streams.push((stream, state));
                     last.map_or(value, |last| value - last)
                 } else {
                     value
@@ -428,7 +470,7 @@ fn histogram_point<'a>(
             Ok(Relation::Since(last)) => (Some(stream), Some(Some(last))),
             Ok(Relation::Whole) => (Some(stream), Some(None)),
             Err(reason) => {
-                out.reject(name, reason);
+                out.reject_stream(name, reason);
                 return false;
             }
         }
@@ -448,6 +490,10 @@ fn histogram_point<'a>(
             time: point.time,
             value,
         };
+        if let Err(reason) = context.admit(stream, &state) {
+            out.reject_stream(name, reason);
+            return false;
+        }
         out.batch.streams.push((stream, state));
     }
     if histogram.count == 0 {

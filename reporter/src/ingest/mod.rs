@@ -7,9 +7,11 @@
 //! partial-success response; the rest of the request is kept.
 
 pub mod agents;
+pub(crate) mod decoded;
 pub(crate) mod exceptions;
 pub mod grpc;
 pub mod http;
+pub(crate) mod inflight;
 pub mod invariants;
 pub(crate) mod json;
 pub mod logs;
@@ -131,6 +133,10 @@ pub enum IngestError {
     /// The write task died.
     #[error("the store's writer stopped unexpectedly")]
     Writer,
+    /// The decoded request would take the bytes in flight past a budget:
+    /// the client is to retry later.
+    #[error(transparent)]
+    Busy(#[from] inflight::Exhausted),
     /// The body is not the protobuf of an OTLP request of its signal: the
     /// client must not retry it.
     #[error("the body is not OTLP/protobuf {signal}: {source}")]
@@ -180,6 +186,11 @@ pub struct IngestStats {
     pub trace_spans_trimmed: AtomicU64,
     /// Attribute values of kept traces cut or left out by the trace budgets.
     pub trace_attributes_trimmed: AtomicU64,
+    /// HTTP connections closed for not sending a request's headers in time
+    /// (slow, or idle since their last answer).
+    pub header_timeouts: AtomicU64,
+    /// Points refused by the cumulative streams' limits (of `rejected`).
+    pub streams_refused: AtomicU64,
 }
 
 /// The series the cardinality guard has let in.
@@ -205,6 +216,8 @@ pub struct Receiver {
     spans: Mutex<traces::SpanMemory>,
     /// Commit latency, microseconds.
     latency: Mutex<hdrhistogram::Histogram<u64>>,
+    /// Request bodies being read, against their budgets.
+    pub(crate) inflight: Arc<inflight::Inflight>,
     /// What it did.
     pub stats: IngestStats,
     /// Kuroko agents' own health (`kuroko.agent.*`), for the UI's `/health`.
@@ -228,7 +241,6 @@ impl Receiver {
         Ok(Receiver {
             store,
             deltas: RwLock::new(deltas),
-            limits,
             expected_authorization: token.map(|t| format!("Bearer {}", t.expose())),
             known: Mutex::new(known),
             spans: Mutex::new(traces::SpanMemory::default()),
@@ -238,6 +250,11 @@ impl Receiver {
             stats: IngestStats::default(),
             agents: Arc::default(),
             failing: crate::spell::Spell::default(),
+            inflight: Arc::new(inflight::Inflight::new(
+                limits.max_inflight_bytes,
+                limits.max_inflight_bytes_per_connection,
+            )),
+            limits,
         })
     }
 
@@ -263,9 +280,27 @@ impl Receiver {
             / 1e6
     }
 
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// A reservation against the in-flight budgets for a request from
+    /// `connection`.
+    pub(crate) fn reserve(&self, connection: Option<std::net::SocketAddr>) -> inflight::Reservation {
+        inflight::Reservation::new(self.inflight.clone(), connection)
+    }
+
     /// The store being written.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The cumulative streams remembered, and the bytes their last points
+    /// take.
+    pub fn streams_held(&self) -> (usize, usize) {
+        let deltas = self.deltas.read().unwrap_or_else(|e| e.into_inner());
+        (deltas.len(), deltas.bytes())
     }
 
     /// Folds the batch's new series past the per-service limit into the
@@ -351,11 +386,19 @@ impl Receiver {
 
     /// Converts and stores a metrics request's protobuf, read in place
     /// ([`wire`]); returns once it is committed, or
-    /// [`IngestError::Malformed`] when the body is not an OTLP metrics request.
-    pub async fn metrics_protobuf(&self, body: prost::bytes::Bytes) -> Result<Accepted, IngestError> {
+    /// [`IngestError::Malformed`] when the body is not an OTLP metrics
+    /// request. What it decodes to is held against `held` first
+    /// ([`IngestError::Busy`] past a budget).
+    pub(crate) async fn metrics_protobuf(
+        &self,
+        body: prost::bytes::Bytes,
+        held: &inflight::Reservation,
+    ) -> Result<Accepted, IngestError> {
         let mut decoded = None;
-        let converted = self
-            .convert_metrics(&read_protobuf(&body, &mut decoded).map_err(IngestError::malformed(Signal::Metrics))?)?;
+        let request = read_protobuf(&body, &mut decoded).map_err(IngestError::malformed(Signal::Metrics))?;
+        held.grow(self::decoded::metrics(&request))?;
+        let converted = self.convert_metrics(&request)?;
+        drop(request);
         drop((decoded, body));
         self.store_metrics(converted).await
     }
@@ -394,19 +437,31 @@ impl Receiver {
         Ok(accepted)
     }
 
-    /// Decodes a logs request's protobuf, converts and stores it; returns
-    /// once it is committed, or [`IngestError::Malformed`].
-    pub async fn logs_protobuf(&self, body: &[u8]) -> Result<Accepted, IngestError> {
+    /// Decodes a logs request's protobuf, holds what it decoded to against
+    /// `held`, converts and stores it; returns once it is committed, or
+    /// [`IngestError::Malformed`] or [`IngestError::Busy`].
+    pub(crate) async fn logs_protobuf(
+        &self,
+        body: &[u8],
+        held: &inflight::Reservation,
+    ) -> Result<Accepted, IngestError> {
         use prost::Message;
         let request = ExportLogsServiceRequest::decode(body).map_err(IngestError::malformed(Signal::Logs))?;
+        held.grow(self::decoded::logs(&request))?;
         self.logs(request).await
     }
 
-    /// Decodes a traces request's protobuf, converts and stores it; returns
-    /// once it is committed, or [`IngestError::Malformed`].
-    pub async fn traces_protobuf(&self, body: &[u8]) -> Result<Accepted, IngestError> {
+    /// Decodes a traces request's protobuf, holds what it decoded to
+    /// against `held`, converts and stores it; returns once it is
+    /// committed, or [`IngestError::Malformed`] or [`IngestError::Busy`].
+    pub(crate) async fn traces_protobuf(
+        &self,
+        body: &[u8],
+        held: &inflight::Reservation,
+    ) -> Result<Accepted, IngestError> {
         use prost::Message;
         let request = ExportTraceServiceRequest::decode(body).map_err(IngestError::malformed(Signal::Traces))?;
+        held.grow(self::decoded::traces(&request))?;
         self.traces(request).await
     }
 
@@ -483,6 +538,9 @@ impl Receiver {
         self.stats
             .trace_attributes_trimmed
             .fetch_add(trimmed.attributes, Ordering::Relaxed);
+        self.stats
+            .streams_refused
+            .fetch_add(converted.streams_refused, Ordering::Relaxed);
         if converted.rejected > 0 {
             tracing::warn!(rejected = converted.rejected, reasons = ?converted.reasons, "rejected data points");
         }

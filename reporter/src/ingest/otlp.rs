@@ -31,6 +31,11 @@ pub struct Limits {
     pub max_future_seconds: u64,
     /// Most cumulative streams remembered for delta conversion. Default: 200,000.
     pub max_cumulative_streams: usize,
+    /// Most bytes the cumulative streams' last points may take in memory
+    /// (a stream's last point can be a whole histogram: up to 64 KiB of
+    /// buckets, or an explicit point's every bound). A point that would
+    /// take the streams past it is refused. Default: 128 MiB.
+    pub max_cumulative_stream_bytes: usize,
     /// Longest stack trace kept (`exception.stacktrace` of a log record or
     /// an exception span event), in bytes; a longer one keeps its first and
     /// last lines, cut between. Never a reason to reject an error (nor is a
@@ -60,6 +65,28 @@ pub struct Limits {
     /// UNAVAILABLE), so that what was acknowledged can always be flushed
     /// (see `store/headroom.rs`); 0 turns the check off. Default: 256 MiB.
     pub min_free_bytes: u64,
+    /// Seconds a connection to the HTTP port has to send a request's
+    /// headers, from when it opens or its last answer: slow headers and
+    /// idle kept-alive connections are closed. Default: 60.
+    pub header_timeout_seconds: u64,
+    /// Seconds an OTLP request's body (HTTP or gRPC) has to arrive once its
+    /// headers have: 408 or DEADLINE_EXCEEDED otherwise. Default: 30.
+    pub body_timeout_seconds: u64,
+    /// Most bytes of OTLP requests held at once, all clients together: their
+    /// bodies as sent, decompressed, and decoded. A request past it is
+    /// refused, 503 with Retry-After or RESOURCE_EXHAUSTED, to be retried.
+    /// Default: 256 MiB.
+    pub max_inflight_bytes: usize,
+    /// The same, per client connection (HTTP/2 carries many requests on
+    /// one). A request that no other holds bytes beside is never refused
+    /// (alone, it would be refused at every retry). Default: 64 MiB.
+    pub max_inflight_bytes_per_connection: usize,
+    /// Seconds between the HTTP/2 pings the gRPC port sends on each
+    /// connection. Default: 60.
+    pub grpc_keepalive_seconds: u64,
+    /// Seconds a ping may go unanswered before its connection (and every
+    /// request on it) is dropped: a client that stopped reading. Default: 20.
+    pub grpc_keepalive_timeout_seconds: u64,
 }
 
 impl Default for Limits {
@@ -72,6 +99,7 @@ impl Default for Limits {
             max_age_seconds: 8 * 86_400,
             max_future_seconds: 3_600,
             max_cumulative_streams: 200_000,
+            max_cumulative_stream_bytes: 128 << 20,
             max_stacktrace_bytes: 16 << 10,
             max_login_failures_per_address: 10,
             max_login_failures: 100,
@@ -79,6 +107,12 @@ impl Default for Limits {
             max_span_attribute_bytes: 4 << 10,
             max_trace_bytes: 256 << 10,
             min_free_bytes: 256 << 20,
+            header_timeout_seconds: 60,
+            body_timeout_seconds: 30,
+            max_inflight_bytes: 256 << 20,
+            max_inflight_bytes_per_connection: 64 << 20,
+            grpc_keepalive_seconds: 60,
+            grpc_keepalive_timeout_seconds: 20,
         }
     }
 }
@@ -96,6 +130,9 @@ pub struct Converted {
     pub reasons: Vec<String>,
     /// What kept traces left out to stay within their budgets.
     pub trimmed: Trimmed,
+    /// Points of those rejected that the cumulative streams' limits
+    /// (`max_cumulative_streams`, `max_cumulative_stream_bytes`) refused.
+    pub streams_refused: u64,
 }
 
 /// What kept traces left out to stay within their budgets
@@ -128,6 +165,12 @@ impl Converted {
         if self.reasons.len() < 5 {
             self.reasons.push(format!("{what}: {note}"));
         }
+    }
+
+    /// Rejects a point that the cumulative streams' limits refuse.
+    pub(crate) fn reject_stream(&mut self, metric: &str, reason: impl std::fmt::Display) {
+        self.streams_refused = self.streams_refused.saturating_add(1);
+        self.reject(metric, reason);
     }
 
     /// Rejects `count` points at once, for one reason (a resource's all).

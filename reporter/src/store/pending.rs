@@ -239,7 +239,7 @@ impl Pending {
 
     /// Keeps the latest state of each stream.
     fn add_streams(&mut self, states: impl IntoIterator<Item = (StreamId, StreamState)>) {
-        crate::cumulative::keep_latest(&mut self.streams, states);
+        let _ = crate::cumulative::keep_latest(&mut self.streams, states);
     }
 
     /// Merges a record replayed from the journal.

@@ -49,6 +49,35 @@ impl Serve {
         }
     }
 
+    /// Runs `kuroko serve` on loopback (ports the system picks) with
+    /// `config` as its kuroko.toml and its store `kuroko.db`, both in `dir`.
+    pub fn start_in(dir: &std::path::Path, config: &str) -> Serve {
+        let toml = dir.join("kuroko.toml");
+        std::fs::write(&toml, config).unwrap();
+        let store = dir.join("kuroko.db");
+        Serve::start(&[
+            "--config".as_ref(),
+            toml.as_os_str(),
+            "--grpc".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--http".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--store".as_ref(),
+            store.as_os_str(),
+        ])
+    }
+
+    /// Its resident memory, from /proc.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kb << 10
+    }
+
     /// SIGKILL: nothing is flushed or closed cleanly. Its addresses, to
     /// start it again on them.
     pub fn kill(mut self) -> (String, String) {
