@@ -242,7 +242,9 @@ impl Config {
         let minute_seconds = u64::try_from(retention.minute_days).unwrap_or(0).saturating_mul(86_400);
         if limits.max_age_seconds > minute_seconds {
             return Err(ConfigError::LosesData(format!(
-                "[limits] max_age_seconds = {} accepts points older than [retention] minute_days = {} keeps                  minutes ({minute_seconds} s): lower max_age_seconds to at most {minute_seconds}, or raise                  minute_days to at least {}",
+                "[limits] max_age_seconds = {} accepts points older than [retention] minute_days = {} keeps \
+                 minutes ({minute_seconds} s): lower max_age_seconds to at most {minute_seconds}, or raise \
+                 minute_days to at least {}",
                 limits.max_age_seconds,
                 retention.minute_days,
                 limits.max_age_seconds.div_ceil(86_400)
@@ -250,7 +252,8 @@ impl Config {
         }
         if retention.hour_days < retention.minute_days || retention.day_days < retention.hour_days {
             return Err(ConfigError::LosesData(format!(
-                "[retention] minute_days = {}, hour_days = {}, day_days = {}: each resolution must be kept at                  least as long as the finer one (minute_days <= hour_days <= day_days)",
+                "[retention] minute_days = {}, hour_days = {}, day_days = {}: each resolution must be kept at \
+                 least as long as the finer one (minute_days <= hour_days <= day_days)",
                 retention.minute_days, retention.hour_days, retention.day_days
             )));
         }

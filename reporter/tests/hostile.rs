@@ -222,6 +222,11 @@ async fn impossible_durations_and_counts_are_refused() {
     ] {
         assert!(!slowest.contains(absent), "{absent:?} in {slowest}");
     }
+    // Each refusal counted by the rule it broke.
+    for (rule, count) in [("value", 4.0), ("attribute_length", 1.0), ("time", 0.0)] {
+        let name = format!("kuroko_reporter_points_refused_total{{rule=\"{rule}\"}}");
+        assert_eq!(reporter.metric(&name).await, count, "{name}");
+    }
     assert!(reporter.alive());
     let rss = reporter.rss();
     assert!(rss < RSS_CEILING_BYTES, "RSS {rss} bytes");

@@ -25,6 +25,10 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
+#[path = "support/rpc_status.rs"]
+mod rpc_status;
+use rpc_status::retry_delay;
+
 /// The RSS the reporter may reach while it takes these attacks.
 const RSS_CEILING_BYTES: u64 = 300 << 20;
 
@@ -658,6 +662,8 @@ async fn stalled_grpc_streams_time_out_within_the_connections_budget() {
                     status.message().contains("max_inflight_bytes_per_connection"),
                     "{status:?}"
                 );
+                // OTLP clients retry RESOURCE_EXHAUSTED only with a RetryInfo.
+                assert_eq!(retry_delay(&status), Some(1), "{status:?}");
                 exhausted += 1;
             }
             tonic::Code::DeadlineExceeded => {

@@ -837,41 +837,9 @@ async fn tokens_guard_the_door_and_series_are_bounded() {
     assert_eq!(grpc_runs, 1, "only the agent with the token got in");
 }
 
-/// `google.rpc.Status`, written out here as a client would decode it.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<RpcAny>,
-}
-
-/// `google.protobuf.Any`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcAny {
-    #[prost(string, tag = "1")]
-    type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-
-/// `google.rpc.BadRequest`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcBadRequest {
-    #[prost(message, repeated, tag = "1")]
-    field_violations: Vec<RpcFieldViolation>,
-}
-
-/// `google.rpc.BadRequest.FieldViolation`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcFieldViolation {
-    #[prost(string, tag = "1")]
-    field: String,
-    #[prost(string, tag = "2")]
-    description: String,
-}
+#[path = "support/rpc_status.rs"]
+mod rpc_status;
+use rpc_status::{RpcBadRequest, RpcStatus};
 
 /// Posts `body` and returns the status, the content type and the body.
 async fn post_full(

@@ -310,8 +310,8 @@ pub(crate) fn add(request: &ExportTraceServiceRequest, limits: &Limits, now_unix
                 } else {
                     span.end_time_unix_nano
                 };
-                if let Err(reason) = check(NO_ATTRIBUTES, time, now_unix_nano, limits) {
-                    out.reject("exception event", reason);
+                if let Err(refusal) = check(NO_ATTRIBUTES, time, now_unix_nano, limits) {
+                    out.refuse("exception event", refusal);
                     continue;
                 }
                 let own = || {

@@ -27,7 +27,12 @@ use tonic::server::{NamedService, UnaryService};
 use http_body_util::BodyExt;
 
 use super::inflight::{body_error, BodyError, Metered, Reservation};
+use super::status::exhausted_retry_later;
 use super::{Accepted, IngestError, Receiver};
+
+/// Seconds a client refused for the in-flight budgets is told to wait (as
+/// OTLP/HTTP's `Retry-After`).
+const RETRY_SECONDS: i64 = 1;
 
 /// The response's protobuf; a malformed message is INVALID_ARGUMENT; a
 /// store failure is UNAVAILABLE: the client keeps the data and retries.
@@ -39,7 +44,7 @@ fn answer<R: Message>(
         .map(|accepted| response(accepted).encode_to_vec())
         .map_err(|error| match error {
             IngestError::Malformed { .. } => tonic::Status::invalid_argument(error.to_string()),
-            IngestError::Busy(_) => tonic::Status::resource_exhausted(error.to_string()),
+            IngestError::Busy(_) => exhausted_retry_later(error.to_string(), RETRY_SECONDS),
             _ => tonic::Status::unavailable(error.to_string()),
         })
 }
@@ -190,7 +195,7 @@ impl<M: Method> UnaryService<Bytes> for Export<M> {
 fn as_status(error: StdError) -> StdError {
     match body_error(&*error) {
         Some(BodyError::Slow(_)) => Box::new(tonic::Status::deadline_exceeded(error.to_string())),
-        Some(BodyError::Exhausted(_)) => Box::new(tonic::Status::resource_exhausted(error.to_string())),
+        Some(BodyError::Exhausted(_)) => Box::new(exhausted_retry_later(error.to_string(), RETRY_SECONDS)),
         None => error,
     }
 }
@@ -233,7 +238,7 @@ impl Decoder for Bytewise {
         if let Some(reservation) = &self.0 {
             reservation
                 .grow(src.remaining())
-                .map_err(|exhausted| tonic::Status::resource_exhausted(exhausted.to_string()))?;
+                .map_err(|exhausted| exhausted_retry_later(exhausted.to_string(), RETRY_SECONDS))?;
         }
         Ok(Some(src.copy_to_bytes(src.remaining())))
     }

@@ -307,7 +307,7 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
             .await
             .unwrap_or_default()
     };
-    format!(
+    let text = format!(
         "# HELP kuroko_reporter_points_stored_total Data points, records and spans stored.\n\
          # TYPE kuroko_reporter_points_stored_total counter\n\
          kuroko_reporter_points_stored_total {}\n\
@@ -386,7 +386,11 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
         receiver.inflight.slow.load(Relaxed),
         receiver.inflight.refused.load(Relaxed),
         receiver.inflight.held(),
-        stats.streams_refused.load(Relaxed),
+        stats.refused[super::otlp::Rule::ALL
+            .iter()
+            .position(|r| *r == super::otlp::Rule::Streams)
+            .unwrap_or(0)]
+        .load(Relaxed),
         streams,
         stream_bytes,
         receiver.latency_quantile(0.5),
@@ -398,7 +402,21 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
         health.writes_refused_disk,
         health.quarantined,
         health.rollup_failures,
-    )
+    );
+    let mut text = text;
+    text.push_str(
+        "# HELP kuroko_reporter_points_refused_total Data points, records and spans rejected, by the rule they broke \
+         (docs/security.md).\n\
+         # TYPE kuroko_reporter_points_refused_total counter\n",
+    );
+    for (rule, count) in super::otlp::Rule::ALL.iter().zip(&stats.refused) {
+        text.push_str(&format!(
+            "kuroko_reporter_points_refused_total{{rule=\"{}\"}} {}\n",
+            rule.label(),
+            count.load(Relaxed)
+        ));
+    }
+    text
 }
 
 /// Metrics: protobuf is read in place ([`super::wire`]), JSON decoded

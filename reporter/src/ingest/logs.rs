@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
 
 use super::exceptions::{self, id_hex, UNLIMITED};
-use super::otlp::{check_except, cut, get, key, minute, resource_identity, text, transaction, Converted, Limits};
+use super::otlp::{check_except, cut, get, key, minute, resource_identity, text, transaction, Converted, Limits, Rule};
 use crate::analysis::fingerprint::MAX_INPUT_BYTES;
 use crate::store::{ErrorPoint, NO_TRANSACTION};
 
@@ -44,7 +44,7 @@ pub fn convert(request: &ExportLogsServiceRequest, limits: &Limits, now_unix_nan
                     .iter()
                     .map(|s| s.log_records.len() as u64)
                     .sum();
-                out.reject_many("resource", reason, records);
+                out.reject_many("resource", Rule::Resource, reason, records);
                 continue;
             }
         };
@@ -60,8 +60,8 @@ pub fn convert(request: &ExportLogsServiceRequest, limits: &Limits, now_unix_nan
             } else {
                 record.observed_time_unix_nano
             };
-            if let Err(reason) = check_except(attributes, &UNLIMITED, time, now_unix_nano, limits) {
-                out.reject("log record", reason);
+            if let Err(refusal) = check_except(attributes, &UNLIMITED, time, now_unix_nano, limits) {
+                out.refuse("log record", refusal);
                 continue;
             }
             let body = match record.body.as_ref().and_then(|b| b.value.as_ref()) {
@@ -87,6 +87,7 @@ pub fn convert(request: &ExportLogsServiceRequest, limits: &Limits, now_unix_nan
             if count > MAX_ERROR_COUNT {
                 out.reject(
                     "log record",
+                    Rule::ErrorCount,
                     format!("kuroko.error.count {count} is more than 2^30 occurrences in one record"),
                 );
                 continue;

@@ -27,7 +27,7 @@ use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
 
 use super::otlp::{
     check, identity, is_http_server_duration, key, labels, minute, outcome, text, transaction, Attribute, Converted,
-    Identity, Limits, IDENTITY,
+    Identity, Limits, Rule, IDENTITY,
 };
 use super::wire::{Attr, Data, Metric, Request};
 use crate::cumulative::{keep_latest, relate, Explicit, Relation, StreamId, StreamIds, StreamState, StreamValue};
@@ -93,7 +93,7 @@ pub fn convert(request: &Request<'_>, deltas: &Deltas, limits: &Limits, now_unix
                     .flat_map(|scope| &scope.metrics)
                     .map(|metric| points_of(&metric.data) as u64)
                     .sum();
-                out.reject_many("resource", reason, points);
+                out.reject_many("resource", Rule::Resource, reason, points);
                 continue;
             }
         };
@@ -281,7 +281,7 @@ fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mu
         Some(factor) => factor,
         None if is_duration => {
             let reason = format!("unit {:?} is not a duration (s, ms, us, ns, min)", metric.unit);
-            return out.reject_many(name, reason, points_of(&metric.data) as u64);
+            return out.reject_many(name, Rule::Unit, reason, points_of(&metric.data) as u64);
         }
         None => 1.0,
     };
@@ -391,13 +391,17 @@ fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mu
                 let Some(key) = series.of(name, &p.attributes) else {
                     continue;
                 };
-                if let Err(reason) = check(&p.attributes, p.time, now, limits) {
-                    out.reject(name, reason);
+                if let Err(refusal) = check(&p.attributes, p.time, now, limits) {
+                    out.refuse(name, refusal);
                     continue;
                 }
                 let value = p.value.unwrap_or(f64::NAN);
                 if !value.is_finite() || value < 0.0 {
-                    out.reject(name, format!("value {value} is not a finite, non-negative number"));
+                    out.reject(
+                        name,
+                        Rule::Value,
+                        format!("value {value} is not a finite, non-negative number"),
+                    );
                     continue;
                 }
                 let value = if cumulative(*temporality) {
@@ -407,7 +411,7 @@ fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mu
                         Ok(Relation::Since(StreamValue::Counter(last))) if value >= *last => Some(*last),
                         Ok(_) => None,
                         Err(reason) => {
-                            out.reject_stream(name, reason);
+                            out.reject(name, Rule::Streams, reason);
                             continue;
                         }
                     };
@@ -417,7 +421,7 @@ fn convert_metric<'a>(metric: &'a Metric<'a>, context: &Context<'_>, series: &mu
                         value: StreamValue::Counter(value),
                     };
                     if let Err(reason) = context.admit(stream, &state) {
-                        out.reject_stream(name, reason);
+                        out.reject(name, Rule::Streams, reason);
                         continue;
                     }
                     out.batch.streams.push((stream, state));
@@ -458,8 +462,8 @@ fn histogram_point<'a>(
     let Some(key) = series.of(name, point.attributes) else {
         return false;
     };
-    if let Err(reason) = check(point.attributes, point.time, now, limits) {
-        out.reject(name, reason);
+    if let Err(refusal) = check(point.attributes, point.time, now, limits) {
+        out.refuse(name, refusal);
         return false;
     }
     let (stream, last) = if cumulative {
@@ -470,7 +474,7 @@ fn histogram_point<'a>(
             Ok(Relation::Since(last)) => (Some(stream), Some(Some(last))),
             Ok(Relation::Whole) => (Some(stream), Some(None)),
             Err(reason) => {
-                out.reject_stream(name, reason);
+                out.reject(name, Rule::Streams, reason);
                 return false;
             }
         }
@@ -480,7 +484,7 @@ fn histogram_point<'a>(
     let (histogram, value) = match build(last) {
         Ok(built) => built,
         Err(reason) => {
-            out.reject(name, reason);
+            out.reject(name, Rule::Value, reason);
             return false;
         }
     };
@@ -491,7 +495,7 @@ fn histogram_point<'a>(
             value,
         };
         if let Err(reason) = context.admit(stream, &state) {
-            out.reject_stream(name, reason);
+            out.reject(name, Rule::Streams, reason);
             return false;
         }
         out.batch.streams.push((stream, state));

@@ -189,8 +189,8 @@ pub struct IngestStats {
     /// HTTP connections closed for not sending a request's headers in time
     /// (slow, or idle since their last answer).
     pub header_timeouts: AtomicU64,
-    /// Points refused by the cumulative streams' limits (of `rejected`).
-    pub streams_refused: AtomicU64,
+    /// Points rejected, by the rule each broke ([`otlp::Rule::ALL`]'s order).
+    pub refused: [AtomicU64; otlp::Rule::ALL.len()],
 }
 
 /// The series the cardinality guard has let in.
@@ -538,9 +538,9 @@ impl Receiver {
         self.stats
             .trace_attributes_trimmed
             .fetch_add(trimmed.attributes, Ordering::Relaxed);
-        self.stats
-            .streams_refused
-            .fetch_add(converted.streams_refused, Ordering::Relaxed);
+        for (count, refused) in self.stats.refused.iter().zip(converted.refused) {
+            count.fetch_add(refused, Ordering::Relaxed);
+        }
         if converted.rejected > 0 {
             tracing::warn!(rejected = converted.rejected, reasons = ?converted.reasons, "rejected data points");
         }

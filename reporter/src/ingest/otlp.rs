@@ -130,9 +130,80 @@ pub struct Converted {
     pub reasons: Vec<String>,
     /// What kept traces left out to stay within their budgets.
     pub trimmed: Trimmed,
-    /// Points of those rejected that the cumulative streams' limits
-    /// (`max_cumulative_streams`, `max_cumulative_stream_bytes`) refused.
-    pub streams_refused: u64,
+    /// Points rejected, by the rule each broke (`/metrics`).
+    pub refused: [u64; Rule::ALL.len()],
+}
+
+/// The rule a refused point (record, span) broke: each is a budget or a
+/// check of the hostile-input rules, counted in `/metrics` as
+/// `kuroko_reporter_points_refused_total{rule="…"}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// The resource's names (`service.name`, `host.name`, the environment).
+    Resource,
+    /// `max_attributes`.
+    Attributes,
+    /// `max_value_bytes`, for an attribute's value or name (or a span's).
+    AttributeLength,
+    /// `max_age_seconds` / `max_future_seconds`.
+    Time,
+    /// A duration's unit that is not one.
+    Unit,
+    /// A value that no measurement can be: counts that do not add up, runs
+    /// beyond a year or below a nanosecond, NaN, a negative count.
+    Value,
+    /// `max_cumulative_streams` / `max_cumulative_stream_bytes`, or a
+    /// stream's point out of order.
+    Streams,
+    /// `kuroko.error.count` beyond 2^30.
+    ErrorCount,
+    /// A span that ends before it starts.
+    Span,
+}
+
+impl Rule {
+    /// Every rule, in the order of [`Converted::refused`].
+    pub const ALL: [Rule; 9] = [
+        Rule::Resource,
+        Rule::Attributes,
+        Rule::AttributeLength,
+        Rule::Time,
+        Rule::Unit,
+        Rule::Value,
+        Rule::Streams,
+        Rule::ErrorCount,
+        Rule::Span,
+    ];
+
+    /// Its label in `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Rule::Resource => "resource",
+            Rule::Attributes => "attributes",
+            Rule::AttributeLength => "attribute_length",
+            Rule::Time => "time",
+            Rule::Unit => "unit",
+            Rule::Value => "value",
+            Rule::Streams => "streams",
+            Rule::ErrorCount => "error_count",
+            Rule::Span => "span",
+        }
+    }
+}
+
+/// Why a point is refused: the rule it broke, and the reason in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The rule.
+    pub rule: Rule,
+    /// The reason, for the partial-success message.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
 }
 
 /// What kept traces left out to stay within their budgets
@@ -155,8 +226,14 @@ impl Trimmed {
 }
 
 impl Converted {
-    pub(crate) fn reject(&mut self, metric: &str, reason: impl std::fmt::Display) {
-        self.reject_many(metric, reason, 1);
+    /// Rejects one point of `metric` (or signal) for breaking `rule`.
+    pub(crate) fn reject(&mut self, metric: &str, rule: Rule, reason: impl std::fmt::Display) {
+        self.reject_many(metric, rule, reason, 1);
+    }
+
+    /// Rejects one point for a [`Refusal`] ([`check`]'s).
+    pub(crate) fn refuse(&mut self, metric: &str, refusal: Refusal) {
+        self.reject(metric, refusal.rule, refusal.reason);
     }
 
     /// Notes, for the partial-success message, something kept only in part
@@ -167,15 +244,12 @@ impl Converted {
         }
     }
 
-    /// Rejects a point that the cumulative streams' limits refuse.
-    pub(crate) fn reject_stream(&mut self, metric: &str, reason: impl std::fmt::Display) {
-        self.streams_refused = self.streams_refused.saturating_add(1);
-        self.reject(metric, reason);
-    }
-
     /// Rejects `count` points at once, for one reason (a resource's all).
-    pub(crate) fn reject_many(&mut self, what: &str, reason: impl std::fmt::Display, count: u64) {
+    pub(crate) fn reject_many(&mut self, what: &str, rule: Rule, reason: impl std::fmt::Display, count: u64) {
         self.rejected = self.rejected.saturating_add(count);
+        if let Some(at) = Rule::ALL.iter().position(|r| *r == rule) {
+            self.refused[at] = self.refused[at].saturating_add(count);
+        }
         if self.reasons.len() < 5 && count > 0 {
             self.reasons.push(format!("{what}: {reason}"));
         }
@@ -357,7 +431,7 @@ pub(crate) fn check<A: Attribute>(
     time_unix_nano: u64,
     now_unix_nano: u64,
     limits: &Limits,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     check_except(attributes, &[], time_unix_nano, now_unix_nano, limits)
 }
 
@@ -369,13 +443,17 @@ pub(crate) fn check_except<A: Attribute>(
     time_unix_nano: u64,
     now_unix_nano: u64,
     limits: &Limits,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
+    let refusal = |rule, reason| Err(Refusal { rule, reason });
     if attributes.len() > limits.max_attributes {
-        return Err(format!(
-            "{} attributes, more than the limit of {}",
-            attributes.len(),
-            limits.max_attributes
-        ));
+        return refusal(
+            Rule::Attributes,
+            format!(
+                "{} attributes, more than the limit of {}",
+                attributes.len(),
+                limits.max_attributes
+            ),
+        );
     }
     // Integers and booleans are not written out just to be measured.
     let too_long = |kv: &&A| {
@@ -383,27 +461,36 @@ pub(crate) fn check_except<A: Attribute>(
         !exempt && kv.text().is_some_and(|v| v.len() > limits.max_value_bytes)
     };
     if let Some(kv) = attributes.iter().find(too_long) {
-        return Err(format!(
-            "attribute {:?} is longer than {} bytes",
-            kv.key(),
-            limits.max_value_bytes
-        ));
+        return refusal(
+            Rule::AttributeLength,
+            format!(
+                "attribute {:?} is longer than {} bytes",
+                kv.key(),
+                limits.max_value_bytes
+            ),
+        );
     }
     // Keys are kept too (in labels, in spans): held to the same limit.
     if let Some(kv) = attributes.iter().find(|kv| kv.key().len() > limits.max_value_bytes) {
-        return Err(format!(
-            "an attribute's name is {} bytes long, more than {}",
-            kv.key().len(),
-            limits.max_value_bytes
-        ));
+        return refusal(
+            Rule::AttributeLength,
+            format!(
+                "an attribute's name is {} bytes long, more than {}",
+                kv.key().len(),
+                limits.max_value_bytes
+            ),
+        );
     }
     let oldest = now_unix_nano.saturating_sub(limits.max_age_seconds.saturating_mul(1_000_000_000));
     let latest = now_unix_nano.saturating_add(limits.max_future_seconds.saturating_mul(1_000_000_000));
     if time_unix_nano < oldest || time_unix_nano > latest {
-        return Err(format!(
-            "timestamp {time_unix_nano} is more than {} s old or {} s ahead",
-            limits.max_age_seconds, limits.max_future_seconds
-        ));
+        return refusal(
+            Rule::Time,
+            format!(
+                "timestamp {time_unix_nano} is more than {} s old or {} s ahead",
+                limits.max_age_seconds, limits.max_future_seconds
+            ),
+        );
     }
     Ok(())
 }

@@ -2,9 +2,11 @@
 //! as the OTLP specification's "Failures" section asks, in the request's
 //! encoding: protobuf for `application/x-protobuf`, JSON for
 //! `application/json`. A 400 carries a `google.rpc.BadRequest` in its
-//! details, naming the field at fault when it is known.
+//! details, naming the field at fault when it is known. A gRPC
+//! RESOURCE_EXHAUSTED carries a `google.rpc.RetryInfo`, without which OTLP
+//! clients may not retry it.
 //!
-//! These are our own prost messages (three fields, two, one and two):
+//! These are our own prost messages (a few fields each):
 //! nothing light in the dependency tree has them. `tonic` keeps its
 //! `google.rpc.Status` private to its `grpc-status-details-bin` header, and
 //! `tonic-types` (or `prost-types`, for `Any`) would add a crate for a few
@@ -60,6 +62,46 @@ pub(crate) struct FieldViolation {
 /// The type URL of a [`BadRequest`] in an [`Any`].
 pub(crate) const BAD_REQUEST_TYPE: &str = "type.googleapis.com/google.rpc.BadRequest";
 
+/// `google.rpc.RetryInfo`: when to try again. The OTLP specification lets a
+/// client retry RESOURCE_EXHAUSTED only when the status carries it.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct RetryInfo {
+    /// How long to wait.
+    #[prost(message, optional, tag = "1")]
+    pub(crate) retry_delay: Option<Duration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Duration {
+    /// Whole seconds.
+    #[prost(int64, tag = "1")]
+    pub(crate) seconds: i64,
+    /// And nanoseconds.
+    #[prost(int32, tag = "2")]
+    pub(crate) nanos: i32,
+}
+
+/// The type URL of a [`RetryInfo`] in an [`Any`].
+pub(crate) const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
+/// A RESOURCE_EXHAUSTED gRPC status saying `message`, with a [`RetryInfo`]
+/// of `seconds` in its details (`grpc-status-details-bin`): an OTLP client
+/// retries it (without, the specification has it drop the data).
+pub(crate) fn exhausted_retry_later(message: String, seconds: i64) -> tonic::Status {
+    let retry = RetryInfo {
+        retry_delay: Some(Duration { seconds, nanos: 0 }),
+    };
+    let status = Status {
+        details: vec![Any {
+            type_url: RETRY_INFO_TYPE.to_owned(),
+            value: retry.encode_to_vec(),
+        }],
+        ..Status::new(tonic::Code::ResourceExhausted, message.clone())
+    };
+    tonic::Status::with_details(tonic::Code::ResourceExhausted, message, status.encode_to_vec().into())
+}
+
 impl Status {
     /// A status of `code` saying `message`, without details.
     pub(crate) fn new(code: tonic::Code, message: String) -> Status {
@@ -104,7 +146,7 @@ impl Status {
                         .collect();
                     serde_json::json!({ "@type": any.type_url, "fieldViolations": violations })
                 }
-                // No other detail is made here; an unknown one keeps its type.
+                // Only gRPC answers carry the others; an unknown one keeps its type.
                 other => serde_json::json!({ "@type": other }),
             })
             .collect();

@@ -37,7 +37,7 @@ use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, 
 
 use super::otlp::{
     check, cut, get, key, minute, outcome, resource_identity, text, transaction, Attribute, Converted, Identity,
-    Limits, Trimmed,
+    Limits, Rule, Trimmed,
 };
 use crate::histogram::Histogram;
 use crate::store::{CounterPoint, HistogramPoint, SeriesKey, TracePoint, SPAN_COUNTED};
@@ -331,7 +331,7 @@ pub fn convert(
             Ok(sender) => sender,
             Err(reason) => {
                 let spans = resource_spans.scope_spans.iter().map(|s| s.spans.len() as u64).sum();
-                out.reject_many("resource", reason, spans);
+                out.reject_many("resource", Rule::Resource, reason, spans);
                 continue;
             }
         };
@@ -359,18 +359,23 @@ pub fn convert(
             let ours = scope_spans.scope.as_ref().is_some_and(|s| s.name == "kuroko-agent");
             for root in scope_spans.spans.iter().filter(|s| is_transaction(s, ours)) {
                 if root.end_time_unix_nano < root.start_time_unix_nano {
-                    out.reject("span", format!("span {:?} ends before it starts", root.name));
+                    out.reject(
+                        "span",
+                        Rule::Span,
+                        format!("span {:?} ends before it starts", root.name),
+                    );
                     continue;
                 }
                 if root.name.len() > limits.max_value_bytes {
                     out.reject(
                         "span",
+                        Rule::AttributeLength,
                         format!("span name is longer than {} bytes", limits.max_value_bytes),
                     );
                     continue;
                 }
-                if let Err(reason) = check(&root.attributes, root.end_time_unix_nano, now_unix_nano, limits) {
-                    out.reject("span", reason);
+                if let Err(refusal) = check(&root.attributes, root.end_time_unix_nano, now_unix_nano, limits) {
+                    out.refuse("span", refusal);
                     continue;
                 }
                 let series = series_of(&sender, root);
