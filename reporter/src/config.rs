@@ -18,7 +18,7 @@
 //! max_stacktrace_bytes = 16384          # exception.stacktrace kept (its first and last lines)
 //! max_login_failures_per_address = 10   # wrong query tokens a minute from one address (then 429)
 //! max_login_failures = 100              # wrong query tokens a minute, all addresses (then /login: 429)
-//! max_trace_spans = 200                # spans a kept trace stores (all still count as segments)
+//! max_trace_spans = 200                 # spans a kept trace stores (all still count as segments)
 //! max_span_attribute_bytes = 4096       # attribute bytes a kept trace stores per span
 //! max_trace_bytes = 262144              # bytes a kept trace stores, all spans together
 //! min_free_bytes = 268435456            # kept free on the store's disk: writes past it get 503 (0: off)
@@ -32,7 +32,7 @@
 //!
 //! [retention]                           # days kept at each resolution; at start-up, settings that
 //!                                       # would lose data are refused (max_age_seconds past minute_days,
-//!                                       # minute_days > hour_days > day_days)
+//!                                       # a coarser resolution kept shorter than a finer one)
 //! minute_days = 8
 //! hour_days = 90
 //! day_days = 730
@@ -323,6 +323,25 @@ fn token(given: Option<&Secret>, file: Option<&Path>) -> Result<Option<Secret>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's configuration for a company is one the reporter takes.
+    #[test]
+    fn the_readmes_configuration_parses_and_passes_its_checks() {
+        let readme = include_str!("../../README.md");
+        let after = readme
+            .split("A configuration for a company:")
+            .nth(1)
+            .expect("the README's configuration");
+        let toml = after
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block");
+        let config = Config::parse(toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        config.check().unwrap();
+        assert_eq!(config.limits.min_free_bytes, 256 << 20);
+        assert_eq!(config.max_body_bytes, 16 << 20);
+    }
 
     #[test]
     fn reads_a_file_and_names_what_is_wrong() {

@@ -275,7 +275,7 @@ async fn the_issues_stream_bombs_cost_little_memory() {
 }
 
 /// A cumulative exponential point whose buckets span 7,000 indexes at
-/// scale 7 (1 ns to 0.8 years; one run at each end): its stream's last
+/// scale 7 (1 ns to 0.9 years; one run at each end): its stream's last
 /// point takes 56 KB however small the request (zeros gzip to nothing).
 fn wide_point(stream: usize, start: u64, time: u64) -> ExponentialHistogramDataPoint {
     let mut counts = vec![0; 7_000];
@@ -289,7 +289,9 @@ fn wide_point(stream: usize, start: u64, time: u64) -> ExponentialHistogramDataP
         sum: Some(2.6e7),
         scale: 7,
         positive: Some(Buckets {
-            offset: -3_840,
+            // 2^(-3826/128) s is just above a nanosecond, the shortest run
+            // a point may hold.
+            offset: -3_826,
             bucket_counts: counts,
         }),
         ..Default::default()

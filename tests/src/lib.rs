@@ -2,7 +2,7 @@
 //! real processes, the way a user would, and read what they print.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
@@ -12,7 +12,40 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A process started with `cargo run`, whose stdout is read line by line.
+/// A program of the workspace as `cargo test --workspace` built it before
+/// any test ran: `name` is a binary (`kuroko`) or `examples/NAME`. A test
+/// never builds one itself (on a loaded machine that would take minutes,
+/// and would race an edit of the sources); when the program is missing, the
+/// panic says what to build.
+pub fn built(name: &str) -> PathBuf {
+    // This test runs as target/<profile>/deps/<test>-<hash>.
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from target/<profile>/deps");
+    let program = profile_dir.join(name);
+    assert!(
+        program.is_file(),
+        "{} is not built: run the tests with `cargo test --workspace` (which builds the \
+         reporter's binary and the agent's examples), or build it with `cargo build --workspace --examples`",
+        program.display()
+    );
+    program
+}
+
+/// The reporter's binary, `kuroko`.
+pub fn kuroko() -> PathBuf {
+    built("kuroko")
+}
+
+/// One of the agent's examples.
+pub fn example(name: &str) -> PathBuf {
+    built(&format!("examples/{name}"))
+}
+
+/// A program of the workspace ([`built`]) running, whose stdout is read
+/// line by line.
 pub struct Running {
     child: Child,
     lines: Receiver<String>,
@@ -21,23 +54,21 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts `cargo run -q <args>` in the workspace (building what is stale).
-    pub fn cargo_run(args: &[&str]) -> Running {
-        Running::cargo_run_with(args, &[])
+    /// Starts `program` with `args`, in the workspace's root.
+    pub fn start(program: &Path, args: &[&str]) -> Running {
+        Running::start_with(program, args, &[])
     }
 
-    /// [`Running::cargo_run`] with environment variables `env` set.
-    pub fn cargo_run_with(args: &[&str], env: &[(&str, &str)]) -> Running {
-        let mut child = Command::new(env!("CARGO"))
-            .arg("run")
-            .arg("-q")
+    /// [`Running::start`] with environment variables `env` set.
+    pub fn start_with(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut child = Command::new(program)
             .args(args)
             .envs(env.iter().copied())
             .current_dir(workspace_root())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("cargo can be started");
+            .unwrap_or_else(|e| panic!("{} can be started: {e}", program.display()));
         let stdout: ChildStdout = child.stdout.take().expect("piped stdout");
         let (sender, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -104,20 +135,19 @@ impl Drop for Running {
     }
 }
 
-/// Runs `cargo run -q <args>` in the workspace to its end, with `env` set;
-/// returns its stdout, or panics with its stderr when it fails.
-pub fn cargo_output(args: &[&str], env: &[(&str, &str)]) -> String {
-    let output = Command::new(env!("CARGO"))
-        .arg("run")
-        .arg("-q")
+/// Runs `program` with `args` to its end, in the workspace's root, with
+/// `env` set; returns its stdout, or panics with its stderr when it fails.
+pub fn output(program: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = Command::new(program)
         .args(args)
         .envs(env.iter().copied())
         .current_dir(workspace_root())
         .output()
-        .expect("cargo can be started");
+        .unwrap_or_else(|e| panic!("{} can be started: {e}", program.display()));
     assert!(
         output.status.success(),
-        "cargo run {} failed: {}\n{}",
+        "{} {} failed: {}\n{}",
+        program.display(),
         args.join(" "),
         String::from_utf8_lossy(&output.stderr),
         String::from_utf8_lossy(&output.stdout)

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use kuroko_e2e::Running;
+use kuroko_e2e::{example, Running};
 
 /// One printed row: (count, err%, p50, p95, p99, max, apdex).
 fn row(table: &[String], name: &str) -> Vec<f64> {
@@ -20,21 +20,11 @@ fn row(table: &[String], name: &str) -> Vec<f64> {
 
 #[tokio::test]
 async fn example_service_times_real_requests_and_prints_percentiles() {
-    let mut service = Running::cargo_run(&[
-        "-p",
-        "kuroko-agent",
-        "--example",
-        "axum_service",
-        "--",
-        "--addr",
-        "127.0.0.1:0",
-        "--for",
-        "4",
-        "--every",
-        "1",
-        "--no-load",
-    ]);
-    let listening = service.wait_for("listening on http://", Duration::from_secs(300));
+    let mut service = Running::start(
+        &example("axum_service"),
+        &["--addr", "127.0.0.1:0", "--for", "4", "--every", "1", "--no-load"],
+    );
+    let listening = service.wait_for("listening on http://", Duration::from_secs(60));
     let base = listening.trim_start_matches("listening on ").trim().to_owned();
 
     let client = reqwest::Client::new();

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kuroko_e2e::{cargo_output, workspace_root, Running};
+use kuroko_e2e::{example, kuroko, output, workspace_root, Running};
 use kuroko_reporter::report::weekly::format_duration;
 use serde_json::Value;
 
@@ -123,10 +123,10 @@ fn text_part(raw: &[u8]) -> String {
 
 /// `kuroko query <args> --server <reporter> --format json`, parsed.
 fn query(server: &str, args: &[&str]) -> Value {
-    let mut all = vec!["-p", "kuroko-reporter", "--bin", "kuroko", "--", "query"];
+    let mut all = vec!["query"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--server", server, "--format", "json"]);
-    serde_json::from_str(&cargo_output(&all, &[])).expect("kuroko query prints JSON")
+    serde_json::from_str(&output(&kuroko(), &all, &[])).expect("kuroko query prints JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,17 +186,8 @@ webhook_env = "KUROKO_E2E_WEBHOOK"
     let config = config.to_str().unwrap().to_owned();
 
     // The reporter, as `kuroko serve` is run.
-    let mut reporter = Running::cargo_run(&[
-        "-p",
-        "kuroko-reporter",
-        "--bin",
-        "kuroko",
-        "--",
-        "serve",
-        "--config",
-        &config,
-    ]);
-    let ready = reporter.wait_for("OTLP/HTTP on", Duration::from_secs(600));
+    let mut reporter = Running::start(&kuroko(), &["serve", "--config", &config]);
+    let ready = reporter.wait_for("OTLP/HTTP on", Duration::from_secs(60));
     let http = ready
         .split("OTLP/HTTP on ")
         .nth(1)
@@ -209,13 +200,9 @@ webhook_env = "KUROKO_E2E_WEBHOOK"
     let endpoint = server.clone();
     let start = |host: &str| {
         let attributes = format!("host.name={host},deployment.environment.name=production");
-        Running::cargo_run_with(
+        Running::start_with(
+            &example("axum_service"),
             &[
-                "-p",
-                "kuroko-agent",
-                "--example",
-                "axum_service",
-                "--",
                 "--addr",
                 "127.0.0.1:0",
                 "--for",
@@ -235,7 +222,7 @@ webhook_env = "KUROKO_E2E_WEBHOOK"
     let mut services = [start("web-1"), start("web-2")];
     let mut started = Vec::new();
     for service in &mut services {
-        service.wait_for("listening on", Duration::from_secs(600));
+        service.wait_for("listening on", Duration::from_secs(60));
         started.push(unix_seconds());
     }
     // The first minute fully regressed on both hosts, and the ones before.
@@ -312,21 +299,9 @@ webhook_env = "KUROKO_E2E_WEBHOOK"
         format!("{}", monday.checked_add(jiff::ToSpan::days(7)).unwrap()),
     );
     let env = [("KUROKO_E2E_WEBHOOK", hook.as_str())];
-    cargo_output(
-        &[
-            "-p",
-            "kuroko-reporter",
-            "--bin",
-            "kuroko",
-            "--",
-            "report",
-            "weekly",
-            "--send",
-            "--config",
-            &config,
-            "--period",
-            &period,
-        ],
+    output(
+        &kuroko(),
+        &["report", "weekly", "--send", "--config", &config, "--period", &period],
         &env,
     );
     let mail = sink.messages();
@@ -370,13 +345,9 @@ webhook_env = "KUROKO_E2E_WEBHOOK"
     }
 
     // The morning digest (today's, so there is something in it) at the webhook.
-    cargo_output(
+    output(
+        &kuroko(),
         &[
-            "-p",
-            "kuroko-reporter",
-            "--bin",
-            "kuroko",
-            "--",
             "report",
             "digest",
             "--send",
