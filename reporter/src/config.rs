@@ -239,12 +239,36 @@ impl Config {
                 retention.minute_days, retention.hour_days, retention.day_days
             )));
         }
+        // Limits of 0 that would refuse everything (or close every
+        // connection at once): a typo, not a wish.
+        let zero = [
+            ("max_value_bytes", limits.max_value_bytes as u64),
+            ("max_attributes", limits.max_attributes as u64),
+            ("max_series", limits.max_series as u64),
+            ("max_series_per_service", limits.max_series_per_service as u64),
+            ("max_cumulative_streams", limits.max_cumulative_streams as u64),
+            ("max_cumulative_stream_bytes", limits.max_cumulative_stream_bytes as u64),
+            ("max_inflight_bytes", limits.max_inflight_bytes as u64),
+            (
+                "max_inflight_bytes_per_connection",
+                limits.max_inflight_bytes_per_connection as u64,
+            ),
+            ("header_timeout_seconds", limits.header_timeout_seconds),
+            ("body_timeout_seconds", limits.body_timeout_seconds),
+            ("max_age_seconds", limits.max_age_seconds),
+        ];
+        if let Some((name, _)) = zero.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::LosesData(format!(
+                "[limits] {name} = 0 would refuse every point (or connection): remove it for the default, \
+                 or see docs/security.md for what it bounds"
+            )));
+        }
         let minute_seconds = u64::try_from(retention.minute_days).unwrap_or(0).saturating_mul(86_400);
         if limits.max_age_seconds > minute_seconds {
             return Err(ConfigError::LosesData(format!(
-                "[limits] max_age_seconds = {} accepts points older than [retention] minute_days = {} keeps \
-                 minutes ({minute_seconds} s): lower max_age_seconds to at most {minute_seconds}, or raise \
-                 minute_days to at least {}",
+                "[limits] max_age_seconds = {} (8 days unless set) accepts points older than [retention] \
+                 minute_days = {} keeps minutes ({minute_seconds} s): lower max_age_seconds to at most \
+                 {minute_seconds}, or raise minute_days to at least {}",
                 limits.max_age_seconds,
                 retention.minute_days,
                 limits.max_age_seconds.div_ceil(86_400)
@@ -340,6 +364,8 @@ mod tests {
         let config = Config::parse(toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
         config.check().unwrap();
         assert_eq!(config.limits.min_free_bytes, 256 << 20);
+        let zero = Config::parse("[limits]\nmax_value_bytes = 0\n").unwrap().check();
+        assert!(zero.unwrap_err().to_string().contains("max_value_bytes = 0"));
         assert_eq!(config.max_body_bytes, 16 << 20);
     }
 

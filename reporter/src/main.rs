@@ -30,12 +30,15 @@ enum Command {
     /// rollup_interval_seconds, [limits], [retention], [auth], and for reports
     /// owners, base_url, [schedule], [smtp], [digest], [[alerts]]; unknown keys
     /// are refused with their line), then from KUROKO_STORE,
-    /// KUROKO_GRPC_LISTEN, KUROKO_HTTP_LISTEN and KUROKO_INGEST_TOKEN, then
-    /// from the flags below. With a token set, clients must send
-    /// `authorization: Bearer <token>`. Roll-ups and retention run in the
-    /// background; GET /metrics on the HTTP port reports the reporter's own
-    /// health. Stop with Ctrl-C: requests under way finish, and everything
-    /// acknowledged is in the store.
+    /// KUROKO_GRPC_LISTEN, KUROKO_HTTP_LISTEN, KUROKO_INGEST_TOKEN and
+    /// KUROKO_QUERY_TOKEN, then from the flags below. With a token set,
+    /// clients must send `authorization: Bearer <token>`. [limits] bounds
+    /// every size a client controls (defaults suit a company's fleet;
+    /// settings that would lose data are refused at start-up); each limit,
+    /// its default and its counter in /metrics: docs/security.md. Roll-ups
+    /// and retention run in the background; GET /metrics on the HTTP port
+    /// reports the reporter's own health. Stop with Ctrl-C: requests under
+    /// way finish, and everything acknowledged is in the store.
     #[command(after_help = "Example:\n  kuroko serve --store ./kuroko.db\n  \
                       OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 ./your-service\n\n\
                       A kuroko.toml:\n  store = \"/var/lib/kuroko/kuroko.db\"\n  [auth]\n  \

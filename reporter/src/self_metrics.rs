@@ -53,7 +53,7 @@ async fn metrics(State(sources): State<Arc<Sources>>, headers: HeaderMap) -> Res
     let mut text = crate::ingest::http::self_metrics_text(&sources.receiver).await;
     let throttle = &sources.throttle;
     text.push_str(&format!(
-        "# HELP kuroko_reporter_logins_failed_total Wrong tokens sent to the web UI's /login.\n\
+        "# HELP kuroko_reporter_logins_failed_total Wrong query tokens: at /login, and as a header or cookie on the API, the pages and /metrics.\n\
          # TYPE kuroko_reporter_logins_failed_total counter\n\
          kuroko_reporter_logins_failed_total {}\n\
          # HELP kuroko_reporter_logins_throttled_total Logins refused with 429 (too many wrong tokens).\n\

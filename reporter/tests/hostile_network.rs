@@ -718,6 +718,11 @@ async fn grpc_faults_answer_alike_and_the_token_comes_first() {
     let good = export(connection, METRICS, good_request(), Some("s3cr3t")).await;
     assert!(good.is_ok(), "{good:?}");
     assert_eq!(reporter.runs("GET /good").await, 3, "the good export, exactly");
+    assert_eq!(
+        reporter.self_metric("kuroko_reporter_requests_malformed_total").await,
+        3.0,
+        "the three malformed messages, counted"
+    );
     reporter.assert_up_and_small("the gRPC faults");
 }
 

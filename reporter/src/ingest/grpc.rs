@@ -37,13 +37,20 @@ const RETRY_SECONDS: i64 = 1;
 /// The response's protobuf; a malformed message is INVALID_ARGUMENT; a
 /// store failure is UNAVAILABLE: the client keeps the data and retries.
 fn answer<R: Message>(
+    receiver: &Receiver,
     result: Result<Accepted, IngestError>,
     response: fn(Accepted) -> R,
 ) -> Result<Vec<u8>, tonic::Status> {
     result
         .map(|accepted| response(accepted).encode_to_vec())
         .map_err(|error| match error {
-            IngestError::Malformed { .. } => tonic::Status::invalid_argument(error.to_string()),
+            IngestError::Malformed { .. } => {
+                receiver
+                    .stats
+                    .malformed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tonic::Status::invalid_argument(error.to_string())
+            }
             IngestError::Busy(_) => exhausted_retry_later(error.to_string(), RETRY_SECONDS),
             _ => tonic::Status::unavailable(error.to_string()),
         })
@@ -71,7 +78,11 @@ impl Method for ExportMetrics {
     const SERVICE: &'static str = METRICS_SERVICE;
     const PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
     async fn export(receiver: Arc<Receiver>, body: Bytes, held: Reservation) -> Result<Vec<u8>, tonic::Status> {
-        answer(receiver.metrics_protobuf(body, &held).await, Accepted::metrics_response)
+        answer(
+            &receiver,
+            receiver.metrics_protobuf(body, &held).await,
+            Accepted::metrics_response,
+        )
     }
 }
 
@@ -82,7 +93,11 @@ impl Method for ExportLogs {
     const SERVICE: &'static str = LOGS_SERVICE;
     const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
     async fn export(receiver: Arc<Receiver>, body: Bytes, held: Reservation) -> Result<Vec<u8>, tonic::Status> {
-        answer(receiver.logs_protobuf(&body, &held).await, Accepted::logs_response)
+        answer(
+            &receiver,
+            receiver.logs_protobuf(&body, &held).await,
+            Accepted::logs_response,
+        )
     }
 }
 
@@ -93,7 +108,11 @@ impl Method for ExportTraces {
     const SERVICE: &'static str = TRACE_SERVICE;
     const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
     async fn export(receiver: Arc<Receiver>, body: Bytes, held: Reservation) -> Result<Vec<u8>, tonic::Status> {
-        answer(receiver.traces_protobuf(&body, &held).await, Accepted::traces_response)
+        answer(
+            &receiver,
+            receiver.traces_protobuf(&body, &held).await,
+            Accepted::traces_response,
+        )
     }
 }
 

@@ -69,7 +69,13 @@ async fn require_token(
             let refusal = match body_error(&error) {
                 Some(BodyError::Slow(timeout)) => Refusal::Slow(*timeout),
                 Some(BodyError::Exhausted(exhausted)) => Refusal::Busy(*exhausted),
-                None => Refusal::TooLong(max_bytes),
+                None => {
+                    receiver
+                        .stats
+                        .malformed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Refusal::TooLong(max_bytes)
+                }
             };
             return refuse(&refusal, json);
         }
@@ -86,6 +92,15 @@ async fn require_token(
     request.extensions_mut().insert(reservation.clone());
     let answer = next.run(request).await;
     drop(reservation);
+    if matches!(
+        answer.status(),
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE
+    ) {
+        receiver
+            .stats
+            .malformed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     answer
 }
 
@@ -102,10 +117,10 @@ pub(crate) enum Refusal {
     #[error("the gzip body is malformed: {0}")]
     Gzip(std::io::Error),
     /// The body is over the limit as sent.
-    #[error("the body is over {0} bytes")]
+    #[error("the body is over {0} bytes (max_body_bytes): send smaller batches")]
     TooLong(usize),
     /// The body is over the limit once decompressed.
-    #[error("the body is over {0} bytes once decompressed")]
+    #[error("the body is over {0} bytes once decompressed (max_body_bytes): send smaller batches")]
     TooLarge(usize),
     /// The body did not arrive in time.
     #[error("the body did not arrive within {0:?} of its headers")]
@@ -323,6 +338,9 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
          # HELP kuroko_reporter_requests_unauthorized_total Requests refused for a missing or wrong token.\n\
          # TYPE kuroko_reporter_requests_unauthorized_total counter\n\
          kuroko_reporter_requests_unauthorized_total {}\n\
+         # HELP kuroko_reporter_requests_malformed_total OTLP requests refused whole: malformed, too large or of another type (400, 413, 415, INVALID_ARGUMENT).\n\
+         # TYPE kuroko_reporter_requests_malformed_total counter\n\
+         kuroko_reporter_requests_malformed_total {}\n\
          # HELP kuroko_reporter_trace_spans_trimmed_total Spans of kept traces left out by max_trace_spans or max_trace_bytes (still counted as segments).\n\
          # TYPE kuroko_reporter_trace_spans_trimmed_total counter\n\
          kuroko_reporter_trace_spans_trimmed_total {}\n\
@@ -380,6 +398,7 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
         stats.folded.load(Relaxed),
         stats.failed_requests.load(Relaxed),
         stats.unauthorized.load(Relaxed),
+        stats.malformed.load(Relaxed),
         stats.trace_spans_trimmed.load(Relaxed),
         stats.trace_attributes_trimmed.load(Relaxed),
         stats.header_timeouts.load(Relaxed),

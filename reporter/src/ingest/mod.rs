@@ -182,6 +182,9 @@ pub struct IngestStats {
     pub failed_requests: AtomicU64,
     /// Requests refused for a missing or wrong token.
     pub unauthorized: AtomicU64,
+    /// Requests refused whole as malformed or too large (HTTP 400, 413,
+    /// 415; gRPC INVALID_ARGUMENT).
+    pub malformed: AtomicU64,
     /// Spans of kept traces left out by the trace budgets.
     pub trace_spans_trimmed: AtomicU64,
     /// Attribute values of kept traces cut or left out by the trace budgets.

@@ -483,12 +483,24 @@ pub(crate) fn check_except<A: Attribute>(
     }
     let oldest = now_unix_nano.saturating_sub(limits.max_age_seconds.saturating_mul(1_000_000_000));
     let latest = now_unix_nano.saturating_add(limits.max_future_seconds.saturating_mul(1_000_000_000));
-    if time_unix_nano < oldest || time_unix_nano > latest {
+    if time_unix_nano < oldest {
+        let age = now_unix_nano.saturating_sub(time_unix_nano) / 1_000_000_000;
         return refusal(
             Rule::Time,
             format!(
-                "timestamp {time_unix_nano} is more than {} s old or {} s ahead",
-                limits.max_age_seconds, limits.max_future_seconds
+                "timestamp {time_unix_nano} is {age} s old, more than max_age_seconds ({})",
+                limits.max_age_seconds
+            ),
+        );
+    }
+    if time_unix_nano > latest {
+        let ahead = time_unix_nano.saturating_sub(now_unix_nano) / 1_000_000_000;
+        return refusal(
+            Rule::Time,
+            format!(
+                "timestamp {time_unix_nano} is {ahead} s ahead of the reporter's clock, more than \
+                 max_future_seconds ({}): check the sender's clock",
+                limits.max_future_seconds
             ),
         );
     }

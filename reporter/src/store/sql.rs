@@ -167,8 +167,8 @@ Example: the slowest endpoints by p99 over the last 24 hours
     FROM histograms WHERE resolution = 'minute' AND period_start >= unixepoch() / 60 - 1440
     GROUP BY service, txn ORDER BY p99 DESC LIMIT 10\"
 
-The store is opened read-only; points the reporter acknowledged in about the last second
-(or, when traffic stops, since its last roll-up pass) may not be visible yet.
+The store is opened read-only; points the reporter acknowledged in about the last five
+seconds may not be visible yet (the reporter's own answers include them).
 More, with worked examples: docs/queries.md";
 
 /// The histogram columns of the store's tables and of the views, in `hist_merge`'s argument order.
