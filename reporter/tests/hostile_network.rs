@@ -76,15 +76,7 @@ impl Reporter {
 
     /// `/metrics`: the value of `name`.
     async fn self_metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("http://{}/metrics", self.http()))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /metrics:\n{text}"))
+        kuroko_serve::self_metric(self.http(), name).await
     }
 
     /// Runs of `transaction` in the last hour, as the API answers.

@@ -450,20 +450,6 @@ fn sql_stops_at_its_time_limit_and_says_so() {
     assert!(took < Duration::from_secs(60), "an endless query stopped, in {took:?}");
 }
 
-/// Peak resident memory of process `pid` so far (VmHWM), in bytes.
-fn peak_rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
-}
-
 #[test]
 fn sql_streams_a_large_result_in_bounded_memory() {
     const ROWS: u64 = 2_000_000;
@@ -494,7 +480,7 @@ fn sql_streams_a_large_result_in_bounded_memory() {
     });
     let mut peak = 0;
     while child.try_wait().unwrap().is_none() {
-        peak = peak.max(peak_rss(pid).unwrap_or(0));
+        peak = peak.max(kuroko_serve::memory(pid, "VmHWM").unwrap_or(0));
         std::thread::sleep(Duration::from_millis(20));
     }
     let (bytes, lines) = reader.join().unwrap();

@@ -69,13 +69,7 @@ impl Serve {
 
     /// Its resident memory, from /proc.
     pub fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status");
-        kb << 10
+        memory(self.child.id(), "VmRSS").expect("VmRSS in /proc/PID/status")
     }
 
     /// SIGKILL: nothing is flushed or closed cleanly. Its addresses, to
@@ -92,6 +86,35 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A memory figure of process `pid` from /proc/PID/status (`VmRSS` now,
+/// `VmHWM` at its peak), in bytes; `None` once it has exited.
+pub fn memory(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb << 10)
+}
+
+/// The value of `name` (with its labels, if any) in the `/metrics` of the
+/// reporter at `http` (host:port); panics naming what it found otherwise.
+pub async fn self_metric(http: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics has a body");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
 }
 
 /// A string attribute.

@@ -101,13 +101,7 @@ impl Reporter {
 
     /// Its resident memory, from /proc.
     pub fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.serve.child.id())).unwrap();
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status");
-        kb << 10
+        self.serve.rss()
     }
 
     /// Still running, and its RSS under `ceiling`: the RSS.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 
-use super::kuroko_serve::kv;
+use super::kuroko_serve::{kv, memory, self_metric};
 use opentelemetry_proto::tonic::metrics::v1::{
     metric, AggregationTemporality, Histogram, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics,
 };
@@ -90,26 +90,12 @@ impl Reporter {
 
     /// One value of its `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("http://{}/metrics", self.http))
-            .await
-            .expect("/metrics answers")
-            .text()
-            .await
-            .expect("/metrics has a body");
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+        self_metric(&self.http, name).await
     }
 
     /// Its peak resident memory (VmHWM), from /proc.
     pub fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/PID/status");
-        kb << 10
+        memory(self.child.id(), "VmHWM").expect("VmHWM in /proc/PID/status")
     }
 
     /// SIGKILL: nothing is flushed or closed cleanly.
