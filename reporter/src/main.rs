@@ -313,7 +313,33 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    match run(Cli::parse()).await {
+        // `kuroko query … | head`: the reader has what it wanted.
+        Err(error) if closed_pipe(&error) => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether `error` comes from writing to a pipe whose reader has gone.
+fn closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes a command's answer to stdout; an error (a closed pipe, most
+/// often) is returned, not a panic as `print!` would.
+fn say(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     // Logs go to stderr; stdout carries only what the command itself says.
     // A question's answer is the point of `kuroko query`, and the demo prints
     // its own progress: only warnings besides.
@@ -423,8 +449,7 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
                 .1
         }
     };
-    print!("{}", api::render::render(args.question, &answer, args.format));
-    Ok(())
+    say(&api::render::render(args.question, &answer, args.format))
 }
 
 /// The store at `location` (a file that must exist, or a ClickHouse URL).
@@ -511,8 +536,7 @@ async fn report(what: ReportCommand) -> anyhow::Result<()> {
             let store = kuroko_reporter::store::sqlite::SqliteStore::open(&settings.store)
                 .with_context(|| format!("opening the store {}", settings.store.display()))?;
             let since = jiff::Timestamp::now().as_second() - days.max(0) * 86_400;
-            print!("{}", ledger::render_status(&store.ledger(since)?, &schedule.time_zone));
-            return Ok(());
+            return say(&ledger::render_status(&store.ledger(since)?, &schedule.time_zone));
         }
         ReportCommand::Weekly(args) => (args, Report::Weekly),
         ReportCommand::Digest(args) => (args, Report::Digest),
@@ -535,7 +559,7 @@ async fn report(what: ReportCommand) -> anyhow::Result<()> {
         let written = deliver::write_preview(store.as_ref(), &delivery, kind, args.team.as_deref(), period, out)
             .map_err(|e| anyhow::anyhow!("previewing the {kind} report for {period}: {e}"))?;
         for path in written {
-            println!("{}", path.display());
+            say(&format!("{}\n", path.display()))?;
         }
         return Ok(());
     }
@@ -545,11 +569,10 @@ async fn report(what: ReportCommand) -> anyhow::Result<()> {
         .send_now(kind, args.team.as_deref(), period, args.force, jiff::Timestamp::now())
         .await?;
     if rows.is_empty() {
-        println!("nothing sent: already sent or being sent (see `kuroko report status`; --force resends)");
-        return Ok(());
+        return say("nothing sent: already sent or being sent (see `kuroko report status`; --force resends)\n");
     }
     let schedule = &runner.settings().schedule;
-    print!("{}", ledger::render_status(&rows, &schedule.time_zone));
+    say(&ledger::render_status(&rows, &schedule.time_zone))?;
     let failed = rows.iter().filter(|r| r.status != ledger::LedgerStatus::Sent).count();
     if failed > 0 {
         anyhow::bail!("{failed} of {} deliveries failed", rows.len());

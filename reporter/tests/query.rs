@@ -270,6 +270,43 @@ fn regressions_and_the_error_burst_are_found() {
     );
 }
 
+/// `kuroko query … | head`, and any reader that stops early: the answer
+/// meets a closed pipe, and kuroko exits quietly (it once panicked, with a
+/// backtrace, on the broken pipe).
+#[test]
+fn a_reader_that_stops_early_gets_a_quiet_exit() {
+    let store = fixture().store.to_str().unwrap().to_owned();
+    for args in [
+        vec![
+            "query", "slowest", "--store", &store, "--since", "30d", "--format", "csv",
+        ],
+        vec![
+            "sql",
+            "--store",
+            &store,
+            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n LIMIT 50000) SELECT x FROM n",
+        ],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kuroko"))
+            .args(&args)
+            .env_remove("KUROKO_STORE")
+            .env_remove("KUROKO_QUERY_TOKEN")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes before the first line is written.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "kuroko {args:?}: {} {stderr}", output.status);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{stderr}"
+        );
+    }
+}
+
 #[test]
 fn mistakes_are_explained_and_missing_stores_are_not_created() {
     let f = fixture();
