@@ -2,9 +2,12 @@
 //! OpenTelemetry SDK, stores it, and answers questions about it.
 //!
 //! The data path inside the reporter: [`ingest`] (OTLP in, validated and
-//! converted) → [`store`] (durable, merged per minute) → analysis and
-//! reports (to come). [`histogram`] is the canonical histogram every stage
-//! shares; [`serve`] runs the receivers; [`config`] reads `kuroko.toml`.
+//! converted) → [`store`] (durable, merged per minute) → [`analysis`]
+//! (slow endpoints, regressions, error groups, breakdowns) → [`report`] and
+//! [`deliver`] (weekly email, morning digest, alerts) and the questions'
+//! answers ([`api`], [`ui`]). [`histogram`] is the canonical histogram every
+//! stage shares; [`serve`] runs the receivers; [`config`] reads
+//! `kuroko.toml`; docs/architecture.md maps every module.
 
 #![warn(missing_docs)]
 
