@@ -3,13 +3,27 @@
 //!
 //! # Workload
 //!
-//! 50 routes (`GET /route/0` … `GET /route/49`) and 4,096 pre-generated
-//! samples, each a route picked uniformly and a latency drawn from a
-//! log-normal distribution (median 20 ms, σ = 1.0, clamped to 1 µs – 1 h,
-//! seeded so every run sees the same values). Every contender walks the same
-//! array, so nothing but the record call is timed: the latency is precomputed
-//! as nanoseconds, as a `Duration` and as `f64` seconds, and every attribute
-//! set, label set and name is built before the clock starts.
+//! 50 routes (`GET /route/0` … `GET /route/49`), each sample a route picked
+//! uniformly and a latency drawn from a log-normal distribution (median 20 ms,
+//! σ = 1.0, clamped to 1 µs – 1 h, seeded so every run sees the same values).
+//! Every attribute set, label set and name is built before the clock starts.
+//! The samples come in two cases, each its own criterion group:
+//!
+//! - `record/cached/…`: 4,096 pre-generated samples that every contender
+//!   cycles through, the latency precomputed as nanoseconds, as a `Duration`
+//!   and as `f64` seconds, so nothing but the record call is timed. The array
+//!   (160 KB) and the few thousand counters its samples hit stay in cache, and
+//!   the same 4,096 records repeat over and over: this flatters every
+//!   contender, and the more so the more memory it touches per record.
+//! - `record/streaming/…`: what a service sees. Each recording thread has its
+//!   own 2,097,152 samples (16 MB, packed as `route << 48 | nanos` in a `u64`)
+//!   that it reads once per pass, continuing where the previous measurement
+//!   left off, so a sample comes back only after two million others: the
+//!   counters it touches have to be fetched as a service's would, and no
+//!   short pattern repeats. The stream is read in order, which the prefetcher
+//!   follows; the latency arrives as nanoseconds and each contender converts
+//!   it to what its API takes (`f64` seconds, a `Duration`) inside the timed
+//!   loop, as a service converts the `Duration` it measured.
 //!
 //! Each record carries two attributes: the route and the status class
 //! (`http.route` and `http.response.status_code` = 200). For Kuroko the route
@@ -43,12 +57,13 @@
 //!
 //! # Groups
 //!
-//! `record/1-thread` records from the benchmark thread. `record/2-threads`
-//! starts 2 threads that record into the *same* 50 series (the same handles
-//! and instruments, the contended case), starting on a barrier at different
-//! offsets of the sample array. The reported time is the wall time from the
-//! start to the last thread's end divided by the records *each* thread made:
-//! the time per record per thread under contention.
+//! `record/{cached,streaming}/1-thread` records from the benchmark thread.
+//! `record/{cached,streaming}/2-threads` starts 2 threads that record into the
+//! *same* 50 series (the same handles and instruments, the contended case),
+//! starting on a barrier (at different offsets of the cached array; each on
+//! its own stream). The reported time is the wall time from the start to the
+//! last thread's end divided by the records *each* thread made: the time per
+//! record per thread under contention.
 //!
 //! Between measurements, never inside the timed loop, the Kuroko agents are
 //! harvested (so their `u32` counters cannot overflow) and the Prometheus
@@ -59,8 +74,13 @@
 //!
 //! ```text
 //! cargo bench -p kuroko-agent --bench record
-//! cargo bench -p kuroko-agent --bench record -- 2-threads    # one group
+//! cargo bench -p kuroko-agent --bench record -- streaming    # one case
+//! cargo bench -p kuroko-agent --bench record -- 2-threads    # both cases, 2 threads
 //! ```
+//!
+//! `cargo test -p kuroko-agent --benches` runs each benchmark once, on a
+//! shorter stream (generating 2 × 2 million samples unoptimised would take
+//! most of the test's time).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -85,7 +105,13 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
 
 const ROUTES: usize = 50;
+/// Samples in the cached case, cycled by every thread.
 const SAMPLES: usize = 4_096;
+/// Samples in each thread's stream in the streaming case (16 MB of `u64`s);
+/// unoptimised builds (`cargo test --benches`) use a shorter one.
+const STREAM_SAMPLES: usize = if cfg!(debug_assertions) { 1 << 16 } else { 1 << 21 };
+/// A streamed sample is `route << ROUTE_SHIFT | nanos`; `HIGHEST_NS` < 2^42.
+const ROUTE_SHIFT: u32 = 48;
 const SEED: u64 = 0x6b75_726f_6b6f;
 const MEDIAN_NS: f64 = 20_000_000.0;
 const SIGMA: f64 = 1.0;
@@ -108,33 +134,90 @@ struct Sample {
     duration: Duration,
 }
 
+impl Sample {
+    fn new(route: usize, nanos: u64) -> Self {
+        Sample {
+            route,
+            nanos,
+            secs: nanos as f64 / 1e9,
+            duration: Duration::from_nanos(nanos),
+        }
+    }
+
+    /// Unpacks a streamed sample. Inlined into the timed loop, where only the
+    /// fields the contender reads are computed.
+    #[inline(always)]
+    fn unpack(packed: u64) -> Self {
+        Sample::new((packed >> ROUTE_SHIFT) as usize, packed & ((1 << ROUTE_SHIFT) - 1))
+    }
+}
+
+/// Where the samples come from: see the module documentation.
+#[derive(Clone, Copy)]
+enum Case {
+    Cached,
+    Streaming,
+}
+
+impl Case {
+    fn name(self) -> &'static str {
+        match self {
+            Case::Cached => "cached",
+            Case::Streaming => "streaming",
+        }
+    }
+}
+
+/// One thread's stream of packed samples and how far it has been read.
+struct Stream {
+    packed: Vec<u64>,
+    /// Where the next measurement starts; only the stream's own thread moves it.
+    cursor: AtomicUsize,
+}
+
 struct Workload {
     /// Kuroko transaction names: `GET /route/{i}`.
     names: Vec<String>,
     /// Route templates for the `http.route` attribute: `/route/{i}`.
     routes: Vec<String>,
+    /// The cached case's samples.
     samples: Vec<Sample>,
+    /// The streaming case's samples, one stream per recording thread.
+    streams: Vec<Stream>,
+}
+
+/// `count` samples from the workload's distribution, seeded with `seed`.
+fn draw(seed: u64, count: usize) -> impl Iterator<Item = (usize, u64)> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let latency = LogNormal::new(MEDIAN_NS.ln(), SIGMA).expect("valid log-normal parameters");
+    (0..count).map(move |_| {
+        let route = rng.random_range(0..ROUTES);
+        let nanos = (latency.sample(&mut rng) as u64).clamp(LOWEST_NS, HIGHEST_NS);
+        (route, nanos)
+    })
 }
 
 impl Workload {
-    fn new() -> Self {
+    fn new(threads: usize) -> Self {
         let routes: Vec<String> = (0..ROUTES).map(|i| format!("/route/{i}")).collect();
         let names = routes.iter().map(|route| format!("GET {route}")).collect();
-        let mut rng = StdRng::seed_from_u64(SEED);
-        let latency = LogNormal::new(MEDIAN_NS.ln(), SIGMA).expect("valid log-normal parameters");
-        let samples = (0..SAMPLES)
-            .map(|_| {
-                let route = rng.random_range(0..ROUTES);
-                let nanos = (latency.sample(&mut rng) as u64).clamp(LOWEST_NS, HIGHEST_NS);
-                Sample {
-                    route,
-                    nanos,
-                    secs: nanos as f64 / 1e9,
-                    duration: Duration::from_nanos(nanos),
-                }
+        let samples = draw(SEED, SAMPLES)
+            .map(|(route, nanos)| Sample::new(route, nanos))
+            .collect();
+        let streams = (1..=threads as u64)
+            .map(|thread| Stream {
+                packed: draw(SEED.wrapping_add(thread), STREAM_SAMPLES)
+                    .map(|(route, nanos)| ((route as u64) << ROUTE_SHIFT) | nanos)
+                    .collect(),
+                cursor: AtomicUsize::new(0),
             })
             .collect();
-        Workload { names, routes, samples }
+        Workload {
+            names,
+            routes,
+            samples,
+            streams,
+        }
     }
 
     fn otel_attributes(&self) -> Vec<[KeyValue; 2]> {
@@ -150,21 +233,31 @@ impl Workload {
     }
 
     /// Records `iters` samples per thread with `record`, on one thread per
-    /// entry of `states` (each thread owns its entry), each walking the sample
-    /// array from its own offset; returns the time from the common start to
-    /// the last thread's end. One state records on the calling thread.
-    fn run<S, R>(&self, states: &mut [S], iters: u64, record: R) -> Duration
+    /// entry of `states` (each thread owns its entry), from `case`'s samples;
+    /// returns the time from the common start to the last thread's end. One
+    /// state records on the calling thread.
+    fn run<S, R>(&self, case: Case, states: &mut [S], iters: u64, record: R) -> Duration
     where
         S: Send,
         R: Fn(&mut S, &Sample) + Sync,
     {
-        if let [state] = states {
-            let samples = black_box(&self.samples[..]);
-            let start = Instant::now();
-            walk(samples, 0, iters, state, &record);
-            return start.elapsed();
-        }
         let threads = states.len();
+        if let [state] = states {
+            return match case {
+                Case::Cached => {
+                    let samples = black_box(&self.samples[..]);
+                    let start = Instant::now();
+                    walk(samples, 0, iters, state, &record);
+                    start.elapsed()
+                }
+                Case::Streaming => {
+                    let stream = black_box(&self.streams[0]);
+                    let start = Instant::now();
+                    stream_walk(stream, iters, state, &record);
+                    start.elapsed()
+                }
+            };
+        }
         let barrier = Barrier::new(threads);
         let arrived = AtomicUsize::new(0);
         let spans: Vec<(Instant, Instant)> = thread::scope(|scope| {
@@ -175,9 +268,13 @@ impl Workload {
                     let (barrier, arrived, record) = (&barrier, &arrived, &record);
                     scope.spawn(move || {
                         let samples = black_box(&self.samples[..]);
+                        let stream = black_box(&self.streams[t]);
                         let offset = t * SAMPLES / threads;
                         // Warm this thread's caches (and per-thread lookup tables) first.
-                        walk(samples, offset, SAMPLES as u64, state, record);
+                        match case {
+                            Case::Cached => walk(samples, offset, SAMPLES as u64, state, record),
+                            Case::Streaming => stream_walk(stream, SAMPLES as u64, state, record),
+                        }
                         barrier.wait();
                         // The barrier wakes threads one by one; spin so that all start together.
                         arrived.fetch_add(1, Ordering::AcqRel);
@@ -185,7 +282,10 @@ impl Workload {
                             std::hint::spin_loop();
                         }
                         let start = Instant::now();
-                        walk(samples, offset, iters, state, record);
+                        match case {
+                            Case::Cached => walk(samples, offset, iters, state, record),
+                            Case::Streaming => stream_walk(stream, iters, state, record),
+                        }
                         (start, Instant::now())
                     })
                 })
@@ -209,6 +309,19 @@ fn walk<S>(samples: &[Sample], offset: usize, iters: u64, state: &mut S, record:
         record(state, &samples[index & MASK]);
         index = index.wrapping_add(1);
     }
+}
+
+/// Records the next `iters` samples of `stream`, wrapping at its end.
+#[inline(always)]
+fn stream_walk<S>(stream: &Stream, iters: u64, state: &mut S, record: &impl Fn(&mut S, &Sample)) {
+    const MASK: usize = STREAM_SAMPLES - 1;
+    let packed = &stream.packed[..];
+    let mut index = stream.cursor.load(Ordering::Relaxed);
+    for _ in 0..iters {
+        record(state, &Sample::unpack(packed[index & MASK]));
+        index = index.wrapping_add(1);
+    }
+    stream.cursor.store(index & MASK, Ordering::Relaxed);
 }
 
 // `AgentConfig` is `#[non_exhaustive]`: struct-update syntax is not available here.
@@ -265,41 +378,41 @@ fn shared(threads: usize) -> Vec<()> {
     vec![(); threads]
 }
 
-fn kuroko_handle(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, threads: usize) {
+fn kuroko_handle(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, case: Case, threads: usize) {
     let agent = new_agent();
     let handles: Vec<Transaction> = workload.names.iter().map(|name| agent.transaction(name)).collect();
     let mut states = shared(threads);
     group.bench_function("kuroko/handle", |b| {
         b.iter_custom(|iters| {
             drop(agent.harvest());
-            workload.run(&mut states, iters, |_, sample| {
+            workload.run(case, &mut states, iters, |_, sample| {
                 handles[sample.route].record_nanos(sample.nanos, Outcome::Ok)
             })
         })
     });
 }
 
-fn kuroko_by_name(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, threads: usize) {
+fn kuroko_by_name(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, case: Case, threads: usize) {
     let agent = new_agent();
     let names = &workload.names;
     let mut states = shared(threads);
     group.bench_function("kuroko/by-name", |b| {
         b.iter_custom(|iters| {
             drop(agent.harvest());
-            workload.run(&mut states, iters, |_, sample| {
+            workload.run(case, &mut states, iters, |_, sample| {
                 agent.record_outcome(&names[sample.route], sample.duration, Outcome::Ok)
             })
         })
     });
 }
 
-fn otel_unbound(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, threads: usize) {
+fn otel_unbound(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, case: Case, threads: usize) {
     let (provider, histogram) = otel_histogram();
     let attributes = workload.otel_attributes();
     let mut states = shared(threads);
     group.bench_function("otel-sdk/unbound", |b| {
         b.iter_custom(|iters| {
-            workload.run(&mut states, iters, |_, sample| {
+            workload.run(case, &mut states, iters, |_, sample| {
                 histogram.record(sample.secs, &attributes[sample.route])
             })
         })
@@ -307,7 +420,7 @@ fn otel_unbound(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, t
     provider.shutdown().expect("the meter provider shuts down");
 }
 
-fn otel_bound(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, threads: usize) {
+fn otel_bound(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, case: Case, threads: usize) {
     let (provider, histogram) = otel_histogram();
     let bound: Vec<BoundHistogram<f64>> = workload
         .otel_attributes()
@@ -316,13 +429,17 @@ fn otel_bound(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, thr
         .collect();
     let mut states = shared(threads);
     group.bench_function("otel-sdk/bound", |b| {
-        b.iter_custom(|iters| workload.run(&mut states, iters, |_, sample| bound[sample.route].record(sample.secs)))
+        b.iter_custom(|iters| {
+            workload.run(case, &mut states, iters, |_, sample| {
+                bound[sample.route].record(sample.secs)
+            })
+        })
     });
     drop(bound);
     provider.shutdown().expect("the meter provider shuts down");
 }
 
-fn metrics_handle(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, threads: usize) {
+fn metrics_handle(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, case: Case, threads: usize) {
     let recorder = PrometheusBuilder::new()
         .set_buckets(&SECONDS_BOUNDARIES)
         .expect("valid buckets")
@@ -345,7 +462,7 @@ fn metrics_handle(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload,
         b.iter_custom(|iters| {
             // The recorder keeps every sample until upkeep drains them.
             prometheus.run_upkeep();
-            workload.run(&mut states, iters, |_, sample| {
+            workload.run(case, &mut states, iters, |_, sample| {
                 handles[sample.route].record(sample.secs)
             })
         })
@@ -353,12 +470,12 @@ fn metrics_handle(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload,
     prometheus.run_upkeep();
 }
 
-fn mutex_hdr(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, threads: usize) {
+fn mutex_hdr(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, case: Case, threads: usize) {
     let histograms: Vec<Mutex<HdrHistogram<u64>>> = (0..ROUTES).map(|_| Mutex::new(new_hdr())).collect();
     let mut states = shared(threads);
     group.bench_function("mutex-hdr", |b| {
         b.iter_custom(|iters| {
-            workload.run(&mut states, iters, |_, sample| {
+            workload.run(case, &mut states, iters, |_, sample| {
                 histograms[sample.route]
                     .lock()
                     .expect("no recording thread panics")
@@ -370,12 +487,12 @@ fn mutex_hdr(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, thre
     black_box(&histograms);
 }
 
-fn raw_hdr(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, threads: usize) {
+fn raw_hdr(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, case: Case, threads: usize) {
     let mut states: Vec<Vec<HdrHistogram<u64>>> =
         (0..threads).map(|_| (0..ROUTES).map(|_| new_hdr()).collect()).collect();
     group.bench_function("raw-hdr", |b| {
         b.iter_custom(|iters| {
-            workload.run(&mut states, iters, |histograms, sample| {
+            workload.run(case, &mut states, iters, |histograms, sample| {
                 histograms[sample.route]
                     .record(sample.nanos)
                     .expect("samples are within the histogram's bounds")
@@ -386,17 +503,20 @@ fn raw_hdr(group: &mut BenchmarkGroup<'_, WallTime>, workload: &Workload, thread
 }
 
 fn record(c: &mut Criterion) {
-    let workload = Workload::new();
-    for (group_name, threads) in [("record/1-thread", 1), ("record/2-threads", 2)] {
-        let mut group = c.benchmark_group(group_name);
-        kuroko_handle(&mut group, &workload, threads);
-        kuroko_by_name(&mut group, &workload, threads);
-        otel_unbound(&mut group, &workload, threads);
-        otel_bound(&mut group, &workload, threads);
-        metrics_handle(&mut group, &workload, threads);
-        mutex_hdr(&mut group, &workload, threads);
-        raw_hdr(&mut group, &workload, threads);
-        group.finish();
+    const MAX_THREADS: usize = 2;
+    let workload = Workload::new(MAX_THREADS);
+    for case in [Case::Cached, Case::Streaming] {
+        for (threads_name, threads) in [("1-thread", 1), ("2-threads", MAX_THREADS)] {
+            let mut group = c.benchmark_group(format!("record/{}/{threads_name}", case.name()));
+            kuroko_handle(&mut group, &workload, case, threads);
+            kuroko_by_name(&mut group, &workload, case, threads);
+            otel_unbound(&mut group, &workload, case, threads);
+            otel_bound(&mut group, &workload, case, threads);
+            metrics_handle(&mut group, &workload, case, threads);
+            mutex_hdr(&mut group, &workload, case, threads);
+            raw_hdr(&mut group, &workload, case, threads);
+            group.finish();
+        }
     }
 }
 
