@@ -19,12 +19,13 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceReq
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
     exponential_histogram_data_point::Buckets, metric, number_data_point, AggregationTemporality, ExponentialHistogram,
-    ExponentialHistogramDataPoint, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
-    ScopeMetrics, Sum,
+    ExponentialHistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
+#[path = "support/requests.rs"]
+mod requests;
 #[path = "support/rpc_status.rs"]
 mod rpc_status;
 use rpc_status::retry_delay;
@@ -160,27 +161,7 @@ fn resource_metrics(resource: Option<Resource>, metrics: Vec<Metric>) -> Resourc
 /// Three good runs of GET /good (10, 20 and 30 ms), as a delta point of
 /// the service `shop`.
 fn good(time: u64) -> ResourceMetrics {
-    let point = HistogramDataPoint {
-        attributes: vec![kv("http.request.method", "GET"), kv("http.route", "/good")],
-        start_time_unix_nano: time - 60_000_000_000,
-        time_unix_nano: time,
-        count: 3,
-        sum: Some(0.06),
-        bucket_counts: vec![0, 1, 2, 0],
-        explicit_bounds: vec![0.005, 0.01, 0.05],
-        min: Some(0.01),
-        max: Some(0.03),
-        ..Default::default()
-    };
-    let metric = Metric {
-        name: "http.server.request.duration".into(),
-        unit: "s".into(),
-        data: Some(metric::Data::Histogram(Histogram {
-            data_points: vec![point],
-            aggregation_temporality: AggregationTemporality::Delta as i32,
-        })),
-        ..Default::default()
-    };
+    let metric = requests::histogram_metric(vec![requests::good_point(time)]);
     resource_metrics(resource("shop", Vec::new()), vec![metric])
 }
 
