@@ -18,6 +18,7 @@ pub mod buckets;
 pub mod config;
 pub mod cumulative;
 pub mod deliver;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod histogram;
 mod http_port;
@@ -29,5 +30,6 @@ pub mod serve;
 pub(crate) mod spell;
 pub mod stable_hash;
 pub mod store;
+#[cfg(feature = "demo")]
 pub mod synthetic;
 pub mod ui;

@@ -114,6 +114,7 @@ enum Command {
     /// history before now is synthetic (hosts synthetic-*). Prints where to
     /// look; stop with Ctrl-C, the data stays in the folder.
     #[command(after_help = "Example:\n  cargo run --release -p kuroko-reporter -- demo")]
+    #[cfg(feature = "demo")]
     Demo {
         /// The demo's folder.
         #[arg(long, default_value = "kuroko-demo")]
@@ -343,11 +344,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Logs go to stderr; stdout carries only what the command itself says.
     // A question's answer is the point of `kuroko query`, and the demo prints
     // its own progress: only warnings besides.
-    let default_level = if matches!(cli.command, Command::Query(_) | Command::Demo { .. }) {
-        "warn"
-    } else {
-        "info"
+    let quiet = match cli.command {
+        Command::Query(_) => true,
+        #[cfg(feature = "demo")]
+        Command::Demo { .. } => true,
+        _ => false,
     };
+    let default_level = if quiet { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -407,6 +410,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Report { what } => report(what).await,
         Command::Query(args) => query(*args).await,
+        #[cfg(feature = "demo")]
         Command::Demo {
             dir,
             port,
@@ -505,6 +509,7 @@ async fn fetch(
 
 /// How to run this `kuroko` again: `kuroko` when that is what the shell
 /// finds, else the path it was started by (e.g. `target/release/kuroko`).
+#[cfg(feature = "demo")]
 fn program_name() -> String {
     let invoked = std::env::args().next().unwrap_or_else(|| "kuroko".to_owned());
     if !invoked.contains(std::path::MAIN_SEPARATOR) {

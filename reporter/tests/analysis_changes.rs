@@ -4,9 +4,12 @@
 //! runs on SQLite and on ClickHouse (`sqlite::<test>`, `clickhouse::<test>`;
 //! `support/stores.rs`), with the same assertions.
 
+#[path = "support/seeded.rs"]
+mod seeded;
 #[macro_use]
 #[path = "support/stores.rs"]
 mod stores;
+use seeded::Rng;
 use stores::{Kind, TestStore};
 
 use std::sync::OnceLock;
@@ -59,17 +62,10 @@ fn fortnight(kind: Kind) -> &'static Fortnight {
 
 /// `n` latencies around `median`, lognormal (sigma 0.3), deterministic.
 fn latencies(seed: u64, n: usize, median: f64) -> Histogram {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut uniform = || {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        ((state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
+    let mut rng = Rng::new(seed);
     let mut h = Histogram::empty();
     for _ in 0..n {
-        let z = (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
-        h.record(median * (0.3 * z).exp()).unwrap();
+        h.record(rng.lognormal(median, 0.3)).unwrap();
     }
     h
 }

@@ -26,23 +26,9 @@ struct Fixture {
     points: Vec<HistogramPoint>,
 }
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn lognormal(&mut self, median: f64, sigma: f64) -> f64 {
-        let (u1, u2) = (self.uniform().max(1e-12), self.uniform());
-        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-        median * (sigma * z).exp()
-    }
-}
+#[path = "support/seeded.rs"]
+mod seeded;
+use seeded::Rng;
 
 fn key(service: &str, host: &str, transaction: &str, feature: &str) -> SeriesKey {
     SeriesKey {
@@ -82,7 +68,7 @@ fn fixture() -> &'static Fixture {
             key("cards-api", "web-2", "GET /cards", "cards"),
             key("billing-api", "bill-1", "POST /invoices", "billing"),
         ];
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let mut batch = Batch::default();
         let mut samples: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
         for minute in (now - 3 * 1_440 + 1..now).step_by(5) {

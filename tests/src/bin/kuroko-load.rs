@@ -35,6 +35,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceReq
 use opentelemetry_proto::tonic::metrics::v1::metric;
 use prost::bytes::{BufMut, Bytes};
 use prost::Message;
+use rand::{rngs::SmallRng, Rng as _, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
 use tonic::codec::{CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Channel, Endpoint};
 
@@ -150,34 +152,8 @@ struct Payload {
     points: u64,
 }
 
-/// splitmix64: deterministic, dependency-free randomness for the workload.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        let u = 1.0 - self.unit();
-        let v = self.unit();
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
+/// The workload's randomness: `rand`'s small generator, seeded, so runs repeat.
+type Rng = SmallRng;
 
 fn count_points(request: &ExportMetricsServiceRequest) -> (u64, u64) {
     let histograms = request
@@ -219,7 +195,7 @@ fn hosts(count: u64, transactions: u64) -> Vec<Host> {
                     let spec = TransactionSpec::web(METHODS[(i % 4) as usize], &route).feature(format!("f{}", i % 8));
                     // The same route is equally slow on every host of a service:
                     // a median between 2 ms and 200 ms.
-                    let median_ms = 2.0 * 100f64.powf(Rng(service * 1_000_003 + i).unit());
+                    let median_ms = 2.0 * 100f64.powf(Rng::seed_from_u64(service * 1_000_003 + i).random::<f64>());
                     (agent.register(spec), median_ms * 1e6)
                 })
                 .collect();
@@ -243,9 +219,10 @@ fn interval(host: &Host, rng: &mut Rng, started: SystemTime) -> ExportMetricsSer
     for (i, (transaction, median_ns)) in host.transactions.iter().enumerate() {
         let database = (i % 2 == 0).then(|| transaction.segment(SegmentKind::Database, "SELECT resource"));
         let external = (i % 3 == 0).then(|| transaction.segment(SegmentKind::External, "GET billing-api"));
-        for _ in 0..20 + rng.below(181) {
-            let ns = (median_ns * (0.6 * rng.normal()).exp()).clamp(1e3, 60e9) as u64;
-            let roll = rng.below(1_000);
+        for _ in 0..20 + rng.random_range(0..181) {
+            let z: f64 = StandardNormal.sample(rng);
+            let ns = (median_ns * (0.6 * z).exp()).clamp(1e3, 60e9) as u64;
+            let roll = rng.random_range(0..1_000);
             let outcome = Outcome::Status(match roll {
                 0..=9 => 500,
                 10..=29 => 404,
@@ -274,7 +251,7 @@ fn interval(host: &Host, rng: &mut Rng, started: SystemTime) -> ExportMetricsSer
 fn generate(cli: &Cli) -> Vec<Payload> {
     let started = SystemTime::now();
     let hosts = hosts(cli.hosts, cli.transactions_per_host);
-    let mut rng = Rng(0x6b75_726f_6b6f);
+    let mut rng = Rng::seed_from_u64(0x6b75_726f_6b6f);
     let mut pool = Vec::with_capacity((cli.intervals * cli.hosts) as usize);
     for _ in 0..cli.intervals {
         for host in &hosts {
