@@ -19,6 +19,7 @@ pub mod config;
 pub mod cumulative;
 pub mod deliver;
 pub mod demo;
+pub mod format;
 pub mod histogram;
 mod http_port;
 pub mod ingest;

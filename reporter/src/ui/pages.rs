@@ -15,7 +15,7 @@ use maud::{html, Markup, DOCTYPE};
 use super::charts::{self, Bin, Line, Unit};
 use super::dashboards::{Chart, Dashboard, Dashboards, Metric, Panel, Source};
 use super::pager::Pager;
-use super::{segment, PageError, Params};
+use super::{PageError, Params};
 use crate::analysis::endpoints::{Advice, EndpointRow, Group, Rank};
 use crate::analysis::errors::ErrorGroup;
 use crate::analysis::memo::Memo;
@@ -24,8 +24,8 @@ use crate::analysis::stats::{Change, RegressionRule};
 use crate::analysis::timeseries::{Point, Step, TimeSeries};
 use crate::analysis::{Analysis, AnalysisError, Scope};
 use crate::app::App;
+use crate::format;
 use crate::histogram::{bucket_bounds, Histogram};
-use crate::report::weekly::{format_change, format_count, format_duration, format_rate};
 
 /// The window of the overview, feature, transaction and errors pages when
 /// the URL names none.
@@ -195,7 +195,7 @@ fn delta(change: Option<f64>, sense: Sense) -> Markup {
         }
         _ => "delta",
     };
-    html! { small class=(class) { (format_change(change)) } }
+    html! { small class=(class) { (format::change(change)) } }
 }
 
 /// A difference of two fractions (× `scale`, in `unit`) as a small coloured
@@ -218,12 +218,8 @@ fn relative(now: f64, before: Option<f64>) -> Option<f64> {
     before.filter(|b| *b > 0.0).map(|b| now / b - 1.0)
 }
 
-fn apdex_text(apdex: Option<f64>) -> String {
-    apdex.map_or_else(|| "–".to_owned(), |a| format!("{a:.2}"))
-}
-
 fn ratio_text(ratio: Option<f64>) -> String {
-    ratio.map_or_else(|| "–".to_owned(), charts::format_percent)
+    ratio.map_or_else(|| format::NONE.to_owned(), format::percent)
 }
 
 /// The numbers a row of the overview shows.
@@ -257,9 +253,9 @@ impl From<&EndpointRow> for Summary {
 fn percentile_text(seconds: f64, estimated: bool) -> Markup {
     html! {
         @if estimated {
-            span.estimate title=(ESTIMATE_TITLE) { "≈" } (format_duration(seconds))
+            span.estimate title=(ESTIMATE_TITLE) { "≈" } (format::duration(seconds))
         } @else {
-            (format_duration(seconds))
+            (format::duration(seconds))
         }
     }
 }
@@ -278,7 +274,7 @@ fn estimates_note(estimated: bool, advice: &[Advice]) -> Markup {
         @for a in advice {
             p.note.advice data-advice=(a.problem) {
                 strong { "To fix in " (a.service) " (" (a.transactions.join(", ")) "): " }
-                (format_count(a.runs.round() as u64)) " runs " (a.message) "."
+                (format::count(a.runs.round() as u64)) " runs " (a.message) "."
             }
         }
     }
@@ -289,21 +285,21 @@ fn estimates_note(estimated: bool, advice: &[Advice]) -> Markup {
 fn summary_cells(now: &Summary, before: Option<Option<&Summary>>) -> Markup {
     let Some(before) = before else {
         return html! {
-            td.num { (format_count(now.runs)) }
-            td.num { (format_duration(now.mean)) }
+            td.num { (format::count(now.runs)) }
+            td.num { (format::duration(now.mean)) }
             td.num data-metric="p95" { (percentile_text(now.p95, now.estimated)) }
-            td.num { (format_rate(now.throughput)) }
+            td.num { (format::rate(now.throughput)) }
             td.num { (ratio_text(now.error_rate)) }
-            td.num { (apdex_text(now.apdex)) }
+            td.num { (format::apdex(now.apdex)) }
         };
     };
     html! {
-        td.num { (format_count(now.runs)) }
-        td.num { (format_duration(now.mean)) br; (delta(relative(now.mean, before.map(|b| b.mean)), Sense::HigherIsWorse)) }
+        td.num { (format::count(now.runs)) }
+        td.num { (format::duration(now.mean)) br; (delta(relative(now.mean, before.map(|b| b.mean)), Sense::HigherIsWorse)) }
         td.num data-metric="p95" { (percentile_text(now.p95, now.estimated)) br; (delta(relative(now.p95, before.map(|b| b.p95)), Sense::HigherIsWorse)) }
-        td.num { (format_rate(now.throughput)) br; (delta(relative(now.throughput, before.map(|b| b.throughput)), Sense::Neutral)) }
+        td.num { (format::rate(now.throughput)) br; (delta(relative(now.throughput, before.map(|b| b.throughput)), Sense::Neutral)) }
         td.num { (ratio_text(now.error_rate)) br; (delta_points(now.error_rate, before.and_then(|b| b.error_rate), true, 100.0, " pt")) }
-        td.num { (apdex_text(now.apdex)) br; (delta_points(now.apdex, before.and_then(|b| b.apdex), false, 1.0, "")) }
+        td.num { (format::apdex(now.apdex)) br; (delta_points(now.apdex, before.and_then(|b| b.apdex), false, 1.0, "")) }
     }
 }
 
@@ -492,7 +488,7 @@ pub fn overview(app: &App, params: &Params, now: i64) -> Result<Markup, PageErro
                         tr data-feature=(row.feature.as_deref().unwrap_or("")) {
                             td {
                                 @match &row.feature {
-                                    Some(name) => a href=(carried.href(&format!("/features/{}", segment(name)))) { (name) },
+                                    Some(name) => a href=(carried.href(&format!("/features/{}", format::url_component(name)))) { (name) },
                                     None => em { "no feature" },
                                 }
                             }
@@ -574,7 +570,7 @@ fn transactions_table(
                             td { (row.feature.as_deref().unwrap_or("–")) }
                             (summary_cells(&Summary::from(row), before.map(|b| b.get(&(row.service.as_str(), row.transaction.as_str())))))
                             td.num { (percentile_text(row.p99, row.estimated)) }
-                            td.num { (format_duration(row.total_seconds)) br; small { (charts::format_percent(row.share)) " of its service" } }
+                            td.num { (format::duration(row.total_seconds)) br; small { (format::percent(row.share)) " of its service" } }
                         }
                     }
                 }
@@ -642,7 +638,7 @@ pub fn feature(app: &App, name: &str, params: &Params, now: i64) -> Result<Marku
     rows.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds));
     rows.truncate(limit);
 
-    let path = format!("/features/{}", segment(name));
+    let path = format!("/features/{}", format::url_component(name));
     let page = params.href(&path);
     let api = api_params(&params, DEFAULT_SINCE).with("feature", Some(name));
     let carried = params.only(&CARRIED);
@@ -657,7 +653,7 @@ pub fn feature(app: &App, name: &str, params: &Params, now: i64) -> Result<Marku
             @if let Some(team) = team { "Owned by " strong { (team.label()) } ". " }
             @if let Some(description) = declared.and_then(|f| f.description.as_deref()) { (description) ". " }
             @if declared.is_some() {
-                a href=(format!("/dashboards/{}", segment(&format!("feature-{name}")))) { "Its dashboard" } ". "
+                a href=(format!("/dashboards/{}", format::url_component(&format!("feature-{name}")))) { "Its dashboard" } ". "
             }
             "Step: " (step_name(series.step)) "."
         }
@@ -775,18 +771,18 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         @match &row {
             None => p.empty { "No runs in this window." },
             Some(row) => dl.summary {
-                div { dt { "Runs" } dd { (format_count(row.count)) } }
-                div { dt { "Throughput" } dd { (format_rate(row.throughput)) } }
-                div { dt { "Average" } dd { (format_duration(row.mean)) } }
+                div { dt { "Runs" } dd { (format::count(row.count)) } }
+                div { dt { "Throughput" } dd { (format::rate(row.throughput)) } }
+                div { dt { "Average" } dd { (format::duration(row.mean)) } }
                 div { dt { "p50" } dd { (percentile_text(row.p50, row.estimated)) } }
                 div { dt { "p95" } dd { (percentile_text(row.p95, row.estimated)) } }
                 div { dt { "p99" } dd { (percentile_text(row.p99, row.estimated)) } }
-                div { dt { "Slowest" } dd { (format_duration(row.max)) } }
+                div { dt { "Slowest" } dd { (format::duration(row.max)) } }
                 div { dt { "Error rate" } dd { (ratio_text(row.error_rate)) } }
-                div { dt { "Apdex" } dd { (apdex_text(row.apdex)) } }
+                div { dt { "Apdex" } dd { (format::apdex(row.apdex)) } }
                 div { dt { "Feature" } dd {
                     @match &row.feature {
-                        Some(f) => a href=(carried.with("service", None).href(&format!("/features/{}", segment(f)))) { (f) },
+                        Some(f) => a href=(carried.with("service", None).href(&format!("/features/{}", format::url_component(f)))) { (f) },
                         None => "–",
                     }
                 } }
@@ -843,15 +839,15 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
                     @for s in &breakdown.segments {
                         tr data-segment=(s.name) {
                             td { (s.kind) } td.name { (s.name) }
-                            td.num { (format!("{:.1}", s.calls_per_run)) }
-                            td.num { (s.seconds_per_call.map_or_else(|| "–".to_owned(), format_duration)) }
-                            td.num { (format_duration(s.total_seconds / breakdown.runs.max(1) as f64)) }
-                            td.num { (charts::format_percent(s.share)) }
+                            td.num { (format::number(s.calls_per_run)) }
+                            td.num { (s.seconds_per_call.map_or_else(|| format::NONE.to_owned(), format::duration)) }
+                            td.num { (format::duration(s.total_seconds / breakdown.runs.max(1) as f64)) }
+                            td.num { (format::percent(s.share)) }
                         }
                     }
                     tr { td { "own code" } td.name { em { "time in no segment" } } td.num { "–" } td.num { "–" }
-                        td.num { (format_duration(breakdown.other_seconds / breakdown.runs.max(1) as f64)) }
-                        td.num { (charts::format_percent(breakdown.other_share)) } }
+                        td.num { (format::duration(breakdown.other_seconds / breakdown.runs.max(1) as f64)) }
+                        td.num { (format::percent(breakdown.other_share)) } }
                 }
             }
         }
@@ -861,8 +857,8 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         @for (i, trace) in breakdown.traces.iter().enumerate() {
             details.trace open[i == 0] data-trace=(trace.trace_id) {
                 summary {
-                    strong { (format_duration(trace.duration)) } " on " (trace.host) " at "
-                    (jiff::Timestamp::from_nanosecond(i128::from(trace.start)).map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default())
+                    strong { (format::duration(trace.duration)) } " on " (trace.host) " at "
+                    (format::nanos(trace.start)) " UTC"
                     " · trace " code { (trace.trace_id) }
                 }
                 (charts::waterfall(trace))
@@ -900,13 +896,13 @@ fn errors_table(groups: &[ErrorGroup], carried: &Params, with_teams: bool) -> Ma
                     @for group in groups {
                         tr data-error=(group.id) {
                             td.name {
-                                a href=(carried.href(&format!("/errors/{}", segment(&group.id)))) { (charts::shorten(&group.title, 120)) }
+                                a href=(carried.href(&format!("/errors/{}", format::url_component(&group.id)))) { (charts::shorten(&group.title, 120)) }
                                 br; small { (group.error_type) }
                                 @if group.new { " " span.badge.new { "new" } }
                             }
                             td { small { (group.location) } }
-                            td.num { (format_count(group.count)) }
-                            td.num { (format_count(group.previous_count)) }
+                            td.num { (format::count(group.count)) }
+                            td.num { (format::count(group.previous_count)) }
                             td.num {
                                 (format!("{:+}", group.increase))
                                 @if let Some(r) = group.relative_increase { br; (delta(Some(r), Sense::HigherIsWorse)) }
@@ -914,7 +910,7 @@ fn errors_table(groups: &[ErrorGroup], carried: &Params, with_teams: bool) -> Ma
                             td {
                                 @for (i, server) in group.servers.iter().take(3).enumerate() {
                                     @if i > 0 { br; }
-                                    small { (server.host) " (" (server.service) "): " (format_count(server.count)) }
+                                    small { (server.host) " (" (server.service) "): " (format::count(server.count)) }
                                 }
                                 @if group.servers.len() > 3 { br; small { "and " (group.servers.len() - 3) " more" } }
                             }
@@ -939,7 +935,7 @@ pub fn errors(app: &App, params: &Params, now: i64) -> Result<Markup, PageError>
     let body = html! {
         (filter_bar("/errors", params, Some(DEFAULT_SINCE), &EDITABLE))
         p.context {
-            (format_count(groups.len() as u64)) " groups, " (format_count(total)) " errors; each against the window of the same length before it "
+            (format::count(groups.len() as u64)) " groups, " (format::count(total)) " errors; each against the window of the same length before it "
             "(with the default 1d: the day before). New groups first, then the largest increase."
         }
         (section("groups", "Error groups", &page, Some(("errors", &api)), html! {
@@ -959,7 +955,7 @@ pub fn error_group(app: &App, id: &str, params: &Params, now: i64) -> Result<Mar
             "no error group {id} in this window: widen it (since=7d) or go back to the errors"
         )));
     };
-    let path = format!("/errors/{}", segment(id));
+    let path = format!("/errors/{}", format::url_component(id));
     let page = params.href(&path);
     let api = api_params(params, DEFAULT_SINCE);
     let carried = params.only(&CARRIED);
@@ -969,16 +965,14 @@ pub fn error_group(app: &App, id: &str, params: &Params, now: i64) -> Result<Mar
         .take(20)
         .map(|s| (format!("{} ({})", s.host, s.service), s.count as f64))
         .collect();
-    let first_seen = jiff::Timestamp::from_second(group.first_seen_minute.saturating_mul(60))
-        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default();
+    let first_seen = format::utc(group.first_seen_minute, "%Y-%m-%d %H:%M UTC");
     let body = html! {
         (filter_bar(&path, params, Some(DEFAULT_SINCE), &EDITABLE))
         dl.summary {
             div { dt { "Type" } dd { (group.error_type) } }
             div { dt { "Location" } dd { (group.location) } }
-            div { dt { "Count" } dd { (format_count(group.count)) } }
-            div { dt { "Window before" } dd { (format_count(group.previous_count)) } }
+            div { dt { "Count" } dd { (format::count(group.count)) } }
+            div { dt { "Window before" } dd { (format::count(group.previous_count)) } }
             div { dt { "First seen" } dd { (first_seen) } }
             div { dt { "Teams" } dd { (if group.teams.is_empty() { "–".to_owned() } else { group.teams.join(", ") }) } }
             div { dt { "Fingerprint" } dd { code { (group.id) } @if group.custom { " (the service's own)" } } }
@@ -991,7 +985,7 @@ pub fn error_group(app: &App, id: &str, params: &Params, now: i64) -> Result<Mar
                 thead { tr { th { "Service" } th { "Transaction" } th.num { "Count" } } }
                 tbody {
                     @for t in &group.transactions {
-                        tr { td { (t.service) } td.name { a href=(transaction_href(&carried, &t.service, &t.transaction)) { (t.transaction) } } td.num { (format_count(t.count)) } }
+                        tr { td { (t.service) } td.name { a href=(transaction_href(&carried, &t.service, &t.transaction)) { (t.transaction) } } td.num { (format::count(t.count)) } }
                     }
                 }
             }
@@ -1009,7 +1003,7 @@ pub fn error_group(app: &App, id: &str, params: &Params, now: i64) -> Result<Mar
 /// A change as `before → now (+x%)`.
 fn change_text(change: &Change) -> Markup {
     html! {
-        (format_duration(change.previous)) " → " (format_duration(change.current)) " "
+        (format::duration(change.previous)) " → " (format::duration(change.current)) " "
         (delta(change.relative, Sense::HigherIsWorse))
     }
 }
@@ -1030,7 +1024,7 @@ fn regression_table(rows: &[RegressionRow], carried: &Params, impact_label: &str
                             td.name {
                                 @match row.group {
                                     regressions::Group::Transaction => a href=(transaction_href(carried, &row.service, &row.transaction)) { (row.service) " " (row.transaction) },
-                                    regressions::Group::Feature => a href=(carried.href(&format!("/features/{}", segment(row.feature.as_deref().unwrap_or(""))))) { "feature " (row.feature.as_deref().unwrap_or("")) },
+                                    regressions::Group::Feature => a href=(carried.href(&format!("/features/{}", format::url_component(row.feature.as_deref().unwrap_or(""))))) { "feature " (row.feature.as_deref().unwrap_or("")) },
                                 }
                             }
                             td { (if row.environment.is_empty() { "–" } else { &row.environment }) }
@@ -1039,8 +1033,8 @@ fn regression_table(rows: &[RegressionRow], carried: &Params, impact_label: &str
                             td.num { (change_text(&row.verdict.changes.p50)) }
                             td.num { (change_text(&row.verdict.changes.p95)) }
                             td.num { (change_text(&row.verdict.changes.mean)) }
-                            td.num { (format_count(row.verdict.current_count)) " (" (format_count(row.verdict.previous_count)) ")" }
-                            td.num { (format_duration(row.verdict.impact_seconds.abs())) }
+                            td.num { (format::count(row.verdict.current_count)) " (" (format::count(row.verdict.previous_count)) ")" }
+                            td.num { (format::duration(row.verdict.impact_seconds.abs())) }
                         }
                     }
                 }
@@ -1104,7 +1098,7 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
             @if !comparison.too_little_traffic.is_empty() {
                 details { summary { "Show them" }
                     ul { @for row in comparison.too_little_traffic.iter().take(50) {
-                        li { (row.label()) " — " (format_count(row.verdict.current_count)) " runs now, " (format_count(row.verdict.previous_count)) " before" }
+                        li { (row.label()) " — " (format::count(row.verdict.current_count)) " runs now, " (format::count(row.verdict.previous_count)) " before" }
                     } }
                 }
             }
@@ -1132,7 +1126,7 @@ pub fn dashboard_list(found: &Dashboards, params: &Params) -> Markup {
                     tbody {
                         @for d in &found.dashboards {
                             tr data-dashboard=(d.name) {
-                                td { a href=(window.href(&format!("/dashboards/{}", segment(&d.name)))) { (d.title) } }
+                                td { a href=(window.href(&format!("/dashboards/{}", format::url_component(&d.name)))) { (d.title) } }
                                 td { (d.description.as_deref().unwrap_or("")) }
                                 td.num { (d.panels.len()) }
                                 td { @match &d.source {
@@ -1268,9 +1262,9 @@ fn panel(
                         tr {
                             td.name { (row_label(row, panel.group)) }
                             td.num { (row_value(row, panel.metric).map_or_else(|| "–".to_owned(), |v| unit.format(v))) }
-                            td.num { (format_count(row.count)) }
-                            td.num { (format_duration(row.mean)) }
-                            td.num { (format_duration(row.p95)) }
+                            td.num { (format::count(row.count)) }
+                            td.num { (format::duration(row.mean)) }
+                            td.num { (format::duration(row.p95)) }
                         }
                     }
                 }
@@ -1312,7 +1306,7 @@ pub fn dashboard(app: &App, found: &Dashboards, name: &str, params: &Params, now
             "no dashboard `{name}`: see /dashboards for the list (and any file with problems)"
         )));
     };
-    let path = format!("/dashboards/{}", segment(name));
+    let path = format!("/dashboards/{}", format::url_component(name));
     let page = params.href(&path);
     let mut panels = Vec::new();
     // Panels over the same window read it once, and draw the same series once.
