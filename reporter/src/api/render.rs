@@ -359,13 +359,13 @@ pub fn table(question: Question, answer: &Value) -> String {
 /// per service and problem.
 fn advice(out: &mut String, answer: &Value) {
     for advice in list(answer, "advice") {
-        let runs = at(&advice, &["runs"]).as_f64().unwrap_or(0.0);
+        let runs = format::thousands(at(&advice, &["runs"]).as_f64().unwrap_or(0.0));
         let transactions: Vec<String> = list(&advice, "transactions").iter().map(text).collect();
         out.push_str(&format!(
             "\nTo fix in {} ({}): {} runs {}.\n",
             text(at(&advice, &["service"])),
             transactions.join(", "),
-            runs.round(),
+            runs,
             text(at(&advice, &["message"]))
         ));
     }
