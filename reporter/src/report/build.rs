@@ -1,5 +1,5 @@
 //! Filling the reports' view models from the analysis layer: a team's week
-//! ([`weekly`]) and a day's errors ([`digest`]).
+//! ([`weekly`]) and a day's errors ([`digest()`]).
 //!
 //! The renderers ([`super::weekly`], [`super::digest`]) only lay out numbers;
 //! this module asks [`Analysis`] for them, so every number a report shows is

@@ -17,11 +17,11 @@
 //! digest is never refused for its size. Lengths are counted in characters and
 //! cut on character boundaries, never inside a multi-byte character, an HTML
 //! entity or a Slack link.
-
 //!
-//! The Slack form is [`slack`], the plain-text email body [`text`] and the
-//! HTML one [`html`] (a [`maud`] template); what they share — the order of
-//! the groups, their servers and changes, one-line strings — is here.
+//! The Slack form is [`slack_messages`] (`slack.rs`), the plain-text email
+//! body [`render_text`] (`text.rs`) and the HTML one [`render_html`]
+//! (`html.rs`, a [`maud`] template); what they share — the order of the
+//! groups, their servers and changes, one-line strings — is here.
 
 mod html;
 mod slack;

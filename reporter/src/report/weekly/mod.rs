@@ -1,6 +1,6 @@
 //! The weekly per-team performance report: a plain view model, and its
-//! rendering as the HTML ([`html`]) and plain-text ([`text`]) parts of an
-//! email.
+//! rendering as the HTML ([`render_html`], in `html.rs`) and plain-text
+//! ([`render_text`], in `text.rs`) parts of an email.
 //!
 //! The view model ([`WeeklyReport`]) holds numbers already computed: the
 //! analysis fills it, this module only lays it out, so rendering can be built

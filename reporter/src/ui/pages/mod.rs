@@ -2,7 +2,7 @@
 //! filters and the current minute to a whole HTML document, so tests render
 //! them without a server.
 //!
-//! Each page asks [`Analysis`](crate::analysis::Analysis) its questions and
+//! Each page asks [`Analysis`] its questions and
 //! lays the answers out as tables and [`charts`]. Every section has an
 //! anchor (`…#features`), and a JSON and a CSV link to the same question
 //! under `/api/v1` with the same parameters (its window written out, so the

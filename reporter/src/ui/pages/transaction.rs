@@ -9,7 +9,7 @@ use super::*;
 const MAX_BINS: i64 = 48;
 
 /// The bins of a latency distribution: `histogram` made coarser until its
-/// buckets fit [`MAX_BINS`], empty buckets between kept as empty bars.
+/// buckets fit `MAX_BINS` (48), empty buckets between kept as empty bars.
 pub fn distribution(histogram: &Histogram) -> Vec<Bin> {
     let mut h = histogram.clone();
     loop {
