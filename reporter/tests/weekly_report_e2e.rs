@@ -36,11 +36,11 @@ use kuroko_reporter::analysis::{Analysis, Scope};
 use kuroko_reporter::deliver::ledger::LedgerStatus;
 use kuroko_reporter::deliver::schedule::{Period, Schedule, ScheduleConfig};
 use kuroko_reporter::deliver::{analysis_producer, DigestDelivery, Runner, Settings};
+use kuroko_reporter::format;
 use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::owners::Owners;
 use kuroko_reporter::report::mail::{self, SmtpConfig};
 use kuroko_reporter::report::webhook;
-use kuroko_reporter::report::weekly::{format_change, format_count, format_duration, format_rate};
 use kuroko_reporter::store::{Batch, HistogramPoint, SeriesKey, Store};
 use kuroko_reporter::synthetic::{Spec, Truths};
 use mailparse::{DispositionType, MailHeaderMap, ParsedMail};
@@ -210,9 +210,9 @@ fn check_email(analysis: &Analysis<'_>, team: &str, raw: &[u8], truths: &Truths)
         let name = f.feature.as_deref().unwrap();
         let row = line(&text, &format!("- {name}: avg "));
         for expected in [
-            format!("avg {} (", format_duration(f.mean)),
-            format!("p95 {} (", format_duration(f.p95)),
-            format!(", {} (", format_rate(f.throughput)),
+            format!("avg {} (", format::duration(f.mean)),
+            format!("p95 {} (", format::duration(f.p95)),
+            format!(", {} (", format::rate(f.throughput)),
         ] {
             assert!(row.contains(&expected), "{team}: {expected:?} not in {row:?}");
         }
@@ -229,9 +229,9 @@ fn check_email(analysis: &Analysis<'_>, team: &str, raw: &[u8], truths: &Truths)
         "- {} ({}): {} calls, avg {}, p95 {}",
         top.transaction,
         top.service,
-        format_count(top.count),
-        format_duration(top.mean),
-        format_duration(top.p95)
+        format::count(top.count),
+        format::duration(top.mean),
+        format::duration(top.p95)
     );
     assert!(text.contains(&expected), "{team}: {expected:?} not in:\n{text}");
 
@@ -254,9 +254,9 @@ fn check_email(analysis: &Analysis<'_>, team: &str, raw: &[u8], truths: &Truths)
         let expected = format!(
             "{} {} -> {} ({}), {p} ({})",
             trigger.metric,
-            format_duration(change.previous),
-            format_duration(change.current),
-            format_change(Some(trigger.relative)),
+            format::duration(change.previous),
+            format::duration(change.current),
+            format::change(Some(trigger.relative)),
             trigger.test
         );
         assert!(row.contains(&expected), "{expected:?} not in {row:?}");
@@ -329,7 +329,7 @@ async fn a_seeded_week_reaches_each_team_and_the_digest_channel_with_the_analysi
             )),
             "{first_group}"
         );
-        let count = format_count(burst.count);
+        let count = format::count(burst.count);
         assert!(
             first_group.contains(&format!("{} (shop-api) {count}", burst.host)),
             "{first_group}"

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kuroko_e2e::{example, kuroko, output, workspace_root, Running};
-use kuroko_reporter::report::weekly::format_duration;
+use kuroko_reporter::format;
 use serde_json::Value;
 
 /// Seconds of traffic before `GET /cards/{id}` regresses: over a minute, so
@@ -337,9 +337,9 @@ webhook_env = "KUROKO_E2E_WEBHOOK"
             .unwrap_or_else(|| panic!("{feature} in {team}'s report:\n{text}"));
         for number in [row["mean"].as_f64().unwrap(), row["p95"].as_f64().unwrap()] {
             assert!(
-                line.contains(&format_duration(number)),
+                line.contains(&format::duration(number)),
                 "{line} has {}",
-                format_duration(number)
+                format::duration(number)
             );
         }
     }

@@ -3,15 +3,17 @@
 //! locally), so `kuroko query` prints the same thing whichever way it asked.
 //!
 //! Each question has one list of columns: a JSON path, how to show the value
-//! and its names in the table and in the CSV. Tables humanise (`12.3 ms`,
-//! `4.5%`, `12,345`) and drop columns empty in every row; CSV keeps the raw
-//! numbers (seconds, ratios 0 to 1) and every column. Nested lists are
+//! and its names in the table and in the CSV. Tables humanise through
+//! [`crate::format`] (`12 ms`, `4.5%`, `12,345`, `2 min 30 s`) and drop
+//! columns empty in every row; CSV keeps the raw numbers (seconds, ratios 0
+//! to 1) and every column. Nested lists are
 //! flattened: a time series is one CSV row per point, a breakdown one per
 //! segment, the servers of an error group one cell (`host (count); ...`).
 
 use serde_json::{Map, Value};
 
 use super::query::{Format, Question};
+use crate::format;
 
 /// How a value is shown.
 #[derive(Clone, Copy)]
@@ -357,13 +359,13 @@ pub fn table(question: Question, answer: &Value) -> String {
 /// per service and problem.
 fn advice(out: &mut String, answer: &Value) {
     for advice in list(answer, "advice") {
-        let runs = at(&advice, &["runs"]).as_f64().unwrap_or(0.0);
+        let runs = format::thousands(at(&advice, &["runs"]).as_f64().unwrap_or(0.0));
         let transactions: Vec<String> = list(&advice, "transactions").iter().map(text).collect();
         out.push_str(&format!(
             "\nTo fix in {} ({}): {} runs {}.\n",
             text(at(&advice, &["service"])),
             transactions.join(", "),
-            runs.round(),
+            runs,
             text(at(&advice, &["message"]))
         ));
     }
@@ -642,21 +644,23 @@ fn shown(value: &Value, kind: Kind) -> String {
     }
     let number = value.as_f64();
     match (kind, number) {
-        (Kind::Count, Some(n)) => thousands(n),
-        (Kind::Number, Some(n)) => significant(n),
-        (Kind::Seconds, Some(n)) => duration(n),
-        (Kind::SignedSeconds, Some(n)) => format!("{}{}", if n < 0.0 { "-" } else { "+" }, duration(n.abs())),
-        (Kind::Percent, Some(n)) => percent(n),
-        (Kind::Change, Some(n)) => format!("{:+.0}%", n * 100.0),
-        (Kind::Apdex, Some(n)) => format!("{n:.2}"),
+        (Kind::Count, Some(n)) => format::thousands(n),
+        (Kind::Number, Some(n)) => format::number(n),
+        (Kind::Seconds, Some(n)) => format::duration(n),
+        (Kind::SignedSeconds, Some(n)) => format::signed_duration(n),
+        (Kind::Percent, Some(n)) => format::percent(n),
+        (Kind::Change, Some(n)) => format::change(Some(n)),
+        (Kind::Apdex, Some(n)) => format::apdex(Some(n)),
         (Kind::Minute, _) => value
             .as_i64()
-            .and_then(|m| jiff::Timestamp::from_second(m.saturating_mul(60)).ok())
-            .map_or_else(|| text(value), |t| t.strftime("%Y-%m-%d %H:%M").to_string()),
+            .map(format::minute)
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| text(value)),
         (Kind::Nanos, _) => value
             .as_u64()
-            .and_then(|n| jiff::Timestamp::from_second(i64::try_from(n / 1_000_000_000).ok()?).ok())
-            .map_or_else(|| text(value), |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string()),
+            .map(format::nanos)
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| text(value)),
         (Kind::Flag, _) => String::new(),
         (Kind::Strings, _) => raw(value, kind),
         (Kind::Counted(fields), _) => {
@@ -676,70 +680,6 @@ fn shown(value: &Value, kind: Kind) -> String {
     }
 }
 
-/// `850 µs`, `12.3 ms`, `1.24 s`, `2.50 min`, `3.10 h`, `2.00 d`: three
-/// significant digits in the largest unit under the value.
-pub fn duration(seconds: f64) -> String {
-    if seconds == 0.0 {
-        return "0".to_owned();
-    }
-    let units = [
-        (86_400.0, "d"),
-        (3_600.0, "h"),
-        (60.0, "min"),
-        (1.0, "s"),
-        (1e-3, "ms"),
-        (1e-6, "µs"),
-    ];
-    let (size, unit) = units
-        .iter()
-        .find(|(size, _)| seconds.abs() >= *size)
-        .copied()
-        .unwrap_or((1e-6, "µs"));
-    format!("{} {unit}", significant(seconds / size))
-}
-
-/// Three significant digits (whole numbers from 100 up).
-fn significant(value: f64) -> String {
-    let magnitude = value.abs();
-    if magnitude >= 100.0 || magnitude == 0.0 {
-        format!("{value:.0}")
-    } else if magnitude >= 10.0 {
-        format!("{value:.1}")
-    } else {
-        format!("{value:.2}")
-    }
-}
-
-/// A ratio as a percentage: `12.3%`, `0.05%`.
-fn percent(ratio: f64) -> String {
-    let value = ratio * 100.0;
-    if value != 0.0 && value.abs() < 0.1 {
-        format!("{value:.2}%")
-    } else {
-        format!("{value:.1}%")
-    }
-}
-
-/// `12,345` (rounded).
-fn thousands(value: f64) -> String {
-    let sign = if value < 0.0 { "-" } else { "" };
-    let whole = value.abs().round();
-    let digits = if whole < 1e18 {
-        format!("{}", whole as u64)
-    } else {
-        format!("{whole:.0}")
-    };
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    out.push_str(sign);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -747,14 +687,12 @@ mod tests {
 
     #[test]
     fn durations_and_numbers_read_easily() {
-        assert_eq!(duration(0.0123), "12.3 ms");
-        assert_eq!(duration(1.2404), "1.24 s");
-        assert_eq!(duration(0.00085), "850 µs");
-        assert_eq!(duration(150.0), "2.50 min");
-        assert_eq!(duration(0.0), "0");
-        assert_eq!(thousands(1_234_567.0), "1,234,567");
-        assert_eq!(percent(0.123), "12.3%");
-        assert_eq!(percent(0.0004), "0.04%");
+        assert_eq!(shown(&json!(0.0123), Kind::Seconds), "12 ms");
+        assert_eq!(shown(&json!(150.0), Kind::Seconds), "2 min 30 s");
+        assert_eq!(shown(&json!(0), Kind::Seconds), "0 s");
+        assert_eq!(shown(&json!(1_234_567.0), Kind::Count), "1,234,567");
+        assert_eq!(shown(&json!(0.123), Kind::Percent), "12%");
+        assert_eq!(shown(&json!(0.0004), Kind::Percent), "0.04%");
         assert_eq!(shown(&json!(0.31), Kind::Change), "+31%");
         assert_eq!(shown(&json!(-42.0), Kind::SignedSeconds), "-42.0 s");
         assert_eq!(shown(&json!(60), Kind::Minute), "1970-01-01 01:00");
@@ -784,10 +722,10 @@ mod tests {
         assert!(lines[2].starts_with("service  transaction"), "{text}");
         assert!(!lines[2].contains("feature"), "empty columns are dropped: {text}");
         assert!(
-            lines[3].contains("1,200") && lines[3].contains("250 ms") && lines[3].contains("50.0%"),
+            lines[3].contains("1,200") && lines[3].contains("250 ms") && lines[3].contains("50%"),
             "{text}"
         );
-        assert!(lines[4].contains("12.5 ms") && lines[4].ends_with("(est.)"), "{text}");
+        assert!(lines[4].contains("12 ms") && lines[4].ends_with("(est.)"), "{text}");
         let p95 = |line: &str| line.find("ms").unwrap();
         assert_eq!(p95(lines[3]), p95(lines[4]), "numbers right-aligned:\n{text}");
         assert!(text.contains("(2 of 3; --limit shows more)"));

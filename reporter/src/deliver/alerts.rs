@@ -27,10 +27,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::format;
 use crate::histogram::Histogram;
 use crate::owners::{Owners, Team};
 use crate::report::digest::slack_escape;
-use crate::report::weekly::format_duration;
 use crate::store::{Filter, SeriesKey, Store, StoreError};
 
 /// What a rule measures.
@@ -60,9 +60,9 @@ impl Metric {
     /// `value` as people read it.
     pub fn format(self, value: f64) -> String {
         match self {
-            Metric::P95 | Metric::Avg => format_duration(value),
-            Metric::ErrorRate => format!("{:.1}%", value * 100.0),
-            Metric::Apdex => format!("{value:.2}"),
+            Metric::P95 | Metric::Avg => format::duration(value),
+            Metric::ErrorRate => format::percent(value),
+            Metric::Apdex => format::apdex(Some(value)),
         }
     }
 }

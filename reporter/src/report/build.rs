@@ -1,5 +1,5 @@
 //! Filling the reports' view models from the analysis layer: a team's week
-//! ([`weekly`]) and a day's errors ([`digest`]).
+//! ([`weekly`]) and a day's errors ([`digest()`]).
 //!
 //! The renderers ([`super::weekly`], [`super::digest`]) only lay out numbers;
 //! this module asks [`Analysis`] for them, so every number a report shows is
@@ -16,7 +16,6 @@
 //! where the page shows a window.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -31,6 +30,7 @@ use crate::analysis::stats::RegressionRule;
 use crate::analysis::timeseries::Step;
 use crate::analysis::{Analysis, AnalysisError, Scope};
 use crate::deliver::schedule::Period;
+use crate::format;
 use crate::store::Filter;
 
 /// Weeks of daily points in a feature's chart.
@@ -89,19 +89,6 @@ fn window(period: &Period, tz: &TimeZone) -> Result<(i64, i64), BuildError> {
 
 fn rfc3339(minute: i64) -> String {
     Timestamp::from_second(minute.saturating_mul(60)).map_or_else(|_| String::new(), |t| t.to_string())
-}
-
-/// Percent-encodes `text` as one path segment.
-fn path_segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
 }
 
 /// Relative change, `None` without a previous value.
@@ -233,7 +220,11 @@ fn feature_rows(
                 apdex_change: row.apdex.zip(last.and_then(|l| l.apdex)).map(|(a, b)| a - b),
                 daily: daily.remove(&name).unwrap_or_default(),
                 estimated: row.estimated,
-                link: with_window(&format!("/features/{}", path_segment(&name)), &[], window_params),
+                link: with_window(
+                    &format!("/features/{}", format::url_component(&name)),
+                    &[],
+                    window_params,
+                ),
                 name,
             })
         })
@@ -376,7 +367,7 @@ fn error_row(group: &ErrorGroup) -> ErrorRow {
                 count: s.count,
             })
             .collect(),
-        link: format!("/errors/{}", path_segment(&group.id)),
+        link: format!("/errors/{}", format::url_component(&group.id)),
     }
 }
 
@@ -446,7 +437,7 @@ pub fn digest(analysis: &Analysis<'_>, day: &Period, tz: &TimeZone, base_url: &s
                     tz,
                 ),
                 link: if absolute {
-                    format!("{base}/errors/{}", path_segment(&g.id))
+                    format!("{base}/errors/{}", format::url_component(&g.id))
                 } else {
                     String::new()
                 },

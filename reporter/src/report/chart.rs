@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
-use super::weekly::{format_duration, DailyPoint, WeeklyReport};
+use super::weekly::{DailyPoint, WeeklyReport};
+use crate::format;
 
 /// Width of a chart in pixels.
 pub const CHART_WIDTH: u32 = 600;
@@ -133,7 +134,13 @@ pub fn daily_chart_png(title: &str, points: &[DailyPoint]) -> Result<Vec<u8>, Ch
                 .and_then(|i| points.get(i))
                 .map_or_else(String::new, |p| p.day.clone())
         };
-        let duration_label = |y: &f64| if *y == 0.0 { "0".to_owned() } else { format_duration(*y) };
+        let duration_label = |y: &f64| {
+            if *y == 0.0 {
+                "0".to_owned()
+            } else {
+                format::duration(*y)
+            }
+        };
         chart
             .configure_mesh()
             .disable_x_mesh()

@@ -14,7 +14,7 @@
 use maud::{html, Markup};
 
 use crate::analysis::breakdown::TraceSummary;
-use crate::report::weekly::{format_count, format_duration, format_rate};
+use crate::format;
 
 /// Series colours, in order: distinguishable, and readable on white.
 pub const PALETTE: [&str; 8] = [
@@ -41,33 +41,11 @@ impl Unit {
             return "0".to_owned();
         }
         match self {
-            Unit::Seconds => format_duration(value),
-            Unit::PerMinute => format_rate(value),
-            Unit::Ratio => format_percent(value),
-            Unit::Number => {
-                if value.fract() == 0.0 && value.abs() < 1e15 {
-                    format_count(value.abs() as u64)
-                } else {
-                    format!("{value:.2}")
-                }
-            }
+            Unit::Seconds => format::duration(value),
+            Unit::PerMinute => format::rate(value),
+            Unit::Ratio => format::percent(value),
+            Unit::Number => format::number(value),
         }
-    }
-}
-
-/// A fraction as a percentage: `0.12%`, `4.5%`, `31%`.
-pub fn format_percent(ratio: f64) -> String {
-    let percent = ratio * 100.0;
-    if !percent.is_finite() {
-        "–".to_owned()
-    } else if percent == 0.0 {
-        "0%".to_owned()
-    } else if percent.abs() < 1.0 {
-        format!("{percent:.2}%")
-    } else if percent.abs() < 10.0 {
-        format!("{percent:.1}%")
-    } else {
-        format!("{percent:.0}%")
     }
 }
 
@@ -85,13 +63,6 @@ pub struct Line {
 /// A number for an SVG attribute: one decimal is finer than a pixel.
 fn n(value: f64) -> String {
     format!("{value:.1}")
-}
-
-/// A UTC time for ticks and tooltips.
-fn time(minute: i64, format: &str) -> String {
-    jiff::Timestamp::from_second(minute.saturating_mul(60))
-        .map(|t| t.strftime(format).to_string())
-        .unwrap_or_default()
 }
 
 /// Ticks from 0 to at least `max`: about four steps of 1, 2 or 5 × 10ⁿ.
@@ -165,7 +136,7 @@ pub fn line_chart(lines: &[Line], unit: Unit, from: i64, to: i64) -> Markup {
                     line x1=(n(LEFT)) x2=(n(WIDTH - RIGHT)) y1=(n(HEIGHT - BOTTOM)) y2=(n(HEIGHT - BOTTOM)) stroke="#9ca3af" {}
                     @for tick in &times {
                         line x1=(n(x(*tick))) x2=(n(x(*tick))) y1=(n(HEIGHT - BOTTOM)) y2=(n(HEIGHT - BOTTOM + 4.0)) stroke="#9ca3af" {}
-                        text x=(n(x(*tick))) y=(n(HEIGHT - 8.0)) text-anchor="middle" { (time(*tick, time_format)) }
+                        text x=(n(x(*tick))) y=(n(HEIGHT - 8.0)) text-anchor="middle" { (format::utc(*tick, time_format)) }
                     }
                 }
                 @if empty {
@@ -179,7 +150,7 @@ pub fn line_chart(lines: &[Line], unit: Unit, from: i64, to: i64) -> Markup {
                         path fill="none" stroke-width="1.8" d=(path(&line.points, &x, &y)) {}
                         @for (minute, value) in &drawn {
                             circle cx=(n(x(*minute))) cy=(n(y(*value))) r="2.2" {
-                                title { (line.label) " " (time(*minute, "%Y-%m-%d %H:%M UTC")) ": " (unit.format(*value)) }
+                                title { (line.label) " " (format::utc(*minute, "%Y-%m-%d %H:%M UTC")) ": " (unit.format(*value)) }
                             }
                         }
                     }
@@ -291,14 +262,14 @@ pub fn histogram_chart(bins: &[Bin], marks: &[(&str, f64)]) -> Markup {
                     @for (i, bin) in bins.iter().enumerate() {
                         rect x=(n(LEFT + i as f64 * width + 0.5)) y=(n(y(bin.count as f64)))
                             width=(n((width - 1.0).max(0.5))) height=(n(HEIGHT - BOTTOM - y(bin.count as f64))) {
-                            title { (format_duration(bin.low)) " – " (format_duration(bin.high)) ": " (format_count(bin.count)) " runs" }
+                            title { (format::duration(bin.low)) " – " (format::duration(bin.high)) ": " (format::count(bin.count)) " runs" }
                         }
                     }
                 }
                 g.axis.x {
                     @for (i, bin) in bins.iter().enumerate() {
                         @if i % label_every == 0 {
-                            text x=(n(LEFT + i as f64 * width)) y=(n(HEIGHT - 8.0)) text-anchor="start" { (format_duration(bin.low)) }
+                            text x=(n(LEFT + i as f64 * width)) y=(n(HEIGHT - 8.0)) text-anchor="start" { (format::duration(bin.low)) }
                         }
                     }
                 }
@@ -306,7 +277,7 @@ pub fn histogram_chart(bins: &[Bin], marks: &[(&str, f64)]) -> Markup {
                     @if let Some(x) = position(*value) {
                         g.mark data-mark=(name) stroke=(PALETTE[(i + 1) % PALETTE.len()]) fill=(PALETTE[(i + 1) % PALETTE.len()]) {
                             line x1=(n(x)) x2=(n(x)) y1=(n(TOP)) y2=(n(HEIGHT - BOTTOM)) stroke-dasharray="4 3" {}
-                            text x=(n(x + 3.0)) y=(n(TOP + 10.0 + 12.0 * i as f64)) stroke="none" { (name) " " (format_duration(*value)) }
+                            text x=(n(x + 3.0)) y=(n(TOP + 10.0 + 12.0 * i as f64)) stroke="none" { (name) " " (format::duration(*value)) }
                         }
                     }
                 }
@@ -397,17 +368,17 @@ pub fn waterfall(trace: &TraceSummary) -> Markup {
                 g.series data-series="waterfall" data-segments=(shown.len()) {
                     text x=(n(LABEL - 6.0)) y=(n(ROW - 5.0)) text-anchor="end" font-weight="bold" { "whole run" }
                     rect x=(n(x(0.0))) y="4" height=(n(ROW - 6.0)) width=(n((x(trace.duration) - x(0.0)).max(1.0))) fill="#6b7280" {
-                        title { "whole run: " (format_duration(trace.duration)) }
+                        title { "whole run: " (format::duration(trace.duration)) }
                     }
-                    text x=(n(x(trace.duration) + 4.0)) y=(n(ROW - 5.0)) { (format_duration(trace.duration)) }
+                    text x=(n(x(trace.duration) + 4.0)) y=(n(ROW - 5.0)) { (format::duration(trace.duration)) }
                     @for (i, segment) in shown.iter().enumerate() {
                         @let top = (i + 1) as f64 * ROW + 4.0;
                         text x=(n(LABEL - 6.0)) y=(n(top + ROW - 9.0)) text-anchor="end" { (shorten(&segment.name, 40)) }
                         rect.segment data-kind=(segment.kind) x=(n(x(segment.offset))) y=(n(top)) height=(n(ROW - 6.0))
                             width=(n((x(segment.offset + segment.duration) - x(segment.offset)).max(1.0))) fill=(kind_colour(&segment.kind)) {
-                            title { (segment.kind) " " (segment.name) ": " (format_duration(segment.duration)) " at +" (format_duration(segment.offset)) }
+                            title { (segment.kind) " " (segment.name) ": " (format::duration(segment.duration)) " at +" (format::duration(segment.offset)) }
                         }
-                        text x=(n(x(segment.offset + segment.duration) + 4.0)) y=(n(top + ROW - 9.0)) { (format_duration(segment.duration)) }
+                        text x=(n(x(segment.offset + segment.duration) + 4.0)) y=(n(top + ROW - 9.0)) { (format::duration(segment.duration)) }
                     }
                 }
             }

@@ -297,19 +297,6 @@ impl Params {
     }
 }
 
-/// `text` percent-encoded for one path segment (or query value).
-pub fn segment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
 /// The current unix minute.
 fn now_minute() -> i64 {
     jiff::Timestamp::now().as_second().div_euclid(60)
@@ -486,7 +473,7 @@ async fn require_token(State(ui): State<Arc<Ui>>, request: Request, next: Next) 
         .uri()
         .path_and_query()
         .map_or("/".to_owned(), |p| p.as_str().to_owned());
-    let to = format!("/login?next={}", segment(&back));
+    let to = format!("/login?next={}", crate::format::url_component(&back));
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
     secure(&mut response);
     response

@@ -8,7 +8,7 @@
 use maud::{html, Markup};
 
 use super::{PageError, Params};
-use crate::report::weekly::format_count;
+use crate::format;
 
 /// Rows a list shows when `rows` is not given.
 pub(crate) const PAGE_ROWS: usize = 50;
@@ -85,8 +85,8 @@ impl<'a> Pager<'a> {
         html! {
             @if self.total > self.size || self.from > 0 {
                 p.pager {
-                    "Showing " (format_count(range.start as u64 + 1)) "–" (format_count(range.end as u64))
-                    " of " (format_count(self.total as u64)) " " (self.noun)
+                    "Showing " (format::count(range.start as u64 + 1)) "–" (format::count(range.end as u64))
+                    " of " (format::count(self.total as u64)) " " (self.noun)
                     @if self.from > 0 { " · " a rel="prev" href=(at(self.from.saturating_sub(self.size))) { "‹ Previous" } }
                     @if range.end < self.total { " · " a rel="next" href=(at(range.end)) { "Next " (self.size) " ›" } }
                     " · the filters above narrow the list"

@@ -1,0 +1,296 @@
+//! The weekly per-team performance report: a plain view model, and its
+//! rendering as the HTML ([`render_html`], in `html.rs`) and plain-text
+//! ([`render_text`], in `text.rs`) parts of an email.
+//!
+//! The view model ([`WeeklyReport`]) holds numbers already computed: the
+//! analysis fills it, this module only lays it out, so rendering can be built
+//! and tested apart from the analysis, and the same model serialises for the
+//! web UI's API. Links are paths into the web UI (see [`ui_path`]), joined to
+//! the report's `base_url` when rendered. Numbers are written by
+//! [`crate::format`], as everywhere else.
+
+mod html;
+#[cfg(test)]
+pub(crate) mod tests;
+mod text;
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+
+use crate::format;
+
+pub(crate) use html::render_html_with;
+pub use html::{chart_alt, render_html};
+pub use text::render_text;
+
+/// One team's week, ready to render.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct WeeklyReport {
+    /// The team, as named in `owners.toml`.
+    pub team: String,
+    /// The first day of the week, e.g. `2026-03-09`.
+    pub week_start: String,
+    /// The last day of the week, e.g. `2026-03-15`.
+    pub week_end: String,
+    /// The web UI's address, e.g. `https://kuroko.example.com`; item links are
+    /// paths under it. Empty: the report has no links.
+    pub base_url: String,
+    /// The team's features, in the order to show them.
+    pub features: Vec<FeatureRow>,
+    /// The slowest endpoints (by p95), slowest first.
+    pub slowest: Vec<EndpointRow>,
+    /// The endpoints that took the most time in all (count × average), most first.
+    pub consumers: Vec<EndpointRow>,
+    /// The regressions found against last week, as the analysis ranks them.
+    pub regressions: Vec<RegressionRow>,
+    /// New and growing error groups, as the analysis ranks them.
+    pub errors: Vec<ErrorRow>,
+}
+
+/// One feature's week and its change against last week.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FeatureRow {
+    /// The feature's name.
+    pub name: String,
+    /// Average duration over the week, in seconds.
+    pub avg_s: f64,
+    /// 95th percentile over the week, in seconds.
+    pub p95_s: f64,
+    /// Runs per minute over the week.
+    pub throughput_per_min: f64,
+    /// Apdex score (0–1); `None` when no threshold applies.
+    pub apdex: Option<f64>,
+    /// Relative change of the average against last week (0.31 = +31 %);
+    /// `None` when last week had no runs.
+    pub avg_change: Option<f64>,
+    /// Relative change of the p95 against last week.
+    pub p95_change: Option<f64>,
+    /// Relative change of the throughput against last week.
+    pub throughput_change: Option<f64>,
+    /// Change of the Apdex score in points (0.94 → 0.91 is -0.03).
+    pub apdex_change: Option<f64>,
+    /// Daily values over the last 4–8 weeks, oldest first, for the chart.
+    pub daily: Vec<DailyPoint>,
+    /// Its percentiles are estimates (an SDK's explicit buckets).
+    pub estimated: bool,
+    /// Path into the web UI; empty for none.
+    pub link: String,
+}
+
+/// One day of a feature's chart.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DailyPoint {
+    /// The day's label, e.g. `03-09` or `2026-03-09`.
+    pub day: String,
+    /// Average duration that day in seconds; `None` for a day without runs.
+    pub avg_s: Option<f64>,
+    /// 95th percentile that day in seconds; `None` for a day without runs.
+    pub p95_s: Option<f64>,
+}
+
+/// One endpoint (transaction) of the team.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct EndpointRow {
+    /// The service that serves it.
+    pub service: String,
+    /// The transaction's name, e.g. `POST /pay`.
+    pub transaction: String,
+    /// The feature it belongs to, if tagged.
+    pub feature: Option<String>,
+    /// Runs this week.
+    pub count: u64,
+    /// Average duration in seconds.
+    pub avg_s: f64,
+    /// 95th percentile in seconds.
+    pub p95_s: f64,
+    /// 99th percentile in seconds.
+    pub p99_s: f64,
+    /// Its share (0–1) of the time spent by all the team's endpoints.
+    pub share_of_time: f64,
+    /// Its percentiles are estimates (an SDK's explicit buckets).
+    pub estimated: bool,
+    /// Path into the web UI; empty for none.
+    pub link: String,
+}
+
+/// A regression the analysis found significant.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RegressionRow {
+    /// The service that serves it.
+    pub service: String,
+    /// The transaction's name.
+    pub transaction: String,
+    /// The metric that regressed, e.g. `p95` or `avg`.
+    pub metric: String,
+    /// Last week's value, in seconds.
+    pub before_s: f64,
+    /// This week's value, in seconds.
+    pub after_s: f64,
+    /// Relative change (0.31 = +31 %).
+    pub change: f64,
+    /// The test's p-value.
+    pub p_value: f64,
+    /// The test's name, e.g. `Mann-Whitney U`.
+    pub test: String,
+    /// Extra time the regression cost this week, in seconds (runs × added time).
+    pub impact_s: f64,
+    /// Path into the web UI; empty for none.
+    pub link: String,
+}
+
+/// A new or growing error group.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ErrorRow {
+    /// The group's title, e.g. the exception type and where it was raised.
+    pub title: String,
+    /// One message of the group.
+    pub message: String,
+    /// Occurrences this week.
+    pub count: u64,
+    /// Occurrences last week.
+    pub previous_count: u64,
+    /// Whether the group first appeared this week.
+    pub new: bool,
+    /// The hosts that reported it, with their counts, most first.
+    pub servers: Vec<ServerCount>,
+    /// Path into the web UI; empty for none.
+    pub link: String,
+}
+
+/// A host and how often it reported an error.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ServerCount {
+    /// The host's name.
+    pub host: String,
+    /// Occurrences on it.
+    pub count: u64,
+}
+
+/// Longest error message shown, in characters.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// A web UI path: `route` (a fixed path such as `/transactions`) with
+/// `params` percent-encoded as its query, for the rows' `link` fields.
+pub fn ui_path(route: &str, params: &[(&str, &str)]) -> String {
+    let mut path = route.to_owned();
+    for (i, (key, value)) in params.iter().enumerate() {
+        path.push(if i == 0 { '?' } else { '&' });
+        path.push_str(&format::url_component(key));
+        path.push('=');
+        path.push_str(&format::url_component(value));
+    }
+    path
+}
+
+/// What `≈` means, under a report that shows one.
+pub const ESTIMATE_NOTE: &str = "≈: an estimate, interpolated within the explicit bucket an OpenTelemetry SDK \
+     sent; the true value lies in that bucket (counts, averages and error rates are exact).";
+
+/// Whether the report shows an estimated percentile.
+fn shows_estimates(report: &WeeklyReport) -> bool {
+    report.features.iter().any(|f| f.estimated) || report.slowest.iter().chain(&report.consumers).any(|e| e.estimated)
+}
+
+/// User strings in plain text: control characters (a newline in a
+/// transaction name) would break the layout, so they become spaces.
+fn clean(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+fn truncate(text: &str, max_chars: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => Cow::Owned(format!("{}…", &text[..end])),
+        None => Cow::Borrowed(text),
+    }
+}
+
+fn is_growing(error: &ErrorRow) -> bool {
+    !error.new && error.count > error.previous_count
+}
+
+/// The report's short summary, most important first: a busy reader can stop
+/// after it. Plain strings (escape them for HTML).
+pub fn summary(report: &WeeklyReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    if report.features.is_empty() && report.slowest.is_empty() && report.consumers.is_empty() {
+        lines.push("No runs recorded for this team this week.".to_owned());
+    }
+    let worst = report
+        .regressions
+        .iter()
+        .max_by(|a, b| a.impact_s.total_cmp(&b.impact_s).then(a.change.total_cmp(&b.change)));
+    match worst {
+        None => lines.push("No regressions found.".to_owned()),
+        Some(w) => {
+            let n = report.regressions.len();
+            lines.push(format!(
+                "{n} regression{}, worst: {} {} {} ({} → {}, {} more time this week)",
+                if n == 1 { "" } else { "s" },
+                clean(&w.transaction),
+                w.metric,
+                format::change(Some(w.change)),
+                format::duration(w.before_s),
+                format::duration(w.after_s),
+                format::duration(w.impact_s),
+            ));
+        }
+    }
+    let largest_change = report
+        .features
+        .iter()
+        .filter_map(|f| f.p95_change.filter(|c| c.is_finite()).map(|c| (f, c)))
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
+    if let Some((feature, change)) = largest_change {
+        lines.push(format!(
+            "Largest feature change: {} p95 {} ({})",
+            clean(&feature.name),
+            format::change(Some(change)),
+            format::duration(feature.p95_s)
+        ));
+    }
+    if let Some(slowest) = report.slowest.first() {
+        lines.push(format!(
+            "Slowest: {} p95 {} ({})",
+            clean(&slowest.transaction),
+            format::duration(slowest.p95_s),
+            clean(&slowest.service)
+        ));
+    }
+    if let Some(top) = report.consumers.first() {
+        lines.push(format!(
+            "Most time: {}, {} of the team's time",
+            clean(&top.transaction),
+            format::percent(top.share_of_time)
+        ));
+    }
+    let new = report.errors.iter().filter(|e| e.new).count();
+    let growing = report.errors.iter().filter(|e| is_growing(e)).count();
+    if new + growing == 0 {
+        lines.push("No new or growing errors.".to_owned());
+    } else {
+        lines.push(format!(
+            "Errors: {new} new group{}, {growing} growing",
+            if new == 1 { "" } else { "s" }
+        ));
+    }
+    lines
+}
+
+/// The message's subject line.
+pub fn subject(report: &WeeklyReport) -> String {
+    format!(
+        "Kuroko weekly: {}, {} to {}",
+        clean(&report.team),
+        clean(&report.week_start),
+        clean(&report.week_end)
+    )
+}
+
+/// The full URL of an item's link, when it has a usable one.
+fn full_url(report: &WeeklyReport, link: &str) -> Option<String> {
+    if report.base_url.is_empty() || !link.starts_with('/') || link.starts_with("//") {
+        return None;
+    }
+    Some(format!("{}{link}", report.base_url.trim_end_matches('/')))
+}

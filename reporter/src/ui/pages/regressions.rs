@@ -1,0 +1,111 @@
+//! `/regressions`: this week against last, ranked by impact.
+
+use super::*;
+use crate::analysis::regressions::Group as RegressionGroup;
+
+/// A change as `before → now (+x%)`.
+fn change_text(change: &Change) -> Markup {
+    html! {
+        (format::duration(change.previous)) " → " (format::duration(change.current)) " "
+        (delta(change.relative, Sense::HigherIsWorse))
+    }
+}
+
+/// A table of judged rows.
+fn regression_table(rows: &[RegressionRow], carried: &Params, impact_label: &str) -> Markup {
+    html! {
+        @if rows.is_empty() { p.empty { "None." } } @else {
+            table.rows.regressions {
+                thead { tr {
+                    th { "#" } th { "What" } th { "Environment" } th { "Team" } th { "Why" }
+                    th.num { "p50" } th.num { "p95" } th.num { "Average" } th.num { "Runs (before)" } th.num { (impact_label) }
+                } }
+                tbody {
+                    @for (i, row) in rows.iter().enumerate() {
+                        tr data-subject=(row.label()) {
+                            td.num { (i + 1) }
+                            td.name {
+                                @match row.group {
+                                    RegressionGroup::Transaction => a href=(transaction_href(carried, &row.service, &row.transaction)) { (row.service) " " (row.transaction) },
+                                    RegressionGroup::Feature => a href=(carried.href(&format!("/features/{}", format::url_component(row.feature.as_deref().unwrap_or(""))))) { "feature " (row.feature.as_deref().unwrap_or("")) },
+                                }
+                            }
+                            td { (if row.environment.is_empty() { "–" } else { &row.environment }) }
+                            td { (row.team.as_deref().unwrap_or("–")) }
+                            td { small { (row.verdict.trigger.map(|t| t.to_string()).unwrap_or_default()) } }
+                            td.num { (change_text(&row.verdict.changes.p50)) }
+                            td.num { (change_text(&row.verdict.changes.p95)) }
+                            td.num { (change_text(&row.verdict.changes.mean)) }
+                            td.num { (format::count(row.verdict.current_count)) " (" (format::count(row.verdict.previous_count)) ")" }
+                            td.num { (format::duration(row.verdict.impact_seconds.abs())) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// This window against the one before (a week against the week before by
+/// default), regressions ranked by the extra time they cost.
+pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageError> {
+    let scope = params.scope(REGRESSIONS_SINCE, now)?;
+    let group = match params.get("group") {
+        None | Some("transaction") => RegressionGroup::Transaction,
+        Some("feature") => RegressionGroup::Feature,
+        Some(other) => {
+            return Err(PageError::BadRequest(format!(
+                "group={other} is not one of transaction, feature"
+            )))
+        }
+    };
+    let comparison = app.analysis().compare(&scope, &RegressionRule::default(), group)?;
+    let page = params.href("/regressions");
+    let api = api_params(params, REGRESSIONS_SINCE);
+    let carried = params.only(&CARRIED);
+    let grouped = group == RegressionGroup::Feature;
+    // Each list pages alone.
+    let worse = Pager::new(
+        params,
+        "/regressions",
+        "from",
+        "regressions",
+        comparison.regressions.len(),
+    )?;
+    let better = Pager::new(
+        params,
+        "/regressions",
+        "improvements_from",
+        "improvements",
+        comparison.improvements.len(),
+    )?;
+    let body = html! {
+        (filter_bar("/regressions", params, Some(REGRESSIONS_SINCE), &EDITABLE))
+        p.ranks {
+            "Per "
+            @if grouped { a href=(params.with("group", None).href("/regressions")) { "transaction" } " · " strong { "feature" } }
+            @else { strong { "transaction" } " · " a href=(params.with("group", Some("feature")).href("/regressions")) { "feature" } }
+            ". A change counts when a test says it is not noise (p < 0.01) and it is at least 10%; "
+            "each period needs 100 runs to be judged."
+        }
+        (section("regressions", "Regressions", &page, Some(("regressions", &api)), html! {
+            (worse.nav())
+            (regression_table(worse.page(&comparison.regressions), &carried, "Extra time"))
+        }))
+        (section("improvements", "Improvements", &page, Some(("regressions", &api)), html! {
+            (better.nav())
+            (regression_table(better.page(&comparison.improvements), &carried, "Time saved"))
+        }))
+        (section("too-little-traffic", "Not judged: too little traffic", &page, None, html! {
+            p { (comparison.too_little_traffic.len()) " not judged; " (comparison.unchanged) " judged unchanged." }
+            @if !comparison.too_little_traffic.is_empty() {
+                details { summary { "Show them" }
+                    ul { @for row in comparison.too_little_traffic.iter().take(50) {
+                        li { (row.label()) " — " (format::count(row.verdict.current_count)) " runs now, " (format::count(row.verdict.previous_count)) " before" }
+                    } }
+                }
+            }
+        }))
+    };
+    Ok(document("Regressions", Nav::Regressions, body))
+}
