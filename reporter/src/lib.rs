@@ -20,6 +20,7 @@ pub mod cumulative;
 pub mod deliver;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub(crate) mod errors;
 pub mod format;
 pub mod histogram;
 mod http_port;

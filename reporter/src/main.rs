@@ -481,21 +481,29 @@ async fn fetch(
     token: Option<&str>,
 ) -> anyhow::Result<String> {
     let url = format!("{}/api/v1/{}", server.trim_end_matches('/'), question.name());
-    let mut request = reqwest::Client::new()
-        .get(&url)
-        .query(pairs)
-        .query(&[("format", "json")]);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .send()
+    let (server, pairs, token) = (server.to_owned(), pairs.to_vec(), token.map(str::to_owned));
+    tokio::task::spawn_blocking(move || ask(&server, &url, &pairs, token.as_deref()))
         .await
+        .context("asking the reporter")?
+}
+
+/// [`fetch`]'s one exchange: blocking.
+fn ask(server: &str, url: &str, pairs: &[(String, String)], token: Option<&str>) -> anyhow::Result<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut request = agent
+        .get(url)
+        .query_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .query("format", "json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let mut response = request
+        .call()
         .with_context(|| format!("asking the reporter at {server}; is it running there?"))?;
     let status = response.status();
     let body = response
-        .text()
-        .await
+        .body_mut()
+        .read_to_string()
         .with_context(|| format!("reading the answer of {server}"))?;
     if !status.is_success() {
         let message = serde_json::from_str::<serde_json::Value>(&body)

@@ -138,17 +138,7 @@ impl QueryError {
     /// The message with its causes, for people: the store's errors name the
     /// file first and SQLite's reason in their source.
     pub fn message(&self) -> String {
-        let mut message = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            let text = cause.to_string();
-            if !message.contains(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            source = cause.source();
-        }
-        message
+        crate::errors::chain(self)
     }
 }
 

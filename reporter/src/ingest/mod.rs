@@ -157,17 +157,7 @@ impl IngestError {
 /// Name of the series that collects a service's series past the limit.
 pub const OVERFLOW_TRANSACTION: &str = "kuroko.overflow";
 
-/// An error and its causes, as one line (for clients and logs).
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+use crate::errors::chain;
 
 /// Counts of what the receiver did, since start.
 #[derive(Debug, Default)]

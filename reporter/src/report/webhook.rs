@@ -10,10 +10,13 @@
 //! malformed payload) fails at once, with the service's answer. Messages to one
 //! URL are paced (Slack takes about one a second per channel).
 //!
-//! It is async (reqwest on tokio): the reporter already runs on tokio, and a
-//! delivery that sleeps through backoff and pacing then holds no thread, so
-//! the caller can spawn it and nothing else waits on it. A blocking client
-//! would hold a thread for minutes and cannot be called from the runtime.
+//! It is async: the reporter runs on tokio, and a delivery that sleeps
+//! through backoff and pacing holds no thread, so the caller can spawn it and
+//! nothing else waits on it. Each request itself is one blocking exchange
+//! through `ureq` (the reporter's one HTTP client, which the ClickHouse store
+//! uses too) on tokio's blocking pool, bounded by [`Retry::timeout`] per
+//! phase (resolving, connecting, sending, waiting for the answer, reading
+//! it). TLS is rustls with the system's trust store.
 //!
 //! A request that times out after it was sent may have been taken (a slow
 //! receiver that posts the message and answers late): it is not resent
@@ -27,12 +30,14 @@
 //! appears in logs or errors: only its scheme and host do. Redirects are not
 //! followed.
 
-use std::error::Error as _;
+use std::io::Read as _;
+use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
 use serde_json::Value;
+use ureq::http::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
+use ureq::http::StatusCode;
+use url::Url;
 
 /// How much of a refusal's body is kept in the error, in characters.
 const BODY_CHARS: usize = 500;
@@ -204,12 +209,7 @@ pub async fn post_json_keyed(
         )));
     }
     let target = redact(&url);
-    let client = reqwest::Client::builder()
-        .timeout(retry.timeout)
-        .connect_timeout(retry.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| WebhookError::Client(describe(e)))?;
+    let client = agent(&url, retry.timeout)?;
 
     let of = payloads.len();
     let max_attempts = retry.attempts.max(1);
@@ -225,7 +225,13 @@ pub async fn post_json_keyed(
         loop {
             attempt += 1;
             requests += 1;
-            let (reason, after) = match send(&client, &url, body.clone(), message_key.as_deref()).await {
+            let exchange = {
+                let (client, url, body, key) = (client.clone(), url.clone(), body.clone(), message_key.clone());
+                tokio::task::spawn_blocking(move || send(&client, &url, &body, key.as_deref())).await
+            };
+            // A send that panicked may have been sent: not resent.
+            let outcome = exchange.unwrap_or_else(|_| Outcome::Unknown("the sending thread failed".to_owned()));
+            let (reason, after) = match outcome {
                 Outcome::Delivered => break,
                 Outcome::Unknown(reason) => {
                     tracing::warn!(webhook = %target, message, of, attempts = attempt, %reason,
@@ -281,20 +287,58 @@ pub async fn post_json_keyed(
     })
 }
 
-async fn send(client: &reqwest::Client, url: &Url, body: String, key: Option<&str>) -> Outcome {
-    let mut request = client.post(url.clone()).header(CONTENT_TYPE, "application/json");
+/// The HTTP agent of one delivery: statuses are answers (not errors),
+/// redirects are not followed, every phase of an exchange has `timeout`, and
+/// https trusts the system's certificate store.
+fn agent(url: &Url, timeout: Duration) -> Result<ureq::Agent, WebhookError> {
+    let phase = Some(timeout);
+    let mut config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .timeout_resolve(phase)
+        .timeout_connect(phase)
+        .timeout_send_request(phase)
+        .timeout_send_body(phase)
+        .timeout_recv_response(phase)
+        .timeout_recv_body(phase);
+    if url.scheme() == "https" {
+        let found = rustls_native_certs::load_native_certs();
+        if found.certs.is_empty() {
+            let why = found.errors.first().map(ToString::to_string).unwrap_or_default();
+            return Err(WebhookError::Client(format!(
+                "no trusted certificates in the system's store for https ({why}); install ca-certificates"
+            )));
+        }
+        let roots: Vec<ureq::tls::Certificate<'static>> = found
+            .certs
+            .iter()
+            .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+            .collect();
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+            .build();
+        config = config.tls_config(tls);
+    }
+    Ok(config.build().into())
+}
+
+/// One exchange: posts `body` to `url` and says what came of it. Blocking.
+fn send(client: &ureq::Agent, url: &Url, body: &str, key: Option<&str>) -> Outcome {
+    let mut request = client.post(url.as_str()).header(CONTENT_TYPE, "application/json");
     if let Some(key) = key {
         request = request.header("idempotency-key", key);
     }
-    let sent = request.body(body).send().await;
-    let response = match sent {
+    let mut response = match request.send(body) {
         Ok(response) => response,
-        // Connected, then no answer in time: the request was (most likely)
-        // written, and the receiver may have acted on it.
-        Err(e) if e.is_timeout() && !e.is_connect() => return Outcome::Unknown(describe(e)),
+        // Connected and sent, then no answer in time: the receiver may
+        // have acted on it.
+        Err(ureq::Error::Timeout(ureq::Timeout::SendBody | ureq::Timeout::RecvResponse | ureq::Timeout::RecvBody)) => {
+            return Outcome::Unknown("no answer within the timeout".to_owned())
+        }
         Err(e) => {
             return Outcome::Retry {
-                reason: describe(e),
+                reason: describe(&e, url),
                 after: None,
             }
         }
@@ -304,7 +348,7 @@ async fn send(client: &reqwest::Client, url: &Url, body: String, key: Option<&st
         return Outcome::Delivered;
     }
     let after = retry_after(response.headers());
-    let body = read_start(response).await;
+    let body = read_start(response.body_mut().as_reader());
     let retryable =
         status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT || status.is_server_error();
     if retryable {
@@ -324,14 +368,10 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The start of a response's body, as one line of text.
-async fn read_start(mut response: reqwest::Response) -> String {
+fn read_start(body: impl std::io::Read) -> String {
     let mut bytes = Vec::new();
-    while bytes.len() < BODY_CHARS * 4 {
-        match response.chunk().await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-            Ok(None) | Err(_) => break,
-        }
-    }
+    // What could be read is kept; a body cut short says as much as it has.
+    let _ = body.take((BODY_CHARS * 4) as u64).read_to_end(&mut bytes);
     let text = String::from_utf8_lossy(&bytes);
     let line: String = text
         .chars()
@@ -341,17 +381,16 @@ async fn read_start(mut response: reqwest::Response) -> String {
     line.trim().to_string()
 }
 
-/// An error and its causes, without the URL (the secret).
-fn describe(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+/// An error and its causes, with the URL's secret part (its path and query)
+/// cut out wherever a cause repeats it.
+fn describe(error: &ureq::Error, url: &Url) -> String {
+    let text = crate::errors::chain(error);
+    let secret = &url[url::Position::BeforePath..];
+    if secret.len() > 1 {
+        text.replace(secret, "/…")
+    } else {
+        text
     }
-    text
 }
 
 #[cfg(test)]
