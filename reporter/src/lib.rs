@@ -32,6 +32,7 @@ pub mod serve;
 pub(crate) mod spell;
 pub mod stable_hash;
 pub mod store;
+pub(crate) mod sync;
 #[cfg(feature = "demo")]
 pub mod synthetic;
 pub mod ui;

@@ -65,7 +65,7 @@ impl Spell {
     /// One occurrence: what to log for it.
     pub(crate) fn hit(&self) -> Hit {
         let now = Instant::now();
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = crate::sync::lock(&self.state);
         let Some(spell) = state.as_mut() else {
             *state = Some(State {
                 since: now,
@@ -96,7 +96,7 @@ impl Spell {
         if !self.is_on() {
             return None;
         }
-        let ended = self.state.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        let ended = crate::sync::lock(&self.state).take()?;
         self.on.store(false, Ordering::Relaxed);
         Some(Ended {
             total: ended.total,

@@ -60,7 +60,7 @@ fn remembered<K: std::hash::Hash + Eq, V: Clone>(
     read: impl FnOnce() -> Result<V, crate::store::StoreError>,
 ) -> Result<V, AnalysisError> {
     fn lock<T>(kept: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(kept)
     }
     if let Some(answer) = lock(kept).get(&key) {
         return Ok(answer.clone());

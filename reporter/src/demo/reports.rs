@@ -89,7 +89,7 @@ async fn append(State(file): State<Arc<Mutex<std::fs::File>>>, body: Bytes) -> S
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
-    let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+    let mut file = crate::sync::lock(&file);
     match writeln!(file, "{value}") {
         Ok(()) => StatusCode::OK,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,

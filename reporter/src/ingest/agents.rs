@@ -104,7 +104,7 @@ impl AgentBoard {
     }
 
     fn update(&self, key: AgentKey, environment: String, points: &[(usize, u64, f64)]) {
-        let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        let mut agents = crate::sync::lock(&self.agents);
         if !agents.contains_key(&key) && agents.len() >= MAX_AGENTS {
             let oldest = agents
                 .iter()
@@ -136,7 +136,7 @@ impl AgentBoard {
 
     /// Every agent, by service, host and instance.
     pub fn snapshot(&self) -> Vec<AgentHealth> {
-        let agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        let agents = crate::sync::lock(&self.agents);
         let mut all: Vec<AgentHealth> = agents.values().cloned().collect();
         all.sort_by(|a, b| (&a.service, &a.host, &a.instance).cmp(&(&b.service, &b.host, &b.instance)));
         all

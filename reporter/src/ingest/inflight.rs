@@ -79,7 +79,7 @@ impl Inflight {
 
     /// Bytes held now, all connections together.
     pub(crate) fn held(&self) -> usize {
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).total
+        crate::sync::lock(&self.held).total
     }
 
     /// Takes `bytes` more for a request on `connection` that holds `mine`
@@ -87,7 +87,7 @@ impl Inflight {
     /// beside (on its connection, or at all) is never refused: alone, it
     /// would be refused at every retry.
     fn take(&self, connection: Option<SocketAddr>, mine: usize, bytes: usize) -> Result<(), Exhausted> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = crate::sync::lock(&self.held);
         let refuse = |which, limit, setting| {
             self.refused.fetch_add(1, Ordering::Relaxed);
             Err(Exhausted { which, limit, setting })
@@ -116,7 +116,7 @@ impl Inflight {
 
     /// Gives back `bytes` of `connection`.
     fn give(&self, connection: Option<SocketAddr>, bytes: usize) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = crate::sync::lock(&self.held);
         held.total = held.total.saturating_sub(bytes);
         if let Some(connection) = connection {
             if let Some(on) = held.by_connection.get_mut(&connection) {
@@ -154,7 +154,7 @@ impl Reservation {
 
     /// Holds `bytes` more, or refuses them.
     pub(crate) fn grow(&self, bytes: usize) -> Result<(), Exhausted> {
-        let mut held = self.0.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = crate::sync::lock(&self.0.bytes);
         self.0.inflight.take(self.0.connection, *held, bytes)?;
         *held += bytes;
         Ok(())

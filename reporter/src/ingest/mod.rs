@@ -266,11 +266,7 @@ impl Receiver {
 
     /// Commit latency quantile, in seconds.
     pub fn latency_quantile(&self, quantile: f64) -> f64 {
-        self.latency
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .value_at_quantile(quantile) as f64
-            / 1e6
+        crate::sync::lock(&self.latency).value_at_quantile(quantile) as f64 / 1e6
     }
 
     /// The limits in force.
@@ -292,14 +288,14 @@ impl Receiver {
     /// The cumulative streams remembered, and the bytes their last points
     /// take.
     pub fn streams_held(&self) -> (usize, usize) {
-        let deltas = self.deltas.read().unwrap_or_else(|e| e.into_inner());
+        let deltas = crate::sync::read(&self.deltas);
         (deltas.len(), deltas.bytes())
     }
 
     /// Folds the batch's new series past the per-service limit into the
     /// service's overflow series.
     fn guard(&self, batch: &mut Batch) {
-        let mut guard = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = crate::sync::lock(&self.known);
         let known = &mut *guard;
         let (limit, total_limit) = (self.limits.max_series_per_service, self.limits.max_series);
         let mut folded = 0;
@@ -403,7 +399,7 @@ impl Receiver {
     fn convert_metrics(&self, request: &wire::Request<'_>) -> Result<otlp::Converted, IngestError> {
         self.agents.note(request, &self.limits);
         let convert = || {
-            let deltas = self.deltas.read().unwrap_or_else(|e| e.into_inner());
+            let deltas = crate::sync::read(&self.deltas);
             metrics::convert(request, &deltas, &self.limits, now())
         };
         let converted = convert();
@@ -417,7 +413,7 @@ impl Receiver {
             // A current-thread runtime (tests) waits: it has no worker to lend.
             _ => read(),
         }?;
-        self.deltas.write().unwrap_or_else(|e| e.into_inner()).apply(stored);
+        crate::sync::write(&self.deltas).apply(stored);
         Ok(convert())
     }
 
@@ -426,7 +422,7 @@ impl Receiver {
         let updates = converted.batch.streams.clone();
         let accepted = self.commit(converted).await?;
         // Cumulative streams move on only once their points are stored.
-        self.deltas.write().unwrap_or_else(|e| e.into_inner()).apply(updates);
+        crate::sync::write(&self.deltas).apply(updates);
         Ok(accepted)
     }
 
@@ -466,7 +462,7 @@ impl Receiver {
     /// Converts and stores a traces request; returns once committed.
     pub async fn traces(&self, request: ExportTraceServiceRequest) -> Result<Accepted, IngestError> {
         let converted = {
-            let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+            let mut spans = crate::sync::lock(&self.spans);
             traces::convert(&request, &self.limits, now(), &mut spans)
         };
         self.commit(converted).await
@@ -517,11 +513,7 @@ impl Receiver {
             }
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let _ = self
-            .latency
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(micros.clamp(1, 3_600_000_000));
+        let _ = crate::sync::lock(&self.latency).record(micros.clamp(1, 3_600_000_000));
         self.stats.stored.fetch_add(stored, Ordering::Relaxed);
         self.stats.rejected.fetch_add(converted.rejected, Ordering::Relaxed);
         let trimmed = converted.trimmed;

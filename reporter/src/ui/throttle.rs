@@ -150,7 +150,7 @@ impl LoginThrottle {
             total,
             window,
         } = self.limits;
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = crate::sync::lock(&self.state);
         let own = address
             .and_then(|a| state.by_address.get(&bucket(a)))
             .and_then(|w| w.closed_for(per_address, window, now));
@@ -171,7 +171,7 @@ impl LoginThrottle {
     pub fn failure(&self, address: Option<IpAddr>, now: Instant) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         let window = self.limits.window;
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = crate::sync::lock(&self.state);
         state.total.add(window, now);
         let Some(address) = address.map(bucket) else {
             return;
