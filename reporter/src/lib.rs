@@ -9,6 +9,7 @@
 //! stage shares; [`serve`] runs the receivers; [`config`] reads
 //! `kuroko.toml`; docs/architecture.md maps every module.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod analysis;

@@ -1,5 +1,7 @@
 //! `kuroko`, the reporter's command line.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 
 use anyhow::Context;
