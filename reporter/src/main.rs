@@ -1,6 +1,9 @@
 //! `kuroko`, the reporter's command line.
 
 #![forbid(unsafe_code)]
+// The doc comments here are `--help` text (clap), written for a terminal:
+// `[smtp]` names a section of kuroko.toml, not a rustdoc link.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //!
 //! The store keeps one row per distinct (type, raw message, location) per
 //! series; raw messages carry ids, so one bug is thousands of rows. Here the
-//! rows in scope are grouped by [`fingerprint`](super::fingerprint::fingerprint)
+//! rows in scope are grouped by [`super::fingerprint::fingerprint`]
 //! (type and the stack trace's in-app frames when it has some, else type,
 //! normalised message and file; or the service's own
 //! `kuroko.error.fingerprint`, see `docs/fingerprints.md`), and each group says

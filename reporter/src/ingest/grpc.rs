@@ -1,6 +1,6 @@
 //! OTLP/gRPC: the metrics, logs and trace services over one [`Receiver`].
 //!
-//! Each service is our own ([`Raw`]), with the path and framing of the one
+//! Each service is our own (`Raw`), with the path and framing of the one
 //! `opentelemetry-proto` generates, whose codec hands over the message's
 //! bytes: metrics, the bulk of what agents send, are then read in place
 //! ([`super::wire`]) rather than decoded into prost's types first, and a

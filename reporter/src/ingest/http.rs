@@ -5,10 +5,10 @@
 //! data, 401 without the token, 408 for a body too slow to arrive, 413 for
 //! a body over the limit, 415 for an unsupported content encoding, 503 when
 //! the store could not keep it or the bytes in flight are at a budget, to
-//! be retried) and a `google.rpc.Status` body ([`super::status`]) in the
+//! be retried) and a `google.rpc.Status` body (`ingest::status`) in the
 //! request's encoding: protobuf, or JSON for `application/json`. A 400's
 //! status names the field at fault when it is known (OTLP/JSON: serde's path
-//! to it, [`super::json`]).
+//! to it, `ingest::json`).
 
 use std::io::Read;
 use std::sync::Arc;

@@ -19,7 +19,7 @@ struct Tally {
     minute: Option<i64>,
 }
 
-/// Generates a [`Spec`]'s data; see the [module documentation](self).
+/// Generates a [`Spec`]'s data; see the [module documentation](super).
 #[derive(Clone, Debug)]
 pub struct Generator {
     spec: Spec,
