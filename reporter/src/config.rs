@@ -37,6 +37,10 @@
 //! hour_days = 90
 //! day_days = 730
 //!
+//! [journal]                            # the embedded store's ingest journal
+//! fsync = "never"                       # "batch": each acknowledged batch is synced to the disk first
+//!                                       # (survives a power cut, not only the process dying)
+//!
 //! [auth]
 //! ingest_token_file = "/run/secrets/kuroko-ingest"   # clients send authorization: Bearer <token>
 //! query_token_file = "/run/secrets/kuroko-query"     # the API, the web UI and /metrics ask for it
@@ -47,8 +51,8 @@
 //! `[smtp]`, `[digest]` and `[[alerts]]`: see [`crate::deliver`].
 //!
 //! Every key is optional. `KUROKO_STORE`, `KUROKO_GRPC_LISTEN`,
-//! `KUROKO_HTTP_LISTEN`, `KUROKO_INGEST_TOKEN` and `KUROKO_QUERY_TOKEN`
-//! override the file.
+//! `KUROKO_HTTP_LISTEN`, `KUROKO_INGEST_TOKEN`, `KUROKO_QUERY_TOKEN` and
+//! `KUROKO_JOURNAL_FSYNC` override the file.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -132,6 +136,29 @@ pub struct Config {
     pub digest: DigestDelivery,
     /// Alert rules (`[[alerts]]`, see [`crate::deliver::alerts`]).
     pub alerts: Vec<AlertRule>,
+    /// The embedded store's ingest journal (`[journal]`).
+    pub journal: JournalConfig,
+}
+
+/// `[journal]`: how the embedded store's ingest journal meets the disk.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalConfig {
+    /// When the journal is synced to the disk. Default: never.
+    pub fsync: Fsync,
+}
+
+/// When the ingest journal is synced to the disk.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// Never: an acknowledged batch is in the kernel's page cache; it
+    /// survives the reporter dying (kill -9), not a power cut.
+    #[default]
+    Never,
+    /// Each batch, before it is acknowledged (and each flush to the tables,
+    /// before the journal it held is deleted): it survives a power cut too.
+    Batch,
 }
 
 /// `[auth]`: a bearer token that OTLP clients must send
@@ -198,6 +225,7 @@ impl Default for Config {
             smtp: None,
             digest: DigestDelivery::default(),
             alerts: Vec::new(),
+            journal: JournalConfig::default(),
         }
     }
 }
@@ -306,6 +334,19 @@ impl Config {
         if let Some(token) = lookup("KUROKO_QUERY_TOKEN") {
             self.auth.query_token = Some(Secret(token));
         }
+        if let Some(value) = lookup("KUROKO_JOURNAL_FSYNC") {
+            self.journal.fsync = match value.trim() {
+                "never" => Fsync::Never,
+                "batch" => Fsync::Batch,
+                _ => {
+                    return Err(ConfigError::Variable {
+                        variable: "KUROKO_JOURNAL_FSYNC",
+                        value,
+                        reason: "expected never or batch",
+                    })
+                }
+            };
+        }
         for (variable, target) in [
             ("KUROKO_GRPC_LISTEN", &mut self.grpc_listen),
             ("KUROKO_HTTP_LISTEN", &mut self.http_listen),
@@ -406,6 +447,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("minute_days <= hour_days"));
+
+        assert_eq!(Config::default().journal.fsync, Fsync::Never);
+        let synced = Config::parse("[journal]\nfsync = \"batch\"\n").unwrap();
+        assert_eq!(synced.journal.fsync, Fsync::Batch);
+        assert!(Config::parse("[journal]\nfsync = \"always\"\n").is_err());
+        let env = Config::default()
+            .with_env(|name| (name == "KUROKO_JOURNAL_FSYNC").then(|| "batch".to_owned()))
+            .unwrap();
+        assert_eq!(env.journal.fsync, Fsync::Batch);
 
         let secret = Config::parse("[auth]\ningest_token = \"s3cr3t\"\n").unwrap();
         assert_eq!(secret.ingest_token().unwrap().unwrap().expose(), "s3cr3t");
