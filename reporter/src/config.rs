@@ -37,6 +37,10 @@
 //! hour_days = 90
 //! day_days = 730
 //!
+//! [delivery]                           # after downtime, missed reports are sent late, oldest first
+//! catch_up_weeks = 4                    # at most this many weekly reports per team (older: recorded skipped)
+//! catch_up_days = 7                     # and this many daily digests
+//!
 //! [journal]                            # the embedded store's ingest journal
 //! fsync = "never"                       # "batch": each acknowledged batch is synced to the disk first
 //!                                       # (survives a power cut, not only the process dying)
@@ -48,7 +52,7 @@
 //! ```
 //!
 //! Delivery of reports and alerts adds `owners`, `base_url`, `[schedule]`,
-//! `[smtp]`, `[digest]` and `[[alerts]]`: see [`crate::deliver`].
+//! `[smtp]`, `[digest]`, `[delivery]` and `[[alerts]]`: see [`crate::deliver`].
 //!
 //! Every key is optional. `KUROKO_STORE`, `KUROKO_GRPC_LISTEN`,
 //! `KUROKO_HTTP_LISTEN`, `KUROKO_INGEST_TOKEN`, `KUROKO_QUERY_TOKEN` and
@@ -61,7 +65,7 @@ use serde::Deserialize;
 
 use crate::deliver::alerts::AlertRule;
 use crate::deliver::schedule::ScheduleConfig;
-use crate::deliver::DigestDelivery;
+use crate::deliver::{DeliveryConfig, DigestDelivery};
 use crate::ingest::otlp::Limits;
 use crate::report::mail::SmtpConfig;
 use crate::store::rollup::Retention;
@@ -136,6 +140,9 @@ pub struct Config {
     pub digest: DigestDelivery,
     /// Alert rules (`[[alerts]]`, see [`crate::deliver::alerts`]).
     pub alerts: Vec<AlertRule>,
+    /// How reports missed while the reporter was down are caught up
+    /// (`[delivery]`).
+    pub delivery: DeliveryConfig,
     /// The embedded store's ingest journal (`[journal]`).
     pub journal: JournalConfig,
 }
@@ -226,6 +233,7 @@ impl Default for Config {
             digest: DigestDelivery::default(),
             alerts: Vec::new(),
             journal: JournalConfig::default(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -408,6 +416,11 @@ mod tests {
         let zero = Config::parse("[limits]\nmax_value_bytes = 0\n").unwrap().check();
         assert!(zero.unwrap_err().to_string().contains("max_value_bytes = 0"));
         assert_eq!(config.max_body_bytes, 16 << 20);
+        assert_eq!(
+            (config.delivery.catch_up_weeks, config.delivery.catch_up_days),
+            (4, 7)
+        );
+        assert_eq!(config.journal.fsync, Fsync::Never);
     }
 
     #[test]

@@ -42,6 +42,9 @@
 //! [digest]                                 # the company-wide morning digest
 //! webhook_env = "KUROKO_DIGEST_WEBHOOK"
 //! email = ["dev@example.com"]
+//! [delivery]                               # after downtime: missed periods sent late
+//! catch_up_weeks = 4                       # (oldest first; older ones recorded skipped)
+//! catch_up_days = 7
 //! ```
 
 pub mod alerts;
@@ -55,12 +58,14 @@ pub mod schedule;
 mod send;
 mod settings;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use jiff::Timestamp;
 
 use crate::config::Secret;
+use crate::report::late::Late;
 use crate::store::Store;
 use ledger::LedgerEntry;
 use record::Sending;
@@ -69,7 +74,7 @@ use schedule::{Period, Report, LATE_AFTER};
 pub use mime::{html_message, plain_message};
 pub use on_demand::{check_period, latest_period, write_preview};
 pub use produce::{analysis_producer, placeholder_producer, Job, Outgoing, ProduceError, Producer};
-pub use settings::{DeliverError, DigestDelivery, Settings};
+pub use settings::{DeliverError, DeliveryConfig, DigestDelivery, Settings};
 
 /// How a delivery reaches people.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -238,28 +243,27 @@ impl Runner {
                 continue;
             };
             for target in self.targets(report) {
-                let channels: Vec<(Channel, schedule::Due)> = target
-                    .channels(inner.settings.smtp.is_some())
-                    .into_iter()
-                    .filter_map(|channel| {
-                        let key = target_key(&target.name, channel);
-                        let last = ledger::last_sent::<Period>(&entries, report.as_str(), &key);
-                        cadence
-                            .due(last.as_ref(), now)
-                            .or_else(|| open_round(cadence, &entries, report, &key, now))
-                            .map(|due| (channel, due))
-                    })
-                    .collect();
-                let Some((_, due)) = channels.first().cloned() else {
+                let work = self.work(cadence, &target, &entries, now);
+                if work.due.is_empty() && work.skipped.is_empty() {
                     continue;
-                };
-                let channels = channels.into_iter().map(|(c, _)| c).collect();
+                }
                 let runner = self.clone();
                 let entries = entries.clone();
                 tasks.spawn(async move {
-                    runner
-                        .deliver(report, target, channels, due, now, false, &entries)
-                        .await
+                    let mut written = Vec::new();
+                    for (channel, due) in work.skipped {
+                        written.extend(runner.skip(report, &target, channel, &due, now));
+                    }
+                    // Oldest first, one period after the other.
+                    for (due, channels) in work.due.into_values() {
+                        let origin = Origin::Schedule;
+                        written.extend(
+                            runner
+                                .deliver(report, target.clone(), channels, due, now, origin, &entries)
+                                .await,
+                        );
+                    }
+                    written
                 });
             }
         }
@@ -273,7 +277,40 @@ impl Runner {
         written
     }
 
-    /// Claims (unless `force`), produces once, sends over every claimed
+    /// What the schedule has for `target` at `now`: per period (oldest
+    /// first) the channels it is due over, and the (channel, period) pairs
+    /// missed past the catch-up, to record skipped. Periods whose delivery
+    /// is settled in `entries` are left out.
+    fn work(&self, cadence: &schedule::Cadence, target: &Target, entries: &[LedgerEntry], now: Timestamp) -> Work {
+        let settings = &self.inner.settings;
+        let report = cadence.report();
+        let (catch_up, _) = settings.delivery.catch_up(report);
+        let mut work = Work::default();
+        for channel in target.channels(settings.smtp.is_some()) {
+            let key = target_key(&target.name, channel);
+            let last = ledger::last_sent::<Period>(entries, report.as_str(), &key);
+            let mut backlog = cadence.backlog(last.as_ref(), now, catch_up);
+            if backlog.due.is_empty() {
+                backlog.due.extend(open_round(cadence, entries, report, &key, now));
+            }
+            let settled = |due: &schedule::Due| {
+                ledger::find(entries, report.as_str(), &key, &due.period.to_string())
+                    .is_some_and(|e| e.status.is_final())
+            };
+            for due in backlog.due.into_iter().filter(|due| !settled(due)) {
+                work.due
+                    .entry(due.period)
+                    .or_insert_with(|| (due, Vec::new()))
+                    .1
+                    .push(channel);
+            }
+            let skipped = backlog.skipped.into_iter().filter(|due| !settled(due));
+            work.skipped.extend(skipped.map(|due| (channel, due)));
+        }
+        work
+    }
+
+    /// Claims (unless forced), produces once, sends over every claimed
     /// channel concurrently, and records each outcome.
     #[allow(clippy::too_many_arguments)]
     async fn deliver(
@@ -283,22 +320,29 @@ impl Runner {
         channels: Vec<Channel>,
         due: schedule::Due,
         now: Timestamp,
-        force: bool,
+        origin: Origin,
         previous: &[LedgerEntry],
     ) -> Vec<LedgerEntry> {
         let inner = &self.inner;
         let period = due.period.to_string();
+        let force = origin == Origin::Command { force: true };
         let claimed = self.claim_all(report.as_str(), &target, channels, &period, now, force);
         if claimed.is_empty() {
             return Vec::new();
         }
         let settings = &inner.settings;
+        let retried = claimed.iter().any(|&channel| {
+            let key = target_key(&target.name, channel);
+            ledger::find(previous, report.as_str(), &key, &period).is_some_and(|e| e.rounds > 0)
+        });
         let job = Job {
             report,
             team: target.team.clone(),
             period: due.period,
             scheduled_at: due.scheduled_at,
-            late: due.late,
+            late: due
+                .late
+                .then(|| late_notice(&due, &settings.schedule.time_zone, origin, retried)),
             channels: claimed.clone(),
             email_to: target.email_to.clone(),
             from: settings.smtp.as_ref().map(|s| s.from.clone()).unwrap_or_default(),
@@ -358,6 +402,45 @@ impl Runner {
                 tracing::error!(%error, kind, target, period, "claiming a delivery failed");
                 false
             })
+    }
+}
+
+/// Where a delivery comes from, which says why it may be late.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// The schedule (`kuroko serve`).
+    Schedule,
+    /// `kuroko report … --send`, `force` to resend what was sent.
+    Command { force: bool },
+}
+
+/// What the schedule has for one target: see [`Runner::work`].
+#[derive(Default)]
+struct Work {
+    due: BTreeMap<Period, (schedule::Due, Vec<Channel>)>,
+    skipped: Vec<(Channel, schedule::Due)>,
+}
+
+/// What a late report says about itself: what it covers, when it was due
+/// (in the schedule's time zone) and why it is late.
+fn late_notice(due: &schedule::Due, time_zone: &jiff::tz::TimeZone, origin: Origin, retried: bool) -> Late {
+    let covers = match (due.period, due.period.first_day()) {
+        (Period::Week { .. }, Ok(monday)) => format!("the week of {monday}"),
+        (period, _) => period.to_string(),
+    };
+    let reason = match origin {
+        Origin::Command { .. } => "it was sent by hand (kuroko report … --send)",
+        Origin::Schedule if retried => "the first attempts to send it failed",
+        Origin::Schedule => "the reporter was not running then",
+    };
+    Late {
+        covers,
+        due: due
+            .scheduled_at
+            .to_zoned(time_zone.clone())
+            .strftime("%a %Y-%m-%d %H:%M %Z")
+            .to_string(),
+        reason: reason.to_owned(),
     }
 }
 

@@ -10,7 +10,7 @@ use super::ledger::LedgerEntry;
 use super::produce::ProduceError;
 use super::schedule::{self, Period, Report, Schedule, ScheduleConfig, LATE_AFTER};
 use super::settings::{DeliverError, Settings};
-use super::{Channel, Runner, Target};
+use super::{Channel, Origin, Runner, Target};
 use crate::analysis::Analysis;
 use crate::report::mail;
 use crate::report::{build, chart, digest};
@@ -80,8 +80,16 @@ impl Runner {
         let mut written = Vec::new();
         for (target, channels) in targets {
             written.extend(
-                self.deliver(report, target, channels, due.clone(), now, force, &previous)
-                    .await,
+                self.deliver(
+                    report,
+                    target,
+                    channels,
+                    due.clone(),
+                    now,
+                    Origin::Command { force },
+                    &previous,
+                )
+                .await,
             );
         }
         Ok(written)

@@ -14,6 +14,7 @@ use super::schedule::{Period, Report};
 use super::Channel;
 use crate::analysis::Analysis;
 use crate::owners::Owners;
+use crate::report::late::{self, Late};
 use crate::report::mail;
 use crate::report::{build, chart, digest, weekly};
 use crate::store::Store;
@@ -29,8 +30,8 @@ pub struct Job {
     pub period: Period,
     /// When it was scheduled.
     pub scheduled_at: Timestamp,
-    /// Whether it goes out late.
-    pub late: bool,
+    /// Set when it goes out late: what to say about it.
+    pub late: Option<Late>,
     /// The channels it will be sent over (build only these).
     pub channels: Vec<Channel>,
     /// The email's recipients.
@@ -71,11 +72,11 @@ pub fn analysis_producer(store: Arc<dyn Store>, owners: Arc<Owners>) -> Producer
             Report::Weekly => {
                 let team = job.team.as_deref().ok_or("the weekly report is made for a team")?;
                 let report = build::weekly(&analysis, team, &job.period, &job.time_zone, &job.base_url)?;
-                weekly_outgoing(&report, job)
+                weekly_outgoing(report, job)
             }
             Report::Digest => {
                 let view = build::digest(&analysis, &job.period, &job.time_zone, &job.base_url)?;
-                digest_outgoing(&view, job)
+                digest_outgoing(view, job)
             }
         }
     })
@@ -93,7 +94,7 @@ pub fn placeholder_producer() -> Producer {
                 base_url: job.base_url.clone(),
                 ..weekly::WeeklyReport::default()
             };
-            weekly_outgoing(&report, job)
+            weekly_outgoing(report, job)
         }
         Report::Digest => {
             let view = digest::Digest {
@@ -102,17 +103,19 @@ pub fn placeholder_producer() -> Producer {
                 base_url: job.base_url.clone(),
                 ..digest::Digest::default()
             };
-            digest_outgoing(&view, job)
+            digest_outgoing(view, job)
         }
     })
 }
 
-/// The weekly report as the job's email, charts inline.
-fn weekly_outgoing(report: &weekly::WeeklyReport, job: &Job) -> Result<Outgoing, ProduceError> {
+/// The weekly report as the job's email, charts inline, marked late when
+/// the job is.
+fn weekly_outgoing(mut report: weekly::WeeklyReport, job: &Job) -> Result<Outgoing, ProduceError> {
+    report.late = job.late.clone();
     let mut out = Outgoing::default();
     if job.channels.contains(&Channel::Email) {
-        let charts = chart::render_charts(report)?;
-        out.email = Some(mail::build_message(report, &job.email_to, &job.from, &charts)?);
+        let charts = chart::render_charts(&report)?;
+        out.email = Some(mail::build_message(&report, &job.email_to, &job.from, &charts)?);
     }
     Ok(out)
 }
@@ -120,11 +123,14 @@ fn weekly_outgoing(report: &weekly::WeeklyReport, job: &Job) -> Result<Outgoing,
 /// The digest's subject line.
 fn digest_subject(view: &digest::Digest) -> String {
     let day: String = view.day.chars().filter(|c| !c.is_control()).collect();
-    format!("Kuroko error digest for {day}")
+    late::subject(view.late.as_ref(), format!("Kuroko error digest for {day}"))
 }
 
-/// The digest as the job's chat messages and email.
-fn digest_outgoing(view: &digest::Digest, job: &Job) -> Result<Outgoing, ProduceError> {
+/// The digest as the job's chat messages and email, marked late when the
+/// job is.
+fn digest_outgoing(mut view: digest::Digest, job: &Job) -> Result<Outgoing, ProduceError> {
+    view.late = job.late.clone();
+    let view = &view;
     let mut out = Outgoing::default();
     if job.channels.contains(&Channel::Chat) {
         out.chat = digest::slack_messages(view, digest::SlackLimits::default());

@@ -1,10 +1,12 @@
 //! Recording: each delivery's outcome written to the ledger, with what a
-//! failure leaves to do (retry next round, give up, or leave it to a person).
+//! failure leaves to do (retry next round, give up, or leave it to a person),
+//! and periods missed past the catch-up recorded skipped.
 
 use jiff::Timestamp;
 use std::time::Instant;
 
 use super::ledger::{self, LedgerEntry, LedgerStatus};
+use super::schedule::{Due, Report};
 use super::send::{Round, Settle};
 use super::{target_key, Channel, Runner, Target};
 
@@ -70,5 +72,48 @@ impl Runner {
             written.push(entry);
         }
         written
+    }
+
+    /// Records `due` to `target` over `channel` as skipped: missed while the
+    /// reporter was down, longer ago than `[delivery]` catches up. Claimed
+    /// first, so that of two replicas one records it; `None` when the other
+    /// did (or the store failed, logged).
+    pub(super) fn skip(
+        &self,
+        report: Report,
+        target: &Target,
+        channel: Channel,
+        due: &Due,
+        now: Timestamp,
+    ) -> Option<LedgerEntry> {
+        let inner = &self.inner;
+        let key = target_key(&target.name, channel);
+        let period = due.period.to_string();
+        if !self.claim(report.as_str(), &key, &period, now) {
+            return None;
+        }
+        let (catch_up, setting) = inner.settings.delivery.catch_up(report);
+        let entry = LedgerEntry {
+            kind: report.as_str().to_owned(),
+            target: key,
+            period,
+            holder: inner.holder.clone(),
+            status: LedgerStatus::Skipped,
+            attempts: 0,
+            rounds: 0,
+            error: Some(format!(
+                "missed while the reporter was not running; only the {catch_up} most recent are sent late \
+                 ([delivery] {setting} = {catch_up})"
+            )),
+            late: true,
+            scheduled_at: due.scheduled_at.as_second(),
+            claimed_at: now.as_second(),
+            finished_at: Some(now.as_second()),
+        };
+        tracing::warn!(kind = %entry.kind, target = %entry.target, period = %entry.period, "missed, not sent late: skipped");
+        if let Err(error) = inner.store.ledger_record(&entry) {
+            tracing::error!(%error, target = %entry.target, "recording a skipped delivery in the ledger failed");
+        }
+        Some(entry)
     }
 }

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::alerts::{self, AlertError, AlertRule};
-use super::schedule::{Schedule, ScheduleError};
+use super::schedule::{Report, Schedule, ScheduleError};
 use crate::config::Config;
 use crate::owners::{Owners, OwnersError};
 use crate::report::mail::{self, SmtpConfig};
@@ -20,6 +20,37 @@ pub struct DigestDelivery {
     pub webhook_env: Option<String>,
     /// Addresses that receive the digest by email (needs `[smtp]`).
     pub email: Vec<String>,
+}
+
+/// `[delivery]`: how delivery catches up after the reporter was down.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Weekly reports missed while the reporter was down sent late on
+    /// recovery, the most recent first kept; older ones are recorded
+    /// skipped. 0: none is sent late. Default: 4.
+    pub catch_up_weeks: u32,
+    /// The same for the daily digest. Default: 7.
+    pub catch_up_days: u32,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            catch_up_weeks: 4,
+            catch_up_days: 7,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// How many missed periods of `report` are sent late, and the key that says so.
+    pub fn catch_up(&self, report: Report) -> (u32, &'static str) {
+        match report {
+            Report::Weekly => (self.catch_up_weeks, "catch_up_weeks"),
+            Report::Digest => (self.catch_up_days, "catch_up_days"),
+        }
+    }
 }
 
 /// Why delivery could not be set up.
@@ -63,6 +94,8 @@ pub struct Settings {
     pub webhook_retry: webhook::Retry,
     /// Rounds before a delivery is given up.
     pub max_rounds: u32,
+    /// How missed periods are caught up (`[delivery]`).
+    pub delivery: DeliveryConfig,
 }
 
 impl Settings {
@@ -83,6 +116,7 @@ impl Settings {
             mail_retry: mail::Retry::default(),
             webhook_retry: webhook::Retry::default(),
             max_rounds: 3,
+            delivery: config.delivery,
         })
     }
 }

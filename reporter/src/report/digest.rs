@@ -52,6 +52,8 @@ pub struct Digest {
     pub total_errors: u64,
     /// Errors on the day before.
     pub previous_total_errors: u64,
+    /// Set when the digest goes out after its time: said at the top.
+    pub late: Option<super::late::Late>,
 }
 
 /// The errors of one fingerprint on the day.
@@ -177,6 +179,14 @@ impl SlackLimits {
     }
 }
 
+/// The digest's late sentence for Slack and a line break, or nothing.
+fn late_line(digest: &Digest) -> String {
+    digest
+        .late
+        .as_ref()
+        .map_or_else(String::new, |late| format!("{}\n", slack_escape(&late.sentence())))
+}
+
 /// The digest as Slack incoming-webhook payloads (`{"text": …, "blocks": […]}`),
 /// to be posted in order. Each obeys `limits`; an empty digest is one short
 /// "No errors yesterday" message.
@@ -187,7 +197,8 @@ pub fn slack_messages(digest: &Digest, limits: SlackLimits) -> Vec<Value> {
     if groups.is_empty() {
         let text = fit_mrkdwn(
             &format!(
-                "No errors yesterday ({}, {}).",
+                "{}No errors yesterday ({}, {}).",
+                late_line(digest),
                 slack_escape(&digest.day),
                 slack_escape(&digest.time_zone)
             ),
@@ -196,7 +207,7 @@ pub fn slack_messages(digest: &Digest, limits: SlackLimits) -> Vec<Value> {
         return vec![json!({ "text": text, "blocks": [section(text.clone())] })];
     }
 
-    let head = vec![
+    let mut head = vec![
         json!({ "type": "header", "text": { "type": "plain_text", "text": title, "emoji": false } }),
         section(fit_mrkdwn(
             &slack_summary(digest, groups.len()),
@@ -204,6 +215,12 @@ pub fn slack_messages(digest: &Digest, limits: SlackLimits) -> Vec<Value> {
         )),
         json!({ "type": "divider" }),
     ];
+    if digest.late.is_some() {
+        head.insert(
+            1,
+            section(fit_mrkdwn(late_line(digest).trim_end(), limits.max_section_chars)),
+        );
+    }
     let continuation_chars = continuation(digest, limits.max_messages, limits.max_messages).1;
     let more_chars = more_groups(digest, groups.len(), limits).1;
 
@@ -241,7 +258,8 @@ pub fn slack_messages(digest: &Digest, limits: SlackLimits) -> Vec<Value> {
     let count = messages.len();
     let fallback = truncate(
         &format!(
-            "Kuroko: {} errors in {} groups on {}",
+            "{}Kuroko: {} errors in {} groups on {}",
+            if digest.late.is_some() { "[late] " } else { "" },
             super::weekly::format_count(digest.total_errors),
             super::weekly::format_count(groups.len() as u64),
             one_line(&digest.day)
@@ -551,6 +569,9 @@ pub fn render_text(digest: &Digest) -> String {
         one_line(&digest.day),
         one_line(&digest.time_zone)
     );
+    if let Some(late) = &digest.late {
+        let _ = writeln!(out, "\n{}", late.sentence());
+    }
     if groups.is_empty() {
         out.push_str("\nNo errors yesterday.\n");
         return out;
@@ -665,6 +686,13 @@ pub fn render_html(digest: &Digest) -> String {
         html_escape(&title),
         html_escape(&one_line(&digest.time_zone))
     );
+    if let Some(late) = &digest.late {
+        let _ = writeln!(
+            out,
+            "<p style=\"margin:0 0 16px;color:#9a6700;font-weight:600;\">{}</p>",
+            html_escape(&late.sentence())
+        );
+    }
     if groups.is_empty() {
         out.push_str("<p>No errors yesterday.</p>\n</body></html>\n");
         return out;
@@ -773,6 +801,7 @@ mod tests {
             groups,
             total_errors,
             previous_total_errors,
+            late: None,
         }
     }
 

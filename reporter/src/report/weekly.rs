@@ -48,6 +48,9 @@ pub struct WeeklyReport {
     pub regressions: Vec<RegressionRow>,
     /// New and growing error groups, as the analysis ranks them.
     pub errors: Vec<ErrorRow>,
+    /// Set when the report goes out after its time: said in the subject and
+    /// at the top.
+    pub late: Option<super::late::Late>,
 }
 
 /// One feature's week and its change against last week.
@@ -413,12 +416,13 @@ pub fn summary(report: &WeeklyReport) -> Vec<String> {
 
 /// The message's subject line.
 pub fn subject(report: &WeeklyReport) -> String {
-    format!(
+    let subject = format!(
         "Kuroko weekly: {}, {} to {}",
         clean(&report.team),
         clean(&report.week_start),
         clean(&report.week_end)
-    )
+    );
+    super::late::subject(report.late.as_ref(), subject)
 }
 
 /// The full URL of an item's link, when it has a usable one.
@@ -570,6 +574,13 @@ pub(crate) fn render_html_with(
         escape_html(&report.week_start),
         escape_html(&report.week_end)
     );
+    if let Some(late) = &report.late {
+        let _ = write!(
+            h.out,
+            "<p style=\"margin:0 0 16px 0;color:#9a6700;font-weight:600;\">{}</p>",
+            escape_html(&late.sentence())
+        );
+    }
 
     h.push("<table role=\"presentation\" cellpadding=\"0\" cellspacing=\"0\" style=\"width:100%;background:#f6f8fa;border-left:4px solid #0969da;\"><tr><td style=\"padding:8px 12px;font-size:14px;line-height:1.5;\">");
     for line in &summary {
@@ -843,6 +854,9 @@ pub fn render_text(report: &WeeklyReport) -> String {
     };
     let _ = writeln!(out, "Weekly performance: {}", clean(&report.team));
     let _ = writeln!(out, "{} to {}\n", clean(&report.week_start), clean(&report.week_end));
+    if let Some(late) = &report.late {
+        let _ = writeln!(out, "{}\n", late.sentence());
+    }
     for line in summary(report) {
         let _ = writeln!(out, "* {line}");
     }
@@ -1021,6 +1035,7 @@ pub(crate) mod tests {
                 }],
                 link: "/errors/42".into(),
             }],
+            late: None,
         }
     }
 
