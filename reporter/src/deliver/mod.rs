@@ -340,9 +340,10 @@ impl Runner {
             team: target.team.clone(),
             period: due.period,
             scheduled_at: due.scheduled_at,
-            late: due
-                .late
-                .then(|| late_notice(&due, &settings.schedule.time_zone, origin, retried)),
+            // Sent by hand, it was asked for as it is: only the schedule's
+            // late deliveries say so in their content (the ledger marks all).
+            late: (due.late && origin == Origin::Schedule)
+                .then(|| late_notice(&due, &settings.schedule.time_zone, retried)),
             channels: claimed.clone(),
             email_to: target.email_to.clone(),
             from: settings.smtp.as_ref().map(|s| s.from.clone()).unwrap_or_default(),
@@ -423,15 +424,15 @@ struct Work {
 
 /// What a late report says about itself: what it covers, when it was due
 /// (in the schedule's time zone) and why it is late.
-fn late_notice(due: &schedule::Due, time_zone: &jiff::tz::TimeZone, origin: Origin, retried: bool) -> Late {
+fn late_notice(due: &schedule::Due, time_zone: &jiff::tz::TimeZone, retried: bool) -> Late {
     let covers = match (due.period, due.period.first_day()) {
         (Period::Week { .. }, Ok(monday)) => format!("the week of {monday}"),
         (period, _) => period.to_string(),
     };
-    let reason = match origin {
-        Origin::Command { .. } => "it was sent by hand (kuroko report … --send)",
-        Origin::Schedule if retried => "the first attempts to send it failed",
-        Origin::Schedule => "the reporter was not running then",
+    let reason = if retried {
+        "the first attempts to send it failed"
+    } else {
+        "the reporter was not running then"
     };
     Late {
         covers,
@@ -470,4 +471,38 @@ pub fn holder_id(role: &str) -> String {
         std::process::id(),
         Timestamp::now().as_millisecond()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_notice_says_what_it_covers_when_it_was_due_and_why() {
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        let due = schedule::Due {
+            period: "2026-W11".parse().unwrap(),
+            scheduled_at: "2026-03-16T07:00:00Z".parse().unwrap(),
+            late: true,
+        };
+        assert_eq!(
+            late_notice(&due, &berlin, false).sentence(),
+            "Late: this report for the week of 2026-03-09 was due Mon 2026-03-16 08:00 CET; \
+             the reporter was not running then."
+        );
+        assert_eq!(
+            late_notice(&due, &berlin, true).reason,
+            "the first attempts to send it failed"
+        );
+        let day = schedule::Due {
+            period: "2026-03-28".parse().unwrap(),
+            scheduled_at: "2026-03-29T06:30:00Z".parse().unwrap(),
+            late: true,
+        };
+        assert_eq!(
+            late_notice(&day, &berlin, false).due,
+            "Sun 2026-03-29 08:30 CEST",
+            "in the schedule's zone, across the change to summer time"
+        );
+    }
 }
