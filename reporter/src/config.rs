@@ -416,10 +416,7 @@ mod tests {
         let zero = Config::parse("[limits]\nmax_value_bytes = 0\n").unwrap().check();
         assert!(zero.unwrap_err().to_string().contains("max_value_bytes = 0"));
         assert_eq!(config.max_body_bytes, 16 << 20);
-        assert_eq!(
-            (config.delivery.catch_up_weeks, config.delivery.catch_up_days),
-            (4, 7)
-        );
+        assert_eq!((config.delivery.catch_up_weeks, config.delivery.catch_up_days), (4, 7));
         assert_eq!(config.journal.fsync, Fsync::Never);
     }
 

@@ -7,8 +7,9 @@
 //! digest = "08:30"              # every day at this time; "off" to send none
 //! ```
 //!
-//! A schedule answers one question, [`Cadence::due`]: given the last period
-//! already sent, is a report due now, and for which [`Period`]? A period names
+//! A schedule answers one question, [`Cadence::backlog`]: given the last
+//! period already sent, which reports are due now, and for which
+//! [`Period`]s? A period names
 //! what a report covers (the previous ISO week for the weekly report, the
 //! previous day for the digest), so the answer depends only on the clock and
 //! the ledger, never on how long the reporter has been running: after a
