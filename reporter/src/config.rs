@@ -37,6 +37,14 @@
 //! hour_days = 90
 //! day_days = 730
 //!
+//! [delivery]                           # after downtime, missed reports are sent late, oldest first
+//! catch_up_weeks = 4                    # at most this many weekly reports per team (older: recorded skipped)
+//! catch_up_days = 7                     # and this many daily digests
+//!
+//! [journal]                            # the embedded store's ingest journal
+//! fsync = "never"                       # "batch": each acknowledged batch is synced to the disk first
+//!                                       # (survives a power cut, not only the process dying)
+//!
 //! [auth]
 //! ingest_token_file = "/run/secrets/kuroko-ingest"   # clients send authorization: Bearer <token>
 //! query_token_file = "/run/secrets/kuroko-query"     # the API, the web UI and /metrics ask for it
@@ -44,11 +52,11 @@
 //! ```
 //!
 //! Delivery of reports and alerts adds `owners`, `base_url`, `[schedule]`,
-//! `[smtp]`, `[digest]` and `[[alerts]]`: see [`crate::deliver`].
+//! `[smtp]`, `[digest]`, `[delivery]` and `[[alerts]]`: see [`crate::deliver`].
 //!
 //! Every key is optional. `KUROKO_STORE`, `KUROKO_GRPC_LISTEN`,
-//! `KUROKO_HTTP_LISTEN`, `KUROKO_INGEST_TOKEN` and `KUROKO_QUERY_TOKEN`
-//! override the file.
+//! `KUROKO_HTTP_LISTEN`, `KUROKO_INGEST_TOKEN`, `KUROKO_QUERY_TOKEN` and
+//! `KUROKO_JOURNAL_FSYNC` override the file.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,7 +65,7 @@ use serde::Deserialize;
 
 use crate::deliver::alerts::AlertRule;
 use crate::deliver::schedule::ScheduleConfig;
-use crate::deliver::DigestDelivery;
+use crate::deliver::{DeliveryConfig, DigestDelivery};
 use crate::ingest::otlp::Limits;
 use crate::report::mail::SmtpConfig;
 use crate::store::rollup::Retention;
@@ -132,6 +140,32 @@ pub struct Config {
     pub digest: DigestDelivery,
     /// Alert rules (`[[alerts]]`, see [`crate::deliver::alerts`]).
     pub alerts: Vec<AlertRule>,
+    /// How reports missed while the reporter was down are caught up
+    /// (`[delivery]`).
+    pub delivery: DeliveryConfig,
+    /// The embedded store's ingest journal (`[journal]`).
+    pub journal: JournalConfig,
+}
+
+/// `[journal]`: how the embedded store's ingest journal meets the disk.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalConfig {
+    /// When the journal is synced to the disk. Default: never.
+    pub fsync: Fsync,
+}
+
+/// When the ingest journal is synced to the disk.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// Never: an acknowledged batch is in the kernel's page cache; it
+    /// survives the reporter dying (kill -9), not a power cut.
+    #[default]
+    Never,
+    /// Each batch, before it is acknowledged (and each flush to the tables,
+    /// before the journal it held is deleted): it survives a power cut too.
+    Batch,
 }
 
 /// `[auth]`: a bearer token that OTLP clients must send
@@ -198,6 +232,8 @@ impl Default for Config {
             smtp: None,
             digest: DigestDelivery::default(),
             alerts: Vec::new(),
+            journal: JournalConfig::default(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -306,6 +342,19 @@ impl Config {
         if let Some(token) = lookup("KUROKO_QUERY_TOKEN") {
             self.auth.query_token = Some(Secret(token));
         }
+        if let Some(value) = lookup("KUROKO_JOURNAL_FSYNC") {
+            self.journal.fsync = match value.trim() {
+                "never" => Fsync::Never,
+                "batch" => Fsync::Batch,
+                _ => {
+                    return Err(ConfigError::Variable {
+                        variable: "KUROKO_JOURNAL_FSYNC",
+                        value,
+                        reason: "expected never or batch",
+                    })
+                }
+            };
+        }
         for (variable, target) in [
             ("KUROKO_GRPC_LISTEN", &mut self.grpc_listen),
             ("KUROKO_HTTP_LISTEN", &mut self.http_listen),
@@ -367,6 +416,8 @@ mod tests {
         let zero = Config::parse("[limits]\nmax_value_bytes = 0\n").unwrap().check();
         assert!(zero.unwrap_err().to_string().contains("max_value_bytes = 0"));
         assert_eq!(config.max_body_bytes, 16 << 20);
+        assert_eq!((config.delivery.catch_up_weeks, config.delivery.catch_up_days), (4, 7));
+        assert_eq!(config.journal.fsync, Fsync::Never);
     }
 
     #[test]
@@ -406,6 +457,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("minute_days <= hour_days"));
+
+        assert_eq!(Config::default().journal.fsync, Fsync::Never);
+        let synced = Config::parse("[journal]\nfsync = \"batch\"\n").unwrap();
+        assert_eq!(synced.journal.fsync, Fsync::Batch);
+        assert!(Config::parse("[journal]\nfsync = \"always\"\n").is_err());
+        let env = Config::default()
+            .with_env(|name| (name == "KUROKO_JOURNAL_FSYNC").then(|| "batch".to_owned()))
+            .unwrap();
+        assert_eq!(env.journal.fsync, Fsync::Batch);
 
         let secret = Config::parse("[auth]\ningest_token = \"s3cr3t\"\n").unwrap();
         assert_eq!(secret.ingest_token().unwrap().unwrap().expose(), "s3cr3t");

@@ -91,6 +91,7 @@ fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Vec<Background>), Serv
     }
     let store = Arc::new(SqliteStore::open_to_serve(&config.store)?);
     store.set_min_free_bytes(config.limits.min_free_bytes);
+    store.set_journal_fsync(config.journal.fsync == crate::config::Fsync::Batch)?;
     if let Some(free) = store
         .health()
         .free_bytes

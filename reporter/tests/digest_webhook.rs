@@ -96,6 +96,7 @@ fn digest(groups: usize) -> Digest {
         total_errors: groups.iter().map(|g| g.total).sum(),
         previous_total_errors: 500 * groups.len() as u64,
         groups,
+        late: None,
     }
 }
 

@@ -258,6 +258,45 @@ fn a_second_reporter_on_a_live_store_is_refused_naming_the_first() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `[journal] fsync = "batch"` syncs every acknowledged batch to the disk
+/// before answering (counted in `/metrics`), and the default syncs none;
+/// either way a kill -9 loses nothing acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_fsync_batch_syncs_each_acknowledged_batch_and_never_syncs_none() {
+    let client = reqwest::Client::new();
+    for (setting, synced) in [("fsync = \"batch\"", true), ("fsync = \"never\"", false)] {
+        let dir = folder(if synced { "fsync-batch" } else { "fsync-never" });
+        let store = dir.join("kuroko.db");
+        let toml = config(&dir, &format!("[journal]\n{setting}\n"));
+        let reporter = Reporter::start(&toml, &store, &dir.join("serve.log"), None).unwrap();
+        let before = reporter.metric("kuroko_reporter_journal_fsyncs_total").await;
+        let minute = now_minute() as u64;
+        for request in 0..5u64 {
+            let point = (format!("/r{request}"), minute * 60_000_000_000 + 1);
+            let (status, _, answer) =
+                post_metrics(&client, &reporter.http, runs_request("shop", "h1", &[point], 2, 0)).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+        let after = reporter.metric("kuroko_reporter_journal_fsyncs_total").await;
+        if synced {
+            assert!(
+                after - before >= 5.0,
+                "{setting}: {before} then {after} syncs for 5 batches"
+            );
+        } else {
+            assert_eq!((before, after), (0.0, 0.0), "{setting}");
+        }
+        reporter.kill();
+        // Opening the store replays its journal.
+        let reopened = SqliteStore::open(&store).unwrap();
+        reopened.flush().unwrap();
+        drop(reopened);
+        let runs: u64 = minute_runs(&store).values().sum();
+        assert_eq!(runs, 10, "{setting}: every acknowledged run is back after kill -9");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 /// Item 6: a late point for an hour that is rolled up and whose first
 /// minutes retention has deleted is merged into the hour's row (rebuilt
 /// from the minutes left, the hour would lose the runs rolled before).

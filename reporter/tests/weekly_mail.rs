@@ -97,6 +97,7 @@ fn report() -> WeeklyReport {
             }],
             link: "/errors/42".into(),
         }],
+        late: None,
     }
 }
 

@@ -35,7 +35,7 @@ use kuroko_reporter::analysis::stats::RegressionRule;
 use kuroko_reporter::analysis::{Analysis, Scope};
 use kuroko_reporter::deliver::ledger::LedgerStatus;
 use kuroko_reporter::deliver::schedule::{Period, Schedule, ScheduleConfig};
-use kuroko_reporter::deliver::{analysis_producer, DigestDelivery, Runner, Settings};
+use kuroko_reporter::deliver::{analysis_producer, DeliveryConfig, DigestDelivery, Runner, Settings};
 use kuroko_reporter::format;
 use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::owners::Owners;
@@ -112,6 +112,7 @@ fn settings(smtp: SmtpConfig, weekly: &str, digest_email: Vec<String>) -> Settin
             timeout: Duration::from_secs(5),
         },
         max_rounds: 3,
+        delivery: DeliveryConfig::default(),
     }
 }
 

@@ -14,7 +14,9 @@
 //! a delivery recorded as [`LedgerStatus::Retrying`] is tried again once the
 //! lease since its last claim has passed (the lease doubles as the pause
 //! between rounds of retries). [`LedgerStatus::Sent`],
-//! [`LedgerStatus::Failed`] and [`LedgerStatus::Unknown`] are final: such a
+//! [`LedgerStatus::Failed`], [`LedgerStatus::Unknown`] and
+//! [`LedgerStatus::Skipped`] (a period missed while the reporter was down,
+//! past what `[delivery]` catches up) are final: such a
 //! row is never claimed again, so a restart never sends twice (only
 //! `--force` resends, bypassing the claim). `unknown` is a chat message
 //! sent but not answered in time: it may have arrived, and resending it
@@ -41,6 +43,9 @@ pub enum LedgerStatus {
     /// Sent, but not answered in time: it may have arrived. Not resent
     /// unless forced.
     Unknown,
+    /// Missed while the reporter was down, longer ago than `[delivery]`
+    /// catches up: never sent (unless forced).
+    Skipped,
 }
 
 impl LedgerStatus {
@@ -52,12 +57,16 @@ impl LedgerStatus {
             LedgerStatus::Retrying => "retrying",
             LedgerStatus::Failed => "failed",
             LedgerStatus::Unknown => "unknown",
+            LedgerStatus::Skipped => "skipped",
         }
     }
 
     /// Whether the row is settled and never claimed again.
     pub fn is_final(self) -> bool {
-        matches!(self, LedgerStatus::Sent | LedgerStatus::Failed | LedgerStatus::Unknown)
+        matches!(
+            self,
+            LedgerStatus::Sent | LedgerStatus::Failed | LedgerStatus::Unknown | LedgerStatus::Skipped
+        )
     }
 }
 
@@ -82,6 +91,7 @@ impl FromStr for LedgerStatus {
             "retrying" => LedgerStatus::Retrying,
             "failed" => LedgerStatus::Failed,
             "unknown" => LedgerStatus::Unknown,
+            "skipped" => LedgerStatus::Skipped,
             other => return Err(UnknownStatus(other.to_owned())),
         })
     }

@@ -7,14 +7,16 @@
 //! digest = "08:30"              # every day at this time; "off" to send none
 //! ```
 //!
-//! A schedule answers one question, [`Cadence::due`]: given the last period
-//! already sent, is a report due now, and for which [`Period`]? A period names
+//! A schedule answers one question, [`Cadence::backlog`]: given the last
+//! period already sent, which reports are due now, and for which
+//! [`Period`]s? A period names
 //! what a report covers (the previous ISO week for the weekly report, the
 //! previous day for the digest), so the answer depends only on the clock and
 //! the ledger, never on how long the reporter has been running: after a
 //! restart a period already sent is not due again, and after downtime across
-//! one or more scheduled times only the latest missed period is due, once,
-//! marked late. Times are civil times in the configured zone (jiff resolves
+//! one or more scheduled times each missed period is due, once, marked late,
+//! oldest first, back to a limit (`[delivery] catch_up_weeks`,
+//! `catch_up_days`): periods missed before it are recorded skipped. Times are civil times in the configured zone (jiff resolves
 //! them, so "08:00" stays 08:00 across DST changes; a time that a spring
 //! change skips fires at the first instant after the gap, and one a fall
 //! change repeats fires at its first occurrence).
@@ -269,23 +271,63 @@ impl Cadence {
         self.fire(date)
     }
 
-    /// The report due at `now`, if any: the latest scheduled period, unless
-    /// `last_sent` already covers it. Missed periods before the latest are
-    /// never due: one late report replaces them. With nothing ever sent,
-    /// only a period whose time has just come (not late) is due.
-    pub fn due(&self, last_sent: Option<&Period>, now: Timestamp) -> Option<Due> {
-        let (period, scheduled_at) = self.latest(now)?;
-        let late = now.duration_since(scheduled_at) > LATE_AFTER;
-        match last_sent {
-            Some(sent) if *sent >= period => None,
-            None if late => None,
-            _ => Some(Due {
-                period,
+    /// What is due at `now` for a target last sent `last_sent`: every
+    /// scheduled period after it up to the latest at or before `now`, oldest
+    /// first; of those, the `catch_up` most recent are [`Backlog::due`] and
+    /// any older ones [`Backlog::skipped`]. With nothing ever sent, only a
+    /// period whose time has just come (not late) is due: a fresh install or
+    /// a new team gets no late report out of the blue.
+    pub fn backlog(&self, last_sent: Option<&Period>, now: Timestamp, catch_up: u32) -> Backlog {
+        let mut backlog = Backlog::default();
+        let Some((latest, _)) = self.latest_firing(now) else {
+            return backlog;
+        };
+        let due_on = |date: Date| {
+            let scheduled_at = self.fire(date)?;
+            Some(Due {
+                period: self.period_for(date)?,
                 scheduled_at,
-                late,
-            }),
+                late: now.duration_since(scheduled_at) > LATE_AFTER,
+            })
+        };
+        let Some(sent) = last_sent else {
+            backlog.due.extend(due_on(latest).filter(|due| !due.late));
+            return backlog;
+        };
+        // Newest first, back to the period sent (a bound keeps a far-off
+        // `last_sent` from walking for ever: the ledger is read 60 days back).
+        let mut missed = Vec::new();
+        let mut date = latest;
+        for _ in 0..MAX_BACKLOG {
+            match due_on(date) {
+                Some(due) if due.period > *sent => missed.push(due),
+                _ => break,
+            }
+            let Ok(earlier) = date.checked_sub(self.step().days()) else {
+                break;
+            };
+            date = earlier;
         }
+        let keep = missed.len().min(catch_up as usize);
+        backlog.skipped = missed.split_off(keep);
+        backlog.skipped.reverse();
+        missed.reverse();
+        backlog.due = missed;
+        backlog
     }
+}
+
+/// Periods a [`Cadence::backlog`] walks back at most.
+const MAX_BACKLOG: usize = 400;
+
+/// What [`Cadence::backlog`] finds: periods to send now, and periods missed
+/// longer ago than the catch-up allows, each oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// To send now: on time, or late after downtime.
+    pub due: Vec<Due>,
+    /// Missed, and older than the catch-up: recorded, not sent.
+    pub skipped: Vec<Due>,
 }
 
 /// The whole `[schedule]`, parsed.
@@ -419,6 +461,13 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// The one period due at `now` (none missed), if any.
+    fn due_now(cadence: &Cadence, last_sent: Option<&Period>, now: Timestamp) -> Option<Due> {
+        let backlog = cadence.backlog(last_sent, now, u32::MAX);
+        assert!(backlog.due.len() <= 1 && backlog.skipped.is_empty(), "{backlog:?}");
+        backlog.due.into_iter().next()
+    }
+
     #[test]
     fn parse_errors_name_the_key_and_what_is_expected() {
         let bad = |tz: &str, weekly: &str, digest: &str| {
@@ -465,7 +514,7 @@ mod tests {
         let s = schedule("Europe/Berlin", "MON 08:00", "08:30");
         let weekly = s.weekly.as_ref().unwrap();
         // Monday 23 March 2026, 08:00 CET = 07:00 UTC.
-        let due = weekly.due(None, at("2026-03-23T07:00:30Z")).unwrap();
+        let due = due_now(weekly, None, at("2026-03-23T07:00:30Z")).unwrap();
         assert_eq!(due.period.to_string(), "2026-W12");
         assert_eq!(due.scheduled_at, at("2026-03-23T07:00:00Z"));
         assert!(!due.late);
@@ -475,8 +524,8 @@ mod tests {
             Some(at("2026-03-30T06:00:00Z"))
         );
         let sent = due.period;
-        assert_eq!(weekly.due(Some(&sent), at("2026-03-30T05:59:00Z")), None);
-        let next = weekly.due(Some(&sent), at("2026-03-30T06:00:00Z")).unwrap();
+        assert_eq!(due_now(weekly, Some(&sent), at("2026-03-30T05:59:00Z")), None);
+        let next = due_now(weekly, Some(&sent), at("2026-03-30T06:00:00Z")).unwrap();
         assert_eq!(
             (next.period.to_string(), next.scheduled_at),
             ("2026-W13".to_owned(), at("2026-03-30T06:00:00Z"))
@@ -490,45 +539,51 @@ mod tests {
         let digest = s.digest.as_ref().unwrap();
         let saturday: Period = "2026-03-27".parse().unwrap();
         // 29 March 2026: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist.
-        assert_eq!(digest.due(Some(&saturday), at("2026-03-29T01:29:00Z")), None);
-        let due = digest.due(Some(&saturday), at("2026-03-29T01:30:00Z")).unwrap();
+        assert_eq!(due_now(digest, Some(&saturday), at("2026-03-29T01:29:00Z")), None);
+        let due = due_now(digest, Some(&saturday), at("2026-03-29T01:30:00Z")).unwrap();
         assert_eq!(
             (due.period.to_string(), due.scheduled_at),
             ("2026-03-28".to_owned(), at("2026-03-29T01:30:00Z"))
         );
         // 25 October 2026: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
         let before: Period = "2026-10-23".parse().unwrap();
-        let first = digest.due(Some(&before), at("2026-10-25T00:30:00Z")).unwrap();
+        let first = due_now(digest, Some(&before), at("2026-10-25T00:30:00Z")).unwrap();
         assert_eq!(first.period.to_string(), "2026-10-24");
-        assert_eq!(digest.due(Some(&first.period), at("2026-10-25T01:30:00Z")), None);
+        assert_eq!(due_now(digest, Some(&first.period), at("2026-10-25T01:30:00Z")), None);
     }
 
     #[test]
-    fn after_downtime_only_the_latest_missed_period_is_due_and_marked_late() {
+    fn after_downtime_each_missed_period_is_due_late_oldest_first_back_to_the_limit() {
         let s = schedule("Europe/Berlin", "MON 08:00", "08:30");
         let digest = s.digest.as_ref().unwrap();
         let last: Period = "2026-03-10".parse().unwrap();
+        let days = |periods: &[Due]| periods.iter().map(|d| d.period.to_string()).collect::<Vec<_>>();
         // Down from 11 March (after its digest) to 14 March 12:00 CET.
-        let due = digest.due(Some(&last), at("2026-03-14T11:00:00Z")).unwrap();
-        assert_eq!(due.period.to_string(), "2026-03-13", "the 11th and 12th are not sent");
-        assert!(due.late);
+        let backlog = digest.backlog(Some(&last), at("2026-03-14T11:00:00Z"), 7);
+        assert_eq!(days(&backlog.due), ["2026-03-11", "2026-03-12", "2026-03-13"]);
+        assert!(backlog.due.iter().all(|d| d.late) && backlog.skipped.is_empty());
         assert_eq!(
-            digest.due(Some(&due.period), at("2026-03-14T11:01:00Z")),
-            None,
-            "sent once"
+            backlog.due[0].scheduled_at,
+            at("2026-03-12T07:30:00Z"),
+            "the 11th was due on the 12th at 08:30 CET"
         );
-        // A restart later that day finds it sent: nothing.
-        assert_eq!(digest.due(Some(&due.period), at("2026-03-14T23:59:00Z")), None);
+        // Past the limit, the oldest are skipped.
+        let backlog = digest.backlog(Some(&last), at("2026-03-14T11:00:00Z"), 2);
+        assert_eq!(days(&backlog.due), ["2026-03-12", "2026-03-13"]);
+        assert_eq!(days(&backlog.skipped), ["2026-03-11"]);
+        let none = digest.backlog(Some(&last), at("2026-03-14T11:00:00Z"), 0);
+        assert_eq!((none.due.len(), none.skipped.len()), (0, 3), "0: nothing is sent late");
+        // Once the latest is sent, nothing (the ledger holds the rest).
+        let sent: Period = "2026-03-13".parse().unwrap();
+        assert_eq!(due_now(digest, Some(&sent), at("2026-03-14T23:59:00Z")), None);
         // Weekly: down over two Mondays.
         let weekly = s.weekly.as_ref().unwrap();
-        let due = weekly
-            .due(Some(&"2026-W08".parse().unwrap()), at("2026-03-11T10:00:00Z"))
-            .unwrap();
-        assert_eq!(due.period.to_string(), "2026-W10");
-        assert!(due.late);
+        let backlog = weekly.backlog(Some(&"2026-W08".parse().unwrap()), at("2026-03-11T10:00:00Z"), 4);
+        assert_eq!(days(&backlog.due), ["2026-W09", "2026-W10"]);
+        assert!(backlog.due.iter().all(|d| d.late));
         // Never sent: nothing late out of the blue; the next scheduled time is.
-        assert_eq!(weekly.due(None, at("2026-03-11T10:00:00Z")), None);
-        let first = weekly.due(None, at("2026-03-16T07:05:00Z")).unwrap();
+        assert_eq!(due_now(weekly, None, at("2026-03-11T10:00:00Z")), None);
+        let first = due_now(weekly, None, at("2026-03-16T07:05:00Z")).unwrap();
         assert_eq!((first.period.to_string(), first.late), ("2026-W11".to_owned(), false));
     }
 }

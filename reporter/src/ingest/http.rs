@@ -392,7 +392,10 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
          kuroko_reporter_rollup_quarantined {}\n\
          # HELP kuroko_reporter_rollup_failures_total Hours and days put in quarantine since start.\n\
          # TYPE kuroko_reporter_rollup_failures_total counter\n\
-         kuroko_reporter_rollup_failures_total {}\n",
+         kuroko_reporter_rollup_failures_total {}\n\
+         # HELP kuroko_reporter_journal_fsyncs_total Syncs of the ingest journal to the disk ([journal] fsync = \"batch\").\n\
+         # TYPE kuroko_reporter_journal_fsyncs_total counter\n\
+         kuroko_reporter_journal_fsyncs_total {}\n",
         stats.stored.load(Relaxed),
         stats.rejected.load(Relaxed),
         stats.folded.load(Relaxed),
@@ -421,6 +424,7 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
         health.writes_refused_disk,
         health.quarantined,
         health.rollup_failures,
+        health.journal_fsyncs,
     );
     let mut text = text;
     text.push_str(

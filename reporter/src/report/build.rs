@@ -176,6 +176,7 @@ pub fn weekly(
         consumers,
         regressions,
         errors,
+        late: None,
     })
 }
 
@@ -410,6 +411,7 @@ pub fn digest(analysis: &Analysis<'_>, day: &Period, tz: &TimeZone, base_url: &s
         base_url: base_url.to_owned(),
         total_errors: groups.iter().map(|g| g.count).sum(),
         previous_total_errors,
+        late: None,
         groups: groups
             .iter()
             .map(|g| DigestGroup {

@@ -5,6 +5,7 @@
 pub mod build;
 pub mod chart;
 pub mod digest;
+pub mod late;
 pub mod mail;
 pub mod webhook;
 pub mod weekly;

@@ -14,9 +14,13 @@
 //! by a crash in the middle of an append, was never acknowledged and is
 //! dropped on replay.
 //!
-//! A record is in the kernel once `write` returns: it survives a crash of the
-//! reporter (kill -9), like SQLite's WAL with `synchronous=NORMAL`, though
-//! not a power cut.
+//! By default a record is in the kernel once `write` returns: it survives a
+//! crash of the reporter (kill -9), like SQLite's WAL with
+//! `synchronous=NORMAL`, though not a power cut. With
+//! [`Journal::set_fsync`] (`[journal] fsync = "batch"`) each append is also
+//! `fdatasync`ed before it returns, and the directory after a new segment is
+//! created, so an acknowledged batch survives a power cut too (at the cost
+//! the README measures).
 //!
 //! One process at a time owns the journal: it holds an exclusive lock on
 //! `<store>-ingest/lock` while the journal is open. Another process opening
@@ -40,6 +44,10 @@ pub(crate) struct Journal {
     segment: u64,
     file: File,
     len: u64,
+    /// Whether each append is synced to the disk before it returns.
+    fsync: bool,
+    /// Syncs done since the journal was opened.
+    fsyncs: u64,
     /// Held locked while the journal is open; unlocked when dropped (or when
     /// the process dies).
     _lock: File,
@@ -154,6 +162,8 @@ impl Journal {
             segment,
             file: create(dir, segment)?,
             len: 0,
+            fsync: false,
+            fsyncs: 0,
             _lock: lock,
         };
         Ok((journal, unflushed))
@@ -184,16 +194,43 @@ impl Journal {
             .and_then(|len| u32::try_from(len).ok())
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a batch over 4 GiB, or no frame"))?;
         framed[..FRAME].copy_from_slice(&len.to_le_bytes());
-        match self.file.write_all(framed) {
+        let written = self.file.write_all(framed).and_then(|()| {
+            if self.fsync {
+                self.file.sync_data()?;
+                self.fsyncs += 1;
+            }
+            Ok(())
+        });
+        match written {
             Ok(()) => {
                 self.len += framed.len() as u64;
                 Ok(())
             }
             Err(error) => {
+                // Not acknowledged, so not kept: a record whose sync failed
+                // may or may not be on the disk.
                 let _ = self.file.set_len(self.len);
                 Err(error)
             }
         }
+    }
+
+    /// Syncs every append to the disk before it returns (`true`), or leaves
+    /// it in the kernel's page cache (`false`, the default). Turning it on
+    /// syncs the segment being appended to and the directory now.
+    pub(crate) fn set_fsync(&mut self, on: bool) -> io::Result<()> {
+        if on && !self.fsync {
+            self.file.sync_all()?;
+            sync_dir(&self.dir)?;
+        }
+        self.fsync = on;
+        Ok(())
+    }
+
+    /// Syncs done since the journal was opened
+    /// (`kuroko_reporter_journal_fsyncs_total`).
+    pub(crate) fn fsyncs(&self) -> u64 {
+        self.fsyncs
     }
 
     /// Bytes in the segment being appended to (all the journal holds since
@@ -205,6 +242,12 @@ impl Journal {
     /// Starts a new segment; returns the number of the last one closed.
     pub(crate) fn rotate(&mut self) -> io::Result<u64> {
         let next = create(&self.dir, self.segment + 1)?;
+        if self.fsync {
+            // The new segment's name must survive a power cut with the
+            // records appended to it.
+            sync_dir(&self.dir)?;
+            self.fsyncs += 1;
+        }
         self.file = next;
         self.len = 0;
         self.segment += 1;
@@ -227,6 +270,11 @@ fn create(dir: &Path, segment: u64) -> io::Result<File> {
         .create(true)
         .append(true)
         .open(segment_path(dir, segment))
+}
+
+/// Syncs `dir` itself: the names of the files created in it.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 fn read_segment(dir: &Path, number: u64) -> io::Result<Segment> {
@@ -280,6 +328,26 @@ mod tests {
         assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
         drop(journal);
         assert!(Journal::open(&dir, closed).is_ok(), "free again once closed");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn with_fsync_every_append_is_synced_and_without_none() {
+        let dir = std::env::temp_dir().join(format!("kuroko-journal-fsync-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let (mut journal, _) = Journal::open(&dir, 0).unwrap();
+        journal.append(b"one").unwrap();
+        assert_eq!(journal.fsyncs(), 0, "off by default");
+        journal.set_fsync(true).unwrap();
+        journal.append(b"two").unwrap();
+        journal.append(b"three").unwrap();
+        assert_eq!(journal.fsyncs(), 2, "one sync per append");
+        journal.rotate().unwrap();
+        assert_eq!(journal.fsyncs(), 3, "and one for the new segment's name");
+        journal.set_fsync(false).unwrap();
+        journal.append(b"four").unwrap();
+        assert_eq!(journal.fsyncs(), 3);
+        drop(journal);
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -258,6 +258,9 @@ pub struct StoreHealth {
     pub quarantined: u64,
     /// Roll-ups of one hour or day that failed, since start.
     pub rollup_failures: u64,
+    /// Syncs of the ingest journal to the disk since start (`[journal]
+    /// fsync = "batch"`; 0 otherwise).
+    pub journal_fsyncs: u64,
 }
 
 /// A store's failure.

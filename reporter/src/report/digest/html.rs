@@ -33,6 +33,9 @@ pub fn render_html(digest: &Digest) -> String {
                 h1 style="font-size:20px;margin:0 0 8px;" {
                     (title) " " span style="font-weight:normal;color:#59636e;" { "(" (one_line(&digest.time_zone)) ")" }
                 }
+                @if let Some(late) = &digest.late {
+                    p style="margin:0 0 16px;color:#9a6700;font-weight:600;" { (late.sentence()) }
+                }
                 @if groups.is_empty() {
                     p { "No errors yesterday." }
                 } @else {

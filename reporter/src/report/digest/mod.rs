@@ -68,6 +68,8 @@ pub struct Digest {
     pub total_errors: u64,
     /// Errors on the day before.
     pub previous_total_errors: u64,
+    /// Set when the digest goes out after its time: said at the top.
+    pub late: Option<super::late::Late>,
 }
 
 /// The errors of one fingerprint on the day.

@@ -50,6 +50,14 @@ impl SlackLimits {
     }
 }
 
+/// The digest's late sentence for Slack and a line break, or nothing.
+fn late_line(digest: &Digest) -> String {
+    digest
+        .late
+        .as_ref()
+        .map_or_else(String::new, |late| format!("{}\n", slack_escape(&late.sentence())))
+}
+
 /// The digest as Slack incoming-webhook payloads (`{"text": …, "blocks": […]}`),
 /// to be posted in order. Each obeys `limits`; an empty digest is one short
 /// "No errors yesterday" message.
@@ -60,7 +68,8 @@ pub fn slack_messages(digest: &Digest, limits: SlackLimits) -> Vec<Value> {
     if groups.is_empty() {
         let text = fit_mrkdwn(
             &format!(
-                "No errors yesterday ({}, {}).",
+                "{}No errors yesterday ({}, {}).",
+                late_line(digest),
                 slack_escape(&digest.day),
                 slack_escape(&digest.time_zone)
             ),
@@ -69,7 +78,7 @@ pub fn slack_messages(digest: &Digest, limits: SlackLimits) -> Vec<Value> {
         return vec![json!({ "text": text, "blocks": [section(text.clone())] })];
     }
 
-    let head = vec![
+    let mut head = vec![
         json!({ "type": "header", "text": { "type": "plain_text", "text": title, "emoji": false } }),
         section(fit_mrkdwn(
             &slack_summary(digest, groups.len()),
@@ -77,6 +86,12 @@ pub fn slack_messages(digest: &Digest, limits: SlackLimits) -> Vec<Value> {
         )),
         json!({ "type": "divider" }),
     ];
+    if digest.late.is_some() {
+        head.insert(
+            1,
+            section(fit_mrkdwn(late_line(digest).trim_end(), limits.max_section_chars)),
+        );
+    }
     let continuation_chars = continuation(digest, limits.max_messages, limits.max_messages).1;
     let more_chars = more_groups(digest, groups.len(), limits).1;
 
@@ -114,7 +129,8 @@ pub fn slack_messages(digest: &Digest, limits: SlackLimits) -> Vec<Value> {
     let count = messages.len();
     let fallback = truncate(
         &format!(
-            "Kuroko: {} errors in {} groups on {}",
+            "{}Kuroko: {} errors in {} groups on {}",
+            if digest.late.is_some() { "[late] " } else { "" },
             format::count(digest.total_errors),
             format::count(groups.len() as u64),
             one_line(&digest.day)

@@ -35,6 +35,7 @@ fn digest(groups: Vec<DigestGroup>) -> Digest {
         groups,
         total_errors,
         previous_total_errors,
+        late: None,
     }
 }
 

@@ -16,6 +16,9 @@ pub fn render_text(digest: &Digest) -> String {
         one_line(&digest.day),
         one_line(&digest.time_zone)
     );
+    if let Some(late) = &digest.late {
+        let _ = writeln!(out, "\n{}", late.sentence());
+    }
     if groups.is_empty() {
         out.push_str("\nNo errors yesterday.\n");
         return out;

@@ -148,6 +148,9 @@ fn content(
     html! {
         h1 style="font-size:20px;margin:0 0 4px 0;" { "Weekly performance: " (report.team) }
         p style={ "margin:0 0 16px 0;" (MUTED) "font-size:13px;" } { (report.week_start) " to " (report.week_end) }
+        @if let Some(late) = &report.late {
+            p style="margin:0 0 16px 0;color:#9a6700;font-weight:600;" { (late.sentence()) }
+        }
         table role="presentation" cellpadding="0" cellspacing="0" style="width:100%;background:#f6f8fa;border-left:4px solid #0969da;" {
             tr { td style="padding:8px 12px;font-size:14px;line-height:1.5;" {
                 @for line in summary { div { (line) } }

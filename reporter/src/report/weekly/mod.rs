@@ -46,6 +46,9 @@ pub struct WeeklyReport {
     pub regressions: Vec<RegressionRow>,
     /// New and growing error groups, as the analysis ranks them.
     pub errors: Vec<ErrorRow>,
+    /// Set when the report goes out after its time: said in the subject and
+    /// at the top.
+    pub late: Option<super::late::Late>,
 }
 
 /// One feature's week and its change against last week.
@@ -279,12 +282,13 @@ pub fn summary(report: &WeeklyReport) -> Vec<String> {
 
 /// The message's subject line.
 pub fn subject(report: &WeeklyReport) -> String {
-    format!(
+    let subject = format!(
         "Kuroko weekly: {}, {} to {}",
         clean(&report.team),
         clean(&report.week_start),
         clean(&report.week_end)
-    )
+    );
+    super::late::subject(report.late.as_ref(), subject)
 }
 
 /// The full URL of an item's link, when it has a usable one.

@@ -69,6 +69,7 @@ pub(crate) fn sample() -> WeeklyReport {
             }],
             link: "/errors/42".into(),
         }],
+        late: None,
     }
 }
 
