@@ -60,6 +60,7 @@ mod agent;
 mod clock;
 mod config;
 mod errors;
+pub mod exponential_scale;
 mod layout;
 mod registry;
 mod segments;
