@@ -69,7 +69,10 @@ mod tests {
                 let (low, high) = bucket_bounds(bucket_index(value, scale), scale);
                 // Relative slack for the rounding of log2 and exp2.
                 let slack = 1e-12 * value;
-                assert!(low <= value + slack && value <= high + slack, "{value} at scale {scale}: ({low}, {high}]");
+                assert!(
+                    low <= value + slack && value <= high + slack,
+                    "{value} at scale {scale}: ({low}, {high}]"
+                );
             }
         }
     }

@@ -26,7 +26,10 @@ struct Slots {
     next: usize,
 }
 
-static SLOTS: Mutex<Slots> = Mutex::new(Slots { free: Vec::new(), next: 0 });
+static SLOTS: Mutex<Slots> = Mutex::new(Slots {
+    free: Vec::new(),
+    next: 0,
+});
 
 /// The slot a thread holds while it lives.
 struct Slot(Cell<usize>);
@@ -74,7 +77,12 @@ pub(crate) fn thread_slot() -> usize {
 #[cold]
 fn claim_slot() -> usize {
     let mut slots = lock(&SLOTS);
-    let lowest = slots.free.iter().enumerate().min_by_key(|&(_, slot)| *slot).map(|(at, _)| at);
+    let lowest = slots
+        .free
+        .iter()
+        .enumerate()
+        .min_by_key(|&(_, slot)| *slot)
+        .map(|(at, _)| at);
     match lowest {
         Some(at) => slots.free.swap_remove(at),
         None => {

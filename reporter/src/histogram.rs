@@ -15,9 +15,9 @@
 //! with them.
 
 pub use crate::buckets::Buckets;
+use crate::buckets::MAX_SPAN;
 /// The bucket arithmetic, shared with the agent that produces the buckets.
 pub use kuroko_agent::exponential_scale::{bucket_bounds, bucket_index};
-use crate::buckets::MAX_SPAN;
 
 /// Finest scale kept.
 pub const MAX_SCALE: i32 = 7;
