@@ -46,20 +46,23 @@
 //! # Cost and memory
 //!
 //! The recording path reads the monotonic clock (guards and spans only; the
-//! invariant TSC where the CPU has one), then does one
-//! counter increment and one sum increment in the current thread's shard; rare
-//! outcomes (slow, failed) add one more. No lock, no allocation, no system
-//! call. Every series shares one bucket [`Layout`]: 3,456 `u32` counters
+//! invariant TSC where the CPU has one), then does one atomic counter
+//! increment in the current thread's shard and adds to the sum, with a plain
+//! store where the thread owns the shard (one thread per shard of a hot
+//! series), else atomically; rare outcomes (slow, failed) add one more atomic
+//! increment. No lock, no allocation, no system call. Every series shares one bucket [`Layout`]: 3,456 `u32` counters
 //! (13.5 KiB) for the default 1 µs – 1 h range at 2 significant digits. Hot
 //! series get one such shard per core (at most 8), so that threads do not
 //! share cache lines; see `docs/architecture.md` for the budget.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod agent;
 mod clock;
 mod config;
 mod errors;
+pub mod exponential_scale;
 mod layout;
 mod registry;
 mod segments;

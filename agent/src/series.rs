@@ -4,22 +4,33 @@
 //! interval's sum, min, max and the rare-outcome counters. A series starts with
 //! one shard; once it turns hot (see `AgentConfig::hot_series_threshold`) the
 //! harvester gives it one per core, and each thread records into the shard its
-//! thread index selects. Harvest swaps every counter to zero, so each sample is
-//! counted in exactly one interval.
+//! thread slot selects (`sync::thread_slot`).
 //!
-//! Common-case cost of a record: one counter increment and one sum increment.
-//! The count, the satisfied Apdex count and the successful outcome count are
-//! not kept: they are derived at harvest from the histogram.
+//! Common-case cost of a record: one atomic add on the sample's counter and,
+//! for the thread that owns the shard, a plain load and store of the sum. The
+//! count, the satisfied Apdex count and the successful outcome count are not
+//! kept: they are derived at harvest from the histogram. The min and max are
+//! read on every record but written only when the sample extends them.
+//!
+//! The sum is where the common case saves a locked instruction. The thread
+//! whose slot equals the shard's index *owns* the shard: it alone writes the
+//! shard's `owned_sum_ns`, a running total that is never reset, so a plain
+//! load and store is exact. Harvest takes what the total gained since the
+//! previous harvest (kept beside it, behind a mutex the recording path never
+//! touches). Every other thread that lands on the shard (more threads than
+//! shards, a series not yet sharded) adds to `shared_sum_ns` atomically, and
+//! harvest swaps that to zero. Counters and rare totals are atomic adds that
+//! harvest swaps to zero. So each sample is counted in exactly one interval.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::clock::Stamp;
 use crate::errors::{CapturedError, ErrorLog};
 use crate::layout::Layout;
 use crate::segments::SegmentTable;
 use crate::snapshot::{Apdex, HistogramSnapshot, OutcomeCounts, TransactionSnapshot};
-use crate::sync::thread_index;
+use crate::sync::{lock, thread_slot};
 use crate::traces::{RunTrace, TraceBudget, TraceLog};
 use crate::transaction::{Outcome, TransactionMeta, OUTCOME_SLOTS};
 
@@ -27,7 +38,12 @@ use crate::transaction::{Outcome, TransactionMeta, OUTCOME_SLOTS};
 #[repr(align(128))]
 #[derive(Default)]
 struct ShardStats {
-    sum_ns: AtomicU64,
+    /// Running total written only by the shard's owner (see the module docs).
+    owned_sum_ns: AtomicU64,
+    /// What `owned_sum_ns` was at the last harvest; only harvest touches it.
+    harvested_sum_ns: Mutex<u64>,
+    /// Interval total of the other threads' samples.
+    shared_sum_ns: AtomicU64,
     min_ns: AtomicU64,
     max_ns: AtomicU64,
     tolerating: AtomicU64,
@@ -102,29 +118,39 @@ impl Series {
         }
     }
 
+    /// This thread's shard, and whether this thread owns it.
     #[inline(always)]
-    fn shard(&self) -> &Shard {
-        let index = thread_index() & self.shard_mask;
+    fn shard(&self) -> (&Shard, bool) {
+        let slot = thread_slot();
+        let index = slot & self.shard_mask;
+        let owned = slot == index;
         if index == 0 {
-            return &self.primary;
+            return (&self.primary, owned);
         }
         match self.extra[index - 1].get() {
-            Some(shard) => shard,
-            None => &self.primary,
+            Some(shard) => (shard, owned),
+            None => (&self.primary, false),
         }
     }
 
     /// Records one run. Lock-free and allocation-free.
     #[inline(always)]
     pub(crate) fn record(&self, ns: u64, outcome: Outcome) {
-        let shard = self.shard();
+        let (shard, owned) = self.shard();
         // `index_for` clamps into the layout, so this always finds its counter;
         // `get` rather than indexing keeps a panic out of the host regardless.
         if let Some(counter) = shard.counts.get(self.layout.index_for(ns)) {
             counter.fetch_add(1, Relaxed);
         }
         let stats = &shard.stats;
-        stats.sum_ns.fetch_add(ns, Relaxed);
+        if owned {
+            // No other thread writes this total, so no locked instruction is
+            // needed for the sum to stay exact (see the module docs).
+            let sum = &stats.owned_sum_ns;
+            sum.store(sum.load(Relaxed).wrapping_add(ns), Relaxed);
+        } else {
+            stats.shared_sum_ns.fetch_add(ns, Relaxed);
+        }
         if ns < stats.min_ns.load(Relaxed) {
             stats.min_ns.fetch_min(ns, Relaxed);
         }
@@ -215,7 +241,13 @@ impl Series {
                 }
             }
             let stats = &shard.stats;
-            sum_ns = sum_ns.wrapping_add(stats.sum_ns.swap(0, Relaxed));
+            sum_ns = sum_ns.wrapping_add(stats.shared_sum_ns.swap(0, Relaxed));
+            {
+                let mut harvested = lock(&stats.harvested_sum_ns);
+                let total = stats.owned_sum_ns.load(Relaxed);
+                sum_ns = sum_ns.wrapping_add(total.wrapping_sub(*harvested));
+                *harvested = total;
+            }
             min_ns = min_ns.min(stats.min_ns.swap(u64::MAX, Relaxed));
             max_ns = max_ns.max(stats.max_ns.swap(0, Relaxed));
             tolerating += stats.tolerating.swap(0, Relaxed);

@@ -104,6 +104,84 @@ fn concurrent_harvest_loses_and_duplicates_nothing() {
     );
 }
 
+/// The sum a shard's owning thread keeps with plain stores is taken at
+/// harvest as what it gained since the previous harvest. Two harvesters run
+/// at once while recording threads come and go (an exited thread's slot, and
+/// with it the ownership of a shard, passes to the next thread), with more
+/// threads than shards: every count and every nanosecond is harvested
+/// exactly once.
+#[test]
+fn owned_sums_survive_concurrent_harvests_and_threads_that_come_and_go() {
+    const WAVES: u64 = 6;
+    const THREADS: u64 = 5;
+    const PER_THREAD: u64 = 50_000;
+    let agent = agent_with(|c| {
+        c.hot_series_threshold = 0;
+        // Five threads on two shards: most of them share a shard with its owner.
+        c.max_shards = 2;
+    });
+    let handle = agent.transaction("job");
+    let done = Arc::new(AtomicBool::new(false));
+    let harvesters: Vec<_> = (0..2)
+        .map(|_| {
+            let (agent, done) = (agent.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut total = (0u64, 0u64, 0usize);
+                while !done.load(Ordering::Acquire) {
+                    if let Some(tx) = agent.harvest().transaction("job") {
+                        total.0 += tx.count;
+                        total.1 += tx.sum_ns;
+                    }
+                    total.2 += 1;
+                    // Leave the recorders the CPU most of the time, so that
+                    // they run side by side.
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                total
+            })
+        })
+        .collect();
+    let (mut expected_count, mut expected_sum) = (0u64, 0u64);
+    for wave in 0..WAVES {
+        let start = Arc::new(Barrier::new(THREADS as usize));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (handle, start) = (handle.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    for i in 0..PER_THREAD {
+                        handle.record_nanos(1_000 + (i * 7_919 + t * 104_729 + wave) % 900_000_000, Outcome::Ok);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        for t in 0..THREADS {
+            for i in 0..PER_THREAD {
+                expected_count += 1;
+                expected_sum += 1_000 + (i * 7_919 + t * 104_729 + wave) % 900_000_000;
+            }
+        }
+    }
+    done.store(true, Ordering::Release);
+    let (mut count, mut sum, mut harvests) = (0u64, 0u64, 0usize);
+    for harvester in harvesters {
+        let (c, s, h) = harvester.join().unwrap();
+        count += c;
+        sum += s;
+        harvests += h;
+    }
+    if let Some(tx) = agent.harvest().transaction("job") {
+        count += tx.count;
+        sum += tx.sum_ns;
+    }
+    assert!(harvests > 4, "the harvesters ran concurrently ({harvests} harvests)");
+    assert_eq!(count, expected_count);
+    assert_eq!(sum, expected_sum);
+}
+
 #[test]
 fn cardinality_limit_folds_into_one_overflow_series() {
     let agent = agent_with(|c| c.max_series = 10);

@@ -16,6 +16,8 @@
 
 pub use crate::buckets::Buckets;
 use crate::buckets::MAX_SPAN;
+/// The bucket arithmetic, shared with the agent that produces the buckets.
+pub use kuroko_agent::exponential_scale::{bucket_bounds, bucket_index};
 
 /// Finest scale kept.
 pub const MAX_SCALE: i32 = 7;
@@ -151,26 +153,6 @@ fn finite(name: &'static str, value: f64) -> Result<f64, InvalidPoint> {
         return Err(InvalidPoint::Negative(name));
     }
     Ok(value)
-}
-
-/// Index of the bucket holding `value` (> 0) at `scale`.
-pub fn bucket_index(value: f64, scale: i32) -> i32 {
-    if value.is_nan() || value <= 0.0 {
-        return i32::MIN;
-    }
-    let scaled = value.log2() * f64::powi(2.0, scale);
-    (scaled.ceil() - 1.0).clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
-}
-
-/// Bounds of bucket `index` at `scale`.
-pub fn bucket_bounds(index: i32, scale: i32) -> (f64, f64) {
-    let step = f64::powi(2.0, -scale);
-    // In floating point: `index + 1` overflows at i32::MAX, which a
-    // crafted offset reaches.
-    (
-        f64::exp2(f64::from(index) * step),
-        f64::exp2((f64::from(index) + 1.0) * step),
-    )
 }
 
 impl Histogram {

@@ -1,7 +1,8 @@
 //! HDR histogram → OTLP exponential histogram.
 //!
 //! At scale `s` an exponential bucket `i` holds the values in
-//! `(base^i, base^(i+1)]`, with `base = 2^(2^-s)`. Each non-empty HDR bucket
+//! `(base^i, base^(i+1)]`, with `base = 2^(2^-s)` (the index arithmetic is
+//! [`crate::exponential_scale`]'s). Each non-empty HDR bucket
 //! `[low, high]` moves whole into the exponential bucket that holds its
 //! midpoint. The error bound, relative to any sample:
 //!
@@ -18,6 +19,7 @@
 
 use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
 
+use crate::exponential_scale::{bucket_bounds, bucket_index};
 use crate::HistogramSnapshot;
 
 /// Default scale: the coarsest that keeps percentiles within 1% (see the module docs).
@@ -36,31 +38,6 @@ pub struct ExponentialBuckets {
     pub zero_threshold: f64,
     /// Positive buckets: offset of the first, then contiguous counts.
     pub positive: Buckets,
-}
-
-/// Index of the exponential bucket that holds `value` (> 0) at `scale`.
-/// Total: zero, negative and non-finite values give the lowest index
-/// rather than a panic (the caller keeps them out of the positive buckets).
-pub fn bucket_index(value: f64, scale: i32) -> i32 {
-    if value == f64::INFINITY {
-        return i32::MAX;
-    }
-    if value.is_nan() || value <= 0.0 {
-        return i32::MIN;
-    }
-    let scaled = value.log2() * f64::powi(2.0, scale);
-    // Upper bounds are inclusive: an exact power of the base belongs to the
-    // bucket below it. Computed in f64 and saturated, so no input overflows.
-    (scaled.ceil() - 1.0).clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
-}
-
-/// Lower and upper bound of bucket `index` at `scale`.
-pub fn bucket_bounds(index: i32, scale: i32) -> (f64, f64) {
-    let step = f64::powi(2.0, -scale);
-    (
-        f64::exp2(f64::from(index) * step),
-        f64::exp2(f64::from(index + 1) * step),
-    )
 }
 
 /// Converts an HDR snapshot of nanoseconds into exponential buckets of seconds.
@@ -167,21 +144,6 @@ mod tests {
         let (_, high) = bucket_bounds(last, DEFAULT_SCALE);
         assert!(low < 1.022975061 && 1.022975061 <= bucket_bounds(buckets.positive.offset, DEFAULT_SCALE).1);
         assert!(high >= max);
-    }
-
-    #[test]
-    fn indexes_follow_the_spec() {
-        // At scale 0 the buckets are (1,2], (2,4], ...: 2 is in bucket 0, 2.5 in 1.
-        assert_eq!(bucket_index(2.0, 0), 0);
-        assert_eq!(bucket_index(2.5, 0), 1);
-        assert_eq!(bucket_index(1.0, 0), -1);
-        assert_eq!(bucket_index(0.5, 1), -3);
-        assert_eq!(bucket_index(0.0, 7), i32::MIN);
-        assert_eq!(bucket_index(f64::NAN, 7), i32::MIN);
-        assert_eq!(bucket_index(f64::INFINITY, 7), i32::MAX);
-        assert_eq!(bucket_index(5e-324, 21), i32::MIN, "saturates rather than overflows");
-        let (low, high) = bucket_bounds(bucket_index(0.0123, 7), 7);
-        assert!(low < 0.0123 && 0.0123 <= high);
     }
 
     #[test]
