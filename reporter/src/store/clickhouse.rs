@@ -34,15 +34,13 @@
 //! returns once the INSERTs holding the batch have been acknowledged by
 //! ClickHouse.
 //!
-//! **Claims** ([`Store::claim`]) let one of several replicas send a scheduled
-//! report: insert a claim row stamped with the server's clock, wait a settle
-//! delay, read every claim of the key back and replay them; see
-//! `docs/clickhouse.md` for the guarantee and its limits. The **delivery
-//! ledger** ([`Store::ledger_claim`], [`Store::ledger_record`]) works the same
-//! way: every claim and every recorded outcome is an event row in
-//! `delivery_ledger`, and a delivery's state is the replay of its events in
-//! the server's order, with the embedded store's rules; **alert states** are
-//! rows in `alert_state`, the latest written wins.
+//! The **delivery ledger** ([`Store::ledger_claim`], [`Store::ledger_record`])
+//! lets one of several replicas send each delivery: every claim and every
+//! recorded outcome is an event row in `delivery_ledger` stamped with the
+//! server's clock; a claim waits a settle delay, reads the delivery's events
+//! back and replays them in the server's order, with the embedded store's
+//! rules (see `docs/clickhouse.md` for the guarantee and its limits).
+//! **Alert states** are rows in `alert_state`, the latest written wins.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
@@ -71,8 +69,8 @@ use crate::histogram::Histogram;
 /// the transactions a duration metric counts).
 pub const SCHEMA_VERSION: i64 = 2;
 
-/// How long [`Store::claim`] waits between inserting its claim and reading
-/// the claims back, by default: longer than any competing INSERT takes.
+/// How long [`Store::ledger_claim`] waits between inserting its claim and
+/// reading the delivery's events back, by default: longer than any competing INSERT takes.
 pub const DEFAULT_CLAIM_SETTLE: Duration = Duration::from_secs(2);
 
 /// The shortest settle delay used: claims are stamped with the server's
@@ -255,10 +253,6 @@ fn schema(db: &str) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {db}.metric_transaction
              (service String, host String, txn String, environment String)
              ENGINE = ReplacingMergeTree ORDER BY (service, host, txn, environment)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.claim (key String, holder String, token UInt64, at DateTime, ttl UInt32)
-             ENGINE = MergeTree ORDER BY (key, at, token)"
         ),
         // One row per claim or recorded outcome; a delivery is the replay of
         // its rows in (server second, writer's nanoseconds, token) order.
@@ -640,14 +634,6 @@ struct TraceOut {
     spans: String,
 }
 
-#[derive(Deserialize)]
-struct ClaimOut {
-    holder: String,
-    token: u64,
-    at: u64,
-    ttl: u64,
-}
-
 /// One row of `delivery_ledger`: a claim (`event = 'claim'`: `holder`
 /// claimed at `claimed_at`, the caller's `now`) or a recorded outcome
 /// (`event = 'record'`: the whole entry).
@@ -763,8 +749,8 @@ impl ClickHouseStore {
         Ok(store)
     }
 
-    /// Sets how long [`Store::claim`] and [`Store::ledger_claim`] wait before
-    /// reading claims back (at least one second is waited whatever is set).
+    /// Sets how long [`Store::ledger_claim`] waits before reading claims
+    /// back (at least one second is waited whatever is set).
     pub fn with_claim_settle(mut self, settle: Duration) -> Self {
         self.claim_settle = settle;
         self
@@ -1734,23 +1720,6 @@ impl Store for ClickHouseStore {
             .collect())
     }
 
-    fn claim(&self, key: &str, holder: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
-        let mine = token();
-        let ttl = ttl_seconds.min(u64::from(u32::MAX));
-        // The server's clock stamps the claim: replicas' clocks do not matter.
-        self.execute(&format!(
-            "INSERT INTO claim (key, holder, token, at, ttl) SELECT {}, {}, {mine}, now(), {ttl}",
-            quote(key),
-            quote(holder)
-        ))?;
-        std::thread::sleep(self.claim_settle.max(MIN_CLAIM_SETTLE));
-        let claims: Vec<ClaimOut> = self.select(&format!(
-            "SELECT holder, token, toUInt64(at) AS at, ttl FROM claim WHERE key = {} ORDER BY at, token",
-            quote(key)
-        ))?;
-        Ok(replay(&claims, mine))
-    }
-
     fn ledger_claim(&self, kind: &str, target: &str, period: &str, holder: &str, now: i64) -> Result<bool, StoreError> {
         let mine = token();
         let key = format!(
@@ -1960,58 +1929,9 @@ fn replay_ledger(
     Ok((state, won))
 }
 
-/// Replays the claims of a key in order: a claim made when the key is free
-/// (never held, or its holder's time is up) takes it; one by the holder
-/// extends it; others lose. Whether the claim `mine` held the key.
-fn replay(claims: &[ClaimOut], mine: u64) -> bool {
-    let mut holder: Option<&str> = None;
-    let mut until = 0u64;
-    for claim in claims {
-        let expires = claim.at.saturating_add(claim.ttl);
-        let holds = if holder.is_none() || claim.at >= until {
-            holder = Some(&claim.holder);
-            until = expires;
-            true
-        } else if holder == Some(claim.holder.as_str()) {
-            until = until.max(expires);
-            true
-        } else {
-            false
-        };
-        if claim.token == mine {
-            return holds;
-        }
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn claim(holder: &str, token: u64, at: u64) -> ClaimOut {
-        ClaimOut {
-            holder: holder.into(),
-            token,
-            at,
-            ttl: 60,
-        }
-    }
-
-    #[test]
-    fn the_earliest_claim_wins_until_it_expires() {
-        let claims = [
-            claim("a", 9, 100),
-            claim("b", 3, 100),
-            claim("a", 4, 130),
-            claim("b", 5, 200),
-        ];
-        assert!(replay(&claims, 9), "first in order");
-        assert!(!replay(&claims, 3), "same second, later token");
-        assert!(replay(&claims, 4), "the holder again extends to 190");
-        assert!(replay(&claims, 5), "after expiry the next claim takes it");
-        assert!(!replay(&claims, 77), "a claim not read back did not win");
-    }
 
     fn event(event: &str, holder: &str, token: u64, claimed_at: i64, status: &str) -> LedgerEvent {
         LedgerEvent {

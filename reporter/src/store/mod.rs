@@ -447,13 +447,6 @@ pub trait Store: Send + Sync {
     /// `from..to` (unix minutes), slowest first, at most `limit`.
     fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError>;
 
-    /// Claims `key` (e.g. `weekly:2026-11-23`) for `holder` (this reporter)
-    /// for `ttl_seconds`, so that one of several reporters sharing the store
-    /// sends a scheduled report: true when `holder` holds it, false when
-    /// another holder's claim is still running. Claiming again while holding
-    /// extends the claim.
-    fn claim(&self, key: &str, holder: &str, ttl_seconds: u64) -> Result<bool, StoreError>;
-
     /// Claims the delivery `(kind, target, period)` for `holder` at `now`
     /// (unix seconds), atomically: `true` when this caller may send it;
     /// `false` when it is sent, given up, or claimed by someone whose lease

@@ -135,7 +135,6 @@ CREATE TABLE IF NOT EXISTS error_hour (
     PRIMARY KEY (series, hour, error_type, message, location, trace_id, stack_hash)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dirty (resolution TEXT NOT NULL, period INTEGER NOT NULL, PRIMARY KEY (resolution, period)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS claim (key TEXT PRIMARY KEY, holder TEXT NOT NULL, until INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counter_minute (
     series INTEGER NOT NULL, label INTEGER NOT NULL, minute INTEGER NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (series, label, minute)
@@ -1972,24 +1971,6 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    fn claim(&self, key: &str, holder: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        let until = now.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX));
-        // One statement: taken when free, expired, or already ours.
-        let changed = self
-            .connection()
-            .execute(
-                "INSERT INTO claim (key, holder, until) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, until = excluded.until
-                 WHERE claim.until <= ?4 OR claim.holder = excluded.holder",
-                params![key, holder, until, now],
-            )
-            .map_err(|e| self.error(e))?;
-        Ok(changed > 0)
-    }
-
     fn ledger_claim(&self, kind: &str, target: &str, period: &str, holder: &str, now: i64) -> Result<bool, StoreError> {
         self.delivery_claim(kind, target, period, holder, now)
             .map_err(|e| self.error(e))
@@ -2555,26 +2536,6 @@ mod tests {
         assert!(
             error.contains("schema version 99, newer than this kuroko's 3: upgrade kuroko"),
             "{error}"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn one_holder_wins_a_claim_until_it_expires() {
-        let dir = std::env::temp_dir().join(format!("kuroko-claim-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = SqliteStore::open(&dir.join("claim.db")).unwrap();
-        assert!(store.claim("weekly:2026-11-23", "a", 3_600).unwrap());
-        assert!(!store.claim("weekly:2026-11-23", "b", 3_600).unwrap(), "a holds it");
-        assert!(
-            store.claim("weekly:2026-11-23", "a", 3_600).unwrap(),
-            "a again: still a's"
-        );
-        assert!(store.claim("weekly:2026-11-30", "b", 0).unwrap(), "another key");
-        assert!(
-            store.claim("weekly:2026-11-30", "a", 3_600).unwrap(),
-            "b's claim of no time is over"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
