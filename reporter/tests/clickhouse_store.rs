@@ -13,12 +13,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kuroko_reporter::deliver::alerts::AlertState;
-use kuroko_reporter::deliver::ledger::{self, LedgerEntry, LedgerStatus, LEASE_SECONDS};
+use kuroko_reporter::deliver::ledger;
 use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::store::clickhouse::ClickHouseStore;
 use kuroko_reporter::store::rollup::Retention;
 use kuroko_reporter::store::sqlite::SqliteStore;
+use kuroko_reporter::store::state::{AlertState, DeliveryState, LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use kuroko_reporter::store::{
     Batch, CounterPoint, ErrorPoint, Filter, HistogramPoint, SeriesKey, Store, StoreError, TraceLink, TracePoint,
     NO_TRANSACTION,

@@ -34,7 +34,7 @@
 //! returns once the INSERTs holding the batch have been acknowledged by
 //! ClickHouse.
 //!
-//! The **delivery ledger** ([`Store::ledger_claim`], [`Store::ledger_record`])
+//! The **delivery ledger** ([`DeliveryState::ledger_claim`], [`DeliveryState::ledger_record`])
 //! lets one of several replicas send each delivery: every claim and every
 //! recorded outcome is an event row in `delivery_ledger` stamped with the
 //! server's clock; a claim waits a settle delay, reads the delivery's events
@@ -57,10 +57,9 @@ use super::group_commit::{Gather, GroupCommit};
 use super::links::{self, Stacks, StoredLink, TracedError};
 use super::rollup::Retention;
 use super::sqlite::{plan, Progress, Stretch};
+use super::state::{AlertState, DeliveryState, LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use super::{Batch, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint};
 use crate::cumulative::{StreamId, StreamState};
-use crate::deliver::alerts::AlertState;
-use crate::deliver::ledger::{LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use crate::histogram::Histogram;
 
 /// The schema this build creates (2: error rows carry stack traces and
@@ -69,7 +68,7 @@ use crate::histogram::Histogram;
 /// the transactions a duration metric counts).
 pub const SCHEMA_VERSION: i64 = 2;
 
-/// How long [`Store::ledger_claim`] waits between inserting its claim and
+/// How long [`DeliveryState::ledger_claim`] waits between inserting its claim and
 /// reading the delivery's events back, by default: longer than any competing INSERT takes.
 pub const DEFAULT_CLAIM_SETTLE: Duration = Duration::from_secs(2);
 
@@ -749,7 +748,7 @@ impl ClickHouseStore {
         Ok(store)
     }
 
-    /// Sets how long [`Store::ledger_claim`] waits before reading claims
+    /// Sets how long [`DeliveryState::ledger_claim`] waits before reading claims
     /// back (at least one second is waited whatever is set).
     pub fn with_claim_settle(mut self, settle: Duration) -> Self {
         self.claim_settle = settle;
@@ -1720,6 +1719,41 @@ impl Store for ClickHouseStore {
             .collect())
     }
 
+    fn histogram_steps(
+        &self,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(SeriesKey, i64, Histogram)>, StoreError> {
+        let step = step.max(1);
+        let stretches = self.step_plan(from, to, step)?;
+        let merged = self.merged_histograms(filter, &stretches, Some(step))?;
+        Ok(merged
+            .into_iter()
+            .map(|((key, start), histogram)| (key, start, histogram))
+            .collect())
+    }
+
+    fn counter_steps(
+        &self,
+        filter: &Filter,
+        name: &str,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(SeriesKey, String, i64, f64)>, StoreError> {
+        let step = step.max(1);
+        let stretches = self.step_plan(from, to, step)?;
+        Ok(self
+            .merged_counters(filter, name, &stretches, Some(step))?
+            .into_iter()
+            .map(|((key, labels, start), total)| (key, labels, start, total))
+            .collect())
+    }
+}
+
+impl DeliveryState for ClickHouseStore {
     fn ledger_claim(&self, kind: &str, target: &str, period: &str, holder: &str, now: i64) -> Result<bool, StoreError> {
         let mine = token();
         let key = format!(
@@ -1822,39 +1856,6 @@ impl Store for ClickHouseStore {
             token()
         ))
     }
-
-    fn histogram_steps(
-        &self,
-        filter: &Filter,
-        from: i64,
-        to: i64,
-        step: i64,
-    ) -> Result<Vec<(SeriesKey, i64, Histogram)>, StoreError> {
-        let step = step.max(1);
-        let stretches = self.step_plan(from, to, step)?;
-        let merged = self.merged_histograms(filter, &stretches, Some(step))?;
-        Ok(merged
-            .into_iter()
-            .map(|((key, start), histogram)| (key, start, histogram))
-            .collect())
-    }
-
-    fn counter_steps(
-        &self,
-        filter: &Filter,
-        name: &str,
-        from: i64,
-        to: i64,
-        step: i64,
-    ) -> Result<Vec<(SeriesKey, String, i64, f64)>, StoreError> {
-        let step = step.max(1);
-        let stretches = self.step_plan(from, to, step)?;
-        Ok(self
-            .merged_counters(filter, name, &stretches, Some(step))?
-            .into_iter()
-            .map(|((key, labels, start), total)| (key, labels, start, total))
-            .collect())
-    }
 }
 
 impl ClickHouseStore {
@@ -1875,7 +1876,7 @@ impl ClickHouseStore {
 fn replay_ledger(
     events: &[LedgerEvent],
     mine: Option<u64>,
-) -> Result<(Option<LedgerEntry>, bool), crate::deliver::ledger::UnknownStatus> {
+) -> Result<(Option<LedgerEntry>, bool), super::state::UnknownStatus> {
     let mut state: Option<LedgerEntry> = None;
     let mut won = false;
     for e in events {

@@ -16,13 +16,13 @@ pub(crate) mod pending;
 pub mod rollup;
 pub mod sql;
 pub mod sqlite;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use self::state::DeliveryState;
 use crate::cumulative::{StreamId, StreamState};
-use crate::deliver::alerts::AlertState;
-use crate::deliver::ledger::LedgerEntry;
 use crate::histogram::Histogram;
 
 /// What identifies a series.
@@ -384,8 +384,10 @@ pub struct ErrorSummary {
     pub stacktrace: Arc<str>,
 }
 
-/// The reporter's storage; see the [module documentation](self).
-pub trait Store: Send + Sync {
+/// The reporter's storage of data; see the [module documentation](self).
+/// Every store also keeps the delivery ledger and alert states
+/// ([`DeliveryState`], see [`state`] for why it is a supertrait).
+pub trait Store: DeliveryState {
     /// Writes `batch` durably: once this returns `Ok`, the batch survives a
     /// crash of the reporter. Points of a series and minute already stored
     /// are merged with it.
@@ -446,40 +448,6 @@ pub trait Store: Send + Sync {
     /// The slowest kept traces of series matching `filter` that started in
     /// `from..to` (unix minutes), slowest first, at most `limit`.
     fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError>;
-
-    /// Claims the delivery `(kind, target, period)` for `holder` at `now`
-    /// (unix seconds), atomically: `true` when this caller may send it;
-    /// `false` when it is sent, given up, or claimed by someone whose lease
-    /// ([`crate::deliver::ledger::LEASE_SECONDS`]) has not run out. See
-    /// [`crate::deliver::ledger`].
-    fn ledger_claim(&self, kind: &str, target: &str, period: &str, holder: &str, now: i64) -> Result<bool, StoreError> {
-        let _ = (kind, target, period, holder, now);
-        Err(StoreError::Unsupported("the delivery ledger"))
-    }
-
-    /// Writes `entry` over the ledger row of its `(kind, target, period)`.
-    fn ledger_record(&self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        let _ = entry;
-        Err(StoreError::Unsupported("the delivery ledger"))
-    }
-
-    /// Ledger rows claimed or finished at or after `since` (unix seconds).
-    fn ledger(&self, since: i64) -> Result<Vec<LedgerEntry>, StoreError> {
-        let _ = since;
-        Err(StoreError::Unsupported("the delivery ledger"))
-    }
-
-    /// The stored state of the alert rule `name`, if any.
-    fn alert_state_get(&self, name: &str) -> Result<Option<AlertState>, StoreError> {
-        let _ = name;
-        Err(StoreError::Unsupported("alert state"))
-    }
-
-    /// Stores the state of the alert rule `name`.
-    fn alert_state_put(&self, name: &str, state: &AlertState) -> Result<(), StoreError> {
-        let _ = (name, state);
-        Err(StoreError::Unsupported("alert state"))
-    }
 
     /// One merged histogram per series matching `filter` and step of `step`
     /// minutes over `from..to`: `(series, step start, histogram)`, ordered by

@@ -31,10 +31,9 @@ use super::journal::{self, Journal};
 use super::links::{self, Stacks, StoredLink, TracedError};
 use super::pending::{LegacyRecord, Pending, Record, RecordRef, Resolved};
 use super::rollup::{Retention, Rolled, Roller};
+use super::state::{AlertState, DeliveryState, LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use super::{Batch, ErrorSummary, Filter, SeriesKey, StepTotal, Store, StoreError, TracePoint};
 use crate::cumulative::{StreamId, StreamState};
-use crate::deliver::alerts::AlertState;
-use crate::deliver::ledger::{LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use crate::histogram::Histogram;
 use crate::spell::{Hit, Spell};
 
@@ -1970,7 +1969,9 @@ impl Store for SqliteStore {
             .filter_map(|((series, start), (count, sum))| Some((keys.key(series)?.clone(), start, count, sum)))
             .collect())
     }
+}
 
+impl DeliveryState for SqliteStore {
     fn ledger_claim(&self, kind: &str, target: &str, period: &str, holder: &str, now: i64) -> Result<bool, StoreError> {
         self.delivery_claim(kind, target, period, holder, now)
             .map_err(|e| self.error(e))
@@ -1993,7 +1994,7 @@ impl Store for SqliteStore {
     }
 }
 
-// The delivery ledger and alert states (`crate::deliver`): small tables
+// The delivery ledger and alert states (`super::state`): small tables
 // beside the data, so that a restart neither resends a report nor forgets
 // an alert that is firing.
 
