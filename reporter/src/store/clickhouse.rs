@@ -18,7 +18,7 @@
 //! roll-ups are always complete, late points included, and no roller runs.
 //!
 //! **Reads** push the merge down: per stretch of the window (days, hours and
-//! minutes, as [`super::sqlite::plan`] splits it), `sumMap` over bucket indexes
+//! minutes, as [`super::plan::plan`] splits it), `sumMap` over bucket indexes
 //! per series and scale; then, per series, every part is downscaled in SQL to
 //! the coarsest scale present (`bitShiftRight` of the index: a floor, exact
 //! for negative indexes too) and summed again. The reporter receives one row
@@ -55,10 +55,10 @@ use serde::{Deserialize, Serialize};
 
 use super::group_commit::{Gather, GroupCommit};
 use super::links::{self, Stacks, StoredLink, TracedError};
+use super::plan::{plan, Progress, Stretch, NEVER};
 use super::rollup::Retention;
-use super::sqlite::{plan, Progress, Stretch};
 use super::state::{AlertState, DeliveryState, LedgerEntry, LedgerStatus, LEASE_SECONDS};
-use super::{Batch, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint};
+use super::{Batch, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint, TRACES_PER_HOUR};
 use crate::cumulative::{StreamId, StreamState};
 use crate::histogram::Histogram;
 
@@ -76,9 +76,6 @@ pub const DEFAULT_CLAIM_SETTLE: Duration = Duration::from_secs(2);
 /// `now()`, in whole seconds, so waiting at least a second guarantees that a
 /// claim made after the read-back sorts after the claim being settled.
 const MIN_CLAIM_SETTLE: Duration = Duration::from_secs(1);
-
-/// Traces kept per series and hour, as the embedded store keeps them.
-const TRACES_PER_HOUR: i64 = super::sqlite::TRACES_PER_HOUR;
 
 /// Roll-ups are complete at once (materialised views): "rolled until the end of time".
 const ALWAYS: i64 = i64::MAX / 4;
@@ -1215,9 +1212,9 @@ impl ClickHouseStore {
             to,
             Progress {
                 hours_until: ALWAYS,
-                days_until: if days { ALWAYS } else { super::sqlite::NEVER },
+                days_until: if days { ALWAYS } else { NEVER },
                 minutes_from,
-                hours_from: if days { hours_from } else { super::sqlite::NEVER },
+                hours_from: if days { hours_from } else { NEVER },
             },
         ))
     }
@@ -1231,7 +1228,7 @@ impl ClickHouseStore {
             if step % period == 0 {
                 ALWAYS
             } else {
-                super::sqlite::NEVER
+                NEVER
             }
         };
         Ok(plan(
@@ -1257,11 +1254,7 @@ impl ClickHouseStore {
             "SELECT key, max(toInt64(value)) AS value FROM meta
              WHERE key IN ('minutes_kept_from', 'hours_kept_from') GROUP BY key",
         )?;
-        let kept_from = |key: &str| {
-            kept.iter()
-                .find(|k| k.key == key)
-                .map_or(super::sqlite::NEVER, |k| k.value)
-        };
+        let kept_from = |key: &str| kept.iter().find(|k| k.key == key).map_or(NEVER, |k| k.value);
         Ok((kept_from("minutes_kept_from"), kept_from("hours_kept_from")))
     }
 

@@ -13,6 +13,7 @@ pub(crate) mod headroom;
 pub(crate) mod journal;
 pub(crate) mod links;
 pub(crate) mod pending;
+pub(crate) mod plan;
 pub mod rollup;
 pub mod sql;
 pub mod sqlite;
@@ -81,6 +82,9 @@ pub struct CounterPoint {
     /// The amount added in the minute.
     pub value: f64,
 }
+
+/// Traces kept per series and hour, by both stores: the slowest.
+pub const TRACES_PER_HOUR: i64 = 20;
 
 /// The transaction of errors that came with none (and whose trace, if any,
 /// has not been tied to one).

@@ -51,7 +51,7 @@ pub struct Retention {
 /// Nothing rolled, nothing cut.
 impl Default for Rolled {
     fn default() -> Self {
-        let never = || AtomicI64::new(super::sqlite::NEVER);
+        let never = || AtomicI64::new(super::plan::NEVER);
         Rolled {
             hours_until: never(),
             days_until: never(),
