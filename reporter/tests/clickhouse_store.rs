@@ -20,8 +20,8 @@ use kuroko_reporter::store::rollup::Retention;
 use kuroko_reporter::store::sqlite::SqliteStore;
 use kuroko_reporter::store::state::{AlertState, DeliveryState, LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use kuroko_reporter::store::{
-    Batch, CounterPoint, ErrorPoint, Filter, HistogramPoint, SeriesKey, Store, StoreError, TraceLink, TracePoint,
-    NO_TRANSACTION,
+    Batch, CounterPoint, DatabaseError, ErrorPoint, Filter, HistogramPoint, SeriesKey, Store, StoreError, TraceLink,
+    TracePoint, NO_TRANSACTION,
 };
 use kuroko_reporter::synthetic::AgentMinutes;
 
@@ -629,7 +629,10 @@ fn a_failed_insert_fails_every_write_whose_rows_it_held() {
         .collect();
     for thread in threads {
         match thread.join().unwrap() {
-            Err(StoreError::ClickHouse { message, .. }) => assert!(message.contains("counter_minute"), "{message}"),
+            Err(StoreError::Database {
+                detail: DatabaseError::ClickHouse(message),
+                ..
+            }) => assert!(message.contains("counter_minute"), "{message}"),
             other => panic!("a write whose counters were refused returned {other:?}"),
         }
     }

@@ -264,24 +264,28 @@ pub struct StoreHealth {
     pub rollup_failures: u64,
 }
 
-/// A store's failure.
+/// A store's failure, by what a caller can do about it; what the backend
+/// said is carried in the variant (for [`StoreError::Database`], in its
+/// [`DatabaseError`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database said no. What SQLite said is in the message itself (not
-    /// only a source a log line may not print).
-    #[error("store {path}: {cause}")]
-    Sqlite {
-        /// The store's file.
-        path: String,
-        /// What SQLite said.
-        cause: rusqlite::Error,
+    /// The database failed: it could not be opened or reached, or it refused
+    /// or broke off a statement. What it said is in the message itself (not
+    /// only in a source a log line may not print).
+    #[error("{store}: {detail}")]
+    Database {
+        /// The store as messages name it: `store PATH` (the embedded file)
+        /// or `ClickHouse store HOST:PORT/DATABASE`.
+        store: String,
+        /// What the backend said.
+        detail: DatabaseError,
     },
-    /// The file was written by a newer reporter.
+    /// The store was written by a newer reporter.
     #[error("store {path} has schema version {found}, newer than this kuroko's {supported}: upgrade kuroko, or point it at another file")]
     NewerSchema {
-        /// The store's file.
+        /// The store's file or database.
         path: String,
-        /// The file's version.
+        /// The store's version.
         found: i64,
         /// This build's version.
         supported: i64,
@@ -323,16 +327,6 @@ pub enum StoreError {
         /// ` (pid N)` when the lock file names its holder.
         holder: String,
     },
-    /// A stored row could not be read back.
-    #[error("store {path}: row of series {series} at minute {minute} is corrupt")]
-    Corrupt {
-        /// The store's file.
-        path: String,
-        /// Its series id.
-        series: i64,
-        /// Its minute.
-        minute: i64,
-    },
     /// A journal record could not be encoded or read back.
     #[error("store {path}: a batch in journal segment {id} cannot be encoded or read back; move the store's -ingest folder aside to start without it, or report a bug")]
     Inbox {
@@ -343,14 +337,6 @@ pub enum StoreError {
         /// What postcard said.
         source: postcard::Error,
     },
-    /// ClickHouse could not be reached, or refused a statement.
-    #[error("ClickHouse store {server}: {message}")]
-    ClickHouse {
-        /// `host:port/database`.
-        server: String,
-        /// What went wrong, with the server's own message when it sent one.
-        message: String,
-    },
     /// The store's location is not a URL kuroko understands.
     #[error("store {url}: {reason}")]
     Url {
@@ -359,9 +345,37 @@ pub enum StoreError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// This store does not implement the operation.
-    #[error("this store does not support {0}")]
-    Unsupported(&'static str),
+}
+
+impl StoreError {
+    /// The embedded store's file at `path` failed with `cause`.
+    pub(crate) fn sqlite(path: String, cause: rusqlite::Error) -> StoreError {
+        StoreError::Database {
+            store: format!("store {path}"),
+            detail: DatabaseError::Sqlite(cause),
+        }
+    }
+
+    /// The ClickHouse store at `server` (`host:port/database`) failed:
+    /// `message`, with the server's own when it sent one.
+    pub(crate) fn clickhouse(server: String, message: String) -> StoreError {
+        StoreError::Database {
+            store: format!("ClickHouse store {server}"),
+            detail: DatabaseError::ClickHouse(message),
+        }
+    }
+}
+
+/// What a store's database said ([`StoreError::Database`]), by backend.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    /// What SQLite said.
+    #[error("{0}")]
+    Sqlite(rusqlite::Error),
+    /// What went wrong talking to ClickHouse, with the server's own message
+    /// when it sent one.
+    #[error("{0}")]
+    ClickHouse(String),
 }
 
 /// One distinct error over a window.

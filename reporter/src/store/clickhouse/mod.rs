@@ -278,10 +278,7 @@ impl ClickHouseStore {
     }
 
     fn error(&self, message: impl Into<String>) -> StoreError {
-        StoreError::ClickHouse {
-            server: self.server.clone(),
-            message: message.into(),
-        }
+        StoreError::clickhouse(self.server.clone(), message.into())
     }
 
     /// Sends one statement; `query` goes in the URL (for an INSERT whose

@@ -5,7 +5,9 @@ use crate::cumulative::{StreamId, StreamState};
 use crate::histogram::Histogram;
 use crate::store::links::{self, Stacks, StoredLink, TracedError};
 use crate::store::plan::{plan, Progress, Stretch, NEVER};
-use crate::store::{Batch, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint, TRACES_PER_HOUR};
+use crate::store::{
+    Batch, DatabaseError, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint, TRACES_PER_HOUR,
+};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -149,7 +151,10 @@ impl Store for ClickHouseStore {
         let encoded = self.encode_batch(batch)?;
         // The server's own message, handed to every writer of the group.
         let message = |e: StoreError| match e {
-            StoreError::ClickHouse { message, .. } => message,
+            StoreError::Database {
+                detail: DatabaseError::ClickHouse(message),
+                ..
+            } => message,
             other => other.to_string(),
         };
         self.group

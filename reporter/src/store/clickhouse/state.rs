@@ -42,8 +42,7 @@ struct LedgerEvent {
 }
 
 /// The columns of `delivery_ledger` read back, in replay order.
-const LEDGER_COLUMNS: &str =
-    "kind, target, period, event, holder, status, attempts, rounds, error, has_error, late,
+const LEDGER_COLUMNS: &str = "kind, target, period, event, holder, status, attempts, rounds, error, has_error, late,
      scheduled_at, claimed_at, finished_at, has_finished, token";
 const LEDGER_ORDER: &str = "ORDER BY kind, target, period, at, written, token";
 

@@ -114,10 +114,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let name = path.display().to_string();
-        let error = |source| StoreError::Sqlite {
-            path: name.clone(),
-            cause: source,
-        };
+        let error = |source| StoreError::sqlite(name.clone(), source);
         let journal_error = |source| StoreError::Journal {
             path: Journal::dir_of(path).display().to_string(),
             source,
@@ -306,9 +303,6 @@ impl SqliteStore {
     }
 
     fn error(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            cause: source,
-        }
+        StoreError::sqlite(self.path.clone(), source)
     }
 }
