@@ -42,15 +42,17 @@
 //! rules (see `docs/clickhouse.md` for the guarantee and its limits).
 //! **Alert states** are rows in `alert_state`, the latest written wins.
 
-use super::group_commit::GroupCommit;
-use super::{SeriesKey, StoreError};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
 use std::io::BufRead;
 use std::sync::Mutex;
 use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::group_commit::GroupCommit;
+use super::{SeriesKey, StoreError};
 
 mod reads;
 mod schema;

@@ -1,6 +1,14 @@
 //! The ClickHouse store's reads: the [`Store`] trait's queries, each
 //! window split by [`crate::store::plan`] and merged in SQL.
 
+use std::collections::{BTreeMap, HashMap};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde::Deserialize;
+
+use super::writes::bucket_blob;
+use super::{quote, ClickHouseStore};
 use crate::cumulative::{StreamId, StreamState};
 use crate::histogram::Histogram;
 use crate::store::links::{self, Stacks, StoredLink, TracedError};
@@ -8,13 +16,6 @@ use crate::store::plan::{plan, Progress, Stretch, NEVER};
 use crate::store::{
     Batch, DatabaseError, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint, TRACES_PER_HOUR,
 };
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
-use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
-
-use super::writes::bucket_blob;
-use super::{quote, ClickHouseStore};
 
 /// Roll-ups are complete at once (materialised views): "rolled until the end of time".
 const ALWAYS: i64 = i64::MAX / 4;

@@ -2,12 +2,13 @@
 //! version kept in `meta`, and the migrations that bring an older database
 //! up to date.
 
-use crate::store::StoreError;
-use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
 
 use super::reads::floor_div;
 use super::{now_nanos, quote, ClickHouseStore};
+use crate::store::StoreError;
 
 /// The schema this build creates (2: error rows carry stack traces and
 /// trace ids, `error_hour_v2` rolls them up, `trace_link` ties them;

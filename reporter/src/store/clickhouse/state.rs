@@ -2,12 +2,13 @@
 //! ([`DeliveryState`]): claims and outcomes are event rows replayed in the
 //! server's order, with the embedded store's rules.
 
-use crate::store::state::{AlertState, DeliveryState, LedgerEntry, LedgerStatus, LEASE_SECONDS};
-use crate::store::StoreError;
-use serde::Deserialize;
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use super::{now_nanos, quote, token, ClickHouseStore};
+use crate::store::state::{AlertState, DeliveryState, LedgerEntry, LedgerStatus, LEASE_SECONDS};
+use crate::store::StoreError;
 
 /// How long [`DeliveryState::ledger_claim`] waits between inserting its claim and
 /// reading the delivery's events back, by default: longer than any competing INSERT takes.

@@ -2,18 +2,19 @@
 //! rows per table, group-committed with other writers' rows, the trace
 //! links errors wait for, and retention (dropping whole partitions).
 
-use crate::histogram::Histogram;
-use crate::store::group_commit::Gather;
-use crate::store::links::{self};
-use crate::store::rollup::Retention;
-use crate::store::{Batch, StoreError};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::schema::{Resolution, PARTITIONED};
 use super::{now_nanos, quote, series_id, ClickHouseStore};
+use crate::histogram::Histogram;
+use crate::store::group_commit::Gather;
+use crate::store::links;
+use crate::store::rollup::Retention;
+use crate::store::{Batch, StoreError};
 
 /// The tables a batch's points go to, in the order they are inserted.
 const DATA_TABLES: [&str; 6] = [

@@ -16,13 +16,13 @@
 //! not a power cut. The schema is versioned in `meta`; a file from a newer
 //! reporter is refused.
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::headroom::Headroom;
 use super::journal::Journal;

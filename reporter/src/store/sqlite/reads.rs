@@ -1,20 +1,19 @@
 //! The embedded store's reads: the [`Store`] trait's queries, each window
 //! split by [`crate::store::plan`] into day, hour and minute stretches.
 
-use rustc_hash::FxHashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use rusqlite::OptionalExtension;
+use rustc_hash::FxHashMap;
 
+use super::SqliteStore;
 use crate::cumulative::{StreamId, StreamState};
 use crate::histogram::Histogram;
 use crate::store::journal::Journal;
 use crate::store::links::{self, Stacks, StoredLink, TracedError};
 use crate::store::plan::{floor_to, minutes_of, plan, Progress, Stretch, NEVER};
 use crate::store::{Batch, ErrorSummary, Filter, SeriesKey, StepTotal, Store, StoreError, TracePoint};
-
-use super::SqliteStore;
 
 /// The histogram columns [`row_histogram`] reads, of a table aliased `h`.
 pub(crate) const HISTOGRAM_COLUMNS: &str =

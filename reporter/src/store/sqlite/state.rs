@@ -3,10 +3,9 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use super::SqliteStore;
 use crate::store::state::{AlertState, DeliveryState, LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use crate::store::StoreError;
-
-use super::SqliteStore;
 
 impl DeliveryState for SqliteStore {
     fn ledger_claim(&self, kind: &str, target: &str, period: &str, holder: &str, now: i64) -> Result<bool, StoreError> {

@@ -4,25 +4,23 @@
 //! dirty for late points).
 
 use std::collections::BTreeMap;
-
-use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
-
-use crate::histogram::Histogram;
-use crate::spell::Hit;
-use crate::store::journal::{self, Journal};
-use crate::store::links::{self};
-use crate::store::pending::{Pending, RecordRef, Resolved};
-use crate::store::rollup::Rolled;
-use crate::store::{Batch, SeriesKey, StoreError, TRACES_PER_HOUR};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::reads::{row_histogram, HISTOGRAM_COLUMNS};
 use super::{SqliteStore, FLUSH_EVERY};
+use crate::histogram::Histogram;
+use crate::spell::Hit;
+use crate::store::journal::{self, Journal};
+use crate::store::links;
+use crate::store::pending::{Pending, RecordRef, Resolved};
+use crate::store::rollup::Rolled;
+use crate::store::{Batch, SeriesKey, StoreError, TRACES_PER_HOUR};
 
 /// Why resolving a batch's ids stopped.
 enum Halt {

@@ -1,6 +1,8 @@
 //! The embedded store's schema migrations: a file written by an older
 //! build keeps its rows and journal.
 
+use rusqlite::Connection;
+
 use super::super::schema::has_column;
 use super::super::*;
 use super::{histogram, key};
@@ -8,7 +10,6 @@ use crate::histogram::Histogram;
 use crate::store::journal::Journal;
 use crate::store::HistogramPoint;
 use crate::store::{Batch, Filter, SeriesKey, Store, TracePoint};
-use rusqlite::Connection;
 
 /// A version 2 file, its error rows keyed without trace or stack, and a
 /// journal segment a crash of that build left unflushed, in its layout.

@@ -2,6 +2,9 @@
 //! retention, step reads, reopening, trace links and the journal. Its
 //! schema migrations are tested in [`migrations`].
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
 use super::*;
 use crate::histogram::Histogram;
 use crate::store::journal::Journal;
@@ -9,8 +12,6 @@ use crate::store::plan::floor_to;
 use crate::store::rollup::Retention;
 use crate::store::{Batch, Filter, SeriesKey, StepTotal, Store};
 use crate::store::{CounterPoint, HistogramPoint};
-use std::collections::BTreeMap;
-use std::path::Path;
 
 mod migrations;
 
