@@ -2,7 +2,7 @@
 //! reporters ingesting at once (`store = "clickhouse://host:8123/kuroko"`).
 //!
 //! Plain HTTP with `JSONEachRow` (through `ureq`, synchronous like the
-//! [`Store`] trait) rather than the `clickhouse` crate, whose schema check
+//! [`Store`](super::Store) trait) rather than the `clickhouse` crate, whose schema check
 //! needs `RowBinaryWithNamesAndTypes`: that way one build speaks to Debian's
 //! ClickHouse 18.16 and to current releases alike, using only SQL both accept
 //! (no `Map`, `DateTime64`, `TTL`, query parameters or window functions).
@@ -18,23 +18,23 @@
 //! roll-ups are always complete, late points included, and no roller runs.
 //!
 //! **Reads** push the merge down: per stretch of the window (days, hours and
-//! minutes, as [`super::plan::plan`] splits it), `sumMap` over bucket indexes
+//! minutes, as `store::plan` splits it), `sumMap` over bucket indexes
 //! per series and scale; then, per series, every part is downscaled in SQL to
 //! the coarsest scale present (`bitShiftRight` of the index: a floor, exact
 //! for negative indexes too) and summed again. The reporter receives one row
-//! per series. Charts' steps ([`Store::histogram_steps`],
-//! [`Store::counter_steps`]) are the same query grouped by step as well.
+//! per series. Charts' steps ([`Store::histogram_steps`](super::Store::histogram_steps),
+//! [`Store::counter_steps`](super::Store::counter_steps)) are the same query grouped by step as well.
 //!
 //! **Retention** drops whole partitions (ClickHouse 18.16 has no `TTL`):
 //! minute tables by day, hour tables by week, day tables by 30 days; see
 //! [`ClickHouseStore::retain`]. **Writes** are group-committed
 //! ([`WriteBatching`]): concurrent writers' rows share one INSERT per table,
 //! at most every 200 ms by default, so that many small OTLP requests do not
-//! make ClickHouse create too many parts. **Durability**: [`Store::write`]
+//! make ClickHouse create too many parts. **Durability**: [`Store::write`](super::Store::write)
 //! returns once the INSERTs holding the batch have been acknowledged by
 //! ClickHouse.
 //!
-//! The **delivery ledger** ([`DeliveryState::ledger_claim`], [`DeliveryState::ledger_record`])
+//! The **delivery ledger** ([`DeliveryState::ledger_claim`](super::state::DeliveryState::ledger_claim), [`DeliveryState::ledger_record`](super::state::DeliveryState::ledger_record))
 //! lets one of several replicas send each delivery: every claim and every
 //! recorded outcome is an event row in `delivery_ledger` stamped with the
 //! server's clock; a claim waits a settle delay, reads the delivery's events
@@ -80,7 +80,7 @@ pub struct ClickHouseStore {
     group: GroupCommit<Encoded, String>,
 }
 
-/// How [`Store::write`] gathers concurrent writes into shared INSERTs (one
+/// How [`Store::write`](super::Store::write) gathers concurrent writes into shared INSERTs (one
 /// per table): a round of INSERTs starts at most every `interval`, or as
 /// soon as the previous round is done once `max_rows` rows wait. A write
 /// returns once the round holding its rows is acknowledged. Set in the
@@ -261,7 +261,7 @@ impl ClickHouseStore {
         Ok(store)
     }
 
-    /// Sets how long [`DeliveryState::ledger_claim`] waits before reading claims
+    /// Sets how long [`DeliveryState::ledger_claim`](super::state::DeliveryState::ledger_claim) waits before reading claims
     /// back (at least one second is waited whatever is set).
     pub fn with_claim_settle(mut self, settle: Duration) -> Self {
         self.claim_settle = settle;

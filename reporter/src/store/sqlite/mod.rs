@@ -6,7 +6,7 @@
 //! `counter_minute` (names and labels stored once, in `counter_label`).
 //!
 //! A batch is acknowledged once it is appended to the journal
-//! ([`super::journal`]); its points wait in memory ([`super::pending`]),
+//! (`store/journal.rs`); its points wait in memory (`store/pending.rs`),
 //! merged per series and minute, until a flush writes them to the tables in
 //! one transaction (when they have waited [`FLUSH_EVERY`], whether or not
 //! more data arrives, see [`SqliteStore::flush_if_due`]; and before every

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 /// The schema this build writes (2 added the journal, whose progress
 /// older builds would not know to replay; 3 added stack traces and trace
 /// ids to the error rows, trace links and cumulative streams' states, and
-/// so to the journal's records, see [`crate::store::pending::LegacyRecord`]).
+/// so to the journal's records, see `store::pending::LegacyRecord`).
 pub const SCHEMA_VERSION: i64 = 3;
 
 pub(super) const SCHEMA: &str = "
