@@ -5,7 +5,12 @@
 //! histogram per series for a window, so a ClickHouse store can do the merge
 //! in SQL without the analysis layer changing. The embedded default is
 //! [`sqlite::SqliteStore`]; [`clickhouse::ClickHouseStore`] is shared by
-//! several reporters.
+//! several reporters. Each backend is a folder of the same shape: `mod.rs`
+//! (opening it), `schema.rs` (tables and migrations), `writes.rs`,
+//! `reads.rs` (its [`Store`] queries) and `state.rs` (its
+//! [`DeliveryState`]). What both share: the data types and [`StoreError`]
+//! here, the delivery ledger's and alert states' rows and trait in
+//! [`state`], and how a window is split by resolution in `plan.rs`.
 
 pub mod clickhouse;
 pub(crate) mod group_commit;
