@@ -546,7 +546,7 @@ fn program_name() -> String {
 
 async fn report(what: ReportCommand) -> anyhow::Result<()> {
     use kuroko_reporter::deliver::{self, ledger, schedule::Report};
-    use kuroko_reporter::store::Store;
+    use kuroko_reporter::store::state::DeliveryState;
     let (args, kind) = match what {
         ReportCommand::Status { config, days } => {
             let settings = Config::load(config.as_deref())?;

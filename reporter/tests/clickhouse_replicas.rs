@@ -33,6 +33,7 @@ use jiff::{Timestamp, ToSpan};
 use kuroko_agent::export::{ExportConfig, Protocol};
 use kuroko_agent::{Agent, Outcome, TransactionSpec};
 use kuroko_reporter::store::clickhouse::ClickHouseStore;
+use kuroko_reporter::store::state::{DeliveryState, LedgerStatus};
 use kuroko_reporter::store::{Filter, Store};
 
 #[path = "support/clickhouse_server.rs"]
@@ -286,7 +287,7 @@ email = ["dev@example.com"]
     .unwrap();
     let mut sent: Vec<(String, String)> = ledger
         .iter()
-        .filter(|e| e.status == kuroko_reporter::deliver::ledger::LedgerStatus::Sent)
+        .filter(|e| e.status == LedgerStatus::Sent)
         .map(|e| (e.kind.clone(), e.target.clone()))
         .collect();
     sent.sort();

@@ -1,8 +1,9 @@
 //! The ClickHouse store against a real ClickHouse server (Debian's
 //! `clickhouse-server`, installed by tests/run-all.sh): the same batches
 //! written to it and to the embedded store give the same answers; several
-//! replicas write at once; one of two holders wins a claim; the delivery
-//! ledger and alert states follow the embedded store's rules.
+//! replicas write at once; the delivery ledger and alert states follow the
+//! embedded store's rules, and two replicas racing for the same deliveries
+//! win each exactly once.
 //!
 //! The server is started by `support/clickhouse_server.rs`. Each test uses
 //! a database of its own. No server, no pass: a test fails with the reason.
@@ -12,15 +13,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kuroko_reporter::deliver::alerts::AlertState;
-use kuroko_reporter::deliver::ledger::{self, LedgerEntry, LedgerStatus, LEASE_SECONDS};
+use kuroko_reporter::deliver::ledger;
 use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::store::clickhouse::ClickHouseStore;
 use kuroko_reporter::store::rollup::Retention;
 use kuroko_reporter::store::sqlite::SqliteStore;
+use kuroko_reporter::store::state::{AlertState, DeliveryState, LedgerEntry, LedgerStatus, LEASE_SECONDS};
 use kuroko_reporter::store::{
-    Batch, CounterPoint, ErrorPoint, Filter, HistogramPoint, SeriesKey, Store, StoreError, TraceLink, TracePoint,
-    NO_TRANSACTION,
+    Batch, CounterPoint, DatabaseError, ErrorPoint, Filter, HistogramPoint, SeriesKey, Store, StoreError, TraceLink,
+    TracePoint, NO_TRANSACTION,
 };
 use kuroko_reporter::synthetic::AgentMinutes;
 
@@ -628,37 +629,12 @@ fn a_failed_insert_fails_every_write_whose_rows_it_held() {
         .collect();
     for thread in threads {
         match thread.join().unwrap() {
-            Err(StoreError::ClickHouse { message, .. }) => assert!(message.contains("counter_minute"), "{message}"),
+            Err(StoreError::Database {
+                detail: DatabaseError::ClickHouse(message),
+                ..
+            }) => assert!(message.contains("counter_minute"), "{message}"),
             other => panic!("a write whose counters were refused returned {other:?}"),
         }
-    }
-}
-
-#[test]
-fn one_of_two_replicas_wins_a_claim() {
-    let database = "kuroko_claims";
-    drop(clickhouse(database));
-    let replicas: Vec<Arc<ClickHouseStore>> = (0..2)
-        .map(|_| Arc::new(connect_again(database).with_claim_settle(Duration::from_millis(500))))
-        .collect();
-    for round in 0..3 {
-        let key = format!("weekly:2026-11-{round:02}");
-        let threads: Vec<_> = replicas
-            .iter()
-            .enumerate()
-            .map(|(r, replica)| {
-                let (replica, key) = (replica.clone(), key.clone());
-                std::thread::spawn(move || replica.claim(&key, &format!("replica-{r}"), 3_600).unwrap())
-            })
-            .collect();
-        let won: Vec<bool> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-        assert_eq!(won.iter().filter(|w| **w).count(), 1, "round {round}: {won:?}");
-        let winner = won.iter().position(|w| *w).unwrap();
-        let loser = 1 - winner;
-        assert!(replicas[winner]
-            .claim(&key, &format!("replica-{winner}"), 3_600)
-            .unwrap());
-        assert!(!replicas[loser].claim(&key, &format!("replica-{loser}"), 3_600).unwrap());
     }
 }
 

@@ -16,7 +16,7 @@
 //! minutes, ending at the current minute), over every series it matches;
 //! a window without runs counts as healthy. The rule's state is a small
 //! machine — ok → firing → ok — kept in the store
-//! ([`crate::store::Store::alert_state_put`]), so a restart neither repeats a
+//! ([`DeliveryState::alert_state_put`](crate::store::state::DeliveryState::alert_state_put)), so a restart neither repeats a
 //! notification nor forgets one that is firing. A transition is written
 //! first, with `notified = false`, then notified through the delivery ledger
 //! (kind `alert`, period `RULE@MINUTE:fired|resolved`), then marked
@@ -31,6 +31,7 @@ use crate::format;
 use crate::histogram::Histogram;
 use crate::owners::{Owners, Team};
 use crate::report::digest::slack_escape;
+pub use crate::store::state::AlertState;
 use crate::store::{Filter, SeriesKey, Store, StoreError};
 
 /// What a rule measures.
@@ -224,19 +225,6 @@ pub fn check_all(rules: &[AlertRule]) -> Result<(), AlertError> {
     Ok(())
 }
 
-/// A rule's state, as stored.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AlertState {
-    /// Whether the rule is firing.
-    pub firing: bool,
-    /// The unix minute of the last transition (or of the first evaluation).
-    pub since: i64,
-    /// The value measured at the last transition.
-    pub value: Option<f64>,
-    /// Whether the last transition has been notified.
-    pub notified: bool,
-}
-
 /// A change of state worth telling people about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transition {
@@ -422,6 +410,7 @@ pub fn chat_message(
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
+    use crate::store::state::DeliveryState;
     use crate::store::{Batch, CounterPoint, HistogramPoint};
 
     fn rule(toml_text: &str) -> AlertRule {

@@ -3,11 +3,11 @@
 //! Every delivery — one report (or alert notification) to one target over
 //! one channel — is a row keyed by `(kind, target, period)`, e.g.
 //! `("weekly", "payments:email", "2026-W11")`. Before sending, a sender
-//! *claims* the row ([`crate::store::Store::ledger_claim`]); the claim is
+//! *claims* the row ([`DeliveryState::ledger_claim`](crate::store::state::DeliveryState::ledger_claim)); the claim is
 //! atomic in the store, so of two replicas, or of `kuroko serve` and a
 //! `kuroko report weekly --send` run at the same time, exactly one wins and
 //! the other sends nothing. After sending it *records* the outcome
-//! ([`crate::store::Store::ledger_record`]).
+//! ([`DeliveryState::ledger_record`](crate::store::state::DeliveryState::ledger_record)).
 //!
 //! A claim is a lease of [`LEASE_SECONDS`]: a sender that dies mid-delivery
 //! leaves a claim that becomes claimable again once the lease runs out, and
@@ -23,108 +23,9 @@
 //! blindly could post it twice, so a person decides (`--force` resends it
 //! with the same `Idempotency-Key`).
 
-use std::fmt;
 use std::str::FromStr;
 
-/// How long a claim holds, in seconds, before another sender may take over.
-pub const LEASE_SECONDS: i64 = 15 * 60;
-
-/// Where a delivery stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LedgerStatus {
-    /// A sender holds it and is delivering.
-    Claimed,
-    /// Delivered.
-    Sent,
-    /// Failed this round; tried again after the lease.
-    Retrying,
-    /// Given up: refused for good, or failed every round.
-    Failed,
-    /// Sent, but not answered in time: it may have arrived. Not resent
-    /// unless forced.
-    Unknown,
-    /// Missed while the reporter was down, longer ago than `[delivery]`
-    /// catches up: never sent (unless forced).
-    Skipped,
-}
-
-impl LedgerStatus {
-    /// The name stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LedgerStatus::Claimed => "claimed",
-            LedgerStatus::Sent => "sent",
-            LedgerStatus::Retrying => "retrying",
-            LedgerStatus::Failed => "failed",
-            LedgerStatus::Unknown => "unknown",
-            LedgerStatus::Skipped => "skipped",
-        }
-    }
-
-    /// Whether the row is settled and never claimed again.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            LedgerStatus::Sent | LedgerStatus::Failed | LedgerStatus::Unknown | LedgerStatus::Skipped
-        )
-    }
-}
-
-impl fmt::Display for LedgerStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A status name that is not one.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown ledger status {0:?}")]
-pub struct UnknownStatus(pub String);
-
-impl FromStr for LedgerStatus {
-    type Err = UnknownStatus;
-
-    fn from_str(text: &str) -> Result<Self, UnknownStatus> {
-        Ok(match text {
-            "claimed" => LedgerStatus::Claimed,
-            "sent" => LedgerStatus::Sent,
-            "retrying" => LedgerStatus::Retrying,
-            "failed" => LedgerStatus::Failed,
-            "unknown" => LedgerStatus::Unknown,
-            "skipped" => LedgerStatus::Skipped,
-            other => return Err(UnknownStatus(other.to_owned())),
-        })
-    }
-}
-
-/// One delivery in the ledger. Times are unix seconds.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LedgerEntry {
-    /// `weekly`, `digest` or `alert`.
-    pub kind: String,
-    /// Who and how, e.g. `payments:email`, `company:chat`.
-    pub target: String,
-    /// What it covers, e.g. `2026-W11`, `2026-03-15`, or an alert's transition.
-    pub period: String,
-    /// The sender holding or last holding the claim.
-    pub holder: String,
-    /// Where it stands.
-    pub status: LedgerStatus,
-    /// Attempts made, over every round.
-    pub attempts: u32,
-    /// Rounds of attempts (claims) made.
-    pub rounds: u32,
-    /// The last failure, when there was one.
-    pub error: Option<String>,
-    /// Sent more than [`super::schedule::LATE_AFTER`] after its scheduled time.
-    pub late: bool,
-    /// When it was scheduled.
-    pub scheduled_at: i64,
-    /// When it was last claimed.
-    pub claimed_at: i64,
-    /// When the last round ended.
-    pub finished_at: Option<i64>,
-}
+pub use crate::store::state::{LedgerEntry, LedgerStatus, UnknownStatus, LEASE_SECONDS};
 
 /// The latest period among `entries` sent for `(kind, target)`; periods
 /// that do not parse are skipped.
@@ -181,7 +82,7 @@ pub fn render_status(entries: &[LedgerEntry], time_zone: &jiff::tz::TimeZone) ->
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::Store;
+    use crate::store::state::DeliveryState;
 
     fn temp_store(name: &str) -> (SqliteStore, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("kuroko-ledger-{name}-{}", std::process::id()));

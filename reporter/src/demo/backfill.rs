@@ -110,10 +110,7 @@ pub fn write(
 
 /// Records the synthetic window in the store's `meta` table.
 fn mark(path: &Path, window: &Window) -> Result<(), StoreError> {
-    let error = |source| StoreError::Sqlite {
-        path: path.display().to_string(),
-        cause: source,
-    };
+    let error = |source| StoreError::sqlite(path.display().to_string(), source);
     let connection = rusqlite::Connection::open(path).map_err(error)?;
     connection
         .execute(
@@ -126,10 +123,7 @@ fn mark(path: &Path, window: &Window) -> Result<(), StoreError> {
 
 /// The synthetic window recorded in the store at `path`, if any.
 pub fn marked(path: &Path) -> Result<Option<String>, StoreError> {
-    let error = |source| StoreError::Sqlite {
-        path: path.display().to_string(),
-        cause: source,
-    };
+    let error = |source| StoreError::sqlite(path.display().to_string(), source);
     let connection =
         rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(error)?;
     let mut statement = connection

@@ -5,7 +5,12 @@
 //! histogram per series for a window, so a ClickHouse store can do the merge
 //! in SQL without the analysis layer changing. The embedded default is
 //! [`sqlite::SqliteStore`]; [`clickhouse::ClickHouseStore`] is shared by
-//! several reporters.
+//! several reporters. Each backend is a folder of the same shape: `mod.rs`
+//! (opening it), `schema.rs` (tables and migrations), `writes.rs`,
+//! `reads.rs` (its [`Store`] queries) and `state.rs` (its
+//! [`DeliveryState`]). What both share: the data types and [`StoreError`]
+//! here, the delivery ledger's and alert states' rows and trait in
+//! [`state`], and how a window is split by resolution in `plan.rs`.
 
 pub mod clickhouse;
 pub(crate) mod group_commit;
@@ -13,16 +18,17 @@ pub(crate) mod headroom;
 pub(crate) mod journal;
 pub(crate) mod links;
 pub(crate) mod pending;
+pub(crate) mod plan;
 pub mod rollup;
 pub mod sql;
 pub mod sqlite;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use self::state::DeliveryState;
 use crate::cumulative::{StreamId, StreamState};
-use crate::deliver::alerts::AlertState;
-use crate::deliver::ledger::LedgerEntry;
 use crate::histogram::Histogram;
 
 /// What identifies a series.
@@ -81,6 +87,9 @@ pub struct CounterPoint {
     /// The amount added in the minute.
     pub value: f64,
 }
+
+/// Traces kept per series and hour, by both stores: the slowest.
+pub const TRACES_PER_HOUR: i64 = 20;
 
 /// The transaction of errors that came with none (and whose trace, if any,
 /// has not been tied to one).
@@ -263,24 +272,28 @@ pub struct StoreHealth {
     pub journal_fsyncs: u64,
 }
 
-/// A store's failure.
+/// A store's failure, by what a caller can do about it; what the backend
+/// said is carried in the variant (for [`StoreError::Database`], in its
+/// [`DatabaseError`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database said no. What SQLite said is in the message itself (not
-    /// only a source a log line may not print).
-    #[error("store {path}: {cause}")]
-    Sqlite {
-        /// The store's file.
-        path: String,
-        /// What SQLite said.
-        cause: rusqlite::Error,
+    /// The database failed: it could not be opened or reached, or it refused
+    /// or broke off a statement. What it said is in the message itself (not
+    /// only in a source a log line may not print).
+    #[error("{store}: {detail}")]
+    Database {
+        /// The store as messages name it: `store PATH` (the embedded file)
+        /// or `ClickHouse store HOST:PORT/DATABASE`.
+        store: String,
+        /// What the backend said.
+        detail: DatabaseError,
     },
-    /// The file was written by a newer reporter.
+    /// The store was written by a newer reporter.
     #[error("store {path} has schema version {found}, newer than this kuroko's {supported}: upgrade kuroko, or point it at another file")]
     NewerSchema {
-        /// The store's file.
+        /// The store's file or database.
         path: String,
-        /// The file's version.
+        /// The store's version.
         found: i64,
         /// This build's version.
         supported: i64,
@@ -322,16 +335,6 @@ pub enum StoreError {
         /// ` (pid N)` when the lock file names its holder.
         holder: String,
     },
-    /// A stored row could not be read back.
-    #[error("store {path}: row of series {series} at minute {minute} is corrupt")]
-    Corrupt {
-        /// The store's file.
-        path: String,
-        /// Its series id.
-        series: i64,
-        /// Its minute.
-        minute: i64,
-    },
     /// A journal record could not be encoded or read back.
     #[error("store {path}: a batch in journal segment {id} cannot be encoded or read back; move the store's -ingest folder aside to start without it, or report a bug")]
     Inbox {
@@ -342,14 +345,6 @@ pub enum StoreError {
         /// What postcard said.
         source: postcard::Error,
     },
-    /// ClickHouse could not be reached, or refused a statement.
-    #[error("ClickHouse store {server}: {message}")]
-    ClickHouse {
-        /// `host:port/database`.
-        server: String,
-        /// What went wrong, with the server's own message when it sent one.
-        message: String,
-    },
     /// The store's location is not a URL kuroko understands.
     #[error("store {url}: {reason}")]
     Url {
@@ -358,9 +353,37 @@ pub enum StoreError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// This store does not implement the operation.
-    #[error("this store does not support {0}")]
-    Unsupported(&'static str),
+}
+
+impl StoreError {
+    /// The embedded store's file at `path` failed with `cause`.
+    pub(crate) fn sqlite(path: String, cause: rusqlite::Error) -> StoreError {
+        StoreError::Database {
+            store: format!("store {path}"),
+            detail: DatabaseError::Sqlite(cause),
+        }
+    }
+
+    /// The ClickHouse store at `server` (`host:port/database`) failed:
+    /// `message`, with the server's own when it sent one.
+    pub(crate) fn clickhouse(server: String, message: String) -> StoreError {
+        StoreError::Database {
+            store: format!("ClickHouse store {server}"),
+            detail: DatabaseError::ClickHouse(message),
+        }
+    }
+}
+
+/// What a store's database said ([`StoreError::Database`]), by backend.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    /// What SQLite said.
+    #[error("{0}")]
+    Sqlite(rusqlite::Error),
+    /// What went wrong talking to ClickHouse, with the server's own message
+    /// when it sent one.
+    #[error("{0}")]
+    ClickHouse(String),
 }
 
 /// One distinct error over a window.
@@ -387,8 +410,10 @@ pub struct ErrorSummary {
     pub stacktrace: Arc<str>,
 }
 
-/// The reporter's storage; see the [module documentation](self).
-pub trait Store: Send + Sync {
+/// The reporter's storage of data; see the [module documentation](self).
+/// Every store also keeps the delivery ledger and alert states
+/// ([`DeliveryState`], see [`state`] for why it is a supertrait).
+pub trait Store: DeliveryState {
     /// Writes `batch` durably: once this returns `Ok`, the batch survives a
     /// crash of the reporter. Points of a series and minute already stored
     /// are merged with it.
@@ -449,47 +474,6 @@ pub trait Store: Send + Sync {
     /// The slowest kept traces of series matching `filter` that started in
     /// `from..to` (unix minutes), slowest first, at most `limit`.
     fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError>;
-
-    /// Claims `key` (e.g. `weekly:2026-11-23`) for `holder` (this reporter)
-    /// for `ttl_seconds`, so that one of several reporters sharing the store
-    /// sends a scheduled report: true when `holder` holds it, false when
-    /// another holder's claim is still running. Claiming again while holding
-    /// extends the claim.
-    fn claim(&self, key: &str, holder: &str, ttl_seconds: u64) -> Result<bool, StoreError>;
-
-    /// Claims the delivery `(kind, target, period)` for `holder` at `now`
-    /// (unix seconds), atomically: `true` when this caller may send it;
-    /// `false` when it is sent, given up, or claimed by someone whose lease
-    /// ([`crate::deliver::ledger::LEASE_SECONDS`]) has not run out. See
-    /// [`crate::deliver::ledger`].
-    fn ledger_claim(&self, kind: &str, target: &str, period: &str, holder: &str, now: i64) -> Result<bool, StoreError> {
-        let _ = (kind, target, period, holder, now);
-        Err(StoreError::Unsupported("the delivery ledger"))
-    }
-
-    /// Writes `entry` over the ledger row of its `(kind, target, period)`.
-    fn ledger_record(&self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        let _ = entry;
-        Err(StoreError::Unsupported("the delivery ledger"))
-    }
-
-    /// Ledger rows claimed or finished at or after `since` (unix seconds).
-    fn ledger(&self, since: i64) -> Result<Vec<LedgerEntry>, StoreError> {
-        let _ = since;
-        Err(StoreError::Unsupported("the delivery ledger"))
-    }
-
-    /// The stored state of the alert rule `name`, if any.
-    fn alert_state_get(&self, name: &str) -> Result<Option<AlertState>, StoreError> {
-        let _ = name;
-        Err(StoreError::Unsupported("alert state"))
-    }
-
-    /// Stores the state of the alert rule `name`.
-    fn alert_state_put(&self, name: &str, state: &AlertState) -> Result<(), StoreError> {
-        let _ = (name, state);
-        Err(StoreError::Unsupported("alert state"))
-    }
 
     /// One merged histogram per series matching `filter` and step of `step`
     /// minutes over `from..to`: `(series, step start, histogram)`, ordered by

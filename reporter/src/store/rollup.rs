@@ -51,7 +51,7 @@ pub struct Retention {
 /// Nothing rolled, nothing cut.
 impl Default for Rolled {
     fn default() -> Self {
-        let never = || AtomicI64::new(super::sqlite::NEVER);
+        let never = || AtomicI64::new(super::plan::NEVER);
         Rolled {
             hours_until: never(),
             days_until: never(),
@@ -195,16 +195,10 @@ pub struct Roller {
 impl Roller {
     pub(crate) fn open(path: &Path, rolled: Arc<Rolled>, retention: Retention) -> Result<Roller, StoreError> {
         let name = path.display().to_string();
-        let connection = Connection::open(path).map_err(|source| StoreError::Sqlite {
-            path: name.clone(),
-            cause: source,
-        })?;
+        let connection = Connection::open(path).map_err(|source| StoreError::sqlite(name.clone(), source))?;
         connection
             .execute_batch("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;")
-            .map_err(|source| StoreError::Sqlite {
-                path: name.clone(),
-                cause: source,
-            })?;
+            .map_err(|source| StoreError::sqlite(name.clone(), source))?;
         Ok(Roller {
             path: name,
             connection,
@@ -214,10 +208,7 @@ impl Roller {
     }
 
     fn error(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            cause: source,
-        }
+        StoreError::sqlite(self.path.clone(), source)
     }
 
     /// Rolls every finished hour and day, then applies retention.

@@ -1,0 +1,647 @@
+//! The ClickHouse store's reads: the [`Store`] trait's queries, each
+//! window split by [`crate::store::plan`] and merged in SQL.
+
+use std::collections::{BTreeMap, HashMap};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde::Deserialize;
+
+use super::writes::bucket_blob;
+use super::{quote, ClickHouseStore};
+use crate::cumulative::{StreamId, StreamState};
+use crate::histogram::Histogram;
+use crate::store::links::{self, Stacks, StoredLink, TracedError};
+use crate::store::plan::{plan, Progress, Stretch, NEVER};
+use crate::store::{
+    Batch, DatabaseError, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint, TRACES_PER_HOUR,
+};
+
+/// Roll-ups are complete at once (materialised views): "rolled until the end of time".
+const ALWAYS: i64 = i64::MAX / 4;
+
+/// Floor division of a minute column, for roll-up keys (`intDiv` truncates).
+pub(super) fn floor_div(column: &str, by: i64) -> String {
+    format!("intDiv({column}, {by}) - (modulo({column}, {by}) < 0)")
+}
+
+/// The first minute of the step of `step` minutes holding a row of a
+/// `resolution` table (floored, also before 1970); a constant 0 without steps.
+fn step_start(resolution: &str, step: Option<i64>) -> String {
+    let Some(step) = step else {
+        return "toInt64(0)".to_owned();
+    };
+    let minutes = match resolution {
+        "day" => 1_440,
+        "hour" => 60,
+        _ => 1,
+    };
+    let minute = format!("({resolution} * {minutes})");
+    format!("(({}) * {step})", floor_div(&minute, step))
+}
+
+/// ` AND series_id IN (...)` for a filter, or nothing when it matches all.
+fn series_filter(filter: &Filter) -> String {
+    let conditions = key_conditions(filter);
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " AND series_id IN (SELECT id FROM series WHERE {})",
+            conditions.join(" AND ")
+        )
+    }
+}
+
+/// The conditions on `series` of a filter. They also leave out the runs
+/// counted from spans of a transaction whose runs a duration metric counts
+/// (one source of truth per run: `docs/otlp-schema.md`).
+fn key_conditions(filter: &Filter) -> Vec<String> {
+    let mut conditions: Vec<String> = [
+        ("service", &filter.service),
+        ("host", &filter.host),
+        ("txn", &filter.transaction),
+        ("feature", &filter.feature),
+        ("environment", &filter.environment),
+    ]
+    .into_iter()
+    .filter_map(|(column, value)| value.as_ref().map(|v| format!("{column} = {}", quote(v))))
+    .collect();
+    conditions.push(
+        "NOT (endsWith(kind, '.spans') AND (service, host, txn, environment) IN
+            (SELECT service, host, txn, environment FROM metric_transaction))"
+            .to_owned(),
+    );
+    conditions
+}
+
+#[derive(Deserialize)]
+struct SeriesOut {
+    id: u64,
+    service: String,
+    host: String,
+    txn: String,
+    feature: String,
+    kind: String,
+    environment: String,
+}
+
+#[derive(Deserialize)]
+struct HistogramOut {
+    series_id: u64,
+    /// The step's first minute (0 when the window is not cut in steps).
+    #[serde(default)]
+    step_start: i64,
+    scale: i32,
+    n: u64,
+    total: f64,
+    lo: f64,
+    hi: f64,
+    zeros: u64,
+    zt: f64,
+    est: u8,
+    idx: Vec<i64>,
+    cnt: Vec<u64>,
+}
+
+#[derive(Deserialize)]
+struct CounterStepOut {
+    series_id: u64,
+    labels: String,
+    step_start: i64,
+    total: f64,
+}
+
+#[derive(Deserialize)]
+struct ErrorOut {
+    series_id: u64,
+    error_type: String,
+    message: String,
+    location: String,
+    fingerprint: String,
+    trace_id: String,
+    stack_hash: u64,
+    stacktrace: String,
+    total: u64,
+    first_minute: i64,
+    last_seen: u64,
+}
+
+#[derive(Deserialize)]
+struct LinkOut {
+    trace_id: String,
+    series_id: u64,
+    start_ns: u64,
+    end_ns: u64,
+}
+
+#[derive(Deserialize)]
+struct TraceOut {
+    series_id: u64,
+    trace_id: String,
+    start: u64,
+    duration: f64,
+    spans: String,
+}
+
+impl Store for ClickHouseStore {
+    fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let encoded = self.encode_batch(batch)?;
+        // The server's own message, handed to every writer of the group.
+        let message = |e: StoreError| match e {
+            StoreError::Database {
+                detail: DatabaseError::ClickHouse(message),
+                ..
+            } => message,
+            other => other.to_string(),
+        };
+        self.group
+            .commit(
+                encoded,
+                |group| self.insert_group(group).map_err(message),
+                || "the write holding these rows stopped without an answer".to_owned(),
+            )
+            .map_err(|e| self.error(e))
+    }
+
+    fn histograms(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<(SeriesKey, Histogram)>, StoreError> {
+        let stretches = self.plan(from, to, true)?;
+        let merged = self.merged_histograms(filter, &stretches, None)?;
+        Ok(merged
+            .into_iter()
+            .map(|((key, _), histogram)| (key, histogram))
+            .collect())
+    }
+
+    fn counters(
+        &self,
+        filter: &Filter,
+        name: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(SeriesKey, String, f64)>, StoreError> {
+        let stretches = self.plan(from, to, true)?;
+        let mut totals: BTreeMap<(String, String, SeriesKey), f64> = BTreeMap::new();
+        for ((key, labels, _), total) in self.merged_counters(filter, name, &stretches, None)? {
+            *totals.entry((key.transaction.clone(), labels, key)).or_default() += total;
+        }
+        Ok(totals
+            .into_iter()
+            .map(|((_, labels, key), total)| (key, labels, total))
+            .collect())
+    }
+
+    fn series(&self) -> Result<Vec<SeriesKey>, StoreError> {
+        let mut keys: Vec<SeriesKey> = self.keys(&Filter::default())?.into_values().collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn streams(&self, ids: Option<&[StreamId]>) -> Result<Vec<(StreamId, StreamState)>, StoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            id: u64,
+            state: String,
+        }
+        let only = match ids {
+            Some([]) => return Ok(Vec::new()),
+            Some(ids) => {
+                let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+                format!(" WHERE id IN ({})", ids.join(","))
+            }
+            None => String::new(),
+        };
+        // The latest point of each stream, whichever replica wrote it.
+        let rows: Vec<Row> = self.select(&format!(
+            "SELECT id, argMax(state, time) AS state FROM stream{only} GROUP BY id"
+        ))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let bytes = BASE64.decode(row.state).ok()?;
+                Some((row.id, StreamState::from_bytes(&bytes)?))
+            })
+            .collect())
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn size_bytes(&self) -> u64 {
+        #[derive(Deserialize)]
+        struct Size {
+            bytes: u64,
+        }
+        let sql = format!(
+            "SELECT sum(bytes_on_disk) AS bytes FROM system.parts WHERE database = {} AND active",
+            quote(&self.database)
+        );
+        match self.select::<Size>(&sql) {
+            Ok(rows) => rows.first().map_or(0, |s| s.bytes),
+            Err(error) => {
+                tracing::warn!(%error, "could not read the store's size");
+                0
+            }
+        }
+    }
+
+    fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError> {
+        let v2_from = self.error_hours_v2_from()?.map(|minute| minute.div_euclid(60));
+        let stretches = self.plan(from, to, false)?;
+        // Errors tied at ingest match the whole filter; those waiting for
+        // their trace's transaction are read by service, host and
+        // environment, and filtered once tied (`links::tie_and_merge`).
+        let mut parts: Vec<String> = Vec::new();
+        for (untied, filter) in [(false, filter.clone()), (true, filter.untied())] {
+            let series = series_filter(&filter);
+            let traced = if untied { "trace_id != ''" } else { "trace_id = ''" };
+            for s in &stretches {
+                let (a, b) = (s.from, s.to);
+                if s.resolution == "minute" {
+                    parts.push(format!(
+                        "SELECT series_id, error_type, message, location, fingerprint, trace_id, stack_hash,
+                                sum(count) AS c, min(minute) AS f, max(last_seen) AS l, any(stacktrace) AS st
+                         FROM error_minute WHERE minute >= {a} AND minute < {b} AND {traced}{series}
+                         GROUP BY series_id, error_type, message, location, fingerprint, trace_id, stack_hash"
+                    ));
+                    continue;
+                }
+                // Hours before `error_hour_v2_from` are in schema 1's table,
+                // which knows no traces or stacks.
+                let split = v2_from.map_or(a, |v2| v2.clamp(a, b));
+                if split > a && !untied {
+                    parts.push(format!(
+                        "SELECT series_id, error_type, message, location, fingerprint, '' AS trace_id,
+                                toUInt64(0) AS stack_hash, sumMerge(count_state) AS c,
+                                minMerge(first_minute_state) AS f, maxMerge(last_seen_state) AS l, '' AS st
+                         FROM error_hour WHERE hour >= {a} AND hour < {split}{series}
+                         GROUP BY series_id, error_type, message, location, fingerprint"
+                    ));
+                }
+                if split < b {
+                    parts.push(format!(
+                        "SELECT series_id, error_type, message, location, fingerprint, trace_id, stack_hash,
+                                sumMerge(count_state) AS c, minMerge(first_minute_state) AS f,
+                                maxMerge(last_seen_state) AS l, anyMerge(stacktrace_state) AS st
+                         FROM error_hour_v2 WHERE hour >= {split} AND hour < {b} AND {traced}{series}
+                         GROUP BY series_id, error_type, message, location, fingerprint, trace_id, stack_hash"
+                    ));
+                }
+            }
+        }
+        if parts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<ErrorOut> = self.select(&format!(
+            "SELECT series_id, error_type, message, location, fingerprint, trace_id, stack_hash, sum(c) AS total,
+                    min(f) AS first_minute, max(l) AS last_seen, any(st) AS stacktrace
+             FROM ({}) GROUP BY series_id, error_type, message, location, fingerprint, trace_id, stack_hash",
+            parts.join(" UNION ALL ")
+        ))?;
+        // Links may name a series on another host: the keys of the service.
+        let keys = self.keys(&Filter {
+            service: filter.service.clone(),
+            environment: filter.environment.clone(),
+            ..Filter::default()
+        })?;
+        let mut traces: Vec<String> = rows
+            .iter()
+            .filter(|r| !r.trace_id.is_empty())
+            .map(|r| quote(&r.trace_id))
+            .collect();
+        traces.sort_unstable();
+        traces.dedup();
+        let mut links = Vec::new();
+        for chunk in traces.chunks(1_000) {
+            let found: Vec<LinkOut> = self.select(&format!(
+                "SELECT trace_id, series_id, start_ns, end_ns FROM trace_link WHERE trace_id IN ({})",
+                chunk.join(", ")
+            ))?;
+            links.extend(found.into_iter().filter_map(|l| {
+                Some(StoredLink {
+                    key: keys.get(&l.series_id)?.clone(),
+                    trace_id: l.trace_id,
+                    start: l.start_ns,
+                    end: l.end_ns,
+                })
+            }));
+        }
+        let mut stacks = Stacks::default();
+        let rows: Vec<TracedError> = rows
+            .into_iter()
+            .filter_map(|row| {
+                let summary = ErrorSummary {
+                    key: keys.get(&row.series_id)?.clone(),
+                    error_type: row.error_type,
+                    message: row.message,
+                    location: row.location,
+                    count: row.total,
+                    first_minute: row.first_minute,
+                    last_seen: row.last_seen,
+                    fingerprint: row.fingerprint,
+                    stacktrace: stacks.share(row.stack_hash, row.stacktrace),
+                };
+                Some((summary, row.trace_id))
+            })
+            .collect();
+        Ok(links::tie_and_merge(rows, &links, filter))
+    }
+
+    fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError> {
+        const NANOS_PER_MINUTE: i128 = 60_000_000_000;
+        let bound = |minute: i64| u64::try_from((i128::from(minute) * NANOS_PER_MINUTE).max(0)).unwrap_or(u64::MAX);
+        let (start, end) = (bound(from), bound(to));
+        if start >= end || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (first_hour, last_hour) = (start / 3_600_000_000_000, end.div_ceil(3_600_000_000_000));
+        let series = series_filter(filter);
+        // The slowest TRACES_PER_HOUR of each whole hour, as the embedded
+        // store keeps them; then the window.
+        let rows: Vec<TraceOut> = self.select(&format!(
+            "SELECT series_id, trace_id, start, duration, spans FROM (
+                 SELECT series_id, hour, trace_id, argMax(start, written) AS start,
+                        argMax(duration, written) AS duration, argMax(spans, written) AS spans
+                 FROM kept_trace WHERE hour >= {first_hour} AND hour < {last_hour}{series}
+                 GROUP BY series_id, hour, trace_id
+                 ORDER BY duration DESC LIMIT {TRACES_PER_HOUR} BY series_id, hour)
+             WHERE start >= {start} AND start < {end}
+             ORDER BY duration DESC LIMIT {limit}"
+        ))?;
+        let keys = self.keys(filter)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                Some(TracePoint {
+                    key: keys.get(&row.series_id)?.clone(),
+                    trace_id: row.trace_id,
+                    start: row.start,
+                    duration: row.duration,
+                    spans: row.spans,
+                })
+            })
+            .collect())
+    }
+
+    fn histogram_steps(
+        &self,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(SeriesKey, i64, Histogram)>, StoreError> {
+        let step = step.max(1);
+        let stretches = self.step_plan(from, to, step)?;
+        let merged = self.merged_histograms(filter, &stretches, Some(step))?;
+        Ok(merged
+            .into_iter()
+            .map(|((key, start), histogram)| (key, start, histogram))
+            .collect())
+    }
+
+    fn counter_steps(
+        &self,
+        filter: &Filter,
+        name: &str,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Vec<(SeriesKey, String, i64, f64)>, StoreError> {
+        let step = step.max(1);
+        let stretches = self.step_plan(from, to, step)?;
+        Ok(self
+            .merged_counters(filter, name, &stretches, Some(step))?
+            .into_iter()
+            .map(|((key, labels, start), total)| (key, labels, start, total))
+            .collect())
+    }
+}
+
+impl ClickHouseStore {
+    /// Series matching `filter`, by id.
+    pub(super) fn keys(&self, filter: &Filter) -> Result<HashMap<u64, SeriesKey>, StoreError> {
+        let conditions = key_conditions(filter);
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let rows: Vec<SeriesOut> = self.select(&format!(
+            "SELECT DISTINCT id, service, host, txn, feature, kind, environment FROM series{filter}"
+        ))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.id,
+                    SeriesKey {
+                        service: r.service,
+                        host: r.host,
+                        transaction: r.txn,
+                        feature: r.feature,
+                        kind: r.kind,
+                        environment: r.environment,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// The window split into day, hour and minute stretches; edges older
+    /// than what retention kept are widened, as in the embedded store.
+    pub(super) fn plan(&self, from: i64, to: i64, days: bool) -> Result<Vec<Stretch>, StoreError> {
+        let (minutes_from, hours_from) = self.kept_from()?;
+        Ok(plan(
+            from,
+            to,
+            Progress {
+                hours_until: ALWAYS,
+                days_until: if days { ALWAYS } else { NEVER },
+                minutes_from,
+                hours_from: if days { hours_from } else { NEVER },
+            },
+        ))
+    }
+
+    /// The window split for steps of `step` minutes, as the embedded store
+    /// splits it: day rows only when a step holds whole days, hour rows only
+    /// when it holds whole hours, so that no row straddles two steps.
+    fn step_plan(&self, from: i64, to: i64, step: i64) -> Result<Vec<Stretch>, StoreError> {
+        let (minutes_from, hours_from) = self.kept_from()?;
+        let rolled = |period: i64| {
+            if step % period == 0 {
+                ALWAYS
+            } else {
+                NEVER
+            }
+        };
+        Ok(plan(
+            from,
+            to,
+            Progress {
+                hours_until: rolled(60),
+                days_until: rolled(1_440),
+                minutes_from,
+                hours_from,
+            },
+        ))
+    }
+
+    /// The first minute retention kept at minute and at hour resolution.
+    fn kept_from(&self) -> Result<(i64, i64), StoreError> {
+        #[derive(Deserialize)]
+        struct Kept {
+            key: String,
+            value: i64,
+        }
+        let kept: Vec<Kept> = self.select(
+            "SELECT key, max(toInt64(value)) AS value FROM meta
+             WHERE key IN ('minutes_kept_from', 'hours_kept_from') GROUP BY key",
+        )?;
+        let kept_from = |key: &str| kept.iter().find(|k| k.key == key).map_or(NEVER, |k| k.value);
+        Ok((kept_from("minutes_kept_from"), kept_from("hours_kept_from")))
+    }
+
+    /// One stretch's histograms per series, step (see [`step_start`]) and scale.
+    fn histogram_stretch(stretch: &Stretch, filter: &str, step: Option<i64>) -> String {
+        let (from, to) = (stretch.from, stretch.to);
+        let start = step_start(stretch.resolution, step);
+        match stretch.resolution {
+            "minute" => format!(
+                "SELECT series_id, {start} AS step_start, scale, sum(count) AS n, sum(sum) AS total, minIf(min, count > 0) AS lo,
+                        maxIf(max, count > 0) AS hi, sum(zero_count) AS zeros, max(zero_threshold) AS zt,
+                        max(estimated) AS est, sumMap(bucket_index, bucket_count) AS m,
+                        tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
+                 FROM histogram_minute WHERE minute >= {from} AND minute < {to}{filter}
+                 GROUP BY series_id, step_start, scale"
+            ),
+            r => format!(
+                "SELECT series_id, {start} AS step_start, scale, sumMerge(count_state) AS n, sumMerge(sum_state) AS total,
+                        minIfMerge(min_state) AS lo, maxIfMerge(max_state) AS hi, sumMerge(zero_count_state) AS zeros,
+                        maxMerge(zero_threshold_state) AS zt, maxMerge(estimated_state) AS est,
+                        sumMapMerge(buckets_state) AS m, tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
+                 FROM histogram_{r} WHERE {r} >= {from} AND {r} < {to}{filter}
+                 GROUP BY series_id, step_start, scale"
+            ),
+        }
+    }
+
+    /// Counter `name` summed per series matching `filter` and label set
+    /// (and per step of `step` minutes, when given; else the step start is
+    /// 0) over `stretches`, in one query.
+    fn merged_counters(
+        &self,
+        filter: &Filter,
+        name: &str,
+        stretches: &[Stretch],
+        step: Option<i64>,
+    ) -> Result<BTreeMap<(SeriesKey, String, i64), f64>, StoreError> {
+        let series = series_filter(filter);
+        let name = quote(name);
+        let selects: Vec<String> = stretches
+            .iter()
+            .map(|s| {
+                let (r, a, b) = (s.resolution, s.from, s.to);
+                let value = if r == "minute" {
+                    "sum(value)"
+                } else {
+                    "sumMerge(value_state)"
+                };
+                let start = step_start(r, step);
+                format!(
+                    "SELECT series_id, labels, {start} AS step_start, {value} AS v FROM counter_{r}
+                     WHERE name = {name} AND {r} >= {a} AND {r} < {b}{series}
+                     GROUP BY series_id, labels, step_start"
+                )
+            })
+            .collect();
+        if selects.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let rows: Vec<CounterStepOut> = self.select(&format!(
+            "SELECT series_id, labels, step_start, sum(v) AS total FROM ({})
+             GROUP BY series_id, labels, step_start",
+            selects.join(" UNION ALL ")
+        ))?;
+        let keys = self.keys(filter)?;
+        let mut totals: BTreeMap<(SeriesKey, String, i64), f64> = BTreeMap::new();
+        for row in rows {
+            if let Some(key) = keys.get(&row.series_id) {
+                *totals.entry((key.clone(), row.labels, row.step_start)).or_default() += row.total;
+            }
+        }
+        Ok(totals)
+    }
+
+    /// One histogram per series matching `filter` (and per step of `step`
+    /// minutes, when given) over `stretches`, merged in one query: every part
+    /// downscaled to the coarsest scale of its series and step, then summed.
+    fn merged_histograms(
+        &self,
+        filter: &Filter,
+        stretches: &[Stretch],
+        step: Option<i64>,
+    ) -> Result<BTreeMap<(SeriesKey, i64), Histogram>, StoreError> {
+        let series = series_filter(filter);
+        let stretches: Vec<String> = stretches
+            .iter()
+            .map(|s| Self::histogram_stretch(s, &series, step))
+            .collect();
+        if stretches.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let p = |i: usize| format!("tupleElement(p, {i})");
+        let sql = format!(
+            "SELECT series_id, step_start, min_scale AS scale, sum({n}) AS n, sum({total}) AS total,
+                    minIf({lo}, {n} > 0) AS lo, maxIf({hi}, {n} > 0) AS hi, sum({zeros}) AS zeros,
+                    max({zt}) AS zt, max({est}) AS est,
+                    sumMap(arrayMap((i, d) -> bitShiftRight(i, d), {idx},
+                                    arrayResize(emptyArrayUInt8(), length({idx}), toUInt8({scale} - min_scale))),
+                           {cnt}) AS m,
+                    tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
+             FROM (SELECT series_id, step_start, min(scale) AS min_scale,
+                          groupArray((scale, n, total, lo, hi, zeros, zt, est, idx, cnt)) AS parts
+                   FROM ({union}) GROUP BY series_id, step_start)
+             ARRAY JOIN parts AS p
+             GROUP BY series_id, step_start, min_scale",
+            scale = p(1),
+            n = p(2),
+            total = p(3),
+            lo = p(4),
+            hi = p(5),
+            zeros = p(6),
+            zt = p(7),
+            est = p(8),
+            idx = p(9),
+            cnt = p(10),
+            union = stretches.join(" UNION ALL "),
+        );
+        let rows: Vec<HistogramOut> = self.select(&sql)?;
+        let keys = self.keys(filter)?;
+        let mut merged = BTreeMap::new();
+        for row in rows {
+            let Some(key) = keys.get(&row.series_id) else {
+                continue;
+            };
+            let buckets = Histogram::decode_buckets(&bucket_blob(&row.idx, &row.cnt))
+                .ok_or_else(|| self.error(format!("series {} has unreadable buckets", row.series_id)))?;
+            let histogram = Histogram {
+                scale: row.scale,
+                zero_count: row.zeros,
+                zero_threshold: row.zt,
+                buckets,
+                count: row.n,
+                sum: row.total,
+                min: if row.n > 0 { row.lo } else { f64::INFINITY },
+                max: if row.n > 0 { row.hi } else { 0.0 },
+                estimated: row.est > 0,
+            };
+            merged.insert((key.clone(), row.step_start), histogram);
+        }
+        Ok(merged)
+    }
+}

@@ -1,0 +1,305 @@
+//! The ClickHouse store's tables and views ([`schema`]), the schema
+//! version kept in `meta`, and the migrations that bring an older database
+//! up to date.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::reads::floor_div;
+use super::{now_nanos, quote, ClickHouseStore};
+use crate::store::StoreError;
+
+/// The schema this build creates (2: error rows carry stack traces and
+/// trace ids, `error_hour_v2` rolls them up, `trace_link` ties them;
+/// `stream` keeps cumulative streams' last points and `metric_transaction`
+/// the transactions a duration metric counts).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Each table that retention cuts: its resolution's key column, and how many
+/// minutes one of its partitions spans.
+pub(super) const PARTITIONED: [(&str, Resolution, i64); 11] = [
+    ("histogram_minute", Resolution::Minute, 1_440),
+    ("counter_minute", Resolution::Minute, 1_440),
+    ("error_minute", Resolution::Minute, 1_440),
+    ("kept_trace", Resolution::Minute, 1_440),
+    ("histogram_hour", Resolution::Hour, 168 * 60),
+    ("counter_hour", Resolution::Hour, 168 * 60),
+    ("error_hour", Resolution::Hour, 168 * 60),
+    ("error_hour_v2", Resolution::Hour, 168 * 60),
+    // Links tie errors in hour rows too: kept as long as those.
+    ("trace_link", Resolution::Hour, 168 * 60),
+    ("histogram_day", Resolution::Day, 30 * 1_440),
+    ("counter_day", Resolution::Day, 30 * 1_440),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Resolution {
+    Minute,
+    Hour,
+    Day,
+}
+
+/// The tables and views, in creation order (`{db}` is the database).
+pub(super) fn schema(db: &str) -> Vec<String> {
+    let histogram_state = "scale Int8,
+        count_state AggregateFunction(sum, UInt64), sum_state AggregateFunction(sum, Float64),
+        min_state AggregateFunction(minIf, Float64, UInt8), max_state AggregateFunction(maxIf, Float64, UInt8),
+        zero_count_state AggregateFunction(sum, UInt64), zero_threshold_state AggregateFunction(max, Float64),
+        estimated_state AggregateFunction(max, UInt8),
+        buckets_state AggregateFunction(sumMap, Array(Int32), Array(UInt64))";
+    let histogram_states = "scale, sumState(count) AS count_state, sumState(sum) AS sum_state,
+        minIfState(min, count > 0) AS min_state, maxIfState(max, count > 0) AS max_state,
+        sumState(zero_count) AS zero_count_state, maxState(zero_threshold) AS zero_threshold_state,
+        maxState(estimated) AS estimated_state, sumMapState(bucket_index, bucket_count) AS buckets_state";
+    let (hour, day) = (floor_div("minute", 60), floor_div("minute", 1_440));
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.meta (key String, value String, at UInt64)
+             ENGINE = ReplacingMergeTree(at) ORDER BY key"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.series
+             (id UInt64, service String, host String, txn String, feature String, kind String, environment String)
+             ENGINE = ReplacingMergeTree ORDER BY id"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.histogram_minute
+             (series_id UInt64, minute Int64, count UInt64, sum Float64, min Float64, max Float64, scale Int8,
+              zero_count UInt64, zero_threshold Float64, bucket_index Array(Int32), bucket_count Array(UInt64),
+              estimated UInt8)
+             ENGINE = MergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (series_id, minute)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.histogram_hour (series_id UInt64, hour Int64, {histogram_state})
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168) ORDER BY (series_id, hour, scale)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.histogram_day (series_id UInt64, day Int64, {histogram_state})
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(day, 30) ORDER BY (series_id, day, scale)"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.histogram_hour_mv TO {db}.histogram_hour AS
+             SELECT series_id, {hour} AS hour, {histogram_states}
+             FROM {db}.histogram_minute GROUP BY series_id, hour, scale"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.histogram_day_mv TO {db}.histogram_day AS
+             SELECT series_id, {day} AS day, {histogram_states}
+             FROM {db}.histogram_minute GROUP BY series_id, day, scale"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.counter_minute
+             (series_id UInt64, name String, labels String, minute Int64, value Float64)
+             ENGINE = MergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (series_id, name, labels, minute)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.counter_hour
+             (series_id UInt64, name String, labels String, hour Int64, value_state AggregateFunction(sum, Float64))
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168) ORDER BY (series_id, name, labels, hour)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.counter_day
+             (series_id UInt64, name String, labels String, day Int64, value_state AggregateFunction(sum, Float64))
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(day, 30) ORDER BY (series_id, name, labels, day)"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.counter_hour_mv TO {db}.counter_hour AS
+             SELECT series_id, name, labels, {hour} AS hour, sumState(value) AS value_state
+             FROM {db}.counter_minute GROUP BY series_id, name, labels, hour"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.counter_day_mv TO {db}.counter_day AS
+             SELECT series_id, name, labels, {day} AS day, sumState(value) AS value_state
+             FROM {db}.counter_minute GROUP BY series_id, name, labels, day"
+        ),
+        // A database of schema 1 gains the last three columns in `migrate`.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.error_minute
+             (series_id UInt64, minute Int64, error_type String, message String, location String,
+              count UInt64, last_seen UInt64, fingerprint String, {ERROR_MINUTE_V2_COLUMNS})
+             ENGINE = MergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (series_id, minute)"
+        ),
+        // Schema 1 rolled errors up into `error_hour`, keyed without the
+        // trace and the stack: a database that has it keeps it, and reads
+        // hours before `error_hour_v2_from` there.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.error_hour_v2
+             (series_id UInt64, hour Int64, error_type String, message String, location String, fingerprint String,
+              trace_id String, stack_hash UInt64,
+              count_state AggregateFunction(sum, UInt64), last_seen_state AggregateFunction(max, UInt64),
+              first_minute_state AggregateFunction(min, Int64), stacktrace_state AggregateFunction(any, String))
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168)
+             ORDER BY (series_id, hour, error_type, message, location, fingerprint, trace_id, stack_hash)"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.error_hour_v2_mv TO {db}.error_hour_v2 AS
+             SELECT series_id, {hour} AS hour, error_type, message, location, fingerprint, trace_id, stack_hash,
+                    sumState(count) AS count_state, maxState(last_seen) AS last_seen_state,
+                    minState(minute) AS first_minute_state, anyState(stacktrace) AS stacktrace_state
+             FROM {db}.error_minute
+             GROUP BY series_id, hour, error_type, message, location, fingerprint, trace_id, stack_hash"
+        ),
+        // Transaction spans of traces whose errors came without a
+        // transaction (`store::links`), by week like the hour tables.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.trace_link
+             (trace_id String, span_id String, series_id UInt64, minute Int64, start_ns UInt64, end_ns UInt64)
+             ENGINE = MergeTree PARTITION BY intDiv(minute, 10080) ORDER BY (trace_id, span_id)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.kept_trace
+             (series_id UInt64, hour Int64, trace_id String, start UInt64, duration Float64, spans String,
+              written UInt64)
+             ENGINE = ReplacingMergeTree(written) PARTITION BY intDiv(hour, 24) ORDER BY (series_id, hour, trace_id)"
+        ),
+        // Cumulative streams' last points (crate::cumulative): the latest of
+        // each, by its time, is what every replica continues from.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.stream (id UInt64, start UInt64, time UInt64, state String)
+             ENGINE = ReplacingMergeTree(time) ORDER BY id"
+        ),
+        // Transactions whose runs a duration metric counts: their runs
+        // counted from spans (kind `web.spans`, `job.spans`) are not read.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.metric_transaction
+             (service String, host String, txn String, environment String)
+             ENGINE = ReplacingMergeTree ORDER BY (service, host, txn, environment)"
+        ),
+        // One row per claim or recorded outcome; a delivery is the replay of
+        // its rows in (server second, writer's nanoseconds, token) order.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.delivery_ledger
+             (kind String, target String, period String, event String, holder String, status String,
+              attempts UInt32, rounds UInt32, error String, has_error UInt8, late UInt8,
+              scheduled_at Int64, claimed_at Int64, finished_at Int64, has_finished UInt8,
+              at DateTime, written UInt64, token UInt64)
+             ENGINE = MergeTree ORDER BY (kind, target, period, at, written, token)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.alert_state
+             (name String, firing UInt8, since Int64, value Float64, has_value UInt8, notified UInt8,
+              at DateTime, written UInt64, token UInt64)
+             ENGINE = MergeTree ORDER BY (name, at, written, token)"
+        ),
+    ]
+}
+
+/// The columns schema 2 added to `error_minute`.
+const ERROR_MINUTE_V2_COLUMNS: &str = "trace_id String, stack_hash UInt64, stacktrace String";
+
+impl ClickHouseStore {
+    /// Creates the database, tables and views, or checks that a newer
+    /// reporter did not create them; records the schema version.
+    pub(super) fn migrate(&self) -> Result<(), StoreError> {
+        let db = &self.database;
+        self.post(None, format!("CREATE DATABASE IF NOT EXISTS {db}").as_bytes(), false)?;
+        self.migrate_error_minute()?;
+        let statements = schema(db);
+        for statement in &statements {
+            // Replicas starting together race to create: one retry settles it.
+            if self.execute(statement).is_err() {
+                self.execute(statement)?;
+            }
+        }
+        self.migrate_error_hours()?;
+        let found = self.schema_version()?;
+        match found {
+            Some(found) if found > SCHEMA_VERSION => Err(StoreError::NewerSchema {
+                path: self.server.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            }),
+            Some(found) if found == SCHEMA_VERSION => Ok(()),
+            _ => self.set_meta("schema_version", SCHEMA_VERSION),
+        }
+    }
+
+    /// The columns of `table`; none when it does not exist.
+    pub(super) fn columns(&self, table: &str) -> Result<HashSet<String>, StoreError> {
+        #[derive(Deserialize)]
+        struct Column {
+            name: String,
+        }
+        let columns: Vec<Column> = self.select(&format!(
+            "SELECT name FROM system.columns WHERE database = {} AND table = {}",
+            quote(&self.database),
+            quote(table)
+        ))?;
+        Ok(columns.into_iter().map(|c| c.name).collect())
+    }
+
+    /// Schema 1's `error_minute` gains the trace id, stack hash and stack
+    /// trace (empty in the rows already there), before the views that read
+    /// them are created.
+    fn migrate_error_minute(&self) -> Result<(), StoreError> {
+        let columns = self.columns("error_minute")?;
+        if columns.is_empty() || columns.contains("trace_id") {
+            return Ok(());
+        }
+        let added: Vec<String> = ERROR_MINUTE_V2_COLUMNS
+            .split(", ")
+            .map(|column| format!("ADD COLUMN {column}"))
+            .collect();
+        let altered = self.execute(&format!("ALTER TABLE error_minute {}", added.join(", ")));
+        // Another replica may have added them meanwhile.
+        match altered {
+            Err(_) if self.columns("error_minute")?.contains("trace_id") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// A database that rolled errors up into schema 1's `error_hour` keeps
+    /// reading it for the hours before `error_hour_v2_from` (the first whole
+    /// hour after `error_hour_v2_mv` was created, written once); its view
+    /// keeps filling it, so those hours stay whole, late rows included.
+    fn migrate_error_hours(&self) -> Result<(), StoreError> {
+        if self.columns("error_hour")?.is_empty() || self.error_hours_v2_from()?.is_some() {
+            return Ok(());
+        }
+        let minute = i64::try_from(now_nanos() / 60_000_000_000).unwrap_or(i64::MAX);
+        self.set_meta("error_hour_v2_from", (minute.div_euclid(60) + 1) * 60)
+    }
+
+    /// The first minute `error_hour_v2` holds whole, when schema 1's
+    /// `error_hour` holds the hours before (replicas that migrated at once
+    /// may each have written one: the latest is safe for all).
+    pub(super) fn error_hours_v2_from(&self) -> Result<Option<i64>, StoreError> {
+        #[derive(Deserialize)]
+        struct From {
+            value: i64,
+        }
+        let rows: Vec<From> = self.select(
+            "SELECT max(toInt64(value)) AS value FROM meta WHERE key = 'error_hour_v2_from' HAVING count() > 0",
+        )?;
+        Ok(rows.first().map(|f| f.value))
+    }
+
+    fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        #[derive(Deserialize)]
+        struct Version {
+            version: i64,
+        }
+        let rows: Vec<Version> = self.select(
+            "SELECT max(toInt64(value)) AS version FROM meta WHERE key = 'schema_version' HAVING count() > 0",
+        )?;
+        Ok(rows.first().map(|v| v.version))
+    }
+
+    pub(super) fn set_meta(&self, key: &str, value: i64) -> Result<(), StoreError> {
+        #[derive(Serialize)]
+        struct Meta<'a> {
+            key: &'a str,
+            value: String,
+            at: u64,
+        }
+        self.insert(
+            "meta",
+            [Meta {
+                key,
+                value: value.to_string(),
+                at: now_nanos(),
+            }],
+        )
+    }
+}

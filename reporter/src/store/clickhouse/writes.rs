@@ -1,0 +1,447 @@
+//! The ClickHouse store's write path: a batch encoded as `JSONEachRow`
+//! rows per table, group-committed with other writers' rows, the trace
+//! links errors wait for, and retention (dropping whole partitions).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use super::schema::{Resolution, PARTITIONED};
+use super::{now_nanos, quote, series_id, ClickHouseStore};
+use crate::histogram::Histogram;
+use crate::store::group_commit::Gather;
+use crate::store::links;
+use crate::store::rollup::Retention;
+use crate::store::{Batch, StoreError};
+
+/// The tables a batch's points go to, in the order they are inserted.
+const DATA_TABLES: [&str; 6] = [
+    "histogram_minute",
+    "counter_minute",
+    "error_minute",
+    "kept_trace",
+    "stream",
+    "metric_transaction",
+];
+
+/// One or more batches, as `JSONEachRow` rows ready to insert.
+#[derive(Default)]
+pub(super) struct Encoded {
+    /// Points (not series).
+    rows: usize,
+    /// New series by id, inserted before the points that name them.
+    series: BTreeMap<u64, Vec<u8>>,
+    /// Rows per table of [`DATA_TABLES`].
+    tables: [Vec<u8>; DATA_TABLES.len()],
+    /// Trace links, to insert after the errors (see [`LinkRow`]).
+    links: Vec<LinkRow>,
+    /// Series whose `metric_transaction` rows these are.
+    metric_series: Vec<u64>,
+}
+
+impl Gather for Encoded {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn gather(&mut self, other: Self) {
+        self.rows += other.rows;
+        self.series.extend(other.series);
+        for (table, rows) in self.tables.iter_mut().zip(other.tables) {
+            table.extend_from_slice(&rows);
+        }
+        self.links.extend(other.links);
+        self.metric_series.extend(other.metric_series);
+    }
+}
+
+/// Whether series of `kind` hold runs counted from spans.
+fn is_span_counted(kind: &str) -> bool {
+    kind.ends_with(crate::store::SPAN_COUNTED)
+}
+
+/// A finite float for JSON (serde_json writes NaN and infinities as null).
+fn finite(value: f64) -> f64 {
+    if value.is_finite() {
+        value
+    } else {
+        0.0
+    }
+}
+
+/// Buckets as [`Histogram::decode_buckets`] reads them: pairs of varints,
+/// the zigzagged index delta then the count.
+pub(super) fn bucket_blob(indexes: &[i64], counts: &[u64]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut value: u64) {
+        while value >= 0x80 {
+            out.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+    let mut out = Vec::with_capacity(indexes.len() * 3);
+    let mut previous = 0i64;
+    for (&index, &count) in indexes.iter().zip(counts) {
+        let delta = index - previous;
+        previous = index;
+        varint(&mut out, ((delta << 1) ^ (delta >> 63)) as u64);
+        varint(&mut out, count);
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct StreamRow {
+    id: u64,
+    start: u64,
+    time: u64,
+    /// The state's postcard bytes, base64: JSON strings hold text.
+    state: String,
+}
+
+#[derive(Serialize)]
+struct MetricTransactionRow<'a> {
+    service: &'a str,
+    host: &'a str,
+    txn: &'a str,
+    environment: &'a str,
+}
+
+#[derive(Serialize)]
+struct SeriesRow<'a> {
+    id: u64,
+    service: &'a str,
+    host: &'a str,
+    txn: &'a str,
+    feature: &'a str,
+    kind: &'a str,
+    environment: &'a str,
+}
+
+#[derive(Serialize)]
+struct HistogramRow {
+    series_id: u64,
+    minute: i64,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    scale: i32,
+    zero_count: u64,
+    zero_threshold: f64,
+    bucket_index: Vec<i32>,
+    bucket_count: Vec<u64>,
+    estimated: u8,
+}
+
+#[derive(Serialize)]
+struct CounterRow<'a> {
+    series_id: u64,
+    name: &'a str,
+    labels: &'a str,
+    minute: i64,
+    value: f64,
+}
+
+#[derive(Serialize)]
+struct ErrorRow<'a> {
+    series_id: u64,
+    minute: i64,
+    error_type: &'a str,
+    message: &'a str,
+    location: &'a str,
+    count: u64,
+    last_seen: u64,
+    fingerprint: &'a str,
+    trace_id: &'a str,
+    stack_hash: u64,
+    stacktrace: &'a str,
+}
+
+/// A trace link waiting for its round of INSERTs, which keeps it only when
+/// its request failed or an error of its trace waits for it.
+#[derive(Clone, Serialize)]
+struct LinkRow {
+    trace_id: String,
+    span_id: String,
+    series_id: u64,
+    minute: i64,
+    start_ns: u64,
+    end_ns: u64,
+    #[serde(skip)]
+    failed: bool,
+}
+
+#[derive(Serialize)]
+struct TraceRow<'a> {
+    series_id: u64,
+    hour: i64,
+    trace_id: &'a str,
+    start: u64,
+    duration: f64,
+    spans: &'a str,
+    written: u64,
+}
+
+impl ClickHouseStore {
+    /// Encodes a batch: its points, and its series this process has not
+    /// written yet. Done by each writer, outside the group's lock.
+    pub(super) fn encode_batch(&self, batch: &Batch) -> Result<Encoded, StoreError> {
+        let mut out = Encoded {
+            rows: batch.len(),
+            ..Encoded::default()
+        };
+        {
+            let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            let keys = batch
+                .histograms
+                .iter()
+                .map(|p| &*p.key)
+                .chain(batch.counters.iter().map(|p| &*p.key))
+                .chain(batch.errors.iter().map(|p| &p.key))
+                .chain(batch.traces.iter().map(|p| &p.key))
+                .chain(batch.links.iter().map(|l| &l.key));
+            for key in keys {
+                let id = series_id(key);
+                if !known.contains(&id) && !out.series.contains_key(&id) {
+                    let mut row = Vec::new();
+                    self.encode(
+                        &mut row,
+                        [SeriesRow {
+                            id,
+                            service: &key.service,
+                            host: &key.host,
+                            txn: &key.transaction,
+                            feature: &key.feature,
+                            kind: &key.kind,
+                            environment: &key.environment,
+                        }],
+                    )?;
+                    out.series.insert(id, row);
+                }
+            }
+        }
+        let [histograms, counters, errors, traces, streams, metric_transactions] = &mut out.tables;
+        // One row per series and minute of the batch (an SDK sends a point
+        // per outcome; a hostile one thousands), saturated at 2^49 runs:
+        // `UInt64` sums over a series' rows wrap, so their rows stay few and
+        // bounded (2,100 points of 2^53 runs in one request wrapped).
+        let mut merged: HashMap<(u64, i64), std::borrow::Cow<'_, Histogram>> = HashMap::new();
+        for p in &batch.histograms {
+            match merged.entry((series_id(&p.key), p.minute)) {
+                std::collections::hash_map::Entry::Occupied(mut row) => row.get_mut().to_mut().merge(&p.histogram),
+                std::collections::hash_map::Entry::Vacant(row) => {
+                    row.insert(std::borrow::Cow::Borrowed(&p.histogram));
+                }
+            }
+        }
+        self.encode(
+            histograms,
+            merged.iter().map(|(&(series_id, minute), h)| {
+                let h = h.for_store();
+                let (bucket_index, bucket_count) = h.iter_buckets().unzip();
+                HistogramRow {
+                    series_id,
+                    minute,
+                    count: h.count,
+                    sum: finite(h.sum),
+                    min: if h.count > 0 { finite(h.min) } else { 0.0 },
+                    max: if h.count > 0 { finite(h.max) } else { 0.0 },
+                    scale: h.scale,
+                    zero_count: h.zero_count,
+                    zero_threshold: finite(h.zero_threshold),
+                    bucket_index,
+                    bucket_count,
+                    estimated: u8::from(h.estimated),
+                }
+            }),
+        )?;
+        self.encode(
+            counters,
+            batch.counters.iter().map(|p| CounterRow {
+                series_id: series_id(&p.key),
+                name: &p.name,
+                labels: &p.labels,
+                minute: p.minute,
+                value: finite(p.value),
+            }),
+        )?;
+        self.encode(
+            errors,
+            batch.errors.iter().map(|p| ErrorRow {
+                series_id: series_id(&p.key),
+                minute: p.minute,
+                error_type: &p.error_type,
+                message: &p.message,
+                location: &p.location,
+                count: p.count,
+                last_seen: p.last_seen,
+                fingerprint: &p.fingerprint,
+                trace_id: &p.trace_id,
+                stack_hash: links::stack_hash(&p.stacktrace),
+                stacktrace: &p.stacktrace,
+            }),
+        )?;
+        out.links = batch
+            .links
+            .iter()
+            .map(|l| LinkRow {
+                trace_id: l.trace_id.clone(),
+                span_id: l.span_id.clone(),
+                series_id: series_id(&l.key),
+                minute: (l.end / 60_000_000_000) as i64,
+                start_ns: l.start,
+                end_ns: l.end,
+                failed: l.failed,
+            })
+            .collect();
+        let written = now_nanos();
+        self.encode(
+            traces,
+            batch.traces.iter().map(|p| TraceRow {
+                series_id: series_id(&p.key),
+                hour: (p.start / 3_600_000_000_000) as i64,
+                trace_id: &p.trace_id,
+                start: p.start,
+                duration: finite(p.duration),
+                spans: &p.spans,
+                written,
+            }),
+        )?;
+        self.encode(
+            streams,
+            batch.streams.iter().map(|(id, state)| StreamRow {
+                id: *id,
+                start: state.start,
+                time: state.time,
+                state: BASE64.encode(state.to_bytes()),
+            }),
+        )?;
+        // Noted as registered once inserted (`insert_group`): a failed write
+        // retries them.
+        let registered = self.metric_series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<MetricTransactionRow<'_>> = Vec::new();
+        for p in batch.histograms.iter().filter(|p| !is_span_counted(&p.key.kind)) {
+            let id = series_id(&p.key);
+            if !registered.contains(&id) && !out.metric_series.contains(&id) {
+                out.metric_series.push(id);
+                rows.push(MetricTransactionRow {
+                    service: &p.key.service,
+                    host: &p.key.host,
+                    txn: &p.key.transaction,
+                    environment: &p.key.environment,
+                });
+            }
+        }
+        drop(registered);
+        self.encode(metric_transactions, rows)?;
+        Ok(out)
+    }
+
+    /// Sends one group's rows: its new series first (so that a point never
+    /// names a series that is not stored), then one INSERT per table.
+    pub(super) fn insert_group(&self, group: Encoded) -> Result<(), StoreError> {
+        let series: Vec<u8> = group.series.values().flatten().copied().collect();
+        self.insert_encoded("series", &series)?;
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(group.series.keys());
+        for (table, rows) in DATA_TABLES.iter().zip(&group.tables) {
+            self.insert_encoded(table, rows)?;
+        }
+        self.metric_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(&group.metric_series);
+        let links = self.links_waited_for(group.links)?;
+        self.insert("trace_link", &links)
+    }
+
+    /// The links of `links` to keep: those of failed requests, and those of
+    /// traces an error waits for (this round's errors are stored already).
+    /// Errors come minutes at most before their request's spans: the search
+    /// reads the days around the links, not the whole table.
+    fn links_waited_for(&self, links: Vec<LinkRow>) -> Result<Vec<LinkRow>, StoreError> {
+        let (mut kept, others): (Vec<LinkRow>, Vec<LinkRow>) = links.into_iter().partition(|l| l.failed);
+        if others.is_empty() {
+            return Ok(kept);
+        }
+        let from = others.iter().map(|l| l.minute).min().unwrap_or_default() - 60;
+        let to = others.iter().map(|l| l.minute).max().unwrap_or_default() + 60;
+        let mut traces: Vec<String> = others.iter().map(|l| quote(&l.trace_id)).collect();
+        traces.sort_unstable();
+        traces.dedup();
+        #[derive(Deserialize)]
+        struct Waiting {
+            trace_id: String,
+        }
+        let waiting: HashSet<String> = self
+            .select::<Waiting>(&format!(
+                "SELECT DISTINCT trace_id FROM error_minute
+                 WHERE minute >= {from} AND minute <= {to} AND trace_id IN ({})",
+                traces.join(", ")
+            ))?
+            .into_iter()
+            .map(|w| w.trace_id)
+            .collect();
+        kept.extend(others.into_iter().filter(|l| waiting.contains(&l.trace_id)));
+        Ok(kept)
+    }
+
+    /// Drops the partitions past `retention` at `now_minute` (unix minutes):
+    /// minute tables and kept traces by whole days, hour tables by whole
+    /// weeks, day tables by 30 days; returns how many. Readers are told
+    /// first (in `meta`), so that they read coarser rows from then on. Safe
+    /// to run from every replica at once.
+    pub fn retain(&self, retention: &Retention, now_minute: i64) -> Result<usize, StoreError> {
+        let cut = |resolution: Resolution| match resolution {
+            Resolution::Minute => now_minute - retention.minute_days * 1_440,
+            Resolution::Hour => now_minute - retention.hour_days * 1_440,
+            Resolution::Day => now_minute - retention.day_days * 1_440,
+        };
+        self.set_meta("minutes_kept_from", cut(Resolution::Minute))?;
+        self.set_meta("hours_kept_from", cut(Resolution::Hour))?;
+        #[derive(Deserialize)]
+        struct Part {
+            table: String,
+            partition: String,
+        }
+        let parts: Vec<Part> = self.select(&format!(
+            "SELECT DISTINCT table, partition FROM system.parts WHERE database = {} AND active",
+            quote(&self.database)
+        ))?;
+        let mut dropped = 0;
+        for part in parts {
+            let Some(&(table, resolution, span)) = PARTITIONED.iter().find(|(t, _, _)| *t == part.table) else {
+                continue;
+            };
+            let Ok(partition) = part.partition.parse::<i64>() else {
+                continue;
+            };
+            if partition.saturating_add(1).saturating_mul(span) <= cut(resolution) {
+                self.execute(&format!("ALTER TABLE {table} DROP PARTITION {partition}"))?;
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::histogram::Histogram;
+
+    #[test]
+    fn bucket_blob_is_what_histograms_decode() {
+        let mut h = Histogram::empty();
+        for v in [1e-6, 0.003, 0.0031, 2.0, 3600.0] {
+            h.record(v).unwrap();
+        }
+        let (indexes, counts): (Vec<i64>, Vec<u64>) = h.iter_buckets().map(|(i, c)| (i64::from(i), c)).unzip();
+        assert_eq!(bucket_blob(&indexes, &counts), h.encode_buckets());
+    }
+}
