@@ -64,7 +64,7 @@ impl<G, E> Drop for Writing<'_, G, E> {
 
 impl<G, E> GroupCommit<G, E> {
     fn lock(&self) -> MutexGuard<'_, State<G, E>> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 }
 

@@ -194,7 +194,7 @@ impl ClickHouseStore {
             ..Encoded::default()
         };
         {
-            let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            let known = crate::sync::lock(&self.known);
             let keys = batch
                 .histograms
                 .iter()
@@ -321,7 +321,7 @@ impl ClickHouseStore {
         )?;
         // Noted as registered once inserted (`insert_group`): a failed write
         // retries them.
-        let registered = self.metric_series.lock().unwrap_or_else(|e| e.into_inner());
+        let registered = crate::sync::lock(&self.metric_series);
         let mut rows: Vec<MetricTransactionRow<'_>> = Vec::new();
         for p in batch.histograms.iter().filter(|p| !is_span_counted(&p.key.kind)) {
             let id = series_id(&p.key);
@@ -345,17 +345,11 @@ impl ClickHouseStore {
     pub(super) fn insert_group(&self, group: Encoded) -> Result<(), StoreError> {
         let series: Vec<u8> = group.series.values().flatten().copied().collect();
         self.insert_encoded("series", &series)?;
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(group.series.keys());
+        crate::sync::lock(&self.known).extend(group.series.keys());
         for (table, rows) in DATA_TABLES.iter().zip(&group.tables) {
             self.insert_encoded(table, rows)?;
         }
-        self.metric_series
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(&group.metric_series);
+        crate::sync::lock(&self.metric_series).extend(&group.metric_series);
         let links = self.links_waited_for(group.links)?;
         self.insert("trace_link", &links)
     }

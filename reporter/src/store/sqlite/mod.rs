@@ -309,11 +309,11 @@ impl SqliteStore {
     }
 
     fn ingest(&self) -> MutexGuard<'_, Option<Ingest>> {
-        self.ingest.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.ingest)
     }
 
     fn connection(&self) -> MutexGuard<'_, Connection> {
-        self.connection.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.connection)
     }
 
     /// A roller for this store's roll-ups and retention, with its own

@@ -58,7 +58,7 @@ impl SqliteStore {
 
     /// Writes every acknowledged point still in memory to the tables.
     pub fn flush(&self) -> Result<(), StoreError> {
-        let _flushing = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
+        let _flushing = crate::sync::lock(&self.flushing);
         self.flush_now()
     }
 
@@ -127,7 +127,7 @@ impl SqliteStore {
     }
 
     fn series_id(&self, transaction: &Connection, key: &SeriesKey) -> Result<i64, rusqlite::Error> {
-        if let Some(&id) = self.series.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+        if let Some(&id) = crate::sync::lock(&self.series).get(key) {
             return Ok(id);
         }
         transaction.execute(
@@ -155,19 +155,13 @@ impl SqliteStore {
             ],
             |row| row.get(0),
         )?;
-        self.series
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), id);
+        crate::sync::lock(&self.series).insert(key.clone(), id);
         Ok(id)
     }
 
     /// The id of a counter's name and labels, stored once.
     fn label_id(&self, transaction: &Connection, name: &str, labels: &str) -> Result<i64, rusqlite::Error> {
-        let cached = self
-            .labels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let cached = crate::sync::lock(&self.labels)
             .get(name)
             .and_then(|by_labels| by_labels.get(labels))
             .copied();
@@ -180,9 +174,7 @@ impl SqliteStore {
         let id = transaction
             .prepare_cached("SELECT id FROM counter_label WHERE name = ?1 AND labels = ?2")?
             .query_row(params![name, labels], |row| row.get(0))?;
-        self.labels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.labels)
             .entry(name.to_owned())
             .or_default()
             .insert(labels.to_owned(), id);
@@ -197,7 +189,7 @@ impl SqliteStore {
     fn resolve_or_halt(&self, batch: &Batch, insert: bool) -> Result<Resolved, Halt> {
         let mut connection: Option<MutexGuard<'_, Connection>> = None;
         let mut series = |key: &SeriesKey| -> Result<i64, Halt> {
-            if let Some(&id) = self.series.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+            if let Some(&id) = crate::sync::lock(&self.series).get(key) {
                 return Ok(id);
             }
             if !insert {
@@ -232,7 +224,7 @@ impl SqliteStore {
         let links = batch.links.iter().map(|l| series(&l.key)).collect::<Result<_, _>>()?;
         // Labels known already, under one lock; the new ones after.
         let mut counters: Vec<(i64, Option<i64>)> = {
-            let labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+            let labels = crate::sync::lock(&self.labels);
             let mut last: Option<(&str, &FxHashMap<String, i64>)> = None;
             batch
                 .counters
@@ -508,7 +500,7 @@ impl SqliteStore {
         // (Noted as registered only once committed: a failed flush retries them.)
         let mut registering: FxHashSet<i64> = FxHashSet::default();
         {
-            let registered = self.metric_series.lock().unwrap_or_else(|e| e.into_inner());
+            let registered = crate::sync::lock(&self.metric_series);
             for &(series, _) in pending.histograms.keys() {
                 if !registered.contains(&series) && registering.insert(series) {
                     transaction
@@ -526,10 +518,7 @@ impl SqliteStore {
             [i64::try_from(through).unwrap_or(i64::MAX)],
         )?;
         transaction.commit()?;
-        self.metric_series
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(registering);
+        crate::sync::lock(&self.metric_series).extend(registering);
         Ok(())
     }
 }
