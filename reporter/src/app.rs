@@ -44,14 +44,14 @@ impl App {
     }
 
     /// Whether auth is on.
-    pub fn requires_token(&self) -> bool {
+    pub(crate) fn requires_token(&self) -> bool {
         self.expected_authorization.is_some()
     }
 
     /// Whether a request carrying `authorization` (the header's value, or
     /// `Bearer <token>` rebuilt from a cookie) may proceed: always when auth
     /// is off; else only with the exact token, compared in constant time.
-    pub fn authorized(&self, authorization: Option<&[u8]>) -> bool {
+    pub(crate) fn authorized(&self, authorization: Option<&[u8]>) -> bool {
         match &self.expected_authorization {
             None => true,
             Some(expected) => authorization.is_some_and(|given| bool::from(given.ct_eq(expected.as_bytes()))),

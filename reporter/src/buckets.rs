@@ -15,7 +15,7 @@
 
 /// Most buckets a histogram spans before it is downscaled: at scale 7,
 /// durations over a range of 2^64 (1 ns to 584 years).
-pub const MAX_SPAN: usize = 8_192;
+pub(crate) const MAX_SPAN: usize = 8_192;
 
 /// Counts of consecutive buckets; see the [module documentation](self).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -148,7 +148,7 @@ impl Buckets {
 
     /// From OTLP's form: `counts[i]` is bucket `offset + i`'s count. Indexes
     /// past `i32::MAX` are refused (`None`).
-    pub fn from_dense(offset: i32, counts: &[u64]) -> Option<Self> {
+    pub(crate) fn from_dense(offset: i32, counts: &[u64]) -> Option<Self> {
         let first = counts.iter().position(|&c| c > 0);
         let last = counts.iter().rposition(|&c| c > 0);
         let (Some(first), Some(last)) = (first, last) else {
@@ -234,7 +234,7 @@ impl Buckets {
 
     /// Adds every bucket of `other`, its indexes shifted right by `shift`
     /// (brought `shift` scales coarser: `>>` floors, as downscaling does).
-    pub fn add_all(&mut self, other: &Buckets, shift: u32) {
+    pub(crate) fn add_all(&mut self, other: &Buckets, shift: u32) {
         let (Some(low), Some(high)) = (other.first(), other.last()) else {
             return;
         };
@@ -255,7 +255,7 @@ impl Buckets {
     }
 
     /// Brings the buckets `shift` scales coarser, exactly.
-    pub fn downscale(&mut self, shift: u32) {
+    pub(crate) fn downscale(&mut self, shift: u32) {
         if shift == 0 || self.is_empty() {
             return;
         }
@@ -265,7 +265,7 @@ impl Buckets {
     }
 
     /// Moves every bucket `by` indexes (saturating at the ends of `i32`).
-    pub fn shift_indexes(&mut self, by: i32) {
+    pub(crate) fn shift_indexes(&mut self, by: i32) {
         if self.is_empty() {
             return;
         }

@@ -203,7 +203,7 @@ impl Secret {
     }
 
     /// The value, for comparison only.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -327,7 +327,7 @@ impl Config {
 
     /// The token the HTTP API and web UI require, if any: `query_token`,
     /// else the file's contents.
-    pub fn query_token(&self) -> Result<Option<Secret>, ConfigError> {
+    pub(crate) fn query_token(&self) -> Result<Option<Secret>, ConfigError> {
         token(self.auth.query_token.as_ref(), self.auth.query_token_file.as_deref())
     }
 

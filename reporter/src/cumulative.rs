@@ -22,41 +22,43 @@
 //!   are therefore idempotent.
 
 use crate::histogram::Histogram;
-use crate::stable_hash::{fnv1a64, Fnv1a};
+use crate::stable_hash::Fnv1a;
 
 /// Identifies a stream across restarts and replicas: a 64-bit FNV-1a hash of
 /// everything that names it (sender, scope, metric, attributes). Stable by
 /// construction: it must never change with a dependency or a Rust release.
-pub type StreamId = u64;
+pub(crate) type StreamId = u64;
 
-/// A stream's id from the texts that name it ([`fnv1a64`]).
-pub fn stream_id(fields: &[&[u8]]) -> StreamId {
-    fnv1a64(fields)
+/// A stream's id from the texts that name it, hashed at once (what
+/// [`StreamIds`] must equal).
+#[cfg(test)]
+pub(crate) fn stream_id(fields: &[&[u8]]) -> StreamId {
+    crate::stable_hash::fnv1a64(fields)
 }
 
 /// The ids of one sender's streams: what names the sender (its resource's
 /// attributes, its scope) is hashed once, and each stream's id continues
-/// from it, equal to [`stream_id`] over all the fields. A resource's
+/// from it, equal to hashing all the fields at once. A resource's
 /// attributes have no length limit (they name no series and are never
 /// kept), so hashing them again for each point would cost a hostile
 /// request's size once per point.
 #[derive(Clone, Copy, Debug)]
-pub struct StreamIds(Fnv1a);
+pub(crate) struct StreamIds(Fnv1a);
 
 impl StreamIds {
     /// The streams named first by `fields`.
-    pub fn of(fields: &[&[u8]]) -> Self {
+    pub(crate) fn of(fields: &[&[u8]]) -> Self {
         StreamIds(fields.iter().fold(Fnv1a::new(), |hash, field| hash.field(field)))
     }
 
     /// Continued with more fields (a scope's name after its resource's).
     #[must_use]
-    pub fn and(self, field: &[u8]) -> Self {
+    pub(crate) fn and(self, field: &[u8]) -> Self {
         StreamIds(self.0.field(field))
     }
 
     /// The id of the stream named further by `fields`.
-    pub fn id(self, fields: &[&[u8]]) -> StreamId {
+    pub(crate) fn id(self, fields: &[&[u8]]) -> StreamId {
         fields.iter().fold(self.0, |hash, field| hash.field(field)).finish()
     }
 }
@@ -75,7 +77,7 @@ pub struct StreamState {
 impl StreamState {
     /// Whether `self` is a later point of its stream than `other` (the
     /// state to keep when both are at hand).
-    pub fn is_after(&self, other: &StreamState) -> bool {
+    pub(crate) fn is_after(&self, other: &StreamState) -> bool {
         (self.start, self.time) > (other.start, other.time)
     }
 
@@ -83,7 +85,7 @@ impl StreamState {
     /// `[limits] max_cumulative_stream_bytes` counts. A histogram's is its
     /// buckets (up to [`MAX_SPAN`](crate::buckets::MAX_SPAN) of them), an
     /// explicit point's its bounds and counts (as many as were sent).
-    pub fn footprint(&self) -> usize {
+    pub(crate) fn footprint(&self) -> usize {
         let heap = match &self.value {
             StreamValue::Histogram(histogram) => histogram.buckets.span() * size_of::<u64>(),
             StreamValue::Explicit(explicit) => {
@@ -95,12 +97,12 @@ impl StreamState {
     }
 
     /// The state as stored: postcard bytes.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
     /// A state read back; `None` when the bytes are not one.
-    pub fn from_bytes(bytes: &[u8]) -> Option<StreamState> {
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<StreamState> {
         postcard::from_bytes(bytes).ok()
     }
 }
@@ -109,7 +111,7 @@ impl StreamState {
 /// older than the one held (a replica's read back late, a replayed record)
 /// is ignored. Returns how the states' [footprint](StreamState::footprint)
 /// changed, in bytes.
-pub fn keep_latest<S: std::hash::BuildHasher>(
+pub(crate) fn keep_latest<S: std::hash::BuildHasher>(
     streams: &mut std::collections::HashMap<StreamId, StreamState, S>,
     states: impl IntoIterator<Item = (StreamId, StreamState)>,
 ) -> i64 {
@@ -185,7 +187,7 @@ impl Explicit {
     /// The exact min and max of what was added since `earlier`, where the
     /// stream's extremes moved: a min that went down, or a max that went up,
     /// belongs to a run added since.
-    pub fn moved_extremes(&self, earlier: &Explicit) -> (Option<f64>, Option<f64>) {
+    pub(crate) fn moved_extremes(&self, earlier: &Explicit) -> (Option<f64>, Option<f64>) {
         match (self.extremes, earlier.extremes) {
             (Some((min, max)), Some((was_min, was_max))) => {
                 ((min < was_min).then_some(min), (max > was_max).then_some(max))
@@ -198,7 +200,7 @@ impl Explicit {
 /// How a point relates to its stream's last one; see the [module
 /// documentation](self).
 #[derive(Debug, PartialEq)]
-pub enum Relation<'a> {
+pub(crate) enum Relation<'a> {
     /// All of the point's value is new.
     Whole,
     /// The point follows this value of the same run of the stream.
@@ -208,7 +210,7 @@ pub enum Relation<'a> {
 }
 
 /// How a point started at `start` and taken at `time` relates to `last`.
-pub fn relate(last: Option<&StreamState>, start: u64, time: u64) -> Relation<'_> {
+pub(crate) fn relate(last: Option<&StreamState>, start: u64, time: u64) -> Relation<'_> {
     match last {
         None => Relation::Whole,
         Some(last) if start > last.start => Relation::Whole,

@@ -12,7 +12,7 @@
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// What a missing or unshowable value reads: an en dash.
-pub const NONE: &str = "–";
+pub(crate) const NONE: &str = "–";
 
 /// A duration: `850 µs`, `4.2 ms`, `120 ms`, `1.25 s`, `42.0 s`,
 /// `2 min 5 s`, `1 h 20 min`, `3 d 4 h`; `0 s` for zero, a leading `-` for
@@ -51,7 +51,7 @@ pub fn duration(seconds: f64) -> String {
 }
 
 /// Time gained or lost: [`duration`] with its sign, `+2 min 5 s`, `-42.0 s`.
-pub fn signed_duration(seconds: f64) -> String {
+pub(crate) fn signed_duration(seconds: f64) -> String {
     if seconds < 0.0 {
         duration(seconds)
     } else {
@@ -216,7 +216,7 @@ const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove
 
 /// `text` percent-encoded for one path segment or query value: all but
 /// `A-Z a-z 0-9 - . _ ~` as `%XX` of its UTF-8 bytes.
-pub fn url_component(text: &str) -> String {
+pub(crate) fn url_component(text: &str) -> String {
     utf8_percent_encode(text, UNRESERVED).to_string()
 }
 

@@ -20,15 +20,15 @@ use crate::buckets::MAX_SPAN;
 pub use kuroko_agent::exponential_scale::{bucket_bounds, bucket_index};
 
 /// Finest scale kept.
-pub const MAX_SCALE: i32 = 7;
+pub(crate) const MAX_SCALE: i32 = 7;
 /// Coarsest scale accepted (OTLP allows -10).
-pub const MIN_SCALE: i32 = -10;
+pub(crate) const MIN_SCALE: i32 = -10;
 
 /// The longest duration a point may hold, in seconds: a year. No service
 /// times a request or a job that long; a point that claims it (buckets,
 /// bounds holding runs, min, max or mean beyond it) is refused rather than
 /// let it top every "slowest" answer with a number of hours no one can read.
-pub const MAX_DURATION_SECONDS: f64 = 366.0 * 86_400.0;
+pub(crate) const MAX_DURATION_SECONDS: f64 = 366.0 * 86_400.0;
 
 /// The shortest duration a bucket holding runs may reach up to, in
 /// seconds: a nanosecond, the finest any clock an SDK reads resolves. Runs
@@ -38,14 +38,14 @@ pub const MAX_DURATION_SECONDS: f64 = 366.0 * 86_400.0;
 /// (7,040 of [`crate::buckets::MAX_SPAN`]'s buckets). One crafted run at
 /// 2^-1562 s made every merge of its series coarse enough (scale 1) to move
 /// a real series' p50 by several percent.
-pub const MIN_DURATION_SECONDS: f64 = 1e-9;
+pub(crate) const MIN_DURATION_SECONDS: f64 = 1e-9;
 
 /// The coarsest scale a duration point may have: at scale 0 the buckets
 /// double, and 55 of them cover [1 ns, 1 year], within the 160 buckets an
 /// OpenTelemetry SDK keeps by default, so no SDK needs a coarser one; a
 /// coarser point would only coarsen every merge of its series (at scale
 /// -10 one bucket spans 2^1024).
-pub const MIN_DURATION_SCALE: i32 = 0;
+pub(crate) const MIN_DURATION_SCALE: i32 = 0;
 
 /// The most runs one stored row (a series' minute, hour or day) counts:
 /// 2^49. A read sums at most the rows retention keeps of one series (8 days
@@ -54,13 +54,13 @@ pub const MIN_DURATION_SCALE: i32 = 0;
 /// saturates. No real series reaches it (2^49 runs in a minute is ten
 /// trillion a second); thousands of points of 2^53 runs in one minute used
 /// to store a count of -1.
-pub const MAX_STORED_COUNT: u64 = 1 << 49;
+pub(crate) const MAX_STORED_COUNT: u64 = 1 << 49;
 
 /// The most runs one point may count: 2^53, the most an `f64` holds exactly
 /// (sums and rates are computed in `f64`), far beyond any real interval's
 /// and any cumulative stream's, and far enough below `i64::MAX` (the stores'
 /// integers) that merged counts cannot reach it.
-pub const MAX_POINT_COUNT: u64 = 1 << 53;
+pub(crate) const MAX_POINT_COUNT: u64 = 1 << 53;
 
 /// Why a data point was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -400,7 +400,7 @@ impl Histogram {
     }
 
     /// Brings the buckets to `scale` (coarser or equal): exact.
-    pub fn downscale(&mut self, scale: i32) {
+    pub(crate) fn downscale(&mut self, scale: i32) {
         if scale >= self.scale {
             return;
         }
@@ -496,7 +496,7 @@ impl Histogram {
 
     /// The lowest and highest values the buckets allow: the zero region's
     /// bottom or the first bucket's lower edge, and the last bucket's upper edge.
-    pub fn bucket_extremes(&self) -> (f64, f64) {
+    pub(crate) fn bucket_extremes(&self) -> (f64, f64) {
         let low = match self.buckets.first() {
             Some(first) if self.zero_count == 0 => bucket_bounds(first, self.scale).0,
             _ => 0.0,
@@ -578,7 +578,7 @@ impl Histogram {
 
     /// The buckets as a compact blob: pairs of varints (index delta, zigzag
     /// encoded, then count).
-    pub fn encode_buckets(&self) -> Vec<u8> {
+    pub(crate) fn encode_buckets(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.buckets.span() * 3);
         let mut previous = 0i64;
         for (index, count) in self.buckets.iter() {
@@ -592,7 +592,7 @@ impl Histogram {
 
     /// Reads [`encode_buckets`](Self::encode_buckets)'s blob; `None` when
     /// it is corrupt (or spans more buckets than a histogram keeps).
-    pub fn decode_buckets(blob: &[u8]) -> Option<Buckets> {
+    pub(crate) fn decode_buckets(blob: &[u8]) -> Option<Buckets> {
         // Two passes: the first finds the span (and checks the blob), so the
         // second fills buckets allocated once.
         let mut span: Option<(i32, i32)> = None;
@@ -656,7 +656,7 @@ const BLOB_MAGIC: [u8; 3] = [b'K', b'H', 1];
 /// A stored histogram's parts, the way `to_blob` lays them out and the
 /// store's histogram rows hold them (for [`Histogram::from_stored`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StoredParts<'a> {
+pub(crate) struct StoredParts<'a> {
     /// Number of values.
     pub count: u64,
     /// Sum of values.
@@ -682,7 +682,7 @@ impl Histogram {
     /// allows, the numbers are finite and not negative (`min` may be `+inf`
     /// when there are no values), `min <= max`, and the buckets add up to
     /// `count`. Never panics, whatever the input.
-    pub fn from_stored(parts: StoredParts<'_>) -> Result<Histogram, InvalidBlob> {
+    pub(crate) fn from_stored(parts: StoredParts<'_>) -> Result<Histogram, InvalidBlob> {
         if !(MIN_SCALE..=20).contains(&parts.scale) {
             return Err(InvalidPoint::Scale(parts.scale).into());
         }
@@ -734,7 +734,7 @@ impl Histogram {
     /// scale (zigzag varint), count and zero count (varints), sum, min, max
     /// and zero threshold (little-endian f64), then
     /// [`encode_buckets`](Self::encode_buckets) to the end.
-    pub fn to_blob(&self) -> Vec<u8> {
+    pub(crate) fn to_blob(&self) -> Vec<u8> {
         let buckets = self.encode_buckets();
         let mut out = Vec::with_capacity(BLOB_MAGIC.len() + 1 + 3 * 10 + 4 * 8 + buckets.len());
         out.extend_from_slice(&BLOB_MAGIC);
@@ -808,7 +808,7 @@ impl Histogram {
     /// interpolation (within its edges narrowed to `[min, max]`). Exact when
     /// the threshold is a bucket edge (any power of two, e.g. 1 s) or outside
     /// `[min, max]`; values in the zero region count as 0. Zero without values.
-    pub fn fraction_above(&self, threshold: f64) -> f64 {
+    pub(crate) fn fraction_above(&self, threshold: f64) -> f64 {
         if self.count == 0 || threshold >= self.max {
             return 0.0;
         }

@@ -11,13 +11,19 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
+// The library is the reporter's inside, public only as far as its tests and
+// fuzzing need (`unreachable_pub` keeps it so). Its docs are for the people
+// who work on it and link to private items freely: read them with
+// `cargo doc -p kuroko-reporter --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod analysis;
 pub mod api;
 pub mod app;
-pub mod buckets;
+pub(crate) mod buckets;
 pub mod config;
-pub mod cumulative;
+pub(crate) mod cumulative;
 pub mod deliver;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -28,10 +34,10 @@ mod http_port;
 pub mod ingest;
 pub mod owners;
 pub mod report;
-pub mod self_metrics;
+pub(crate) mod self_metrics;
 pub mod serve;
 pub(crate) mod spell;
-pub mod stable_hash;
+pub(crate) mod stable_hash;
 pub mod store;
 pub(crate) mod sync;
 #[cfg(feature = "demo")]

@@ -134,13 +134,9 @@ impl Team {
     }
 
     /// The chat webhook URL: `chat_webhook`, else the value of the variable
-    /// `chat_webhook_env` names. `None` when neither gives a non-empty URL.
-    pub fn webhook_url(&self) -> Option<Secret> {
-        self.webhook_url_from(|name| std::env::var(name).ok())
-    }
-
-    /// [`Team::webhook_url`], reading variables through `lookup`.
-    pub fn webhook_url_from(&self, lookup: impl Fn(&str) -> Option<String>) -> Option<Secret> {
+    /// `chat_webhook_env` names, read through `lookup`. `None` when neither
+    /// gives a non-empty URL.
+    pub(crate) fn webhook_url_from(&self, lookup: impl Fn(&str) -> Option<String>) -> Option<Secret> {
         if let Some(url) = &self.chat_webhook {
             return Some(url.clone());
         }
@@ -292,24 +288,30 @@ impl Owners {
 
     /// Whether only the agent's tag can put a transaction in `feature`: no
     /// pattern names it.
-    pub fn tags_only(&self, feature: &str) -> bool {
+    pub(crate) fn tags_only(&self, feature: &str) -> bool {
         self.feature(feature).is_none_or(|f| f.patterns.is_empty())
     }
 
     /// The features `team` owns, by name.
-    pub fn features_of_team(&self, team: &str) -> Vec<&Feature> {
+    #[cfg(test)]
+    pub(crate) fn features_of_team(&self, team: &str) -> Vec<&Feature> {
         self.features.values().filter(|f| f.team == team).collect()
     }
 
     /// The team owning `feature`; `None` when the feature is not declared
     /// (an unowned feature the agent tagged).
-    pub fn team_of_feature(&self, feature: &str) -> Option<&Team> {
+    pub(crate) fn team_of_feature(&self, feature: &str) -> Option<&Team> {
         self.teams.get(&self.features.get(feature)?.team)
     }
 
     /// A transaction's feature: the agent's tag when there is one (empty
     /// counts as none), else the most specific matching pattern's feature.
-    pub fn feature_of<'a>(&'a self, service: &str, transaction: &str, tagged: Option<&'a str>) -> Option<&'a str> {
+    pub(crate) fn feature_of<'a>(
+        &'a self,
+        service: &str,
+        transaction: &str,
+        tagged: Option<&'a str>,
+    ) -> Option<&'a str> {
         if let Some(tag) = tagged.filter(|t| !t.is_empty()) {
             return Some(tag);
         }
@@ -317,7 +319,7 @@ impl Owners {
     }
 
     /// The team owning a transaction, through [`Owners::feature_of`].
-    pub fn team_of(&self, service: &str, transaction: &str, tagged: Option<&str>) -> Option<&Team> {
+    pub(crate) fn team_of(&self, service: &str, transaction: &str, tagged: Option<&str>) -> Option<&Team> {
         self.team_of_feature(self.feature_of(service, transaction, tagged)?)
     }
 
@@ -333,7 +335,7 @@ impl Owners {
     /// specific pattern. Each message starts with `file:line:column`. With no
     /// series known yet every pattern would be reported, so callers should
     /// skip this on an empty store.
-    pub fn unmatched_patterns(&self, series: &[(String, String, String)]) -> Vec<String> {
+    pub(crate) fn unmatched_patterns(&self, series: &[(String, String, String)]) -> Vec<String> {
         let mut matched = vec![0usize; self.rules.len()];
         let mut decided = vec![false; self.rules.len()];
         for (service, transaction, tag) in series {

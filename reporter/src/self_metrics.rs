@@ -30,7 +30,7 @@ struct Sources {
 
 /// The `/metrics` route: open when `public` or when `app` requires no
 /// token, else behind the query token.
-pub fn router(receiver: Arc<Receiver>, throttle: Arc<LoginThrottle>, app: App, public: bool) -> Router {
+pub(crate) fn router(receiver: Arc<Receiver>, throttle: Arc<LoginThrottle>, app: App, public: bool) -> Router {
     let sources = Arc::new(Sources {
         receiver,
         throttle,

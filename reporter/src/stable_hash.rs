@@ -8,7 +8,7 @@
 
 /// 64-bit FNV-1a over `fields`, each followed by the byte 0xff (never in
 /// UTF-8, so fields cannot run into each other).
-pub fn fnv1a64(fields: &[&[u8]]) -> u64 {
+pub(crate) fn fnv1a64(fields: &[&[u8]]) -> u64 {
     fields
         .iter()
         .fold(Fnv1a::new(), |hash, field| hash.field(field))
@@ -19,17 +19,17 @@ pub fn fnv1a64(fields: &[&[u8]]) -> u64 {
 /// resource's attributes, hashed once per resource) is hashed once and
 /// continued from, with the same result as hashing every field each time.
 #[derive(Clone, Copy, Debug)]
-pub struct Fnv1a(u64);
+pub(crate) struct Fnv1a(u64);
 
 impl Fnv1a {
     /// The hash of no fields.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Fnv1a(0xcbf2_9ce4_8422_2325)
     }
 
     /// The hash continued with `field` and its separator.
     #[must_use]
-    pub fn field(self, field: &[u8]) -> Self {
+    pub(crate) fn field(self, field: &[u8]) -> Self {
         const PRIME: u64 = 0x0000_0100_0000_01b3;
         let mut hash = self.0;
         for &byte in field.iter().chain(&[0xff]) {
@@ -40,7 +40,7 @@ impl Fnv1a {
     }
 
     /// The hash so far.
-    pub fn finish(self) -> u64 {
+    pub(crate) fn finish(self) -> u64 {
         self.0
     }
 }

@@ -20,11 +20,11 @@ use super::endpoints::label;
 use crate::ingest::traces::{TRACED_DURATION, TRACED_RUNS};
 
 /// Calls of a segment: labels `kuroko.segment.kind` and `kuroko.segment.name`.
-pub const SEGMENT_CALLS: &str = "kuroko.segment.calls";
+pub(crate) const SEGMENT_CALLS: &str = "kuroko.segment.calls";
 /// Time in a segment, nested segments included.
-pub const SEGMENT_DURATION: &str = "kuroko.segment.duration";
+pub(crate) const SEGMENT_DURATION: &str = "kuroko.segment.duration";
 /// Time in a segment less nested segments.
-pub const SEGMENT_EXCLUSIVE: &str = "kuroko.segment.exclusive_duration";
+pub(crate) const SEGMENT_EXCLUSIVE: &str = "kuroko.segment.exclusive_duration";
 
 /// One segment of the transaction over the window. Durations in seconds.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]

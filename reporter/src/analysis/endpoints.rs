@@ -27,10 +27,10 @@ use crate::owners::Owners;
 use crate::store::{Filter, SeriesKey};
 
 /// Apdex T (seconds) for series that sent no Apdex counters: the agent's default.
-pub const DEFAULT_APDEX_T: f64 = 0.5;
+pub(crate) const DEFAULT_APDEX_T: f64 = 0.5;
 
 /// The outcome counter: label `kuroko.outcome`.
-pub const OUTCOMES: &str = crate::ingest::otlp::OUTCOMES;
+pub(crate) const OUTCOMES: &str = crate::ingest::otlp::OUTCOMES;
 
 /// The Apdex counter: labels `kuroko.apdex.threshold` and `kuroko.apdex.zone`.
 pub const APDEX: &str = "kuroko.transaction.apdex";
@@ -164,7 +164,7 @@ pub struct Advice {
 }
 
 /// What a person should read about `problem`.
-pub fn advice_message(problem: &str) -> String {
+pub(crate) fn advice_message(problem: &str) -> String {
     match problem {
         crate::ingest::metrics::SECONDS_IN_MILLISECOND_BOUNDS => "recorded seconds into millisecond bucket bounds \
             (the SDK's default 0, 5, 10 … 10000, meant for ms): every run fell in the first bucket, so its \
@@ -467,7 +467,7 @@ impl Analysis<'_> {
 
     /// What the senders of transactions in `scope` should change in their
     /// instrumentation, most runs first.
-    pub fn advice(&self, scope: &Scope) -> Result<Vec<Advice>, AnalysisError> {
+    pub(crate) fn advice(&self, scope: &Scope) -> Result<Vec<Advice>, AnalysisError> {
         let filter = scope.store_filter(self.owners);
         let mut found: BTreeMap<(String, String), (BTreeSet<String>, f64)> = BTreeMap::new();
         for (key, labels, value) in self.counters(&filter, crate::ingest::metrics::ADVICE, scope.from, scope.to)? {

@@ -22,7 +22,7 @@ use super::{Analysis, AnalysisError, Scope};
 use crate::store::ErrorSummary;
 
 /// Raw messages kept per group.
-pub const SAMPLES: usize = 5;
+pub(crate) const SAMPLES: usize = 5;
 
 /// A group's occurrences on one server.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -141,7 +141,7 @@ impl Analysis<'_> {
     /// The error groups of `scope`, compared with `baseline` (whose window
     /// and filters are used as given): new groups first, then the biggest
     /// increase, then the most frequent.
-    pub fn errors_against(&self, scope: &Scope, baseline: &Scope) -> Result<Vec<ErrorGroup>, AnalysisError> {
+    pub(crate) fn errors_against(&self, scope: &Scope, baseline: &Scope) -> Result<Vec<ErrorGroup>, AnalysisError> {
         scope.check_team(self.owners)?;
         baseline.check_team(self.owners)?;
         let mut fingerprints = Fingerprints::default();

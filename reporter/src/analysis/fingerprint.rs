@@ -30,17 +30,17 @@ use std::sync::LazyLock;
 use regex::{Captures, Regex};
 
 /// Bytes of a message (and of a custom fingerprint) looked at; the rest is ignored.
-pub const MAX_INPUT_BYTES: usize = 4096;
+pub(crate) const MAX_INPUT_BYTES: usize = 4096;
 /// Bytes of a normalised message kept. Smaller than the input cap, so that two
 /// long messages that differ only in the length of a value still group together.
-pub const MAX_NORMALISED_BYTES: usize = 1024;
+pub(crate) const MAX_NORMALISED_BYTES: usize = 1024;
 /// Bytes of an error type and of a location kept.
 const MAX_NAME_BYTES: usize = 512;
 
 /// How one error is grouped.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fingerprint {
-    /// The group's id: a stable 64-bit FNV-1a hash (see [`Fingerprint::hex`]).
+pub(crate) struct Fingerprint {
+    /// The group's id: a stable 64-bit FNV-1a hash (shown as 16 hex digits).
     pub id: u64,
     /// What to show for the group: `type: normalised message`.
     pub title: String,
@@ -52,18 +52,11 @@ pub struct Fingerprint {
     pub stack: bool,
 }
 
-impl Fingerprint {
-    /// The id as 16 lowercase hex digits, e.g. `"9f2c0d1e4a5b6c7d"`.
-    pub fn hex(&self) -> String {
-        format!("{:016x}", self.id)
-    }
-}
-
 /// The fingerprint of one error: `error_type` (`exception.type`), `message`,
 /// `location` (`file:line`, may be empty) and the service's own fingerprint
 /// (`kuroko.error.fingerprint`), which, when present and not blank, decides
 /// the id alone. The title is always built from type and message.
-pub fn fingerprint(error_type: &str, message: &str, location: &str, custom: Option<&str>) -> Fingerprint {
+pub(crate) fn fingerprint(error_type: &str, message: &str, location: &str, custom: Option<&str>) -> Fingerprint {
     fingerprint_with_frames(error_type, message, location, &[], custom)
 }
 
@@ -71,7 +64,8 @@ pub fn fingerprint(error_type: &str, message: &str, location: &str, custom: Opti
 /// may be empty): when the trace holds in-app frames, the id is its type and
 /// those frames ([`super::stack::in_app_frames`]), not its message or
 /// location; else as [`fingerprint`]. The custom fingerprint still wins.
-pub fn fingerprint_with_stack(
+#[cfg(test)]
+pub(crate) fn fingerprint_with_stack(
     error_type: &str,
     message: &str,
     location: &str,
@@ -82,9 +76,9 @@ pub fn fingerprint_with_stack(
     fingerprint_with_frames(error_type, message, location, &frames, custom)
 }
 
-/// [`fingerprint_with_stack`] given the stack trace's in-app frames already
+/// `fingerprint_with_stack` given the stack trace's in-app frames already
 /// read (callers that meet one trace many times read it once).
-pub fn fingerprint_with_frames(
+pub(crate) fn fingerprint_with_frames(
     error_type: &str,
     message: &str,
     location: &str,
@@ -149,7 +143,7 @@ fn id_shape(message: &str) -> String {
 /// `<date>`, `<duration>`, `<quoted>`) and runs of whitespace collapsed to one
 /// space. Only the first [`MAX_INPUT_BYTES`] are read and at most
 /// [`MAX_NORMALISED_BYTES`] are returned.
-pub fn normalise_message(message: &str) -> String {
+pub(crate) fn normalise_message(message: &str) -> String {
     let collapsed = truncate(message, MAX_INPUT_BYTES)
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -859,6 +853,6 @@ mod tests {
         let fp = fingerprint("std::io::Error", "User 123 not found", "src/db.rs:42", None);
         assert_eq!(fp.title, "std::io::Error: User <num> not found");
         // Also checked against an independent FNV-1a implementation.
-        assert_eq!(fp.hex(), "5f286148cc226fab");
+        assert_eq!(format!("{:016x}", fp.id), "5f286148cc226fab");
     }
 }

@@ -19,14 +19,14 @@ type Counters = Vec<(SeriesKey, String, f64)>;
 
 /// Answers already read, by question.
 #[derive(Default)]
-pub struct Memo {
+pub(crate) struct Memo {
     histograms: Mutex<HashMap<(Filter, i64, i64), Histograms>>,
     counters: Mutex<HashMap<(Filter, String, i64, i64), Counters>>,
 }
 
 impl Memo {
     /// [`Store::histograms`], read once per filter and window.
-    pub fn histograms(
+    pub(crate) fn histograms(
         &self,
         store: &dyn Store,
         filter: &Filter,
@@ -39,7 +39,7 @@ impl Memo {
     }
 
     /// [`Store::counters`], read once per filter, name and window.
-    pub fn counters(
+    pub(crate) fn counters(
         &self,
         store: &dyn Store,
         filter: &Filter,

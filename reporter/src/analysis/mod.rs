@@ -9,13 +9,13 @@
 
 pub mod breakdown;
 pub mod endpoints;
-pub mod error;
+pub(crate) mod error;
 pub mod errors;
-pub mod fingerprint;
-pub mod memo;
+pub(crate) mod fingerprint;
+pub(crate) mod memo;
 pub mod regressions;
 pub mod scope;
-pub mod stack;
+pub(crate) mod stack;
 pub mod stats;
 pub mod timeseries;
 
@@ -51,7 +51,7 @@ impl<'a> Analysis<'a> {
     /// The same questions, reading each window's merged histograms and
     /// counters from the store once and then from `memo` (a page that asks
     /// several questions of one window reads it once).
-    pub fn remembering(self, memo: &'a Memo) -> Self {
+    pub(crate) fn remembering(self, memo: &'a Memo) -> Self {
         Analysis {
             memo: Some(memo),
             ..self

@@ -119,7 +119,7 @@ impl Analysis<'_> {
     /// Like [`Analysis::compare`], against the window of `baseline` (its
     /// filters are `scope`'s): e.g. the hour after a deploy against the hour
     /// before it.
-    pub fn compare_against(
+    pub(crate) fn compare_against(
         &self,
         scope: &Scope,
         baseline: &Scope,

@@ -92,7 +92,7 @@ impl Scope {
     }
 
     /// The filters the store can apply itself, given `owners`.
-    pub fn store_filter(&self, owners: &Owners) -> Filter {
+    pub(crate) fn store_filter(&self, owners: &Owners) -> Filter {
         Filter {
             service: self.service.clone(),
             host: self.host.clone(),
@@ -128,7 +128,7 @@ impl Scope {
     }
 
     /// Checks that `--team` names a team of `owners`.
-    pub fn check_team(&self, owners: &Owners) -> Result<(), ScopeError> {
+    pub(crate) fn check_team(&self, owners: &Owners) -> Result<(), ScopeError> {
         match &self.team {
             Some(team) if owners.team(team).is_none() => Err(ScopeError::UnknownTeam {
                 team: team.clone(),
@@ -145,7 +145,7 @@ impl Scope {
 /// current minute, so that it holds what arrived a moment ago; durations
 /// count back from that end (`--since 7d` is seven whole days of minutes,
 /// the last one partial).
-pub fn parse_window(since: &str, until: Option<&str>, now: i64) -> Result<(i64, i64), ScopeError> {
+pub(crate) fn parse_window(since: &str, until: Option<&str>, now: i64) -> Result<(i64, i64), ScopeError> {
     let end = now.saturating_add(1);
     let from = parse_time(since, end)?;
     let to = match until {

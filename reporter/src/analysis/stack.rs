@@ -25,9 +25,9 @@ use regex::Regex;
 use super::fingerprint::normalise_words;
 
 /// Bytes of a stack trace read; the rest is ignored.
-pub const MAX_INPUT_BYTES: usize = 64 << 10;
+pub(crate) const MAX_INPUT_BYTES: usize = 64 << 10;
 /// In-app frames kept for grouping.
-pub const MAX_FRAMES: usize = 64;
+pub(crate) const MAX_FRAMES: usize = 64;
 
 /// One frame, as printed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -268,7 +268,7 @@ fn strip_rust_hash(function: &str) -> &str {
 /// in messages, so a hashed bundle name or a numbered lambda does not split
 /// a group), in the order printed, a run of the same frame (recursion) kept
 /// once, at most [`MAX_FRAMES`]. Empty when it has none.
-pub fn in_app_frames(stacktrace: &str) -> Vec<String> {
+pub(crate) fn in_app_frames(stacktrace: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for frame in frames(stacktrace).iter().filter(|f| f.in_app()) {
         let path = frame.file.replace('\\', "/");
@@ -289,7 +289,7 @@ pub fn in_app_frames(stacktrace: &str) -> Vec<String> {
 
 /// Where the innermost in-app frame of `stacktrace` is, as `file:line`
 /// (the file as printed), when it has one.
-pub fn innermost_in_app(stacktrace: &str) -> Option<String> {
+pub(crate) fn innermost_in_app(stacktrace: &str) -> Option<String> {
     let frames = frames(stacktrace);
     let mut in_app = frames.iter().filter(|f| f.in_app() && !f.file.is_empty());
     let innermost = if frames.first().is_some_and(|f| f.language == Language::Python) {

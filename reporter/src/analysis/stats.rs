@@ -90,7 +90,7 @@ pub struct TestResult {
 /// region's at half its threshold; no Sheppard correction (at scale 7 a bucket
 /// is 0.54% wide). `None` when either side has fewer than two values or both
 /// estimated variances are zero (every value in one bucket).
-pub fn welch(a: &Histogram, b: &Histogram) -> Option<TestResult> {
+pub(crate) fn welch(a: &Histogram, b: &Histogram) -> Option<TestResult> {
     let (va, vb) = (bucket_variance(a)?, bucket_variance(b)?);
     welch_from_moments((a.mean(), va, a.count as f64), (b.mean(), vb, b.count as f64))
 }
@@ -162,7 +162,7 @@ pub(crate) fn bucket_variance(histogram: &Histogram) -> Option<f64> {
 /// in the same bucket count as equal, so shifts smaller than a bucket (0.54% at
 /// scale 7) are invisible. `None` when either side is empty or every value
 /// falls in one tie group.
-pub fn rank_test(a: &Histogram, b: &Histogram) -> Option<TestResult> {
+pub(crate) fn rank_test(a: &Histogram, b: &Histogram) -> Option<TestResult> {
     let groups = tie_groups(a, b);
     let na: f64 = groups.iter().map(|&(ca, _)| ca).sum();
     let nb: f64 = groups.iter().map(|&(_, cb)| cb).sum();
@@ -241,7 +241,7 @@ fn tie_groups(a: &Histogram, b: &Histogram) -> Vec<(f64, f64)> {
 /// `None` when `quantile` is not inside (0, 1) or the normal approximation is
 /// poor: fewer than 5 runs expected above or below the cut on either side
 /// under the pooled share (for p99 that means about 500 runs a period).
-pub fn tail_test(current: &Histogram, previous: &Histogram, quantile: f64) -> Option<TestResult> {
+pub(crate) fn tail_test(current: &Histogram, previous: &Histogram, quantile: f64) -> Option<TestResult> {
     if !(quantile > 0.0 && quantile < 1.0) {
         return None;
     }

@@ -18,7 +18,7 @@ use crate::store::SeriesKey;
 
 /// Most steps one series may have: a finer step asked over a longer window is
 /// coarsened until it fits.
-pub const MAX_STEPS: i64 = 5_000;
+pub(crate) const MAX_STEPS: i64 = 5_000;
 
 /// The width of one point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize, clap::ValueEnum)]

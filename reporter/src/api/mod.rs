@@ -26,7 +26,7 @@ use crate::app::App;
 use query::{Format, Query, QueryError, Question};
 
 /// The cookie the web UI keeps the query token in.
-pub const TOKEN_COOKIE: &str = "kuroko_token";
+pub(crate) const TOKEN_COOKIE: &str = "kuroko_token";
 
 /// The API's routes over `app`, behind its token when it has one.
 pub fn router(app: App) -> Router {
@@ -167,7 +167,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 /// `{"error": message}` with `status`.
-pub fn error_response(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
     json_response(status, serde_json::json!({ "error": message }).to_string())
 }
 

@@ -20,10 +20,10 @@ use crate::analysis::{Analysis, AnalysisError, Scope};
 use crate::owners::Owners;
 
 /// Rows returned when `limit` is not given.
-pub const DEFAULT_LIMIT: usize = 20;
+pub(crate) const DEFAULT_LIMIT: usize = 20;
 
 /// Slowest kept traces a breakdown lists when `traces` is not given.
-pub const DEFAULT_TRACES: usize = 5;
+pub(crate) const DEFAULT_TRACES: usize = 5;
 
 /// The questions, each `GET /api/v1/<name>` and `kuroko query <name>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -71,7 +71,7 @@ impl Question {
 
     /// The window when `since` is not given: a day for errors (the morning
     /// digest's question), a week for the rest.
-    pub fn default_since(self) -> &'static str {
+    pub(crate) fn default_since(self) -> &'static str {
         match self {
             Question::Errors => "24h",
             _ => "7d",
@@ -131,7 +131,7 @@ pub enum QueryError {
 impl QueryError {
     /// Whether the caller can fix it by changing the parameters (HTTP 400),
     /// rather than the store failing (HTTP 500).
-    pub fn is_caller_mistake(&self) -> bool {
+    pub(crate) fn is_caller_mistake(&self) -> bool {
         !matches!(self, QueryError::Analysis(AnalysisError::Store(_)))
     }
 

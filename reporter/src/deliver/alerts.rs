@@ -119,7 +119,7 @@ pub struct AlertError {
 
 impl AlertRule {
     /// The window in minutes; an error names what is expected.
-    pub fn window_minutes(&self) -> Result<i64, AlertError> {
+    pub(crate) fn window_minutes(&self) -> Result<i64, AlertError> {
         let bad = || AlertError {
             rule: self.name.clone(),
             message: format!(
@@ -166,7 +166,7 @@ impl AlertRule {
     }
 
     /// Whether `value` breaks the threshold.
-    pub fn breached(&self, value: f64) -> bool {
+    pub(crate) fn breached(&self, value: f64) -> bool {
         match (self.above, self.below) {
             (Some(above), _) => value > above,
             (None, Some(below)) => value < below,
@@ -211,7 +211,7 @@ impl AlertRule {
 }
 
 /// Checks every rule, and that names are unique.
-pub fn check_all(rules: &[AlertRule]) -> Result<(), AlertError> {
+pub(crate) fn check_all(rules: &[AlertRule]) -> Result<(), AlertError> {
     let mut seen = BTreeMap::new();
     for rule in rules {
         rule.check()?;
@@ -290,7 +290,7 @@ fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
 
 /// The rule's metric over the minutes `now_minute - window .. now_minute`;
 /// `None` when no run happened in it.
-pub fn measure(
+pub(crate) fn measure(
     store: &dyn Store,
     owners: &Owners,
     rule: &AlertRule,
@@ -348,7 +348,7 @@ pub fn measure(
 
 /// The team to notify: the rule's `team`, else the owner of its feature,
 /// else the owner of the first known series it watches.
-pub fn owning_team<'a>(rule: &AlertRule, owners: &'a Owners, series: &[SeriesKey]) -> Option<&'a Team> {
+pub(crate) fn owning_team<'a>(rule: &AlertRule, owners: &'a Owners, series: &[SeriesKey]) -> Option<&'a Team> {
     if let Some(team) = &rule.team {
         return owners.team(team);
     }
@@ -363,7 +363,12 @@ pub fn owning_team<'a>(rule: &AlertRule, owners: &'a Owners, series: &[SeriesKey
 }
 
 /// What the notification says: a subject line and a body, plain text.
-pub fn message_text(rule: &AlertRule, transition: Transition, value: Option<f64>, window: i64) -> (String, String) {
+pub(crate) fn message_text(
+    rule: &AlertRule,
+    transition: Transition,
+    value: Option<f64>,
+    window: i64,
+) -> (String, String) {
     let what = format!("{} of {}", rule.metric.label(), rule.subject_text());
     let value_text = value.map_or_else(|| "no runs".to_owned(), |v| rule.metric.format(v));
     match transition {
@@ -387,7 +392,7 @@ pub fn message_text(rule: &AlertRule, transition: Transition, value: Option<f64>
 }
 
 /// The chat message: one short line, the rule's names escaped for Slack.
-pub fn chat_message(
+pub(crate) fn chat_message(
     rule: &AlertRule,
     transition: Transition,
     value: Option<f64>,

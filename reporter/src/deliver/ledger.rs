@@ -29,7 +29,7 @@ pub use crate::store::state::{LedgerEntry, LedgerStatus, UnknownStatus, LEASE_SE
 
 /// The latest period among `entries` sent for `(kind, target)`; periods
 /// that do not parse are skipped.
-pub fn last_sent<P: FromStr + Ord>(entries: &[LedgerEntry], kind: &str, target: &str) -> Option<P> {
+pub(crate) fn last_sent<P: FromStr + Ord>(entries: &[LedgerEntry], kind: &str, target: &str) -> Option<P> {
     entries
         .iter()
         .filter(|e| e.kind == kind && e.target == target && e.status == LedgerStatus::Sent)

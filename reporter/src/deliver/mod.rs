@@ -96,10 +96,10 @@ impl Channel {
 }
 
 /// The name of the company-wide digest's target in the ledger.
-pub const COMPANY: &str = "company";
+pub(crate) const COMPANY: &str = "company";
 
 /// The ledger's target for `name` over `channel`, e.g. `payments:email`.
-pub fn target_key(name: &str, channel: Channel) -> String {
+pub(crate) fn target_key(name: &str, channel: Channel) -> String {
     format!("{name}:{}", channel.as_str())
 }
 

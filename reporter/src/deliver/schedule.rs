@@ -34,7 +34,7 @@ use jiff::{SignedDuration, Timestamp, ToSpan};
 use serde::Deserialize;
 
 /// A report sent this long after its scheduled time is marked late.
-pub const LATE_AFTER: SignedDuration = SignedDuration::from_mins(10);
+pub(crate) const LATE_AFTER: SignedDuration = SignedDuration::from_mins(10);
 
 /// `[schedule]` as written.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -112,7 +112,7 @@ pub enum Period {
 
 impl Period {
     /// The ISO week holding `date`.
-    pub fn week_of(date: Date) -> Period {
+    pub(crate) fn week_of(date: Date) -> Period {
         let iso = date.iso_week_date();
         Period::Week {
             year: iso.year(),
@@ -121,7 +121,7 @@ impl Period {
     }
 
     /// The first day of the period.
-    pub fn first_day(&self) -> Result<Date, jiff::Error> {
+    pub(crate) fn first_day(&self) -> Result<Date, jiff::Error> {
         match *self {
             Period::Week { year, week } => Ok(ISOWeekDate::new(year, week, Weekday::Monday)?.date()),
             Period::Day(date) => Ok(date),
@@ -129,7 +129,7 @@ impl Period {
     }
 
     /// The day after the period's last day.
-    pub fn end_day(&self) -> Result<Date, jiff::Error> {
+    pub(crate) fn end_day(&self) -> Result<Date, jiff::Error> {
         let days = match self {
             Period::Week { .. } => 7,
             Period::Day(_) => 1,
@@ -262,7 +262,7 @@ impl Cadence {
     }
 
     /// When the report for `period` is (or was) scheduled.
-    pub fn scheduled_for(&self, period: &Period) -> Option<Timestamp> {
+    pub(crate) fn scheduled_for(&self, period: &Period) -> Option<Timestamp> {
         let mut date = period.end_day().ok()?;
         if let Some(weekday) = self.weekday {
             // The first such weekday on or after the day after the period.
@@ -385,7 +385,7 @@ impl Schedule {
     }
 
     /// The cadence of `report`, unless it is off.
-    pub fn cadence(&self, report: Report) -> Option<&Cadence> {
+    pub(crate) fn cadence(&self, report: Report) -> Option<&Cadence> {
         match report {
             Report::Weekly => self.weekly.as_ref(),
             Report::Digest => self.digest.as_ref(),

@@ -21,12 +21,12 @@ pub(super) struct Round {
 /// What a failed round leaves to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Settle {
-    /// Try again next round (until [`Settings::max_rounds`]).
+    /// Try again next round (until [`Settings::max_rounds`](super::Settings::max_rounds)).
     Retry,
     /// Trying again would fail the same way.
     Permanent,
     /// It may have arrived (a timeout after it was sent): not resent
-    /// blindly; recorded [`LedgerStatus::Unknown`].
+    /// blindly; recorded [`LedgerStatus::Unknown`](super::ledger::LedgerStatus::Unknown).
     Unknown,
 }
 

@@ -45,7 +45,7 @@ impl Default for DeliveryConfig {
 
 impl DeliveryConfig {
     /// How many missed periods of `report` are sent late, and the key that says so.
-    pub fn catch_up(&self, report: Report) -> (u32, &'static str) {
+    pub(crate) fn catch_up(&self, report: Report) -> (u32, &'static str) {
         match report {
             Report::Weekly => (self.catch_up_weeks, "catch_up_weeks"),
             Report::Digest => (self.catch_up_days, "catch_up_days"),

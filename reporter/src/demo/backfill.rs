@@ -21,7 +21,7 @@ use crate::store::{Store, StoreError};
 use crate::synthetic::{Generator, Spec, Truths};
 
 /// The `meta` key that marks the synthetic stretch.
-pub const META_KEY: &str = "synthetic_backfill";
+pub(crate) const META_KEY: &str = "synthetic_backfill";
 /// Minutes per backfilled point.
 const STEP_MINUTES: i64 = 10;
 /// Runs per series and minute at average popularity and hour.
@@ -40,7 +40,7 @@ pub struct Window {
 
 impl Window {
     /// The window ending at `now_minute` (unix minutes).
-    pub fn ending_at(now_minute: i64) -> Window {
+    pub(crate) fn ending_at(now_minute: i64) -> Window {
         const DAY: i64 = 1_440;
         // 1970-01-01 was a Thursday: Monday is 3 days before day 0 of an epoch-aligned week.
         let monday = (now_minute + 3 * DAY).div_euclid(7 * DAY) * 7 * DAY - 3 * DAY;

@@ -26,20 +26,20 @@ use crate::synthetic::{self, Overrides, Role, TransactionModel, TransactionName,
 /// The services, in the generator's order (the first carries most planted roles).
 pub const SERVICES: [&str; 3] = ["shop-api", "search-api", "billing-worker"];
 /// Hosts per service.
-pub const HOSTS: usize = 3;
+pub(crate) const HOSTS: usize = 3;
 /// Transactions per service.
 pub const TRANSACTIONS: usize = 7;
 /// `deployment.environment.name` of the fleet and of the backfill alike, so
 /// that week-over-week comparisons (per service, transaction and
 /// environment) line up.
-pub const ENVIRONMENT: &str = "production";
+pub(crate) const ENVIRONMENT: &str = "production";
 /// The live fleet's runs per transaction and host per minute, at average
 /// popularity and hour (the backfill is thinner, to stay fast).
-pub const LIVE_RUNS_PER_MINUTE: f64 = 60.0;
+pub(crate) const LIVE_RUNS_PER_MINUTE: f64 = 60.0;
 /// When the live regression starts, into the run.
 pub const REGRESS_AFTER: Duration = Duration::from_secs(60);
 /// How much slower the regressing endpoint's slow mode gets (p95 +40%).
-pub const LIVE_REGRESSION: f64 = 1.4;
+pub(crate) const LIVE_REGRESSION: f64 = 1.4;
 /// Share of the error endpoint's runs that fail on the failing host.
 const LIVE_BURST_FAILURE: f64 = 0.15;
 /// How often the traffic threads record.
@@ -87,13 +87,13 @@ pub const TEAMS: [(&str, &str, &[&str]); 3] = [
 ];
 
 /// The live host `host` (0-based) of `service`: `shop-api-1`…
-pub fn live_host(service: &str, host: usize) -> String {
+pub(crate) fn live_host(service: &str, host: usize) -> String {
     format!("{service}-{}", host + 1)
 }
 
 /// The backfill's host `host` of `service`: `synthetic-shop-api-1`…, so
 /// synthetic history is never mistaken for a real machine's.
-pub fn synthetic_host(service: &str, host: usize) -> String {
+pub(crate) fn synthetic_host(service: &str, host: usize) -> String {
     format!("synthetic-{}", live_host(service, host))
 }
 
@@ -126,7 +126,7 @@ pub fn overrides(regression_start: i64) -> Overrides {
 
 /// `owners.toml` for the fleet: each team at `<team>@demo.invalid`, each
 /// feature with its team and the transactions it covers.
-pub fn owners_toml() -> String {
+pub(crate) fn owners_toml() -> String {
     let mut out = String::from(
         "# owners.toml written by `kuroko demo`: who owns which feature of the demo fleet.\n\
          # Reference: docs/owners.md.\n",
@@ -163,7 +163,7 @@ struct Host {
 }
 
 /// The running fleet; [`Fleet::stop`] ends it.
-pub struct Fleet {
+pub(crate) struct Fleet {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
     exporters: Vec<Exporter>,
@@ -185,7 +185,11 @@ impl Fleet {
     /// Starts one agent and exporter per host (on the current tokio runtime)
     /// and one traffic thread per service, drawing from `models` (as
     /// [`synthetic::Generator::models`] gives them) with `planted`'s error.
-    pub fn start(models: &[TransactionModel], planted: &Truths, target: &Target<'_>) -> Result<Fleet, DemoError> {
+    pub(crate) fn start(
+        models: &[TransactionModel],
+        planted: &Truths,
+        target: &Target<'_>,
+    ) -> Result<Fleet, DemoError> {
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         let mut exporters = Vec::new();
@@ -236,7 +240,7 @@ impl Fleet {
     }
 
     /// Stops the traffic, then exports each host's last interval.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let threads = self.threads;
         let _ = tokio::task::spawn_blocking(move || {

@@ -25,7 +25,7 @@
 
 pub mod backfill;
 pub mod fleet;
-pub mod reports;
+pub(crate) mod reports;
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;

@@ -27,10 +27,10 @@ use crate::store::sqlite::SqliteStore;
 
 /// The variable `[digest] webhook_env` names in the demo's configuration;
 /// the demo hands its value to its own delivery runner.
-pub const WEBHOOK_ENV: &str = "KUROKO_DEMO_DIGEST_WEBHOOK";
+pub(crate) const WEBHOOK_ENV: &str = "KUROKO_DEMO_DIGEST_WEBHOOK";
 
 /// The local webhook: appends every JSON body posted to it as one line.
-pub struct WebhookLog {
+pub(crate) struct WebhookLog {
     /// Its URL.
     pub url: String,
     stop: oneshot::Sender<()>,
@@ -39,7 +39,7 @@ pub struct WebhookLog {
 
 impl WebhookLog {
     /// Listens on a free loopback port, appending to `path`.
-    pub async fn start(path: &Path) -> Result<WebhookLog, DemoError> {
+    pub(crate) async fn start(path: &Path) -> Result<WebhookLog, DemoError> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -78,7 +78,7 @@ impl WebhookLog {
     }
 
     /// Stops listening.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
@@ -98,7 +98,7 @@ async fn append(State(file): State<Arc<Mutex<std::fs::File>>>, body: Bytes) -> S
 
 /// What was sent.
 #[derive(Debug, Default)]
-pub struct Sent {
+pub(crate) struct Sent {
     /// The ledger rows written: one per team and channel, and the digest's.
     pub deliveries: Vec<LedgerEntry>,
     /// The weekly report's preview folders, per team.
@@ -107,7 +107,7 @@ pub struct Sent {
 
 impl Sent {
     /// The deliveries that did not go out, with their errors.
-    pub fn failures(&self) -> Vec<String> {
+    pub(crate) fn failures(&self) -> Vec<String> {
         self.deliveries
             .iter()
             .filter(|e| e.status != LedgerStatus::Sent)
@@ -127,7 +127,12 @@ impl Sent {
 /// for yesterday (UTC, the demo's schedule) as of `now`, delivering the
 /// digest's chat messages to `webhook_url`, and writes each team's preview
 /// under `reports_dir`.
-pub async fn send(config: &Config, webhook_url: String, reports_dir: &Path, now: Timestamp) -> Result<Sent, DemoError> {
+pub(crate) async fn send(
+    config: &Config,
+    webhook_url: String,
+    reports_dir: &Path,
+    now: Timestamp,
+) -> Result<Sent, DemoError> {
     // The reporter owns the store's ingest; this opens it for reading and
     // for the delivery ledger, as `kuroko report … --send` does.
     let store = Arc::new(SqliteStore::open(&config.store)?);

@@ -20,13 +20,13 @@ use super::otlp::{get, identity, text, Limits};
 use super::wire::{Data, Request};
 
 /// Most agents remembered at once.
-pub const MAX_AGENTS: usize = 10_000;
+pub(crate) const MAX_AGENTS: usize = 10_000;
 
 /// The scope name Kuroko's agent exports under.
-pub const AGENT_SCOPE: &str = "kuroko-agent";
+pub(crate) const AGENT_SCOPE: &str = "kuroko-agent";
 
 /// The agent's health metrics, in the order the page shows them.
-pub const METRICS: [&str; 7] = [
+pub(crate) const METRICS: [&str; 7] = [
     "kuroko.agent.export.dropped_points",
     "kuroko.agent.export.rejected_points",
     "kuroko.agent.export.failures",

@@ -275,7 +275,7 @@ fn raw<M: Method>(receiver: &Arc<Receiver>, max_bytes: usize) -> Raw<M> {
 /// to `max_bytes`; a connection that stops answering HTTP/2 pings (sent
 /// every `grpc_keepalive_seconds` of `limits`) is dropped after
 /// `grpc_keepalive_timeout_seconds`.
-pub fn router(
+pub(crate) fn router(
     receiver: Arc<Receiver>,
     max_bytes: usize,
     limits: &super::otlp::Limits,

@@ -32,7 +32,7 @@ use super::{Accepted, IngestError, Receiver, Signal};
 /// The HTTP routes, refusing bodies over `max_bytes` (compressed or not).
 /// The OTLP routes check the token before anything reads the body: a
 /// request without it costs its headers, not its upload.
-pub fn router(receiver: Arc<Receiver>, max_bytes: usize) -> Router {
+pub(crate) fn router(receiver: Arc<Receiver>, max_bytes: usize) -> Router {
     let state = (receiver, max_bytes);
     Router::new()
         .route("/v1/metrics", post(metrics))

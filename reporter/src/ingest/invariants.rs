@@ -13,7 +13,7 @@ use super::metrics::Deltas;
 use super::otlp::Limits;
 
 /// The first rule a batch breaks, said in words.
-pub type Breach = String;
+pub(crate) type Breach = String;
 
 /// Checks every point of `batch` against the rules below; `limits` are the
 /// ones it was converted with.

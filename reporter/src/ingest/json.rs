@@ -34,7 +34,7 @@ use super::Signal;
 /// An OTLP/JSON body that could not be read: which signal, where, and why.
 #[derive(Debug, thiserror::Error)]
 #[error("the body is not OTLP/JSON {signal}: {}{source}", at(.path))]
-pub struct JsonError {
+pub(crate) struct JsonError {
     /// The signal the body was sent as.
     pub signal: Signal,
     /// Where the error is, as serde's path (`.` for the body as a whole).

@@ -30,7 +30,7 @@ use crate::store::{ErrorPoint, NO_TRANSACTION};
 /// a billion, far beyond what one service raises in one export interval,
 /// and so far below `i64::MAX` (the stores' integers) that no sum of
 /// records in an hour or a window can overflow one.
-pub const MAX_ERROR_COUNT: u64 = 1 << 30;
+pub(crate) const MAX_ERROR_COUNT: u64 = 1 << 30;
 
 /// Converts `request`, received at `now_unix_nano`.
 pub fn convert(request: &ExportLogsServiceRequest, limits: &Limits, now_unix_nano: u64) -> Converted {

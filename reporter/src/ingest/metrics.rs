@@ -36,17 +36,17 @@ use crate::store::{CounterPoint, HistogramPoint, SeriesKey};
 
 /// The counter that notes runs recorded into bucket bounds that do not fit
 /// their unit; label `kuroko.advice`, e.g. [`SECONDS_IN_MILLISECOND_BOUNDS`].
-pub const ADVICE: &str = "kuroko.sdk.advice";
+pub(crate) const ADVICE: &str = "kuroko.sdk.advice";
 
 /// The advice for a duration in seconds recorded into an SDK's default
 /// bounds, which are milliseconds (0, 5, 10 … 10,000): every run lands in
 /// one bucket.
-pub const SECONDS_IN_MILLISECOND_BOUNDS: &str = "seconds_in_millisecond_bounds";
+pub(crate) const SECONDS_IN_MILLISECOND_BOUNDS: &str = "seconds_in_millisecond_bounds";
 
 /// Cumulative streams' last points, by stream: read by every conversion at
 /// once, moved on once a batch is stored.
 #[derive(Default)]
-pub struct Deltas {
+pub(crate) struct Deltas {
     streams: FxHashMap<StreamId, StreamState>,
     /// Their [footprint](StreamState::footprint), all together.
     bytes: usize,
@@ -55,31 +55,26 @@ pub struct Deltas {
 impl Deltas {
     /// Moves the streams on, once their batch is stored; a state older than
     /// the one held (a replica's, read back late) is ignored.
-    pub fn apply(&mut self, updates: impl IntoIterator<Item = (StreamId, StreamState)>) {
+    pub(crate) fn apply(&mut self, updates: impl IntoIterator<Item = (StreamId, StreamState)>) {
         let change = keep_latest(&mut self.streams, updates);
         let bytes = i64::try_from(self.bytes).unwrap_or(i64::MAX).saturating_add(change);
         self.bytes = usize::try_from(bytes).unwrap_or(0);
     }
 
     /// How many streams are remembered.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.streams.len()
     }
 
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.streams.is_empty()
-    }
-
     /// The bytes their last points take ([`StreamState::footprint`]).
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 }
 
 /// Converts `request` (read in place, or decoded by prost: [`Request::of`]),
 /// received at `now_unix_nano`.
-pub fn convert(request: &Request<'_>, deltas: &Deltas, limits: &Limits, now_unix_nano: u64) -> Converted {
+pub(crate) fn convert(request: &Request<'_>, deltas: &Deltas, limits: &Limits, now_unix_nano: u64) -> Converted {
     let mut out = Converted::default();
     let added = Cell::new(Added::default());
     for resource_metrics in &request.resources {

@@ -6,19 +6,19 @@
 //! break a limit or do not add up are rejected with their reasons in an OTLP
 //! partial-success response; the rest of the request is kept.
 
-pub mod agents;
+pub(crate) mod agents;
 pub(crate) mod decoded;
 pub(crate) mod exceptions;
-pub mod grpc;
-pub mod http;
+pub(crate) mod grpc;
+pub(crate) mod http;
 pub(crate) mod inflight;
 pub mod invariants;
 pub(crate) mod json;
 pub mod logs;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod otlp;
 pub(crate) mod status;
-pub mod traces;
+pub(crate) mod traces;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -67,7 +67,7 @@ impl Accepted {
 
     /// The OTLP metrics response: a partial success naming the reasons when
     /// points were rejected.
-    pub fn metrics_response(self) -> ExportMetricsServiceResponse {
+    pub(crate) fn metrics_response(self) -> ExportMetricsServiceResponse {
         ExportMetricsServiceResponse {
             partial_success: self
                 .rejected()
@@ -79,7 +79,7 @@ impl Accepted {
     }
 
     /// The OTLP logs response.
-    pub fn logs_response(self) -> ExportLogsServiceResponse {
+    pub(crate) fn logs_response(self) -> ExportLogsServiceResponse {
         ExportLogsServiceResponse {
             partial_success: self
                 .rejected()
@@ -91,7 +91,7 @@ impl Accepted {
     }
 
     /// The OTLP traces response.
-    pub fn traces_response(self) -> ExportTraceServiceResponse {
+    pub(crate) fn traces_response(self) -> ExportTraceServiceResponse {
         ExportTraceServiceResponse {
             partial_success: self
                 .rejected()
@@ -155,7 +155,7 @@ impl IngestError {
 }
 
 /// Name of the series that collects a service's series past the limit.
-pub const OVERFLOW_TRANSACTION: &str = "kuroko.overflow";
+pub(crate) const OVERFLOW_TRANSACTION: &str = "kuroko.overflow";
 
 use crate::errors::chain;
 
@@ -253,7 +253,7 @@ impl Receiver {
 
     /// Whether a request carrying `authorization` may proceed: always when
     /// auth is off; else only with the exact token, compared in constant time.
-    pub fn authorized(&self, authorization: Option<&[u8]>) -> bool {
+    pub(crate) fn authorized(&self, authorization: Option<&[u8]>) -> bool {
         let Some(expected) = &self.expected_authorization else {
             return true;
         };
@@ -265,7 +265,7 @@ impl Receiver {
     }
 
     /// Commit latency quantile, in seconds.
-    pub fn latency_quantile(&self, quantile: f64) -> f64 {
+    pub(crate) fn latency_quantile(&self, quantile: f64) -> f64 {
         crate::sync::lock(&self.latency).value_at_quantile(quantile) as f64 / 1e6
     }
 
@@ -287,7 +287,7 @@ impl Receiver {
 
     /// The cumulative streams remembered, and the bytes their last points
     /// take.
-    pub fn streams_held(&self) -> (usize, usize) {
+    pub(crate) fn streams_held(&self) -> (usize, usize) {
         let deltas = crate::sync::read(&self.deltas);
         (deltas.len(), deltas.bytes())
     }

@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use crate::store::{Batch, SeriesKey};
 
 /// The outcome counter every source feeds: label `kuroko.outcome`.
-pub const OUTCOMES: &str = "kuroko.transaction.outcomes";
+pub(crate) const OUTCOMES: &str = "kuroko.transaction.outcomes";
 
 /// Limits on what one data point may carry (`[limits]` in `kuroko.toml`).
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -138,7 +138,7 @@ pub struct Converted {
 /// check of the hostile-input rules, counted in `/metrics` as
 /// `kuroko_reporter_points_refused_total{rule="…"}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rule {
+pub(crate) enum Rule {
     /// The resource's names (`service.name`, `host.name`, the environment).
     Resource,
     /// `max_attributes`.
@@ -163,7 +163,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in the order of [`Converted::refused`].
-    pub const ALL: [Rule; 9] = [
+    pub(crate) const ALL: [Rule; 9] = [
         Rule::Resource,
         Rule::Attributes,
         Rule::AttributeLength,
@@ -176,7 +176,7 @@ impl Rule {
     ];
 
     /// Its label in `/metrics`.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Rule::Resource => "resource",
             Rule::Attributes => "attributes",
@@ -193,7 +193,7 @@ impl Rule {
 
 /// Why a point is refused: the rule it broke, and the reason in words.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// The rule.
     pub rule: Rule,
     /// The reason, for the partial-success message.
@@ -520,7 +520,7 @@ pub(crate) fn key<A: Attribute>(sender: &Identity, transaction: String, kind: &s
 
 /// Who sent a resource's data.
 #[derive(Debug)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// `service.name`, or `unknown_service`.
     pub(crate) service: String,
     /// `host.name`, or `unknown`.

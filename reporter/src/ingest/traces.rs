@@ -43,9 +43,9 @@ use crate::histogram::Histogram;
 use crate::store::{CounterPoint, HistogramPoint, SeriesKey, TracePoint, SPAN_COUNTED};
 
 /// Runs of a transaction's traced spans: label-less, per series.
-pub const TRACED_RUNS: &str = "kuroko.traced.runs";
+pub(crate) const TRACED_RUNS: &str = "kuroko.traced.runs";
 /// Their total duration, seconds.
-pub const TRACED_DURATION: &str = "kuroko.traced.duration";
+pub(crate) const TRACED_DURATION: &str = "kuroko.traced.duration";
 
 /// Spans walked below one transaction, at most (a hostile trace's subtree
 /// costs bounded work).
@@ -211,7 +211,7 @@ type SpanRef = (Vec<u8>, Vec<u8>);
 /// or a child and its transaction reaching different replicas, loses the
 /// tie (the child is then not counted).
 #[derive(Default)]
-pub struct SpanMemory {
+pub(crate) struct SpanMemory {
     /// Spans whose parent was not seen, by (trace, parent).
     waiting: HashMap<SpanRef, Vec<(Span, std::time::Instant)>>,
     waiting_spans: usize,
@@ -315,7 +315,7 @@ fn count_segment(
 
 /// Converts `request`, received at `now_unix_nano`, with `memory` holding
 /// what ties spans to their transaction across requests.
-pub fn convert(
+pub(crate) fn convert(
     request: &ExportTraceServiceRequest,
     limits: &Limits,
     now_unix_nano: u64,

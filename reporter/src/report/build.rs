@@ -34,17 +34,17 @@ use crate::format;
 use crate::store::Filter;
 
 /// Weeks of daily points in a feature's chart.
-pub const CHART_WEEKS: i64 = 6;
+pub(crate) const CHART_WEEKS: i64 = 6;
 /// Endpoints listed as slowest, and as most time-consuming.
-pub const TOP_ENDPOINTS: usize = 10;
+pub(crate) const TOP_ENDPOINTS: usize = 10;
 /// New or growing error groups listed in the weekly report.
-pub const TOP_ERRORS: usize = 20;
+pub(crate) const TOP_ERRORS: usize = 20;
 
 const DAY_MINUTES: i64 = 1_440;
 
 /// Why a report could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
+pub(crate) enum BuildError {
     /// The analysis failed (the store, or a team the owners file lacks).
     #[error(transparent)]
     Analysis(#[from] AnalysisError),
@@ -101,7 +101,7 @@ fn relative(current: f64, previous: Option<f64>) -> Option<f64> {
 /// against the week before, daily average and p95 over [`CHART_WEEKS`]
 /// weeks), its slowest and most time-consuming transactions, its
 /// regressions against the week before, and its new and growing error groups.
-pub fn weekly(
+pub(crate) fn weekly(
     analysis: &Analysis<'_>,
     team: &str,
     period: &Period,
@@ -382,7 +382,12 @@ fn local_time(instant: Option<Timestamp>, tz: &TimeZone) -> String {
 /// The company-wide digest of the day `day` in `tz`: its errors grouped by
 /// fingerprint, against the day before; links under `base_url` (absolute,
 /// as chat needs them).
-pub fn digest(analysis: &Analysis<'_>, day: &Period, tz: &TimeZone, base_url: &str) -> Result<Digest, BuildError> {
+pub(crate) fn digest(
+    analysis: &Analysis<'_>,
+    day: &Period,
+    tz: &TimeZone,
+    base_url: &str,
+) -> Result<Digest, BuildError> {
     let Period::Day(date) = *day else {
         return Err(BuildError::WrongPeriod {
             report: "digest",

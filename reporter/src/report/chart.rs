@@ -16,9 +16,9 @@ use super::weekly::{DailyPoint, WeeklyReport};
 use crate::format;
 
 /// Width of a chart in pixels.
-pub const CHART_WIDTH: u32 = 600;
+pub(crate) const CHART_WIDTH: u32 = 600;
 /// Height of a chart in pixels.
-pub const CHART_HEIGHT: u32 = 240;
+pub(crate) const CHART_HEIGHT: u32 = 240;
 
 const FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 /// The family the embedded font is registered as: plotters' default.
@@ -95,7 +95,7 @@ fn segments(points: &[DailyPoint], value: impl Fn(&DailyPoint) -> Option<f64>) -
 
 /// A `CHART_WIDTH` × `CHART_HEIGHT` PNG of `points`' daily average and p95,
 /// with a title, a day axis, a duration axis and a legend.
-pub fn daily_chart_png(title: &str, points: &[DailyPoint]) -> Result<Vec<u8>, ChartError> {
+pub(crate) fn daily_chart_png(title: &str, points: &[DailyPoint]) -> Result<Vec<u8>, ChartError> {
     let avg = segments(points, |p| p.avg_s);
     let p95 = segments(points, |p| p.p95_s);
     let max = avg

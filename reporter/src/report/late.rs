@@ -17,7 +17,7 @@ pub struct Late {
 
 impl Late {
     /// `Late: this report for … was due …; <reason>.`
-    pub fn sentence(&self) -> String {
+    pub(crate) fn sentence(&self) -> String {
         format!(
             "Late: this report for {} was due {}; {}.",
             self.covers, self.due, self.reason
@@ -26,7 +26,7 @@ impl Late {
 }
 
 /// `subject`, marked `[late]` in front when `late` is set.
-pub fn subject(late: Option<&Late>, subject: String) -> String {
+pub(crate) fn subject(late: Option<&Late>, subject: String) -> String {
     match late {
         Some(_) => format!("[late] {subject}"),
         None => subject,

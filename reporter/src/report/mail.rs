@@ -147,7 +147,7 @@ impl Default for Retry {
 
 impl Retry {
     /// The wait after failed attempt `attempt` (1-based).
-    pub fn delay_after(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay_after(&self, attempt: u32) -> Duration {
         let factor = 1u32 << attempt.saturating_sub(1).min(16);
         self.first_delay.saturating_mul(factor).min(self.max_delay)
     }

@@ -2,10 +2,10 @@
 //! ([`weekly`], drawn by [`chart`], sent by [`mail`]) and the morning error
 //! digest ([`digest`], posted by [`webhook`] or mailed).
 
-pub mod build;
+pub(crate) mod build;
 pub mod chart;
 pub mod digest;
-pub mod late;
+pub(crate) mod late;
 pub mod mail;
 pub mod webhook;
 pub mod weekly;

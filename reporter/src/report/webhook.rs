@@ -171,7 +171,7 @@ enum Outcome {
 }
 
 /// The URL's scheme, host and port: what may be logged of a webhook.
-pub fn redact(url: &Url) -> String {
+pub(crate) fn redact(url: &Url) -> String {
     let host = url.host_str().unwrap_or("?");
     match url.port() {
         Some(port) => format!("{}://{host}:{port}", url.scheme()),
@@ -182,7 +182,7 @@ pub fn redact(url: &Url) -> String {
 /// The `Idempotency-Key` of a delivery's messages (each adds `-<message>`):
 /// the same for the same report, period and destination, across retries,
 /// rounds, restarts and replicas.
-pub fn idempotency_key(kind: &str, target: &str, period: &str, url: &str) -> String {
+pub(crate) fn idempotency_key(kind: &str, target: &str, period: &str, url: &str) -> String {
     let hash = crate::stable_hash::fnv1a64(&[kind.as_bytes(), target.as_bytes(), period.as_bytes(), url.as_bytes()]);
     format!("kuroko-{kind}-{period}-{hash:016x}")
 }
@@ -195,7 +195,7 @@ pub async fn post_json(url: &str, payloads: &[Value], retry: Retry) -> Result<De
 
 /// [`post_json`], each message carrying `Idempotency-Key: <key>-<message>`
 /// when `key` is given ([`idempotency_key`]).
-pub async fn post_json_keyed(
+pub(crate) async fn post_json_keyed(
     url: &str,
     payloads: &[Value],
     retry: Retry,

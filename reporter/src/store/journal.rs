@@ -137,7 +137,9 @@ impl Journal {
         fs::read_to_string(Journal::lock_path(dir)).ok()?.trim().parse().ok()
     }
 
-    /// [`Journal::open`] with the lock [`Journal::lock`] took.
+    /// Reads the segments after `flushed_through` in `dir` and opens a new
+    /// segment after every existing one for appending, under the lock
+    /// [`Journal::lock`] took.
     pub(crate) fn open_locked(dir: &Path, flushed_through: u64, lock: File) -> io::Result<(Journal, Vec<Segment>)> {
         let numbers = segments(dir)?;
         let mut unflushed = Vec::new();

@@ -51,7 +51,7 @@ pub struct SeriesKey {
 /// The suffix of the kind of series (`web.spans`, `job.spans`) that hold a
 /// transaction's runs counted from its spans: read only while no duration
 /// metric counts the transaction's runs (one source of truth per run).
-pub const SPAN_COUNTED: &str = ".spans";
+pub(crate) const SPAN_COUNTED: &str = ".spans";
 
 impl SeriesKey {
     /// The transaction's kind, `web` or `job`, also for a series of runs
@@ -89,7 +89,7 @@ pub struct CounterPoint {
 }
 
 /// Traces kept per series and hour, by both stores: the slowest.
-pub const TRACES_PER_HOUR: i64 = 20;
+pub(crate) const TRACES_PER_HOUR: i64 = 20;
 
 /// The transaction of errors that came with none (and whose trace, if any,
 /// has not been tied to one).
@@ -194,7 +194,7 @@ impl Batch {
 
 /// Runs and their total seconds in one step of one series:
 /// `(series, step start, count, sum)` ([`Store::totals_steps`]).
-pub type StepTotal = (SeriesKey, i64, u64, f64);
+pub(crate) type StepTotal = (SeriesKey, i64, u64, f64);
 
 /// The group of the series met last: step answers come ordered by series,
 /// so the grouped defaults ask the caller once per series, not once per row.

@@ -58,7 +58,7 @@ impl LedgerStatus {
     }
 
     /// Whether the row is settled and never claimed again.
-    pub fn is_final(self) -> bool {
+    pub(crate) fn is_final(self) -> bool {
         matches!(
             self,
             LedgerStatus::Sent | LedgerStatus::Failed | LedgerStatus::Unknown | LedgerStatus::Skipped

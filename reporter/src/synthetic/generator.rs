@@ -83,7 +83,7 @@ impl Generator {
 
     /// The generator of `spec` with `overrides` applied: the same model and
     /// planted truths under other names (and, if asked, another regression).
-    pub fn with_overrides(spec: &Spec, overrides: &Overrides) -> Generator {
+    pub(crate) fn with_overrides(spec: &Spec, overrides: &Overrides) -> Generator {
         let mut generator = Generator::new(spec);
         let per = generator.spec.transactions_per_service;
         for (service, name) in overrides.services.iter().enumerate().take(generator.services.len()) {
@@ -142,7 +142,7 @@ impl Generator {
 
     /// How each transaction behaves, per service then transaction: what a
     /// live simulation samples from to carry the generated history on.
-    pub fn models(&self) -> Vec<TransactionModel> {
+    pub(crate) fn models(&self) -> Vec<TransactionModel> {
         let per = self.spec.transactions_per_service;
         self.profiles
             .iter()
@@ -198,7 +198,7 @@ impl Generator {
 
     /// Batches [`generate`](Self::generate) hands to its sink: one per
     /// clock hour touched and service.
-    pub fn batch_count(&self) -> u64 {
+    pub(crate) fn batch_count(&self) -> u64 {
         let hours = hour_chunks(&self.spec).count() as u64;
         hours * self.spec.services as u64
     }

@@ -267,7 +267,7 @@ pub struct TransactionName {
 
 /// How a generated transaction behaves (see [`Generator::models`]).
 #[derive(Clone, Debug, PartialEq)]
-pub struct TransactionModel {
+pub(crate) struct TransactionModel {
     /// Its service.
     pub service: String,
     /// Its name.
@@ -298,7 +298,7 @@ pub struct TransactionModel {
 
 /// One segment of a [`TransactionModel`].
 #[derive(Clone, Debug, PartialEq)]
-pub struct SegmentModel {
+pub(crate) struct SegmentModel {
     /// `database`, `external` or `code`.
     pub kind: String,
     /// E.g. `SELECT users`.
@@ -312,13 +312,13 @@ pub struct SegmentModel {
 /// Latency at `minute` (unix minutes) relative to the average: the mild
 /// daily cycle every generated transaction follows (up to 8% slower at the
 /// busiest hour).
-pub fn latency_factor(minute: i64) -> f64 {
+pub(crate) fn latency_factor(minute: i64) -> f64 {
     model::latency_cycle(minute)
 }
 
 /// Traffic at `minute` relative to an average weekday hour (busier by day,
 /// 60% at weekends).
-pub fn traffic_factor(minute: i64) -> f64 {
+pub(crate) fn traffic_factor(minute: i64) -> f64 {
     model::traffic(minute)
 }
 
@@ -335,7 +335,7 @@ pub fn write_to(store: &dyn Store, spec: &Spec, progress: impl FnMut(u64, u64)) 
 
 /// Writes `generator`'s data into `store`, calling `progress(done, total)`
 /// after each batch.
-pub fn write_generated(
+pub(crate) fn write_generated(
     store: &dyn Store,
     generator: &Generator,
     mut progress: impl FnMut(u64, u64),

@@ -17,13 +17,13 @@ use crate::analysis::breakdown::TraceSummary;
 use crate::format;
 
 /// Series colours, in order: distinguishable, and readable on white.
-pub const PALETTE: [&str; 8] = [
+pub(crate) const PALETTE: [&str; 8] = [
     "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f",
 ];
 
 /// What the values of a chart are, for its ticks and tooltips.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// Durations in seconds.
     Seconds,
     /// Runs per minute.
@@ -36,7 +36,7 @@ pub enum Unit {
 
 impl Unit {
     /// `value` for people, in this unit.
-    pub fn format(self, value: f64) -> String {
+    pub(crate) fn format(self, value: f64) -> String {
         if value == 0.0 {
             return "0".to_owned();
         }
@@ -51,7 +51,7 @@ impl Unit {
 
 /// One line of a line chart.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Line {
+pub(crate) struct Line {
     /// What `data-series` says: `p95`, `throughput`, a feature's name.
     pub key: String,
     /// The legend's text.
@@ -109,7 +109,7 @@ const BOTTOM: f64 = 26.0;
 /// A line chart of `lines` over `from..to` (unix minutes), with a y axis
 /// from 0, UTC time ticks and a legend. Each line is a `<g data-series>`
 /// with a path (broken at gaps) and one `<circle>` per point that has a value.
-pub fn line_chart(lines: &[Line], unit: Unit, from: i64, to: i64) -> Markup {
+pub(crate) fn line_chart(lines: &[Line], unit: Unit, from: i64, to: i64) -> Markup {
     let max = lines
         .iter()
         .flat_map(|l| l.points.iter().filter_map(|p| p.1))
@@ -190,7 +190,7 @@ fn path(points: &[(i64, Option<f64>)], x: &impl Fn(i64) -> f64, y: &impl Fn(f64)
 
 /// A small line without axes, for a table row: `values` evenly spaced, gaps
 /// left out. `data-points` counts the values drawn.
-pub fn sparkline(key: &str, values: &[Option<f64>]) -> Markup {
+pub(crate) fn sparkline(key: &str, values: &[Option<f64>]) -> Markup {
     const W: f64 = 100.0;
     const H: f64 = 24.0;
     let max = values
@@ -231,7 +231,7 @@ pub struct Bin {
 /// A latency histogram: one bar per bin (equal widths: the bins are
 /// exponential, so the x axis is logarithmic), with `marks` (such as p50,
 /// p95, p99) drawn as labelled vertical lines.
-pub fn histogram_chart(bins: &[Bin], marks: &[(&str, f64)]) -> Markup {
+pub(crate) fn histogram_chart(bins: &[Bin], marks: &[(&str, f64)]) -> Markup {
     let max = bins.iter().map(|b| b.count).max().unwrap_or(0).max(1) as f64;
     let ticks = value_ticks(max);
     let top = ticks.last().copied().unwrap_or(1.0);
@@ -288,7 +288,7 @@ pub fn histogram_chart(bins: &[Bin], marks: &[(&str, f64)]) -> Markup {
 
 /// Horizontal bars: one per `(label, value)`, longest first as given, with
 /// the value at the bar's end. `key` is the `data-series`.
-pub fn bars(key: &str, rows: &[(String, f64)], unit: Unit) -> Markup {
+pub(crate) fn bars(key: &str, rows: &[(String, f64)], unit: Unit) -> Markup {
     const ROW: f64 = 22.0;
     const LABEL: f64 = 300.0;
     let max = rows
@@ -322,7 +322,7 @@ pub fn bars(key: &str, rows: &[(String, f64)], unit: Unit) -> Markup {
 }
 
 /// `text`, cut to `max` characters with an ellipsis.
-pub fn shorten(text: &str, max: usize) -> String {
+pub(crate) fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_owned();
     }
@@ -345,11 +345,11 @@ fn kind_colour(kind: &str) -> &'static str {
 const WATERFALL_WIDTH: f64 = 1_100.0;
 
 /// Segments drawn per waterfall; the rest are counted.
-pub const WATERFALL_ROWS: usize = 40;
+pub(crate) const WATERFALL_ROWS: usize = 40;
 
 /// A kept trace as a waterfall: the whole run on top, each segment below at
 /// its offset and length, coloured by kind.
-pub fn waterfall(trace: &TraceSummary) -> Markup {
+pub(crate) fn waterfall(trace: &TraceSummary) -> Markup {
     const ROW: f64 = 18.0;
     const LABEL: f64 = 280.0;
     let shown = &trace.segments[..trace.segments.len().min(WATERFALL_ROWS)];

@@ -211,7 +211,7 @@ struct RawDashboard {
 }
 
 /// A panel's window when the file names none.
-pub const DEFAULT_WINDOW: &str = "7d";
+pub(crate) const DEFAULT_WINDOW: &str = "7d";
 
 /// Reads every `*.toml` of `dir` (a missing folder has none) and adds a
 /// dashboard per feature of `owners`.
@@ -376,7 +376,7 @@ pub fn parse(text: &str, file: &str, name: &str, owners: &Owners) -> Result<Dash
 
 /// The dashboard every feature gets: its p95 and average, throughput and
 /// error rate over a week, and its slowest transactions.
-pub fn for_feature(feature: &Feature) -> Dashboard {
+pub(crate) fn for_feature(feature: &Feature) -> Dashboard {
     let panel = |title: &str, metric, chart| Panel {
         title: title.to_owned(),
         metric,

@@ -7,7 +7,7 @@ use crate::ingest::agents::{AgentHealth, METRICS};
 
 /// `/health`: each Kuroko agent's own health, as it last reported it
 /// (cumulative since the agent started), the agents with trouble first.
-pub fn page(agents: &[AgentHealth], now_minute: i64) -> Markup {
+pub(crate) fn page(agents: &[AgentHealth], now_minute: i64) -> Markup {
     const TROUBLE: [&str; 4] = [
         "kuroko.agent.export.dropped_points",
         "kuroko.agent.export.rejected_points",

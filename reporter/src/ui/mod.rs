@@ -32,12 +32,12 @@
 //! `/health` shows each Kuroko agent's own health (points it dropped,
 //! failed exports, …: [`crate::ingest::agents`]).
 
-pub mod charts;
+pub(crate) mod charts;
 pub mod dashboards;
-pub mod health;
+pub(crate) mod health;
 mod pager;
 pub mod pages;
-pub mod throttle;
+pub(crate) mod throttle;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,7 +58,7 @@ use crate::ingest::agents::AgentBoard;
 use throttle::{LoginLimits, LoginThrottle};
 
 /// The cookie holding the query token (also accepted by `/api/v1`).
-pub const TOKEN_COOKIE: &str = "kuroko_token";
+pub(crate) const TOKEN_COOKIE: &str = "kuroko_token";
 
 const CSS: &str = include_str!("static/ui.css");
 const JS: &str = include_str!("static/ui.js");
@@ -74,7 +74,7 @@ struct Ui {
 /// What the UI shows or keeps besides the store: the login throttle (its
 /// counts are in `/metrics`) and the agents' health.
 #[derive(Clone, Debug)]
-pub struct Extras {
+pub(crate) struct Extras {
     /// Wrong tokens sent to `/login`.
     pub throttle: Arc<LoginThrottle>,
     /// Kuroko agents' own health, for `/health`.
@@ -99,7 +99,7 @@ pub fn router(app: App, dashboards_dir: PathBuf) -> Router {
 /// The UI's routes over `app`, with dashboards read from `dashboards_dir`.
 /// The dashboards are read once now so that their problems are logged at
 /// start-up, and again on every visit to `/dashboards`.
-pub fn router_with(app: App, dashboards_dir: PathBuf, extras: Extras) -> Router {
+pub(crate) fn router_with(app: App, dashboards_dir: PathBuf, extras: Extras) -> Router {
     let found = dashboards::load(&dashboards_dir, &app.owners);
     for problem in &found.problems {
         tracing::warn!(%problem, "dashboard file ignored");
@@ -494,7 +494,7 @@ fn safe_next(next: Option<&str>) -> String {
 /// breaks from URLs and read a backslash as `/`, so `/%09/evil.example`
 /// and `/%5Cevil.example` are the other site's `//evil.example`; a scheme
 /// (`https:`, `javascript:`) cannot come before the first `/`.
-pub fn same_site_path(target: &str) -> bool {
+pub(crate) fn same_site_path(target: &str) -> bool {
     fn path_like(bytes: &[u8]) -> bool {
         bytes.first() == Some(&b'/')
             && !matches!(bytes.get(1), Some(b'/' | b'\\'))

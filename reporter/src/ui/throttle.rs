@@ -29,11 +29,11 @@ use axum::response::{IntoResponse, Response};
 use crate::app::App;
 
 /// Most client addresses whose failures are remembered at once.
-pub const MAX_ADDRESSES: usize = 10_000;
+pub(crate) const MAX_ADDRESSES: usize = 10_000;
 
 /// How many wrong tokens are allowed, per what window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LoginLimits {
+pub(crate) struct LoginLimits {
     /// Wrong tokens one address may send per window.
     pub per_address: u32,
     /// Wrong tokens all addresses together may send per window.
@@ -80,7 +80,7 @@ impl Window {
 
 /// The wrong tokens seen, per address and in total.
 #[derive(Debug)]
-pub struct LoginThrottle {
+pub(crate) struct LoginThrottle {
     limits: LoginLimits,
     state: Mutex<Failures>,
     /// Wrong tokens sent to `/login`.
@@ -115,7 +115,7 @@ fn bucket(address: IpAddr) -> IpAddr {
 
 impl LoginThrottle {
     /// A throttle allowing `limits`.
-    pub fn new(limits: LoginLimits) -> Self {
+    pub(crate) fn new(limits: LoginLimits) -> Self {
         LoginThrottle {
             limits,
             state: Mutex::new(Failures {
@@ -133,14 +133,14 @@ impl LoginThrottle {
     /// `Err(wait)` when `address` (or everyone) has used its budget of wrong
     /// tokens: a `/login` attempt is refused without checking its token, and
     /// counted.
-    pub fn check(&self, address: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn check(&self, address: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
         self.check_in(Budgets::AddressAndTotal, address, now)
     }
 
     /// `Err(wait)` when `address` has used its budget: a request carrying a
     /// token is refused without checking it, and counted. The total is not
     /// asked: spent, it would shut every script, scraper and open page out.
-    pub fn check_address(&self, address: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn check_address(&self, address: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
         self.check_in(Budgets::Address, address, now)
     }
 
@@ -168,7 +168,7 @@ impl LoginThrottle {
     }
 
     /// Counts a wrong token from `address` at `now`.
-    pub fn failure(&self, address: Option<IpAddr>, now: Instant) {
+    pub(crate) fn failure(&self, address: Option<IpAddr>, now: Instant) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         let window = self.limits.window;
         let mut state = crate::sync::lock(&self.state);
@@ -224,7 +224,7 @@ fn carries_token(request: &Request) -> bool {
 /// Middleware for the API, the pages and `/metrics` (not OTLP, whose
 /// token is another): a request carrying a query token from an address
 /// over its budget is refused with 429; a wrong one is counted.
-pub async fn guard(
+pub(crate) async fn guard(
     State((app, throttle)): State<(App, std::sync::Arc<LoginThrottle>)>,
     request: Request,
     next: Next,

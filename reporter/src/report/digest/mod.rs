@@ -41,7 +41,7 @@ pub use slack::{slack_escape, slack_messages, SlackLimits};
 pub use text::render_text;
 
 /// How many groups the email forms list before linking to the rest.
-pub const EMAIL_MAX_GROUPS: usize = 100;
+pub(crate) const EMAIL_MAX_GROUPS: usize = 100;
 
 /// How many servers a group shows before counting the rest.
 const MAX_SERVERS: usize = 5;
@@ -119,17 +119,17 @@ impl DigestGroup {
 
 impl Digest {
     /// Orders the groups as every renderer shows them (see [`compare_groups`]).
-    pub fn sort_groups(&mut self) {
+    pub(crate) fn sort_groups(&mut self) {
         self.groups.sort_by(compare_groups);
     }
 
     /// How many groups are new.
-    pub fn new_groups(&self) -> usize {
+    pub(crate) fn new_groups(&self) -> usize {
         self.groups.iter().filter(|g| g.new).count()
     }
 
     /// The web UI's list of the day's errors, where summaries link to.
-    pub fn full_list_url(&self) -> String {
+    pub(crate) fn full_list_url(&self) -> String {
         format!(
             "{}/errors?day={}",
             self.base_url.trim_end_matches('/'),
@@ -141,7 +141,7 @@ impl Digest {
 /// The digest's order: new groups first (biggest first), then the biggest
 /// absolute increase against the day before, then the biggest count; the
 /// fingerprint breaks ties so the order is stable.
-pub fn compare_groups(a: &DigestGroup, b: &DigestGroup) -> Ordering {
+pub(crate) fn compare_groups(a: &DigestGroup, b: &DigestGroup) -> Ordering {
     b.new
         .cmp(&a.new)
         .then_with(|| if a.new { b.total.cmp(&a.total) } else { Ordering::Equal })

@@ -175,7 +175,7 @@ const MAX_MESSAGE_CHARS: usize = 300;
 
 /// A web UI path: `route` (a fixed path such as `/transactions`) with
 /// `params` percent-encoded as its query, for the rows' `link` fields.
-pub fn ui_path(route: &str, params: &[(&str, &str)]) -> String {
+pub(crate) fn ui_path(route: &str, params: &[(&str, &str)]) -> String {
     let mut path = route.to_owned();
     for (i, (key, value)) in params.iter().enumerate() {
         path.push(if i == 0 { '?' } else { '&' });
@@ -187,7 +187,7 @@ pub fn ui_path(route: &str, params: &[(&str, &str)]) -> String {
 }
 
 /// What `≈` means, under a report that shows one.
-pub const ESTIMATE_NOTE: &str = "≈: an estimate, interpolated within the explicit bucket an OpenTelemetry SDK \
+pub(crate) const ESTIMATE_NOTE: &str = "≈: an estimate, interpolated within the explicit bucket an OpenTelemetry SDK \
      sent; the true value lies in that bucket (counts, averages and error rates are exact).";
 
 /// Whether the report shows an estimated percentile.

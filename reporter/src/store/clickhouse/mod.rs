@@ -84,10 +84,9 @@ pub struct ClickHouseStore {
 /// per table): a round of INSERTs starts at most every `interval`, or as
 /// soon as the previous round is done once `max_rows` rows wait. A write
 /// returns once the round holding its rows is acknowledged. Set in the
-/// store's URL (`?batch_ms=200&batch_rows=50000`) or with
-/// [`ClickHouseStore::with_write_batching`].
+/// store's URL (`?batch_ms=200&batch_rows=50000`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WriteBatching {
+pub(crate) struct WriteBatching {
     /// The least time between the starts of two rounds of INSERTs. Zero
     /// sends each write at once, unless a round is under way: the writes
     /// that arrive meanwhile still share the next one.
@@ -265,12 +264,6 @@ impl ClickHouseStore {
     /// back (at least one second is waited whatever is set).
     pub fn with_claim_settle(mut self, settle: Duration) -> Self {
         self.claim_settle = settle;
-        self
-    }
-
-    /// Sets how concurrent writes are gathered into shared INSERTs.
-    pub fn with_write_batching(mut self, batching: WriteBatching) -> Self {
-        self.group = GroupCommit::new(batching.interval, batching.max_rows);
         self
     }
 

@@ -14,7 +14,7 @@ use crate::store::StoreError;
 /// trace ids, `error_hour_v2` rolls them up, `trace_link` ties them;
 /// `stream` keeps cumulative streams' last points and `metric_transaction`
 /// the transactions a duration metric counts).
-pub const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// Each table that retention cuts: its resolution's key column, and how many
 /// minutes one of its partitions spans.

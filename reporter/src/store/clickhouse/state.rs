@@ -12,7 +12,7 @@ use crate::store::StoreError;
 
 /// How long [`DeliveryState::ledger_claim`] waits between inserting its claim and
 /// reading the delivery's events back, by default: longer than any competing INSERT takes.
-pub const DEFAULT_CLAIM_SETTLE: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_CLAIM_SETTLE: Duration = Duration::from_secs(2);
 
 /// The shortest settle delay used: claims are stamped with the server's
 /// `now()`, in whole seconds, so waiting at least a second guarantees that a

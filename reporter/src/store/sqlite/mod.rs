@@ -45,7 +45,7 @@ pub(crate) use writes::{write_histogram, Late};
 
 /// How long acknowledged points may wait in memory before a write flushes
 /// them to the tables.
-pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 /// Journal bytes past which a write flushes, however young the points: a
 /// flush deletes the segments, so the journal never grows past this (with
@@ -263,7 +263,7 @@ impl SqliteStore {
     /// Opens the store at `path` to ingest into it (`kuroko serve`): refused
     /// with [`StoreError::AlreadyServed`], naming the holder, when another
     /// process owns its journal (it would answer every write 503).
-    pub fn open_to_serve(path: &Path) -> Result<SqliteStore, StoreError> {
+    pub(crate) fn open_to_serve(path: &Path) -> Result<SqliteStore, StoreError> {
         let store = SqliteStore::open(path)?;
         if store.is_ingesting() {
             return Ok(store);
@@ -278,7 +278,7 @@ impl SqliteStore {
 
     /// Keeps `bytes` free on the store's file system: writes that would
     /// leave less are refused ([`StoreError::DiskLow`]); 0: no check.
-    pub fn set_min_free_bytes(&self, bytes: u64) {
+    pub(crate) fn set_min_free_bytes(&self, bytes: u64) {
         self.headroom.set_min_free(bytes);
     }
 
@@ -288,7 +288,7 @@ impl SqliteStore {
     /// deleted: what was acknowledged then survives a power cut. Off (the
     /// default): it survives the process dying. No-op for a store that does
     /// not own its journal.
-    pub fn set_journal_fsync(&self, on: bool) -> Result<(), StoreError> {
+    pub(crate) fn set_journal_fsync(&self, on: bool) -> Result<(), StoreError> {
         let synchronous = if on { "FULL" } else { "NORMAL" };
         self.connection()
             .execute_batch(&format!("PRAGMA synchronous = {synchronous};"))
@@ -304,7 +304,7 @@ impl SqliteStore {
 
     /// Whether this process owns the store's ingest (its journal): false
     /// when another process (a running `kuroko serve`) does.
-    pub fn is_ingesting(&self) -> bool {
+    pub(crate) fn is_ingesting(&self) -> bool {
         self.ingest().is_some()
     }
 

@@ -40,7 +40,7 @@ impl SqliteStore {
     /// How long until the oldest acknowledged point still in memory has
     /// waited [`FLUSH_EVERY`] (zero: a flush is due); `None` when nothing
     /// waits, or when another process writes this store.
-    pub fn flush_due_in(&self) -> Option<Duration> {
+    pub(crate) fn flush_due_in(&self) -> Option<Duration> {
         let since = self.ingest().as_ref()?.pending.since?;
         Some(FLUSH_EVERY.saturating_sub(since.elapsed()))
     }
@@ -49,7 +49,7 @@ impl SqliteStore {
     /// [`FLUSH_EVERY`]: what keeps the file at most that far behind when
     /// no write or read comes to flush it (`kuroko serve` calls it from a
     /// thread of its own). Whether it flushed.
-    pub fn flush_if_due(&self) -> Result<bool, StoreError> {
+    pub(crate) fn flush_if_due(&self) -> Result<bool, StoreError> {
         if self.flush_due_in() != Some(Duration::ZERO) {
             return Ok(false);
         }
@@ -94,7 +94,7 @@ impl SqliteStore {
 
     /// Whether flushes are failing now (the flush thread then waits before
     /// trying again).
-    pub fn flush_failing(&self) -> bool {
+    pub(crate) fn flush_failing(&self) -> bool {
         self.flush_failures.is_on()
     }
 
@@ -266,7 +266,7 @@ impl SqliteStore {
         })
     }
 
-    /// [`Store::write_quick`]: the batch's names all known, and no flush due.
+    /// [`Store::write_quick`](crate::store::Store::write_quick): the batch's names all known, and no flush due.
     pub(super) fn write_quick_batch(&self, batch: &Batch) -> Result<bool, StoreError> {
         let flush_due = match self.ingest().as_ref() {
             None => {
@@ -319,7 +319,7 @@ impl SqliteStore {
     }
 
     /// Appends `batch`, whose ids are `ids`, to the journal and merges it
-    /// into the pending points; whether a flush is due ([`Ingest::due`]).
+    /// into the pending points; whether a flush is due ([`Ingest::due`](super::Ingest::due)).
     fn append(&self, batch: &Batch, ids: &Resolved) -> Result<bool, StoreError> {
         // Sized up front: growing the buffer showed in profiles.
         let estimate = batch

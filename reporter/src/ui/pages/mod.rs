@@ -49,11 +49,11 @@ pub use transaction::{distribution, transaction};
 
 /// The window of the overview, feature, transaction and errors pages when
 /// the URL names none.
-pub const DEFAULT_SINCE: &str = "1d";
+pub(crate) const DEFAULT_SINCE: &str = "1d";
 /// The regressions page's default: this week against last.
-pub const REGRESSIONS_SINCE: &str = "7d";
+pub(crate) const REGRESSIONS_SINCE: &str = "7d";
 /// The window selector's choices.
-pub const WINDOWS: [&str; 4] = ["1h", "1d", "7d", "30d"];
+pub(crate) const WINDOWS: [&str; 4] = ["1h", "1d", "7d", "30d"];
 /// Kept traces shown on a transaction page.
 pub const TRACES: usize = 5;
 
