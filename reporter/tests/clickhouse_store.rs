@@ -7,6 +7,9 @@
 //!
 //! The server is started by `support/clickhouse_server.rs`. Each test uses
 //! a database of its own. No server, no pass: a test fails with the reason.
+//!
+//! Over 800 lines on purpose: one capability (the ClickHouse store), its
+//! cases sharing one server and the comparison helpers below.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

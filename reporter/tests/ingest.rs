@@ -1,6 +1,9 @@
 //! The reporter receiving real OTLP on loopback: from Kuroko's agent over
 //! gRPC and HTTP, bad input refused with reasons, cumulative streams turned
 //! into deltas, and nothing acknowledged lost when the process is killed.
+//!
+//! Over 800 lines on purpose: one capability (ingest over the wire), its
+//! cases sharing the reporter they start and the helpers below.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

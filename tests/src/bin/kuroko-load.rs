@@ -15,6 +15,9 @@
 //! latency (send to response, which the reporter gives after its commit), the
 //! errors, and, as the ceiling, how fast this machine merely gunzips and
 //! decodes the same payloads with one and with two threads.
+//!
+//! Over 800 lines on purpose: one program read top to bottom (options,
+//! workload, pool, clients, measurement, report) whose parts serve nothing else.
 
 use std::collections::BTreeMap;
 use std::fs::File;
