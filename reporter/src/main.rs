@@ -33,10 +33,11 @@ enum Command {
     /// Settings come from the TOML file given with --config (every key
     /// optional: store, grpc_listen, http_listen, max_body_bytes,
     /// rollup_interval_seconds, [limits], [retention], [auth], and for reports
-    /// owners, base_url, [schedule], [smtp], [digest], [[alerts]]; unknown keys
-    /// are refused with their line), then from KUROKO_STORE,
-    /// KUROKO_GRPC_LISTEN, KUROKO_HTTP_LISTEN, KUROKO_INGEST_TOKEN and
-    /// KUROKO_QUERY_TOKEN, then from the flags below. With a token set,
+    /// owners, base_url, [schedule], [delivery], [smtp], [digest], [[alerts]],
+    /// [journal]; unknown keys are refused with their line), then from
+    /// KUROKO_STORE, KUROKO_GRPC_LISTEN, KUROKO_HTTP_LISTEN,
+    /// KUROKO_INGEST_TOKEN, KUROKO_QUERY_TOKEN and KUROKO_JOURNAL_FSYNC, then
+    /// from the flags below. With a token set,
     /// clients must send `authorization: Bearer <token>`. [limits] bounds
     /// every size a client controls (defaults suit a company's fleet;
     /// settings that would lose data are refused at start-up); each limit,

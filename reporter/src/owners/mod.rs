@@ -20,6 +20,9 @@
 //! most specific matching pattern, in an order fixed at load (literal beats
 //! wildcard, transaction before service, longer literal prefix first, then
 //! file order).
+//!
+//! About 850 lines: the file's parsing with line-numbered problems and its
+//! matching of series to features belong together; its tests are in `tests.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
