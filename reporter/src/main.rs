@@ -448,7 +448,7 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
         None => {
             let mut settings = Config::load(args.config.as_deref())?;
             settings.store = args.store.clone().unwrap_or(settings.store);
-            let store = open_for_query(&settings.store)?;
+            let store = open_store(&settings.store, false)?;
             let owners = match &settings.owners {
                 Some(path) => Owners::load(path)?,
                 None => Owners::empty(),
@@ -462,14 +462,15 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
     say(&api::render::render(args.question, &answer, args.format))
 }
 
-/// The store at `location` (a file that must exist, or a ClickHouse URL).
-fn open_for_query(location: &std::path::Path) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+/// The store `location` names, as `kuroko serve` would open it: a
+/// `clickhouse://` URL, else a SQLite file, which must exist unless `create`.
+fn open_store(location: &std::path::Path, create: bool) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     use kuroko_reporter::store::clickhouse::ClickHouseStore;
     let text = location.to_string_lossy();
     if ClickHouseStore::is_url(&text) {
         return Ok(std::sync::Arc::new(ClickHouseStore::connect(&text)?));
     }
-    if !location.exists() {
+    if !create && !location.exists() {
         anyhow::bail!(
             "no store at {}: pass --store, or --config with a `store` key, or set KUROKO_STORE (or ask a reporter with --server)",
             location.display()
@@ -547,13 +548,11 @@ fn program_name() -> String {
 
 async fn report(what: ReportCommand) -> anyhow::Result<()> {
     use kuroko_reporter::deliver::{self, ledger, schedule::Report};
-    use kuroko_reporter::store::state::DeliveryState;
     let (args, kind) = match what {
         ReportCommand::Status { config, days } => {
             let settings = Config::load(config.as_deref())?;
             let schedule = deliver::schedule::Schedule::from_config(&settings.schedule)?;
-            let store = kuroko_reporter::store::sqlite::SqliteStore::open(&settings.store)
-                .with_context(|| format!("opening the store {}", settings.store.display()))?;
+            let store = open_store(&settings.store, true)?;
             let since = jiff::Timestamp::now().as_second() - days.max(0) * 86_400;
             return say(&ledger::render_status(&store.ledger(since)?, &schedule.time_zone));
         }
@@ -565,10 +564,7 @@ async fn report(what: ReportCommand) -> anyhow::Result<()> {
     }
     let settings = Config::load(args.config.as_deref())?;
     let period = args.period.as_deref().map(str::parse).transpose()?;
-    let store = std::sync::Arc::new(
-        kuroko_reporter::store::sqlite::SqliteStore::open(&settings.store)
-            .with_context(|| format!("opening the store {}", settings.store.display()))?,
-    );
+    let store = open_store(&settings.store, true)?;
     let delivery = deliver::Settings::from_config(&settings)?;
     if let (true, Some(out)) = (args.dry_run, &args.out) {
         let period = match period {

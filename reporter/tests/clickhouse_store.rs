@@ -34,7 +34,7 @@ use exported::at_scale;
 
 #[path = "support/clickhouse_server.rs"]
 mod clickhouse_server;
-use clickhouse_server::{clickhouse, connect_again, free_port, server};
+use clickhouse_server::{clickhouse, connect_again, free_port, server, url};
 
 fn sqlite(name: &str) -> (SqliteStore, PathBuf) {
     let dir = std::env::temp_dir().join(format!("kuroko-chcmp-{name}-{}", std::process::id()));
@@ -1149,4 +1149,70 @@ fn bytes_per_series_minute_on_disk() {
         rollups / series_minutes
     );
     assert!(minute_tables > 0.0 && rollups > 0.0, "{parts}");
+}
+
+/// `kuroko report status` and `kuroko query` with `store = "clickhouse://…"`
+/// in kuroko.toml read that ClickHouse, as `kuroko serve` does: never a
+/// SQLite file named after the URL (which used to be created, empty, and
+/// reported from).
+#[test]
+fn the_command_line_reads_the_clickhouse_store_its_configuration_names() {
+    let database = "kuroko_cli";
+    let store = clickhouse(database);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let minute = now / 60 - 30;
+    store.write(&one_minute("cards-cli-host", minute)).unwrap();
+    store
+        .ledger_record(&LedgerEntry {
+            target: "cli-check:email".into(),
+            ..ledger_entry(LedgerStatus::Sent, "replica-a", now - 3_600)
+        })
+        .unwrap();
+
+    let dir = std::env::temp_dir().join(format!("kuroko-cli-clickhouse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("kuroko.toml"), format!("store = \"{}\"\n", url(database))).unwrap();
+    let kuroko = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_kuroko"))
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("KUROKO_STORE")
+            .env_remove("KUROKO_QUERY_TOKEN")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "kuroko {args:?}: {stdout}{stderr}");
+        stdout
+    };
+
+    let status = kuroko(&["report", "status", "--config", "kuroko.toml", "--days", "2"]);
+    assert!(
+        status.contains("cli-check:email") && status.contains("2026-W11"),
+        "the ledger row written to ClickHouse:\n{status}"
+    );
+    let slowest = kuroko(&[
+        "query",
+        "slowest",
+        "--config",
+        "kuroko.toml",
+        "--since",
+        "2h",
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        slowest.contains("GET /cards/{id}"),
+        "the point written to ClickHouse:\n{slowest}"
+    );
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, ["kuroko.toml"], "no SQLite file made of the URL");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
