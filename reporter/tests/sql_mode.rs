@@ -466,3 +466,29 @@ fn the_kuroko_binary_prints_csv() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("opens the store read-only"), "{stderr}");
 }
+
+#[test]
+fn a_clickhouse_store_is_sent_to_its_own_sql_not_opened_as_a_file() {
+    let dir = std::env::temp_dir().join(format!("kuroko-sql-clickhouse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kuroko"))
+        .args([
+            "sql",
+            "--store",
+            "clickhouse://kuroko:s3cret@ch.internal:8123/fleet",
+            "SELECT 1",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("clickhouse-client --host ch.internal --database fleet"),
+        "says what to use instead: {stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "no password shown: {stderr}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no file made of the URL");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

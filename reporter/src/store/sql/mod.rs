@@ -52,6 +52,16 @@ pub enum Format {
 /// Why a query did not run.
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
+    /// The store is ClickHouse, which answers SQL itself.
+    #[error("kuroko sql reads the embedded SQLite store; {server} is ClickHouse, which answers SQL itself: clickhouse-client --host {host} --database {database} (docs/clickhouse.md names its tables)")]
+    ClickHouse {
+        /// The server, without credentials.
+        server: String,
+        /// Its host.
+        host: String,
+        /// The store's database.
+        database: String,
+    },
     /// There is no file at the store's path.
     #[error("no store at {path}: give its file with --store, --config or KUROKO_STORE")]
     NoStore {
@@ -183,6 +193,18 @@ const HISTOGRAM_COLUMNS: &str = "count, sum, min, max, scale, zero_count, zero_t
 /// the [module documentation](self) ready.
 pub fn open(path: &Path) -> Result<Connection, SqlError> {
     let name = path.display().to_string();
+    if let Some(rest) = name.strip_prefix("clickhouse://") {
+        // `user:password@host:port/database?options`: show no credentials.
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+        let rest = rest.split('?').next().unwrap_or(rest);
+        let (address, database) = rest.split_once('/').unwrap_or((rest, "kuroko"));
+        let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+        return Err(SqlError::ClickHouse {
+            server: format!("clickhouse://{address}"),
+            host: host.to_owned(),
+            database: database.to_owned(),
+        });
+    }
     if !path.is_file() {
         return Err(SqlError::NoStore { path: name });
     }
