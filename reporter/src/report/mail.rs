@@ -208,7 +208,9 @@ pub enum MailError {
     },
 }
 
-fn mailbox(role: &'static str, address: &str) -> Result<Mailbox, MailError> {
+/// `address` as a mailbox, or what is wrong with it as the message's `role`
+/// (sender, recipient).
+pub(crate) fn mailbox(role: &'static str, address: &str) -> Result<Mailbox, MailError> {
     address
         .parse()
         .map_err(|e: lettre::address::AddressError| MailError::Address {
