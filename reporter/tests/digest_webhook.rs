@@ -96,6 +96,10 @@ fn digest(groups: usize) -> Digest {
         total_errors: groups.iter().map(|g| g.total).sum(),
         previous_total_errors: 500 * groups.len() as u64,
         groups,
+        window: vec![
+            ("since".into(), "2026-11-29T00:00:00Z".into()),
+            ("until".into(), "2026-11-30T00:00:00Z".into()),
+        ],
         late: None,
     }
 }
@@ -164,7 +168,7 @@ async fn a_long_digest_arrives_in_order_as_block_kit_messages() {
         .as_str()
         .unwrap();
     assert!(
-        last.contains("more groups: <https://kuroko.example.com/errors?day=2026-11-29|full list>"),
+        last.contains("more groups: <https://kuroko.example.com/errors?since=2026-11-29T00%3A00%3A00Z&amp;until=2026-11-30T00%3A00%3A00Z|full list>"),
         "{last}"
     );
 }

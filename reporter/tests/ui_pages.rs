@@ -25,6 +25,10 @@ const HOSTILE_MESSAGE: &str = "<script>boom()</script>";
 const HOSTILE_SPAN: &str = "<script>span()</script>";
 const CALM_SERVICE: &str = "calm";
 const CALM_TRANSACTION: &str = "GET /calm";
+/// An error of 29 December 2023 only, three days before `NOW`: what a
+/// digest of that day links to.
+const OLD_MESSAGE: &str = "the ledger row was already settled";
+const OLD_MINUTE: i64 = NOW - 3 * 1_440 + 600;
 
 fn key(service: &str, transaction: &str, feature: &str, host: &str) -> SeriesKey {
     SeriesKey {
@@ -69,6 +73,20 @@ fn batch() -> Batch {
                 name: "kuroko.segment.exclusive_duration".into(),
                 labels: format!("kuroko.segment.kind=database,kuroko.segment.name={HOSTILE_SPAN}"),
                 value: base * 20.0,
+            });
+        }
+        if minute == NOW - 1 {
+            batch.errors.push(ErrorPoint {
+                key: calm.clone(),
+                minute: OLD_MINUTE,
+                error_type: "SettledTwice".into(),
+                message: OLD_MESSAGE.into(),
+                location: "src/ledger.rs:7".into(),
+                count: 3,
+                last_seen: (OLD_MINUTE as u64) * 60_000_000_000,
+                fingerprint: String::new(),
+                stacktrace: String::new(),
+                trace_id: String::new(),
             });
         }
         batch.errors.push(ErrorPoint {
@@ -461,4 +479,25 @@ fn estimated_percentiles_are_marked_on_the_overview_and_the_transaction_page() {
         NOW,
     ));
     assert!(!calm.contains("class=\"estimate\""), "exact percentiles carry no mark");
+}
+
+/// What a digest's links carry (`since`/`until` of its day, RFC 3339, as
+/// `report::build` writes them) opens that day and its group whenever the
+/// link is followed; the default window (the last day) would not hold them.
+#[test]
+fn a_digests_window_opens_its_day_and_its_group_days_later() {
+    let app = app();
+    let day = "since=2023-12-29T00%3A00%3A00Z&until=2023-12-30T00%3A00%3A00Z";
+    let list = ok(pages::errors(app, &params(day), NOW));
+    assert!(list.contains(OLD_MESSAGE), "{list}");
+    let default = ok(pages::errors(app, &params(""), NOW));
+    assert!(!default.contains(OLD_MESSAGE), "not in the last day");
+    let groups = app.analysis().errors(&params(day).scope("1d", NOW).unwrap()).unwrap();
+    let id = &groups.iter().find(|g| g.error_type == "SettledTwice").unwrap().id;
+    let detail = ok(pages::error_group(app, id, &params(day), NOW));
+    assert!(detail.contains(OLD_MESSAGE), "{detail}");
+    assert!(
+        pages::error_group(app, id, &params(""), NOW).is_err(),
+        "without the window the group is not found: why links carry it"
+    );
 }

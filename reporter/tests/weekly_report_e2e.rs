@@ -323,10 +323,16 @@ async fn a_seeded_week_reaches_each_team_and_the_digest_channel_with_the_analysi
             (top.error_type.as_str(), top.count, top.new),
             (burst.error_type.as_str(), burst.count, true)
         );
+        // The group's link opens the digest's day (in the schedule's time
+        // zone), not the UI's default last 24 hours.
+        let at = |t: jiff::Timestamp| t.to_string().replace(':', "%3A");
         assert!(
             first_group.starts_with(&format!(
-                ":new: *<https://kuroko.example.com/errors/{}|{}>*",
-                top.id, burst.error_type
+                ":new: *<https://kuroko.example.com/errors/{}?since={}&amp;until={}|{}>*",
+                top.id,
+                at(from),
+                at(to),
+                burst.error_type
             )),
             "{first_group}"
         );

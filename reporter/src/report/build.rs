@@ -164,7 +164,7 @@ pub(crate) fn weekly(
         .into_iter()
         .filter(|g| g.new || g.increase > 0)
         .take(TOP_ERRORS)
-        .map(|g| error_row(&g))
+        .map(|g| error_row(&g, &window_params))
         .collect();
     Ok(WeeklyReport {
         team: team.to_owned(),
@@ -353,7 +353,7 @@ fn message_of(group: &ErrorGroup) -> &str {
         .unwrap_or(&group.title)
 }
 
-fn error_row(group: &ErrorGroup) -> ErrorRow {
+fn error_row(group: &ErrorGroup, window_params: &[(&str, String)]) -> ErrorRow {
     ErrorRow {
         title: group.title.clone(),
         message: group.samples.first().cloned().unwrap_or_default(),
@@ -368,7 +368,11 @@ fn error_row(group: &ErrorGroup) -> ErrorRow {
                 count: s.count,
             })
             .collect(),
-        link: format!("/errors/{}", format::url_component(&group.id)),
+        link: with_window(
+            &format!("/errors/{}", format::url_component(&group.id)),
+            &[],
+            window_params,
+        ),
     }
 }
 
@@ -410,7 +414,14 @@ pub(crate) fn digest(
         .sum();
     let base = base_url.trim_end_matches('/');
     let absolute = base.starts_with("https://") || base.starts_with("http://");
+    // Links open the digest's own day, in its time zone, not the UI's
+    // default window (the last 24 hours when the link is followed).
+    let window_params = [("since", rfc3339(from)), ("until", rfc3339(to))];
     let mut digest = Digest {
+        window: window_params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
         day: date.to_string(),
         time_zone: tz.iana_name().unwrap_or("UTC").to_owned(),
         base_url: base_url.to_owned(),
@@ -444,7 +455,12 @@ pub(crate) fn digest(
                     tz,
                 ),
                 link: if absolute {
-                    format!("{base}/errors/{}", format::url_component(&g.id))
+                    let path = with_window(
+                        &format!("/errors/{}", format::url_component(&g.id)),
+                        &[],
+                        &window_params,
+                    );
+                    format!("{base}{path}")
                 } else {
                     String::new()
                 },
@@ -619,7 +635,13 @@ mod tests {
         assert_eq!(gone.sample_message, "order 42 not found");
         assert_eq!(gone.servers[0].host, "h1");
         assert_eq!(gone.first_seen, "2026-03-09 00:20");
-        assert_eq!(gone.link, format!("https://k.example/errors/{}", gone.fingerprint_id));
+        // The link opens Tokyo's 9 March, whenever it is followed.
+        let window = "since=2026-03-08T15%3A00%3A00Z&until=2026-03-09T15%3A00%3A00Z";
+        assert_eq!(
+            gone.link,
+            format!("https://k.example/errors/{}?{window}", gone.fingerprint_id)
+        );
+        assert_eq!(d.full_list_url(), format!("https://k.example/errors?{window}"));
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -68,6 +68,9 @@ pub struct Digest {
     pub total_errors: u64,
     /// Errors on the day before.
     pub previous_total_errors: u64,
+    /// The day's window as the UI's query parameters (`since`, `until`:
+    /// RFC 3339), which every link carries.
+    pub window: Vec<(String, String)>,
     /// Set when the digest goes out after its time: said at the top.
     pub late: Option<super::late::Late>,
 }
@@ -130,10 +133,11 @@ impl Digest {
 
     /// The web UI's list of the day's errors, where summaries link to.
     pub(crate) fn full_list_url(&self) -> String {
+        let window: Vec<(&str, &str)> = self.window.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         format!(
-            "{}/errors?day={}",
+            "{}{}",
             self.base_url.trim_end_matches('/'),
-            format::url_component(&self.day)
+            crate::report::weekly::ui_path("/errors", &window)
         )
     }
 }

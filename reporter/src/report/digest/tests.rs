@@ -35,6 +35,10 @@ fn digest(groups: Vec<DigestGroup>) -> Digest {
         groups,
         total_errors,
         previous_total_errors,
+        window: vec![
+            ("since".into(), "2026-11-28T23:00:00Z".into()),
+            ("until".into(), "2026-11-29T23:00:00Z".into()),
+        ],
         late: None,
     }
 }
@@ -196,7 +200,7 @@ fn four_hundred_hostile_groups_stay_within_slack_limits_and_link_the_rest() {
         let rest = 400 - shown;
         assert!(
             last.contains(&format!(
-                "…and {rest} more groups: <https://kuroko.example.com/errors?day=2026-11-29|full list>"
+                "…and {rest} more groups: <https://kuroko.example.com/errors?since=2026-11-28T23%3A00%3A00Z&amp;until=2026-11-29T23%3A00%3A00Z|full list>"
             )),
             "{limits:?}: {last}"
         );
@@ -277,11 +281,13 @@ fn email_forms_escape_and_link_the_rest() {
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(!html.contains("<script>") && !html.contains("javascript:"));
     assert!(html.contains("&lt;script&gt;alert('x')&lt;/script&gt; &amp; &quot;q&quot;"));
-    assert!(html.contains("and 50 more groups: <a href=\"https://kuroko.example.com/errors?day=2026-11-29\""));
+    assert!(html.contains("and 50 more groups: <a href=\"https://kuroko.example.com/errors?since=2026-11-28T23%3A00%3A00Z&amp;until=2026-11-29T23%3A00%3A00Z\""));
     assert_eq!(html.matches("<tr style=\"border-top").count(), EMAIL_MAX_GROUPS);
     let text = render_text(&d);
     assert!(text.starts_with("Errors on 2026-11-29 (Europe/Paris)\n"));
     assert!(text.contains("TimeoutError: 99, +94 (+1880%)"), "{text}");
     assert!(text.contains("...and 50 more groups."));
-    assert!(text.contains("Full list: https://kuroko.example.com/errors?day=2026-11-29"));
+    assert!(text.contains(
+        "Full list: https://kuroko.example.com/errors?since=2026-11-28T23%3A00%3A00Z&until=2026-11-29T23%3A00%3A00Z"
+    ));
 }
