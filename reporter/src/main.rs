@@ -319,12 +319,31 @@ struct SendArgs {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
         // `kuroko query … | head`: the reader has what it wanted.
-        Err(error) if closed_pipe(&error) => Ok(()),
-        other => other,
+        Err(error) if closed_pipe(&error) => std::process::ExitCode::SUCCESS,
+        // What went wrong and why, never a stack trace: that is for panics
+        // (`RUST_BACKTRACE`), not for a store that is not there.
+        Err(error) => {
+            eprintln!("{}", user_error(&error));
+            std::process::ExitCode::FAILURE
+        }
     }
+}
+
+/// `error` for a person: `Error: …`, then each cause on a line of its own.
+fn user_error(error: &anyhow::Error) -> String {
+    let mut text = format!("Error: {error}");
+    let causes: Vec<String> = error.chain().skip(1).map(ToString::to_string).collect();
+    if !causes.is_empty() {
+        text.push_str("\n\nCaused by:");
+        for (i, cause) in causes.iter().enumerate() {
+            text.push_str(&format!("\n    {i}: {cause}"));
+        }
+    }
+    text
 }
 
 /// Whether `error` comes from writing to a pipe whose reader has gone.
@@ -378,15 +397,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let running = kuroko_reporter::serve::start(&settings)
                 .await
                 .context("starting the reporter")?;
-            println!(
-                "kuroko: OTLP/gRPC on {}, OTLP/HTTP on {}, store {}",
+            // Where a person opens it: on every interface, this machine's name for itself.
+            let ui_host = match running.http.ip() {
+                ip if ip.is_unspecified() => "localhost".to_owned(),
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            };
+            // One write (scripts read the first line and may close the pipe),
+            // and a reader that has gone does not stop the reporter.
+            let _ = say(&format!(
+                "kuroko: OTLP/gRPC on {}, OTLP/HTTP on {}, store {}\nkuroko: web UI and API on http://{ui_host}:{}/\n",
                 running.grpc,
                 running.http,
-                settings.store.display()
-            );
+                settings.store.display(),
+                running.http.port()
+            ));
             tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
             running.stop().await;
-            println!("kuroko: stopped; the data stays in {}", settings.store.display());
+            let _ = say(&format!(
+                "kuroko: stopped; the data stays in {}\n",
+                settings.store.display()
+            ));
             Ok(())
         }
         Command::Sql {

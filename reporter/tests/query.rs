@@ -520,3 +520,56 @@ fn the_openapi_document_matches_the_code() {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
 }
+
+#[test]
+fn a_users_mistake_is_said_without_a_stack_trace_even_with_rust_backtrace_set() {
+    let output = Command::new(env!("CARGO_BIN_EXE_kuroko"))
+        .args(["query", "slowest", "--store", "/nonexistent/kuroko.db"])
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("KUROKO_STORE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("Error: no store at /nonexistent/kuroko.db"),
+        "{stderr}"
+    );
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+}
+
+#[test]
+fn serve_says_where_the_web_ui_is_and_it_answers_there() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-ui-address");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kuroko"))
+        .args(["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--store"])
+        .arg(dir.join("kuroko.db"))
+        .env_remove("KUROKO_QUERY_TOKEN")
+        .env_remove("KUROKO_INGEST_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    let http = first
+        .split("OTLP/HTTP on ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap();
+    let url = format!("http://{http}/");
+    assert_eq!(second, format!("kuroko: web UI and API on {url}"));
+    // The reader goes; the reporter keeps serving.
+    drop(lines);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut page = agent.get(&url).call().unwrap();
+    let status = page.status();
+    let body = page.body_mut().read_to_string().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Kuroko"), "{body}");
+}
