@@ -41,9 +41,13 @@
 //! catch_up_weeks = 4                    # at most this many weekly reports per team (older: recorded skipped)
 //! catch_up_days = 7                     # and this many daily digests
 //!
-//! [journal]                            # the embedded store's ingest journal
+//! [journal]                            # the ingest journal: what is acknowledged before it is stored
 //! fsync = "never"                       # "batch": each acknowledged batch is synced to the disk first
 //!                                       # (survives a power cut, not only the process dying)
+//! dir = "kuroko-clickhouse-ingest"      # a ClickHouse replica's journal (one per replica; the
+//!                                       # embedded store's is beside its file)
+//! max_bytes = 2147483648                # ClickHouse slow or down: past this many bytes waiting,
+//!                                       # requests are refused (503, clients retry)
 //!
 //! [auth]
 //! ingest_token_file = "/run/secrets/kuroko-ingest"   # clients send authorization: Bearer <token>
@@ -56,7 +60,7 @@
 //!
 //! Every key is optional. `KUROKO_STORE`, `KUROKO_GRPC_LISTEN`,
 //! `KUROKO_HTTP_LISTEN`, `KUROKO_INGEST_TOKEN`, `KUROKO_QUERY_TOKEN` and
-//! `KUROKO_JOURNAL_FSYNC` override the file.
+//! `KUROKO_JOURNAL_FSYNC` and `KUROKO_JOURNAL_DIR` override the file.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -147,12 +151,32 @@ pub struct Config {
     pub journal: JournalConfig,
 }
 
-/// `[journal]`: how the embedded store's ingest journal meets the disk.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+/// `[journal]`: where acknowledged batches wait until they are in the
+/// store's tables, and how the journal meets the disk.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct JournalConfig {
     /// When the journal is synced to the disk. Default: never.
     pub fsync: Fsync,
+    /// The folder of a ClickHouse store's journal: one per replica (a
+    /// second process is refused it). Default `kuroko-clickhouse-ingest`,
+    /// in the working directory. The embedded store's journal is always
+    /// beside its file (`<store>-ingest`).
+    pub dir: PathBuf,
+    /// Bytes waiting in a ClickHouse store's journal past which requests
+    /// are refused (503 with `Retry-After`, gRPC `UNAVAILABLE`: clients
+    /// retry) until ClickHouse takes them. Default 2 GiB.
+    pub max_bytes: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            fsync: Fsync::Never,
+            dir: PathBuf::from("kuroko-clickhouse-ingest"),
+            max_bytes: 2 << 30,
+        }
+    }
 }
 
 /// When the ingest journal is synced to the disk.
@@ -341,6 +365,9 @@ impl Config {
         }
         if let Some(token) = lookup("KUROKO_QUERY_TOKEN") {
             self.auth.query_token = Some(Secret(token));
+        }
+        if let Some(dir) = lookup("KUROKO_JOURNAL_DIR") {
+            self.journal.dir = PathBuf::from(dir);
         }
         if let Some(value) = lookup("KUROKO_JOURNAL_FSYNC") {
             self.journal.fsync = match value.trim() {

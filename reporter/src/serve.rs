@@ -86,8 +86,14 @@ fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Vec<Background>), Serv
     let location = config.store.to_string_lossy();
     if ClickHouseStore::is_url(&location) {
         let store = Arc::new(ClickHouseStore::connect(&location)?);
-        let background = start_retention(store.clone(), config)?;
-        return Ok((store, vec![background]));
+        store.start_spool(&crate::store::clickhouse::SpoolSettings {
+            dir: config.journal.dir.clone(),
+            fsync: config.journal.fsync == crate::config::Fsync::Batch,
+            max_bytes: config.journal.max_bytes,
+        })?;
+        let sender = start_spool_sender(store.clone(), config)?;
+        let retention = start_retention(store.clone(), config)?;
+        return Ok((store, vec![sender, retention]));
     }
     let store = Arc::new(SqliteStore::open_to_serve(&config.store)?);
     store.set_min_free_bytes(config.limits.min_free_bytes);
@@ -249,6 +255,22 @@ fn start_retention(store: Arc<ClickHouseStore>, config: &Config) -> Result<Backg
         .map_err(|source| ServeError::Listen {
             address: config.http_listen,
             what: "the retention thread",
+            source,
+        })?;
+    Ok((stop, thread))
+}
+
+/// Sends a ClickHouse replica's journal to ClickHouse in blocks (see
+/// `store/clickhouse/spool.rs`); once stopped, sends what is left for up to
+/// ten seconds (the rest is replayed by the next start).
+fn start_spool_sender(store: Arc<ClickHouseStore>, config: &Config) -> Result<Background, ServeError> {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("kuroko-clickhouse-blocks".to_owned())
+        .spawn(move || store.run_spool(&stopped, std::time::Duration::from_secs(10)))
+        .map_err(|source| ServeError::Listen {
+            address: config.http_listen,
+            what: "the ClickHouse block writer",
             source,
         })?;
     Ok((stop, thread))

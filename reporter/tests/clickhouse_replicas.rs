@@ -38,6 +38,8 @@ use kuroko_reporter::store::{Filter, Store};
 
 #[path = "support/clickhouse_server.rs"]
 mod clickhouse_server;
+#[path = "support/kuroko_serve.rs"]
+mod kuroko_serve;
 
 const DATABASE: &str = "kuroko_replicas";
 const AGENTS: usize = 6;
@@ -63,6 +65,8 @@ impl Replica {
                 "info,kuroko_reporter::serve=debug,kuroko_reporter::deliver=debug",
             )
             .env("HOSTNAME", name)
+            // Each replica keeps its own journal.
+            .env("KUROKO_JOURNAL_DIR", dir.join(format!("{name}-journal")))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -90,6 +94,11 @@ impl Replica {
         };
         let (grpc, http) = (address("OTLP/gRPC on "), address("OTLP/HTTP on "));
         Replica { child, grpc, http, log }
+    }
+
+    /// Bytes its journal holds not yet sent to ClickHouse (`/metrics`).
+    async fn waiting_bytes(&self) -> f64 {
+        kuroko_serve::self_metric(&self.http, "kuroko_reporter_journal_waiting_bytes").await
     }
 
     /// The instants of the delivery passes it has finished.
@@ -229,6 +238,19 @@ email = ["dev@example.com"]
         exporter.shutdown().await;
         expected.insert((host.clone(), "GET /cards/{id}".into()), card_runs);
         expected.insert((host, "POST /checkout".into()), checkout_runs);
+    }
+
+    // Acknowledged means journaled: wait until both replicas have sent
+    // their journals to ClickHouse.
+    for replica in &replicas {
+        let started = Instant::now();
+        while replica.waiting_bytes().await > 0.0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "a replica's journal was not sent within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     // What is stored, read through two connections as the two replicas read it.

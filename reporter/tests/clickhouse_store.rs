@@ -34,6 +34,8 @@ use exported::at_scale;
 
 #[path = "support/clickhouse_server.rs"]
 mod clickhouse_server;
+#[path = "support/smtp_sink.rs"]
+mod smtp_sink;
 use clickhouse_server::{clickhouse, connect_again, free_port, server, url};
 
 fn sqlite(name: &str) -> (SqliteStore, PathBuf) {
@@ -885,6 +887,10 @@ async fn the_reporter_serves_into_clickhouse_when_configured() {
         store: PathBuf::from(format!("clickhouse://127.0.0.1:{}/{database}", server().port)),
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
         http_listen: "127.0.0.1:0".parse().unwrap(),
+        journal: kuroko_reporter::config::JournalConfig {
+            dir: std::env::temp_dir().join(format!("kuroko-serve-journal-{}", std::process::id())),
+            ..kuroko_reporter::config::JournalConfig::default()
+        },
         ..kuroko_reporter::config::Config::default()
     };
     let reporter = kuroko_reporter::serve::start(&config).await.unwrap();
@@ -904,7 +910,9 @@ async fn the_reporter_serves_into_clickhouse_when_configured() {
         cards.record_nanos(1_000_000 + i * 10_000, Outcome::Status(200));
     }
     exporter.shutdown().await;
+    // Stopping sends what the journal holds.
     reporter.stop().await;
+    let _ = std::fs::remove_dir_all(&config.journal.dir);
     let histograms = tokio::task::spawn_blocking(move || {
         let now = (std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -1175,7 +1183,23 @@ fn the_command_line_reads_the_clickhouse_store_its_configuration_names() {
     let dir = std::env::temp_dir().join(format!("kuroko-cli-clickhouse-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("kuroko.toml"), format!("store = \"{}\"\n", url(database))).unwrap();
+    let sink = smtp_sink::Sink::start("clickhouse-cli");
+    std::fs::write(
+        dir.join("kuroko.toml"),
+        format!(
+            "store = \"{}\"\nowners = \"owners.toml\"\n\
+             [smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\nfrom = \"Kuroko <kuroko@example.com>\"\n",
+            url(database),
+            sink.port
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("owners.toml"),
+        "[teams.cards]\nemail = [\"cards@example.com\"]\n\n[features.cards]\nteam = \"cards\"\n\
+         patterns = [{ service = \"cards-api\" }]\n",
+    )
+    .unwrap();
     let kuroko = |args: &[&str]| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_kuroko"))
             .args(args)
@@ -1209,10 +1233,51 @@ fn the_command_line_reads_the_clickhouse_store_its_configuration_names() {
         slowest.contains("GET /cards/{id}"),
         "the point written to ClickHouse:\n{slowest}"
     );
-    let files: Vec<String> = std::fs::read_dir(&dir)
+    // A weekly report sent by hand reads ClickHouse, and records its send
+    // in ClickHouse's ledger.
+    let week = jiff::Timestamp::from_second(minute * 60)
+        .unwrap()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .iso_week_date();
+    let period = format!("{}-W{:02}", week.year(), week.week());
+    kuroko(&[
+        "report",
+        "weekly",
+        "--send",
+        "--config",
+        "kuroko.toml",
+        "--period",
+        &period,
+    ]);
+    let mail = sink.received();
+    assert_eq!(mail.len(), 1, "one email, to the team");
+    assert_eq!(mail[0].0, ["cards@example.com"]);
+    let body = String::from_utf8_lossy(&mail[0].1).replace("=\r\n", "");
+    assert!(
+        body.contains("/cards/{id}"),
+        "the report holds the run stored in ClickHouse:\n{body}"
+    );
+    let sent = clickhouse_server::query(&format!(
+        "SELECT count() FROM {database}.delivery_ledger WHERE kind = 'weekly' AND period = '{period}' \
+         AND target = 'cards:email'"
+    ))
+    .unwrap();
+    assert!(
+        sent.trim().parse::<u64>().unwrap() >= 1,
+        "the send is in ClickHouse's ledger: {sent}"
+    );
+    let status = kuroko(&["report", "status", "--config", "kuroko.toml", "--days", "2"]);
+    assert!(
+        status.contains("cards:email") && status.contains(&period),
+        "report status reads the send back from ClickHouse:\n{status}"
+    );
+
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(files, ["kuroko.toml"], "no SQLite file made of the URL");
+    files.sort();
+    assert_eq!(files, ["kuroko.toml", "owners.toml"], "no SQLite file made of the URL");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -395,7 +395,19 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
          kuroko_reporter_rollup_failures_total {}\n\
          # HELP kuroko_reporter_journal_fsyncs_total Syncs of the ingest journal to the disk ([journal] fsync = \"batch\").\n\
          # TYPE kuroko_reporter_journal_fsyncs_total counter\n\
-         kuroko_reporter_journal_fsyncs_total {}\n",
+         kuroko_reporter_journal_fsyncs_total {}\n\
+         # HELP kuroko_reporter_journal_waiting_bytes ClickHouse store: bytes acknowledged and not yet sent to ClickHouse.\n\
+         # TYPE kuroko_reporter_journal_waiting_bytes gauge\n\
+         kuroko_reporter_journal_waiting_bytes {}\n\
+         # HELP kuroko_reporter_journal_blocks_sent_total ClickHouse store: journal segments sent to ClickHouse (one INSERT per table each).\n\
+         # TYPE kuroko_reporter_journal_blocks_sent_total counter\n\
+         kuroko_reporter_journal_blocks_sent_total {}\n\
+         # HELP kuroko_reporter_journal_send_failures_total ClickHouse store: sends that failed and are retried.\n\
+         # TYPE kuroko_reporter_journal_send_failures_total counter\n\
+         kuroko_reporter_journal_send_failures_total {}\n\
+         # HELP kuroko_reporter_writes_refused_behind_total ClickHouse store: requests refused (503) while the journal held [journal] max_bytes.\n\
+         # TYPE kuroko_reporter_writes_refused_behind_total counter\n\
+         kuroko_reporter_writes_refused_behind_total {}\n",
         stats.stored.load(Relaxed),
         stats.rejected.load(Relaxed),
         stats.folded.load(Relaxed),
@@ -425,6 +437,10 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
         health.quarantined,
         health.rollup_failures,
         health.journal_fsyncs,
+        health.journal_waiting_bytes,
+        health.journal_blocks_sent,
+        health.journal_send_failures,
+        health.writes_refused_behind,
     );
     let mut text = text;
     text.push_str(

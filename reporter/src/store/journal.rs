@@ -158,8 +158,23 @@ impl Journal {
             }
             unflushed.push(segment);
         }
-        let segment = numbers.last().copied().unwrap_or(0).max(flushed_through) + 1;
-        let journal = Journal {
+        let after = numbers.last().copied().unwrap_or(0).max(flushed_through);
+        Ok((Journal::new_after(dir, after, lock)?, unflushed))
+    }
+
+    /// Opens a new segment after every existing one in `dir`, under the lock
+    /// [`Journal::lock`] took, and returns the existing segments' numbers
+    /// unread, oldest first: a reader that takes the backlog one segment at
+    /// a time ([`Journal::read`]) holds one in memory, not all of them.
+    pub(crate) fn open_backlog(dir: &Path, lock: File) -> io::Result<(Journal, Vec<u64>)> {
+        let numbers = segments(dir)?;
+        let after = numbers.last().copied().unwrap_or(0);
+        Ok((Journal::new_after(dir, after, lock)?, numbers))
+    }
+
+    fn new_after(dir: &Path, after: u64, lock: File) -> io::Result<Journal> {
+        let segment = after + 1;
+        Ok(Journal {
             dir: dir.to_owned(),
             segment,
             file: create(dir, segment)?,
@@ -167,8 +182,25 @@ impl Journal {
             fsync: false,
             fsyncs: 0,
             _lock: lock,
-        };
-        Ok((journal, unflushed))
+        })
+    }
+
+    /// The whole records of segment `number` in `dir`.
+    pub(crate) fn read(dir: &Path, number: u64) -> io::Result<Segment> {
+        read_segment(dir, number)
+    }
+
+    /// Bytes in segment `number` of `dir` (0 when it is gone).
+    pub(crate) fn segment_len(dir: &Path, number: u64) -> u64 {
+        fs::metadata(segment_path(dir, number)).map_or(0, |m| m.len())
+    }
+
+    /// Deletes segment `number` of `dir`, now in the tables.
+    pub(crate) fn remove(dir: &Path, number: u64) -> io::Result<()> {
+        match fs::remove_file(segment_path(dir, number)) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        }
     }
 
     /// The segment being appended to.

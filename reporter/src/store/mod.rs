@@ -270,6 +270,15 @@ pub struct StoreHealth {
     /// Syncs of the ingest journal to the disk since start (`[journal]
     /// fsync = "batch"`; 0 otherwise).
     pub journal_fsyncs: u64,
+    /// A ClickHouse replica's journal: bytes acknowledged and not yet in
+    /// ClickHouse, now.
+    pub journal_waiting_bytes: u64,
+    /// Its blocks sent to ClickHouse since start.
+    pub journal_blocks_sent: u64,
+    /// Its sends that failed (and are retried) since start.
+    pub journal_send_failures: u64,
+    /// Writes refused because it held `[journal] max_bytes`, since start.
+    pub writes_refused_behind: u64,
 }
 
 /// A store's failure, by what a caller can do about it; what the backend
@@ -344,6 +353,18 @@ pub enum StoreError {
         id: i64,
         /// What postcard said.
         source: postcard::Error,
+    },
+    /// ClickHouse is behind: the replica's journal holds `[journal]
+    /// max_bytes` not yet sent. The request is refused (the client
+    /// retries); nothing acknowledged is lost.
+    #[error("ClickHouse is behind: {waiting} bytes of acknowledged data wait in the journal {dir} (the most kept is {max}, [journal] max_bytes): retry later; see the reporter's log for why ClickHouse does not take them")]
+    Behind {
+        /// The journal's folder.
+        dir: String,
+        /// Bytes waiting.
+        waiting: u64,
+        /// `[journal] max_bytes`.
+        max: u64,
     },
     /// The store's location is not a URL kuroko understands.
     #[error("store {url}: {reason}")]

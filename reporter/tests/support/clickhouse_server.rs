@@ -21,7 +21,55 @@ use kuroko_reporter::store::clickhouse::ClickHouseStore;
 pub struct Server {
     /// Its HTTP port.
     pub port: u16,
+    /// Its folder: the server runs while `run` is in it (the watchdog
+    /// starts and stops it, see [`Server::stop`]).
+    dir: std::path::PathBuf,
     _watchdog: Mutex<Child>,
+}
+
+impl Server {
+    /// Stops the server (SIGTERM, as a service manager would) and waits
+    /// until it no longer answers; its data stays.
+    pub fn stop(&self) {
+        std::fs::remove_file(self.dir.join("run")).unwrap();
+        let started = Instant::now();
+        while self.answers() {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "ClickHouse did not stop within 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts the stopped server again on the same ports and data, and
+    /// waits until it answers.
+    pub fn resume(&self) {
+        std::fs::write(self.dir.join("run"), "").unwrap();
+        self.wait_until_it_answers();
+    }
+
+    fn answers(&self) -> bool {
+        ureq::get(format!("http://127.0.0.1:{}/ping", self.port))
+            .call()
+            .is_ok_and(|response| response.status() == 200)
+    }
+
+    fn wait_until_it_answers(&self) {
+        let started = Instant::now();
+        while !self.answers() {
+            if started.elapsed() > Duration::from_secs(90) {
+                let log = |name: &str| std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+                panic!(
+                    "ClickHouse did not answer on port {} within 90 s.\nstdout: {}\nerrors: {}",
+                    self.port,
+                    log("stdout.log"),
+                    log("server.err.log")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -53,8 +101,17 @@ pub fn server() -> &'static Server {
     SERVER.get_or_init(start_server)
 }
 
+/// A server of its own, which the caller may stop and start again (the
+/// shared one of [`server`] must keep running for the other tests).
+pub fn own_server(name: &str) -> Server {
+    launch(std::env::temp_dir().join(format!("kuroko-clickhouse-{name}-{}", std::process::id())))
+}
+
 fn start_server() -> Server {
-    let dir = std::env::temp_dir().join(format!("kuroko-clickhouse-{}", std::process::id()));
+    launch(std::env::temp_dir().join(format!("kuroko-clickhouse-{}", std::process::id())))
+}
+
+fn launch(dir: std::path::PathBuf) -> Server {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("data")).unwrap();
     let (port, tcp_port) = (free_port(), free_port());
@@ -97,14 +154,23 @@ fn start_server() -> Server {
     .unwrap();
     let mut command = server_command();
     command.push(format!("--config-file={d}/config.xml"));
-    // The watchdog: runs the server until this test process is gone, then
-    // stops it and deletes its folder.
+    // The watchdog: runs the server while `run` is in its folder and this
+    // test process lives, then stops it and deletes the folder.
+    std::fs::write(dir.join("run"), "").unwrap();
     let script = r#"
         dir="$1"; parent="$2"; shift 2
-        "$@" >"$dir/stdout.log" 2>&1 &
-        server=$!
-        while kill -0 "$parent" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 1; done
-        kill "$server" 2>/dev/null; wait "$server"; rm -rf "$dir"
+        server=""
+        while kill -0 "$parent" 2>/dev/null; do
+            if [ -e "$dir/run" ] && { [ -z "$server" ] || ! kill -0 "$server" 2>/dev/null; }; then
+                "$@" >>"$dir/stdout.log" 2>&1 &
+                server=$!
+            elif [ ! -e "$dir/run" ] && [ -n "$server" ]; then
+                kill "$server" 2>/dev/null; wait "$server"; server=""
+            fi
+            sleep 0.2
+        done
+        [ -n "$server" ] && { kill "$server" 2>/dev/null; wait "$server"; }
+        rm -rf "$dir"
     "#;
     let watchdog = Command::new("sh")
         .arg("-c")
@@ -116,28 +182,13 @@ fn start_server() -> Server {
         .stdin(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command:?} under sh: {e}"));
-    let ping = format!("http://127.0.0.1:{port}/ping");
-    let started = Instant::now();
-    loop {
-        if let Ok(response) = ureq::get(&ping).call() {
-            if response.status() == 200 {
-                break;
-            }
-        }
-        if started.elapsed() > Duration::from_secs(90) {
-            let log = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
-            panic!(
-                "ClickHouse ({command:?}) did not answer on port {port} within 90 s.\nstdout: {}\nerrors: {}",
-                log("stdout.log"),
-                log("server.err.log")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Server {
+    let server = Server {
         port,
+        dir,
         _watchdog: Mutex::new(watchdog),
-    }
+    };
+    server.wait_until_it_answers();
+    server
 }
 
 /// A store on a database of its own, emptied first.

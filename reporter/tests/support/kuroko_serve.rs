@@ -52,19 +52,25 @@ impl Serve {
     /// Runs `kuroko serve` on loopback (ports the system picks) with
     /// `config` as its kuroko.toml and its store `kuroko.db`, both in `dir`.
     pub fn start_in(dir: &std::path::Path, config: &str) -> Serve {
+        let store = dir.join("kuroko.db");
+        Serve::start_configured(dir, config, &["--store".as_ref(), store.as_os_str()])
+    }
+
+    /// Runs `kuroko serve` on loopback with `config` as its kuroko.toml in
+    /// `dir` (its store is the one `config` names), and `more` arguments.
+    pub fn start_configured(dir: &std::path::Path, config: &str, more: &[&OsStr]) -> Serve {
         let toml = dir.join("kuroko.toml");
         std::fs::write(&toml, config).unwrap();
-        let store = dir.join("kuroko.db");
-        Serve::start(&[
+        let mut args: Vec<&OsStr> = vec![
             "--config".as_ref(),
             toml.as_os_str(),
             "--grpc".as_ref(),
             "127.0.0.1:0".as_ref(),
             "--http".as_ref(),
             "127.0.0.1:0".as_ref(),
-            "--store".as_ref(),
-            store.as_os_str(),
-        ])
+        ];
+        args.extend_from_slice(more);
+        Serve::start(&args)
     }
 
     /// Its resident memory, from /proc.

@@ -71,7 +71,9 @@ reporter's CPU use and resident memory (VmRSS, and VmHWM, the peak).",
   # The same over OTLP/gRPC:
   target/release/kuroko-load --spawn-reporter --grpc
   # Against a reporter already running on the default ports, uncompressed:
-  target/release/kuroko-load --target http://127.0.0.1:4318 --gzip=false"
+  target/release/kuroko-load --target http://127.0.0.1:4318 --gzip=false
+  # SQLite beside ClickHouse (one replica, then two), 64 requests in flight:
+  target/release/kuroko-load --compare-stores clickhouse://127.0.0.1:8123/kuroko_load --concurrency 64"
 )]
 struct Cli {
     /// The reporter's OTLP/HTTP base URL (requests go to its /v1/metrics), or
@@ -127,6 +129,19 @@ struct Cli {
     /// Keep the spawned reporter's store and log instead of deleting them.
     #[arg(long)]
     keep_store: bool,
+    /// With --spawn-reporter: the store the reporter serves, a file or a
+    /// `clickhouse://` URL (its journal goes in the temporary folder).
+    /// Default: a temporary SQLite file.
+    #[arg(long, value_name = "LOCATION")]
+    store: Option<String>,
+    /// Compare the stores in one run, with reporters of its own: one on a
+    /// temporary SQLite file, one on the ClickHouse at CLICKHOUSE_URL, then
+    /// two replicas on it (the clients split between them), each phase
+    /// measured as a run is; ClickHouse's databases are <database>_1 and
+    /// <database>_2, dropped before and after. Prints points/s, latency,
+    /// CPU and memory side by side, with the ratios.
+    #[arg(long, value_name = "CLICKHOUSE_URL", conflicts_with_all = ["target", "spawn_reporter", "store"])]
+    compare_stores: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -578,19 +593,22 @@ struct Measured {
     machine_cpu: Option<f64>,
 }
 
-async fn load(cli: &Cli, target: &Target, pool: Arc<Vec<Payload>>, reporter: Option<u32>) -> anyhow::Result<Measured> {
-    // One request first: the target must be an OTLP receiver that accepts these.
-    let mut probe = Sender::new(target, cli.gzip, cli.token.as_deref()).await?;
-    if let Err(error) = probe.send(&pool[0]).await {
-        bail!(
-            "the first request to {} failed ({error}); is it a Kuroko reporter (or another OTLP receiver)?",
-            target.url()
-        );
+/// Sends the pool to `targets` (the clients split evenly among them) and
+/// measures; `reporters` are the processes whose CPU is counted.
+async fn load(cli: &Cli, targets: &[Target], pool: Arc<Vec<Payload>>, reporters: &[u32]) -> anyhow::Result<Measured> {
+    // One request first: each target must be an OTLP receiver that accepts these.
+    for target in targets {
+        let mut probe = Sender::new(target, cli.gzip, cli.token.as_deref()).await?;
+        if let Err(error) = probe.send(&pool[0]).await {
+            bail!(
+                "the first request to {} failed ({error}); is it a Kuroko reporter (or another OTLP receiver)?",
+                target.url()
+            );
+        }
     }
-    drop(probe);
 
     let mut senders = Vec::new();
-    for _ in 0..cli.concurrency {
+    for (_, target) in (0..cli.concurrency).zip(targets.iter().cycle()) {
         senders.push(Sender::new(target, cli.gzip, cli.token.as_deref()).await?);
     }
     let start = Instant::now();
@@ -608,15 +626,21 @@ async fn load(cli: &Cli, target: &Target, pool: Arc<Vec<Payload>>, reporter: Opt
         .map(|sender| tokio::spawn(client(run.clone(), sender)))
         .collect();
 
-    let reporter_pid = reporter.map(|pid| pid.to_string());
+    // The reporters' CPU, summed (`None` when there are none).
+    let reporters_cpu = || -> Option<f64> {
+        if reporters.is_empty() {
+            return None;
+        }
+        reporters.iter().map(|pid| cpu_seconds(&pid.to_string())).sum()
+    };
     tokio::time::sleep_until(measure_from.into()).await;
     let client_before = cpu_seconds("self");
-    let reporter_before = reporter_pid.as_deref().and_then(cpu_seconds);
+    let reporter_before = reporters_cpu();
     let machine_before = machine_busy_seconds();
     eprintln!("kuroko-load: measuring for {} s", cli.duration);
     tokio::time::sleep_until(end.into()).await;
     let client_after = cpu_seconds("self");
-    let reporter_after = reporter_pid.as_deref().and_then(cpu_seconds);
+    let reporter_after = reporters_cpu();
     let machine_after = machine_busy_seconds();
 
     let mut tally = Tally::new();
@@ -646,7 +670,10 @@ struct Spawned {
 }
 
 impl Spawned {
-    fn start(binary: Option<&Path>, keep: bool) -> anyhow::Result<Spawned> {
+    /// Starts `kuroko serve` on 127.0.0.1:0 in a temporary folder named
+    /// after `name`, serving `store` (default: a SQLite file there); its
+    /// ClickHouse journal, if any, is kept there too.
+    fn start(binary: Option<&Path>, keep: bool, store: Option<&str>, name: &str) -> anyhow::Result<Spawned> {
         let binary = match binary {
             Some(path) => path.to_owned(),
             None => std::env::current_exe()
@@ -660,13 +687,15 @@ impl Spawned {
                 binary.display()
             );
         }
-        let dir = std::env::temp_dir().join(format!("kuroko-load-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("kuroko-load-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let log = dir.join("reporter.log");
+        let store = store.map_or_else(|| dir.join("store.db").into_os_string(), Into::into);
         let mut child = Command::new(&binary)
             .arg("serve")
             .arg("--store")
-            .arg(dir.join("store.db"))
+            .arg(store)
+            .env("KUROKO_JOURNAL_DIR", dir.join("journal"))
             .args(["--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -851,9 +880,319 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Stores compared
+
+/// One phase of --compare-stores: what it measured, each reporter's peak
+/// memory, and how long its ClickHouse journals took to empty once the
+/// load stopped.
+struct Phase {
+    name: &'static str,
+    measured: Measured,
+    peaks_kb: Vec<Option<u64>>,
+    drained: Option<Duration>,
+}
+
+/// The parts of `clickhouse://[user[:password]@]host[:port]/database[?options]`
+/// that --compare-stores needs.
+struct ClickHouseUrl {
+    /// `user[:password]@host[:port]`, as given.
+    authority: String,
+    /// `http://host:port/`.
+    endpoint: String,
+    /// User and password, for Basic authentication.
+    credentials: Option<(String, String)>,
+    database: String,
+    /// What follows `?`, empty when nothing does.
+    options: String,
+}
+
+impl ClickHouseUrl {
+    fn parse(url: &str) -> anyhow::Result<ClickHouseUrl> {
+        let rest = url
+            .strip_prefix("clickhouse://")
+            .with_context(|| format!("--compare-stores {url:?}: expected clickhouse://host:8123/database"))?;
+        let (authority, path) = rest
+            .split_once('/')
+            .with_context(|| format!("--compare-stores {url:?}: no database"))?;
+        let (database, options) = path.split_once('?').unwrap_or((path, ""));
+        let (credentials, host) = match authority.rsplit_once('@') {
+            Some((credentials, host)) => {
+                let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+                (Some((user.to_owned(), password.to_owned())), host)
+            }
+            None => (None, authority),
+        };
+        let host = if host.contains(':') {
+            host.to_owned()
+        } else {
+            format!("{host}:8123")
+        };
+        Ok(ClickHouseUrl {
+            authority: authority.to_owned(),
+            endpoint: format!("http://{host}/"),
+            credentials,
+            database: database.to_owned(),
+            options: options.to_owned(),
+        })
+    }
+
+    /// The store URL of database `db` on the same server, with the same options.
+    fn store(&self, db: &str) -> String {
+        let query = if self.options.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", self.options)
+        };
+        format!("clickhouse://{}/{db}{query}", self.authority)
+    }
+
+    /// Runs `sql` on the server.
+    async fn execute(&self, sql: String) -> anyhow::Result<()> {
+        clickhouse_execute(&self.endpoint, &self.credentials, sql).await
+    }
+}
+
+/// Runs `sql` on the ClickHouse at `endpoint`.
+async fn clickhouse_execute(endpoint: &str, credentials: &Option<(String, String)>, sql: String) -> anyhow::Result<()> {
+    let mut request = reqwest::Client::new().post(endpoint).body(sql.clone());
+    if let Some((user, password)) = credentials {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach ClickHouse at {endpoint}: start it, or fix --compare-stores"))?;
+    let status = response.status();
+    if !status.is_success() {
+        bail!(
+            "ClickHouse at {endpoint} refused {sql:?}: {status} {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Bytes the reporter at `http` holds in its ClickHouse journal (`/metrics`).
+async fn journal_waiting(http: SocketAddr) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .context("asking the reporter's /metrics")?
+        .text()
+        .await
+        .context("reading the reporter's /metrics")?;
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix("kuroko_reporter_journal_waiting_bytes ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .context("no kuroko_reporter_journal_waiting_bytes in the reporter's /metrics")
+}
+
+/// Waits until every reporter of `https` has sent its journal (at most 10 minutes).
+async fn journals_sent(https: &[SocketAddr]) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    for http in https {
+        while journal_waiting(*http).await? > 0.0 {
+            if started.elapsed() > Duration::from_secs(600) {
+                bail!("the reporters' journals were not sent to ClickHouse within 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// The first figure of /proc/loadavg.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// --compare-stores: SQLite, one ClickHouse replica and two, in one run.
+fn compare_stores(cli: &Cli, url: &str) -> anyhow::Result<()> {
+    let clickhouse = ClickHouseUrl::parse(url)?;
+    let load_before = load_average();
+    eprintln!(
+        "kuroko-load: generating {} x {} requests of {} transactions each",
+        cli.intervals, cli.hosts, cli.transactions_per_host
+    );
+    let pool = Arc::new(generate(cli));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.client_threads as usize)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let plans: [(&'static str, Option<String>, usize); 3] = [
+        ("SQLite, 1 reporter", None, 1),
+        ("ClickHouse, 1 replica", Some(format!("{}_1", clickhouse.database)), 1),
+        ("ClickHouse, 2 replicas", Some(format!("{}_2", clickhouse.database)), 2),
+    ];
+    let mut phases = Vec::new();
+    for (name, clickhouse_database, replicas) in plans {
+        let store = match &clickhouse_database {
+            Some(db) => {
+                runtime.block_on(clickhouse.execute(format!("DROP DATABASE IF EXISTS {db}")))?;
+                Some(clickhouse.store(db))
+            }
+            None => None,
+        };
+        eprintln!("kuroko-load: {name}");
+        let mut spawned = Vec::new();
+        for replica in 0..replicas {
+            let label = format!("{}-{replica}", name.split(',').next().unwrap_or("phase").to_lowercase());
+            spawned.push(Spawned::start(
+                cli.kuroko.as_deref(),
+                cli.keep_store,
+                store.as_deref(),
+                &label,
+            )?);
+        }
+        let targets: Vec<Target> = spawned
+            .iter()
+            .map(|s| {
+                if cli.grpc {
+                    Target::Grpc(format!("http://{}", s.grpc))
+                } else {
+                    Target::Http(format!("http://{}/v1/metrics", s.http))
+                }
+            })
+            .collect();
+        let pids: Vec<u32> = spawned.iter().map(Spawned::pid).collect();
+        let measured = runtime.block_on(load(cli, &targets, pool.clone(), &pids))?;
+        let peaks_kb = pids.iter().map(|pid| vm_kb(*pid, "VmHWM:")).collect();
+        let drained = match clickhouse_database {
+            Some(_) => {
+                let https: Vec<SocketAddr> = spawned.iter().map(|s| s.http).collect();
+                Some(runtime.block_on(journals_sent(&https))?)
+            }
+            None => None,
+        };
+        for reporter in &mut spawned {
+            reporter.stop();
+        }
+        drop(spawned);
+        if let Some(db) = clickhouse_database {
+            runtime.block_on(clickhouse.execute(format!("DROP DATABASE IF EXISTS {db}")))?;
+        }
+        phases.push(Phase {
+            name,
+            measured,
+            peaks_kb,
+            drained,
+        });
+    }
+
+    let seconds = cli.duration as f64;
+    // What the store took, not only what the journal acknowledged: for
+    // ClickHouse, the window's points over the window and the time its
+    // journals then took to empty (a lower bound: the warm-up's points were
+    // sent in that time too).
+    let rate = |phase: &Phase| {
+        let taking = seconds + phase.drained.map_or(0.0, |d| d.as_secs_f64());
+        phase.measured.tally.histogram_points as f64 / taking
+    };
+    println!(
+        "kuroko-load: stores compared over {}, {} in flight, {} hosts x {} transactions, {} s measured per phase \
+         (load average before: {load_before})",
+        if cli.grpc { "OTLP/gRPC" } else { "OTLP/HTTP protobuf" },
+        cli.concurrency,
+        cli.hosts,
+        cli.transactions_per_host,
+        cli.duration
+    );
+    println!();
+    println!(
+        "  {:<24} {:>13} {:>13} {:>13} {:>19} {:>9} {:>9} {:>10} {:>22}",
+        "",
+        "acknowledged",
+        "into store",
+        "all points/s",
+        "latency p50 / p99",
+        "reporter",
+        "others",
+        "peak RSS",
+        "journal sent"
+    );
+    for phase in &phases {
+        let m = &phase.measured;
+        let latency = &m.tally.latency_us;
+        let others = m
+            .machine_cpu
+            .zip(m.client_cpu)
+            .map(|(machine, client)| (machine - client - m.reporter_cpu.unwrap_or(0.0)).max(0.0));
+        let peak = phase.peaks_kb.iter().flatten().max().copied();
+        println!(
+            "  {:<24} {:>13} {:>13} {:>13} {:>19} {:>9} {:>9} {:>10} {:>22}",
+            phase.name,
+            thousands(m.tally.histogram_points as f64 / seconds),
+            thousands(rate(phase)),
+            thousands(m.tally.points as f64 / seconds),
+            if latency.is_empty() {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{} / {}",
+                    millis(latency.value_at_quantile(0.5)),
+                    millis(latency.value_at_quantile(0.99))
+                )
+            },
+            m.reporter_cpu.map_or("?".to_owned(), |c| format!("{c:.2} c")),
+            others.map_or("?".to_owned(), |c| format!("{c:.2} c")),
+            peak.map_or("?".to_owned(), megabytes),
+            phase
+                .drained
+                .map_or("-".to_owned(), |d| format!("{:.1} s after the load", d.as_secs_f64())),
+        );
+        if !m.tally.errors.is_empty() {
+            println!("  {:<24} errors: {:?}", "", m.tally.errors);
+        }
+    }
+    println!();
+    println!(
+        "  (acknowledged, into store: histogram points/s answered, and taken by the store: for ClickHouse, \
+         over the window and the time its journals then took to empty; all points/s: histograms and sums \
+         answered; reporter: the reporters' CPU in cores; others: every other process, ClickHouse included)"
+    );
+    println!();
+    println!("goals:");
+    let goal = |label: &str, value: String, met: bool| println!("  {label:<50} {value:<22} {}", verdict(met));
+    let (sqlite, one, two) = (rate(&phases[0]), rate(&phases[1]), rate(&phases[2]));
+    goal(
+        "ClickHouse ingest >= 80% of SQLite's (into store)",
+        format!("{:.0}%", 100.0 * one / sqlite.max(1.0)),
+        one >= 0.8 * sqlite,
+    );
+    goal(
+        "2 replicas on one ClickHouse >= 1.6x one replica",
+        format!("{:.2}x", two / one.max(1.0)),
+        two >= 1.6 * one,
+    );
+    let peak = phases
+        .iter()
+        .flat_map(|p| p.peaks_kb.iter().flatten())
+        .max()
+        .copied()
+        .unwrap_or(0);
+    goal(
+        &format!("reporter RSS < 500 MB at {} in flight", cli.concurrency),
+        format!("peak {}", megabytes(peak)),
+        peak < 500_000,
+    );
+    println!("  (load average after: {})", load_average());
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(url) = cli.compare_stores.clone() {
+        return compare_stores(&cli, &url);
+    }
     let mut spawned = if cli.spawn_reporter {
-        let spawned = Spawned::start(cli.kuroko.as_deref(), cli.keep_store)?;
+        let spawned = Spawned::start(cli.kuroko.as_deref(), cli.keep_store, cli.store.as_deref(), "reporter")?;
         eprintln!(
             "kuroko-load: spawned `kuroko serve` (pid {}): OTLP/HTTP on {}, OTLP/gRPC on {}, store in {}",
             spawned.pid(),
@@ -927,7 +1266,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         target.url()
     );
     let pool = Arc::new(pool);
-    let measured = runtime.block_on(load(&cli, &target, pool.clone(), spawned.as_ref().map(Spawned::pid)));
+    let reporters: Vec<u32> = spawned.iter().map(Spawned::pid).collect();
+    let measured = runtime.block_on(load(&cli, std::slice::from_ref(&target), pool.clone(), &reporters));
     drop(runtime);
 
     // The reporter's memory, then stop it.

@@ -45,7 +45,7 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
 use std::io::BufRead;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -56,8 +56,11 @@ use super::{SeriesKey, StoreError};
 
 mod reads;
 mod schema;
+mod spool;
 mod state;
 mod writes;
+
+pub use spool::{SpoolHealth, SpoolSettings};
 
 use state::DEFAULT_CLAIM_SETTLE;
 use writes::Encoded;
@@ -76,8 +79,14 @@ pub struct ClickHouseStore {
     /// Series this process has written to `metric_transaction`.
     metric_series: Mutex<HashSet<u64>>,
     claim_settle: Duration,
-    /// Concurrent writes gathered into shared INSERTs.
+    /// Concurrent writes gathered into shared INSERTs (without the journal).
     group: GroupCommit<Encoded, String>,
+    /// How often the journal's blocks go, when it is on.
+    batching: WriteBatching,
+    /// Whether the server takes `insert_deduplication_token` (22.3 and later).
+    dedup: bool,
+    /// The journal, once [`ClickHouseStore::start_spool`] turned it on.
+    spool: OnceLock<spool::Spool>,
 }
 
 /// How [`Store::write`](super::Store::write) gathers concurrent writes into shared INSERTs (one
@@ -146,15 +155,31 @@ fn quote(s: &str) -> String {
     out
 }
 
-fn now_nanos() -> u64 {
+pub(super) fn now_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+impl WriteBatching {
+    /// With the journal on (`kuroko serve`): a block per second, or per
+    /// 200,000 points, whichever comes first (ClickHouse wants about one
+    /// INSERT per table per second, of thousands of rows); a request waits
+    /// for none of them.
+    const SPOOL: WriteBatching = WriteBatching {
+        interval: Duration::from_secs(1),
+        max_rows: 200_000,
+    };
+}
+
 /// [`WriteBatching`] from the URL's options (`batch_ms=N&batch_rows=M`).
 fn write_batching(options: &str) -> Result<WriteBatching, &'static str> {
-    let mut batching = WriteBatching::default();
+    write_batching_from(options, WriteBatching::default())
+}
+
+/// [`WriteBatching`] from the URL's options, `defaults` for those not given.
+fn write_batching_from(options: &str, defaults: WriteBatching) -> Result<WriteBatching, &'static str> {
+    let mut batching = defaults;
     for option in options.split('&').filter(|o| !o.is_empty()) {
         let number = |value: &str| {
             value
@@ -181,7 +206,7 @@ fn redact(url: &str) -> String {
 }
 
 /// A random 64-bit token (std's randomly seeded hasher, mixed with the time).
-fn token() -> u64 {
+pub(super) fn token() -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(now_nanos());
     hasher.write_u32(std::process::id());
@@ -212,6 +237,7 @@ impl ClickHouseStore {
             .ok_or(invalid("no database: expected clickhouse://host:8123/database"))?;
         let (database, options) = database.split_once('?').unwrap_or((database, ""));
         let batching = write_batching(options).map_err(invalid)?;
+        let spool_batching = write_batching_from(options, WriteBatching::SPOOL).map_err(invalid)?;
         let database = database.trim_end_matches('/');
         if database.is_empty()
             || !database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -255,8 +281,13 @@ impl ClickHouseStore {
             metric_series: Mutex::new(HashSet::new()),
             claim_settle: DEFAULT_CLAIM_SETTLE,
             group: GroupCommit::new(batching.interval, batching.max_rows),
+            batching: spool_batching,
+            dedup: false,
+            spool: OnceLock::new(),
         };
         store.migrate()?;
+        let mut store = store;
+        store.dedup = store.enable_deduplication()?;
         Ok(store)
     }
 
@@ -279,10 +310,22 @@ impl ClickHouseStore {
     /// Sends one statement; `query` goes in the URL (for an INSERT whose
     /// rows are `body`), else `body` is the statement.
     fn post(&self, query: Option<&str>, body: &[u8], in_database: bool) -> Result<ureq::Body, StoreError> {
+        self.post_with(query, body, in_database, &[])
+    }
+
+    /// [`ClickHouseStore::post`] with more settings in the URL.
+    fn post_with(
+        &self,
+        query: Option<&str>,
+        body: &[u8],
+        in_database: bool,
+        settings: &[(&str, &str)],
+    ) -> Result<ureq::Body, StoreError> {
         let mut request = self
             .agent
             .post(&self.endpoint)
-            .query("output_format_json_quote_64bit_integers", "0");
+            .query("output_format_json_quote_64bit_integers", "0")
+            .query_pairs(settings.iter().copied());
         if in_database {
             request = request.query("database", &self.database);
         }
@@ -340,7 +383,7 @@ impl ClickHouseStore {
     fn insert<T: Serialize>(&self, table: &str, rows: impl IntoIterator<Item = T>) -> Result<(), StoreError> {
         let mut body = Vec::new();
         self.encode(&mut body, rows)?;
-        self.insert_encoded(table, &body)
+        self.insert_encoded(table, &body, None)
     }
 
     /// Appends rows to `body` as `JSONEachRow`.
@@ -352,13 +395,19 @@ impl ClickHouseStore {
         Ok(())
     }
 
-    /// Inserts `JSONEachRow` rows (nothing when there are none).
-    fn insert_encoded(&self, table: &str, body: &[u8]) -> Result<(), StoreError> {
+    /// Inserts `JSONEachRow` rows (nothing when there are none), as one
+    /// block named `token` when given (the server then stores it once
+    /// however often it is sent; servers without tokens are never given one).
+    fn insert_encoded(&self, table: &str, body: &[u8], token: Option<&str>) -> Result<(), StoreError> {
         if body.is_empty() {
             return Ok(());
         }
         let query = format!("INSERT INTO {table} FORMAT JSONEachRow");
-        self.post(Some(&query), body, true).map(drop)
+        let settings: &[(&str, &str)] = match token {
+            Some(token) => &[("insert_deduplication_token", token)],
+            None => &[],
+        };
+        self.post_with(Some(&query), body, true, settings).map(drop)
     }
 }
 

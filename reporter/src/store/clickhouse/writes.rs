@@ -17,7 +17,7 @@ use crate::store::rollup::Retention;
 use crate::store::{Batch, StoreError};
 
 /// The tables a batch's points go to, in the order they are inserted.
-const DATA_TABLES: [&str; 6] = [
+pub(super) const DATA_TABLES: [&str; 6] = [
     "histogram_minute",
     "counter_minute",
     "error_minute",
@@ -54,6 +54,43 @@ impl Gather for Encoded {
         }
         self.links.extend(other.links);
         self.metric_series.extend(other.metric_series);
+    }
+}
+
+/// The INSERTs of one group ([`ClickHouseStore::insert_group`]): which are
+/// done, and the deduplication token each carries when the server has them
+/// (`insert_deduplication_token`, ClickHouse 22.3 and later): `<prefix>-<table>`.
+/// A group sent again under the same prefix, after a failure or a crash
+/// (the journal's segment), is then stored once, even an INSERT whose
+/// answer was lost after it landed.
+pub(super) struct Blocks {
+    prefix: Option<String>,
+    done: Vec<&'static str>,
+}
+
+impl Blocks {
+    /// A group's INSERTs, tokens made of `prefix` (`None`: the server has
+    /// no deduplication tokens, or the group is sent once).
+    pub(super) fn new(prefix: Option<String>) -> Blocks {
+        Blocks {
+            prefix,
+            done: Vec::new(),
+        }
+    }
+
+    fn done(&self, table: &str) -> bool {
+        self.done.contains(&table)
+    }
+
+    /// Inserts `rows` into `table` unless done already.
+    fn insert(&mut self, store: &ClickHouseStore, table: &'static str, rows: &[u8]) -> Result<(), StoreError> {
+        if self.done(table) {
+            return Ok(());
+        }
+        let token = self.prefix.as_ref().map(|prefix| format!("{prefix}-{table}"));
+        store.insert_encoded(table, rows, token.as_deref())?;
+        self.done.push(table);
+        Ok(())
     }
 }
 
@@ -341,25 +378,33 @@ impl ClickHouseStore {
     }
 
     /// Sends one group's rows: its new series first (so that a point never
-    /// names a series that is not stored), then one INSERT per table.
-    pub(super) fn insert_group(&self, group: Encoded) -> Result<(), StoreError> {
+    /// names a series that is not stored), then one INSERT per table, then
+    /// the trace links. `blocks` names each INSERT (deduplication tokens,
+    /// when the server has them) and remembers which are done, so that a
+    /// group sent again after a failure sends only the rest.
+    pub(super) fn insert_group(&self, group: &Encoded, blocks: &mut Blocks) -> Result<(), StoreError> {
         let series: Vec<u8> = group.series.values().flatten().copied().collect();
-        self.insert_encoded("series", &series)?;
+        blocks.insert(self, "series", &series)?;
         crate::sync::lock(&self.known).extend(group.series.keys());
         for (table, rows) in DATA_TABLES.iter().zip(&group.tables) {
-            self.insert_encoded(table, rows)?;
+            blocks.insert(self, table, rows)?;
         }
         crate::sync::lock(&self.metric_series).extend(&group.metric_series);
-        let links = self.links_waited_for(group.links)?;
-        self.insert("trace_link", &links)
+        if !blocks.done("trace_link") {
+            let links = self.links_waited_for(&group.links)?;
+            let mut rows = Vec::new();
+            self.encode(&mut rows, &links)?;
+            blocks.insert(self, "trace_link", &rows)?;
+        }
+        Ok(())
     }
 
     /// The links of `links` to keep: those of failed requests, and those of
     /// traces an error waits for (this round's errors are stored already).
     /// Errors come minutes at most before their request's spans: the search
     /// reads the days around the links, not the whole table.
-    fn links_waited_for(&self, links: Vec<LinkRow>) -> Result<Vec<LinkRow>, StoreError> {
-        let (mut kept, others): (Vec<LinkRow>, Vec<LinkRow>) = links.into_iter().partition(|l| l.failed);
+    fn links_waited_for(&self, links: &[LinkRow]) -> Result<Vec<LinkRow>, StoreError> {
+        let (mut kept, others): (Vec<LinkRow>, Vec<LinkRow>) = links.iter().cloned().partition(|l| l.failed);
         if others.is_empty() {
             return Ok(kept);
         }

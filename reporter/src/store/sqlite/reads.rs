@@ -454,6 +454,7 @@ impl Store for SqliteStore {
             quarantined: self.rolled.quarantined.load(Ordering::Relaxed),
             rollup_failures: self.rolled.failures.load(Ordering::Relaxed),
             journal_fsyncs: self.ingest().as_ref().map_or(0, |i| i.journal.fsyncs()),
+            ..crate::store::StoreHealth::default()
         }
     }
 

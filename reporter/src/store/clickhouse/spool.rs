@@ -1,0 +1,568 @@
+//! The ClickHouse store's ingest journal and block writer: requests are
+//! acknowledged once their batch is in a local journal, and ClickHouse
+//! receives the journal in large blocks, off the request path.
+//!
+//! Without it, each request waits for ClickHouse's answer to the INSERTs
+//! holding its rows (group commit): a replica's ingest is then bound by
+//! waiting, not work, and every request in flight holds its rows in memory
+//! while it waits. With it ([`ClickHouseStore::start_spool`], what
+//! `kuroko serve` does):
+//!
+//! - **write**: the batch is postcard-encoded and appended to the journal
+//!   (`[journal] dir`, a folder of numbered segments, see
+//!   [`crate::store::journal`]; synced when `[journal] fsync = "batch"`),
+//!   then acknowledged. No network on the request path.
+//! - **blocks**: a writer thread ([`ClickHouseStore::run_spool`]) closes the
+//!   segment being appended to every `batch_ms` (default 1 s), or sooner
+//!   once it holds `batch_rows` points (default 200,000), and sends each
+//!   closed segment as one INSERT per table, oldest first; then records the
+//!   segment in `ingest_block` and deletes its file.
+//! - **exactly once**: each INSERT carries a deduplication token made of
+//!   this replica's id (kept in the journal folder), the segment's number
+//!   and the table (`insert_deduplication_token`, on ClickHouse 22.3 and
+//!   later, with `non_replicated_deduplication_window` on the tables), so a
+//!   segment sent again (after a failure whose answer was lost, or replayed
+//!   after a crash) is stored once. A replica that starts replays the
+//!   segments its journal still holds, skipping those `ingest_block` names.
+//!   On a server without tokens (18.16) the skip is all there is: a segment
+//!   whose INSERTs landed but whose `ingest_block` row did not (a crash or a
+//!   lost answer in between) is counted twice; within a running replica a
+//!   failed segment resends only the tables not yet acknowledged.
+//! - **back-pressure**: while ClickHouse is slow or down, segments wait on
+//!   disk and the writer retries (1 s, doubling to 30 s); once the journal
+//!   holds `[journal] max_bytes`, writes are refused
+//!   ([`StoreError::Behind`]: 503 with `Retry-After`, gRPC `UNAVAILABLE`),
+//!   and clients retry. Memory holds one segment's rows at a time, however
+//!   many requests are in flight or segments wait.
+//!
+//! Reads go to ClickHouse only: a point is read about `batch_ms` after it
+//! was acknowledged, once its block is in.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::writes::{Blocks, Encoded, DATA_TABLES};
+use super::ClickHouseStore;
+use crate::histogram::Histogram;
+use crate::store::journal::{Journal, FRAME};
+use crate::store::{Batch, CounterPoint, HistogramPoint, SeriesKey, StoreError};
+
+/// How a replica's journal is kept and sent ([`ClickHouseStore::start_spool`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpoolSettings {
+    /// The journal's folder (`[journal] dir`), one per replica.
+    pub dir: PathBuf,
+    /// Whether each append is synced to the disk before it is acknowledged
+    /// (`[journal] fsync = "batch"`).
+    pub fsync: bool,
+    /// Bytes waiting past which writes are refused (`[journal] max_bytes`).
+    pub max_bytes: u64,
+}
+
+/// The journal a running replica appends to, and what its writer thread
+/// needs; see the [module documentation](self).
+pub(super) struct Spool {
+    dir: PathBuf,
+    /// This replica's id, in its blocks' tokens and `ingest_block` rows.
+    replica: u64,
+    /// The segments the journal held when it was opened (a crash's or a
+    /// stop's leftovers): checked against `ingest_block` before sending.
+    backlog_at_open: Vec<u64>,
+    interval: Duration,
+    max_rows: usize,
+    max_bytes: u64,
+    appending: Mutex<Appending>,
+    /// Closed segments not yet sent, oldest first: `(number, bytes)`.
+    closed: Mutex<VecDeque<(u64, u64)>>,
+    /// Signalled when a write closed a full segment.
+    filled: Condvar,
+    /// Bytes in the journal not yet in ClickHouse.
+    waiting: AtomicU64,
+    /// Segments sent since start.
+    blocks: AtomicU64,
+    /// Sends that failed since start.
+    failures: AtomicU64,
+    /// Writes refused for a full journal since start.
+    refused: AtomicU64,
+}
+
+struct Appending {
+    journal: Journal,
+    /// Points appended to the open segment.
+    rows: usize,
+}
+
+/// What `/metrics` shows of a replica's journal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpoolHealth {
+    /// Bytes acknowledged and not yet in ClickHouse.
+    pub waiting_bytes: u64,
+    /// Segments sent to ClickHouse since start.
+    pub blocks_sent: u64,
+    /// Sends that failed (and were retried) since start.
+    pub send_failures: u64,
+    /// Writes refused because the journal was full, since start.
+    pub writes_refused: u64,
+    /// Syncs of the journal to the disk since start (`[journal] fsync = "batch"`).
+    pub fsyncs: u64,
+}
+
+/// Bytes past which a write closes the segment it appended to (besides
+/// `batch_rows` points): a segment is one INSERT per table, whose rows
+/// ClickHouse holds in memory while it parses them.
+const MAX_SEGMENT_BYTES: u64 = 32 << 20;
+
+/// The id of the replica whose journal is `dir`: made once, kept in `dir/replica`.
+fn replica_id(dir: &Path) -> std::io::Result<u64> {
+    let path = dir.join("replica");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(id) = u64::from_str_radix(text.trim(), 16) {
+            return Ok(id);
+        }
+    }
+    let id = super::token();
+    std::fs::write(&path, format!("{id:016x}\n"))?;
+    Ok(id)
+}
+
+/// The `ingest_block` table: which segments of which replica are in.
+pub(super) fn ingest_block_table(db: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {db}.ingest_block (replica UInt64, segment UInt64, minute Int64)
+         ENGINE = MergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (replica, segment)"
+    )
+}
+
+impl Spool {
+    /// Appends `batch` to the journal; refused when the journal is full.
+    fn append(&self, batch: &Batch) -> Result<(), StoreError> {
+        let mut framed = vec![0u8; FRAME];
+        let mut framed =
+            postcard::to_extend(batch, std::mem::take(&mut framed)).map_err(|source| StoreError::Inbox {
+                path: self.dir.display().to_string(),
+                id: 0,
+                source,
+            })?;
+        let bytes = framed.len() as u64;
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        if waiting.saturating_add(bytes) > self.max_bytes {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::Behind {
+                dir: self.dir.display().to_string(),
+                waiting,
+                max: self.max_bytes,
+            });
+        }
+        let mut appending = crate::sync::lock(&self.appending);
+        appending
+            .journal
+            .append_framed(&mut framed)
+            .map_err(|source| StoreError::Journal {
+                path: self.dir.display().to_string(),
+                source,
+            })?;
+        self.waiting.fetch_add(bytes, Ordering::Relaxed);
+        appending.rows += batch.len().max(1);
+        // A full segment is closed by the write that filled it, so that
+        // segments stay small however far behind the sender is.
+        if appending.rows >= self.max_rows || appending.journal.len() >= MAX_SEGMENT_BYTES {
+            if let Some(segment) = self.close(&mut appending) {
+                crate::sync::lock(&self.closed).push_back(segment);
+                self.filled.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the open segment if it holds anything: its number and bytes.
+    /// A failure to start the next one is logged; appends go on to the old.
+    fn close(&self, appending: &mut Appending) -> Option<(u64, u64)> {
+        let bytes = appending.journal.len();
+        if bytes == 0 {
+            return None;
+        }
+        match appending.journal.rotate() {
+            Ok(closed) => {
+                appending.rows = 0;
+                Some((closed, bytes))
+            }
+            Err(error) => {
+                tracing::error!(%error, dir = %self.dir.display(),
+                    "cannot start a new journal segment; appending to the old one");
+                None
+            }
+        }
+    }
+
+    /// Waits until a write closed a full segment or `wait` has passed; on
+    /// the latter, closes the open segment (if it holds anything). The
+    /// oldest closed segment not yet sent, if any.
+    fn next_segment(&self, wait: Duration) -> Option<(u64, u64)> {
+        let closed = crate::sync::lock(&self.closed);
+        let (mut closed, timeout) = self
+            .filled
+            .wait_timeout_while(closed, wait, |c| c.is_empty())
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if timeout.timed_out() || wait.is_zero() {
+            drop(closed);
+            let segment = self.close(&mut crate::sync::lock(&self.appending));
+            closed = crate::sync::lock(&self.closed);
+            closed.extend(segment);
+        }
+        closed.front().copied()
+    }
+
+    /// The oldest segment was sent: forget it.
+    fn sent(&self, number: u64) {
+        let mut closed = crate::sync::lock(&self.closed);
+        if closed.front().is_some_and(|(n, _)| *n == number) {
+            closed.pop_front();
+        }
+    }
+
+    pub(super) fn health(&self) -> SpoolHealth {
+        SpoolHealth {
+            waiting_bytes: self.waiting.load(Ordering::Relaxed),
+            blocks_sent: self.blocks.load(Ordering::Relaxed),
+            send_failures: self.failures.load(Ordering::Relaxed),
+            writes_refused: self.refused.load(Ordering::Relaxed),
+            fsyncs: crate::sync::lock(&self.appending).journal.fsyncs(),
+        }
+    }
+}
+
+/// A segment's batches as one: a histogram per series and minute, a sum per
+/// counter, series, labels and minute (a busy service sends a series'
+/// minute in several requests; each row costs ClickHouse a parse and a pass
+/// of every materialised view), the rest as they came.
+#[derive(Default)]
+struct Merged {
+    histograms: HashMap<(Arc<SeriesKey>, i64), Histogram>,
+    counters: HashMap<(Arc<SeriesKey>, String, String, i64), f64>,
+    rest: Batch,
+}
+
+impl Merged {
+    fn add(&mut self, batch: Batch) {
+        for point in batch.histograms {
+            match self.histograms.entry((point.key, point.minute)) {
+                Entry::Occupied(mut merged) => merged.get_mut().merge(&point.histogram),
+                Entry::Vacant(slot) => {
+                    slot.insert(point.histogram);
+                }
+            }
+        }
+        for point in batch.counters {
+            *self
+                .counters
+                .entry((point.key, point.name, point.labels, point.minute))
+                .or_default() += point.value;
+        }
+        self.rest.errors.extend(batch.errors);
+        self.rest.traces.extend(batch.traces);
+        self.rest.links.extend(batch.links);
+        self.rest.streams.extend(batch.streams);
+    }
+
+    fn into_batch(self) -> Batch {
+        let mut batch = self.rest;
+        batch.histograms = self
+            .histograms
+            .into_iter()
+            .map(|((key, minute), histogram)| HistogramPoint { key, minute, histogram })
+            .collect();
+        batch.counters = self
+            .counters
+            .into_iter()
+            .map(|((key, name, labels, minute), value)| CounterPoint {
+                key,
+                minute,
+                name,
+                labels,
+                value,
+            })
+            .collect();
+        batch
+    }
+}
+
+/// The segment being sent: its rows, encoded once, and which INSERTs are done.
+struct Sending {
+    number: u64,
+    rows: Encoded,
+    blocks: Blocks,
+}
+
+impl ClickHouseStore {
+    /// Turns on the journal: from now on [`Store::write`](crate::store::Store::write)
+    /// acknowledges once a batch is in the journal in `settings.dir`, and
+    /// [`ClickHouseStore::run_spool`] (which the caller runs on a thread of
+    /// its own) sends it to ClickHouse; see the [module documentation](self).
+    /// Refused when another process holds the journal.
+    pub fn start_spool(&self, settings: &SpoolSettings) -> Result<(), StoreError> {
+        let journal_error = |source| StoreError::Journal {
+            path: settings.dir.display().to_string(),
+            source,
+        };
+        let lock = match Journal::lock(&settings.dir) {
+            Ok(lock) => lock,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(StoreError::AlreadyServed {
+                    path: settings.dir.display().to_string(),
+                    lock: Journal::lock_path(&settings.dir).display().to_string(),
+                    holder: Journal::holder(&settings.dir).map_or_else(String::new, |pid| format!(" (pid {pid})")),
+                });
+            }
+            Err(error) => return Err(journal_error(error)),
+        };
+        let replica = replica_id(&settings.dir).map_err(journal_error)?;
+        self.execute(&ingest_block_table(&self.database))?;
+        let (mut journal, backlog) = Journal::open_backlog(&settings.dir, lock).map_err(journal_error)?;
+        journal.set_fsync(settings.fsync).map_err(journal_error)?;
+        let waiting: u64 = backlog.iter().map(|n| Journal::segment_len(&settings.dir, *n)).sum();
+        if !backlog.is_empty() {
+            tracing::info!(segments = backlog.len(), bytes = waiting, dir = %settings.dir.display(),
+                "replaying the ClickHouse journal left by the last run");
+        }
+        let spool = Spool {
+            dir: settings.dir.clone(),
+            replica,
+            backlog_at_open: backlog.clone(),
+            interval: self.batching.interval,
+            max_rows: self.batching.max_rows,
+            max_bytes: settings.max_bytes,
+            appending: Mutex::new(Appending { journal, rows: 0 }),
+            closed: Mutex::new(
+                backlog
+                    .iter()
+                    .map(|n| (*n, Journal::segment_len(&settings.dir, *n)))
+                    .collect(),
+            ),
+            filled: Condvar::new(),
+            waiting: AtomicU64::new(waiting),
+            blocks: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        };
+        self.spool
+            .set(spool)
+            .map_err(|_| self.error("the journal is started already"))
+    }
+
+    /// Appends `batch` to the journal when it is on (`Some`), else `None`.
+    pub(super) fn spool_write(&self, batch: &Batch) -> Option<Result<(), StoreError>> {
+        self.spool.get().map(|spool| spool.append(batch))
+    }
+
+    /// The journal's state, when it is on.
+    pub fn spool_health(&self) -> Option<SpoolHealth> {
+        self.spool.get().map(Spool::health)
+    }
+
+    /// Sends the journal to ClickHouse until `stop` says so (or is dropped),
+    /// then closes the open segment and sends what it can for up to
+    /// `drain` more; what is left is replayed by the next start. Returns at
+    /// once when the journal is not on.
+    pub fn run_spool(&self, stop: &mpsc::Receiver<()>, drain: Duration) {
+        let Some(spool) = self.spool.get() else {
+            return;
+        };
+        let mut sending: Option<Sending> = None;
+        let mut retry = Duration::ZERO;
+        let mut failing_since: Option<Instant> = None;
+        let mut stopping: Option<Instant> = None;
+        loop {
+            if stopping.is_none() && !matches!(stop.try_recv(), Err(mpsc::TryRecvError::Empty)) {
+                stopping = Some(Instant::now());
+            }
+            if let Some(since) = stopping {
+                if since.elapsed() >= drain {
+                    return;
+                }
+            }
+            let wait = if stopping.is_some() {
+                Duration::ZERO
+            } else {
+                spool.interval
+            };
+            let Some((number, bytes)) = spool.next_segment(wait) else {
+                if stopping.is_some() {
+                    return;
+                }
+                continue;
+            };
+            match self.send_segment(spool, number, &mut sending) {
+                Ok(()) => {
+                    spool.sent(number);
+                    if let Err(error) = Journal::remove(&spool.dir, number) {
+                        tracing::warn!(%error, segment = number, "cannot delete a sent journal segment");
+                    }
+                    let _ = spool
+                        .waiting
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| Some(w.saturating_sub(bytes)));
+                    spool.blocks.fetch_add(1, Ordering::Relaxed);
+                    retry = Duration::ZERO;
+                    if let Some(since) = failing_since.take() {
+                        tracing::warn!(
+                            after_seconds = since.elapsed().as_secs(),
+                            "ClickHouse takes the journal again"
+                        );
+                    }
+                }
+                Err(error) => {
+                    spool.failures.fetch_add(1, Ordering::Relaxed);
+                    if failing_since.is_none() {
+                        failing_since = Some(Instant::now());
+                        tracing::error!(%error, waiting_bytes = spool.waiting.load(Ordering::Relaxed),
+                            "cannot send the journal to ClickHouse; requests are kept in the journal and retried");
+                    }
+                    retry = (retry * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+                    let pause = match stopping {
+                        Some(since) => retry.min(drain.saturating_sub(since.elapsed())),
+                        None => retry,
+                    };
+                    if !matches!(stop.recv_timeout(pause), Err(mpsc::RecvTimeoutError::Timeout)) {
+                        stopping.get_or_insert_with(Instant::now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends segment `number` (one INSERT per table), then records it in
+    /// `ingest_block`. `sending` keeps the segment's rows and the INSERTs
+    /// done across failed tries.
+    fn send_segment(&self, spool: &Spool, number: u64, sending: &mut Option<Sending>) -> Result<(), StoreError> {
+        if sending.as_ref().is_none_or(|s| s.number != number) {
+            if spool.backlog_at_open.contains(&number) && self.segment_in(spool.replica, number)? {
+                return Ok(());
+            }
+            *sending = Some(Sending {
+                number,
+                rows: self.read_segment(spool, number)?,
+                blocks: Blocks::new(self.dedup.then(|| format!("{:016x}-{number}", spool.replica))),
+            });
+        }
+        let Some(segment) = sending.as_mut() else {
+            return Ok(());
+        };
+        self.insert_group(&segment.rows, &mut segment.blocks)?;
+        let minute = i64::try_from(super::now_nanos() / 60_000_000_000).unwrap_or(i64::MAX);
+        self.execute(&format!(
+            "INSERT INTO ingest_block (replica, segment, minute) VALUES ({}, {number}, {minute})",
+            spool.replica
+        ))?;
+        *sending = None;
+        Ok(())
+    }
+
+    /// A segment's batches, encoded as one group of rows. A record that
+    /// cannot be read back is logged and left out: the others go on.
+    fn read_segment(&self, spool: &Spool, number: u64) -> Result<Encoded, StoreError> {
+        let segment = Journal::read(&spool.dir, number).map_err(|source| StoreError::Journal {
+            path: spool.dir.display().to_string(),
+            source,
+        })?;
+        if segment.torn > 0 {
+            tracing::warn!(
+                bytes = segment.torn,
+                segment = number,
+                "dropped a torn journal record: a batch being written when the reporter stopped, never acknowledged"
+            );
+        }
+        let mut merged = Merged::default();
+        for record in &segment.records {
+            match postcard::from_bytes::<Batch>(record) {
+                Ok(batch) => merged.add(batch),
+                Err(error) => tracing::error!(%error, segment = number, bytes = record.len(),
+                    "a journal record cannot be read back; left out, the rest of the segment is sent"),
+            }
+        }
+        self.encode_batch(&merged.into_batch())
+    }
+
+    /// Whether `ingest_block` says segment `number` of `replica` is in.
+    fn segment_in(&self, replica: u64, number: u64) -> Result<bool, StoreError> {
+        #[derive(Deserialize)]
+        struct Count {
+            n: u64,
+        }
+        let rows: Vec<Count> = self.select(&format!(
+            "SELECT count() AS n FROM ingest_block WHERE replica = {replica} AND segment = {number}"
+        ))?;
+        Ok(rows.first().is_some_and(|c| c.n > 0))
+    }
+}
+
+/// The tables the writer inserts a batch's rows into, each INSERT named by a
+/// token where the server has them: the series, the points' tables, the links.
+fn tokened() -> impl Iterator<Item = &'static str> {
+    std::iter::once("series")
+        .chain(DATA_TABLES)
+        .chain(std::iter::once("trace_link"))
+}
+
+/// Blocks' tokens a table remembers: at a block per second per replica,
+/// about nine hours of three replicas' blocks, the longest a crashed
+/// replica's journal may wait to be replayed exactly once.
+const DEDUPLICATION_WINDOW: u64 = 100_000;
+
+/// `major.minor` of a `version()` answer (`18.16.1`, `26.9.2.1`).
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.split('.').map(str::parse::<u32>);
+    Some((parts.next()?.ok()?, parts.next()?.ok()?))
+}
+
+impl ClickHouseStore {
+    /// Whether the server takes deduplication tokens (ClickHouse 22.3 and
+    /// later); when it does, the tables the writer inserts into are set to
+    /// remember the last [`DEDUPLICATION_WINDOW`] blocks' tokens, and every
+    /// INSERT into them carries one (also a random one, when sent once: with
+    /// the window set, blocks without a token would be told apart by their
+    /// rows, and two equal batches would be stored once).
+    pub(super) fn enable_deduplication(&self) -> Result<bool, StoreError> {
+        #[derive(Deserialize)]
+        struct Version {
+            v: String,
+        }
+        let version: Vec<Version> = self.select("SELECT version() AS v")?;
+        let supported = version
+            .first()
+            .and_then(|v| major_minor(&v.v))
+            .is_some_and(|version| version >= (22, 3));
+        if supported {
+            for table in tokened() {
+                self.execute(&format!(
+                    "ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
+                ))?;
+            }
+        }
+        Ok(supported)
+    }
+
+    /// The tokens of a group sent once (group commit): random, when the
+    /// server takes tokens.
+    pub(super) fn blocks_once(&self) -> Blocks {
+        Blocks::new(self.dedup.then(|| format!("{:016x}", super::token())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_as_major_and_minor() {
+        assert_eq!(major_minor("18.16.1"), Some((18, 16)));
+        assert_eq!(major_minor("26.9.2.1"), Some((26, 9)));
+        assert_eq!(major_minor("dev"), None);
+        assert!(major_minor("22.3.1").is_some_and(|v| v >= (22, 3)));
+        assert!(major_minor("21.12.4").is_some_and(|v| v < (22, 3)));
+    }
+}
