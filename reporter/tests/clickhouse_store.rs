@@ -1,5 +1,6 @@
 //! The ClickHouse store against a real ClickHouse server (Debian's
-//! `clickhouse-server`, installed by tests/run-all.sh): the same batches
+//! `clickhouse-server` 18.16, installed by tests/run-all.sh; or a current
+//! engine, chDB, with `KUROKO_TEST_CLICKHOUSE=chdb`): the same batches
 //! written to it and to the embedded store give the same answers; several
 //! replicas write at once; the delivery ledger and alert states follow the
 //! embedded store's rules, and two replicas racing for the same deliveries
@@ -37,6 +38,21 @@ mod clickhouse_server;
 #[path = "support/smtp_sink.rs"]
 mod smtp_sink;
 use clickhouse_server::{clickhouse, connect_again, free_port, server, url};
+
+/// The run is on the engine it asked for: with `KUROKO_TEST_CLICKHOUSE=chdb`
+/// a current release (chDB), not 18.16 a second time.
+#[test]
+fn the_engine_is_the_one_the_run_asked_for() {
+    let version = clickhouse_server::query("SELECT version()").unwrap();
+    let major: u32 = version
+        .trim()
+        .split('.')
+        .next()
+        .and_then(|major| major.parse().ok())
+        .unwrap_or_else(|| panic!("not a version: {version:?}"));
+    let least = if clickhouse_server::on_chdb() { 24 } else { 18 };
+    assert!(major >= least, "ClickHouse {} answered", version.trim());
+}
 
 fn sqlite(name: &str) -> (SqliteStore, PathBuf) {
     let dir = std::env::temp_dir().join(format!("kuroko-chcmp-{name}-{}", std::process::id()));

@@ -1,5 +1,6 @@
 //! The Grafana dashboards in `dashboards/grafana/*.json` run against a real
-//! ClickHouse (Debian's 18.16) holding data that kuroko's ClickHouse store
+//! ClickHouse (Debian's 18.16, or 26.9 in chDB with `KUROKO_TEST_CLICKHOUSE=chdb`)
+//! holding data that kuroko's ClickHouse store
 //! wrote: every panel's and every variable's SQL, with Grafana's macros and
 //! variables replaced as the ClickHouse plugin replaces them, answers with
 //! rows, both with every variable at "All" and with one value picked each; and

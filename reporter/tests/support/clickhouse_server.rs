@@ -1,8 +1,14 @@
-//! A real ClickHouse server for the integration tests (Debian's
-//! `clickhouse-server`, installed by tests/run-all.sh), shared by
+//! A real ClickHouse server for the integration tests, shared by
 //! `clickhouse_store.rs`, `clickhouse_replicas.rs`,
-//! `grafana_dashboards.rs` and `stores.rs` (the suite run on both stores)
-//! through `#[path]`.
+//! `grafana_dashboards.rs`, `cumulative_replicas.rs`, `hostile_values.rs`
+//! and `stores.rs` (the suite run on both stores) through `#[path]`.
+//!
+//! Which engine: Debian's `clickhouse-server` 18.16 (installed by
+//! tests/run-all.sh) by default; with `KUROKO_TEST_CLICKHOUSE=chdb`, a
+//! current ClickHouse engine instead: chDB (PyPI's `chdb-core`, also
+//! installed by tests/run-all.sh) behind `tests/python/chdb_http.py`, which
+//! imitates the part of ClickHouse's HTTP interface the store uses.
+//! tests/run-all.sh runs the ClickHouse tests on both.
 //!
 //! One server is started per test binary, on free loopback ports with a
 //! temporary data folder, by a small shell watchdog that stops it (and
@@ -75,6 +81,41 @@ impl Server {
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
+}
+
+/// chDB's imitation of ClickHouse's HTTP interface.
+const CHDB_HTTP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/chdb_http.py");
+
+/// True when the tests run on chDB (`KUROKO_TEST_CLICKHOUSE=chdb`) rather
+/// than on Debian's `clickhouse-server` (unset, or `clickhouse-server`).
+pub fn on_chdb() -> bool {
+    match std::env::var("KUROKO_TEST_CLICKHOUSE").as_deref() {
+        Ok("chdb") => true,
+        Ok("clickhouse-server") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("KUROKO_TEST_CLICKHOUSE={other}: expected chdb or clickhouse-server (or unset)"),
+    }
+}
+
+/// The command serving chDB on `port` with its databases in `data`.
+fn chdb_command(port: u16, data: &std::path::Path) -> Vec<String> {
+    let found = Command::new("python3")
+        .args(["-c", "import chdb.session"])
+        .stdin(Stdio::null())
+        .output();
+    match found {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => panic!(
+            "KUROKO_TEST_CLICKHOUSE=chdb but Python cannot import chdb (install PyPI's chdb-core: tests/run-all.sh does): {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(e) => panic!("KUROKO_TEST_CLICKHOUSE=chdb needs python3 with chdb-core (tests/run-all.sh installs it): {e}"),
+    }
+    vec![
+        "python3".to_owned(),
+        CHDB_HTTP.to_owned(),
+        format!("--port={port}"),
+        format!("--path={}", data.display()),
+    ]
 }
 
 /// The server binary: Debian's `clickhouse-server`, or a release's `clickhouse server`.
@@ -152,8 +193,13 @@ fn launch(dir: std::path::PathBuf) -> Server {
 ",
     )
     .unwrap();
-    let mut command = server_command();
-    command.push(format!("--config-file={d}/config.xml"));
+    let command = if on_chdb() {
+        chdb_command(port, &dir.join("data"))
+    } else {
+        let mut command = server_command();
+        command.push(format!("--config-file={d}/config.xml"));
+        command
+    };
     // The watchdog: runs the server while `run` is in its folder and this
     // test process lives, then stops it and deletes the folder.
     std::fs::write(dir.join("run"), "").unwrap();
