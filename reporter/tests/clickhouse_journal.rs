@@ -59,10 +59,16 @@ fn send_journal(store: &ClickHouseStore) {
 
 /// Runs stored in `database` over the last day, through the store's reads.
 fn runs_stored(database: &str) -> u64 {
-    let store = clickhouse_server::connect_again(database);
     let minute = now_minute();
+    runs_in(database, minute - 1_440, minute + 10)
+}
+
+/// Runs stored in `database` over `from..to` (unix minutes; whole hours are
+/// read from the hour roll-ups).
+fn runs_in(database: &str, from: i64, to: i64) -> u64 {
+    let store = clickhouse_server::connect_again(database);
     store
-        .histograms(&Filter::default(), minute - 1_440, minute + 10)
+        .histograms(&Filter::default(), from, to)
         .unwrap()
         .iter()
         .map(|(_, h)| h.count)
@@ -156,6 +162,39 @@ fn what_a_replica_acknowledged_reaches_clickhouse_once_through_a_crash_and_a_rep
     );
     let marks = clickhouse_server::query(&format!("SELECT count() FROM {database}.ingest_block")).unwrap();
     assert!(marks.trim().parse::<u64>().unwrap() >= 1, "{marks}");
+    drop(again);
+
+    // A crash after the blocks landed but before `ingest_block` said so:
+    // the same segments are sent again under the same tokens. A server
+    // with deduplication tokens (22.3+) stores them once, roll-ups
+    // included; 18.16 cannot tell (docs/clickhouse.md says so).
+    clickhouse_server::query(&format!("TRUNCATE TABLE {database}.ingest_block")).unwrap();
+    for (path, bytes) in &copies {
+        std::fs::write(path, bytes).unwrap();
+    }
+    let again = clickhouse_server::connect_again(database);
+    again.start_spool(&settings).unwrap();
+    send_journal(&again);
+    let hours_from = (minute - 10).div_euclid(60) * 60;
+    let hours = runs_in(database, hours_from, hours_from + 120);
+    assert!(
+        again.deduplicates() || !clickhouse_server::on_chdb(),
+        "a current ClickHouse takes deduplication tokens"
+    );
+    if again.deduplicates() {
+        assert_eq!(
+            runs_stored(database),
+            expected,
+            "sent again under the same tokens: stored once"
+        );
+        assert_eq!(hours, expected, "and the hour roll-ups too");
+    } else {
+        assert_eq!(
+            runs_stored(database),
+            2 * expected,
+            "18.16 counts such a segment twice, as documented"
+        );
+    }
 
     // A second process is refused the journal while one holds it.
     let other = clickhouse_server::connect_again(database);

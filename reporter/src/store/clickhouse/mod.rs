@@ -404,7 +404,10 @@ impl ClickHouseStore {
         }
         let query = format!("INSERT INTO {table} FORMAT JSONEachRow");
         let settings: &[(&str, &str)] = match token {
-            Some(token) => &[("insert_deduplication_token", token)],
+            Some(token) => &[
+                ("insert_deduplication_token", token),
+                ("deduplicate_blocks_in_dependent_materialized_views", "1"),
+            ],
             None => &[],
         };
         self.post_with(Some(&query), body, true, settings).map(drop)

@@ -537,13 +537,32 @@ impl ClickHouseStore {
             .and_then(|v| major_minor(&v.v))
             .is_some_and(|version| version >= (22, 3));
         if supported {
-            for table in tokened() {
+            // The roll-ups too: a block dropped as a repeat is still pushed
+            // to the materialised views, whose target tables then drop it
+            // by the token derived from the INSERT's
+            // (`deduplicate_blocks_in_dependent_materialized_views`).
+            #[derive(Deserialize)]
+            struct Table {
+                name: String,
+            }
+            let rollups: Vec<Table> = self.select(&format!(
+                "SELECT name FROM system.tables WHERE database = {} AND engine = 'AggregatingMergeTree'",
+                super::quote(&self.database)
+            ))?;
+            let rollups = rollups.iter().map(|t| t.name.as_str());
+            for table in tokened().map(|t| -> &str { t }).chain(rollups) {
                 self.execute(&format!(
                     "ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
                 ))?;
             }
         }
         Ok(supported)
+    }
+
+    /// Whether INSERTs sent again under the same tokens are stored once
+    /// (ClickHouse 22.3 and later); see the [module documentation](self).
+    pub fn deduplicates(&self) -> bool {
+        self.dedup
     }
 
     /// The tokens of a group sent once (group commit): random, when the
