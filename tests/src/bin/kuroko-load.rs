@@ -72,7 +72,7 @@ reporter's CPU use and resident memory (VmRSS, and VmHWM, the peak).",
   target/release/kuroko-load --spawn-reporter --grpc
   # Against a reporter already running on the default ports, uncompressed:
   target/release/kuroko-load --target http://127.0.0.1:4318 --gzip=false
-  # SQLite beside ClickHouse (one replica, then two), 64 requests in flight:
+  # SQLite beside ClickHouse (one replica, then two, then three), 64 requests in flight:
   target/release/kuroko-load --compare-stores clickhouse://127.0.0.1:8123/kuroko_load --concurrency 64"
 )]
 struct Cli {
@@ -136,9 +136,9 @@ struct Cli {
     store: Option<String>,
     /// Compare the stores in one run, with reporters of its own: one on a
     /// temporary SQLite file, one on the ClickHouse at CLICKHOUSE_URL, then
-    /// two replicas on it (the clients split between them), each phase
-    /// measured as a run is; ClickHouse's databases are <database>_1 and
-    /// <database>_2, dropped before and after. Prints points/s, latency,
+    /// two and three replicas on it (the clients split among them), each
+    /// phase measured as a run is; ClickHouse's databases are
+    /// <database>_1 to <database>_3, dropped before and after. Prints points/s, latency,
     /// CPU and memory side by side, with the ratios.
     #[arg(long, value_name = "CLICKHOUSE_URL", conflicts_with_all = ["target", "spawn_reporter", "store"])]
     compare_stores: Option<String>,
@@ -1027,10 +1027,11 @@ fn compare_stores(cli: &Cli, url: &str) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let plans: [(&'static str, Option<String>, usize); 3] = [
+    let plans: [(&'static str, Option<String>, usize); 4] = [
         ("SQLite, 1 reporter", None, 1),
         ("ClickHouse, 1 replica", Some(format!("{}_1", clickhouse.database)), 1),
         ("ClickHouse, 2 replicas", Some(format!("{}_2", clickhouse.database)), 2),
+        ("ClickHouse, 3 replicas", Some(format!("{}_3", clickhouse.database)), 3),
     ];
     let mut phases = Vec::new();
     for (name, clickhouse_database, replicas) in plans {

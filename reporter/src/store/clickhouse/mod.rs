@@ -163,12 +163,12 @@ pub(super) fn now_nanos() -> u64 {
 
 impl WriteBatching {
     /// With the journal on (`kuroko serve`): a block per second, or per
-    /// 200,000 points, whichever comes first (ClickHouse wants about one
+    /// 100,000 rows (once merged per series and minute), whichever comes first (ClickHouse wants about one
     /// INSERT per table per second, of thousands of rows); a request waits
     /// for none of them.
     const SPOOL: WriteBatching = WriteBatching {
         interval: Duration::from_secs(1),
-        max_rows: 200_000,
+        max_rows: 100_000,
     };
 }
 

@@ -8,15 +8,20 @@
 //! while it waits. With it ([`ClickHouseStore::start_spool`], what
 //! `kuroko serve` does):
 //!
-//! - **write**: the batch is postcard-encoded and appended to the journal
+//! - **write**: the batch is postcard-encoded (each series' key once) and
+//!   appended to the journal
 //!   (`[journal] dir`, a folder of numbered segments, see
 //!   [`crate::store::journal`]; synced when `[journal] fsync = "batch"`),
 //!   then acknowledged. No network on the request path.
 //! - **blocks**: a writer thread ([`ClickHouseStore::run_spool`]) closes the
-//!   segment being appended to every `batch_ms` (default 1 s), or sooner
-//!   once it holds `batch_rows` points (default 200,000), and sends each
-//!   closed segment as one INSERT per table, oldest first; then records the
-//!   segment in `ingest_block` and deletes its file.
+//!   segment being appended to every `batch_ms` (default 1 s; the write
+//!   that fills it closes it sooner, at `batch_rows` rows once merged,
+//!   default 100,000, or 64 MiB of journal), and sends each closed segment as one INSERT per
+//!   table, oldest first, with one row per series and minute (a segment's
+//!   batches are merged as they are appended, and kept in memory for the
+//!   sender while it keeps up; a segment that waits longer is read back
+//!   from the journal); then records the segment in `ingest_block` and
+//!   deletes its file.
 //! - **exactly once**: each INSERT carries a deduplication token made of
 //!   this replica's id (kept in the journal folder), the segment's number
 //!   and the table (`insert_deduplication_token`, on ClickHouse 22.3 and
@@ -39,7 +44,9 @@
 //! was acknowledged, once its block is in.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
@@ -49,9 +56,11 @@ use serde::Deserialize;
 
 use super::writes::{Blocks, Encoded, DATA_TABLES};
 use super::ClickHouseStore;
+use crate::cumulative::{StreamId, StreamState};
 use crate::histogram::Histogram;
+use crate::store::group_commit::Gather as _;
 use crate::store::journal::{Journal, FRAME};
-use crate::store::{Batch, CounterPoint, HistogramPoint, SeriesKey, StoreError};
+use crate::store::{Batch, CounterPoint, ErrorPoint, HistogramPoint, SeriesKey, StoreError, TraceLink, TracePoint};
 
 /// How a replica's journal is kept and sent ([`ClickHouseStore::start_spool`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,8 +87,8 @@ pub(super) struct Spool {
     max_rows: usize,
     max_bytes: u64,
     appending: Mutex<Appending>,
-    /// Closed segments not yet sent, oldest first: `(number, bytes)`.
-    closed: Mutex<VecDeque<(u64, u64)>>,
+    /// Closed segments not yet sent, oldest first.
+    closed: Mutex<VecDeque<Closed>>,
     /// Signalled when a write closed a full segment.
     filled: Condvar,
     /// Bytes in the journal not yet in ClickHouse.
@@ -94,9 +103,24 @@ pub(super) struct Spool {
 
 struct Appending {
     journal: Journal,
-    /// Points appended to the open segment.
-    rows: usize,
+    /// The open segment's batches, merged as they come: the sender then
+    /// encodes them without reading the segment back.
+    merged: Merged,
 }
+
+/// A closed segment not yet sent.
+struct Closed {
+    number: u64,
+    bytes: u64,
+    /// Its batches merged, while the sender keeps up; `None` once more
+    /// rows wait than memory keeps ([`IN_MEMORY_ROWS`]): read back from the
+    /// journal then.
+    merged: Option<Merged>,
+}
+
+/// Merged rows of closed segments kept in memory for the sender, besides
+/// the open segment's (at most `batch_rows`).
+const IN_MEMORY_ROWS: usize = 200_000;
 
 /// What `/metrics` shows of a replica's journal.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -113,10 +137,10 @@ pub struct SpoolHealth {
     pub fsyncs: u64,
 }
 
-/// Bytes past which a write closes the segment it appended to (besides
-/// `batch_rows` points): a segment is one INSERT per table, whose rows
-/// ClickHouse holds in memory while it parses them.
-const MAX_SEGMENT_BYTES: u64 = 32 << 20;
+/// Journal bytes past which a write closes the segment it appended to
+/// (besides `batch_rows` rows once merged, which bound the memory a
+/// segment's rows take here and in ClickHouse while it parses them).
+const MAX_SEGMENT_BYTES: u64 = 64 << 20;
 
 /// The id of the replica whose journal is `dir`: made once, kept in `dir/replica`.
 fn replica_id(dir: &Path) -> std::io::Result<u64> {
@@ -144,10 +168,12 @@ impl Spool {
     fn append(&self, batch: &Batch) -> Result<(), StoreError> {
         let mut framed = vec![0u8; FRAME];
         let mut framed =
-            postcard::to_extend(batch, std::mem::take(&mut framed)).map_err(|source| StoreError::Inbox {
-                path: self.dir.display().to_string(),
-                id: 0,
-                source,
+            postcard::to_extend(&RecordRef::new(batch), std::mem::take(&mut framed)).map_err(|source| {
+                StoreError::Inbox {
+                    path: self.dir.display().to_string(),
+                    id: 0,
+                    source,
+                }
             })?;
         let bytes = framed.len() as u64;
         let waiting = self.waiting.load(Ordering::Relaxed);
@@ -168,30 +194,43 @@ impl Spool {
                 source,
             })?;
         self.waiting.fetch_add(bytes, Ordering::Relaxed);
-        appending.rows += batch.len().max(1);
+        appending.merged.add(batch);
         // A full segment is closed by the write that filled it, so that
-        // segments stay small however far behind the sender is.
-        if appending.rows >= self.max_rows || appending.journal.len() >= MAX_SEGMENT_BYTES {
+        // segments (and the rows memory holds for them) stay bounded
+        // however far behind the sender is.
+        if appending.merged.rows() >= self.max_rows || appending.journal.len() >= MAX_SEGMENT_BYTES {
             if let Some(segment) = self.close(&mut appending) {
-                crate::sync::lock(&self.closed).push_back(segment);
+                self.queue(segment);
                 self.filled.notify_one();
             }
         }
         Ok(())
     }
 
-    /// Closes the open segment if it holds anything: its number and bytes.
-    /// A failure to start the next one is logged; appends go on to the old.
-    fn close(&self, appending: &mut Appending) -> Option<(u64, u64)> {
+    /// Queues a closed segment for the sender, keeping its merged batches
+    /// in memory only while few segments wait.
+    fn queue(&self, mut segment: Closed) {
+        let mut closed = crate::sync::lock(&self.closed);
+        let held: usize = closed.iter().filter_map(|c| c.merged.as_ref()).map(Merged::rows).sum();
+        if held + segment.merged.as_ref().map_or(0, Merged::rows) > IN_MEMORY_ROWS {
+            segment.merged = None;
+        }
+        closed.push_back(segment);
+    }
+
+    /// Closes the open segment if it holds anything. A failure to start
+    /// the next one is logged; appends go on to the old.
+    fn close(&self, appending: &mut Appending) -> Option<Closed> {
         let bytes = appending.journal.len();
         if bytes == 0 {
             return None;
         }
         match appending.journal.rotate() {
-            Ok(closed) => {
-                appending.rows = 0;
-                Some((closed, bytes))
-            }
+            Ok(number) => Some(Closed {
+                number,
+                bytes,
+                merged: Some(std::mem::take(&mut appending.merged)),
+            }),
             Err(error) => {
                 tracing::error!(%error, dir = %self.dir.display(),
                     "cannot start a new journal segment; appending to the old one");
@@ -212,16 +251,24 @@ impl Spool {
         if timeout.timed_out() || wait.is_zero() {
             drop(closed);
             let segment = self.close(&mut crate::sync::lock(&self.appending));
+            if let Some(segment) = segment {
+                self.queue(segment);
+            }
             closed = crate::sync::lock(&self.closed);
-            closed.extend(segment);
         }
-        closed.front().copied()
+        closed.front().map(|c| (c.number, c.bytes))
+    }
+
+    /// The merged batches of closed segment `number`, if memory kept them.
+    fn take_merged(&self, number: u64) -> Option<Merged> {
+        let mut closed = crate::sync::lock(&self.closed);
+        closed.iter_mut().find(|c| c.number == number)?.merged.take()
     }
 
     /// The oldest segment was sent: forget it.
     fn sent(&self, number: u64) {
         let mut closed = crate::sync::lock(&self.closed);
-        if closed.front().is_some_and(|(n, _)| *n == number) {
+        if closed.front().is_some_and(|c| c.number == number) {
             closed.pop_front();
         }
     }
@@ -237,37 +284,146 @@ impl Spool {
     }
 }
 
+/// A batch as the journal keeps it: each series' key once, its points by
+/// the key's place (a request's points share a few keys; written out with
+/// every point, the keys were most of the journal's bytes).
+#[derive(serde::Serialize)]
+struct RecordRef<'a> {
+    keys: Vec<&'a SeriesKey>,
+    histograms: Vec<(u32, i64, &'a Histogram)>,
+    counters: Vec<(u32, &'a str, &'a str, i64, f64)>,
+    errors: &'a [ErrorPoint],
+    traces: &'a [TracePoint],
+    links: &'a [TraceLink],
+    streams: &'a [(StreamId, StreamState)],
+}
+
+/// A [`RecordRef`] read back.
+#[derive(serde::Deserialize)]
+struct Record {
+    keys: Vec<SeriesKey>,
+    histograms: Vec<(u32, i64, Histogram)>,
+    counters: Vec<(u32, String, String, i64, f64)>,
+    errors: Vec<ErrorPoint>,
+    traces: Vec<TracePoint>,
+    links: Vec<TraceLink>,
+    streams: Vec<(StreamId, StreamState)>,
+}
+
+impl<'a> RecordRef<'a> {
+    fn new(batch: &'a Batch) -> Self {
+        // Points of one series share its key's allocation.
+        let mut places: FxHashMap<*const SeriesKey, u32> = FxHashMap::default();
+        let mut keys = Vec::new();
+        let mut place = |key: &'a Arc<SeriesKey>| {
+            *places.entry(Arc::as_ptr(key)).or_insert_with(|| {
+                keys.push(&**key);
+                u32::try_from(keys.len() - 1).unwrap_or(u32::MAX)
+            })
+        };
+        let histograms = batch
+            .histograms
+            .iter()
+            .map(|p| (place(&p.key), p.minute, &p.histogram))
+            .collect();
+        let counters = batch
+            .counters
+            .iter()
+            .map(|p| (place(&p.key), p.name.as_str(), p.labels.as_str(), p.minute, p.value))
+            .collect();
+        RecordRef {
+            keys,
+            histograms,
+            counters,
+            errors: &batch.errors,
+            traces: &batch.traces,
+            links: &batch.links,
+            streams: &batch.streams,
+        }
+    }
+}
+
+impl Record {
+    /// The batch again; points whose key's place is not in the record (a
+    /// record this build did not write) are left out.
+    fn into_batch(self) -> Batch {
+        let keys: Vec<Arc<SeriesKey>> = self.keys.into_iter().map(Arc::new).collect();
+        let key = |place: u32| keys.get(place as usize).cloned();
+        Batch {
+            histograms: self
+                .histograms
+                .into_iter()
+                .filter_map(|(place, minute, histogram)| {
+                    Some(HistogramPoint {
+                        key: key(place)?,
+                        minute,
+                        histogram,
+                    })
+                })
+                .collect(),
+            counters: self
+                .counters
+                .into_iter()
+                .filter_map(|(place, name, labels, minute, value)| {
+                    Some(CounterPoint {
+                        key: key(place)?,
+                        minute,
+                        name,
+                        labels,
+                        value,
+                    })
+                })
+                .collect(),
+            errors: self.errors,
+            traces: self.traces,
+            links: self.links,
+            streams: self.streams,
+        }
+    }
+}
+
 /// A segment's batches as one: a histogram per series and minute, a sum per
 /// counter, series, labels and minute (a busy service sends a series'
 /// minute in several requests; each row costs ClickHouse a parse and a pass
 /// of every materialised view), the rest as they came.
 #[derive(Default)]
 struct Merged {
-    histograms: HashMap<(Arc<SeriesKey>, i64), Histogram>,
-    counters: HashMap<(Arc<SeriesKey>, String, String, i64), f64>,
+    histograms: FxHashMap<(Arc<SeriesKey>, i64), Histogram>,
+    counters: FxHashMap<(Arc<SeriesKey>, String, String, i64), f64>,
     rest: Batch,
 }
 
 impl Merged {
-    fn add(&mut self, batch: Batch) {
-        for point in batch.histograms {
-            match self.histograms.entry((point.key, point.minute)) {
+    fn add(&mut self, batch: &Batch) {
+        for point in &batch.histograms {
+            match self.histograms.entry((point.key.clone(), point.minute)) {
                 Entry::Occupied(mut merged) => merged.get_mut().merge(&point.histogram),
                 Entry::Vacant(slot) => {
-                    slot.insert(point.histogram);
+                    slot.insert(point.histogram.clone());
                 }
             }
         }
-        for point in batch.counters {
+        for point in &batch.counters {
             *self
                 .counters
-                .entry((point.key, point.name, point.labels, point.minute))
+                .entry((
+                    point.key.clone(),
+                    point.name.clone(),
+                    point.labels.clone(),
+                    point.minute,
+                ))
                 .or_default() += point.value;
         }
-        self.rest.errors.extend(batch.errors);
-        self.rest.traces.extend(batch.traces);
-        self.rest.links.extend(batch.links);
-        self.rest.streams.extend(batch.streams);
+        self.rest.errors.extend_from_slice(&batch.errors);
+        self.rest.traces.extend_from_slice(&batch.traces);
+        self.rest.links.extend_from_slice(&batch.links);
+        self.rest.streams.extend_from_slice(&batch.streams);
+    }
+
+    /// Rows it would insert: histograms and counters per series and
+    /// minute, and the rest.
+    fn rows(&self) -> usize {
+        self.histograms.len() + self.counters.len() + self.rest.len()
     }
 
     fn into_batch(self) -> Batch {
@@ -337,11 +493,18 @@ impl ClickHouseStore {
             interval: self.batching.interval,
             max_rows: self.batching.max_rows,
             max_bytes: settings.max_bytes,
-            appending: Mutex::new(Appending { journal, rows: 0 }),
+            appending: Mutex::new(Appending {
+                journal,
+                merged: Merged::default(),
+            }),
             closed: Mutex::new(
                 backlog
                     .iter()
-                    .map(|n| (*n, Journal::segment_len(&settings.dir, *n)))
+                    .map(|n| Closed {
+                        number: *n,
+                        bytes: Journal::segment_len(&settings.dir, *n),
+                        merged: None,
+                    })
                     .collect(),
             ),
             filled: Condvar::new(),
@@ -443,16 +606,34 @@ impl ClickHouseStore {
             if spool.backlog_at_open.contains(&number) && self.segment_in(spool.replica, number)? {
                 return Ok(());
             }
+            let started = Instant::now();
+            let (rows, from) = match spool.take_merged(number) {
+                Some(merged) => (self.encode_batch(&merged.into_batch())?, "memory"),
+                None => (self.read_segment(spool, number)?, "journal"),
+            };
+            tracing::debug!(
+                segment = number,
+                from,
+                points = rows.rows(),
+                encoded_ms = started.elapsed().as_millis(),
+                "encoded a journal segment"
+            );
             *sending = Some(Sending {
                 number,
-                rows: self.read_segment(spool, number)?,
+                rows,
                 blocks: Blocks::new(self.dedup.then(|| format!("{:016x}-{number}", spool.replica))),
             });
         }
         let Some(segment) = sending.as_mut() else {
             return Ok(());
         };
+        let started = Instant::now();
         self.insert_group(&segment.rows, &mut segment.blocks)?;
+        tracing::debug!(
+            segment = number,
+            inserted_ms = started.elapsed().as_millis(),
+            "sent a journal segment"
+        );
         let minute = i64::try_from(super::now_nanos() / 60_000_000_000).unwrap_or(i64::MAX);
         self.execute(&format!(
             "INSERT INTO ingest_block (replica, segment, minute) VALUES ({}, {number}, {minute})",
@@ -478,8 +659,8 @@ impl ClickHouseStore {
         }
         let mut merged = Merged::default();
         for record in &segment.records {
-            match postcard::from_bytes::<Batch>(record) {
-                Ok(batch) => merged.add(batch),
+            match postcard::from_bytes::<Record>(record) {
+                Ok(record) => merged.add(&record.into_batch()),
                 Err(error) => tracing::error!(%error, segment = number, bytes = record.len(),
                     "a journal record cannot be read back; left out, the rest of the segment is sent"),
             }
@@ -575,6 +756,52 @@ impl ClickHouseStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_keeps_each_key_once_and_reads_back_as_the_batch() {
+        let key = |host: &str| {
+            Arc::new(SeriesKey {
+                service: "svc".into(),
+                host: host.into(),
+                transaction: "GET /".into(),
+                feature: String::new(),
+                kind: "web".into(),
+                environment: String::new(),
+            })
+        };
+        let (a, b) = (key("a"), key("b"));
+        let mut histogram = Histogram::empty();
+        histogram.record(0.25).unwrap();
+        let batch = Batch {
+            histograms: vec![
+                HistogramPoint {
+                    key: a.clone(),
+                    minute: 7,
+                    histogram: histogram.clone(),
+                },
+                HistogramPoint {
+                    key: b.clone(),
+                    minute: 7,
+                    histogram,
+                },
+            ],
+            counters: (0..5)
+                .map(|i| CounterPoint {
+                    key: a.clone(),
+                    minute: 7,
+                    name: "kuroko.transaction.outcomes".into(),
+                    labels: format!("kuroko.outcome={i}"),
+                    value: f64::from(i),
+                })
+                .collect(),
+            ..Batch::default()
+        };
+        let record = RecordRef::new(&batch);
+        assert_eq!(record.keys.len(), 2, "each key once");
+        let bytes = postcard::to_allocvec(&record).unwrap();
+        let read: Record = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(read.into_batch(), batch);
+    }
 
     #[test]
     fn versions_are_read_as_major_and_minor() {
