@@ -42,7 +42,9 @@ pub(crate) fn histograms(rows: Vec<(SeriesKey, Histogram)>) -> Vec<(SeriesKey, H
 pub(crate) fn counters(rows: Vec<(SeriesKey, String, f64)>) -> Vec<(SeriesKey, String, f64)> {
     let mut sums: BTreeMap<(String, String, SeriesKey), f64> = BTreeMap::new();
     for (key, labels, value) in rows {
-        *sums.entry((key.transaction.clone(), labels, transaction_series(&key))).or_default() += value;
+        *sums
+            .entry((key.transaction.clone(), labels, transaction_series(&key)))
+            .or_default() += value;
     }
     sums.into_iter().map(|((_, labels, key), v)| (key, labels, v)).collect()
 }
@@ -64,7 +66,9 @@ pub(crate) fn counter_steps(rows: Vec<(SeriesKey, String, i64, f64)>) -> Vec<(Se
     for (key, labels, start, value) in rows {
         *sums.entry((transaction_series(&key), labels, start)).or_default() += value;
     }
-    sums.into_iter().map(|((key, labels, start), v)| (key, labels, start, v)).collect()
+    sums.into_iter()
+        .map(|((key, labels, start), v)| (key, labels, start, v))
+        .collect()
 }
 
 /// [`Store::totals_steps`](super::Store::totals_steps)'s answer summed

@@ -57,6 +57,7 @@ use super::{SeriesKey, StoreError};
 mod reads;
 mod schema;
 mod state;
+mod txn;
 mod writes;
 
 use state::DEFAULT_CLAIM_SETTLE;

@@ -548,7 +548,12 @@ impl Store for SqliteStore {
         step: i64,
     ) -> Result<Vec<(SeriesKey, i64, Histogram)>, StoreError> {
         if filter.across_hosts {
-            return Ok(hosts::histogram_steps(self.histogram_steps(&filter.per_series(), from, to, step)?));
+            return Ok(hosts::histogram_steps(self.histogram_steps(
+                &filter.per_series(),
+                from,
+                to,
+                step,
+            )?));
         }
         let mut merged: FxHashMap<(i64, i64), Histogram> = FxHashMap::default();
         self.each_histogram_step(filter, (from, to), step, "1", |series, start, histogram| {
@@ -592,7 +597,13 @@ impl Store for SqliteStore {
         step: i64,
     ) -> Result<Vec<(SeriesKey, String, i64, f64)>, StoreError> {
         if filter.across_hosts {
-            return Ok(hosts::counter_steps(self.counter_steps(&filter.per_series(), name, from, to, step)?));
+            return Ok(hosts::counter_steps(self.counter_steps(
+                &filter.per_series(),
+                name,
+                from,
+                to,
+                step,
+            )?));
         }
         let mut totals: FxHashMap<(i64, i64, i64), f64> = FxHashMap::default();
         self.each_counter_step(filter, name, (from, to), step, "1", |series, label, start, value| {
@@ -639,7 +650,12 @@ impl Store for SqliteStore {
 
     fn totals_steps(&self, filter: &Filter, from: i64, to: i64, step: i64) -> Result<Vec<StepTotal>, StoreError> {
         if filter.across_hosts {
-            return Ok(hosts::totals_steps(self.totals_steps(&filter.per_series(), from, to, step)?));
+            return Ok(hosts::totals_steps(self.totals_steps(
+                &filter.per_series(),
+                from,
+                to,
+                step,
+            )?));
         }
         let step = step.max(1);
         let mut totals: FxHashMap<(i64, i64), (u64, f64)> = FxHashMap::default();
