@@ -183,6 +183,22 @@ fn compare(store: &dyn Store, filter: &Filter, from: i64, to: i64) -> usize {
             .collect();
         assert_eq!(got, expected, "counter steps of {step} {what}");
 
+        // Totals are the steps' histograms' counts and sums.
+        let totals: BTreeMap<(SeriesKey, i64), (u64, f64)> = store
+            .totals_steps(filter, from, to, step)
+            .unwrap()
+            .into_iter()
+            .map(|(k, s, c, t)| ((k, s), (c, t)))
+            .collect();
+        let from_histograms: BTreeMap<(SeriesKey, i64), (u64, f64)> = store
+            .histogram_steps(filter, from, to, step)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, _, h)| h.count > 0)
+            .map(|(k, s, h)| ((k, s), (h.count, h.sum)))
+            .collect();
+        let nonzero: BTreeMap<_, _> = totals.clone().into_iter().filter(|(_, (c, _))| *c > 0).collect();
+        assert_eq!(nonzero, from_histograms, "totals of steps of {step} {what}");
         let mut expected: BTreeMap<(SeriesKey, i64), (u64, f64)> = BTreeMap::new();
         for (key, start, count, sum) in store.totals_steps(filter, from, to, step).unwrap() {
             let total = expected.entry((without_host(&key), start)).or_default();

@@ -15,7 +15,7 @@ use crate::histogram::Histogram;
 use crate::store::links::{self, Stacks, StoredLink, TracedError};
 use crate::store::plan::{plan, Progress, Stretch, NEVER};
 use crate::store::{
-    Batch, DatabaseError, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint, TRACES_PER_HOUR,
+    Batch, DatabaseError, ErrorSummary, Filter, SeriesKey, StepTotal, Store, StoreError, TracePoint, TRACES_PER_HOUR,
 };
 
 /// Roll-ups are complete at once (materialised views): "rolled until the end of time".
@@ -159,6 +159,14 @@ struct HistogramOut {
     est: u8,
     idx: Vec<i64>,
     cnt: Vec<u64>,
+}
+
+#[derive(Deserialize)]
+struct TotalStepOut {
+    series_id: u64,
+    step_start: i64,
+    n: u64,
+    total: f64,
 }
 
 #[derive(Deserialize)]
@@ -457,6 +465,54 @@ impl Store for ClickHouseStore {
         Ok(merged
             .into_iter()
             .map(|((key, start), histogram)| (key, start, histogram))
+            .collect())
+    }
+
+    fn totals_steps(&self, filter: &Filter, from: i64, to: i64, step: i64) -> Result<Vec<StepTotal>, StoreError> {
+        let step = step.max(1);
+        let planned = self.step_plan(from, to, step)?;
+        let mut totals: BTreeMap<(SeriesKey, i64), (u64, f64)> = BTreeMap::new();
+        if planned.stretches.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Counts and sums only: no buckets to merge.
+        for selection in self.selections(filter, &planned)? {
+            let (id, only) = (selection.level.id(), &selection.only);
+            let selects: Vec<String> = planned
+                .stretches
+                .iter()
+                .map(|s| {
+                    let (r, a, b) = (s.resolution, s.from, s.to);
+                    let (n, total) = if r == "minute" && selection.level == Level::Series {
+                        ("sum(count)", "sum(sum)")
+                    } else {
+                        ("sumMerge(count_state)", "sumMerge(sum_state)")
+                    };
+                    let start = step_start(r, Some(step));
+                    let table = selection.level.table("histogram", r);
+                    format!(
+                        "SELECT {id}, {start} AS step_start, {n} AS n, {total} AS total FROM {table}
+                         WHERE {r} >= {a} AND {r} < {b}{only}
+                         GROUP BY series_id, step_start"
+                    )
+                })
+                .collect();
+            let rows: Vec<TotalStepOut> = self.select(&format!(
+                "SELECT series_id, step_start, sum(n) AS n, sum(total) AS total FROM ({})
+                 GROUP BY series_id, step_start",
+                selects.join(" UNION ALL ")
+            ))?;
+            for row in rows {
+                if let Some(key) = selection.keys.get(&row.series_id) {
+                    let total = totals.entry((key.clone(), row.step_start)).or_default();
+                    total.0 = total.0.saturating_add(row.n);
+                    total.1 += row.total;
+                }
+            }
+        }
+        Ok(totals
+            .into_iter()
+            .map(|((key, start), (count, sum))| (key, start, count, sum))
             .collect())
     }
 
