@@ -48,7 +48,6 @@ use kuroko_reporter::store::sqlite::SqliteStore;
 use kuroko_reporter::store::{Batch, CounterPoint, Filter, HistogramPoint, SeriesKey, Store};
 use kuroko_reporter::ui::{pages, Params};
 
-#[allow(dead_code)]
 #[path = "../tests/support/clickhouse_server.rs"]
 mod clickhouse_server;
 
@@ -182,7 +181,7 @@ fn fill(store: &dyn Store, size: usize, now: i64) -> anyhow::Result<usize> {
     Ok(written)
 }
 
-fn median_ms(runs: usize, mut read: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+fn median_ms<T>(runs: usize, mut read: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<f64> {
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let started = Instant::now();
@@ -216,11 +215,11 @@ fn time_reads(store: Arc<dyn Store>, root: &Path, now: i64, runs: usize) -> anyh
         ..Filter::default()
     };
     Ok(vec![
-        median_ms(runs, || Ok(drop(pages::overview(&app, &day, now)?)))?,
-        median_ms(runs, || Ok(drop(pages::overview(&app, &week, now)?)))?,
-        median_ms(runs, || Ok(drop(app.analysis().slowest(&scope, Rank::P95, 20)?)))?,
+        median_ms(runs, || Ok(pages::overview(&app, &day, now)?))?,
+        median_ms(runs, || Ok(pages::overview(&app, &week, now)?))?,
+        median_ms(runs, || Ok(app.analysis().slowest(&scope, Rank::P95, 20)?))?,
         median_ms(runs, || {
-            Ok(drop(pages::dashboard(&app, &dashboards, "fleet-overview", &week, now)?))
+            Ok(pages::dashboard(&app, &dashboards, "fleet-overview", &week, now)?)
         })?,
         median_ms(runs, || {
             let mut merged: std::collections::BTreeMap<(String, String), Histogram> = Default::default();
@@ -230,9 +229,9 @@ fn time_reads(store: Arc<dyn Store>, root: &Path, now: i64, runs: usize) -> anyh
                     .or_insert_with(Histogram::empty)
                     .merge(&h);
             }
-            Ok(())
+            Ok(merged)
         })?,
-        median_ms(runs, || Ok(drop(store.histograms(&across, now - 7 * DAY, now)?)))?,
+        median_ms(runs, || Ok(store.histograms(&across, now - 7 * DAY, now)?))?,
     ])
 }
 

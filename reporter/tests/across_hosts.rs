@@ -67,7 +67,7 @@ fn series() -> Vec<SeriesKey> {
 /// that histograms of different scales are merged.
 fn point(series: usize, minute: i64) -> Histogram {
     let mut h = Histogram::empty();
-    let spread = if series % 3 == 0 { 12 } else { 3 };
+    let spread = if series.is_multiple_of(3) { 12 } else { 3 };
     for i in 0..(1 + (minute + series as i64) % 4) {
         let exponent = ((minute / 7 + i + series as i64) % spread) as i32 - 4;
         h.record(2f64.powi(exponent)).unwrap();
@@ -216,14 +216,18 @@ fn compare(store: &dyn Store, filter: &Filter, from: i64, to: i64) -> usize {
         // Grouped by transaction: the groups see transaction series.
         let mut by_transaction = |key: &SeriesKey| {
             assert!(key.host.is_empty(), "groups see keys without hosts");
-            Some(usize::from(key.transaction.len() % 2 == 0))
+            Some(usize::from(key.transaction.len().is_multiple_of(2)))
         };
         let grouped = store
             .histogram_steps_grouped(&across(filter), from, to, step, &mut by_transaction)
             .unwrap();
         let mut expected = BTreeMap::new();
         for (key, start, h) in store.histogram_steps(filter, from, to, step).unwrap() {
-            merge_into(&mut expected, (usize::from(key.transaction.len() % 2 == 0), start), &h);
+            merge_into(
+                &mut expected,
+                (usize::from(key.transaction.len().is_multiple_of(2)), start),
+                &h,
+            );
         }
         let grouped: BTreeMap<(usize, i64), Histogram> = grouped.into_iter().map(|(g, s, h)| ((g, s), h)).collect();
         assert_eq!(grouped, expected, "grouped steps of {step} {what}");
