@@ -72,7 +72,8 @@ pub enum ApdexSource {
     Counters,
     /// Read from the histogram at [`DEFAULT_APDEX_T`]: failed runs not known.
     Histogram,
-    /// Counters for some series, the histogram for others.
+    /// Counters for some transaction series (a series key without its
+    /// host: rows are read across hosts), the histogram for others.
     Mixed,
 }
 
