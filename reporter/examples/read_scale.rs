@@ -5,13 +5,15 @@
 //!
 //! ```text
 //! cargo run --release -p kuroko-reporter --example read_scale -- \
-//!     [--sizes 2000,8000,32000] [--stores sqlite,clickhouse] [--clickhouse URL] [--runs 3]
+//!     [--sizes 2000,8000,32000] [--stores sqlite,clickhouse] [--clickhouse URL] [--runs 3] \
+//!     [--now MINUTE] [--reuse]
 //! ```
 //!
 //! Without `--clickhouse` a ClickHouse server is started as the tests start
 //! one (Debian's `clickhouse-server` on PATH); with it (`clickhouse://HOST:PORT`,
 //! no credentials), the databases `read_scale_N` there are dropped and
-//! written afresh, and kept afterwards. Each size is written afresh
+//! written afresh, and kept afterwards; `--reuse` reads a database kept so
+//! (give the `--now` it was written with, the minute its data ends). Each size is written afresh
 //! into a new SQLite file and a new ClickHouse database, ending at the
 //! current minute, so that every window ends now, not on an hour.
 //!
@@ -27,7 +29,10 @@
 //! a fleet's have; the minute rows at the windows' edges are fewer than a
 //! fleet's (one per hour outside the last hour).
 //!
-//! Timed, median of `--runs` (3): the overview page over 1 day and over 7
+//! Timed, median wall time of `--runs` (3), and CPU per run: the
+//! reporter's (this process) plus, on ClickHouse, the server's (its
+//! `query_log`), which the machine's load does not inflate as it does the
+//! wall time: the overview page over 1 day and over 7
 //! days (rendered in process, as the web UI would), `slowest` over 7 days,
 //! and the fleet-overview dashboard (7-day and 1-day panels); and, for the
 //! store alone, one histogram per transaction over 7 days read per series
@@ -61,6 +66,8 @@ struct Options {
     stores: Vec<String>,
     clickhouse: Option<String>,
     runs: usize,
+    now: Option<i64>,
+    reuse: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -69,6 +76,8 @@ fn options() -> anyhow::Result<Options> {
         stores: vec!["sqlite".into(), "clickhouse".into()],
         clickhouse: None,
         runs: 3,
+        now: None,
+        reuse: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -83,8 +92,10 @@ fn options() -> anyhow::Result<Options> {
             "--stores" => options.stores = value()?.split(',').map(str::to_owned).collect(),
             "--clickhouse" => options.clickhouse = Some(value()?),
             "--runs" => options.runs = value()?.parse::<usize>()?.max(1),
+            "--now" => options.now = Some(value()?.parse()?),
+            "--reuse" => options.reuse = true,
             other => anyhow::bail!(
-                "unknown argument {other:?}: read_scale [--sizes N,N] [--stores sqlite,clickhouse] [--clickhouse URL] [--runs N]"
+                "unknown argument {other:?}: read_scale [--sizes N,N] [--stores sqlite,clickhouse] [--clickhouse URL] [--runs N] [--now MINUTE] [--reuse]"
             ),
         }
     }
@@ -181,15 +192,82 @@ fn fill(store: &dyn Store, size: usize, now: i64) -> anyhow::Result<usize> {
     Ok(written)
 }
 
-fn median_ms<T>(runs: usize, mut read: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<f64> {
+/// CPU seconds this process has used (user + system), from `/proc/self/stat`.
+fn process_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command's closing parenthesis; utime and stime
+    // are the 14th and 15th of the line, in clock ticks (100 a second).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// The ClickHouse server the reads go to, for its CPU per query
+/// (`system.query_log`, `UserTimeMicroseconds` + `SystemTimeMicroseconds`).
+struct Server {
+    http: String,
+}
+
+impl Server {
+    fn query(&self, sql: &str) -> anyhow::Result<String> {
+        let mut response = ureq::post(format!("{}/", self.http))
+            .send(sql.to_owned())
+            .with_context(|| format!("{sql} on {}", self.http))?;
+        Ok(response.body_mut().read_to_string()?)
+    }
+
+    /// CPU seconds of the SELECTs that started at or after `from` and
+    /// ended by `to` (unix seconds).
+    fn cpu(&self, from: u64, to: u64) -> anyhow::Result<f64> {
+        self.query("SYSTEM FLUSH LOGS")?;
+        let micros = self.query(&format!(
+            "SELECT sum(arraySum(arrayMap((n, v) -> if(n IN ('UserTimeMicroseconds', 'SystemTimeMicroseconds'), v, 0),
+                                      ProfileEvents.Names, ProfileEvents.Values)))
+             FROM system.query_log
+             WHERE type = 2 AND query_start_time >= toDateTime({from}) AND event_time <= toDateTime({to})
+               AND query LIKE 'SELECT%' AND query NOT LIKE '%system.query_log%'"
+        ))?;
+        Ok(micros.trim().parse::<f64>().unwrap_or(0.0) / 1e6)
+    }
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One read measured: its median wall time and its mean CPU per run (the
+/// reporter's, and the ClickHouse server's when there is one), in ms.
+#[derive(Clone, Copy, Default)]
+struct Measured {
+    wall: f64,
+    cpu: f64,
+}
+
+fn measure<T>(runs: usize, server: Option<&Server>, mut read: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<Measured> {
+    // Queries of the read before are logged by the second they ended: let
+    // it pass, so that the server's CPU is counted for the right read.
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let (from, cpu_before) = (unix_seconds(), process_cpu());
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let started = Instant::now();
         read()?;
         times.push(started.elapsed().as_secs_f64() * 1e3);
     }
+    let reporter = process_cpu() - cpu_before;
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let server = match server {
+        Some(server) => server.cpu(from, unix_seconds())?,
+        None => 0.0,
+    };
     times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok(Measured {
+        wall: times[times.len() / 2],
+        cpu: (reporter + server) * 1e3 / runs as f64,
+    })
 }
 
 /// The timed reads, in the table's column order.
@@ -202,7 +280,13 @@ const READS: [&str; 6] = [
     "hist 7d across hosts",
 ];
 
-fn time_reads(store: Arc<dyn Store>, root: &Path, now: i64, runs: usize) -> anyhow::Result<Vec<f64>> {
+fn time_reads(
+    store: Arc<dyn Store>,
+    server: Option<&Server>,
+    root: &Path,
+    now: i64,
+    runs: usize,
+) -> anyhow::Result<Vec<Measured>> {
     let owners = Arc::new(Owners::empty());
     let dashboards = kuroko_reporter::ui::dashboards::load(&root.join("dashboards"), &owners);
     let app = App::new(store.clone(), owners, String::new(), None);
@@ -215,13 +299,13 @@ fn time_reads(store: Arc<dyn Store>, root: &Path, now: i64, runs: usize) -> anyh
         ..Filter::default()
     };
     Ok(vec![
-        median_ms(runs, || Ok(pages::overview(&app, &day, now)?))?,
-        median_ms(runs, || Ok(pages::overview(&app, &week, now)?))?,
-        median_ms(runs, || Ok(app.analysis().slowest(&scope, Rank::P95, 20)?))?,
-        median_ms(runs, || {
+        measure(runs, server, || Ok(pages::overview(&app, &day, now)?))?,
+        measure(runs, server, || Ok(pages::overview(&app, &week, now)?))?,
+        measure(runs, server, || Ok(app.analysis().slowest(&scope, Rank::P95, 20)?))?,
+        measure(runs, server, || {
             Ok(pages::dashboard(&app, &dashboards, "fleet-overview", &week, now)?)
         })?,
-        median_ms(runs, || {
+        measure(runs, server, || {
             let mut merged: std::collections::BTreeMap<(String, String), Histogram> = Default::default();
             for (key, h) in store.histograms(&per_series, now - 7 * DAY, now)? {
                 merged
@@ -231,7 +315,7 @@ fn time_reads(store: Arc<dyn Store>, root: &Path, now: i64, runs: usize) -> anyh
             }
             Ok(merged)
         })?,
-        median_ms(runs, || Ok(store.histograms(&across, now - 7 * DAY, now)?))?,
+        measure(runs, server, || Ok(store.histograms(&across, now - 7 * DAY, now)?))?,
     ])
 }
 
@@ -244,16 +328,19 @@ fn load() -> String {
 fn main() -> anyhow::Result<()> {
     let options = options()?;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-    let now = i64::try_from(wall.as_secs() / 60)?;
+    let now = match options.now {
+        Some(now) => now,
+        None => i64::try_from(unix_seconds() / 60)?,
+    };
     println!(
-        "read_scale: {} services × {} transactions; 7 days ending now ({now}, unix minutes): one point per series and hour, per minute in the last hour",
-        SERVICES, TRANSACTIONS
+        "read_scale: {SERVICES} services × {TRANSACTIONS} transactions; 7 days ending at minute {now}: one point per series and hour, per minute in the last hour"
     );
-    let mut table: Vec<(String, usize, Vec<f64>, String)> = Vec::new();
+    let mut table: Vec<(String, usize, Vec<Measured>, String)> = Vec::new();
     for store_name in &options.stores {
         for &size in &options.sizes {
             let mut sqlite: Option<(Arc<SqliteStore>, PathBuf)> = None;
+            let mut server: Option<Server> = None;
+            let mut reused = false;
             let store: Arc<dyn Store> = match store_name.as_str() {
                 "sqlite" => {
                     let dir = std::env::temp_dir().join(format!("kuroko-read-scale-{size}-{}", std::process::id()));
@@ -265,43 +352,49 @@ fn main() -> anyhow::Result<()> {
                 }
                 "clickhouse" => {
                     let database = format!("read_scale_{size}");
-                    let store = match &options.clickhouse {
-                        Some(url) => {
-                            let server = url.trim_end_matches('/');
-                            let http = server.replacen("clickhouse://", "http://", 1);
-                            ureq::post(format!("{http}/"))
-                                .send(format!("DROP DATABASE IF EXISTS {database}"))
-                                .with_context(|| format!("dropping {database} on {http}"))?;
-                            ClickHouseStore::connect(&format!("{server}/{database}"))?
-                        }
-                        None => clickhouse_server::clickhouse(&database),
+                    let base = match &options.clickhouse {
+                        Some(url) => url.trim_end_matches('/').to_owned(),
+                        None => format!("clickhouse://127.0.0.1:{}", clickhouse_server::server().port),
                     };
-                    Arc::new(store)
+                    let http = Server {
+                        http: base.replacen("clickhouse://", "http://", 1),
+                    };
+                    let store = ClickHouseStore::connect(&format!("{base}/{database}"))?;
+                    reused = options.reuse && !store.series()?.is_empty();
+                    if !reused {
+                        http.query(&format!("DROP DATABASE IF EXISTS {database}"))?;
+                    }
+                    server = Some(http);
+                    Arc::new(ClickHouseStore::connect(&format!("{base}/{database}"))?)
                 }
                 other => anyhow::bail!("unknown store {other:?}: sqlite or clickhouse"),
             };
-            let started = Instant::now();
-            let points = fill(store.as_ref(), size, now)?;
-            let written = started.elapsed().as_secs_f64();
-            // Rolled as a running reporter would have by now (ClickHouse's
-            // views rolled up at insert).
-            if let Some((sqlite, _)) = &sqlite {
-                sqlite.flush()?;
-                sqlite.roller(Default::default())?.run(now)?;
+            if reused {
+                println!("{store_name} {size} series: the data written before, reused (--reuse); load {}", load());
+            } else {
+                let started = Instant::now();
+                let points = fill(store.as_ref(), size, now)?;
+                let written = started.elapsed().as_secs_f64();
+                // Rolled as a running reporter would have by now (ClickHouse's
+                // views rolled up at insert).
+                if let Some((sqlite, _)) = &sqlite {
+                    sqlite.flush()?;
+                    sqlite.roller(Default::default())?.run(now)?;
+                }
+                println!(
+                    "{store_name} {size} series: {points} points written in {written:.0} s, rolled in {:.0} s; load {}",
+                    started.elapsed().as_secs_f64() - written,
+                    load()
+                );
             }
-            println!(
-                "{store_name} {size} series: {points} points written in {written:.0} s, rolled in {:.0} s; load {}",
-                started.elapsed().as_secs_f64() - written,
-                load()
-            );
-            let times = time_reads(store.clone(), &root, now, options.runs)?;
+            let measured = time_reads(store.clone(), server.as_ref(), &root, now, options.runs)?;
             let line: Vec<String> = READS
                 .iter()
-                .zip(&times)
-                .map(|(r, t)| format!("{r} {t:.0} ms"))
+                .zip(&measured)
+                .map(|(r, m)| format!("{r} {:.0} ms (CPU {:.0} ms)", m.wall, m.cpu))
                 .collect();
-            println!("  {}", line.join(", "));
-            table.push((store_name.clone(), size, times, load()));
+            println!("  {}; load {}", line.join(", "), load());
+            table.push((store_name.clone(), size, measured, load()));
             drop(store);
             if let Some((sqlite, dir)) = sqlite {
                 drop(sqlite);
@@ -309,20 +402,27 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    println!();
-    println!("| store | series | {} | load |", READS.join(" | "));
-    println!("|---|---:|{}---|", "---:|".repeat(READS.len()));
-    for (store, size, times, load) in &table {
-        let cells: Vec<String> = times.iter().map(|t| format!("{t:.0} ms")).collect();
-        println!("| {store} | {size} | {} | {load} |", cells.join(" | "));
-        // Growth against the size a quarter as big, when measured.
-        if let Some((_, _, before, _)) = table.iter().find(|(s, n, _, _)| s == store && n * 4 == *size) {
-            let ratios: Vec<String> = times
-                .iter()
-                .zip(before)
-                .map(|(t, b)| format!("×{:.2}", t / b.max(0.001)))
-                .collect();
-            println!("| {store} | ÷{} | {} | |", size / 4, ratios.join(" | "));
+    for (title, pick) in [
+        ("wall time, median", (|m: &Measured| m.wall) as fn(&Measured) -> f64),
+        ("CPU per run (reporter + ClickHouse server)", |m: &Measured| m.cpu),
+    ] {
+        println!();
+        println!("{title}:");
+        println!();
+        println!("| store | series | {} | load after |", READS.join(" | "));
+        println!("|---|---:|{}---|", "---:|".repeat(READS.len()));
+        for (store, size, measured, load) in &table {
+            let cells: Vec<String> = measured.iter().map(|m| format!("{:.0} ms", pick(m))).collect();
+            println!("| {store} | {size} | {} | {load} |", cells.join(" | "));
+            // Growth against the size a quarter as big, when measured.
+            if let Some((_, _, before, _)) = table.iter().find(|(s, n, _, _)| s == store && n * 4 == *size) {
+                let ratios: Vec<String> = measured
+                    .iter()
+                    .zip(before)
+                    .map(|(m, b)| format!("×{:.2}", pick(m) / pick(b).max(0.001)))
+                    .collect();
+                println!("| {store} | growth from {} | {} | |", size / 4, ratios.join(" | "));
+            }
         }
     }
     Ok(())
