@@ -246,7 +246,11 @@ struct Measured {
     cpu: f64,
 }
 
-fn measure<T>(runs: usize, server: Option<&Server>, mut read: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<Measured> {
+fn measure<T>(
+    runs: usize,
+    server: Option<&Server>,
+    mut read: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<Measured> {
     // Queries of the read before are logged by the second they ended: let
     // it pass, so that the server's CPU is counted for the right read.
     std::thread::sleep(std::time::Duration::from_millis(1_100));
@@ -370,7 +374,10 @@ fn main() -> anyhow::Result<()> {
                 other => anyhow::bail!("unknown store {other:?}: sqlite or clickhouse"),
             };
             if reused {
-                println!("{store_name} {size} series: the data written before, reused (--reuse); load {}", load());
+                println!(
+                    "{store_name} {size} series: the data written before, reused (--reuse); load {}",
+                    load()
+                );
             } else {
                 let started = Instant::now();
                 let points = fill(store.as_ref(), size, now)?;
