@@ -165,7 +165,7 @@ fn segment_sums(
     name: &str,
 ) -> Result<BTreeMap<(String, String), f64>, AnalysisError> {
     let mut sums = BTreeMap::new();
-    for (key, labels, value) in store.counters(&scope.store_filter(owners), name, scope.from, scope.to)? {
+    for (key, labels, value) in store.counters(&scope.transactions_filter(owners), name, scope.from, scope.to)? {
         if !scope.matches(&key, owners) {
             continue;
         }
@@ -192,7 +192,7 @@ impl Analysis<'_> {
             transaction: Some(transaction.to_owned()),
             ..scope.clone()
         };
-        let filter = scope.store_filter(self.owners);
+        let filter = scope.transactions_filter(self.owners);
         let mut runs = 0;
         let mut total = 0.0;
         let mut estimated = false;

@@ -72,7 +72,8 @@ pub enum ApdexSource {
     Counters,
     /// Read from the histogram at [`DEFAULT_APDEX_T`]: failed runs not known.
     Histogram,
-    /// Counters for some series, the histogram for others.
+    /// Counters for some transaction series (a series key without its
+    /// host: rows are read across hosts), the histogram for others.
     Mixed,
 }
 
@@ -322,7 +323,7 @@ fn endpoints(analysis: &Analysis<'_>, scope: &Scope, group: Group) -> Result<Vec
     let filter = Filter {
         transaction: None,
         feature: None,
-        ..scope.store_filter(analysis.owners)
+        ..scope.transactions_filter(analysis.owners)
     };
     let histograms = analysis.histograms(&filter, scope.from, scope.to)?;
     let mut outcomes = outcome_counts(analysis.counters(&filter, OUTCOMES, scope.from, scope.to)?);
@@ -468,7 +469,7 @@ impl Analysis<'_> {
     /// What the senders of transactions in `scope` should change in their
     /// instrumentation, most runs first.
     pub(crate) fn advice(&self, scope: &Scope) -> Result<Vec<Advice>, AnalysisError> {
-        let filter = scope.store_filter(self.owners);
+        let filter = scope.transactions_filter(self.owners);
         let mut found: BTreeMap<(String, String), (BTreeSet<String>, f64)> = BTreeMap::new();
         for (key, labels, value) in self.counters(&filter, crate::ingest::metrics::ADVICE, scope.from, scope.to)? {
             if !scope.matches(&key, self.owners) {

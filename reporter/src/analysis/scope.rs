@@ -101,6 +101,18 @@ impl Scope {
             // The feature of an untagged transaction comes from owners.toml's
             // patterns (filtered in `matches`); without any, only the tag counts.
             feature: self.feature.clone().filter(|f| owners.tags_only(f)),
+            across_hosts: false,
+        }
+    }
+
+    /// [`Scope::store_filter`] answered per transaction series, hosts merged
+    /// ([`Filter::across_hosts`]), unless the scope names a host: what the
+    /// reads that do not tell hosts apart ask, so that they read roll-ups
+    /// across hosts where the store keeps them.
+    pub(crate) fn transactions_filter(&self, owners: &Owners) -> Filter {
+        Filter {
+            across_hosts: self.host.is_none(),
+            ..self.store_filter(owners)
         }
     }
 

@@ -133,7 +133,7 @@ impl Analysis<'_> {
             .unwrap_or_else(|| Step::auto(scope.minutes()))
             .fitting(scope.minutes());
         let width = step.minutes();
-        let filter = scope.store_filter(self.owners);
+        let filter = scope.transactions_filter(self.owners);
         // Rows are numbered as the store meets their series; the store
         // merges each row's histograms per step.
         let mut ids: Vec<RowId> = Vec::new();

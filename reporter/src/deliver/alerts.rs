@@ -198,6 +198,7 @@ impl AlertRule {
             transaction: self.transaction.clone(),
             feature: None,
             environment: self.environment.clone(),
+            across_hosts: false,
         }
     }
 

@@ -15,6 +15,7 @@
 pub mod clickhouse;
 pub(crate) mod group_commit;
 pub(crate) mod headroom;
+pub(crate) mod hosts;
 pub(crate) mod journal;
 pub(crate) mod links;
 pub(crate) mod pending;
@@ -227,6 +228,14 @@ pub struct Filter {
     pub feature: Option<String>,
     /// Only this deployment environment.
     pub environment: Option<String>,
+    /// Answer per transaction series, hosts merged: the histogram and
+    /// counter reads ([`Store::histograms`], [`Store::counters`] and their
+    /// step and grouped forms) return keys whose `host` is empty, one per
+    /// key without its host, as if the per-series answer were merged
+    /// ([`hosts`]). A store with roll-ups across hosts reads those, so
+    /// that the read scales with transactions, not with hosts. Errors and
+    /// kept traces are always per series.
+    pub across_hosts: bool,
 }
 
 impl Filter {
@@ -246,6 +255,14 @@ impl Filter {
         Filter {
             transaction: None,
             feature: None,
+            ..self.clone()
+        }
+    }
+
+    /// The same series, answered per series (hosts apart).
+    pub(crate) fn per_series(&self) -> Filter {
+        Filter {
+            across_hosts: false,
             ..self.clone()
         }
     }

@@ -58,6 +58,7 @@ mod reads;
 mod schema;
 mod spool;
 mod state;
+mod txn;
 mod writes;
 
 pub use spool::{SpoolHealth, SpoolSettings};

@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::Deserialize;
 
+use super::txn::TXN_ROLLUP_FROM;
 use super::writes::bucket_blob;
 use super::{quote, ClickHouseStore};
 use crate::cumulative::{StreamId, StreamState};
@@ -14,11 +15,62 @@ use crate::histogram::Histogram;
 use crate::store::links::{self, Stacks, StoredLink, TracedError};
 use crate::store::plan::{plan, Progress, Stretch, NEVER};
 use crate::store::{
-    Batch, DatabaseError, ErrorSummary, Filter, SeriesKey, Store, StoreError, TracePoint, TRACES_PER_HOUR,
+    Batch, DatabaseError, ErrorSummary, Filter, SeriesKey, StepTotal, Store, StoreError, TracePoint, TRACES_PER_HOUR,
 };
 
 /// Roll-ups are complete at once (materialised views): "rolled until the end of time".
 const ALWAYS: i64 = i64::MAX / 4;
+
+/// A window split by resolution ([`plan`]), and the marks it was split by.
+pub(super) struct Planned {
+    pub(super) stretches: Vec<Stretch>,
+    pub(super) marks: Marks,
+}
+
+/// How far retention has cut and since when the roll-ups across hosts are
+/// whole, in unix minutes (from `meta`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Marks {
+    pub(super) minutes_from: i64,
+    pub(super) hours_from: i64,
+    /// [`NEVER`] when they are whole from the start (see [`super::txn`]).
+    pub(super) across_hosts_from: i64,
+}
+
+/// Which rows a read takes: per series, or per transaction series (the
+/// roll-ups across hosts of [`super::txn`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Level {
+    Series,
+    Transaction,
+}
+
+impl Level {
+    /// The id column, named `series_id` in the answer.
+    fn id(self) -> &'static str {
+        match self {
+            Level::Series => "series_id",
+            Level::Transaction => "txn_id AS series_id",
+        }
+    }
+
+    /// The table of `what` (`histogram`, `counter`) at `resolution`.
+    fn table(self, what: &str, resolution: &str) -> String {
+        match self {
+            Level::Series => format!("{what}_{resolution}"),
+            Level::Transaction => format!("txn_{what}_{resolution}"),
+        }
+    }
+}
+
+/// What one query of a read takes: its rows' level, the condition on their
+/// id (` AND ... IN (...)`, or nothing) and the keys of the ids (hosts
+/// emptied when the read is across hosts).
+pub(super) struct Selection {
+    pub(super) level: Level,
+    pub(super) only: String,
+    pub(super) keys: HashMap<u64, SeriesKey>,
+}
 
 /// Floor division of a minute column, for roll-up keys (`intDiv` truncates).
 pub(super) fn floor_div(column: &str, by: i64) -> String {
@@ -41,8 +93,13 @@ fn step_start(resolution: &str, step: Option<i64>) -> String {
 }
 
 /// ` AND series_id IN (...)` for a filter, or nothing when it matches all.
-fn series_filter(filter: &Filter) -> String {
-    let conditions = key_conditions(filter);
+pub(super) fn series_filter(filter: &Filter) -> String {
+    series_where(&key_conditions(filter))
+}
+
+/// ` AND series_id IN (...)` for conditions on `series`, or nothing when
+/// there are none.
+pub(super) fn series_where(conditions: &[String]) -> String {
     if conditions.is_empty() {
         String::new()
     } else {
@@ -56,7 +113,7 @@ fn series_filter(filter: &Filter) -> String {
 /// The conditions on `series` of a filter. They also leave out the runs
 /// counted from spans of a transaction whose runs a duration metric counts
 /// (one source of truth per run: `docs/otlp-schema.md`).
-fn key_conditions(filter: &Filter) -> Vec<String> {
+pub(super) fn key_conditions(filter: &Filter) -> Vec<String> {
     let mut conditions: Vec<String> = [
         ("service", &filter.service),
         ("host", &filter.host),
@@ -102,6 +159,14 @@ struct HistogramOut {
     est: u8,
     idx: Vec<i64>,
     cnt: Vec<u64>,
+}
+
+#[derive(Deserialize)]
+struct TotalStepOut {
+    series_id: u64,
+    step_start: i64,
+    n: u64,
+    total: f64,
 }
 
 #[derive(Deserialize)]
@@ -274,7 +339,7 @@ impl Store for ClickHouseStore {
 
     fn errors(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<ErrorSummary>, StoreError> {
         let v2_from = self.error_hours_v2_from()?.map(|minute| minute.div_euclid(60));
-        let stretches = self.plan(from, to, false)?;
+        let stretches = self.plan(from, to, false)?.stretches;
         // Errors tied at ingest match the whole filter; those waiting for
         // their trace's transaction are read by service, host and
         // environment, and filtered once tied (`links::tie_and_merge`).
@@ -426,6 +491,54 @@ impl Store for ClickHouseStore {
             .collect())
     }
 
+    fn totals_steps(&self, filter: &Filter, from: i64, to: i64, step: i64) -> Result<Vec<StepTotal>, StoreError> {
+        let step = step.max(1);
+        let planned = self.step_plan(from, to, step)?;
+        let mut totals: BTreeMap<(SeriesKey, i64), (u64, f64)> = BTreeMap::new();
+        if planned.stretches.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Counts and sums only: no buckets to merge.
+        for selection in self.selections(filter, &planned)? {
+            let (id, only) = (selection.level.id(), &selection.only);
+            let selects: Vec<String> = planned
+                .stretches
+                .iter()
+                .map(|s| {
+                    let (r, a, b) = (s.resolution, s.from, s.to);
+                    let (n, total) = if r == "minute" && selection.level == Level::Series {
+                        ("sum(count)", "sum(sum)")
+                    } else {
+                        ("sumMerge(count_state)", "sumMerge(sum_state)")
+                    };
+                    let start = step_start(r, Some(step));
+                    let table = selection.level.table("histogram", r);
+                    format!(
+                        "SELECT {id}, {start} AS step_start, {n} AS n, {total} AS total FROM {table}
+                         WHERE {r} >= {a} AND {r} < {b}{only}
+                         GROUP BY series_id, step_start"
+                    )
+                })
+                .collect();
+            let rows: Vec<TotalStepOut> = self.select(&format!(
+                "SELECT series_id, step_start, sum(n) AS n, sum(total) AS total FROM ({})
+                 GROUP BY series_id, step_start",
+                selects.join(" UNION ALL ")
+            ))?;
+            for row in rows {
+                if let Some(key) = selection.keys.get(&row.series_id) {
+                    let total = totals.entry((key.clone(), row.step_start)).or_default();
+                    total.0 = total.0.saturating_add(row.n);
+                    total.1 += row.total;
+                }
+            }
+        }
+        Ok(totals
+            .into_iter()
+            .map(|((key, start), (count, sum))| (key, start, count, sum))
+            .collect())
+    }
+
     fn counter_steps(
         &self,
         filter: &Filter,
@@ -447,7 +560,11 @@ impl Store for ClickHouseStore {
 impl ClickHouseStore {
     /// Series matching `filter`, by id.
     pub(super) fn keys(&self, filter: &Filter) -> Result<HashMap<u64, SeriesKey>, StoreError> {
-        let conditions = key_conditions(filter);
+        self.keys_where(&key_conditions(filter))
+    }
+
+    /// Series meeting `conditions` (on `series`), by id.
+    pub(super) fn keys_where(&self, conditions: &[String]) -> Result<HashMap<u64, SeriesKey>, StoreError> {
         let filter = if conditions.is_empty() {
             String::new()
         } else {
@@ -476,25 +593,26 @@ impl ClickHouseStore {
 
     /// The window split into day, hour and minute stretches; edges older
     /// than what retention kept are widened, as in the embedded store.
-    pub(super) fn plan(&self, from: i64, to: i64, days: bool) -> Result<Vec<Stretch>, StoreError> {
-        let (minutes_from, hours_from) = self.kept_from()?;
-        Ok(plan(
+    pub(super) fn plan(&self, from: i64, to: i64, days: bool) -> Result<Planned, StoreError> {
+        let marks = self.marks()?;
+        let stretches = plan(
             from,
             to,
             Progress {
                 hours_until: ALWAYS,
                 days_until: if days { ALWAYS } else { NEVER },
-                minutes_from,
-                hours_from: if days { hours_from } else { NEVER },
+                minutes_from: marks.minutes_from,
+                hours_from: if days { marks.hours_from } else { NEVER },
             },
-        ))
+        );
+        Ok(Planned { stretches, marks })
     }
 
     /// The window split for steps of `step` minutes, as the embedded store
     /// splits it: day rows only when a step holds whole days, hour rows only
     /// when it holds whole hours, so that no row straddles two steps.
-    fn step_plan(&self, from: i64, to: i64, step: i64) -> Result<Vec<Stretch>, StoreError> {
-        let (minutes_from, hours_from) = self.kept_from()?;
+    fn step_plan(&self, from: i64, to: i64, step: i64) -> Result<Planned, StoreError> {
+        let marks = self.marks()?;
         let rolled = |period: i64| {
             if step % period == 0 {
                 ALWAYS
@@ -502,39 +620,51 @@ impl ClickHouseStore {
                 NEVER
             }
         };
-        Ok(plan(
+        let stretches = plan(
             from,
             to,
             Progress {
                 hours_until: rolled(60),
                 days_until: rolled(1_440),
-                minutes_from,
-                hours_from,
+                minutes_from: marks.minutes_from,
+                hours_from: marks.hours_from,
             },
-        ))
+        );
+        Ok(Planned { stretches, marks })
     }
 
-    /// The first minute retention kept at minute and at hour resolution.
-    fn kept_from(&self) -> Result<(i64, i64), StoreError> {
+    /// How far retention and the roll-ups across hosts have got, from `meta`.
+    fn marks(&self) -> Result<Marks, StoreError> {
         #[derive(Deserialize)]
         struct Kept {
             key: String,
             value: i64,
         }
-        let kept: Vec<Kept> = self.select(
+        let kept: Vec<Kept> = self.select(&format!(
             "SELECT key, max(toInt64(value)) AS value FROM meta
-             WHERE key IN ('minutes_kept_from', 'hours_kept_from') GROUP BY key",
-        )?;
+             WHERE key IN ('minutes_kept_from', 'hours_kept_from', {}) GROUP BY key",
+            quote(TXN_ROLLUP_FROM)
+        ))?;
         let kept_from = |key: &str| kept.iter().find(|k| k.key == key).map_or(NEVER, |k| k.value);
-        Ok((kept_from("minutes_kept_from"), kept_from("hours_kept_from")))
+        Ok(Marks {
+            minutes_from: kept_from("minutes_kept_from"),
+            hours_from: kept_from("hours_kept_from"),
+            across_hosts_from: kept_from(TXN_ROLLUP_FROM),
+        })
     }
 
-    /// One stretch's histograms per series, step (see [`step_start`]) and scale.
-    fn histogram_stretch(stretch: &Stretch, filter: &str, step: Option<i64>) -> String {
+    /// One stretch's histograms per id of `selection` (as `series_id`),
+    /// step (see [`step_start`]) and scale.
+    fn histogram_stretch(stretch: &Stretch, selection: &Selection, step: Option<i64>) -> String {
         let (from, to) = (stretch.from, stretch.to);
         let start = step_start(stretch.resolution, step);
-        match stretch.resolution {
-            "minute" => format!(
+        let (id, table, filter) = (
+            selection.level.id(),
+            selection.level.table("histogram", stretch.resolution),
+            &selection.only,
+        );
+        match (stretch.resolution, selection.level) {
+            ("minute", Level::Series) => format!(
                 "SELECT series_id, {start} AS step_start, scale, sum(count) AS n, sum(sum) AS total, minIf(min, count > 0) AS lo,
                         maxIf(max, count > 0) AS hi, sum(zero_count) AS zeros, max(zero_threshold) AS zt,
                         max(estimated) AS est, sumMap(bucket_index, bucket_count) AS m,
@@ -542,12 +672,12 @@ impl ClickHouseStore {
                  FROM histogram_minute WHERE minute >= {from} AND minute < {to}{filter}
                  GROUP BY series_id, step_start, scale"
             ),
-            r => format!(
-                "SELECT series_id, {start} AS step_start, scale, sumMerge(count_state) AS n, sumMerge(sum_state) AS total,
+            (r, _) => format!(
+                "SELECT {id}, {start} AS step_start, scale, sumMerge(count_state) AS n, sumMerge(sum_state) AS total,
                         minIfMerge(min_state) AS lo, maxIfMerge(max_state) AS hi, sumMerge(zero_count_state) AS zeros,
                         maxMerge(zero_threshold_state) AS zt, maxMerge(estimated_state) AS est,
                         sumMapMerge(buckets_state) AS m, tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
-                 FROM histogram_{r} WHERE {r} >= {from} AND {r} < {to}{filter}
+                 FROM {table} WHERE {r} >= {from} AND {r} < {to}{filter}
                  GROUP BY series_id, step_start, scale"
             ),
         }
@@ -555,116 +685,131 @@ impl ClickHouseStore {
 
     /// Counter `name` summed per series matching `filter` and label set
     /// (and per step of `step` minutes, when given; else the step start is
-    /// 0) over `stretches`, in one query.
+    /// 0) over the planned stretches; per transaction series when the filter
+    /// asks across hosts ([`ClickHouseStore::selections`]).
     fn merged_counters(
         &self,
         filter: &Filter,
         name: &str,
-        stretches: &[Stretch],
+        planned: &Planned,
         step: Option<i64>,
     ) -> Result<BTreeMap<(SeriesKey, String, i64), f64>, StoreError> {
-        let series = series_filter(filter);
-        let name = quote(name);
-        let selects: Vec<String> = stretches
-            .iter()
-            .map(|s| {
-                let (r, a, b) = (s.resolution, s.from, s.to);
-                let value = if r == "minute" {
-                    "sum(value)"
-                } else {
-                    "sumMerge(value_state)"
-                };
-                let start = step_start(r, step);
-                format!(
-                    "SELECT series_id, labels, {start} AS step_start, {value} AS v FROM counter_{r}
-                     WHERE name = {name} AND {r} >= {a} AND {r} < {b}{series}
-                     GROUP BY series_id, labels, step_start"
-                )
-            })
-            .collect();
-        if selects.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let rows: Vec<CounterStepOut> = self.select(&format!(
-            "SELECT series_id, labels, step_start, sum(v) AS total FROM ({})
-             GROUP BY series_id, labels, step_start",
-            selects.join(" UNION ALL ")
-        ))?;
-        let keys = self.keys(filter)?;
         let mut totals: BTreeMap<(SeriesKey, String, i64), f64> = BTreeMap::new();
-        for row in rows {
-            if let Some(key) = keys.get(&row.series_id) {
-                *totals.entry((key.clone(), row.labels, row.step_start)).or_default() += row.total;
+        if planned.stretches.is_empty() {
+            return Ok(totals);
+        }
+        let name = quote(name);
+        for selection in self.selections(filter, planned)? {
+            let (id, only) = (selection.level.id(), &selection.only);
+            let selects: Vec<String> = planned
+                .stretches
+                .iter()
+                .map(|s| {
+                    let (r, a, b) = (s.resolution, s.from, s.to);
+                    let value = if r == "minute" && selection.level == Level::Series {
+                        "sum(value)"
+                    } else {
+                        "sumMerge(value_state)"
+                    };
+                    let start = step_start(r, step);
+                    let table = selection.level.table("counter", r);
+                    format!(
+                        "SELECT {id}, labels, {start} AS step_start, {value} AS v FROM {table}
+                         WHERE name = {name} AND {r} >= {a} AND {r} < {b}{only}
+                         GROUP BY series_id, labels, step_start"
+                    )
+                })
+                .collect();
+            let rows: Vec<CounterStepOut> = self.select(&format!(
+                "SELECT series_id, labels, step_start, sum(v) AS total FROM ({})
+                 GROUP BY series_id, labels, step_start",
+                selects.join(" UNION ALL ")
+            ))?;
+            for row in rows {
+                if let Some(key) = selection.keys.get(&row.series_id) {
+                    *totals.entry((key.clone(), row.labels, row.step_start)).or_default() += row.total;
+                }
             }
         }
         Ok(totals)
     }
 
     /// One histogram per series matching `filter` (and per step of `step`
-    /// minutes, when given) over `stretches`, merged in one query: every part
-    /// downscaled to the coarsest scale of its series and step, then summed.
+    /// minutes, when given) over the planned stretches, merged in one query
+    /// per [`Selection`]: every part downscaled to the coarsest scale of its
+    /// series and step, then summed.
     fn merged_histograms(
         &self,
         filter: &Filter,
-        stretches: &[Stretch],
+        planned: &Planned,
         step: Option<i64>,
     ) -> Result<BTreeMap<(SeriesKey, i64), Histogram>, StoreError> {
-        let series = series_filter(filter);
-        let stretches: Vec<String> = stretches
-            .iter()
-            .map(|s| Self::histogram_stretch(s, &series, step))
-            .collect();
-        if stretches.is_empty() {
-            return Ok(BTreeMap::new());
+        let mut merged: BTreeMap<(SeriesKey, i64), Histogram> = BTreeMap::new();
+        if planned.stretches.is_empty() {
+            return Ok(merged);
         }
-        let p = |i: usize| format!("tupleElement(p, {i})");
-        let sql = format!(
-            "SELECT series_id, step_start, min_scale AS scale, sum({n}) AS n, sum({total}) AS total,
-                    minIf({lo}, {n} > 0) AS lo, maxIf({hi}, {n} > 0) AS hi, sum({zeros}) AS zeros,
-                    max({zt}) AS zt, max({est}) AS est,
-                    sumMap(arrayMap((i, d) -> bitShiftRight(i, d), {idx},
-                                    arrayResize(emptyArrayUInt8(), length({idx}), toUInt8({scale} - min_scale))),
-                           {cnt}) AS m,
-                    tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
-             FROM (SELECT series_id, step_start, min(scale) AS min_scale,
-                          groupArray((scale, n, total, lo, hi, zeros, zt, est, idx, cnt)) AS parts
-                   FROM ({union}) GROUP BY series_id, step_start)
-             ARRAY JOIN parts AS p
-             GROUP BY series_id, step_start, min_scale",
-            scale = p(1),
-            n = p(2),
-            total = p(3),
-            lo = p(4),
-            hi = p(5),
-            zeros = p(6),
-            zt = p(7),
-            est = p(8),
-            idx = p(9),
-            cnt = p(10),
-            union = stretches.join(" UNION ALL "),
-        );
-        let rows: Vec<HistogramOut> = self.select(&sql)?;
-        let keys = self.keys(filter)?;
-        let mut merged = BTreeMap::new();
-        for row in rows {
-            let Some(key) = keys.get(&row.series_id) else {
-                continue;
-            };
-            let buckets = Histogram::decode_buckets(&bucket_blob(&row.idx, &row.cnt))
-                .ok_or_else(|| self.error(format!("series {} has unreadable buckets", row.series_id)))?;
-            let histogram = Histogram {
-                scale: row.scale,
-                zero_count: row.zeros,
-                zero_threshold: row.zt,
-                buckets,
-                count: row.n,
-                sum: row.total,
-                min: if row.n > 0 { row.lo } else { f64::INFINITY },
-                max: if row.n > 0 { row.hi } else { 0.0 },
-                estimated: row.est > 0,
-            };
-            merged.insert((key.clone(), row.step_start), histogram);
+        for selection in self.selections(filter, planned)? {
+            let stretches: Vec<String> = planned
+                .stretches
+                .iter()
+                .map(|s| Self::histogram_stretch(s, &selection, step))
+                .collect();
+            for row in self.select::<HistogramOut>(&merged_sql(&stretches))? {
+                let Some(key) = selection.keys.get(&row.series_id) else {
+                    continue;
+                };
+                let buckets = Histogram::decode_buckets(&bucket_blob(&row.idx, &row.cnt))
+                    .ok_or_else(|| self.error(format!("series {} has unreadable buckets", row.series_id)))?;
+                let histogram = Histogram {
+                    scale: row.scale,
+                    zero_count: row.zeros,
+                    zero_threshold: row.zt,
+                    buckets,
+                    count: row.n,
+                    sum: row.total,
+                    min: if row.n > 0 { row.lo } else { f64::INFINITY },
+                    max: if row.n > 0 { row.hi } else { 0.0 },
+                    estimated: row.est > 0,
+                };
+                match merged.entry((key.clone(), row.step_start)) {
+                    std::collections::btree_map::Entry::Occupied(mut total) => total.get_mut().merge(&histogram),
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(histogram);
+                    }
+                }
+            }
         }
         Ok(merged)
     }
+}
+
+/// The query merging the histogram parts `stretches` select per id and
+/// step: each part downscaled to the coarsest scale of its id and step.
+fn merged_sql(stretches: &[String]) -> String {
+    let p = |i: usize| format!("tupleElement(p, {i})");
+    format!(
+        "SELECT series_id, step_start, min_scale AS scale, sum({n}) AS n, sum({total}) AS total,
+                minIf({lo}, {n} > 0) AS lo, maxIf({hi}, {n} > 0) AS hi, sum({zeros}) AS zeros,
+                max({zt}) AS zt, max({est}) AS est,
+                sumMap(arrayMap((i, d) -> bitShiftRight(i, d), {idx},
+                                arrayResize(emptyArrayUInt8(), length({idx}), toUInt8({scale} - min_scale))),
+                       {cnt}) AS m,
+                tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
+         FROM (SELECT series_id, step_start, min(scale) AS min_scale,
+                      groupArray((scale, n, total, lo, hi, zeros, zt, est, idx, cnt)) AS parts
+               FROM ({union}) GROUP BY series_id, step_start)
+         ARRAY JOIN parts AS p
+         GROUP BY series_id, step_start, min_scale",
+        scale = p(1),
+        n = p(2),
+        total = p(3),
+        lo = p(4),
+        hi = p(5),
+        zeros = p(6),
+        zt = p(7),
+        est = p(8),
+        idx = p(9),
+        cnt = p(10),
+        union = stretches.join(" UNION ALL "),
+    )
 }

@@ -13,14 +13,22 @@ use crate::store::StoreError;
 /// The schema this build creates (2: error rows carry stack traces and
 /// trace ids, `error_hour_v2` rolls them up, `trace_link` ties them;
 /// `stream` keeps cumulative streams' last points and `metric_transaction`
-/// the transactions a duration metric counts).
-pub(super) const SCHEMA_VERSION: i64 = 2;
+/// the transactions a duration metric counts; 3: histogram and counter
+/// minutes carry their transaction series' id, `txn` names them and the
+/// `txn_*` tables roll them up across hosts, see [`super::txn`]).
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// Each table that retention cuts: its resolution's key column, and how many
 /// minutes one of its partitions spans.
-pub(super) const PARTITIONED: [(&str, Resolution, i64); 11] = [
+pub(super) const PARTITIONED: [(&str, Resolution, i64); 17] = [
     ("histogram_minute", Resolution::Minute, 1_440),
     ("counter_minute", Resolution::Minute, 1_440),
+    ("txn_histogram_minute", Resolution::Minute, 1_440),
+    ("txn_counter_minute", Resolution::Minute, 1_440),
+    ("txn_histogram_hour", Resolution::Hour, 168 * 60),
+    ("txn_counter_hour", Resolution::Hour, 168 * 60),
+    ("txn_histogram_day", Resolution::Day, 30 * 1_440),
+    ("txn_counter_day", Resolution::Day, 30 * 1_440),
     ("error_minute", Resolution::Minute, 1_440),
     ("kept_trace", Resolution::Minute, 1_440),
     ("histogram_hour", Resolution::Hour, 168 * 60),
@@ -67,7 +75,7 @@ pub(super) fn schema(db: &str) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {db}.histogram_minute
              (series_id UInt64, minute Int64, count UInt64, sum Float64, min Float64, max Float64, scale Int8,
               zero_count UInt64, zero_threshold Float64, bucket_index Array(Int32), bucket_count Array(UInt64),
-              estimated UInt8)
+              estimated UInt8, {TXN_ID_COLUMN})
              ENGINE = MergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (series_id, minute)"
         ),
         format!(
@@ -90,7 +98,7 @@ pub(super) fn schema(db: &str) -> Vec<String> {
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.counter_minute
-             (series_id UInt64, name String, labels String, minute Int64, value Float64)
+             (series_id UInt64, name String, labels String, minute Int64, value Float64, {TXN_ID_COLUMN})
              ENGINE = MergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (series_id, name, labels, minute)"
         ),
         format!(
@@ -112,6 +120,71 @@ pub(super) fn schema(db: &str) -> Vec<String> {
             "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.counter_day_mv TO {db}.counter_day AS
              SELECT series_id, name, labels, {day} AS day, sumState(value) AS value_state
              FROM {db}.counter_minute GROUP BY series_id, name, labels, day"
+        ),
+        // Roll-ups across hosts (schema 3, `super::txn`): per transaction
+        // series (the key without its host) and minute, hour and day, filled
+        // by views from the minute rows' `txn_id`, as the per-series ones.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.txn
+             (id UInt64, service String, txn String, feature String, kind String, environment String)
+             ENGINE = ReplacingMergeTree ORDER BY id"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.txn_histogram_minute (txn_id UInt64, minute Int64, {histogram_state})
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (txn_id, minute, scale)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.txn_histogram_hour (txn_id UInt64, hour Int64, {histogram_state})
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168) ORDER BY (txn_id, hour, scale)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.txn_histogram_day (txn_id UInt64, day Int64, {histogram_state})
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(day, 30) ORDER BY (txn_id, day, scale)"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_histogram_minute_mv TO {db}.txn_histogram_minute AS
+             SELECT txn_id, minute, {histogram_states}
+             FROM {db}.histogram_minute GROUP BY txn_id, minute, scale"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_histogram_hour_mv TO {db}.txn_histogram_hour AS
+             SELECT txn_id, {hour} AS hour, {histogram_states}
+             FROM {db}.histogram_minute GROUP BY txn_id, hour, scale"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_histogram_day_mv TO {db}.txn_histogram_day AS
+             SELECT txn_id, {day} AS day, {histogram_states}
+             FROM {db}.histogram_minute GROUP BY txn_id, day, scale"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.txn_counter_minute
+             (txn_id UInt64, name String, labels String, minute Int64, value_state AggregateFunction(sum, Float64))
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (txn_id, name, labels, minute)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.txn_counter_hour
+             (txn_id UInt64, name String, labels String, hour Int64, value_state AggregateFunction(sum, Float64))
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168) ORDER BY (txn_id, name, labels, hour)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.txn_counter_day
+             (txn_id UInt64, name String, labels String, day Int64, value_state AggregateFunction(sum, Float64))
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(day, 30) ORDER BY (txn_id, name, labels, day)"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_counter_minute_mv TO {db}.txn_counter_minute AS
+             SELECT txn_id, name, labels, minute, sumState(value) AS value_state
+             FROM {db}.counter_minute GROUP BY txn_id, name, labels, minute"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_counter_hour_mv TO {db}.txn_counter_hour AS
+             SELECT txn_id, name, labels, {hour} AS hour, sumState(value) AS value_state
+             FROM {db}.counter_minute GROUP BY txn_id, name, labels, hour"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_counter_day_mv TO {db}.txn_counter_day AS
+             SELECT txn_id, name, labels, {day} AS day, sumState(value) AS value_state
+             FROM {db}.counter_minute GROUP BY txn_id, name, labels, day"
         ),
         // A database of schema 1 gains the last three columns in `migrate`.
         format!(
@@ -185,6 +258,10 @@ pub(super) fn schema(db: &str) -> Vec<String> {
     ]
 }
 
+/// The column schema 3 added to `histogram_minute` and `counter_minute`:
+/// the row's transaction series ([`super::txn::txn_id`]).
+pub(super) const TXN_ID_COLUMN: &str = "txn_id UInt64";
+
 /// The columns schema 2 added to `error_minute`.
 const ERROR_MINUTE_V2_COLUMNS: &str = "trace_id String, stack_hash UInt64, stacktrace String";
 
@@ -195,6 +272,7 @@ impl ClickHouseStore {
         let db = &self.database;
         self.post(None, format!("CREATE DATABASE IF NOT EXISTS {db}").as_bytes(), false)?;
         self.migrate_error_minute()?;
+        self.migrate_txn_columns()?;
         let statements = schema(db);
         for statement in &statements {
             // Replicas starting together race to create: one retry settles it.

@@ -9,6 +9,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::schema::{Resolution, PARTITIONED};
+use super::txn::txn_id;
 use super::{now_nanos, quote, series_id, ClickHouseStore};
 use crate::histogram::Histogram;
 use crate::store::group_commit::Gather;
@@ -17,7 +18,9 @@ use crate::store::rollup::Retention;
 use crate::store::{Batch, StoreError};
 
 /// The tables a batch's points go to, in the order they are inserted.
-pub(super) const DATA_TABLES: [&str; 6] = [
+pub(super) const DATA_TABLES: [&str; 7] = [
+    // Before the points that name them, as series are.
+    "txn",
     "histogram_minute",
     "counter_minute",
     "error_minute",
@@ -157,9 +160,21 @@ struct SeriesRow<'a> {
     environment: &'a str,
 }
 
+/// A transaction series (a series key without its host, `super::txn`).
+#[derive(Serialize)]
+struct TxnRow<'a> {
+    id: u64,
+    service: &'a str,
+    txn: &'a str,
+    feature: &'a str,
+    kind: &'a str,
+    environment: &'a str,
+}
+
 #[derive(Serialize)]
 struct HistogramRow {
     series_id: u64,
+    txn_id: u64,
     minute: i64,
     count: u64,
     sum: f64,
@@ -176,6 +191,7 @@ struct HistogramRow {
 #[derive(Serialize)]
 struct CounterRow<'a> {
     series_id: u64,
+    txn_id: u64,
     name: &'a str,
     labels: &'a str,
     minute: i64,
@@ -230,6 +246,7 @@ impl ClickHouseStore {
             rows: batch.len(),
             ..Encoded::default()
         };
+        let mut txns = Vec::new();
         {
             let known = crate::sync::lock(&self.known);
             let keys = batch
@@ -257,30 +274,43 @@ impl ClickHouseStore {
                         }],
                     )?;
                     out.series.insert(id, row);
+                    self.encode(
+                        &mut txns,
+                        [TxnRow {
+                            id: txn_id(key),
+                            service: &key.service,
+                            txn: &key.transaction,
+                            feature: &key.feature,
+                            kind: &key.kind,
+                            environment: &key.environment,
+                        }],
+                    )?;
                 }
             }
         }
-        let [histograms, counters, errors, traces, streams, metric_transactions] = &mut out.tables;
+        let [transactions, histograms, counters, errors, traces, streams, metric_transactions] = &mut out.tables;
+        *transactions = txns;
         // One row per series and minute of the batch (an SDK sends a point
         // per outcome; a hostile one thousands), saturated at 2^49 runs:
         // `UInt64` sums over a series' rows wrap, so their rows stay few and
         // bounded (2,100 points of 2^53 runs in one request wrapped).
-        let mut merged: HashMap<(u64, i64), std::borrow::Cow<'_, Histogram>> = HashMap::new();
+        let mut merged: HashMap<(u64, i64), (u64, std::borrow::Cow<'_, Histogram>)> = HashMap::new();
         for p in &batch.histograms {
             match merged.entry((series_id(&p.key), p.minute)) {
-                std::collections::hash_map::Entry::Occupied(mut row) => row.get_mut().to_mut().merge(&p.histogram),
+                std::collections::hash_map::Entry::Occupied(mut row) => row.get_mut().1.to_mut().merge(&p.histogram),
                 std::collections::hash_map::Entry::Vacant(row) => {
-                    row.insert(std::borrow::Cow::Borrowed(&p.histogram));
+                    row.insert((txn_id(&p.key), std::borrow::Cow::Borrowed(&p.histogram)));
                 }
             }
         }
         self.encode(
             histograms,
-            merged.iter().map(|(&(series_id, minute), h)| {
+            merged.iter().map(|(&(series_id, minute), (txn_id, h))| {
                 let h = h.for_store();
                 let (bucket_index, bucket_count) = h.iter_buckets().unzip();
                 HistogramRow {
                     series_id,
+                    txn_id: *txn_id,
                     minute,
                     count: h.count,
                     sum: finite(h.sum),
@@ -299,6 +329,7 @@ impl ClickHouseStore {
             counters,
             batch.counters.iter().map(|p| CounterRow {
                 series_id: series_id(&p.key),
+                txn_id: txn_id(&p.key),
                 name: &p.name,
                 labels: &p.labels,
                 minute: p.minute,

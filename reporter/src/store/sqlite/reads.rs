@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap;
 use super::SqliteStore;
 use crate::cumulative::{StreamId, StreamState};
 use crate::histogram::Histogram;
+use crate::store::hosts;
 use crate::store::journal::Journal;
 use crate::store::links::{self, Stacks, StoredLink, TracedError};
 use crate::store::plan::{floor_to, minutes_of, plan, Progress, Stretch, NEVER};
@@ -186,6 +187,12 @@ impl SqliteStore {
         let sql = format!("SELECT s.id, {KEY_COLUMNS} FROM series s WHERE ?1 <= ?2 AND {FILTER}");
         let mut groups: FxHashMap<i64, usize> = FxHashMap::default();
         for (id, key) in self.select(&sql, filter, window, None, |row| Ok((row.get::<_, i64>(0)?, key(row)?)))? {
+            // Asked across hosts, the groups see transaction series.
+            let key = if filter.across_hosts {
+                hosts::transaction_series(&key)
+            } else {
+                key
+            };
             if let Some(group) = group(&key) {
                 groups.insert(id, group);
             }
@@ -333,6 +340,9 @@ impl Store for SqliteStore {
     }
 
     fn histograms(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<(SeriesKey, Histogram)>, StoreError> {
+        if filter.across_hosts {
+            return Ok(hosts::histograms(self.histograms(&filter.per_series(), from, to)?));
+        }
         let mut merged: FxHashMap<i64, Histogram> = FxHashMap::default();
         for stretch in self.plan(from, to, true) {
             let r = stretch.resolution;
@@ -362,6 +372,9 @@ impl Store for SqliteStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<(SeriesKey, String, f64)>, StoreError> {
+        if filter.across_hosts {
+            return Ok(hosts::counters(self.counters(&filter.per_series(), name, from, to)?));
+        }
         let mut totals: FxHashMap<(i64, i64), f64> = FxHashMap::default();
         for stretch in self.plan(from, to, true) {
             let r = stretch.resolution;
@@ -535,6 +548,14 @@ impl Store for SqliteStore {
         to: i64,
         step: i64,
     ) -> Result<Vec<(SeriesKey, i64, Histogram)>, StoreError> {
+        if filter.across_hosts {
+            return Ok(hosts::histogram_steps(self.histogram_steps(
+                &filter.per_series(),
+                from,
+                to,
+                step,
+            )?));
+        }
         let mut merged: FxHashMap<(i64, i64), Histogram> = FxHashMap::default();
         self.each_histogram_step(filter, (from, to), step, "1", |series, start, histogram| {
             merge_into(&mut merged, (series, start), histogram);
@@ -576,6 +597,15 @@ impl Store for SqliteStore {
         to: i64,
         step: i64,
     ) -> Result<Vec<(SeriesKey, String, i64, f64)>, StoreError> {
+        if filter.across_hosts {
+            return Ok(hosts::counter_steps(self.counter_steps(
+                &filter.per_series(),
+                name,
+                from,
+                to,
+                step,
+            )?));
+        }
         let mut totals: FxHashMap<(i64, i64, i64), f64> = FxHashMap::default();
         self.each_counter_step(filter, name, (from, to), step, "1", |series, label, start, value| {
             *totals.entry((series, label, start)).or_default() += value;
@@ -620,6 +650,14 @@ impl Store for SqliteStore {
     }
 
     fn totals_steps(&self, filter: &Filter, from: i64, to: i64, step: i64) -> Result<Vec<StepTotal>, StoreError> {
+        if filter.across_hosts {
+            return Ok(hosts::totals_steps(self.totals_steps(
+                &filter.per_series(),
+                from,
+                to,
+                step,
+            )?));
+        }
         let step = step.max(1);
         let mut totals: FxHashMap<(i64, i64), (u64, f64)> = FxHashMap::default();
         for stretch in self.step_plan(from, to, step) {

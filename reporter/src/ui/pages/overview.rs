@@ -12,7 +12,7 @@ fn service_summaries(
     rows: &[EndpointRow],
 ) -> Result<BTreeMap<String, Summary>, AnalysisError> {
     let mut merged: BTreeMap<String, Histogram> = BTreeMap::new();
-    for (key, histogram) in analysis.histograms(&scope.store_filter(analysis.owners), scope.from, scope.to)? {
+    for (key, histogram) in analysis.histograms(&scope.transactions_filter(analysis.owners), scope.from, scope.to)? {
         if !scope.matches(&key, analysis.owners) {
             continue;
         }
@@ -84,7 +84,7 @@ fn trends(
     let mut features: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
     let rows = app
         .store
-        .totals_steps(&scope.store_filter(&app.owners), scope.from, scope.to, step)?;
+        .totals_steps(&scope.transactions_filter(&app.owners), scope.from, scope.to, step)?;
     for (key, start, count, sum) in rows {
         if !scope.matches(&key, &app.owners) {
             continue;

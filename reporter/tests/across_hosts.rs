@@ -1,0 +1,409 @@
+//! Reads across hosts (`Filter::across_hosts`, issue #19): one row per
+//! transaction series, hosts merged. ClickHouse answers them from its
+//! roll-ups across hosts, SQLite by merging its per-series rows; on both,
+//! the answer must equal the per-host answer merged by hand, for every
+//! histogram and counter read, over windows read from minutes, hours and
+//! days, with late points and after retention; runs counted from spans stay
+//! left out on the hosts a duration metric counts. Every test runs on both
+//! stores (`support/stores.rs`).
+
+#[macro_use]
+#[path = "support/stores.rs"]
+mod stores;
+use stores::{Kind, TestStore};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kuroko_reporter::histogram::Histogram;
+use kuroko_reporter::store::rollup::Retention;
+use kuroko_reporter::store::{Batch, CounterPoint, Filter, HistogramPoint, SeriesKey, Store};
+
+/// Midnight UTC, Monday 2024-01-01.
+const START: i64 = 28_401_120;
+const DAY: i64 = 1_440;
+const OUTCOMES: &str = "kuroko.transaction.outcomes";
+
+fn key(service: &str, host: &str, transaction: &str, kind: &str) -> SeriesKey {
+    SeriesKey {
+        service: service.into(),
+        host: host.into(),
+        transaction: transaction.into(),
+        feature: if transaction.starts_with("GET") {
+            "browse".into()
+        } else {
+            String::new()
+        },
+        kind: kind.into(),
+        environment: "prod".into(),
+    }
+}
+
+/// The series written: three hosts of `shop` (one of them also runs
+/// `POST /pay` and is the only one whose duration metric counts `GET /a`,
+/// so its runs of `GET /a` counted from spans are left out while the other
+/// hosts' are read), `GET /b` counted by the metric on both its hosts (its
+/// span-counted series left out whole), and a second service.
+fn series() -> Vec<SeriesKey> {
+    let mut out = Vec::new();
+    for host in ["h1", "h2", "h3"] {
+        out.push(key("shop", host, "GET /a", "web.spans"));
+        out.push(key("shop", host, "GET /c", "web"));
+    }
+    out.push(key("shop", "h1", "GET /a", "web"));
+    out.push(key("shop", "h1", "POST /pay", "web"));
+    for host in ["h1", "h2"] {
+        out.push(key("shop", host, "GET /b", "web"));
+        out.push(key("shop", host, "GET /b", "web.spans"));
+    }
+    for host in ["w1", "w2"] {
+        out.push(key("worker", host, "resize", "job"));
+    }
+    out
+}
+
+/// Durations that are powers of two, so that every sum is exact whatever
+/// order a store adds them in; spread over a wide range on some hosts, so
+/// that histograms of different scales are merged.
+fn point(series: usize, minute: i64) -> Histogram {
+    let mut h = Histogram::empty();
+    let spread = if series.is_multiple_of(3) { 12 } else { 3 };
+    for i in 0..(1 + (minute + series as i64) % 4) {
+        let exponent = ((minute / 7 + i + series as i64) % spread) as i32 - 4;
+        h.record(2f64.powi(exponent)).unwrap();
+    }
+    h
+}
+
+/// Points of every series every `every` minutes over `from..to`.
+fn batch(from: i64, to: i64, every: i64) -> Batch {
+    let mut batch = Batch::default();
+    for (index, key) in series().into_iter().enumerate() {
+        let key = Arc::new(key);
+        let mut minute = from + (index as i64 % every);
+        while minute < to {
+            let histogram = point(index, minute);
+            for (outcome, share) in [("2xx", 3), ("5xx", 1)] {
+                batch.counters.push(CounterPoint {
+                    key: key.clone(),
+                    minute,
+                    name: OUTCOMES.into(),
+                    labels: format!("kuroko.outcome={outcome}"),
+                    value: (histogram.count * share) as f64,
+                });
+            }
+            batch.histograms.push(HistogramPoint {
+                key: key.clone(),
+                minute,
+                histogram,
+            });
+            minute += every;
+        }
+    }
+    batch
+}
+
+fn across(filter: &Filter) -> Filter {
+    Filter {
+        across_hosts: true,
+        ..filter.clone()
+    }
+}
+
+fn without_host(key: &SeriesKey) -> SeriesKey {
+    SeriesKey {
+        host: String::new(),
+        ..key.clone()
+    }
+}
+
+fn merge_into<K: Ord>(merged: &mut BTreeMap<K, Histogram>, at: K, histogram: &Histogram) {
+    match merged.get_mut(&at) {
+        Some(total) => total.merge(histogram),
+        None => {
+            merged.insert(at, histogram.clone());
+        }
+    }
+}
+
+/// Every histogram and counter read of `filter` over `from..to`, across
+/// hosts and per host merged by hand, must be equal; returns how many rows
+/// the answers across hosts held.
+fn compare(store: &dyn Store, filter: &Filter, from: i64, to: i64) -> usize {
+    let what = format!("{filter:?} over {from}..{to}");
+    let mut rows = 0;
+
+    let mut expected = BTreeMap::new();
+    for (key, h) in store.histograms(filter, from, to).unwrap() {
+        merge_into(&mut expected, without_host(&key), &h);
+    }
+    let got: BTreeMap<SeriesKey, Histogram> = store
+        .histograms(&across(filter), from, to)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(got.keys().all(|k| k.host.is_empty()), "hosts are emptied: {what}");
+    assert_eq!(got, expected, "histograms {what}");
+    rows += got.len();
+
+    let mut expected: BTreeMap<(SeriesKey, String), f64> = BTreeMap::new();
+    for (key, labels, v) in store.counters(filter, OUTCOMES, from, to).unwrap() {
+        *expected.entry((without_host(&key), labels)).or_default() += v;
+    }
+    let got: BTreeMap<(SeriesKey, String), f64> = store
+        .counters(&across(filter), OUTCOMES, from, to)
+        .unwrap()
+        .into_iter()
+        .map(|(k, l, v)| ((k, l), v))
+        .collect();
+    assert_eq!(got, expected, "counters {what}");
+
+    for step in [7, 60, 1_440] {
+        let mut expected = BTreeMap::new();
+        for (key, start, h) in store.histogram_steps(filter, from, to, step).unwrap() {
+            merge_into(&mut expected, (without_host(&key), start), &h);
+        }
+        let got: BTreeMap<(SeriesKey, i64), Histogram> = store
+            .histogram_steps(&across(filter), from, to, step)
+            .unwrap()
+            .into_iter()
+            .map(|(k, s, h)| ((k, s), h))
+            .collect();
+        assert_eq!(got, expected, "histogram steps of {step} {what}");
+
+        let mut expected: BTreeMap<(SeriesKey, String, i64), f64> = BTreeMap::new();
+        for (key, labels, start, v) in store.counter_steps(filter, OUTCOMES, from, to, step).unwrap() {
+            *expected.entry((without_host(&key), labels, start)).or_default() += v;
+        }
+        let got: BTreeMap<(SeriesKey, String, i64), f64> = store
+            .counter_steps(&across(filter), OUTCOMES, from, to, step)
+            .unwrap()
+            .into_iter()
+            .map(|(k, l, s, v)| ((k, l, s), v))
+            .collect();
+        assert_eq!(got, expected, "counter steps of {step} {what}");
+
+        // Totals are the steps' histograms' counts and sums.
+        let totals: BTreeMap<(SeriesKey, i64), (u64, f64)> = store
+            .totals_steps(filter, from, to, step)
+            .unwrap()
+            .into_iter()
+            .map(|(k, s, c, t)| ((k, s), (c, t)))
+            .collect();
+        let from_histograms: BTreeMap<(SeriesKey, i64), (u64, f64)> = store
+            .histogram_steps(filter, from, to, step)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, _, h)| h.count > 0)
+            .map(|(k, s, h)| ((k, s), (h.count, h.sum)))
+            .collect();
+        let nonzero: BTreeMap<_, _> = totals.clone().into_iter().filter(|(_, (c, _))| *c > 0).collect();
+        assert_eq!(nonzero, from_histograms, "totals of steps of {step} {what}");
+        let mut expected: BTreeMap<(SeriesKey, i64), (u64, f64)> = BTreeMap::new();
+        for (key, start, count, sum) in store.totals_steps(filter, from, to, step).unwrap() {
+            let total = expected.entry((without_host(&key), start)).or_default();
+            total.0 += count;
+            total.1 += sum;
+        }
+        let got: BTreeMap<(SeriesKey, i64), (u64, f64)> = store
+            .totals_steps(&across(filter), from, to, step)
+            .unwrap()
+            .into_iter()
+            .map(|(k, s, c, t)| ((k, s), (c, t)))
+            .collect();
+        assert_eq!(got, expected, "totals steps of {step} {what}");
+
+        // Grouped by transaction: the groups see transaction series.
+        let mut by_transaction = |key: &SeriesKey| {
+            assert!(key.host.is_empty(), "groups see keys without hosts");
+            Some(usize::from(key.transaction.len().is_multiple_of(2)))
+        };
+        let grouped = store
+            .histogram_steps_grouped(&across(filter), from, to, step, &mut by_transaction)
+            .unwrap();
+        let mut expected = BTreeMap::new();
+        for (key, start, h) in store.histogram_steps(filter, from, to, step).unwrap() {
+            merge_into(
+                &mut expected,
+                (usize::from(key.transaction.len().is_multiple_of(2)), start),
+                &h,
+            );
+        }
+        let grouped: BTreeMap<(usize, i64), Histogram> = grouped.into_iter().map(|(g, s, h)| ((g, s), h)).collect();
+        assert_eq!(grouped, expected, "grouped steps of {step} {what}");
+    }
+    rows
+}
+
+/// The windows compared: unaligned (minute edges around hours), whole days,
+/// and one reaching into what retention cut.
+fn windows(now: i64) -> Vec<(i64, i64)> {
+    vec![
+        (now - DAY + 17, now - 5),
+        (now - 3 * DAY, now),
+        (now - 2 * DAY - 333, now - DAY + 1_000),
+        (START + 10, now - 61),
+    ]
+}
+
+fn filters() -> Vec<Filter> {
+    vec![
+        Filter::default(),
+        Filter {
+            service: Some("shop".into()),
+            ..Filter::default()
+        },
+        Filter {
+            transaction: Some("GET /a".into()),
+            ..Filter::default()
+        },
+        Filter {
+            feature: Some("browse".into()),
+            environment: Some("prod".into()),
+            ..Filter::default()
+        },
+        // A host named: read per series, the host emptied.
+        Filter {
+            host: Some("h2".into()),
+            ..Filter::default()
+        },
+    ]
+}
+
+suite! {
+    #[test]
+    fn reads_across_hosts_equal_the_hosts_merged(kind: Kind) {
+        let store = TestStore::open(kind, "across_hosts_equal");
+        let now = START + 5 * DAY;
+        store.write(&batch(START, now - 2 * DAY, 13)).unwrap();
+        store.roll_up(Retention { minute_days: 3, hour_days: 90, day_days: 730 }, now - 2 * DAY);
+        // Late points: into hours and days already rolled, and the rest.
+        store.write(&batch(START + DAY + 5, START + DAY + 200, 11)).unwrap();
+        store.write(&batch(now - 2 * DAY, now, 13)).unwrap();
+        store.roll_up(Retention { minute_days: 3, hour_days: 90, day_days: 730 }, now);
+        let mut rows = 0;
+        for filter in filters() {
+            for (from, to) in windows(now) {
+                rows += compare(&*store, &filter, from, to);
+            }
+        }
+        assert!(rows > 0, "the reads found data");
+        // `GET /a` from spans: h1's left out (its metric counts it), h2's and
+        // h3's read; `GET /b` from spans left out whole.
+        let a = store
+            .histograms(&across(&Filter { transaction: Some("GET /a".into()), ..Filter::default() }), now - DAY, now)
+            .unwrap();
+        let kinds: Vec<&str> = a.iter().map(|(k, _)| k.kind.as_str()).collect();
+        assert_eq!(kinds, ["web", "web.spans"]);
+        let b = store
+            .histograms(&across(&Filter { transaction: Some("GET /b".into()), ..Filter::default() }), now - DAY, now)
+            .unwrap();
+        assert_eq!(b.iter().map(|(k, _)| k.kind.as_str()).collect::<Vec<_>>(), ["web"]);
+        let spans: u64 = a.iter().filter(|(k, _)| k.kind == "web.spans").map(|(_, h)| h.count).sum();
+        let per_host: u64 = store
+            .histograms(&Filter { transaction: Some("GET /a".into()), ..Filter::default() }, now - DAY, now)
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.kind == "web.spans")
+            .map(|(k, h)| {
+                assert_ne!(k.host, "h1", "h1's runs from spans are counted by its metric");
+                h.count
+            })
+            .sum();
+        assert!(spans > 0);
+        assert_eq!(spans, per_host);
+    }
+}
+
+/// A database of schema 2 (minute rows without `txn_id`, no roll-ups across
+/// hosts) is migrated on connect: reads across hosts of the hours before
+/// the migration are answered per series, those after from the roll-ups,
+/// both equal to the hosts merged.
+#[test]
+fn a_schema_2_database_reads_its_old_hours_per_series() {
+    use stores::clickhouse_server::{clickhouse, connect_again, query};
+    let database = "t_across_hosts_schema_2";
+    query(&format!("DROP DATABASE IF EXISTS {database}")).unwrap();
+    let now = START + 3 * DAY;
+    let store = clickhouse(database);
+    store.write(&batch(START, now, 13)).unwrap();
+    drop(store);
+    // What schema 2 had: no roll-ups across hosts, no `txn_id`; the rows
+    // written stay in the per-series tables.
+    for view in ["histogram", "counter"]
+        .iter()
+        .flat_map(|w| ["minute", "hour", "day"].map(|r| format!("txn_{w}_{r}")))
+    {
+        query(&format!("DROP TABLE {database}.{view}_mv")).unwrap();
+        query(&format!("DROP TABLE {database}.{view}")).unwrap();
+    }
+    query(&format!("DROP TABLE {database}.txn")).unwrap();
+    for table in ["histogram_minute", "counter_minute"] {
+        query(&format!("ALTER TABLE {database}.{table} DROP COLUMN txn_id")).unwrap();
+    }
+    query(&format!(
+        "INSERT INTO {database}.meta (key, value, at) VALUES ('schema_version', '2', 1)"
+    ))
+    .unwrap();
+    // Migrated on connect: the roll-ups across hosts are empty for the old
+    // hours, which are read per series.
+    let store = connect_again(database);
+    let mut found = 0;
+    for filter in filters() {
+        for (from, to) in windows(now) {
+            found += compare(&store, &filter, from, to);
+        }
+    }
+    assert!(found > 0);
+    let marked = query(&format!(
+        "SELECT max(toInt64(value)) FROM {database}.meta WHERE key = 'txn_rollup_from'"
+    ))
+    .unwrap();
+    let marked: i64 = marked.trim().parse().unwrap();
+    let wall = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 60) as i64;
+    assert!(
+        marked > wall && marked <= wall + 60,
+        "the first whole hour after the migration: {marked}"
+    );
+    // Points after the mark are read from the roll-ups, equal to the hosts merged.
+    let later = marked + 2 * 60;
+    store.write(&batch(later, later + DAY, 13)).unwrap();
+    let mut found = 0;
+    for filter in filters() {
+        found += compare(&store, &filter, later + 17, later + DAY - 5);
+    }
+    assert!(found > 0);
+    query(&format!("DROP DATABASE IF EXISTS {database}")).unwrap();
+}
+
+/// ClickHouse reads across hosts from its roll-ups, not from the per-series
+/// rows: emptied, the answer across hosts holds only the transaction series
+/// read per series (runs from spans on hosts partly counted by a metric).
+#[test]
+fn clickhouse_reads_across_hosts_from_its_roll_ups() {
+    use stores::clickhouse_server::query;
+    let store = TestStore::open(Kind::ClickHouse, "across_hosts_roll_ups");
+    let now = START + DAY;
+    store.write(&batch(START, now, 13)).unwrap();
+    let all = Filter::default();
+    let (from, to) = (START + 17, now - 5);
+    assert!(!store.histograms(&across(&all), from, to).unwrap().is_empty());
+    assert!(!store.counters(&across(&all), OUTCOMES, from, to).unwrap().is_empty());
+    for table in ["histogram", "counter"]
+        .iter()
+        .flat_map(|w| ["minute", "hour", "day"].map(|r| format!("txn_{w}_{r}")))
+    {
+        query(&format!("TRUNCATE TABLE t_across_hosts_roll_ups.{table}")).unwrap();
+    }
+    let per_series_only = |key: &SeriesKey| key.transaction == "GET /a" && key.kind == "web.spans";
+    let left = store.histograms(&across(&all), from, to).unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(left.iter().all(|(k, _)| per_series_only(k)), "{left:?}");
+    let left = store.counters(&across(&all), OUTCOMES, from, to).unwrap();
+    assert!(left.iter().all(|(k, _, _)| per_series_only(k)), "{left:?}");
+    assert!(store.histograms(&all, from, to).unwrap().len() > 10);
+}
