@@ -142,6 +142,12 @@ struct Cli {
     /// CPU and memory side by side, with the ratios.
     #[arg(long, value_name = "CLICKHOUSE_URL", conflicts_with_all = ["target", "spawn_reporter", "store"])]
     compare_stores: Option<String>,
+    /// Run the spawned reporters on these CPUs only (`taskset -c LIST`, e.g.
+    /// `0`): with ClickHouse pinned to the others (`taskset -c 1
+    /// clickhouse-server ...`), a reporter and ClickHouse each get cores of
+    /// their own, as on separate machines.
+    #[arg(long, value_name = "LIST")]
+    reporter_cpus: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -673,7 +679,13 @@ impl Spawned {
     /// Starts `kuroko serve` on 127.0.0.1:0 in a temporary folder named
     /// after `name`, serving `store` (default: a SQLite file there); its
     /// ClickHouse journal, if any, is kept there too.
-    fn start(binary: Option<&Path>, keep: bool, store: Option<&str>, name: &str) -> anyhow::Result<Spawned> {
+    fn start(
+        binary: Option<&Path>,
+        keep: bool,
+        store: Option<&str>,
+        name: &str,
+        cpus: Option<&str>,
+    ) -> anyhow::Result<Spawned> {
         let binary = match binary {
             Some(path) => path.to_owned(),
             None => std::env::current_exe()
@@ -691,7 +703,16 @@ impl Spawned {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let log = dir.join("reporter.log");
         let store = store.map_or_else(|| dir.join("store.db").into_os_string(), Into::into);
-        let mut child = Command::new(&binary)
+        // taskset sets the CPUs, then becomes the reporter (same pid).
+        let mut command = match cpus {
+            Some(cpus) => {
+                let mut command = Command::new("taskset");
+                command.args(["-c", cpus]).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
+        let mut child = command
             .arg("serve")
             .arg("--store")
             .arg(store)
@@ -1051,6 +1072,7 @@ fn compare_stores(cli: &Cli, url: &str) -> anyhow::Result<()> {
                 cli.keep_store,
                 store.as_deref(),
                 &label,
+                cli.reporter_cpus.as_deref(),
             )?);
         }
         let targets: Vec<Target> = spawned
@@ -1098,13 +1120,14 @@ fn compare_stores(cli: &Cli, url: &str) -> anyhow::Result<()> {
         phase.measured.tally.histogram_points as f64 / taking
     };
     println!(
-        "kuroko-load: stores compared over {}, {} in flight, {} hosts x {} transactions, {} s measured per phase \
-         (load average before: {load_before})",
+        "kuroko-load: stores compared over {}, {} in flight, {} hosts x {} transactions, {} s measured per phase, \
+         reporters on CPUs {} (load average before: {load_before})",
         if cli.grpc { "OTLP/gRPC" } else { "OTLP/HTTP protobuf" },
         cli.concurrency,
         cli.hosts,
         cli.transactions_per_host,
-        cli.duration
+        cli.duration,
+        cli.reporter_cpus.as_deref().unwrap_or("any")
     );
     println!();
     println!(
@@ -1193,7 +1216,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return compare_stores(&cli, &url);
     }
     let mut spawned = if cli.spawn_reporter {
-        let spawned = Spawned::start(cli.kuroko.as_deref(), cli.keep_store, cli.store.as_deref(), "reporter")?;
+        let spawned = Spawned::start(
+            cli.kuroko.as_deref(),
+            cli.keep_store,
+            cli.store.as_deref(),
+            "reporter",
+            cli.reporter_cpus.as_deref(),
+        )?;
         eprintln!(
             "kuroko-load: spawned `kuroko serve` (pid {}): OTLP/HTTP on {}, OTLP/gRPC on {}, store in {}",
             spawned.pid(),
