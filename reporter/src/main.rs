@@ -36,8 +36,11 @@ enum Command {
     /// owners, base_url, [schedule], [delivery], [smtp], [digest], [[alerts]],
     /// [journal]; unknown keys are refused with their line), then from
     /// KUROKO_STORE, KUROKO_GRPC_LISTEN, KUROKO_HTTP_LISTEN,
-    /// KUROKO_INGEST_TOKEN, KUROKO_QUERY_TOKEN and KUROKO_JOURNAL_FSYNC, then
-    /// from the flags below. With a token set,
+    /// KUROKO_INGEST_TOKEN, KUROKO_QUERY_TOKEN, KUROKO_JOURNAL_FSYNC and
+    /// KUROKO_JOURNAL_DIR, then from the flags below. With
+    /// `store = "clickhouse://host:8123/database"` (docs/clickhouse.md) a
+    /// request is acknowledged once it is in this replica's own journal
+    /// ([journal] dir) and sent to ClickHouse in blocks. With a token set,
     /// clients must send `authorization: Bearer <token>`. [limits] bounds
     /// every size a client controls (defaults suit a company's fleet;
     /// settings that would lose data are refused at start-up); each limit,
@@ -54,7 +57,7 @@ enum Command {
         /// TOML configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// The store's file (overrides the configuration).
+        /// The store: a file, or clickhouse://host:8123/database (overrides the configuration).
         #[arg(long)]
         store: Option<PathBuf>,
         /// OTLP/gRPC address, e.g. 0.0.0.0:4317.

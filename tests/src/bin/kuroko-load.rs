@@ -138,7 +138,7 @@ struct Cli {
     /// temporary SQLite file, one on the ClickHouse at CLICKHOUSE_URL, then
     /// two and three replicas on it (the clients split among them), each
     /// phase measured as a run is; ClickHouse's databases are
-    /// <database>_1 to <database>_3, dropped before and after. Prints points/s, latency,
+    /// DATABASE_1 to DATABASE_3 (DATABASE: the URL's), dropped before and after. Prints points/s, latency,
     /// CPU and memory side by side, with the ratios.
     #[arg(long, value_name = "CLICKHOUSE_URL", conflicts_with_all = ["target", "spawn_reporter", "store"])]
     compare_stores: Option<String>,
