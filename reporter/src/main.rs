@@ -47,7 +47,9 @@ enum Command {
     /// its default and its counter in /metrics: docs/security.md. Roll-ups
     /// and retention run in the background; GET /metrics on the HTTP port
     /// reports the reporter's own health. Stop with Ctrl-C: requests under
-    /// way finish, and everything acknowledged is in the store.
+    /// way finish, and everything acknowledged is in the store (on
+    /// ClickHouse: what the journal holds is sent for up to ten seconds,
+    /// and what is left is sent by the next start).
     #[command(after_help = "Example:\n  kuroko serve --store ./kuroko.db\n  \
                       OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 ./your-service\n\n\
                       A kuroko.toml:\n  store = \"/var/lib/kuroko/kuroko.db\"\n  [auth]\n  \

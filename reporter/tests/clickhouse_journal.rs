@@ -200,7 +200,7 @@ fn what_a_replica_acknowledged_reaches_clickhouse_once_through_a_crash_and_a_rep
     let other = clickhouse_server::connect_again(database);
     let refused = other.start_spool(&settings).unwrap_err().to_string();
     assert!(
-        refused.contains("already served by another kuroko process"),
+        refused.contains("held by another kuroko process") && refused.contains("[journal] dir"),
         "{refused}"
     );
     drop(again);
@@ -423,5 +423,55 @@ async fn clickhouse_stopped_for_two_minutes_under_load_loses_nothing_and_counts_
         "the reporter's memory stayed bounded: peak {} MB",
         peak >> 20
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_stop_sends_what_the_journal_holds_at_once_whatever_batch_ms() {
+    let database = "kuroko_journal_stop";
+    let dir = temp_dir("journal-stop");
+    drop(clickhouse_server::clickhouse(database));
+    // Blocks every ten minutes: only the stop sends this one.
+    let store = ClickHouseStore::connect(&format!("{}?batch_ms=600000", clickhouse_server::url(database))).unwrap();
+    store
+        .start_spool(&SpoolSettings {
+            dir: dir.clone(),
+            fsync: false,
+            max_bytes: 1 << 30,
+        })
+        .unwrap();
+    let mut histogram = Histogram::empty();
+    histogram.record(0.01).unwrap();
+    store
+        .write(&Batch {
+            histograms: vec![HistogramPoint {
+                key: Arc::new(SeriesKey {
+                    service: "stop".into(),
+                    host: "h".into(),
+                    transaction: "GET /stop".into(),
+                    feature: String::new(),
+                    kind: "web".into(),
+                    environment: String::new(),
+                }),
+                minute: now_minute() - 1,
+                histogram,
+            }],
+            ..Batch::default()
+        })
+        .unwrap();
+    let (stop, stopped) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || store.run_spool(&stopped, Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(500));
+        stop.send(()).unwrap();
+        writer.join().unwrap();
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stopped in {:?}, not after batch_ms",
+        started.elapsed()
+    );
+    assert_eq!(runs_stored(database), 1, "the stop sent what the journal held");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -228,6 +228,7 @@ async fn send_counts_past_the_stores_integers(reporter: &Reporter) -> u64 {
     let request = metrics_request(vec![("shop", vec![histogram_metric(points)])]);
     let (status, answer): (u16, ExportMetricsServiceResponse) = reporter.post("metrics", request.encode_to_vec()).await;
     assert_eq!((status, answer.partial_success), (200, None));
+    reporter.stored().await;
     let slowest = reporter.api("slowest", "limit=100").await;
     assert_good(&slowest);
     let many = row(&slowest, "GET /many").unwrap_or_else(|| panic!("GET /many answered: {slowest}"));

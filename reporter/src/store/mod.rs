@@ -371,6 +371,14 @@ pub enum StoreError {
         /// What postcard said.
         source: postcard::Error,
     },
+    /// Another process holds this ClickHouse replica's journal.
+    #[error("the journal {dir} is held by another kuroko process{holder}: give each replica its own [journal] dir (or KUROKO_JOURNAL_DIR), or stop that process first")]
+    JournalHeld {
+        /// The journal's folder.
+        dir: String,
+        /// ` (pid N)` when the lock file names its holder.
+        holder: String,
+    },
     /// ClickHouse is behind: the replica's journal holds `[journal]
     /// max_bytes` not yet sent. The request is refused (the client
     /// retries); nothing acknowledged is lost.

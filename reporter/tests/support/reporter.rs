@@ -30,7 +30,12 @@ impl Reporter {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let toml = dir.join("kuroko.toml");
-        std::fs::write(&toml, config).unwrap();
+        // A ClickHouse store's journal goes in the reporter's folder too.
+        let journal = match store {
+            Some(_) => format!("\n[journal]\ndir = \"{}\"\n", dir.join("journal").display()),
+            None => String::new(),
+        };
+        std::fs::write(&toml, format!("{config}{journal}")).unwrap();
         let serve = Serve::start(&[
             "--config".as_ref(),
             toml.as_os_str(),
@@ -129,6 +134,19 @@ impl Reporter {
         let status = response.status().as_u16();
         let body = response.text().await.unwrap();
         (status, body, started.elapsed())
+    }
+
+    /// Waits until what it acknowledged is in the store: a ClickHouse
+    /// store's journal sent (at once on the embedded store).
+    pub async fn stored(&self) {
+        let started = Instant::now();
+        while super::kuroko_serve::self_metric(&self.http, "kuroko_reporter_journal_waiting_bytes").await > 0.0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the journal was not sent within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// `/api/v1/QUESTION?QUERY&format=json` over the last hour, as JSON.

@@ -137,6 +137,9 @@ pub struct SpoolHealth {
     pub fsyncs: u64,
 }
 
+/// The longest the writer waits without looking whether it should stop.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+
 /// Journal bytes past which a write closes the segment it appended to
 /// (besides `batch_rows` rows once merged, which bound the memory a
 /// segment's rows take here and in ClickHouse while it parses them).
@@ -240,15 +243,15 @@ impl Spool {
     }
 
     /// Waits until a write closed a full segment or `wait` has passed; on
-    /// the latter, closes the open segment (if it holds anything). The
-    /// oldest closed segment not yet sent, if any.
-    fn next_segment(&self, wait: Duration) -> Option<(u64, u64)> {
+    /// the latter, closes the open segment (if it holds anything) when
+    /// `due`. The oldest closed segment not yet sent, if any.
+    fn next_segment(&self, wait: Duration, due: bool) -> Option<(u64, u64)> {
         let closed = crate::sync::lock(&self.closed);
         let (mut closed, timeout) = self
             .filled
             .wait_timeout_while(closed, wait, |c| c.is_empty())
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if timeout.timed_out() || wait.is_zero() {
+        if due && (timeout.timed_out() || wait.is_zero()) {
             drop(closed);
             let segment = self.close(&mut crate::sync::lock(&self.appending));
             if let Some(segment) = segment {
@@ -462,16 +465,20 @@ impl ClickHouseStore {
     /// its own) sends it to ClickHouse; see the [module documentation](self).
     /// Refused when another process holds the journal.
     pub fn start_spool(&self, settings: &SpoolSettings) -> Result<(), StoreError> {
+        // Messages name the folder whatever the working directory.
+        let shown = std::path::absolute(&settings.dir)
+            .unwrap_or_else(|_| settings.dir.clone())
+            .display()
+            .to_string();
         let journal_error = |source| StoreError::Journal {
-            path: settings.dir.display().to_string(),
+            path: format!("{shown} ([journal] dir)"),
             source,
         };
         let lock = match Journal::lock(&settings.dir) {
             Ok(lock) => lock,
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                return Err(StoreError::AlreadyServed {
-                    path: settings.dir.display().to_string(),
-                    lock: Journal::lock_path(&settings.dir).display().to_string(),
+                return Err(StoreError::JournalHeld {
+                    dir: shown.clone(),
                     holder: Journal::holder(&settings.dir).map_or_else(String::new, |pid| format!(" (pid {pid})")),
                 });
             }
@@ -540,6 +547,7 @@ impl ClickHouseStore {
         let mut retry = Duration::ZERO;
         let mut failing_since: Option<Instant> = None;
         let mut stopping: Option<Instant> = None;
+        let mut last_close = Instant::now();
         loop {
             if stopping.is_none() && !matches!(stop.try_recv(), Err(mpsc::TryRecvError::Empty)) {
                 stopping = Some(Instant::now());
@@ -549,12 +557,20 @@ impl ClickHouseStore {
                     return;
                 }
             }
-            let wait = if stopping.is_some() {
-                Duration::ZERO
-            } else {
-                spool.interval
+            // Waits in slices, so that a stop is seen within one whatever
+            // `batch_ms` is; the open segment closes once `batch_ms` passed.
+            let (wait, due) = match stopping {
+                Some(_) => (Duration::ZERO, true),
+                None => {
+                    let left = spool.interval.saturating_sub(last_close.elapsed());
+                    (left.min(STOP_CHECK), left <= STOP_CHECK)
+                }
             };
-            let Some((number, bytes)) = spool.next_segment(wait) else {
+            let next = spool.next_segment(wait, due);
+            if due {
+                last_close = Instant::now();
+            }
+            let Some((number, bytes)) = next else {
                 if stopping.is_some() {
                     return;
                 }
