@@ -176,6 +176,13 @@ from = "Kuroko <kuroko@example.com>"
 
 [digest]
 webhook_env = "KUROKO_E2E_WEBHOOK"
+
+# This test sends the reports by hand: the reporter's own schedule (by
+# default Monday 08:00 and daily 08:30 UTC) would otherwise add last week's
+# report, or yesterday's digest, when the test runs past those times.
+[schedule]
+weekly = "off"
+digest = "off"
 "#,
             store = dir.join("kuroko.db").display(),
             owners = dir.join("owners.toml").display(),

@@ -132,6 +132,15 @@ pub(super) fn key_conditions(filter: &Filter) -> Vec<String> {
     conditions
 }
 
+/// ` WHERE a AND b ...` of `conditions`, or nothing when there are none.
+pub(super) fn where_clause(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    }
+}
+
 #[derive(Deserialize)]
 struct SeriesOut {
     id: u64,
@@ -565,11 +574,7 @@ impl ClickHouseStore {
 
     /// Series meeting `conditions` (on `series`), by id.
     pub(super) fn keys_where(&self, conditions: &[String]) -> Result<HashMap<u64, SeriesKey>, StoreError> {
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
+        let filter = where_clause(conditions);
         let rows: Vec<SeriesOut> = self.select(&format!(
             "SELECT DISTINCT id, service, host, txn, feature, kind, environment FROM series{filter}"
         ))?;

@@ -218,11 +218,7 @@ impl ClickHouseStore {
     /// The transaction series meeting `conditions` (on `txn`), by id, as
     /// keys with an empty host.
     fn transaction_keys(&self, conditions: &[String]) -> Result<HashMap<u64, SeriesKey>, StoreError> {
-        let only = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
+        let only = super::reads::where_clause(conditions);
         let rows: Vec<TxnOut> = self.select(&format!(
             "SELECT DISTINCT id, service, txn, feature, kind, environment FROM txn{only}"
         ))?;
