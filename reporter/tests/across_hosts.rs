@@ -321,7 +321,7 @@ suite! {
 /// both equal to the hosts merged.
 #[test]
 fn a_schema_2_database_reads_its_old_hours_per_series() {
-    use stores::clickhouse_server::{clickhouse, connect_again, query};
+    use stores::clickhouse_server::{clickhouse, query};
     let database = "t_across_hosts_schema_2";
     query(&format!("DROP DATABASE IF EXISTS {database}")).unwrap();
     let now = START + 3 * DAY;
@@ -347,7 +347,72 @@ fn a_schema_2_database_reads_its_old_hours_per_series() {
     .unwrap();
     // Migrated on connect: the roll-ups across hosts are empty for the old
     // hours, which are read per series.
+    reads_across_a_migration(database, now);
+}
+
+/// A database of schema 3 (roll-ups across hosts sorted by transaction,
+/// holding rows) is migrated on connect to roll-ups sorted by time: the old
+/// hours are read per series, those after from the new roll-ups, both equal
+/// to the hosts merged.
+#[test]
+fn a_schema_3_database_gets_roll_ups_sorted_by_time() {
+    use stores::clickhouse_server::{clickhouse, query};
+    let database = "t_across_hosts_schema_3";
+    query(&format!("DROP DATABASE IF EXISTS {database}")).unwrap();
+    let now = START + 3 * DAY;
+    let store = clickhouse(database);
+    store.write(&batch(START, now, 13)).unwrap();
+    drop(store);
+    // What schema 3 had: the same tables, sorted by transaction first, and
+    // holding the rows written (their views fill them by name).
+    for table in ["histogram", "counter"]
+        .iter()
+        .flat_map(|w| ["minute", "hour", "day"].map(|r| format!("txn_{w}_{r}")))
+    {
+        let created = query(&format!(
+            "SELECT create_table_query FROM system.tables WHERE database = '{database}' AND name = '{table}' FORMAT TSVRaw"
+        ))
+        .unwrap();
+        let resolution = table.rsplit('_').next().unwrap();
+        let old = created
+            .trim()
+            .replace(
+                &format!("ORDER BY ({resolution}, txn_id, scale)"),
+                &format!("ORDER BY (txn_id, {resolution}, scale)"),
+            )
+            .replace(
+                &format!("ORDER BY ({resolution}, txn_id, name, labels)"),
+                &format!("ORDER BY (txn_id, name, labels, {resolution})"),
+            );
+        assert_ne!(old, created.trim(), "{table} is sorted by time: {created}");
+        query(&format!("RENAME TABLE {database}.{table} TO {database}.{table}_new")).unwrap();
+        query(&old).unwrap();
+        query(&format!(
+            "INSERT INTO {database}.{table} SELECT * FROM {database}.{table}_new"
+        ))
+        .unwrap();
+        query(&format!("DROP TABLE {database}.{table}_new")).unwrap();
+    }
+    query(&format!(
+        "INSERT INTO {database}.meta (key, value, at) VALUES ('schema_version', '3', 1)"
+    ))
+    .unwrap();
+    reads_across_a_migration(database, now);
+}
+
+/// Reopens `database`, written up to `now` before a migration that left its
+/// roll-ups across hosts empty: reads of the old hours are per series, the
+/// first whole hour after the migration is marked, and points after it are
+/// read from the roll-ups, all equal to the hosts merged.
+fn reads_across_a_migration(database: &str, now: i64) {
+    use stores::clickhouse_server::{connect_again, query};
     let store = connect_again(database);
+    let sorted = query(&format!(
+        "SELECT count() FROM system.tables WHERE database = '{database}' AND name LIKE 'txn\\_%'
+         AND engine_full LIKE '%ORDER BY (txn_id%'"
+    ))
+    .unwrap();
+    assert_eq!(sorted.trim(), "0", "every roll-up across hosts sorted by time");
     let mut found = 0;
     for filter in filters() {
         for (from, to) in windows(now) {
@@ -406,4 +471,32 @@ fn clickhouse_reads_across_hosts_from_its_roll_ups() {
     let left = store.counters(&across(&all), OUTCOMES, from, to).unwrap();
     assert!(left.iter().all(|(k, _, _)| per_series_only(k)), "{left:?}");
     assert!(store.histograms(&all, from, to).unwrap().len() > 10);
+}
+
+/// A window that ends after the last point is read from the roll-up of the
+/// day it ends in (nothing lies past its end); a point written past the end
+/// then stops that, and is never counted.
+#[test]
+fn points_past_a_window_are_not_read_with_it() {
+    let store = TestStore::open(Kind::ClickHouse, "across_hosts_past_the_end");
+    let now = START + 2 * DAY + 437;
+    store.write(&batch(START, now, 13)).unwrap();
+    let all = across(&Filter::default());
+    let (from, to) = (now - DAY + 17, now + 1);
+    let read = |store: &TestStore| {
+        let histograms = store.histograms(&all, from, to).unwrap();
+        let counters = store.counters(&all, OUTCOMES, from, to).unwrap();
+        let steps = store.histogram_steps(&all, from, to, 60).unwrap();
+        (histograms, counters, steps)
+    };
+    let before = read(&store);
+    assert!(!before.0.is_empty());
+    let sqlite = TestStore::open(Kind::Sqlite, "across_hosts_past_the_end");
+    sqlite.write(&batch(START, now, 13)).unwrap();
+    sqlite.roll_up(Retention::default(), now + 60);
+    assert_eq!(read(&sqlite), before, "the same as the embedded store's minutes");
+    for later in [now + 1, now + 70] {
+        store.write(&batch(later, later + 1, 1)).unwrap();
+        assert_eq!(read(&store), before, "a point at {later}, past the window, is not read");
+    }
 }

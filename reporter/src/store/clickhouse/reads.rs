@@ -13,7 +13,7 @@ use super::{quote, ClickHouseStore};
 use crate::cumulative::{StreamId, StreamState};
 use crate::histogram::Histogram;
 use crate::store::links::{self, Stacks, StoredLink, TracedError};
-use crate::store::plan::{plan, Progress, Stretch, NEVER};
+use crate::store::plan::{ceil_to, plan, Progress, Stretch, NEVER};
 use crate::store::{
     Batch, DatabaseError, ErrorSummary, Filter, SeriesKey, StepTotal, Store, StoreError, TracePoint, TRACES_PER_HOUR,
 };
@@ -253,7 +253,7 @@ impl Store for ClickHouseStore {
     }
 
     fn histograms(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<(SeriesKey, Histogram)>, StoreError> {
-        let stretches = self.plan(from, to, true)?;
+        let stretches = self.plan_data(from, to)?;
         let merged = self.merged_histograms(filter, &stretches, None)?;
         Ok(merged
             .into_iter()
@@ -268,7 +268,7 @@ impl Store for ClickHouseStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<(SeriesKey, String, f64)>, StoreError> {
-        let stretches = self.plan(from, to, true)?;
+        let stretches = self.plan_data(from, to)?;
         let mut totals: BTreeMap<(String, String, SeriesKey), f64> = BTreeMap::new();
         for ((key, labels, _), total) in self.merged_counters(filter, name, &stretches, None)? {
             *totals.entry((key.transaction.clone(), labels, key)).or_default() += total;
@@ -600,6 +600,19 @@ impl ClickHouseStore {
     /// than what retention kept are widened, as in the embedded store.
     pub(super) fn plan(&self, from: i64, to: i64, days: bool) -> Result<Planned, StoreError> {
         let marks = self.marks()?;
+        self.plan_marked(from, to, days, marks)
+    }
+
+    /// [`ClickHouseStore::plan`] for histograms and counters, whose window
+    /// may end in the roll-up of the day (or hour) it ends in when nothing
+    /// was written after it ([`ClickHouseStore::widened_end`]).
+    fn plan_data(&self, from: i64, to: i64) -> Result<Planned, StoreError> {
+        let marks = self.marks()?;
+        let to = self.widened_end(to, &marks)?;
+        self.plan_marked(from, to, true, marks)
+    }
+
+    fn plan_marked(&self, from: i64, to: i64, days: bool, marks: Marks) -> Result<Planned, StoreError> {
         let stretches = plan(
             from,
             to,
@@ -618,6 +631,7 @@ impl ClickHouseStore {
     /// when it holds whole hours, so that no row straddles two steps.
     fn step_plan(&self, from: i64, to: i64, step: i64) -> Result<Planned, StoreError> {
         let marks = self.marks()?;
+        let to = self.widened_end(to, &marks)?;
         let rolled = |period: i64| {
             if step % period == 0 {
                 ALWAYS
@@ -636,6 +650,36 @@ impl ClickHouseStore {
             },
         );
         Ok(Planned { stretches, marks })
+    }
+
+    /// `to`, or the end of its day (else of its hour) when no histogram or
+    /// counter row lies between them: a window that ends now then reads
+    /// today's day rows (or this hour's) in one piece instead of its hours
+    /// and minutes, the same sums, since the rows past `to` are empty. The
+    /// rows are looked for in the minute roll-ups across hosts, which every
+    /// minute row reaches and which are sorted by time: a range read. Not
+    /// where those are not whole (before [`Marks::across_hosts_from`]).
+    fn widened_end(&self, to: i64, marks: &Marks) -> Result<i64, StoreError> {
+        let (hour_end, day_end) = (ceil_to(to, 60), ceil_to(to, 1_440));
+        if to == day_end || to < marks.across_hosts_from || to < marks.minutes_from || to >= ALWAYS {
+            return Ok(to);
+        }
+        #[derive(Deserialize)]
+        struct After {
+            rows: u64,
+            first: i64,
+        }
+        let after: Vec<After> = self.select(&format!(
+            "SELECT count() AS rows, min(minute) AS first FROM (
+                 SELECT minute FROM txn_histogram_minute WHERE minute >= {to} AND minute < {day_end}
+                 UNION ALL
+                 SELECT minute FROM txn_counter_minute WHERE minute >= {to} AND minute < {day_end})"
+        ))?;
+        Ok(match after.first() {
+            None | Some(After { rows: 0, .. }) => day_end,
+            Some(after) if after.first >= hour_end => hour_end,
+            Some(_) => to,
+        })
     }
 
     /// How far retention and the roll-ups across hosts have got, from `meta`.

@@ -15,8 +15,10 @@ use crate::store::StoreError;
 /// `stream` keeps cumulative streams' last points and `metric_transaction`
 /// the transactions a duration metric counts; 3: histogram and counter
 /// minutes carry their transaction series' id, `txn` names them and the
-/// `txn_*` tables roll them up across hosts, see [`super::txn`]).
-pub(super) const SCHEMA_VERSION: i64 = 3;
+/// `txn_*` tables roll them up across hosts, see [`super::txn`]; 4: those
+/// roll-ups are sorted by time first, since their reads take a stretch of
+/// time for many transactions).
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// Each table that retention cuts: its resolution's key column, and how many
 /// minutes one of its partitions spans.
@@ -131,15 +133,15 @@ pub(super) fn schema(db: &str) -> Vec<String> {
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.txn_histogram_minute (txn_id UInt64, minute Int64, {histogram_state})
-             ENGINE = AggregatingMergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (txn_id, minute, scale)"
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (minute, txn_id, scale)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.txn_histogram_hour (txn_id UInt64, hour Int64, {histogram_state})
-             ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168) ORDER BY (txn_id, hour, scale)"
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168) ORDER BY (hour, txn_id, scale)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.txn_histogram_day (txn_id UInt64, day Int64, {histogram_state})
-             ENGINE = AggregatingMergeTree PARTITION BY intDiv(day, 30) ORDER BY (txn_id, day, scale)"
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(day, 30) ORDER BY (day, txn_id, scale)"
         ),
         format!(
             "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_histogram_minute_mv TO {db}.txn_histogram_minute AS
@@ -159,17 +161,17 @@ pub(super) fn schema(db: &str) -> Vec<String> {
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.txn_counter_minute
              (txn_id UInt64, name String, labels String, minute Int64, value_state AggregateFunction(sum, Float64))
-             ENGINE = AggregatingMergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (txn_id, name, labels, minute)"
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (minute, txn_id, name, labels)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.txn_counter_hour
              (txn_id UInt64, name String, labels String, hour Int64, value_state AggregateFunction(sum, Float64))
-             ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168) ORDER BY (txn_id, name, labels, hour)"
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168) ORDER BY (hour, txn_id, name, labels)"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.txn_counter_day
              (txn_id UInt64, name String, labels String, day Int64, value_state AggregateFunction(sum, Float64))
-             ENGINE = AggregatingMergeTree PARTITION BY intDiv(day, 30) ORDER BY (txn_id, name, labels, day)"
+             ENGINE = AggregatingMergeTree PARTITION BY intDiv(day, 30) ORDER BY (day, txn_id, name, labels)"
         ),
         format!(
             "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_counter_minute_mv TO {db}.txn_counter_minute AS
@@ -273,6 +275,7 @@ impl ClickHouseStore {
         self.post(None, format!("CREATE DATABASE IF NOT EXISTS {db}").as_bytes(), false)?;
         self.migrate_error_minute()?;
         self.migrate_txn_columns()?;
+        self.migrate_txn_order()?;
         let statements = schema(db);
         for statement in &statements {
             // Replicas starting together race to create: one retry settles it.

@@ -116,6 +116,45 @@ impl ClickHouseStore {
         Ok(())
     }
 
+    /// Brings the roll-ups across hosts of schema 3, sorted by transaction
+    /// first, to schema 4's, sorted by time first: a read across hosts takes
+    /// a stretch of time for every transaction, which the old order made
+    /// read the whole partition (a day of minutes for a window's edge).
+    /// ClickHouse cannot re-sort a table, so their views and tables are
+    /// dropped (the schema creates them anew) and `meta` marks the first
+    /// whole hour after now as the one from which they are whole: older
+    /// windows are read per series and merged, as after schema 3's
+    /// migration, until retention has passed the mark.
+    pub(super) fn migrate_txn_order(&self) -> Result<(), StoreError> {
+        #[derive(Deserialize)]
+        struct Table {
+            name: String,
+            engine_full: String,
+        }
+        let tables: Vec<String> = VIEWS.iter().map(|v| quote(v.trim_end_matches("_mv"))).collect();
+        let found: Vec<Table> = self.select(&format!(
+            "SELECT name, engine_full FROM system.tables WHERE database = {} AND name IN ({})",
+            quote(&self.database),
+            tables.join(", ")
+        ))?;
+        if !found.iter().any(|t| t.engine_full.contains("ORDER BY (txn_id")) {
+            return Ok(());
+        }
+        let minute = i64::try_from(now_nanos() / 60_000_000_000).unwrap_or(i64::MAX);
+        self.set_meta(TXN_ROLLUP_FROM, (minute.div_euclid(60) + 1) * 60)?;
+        for view in VIEWS {
+            self.execute(&format!("DROP TABLE IF EXISTS {view}"))?;
+        }
+        for table in &found {
+            self.execute(&format!("DROP TABLE IF EXISTS {}", table.name))?;
+        }
+        tracing::info!(
+            database = %self.database,
+            "re-created the roll-ups across hosts sorted by time (schema 4); reads across hosts before the next hour are read per series"
+        );
+        Ok(())
+    }
+
     /// What a histogram or counter read of `filter` over `planned` takes:
     /// per series (hosts emptied in the keys when the filter asks across
     /// hosts but names a host, or the window reaches before the roll-ups
