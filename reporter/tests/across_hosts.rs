@@ -351,11 +351,11 @@ fn a_schema_2_database_reads_its_old_hours_per_series() {
 }
 
 /// A database of schema 3 (roll-ups across hosts sorted by transaction,
-/// holding rows) is migrated on connect to roll-ups sorted by time: the old
-/// hours are read per series, those after from the new roll-ups, both equal
-/// to the hosts merged.
+/// with `sumMap` states) is migrated on connect to schema 4's (sorted by
+/// time, buckets in rows): the old hours are read per series, those after
+/// from the new roll-ups, both equal to the hosts merged.
 #[test]
-fn a_schema_3_database_gets_roll_ups_sorted_by_time() {
+fn a_schema_3_database_gets_schema_4_roll_ups() {
     use stores::clickhouse_server::{clickhouse, query};
     let database = "t_across_hosts_schema_3";
     query(&format!("DROP DATABASE IF EXISTS {database}")).unwrap();
@@ -363,35 +363,32 @@ fn a_schema_3_database_gets_roll_ups_sorted_by_time() {
     let store = clickhouse(database);
     store.write(&batch(START, now, 13)).unwrap();
     drop(store);
-    // What schema 3 had: the same tables, sorted by transaction first, and
-    // holding the rows written (their views fill them by name).
-    for table in ["histogram", "counter"]
-        .iter()
-        .flat_map(|w| ["minute", "hour", "day"].map(|r| format!("txn_{w}_{r}")))
-    {
-        let created = query(&format!(
-            "SELECT create_table_query FROM system.tables WHERE database = '{database}' AND name = '{table}' FORMAT TSVRaw"
-        ))
-        .unwrap();
-        let resolution = table.rsplit('_').next().unwrap();
-        let old = created
-            .trim()
-            .replace(
-                &format!("ORDER BY ({resolution}, txn_id, scale)"),
-                &format!("ORDER BY (txn_id, {resolution}, scale)"),
-            )
-            .replace(
-                &format!("ORDER BY ({resolution}, txn_id, name, labels)"),
-                &format!("ORDER BY (txn_id, name, labels, {resolution})"),
-            );
-        assert_ne!(old, created.trim(), "{table} is sorted by time: {created}");
-        query(&format!("RENAME TABLE {database}.{table} TO {database}.{table}_new")).unwrap();
-        query(&old).unwrap();
+    // What schema 3 had: roll-ups across hosts sorted by transaction first,
+    // their buckets in `sumMap` states, no bucket rows.
+    let states = "scale Int8, count_state AggregateFunction(sum, UInt64), sum_state AggregateFunction(sum, Float64),
+        min_state AggregateFunction(minIf, Float64, UInt8), max_state AggregateFunction(maxIf, Float64, UInt8),
+        zero_count_state AggregateFunction(sum, UInt64), zero_threshold_state AggregateFunction(max, Float64),
+        estimated_state AggregateFunction(max, UInt8), buckets_state AggregateFunction(sumMap, Array(Int32), Array(UInt64))";
+    for r in ["minute", "hour", "day"] {
+        for table in [
+            format!("txn_bucket_{r}"),
+            format!("txn_histogram_{r}"),
+            format!("txn_counter_{r}"),
+        ] {
+            query(&format!("DROP TABLE {database}.{table}_mv")).unwrap();
+            query(&format!("DROP TABLE {database}.{table}")).unwrap();
+        }
         query(&format!(
-            "INSERT INTO {database}.{table} SELECT * FROM {database}.{table}_new"
+            "CREATE TABLE {database}.txn_histogram_{r} (txn_id UInt64, {r} Int64, {states})
+             ENGINE = AggregatingMergeTree ORDER BY (txn_id, {r}, scale)"
         ))
         .unwrap();
-        query(&format!("DROP TABLE {database}.{table}_new")).unwrap();
+        query(&format!(
+            "CREATE TABLE {database}.txn_counter_{r}
+             (txn_id UInt64, name String, labels String, {r} Int64, value_state AggregateFunction(sum, Float64))
+             ENGINE = AggregatingMergeTree ORDER BY (txn_id, name, labels, {r})"
+        ))
+        .unwrap();
     }
     query(&format!(
         "INSERT INTO {database}.meta (key, value, at) VALUES ('schema_version', '3', 1)"
@@ -413,6 +410,11 @@ fn reads_across_a_migration(database: &str, now: i64) {
     ))
     .unwrap();
     assert_eq!(sorted.trim(), "0", "every roll-up across hosts sorted by time");
+    let buckets = query(&format!(
+        "SELECT count() FROM system.tables WHERE database = '{database}' AND name LIKE 'txn\\_bucket\\_%'"
+    ))
+    .unwrap();
+    assert_eq!(buckets.trim(), "6", "bucket rows across hosts and their views");
     let mut found = 0;
     for filter in filters() {
         for (from, to) in windows(now) {

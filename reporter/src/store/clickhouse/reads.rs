@@ -713,6 +713,13 @@ impl ClickHouseStore {
             &selection.only,
         );
         match (stretch.resolution, selection.level) {
+            (r, Level::Transaction) => format!(
+                "SELECT {id}, {start} AS step_start, scale, sumMerge(count_state) AS n, sumMerge(sum_state) AS total,
+                        minIfMerge(min_state) AS lo, maxIfMerge(max_state) AS hi, sumMerge(zero_count_state) AS zeros,
+                        maxMerge(zero_threshold_state) AS zt, maxMerge(estimated_state) AS est
+                 FROM {table} WHERE {r} >= {from} AND {r} < {to}{filter}
+                 GROUP BY series_id, step_start, scale"
+            ),
             ("minute", Level::Series) => format!(
                 "SELECT series_id, {start} AS step_start, scale, sum(count) AS n, sum(sum) AS total, minIf(min, count > 0) AS lo,
                         maxIf(max, count > 0) AS hi, sum(zero_count) AS zeros, max(zero_threshold) AS zt,
@@ -803,7 +810,11 @@ impl ClickHouseStore {
                 .iter()
                 .map(|s| Self::histogram_stretch(s, &selection, step))
                 .collect();
-            for row in self.select::<HistogramOut>(&merged_sql(&stretches))? {
+            let rows = match selection.level {
+                Level::Series => self.select::<HistogramOut>(&merged_sql(&stretches))?,
+                Level::Transaction => self.transaction_histograms(planned, &selection, step, &stretches)?,
+            };
+            for row in rows {
                 let Some(key) = selection.keys.get(&row.series_id) else {
                     continue;
                 };
@@ -829,6 +840,71 @@ impl ClickHouseStore {
             }
         }
         Ok(merged)
+    }
+}
+
+impl ClickHouseStore {
+    /// The histograms of a read across hosts per transaction series, step
+    /// and scale (the caller merges the scales): their scalars from the
+    /// states `scalars` select per stretch, their buckets summed from the
+    /// bucket rows (`txn_bucket_*`) by index, two queries, joined here.
+    fn transaction_histograms(
+        &self,
+        planned: &Planned,
+        selection: &Selection,
+        step: Option<i64>,
+        scalars: &[String],
+    ) -> Result<Vec<HistogramOut>, StoreError> {
+        #[derive(Deserialize)]
+        struct BucketsOut {
+            series_id: u64,
+            step_start: i64,
+            scale: i32,
+            idx: Vec<i64>,
+            cnt: Vec<u64>,
+        }
+        let mut rows: Vec<HistogramOut> = self.select(&format!(
+            "SELECT series_id, step_start, scale, sum(runs) AS n, sum(s) AS total, minIf(low, runs > 0) AS lo,
+                    maxIf(high, runs > 0) AS hi, sum(z) AS zeros, max(zero_below) AS zt, max(e) AS est,
+                    emptyArrayInt64() AS idx, emptyArrayUInt64() AS cnt
+             FROM (SELECT series_id, step_start, scale, n AS runs, total AS s, lo AS low, hi AS high, zeros AS z,
+                          zt AS zero_below, est AS e
+                   FROM ({}))
+             GROUP BY series_id, step_start, scale",
+            scalars.join(" UNION ALL ")
+        ))?;
+        let only = &selection.only;
+        let parts: Vec<String> = planned
+            .stretches
+            .iter()
+            .map(|s| {
+                let (r, a, b) = (s.resolution, s.from, s.to);
+                let start = step_start(r, step);
+                format!(
+                    "SELECT txn_id AS series_id, {start} AS step_start, scale, idx, n FROM txn_bucket_{r}
+                     WHERE {r} >= {a} AND {r} < {b}{only}"
+                )
+            })
+            .collect();
+        let buckets: Vec<BucketsOut> = self.select(&format!(
+            "SELECT series_id, step_start, scale, groupArray(idx) AS idx, groupArray(n) AS cnt
+             FROM (SELECT series_id, step_start, scale, idx, sum(n) AS n FROM ({})
+                   GROUP BY series_id, step_start, scale, idx)
+             GROUP BY series_id, step_start, scale",
+            parts.join(" UNION ALL ")
+        ))?;
+        let at: HashMap<(u64, i64, i32), usize> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((r.series_id, r.step_start, r.scale), i))
+            .collect();
+        for found in buckets {
+            if let Some(&i) = at.get(&(found.series_id, found.step_start, found.scale)) {
+                rows[i].idx = found.idx;
+                rows[i].cnt = found.cnt;
+            }
+        }
+        Ok(rows)
     }
 }
 

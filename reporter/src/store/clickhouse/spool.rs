@@ -743,7 +743,7 @@ impl ClickHouseStore {
                 name: String,
             }
             let rollups: Vec<Table> = self.select(&format!(
-                "SELECT name FROM system.tables WHERE database = {} AND engine = 'AggregatingMergeTree'",
+                "SELECT name FROM system.tables WHERE database = {} AND engine IN ('AggregatingMergeTree', 'SummingMergeTree')",
                 super::quote(&self.database)
             ))?;
             let rollups = rollups.iter().map(|t| t.name.as_str());
