@@ -20,7 +20,8 @@ use std::str::FromStr;
 use super::StoreError;
 
 /// The state a person set on a group.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TriageStatus {
     /// Nobody has decided anything, or it was reopened.
     #[default]
@@ -68,7 +69,7 @@ impl FromStr for TriageStatus {
 }
 
 /// One decision about an error group: the whole triage from then on.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Triage {
     /// The group's fingerprint id, 16 hex digits (as `kuroko query errors`
     /// and the web UI name it).
