@@ -616,7 +616,13 @@ async fn triage(action: ErrorsAction) -> anyhow::Result<()> {
             serde_json::to_value(decision)?
         }
     };
-    let text = |key: &str| decision.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let text = |key: &str| {
+        decision
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
     let team = match text("team") {
         team if team.is_empty() => "assigned to no team".to_owned(),
         team => format!("assigned to {team}"),

@@ -260,9 +260,7 @@ impl Analysis<'_> {
                     ..scope.clone()
                 };
                 for row in self.error_rows(&after)? {
-                    *counts
-                        .entry(format!("{:016x}", fingerprints.of(&row).id))
-                        .or_default() += row.count;
+                    *counts.entry(format!("{:016x}", fingerprints.of(&row).id)).or_default() += row.count;
                 }
                 slot.insert(counts);
             }

@@ -201,7 +201,9 @@ impl Action {
                     if owners.team(team).is_none() {
                         let teams: Vec<&str> = owners.teams().map(|t| t.name.as_str()).collect();
                         return bad(if teams.is_empty() {
-                            format!("no team {team:?}: owners.toml names no teams (give the reporter its `owners` file)")
+                            format!(
+                                "no team {team:?}: owners.toml names no teams (give the reporter its `owners` file)"
+                            )
                         } else {
                             format!("no team {team:?} in owners.toml: teams are {}", teams.join(", "))
                         });
@@ -280,12 +282,7 @@ pub(crate) fn group_id(group: &str) -> Result<String, TriageError> {
 impl Analysis<'_> {
     /// The decisions in force, per group id.
     pub(crate) fn decisions(&self) -> Result<HashMap<String, Triage>, AnalysisError> {
-        Ok(self
-            .store
-            .triage()?
-            .into_iter()
-            .map(|t| (t.group.clone(), t))
-            .collect())
+        Ok(self.store.triage()?.into_iter().map(|t| (t.group.clone(), t)).collect())
     }
 
     /// Records `action` on `group` (an id of a group in the store's history)
@@ -327,14 +324,23 @@ mod tests {
     #[test]
     fn a_resolved_group_seen_again_has_regressed_and_an_ignore_runs_out() {
         let resolved = decision(TriageStatus::Resolved);
-        assert_eq!(settle(Some(&resolved), &seen(1_000, None), 2_000).status, Status::Resolved);
-        assert_eq!(settle(Some(&resolved), &seen(1_001, None), 2_000).status, Status::Regressed);
+        assert_eq!(
+            settle(Some(&resolved), &seen(1_000, None), 2_000).status,
+            Status::Resolved
+        );
+        assert_eq!(
+            settle(Some(&resolved), &seen(1_001, None), 2_000).status,
+            Status::Regressed
+        );
         assert_eq!(settle(None, &seen(1_001, None), 2_000).status, Status::Open);
         let ignored = Triage {
             ignore_until: Some(1_500),
             ..decision(TriageStatus::Ignored)
         };
-        assert_eq!(settle(Some(&ignored), &seen(1_400, None), 1_499).status, Status::Ignored);
+        assert_eq!(
+            settle(Some(&ignored), &seen(1_400, None), 1_499).status,
+            Status::Ignored
+        );
         assert_eq!(settle(Some(&ignored), &seen(1_400, None), 1_500).status, Status::Open);
         let counted = Triage {
             ignore_count: Some(10),
@@ -342,8 +348,14 @@ mod tests {
             ..decision(TriageStatus::Ignored)
         };
         let shown = settle(Some(&counted), &seen(5_000, Some(9)), 9_000);
-        assert_eq!((shown.status, shown.assigned_team.as_deref()), (Status::Ignored, Some("pay")));
-        assert_eq!(settle(Some(&counted), &seen(5_000, Some(10)), 9_000).status, Status::Open);
+        assert_eq!(
+            (shown.status, shown.assigned_team.as_deref()),
+            (Status::Ignored, Some("pay"))
+        );
+        assert_eq!(
+            settle(Some(&counted), &seen(5_000, Some(10)), 9_000).status,
+            Status::Open
+        );
     }
 
     #[test]
@@ -353,7 +365,12 @@ mod tests {
         }
         .apply("00000000000000aa", Some(decision(TriageStatus::Resolved)), "ui", 5_000);
         assert_eq!(
-            (assigned.status, assigned.at, assigned.team.as_deref(), assigned.by.as_str()),
+            (
+                assigned.status,
+                assigned.at,
+                assigned.team.as_deref(),
+                assigned.by.as_str()
+            ),
             (TriageStatus::Resolved, 1_000, Some("pay"), "ui")
         );
         let reopened = Action::Reopen.apply("00000000000000aa", Some(assigned), "cli", 6_000);

@@ -85,13 +85,7 @@ pub fn decide_now(
     by: &str,
 ) -> Result<Triage, TriageError> {
     let now = jiff::Timestamp::now().as_second();
-    let field = |key: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-    };
+    let field = |key: &str| pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     let action = Action::parse(action, field, &app.owners, now)?;
     app.analysis().decide(group, action, by, now)
 }
@@ -104,12 +98,7 @@ async fn decide(
 ) -> Response {
     let body = match axum::body::to_bytes(request.into_body(), DECISION_BODY_BYTES).await {
         Ok(body) => body,
-        Err(_) => {
-            return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "a decision's form is a few short fields",
-            )
-        }
+        Err(_) => return error_response(StatusCode::PAYLOAD_TOO_LARGE, "a decision's form is a few short fields"),
     };
     let mut pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .into_owned()
@@ -117,10 +106,7 @@ async fn decide(
     pairs.extend(form_urlencoded::parse(&body).into_owned());
     let decided = tokio::task::spawn_blocking(move || decide_now(&app, &group, &action, &pairs, "api")).await;
     match decided {
-        Ok(Ok(decision)) => json_response(
-            StatusCode::OK,
-            serde_json::to_string(&decision).unwrap_or_default(),
-        ),
+        Ok(Ok(decision)) => json_response(StatusCode::OK, serde_json::to_string(&decision).unwrap_or_default()),
         Ok(Err(error)) => {
             let status = match &error {
                 TriageError::UnknownGroup(_) => StatusCode::NOT_FOUND,

@@ -28,6 +28,7 @@ use crate::analysis::errors::ErrorGroup;
 use crate::analysis::regressions;
 use crate::analysis::stats::RegressionRule;
 use crate::analysis::timeseries::Step;
+use crate::analysis::triage::Status;
 use crate::analysis::{Analysis, AnalysisError, Scope};
 use crate::deliver::schedule::Period;
 use crate::format;
@@ -159,10 +160,13 @@ pub(crate) fn weekly(
             })
         })
         .collect();
-    let errors = analysis
+    let (ignored, listed): (Vec<ErrorGroup>, Vec<ErrorGroup>) = analysis
         .errors_against(&scope, &before)?
         .into_iter()
-        .filter(|g| g.new || g.increase > 0)
+        .partition(|g| g.triage.status == Status::Ignored);
+    let errors = listed
+        .into_iter()
+        .filter(|g| g.new || g.increase > 0 || g.triage.status == Status::Regressed)
         .take(TOP_ERRORS)
         .map(|g| error_row(&g, &window_params))
         .collect();
@@ -176,6 +180,7 @@ pub(crate) fn weekly(
         consumers,
         regressions,
         errors,
+        ignored_groups: ignored.len() as u64,
         late: None,
     })
 }
@@ -360,6 +365,8 @@ fn error_row(group: &ErrorGroup, window_params: &[(&str, String)]) -> ErrorRow {
         count: group.count,
         previous_count: group.previous_count,
         new: group.new,
+        regressed: group.triage.status == Status::Regressed,
+        assigned_team: group.triage.assigned_team.clone().unwrap_or_default(),
         servers: group
             .servers
             .iter()
@@ -404,14 +411,19 @@ pub(crate) fn digest(
     let (previous_from, previous_to) = window(&yesterday, tz)?;
     let scope = Scope::window(from, to);
     let before = Scope::window(previous_from, previous_to);
-    let groups = analysis.errors_against(&scope, &before)?;
+    // Ignored groups are counted apart, and out of both days' totals.
+    let (ignored, groups): (Vec<ErrorGroup>, Vec<ErrorGroup>) = analysis
+        .errors_against(&scope, &before)?
+        .into_iter()
+        .partition(|g| g.triage.status == Status::Ignored);
     let previous_total_errors = analysis
         .store
         .errors(&Filter::default(), previous_from, previous_to)
         .map_err(AnalysisError::from)?
         .iter()
         .map(|e| e.count)
-        .sum();
+        .sum::<u64>()
+        .saturating_sub(ignored.iter().map(|g| g.previous_count).sum());
     let base = base_url.trim_end_matches('/');
     let absolute = base.starts_with("https://") || base.starts_with("http://");
     // Links open the digest's own day, in its time zone, not the UI's
@@ -428,6 +440,8 @@ pub(crate) fn digest(
         total_errors: groups.iter().map(|g| g.count).sum(),
         previous_total_errors,
         late: None,
+        ignored_groups: ignored.len() as u64,
+        ignored_errors: ignored.iter().map(|g| g.count).sum(),
         groups: groups
             .iter()
             .map(|g| DigestGroup {
@@ -438,6 +452,8 @@ pub(crate) fn digest(
                 total: g.count,
                 previous_total: g.previous_count,
                 new: g.new,
+                regressed: g.triage.status == Status::Regressed,
+                assigned_team: g.triage.assigned_team.clone().unwrap_or_default(),
                 servers: g
                     .servers
                     .iter()

@@ -57,8 +57,7 @@ pub(super) async fn decide(
         .unwrap_or_default();
     let group = id.clone();
     let app = ui.app.clone();
-    let decided =
-        tokio::task::spawn_blocking(move || crate::api::decide_now(&app, &group, &action, &form, "ui")).await;
+    let decided = tokio::task::spawn_blocking(move || crate::api::decide_now(&app, &group, &action, &form, "ui")).await;
     match decided {
         Ok(Ok(decision)) => {
             let back = params.href(&format!("/errors/{}", crate::format::url_component(&decision.group)));
@@ -69,9 +68,9 @@ pub(super) async fn decide(
         Ok(Err(TriageError::Analysis(AnalysisError::Store(store)))) => {
             error_page(&PageError::Analysis(AnalysisError::Store(store)))
         }
-        Ok(Err(TriageError::UnknownGroup(group))) => {
-            error_page(&PageError::NotFound(format!("no error group {group} in the store's history")))
-        }
+        Ok(Err(TriageError::UnknownGroup(group))) => error_page(&PageError::NotFound(format!(
+            "no error group {group} in the store's history"
+        ))),
         Ok(Err(error)) => error_page(&PageError::BadRequest(error.to_string())),
         Err(join) => {
             tracing::error!(error = %join, "recording a triage from the UI panicked");

@@ -114,7 +114,9 @@ pub fn error_group(app: &App, id: &str, params: &Params, now: i64) -> Result<Mar
         .take(20)
         .map(|s| (format!("{} ({})", s.host, s.service), s.count as f64))
         .collect();
-    let triage_action = params.only(&CARRIED).href(&format!("/errors/{}/triage", format::url_component(id)));
+    let triage_action = params
+        .only(&CARRIED)
+        .href(&format!("/errors/{}/triage", format::url_component(id)));
     let body = html! {
         (filter_bar(&path, params, Some(DEFAULT_SINCE), &EDITABLE))
         dl.summary {
