@@ -74,7 +74,8 @@ pub struct ErrorGroup {
     pub count: u64,
     /// Occurrences in the baseline window.
     pub previous_count: u64,
-    /// Not seen at all in the baseline window.
+    /// First seen in the window: never before it in the store's history
+    /// (within the scope's filters), so not in the baseline window either.
     pub new: bool,
     /// `count - previous_count` (negative when it decreased).
     pub increase: i64,
@@ -209,6 +210,9 @@ impl Analysis<'_> {
             .map(|(id, group)| finish(id, group, previous.get(&id).copied().unwrap_or(0)))
             .collect();
         self.add_history(scope, &mut fingerprints, &mut out)?;
+        for group in &mut out {
+            group.new = group.first_seen_minute >= scope.from;
+        }
         out.sort_by(|a, b| {
             (b.new, b.increase, b.count)
                 .cmp(&(a.new, a.increase, a.count))
