@@ -182,8 +182,16 @@ const JUDGED: &[Column] = &[
 ];
 
 const ERRORS: &[Column] = &[
-    csv_only!("id", Kind::Text),
+    // Shown in the table too: `kuroko errors resolve <id>` names a group by it.
+    both!("id", Kind::Text),
     named!("new", Kind::Flag, "new"),
+    col(&["triage", "status"], Kind::Text, Some("status"), Some("status")),
+    col(
+        &["triage", "assigned_team"],
+        Kind::Text,
+        Some("assigned"),
+        Some("assigned_team"),
+    ),
     both!("count", Kind::Count),
     named!("previous_count", Kind::Count, "before"),
     named!("relative_increase", Kind::Change, "change"),
