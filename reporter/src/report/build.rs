@@ -661,4 +661,63 @@ mod tests {
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn the_weekly_email_marks_regressed_groups_with_their_team_and_leaves_ignored_ones_out() {
+        use crate::store::triage::{ErrorTriage, Triage, TriageStatus};
+        let (store, dir) = store("weekly-triage");
+        let k = key("POST /pay", "checkout");
+        let noon = |day: i64| MONDAY + day * DAY_MINUTES + 720;
+        store
+            .write(&Batch {
+                errors: vec![
+                    // Fewer than the week before, but back after it was resolved.
+                    error(&k, noon(-3), "Timeout", "upstream timed out", 9),
+                    error(&k, noon(2), "Timeout", "upstream timed out", 5),
+                    // New, and ignored.
+                    error(&k, noon(3), "Noise", "client went away", 40),
+                ],
+                ..Batch::default()
+            })
+            .unwrap();
+        let owners = Owners::parse(OWNERS, "owners.toml").unwrap();
+        let analysis = Analysis::new(&store, &owners);
+        let groups = analysis
+            .errors(&Scope::window(MONDAY, MONDAY + 7 * DAY_MINUTES))
+            .unwrap();
+        let id = |error_type: &str| groups.iter().find(|g| g.error_type == error_type).unwrap().id.clone();
+        let decide = |group: String, status, team: Option<&str>| {
+            store
+                .triage_put(&Triage {
+                    group,
+                    status,
+                    // Monday, before this week's errors.
+                    at: MONDAY * 60,
+                    team: team.map(str::to_owned),
+                    by: "test".into(),
+                    ..Triage::default()
+                })
+                .unwrap();
+        };
+        decide(id("Timeout"), TriageStatus::Resolved, Some("pay"));
+        decide(id("Noise"), TriageStatus::Ignored, None);
+        let week: Period = "2026-W11".parse().unwrap();
+        let report = weekly(&analysis, "pay", &week, &TimeZone::UTC, "https://k.example").unwrap();
+        let rows: Vec<(&str, bool, bool, &str)> = report
+            .errors
+            .iter()
+            .map(|e| (e.title.as_str(), e.new, e.regressed, e.assigned_team.as_str()))
+            .collect();
+        assert_eq!(rows, [("Timeout: upstream timed out", false, true, "pay")]);
+        assert_eq!(report.ignored_groups, 1);
+        let text = crate::report::weekly::render_text(&report);
+        assert!(text.contains("[regressed] Timeout"), "{text}");
+        assert!(
+            text.contains("assigned to pay") && text.contains("1 ignored error group is not listed."),
+            "{text}"
+        );
+        assert!(!text.contains("Noise"), "{text}");
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
