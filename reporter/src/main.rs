@@ -118,7 +118,7 @@ enum Command {
     /// Triage an error group: resolve it, reopen it, ignore it, or assign it to a team.
     ///
     /// A group is named by its id, 16 hex digits: the `id` column of
-    /// `kuroko query errors --format csv`, the end of its web UI address
+    /// `kuroko query errors`, the end of its web UI address
     /// (/errors/<id>). A resolved group that occurs again is shown as
     /// regressed; an ignored group is left out of the digest and the weekly
     /// email (for good, until --until, or until it occurs --count more
@@ -126,7 +126,7 @@ enum Command {
     /// while a reporter runs on it), or by a running reporter (--server,
     /// with --token or KUROKO_QUERY_TOKEN when it requires one).
     #[command(after_help = "Examples:\n  \
-        kuroko query errors --since 1d --format csv      (the id column names each group)\n  \
+        kuroko query errors --since 1d                   (the id column names each group)\n  \
         kuroko errors resolve 3f9a0c2b5d7e1f48\n  \
         kuroko errors ignore 3f9a0c2b5d7e1f48 --until 14d\n  \
         kuroko errors ignore 3f9a0c2b5d7e1f48 --count 1000\n  \

@@ -142,7 +142,7 @@ pub const ACTIONS: [&str; 4] = ["resolve", "reopen", "ignore", "assign"];
 #[derive(Debug, thiserror::Error)]
 pub enum TriageError {
     /// Not a group id.
-    #[error("{0:?} is not an error group: a group is named by 16 hex digits, as `kuroko query errors --format csv` (its id column) and the web UI's /errors/<id> show it")]
+    #[error("{0:?} is not an error group: a group is named by 16 hex digits, as `kuroko query errors` (its id column) and the web UI's /errors/<id> show it")]
     BadGroup(String),
     /// No such group in the store's history.
     #[error("no error group {0} in the store's history")]
