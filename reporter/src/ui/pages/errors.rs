@@ -62,7 +62,7 @@ pub(super) fn errors_table(groups: &[ErrorGroup], carried: &Params, with_teams: 
                                 }
                                 @if group.servers.len() > 3 { br; small { "and " (group.servers.len() - 3) " more" } }
                             }
-                            td { small { (minute_utc(group.first_seen_minute)) br; (nanos_utc(group.last_seen)) } }
+                            td.seen { small { (minute_utc(group.first_seen_minute)) br; (nanos_utc(group.last_seen)) } }
                             @if with_teams { td { (group.teams.join(", ")) } }
                         }
                     }
