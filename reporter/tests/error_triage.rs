@@ -428,6 +428,11 @@ async fn resolved_errors_come_back_regressed_and_ignored_ones_leave_the_digest(t
         "{subject}: the resolved group came back:\n{text}"
     );
     assert!(text.lines().any(|line| line == "  Assigned to payments"), "{text}");
+    let first_seen = minute_utc(three_days_ago).trim_end_matches(" UTC").to_owned();
+    assert!(
+        text.contains(&format!("  First seen {first_seen}, last seen ")),
+        "first seen three days before the digest's day: {text}"
+    );
     assert!(
         text.contains("; 1 regressed. 1 ignored group (1 error) not listed."),
         "{text}"

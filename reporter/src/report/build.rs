@@ -168,7 +168,7 @@ pub(crate) fn weekly(
         .into_iter()
         .filter(|g| g.new || g.increase > 0 || g.triage.status == Status::Regressed)
         .take(TOP_ERRORS)
-        .map(|g| error_row(&g, &window_params))
+        .map(|g| error_row(&g, &window_params, tz))
         .collect();
     Ok(WeeklyReport {
         team: team.to_owned(),
@@ -358,8 +358,11 @@ fn message_of(group: &ErrorGroup) -> &str {
         .unwrap_or(&group.title)
 }
 
-fn error_row(group: &ErrorGroup, window_params: &[(&str, String)]) -> ErrorRow {
+fn error_row(group: &ErrorGroup, window_params: &[(&str, String)], tz: &TimeZone) -> ErrorRow {
+    let (first_seen, last_seen) = seen(group, tz);
     ErrorRow {
+        first_seen,
+        last_seen,
         title: group.title.clone(),
         message: group.samples.first().cloned().unwrap_or_default(),
         count: group.count,
@@ -381,6 +384,21 @@ fn error_row(group: &ErrorGroup, window_params: &[(&str, String)]) -> ErrorRow {
             window_params,
         ),
     }
+}
+
+/// A group's first and last seen (over the store's history) in `tz`.
+fn seen(group: &ErrorGroup, tz: &TimeZone) -> (String, String) {
+    let first = local_time(
+        Timestamp::from_second(group.first_seen_minute.saturating_mul(60)).ok(),
+        tz,
+    );
+    let last = local_time(
+        Timestamp::from_nanosecond(i128::from(group.last_seen))
+            .ok()
+            .filter(|_| group.last_seen > 0),
+        tz,
+    );
+    (first, last)
 }
 
 /// An instant as `2026-11-29 10:03` in `tz`; empty for none.
@@ -444,42 +462,40 @@ pub(crate) fn digest(
         ignored_errors: ignored.iter().map(|g| g.count).sum(),
         groups: groups
             .iter()
-            .map(|g| DigestGroup {
-                fingerprint_id: g.id.clone(),
-                error_type: g.error_type.clone(),
-                title: message_of(g).to_owned(),
-                sample_message: g.samples.first().cloned().unwrap_or_default(),
-                total: g.count,
-                previous_total: g.previous_count,
-                new: g.new,
-                regressed: g.triage.status == Status::Regressed,
-                assigned_team: g.triage.assigned_team.clone().unwrap_or_default(),
-                servers: g
-                    .servers
-                    .iter()
-                    .map(|s| digest::ServerCount {
-                        host: s.host.clone(),
-                        service: s.service.clone(),
-                        count: s.count,
-                    })
-                    .collect(),
-                first_seen: local_time(Timestamp::from_second(g.first_seen_minute.saturating_mul(60)).ok(), tz),
-                last_seen: local_time(
-                    Timestamp::from_nanosecond(i128::from(g.last_seen))
-                        .ok()
-                        .filter(|_| g.last_seen > 0),
-                    tz,
-                ),
-                link: if absolute {
-                    let path = with_window(
-                        &format!("/errors/{}", format::url_component(&g.id)),
-                        &[],
-                        &window_params,
-                    );
-                    format!("{base}{path}")
-                } else {
-                    String::new()
-                },
+            .map(|g| {
+                let (first_seen, last_seen) = seen(g, tz);
+                DigestGroup {
+                    fingerprint_id: g.id.clone(),
+                    error_type: g.error_type.clone(),
+                    title: message_of(g).to_owned(),
+                    sample_message: g.samples.first().cloned().unwrap_or_default(),
+                    total: g.count,
+                    previous_total: g.previous_count,
+                    new: g.new,
+                    regressed: g.triage.status == Status::Regressed,
+                    assigned_team: g.triage.assigned_team.clone().unwrap_or_default(),
+                    servers: g
+                        .servers
+                        .iter()
+                        .map(|s| digest::ServerCount {
+                            host: s.host.clone(),
+                            service: s.service.clone(),
+                            count: s.count,
+                        })
+                        .collect(),
+                    first_seen,
+                    last_seen,
+                    link: if absolute {
+                        let path = with_window(
+                            &format!("/errors/{}", format::url_component(&g.id)),
+                            &[],
+                            &window_params,
+                        );
+                        format!("{base}{path}")
+                    } else {
+                        String::new()
+                    },
+                }
             })
             .collect(),
     };
@@ -712,6 +728,10 @@ mod tests {
         assert_eq!(report.ignored_groups, 1);
         let text = crate::report::weekly::render_text(&report);
         assert!(text.contains("[regressed] Timeout"), "{text}");
+        assert!(
+            text.contains("first seen 2026-03-06 12:00, last seen 2026-03-11 12:00"),
+            "over the whole history: {text}"
+        );
         assert!(
             text.contains("assigned to pay") && text.contains("1 ignored error group is not listed."),
             "{text}"

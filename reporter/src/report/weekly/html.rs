@@ -15,8 +15,8 @@
 use maud::{html, Markup, DOCTYPE};
 
 use super::{
-    clean, error_mark, full_url, ignored_line, shows_estimates, summary, truncate, DailyPoint, EndpointRow, FeatureRow,
-    WeeklyReport, ESTIMATE_NOTE, MAX_MESSAGE_CHARS,
+    clean, error_mark, full_url, ignored_line, seen_line, shows_estimates, summary, truncate, DailyPoint, EndpointRow,
+    FeatureRow, WeeklyReport, ESTIMATE_NOTE, MAX_MESSAGE_CHARS,
 };
 use crate::format;
 use crate::report::chart::{ChartRef, CHART_HEIGHT, CHART_WIDTH};
@@ -298,6 +298,9 @@ fn errors_html(report: &WeeklyReport) -> Markup {
                             (linked(report, &e.title, &e.link)) br;
                             span style={ (SMALL_MUTED) "font-family:Consolas,Menlo,monospace;" } {
                                 (truncate(&e.message, MAX_MESSAGE_CHARS))
+                            }
+                            @if let Some(seen) = seen_line(e) {
+                                br; span style=(SMALL_MUTED) { (seen) }
                             }
                             @if !e.assigned_team.is_empty() {
                                 br; span style=(SMALL_MUTED) { "Assigned to " (e.assigned_team) }

@@ -162,6 +162,11 @@ pub struct ErrorRow {
     pub regressed: bool,
     /// The team it is assigned to; empty for none.
     pub assigned_team: String,
+    /// First seen ever (over the store's history), in the report's time
+    /// zone, e.g. `2026-11-29 10:03`; empty when unknown.
+    pub first_seen: String,
+    /// Last seen, the same way.
+    pub last_seen: String,
     /// The hosts that reported it, with their counts, most first.
     pub servers: Vec<ServerCount>,
     /// Path into the web UI; empty for none.
@@ -229,6 +234,20 @@ fn error_mark(error: &ErrorRow) -> Option<&'static str> {
         Some("growing")
     } else {
         None
+    }
+}
+
+/// `first seen 2026-11-29 10:03, last seen 2026-12-06 08:00`, as far as known.
+fn seen_line(error: &ErrorRow) -> Option<String> {
+    match (error.first_seen.is_empty(), error.last_seen.is_empty()) {
+        (true, true) => None,
+        (false, true) => Some(format!("first seen {}", clean(&error.first_seen))),
+        (true, false) => Some(format!("last seen {}", clean(&error.last_seen))),
+        (false, false) => Some(format!(
+            "first seen {}, last seen {}",
+            clean(&error.first_seen),
+            clean(&error.last_seen)
+        )),
     }
 }
 

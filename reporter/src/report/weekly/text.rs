@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use super::{
-    clean, error_mark, full_url, ignored_line, shows_estimates, summary, truncate, WeeklyReport, ESTIMATE_NOTE,
-    MAX_MESSAGE_CHARS,
+    clean, error_mark, full_url, ignored_line, seen_line, shows_estimates, summary, truncate, WeeklyReport,
+    ESTIMATE_NOTE, MAX_MESSAGE_CHARS,
 };
 use crate::format;
 
@@ -113,6 +113,9 @@ pub fn render_text(report: &WeeklyReport) -> String {
                 .map(|s| format!("{} {}", clean(&s.host), format::count(s.count)))
                 .collect();
             let _ = writeln!(out, "    hosts: {}", hosts.join(", "));
+        }
+        if let Some(seen) = seen_line(e) {
+            let _ = writeln!(out, "    {seen}");
         }
         if !e.assigned_team.is_empty() {
             let _ = writeln!(out, "    assigned to {}", clean(&e.assigned_team));
