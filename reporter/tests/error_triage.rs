@@ -196,19 +196,26 @@ async fn resolved_errors_come_back_regressed_and_ignored_ones_leave_the_digest(t
     let server = format!("http://{}", reporter.http);
 
     // The timeout was first seen three days ago; it and a KeyError happen again now.
+    // Everything of today's digest happens on one UTC day: not in the last
+    // minutes before midnight, nor before it.
+    let to_midnight = DAY_NANOS - now_nanos() % DAY_NANOS;
+    if to_midnight < 300_000_000_000 {
+        tokio::time::sleep(Duration::from_nanos(to_midnight + 1_000_000_000)).await;
+    }
     let now = now_nanos();
+    let recently = (now - 120_000_000_000).max(now - now % DAY_NANOS);
+    let today = jiff::Timestamp::from_nanosecond(i128::from(now))
+        .unwrap()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
     let three_days_ago = now - 3 * DAY_NANOS;
     send(
         &reporter,
         vec![
             exception(three_days_ago, "TimeoutError", "upstream timed out", &traceback(17)),
-            exception(
-                now - 120_000_000_000,
-                "TimeoutError",
-                "upstream timed out",
-                &traceback(17),
-            ),
-            exception(now - 120_000_000_000, "KeyError", "cart 17 missing", ""),
+            exception(recently, "TimeoutError", "upstream timed out", &traceback(17)),
+            exception(recently, "KeyError", "cart 17 missing", ""),
         ],
     )
     .await;
@@ -406,10 +413,6 @@ async fn resolved_errors_come_back_regressed_and_ignored_ones_leave_the_digest(t
         ),
     )
     .unwrap();
-    let today = jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date()
-        .to_string();
     kuroko(
         &dir,
         &[
