@@ -115,6 +115,27 @@ enum Command {
         where its time goes:                kuroko query breakdown --service api --transaction 'GET /cards/{id}'\n  \
         as CSV from a running reporter:     kuroko query slowest --server http://kuroko:4318 --format csv > slowest.csv")]
     Query(Box<QueryArgs>),
+    /// Triage an error group: resolve it, reopen it, ignore it, or assign it to a team.
+    ///
+    /// A group is named by its id, 16 hex digits: the `id` column of
+    /// `kuroko query errors`, the end of its web UI address
+    /// (/errors/<id>). A resolved group that occurs again is shown as
+    /// regressed; an ignored group is left out of the digest and the weekly
+    /// email (for good, until --until, or until it occurs --count more
+    /// times). Recorded in the store (--store, --config or KUROKO_STORE; safe
+    /// while a reporter runs on it), or by a running reporter (--server,
+    /// with --token or KUROKO_QUERY_TOKEN when it requires one).
+    #[command(after_help = "Examples:\n  \
+        kuroko query errors --since 1d                   (the id column names each group)\n  \
+        kuroko errors resolve 3f9a0c2b5d7e1f48\n  \
+        kuroko errors ignore 3f9a0c2b5d7e1f48 --until 14d\n  \
+        kuroko errors ignore 3f9a0c2b5d7e1f48 --count 1000\n  \
+        kuroko errors assign 3f9a0c2b5d7e1f48 payments --config kuroko.toml\n  \
+        kuroko errors reopen 3f9a0c2b5d7e1f48 --server http://kuroko:4318")]
+    Errors {
+        #[command(subcommand)]
+        action: ErrorsAction,
+    },
     /// See Kuroko do its whole job on this machine: a reporter, a fleet of instrumented services under
     /// traffic, a synthetic past, and the weekly report and digest, in one folder.
     ///
@@ -263,6 +284,56 @@ impl QueryArgs {
     }
 }
 
+/// What `kuroko errors` does to a group.
+#[derive(Subcommand, Debug)]
+enum ErrorsAction {
+    /// Mark it fixed: if it occurs again it is shown as regressed.
+    Resolve(ErrorsTarget),
+    /// Open it again (after resolving or ignoring it).
+    Reopen(ErrorsTarget),
+    /// Leave it out of the digest and the weekly email.
+    Ignore {
+        #[command(flatten)]
+        target: ErrorsTarget,
+        /// Until this date (2026-12-31), instant (RFC 3339) or duration from now (14d).
+        #[arg(long)]
+        until: Option<String>,
+        /// Until it occurs this many more times.
+        #[arg(long)]
+        count: Option<String>,
+    },
+    /// Assign it to a team of owners.toml (or to nobody with --nobody).
+    Assign {
+        #[command(flatten)]
+        target: ErrorsTarget,
+        /// The team, as [teams.NAME] in owners.toml.
+        #[arg(required_unless_present = "nobody")]
+        team: Option<String>,
+        /// Take the assignment away.
+        #[arg(long, conflicts_with = "team")]
+        nobody: bool,
+    },
+}
+
+/// Which group, and where its triage is recorded.
+#[derive(clap::Args, Debug)]
+struct ErrorsTarget {
+    /// The group's id (16 hex digits).
+    group: String,
+    /// Ask a running reporter, e.g. http://localhost:4318, instead of opening the store.
+    #[arg(long, conflicts_with_all = ["store", "config"])]
+    server: Option<String>,
+    /// The reporter's query token (with --server).
+    #[arg(long, env = "KUROKO_QUERY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// TOML configuration file: its `store` and `owners`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The store's file or ClickHouse URL (overrides the configuration).
+    #[arg(long)]
+    store: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 enum ReportCommand {
     /// What was sent when, what was late, and what failed with its error (the delivery ledger).
@@ -375,7 +446,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // A question's answer is the point of `kuroko query`, and the demo prints
     // its own progress: only warnings besides.
     let quiet = match cli.command {
-        Command::Query(_) => true,
+        Command::Query(_) | Command::Errors { .. } => true,
         #[cfg(feature = "demo")]
         Command::Demo { .. } => true,
         _ => false,
@@ -452,6 +523,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Report { what } => report(what).await,
         Command::Query(args) => query(*args).await,
+        Command::Errors { action } => triage(action).await,
         #[cfg(feature = "demo")]
         Command::Demo {
             dir,
@@ -496,6 +568,96 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
         }
     };
     say(&api::render::render(args.question, &answer, args.format))
+}
+
+/// `kuroko errors`: records a decision about a group, in the store or by a
+/// reporter, and says what it is now.
+async fn triage(action: ErrorsAction) -> anyhow::Result<()> {
+    let (name, target, pairs) = match action {
+        ErrorsAction::Resolve(target) => ("resolve", target, Vec::new()),
+        ErrorsAction::Reopen(target) => ("reopen", target, Vec::new()),
+        ErrorsAction::Ignore { target, until, count } => {
+            let pairs = [("until", until), ("count", count)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+                .collect();
+            ("ignore", target, pairs)
+        }
+        ErrorsAction::Assign { target, team, .. } => {
+            ("assign", target, vec![("team".to_owned(), team.unwrap_or_default())])
+        }
+    };
+    let decision: serde_json::Value = match &target.server {
+        Some(server) => {
+            let url = format!(
+                "{}/api/v1/errors/{}/{name}",
+                server.trim_end_matches('/'),
+                percent_encoding::utf8_percent_encode(&target.group, percent_encoding::NON_ALPHANUMERIC)
+            );
+            let (server, token) = (server.clone(), target.token.clone());
+            let body = tokio::task::spawn_blocking(move || post_form(&server, &url, &pairs, token.as_deref()))
+                .await
+                .context("asking the reporter")??;
+            serde_json::from_str(&body).context("reading the reporter's answer")?
+        }
+        None => {
+            let mut settings = Config::load(target.config.as_deref())?;
+            settings.store = target.store.clone().unwrap_or(settings.store);
+            let store = open_store(&settings.store, false)?;
+            let owners = match &settings.owners {
+                Some(path) => Owners::load(path)?,
+                None => Owners::empty(),
+            };
+            let app = App::new(store, std::sync::Arc::new(owners), settings.base_url.clone(), None);
+            let group = target.group.clone();
+            let decision = tokio::task::spawn_blocking(move || api::decide_now(&app, &group, name, &pairs, "cli"))
+                .await
+                .context("recording the decision")??;
+            serde_json::to_value(decision)?
+        }
+    };
+    let text = |key: &str| {
+        decision
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let team = match text("team") {
+        team if team.is_empty() => "assigned to no team".to_owned(),
+        team => format!("assigned to {team}"),
+    };
+    say(&format!("error group {}: {}, {team}\n", text("group"), text("status")))
+}
+
+/// POSTs `pairs` as a form to `url` of the reporter at `server`; its answer's body.
+fn post_form(server: &str, url: &str, pairs: &[(String, String)], token: Option<&str>) -> anyhow::Result<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut request = agent.post(url);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let mut response = request
+        .send_form(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .with_context(|| format!("asking the reporter at {server}; is it running there?"))?;
+    answer_body(server, &mut response)
+}
+
+/// The body of the reporter's answer, or its `{"error": …}` as an error.
+fn answer_body(server: &str, response: &mut ureq::http::Response<ureq::Body>) -> anyhow::Result<String> {
+    let status = response.status();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .with_context(|| format!("reading the answer of {server}"))?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or(body);
+        anyhow::bail!("{server} answered {status}: {message}");
+    }
+    Ok(body)
 }
 
 /// The store `location` names, as `kuroko serve` would open it: a
@@ -543,19 +705,7 @@ fn ask(server: &str, url: &str, pairs: &[(String, String)], token: Option<&str>)
     let mut response = request
         .call()
         .with_context(|| format!("asking the reporter at {server}; is it running there?"))?;
-    let status = response.status();
-    let body = response
-        .body_mut()
-        .read_to_string()
-        .with_context(|| format!("reading the answer of {server}"))?;
-    if !status.is_success() {
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-            .unwrap_or(body);
-        anyhow::bail!("{server} answered {status}: {message}");
-    }
-    Ok(body)
+    answer_body(server, &mut response)
 }
 
 /// How to run this `kuroko` again: `kuroko` when that is what the shell

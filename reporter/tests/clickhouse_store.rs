@@ -1080,6 +1080,53 @@ fn the_delivery_ledger_and_alert_states_behave_as_in_the_embedded_store() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Error groups' triage: the latest decision of each group, its history
+/// kept, the same on both stores (a second connection, as another replica,
+/// reads what the first wrote).
+#[test]
+fn error_triage_keeps_the_latest_decision_per_group_as_in_the_embedded_store() {
+    use kuroko_reporter::store::triage::{ErrorTriage, Triage, TriageStatus};
+    let (embedded, dir) = sqlite("triage");
+    let database = "kuroko_triage";
+    let shared = clickhouse(database);
+    let resolved = Triage {
+        group: "00000000000000aa".into(),
+        status: TriageStatus::Resolved,
+        at: 1_000,
+        team: Some("payments".into()),
+        by: "cli".into(),
+        ..Triage::default()
+    };
+    let ignored = Triage {
+        group: "00000000000000bb".into(),
+        status: TriageStatus::Ignored,
+        at: 1_100,
+        ignore_until: Some(9_000),
+        ignore_count: Some(50),
+        team: None,
+        by: "ui".into(),
+    };
+    let reopened = Triage {
+        status: TriageStatus::Open,
+        at: 1_200,
+        ..resolved.clone()
+    };
+    for store in [&embedded as &dyn Store, &shared] {
+        assert!(store.triage().unwrap().is_empty());
+        for decision in [&resolved, &ignored, &reopened] {
+            store.triage_put(decision).unwrap();
+        }
+    }
+    let expected = [reopened, ignored];
+    assert_eq!(embedded.triage().unwrap(), expected);
+    assert_eq!(
+        connect_again(database).triage().unwrap(),
+        expected,
+        "another replica reads the same"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// Two replicas claim the same deliveries at the same time: each delivery
 /// has exactly one winner (the ClickHouse version of the embedded store's
 /// two-connection race).

@@ -87,6 +87,7 @@ fn digest(groups: usize) -> Digest {
             first_seen: "2026-11-29 07:00".into(),
             last_seen: "2026-11-29 23:00".into(),
             link: format!("https://kuroko.example.com/errors/fp{i}"),
+            ..DigestGroup::default()
         })
         .collect();
     Digest {
@@ -101,6 +102,7 @@ fn digest(groups: usize) -> Digest {
             ("until".into(), "2026-11-30T00:00:00Z".into()),
         ],
         late: None,
+        ..Digest::default()
     }
 }
 

@@ -96,8 +96,10 @@ fn report() -> WeeklyReport {
                 count: 340,
             }],
             link: "/errors/42".into(),
+            ..ErrorRow::default()
         }],
         late: None,
+        ..WeeklyReport::default()
     }
 }
 

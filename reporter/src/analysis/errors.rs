@@ -12,14 +12,25 @@
 //! yesterday against the day before). Groups are sorted for a reader who
 //! wants to know what changed: new groups first, then the biggest increase,
 //! then the most frequent.
+//!
+//! A group's first and last seen are over all the history the store keeps
+//! (within the scope's filters), not only the window, and it carries its
+//! triage (`super::triage`): open, resolved, regressed or ignored, and the
+//! team it is assigned to.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::fingerprint::{fingerprint, fingerprint_with_frames, Fingerprint};
 use super::stack::in_app_frames;
+use super::triage::{settle, GroupTriage, Seen};
 use super::{Analysis, AnalysisError, Scope};
+use crate::store::triage::TriageStatus;
 use crate::store::ErrorSummary;
+
+/// How far past the current minute the history of a group is read: a
+/// client's clock a little ahead still counts.
+pub(crate) const HISTORY_AHEAD_MINUTES: i64 = 1_440;
 
 /// Raw messages kept per group.
 pub(crate) const SAMPLES: usize = 5;
@@ -63,27 +74,35 @@ pub struct ErrorGroup {
     pub count: u64,
     /// Occurrences in the baseline window.
     pub previous_count: u64,
-    /// Not seen at all in the baseline window.
+    /// First seen in the window: never before it in the store's history
+    /// (within the scope's filters), so not in the baseline window either.
     pub new: bool,
     /// `count - previous_count` (negative when it decreased).
     pub increase: i64,
     /// `count / previous_count - 1` (1.0 is +100%); `None` when new.
     pub relative_increase: Option<f64>,
-    /// First minute it was seen in the window (unix minutes).
+    /// First minute it was ever seen, over all the history the store keeps
+    /// and within the scope's filters (unix minutes).
     pub first_seen_minute: i64,
-    /// Last occurrence (unix nanoseconds).
+    /// Its last occurrence, over the same history (unix nanoseconds): after
+    /// the window when it occurred since.
     pub last_seen: u64,
+    /// First minute it was seen in the window (unix minutes).
+    pub first_in_window_minute: i64,
     /// Per server, most occurrences first.
     pub servers: Vec<ServerCount>,
     /// Per transaction, most occurrences first.
     pub transactions: Vec<TransactionCount>,
     /// Up to [`SAMPLES`] distinct raw messages, most frequent first.
     pub samples: Vec<String>,
-    /// The stack trace its members carry most often (as sent, cut to the
-    /// reporter's limit); empty when none has one.
+    /// The stack trace of its most recent occurrence in the window that
+    /// carries one (as sent, cut to the reporter's limit); empty when none
+    /// has one.
     pub stacktrace: String,
     /// Teams owning the transactions it happened in, per `owners.toml`.
     pub teams: Vec<String>,
+    /// What people decided about it, as it stands now.
+    pub triage: GroupTriage,
 }
 
 /// A group while its rows are added.
@@ -97,7 +116,7 @@ struct Builder {
     transactions: BTreeMap<(String, String), u64>,
     /// Occurrences per (type, raw message, location): picks the title and samples.
     members: HashMap<(String, String, String), u64>,
-    /// Occurrences per stack trace: picks the one shown.
+    /// The last occurrence per stack trace: picks the one shown.
     stacks: HashMap<Arc<str>, u64>,
     teams: BTreeSet<String>,
 }
@@ -174,7 +193,8 @@ impl Analysis<'_> {
                 .entry((key.service.clone(), key.transaction.clone()))
                 .or_default() += row.count;
             if !row.stacktrace.is_empty() {
-                *group.stacks.entry(row.stacktrace.clone()).or_default() += row.count;
+                let last = group.stacks.entry(row.stacktrace.clone()).or_default();
+                *last = (*last).max(row.last_seen);
             }
             *group
                 .members
@@ -189,12 +209,92 @@ impl Analysis<'_> {
             .into_iter()
             .map(|(id, group)| finish(id, group, previous.get(&id).copied().unwrap_or(0)))
             .collect();
+        self.add_history(scope, &mut fingerprints, &mut out)?;
+        for group in &mut out {
+            group.new = group.first_seen_minute >= scope.from;
+        }
         out.sort_by(|a, b| {
             (b.new, b.increase, b.count)
                 .cmp(&(a.new, a.increase, a.count))
                 .then_with(|| a.id.cmp(&b.id))
         });
         Ok(out)
+    }
+
+    /// Gives `groups` their first and last seen over the store's whole
+    /// history within `scope`'s filters, and their triage as it stands now.
+    fn add_history(
+        &self,
+        scope: &Scope,
+        fingerprints: &mut Fingerprints,
+        groups: &mut [ErrorGroup],
+    ) -> Result<(), AnalysisError> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let now = jiff::Timestamp::now().as_second();
+        let to = scope.to.max(now.div_euclid(60) + HISTORY_AHEAD_MINUTES);
+        let history = Scope {
+            from: 0,
+            to,
+            ..scope.clone()
+        };
+        let mut seen: HashMap<String, (i64, u64)> = HashMap::new();
+        for row in self.error_rows(&history)? {
+            let id = format!("{:016x}", fingerprints.of(&row).id);
+            let entry = seen.entry(id).or_insert((row.first_minute, row.last_seen));
+            entry.0 = entry.0.min(row.first_minute);
+            entry.1 = entry.1.max(row.last_seen);
+        }
+        let decisions = self.decisions()?;
+        // An ignore until a count needs the occurrences since it was
+        // decided: one read per moment decided (ignores are few).
+        let mut counted: HashMap<i64, HashMap<String, u64>> = HashMap::new();
+        for group in groups.iter() {
+            let Some(d) = decisions.get(&group.id) else { continue };
+            if d.status != TriageStatus::Ignored || d.ignore_count.is_none() {
+                continue;
+            }
+            let since = d.at.div_euclid(60);
+            if let std::collections::hash_map::Entry::Vacant(slot) = counted.entry(since) {
+                let mut counts: HashMap<String, u64> = HashMap::new();
+                let after = Scope {
+                    from: since,
+                    to,
+                    ..scope.clone()
+                };
+                for row in self.error_rows(&after)? {
+                    *counts.entry(format!("{:016x}", fingerprints.of(&row).id)).or_default() += row.count;
+                }
+                slot.insert(counts);
+            }
+        }
+        for group in groups.iter_mut() {
+            if let Some(&(first, last)) = seen.get(&group.id) {
+                group.first_seen_minute = group.first_seen_minute.min(first);
+                group.last_seen = group.last_seen.max(last);
+            }
+            let decision = decisions.get(&group.id);
+            let since_decided = decision
+                .and_then(|d| counted.get(&d.at.div_euclid(60)))
+                .map(|counts| counts.get(&group.id).copied().unwrap_or(0));
+            let seen = Seen {
+                last_seen: group.last_seen,
+                since_decided,
+            };
+            group.triage = settle(decision, &seen, now);
+        }
+        Ok(())
+    }
+
+    /// The ids of the groups with errors in `scope`.
+    pub(crate) fn group_ids(&self, scope: &Scope) -> Result<HashSet<String>, AnalysisError> {
+        let mut fingerprints = Fingerprints::default();
+        Ok(self
+            .error_rows(scope)?
+            .iter()
+            .map(|row| format!("{:016x}", fingerprints.of(row).id))
+            .collect())
     }
 
     /// The store's distinct errors over `scope`'s window, those in scope.
@@ -259,10 +359,12 @@ fn finish(id: u64, group: Builder, previous_count: u64) -> ErrorGroup {
         relative_increase: (previous_count > 0).then(|| group.count as f64 / previous_count as f64 - 1.0),
         first_seen_minute: group.first_seen_minute.unwrap_or_default(),
         last_seen: group.last_seen,
+        first_in_window_minute: group.first_seen_minute.unwrap_or_default(),
         servers,
         transactions,
         samples: samples.into_iter().take(SAMPLES).map(|(m, _)| m.to_owned()).collect(),
         stacktrace,
         teams: group.teams.into_iter().collect(),
+        triage: GroupTriage::default(),
     }
 }

@@ -18,6 +18,7 @@ pub mod scope;
 pub(crate) mod stack;
 pub mod stats;
 pub mod timeseries;
+pub mod triage;
 
 pub use error::AnalysisError;
 pub use scope::Scope;

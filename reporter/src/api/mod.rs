@@ -7,6 +7,12 @@
 //! flattened to CSV by [`render`]. The CLI uses the same two steps, locally
 //! or by fetching the JSON from here, so it prints the same either way.
 //!
+//! One route writes: `POST /api/v1/errors/<group>/<action>` (`resolve`,
+//! `reopen`, `ignore` with `until` and `count`, `assign` with `team`; the
+//! parameters in the query string or a form body) records a decision about
+//! an error group ([`crate::analysis::triage`]) and answers it as JSON;
+//! `kuroko errors` sends the same.
+//!
 //! Errors are JSON `{"error": "..."}` saying what is wrong and what to do:
 //! 400 for parameters, 401 without the query token (when one is set), 500
 //! when the store fails. The token is accepted as `Authorization: Bearer
@@ -15,14 +21,16 @@
 pub mod query;
 pub mod render;
 
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
+use crate::analysis::triage::{Action, TriageError};
 use crate::app::App;
+use crate::store::triage::Triage;
 use query::{Format, Query, QueryError, Question};
 
 /// The cookie the web UI keeps the query token in.
@@ -38,7 +46,8 @@ pub fn router(app: App) -> Router {
             get(move |State(app): State<App>, RawQuery(raw): RawQuery| ask(app, question, raw)),
         );
     }
-    api.route("/api/v1", get(not_found))
+    api.route("/api/v1/errors/{group}/{action}", post(decide))
+        .route("/api/v1", get(not_found))
         .route("/api/v1/", get(not_found))
         .route("/api/v1/{*rest}", get(not_found))
         .layer(axum::middleware::from_fn_with_state(app.clone(), require_token))
@@ -60,6 +69,63 @@ pub fn answer_now(
     let query = Query::parse(question, pairs, &app.owners, now_minute())?;
     let value = query.answer(&app.analysis())?;
     Ok((query, value))
+}
+
+/// Longest form body a decision reads (a few short fields).
+const DECISION_BODY_BYTES: usize = 16 << 10;
+
+/// Records `action` on `group` over `app`'s store, on this thread, with its
+/// parameters from `pairs`; `by` says who (`api`, `ui`, `cli`). The CLI's
+/// local mode and the web UI's form call this directly.
+pub fn decide_now(
+    app: &App,
+    group: &str,
+    action: &str,
+    pairs: &[(String, String)],
+    by: &str,
+) -> Result<Triage, TriageError> {
+    let now = jiff::Timestamp::now().as_second();
+    let field = |key: &str| pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let action = Action::parse(action, field, &app.owners, now)?;
+    app.analysis().decide(group, action, by, now)
+}
+
+async fn decide(
+    State(app): State<App>,
+    Path((group, action)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    request: Request,
+) -> Response {
+    let body = match axum::body::to_bytes(request.into_body(), DECISION_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(_) => return error_response(StatusCode::PAYLOAD_TOO_LARGE, "a decision's form is a few short fields"),
+    };
+    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    pairs.extend(form_urlencoded::parse(&body).into_owned());
+    let decided = tokio::task::spawn_blocking(move || decide_now(&app, &group, &action, &pairs, "api")).await;
+    match decided {
+        Ok(Ok(decision)) => json_response(StatusCode::OK, serde_json::to_string(&decision).unwrap_or_default()),
+        Ok(Err(error)) => {
+            let status = match &error {
+                TriageError::UnknownGroup(_) => StatusCode::NOT_FOUND,
+                e if e.is_caller_mistake() => StatusCode::BAD_REQUEST,
+                e => {
+                    tracing::error!(error = %e, "recording an error group's triage failed");
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            error_response(status, &error.to_string())
+        }
+        Err(join) => {
+            tracing::error!(error = %join, "recording a triage panicked");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the decision failed inside the reporter; see its log",
+            )
+        }
+    }
 }
 
 async fn ask(app: App, question: Question, raw: Option<String>) -> Response {

@@ -182,7 +182,8 @@ const JUDGED: &[Column] = &[
 ];
 
 const ERRORS: &[Column] = &[
-    csv_only!("id", Kind::Text),
+    // Shown in the table too: `kuroko errors resolve <id>` names a group by it.
+    both!("id", Kind::Text),
     named!("new", Kind::Flag, "new"),
     both!("count", Kind::Count),
     named!("previous_count", Kind::Count, "before"),
@@ -210,6 +211,14 @@ const ERRORS: &[Column] = &[
     col(&["last_seen"], Kind::Nanos, None, Some("last_seen")),
     csv_only!("samples", Kind::Strings),
     csv_only!("custom", Kind::Flag),
+    // Last, so that CSV read by position keeps its columns.
+    col(&["triage", "status"], Kind::Text, Some("status"), Some("status")),
+    col(
+        &["triage", "assigned_team"],
+        Kind::Text,
+        Some("assigned"),
+        Some("assigned_team"),
+    ),
 ];
 
 const APDEX: &[Column] = &[

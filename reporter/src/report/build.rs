@@ -28,6 +28,7 @@ use crate::analysis::errors::ErrorGroup;
 use crate::analysis::regressions;
 use crate::analysis::stats::RegressionRule;
 use crate::analysis::timeseries::Step;
+use crate::analysis::triage::Status;
 use crate::analysis::{Analysis, AnalysisError, Scope};
 use crate::deliver::schedule::Period;
 use crate::format;
@@ -159,12 +160,15 @@ pub(crate) fn weekly(
             })
         })
         .collect();
-    let errors = analysis
+    let (ignored, listed): (Vec<ErrorGroup>, Vec<ErrorGroup>) = analysis
         .errors_against(&scope, &before)?
         .into_iter()
-        .filter(|g| g.new || g.increase > 0)
+        .partition(|g| g.triage.status == Status::Ignored);
+    let errors = listed
+        .into_iter()
+        .filter(|g| g.new || g.increase > 0 || g.triage.status == Status::Regressed)
         .take(TOP_ERRORS)
-        .map(|g| error_row(&g, &window_params))
+        .map(|g| error_row(&g, &window_params, tz))
         .collect();
     Ok(WeeklyReport {
         team: team.to_owned(),
@@ -176,6 +180,7 @@ pub(crate) fn weekly(
         consumers,
         regressions,
         errors,
+        ignored_groups: ignored.len() as u64,
         late: None,
     })
 }
@@ -353,13 +358,18 @@ fn message_of(group: &ErrorGroup) -> &str {
         .unwrap_or(&group.title)
 }
 
-fn error_row(group: &ErrorGroup, window_params: &[(&str, String)]) -> ErrorRow {
+fn error_row(group: &ErrorGroup, window_params: &[(&str, String)], tz: &TimeZone) -> ErrorRow {
+    let (first_seen, last_seen) = seen(group, tz);
     ErrorRow {
+        first_seen,
+        last_seen,
         title: group.title.clone(),
         message: group.samples.first().cloned().unwrap_or_default(),
         count: group.count,
         previous_count: group.previous_count,
         new: group.new,
+        regressed: group.triage.status == Status::Regressed,
+        assigned_team: group.triage.assigned_team.clone().unwrap_or_default(),
         servers: group
             .servers
             .iter()
@@ -374,6 +384,21 @@ fn error_row(group: &ErrorGroup, window_params: &[(&str, String)]) -> ErrorRow {
             window_params,
         ),
     }
+}
+
+/// A group's first and last seen (over the store's history) in `tz`.
+fn seen(group: &ErrorGroup, tz: &TimeZone) -> (String, String) {
+    let first = local_time(
+        Timestamp::from_second(group.first_seen_minute.saturating_mul(60)).ok(),
+        tz,
+    );
+    let last = local_time(
+        Timestamp::from_nanosecond(i128::from(group.last_seen))
+            .ok()
+            .filter(|_| group.last_seen > 0),
+        tz,
+    );
+    (first, last)
 }
 
 /// An instant as `2026-11-29 10:03` in `tz`; empty for none.
@@ -404,14 +429,19 @@ pub(crate) fn digest(
     let (previous_from, previous_to) = window(&yesterday, tz)?;
     let scope = Scope::window(from, to);
     let before = Scope::window(previous_from, previous_to);
-    let groups = analysis.errors_against(&scope, &before)?;
+    // Ignored groups are counted apart, and out of both days' totals.
+    let (ignored, groups): (Vec<ErrorGroup>, Vec<ErrorGroup>) = analysis
+        .errors_against(&scope, &before)?
+        .into_iter()
+        .partition(|g| g.triage.status == Status::Ignored);
     let previous_total_errors = analysis
         .store
         .errors(&Filter::default(), previous_from, previous_to)
         .map_err(AnalysisError::from)?
         .iter()
         .map(|e| e.count)
-        .sum();
+        .sum::<u64>()
+        .saturating_sub(ignored.iter().map(|g| g.previous_count).sum());
     let base = base_url.trim_end_matches('/');
     let absolute = base.starts_with("https://") || base.starts_with("http://");
     // Links open the digest's own day, in its time zone, not the UI's
@@ -428,42 +458,44 @@ pub(crate) fn digest(
         total_errors: groups.iter().map(|g| g.count).sum(),
         previous_total_errors,
         late: None,
+        ignored_groups: ignored.len() as u64,
+        ignored_errors: ignored.iter().map(|g| g.count).sum(),
         groups: groups
             .iter()
-            .map(|g| DigestGroup {
-                fingerprint_id: g.id.clone(),
-                error_type: g.error_type.clone(),
-                title: message_of(g).to_owned(),
-                sample_message: g.samples.first().cloned().unwrap_or_default(),
-                total: g.count,
-                previous_total: g.previous_count,
-                new: g.new,
-                servers: g
-                    .servers
-                    .iter()
-                    .map(|s| digest::ServerCount {
-                        host: s.host.clone(),
-                        service: s.service.clone(),
-                        count: s.count,
-                    })
-                    .collect(),
-                first_seen: local_time(Timestamp::from_second(g.first_seen_minute.saturating_mul(60)).ok(), tz),
-                last_seen: local_time(
-                    Timestamp::from_nanosecond(i128::from(g.last_seen))
-                        .ok()
-                        .filter(|_| g.last_seen > 0),
-                    tz,
-                ),
-                link: if absolute {
-                    let path = with_window(
-                        &format!("/errors/{}", format::url_component(&g.id)),
-                        &[],
-                        &window_params,
-                    );
-                    format!("{base}{path}")
-                } else {
-                    String::new()
-                },
+            .map(|g| {
+                let (first_seen, last_seen) = seen(g, tz);
+                DigestGroup {
+                    fingerprint_id: g.id.clone(),
+                    error_type: g.error_type.clone(),
+                    title: message_of(g).to_owned(),
+                    sample_message: g.samples.first().cloned().unwrap_or_default(),
+                    total: g.count,
+                    previous_total: g.previous_count,
+                    new: g.new,
+                    regressed: g.triage.status == Status::Regressed,
+                    assigned_team: g.triage.assigned_team.clone().unwrap_or_default(),
+                    servers: g
+                        .servers
+                        .iter()
+                        .map(|s| digest::ServerCount {
+                            host: s.host.clone(),
+                            service: s.service.clone(),
+                            count: s.count,
+                        })
+                        .collect(),
+                    first_seen,
+                    last_seen,
+                    link: if absolute {
+                        let path = with_window(
+                            &format!("/errors/{}", format::url_component(&g.id)),
+                            &[],
+                            &window_params,
+                        );
+                        format!("{base}{path}")
+                    } else {
+                        String::new()
+                    },
+                }
             })
             .collect(),
     };
@@ -642,6 +674,69 @@ mod tests {
             format!("https://k.example/errors/{}?{window}", gone.fingerprint_id)
         );
         assert_eq!(d.full_list_url(), format!("https://k.example/errors?{window}"));
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_weekly_email_marks_regressed_groups_with_their_team_and_leaves_ignored_ones_out() {
+        use crate::store::triage::{ErrorTriage, Triage, TriageStatus};
+        let (store, dir) = store("weekly-triage");
+        let k = key("POST /pay", "checkout");
+        let noon = |day: i64| MONDAY + day * DAY_MINUTES + 720;
+        store
+            .write(&Batch {
+                errors: vec![
+                    // Fewer than the week before, but back after it was resolved.
+                    error(&k, noon(-3), "Timeout", "upstream timed out", 9),
+                    error(&k, noon(2), "Timeout", "upstream timed out", 5),
+                    // New, and ignored.
+                    error(&k, noon(3), "Noise", "client went away", 40),
+                ],
+                ..Batch::default()
+            })
+            .unwrap();
+        let owners = Owners::parse(OWNERS, "owners.toml").unwrap();
+        let analysis = Analysis::new(&store, &owners);
+        let groups = analysis
+            .errors(&Scope::window(MONDAY, MONDAY + 7 * DAY_MINUTES))
+            .unwrap();
+        let id = |error_type: &str| groups.iter().find(|g| g.error_type == error_type).unwrap().id.clone();
+        let decide = |group: String, status, team: Option<&str>| {
+            store
+                .triage_put(&Triage {
+                    group,
+                    status,
+                    // Monday, before this week's errors.
+                    at: MONDAY * 60,
+                    team: team.map(str::to_owned),
+                    by: "test".into(),
+                    ..Triage::default()
+                })
+                .unwrap();
+        };
+        decide(id("Timeout"), TriageStatus::Resolved, Some("pay"));
+        decide(id("Noise"), TriageStatus::Ignored, None);
+        let week: Period = "2026-W11".parse().unwrap();
+        let report = weekly(&analysis, "pay", &week, &TimeZone::UTC, "https://k.example").unwrap();
+        let rows: Vec<(&str, bool, bool, &str)> = report
+            .errors
+            .iter()
+            .map(|e| (e.title.as_str(), e.new, e.regressed, e.assigned_team.as_str()))
+            .collect();
+        assert_eq!(rows, [("Timeout: upstream timed out", false, true, "pay")]);
+        assert_eq!(report.ignored_groups, 1);
+        let text = crate::report::weekly::render_text(&report);
+        assert!(text.contains("[regressed] Timeout"), "{text}");
+        assert!(
+            text.contains("first seen 2026-03-06 12:00, last seen 2026-03-11 12:00"),
+            "over the whole history: {text}"
+        );
+        assert!(
+            text.contains("assigned to pay") && text.contains("1 ignored error group is not listed."),
+            "{text}"
+        );
+        assert!(!text.contains("Noise"), "{text}");
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -7,10 +7,11 @@
 //! [`sqlite::SqliteStore`]; [`clickhouse::ClickHouseStore`] is shared by
 //! several reporters. Each backend is a folder of the same shape: `mod.rs`
 //! (opening it), `schema.rs` (tables and migrations), `writes.rs`,
-//! `reads.rs` (its [`Store`] queries) and `state.rs` (its
-//! [`DeliveryState`]). What both share: the data types and [`StoreError`]
-//! here, the delivery ledger's and alert states' rows and trait in
-//! [`state`], and how a window is split by resolution in `plan.rs`.
+//! `reads.rs` (its [`Store`] queries), `state.rs` (its
+//! [`DeliveryState`]) and `triage.rs` (its [`ErrorTriage`]). What both
+//! share: the data types and [`StoreError`] here, the delivery ledger's and
+//! alert states' rows and trait in [`state`], the error groups' triage in
+//! [`triage`], and how a window is split by resolution in `plan.rs`.
 
 pub mod clickhouse;
 pub(crate) mod group_commit;
@@ -24,11 +25,13 @@ pub mod rollup;
 pub mod sql;
 pub mod sqlite;
 pub mod state;
+pub mod triage;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use self::state::DeliveryState;
+use self::triage::ErrorTriage;
 use crate::cumulative::{StreamId, StreamState};
 use crate::histogram::Histogram;
 
@@ -458,8 +461,9 @@ pub struct ErrorSummary {
 
 /// The reporter's storage of data; see the [module documentation](self).
 /// Every store also keeps the delivery ledger and alert states
-/// ([`DeliveryState`], see [`state`] for why it is a supertrait).
-pub trait Store: DeliveryState {
+/// ([`DeliveryState`], see [`state`] for why it is a supertrait), and the
+/// error groups' triage ([`ErrorTriage`], in [`triage`]).
+pub trait Store: DeliveryState + ErrorTriage {
     /// Writes `batch` durably: once this returns `Ok`, the batch survives a
     /// crash of the reporter. Points of a series and minute already stored
     /// are merged with it.

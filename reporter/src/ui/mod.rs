@@ -8,7 +8,9 @@
 //! - `/transactions?service=…&transaction=…`: percentiles over time, the
 //!   latency distribution, where the time goes, the slowest kept traces as
 //!   waterfalls, and the transaction's errors;
-//! - `/errors` and `/errors/{id}`: error groups, per server, against the day before;
+//! - `/errors` and `/errors/{id}`: error groups, per server, against the day
+//!   before, with their status; `POST /errors/{id}/triage` (the group page's
+//!   forms) resolves, reopens, ignores or assigns one ([`triage`]);
 //! - `/regressions`: this week against last, ranked by impact;
 //! - `/dashboards` and `/dashboards/{name}`: the dashboards of `dashboards/*.toml`
 //!   and one per feature of `owners.toml` (see [`dashboards`]).
@@ -38,6 +40,7 @@ pub(crate) mod health;
 mod pager;
 pub mod pages;
 pub(crate) mod throttle;
+mod triage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -121,6 +124,7 @@ pub(crate) fn router_with(app: App, dashboards_dir: PathBuf, extras: Extras) -> 
         .route("/transactions", get(transaction))
         .route("/errors", get(errors))
         .route("/errors/{id}", get(error_group))
+        .route("/errors/{id}/triage", post(triage::decide))
         .route("/regressions", get(regressions))
         .route("/dashboards", get(dashboard_list))
         .route("/dashboards/{name}", get(dashboard))

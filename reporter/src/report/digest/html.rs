@@ -6,7 +6,7 @@ use maud::{html, Markup, DOCTYPE};
 
 use super::{
     group_change, one_line, ordered, safe_url, seen_line, server_parts, text_summary, truncate, Digest, DigestGroup,
-    EMAIL_MAX_GROUPS, SAMPLE_CHARS, TYPE_CHARS,
+    EMAIL_MAX_GROUPS, SAMPLE_CHARS, SERVICE_CHARS, TYPE_CHARS,
 };
 use crate::format;
 
@@ -38,6 +38,7 @@ pub fn render_html(digest: &Digest) -> String {
                 }
                 @if groups.is_empty() {
                     p { "No errors yesterday." }
+                    @if let Some(ignored) = digest.ignored_line() { p style="color:#59636e;" { (ignored) } }
                 } @else {
                     p style="margin:0 0 16px;" {
                         (text_summary(digest, groups.len())) " " (link(&digest.full_list_url(), "Open in Kuroko"))
@@ -76,6 +77,8 @@ fn group_row(group: &DigestGroup) -> Markup {
             td {
                 @if group.new {
                     span style="background:#1a7f37;color:#ffffff;border-radius:3px;padding:0 4px;font-size:12px;" { "NEW" } " "
+                } @else if group.regressed {
+                    span style="background:#cf222e;color:#ffffff;border-radius:3px;padding:0 4px;font-size:12px;" { "REGRESSED" } " "
                 }
                 strong { (link(&group.link, &name)) }
                 @if !sample.trim().is_empty() {
@@ -86,6 +89,9 @@ fn group_row(group: &DigestGroup) -> Markup {
                 }
                 @if let Some(seen) = seen_line(group) {
                     br; small style="color:#59636e;" { (seen) }
+                }
+                @if !group.assigned_team.is_empty() {
+                    br; small style="color:#59636e;" { "Assigned to " (truncate(&one_line(&group.assigned_team), SERVICE_CHARS)) }
                 }
             }
             td {

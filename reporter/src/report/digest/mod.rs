@@ -5,8 +5,10 @@
 //! The digest is a view model ([`Digest`]) that the analysis layer fills in;
 //! nothing here reads the store, so the rendering can be tested on its own and
 //! the analysis can change without touching it. Every renderer presents the
-//! groups in the same order ([`compare_groups`]): new groups first, then the
-//! biggest increases, then the biggest counts.
+//! groups in the same order ([`compare_groups`]): new groups first, then
+//! regressed ones (resolved, and back), then the biggest increases, then the
+//! biggest counts. Groups someone ignored are not listed, only counted
+//! ([`Digest::ignored_groups`]); a group assigned to a team says which.
 //!
 //! Error messages come from the monitored services, so they are untrusted: in
 //! Slack, `&`, `<` and `>` are escaped as Slack asks, so a message containing
@@ -73,6 +75,11 @@ pub struct Digest {
     pub window: Vec<(String, String)>,
     /// Set when the digest goes out after its time: said at the top.
     pub late: Option<super::late::Late>,
+    /// Groups with errors on the day that someone ignored: not listed, and
+    /// not in the totals.
+    pub ignored_groups: u64,
+    /// Their errors on the day.
+    pub ignored_errors: u64,
 }
 
 /// The errors of one fingerprint on the day.
@@ -92,6 +99,10 @@ pub struct DigestGroup {
     pub previous_total: u64,
     /// First seen on the day.
     pub new: bool,
+    /// Resolved by someone, and seen again since.
+    pub regressed: bool,
+    /// The team it is assigned to; empty for none.
+    pub assigned_team: String,
     /// Where it happened.
     pub servers: Vec<ServerCount>,
     /// First occurrence ever, formatted in the digest's time zone.
@@ -131,6 +142,24 @@ impl Digest {
         self.groups.iter().filter(|g| g.new).count()
     }
 
+    /// How many groups have regressed.
+    pub(crate) fn regressed_groups(&self) -> usize {
+        self.groups.iter().filter(|g| g.regressed).count()
+    }
+
+    /// `2 ignored groups (35 errors) are not listed.`, when there are some.
+    pub(crate) fn ignored_line(&self) -> Option<String> {
+        (self.ignored_groups > 0).then(|| {
+            format!(
+                "{} ignored {} ({} {}) not listed.",
+                format::count(self.ignored_groups),
+                if self.ignored_groups == 1 { "group" } else { "groups" },
+                format::count(self.ignored_errors),
+                if self.ignored_errors == 1 { "error" } else { "errors" },
+            )
+        })
+    }
+
     /// The web UI's list of the day's errors, where summaries link to.
     pub(crate) fn full_list_url(&self) -> String {
         let window: Vec<(&str, &str)> = self.window.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -142,13 +171,22 @@ impl Digest {
     }
 }
 
-/// The digest's order: new groups first (biggest first), then the biggest
-/// absolute increase against the day before, then the biggest count; the
-/// fingerprint breaks ties so the order is stable.
+/// The digest's order: new groups first (biggest first), then regressed
+/// ones (biggest first), then the biggest absolute increase against the day
+/// before, then the biggest count; the fingerprint breaks ties so the order
+/// is stable.
 pub(crate) fn compare_groups(a: &DigestGroup, b: &DigestGroup) -> Ordering {
     b.new
         .cmp(&a.new)
         .then_with(|| if a.new { b.total.cmp(&a.total) } else { Ordering::Equal })
+        .then_with(|| b.regressed.cmp(&a.regressed))
+        .then_with(|| {
+            if a.regressed {
+                b.total.cmp(&a.total)
+            } else {
+                Ordering::Equal
+            }
+        })
         .then_with(|| b.increase().cmp(&a.increase()))
         .then_with(|| b.total.cmp(&a.total))
         .then_with(|| a.fingerprint_id.cmp(&b.fingerprint_id))
@@ -283,6 +321,24 @@ fn text_summary(digest: &Digest, groups: usize) -> String {
     if new > 0 {
         let _ = write!(text, "; {} new", format::count(new as u64));
     }
+    let regressed = digest.regressed_groups();
+    if regressed > 0 {
+        let _ = write!(text, "; {} regressed", format::count(regressed as u64));
+    }
     text.push('.');
+    if let Some(ignored) = digest.ignored_line() {
+        let _ = write!(text, " {ignored}");
+    }
     text
+}
+
+/// `[NEW] `, `[REGRESSED] ` or nothing: what a group's line starts with.
+fn marker(group: &DigestGroup) -> &'static str {
+    if group.new {
+        "[NEW] "
+    } else if group.regressed {
+        "[REGRESSED] "
+    } else {
+        ""
+    }
 }

@@ -214,6 +214,13 @@ fn slack_summary(digest: &Digest, groups: usize) -> String {
     if new > 0 {
         let _ = write!(text, "; *{} new*", format::count(new as u64));
     }
+    let regressed = digest.regressed_groups();
+    if regressed > 0 {
+        let _ = write!(text, "; *{} regressed*", format::count(regressed as u64));
+    }
+    if let Some(ignored) = digest.ignored_line() {
+        let _ = write!(text, "; {}", slack_escape(&ignored));
+    }
     let _ = write!(text, " · {}", slack_link(&digest.full_list_url(), "open in Kuroko"));
     text
 }
@@ -231,11 +238,21 @@ fn group_section(group: &DigestGroup, max_chars: usize) -> String {
         Some(url) => format!("*<{url}|{name}>*"),
         None => format!("*{name}*"),
     };
-    let head = if group.new { format!(":new: {name}") } else { name };
+    let head = if group.new {
+        format!(":new: {name}")
+    } else if group.regressed {
+        format!(":rotating_light: *regressed* {name}")
+    } else {
+        name
+    };
     let mut counts = format!("*{}* · {}", format::count(group.total), group_change(group));
     if group.new && !group.first_seen.is_empty() {
         let first_seen = fit_mrkdwn(&slack_escape(&one_line(&group.first_seen)), 40);
         let _ = write!(counts, ", first seen {first_seen}");
+    }
+    if !group.assigned_team.is_empty() {
+        let team = fit_mrkdwn(&slack_escape(&one_line(&group.assigned_team)), 40);
+        let _ = write!(counts, " · assigned to {team}");
     }
 
     let mut budget = max_chars.saturating_sub(head.chars().count() + 1 + counts.chars().count());

@@ -22,6 +22,7 @@ fn group(id: &str, total: u64, previous: u64, new: bool) -> DigestGroup {
         first_seen: "2026-11-29 08:14".to_string(),
         last_seen: "2026-11-29 23:59".to_string(),
         link: format!("https://kuroko.example.com/errors/{id}"),
+        ..DigestGroup::default()
     }
 }
 
@@ -40,6 +41,7 @@ fn digest(groups: Vec<DigestGroup>) -> Digest {
             ("until".into(), "2026-11-29T23:00:00Z".into()),
         ],
         late: None,
+        ..Digest::default()
     }
 }
 
@@ -290,4 +292,35 @@ fn email_forms_escape_and_link_the_rest() {
     assert!(text.contains(
         "Full list: https://kuroko.example.com/errors?since=2026-11-28T23%3A00%3A00Z&until=2026-11-29T23%3A00%3A00Z"
     ));
+}
+
+#[test]
+fn regressed_groups_come_after_new_ones_marked_with_their_team_and_ignored_ones_are_counted_apart() {
+    let mut back = group("b", 10, 40, false);
+    back.regressed = true;
+    back.assigned_team = "payments".to_string();
+    let mut d = digest(vec![group("a", 500, 100, false), back, group("n", 5, 0, true)]);
+    d.ignored_groups = 2;
+    d.ignored_errors = 35;
+    d.sort_groups();
+    let order: Vec<&str> = d.groups.iter().map(|g| g.fingerprint_id.as_str()).collect();
+    assert_eq!(order, ["n", "b", "a"], "new, then regressed, then the rest");
+    let text = render_text(&d);
+    assert!(text.contains("[REGRESSED] TimeoutError: 10"), "{text}");
+    assert!(text.contains("  Assigned to payments\n"), "{text}");
+    assert!(
+        text.contains("; 1 new; 1 regressed. 2 ignored groups (35 errors) not listed."),
+        "{text}"
+    );
+    let html = render_html(&d);
+    assert!(
+        html.contains(">REGRESSED</span>") && html.contains("Assigned to payments"),
+        "{html}"
+    );
+    let slack = texts(&slack_messages(&d, SlackLimits::default())[0]).join("\n");
+    assert!(
+        slack.contains("*regressed*") && slack.contains("assigned to payments"),
+        "{slack}"
+    );
+    assert!(slack.contains("2 ignored groups (35 errors) not listed"), "{slack}");
 }

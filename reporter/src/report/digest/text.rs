@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use super::{
-    group_change, one_line, ordered, safe_url, seen_line, servers_line, text_summary, truncate, Digest,
-    EMAIL_MAX_GROUPS, SAMPLE_CHARS, TYPE_CHARS,
+    group_change, marker, one_line, ordered, safe_url, seen_line, servers_line, text_summary, truncate, Digest,
+    EMAIL_MAX_GROUPS, SAMPLE_CHARS, SERVICE_CHARS, TYPE_CHARS,
 };
 use crate::format;
 
@@ -21,11 +21,14 @@ pub fn render_text(digest: &Digest) -> String {
     }
     if groups.is_empty() {
         out.push_str("\nNo errors yesterday.\n");
+        if let Some(ignored) = digest.ignored_line() {
+            let _ = writeln!(out, "{ignored}");
+        }
         return out;
     }
     let _ = writeln!(out, "{}\n", text_summary(digest, groups.len()));
     for group in groups.iter().take(EMAIL_MAX_GROUPS) {
-        let marker = if group.new { "[NEW] " } else { "" };
+        let marker = marker(group);
         let _ = writeln!(
             out,
             "{marker}{}: {}, {}",
@@ -49,6 +52,13 @@ pub fn render_text(digest: &Digest) -> String {
         }
         if let Some(seen) = seen_line(group) {
             let _ = writeln!(out, "  {seen}");
+        }
+        if !group.assigned_team.is_empty() {
+            let _ = writeln!(
+                out,
+                "  Assigned to {}",
+                truncate(&one_line(&group.assigned_team), SERVICE_CHARS)
+            );
         }
         if let Some(url) = safe_url(&group.link) {
             let _ = writeln!(out, "  {url}");

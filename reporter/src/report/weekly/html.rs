@@ -15,8 +15,8 @@
 use maud::{html, Markup, DOCTYPE};
 
 use super::{
-    clean, full_url, is_growing, shows_estimates, summary, truncate, DailyPoint, EndpointRow, FeatureRow, WeeklyReport,
-    ESTIMATE_NOTE, MAX_MESSAGE_CHARS,
+    clean, error_mark, full_url, ignored_line, seen_line, shows_estimates, summary, truncate, DailyPoint, EndpointRow,
+    FeatureRow, WeeklyReport, ESTIMATE_NOTE, MAX_MESSAGE_CHARS,
 };
 use crate::format;
 use crate::report::chart::{ChartRef, CHART_HEIGHT, CHART_WIDTH};
@@ -292,14 +292,18 @@ fn errors_html(report: &WeeklyReport) -> Markup {
                 @for e in &report.errors {
                     tr {
                         td style=(TD) {
-                            @if e.new {
-                                span style={ "font-size:11px;font-weight:600;color:#ffffff;background:#cf222e;padding:0 4px;" } { "NEW" } " "
-                            } @else if is_growing(e) {
-                                span style={ "font-size:11px;font-weight:600;color:#ffffff;background:#9a6700;padding:0 4px;" } { "GROWING" } " "
+                            @if let Some(mark) = error_mark(e) {
+                                span style={ "font-size:11px;font-weight:600;color:#ffffff;padding:0 4px;background:" (if mark == "growing" { "#9a6700" } else { "#cf222e" }) ";" } { (mark.to_uppercase()) } " "
                             }
                             (linked(report, &e.title, &e.link)) br;
                             span style={ (SMALL_MUTED) "font-family:Consolas,Menlo,monospace;" } {
                                 (truncate(&e.message, MAX_MESSAGE_CHARS))
+                            }
+                            @if let Some(seen) = seen_line(e) {
+                                br; span style=(SMALL_MUTED) { (seen) }
+                            }
+                            @if !e.assigned_team.is_empty() {
+                                br; span style=(SMALL_MUTED) { "Assigned to " (e.assigned_team) }
                             }
                         }
                         (num(&format::count(e.count)))
@@ -314,6 +318,7 @@ fn errors_html(report: &WeeklyReport) -> Markup {
                 }
             }))
         }
+        @if let Some(ignored) = ignored_line(report) { p style=(EMPTY) { (ignored) } }
     }
 }
 

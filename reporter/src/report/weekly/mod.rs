@@ -44,8 +44,11 @@ pub struct WeeklyReport {
     pub consumers: Vec<EndpointRow>,
     /// The regressions found against last week, as the analysis ranks them.
     pub regressions: Vec<RegressionRow>,
-    /// New and growing error groups, as the analysis ranks them.
+    /// New, growing and regressed error groups, as the analysis ranks
+    /// them; none that someone ignored.
     pub errors: Vec<ErrorRow>,
+    /// Error groups of the week that someone ignored: counted, not listed.
+    pub ignored_groups: u64,
     /// Set when the report goes out after its time: said in the subject and
     /// at the top.
     pub late: Option<super::late::Late>,
@@ -155,6 +158,15 @@ pub struct ErrorRow {
     pub previous_count: u64,
     /// Whether the group first appeared this week.
     pub new: bool,
+    /// Resolved by someone, and seen again since.
+    pub regressed: bool,
+    /// The team it is assigned to; empty for none.
+    pub assigned_team: String,
+    /// First seen ever (over the store's history), in the report's time
+    /// zone, e.g. `2026-11-29 10:03`; empty when unknown.
+    pub first_seen: String,
+    /// Last seen, the same way.
+    pub last_seen: String,
     /// The hosts that reported it, with their counts, most first.
     pub servers: Vec<ServerCount>,
     /// Path into the web UI; empty for none.
@@ -210,6 +222,48 @@ fn truncate(text: &str, max_chars: usize) -> Cow<'_, str> {
 
 fn is_growing(error: &ErrorRow) -> bool {
     !error.new && error.count > error.previous_count
+}
+
+/// `new`, `regressed`, `growing` or nothing: the mark an error row carries.
+fn error_mark(error: &ErrorRow) -> Option<&'static str> {
+    if error.new {
+        Some("new")
+    } else if error.regressed {
+        Some("regressed")
+    } else if is_growing(error) {
+        Some("growing")
+    } else {
+        None
+    }
+}
+
+/// `first seen 2026-11-29 10:03, last seen 2026-12-06 08:00`, as far as known.
+fn seen_line(error: &ErrorRow) -> Option<String> {
+    match (error.first_seen.is_empty(), error.last_seen.is_empty()) {
+        (true, true) => None,
+        (false, true) => Some(format!("first seen {}", clean(&error.first_seen))),
+        (true, false) => Some(format!("last seen {}", clean(&error.last_seen))),
+        (false, false) => Some(format!(
+            "first seen {}, last seen {}",
+            clean(&error.first_seen),
+            clean(&error.last_seen)
+        )),
+    }
+}
+
+/// `2 ignored error groups are not listed.`, when there are some.
+fn ignored_line(report: &WeeklyReport) -> Option<String> {
+    (report.ignored_groups > 0).then(|| {
+        format!(
+            "{} ignored error {} not listed.",
+            format::count(report.ignored_groups),
+            if report.ignored_groups == 1 {
+                "group is"
+            } else {
+                "groups are"
+            }
+        )
+    })
 }
 
 /// The report's short summary, most important first: a busy reader can stop

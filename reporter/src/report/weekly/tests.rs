@@ -68,8 +68,10 @@ pub(crate) fn sample() -> WeeklyReport {
                 count: 300,
             }],
             link: "/errors/42".into(),
+            ..ErrorRow::default()
         }],
         late: None,
+        ..WeeklyReport::default()
     }
 }
 

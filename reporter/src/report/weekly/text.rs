@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use super::{
-    clean, full_url, is_growing, shows_estimates, summary, truncate, WeeklyReport, ESTIMATE_NOTE, MAX_MESSAGE_CHARS,
+    clean, error_mark, full_url, ignored_line, seen_line, shows_estimates, summary, truncate, WeeklyReport,
+    ESTIMATE_NOTE, MAX_MESSAGE_CHARS,
 };
 use crate::format;
 
@@ -96,13 +97,7 @@ pub fn render_text(report: &WeeklyReport) -> String {
         let _ = writeln!(out, "  None this week.");
     }
     for e in &report.errors {
-        let marker = if e.new {
-            "[new] "
-        } else if is_growing(e) {
-            "[growing] "
-        } else {
-            ""
-        };
+        let marker = error_mark(e).map_or_else(String::new, |mark| format!("[{mark}] "));
         let _ = writeln!(
             out,
             "- {marker}{}: {} this week, {} last week",
@@ -119,7 +114,16 @@ pub fn render_text(report: &WeeklyReport) -> String {
                 .collect();
             let _ = writeln!(out, "    hosts: {}", hosts.join(", "));
         }
+        if let Some(seen) = seen_line(e) {
+            let _ = writeln!(out, "    {seen}");
+        }
+        if !e.assigned_team.is_empty() {
+            let _ = writeln!(out, "    assigned to {}", clean(&e.assigned_team));
+        }
         link(&mut out, &e.link);
+    }
+    if let Some(ignored) = ignored_line(report) {
+        let _ = writeln!(out, "  {ignored}");
     }
     if shows_estimates(report) {
         let _ = writeln!(out, "\n{ESTIMATE_NOTE}");

@@ -58,6 +58,7 @@ mod reads;
 mod schema;
 mod spool;
 mod state;
+mod triage;
 mod txn;
 mod writes;
 

@@ -295,6 +295,16 @@ pub(super) fn schema(db: &str) -> Vec<String> {
               at DateTime, written UInt64, token UInt64)
              ENGINE = MergeTree ORDER BY (name, at, written, token)"
         ),
+        // The error groups' triage (`crate::store::triage`): one row per
+        // decision; a group's is its latest in (server second, writer's
+        // nanoseconds, token) order.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.error_triage
+             (group_id String, status String, at Int64, ignore_until Int64, has_ignore_until UInt8,
+              ignore_count UInt64, has_ignore_count UInt8, team String, has_team UInt8, by String,
+              written_at DateTime, written UInt64, token UInt64)
+             ENGINE = MergeTree ORDER BY (group_id, written_at, written, token)"
+        ),
     ]
 }
 

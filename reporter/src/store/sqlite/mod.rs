@@ -36,11 +36,12 @@ mod schema;
 mod state;
 #[cfg(test)]
 mod tests;
+mod triage;
 mod writes;
 
 pub(crate) use reads::{row_histogram, HISTOGRAM_COLUMNS};
 pub use schema::SCHEMA_VERSION;
-use schema::{migrate, DELIVERY_SCHEMA, SCHEMA};
+use schema::{migrate, DELIVERY_SCHEMA, SCHEMA, TRIAGE_SCHEMA};
 pub(crate) use writes::{write_histogram, Late};
 
 /// How long acknowledged points may wait in memory before a write flushes
@@ -139,6 +140,7 @@ impl SqliteStore {
             connection.execute_batch("PRAGMA journal_mode = WAL;").map_err(error)?;
             connection.execute_batch(SCHEMA).map_err(error)?;
             connection.execute_batch(DELIVERY_SCHEMA).map_err(error)?;
+            connection.execute_batch(TRIAGE_SCHEMA).map_err(error)?;
             migrate(&connection).map_err(error)?;
         }
         let found: Option<i64> = connection

@@ -236,3 +236,17 @@ CREATE TABLE IF NOT EXISTS alert_state (
     notified INTEGER NOT NULL
 );
 ";
+
+// The error groups' triage (`crate::store::triage`): one row per decision,
+// the latest per group (by `seq`) the one in force, so a group's history is
+// kept. Created at open by the process that owns the store, and by the
+// first decision written by any other (`kuroko errors` beside a reporter).
+
+pub(super) const TRIAGE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS error_triage (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id TEXT NOT NULL, status TEXT NOT NULL, at INTEGER NOT NULL,
+    ignore_until INTEGER, ignore_count INTEGER, team TEXT, by TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS error_triage_by_group ON error_triage (group_id, seq);
+";
