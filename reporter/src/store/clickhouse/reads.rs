@@ -18,6 +18,10 @@ use crate::store::{
     Batch, DatabaseError, ErrorSummary, Filter, SeriesKey, StepTotal, Store, StoreError, TracePoint, TRACES_PER_HOUR,
 };
 
+/// The most ids a read sums by group in SQL: their list is in the query,
+/// which ClickHouse takes up to 256 KiB of.
+const MAX_GROUPED_IDS: usize = 5_000;
+
 /// Roll-ups are complete at once (materialised views): "rolled until the end of time".
 const ALWAYS: i64 = i64::MAX / 4;
 
@@ -500,6 +504,23 @@ impl Store for ClickHouseStore {
             .collect())
     }
 
+    fn histogram_steps_grouped(
+        &self,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+        step: i64,
+        group: &mut dyn FnMut(&SeriesKey) -> Option<usize>,
+    ) -> Result<Vec<(usize, i64, Histogram)>, StoreError> {
+        let step = step.max(1);
+        let stretches = self.step_plan(from, to, step)?;
+        let merged = self.merged_by(filter, &stretches, Some(step), group)?;
+        Ok(merged
+            .into_iter()
+            .map(|((group, start), histogram)| (group, start, histogram))
+            .collect())
+    }
+
     fn totals_steps(&self, filter: &Filter, from: i64, to: i64, step: i64) -> Result<Vec<StepTotal>, StoreError> {
         let step = step.max(1);
         let planned = self.step_plan(from, to, step)?;
@@ -800,7 +821,21 @@ impl ClickHouseStore {
         planned: &Planned,
         step: Option<i64>,
     ) -> Result<BTreeMap<(SeriesKey, i64), Histogram>, StoreError> {
-        let mut merged: BTreeMap<(SeriesKey, i64), Histogram> = BTreeMap::new();
+        self.merged_by(filter, planned, step, &mut |key| Some(key.clone()))
+    }
+
+    /// [`ClickHouseStore::merged_histograms`] merged further by `group`, a
+    /// key of each series (`None` leaves it out). Across hosts, the groups
+    /// are summed in SQL, so that a feature's week of hour steps comes back
+    /// as 168 histograms, not one per transaction and hour.
+    fn merged_by<G: Ord + Clone>(
+        &self,
+        filter: &Filter,
+        planned: &Planned,
+        step: Option<i64>,
+        group: &mut dyn FnMut(&SeriesKey) -> Option<G>,
+    ) -> Result<BTreeMap<(G, i64), Histogram>, StoreError> {
+        let mut merged: BTreeMap<(G, i64), Histogram> = BTreeMap::new();
         if planned.stretches.is_empty() {
             return Ok(merged);
         }
@@ -810,28 +845,41 @@ impl ClickHouseStore {
                 .iter()
                 .map(|s| Self::histogram_stretch(s, &selection, step))
                 .collect();
+            // Each id's group, numbered.
+            let mut groups: Vec<G> = Vec::new();
+            let mut numbers: BTreeMap<G, u64> = BTreeMap::new();
+            let mut ids: HashMap<u64, u64> = HashMap::new();
+            for (&id, key) in &selection.keys {
+                if let Some(g) = group(key) {
+                    let number = *numbers.entry(g.clone()).or_insert_with(|| {
+                        groups.push(g);
+                        groups.len() as u64 - 1
+                    });
+                    ids.insert(id, number);
+                }
+            }
+            // Summed by group in SQL when groups hold several ids (and
+            // their list fits in a query); else by id, grouped here.
+            let in_sql = groups.len() < ids.len() && ids.len() <= MAX_GROUPED_IDS;
             let rows = match selection.level {
                 Level::Series => self.select::<HistogramOut>(&merged_sql(&stretches))?,
-                Level::Transaction => self.transaction_histograms(planned, &selection, step, &stretches)?,
+                Level::Transaction => {
+                    let only = in_sql.then_some(&ids);
+                    self.transaction_histograms(planned, &selection, step, &stretches, only)?
+                }
             };
+            let grouped = in_sql && selection.level == Level::Transaction;
             for row in rows {
-                let Some(key) = selection.keys.get(&row.series_id) else {
+                let number = if grouped {
+                    Some(row.series_id)
+                } else {
+                    ids.get(&row.series_id).copied()
+                };
+                let Some(g) = number.and_then(|n| groups.get(n as usize)) else {
                     continue;
                 };
-                let buckets = Histogram::decode_buckets(&bucket_blob(&row.idx, &row.cnt))
-                    .ok_or_else(|| self.error(format!("series {} has unreadable buckets", row.series_id)))?;
-                let histogram = Histogram {
-                    scale: row.scale,
-                    zero_count: row.zeros,
-                    zero_threshold: row.zt,
-                    buckets,
-                    count: row.n,
-                    sum: row.total,
-                    min: if row.n > 0 { row.lo } else { f64::INFINITY },
-                    max: if row.n > 0 { row.hi } else { 0.0 },
-                    estimated: row.est > 0,
-                };
-                match merged.entry((key.clone(), row.step_start)) {
+                let histogram = self.histogram_of(&row)?;
+                match merged.entry((g.clone(), row.step_start)) {
                     std::collections::btree_map::Entry::Occupied(mut total) => total.get_mut().merge(&histogram),
                     std::collections::btree_map::Entry::Vacant(slot) => {
                         slot.insert(histogram);
@@ -841,19 +889,38 @@ impl ClickHouseStore {
         }
         Ok(merged)
     }
+
+    fn histogram_of(&self, row: &HistogramOut) -> Result<Histogram, StoreError> {
+        let buckets = Histogram::decode_buckets(&bucket_blob(&row.idx, &row.cnt))
+            .ok_or_else(|| self.error(format!("series {} has unreadable buckets", row.series_id)))?;
+        Ok(Histogram {
+            scale: row.scale,
+            zero_count: row.zeros,
+            zero_threshold: row.zt,
+            buckets,
+            count: row.n,
+            sum: row.total,
+            min: if row.n > 0 { row.lo } else { f64::INFINITY },
+            max: if row.n > 0 { row.hi } else { 0.0 },
+            estimated: row.est > 0,
+        })
+    }
 }
 
 impl ClickHouseStore {
-    /// The histograms of a read across hosts per transaction series, step
-    /// and scale (the caller merges the scales): their scalars from the
-    /// states `scalars` select per stretch, their buckets summed from the
-    /// bucket rows (`txn_bucket_*`) by index, two queries, joined here.
+    /// The histograms of a read across hosts per transaction series, or per
+    /// group of them (`groups` numbers them; the answer's `series_id` is
+    /// then the number), step and scale (the caller merges the scales): their
+    /// scalars from the states `scalars` select per stretch, their buckets
+    /// summed from the bucket rows (`txn_bucket_*`) by index; two queries,
+    /// joined here.
     fn transaction_histograms(
         &self,
         planned: &Planned,
         selection: &Selection,
         step: Option<i64>,
         scalars: &[String],
+        groups: Option<&HashMap<u64, u64>>,
     ) -> Result<Vec<HistogramOut>, StoreError> {
         #[derive(Deserialize)]
         struct BucketsOut {
@@ -863,14 +930,29 @@ impl ClickHouseStore {
             idx: Vec<i64>,
             cnt: Vec<u64>,
         }
+        // The group of a row (rows of no group are left out), or its id.
+        let group = match groups {
+            Some(groups) if groups.is_empty() => return Ok(Vec::new()),
+            Some(groups) => {
+                let (ids, numbers): (Vec<String>, Vec<String>) =
+                    groups.iter().map(|(id, n)| (id.to_string(), n.to_string())).unzip();
+                format!(
+                    "transform(series_id, [{}], [{}], toUInt64(-1))",
+                    ids.join(","),
+                    numbers.join(",")
+                )
+            }
+            None => "series_id".to_owned(),
+        };
         let mut rows: Vec<HistogramOut> = self.select(&format!(
-            "SELECT series_id, step_start, scale, sum(runs) AS n, sum(s) AS total, minIf(low, runs > 0) AS lo,
+            "SELECT g AS series_id, step_start, scale, sum(runs) AS n, sum(s) AS total, minIf(low, runs > 0) AS lo,
                     maxIf(high, runs > 0) AS hi, sum(z) AS zeros, max(zero_below) AS zt, max(e) AS est,
                     emptyArrayInt64() AS idx, emptyArrayUInt64() AS cnt
-             FROM (SELECT series_id, step_start, scale, n AS runs, total AS s, lo AS low, hi AS high, zeros AS z,
-                          zt AS zero_below, est AS e
+             FROM (SELECT {group} AS g, step_start, scale, n AS runs, total AS s, lo AS low, hi AS high,
+                          zeros AS z, zt AS zero_below, est AS e
                    FROM ({}))
-             GROUP BY series_id, step_start, scale",
+             WHERE g != toUInt64(-1)
+             GROUP BY g, step_start, scale",
             scalars.join(" UNION ALL ")
         ))?;
         let only = &selection.only;
@@ -887,10 +969,12 @@ impl ClickHouseStore {
             })
             .collect();
         let buckets: Vec<BucketsOut> = self.select(&format!(
-            "SELECT series_id, step_start, scale, groupArray(idx) AS idx, groupArray(n) AS cnt
-             FROM (SELECT series_id, step_start, scale, idx, sum(n) AS n FROM ({})
-                   GROUP BY series_id, step_start, scale, idx)
-             GROUP BY series_id, step_start, scale",
+            "SELECT g AS series_id, step_start, scale, groupArray(idx) AS idx, groupArray(n) AS cnt
+             FROM (SELECT g, step_start, scale, idx, sum(n) AS n
+                   FROM (SELECT {group} AS g, step_start, scale, idx, n FROM ({}))
+                   WHERE g != toUInt64(-1)
+                   GROUP BY g, step_start, scale, idx)
+             GROUP BY g, step_start, scale",
             parts.join(" UNION ALL ")
         ))?;
         let at: HashMap<(u64, i64, i32), usize> = rows
