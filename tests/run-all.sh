@@ -71,11 +71,13 @@ cargo test --workspace
 # every API question against the embedded store (stores_agree), the Grafana
 # dashboards' SQL, cumulative streams across replicas, a replica's journal
 # replayed and sent again under the same deduplication tokens (stored once,
-# roll-ups included, which 18.16 cannot do): under three minutes on two
+# roll-ups included, which 18.16 cannot do), reads across hosts from the
+# roll-ups and their migrations (across_hosts): about five minutes on two
 # cores. The rest passes there too but takes longer (every test binary that
 # uses ClickHouse: KUROKO_TEST_CLICKHOUSE=chdb cargo test -p kuroko-reporter;
 # the two-minute outage of clickhouse_journal runs on 18.16 only).
 KUROKO_TEST_CLICKHOUSE=chdb cargo test -p kuroko-reporter --test clickhouse_store --test stores_agree \
-    --test grafana_dashboards --test cumulative_replicas --test clickhouse_journal -- --skip clickhouse_stopped
+    --test grafana_dashboards --test cumulative_replicas --test clickhouse_journal --test across_hosts \
+    -- --skip clickhouse_stopped
 KUROKO_TEST_CLICKHOUSE=chdb cargo test -p kuroko-reporter --test hostile_values -- clickhouse
 cargo test -p kuroko-agent --benches

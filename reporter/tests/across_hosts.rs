@@ -330,7 +330,7 @@ fn a_schema_2_database_reads_its_old_hours_per_series() {
     drop(store);
     // What schema 2 had: no roll-ups across hosts, no `txn_id`; the rows
     // written stay in the per-series tables.
-    for view in ["histogram", "counter"]
+    for view in ["histogram", "bucket", "counter"]
         .iter()
         .flat_map(|w| ["minute", "hour", "day"].map(|r| format!("txn_{w}_{r}")))
     {
@@ -460,7 +460,7 @@ fn clickhouse_reads_across_hosts_from_its_roll_ups() {
     let (from, to) = (START + 17, now - 5);
     assert!(!store.histograms(&across(&all), from, to).unwrap().is_empty());
     assert!(!store.counters(&across(&all), OUTCOMES, from, to).unwrap().is_empty());
-    for table in ["histogram", "counter"]
+    for table in ["histogram", "bucket", "counter"]
         .iter()
         .flat_map(|w| ["minute", "hour", "day"].map(|r| format!("txn_{w}_{r}")))
     {

@@ -3,9 +3,12 @@
 //!
 //! A transaction series is a series key without its host. Each histogram
 //! and counter minute row carries its transaction series' id ([`txn_id`]),
-//! `txn` names them, and materialised views fill `txn_histogram_*` and
-//! `txn_counter_*` (minute, hour, day) keyed by it, as the per-series views
-//! fill the per-series tables; retention drops their partitions alike.
+//! `txn` names them, and materialised views fill `txn_histogram_*` (the
+//! histograms' scalars as states), `txn_bucket_*` (their buckets, one row
+//! each) and `txn_counter_*` (minute, hour, day) keyed by it, as the
+//! per-series views fill the per-series tables; retention drops their
+//! partitions alike. They are sorted by time first: a read across hosts
+//! takes a stretch of time for every transaction.
 //!
 //! A read across hosts takes them ([`ClickHouseStore::selections`]) unless
 //! the filter names a host, or the window reaches before the roll-ups are
