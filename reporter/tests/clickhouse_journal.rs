@@ -64,15 +64,32 @@ fn runs_stored(database: &str) -> u64 {
 }
 
 /// Runs stored in `database` over `from..to` (unix minutes; whole hours are
-/// read from the hour roll-ups).
+/// read from the hour roll-ups), per series; and the same read across hosts
+/// (from the roll-ups across hosts) must count as many, in its scalars and
+/// in its buckets alike.
 fn runs_in(database: &str, from: i64, to: i64) -> u64 {
     let store = clickhouse_server::connect_again(database);
-    store
+    let per_series: u64 = store
         .histograms(&Filter::default(), from, to)
         .unwrap()
         .iter()
         .map(|(_, h)| h.count)
-        .sum()
+        .sum();
+    let across = Filter {
+        across_hosts: true,
+        ..Filter::default()
+    };
+    let (mut counted, mut in_buckets) = (0, 0);
+    for (_, h) in store.histograms(&across, from, to).unwrap() {
+        counted += h.count;
+        in_buckets += h.zero_count + h.iter_buckets().map(|(_, c)| c).sum::<u64>();
+    }
+    assert_eq!(
+        (counted, in_buckets),
+        (per_series, per_series),
+        "runs across hosts (counted, in buckets) over {from}..{to}"
+    );
+    per_series
 }
 
 fn journal_segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
