@@ -6,7 +6,7 @@
 //!
 //! let agent = Agent::default();
 //! // OTLP/HTTP to localhost:4318 every 60 s, unless OTEL_* variables say otherwise.
-//! let exporter = agent.export(ExportConfig::default().with_env()?)?;
+//! let exporter = agent.export(ExportConfig::default().with_env())?;
 //! // … serve …
 //! exporter.shutdown().await; // sends the last interval, bounded by the timeout
 //! # Ok(()) }
@@ -26,7 +26,9 @@
 
 pub mod config;
 pub mod encode;
+mod env;
 pub mod exponential;
+mod tls;
 mod transport;
 
 use std::collections::VecDeque;
@@ -40,7 +42,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::sync::oneshot;
 
-pub use config::{ExportConfig, ExportConfigError, Protocol};
+pub use config::{Compression, ExportConfig, ExportConfigError, Protocol, SignalConfig};
 pub use encode::ExportStats;
 
 use crate::Agent;
@@ -183,7 +185,7 @@ impl Agent {
         Ok(Exporter {
             stop: Some(stop),
             counters,
-            timeout: config.timeout,
+            timeout: config.longest_timeout(),
         })
     }
 }
@@ -237,8 +239,8 @@ struct Task {
 
 impl Task {
     async fn run(mut self, mut transport: Transport, mut stop: oneshot::Receiver<oneshot::Sender<()>>) {
-        let mut tick =
-            tokio::time::interval_at(tokio::time::Instant::now() + self.config.interval, self.config.interval);
+        let interval = self.config.harvest_interval();
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failures = 0u32;
         let mut retry_at: Option<tokio::time::Instant> = None;
@@ -254,7 +256,7 @@ impl Task {
                 _ = retry => {}
                 reply = &mut stop => {
                     self.harvest();
-                    let deadline = self.config.timeout;
+                    let deadline = self.config.longest_timeout();
                     let _ = tokio::time::timeout(deadline, self.flush(&mut transport)).await;
                     if let Ok(reply) = reply {
                         let _ = reply.send(());
