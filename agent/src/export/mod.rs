@@ -202,8 +202,8 @@ struct Queued {
 /// the ones held back.
 #[derive(Default)]
 struct Warnings {
-    last: [Option<Instant>; 4],
-    held_back: [u64; 4],
+    last: [Option<Instant>; 5],
+    held_back: [u64; 5],
 }
 
 #[derive(Clone, Copy)]
@@ -212,6 +212,7 @@ enum Warning {
     Refused = 1,
     Partial = 2,
     Dropped = 3,
+    Tls = 4,
 }
 
 impl Warnings {
@@ -402,14 +403,20 @@ impl Task {
                 self.warnings.warn(Warning::Refused, &message);
                 Ok(())
             }
-            Err(SendError::Retryable(reason)) => {
-                self.counters.failed_exports.fetch_add(1, Ordering::Relaxed);
-                let queued = self.queue.len() + 1;
-                let message = format!("cannot export {what} ({queued} intervals queued, retrying): {reason}");
-                self.warnings.warn(Warning::Unreachable, &message);
-                Err(())
-            }
+            Err(SendError::Retryable(reason)) => self.retry_later(Warning::Unreachable, what, &reason),
+            Err(SendError::Tls(reason)) => self.retry_later(Warning::Tls, what, &reason),
         }
+    }
+}
+
+impl Task {
+    /// Books a failure worth retrying; `Err` leaves the request queued.
+    fn retry_later(&mut self, kind: Warning, what: &str, reason: &str) -> Result<(), ()> {
+        self.counters.failed_exports.fetch_add(1, Ordering::Relaxed);
+        let queued = self.queue.len() + 1;
+        let message = format!("cannot export {what} ({queued} intervals queued, retrying): {reason}");
+        self.warnings.warn(kind, &message);
+        Err(())
     }
 }
 

@@ -79,22 +79,41 @@ pub(crate) fn explain(error: &(dyn Error + 'static), settings: &SignalSettings) 
         if let Some(hint) = explain_one(error, settings) {
             return Some(hint);
         }
-        // io::Error hides the error it wraps from source(): look inside.
-        if let Some(inner) = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            if let Some(hint) = explain_one(inner, settings) {
-                return Some(hint);
-            }
-        }
-        next = error.source();
+        // io::Error's source() skips the error it wraps: step into it instead.
+        next = match error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn Error + 'static)),
+            None => error.source(),
+        };
     }
     None
 }
 
+/// The TLS alerts by which a collector refuses a client certificate.
+#[cfg(feature = "tls")]
+const CLIENT_REFUSED: [rustls::AlertDescription; 5] = [
+    rustls::AlertDescription::CertificateRequired,
+    rustls::AlertDescription::BadCertificate,
+    rustls::AlertDescription::UnknownCA,
+    rustls::AlertDescription::CertificateUnknown,
+    rustls::AlertDescription::AccessDenied,
+];
+
 #[cfg(feature = "tls")]
 fn explain_one(error: &(dyn Error + 'static), settings: &SignalSettings) -> Option<String> {
-    use rustls::AlertDescription as Alert;
+    let rustls_error = match error.downcast_ref::<rustls::Error>() {
+        Some(error) => error.clone(),
+        // Some layers keep only the text of rustls's error (tonic's h2
+        // connection does, for an alert received after the handshake).
+        None => {
+            let text = error.to_string();
+            let alert = CLIENT_REFUSED
+                .into_iter()
+                .find(|alert| text.contains(&format!("received fatal alert: {alert:?}")))?;
+            rustls::Error::AlertReceived(alert)
+        }
+    };
     let signal = settings.signal.infix();
-    match error.downcast_ref::<rustls::Error>()? {
+    match rustls_error {
         rustls::Error::InvalidCertificate(why) => {
             let trusted = match &settings.tls.certificate {
                 Some(path) => format!("neither the system's CAs nor the CA file {} trust it", path.display()),
@@ -106,13 +125,7 @@ fn explain_one(error: &(dyn Error + 'static), settings: &SignalSettings) -> Opti
                  ExportConfig::certificate) to the PEM file of the CA that signed it"
             ))
         }
-        rustls::Error::AlertReceived(
-            alert @ (Alert::CertificateRequired
-            | Alert::BadCertificate
-            | Alert::UnknownCA
-            | Alert::CertificateUnknown
-            | Alert::AccessDenied),
-        ) => {
+        rustls::Error::AlertReceived(alert) if CLIENT_REFUSED.contains(&alert) => {
             let configured = match &settings.tls.client_certificate {
                 Some(path) => format!("it refused {}", path.display()),
                 None => "none is set".to_owned(),

@@ -6,6 +6,7 @@
 //! collector refuses (other 4xx, `INVALID_ARGUMENT`, …) is not, since it would
 //! be refused again.
 
+use std::error::Error as _;
 use std::io::Write;
 use std::str::FromStr;
 use std::time::Duration;
@@ -39,6 +40,9 @@ pub(crate) enum SendError {
     Retryable(String),
     /// Would be refused again.
     Permanent(String),
+    /// A TLS certificate was refused (ours or the collector's): worth
+    /// retrying once the certificates are fixed, and worth a warning of its own.
+    Tls(String),
 }
 
 /// How one signal is sent.
@@ -294,7 +298,15 @@ fn grpc_error(status: tonic::Status, settings: &SignalSettings) -> SendError {
     use tonic::Code;
     let url = &settings.url;
     if let Some(hint) = super::tls::explain(&status, settings) {
-        return SendError::Retryable(format!("{url}: {hint}"));
+        return SendError::Tls(format!("{url}: {hint}"));
+    }
+    // No answer from the collector at all (a connection that failed or
+    // closed): worth retrying, whatever code tonic gave it.
+    if status
+        .source()
+        .is_some_and(|source| source.downcast_ref::<tonic::transport::Error>().is_some())
+    {
+        return SendError::Retryable(format!("{url}: {}", chain(&status)));
     }
     let reason = format!("{url}: gRPC {:?}: {}", status.code(), status.message());
     match status.code() {
@@ -339,7 +351,7 @@ async fn post(
         .send()
         .await
         .map_err(|e| match super::tls::explain(&e, settings) {
-            Some(hint) => SendError::Retryable(format!("{url}: {hint}")),
+            Some(hint) => SendError::Tls(format!("{url}: {hint}")),
             None => SendError::Retryable(format!("{url}: {}", chain(&e))),
         })?;
     let status = response.status();
