@@ -58,6 +58,17 @@ fn first<'a>(received: &'a [Received], path: &str) -> &'a Received {
         .unwrap_or_else(|| panic!("nothing at {path}: {:?}", paths(received)))
 }
 
+/// Waits until `done` holds, failing if `seconds` pass from `started` first.
+async fn within(started: std::time::Instant, seconds: u64, what: &str, done: impl Fn() -> bool) {
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(seconds),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_grpc_sends_every_signal_over_grpc() {
     let sink = Sink::plain().await;
@@ -247,13 +258,10 @@ async fn a_signal_timeout_wins_over_the_generic_one() {
         ],
     );
     sink.wait_for("a metrics export", has("/v1/metrics")).await;
-    while exporter.stats().failed_exports == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the 300 ms metrics timeout did not end the export"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    within(started, 20, "the 300 ms metrics timeout to end the export", || {
+        exporter.stats().failed_exports > 0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,13 +277,10 @@ async fn the_generic_timeout_applies_and_zero_means_no_limit() {
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "200".into()),
         ],
     );
-    while exporter.stats().failed_exports == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the 200 ms timeout did not end the export"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    within(started, 20, "the 200 ms timeout to end the export", || {
+        exporter.stats().failed_exports > 0
+    })
+    .await;
     // 0: no limit, so the 1.5 s answer is waited for.
     let agent = Agent::default();
     let exporter = export(
@@ -286,10 +291,7 @@ async fn the_generic_timeout_applies_and_zero_means_no_limit() {
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "0".into()),
         ],
     );
-    while exporter.sent_requests() == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "no export was accepted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    within(started, 30, "an export to be accepted", || exporter.sent_requests() > 0).await;
     assert_eq!(exporter.stats().failed_exports, 0);
 }
 
