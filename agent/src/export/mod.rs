@@ -52,6 +52,9 @@ use transport::{SendError, Transport};
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Most queued intervals merged into one metrics request.
 const MERGE_INTERVALS: usize = 10;
+/// Longest the last flush at shutdown may take, even with a timeout of 0
+/// ("no limit"): stopping a service must not hang on its collector.
+const MAX_LAST_FLUSH: Duration = Duration::from_secs(60);
 /// How often one kind of warning may be logged.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -108,7 +111,7 @@ impl Exporter {
     }
 
     /// Harvests and sends the last interval, waiting at most the export
-    /// timeout (plus a second) for it.
+    /// timeout (the longest of the signals', 60 s at the most) plus a second.
     pub async fn shutdown(mut self) {
         if let Some(done) = self.request_stop() {
             let _ = tokio::time::timeout(self.timeout + Duration::from_secs(1), done).await;
@@ -185,7 +188,7 @@ impl Agent {
         Ok(Exporter {
             stop: Some(stop),
             counters,
-            timeout: config.longest_timeout(),
+            timeout: config.longest_timeout().min(MAX_LAST_FLUSH),
         })
     }
 }
@@ -257,7 +260,7 @@ impl Task {
                 _ = retry => {}
                 reply = &mut stop => {
                     self.harvest();
-                    let deadline = self.config.longest_timeout();
+                    let deadline = self.config.longest_timeout().min(MAX_LAST_FLUSH);
                     let _ = tokio::time::timeout(deadline, self.flush(&mut transport)).await;
                     if let Ok(reply) = reply {
                         let _ = reply.send(());
