@@ -115,10 +115,10 @@ async fn pay(Extension(tx): Extension<CurrentTransaction>) -> (StatusCode, &'sta
 /// sends the last interval.
 async fn export(agent: &Agent, args: &Args, deadline: Option<Instant>) -> anyhow::Result<()> {
     let config = kuroko_agent::export::ExportConfig {
-        interval: Duration::from_secs(args.export_every.max(1)),
+        interval: Some(Duration::from_secs(args.export_every.max(1))),
         ..kuroko_agent::export::ExportConfig::default()
     }
-    .with_env()?;
+    .with_env();
     let exporter = agent.export(config)?;
     println!("exporting every {} s", args.export_every.max(1));
     match deadline {

@@ -326,10 +326,10 @@ fn serve(protocol: Protocol, listener: tokio::net::TcpListener, received: Receiv
 
 fn config(protocol: Protocol, address: std::net::SocketAddr) -> ExportConfig {
     ExportConfig {
-        protocol,
+        protocol: Some(protocol),
         endpoint: Some(format!("http://{address}")),
-        interval: Duration::from_millis(100),
-        timeout: Duration::from_secs(2),
+        interval: Some(Duration::from_millis(100)),
+        timeout: Some(Duration::from_secs(2)),
         headers: vec![("authorization".to_owned(), "Bearer test-token".to_owned())],
         service_name: Some("cards-api".to_owned()),
         environment: Some("test".to_owned()),

@@ -218,9 +218,9 @@ email = ["dev@example.com"]
         let agent = Agent::default();
         let exporter = agent
             .export(ExportConfig {
-                protocol,
+                protocol: Some(protocol),
                 endpoint: Some(format!("http://{endpoint}")),
-                interval: Duration::from_millis(200),
+                interval: Some(Duration::from_millis(200)),
                 service_name: Some("shop".into()),
                 host_name: Some(host.clone()),
                 ..ExportConfig::default()

@@ -913,9 +913,9 @@ async fn the_reporter_serves_into_clickhouse_when_configured() {
     let agent = Agent::default();
     let exporter = agent
         .export(ExportConfig {
-            protocol: Protocol::HttpProtobuf,
+            protocol: Some(Protocol::HttpProtobuf),
             endpoint: Some(format!("http://{}", reporter.http)),
-            interval: Duration::from_millis(100),
+            interval: Some(Duration::from_millis(100)),
             service_name: Some("cards-api".into()),
             host_name: Some("web-1".into()),
             ..ExportConfig::default()

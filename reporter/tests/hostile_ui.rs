@@ -614,9 +614,9 @@ async fn an_agents_dropped_points_show_on_the_health_page() {
     let exporter = agent
         .export(ExportConfig {
             endpoint: Some(format!("http://127.0.0.1:{port}")),
-            interval: Duration::from_millis(200),
+            interval: Some(Duration::from_millis(200)),
             buffer_intervals: 1,
-            timeout: Duration::from_secs(2),
+            timeout: Some(Duration::from_secs(2)),
             service_name: Some("checkout".to_owned()),
             host_name: Some("web-7".to_owned()),
             ..ExportConfig::default()

@@ -70,9 +70,9 @@ async fn the_agents_data_arrives_over_grpc_and_http_with_exact_counts() {
         let agent = Agent::default();
         let exporter = agent
             .export(ExportConfig {
-                protocol,
+                protocol: Some(protocol),
                 endpoint: Some(format!("http://{endpoint}")),
-                interval: Duration::from_millis(100),
+                interval: Some(Duration::from_millis(100)),
                 service_name: Some("cards-api".into()),
                 host_name: Some("web-1".into()),
                 ..ExportConfig::default()
@@ -775,7 +775,7 @@ async fn tokens_guard_the_door_and_series_are_bounded() {
         let agent = Agent::default();
         let exporter = agent
             .export(ExportConfig {
-                protocol: Protocol::Grpc,
+                protocol: Some(Protocol::Grpc),
                 endpoint: Some(format!("http://{}", reporter.grpc)),
                 headers: token
                     .map(|t| vec![("authorization".to_owned(), t.to_owned())])

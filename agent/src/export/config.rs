@@ -1,5 +1,18 @@
-//! Export configuration, with the standard `OTEL_*` environment variables.
+//! Export configuration: what the program sets, then the standard `OTEL_*`
+//! environment variables ([`ExportConfig::with_env`], read in `env`) for
+//! what it left unset, then the OpenTelemetry defaults.
+//!
+//! Every exporter option can be set for all signals (the fields of
+//! [`ExportConfig`]) or for one signal ([`ExportConfig::metrics`],
+//! [`logs`](ExportConfig::logs), [`traces`](ExportConfig::traces)). For one
+//! signal an option resolves, first set wins: the signal's own field, the
+//! all-signals field, the signal's variable (`OTEL_EXPORTER_OTLP_METRICS_*`),
+//! the all-signals variable (`OTEL_EXPORTER_OTLP_*`), the default. Code wins
+//! over the environment, as in opentelemetry-otlp; headers are the exception,
+//! merged by name with the variable's value winning, as opentelemetry-otlp
+//! does too. docs/agent-config.md has the table.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -15,13 +28,23 @@ pub enum Protocol {
     HttpProtobuf,
 }
 
+/// How request bodies are compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip: the agent's default (the spec leaves the default to each SDK).
+    Gzip,
+    /// Uncompressed.
+    None,
+}
+
 /// Why an export configuration was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ExportConfigError {
-    /// An environment variable has a value the agent cannot use.
+    /// A value set in code that the agent cannot use. (A bad environment
+    /// variable is not an error: it is logged and ignored, as the spec says.)
     #[error("{variable}={value:?}: {reason}")]
     Variable {
-        /// The variable.
+        /// The setting.
         variable: &'static str,
         /// Its value.
         value: String,
@@ -31,40 +54,78 @@ pub enum ExportConfigError {
     /// The endpoint is not an absolute `http://` or `https://` URL.
     #[error("endpoint {0:?} is not an http:// or https:// URL (for example http://localhost:4318)")]
     Endpoint(String),
-    /// `https` needs TLS, which this build does not have yet.
-    #[error(
-        "endpoint {0:?} uses https, which this agent cannot speak yet: use http:// to a collector on a trusted network"
-    )]
+    /// `https` needs TLS, which this build does not have.
+    #[error("endpoint {0:?} uses https, but kuroko-agent was built without its `tls` feature")]
     Tls(String),
-    /// A zero interval or timeout, or an empty buffer.
+    /// A certificate or key file that cannot be used.
+    #[error("{what} {path:?}: {reason}")]
+    Certificate {
+        /// Which file: CA certificate, client certificate, client key.
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A zero interval, or an empty buffer.
     #[error("`{0}` must be greater than zero")]
     Zero(&'static str),
 }
 
-/// Where and how often to export. [`ExportConfig::default`] follows the
-/// OpenTelemetry defaults; [`ExportConfig::with_env`] applies the standard
-/// environment variables over it.
+/// The options one signal may set for itself, each winning over the
+/// all-signals field of [`ExportConfig`] of the same name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SignalConfig {
+    /// OTLP/gRPC or OTLP/HTTP for this signal.
+    pub protocol: Option<Protocol>,
+    /// This signal's full URL, used as is (no `/v1/...` appended).
+    pub endpoint: Option<String>,
+    /// Headers for this signal, after the all-signals ones (same name: this one).
+    pub headers: Vec<(String, String)>,
+    /// Longest one export of this signal may take; zero means no limit.
+    pub timeout: Option<Duration>,
+    /// This signal's compression.
+    pub compression: Option<Compression>,
+    /// PEM file of CA certificates trusted besides the system's.
+    pub certificate: Option<PathBuf>,
+    /// PEM file of the client certificate (chain) for mutual TLS.
+    pub client_certificate: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    pub client_key: Option<PathBuf>,
+}
+
+/// Where and how often to export. Unset (`None`) options take the
+/// `OTEL_*` variables when [`ExportConfig::with_env`] is applied, else the
+/// OpenTelemetry defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExportConfig {
     /// OTLP/gRPC or OTLP/HTTP. Default: HTTP/protobuf.
-    pub protocol: Protocol,
-    /// Base endpoint: `http://localhost:4318` for HTTP (`/v1/metrics` and
-    /// `/v1/logs` are appended), `http://localhost:4317` for gRPC.
+    pub protocol: Option<Protocol>,
+    /// Base endpoint: `http://localhost:4318` for HTTP (`/v1/metrics`,
+    /// `/v1/logs` and `/v1/traces` are appended), `http://localhost:4317`
+    /// for gRPC (used as is).
     pub endpoint: Option<String>,
-    /// Full URL for metrics, used as is (HTTP only).
-    pub metrics_endpoint: Option<String>,
-    /// Full URL for logs, used as is (HTTP only).
-    pub logs_endpoint: Option<String>,
-    /// Full URL for traces, used as is (HTTP only).
-    pub traces_endpoint: Option<String>,
     /// Headers sent with every export, e.g. an auth token.
     pub headers: Vec<(String, String)>,
-    /// Longest an export may take. Default: 10 s.
-    pub timeout: Duration,
-    /// gzip request bodies. Default: on.
-    pub gzip: bool,
+    /// Longest an export may take. Default: 10 s; zero means no limit.
+    pub timeout: Option<Duration>,
+    /// Request compression. Default: gzip.
+    pub compression: Option<Compression>,
+    /// PEM file of CA certificates trusted besides the system's, for a
+    /// collector whose certificate a private CA signed.
+    pub certificate: Option<PathBuf>,
+    /// PEM file of the client certificate (chain) for mutual TLS.
+    pub client_certificate: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    pub client_key: Option<PathBuf>,
+    /// Options for metrics alone.
+    pub metrics: SignalConfig,
+    /// Options for logs (errors) alone.
+    pub logs: SignalConfig,
+    /// Options for traces alone.
+    pub traces: SignalConfig,
     /// Time between harvests. Default: 60 s.
-    pub interval: Duration,
+    pub interval: Option<Duration>,
     /// Unsent intervals kept for retry; past it the oldest is dropped and
     /// counted. Default: 30.
     pub buffer_intervals: usize,
@@ -86,15 +147,18 @@ pub struct ExportConfig {
 impl Default for ExportConfig {
     fn default() -> Self {
         ExportConfig {
-            protocol: Protocol::HttpProtobuf,
+            protocol: None,
             endpoint: None,
-            metrics_endpoint: None,
-            logs_endpoint: None,
-            traces_endpoint: None,
             headers: Vec::new(),
-            timeout: Duration::from_secs(10),
-            gzip: true,
-            interval: Duration::from_secs(60),
+            timeout: None,
+            compression: None,
+            certificate: None,
+            client_certificate: None,
+            client_key: None,
+            metrics: SignalConfig::default(),
+            logs: SignalConfig::default(),
+            traces: SignalConfig::default(),
+            interval: None,
             buffer_intervals: 30,
             histogram_scale: super::exponential::DEFAULT_SCALE,
             service_name: None,
@@ -106,181 +170,241 @@ impl Default for ExportConfig {
     }
 }
 
-fn decode(text: &str) -> String {
-    percent_encoding::percent_decode_str(text.trim())
-        .decode_utf8_lossy()
-        .into_owned()
+/// The default export timeout (spec: 10 s).
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default harvest interval (spec's `OTEL_METRIC_EXPORT_INTERVAL`: 60 s).
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// What a zero timeout ("no limit") stands for: 2³¹−1 ms, about 24.8 days,
+/// as the spec suggests.
+pub(crate) const NO_LIMIT: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// One of the three OTLP signals the agent sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Signal {
+    Metrics,
+    Logs,
+    Traces,
 }
 
-/// `k1=v1,k2=v2` with percent-encoded values, as the spec writes headers and
-/// resource attributes.
-fn pairs(variable: &'static str, text: &str) -> Result<Vec<(String, String)>, ExportConfigError> {
-    text.split(',')
-        .filter(|item| !item.trim().is_empty())
-        .map(|item| match item.split_once('=') {
-            Some((key, value)) if !key.trim().is_empty() => Ok((decode(key), decode(value))),
-            _ => Err(ExportConfigError::Variable {
-                variable,
-                value: text.to_owned(),
-                reason: "expected comma-separated key=value pairs",
-            }),
-        })
-        .collect()
+impl Signal {
+    pub(crate) const ALL: [Signal; 3] = [Signal::Metrics, Signal::Logs, Signal::Traces];
+
+    /// `metrics`, `logs`, `traces`: the path segment and the word in logs.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+            Signal::Traces => "traces",
+        }
+    }
+
+    /// `METRICS`, `LOGS`, `TRACES`: the infix of the per-signal variables.
+    pub(crate) fn infix(self) -> &'static str {
+        match self {
+            Signal::Metrics => "METRICS",
+            Signal::Logs => "LOGS",
+            Signal::Traces => "TRACES",
+        }
+    }
 }
 
-fn millis(variable: &'static str, text: &str) -> Result<Duration, ExportConfigError> {
-    text.trim()
-        .parse::<u64>()
-        .map(Duration::from_millis)
-        .map_err(|_| ExportConfigError::Variable {
-            variable,
-            value: text.to_owned(),
-            reason: "expected a whole number of milliseconds",
-        })
+/// The TLS files one signal uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct TlsFiles {
+    pub(crate) certificate: Option<PathBuf>,
+    pub(crate) client_certificate: Option<PathBuf>,
+    pub(crate) client_key: Option<PathBuf>,
+}
+
+/// Everything one signal's sender needs, resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SignalSettings {
+    pub(crate) signal: Signal,
+    pub(crate) protocol: Protocol,
+    pub(crate) url: String,
+    /// Unique names (lower case), in order; later settings replaced earlier ones.
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) timeout: Duration,
+    pub(crate) gzip: bool,
+    pub(crate) tls: TlsFiles,
+}
+
+/// `headers` with `more` merged in: a name already there (any case) takes
+/// the later value.
+pub(crate) fn merge_headers(headers: &mut Vec<(String, String)>, more: impl IntoIterator<Item = (String, String)>) {
+    for (name, value) in more {
+        let name = name.trim().to_ascii_lowercase();
+        match headers.iter_mut().find(|(n, _)| *n == name) {
+            Some(existing) => existing.1 = value,
+            None => headers.push((name, value)),
+        }
+    }
 }
 
 impl ExportConfig {
-    /// This configuration with the process's `OTEL_*` variables applied.
-    pub fn with_env(self) -> Result<Self, ExportConfigError> {
-        self.with_lookup(|name| std::env::var(name).ok())
+    /// The all-signals options, in the shape of one signal's.
+    pub(crate) fn all_signals(&self) -> SignalConfig {
+        SignalConfig {
+            protocol: self.protocol,
+            endpoint: self.endpoint.clone(),
+            headers: self.headers.clone(),
+            timeout: self.timeout,
+            compression: self.compression,
+            certificate: self.certificate.clone(),
+            client_certificate: self.client_certificate.clone(),
+            client_key: self.client_key.clone(),
+        }
     }
 
-    /// This configuration with `OTEL_*` variables read through `lookup`:
-    /// `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`, `http/protobuf`),
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`,
-    /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
-    /// `OTEL_EXPORTER_OTLP_HEADERS`,
-    /// `OTEL_EXPORTER_OTLP_TIMEOUT` (ms), `OTEL_EXPORTER_OTLP_COMPRESSION`
-    /// (`gzip`, `none`), `OTEL_METRIC_EXPORT_INTERVAL` (ms),
-    /// `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`. Variables win over
-    /// the program's settings, so operators can redirect an agent without a
-    /// rebuild; `OTEL_SERVICE_NAME` wins over a `service.name` in
-    /// `OTEL_RESOURCE_ATTRIBUTES`.
-    pub fn with_lookup(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ExportConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        if let Some(protocol) = get("OTEL_EXPORTER_OTLP_PROTOCOL") {
-            self.protocol = match protocol.trim() {
-                "grpc" => Protocol::Grpc,
-                "http/protobuf" => Protocol::HttpProtobuf,
-                _ => {
-                    return Err(ExportConfigError::Variable {
-                        variable: "OTEL_EXPORTER_OTLP_PROTOCOL",
-                        value: protocol,
-                        reason: "supported: grpc, http/protobuf (http/json is not)",
-                    })
-                }
-            };
-        }
-        if let Some(endpoint) = get("OTEL_EXPORTER_OTLP_ENDPOINT") {
-            self.endpoint = Some(endpoint.trim().to_owned());
-        }
-        if let Some(endpoint) = get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") {
-            self.metrics_endpoint = Some(endpoint.trim().to_owned());
-        }
-        if let Some(endpoint) = get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") {
-            self.logs_endpoint = Some(endpoint.trim().to_owned());
-        }
-        if let Some(endpoint) = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-            self.traces_endpoint = Some(endpoint.trim().to_owned());
-        }
-        if let Some(headers) = get("OTEL_EXPORTER_OTLP_HEADERS") {
-            self.headers.extend(pairs("OTEL_EXPORTER_OTLP_HEADERS", &headers)?);
-        }
-        if let Some(timeout) = get("OTEL_EXPORTER_OTLP_TIMEOUT") {
-            self.timeout = millis("OTEL_EXPORTER_OTLP_TIMEOUT", &timeout)?;
-        }
-        if let Some(compression) = get("OTEL_EXPORTER_OTLP_COMPRESSION") {
-            self.gzip = match compression.trim() {
-                "gzip" => true,
-                "none" => false,
-                _ => {
-                    return Err(ExportConfigError::Variable {
-                        variable: "OTEL_EXPORTER_OTLP_COMPRESSION",
-                        value: compression,
-                        reason: "supported: gzip, none",
-                    })
-                }
-            };
-        }
-        if let Some(interval) = get("OTEL_METRIC_EXPORT_INTERVAL") {
-            self.interval = millis("OTEL_METRIC_EXPORT_INTERVAL", &interval)?;
-        }
-        if let Some(attributes) = get("OTEL_RESOURCE_ATTRIBUTES") {
-            for (key, value) in pairs("OTEL_RESOURCE_ATTRIBUTES", &attributes)? {
-                match key.as_str() {
-                    "service.name" => self.service_name = Some(value),
-                    "service.version" => self.service_version = Some(value),
-                    "deployment.environment.name" | "deployment.environment" => self.environment = Some(value),
-                    "host.name" => self.host_name = Some(value),
-                    _ => self.resource_attributes.push((key, value)),
-                }
-            }
-        }
-        if let Some(name) = get("OTEL_SERVICE_NAME") {
-            self.service_name = Some(name.trim().to_owned());
-        }
-        Ok(self)
+    /// Sets the all-signals options from `all` (the inverse of [`Self::all_signals`]).
+    pub(crate) fn set_all_signals(&mut self, all: SignalConfig) {
+        self.protocol = all.protocol;
+        self.endpoint = all.endpoint;
+        self.headers = all.headers;
+        self.timeout = all.timeout;
+        self.compression = all.compression;
+        self.certificate = all.certificate;
+        self.client_certificate = all.client_certificate;
+        self.client_key = all.client_key;
     }
 
-    /// Checks the configuration, naming what is wrong.
-    pub fn validate(&self) -> Result<(), ExportConfigError> {
-        for (name, zero) in [
-            ("timeout", self.timeout.is_zero()),
-            ("interval", self.interval.is_zero()),
-            ("buffer_intervals", self.buffer_intervals == 0),
-        ] {
-            if zero {
-                return Err(ExportConfigError::Zero(name));
-            }
+    pub(crate) fn signal_config(&self, signal: Signal) -> &SignalConfig {
+        match signal {
+            Signal::Metrics => &self.metrics,
+            Signal::Logs => &self.logs,
+            Signal::Traces => &self.traces,
         }
-        for url in [self.metrics_url(), self.logs_url(), self.traces_url()] {
-            if url.starts_with("https://") {
-                return Err(ExportConfigError::Tls(url));
-            }
-            if !url.starts_with("http://") || url.len() <= "http://".len() {
-                return Err(ExportConfigError::Endpoint(url));
-            }
-        }
-        Ok(())
     }
 
-    fn base(&self) -> String {
-        let default = match self.protocol {
+    pub(crate) fn signal_config_mut(&mut self, signal: Signal) -> &mut SignalConfig {
+        match signal {
+            Signal::Metrics => &mut self.metrics,
+            Signal::Logs => &mut self.logs,
+            Signal::Traces => &mut self.traces,
+        }
+    }
+
+    /// How `signal` is sent: its own option, else the all-signals one, else
+    /// the default.
+    pub(crate) fn settings(&self, signal: Signal) -> SignalSettings {
+        let own = self.signal_config(signal);
+        let protocol = own.protocol.or(self.protocol).unwrap_or(Protocol::HttpProtobuf);
+        let url = match (&own.endpoint, protocol) {
+            (Some(url), _) => url.trim().to_owned(),
+            (None, Protocol::Grpc) => self.base(protocol),
+            (None, Protocol::HttpProtobuf) => format!("{}/v1/{}", self.base(protocol), signal.name()),
+        };
+        let mut headers = Vec::new();
+        merge_headers(&mut headers, self.headers.iter().cloned());
+        merge_headers(&mut headers, own.headers.iter().cloned());
+        let timeout = match own.timeout.or(self.timeout).unwrap_or(DEFAULT_TIMEOUT) {
+            zero if zero.is_zero() => NO_LIMIT,
+            timeout => timeout,
+        };
+        SignalSettings {
+            signal,
+            protocol,
+            url,
+            headers,
+            timeout,
+            gzip: own.compression.or(self.compression).unwrap_or(Compression::Gzip) == Compression::Gzip,
+            tls: TlsFiles {
+                certificate: own.certificate.clone().or_else(|| self.certificate.clone()),
+                client_certificate: own
+                    .client_certificate
+                    .clone()
+                    .or_else(|| self.client_certificate.clone()),
+                client_key: own.client_key.clone().or_else(|| self.client_key.clone()),
+            },
+        }
+    }
+
+    /// The base endpoint for `protocol`, without a trailing `/`.
+    fn base(&self, protocol: Protocol) -> String {
+        let default = match protocol {
             Protocol::Grpc => "http://localhost:4317",
             Protocol::HttpProtobuf => "http://localhost:4318",
         };
         self.endpoint
             .as_deref()
             .unwrap_or(default)
+            .trim()
             .trim_end_matches('/')
             .to_owned()
     }
 
+    /// Time between harvests.
+    pub(crate) fn harvest_interval(&self) -> Duration {
+        self.interval.unwrap_or(DEFAULT_INTERVAL)
+    }
+
+    /// The longest timeout of the three signals: how long a last flush may take.
+    pub(crate) fn longest_timeout(&self) -> Duration {
+        Signal::ALL
+            .iter()
+            .map(|&s| self.settings(s).timeout)
+            .max()
+            .unwrap_or(DEFAULT_TIMEOUT)
+    }
+
+    /// Checks the configuration, naming what is wrong.
+    pub fn validate(&self) -> Result<(), ExportConfigError> {
+        for (name, zero) in [
+            ("interval", self.interval.is_some_and(|i| i.is_zero())),
+            ("buffer_intervals", self.buffer_intervals == 0),
+        ] {
+            if zero {
+                return Err(ExportConfigError::Zero(name));
+            }
+        }
+        for signal in Signal::ALL {
+            let settings = self.settings(signal);
+            let url = settings.url;
+            let rest = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+                (Some(rest), _) => rest,
+                (_, Some(rest)) if cfg!(feature = "tls") => rest,
+                (_, Some(_)) => return Err(ExportConfigError::Tls(url)),
+                _ => return Err(ExportConfigError::Endpoint(url)),
+            };
+            if rest.is_empty() || rest.starts_with('/') {
+                return Err(ExportConfigError::Endpoint(url));
+            }
+            let tls = settings.tls;
+            match (&tls.client_certificate, &tls.client_key) {
+                (Some(path), None) => {
+                    return Err(ExportConfigError::Certificate {
+                        what: "client certificate",
+                        path: path.clone(),
+                        reason: "needs its private key too (client_key, OTEL_EXPORTER_OTLP_CLIENT_KEY)".to_owned(),
+                    })
+                }
+                (None, Some(path)) => {
+                    return Err(ExportConfigError::Certificate {
+                        what: "client key",
+                        path: path.clone(),
+                        reason: "needs its certificate too (client_certificate, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE)"
+                            .to_owned(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Where metrics go: the gRPC endpoint, or the HTTP URL.
     pub fn metrics_url(&self) -> String {
-        match (self.protocol, &self.metrics_endpoint) {
-            (Protocol::HttpProtobuf, Some(url)) => url.clone(),
-            (Protocol::HttpProtobuf, None) => format!("{}/v1/metrics", self.base()),
-            (Protocol::Grpc, _) => self.base(),
-        }
+        self.settings(Signal::Metrics).url
     }
 
     /// Where logs go: the gRPC endpoint, or the HTTP URL.
     pub fn logs_url(&self) -> String {
-        match (self.protocol, &self.logs_endpoint) {
-            (Protocol::HttpProtobuf, Some(url)) => url.clone(),
-            (Protocol::HttpProtobuf, None) => format!("{}/v1/logs", self.base()),
-            (Protocol::Grpc, _) => self.base(),
-        }
+        self.settings(Signal::Logs).url
     }
 
     /// Where traces go: the gRPC endpoint, or the HTTP URL.
     pub fn traces_url(&self) -> String {
-        match (self.protocol, &self.traces_endpoint) {
-            (Protocol::HttpProtobuf, Some(url)) => url.clone(),
-            (Protocol::HttpProtobuf, None) => format!("{}/v1/traces", self.base()),
-            (Protocol::Grpc, _) => self.base(),
-        }
+        self.settings(Signal::Traces).url
     }
 
     /// The OTLP resource: `service.name`, `service.version`, `host.name`,
@@ -324,81 +448,72 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |name| map.get(name).cloned()
-    }
 
     #[test]
-    fn standard_variables_apply_as_the_spec_says() {
-        let config = ExportConfig::default()
-            .with_lookup(env(&[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
-                ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:9999/custom"),
-                (
-                    "OTEL_EXPORTER_OTLP_HEADERS",
-                    "authorization=Bearer%20s3cr3t, x-team=cards",
-                ),
-                ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
-                ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
-                ("OTEL_METRIC_EXPORT_INTERVAL", "15000"),
-                (
-                    "OTEL_RESOURCE_ATTRIBUTES",
-                    "service.name=ignored,deployment.environment.name=prod,k8s.pod.name=api-7",
-                ),
-                ("OTEL_SERVICE_NAME", "cards-api"),
-            ]))
-            .unwrap();
-        assert_eq!(config.metrics_url(), "http://collector:4318/v1/metrics");
-        assert_eq!(config.logs_url(), "http://logs:9999/custom");
-        assert_eq!(config.headers[0], ("authorization".into(), "Bearer s3cr3t".into()));
-        assert_eq!(config.headers[1], ("x-team".into(), "cards".into()));
+    fn a_signal_option_wins_over_the_all_signals_one() {
+        let config = ExportConfig {
+            endpoint: Some("http://collector:4318/".into()),
+            timeout: Some(Duration::from_secs(3)),
+            headers: vec![("Authorization".into(), "a".into()), ("x-team".into(), "cards".into())],
+            logs: SignalConfig {
+                endpoint: Some("http://logs:9999/custom".into()),
+                timeout: Some(Duration::ZERO),
+                headers: vec![("authorization".into(), "b".into())],
+                compression: Some(Compression::None),
+                ..SignalConfig::default()
+            },
+            ..ExportConfig::default()
+        };
+        let metrics = config.settings(Signal::Metrics);
+        assert_eq!(metrics.url, "http://collector:4318/v1/metrics");
+        assert_eq!((metrics.timeout, metrics.gzip), (Duration::from_secs(3), true));
+        let logs = config.settings(Signal::Logs);
+        assert_eq!(logs.url, "http://logs:9999/custom");
+        assert_eq!((logs.timeout, logs.gzip), (NO_LIMIT, false));
         assert_eq!(
-            (config.timeout, config.gzip, config.interval),
-            (Duration::from_millis(2500), false, Duration::from_secs(15))
+            logs.headers,
+            [
+                ("authorization".to_string(), "b".to_string()),
+                ("x-team".into(), "cards".into())
+            ]
         );
-        assert_eq!(config.service_name.as_deref(), Some("cards-api"));
-        assert_eq!(config.environment.as_deref(), Some("prod"));
-        assert_eq!(
-            config.resource_attributes,
-            [("k8s.pod.name".to_string(), "api-7".to_string())]
-        );
-        config.validate().unwrap();
-
-        let grpc = ExportConfig::default()
-            .with_lookup(env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]))
-            .unwrap();
+        let grpc = ExportConfig {
+            protocol: Some(Protocol::Grpc),
+            traces: SignalConfig {
+                endpoint: Some("http://traces:4317".into()),
+                ..SignalConfig::default()
+            },
+            ..ExportConfig::default()
+        };
         assert_eq!(grpc.metrics_url(), "http://localhost:4317");
+        assert_eq!(grpc.traces_url(), "http://traces:4317");
     }
 
     #[test]
-    fn bad_values_are_refused_with_the_variable_named() {
-        let error = ExportConfig::default()
-            .with_lookup(env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]))
-            .unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\": supported: grpc, http/protobuf (http/json is not)"
-        );
-        let error = ExportConfig::default()
-            .with_lookup(env(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]))
-            .unwrap_err();
-        assert!(error.to_string().contains("whole number of milliseconds"));
-        let error = ExportConfig::default()
-            .with_lookup(env(&[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")]))
-            .unwrap_err();
-        assert!(error.to_string().contains("key=value"));
+    fn bad_settings_in_code_are_refused_with_the_reason() {
+        let zero = ExportConfig {
+            interval: Some(Duration::ZERO),
+            ..ExportConfig::default()
+        };
+        assert_eq!(zero.validate(), Err(ExportConfigError::Zero("interval")));
+        let ftp = ExportConfig {
+            endpoint: Some("ftp://x".into()),
+            ..ExportConfig::default()
+        };
+        assert!(matches!(ftp.validate(), Err(ExportConfigError::Endpoint(_))));
+        let half = ExportConfig {
+            client_key: Some("/k.pem".into()),
+            ..ExportConfig::default()
+        };
+        assert!(half
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("needs its certificate too"));
         let https = ExportConfig {
             endpoint: Some("https://x:4318".into()),
             ..ExportConfig::default()
         };
-        assert!(matches!(https.validate(), Err(ExportConfigError::Tls(_))));
-        let zero = ExportConfig {
-            interval: Duration::ZERO,
-            ..ExportConfig::default()
-        };
-        assert_eq!(zero.validate(), Err(ExportConfigError::Zero("interval")));
+        assert_eq!(https.validate().is_ok(), cfg!(feature = "tls"));
     }
 }

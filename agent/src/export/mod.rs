@@ -6,7 +6,7 @@
 //!
 //! let agent = Agent::default();
 //! // OTLP/HTTP to localhost:4318 every 60 s, unless OTEL_* variables say otherwise.
-//! let exporter = agent.export(ExportConfig::default().with_env()?)?;
+//! let exporter = agent.export(ExportConfig::default().with_env())?;
 //! // … serve …
 //! exporter.shutdown().await; // sends the last interval, bounded by the timeout
 //! # Ok(()) }
@@ -26,7 +26,9 @@
 
 pub mod config;
 pub mod encode;
+mod env;
 pub mod exponential;
+mod tls;
 mod transport;
 
 use std::collections::VecDeque;
@@ -40,7 +42,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::sync::oneshot;
 
-pub use config::{ExportConfig, ExportConfigError, Protocol};
+pub use config::{Compression, ExportConfig, ExportConfigError, Protocol, SignalConfig};
 pub use encode::ExportStats;
 
 use crate::Agent;
@@ -50,6 +52,9 @@ use transport::{SendError, Transport};
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Most queued intervals merged into one metrics request.
 const MERGE_INTERVALS: usize = 10;
+/// Longest the last flush at shutdown may take, even with a timeout of 0
+/// ("no limit"): stopping a service must not hang on its collector.
+const MAX_LAST_FLUSH: Duration = Duration::from_secs(60);
 /// How often one kind of warning may be logged.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -106,7 +111,7 @@ impl Exporter {
     }
 
     /// Harvests and sends the last interval, waiting at most the export
-    /// timeout (plus a second) for it.
+    /// timeout (the longest of the signals', 60 s at the most) plus a second.
     pub async fn shutdown(mut self) {
         if let Some(done) = self.request_stop() {
             let _ = tokio::time::timeout(self.timeout + Duration::from_secs(1), done).await;
@@ -183,7 +188,7 @@ impl Agent {
         Ok(Exporter {
             stop: Some(stop),
             counters,
-            timeout: config.timeout,
+            timeout: config.longest_timeout().min(MAX_LAST_FLUSH),
         })
     }
 }
@@ -200,8 +205,8 @@ struct Queued {
 /// the ones held back.
 #[derive(Default)]
 struct Warnings {
-    last: [Option<Instant>; 4],
-    held_back: [u64; 4],
+    last: [Option<Instant>; 5],
+    held_back: [u64; 5],
 }
 
 #[derive(Clone, Copy)]
@@ -210,6 +215,7 @@ enum Warning {
     Refused = 1,
     Partial = 2,
     Dropped = 3,
+    Tls = 4,
 }
 
 impl Warnings {
@@ -237,8 +243,8 @@ struct Task {
 
 impl Task {
     async fn run(mut self, mut transport: Transport, mut stop: oneshot::Receiver<oneshot::Sender<()>>) {
-        let mut tick =
-            tokio::time::interval_at(tokio::time::Instant::now() + self.config.interval, self.config.interval);
+        let interval = self.config.harvest_interval();
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failures = 0u32;
         let mut retry_at: Option<tokio::time::Instant> = None;
@@ -254,7 +260,7 @@ impl Task {
                 _ = retry => {}
                 reply = &mut stop => {
                     self.harvest();
-                    let deadline = self.config.timeout;
+                    let deadline = self.config.longest_timeout().min(MAX_LAST_FLUSH);
                     let _ = tokio::time::timeout(deadline, self.flush(&mut transport)).await;
                     if let Ok(reply) = reply {
                         let _ = reply.send(());
@@ -400,14 +406,20 @@ impl Task {
                 self.warnings.warn(Warning::Refused, &message);
                 Ok(())
             }
-            Err(SendError::Retryable(reason)) => {
-                self.counters.failed_exports.fetch_add(1, Ordering::Relaxed);
-                let queued = self.queue.len() + 1;
-                let message = format!("cannot export {what} ({queued} intervals queued, retrying): {reason}");
-                self.warnings.warn(Warning::Unreachable, &message);
-                Err(())
-            }
+            Err(SendError::Retryable(reason)) => self.retry_later(Warning::Unreachable, what, &reason),
+            Err(SendError::Tls(reason)) => self.retry_later(Warning::Tls, what, &reason),
         }
+    }
+}
+
+impl Task {
+    /// Books a failure worth retrying; `Err` leaves the request queued.
+    fn retry_later(&mut self, kind: Warning, what: &str, reason: &str) -> Result<(), ()> {
+        self.counters.failed_exports.fetch_add(1, Ordering::Relaxed);
+        let queued = self.queue.len() + 1;
+        let message = format!("cannot export {what} ({queued} intervals queued, retrying): {reason}");
+        self.warnings.warn(kind, &message);
+        Err(())
     }
 }
 

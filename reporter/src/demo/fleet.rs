@@ -206,7 +206,7 @@ impl Fleet {
                 let export = ExportConfig {
                     endpoint: Some(target.endpoint.to_owned()),
                     headers: vec![("authorization".to_owned(), format!("Bearer {}", target.token))],
-                    interval: target.interval,
+                    interval: Some(target.interval),
                     service_name: Some((*service).to_owned()),
                     host_name: Some(host.clone()),
                     environment: Some(ENVIRONMENT.to_owned()),
