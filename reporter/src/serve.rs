@@ -91,6 +91,12 @@ fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Vec<Background>), Serv
             fsync: config.journal.fsync == crate::config::Fsync::Batch,
             max_bytes: config.journal.max_bytes,
         })?;
+        let journal = std::path::absolute(&config.journal.dir).unwrap_or_else(|_| config.journal.dir.clone());
+        tracing::info!(
+            journal = %journal.display(),
+            max_bytes = config.journal.max_bytes,
+            "ClickHouse replica: a request is acknowledged once in this journal ([journal] dir), then sent to ClickHouse in blocks"
+        );
         let sender = start_spool_sender(store.clone(), config)?;
         let retention = start_retention(store.clone(), config)?;
         return Ok((store, vec![sender, retention]));

@@ -323,7 +323,7 @@ pub(crate) async fn self_metrics_text(receiver: &Receiver) -> String {
             .unwrap_or_default()
     };
     let text = format!(
-        "# HELP kuroko_reporter_points_stored_total Data points, records and spans stored.\n\
+        "# HELP kuroko_reporter_points_stored_total Data points, records and spans stored (a ClickHouse replica: kept in its journal; journal_waiting_bytes is what has not reached ClickHouse yet).\n\
          # TYPE kuroko_reporter_points_stored_total counter\n\
          kuroko_reporter_points_stored_total {}\n\
          # HELP kuroko_reporter_points_rejected_total Data points rejected, with reasons, in partial-success answers.\n\

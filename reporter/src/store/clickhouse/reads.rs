@@ -18,9 +18,14 @@ use crate::store::{
     Batch, DatabaseError, ErrorSummary, Filter, SeriesKey, StepTotal, Store, StoreError, TracePoint, TRACES_PER_HOUR,
 };
 
-/// The most ids a read sums by group in SQL: their list is in the query,
-/// which ClickHouse takes up to 256 KiB of.
+/// The most ids a read numbers in SQL: their list is in the query, which
+/// ClickHouse takes up to 256 KiB of (and a number must fit in 24 bits).
 const MAX_GROUPED_IDS: usize = 5_000;
+
+/// The bucket key packed for grouping: index + 2^31 in the low 32 bits,
+/// scale + 128 in the next 8, the group's number above.
+const SCALE_BIT: u64 = 1 << 32;
+const INDEX_BIAS: i64 = 1 << 31;
 
 /// Roll-ups are complete at once (materialised views): "rolled until the end of time".
 const ALWAYS: i64 = i64::MAX / 4;
@@ -858,9 +863,10 @@ impl ClickHouseStore {
                     ids.insert(id, number);
                 }
             }
-            // Summed by group in SQL when groups hold several ids (and
-            // their list fits in a query); else by id, grouped here.
-            let in_sql = groups.len() < ids.len() && ids.len() <= MAX_GROUPED_IDS;
+            // Across hosts, numbered in SQL when their list fits in a
+            // query (summed by group there, and keyed by small numbers);
+            // else read by id and grouped here.
+            let in_sql = ids.len() <= MAX_GROUPED_IDS;
             let rows = match selection.level {
                 Level::Series => self.select::<HistogramOut>(&merged_sql(&stretches))?,
                 Level::Transaction => {
@@ -968,15 +974,31 @@ impl ClickHouseStore {
                 )
             })
             .collect();
-        let buckets: Vec<BucketsOut> = self.select(&format!(
-            "SELECT g AS series_id, step_start, scale, groupArray(idx) AS idx, groupArray(n) AS cnt
-             FROM (SELECT g, step_start, scale, idx, sum(n) AS n
-                   FROM (SELECT {group} AS g, step_start, scale, idx, n FROM ({}))
-                   WHERE g != toUInt64(-1)
-                   GROUP BY g, step_start, scale, idx)
-             GROUP BY g, step_start, scale",
-            parts.join(" UNION ALL ")
-        ))?;
+        let union = parts.join(" UNION ALL ");
+        let buckets: Vec<BucketsOut> = self.select(&if groups.is_some() {
+            // Group numbers are small: group, scale and index packed in
+            // one UInt64 key (number << 40 | scale + 128 << 32 | index +
+            // 2^31), which ClickHouse groups by far faster than by four.
+            format!(
+                "SELECT intDiv(k, {SCALE_BIT} * 256) AS series_id, step_start,
+                        toInt32(intDiv(k, {SCALE_BIT}) % 256) - 128 AS scale,
+                        groupArray(toInt64(k % {SCALE_BIT}) - {INDEX_BIAS}) AS idx, groupArray(n) AS cnt
+                 FROM (SELECT k, step_start, sum(n) AS n
+                       FROM (SELECT toUInt64(g) * ({SCALE_BIT} * 256) + toUInt64(scale + 128) * {SCALE_BIT}
+                                    + toUInt64(idx + {INDEX_BIAS}) AS k, step_start, n
+                             FROM (SELECT {group} AS g, step_start, scale, idx, n FROM ({union}))
+                             WHERE g != toUInt64(-1))
+                       GROUP BY k, step_start)
+                 GROUP BY series_id, step_start, scale"
+            )
+        } else {
+            format!(
+                "SELECT series_id, step_start, scale, groupArray(idx) AS idx, groupArray(n) AS cnt
+                 FROM (SELECT series_id, step_start, scale, idx, sum(n) AS n FROM ({union})
+                       GROUP BY series_id, step_start, scale, idx)
+                 GROUP BY series_id, step_start, scale"
+            )
+        })?;
         let at: HashMap<(u64, i64, i32), usize> = rows
             .iter()
             .enumerate()
