@@ -22,7 +22,8 @@
 //! - One ERROR log record (`OrderLost`) and one INFO record: one error.
 //!
 //! Every mismatch of a run is listed at once, so that one wrong number does
-//! not hide the others.
+//! not hide the others. The SDK's data is checked through a ClickHouse
+//! replica too (its journal, then ClickHouse's tables and roll-ups).
 
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
@@ -32,8 +33,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kuroko_reporter::config::Config;
 use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::serve::Running;
+use kuroko_reporter::store::clickhouse::ClickHouseStore;
 use kuroko_reporter::store::sqlite::SqliteStore;
 use kuroko_reporter::store::{ErrorSummary, Filter, SeriesKey, Store, TracePoint};
+
+#[path = "support/clickhouse_server.rs"]
+mod clickhouse_server;
 
 const SENDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/sdk_sender.py");
 const HOW_TO_INSTALL: &str = "run tests/run-all.sh, which installs python3's opentelemetry-sdk, \
@@ -212,21 +217,29 @@ fn now_minute() -> i64 {
     (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() / 60) as i64
 }
 
-/// A reporter on loopback with a store of its own, fresh.
-async fn start(tag: &str) -> (Running, PathBuf) {
+/// A reporter on loopback with a store of its own, fresh: a SQLite file in
+/// its folder, or a database of the test ClickHouse server (`clickhouse`),
+/// its journal in the folder. The store's location, and the folder.
+async fn start(tag: &str, clickhouse: bool) -> (Running, String, PathBuf) {
     let dir = std::env::temp_dir().join(format!("kuroko-interop-python-sdk-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let store = dir.join("kuroko.db");
-    let reporter = kuroko_reporter::serve::start(&Config {
-        store: store.clone(),
+    let store = if clickhouse {
+        let database = format!("interop_python_sdk_{tag}");
+        drop(clickhouse_server::clickhouse(&database));
+        clickhouse_server::url(&database)
+    } else {
+        dir.join("kuroko.db").display().to_string()
+    };
+    let mut config = Config {
+        store: store.clone().into(),
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
         http_listen: "127.0.0.1:0".parse().unwrap(),
         ..Config::default()
-    })
-    .await
-    .unwrap();
-    (reporter, store)
+    };
+    config.journal.dir = dir.join("journal");
+    let reporter = kuroko_reporter::serve::start(&config).await.unwrap();
+    (reporter, store, dir)
 }
 
 /// The series of runs counted from `transaction`'s spans.
@@ -259,8 +272,12 @@ struct Stored {
 }
 
 impl Stored {
-    fn read(path: &Path, from: i64, to: i64) -> Stored {
-        let store = SqliteStore::open(path).unwrap();
+    fn read(location: &str, from: i64, to: i64) -> Stored {
+        let store: Box<dyn Store> = if ClickHouseStore::is_url(location) {
+            Box::new(ClickHouseStore::connect(location).unwrap())
+        } else {
+            Box::new(SqliteStore::open(Path::new(location)).unwrap())
+        };
         let service = Filter {
             service: Some(SERVICE.to_owned()),
             ..Filter::default()
@@ -555,9 +572,11 @@ fn check_logs(problems: &mut Problems, stored: &Stored, sent: &Sent, senders: u6
     );
 }
 
-/// Sends everything with the SDK over `protocol` and checks the store.
-async fn sdk_data_is_stored_exactly(protocol: &'static str) {
-    let (reporter, path) = start(protocol).await;
+/// Sends everything with the SDK over `protocol` and checks the store
+/// (ClickHouse's, through a replica, when `clickhouse`).
+async fn sdk_data_is_stored_exactly(protocol: &'static str, clickhouse: bool) {
+    let tag = format!("{protocol}{}", if clickhouse { "_clickhouse" } else { "" });
+    let (reporter, path, dir) = start(&tag, clickhouse).await;
     let from = now_minute() - 1;
     let sent = send(&reporter, &[protocol]).await;
     let rejected = reporter
@@ -580,18 +599,25 @@ async fn sdk_data_is_stored_exactly(protocol: &'static str) {
     check_metrics(&mut problems, &stored, &sent[0], 1);
     check_traces(&mut problems, &stored, &sent[0]);
     check_logs(&mut problems, &stored, &sent[0], 1);
-    problems.finish(&format!("SDK {} over {protocol}", sent[0].sdk), &stored, &sent);
-    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    problems.finish(&format!("SDK {} over {tag}", sent[0].sdk), &stored, &sent);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_over_grpc_is_stored_exactly() {
-    sdk_data_is_stored_exactly("grpc").await;
+    sdk_data_is_stored_exactly("grpc", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_over_http_is_stored_exactly() {
-    sdk_data_is_stored_exactly("http").await;
+    sdk_data_is_stored_exactly("http", false).await;
+}
+
+/// The same through a ClickHouse replica: acknowledged from its journal,
+/// then in ClickHouse's tables, read back as exactly what the SDK sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_through_a_clickhouse_replica_is_stored_exactly() {
+    sdk_data_is_stored_exactly("http", true).await;
 }
 
 /// Two processes of one service on one host, as a Python web server's
@@ -599,7 +625,7 @@ async fn python_sdk_over_http_is_stored_exactly() {
 /// `service.instance.id` and its own cumulative streams. Each run counts once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_python_processes_of_one_service_each_count_once() {
-    let (reporter, path) = start("two-processes").await;
+    let (reporter, path, dir) = start("two-processes", false).await;
     let from = now_minute() - 1;
     let sent = send(&reporter, &["grpc", "http"]).await;
     reporter.stop().await;
@@ -614,5 +640,5 @@ async fn two_python_processes_of_one_service_each_count_once() {
     );
     check_logs(&mut problems, &stored, &sent[0], 2);
     problems.finish("two SDK processes", &stored, &sent);
-    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    let _ = std::fs::remove_dir_all(dir);
 }
