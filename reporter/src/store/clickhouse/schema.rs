@@ -71,7 +71,7 @@ pub(super) fn schema(db: &str) -> Vec<String> {
         format!("{scalar_state}, buckets_state AggregateFunction(sumMap, Array(Int32), Array(UInt64))");
     let histogram_states = format!("{scalar_states}, sumMapState(bucket_index, bucket_count) AS buckets_state");
     let (hour, day) = (floor_div("minute", 60), floor_div("minute", 1_440));
-    vec![
+    let mut statements = vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.meta (key String, value String, at UInt64)
              ENGINE = ReplacingMergeTree(at) ORDER BY key"
@@ -138,93 +138,6 @@ pub(super) fn schema(db: &str) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {db}.txn
              (id UInt64, service String, txn String, feature String, kind String, environment String)
              ENGINE = ReplacingMergeTree ORDER BY id"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.txn_histogram_minute (txn_id UInt64, minute Int64, {scalar_state})
-             ENGINE = AggregatingMergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (minute, txn_id, scale)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.txn_bucket_minute (minute Int64, txn_id UInt64, scale Int8, idx Int32, n UInt64)
-             ENGINE = SummingMergeTree(n) PARTITION BY intDiv(minute, 1440) ORDER BY (minute, txn_id, scale, idx)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.txn_histogram_hour (txn_id UInt64, hour Int64, {scalar_state})
-             ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168) ORDER BY (hour, txn_id, scale)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.txn_bucket_hour (hour Int64, txn_id UInt64, scale Int8, idx Int32, n UInt64)
-             ENGINE = SummingMergeTree(n) PARTITION BY intDiv(hour, 168) ORDER BY (hour, txn_id, scale, idx)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.txn_histogram_day (txn_id UInt64, day Int64, {scalar_state})
-             ENGINE = AggregatingMergeTree PARTITION BY intDiv(day, 30) ORDER BY (day, txn_id, scale)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.txn_bucket_day (day Int64, txn_id UInt64, scale Int8, idx Int32, n UInt64)
-             ENGINE = SummingMergeTree(n) PARTITION BY intDiv(day, 30) ORDER BY (day, txn_id, scale, idx)"
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_histogram_minute_mv TO {db}.txn_histogram_minute AS
-             SELECT txn_id, minute, {scalar_states}
-             FROM {db}.histogram_minute GROUP BY txn_id, minute, scale"
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_bucket_minute_mv TO {db}.txn_bucket_minute AS
-             SELECT minute, txn_id, scale, idx, sum(cnt) AS n
-             FROM {db}.histogram_minute ARRAY JOIN bucket_index AS idx, bucket_count AS cnt
-             GROUP BY minute, txn_id, scale, idx"
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_histogram_hour_mv TO {db}.txn_histogram_hour AS
-             SELECT txn_id, {hour} AS hour, {scalar_states}
-             FROM {db}.histogram_minute GROUP BY txn_id, hour, scale"
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_bucket_hour_mv TO {db}.txn_bucket_hour AS
-             SELECT {hour} AS hour, txn_id, scale, idx, sum(cnt) AS n
-             FROM {db}.histogram_minute ARRAY JOIN bucket_index AS idx, bucket_count AS cnt
-             GROUP BY hour, txn_id, scale, idx"
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_histogram_day_mv TO {db}.txn_histogram_day AS
-             SELECT txn_id, {day} AS day, {scalar_states}
-             FROM {db}.histogram_minute GROUP BY txn_id, day, scale"
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_bucket_day_mv TO {db}.txn_bucket_day AS
-             SELECT {day} AS day, txn_id, scale, idx, sum(cnt) AS n
-             FROM {db}.histogram_minute ARRAY JOIN bucket_index AS idx, bucket_count AS cnt
-             GROUP BY day, txn_id, scale, idx"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.txn_counter_minute
-             (txn_id UInt64, name String, labels String, minute Int64, value_state AggregateFunction(sum, Float64))
-             ENGINE = AggregatingMergeTree PARTITION BY intDiv(minute, 1440) ORDER BY (minute, txn_id, name, labels)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.txn_counter_hour
-             (txn_id UInt64, name String, labels String, hour Int64, value_state AggregateFunction(sum, Float64))
-             ENGINE = AggregatingMergeTree PARTITION BY intDiv(hour, 168) ORDER BY (hour, txn_id, name, labels)"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.txn_counter_day
-             (txn_id UInt64, name String, labels String, day Int64, value_state AggregateFunction(sum, Float64))
-             ENGINE = AggregatingMergeTree PARTITION BY intDiv(day, 30) ORDER BY (day, txn_id, name, labels)"
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_counter_minute_mv TO {db}.txn_counter_minute AS
-             SELECT txn_id, name, labels, minute, sumState(value) AS value_state
-             FROM {db}.counter_minute GROUP BY txn_id, name, labels, minute"
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_counter_hour_mv TO {db}.txn_counter_hour AS
-             SELECT txn_id, name, labels, {hour} AS hour, sumState(value) AS value_state
-             FROM {db}.counter_minute GROUP BY txn_id, name, labels, hour"
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_counter_day_mv TO {db}.txn_counter_day AS
-             SELECT txn_id, name, labels, {day} AS day, sumState(value) AS value_state
-             FROM {db}.counter_minute GROUP BY txn_id, name, labels, day"
         ),
         // A database of schema 1 gains the last three columns in `migrate`.
         format!(
@@ -305,7 +218,47 @@ pub(super) fn schema(db: &str) -> Vec<String> {
               written_at DateTime, written UInt64, token UInt64)
              ENGINE = MergeTree ORDER BY (group_id, written_at, written, token)"
         ),
-    ]
+    ];
+    // Roll-ups across hosts at each resolution (`txn` above; sorted by time
+    // and with bucket rows since schema 4).
+    for (r, key, partition) in [
+        ("minute", "minute".to_owned(), "intDiv(minute, 1440)"),
+        ("hour", hour, "intDiv(hour, 168)"),
+        ("day", day, "intDiv(day, 30)"),
+    ] {
+        statements.extend([
+            format!(
+                "CREATE TABLE IF NOT EXISTS {db}.txn_histogram_{r} (txn_id UInt64, {r} Int64, {scalar_state})
+                 ENGINE = AggregatingMergeTree PARTITION BY {partition} ORDER BY ({r}, txn_id, scale)"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {db}.txn_bucket_{r} ({r} Int64, txn_id UInt64, scale Int8, idx Int32, n UInt64)
+                 ENGINE = SummingMergeTree(n) PARTITION BY {partition} ORDER BY ({r}, txn_id, scale, idx)"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {db}.txn_counter_{r}
+                 (txn_id UInt64, name String, labels String, {r} Int64, value_state AggregateFunction(sum, Float64))
+                 ENGINE = AggregatingMergeTree PARTITION BY {partition} ORDER BY ({r}, txn_id, name, labels)"
+            ),
+            format!(
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_histogram_{r}_mv TO {db}.txn_histogram_{r} AS
+                 SELECT txn_id, {key} AS {r}, {scalar_states}
+                 FROM {db}.histogram_minute GROUP BY txn_id, {r}, scale"
+            ),
+            format!(
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_bucket_{r}_mv TO {db}.txn_bucket_{r} AS
+                 SELECT {key} AS {r}, txn_id, scale, idx, sum(cnt) AS n
+                 FROM {db}.histogram_minute ARRAY JOIN bucket_index AS idx, bucket_count AS cnt
+                 GROUP BY {r}, txn_id, scale, idx"
+            ),
+            format!(
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_counter_{r}_mv TO {db}.txn_counter_{r} AS
+                 SELECT txn_id, name, labels, {key} AS {r}, sumState(value) AS value_state
+                 FROM {db}.counter_minute GROUP BY txn_id, name, labels, {r}"
+            ),
+        ]);
+    }
+    statements
 }
 
 /// The column schema 3 added to `histogram_minute` and `counter_minute`:
