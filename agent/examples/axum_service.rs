@@ -19,7 +19,7 @@
 //!
 //! ```text
 //! OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 \
-//!   cargo run --release -p kuroko-agent --example axum_service -- --export-every 10
+//!   cargo run --release -p kuroko-agent --example axum_service -- --export --export-every 5
 //! ```
 //!
 //! `--regress-after 60` makes `GET /cards/{id}`'s database query twice as
@@ -65,8 +65,9 @@ struct Args {
     /// printing; on by default when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     #[arg(long)]
     export: bool,
-    /// Seconds between two exports.
-    #[arg(long, default_value_t = 60)]
+    /// Seconds between two exports (an agent's default is 60; shorter here,
+    /// so that a short run shows up in the reporter while it runs).
+    #[arg(long, default_value_t = 10)]
     export_every: u64,
     /// After this many seconds, GET /cards/{id}'s database query gets twice
     /// as slow.

@@ -58,6 +58,9 @@
 //! Delivery of reports and alerts adds `owners`, `base_url`, `[schedule]`,
 //! `[smtp]`, `[digest]`, `[delivery]` and `[[alerts]]`: see [`crate::deliver`].
 //!
+//! The file is the one given with `--config`, else the one `KUROKO_CONFIG`
+//! names, else none (every key at its default).
+//!
 //! Every key is optional. `KUROKO_STORE`, `KUROKO_GRPC_LISTEN`,
 //! `KUROKO_HTTP_LISTEN`, `KUROKO_INGEST_TOKEN`, `KUROKO_QUERY_TOKEN` and
 //! `KUROKO_JOURNAL_FSYNC` and `KUROKO_JOURNAL_DIR` override the file.
@@ -263,9 +266,21 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Reads `path`, or the defaults when `None`; then the environment.
+    /// The configuration file a command reads: `flag` (its `--config`),
+    /// else the file `KUROKO_CONFIG` names, else none.
+    pub fn file(flag: Option<&Path>) -> Option<PathBuf> {
+        flag.map(Path::to_owned).or_else(|| {
+            std::env::var_os("KUROKO_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+    }
+
+    /// Reads [`Config::file`] of `path`, or the defaults when there is
+    /// none; then the environment.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let config = match path {
+        let file = Config::file(path);
+        let config = match file.as_deref() {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.to_owned(),

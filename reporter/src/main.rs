@@ -30,7 +30,8 @@ struct Cli {
 enum Command {
     /// Receive OTLP metrics, traces and logs over gRPC (4317) and HTTP (4318) into the store.
     ///
-    /// Settings come from the TOML file given with --config (every key
+    /// Settings come from the TOML file given with --config, else named by
+    /// KUROKO_CONFIG, as for every command (every key
     /// optional: store, grpc_listen, http_listen, max_body_bytes,
     /// rollup_interval_seconds, [limits], [retention], [auth], and for reports
     /// owners, base_url, [schedule], [delivery], [smtp], [digest], [[alerts]],
@@ -556,6 +557,9 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
         None => {
             let mut settings = Config::load(args.config.as_deref())?;
             settings.store = args.store.clone().unwrap_or(settings.store);
+            if args.team.is_some() && settings.owners.is_none() {
+                return Err(no_owners(args.config.as_deref(), "--team"));
+            }
             let store = open_store(&settings.store, false)?;
             let owners = match &settings.owners {
                 Some(path) => Owners::load(path)?,
@@ -603,6 +607,9 @@ async fn triage(action: ErrorsAction) -> anyhow::Result<()> {
         None => {
             let mut settings = Config::load(target.config.as_deref())?;
             settings.store = target.store.clone().unwrap_or(settings.store);
+            if name == "assign" && settings.owners.is_none() && pairs.iter().any(|(_, team)| !team.is_empty()) {
+                return Err(no_owners(target.config.as_deref(), "assigning a group to a team"));
+            }
             let store = open_store(&settings.store, false)?;
             let owners = match &settings.owners {
                 Some(path) => Owners::load(path)?,
@@ -658,6 +665,19 @@ fn answer_body(server: &str, response: &mut ureq::http::Response<ureq::Body>) ->
         anyhow::bail!("{server} answered {status}: {message}");
     }
     Ok(body)
+}
+
+/// Why a command that needs the teams of owners.toml has none, and how to
+/// give it them: which configuration file was read, and how to pass one.
+fn no_owners(config: Option<&std::path::Path>, what: &str) -> anyhow::Error {
+    let read = match Config::file(config) {
+        Some(file) => format!("the configuration file {} sets no `owners`", file.display()),
+        None => "no configuration file was given".to_owned(),
+    };
+    anyhow::anyhow!(
+        "{what} needs the teams of an owners.toml, and {read}: pass --config FILE (or set KUROKO_CONFIG=FILE) \
+         whose `owners` key names it; the demo's is kuroko-demo/kuroko.toml"
+    )
 }
 
 /// The store `location` names, as `kuroko serve` would open it: a
@@ -749,6 +769,9 @@ async fn report(what: ReportCommand) -> anyhow::Result<()> {
         anyhow::bail!("pass --send to deliver the {kind} report now, or --dry-run --out DIR to preview it");
     }
     let settings = Config::load(args.config.as_deref())?;
+    if kind == Report::Weekly && settings.owners.is_none() {
+        return Err(no_owners(args.config.as_deref(), "the weekly report"));
+    }
     let period = args.period.as_deref().map(str::parse).transpose()?;
     let store = open_store(&settings.store, true)?;
     let delivery = deliver::Settings::from_config(&settings)?;

@@ -2,35 +2,23 @@
 //! for a bounded time; then what it left behind is checked.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use kuroko_reporter::demo::{backfill, fleet};
 use kuroko_reporter::store::sqlite::SqliteStore;
 use kuroko_reporter::store::{Filter, Store};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kuroko-demo-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+#[path = "support/demo_run.rs"]
+mod demo_run;
+
+use demo_run::temp_dir;
 
 fn demo(dir: &Path, minutes: &str) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kuroko"))
-        .args([
-            "demo",
-            "--port",
-            "0",
-            "--export-interval",
-            "2",
-            "--minutes",
-            minutes,
-            "--dir",
-        ])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
+    let dir = dir.to_str().expect("a temporary folder's name is text");
+    demo_run::demo(
+        Path::new("."),
+        &["--export-interval", "2", "--minutes", minutes, "--dir", dir],
+    )
 }
 
 /// (recipients, subject) of every `.eml` in `mailbox`.
