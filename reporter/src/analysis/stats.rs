@@ -253,7 +253,7 @@ impl fmt::Display for Trigger {
             percent(self.relative),
             interval_text(self.low, self.high),
             crate::format::p_value(self.p_value),
-            q_value_text(self.q_value),
+            crate::format::q_value(self.q_value),
             self.test
         )
     }
@@ -275,11 +275,6 @@ pub fn interval_text(low: f64, high: f64) -> String {
     } else {
         format!("{} or more", percent(low))
     }
-}
-
-/// `q < 0.001` or `q = 0.004`.
-pub fn q_value_text(q: f64) -> String {
-    crate::format::p_value(q).replacen('p', "q", 1)
 }
 
 /// The judgement on one transaction (or feature) across two periods.

@@ -132,9 +132,15 @@ pub(crate) fn weekly(
     };
     let window_params = [("since", rfc3339(from)), ("until", rfc3339(to))];
 
-    let features = feature_rows(analysis, &scope, &before, end_day, tz, &window_params)?;
-    let (slowest, consumers) = endpoint_rows(analysis, &scope, &window_params)?;
     let comparison = analysis.compare(&scope, &RegressionRule::default(), regressions::Group::Transaction)?;
+    let mut features = feature_rows(analysis, &scope, &before, end_day, tz, &window_params)?;
+    if !comparison.coverage.enough {
+        // Changes against a week the store barely holds are not changes.
+        for row in &mut features {
+            (row.avg_change, row.p95_change, row.throughput_change, row.apdex_change) = (None, None, None, None);
+        }
+    }
+    let (slowest, consumers) = endpoint_rows(analysis, &scope, &window_params)?;
     let regressions = comparison
         .regressions
         .iter()
@@ -149,6 +155,9 @@ pub(crate) fn weekly(
                 after_s: change.current,
                 change: trigger.relative,
                 p_value: trigger.p_value,
+                q_value: trigger.q_value,
+                change_low: trigger.low,
+                change_high: trigger.high.is_finite().then_some(trigger.high),
                 test: trigger.test.to_string(),
                 impact_s: row.verdict.impact_seconds,
                 link: with_window(
@@ -175,6 +184,7 @@ pub(crate) fn weekly(
         slowest,
         consumers,
         regressions,
+        regressions_note: comparison.coverage.shortfall(),
         errors,
         late: None,
     })
