@@ -95,6 +95,7 @@ fn report() -> WeeklyReport {
             count: 340,
             previous_count: 12,
             new: false,
+            growing: true,
             servers: vec![ServerCount {
                 host: "web-1".into(),
                 count: 340,

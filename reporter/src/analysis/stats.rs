@@ -356,6 +356,36 @@ pub fn impact_seconds(current: &Histogram, previous: &Histogram) -> f64 {
     (current.mean() - previous.mean()) * current.count as f64
 }
 
+/// Least occurrences this period for an error group to be called growing.
+pub const MIN_GROWING_COUNT: u64 = 10;
+
+/// One-sided p-value that an error's rate per run grew: `current` of
+/// `current_runs` against `previous` of `previous_runs`. Conditional on the
+/// total `current + previous`, under an unchanged rate the current count is
+/// binomial with the current period's share of the runs; p is the chance of
+/// `current` or more. 1 when either period has no runs.
+pub fn error_growth_p(current: u64, previous: u64, current_runs: f64, previous_runs: f64) -> f64 {
+    let total = current + previous;
+    if current == 0 || current_runs <= 0.0 || previous_runs <= 0.0 {
+        return 1.0;
+    }
+    let share = current_runs / (current_runs + previous_runs);
+    match statrs::distribution::Binomial::new(share, total) {
+        Ok(binomial) => statrs::distribution::DiscreteCDF::sf(&binomial, current - 1),
+        Err(_) => 1.0,
+    }
+}
+
+/// Whether an error group is growing: at least [`MIN_GROWING_COUNT`]
+/// occurrences now, a higher rate per run than before, and
+/// [`error_growth_p`] below `p_value`. More errors on more traffic is not
+/// growth; 1,805 against 1,791 on the same traffic is not either.
+pub fn error_growing(current: u64, previous: u64, current_runs: f64, previous_runs: f64, p_value: f64) -> bool {
+    current >= MIN_GROWING_COUNT
+        && current as f64 * previous_runs > previous as f64 * current_runs
+        && error_growth_p(current, previous, current_runs, previous_runs) < p_value
+}
+
 /// Benjamini–Hochberg q-values of `p_values`, in their order: the smallest
 /// false discovery rate at which each would be rejected.
 pub fn benjamini_hochberg(p_values: &[f64]) -> Vec<f64> {
@@ -836,6 +866,23 @@ mod tests {
         let designs = designs(&subject[0], &subject[1], &day_blocks).unwrap();
         let (low, high) = interval(&designs, Metric::P95, 0.001).unwrap();
         assert!(low < 0.4 && 0.4 < high && high - low < 0.3, "{low} {high}");
+    }
+
+    #[test]
+    fn errors_grow_only_beyond_the_traffic_and_the_noise() {
+        let same_traffic = 1_000_000.0;
+        // The steady group: 1,805 against 1,791.
+        assert!(!error_growing(1_805, 1_791, same_traffic, same_traffic, 0.01));
+        assert!(error_growth_p(1_805, 1_791, same_traffic, same_traffic) > 0.3);
+        // Doubled on the same traffic: growing.
+        assert!(error_growing(400, 200, same_traffic, same_traffic, 0.01));
+        // Doubled with the traffic: not growing.
+        assert!(!error_growing(400, 200, 2.0 * same_traffic, same_traffic, 0.01));
+        // Too few to call, however steep.
+        assert!(!error_growing(6, 0, same_traffic, same_traffic, 0.01));
+        // Exact: 10 of 10 in the current half of the runs, p = 2⁻¹⁰.
+        assert!((error_growth_p(10, 0, 1.0, 1.0) - 0.5f64.powi(10)).abs() < 1e-12);
+        assert_eq!(error_growth_p(0, 5, 1.0, 1.0), 1.0);
     }
 
     #[test]

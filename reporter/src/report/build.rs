@@ -26,7 +26,7 @@ use super::weekly::{ui_path, DailyPoint, EndpointRow, ErrorRow, FeatureRow, Regr
 use crate::analysis::endpoints::{self, Group, Rank};
 use crate::analysis::errors::ErrorGroup;
 use crate::analysis::regressions;
-use crate::analysis::stats::RegressionRule;
+use crate::analysis::stats::{self, RegressionRule};
 use crate::analysis::timeseries::Step;
 use crate::analysis::{Analysis, AnalysisError, Scope};
 use crate::deliver::schedule::Period;
@@ -168,12 +168,37 @@ pub(crate) fn weekly(
             })
         })
         .collect();
+    // "New" means never seen in what the store keeps, not only last week.
+    let ever = Scope {
+        from: scope.from.saturating_sub(RETENTION_MINUTES),
+        to: scope.from,
+        ..scope.clone()
+    };
+    let seen_before: std::collections::HashSet<String> = analysis
+        .errors_against(&scope, &ever)?
+        .into_iter()
+        .filter(|g| !g.new)
+        .map(|g| g.id)
+        .collect();
+    let (runs_now, runs_before) = (runs(analysis, &scope)?, runs(analysis, &before)?);
     let errors = analysis
         .errors_against(&scope, &before)?
         .into_iter()
-        .filter(|g| g.new || g.increase > 0)
+        .filter_map(|g| {
+            let new = !seen_before.contains(&g.id);
+            let growing = !new
+                && stats::error_growing(
+                    g.count,
+                    g.previous_count,
+                    runs_now,
+                    runs_before,
+                    RegressionRule::default().p_value,
+                );
+            let mut row = error_row(&g, &window_params);
+            (row.new, row.growing) = (new, growing);
+            (new || growing).then_some(row)
+        })
         .take(TOP_ERRORS)
-        .map(|g| error_row(&g, &window_params))
         .collect();
     Ok(WeeklyReport {
         team: team.to_owned(),
@@ -188,6 +213,20 @@ pub(crate) fn weekly(
         errors,
         late: None,
     })
+}
+
+/// How far back "new" looks for an error group: longer than any store keeps errors.
+const RETENTION_MINUTES: i64 = 2 * 366 * 1_440;
+
+/// Runs of the transactions in `scope` over its window (the denominator of
+/// an error rate).
+fn runs(analysis: &Analysis<'_>, scope: &Scope) -> Result<f64, BuildError> {
+    let series = analysis.histograms(&scope.transactions_filter(analysis.owners), scope.from, scope.to)?;
+    Ok(series
+        .iter()
+        .filter(|(key, _)| scope.matches(key, analysis.owners))
+        .map(|(_, h)| h.count as f64)
+        .sum())
 }
 
 /// A UI path with `params` and then the window's.
@@ -370,6 +409,7 @@ fn error_row(group: &ErrorGroup, window_params: &[(&str, String)]) -> ErrorRow {
         count: group.count,
         previous_count: group.previous_count,
         new: group.new,
+        growing: false,
         servers: group
             .servers
             .iter()

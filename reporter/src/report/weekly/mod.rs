@@ -179,8 +179,12 @@ pub struct ErrorRow {
     pub count: u64,
     /// Occurrences last week.
     pub previous_count: u64,
-    /// Whether the group first appeared this week.
+    /// Whether the group first appeared this week (never seen before in the
+    /// store's retention).
     pub new: bool,
+    /// Whether its rate per run grew significantly against last week, with
+    /// enough occurrences ([`crate::analysis::stats::error_growing`]).
+    pub growing: bool,
     /// The hosts that reported it, with their counts, most first.
     pub servers: Vec<ServerCount>,
     /// Path into the web UI; empty for none.
@@ -235,7 +239,7 @@ fn truncate(text: &str, max_chars: usize) -> Cow<'_, str> {
 }
 
 fn is_growing(error: &ErrorRow) -> bool {
-    !error.new && error.count > error.previous_count
+    !error.new && error.growing
 }
 
 /// The report's short summary, most important first: a busy reader can stop

@@ -67,6 +67,7 @@ pub(crate) fn sample() -> WeeklyReport {
             count: 340,
             previous_count: 0,
             new: true,
+            growing: false,
             servers: vec![ServerCount {
                 host: "web-1".into(),
                 count: 300,
