@@ -164,6 +164,12 @@ impl Coverage {
 /// transaction, (feature, "", environment) for a feature.
 type Subject = (String, String, String);
 
+/// A subject's feature and team, when it has them.
+type Names = (Option<String>, Option<String>);
+
+/// One subject's histogram over one block: (subject, block start, histogram, names).
+type Piece = (Subject, i64, Histogram, Names);
+
 /// A subject's blocks in both windows, with its feature and team.
 struct Gathered {
     blocks: [Vec<Block>; 2],
@@ -210,7 +216,7 @@ impl Analysis<'_> {
         let mut gathered: BTreeMap<Subject, Gathered> = BTreeMap::new();
         let mut with_data = [BTreeSet::new(), BTreeSet::new()];
         for (side, window) in [scope, &before].into_iter().enumerate() {
-            for (subject, start, histogram, feature, team) in self.blocks(window, group, block)? {
+            for (subject, start, histogram, (feature, team)) in self.blocks(window, group, block)? {
                 with_data[side].insert(start);
                 let entry = gathered.entry(subject).or_insert_with(|| Gathered {
                     blocks: [Vec::new(), Vec::new()],
@@ -245,7 +251,7 @@ impl Analysis<'_> {
             return Ok(comparison);
         }
         let (subjects, gathered): (Vec<Subject>, Vec<Gathered>) = gathered.into_iter().unzip();
-        let (blocks, names): (Vec<[Vec<Block>; 2]>, Vec<(Option<String>, Option<String>)>) =
+        let (blocks, names): (Vec<[Vec<Block>; 2]>, Vec<Names>) =
             gathered.into_iter().map(|g| (g.blocks, (g.feature, g.team))).unzip();
         let verdicts = judge_all(&blocks, rule);
         for ((subject, (feature, team)), verdict) in subjects.into_iter().zip(names).zip(verdicts) {
@@ -290,13 +296,7 @@ impl Analysis<'_> {
     /// Each subject's histogram per block of `block` minutes over `scope`'s
     /// window: the store's series in scope, merged per transaction or
     /// feature and block, with the subject's feature and team.
-    #[allow(clippy::type_complexity)]
-    fn blocks(
-        &self,
-        scope: &Scope,
-        group: Group,
-        block: i64,
-    ) -> Result<Vec<(Subject, i64, Histogram, Option<String>, Option<String>)>, AnalysisError> {
+    fn blocks(&self, scope: &Scope, group: Group, block: i64) -> Result<Vec<Piece>, AnalysisError> {
         let mut subjects: Vec<(Subject, Option<String>, Option<String>)> = Vec::new();
         let mut numbers: HashMap<Subject, usize> = HashMap::new();
         let owners = self.owners;
@@ -350,7 +350,7 @@ impl Analysis<'_> {
             .into_iter()
             .filter_map(|(n, start, histogram)| {
                 let (subject, feature, team) = subjects.get(n)?.clone();
-                Some((subject, start, histogram, feature, team))
+                Some((subject, start, histogram, (feature, team)))
             })
             .collect())
     }
