@@ -41,7 +41,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::blocks::{Block, Design, Difference, Edges, TooThin, CURRENT, PREVIOUS};
+use super::blocks::{Block, Design, Difference, Edges, Estimate, TooThin, CURRENT, PREVIOUS};
 use crate::histogram::{bucket_bounds, Histogram};
 
 /// Which test produced a [`TestResult`].
@@ -301,6 +301,10 @@ pub struct Verdict {
     /// How the periods were compared: blocks with runs and strata; `None`
     /// when they were not (too little traffic, or too little in common).
     pub design: Option<DesignSummary>,
+    /// For a regression or improvement: the first minute of the block where
+    /// the change most likely began ([`change_point`]), when it lies in the
+    /// current period.
+    pub began_minute: Option<i64>,
 }
 
 /// How two periods of one subject were compared.
@@ -386,6 +390,48 @@ pub fn error_growing(current: u64, previous: u64, current_runs: f64, previous_ru
         && error_growth_p(current, previous, current_runs, previous_runs) < p_value
 }
 
+/// Where a change most likely began in `blocks` (both periods, in time
+/// order): the first minute of the block after the split that best cuts the
+/// blocks' log mean durations, after each hour of the day's own level is
+/// taken out, into two levels (least squares, the CUSUM estimate). `None`
+/// with fewer than 4 blocks with runs.
+pub fn change_point(blocks: &[&Block]) -> Option<i64> {
+    let points: Vec<(i64, f64)> = blocks
+        .iter()
+        .filter(|b| b.histogram.count > 0 && b.histogram.sum > 0.0)
+        .map(|b| (b.start, b.histogram.mean().ln()))
+        .collect();
+    if points.len() < 4 {
+        return None;
+    }
+    // Each hour of the day's mean level, taken out.
+    let mut by_hour: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
+    for &(start, y) in &points {
+        let level = by_hour.entry(start.rem_euclid(1_440) / 60).or_default();
+        (level.0, level.1) = (level.0 + y, level.1 + 1.0);
+    }
+    let residuals: Vec<f64> = points
+        .iter()
+        .map(|&(start, y)| {
+            let (sum, n) = by_hour[&(start.rem_euclid(1_440) / 60)];
+            y - sum / n
+        })
+        .collect();
+    let n = residuals.len() as f64;
+    let mean = residuals.iter().sum::<f64>() / n;
+    // The split k maximising |S_k| / sqrt(k (n − k)): the two-level least-squares fit.
+    let (mut cusum, mut best, mut split) = (0.0, 0.0, None);
+    for (k, r) in residuals.iter().enumerate().take(residuals.len() - 1) {
+        cusum += r - mean;
+        let left = (k + 1) as f64;
+        let score = cusum.abs() / (left * (n - left)).sqrt();
+        if score > best {
+            (best, split) = (score, Some(k + 1));
+        }
+    }
+    split.map(|k| points[k].0)
+}
+
 /// Benjamini–Hochberg q-values of `p_values`, in their order: the smallest
 /// false discovery rate at which each would be rejected.
 pub fn benjamini_hochberg(p_values: &[f64]) -> Vec<f64> {
@@ -431,25 +477,32 @@ fn days(blocks: &[Block]) -> Vec<Block> {
 const MIN_DAYS: usize = 5;
 
 /// The two ways one subject's periods are compared: block by block within
-/// times of day, and (over [`MIN_DAYS`] days or more each) day by day. Each
-/// test takes the larger of the two standard errors ([`widest`]), so that a
-/// wobble shared by every hour of a day (a day-long incident, a weekly
-/// batch) counts once per day, not once per hour.
+/// times of day, and (over [`MIN_DAYS`] days or more each) day by day. The
+/// days measure, in the baseline, how much more whole days wobble than the
+/// blocks predict (a design effect, [`design_effect`]); every test's
+/// standard error is widened by it, so that a wobble shared by every hour of
+/// a day (a day-long incident, a weekly batch) counts once per day, not once
+/// per hour. The baseline's days, not the current window's: a change that
+/// began mid-window makes the current days differ by the change itself.
 struct Designs<'a> {
     blocks: Design<'a>,
     days: Option<Design<'a>>,
 }
 
-/// `by_blocks`, with the standard error (and degrees of freedom) of
-/// `by_days` when that is larger.
-fn widest(by_blocks: Difference, by_days: Option<Difference>) -> Difference {
+/// The baseline's variance by days over its variance by blocks, at least 1:
+/// how much the blocks' variance understates the noise of a whole window.
+fn design_effect(by_blocks: &Estimate, by_days: Option<&Estimate>) -> f64 {
     match by_days {
-        Some(by_days) if by_days.standard_error > by_blocks.standard_error => Difference {
-            standard_error: by_days.standard_error,
-            degrees_of_freedom: by_days.degrees_of_freedom,
-            ..by_blocks
-        },
-        _ => by_blocks,
+        Some(days) if by_blocks.variance() > 0.0 => (days.variance() / by_blocks.variance()).max(1.0),
+        _ => 1.0,
+    }
+}
+
+/// `difference` with its standard error widened by `design_effect`.
+fn widened(difference: Difference, design_effect: f64) -> Difference {
+    Difference {
+        standard_error: difference.standard_error * design_effect.sqrt(),
+        ..difference
     }
 }
 
@@ -466,12 +519,14 @@ fn designs<'a>(current: &'a [Block], previous: &'a [Block], days: &'a [Vec<Block
     Ok(Designs { blocks, days })
 }
 
-/// The mean's difference under both designs ([`widest`]).
+/// The mean's difference, widened by the days' design effect.
 fn mean_test(designs: &Designs<'_>) -> Option<Difference> {
-    Some(widest(
-        mean_difference(&designs.blocks)?,
-        designs.days.as_ref().and_then(mean_difference),
-    ))
+    let mean = |design: &Design<'_>, side| design.estimate(side, |h| h.sum);
+    let effect = design_effect(
+        &mean(&designs.blocks, PREVIOUS),
+        designs.days.as_ref().map(|d| mean(d, PREVIOUS)).as_ref(),
+    );
+    Some(widened(mean_difference(&designs.blocks)?, effect))
 }
 
 /// The mean's test: log of the post-stratified means.
@@ -524,10 +579,11 @@ fn tests(designs: &Designs<'_>, estimated: bool) -> Tests {
         };
         let edge = indexes[position];
         let [now, before] = [CURRENT, PREVIOUS].map(|side| edges.share(side, edge).value);
-        let difference = widest(
-            share_difference(&edges, edge),
-            day_edges.as_ref().map(|days| share_difference(days, edge)),
+        let effect = design_effect(
+            &edges.share(PREVIOUS, edge),
+            day_edges.as_ref().map(|days| days.share(PREVIOUS, edge)).as_ref(),
         );
+        let difference = widened(share_difference(&edges, edge), effect);
         *tests.slot(metric) = result(TestKind::BlockShare, difference, Some((1.0 - now, 1.0 - before)));
     }
     tests
@@ -594,6 +650,7 @@ pub fn judge_all(subjects: &[[Vec<Block>; 2]], rule: &RegressionRule) -> Vec<Ver
                 impact_seconds: impact_seconds(&current, &previous),
                 estimated: current.estimated || previous.estimated,
                 design: None,
+                began_minute: None,
             };
             if current.count < rule.min_count || previous.count < rule.min_count {
                 verdict.outcome = Outcome::TooLittleTraffic;
@@ -687,6 +744,12 @@ pub fn judge_all(subjects: &[[Vec<Block>; 2]], rule: &RegressionRule) -> Vec<Ver
         } else if let Some(trigger) = pick(false) {
             verdict.outcome = Outcome::Improvement;
             verdict.trigger = Some(trigger);
+        }
+        if verdict.trigger.is_some() {
+            let mut all: Vec<&Block> = previous.iter().chain(current).collect();
+            all.sort_by_key(|b| b.start);
+            let first_current = current.iter().map(|b| b.start).min();
+            verdict.began_minute = change_point(&all).filter(|&m| first_current.is_some_and(|f| m >= f));
         }
     }
     verdicts
@@ -883,6 +946,22 @@ mod tests {
         // Exact: 10 of 10 in the current half of the runs, p = 2⁻¹⁰.
         assert!((error_growth_p(10, 0, 1.0, 1.0) - 0.5f64.powi(10)).abs() < 1e-12);
         assert_eq!(error_growth_p(0, 5, 1.0, 1.0), 1.0);
+    }
+
+    #[test]
+    fn a_change_mid_window_is_dated_to_its_hour() {
+        // Two weeks of hours; from hour 250 (the current week's 83rd) 40% slower.
+        let before = blocks(21, 0, 250, 40, 1.0);
+        let after = blocks(22, 250, 86, 40, 1.4);
+        let all: Vec<&Block> = before.iter().chain(&after).collect();
+        let began = change_point(&all).unwrap();
+        assert!((began - (START + 250 * 60)).abs() <= 2 * 60, "{}", (began - START) / 60);
+        // Through judge_all: the regression says when.
+        let current: Vec<Block> = before[168..].iter().chain(&after).cloned().collect();
+        let verdict = judge_all(&[[current, before[..168].to_vec()]], &RegressionRule::default())[0];
+        assert_eq!(verdict.outcome, Outcome::Regression, "{verdict:?}");
+        let began = verdict.began_minute.unwrap();
+        assert!((began - (START + 250 * 60)).abs() <= 2 * 60, "{}", (began - START) / 60);
     }
 
     #[test]

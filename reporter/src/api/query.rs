@@ -573,6 +573,9 @@ struct Judged {
     current_count: u64,
     impact_seconds: f64,
     estimated: bool,
+    /// Where the change most likely began (unix minutes), for a regression
+    /// or improvement that began inside the window.
+    began_minute: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -672,6 +675,7 @@ fn judged(row: RegressionRow) -> Judged {
         current_count: verdict.current_count,
         impact_seconds: verdict.impact_seconds,
         estimated: verdict.estimated,
+        began_minute: verdict.began_minute,
     }
 }
 

@@ -168,6 +168,7 @@ const JUDGED: &[Column] = &[
     col(&["trigger", "high"], Kind::Change, None, Some("relative_high")),
     col(&["trigger", "p_value"], Kind::Number, None, Some("p_value")),
     col(&["trigger", "q_value"], Kind::Number, None, Some("q_value")),
+    col(&["began_minute"], Kind::Minute, Some("began"), Some("began_minute")),
     col(&["p50"], Kind::Before, Some("p50"), None),
     col(&["p95"], Kind::Before, Some("p95"), None),
     col(&["p50", "previous"], Kind::Seconds, None, Some("p50_previous")),
