@@ -3,12 +3,12 @@
 //!
 //! Each transaction (service, transaction and environment, merged across the
 //! hosts in scope) or feature (every transaction `owners.toml` or the agent's
-//! tag puts in it, per environment) gets one histogram per block of each period from the
-//! store block by block (an hour each, [`super::blocks`]), and
+//! tag puts in it, per environment) gets one histogram per block of each
+//! period from the store (an hour each, [`super::blocks`]), and
 //! [`stats::judge_all`](super::stats::judge_all) judges them all as one
 //! answer under a [`RegressionRule`]: a change is a regression only when its
 //! test says it is not noise once every comparison is accounted for, its
-//! interval excludes 0 *and* it is large enough; a transaction with too few
+//! interval excludes small changes *and* it is large enough; a transaction with too few
 //! runs in either period is not judged at all but listed as such, so silence
 //! is never mistaken for "no change". When one window holds data in far
 //! fewer of its blocks than the other (a store younger than the two windows),
