@@ -181,6 +181,11 @@ pub fn apdex_change(change: Option<f64>) -> String {
     }
 }
 
+/// A q-value (a p-value adjusted for many comparisons): `q = 0.004`, `q < 0.001`.
+pub fn q_value(q: f64) -> String {
+    p_value(q).replacen('p', "q", 1)
+}
+
 /// A test's p-value: `p = 0.004`, `p < 0.001`.
 pub fn p_value(p: f64) -> String {
     if p < 0.001 {

@@ -215,7 +215,8 @@ struct QueryArgs {
     /// Regressions: also list `improvements`, `too_little_traffic`, or `all`.
     #[arg(long)]
     include: Option<String>,
-    /// Regressions: a test must give p below this. Default: 0.01.
+    /// Regressions: the false discovery rate; a test's q-value (p adjusted
+    /// across the answer) must be below this. Default: 0.01.
     #[arg(long)]
     p_value: Option<String>,
     /// Regressions: the smallest change that counts, 0.1 is 10%. Default: 0.1.

@@ -215,14 +215,20 @@ fn regressions_rank_by_extra_time_and_quiet_transactions_are_not_judged(kind: Ki
         // Unchanged.
         ("GET /same", 5_000, 0.020, 0.020),
     ];
+    // Each period's runs spread over the same 50 hours of its week: the
+    // variance between hours is what the tests weigh.
+    const HOURS: i64 = 50;
     let mut batch = Batch::default();
     for (i, &(name, runs, before, now)) in cases.iter().enumerate() {
-        for (minute, median, seed) in [(scope.from - 60, before, 2 * i), (scope.from + 60, now, 2 * i + 1)] {
-            batch.histograms.push(HistogramPoint {
-                key: series(name).into(),
-                minute,
-                histogram: latencies(seed as u64, runs, median),
-            });
+        for hour in 0..HOURS {
+            let periods = [(scope.from - WEEK_MINUTES, before, 0), (scope.from, now, 1)];
+            for (start, median, side) in periods {
+                batch.histograms.push(HistogramPoint {
+                    key: series(name).into(),
+                    minute: start + 60 * hour + 1,
+                    histogram: latencies((1_000 * i as i64 + 2 * hour + side) as u64, runs / HOURS as usize, median),
+                });
+            }
         }
     }
     store.write(&batch).unwrap();

@@ -73,6 +73,7 @@ fn report() -> WeeklyReport {
             estimated: false,
         }],
         consumers: vec![],
+        regressions_note: None,
         regressions: vec![RegressionRow {
             service: "shop".into(),
             transaction: HOSTILE.into(),
@@ -81,7 +82,10 @@ fn report() -> WeeklyReport {
             after_s: 0.48,
             change: 0.31,
             p_value: 0.0004,
-            test: "Mann-Whitney U".into(),
+            q_value: 0.003,
+            change_low: 0.24,
+            change_high: Some(0.38),
+            test: "block share test".into(),
             impact_s: 5400.0,
             link: String::new(),
         }],
@@ -91,6 +95,7 @@ fn report() -> WeeklyReport {
             count: 340,
             previous_count: 12,
             new: false,
+            growing: true,
             servers: vec![ServerCount {
                 host: "web-1".into(),
                 count: 340,

@@ -31,7 +31,7 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use kuroko_reporter::analysis::endpoints::{Group, Rank};
 use kuroko_reporter::analysis::regressions;
-use kuroko_reporter::analysis::stats::RegressionRule;
+use kuroko_reporter::analysis::stats::{self, RegressionRule};
 use kuroko_reporter::analysis::{Analysis, Scope};
 use kuroko_reporter::deliver::ledger::LedgerStatus;
 use kuroko_reporter::deliver::schedule::{Period, Schedule, ScheduleConfig};
@@ -246,18 +246,17 @@ fn check_email(analysis: &Analysis<'_>, team: &str, raw: &[u8], truths: &Truths)
         assert_eq!(found.transaction, truths.regression.transaction);
         let trigger = found.verdict.trigger.unwrap();
         let row = line(&text, &planted);
-        let p = if trigger.p_value < 0.001 {
-            "p < 0.001".to_owned()
-        } else {
-            format!("p = {:.3}", trigger.p_value)
-        };
         let change = found.verdict.changes.get(trigger.metric);
+        // The change, its interval, p and q (adjusted across the week's comparisons).
         let expected = format!(
-            "{} {} -> {} ({}), {p} ({})",
+            "{} {} -> {} ({} ({})), {}, {} ({})",
             trigger.metric,
             format::duration(change.previous),
             format::duration(change.current),
             format::change(Some(trigger.relative)),
+            stats::interval_text(trigger.low, trigger.high),
+            format::p_value(trigger.p_value),
+            format::q_value(trigger.q_value),
             trigger.test
         );
         assert!(row.contains(&expected), "{expected:?} not in {row:?}");

@@ -3,12 +3,17 @@
 //!
 //! Each transaction (service, transaction and environment, merged across the
 //! hosts in scope) or feature (every transaction `owners.toml` or the agent's
-//! tag puts in it, per environment) gets one histogram per period from the
-//! store, and [`stats::judge`](super::stats::judge) compares them under a
-//! [`RegressionRule`]: a change is a regression only when a test says it is
-//! not noise *and* it is large enough, and a transaction with too few runs in
-//! either period is not judged at all but listed as such, so silence is never
-//! mistaken for "no change". Regressions are ranked by impact: the extra time
+//! tag puts in it, per environment) gets one histogram per block of each
+//! period from the store (an hour each, [`super::blocks`]), and
+//! [`stats::judge_all`](super::stats::judge_all) judges them all as one
+//! answer under a [`RegressionRule`]: a change is a regression only when its
+//! test says it is not noise once every comparison is accounted for, its
+//! interval excludes small changes *and* it is large enough; a transaction with too few
+//! runs in either period is not judged at all but listed as such, so silence
+//! is never mistaken for "no change". When one window holds data in far
+//! fewer of its blocks than the other (a store younger than the two windows),
+//! nothing is judged and the answer says so ([`Coverage`]). Regressions are
+//! ranked by impact: the extra time
 //! the period consumed, so a small slowdown of a hot path outranks a large one
 //! of a rare job.
 //!
@@ -16,11 +21,13 @@
 //! not the other would otherwise look like production getting slower; narrow
 //! with [`Scope::environment`] to judge one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::stats::{judge, Outcome, RegressionRule, Verdict};
+use super::blocks::{block_minutes, Block};
+use super::stats::{judge_all, Outcome, RegressionRule, Verdict};
 use super::{Analysis, AnalysisError, Scope};
 use crate::histogram::Histogram;
+use crate::store::SeriesKey;
 
 /// A week, in minutes: the default period.
 pub const WEEK_MINUTES: i64 = 7 * 1_440;
@@ -80,19 +87,92 @@ pub struct Comparison {
     /// Faster, significantly and by enough: most time saved first.
     pub improvements: Vec<RegressionRow>,
     /// Not judged: a period had fewer runs than the rule's minimum (new or
-    /// gone transactions among them); busiest first.
+    /// gone transactions among them), or the periods share too few times of
+    /// day with runs; busiest first.
     pub too_little_traffic: Vec<RegressionRow>,
     /// Judged and found unchanged (or changed too little, or only by noise).
     pub unchanged: usize,
+    /// How much of each window holds data, and whether that is enough to
+    /// compare them at all.
+    pub coverage: Coverage,
+    /// Transactions (or features) not judged because the coverage is not
+    /// enough (none otherwise).
+    pub not_judged: usize,
+}
+
+/// How much of each window holds data: blocks (of [`Coverage::block_minutes`])
+/// in which anything in scope ran. A window that holds data in under half as
+/// many of its blocks as the other (a store that began 30 minutes before
+/// this week) cannot serve as its baseline: regressions are not called.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Coverage {
+    /// Length of a block, minutes.
+    pub block_minutes: i64,
+    /// Blocks of the current window with data.
+    pub current_blocks: usize,
+    /// Blocks the current window has.
+    pub current_total: usize,
+    /// Blocks of the baseline window with data.
+    pub previous_blocks: usize,
+    /// Blocks the baseline window has.
+    pub previous_total: usize,
+    /// Whether the windows can be compared.
+    pub enough: bool,
+}
+
+/// A window must hold data in at least this share of the blocks the other
+/// holds data in (each as a share of its own length).
+pub const MIN_WINDOW_COVERAGE: f64 = 0.5;
+
+impl Coverage {
+    fn new(block_minutes: i64, current: (usize, usize), previous: (usize, usize)) -> Coverage {
+        let share = |(with, total): (usize, usize)| with as f64 / total.max(1) as f64;
+        let (now, before) = (share(current), share(previous));
+        Coverage {
+            block_minutes,
+            current_blocks: current.0,
+            current_total: current.1,
+            previous_blocks: previous.0,
+            previous_total: previous.1,
+            enough: current.0 >= 2 && previous.0 >= 2 && now.min(before) >= MIN_WINDOW_COVERAGE * now.max(before),
+        }
+    }
+
+    /// What is missing, for people: `None` when the coverage is enough.
+    /// "Not enough baseline: the previous window holds data in 1 of its 168
+    /// hours, this one in 168: no regression is called."
+    pub fn shortfall(&self) -> Option<String> {
+        if self.enough {
+            return None;
+        }
+        let unit = if self.block_minutes == 60 {
+            "hours".to_owned()
+        } else {
+            format!("{}-minute blocks", self.block_minutes)
+        };
+        let now = self.current_blocks as f64 / self.current_total.max(1) as f64;
+        let before = self.previous_blocks as f64 / self.previous_total.max(1) as f64;
+        let thin = if before <= now { "baseline" } else { "current data" };
+        Some(format!(
+            "Not enough {thin}: the previous window holds data in {} of its {} {unit}, the current one in {} of {}; no regression or improvement is called.",
+            self.previous_blocks, self.previous_total, self.current_blocks, self.current_total
+        ))
+    }
 }
 
 /// A row's identity while merging: (service, transaction, environment) for a
 /// transaction, (feature, "", environment) for a feature.
 type Subject = (String, String, String);
 
-/// A subject's merged histogram, with its feature and team.
-struct Merged {
-    histogram: Histogram,
+/// A subject's feature and team, when it has them.
+type Names = (Option<String>, Option<String>);
+
+/// One subject's histogram over one block: (subject, block start, histogram, names).
+type Piece = (Subject, i64, Histogram, Names);
+
+/// A subject's blocks in both windows, with its feature and team.
+struct Gathered {
+    blocks: [Vec<Block>; 2],
     feature: Option<String>,
     team: Option<String>,
 }
@@ -127,31 +207,54 @@ impl Analysis<'_> {
         group: Group,
     ) -> Result<Comparison, AnalysisError> {
         scope.check_team(self.owners)?;
-        let mut current = self.merged(scope, group)?;
+        let block = block_minutes(scope.minutes().min(baseline.minutes()).max(1));
         let before = Scope {
             from: baseline.from,
             to: baseline.to,
             ..scope.clone()
         };
-        let mut previous = self.merged(&before, group)?;
-        let mut subjects: Vec<Subject> = current.keys().chain(previous.keys()).cloned().collect();
-        subjects.sort_unstable();
-        subjects.dedup();
-        let mut comparison = Comparison::default();
-        for subject in subjects {
-            let now = current.remove(&subject);
-            let before = previous.remove(&subject);
-            let empty = Histogram::empty();
-            let verdict = judge(
-                now.as_ref().map_or(&empty, |m| &m.histogram),
-                before.as_ref().map_or(&empty, |m| &m.histogram),
-                rule,
-            );
-            // Names come from the current period, else the previous one.
-            let (feature, team) = match now.or(before) {
-                Some(m) => (m.feature, m.team),
-                None => (None, None),
-            };
+        let mut gathered: BTreeMap<Subject, Gathered> = BTreeMap::new();
+        let mut with_data = [BTreeSet::new(), BTreeSet::new()];
+        for (side, window) in [scope, &before].into_iter().enumerate() {
+            for (subject, start, histogram, (feature, team)) in self.blocks(window, group, block)? {
+                with_data[side].insert(start);
+                let entry = gathered.entry(subject).or_insert_with(|| Gathered {
+                    blocks: [Vec::new(), Vec::new()],
+                    feature: None,
+                    team: None,
+                });
+                // Names come from the current period, else the previous one.
+                if entry.feature.is_none() {
+                    entry.feature = feature;
+                }
+                if entry.team.is_none() {
+                    entry.team = team;
+                }
+                entry.blocks[side].push(Block { start, histogram });
+            }
+        }
+        let blocks_in = |window: &Scope| {
+            let first = window.from.div_euclid(block);
+            ((window.to - 1).div_euclid(block) - first + 1).max(0) as usize
+        };
+        let coverage = Coverage::new(
+            block,
+            (with_data[0].len(), blocks_in(scope)),
+            (with_data[1].len(), blocks_in(&before)),
+        );
+        let mut comparison = Comparison {
+            coverage,
+            ..Comparison::default()
+        };
+        if !coverage.enough {
+            comparison.not_judged = gathered.len();
+            return Ok(comparison);
+        }
+        let (subjects, gathered): (Vec<Subject>, Vec<Gathered>) = gathered.into_iter().unzip();
+        let (blocks, names): (Vec<[Vec<Block>; 2]>, Vec<Names>) =
+            gathered.into_iter().map(|g| (g.blocks, (g.feature, g.team))).unzip();
+        let verdicts = judge_all(&blocks, rule);
+        for ((subject, (feature, team)), verdict) in subjects.into_iter().zip(names).zip(verdicts) {
             let (first, second, environment) = subject;
             let row = match group {
                 Group::Transaction => RegressionRow {
@@ -190,55 +293,65 @@ impl Analysis<'_> {
         Ok(comparison)
     }
 
-    /// One histogram per subject over `scope`'s window: the store's series
-    /// (merged per host already) in scope, merged per transaction or feature.
-    fn merged(&self, scope: &Scope, group: Group) -> Result<BTreeMap<Subject, Merged>, AnalysisError> {
-        let series = self
-            .store
-            .histograms(&scope.store_filter(self.owners), scope.from, scope.to)?;
-        let mut merged: BTreeMap<Subject, Merged> = BTreeMap::new();
-        for (key, histogram) in series {
-            if !scope.matches(&key, self.owners) {
-                continue;
+    /// Each subject's histogram per block of `block` minutes over `scope`'s
+    /// window: the store's series in scope, merged per transaction or
+    /// feature and block, with the subject's feature and team.
+    fn blocks(&self, scope: &Scope, group: Group, block: i64) -> Result<Vec<Piece>, AnalysisError> {
+        let mut subjects: Vec<(Subject, Option<String>, Option<String>)> = Vec::new();
+        let mut numbers: HashMap<Subject, usize> = HashMap::new();
+        let owners = self.owners;
+        let mut number = |key: &SeriesKey| {
+            if !scope.matches(key, owners) {
+                return None;
             }
             let tagged = Some(key.feature.as_str()).filter(|f| !f.is_empty());
-            let feature = self.owners.feature_of(&key.service, &key.transaction, tagged);
+            let feature = owners.feature_of(&key.service, &key.transaction, tagged);
             let (subject, team) = match (group, feature) {
                 (Group::Transaction, _) => (
                     (key.service.clone(), key.transaction.clone(), key.environment.clone()),
-                    self.owners.team_of(&key.service, &key.transaction, tagged),
+                    owners.team_of(&key.service, &key.transaction, tagged),
                 ),
                 (Group::Feature, Some(feature)) => (
                     (feature.to_owned(), String::new(), key.environment.clone()),
-                    self.owners.team_of_feature(feature),
+                    owners.team_of_feature(feature),
                 ),
-                (Group::Feature, None) => continue,
+                (Group::Feature, None) => return None,
             };
             let feature = feature.map(str::to_owned);
             let team = team.map(|t| t.name.clone());
-            match merged.get_mut(&subject) {
-                Some(total) => {
-                    total.histogram.merge(&histogram);
+            let number = match numbers.get(&subject) {
+                Some(&n) => {
                     // Hosts may disagree on a transaction's tag: keep one that names something.
-                    if total.feature.is_none() {
-                        total.feature = feature;
+                    let known = &mut subjects[n];
+                    if known.1.is_none() {
+                        known.1 = feature;
                     }
-                    if total.team.is_none() {
-                        total.team = team;
+                    if known.2.is_none() {
+                        known.2 = team;
                     }
+                    n
                 }
                 None => {
-                    merged.insert(
-                        subject,
-                        Merged {
-                            histogram,
-                            feature,
-                            team,
-                        },
-                    );
+                    numbers.insert(subject.clone(), subjects.len());
+                    subjects.push((subject, feature, team));
+                    subjects.len() - 1
                 }
-            }
-        }
-        Ok(merged)
+            };
+            Some(number)
+        };
+        let steps = self.store.histogram_steps_grouped(
+            &scope.store_filter(self.owners),
+            scope.from,
+            scope.to,
+            block,
+            &mut number,
+        )?;
+        Ok(steps
+            .into_iter()
+            .filter_map(|(n, start, histogram)| {
+                let (subject, feature, team) = subjects.get(n)?.clone();
+                Some((subject, start, histogram, (feature, team)))
+            })
+            .collect())
     }
 }

@@ -1,122 +1,84 @@
 //! Did a transaction get slower? The statistics that answer it from two
-//! histograms of the same transaction over two periods (this week and last).
+//! periods (this week and last) of one transaction's runs, cut into blocks.
 //!
-//! A change is called a regression only when it is both *significant* and
-//! *large*, as Sentry does (Welch's t-test, p < 0.01, at least 10%):
+//! A change is called a regression only when it is *significant* once every
+//! comparison of the answer is accounted for, *resolved* by the data, and
+//! *large*:
 //!
-//! - Significant: a test over the two periods' data says the difference is
-//!   unlikely to be noise. [`welch`] tests the means (the mean is exact from
-//!   sum and count; the variance is estimated from the buckets). [`rank_test`]
-//!   is a Mann–Whitney U test over the buckets: it sees a shift of the bulk of
-//!   the distribution and is not swayed by a few huge outliers the way the mean
-//!   is. [`tail_test`] compares the share of runs above the previous period's
-//!   p95 (or p99): a slower tail moves few pairs of runs, so the rank test barely
-//!   notices it (runs above p90 30% slower: z ≈ 0.7 at 10k runs a period), while
-//!   the share above p95 doubles (z ≈ 13).
-//! - Large: the p50, p95, p99 or mean moved by at least [`RegressionRule::min_change`].
-//!   This gate matters because the periods hold thousands of minutes, often
-//!   millions of runs: with that much data a 1% change is overwhelmingly
-//!   "significant" (p far below 0.01) yet nobody should be paged for it. The
-//!   test guards against noise on quiet transactions; the size gate guards
-//!   against trivia on busy ones.
+//! - The unit of evidence is a block of time (an hour, for windows of a day
+//!   or more), not a run: runs within a minute or an hour move together, so
+//!   each test's variance is the variance between blocks, and blocks are
+//!   compared within the same times of day ([`super::blocks`]).
+//! - The mean is tested by a t-test on the log of the two periods'
+//!   post-stratified means ([`TestKind::BlockMean`]); the mean is exact from
+//!   sum and count, whatever the buckets. A percentile is tested by the share
+//!   of runs at or below the upper edge of the bucket that holds the
+//!   baseline's percentile ([`TestKind::BlockShare`]): that share is exact
+//!   from the buckets, so the test never reads a position inside a bucket.
+//! - Every p-value of the answer (four metrics per transaction) is adjusted by
+//!   Benjamini–Hochberg ([`benjamini_hochberg`]); a metric counts only when
+//!   its q-value is below [`RegressionRule::p_value`], which bounds the
+//!   expected share of false calls among the calls.
+//! - Each call carries an interval for its size, at the false-coverage-rate
+//!   level of Benjamini and Yekutieli (2005) (confidence `1 − R·α/m` for `R`
+//!   calls among `m` tests): for the mean from the t-test; for a percentile
+//!   from bucket edges only (the highest edge the period's percentile is surely
+//!   above and the lowest it is surely at or below, in each period), so it
+//!   holds the buckets' resolution as well as the noise. A change whose
+//!   interval holds 0 is not called: a shift smaller than a bucket is never
+//!   a regression.
+//! - Large: the metric's change is at least [`RegressionRule::min_change`]:
+//!   with millions of runs a 1% change can be significant, and nobody should
+//!   be paged for it.
 //!
-//! A metric only counts with the test that speaks for it (the mean with
-//! Welch's test, p50 with the rank test, p95 and p99 with the tail test at
-//! their quantile), and the test must point the same way as the change. p99
-//! rests on 1% of the runs, so it decides only when p50, p95 and the mean do
-//! not. [`RegressionRule::min_count`] refuses to judge transactions with too
-//! few runs in either period.
-//!
-//! Histograms converted from explicit buckets (`estimated`) have their values
-//! placed at one point per bucket: their percentiles and variance are coarse,
-//! and the rank test sees huge tie groups (it stays valid but loses power, and
-//! a change of bucket bounds between the periods would look like a shift); the
-//! tail test can only cut at bucket edges, so it may see the tail grow while
-//! the percentile, stuck at one point per bucket, does not move.
-//! Such verdicts carry [`Verdict::estimated`] so a report can say so.
+//! p99 rests on 1% of the runs, so it decides only when p50, p95 and the mean
+//! do not. Explicit-bucket histograms (`estimated`) keep no bucket edges once
+//! converted, so their percentiles are shown but never tested: the mean
+//! decides. [`RegressionRule::min_count`] refuses to judge transactions with
+//! too few runs in either period, and periods that share too few times of
+//! day with runs are not judged either.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use statrs::function::{beta::checked_beta_reg, erf::erfc};
-
-use crate::histogram::{bucket_bounds, bucket_index, Histogram};
+use super::blocks::{Block, Design, Difference, Edges, Estimate, TooThin, CURRENT, PREVIOUS};
+use crate::histogram::{bucket_bounds, Histogram};
 
 /// Which test produced a [`TestResult`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TestKind {
-    /// Welch's unequal-variances t-test on the means.
-    Welch,
-    /// Mann–Whitney U (Wilcoxon rank-sum) test, buckets as tie groups.
-    MannWhitney,
-    /// Two-proportion z-test on the share of runs above a previous quantile.
-    Tail,
+    /// Welch's t on the log of the periods' post-stratified mean durations,
+    /// the variance taken between blocks.
+    BlockMean,
+    /// The share of runs at or below the baseline percentile's bucket edge,
+    /// compared between the periods with the variance taken between blocks.
+    BlockShare,
 }
 
 impl fmt::Display for TestKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            TestKind::Welch => "Welch",
-            TestKind::MannWhitney => "Mann-Whitney",
-            TestKind::Tail => "tail share test",
+            TestKind::BlockMean => "block t-test",
+            TestKind::BlockShare => "block share test",
         })
     }
 }
 
-/// The outcome of a two-sample test of `a` against `b`.
+/// The outcome of one metric's test of the current period against the previous.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TestResult {
     /// The test.
     pub test: TestKind,
-    /// t (Welch) or z (Mann–Whitney, tail); positive when `a` is the slower.
+    /// t; positive when the current period is the slower.
     pub statistic: f64,
-    /// Welch–Satterthwaite degrees of freedom (Welch only).
-    pub degrees_of_freedom: Option<f64>,
+    /// Welch–Satterthwaite degrees of freedom.
+    pub degrees_of_freedom: f64,
     /// Two-sided p-value.
     pub p_value: f64,
-    /// Probability of superiority (Mann–Whitney only): the chance that a run
-    /// from `a` is slower than one from `b`, ties (same bucket) counting half.
-    /// 0.5 means no difference.
-    pub superiority: Option<f64>,
-    /// Share of runs above the cut (tail only): (`a`'s, `b`'s), 0.1 is 10%.
+    /// The p-value adjusted by Benjamini–Hochberg across every test of the answer.
+    pub q_value: f64,
+    /// Share of runs above the edge (share test only): (current, previous).
     pub shares_above: Option<(f64, f64)>,
-}
-
-/// Welch's t-test on the means of `a` and `b`.
-///
-/// The means are exact (sum / count). Each variance is estimated from the
-/// buckets, every bucket's count placed at its arithmetic midpoint (as
-/// [`Histogram::quantile`] reads it) clamped into `[min, max]`, the zero
-/// region's at half its threshold; no Sheppard correction (at scale 7 a bucket
-/// is 0.54% wide). `None` when either side has fewer than two values or both
-/// estimated variances are zero (every value in one bucket).
-pub(crate) fn welch(a: &Histogram, b: &Histogram) -> Option<TestResult> {
-    let (va, vb) = (bucket_variance(a)?, bucket_variance(b)?);
-    welch_from_moments((a.mean(), va, a.count as f64), (b.mean(), vb, b.count as f64))
-}
-
-/// Welch's test from (mean, sample variance, count) of each side.
-fn welch_from_moments((ma, va, na): (f64, f64, f64), (mb, vb, nb): (f64, f64, f64)) -> Option<TestResult> {
-    if na < 2.0 || nb < 2.0 {
-        return None;
-    }
-    let (sa, sb) = (va / na, vb / nb);
-    let se2 = sa + sb;
-    if !(se2 > 0.0 && se2.is_finite()) {
-        return None;
-    }
-    let t = (ma - mb) / se2.sqrt();
-    let df = se2 * se2 / (sa * sa / (na - 1.0) + sb * sb / (nb - 1.0));
-    // Two-sided tail of Student's t: I_{df/(df+t²)}(df/2, 1/2).
-    let p_value = checked_beta_reg(df / 2.0, 0.5, df / (df + t * t)).ok()?;
-    t.is_finite().then_some(TestResult {
-        test: TestKind::Welch,
-        statistic: t,
-        degrees_of_freedom: Some(df),
-        p_value,
-        superiority: None,
-        shares_above: None,
-    })
 }
 
 /// Where a bucket's values are taken to be, for moments.
@@ -152,140 +114,12 @@ pub(crate) fn bucket_variance(histogram: &Histogram) -> Option<f64> {
     Some(squares / (n - 1.0))
 }
 
-/// Mann–Whitney U test of `a` against `b` over their buckets.
-///
-/// Both are brought to the coarser of their scales (on copies); each bucket,
-/// and the zero region together with any bucket inside the larger zero
-/// threshold, is one tie group at its mid-rank. The variance of U is
-/// tie-corrected and p comes from the normal approximation (no continuity
-/// correction), which is accurate at the sample sizes judged here. Two values
-/// in the same bucket count as equal, so shifts smaller than a bucket (0.54% at
-/// scale 7) are invisible. `None` when either side is empty or every value
-/// falls in one tie group.
-pub(crate) fn rank_test(a: &Histogram, b: &Histogram) -> Option<TestResult> {
-    let groups = tie_groups(a, b);
-    let na: f64 = groups.iter().map(|&(ca, _)| ca).sum();
-    let nb: f64 = groups.iter().map(|&(_, cb)| cb).sum();
-    if na == 0.0 || nb == 0.0 {
-        return None;
-    }
-    // U counts pairs where a's value is the larger, ties half.
-    let (mut u, mut b_below, mut ties) = (0.0, 0.0, 0.0);
-    for &(ca, cb) in &groups {
-        u += ca * (b_below + cb / 2.0);
-        b_below += cb;
-        let t = ca + cb;
-        ties += t * t * t - t;
-    }
-    let n = na + nb;
-    let variance = na * nb / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)));
-    if !(variance > 0.0 && variance.is_finite()) {
-        return None;
-    }
-    let z = (u - na * nb / 2.0) / variance.sqrt();
-    Some(TestResult {
-        test: TestKind::MannWhitney,
-        statistic: z,
-        degrees_of_freedom: None,
-        p_value: erfc(z.abs() / std::f64::consts::SQRT_2).min(1.0),
-        superiority: Some(u / (na * nb)),
-        shares_above: None,
-    })
-}
-
-/// Counts of `a` and `b` per tie group, lowest values first.
-fn tie_groups(a: &Histogram, b: &Histogram) -> Vec<(f64, f64)> {
-    let scale = a.scale.min(b.scale);
-    let zero_threshold = a.zero_threshold.max(b.zero_threshold);
-    // `None` (the zero region) sorts before every bucket.
-    let mut groups: BTreeMap<Option<i32>, (f64, f64)> = BTreeMap::new();
-    for (side, histogram) in [a, b].into_iter().enumerate() {
-        let mut histogram = histogram.clone();
-        histogram.downscale(scale);
-        let zero = std::iter::once((None, histogram.zero_count));
-        let buckets = histogram.iter_buckets().map(|(index, count)| {
-            let inside_zero = bucket_bounds(index, scale).1 <= zero_threshold;
-            ((!inside_zero).then_some(index), count)
-        });
-        for (key, count) in zero.chain(buckets).filter(|&(_, count)| count > 0) {
-            let group = groups.entry(key).or_insert((0.0, 0.0));
-            if side == 0 {
-                group.0 += count as f64;
-            } else {
-                group.1 += count as f64;
-            }
-        }
-    }
-    groups.into_values().collect()
-}
-
-/// Two-proportion z-test: is the share of `current`'s runs above `previous`'s
-/// `quantile` different from `previous`'s own share?
-///
-/// A slower tail shows here long before it shows in the rank test: if the runs
-/// above p90 get 30% slower, the share above the old p95 doubles from 5% to
-/// 10%, while only the ~1% of pairs made of two tail runs change order.
-///
-/// The cut: both are read at the coarser of their scales, and the bucket that
-/// holds `previous.quantile(quantile)` is left out on both sides, so a run
-/// counts as above only in a bucket whose lower edge is at or past that
-/// bucket's upper edge (and past the larger zero threshold). Both sides are
-/// then counted against the same edge, whatever the values inside that bucket;
-/// the price is that the previous share is a little below `1 - quantile` (at
-/// scale 7 the bucket is 0.54% wide) and, on coarse or explicit buckets, can be
-/// well below. Choosing the cut from `previous` does not bias the test: to
-/// first order the quantile's own sampling noise adds the same variance the
-/// previous period's binomial noise would have, which is what the pooled
-/// standard error assumes. p is two-sided, from the normal tail.
-///
-/// `None` when `quantile` is not inside (0, 1) or the normal approximation is
-/// poor: fewer than 5 runs expected above or below the cut on either side
-/// under the pooled share (for p99 that means about 500 runs a period).
-pub(crate) fn tail_test(current: &Histogram, previous: &Histogram, quantile: f64) -> Option<TestResult> {
-    if !(quantile > 0.0 && quantile < 1.0) {
-        return None;
-    }
-    let threshold = previous.quantile(quantile);
-    let scale = current.scale.min(previous.scale);
-    let zero_threshold = current.zero_threshold.max(previous.zero_threshold);
-    let cut = (threshold > zero_threshold).then(|| bucket_index(threshold, scale));
-    // (runs above the cut, all runs) from the buckets, at the common scale.
-    let count = |histogram: &Histogram| {
-        let shift = (histogram.scale - scale) as u32;
-        let (mut above, mut total) = (0.0, histogram.zero_count as f64);
-        for (index, n) in histogram.iter_buckets() {
-            let index = index >> shift;
-            total += n as f64;
-            if bucket_bounds(index, scale).0 >= zero_threshold && cut.is_none_or(|cut| index > cut) {
-                above += n as f64;
-            }
-        }
-        (above, total)
-    };
-    let ((xa, na), (xb, nb)) = (count(current), count(previous));
-    if na == 0.0 || nb == 0.0 {
-        return None;
-    }
-    let pooled = (xa + xb) / (na + nb);
-    if na.min(nb) * pooled.min(1.0 - pooled) < 5.0 {
-        return None;
-    }
-    let (pa, pb) = (xa / na, xb / nb);
-    let z = (pa - pb) / (pooled * (1.0 - pooled) * (1.0 / na + 1.0 / nb)).sqrt();
-    z.is_finite().then(|| TestResult {
-        test: TestKind::Tail,
-        statistic: z,
-        degrees_of_freedom: None,
-        p_value: erfc(z.abs() / std::f64::consts::SQRT_2).min(1.0),
-        superiority: None,
-        shares_above: Some((pa, pb)),
-    })
-}
-
 /// When a change is called a regression (or an improvement).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RegressionRule {
-    /// A test must give p below this (default 0.01).
+    /// The false discovery rate: a test's q-value (its p-value adjusted by
+    /// Benjamini–Hochberg across every comparison of the answer) must be
+    /// below this (default 0.01).
     pub p_value: f64,
     /// The metric must move by at least this fraction (default 0.10, 10%).
     pub min_change: f64,
@@ -303,7 +137,7 @@ impl Default for RegressionRule {
     }
 }
 
-/// What [`judge`] concluded.
+/// What [`judge_all`] concluded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Slower, significantly and by at least the minimum change.
@@ -312,7 +146,8 @@ pub enum Outcome {
     Improvement,
     /// Neither: no change, a small one, or one the tests call noise.
     NoChange,
-    /// A period has fewer runs than the rule's minimum.
+    /// A period has fewer runs than the rule's minimum, or the periods share
+    /// too few times of day with runs to be compared block by block.
     TooLittleTraffic,
 }
 
@@ -388,28 +223,57 @@ impl Changes {
 }
 
 /// The metric that decided a regression or improvement, with its evidence.
-/// Displays as `p95 +31% (p < 0.001, tail share test)`.
+/// Displays as `p95 +12% (+9% to +15%; p < 0.001, q = 0.004, block share test)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Trigger {
     /// The metric.
     pub metric: Metric,
-    /// Its relative change (0.31 is +31%).
+    /// Its relative change (0.31 is +31%): the post-stratified mean's for the
+    /// mean, the merged periods' quantiles' for a percentile (kept inside
+    /// the interval).
     pub relative: f64,
+    /// The interval for the relative change (see [`judge_all`]): it excludes 0.
+    pub low: f64,
+    /// The interval's upper end; infinite when the buckets bound it from one side only.
+    pub high: f64,
     /// The test that backs it.
     pub test: TestKind,
     /// That test's p-value.
     pub p_value: f64,
+    /// Its q-value: the p-value adjusted for every comparison of the answer.
+    pub q_value: f64,
 }
 
 impl fmt::Display for Trigger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {:+.0}% (", self.metric, self.relative * 100.0)?;
-        if self.p_value < 0.001 {
-            f.write_str("p < 0.001")?;
-        } else {
-            write!(f, "p = {:.3}", self.p_value)?;
-        }
-        write!(f, ", {})", self.test)
+        write!(
+            f,
+            "{} {} ({}; {}, {}, {})",
+            self.metric,
+            percent(self.relative),
+            interval_text(self.low, self.high),
+            crate::format::p_value(self.p_value),
+            crate::format::q_value(self.q_value),
+            self.test
+        )
+    }
+}
+
+/// `+12%`, `-3.4%`: whole percents from 10% on, one decimal below.
+fn percent(relative: f64) -> String {
+    if relative.abs() >= 0.1 {
+        format!("{:+.0}%", relative * 100.0)
+    } else {
+        format!("{:+.1}%", relative * 100.0)
+    }
+}
+
+/// `+9% to +15%`; `+9% or more` when the upper end is unbounded.
+pub fn interval_text(low: f64, high: f64) -> String {
+    if high.is_finite() {
+        format!("{} to {}", percent(low), percent(high))
+    } else {
+        format!("{} or more", percent(low))
     }
 }
 
@@ -420,25 +284,72 @@ pub struct Verdict {
     pub outcome: Outcome,
     /// What decided a regression or improvement; `None` otherwise.
     pub trigger: Option<Trigger>,
-    /// The metrics in both periods.
+    /// The metrics in both periods (the merged periods' values).
     pub changes: Changes,
-    /// Welch's test of current against previous (positive t: slower now).
-    pub welch: Option<TestResult>,
-    /// The rank test of current against previous (positive z: slower now).
-    pub rank: Option<TestResult>,
-    /// The tail test above the previous p95 (positive z: more runs above now).
-    pub tail_p95: Option<TestResult>,
-    /// The tail test above the previous p99 (positive z: more runs above now).
-    pub tail_p99: Option<TestResult>,
+    /// Each metric's test; `None` for a metric not tested (too few blocks,
+    /// no variance, or percentiles of explicit-bucket data).
+    pub tests: Tests,
     /// Runs in the current period.
     pub current_count: u64,
     /// Runs in the previous period.
     pub previous_count: u64,
     /// [`impact_seconds`]: extra time consumed this period, for ranking.
     pub impact_seconds: f64,
-    /// Either period was built from explicit buckets: percentiles, variance
-    /// and ranks are coarse estimates.
+    /// Either period was built from explicit buckets: percentiles are
+    /// coarse estimates, and only the mean (exact from sum and count) is tested.
     pub estimated: bool,
+    /// How the periods were compared: blocks with runs and strata; `None`
+    /// when they were not (too little traffic, or too little in common).
+    pub design: Option<DesignSummary>,
+    /// For a regression or improvement: the first minute of the block where
+    /// the change most likely began ([`change_point`]), when it lies in the
+    /// current period.
+    pub began_minute: Option<i64>,
+}
+
+/// How two periods of one subject were compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DesignSummary {
+    /// Blocks with runs in the current period.
+    pub current_blocks: usize,
+    /// Blocks with runs in the previous period.
+    pub previous_blocks: usize,
+    /// Width of the time-of-day strata, in hours (24: none).
+    pub stratum_hours: i64,
+}
+
+/// Each metric's test.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Tests {
+    /// The median's.
+    pub p50: Option<TestResult>,
+    /// The 95th percentile's.
+    pub p95: Option<TestResult>,
+    /// The 99th percentile's.
+    pub p99: Option<TestResult>,
+    /// The mean's.
+    pub mean: Option<TestResult>,
+}
+
+impl Tests {
+    /// One metric's test.
+    pub fn get(&self, metric: Metric) -> Option<TestResult> {
+        match metric {
+            Metric::P50 => self.p50,
+            Metric::P95 => self.p95,
+            Metric::P99 => self.p99,
+            Metric::Mean => self.mean,
+        }
+    }
+
+    fn slot(&mut self, metric: Metric) -> &mut Option<TestResult> {
+        match metric {
+            Metric::P50 => &mut self.p50,
+            Metric::P95 => &mut self.p95,
+            Metric::P99 => &mut self.p99,
+            Metric::Mean => &mut self.mean,
+        }
+    }
 }
 
 /// Extra time the current period consumed because of the change:
@@ -449,76 +360,399 @@ pub fn impact_seconds(current: &Histogram, previous: &Histogram) -> f64 {
     (current.mean() - previous.mean()) * current.count as f64
 }
 
-/// Judges `current` against `previous` under `rule`.
-///
-/// A metric qualifies when its relative change is at least `min_change` (or
-/// at most `-min_change`) and its test has p below `rule.p_value` with its
-/// statistic pointing the same way: the rank test for p50, [`tail_test`] at
-/// 0.95 and 0.99 for p95 and p99, Welch for the mean. The largest qualifying
-/// slowdown among p50, p95 and mean makes a regression, p99 only when none of
-/// them qualifies; failing any slowdown, the speed-ups are picked the same way
-/// for an improvement (a slower tail outweighs a faster median).
-pub fn judge(current: &Histogram, previous: &Histogram, rule: &RegressionRule) -> Verdict {
-    let changes = Changes {
-        p50: Change::new(previous.quantile(0.50), current.quantile(0.50)),
-        p95: Change::new(previous.quantile(0.95), current.quantile(0.95)),
-        p99: Change::new(previous.quantile(0.99), current.quantile(0.99)),
-        mean: Change::new(previous.mean(), current.mean()),
-    };
-    let (welch, rank) = (welch(current, previous), rank_test(current, previous));
-    let (tail_p95, tail_p99) = (tail_test(current, previous, 0.95), tail_test(current, previous, 0.99));
-    let mut verdict = Verdict {
-        outcome: Outcome::NoChange,
-        trigger: None,
-        changes,
-        welch,
-        rank,
-        tail_p95,
-        tail_p99,
-        current_count: current.count,
-        previous_count: previous.count,
-        impact_seconds: impact_seconds(current, previous),
-        estimated: current.estimated || previous.estimated,
-    };
-    if current.count < rule.min_count || previous.count < rule.min_count {
-        verdict.outcome = Outcome::TooLittleTraffic;
-        return verdict;
+/// Least occurrences this period for an error group to be called growing.
+pub const MIN_GROWING_COUNT: u64 = 10;
+
+/// One-sided p-value that an error's rate per run grew: `current` of
+/// `current_runs` against `previous` of `previous_runs`. Conditional on the
+/// total `current + previous`, under an unchanged rate the current count is
+/// binomial with the current period's share of the runs; p is the chance of
+/// `current` or more. 1 when either period has no runs.
+pub fn error_growth_p(current: u64, previous: u64, current_runs: f64, previous_runs: f64) -> f64 {
+    let total = current + previous;
+    if current == 0 || current_runs <= 0.0 || previous_runs <= 0.0 {
+        return 1.0;
     }
-    let qualifying: Vec<Trigger> = [
-        (Metric::P50, rank),
-        (Metric::P95, tail_p95),
-        (Metric::P99, tail_p99),
-        (Metric::Mean, welch),
-    ]
-    .into_iter()
-    .filter_map(|(metric, test)| {
-        let (relative, test) = (changes.get(metric).relative?, test?);
-        let agrees = relative * test.statistic > 0.0;
-        (relative.abs() >= rule.min_change && test.p_value < rule.p_value && agrees).then_some(Trigger {
-            metric,
-            relative,
-            test: test.test,
-            p_value: test.p_value,
+    let share = current_runs / (current_runs + previous_runs);
+    match statrs::distribution::Binomial::new(share, total) {
+        Ok(binomial) => statrs::distribution::DiscreteCDF::sf(&binomial, current - 1),
+        Err(_) => 1.0,
+    }
+}
+
+/// Whether an error group is growing: at least [`MIN_GROWING_COUNT`]
+/// occurrences now, a higher rate per run than before, and
+/// [`error_growth_p`] below `p_value`. More errors on more traffic is not
+/// growth; 1,805 against 1,791 on the same traffic is not either.
+pub fn error_growing(current: u64, previous: u64, current_runs: f64, previous_runs: f64, p_value: f64) -> bool {
+    current >= MIN_GROWING_COUNT
+        && current as f64 * previous_runs > previous as f64 * current_runs
+        && error_growth_p(current, previous, current_runs, previous_runs) < p_value
+}
+
+/// Where a change most likely began in `blocks` (both periods, in time
+/// order): the first minute of the block after the split that best cuts the
+/// blocks' log mean durations, after each hour of the day's own level is
+/// taken out, into two levels (least squares, the CUSUM estimate). `None`
+/// with fewer than 4 blocks with runs.
+pub fn change_point(blocks: &[&Block]) -> Option<i64> {
+    let points: Vec<(i64, f64)> = blocks
+        .iter()
+        .filter(|b| b.histogram.count > 0 && b.histogram.sum > 0.0)
+        .map(|b| (b.start, b.histogram.mean().ln()))
+        .collect();
+    if points.len() < 4 {
+        return None;
+    }
+    // Each hour of the day's mean level, taken out.
+    let mut by_hour: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
+    for &(start, y) in &points {
+        let level = by_hour.entry(start.rem_euclid(1_440) / 60).or_default();
+        (level.0, level.1) = (level.0 + y, level.1 + 1.0);
+    }
+    let residuals: Vec<f64> = points
+        .iter()
+        .map(|&(start, y)| {
+            let (sum, n) = by_hour[&(start.rem_euclid(1_440) / 60)];
+            y - sum / n
         })
-    })
-    .collect();
-    // The largest move one way, p99 only as a last resort.
-    let pick = |slower: bool| {
-        let one_way = || qualifying.iter().filter(move |t| (t.relative > 0.0) == slower);
-        one_way()
-            .filter(|t| t.metric != Metric::P99)
-            .max_by(|x, y| x.relative.abs().total_cmp(&y.relative.abs()))
-            .or_else(|| one_way().next())
-            .copied()
-    };
-    if let Some(trigger) = pick(true) {
-        verdict.outcome = Outcome::Regression;
-        verdict.trigger = Some(trigger);
-    } else if let Some(trigger) = pick(false) {
-        verdict.outcome = Outcome::Improvement;
-        verdict.trigger = Some(trigger);
+        .collect();
+    let n = residuals.len() as f64;
+    let mean = residuals.iter().sum::<f64>() / n;
+    // The split k maximising |S_k| / sqrt(k (n − k)): the two-level least-squares fit.
+    let (mut cusum, mut best, mut split) = (0.0, 0.0, None);
+    for (k, r) in residuals.iter().enumerate().take(residuals.len() - 1) {
+        cusum += r - mean;
+        let left = (k + 1) as f64;
+        let score = cusum.abs() / (left * (n - left)).sqrt();
+        if score > best {
+            (best, split) = (score, Some(k + 1));
+        }
     }
-    verdict
+    split.map(|k| points[k].0)
+}
+
+/// Benjamini–Hochberg q-values of `p_values`, in their order: the smallest
+/// false discovery rate at which each would be rejected.
+pub fn benjamini_hochberg(p_values: &[f64]) -> Vec<f64> {
+    let m = p_values.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p_values[a].total_cmp(&p_values[b]));
+    let mut q = vec![1.0; m];
+    let mut smallest = 1.0f64;
+    for (rank, &i) in order.iter().enumerate().rev() {
+        smallest = smallest.min(p_values[i] * m as f64 / (rank + 1) as f64);
+        q[i] = smallest.min(1.0);
+    }
+    q
+}
+
+/// The percentiles tested, with their levels.
+const QUANTILES: [(Metric, f64); 3] = [(Metric::P50, 0.50), (Metric::P95, 0.95), (Metric::P99, 0.99)];
+
+/// One subject's blocks merged: its whole period.
+fn merged(blocks: &[Block]) -> Histogram {
+    let mut total = Histogram::empty();
+    for block in blocks {
+        total.merge(&block.histogram);
+    }
+    total
+}
+
+/// A subject's blocks merged per day (each starting at midnight UTC), for
+/// the variance between days.
+fn days(blocks: &[Block]) -> Vec<Block> {
+    let mut days: BTreeMap<i64, Histogram> = BTreeMap::new();
+    for block in blocks {
+        let day = block.start.div_euclid(1_440) * 1_440;
+        days.entry(day).or_insert_with(Histogram::empty).merge(&block.histogram);
+    }
+    days.into_iter()
+        .map(|(start, histogram)| Block { start, histogram })
+        .collect()
+}
+
+/// Least days with runs in each window for the variance between days to be
+/// taken into account.
+const MIN_DAYS: usize = 5;
+
+/// The two ways one subject's periods are compared: block by block within
+/// times of day, and (over [`MIN_DAYS`] days or more each) day by day. The
+/// days measure, in the baseline, how much more whole days wobble than the
+/// blocks predict (a design effect, [`design_effect`]); every test's
+/// standard error is widened by it, so that a wobble shared by every hour of
+/// a day (a day-long incident, a weekly batch) counts once per day, not once
+/// per hour. The baseline's days, not the current window's: a change that
+/// began mid-window makes the current days differ by the change itself.
+struct Designs<'a> {
+    blocks: Design<'a>,
+    days: Option<Design<'a>>,
+}
+
+/// The baseline's variance by days over its variance by blocks, at least 1:
+/// how much the blocks' variance understates the noise of a whole window.
+fn design_effect(by_blocks: &Estimate, by_days: Option<&Estimate>) -> f64 {
+    match by_days {
+        Some(days) if by_blocks.variance() > 0.0 => (days.variance() / by_blocks.variance()).max(1.0),
+        _ => 1.0,
+    }
+}
+
+/// `difference` with its standard error widened by `design_effect`.
+fn widened(difference: Difference, design_effect: f64) -> Difference {
+    Difference {
+        standard_error: difference.standard_error * design_effect.sqrt(),
+        ..difference
+    }
+}
+
+/// The designs of one subject: by blocks, and by `days` (its blocks merged
+/// per day, [`days`]) when each window has [`MIN_DAYS`] of them with runs.
+fn designs<'a>(current: &'a [Block], previous: &'a [Block], days: &'a [Vec<Block>; 2]) -> Result<Designs<'a>, TooThin> {
+    let blocks = Design::new(current, previous)?;
+    let enough = days
+        .iter()
+        .all(|side| side.iter().filter(|d| d.histogram.count > 0).count() >= MIN_DAYS);
+    let days = enough
+        .then(|| Design::new(&days[CURRENT], &days[PREVIOUS]).ok())
+        .flatten();
+    Ok(Designs { blocks, days })
+}
+
+/// The mean's difference, widened by the days' design effect.
+fn mean_test(designs: &Designs<'_>) -> Option<Difference> {
+    let mean = |design: &Design<'_>, side| design.estimate(side, |h| h.sum);
+    let effect = design_effect(
+        &mean(&designs.blocks, PREVIOUS),
+        designs.days.as_ref().map(|d| mean(d, PREVIOUS)).as_ref(),
+    );
+    Some(widened(mean_difference(&designs.blocks)?, effect))
+}
+
+/// The mean's test: log of the post-stratified means.
+fn mean_difference(design: &Design<'_>) -> Option<Difference> {
+    let [now, before] = [CURRENT, PREVIOUS].map(|side| design.estimate(side, |h| h.sum));
+    (now.value > 0.0 && before.value > 0.0).then(|| {
+        Difference::new(
+            now.value.ln() - before.value.ln(),
+            [
+                (&now, 1.0 / (now.value * now.value)),
+                (&before, 1.0 / (before.value * before.value)),
+            ],
+        )
+    })
+}
+
+/// The share test at the upper edge of bucket `edge`: positive when fewer
+/// runs are at or below it now (slower).
+fn share_difference(edges: &Edges<'_, '_>, edge: i32) -> Difference {
+    let [now, before] = [CURRENT, PREVIOUS].map(|side| edges.share(side, edge));
+    Difference::new(before.value - now.value, [(&now, 1.0), (&before, 1.0)])
+}
+
+/// Tests every metric of one subject (the q-values left at 1).
+fn tests(designs: &Designs<'_>, estimated: bool) -> Tests {
+    let result = |test: TestKind, difference: Difference, shares_above: Option<(f64, f64)>| {
+        let (statistic, p_value) = difference.statistic().zip(difference.p_value())?;
+        Some(TestResult {
+            test,
+            statistic,
+            degrees_of_freedom: difference.degrees_of_freedom,
+            p_value,
+            q_value: 1.0,
+            shares_above,
+        })
+    };
+    let mut tests = Tests::default();
+    if let Some(difference) = mean_test(designs) {
+        tests.mean = result(TestKind::BlockMean, difference, None);
+    }
+    if estimated {
+        return tests;
+    }
+    let edges = designs.blocks.edges();
+    let day_edges = designs.days.as_ref().map(Design::edges);
+    let indexes = edges.indexes();
+    for (metric, level) in QUANTILES {
+        let Some(position) = edges.quantile_position(PREVIOUS, &indexes, level) else {
+            continue;
+        };
+        let edge = indexes[position];
+        let [now, before] = [CURRENT, PREVIOUS].map(|side| edges.share(side, edge).value);
+        let effect = design_effect(
+            &edges.share(PREVIOUS, edge),
+            day_edges.as_ref().map(|days| days.share(PREVIOUS, edge)).as_ref(),
+        );
+        let difference = widened(share_difference(&edges, edge), effect);
+        *tests.slot(metric) = result(TestKind::BlockShare, difference, Some((1.0 - now, 1.0 - before)));
+    }
+    tests
+}
+
+/// The interval for `metric`'s relative change at confidence `1 − miss`.
+fn interval(designs: &Designs<'_>, metric: Metric, miss: f64) -> Option<(f64, f64)> {
+    if metric == Metric::Mean {
+        let (low, high) = mean_test(designs)?.interval(miss)?;
+        return Some((low.exp() - 1.0, high.exp() - 1.0));
+    }
+    let level = QUANTILES.iter().find(|(m, _)| *m == metric)?.1;
+    let edges = designs.blocks.edges();
+    let indexes = edges.indexes();
+    // Each period's bounds at half the miss: both hold together at 1 − miss.
+    let [(now_low, now_high), (before_low, before_high)] =
+        [CURRENT, PREVIOUS].map(|side| edges.quantile_bounds(side, &indexes, level, miss / 2.0));
+    let high = if before_low > 0.0 {
+        now_high / before_low - 1.0
+    } else {
+        f64::INFINITY
+    };
+    let low = if before_high.is_finite() && before_high > 0.0 {
+        now_low / before_high - 1.0
+    } else {
+        -1.0
+    };
+    Some((low, high))
+}
+
+/// Judges every subject, each given as its blocks `[current, previous]`,
+/// under `rule`, as one answer: the verdicts, in the subjects' order.
+///
+/// Each subject with at least [`RegressionRule::min_count`] runs in each
+/// period and enough times of day in common ([`Design::new`]) has its mean
+/// and (unless estimated) p50, p95 and p99 tested; all their p-values are
+/// adjusted together ([`benjamini_hochberg`]). A metric qualifies when its
+/// q-value is below `rule.p_value`, its change is at least
+/// `rule.min_change` and points the way its test does, and its interval at
+/// confidence `1 − R·α/m` (`R` tests with q below `α = rule.p_value`, of `m`)
+/// excludes every change smaller than half of `rule.min_change` (so 0 too). The largest qualifying slowdown among p50, p95 and mean makes
+/// a regression, p99 only when none of them qualifies; failing any slowdown,
+/// the speed-ups are picked the same way for an improvement (a slower tail
+/// outweighs a faster median).
+pub fn judge_all(subjects: &[[Vec<Block>; 2]], rule: &RegressionRule) -> Vec<Verdict> {
+    let mut verdicts: Vec<Verdict> = subjects
+        .iter()
+        .map(|[current_blocks, previous_blocks]| {
+            let day_blocks = [days(current_blocks), days(previous_blocks)];
+            let [current, previous] = [CURRENT, PREVIOUS].map(|side| merged(&day_blocks[side]));
+            let changes = Changes {
+                p50: Change::new(previous.quantile(0.50), current.quantile(0.50)),
+                p95: Change::new(previous.quantile(0.95), current.quantile(0.95)),
+                p99: Change::new(previous.quantile(0.99), current.quantile(0.99)),
+                mean: Change::new(previous.mean(), current.mean()),
+            };
+            let mut verdict = Verdict {
+                outcome: Outcome::NoChange,
+                trigger: None,
+                changes,
+                tests: Tests::default(),
+                current_count: current.count,
+                previous_count: previous.count,
+                impact_seconds: impact_seconds(&current, &previous),
+                estimated: current.estimated || previous.estimated,
+                design: None,
+                began_minute: None,
+            };
+            if current.count < rule.min_count || previous.count < rule.min_count {
+                verdict.outcome = Outcome::TooLittleTraffic;
+                return verdict;
+            }
+            match designs(current_blocks, previous_blocks, &day_blocks) {
+                Ok(designs) => {
+                    verdict.tests = tests(&designs, verdict.estimated);
+                    let design = &designs.blocks;
+                    verdict.design = Some(DesignSummary {
+                        current_blocks: design.blocks[CURRENT],
+                        previous_blocks: design.blocks[PREVIOUS],
+                        stratum_hours: design.stratum_hours,
+                    });
+                }
+                Err(_) => verdict.outcome = Outcome::TooLittleTraffic,
+            }
+            verdict
+        })
+        .collect();
+    // Every test of the answer, adjusted together.
+    const METRICS: [Metric; 4] = [Metric::P50, Metric::P95, Metric::P99, Metric::Mean];
+    let mut tested: Vec<(usize, Metric, f64)> = Vec::new();
+    for (i, verdict) in verdicts.iter().enumerate() {
+        for metric in METRICS {
+            if let Some(test) = verdict.tests.get(metric) {
+                tested.push((i, metric, test.p_value));
+            }
+        }
+    }
+    let q_values = benjamini_hochberg(&tested.iter().map(|t| t.2).collect::<Vec<_>>());
+    let discoveries = q_values.iter().filter(|&&q| q < rule.p_value).count();
+    for (&(i, metric, _), &q) in tested.iter().zip(&q_values) {
+        if let Some(test) = verdicts[i].tests.slot(metric) {
+            test.q_value = q;
+        }
+    }
+    // The false-coverage-rate level for the intervals of the calls.
+    let miss = discoveries as f64 * rule.p_value / tested.len().max(1) as f64;
+    for (i, verdict) in verdicts.iter_mut().enumerate() {
+        let candidates: Vec<(Metric, TestResult)> = METRICS
+            .into_iter()
+            .filter_map(|metric| verdict.tests.get(metric).map(|test| (metric, test)))
+            .filter(|(_, test)| test.q_value < rule.p_value)
+            .collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        let [current, previous] = &subjects[i];
+        let day_blocks = [days(current), days(previous)];
+        let Ok(design) = designs(current, previous, &day_blocks) else {
+            continue;
+        };
+        let qualifying: Vec<Trigger> = candidates
+            .into_iter()
+            .filter_map(|(metric, test)| {
+                let (low, high) = interval(&design, metric, miss)?;
+                let relative = match metric {
+                    // The post-stratified mean's change: the interval's centre on the log scale.
+                    Metric::Mean => ((1.0 + low) * (1.0 + high)).sqrt() - 1.0,
+                    _ => verdict.changes.get(metric).relative?.clamp(low, high),
+                };
+                let slower = test.statistic > 0.0;
+                // Surely a change, and surely one of half the minimum or more.
+                let floor = rule.min_change / 2.0;
+                let resolved = if slower { low > floor } else { high < -floor };
+                let agrees = (relative > 0.0) == slower;
+                (resolved && agrees && relative.abs() >= rule.min_change).then_some(Trigger {
+                    metric,
+                    relative,
+                    low,
+                    high,
+                    test: test.test,
+                    p_value: test.p_value,
+                    q_value: test.q_value,
+                })
+            })
+            .collect();
+        // The largest move one way, p99 only as a last resort.
+        let pick = |slower: bool| {
+            let one_way = || qualifying.iter().filter(move |t| (t.relative > 0.0) == slower);
+            one_way()
+                .filter(|t| t.metric != Metric::P99)
+                .max_by(|x, y| x.relative.abs().total_cmp(&y.relative.abs()))
+                .or_else(|| one_way().next())
+                .copied()
+        };
+        if let Some(trigger) = pick(true) {
+            verdict.outcome = Outcome::Regression;
+            verdict.trigger = Some(trigger);
+        } else if let Some(trigger) = pick(false) {
+            verdict.outcome = Outcome::Improvement;
+            verdict.trigger = Some(trigger);
+        }
+        if verdict.trigger.is_some() {
+            let mut all: Vec<&Block> = previous.iter().chain(current).collect();
+            all.sort_by_key(|b| b.start);
+            let first_current = current.iter().map(|b| b.start).min();
+            verdict.began_minute = change_point(&all).filter(|&m| first_current.is_some_and(|f| m >= f));
+        }
+    }
+    verdicts
 }
 
 #[cfg(test)]
@@ -528,251 +762,223 @@ mod tests {
 
     use super::*;
 
-    /// Request latencies: log-normal, median 50 ms, sigma 0.5, seeded.
-    struct Rng(SmallRng, LogNormal<f64>);
+    /// A day-aligned minute.
+    const START: i64 = 20_122 * 1_440;
 
-    impl Rng {
-        fn new(seed: u64) -> Self {
-            let shape = LogNormal::new(0.05f64.ln(), 0.5).expect("a valid sigma");
-            Rng(SmallRng::seed_from_u64(seed), shape)
-        }
-
-        fn latency(&mut self) -> f64 {
-            self.1.sample(&mut self.0)
-        }
+    /// `hours` hourly blocks from `first_hour`, `runs` log-normal latencies
+    /// each (median 50 ms, sigma 0.5) times `factor`, seeded.
+    fn blocks(seed: u64, first_hour: i64, hours: i64, runs: usize, factor: f64) -> Vec<Block> {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let shape = LogNormal::new(0.05f64.ln(), 0.5).expect("a valid sigma");
+        (first_hour..first_hour + hours)
+            .map(|hour| {
+                let mut histogram = Histogram::empty();
+                for _ in 0..runs {
+                    histogram.record(shape.sample(&mut rng) * factor).unwrap();
+                }
+                Block {
+                    start: START + hour * 60,
+                    histogram,
+                }
+            })
+            .collect()
     }
 
-    fn histogram(values: impl IntoIterator<Item = f64>) -> Histogram {
-        let mut h = Histogram::empty();
-        for v in values {
-            h.record(v).unwrap();
-        }
-        h
-    }
-
-    fn latencies(seed: u64, n: usize, shape: impl Fn(f64) -> f64) -> Histogram {
-        let mut rng = Rng::new(seed);
-        histogram((0..n).map(|_| shape(rng.latency())))
+    /// A week against the week before, `factor` applied to the current one.
+    fn weekly(seed: u64, runs: usize, factor: f64) -> [Vec<Block>; 2] {
+        [
+            blocks(2 * seed, 168, 168, runs, factor),
+            blocks(2 * seed + 1, 0, 168, runs, 1.0),
+        ]
     }
 
     #[test]
-    fn same_distribution_is_no_change_and_tests_are_calibrated() {
-        let (mut called, mut welch_hits, mut rank_hits, mut rank_below_half) = (0, 0, 0, 0);
-        let (mut tail95_hits, mut tail99_hits) = (0, 0);
-        for seed in 0..50 {
-            let previous = latencies(2 * seed, 10_000, |x| x);
-            let current = latencies(2 * seed + 1, 10_000, |x| x);
-            let verdict = judge(&current, &previous, &RegressionRule::default());
-            called += usize::from(verdict.outcome != Outcome::NoChange);
-            welch_hits += usize::from(verdict.welch.unwrap().p_value < 0.01);
-            let rank = verdict.rank.unwrap().p_value;
-            rank_hits += usize::from(rank < 0.01);
-            rank_below_half += usize::from(rank < 0.5);
-            tail95_hits += usize::from(verdict.tail_p95.unwrap().p_value < 0.01);
-            tail99_hits += usize::from(verdict.tail_p99.unwrap().p_value < 0.01);
+    fn benjamini_hochberg_matches_the_textbook() {
+        // p.adjust(c(0.01, 0.04, 0.03, 0.005), "BH") in R.
+        let q = benjamini_hochberg(&[0.01, 0.04, 0.03, 0.005]);
+        let expected = [0.02, 0.04, 0.04, 0.02];
+        for (q, e) in q.iter().zip(expected) {
+            assert!((q - e).abs() < 1e-12, "{q} {e}");
         }
-        assert!(called <= 1, "{called} of 50 noise comparisons called a change");
-        // Under no change p is uniform: about 0.5 significant at 0.01, 25 below 0.5.
-        assert!(welch_hits <= 2 && rank_hits <= 2, "{welch_hits} {rank_hits}");
-        assert!(tail95_hits <= 2 && tail99_hits <= 2, "{tail95_hits} {tail99_hits}");
-        assert!(
-            (15..=35).contains(&rank_below_half),
-            "{rank_below_half} of 50 below 0.5"
+        assert!(benjamini_hochberg(&[]).is_empty());
+    }
+
+    #[test]
+    fn noise_is_no_change_and_a_slowdown_is_called_with_an_interval_that_holds_it() {
+        let subjects: Vec<[Vec<Block>; 2]> = (0..20)
+            .map(|seed| weekly(seed, 30, 1.0))
+            .chain([weekly(99, 30, 1.25)])
+            .collect();
+        let verdicts = judge_all(&subjects, &RegressionRule::default());
+        let called = verdicts[..20].iter().filter(|v| v.outcome != Outcome::NoChange).count();
+        assert_eq!(
+            called,
+            0,
+            "{:?}",
+            verdicts.iter().map(|v| v.trigger).collect::<Vec<_>>()
         );
+        let slower = verdicts[20];
+        assert_eq!(slower.outcome, Outcome::Regression, "{slower:?}");
+        let trigger = slower.trigger.unwrap();
+        assert!(trigger.low <= 0.25 && 0.25 <= trigger.high, "{trigger}");
+        assert!(
+            trigger.low > 0.05 && trigger.q_value < 0.01 && trigger.q_value >= trigger.p_value,
+            "{trigger}"
+        );
+        assert_eq!(
+            slower.design,
+            Some(DesignSummary {
+                current_blocks: 168,
+                previous_blocks: 168,
+                stratum_hours: 1
+            })
+        );
+        // Every tested metric carries its q-value.
+        let mean = slower.tests.mean.unwrap();
+        assert_eq!(mean.test, TestKind::BlockMean);
+        assert!(mean.q_value >= mean.p_value);
     }
 
     #[test]
-    fn slower_tail_is_a_regression_by_the_tail_test() {
-        // Runs above the model's p90 take 30% longer; the median is untouched.
-        // Only pairs of two tail runs change order, about 1% of all pairs, so
-        // the rank test barely moves (z ≈ 0.7 expected; this sample gives 2.2,
-        // p = 0.03); the share of runs above last period's p95 doubles, 4.9% to
-        // 9.8%: z = 13.2, p = 1.4e-39.
-        let previous = latencies(1, 10_000, |x| x);
-        let p90 = (0.05f64.ln() + 0.5 * 1.2816).exp();
-        let current = latencies(2, 10_000, |x| if x > p90 { x * 1.3 } else { x });
-        let verdict = judge(&current, &previous, &RegressionRule::default());
-        assert_eq!(verdict.outcome, Outcome::Regression, "{verdict:?}");
+    fn faster_is_an_improvement() {
+        let verdict = judge_all(&[weekly(7, 30, 0.7)], &RegressionRule::default())[0];
+        assert_eq!(verdict.outcome, Outcome::Improvement);
         let trigger = verdict.trigger.unwrap();
-        assert_eq!((trigger.metric, trigger.test), (Metric::P95, TestKind::Tail));
-        assert!((trigger.relative - 0.30).abs() < 0.03, "{trigger}");
-        let tail = verdict.tail_p95.unwrap();
-        assert!(tail.statistic > 10.0 && tail.p_value < 1e-20, "{tail:?}");
-        let (now, before) = tail.shares_above.unwrap();
-        assert!((now - 0.10).abs() < 0.01 && (before - 0.05).abs() < 0.005, "{tail:?}");
-        assert!(
-            verdict.rank.unwrap().p_value > 0.01,
-            "the rank test alone would miss it"
-        );
-        assert!(verdict.changes.p50.relative.unwrap().abs() < 0.02);
-        assert!(
-            verdict.changes.mean.relative.unwrap() < 0.10,
-            "the mean alone would not trigger"
-        );
-        assert!(verdict.impact_seconds > 0.0);
-        // The planted +30% (the sample p95s, each from 10k runs, could be off
-        // by a percent or so; with these seeds they are not).
-        assert_eq!(trigger.to_string(), "p95 +30% (p < 0.001, tail share test)");
-    }
-
-    #[test]
-    fn slowdown_of_the_last_two_percent_is_called_by_p99() {
-        // Runs above the model's p98 take twice as long: p95 stays, p99 doubles.
-        let previous = latencies(12, 20_000, |x| x);
-        let p98 = (0.05f64.ln() + 0.5 * 2.0537).exp();
-        let current = latencies(13, 20_000, |x| if x > p98 { x * 2.0 } else { x });
-        let verdict = judge(&current, &previous, &RegressionRule::default());
-        assert_eq!(verdict.outcome, Outcome::Regression, "{verdict:?}");
-        let trigger = verdict.trigger.unwrap();
-        assert_eq!((trigger.metric, trigger.test), (Metric::P99, TestKind::Tail));
-        assert!(verdict.changes.p95.relative.unwrap().abs() < 0.05, "{verdict:?}");
-        // When p95 also qualifies it decides, though p99 moved more.
-        let p90 = (0.05f64.ln() + 0.5 * 1.2816).exp();
-        let current = latencies(13, 20_000, |x| match x {
-            x if x > p98 => x * 2.3,
-            x if x > p90 => x * 1.3,
-            x => x,
-        });
-        let verdict = judge(&current, &previous, &RegressionRule::default());
-        assert!(verdict.changes.p99.relative.unwrap() > verdict.changes.p95.relative.unwrap() + 0.5);
-        assert_eq!(verdict.trigger.map(|t| t.metric), Some(Metric::P95), "{verdict:?}");
+        assert!(trigger.low <= -0.30 && -0.30 <= trigger.high, "{trigger}");
+        assert!(verdict.impact_seconds < 0.0);
     }
 
     #[test]
     fn small_change_on_huge_traffic_is_significant_but_not_a_regression() {
-        let previous = latencies(3, 1_000_000, |x| x);
-        let current = latencies(4, 1_000_000, |x| x * 1.05);
-        let verdict = judge(&current, &previous, &RegressionRule::default());
-        assert!(verdict.welch.unwrap().p_value < 1e-6);
-        assert!(verdict.rank.unwrap().p_value < 1e-6);
-        assert!((verdict.changes.mean.relative.unwrap() - 0.05).abs() < 0.01);
-        assert_eq!(verdict.outcome, Outcome::NoChange);
-        assert_eq!(verdict.trigger, None);
+        let verdict = judge_all(&[weekly(3, 300, 1.05)], &RegressionRule::default())[0];
+        assert!(verdict.tests.mean.unwrap().p_value < 1e-6, "{verdict:?}");
+        assert_eq!(verdict.outcome, Outcome::NoChange, "{verdict:?}");
         // A looser size gate calls the same data a regression.
         let loose = RegressionRule {
             min_change: 0.03,
             ..RegressionRule::default()
         };
-        assert_eq!(judge(&current, &previous, &loose).outcome, Outcome::Regression);
+        assert_eq!(
+            judge_all(&[weekly(3, 300, 1.05)], &loose)[0].outcome,
+            Outcome::Regression
+        );
     }
 
     #[test]
-    fn too_little_traffic_is_not_judged() {
-        let previous = latencies(5, 50, |x| x);
-        let current = latencies(6, 50, |x| x * 3.0);
-        let verdict = judge(&current, &previous, &RegressionRule::default());
+    fn too_few_runs_or_blocks_are_not_evidence() {
+        let rule = RegressionRule::default();
+        // Too few runs.
+        let verdict = judge_all(&[[blocks(5, 168, 10, 5, 3.0), blocks(6, 0, 10, 5, 1.0)]], &rule)[0];
         assert_eq!(verdict.outcome, Outcome::TooLittleTraffic);
         assert_eq!((verdict.current_count, verdict.previous_count), (50, 50));
-        let nothing = judge(&Histogram::empty(), &previous, &RegressionRule::default());
-        assert_eq!(nothing.outcome, Outcome::TooLittleTraffic);
-        assert_eq!((nothing.welch, nothing.rank), (None, None));
-        assert_eq!(nothing.changes.mean.relative, Some(-1.0));
+        // Plenty of runs, all in one hour each: no variance between blocks to judge by.
+        let verdict = judge_all(&[[blocks(5, 168, 1, 5_000, 3.0), blocks(6, 0, 1, 5_000, 1.0)]], &rule)[0];
+        assert_eq!(verdict.outcome, Outcome::TooLittleTraffic, "{verdict:?}");
+        assert_eq!(verdict.design, None);
     }
 
     #[test]
-    fn faster_is_an_improvement() {
-        let previous = latencies(7, 20_000, |x| x);
-        let current = latencies(8, 20_000, |x| x * 0.7);
-        let verdict = judge(&current, &previous, &RegressionRule::default());
-        assert_eq!(verdict.outcome, Outcome::Improvement);
-        let trigger = verdict.trigger.unwrap();
-        assert!((trigger.relative + 0.30).abs() < 0.03, "{trigger}");
-        assert!(verdict.impact_seconds < 0.0);
-        // Lognormal, sigma 0.5: P(0.7·X > Y) = Φ(ln 0.7 / (0.5·√2)) ≈ 0.31.
-        let superiority = verdict.rank.unwrap().superiority.unwrap();
-        assert!((superiority - 0.31).abs() < 0.02, "{superiority}");
-    }
-
-    #[test]
-    fn welch_matches_the_textbook_and_raw_samples() {
-        // Welch's t-test, Wikipedia example 1: t = -2.46, df = 24.99, p = 0.021.
-        let a = [
-            27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4,
-        ];
-        let b = [
-            27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4,
-        ];
-        let result = welch(&histogram(a), &histogram(b)).unwrap();
-        assert!((result.statistic + 2.4554).abs() < 0.01, "{result:?}");
-        assert!((result.degrees_of_freedom.unwrap() - 24.99).abs() < 0.1, "{result:?}");
-        assert!((result.p_value - 0.02138).abs() < 0.0005, "{result:?}");
-
-        // Latencies: histogram-estimated variance against the exact samples.
-        let mut rng = Rng::new(9);
-        let before: Vec<f64> = (0..3000).map(|_| rng.latency()).collect();
-        let after: Vec<f64> = (0..3000).map(|_| rng.latency() * 1.03).collect();
-        let moments = |v: &[f64]| {
-            let n = v.len() as f64;
-            let mean = v.iter().sum::<f64>() / n;
-            (mean, v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0), n)
+    fn a_shift_inside_explicit_buckets_is_judged_by_the_mean_alone() {
+        // Explicit bounds 25/50/100/250 ms: the percentiles are not tested;
+        // the mean (exact from the sums) is, and calls the +30%.
+        let explicit = |blocks: Vec<Block>| -> Vec<Block> {
+            let bounds = [0.025, 0.05, 0.1, 0.25];
+            blocks
+                .into_iter()
+                .map(|b| {
+                    let mut counts = [0u64; 5];
+                    for (index, count) in b.histogram.iter_buckets() {
+                        let value = bucket_bounds(index, b.histogram.scale).1;
+                        counts[bounds.partition_point(|&e| e < value)] += count;
+                    }
+                    let histogram =
+                        Histogram::from_explicit(&bounds, &counts, b.histogram.count, Some(b.histogram.sum), None)
+                            .unwrap();
+                    Block {
+                        start: b.start,
+                        histogram,
+                    }
+                })
+                .collect()
         };
-        let exact = welch_from_moments(moments(&after), moments(&before)).unwrap();
-        let estimated = welch(&histogram(after.iter().copied()), &histogram(before.iter().copied())).unwrap();
-        assert!(
-            exact.p_value > 1e-4 && exact.p_value < 0.5,
-            "a p-value worth comparing: {exact:?}"
-        );
-        assert!(
-            (estimated.statistic / exact.statistic - 1.0).abs() < 0.01,
-            "{estimated:?} {exact:?}"
-        );
-        assert!(
-            (estimated.p_value / exact.p_value - 1.0).abs() < 0.03,
-            "{estimated:?} {exact:?}"
-        );
-    }
-
-    #[test]
-    fn rank_test_compares_across_scales_and_flags_estimates() {
-        let previous = latencies(10, 5_000, |x| x);
-        let mut current = latencies(11, 5_000, |x| x * 1.5);
-        current.downscale(3);
-        let result = rank_test(&current, &previous).unwrap();
-        assert!(result.statistic > 0.0 && result.p_value < 1e-6, "{result:?}");
-        assert_eq!(rank_test(&previous, &previous).unwrap().superiority, Some(0.5));
-        // One bucket each: no variance to test.
-        assert_eq!(welch(&histogram([0.1, 0.1]), &histogram([0.1, 0.1])), None);
-        assert_eq!(rank_test(&histogram([0.1, 0.1]), &histogram([0.1])), None);
-
-        let explicit = |counts: &[u64]| {
-            let n = counts.iter().sum();
-            Histogram::from_explicit(&[0.025, 0.05, 0.1, 0.25], counts, n, Some(0.06 * n as f64), None).unwrap()
-        };
-        let verdict = judge(
-            &explicit(&[100, 300, 400, 150, 50]),
-            &explicit(&[200, 400, 300, 80, 20]),
-            &RegressionRule::default(),
-        );
+        let [now, before] = weekly(11, 30, 1.3);
+        let verdict = judge_all(&[[explicit(now), explicit(before)]], &RegressionRule::default())[0];
         assert!(verdict.estimated);
-        assert_eq!(verdict.trigger.map(|t| t.metric), Some(Metric::P50), "{verdict:?}");
-        // p95 sits in the (0.1, 0.25] bucket both times, interpolated within
-        // it (0.194 s before, the bucket's top now); the share beyond the
-        // baseline's p95, interpolated the same way, grows from 5% to 10.6%.
-        let tail = verdict.tail_p95.unwrap();
-        let (now, before) = tail.shares_above.unwrap();
-        assert!((now - 0.106).abs() < 0.003 && (before - 0.05).abs() < 0.003, "{tail:?}");
-        assert!(tail.statistic > 3.0 && tail.p_value < 0.001, "{tail:?}");
-        let p95 = verdict.changes.p95.relative.unwrap();
-        assert!((p95 - (0.25 / 0.194 - 1.0)).abs() < 0.02, "{p95}");
+        assert_eq!((verdict.tests.p50, verdict.tests.p95), (None, None));
+        let trigger = verdict.trigger.unwrap();
+        assert_eq!(
+            (trigger.metric, trigger.test),
+            (Metric::Mean, TestKind::BlockMean),
+            "{trigger}"
+        );
+        assert!(trigger.low <= 0.3 && 0.3 <= trigger.high, "{trigger}");
     }
 
     #[test]
-    fn tail_test_cuts_both_sides_at_the_same_edge() {
-        let previous = latencies(14, 5_000, |x| x);
-        // The same runs at a coarser scale: same cut, same shares, no change.
-        let mut coarse = previous.clone();
-        coarse.downscale(2);
-        let same = tail_test(&coarse, &previous, 0.95).unwrap();
-        assert_eq!(same.statistic, 0.0);
-        let (now, before) = same.shares_above.unwrap();
-        assert_eq!(now, before);
-        assert!(before > 0.03 && before <= 0.05, "{same:?}");
-        // Faster: fewer runs above, negative z.
-        let faster = tail_test(&latencies(15, 5_000, |x| x * 0.8), &previous, 0.95).unwrap();
-        assert!(faster.statistic < -5.0, "{faster:?}");
-        // Too few runs above the cut for the normal approximation, or no quantile.
-        assert_eq!(tail_test(&latencies(16, 200, |x| x), &previous, 0.99), None);
-        assert_eq!(tail_test(&previous, &previous, 1.0), None);
-        assert_eq!(tail_test(&previous, &Histogram::empty(), 0.95), None);
+    fn percentile_intervals_come_from_bucket_edges() {
+        let subject = weekly(13, 60, 1.4);
+        let verdict = judge_all(std::slice::from_ref(&subject), &RegressionRule::default())[0];
+        assert_eq!(verdict.outcome, Outcome::Regression);
+        let p95 = verdict.tests.p95.unwrap();
+        assert_eq!(p95.test, TestKind::BlockShare);
+        let (now, before) = p95.shares_above.unwrap();
+        // P(1.4·X > p95) = Φ(ln 1.4 / 0.5 − 1.645) ≈ 0.17.
+        assert!((now - 0.17).abs() < 0.02 && before < 0.06, "{now} {before}");
+        // The agent's buckets are 0.54% wide: the p95 interval (99.9%) is the noise's, around +40%.
+        let day_blocks = [days(&subject[0]), days(&subject[1])];
+        let designs = designs(&subject[0], &subject[1], &day_blocks).unwrap();
+        let (low, high) = interval(&designs, Metric::P95, 0.001).unwrap();
+        assert!(low < 0.4 && 0.4 < high && high - low < 0.3, "{low} {high}");
+    }
+
+    #[test]
+    fn errors_grow_only_beyond_the_traffic_and_the_noise() {
+        let same_traffic = 1_000_000.0;
+        // The steady group: 1,805 against 1,791.
+        assert!(!error_growing(1_805, 1_791, same_traffic, same_traffic, 0.01));
+        assert!(error_growth_p(1_805, 1_791, same_traffic, same_traffic) > 0.3);
+        // Doubled on the same traffic: growing.
+        assert!(error_growing(400, 200, same_traffic, same_traffic, 0.01));
+        // Doubled with the traffic: not growing.
+        assert!(!error_growing(400, 200, 2.0 * same_traffic, same_traffic, 0.01));
+        // Too few to call, however steep.
+        assert!(!error_growing(6, 0, same_traffic, same_traffic, 0.01));
+        // Exact: 10 of 10 in the current half of the runs, p = 2⁻¹⁰.
+        assert!((error_growth_p(10, 0, 1.0, 1.0) - 0.5f64.powi(10)).abs() < 1e-12);
+        assert_eq!(error_growth_p(0, 5, 1.0, 1.0), 1.0);
+    }
+
+    #[test]
+    fn a_change_mid_window_is_dated_to_its_hour() {
+        // Two weeks of hours; from hour 250 (the current week's 83rd) 40% slower.
+        let before = blocks(21, 0, 250, 40, 1.0);
+        let after = blocks(22, 250, 86, 40, 1.4);
+        let all: Vec<&Block> = before.iter().chain(&after).collect();
+        let began = change_point(&all).unwrap();
+        assert!((began - (START + 250 * 60)).abs() <= 2 * 60, "{}", (began - START) / 60);
+        // Through judge_all: the regression says when.
+        let current: Vec<Block> = before[168..].iter().chain(&after).cloned().collect();
+        let verdict = judge_all(&[[current, before[..168].to_vec()]], &RegressionRule::default())[0];
+        assert_eq!(verdict.outcome, Outcome::Regression, "{verdict:?}");
+        let began = verdict.began_minute.unwrap();
+        assert!((began - (START + 250 * 60)).abs() <= 2 * 60, "{}", (began - START) / 60);
+    }
+
+    #[test]
+    fn trigger_reads_as_size_interval_and_evidence() {
+        let trigger = Trigger {
+            metric: Metric::P95,
+            relative: 0.12,
+            low: 0.09,
+            high: 0.15,
+            test: TestKind::BlockShare,
+            p_value: 0.0004,
+            q_value: 0.004,
+        };
+        assert_eq!(
+            trigger.to_string(),
+            "p95 +12% (+9.0% to +15%; p < 0.001, q = 0.004, block share test)"
+        );
+        assert_eq!(interval_text(0.2, f64::INFINITY), "+20% or more");
     }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::analysis::endpoints::{ApdexRow, Group, Rank};
 use crate::analysis::errors::ErrorGroup;
-use crate::analysis::regressions::{self, Comparison, RegressionRow};
+use crate::analysis::regressions::{self, Comparison, Coverage, RegressionRow};
 use crate::analysis::scope::{parse_time, parse_window};
 use crate::analysis::stats::{Change, Outcome, RegressionRule};
 use crate::analysis::timeseries::Step;
@@ -526,6 +526,12 @@ struct RegressionsAnswer {
     group: Group,
     rule: Rule,
     counts: Counts,
+    /// How much of each window holds data.
+    coverage: Coverage,
+    /// Set when the windows cannot be compared ("Not enough baseline: …"):
+    /// nothing is judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_enough_baseline: Option<String>,
     regressions: Vec<Judged>,
     #[serde(skip_serializing_if = "Option::is_none")]
     improvements: Option<Vec<Judged>>,
@@ -546,6 +552,7 @@ struct Counts {
     improvements: usize,
     too_little_traffic: usize,
     unchanged: usize,
+    not_judged: usize,
 }
 
 /// One judged transaction or feature.
@@ -566,14 +573,23 @@ struct Judged {
     current_count: u64,
     impact_seconds: f64,
     estimated: bool,
+    /// Where the change most likely began (unix minutes), for a regression
+    /// or improvement that began inside the window.
+    began_minute: Option<i64>,
 }
 
 #[derive(Serialize)]
 struct TriggerJson {
     metric: String,
     relative: f64,
+    /// The interval for `relative`: its low end.
+    low: f64,
+    /// Its high end; `null` when the buckets bound it from below only.
+    high: Option<f64>,
     test: String,
     p_value: f64,
+    /// `p_value` adjusted by Benjamini–Hochberg across every test of the answer.
+    q_value: f64,
     summary: String,
 }
 
@@ -603,6 +619,7 @@ impl RegressionsAnswer {
             improvements: comparison.improvements.len(),
             too_little_traffic: comparison.too_little_traffic.len(),
             unchanged: comparison.unchanged,
+            not_judged: comparison.not_judged,
         };
         RegressionsAnswer {
             scope: query.scope.clone(),
@@ -614,6 +631,8 @@ impl RegressionsAnswer {
                 min_count: query.rule.min_count,
             },
             counts,
+            coverage: comparison.coverage,
+            not_enough_baseline: comparison.coverage.shortfall(),
             regressions: rows(comparison.regressions),
             improvements: query.include.improvements.then(|| rows(comparison.improvements)),
             too_little_traffic: query
@@ -641,8 +660,11 @@ fn judged(row: RegressionRow) -> Judged {
         trigger: verdict.trigger.map(|t| TriggerJson {
             metric: t.metric.to_string(),
             relative: t.relative,
+            low: t.low,
+            high: t.high.is_finite().then_some(t.high),
             test: t.test.to_string(),
             p_value: t.p_value,
+            q_value: t.q_value,
             summary: t.to_string(),
         }),
         p50: verdict.changes.p50.into(),
@@ -653,6 +675,7 @@ fn judged(row: RegressionRow) -> Judged {
         current_count: verdict.current_count,
         impact_seconds: verdict.impact_seconds,
         estimated: verdict.estimated,
+        began_minute: verdict.began_minute,
     }
 }
 

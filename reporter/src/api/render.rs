@@ -164,7 +164,11 @@ const JUDGED: &[Column] = &[
     col(&["trigger", "metric"], Kind::Text, None, Some("metric")),
     col(&["trigger", "relative"], Kind::Change, None, Some("relative")),
     col(&["trigger", "test"], Kind::Text, None, Some("test")),
+    col(&["trigger", "low"], Kind::Change, None, Some("relative_low")),
+    col(&["trigger", "high"], Kind::Change, None, Some("relative_high")),
     col(&["trigger", "p_value"], Kind::Number, None, Some("p_value")),
+    col(&["trigger", "q_value"], Kind::Number, None, Some("q_value")),
+    col(&["began_minute"], Kind::Minute, Some("began"), Some("began_minute")),
     col(&["p50"], Kind::Before, Some("p50"), None),
     col(&["p95"], Kind::Before, Some("p95"), None),
     col(&["p50", "previous"], Kind::Seconds, None, Some("p50_previous")),
@@ -421,11 +425,14 @@ fn regressions(out: &mut String, answer: &Value) {
     let rule = at(answer, &["rule"]);
     let counts = at(answer, &["counts"]);
     out.push_str(&format!(
-        "a change counts when p < {} and it moves by {} or more, with {} runs or more in each period\n",
+        "hourly blocks compared within the same hours of the day; a change counts when q < {} (p adjusted across this answer), it moves by {} or more and its interval excludes changes under half that, with {} runs or more in each period\n",
         raw(at(rule, &["p_value"]), Kind::Number),
         shown(at(rule, &["min_change"]), Kind::Percent),
         shown(at(rule, &["min_count"]), Kind::Count),
     ));
+    if let Some(note) = at(answer, &["not_enough_baseline"]).as_str() {
+        out.push_str(&format!("\n{note}\n"));
+    }
     let sections = [
         ("regressions", "Regressions, most extra time first"),
         ("improvements", "Improvements"),

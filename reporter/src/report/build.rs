@@ -26,7 +26,7 @@ use super::weekly::{ui_path, DailyPoint, EndpointRow, ErrorRow, FeatureRow, Regr
 use crate::analysis::endpoints::{self, Group, Rank};
 use crate::analysis::errors::ErrorGroup;
 use crate::analysis::regressions;
-use crate::analysis::stats::RegressionRule;
+use crate::analysis::stats::{self, RegressionRule};
 use crate::analysis::timeseries::Step;
 use crate::analysis::triage::Status;
 use crate::analysis::{Analysis, AnalysisError, Scope};
@@ -133,9 +133,15 @@ pub(crate) fn weekly(
     };
     let window_params = [("since", rfc3339(from)), ("until", rfc3339(to))];
 
-    let features = feature_rows(analysis, &scope, &before, end_day, tz, &window_params)?;
-    let (slowest, consumers) = endpoint_rows(analysis, &scope, &window_params)?;
     let comparison = analysis.compare(&scope, &RegressionRule::default(), regressions::Group::Transaction)?;
+    let mut features = feature_rows(analysis, &scope, &before, end_day, tz, &window_params)?;
+    if !comparison.coverage.enough {
+        // Changes against a week the store barely holds are not changes.
+        for row in &mut features {
+            (row.avg_change, row.p95_change, row.throughput_change, row.apdex_change) = (None, None, None, None);
+        }
+    }
+    let (slowest, consumers) = endpoint_rows(analysis, &scope, &window_params)?;
     let regressions = comparison
         .regressions
         .iter()
@@ -150,6 +156,9 @@ pub(crate) fn weekly(
                 after_s: change.current,
                 change: trigger.relative,
                 p_value: trigger.p_value,
+                q_value: trigger.q_value,
+                change_low: trigger.low,
+                change_high: trigger.high.is_finite().then_some(trigger.high),
                 test: trigger.test.to_string(),
                 impact_s: row.verdict.impact_seconds,
                 link: with_window(
@@ -160,15 +169,29 @@ pub(crate) fn weekly(
             })
         })
         .collect();
+    // "New": first seen in this window, over all the store keeps
+    // (`ErrorGroup::new`); "growing": a significant rise of errors per run.
+    let (runs_now, runs_before) = (runs(analysis, &scope)?, runs(analysis, &before)?);
     let (ignored, listed): (Vec<ErrorGroup>, Vec<ErrorGroup>) = analysis
         .errors_against(&scope, &before)?
         .into_iter()
         .partition(|g| g.triage.status == Status::Ignored);
     let errors = listed
         .into_iter()
-        .filter(|g| g.new || g.increase > 0 || g.triage.status == Status::Regressed)
+        .filter_map(|g| {
+            let growing = !g.new
+                && stats::error_growing(
+                    g.count,
+                    g.previous_count,
+                    runs_now,
+                    runs_before,
+                    RegressionRule::default().p_value,
+                );
+            let mut row = error_row(&g, &window_params, tz);
+            row.growing = growing;
+            (g.new || growing || row.regressed).then_some(row)
+        })
         .take(TOP_ERRORS)
-        .map(|g| error_row(&g, &window_params, tz))
         .collect();
     Ok(WeeklyReport {
         team: team.to_owned(),
@@ -179,10 +202,22 @@ pub(crate) fn weekly(
         slowest,
         consumers,
         regressions,
+        regressions_note: comparison.coverage.shortfall(),
         errors,
         ignored_groups: ignored.len() as u64,
         late: None,
     })
+}
+
+/// Runs of the transactions in `scope` over its window (the denominator of
+/// an error rate).
+fn runs(analysis: &Analysis<'_>, scope: &Scope) -> Result<f64, BuildError> {
+    let series = analysis.histograms(&scope.transactions_filter(analysis.owners), scope.from, scope.to)?;
+    Ok(series
+        .iter()
+        .filter(|(key, _)| scope.matches(key, analysis.owners))
+        .map(|(_, h)| h.count as f64)
+        .sum())
 }
 
 /// A UI path with `params` and then the window's.
@@ -370,6 +405,7 @@ fn error_row(group: &ErrorGroup, window_params: &[(&str, String)], tz: &TimeZone
         new: group.new,
         regressed: group.triage.status == Status::Regressed,
         assigned_team: group.triage.assigned_team.clone().unwrap_or_default(),
+        growing: false,
         servers: group
             .servers
             .iter()

@@ -219,7 +219,9 @@ fn regressions_html(report: &WeeklyReport) -> Markup {
     ];
     html! {
         (h2("Regressions"))
-        @if report.regressions.is_empty() {
+        @if let Some(note) = &report.regressions_note {
+            p style=(EMPTY) { (note) }
+        } @else if report.regressions.is_empty() {
             p style=(EMPTY) { "None found this week." }
         } @else {
             (table(&columns, html! {
@@ -232,8 +234,8 @@ fn regressions_html(report: &WeeklyReport) -> Markup {
                         td style=(TD) { (r.metric) }
                         (num(&format::duration(r.before_s)))
                         (num(&format::duration(r.after_s)))
-                        td style={ (TD_NUM) "color:#cf222e;" } { (format::change(Some(r.change))) }
-                        td style=(TD_NUM) { (format::p_value(r.p_value)) br; span style=(SMALL_MUTED) { (r.test) } }
+                        td style={ (TD_NUM) "color:#cf222e;" } { (r.change_text()) }
+                        td style=(TD_NUM) { (r.significance_text()) br; span style=(SMALL_MUTED) { (r.test) } }
                         (num(&format::duration(r.impact_s)))
                     }
                 }

@@ -44,6 +44,10 @@ pub struct WeeklyReport {
     pub consumers: Vec<EndpointRow>,
     /// The regressions found against last week, as the analysis ranks them.
     pub regressions: Vec<RegressionRow>,
+    /// Why no regression could be called this week (e.g. "Not enough
+    /// baseline: …", when the store holds too little of last week), shown in
+    /// place of the list; `None` when the weeks were compared.
+    pub regressions_note: Option<String>,
     /// New, growing and regressed error groups, as the analysis ranks
     /// them; none that someone ignored.
     pub errors: Vec<ErrorRow>,
@@ -137,12 +141,34 @@ pub struct RegressionRow {
     pub change: f64,
     /// The test's p-value.
     pub p_value: f64,
+    /// The p-value adjusted for every comparison of the week (Benjamini–Hochberg).
+    pub q_value: f64,
+    /// The interval for the change, low end (0.09 = +9 %).
+    pub change_low: f64,
+    /// The interval's high end; `None` when the buckets bound it from below only.
+    pub change_high: Option<f64>,
     /// The test's name, e.g. `Mann-Whitney U`.
     pub test: String,
     /// Extra time the regression cost this week, in seconds (runs × added time).
     pub impact_s: f64,
     /// Path into the web UI; empty for none.
     pub link: String,
+}
+
+impl RegressionRow {
+    /// The change with its interval: `+12% (+9% to +15%)`.
+    pub fn change_text(&self) -> String {
+        format!(
+            "{} ({})",
+            format::change(Some(self.change)),
+            crate::analysis::stats::interval_text(self.change_low, self.change_high.unwrap_or(f64::INFINITY))
+        )
+    }
+
+    /// The evidence: `p < 0.001, q = 0.004`.
+    pub fn significance_text(&self) -> String {
+        format!("{}, {}", format::p_value(self.p_value), format::q_value(self.q_value))
+    }
 }
 
 /// A new or growing error group.
@@ -156,7 +182,8 @@ pub struct ErrorRow {
     pub count: u64,
     /// Occurrences last week.
     pub previous_count: u64,
-    /// Whether the group first appeared this week.
+    /// Whether the group first appeared this week (never seen before in the
+    /// store's retention).
     pub new: bool,
     /// Resolved by someone, and seen again since.
     pub regressed: bool,
@@ -167,6 +194,9 @@ pub struct ErrorRow {
     pub first_seen: String,
     /// Last seen, the same way.
     pub last_seen: String,
+    /// Whether its rate per run grew significantly against last week, with
+    /// enough occurrences ([`crate::analysis::stats::error_growing`]).
+    pub growing: bool,
     /// The hosts that reported it, with their counts, most first.
     pub servers: Vec<ServerCount>,
     /// Path into the web UI; empty for none.
@@ -221,7 +251,7 @@ fn truncate(text: &str, max_chars: usize) -> Cow<'_, str> {
 }
 
 fn is_growing(error: &ErrorRow) -> bool {
-    !error.new && error.count > error.previous_count
+    !error.new && error.growing
 }
 
 /// `new`, `regressed`, `growing` or nothing: the mark an error row carries.
@@ -278,6 +308,9 @@ pub fn summary(report: &WeeklyReport) -> Vec<String> {
         .iter()
         .max_by(|a, b| a.impact_s.total_cmp(&b.impact_s).then(a.change.total_cmp(&b.change)));
     match worst {
+        None if report.regressions_note.is_some() => {
+            lines.push("Regressions not judged: not enough baseline.".to_owned())
+        }
         None => lines.push("No regressions found.".to_owned()),
         Some(w) => {
             let n = report.regressions.len();

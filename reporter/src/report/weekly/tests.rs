@@ -45,6 +45,7 @@ pub(crate) fn sample() -> WeeklyReport {
             estimated: false,
         }],
         consumers: vec![],
+        regressions_note: None,
         regressions: vec![RegressionRow {
             service: "shop".into(),
             transaction: "POST /pay".into(),
@@ -53,7 +54,10 @@ pub(crate) fn sample() -> WeeklyReport {
             after_s: 0.48,
             change: 0.31,
             p_value: 0.0004,
-            test: "Mann-Whitney U".into(),
+            q_value: 0.003,
+            change_low: 0.24,
+            change_high: Some(0.38),
+            test: "block share test".into(),
             impact_s: 5400.0,
             link: "javascript:alert(1)".into(),
         }],
@@ -63,6 +67,7 @@ pub(crate) fn sample() -> WeeklyReport {
             count: 340,
             previous_count: 0,
             new: true,
+            growing: false,
             servers: vec![ServerCount {
                 host: "web-1".into(),
                 count: 300,

@@ -48,7 +48,9 @@ pub fn render_text(report: &WeeklyReport) -> String {
     }
 
     let _ = writeln!(out, "\nREGRESSIONS");
-    if report.regressions.is_empty() {
+    if let Some(note) = &report.regressions_note {
+        let _ = writeln!(out, "  {}", clean(note));
+    } else if report.regressions.is_empty() {
         let _ = writeln!(out, "  None found this week.");
     }
     for r in &report.regressions {
@@ -60,8 +62,8 @@ pub fn render_text(report: &WeeklyReport) -> String {
             clean(&r.metric),
             format::duration(r.before_s),
             format::duration(r.after_s),
-            format::change(Some(r.change)),
-            format::p_value(r.p_value),
+            r.change_text(),
+            r.significance_text(),
             clean(&r.test),
             format::duration(r.impact_s),
         );

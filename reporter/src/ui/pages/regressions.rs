@@ -85,8 +85,13 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
             "Per "
             @if grouped { a href=(params.with("group", None).href("/regressions")) { "transaction" } " · " strong { "feature" } }
             @else { strong { "transaction" } " · " a href=(params.with("group", Some("feature")).href("/regressions")) { "feature" } }
-            ". A change counts when a test says it is not noise (p < 0.01) and it is at least 10%; "
+            ". Each period is read in hourly blocks, compared within the same hours of the day; "
+            "a change counts when its test stays significant across every comparison on this page "
+            "(q < 0.01), it is at least 10%, and its interval excludes changes under 5%; "
             "each period needs 100 runs to be judged."
+        }
+        @if let Some(note) = comparison.coverage.shortfall() {
+            p.note.advice { (note) }
         }
         (section("regressions", "Regressions", &page, Some(("regressions", &api)), html! {
             (worse.nav())
