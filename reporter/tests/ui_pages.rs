@@ -501,3 +501,26 @@ fn a_digests_window_opens_its_day_and_its_group_days_later() {
         "without the window the group is not found: why links carry it"
     );
 }
+
+/// The fleet overview's table of the slowest transactions by p95 has one
+/// p95 column: the panel's metric is not repeated among the columns every
+/// table adds (runs, average, p95).
+#[test]
+fn the_fleet_overview_table_shows_p95_once() {
+    let app = app();
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    let found = dashboards::load(&folder, &Owners::empty());
+    assert!(found.problems.is_empty(), "{:?}", found.problems);
+    let page = ok(pages::dashboard(app, &found, "fleet-overview", &params("since=1d"), NOW));
+    let table = page.split(r#"<table class="rows" data-series="p95">"#).nth(1).expect("the p95 table");
+    let head = table.split("</thead>").next().unwrap();
+    let heads: Vec<&str> = head
+        .split("<th")
+        .skip(1)
+        .filter(|th| th.starts_with(['>', ' ']))
+        .filter_map(|th| th.split('>').nth(1)?.split('<').next())
+        .collect();
+    assert_eq!(heads, ["Transaction", "p95", "Runs", "Average"], "{head}");
+    let first_row = table.split("<tbody>").nth(1).unwrap().split("</tr>").next().unwrap();
+    assert_eq!(first_row.matches("<td").count(), heads.len(), "{first_row}");
+}

@@ -153,15 +153,22 @@ fn panel(
     Ok(html! {
         @if rows.is_empty() { p.empty { "No runs in this window." } } @else {
             table.rows data-series=(panel.metric.name()) {
-                thead { tr { th { (if panel.group == Group::Feature { "Feature" } else { "Transaction" }) } th.num { (panel.metric.name().replace('_', " ")) } th.num { "Runs" } th.num { "Average" } th.num { "p95" } } }
+                thead { tr {
+                    th { (if panel.group == Group::Feature { "Feature" } else { "Transaction" }) }
+                    th.num { (panel.metric.name().replace('_', " ")) }
+                    th.num { "Runs" }
+                    @if panel.metric != Metric::Average { th.num { "Average" } }
+                    @if panel.metric != Metric::P95 { th.num { "p95" } }
+                } }
                 tbody {
                     @for row in &rows {
                         tr {
                             td.name { (row_label(row, panel.group)) }
                             td.num { (row_value(row, panel.metric).map_or_else(|| "–".to_owned(), |v| unit.format(v))) }
                             td.num { (format::count(row.count)) }
-                            td.num { (format::duration(row.mean)) }
-                            td.num { (format::duration(row.p95)) }
+                            // The panel's own metric is in the second column already.
+                            @if panel.metric != Metric::Average { td.num { (format::duration(row.mean)) } }
+                            @if panel.metric != Metric::P95 { td.num { (format::duration(row.p95)) } }
                         }
                     }
                 }
