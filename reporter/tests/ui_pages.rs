@@ -524,3 +524,31 @@ fn the_fleet_overview_table_shows_p95_once() {
     let first_row = table.split("<tbody>").nth(1).unwrap().split("</tr>").next().unwrap();
     assert_eq!(first_row.matches("<td").count(), heads.len(), "{first_row}");
 }
+
+/// A series with one point in its window (the feature's runs stopped a
+/// minute into the hour) draws that point as a visible marker, on the
+/// chart and in the overview's trend, while the numbers above it are set.
+#[test]
+fn a_series_of_one_point_is_drawn() {
+    let app = app();
+    // An hour's window whose only minute with runs is its first.
+    let now = NOW + 58;
+    let feature = ok(pages::feature(app, HOSTILE_FEATURE, &params("since=1h"), now));
+    let response_time = feature.split(r#"id="response-time""#).nth(1).unwrap();
+    let response_time = response_time.split("</section>").next().unwrap();
+    for series in ["average", "p95"] {
+        let line = response_time
+            .split(&format!(r#"data-series="{series}""#))
+            .nth(1)
+            .unwrap()
+            .split("</g>")
+            .next()
+            .unwrap();
+        assert!(line.starts_with(r#" data-points="1""#), "{series}: {line}");
+        assert_eq!(line.matches(r#"class="alone""#).count(), 1, "{series}: a marker: {line}");
+    }
+    let overview = ok(pages::overview(app, &params("since=1h"), now));
+    let trend = overview.split(r#"<tr data-service="calm""#).nth(1).unwrap();
+    let trend = trend.split("</tr>").next().unwrap();
+    assert!(trend.contains(r#"data-points="1""#) && trend.contains(r#"<circle class="alone""#), "{trend}");
+}

@@ -7,7 +7,9 @@
 //! checked by tests reading the markup. Every chart marks its series with
 //! `data-series="…"` (and how many points it drew with `data-points`), and
 //! every point of a line chart is a `<circle>` with a `<title>`, which the
-//! browser shows on hover. Colours are presentation attributes, never
+//! browser shows on hover; a point with no neighbour (`class="alone"`), which
+//! no stroke reaches, is always drawn as a marker, so a series of one point
+//! or a sparse one shows. Colours are presentation attributes, never
 //! `style="…"`, so the pages' Content-Security-Policy forbids inline styles
 //! without breaking them.
 
@@ -144,12 +146,11 @@ pub(crate) fn line_chart(lines: &[Line], unit: Unit, from: i64, to: i64) -> Mark
                 }
                 @for (i, line) in lines.iter().enumerate() {
                     @let colour = PALETTE[i % PALETTE.len()];
-                    @let drawn: Vec<(i64, f64)> = line.points.iter()
-                        .filter_map(|&(m, v)| v.filter(|v| v.is_finite()).map(|v| (m, v))).collect();
+                    @let drawn = drawn_points(&line.points);
                     g.series data-series=(line.key) data-points=(drawn.len()) stroke=(colour) fill=(colour) {
                         path fill="none" stroke-width="1.8" d=(path(&line.points, &x, &y)) {}
-                        @for (minute, value) in &drawn {
-                            circle cx=(n(x(*minute))) cy=(n(y(*value))) r="2.2" {
+                        @for (minute, value, alone) in &drawn {
+                            circle cx=(n(x(*minute))) cy=(n(y(*value))) r=(if *alone { "3" } else { "2.2" }) class=[alone.then_some("alone")] {
                                 title { (line.label) " " (format::utc(*minute, "%Y-%m-%d %H:%M UTC")) ": " (unit.format(*value)) }
                             }
                         }
@@ -169,12 +170,32 @@ pub(crate) fn line_chart(lines: &[Line], unit: Unit, from: i64, to: i64) -> Mark
     }
 }
 
+/// A value that a chart can draw: finite.
+fn drawable(value: Option<f64>) -> Option<f64> {
+    value.filter(|v| v.is_finite())
+}
+
+/// The points of a line that have a value, each with whether it stands
+/// alone: no neighbour with a value, so no stroke of the path reaches it
+/// and only its marker shows it (a series of one point, a sparse one).
+fn drawn_points<T: Copy>(points: &[(T, Option<f64>)]) -> Vec<(T, f64, bool)> {
+    let valued = |i: Option<usize>| i.and_then(|i| points.get(i)).is_some_and(|p| drawable(p.1).is_some());
+    points
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &(at, value))| {
+            let value = drawable(value)?;
+            Some((at, value, !valued(i.checked_sub(1)) && !valued(Some(i + 1))))
+        })
+        .collect()
+}
+
 /// An SVG path through `points`, starting anew after each gap.
 fn path(points: &[(i64, Option<f64>)], x: &impl Fn(i64) -> f64, y: &impl Fn(f64) -> f64) -> String {
     let mut d = String::new();
     let mut pen_down = false;
     for &(minute, value) in points {
-        match value.filter(|v| v.is_finite()) {
+        match drawable(value) {
             Some(value) => {
                 d.push(if pen_down { 'L' } else { 'M' });
                 d.push_str(&n(x(minute)));
@@ -198,8 +219,16 @@ pub(crate) fn sparkline(key: &str, values: &[Option<f64>]) -> Markup {
         .flatten()
         .filter(|v| v.is_finite())
         .fold(0.0f64, |a, b| a.max(*b));
-    let last = values.len().saturating_sub(1).max(1) as f64;
-    let x = |i: i64| i as f64 / last * W;
+    // Inset by a marker's radius, so markers at the ends show whole; a
+    // single value stands in the middle.
+    let last = values.len().saturating_sub(1) as f64;
+    let x = |i: i64| {
+        if last > 0.0 {
+            2.0 + i as f64 / last * (W - 4.0)
+        } else {
+            W / 2.0
+        }
+    };
     let y = |v: f64| {
         if max > 0.0 {
             H - 2.0 - v / max * (H - 4.0)
@@ -208,11 +237,16 @@ pub(crate) fn sparkline(key: &str, values: &[Option<f64>]) -> Markup {
         }
     };
     let points: Vec<(i64, Option<f64>)> = values.iter().enumerate().map(|(i, v)| (i as i64, *v)).collect();
-    let drawn = values.iter().flatten().filter(|v| v.is_finite()).count();
+    let drawn = drawn_points(&points);
     html! {
         svg.spark viewBox=(format!("0 0 {W} {H}")) width="100" height="24" preserveAspectRatio="none" {
-            path data-series=(key) data-points=(drawn) fill="none" stroke=(PALETTE[0]) stroke-width="1.5"
+            path data-series=(key) data-points=(drawn.len()) fill="none" stroke=(PALETTE[0]) stroke-width="1.5"
                 d=(path(&points, &x, &y)) {}
+            @for (i, value, alone) in &drawn {
+                @if *alone {
+                    circle.alone cx=(n(x(*i))) cy=(n(y(*value))) r="1.8" fill=(PALETTE[0]) {}
+                }
+            }
         }
     }
 }
@@ -422,6 +456,29 @@ mod tests {
         assert!(svg.contains(r#"data-legend="p95""#));
         // Ticks are formatted in the chart's unit.
         assert!(svg.contains("ms</text>"), "{svg}");
+    }
+
+    #[test]
+    fn points_without_a_neighbour_are_drawn_as_markers() {
+        let sparse = Line {
+            key: "p95".into(),
+            label: "p95".into(),
+            points: vec![(0, None), (1, Some(0.2)), (2, None), (3, Some(0.3)), (4, Some(0.4))],
+        };
+        let svg = line_chart(&[sparse], Unit::Seconds, 0, 5).into_string();
+        assert_eq!(count(&svg, "<circle"), 3, "{svg}");
+        assert_eq!(count(&svg, r#"class="alone""#), 1, "only the lone point: {svg}");
+        let one = Line {
+            key: "p95".into(),
+            label: "p95".into(),
+            points: vec![(0, Some(0.2))],
+        };
+        let svg = line_chart(&[one], Unit::Seconds, 0, 60).into_string();
+        assert_eq!(count(&svg, r#"class="alone""#), 1, "{svg}");
+        let spark = sparkline("average", &[None, Some(1.0), None]).into_string();
+        assert!(spark.contains(r#"data-points="1""#) && spark.contains("<circle"), "{spark}");
+        let spark = sparkline("average", &[Some(1.0)]).into_string();
+        assert!(spark.contains(r#"cx="50.0""#), "one value in the middle: {spark}");
     }
 
     #[test]
