@@ -511,8 +511,17 @@ fn the_fleet_overview_table_shows_p95_once() {
     let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
     let found = dashboards::load(&folder, &Owners::empty());
     assert!(found.problems.is_empty(), "{:?}", found.problems);
-    let page = ok(pages::dashboard(app, &found, "fleet-overview", &params("since=1d"), NOW));
-    let table = page.split(r#"<table class="rows" data-series="p95">"#).nth(1).expect("the p95 table");
+    let page = ok(pages::dashboard(
+        app,
+        &found,
+        "fleet-overview",
+        &params("since=1d"),
+        NOW,
+    ));
+    let table = page
+        .split(r#"<table class="rows" data-series="p95">"#)
+        .nth(1)
+        .expect("the p95 table");
     let head = table.split("</thead>").next().unwrap();
     let heads: Vec<&str> = head
         .split("<th")
@@ -545,10 +554,108 @@ fn a_series_of_one_point_is_drawn() {
             .next()
             .unwrap();
         assert!(line.starts_with(r#" data-points="1""#), "{series}: {line}");
-        assert_eq!(line.matches(r#"class="alone""#).count(), 1, "{series}: a marker: {line}");
+        assert_eq!(
+            line.matches(r#"class="alone""#).count(),
+            1,
+            "{series}: a marker: {line}"
+        );
     }
     let overview = ok(pages::overview(app, &params("since=1h"), now));
     let trend = overview.split(r#"<tr data-service="calm""#).nth(1).unwrap();
     let trend = trend.split("</tr>").next().unwrap();
-    assert!(trend.contains(r#"data-points="1""#) && trend.contains(r#"<circle class="alone""#), "{trend}");
+    assert!(
+        trend.contains(r#"data-points="1""#) && trend.contains(r#"<circle class="alone""#),
+        "{trend}"
+    );
+}
+
+/// The fleet overview's p95 per feature is on a log axis, ticks a decade
+/// apart at equal distances, so a fast feature beside a slow one does not
+/// lie flat on the bottom; each feature keeps its colour from one chart to
+/// the next, and no two features share one.
+#[test]
+fn the_fleet_overviews_latency_chart_is_logarithmic_and_colours_follow_features() {
+    let app = app();
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    let found = dashboards::load(&folder, &Owners::empty());
+    let page = ok(pages::dashboard(
+        app,
+        &found,
+        "fleet-overview",
+        &params("since=1d"),
+        NOW,
+    ));
+    let panel = |id: &str| {
+        page.split(&format!(r#"id="{id}""#))
+            .nth(1)
+            .unwrap()
+            .split("</section>")
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let p95 = panel("panel-1");
+    let axis = p95
+        .split(r#"<g class="axis y" data-scale="log">"#)
+        .nth(1)
+        .expect("a log axis");
+    let axis = axis.split("</g>").next().unwrap();
+    // (label, y) of each tick.
+    let ticks: Vec<(String, f64)> = axis
+        .split("<text ")
+        .skip(1)
+        .map(|t| {
+            let y: f64 = t
+                .split(r#"y=""#)
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let label = t.split('>').nth(1).unwrap().split('<').next().unwrap().to_owned();
+            (label, y)
+        })
+        .collect();
+    let y = |label: &str| {
+        ticks
+            .iter()
+            .find(|(l, _)| l == label)
+            .unwrap_or_else(|| panic!("no tick {label} in {ticks:?}"))
+            .1
+    };
+    // The calm service's ~20 ms and the other's ~500 ms: 10 ms to 1 s.
+    let decade = y("10 ms") - y("100 ms");
+    assert!(decade > 20.0, "{ticks:?}");
+    assert!(
+        (y("100 ms") - y("1 s") - decade).abs() < 0.2,
+        "a decade each: {ticks:?}"
+    );
+    // Colours: per feature, the same in the error rate chart, all different.
+    let colours = |chart: &str| -> Vec<(String, String)> {
+        chart
+            .split(r#"<g class="series" data-series=""#)
+            .skip(1)
+            .map(|g| {
+                let key = g.split('"').next().unwrap().to_owned();
+                let colour = g
+                    .split(r#"stroke=""#)
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                (key, colour)
+            })
+            .collect()
+    };
+    let mut latency = colours(&p95);
+    let mut errors = colours(&panel("panel-2"));
+    assert_eq!(latency.len(), 2, "{latency:?}");
+    latency.sort();
+    errors.sort();
+    assert_eq!(latency, errors);
+    assert_ne!(latency[0].1, latency[1].1);
 }

@@ -34,7 +34,7 @@ use crate::analysis::errors::ErrorGroup;
 use crate::analysis::memo::Memo;
 use crate::analysis::regressions::RegressionRow;
 use crate::analysis::stats::{Change, RegressionRule};
-use crate::analysis::timeseries::{Point, Step, TimeSeries};
+use crate::analysis::timeseries::{Point, Series, Step, TimeSeries};
 use crate::analysis::{Analysis, AnalysisError, Scope};
 use crate::app::App;
 use crate::format;
@@ -390,10 +390,12 @@ fn unit_of(metric: Metric) -> Unit {
 fn metric_lines(points: &[Point], metrics: &[Metric]) -> Vec<Line> {
     metrics
         .iter()
-        .map(|&metric| Line {
+        .enumerate()
+        .map(|(i, &metric)| Line {
             key: metric.name().to_owned(),
             label: metric.name().replace('_', " "),
             points: points.iter().map(|p| (p.minute, point_value(p, metric))).collect(),
+            colour: i,
         })
         .collect()
 }
