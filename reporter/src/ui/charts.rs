@@ -393,15 +393,25 @@ pub(crate) fn histogram_chart(bins: &[Bin], marks: &[(&str, f64)]) -> Markup {
                 }
                 @for (i, (name, value)) in marks.iter().enumerate() {
                     @if let Some(x) = position(*value) {
+                        @let label = format!("{name} {}", format::duration(*value));
+                        // Right of its line, or left of it where it would
+                        // run past the chart's edge.
+                        @let (label_x, anchor) = if x + 3.0 + text_width(&label) <= WIDTH - 2.0 { (x + 3.0, "start") } else { (x - 3.0, "end") };
                         g.mark data-mark=(name) stroke=(colour(i + 1)) fill=(colour(i + 1)) {
                             line x1=(n(x)) x2=(n(x)) y1=(n(TOP)) y2=(n(HEIGHT - BOTTOM)) stroke-dasharray="4 3" {}
-                            text x=(n(x + 3.0)) y=(n(TOP + 10.0 + 12.0 * i as f64)) stroke="none" { (name) " " (format::duration(*value)) }
+                            text x=(n(label_x)) y=(n(TOP + 10.0 + 12.0 * i as f64)) text-anchor=(anchor) stroke="none" { (label) }
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// About how wide `text` is in a chart's 11 px labels, in SVG units: a
+/// generous 7 per character, so a label kept inside by it is inside.
+fn text_width(text: &str) -> f64 {
+    text.chars().count() as f64 * 7.0
 }
 
 /// Horizontal bars: one per `(label, value)`, longest first as given, with
@@ -640,6 +650,19 @@ mod tests {
         assert!(svg.contains(r#"data-series="distribution" data-bars="3""#));
         assert_eq!(count(&svg, "<rect"), 3);
         assert!(svg.contains(r#"data-mark="p95""#));
+        // A mark near the right edge has its label on its left.
+        let svg = histogram_chart(&bins, &[("p50", 0.015), ("p99", 0.079)]).into_string();
+        let label = |mark: &str| {
+            svg.split(&format!(r#"data-mark="{mark}""#))
+                .nth(1)
+                .unwrap()
+                .split("</g>")
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert!(label("p50").contains(r#"text-anchor="start""#), "{svg}");
+        assert!(label("p99").contains(r#"text-anchor="end""#), "{svg}");
 
         let svg = bars("p95", &[("a <b>".into(), 2.0), ("c".into(), 1.0)], Unit::Seconds).into_string();
         assert!(svg.contains(r#"data-bars="2""#) && svg.contains("a &lt;b&gt;"), "{svg}");
