@@ -659,3 +659,48 @@ fn the_fleet_overviews_latency_chart_is_logarithmic_and_colours_follow_features(
     assert_eq!(latency, errors);
     assert_ne!(latency[0].1, latency[1].1);
 }
+
+/// A window that ends now reloads itself every minute, with a toggle that
+/// says so, and holds the current minute's runs; a window that ended is
+/// not reloaded, and says so.
+#[test]
+fn a_live_window_refreshes_itself_and_a_past_one_does_not() {
+    let app = app();
+    // Asked during the last minute with runs.
+    let now = NOW - 1;
+    let toggle = r#"<p class="refresh" data-refresh="60"><button type="button" aria-pressed="true""#;
+    for (page, live) in [
+        (ok(pages::overview(app, &params("since=1h"), now)), true),
+        (ok(pages::feature(app, HOSTILE_FEATURE, &params("since=1h"), now)), true),
+        (ok(pages::errors(app, &params(""), now)), true),
+        (ok(pages::overview(app, &params("since=2h&until=1h"), now)), false),
+        (
+            ok(pages::feature(
+                app,
+                HOSTILE_FEATURE,
+                &params("since=2023-12-29&until=2023-12-30"),
+                now,
+            )),
+            false,
+        ),
+    ] {
+        if live {
+            assert_eq!(page.matches(toggle).count(), 1, "{page}");
+            assert!(page.contains("auto-refresh: on</button>"));
+        } else {
+            assert!(!page.contains("data-refresh"), "{page}");
+            assert!(page.contains("auto-refresh: off (this window has ended)"));
+        }
+    }
+    // The live window's last point is the current minute, still arriving.
+    let feature = ok(pages::feature(app, HOSTILE_FEATURE, &params("since=1h"), now));
+    let p95 = feature
+        .split(r#"data-series="p95""#)
+        .nth(1)
+        .unwrap()
+        .split("</g>")
+        .next()
+        .unwrap();
+    let last = p95.rsplit("<title>").next().unwrap();
+    assert!(last.starts_with("p95 2024-01-01 11:59 UTC"), "{last}");
+}
