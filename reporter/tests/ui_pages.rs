@@ -502,22 +502,26 @@ fn a_digests_window_opens_its_day_and_its_group_days_later() {
     );
 }
 
+/// The repository's `dashboards/fleet-overview.toml` over the last day.
+fn fleet_overview() -> String {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    let found = dashboards::load(&folder, &Owners::empty());
+    assert!(found.problems.is_empty(), "{:?}", found.problems);
+    ok(pages::dashboard(
+        app(),
+        &found,
+        "fleet-overview",
+        &params("since=1d"),
+        NOW,
+    ))
+}
+
 /// The fleet overview's table of the slowest transactions by p95 has one
 /// p95 column: the panel's metric is not repeated among the columns every
 /// table adds (runs, average, p95).
 #[test]
 fn the_fleet_overview_table_shows_p95_once() {
-    let app = app();
-    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
-    let found = dashboards::load(&folder, &Owners::empty());
-    assert!(found.problems.is_empty(), "{:?}", found.problems);
-    let page = ok(pages::dashboard(
-        app,
-        &found,
-        "fleet-overview",
-        &params("since=1d"),
-        NOW,
-    ));
+    let page = fleet_overview();
     let table = page
         .split(r#"<table class="rows" data-series="p95">"#)
         .nth(1)
@@ -575,16 +579,7 @@ fn a_series_of_one_point_is_drawn() {
 /// the next, and no two features share one.
 #[test]
 fn the_fleet_overviews_latency_chart_is_logarithmic_and_colours_follow_features() {
-    let app = app();
-    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
-    let found = dashboards::load(&folder, &Owners::empty());
-    let page = ok(pages::dashboard(
-        app,
-        &found,
-        "fleet-overview",
-        &params("since=1d"),
-        NOW,
-    ));
+    let page = fleet_overview();
     let panel = |id: &str| {
         page.split(&format!(r#"id="{id}""#))
             .nth(1)
