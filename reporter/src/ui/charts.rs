@@ -112,7 +112,11 @@ impl Scale {
         let min = positive.clone().fold(f64::INFINITY, f64::min);
         let max = positive.fold(0.0f64, f64::max);
         if unit == Unit::Seconds && max > 0.0 {
-            let low = 10f64.powf(min.log10().floor());
+            // Below the least value, so that no line lies on the x axis.
+            let mut low = 10f64.powf(min.log10().floor());
+            if low >= min {
+                low /= 10.0;
+            }
             let high = 10f64.powf(max.log10().ceil()).max(low * 10.0);
             return (Scale::Log { low, high }, log_ticks(low, high));
         }
@@ -609,6 +613,9 @@ mod tests {
         let (_, ticks) = Scale::of([0.012, 0.03].into_iter(), Unit::Seconds);
         let labels: Vec<String> = ticks.iter().map(|t| tick_label(Unit::Seconds, *t)).collect();
         assert_eq!(labels, ["10 ms", "20 ms", "50 ms", "100 ms"]);
+        // A value on a power of ten is not drawn on the x axis.
+        let (scale, _) = Scale::of([0.1, 0.3].into_iter(), Unit::Seconds);
+        assert_eq!(scale, Scale::Log { low: 0.01, high: 1.0 });
         // Other units stay linear from 0.
         let (scale, ticks) = Scale::of([3.0, 170.0].into_iter(), Unit::PerMinute);
         assert_eq!(scale, Scale::Linear { top: 200.0 });
