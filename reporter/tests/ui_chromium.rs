@@ -315,6 +315,17 @@ fn attributes(browser: &mut Browser, selector: &str, attribute: &str) -> Vec<Str
         .collect()
 }
 
+/// The log axis's tick a decade above `label` (`10 ms` → `100 ms`).
+fn decade_after(label: &str) -> String {
+    match label {
+        "10 ms" => "100 ms",
+        "100 ms" => "1 s",
+        "1 s" => "10 s",
+        _ => "100 s",
+    }
+    .to_owned()
+}
+
 #[test]
 fn the_ui_in_headless_chromium() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-chromium");
@@ -361,6 +372,41 @@ fn the_ui_in_headless_chromium() {
     let transactions = attributes(&mut browser, "#transactions tbody tr", "data-service");
     assert!(transactions.contains(&"shop-api".to_owned()) && transactions.contains(&"billing".to_owned()));
 
+    // A window ending now reloads itself every minute, with a toggle that
+    // the tab remembers; the reload really comes (made due in 1 s here).
+    assert_eq!(text_of(&mut browser, ".refresh button"), ["auto-refresh: on"]);
+    let due = browser.eval("Number(document.querySelector('[data-refresh]').dataset.due) - Date.now()");
+    let due = due.as_f64().unwrap_or(f64::NAN);
+    assert!(
+        (50_000.0..=61_000.0).contains(&due),
+        "the next reload in a minute: {due} ms"
+    );
+    browser.eval("document.querySelector('.refresh button').click()");
+    assert_eq!(text_of(&mut browser, ".refresh button"), ["auto-refresh: off"]);
+    assert_eq!(
+        browser.count("[data-refresh][data-due]"),
+        0,
+        "nothing scheduled when off"
+    );
+    browser.open(&url("/?since=1d"));
+    assert_eq!(
+        text_of(&mut browser, ".refresh button"),
+        ["auto-refresh: off"],
+        "remembered"
+    );
+    let wall = browser.follow(
+        "document.querySelector('[data-refresh]').dataset.refresh = '1'; document.querySelector('.refresh button').click()",
+    );
+    browser.assert_clean("overview, reloaded by itself", wall);
+    assert_eq!(text_of(&mut browser, ".refresh button"), ["auto-refresh: on"]);
+    // A window that ended is never reloaded.
+    browser.open(&url("/?since=2d&until=1d"));
+    assert_eq!(browser.count("[data-refresh]"), 0);
+    assert_eq!(
+        text_of(&mut browser, ".refresh"),
+        ["auto-refresh: off (this window has ended)"]
+    );
+
     // A service filter: only billing's rows remain.
     let wall = browser.open(&url("/?since=1d&service=billing"));
     browser.assert_clean("overview, billing", wall);
@@ -401,6 +447,18 @@ fn the_ui_in_headless_chromium() {
         );
         assert_eq!(browser.count(&format!("[data-series={series}] circle")), points);
     }
+    // A window with one point of data (the synthetic fleet's runs come
+    // every 10 minutes) shows that point as a marker.
+    browser.open(&url("/features/checkout?since=180m&until=170m"));
+    assert_eq!(
+        attributes(&mut browser, "#response-time [data-series=p95]", "data-points"),
+        ["1"]
+    );
+    let marker = browser.eval(
+        "(() => { const c = document.querySelector('#response-time [data-series=p95] circle.alone');          const r = c.getBoundingClientRect(); return [getComputedStyle(c).fillOpacity, r.width > 2 && r.height > 2]; })()",
+    );
+    assert_eq!(marker, json!(["1", true]), "a visible marker");
+    browser.open(&url("/features/checkout?since=7d"));
     let slowest = attributes(&mut browser, "#slowest tbody tr", "data-transaction");
     assert_eq!(
         slowest,
@@ -422,6 +480,11 @@ fn the_ui_in_headless_chromium() {
     }
     assert!(browser.count("[data-series=distribution] rect") >= 10);
     assert_eq!(browser.count("[data-mark]"), 3);
+    // Each percentile's label lies inside the chart.
+    let outside = browser.eval(
+        "[...document.querySelectorAll('[data-mark] text')].filter(t => { const b = t.getBBox();          const w = t.ownerSVGElement.viewBox.baseVal.width; return b.x < 0 || b.x + b.width > w; }).map(t => t.textContent)",
+    );
+    assert_eq!(outside, json!([]), "labels cut off at the chart's edge");
     let segments = attributes(&mut browser, "#segments-table tbody tr[data-segment]", "data-segment");
     assert!(segments.contains(&"SELECT report_rows".to_owned()), "{segments:?}");
     assert!(browser.count("[data-series=waterfall] rect.segment") >= 1);
@@ -466,6 +529,41 @@ fn the_ui_in_headless_chromium() {
     let features = attributes(&mut browser, "#panel-1 .series", "data-series");
     assert_eq!(features.len(), 6, "p95 per feature: {features:?}");
     assert!(browser.count("#panel-3 [data-series=throughput] rect") >= 6);
+    // p95 on a log axis: a decade between ticks at equal distances.
+    assert_eq!(attributes(&mut browser, "#panel-1 .axis.y", "data-scale"), ["log"]);
+    let ticks = browser.eval(
+        "[...document.querySelectorAll('#panel-1 .axis.y text')].map(t => [t.textContent, t.getBoundingClientRect().y])",
+    );
+    let ticks: Vec<(String, f64)> = serde_json::from_value(ticks).unwrap();
+    let decades: Vec<f64> = ticks
+        .windows(2)
+        .filter(|pair| ["10 ms", "100 ms", "1 s", "10 s"].contains(&pair[0].0.as_str()))
+        .filter_map(|pair| {
+            let next = ticks.iter().find(|t| t.0 == decade_after(&pair[0].0))?;
+            Some(pair[0].1 - next.1)
+        })
+        .collect();
+    assert!(decades.len() >= 2, "decades labelled: {ticks:?}");
+    assert!(
+        decades.iter().all(|d| (d - decades[0]).abs() < 1.0 && *d > 10.0),
+        "equal decades: {ticks:?}"
+    );
+    // One colour per feature, the same in the error rate panel.
+    let colours = |browser: &mut Browser, panel: &str| -> Vec<(String, String)> {
+        let value = browser.eval(&format!(
+            "[...document.querySelectorAll('{panel} .series')].map(g => [g.dataset.series, g.getAttribute('stroke')]).sort()"
+        ));
+        serde_json::from_value(value).unwrap()
+    };
+    let latency = colours(&mut browser, "#panel-1");
+    assert_eq!(latency, colours(&mut browser, "#panel-2"));
+    let mut distinct: Vec<&String> = latency.iter().map(|(_, c)| c).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), latency.len(), "{latency:?}");
+    // The slowest transactions' table has one p95 column.
+    let heads = text_of(&mut browser, "#panel-4 th");
+    assert_eq!(heads.iter().filter(|h| *h == "p95").count(), 1, "{heads:?}");
     let wall = browser.open(&url("/dashboards/checkout"));
     browser.assert_clean("checkout dashboard", wall);
     assert_eq!(browser.count("section.panel"), 5);

@@ -501,3 +501,201 @@ fn a_digests_window_opens_its_day_and_its_group_days_later() {
         "without the window the group is not found: why links carry it"
     );
 }
+
+/// The repository's `dashboards/fleet-overview.toml` over the last day.
+fn fleet_overview() -> String {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    let found = dashboards::load(&folder, &Owners::empty());
+    assert!(found.problems.is_empty(), "{:?}", found.problems);
+    ok(pages::dashboard(
+        app(),
+        &found,
+        "fleet-overview",
+        &params("since=1d"),
+        NOW,
+    ))
+}
+
+/// The fleet overview's table of the slowest transactions by p95 has one
+/// p95 column: the panel's metric is not repeated among the columns every
+/// table adds (runs, average, p95).
+#[test]
+fn the_fleet_overview_table_shows_p95_once() {
+    let page = fleet_overview();
+    let table = page
+        .split(r#"<table class="rows" data-series="p95">"#)
+        .nth(1)
+        .expect("the p95 table");
+    let head = table.split("</thead>").next().unwrap();
+    let heads: Vec<&str> = head
+        .split("<th")
+        .skip(1)
+        .filter(|th| th.starts_with(['>', ' ']))
+        .filter_map(|th| th.split('>').nth(1)?.split('<').next())
+        .collect();
+    assert_eq!(heads, ["Transaction", "p95", "Runs", "Average"], "{head}");
+    let first_row = table.split("<tbody>").nth(1).unwrap().split("</tr>").next().unwrap();
+    assert_eq!(first_row.matches("<td").count(), heads.len(), "{first_row}");
+}
+
+/// A series with one point in its window (the feature's runs stopped a
+/// minute into the hour) draws that point as a visible marker, on the
+/// chart and in the overview's trend, while the numbers above it are set.
+#[test]
+fn a_series_of_one_point_is_drawn() {
+    let app = app();
+    // An hour's window whose only minute with runs is its first.
+    let now = NOW + 58;
+    let feature = ok(pages::feature(app, HOSTILE_FEATURE, &params("since=1h"), now));
+    let response_time = feature.split(r#"id="response-time""#).nth(1).unwrap();
+    let response_time = response_time.split("</section>").next().unwrap();
+    for series in ["average", "p95"] {
+        let line = response_time
+            .split(&format!(r#"data-series="{series}""#))
+            .nth(1)
+            .unwrap()
+            .split("</g>")
+            .next()
+            .unwrap();
+        assert!(line.starts_with(r#" data-points="1""#), "{series}: {line}");
+        assert_eq!(
+            line.matches(r#"class="alone""#).count(),
+            1,
+            "{series}: a marker: {line}"
+        );
+    }
+    let overview = ok(pages::overview(app, &params("since=1h"), now));
+    let trend = overview.split(r#"<tr data-service="calm""#).nth(1).unwrap();
+    let trend = trend.split("</tr>").next().unwrap();
+    assert!(
+        trend.contains(r#"data-points="1""#) && trend.contains(r#"<circle class="alone""#),
+        "{trend}"
+    );
+}
+
+/// The fleet overview's p95 per feature is on a log axis, ticks a decade
+/// apart at equal distances, so a fast feature beside a slow one does not
+/// lie flat on the bottom; each feature keeps its colour from one chart to
+/// the next, and no two features share one.
+#[test]
+fn the_fleet_overviews_latency_chart_is_logarithmic_and_colours_follow_features() {
+    let page = fleet_overview();
+    let panel = |id: &str| {
+        page.split(&format!(r#"id="{id}""#))
+            .nth(1)
+            .unwrap()
+            .split("</section>")
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let p95 = panel("panel-1");
+    let axis = p95
+        .split(r#"<g class="axis y" data-scale="log">"#)
+        .nth(1)
+        .expect("a log axis");
+    let axis = axis.split("</g>").next().unwrap();
+    // (label, y) of each tick.
+    let ticks: Vec<(String, f64)> = axis
+        .split("<text ")
+        .skip(1)
+        .map(|t| {
+            let y: f64 = t
+                .split(r#"y=""#)
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let label = t.split('>').nth(1).unwrap().split('<').next().unwrap().to_owned();
+            (label, y)
+        })
+        .collect();
+    let y = |label: &str| {
+        ticks
+            .iter()
+            .find(|(l, _)| l == label)
+            .unwrap_or_else(|| panic!("no tick {label} in {ticks:?}"))
+            .1
+    };
+    // The calm service's ~20 ms and the other's ~500 ms: 10 ms to 1 s.
+    let decade = y("10 ms") - y("100 ms");
+    assert!(decade > 20.0, "{ticks:?}");
+    assert!(
+        (y("100 ms") - y("1 s") - decade).abs() < 0.2,
+        "a decade each: {ticks:?}"
+    );
+    // Colours: per feature, the same in the error rate chart, all different.
+    let colours = |chart: &str| -> Vec<(String, String)> {
+        chart
+            .split(r#"<g class="series" data-series=""#)
+            .skip(1)
+            .map(|g| {
+                let key = g.split('"').next().unwrap().to_owned();
+                let colour = g
+                    .split(r#"stroke=""#)
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                (key, colour)
+            })
+            .collect()
+    };
+    let mut latency = colours(&p95);
+    let mut errors = colours(&panel("panel-2"));
+    assert_eq!(latency.len(), 2, "{latency:?}");
+    latency.sort();
+    errors.sort();
+    assert_eq!(latency, errors);
+    assert_ne!(latency[0].1, latency[1].1);
+}
+
+/// A window that ends now reloads itself every minute, with a toggle that
+/// says so, and holds the current minute's runs; a window that ended is
+/// not reloaded, and says so.
+#[test]
+fn a_live_window_refreshes_itself_and_a_past_one_does_not() {
+    let app = app();
+    // Asked during the last minute with runs.
+    let now = NOW - 1;
+    let toggle = r#"<p class="refresh" data-refresh="60"><button type="button" aria-pressed="true""#;
+    for (page, live) in [
+        (ok(pages::overview(app, &params("since=1h"), now)), true),
+        (ok(pages::feature(app, HOSTILE_FEATURE, &params("since=1h"), now)), true),
+        (ok(pages::errors(app, &params(""), now)), true),
+        (ok(pages::overview(app, &params("since=2h&until=1h"), now)), false),
+        (
+            ok(pages::feature(
+                app,
+                HOSTILE_FEATURE,
+                &params("since=2023-12-29&until=2023-12-30"),
+                now,
+            )),
+            false,
+        ),
+    ] {
+        if live {
+            assert_eq!(page.matches(toggle).count(), 1, "{page}");
+            assert!(page.contains("auto-refresh: on</button>"));
+        } else {
+            assert!(!page.contains("data-refresh"), "{page}");
+            assert!(page.contains("auto-refresh: off (this window has ended)"));
+        }
+    }
+    // The live window's last point is the current minute, still arriving.
+    let feature = ok(pages::feature(app, HOSTILE_FEATURE, &params("since=1h"), now));
+    let p95 = feature
+        .split(r#"data-series="p95""#)
+        .nth(1)
+        .unwrap()
+        .split("</g>")
+        .next()
+        .unwrap();
+    let last = p95.rsplit("<title>").next().unwrap();
+    assert!(last.starts_with("p95 2024-01-01 11:59 UTC"), "{last}");
+}

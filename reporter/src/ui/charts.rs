@@ -7,7 +7,9 @@
 //! checked by tests reading the markup. Every chart marks its series with
 //! `data-series="…"` (and how many points it drew with `data-points`), and
 //! every point of a line chart is a `<circle>` with a `<title>`, which the
-//! browser shows on hover. Colours are presentation attributes, never
+//! browser shows on hover; a point with no neighbour (`class="alone"`), which
+//! no stroke reaches, is always drawn as a marker, so a series of one point
+//! or a sparse one shows. Colours are presentation attributes, never
 //! `style="…"`, so the pages' Content-Security-Policy forbids inline styles
 //! without breaking them.
 
@@ -16,10 +18,18 @@ use maud::{html, Markup};
 use crate::analysis::breakdown::TraceSummary;
 use crate::format;
 
-/// Series colours, in order: distinguishable, and readable on white.
+/// Series colours, in order: Okabe and Ito's palette, whose colours stay
+/// apart for readers with any common colour blindness (the reds of the last
+/// palette did not, even for others). Yellow, the hardest to read on white,
+/// comes last.
 pub(crate) const PALETTE: [&str; 8] = [
-    "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f",
+    "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#000000", "#f0e442",
 ];
+
+/// The colour of `index` in [`PALETTE`], round again past its end.
+pub(crate) fn colour(index: usize) -> &'static str {
+    PALETTE[index % PALETTE.len()]
+}
 
 /// What the values of a chart are, for its ticks and tooltips.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +68,9 @@ pub(crate) struct Line {
     pub label: String,
     /// `(unix minute, value)` in time order; `None` is a gap.
     pub points: Vec<(i64, Option<f64>)>,
+    /// Its colour, an index into [`PALETTE`]: the same for the same thing
+    /// (a feature) on every chart of a page.
+    pub colour: usize,
 }
 
 /// A number for an SVG attribute: one decimal is finer than a pixel.
@@ -79,6 +92,88 @@ fn value_ticks(max: f64) -> Vec<f64> {
         .unwrap_or(10.0 * magnitude);
     let steps = (max / step).ceil().max(1.0) as usize;
     (0..=steps).map(|i| i as f64 * step).collect()
+}
+
+/// A y axis: where a value goes (0 at the bottom, 1 at the top) and its ticks.
+#[derive(Clone, Debug, PartialEq)]
+enum Scale {
+    /// From 0 to `top`.
+    Linear { top: f64 },
+    /// Logarithmic, from `low` to `high` (powers of ten), for durations:
+    /// a 4 s feature does not flatten the 40 ms ones beside it. Values at
+    /// or below `low` sit on the bottom.
+    Log { low: f64, high: f64 },
+}
+
+impl Scale {
+    /// The scale for `values` in `unit`: logarithmic for durations.
+    fn of(values: impl Iterator<Item = f64> + Clone, unit: Unit) -> (Scale, Vec<f64>) {
+        let positive = values.clone().filter(|v| v.is_finite() && *v > 0.0);
+        let min = positive.clone().fold(f64::INFINITY, f64::min);
+        let max = positive.fold(0.0f64, f64::max);
+        if unit == Unit::Seconds && max > 0.0 {
+            // Below the least value, so that no line lies on the x axis.
+            let mut low = 10f64.powf(min.log10().floor());
+            if low >= min {
+                low /= 10.0;
+            }
+            let high = 10f64.powf(max.log10().ceil()).max(low * 10.0);
+            return (Scale::Log { low, high }, log_ticks(low, high));
+        }
+        let max = values.filter(|v| v.is_finite()).fold(0.0f64, f64::max);
+        let ticks = value_ticks(max);
+        let top = ticks.last().copied().unwrap_or(1.0).max(f64::MIN_POSITIVE);
+        (Scale::Linear { top }, ticks)
+    }
+
+    /// Where `value` goes, from 0 (bottom) to 1 (top).
+    fn fraction(&self, value: f64) -> f64 {
+        match *self {
+            Scale::Linear { top } => value / top,
+            Scale::Log { low, high } => {
+                if value <= low {
+                    0.0
+                } else {
+                    (value / low).log10() / (high / low).log10()
+                }
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Scale::Linear { .. } => "linear",
+            Scale::Log { .. } => "log",
+        }
+    }
+}
+
+/// Ticks of a log axis from `low` to `high`, powers of ten: each power, and
+/// 2 and 5 times it when the axis spans two decades or fewer.
+fn log_ticks(low: f64, high: f64) -> Vec<f64> {
+    let decades = (high / low).log10().round().max(1.0) as i32;
+    let steps: &[f64] = if decades <= 2 { &[1.0, 2.0, 5.0] } else { &[1.0] };
+    let mut ticks = Vec::new();
+    for d in 0..decades {
+        let power = low * 10f64.powi(d);
+        ticks.extend(steps.iter().map(|s| s * power));
+    }
+    ticks.push(high);
+    ticks
+}
+
+/// A tick's label: `unit`'s format without trailing zeros (`1 s`, not
+/// `1.00 s`), ticks being round.
+fn tick_label(unit: Unit, value: f64) -> String {
+    let text = unit.format(value);
+    let Some((number, rest)) = text.split_once(' ') else {
+        return text;
+    };
+    if number.contains('.') {
+        format!("{} {rest}", number.trim_end_matches('0').trim_end_matches('.'))
+    } else {
+        text
+    }
 }
 
 /// Time ticks over `from..to`, aligned to a whole step, at most about eight.
@@ -107,29 +202,24 @@ const TOP: f64 = 10.0;
 const BOTTOM: f64 = 26.0;
 
 /// A line chart of `lines` over `from..to` (unix minutes), with a y axis
-/// from 0, UTC time ticks and a legend. Each line is a `<g data-series>`
-/// with a path (broken at gaps) and one `<circle>` per point that has a value.
+/// (from 0, or logarithmic for durations: `data-scale`), UTC time ticks and
+/// a legend. Each line is a `<g data-series>` with a path (broken at gaps)
+/// and one `<circle>` per point that has a value.
 pub(crate) fn line_chart(lines: &[Line], unit: Unit, from: i64, to: i64) -> Markup {
-    let max = lines
-        .iter()
-        .flat_map(|l| l.points.iter().filter_map(|p| p.1))
-        .filter(|v| v.is_finite())
-        .fold(0.0f64, f64::max);
-    let ticks = value_ticks(max);
-    let top = ticks.last().copied().unwrap_or(1.0).max(f64::MIN_POSITIVE);
+    let (scale, ticks) = Scale::of(lines.iter().flat_map(|l| l.points.iter().filter_map(|p| p.1)), unit);
     let span = (to - from).max(1) as f64;
     let x = |minute: i64| LEFT + (minute - from) as f64 / span * (WIDTH - LEFT - RIGHT);
-    let y = |value: f64| HEIGHT - BOTTOM - value / top * (HEIGHT - TOP - BOTTOM);
+    let y = |value: f64| HEIGHT - BOTTOM - scale.fraction(value) * (HEIGHT - TOP - BOTTOM);
     let (times, time_format) = time_ticks(from, to);
     let empty = lines.iter().all(|l| l.points.iter().all(|p| p.1.is_none()));
     html! {
         figure.chart {
             svg viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img"
                 aria-label=(lines.iter().map(|l| l.label.as_str()).collect::<Vec<_>>().join(", ")) {
-                g.axis.y {
+                g.axis.y data-scale=(scale.name()) {
                     @for tick in &ticks {
                         line x1=(n(LEFT)) x2=(n(WIDTH - RIGHT)) y1=(n(y(*tick))) y2=(n(y(*tick))) stroke="#e5e7eb" {}
-                        text x=(n(LEFT - 6.0)) y=(n(y(*tick) + 4.0)) text-anchor="end" { (unit.format(*tick)) }
+                        text x=(n(LEFT - 6.0)) y=(n(y(*tick) + 4.0)) text-anchor="end" { (tick_label(unit, *tick)) }
                     }
                 }
                 g.axis.x {
@@ -142,14 +232,13 @@ pub(crate) fn line_chart(lines: &[Line], unit: Unit, from: i64, to: i64) -> Mark
                 @if empty {
                     text.empty x=(n(WIDTH / 2.0)) y=(n(HEIGHT / 2.0)) text-anchor="middle" { "no data in this window" }
                 }
-                @for (i, line) in lines.iter().enumerate() {
-                    @let colour = PALETTE[i % PALETTE.len()];
-                    @let drawn: Vec<(i64, f64)> = line.points.iter()
-                        .filter_map(|&(m, v)| v.filter(|v| v.is_finite()).map(|v| (m, v))).collect();
+                @for line in lines {
+                    @let colour = colour(line.colour);
+                    @let drawn = drawn_points(&line.points);
                     g.series data-series=(line.key) data-points=(drawn.len()) stroke=(colour) fill=(colour) {
                         path fill="none" stroke-width="1.8" d=(path(&line.points, &x, &y)) {}
-                        @for (minute, value) in &drawn {
-                            circle cx=(n(x(*minute))) cy=(n(y(*value))) r="2.2" {
+                        @for (minute, value, alone) in &drawn {
+                            circle cx=(n(x(*minute))) cy=(n(y(*value))) r=(if *alone { "3" } else { "2.2" }) class=[alone.then_some("alone")] {
                                 title { (line.label) " " (format::utc(*minute, "%Y-%m-%d %H:%M UTC")) ": " (unit.format(*value)) }
                             }
                         }
@@ -157,9 +246,9 @@ pub(crate) fn line_chart(lines: &[Line], unit: Unit, from: i64, to: i64) -> Mark
                 }
             }
             figcaption.legend {
-                @for (i, line) in lines.iter().enumerate() {
+                @for line in lines {
                     span.key data-legend=(line.key) {
-                        svg.swatch viewBox="0 0 10 10" width="10" height="10" { rect width="10" height="10" fill=(PALETTE[i % PALETTE.len()]) {} }
+                        svg.swatch viewBox="0 0 10 10" width="10" height="10" { rect width="10" height="10" fill=(colour(line.colour)) {} }
                         " " (line.label)
                     }
                 }
@@ -169,12 +258,32 @@ pub(crate) fn line_chart(lines: &[Line], unit: Unit, from: i64, to: i64) -> Mark
     }
 }
 
+/// A value that a chart can draw: finite.
+fn drawable(value: Option<f64>) -> Option<f64> {
+    value.filter(|v| v.is_finite())
+}
+
+/// The points of a line that have a value, each with whether it stands
+/// alone: no neighbour with a value, so no stroke of the path reaches it
+/// and only its marker shows it (a series of one point, a sparse one).
+fn drawn_points<T: Copy>(points: &[(T, Option<f64>)]) -> Vec<(T, f64, bool)> {
+    let valued = |i: Option<usize>| i.and_then(|i| points.get(i)).is_some_and(|p| drawable(p.1).is_some());
+    points
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &(at, value))| {
+            let value = drawable(value)?;
+            Some((at, value, !valued(i.checked_sub(1)) && !valued(Some(i + 1))))
+        })
+        .collect()
+}
+
 /// An SVG path through `points`, starting anew after each gap.
 fn path(points: &[(i64, Option<f64>)], x: &impl Fn(i64) -> f64, y: &impl Fn(f64) -> f64) -> String {
     let mut d = String::new();
     let mut pen_down = false;
     for &(minute, value) in points {
-        match value.filter(|v| v.is_finite()) {
+        match drawable(value) {
             Some(value) => {
                 d.push(if pen_down { 'L' } else { 'M' });
                 d.push_str(&n(x(minute)));
@@ -198,8 +307,16 @@ pub(crate) fn sparkline(key: &str, values: &[Option<f64>]) -> Markup {
         .flatten()
         .filter(|v| v.is_finite())
         .fold(0.0f64, |a, b| a.max(*b));
-    let last = values.len().saturating_sub(1).max(1) as f64;
-    let x = |i: i64| i as f64 / last * W;
+    // Inset by a marker's radius, so markers at the ends show whole; a
+    // single value stands in the middle.
+    let last = values.len().saturating_sub(1) as f64;
+    let x = |i: i64| {
+        if last > 0.0 {
+            2.0 + i as f64 / last * (W - 4.0)
+        } else {
+            W / 2.0
+        }
+    };
     let y = |v: f64| {
         if max > 0.0 {
             H - 2.0 - v / max * (H - 4.0)
@@ -208,11 +325,16 @@ pub(crate) fn sparkline(key: &str, values: &[Option<f64>]) -> Markup {
         }
     };
     let points: Vec<(i64, Option<f64>)> = values.iter().enumerate().map(|(i, v)| (i as i64, *v)).collect();
-    let drawn = values.iter().flatten().filter(|v| v.is_finite()).count();
+    let drawn = drawn_points(&points);
     html! {
         svg.spark viewBox=(format!("0 0 {W} {H}")) width="100" height="24" preserveAspectRatio="none" {
-            path data-series=(key) data-points=(drawn) fill="none" stroke=(PALETTE[0]) stroke-width="1.5"
+            path data-series=(key) data-points=(drawn.len()) fill="none" stroke=(PALETTE[0]) stroke-width="1.5"
                 d=(path(&points, &x, &y)) {}
+            @for (i, value, alone) in &drawn {
+                @if *alone {
+                    circle.alone cx=(n(x(*i))) cy=(n(y(*value))) r="1.8" fill=(PALETTE[0]) {}
+                }
+            }
         }
     }
 }
@@ -275,15 +397,25 @@ pub(crate) fn histogram_chart(bins: &[Bin], marks: &[(&str, f64)]) -> Markup {
                 }
                 @for (i, (name, value)) in marks.iter().enumerate() {
                     @if let Some(x) = position(*value) {
-                        g.mark data-mark=(name) stroke=(PALETTE[(i + 1) % PALETTE.len()]) fill=(PALETTE[(i + 1) % PALETTE.len()]) {
+                        @let label = format!("{name} {}", format::duration(*value));
+                        // Right of its line, or left of it where it would
+                        // run past the chart's edge.
+                        @let (label_x, anchor) = if x + 3.0 + text_width(&label) <= WIDTH - 2.0 { (x + 3.0, "start") } else { (x - 3.0, "end") };
+                        g.mark data-mark=(name) stroke=(colour(i + 1)) fill=(colour(i + 1)) {
                             line x1=(n(x)) x2=(n(x)) y1=(n(TOP)) y2=(n(HEIGHT - BOTTOM)) stroke-dasharray="4 3" {}
-                            text x=(n(x + 3.0)) y=(n(TOP + 10.0 + 12.0 * i as f64)) stroke="none" { (name) " " (format::duration(*value)) }
+                            text x=(n(label_x)) y=(n(TOP + 10.0 + 12.0 * i as f64)) text-anchor=(anchor) stroke="none" { (label) }
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// About how wide `text` is in a chart's 11 px labels, in SVG units: a
+/// generous 7 per character, so a label kept inside by it is inside.
+fn text_width(text: &str) -> f64 {
+    text.chars().count() as f64 * 7.0
 }
 
 /// Horizontal bars: one per `(label, value)`, longest first as given, with
@@ -404,11 +536,13 @@ mod tests {
             key: "p95".into(),
             label: "p95".into(),
             points: vec![(0, Some(0.2)), (60, None), (120, Some(0.3)), (180, Some(0.25))],
+            colour: 0,
         };
         let mean = Line {
             key: "average".into(),
             label: "average".into(),
             points: vec![(0, Some(0.1)), (60, Some(0.1)), (120, Some(0.1)), (180, Some(0.1))],
+            colour: 1,
         };
         let svg = line_chart(&[p95, mean], Unit::Seconds, 0, 240).into_string();
         assert_eq!(count(&svg, "<circle"), 7, "3 + 4 points with values");
@@ -425,15 +559,67 @@ mod tests {
     }
 
     #[test]
+    fn points_without_a_neighbour_are_drawn_as_markers() {
+        let sparse = Line {
+            key: "p95".into(),
+            label: "p95".into(),
+            points: vec![(0, None), (1, Some(0.2)), (2, None), (3, Some(0.3)), (4, Some(0.4))],
+            colour: 0,
+        };
+        let svg = line_chart(&[sparse], Unit::Seconds, 0, 5).into_string();
+        assert_eq!(count(&svg, "<circle"), 3, "{svg}");
+        assert_eq!(count(&svg, r#"class="alone""#), 1, "only the lone point: {svg}");
+        let one = Line {
+            key: "p95".into(),
+            label: "p95".into(),
+            points: vec![(0, Some(0.2))],
+            colour: 0,
+        };
+        let svg = line_chart(&[one], Unit::Seconds, 0, 60).into_string();
+        assert_eq!(count(&svg, r#"class="alone""#), 1, "{svg}");
+        let spark = sparkline("average", &[None, Some(1.0), None]).into_string();
+        assert!(
+            spark.contains(r#"data-points="1""#) && spark.contains("<circle"),
+            "{spark}"
+        );
+        let spark = sparkline("average", &[Some(1.0)]).into_string();
+        assert!(spark.contains(r#"cx="50.0""#), "one value in the middle: {spark}");
+    }
+
+    #[test]
     fn an_empty_chart_says_so() {
         let line = Line {
             key: "p95".into(),
             label: "p95".into(),
             points: vec![(0, None), (1, None)],
+            colour: 0,
         };
         let svg = line_chart(&[line], Unit::Seconds, 0, 2).into_string();
         assert!(svg.contains("no data in this window"));
         assert_eq!(count(&svg, "<circle"), 0);
+    }
+
+    #[test]
+    fn durations_are_drawn_on_a_log_scale_with_round_ticks() {
+        let (scale, ticks) = Scale::of([0.04, 4.0].into_iter(), Unit::Seconds);
+        assert_eq!(scale, Scale::Log { low: 0.01, high: 10.0 });
+        let labels: Vec<String> = ticks.iter().map(|t| tick_label(Unit::Seconds, *t)).collect();
+        assert_eq!(labels, ["10 ms", "100 ms", "1 s", "10 s"]);
+        // Equal steps per decade: 40 ms is as far from 4 s as 10 ms from 1 s.
+        let step = scale.fraction(0.1) - scale.fraction(0.01);
+        assert!((scale.fraction(1.0) - scale.fraction(0.1) - step).abs() < 1e-9);
+        assert!((scale.fraction(4.0) - scale.fraction(0.04) - 2.0 * step).abs() < 1e-9);
+        // Within two decades, 2 and 5 times each power are ticks too.
+        let (_, ticks) = Scale::of([0.012, 0.03].into_iter(), Unit::Seconds);
+        let labels: Vec<String> = ticks.iter().map(|t| tick_label(Unit::Seconds, *t)).collect();
+        assert_eq!(labels, ["10 ms", "20 ms", "50 ms", "100 ms"]);
+        // A value on a power of ten is not drawn on the x axis.
+        let (scale, _) = Scale::of([0.1, 0.3].into_iter(), Unit::Seconds);
+        assert_eq!(scale, Scale::Log { low: 0.01, high: 1.0 });
+        // Other units stay linear from 0.
+        let (scale, ticks) = Scale::of([3.0, 170.0].into_iter(), Unit::PerMinute);
+        assert_eq!(scale, Scale::Linear { top: 200.0 });
+        assert_eq!(ticks[0], 0.0);
     }
 
     #[test]
@@ -471,6 +657,19 @@ mod tests {
         assert!(svg.contains(r#"data-series="distribution" data-bars="3""#));
         assert_eq!(count(&svg, "<rect"), 3);
         assert!(svg.contains(r#"data-mark="p95""#));
+        // A mark near the right edge has its label on its left.
+        let svg = histogram_chart(&bins, &[("p50", 0.015), ("p99", 0.079)]).into_string();
+        let label = |mark: &str| {
+            svg.split(&format!(r#"data-mark="{mark}""#))
+                .nth(1)
+                .unwrap()
+                .split("</g>")
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert!(label("p50").contains(r#"text-anchor="start""#), "{svg}");
+        assert!(label("p99").contains(r#"text-anchor="end""#), "{svg}");
 
         let svg = bars("p95", &[("a <b>".into(), 2.0), ("c".into(), 1.0)], Unit::Seconds).into_string();
         assert!(svg.contains(r#"data-bars="2""#) && svg.contains("a &lt;b&gt;"), "{svg}");

@@ -96,6 +96,43 @@ impl Drawn {
     }
 }
 
+/// Each line's colour, the same for the same feature on every chart: the
+/// features owners.toml declares, in its order (by name), then the other
+/// lines by name.
+struct SeriesColours(Vec<String>);
+
+impl SeriesColours {
+    fn new(owners: &crate::owners::Owners, series: &TimeSeries, group: Group) -> SeriesColours {
+        let mut names: Vec<String> = match group {
+            Group::Feature => owners.features().map(|f| f.name.clone()).collect(),
+            Group::Transaction => Vec::new(),
+        };
+        let mut others: Vec<String> = series
+            .series
+            .iter()
+            .map(|s| series_label(s, group))
+            .filter(|name| !names.contains(name))
+            .collect();
+        others.sort();
+        others.dedup();
+        names.extend(others);
+        SeriesColours(names)
+    }
+
+    /// The colour of the line labelled `label`.
+    fn of(&self, label: &str) -> usize {
+        self.0.iter().position(|name| name == label).unwrap_or(self.0.len())
+    }
+}
+
+/// A line's name: its feature, or its service and transaction.
+fn series_label(series: &Series, group: Group) -> String {
+    match group {
+        Group::Feature => series.feature.clone().unwrap_or_else(|| "no feature".to_owned()),
+        Group::Transaction => format!("{} {}", series.service, series.transaction),
+    }
+}
+
 /// One panel: its chart over its scope.
 fn panel(
     analysis: &Analysis<'_>,
@@ -109,18 +146,17 @@ fn panel(
     let unit = unit_of(panel.metric);
     if panel.chart == Chart::Line {
         let series = drawn.timeseries(analysis, &scope, panel.group)?;
+        let colours = SeriesColours::new(analysis.owners, series, panel.group);
         let mut ranked: Vec<_> = series.series.iter().collect();
         ranked.sort_by_key(|s| std::cmp::Reverse(s.points.iter().map(|p| p.count).sum::<u64>()));
         let lines: Vec<Line> = ranked
             .into_iter()
             .take(panel.limit)
             .map(|s| {
-                let label = match panel.group {
-                    Group::Feature => s.feature.clone().unwrap_or_else(|| "no feature".to_owned()),
-                    Group::Transaction => format!("{} {}", s.service, s.transaction),
-                };
+                let label = series_label(s, panel.group);
                 Line {
                     key: label.clone(),
+                    colour: colours.of(&label),
                     label,
                     points: s
                         .points
@@ -153,15 +189,22 @@ fn panel(
     Ok(html! {
         @if rows.is_empty() { p.empty { "No runs in this window." } } @else {
             table.rows data-series=(panel.metric.name()) {
-                thead { tr { th { (if panel.group == Group::Feature { "Feature" } else { "Transaction" }) } th.num { (panel.metric.name().replace('_', " ")) } th.num { "Runs" } th.num { "Average" } th.num { "p95" } } }
+                thead { tr {
+                    th { (if panel.group == Group::Feature { "Feature" } else { "Transaction" }) }
+                    th.num { (panel.metric.name().replace('_', " ")) }
+                    th.num { "Runs" }
+                    @if panel.metric != Metric::Average { th.num { "Average" } }
+                    @if panel.metric != Metric::P95 { th.num { "p95" } }
+                } }
                 tbody {
                     @for row in &rows {
                         tr {
                             td.name { (row_label(row, panel.group)) }
                             td.num { (row_value(row, panel.metric).map_or_else(|| "–".to_owned(), |v| unit.format(v))) }
                             td.num { (format::count(row.count)) }
-                            td.num { (format::duration(row.mean)) }
-                            td.num { (format::duration(row.p95)) }
+                            // The panel's own metric is in the second column already.
+                            @if panel.metric != Metric::Average { td.num { (format::duration(row.mean)) } }
+                            @if panel.metric != Metric::P95 { td.num { (format::duration(row.p95)) } }
                         }
                     }
                 }

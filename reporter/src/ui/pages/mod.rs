@@ -34,7 +34,7 @@ use crate::analysis::errors::ErrorGroup;
 use crate::analysis::memo::Memo;
 use crate::analysis::regressions::RegressionRow;
 use crate::analysis::stats::{Change, RegressionRule};
-use crate::analysis::timeseries::{Point, Step, TimeSeries};
+use crate::analysis::timeseries::{Point, Series, Step, TimeSeries};
 use crate::analysis::{Analysis, AnalysisError, Scope};
 use crate::app::App;
 use crate::format;
@@ -146,6 +146,7 @@ fn filter_bar(path: &str, params: &Params, default_since: Option<&str>, editable
             @if until.is_none() {
                 p.partial-note { "The last minute is still arriving: its numbers are partial." }
             }
+            (refresh_toggle(until.is_none()))
             @let chips: Vec<(&str, &str)> = params.pairs().filter(|(k, _)| editable.contains(k) || *k == "host").collect();
             @if !chips.is_empty() {
                 div.chips {
@@ -157,6 +158,28 @@ fn filter_bar(path: &str, params: &Params, default_since: Option<&str>, editable
                     }
                 }
             }
+        }
+    }
+}
+
+/// How often a page whose window ends now reloads itself, in seconds.
+pub(crate) const REFRESH_SECONDS: u32 = 60;
+
+/// The auto-refresh of a `live` window (one that ends now): a toggle,
+/// "auto-refresh: on", that `ui.js` acts on — it reloads the page every
+/// [`REFRESH_SECONDS`] unless the reader turned it off (remembered for the
+/// tab). A window that ended has nothing new to show: it says so, and
+/// nothing reloads it.
+fn refresh_toggle(live: bool) -> Markup {
+    html! {
+        @if live {
+            p.refresh data-refresh=(REFRESH_SECONDS) {
+                button type="button" aria-pressed="true" title="reload this page every minute while its window ends now" {
+                    "auto-refresh: on"
+                }
+            }
+        } @else {
+            p.refresh.off { "auto-refresh: off (this window has ended)" }
         }
     }
 }
@@ -390,10 +413,12 @@ fn unit_of(metric: Metric) -> Unit {
 fn metric_lines(points: &[Point], metrics: &[Metric]) -> Vec<Line> {
     metrics
         .iter()
-        .map(|&metric| Line {
+        .enumerate()
+        .map(|(i, &metric)| Line {
             key: metric.name().to_owned(),
             label: metric.name().replace('_', " "),
             points: points.iter().map(|p| (p.minute, point_value(p, metric))).collect(),
+            colour: i,
         })
         .collect()
 }
