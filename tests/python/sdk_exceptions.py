@@ -100,9 +100,10 @@ class Watch:
         exporter.export = export
 
     def note(self, item):
-        """Keeps the shortest stack trace sent per exception type (an
-        exception escaping several spans is recorded on each, the innermost
-        with the shortest traceback)."""
+        """Keeps every stack trace sent per exception type (an exception
+        escaping several spans is recorded on each, and each occurrence's
+        traceback differs a little): the reporter shows one of them, the
+        latest."""
         events = getattr(item, "events", None)
         if events is not None:
             attribute_sets = [e.attributes for e in events if e.name == "exception"]
@@ -112,8 +113,8 @@ class Watch:
         for attributes in attribute_sets:
             kind = attributes.get("exception.type")
             stack = attributes.get("exception.stacktrace") or ""
-            if kind and stack and len(stack) < len(self.stacks.get(kind, stack + " ")):
-                self.stacks[kind] = stack
+            if kind and stack:
+                self.stacks.setdefault(kind, set()).add(stack)
 
 
 def find_order(orders, order_id):
@@ -235,7 +236,8 @@ def main(argv):
         if len(sent) != 1:
             failures.append(f"the SDK sent {name} as {sent or 'nothing'}")
             continue
-        print(f"error={sent[0]}\t{transaction}\t2\t{function}\t{len(watch.stacks[sent[0]])}")
+        lengths = ",".join(str(n) for n in sorted({len(stack) for stack in watch.stacks[sent[0]]}))
+        print(f"error={sent[0]}\t{transaction}\t2\t{function}\t{lengths}")
     print("request=GET /orders/{id}\t500\t2")
     print("request=POST /checkout\t402\t2")
     if failures:
