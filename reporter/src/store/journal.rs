@@ -164,8 +164,8 @@ impl Journal {
 
     /// Opens a new segment after every existing one in `dir`, under the lock
     /// [`Journal::lock`] took, and returns the existing segments' numbers
-    /// unread, oldest first: a reader that takes the backlog one segment at
-    /// a time ([`Journal::read`]) holds one in memory, not all of them.
+    /// unread, oldest first: a reader that takes the backlog a record at a
+    /// time ([`Journal::read_each`]) holds one in memory, not all of them.
     pub(crate) fn open_backlog(dir: &Path, lock: File) -> io::Result<(Journal, Vec<u64>)> {
         let numbers = segments(dir)?;
         let after = numbers.last().copied().unwrap_or(0);
@@ -185,9 +185,12 @@ impl Journal {
         })
     }
 
-    /// The whole records of segment `number` in `dir`.
-    pub(crate) fn read(dir: &Path, number: u64) -> io::Result<Segment> {
-        read_segment(dir, number)
+    /// Calls `record` with each whole record of segment `number` in `dir`,
+    /// in order, reading the file a buffer at a time (a segment may be
+    /// larger than what memory should hold at once); returns the bytes of
+    /// a torn last record, dropped.
+    pub(crate) fn read_each(dir: &Path, number: u64, record: impl FnMut(&[u8])) -> io::Result<usize> {
+        each_record(io::BufReader::new(File::open(segment_path(dir, number))?), record)
     }
 
     /// Bytes in segment `number` of `dir` (0 when it is gone).
@@ -312,23 +315,43 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 fn read_segment(dir: &Path, number: u64) -> io::Result<Segment> {
-    let mut bytes = Vec::new();
-    File::open(segment_path(dir, number))?.read_to_end(&mut bytes)?;
     let mut records = Vec::new();
-    let mut rest = bytes.as_slice();
-    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
-        let len = u32::from_le_bytes(*len) as usize;
-        if tail.len() < len {
-            break;
+    let torn = Journal::read_each(dir, number, |record| records.push(record.to_vec()))?;
+    Ok(Segment { number, records, torn })
+}
+
+/// The records of a segment's bytes, one at a time ([`Journal::read_each`]).
+fn each_record(mut from: impl Read, mut record: impl FnMut(&[u8])) -> io::Result<usize> {
+    let mut buffer = Vec::new();
+    loop {
+        let mut frame = [0u8; FRAME];
+        let got = read_up_to(&mut from, &mut frame)?;
+        if got < FRAME {
+            return Ok(got);
         }
-        records.push(tail[..len].to_vec());
-        rest = &tail[len..];
+        let len = u32::from_le_bytes(frame) as usize;
+        buffer.clear();
+        let got = (&mut from).take(len as u64).read_to_end(&mut buffer)?;
+        if got < len {
+            return Ok(FRAME + got);
+        }
+        record(&buffer);
     }
-    Ok(Segment {
-        number,
-        records,
-        torn: rest.len(),
-    })
+}
+
+/// Fills `buf` from `from` until it is full or the input ends; how many
+/// bytes it got.
+fn read_up_to(from: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match from.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(got)
 }
 
 #[cfg(test)]

@@ -14,9 +14,10 @@
 //!   [`crate::store::journal`]; synced when `[journal] fsync = "batch"`),
 //!   then acknowledged. No network on the request path.
 //! - **blocks**: a writer thread ([`ClickHouseStore::run_spool`]) closes the
-//!   segment being appended to every `batch_ms` (default 1 s; the write
-//!   that fills it closes it sooner, at `batch_rows` rows once merged,
-//!   default 100,000, or 64 MiB of journal), and sends each closed segment as one INSERT per
+//!   segment being appended to every `batch_ms` (default 1 s) or, while it
+//!   is busy sending, once it is done (the write that fills it closes it
+//!   sooner, at `batch_rows` rows once merged, default 100,000, or 512 MiB
+//!   of journal), and sends each closed segment as one INSERT per
 //!   table, oldest first, with one row per series and minute (a segment's
 //!   batches are merged as they are appended, and kept in memory for the
 //!   sender while it keeps up; a segment that waits longer is read back
@@ -54,7 +55,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::writes::{Blocks, Encoded, DATA_TABLES};
+use super::writes::{Blocks, Encoded, DATA_TABLES, ROLLUP_FEEDS};
 use super::ClickHouseStore;
 use crate::cumulative::{StreamId, StreamState};
 use crate::histogram::Histogram;
@@ -143,7 +144,15 @@ const STOP_CHECK: Duration = Duration::from_millis(200);
 /// Journal bytes past which a write closes the segment it appended to
 /// (besides `batch_rows` rows once merged, which bound the memory a
 /// segment's rows take here and in ClickHouse while it parses them).
-const MAX_SEGMENT_BYTES: u64 = 64 << 20;
+///
+/// While the sender is busy with a block, the open segment gathers what
+/// comes meanwhile, so that a sender behind sends fewer, larger blocks
+/// (points of one series and minute merged into one row) rather than
+/// queueing many small ones: ClickHouse's work is per row and per INSERT,
+/// not per point. This cap only keeps one file from growing without end;
+/// memory is bounded by the rows, and a segment is read back a record at a
+/// time ([`Journal::read_each`]).
+const MAX_SEGMENT_BYTES: u64 = 512 << 20;
 
 /// The id of the replica whose journal is `dir`: made once, kept in `dir/replica`.
 fn replica_id(dir: &Path) -> std::io::Result<u64> {
@@ -662,24 +671,24 @@ impl ClickHouseStore {
     /// A segment's batches, encoded as one group of rows. A record that
     /// cannot be read back is logged and left out: the others go on.
     fn read_segment(&self, spool: &Spool, number: u64) -> Result<Encoded, StoreError> {
-        let segment = Journal::read(&spool.dir, number).map_err(|source| StoreError::Journal {
-            path: spool.dir.display().to_string(),
-            source,
-        })?;
-        if segment.torn > 0 {
-            tracing::warn!(
-                bytes = segment.torn,
-                segment = number,
-                "dropped a torn journal record: a batch being written when the reporter stopped, never acknowledged"
-            );
-        }
         let mut merged = Merged::default();
-        for record in &segment.records {
+        let torn = Journal::read_each(&spool.dir, number, |record| {
             match postcard::from_bytes::<Record>(record) {
                 Ok(record) => merged.add(&record.into_batch()),
                 Err(error) => tracing::error!(%error, segment = number, bytes = record.len(),
                     "a journal record cannot be read back; left out, the rest of the segment is sent"),
             }
+        })
+        .map_err(|source| StoreError::Journal {
+            path: spool.dir.display().to_string(),
+            source,
+        })?;
+        if torn > 0 {
+            tracing::warn!(
+                bytes = torn,
+                segment = number,
+                "dropped a torn journal record: a batch being written when the reporter stopped, never acknowledged"
+            );
         }
         self.encode_batch(&merged.into_batch())
     }
@@ -747,7 +756,10 @@ impl ClickHouseStore {
                 super::quote(&self.database)
             ))?;
             let rollups = rollups.iter().map(|t| t.name.as_str());
-            for table in tokened().map(|t| -> &str { t }).chain(rollups) {
+            // The roll-ups' feeds keep nothing to deduplicate (engine
+            // `Null`); their views' tables do.
+            let kept = tokened().filter(|t| !ROLLUP_FEEDS.contains(t));
+            for table in kept.map(|t| -> &str { t }).chain(rollups) {
                 self.execute(&format!(
                     "ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
                 ))?;
