@@ -235,6 +235,17 @@ fn compare(store: &dyn Store, filter: &Filter, from: i64, to: i64) -> usize {
     rows
 }
 
+/// [`compare`] for every filter and window ending at `now`; some rows found.
+fn compare_every_window(store: &dyn Store, now: i64) {
+    let mut found = 0;
+    for filter in filters() {
+        for (from, to) in windows(now) {
+            found += compare(store, &filter, from, to);
+        }
+    }
+    assert!(found > 0);
+}
+
 /// The windows compared: unaligned (minute edges around hours), whole days,
 /// and one reaching into what retention cut.
 fn windows(now: i64) -> Vec<(i64, i64)> {
@@ -397,6 +408,77 @@ fn a_schema_3_database_gets_schema_4_roll_ups() {
     reads_across_a_migration(database, now);
 }
 
+/// A database of schema 4, whose roll-ups across hosts were fed by views on
+/// every series' minute rows, gets schema 5's views on rows merged across
+/// hosts: the old views are dropped (else each point would be counted twice
+/// from then on), the roll-ups' rows stay and are read as they were,
+/// nothing is re-marked.
+#[test]
+fn a_schema_4_database_feeds_its_roll_ups_once() {
+    use stores::clickhouse_server::{clickhouse, connect_again, query};
+    let database = "t_across_hosts_schema_4";
+    query(&format!("DROP DATABASE IF EXISTS {database}")).unwrap();
+    let now = START + 3 * DAY;
+    let store = clickhouse(database);
+    store.write(&batch(START, START + DAY, 13)).unwrap();
+    drop(store);
+    // What schema 4 had: the views on the minute rows, no feeds.
+    let states = "scale, sumState(count) AS count_state, sumState(sum) AS sum_state,
+        minIfState(min, count > 0) AS min_state, maxIfState(max, count > 0) AS max_state,
+        sumState(zero_count) AS zero_count_state, maxState(zero_threshold) AS zero_threshold_state,
+        maxState(estimated) AS estimated_state";
+    for (r, key) in [
+        ("minute", "minute"),
+        ("hour", "intDiv(minute, 60)"),
+        ("day", "intDiv(minute, 1440)"),
+    ] {
+        for view in ["histogram", "bucket", "counter"] {
+            query(&format!("DROP TABLE {database}.txn_{view}_{r}_mv")).unwrap();
+        }
+        query(&format!(
+            "CREATE MATERIALIZED VIEW {database}.txn_histogram_{r}_mv TO {database}.txn_histogram_{r} AS
+             SELECT txn_id, {key} AS {r}, {states} FROM {database}.histogram_minute GROUP BY txn_id, {r}, scale"
+        ))
+        .unwrap();
+        query(&format!(
+            "CREATE MATERIALIZED VIEW {database}.txn_bucket_{r}_mv TO {database}.txn_bucket_{r} AS
+             SELECT {key} AS {r}, txn_id, scale, idx, sum(cnt) AS n
+             FROM {database}.histogram_minute ARRAY JOIN bucket_index AS idx, bucket_count AS cnt
+             GROUP BY {r}, txn_id, scale, idx"
+        ))
+        .unwrap();
+        query(&format!(
+            "CREATE MATERIALIZED VIEW {database}.txn_counter_{r}_mv TO {database}.txn_counter_{r} AS
+             SELECT txn_id, name, labels, {key} AS {r}, sumState(value) AS value_state
+             FROM {database}.counter_minute GROUP BY txn_id, name, labels, {r}"
+        ))
+        .unwrap();
+    }
+    for feed in ["txn_histogram_in", "txn_counter_in"] {
+        query(&format!("DROP TABLE {database}.{feed}")).unwrap();
+    }
+    query(&format!(
+        "INSERT INTO {database}.meta (key, value, at) VALUES ('schema_version', '4', 1)"
+    ))
+    .unwrap();
+    let store = connect_again(database);
+    let on_minutes = query(&format!(
+        "SELECT count() FROM system.tables WHERE database = '{database}' AND name LIKE 'txn\\_%\\_mv'
+         AND (create_table_query LIKE '%FROM {database}.histogram_minute%'
+              OR create_table_query LIKE '%FROM {database}.counter_minute%')"
+    ))
+    .unwrap();
+    assert_eq!(on_minutes.trim(), "0", "no view across hosts reads the minute rows");
+    store.write(&batch(START + DAY, now, 13)).unwrap();
+    compare_every_window(&store, now);
+    let marked = query(&format!(
+        "SELECT count() FROM {database}.meta WHERE key = 'txn_rollup_from'"
+    ))
+    .unwrap();
+    assert_eq!(marked.trim(), "0", "the roll-ups stay whole: nothing re-marked");
+    query(&format!("DROP DATABASE IF EXISTS {database}")).unwrap();
+}
+
 /// Reopens `database`, written up to `now` before a migration that left its
 /// roll-ups across hosts empty: reads of the old hours are per series, the
 /// first whole hour after the migration is marked, and points after it are
@@ -415,13 +497,7 @@ fn reads_across_a_migration(database: &str, now: i64) {
     ))
     .unwrap();
     assert_eq!(buckets.trim(), "6", "bucket rows across hosts and their views");
-    let mut found = 0;
-    for filter in filters() {
-        for (from, to) in windows(now) {
-            found += compare(&store, &filter, from, to);
-        }
-    }
-    assert!(found > 0);
+    compare_every_window(&store, now);
     let marked = query(&format!(
         "SELECT max(toInt64(value)) FROM {database}.meta WHERE key = 'txn_rollup_from'"
     ))
@@ -501,4 +577,45 @@ fn points_past_a_window_are_not_read_with_it() {
         store.write(&batch(later, later + 1, 1)).unwrap();
         assert_eq!(read(&store), before, "a point at {later}, past the window, is not read");
     }
+}
+
+/// More transaction series than a query numbers in SQL (5,000): ClickHouse
+/// reads them by id and groups them itself, and the answer is still the
+/// hosts merged by hand.
+#[test]
+fn more_transactions_than_a_query_numbers_are_grouped_alike() {
+    let store = TestStore::open(Kind::ClickHouse, "across_hosts_many");
+    let now = START + DAY;
+    let mut batch = Batch::default();
+    for index in 0..5_200usize {
+        for host in ["h1", "h2"] {
+            let key = Arc::new(key("shop", host, &format!("GET /t{index}"), "web"));
+            for minute in [now - 70, now - 20] {
+                batch.histograms.push(HistogramPoint {
+                    key: key.clone(),
+                    minute: minute + (index % 7) as i64,
+                    histogram: point(index, minute),
+                });
+            }
+        }
+    }
+    store.write(&batch).unwrap();
+    let group_of = |key: &SeriesKey| key.transaction.len() % 3;
+    let (from, to, step) = (now - 120, now, 60);
+    let mut expected = BTreeMap::new();
+    for (key, start, h) in store.histogram_steps(&Filter::default(), from, to, step).unwrap() {
+        merge_into(&mut expected, (group_of(&key), start), &h);
+    }
+    let mut by_group = |key: &SeriesKey| {
+        assert!(key.host.is_empty(), "groups see keys without hosts");
+        Some(group_of(key))
+    };
+    let grouped: BTreeMap<(usize, i64), Histogram> = store
+        .histogram_steps_grouped(&across(&Filter::default()), from, to, step, &mut by_group)
+        .unwrap()
+        .into_iter()
+        .map(|(g, s, h)| ((g, s), h))
+        .collect();
+    assert_eq!(grouped.len(), 6, "three groups, two steps");
+    assert_eq!(grouped, expected, "grouped steps of 5,200 transactions");
 }

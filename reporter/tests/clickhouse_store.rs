@@ -766,7 +766,7 @@ fn a_schema_1_database_is_migrated_and_keeps_its_error_hours() {
         "SELECT max(toInt64(value)) FROM {database}.meta WHERE key = 'schema_version'"
     ))
     .unwrap();
-    assert_eq!(version.trim(), "4");
+    assert_eq!(version.trim(), "5");
     // The rows from before, in whole hours (read from `error_hour`).
     let before = store.errors(&Filter::default(), 60, 120).unwrap();
     assert_eq!(

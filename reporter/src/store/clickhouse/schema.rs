@@ -18,8 +18,10 @@ use crate::store::StoreError;
 /// `txn_*` tables roll them up across hosts, see [`super::txn`]; 4: those
 /// roll-ups are sorted by time first, since their reads take a stretch of
 /// time for many transactions, and keep their histograms' buckets as rows,
-/// `txn_bucket_*`, which a read sums far faster than `sumMap` states).
-pub(super) const SCHEMA_VERSION: i64 = 4;
+/// `txn_bucket_*`, which a read sums far faster than `sumMap` states; 5:
+/// their views read rows the writer merged across hosts, `txn_*_in`,
+/// not every series' minute rows).
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// Each table that retention cuts: its resolution's key column, and how many
 /// minutes one of its partitions spans.
@@ -220,7 +222,24 @@ pub(super) fn schema(db: &str) -> Vec<String> {
         ),
     ];
     // Roll-ups across hosts at each resolution (`txn` above; sorted by time
-    // and with bucket rows since schema 4).
+    // and with bucket rows since schema 4), fed since schema 5 by rows the
+    // writer merged across hosts (`writes::ROLLUP_FEEDS`), which are not
+    // kept: ClickHouse unrolls a transaction's buckets once per block and
+    // minute, not once per host.
+    statements.extend([
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.txn_histogram_in
+             (txn_id UInt64, minute Int64, count UInt64, sum Float64, min Float64, max Float64, scale Int8,
+              zero_count UInt64, zero_threshold Float64, bucket_index Array(Int32), bucket_count Array(UInt64),
+              estimated UInt8)
+             ENGINE = Null"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.txn_counter_in
+             (txn_id UInt64, name String, labels String, minute Int64, value Float64)
+             ENGINE = Null"
+        ),
+    ]);
     for (r, key, partition) in [
         ("minute", "minute".to_owned(), "intDiv(minute, 1440)"),
         ("hour", hour, "intDiv(hour, 168)"),
@@ -243,18 +262,18 @@ pub(super) fn schema(db: &str) -> Vec<String> {
             format!(
                 "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_histogram_{r}_mv TO {db}.txn_histogram_{r} AS
                  SELECT txn_id, {key} AS {r}, {scalar_states}
-                 FROM {db}.histogram_minute GROUP BY txn_id, {r}, scale"
+                 FROM {db}.txn_histogram_in GROUP BY txn_id, {r}, scale"
             ),
             format!(
                 "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_bucket_{r}_mv TO {db}.txn_bucket_{r} AS
                  SELECT {key} AS {r}, txn_id, scale, idx, sum(cnt) AS n
-                 FROM {db}.histogram_minute ARRAY JOIN bucket_index AS idx, bucket_count AS cnt
+                 FROM {db}.txn_histogram_in ARRAY JOIN bucket_index AS idx, bucket_count AS cnt
                  GROUP BY {r}, txn_id, scale, idx"
             ),
             format!(
                 "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.txn_counter_{r}_mv TO {db}.txn_counter_{r} AS
                  SELECT txn_id, name, labels, {key} AS {r}, sumState(value) AS value_state
-                 FROM {db}.counter_minute GROUP BY txn_id, name, labels, {r}"
+                 FROM {db}.txn_counter_in GROUP BY txn_id, name, labels, {r}"
             ),
         ]);
     }
@@ -277,6 +296,7 @@ impl ClickHouseStore {
         self.migrate_error_minute()?;
         self.migrate_txn_columns()?;
         self.migrate_txn_rollups()?;
+        self.migrate_txn_feed()?;
         let statements = schema(db);
         for statement in &statements {
             // Replicas starting together race to create: one retry settles it.

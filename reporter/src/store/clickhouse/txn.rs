@@ -3,11 +3,13 @@
 //!
 //! A transaction series is a series key without its host. Each histogram
 //! and counter minute row carries its transaction series' id ([`txn_id`]),
-//! `txn` names them, and materialised views fill `txn_histogram_*` (the
-//! histograms' scalars as states), `txn_bucket_*` (their buckets, one row
-//! each) and `txn_counter_*` (minute, hour, day) keyed by it, as the
-//! per-series views fill the per-series tables; retention drops their
-//! partitions alike. They are sorted by time first: a read across hosts
+//! `txn` names them. The writer also merges each block's minute rows across
+//! hosts, one per transaction series and minute, into `txn_histogram_in` and
+//! `txn_counter_in` (engine `Null`: not kept), and materialised views on
+//! those fill `txn_histogram_*` (the histograms' scalars as states),
+//! `txn_bucket_*` (their buckets, one row each) and `txn_counter_*` (minute,
+//! hour, day) keyed by it; retention drops their partitions as the
+//! per-series tables'. They are sorted by time first: a read across hosts
 //! takes a stretch of time for every transaction.
 //!
 //! A read across hosts takes them ([`ClickHouseStore::selections`]) unless
@@ -148,6 +150,27 @@ impl ClickHouseStore {
         tracing::info!(
             database = %self.database,
             "re-created the roll-ups across hosts (schema 4); reads across hosts of the time before the next hour are read per series"
+        );
+        Ok(())
+    }
+
+    /// Brings schema 4's roll-ups across hosts to schema 5's feed before
+    /// the views are created: their views read every series' minute rows
+    /// (`histogram_minute`, `counter_minute`) and are dropped, so that the
+    /// schema creates them anew on the rows the writer merges across hosts
+    /// (`txn_*_in`). The roll-ups' rows stay, whole: nothing is re-marked.
+    /// Every replica of a database must run schema 5 from then on: a
+    /// schema 4 replica still writing would not feed the roll-ups.
+    pub(super) fn migrate_txn_feed(&self) -> Result<(), StoreError> {
+        if self.columns("histogram_minute")?.is_empty() || !self.columns("txn_histogram_in")?.is_empty() {
+            return Ok(());
+        }
+        for view in VIEWS {
+            self.execute(&format!("DROP TABLE IF EXISTS {view}"))?;
+        }
+        tracing::info!(
+            database = %self.database,
+            "the roll-ups across hosts are now fed by rows merged across hosts (schema 5); every replica of this database must run this version"
         );
         Ok(())
     }

@@ -2,6 +2,8 @@
 //! rows per table, group-committed with other writers' rows, the trace
 //! links errors wait for, and retention (dropping whole partitions).
 
+use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -18,16 +20,25 @@ use crate::store::rollup::Retention;
 use crate::store::{Batch, StoreError};
 
 /// The tables a batch's points go to, in the order they are inserted.
-pub(super) const DATA_TABLES: [&str; 7] = [
+pub(super) const DATA_TABLES: [&str; 9] = [
     // Before the points that name them, as series are.
     "txn",
     "histogram_minute",
     "counter_minute",
+    // The roll-ups across hosts' feeds (`ROLLUP_FEEDS`).
+    "txn_histogram_in",
+    "txn_counter_in",
     "error_minute",
     "kept_trace",
     "stream",
     "metric_transaction",
 ];
+
+/// The tables (engine `Null`) whose rows feed the roll-ups across hosts
+/// through their materialised views (`super::txn`): rows merged per
+/// transaction series here, so that ClickHouse parses and unrolls each
+/// transaction's buckets once per minute and block, not once per host.
+pub(super) const ROLLUP_FEEDS: [&str; 2] = ["txn_histogram_in", "txn_counter_in"];
 
 /// One or more batches, as `JSONEachRow` rows ready to insert.
 #[derive(Default)]
@@ -171,9 +182,12 @@ struct TxnRow<'a> {
     environment: &'a str,
 }
 
+/// A minute row of a series (`histogram_minute`), or of a transaction
+/// series across hosts (`txn_histogram_in`: no `series_id`).
 #[derive(Serialize)]
 struct HistogramRow {
-    series_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    series_id: Option<u64>,
     txn_id: u64,
     minute: i64,
     count: u64,
@@ -188,14 +202,39 @@ struct HistogramRow {
     estimated: u8,
 }
 
+/// A counter's minute of a series (`counter_minute`), or of a transaction
+/// series across hosts (`txn_counter_in`: no `series_id`).
 #[derive(Serialize)]
 struct CounterRow<'a> {
-    series_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    series_id: Option<u64>,
     txn_id: u64,
     name: &'a str,
     labels: &'a str,
     minute: i64,
     value: f64,
+}
+
+impl HistogramRow {
+    fn new(series_id: Option<u64>, txn_id: u64, minute: i64, h: &Histogram) -> HistogramRow {
+        let h = h.for_store();
+        let (bucket_index, bucket_count) = h.iter_buckets().unzip();
+        HistogramRow {
+            series_id,
+            txn_id,
+            minute,
+            count: h.count,
+            sum: finite(h.sum),
+            min: if h.count > 0 { finite(h.min) } else { 0.0 },
+            max: if h.count > 0 { finite(h.max) } else { 0.0 },
+            scale: h.scale,
+            zero_count: h.zero_count,
+            zero_threshold: finite(h.zero_threshold),
+            bucket_index,
+            bucket_count,
+            estimated: u8::from(h.estimated),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -288,53 +327,72 @@ impl ClickHouseStore {
                 }
             }
         }
-        let [transactions, histograms, counters, errors, traces, streams, metric_transactions] = &mut out.tables;
+        let [transactions, histograms, counters, txn_histograms, txn_counters, errors, traces, streams, metric_transactions] =
+            &mut out.tables;
         *transactions = txns;
         // One row per series and minute of the batch (an SDK sends a point
         // per outcome; a hostile one thousands), saturated at 2^49 runs:
         // `UInt64` sums over a series' rows wrap, so their rows stay few and
         // bounded (2,100 points of 2^53 runs in one request wrapped).
-        let mut merged: HashMap<(u64, i64), (u64, std::borrow::Cow<'_, Histogram>)> = HashMap::new();
+        let mut merged: HashMap<(u64, i64), (u64, Cow<'_, Histogram>)> = HashMap::new();
         for p in &batch.histograms {
             match merged.entry((series_id(&p.key), p.minute)) {
-                std::collections::hash_map::Entry::Occupied(mut row) => row.get_mut().1.to_mut().merge(&p.histogram),
-                std::collections::hash_map::Entry::Vacant(row) => {
-                    row.insert((txn_id(&p.key), std::borrow::Cow::Borrowed(&p.histogram)));
+                Entry::Occupied(mut row) => row.get_mut().1.to_mut().merge(&p.histogram),
+                Entry::Vacant(row) => {
+                    row.insert((txn_id(&p.key), Cow::Borrowed(&p.histogram)));
+                }
+            }
+        }
+        // And one per transaction series and minute, hosts merged, for the
+        // roll-ups across hosts.
+        let mut across: HashMap<(u64, i64), Cow<'_, Histogram>> = HashMap::new();
+        for (&(_, minute), (txn_id, h)) in &merged {
+            match across.entry((*txn_id, minute)) {
+                Entry::Occupied(mut row) => row.get_mut().to_mut().merge(h),
+                Entry::Vacant(row) => {
+                    row.insert(Cow::Borrowed(&**h));
                 }
             }
         }
         self.encode(
             histograms,
-            merged.iter().map(|(&(series_id, minute), (txn_id, h))| {
-                let h = h.for_store();
-                let (bucket_index, bucket_count) = h.iter_buckets().unzip();
-                HistogramRow {
-                    series_id,
-                    txn_id: *txn_id,
-                    minute,
-                    count: h.count,
-                    sum: finite(h.sum),
-                    min: if h.count > 0 { finite(h.min) } else { 0.0 },
-                    max: if h.count > 0 { finite(h.max) } else { 0.0 },
-                    scale: h.scale,
-                    zero_count: h.zero_count,
-                    zero_threshold: finite(h.zero_threshold),
-                    bucket_index,
-                    bucket_count,
-                    estimated: u8::from(h.estimated),
-                }
-            }),
+            merged
+                .iter()
+                .map(|(&(series_id, minute), (txn_id, h))| HistogramRow::new(Some(series_id), *txn_id, minute, h)),
         )?;
         self.encode(
-            counters,
-            batch.counters.iter().map(|p| CounterRow {
-                series_id: series_id(&p.key),
-                txn_id: txn_id(&p.key),
-                name: &p.name,
-                labels: &p.labels,
-                minute: p.minute,
-                value: finite(p.value),
-            }),
+            txn_histograms,
+            across
+                .iter()
+                .map(|(&(txn_id, minute), h)| HistogramRow::new(None, txn_id, minute, h)),
+        )?;
+        let counter_rows = batch.counters.iter().map(|p| CounterRow {
+            series_id: Some(series_id(&p.key)),
+            txn_id: txn_id(&p.key),
+            name: &p.name,
+            labels: &p.labels,
+            minute: p.minute,
+            value: finite(p.value),
+        });
+        self.encode(counters, counter_rows.clone())?;
+        let mut summed: HashMap<(u64, &str, &str, i64), f64> = HashMap::new();
+        for row in counter_rows {
+            *summed
+                .entry((row.txn_id, row.name, row.labels, row.minute))
+                .or_default() += row.value;
+        }
+        self.encode(
+            txn_counters,
+            summed
+                .into_iter()
+                .map(|((txn_id, name, labels, minute), value)| CounterRow {
+                    series_id: None,
+                    txn_id,
+                    name,
+                    labels,
+                    minute,
+                    value: finite(value),
+                }),
         )?;
         self.encode(
             errors,
