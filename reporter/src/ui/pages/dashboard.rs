@@ -213,6 +213,31 @@ fn panel(
     })
 }
 
+/// Reads what the panels need before they are drawn, the lines' series on
+/// this thread while the tables' and bars' rows are read on another (kept
+/// in `analysis`'s memo): a dashboard's reads are independent, and each
+/// waits mostly on the store, so the page takes the longest of them rather
+/// than their sum. Errors are left for the panels to show.
+fn warm(analysis: &Analysis<'_>, drawn: &mut Drawn, panels: &[Panel], params: &Params, now: i64) {
+    let (lines, rows): (Vec<&Panel>, Vec<&Panel>) = panels.iter().partition(|p| p.chart == Chart::Line);
+    std::thread::scope(|threads| {
+        if !rows.is_empty() {
+            threads.spawn(|| {
+                for p in rows {
+                    if let Ok(scope) = panel_scope(p, params, now) {
+                        let _ = analysis.slowest_grouped(&scope, p.group, Rank::TimeConsumed, usize::MAX);
+                    }
+                }
+            });
+        }
+        for p in lines {
+            if let Ok(scope) = panel_scope(p, params, now) {
+                let _ = drawn.timeseries(analysis, &scope, p.group);
+            }
+        }
+    });
+}
+
 /// The API question and parameters behind a panel.
 fn panel_api(panel: &Panel, params: &Params) -> (&'static str, Params) {
     let mut api = Params::default();
@@ -253,6 +278,7 @@ pub fn dashboard(app: &App, found: &Dashboards, name: &str, params: &Params, now
     let memo = Memo::default();
     let analysis = app.analysis().remembering(&memo);
     let mut drawn = Drawn::default();
+    warm(&analysis, &mut drawn, &dashboard.panels, params, now);
     for (i, p) in dashboard.panels.iter().enumerate() {
         let (question, api) = panel_api(p, params);
         let body = match panel(&analysis, &mut drawn, p, params, now) {
