@@ -69,6 +69,7 @@ mod segments;
 mod series;
 mod snapshot;
 mod sync;
+pub mod trace_context;
 mod traces;
 mod transaction;
 
@@ -89,6 +90,7 @@ pub use snapshot::{
     clamp_quantile, AgentStats, Apdex, Bucket, Harvest, HistogramSnapshot, LayoutMismatch, OutcomeCounts,
     TransactionSnapshot,
 };
+pub use trace_context::TraceContext;
 pub use traces::{TraceSegment, TraceSnapshot};
 pub use transaction::{
     Outcome, Segment, SegmentGuard, SegmentKind, Timed, Transaction, TransactionGuard, TransactionKind,
