@@ -64,6 +64,8 @@ mod config;
 mod errors;
 pub mod exponential_scale;
 mod layout;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod registry;
 mod segments;
 mod series;

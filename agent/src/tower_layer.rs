@@ -21,7 +21,10 @@
 //! as parent, and the caller's `tracestate` is kept. A request without one
 //! starts a new trace. A caller that did not sample the trace (flags `00`)
 //! still has its run recorded in the histograms, but the run is never kept
-//! as a trace. See [`crate::trace_context`].
+//! as a trace. See [`crate::trace_context`]. With the `opentelemetry`
+//! feature, a request served inside an OpenTelemetry span (a
+//! `tracing-opentelemetry` request span entered around this layer, such as
+//! `tower-http`'s `TraceLayer`) takes that span's trace and span ids instead.
 //!
 //! Calls to other services made through a client wrapped in
 //! [`KurokoClientLayer`] while a request is being served are timed as
@@ -283,8 +286,21 @@ where
         let mut guard = tx.start();
         guard.set_outcome(Outcome::Cancelled);
         let run = guard.run_trace();
-        if let (Some(run), Some(remote)) = (&run, incoming_context(request.headers())) {
-            run.set_ids(RunIds::child_of(&remote));
+        if let Some(run) = &run {
+            let remote = incoming_context(request.headers());
+            // Inside an OpenTelemetry span (tracing-opentelemetry), the run
+            // takes its ids; the caller's span is its parent if in its trace.
+            #[cfg(feature = "opentelemetry")]
+            let remote = match crate::otel::current_run_ids(remote.as_ref().map(|r| (r.trace_id(), r.span_id()))) {
+                Some(ids) => {
+                    run.set_ids(ids);
+                    None
+                }
+                None => remote,
+            };
+            if let Some(remote) = remote {
+                run.set_ids(RunIds::child_of(&remote));
+            }
         }
         let current = CurrentTransaction { tx, run };
         request.extensions_mut().insert(current.clone());

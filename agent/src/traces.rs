@@ -98,6 +98,12 @@ impl RunTrace {
         let _ = self.ids.set(ids);
     }
 
+    /// Whether the run has been placed in a trace yet.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) fn has_ids(&self) -> bool {
+        self.ids.get().is_some()
+    }
+
     /// The run's ids, starting a new trace if it has none yet.
     pub(crate) fn ids(&self) -> &RunIds {
         self.ids.get_or_init(RunIds::root)
@@ -110,6 +116,7 @@ impl RunTrace {
     }
 
     /// The context to send with an outgoing call whose span is `span_id`.
+    #[cfg(feature = "tower")]
     pub(crate) fn outgoing(&self, span_id: [u8; 8]) -> Option<TraceContext> {
         let ids = self.ids();
         Some(TraceContext::new(ids.trace_id, span_id, ids.sampled)?.with_tracestate(ids.tracestate.clone()))
@@ -122,6 +129,7 @@ impl RunTrace {
 
     /// Adds a call that started at `start`, lasted `duration_ns` and was
     /// sent on with `span_id` as its span.
+    #[cfg(feature = "tower")]
     pub(crate) fn add_span(&self, stats: Arc<SegmentStats>, start: Stamp, duration_ns: u64, span_id: [u8; 8]) {
         self.push(stats, start.since(self.start), duration_ns, span_id);
     }
