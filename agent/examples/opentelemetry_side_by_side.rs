@@ -6,8 +6,8 @@
 //! ```
 //!
 //! Two services in one process, on loopback: `checkout` (port 3001) calls
-//! `quotes` (port 3002) over HTTP through Kuroko's client layer, which sends
-//! the W3C `traceparent`. Both are timed by Kuroko's tower layer inside a
+//! `quotes` (port 3002) over HTTP with reqwest, the call timed by Kuroko's
+//! `OutgoingCall`, which gives it the W3C `traceparent` to send. Both are timed by Kuroko's tower layer inside a
 //! `tracing` request span that `tracing-opentelemetry` turns into an
 //! OpenTelemetry span (the OpenTelemetry SDK here prints the spans it would
 //! export). The example sends one slow request and prints, for each
@@ -25,14 +25,14 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
-use kuroko_agent::tower_layer::{KurokoClientLayer, KurokoClientService, KurokoLayer};
+use kuroko_agent::tower_layer::{KurokoLayer, OutgoingCall};
 use kuroko_agent::{tracing_layer, Agent, TransactionSpec};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use tower::{Layer, Service, ServiceExt};
+use tower::Service;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::prelude::*;
@@ -48,33 +48,6 @@ impl SpanExporter for Exported {
             .map_err(|_| opentelemetry_sdk::error::OTelSdkError::AlreadyShutdown)?
             .extend(batch);
         Ok(())
-    }
-}
-
-/// An HTTP client as a tower service of `http::Request`, sending with reqwest.
-#[derive(Clone)]
-struct Reqwest(reqwest::Client);
-
-type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
-
-impl Service<http::Request<String>> for Reqwest {
-    type Response = http::Response<String>;
-    type Error = reqwest::Error;
-    type Future = Boxed<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<String>) -> Self::Future {
-        let client = self.0.clone();
-        Box::pin(async move {
-            let response = client.execute(reqwest::Request::try_from(request)?).await?;
-            let status = response.status();
-            let mut out = http::Response::new(response.text().await?);
-            *out.status_mut() = status;
-            Ok(out)
-        })
     }
 }
 
@@ -134,20 +107,25 @@ async fn main() -> anyhow::Result<()> {
             }),
         )
         .layer(KurokoLayer::new(quotes.clone()));
-    let client = KurokoClientLayer::new().layer(Reqwest(reqwest::Client::new()));
+    // The call to `quotes` with reqwest: `OutgoingCall` times it as an
+    // external segment and gives it the traceparent to send (a tower client
+    // would use `KurokoClientLayer` instead).
     let checkout_app = Router::new()
         .route(
             "/checkout",
-            get(|State(mut client): State<KurokoClientService<Reqwest>>| async move {
-                let request = http::Request::get("http://127.0.0.1:3002/quote")
-                    .body(String::new())
-                    .map_err(|e| e.to_string())?;
-                let client = client.ready().await.map_err(|e| e.to_string())?;
-                let quote = client.call(request).await.map_err(|e| e.to_string())?;
-                Ok::<_, String>(format!("total {}\n", quote.body()))
+            get(|State(client): State<reqwest::Client>| async move {
+                let call = OutgoingCall::start("quotes");
+                let mut request = client.get("http://127.0.0.1:3002/quote");
+                if let Some(call) = &call {
+                    request = request.headers(call.headers());
+                }
+                let quote = request.send().await.map_err(|e| e.to_string())?;
+                let quote = quote.text().await.map_err(|e| e.to_string())?;
+                drop(call);
+                Ok::<_, String>(format!("total {quote}\n"))
             }),
         )
-        .with_state(client)
+        .with_state(reqwest::Client::new())
         .layer(KurokoLayer::new(checkout.clone()));
     tokio::spawn(serve(3002, quote_app));
     tokio::spawn(serve(3001, checkout_app));

@@ -27,10 +27,11 @@
 //! `tower-http`'s `TraceLayer`) takes that span's trace and span ids instead.
 //!
 //! Calls to other services made through a client wrapped in
-//! [`KurokoClientLayer`] while a request is being served are timed as
-//! *external* segments of its run, and carry a `traceparent` naming the
-//! call's own span, so the callee's run joins the same trace as a child of
-//! that call.
+//! [`KurokoClientLayer`] (or, for clients that are not tower services such
+//! as reqwest, through an [`OutgoingCall`]) while a request is being served
+//! are timed as *external* segments of its run, and carry a `traceparent`
+//! naming the call's own span, so the callee's run joins the same trace as a
+//! child of that call.
 //!
 //! Handlers reach the current transaction through the [`CurrentTransaction`]
 //! request extension, to time segments or capture errors:
@@ -85,13 +86,6 @@ pub struct CurrentTransaction {
 }
 
 impl CurrentTransaction {
-    /// The W3C trace context to send with a call made outside
-    /// [`KurokoClientLayer`], naming `span_id` as the caller's span (the
-    /// trace id is the run's: its caller's, or a new one).
-    pub fn outgoing_context(&self, span_id: [u8; 8]) -> Option<TraceContext> {
-        self.run.as_ref()?.outgoing(span_id)
-    }
-
     /// The trace id of this request's run: the caller's when the request
     /// carried a `traceparent`, else a new one, drawn now if not yet drawn.
     pub fn trace_id(&self) -> Option<[u8; 16]> {
@@ -466,25 +460,14 @@ pub struct KurokoClientService<S> {
 impl<S> KurokoClientService<S> {
     /// Starts timing `request` as an external call of the request being
     /// served, and writes the trace context into its headers.
-    fn start_call<B>(&self, request: &mut Request<B>) -> Option<ExternalCall> {
+    fn start_call<B>(&self, request: &mut Request<B>) -> Option<OutgoingCall> {
         let current = request
             .extensions()
             .get::<CurrentTransaction>()
             .cloned()
             .or_else(current)?;
-        let run = current.run?;
-        let span_id = random_id();
-        let context = run.outgoing(span_id)?;
-        let headers = request.headers_mut();
-        if let Ok(value) = HeaderValue::from_str(&context.traceparent()) {
-            headers.insert(TRACEPARENT, value);
-        }
-        headers.remove(TRACESTATE);
-        if let Some(Ok(value)) = context.tracestate().map(HeaderValue::from_str) {
-            headers.insert(TRACESTATE, value);
-        }
-        let stats = match &self.name {
-            Some(name) => current.tx.series.segments.resolve(SegmentKind::External, name),
+        let call = match &self.name {
+            Some(name) => OutgoingCall::start_in(&current, name),
             None => {
                 let host = request
                     .uri()
@@ -492,16 +475,11 @@ impl<S> KurokoClientService<S> {
                     .map(|a| a.as_str())
                     .or_else(|| request.headers().get(http::header::HOST)?.to_str().ok())
                     .unwrap_or("(no host)");
-                let name = format!("{} {host}", request.method());
-                current.tx.series.segments.resolve(SegmentKind::External, &name)
+                OutgoingCall::start_in(&current, &format!("{} {host}", request.method()))
             }
-        };
-        Some(ExternalCall {
-            stats,
-            run,
-            span_id,
-            start: Stamp::now(),
-        })
+        }?;
+        call.inject(request.headers_mut());
+        Some(call)
     }
 }
 
@@ -526,21 +504,92 @@ where
     }
 }
 
-/// One outgoing call being timed; recorded when dropped (when the response
-/// arrived, the call failed, or the caller gave up on it).
+/// One call to another service, made while a request is being served:
+/// timed as an *external* segment of the request's run (recorded when
+/// dropped: when the response arrived, the call failed, or the caller gave up
+/// on it) and given a span of its own, whose W3C trace context goes with the
+/// call so that the callee's run joins the trace as its child.
+///
+/// [`KurokoClientLayer`] does this for tower clients; `OutgoingCall` is the
+/// same for any other client, reqwest say:
+///
+/// ```no_run
+/// use kuroko_agent::tower_layer::OutgoingCall;
+///
+/// # async fn quote(client: reqwest::Client) -> Result<String, reqwest::Error> {
+/// // In a handler served by KurokoLayer (None outside any request).
+/// let call = OutgoingCall::start("GET billing");
+/// let mut request = client.get("http://billing.internal/quote");
+/// if let Some(call) = &call {
+///     request = request.headers(call.headers());
+/// }
+/// let quote = request.send().await?.text().await;
+/// drop(call); // the segment ends here
+/// quote
+/// # }
+/// ```
 #[derive(Debug)]
-struct ExternalCall {
+#[must_use = "the call is timed until it is dropped"]
+pub struct OutgoingCall {
     stats: Arc<SegmentStats>,
     run: Arc<RunTrace>,
-    span_id: [u8; 8],
+    context: TraceContext,
     start: Stamp,
 }
 
-impl Drop for ExternalCall {
+impl OutgoingCall {
+    /// Starts a call named `name` (the service or host called, never a path
+    /// with ids in it) of the request being served on this thread; `None`
+    /// outside any request (in a spawned task, see
+    /// [`CurrentTransaction::scope`] or [`start_in`](Self::start_in)).
+    pub fn start(name: &str) -> Option<OutgoingCall> {
+        OutgoingCall::start_in(&current()?, name)
+    }
+
+    /// Starts a call named `name` of the request `current`.
+    pub fn start_in(current: &CurrentTransaction, name: &str) -> Option<OutgoingCall> {
+        let run = current.run.clone()?;
+        let context = run.outgoing(random_id())?;
+        Some(OutgoingCall {
+            stats: current.tx.series.segments.resolve(SegmentKind::External, name),
+            run,
+            context,
+            start: Stamp::now(),
+        })
+    }
+
+    /// The trace context sent with the call: the run's trace id and sampled
+    /// flag, the call's own span id, and the caller's `tracestate`.
+    pub fn context(&self) -> &TraceContext {
+        &self.context
+    }
+
+    /// `traceparent` (and `tracestate`, if any) as headers to send.
+    pub fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        self.inject(&mut headers);
+        headers
+    }
+
+    /// Writes `traceparent` and `tracestate` into `headers`, replacing what
+    /// was there.
+    pub fn inject(&self, headers: &mut HeaderMap) {
+        if let Ok(value) = HeaderValue::from_str(&self.context.traceparent()) {
+            headers.insert(TRACEPARENT, value);
+        }
+        headers.remove(TRACESTATE);
+        if let Some(Ok(value)) = self.context.tracestate().map(HeaderValue::from_str) {
+            headers.insert(TRACESTATE, value);
+        }
+    }
+}
+
+impl Drop for OutgoingCall {
     fn drop(&mut self) {
         let ns = self.start.elapsed_ns();
         self.stats.record(ns, ns);
-        self.run.add_span(self.stats.clone(), self.start, ns, self.span_id);
+        self.run
+            .add_span(self.stats.clone(), self.start, ns, self.context.span_id());
     }
 }
 
@@ -549,7 +598,7 @@ pin_project_lite::pin_project! {
     pub struct ClientFuture<F> {
         #[pin]
         future: F,
-        call: Option<ExternalCall>,
+        call: Option<OutgoingCall>,
     }
 }
 

@@ -98,12 +98,6 @@ impl RunTrace {
         let _ = self.ids.set(ids);
     }
 
-    /// Whether the run has been placed in a trace yet.
-    #[cfg(feature = "opentelemetry")]
-    pub(crate) fn has_ids(&self) -> bool {
-        self.ids.get().is_some()
-    }
-
     /// The run's ids, starting a new trace if it has none yet.
     pub(crate) fn ids(&self) -> &RunIds {
         self.ids.get_or_init(RunIds::root)

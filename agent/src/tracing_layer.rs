@@ -117,12 +117,15 @@ impl KurokoLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
+        use std::sync::atomic::Ordering::Relaxed;
         use tracing_opentelemetry::get_otel_context;
         let Some(span) = ctx.span(id) else { return };
-        let run = match span.extensions().get::<TxSpan>() {
-            Some(tx_span) if !tx_span.run().has_ids() => tx_span.run(),
+        // Only a transaction's first enter asks (segments and later enters
+        // cost one extension lookup).
+        match span.extensions().get::<TxSpan>() {
+            Some(tx_span) if !tx_span.otel_asked.swap(true, Relaxed) => {}
             _ => return,
-        };
+        }
         // No extensions are held here: `get_otel_context` locks them.
         let Some(dispatch) = self.dispatch.get().and_then(|weak| weak.upgrade()) else {
             return;
@@ -134,7 +137,9 @@ impl KurokoLayer {
             .parent()
             .and_then(|parent| get_otel_context(&parent.id(), &dispatch));
         if let Some(ids) = crate::otel::run_ids(&context, parent.as_ref().and_then(crate::otel::ids)) {
-            run.set_ids(ids);
+            if let Some(tx_span) = span.extensions().get::<TxSpan>() {
+                tx_span.run().set_ids(ids);
+            }
         }
     }
 }
@@ -146,6 +151,9 @@ struct TxSpan {
     outcome: Outcome,
     /// The run's segments, for its trace; created by its first segment.
     run: std::sync::OnceLock<Arc<RunTrace>>,
+    /// Whether the OpenTelemetry span's ids were asked for (first enter).
+    #[cfg(feature = "opentelemetry")]
+    otel_asked: std::sync::atomic::AtomicBool,
 }
 
 impl TxSpan {
@@ -384,6 +392,8 @@ where
                     start: Stamp::now(),
                     outcome: fields.outcome(Outcome::Ok),
                     run: std::sync::OnceLock::new(),
+                    #[cfg(feature = "opentelemetry")]
+                    otel_asked: std::sync::atomic::AtomicBool::new(false),
                 })
             });
             if let Some(tx_span) = started {

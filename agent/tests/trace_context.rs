@@ -5,55 +5,25 @@
 
 use std::time::{Duration, SystemTime};
 
-use axum::extract::State;
+mod support;
+
+use axum::extract::{Extension, State};
 use axum::routing::get;
 use axum::Router;
 use kuroko_agent::export::encode::{metrics_request, ExportStats};
-use kuroko_agent::tower_layer::{KurokoClientLayer, KurokoClientService, KurokoLayer};
+use kuroko_agent::tower_layer::{
+    CurrentTransaction, KurokoClientLayer, KurokoClientService, KurokoLayer, OutgoingCall,
+};
 use kuroko_agent::{Agent, Harvest, SegmentKind, TraceSnapshot, TransactionSpec};
 use opentelemetry_proto::tonic::metrics::v1::metric;
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use support::http::{listen, Reqwest};
 use tower::{Layer, Service, ServiceExt};
 
 /// How long B's slow route takes: far over both services' slow threshold
 /// (4 × 5 ms), so every run of it (and of A's route that waits for it) is
 /// kept as a trace, however loaded the machine.
 const B_TAKES: Duration = Duration::from_millis(40);
-
-/// An HTTP client as a tower service of `http::Request`, sending with reqwest.
-#[derive(Clone)]
-struct Reqwest(reqwest::Client);
-
-impl Service<http::Request<String>> for Reqwest {
-    type Response = http::Response<String>;
-    type Error = reqwest::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<String>) -> Self::Future {
-        let client = self.0.clone();
-        Box::pin(async move {
-            let response = client.execute(reqwest::Request::try_from(request)?).await?;
-            let status = response.status();
-            let body = response.text().await?;
-            let mut out = http::Response::new(body);
-            *out.status_mut() = status;
-            Ok(out)
-        })
-    }
-}
-
-async fn listen(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let address = listener.local_addr().expect("local address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{address}")
-}
 
 fn slow_routes(agent: &Agent, route: &str) {
     agent.register(TransactionSpec::web("GET", route).apdex(Duration::from_millis(5)));
@@ -292,4 +262,52 @@ async fn calls_outside_any_request_pass_through_untouched() {
     let harvest = b_agent.harvest();
     let trace = only_trace(&harvest, "GET /quote");
     assert_eq!(trace.parent_span_id, None, "no context was sent, so B started a trace");
+}
+
+/// Service A': calls B with reqwest directly, through [`OutgoingCall`], from
+/// a task the handler spawns (carried there by `CurrentTransaction::scope`).
+async fn service_a_with_reqwest(agent: Agent, b: String) -> String {
+    slow_routes(&agent, "/checkout");
+    let app = Router::new()
+        .route(
+            "/checkout",
+            get(
+                |State(b): State<String>, Extension(current): Extension<CurrentTransaction>| async move {
+                    let task = current.scope(async move {
+                        let call = OutgoingCall::start("quote-api").ok_or("not inside the request")?;
+                        let quote = reqwest::Client::new()
+                            .get(format!("{b}/quote"))
+                            .headers(call.headers())
+                            .send()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let quote = quote.text().await.map_err(|e| e.to_string())?;
+                        drop(call);
+                        Ok::<_, String>(format!("total {quote}"))
+                    });
+                    tokio::spawn(task).await.map_err(|e| e.to_string())?
+                },
+            ),
+        )
+        .with_state(b)
+        .layer(KurokoLayer::new(agent));
+    listen(app).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_client_joins_the_trace_through_an_outgoing_call_even_from_a_spawned_task() {
+    let (a_agent, b_agent) = (Agent::default(), Agent::default());
+    let b = service_b(b_agent.clone()).await;
+    let a = service_a_with_reqwest(a_agent.clone(), b).await;
+    checkout(&a, &[]).await;
+    let (a, b) = (a_agent.harvest(), b_agent.harvest());
+
+    let a_trace = only_trace(&a, "GET /checkout");
+    let b_trace = only_trace(&b, "GET /quote");
+    assert_eq!(hex(&b_trace.trace_id), hex(&a_trace.trace_id));
+    assert_eq!(a_trace.segments.len(), 1, "{:#?}", a_trace.segments);
+    let call = &a_trace.segments[0];
+    assert_eq!((call.kind, &*call.name), (SegmentKind::External, "quote-api"));
+    assert!(call.duration >= B_TAKES, "{:?}", call.duration);
+    assert_eq!(b_trace.parent_span_id, Some(call.span_id));
 }

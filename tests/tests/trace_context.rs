@@ -1,8 +1,9 @@
 //! One slow request across two services, as a team running OpenTelemetry
 //! would look at it: `kuroko serve` on loopback; service A (axum, Kuroko's
 //! tower layer, `tracing-opentelemetry` with the OpenTelemetry SDK) calls
-//! service B (axum, Kuroko's tower layer) over HTTP through Kuroko's client
-//! layer; both agents and A's SDK export to the reporter. The reporter's
+//! service B (axum, Kuroko's tower layer) over HTTP with reqwest, the call
+//! timed and given its `traceparent` by Kuroko's `OutgoingCall` (the tower
+//! client layer is proved in agent/tests/trace_context.rs); both agents and A's SDK export to the reporter. The reporter's
 //! kept traces of A's and B's transactions carry one trace id, the one the
 //! OpenTelemetry SDK gave A's request span.
 
@@ -14,9 +15,9 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 use kuroko_agent::export::ExportConfig;
-use kuroko_agent::tower_layer::{KurokoClientLayer, KurokoClientService, KurokoLayer};
+use kuroko_agent::tower_layer::{KurokoLayer, OutgoingCall};
 use kuroko_agent::{Agent, AgentConfig, TransactionSpec};
-use kuroko_e2e::{kuroko, output, Running};
+use kuroko_e2e::{kuroko, output, serve};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -28,7 +29,7 @@ use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 use prost::Message;
 use serde_json::Value;
-use tower::{Layer, Service, ServiceExt};
+use tower::Service;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::prelude::*;
@@ -45,33 +46,6 @@ impl SpanExporter for Exported {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         self.0.lock().unwrap().extend(batch);
         Ok(())
-    }
-}
-
-/// An HTTP client as a tower service of `http::Request`, sending with reqwest.
-#[derive(Clone)]
-struct Reqwest(reqwest::Client);
-
-type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
-
-impl Service<http::Request<String>> for Reqwest {
-    type Response = http::Response<String>;
-    type Error = reqwest::Error;
-    type Future = Boxed<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<String>) -> Self::Future {
-        let client = self.0.clone();
-        Box::pin(async move {
-            let response = client.execute(reqwest::Request::try_from(request)?).await?;
-            let status = response.status();
-            let mut out = http::Response::new(response.text().await?);
-            *out.status_mut() = status;
-            Ok(out)
-        })
     }
 }
 
@@ -156,16 +130,7 @@ async fn a_slow_request_is_one_trace_in_the_reporter_across_two_services_and_ope
         ),
     )
     .expect("config");
-    let mut reporter = Running::start(&kuroko(), &["serve", "--config", config.to_str().expect("utf-8 path")]);
-    let ready = reporter.wait_for("OTLP/HTTP on", Duration::from_secs(60));
-    let http = ready
-        .split("OTLP/HTTP on ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .expect("the address line")
-        .trim()
-        .to_owned();
-    let server = format!("http://{http}");
+    let (reporter, server) = serve(&config);
 
     // A's OpenTelemetry SDK and tracing-opentelemetry.
     let resource = Resource::builder().with_service_name("checkout-api").build();
@@ -193,24 +158,25 @@ async fn a_slow_request_is_one_trace_in_the_reporter_across_two_services_and_ope
 
     // A: axum + Kuroko inside an OpenTelemetry request span that continues
     // the caller's traceparent (what tower-http's TraceLayer and an
-    // extractor do), calling B through Kuroko's client layer.
+    // extractor do), calling B with reqwest through an `OutgoingCall`.
     let (a_agent, a_exporter) = agent("checkout-api", "/checkout", &server);
-    let client = KurokoClientLayer::new().layer(Reqwest(reqwest::Client::new()));
     let checkout = Router::new()
         .route(
             "/checkout",
-            get(
-                |State((mut client, b)): State<(KurokoClientService<Reqwest>, String)>| async move {
-                    let request = http::Request::get(format!("{b}/quote"))
-                        .body(String::new())
-                        .map_err(|e| e.to_string())?;
-                    let client = client.ready().await.map_err(|e| e.to_string())?;
-                    let quote = client.call(request).await.map_err(|e| e.to_string())?;
-                    Ok::<_, String>(format!("total {}", quote.body()))
-                },
-            ),
+            get(|State(b): State<String>| async move {
+                let call = OutgoingCall::start("quote-api").ok_or("not inside the request")?;
+                let quote = reqwest::Client::new()
+                    .get(format!("{b}/quote"))
+                    .headers(call.headers())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let quote = quote.text().await.map_err(|e| e.to_string())?;
+                drop(call);
+                Ok::<_, String>(format!("total {quote}"))
+            }),
         )
-        .with_state((client, b))
+        .with_state(b)
         .layer(KurokoLayer::new(a_agent.clone()));
     let traced = tower::service_fn(move |request: http::Request<axum::body::Body>| {
         let headers: HashMap<String, String> = request
