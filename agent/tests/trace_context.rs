@@ -311,3 +311,43 @@ async fn any_client_joins_the_trace_through_an_outgoing_call_even_from_a_spawned
     assert!(call.duration >= B_TAKES, "{:?}", call.duration);
     assert_eq!(b_trace.parent_span_id, Some(call.span_id));
 }
+
+#[test]
+fn a_job_continues_the_trace_its_message_carried() {
+    use kuroko_agent::export::encode::traces_request;
+    use kuroko_agent::TraceContext;
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+
+    let agent = Agent::default();
+    let job = agent.register(TransactionSpec::job("apply-payment").apdex(Duration::from_millis(1)));
+    let sent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    for traceparent in [sent, &sent.replace("-01", "-00")] {
+        let message = TraceContext::parse(traceparent, Some("congo=t61rcWkgMzE")).expect("a valid traceparent");
+        let run = job.start();
+        run.continue_trace(&message);
+        let _query = run.segment(SegmentKind::Database, "UPDATE balances");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let harvest = agent.harvest();
+    assert_eq!(harvest.transaction("apply-payment").expect("timed").count, 2);
+    let trace = only_trace(&harvest, "apply-payment");
+    assert_eq!(hex(&trace.trace_id), "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(
+        trace.parent_span_id.map(|p| hex(&p)).as_deref(),
+        Some("b7ad6b7169203331")
+    );
+    let exported = traces_request(&harvest, &Resource::default()).expect("a trace to export");
+    let spans = &exported.resource_spans[0].scope_spans[0].spans;
+    let root = spans
+        .iter()
+        .find(|s| s.name == "apply-payment")
+        .expect("the run's span");
+    assert_eq!(
+        root.kind,
+        SpanKind::Consumer as i32,
+        "a job continuing a trace consumes a message"
+    );
+    assert_eq!(hex(&root.parent_span_id), "b7ad6b7169203331");
+    assert_eq!(root.trace_state, "congo=t61rcWkgMzE");
+    assert!(spans.iter().all(|s| s.trace_id == root.trace_id));
+}
