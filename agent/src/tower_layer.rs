@@ -93,9 +93,9 @@ impl CurrentTransaction {
     }
 
     /// Serves `future` as part of this request: calls made through
-    /// [`KurokoClientLayer`] while it runs (in a task spawned by the
-    /// handler, say) are timed as segments of this request's run and carry
-    /// its trace context.
+    /// [`KurokoClientLayer`] or [`OutgoingCall::start`] while it runs (in a
+    /// task spawned by the handler, say) are timed as segments of this
+    /// request's run and carry its trace context.
     pub fn scope<F: Future>(&self, future: F) -> Scoped<F> {
         Scoped {
             future,
