@@ -63,6 +63,10 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 cargo test --workspace
+# The agent beside tracing-opentelemetry (its `opentelemetry` feature), on
+# its own: the workspace run above has the feature on only through the
+# end-to-end tests' dependencies.
+cargo test -p kuroko-agent --features opentelemetry --test opentelemetry --example opentelemetry_side_by_side
 
 # The ClickHouse store's tests again, on a current ClickHouse engine instead
 # of Debian's 18.16: chDB behind tests/python/chdb_http.py (docs/clickhouse.md,

@@ -64,11 +64,14 @@ mod config;
 mod errors;
 pub mod exponential_scale;
 mod layout;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod registry;
 mod segments;
 mod series;
 mod snapshot;
 mod sync;
+pub mod trace_context;
 mod traces;
 mod transaction;
 
@@ -89,6 +92,7 @@ pub use snapshot::{
     clamp_quantile, AgentStats, Apdex, Bucket, Harvest, HistogramSnapshot, LayoutMismatch, OutcomeCounts,
     TransactionSnapshot,
 };
+pub use trace_context::TraceContext;
 pub use traces::{TraceSegment, TraceSnapshot};
 pub use transaction::{
     Outcome, Segment, SegmentGuard, SegmentKind, Timed, Transaction, TransactionGuard, TransactionKind,

@@ -171,12 +171,16 @@ impl Series {
     }
 
     /// Records a finished run that started at `start`, and keeps it as a
-    /// trace when it was slow and the minute's budget allows.
+    /// trace when it was slow, its caller sampled it (W3C `traceparent`
+    /// flags) and the minute's budget allows.
     #[inline]
     pub(crate) fn finish(&self, start: Stamp, ns: u64, outcome: Outcome, run: Option<Arc<RunTrace>>) {
         self.record(ns, outcome);
         let tracing = &self.tracing;
-        if ns >= tracing.slow_ns && tracing.budget.take(tracing.per_minute, Stamp::now()) {
+        if ns >= tracing.slow_ns
+            && run.as_ref().is_none_or(|run| run.sampled())
+            && tracing.budget.take(tracing.per_minute, Stamp::now())
+        {
             tracing.log.keep(&self.meta, start, ns, outcome, run);
         }
     }

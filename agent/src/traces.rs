@@ -7,9 +7,13 @@
 //! record their segments into a [`RunTrace`], created only when a run opens
 //! its first segment, so runs without segments allocate nothing. Times are
 //! monotonic stamps until harvest, where they become wall-clock times.
+//!
+//! A run's place in a distributed trace (see [`crate::trace_context`]) lives
+//! in its [`RunTrace`] too: the trace id and parent span a caller sent, or a
+//! new trace id drawn the first time one is needed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use smallvec::SmallVec;
@@ -17,6 +21,7 @@ use smallvec::SmallVec;
 use crate::clock::Stamp;
 use crate::segments::SegmentStats;
 use crate::sync::lock;
+use crate::trace_context::{random_id, TraceContext};
 use crate::transaction::{Outcome, SegmentKind, TransactionMeta};
 
 /// The segments one run has called so far.
@@ -26,6 +31,46 @@ pub(crate) struct RunTrace {
     limit: usize,
     /// The first few segments live inline: most runs allocate nothing here.
     segments: Mutex<(SmallVec<[SegmentRecord; 4]>, u32)>,
+    /// The run's place in a distributed trace, set once: from the caller's
+    /// context, from an OpenTelemetry span, or drawn when first needed.
+    ids: OnceLock<RunIds>,
+}
+
+/// Trace id, parent and sampling decision of one run.
+#[derive(Clone, Debug)]
+pub(crate) struct RunIds {
+    pub(crate) trace_id: [u8; 16],
+    /// The run's own span id; all zeros until harvest draws one, unless it
+    /// was given (an OpenTelemetry span's id).
+    pub(crate) span_id: [u8; 8],
+    /// The caller's span; all zeros for the root of a trace.
+    pub(crate) parent_span_id: [u8; 8],
+    pub(crate) sampled: bool,
+    pub(crate) tracestate: Option<Arc<str>>,
+}
+
+impl RunIds {
+    /// A new trace, started by this run.
+    fn root() -> Self {
+        RunIds {
+            trace_id: random_id(),
+            span_id: [0; 8],
+            parent_span_id: [0; 8],
+            sampled: true,
+            tracestate: None,
+        }
+    }
+
+    /// Continues the trace a caller sent: the caller's span is the parent.
+    pub(crate) fn child_of(remote: &TraceContext) -> Self {
+        RunIds {
+            trace_id: remote.trace_id(),
+            span_id: [0; 8],
+            parent_span_id: remote.span_id(),
+            sampled: remote.is_sampled(),
+            tracestate: remote.tracestate().map(Arc::from),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -33,6 +78,8 @@ struct SegmentRecord {
     stats: Arc<SegmentStats>,
     offset_ns: u64,
     duration_ns: u64,
+    /// The span id the call was given (sent on to the callee), else zeros.
+    span_id: [u8; 8],
 }
 
 impl RunTrace {
@@ -41,12 +88,44 @@ impl RunTrace {
             start,
             limit,
             segments: Mutex::new((SmallVec::new(), 0)),
+            ids: OnceLock::new(),
         }
+    }
+
+    /// Places the run in a trace; ignored if it already has its ids (the
+    /// first placement wins, so ids already sent on stay true).
+    pub(crate) fn set_ids(&self, ids: RunIds) {
+        let _ = self.ids.set(ids);
+    }
+
+    /// The run's ids, starting a new trace if it has none yet.
+    pub(crate) fn ids(&self) -> &RunIds {
+        self.ids.get_or_init(RunIds::root)
+    }
+
+    /// Whether the run's trace may be kept: false only when a caller said
+    /// it did not sample it.
+    pub(crate) fn sampled(&self) -> bool {
+        self.ids.get().is_none_or(|ids| ids.sampled)
+    }
+
+    /// The context to send with an outgoing call whose span is `span_id`.
+    #[cfg(feature = "tower")]
+    pub(crate) fn outgoing(&self, span_id: [u8; 8]) -> Option<TraceContext> {
+        let ids = self.ids();
+        Some(TraceContext::new(ids.trace_id, span_id, ids.sampled)?.with_tracestate(ids.tracestate.clone()))
     }
 
     /// Adds a segment call that started at `start` and lasted `duration_ns`.
     pub(crate) fn add(&self, stats: Arc<SegmentStats>, start: Stamp, duration_ns: u64) {
-        self.push(stats, start.since(self.start), duration_ns);
+        self.push(stats, start.since(self.start), duration_ns, [0; 8]);
+    }
+
+    /// Adds a call that started at `start`, lasted `duration_ns` and was
+    /// sent on with `span_id` as its span.
+    #[cfg(feature = "tower")]
+    pub(crate) fn add_span(&self, stats: Arc<SegmentStats>, start: Stamp, duration_ns: u64, span_id: [u8; 8]) {
+        self.push(stats, start.since(self.start), duration_ns, span_id);
     }
 
     /// Adds a segment call that just ended after `duration_ns`.
@@ -55,10 +134,11 @@ impl RunTrace {
             stats,
             Stamp::now().since(self.start).saturating_sub(duration_ns),
             duration_ns,
+            [0; 8],
         );
     }
 
-    fn push(&self, stats: Arc<SegmentStats>, offset_ns: u64, duration_ns: u64) {
+    fn push(&self, stats: Arc<SegmentStats>, offset_ns: u64, duration_ns: u64, span_id: [u8; 8]) {
         let mut guard = lock(&self.segments);
         let (segments, dropped) = &mut *guard;
         if segments.len() < self.limit {
@@ -66,6 +146,7 @@ impl RunTrace {
                 stats,
                 offset_ns,
                 duration_ns,
+                span_id,
             });
         } else {
             *dropped += 1;
@@ -93,10 +174,15 @@ pub struct TraceSegment {
 pub struct TraceSnapshot {
     /// The transaction.
     pub meta: Arc<TransactionMeta>,
-    /// Trace id.
+    /// Trace id: the caller's when the run continued a trace (W3C
+    /// `traceparent`, or an OpenTelemetry span), else one of its own.
     pub trace_id: [u8; 16],
     /// Span id of the run itself.
     pub span_id: [u8; 8],
+    /// The caller's span, when the run continued a trace.
+    pub parent_span_id: Option<[u8; 8]>,
+    /// The `tracestate` the caller sent, if any.
+    pub trace_state: Option<Arc<str>>,
     /// When the run started.
     pub start: SystemTime,
     /// How long it took.
@@ -194,6 +280,11 @@ impl TraceLog {
             .into_iter()
             .map(|trace| {
                 let start = trace.start.wall_time(now, wall);
+                let ids = trace
+                    .run
+                    .as_ref()
+                    .map(|run| run.ids().clone())
+                    .unwrap_or_else(RunIds::root);
                 let (segments, dropped_segments) = match &trace.run {
                     Some(run) => {
                         let (records, dropped) = std::mem::take(&mut *lock(&run.segments));
@@ -203,7 +294,7 @@ impl TraceLog {
                             .map(|r| TraceSegment {
                                 kind: r.stats.kind(),
                                 name: r.stats.name().clone(),
-                                span_id: random_id(),
+                                span_id: if r.span_id == [0; 8] { random_id() } else { r.span_id },
                                 start: start
                                     .checked_add(Duration::from_nanos(offset + r.offset_ns))
                                     .unwrap_or(start),
@@ -216,8 +307,14 @@ impl TraceLog {
                 };
                 TraceSnapshot {
                     meta: trace.meta,
-                    trace_id: random_id(),
-                    span_id: random_id(),
+                    trace_id: ids.trace_id,
+                    span_id: if ids.span_id == [0; 8] {
+                        random_id()
+                    } else {
+                        ids.span_id
+                    },
+                    parent_span_id: (ids.parent_span_id != [0; 8]).then_some(ids.parent_span_id),
+                    trace_state: ids.tracestate,
                     start,
                     duration: Duration::from_nanos(trace.duration_ns),
                     outcome: trace.outcome,
@@ -227,23 +324,6 @@ impl TraceLog {
             })
             .collect()
     }
-}
-
-/// Random bytes for trace and span ids (never all zero, which OTLP forbids).
-fn random_id<const N: usize>() -> [u8; N] {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(1);
-    let mut out = [0u8; N];
-    for chunk in out.chunks_mut(8) {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        let bytes = hasher.finish().to_le_bytes();
-        chunk.copy_from_slice(&bytes[..chunk.len()]);
-    }
-    if out.iter().all(|b| *b == 0) {
-        out[0] = 1;
-    }
-    out
 }
 
 #[cfg(test)]
@@ -256,12 +336,5 @@ mod tests {
         let now = Stamp::now();
         let taken = (0..25).filter(|_| budget.take(10, now)).count();
         assert_eq!(taken, 10);
-    }
-
-    #[test]
-    fn ids_are_random_and_never_zero() {
-        let (a, b): ([u8; 16], [u8; 16]) = (random_id(), random_id());
-        assert_ne!(a, b);
-        assert!(a.iter().any(|x| *x != 0));
     }
 }

@@ -31,6 +31,25 @@
 //! other layer (`fmt`, `tracing-opentelemetry`) in the same subscriber. Do not
 //! also wrap the same requests with [`crate::tower_layer`]: each would count them.
 //!
+//! # Side by side with `tracing-opentelemetry`
+//!
+//! With the `opentelemetry` feature, a transaction span that is also an
+//! OpenTelemetry span (a `tracing_opentelemetry` layer in the same
+//! subscriber) carries that span's trace id and span id into Kuroko: its slow
+//! trace and the exemplar on its histogram name the same ids as the span the
+//! OpenTelemetry SDK exports, so one id opens the request in both tools. The
+//! OpenTelemetry sampler's decision is respected (an unsampled span's run is
+//! recorded but not kept as a trace), and the enclosing span, when there is
+//! one, is the trace's parent. The ids are read when the transaction span is
+//! first entered, so set a remote parent (`OpenTelemetrySpanExt::set_parent`)
+//! before entering it, as `tracing-opentelemetry` requires anyway:
+//!
+//! ```ignore
+//! let subscriber = tracing_subscriber::registry()
+//!     .with(tracing_opentelemetry::layer().with_tracer(tracer))
+//!     .with(kuroko_agent::tracing_layer::KurokoLayer::new(agent.clone()));
+//! ```
+//!
 //! ```
 //! use kuroko_agent::{tracing_layer::KurokoLayer, Agent};
 //! use tracing_subscriber::prelude::*;
@@ -75,12 +94,53 @@ pub const SEGMENT_FIELD: &str = "kuroko.segment";
 #[derive(Clone, Debug)]
 pub struct KurokoLayer {
     agent: Agent,
+    /// The subscriber this layer is part of, to ask `tracing-opentelemetry`
+    /// for a span's context.
+    #[cfg(feature = "opentelemetry")]
+    dispatch: std::sync::OnceLock<tracing::dispatcher::WeakDispatch>,
 }
 
 impl KurokoLayer {
     /// A layer recording into `agent`.
     pub fn new(agent: Agent) -> Self {
-        KurokoLayer { agent }
+        KurokoLayer {
+            agent,
+            #[cfg(feature = "opentelemetry")]
+            dispatch: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Takes the trace and span ids of the OpenTelemetry span `id` (and its
+    /// parent's) for the transaction's run, the first time it is entered.
+    #[cfg(feature = "opentelemetry")]
+    fn take_otel_ids<S>(&self, id: &Id, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        use tracing_opentelemetry::get_otel_context;
+        let Some(span) = ctx.span(id) else { return };
+        // Only a transaction's first enter asks (segments and later enters
+        // cost one extension lookup).
+        match span.extensions().get::<TxSpan>() {
+            Some(tx_span) if !tx_span.otel_asked.swap(true, Relaxed) => {}
+            _ => return,
+        }
+        // No extensions are held here: `get_otel_context` locks them.
+        let Some(dispatch) = self.dispatch.get().and_then(|weak| weak.upgrade()) else {
+            return;
+        };
+        let Some(context) = get_otel_context(id, &dispatch) else {
+            return;
+        };
+        let parent = span
+            .parent()
+            .and_then(|parent| get_otel_context(&parent.id(), &dispatch));
+        if let Some(ids) = crate::otel::run_ids(&context, parent.as_ref().and_then(crate::otel::ids)) {
+            if let Some(tx_span) = span.extensions().get::<TxSpan>() {
+                tx_span.run().set_ids(ids);
+            }
+        }
     }
 }
 
@@ -91,6 +151,9 @@ struct TxSpan {
     outcome: Outcome,
     /// The run's segments, for its trace; created by its first segment.
     run: std::sync::OnceLock<Arc<RunTrace>>,
+    /// Whether the OpenTelemetry span's ids were asked for (first enter).
+    #[cfg(feature = "opentelemetry")]
+    otel_asked: std::sync::atomic::AtomicBool,
 }
 
 impl TxSpan {
@@ -297,6 +360,16 @@ impl<S> Layer<S> for KurokoLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    #[cfg(feature = "opentelemetry")]
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
+    #[cfg(feature = "opentelemetry")]
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        self.take_otel_ids(id, &ctx);
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         if attrs.metadata().fields().field(TRANSACTION_FIELD).is_some() {
@@ -319,6 +392,8 @@ where
                     start: Stamp::now(),
                     outcome: fields.outcome(Outcome::Ok),
                     run: std::sync::OnceLock::new(),
+                    #[cfg(feature = "opentelemetry")]
+                    otel_asked: std::sync::atomic::AtomicBool::new(false),
                 })
             });
             if let Some(tx_span) = started {

@@ -18,7 +18,8 @@ use crate::config::nanos;
 use crate::errors::CapturedError;
 use crate::segments::SegmentStats;
 use crate::series::Series;
-use crate::traces::RunTrace;
+use crate::trace_context::TraceContext;
+use crate::traces::{RunIds, RunTrace};
 
 /// What kind of work a transaction is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -395,9 +396,21 @@ impl TransactionGuard {
         }
     }
 
+    /// Continues the trace a caller sent (a parsed W3C `traceparent`): if
+    /// the run turns out slow, its trace and exemplar carry the caller's
+    /// trace id, with the caller's span as parent; if the caller did not
+    /// sample the trace, the run is recorded but not kept as a trace.
+    /// Call it before the run's first segment; later calls are ignored.
+    pub fn continue_trace(&self, remote: &TraceContext) {
+        if let Some(tx) = &self.tx {
+            let run = self.run.get_or_init(|| tx.series.run_trace(self.start));
+            run.set_ids(RunIds::child_of(remote));
+        }
+    }
+
     /// A handle to this run's segments that can be moved elsewhere (a
     /// handler, another task); what it records counts in this run's trace.
-    #[cfg(feature = "tower")]
+    #[cfg(any(feature = "tower", test))]
     pub(crate) fn run_trace(&self) -> Option<Arc<RunTrace>> {
         let tx = self.tx.as_ref()?;
         Some(self.run.get_or_init(|| tx.series.run_trace(self.start)).clone())

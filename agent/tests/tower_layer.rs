@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+mod support;
+
 use axum::extract::{Extension, Path};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -36,12 +38,7 @@ async fn serve(agent: Agent) -> String {
         .route("/explode", get(explode))
         .route("/reports/{id}", get(export_report))
         .layer(KurokoLayer::new(agent));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let address = listener.local_addr().expect("local address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{address}")
+    support::http::listen(app).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,22 @@ pub fn kuroko() -> PathBuf {
     built("kuroko")
 }
 
+/// `kuroko serve --config <config>` started and ready: the running reporter
+/// and its OTLP/HTTP base URL (which serves the API and UI too).
+pub fn serve(config: &Path) -> (Running, String) {
+    let config = config.to_str().expect("a UTF-8 config path");
+    let mut reporter = Running::start(&kuroko(), &["serve", "--config", config]);
+    let ready = reporter.wait_for("OTLP/HTTP on", Duration::from_secs(60));
+    let http = ready
+        .split("OTLP/HTTP on ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("the address line")
+        .trim()
+        .to_owned();
+    (reporter, format!("http://{http}"))
+}
+
 /// One of the agent's examples.
 pub fn example(name: &str) -> PathBuf {
     built(&format!("examples/{name}"))

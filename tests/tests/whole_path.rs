@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kuroko_e2e::{example, kuroko, output, workspace_root, Running};
+use kuroko_e2e::{example, kuroko, output, serve, workspace_root, Running};
 use kuroko_reporter::format;
 use serde_json::Value;
 
@@ -190,18 +190,9 @@ digest = "off"
         ),
     )
     .unwrap();
-    let config = config.to_str().unwrap().to_owned();
-
     // The reporter, as `kuroko serve` is run.
-    let mut reporter = Running::start(&kuroko(), &["serve", "--config", &config]);
-    let ready = reporter.wait_for("OTLP/HTTP on", Duration::from_secs(60));
-    let http = ready
-        .split("OTLP/HTTP on ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .expect("the address line")
-        .to_owned();
-    let server = format!("http://{http}");
+    let (reporter, server) = serve(&config);
+    let config = config.to_str().unwrap().to_owned();
 
     // Two hosts of one service, each its own process exporting every 5 s.
     let endpoint = server.clone();

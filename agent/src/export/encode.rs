@@ -457,7 +457,8 @@ pub fn logs_request(harvest: &Harvest, resource: &Resource) -> Option<ExportLogs
 }
 
 /// The harvest's slow runs as OTLP spans: one `SERVER` (web) or `INTERNAL`
-/// (job) span per run, with one child span per segment (`CLIENT` for
+/// (job; `CONSUMER` when it continues a caller's trace) span per run, a
+/// child of the caller's span when it continued a trace, with one child span per segment (`CLIENT` for
 /// database and external calls, `INTERNAL` for code); `None` without any.
 pub fn traces_request(harvest: &Harvest, resource: &Resource) -> Option<ExportTraceServiceRequest> {
     if harvest.traces.is_empty() {
@@ -500,13 +501,17 @@ fn trace_spans(trace: &TraceSnapshot) -> Vec<Span> {
     } else {
         Status::default()
     };
-    let kind = match trace.meta.kind {
-        TransactionKind::Web => SpanKind::Server,
-        TransactionKind::Job => SpanKind::Internal,
+    let kind = match (trace.meta.kind, trace.parent_span_id) {
+        (TransactionKind::Web, _) => SpanKind::Server,
+        // A job that continues a caller's trace consumes its message.
+        (TransactionKind::Job, Some(_)) => SpanKind::Consumer,
+        (TransactionKind::Job, None) => SpanKind::Internal,
     };
     let mut spans = vec![Span {
         trace_id: trace.trace_id.to_vec(),
         span_id: trace.span_id.to_vec(),
+        parent_span_id: trace.parent_span_id.map(|id| id.to_vec()).unwrap_or_default(),
+        trace_state: trace.trace_state.as_deref().unwrap_or_default().to_owned(),
         name: trace.meta.name.to_string(),
         kind: kind as i32,
         start_time_unix_nano: unix_nanos(trace.start),
