@@ -566,7 +566,8 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
                 Some(path) => Owners::load(path)?,
                 None => Owners::empty(),
             };
-            let app = App::new(store, std::sync::Arc::new(owners), settings.base_url.clone(), None);
+            let app = App::new(store, std::sync::Arc::new(owners), settings.base_url.clone(), None)
+                .with_problem_thresholds(settings.problems.clone());
             api::answer_now(&app, args.question, &pairs)
                 .map_err(|e| anyhow::anyhow!(e.message()))?
                 .1
@@ -616,7 +617,8 @@ async fn triage(action: ErrorsAction) -> anyhow::Result<()> {
                 Some(path) => Owners::load(path)?,
                 None => Owners::empty(),
             };
-            let app = App::new(store, std::sync::Arc::new(owners), settings.base_url.clone(), None);
+            let app = App::new(store, std::sync::Arc::new(owners), settings.base_url.clone(), None)
+                .with_problem_thresholds(settings.problems.clone());
             let group = target.group.clone();
             let decision = tokio::task::spawn_blocking(move || api::decide_now(&app, &group, name, &pairs, "cli"))
                 .await

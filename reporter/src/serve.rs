@@ -231,7 +231,8 @@ fn app(config: &Config, store: Arc<dyn Store>) -> Result<App, ServeError> {
             "no query token set: anyone who can reach the HTTP port can read the API and the web UI (set [auth] query_token_file)"
         );
     }
-    Ok(App::new(store, Arc::new(owners), config.base_url.clone(), token))
+    Ok(App::new(store, Arc::new(owners), config.base_url.clone(), token)
+        .with_problem_thresholds(config.problems.clone()))
 }
 
 /// Drops ClickHouse partitions past retention every `rollup_interval_seconds`
