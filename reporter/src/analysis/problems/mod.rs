@@ -14,10 +14,11 @@
 //! last `history_days`, 8 by default as long as the store keeps traces),
 //! how many of the transaction's kept runs in the window show it, what it
 //! costs a run, and from the transaction's runs a day (its histograms,
-//! which count every run) an estimate of the runs it affects and the time
-//! it costs a day: runs a day × the share of kept runs that show it × its
-//! mean cost. Kept runs are the slowest, so for a problem of slow runs
-//! only this is an upper bound. Each group carries its owning team
+//! which count every run) an estimate of the runs it affects a day (runs a
+//! day × the share of kept runs that show it) and of the time it costs a
+//! day (the transaction's time a day × that share × the share of an
+//! affected run's time it costs). Kept runs are the slowest, so for a
+//! problem of slow runs only these are upper bounds. Each group carries its owning team
 //! (`owners.toml`), an example (its costliest run in the window, the
 //! offending spans marked) and its triage: error groups' workflow (open,
 //! resolved, regressed, ignored, assigned), kept in the same store rows
@@ -368,7 +369,12 @@ pub struct ProblemGroup {
     pub runs_per_day: f64,
     /// Estimated runs a day it affects: `runs_per_day` × affected / examined.
     pub affected_runs_per_day: f64,
-    /// Estimated time it costs a day, seconds: `affected_runs_per_day` × `cost_per_run`.
+    /// Mean share of an affected kept run's time it costs, 0 to 1.
+    pub cost_share: f64,
+    /// Estimated time it costs a day, seconds: the transaction's time a day
+    /// (every run, from its histograms) × affected / examined × `cost_share`.
+    /// Scaled by shares rather than by `cost_per_run`, since kept runs are
+    /// the slowest.
     pub seconds_per_day: f64,
     /// Its costliest run in the window.
     pub example: Example,
@@ -408,13 +414,16 @@ struct Builder {
     count: f64,
     seconds: f64,
     cost: f64,
+    /// Sum of cost over run duration.
+    share: f64,
     /// Run starts (seconds) of every run showing it, for ignore counts.
     starts: Vec<i64>,
     example: Option<(f64, TracePoint, run::Run, Vec<usize>)>,
 }
 
-/// Per transaction: runs in the window and the feature tag its series carry.
-type Transactions = BTreeMap<(String, String), (u64, Option<String>)>;
+/// Per transaction: runs and their seconds in the window, and the feature
+/// tag its series carry.
+type Transactions = BTreeMap<(String, String), (u64, f64, Option<String>)>;
 
 impl Analysis<'_> {
     /// The performance problems of the transactions in `scope`, with the
@@ -431,8 +440,9 @@ impl Analysis<'_> {
                 .entry((key.service.clone(), key.transaction.clone()))
                 .or_default();
             entry.0 += histogram.count;
+            entry.1 += histogram.sum;
             if !key.feature.is_empty() {
-                entry.1 = Some(key.feature.clone());
+                entry.2 = Some(key.feature.clone());
             }
         }
         let history_from = scope.to - thresholds.history_days * 1_440;
@@ -479,6 +489,7 @@ impl Analysis<'_> {
                         count: 0.0,
                         seconds: 0.0,
                         cost: 0.0,
+                        share: 0.0,
                         starts: Vec::new(),
                         example: None,
                     });
@@ -494,6 +505,9 @@ impl Analysis<'_> {
                     group.count += finding.count as f64;
                     group.seconds += finding.seconds;
                     group.cost += finding.cost;
+                    if run.duration > 0 {
+                        group.share += (finding.cost * 1e9 / run.duration as f64).min(1.0);
+                    }
                     if group.example.as_ref().is_none_or(|(cost, ..)| finding.cost > *cost) {
                         group.example = Some((finding.cost, trace.clone(), run.clone(), finding.spans.clone()));
                     }
@@ -507,12 +521,14 @@ impl Analysis<'_> {
             .filter_map(|(id, group)| {
                 let (cost, trace, run, marked) = group.example?;
                 let key = (group.service.clone(), group.transaction.clone());
-                let (runs, tag) = transactions.get(&key).cloned().unwrap_or_default();
+                let (runs, seconds, tag) = transactions.get(&key).cloned().unwrap_or_default();
                 let examined = examined_of.get(&key).copied().unwrap_or(0).max(group.affected);
                 let affected = group.affected as f64;
                 let runs_per_day = runs as f64 / days;
                 let affected_runs_per_day = runs_per_day * affected / examined.max(1) as f64;
                 let cost_per_run = group.cost / affected;
+                let cost_share = group.share / affected;
+                let affected_share = affected / examined.max(1) as f64;
                 let decision = decisions.get(&id);
                 let seen = Seen {
                     last_seen: group.last_seen,
@@ -543,7 +559,8 @@ impl Analysis<'_> {
                     cost_per_run,
                     runs_per_day,
                     affected_runs_per_day,
-                    seconds_per_day: affected_runs_per_day * cost_per_run,
+                    cost_share,
+                    seconds_per_day: seconds / days * affected_share * cost_share,
                     example: example(&trace, &run, &marked, cost),
                     triage: settle(decision, &seen, now),
                     service: group.service,
