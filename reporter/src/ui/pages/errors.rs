@@ -188,7 +188,7 @@ fn status_line(triage: &GroupTriage) -> String {
 
 /// The forms that change a group's triage: resolve or reopen, ignore
 /// (with an optional date or count), assign to a team of `owners.toml`.
-fn triage_forms(action: &str, triage: &GroupTriage, owners: &crate::owners::Owners) -> Markup {
+pub(super) fn triage_forms(action: &str, triage: &GroupTriage, owners: &crate::owners::Owners) -> Markup {
     let open_again = matches!(triage.status, Status::Resolved | Status::Ignored);
     html! {
         div.triage {
