@@ -790,7 +790,11 @@ async fn report(what: ReportCommand) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let producer = deliver::analysis_producer(store.clone(), std::sync::Arc::new(delivery.owners.clone()));
+    let producer = deliver::analysis_producer_with(
+        store.clone(),
+        std::sync::Arc::new(delivery.owners.clone()),
+        std::sync::Arc::new(delivery.problems.clone()),
+    );
     let runner = deliver::Runner::new(store, delivery, producer, deliver::holder_id("cli"));
     let rows = runner
         .send_now(kind, args.team.as_deref(), period, args.force, jiff::Timestamp::now())

@@ -367,7 +367,11 @@ fn start_delivery(
     config: &Config,
 ) -> Result<(oneshot::Sender<()>, tokio::task::JoinHandle<()>), ServeError> {
     let settings = crate::deliver::Settings::from_config(config)?;
-    let producer = crate::deliver::analysis_producer(store.clone(), Arc::new(settings.owners.clone()));
+    let producer = crate::deliver::analysis_producer_with(
+        store.clone(),
+        Arc::new(settings.owners.clone()),
+        Arc::new(settings.problems.clone()),
+    );
     let runner = crate::deliver::Runner::new(store, settings, producer, crate::deliver::holder_id("serve"));
     let (stop, mut stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
