@@ -192,6 +192,22 @@ fn every_page_escapes_hostile_names() {
     let regressions = ok(pages::regressions(app, &params("since=1h"), NOW));
     assert_escaped(&regressions, "regressions");
 
+    // The hostile trace's one query is 55% of its run: a dominant query.
+    let problems = ok(pages::problems(app, &params("since=1d"), NOW));
+    assert_escaped(&problems, "problems");
+    assert!(problems.contains("Slow query dominating"), "{problems}");
+    assert!(problems.contains("&lt;script&gt;span()&lt;/script&gt;"), "{problems}");
+    let found = app
+        .analysis()
+        .problems(&params("since=1d").scope("1d", NOW).unwrap())
+        .unwrap();
+    let problem = ok(pages::problem_group(app, &found.groups[0].id, &params("since=1d"), NOW));
+    assert_escaped(&problem, "problem");
+    assert!(
+        problem.contains("segment offending"),
+        "the query is marked in the example: {problem}"
+    );
+
     let text = format!(
         "title = {title:?}\n[[panels]]\ntitle = {title:?}\nmetric = \"p95\"\nchart = \"line\"\nfilter = {{ transaction = {txn:?} }}\n\
          [[panels]]\ntitle = \"t\"\nmetric = \"p95\"\nchart = \"table\"\ngroup = \"transaction\"\n\
@@ -390,7 +406,7 @@ async fn every_download_link_answers() {
     };
     let window = format!("since={}&until={}", minute(NOW - 1_440), minute(NOW + 60));
     let mut checked = 0;
-    for page in ["/", "/errors", "/regressions", "/features/feat"] {
+    for page in ["/", "/errors", "/problems", "/regressions", "/features/feat"] {
         let html = client
             .get(format!("http://{address}{page}?{window}"))
             .send()
