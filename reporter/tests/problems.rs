@@ -6,9 +6,10 @@
 //! found once, with their statement, count and time; transactions that
 //! repeat cheap queries or make cheap calls one after the other are not
 //! flagged. The answer is checked as the API and `kuroko query problems`
-//! give it too, and a problem is resolved and ignored like an error group.
+//! give it too, and a problem is resolved and ignored like an error group;
+//! the SDK's case also through a ClickHouse replica.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,7 +23,12 @@ use kuroko_reporter::api::{self, query::Question};
 use kuroko_reporter::app::App;
 use kuroko_reporter::config::Config;
 use kuroko_reporter::owners::Owners;
+use kuroko_reporter::store::clickhouse::ClickHouseStore;
 use kuroko_reporter::store::sqlite::SqliteStore;
+use kuroko_reporter::store::Store;
+
+#[path = "support/clickhouse_server.rs"]
+mod clickhouse_server;
 
 const SENDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/sdk_problems.py");
 const HOW_TO_INSTALL: &str = "run tests/run-all.sh, which installs python3's opentelemetry-sdk and \
@@ -32,26 +38,44 @@ fn now_minute() -> i64 {
     (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() / 60) as i64
 }
 
-/// A fresh folder and a reporter on loopback storing into it.
-async fn start(tag: &str) -> (kuroko_reporter::serve::Running, PathBuf) {
+/// A reporter on loopback with a fresh store: a SQLite file in a folder of
+/// its own, or a database of the test ClickHouse server (`clickhouse`, its
+/// journal in the folder). The reporter and the store's location.
+async fn start(tag: &str, clickhouse: bool) -> (kuroko_reporter::serve::Running, String) {
     let dir = std::env::temp_dir().join(format!("kuroko-problems-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let config = Config {
-        store: dir.join("kuroko.db"),
+    let store = if clickhouse {
+        let database = format!("problems_{tag}");
+        drop(clickhouse_server::clickhouse(&database));
+        clickhouse_server::url(&database)
+    } else {
+        dir.join("kuroko.db").display().to_string()
+    };
+    let mut config = Config {
+        store: store.clone().into(),
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
         http_listen: "127.0.0.1:0".parse().unwrap(),
         ..Config::default()
     };
+    config.journal.dir = dir.join("journal");
     let reporter = kuroko_reporter::serve::start(&config).await.unwrap();
-    (reporter, dir)
+    (reporter, store)
 }
 
-/// The problems the store at `dir` holds over the last minutes.
-fn problems(dir: &Path, thresholds: &Thresholds) -> Problems {
-    let store = SqliteStore::open(&dir.join("kuroko.db")).unwrap();
+fn open(location: &str) -> Arc<dyn Store> {
+    if ClickHouseStore::is_url(location) {
+        Arc::new(ClickHouseStore::connect(location).unwrap())
+    } else {
+        Arc::new(SqliteStore::open(Path::new(location)).unwrap())
+    }
+}
+
+/// The problems the store at `location` holds over the last minutes.
+fn problems(location: &str, thresholds: &Thresholds) -> Problems {
+    let store = open(location);
     let owners = Owners::empty();
-    let analysis = Analysis::new(&store, &owners).with_problem_thresholds(thresholds);
+    let analysis = Analysis::new(store.as_ref(), &owners).with_problem_thresholds(thresholds);
     analysis
         .problems(&Scope::window(now_minute() - 10, now_minute() + 2))
         .unwrap()
@@ -106,7 +130,7 @@ fn segment(run: &kuroko_agent::TransactionGuard, kind: SegmentKind, name: &str, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planted_problems_in_the_agents_runs_are_found_once_and_clean_runs_are_not() {
-    let (reporter, dir) = start("agent").await;
+    let (reporter, dir) = start("agent", false).await;
     let agent = Agent::default();
     let exporter = agent
         .export(ExportConfig {
@@ -231,7 +255,18 @@ fn run_sender(endpoint: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planted_problems_in_python_sdk_spans_are_found_once_with_exact_numbers() {
-    let (reporter, dir) = start("sdk").await;
+    sdk_problems(false).await;
+}
+
+/// The same through a ClickHouse replica: its kept traces read back as the
+/// embedded store's are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_problems_in_python_sdk_spans_are_found_through_clickhouse() {
+    sdk_problems(true).await;
+}
+
+async fn sdk_problems(clickhouse: bool) {
+    let (reporter, dir) = start(if clickhouse { "sdk_clickhouse" } else { "sdk" }, clickhouse).await;
     let endpoint = format!("http://{}", reporter.http);
     tokio::task::spawn_blocking(move || run_sender(&endpoint))
         .await
@@ -265,8 +300,7 @@ async fn planted_problems_in_python_sdk_spans_are_found_once_with_exact_numbers(
     exact("the N+1's time a day", n_plus_one.seconds_per_day, 3.0 * 0.2 / days);
 
     // The same answer through the API's question and `kuroko query`'s table.
-    let store: Arc<dyn kuroko_reporter::store::Store> = Arc::new(SqliteStore::open(&dir.join("kuroko.db")).unwrap());
-    let app = App::new(store, Arc::new(Owners::empty()), String::new(), None);
+    let app = App::new(open(&dir), Arc::new(Owners::empty()), String::new(), None);
     let (_, answer) = api::answer_now(&app, Question::Problems, &[("since".into(), "15m".into())]).unwrap();
     assert_eq!(answer["total_groups"], 3, "{answer}");
     let table = api::render::table(Question::Problems, &answer);
