@@ -715,3 +715,44 @@ fn a_live_window_refreshes_itself_and_a_past_one_does_not() {
     let last = p95.rsplit("<title>").next().unwrap();
     assert!(last.starts_with("p95 2024-01-01 11:59 UTC"), "{last}");
 }
+
+/// A problem page's form records the decision like an error group's and
+/// sends the reader back to the problem, whose status then shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_problem_is_resolved_from_its_page() {
+    let app = app().clone();
+    let id = app
+        .analysis()
+        .problems(&params("since=1d").scope("1d", NOW).unwrap())
+        .unwrap()
+        .groups[0]
+        .id
+        .clone();
+    let router = kuroko_reporter::ui::router(app.clone(), std::path::PathBuf::from("/nonexistent"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .post(format!("http://{address}/problems/{id}/triage?since=1d"))
+        .form(&[("action", "resolve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        response.headers()["location"],
+        format!("/problems/{id}?since=1d").as_str()
+    );
+    let problems = app
+        .analysis()
+        .problems(&params("since=1d").scope("1d", NOW).unwrap())
+        .unwrap();
+    let group = problems.groups.iter().find(|g| g.id == id).unwrap();
+    assert_eq!(group.triage.status.as_str(), "resolved");
+    let page = ok(pages::problem_group(&app, &id, &params("since=1d"), NOW));
+    assert!(page.contains("data-status=\"resolved\""), "{page}");
+}

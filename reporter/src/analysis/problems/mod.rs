@@ -581,13 +581,12 @@ impl Analysis<'_> {
         })
     }
 
-    /// The ids of the problem groups seen within the history before `now`
-    /// (unix seconds): those a decision may name.
+    /// The ids of the problem groups the store's kept traces show, over all
+    /// its history up to `now` (unix seconds): those a decision may name.
     pub(crate) fn problem_ids(&self, now: i64) -> Result<std::collections::HashSet<String>, AnalysisError> {
         let to = now.div_euclid(60) + super::errors::HISTORY_AHEAD_MINUTES;
-        let from = to - self.problem_thresholds.history_days * 1_440 - super::errors::HISTORY_AHEAD_MINUTES;
         Ok(self
-            .problems(&Scope::window(from, to))?
+            .problems(&Scope::window(0, to))?
             .groups
             .into_iter()
             .map(|g| g.id)
