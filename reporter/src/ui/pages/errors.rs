@@ -156,7 +156,7 @@ pub fn error_group(app: &App, id: &str, params: &Params, now: i64) -> Result<Mar
 }
 
 /// `Regressed: resolved 2026-12-06 10:00 UTC (by cli), seen since`, and the like.
-fn status_line(triage: &GroupTriage) -> String {
+pub(super) fn status_line(triage: &GroupTriage) -> String {
     let when = |at: Option<i64>| {
         at.map(|s| format!("{} (by {})", minute_utc(s.div_euclid(60)), triage.decided_by))
             .unwrap_or_default()

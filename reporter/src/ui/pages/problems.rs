@@ -5,7 +5,7 @@
 //! change its triage (posted to `/problems/{id}/triage`, see `ui::triage`).
 //! The overview and the transaction page show the same table.
 
-use super::errors::{status_badge, triage_forms};
+use super::errors::{status_badge, status_line, triage_forms};
 use super::*;
 use crate::analysis::breakdown::{TraceSegment, TraceSummary};
 use crate::analysis::problems::{ProblemGroup, Problems};
@@ -133,7 +133,7 @@ pub fn problem_group(app: &App, id: &str, params: &Params, now: i64) -> Result<M
     let body = html! {
         (filter_bar(&path, params, Some(PROBLEMS_SINCE), &EDITABLE))
         dl.summary {
-            div { dt { "Status" } dd.status data-status=(group.triage.status.as_str()) { (group.triage.status.as_str()) } }
+            div { dt { "Status" } dd.status data-status=(group.triage.status.as_str()) { (status_line(&group.triage)) } }
             div { dt { "Assigned to" } dd.assigned { (group.triage.assigned_team.as_deref().unwrap_or("–")) } }
             div { dt { "Transaction" } dd { a href=(transaction_href(&carried, &group.service, &group.transaction)) { (group.transaction) } " (" (group.service) ")" } }
             div { dt { "Team" } dd { (group.team.as_deref().unwrap_or("–")) } }
