@@ -232,7 +232,7 @@ const PROBLEMS: &[Column] = &[
     both!("title", Kind::Text),
     csv_only!("pattern", Kind::Text),
     csv_only!("kind", Kind::Text),
-    csv_only!("service", Kind::Text),
+    both!("service", Kind::Text),
     both!("transaction", Kind::Text),
     both!("statement", Kind::Text),
     named!("count_per_run", Kind::Number, "count"),
