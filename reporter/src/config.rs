@@ -50,7 +50,7 @@
 //!                                       # requests are refused (503, clients retry)
 //!
 //! [problems]                           # performance problems found in kept traces (docs/problems.md)
-//! max_traces_per_transaction = 200      # kept traces read per transaction and window, slowest first
+//! max_traces_per_transaction = 50       # kept traces read per transaction and window, slowest first
 //! history_days = 8                      # a group's first seen, over this many days of kept traces
 //! n_plus_one = { min_count = 5, min_seconds = 0.1 }          # one statement this often in a run, this long together
 //! sequential = { min_call_seconds = 0.03, max_gap_seconds = 0.02, min_saved_seconds = 0.1, min_saved_share = 0.1 }

@@ -154,7 +154,9 @@ pub struct OutsideThresholds {
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
-    /// Kept traces read per transaction and window, the slowest first. Default: 200.
+    /// Kept traces read per transaction and window, the slowest first (and
+    /// as many again over the history before the window). Default: 50: a
+    /// page that shows problems reads at most 100 per transaction.
     pub max_traces_per_transaction: usize,
     /// Days of kept traces a group's first seen is read over. Default: 8
     /// (the store keeps traces as long as minute rows).
@@ -201,7 +203,7 @@ impl Default for OutsideThresholds {
 
 /// The defaults, in one place.
 pub(crate) static DEFAULT_THRESHOLDS: Thresholds = Thresholds {
-    max_traces_per_transaction: 200,
+    max_traces_per_transaction: 50,
     history_days: 8,
     n_plus_one: NPlusOneThresholds {
         enabled: true,
