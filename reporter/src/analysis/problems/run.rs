@@ -2,10 +2,10 @@
 //! each with its statement normalised.
 //!
 //! Kept traces are stored as `ingest::traces` writes them (the root span
-//! first, then its subtree: name, kind, span id, parent span id since
-//! reporter 0.x, start, duration, attributes), both for Kuroko's agent and
-//! for any SDK's spans; a span without a parent is read as a child of the
-//! root (the agent's segments are).
+//! first, then its subtree: name, kind, span id, parent span id, start,
+//! duration, attributes), both for Kuroko's agent and for any SDK's spans;
+//! a span without a parent (traces kept before parents were, synthetic
+//! ones) is read as a child of the root, as the agent's segments are.
 
 use std::collections::HashMap;
 
