@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
+use crate::analysis::problems::Thresholds;
 use crate::analysis::Analysis;
 use crate::config::Secret;
 use crate::owners::Owners;
@@ -23,6 +24,8 @@ pub struct App {
     pub owners: Arc<Owners>,
     /// The UI's public address, for links (may be empty: links are then relative).
     pub base_url: String,
+    /// What the performance problems' detectors flag (`[problems]`).
+    pub problems: Arc<Thresholds>,
     /// `Bearer <token>` that API and UI requests must carry, when set.
     expected_authorization: Option<String>,
 }
@@ -34,13 +37,23 @@ impl App {
             store,
             owners,
             base_url,
+            problems: Arc::new(Thresholds::default()),
             expected_authorization: token.map(|t| format!("Bearer {}", t.expose())),
+        }
+    }
+
+    /// The same state, finding performance problems with `thresholds`.
+    #[must_use]
+    pub fn with_problem_thresholds(self, thresholds: Thresholds) -> App {
+        App {
+            problems: Arc::new(thresholds),
+            ..self
         }
     }
 
     /// The questions, over this state.
     pub fn analysis(&self) -> Analysis<'_> {
-        Analysis::new(self.store.as_ref(), &self.owners)
+        Analysis::new(self.store.as_ref(), &self.owners).with_problem_thresholds(&self.problems)
     }
 
     /// Whether auth is on.

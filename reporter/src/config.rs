@@ -49,6 +49,15 @@
 //! max_bytes = 2147483648                # ClickHouse slow or down: past this many bytes waiting,
 //!                                       # requests are refused (503, clients retry)
 //!
+//! [problems]                           # performance problems found in kept traces (docs/problems.md)
+//! max_traces_per_transaction = 50       # kept traces read per transaction and window, slowest first
+//! history_days = 8                      # a group's first seen, over this many days of kept traces
+//! n_plus_one = { min_count = 5, min_seconds = 0.1 }          # one statement this often in a run, this long together
+//! sequential = { min_call_seconds = 0.03, max_gap_seconds = 0.02, min_saved_seconds = 0.1, min_saved_share = 0.1 }
+//! dominant = { min_share = 0.5, min_seconds = 0.1 }          # one query this share of its run
+//! outside = { min_run_seconds = 1.0, min_share = 0.7 }       # a slow run this much in no segment
+//!                                       # each table also takes `enabled = false`
+//!
 //! [auth]
 //! ingest_token_file = "/run/secrets/kuroko-ingest"   # clients send authorization: Bearer <token>
 //! query_token_file = "/run/secrets/kuroko-query"     # the API, the web UI and /metrics ask for it
@@ -70,6 +79,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::analysis::problems::Thresholds;
 use crate::deliver::alerts::AlertRule;
 use crate::deliver::schedule::ScheduleConfig;
 use crate::deliver::{DeliveryConfig, DigestDelivery};
@@ -99,6 +109,9 @@ pub enum ConfigError {
     /// Settings that together would lose data: what to change.
     #[error("refusing settings that would lose data: {0}")]
     LosesData(String),
+    /// Settings that cannot work (a share above 1, a count of 0): what to change.
+    #[error("refusing settings that cannot work: {0}")]
+    Unusable(String),
     /// An environment variable has an unusable value.
     #[error("{variable}={value:?}: {reason}")]
     Variable {
@@ -152,6 +165,9 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// The embedded store's ingest journal (`[journal]`).
     pub journal: JournalConfig,
+    /// What the performance problems' detectors flag (`[problems]`, see
+    /// docs/problems.md).
+    pub problems: Thresholds,
 }
 
 /// `[journal]`: where acknowledged batches wait until they are in the
@@ -261,6 +277,7 @@ impl Default for Config {
             alerts: Vec::new(),
             journal: JournalConfig::default(),
             delivery: DeliveryConfig::default(),
+            problems: Thresholds::default(),
         }
     }
 }
@@ -356,6 +373,7 @@ impl Config {
                 retention.minute_days, retention.hour_days, retention.day_days
             )));
         }
+        self.problems.check().map_err(ConfigError::Unusable)?;
         Ok(())
     }
 

@@ -97,7 +97,8 @@ enum Command {
         query: String,
     },
     /// Ask a question: slowest endpoints, where the time goes, time series,
-    /// a transaction's breakdown, regressions, error groups or Apdex.
+    /// a transaction's breakdown, regressions, error groups, Apdex or
+    /// performance problems (N+1, sequential calls, a dominant query).
     ///
     /// Answered from the store directly (--store, --config or KUROKO_STORE,
     /// as for `kuroko serve`; safe while a reporter runs on it), or by a
@@ -110,17 +111,18 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         where does the time go this week:   kuroko query consumers --since 7d\n  \
         what got slower:                    kuroko query regressions\n  \
+        N+1 queries and other problems:     kuroko query problems --since 7d\n  \
         yesterday's errors:                 kuroko query errors --since 1d\n  \
         the slowest of one team, by p99:    kuroko query slowest --team search --by p99 --config kuroko.toml\n  \
         one transaction's hourly p95:       kuroko query timeseries --service api --transaction 'GET /cards/{id}' --step hour\n  \
         where its time goes:                kuroko query breakdown --service api --transaction 'GET /cards/{id}'\n  \
         as CSV from a running reporter:     kuroko query slowest --server http://kuroko:4318 --format csv > slowest.csv")]
     Query(Box<QueryArgs>),
-    /// Triage an error group: resolve it, reopen it, ignore it, or assign it to a team.
+    /// Triage an error group or a performance problem: resolve it, reopen it, ignore it, or assign it to a team.
     ///
     /// A group is named by its id, 16 hex digits: the `id` column of
-    /// `kuroko query errors`, the end of its web UI address
-    /// (/errors/<id>). A resolved group that occurs again is shown as
+    /// `kuroko query errors` (or `kuroko query problems`), the end of its web
+    /// UI address (/errors/<id>, /problems/<id>). A resolved group that occurs again is shown as
     /// regressed; an ignored group is left out of the digest and the weekly
     /// email (for good, until --until, or until it occurs --count more
     /// times). Recorded in the store (--store, --config or KUROKO_STORE; safe
@@ -566,7 +568,8 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
                 Some(path) => Owners::load(path)?,
                 None => Owners::empty(),
             };
-            let app = App::new(store, std::sync::Arc::new(owners), settings.base_url.clone(), None);
+            let app = App::new(store, std::sync::Arc::new(owners), settings.base_url.clone(), None)
+                .with_problem_thresholds(settings.problems.clone());
             api::answer_now(&app, args.question, &pairs)
                 .map_err(|e| anyhow::anyhow!(e.message()))?
                 .1
@@ -616,7 +619,8 @@ async fn triage(action: ErrorsAction) -> anyhow::Result<()> {
                 Some(path) => Owners::load(path)?,
                 None => Owners::empty(),
             };
-            let app = App::new(store, std::sync::Arc::new(owners), settings.base_url.clone(), None);
+            let app = App::new(store, std::sync::Arc::new(owners), settings.base_url.clone(), None)
+                .with_problem_thresholds(settings.problems.clone());
             let group = target.group.clone();
             let decision = tokio::task::spawn_blocking(move || api::decide_now(&app, &group, name, &pairs, "cli"))
                 .await
@@ -788,7 +792,11 @@ async fn report(what: ReportCommand) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let producer = deliver::analysis_producer(store.clone(), std::sync::Arc::new(delivery.owners.clone()));
+    let producer = deliver::analysis_producer_with(
+        store.clone(),
+        std::sync::Arc::new(delivery.owners.clone()),
+        std::sync::Arc::new(delivery.problems.clone()),
+    );
     let runner = deliver::Runner::new(store, delivery, producer, deliver::holder_id("cli"));
     let rows = runner
         .send_now(kind, args.team.as_deref(), period, args.force, jiff::Timestamp::now())

@@ -231,7 +231,8 @@ fn app(config: &Config, store: Arc<dyn Store>) -> Result<App, ServeError> {
             "no query token set: anyone who can reach the HTTP port can read the API and the web UI (set [auth] query_token_file)"
         );
     }
-    Ok(App::new(store, Arc::new(owners), config.base_url.clone(), token))
+    Ok(App::new(store, Arc::new(owners), config.base_url.clone(), token)
+        .with_problem_thresholds(config.problems.clone()))
 }
 
 /// Drops ClickHouse partitions past retention every `rollup_interval_seconds`
@@ -366,7 +367,11 @@ fn start_delivery(
     config: &Config,
 ) -> Result<(oneshot::Sender<()>, tokio::task::JoinHandle<()>), ServeError> {
     let settings = crate::deliver::Settings::from_config(config)?;
-    let producer = crate::deliver::analysis_producer(store.clone(), Arc::new(settings.owners.clone()));
+    let producer = crate::deliver::analysis_producer_with(
+        store.clone(),
+        Arc::new(settings.owners.clone()),
+        Arc::new(settings.problems.clone()),
+    );
     let runner = crate::deliver::Runner::new(store, settings, producer, crate::deliver::holder_id("serve"));
     let (stop, mut stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -81,6 +81,7 @@ fn settings(smtp: SmtpConfig, digest_email: Vec<String>, alerts: Vec<AlertRule>)
         },
         max_rounds: 3,
         delivery: DeliveryConfig::default(),
+        problems: Default::default(),
     }
 }
 

@@ -115,7 +115,42 @@ fn the_demo_shows_the_whole_job_and_leaves_its_data() {
         .map(|g| g.title.as_str())
         .collect();
     assert_eq!(planted.len(), 1, "{planted:?}");
+    // The slow endpoint's N+1 is a performance problem, the costliest one.
+    let problems = kuroko_reporter::analysis::Analysis::new(&store, &owners)
+        .problems(&kuroko_reporter::analysis::Scope::window(
+            to.as_second() / 60 - 1_440,
+            to.as_second() / 60 + 60,
+        ))
+        .unwrap();
+    let costliest = problems.groups.first().expect("the demo has performance problems");
+    assert_eq!(
+        (
+            costliest.transaction.as_str(),
+            costliest.statement.as_str(),
+            costliest.count_per_run
+        ),
+        ("GET /account/orders/export", "SELECT report_rows", 12.0),
+        "{costliest:?}"
+    );
     drop(store);
+    // And the first page a newcomer opens, the overview, shows it first.
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(SqliteStore::open(&store_path).unwrap());
+    let app = kuroko_reporter::app::App::new(store, std::sync::Arc::new(owners), String::new(), None);
+    let params = kuroko_reporter::ui::Params::parse(Some("")).unwrap();
+    let overview = kuroko_reporter::ui::pages::overview(&app, &params, to.as_second() / 60 + 1)
+        .unwrap()
+        .into_string();
+    let problems_at = overview
+        .find("id=\"problems\"")
+        .expect("the overview has a problems section");
+    let services_at = overview.find("id=\"services\"").unwrap();
+    assert!(problems_at < services_at, "the problems come first");
+    let section = &overview[problems_at..services_at];
+    let first = section.find("data-problem=").expect("a problem is listed");
+    assert!(
+        section[first..].contains("12 × SELECT report_rows") && section[first..].contains("GET /account/orders/export"),
+        "{section}"
+    );
 
     // The reports: a weekly email per team and the digest by email, the
     // digest's chat messages in the webhook log, a preview per team.

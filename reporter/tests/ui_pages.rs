@@ -192,6 +192,22 @@ fn every_page_escapes_hostile_names() {
     let regressions = ok(pages::regressions(app, &params("since=1h"), NOW));
     assert_escaped(&regressions, "regressions");
 
+    // The hostile trace's one query is 55% of its run: a dominant query.
+    let problems = ok(pages::problems(app, &params("since=1d"), NOW));
+    assert_escaped(&problems, "problems");
+    assert!(problems.contains("Slow query dominating"), "{problems}");
+    assert!(problems.contains("&lt;script&gt;span()&lt;/script&gt;"), "{problems}");
+    let found = app
+        .analysis()
+        .problems(&params("since=1d").scope("1d", NOW).unwrap())
+        .unwrap();
+    let problem = ok(pages::problem_group(app, &found.groups[0].id, &params("since=1d"), NOW));
+    assert_escaped(&problem, "problem");
+    assert!(
+        problem.contains("segment offending"),
+        "the query is marked in the example: {problem}"
+    );
+
     let text = format!(
         "title = {title:?}\n[[panels]]\ntitle = {title:?}\nmetric = \"p95\"\nchart = \"line\"\nfilter = {{ transaction = {txn:?} }}\n\
          [[panels]]\ntitle = \"t\"\nmetric = \"p95\"\nchart = \"table\"\ngroup = \"transaction\"\n\
@@ -390,7 +406,7 @@ async fn every_download_link_answers() {
     };
     let window = format!("since={}&until={}", minute(NOW - 1_440), minute(NOW + 60));
     let mut checked = 0;
-    for page in ["/", "/errors", "/regressions", "/features/feat"] {
+    for page in ["/", "/errors", "/problems", "/regressions", "/features/feat"] {
         let html = client
             .get(format!("http://{address}{page}?{window}"))
             .send()
@@ -698,4 +714,45 @@ fn a_live_window_refreshes_itself_and_a_past_one_does_not() {
         .unwrap();
     let last = p95.rsplit("<title>").next().unwrap();
     assert!(last.starts_with("p95 2024-01-01 11:59 UTC"), "{last}");
+}
+
+/// A problem page's form records the decision like an error group's and
+/// sends the reader back to the problem, whose status then shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_problem_is_resolved_from_its_page() {
+    let app = app().clone();
+    let id = app
+        .analysis()
+        .problems(&params("since=1d").scope("1d", NOW).unwrap())
+        .unwrap()
+        .groups[0]
+        .id
+        .clone();
+    let router = kuroko_reporter::ui::router(app.clone(), std::path::PathBuf::from("/nonexistent"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .post(format!("http://{address}/problems/{id}/triage?since=1d"))
+        .form(&[("action", "resolve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        response.headers()["location"],
+        format!("/problems/{id}?since=1d").as_str()
+    );
+    let problems = app
+        .analysis()
+        .problems(&params("since=1d").scope("1d", NOW).unwrap())
+        .unwrap();
+    let group = problems.groups.iter().find(|g| g.id == id).unwrap();
+    assert_eq!(group.triage.status.as_str(), "resolved");
+    let page = ok(pages::problem_group(&app, &id, &params("since=1d"), NOW));
+    assert!(page.contains("data-status=\"resolved\""), "{page}");
 }

@@ -113,6 +113,7 @@ fn settings(smtp: SmtpConfig, weekly: &str, digest_email: Vec<String>) -> Settin
         },
         max_rounds: 3,
         delivery: DeliveryConfig::default(),
+        problems: Default::default(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Analysis of stored data: what is slow, where the time goes, what
-//! changed, what regressed, and which errors are the same error.
+//! changed, what regressed, which errors are the same error, and which
+//! kept traces show a performance problem.
 //!
 //! Every question takes a [`Scope`] (a window and filters) and is answered
 //! by an [`Analysis`] from the [`Store`] (which merges histograms itself)
@@ -14,6 +15,7 @@ pub(crate) mod error;
 pub mod errors;
 pub(crate) mod fingerprint;
 pub(crate) mod memo;
+pub mod problems;
 pub mod regressions;
 pub mod scope;
 pub(crate) mod stack;
@@ -38,6 +40,8 @@ pub struct Analysis<'a> {
     pub owners: &'a Owners,
     /// Store answers kept for reuse, when asked for ([`Analysis::remembering`]).
     memo: Option<&'a Memo>,
+    /// What the performance problems' detectors flag.
+    problem_thresholds: &'a problems::Thresholds,
 }
 
 impl<'a> Analysis<'a> {
@@ -47,6 +51,16 @@ impl<'a> Analysis<'a> {
             store,
             owners,
             memo: None,
+            problem_thresholds: &problems::DEFAULT_THRESHOLDS,
+        }
+    }
+
+    /// The same questions, finding performance problems with `thresholds`
+    /// (`[problems]` of `kuroko.toml`) instead of the defaults.
+    pub fn with_problem_thresholds(self, thresholds: &'a problems::Thresholds) -> Self {
+        Analysis {
+            problem_thresholds: thresholds,
+            ..self
         }
     }
 

@@ -145,7 +145,7 @@ pub enum TriageError {
     #[error("{0:?} is not an error group: a group is named by 16 hex digits, as `kuroko query errors` (its id column) and the web UI's /errors/<id> show it")]
     BadGroup(String),
     /// No such group in the store's history.
-    #[error("no error group {0} in the store's history")]
+    #[error("no error group or performance problem {0} in the store's history")]
     UnknownGroup(String),
     /// An action or one of its parameters is wrong.
     #[error("{0}")]
@@ -290,7 +290,7 @@ impl Analysis<'_> {
     pub fn decide(&self, group: &str, action: Action, by: &str, now: i64) -> Result<Triage, TriageError> {
         let id = group_id(group)?;
         let history = Scope::window(0, now.div_euclid(60) + super::errors::HISTORY_AHEAD_MINUTES);
-        if !self.group_ids(&history)?.contains(&id) {
+        if !self.group_ids(&history)?.contains(&id) && !self.problem_ids(now)?.contains(&id) {
             return Err(TriageError::UnknownGroup(id));
         }
         let current = self.decisions()?.remove(&id);

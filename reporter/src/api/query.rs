@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::analysis::endpoints::{ApdexRow, Group, Rank};
 use crate::analysis::errors::ErrorGroup;
+use crate::analysis::problems::Problems;
 use crate::analysis::regressions::{self, Comparison, Coverage, RegressionRow};
 use crate::analysis::scope::{parse_time, parse_window};
 use crate::analysis::stats::{Change, Outcome, RegressionRule};
@@ -42,11 +43,14 @@ pub enum Question {
     Errors,
     /// Apdex per transaction (or feature), worst first.
     Apdex,
+    /// Performance problems found in kept traces (N+1, sequential calls,
+    /// a dominant query, time outside segments), the most time a day first.
+    Problems,
 }
 
 impl Question {
     /// Every question, in the order the docs list them.
-    pub const ALL: [Question; 7] = [
+    pub const ALL: [Question; 8] = [
         Question::Slowest,
         Question::Consumers,
         Question::Timeseries,
@@ -54,6 +58,7 @@ impl Question {
         Question::Regressions,
         Question::Errors,
         Question::Apdex,
+        Question::Problems,
     ];
 
     /// Its name in URLs and on the command line.
@@ -66,6 +71,7 @@ impl Question {
             Question::Regressions => "regressions",
             Question::Errors => "errors",
             Question::Apdex => "apdex",
+            Question::Problems => "problems",
         }
     }
 
@@ -349,6 +355,12 @@ impl Query {
                     total_groups,
                 })
             }
+            Question::Problems => {
+                let mut problems = analysis.problems(scope)?;
+                let total_groups = problems.groups.len();
+                problems.groups.truncate(self.limit);
+                json(&ProblemsAnswer { total_groups, problems })
+            }
             Question::Apdex => {
                 let mut rows = analysis.apdex(scope, self.group)?;
                 let total_rows = rows.len();
@@ -505,6 +517,14 @@ struct ErrorsAnswer {
     scope: Scope,
     baseline: Scope,
     groups: Vec<ErrorGroup>,
+    total_groups: usize,
+}
+
+/// `GET /api/v1/problems`.
+#[derive(Serialize)]
+struct ProblemsAnswer {
+    #[serde(flatten)]
+    problems: Problems,
     total_groups: usize,
 }
 

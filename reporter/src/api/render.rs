@@ -225,6 +225,38 @@ const ERRORS: &[Column] = &[
     ),
 ];
 
+const PROBLEMS: &[Column] = &[
+    // Shown in the table too: `kuroko errors resolve <id>` names a group by it.
+    both!("id", Kind::Text),
+    named!("new", Kind::Flag, "new"),
+    both!("title", Kind::Text),
+    csv_only!("pattern", Kind::Text),
+    csv_only!("kind", Kind::Text),
+    both!("service", Kind::Text),
+    both!("transaction", Kind::Text),
+    both!("statement", Kind::Text),
+    named!("count_per_run", Kind::Number, "count"),
+    named!("cost_per_run", Kind::Seconds, "cost/run"),
+    csv_only!("seconds_per_run", Kind::Seconds),
+    named!("cost_share", Kind::Percent, "of run"),
+    named!("runs_affected", Kind::Count, "kept runs"),
+    csv_only!("runs_examined", Kind::Count),
+    named!("affected_runs_per_day", Kind::Number, "runs/day"),
+    named!("seconds_per_day", Kind::Seconds, "time/day"),
+    both!("team", Kind::Text),
+    csv_only!("feature", Kind::Text),
+    col(&["first_seen"], Kind::Nanos, None, Some("first_seen")),
+    col(&["last_seen"], Kind::Nanos, None, Some("last_seen")),
+    col(&["example", "trace_id"], Kind::Text, None, Some("example_trace")),
+    col(&["triage", "status"], Kind::Text, Some("status"), Some("status")),
+    col(
+        &["triage", "assigned_team"],
+        Kind::Text,
+        Some("assigned"),
+        Some("assigned_team"),
+    ),
+];
+
 const APDEX: &[Column] = &[
     both!("service", Kind::Text),
     both!("transaction", Kind::Text),
@@ -265,6 +297,7 @@ pub fn csv(question: Question, answer: &Value) -> String {
         Question::Slowest | Question::Consumers => (SLOWEST, list(answer, "rows")),
         Question::Apdex => (APDEX, list(answer, "rows")),
         Question::Errors => (ERRORS, list(answer, "groups")),
+        Question::Problems => (PROBLEMS, list(answer, "groups")),
         Question::Timeseries => (POINTS, points(answer)),
         Question::Breakdown => {
             let mut rows = list(answer, "segments");
@@ -357,6 +390,15 @@ pub fn table(question: Question, answer: &Value) -> String {
                 window(at(baseline, &["from"]), at(baseline, &["to"]))
             ));
             rows_table(&mut out, ERRORS, &list(answer, "groups"));
+            shown_of(&mut out, list(answer, "groups").len(), at(answer, &["total_groups"]));
+        }
+        Question::Problems => {
+            heading(&mut out, "Performance problems, the most time a day first", answer);
+            out.push_str(&format!(
+                "from {} kept runs; resolve or ignore one with `kuroko errors resolve <id>`\n\n",
+                format::count(at(answer, &["runs_examined"]).as_u64().unwrap_or(0))
+            ));
+            rows_table(&mut out, PROBLEMS, &list(answer, "groups"));
             shown_of(&mut out, list(answer, "groups").len(), at(answer, &["total_groups"]));
         }
     }

@@ -73,7 +73,9 @@ use schedule::{Period, Report, LATE_AFTER};
 
 pub use mime::{html_message, plain_message};
 pub use on_demand::{check_period, latest_period, write_preview};
-pub use produce::{analysis_producer, placeholder_producer, Job, Outgoing, ProduceError, Producer};
+pub use produce::{
+    analysis_producer, analysis_producer_with, placeholder_producer, Job, Outgoing, ProduceError, Producer,
+};
 pub use settings::{DeliverError, DeliveryConfig, DigestDelivery, Settings};
 
 /// How a delivery reaches people.

@@ -149,7 +149,7 @@ pub fn write_preview(
     dir: &Path,
 ) -> Result<Vec<PathBuf>, ProduceError> {
     check_period(report, &period)?;
-    let analysis = Analysis::new(store, &settings.owners);
+    let analysis = Analysis::new(store, &settings.owners).with_problem_thresholds(&settings.problems);
     let tz = &settings.schedule.time_zone;
     match report {
         Report::Weekly => {

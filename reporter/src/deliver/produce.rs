@@ -12,6 +12,7 @@ use lettre::Message;
 use super::mime::html_message;
 use super::schedule::{Period, Report};
 use super::Channel;
+use crate::analysis::problems::Thresholds;
 use crate::analysis::Analysis;
 use crate::owners::Owners;
 use crate::report::late::{self, Late};
@@ -66,8 +67,14 @@ pub type Producer = Arc<dyn Fn(&Job) -> Result<Outgoing, ProduceError> + Send + 
 /// ([`crate::report::build`]), with features and teams from `owners`, and
 /// rendered for the job's channels.
 pub fn analysis_producer(store: Arc<dyn Store>, owners: Arc<Owners>) -> Producer {
+    analysis_producer_with(store, owners, Arc::new(Thresholds::default()))
+}
+
+/// [`analysis_producer`] finding performance problems with `problems`
+/// (`[problems]` of `kuroko.toml`) rather than the defaults.
+pub fn analysis_producer_with(store: Arc<dyn Store>, owners: Arc<Owners>, problems: Arc<Thresholds>) -> Producer {
     Arc::new(move |job: &Job| {
-        let analysis = Analysis::new(store.as_ref(), &owners);
+        let analysis = Analysis::new(store.as_ref(), &owners).with_problem_thresholds(&problems);
         match job.report {
             Report::Weekly => {
                 let team = job.team.as_deref().ok_or("the weekly report is made for a team")?;

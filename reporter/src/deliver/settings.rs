@@ -96,6 +96,9 @@ pub struct Settings {
     pub max_rounds: u32,
     /// How missed periods are caught up (`[delivery]`).
     pub delivery: DeliveryConfig,
+    /// What the performance problems' detectors flag (`[problems]`), for
+    /// the weekly report's problems.
+    pub problems: crate::analysis::problems::Thresholds,
 }
 
 impl Settings {
@@ -117,6 +120,7 @@ impl Settings {
             webhook_retry: webhook::Retry::default(),
             max_rounds: 3,
             delivery: config.delivery,
+            problems: config.problems.clone(),
         })
     }
 }

@@ -456,6 +456,7 @@ fn print_ready(
          The fleet: {services}, {hosts} hosts each ({host_example}…), exporting OTLP/HTTP to {http}\n\
          every {interval} s (OTLP/gRPC is on {grpc}). What to look for:\n\
          - a slow endpoint: shop-api GET /account/orders/export (and billing-worker render-invoice-pdf)\n\
+         - a performance problem: its N+1 queries (12 x SELECT report_rows a run), first on the overview\n\
          - a regression: shop-api GET /products/{{id}}, p95 +40% from {regression}\n\
          - a database-bound transaction: shop-api GET /account/payment-cards\n\
          - a recurring error on one host: shop-api-1 GET /orders/{{id}}, \"order <id> not found\"\n\

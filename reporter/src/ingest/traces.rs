@@ -121,7 +121,8 @@ fn covered(mut intervals: Vec<(u64, u64)>, within: (u64, u64)) -> u64 {
 /// Attributes of a kept span, at most (before the byte budget).
 const MAX_KEPT_ATTRIBUTES: usize = 32;
 
-/// A span as kept in a trace: name, kind, offsets in ns, a few attributes,
+/// A span as kept in a trace: name, kind, its and its parent's ids (the
+/// performance problems' detectors tell siblings apart by the parent), offsets in ns, a few attributes,
 /// within `max_span_attribute_bytes` (each value cut to `max_value_bytes`);
 /// what it leaves out is added to `trimmed`.
 fn span_json(span: &Span, kind: &str, limits: &Limits, trimmed: &mut Trimmed) -> String {
@@ -145,6 +146,7 @@ fn span_json(span: &Span, kind: &str, limits: &Limits, trimmed: &mut Trimmed) ->
         "name": cut(&span.name, limits.max_value_bytes),
         "kind": kind,
         "span_id": hex(&span.span_id),
+        "parent": hex(&span.parent_span_id),
         "start": span.start_time_unix_nano,
         "duration_ns": span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano),
         "attributes": attributes,

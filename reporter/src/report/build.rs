@@ -22,7 +22,10 @@ use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 
 use super::digest::{self, Digest, DigestGroup};
-use super::weekly::{ui_path, DailyPoint, EndpointRow, ErrorRow, FeatureRow, RegressionRow, ServerCount, WeeklyReport};
+use super::weekly::{
+    ui_path, DailyPoint, EndpointRow, ErrorRow, FeatureRow, ProblemRow, RegressionRow, ServerCount, WeeklyReport,
+    TOP_PROBLEMS,
+};
 use crate::analysis::endpoints::{self, Group, Rank};
 use crate::analysis::errors::ErrorGroup;
 use crate::analysis::regressions;
@@ -193,6 +196,32 @@ pub(crate) fn weekly(
         })
         .take(TOP_ERRORS)
         .collect();
+    let found = analysis.problems(&scope)?;
+    let total = |new_only: bool| {
+        let chosen = found.open().filter(|p| p.new || !new_only);
+        chosen.fold((0u64, 0.0), |(n, cost), p| (n + 1, cost + p.seconds_per_day))
+    };
+    let ((open_problems, open_problems_seconds_per_day), (new_problems, new_problems_seconds_per_day)) =
+        (total(false), total(true));
+    let problems = found
+        .open()
+        .take(TOP_PROBLEMS)
+        .map(|p| ProblemRow {
+            title: p.title.clone(),
+            statement: p.statement.clone(),
+            service: p.service.clone(),
+            transaction: p.transaction.clone(),
+            new: p.new,
+            count_per_run: p.count_per_run,
+            cost_per_run_s: p.cost_per_run,
+            seconds_per_day: p.seconds_per_day,
+            link: with_window(
+                &format!("/problems/{}", format::url_component(&p.id)),
+                &[],
+                &window_params,
+            ),
+        })
+        .collect();
     Ok(WeeklyReport {
         team: team.to_owned(),
         week_start: first_day.to_string(),
@@ -205,6 +234,11 @@ pub(crate) fn weekly(
         regressions_note: comparison.coverage.shortfall(),
         errors,
         ignored_groups: ignored.len() as u64,
+        problems,
+        open_problems,
+        open_problems_seconds_per_day,
+        new_problems,
+        new_problems_seconds_per_day,
         late: None,
     })
 }

@@ -482,6 +482,12 @@ pub(crate) const WATERFALL_ROWS: usize = 40;
 /// A kept trace as a waterfall: the whole run on top, each segment below at
 /// its offset and length, coloured by kind.
 pub(crate) fn waterfall(trace: &TraceSummary) -> Markup {
+    waterfall_marked(trace, &[])
+}
+
+/// [`waterfall`] with the segments whose index `marked` holds `true` drawn
+/// outlined and labelled (a performance problem's offending spans).
+pub(crate) fn waterfall_marked(trace: &TraceSummary, marked: &[bool]) -> Markup {
     const ROW: f64 = 18.0;
     const LABEL: f64 = 280.0;
     let shown = &trace.segments[..trace.segments.len().min(WATERFALL_ROWS)];
@@ -506,7 +512,8 @@ pub(crate) fn waterfall(trace: &TraceSummary) -> Markup {
                     @for (i, segment) in shown.iter().enumerate() {
                         @let top = (i + 1) as f64 * ROW + 4.0;
                         text x=(n(LABEL - 6.0)) y=(n(top + ROW - 9.0)) text-anchor="end" { (shorten(&segment.name, 40)) }
-                        rect.segment data-kind=(segment.kind) x=(n(x(segment.offset))) y=(n(top)) height=(n(ROW - 6.0))
+                        @let hit = marked.get(i).copied().unwrap_or(false);
+                        rect.segment.offending[hit] data-kind=(segment.kind) stroke=[hit.then_some("#000")] stroke-width=[hit.then_some("2")] x=(n(x(segment.offset))) y=(n(top)) height=(n(ROW - 6.0))
                             width=(n((x(segment.offset + segment.duration) - x(segment.offset)).max(1.0))) fill=(kind_colour(&segment.kind)) {
                             title { (segment.kind) " " (segment.name) ": " (format::duration(segment.duration)) " at +" (format::duration(segment.offset)) }
                         }

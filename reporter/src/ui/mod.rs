@@ -125,6 +125,9 @@ pub(crate) fn router_with(app: App, dashboards_dir: PathBuf, extras: Extras) -> 
         .route("/errors", get(errors))
         .route("/errors/{id}", get(error_group))
         .route("/errors/{id}/triage", post(triage::decide))
+        .route("/problems", get(problems))
+        .route("/problems/{id}", get(problem_group))
+        .route("/problems/{id}/triage", post(triage::decide_problem))
         .route("/regressions", get(regressions))
         .route("/dashboards", get(dashboard_list))
         .route("/dashboards/{name}", get(dashboard))
@@ -367,6 +370,17 @@ async fn errors(State(ui): State<Arc<Ui>>, RawQuery(query): RawQuery) -> Respons
 async fn error_group(State(ui): State<Arc<Ui>>, Path(id): Path<String>, RawQuery(query): RawQuery) -> Response {
     render(ui, query, move |ui, params, now| {
         pages::error_group(&ui.app, &id, params, now)
+    })
+    .await
+}
+
+async fn problems(State(ui): State<Arc<Ui>>, RawQuery(query): RawQuery) -> Response {
+    render(ui, query, |ui, params, now| pages::problems(&ui.app, params, now)).await
+}
+
+async fn problem_group(State(ui): State<Arc<Ui>>, Path(id): Path<String>, RawQuery(query): RawQuery) -> Response {
+    render(ui, query, move |ui, params, now| {
+        pages::problem_group(&ui.app, &id, params, now)
     })
     .await
 }

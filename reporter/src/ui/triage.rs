@@ -1,4 +1,5 @@
-//! `POST /errors/{id}/triage`: the group page's forms. Records the decision
+//! `POST /errors/{id}/triage` and `POST /problems/{id}/triage`: the group
+//! pages' forms. Records the decision
 //! (`action` = `resolve`, `reopen`, `ignore` with `until` and `count`,
 //! `assign` with `team`) through the API's [`crate::api::decide_now`], then
 //! sends the reader back to the group's page with the same filters.
@@ -37,6 +38,22 @@ pub(super) async fn decide(
     RawQuery(query): RawQuery,
     request: Request,
 ) -> Response {
+    decide_on(ui, id, query, request, "/errors").await
+}
+
+/// `POST /problems/{id}/triage`: the same for a performance problem, back
+/// to its page.
+pub(super) async fn decide_problem(
+    State(ui): State<Arc<Ui>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Response {
+    decide_on(ui, id, query, request, "/problems").await
+}
+
+/// Records the form's decision about group `id`, then back to `{page}/{id}`.
+async fn decide_on(ui: Arc<Ui>, id: String, query: Option<String>, request: Request, page: &str) -> Response {
     if !same_origin(&request) {
         return error_page(&PageError::BadRequest(
             "this form can only be sent from the reporter's own pages".to_owned(),
@@ -60,7 +77,7 @@ pub(super) async fn decide(
     let decided = tokio::task::spawn_blocking(move || crate::api::decide_now(&app, &group, &action, &form, "ui")).await;
     match decided {
         Ok(Ok(decision)) => {
-            let back = params.href(&format!("/errors/{}", crate::format::url_component(&decision.group)));
+            let back = params.href(&format!("{page}/{}", crate::format::url_component(&decision.group)));
             let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, back)]).into_response();
             secure(&mut response);
             response
@@ -69,7 +86,7 @@ pub(super) async fn decide(
             error_page(&PageError::Analysis(AnalysisError::Store(store)))
         }
         Ok(Err(TriageError::UnknownGroup(group))) => error_page(&PageError::NotFound(format!(
-            "no error group {group} in the store's history"
+            "no error group or performance problem {group} in the store's history"
         ))),
         Ok(Err(error)) => error_page(&PageError::BadRequest(error.to_string())),
         Err(join) => {

@@ -1,7 +1,8 @@
 //! A real ClickHouse server for the integration tests, shared by
 //! `clickhouse_store.rs`, `clickhouse_replicas.rs`,
-//! `grafana_dashboards.rs`, `cumulative_replicas.rs`, `hostile_values.rs`
-//! and `stores.rs` (the suite run on both stores) through `#[path]`.
+//! `grafana_dashboards.rs`, `cumulative_replicas.rs`, `hostile_values.rs`,
+//! `problems.rs` and `stores.rs` (the suite run on both stores) through
+//! `#[path]`.
 //!
 //! Which engine: Debian's `clickhouse-server` 18.16 (installed by
 //! tests/run-all.sh) by default; with `KUROKO_TEST_CLICKHOUSE=chdb`, a

@@ -160,6 +160,7 @@ fn content(
         (regressions_html(report))
         (endpoints_html(report, "Slowest endpoints (by p95)", &report.slowest))
         (endpoints_html(report, "Most time-consuming endpoints", &report.consumers))
+        (problems_html(report))
         (errors_html(report))
         (charts_html(report, charts, source))
         @if shows_estimates(report) {
@@ -271,6 +272,33 @@ fn endpoints_html(report: &WeeklyReport, title: &str, rows: &[EndpointRow]) -> M
                         (num(&format::percentile(e.p95_s, e.estimated)))
                         (num(&format::percentile(e.p99_s, e.estimated)))
                         (num(&format::percent(e.share_of_time)))
+                    }
+                }
+            }))
+        }
+    }
+}
+
+fn problems_html(report: &WeeklyReport) -> Markup {
+    let columns = [("Problem", false), ("Per run", true), ("Time a day", true)];
+    html! {
+        @if !report.problems.is_empty() {
+            (h2("Performance problems"))
+            (table(&columns, html! {
+                @for p in &report.problems {
+                    tr {
+                        td style=(TD) {
+                            @if p.new {
+                                span style="font-size:11px;font-weight:600;color:#ffffff;padding:0 4px;background:#cf222e;" { "NEW" } " "
+                            }
+                            (linked(report, &format!("{}: {}", p.title, p.transaction), &p.link)) br;
+                            span style={ (SMALL_MUTED) "font-family:Consolas,Menlo,monospace;" } {
+                                (truncate(&p.statement, MAX_MESSAGE_CHARS))
+                            }
+                            br; span style=(SMALL_MUTED) { (p.service) }
+                        }
+                        (num(&format!("{} × {}", format::number(p.count_per_run), format::duration(p.cost_per_run_s))))
+                        (num(&format::duration(p.seconds_per_day)))
                     }
                 }
             }))

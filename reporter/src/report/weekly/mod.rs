@@ -53,6 +53,18 @@ pub struct WeeklyReport {
     pub errors: Vec<ErrorRow>,
     /// Error groups of the week that someone ignored: counted, not listed.
     pub ignored_groups: u64,
+    /// Open performance problems of the team's transactions found in the
+    /// week's kept traces, the most time a day first (at most
+    /// [`TOP_PROBLEMS`]); none that someone resolved or ignored.
+    pub problems: Vec<ProblemRow>,
+    /// Open problems in all, listed or not.
+    pub open_problems: u64,
+    /// The request time they cost a day, all of them, seconds.
+    pub open_problems_seconds_per_day: f64,
+    /// Open problems not seen before this week, listed or not.
+    pub new_problems: u64,
+    /// The request time those cost a day, seconds.
+    pub new_problems_seconds_per_day: f64,
     /// Set when the report goes out after its time: said in the subject and
     /// at the top.
     pub late: Option<super::late::Late>,
@@ -169,6 +181,32 @@ impl RegressionRow {
     pub fn significance_text(&self) -> String {
         format!("{}, {}", format::p_value(self.p_value), format::q_value(self.q_value))
     }
+}
+
+/// Performance problems a weekly report lists, at most.
+pub const TOP_PROBLEMS: usize = 5;
+
+/// An open performance problem (`crate::analysis::problems`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ProblemRow {
+    /// `N+1 queries`, `Sequential calls`…
+    pub title: String,
+    /// The normalised statement (empty for time outside segments).
+    pub statement: String,
+    /// The service.
+    pub service: String,
+    /// The transaction.
+    pub transaction: String,
+    /// Not seen in the kept traces before this week.
+    pub new: bool,
+    /// Spans per affected run (the N+1's count).
+    pub count_per_run: f64,
+    /// What it costs an affected run, seconds.
+    pub cost_per_run_s: f64,
+    /// Estimated request time it costs a day, seconds.
+    pub seconds_per_day: f64,
+    /// Path into the web UI; empty for none.
+    pub link: String,
 }
 
 /// A new or growing error group.
@@ -354,6 +392,9 @@ pub fn summary(report: &WeeklyReport) -> Vec<String> {
             format::percent(top.share_of_time)
         ));
     }
+    if let Some(line) = problems_line(report) {
+        lines.push(line);
+    }
     let new = report.errors.iter().filter(|e| e.new).count();
     let growing = report.errors.iter().filter(|e| is_growing(e)).count();
     if new + growing == 0 {
@@ -365,6 +406,23 @@ pub fn summary(report: &WeeklyReport) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// `3 new performance problems, costing 41 min of request time a day`; the
+/// open ones when none is new; `None` when there is none.
+fn problems_line(report: &WeeklyReport) -> Option<String> {
+    let (n, what, cost) = if report.new_problems > 0 {
+        (report.new_problems, "new", report.new_problems_seconds_per_day)
+    } else if report.open_problems > 0 {
+        (report.open_problems, "open", report.open_problems_seconds_per_day)
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{n} {what} performance problem{}, costing {} of request time a day",
+        if n == 1 { "" } else { "s" },
+        format::duration(cost)
+    ))
 }
 
 /// The message's subject line.

@@ -169,3 +169,64 @@ fn control_characters_cannot_break_the_text_layout() {
     assert!(text.contains("GET /a  Bcc: x@example.com"));
     assert!(!text.contains("\r"));
 }
+
+#[test]
+fn new_performance_problems_are_counted_with_their_time_a_day_and_listed() {
+    let problem = |new: bool, minutes: f64| ProblemRow {
+        title: "N+1 queries".into(),
+        statement: "SELECT <lines> WHERE id = ?".into(),
+        service: "shop".into(),
+        transaction: "GET /orders/{id}/export".into(),
+        new,
+        count_per_run: 12.0,
+        cost_per_run_s: 0.7,
+        seconds_per_day: minutes * 60.0,
+        link: "/problems/00000000000000aa".into(),
+    };
+    let report = WeeklyReport {
+        problems: vec![problem(true, 30.0), problem(true, 8.0), problem(false, 100.0)],
+        open_problems: 4,
+        open_problems_seconds_per_day: 141.0 * 60.0,
+        new_problems: 3,
+        new_problems_seconds_per_day: 41.0 * 60.0,
+        ..sample()
+    };
+    let lines = summary(&report);
+    assert!(
+        lines.iter().any(|l| *l
+            == format!(
+                "3 new performance problems, costing {} of request time a day",
+                format::duration(41.0 * 60.0)
+            )),
+        "{lines:?}"
+    );
+    let none_new = WeeklyReport {
+        new_problems: 0,
+        new_problems_seconds_per_day: 0.0,
+        ..report.clone()
+    };
+    assert!(
+        summary(&none_new).iter().any(|l| *l
+            == format!(
+                "4 open performance problems, costing {} of request time a day",
+                format::duration(141.0 * 60.0)
+            )),
+        "{:?}",
+        summary(&none_new)
+    );
+    assert!(!summary(&sample()).iter().any(|l| l.contains("performance problem")));
+    let text = render_text(&report);
+    assert!(text.contains("PERFORMANCE PROBLEMS"), "{text}");
+    let line = format!(
+        "- [new] N+1 queries: GET /orders/{{id}}/export (shop), 12 spans and {} a run, {} a day",
+        format::duration(0.7),
+        format::duration(1_800.0)
+    );
+    assert!(text.contains(&line), "{text}");
+    let html = render_html(&report, &[]);
+    assert!(html.contains("SELECT &lt;lines&gt; WHERE id = ?"), "escaped: {html}");
+    assert!(
+        html.contains("https://kuroko.example.com/problems/00000000000000aa"),
+        "{html}"
+    );
+}

@@ -94,6 +94,27 @@ pub fn render_text(report: &WeeklyReport) -> String {
         }
     }
 
+    if !report.problems.is_empty() {
+        let _ = writeln!(out, "\nPERFORMANCE PROBLEMS");
+    }
+    for p in &report.problems {
+        let marker = if p.new { "[new] " } else { "" };
+        let _ = writeln!(
+            out,
+            "- {marker}{}: {} ({}), {} spans and {} a run, {} a day",
+            clean(&p.title),
+            clean(&p.transaction),
+            clean(&p.service),
+            format::number(p.count_per_run),
+            format::duration(p.cost_per_run_s),
+            format::duration(p.seconds_per_day),
+        );
+        if !p.statement.is_empty() {
+            let _ = writeln!(out, "    {}", clean(&truncate(&p.statement, MAX_MESSAGE_CHARS)));
+        }
+        link(&mut out, &p.link);
+    }
+
     let _ = writeln!(out, "\nNEW AND GROWING ERRORS");
     if report.errors.is_empty() {
         let _ = writeln!(out, "  None this week.");

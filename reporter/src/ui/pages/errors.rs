@@ -156,7 +156,7 @@ pub fn error_group(app: &App, id: &str, params: &Params, now: i64) -> Result<Mar
 }
 
 /// `Regressed: resolved 2026-12-06 10:00 UTC (by cli), seen since`, and the like.
-fn status_line(triage: &GroupTriage) -> String {
+pub(super) fn status_line(triage: &GroupTriage) -> String {
     let when = |at: Option<i64>| {
         at.map(|s| format!("{} (by {})", minute_utc(s.div_euclid(60)), triage.decided_by))
             .unwrap_or_default()
@@ -188,7 +188,7 @@ fn status_line(triage: &GroupTriage) -> String {
 
 /// The forms that change a group's triage: resolve or reopen, ignore
 /// (with an optional date or count), assign to a team of `owners.toml`.
-fn triage_forms(action: &str, triage: &GroupTriage, owners: &crate::owners::Owners) -> Markup {
+pub(super) fn triage_forms(action: &str, triage: &GroupTriage, owners: &crate::owners::Owners) -> Markup {
     let open_again = matches!(triage.status, Status::Resolved | Status::Ignored);
     html! {
         div.triage {

@@ -18,6 +18,7 @@ mod dashboard;
 mod errors;
 mod feature;
 mod overview;
+mod problems;
 mod regressions;
 mod transaction;
 
@@ -44,6 +45,7 @@ pub use dashboard::{dashboard, dashboard_list};
 pub use errors::{error_group, errors};
 pub use feature::feature;
 pub use overview::overview;
+pub use problems::{problem_group, problems};
 pub use regressions::regressions;
 pub use transaction::{distribution, transaction};
 
@@ -73,6 +75,8 @@ pub enum Nav {
     Overview,
     /// Error groups.
     Errors,
+    /// Performance problems.
+    Problems,
     /// Regressions.
     Regressions,
     /// Dashboards.
@@ -103,6 +107,7 @@ pub fn document(title: &str, nav: Nav, body: Markup) -> Markup {
                     nav {
                         (item(Nav::Overview, "/", "Overview"))
                         (item(Nav::Errors, "/errors", "Errors"))
+                        (item(Nav::Problems, "/problems", "Problems"))
                         (item(Nav::Regressions, "/regressions", "Regressions"))
                         (item(Nav::Dashboards, "/dashboards", "Dashboards"))
                         (item(Nav::Health, "/health", "Agents"))

@@ -1,7 +1,11 @@
-//! `/`: services, features and the transactions that consume most time,
-//! each against the window before it, with a trend per row.
+//! `/`: the open performance problems that cost most, then services,
+//! features and the transactions that consume most time, each against the
+//! window before it, with a trend per row.
 
 use super::*;
+
+/// Open performance problems the overview lists (the most time a day first).
+const OVERVIEW_PROBLEMS: usize = 5;
 
 /// Per service over `scope`: runs, mean, p95 and throughput from the
 /// service's histograms merged, error rate and Apdex weighted by runs from
@@ -217,9 +221,18 @@ pub fn overview(app: &App, params: &Params, now: i64) -> Result<Markup, PageErro
         (transactions_table(&transactions.rows[..transactions.rows.len().min(limit)], &carried, Some(&transactions_before)))
         (estimates_note(transactions.estimated || features.estimated, &transactions.advice))
     };
+    let problems = analysis.problems(&scope)?;
+    let open: Vec<_> = problems.open().take(OVERVIEW_PROBLEMS).cloned().collect();
+    let problems_table = html! {
+        @if problems.open().count() > open.len() {
+            p.context { a href=(carried.href("/problems")) { "All " (problems.open().count()) " open problems" } }
+        }
+        (super::problems::problems_table(&open, &carried, true))
+    };
     let body = html! {
         (filter_bar("/", params, Some(DEFAULT_SINCE), &EDITABLE))
         p.context { "Each number is for the window; the small one is its change against the window of the same length before it." }
+        (section("problems", "Performance problems", &page, Some(("problems", &api)), problems_table))
         (section("services", "Services", &page, Some(("slowest", &api.with("group", Some("transaction")))), services_table))
         (section("features", "Features", &page, Some(("slowest", &api.with("group", Some("feature")))), features_table))
         (section("transactions", "Transactions", &page, Some(("slowest", &api.with("by", Some(rank_name(by))).with("limit", Some(&limit.to_string())))), transactions_table))

@@ -1,8 +1,9 @@
 //! `/transactions?service=…&transaction=…`: percentiles over time, the latency
-//! distribution, where the time goes, the slowest kept traces as waterfalls,
-//! and the transaction's errors.
+//! distribution, where the time goes, its performance problems, the slowest
+//! kept traces as waterfalls, and the transaction's errors.
 
 use super::errors::errors_table;
+use super::problems::problems_table;
 use super::*;
 
 /// At most this many bars in a latency distribution.
@@ -85,6 +86,11 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         }
     }
     let breakdown = analysis.breakdown(&scope, service, name, TRACES)?;
+    let problems = analysis.problems(&Scope {
+        service: Some(service.to_owned()),
+        transaction: Some(name.to_owned()),
+        ..scope.clone()
+    })?;
     let errors = analysis.errors(&scope)?;
     let errors_pager = Pager::new(params, "/transactions", "from", "error groups", errors.len())?;
 
@@ -199,6 +205,7 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
             (section("distribution", "Latency distribution", &page, Some(("slowest", &api)), distribution_chart))
         }
         (section("segments", "Where the time goes", &page, Some(("breakdown", &api)), segments))
+        (section("problems", "Performance problems", &page, Some(("problems", &api)), problems_table(&problems.groups, &carried, false)))
         (section("traces", "Slowest kept traces", &page, Some(("breakdown", &api)), traces))
         (section("errors", "Errors", &page, Some(("errors", &api)), html! {
             (errors_pager.nav())

@@ -1,0 +1,470 @@
+//! Performance problems found in kept traces, grouped like errors.
+//!
+//! Every kept trace in scope (the slowest runs of each transaction, from
+//! Kuroko's agent or from any SDK's spans) is read ([`run`]) and handed to
+//! each detector, one module each: [`n_plus_one`] (one statement repeated
+//! in a run), [`sequential`] (independent calls one after the other that
+//! could overlap), [`dominant`] (one query taking most of the run) and
+//! [`outside`] (a slow run's time mostly in no segment). Statements are
+//! compared normalised ([`statement`]: literals become `?`).
+//!
+//! A finding's group is its fingerprint: service, transaction, pattern and
+//! normalised statement ([`group_id`], 16 hex digits, as error groups'). A
+//! group says when it was first and last seen (over the kept traces of the
+//! last `history_days`, 8 by default as long as the store keeps traces),
+//! how many of the transaction's kept runs in the window show it, what it
+//! costs a run, and from the transaction's runs a day (its histograms,
+//! which count every run) an estimate of the runs it affects a day (runs a
+//! day × the share of kept runs that show it) and of the time it costs a
+//! day (the transaction's time a day × that share × the share of an
+//! affected run's time it costs). Kept runs are the slowest, so for a
+//! problem of slow runs only these are upper bounds. Each group carries its owning team
+//! (`owners.toml`), an example (its costliest run in the window, the
+//! offending spans marked) and its triage: error groups' workflow (open,
+//! resolved, regressed, ignored, assigned), kept in the same store rows
+//! ([`super::triage`]).
+//!
+//! Thresholds are `[problems]` of `kuroko.toml` ([`Thresholds`], in
+//! `thresholds.rs`; docs/problems.md).
+
+pub(crate) mod dominant;
+pub(crate) mod n_plus_one;
+pub(crate) mod outside;
+pub(crate) mod run;
+pub(crate) mod sequential;
+pub(crate) mod statement;
+mod thresholds;
+
+use std::collections::{BTreeMap, HashMap};
+
+pub(crate) use thresholds::DEFAULT_THRESHOLDS;
+pub use thresholds::{DominantThresholds, NPlusOneThresholds, OutsideThresholds, SequentialThresholds, Thresholds};
+
+use super::triage::{settle, GroupTriage, Seen};
+use super::{Analysis, AnalysisError, Scope};
+use crate::store::{Filter, TracePoint};
+
+/// What kind of problem a group is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pattern {
+    /// One statement run again and again in one run.
+    NPlusOne,
+    /// Independent calls one after the other that could run at once.
+    Sequential,
+    /// One query taking most of the run.
+    Dominant,
+    /// A slow run's time mostly outside any segment.
+    Outside,
+}
+
+impl Pattern {
+    /// Its name in JSON, CSV and the fingerprint.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pattern::NPlusOne => "n_plus_one",
+            Pattern::Sequential => "sequential_calls",
+            Pattern::Dominant => "dominant_query",
+            Pattern::Outside => "outside_segments",
+        }
+    }
+
+    /// What a person reads, given the kind of its spans.
+    pub fn title(self, kind: &str) -> &'static str {
+        match (self, kind) {
+            (Pattern::NPlusOne, "external") => "N+1 calls",
+            (Pattern::NPlusOne, _) => "N+1 queries",
+            (Pattern::Sequential, "database") => "Sequential queries",
+            (Pattern::Sequential, _) => "Sequential calls",
+            (Pattern::Dominant, _) => "Slow query dominating",
+            (Pattern::Outside, _) => "Time outside segments",
+        }
+    }
+}
+
+/// One detector's finding in one run.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Finding {
+    pub(crate) pattern: Pattern,
+    /// The kind of the offending spans (`database`, `external`, `code`).
+    pub(crate) kind: String,
+    /// The normalised statement (statements joined by ` → ` for sequential
+    /// calls; empty for time outside segments).
+    pub(crate) statement: String,
+    /// Spans involved (calls; for time outside segments, the run's spans).
+    pub(crate) count: usize,
+    /// Time in the offending spans (outside segments: the time outside), seconds.
+    pub(crate) seconds: f64,
+    /// What it costs the run, seconds: the time a fix would save at most
+    /// (sequential calls: their sum less the longest).
+    pub(crate) cost: f64,
+    /// The offending spans, as indexes into the run's spans.
+    pub(crate) spans: Vec<usize>,
+}
+
+/// Every detector's findings in `run`, one per group (a group found twice
+/// in one run, such as two chains of the same calls, counts once, its
+/// costs added).
+pub(crate) fn detect(run: &run::Run, thresholds: &Thresholds) -> Vec<Finding> {
+    let mut findings: Vec<Finding> = Vec::new();
+    let all = n_plus_one::detect(run, thresholds)
+        .into_iter()
+        .chain(sequential::detect(run, thresholds))
+        .chain(dominant::detect(run, thresholds))
+        .chain(outside::detect(run, thresholds));
+    for finding in all {
+        match findings
+            .iter_mut()
+            .find(|f| f.pattern == finding.pattern && f.statement == finding.statement)
+        {
+            Some(same) => {
+                same.count += finding.count;
+                same.seconds += finding.seconds;
+                same.cost += finding.cost;
+                same.spans.extend(finding.spans);
+            }
+            None => findings.push(finding),
+        }
+    }
+    findings
+}
+
+/// A group's fingerprint: service, transaction, pattern and normalised
+/// statement, 16 hex digits.
+pub fn group_id(service: &str, transaction: &str, pattern: Pattern, statement: &str) -> String {
+    let hash = crate::stable_hash::fnv1a64(&[
+        b"problem",
+        service.as_bytes(),
+        transaction.as_bytes(),
+        pattern.as_str().as_bytes(),
+        statement.as_bytes(),
+    ]);
+    format!("{hash:016x}")
+}
+
+/// A span of a group's example run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ExampleSpan {
+    /// `database`, `external`, `code`…
+    pub kind: String,
+    /// The span's name.
+    pub name: String,
+    /// What it ran, normalised.
+    pub statement: String,
+    /// Start, seconds after the run's.
+    pub offset: f64,
+    /// Duration, seconds.
+    pub duration: f64,
+    /// One of the spans the problem is about.
+    pub marked: bool,
+}
+
+/// A group's example: one run that shows it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Example {
+    /// Trace id, hex.
+    pub trace_id: String,
+    /// Where it ran.
+    pub host: String,
+    /// Start, unix nanoseconds.
+    pub start: u64,
+    /// Duration, seconds.
+    pub duration: f64,
+    /// The problem's cost in this run, seconds.
+    pub cost: f64,
+    /// Its spans in start order, the offending ones marked.
+    pub spans: Vec<ExampleSpan>,
+}
+
+/// One performance problem over a window.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ProblemGroup {
+    /// The fingerprint, 16 hex digits ([`group_id`]).
+    pub id: String,
+    /// What kind of problem.
+    pub pattern: Pattern,
+    /// What a person reads (`N+1 queries`, `Sequential calls`…).
+    pub title: String,
+    /// The kind of the offending spans.
+    pub kind: String,
+    /// The normalised statement (` → ` between sequential calls; empty for
+    /// time outside segments).
+    pub statement: String,
+    /// The service.
+    pub service: String,
+    /// The transaction.
+    pub transaction: String,
+    /// Its feature, per `owners.toml` or its tag.
+    pub feature: Option<String>,
+    /// The team that owns the feature.
+    pub team: Option<String>,
+    /// Its first run seen, over the kept traces of the history (unix ns).
+    pub first_seen: u64,
+    /// Its last run seen, the end of it (unix ns).
+    pub last_seen: u64,
+    /// Not seen in the kept traces before the window.
+    pub new: bool,
+    /// The transaction's kept runs in the window.
+    pub runs_examined: u64,
+    /// Those that show it.
+    pub runs_affected: u64,
+    /// Mean spans involved per affected run (the N+1's count).
+    pub count_per_run: f64,
+    /// Mean time in the offending spans per affected run, seconds.
+    pub seconds_per_run: f64,
+    /// Mean cost per affected run, seconds (what a fix would save at most).
+    pub cost_per_run: f64,
+    /// The transaction's runs a day in the window (every run, from its histograms).
+    pub runs_per_day: f64,
+    /// Estimated runs a day it affects: `runs_per_day` × affected / examined.
+    pub affected_runs_per_day: f64,
+    /// Mean share of an affected kept run's time it costs, 0 to 1.
+    pub cost_share: f64,
+    /// Estimated time it costs a day, seconds: the transaction's time a day
+    /// (every run, from its histograms) × affected / examined × `cost_share`.
+    /// Scaled by shares rather than by `cost_per_run`, since kept runs are
+    /// the slowest.
+    pub seconds_per_day: f64,
+    /// Its costliest run in the window.
+    pub example: Example,
+    /// What people decided about it, as it stands now.
+    pub triage: GroupTriage,
+}
+
+/// The performance problems in a scope.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Problems {
+    /// What was asked about.
+    pub scope: Scope,
+    /// The groups, the most time a day first.
+    pub groups: Vec<ProblemGroup>,
+    /// Kept runs read in the window.
+    pub runs_examined: u64,
+}
+
+impl Problems {
+    /// The groups not resolved or ignored (open or regressed).
+    pub fn open(&self) -> impl Iterator<Item = &ProblemGroup> {
+        use super::triage::Status;
+        self.groups
+            .iter()
+            .filter(|g| matches!(g.triage.status, Status::Open | Status::Regressed))
+    }
+}
+
+/// A group while runs are added.
+struct Builder {
+    finding: Finding,
+    service: String,
+    transaction: String,
+    first_seen: u64,
+    last_seen: u64,
+    affected: u64,
+    count: f64,
+    seconds: f64,
+    cost: f64,
+    /// Sum of cost over run duration.
+    share: f64,
+    /// Run starts (seconds) of every run showing it, for ignore counts.
+    starts: Vec<i64>,
+    example: Option<(f64, TracePoint, run::Run, Vec<usize>)>,
+}
+
+/// Per transaction: runs and their seconds in the window, and the feature
+/// tag its series carry.
+type Transactions = BTreeMap<(String, String), (u64, f64, Option<String>)>;
+
+impl Analysis<'_> {
+    /// The performance problems of the transactions in `scope`, with the
+    /// thresholds this analysis was given (defaults unless
+    /// [`Analysis::with_problem_thresholds`]).
+    pub fn problems(&self, scope: &Scope) -> Result<Problems, AnalysisError> {
+        let thresholds = self.problem_thresholds;
+        let mut transactions: Transactions = BTreeMap::new();
+        for (key, histogram) in self.histograms(&scope.transactions_filter(self.owners), scope.from, scope.to)? {
+            if !scope.matches(&key, self.owners) {
+                continue;
+            }
+            let entry = transactions
+                .entry((key.service.clone(), key.transaction.clone()))
+                .or_default();
+            entry.0 += histogram.count;
+            entry.1 += histogram.sum;
+            if !key.feature.is_empty() {
+                entry.2 = Some(key.feature.clone());
+            }
+        }
+        let history_from = scope.to - thresholds.history_days * 1_440;
+        let days = scope.minutes().max(1) as f64 / 1_440.0;
+        let window_ns = |minute: i64| u64::try_from(minute.max(0)).unwrap_or(0).saturating_mul(60_000_000_000);
+        let window_start = window_ns(scope.from);
+        let mut groups: HashMap<String, Builder> = HashMap::new();
+        let mut examined_of: HashMap<(String, String), u64> = HashMap::new();
+        let mut runs_examined = 0;
+        for (service, transaction) in transactions.keys() {
+            let filter = Filter {
+                service: Some(service.clone()),
+                transaction: Some(transaction.clone()),
+                host: scope.host.clone(),
+                environment: scope.environment.clone(),
+                feature: None,
+                across_hosts: false,
+            };
+            let limit = thresholds.max_traces_per_transaction;
+            let mut traces = self.store.slowest_traces(&filter, scope.from, scope.to, limit)?;
+            if history_from < scope.from {
+                traces.extend(self.store.slowest_traces(&filter, history_from, scope.from, limit)?);
+            }
+            for trace in traces {
+                if !scope.matches(&trace.key, self.owners) {
+                    continue;
+                }
+                let Some(run) = run::read(&trace) else { continue };
+                let in_window = trace.start >= window_start;
+                if in_window {
+                    runs_examined += 1;
+                    *examined_of.entry((service.clone(), transaction.clone())).or_default() += 1;
+                }
+                let end = trace.start.saturating_add((trace.duration * 1e9) as u64);
+                for finding in detect(&run, thresholds) {
+                    let id = group_id(service, transaction, finding.pattern, &finding.statement);
+                    let group = groups.entry(id).or_insert_with(|| Builder {
+                        finding: finding.clone(),
+                        service: service.clone(),
+                        transaction: transaction.clone(),
+                        first_seen: trace.start,
+                        last_seen: end,
+                        affected: 0,
+                        count: 0.0,
+                        seconds: 0.0,
+                        cost: 0.0,
+                        share: 0.0,
+                        starts: Vec::new(),
+                        example: None,
+                    });
+                    group.first_seen = group.first_seen.min(trace.start);
+                    group.last_seen = group.last_seen.max(end);
+                    group
+                        .starts
+                        .push(i64::try_from(trace.start / 1_000_000_000).unwrap_or(i64::MAX));
+                    if !in_window {
+                        continue;
+                    }
+                    group.affected += 1;
+                    group.count += finding.count as f64;
+                    group.seconds += finding.seconds;
+                    group.cost += finding.cost;
+                    if run.duration > 0 {
+                        group.share += (finding.cost * 1e9 / run.duration as f64).min(1.0);
+                    }
+                    if group.example.as_ref().is_none_or(|(cost, ..)| finding.cost > *cost) {
+                        group.example = Some((finding.cost, trace.clone(), run.clone(), finding.spans.clone()));
+                    }
+                }
+            }
+        }
+        let decisions = self.decisions()?;
+        let now = jiff::Timestamp::now().as_second();
+        let mut out: Vec<ProblemGroup> = groups
+            .into_iter()
+            .filter_map(|(id, group)| {
+                let (cost, trace, run, marked) = group.example?;
+                let key = (group.service.clone(), group.transaction.clone());
+                let (runs, seconds, tag) = transactions.get(&key).cloned().unwrap_or_default();
+                let examined = examined_of.get(&key).copied().unwrap_or(0).max(group.affected);
+                let affected = group.affected as f64;
+                let runs_per_day = runs as f64 / days;
+                let affected_runs_per_day = runs_per_day * affected / examined.max(1) as f64;
+                let cost_per_run = group.cost / affected;
+                let cost_share = group.share / affected;
+                let affected_share = affected / examined.max(1) as f64;
+                let decision = decisions.get(&id);
+                let seen = Seen {
+                    last_seen: group.last_seen,
+                    since_decided: decision.map(|d| group.starts.iter().filter(|&&s| s > d.at).count() as u64),
+                };
+                let feature = self
+                    .owners
+                    .feature_of(&group.service, &group.transaction, tag.as_deref())
+                    .map(str::to_owned);
+                let team = self
+                    .owners
+                    .team_of(&group.service, &group.transaction, tag.as_deref())
+                    .map(|t| t.name.clone());
+                Some(ProblemGroup {
+                    title: group.finding.pattern.title(&group.finding.kind).to_owned(),
+                    pattern: group.finding.pattern,
+                    kind: group.finding.kind,
+                    statement: group.finding.statement,
+                    feature,
+                    team,
+                    first_seen: group.first_seen,
+                    last_seen: group.last_seen,
+                    new: group.first_seen >= window_start,
+                    runs_examined: examined,
+                    runs_affected: group.affected,
+                    count_per_run: group.count / affected,
+                    seconds_per_run: group.seconds / affected,
+                    cost_per_run,
+                    runs_per_day,
+                    affected_runs_per_day,
+                    cost_share,
+                    seconds_per_day: seconds / days * affected_share * cost_share,
+                    example: example(&trace, &run, &marked, cost),
+                    triage: settle(decision, &seen, now),
+                    service: group.service,
+                    transaction: group.transaction,
+                    id,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.seconds_per_day
+                .total_cmp(&a.seconds_per_day)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(Problems {
+            scope: scope.clone(),
+            groups: out,
+            runs_examined,
+        })
+    }
+
+    /// The ids of the problem groups the store's kept traces show, over all
+    /// its history up to `now` (unix seconds): those a decision may name.
+    pub(crate) fn problem_ids(&self, now: i64) -> Result<std::collections::HashSet<String>, AnalysisError> {
+        let to = now.div_euclid(60) + super::errors::HISTORY_AHEAD_MINUTES;
+        Ok(self
+            .problems(&Scope::window(0, to))?
+            .groups
+            .into_iter()
+            .map(|g| g.id)
+            .collect())
+    }
+}
+
+fn example(trace: &TracePoint, run: &run::Run, marked: &[usize], cost: f64) -> Example {
+    Example {
+        trace_id: trace.trace_id.clone(),
+        host: trace.key.host.clone(),
+        start: trace.start,
+        duration: trace.duration,
+        cost,
+        spans: run
+            .spans
+            .iter()
+            .enumerate()
+            .map(|(index, span)| ExampleSpan {
+                kind: span.kind.clone(),
+                name: span.name.clone(),
+                statement: span.statement.clone(),
+                offset: span.offset as f64 / 1e9,
+                duration: span.duration as f64 / 1e9,
+                marked: marked.contains(&index),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
