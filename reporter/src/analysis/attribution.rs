@@ -147,6 +147,9 @@ pub struct Attribution {
     /// For people: "`SELECT orders` +31 ms per run, 84% of the change
     /// (78% to 90%), on all hosts", or "no single cause: …".
     pub summary: String,
+    /// The same, short enough for a table cell: "`SELECT orders` +31 ms/run
+    /// (84%), all hosts", or "no single cause".
+    pub headline: String,
 }
 
 /// One block's sums: runs and seconds per group, segment seconds, traced runs.
@@ -411,11 +414,14 @@ fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: boo
         .zip(&point.routes)
         .map(|(r, g)| part(Axis::Route, "route", r, g.mean[1], g.mean[0], g.within, point.change))
         .collect();
+    // The mix is named for the group whose share moved the mean most the
+    // way it changed (a slow route that grew, for a slowdown).
+    let direction = point.change.signum();
     let mix_of = |names: &[String], groups: &[GroupPart]| -> (String, f64, f64) {
         names
             .iter()
             .zip(groups)
-            .max_by(|a, b| (a.1.weight[0] - a.1.weight[1]).abs().total_cmp(&(b.1.weight[0] - b.1.weight[1]).abs()))
+            .max_by(|a, b| (a.1.mix * direction).total_cmp(&(b.1.mix * direction)))
             .map(|(name, g)| (name.clone(), g.weight[1], g.weight[0]))
             .unwrap_or_default()
     };
@@ -472,8 +478,10 @@ fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: boo
         release: None,
         cause,
         summary: String::new(),
+        headline: String::new(),
     };
     attribution.summary = summary(&attribution);
+    attribution.headline = headline(&attribution);
     attribution
 }
 
@@ -519,6 +527,34 @@ fn part_name(part: &Part) -> String {
         Axis::Route => format!("`{}`", part.name),
         Axis::Mix => format!("traffic mix ({})", part.kind),
     }
+}
+
+/// "`SELECT orders` +31 ms/run (84%), all hosts"; "no single cause".
+fn headline(a: &Attribution) -> String {
+    let Some(cause) = &a.cause else {
+        return "no single cause".to_owned();
+    };
+    let p = &cause.part;
+    let share = format::percent(p.share);
+    if p.axis == Axis::Mix {
+        let name = if p.kind == "hosts" {
+            format!("host {}", p.name)
+        } else {
+            format!("`{}`", p.name)
+        };
+        return format!("traffic mix toward {name} ({share})");
+    }
+    let place = match &cause.place {
+        Place::Host(h) if p.axis == Axis::Host && &p.name == h => String::new(),
+        Place::AllHosts => ", all hosts".to_owned(),
+        Place::Host(h) => format!(", host {h}"),
+        Place::OnlyHost(_) | Place::Uneven => String::new(),
+    };
+    format!(
+        "{} {}/run ({share}){place}",
+        part_name(p),
+        format::signed_duration(p.seconds_per_run)
+    )
 }
 
 /// "`SELECT orders` +31 ms per run, 84% of the change (78% to 90%), on all hosts".

@@ -607,6 +607,8 @@ struct Judged {
 struct CauseJson {
     /// "`SELECT orders` +31 ms per run, 84% of the change (78% to 90%), on all hosts".
     summary: String,
+    /// The same, short: "`SELECT orders` +31 ms/run (84%), all hosts".
+    headline: String,
     /// Whether one part explains most of the change.
     found: bool,
     /// The change of mean time per run that is decomposed, seconds.
@@ -752,6 +754,7 @@ fn judged(row: RegressionRow, explain: bool) -> Judged {
     Judged {
         cause: attribution.as_ref().map(|a| CauseJson {
             summary: a.summary.clone(),
+            headline: a.headline.clone(),
             found: a.cause.is_some(),
             change_seconds_per_run: a.change,
             cause: a.cause.clone(),

@@ -161,7 +161,7 @@ const JUDGED: &[Column] = &[
     named!("environment", Kind::Text, "env"),
     both!("team", Kind::Text),
     col(&["trigger", "summary"], Kind::Text, Some("why"), None),
-    col(&["cause", "summary"], Kind::Text, Some("cause"), None),
+    col(&["cause", "headline"], Kind::Text, Some("cause"), None),
     col(&["trigger", "metric"], Kind::Text, None, Some("metric")),
     col(&["trigger", "relative"], Kind::Change, None, Some("relative")),
     col(&["trigger", "test"], Kind::Text, None, Some("test")),
@@ -539,6 +539,11 @@ fn explained(out: &mut String, row: &Value) {
                     text(at(part, &["name"])),
                     shown(at(part, &["previous"]), Kind::Percent),
                     shown(at(part, &["current"]), Kind::Percent)
+                ),
+                "segment" if text(at(part, &["kind"])) == "own" => format!(
+                    "own code {} → {}",
+                    shown(at(part, &["previous"]), Kind::Seconds),
+                    shown(at(part, &["current"]), Kind::Seconds)
                 ),
                 "segment" => format!(
                     "{} ({}) {} → {}",
