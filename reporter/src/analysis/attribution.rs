@@ -21,7 +21,8 @@
 //! [`super::blocks`]): the blocks of each window are resampled with
 //! replacement ([`BOOTSTRAP_ROUNDS`] times, from a fixed seed) and the
 //! 5th–95th percentiles of the share are taken. A part is named as the cause
-//! when the change itself is clear of zero by the same resampling, the part
+//! when the change itself is clear of zero by the same resampling (its
+//! 0.5th–99.5th percentiles: [`CLEAR_MISS`]), the part
 //! explains at least [`MOST`] of it, and its interval's lower end is at
 //! least [`LEAST_LOW`]; the traffic mix is named first (a mix shift moves
 //! segments and hosts too), then a segment, a route, a host. Otherwise the
@@ -44,7 +45,14 @@ pub const MOST: f64 = 0.5;
 pub const LEAST_LOW: f64 = 0.25;
 
 /// Resamples of the blocks behind every interval.
-pub const BOOTSTRAP_ROUNDS: usize = 400;
+pub const BOOTSTRAP_ROUNDS: usize = 1_000;
+
+/// The intervals shown miss the resampled value this often (5th to 95th percentile).
+pub const SHOWN_MISS: f64 = 0.10;
+
+/// A cause is named only when the change's interval at this miss rate (0.5th
+/// to 99.5th percentile) excludes zero.
+pub const CLEAR_MISS: f64 = 0.01;
 
 /// The name of the time in no segment.
 pub const OWN_CODE: &str = "own code";
@@ -132,6 +140,9 @@ pub struct Attribution {
     pub block_minutes: i64,
     /// Segments come from an SDK's spans: they are per traced run.
     pub traced: bool,
+    /// The change is clear of zero (its interval at [`CLEAR_MISS`]
+    /// excludes 0): only then is a cause named.
+    pub clear: bool,
     /// Segments' parts (with own code), largest contribution first.
     pub segments: Vec<Part>,
     /// Hosts' own changes, largest first.
@@ -323,15 +334,15 @@ impl Resampler {
     }
 }
 
-/// The 5th and 95th percentiles of `values` (NaNs left out).
-fn interval(mut values: Vec<f64>) -> (f64, f64) {
+/// The `miss / 2` and `1 − miss / 2` quantiles of `values` (NaNs left out).
+fn interval(mut values: Vec<f64>, miss: f64) -> (f64, f64) {
     values.retain(|v| v.is_finite());
     if values.is_empty() {
         return (f64::NAN, f64::NAN);
     }
     values.sort_by(f64::total_cmp);
     let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    (at(0.05), at(0.95))
+    (at(miss / 2.0), at(1.0 - miss / 2.0))
 }
 
 /// The decomposition of two windows' blocks (`[current, previous]`).
@@ -378,8 +389,10 @@ fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: boo
             draws.push(shares_of(&whole(&picked).0));
         }
     }
-    let bounds = |i: usize| interval(draws.iter().map(|d| d[i]).collect());
+    let bounds = |i: usize| interval(draws.iter().map(|d| d[i]).collect(), SHOWN_MISS);
     let (change_low, change_high) = bounds(0);
+    // A cause is named only for a change clear of zero at 99%.
+    let (sure_low, sure_high) = interval(draws.iter().map(|d| d[0]).collect(), CLEAR_MISS);
     let mut index = 1;
     let mut part = |axis: Axis, kind: &str, name: &str, previous: f64, current: f64, contribution: f64, total: f64| {
         let (low, high) = bounds(index);
@@ -443,7 +456,7 @@ fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: boo
         list.sort_by(by_size);
     }
 
-    let clear = change_low > 0.0 || change_high < 0.0;
+    let clear = sure_low > 0.0 || sure_high < 0.0;
     let qualifies = |p: &&Part| clear && p.share >= MOST && p.low >= LEAST_LOW;
     let place = place_of(&host_parts, &point);
     let concentrated = match &place {
@@ -471,6 +484,7 @@ fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: boo
         blocks: windows.map(|w| w.iter().filter(|b| b.hosts.values().any(|(n, _)| *n > 0.0)).count()),
         block_minutes,
         traced,
+        clear,
         segments: segment_parts,
         hosts: host_parts,
         routes: route_parts,
@@ -612,7 +626,7 @@ fn summary(a: &Attribution) -> String {
                 .take(2)
                 .map(|p| format!("{} {} ({})", part_name(p), per_run(p), format::percent(p.share)))
                 .collect();
-            if listed.is_empty() || !(a.change_low > 0.0 || a.change_high < 0.0) {
+            if listed.is_empty() || !a.clear {
                 "no single cause: the mean per run did not move clearly".to_owned()
             } else {
                 format!("no single cause: {}", listed.join(", "))
