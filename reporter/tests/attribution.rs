@@ -249,7 +249,9 @@ fn attribution<'a>(rows: &'a [RegressionRow], name: &str) -> &'a Attribution {
             let found: Vec<String> = rows.iter().map(|r| r.label()).collect();
             panic!("{name} is not among the regressions: {found:?}")
         });
-    row.attribution.as_deref().expect("every regression shown is attributed")
+    let a = row.attribution.as_deref().expect("every regression shown is attributed");
+    eprintln!("{name}: {}", a.summary);
+    a
 }
 
 #[test]
