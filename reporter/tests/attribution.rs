@@ -84,7 +84,11 @@ fn routes() -> Vec<Route> {
             runs: 30,
             parts: |rng, later, _| {
                 vec![
-                    ("database", "SELECT orders", noisy(rng, if later { 0.060 } else { 0.030 })),
+                    (
+                        "database",
+                        "SELECT orders",
+                        noisy(rng, if later { 0.060 } else { 0.030 }),
+                    ),
                     ("external", "GET partner-api", noisy(rng, 0.010)),
                     ("own", "", noisy(rng, 0.015)),
                 ]
@@ -96,7 +100,10 @@ fn routes() -> Vec<Route> {
             runs: 30,
             parts: |rng, later, host| {
                 let own = if later && host == "web-2" { 0.045 } else { 0.020 };
-                vec![("database", "SELECT cart", noisy(rng, 0.010)), ("own", "", noisy(rng, own))]
+                vec![
+                    ("database", "SELECT cart", noisy(rng, 0.010)),
+                    ("own", "", noisy(rng, own)),
+                ]
             },
         },
         Route {
@@ -104,7 +111,10 @@ fn routes() -> Vec<Route> {
             feature: "search",
             runs: 30,
             parts: |rng, _, _| {
-                vec![("database", "SELECT search", noisy(rng, 0.025)), ("own", "", noisy(rng, 0.015))]
+                vec![
+                    ("database", "SELECT search", noisy(rng, 0.025)),
+                    ("own", "", noisy(rng, 0.015)),
+                ]
             },
         },
         // The checkout routes: 40 runs a host-hour between them, the slow
@@ -114,14 +124,22 @@ fn routes() -> Vec<Route> {
             transaction: "GET /checkout/fast",
             feature: "checkout",
             runs: 40,
-            parts: |rng, _, _| vec![("database", "SELECT prices", noisy(rng, 0.005)), ("own", "", noisy(rng, 0.020))],
+            parts: |rng, _, _| {
+                vec![
+                    ("database", "SELECT prices", noisy(rng, 0.005)),
+                    ("own", "", noisy(rng, 0.020)),
+                ]
+            },
         },
         Route {
             transaction: "POST /checkout/slow",
             feature: "checkout",
             runs: 40,
             parts: |rng, _, _| {
-                vec![("database", "INSERT orders", noisy(rng, 0.050)), ("own", "", noisy(rng, 0.150))]
+                vec![
+                    ("database", "INSERT orders", noisy(rng, 0.050)),
+                    ("own", "", noisy(rng, 0.150)),
+                ]
             },
         },
     ]
@@ -249,7 +267,10 @@ fn attribution<'a>(rows: &'a [RegressionRow], name: &str) -> &'a Attribution {
             let found: Vec<String> = rows.iter().map(|r| r.label()).collect();
             panic!("{name} is not among the regressions: {found:?}")
         });
-    let a = row.attribution.as_deref().expect("every regression shown is attributed");
+    let a = row
+        .attribution
+        .as_deref()
+        .expect("every regression shown is attributed");
     eprintln!("{name}: {}", a.summary);
     a
 }
@@ -268,11 +289,7 @@ fn a_grown_database_segment_is_named_with_most_of_the_change_on_all_hosts() {
         a.summary
     );
     // +30 ms per run planted (× the hourly factor).
-    assert!(
-        (0.025..0.036).contains(&cause.part.seconds_per_run),
-        "{}",
-        a.summary
-    );
+    assert!((0.025..0.036).contains(&cause.part.seconds_per_run), "{}", a.summary);
     assert_eq!(cause.place, Place::AllHosts, "{}", a.summary);
     assert!(a.summary.starts_with("`SELECT orders` +3"), "{}", a.summary);
     assert!(a.summary.ends_with("on all hosts"), "{}", a.summary);
@@ -289,7 +306,11 @@ fn a_slowdown_on_one_host_of_three_names_the_host() {
     let a = attribution(&rows, "GET /cart");
     let cause = a.cause.as_ref().unwrap_or_else(|| panic!("no cause: {}", a.summary));
     assert_eq!(cause.place, Place::Host("web-2".into()), "{}", a.summary);
-    assert_eq!(cause.part.name, "own code", "the slow part is its own code: {}", a.summary);
+    assert_eq!(
+        cause.part.name, "own code",
+        "the slow part is its own code: {}",
+        a.summary
+    );
     let web2 = a.hosts.iter().find(|p| p.name == "web-2").unwrap();
     assert!(web2.share >= 0.8, "web-2 carries the change: {:?}", a.hosts);
     assert!(a.summary.ends_with("on host web-2"), "{}", a.summary);
@@ -306,7 +327,12 @@ fn a_traffic_mix_shift_toward_a_slow_route_is_named_as_the_mix() {
     let (features, _) = judged(Group::Feature);
     let a = attribution(&features, "checkout");
     let cause = a.cause.as_ref().unwrap_or_else(|| panic!("no cause: {}", a.summary));
-    assert_eq!((cause.part.axis, cause.part.kind.as_str()), (Axis::Mix, "routes"), "{}", a.summary);
+    assert_eq!(
+        (cause.part.axis, cause.part.kind.as_str()),
+        (Axis::Mix, "routes"),
+        "{}",
+        a.summary
+    );
     assert_eq!(cause.part.name, "POST /checkout/slow", "{}", a.summary);
     assert!(cause.part.share >= 0.8, "{}", a.summary);
     assert!(
@@ -314,7 +340,11 @@ fn a_traffic_mix_shift_toward_a_slow_route_is_named_as_the_mix() {
         "its share of the runs, 10% then 40%: {}",
         a.summary
     );
-    assert!(a.summary.starts_with("traffic mix: `POST /checkout/slow` went from"), "{}", a.summary);
+    assert!(
+        a.summary.starts_with("traffic mix: `POST /checkout/slow` went from"),
+        "{}",
+        a.summary
+    );
 }
 
 #[test]
@@ -368,7 +398,10 @@ fn the_cli_shows_the_cause_and_explains_each_finding() {
     assert!(orders["cause"]["share"].as_f64().unwrap() >= 0.8);
     assert!(orders.get("explain").is_none(), "only with --explain");
     let cart = rows.iter().find(|r| r["transaction"] == "GET /cart").unwrap();
-    assert_eq!(cart["cause"]["place"], serde_json::json!({"on": "host", "host": "web-2"}));
+    assert_eq!(
+        cart["cause"]["place"],
+        serde_json::json!({"on": "host", "host": "web-2"})
+    );
 
     let table = kuroko_query(&["--explain"]);
     assert!(table.contains("cause"), "{table}");
@@ -378,9 +411,15 @@ fn the_cli_shows_the_cause_and_explains_each_finding() {
     assert!(table.contains("block t-test") && table.contains("q < 0.001"), "{table}");
     // The cause column: what, how much per run, its share and where.
     let cart = table.lines().find(|l| l.contains("GET /cart")).unwrap();
-    assert!(cart.contains("own code +") && cart.contains("/run (") && cart.contains("), host web-2"), "{cart}");
+    assert!(
+        cart.contains("own code +") && cart.contains("/run (") && cart.contains("), host web-2"),
+        "{cart}"
+    );
     let orders = table.lines().find(|l| l.contains("GET /orders/{id}")).unwrap();
-    assert!(orders.contains("`SELECT orders` +3") && orders.contains("), all hosts"), "{orders}");
+    assert!(
+        orders.contains("`SELECT orders` +3") && orders.contains("), all hosts"),
+        "{orders}"
+    );
     assert!(table.contains("SELECT orders (database) 3"), "{table}");
     assert!(table.contains("by host"), "{table}");
 
@@ -394,8 +433,13 @@ fn the_cli_shows_the_cause_and_explains_each_finding() {
         .unwrap();
     assert_eq!(checkout["cause"]["axis"], "mix", "{checkout}");
     let tests = checkout["explain"]["statistics"]["tests"].as_array().unwrap();
-    assert!(tests.iter().any(|t| t["metric"] == "mean" && t["q_value"].as_f64().unwrap() < 0.01));
-    assert_eq!(checkout["explain"]["attribution"]["routes"].as_array().unwrap().len(), 2);
+    assert!(tests
+        .iter()
+        .any(|t| t["metric"] == "mean" && t["q_value"].as_f64().unwrap() < 0.01));
+    assert_eq!(
+        checkout["explain"]["attribution"]["routes"].as_array().unwrap().len(),
+        2
+    );
 }
 
 #[test]
@@ -431,13 +475,25 @@ fn the_weekly_email_says_why_each_regression_happened() {
     }
     let why: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("why: ")).collect();
     assert_eq!(why.len(), 2, "one cause sentence per regression: {text}");
-    let orders = why.iter().find(|l| l.contains("`SELECT orders` +")).unwrap_or_else(|| panic!("{text}"));
-    assert!(orders.contains("% of the change (") && orders.ends_with("on all hosts"), "{orders}");
+    let orders = why
+        .iter()
+        .find(|l| l.contains("`SELECT orders` +"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        orders.contains("% of the change (") && orders.ends_with("on all hosts"),
+        "{orders}"
+    );
     assert!(
         orders.trim_start().starts_with("why: p95 +") || orders.trim_start().starts_with("why: mean +"),
         "the metric and its change first: {orders}"
     );
-    let cart = why.iter().find(|l| l.contains("own code +")).unwrap_or_else(|| panic!("{text}"));
+    let cart = why
+        .iter()
+        .find(|l| l.contains("own code +"))
+        .unwrap_or_else(|| panic!("{text}"));
     assert!(cart.ends_with("on host web-2"), "{cart}");
-    assert!(html.contains("`SELECT orders` +") && html.contains("on host web-2"), "{html}");
+    assert!(
+        html.contains("`SELECT orders` +") && html.contains("on host web-2"),
+        "{html}"
+    );
 }

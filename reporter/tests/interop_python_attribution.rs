@@ -97,7 +97,12 @@ async fn the_python_sdks_grown_database_span_is_named_as_the_cause() {
     let a = row.attribution.as_deref().unwrap();
     assert!(a.traced, "the segments are per traced run: {a:?}");
     let cause = a.cause.as_ref().unwrap_or_else(|| panic!("no cause: {}", a.summary));
-    assert_eq!((cause.part.axis, cause.part.kind.as_str()), (Axis::Segment, "database"), "{}", a.summary);
+    assert_eq!(
+        (cause.part.axis, cause.part.kind.as_str()),
+        (Axis::Segment, "database"),
+        "{}",
+        a.summary
+    );
     assert_eq!(cause.part.name, "SELECT orders", "{}", a.summary);
     assert!(cause.part.share >= 0.8, "{}", a.summary);
     assert_eq!(cause.place, Place::OnlyHost("py-host-1".into()), "{}", a.summary);

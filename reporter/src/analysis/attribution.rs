@@ -200,7 +200,13 @@ struct GroupPart {
 }
 
 /// Totals of `blocks` (indexes into `all`).
-fn totals(all: &[BlockSums], picked: &[usize], hosts: &[String], routes: &[String], segments: &[(String, String)]) -> Totals {
+fn totals(
+    all: &[BlockSums],
+    picked: &[usize],
+    hosts: &[String],
+    routes: &[String],
+    segments: &[(String, String)],
+) -> Totals {
     let mut t = Totals {
         hosts: vec![(0.0, 0.0); hosts.len()],
         routes: vec![(0.0, 0.0); routes.len()],
@@ -239,9 +245,7 @@ struct Totals {
 
 impl Totals {
     fn runs(&self) -> (f64, f64) {
-        self.hosts
-            .iter()
-            .fold((0.0, 0.0), |(n, s), (bn, bs)| (n + bn, s + bs))
+        self.hosts.iter().fold((0.0, 0.0), |(n, s), (bn, bs)| (n + bn, s + bs))
     }
 
     /// Runs and seconds the segments are shares of: the traced runs when
@@ -440,9 +444,25 @@ fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: boo
     };
     let mut mix_parts = Vec::new();
     let (name, b, n) = mix_of(&hosts, &point.hosts);
-    let host_mix = part(Axis::Mix, "hosts", &name, b, n, point.hosts.iter().map(|g| g.mix).sum(), point.change);
+    let host_mix = part(
+        Axis::Mix,
+        "hosts",
+        &name,
+        b,
+        n,
+        point.hosts.iter().map(|g| g.mix).sum(),
+        point.change,
+    );
     let (name, b, n) = mix_of(&routes, &point.routes);
-    let route_mix = part(Axis::Mix, "routes", &name, b, n, point.routes.iter().map(|g| g.mix).sum(), point.change);
+    let route_mix = part(
+        Axis::Mix,
+        "routes",
+        &name,
+        b,
+        n,
+        point.routes.iter().map(|g| g.mix).sum(),
+        point.change,
+    );
     if hosts.len() > 1 {
         mix_parts.push(host_mix);
     }
@@ -640,7 +660,12 @@ impl Analysis<'_> {
     /// its change of mean time per run decomposed by segment, host, route
     /// (a feature's) and traffic mix, with the cause when one part explains
     /// most of it.
-    pub fn attribute(&self, scope: &Scope, baseline: &Scope, row: &RegressionRow) -> Result<Attribution, AnalysisError> {
+    pub fn attribute(
+        &self,
+        scope: &Scope,
+        baseline: &Scope,
+        row: &RegressionRow,
+    ) -> Result<Attribution, AnalysisError> {
         let narrowed = |window: &Scope| match row.group {
             Group::Transaction => Scope {
                 service: Some(row.service.clone()),
@@ -661,11 +686,7 @@ impl Analysis<'_> {
         let block = block_minutes(scope.minutes().min(baseline.minutes()).max(1));
         let now = self.block_sums(&narrowed(scope), block)?;
         let before = self.block_sums(&narrowed(baseline), block)?;
-        Ok(attribute_blocks(
-            [&now, &before],
-            block,
-            row.group == Group::Feature,
-        ))
+        Ok(attribute_blocks([&now, &before], block, row.group == Group::Feature))
     }
 
     /// [`Analysis::attribute`] for each of `rows`, set on the row.
@@ -714,7 +735,12 @@ impl Analysis<'_> {
         for (_, labels, start, value) in exclusive {
             let kind = label(&labels, "kuroko.segment.kind").unwrap_or("code").to_owned();
             let name = label(&labels, "kuroko.segment.name").unwrap_or("").to_owned();
-            *blocks.entry(start).or_default().segments.entry((kind, name)).or_default() += value;
+            *blocks
+                .entry(start)
+                .or_default()
+                .segments
+                .entry((kind, name))
+                .or_default() += value;
         }
         for (name, runs) in [(TRACED_RUNS, true), (TRACED_DURATION, false)] {
             for (_, _, start, value) in counters(name)? {
@@ -761,7 +787,10 @@ mod tests {
         let now: Vec<BlockSums> = (0..48).map(|i| block(&hosts(0.130 * wobble(i + 1)), 0.070)).collect();
         let a = attribute_blocks([&now, &before], 60, false);
         let cause = a.cause.as_ref().expect(&a.summary);
-        assert_eq!((cause.part.axis, cause.part.name.as_str()), (Axis::Segment, "SELECT orders"));
+        assert_eq!(
+            (cause.part.axis, cause.part.name.as_str()),
+            (Axis::Segment, "SELECT orders")
+        );
         assert!(cause.part.share > 0.8, "{}", a.summary);
         assert_eq!(cause.place, Place::AllHosts);
         assert!(a.summary.contains("on all hosts"), "{}", a.summary);

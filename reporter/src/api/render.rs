@@ -520,7 +520,14 @@ fn explained(out: &mut String, row: &Value) {
     ));
     let traced = at(a, &["traced"]).as_bool().unwrap_or(false);
     let sections = [
-        ("segments", if traced { "by segment (per traced run)" } else { "by segment" }),
+        (
+            "segments",
+            if traced {
+                "by segment (per traced run)"
+            } else {
+                "by segment"
+            },
+        ),
         ("hosts", "by host (its own change, weighted by its runs)"),
         ("routes", "by route"),
         ("mix", "traffic mix"),

@@ -161,9 +161,8 @@ fn text_has_the_numbers_and_full_links() {
     assert!(text.contains("- [new] TimeoutError in pay(): 340 this week, 0 last week"));
     assert!(text.contains("12,345 calls"));
     assert!(!text.contains("javascript:"));
-    assert!(text.contains(
-        "  why: p95 +31%: `SELECT <orders>` +31 ms per run, 84% of the change (78% to 90%), on all hosts"
-    ));
+    assert!(text
+        .contains("  why: p95 +31%: `SELECT <orders>` +31 ms per run, 84% of the change (78% to 90%), on all hosts"));
 }
 
 #[test]
