@@ -478,7 +478,13 @@ fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: boo
 
     let clear = sure_low > 0.0 || sure_high < 0.0;
     let qualifies = |p: &&Part| clear && p.share >= MOST && p.low >= LEAST_LOW;
-    let place = place_of(&host_parts, &point);
+    // Each host's share of the runs, the two windows' average.
+    let weights: BTreeMap<&str, f64> = hosts
+        .iter()
+        .map(String::as_str)
+        .zip(point.hosts.iter().map(|g| (g.weight[0] + g.weight[1]) / 2.0))
+        .collect();
+    let place = place_of(&host_parts, &weights, point.change);
     let concentrated = match &place {
         Place::Host(h) => host_parts.iter().find(|p| &p.name == h),
         _ => None,
@@ -520,21 +526,12 @@ fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: boo
 }
 
 /// Where the change happened, from the hosts' own changes.
-fn place_of(hosts: &[Part], point: &Split) -> Place {
-    let named: Vec<&Part> = hosts.iter().collect();
-    match named.as_slice() {
+fn place_of(hosts: &[Part], weights: &BTreeMap<&str, f64>, change: f64) -> Place {
+    let weight = |name: &str| weights.get(name).copied().unwrap_or(0.0);
+    match hosts {
         [] => Place::Uneven,
         [only] => Place::OnlyHost(only.name.clone()),
-        _ => {
-            let weight = |name: &str| {
-                point
-                    .hosts
-                    .iter()
-                    .zip(hosts.iter().map(|p| &p.name))
-                    .find(|(_, n)| n.as_str() == name)
-                    .map_or(0.0, |(g, _)| (g.weight[0] + g.weight[1]) / 2.0)
-            };
-            let top = named[0];
+        [top, ..] => {
             if top.share >= MOST && top.share >= 1.5 * weight(&top.name) {
                 return Place::Host(top.name.clone());
             }
@@ -542,7 +539,7 @@ fn place_of(hosts: &[Part], point: &Split) -> Place {
             let same_way = hosts
                 .iter()
                 .filter(|p| weight(&p.name) >= 0.05)
-                .all(|p| p.seconds_per_run * point.change > 0.0);
+                .all(|p| p.seconds_per_run * change > 0.0);
             if same_way {
                 Place::AllHosts
             } else {
@@ -799,6 +796,25 @@ mod tests {
         assert!((sum - a.change).abs() < 1e-9);
         let sum: f64 = a.hosts.iter().chain(&a.mix).map(|p| p.seconds_per_run).sum();
         assert!((sum - a.change).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_slowdown_on_a_quiet_host_is_placed_on_it() {
+        // web-1 runs 70% of the traffic, web-3 10%; only web-3 slows down, 3×.
+        let hosts = |slow: f64, i: usize| {
+            [
+                ("web-1", 70.0, 0.1 * wobble(i)),
+                ("web-2", 20.0, 0.1 * wobble(i + 1)),
+                ("web-3", 10.0, slow * wobble(i + 2)),
+            ]
+        };
+        let before: Vec<BlockSums> = (0..48).map(|i| block(&hosts(0.1, i), 0.04)).collect();
+        let now: Vec<BlockSums> = (0..48).map(|i| block(&hosts(0.3, i), 0.04)).collect();
+        let a = attribute_blocks([&now, &before], 60, false);
+        let cause = a.cause.as_ref().expect(&a.summary);
+        assert_eq!(cause.place, Place::Host("web-3".into()), "{}", a.summary);
+        assert_eq!(cause.part.name, OWN_CODE, "{}", a.summary);
+        assert!(a.summary.ends_with("on host web-3"), "{}", a.summary);
     }
 
     #[test]
