@@ -14,8 +14,8 @@
 //! - `GET /search`: only noise; no regression, and no cause claimed.
 //!
 //! The same answers are checked where people read them: `kuroko query
-//! regressions` (the `cause` column, `--explain`, the JSON's `cause`) and
-//! the weekly email's cause sentence. The same decomposition on an SDK's
+//! regressions` (the `cause` column, `--explain`, the JSON's `cause`), the
+//! `/regressions` page and the weekly email's cause sentence. The same decomposition on an SDK's
 //! spans, sent by the Python SDK, is in `interop_python_attribution.rs`.
 
 #[path = "support/seeded.rs"]
@@ -474,6 +474,7 @@ fn the_weekly_email_says_why_each_regression_happened() {
         }
     }
     let why: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("why: ")).collect();
+    eprintln!("{}", why.join("\n"));
     assert_eq!(why.len(), 2, "one cause sentence per regression: {text}");
     let orders = why
         .iter()
@@ -496,4 +497,21 @@ fn the_weekly_email_says_why_each_regression_happened() {
         html.contains("`SELECT orders` +") && html.contains("on host web-2"),
         "{html}"
     );
+}
+
+#[test]
+fn the_regressions_page_shows_each_cause() {
+    let f = fixture();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&f.path).unwrap());
+    let app = kuroko_reporter::app::App::new(store, Arc::new(owners()), String::new(), None);
+    let scope = second_week();
+    let query = format!("since={}&until={}", rfc3339(scope.from), rfc3339(scope.to));
+    let params = kuroko_reporter::ui::Params::parse(Some(&query)).unwrap();
+    let page = kuroko_reporter::ui::pages::regressions(&app, &params, scope.to)
+        .unwrap()
+        .into_string();
+    assert!(page.contains("<th>Cause</th>"), "{page}");
+    assert!(page.contains("`SELECT orders` +3"), "{page}");
+    assert!(page.contains("on all hosts"), "{page}");
+    assert!(page.contains("on host web-2"), "{page}");
 }
