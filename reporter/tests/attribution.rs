@@ -11,6 +11,8 @@
 //! - feature `checkout`: neither of its routes changes, but the slow one's
 //!   share of the runs grows from 10% to 40%; the cause must be the traffic
 //!   mix, toward `POST /checkout/slow`;
+//! - `GET /profile`: its database call, its external call and its own code
+//!   each 50% slower: a regression with no single cause;
 //! - `GET /search`: only noise; no regression, and no cause claimed.
 //!
 //! The same answers are checked where people read them: `kuroko query
@@ -54,6 +56,8 @@ team = "shop"
 [features.checkout]
 team = "shop"
 [features.search]
+team = "shop"
+[features.profile]
 team = "shop"
 "#;
 
@@ -103,6 +107,20 @@ fn routes() -> Vec<Route> {
                 vec![
                     ("database", "SELECT cart", noisy(rng, 0.010)),
                     ("own", "", noisy(rng, own)),
+                ]
+            },
+        },
+        // Everything a third slower (a busier machine): no single cause.
+        Route {
+            transaction: "GET /profile",
+            feature: "profile",
+            runs: 30,
+            parts: |rng, later, _| {
+                let slower = if later { 1.5 } else { 1.0 };
+                vec![
+                    ("database", "SELECT users", noisy(rng, 0.020 * slower)),
+                    ("external", "GET avatar-api", noisy(rng, 0.020 * slower)),
+                    ("own", "", noisy(rng, 0.020 * slower)),
                 ]
             },
         },
@@ -348,6 +366,22 @@ fn a_traffic_mix_shift_toward_a_slow_route_is_named_as_the_mix() {
 }
 
 #[test]
+fn a_slowdown_spread_over_every_part_has_no_single_cause() {
+    let (rows, _) = judged(Group::Transaction);
+    let a = attribution(&rows, "GET /profile");
+    assert!(a.cause.is_none(), "{}", a.summary);
+    assert!(a.clear, "the change itself is clear: {a:?}");
+    assert!(a.summary.starts_with("no single cause: "), "{}", a.summary);
+    for part in &a.segments {
+        assert!(
+            (0.2..0.45).contains(&part.share),
+            "about a third each: {:?}",
+            a.segments
+        );
+    }
+}
+
+#[test]
 fn noise_is_no_regression_and_claims_no_cause() {
     let (rows, _) = judged(Group::Transaction);
     assert!(
@@ -475,7 +509,15 @@ fn the_weekly_email_says_why_each_regression_happened() {
     }
     let why: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("why: ")).collect();
     eprintln!("{}", why.join("\n"));
-    assert_eq!(why.len(), 2, "one cause sentence per regression: {text}");
+    assert_eq!(why.len(), 3, "one cause sentence per regression: {text}");
+    let profile = why
+        .iter()
+        .find(|l| l.contains("no single cause: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        profile.contains("per run (") && profile.contains("%), "),
+        "the largest parts with their shares: {profile}"
+    );
     let orders = why
         .iter()
         .find(|l| l.contains("`SELECT orders` +"))

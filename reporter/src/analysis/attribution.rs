@@ -22,11 +22,12 @@
 //! replacement ([`BOOTSTRAP_ROUNDS`] times, from a fixed seed) and the
 //! 5th–95th percentiles of the share are taken. A part is named as the cause
 //! when the change itself is clear of zero by the same resampling (its
-//! 0.5th–99.5th percentiles: [`CLEAR_MISS`]), the part
-//! explains at least [`MOST`] of it, and its interval's lower end is at
-//! least [`LEAST_LOW`]; the traffic mix is named first (a mix shift moves
-//! segments and hosts too), then a segment, a route, a host. Otherwise the
-//! answer is "no single cause", with the largest parts listed.
+//! 0.5th–99.5th percentiles: [`CLEAR_MISS`]) and the part surely explains
+//! most of it: the lower end of its share's interval is at least [`MOST`]
+//! (so with 95% confidence, one-sided). The traffic mix is named first (a
+//! mix shift moves segments and hosts too), then a segment, a route, a
+//! host. Otherwise the answer is "no single cause", with the largest parts
+//! listed.
 
 use std::collections::BTreeMap;
 
@@ -38,11 +39,9 @@ use super::{Analysis, AnalysisError, Scope};
 use crate::format;
 use crate::ingest::traces::{TRACED_DURATION, TRACED_RUNS};
 
-/// A part must explain at least this share of the change to be the cause.
+/// "Most of the change": a cause's share, the lower end of its interval;
+/// a host carrying this much of the change places it on that host.
 pub const MOST: f64 = 0.5;
-
-/// ... and the lower end of its share's interval must be at least this.
-pub const LEAST_LOW: f64 = 0.25;
 
 /// Resamples of the blocks behind every interval.
 pub const BOOTSTRAP_ROUNDS: usize = 1_000;
@@ -477,7 +476,7 @@ fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: boo
     }
 
     let clear = sure_low > 0.0 || sure_high < 0.0;
-    let qualifies = |p: &&Part| clear && p.share >= MOST && p.low >= LEAST_LOW;
+    let qualifies = |p: &&Part| clear && p.share >= MOST && p.low >= MOST;
     // Each host's share of the runs, the two windows' average.
     let weights: BTreeMap<&str, f64> = hosts
         .iter()
