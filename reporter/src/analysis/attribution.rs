@@ -198,48 +198,49 @@ struct GroupPart {
     mix: f64,
 }
 
-/// Totals of `blocks` (indexes into `all`).
-fn totals(
-    all: &[BlockSums],
-    picked: &[usize],
-    hosts: &[String],
-    routes: &[String],
-    segments: &[(String, String)],
-) -> Totals {
-    let mut t = Totals {
-        hosts: vec![(0.0, 0.0); hosts.len()],
-        routes: vec![(0.0, 0.0); routes.len()],
-        segments: vec![0.0; segments.len()],
-        traced: (0.0, 0.0),
-    };
-    for &i in picked {
-        let block = &all[i];
-        for (slot, name) in t.hosts.iter_mut().zip(hosts) {
-            if let Some((n, s)) = block.hosts.get(name) {
-                slot.0 += n;
-                slot.1 += s;
-            }
-        }
-        for (slot, name) in t.routes.iter_mut().zip(routes) {
-            if let Some((n, s)) = block.routes.get(name) {
-                slot.0 += n;
-                slot.1 += s;
-            }
-        }
-        for (slot, id) in t.segments.iter_mut().zip(segments) {
-            *slot += block.segments.get(id).copied().unwrap_or(0.0);
-        }
-        t.traced.0 += block.traced.0;
-        t.traced.1 += block.traced.1;
-    }
-    t
-}
-
+/// Sums over blocks, dense: per host, route and segment in a fixed order.
+#[derive(Clone)]
 struct Totals {
     hosts: Vec<(f64, f64)>,
     routes: Vec<(f64, f64)>,
     segments: Vec<f64>,
     traced: (f64, f64),
+}
+
+/// One block's sums, laid out as [`Totals`] in the order of `hosts`,
+/// `routes` and `segments` (looked up once, not once per resample).
+fn dense(block: &BlockSums, hosts: &[String], routes: &[String], segments: &[(String, String)]) -> Totals {
+    let pair = |map: &BTreeMap<String, (f64, f64)>, name: &String| map.get(name).copied().unwrap_or((0.0, 0.0));
+    Totals {
+        hosts: hosts.iter().map(|h| pair(&block.hosts, h)).collect(),
+        routes: routes.iter().map(|r| pair(&block.routes, r)).collect(),
+        segments: segments
+            .iter()
+            .map(|id| block.segments.get(id).copied().unwrap_or(0.0))
+            .collect(),
+        traced: block.traced,
+    }
+}
+
+/// The sum of the `picked` blocks of `all` (each block as often as picked).
+fn totals(all: &[Totals], picked: &[usize], empty: &Totals) -> Totals {
+    let mut t = empty.clone();
+    for block in picked.iter().filter_map(|&i| all.get(i)) {
+        for (slot, (n, s)) in t.hosts.iter_mut().zip(&block.hosts) {
+            slot.0 += n;
+            slot.1 += s;
+        }
+        for (slot, (n, s)) in t.routes.iter_mut().zip(&block.routes) {
+            slot.0 += n;
+            slot.1 += s;
+        }
+        for (slot, x) in t.segments.iter_mut().zip(&block.segments) {
+            *slot += x;
+        }
+        t.traced.0 += block.traced.0;
+        t.traced.1 += block.traced.1;
+    }
+    t
 }
 
 impl Totals {
@@ -366,9 +367,16 @@ fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: boo
     segments.dedup();
     let traced = windows.iter().flat_map(|w| w.iter()).any(|b| b.traced.0 > 0.0);
     let all: [Vec<usize>; 2] = windows.map(|w| (0..w.len()).collect());
+    let laid: [Vec<Totals>; 2] = windows.map(|w| w.iter().map(|b| dense(b, &hosts, &routes, &segments)).collect());
+    let empty = Totals {
+        hosts: vec![(0.0, 0.0); hosts.len()],
+        routes: vec![(0.0, 0.0); routes.len()],
+        segments: vec![0.0; segments.len()],
+        traced: (0.0, 0.0),
+    };
     let whole = |picked: &[Vec<usize>; 2]| {
-        let now = totals(windows[0], &picked[0], &hosts, &routes, &segments);
-        let before = totals(windows[1], &picked[1], &hosts, &routes, &segments);
+        let now = totals(&laid[0], &picked[0], &empty);
+        let before = totals(&laid[1], &picked[1], &empty);
         (split(&now, &before), now, before)
     };
     let (point, now, before) = whole(&all);
