@@ -133,7 +133,7 @@ pub struct Attribution {
     pub change_low: f64,
     /// Its upper end.
     pub change_high: f64,
-    /// Blocks with runs `[current, previous]`, and their length in minutes.
+    /// Blocks with runs, `[current, previous]`.
     pub blocks: [usize; 2],
     /// Length of a block, minutes.
     pub block_minutes: i64,
@@ -184,17 +184,22 @@ struct Split {
     segment_change: f64,
     /// Segments then own code: (before per run, now per run).
     segments: Vec<(f64, f64)>,
-    /// Hosts: (mean before, mean now, within contribution, weight before, weight now).
+    /// Each host's shift-share parts, in the order of the host names.
     hosts: Vec<GroupPart>,
-    /// Routes, the same.
+    /// Each route's, the same.
     routes: Vec<GroupPart>,
 }
 
+/// One group's (host's or route's) place in the shift-share split.
 #[derive(Clone, Copy, Default)]
 struct GroupPart {
+    /// Its mean, `[current, previous]`.
     mean: [f64; 2],
+    /// Its share of the runs, `[current, previous]`.
     weight: [f64; 2],
+    /// Its own change, weighted by its average share: `w̄·Δm`.
     within: f64,
+    /// Its part of the mix: `m̄·Δw`.
     mix: f64,
 }
 
