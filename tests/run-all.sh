@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 # Python's official OTLP classes (opentelemetry-proto, with protobuf), which
 # agent/tests/interop_python.rs decodes the agent's messages with
 # (tests/python/check_otlp.py); and the official Python SDK with its OTLP
-# exporters, with which reporter/tests/interop_python_sdk.rs and
-# interop_python_exceptions.rs send to the reporter (tests/python/sdk_sender.py
-# and sdk_exceptions.py); and aiosmtpd, the SMTP server that
+# exporters, with which reporter/tests/interop_python_sdk.rs,
+# interop_python_exceptions.rs and interop_python_attribution.rs send to the
+# reporter (tests/python/sdk_sender.py, sdk_exceptions.py and
+# sdk_attribution.py); and aiosmtpd, the SMTP server that
 # reporter/tests/weekly_mail.rs sends the weekly report to
 # (tests/python/smtp_sink.py); and chdb-core, which embeds a current
 # ClickHouse engine (26.9 when this was written), that the ClickHouse tests

@@ -111,6 +111,7 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         where does the time go this week:   kuroko query consumers --since 7d\n  \
         what got slower:                    kuroko query regressions\n  \
+        and why, with the tests:            kuroko query regressions --explain\n  \
         N+1 queries and other problems:     kuroko query problems --since 7d\n  \
         yesterday's errors:                 kuroko query errors --since 1d\n  \
         the slowest of one team, by p99:    kuroko query slowest --team search --by p99 --config kuroko.toml\n  \
@@ -239,6 +240,10 @@ struct QueryArgs {
     /// Breakdown: slowest kept traces listed. Default: 5.
     #[arg(long)]
     traces: Option<String>,
+    /// Regressions: explain each finding: its blocks, tests (p, q, interval)
+    /// and its change decomposed by segment, host and traffic mix.
+    #[arg(long)]
+    explain: bool,
     /// How to print: an aligned table, JSON as the API returns it, or CSV.
     #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
     format: QueryFormat,
@@ -281,10 +286,14 @@ impl QueryArgs {
             ("baseline_until", &self.baseline_until),
             ("traces", &self.traces),
         ];
-        options
+        let mut pairs: Vec<(String, String)> = options
             .into_iter()
             .filter_map(|(key, value)| value.as_ref().map(|v| (key.to_owned(), v.clone())))
-            .collect()
+            .collect();
+        if self.explain {
+            pairs.push(("explain".to_owned(), "true".to_owned()));
+        }
+        pairs
     }
 }
 

@@ -87,6 +87,7 @@ fn report() -> WeeklyReport {
             change_high: Some(0.38),
             test: "block share test".into(),
             impact_s: 5400.0,
+            cause: format!("`{HOSTILE}` +31 ms per run, 84% of the change, on all hosts"),
             link: String::new(),
         }],
         errors: vec![ErrorRow {

@@ -8,6 +8,7 @@
 //! every feature its team). The CLI (`kuroko query`), the HTTP API, the web
 //! UI and the reports all ask through here.
 
+pub mod attribution;
 pub mod blocks;
 pub mod breakdown;
 pub mod endpoints;

@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::attribution::Attribution;
 use super::blocks::{block_minutes, Block};
 use super::stats::{judge_all, Outcome, RegressionRule, Verdict};
 use super::{Analysis, AnalysisError, Scope};
@@ -67,6 +68,9 @@ pub struct RegressionRow {
     /// The judgement: p50, p95, p99 and mean in both periods, the trigger
     /// (metric, test, p-value), run counts, impact and whether estimated.
     pub verdict: Verdict,
+    /// Why it changed, once asked ([`Analysis::attribute_rows`]); `None`
+    /// until then, and for rows not shown.
+    pub attribution: Option<Box<Attribution>>,
 }
 
 impl RegressionRow {
@@ -265,6 +269,7 @@ impl Analysis<'_> {
                     environment,
                     team,
                     verdict,
+                    attribution: None,
                 },
                 Group::Feature => RegressionRow {
                     group,
@@ -274,6 +279,7 @@ impl Analysis<'_> {
                     environment,
                     team,
                     verdict,
+                    attribution: None,
                 },
             };
             match verdict.outcome {

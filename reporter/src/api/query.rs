@@ -10,6 +10,7 @@
 
 use serde::Serialize;
 
+use crate::analysis::attribution::{Attribution, Cause};
 use crate::analysis::endpoints::{ApdexRow, Group, Rank};
 use crate::analysis::errors::ErrorGroup;
 use crate::analysis::problems::Problems;
@@ -86,7 +87,7 @@ impl Question {
 }
 
 /// Every parameter a question may take.
-pub const PARAMETERS: [&str; 21] = [
+pub const PARAMETERS: [&str; 22] = [
     "since",
     "until",
     "service",
@@ -108,6 +109,7 @@ pub const PARAMETERS: [&str; 21] = [
     "baseline_since",
     "baseline_until",
     "traces",
+    "explain",
 ];
 
 /// How an answer is written.
@@ -186,6 +188,9 @@ pub struct Query {
     pub baseline: Scope,
     /// Kept traces listed by a breakdown.
     pub traces: usize,
+    /// Regressions: each row also carries its statistics and its whole
+    /// decomposition (`explain`), not only its cause.
+    pub explain: bool,
     /// How the answer is written.
     pub format: Format,
     /// Whether the window's last minute is the current one, still
@@ -288,6 +293,11 @@ impl Query {
             get("baseline_until"),
             now_minute,
         )?;
+        let explain = match get("explain") {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => return Err(invalid(format!("`explain={other}`: write `true` or `false`"))),
+        };
         let format = match get("format") {
             None | Some("json") => Format::Json,
             Some("csv") => Format::Csv,
@@ -306,6 +316,7 @@ impl Query {
             include,
             baseline,
             traces,
+            explain,
             format,
             partial,
         })
@@ -341,7 +352,14 @@ impl Query {
                     Group::Transaction => regressions::Group::Transaction,
                     Group::Feature => regressions::Group::Feature,
                 };
-                let comparison = analysis.compare_against(scope, &self.baseline, &self.rule, group)?;
+                let mut comparison = analysis.compare_against(scope, &self.baseline, &self.rule, group)?;
+                // Each finding shown carries its cause.
+                let shown = self.limit.min(comparison.regressions.len());
+                analysis.attribute_rows(scope, &self.baseline, &mut comparison.regressions[..shown])?;
+                if self.include.improvements {
+                    let shown = self.limit.min(comparison.improvements.len());
+                    analysis.attribute_rows(scope, &self.baseline, &mut comparison.improvements[..shown])?;
+                }
                 json(&RegressionsAnswer::new(self, comparison))
             }
             Question::Errors => {
@@ -596,6 +614,87 @@ struct Judged {
     /// Where the change most likely began (unix minutes), for a regression
     /// or improvement that began inside the window.
     began_minute: Option<i64>,
+    /// Why it changed (regressions and improvements shown): the cause, or
+    /// "no single cause".
+    cause: Option<CauseJson>,
+    /// With `explain=true`: the tests and the whole decomposition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explain: Option<Explain>,
+}
+
+/// A finding's cause ([`crate::analysis::attribution`]).
+#[derive(Serialize)]
+struct CauseJson {
+    /// "`SELECT orders` +31 ms per run, 84% of the change (78% to 90%), on all hosts".
+    summary: String,
+    /// The same, short: "`SELECT orders` +31 ms/run (84%), all hosts".
+    headline: String,
+    /// Whether one part explains most of the change.
+    found: bool,
+    /// The change of mean time per run that is decomposed, seconds.
+    change_seconds_per_run: f64,
+    /// The part and where it happened, when found.
+    #[serde(flatten)]
+    cause: Option<Cause>,
+}
+
+/// `explain=true`: how a row was judged and what its change is made of.
+#[derive(Serialize)]
+struct Explain {
+    statistics: Statistics,
+    attribution: Option<Attribution>,
+}
+
+/// The blocks and each metric's test.
+#[derive(Serialize)]
+struct Statistics {
+    /// Blocks with runs in the current window; `None` when not compared.
+    current_blocks: Option<usize>,
+    /// Blocks with runs in the baseline.
+    previous_blocks: Option<usize>,
+    /// Width of the time-of-day strata, hours (24: none).
+    stratum_hours: Option<i64>,
+    /// Each metric's test, in the order p50, p95, p99, mean; untested ones left out.
+    tests: Vec<TestJson>,
+}
+
+#[derive(Serialize)]
+struct TestJson {
+    metric: String,
+    test: String,
+    relative: Option<f64>,
+    statistic: f64,
+    degrees_of_freedom: f64,
+    p_value: f64,
+    q_value: f64,
+    /// Share test: share of runs above the edge, current then previous.
+    shares_above: Option<(f64, f64)>,
+}
+
+fn statistics(verdict: &crate::analysis::stats::Verdict) -> Statistics {
+    use crate::analysis::stats::Metric;
+    let tests = [Metric::P50, Metric::P95, Metric::P99, Metric::Mean]
+        .into_iter()
+        .filter_map(|metric| {
+            let t = verdict.tests.get(metric)?;
+            Some(TestJson {
+                metric: metric.to_string(),
+                test: t.test.to_string(),
+                relative: verdict.changes.get(metric).relative,
+                statistic: t.statistic,
+                degrees_of_freedom: t.degrees_of_freedom,
+                p_value: t.p_value,
+                q_value: t.q_value,
+                shares_above: t.shares_above,
+            })
+        })
+        .collect();
+    Statistics {
+        current_blocks: verdict.design.map(|d| d.current_blocks),
+        previous_blocks: verdict.design.map(|d| d.previous_blocks),
+        stratum_hours: verdict.design.map(|d| d.stratum_hours),
+        tests,
+    }
 }
 
 #[derive(Serialize)]
@@ -633,7 +732,13 @@ impl From<Change> for Change2 {
 
 impl RegressionsAnswer {
     fn new(query: &Query, comparison: Comparison) -> Self {
-        let rows = |list: Vec<RegressionRow>| list.into_iter().take(query.limit).map(judged).collect();
+        let explain = query.explain;
+        let rows = |list: Vec<RegressionRow>| {
+            list.into_iter()
+                .take(query.limit)
+                .map(|row| judged(row, explain))
+                .collect()
+        };
         let counts = Counts {
             regressions: comparison.regressions.len(),
             improvements: comparison.improvements.len(),
@@ -663,9 +768,21 @@ impl RegressionsAnswer {
     }
 }
 
-fn judged(row: RegressionRow) -> Judged {
+fn judged(row: RegressionRow, explain: bool) -> Judged {
     let verdict = row.verdict;
+    let attribution = row.attribution.map(|a| *a);
     Judged {
+        cause: attribution.as_ref().map(|a| CauseJson {
+            summary: a.summary.clone(),
+            headline: a.headline.clone(),
+            found: a.cause.is_some(),
+            change_seconds_per_run: a.change,
+            cause: a.cause.clone(),
+        }),
+        explain: explain.then(|| Explain {
+            statistics: statistics(&verdict),
+            attribution,
+        }),
         service: row.service,
         transaction: row.transaction,
         feature: row.feature,

@@ -161,6 +161,7 @@ const JUDGED: &[Column] = &[
     named!("environment", Kind::Text, "env"),
     both!("team", Kind::Text),
     col(&["trigger", "summary"], Kind::Text, Some("why"), None),
+    col(&["cause", "headline"], Kind::Text, Some("cause"), None),
     col(&["trigger", "metric"], Kind::Text, None, Some("metric")),
     col(&["trigger", "relative"], Kind::Change, None, Some("relative")),
     col(&["trigger", "test"], Kind::Text, None, Some("test")),
@@ -183,6 +184,8 @@ const JUDGED: &[Column] = &[
     named!("current_count", Kind::Count, "runs now"),
     named!("impact_seconds", Kind::SignedSeconds, "extra time"),
     named!("estimated", Kind::Flag, "(est.)"),
+    // Last, so that CSV read by position keeps its columns.
+    col(&["cause", "summary"], Kind::Text, None, Some("cause")),
 ];
 
 const ERRORS: &[Column] = &[
@@ -490,6 +493,11 @@ fn regressions(out: &mut String, answer: &Value) {
         rows_table(out, JUDGED, &rows);
         shown_of(out, rows.len(), at(counts, &[key]));
     }
+    for key in ["regressions", "improvements"] {
+        for row in list(answer, key) {
+            explained(out, &row);
+        }
+    }
     out.push_str(&format!(
         "\n{} unchanged; {} improved; {} with too little traffic{}\n",
         shown(at(counts, &["unchanged"]), Kind::Count),
@@ -501,6 +509,116 @@ fn regressions(out: &mut String, answer: &Value) {
             ""
         }
     ));
+}
+
+/// One finding's `explain`: how it was judged (blocks, each test, the
+/// interval) and what its change of mean per run is made of.
+fn explained(out: &mut String, row: &Value) {
+    let explain = at(row, &["explain"]);
+    if explain.is_null() {
+        return;
+    }
+    let subject = if text(at(row, &["transaction"])).is_empty() {
+        format!("feature {}", text(at(row, &["feature"])))
+    } else {
+        format!("{} {}", text(at(row, &["service"])), text(at(row, &["transaction"])))
+    };
+    out.push_str(&format!("\nWhy: {subject}\n"));
+    let stats = at(explain, &["statistics"]);
+    out.push_str(&format!(
+        "  judged: {}\n  blocks with runs: {} now, {} before; time-of-day strata {} h wide\n",
+        text(at(row, &["trigger", "summary"])),
+        text(at(stats, &["current_blocks"])),
+        text(at(stats, &["previous_blocks"])),
+        text(at(stats, &["stratum_hours"])),
+    ));
+    for test in list(stats, "tests") {
+        out.push_str(&format!(
+            "  {:<5} {:<17} {:>7}  t = {:.2}, df = {:.0}, {}, {}\n",
+            text(at(&test, &["metric"])),
+            text(at(&test, &["test"])),
+            shown(at(&test, &["relative"]), Kind::Change),
+            at(&test, &["statistic"]).as_f64().unwrap_or(f64::NAN),
+            at(&test, &["degrees_of_freedom"]).as_f64().unwrap_or(f64::NAN),
+            format::p_value(at(&test, &["p_value"]).as_f64().unwrap_or(f64::NAN)),
+            format::q_value(at(&test, &["q_value"]).as_f64().unwrap_or(f64::NAN)),
+        ));
+    }
+    let a = at(explain, &["attribution"]);
+    if a.is_null() {
+        return;
+    }
+    let seconds = |path: &[&str]| shown(at(a, path), Kind::Seconds);
+    let signed = |value: &Value| shown(value, Kind::SignedSeconds);
+    out.push_str(&format!(
+        "  mean per run: {} → {} ({}; {} to {}), blocks of {} min\n  cause: {}\n",
+        seconds(&["previous_mean"]),
+        seconds(&["current_mean"]),
+        signed(at(a, &["change"])),
+        signed(at(a, &["change_low"])),
+        signed(at(a, &["change_high"])),
+        text(at(a, &["block_minutes"])),
+        text(at(a, &["summary"])),
+    ));
+    let traced = at(a, &["traced"]).as_bool().unwrap_or(false);
+    let sections = [
+        (
+            "segments",
+            if traced {
+                "by segment (per traced run)"
+            } else {
+                "by segment"
+            },
+        ),
+        ("hosts", "by host (its own change, weighted by its runs)"),
+        ("routes", "by route"),
+        ("mix", "traffic mix"),
+    ];
+    for (key, title) in sections {
+        let parts = list(a, key);
+        if parts.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("  {title}\n"));
+        for part in parts.iter().take(8) {
+            let name = match text(at(part, &["axis"])).as_str() {
+                "mix" => format!(
+                    "{} ({} {} → {} of runs)",
+                    text(at(part, &["kind"])),
+                    text(at(part, &["name"])),
+                    shown(at(part, &["previous"]), Kind::Percent),
+                    shown(at(part, &["current"]), Kind::Percent)
+                ),
+                "segment" if text(at(part, &["kind"])) == "own" => format!(
+                    "own code {} → {}",
+                    shown(at(part, &["previous"]), Kind::Seconds),
+                    shown(at(part, &["current"]), Kind::Seconds)
+                ),
+                "segment" => format!(
+                    "{} ({}) {} → {}",
+                    text(at(part, &["name"])),
+                    text(at(part, &["kind"])),
+                    shown(at(part, &["previous"]), Kind::Seconds),
+                    shown(at(part, &["current"]), Kind::Seconds)
+                ),
+                _ => format!(
+                    "{} {} → {}",
+                    text(at(part, &["name"])),
+                    shown(at(part, &["previous"]), Kind::Seconds),
+                    shown(at(part, &["current"]), Kind::Seconds)
+                ),
+            };
+            out.push_str(&format!(
+                "    {:<48} {:>10}  {} ({} to {})\n",
+                cut(&name),
+                signed(at(part, &["seconds_per_run"])),
+                shown(at(part, &["share"]), Kind::Percent),
+                shown(at(part, &["low"]), Kind::Percent),
+                shown(at(part, &["high"]), Kind::Percent),
+            ));
+        }
+    }
+    out.push_str("  release (service.version): not stored yet\n");
 }
 
 /// `Title · window · filters`.

@@ -136,7 +136,8 @@ pub(crate) fn weekly(
     };
     let window_params = [("since", rfc3339(from)), ("until", rfc3339(to))];
 
-    let comparison = analysis.compare(&scope, &RegressionRule::default(), regressions::Group::Transaction)?;
+    let mut comparison = analysis.compare(&scope, &RegressionRule::default(), regressions::Group::Transaction)?;
+    analysis.attribute_rows(&scope, &scope.previous(), &mut comparison.regressions)?;
     let mut features = feature_rows(analysis, &scope, &before, end_day, tz, &window_params)?;
     if !comparison.coverage.enough {
         // Changes against a week the store barely holds are not changes.
@@ -164,6 +165,7 @@ pub(crate) fn weekly(
                 change_high: trigger.high.is_finite().then_some(trigger.high),
                 test: trigger.test.to_string(),
                 impact_s: row.verdict.impact_seconds,
+                cause: row.attribution.as_ref().map(|a| a.summary.clone()).unwrap_or_default(),
                 link: with_window(
                     "/regressions",
                     &[("service", &row.service), ("transaction", &row.transaction)],

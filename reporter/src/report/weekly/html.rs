@@ -239,6 +239,13 @@ fn regressions_html(report: &WeeklyReport) -> Markup {
                         td style=(TD_NUM) { (r.significance_text()) br; span style=(SMALL_MUTED) { (r.test) } }
                         (num(&format::duration(r.impact_s)))
                     }
+                    @if !r.cause.is_empty() {
+                        tr {
+                            td style=(TD) colspan=(columns.len()) {
+                                span style=(SMALL_MUTED) { "Why: " } (r.cause_text())
+                            }
+                        }
+                    }
                 }
             }))
         }

@@ -163,11 +163,24 @@ pub struct RegressionRow {
     pub test: String,
     /// Extra time the regression cost this week, in seconds (runs × added time).
     pub impact_s: f64,
+    /// Why: the part of the change of mean time per run that explains most
+    /// of it ("`SELECT orders` +31 ms per run, 84% of the change (78% to
+    /// 90%), on all hosts"), or "no single cause: …"; empty when unknown.
+    pub cause: String,
     /// Path into the web UI; empty for none.
     pub link: String,
 }
 
 impl RegressionRow {
+    /// The cause sentence: "p95 +38%: `SELECT orders` +31 ms per run, 84% of
+    /// the change (78% to 90%), on all hosts"; empty without a cause.
+    pub fn cause_text(&self) -> String {
+        if self.cause.is_empty() {
+            return String::new();
+        }
+        format!("{} {}: {}", self.metric, format::change(Some(self.change)), self.cause)
+    }
+
     /// The change with its interval: `+12% (+9% to +15%)`.
     pub fn change_text(&self) -> String {
         format!(

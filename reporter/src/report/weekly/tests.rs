@@ -59,6 +59,7 @@ pub(crate) fn sample() -> WeeklyReport {
             change_high: Some(0.38),
             test: "block share test".into(),
             impact_s: 5400.0,
+            cause: "`SELECT <orders>` +31 ms per run, 84% of the change (78% to 90%), on all hosts".into(),
             link: "javascript:alert(1)".into(),
         }],
         errors: vec![ErrorRow {
@@ -126,6 +127,7 @@ fn html_escapes_user_strings_and_refuses_script_links() {
     assert!(!html.contains("<script>"), "raw script tag in the HTML");
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;"));
     assert!(html.contains("upstream &lt;bank&gt; timed out"));
+    assert!(html.contains("p95 +31%: `SELECT &lt;orders&gt;` +31 ms per run, 84% of the change"));
     assert!(!html.contains("javascript:"), "a javascript: link was rendered");
     assert!(html.contains(
         "href=\"https://kuroko.example.com/transactions?name=%3Cscript%3Ealert%281%29%3C%2Fscript%3E%20%26%20%22quotes%22\""
@@ -159,6 +161,8 @@ fn text_has_the_numbers_and_full_links() {
     assert!(text.contains("- [new] TimeoutError in pay(): 340 this week, 0 last week"));
     assert!(text.contains("12,345 calls"));
     assert!(!text.contains("javascript:"));
+    assert!(text
+        .contains("  why: p95 +31%: `SELECT <orders>` +31 ms per run, 84% of the change (78% to 90%), on all hosts"));
 }
 
 #[test]

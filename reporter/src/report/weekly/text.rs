@@ -67,6 +67,9 @@ pub fn render_text(report: &WeeklyReport) -> String {
             clean(&r.test),
             format::duration(r.impact_s),
         );
+        if !r.cause.is_empty() {
+            let _ = writeln!(out, "  why: {}", clean(&r.cause_text()));
+        }
         link(&mut out, &r.link);
     }
 

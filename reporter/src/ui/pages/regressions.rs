@@ -17,7 +17,7 @@ fn regression_table(rows: &[RegressionRow], carried: &Params, impact_label: &str
         @if rows.is_empty() { p.empty { "None." } } @else {
             table.rows.regressions {
                 thead { tr {
-                    th { "#" } th { "What" } th { "Environment" } th { "Team" } th { "Why" }
+                    th { "#" } th { "What" } th { "Environment" } th { "Team" } th { "Why" } th { "Cause" }
                     th.num { "p50" } th.num { "p95" } th.num { "Average" } th.num { "Runs (before)" } th.num { (impact_label) }
                 } }
                 tbody {
@@ -33,6 +33,7 @@ fn regression_table(rows: &[RegressionRow], carried: &Params, impact_label: &str
                             td { (if row.environment.is_empty() { "–" } else { &row.environment }) }
                             td { (row.team.as_deref().unwrap_or("–")) }
                             td { small { (row.verdict.trigger.map(|t| t.to_string()).unwrap_or_default()) } }
+                            td.cause { small { (row.attribution.as_ref().map(|a| a.summary.as_str()).unwrap_or("–")) } }
                             td.num { (change_text(&row.verdict.changes.p50)) }
                             td.num { (change_text(&row.verdict.changes.p95)) }
                             td.num { (change_text(&row.verdict.changes.mean)) }
@@ -79,6 +80,13 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         "improvements",
         comparison.improvements.len(),
     )?;
+    // Each finding shown names its cause.
+    let analysis = app.analysis();
+    let previous = scope.previous();
+    let mut worse_rows = worse.page(&comparison.regressions).to_vec();
+    analysis.attribute_rows(&scope, &previous, &mut worse_rows)?;
+    let mut better_rows = better.page(&comparison.improvements).to_vec();
+    analysis.attribute_rows(&scope, &previous, &mut better_rows)?;
     let body = html! {
         (filter_bar("/regressions", params, Some(REGRESSIONS_SINCE), &EDITABLE))
         p.ranks {
@@ -88,18 +96,19 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
             ". Each period is read in hourly blocks, compared within the same hours of the day; "
             "a change counts when its test stays significant across every comparison on this page "
             "(q < 0.01), it is at least 10%, and its interval excludes changes under 5%; "
-            "each period needs 100 runs to be judged."
+            "each period needs 100 runs to be judged. "
+            "The cause is the segment, host or traffic mix that explains most of the change of mean time per run."
         }
         @if let Some(note) = comparison.coverage.shortfall() {
             p.note.advice { (note) }
         }
         (section("regressions", "Regressions", &page, Some(("regressions", &api)), html! {
             (worse.nav())
-            (regression_table(worse.page(&comparison.regressions), &carried, "Extra time"))
+            (regression_table(&worse_rows, &carried, "Extra time"))
         }))
         (section("improvements", "Improvements", &page, Some(("regressions", &api)), html! {
             (better.nav())
-            (regression_table(better.page(&comparison.improvements), &carried, "Time saved"))
+            (regression_table(&better_rows, &carried, "Time saved"))
         }))
         (section("too-little-traffic", "Not judged: too little traffic", &page, None, html! {
             p { (comparison.too_little_traffic.len()) " not judged; " (comparison.unchanged) " judged unchanged." }
