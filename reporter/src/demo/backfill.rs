@@ -34,7 +34,9 @@ pub struct Window {
     pub from: i64,
     /// The minute after the last: now.
     pub to: i64,
-    /// Where the regressing endpoint's +30% starts: the last full ISO week's Monday.
+    /// Where the regressing endpoint's p95 +40% starts: a week before now,
+    /// so that the default question (the last 7 days against the 7 before)
+    /// holds it all in its current week and none of it in its baseline.
     pub regression_start: i64,
 }
 
@@ -47,7 +49,8 @@ impl Window {
         Window {
             from: monday - 14 * DAY,
             to: now_minute,
-            regression_start: monday - 7 * DAY,
+            // Rounded up to the backfill's step, so no point of the week before mixes both.
+            regression_start: (now_minute - 7 * DAY).div_euclid(STEP_MINUTES) * STEP_MINUTES + STEP_MINUTES,
         }
     }
 
@@ -74,7 +77,7 @@ pub fn generator(window: &Window) -> Generator {
         apdex_threshold: 0.5,
         hourly_counters: true,
     };
-    Generator::with_overrides(&spec, &fleet::overrides(window.regression_start))
+    Generator::with_overrides(&spec, &fleet::overrides(window))
 }
 
 /// Writes `generator`'s data into the store at `path` and marks it,
@@ -149,7 +152,8 @@ mod tests {
         let window = Window::ending_at(WEDNESDAY_NOON);
         // Monday 2024-01-08 is this week's; the backfill starts two Mondays before.
         assert_eq!(window.from, 28_401_120 - 7 * 1_440);
-        assert_eq!(window.regression_start, 28_401_120);
+        // A week before now (rounded up to the next 10-minute point).
+        assert_eq!(window.regression_start, WEDNESDAY_NOON - 7 * 1_440 + 10);
         assert_eq!(window.to, WEDNESDAY_NOON);
         assert_eq!(window.marking(), "2023-12-25T00:00:00Z..2024-01-10T12:00:00Z");
     }
