@@ -195,6 +195,11 @@ pub(crate) fn weekly(
         .collect();
     Ok(WeeklyReport {
         team: team.to_owned(),
+        team_name: analysis
+            .owners
+            .team(team)
+            .and_then(|t| t.display_name.clone())
+            .unwrap_or_default(),
         week_start: first_day.to_string(),
         week_end: end_day.yesterday().map_err(window_error(period))?.to_string(),
         base_url: base_url.to_owned(),
@@ -275,7 +280,8 @@ fn feature_rows(
 }
 
 /// Each feature's daily average and p95 over the [`CHART_WEEKS`] weeks
-/// ending at `end_day` (excluded), days being `tz`'s.
+/// ending at `end_day` (excluded), days being `tz`'s, from the first day
+/// any of them has runs.
 fn daily_points(
     analysis: &Analysis<'_>,
     scope: &Scope,
@@ -344,6 +350,17 @@ fn daily_points(
                 }
             }
         }
+    }
+    // The charts span the history held: days before the first with runs
+    // of any of the team's features (a store younger than the chart's
+    // weeks) are left out of every feature's, so they stay aligned.
+    let first_held = out
+        .values()
+        .filter_map(|days| days.iter().position(|p| p.avg_s.is_some() || p.p95_s.is_some()))
+        .min()
+        .unwrap_or(0);
+    for days in out.values_mut() {
+        days.drain(..first_held.min(days.len()));
     }
     Ok(out)
 }
@@ -547,7 +564,8 @@ mod tests {
     use crate::store::sqlite::SqliteStore;
     use crate::store::{Batch, ErrorPoint, HistogramPoint, SeriesKey, Store};
 
-    const OWNERS: &str = "[teams.pay]\n[teams.other]\n[features.checkout]\nteam = \"pay\"\n\
+    const OWNERS: &str =
+        "[teams.pay]\ndisplay_name = \"Pay & Bill\"\n[teams.other]\n[features.checkout]\nteam = \"pay\"\n\
                           [features.search]\nteam = \"other\"\n";
 
     fn key(transaction: &str, feature: &str) -> SeriesKey {
@@ -615,6 +633,11 @@ mod tests {
         );
         let names: Vec<&str> = utc.features.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["checkout"], "only the team's features");
+        // People read the team's display name (docs/owners.md).
+        assert_eq!((utc.team.as_str(), utc.team_label()), ("pay", "Pay & Bill"));
+        let subject = crate::report::weekly::subject(&utc);
+        assert!(subject.contains("Kuroko weekly: Pay & Bill,"), "{subject}");
+        assert!(crate::report::weekly::render_text(&utc).contains("Weekly performance: Pay & Bill"));
         let f = &utc.features[0];
         assert_eq!(
             f.p95_change.map(|c| (c * 100.0).round()),
@@ -622,12 +645,10 @@ mod tests {
             "200 ms against 100 ms"
         );
         assert!((f.throughput_per_min - 28.0 / 10_080.0).abs() < 1e-12);
-        assert_eq!(f.daily.len(), 42);
-        assert_eq!(f.daily[41].day, "03-15");
-        assert!(
-            f.daily[..28].iter().all(|d| d.p95_s.is_none()),
-            "no runs before the fortnight"
-        );
+        // Two weeks held: the chart spans them, not six weeks mostly empty.
+        assert_eq!(f.daily.len(), 14, "the fortnight held");
+        assert_eq!((f.daily[0].day.as_str(), f.daily[13].day.as_str()), ("03-02", "03-15"));
+        assert!(f.daily.iter().all(|d| d.p95_s.is_some()), "a point every day");
         assert!(
             f.link.starts_with("/features/checkout?since=2026-03-09T00%3A00%3A00Z"),
             "{}",

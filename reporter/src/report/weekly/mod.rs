@@ -29,6 +29,9 @@ pub use text::render_text;
 pub struct WeeklyReport {
     /// The team, as named in `owners.toml`.
     pub team: String,
+    /// The team as shown to people: its `display_name` in `owners.toml`
+    /// (e.g. `Search & Catalog`); empty for none, when [`Self::team`] is shown.
+    pub team_name: String,
     /// The first day of the week, e.g. `2026-03-09`.
     pub week_start: String,
     /// The last day of the week, e.g. `2026-03-15`.
@@ -367,11 +370,22 @@ pub fn summary(report: &WeeklyReport) -> Vec<String> {
     lines
 }
 
+impl WeeklyReport {
+    /// The team's name for people: its display name, else its key.
+    pub fn team_label(&self) -> &str {
+        if self.team_name.is_empty() {
+            &self.team
+        } else {
+            &self.team_name
+        }
+    }
+}
+
 /// The message's subject line.
 pub fn subject(report: &WeeklyReport) -> String {
     let subject = format!(
         "Kuroko weekly: {}, {} to {}",
-        clean(&report.team),
+        clean(report.team_label()),
         clean(&report.week_start),
         clean(&report.week_end)
     );

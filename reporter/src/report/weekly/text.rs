@@ -17,7 +17,7 @@ pub fn render_text(report: &WeeklyReport) -> String {
             let _ = writeln!(out, "    {url}");
         }
     };
-    let _ = writeln!(out, "Weekly performance: {}", clean(&report.team));
+    let _ = writeln!(out, "Weekly performance: {}", clean(report.team_label()));
     let _ = writeln!(out, "{} to {}\n", clean(&report.week_start), clean(&report.week_end));
     if let Some(late) = &report.late {
         let _ = writeln!(out, "{}\n", late.sentence());
