@@ -228,6 +228,10 @@ struct QueryArgs {
     /// Errors: compare with the `previous` window (default) or the same window a `week` earlier.
     #[arg(long)]
     compare: Option<String>,
+    /// Regressions of one --service: from its latest deploy (a new `service.version`) until
+    /// --until, against as long a window before it (the API's compare=deploy).
+    #[arg(long, conflicts_with_all = ["compare", "baseline_since", "baseline_until", "since"])]
+    since_deploy: bool,
     /// Errors and regressions: compare with this window instead (with --baseline-until).
     #[arg(long)]
     baseline_since: Option<String>,
@@ -279,10 +283,14 @@ impl QueryArgs {
             ("baseline_until", &self.baseline_until),
             ("traces", &self.traces),
         ];
-        options
+        let mut pairs: Vec<(String, String)> = options
             .into_iter()
             .filter_map(|(key, value)| value.as_ref().map(|v| (key.to_owned(), v.clone())))
-            .collect()
+            .collect();
+        if self.since_deploy {
+            pairs.push(("compare".to_owned(), "deploy".to_owned()));
+        }
+        pairs
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod blocks;
 pub mod breakdown;
+pub mod deploys;
 pub mod endpoints;
 pub(crate) mod error;
 pub mod errors;

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::fleet;
 use super::DemoError;
+use crate::store::deploys::{Deploys, VersionSeen};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use crate::synthetic::{Generator, Spec, Truths};
@@ -105,6 +106,21 @@ pub fn write(
         progress(done, total);
         Ok(())
     })?;
+    // The fleet's versions as if they had been exporting all along: every
+    // service's at the start, and shop-api's new one when its regression
+    // began (a deploy).
+    let mut versions = Vec::new();
+    for service in fleet::SERVICES {
+        for (since, minute) in [(false, window.from), (true, window.regression_start)] {
+            versions.push(VersionSeen {
+                service: service.to_owned(),
+                environment: fleet::ENVIRONMENT.to_owned(),
+                version: fleet::version(service, since).to_owned(),
+                first_minute: minute,
+            });
+        }
+    }
+    store.versions_seen(&versions)?;
     store.flush()?;
     drop(store);
     mark(path, window)?;

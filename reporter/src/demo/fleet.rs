@@ -41,6 +41,23 @@ pub(crate) const LIVE_RUNS_PER_MINUTE: f64 = 60.0;
 /// How much slower the regressing endpoint's slow mode gets (p95 +40%),
 /// from the backfill's [`super::backfill::Window::regression_start`] on.
 pub const REGRESSION: f64 = 1.4;
+/// `service.version` per service: (before the regression, since it). The
+/// regression shipped with shop-api's new version, so the deploy marks it
+/// on the charts and `query regressions --service shop-api --since-deploy`
+/// compares around it.
+pub const VERSIONS: [(&str, &str); 3] = [("1.41.0", "1.42.0"), ("2.7.3", "2.7.3"), ("0.9.12", "0.9.12")];
+
+/// The version `service` runs, before or since the regression.
+pub(crate) fn version(service: &str, since_regression: bool) -> &'static str {
+    let at = SERVICES.iter().position(|s| *s == service).unwrap_or(0);
+    let (before, since) = VERSIONS[at];
+    if since_regression {
+        since
+    } else {
+        before
+    }
+}
+
 /// Share of the error endpoint's runs that fail on the failing host, in the
 /// backfill and live alike: a recurring error, not a one-off burst.
 pub(crate) const BURST_FAILURE: f64 = 0.15;
@@ -209,6 +226,7 @@ impl Fleet {
                     headers: vec![("authorization".to_owned(), format!("Bearer {}", target.token))],
                     interval: Some(target.interval),
                     service_name: Some((*service).to_owned()),
+                    service_version: Some(version(service, true).to_owned()),
                     host_name: Some(host.clone()),
                     environment: Some(ENVIRONMENT.to_owned()),
                     ..ExportConfig::default()

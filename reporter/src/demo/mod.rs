@@ -459,8 +459,9 @@ fn print_ready(
          The fleet: {services}, {hosts} hosts each ({host_example}…), exporting OTLP/HTTP to {http}\n\
          every {interval} s (OTLP/gRPC is on {grpc}). What to look for:\n\
          - a slow endpoint: shop-api GET /account/orders/export (and billing-worker render-invoice-pdf)\n\
-         - a regression: shop-api GET /products/{{id}}, p95 +40% since {regression}, a week ago\n\
-         \x20 (the web UI's Regressions page and `query regressions` compare the last 7 days with the 7 before)\n\
+         - a regression: shop-api GET /products/{{id}}, p95 +40% since {regression}, a week ago, with shop-api {version}\n\
+         \x20 (the web UI's Regressions page and `query regressions` compare the last 7 days with the 7 before;\n\
+         \x20 `query regressions --service shop-api --since-deploy` compares around the deploy)\n\
          - a database-bound transaction: shop-api GET /account/payment-cards\n\
          - a recurring error on one host: shop-api-1 GET /orders/{{id}}, \"order <id> not found\"\n\
          History before now is synthetic (hosts synthetic-*; {marking}).\n\n\
@@ -478,6 +479,7 @@ fn print_ready(
         host_example = fleet::live_host(fleet::SERVICES[0], 0),
         interval = options.export_interval.as_secs(),
         marking = window.marking(),
+        version = fleet::version(fleet::SERVICES[0], true),
     );
 }
 

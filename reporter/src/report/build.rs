@@ -15,14 +15,16 @@
 //! `/errors/{id}`), with the report's window as `since`/`until` (RFC 3339)
 //! where the page shows a window.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 
 use super::digest::{self, Digest, DigestGroup};
-use super::weekly::{ui_path, DailyPoint, EndpointRow, ErrorRow, FeatureRow, RegressionRow, ServerCount, WeeklyReport};
+use super::weekly::{
+    ui_path, DailyPoint, DeployRow, EndpointRow, ErrorRow, FeatureRow, RegressionRow, ServerCount, WeeklyReport,
+};
 use crate::analysis::endpoints::{self, Group, Rank};
 use crate::analysis::errors::ErrorGroup;
 use crate::analysis::regressions;
@@ -211,7 +213,42 @@ pub(crate) fn weekly(
         errors,
         ignored_groups: ignored.len() as u64,
         late: None,
+        deploys: deploy_rows(analysis, &scope, tz, &window_params)?,
     })
+}
+
+/// The deploys of the services that run the team's transactions, in the
+/// week of `scope`, each linked to the service's regressions since it.
+fn deploy_rows(
+    analysis: &Analysis<'_>,
+    scope: &Scope,
+    tz: &TimeZone,
+    window_params: &[(&str, String)],
+) -> Result<Vec<DeployRow>, BuildError> {
+    let services: BTreeSet<String> = analysis
+        .store
+        .series()
+        .map_err(AnalysisError::from)?
+        .into_iter()
+        .filter(|key| scope.matches(key, analysis.owners))
+        .map(|key| key.service)
+        .collect();
+    let all = Scope {
+        team: None,
+        ..scope.clone()
+    };
+    Ok(analysis
+        .deploys(&all)?
+        .into_iter()
+        .filter(|d| services.contains(&d.service))
+        .map(|d| DeployRow {
+            at: local_time(Timestamp::from_second(d.minute * 60).ok(), tz),
+            link: with_window("/regressions", &[("service", &d.service)], window_params),
+            service: d.service,
+            version: d.version,
+            previous_version: d.previous_version,
+        })
+        .collect())
 }
 
 /// Runs of the transactions in `scope` over its window (the denominator of

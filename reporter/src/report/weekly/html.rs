@@ -158,6 +158,12 @@ fn content(
         }
         (features_html(report))
         (regressions_html(report))
+        @if !report.deploys.is_empty() {
+            (h2("Deploys this week"))
+            ul style="margin:0 0 8px 0;padding-left:18px;font-size:13px;" {
+                @for d in &report.deploys { li { (linked(report, &d.text(), &d.link)) } }
+            }
+        }
         (endpoints_html(report, "Slowest endpoints (by p95)", &report.slowest))
         (endpoints_html(report, "Most time-consuming endpoints", &report.consumers))
         (errors_html(report))

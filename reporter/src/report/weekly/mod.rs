@@ -59,6 +59,37 @@ pub struct WeeklyReport {
     /// Set when the report goes out after its time: said in the subject and
     /// at the top.
     pub late: Option<super::late::Late>,
+    /// Deploys of the team's services during the week (a new
+    /// `service.version`), oldest first.
+    pub deploys: Vec<DeployRow>,
+}
+
+/// A deploy of one of the team's services.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DeployRow {
+    /// The service.
+    pub service: String,
+    /// The version deployed.
+    pub version: String,
+    /// The version before it.
+    pub previous_version: String,
+    /// When it was first seen, in the report's time zone, e.g. `2026-11-30 12:20`.
+    pub at: String,
+    /// Path into the web UI; empty for none.
+    pub link: String,
+}
+
+impl DeployRow {
+    /// `shop-api 1.42.0 (after 1.41.0), first seen 2026-11-30 12:20`.
+    pub fn text(&self) -> String {
+        format!(
+            "{} {} (after {}), first seen {}",
+            clean(&self.service),
+            clean(&self.version),
+            clean(&self.previous_version),
+            clean(&self.at)
+        )
+    }
 }
 
 /// One feature's week and its change against last week.

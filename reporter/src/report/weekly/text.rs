@@ -70,6 +70,14 @@ pub fn render_text(report: &WeeklyReport) -> String {
         link(&mut out, &r.link);
     }
 
+    if !report.deploys.is_empty() {
+        let _ = writeln!(out, "\nDEPLOYS THIS WEEK");
+        for d in &report.deploys {
+            let _ = writeln!(out, "- {}", d.text());
+            link(&mut out, &d.link);
+        }
+    }
+
     for (title, rows) in [
         ("SLOWEST ENDPOINTS (by p95)", &report.slowest),
         ("MOST TIME-CONSUMING ENDPOINTS", &report.consumers),

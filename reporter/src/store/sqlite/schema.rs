@@ -242,6 +242,14 @@ CREATE TABLE IF NOT EXISTS alert_state (
 // kept. Created at open by the process that owns the store, and by the
 // first decision written by any other (`kuroko errors` beside a reporter).
 
+// Each service version's first minute (`crate::store::deploys`).
+pub(super) const DEPLOYS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS deploys (
+    service TEXT NOT NULL, environment TEXT NOT NULL, version TEXT NOT NULL, first_minute INTEGER NOT NULL,
+    PRIMARY KEY (service, environment, version)
+);
+";
+
 pub(super) const TRIAGE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS error_triage (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
