@@ -9,7 +9,9 @@
 //! are the live fleet's, because regressions compare per service,
 //! transaction and environment across hosts), and the store's `meta` table
 //! holds `synthetic_backfill = "<from>..<to>"` (RFC 3339) for the UI and
-//! reports to show.
+//! reports to show. The fleet's versions are recorded as if it had been
+//! exporting all along: shop-api's new one when its regression began (a
+//! deploy, which the charts mark).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

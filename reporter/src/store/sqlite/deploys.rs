@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::schema::DEPLOYS_SCHEMA;
+use super::schema::{table_exists, DEPLOYS_SCHEMA};
 use super::SqliteStore;
 use crate::store::deploys::{Deploys, VersionSeen};
 use crate::store::StoreError;
@@ -22,12 +22,7 @@ impl SqliteStore {
     fn version_rows(&self) -> Result<Vec<VersionSeen>, rusqlite::Error> {
         let connection = self.connection();
         // A file written by a build without deploys: none seen.
-        let exists: bool = connection.query_row(
-            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'deploys'",
-            [],
-            |row| row.get(0),
-        )?;
-        if !exists {
+        if !table_exists(&connection, "deploys")? {
             return Ok(Vec::new());
         }
         let mut statement = connection.prepare_cached(
