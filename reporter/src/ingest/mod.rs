@@ -402,7 +402,7 @@ impl Receiver {
     /// moved them on (this costs a second conversion, to learn the streams).
     fn convert_metrics(&self, request: &wire::Request<'_>) -> Result<otlp::Converted, IngestError> {
         self.agents.note(request, &self.limits);
-        self.note_versions(request);
+        self.note_versions(request.resources.iter().map(|r| r.attributes.as_slice()));
         let convert = || {
             let deltas = crate::sync::read(&self.deltas);
             metrics::convert(request, &deltas, &self.limits, now())
@@ -425,9 +425,9 @@ impl Receiver {
     /// Records the request's service versions this process has not yet
     /// recorded (rare: once per version). A failure is logged and tried
     /// again with the next request; it never refuses the data.
-    fn note_versions(&self, request: &wire::Request<'_>) {
+    fn note_versions<'a, A: otlp::Attribute + 'a>(&self, resources: impl Iterator<Item = &'a [A]>) {
         let minute = i64::try_from(now() / 60_000_000_000).unwrap_or(i64::MAX);
-        let seen = self.versions.new_in(request, &self.limits, minute);
+        let seen = self.versions.new_in(resources, &self.limits, minute);
         if seen.is_empty() {
             return;
         }
@@ -486,6 +486,12 @@ impl Receiver {
 
     /// Converts and stores a traces request; returns once committed.
     pub async fn traces(&self, request: ExportTraceServiceRequest) -> Result<Accepted, IngestError> {
+        self.note_versions(
+            request
+                .resource_spans
+                .iter()
+                .map(|r| r.resource.as_ref().map_or(&[][..], |r| r.attributes.as_slice())),
+        );
         let converted = {
             let mut spans = crate::sync::lock(&self.spans);
             traces::convert(&request, &self.limits, now(), &mut spans)

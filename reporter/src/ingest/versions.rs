@@ -1,4 +1,4 @@
-//! Services' versions as they arrive: a metrics resource's
+//! Services' versions as they arrive: a metrics or traces resource's
 //! `service.version`, noted the first time this process sees it (per
 //! service and deployment environment) and recorded in the store's
 //! [`Deploys`](crate::store::deploys::Deploys), whose earliest minute per
@@ -9,8 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use super::otlp::{get, identity, text, Limits};
-use super::wire::Request;
+use super::otlp::{get, identity, text, Attribute, Limits};
 use crate::store::deploys::VersionSeen;
 
 /// Most versions remembered as recorded.
@@ -23,18 +22,24 @@ pub(crate) struct VersionBook {
 }
 
 impl VersionBook {
-    /// The versions of `request` not yet recorded, seen at `minute`.
-    pub(crate) fn new_in(&self, request: &Request<'_>, limits: &Limits, minute: i64) -> Vec<VersionSeen> {
+    /// The versions of `resources` (each a resource's attributes) not yet
+    /// recorded, seen at `minute`.
+    pub(crate) fn new_in<'a, A: Attribute + 'a>(
+        &self,
+        resources: impl Iterator<Item = &'a [A]>,
+        limits: &Limits,
+        minute: i64,
+    ) -> Vec<VersionSeen> {
         let recorded = crate::sync::lock(&self.recorded);
         let mut out: Vec<VersionSeen> = Vec::new();
-        for resource in &request.resources {
-            let Some(version) = get(&resource.attributes, "service.version")
+        for attributes in resources {
+            let Some(version) = get(attributes, "service.version")
                 .and_then(text)
                 .filter(|v| !v.is_empty() && v.len() <= limits.max_value_bytes)
             else {
                 continue;
             };
-            let Ok(sender) = identity(resource.attributes.as_slice(), limits) else {
+            let Ok(sender) = identity(attributes, limits) else {
                 continue;
             };
             let key = (sender.service, sender.environment, version);

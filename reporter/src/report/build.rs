@@ -657,6 +657,24 @@ mod tests {
                 ..Batch::default()
             })
             .unwrap();
+        // The team's service was deployed on the week's Wednesday at 14:00
+        // (after a version seen the week before); another service too.
+        let seen = |service: &str, version: &str, first_minute| crate::store::deploys::VersionSeen {
+            service: service.into(),
+            environment: String::new(),
+            version: version.into(),
+            first_minute,
+        };
+        crate::store::deploys::Deploys::versions_seen(
+            &store,
+            &[
+                seen("shop", "1.0", MONDAY - 7 * DAY_MINUTES),
+                seen("shop", "1.1", MONDAY + 2 * DAY_MINUTES + 14 * 60),
+                seen("elsewhere", "3", MONDAY - 7 * DAY_MINUTES),
+                seen("elsewhere", "4", MONDAY + DAY_MINUTES),
+            ],
+        )
+        .unwrap();
         let owners = Owners::parse(OWNERS, "owners.toml").unwrap();
         let analysis = Analysis::new(&store, &owners);
         let week: Period = "2026-W11".parse().unwrap();
@@ -670,6 +688,10 @@ mod tests {
         );
         let names: Vec<&str> = utc.features.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["checkout"], "only the team's features");
+        // The deploys of the team's services that week, and only those.
+        let deploys: Vec<String> = utc.deploys.iter().map(|d| d.text()).collect();
+        assert_eq!(deploys, ["shop 1.1 (after 1.0), first seen 2026-03-11 14:00"]);
+        assert!(crate::report::weekly::render_text(&utc).contains("DEPLOYS THIS WEEK\n- shop 1.1 (after 1.0)"));
         // People read the team's display name (docs/owners.md).
         assert_eq!((utc.team.as_str(), utc.team_label()), ("pay", "Pay & Bill"));
         let subject = crate::report::weekly::subject(&utc);
