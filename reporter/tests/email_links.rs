@@ -128,6 +128,23 @@ fn every_link_of_the_weekly_email_and_the_digest_opens_what_it_names() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let store = write_store(&dir);
+    // shop-api deployed 1.1.0 last Wednesday at 14:00: the weekly email lists it.
+    let now = jiff::Timestamp::now().as_second() / 60;
+    let monday = (now + 3 * 1_440).div_euclid(7 * 1_440) * 7 * 1_440 - 3 * 1_440;
+    let deployed = monday - 5 * 1_440 + 14 * 60;
+    {
+        use kuroko_reporter::store::deploys::{Deploys, VersionSeen};
+        let seen = |version: &str, first_minute| VersionSeen {
+            service: "shop-api".into(),
+            environment: "production".into(),
+            version: version.into(),
+            first_minute,
+        };
+        let opened = kuroko_reporter::store::sqlite::SqliteStore::open(&store).unwrap();
+        opened
+            .versions_seen(&[seen("1.0.0", now - 14 * 1_440), seen("1.1.0", deployed)])
+            .unwrap();
+    }
     let (_server, base) = serve(&dir, &store);
 
     // The reports' configuration: the same store and owners, links to the server.
@@ -163,6 +180,7 @@ fn every_link_of_the_weekly_email_and_the_digest_opens_what_it_names() {
 
     login(&mut browser, &base);
     let mut opened = 0;
+    let mut marked = 0;
     let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
     for link in &links {
         assert!(
@@ -183,8 +201,11 @@ fn every_link_of_the_weekly_email_and_the_digest_opens_what_it_names() {
             problem.is_empty() && title != "Not found",
             "{what}: {title}: {problem:?}"
         );
-        // The window the link carries is the page's.
-        for key in ["since", "until"] {
+        // The window and the service the link carries are the page's.
+        for key in ["since", "until", "service"] {
+            if key == "service" && browser.count("input[name=service]") == 0 {
+                continue;
+            }
             if let Some(value) = parameter(&link.href, key) {
                 let shown = browser.eval(&format!("document.querySelector('input[name={key}]').value"));
                 assert_eq!(shown.as_str(), Some(value.as_str()), "{what}: {key}");
@@ -219,25 +240,54 @@ fn every_link_of_the_weekly_email_and_the_digest_opens_what_it_names() {
         } else if path == "/transactions" {
             let transaction = parameter(&link.href, "transaction").unwrap();
             assert!(title.contains(&transaction), "{what}: {title}");
+            // shop-api's deploy is marked on its transactions' charts of its week.
+            let minute = |key| {
+                parameter(&link.href, key)
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                    .map(|t| t.as_second() / 60)
+            };
+            let holds_deploy =
+                (minute("since").unwrap_or(i64::MAX)..minute("until").unwrap_or(i64::MIN)).contains(&deployed);
+            let shop = parameter(&link.href, "service").as_deref() == Some("shop-api");
+            assert_eq!(
+                browser.count("[data-marker=\"shop-api 1.1.0\"]"),
+                u64::from(shop && holds_deploy),
+                "{what}: the deploy's marker"
+            );
+            marked += u64::from(shop && holds_deploy);
             "transaction"
         } else if let Some(feature) = path.strip_prefix("/features/") {
             assert!(title.contains(feature), "{what}: {title}");
             "feature"
         } else if path == "/regressions" {
-            let transaction = parameter(&link.href, "transaction").unwrap_or_default();
-            let subjects = chromium::attributes(&mut browser, "#regressions tbody tr", "data-subject");
-            assert!(
-                subjects.iter().any(|s| s.ends_with(&transaction)),
-                "{what}: the regression is listed: {subjects:?}"
-            );
+            // A regression's link lists it; a deploy's opens its service's week.
+            if let Some(transaction) = parameter(&link.href, "transaction") {
+                let subjects = chromium::attributes(&mut browser, "#regressions tbody tr", "data-subject");
+                assert!(
+                    subjects.iter().any(|s| s.ends_with(&transaction)),
+                    "{what}: the regression is listed: {subjects:?}"
+                );
+            } else {
+                assert!(link.text.starts_with("shop-api 1.1.0 (after 1.0.0)"), "{what}");
+            }
             "regressions"
         } else {
             "other"
         };
         *kinds.entry(kind).or_default() += 1;
     }
-    println!("opened {opened} links: {kinds:?}");
-    for kind in ["error group", "errors of a window", "transaction", "feature"] {
+    println!("opened {opened} links: {kinds:?}; {marked} charts marked with the deploy");
+    assert!(
+        marked > 0,
+        "shop-api's transactions in the weekly email show its deploy"
+    );
+    for kind in [
+        "error group",
+        "errors of a window",
+        "transaction",
+        "feature",
+        "regressions",
+    ] {
         assert!(
             kinds.get(kind).is_some_and(|n| *n > 0),
             "no {kind} link among {kinds:?}"
