@@ -130,5 +130,21 @@ async fn a_new_service_version_is_a_deploy_on_the_chart_and_for_regressions() {
         page.contains("Deployed <strong>py-shop 2.0.0</strong> (after 1.0.0)"),
         "{page}"
     );
+    // The Regressions page of the service offers the deploy as the split, and uses it.
+    let regressions =
+        |query: &str| pages::regressions(&app, &Params::parse(Some(query)).unwrap(), now).map(|p| p.into_string());
+    let offered = regressions("service=py-shop").unwrap();
+    assert!(
+        offered.contains("Latest deploy: <strong>py-shop 2.0.0</strong>"),
+        "{offered}"
+    );
+    assert!(offered.contains("compare=deploy"), "{offered}");
+    let split = regressions("service=py-shop&compare=deploy").unwrap();
+    assert!(
+        split.contains("Since the deploy of <strong>py-shop 2.0.0</strong> (after 1.0.0)"),
+        "{split}"
+    );
+    let nobody = regressions("compare=deploy").unwrap_err().to_string();
+    assert!(nobody.contains("needs a service"), "{nobody}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
