@@ -53,7 +53,7 @@ if ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/sbin/clickhouse
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clickhouse-server
 fi
 
-# Debian's Chromium, which reporter/tests/ui_chromium.rs drives headless
+# Debian's Chromium, which reporter/tests/ui_chromium.rs and email_links.rs drive headless
 # (the DevTools protocol over --remote-debugging-pipe) to load every page of
 # the web UI, and reporter/examples/ui_screenshots.rs uses for screenshots.
 # Debian's package; sudo when not root.

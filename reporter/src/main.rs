@@ -231,6 +231,10 @@ struct QueryArgs {
     /// Errors: compare with the `previous` window (default) or the same window a `week` earlier.
     #[arg(long)]
     compare: Option<String>,
+    /// Regressions of one --service: from its latest deploy (a new `service.version`) until
+    /// --until, against as long a window before it (the API's compare=deploy).
+    #[arg(long, conflicts_with_all = ["compare", "baseline_since", "baseline_until", "since"])]
+    since_deploy: bool,
     /// Errors and regressions: compare with this window instead (with --baseline-until).
     #[arg(long)]
     baseline_since: Option<String>,
@@ -292,6 +296,9 @@ impl QueryArgs {
             .collect();
         if self.explain {
             pairs.push(("explain".to_owned(), "true".to_owned()));
+        }
+        if self.since_deploy {
+            pairs.push(("compare".to_owned(), "deploy".to_owned()));
         }
         pairs
     }

@@ -1127,6 +1127,40 @@ fn error_triage_keeps_the_latest_decision_per_group_as_in_the_embedded_store() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Deploys: each service version's earliest minute, whichever replica saw
+/// it first, the same on both stores.
+#[test]
+fn deploys_keep_each_versions_earliest_minute_as_in_the_embedded_store() {
+    use kuroko_reporter::store::deploys::{Deploys, VersionSeen};
+    let (embedded, dir) = sqlite("deploys");
+    let database = "kuroko_deploys";
+    let shared = clickhouse(database);
+    let seen = |service: &str, version: &str, first_minute| VersionSeen {
+        service: service.into(),
+        environment: "production".into(),
+        version: version.into(),
+        first_minute,
+    };
+    for store in [&embedded as &dyn Store, &shared] {
+        assert!(store.versions().unwrap().is_empty());
+        store
+            .versions_seen(&[seen("shop", "1.0", 100), seen("shop", "1.1", 500), seen("api", "7", 50)])
+            .unwrap();
+        store
+            .versions_seen(&[seen("shop", "1.1", 400), seen("shop", "1.0", 200)])
+            .unwrap();
+    }
+    let expected = [seen("api", "7", 50), seen("shop", "1.0", 100), seen("shop", "1.1", 400)];
+    assert_eq!(embedded.versions().unwrap(), expected);
+    assert_eq!(shared.versions().unwrap(), expected);
+    assert_eq!(
+        connect_again(database).versions().unwrap(),
+        expected,
+        "another replica reads the same"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// Two replicas claim the same deliveries at the same time: each delivery
 /// has exactly one winner (the ClickHouse version of the embedded store's
 /// two-connection race).

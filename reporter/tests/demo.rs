@@ -43,6 +43,21 @@ fn mails(mailbox: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// `kuroko query QUESTION --store STORE --format json`, with its defaults.
+fn query(store: &Path, question: &str) -> serde_json::Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kuroko"))
+        .args(["query", question, "--format", "json", "--store"])
+        .arg(store)
+        .output()
+        .expect("the kuroko binary starts");
+    assert!(
+        output.status.success(),
+        "kuroko query {question}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
 #[test]
 fn the_demo_shows_the_whole_job_and_leaves_its_data() {
     let dir = temp_dir("run");
@@ -150,6 +165,48 @@ fn the_demo_shows_the_whole_job_and_leaves_its_data() {
     assert!(
         section[first..].contains("12 × SELECT report_rows") && section[first..].contains("GET /account/orders/export"),
         "{section}"
+    );
+
+    // What the banner advertises, a newcomer finds by the default questions.
+    assert!(
+        stdout.contains("a regression: shop-api GET /products/{id}, p95 +40% since"),
+        "{stdout}"
+    );
+    let regressions = query(&store_path, "regressions");
+    let called: Vec<(&str, &str)> = regressions["regressions"]
+        .as_array()
+        .expect("a regressions list")
+        .iter()
+        .map(|r| {
+            (
+                r["service"].as_str().unwrap_or(""),
+                r["transaction"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(called, [("shop-api", "GET /products/{id}")], "{regressions:#}");
+    let p95 = regressions["regressions"][0]["p95"]["relative"].as_f64().unwrap();
+    assert!((0.3..=0.5).contains(&p95), "p95 {p95:+.3}, the banner says +40%");
+    // The recurring error recurs: about as many in the last 24 hours as in
+    // the 24 before (traffic differs between days), not a burst that is over.
+    let errors = query(&store_path, "errors");
+    let recurring = errors["groups"]
+        .as_array()
+        .expect("a groups list")
+        .iter()
+        .find(|g| g["error_type"].as_str().is_some_and(|t| t.ends_with("OrderNotFound")))
+        .unwrap_or_else(|| panic!("the recurring error is in the last 24 hours: {errors:#}"));
+    let change = recurring["relative_increase"].as_f64().unwrap_or(f64::NAN);
+    assert!((-0.5..=1.0).contains(&change), "its change {change:+.3}: {recurring:#}");
+    let hosts: Vec<&str> = recurring["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["host"].as_str())
+        .collect();
+    assert!(
+        hosts.iter().all(|h| h.ends_with("shop-api-1")),
+        "one host (live and its synthetic past): {hosts:?}"
     );
 
     // The reports: a weekly email per team and the digest by email, the

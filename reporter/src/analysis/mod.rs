@@ -11,6 +11,7 @@
 pub mod attribution;
 pub mod blocks;
 pub mod breakdown;
+pub mod deploys;
 pub mod endpoints;
 pub(crate) mod error;
 pub mod errors;

@@ -186,6 +186,10 @@ pub struct Query {
     pub include: Include,
     /// The window errors are compared with.
     pub baseline: Scope,
+    /// Regressions: the window is from the latest deploy of `service` on,
+    /// against as long a window before it (`compare=deploy`), resolved
+    /// when answered.
+    pub since_deploy: bool,
     /// Kept traces listed by a breakdown.
     pub traces: usize,
     /// Regressions: each row also carries its statistics and its whole
@@ -286,9 +290,27 @@ impl Query {
                 .unwrap_or(defaults.min_count),
         };
         let include = parse_include(get("include"))?;
+        let since_deploy = get("compare") == Some("deploy");
+        if since_deploy {
+            if question != Question::Regressions {
+                return Err(invalid(
+                    "`compare=deploy` (--since-deploy) is for regressions".to_owned(),
+                ));
+            }
+            if scope.service.is_none() {
+                return Err(invalid(
+                    "`compare=deploy` (--since-deploy) needs `service`: whose deploy to compare around".to_owned(),
+                ));
+            }
+            if get("baseline_since").is_some() || get("baseline_until").is_some() {
+                return Err(invalid(
+                    "give either `compare` or `baseline_since`/`baseline_until`, not both".to_owned(),
+                ));
+            }
+        }
         let baseline = baseline(
             &scope,
-            get("compare"),
+            get("compare").filter(|c| *c != "deploy"),
             get("baseline_since"),
             get("baseline_until"),
             now_minute,
@@ -315,6 +337,7 @@ impl Query {
             rule,
             include,
             baseline,
+            since_deploy,
             traces,
             explain,
             format,
@@ -352,15 +375,41 @@ impl Query {
                     Group::Transaction => regressions::Group::Transaction,
                     Group::Feature => regressions::Group::Feature,
                 };
-                let mut comparison = analysis.compare_against(scope, &self.baseline, &self.rule, group)?;
+                // Since the latest deploy: the window from it, against as
+                // long a window before it.
+                let deployed = match self.since_deploy {
+                    true => {
+                        let Some(deploy) = analysis.latest_deploy(scope)? else {
+                            return Err(invalid(format!(
+                                "no deploy of {} is recorded: a deploy is a new `service.version` resource attribute in what the service sends",
+                                scope.service.as_deref().unwrap_or_default()
+                            )));
+                        };
+                        let mut query = self.clone();
+                        query.scope.from = deploy.minute;
+                        query.baseline = Scope {
+                            from: deploy.minute - (scope.to - deploy.minute),
+                            to: deploy.minute,
+                            ..scope.clone()
+                        };
+                        Some((query, deploy))
+                    }
+                    false => None,
+                };
+                let query = deployed.as_ref().map_or(self, |(query, _)| query);
+                let mut comparison = analysis.compare_against(&query.scope, &query.baseline, &self.rule, group)?;
                 // Each finding shown carries its cause.
                 let shown = self.limit.min(comparison.regressions.len());
-                analysis.attribute_rows(scope, &self.baseline, &mut comparison.regressions[..shown])?;
+                analysis.attribute_rows(&query.scope, &query.baseline, &mut comparison.regressions[..shown])?;
                 if self.include.improvements {
                     let shown = self.limit.min(comparison.improvements.len());
-                    analysis.attribute_rows(scope, &self.baseline, &mut comparison.improvements[..shown])?;
+                    analysis.attribute_rows(&query.scope, &query.baseline, &mut comparison.improvements[..shown])?;
                 }
-                json(&RegressionsAnswer::new(self, comparison))
+                let mut value = json(&RegressionsAnswer::new(query, comparison));
+                if let (Some((_, deploy)), Some(object)) = (&deployed, value.as_object_mut()) {
+                    object.insert("deploy".to_owned(), json(deploy));
+                }
+                value
             }
             Question::Errors => {
                 let mut groups = analysis.errors_against(scope, &self.baseline)?;
@@ -524,7 +573,7 @@ fn baseline(
             ..scope.clone()
         }),
         (None, None, Some(other)) => Err(invalid(format!(
-            "`compare={other}`: write `previous` (the window just before) or `week` (the same window a week earlier), or give baseline_since and baseline_until"
+            "`compare={other}`: write `previous` (the window just before), `week` (the same window a week earlier) or, for regressions of a service, `deploy` (since its latest deploy), or give baseline_since and baseline_until"
         ))),
     }
 }

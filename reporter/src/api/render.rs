@@ -467,6 +467,16 @@ fn regressions(out: &mut String, answer: &Value) {
         "compared with {}\n",
         window(at(previous, &["from"]), at(previous, &["to"]))
     ));
+    let deploy = at(answer, &["deploy"]);
+    if let (Some(service), Some(version), Some(previous)) = (
+        deploy.get("service").and_then(Value::as_str),
+        deploy.get("version").and_then(Value::as_str),
+        deploy.get("previous_version").and_then(Value::as_str),
+    ) {
+        out.push_str(&format!(
+            "split at the deploy of {service} {version} (after {previous}), as first seen\n"
+        ));
+    }
     let rule = at(answer, &["rule"]);
     let counts = at(answer, &["counts"]);
     out.push_str(&format!(

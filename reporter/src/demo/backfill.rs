@@ -9,13 +9,16 @@
 //! are the live fleet's, because regressions compare per service,
 //! transaction and environment across hosts), and the store's `meta` table
 //! holds `synthetic_backfill = "<from>..<to>"` (RFC 3339) for the UI and
-//! reports to show.
+//! reports to show. The fleet's versions are recorded as if it had been
+//! exporting all along: shop-api's new one when its regression began (a
+//! deploy, which the charts mark).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::fleet;
 use super::DemoError;
+use crate::store::deploys::{Deploys, VersionSeen};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use crate::synthetic::{Generator, Spec, Truths};
@@ -34,7 +37,9 @@ pub struct Window {
     pub from: i64,
     /// The minute after the last: now.
     pub to: i64,
-    /// Where the regressing endpoint's +30% starts: the last full ISO week's Monday.
+    /// Where the regressing endpoint's p95 +40% starts: a week before now,
+    /// so that the default question (the last 7 days against the 7 before)
+    /// holds it all in its current week and none of it in its baseline.
     pub regression_start: i64,
 }
 
@@ -47,7 +52,8 @@ impl Window {
         Window {
             from: monday - 14 * DAY,
             to: now_minute,
-            regression_start: monday - 7 * DAY,
+            // Rounded up to the backfill's step, so no point of the week before mixes both.
+            regression_start: (now_minute - 7 * DAY).div_euclid(STEP_MINUTES) * STEP_MINUTES + STEP_MINUTES,
         }
     }
 
@@ -74,7 +80,7 @@ pub fn generator(window: &Window) -> Generator {
         apdex_threshold: 0.5,
         hourly_counters: true,
     };
-    Generator::with_overrides(&spec, &fleet::overrides(window.regression_start))
+    Generator::with_overrides(&spec, &fleet::overrides(window))
 }
 
 /// Writes `generator`'s data into the store at `path` and marks it,
@@ -102,6 +108,21 @@ pub fn write(
         progress(done, total);
         Ok(())
     })?;
+    // The fleet's versions as if they had been exporting all along: every
+    // service's at the start, and shop-api's new one when its regression
+    // began (a deploy).
+    let mut versions = Vec::new();
+    for service in fleet::SERVICES {
+        for (since, minute) in [(false, window.from), (true, window.regression_start)] {
+            versions.push(VersionSeen {
+                service: service.to_owned(),
+                environment: fleet::ENVIRONMENT.to_owned(),
+                version: fleet::version(service, since).to_owned(),
+                first_minute: minute,
+            });
+        }
+    }
+    store.versions_seen(&versions)?;
     store.flush()?;
     drop(store);
     mark(path, window)?;
@@ -149,7 +170,8 @@ mod tests {
         let window = Window::ending_at(WEDNESDAY_NOON);
         // Monday 2024-01-08 is this week's; the backfill starts two Mondays before.
         assert_eq!(window.from, 28_401_120 - 7 * 1_440);
-        assert_eq!(window.regression_start, 28_401_120);
+        // A week before now (rounded up to the next 10-minute point).
+        assert_eq!(window.regression_start, WEDNESDAY_NOON - 7 * 1_440 + 10);
         assert_eq!(window.to, WEDNESDAY_NOON);
         assert_eq!(window.marking(), "2023-12-25T00:00:00Z..2024-01-10T12:00:00Z");
     }

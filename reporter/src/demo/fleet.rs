@@ -8,10 +8,12 @@
 //! thread draws, every 100 ms, a Poisson number of runs per host and
 //! transaction, samples each run's duration from the transaction's
 //! log-normal model, and records it with its segments and errors through
-//! the agent's ordinary API, as an instrumented service would. Live-only
-//! plantings on top: [`REGRESS_AFTER`] into the run the regressing
-//! endpoint's slow mode gets [`LIVE_REGRESSION`] times slower, and one host
-//! keeps failing one endpoint with `order <id> not found` errors.
+//! the agent's ordinary API, as an instrumented service would. The live
+//! hosts carry on the backfill's plantings: the regressing endpoint's slow
+//! mode stays [`REGRESSION`] times slower than before the backfill's
+//! regression began, and one host keeps failing one endpoint with
+//! `order <id> not found` errors, at the backfill's rate
+//! ([`BURST_FAILURE`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,12 +38,29 @@ pub(crate) const ENVIRONMENT: &str = "production";
 /// The live fleet's runs per transaction and host per minute, at average
 /// popularity and hour (the backfill is thinner, to stay fast).
 pub(crate) const LIVE_RUNS_PER_MINUTE: f64 = 60.0;
-/// When the live regression starts, into the run.
-pub const REGRESS_AFTER: Duration = Duration::from_secs(60);
-/// How much slower the regressing endpoint's slow mode gets (p95 +40%).
-pub(crate) const LIVE_REGRESSION: f64 = 1.4;
-/// Share of the error endpoint's runs that fail on the failing host.
-const LIVE_BURST_FAILURE: f64 = 0.15;
+/// How much slower the regressing endpoint's slow mode gets (p95 +40%),
+/// from the backfill's [`super::backfill::Window::regression_start`] on.
+pub const REGRESSION: f64 = 1.4;
+/// `service.version` per service: (before the regression, since it). The
+/// regression shipped with shop-api's new version, so the deploy marks it
+/// on the charts and `query regressions --service shop-api --since-deploy`
+/// compares around it.
+pub const VERSIONS: [(&str, &str); 3] = [("1.41.0", "1.42.0"), ("2.7.3", "2.7.3"), ("0.9.12", "0.9.12")];
+
+/// The version `service` runs, before or since the regression.
+pub(crate) fn version(service: &str, since_regression: bool) -> &'static str {
+    let at = SERVICES.iter().position(|s| *s == service).unwrap_or(0);
+    let (before, since) = VERSIONS[at];
+    if since_regression {
+        since
+    } else {
+        before
+    }
+}
+
+/// Share of the error endpoint's runs that fail on the failing host, in the
+/// backfill and live alike: a recurring error, not a one-off burst.
+pub(crate) const BURST_FAILURE: f64 = 0.15;
 /// How often the traffic threads record.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -98,8 +117,9 @@ pub(crate) fn synthetic_host(service: &str, host: usize) -> String {
 }
 
 /// The generator overrides that give the synthetic model the fleet's names,
-/// with its regression starting at `regression_start` (unix minutes).
-pub fn overrides(regression_start: i64) -> Overrides {
+/// with its regression starting at `window`'s regression start and the
+/// error recurring on one host over the whole window.
+pub fn overrides(window: &super::backfill::Window) -> Overrides {
     Overrides {
         services: SERVICES.iter().map(|s| (*s).to_owned()).collect(),
         hosts: SERVICES
@@ -120,7 +140,8 @@ pub fn overrides(regression_start: i64) -> Overrides {
             })
             .collect(),
         environment: Some(ENVIRONMENT.to_owned()),
-        regression: Some((regression_start, 1.3)),
+        regression: Some((window.regression_start, REGRESSION)),
+        burst: Some((window.from, window.to, BURST_FAILURE)),
     }
 }
 
@@ -167,8 +188,6 @@ pub(crate) struct Fleet {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
     exporters: Vec<Exporter>,
-    /// When the live regression starts.
-    pub regression_at: jiff::Timestamp,
 }
 
 /// What the fleet is told about its reporter.
@@ -191,7 +210,6 @@ impl Fleet {
         target: &Target<'_>,
     ) -> Result<Fleet, DemoError> {
         let stop = Arc::new(AtomicBool::new(false));
-        let started = Instant::now();
         let mut exporters = Vec::new();
         let mut threads = Vec::new();
         for (index, service) in SERVICES.iter().enumerate() {
@@ -208,6 +226,7 @@ impl Fleet {
                     headers: vec![("authorization".to_owned(), format!("Bearer {}", target.token))],
                     interval: Some(target.interval),
                     service_name: Some((*service).to_owned()),
+                    service_version: Some(version(service, true).to_owned()),
                     host_name: Some(host.clone()),
                     environment: Some(ENVIRONMENT.to_owned()),
                     ..ExportConfig::default()
@@ -224,18 +243,14 @@ impl Fleet {
             let seed = 0x6465_6d6f ^ index as u64;
             let thread = std::thread::Builder::new()
                 .name(format!("demo-{service}"))
-                .spawn(move || traffic(hosts, seed, started, &stop))
+                .spawn(move || traffic(hosts, seed, &stop))
                 .map_err(|e| DemoError::Fleet(e.to_string()))?;
             threads.push(thread);
         }
-        let after = jiff::SignedDuration::try_from(REGRESS_AFTER).unwrap_or_default();
         Ok(Fleet {
             stop,
             threads,
             exporters,
-            regression_at: jiff::Timestamp::now()
-                .checked_add(after)
-                .unwrap_or_else(|_| jiff::Timestamp::now()),
         })
     }
 
@@ -282,19 +297,18 @@ fn live_transaction(agent: &Agent, model: &TransactionModel, planted: &Truths, f
 }
 
 /// Records runs every [`TICK`] until `stop`.
-fn traffic(hosts: Vec<Host>, seed: u64, started: Instant, stop: &AtomicBool) {
+fn traffic(hosts: Vec<Host>, seed: u64, stop: &AtomicBool) {
     let mut rng = synthetic::Rng::new(&[seed]);
     let per_tick = LIVE_RUNS_PER_MINUTE * TICK.as_secs_f64() / 60.0;
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let minute = jiff::Timestamp::now().as_second().div_euclid(60);
         let (traffic, latency) = (synthetic::traffic_factor(minute), synthetic::latency_factor(minute));
-        let regressed = started.elapsed() >= REGRESS_AFTER;
         for host in &hosts {
             for tx in &host.transactions {
                 let runs = rng.poisson(per_tick * tx.model.popularity * traffic);
                 for _ in 0..runs {
-                    record_run(tx, &mut rng, latency, regressed);
+                    record_run(tx, &mut rng, latency);
                 }
             }
         }
@@ -308,15 +322,14 @@ fn traffic(hosts: Vec<Host>, seed: u64, started: Instant, stop: &AtomicBool) {
 
 /// One run of `tx`: its duration from the model, its segments, its outcome
 /// and error.
-fn record_run(tx: &LiveTransaction, rng: &mut synthetic::Rng, latency: f64, regressed: bool) {
+fn record_run(tx: &LiveTransaction, rng: &mut synthetic::Rng, latency: f64) {
     let model = &tx.model;
     let (pick, z) = (rng.uniform(), rng.normal());
     let (median, sigma) = match model.slow_mode {
         Some((weight, median, sigma)) if pick < weight => {
-            // The backfill's regression (+30% since last week) holds; the
-            // live one comes on top.
+            // The backfill's regression holds.
             let scale = if model.role == Role::Regressing {
-                1.3 * if regressed { LIVE_REGRESSION } else { 1.0 }
+                REGRESSION
             } else {
                 1.0
             };
@@ -336,7 +349,7 @@ fn record_run(tx: &LiveTransaction, rng: &mut synthetic::Rng, latency: f64, regr
     let which = rng.next_u64();
     let web = model.kind == "web";
     let failed = if web { Outcome::Status(500) } else { Outcome::Error };
-    let outcome = if tx.failing && fate < LIVE_BURST_FAILURE {
+    let outcome = if tx.failing && fate < BURST_FAILURE {
         let order = 10_000 + which % 90_000;
         let mut error = CapturedError::new(
             "kuroko_shop::orders::OrderNotFound",
@@ -401,7 +414,12 @@ mod tests {
             transactions_per_service: TRANSACTIONS,
             ..Spec::small(28_401_120)
         };
-        let generator = Generator::with_overrides(&spec, &overrides(spec.start_minute));
+        let window = crate::demo::backfill::Window {
+            from: spec.start_minute,
+            to: spec.end_minute(),
+            regression_start: spec.start_minute + 1_440,
+        };
+        let generator = Generator::with_overrides(&spec, &overrides(&window));
         let role = |name: &str| {
             generator
                 .models()

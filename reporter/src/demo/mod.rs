@@ -11,9 +11,9 @@
 //! 2. the reporter itself ([`crate::serve::start`]) on loopback ports, over
 //!    the embedded store in that folder;
 //! 3. a fleet of instrumented services ([`fleet`]: real agents exporting
-//!    OTLP) under generated traffic, with a slow endpoint, a regression that
-//!    starts a minute in, a database-bound transaction and a recurring error
-//!    on one host;
+//!    OTLP) under generated traffic, carrying on the past's story: a slow
+//!    endpoint, a regression that began a week ago, a database-bound
+//!    transaction and a recurring error on one host;
 //! 4. the weekly report per team and the morning digest ([`reports`]),
 //!    delivered to a mailbox folder and a local webhook log, since a demo
 //!    has no mail server.
@@ -377,7 +377,7 @@ pub async fn run(options: &Options) -> Result<(), DemoError> {
             interval: options.export_interval,
         },
     )?;
-    print_ready(options, &paths, &running, &fleet, &window, started.elapsed());
+    print_ready(options, &paths, &running, &window, started.elapsed());
 
     // 4. The reports, while the fleet runs.
     let sending = {
@@ -433,22 +433,25 @@ fn print_ready(
     options: &Options,
     paths: &Paths,
     running: &crate::serve::Running,
-    fleet: &fleet::Fleet,
     window: &backfill::Window,
     took: Duration,
 ) {
     let dir = paths.dir.display();
     let store = paths.store.display();
     let program = &options.program;
-    let regression = fleet
-        .regression_at
-        .to_zoned(jiff::tz::TimeZone::system())
-        .strftime("%H:%M:%S");
+    let regression = jiff::Timestamp::from_second(window.regression_start * 60)
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%a %d %b %H:%M")
+                .to_string()
+        })
+        .unwrap_or_default();
     let teams: Vec<&str> = fleet::TEAMS.iter().map(|(team, _, _)| *team).collect();
     println!(
         "\nkuroko demo: ready in {:.1} s.\n\n\
          Web UI          http://{http}/\n\
-         Try a query     {program} query consumers --store {store} --since 1h\n\
+         Try a query     {program} query regressions --store {store}\n\
+         \x20               {program} query consumers --store {store} --since 1h\n\
          \x20               {program} sql --store {store} \"SELECT service, host, count(*) FROM series GROUP BY 1, 2\"\n\
          Weekly reports  {reports}/<team>/report.html for {teams}; the emails in {mailbox}/\n\
          Morning digest  {mailbox}/ and {webhook}\n\
@@ -457,7 +460,9 @@ fn print_ready(
          every {interval} s (OTLP/gRPC is on {grpc}). What to look for:\n\
          - a slow endpoint: shop-api GET /account/orders/export (and billing-worker render-invoice-pdf)\n\
          - a performance problem: its N+1 queries (12 x SELECT report_rows a run), first on the overview\n\
-         - a regression: shop-api GET /products/{{id}}, p95 +40% from {regression}\n\
+         - a regression: shop-api GET /products/{{id}}, p95 +40% since {regression}, a week ago, with shop-api {version}\n\
+         \x20 (the web UI's Regressions page and `query regressions` compare the last 7 days with the 7 before;\n\
+         \x20 `query regressions --service shop-api --since-deploy` compares around the deploy)\n\
          - a database-bound transaction: shop-api GET /account/payment-cards\n\
          - a recurring error on one host: shop-api-1 GET /orders/{{id}}, \"order <id> not found\"\n\
          History before now is synthetic (hosts synthetic-*; {marking}).\n\n\
@@ -475,6 +480,7 @@ fn print_ready(
         host_example = fleet::live_host(fleet::SERVICES[0], 0),
         interval = options.export_interval.as_secs(),
         marking = window.marking(),
+        version = fleet::version(fleet::SERVICES[0], true),
     );
 }
 

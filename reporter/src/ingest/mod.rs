@@ -19,6 +19,7 @@ pub(crate) mod metrics;
 pub mod otlp;
 pub(crate) mod status;
 pub(crate) mod traces;
+pub(crate) mod versions;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -217,6 +218,8 @@ pub struct Receiver {
     pub agents: Arc<agents::AgentBoard>,
     /// Requests the store could not keep, logged as one condition.
     failing: crate::spell::Spell,
+    /// Services' versions recorded as deploys.
+    versions: versions::VersionBook,
 }
 
 impl Receiver {
@@ -243,6 +246,7 @@ impl Receiver {
             stats: IngestStats::default(),
             agents: Arc::default(),
             failing: crate::spell::Spell::default(),
+            versions: versions::VersionBook::default(),
             inflight: Arc::new(inflight::Inflight::new(
                 limits.max_inflight_bytes,
                 limits.max_inflight_bytes_per_connection,
@@ -398,6 +402,7 @@ impl Receiver {
     /// moved them on (this costs a second conversion, to learn the streams).
     fn convert_metrics(&self, request: &wire::Request<'_>) -> Result<otlp::Converted, IngestError> {
         self.agents.note(request, &self.limits);
+        self.note_versions(request.resources.iter().map(|r| r.attributes.as_slice()));
         let convert = || {
             let deltas = crate::sync::read(&self.deltas);
             metrics::convert(request, &deltas, &self.limits, now())
@@ -415,6 +420,26 @@ impl Receiver {
         }?;
         crate::sync::write(&self.deltas).apply(stored);
         Ok(convert())
+    }
+
+    /// Records the request's service versions this process has not yet
+    /// recorded (rare: once per version). A failure is logged and tried
+    /// again with the next request; it never refuses the data.
+    fn note_versions<'a, A: otlp::Attribute + 'a>(&self, resources: impl Iterator<Item = &'a [A]>) {
+        let minute = i64::try_from(now() / 60_000_000_000).unwrap_or(i64::MAX);
+        let seen = self.versions.new_in(resources, &self.limits, minute);
+        if seen.is_empty() {
+            return;
+        }
+        let write = || self.store.versions_seen(&seen);
+        let written = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(write),
+            _ => write(),
+        };
+        match written {
+            Ok(()) => self.versions.recorded(&seen),
+            Err(error) => tracing::warn!(%error, "a service version could not be recorded; trying again"),
+        }
     }
 
     /// Stores converted metrics; the cumulative streams move on once they are.
@@ -461,6 +486,12 @@ impl Receiver {
 
     /// Converts and stores a traces request; returns once committed.
     pub async fn traces(&self, request: ExportTraceServiceRequest) -> Result<Accepted, IngestError> {
+        self.note_versions(
+            request
+                .resource_spans
+                .iter()
+                .map(|r| r.resource.as_ref().map_or(&[][..], |r| r.attributes.as_slice())),
+        );
         let converted = {
             let mut spans = crate::sync::lock(&self.spans);
             traces::convert(&request, &self.limits, now(), &mut spans)

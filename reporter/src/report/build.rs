@@ -15,7 +15,7 @@
 //! `/errors/{id}`), with the report's window as `since`/`until` (RFC 3339)
 //! where the page shows a window.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -23,8 +23,8 @@ use jiff::{Timestamp, ToSpan};
 
 use super::digest::{self, Digest, DigestGroup};
 use super::weekly::{
-    ui_path, DailyPoint, EndpointRow, ErrorRow, FeatureRow, ProblemRow, RegressionRow, ServerCount, WeeklyReport,
-    TOP_PROBLEMS,
+    ui_path, DailyPoint, DeployRow, EndpointRow, ErrorRow, FeatureRow, ProblemRow, RegressionRow, ServerCount,
+    WeeklyReport, TOP_PROBLEMS,
 };
 use crate::analysis::endpoints::{self, Group, Rank};
 use crate::analysis::errors::ErrorGroup;
@@ -226,6 +226,11 @@ pub(crate) fn weekly(
         .collect();
     Ok(WeeklyReport {
         team: team.to_owned(),
+        team_name: analysis
+            .owners
+            .team(team)
+            .and_then(|t| t.display_name.clone())
+            .unwrap_or_default(),
         week_start: first_day.to_string(),
         week_end: end_day.yesterday().map_err(window_error(period))?.to_string(),
         base_url: base_url.to_owned(),
@@ -242,7 +247,42 @@ pub(crate) fn weekly(
         new_problems,
         new_problems_seconds_per_day,
         late: None,
+        deploys: deploy_rows(analysis, &scope, tz, &window_params)?,
     })
+}
+
+/// The deploys of the services that run the team's transactions, in the
+/// week of `scope`, each linked to the service's regressions since it.
+fn deploy_rows(
+    analysis: &Analysis<'_>,
+    scope: &Scope,
+    tz: &TimeZone,
+    window_params: &[(&str, String)],
+) -> Result<Vec<DeployRow>, BuildError> {
+    let services: BTreeSet<String> = analysis
+        .store
+        .series()
+        .map_err(AnalysisError::from)?
+        .into_iter()
+        .filter(|key| scope.matches(key, analysis.owners))
+        .map(|key| key.service)
+        .collect();
+    let all = Scope {
+        team: None,
+        ..scope.clone()
+    };
+    Ok(analysis
+        .deploys(&all)?
+        .into_iter()
+        .filter(|d| services.contains(&d.service))
+        .map(|d| DeployRow {
+            at: local_time(Timestamp::from_second(d.minute * 60).ok(), tz),
+            link: with_window("/regressions", &[("service", &d.service)], window_params),
+            service: d.service,
+            version: d.version,
+            previous_version: d.previous_version,
+        })
+        .collect())
 }
 
 /// Runs of the transactions in `scope` over its window (the denominator of
@@ -311,7 +351,8 @@ fn feature_rows(
 }
 
 /// Each feature's daily average and p95 over the [`CHART_WEEKS`] weeks
-/// ending at `end_day` (excluded), days being `tz`'s.
+/// ending at `end_day` (excluded), days being `tz`'s, from the first day
+/// any of them has runs.
 fn daily_points(
     analysis: &Analysis<'_>,
     scope: &Scope,
@@ -380,6 +421,17 @@ fn daily_points(
                 }
             }
         }
+    }
+    // The charts span the history held: days before the first with runs
+    // of any of the team's features (a store younger than the chart's
+    // weeks) are left out of every feature's, so they stay aligned.
+    let first_held = out
+        .values()
+        .filter_map(|days| days.iter().position(|p| p.avg_s.is_some() || p.p95_s.is_some()))
+        .min()
+        .unwrap_or(0);
+    for days in out.values_mut() {
+        days.drain(..first_held.min(days.len()));
     }
     Ok(out)
 }
@@ -583,7 +635,8 @@ mod tests {
     use crate::store::sqlite::SqliteStore;
     use crate::store::{Batch, ErrorPoint, HistogramPoint, SeriesKey, Store};
 
-    const OWNERS: &str = "[teams.pay]\n[teams.other]\n[features.checkout]\nteam = \"pay\"\n\
+    const OWNERS: &str =
+        "[teams.pay]\ndisplay_name = \"Pay & Bill\"\n[teams.other]\n[features.checkout]\nteam = \"pay\"\n\
                           [features.search]\nteam = \"other\"\n";
 
     fn key(transaction: &str, feature: &str) -> SeriesKey {
@@ -638,6 +691,24 @@ mod tests {
                 ..Batch::default()
             })
             .unwrap();
+        // The team's service was deployed on the week's Wednesday at 14:00
+        // (after a version seen the week before); another service too.
+        let seen = |service: &str, version: &str, first_minute| crate::store::deploys::VersionSeen {
+            service: service.into(),
+            environment: String::new(),
+            version: version.into(),
+            first_minute,
+        };
+        crate::store::deploys::Deploys::versions_seen(
+            &store,
+            &[
+                seen("shop", "1.0", MONDAY - 7 * DAY_MINUTES),
+                seen("shop", "1.1", MONDAY + 2 * DAY_MINUTES + 14 * 60),
+                seen("elsewhere", "3", MONDAY - 7 * DAY_MINUTES),
+                seen("elsewhere", "4", MONDAY + DAY_MINUTES),
+            ],
+        )
+        .unwrap();
         let owners = Owners::parse(OWNERS, "owners.toml").unwrap();
         let analysis = Analysis::new(&store, &owners);
         let week: Period = "2026-W11".parse().unwrap();
@@ -651,6 +722,15 @@ mod tests {
         );
         let names: Vec<&str> = utc.features.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["checkout"], "only the team's features");
+        // The deploys of the team's services that week, and only those.
+        let deploys: Vec<String> = utc.deploys.iter().map(|d| d.text()).collect();
+        assert_eq!(deploys, ["shop 1.1 (after 1.0), first seen 2026-03-11 14:00"]);
+        assert!(crate::report::weekly::render_text(&utc).contains("DEPLOYS THIS WEEK\n- shop 1.1 (after 1.0)"));
+        // People read the team's display name (docs/owners.md).
+        assert_eq!((utc.team.as_str(), utc.team_label()), ("pay", "Pay & Bill"));
+        let subject = crate::report::weekly::subject(&utc);
+        assert!(subject.contains("Kuroko weekly: Pay & Bill,"), "{subject}");
+        assert!(crate::report::weekly::render_text(&utc).contains("Weekly performance: Pay & Bill"));
         let f = &utc.features[0];
         assert_eq!(
             f.p95_change.map(|c| (c * 100.0).round()),
@@ -658,12 +738,10 @@ mod tests {
             "200 ms against 100 ms"
         );
         assert!((f.throughput_per_min - 28.0 / 10_080.0).abs() < 1e-12);
-        assert_eq!(f.daily.len(), 42);
-        assert_eq!(f.daily[41].day, "03-15");
-        assert!(
-            f.daily[..28].iter().all(|d| d.p95_s.is_none()),
-            "no runs before the fortnight"
-        );
+        // Two weeks held: the chart spans them, not six weeks mostly empty.
+        assert_eq!(f.daily.len(), 14, "the fortnight held");
+        assert_eq!((f.daily[0].day.as_str(), f.daily[13].day.as_str()), ("03-02", "03-15"));
+        assert!(f.daily.iter().all(|d| d.p95_s.is_some()), "a point every day");
         assert!(
             f.link.starts_with("/features/checkout?since=2026-03-09T00%3A00%3A00Z"),
             "{}",

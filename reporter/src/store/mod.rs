@@ -8,12 +8,14 @@
 //! several reporters. Each backend is a folder of the same shape: `mod.rs`
 //! (opening it), `schema.rs` (tables and migrations), `writes.rs`,
 //! `reads.rs` (its [`Store`] queries), `state.rs` (its
-//! [`DeliveryState`]) and `triage.rs` (its [`ErrorTriage`]). What both
+//! [`DeliveryState`]), `triage.rs` (its [`ErrorTriage`]) and `deploys.rs`
+//! (its [`Deploys`]). What both
 //! share: the data types and [`StoreError`] here, the delivery ledger's and
 //! alert states' rows and trait in [`state`], the error groups' triage in
 //! [`triage`], and how a window is split by resolution in `plan.rs`.
 
 pub mod clickhouse;
+pub mod deploys;
 pub(crate) mod group_commit;
 pub(crate) mod headroom;
 pub(crate) mod hosts;
@@ -30,6 +32,7 @@ pub mod triage;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use self::deploys::Deploys;
 use self::state::DeliveryState;
 use self::triage::ErrorTriage;
 use crate::cumulative::{StreamId, StreamState};
@@ -462,8 +465,9 @@ pub struct ErrorSummary {
 /// The reporter's storage of data; see the [module documentation](self).
 /// Every store also keeps the delivery ledger and alert states
 /// ([`DeliveryState`], see [`state`] for why it is a supertrait), and the
-/// error groups' triage ([`ErrorTriage`], in [`triage`]).
-pub trait Store: DeliveryState + ErrorTriage {
+/// error groups' triage ([`ErrorTriage`], in [`triage`]) and the services'
+/// versions as first seen ([`Deploys`], in [`deploys`]).
+pub trait Store: DeliveryState + ErrorTriage + Deploys {
     /// Writes `batch` durably: once this returns `Ok`, the batch survives a
     /// crash of the reporter. Points of a series and minute already stored
     /// are merged with it.

@@ -32,6 +32,7 @@ pub struct Generator {
     regression_start: i64,
     regression_factor: f64,
     burst: (i64, i64),
+    burst_failure: f64,
     /// Service names, by index.
     services: Vec<String>,
     /// Host names per service.
@@ -74,6 +75,7 @@ impl Generator {
             regression_start,
             regression_factor: REGRESSION_FACTOR,
             burst,
+            burst_failure: BURST_FAILURE,
             services,
             hosts,
         };
@@ -111,6 +113,14 @@ impl Generator {
                 factor
             } else {
                 1.0
+            };
+        }
+        if let Some((from, to, failure)) = overrides.burst {
+            generator.burst = (from, to.max(from));
+            generator.burst_failure = if failure.is_finite() {
+                failure.clamp(0.0, 1.0)
+            } else {
+                BURST_FAILURE
             };
         }
         let environment = overrides.environment.as_deref().unwrap_or("production");
@@ -268,7 +278,7 @@ impl Generator {
             let seconds = mode.median * (mode.sigma * z).exp() * latency;
             let fate = rng.uniform();
             let which = rng.next_u64();
-            let (outcome, failure) = if burst && fate < BURST_FAILURE {
+            let (outcome, failure) = if burst && fate < self.burst_failure {
                 let failure = Failure::Burst {
                     order: 10_000 + (which % 90_000) as u32,
                     user: (which >> 32) as u32,

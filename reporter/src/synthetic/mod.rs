@@ -252,6 +252,11 @@ pub struct Overrides {
     /// mode's latency times this factor (1.0 plants none). Default: the last
     /// week (or second half) of the spec, +30%.
     pub regression: Option<(i64, f64)>,
+    /// The planted error burst: from this minute to the one before that
+    /// (unix minutes), this share of its transaction's runs on the first
+    /// host fail with it. Default: 09:00 to 15:00 UTC of the day before the
+    /// spec's last, 40% of the runs.
+    pub burst: Option<(i64, i64, f64)>,
 }
 
 /// A transaction's name, feature and kind (`web` or `job`).

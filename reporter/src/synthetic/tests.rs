@@ -148,6 +148,7 @@ fn overrides_rename_the_fleet_and_move_the_regression() {
         }]],
         environment: Some("demo".into()),
         regression: Some((spec.start_minute + DAY, 2.0)),
+        burst: Some((spec.start_minute, spec.end_minute(), 0.1)),
     };
     let generator = Generator::with_overrides(&spec, &overrides);
     let keys = generator.series();
@@ -164,6 +165,10 @@ fn overrides_rename_the_fleet_and_move_the_regression() {
     let planted = generator.planted();
     assert_eq!(planted.slow_endpoints[0].transaction, "GET /export");
     assert_eq!(planted.error_burst.host, "synthetic-shop-1");
+    assert_eq!(
+        (planted.error_burst.from_minute, planted.error_burst.to_minute),
+        (spec.start_minute, spec.end_minute())
+    );
     assert_eq!(
         (planted.regression_start, planted.regression_factor),
         (spec.start_minute + DAY, 2.0)

@@ -206,6 +206,21 @@ const BOTTOM: f64 = 26.0;
 /// a legend. Each line is a `<g data-series>` with a path (broken at gaps)
 /// and one `<circle>` per point that has a value.
 pub(crate) fn line_chart(lines: &[Line], unit: Unit, from: i64, to: i64) -> Markup {
+    line_chart_marked(lines, unit, from, to, &[])
+}
+
+/// A moment marked on a chart: a deploy.
+pub(crate) struct Marker {
+    /// When, unix minutes.
+    pub(crate) minute: i64,
+    /// What, e.g. `shop-api 1.42.0`.
+    pub(crate) label: String,
+}
+
+/// [`line_chart`] with `markers` drawn as dashed vertical lines, each a
+/// `<g class="marker" data-marker>` with its label (those outside the
+/// window are left out).
+pub(crate) fn line_chart_marked(lines: &[Line], unit: Unit, from: i64, to: i64, markers: &[Marker]) -> Markup {
     let (scale, ticks) = Scale::of(lines.iter().flat_map(|l| l.points.iter().filter_map(|p| p.1)), unit);
     let span = (to - from).max(1) as f64;
     let x = |minute: i64| LEFT + (minute - from) as f64 / span * (WIDTH - LEFT - RIGHT);
@@ -227,6 +242,17 @@ pub(crate) fn line_chart(lines: &[Line], unit: Unit, from: i64, to: i64) -> Mark
                     @for tick in &times {
                         line x1=(n(x(*tick))) x2=(n(x(*tick))) y1=(n(HEIGHT - BOTTOM)) y2=(n(HEIGHT - BOTTOM + 4.0)) stroke="#9ca3af" {}
                         text x=(n(x(*tick))) y=(n(HEIGHT - 8.0)) text-anchor="middle" { (format::utc(*tick, time_format)) }
+                    }
+                }
+                @for marker in markers.iter().filter(|m| (from..=to).contains(&m.minute)) {
+                    g.marker data-marker=(marker.label) stroke="#6b7280" fill="#374151" {
+                        line x1=(n(x(marker.minute))) x2=(n(x(marker.minute))) y1=(n(TOP)) y2=(n(HEIGHT - BOTTOM))
+                            stroke-dasharray="4 3" stroke-width="1.2" {}
+                        text x=(n(x(marker.minute) + if x(marker.minute) > WIDTH - 160.0 { -4.0 } else { 4.0 })) y=(n(TOP + 10.0))
+                            text-anchor=(if x(marker.minute) > WIDTH - 160.0 { "end" } else { "start" }) stroke="none" font-size="11" {
+                            (marker.label)
+                        }
+                        title { (marker.label) " deployed " (format::utc(marker.minute, "%Y-%m-%d %H:%M UTC")) }
                     }
                 }
                 @if empty {

@@ -156,7 +156,7 @@ pub struct Params {
 }
 
 /// The parameters a page understands, in the order URLs write them.
-pub const KEYS: [&str; 18] = [
+pub const KEYS: [&str; 19] = [
     "since",
     "until",
     "service",
@@ -167,6 +167,7 @@ pub const KEYS: [&str; 18] = [
     "team",
     "by",
     "group",
+    "compare",
     "step",
     "limit",
     "id",

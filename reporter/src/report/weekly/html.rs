@@ -146,7 +146,7 @@ fn content(
     source: &impl Fn(&ChartRef) -> String,
 ) -> Markup {
     html! {
-        h1 style="font-size:20px;margin:0 0 4px 0;" { "Weekly performance: " (report.team) }
+        h1 style="font-size:20px;margin:0 0 4px 0;" { "Weekly performance: " (report.team_label()) }
         p style={ "margin:0 0 16px 0;" (MUTED) "font-size:13px;" } { (report.week_start) " to " (report.week_end) }
         @if let Some(late) = &report.late {
             p style="margin:0 0 16px 0;color:#9a6700;font-weight:600;" { (late.sentence()) }
@@ -158,6 +158,12 @@ fn content(
         }
         (features_html(report))
         (regressions_html(report))
+        @if !report.deploys.is_empty() {
+            (h2("Deploys this week"))
+            ul style="margin:0 0 8px 0;padding-left:18px;font-size:13px;" {
+                @for d in &report.deploys { li { (linked(report, &d.text(), &d.link)) } }
+            }
+        }
         (endpoints_html(report, "Slowest endpoints (by p95)", &report.slowest))
         (endpoints_html(report, "Most time-consuming endpoints", &report.consumers))
         (problems_html(report))
@@ -392,26 +398,35 @@ fn charts_html(report: &WeeklyReport, charts: &[ChartRef], source: &impl Fn(&Cha
     }
 }
 
-/// The chart's numbers, in two column groups so that eight weeks of days
-/// stay a short table.
+/// The chart's numbers, in two column groups so that weeks of days stay a
+/// short table; days without runs are left out and counted under it.
 fn daily_table(days: &[DailyPoint]) -> Markup {
-    let rows = days.len().div_ceil(2);
+    let held: Vec<&DailyPoint> = days.iter().filter(|p| p.avg_s.is_some() || p.p95_s.is_some()).collect();
+    let without = days.len() - held.len();
+    let rows = held.len().div_ceil(2);
     let shown = |value: Option<f64>| value.map_or_else(|| format::NONE.to_owned(), format::duration);
     html! {
-        table role="presentation" cellpadding="0" cellspacing="0" style={ (TABLE) "font-size:11px;" } {
-            tr {
-                @for _ in 0..2.min(days.len()) {
-                    th style=(TH) { "Day" } th style=(TH_NUM) { "Average" } th style=(TH_NUM) { "p95" }
-                }
-            }
-            @for row in 0..rows {
+        @if !held.is_empty() {
+            table role="presentation" cellpadding="0" cellspacing="0" style={ (TABLE) "font-size:11px;" } {
                 tr {
-                    @for point in [days.get(row), days.get(row + rows)].into_iter().flatten() {
-                        td style=(TD) { (point.day) }
-                        (num(&shown(point.avg_s)))
-                        (num(&shown(point.p95_s)))
+                    @for _ in 0..2.min(held.len()) {
+                        th style=(TH) { "Day" } th style=(TH_NUM) { "Average" } th style=(TH_NUM) { "p95" }
                     }
                 }
+                @for row in 0..rows {
+                    tr {
+                        @for point in [held.get(row), held.get(row + rows)].into_iter().flatten() {
+                            td style=(TD) { (point.day) }
+                            (num(&shown(point.avg_s)))
+                            (num(&shown(point.p95_s)))
+                        }
+                    }
+                }
+            }
+        }
+        @if without > 0 {
+            p style=(SMALL_MUTED) {
+                (without) @if without == 1 { " day" } @else { " days" } " without runs not listed."
             }
         }
     }

@@ -29,6 +29,9 @@ pub use text::render_text;
 pub struct WeeklyReport {
     /// The team, as named in `owners.toml`.
     pub team: String,
+    /// The team as shown to people: its `display_name` in `owners.toml`
+    /// (e.g. `Search & Catalog`); empty for none, when [`Self::team`] is shown.
+    pub team_name: String,
     /// The first day of the week, e.g. `2026-03-09`.
     pub week_start: String,
     /// The last day of the week, e.g. `2026-03-15`.
@@ -68,6 +71,37 @@ pub struct WeeklyReport {
     /// Set when the report goes out after its time: said in the subject and
     /// at the top.
     pub late: Option<super::late::Late>,
+    /// Deploys of the team's services during the week (a new
+    /// `service.version`), oldest first.
+    pub deploys: Vec<DeployRow>,
+}
+
+/// A deploy of one of the team's services.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DeployRow {
+    /// The service.
+    pub service: String,
+    /// The version deployed.
+    pub version: String,
+    /// The version before it.
+    pub previous_version: String,
+    /// When it was first seen, in the report's time zone, e.g. `2026-11-30 12:20`.
+    pub at: String,
+    /// Path into the web UI; empty for none.
+    pub link: String,
+}
+
+impl DeployRow {
+    /// `shop-api 1.42.0 (after 1.41.0), first seen 2026-11-30 12:20`.
+    pub fn text(&self) -> String {
+        format!(
+            "{} {} (after {}), first seen {}",
+            clean(&self.service),
+            clean(&self.version),
+            clean(&self.previous_version),
+            clean(&self.at)
+        )
+    }
 }
 
 /// One feature's week and its change against last week.
@@ -438,11 +472,22 @@ fn problems_line(report: &WeeklyReport) -> Option<String> {
     ))
 }
 
+impl WeeklyReport {
+    /// The team's name for people: its display name, else its key.
+    pub fn team_label(&self) -> &str {
+        if self.team_name.is_empty() {
+            &self.team
+        } else {
+            &self.team_name
+        }
+    }
+}
+
 /// The message's subject line.
 pub fn subject(report: &WeeklyReport) -> String {
     let subject = format!(
         "Kuroko weekly: {}, {} to {}",
-        clean(&report.team),
+        clean(report.team_label()),
         clean(&report.week_start),
         clean(&report.week_end)
     );

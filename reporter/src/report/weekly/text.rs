@@ -17,7 +17,7 @@ pub fn render_text(report: &WeeklyReport) -> String {
             let _ = writeln!(out, "    {url}");
         }
     };
-    let _ = writeln!(out, "Weekly performance: {}", clean(&report.team));
+    let _ = writeln!(out, "Weekly performance: {}", clean(report.team_label()));
     let _ = writeln!(out, "{} to {}\n", clean(&report.week_start), clean(&report.week_end));
     if let Some(late) = &report.late {
         let _ = writeln!(out, "{}\n", late.sentence());
@@ -71,6 +71,14 @@ pub fn render_text(report: &WeeklyReport) -> String {
             let _ = writeln!(out, "  why: {}", clean(&r.cause_text()));
         }
         link(&mut out, &r.link);
+    }
+
+    if !report.deploys.is_empty() {
+        let _ = writeln!(out, "\nDEPLOYS THIS WEEK");
+        for d in &report.deploys {
+            let _ = writeln!(out, "- {}", d.text());
+            link(&mut out, &d.link);
+        }
     }
 
     for (title, rows) in [

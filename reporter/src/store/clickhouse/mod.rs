@@ -54,6 +54,7 @@ use serde::Serialize;
 use super::group_commit::GroupCommit;
 use super::{SeriesKey, StoreError};
 
+mod deploys;
 mod reads;
 mod schema;
 mod spool;

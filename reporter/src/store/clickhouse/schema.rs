@@ -220,6 +220,13 @@ pub(super) fn schema(db: &str) -> Vec<String> {
               written_at DateTime, written UInt64, token UInt64)
              ENGINE = MergeTree ORDER BY (group_id, written_at, written, token)"
         ),
+        // Service versions as seen (`crate::store::deploys`): a row per
+        // sighting; a version's first minute is its rows' least.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.deploys
+             (service String, environment String, version String, first_minute Int64)
+             ENGINE = MergeTree ORDER BY (service, environment, version, first_minute)"
+        ),
     ];
     // Roll-ups across hosts at each resolution (`txn` above; sorted by time
     // and with bucket rows since schema 4), fed since schema 5 by rows the

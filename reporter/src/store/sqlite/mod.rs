@@ -31,6 +31,7 @@ use super::rollup::{Retention, Rolled, Roller};
 use super::{SeriesKey, StoreError};
 use crate::spell::Spell;
 
+mod deploys;
 mod reads;
 mod schema;
 mod state;
@@ -41,7 +42,7 @@ mod writes;
 
 pub(crate) use reads::{row_histogram, HISTOGRAM_COLUMNS};
 pub use schema::SCHEMA_VERSION;
-use schema::{migrate, DELIVERY_SCHEMA, SCHEMA, TRIAGE_SCHEMA};
+use schema::{migrate, DELIVERY_SCHEMA, DEPLOYS_SCHEMA, SCHEMA, TRIAGE_SCHEMA};
 pub(crate) use writes::{write_histogram, Late};
 
 /// How long acknowledged points may wait in memory before a write flushes
@@ -141,6 +142,7 @@ impl SqliteStore {
             connection.execute_batch(SCHEMA).map_err(error)?;
             connection.execute_batch(DELIVERY_SCHEMA).map_err(error)?;
             connection.execute_batch(TRIAGE_SCHEMA).map_err(error)?;
+            connection.execute_batch(DEPLOYS_SCHEMA).map_err(error)?;
             migrate(&connection).map_err(error)?;
         }
         let found: Option<i64> = connection

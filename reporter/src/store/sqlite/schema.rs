@@ -242,6 +242,24 @@ CREATE TABLE IF NOT EXISTS alert_state (
 // kept. Created at open by the process that owns the store, and by the
 // first decision written by any other (`kuroko errors` beside a reporter).
 
+/// Whether `connection`'s file has table `name`: a file another process
+/// owns may have been written by a build without it.
+pub(super) fn table_exists(connection: &rusqlite::Connection, name: &str) -> Result<bool, rusqlite::Error> {
+    connection.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |row| row.get(0),
+    )
+}
+
+// Each service version's first minute (`crate::store::deploys`).
+pub(super) const DEPLOYS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS deploys (
+    service TEXT NOT NULL, environment TEXT NOT NULL, version TEXT NOT NULL, first_minute INTEGER NOT NULL,
+    PRIMARY KEY (service, environment, version)
+);
+";
+
 pub(super) const TRIAGE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS error_triage (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

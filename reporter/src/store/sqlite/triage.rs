@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::schema::TRIAGE_SCHEMA;
+use super::schema::{table_exists, TRIAGE_SCHEMA};
 use super::SqliteStore;
 use crate::store::triage::{ErrorTriage, Triage, TriageStatus};
 use crate::store::StoreError;
@@ -23,12 +23,7 @@ impl SqliteStore {
         let connection = self.connection();
         // A file another process owns, written by a build without triage:
         // nothing decided yet.
-        let exists: bool = connection.query_row(
-            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'error_triage'",
-            [],
-            |row| row.get(0),
-        )?;
-        if !exists {
+        if !table_exists(&connection, "error_triage")? {
             return Ok(Vec::new());
         }
         let mut statement = connection.prepare_cached(

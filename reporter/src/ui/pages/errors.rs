@@ -99,12 +99,38 @@ pub fn errors(app: &App, params: &Params, now: i64) -> Result<Markup, PageError>
 pub fn error_group(app: &App, id: &str, params: &Params, now: i64) -> Result<Markup, PageError> {
     let scope = params.scope(DEFAULT_SINCE, now)?;
     let groups = app.analysis().errors(&scope)?;
-    let Some(group) = groups.iter().find(|g| g.id == id) else {
-        return Err(PageError::NotFound(format!(
-            "no error group {id} in this window: widen it (since=7d) or go back to the errors"
-        )));
-    };
     let path = format!("/errors/{}", format::url_component(id));
+    // A group with nothing in this window (a link from an older email, a
+    // window chosen by hand) is shown from the whole history kept, and the
+    // page says so; only a group the store never held is not found.
+    let (group, absent) = match groups.into_iter().find(|g| g.id == id) {
+        Some(group) => (group, None),
+        None => {
+            let history = Scope {
+                from: 0,
+                to: now + 1,
+                ..scope.clone()
+            };
+            let none = Scope {
+                from: 0,
+                to: 0,
+                ..scope.clone()
+            };
+            let Some(group) = app
+                .analysis()
+                .errors_against(&history, &none)?
+                .into_iter()
+                .find(|g| g.id == id)
+            else {
+                return Err(PageError::NotFound(format!(
+                    "no error group {id} in what the store holds (with these filters): go back to the errors"
+                )));
+            };
+            let note = absent_note(&group, &scope, params, &path);
+            (group, Some(note))
+        }
+    };
+    let group = &group;
     let page = params.href(&path);
     let api = api_params(params, DEFAULT_SINCE);
     let carried = params.only(&CARRIED);
@@ -119,6 +145,7 @@ pub fn error_group(app: &App, id: &str, params: &Params, now: i64) -> Result<Mar
         .href(&format!("/errors/{}/triage", format::url_component(id)));
     let body = html! {
         (filter_bar(&path, params, Some(DEFAULT_SINCE), &EDITABLE))
+        @if let Some(note) = &absent { (note) }
         dl.summary {
             div { dt { "Status" } dd.status data-status=(group.triage.status.as_str()) { (status_line(&group.triage)) } }
             div { dt { "Assigned to" } dd.assigned { (group.triage.assigned_team.as_deref().unwrap_or("–")) } }
@@ -153,6 +180,31 @@ pub fn error_group(app: &App, id: &str, params: &Params, now: i64) -> Result<Mar
         }
     };
     Ok(document(&charts::shorten(&group.title, 90), Nav::Errors, body))
+}
+
+/// What a group's page says when the group has no occurrence in its
+/// window: the window, its history's span and links to the day it was last
+/// seen and to all of it.
+fn absent_note(group: &ErrorGroup, scope: &Scope, params: &Params, path: &str) -> Markup {
+    let last_minute = i64::try_from(group.last_seen / 60_000_000_000).unwrap_or(i64::MAX);
+    let day = last_minute.div_euclid(1_440) * 1_440;
+    let date = |minute: i64| format::utc(minute, "%Y-%m-%d");
+    let last_day = params
+        .with("since", Some(&date(day)))
+        .with("until", Some(&date(day + 1_440)))
+        .href(path);
+    let everything = params
+        .with("since", Some(&date(group.first_seen_minute)))
+        .with("until", None)
+        .href(path);
+    html! {
+        p.note.advice.absent {
+            "No occurrence of this group between " (minute_utc(scope.from)) " and " (minute_utc(scope.to)) ". "
+            "Below is all of its history the store keeps: " (format::count(group.count)) " occurrences, "
+            "first seen " (minute_utc(group.first_seen_minute)) ", last seen " (nanos_utc(group.last_seen)) ". "
+            "Open " a href=(last_day) { "the day it was last seen" } " or " a href=(everything) { "its whole history" } "."
+        }
+    }
 }
 
 /// `Regressed: resolved 2026-12-06 10:00 UTC (by cli), seen since`, and the like.

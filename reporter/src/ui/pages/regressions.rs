@@ -60,7 +60,37 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
             )))
         }
     };
-    let comparison = app.analysis().compare(&scope, &RegressionRule::default(), group)?;
+    // With a service, its latest deploy: offered as the split, and used
+    // with `compare=deploy` (from the deploy on, against as long before).
+    let analysis = app.analysis();
+    let deploy = match &scope.service {
+        Some(_) => analysis.latest_deploy(&scope)?,
+        None => None,
+    };
+    let since_deploy = params.get("compare") == Some("deploy");
+    let comparison = match (&deploy, since_deploy) {
+        (Some(d), true) => {
+            let current = Scope {
+                from: d.minute,
+                ..scope.clone()
+            };
+            let baseline = Scope {
+                from: d.minute - (scope.to - d.minute),
+                to: d.minute,
+                ..scope.clone()
+            };
+            analysis.compare_against(&current, &baseline, &RegressionRule::default(), group)?
+        }
+        (None, true) => {
+            return Err(PageError::BadRequest(match &scope.service {
+                None => "compare=deploy needs a service: choose one, then its latest deploy is the split".to_owned(),
+                Some(service) => format!(
+                    "no deploy of {service} is recorded before this window's end: a deploy is a new service.version in what it sends"
+                ),
+            }))
+        }
+        (_, false) => analysis.compare(&scope, &RegressionRule::default(), group)?,
+    };
     let page = params.href("/regressions");
     let api = api_params(params, REGRESSIONS_SINCE);
     let carried = params.only(&CARRIED);
@@ -98,6 +128,18 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
             "(q < 0.01), it is at least 10%, and its interval excludes changes under 5%; "
             "each period needs 100 runs to be judged. "
             "The cause is the segment, host or traffic mix that explains most of the change of mean time per run."
+        }
+        @if let Some(d) = &deploy {
+            p.deploy data-deploy=(d.version) {
+                @if since_deploy {
+                    "Since the deploy of " strong { (d.service) " " (d.version) } " (after " (d.previous_version) ") at "
+                    (format::utc(d.minute, "%Y-%m-%d %H:%M UTC")) ", against as long a time before it. "
+                    a href=(params.with("compare", None).href("/regressions")) { "This window against the one before instead" }
+                } @else {
+                    "Latest deploy: " strong { (d.service) " " (d.version) } " at " (format::utc(d.minute, "%Y-%m-%d %H:%M UTC")) ". "
+                    a href=(params.with("compare", Some("deploy")).href("/regressions")) { "Compare since it, against as long before" }
+                }
+            }
         }
         @if let Some(note) = comparison.coverage.shortfall() {
             p.note.advice { (note) }

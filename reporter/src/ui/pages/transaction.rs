@@ -66,6 +66,15 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         .filter(|a| a.service == service && a.transactions.iter().any(|t| t == name))
         .collect();
     let row = table.rows.into_iter().next();
+    // The service's deploys (new `service.version`s) in the window.
+    let deploys = analysis.deploys(&scope)?;
+    let markers: Vec<charts::Marker> = deploys
+        .iter()
+        .map(|d| charts::Marker {
+            minute: d.minute,
+            label: format!("{} {}", d.service, d.version),
+        })
+        .collect();
     let series = analysis.timeseries(&scope, Group::Transaction, step)?;
     let points = series
         .series
@@ -201,7 +210,20 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         (filter_bar("/transactions", params, Some(DEFAULT_SINCE), &["environment"]))
         (summary)
         div.grid {
-            (section("percentiles", "Percentiles over time", &page, Some(("timeseries", &api)), charts::line_chart(&percentile_lines, Unit::Seconds, scope.from, scope.to)))
+            (section("percentiles", "Percentiles over time", &page, Some(("timeseries", &api)), html! {
+                (charts::line_chart_marked(&percentile_lines, Unit::Seconds, scope.from, scope.to, &markers))
+                @if !deploys.is_empty() {
+                    ul.deploys {
+                        @for d in &deploys {
+                            li data-deploy=(d.version) {
+                                "Deployed " strong { (d.service) " " (d.version) } " (after " (d.previous_version) ") at "
+                                (format::utc(d.minute, "%Y-%m-%d %H:%M UTC"))
+                                @if d.environment.is_empty() { } @else { " in " (d.environment) }
+                            }
+                        }
+                    }
+                }
+            }))
             (section("distribution", "Latency distribution", &page, Some(("slowest", &api)), distribution_chart))
         }
         (section("segments", "Where the time goes", &page, Some(("breakdown", &api)), segments))
