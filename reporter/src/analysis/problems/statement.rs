@@ -14,7 +14,7 @@
 //!
 //! A URL (`url.full`, `http.url`) keeps its host and path, numbers and ids in
 //! the path become `?`, and the query string and fragment are dropped
-//! ([`url`]).
+//! ([`url()`]).
 
 /// Bytes of a statement looked at; the rest is cut (a long `IN` list or a
 /// bulk insert says nothing more).
