@@ -26,6 +26,8 @@ pub struct App {
     pub base_url: String,
     /// What the performance problems' detectors flag (`[problems]`).
     pub problems: Arc<Thresholds>,
+    /// Whether the reporter serves its HTTP port over TLS (`[tls]`).
+    pub tls: bool,
     /// `Bearer <token>` that API and UI requests must carry, when set.
     expected_authorization: Option<String>,
 }
@@ -38,6 +40,7 @@ impl App {
             owners,
             base_url,
             problems: Arc::new(Thresholds::default()),
+            tls: false,
             expected_authorization: token.map(|t| format!("Bearer {}", t.expose())),
         }
     }
@@ -49,6 +52,13 @@ impl App {
             problems: Arc::new(thresholds),
             ..self
         }
+    }
+
+    /// The same state, served over TLS when `tls` (the login cookie is
+    /// then `Secure`).
+    #[must_use]
+    pub fn with_tls(self, tls: bool) -> App {
+        App { tls, ..self }
     }
 
     /// The questions, over this state.

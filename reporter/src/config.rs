@@ -62,6 +62,11 @@
 //! ingest_token_file = "/run/secrets/kuroko-ingest"   # clients send authorization: Bearer <token>
 //! query_token_file = "/run/secrets/kuroko-query"     # the API, the web UI and /metrics ask for it
 //! public_metrics = false                # true: /metrics answers without the query token
+//!
+//! [tls]                                 # both ports; plain text without it
+//! cert_file = "/etc/kuroko/tls/cert.pem"
+//! key_file = "/etc/kuroko/tls/key.pem"
+//! client_ca_file = "/etc/kuroko/tls/agents-ca.pem"   # optional: require client certificates
 //! ```
 //!
 //! Delivery of reports and alerts adds `owners`, `base_url`, `[schedule]`,
@@ -71,8 +76,9 @@
 //! names, else none (every key at its default).
 //!
 //! Every key is optional. `KUROKO_STORE`, `KUROKO_GRPC_LISTEN`,
-//! `KUROKO_HTTP_LISTEN`, `KUROKO_INGEST_TOKEN`, `KUROKO_QUERY_TOKEN` and
-//! `KUROKO_JOURNAL_FSYNC` and `KUROKO_JOURNAL_DIR` override the file.
+//! `KUROKO_HTTP_LISTEN`, `KUROKO_INGEST_TOKEN`, `KUROKO_QUERY_TOKEN`,
+//! `KUROKO_JOURNAL_FSYNC`, `KUROKO_JOURNAL_DIR`, `KUROKO_TLS_CERT_FILE`,
+//! `KUROKO_TLS_KEY_FILE` and `KUROKO_TLS_CLIENT_CA_FILE` override the file.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -168,6 +174,26 @@ pub struct Config {
     /// What the performance problems' detectors flag (`[problems]`, see
     /// docs/problems.md).
     pub problems: Thresholds,
+    /// TLS on both ports (`[tls]`); plain text without it.
+    pub tls: TlsConfig,
+}
+
+/// `[tls]`: the certificate both ports (OTLP/gRPC, and OTLP/HTTP with the
+/// API and web UI) present, and optionally the CA whose client
+/// certificates they require. Without `cert_file` and `key_file` both
+/// ports speak plain text. `KUROKO_TLS_CERT_FILE`, `KUROKO_TLS_KEY_FILE`
+/// and `KUROKO_TLS_CLIENT_CA_FILE` override.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM, the server's own certificate first.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// A CA certificate (PEM, one or more): clients must present a
+    /// certificate it signed (mutual TLS). None: no client certificate
+    /// is asked for.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// `[journal]`: where acknowledged batches wait until they are in the
@@ -278,6 +304,7 @@ impl Default for Config {
             journal: JournalConfig::default(),
             delivery: DeliveryConfig::default(),
             problems: Thresholds::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -401,6 +428,16 @@ impl Config {
         }
         if let Some(dir) = lookup("KUROKO_JOURNAL_DIR") {
             self.journal.dir = PathBuf::from(dir);
+        }
+        for (variable, target) in [
+            ("KUROKO_TLS_CERT_FILE", &mut self.tls.cert_file),
+            ("KUROKO_TLS_KEY_FILE", &mut self.tls.key_file),
+            ("KUROKO_TLS_CLIENT_CA_FILE", &mut self.tls.client_ca_file),
+        ] {
+            if let Some(file) = lookup(variable) {
+                // Set but empty: turned off.
+                *target = Some(PathBuf::from(file)).filter(|f| !f.as_os_str().is_empty());
+            }
         }
         if let Some(value) = lookup("KUROKO_JOURNAL_FSYNC") {
             self.journal.fsync = match value.trim() {

@@ -9,6 +9,10 @@
 //! kept-alive connection waits for its next request). Each request carries
 //! its connection's address ([`Peer`]), for the per-connection byte budget,
 //! and as axum's `ConnectInfo`, for the login throttle.
+//!
+//! With `[tls]`, each connection's TLS handshake is done on its own task
+//! (a slow client never holds up the accepting loop) and must finish within
+//! the same header timeout.
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -26,18 +30,20 @@ use crate::ingest::Receiver;
 /// How long shutting down waits for the requests under way.
 const DRAIN: Duration = Duration::from_secs(30);
 
-/// Serves `app` on `listener` until `shutdown` completes, then waits (up to
-/// [`DRAIN`]) for the requests under way. Connections closed by the header
-/// timeout are counted in `receiver`'s stats.
+/// Serves `app` on `listener` (through `tls` when given) until `shutdown`
+/// completes, then waits (up to [`DRAIN`]) for the requests under way.
+/// Connections closed by the header timeout (or a TLS handshake that
+/// outlasts it) are counted in `receiver`'s stats.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     receiver: Arc<Receiver>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let header_timeout = Duration::from_secs(receiver.limits().header_timeout_seconds.max(1));
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(receiver.limits().header_timeout_seconds.max(1)));
+    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -61,16 +67,36 @@ pub(crate) async fn serve(
             request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
             request
         });
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(
-                app.map_request(|request: hyper::Request<hyper::body::Incoming>| request.map(axum::body::Body::new)),
-            ),
+        let service = TowerToHyperService::new(
+            app.map_request(|request: hyper::Request<hyper::body::Incoming>| request.map(axum::body::Body::new)),
         );
-        let connection = graceful.watch(connection);
-        let receiver = receiver.clone();
+        let (watcher, http, receiver, tls) = (graceful.watcher(), http.clone(), receiver.clone(), tls.clone());
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
+                    Ok(Err(error)) => {
+                        // Plain HTTP to a TLS port, an untrusted or missing
+                        // client certificate: the client sees the alert.
+                        tracing::debug!(%error, %peer, "a TLS handshake on the HTTP port failed");
+                        return;
+                    }
+                    Err(_) => {
+                        receiver.stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                },
+            };
+            if let Err(error) = served {
                 if error.is_timeout() {
                     receiver.stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
                 } else {

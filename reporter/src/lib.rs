@@ -42,4 +42,5 @@ pub mod store;
 pub(crate) mod sync;
 #[cfg(feature = "demo")]
 pub mod synthetic;
+pub mod tls;
 pub mod ui;

@@ -35,10 +35,12 @@ enum Command {
     /// optional: store, grpc_listen, http_listen, max_body_bytes,
     /// rollup_interval_seconds, [limits], [retention], [auth], and for reports
     /// owners, base_url, [schedule], [delivery], [smtp], [digest], [[alerts]],
-    /// [journal]; unknown keys are refused with their line), then from
+    /// [journal], [tls]; unknown keys are refused with their line), then from
     /// KUROKO_STORE, KUROKO_GRPC_LISTEN, KUROKO_HTTP_LISTEN,
-    /// KUROKO_INGEST_TOKEN, KUROKO_QUERY_TOKEN, KUROKO_JOURNAL_FSYNC and
-    /// KUROKO_JOURNAL_DIR, then from the flags below. With
+    /// KUROKO_INGEST_TOKEN, KUROKO_QUERY_TOKEN, KUROKO_JOURNAL_FSYNC,
+    /// KUROKO_JOURNAL_DIR, KUROKO_TLS_CERT_FILE, KUROKO_TLS_KEY_FILE and
+    /// KUROKO_TLS_CLIENT_CA_FILE, then from the flags below. With [tls]
+    /// cert_file and key_file both ports speak TLS only (docs/security.md). With
     /// `store = "clickhouse://host:8123/database"` (docs/clickhouse.md) a
     /// request is acknowledged once it is in this replica's own journal
     /// ([journal] dir) and sent to ClickHouse in blocks. With a token set,
@@ -502,10 +504,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // One write (scripts read the first line and may close the pipe),
             // and a reader that has gone does not stop the reporter.
             let _ = say(&format!(
-                "kuroko: OTLP/gRPC on {}, OTLP/HTTP on {}, store {}\nkuroko: web UI and API on http://{ui_host}:{}/\n",
+                "kuroko: OTLP/gRPC on {}, OTLP/HTTP on {}, store {}{}\nkuroko: web UI and API on {}://{ui_host}:{}/\n",
                 running.grpc,
                 running.http,
                 settings.store.display(),
+                if running.tls { ", TLS on both ports" } else { "" },
+                if running.tls { "https" } else { "http" },
                 running.http.port()
             ));
             tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
@@ -660,15 +664,37 @@ async fn triage(action: ErrorsAction) -> anyhow::Result<()> {
 
 /// POSTs `pairs` as a form to `url` of the reporter at `server`; its answer's body.
 fn post_form(server: &str, url: &str, pairs: &[(String, String)], token: Option<&str>) -> anyhow::Result<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent = client(server)?;
     let mut request = agent.post(url);
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
     let mut response = request
         .send_form(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .with_context(|| format!("asking the reporter at {server}; is it running there?"))?;
+        .map_err(|error| unreachable(server, error))?;
     answer_body(server, &mut response)
+}
+
+/// The HTTP client asking the reporter at `server`: statuses are answers;
+/// an `https://` server is trusted through the system's store (or the
+/// file `SSL_CERT_FILE` names).
+fn client(server: &str) -> anyhow::Result<ureq::Agent> {
+    let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+    if server.starts_with("https://") {
+        config = config.tls_config(kuroko_reporter::tls::client_config()?);
+    }
+    Ok(config.build().into())
+}
+
+/// Why the reporter at `server` could not be asked, with what to do.
+fn unreachable(server: &str, error: ureq::Error) -> anyhow::Error {
+    let untrusted = server.starts_with("https://") && error.to_string().contains("certificate");
+    let next = if untrusted {
+        "its certificate is not trusted here: set SSL_CERT_FILE to the PEM file of the CA that signed it"
+    } else {
+        "is it running there?"
+    };
+    anyhow::Error::new(error).context(format!("asking the reporter at {server}; {next}"))
 }
 
 /// The body of the reporter's answer, or its `{"error": …}` as an error.
@@ -735,7 +761,7 @@ async fn fetch(
 
 /// [`fetch`]'s one exchange: blocking.
 fn ask(server: &str, url: &str, pairs: &[(String, String)], token: Option<&str>) -> anyhow::Result<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent = client(server)?;
     let mut request = agent
         .get(url)
         .query_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -743,9 +769,7 @@ fn ask(server: &str, url: &str, pairs: &[(String, String)], token: Option<&str>)
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
-    let mut response = request
-        .call()
-        .with_context(|| format!("asking the reporter at {server}; is it running there?"))?;
+    let mut response = request.call().map_err(|error| unreachable(server, error))?;
     answer_body(server, &mut response)
 }
 

@@ -29,6 +29,12 @@ pub enum ServeError {
     /// Delivery (schedule, owners, alerts) could not be set up.
     #[error(transparent)]
     Deliver(#[from] crate::deliver::DeliverError),
+    /// `[tls]` could not be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The gRPC server refused its TLS configuration.
+    #[error("OTLP/gRPC with TLS: {0}")]
+    GrpcTls(#[source] tonic::transport::Error),
     /// An address could not be listened on.
     #[error("cannot listen on {address} ({what}); is another reporter or collector running there?")]
     Listen {
@@ -47,6 +53,8 @@ pub struct Running {
     pub grpc: SocketAddr,
     /// Where OTLP/HTTP is served.
     pub http: SocketAddr,
+    /// Whether both ports speak TLS (`[tls]`).
+    pub tls: bool,
     /// The receiver, with its counts.
     pub receiver: Arc<Receiver>,
     stops: Vec<oneshot::Sender<()>>,
@@ -127,8 +135,11 @@ type Background = (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>);
 /// Opens the store and starts both receivers.
 pub async fn start(config: &Config) -> Result<Running, ServeError> {
     config.check()?;
+    // Before the store: a wrong file is refused before anything starts.
+    let handshake = std::time::Duration::from_secs(config.limits.header_timeout_seconds.max(1));
+    let tls = crate::tls::load(&config.tls, handshake)?;
     let (store, background) = open_store(config)?;
-    let state = app(config, store.clone())?;
+    let state = app(config, store.clone())?.with_tls(tls.is_some());
     let (delivery_stop, delivery_task) = start_delivery(store.clone(), config)?;
     let token = config.ingest_token()?;
     if token.is_none() {
@@ -153,7 +164,13 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     );
 
     let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
-    let grpc_router = grpc::router(receiver.clone(), config.max_body_bytes, &config.limits);
+    let grpc_router = grpc::router(
+        receiver.clone(),
+        config.max_body_bytes,
+        &config.limits,
+        tls.as_ref().map(|tls| tls.grpc.clone()),
+    )
+    .map_err(ServeError::GrpcTls)?;
     let grpc_task = tokio::spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let shutdown = async {
@@ -190,16 +207,25 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     ));
     let app = http::router(receiver.clone(), config.max_body_bytes).merge(guarded);
     let http_receiver = receiver.clone();
+    let acceptor = tls.as_ref().map(|tls| tls.http.clone());
     let http_task = tokio::spawn(async move {
         let shutdown = async {
             let _ = http_stopped.await;
         };
-        crate::http_port::serve(http_listener, app, http_receiver, shutdown).await;
+        crate::http_port::serve(http_listener, app, http_receiver, acceptor, shutdown).await;
     });
-    tracing::info!(grpc = %grpc_address, http = %http_address, store = %config.store.display(), "receiving OTLP");
+    tracing::info!(
+        grpc = %grpc_address,
+        http = %http_address,
+        store = %config.store.display(),
+        tls = tls.is_some(),
+        client_certificates = tls.as_ref().is_some_and(|tls| tls.mutual),
+        "receiving OTLP"
+    );
     Ok(Running {
         grpc: grpc_address,
         http: http_address,
+        tls: tls.is_some(),
         receiver,
         stops: vec![grpc_stop, http_stop, delivery_stop],
         tasks: vec![grpc_task, http_task, delivery_task],

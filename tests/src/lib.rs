@@ -40,7 +40,8 @@ pub fn kuroko() -> PathBuf {
 }
 
 /// `kuroko serve --config <config>` started and ready: the running reporter
-/// and its OTLP/HTTP base URL (which serves the API and UI too).
+/// and its OTLP/HTTP base URL (which serves the API and UI too), `https://`
+/// when the configuration sets `[tls]`.
 pub fn serve(config: &Path) -> (Running, String) {
     let config = config.to_str().expect("a UTF-8 config path");
     let mut reporter = Running::start(&kuroko(), &["serve", "--config", config]);
@@ -52,7 +53,12 @@ pub fn serve(config: &Path) -> (Running, String) {
         .expect("the address line")
         .trim()
         .to_owned();
-    (reporter, format!("http://{http}"))
+    let scheme = if ready.contains("TLS on both ports") {
+        "https"
+    } else {
+        "http"
+    };
+    (reporter, format!("{scheme}://{http}"))
 }
 
 /// One of the agent's examples.

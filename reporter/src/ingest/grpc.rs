@@ -279,9 +279,14 @@ pub(crate) fn router(
     receiver: Arc<Receiver>,
     max_bytes: usize,
     limits: &super::otlp::Limits,
-) -> tonic::transport::server::Router {
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<tonic::transport::server::Router, tonic::transport::Error> {
     let keepalive = std::time::Duration::from_secs(limits.grpc_keepalive_seconds.max(1));
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    Ok(server
         // Small answers must not wait on Nagle and delayed ACKs (40 ms stalls).
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(keepalive))
@@ -290,5 +295,5 @@ pub(crate) fn router(
         )))
         .add_service(raw::<ExportMetrics>(&receiver, max_bytes))
         .add_service(raw::<ExportLogs>(&receiver, max_bytes))
-        .add_service(raw::<ExportTraces>(&receiver, max_bytes))
+        .add_service(raw::<ExportTraces>(&receiver, max_bytes)))
 }

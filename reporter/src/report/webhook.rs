@@ -31,7 +31,6 @@
 //! followed.
 
 use std::io::Read as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -303,21 +302,7 @@ fn agent(url: &Url, timeout: Duration) -> Result<ureq::Agent, WebhookError> {
         .timeout_recv_response(phase)
         .timeout_recv_body(phase);
     if url.scheme() == "https" {
-        let found = rustls_native_certs::load_native_certs();
-        if found.certs.is_empty() {
-            let why = found.errors.first().map(ToString::to_string).unwrap_or_default();
-            return Err(WebhookError::Client(format!(
-                "no trusted certificates in the system's store for https ({why}); install ca-certificates"
-            )));
-        }
-        let roots: Vec<ureq::tls::Certificate<'static>> = found
-            .certs
-            .iter()
-            .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
-            .collect();
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
-            .build();
+        let tls = crate::tls::client_config().map_err(|error| WebhookError::Client(error.to_string()))?;
         config = config.tls_config(tls);
     }
     Ok(config.build().into())

@@ -606,9 +606,10 @@ async fn login(State(ui): State<Arc<Ui>>, request: Request) -> Response {
     response
 }
 
-/// `; Secure` when the UI is served over HTTPS (its `base_url` says so).
+/// `; Secure` when the UI is served over HTTPS (`[tls]`, or a proxy's, as
+/// its `base_url` says).
 fn secure_flag(app: &App) -> &'static str {
-    if app.base_url.starts_with("https://") {
+    if app.tls || app.base_url.starts_with("https://") {
         "; Secure"
     } else {
         ""
