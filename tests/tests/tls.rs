@@ -7,7 +7,10 @@
 //! it is stored; plain HTTP to the TLS port gets no answer; with
 //! `client_ca_file`, only an agent presenting a certificate of that CA is
 //! taken; a key that is not the certificate's stops `kuroko serve` with the
-//! file's name.
+//! file's name. The official Python SDK (`tests/python/sdk_tls.py`, its
+//! packages installed by `tests/run-all.sh`) exports over both protocols
+//! with the CA in `OTEL_EXPORTER_OTLP_CERTIFICATE`, and every run it
+//! recorded is counted.
 
 #[allow(dead_code)]
 #[path = "../../agent/tests/support/certs.rs"]
@@ -84,8 +87,8 @@ fn wait(exporter: &Exporter, what: &str, done: impl Fn(&Exporter) -> bool) {
 }
 
 /// `kuroko query slowest` of the last hour from the reporter at `server`,
-/// trusting the CAs in `ca_file`: the services it lists, or its error.
-fn services(server: &str, ca_file: &Path) -> Result<Vec<String>, String> {
+/// trusting the CAs in `ca_file`: its rows, or its error.
+fn slowest(server: &str, ca_file: &Path) -> Result<Vec<Value>, String> {
     let output = std::process::Command::new(kuroko())
         .args([
             "query", "slowest", "--since", "1h", "--format", "json", "--server", server,
@@ -97,11 +100,13 @@ fn services(server: &str, ca_file: &Path) -> Result<Vec<String>, String> {
         return Err(String::from_utf8_lossy(&output.stderr).into_owned());
     }
     let answer: Value = serde_json::from_slice(&output.stdout).expect("kuroko query prints JSON");
-    let mut services: Vec<String> = answer["rows"]
-        .as_array()
-        .or_else(|| answer.as_array())
-        .into_iter()
-        .flatten()
+    Ok(answer["rows"].as_array().cloned().unwrap_or_default())
+}
+
+/// The services [`slowest`] lists.
+fn services(server: &str, ca_file: &Path) -> Result<Vec<String>, String> {
+    let mut services: Vec<String> = slowest(server, ca_file)?
+        .iter()
         .filter_map(|row| row["service"].as_str().map(str::to_owned))
         .collect();
     services.sort();
@@ -293,6 +298,87 @@ async fn with_a_client_ca_only_agents_with_its_certificates_are_taken() {
             std::thread::sleep(Duration::from_millis(200));
         }
         drop((with_certificate, with_certificate_http, without, files));
+    })
+    .await
+    .expect("the checks");
+    drop(reporter);
+}
+
+/// `tests/python/sdk_tls.py` as `service` over `protocol` to `endpoint`,
+/// trusting `ca_file`: whether it said it exported, and what it printed.
+fn python(endpoint: &str, protocol: &str, service: &str, ca_file: &Path) -> (bool, String) {
+    const SENDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/sdk_tls.py");
+    let output = match std::process::Command::new("python3")
+        .args([SENDER, endpoint, protocol, service])
+        .env("OTEL_EXPORTER_OTLP_CERTIFICATE", ca_file)
+        // With either set, requests ignores the CA file the exporter gives
+        // its session (psf/requests#4726); this machine sets both, as
+        // many images do (docs/security.md says so to users).
+        .env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE")
+        .output()
+    {
+        Ok(output) => output,
+        Err(error) => panic!("python3 cannot be run ({error}): run tests/run-all.sh, which installs it"),
+    };
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_ne!(
+        output.status.code(),
+        Some(3),
+        "python3 lacks the OpenTelemetry SDK: run tests/run-all.sh, which installs it\n{said}"
+    );
+    (output.status.success(), said)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_sdk_exports_over_tls_with_its_certificate_variable() {
+    let ca = Ca::new("Kuroko test CA");
+    let other = Ca::new("Someone else's CA");
+    let files = Folder::new();
+    let server = ca.server();
+    let cert = files.write("cert.pem", &server.cert_pem);
+    let key = files.write("key.pem", &server.key_pem);
+    let ca_file = files.write("ca.pem", &ca.pem());
+    let other_file = files.write("other-ca.pem", &other.pem());
+    let (reporter, https, grpc) = start(
+        &files,
+        &format!("cert_file = \"{}\"\nkey_file = \"{}\"\n", cert.display(), key.display()),
+    );
+    tokio::task::spawn_blocking(move || {
+        for (endpoint, protocol, service) in [
+            (https.clone(), "http/protobuf", "py-tls-http"),
+            (format!("https://{grpc}"), "grpc", "py-tls-grpc"),
+        ] {
+            let (ok, said) = python(&endpoint, protocol, service, &ca_file);
+            assert!(ok && said.contains("runs=120"), "{protocol}: {said}");
+        }
+        // Trusting another CA, the SDK's export fails (it logs why);
+        // nothing of it reaches the store.
+        let _ = python(&https, "http/protobuf", "py-tls-untrusting", &other_file);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let rows = slowest(&https, &ca_file).expect("kuroko query over https");
+            let runs = |service: &str| {
+                rows.iter()
+                    .filter(|row| row["service"] == service)
+                    .filter_map(|row| row["count"].as_u64())
+                    .sum::<u64>()
+            };
+            assert_eq!(runs("py-tls-untrusting"), 0, "{rows:?}");
+            if (runs("py-tls-http"), runs("py-tls-grpc")) == (120, 120) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "every run the SDK recorded, over each protocol: {rows:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        drop(files);
     })
     .await
     .expect("the checks");
