@@ -319,6 +319,32 @@ fn answers_as_the_embedded_store_does() {
             );
         }
     }
+    // A request's runs by trace id (the joined waterfall): the same from both.
+    let kept = embedded.slowest_traces(&Filter::default(), -1_000, 3_000, 100).unwrap();
+    assert!(!kept.is_empty(), "the batches keep traces");
+    for trace in &kept {
+        for (from, to) in [(-1_000, 3_000), (0, 1_000), (950, 991)] {
+            assert_eq!(
+                shared.traces_with_id(&trace.trace_id, from, to).unwrap(),
+                embedded.traces_with_id(&trace.trace_id, from, to).unwrap(),
+                "trace {} in {from}..{to}",
+                trace.trace_id
+            );
+        }
+        assert!(shared
+            .traces_with_id(&trace.trace_id, -1_000, 3_000)
+            .unwrap()
+            .contains(trace));
+    }
+    assert!(shared
+        .traces_with_id("no-such-trace", -1_000, 3_000)
+        .unwrap()
+        .is_empty());
+    assert!(
+        shared.traces_with_id("it's", -1_000, 3_000).unwrap().is_empty(),
+        "quoted"
+    );
+
     // What a user would see: a's five runs, merged across pieces, minutes and scales.
     let a = shared
         .histograms(

@@ -252,6 +252,71 @@ async fn a_slow_request_is_one_trace_in_the_reporter_across_two_services_and_ope
         a_traces.iter().all(|t| *t == otel_trace),
         "A's kept traces (Kuroko's and the SDK's) are the OpenTelemetry trace {otel_trace}: {a_traces:?}"
     );
+
+    // The reporter joins A and B into one waterfall: B's run under the
+    // span of A that called it, on A's time line.
+    let joined = reqwest::get(format!("{server}/api/v1/traces/{otel_trace}"))
+        .await
+        .expect("GET /api/v1/traces")
+        .text()
+        .await
+        .expect("answer");
+    let joined: Value = serde_json::from_str(&joined).unwrap_or_else(|_| panic!("JSON: {joined}"));
+    let runs = joined["runs"].as_array().expect("runs");
+    let services: Vec<(&str, u64)> = runs
+        .iter()
+        .map(|run| {
+            (
+                run["service"].as_str().unwrap_or(""),
+                run["depth"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect();
+    assert_eq!(services, [("checkout-api", 0), ("quote-api", 1)], "{joined:#}");
+    let quote = &runs[1];
+    assert_eq!(quote["called_by"], "checkout-api: quote-api", "{joined:#}");
+    let call = runs[0]["segments"]
+        .as_array()
+        .and_then(|segments| segments.iter().find(|s| s["name"] == "quote-api"))
+        .expect("A's outgoing call");
+    let (call_start, call_end) = (
+        call["offset"].as_f64().unwrap_or(f64::NAN),
+        call["offset"].as_f64().unwrap_or(f64::NAN) + call["duration"].as_f64().unwrap_or(f64::NAN),
+    );
+    let (b_start, b_end) = (
+        quote["offset"].as_f64().unwrap_or(f64::NAN),
+        quote["offset"].as_f64().unwrap_or(f64::NAN) + quote["duration"].as_f64().unwrap_or(f64::NAN),
+    );
+    assert!(
+        call_start <= b_start && b_end <= call_end + 0.005,
+        "B ran within A's call: call {call_start}..{call_end}, B {b_start}..{b_end}"
+    );
+    // The web UI: A's transaction page links its kept trace to the page of
+    // the whole request, one waterfall naming both services.
+    let a_page = reqwest::get(format!(
+        "{server}/transactions?service=checkout-api&transaction=GET%20%2Fcheckout&since=1h"
+    ))
+    .await
+    .expect("GET /transactions")
+    .text()
+    .await
+    .expect("page");
+    let link = a_page
+        .split("href=\"")
+        .map(|rest| rest.split('"').next().unwrap_or(""))
+        .find(|href| href.starts_with(&format!("/traces/{otel_trace}?")))
+        .unwrap_or_else(|| panic!("A's page links the whole request: {a_page}"))
+        .replace("&amp;", "&");
+    let page = reqwest::get(format!("{server}{link}"))
+        .await
+        .expect("GET /traces")
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        page.contains("checkout-api · GET /checkout") && page.contains("quote-api · GET /quote"),
+        "{page}"
+    );
     drop(reporter);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,6 +12,7 @@ pub mod attribution;
 pub mod blocks;
 pub mod breakdown;
 pub mod deploys;
+pub mod distributed;
 pub mod endpoints;
 pub(crate) mod error;
 pub mod errors;

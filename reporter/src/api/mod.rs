@@ -47,6 +47,7 @@ pub fn router(app: App) -> Router {
         );
     }
     api.route("/api/v1/errors/{group}/{action}", post(decide))
+        .route("/api/v1/traces/{id}", get(trace))
         .route("/api/v1", get(not_found))
         .route("/api/v1/", get(not_found))
         .route("/api/v1/{*rest}", get(not_found))
@@ -88,6 +89,42 @@ pub fn decide_now(
     let field = |key: &str| pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     let action = Action::parse(action, field, &app.owners, now)?;
     app.analysis().decide(group, action, by, now)
+}
+
+/// `GET /api/v1/traces/<trace id>?since=7d`: the request's kept runs
+/// across services, joined ([`crate::analysis::distributed`]); 404 when no
+/// service kept a run of it in the window.
+async fn trace(State(app): State<App>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    let get = |key: &str| pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let (from, to) =
+        match crate::analysis::scope::parse_window(get("since").unwrap_or("7d"), get("until"), now_minute()) {
+            Ok(window) => window,
+            Err(error) => return error_response(StatusCode::BAD_REQUEST, &error.to_string()),
+        };
+    let answer = tokio::task::spawn_blocking(move || app.analysis().joined_trace(&id, from, to).map(|j| (id, j))).await;
+    match answer {
+        Ok(Ok((_, Some(joined)))) => json_response(StatusCode::OK, serde_json::to_string(&joined).unwrap_or_default()),
+        Ok(Ok((id, None))) => error_response(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "no service kept a run of trace {id} in this window: only slow runs are kept; widen it (since=30d)"
+            ),
+        ),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "reading a trace failed");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string())
+        }
+        Err(join) => {
+            tracing::error!(error = %join, "reading a trace panicked");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "reading the trace failed inside the reporter; see its log",
+            )
+        }
+    }
 }
 
 async fn decide(

@@ -24,6 +24,7 @@ pub(crate) mod links;
 pub(crate) mod pending;
 pub(crate) mod plan;
 pub mod rollup;
+pub mod spans;
 pub mod sql;
 pub mod sqlite;
 pub mod state;
@@ -97,6 +98,10 @@ pub struct CounterPoint {
 
 /// Traces kept per series and hour, by both stores: the slowest.
 pub(crate) const TRACES_PER_HOUR: i64 = 20;
+
+/// Runs of one trace id read at most ([`Store::traces_with_id`]): a request
+/// fanning out to more services than this shows its first ones.
+pub(crate) const MAX_JOINED_RUNS: usize = 200;
 
 /// The transaction of errors that came with none (and whose trace, if any,
 /// has not been tied to one).
@@ -528,6 +533,11 @@ pub trait Store: DeliveryState + ErrorTriage + Deploys {
     /// The slowest kept traces of series matching `filter` that started in
     /// `from..to` (unix minutes), slowest first, at most `limit`.
     fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError>;
+
+    /// Every kept trace of `trace_id` that started in `from..to` (unix
+    /// minutes), one per series that kept it, earliest first: the runs of
+    /// one request across services, for joining them into one waterfall.
+    fn traces_with_id(&self, trace_id: &str, from: i64, to: i64) -> Result<Vec<TracePoint>, StoreError>;
 
     /// One merged histogram per series matching `filter` and step of `step`
     /// minutes over `from..to`: `(series, step start, histogram)`, ordered by

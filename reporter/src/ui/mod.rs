@@ -129,6 +129,7 @@ pub(crate) fn router_with(app: App, dashboards_dir: PathBuf, extras: Extras) -> 
         .route("/problems/{id}", get(problem_group))
         .route("/problems/{id}/triage", post(triage::decide_problem))
         .route("/regressions", get(regressions))
+        .route("/traces/{id}", get(trace))
         .route("/dashboards", get(dashboard_list))
         .route("/dashboards/{name}", get(dashboard))
         .route("/health", get(health))
@@ -382,6 +383,13 @@ async fn problems(State(ui): State<Arc<Ui>>, RawQuery(query): RawQuery) -> Respo
 async fn problem_group(State(ui): State<Arc<Ui>>, Path(id): Path<String>, RawQuery(query): RawQuery) -> Response {
     render(ui, query, move |ui, params, now| {
         pages::problem_group(&ui.app, &id, params, now)
+    })
+    .await
+}
+
+async fn trace(State(ui): State<Arc<Ui>>, Path(id): Path<String>, RawQuery(query): RawQuery) -> Response {
+    render(ui, query, move |ui, params, now| {
+        pages::trace(&ui.app, &id, params, now)
     })
     .await
 }

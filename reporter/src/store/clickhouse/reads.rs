@@ -15,7 +15,8 @@ use crate::histogram::Histogram;
 use crate::store::links::{self, Stacks, StoredLink, TracedError};
 use crate::store::plan::{ceil_to, plan, Progress, Stretch, NEVER};
 use crate::store::{
-    Batch, DatabaseError, ErrorSummary, Filter, SeriesKey, StepTotal, Store, StoreError, TracePoint, TRACES_PER_HOUR,
+    Batch, DatabaseError, ErrorSummary, Filter, SeriesKey, StepTotal, Store, StoreError, TracePoint, MAX_JOINED_RUNS,
+    TRACES_PER_HOUR,
 };
 
 /// The most ids a read numbers in SQL: their list is in the query, which
@@ -225,6 +226,29 @@ struct TraceOut {
     start: u64,
     duration: f64,
     spans: String,
+}
+
+impl TraceOut {
+    /// The rows as kept traces of the series in `keys` (others left out).
+    fn points(rows: Vec<TraceOut>, keys: &HashMap<u64, SeriesKey>) -> Vec<TracePoint> {
+        rows.into_iter()
+            .filter_map(|row| {
+                Some(TracePoint {
+                    key: keys.get(&row.series_id)?.clone(),
+                    trace_id: row.trace_id,
+                    start: row.start,
+                    duration: row.duration,
+                    spans: row.spans,
+                })
+            })
+            .collect()
+    }
+
+    /// The start of unix minute `minute`, in the table's unix nanoseconds
+    /// (0 before 1970, the largest at the far end).
+    fn nanos(minute: i64) -> u64 {
+        u64::try_from((i128::from(minute) * 60_000_000_000).max(0)).unwrap_or(u64::MAX)
+    }
 }
 
 impl Store for ClickHouseStore {
@@ -458,9 +482,7 @@ impl Store for ClickHouseStore {
     }
 
     fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError> {
-        const NANOS_PER_MINUTE: i128 = 60_000_000_000;
-        let bound = |minute: i64| u64::try_from((i128::from(minute) * NANOS_PER_MINUTE).max(0)).unwrap_or(u64::MAX);
-        let (start, end) = (bound(from), bound(to));
+        let (start, end) = (TraceOut::nanos(from), TraceOut::nanos(to));
         if start >= end || limit == 0 {
             return Ok(Vec::new());
         }
@@ -479,18 +501,33 @@ impl Store for ClickHouseStore {
              ORDER BY duration DESC LIMIT {limit}"
         ))?;
         let keys = self.keys(filter)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| {
-                Some(TracePoint {
-                    key: keys.get(&row.series_id)?.clone(),
-                    trace_id: row.trace_id,
-                    start: row.start,
-                    duration: row.duration,
-                    spans: row.spans,
-                })
-            })
-            .collect())
+        Ok(TraceOut::points(rows, &keys))
+    }
+
+    fn traces_with_id(&self, trace_id: &str, from: i64, to: i64) -> Result<Vec<TracePoint>, StoreError> {
+        let (start, end) = (TraceOut::nanos(from), TraceOut::nanos(to));
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let (first_hour, last_hour) = (start / 3_600_000_000_000, end.div_ceil(3_600_000_000_000));
+        // The hours bound the partitions read; within them the table is
+        // ordered by series, so the trace id is found by a scan of the
+        // window's kept traces (a few per series and hour).
+        let rows: Vec<TraceOut> = self.select(&format!(
+            "SELECT series_id, trace_id, argMax(start, written) AS start, argMax(duration, written) AS duration,
+                    argMax(spans, written) AS spans
+             FROM kept_trace WHERE hour >= {first_hour} AND hour < {last_hour} AND trace_id = {trace}
+             GROUP BY series_id, hour, trace_id
+             HAVING start >= {start} AND start < {end}
+             ORDER BY start LIMIT {MAX_JOINED_RUNS}",
+            trace = quote(trace_id)
+        ))?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = rows.iter().map(|row| row.series_id.to_string()).collect();
+        let keys = self.keys_where(&[format!("id IN ({})", ids.join(", "))])?;
+        Ok(TraceOut::points(rows, &keys))
     }
 
     fn histogram_steps(

@@ -14,7 +14,7 @@ use crate::store::hosts;
 use crate::store::journal::Journal;
 use crate::store::links::{self, Stacks, StoredLink, TracedError};
 use crate::store::plan::{floor_to, minutes_of, plan, Progress, Stretch, NEVER};
-use crate::store::{Batch, ErrorSummary, Filter, SeriesKey, StepTotal, Store, StoreError, TracePoint};
+use crate::store::{Batch, ErrorSummary, Filter, SeriesKey, StepTotal, Store, StoreError, TracePoint, MAX_JOINED_RUNS};
 
 /// The histogram columns [`row_histogram`] reads, of a table aliased `h`.
 pub(crate) const HISTOGRAM_COLUMNS: &str =
@@ -54,6 +54,18 @@ const FILTER: &str = "(?3 IS NULL OR s.service = ?3) AND (?4 IS NULL OR s.host =
 
 /// The series columns [`key`] reads, for a `series s` join.
 const KEY_COLUMNS: &str = "s.service, s.host, s.txn, s.feature, s.kind, s.environment";
+
+/// A kept trace row (with [`KEY_COLUMNS`], `trace_id`, `start`,
+/// `duration` and `spans`).
+fn trace_point(row: &rusqlite::Row<'_>) -> Result<TracePoint, rusqlite::Error> {
+    Ok(TracePoint {
+        key: key(row)?,
+        trace_id: row.get("trace_id")?,
+        start: row.get::<_, i64>("start")? as u64,
+        duration: row.get("duration")?,
+        spans: row.get("spans")?,
+    })
+}
 
 fn key(row: &rusqlite::Row<'_>) -> Result<SeriesKey, rusqlite::Error> {
     Ok(SeriesKey {
@@ -530,15 +542,23 @@ impl Store for SqliteStore {
              ORDER BY t.duration DESC LIMIT ?8"
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.select(&sql, filter, (from, to), Some(&limit), |row| {
-            Ok(TracePoint {
-                key: key(row)?,
-                trace_id: row.get("trace_id")?,
-                start: row.get::<_, i64>("start")? as u64,
-                duration: row.get("duration")?,
-                spans: row.get("spans")?,
-            })
-        })
+        self.select(&sql, filter, (from, to), Some(&limit), trace_point)
+    }
+
+    fn traces_with_id(&self, trace_id: &str, from: i64, to: i64) -> Result<Vec<TracePoint>, StoreError> {
+        self.flush()?;
+        let connection = self.connection();
+        let read = || -> Result<Vec<TracePoint>, rusqlite::Error> {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS}, t.trace_id, t.start, t.duration, t.spans
+                 FROM kept_trace t JOIN series s ON s.id = t.series
+                 WHERE t.trace_id = ?1 AND t.start >= ?2 * 60000000000 AND t.start < ?3 * 60000000000
+                 ORDER BY t.start LIMIT {MAX_JOINED_RUNS}"
+            ))?;
+            let rows = statement.query_map(rusqlite::params![trace_id, from, to], trace_point)?;
+            rows.collect()
+        };
+        read().map_err(|e| self.error(e))
     }
 
     fn histogram_steps(

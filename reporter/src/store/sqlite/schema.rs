@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS kept_trace (
     start INTEGER NOT NULL, duration REAL NOT NULL, spans TEXT NOT NULL,
     PRIMARY KEY (series, hour, trace_id)
 ) WITHOUT ROWID;
+-- A request's runs across services (`Store::traces_with_id`).
+CREATE INDEX IF NOT EXISTS kept_trace_by_trace ON kept_trace (trace_id);
 CREATE TABLE IF NOT EXISTS histogram_hour (
     series INTEGER NOT NULL, hour INTEGER NOT NULL,
     count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,

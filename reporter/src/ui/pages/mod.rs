@@ -20,6 +20,7 @@ mod feature;
 mod overview;
 mod problems;
 mod regressions;
+mod trace;
 mod transaction;
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +48,7 @@ pub use feature::feature;
 pub use overview::overview;
 pub use problems::{problem_group, problems};
 pub use regressions::regressions;
+pub use trace::trace;
 pub use transaction::{distribution, transaction};
 
 /// The window of the overview, feature, transaction and errors pages when
@@ -362,6 +364,23 @@ fn transaction_href(carried: &Params, service: &str, transaction: &str) -> Strin
 }
 
 /// A table of transaction rows, with changes when `before` is given.
+/// The page of the whole request `trace_id` across services
+/// (`/traces/{id}`), its window the hours around `start` (unix ns).
+fn trace_href(trace_id: &str, start: u64) -> String {
+    let minute = i64::try_from(start / 60_000_000_000).unwrap_or(0);
+    let at = |minute: i64| {
+        jiff::Timestamp::from_second(minute.saturating_mul(60))
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    };
+    format!(
+        "/traces/{}?since={}&until={}",
+        format::url_component(trace_id),
+        format::url_component(&at(minute - 60)),
+        format::url_component(&at(minute + 61))
+    )
+}
+
 fn transactions_table(
     rows: &[EndpointRow],
     carried: &Params,

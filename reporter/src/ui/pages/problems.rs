@@ -151,7 +151,7 @@ pub fn problem_group(app: &App, id: &str, params: &Params, now: i64) -> Result<M
         (section("example", "Example run (the costliest in the window), offending spans marked", &page, Some(("problems", &api)), html! {
             p.context {
                 (format::duration(example.duration)) " on " (example.host) " at " (format::nanos(example.start)) " UTC · trace "
-                code { (example.trace_id) } " · the problem costs it " (format::duration(example.cost))
+                a.trace-link href=(trace_href(&example.trace_id, example.start)) title="the whole request, across services" { code { (example.trace_id) } } " · the problem costs it " (format::duration(example.cost))
             }
             (charts::waterfall_marked(&summary, &marked))
         }))

@@ -199,7 +199,7 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
                 summary {
                     strong { (format::duration(trace.duration)) } " on " (trace.host) " at "
                     (format::nanos(trace.start)) " UTC"
-                    " · trace " code { (trace.trace_id) }
+                    " · trace " a.trace-link href=(trace_href(&trace.trace_id, trace.start)) title="the whole request, across services" { code { (trace.trace_id) } }
                 }
                 (charts::waterfall(trace))
             }
