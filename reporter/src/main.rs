@@ -253,18 +253,9 @@ struct QueryArgs {
     /// How to print: an aligned table, JSON as the API returns it, or CSV.
     #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
     format: QueryFormat,
-    /// Ask a running reporter, e.g. http://localhost:4318, instead of opening the store.
-    #[arg(long, conflicts_with_all = ["store", "config"])]
-    server: Option<String>,
-    /// The reporter's query token (with --server).
-    #[arg(long, env = "KUROKO_QUERY_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// TOML configuration file: its `store` and `owners`.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// The store's file or ClickHouse URL (overrides the configuration).
-    #[arg(long)]
-    store: Option<PathBuf>,
+    /// Where the answer comes from.
+    #[command(flatten)]
+    source: Source,
 }
 
 impl QueryArgs {
@@ -306,6 +297,25 @@ impl QueryArgs {
     }
 }
 
+/// Where `kuroko query` and `kuroko errors` read and record: a running
+/// reporter (`--server`), else the store the configuration (or `--store`)
+/// names.
+#[derive(clap::Args, Debug)]
+struct Source {
+    /// Ask a running reporter, e.g. http://localhost:4318, instead of opening the store.
+    #[arg(long, conflicts_with_all = ["store", "config"])]
+    server: Option<String>,
+    /// The reporter's query token (with --server).
+    #[arg(long, env = "KUROKO_QUERY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// TOML configuration file: its `store` and `owners`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The store's file or ClickHouse URL (overrides the configuration).
+    #[arg(long)]
+    store: Option<PathBuf>,
+}
+
 /// What `kuroko errors` does to a group.
 #[derive(Subcommand, Debug)]
 enum ErrorsAction {
@@ -342,18 +352,9 @@ enum ErrorsAction {
 struct ErrorsTarget {
     /// The group's id (16 hex digits).
     group: String,
-    /// Ask a running reporter, e.g. http://localhost:4318, instead of opening the store.
-    #[arg(long, conflicts_with_all = ["store", "config"])]
-    server: Option<String>,
-    /// The reporter's query token (with --server).
-    #[arg(long, env = "KUROKO_QUERY_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// TOML configuration file: its `store` and `owners`.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// The store's file or ClickHouse URL (overrides the configuration).
-    #[arg(long)]
-    store: Option<PathBuf>,
+    /// Where the answer comes from.
+    #[command(flatten)]
+    source: Source,
 }
 
 #[derive(Subcommand, Debug)]
@@ -572,16 +573,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// rendered the same way whichever it came from.
 async fn query(args: QueryArgs) -> anyhow::Result<()> {
     let pairs = args.pairs();
-    let answer = match &args.server {
+    let answer = match &args.source.server {
         Some(server) => {
-            let body = fetch(server, args.question, &pairs, args.token.as_deref()).await?;
+            let body = fetch(server, args.question, &pairs, args.source.token.as_deref()).await?;
             serde_json::from_str(&body).with_context(|| format!("reading the answer of {server}"))?
         }
         None => {
-            let mut settings = Config::load(args.config.as_deref())?;
-            settings.store = args.store.clone().unwrap_or(settings.store);
+            let mut settings = Config::load(args.source.config.as_deref())?;
+            settings.store = args.source.store.clone().unwrap_or(settings.store);
             if args.team.is_some() && settings.owners.is_none() {
-                return Err(no_owners(args.config.as_deref(), "--team"));
+                return Err(no_owners(args.source.config.as_deref(), "--team"));
             }
             let store = open_store(&settings.store, false)?;
             let owners = match &settings.owners {
@@ -615,24 +616,27 @@ async fn triage(action: ErrorsAction) -> anyhow::Result<()> {
             ("assign", target, vec![("team".to_owned(), team.unwrap_or_default())])
         }
     };
-    let decision: serde_json::Value = match &target.server {
+    let decision: serde_json::Value = match &target.source.server {
         Some(server) => {
             let url = format!(
                 "{}/api/v1/errors/{}/{name}",
                 server.trim_end_matches('/'),
                 percent_encoding::utf8_percent_encode(&target.group, percent_encoding::NON_ALPHANUMERIC)
             );
-            let (server, token) = (server.clone(), target.token.clone());
+            let (server, token) = (server.clone(), target.source.token.clone());
             let body = tokio::task::spawn_blocking(move || post_form(&server, &url, &pairs, token.as_deref()))
                 .await
                 .context("asking the reporter")??;
             serde_json::from_str(&body).context("reading the reporter's answer")?
         }
         None => {
-            let mut settings = Config::load(target.config.as_deref())?;
-            settings.store = target.store.clone().unwrap_or(settings.store);
+            let mut settings = Config::load(target.source.config.as_deref())?;
+            settings.store = target.source.store.clone().unwrap_or(settings.store);
             if name == "assign" && settings.owners.is_none() && pairs.iter().any(|(_, team)| !team.is_empty()) {
-                return Err(no_owners(target.config.as_deref(), "assigning a group to a team"));
+                return Err(no_owners(
+                    target.source.config.as_deref(),
+                    "assigning a group to a team",
+                ));
             }
             let store = open_store(&settings.store, false)?;
             let owners = match &settings.owners {
