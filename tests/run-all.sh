@@ -68,6 +68,10 @@ cargo test --workspace
 # its own: the workspace run above has the feature on only through the
 # end-to-end tests' dependencies.
 cargo test -p kuroko-agent --features opentelemetry --test opentelemetry --example opentelemetry_side_by_side
+# The agent without its defaults: the core alone (no runtime, no feature),
+# and the tower layer around a plain tower service without axum.
+cargo test -p kuroko-agent --no-default-features
+cargo test -p kuroko-agent --no-default-features --features tower --test tower_plain
 
 # The ClickHouse store's tests again, on a current ClickHouse engine instead
 # of Debian's 18.16: chDB behind tests/python/chdb_http.py (docs/clickhouse.md,

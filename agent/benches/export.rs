@@ -15,9 +15,9 @@
 //! # Contenders
 //!
 //! - `kuroko/harvest+encode+gzip`: exactly the exporter's per-interval work:
-//!   `Agent::harvest`, `encode::metrics_request` (scale 7 exponential
-//!   histograms plus the outcome and Apdex sums and the agent's own health
-//!   metrics), `prost` encoding and gzip with `Compression::fast()`, as the
+//!   `Agent::harvest`, `Encoder::metrics` (the OTLP message with scale 7
+//!   exponential histograms plus the outcome and Apdex sums and the agent's
+//!   own health metrics, encoded as protobuf) and gzip with `Compression::fast()`, as the
 //!   agent's HTTP transport does.
 //! - `otel-sdk/collect+encode+gzip`: an `opentelemetry_sdk` `SdkMeterProvider`
 //!   with an `f64` histogram `http.server.request.duration` (seconds,
@@ -49,8 +49,8 @@
 //!   around the same unit as the timed benchmark, averaged over 20 intervals.
 //!   Criterion itself reports wall time; both contenders do their work on one
 //!   thread at a time, so the two should agree on an idle machine. Then the
-//!   wall time of each of Kuroko's four steps (harvest, `metrics_request`,
-//!   protobuf, gzip).
+//!   wall time of each of Kuroko's three steps (harvest, encode: the OTLP
+//!   message and its protobuf, gzip).
 //!
 //! The whole run takes 20–40 s: the refill before every timed interval
 //! (200,000 records) is not timed but takes wall time, so the SDK's group,
@@ -74,7 +74,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingM
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use kuroko_agent::export::exponential::{self, ExponentialBuckets};
-use kuroko_agent::export::{encode, ExportConfig, ExportStats};
+use kuroko_agent::export::{Encoder, ExportConfig, ExportStats};
 use kuroko_agent::{Agent, Outcome, Transaction};
 use opentelemetry::metrics::{Histogram as OtelHistogram, MeterProvider};
 use opentelemetry::KeyValue;
@@ -82,7 +82,6 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue as ProtoKeyValue};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::{ExponentialHistogramDataPoint, HistogramDataPoint, Metric};
-use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
@@ -182,7 +181,7 @@ struct Payload {
 struct Kuroko {
     agent: Agent,
     handles: Vec<Transaction>,
-    resource: ProtoResource,
+    encoder: Encoder,
     started: SystemTime,
 }
 
@@ -193,7 +192,7 @@ impl Kuroko {
         Kuroko {
             agent,
             handles,
-            resource: ExportConfig::default().resource(SERVICE),
+            encoder: Encoder::new(&ExportConfig::default(), SERVICE),
             started: SystemTime::now(),
         }
     }
@@ -209,14 +208,10 @@ impl Kuroko {
     /// The exporter's per-interval work.
     fn export(&self, keep: bool) -> Payload {
         let harvest = self.agent.harvest();
-        let request = encode::metrics_request(
-            &harvest,
-            &self.resource,
-            exponential::DEFAULT_SCALE,
-            ExportStats::default(),
-            self.started,
-        );
-        let raw = request.encode_to_vec();
+        let raw = self
+            .encoder
+            .metrics(&harvest, ExportStats::default(), self.started)
+            .into_bytes();
         let compressed = gzip(&raw);
         Payload {
             raw_bytes: raw.len(),
@@ -369,11 +364,13 @@ fn kuroko_quantiles(request: &ExportMetricsServiceRequest, workload: &Workload, 
                     positive,
                     ..
                 } = point;
+                let positive = positive.clone().unwrap_or_default();
                 let buckets = ExponentialBuckets {
                     scale: *scale,
                     zero_count: *zero_count,
                     zero_threshold: *zero_threshold,
-                    positive: positive.clone().unwrap_or_default(),
+                    offset: positive.offset,
+                    counts: positive.bucket_counts,
                 };
                 if let Some(&i) = route_of(&point.attributes).and_then(|route| index.get(route)) {
                     out[i] = exponential::quantile(&buckets, q);
@@ -488,13 +485,9 @@ fn kuroko_breakdown(kuroko: &Kuroko, workload: &Workload) {
     kuroko.fill(workload);
     let harvest = kuroko.agent.harvest();
     let request = |scale| {
-        encode::metrics_request(
-            &harvest,
-            &kuroko.resource,
-            scale,
-            ExportStats::default(),
-            kuroko.started,
-        )
+        let encoder = Encoder::new(&ExportConfig::default().with_histogram_scale(scale), SERVICE);
+        let encoded = encoder.metrics(&harvest, ExportStats::default(), kuroko.started);
+        ExportMetricsServiceRequest::decode(encoded.as_bytes()).expect("Kuroko's metrics decode")
     };
     let full = request(exponential::DEFAULT_SCALE);
     println!(
@@ -502,15 +495,14 @@ fn kuroko_breakdown(kuroko: &Kuroko, workload: &Workload) {
         exponential::DEFAULT_SCALE
     );
     for metric in metrics(&full) {
-        let points = encode::data_points(&ExportMetricsServiceRequest {
-            resource_metrics: vec![opentelemetry_proto::tonic::metrics::v1::ResourceMetrics {
-                scope_metrics: vec![opentelemetry_proto::tonic::metrics::v1::ScopeMetrics {
-                    metrics: vec![metric.clone()],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        });
+        let points = match &metric.data {
+            Some(Data::Sum(sum)) => sum.data_points.len(),
+            Some(Data::Gauge(gauge)) => gauge.data_points.len(),
+            Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+            Some(Data::Histogram(h)) => h.data_points.len(),
+            Some(Data::Summary(s)) => s.data_points.len(),
+            None => 0,
+        };
         println!(
             "  {:<38} {:>5} points  {:>8.1} B/series",
             metric.name,
@@ -553,32 +545,26 @@ fn kuroko_breakdown(kuroko: &Kuroko, workload: &Workload) {
 
 /// Wall time of each step of Kuroko's interval, mean over [`CPU_INTERVALS`].
 fn kuroko_steps(kuroko: &Kuroko, workload: &Workload) {
-    let mut steps = [Duration::ZERO; 4];
+    let mut steps = [Duration::ZERO; 3];
     for _ in 0..CPU_INTERVALS {
         kuroko.fill(workload);
         let t0 = Instant::now();
         let harvest = kuroko.agent.harvest();
         let t1 = Instant::now();
-        let request = encode::metrics_request(
-            &harvest,
-            &kuroko.resource,
-            exponential::DEFAULT_SCALE,
-            ExportStats::default(),
-            kuroko.started,
-        );
+        let raw = kuroko
+            .encoder
+            .metrics(&harvest, ExportStats::default(), kuroko.started)
+            .into_bytes();
         let t2 = Instant::now();
-        let raw = request.encode_to_vec();
-        let t3 = Instant::now();
         black_box(gzip(&raw));
-        let t4 = Instant::now();
-        for (step, took) in steps.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2, t4 - t3]) {
+        let t3 = Instant::now();
+        for (step, took) in steps.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2]) {
             *step += took;
         }
     }
-    let [harvest, request, protobuf, gzip] = steps.map(|step| step.as_secs_f64() * 1e3 / f64::from(CPU_INTERVALS));
+    let [harvest, encode, gzip] = steps.map(|step| step.as_secs_f64() * 1e3 / f64::from(CPU_INTERVALS));
     println!(
-        "  kuroko steps (wall): harvest {harvest:.2} ms, metrics_request {request:.2} ms, \
-         protobuf {protobuf:.2} ms, gzip {gzip:.2} ms"
+        "  kuroko steps (wall): harvest {harvest:.2} ms, encode (message + protobuf) {encode:.2} ms, gzip {gzip:.2} ms"
     );
 }
 

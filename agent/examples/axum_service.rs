@@ -115,11 +115,9 @@ async fn pay(Extension(tx): Extension<CurrentTransaction>) -> (StatusCode, &'sta
 /// Sends every `--export-every` seconds until the deadline or Ctrl-C, then
 /// sends the last interval.
 async fn export(agent: &Agent, args: &Args, deadline: Option<Instant>) -> anyhow::Result<()> {
-    let config = kuroko_agent::export::ExportConfig {
-        interval: Some(Duration::from_secs(args.export_every.max(1))),
-        ..kuroko_agent::export::ExportConfig::default()
-    }
-    .with_env();
+    let config = kuroko_agent::export::ExportConfig::default()
+        .with_interval(Duration::from_secs(args.export_every.max(1)))
+        .with_env();
     let exporter = agent.export(config)?;
     println!("exporting every {} s", args.export_every.max(1));
     match deadline {
@@ -220,10 +218,7 @@ fn print_table(totals: &BTreeMap<String, Totals>, elapsed: Duration) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let agent = Agent::new(AgentConfig {
-        service_name: "cards-api".into(),
-        ..AgentConfig::default()
-    })?;
+    let agent = Agent::new(AgentConfig::default().with_service_name("cards-api"))?;
     tracing_subscriber::registry()
         .with(tracing_layer::KurokoLayer::new(agent.clone()))
         .init();

@@ -19,9 +19,24 @@ pub enum ConfigError {
 
 /// Everything an [`Agent`](crate::Agent) can be tuned with.
 ///
-/// Start from [`AgentConfig::default`] and change what you need; every field
-/// has a documented default.
+/// Start from [`AgentConfig::default`] and change what you need with the
+/// `with_*` methods (or by assigning fields); every field has a documented
+/// default. The struct is `#[non_exhaustive]`, so that new settings are not
+/// a breaking change: other crates cannot build it with a struct literal.
+///
+/// ```
+/// use std::time::Duration;
+/// use kuroko_agent::{Agent, AgentConfig};
+///
+/// let config = AgentConfig::default()
+///     .with_service_name("cards-api")
+///     .with_apdex_t(Duration::from_millis(200))
+///     .with_apdex_override("POST /cards/{id}/scan", Duration::from_millis(50));
+/// let agent = Agent::new(config)?;
+/// # Ok::<(), kuroko_agent::ConfigError>(())
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct AgentConfig {
     /// Name of the service (`service.name`). Default: `"unknown_service"`.
     pub service_name: String,
@@ -99,6 +114,33 @@ impl Default for AgentConfig {
 }
 
 impl AgentConfig {
+    crate::setters::setters! {
+        with_service_name => service_name: into String,
+        with_lowest_discernible => lowest_discernible: value Duration,
+        with_highest_trackable => highest_trackable: value Duration,
+        with_significant_digits => significant_digits: value u8,
+        with_max_series => max_series: value usize,
+        with_max_segments_per_transaction => max_segments_per_transaction: value usize,
+        with_max_errors_per_interval => max_errors_per_interval: value usize,
+        with_max_error_message_bytes => max_error_message_bytes: value usize,
+        with_apdex_t => apdex_t: value Duration,
+        with_hot_series_threshold => hot_series_threshold: value u64,
+        with_max_shards => max_shards: value usize,
+        with_slow_factor => slow_factor: value u32,
+        with_max_slow_traces_per_minute => max_slow_traces_per_minute: value u32,
+        with_max_trace_segments => max_trace_segments: value usize,
+        with_max_traces_per_interval => max_traces_per_interval: value usize,
+        with_shard_memory_budget => shard_memory_budget: value usize,
+    }
+
+    /// Sets the Apdex threshold of one transaction (see
+    /// [`apdex_overrides`](Self::apdex_overrides)).
+    #[must_use]
+    pub fn with_apdex_override(mut self, transaction: impl Into<String>, threshold: Duration) -> Self {
+        self.apdex_overrides.insert(transaction.into(), threshold);
+        self
+    }
+
     /// Checks every field, naming the first that is unusable.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, value) in [

@@ -105,7 +105,8 @@ impl Layout {
     }
 
     /// An empty `hdrhistogram::Histogram` with this layout's bounds.
-    pub fn new_histogram(&self) -> Histogram<u64> {
+    #[cfg(any(test, feature = "hdrhistogram"))]
+    pub(crate) fn new_histogram(&self) -> Histogram<u64> {
         Histogram::new_with_bounds(self.lowest, self.highest, self.significant_digits)
             .expect("bounds were validated by Layout::new")
     }

@@ -38,10 +38,34 @@
 //!
 //! Futures are timed with [`Transaction::time`] and
 //! [`Transaction::time_result`]. With the `tracing` feature,
-//! [`tracing_layer::KurokoLayer`] turns marked spans into transactions and
+//! `tracing_layer::KurokoLayer` turns marked spans into transactions and
 //! their children into segments; with the `tower` feature,
-//! [`tower_layer::KurokoLayer`] times every request of an axum or hyper
-//! service.
+//! `tower_layer::KurokoLayer` times every request of a tower/hyper service
+//! (the `axum` feature adds naming by axum's matched route); with `otlp`,
+//! `Agent::export` sends everything to an OpenTelemetry collector or Kuroko's
+//! reporter.
+//!
+//! # Features and stability
+//!
+//! The core (recording, harvest, snapshots, W3C trace context) needs no
+//! feature and no async runtime. The public API uses this crate's own types
+//! and the standard library's, with these exceptions, each the point of its
+//! feature:
+//!
+//! | Feature | Adds | Foreign crates in the public API |
+//! |---|---|---|
+//! | `tracing` | `tracing_layer` | `tracing-subscriber` 0.3 and `tracing` 0.1: `KurokoLayer` implements `tracing_subscriber::Layer` |
+//! | `tower` | `tower_layer` | `tower` 0.5 and `http` 1: `KurokoLayer`/`KurokoClientLayer` implement `tower::Layer`, their services `tower::Service<http::Request<B>>`; `KurokoLayer::route_fn` takes an `&http::Uri`, `OutgoingCall::headers`/`inject` an `http::HeaderMap` |
+//! | `axum` (implies `tower`) | requests named by axum's `MatchedPath` | none beyond `tower`'s: axum is used, never exposed |
+//! | `otlp` | `export` | none: `ExportConfig`, `Exporter`, `Encoder` and `Encoded` are this crate's; opentelemetry-proto, prost, tonic, reqwest and tokio stay private, so upgrading them is not a breaking change |
+//! | `tls` (implies `otlp`) | `https://` endpoints | none (rustls stays private) |
+//! | `opentelemetry` (implies `tracing`) | ids of `tracing-opentelemetry` spans | none (read inside the layers) |
+//! | `hdrhistogram` | `HistogramSnapshot::to_hdrhistogram` | `hdrhistogram` 7's `Histogram<u64>` |
+//!
+//! The defaults are `tracing`, `axum`, `otlp` and `tls`. The config
+//! structs ([`AgentConfig`], `export::ExportConfig`, `export::SignalConfig`)
+//! are `#[non_exhaustive]`: build them from `default()` with their `with_*`
+//! methods, so that a new setting is not a breaking change.
 //!
 //! # Cost and memory
 //!
@@ -69,6 +93,7 @@ mod otel;
 mod registry;
 mod segments;
 mod series;
+mod setters;
 mod snapshot;
 mod sync;
 pub mod trace_context;
@@ -99,7 +124,8 @@ pub use transaction::{
     TransactionMeta, TransactionSpec,
 };
 
-/// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
+/// The README's examples, compiled and run as doc tests (they use the
+/// default features).
+#[cfg(all(doctest, feature = "tracing", feature = "axum", feature = "otlp"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+#[cfg(any(test, feature = "hdrhistogram"))]
 use hdrhistogram::Histogram;
 
 use crate::errors::ErrorSnapshot;
@@ -149,7 +150,10 @@ impl HistogramSnapshot {
     }
 
     /// The same samples in an `hdrhistogram::Histogram`, for its iterators,
-    /// serialisation and statistics.
+    /// serialisation and statistics. Needs the `hdrhistogram` feature, which
+    /// puts that crate's type in this crate's API (see "Stability" in the
+    /// crate docs).
+    #[cfg(any(test, feature = "hdrhistogram"))]
     pub fn to_hdrhistogram(&self) -> Histogram<u64> {
         let mut histogram = self.layout.new_histogram();
         for &(index, count) in &self.buckets {

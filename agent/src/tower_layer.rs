@@ -1,11 +1,15 @@
-//! A `tower::Layer` that times every request of an axum or hyper service.
+//! A `tower::Layer` that times every request of a tower HTTP service: axum,
+//! hyper, or any `tower::Service` of `http::Request`.
 //!
-//! Each request becomes a web transaction named `METHOD /route/{template}`:
-//! the route comes from axum's [`MatchedPath`](axum::extract::MatchedPath)
-//! (present when the layer is added with `Router::layer`), else from a
-//! [`RouteTemplate`] request extension the application inserts, else from
-//! the layer's fallback (`(unmatched)` by default). The raw path is never
-//! used, since one series per id would exhaust the cardinality limit.
+//! Each request becomes a web transaction named `METHOD /route/{template}`.
+//! The route comes from, in order: axum's `MatchedPath` (with the `axum`
+//! feature, present when the layer is added with `Router::layer`); a
+//! [`RouteTemplate`] request extension the application inserts; the layer's
+//! [route function](KurokoLayer::route_fn), which maps a request's URI to its
+//! template (for plain tower/hyper services without a router that knows
+//! one); else the layer's fallback (`(unmatched)` by default). The raw path
+//! is never used, since one series per id would exhaust the cardinality
+//! limit.
 //!
 //! The response status sets the outcome (5xx is an error). A panic inside the
 //! handler is captured as an error of type `panic` with its message, recorded
@@ -34,9 +38,11 @@
 //! child of that call.
 //!
 //! Handlers reach the current transaction through the [`CurrentTransaction`]
-//! request extension, to time segments or capture errors:
+//! request extension, to time segments or capture errors (this example needs
+//! the `axum` feature):
 //!
 //! ```
+//! # #[cfg(feature = "axum")] {
 //! use axum::{extract::Extension, routing::get, Router};
 //! use kuroko_agent::{tower_layer::{CurrentTransaction, KurokoLayer}, Agent, SegmentKind};
 //!
@@ -49,6 +55,30 @@
 //! let app: Router = Router::new()
 //!     .route("/cards/{id}", get(show_card))
 //!     .layer(KurokoLayer::new(agent.clone()));
+//! # }
+//! ```
+//!
+//! A plain tower service names its routes with a route function:
+//!
+//! ```
+//! use std::borrow::Cow;
+//! use kuroko_agent::{tower_layer::KurokoLayer, Agent};
+//! use tower::{Layer, Service, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), std::convert::Infallible> {
+//! let agent = Agent::default();
+//! let layer = KurokoLayer::new(agent.clone()).route_fn(|uri| match uri.path().strip_prefix("/cards/") {
+//!     Some(id) if !id.contains('/') => Some(Cow::Borrowed("/cards/{id}")),
+//!     _ => None,
+//! });
+//! let mut service = layer.layer(tower::service_fn(|_request: http::Request<String>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("card")))
+//! }));
+//! let request = http::Request::get("/cards/42").body(String::new()).unwrap();
+//! service.ready().await?.call(request).await?;
+//! assert_eq!(agent.harvest().transaction("GET /cards/{id}").unwrap().count, 1);
+//! # Ok(()) }
 //! ```
 
 use std::any::Any;
@@ -61,7 +91,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::{HeaderMap, HeaderValue};
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 
 use crate::clock::Stamp;
 use crate::errors::CapturedError;
@@ -72,7 +102,7 @@ use crate::transaction::{Outcome, Segment, SegmentKind, Transaction, Transaction
 use crate::Agent;
 
 /// A route template for the request, inserted by the application when the
-/// router does not provide axum's `MatchedPath`.
+/// router does not provide axum's `MatchedPath` (the `axum` feature).
 #[derive(Clone, Debug)]
 pub struct RouteTemplate(pub Cow<'static, str>);
 
@@ -125,11 +155,25 @@ impl std::ops::Deref for CurrentTransaction {
     }
 }
 
+/// Maps a request's URI to its route template; see [`KurokoLayer::route_fn`].
+type RouteFn = dyn Fn(&Uri) -> Option<Cow<'static, str>> + Send + Sync;
+
 /// The layer; see the [module documentation](self).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KurokoLayer {
     agent: Agent,
     unmatched: Cow<'static, str>,
+    route_fn: Option<Arc<RouteFn>>,
+}
+
+impl std::fmt::Debug for KurokoLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KurokoLayer")
+            .field("agent", &self.agent)
+            .field("unmatched", &self.unmatched)
+            .field("route_fn", &self.route_fn.is_some())
+            .finish()
+    }
 }
 
 impl KurokoLayer {
@@ -138,7 +182,19 @@ impl KurokoLayer {
         KurokoLayer {
             agent,
             unmatched: Cow::Borrowed("(unmatched)"),
+            route_fn: None,
         }
+    }
+
+    /// Names requests that carry neither axum's `MatchedPath` nor a
+    /// [`RouteTemplate`] by what `route` returns for their URI: a route
+    /// template such as `/cards/{id}`, never the raw path (one series per id
+    /// would exhaust the cardinality limit), or `None` for the fallback
+    /// ([`unmatched_route`](Self::unmatched_route)). It runs on every such
+    /// request: return `Cow::Borrowed` to avoid an allocation.
+    pub fn route_fn(mut self, route: impl Fn(&Uri) -> Option<Cow<'static, str>> + Send + Sync + 'static) -> Self {
+        self.route_fn = Some(Arc::new(route));
+        self
     }
 
     /// The route name for requests with no matched route (default `(unmatched)`).
@@ -236,13 +292,29 @@ fn incoming_context(headers: &HeaderMap) -> Option<TraceContext> {
     TraceContext::parse(parent, state.as_deref())
 }
 
+/// The route axum matched for `request`.
+#[cfg(feature = "axum")]
+fn matched_path<B>(request: &Request<B>) -> Option<&str> {
+    Some(request.extensions().get::<axum::extract::MatchedPath>()?.as_str())
+}
+
+/// Without the `axum` feature, no router tells the route.
+#[cfg(not(feature = "axum"))]
+fn matched_path<B>(_request: &Request<B>) -> Option<&str> {
+    None
+}
+
 impl<S> KurokoService<S> {
     fn transaction<B>(&self, request: &Request<B>) -> Transaction {
         let method = request.method().as_str();
-        let route: &str = if let Some(path) = request.extensions().get::<axum::extract::MatchedPath>() {
-            path.as_str()
+        let from_fn;
+        let route: &str = if let Some(path) = matched_path(request) {
+            path
         } else if let Some(RouteTemplate(route)) = request.extensions().get::<RouteTemplate>() {
             route
+        } else if let Some(route) = self.layer.route_fn.as_ref().and_then(|route| route(request.uri())) {
+            from_fn = route;
+            &from_fn
         } else {
             &self.layer.unmatched
         };

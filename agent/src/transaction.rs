@@ -410,7 +410,7 @@ impl TransactionGuard {
 
     /// A handle to this run's segments that can be moved elsewhere (a
     /// handler, another task); what it records counts in this run's trace.
-    #[cfg(any(feature = "tower", test))]
+    #[cfg(feature = "tower")]
     pub(crate) fn run_trace(&self) -> Option<Arc<RunTrace>> {
         let tx = self.tx.as_ref()?;
         Some(self.run.get_or_init(|| tx.series.run_trace(self.start)).clone())

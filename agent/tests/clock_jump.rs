@@ -9,9 +9,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use kuroko_agent::export::{encode, ExportConfig, ExportStats};
+use kuroko_agent::export::{Encoder, ExportConfig, ExportStats};
 use kuroko_agent::Agent;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric;
+use prost::Message;
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 const CHILD: &str = "KUROKO_CLOCK_JUMP_FILE";
@@ -86,8 +88,12 @@ fn clock_jump_child() {
         assert!(harvest.elapsed >= Duration::from_millis(100) && harvest.elapsed < Duration::from_secs(2));
         assert_eq!(harvest.end.duration_since(harvest.start).unwrap(), harvest.elapsed);
 
-        let resource = ExportConfig::default().resource("jumpy");
-        let request = encode::metrics_request(&harvest, &resource, 7, ExportStats::default(), SystemTime::UNIX_EPOCH);
+        let encoded = Encoder::new(&ExportConfig::default(), "jumpy").metrics(
+            &harvest,
+            ExportStats::default(),
+            SystemTime::UNIX_EPOCH,
+        );
+        let request = ExportMetricsServiceRequest::decode(encoded.as_bytes()).expect("the agent's metrics decode");
         for metric in request
             .resource_metrics
             .iter()

@@ -325,16 +325,14 @@ fn serve(protocol: Protocol, listener: tokio::net::TcpListener, received: Receiv
 }
 
 fn config(protocol: Protocol, address: std::net::SocketAddr) -> ExportConfig {
-    ExportConfig {
-        protocol: Some(protocol),
-        endpoint: Some(format!("http://{address}")),
-        interval: Some(Duration::from_millis(100)),
-        timeout: Some(Duration::from_secs(2)),
-        headers: vec![("authorization".to_owned(), "Bearer test-token".to_owned())],
-        service_name: Some("cards-api".to_owned()),
-        environment: Some("test".to_owned()),
-        ..ExportConfig::default()
-    }
+    ExportConfig::default()
+        .with_protocol(protocol)
+        .with_endpoint(format!("http://{address}"))
+        .with_interval(Duration::from_millis(100))
+        .with_timeout(Duration::from_secs(2))
+        .with_header("authorization", "Bearer test-token")
+        .with_service_name("cards-api")
+        .with_environment("test")
 }
 
 /// Waits until `done` holds, up to 20 s, polling every 20 ms.
@@ -391,11 +389,7 @@ async fn grpc_export_decodes_to_percentiles_within_one_percent() {
     let received = Received::new(Answer::Accept);
     let _server = serve_grpc(listener, received.clone());
 
-    let agent = Agent::new(AgentConfig {
-        service_name: "ignored-in-favour-of-export-config".into(),
-        ..AgentConfig::default()
-    })
-    .unwrap();
+    let agent = Agent::new(AgentConfig::default().with_service_name("ignored-in-favour-of-export-config")).unwrap();
     let exporter = agent.export(config(Protocol::Grpc, address)).unwrap();
     let cards = agent.register(TransactionSpec::web("GET", "/cards/{id}").feature("cards"));
     let mut exact = samples(20_000, 0);
@@ -620,10 +614,7 @@ async fn a_full_buffer_drops_the_oldest_and_says_so() {
         .unwrap();
     let agent = Agent::default();
     let exporter = agent
-        .export(ExportConfig {
-            buffer_intervals: 3,
-            ..config(Protocol::HttpProtobuf, address)
-        })
+        .export(config(Protocol::HttpProtobuf, address).with_buffer_intervals(3))
         .unwrap();
     let tx = agent.transaction("GET /long-outage");
     for _ in 0..12 {

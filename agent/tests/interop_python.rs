@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kuroko_agent::export::{encode, ExportConfig, ExportStats};
+use kuroko_agent::export::{Encoder, ExportConfig, ExportStats};
 use kuroko_agent::{Agent, CapturedError, Harvest, Outcome, SegmentKind, TransactionSpec};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -129,15 +129,24 @@ fn scenario() -> Scenario {
     Scenario { harvest, runs }
 }
 
-fn requests_without_errors(harvest: &Harvest) -> (ExportMetricsServiceRequest, Option<ExportLogsServiceRequest>) {
-    let resource = ExportConfig {
-        service_name: Some("cards-api".into()),
-        ..ExportConfig::default()
-    }
-    .resource("fallback");
+/// The agent's metrics request for `harvest` (decoded) and the number of
+/// data points the agent counted in it.
+fn metrics_request(harvest: &Harvest) -> (ExportMetricsServiceRequest, u64) {
     let started = SystemTime::now() - Duration::from_secs(3600);
-    let metrics = encode::metrics_request(harvest, &resource, 7, ExportStats::default(), started);
-    (metrics, encode::logs_request(harvest, &resource))
+    let encoded = encoder().metrics(harvest, ExportStats::default(), started);
+    let request = ExportMetricsServiceRequest::decode(encoded.as_bytes()).expect("the agent's metrics decode");
+    (request, encoded.items())
+}
+
+fn encoder() -> Encoder {
+    Encoder::new(&ExportConfig::default().with_service_name("cards-api"), "fallback")
+}
+
+fn requests_without_errors(harvest: &Harvest) -> (ExportMetricsServiceRequest, Option<ExportLogsServiceRequest>) {
+    let logs = encoder()
+        .logs(harvest)
+        .map(|logs| ExportLogsServiceRequest::decode(logs.as_bytes()).expect("the agent's logs decode"));
+    (metrics_request(harvest).0, logs)
 }
 
 fn requests(harvest: &Harvest) -> (ExportMetricsServiceRequest, ExportLogsServiceRequest) {
@@ -289,7 +298,7 @@ fn python_decodes_and_validates_metrics() {
     // Python saw every metric and data point the agent encoded.
     let encoded = &metrics.resource_metrics[0].scope_metrics[0].metrics;
     assert_eq!(metrics_seen.len(), encoded.len());
-    assert_eq!(summary.one("points"), encode::data_points(&metrics).to_string());
+    assert_eq!(summary.one("points"), metrics_request(&scenario.harvest).1.to_string());
     let histograms = encoded
         .iter()
         .filter(|m| matches!(m.data, Some(metric::Data::ExponentialHistogram(_))))

@@ -33,12 +33,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 #[test]
 fn two_thousand_hot_series_fit_in_64_mib() {
     let before = LIVE.load(Ordering::Relaxed);
-    let agent = Agent::new(AgentConfig {
-        max_shards: 8,
-        hot_series_threshold: 0,
-        ..AgentConfig::default()
-    })
-    .unwrap();
+    let agent = Agent::new(AgentConfig::default().with_max_shards(8).with_hot_series_threshold(0)).unwrap();
     let names: Vec<String> = (0..2_000).map(|i| format!("GET /api/v1/resource-{i}/{{id}}")).collect();
     std::thread::scope(|scope| {
         for t in 0..2u64 {

@@ -9,15 +9,16 @@ use std::time::{Duration, SystemTime};
 
 use axum::routing::get;
 use axum::Router;
-use kuroko_agent::export::encode::{metrics_request, ExportStats};
+use kuroko_agent::export::{Encoder, ExportConfig, ExportStats};
 use kuroko_agent::{tower_layer, tracing_layer, Agent, Harvest, TraceSnapshot, TransactionSpec};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric;
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
+use prost::Message;
 use tracing::{info_span, Instrument};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::prelude::*;
@@ -55,13 +56,12 @@ fn only_trace<'a>(harvest: &'a Harvest, name: &str) -> &'a TraceSnapshot {
 
 /// (trace id, span id) of each exemplar, as exported.
 fn exemplars(harvest: &Harvest) -> Vec<(String, String)> {
-    let request = metrics_request(
+    let encoded = Encoder::new(&ExportConfig::default().with_histogram_scale(3), "test").metrics(
         harvest,
-        &Resource::default(),
-        3,
         ExportStats::default(),
         SystemTime::now(),
     );
+    let request = ExportMetricsServiceRequest::decode(encoded.as_bytes()).expect("the agent's metrics decode");
     request
         .resource_metrics
         .iter()

@@ -39,11 +39,8 @@ fn busy_agent() -> Agent {
 /// Exports `agent` every 100 ms with `code` as the program's settings and
 /// `env` as the variables.
 fn export(agent: &Agent, code: ExportConfig, env: &[(&str, String)]) -> Exporter {
-    let config = ExportConfig {
-        interval: code.interval.or(Some(Duration::from_millis(100))),
-        ..code
-    }
-    .with_lookup(lookup(env));
+    let interval = code.interval.unwrap_or(Duration::from_millis(100));
+    let config = code.with_interval(interval).with_lookup(lookup(env));
     agent.export(config).expect("a valid configuration")
 }
 
@@ -198,10 +195,9 @@ async fn headers_are_percent_decoded_and_a_signal_variable_replaces_the_generic(
     for protocol in ["http/protobuf", "grpc"] {
         let sink = Sink::plain().await;
         let agent = busy_agent();
-        let code = ExportConfig {
-            headers: vec![("x-from-code".into(), "1".into()), ("x-team".into(), "code".into())],
-            ..ExportConfig::default()
-        };
+        let code = ExportConfig::default()
+            .with_header("x-from-code", "1")
+            .with_header("x-team", "code");
         let _exporter = export(
             &agent,
             code,
@@ -365,10 +361,7 @@ fn resource_attribute(request: &ExportMetricsServiceRequest, key: &str) -> Optio
 async fn service_name_and_resource_attributes_fill_what_the_code_left() {
     let sink = Sink::plain().await;
     let agent = Agent::default();
-    let code = ExportConfig {
-        environment: Some("staging".into()),
-        ..ExportConfig::default()
-    };
+    let code = ExportConfig::default().with_environment("staging");
     let _exporter = export(
         &agent,
         code,
@@ -399,12 +392,10 @@ async fn service_name_and_resource_attributes_fill_what_the_code_left() {
 async fn values_set_in_code_win_over_the_variables() {
     let (code_sink, env_sink) = (Sink::plain().await, Sink::plain().await);
     let agent = Agent::default();
-    let code = ExportConfig {
-        protocol: Some(Protocol::HttpProtobuf),
-        endpoint: Some(format!("http://{}", code_sink.address)),
-        compression: Some(kuroko_agent::export::Compression::Gzip),
-        ..ExportConfig::default()
-    };
+    let code = ExportConfig::default()
+        .with_protocol(Protocol::HttpProtobuf)
+        .with_endpoint(format!("http://{}", code_sink.address))
+        .with_compression(kuroko_agent::export::Compression::Gzip);
     let _exporter = export(
         &agent,
         code,

@@ -396,16 +396,9 @@ fn captured_errors_are_counted_per_distinct_error() {
 
 #[test]
 fn bad_configuration_is_refused_with_the_field_named() {
-    let error = Agent::new(AgentConfig {
-        max_series: 0,
-        ..AgentConfig::default()
-    })
-    .unwrap_err();
+    let error = Agent::new(AgentConfig::default().with_max_series(0)).unwrap_err();
     assert_eq!(error.to_string(), "`max_series` must be at least 1");
-    let config = AgentConfig {
-        highest_trackable: Duration::from_nanos(1),
-        ..AgentConfig::default()
-    };
+    let config = AgentConfig::default().with_highest_trackable(Duration::from_nanos(1));
     assert!(Agent::new(config)
         .unwrap_err()
         .to_string()

@@ -24,11 +24,9 @@ const PROTOCOLS: [(&str, &str); 2] = [
 
 fn export(agent: &Agent, env: &[(&str, String)]) -> Exporter {
     let map: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    let config = ExportConfig {
-        interval: Some(Duration::from_millis(100)),
-        ..ExportConfig::default()
-    }
-    .with_lookup(move |name| map.get(name).cloned());
+    let config = ExportConfig::default()
+        .with_interval(Duration::from_millis(100))
+        .with_lookup(move |name| map.get(name).cloned());
     agent.export(config).expect("a valid configuration")
 }
 
@@ -160,11 +158,11 @@ async fn a_file_set_in_code_that_is_not_pem_is_refused_at_start() {
     let not_pem = files.write("ca.pem", "not a certificate");
     let agent = Agent::default();
     let error = agent
-        .export(ExportConfig {
-            endpoint: Some("https://127.0.0.1:4318".into()),
-            certificate: Some(not_pem.clone()),
-            ..ExportConfig::default()
-        })
+        .export(
+            ExportConfig::default()
+                .with_endpoint("https://127.0.0.1:4318")
+                .with_certificate(not_pem.clone()),
+        )
         .unwrap_err();
     assert!(matches!(error, ExportConfigError::Certificate { .. }));
     assert_eq!(

@@ -10,13 +10,14 @@ mod support;
 use axum::extract::{Extension, State};
 use axum::routing::get;
 use axum::Router;
-use kuroko_agent::export::encode::{metrics_request, ExportStats};
+use kuroko_agent::export::{Encoder, ExportConfig, ExportStats};
 use kuroko_agent::tower_layer::{
     CurrentTransaction, KurokoClientLayer, KurokoClientService, KurokoLayer, OutgoingCall,
 };
 use kuroko_agent::{Agent, Harvest, SegmentKind, TraceSnapshot, TransactionSpec};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric;
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
 use support::http::{listen, Reqwest};
 use tower::{Layer, Service, ServiceExt};
 
@@ -110,13 +111,12 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Trace ids of the exemplars on A's duration histogram, as exported.
 fn exemplar_trace_ids(harvest: &Harvest) -> Vec<String> {
-    let request = metrics_request(
+    let encoded = Encoder::new(&ExportConfig::default().with_histogram_scale(3), "test").metrics(
         harvest,
-        &Resource::default(),
-        3,
         ExportStats::default(),
         SystemTime::now(),
     );
+    let request = ExportMetricsServiceRequest::decode(encoded.as_bytes()).expect("the agent's metrics decode");
     let mut ids = Vec::new();
     for metric in request
         .resource_metrics
@@ -314,8 +314,8 @@ async fn any_client_joins_the_trace_through_an_outgoing_call_even_from_a_spawned
 
 #[test]
 fn a_job_continues_the_trace_its_message_carried() {
-    use kuroko_agent::export::encode::traces_request;
     use kuroko_agent::TraceContext;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
     let agent = Agent::default();
@@ -336,7 +336,10 @@ fn a_job_continues_the_trace_its_message_carried() {
         trace.parent_span_id.map(|p| hex(&p)).as_deref(),
         Some("b7ad6b7169203331")
     );
-    let exported = traces_request(&harvest, &Resource::default()).expect("a trace to export");
+    let encoded = Encoder::new(&ExportConfig::default(), "test")
+        .traces(&harvest)
+        .expect("a trace to export");
+    let exported = ExportTraceServiceRequest::decode(encoded.as_bytes()).expect("the agent's spans decode");
     let spans = &exported.resource_spans[0].scope_spans[0].spans;
     let root = spans
         .iter()

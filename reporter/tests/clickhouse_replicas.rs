@@ -217,14 +217,14 @@ email = ["dev@example.com"]
         let host = format!("web-{i}");
         let agent = Agent::default();
         let exporter = agent
-            .export(ExportConfig {
-                protocol: Some(protocol),
-                endpoint: Some(format!("http://{endpoint}")),
-                interval: Some(Duration::from_millis(200)),
-                service_name: Some("shop".into()),
-                host_name: Some(host.clone()),
-                ..ExportConfig::default()
-            })
+            .export(
+                ExportConfig::default()
+                    .with_protocol(protocol)
+                    .with_endpoint(format!("http://{endpoint}"))
+                    .with_interval(Duration::from_millis(200))
+                    .with_service_name("shop")
+                    .with_host_name(host.clone()),
+            )
             .unwrap();
         let cards = agent.register(TransactionSpec::web("GET", "/cards/{id}").feature("cards"));
         let checkout = agent.register(TransactionSpec::web("POST", "/checkout").feature("checkout"));

@@ -938,14 +938,14 @@ async fn the_reporter_serves_into_clickhouse_when_configured() {
     let reporter = kuroko_reporter::serve::start(&config).await.unwrap();
     let agent = Agent::default();
     let exporter = agent
-        .export(ExportConfig {
-            protocol: Some(Protocol::HttpProtobuf),
-            endpoint: Some(format!("http://{}", reporter.http)),
-            interval: Some(Duration::from_millis(100)),
-            service_name: Some("cards-api".into()),
-            host_name: Some("web-1".into()),
-            ..ExportConfig::default()
-        })
+        .export(
+            ExportConfig::default()
+                .with_protocol(Protocol::HttpProtobuf)
+                .with_endpoint(format!("http://{}", reporter.http))
+                .with_interval(Duration::from_millis(100))
+                .with_service_name("cards-api")
+                .with_host_name("web-1"),
+        )
         .unwrap();
     let cards = agent.register(TransactionSpec::web("GET", "/cards/{id}"));
     for i in 0..1_000u64 {

@@ -606,21 +606,17 @@ async fn an_agents_dropped_points_show_on_the_health_page() {
     // The agent starts while its reporter is down: with room for one
     // interval, it drops the older ones and counts their points.
     let port = free_port();
-    let agent = Agent::new(AgentConfig {
-        service_name: "checkout".to_owned(),
-        ..AgentConfig::default()
-    })
-    .unwrap();
+    let agent = Agent::new(AgentConfig::default().with_service_name("checkout")).unwrap();
     let exporter = agent
-        .export(ExportConfig {
-            endpoint: Some(format!("http://127.0.0.1:{port}")),
-            interval: Some(Duration::from_millis(200)),
-            buffer_intervals: 1,
-            timeout: Some(Duration::from_secs(2)),
-            service_name: Some("checkout".to_owned()),
-            host_name: Some("web-7".to_owned()),
-            ..ExportConfig::default()
-        })
+        .export(
+            ExportConfig::default()
+                .with_endpoint(format!("http://127.0.0.1:{port}"))
+                .with_interval(Duration::from_millis(200))
+                .with_buffer_intervals(1)
+                .with_timeout(Duration::from_secs(2))
+                .with_service_name("checkout")
+                .with_host_name("web-7"),
+        )
         .unwrap();
     let record = {
         let agent = agent.clone();

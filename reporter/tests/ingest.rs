@@ -69,14 +69,14 @@ async fn the_agents_data_arrives_over_grpc_and_http_with_exact_counts() {
         };
         let agent = Agent::default();
         let exporter = agent
-            .export(ExportConfig {
-                protocol: Some(protocol),
-                endpoint: Some(format!("http://{endpoint}")),
-                interval: Some(Duration::from_millis(100)),
-                service_name: Some("cards-api".into()),
-                host_name: Some("web-1".into()),
-                ..ExportConfig::default()
-            })
+            .export(
+                ExportConfig::default()
+                    .with_protocol(protocol)
+                    .with_endpoint(format!("http://{endpoint}"))
+                    .with_interval(Duration::from_millis(100))
+                    .with_service_name("cards-api")
+                    .with_host_name("web-1"),
+            )
             .unwrap();
         let cards = agent.register(TransactionSpec::web("GET", "/cards/{id}").feature("cards"));
         let mut exact = samples(5_000);
@@ -773,17 +773,14 @@ async fn tokens_guard_the_door_and_series_are_bounded() {
     // request in /metrics below), the one with it gets in (one run stored).
     for token in [None, Some("Bearer s3cr3t")] {
         let agent = Agent::default();
-        let exporter = agent
-            .export(ExportConfig {
-                protocol: Some(Protocol::Grpc),
-                endpoint: Some(format!("http://{}", reporter.grpc)),
-                headers: token
-                    .map(|t| vec![("authorization".to_owned(), t.to_owned())])
-                    .unwrap_or_default(),
-                service_name: Some("grpc-svc".into()),
-                ..ExportConfig::default()
-            })
-            .unwrap();
+        let mut config = ExportConfig::default()
+            .with_protocol(Protocol::Grpc)
+            .with_endpoint(format!("http://{}", reporter.grpc))
+            .with_service_name("grpc-svc");
+        if let Some(token) = token {
+            config = config.with_header("authorization", token);
+        }
+        let exporter = agent.export(config).unwrap();
         agent.record("GET /grpc", Duration::from_millis(3));
         exporter.shutdown().await;
     }

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use kuroko_agent::export::{encode, exponential, ExportConfig, ExportStats};
+use kuroko_agent::export::{Encoded, Encoder, ExportConfig, ExportStats};
 use kuroko_agent::{Agent, CapturedError, Outcome, SegmentKind, TransactionSpec};
 use kuroko_reporter::ingest::{decode_and_validate, metrics_paths_agree, wire};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -43,17 +43,12 @@ fn seeds() -> Vec<Vec<u8>> {
     }
     agent.capture_error("GET /cards/{id}", CapturedError::new("DbTimeout", "took 5 s"));
     let harvest = agent.harvest();
-    let resource = ExportConfig::default().resource("svc");
-    let mut seeds = vec![encode::metrics_request(
-        &harvest,
-        &resource,
-        exponential::DEFAULT_SCALE,
-        ExportStats::default(),
-        SystemTime::now(),
-    )
-    .encode_to_vec()];
-    seeds.extend(encode::logs_request(&harvest, &resource).map(|r| r.encode_to_vec()));
-    seeds.extend(encode::traces_request(&harvest, &resource).map(|r| r.encode_to_vec()));
+    let encoder = Encoder::new(&ExportConfig::default(), "svc");
+    let mut seeds = vec![encoder
+        .metrics(&harvest, ExportStats::default(), SystemTime::now())
+        .into_bytes()];
+    seeds.extend(encoder.logs(&harvest).map(Encoded::into_bytes));
+    seeds.extend(encoder.traces(&harvest).map(Encoded::into_bytes));
     seeds.push(Vec::new());
     seeds.push(sdk_metrics(false).encode_to_vec());
     seeds.push(sdk_metrics(true).encode_to_vec());

@@ -133,14 +133,14 @@ async fn planted_problems_in_the_agents_runs_are_found_once_and_clean_runs_are_n
     let (reporter, dir) = start("agent", false).await;
     let agent = Agent::default();
     let exporter = agent
-        .export(ExportConfig {
-            protocol: Some(Protocol::HttpProtobuf),
-            endpoint: Some(format!("http://{}", reporter.http)),
-            interval: Some(Duration::from_millis(200)),
-            service_name: Some("shop".into()),
-            host_name: Some("web-1".into()),
-            ..ExportConfig::default()
-        })
+        .export(
+            ExportConfig::default()
+                .with_protocol(Protocol::HttpProtobuf)
+                .with_endpoint(format!("http://{}", reporter.http))
+                .with_interval(Duration::from_millis(200))
+                .with_service_name("shop")
+                .with_host_name("web-1"),
+        )
         .unwrap();
     let apdex = Duration::from_millis(5);
     let export = agent.register(TransactionSpec::web("GET", "/orders/{id}/export").apdex(apdex));

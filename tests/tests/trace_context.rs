@@ -68,18 +68,14 @@ where
 /// An agent of `service` whose `route` is slow from 20 ms on, exporting to
 /// the reporter at `endpoint`.
 fn agent(service: &str, route: &str, endpoint: &str) -> (Agent, kuroko_agent::export::Exporter) {
-    let agent = Agent::new(AgentConfig {
-        service_name: service.into(),
-        ..AgentConfig::default()
-    })
-    .expect("agent");
+    let agent = Agent::new(AgentConfig::default().with_service_name(service)).expect("agent");
     agent.register(TransactionSpec::web("GET", route).apdex(Duration::from_millis(5)));
     let exporter = agent
-        .export(ExportConfig {
-            endpoint: Some(endpoint.to_owned()),
-            interval: Some(Duration::from_secs(60)),
-            ..ExportConfig::default()
-        })
+        .export(
+            ExportConfig::default()
+                .with_endpoint(endpoint)
+                .with_interval(Duration::from_secs(60)),
+        )
         .expect("exporter");
     (agent, exporter)
 }

@@ -74,7 +74,11 @@ pub enum ExportConfigError {
 
 /// The options one signal may set for itself, each winning over the
 /// all-signals field of [`ExportConfig`] of the same name.
+///
+/// `#[non_exhaustive]`: start from [`SignalConfig::default`] and use the
+/// `with_*` methods (or assign fields).
 #[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct SignalConfig {
     /// OTLP/gRPC or OTLP/HTTP for this signal.
     pub protocol: Option<Protocol>,
@@ -97,7 +101,26 @@ pub struct SignalConfig {
 /// Where and how often to export. Unset (`None`) options take the
 /// `OTEL_*` variables when [`ExportConfig::with_env`] is applied, else the
 /// OpenTelemetry defaults.
+///
+/// `#[non_exhaustive]`, so that new options are not a breaking change:
+/// start from [`ExportConfig::default`] and use the `with_*` methods (or
+/// assign fields).
+///
+/// ```
+/// use std::time::Duration;
+/// use kuroko_agent::export::{ExportConfig, Protocol};
+///
+/// let config = ExportConfig::default()
+///     .with_protocol(Protocol::Grpc)
+///     .with_endpoint("https://collector.internal:4317")
+///     .with_header("authorization", "Bearer s3cret")
+///     .with_interval(Duration::from_secs(10))
+///     .with_service_name("cards-api");
+/// assert_eq!(config.traces_url(), "https://collector.internal:4317");
+/// // Then `.with_env()` fills what the code left unset from the OTEL_* variables.
+/// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct ExportConfig {
     /// OTLP/gRPC or OTLP/HTTP. Default: HTTP/protobuf.
     pub protocol: Option<Protocol>,
@@ -167,6 +190,57 @@ impl Default for ExportConfig {
             host_name: None,
             resource_attributes: Vec::new(),
         }
+    }
+}
+
+/// The `with_*` setters of the options that [`ExportConfig`] sets for all
+/// signals and [`SignalConfig`] for one, then `more` of the type's own.
+macro_rules! option_setters {
+    ($($more:tt)*) => {
+        crate::setters::setters! {
+            with_protocol => protocol: some Protocol,
+            with_endpoint => endpoint: some String,
+            with_timeout => timeout: some Duration,
+            with_compression => compression: some Compression,
+            with_certificate => certificate: some PathBuf,
+            with_client_certificate => client_certificate: some PathBuf,
+            with_client_key => client_key: some PathBuf,
+            $($more)*
+        }
+
+        /// Adds a header sent with the exports (of this signal, on a
+        /// [`SignalConfig`]), e.g. an auth token.
+        #[must_use]
+        pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+            self.headers.push((name.into(), value.into()));
+            self
+        }
+    };
+}
+
+impl SignalConfig {
+    option_setters! {}
+}
+
+impl ExportConfig {
+    option_setters! {
+        with_metrics => metrics: value SignalConfig,
+        with_logs => logs: value SignalConfig,
+        with_traces => traces: value SignalConfig,
+        with_interval => interval: some Duration,
+        with_buffer_intervals => buffer_intervals: value usize,
+        with_histogram_scale => histogram_scale: value i32,
+        with_service_name => service_name: some String,
+        with_service_version => service_version: some String,
+        with_environment => environment: some String,
+        with_host_name => host_name: some String,
+    }
+
+    /// Adds a resource attribute.
+    #[must_use]
+    pub fn with_resource_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.resource_attributes.push((key.into(), value.into()));
+        self
     }
 }
 
@@ -409,7 +483,7 @@ impl ExportConfig {
 
     /// The OTLP resource: `service.name`, `service.version`, `host.name`,
     /// `deployment.environment.name`, then the extra attributes.
-    pub fn resource(&self, default_service_name: &str) -> Resource {
+    pub(crate) fn resource(&self, default_service_name: &str) -> Resource {
         let mut attributes = vec![string(
             "service.name",
             self.service_name.as_deref().unwrap_or(default_service_name),

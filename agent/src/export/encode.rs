@@ -1,13 +1,24 @@
-//! A [`Harvest`] as OTLP messages: metrics, and errors as log records.
-//! `docs/otlp-schema.md` is the contract this module implements.
+//! A [`Harvest`] as OTLP messages: metrics, errors as log records, and slow
+//! runs as spans. `docs/otlp-schema.md` is the contract this module
+//! implements.
+//!
+//! [`Encoder`] gives the exporter's request bodies (protobuf) to programs
+//! that send them their own way, or test a receiver with them. The OTLP
+//! message types themselves stay private: they belong to
+//! `opentelemetry-proto`, whose every release would otherwise be a breaking
+//! change of this crate. Decode the bytes with the OTLP library of your
+//! choice.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use prost::Message;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
 use opentelemetry_proto::tonic::metrics::v1::{
     exemplar, metric, number_data_point, AggregationTemporality, Exemplar, ExponentialHistogram,
     ExponentialHistogramDataPoint, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
@@ -17,7 +28,7 @@ use opentelemetry_proto::tonic::trace::v1::{
     span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
 };
 
-use super::exponential;
+use super::{exponential, ExportConfig};
 use crate::{AgentStats, Harvest, Outcome, SegmentKind, TraceSnapshot, TransactionKind, TransactionSnapshot};
 
 /// Instrumentation scope of everything the agent sends.
@@ -47,6 +58,91 @@ pub struct ExportStats {
     pub rejected_points: u64,
     /// Export attempts that failed, since start.
     pub failed_exports: u64,
+}
+
+/// Encodes harvests into OTLP request bodies exactly as the exporter does,
+/// with the resource and histogram scale of an [`ExportConfig`].
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use kuroko_agent::export::{Encoder, ExportConfig, ExportStats};
+/// use kuroko_agent::Agent;
+///
+/// let agent = Agent::default();
+/// agent.record("nightly-rollup", Duration::from_secs(2));
+/// let encoder = Encoder::new(&ExportConfig::default().with_service_name("batch"), "unknown_service");
+/// let metrics = encoder.metrics(&agent.harvest(), ExportStats::default(), SystemTime::now());
+/// assert!(metrics.items() > 0 && !metrics.as_bytes().is_empty());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Encoder {
+    resource: Resource,
+    scale: i32,
+}
+
+/// One OTLP export request encoded as protobuf: the body of an OTLP/HTTP
+/// `POST /v1/metrics` (`/v1/logs`, `/v1/traces`), uncompressed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    body: Vec<u8>,
+    items: u64,
+}
+
+impl Encoded {
+    fn new(message: &impl Message, items: u64) -> Self {
+        Encoded {
+            body: message.encode_to_vec(),
+            items,
+        }
+    }
+
+    /// The protobuf bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The protobuf bytes, owned.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.body
+    }
+
+    /// What the request carries: data points (metrics), log records (logs)
+    /// or spans (traces).
+    pub fn items(&self) -> u64 {
+        self.items
+    }
+}
+
+impl Encoder {
+    /// An encoder with `config`'s resource (`service.name` falls back to
+    /// `default_service_name`, as the exporter falls back to the agent's
+    /// configured name) and histogram scale.
+    pub fn new(config: &ExportConfig, default_service_name: &str) -> Self {
+        Encoder {
+            resource: config.resource(default_service_name),
+            scale: config.histogram_scale,
+        }
+    }
+
+    /// The metrics of one harvest. `stats` adds the exporter's own health
+    /// (`kuroko.agent.export.*`); `started` is when the agent started, the
+    /// start of its cumulative counters.
+    pub fn metrics(&self, harvest: &Harvest, stats: ExportStats, started: SystemTime) -> Encoded {
+        let request = metrics_request(harvest, &self.resource, self.scale, stats, started);
+        Encoded::new(&request, data_points(&request))
+    }
+
+    /// The harvest's errors as log records; `None` without errors.
+    pub fn logs(&self, harvest: &Harvest) -> Option<Encoded> {
+        let request = logs_request(harvest, &self.resource)?;
+        Some(Encoded::new(&request, log_records(&request)))
+    }
+
+    /// The harvest's slow runs as spans; `None` without any.
+    pub fn traces(&self, harvest: &Harvest) -> Option<Encoded> {
+        let request = traces_request(harvest, &self.resource)?;
+        Some(Encoded::new(&request, spans(&request)))
+    }
 }
 
 fn unix_nanos(time: SystemTime) -> u64 {
@@ -191,7 +287,7 @@ fn with(mut attributes: Vec<KeyValue>, extra: KeyValue) -> Vec<KeyValue> {
 /// The metrics of one harvest. `stats` and `agent` add the agent's own
 /// health (`kuroko.agent.*`); `started` is when the agent started, the start
 /// of its cumulative counters.
-pub fn metrics_request(
+pub(crate) fn metrics_request(
     harvest: &Harvest,
     resource: &Resource,
     scale: i32,
@@ -218,7 +314,10 @@ pub fn metrics_request(
                 scale: buckets.scale,
                 zero_count: buckets.zero_count,
                 zero_threshold: buckets.zero_threshold,
-                positive: Some(buckets.positive),
+                positive: Some(Buckets {
+                    offset: buckets.offset,
+                    bucket_counts: buckets.counts,
+                }),
                 min: Some(tx.min_ns as f64 / 1e9),
                 max: Some(tx.max_ns as f64 / 1e9),
                 exemplars: exemplars(harvest, tx),
@@ -366,7 +465,7 @@ fn agent_health(out: &mut Metrics, stats: &AgentStats, export: ExportStats, sinc
 }
 
 /// Number of data points in a metrics request.
-pub fn data_points(request: &ExportMetricsServiceRequest) -> u64 {
+pub(crate) fn data_points(request: &ExportMetricsServiceRequest) -> u64 {
     let mut points = 0;
     for metric in request
         .resource_metrics
@@ -386,9 +485,28 @@ pub fn data_points(request: &ExportMetricsServiceRequest) -> u64 {
     points
 }
 
+/// Number of log records in a logs request.
+pub(crate) fn log_records(logs: &ExportLogsServiceRequest) -> u64 {
+    logs.resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .map(|s| s.log_records.len() as u64)
+        .sum()
+}
+
+/// Number of spans in a traces request.
+pub(crate) fn spans(traces: &ExportTraceServiceRequest) -> u64 {
+    traces
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum()
+}
+
 /// The harvest's errors as log records following the `exception.*`
 /// conventions, one per distinct error with its count; `None` without errors.
-pub fn logs_request(harvest: &Harvest, resource: &Resource) -> Option<ExportLogsServiceRequest> {
+pub(crate) fn logs_request(harvest: &Harvest, resource: &Resource) -> Option<ExportLogsServiceRequest> {
     if harvest.errors.is_empty() {
         return None;
     }
@@ -460,7 +578,7 @@ pub fn logs_request(harvest: &Harvest, resource: &Resource) -> Option<ExportLogs
 /// (job; `CONSUMER` when it continues a caller's trace) span per run, a
 /// child of the caller's span when it continued a trace, with one child span per segment (`CLIENT` for
 /// database and external calls, `INTERNAL` for code); `None` without any.
-pub fn traces_request(harvest: &Harvest, resource: &Resource) -> Option<ExportTraceServiceRequest> {
+pub(crate) fn traces_request(harvest: &Harvest, resource: &Resource) -> Option<ExportTraceServiceRequest> {
     if harvest.traces.is_empty() {
         return None;
     }

@@ -17,8 +17,6 @@
 //! exact sample at the default scale 7 (0.93% at scale 6; scale 5 and below
 //! can exceed 1%). Count, sum, min and max are exact and exported as such.
 
-use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
-
 use crate::exponential_scale::{bucket_bounds, bucket_index};
 use crate::HistogramSnapshot;
 
@@ -36,8 +34,11 @@ pub struct ExponentialBuckets {
     /// histogram's first bucket (values below the lowest discernible value
     /// are not told apart from zero).
     pub zero_threshold: f64,
-    /// Positive buckets: offset of the first, then contiguous counts.
-    pub positive: Buckets,
+    /// Index of the first positive bucket (OTLP's `positive.offset`).
+    pub offset: i32,
+    /// Counts of the contiguous positive buckets from `offset` on (OTLP's
+    /// `positive.bucket_counts`).
+    pub counts: Vec<u64>,
 }
 
 /// Converts an HDR snapshot of nanoseconds into exponential buckets of seconds.
@@ -70,31 +71,29 @@ pub fn from_hdr(histogram: &HistogramSnapshot, scale: i32, range: Option<(f64, f
             _ => placed.push((index, bucket.count)),
         }
     }
-    let positive = match (placed.first(), placed.last()) {
+    let (offset, counts) = match (placed.first(), placed.last()) {
         (Some(&(first, _)), Some(&(last, _))) => {
-            let mut bucket_counts = vec![0u64; (last - first + 1) as usize];
+            let mut counts = vec![0u64; (last - first + 1) as usize];
             for (index, count) in placed {
-                bucket_counts[(index - first) as usize] += count;
+                counts[(index - first) as usize] += count;
             }
-            Buckets {
-                offset: first,
-                bucket_counts,
-            }
+            (first, counts)
         }
-        _ => Buckets::default(),
+        _ => (0, Vec::new()),
     };
     ExponentialBuckets {
         scale,
         zero_count,
         zero_threshold,
-        positive,
+        offset,
+        counts,
     }
 }
 
 /// The value at `quantile` of exponential buckets, estimated at the midpoint of
 /// the bucket that holds it — how a reader without the samples estimates it.
 pub fn quantile(buckets: &ExponentialBuckets, quantile: f64) -> f64 {
-    let total: u64 = buckets.zero_count + buckets.positive.bucket_counts.iter().sum::<u64>();
+    let total: u64 = buckets.zero_count + buckets.counts.iter().sum::<u64>();
     if total == 0 {
         return 0.0;
     }
@@ -103,17 +102,14 @@ pub fn quantile(buckets: &ExponentialBuckets, quantile: f64) -> f64 {
     if seen >= target {
         return 0.0;
     }
-    for (i, count) in buckets.positive.bucket_counts.iter().enumerate() {
+    for (i, count) in buckets.counts.iter().enumerate() {
         seen += count;
         if seen >= target {
-            let (low, high) = bucket_bounds(buckets.positive.offset + i as i32, buckets.scale);
+            let (low, high) = bucket_bounds(buckets.offset + i as i32, buckets.scale);
             return (low + high) / 2.0;
         }
     }
-    let (_, high) = bucket_bounds(
-        buckets.positive.offset + buckets.positive.bucket_counts.len() as i32 - 1,
-        buckets.scale,
-    );
+    let (_, high) = bucket_bounds(buckets.offset + buckets.counts.len() as i32 - 1, buckets.scale);
     high
 }
 
@@ -139,10 +135,10 @@ mod tests {
         );
         assert!(buckets.zero_threshold > 0.0 && buckets.zero_threshold < 1e-6);
         assert_eq!(min, 0.0);
-        let (low, _) = bucket_bounds(buckets.positive.offset, DEFAULT_SCALE);
-        let last = buckets.positive.offset + buckets.positive.bucket_counts.len() as i32 - 1;
+        let (low, _) = bucket_bounds(buckets.offset, DEFAULT_SCALE);
+        let last = buckets.offset + buckets.counts.len() as i32 - 1;
         let (_, high) = bucket_bounds(last, DEFAULT_SCALE);
-        assert!(low < 1.022975061 && 1.022975061 <= bucket_bounds(buckets.positive.offset, DEFAULT_SCALE).1);
+        assert!(low < 1.022975061 && 1.022975061 <= bucket_bounds(buckets.offset, DEFAULT_SCALE).1);
         assert!(high >= max);
     }
 
@@ -164,7 +160,7 @@ mod tests {
         let snapshot = &harvest.transactions[0];
         for scale in [6, DEFAULT_SCALE, 8] {
             let buckets = from_hdr(&snapshot.histogram, scale, None);
-            let total: u64 = buckets.positive.bucket_counts.iter().sum();
+            let total: u64 = buckets.counts.iter().sum();
             assert_eq!(total + buckets.zero_count, samples.len() as u64);
             let mut worst = 0.0f64;
             for q in [0.5, 0.9, 0.95, 0.99, 0.999] {

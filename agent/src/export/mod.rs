@@ -43,9 +43,10 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::sync::oneshot;
 
 pub use config::{Compression, ExportConfig, ExportConfigError, Protocol, SignalConfig};
-pub use encode::ExportStats;
+pub use encode::{Encoded, Encoder, ExportStats};
 
 use crate::Agent;
+use encode::{log_records, spans};
 use transport::{SendError, Transport};
 
 /// Longest pause between two retries.
@@ -421,23 +422,6 @@ impl Task {
         self.warnings.warn(kind, &message);
         Err(())
     }
-}
-
-fn log_records(logs: &ExportLogsServiceRequest) -> u64 {
-    logs.resource_logs
-        .iter()
-        .flat_map(|r| &r.scope_logs)
-        .map(|s| s.log_records.len() as u64)
-        .sum()
-}
-
-fn spans(traces: &ExportTraceServiceRequest) -> u64 {
-    traces
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len() as u64)
-        .sum()
 }
 
 /// Exponential backoff from 1 s, doubling to [`MAX_BACKOFF`], with ±20% jitter

@@ -216,21 +216,16 @@ impl Fleet {
             let mut hosts = Vec::new();
             for h in 0..HOSTS {
                 let host = live_host(service, h);
-                let agent = Agent::new(AgentConfig {
-                    service_name: (*service).to_owned(),
-                    ..AgentConfig::default()
-                })
-                .map_err(|e| DemoError::Fleet(e.to_string()))?;
-                let export = ExportConfig {
-                    endpoint: Some(target.endpoint.to_owned()),
-                    headers: vec![("authorization".to_owned(), format!("Bearer {}", target.token))],
-                    interval: Some(target.interval),
-                    service_name: Some((*service).to_owned()),
-                    service_version: Some(version(service, true).to_owned()),
-                    host_name: Some(host.clone()),
-                    environment: Some(ENVIRONMENT.to_owned()),
-                    ..ExportConfig::default()
-                };
+                let agent = Agent::new(AgentConfig::default().with_service_name(*service))
+                    .map_err(|e| DemoError::Fleet(e.to_string()))?;
+                let export = ExportConfig::default()
+                    .with_endpoint(target.endpoint)
+                    .with_header("authorization", format!("Bearer {}", target.token))
+                    .with_interval(target.interval)
+                    .with_service_name(*service)
+                    .with_service_version(version(service, true))
+                    .with_host_name(host.clone())
+                    .with_environment(ENVIRONMENT);
                 exporters.push(agent.export(export).map_err(|e| DemoError::Fleet(e.to_string()))?);
                 let transactions = models
                     .iter()

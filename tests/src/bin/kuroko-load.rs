@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context};
 use clap::{ArgAction, Parser};
 use hdrhistogram::Histogram;
-use kuroko_agent::export::{encode, exponential, ExportConfig, ExportStats};
+use kuroko_agent::export::{Encoder as OtlpEncoder, ExportConfig, ExportStats};
 use kuroko_agent::{Agent, Outcome, SegmentKind, TransactionSpec};
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::metrics::v1::metric;
@@ -179,18 +179,29 @@ struct Payload {
 /// The workload's randomness: `rand`'s small generator, seeded, so runs repeat.
 type Rng = SmallRng;
 
+/// (histogram data points, all data points) of a metrics request.
 fn count_points(request: &ExportMetricsServiceRequest) -> (u64, u64) {
-    let histograms = request
+    let (mut histograms, mut points) = (0, 0);
+    for metric in request
         .resource_metrics
         .iter()
         .flat_map(|r| &r.scope_metrics)
         .flat_map(|s| &s.metrics)
-        .map(|m| match &m.data {
-            Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len() as u64,
-            _ => 0,
-        })
-        .sum();
-    (histograms, encode::data_points(request))
+    {
+        let (histogram, n) = match &metric.data {
+            Some(metric::Data::ExponentialHistogram(h)) => (true, h.data_points.len()),
+            Some(metric::Data::Histogram(h)) => (false, h.data_points.len()),
+            Some(metric::Data::Sum(sum)) => (false, sum.data_points.len()),
+            Some(metric::Data::Gauge(gauge)) => (false, gauge.data_points.len()),
+            Some(metric::Data::Summary(summary)) => (false, summary.data_points.len()),
+            None => (false, 0),
+        };
+        points += n as u64;
+        if histogram {
+            histograms += n as u64;
+        }
+    }
+    (histograms, points)
 }
 
 fn gzip(bytes: &[u8]) -> Bytes {
@@ -204,7 +215,7 @@ fn gzip(bytes: &[u8]) -> Bytes {
 struct Host {
     agent: Agent,
     transactions: Vec<(kuroko_agent::Transaction, f64)>,
-    resource: opentelemetry_proto::tonic::resource::v1::Resource,
+    encoder: OtlpEncoder,
 }
 
 fn hosts(count: u64, transactions: u64) -> Vec<Host> {
@@ -223,23 +234,20 @@ fn hosts(count: u64, transactions: u64) -> Vec<Host> {
                     (agent.register(spec), median_ms * 1e6)
                 })
                 .collect();
-            let resource = ExportConfig {
-                service_name: Some(format!("svc-{service}")),
-                host_name: Some(format!("host-{h}")),
-                ..Default::default()
-            }
-            .resource("kuroko-load");
+            let config = ExportConfig::default()
+                .with_service_name(format!("svc-{service}"))
+                .with_host_name(format!("host-{h}"));
             Host {
                 agent,
                 transactions,
-                resource,
+                encoder: OtlpEncoder::new(&config, "kuroko-load"),
             }
         })
         .collect()
 }
 
 /// One interval of one host: 20–200 runs of every transaction, then the harvest.
-fn interval(host: &Host, rng: &mut Rng, started: SystemTime) -> ExportMetricsServiceRequest {
+fn interval(host: &Host, rng: &mut Rng, started: SystemTime) -> Vec<u8> {
     for (i, (transaction, median_ns)) in host.transactions.iter().enumerate() {
         let database = (i % 2 == 0).then(|| transaction.segment(SegmentKind::Database, "SELECT resource"));
         let external = (i % 3 == 0).then(|| transaction.segment(SegmentKind::External, "GET billing-api"));
@@ -262,13 +270,9 @@ fn interval(host: &Host, rng: &mut Rng, started: SystemTime) -> ExportMetricsSer
         }
     }
     let harvest = host.agent.harvest();
-    encode::metrics_request(
-        &harvest,
-        &host.resource,
-        exponential::DEFAULT_SCALE,
-        ExportStats::default(),
-        started,
-    )
+    host.encoder
+        .metrics(&harvest, ExportStats::default(), started)
+        .into_bytes()
 }
 
 /// The pool: interval-major (every host's interval 0, then interval 1, ...).
@@ -279,9 +283,9 @@ fn generate(cli: &Cli) -> Vec<Payload> {
     let mut pool = Vec::with_capacity((cli.intervals * cli.hosts) as usize);
     for _ in 0..cli.intervals {
         for host in &hosts {
-            let request = interval(host, &mut rng, started);
+            let raw = interval(host, &mut rng, started);
+            let request = ExportMetricsServiceRequest::decode(raw.as_slice()).expect("the agent's own protobuf");
             let (histogram_points, points) = count_points(&request);
-            let raw = request.encode_to_vec();
             pool.push(Payload {
                 gzip: cli.gzip.then(|| gzip(&raw)),
                 raw: Bytes::from(raw),
