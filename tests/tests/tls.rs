@@ -58,20 +58,14 @@ fn start(files: &Folder, tls_lines: &str) -> (Running, String, String) {
 /// An agent of `service` that ran `checkout` five times (40 ms each),
 /// exporting every 100 ms with the `OTEL_*` variables `env`.
 fn agent(service: &str, env: &[(&str, String)]) -> (Agent, Exporter) {
-    let agent = Agent::new(AgentConfig {
-        service_name: service.into(),
-        ..AgentConfig::default()
-    })
-    .expect("agent");
+    let agent = Agent::new(AgentConfig::default().with_service_name(service)).expect("agent");
     for _ in 0..5 {
         agent.record("checkout", Duration::from_millis(40));
     }
     let map: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    let config = ExportConfig {
-        interval: Some(Duration::from_millis(100)),
-        ..ExportConfig::default()
-    }
-    .with_lookup(move |name| map.get(name).cloned());
+    let config = ExportConfig::default()
+        .with_interval(Duration::from_millis(100))
+        .with_lookup(move |name| map.get(name).cloned());
     let exporter = agent.export(config).expect("a valid export configuration");
     (agent, exporter)
 }
