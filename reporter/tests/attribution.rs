@@ -13,7 +13,13 @@
 //!   mix, toward `POST /checkout/slow`;
 //! - `GET /profile`: its database call, its external call and its own code
 //!   each 50% slower: a regression with no single cause;
-//! - `GET /search`: only noise; no regression, and no cause claimed.
+//! - `GET /search`: only noise; no regression, and no cause claimed;
+//! - service `catalog`'s `GET /products/{id}`: its `SELECT products` grows
+//!   from 30 to 60 ms when version 2.14.0 replaces 2.13.0, on the Wednesday
+//!   noon of the second week (the versions as ingest records them, in the
+//!   store's deploys); the cause must be that segment "since version
+//!   2.14.0". `shop` deploys 1.9.0 on the Thursday, after its routes had
+//!   changed since the Monday: none of them may be put on that version.
 //!
 //! The same answers are checked where people read them: `kuroko query
 //! regressions` (the `cause` column, `--explain`, the JSON's `cause`), the
@@ -38,6 +44,7 @@ use kuroko_reporter::deliver::schedule::{Period, Report};
 use kuroko_reporter::deliver::{analysis_producer, Channel, Job};
 use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::owners::Owners;
+use kuroko_reporter::store::deploys::{Deploys, VersionSeen};
 use kuroko_reporter::store::sqlite::SqliteStore;
 use kuroko_reporter::store::{Batch, CounterPoint, HistogramPoint, SeriesKey, Store};
 
@@ -45,6 +52,10 @@ use kuroko_reporter::store::{Batch, CounterPoint, HistogramPoint, SeriesKey, Sto
 const START: i64 = 20_122 * 1_440;
 const WEEK: i64 = 7 * 1_440;
 const HOSTS: [&str; 3] = ["web-1", "web-2", "web-3"];
+/// Catalog 2.14.0: Wednesday of the second week, 12:00 UTC.
+const CATALOG_DEPLOY: i64 = START + WEEK + 2 * 1_440 + 720;
+/// Shop 1.9.0: Thursday of the second week, 06:00 UTC.
+const SHOP_DEPLOY: i64 = START + WEEK + 3 * 1_440 + 360;
 
 const OWNERS: &str = r#"
 [teams.shop]
@@ -59,6 +70,8 @@ team = "shop"
 team = "shop"
 [features.profile]
 team = "shop"
+[features.catalog]
+team = "shop"
 "#;
 
 fn owners() -> Owners {
@@ -70,6 +83,7 @@ type Parts = Vec<(&'static str, &'static str, f64)>;
 
 /// A route's runs in one host-hour: how many, and each run's parts.
 struct Route {
+    service: &'static str,
     transaction: &'static str,
     feature: &'static str,
     runs: usize,
@@ -83,6 +97,7 @@ fn noisy(rng: &mut Rng, median: f64) -> f64 {
 fn routes() -> Vec<Route> {
     vec![
         Route {
+            service: "shop",
             transaction: "GET /orders/{id}",
             feature: "orders",
             runs: 30,
@@ -99,6 +114,7 @@ fn routes() -> Vec<Route> {
             },
         },
         Route {
+            service: "shop",
             transaction: "GET /cart",
             feature: "cart",
             runs: 30,
@@ -112,6 +128,7 @@ fn routes() -> Vec<Route> {
         },
         // Everything a third slower (a busier machine): no single cause.
         Route {
+            service: "shop",
             transaction: "GET /profile",
             feature: "profile",
             runs: 30,
@@ -125,6 +142,7 @@ fn routes() -> Vec<Route> {
             },
         },
         Route {
+            service: "shop",
             transaction: "GET /search",
             feature: "search",
             runs: 30,
@@ -139,6 +157,7 @@ fn routes() -> Vec<Route> {
         // one's share 10% in the first week and 40% in the second (`runs`
         // here is the total; see `write_fortnight`).
         Route {
+            service: "shop",
             transaction: "GET /checkout/fast",
             feature: "checkout",
             runs: 40,
@@ -150,6 +169,7 @@ fn routes() -> Vec<Route> {
             },
         },
         Route {
+            service: "shop",
             transaction: "POST /checkout/slow",
             feature: "checkout",
             runs: 40,
@@ -160,12 +180,45 @@ fn routes() -> Vec<Route> {
                 ]
             },
         },
+        // Slower with a release: `later` is "after catalog's deploy".
+        Route {
+            service: "catalog",
+            transaction: "GET /products/{id}",
+            feature: "catalog",
+            runs: 30,
+            parts: |rng, later, _| {
+                vec![
+                    (
+                        "database",
+                        "SELECT products",
+                        noisy(rng, if later { 0.060 } else { 0.030 }),
+                    ),
+                    ("own", "", noisy(rng, 0.015)),
+                ]
+            },
+        },
     ]
 }
 
-fn key(host: &str, transaction: &str, feature: &str) -> SeriesKey {
+/// The versions ingest records: each first seen at its deploy.
+fn versions() -> Vec<VersionSeen> {
+    let seen = |service: &str, version: &str, first_minute| VersionSeen {
+        service: service.into(),
+        environment: "production".into(),
+        version: version.into(),
+        first_minute,
+    };
+    vec![
+        seen("catalog", "2.13.0", START),
+        seen("catalog", "2.14.0", CATALOG_DEPLOY),
+        seen("shop", "1.8.0", START),
+        seen("shop", "1.9.0", SHOP_DEPLOY),
+    ]
+}
+
+fn key(service: &str, host: &str, transaction: &str, feature: &str) -> SeriesKey {
     SeriesKey {
-        service: "shop".into(),
+        service: service.into(),
         host: host.into(),
         transaction: transaction.into(),
         feature: feature.into(),
@@ -190,14 +243,18 @@ fn write_fortnight(store: &SqliteStore) {
     let mut rng = Rng::new(22);
     let routes = routes();
     for hour in 0..(2 * WEEK / 60) {
-        let later = hour >= WEEK / 60;
         let minute = START + hour * 60 + 30;
         // A shared factor per hour: a busy hour is slower for everyone.
         let hourly = rng.lognormal(1.0, 0.05);
         let mut batch = Batch::default();
         for host in HOSTS {
             for route in &routes {
-                let series = Arc::new(key(host, route.transaction, route.feature));
+                let series = Arc::new(key(route.service, host, route.transaction, route.feature));
+                let later = if route.service == "catalog" {
+                    minute >= CATALOG_DEPLOY
+                } else {
+                    hour >= WEEK / 60
+                };
                 let mut histogram = Histogram::empty();
                 let mut segments: std::collections::BTreeMap<(&str, &str), (f64, f64)> = Default::default();
                 for _ in 0..runs_of(route, later, &mut rng) {
@@ -239,6 +296,7 @@ fn write_fortnight(store: &SqliteStore) {
         }
         store.write(&batch).unwrap();
     }
+    store.versions_seen(&versions()).unwrap();
     store.flush().unwrap();
 }
 
@@ -315,7 +373,39 @@ fn a_grown_database_segment_is_named_with_most_of_the_change_on_all_hosts() {
     let segments: f64 = a.segments.iter().map(|p| p.seconds_per_run).sum();
     let hosts: f64 = a.hosts.iter().chain(&a.mix).map(|p| p.seconds_per_run).sum();
     assert!((segments - a.change).abs() < 1e-9 && (hosts - a.change).abs() < 1e-9);
-    assert_eq!(a.release, None, "service.version is not stored yet");
+    // shop's 1.9.0 came on the Thursday, three days after the change began.
+    let release = a.release.as_ref().expect("shop ran two versions");
+    assert!(release.part.low < 0.5, "not put on the version: {release:?}");
+    assert_eq!(cause.since, None, "{}", a.summary);
+}
+
+#[test]
+fn a_slowdown_with_a_new_version_names_the_version() {
+    let (rows, _) = judged(Group::Transaction);
+    let a = attribution(&rows, "GET /products/{id}");
+    let cause = a.cause.as_ref().unwrap_or_else(|| panic!("no cause: {}", a.summary));
+    assert_eq!(cause.part.name, "SELECT products", "{}", a.summary);
+    assert!(cause.part.share >= 0.8, "{}", a.summary);
+    assert_eq!(cause.since.as_deref(), Some("2.14.0"), "{}", a.summary);
+    let release = a.release.as_ref().expect("two versions in the windows");
+    assert_eq!(
+        (
+            release.previous_version.as_str(),
+            release.part.name.as_str(),
+            release.minute
+        ),
+        ("2.13.0", "2.14.0", CATALOG_DEPLOY)
+    );
+    assert!(release.part.low >= 0.8, "the release carries the change: {release:?}");
+    assert!(
+        a.summary.starts_with("`SELECT products` +") && a.summary.ends_with(", since version 2.14.0 on all hosts"),
+        "{}",
+        a.summary
+    );
+    for other in ["GET /orders/{id}", "GET /cart", "GET /profile"] {
+        let a = attribution(&rows, other);
+        assert!(!a.summary.contains("version"), "{other}: {}", a.summary);
+    }
 }
 
 #[test]
@@ -393,6 +483,7 @@ fn noise_is_no_regression_and_claims_no_cause() {
     let owners = owners();
     let analysis = Analysis::new(&f.store, &owners);
     let mut noise = rows[0].clone();
+    noise.service = "shop".into();
     noise.transaction = "GET /search".into();
     noise.feature = Some("search".into());
     let scope = second_week();
@@ -509,7 +600,12 @@ fn the_weekly_email_says_why_each_regression_happened() {
     }
     let why: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("why: ")).collect();
     eprintln!("{}", why.join("\n"));
-    assert_eq!(why.len(), 3, "one cause sentence per regression: {text}");
+    assert_eq!(why.len(), 4, "one cause sentence per regression: {text}");
+    let products = why
+        .iter()
+        .find(|l| l.contains("`SELECT products` +"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(products.ends_with("since version 2.14.0 on all hosts"), "{products}");
     let profile = why
         .iter()
         .find(|l| l.contains("no single cause: "))

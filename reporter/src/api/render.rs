@@ -628,7 +628,26 @@ fn explained(out: &mut String, row: &Value) {
             ));
         }
     }
-    out.push_str("  release (service.version): not stored yet\n");
+    let release = at(a, &["release"]);
+    if release.is_null() {
+        out.push_str("  release (service.version): one version or none in the windows\n");
+    } else {
+        out.push_str(&format!(
+            "  release (service.version)\n    {:<48} {:>10}  {} ({} to {})\n",
+            format!(
+                "{} → {} ({} → {}), from {} UTC",
+                text(at(release, &["previous_version"])),
+                text(at(release, &["name"])),
+                shown(at(release, &["previous"]), Kind::Seconds),
+                shown(at(release, &["current"]), Kind::Seconds),
+                shown(at(release, &["minute"]), Kind::Minute),
+            ),
+            signed(at(release, &["seconds_per_run"])),
+            shown(at(release, &["share"]), Kind::Percent),
+            shown(at(release, &["low"]), Kind::Percent),
+            shown(at(release, &["high"]), Kind::Percent),
+        ));
+    }
 }
 
 /// `Title · window · filters`.
