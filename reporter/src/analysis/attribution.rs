@@ -870,16 +870,23 @@ impl Analysis<'_> {
                 ..scope.clone()
             },
         };
+        self.attribute_windows(&narrowed(scope), &narrowed(baseline), row.group == Group::Feature)
+    }
+
+    /// Why what `scope` covers changed from `baseline`'s window to its own
+    /// (both already narrowed to one transaction or feature); `feature`
+    /// splits by route too.
+    pub fn attribute_windows(
+        &self,
+        scope: &Scope,
+        baseline: &Scope,
+        feature: bool,
+    ) -> Result<Attribution, AnalysisError> {
         let block = block_minutes(scope.minutes().min(baseline.minutes()).max(1));
         let versions = self.store.versions()?;
-        let now = self.block_sums(&narrowed(scope), block, &versions)?;
-        let before = self.block_sums(&narrowed(baseline), block, &versions)?;
-        Ok(attribute_blocks(
-            [&now, &before],
-            block,
-            row.group == Group::Feature,
-            &versions,
-        ))
+        let now = self.block_sums(scope, block, &versions)?;
+        let before = self.block_sums(baseline, block, &versions)?;
+        Ok(attribute_blocks([&now, &before], block, feature, &versions))
     }
 
     /// [`Analysis::attribute`] for each of `rows`, set on the row.
