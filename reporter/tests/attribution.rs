@@ -46,7 +46,7 @@ use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::owners::Owners;
 use kuroko_reporter::store::deploys::{Deploys, VersionSeen};
 use kuroko_reporter::store::sqlite::SqliteStore;
-use kuroko_reporter::store::{Batch, CounterPoint, HistogramPoint, SeriesKey, Store};
+use kuroko_reporter::store::{Batch, CounterPoint, HistogramPoint, SeriesKey, Store, TracePoint};
 
 /// Monday 2025-02-03 00:00 UTC, in unix minutes: ISO weeks 2025-W06 and W07.
 const START: i64 = 20_122 * 1_440;
@@ -247,8 +247,8 @@ fn write_fortnight(store: &SqliteStore) {
         // A shared factor per hour: a busy hour is slower for everyone.
         let hourly = rng.lognormal(1.0, 0.05);
         let mut batch = Batch::default();
-        for host in HOSTS {
-            for route in &routes {
+        for (h, host) in HOSTS.into_iter().enumerate() {
+            for (r, route) in routes.iter().enumerate() {
                 let series = Arc::new(key(route.service, host, route.transaction, route.feature));
                 let later = if route.service == "catalog" {
                     minute >= CATALOG_DEPLOY
@@ -257,11 +257,15 @@ fn write_fortnight(store: &SqliteStore) {
                 };
                 let mut histogram = Histogram::empty();
                 let mut segments: std::collections::BTreeMap<(&str, &str), (f64, f64)> = Default::default();
+                // The slowest run of the host-hour, kept as a trace.
+                let mut slowest: (f64, Parts) = (0.0, Vec::new());
                 for _ in 0..runs_of(route, later, &mut rng) {
-                    let parts = (route.parts)(&mut rng, later, host);
+                    let mut parts = (route.parts)(&mut rng, later, host);
                     let mut run = 0.0;
-                    for (kind, name, seconds) in parts {
-                        let seconds = seconds * hourly;
+                    for part in &mut parts {
+                        part.2 *= hourly;
+                    }
+                    for &(kind, name, seconds) in &parts {
                         run += seconds;
                         if kind != "own" {
                             let segment = segments.entry((kind, name)).or_default();
@@ -270,7 +274,11 @@ fn write_fortnight(store: &SqliteStore) {
                         }
                     }
                     histogram.record(run).unwrap();
+                    if run > slowest.0 {
+                        slowest = (run, parts);
+                    }
                 }
+                batch.traces.push(kept_trace(&series, minute, [hour, h as i64, r as i64], &slowest));
                 batch.histograms.push(HistogramPoint {
                     key: series.clone(),
                     minute,
@@ -298,6 +306,28 @@ fn write_fortnight(store: &SqliteStore) {
     }
     store.versions_seen(&versions()).unwrap();
     store.flush().unwrap();
+}
+
+/// A kept trace of one run: the root span, then its segments one after
+/// another (own code first).
+fn kept_trace(series: &Arc<SeriesKey>, minute: i64, id: [i64; 3], (run, parts): &(f64, Parts)) -> TracePoint {
+    let start = (minute * 60) as u64 * 1_000_000_000;
+    let ns = |seconds: f64| (seconds * 1e9) as u64;
+    let mut spans = vec![serde_json::json!({
+        "name": series.transaction, "kind": "server", "start": start, "duration_ns": ns(*run),
+    })];
+    let mut at = start + ns(parts.iter().filter(|p| p.0 == "own").map(|p| p.2).sum());
+    for &(kind, name, seconds) in parts.iter().filter(|p| p.0 != "own") {
+        spans.push(serde_json::json!({ "name": name, "kind": kind, "start": at, "duration_ns": ns(seconds) }));
+        at += ns(seconds);
+    }
+    TracePoint {
+        key: (**series).clone(),
+        trace_id: format!("{:016x}{:08x}{:08x}", id[0], id[1], id[2]),
+        start,
+        duration: *run,
+        spans: serde_json::Value::Array(spans).to_string(),
+    }
 }
 
 struct Fixture {
@@ -373,6 +403,15 @@ fn a_grown_database_segment_is_named_with_most_of_the_change_on_all_hosts() {
     let segments: f64 = a.segments.iter().map(|p| p.seconds_per_run).sum();
     let hosts: f64 = a.hosts.iter().chain(&a.mix).map(|p| p.seconds_per_run).sum();
     assert!((segments - a.change).abs() < 1e-9 && (hosts - a.change).abs() < 1e-9);
+    // The slowest kept traces of each week, side by side: the grown query first.
+    let evidence = a.evidence.as_ref().expect("kept traces in both weeks");
+    assert_eq!((evidence.before.len(), evidence.after.len()), (3, 3), "{evidence:?}");
+    let grown = &evidence.segments[0];
+    assert_eq!(grown.name, "SELECT orders", "{evidence:?}");
+    assert!(
+        grown.change > 0.02 && grown.current > 1.5 * grown.previous,
+        "{grown:?}"
+    );
     // shop's 1.9.0 came on the Thursday, three days after the change began.
     let release = a.release.as_ref().expect("shop ran two versions");
     assert!(release.part.low < 0.5, "not put on the version: {release:?}");
@@ -546,6 +585,16 @@ fn the_cli_shows_the_cause_and_explains_each_finding() {
         "{orders}"
     );
     assert!(table.contains("SELECT orders (database) 3"), "{table}");
+    assert!(
+        table.contains("slowest kept traces, before → after (3 → 3;"),
+        "{table}"
+    );
+    let side = table
+        .lines()
+        .skip_while(|l| !l.contains("slowest kept traces"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(side.trim_start().starts_with("SELECT orders (database)"), "{table}");
     assert!(table.contains("by host"), "{table}");
 
     let explained: serde_json::Value =

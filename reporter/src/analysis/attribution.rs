@@ -40,6 +40,7 @@ use std::collections::BTreeMap;
 use super::blocks::block_minutes;
 use super::breakdown::{SEGMENT_DURATION, SEGMENT_EXCLUSIVE};
 use super::endpoints::label;
+use super::evidence::SideBySide;
 use super::regressions::{Group, RegressionRow};
 use super::{Analysis, AnalysisError, Scope};
 use crate::format;
@@ -191,6 +192,9 @@ pub struct Attribution {
     /// The same, short enough for a table cell: "`SELECT orders` +31 ms/run
     /// (84%), all hosts", or "no single cause".
     pub headline: String,
+    /// The slowest kept traces before and after, aligned by segment; `None`
+    /// when neither window kept one.
+    pub evidence: Option<SideBySide>,
 }
 
 /// One block's sums: runs and seconds per group, segment seconds, traced runs.
@@ -664,6 +668,7 @@ fn attribute_blocks(
         cause,
         summary: String::new(),
         headline: String::new(),
+        evidence: None,
     };
     attribution.summary = summary(&attribution);
     attribution.headline = headline(&attribution);
@@ -886,7 +891,9 @@ impl Analysis<'_> {
         let versions = self.store.versions()?;
         let now = self.block_sums(scope, block, &versions)?;
         let before = self.block_sums(baseline, block, &versions)?;
-        Ok(attribute_blocks([&now, &before], block, feature, &versions))
+        let mut attribution = attribute_blocks([&now, &before], block, feature, &versions);
+        attribution.evidence = self.side_by_side(scope, baseline)?;
+        Ok(attribution)
     }
 
     /// [`Analysis::attribute`] for each of `rows`, set on the row.

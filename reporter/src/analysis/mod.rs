@@ -15,6 +15,7 @@ pub mod deploys;
 pub mod endpoints;
 pub(crate) mod error;
 pub mod errors;
+pub mod evidence;
 pub(crate) mod fingerprint;
 pub(crate) mod memo;
 pub mod problems;

@@ -648,6 +648,31 @@ fn explained(out: &mut String, row: &Value) {
             shown(at(release, &["high"]), Kind::Percent),
         ));
     }
+    let evidence = at(a, &["evidence"]);
+    if !evidence.is_null() {
+        out.push_str(&format!(
+            "  slowest kept traces, before → after ({} → {}; {} → {} a trace), per trace\n",
+            list(evidence, "before").len(),
+            list(evidence, "after").len(),
+            shown(at(evidence, &["durations"]).get(0).unwrap_or(&NULL), Kind::Seconds),
+            shown(at(evidence, &["durations"]).get(1).unwrap_or(&NULL), Kind::Seconds),
+        ));
+        for segment in list(evidence, "segments").iter().take(8) {
+            out.push_str(&format!(
+                "    {:<48} {:>10} → {:<10} {:>10}  ({} → {} calls)\n",
+                cut(&format!(
+                    "{} ({})",
+                    text(at(segment, &["name"])),
+                    text(at(segment, &["kind"]))
+                )),
+                shown(at(segment, &["previous"]), Kind::Seconds),
+                shown(at(segment, &["current"]), Kind::Seconds),
+                signed(at(segment, &["change"])),
+                format::number(at(segment, &["previous_calls"]).as_f64().unwrap_or(0.0)),
+                format::number(at(segment, &["current_calls"]).as_f64().unwrap_or(0.0)),
+            ));
+        }
+    }
 }
 
 /// `Title · window · filters`.
