@@ -278,7 +278,9 @@ fn write_fortnight(store: &SqliteStore) {
                         slowest = (run, parts);
                     }
                 }
-                batch.traces.push(kept_trace(&series, minute, [hour, h as i64, r as i64], &slowest));
+                batch
+                    .traces
+                    .push(kept_trace(&series, minute, [hour, h as i64, r as i64], &slowest));
                 batch.histograms.push(HistogramPoint {
                     key: series.clone(),
                     minute,
@@ -408,10 +410,7 @@ fn a_grown_database_segment_is_named_with_most_of_the_change_on_all_hosts() {
     assert_eq!((evidence.before.len(), evidence.after.len()), (3, 3), "{evidence:?}");
     let grown = &evidence.segments[0];
     assert_eq!(grown.name, "SELECT orders", "{evidence:?}");
-    assert!(
-        grown.change > 0.02 && grown.current > 1.5 * grown.previous,
-        "{grown:?}"
-    );
+    assert!(grown.change > 0.02 && grown.current > 1.5 * grown.previous, "{grown:?}");
     // shop's 1.9.0 came on the Thursday, three days after the change began.
     let release = a.release.as_ref().expect("shop ran two versions");
     assert!(release.part.low < 0.5, "not put on the version: {release:?}");
@@ -585,10 +584,7 @@ fn the_cli_shows_the_cause_and_explains_each_finding() {
         "{orders}"
     );
     assert!(table.contains("SELECT orders (database) 3"), "{table}");
-    assert!(
-        table.contains("slowest kept traces, before → after (3 → 3;"),
-        "{table}"
-    );
+    assert!(table.contains("slowest kept traces, before → after (3 → 3;"), "{table}");
     let side = table
         .lines()
         .skip_while(|l| !l.contains("slowest kept traces"))
@@ -701,4 +697,40 @@ fn the_regressions_page_shows_each_cause() {
     assert!(page.contains("`SELECT orders` +3"), "{page}");
     assert!(page.contains("on all hosts"), "{page}");
     assert!(page.contains("on host web-2"), "{page}");
+    assert!(page.contains("Slowest kept traces, before and now"), "{page}");
+}
+
+#[test]
+fn the_transaction_page_says_why_it_changed_with_traces_side_by_side() {
+    let f = fixture();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&f.path).unwrap());
+    let app = kuroko_reporter::app::App::new(store, Arc::new(owners()), String::new(), None);
+    let scope = second_week();
+    let page = |service: &str, transaction: &str| {
+        let query = format!(
+            "service={service}&transaction={transaction}&since={}&until={}",
+            rfc3339(scope.from),
+            rfc3339(scope.to)
+        );
+        let params = kuroko_reporter::ui::Params::parse(Some(&query)).unwrap();
+        kuroko_reporter::ui::pages::transaction(&app, &params, scope.to)
+            .unwrap()
+            .into_string()
+    };
+    let orders = page("shop", "GET%20%2Forders%2F%7Bid%7D");
+    assert!(orders.contains("<strong>Regression</strong>: p95 +"), "{orders}");
+    assert!(orders.contains("Cause: `SELECT orders` +3"), "{orders}");
+    assert!(
+        orders.contains(r#"<tr class="grown" data-segment="SELECT orders">"#),
+        "the grown segment leads the traces side by side: {orders}"
+    );
+    let products = page("catalog", "GET%20%2Fproducts%2F%7Bid%7D");
+    assert!(products.contains("since version 2.14.0 on all hosts"), "{products}");
+    let profile = page("shop", "GET%20%2Fprofile");
+    assert!(profile.contains("Cause: no single cause stands out: "), "{profile}");
+    let search = page("shop", "GET%20%2Fsearch");
+    assert!(
+        search.contains("No regression or improvement against the window before"),
+        "{search}"
+    );
 }

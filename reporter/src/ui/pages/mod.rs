@@ -21,6 +21,7 @@ mod overview;
 mod problems;
 mod regressions;
 mod transaction;
+mod why;
 
 use std::collections::{BTreeMap, HashMap};
 

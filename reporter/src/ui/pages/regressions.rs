@@ -1,5 +1,6 @@
 //! `/regressions`: this week against last, ranked by impact.
 
+use super::why;
 use super::*;
 use crate::analysis::regressions::Group as RegressionGroup;
 
@@ -33,7 +34,12 @@ fn regression_table(rows: &[RegressionRow], carried: &Params, impact_label: &str
                             td { (if row.environment.is_empty() { "–" } else { &row.environment }) }
                             td { (row.team.as_deref().unwrap_or("–")) }
                             td { small { (row.verdict.trigger.map(|t| t.to_string()).unwrap_or_default()) } }
-                            td.cause { small { (row.attribution.as_ref().map(|a| a.summary.as_str()).unwrap_or("–")) } }
+                            td.cause {
+                                small { (why::cause_text(row.attribution.as_deref())) }
+                                @if let Some(evidence) = row.attribution.as_ref().and_then(|a| a.evidence.as_ref()) {
+                                    details.evidence { summary { "Slowest kept traces, before and now" } (why::side_by_side(evidence)) }
+                                }
+                            }
                             td.num { (change_text(&row.verdict.changes.p50)) }
                             td.num { (change_text(&row.verdict.changes.p95)) }
                             td.num { (change_text(&row.verdict.changes.mean)) }
