@@ -536,13 +536,18 @@ fn rfc3339(minute: i64) -> String {
 }
 
 fn kuroko_query(extra: &[&str]) -> String {
+    kuroko_cli(&[&["query", "regressions"], extra].concat())
+}
+
+/// `kuroko ARGS --store … --since … --until …` over the second week.
+fn kuroko_cli(args: &[&str]) -> String {
     let f = fixture();
     let scope = second_week();
     let output = Command::new(env!("CARGO_BIN_EXE_kuroko"))
-        .args(["query", "regressions", "--store"])
+        .args(args)
+        .arg("--store")
         .arg(&f.path)
         .args(["--since", &rfc3339(scope.from), "--until", &rfc3339(scope.to)])
-        .args(extra)
         .env_remove("KUROKO_STORE")
         .output()
         .unwrap();
@@ -724,6 +729,10 @@ fn the_transaction_page_says_why_it_changed_with_traces_side_by_side() {
         orders.contains(r#"<tr class="grown" data-segment="SELECT orders">"#),
         "the grown segment leads the traces side by side: {orders}"
     );
+    assert!(
+        orders.contains("Its shape: ") && orders.contains("in `SELECT orders` alone; typical for shop: "),
+        "where the time goes, against the service's routes: {orders}"
+    );
     let products = page("catalog", "GET%20%2Fproducts%2F%7Bid%7D");
     assert!(products.contains("since version 2.14.0 on all hosts"), "{products}");
     let profile = page("shop", "GET%20%2Fprofile");
@@ -732,5 +741,38 @@ fn the_transaction_page_says_why_it_changed_with_traces_side_by_side() {
     assert!(
         search.contains("No regression or improvement against the window before"),
         "{search}"
+    );
+}
+
+#[test]
+fn a_slow_endpoint_says_where_its_time_goes_against_its_peers() {
+    let json: serde_json::Value =
+        serde_json::from_str(&kuroko_cli(&["query", "slowest", "--format", "json", "--limit", "20"])).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    let orders = rows.iter().find(|r| r["transaction"] == "GET /orders/{id}").unwrap();
+    let shape = &orders["shape"];
+    // SELECT orders 60 ms of 85 in the second week; the service's seven web
+    // routes' median database share is about a third.
+    assert_eq!(shape["kinds"][0]["kind"], "database", "{shape}");
+    let db = shape["kinds"][0]["share"].as_f64().unwrap();
+    let typical = shape["typical"][0]["share"].as_f64().unwrap();
+    assert!((0.6..0.8).contains(&db) && (0.2..0.4).contains(&typical), "{shape}");
+    assert_eq!(
+        (shape["peers"].as_u64(), shape["peers_of"].as_str()),
+        (Some(6), Some("shop"))
+    );
+    let summary = shape["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("% database, ") && summary.contains("in `SELECT orders` alone; typical for shop: "),
+        "{summary}"
+    );
+    // catalog has one route: its typical shape is the fleet's.
+    let products = rows.iter().find(|r| r["transaction"] == "GET /products/{id}").unwrap();
+    assert_eq!(products["shape"]["peers_of"], "the fleet", "{products}");
+    let table = kuroko_cli(&["query", "slowest"]);
+    let line = table.lines().find(|l| l.contains("GET /orders/{id}")).unwrap();
+    assert!(
+        line.contains("% database (`SELECT orders` ") && line.contains("); typical "),
+        "{line}"
     );
 }

@@ -21,6 +21,7 @@ pub(crate) mod memo;
 pub mod problems;
 pub mod regressions;
 pub mod scope;
+pub mod shape;
 pub(crate) mod stack;
 pub mod stats;
 pub mod timeseries;

@@ -110,6 +110,12 @@ const SLOWEST: &[Column] = &[
     csv_only!("apdex_threshold", Kind::Seconds),
     csv_only!("apdex_source", Kind::Text),
     named!("estimated", Kind::Flag, "(est.)"),
+    col(
+        &["shape", "headline"],
+        Kind::Text,
+        Some("where the time goes"),
+        Some("shape"),
+    ),
 ];
 
 const POINTS: &[Column] = &[

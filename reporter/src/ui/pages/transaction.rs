@@ -102,6 +102,7 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         ..scope.clone()
     })?;
     let change = why::against_previous(app, &scope, service, name)?;
+    let shape = why::shape_note(app, &scope, service, name)?;
     let errors = analysis.errors(&scope)?;
     let errors_pager = Pager::new(params, "/transactions", "from", "error groups", errors.len())?;
 
@@ -174,6 +175,7 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
     let segments = html! {
         @if breakdown.segments.is_empty() { p.empty { "No segments recorded in this window." } } @else {
             p.context { "Time per run in each segment (exclusive of nested segments)." }
+            (shape)
             (charts::bars("segments", &segment_rows, Unit::Seconds))
             table.rows id="segments-table" {
                 thead { tr { th { "Kind" } th { "Segment" } th.num { "Calls per run" } th.num { "Time per call" } th.num { "Time per run" } th.num { "Share" } } }

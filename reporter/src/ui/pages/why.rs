@@ -1,7 +1,8 @@
 //! Why a transaction changed, as the pages show it: the transaction page's
 //! comparison with the window before (its verdict, its cause or "no single
 //! cause stands out", and the slowest kept traces side by side), and the
-//! side-by-side table the regressions page shows under a cause.
+//! side-by-side table the regressions page shows under a cause; and where
+//! its time goes against the typical shape of its kind.
 
 use super::*;
 use crate::analysis::attribution::Attribution;
@@ -37,6 +38,26 @@ pub(super) fn side_by_side(evidence: &SideBySide) -> Markup {
             }
         }
     }
+}
+
+/// Where the transaction's time goes against its peers' typical shape
+/// ([`crate::analysis::shape`]): "82% database, 70% in `SELECT orders`
+/// alone; typical for shop: 35% database (6 web transactions)".
+pub(super) fn shape_note(app: &App, scope: &Scope, service: &str, name: &str) -> Result<Markup, PageError> {
+    let narrowed = Scope {
+        service: Some(service.to_owned()),
+        transaction: Some(name.to_owned()),
+        ..scope.clone()
+    };
+    let shape = app
+        .analysis()
+        .shapes(&narrowed)?
+        .remove(&(service.to_owned(), name.to_owned()));
+    Ok(html! {
+        @if let Some(shape) = shape {
+            p.shape { "Its shape: " (shape.summary) "." }
+        }
+    })
 }
 
 /// The cause as a sentence, "no single cause stands out" when none does.
