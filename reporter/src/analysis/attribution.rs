@@ -32,8 +32,8 @@
 //! most of it: the lower end of its share's interval is at least [`MOST`]
 //! (so with 95% confidence, one-sided). The traffic mix is named first (a
 //! mix shift moves segments and hosts too), then a segment, a route, a
-//! host, the release. Otherwise the answer is "no single cause", with the largest parts
-//! listed.
+//! host, the release. Otherwise the answer is "no single cause", with the
+//! largest parts listed.
 
 use std::collections::BTreeMap;
 
