@@ -22,6 +22,10 @@
 //! (kind `alert`, period `RULE@MINUTE:fired|resolved`), then marked
 //! notified: a crash in between notifies on the next pass, and the ledger's
 //! claim keeps that from being a duplicate.
+//!
+//! A firing p95 or average alert says why ([`cause`]): its window's change
+//! of mean time per run against the hour before, decomposed as a
+//! regression's is ([`crate::analysis::attribution`]).
 
 use std::collections::BTreeMap;
 
