@@ -13,7 +13,13 @@
 //!   mix, toward `POST /checkout/slow`;
 //! - `GET /profile`: its database call, its external call and its own code
 //!   each 50% slower: a regression with no single cause;
-//! - `GET /search`: only noise; no regression, and no cause claimed.
+//! - `GET /search`: only noise; no regression, and no cause claimed;
+//! - service `catalog`'s `GET /products/{id}`: its `SELECT products` grows
+//!   from 30 to 60 ms when version 2.14.0 replaces 2.13.0, on the Wednesday
+//!   noon of the second week (the versions as ingest records them, in the
+//!   store's deploys); the cause must be that segment "since version
+//!   2.14.0". `shop` deploys 1.9.0 on the Thursday, after its routes had
+//!   changed since the Monday: none of them may be put on that version.
 //!
 //! The same answers are checked where people read them: `kuroko query
 //! regressions` (the `cause` column, `--explain`, the JSON's `cause`), the
@@ -38,13 +44,18 @@ use kuroko_reporter::deliver::schedule::{Period, Report};
 use kuroko_reporter::deliver::{analysis_producer, Channel, Job};
 use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::owners::Owners;
+use kuroko_reporter::store::deploys::{Deploys, VersionSeen};
 use kuroko_reporter::store::sqlite::SqliteStore;
-use kuroko_reporter::store::{Batch, CounterPoint, HistogramPoint, SeriesKey, Store};
+use kuroko_reporter::store::{Batch, CounterPoint, HistogramPoint, SeriesKey, Store, TracePoint};
 
 /// Monday 2025-02-03 00:00 UTC, in unix minutes: ISO weeks 2025-W06 and W07.
 const START: i64 = 20_122 * 1_440;
 const WEEK: i64 = 7 * 1_440;
 const HOSTS: [&str; 3] = ["web-1", "web-2", "web-3"];
+/// Catalog 2.14.0: Wednesday of the second week, 12:00 UTC.
+const CATALOG_DEPLOY: i64 = START + WEEK + 2 * 1_440 + 720;
+/// Shop 1.9.0: Thursday of the second week, 06:00 UTC.
+const SHOP_DEPLOY: i64 = START + WEEK + 3 * 1_440 + 360;
 
 const OWNERS: &str = r#"
 [teams.shop]
@@ -59,6 +70,8 @@ team = "shop"
 team = "shop"
 [features.profile]
 team = "shop"
+[features.catalog]
+team = "shop"
 "#;
 
 fn owners() -> Owners {
@@ -70,6 +83,7 @@ type Parts = Vec<(&'static str, &'static str, f64)>;
 
 /// A route's runs in one host-hour: how many, and each run's parts.
 struct Route {
+    service: &'static str,
     transaction: &'static str,
     feature: &'static str,
     runs: usize,
@@ -83,6 +97,7 @@ fn noisy(rng: &mut Rng, median: f64) -> f64 {
 fn routes() -> Vec<Route> {
     vec![
         Route {
+            service: "shop",
             transaction: "GET /orders/{id}",
             feature: "orders",
             runs: 30,
@@ -99,6 +114,7 @@ fn routes() -> Vec<Route> {
             },
         },
         Route {
+            service: "shop",
             transaction: "GET /cart",
             feature: "cart",
             runs: 30,
@@ -112,6 +128,7 @@ fn routes() -> Vec<Route> {
         },
         // Everything a third slower (a busier machine): no single cause.
         Route {
+            service: "shop",
             transaction: "GET /profile",
             feature: "profile",
             runs: 30,
@@ -125,6 +142,7 @@ fn routes() -> Vec<Route> {
             },
         },
         Route {
+            service: "shop",
             transaction: "GET /search",
             feature: "search",
             runs: 30,
@@ -139,6 +157,7 @@ fn routes() -> Vec<Route> {
         // one's share 10% in the first week and 40% in the second (`runs`
         // here is the total; see `write_fortnight`).
         Route {
+            service: "shop",
             transaction: "GET /checkout/fast",
             feature: "checkout",
             runs: 40,
@@ -150,6 +169,7 @@ fn routes() -> Vec<Route> {
             },
         },
         Route {
+            service: "shop",
             transaction: "POST /checkout/slow",
             feature: "checkout",
             runs: 40,
@@ -160,12 +180,45 @@ fn routes() -> Vec<Route> {
                 ]
             },
         },
+        // Slower with a release: `later` is "after catalog's deploy".
+        Route {
+            service: "catalog",
+            transaction: "GET /products/{id}",
+            feature: "catalog",
+            runs: 30,
+            parts: |rng, later, _| {
+                vec![
+                    (
+                        "database",
+                        "SELECT products",
+                        noisy(rng, if later { 0.060 } else { 0.030 }),
+                    ),
+                    ("own", "", noisy(rng, 0.015)),
+                ]
+            },
+        },
     ]
 }
 
-fn key(host: &str, transaction: &str, feature: &str) -> SeriesKey {
+/// The versions ingest records: each first seen at its deploy.
+fn versions() -> Vec<VersionSeen> {
+    let seen = |service: &str, version: &str, first_minute| VersionSeen {
+        service: service.into(),
+        environment: "production".into(),
+        version: version.into(),
+        first_minute,
+    };
+    vec![
+        seen("catalog", "2.13.0", START),
+        seen("catalog", "2.14.0", CATALOG_DEPLOY),
+        seen("shop", "1.8.0", START),
+        seen("shop", "1.9.0", SHOP_DEPLOY),
+    ]
+}
+
+fn key(service: &str, host: &str, transaction: &str, feature: &str) -> SeriesKey {
     SeriesKey {
-        service: "shop".into(),
+        service: service.into(),
         host: host.into(),
         transaction: transaction.into(),
         feature: feature.into(),
@@ -190,21 +243,29 @@ fn write_fortnight(store: &SqliteStore) {
     let mut rng = Rng::new(22);
     let routes = routes();
     for hour in 0..(2 * WEEK / 60) {
-        let later = hour >= WEEK / 60;
         let minute = START + hour * 60 + 30;
         // A shared factor per hour: a busy hour is slower for everyone.
         let hourly = rng.lognormal(1.0, 0.05);
         let mut batch = Batch::default();
-        for host in HOSTS {
-            for route in &routes {
-                let series = Arc::new(key(host, route.transaction, route.feature));
+        for (h, host) in HOSTS.into_iter().enumerate() {
+            for (r, route) in routes.iter().enumerate() {
+                let series = Arc::new(key(route.service, host, route.transaction, route.feature));
+                let later = if route.service == "catalog" {
+                    minute >= CATALOG_DEPLOY
+                } else {
+                    hour >= WEEK / 60
+                };
                 let mut histogram = Histogram::empty();
                 let mut segments: std::collections::BTreeMap<(&str, &str), (f64, f64)> = Default::default();
+                // The slowest run of the host-hour, kept as a trace.
+                let mut slowest: (f64, Parts) = (0.0, Vec::new());
                 for _ in 0..runs_of(route, later, &mut rng) {
-                    let parts = (route.parts)(&mut rng, later, host);
+                    let mut parts = (route.parts)(&mut rng, later, host);
                     let mut run = 0.0;
-                    for (kind, name, seconds) in parts {
-                        let seconds = seconds * hourly;
+                    for part in &mut parts {
+                        part.2 *= hourly;
+                    }
+                    for &(kind, name, seconds) in &parts {
                         run += seconds;
                         if kind != "own" {
                             let segment = segments.entry((kind, name)).or_default();
@@ -213,7 +274,13 @@ fn write_fortnight(store: &SqliteStore) {
                         }
                     }
                     histogram.record(run).unwrap();
+                    if run > slowest.0 {
+                        slowest = (run, parts);
+                    }
                 }
+                batch
+                    .traces
+                    .push(kept_trace(&series, minute, [hour, h as i64, r as i64], &slowest));
                 batch.histograms.push(HistogramPoint {
                     key: series.clone(),
                     minute,
@@ -239,7 +306,30 @@ fn write_fortnight(store: &SqliteStore) {
         }
         store.write(&batch).unwrap();
     }
+    store.versions_seen(&versions()).unwrap();
     store.flush().unwrap();
+}
+
+/// A kept trace of one run: the root span, then its segments one after
+/// another (own code first).
+fn kept_trace(series: &Arc<SeriesKey>, minute: i64, id: [i64; 3], (run, parts): &(f64, Parts)) -> TracePoint {
+    let start = (minute * 60) as u64 * 1_000_000_000;
+    let ns = |seconds: f64| (seconds * 1e9) as u64;
+    let mut spans = vec![serde_json::json!({
+        "name": series.transaction, "kind": "server", "start": start, "duration_ns": ns(*run),
+    })];
+    let mut at = start + ns(parts.iter().filter(|p| p.0 == "own").map(|p| p.2).sum());
+    for &(kind, name, seconds) in parts.iter().filter(|p| p.0 != "own") {
+        spans.push(serde_json::json!({ "name": name, "kind": kind, "start": at, "duration_ns": ns(seconds) }));
+        at += ns(seconds);
+    }
+    TracePoint {
+        key: (**series).clone(),
+        trace_id: format!("{:016x}{:08x}{:08x}", id[0], id[1], id[2]),
+        start,
+        duration: *run,
+        spans: serde_json::Value::Array(spans).to_string(),
+    }
 }
 
 struct Fixture {
@@ -315,7 +405,45 @@ fn a_grown_database_segment_is_named_with_most_of_the_change_on_all_hosts() {
     let segments: f64 = a.segments.iter().map(|p| p.seconds_per_run).sum();
     let hosts: f64 = a.hosts.iter().chain(&a.mix).map(|p| p.seconds_per_run).sum();
     assert!((segments - a.change).abs() < 1e-9 && (hosts - a.change).abs() < 1e-9);
-    assert_eq!(a.release, None, "service.version is not stored yet");
+    // The slowest kept traces of each week, side by side: the grown query first.
+    let evidence = a.evidence.as_ref().expect("kept traces in both weeks");
+    assert_eq!((evidence.before.len(), evidence.after.len()), (3, 3), "{evidence:?}");
+    let grown = &evidence.segments[0];
+    assert_eq!(grown.name, "SELECT orders", "{evidence:?}");
+    assert!(grown.change > 0.02 && grown.current > 1.5 * grown.previous, "{grown:?}");
+    // shop's 1.9.0 came on the Thursday, three days after the change began.
+    let release = a.release.as_ref().expect("shop ran two versions");
+    assert!(release.part.low < 0.5, "not put on the version: {release:?}");
+    assert_eq!(cause.since, None, "{}", a.summary);
+}
+
+#[test]
+fn a_slowdown_with_a_new_version_names_the_version() {
+    let (rows, _) = judged(Group::Transaction);
+    let a = attribution(&rows, "GET /products/{id}");
+    let cause = a.cause.as_ref().unwrap_or_else(|| panic!("no cause: {}", a.summary));
+    assert_eq!(cause.part.name, "SELECT products", "{}", a.summary);
+    assert!(cause.part.share >= 0.8, "{}", a.summary);
+    assert_eq!(cause.since.as_deref(), Some("2.14.0"), "{}", a.summary);
+    let release = a.release.as_ref().expect("two versions in the windows");
+    assert_eq!(
+        (
+            release.previous_version.as_str(),
+            release.part.name.as_str(),
+            release.minute
+        ),
+        ("2.13.0", "2.14.0", CATALOG_DEPLOY)
+    );
+    assert!(release.part.low >= 0.8, "the release carries the change: {release:?}");
+    assert!(
+        a.summary.starts_with("`SELECT products` +") && a.summary.ends_with(", since version 2.14.0 on all hosts"),
+        "{}",
+        a.summary
+    );
+    for other in ["GET /orders/{id}", "GET /cart", "GET /profile"] {
+        let a = attribution(&rows, other);
+        assert!(!a.summary.contains("version"), "{other}: {}", a.summary);
+    }
 }
 
 #[test]
@@ -393,6 +521,7 @@ fn noise_is_no_regression_and_claims_no_cause() {
     let owners = owners();
     let analysis = Analysis::new(&f.store, &owners);
     let mut noise = rows[0].clone();
+    noise.service = "shop".into();
     noise.transaction = "GET /search".into();
     noise.feature = Some("search".into());
     let scope = second_week();
@@ -407,13 +536,18 @@ fn rfc3339(minute: i64) -> String {
 }
 
 fn kuroko_query(extra: &[&str]) -> String {
+    kuroko_cli(&[&["query", "regressions"], extra].concat())
+}
+
+/// `kuroko ARGS --store … --since … --until …` over the second week.
+fn kuroko_cli(args: &[&str]) -> String {
     let f = fixture();
     let scope = second_week();
     let output = Command::new(env!("CARGO_BIN_EXE_kuroko"))
-        .args(["query", "regressions", "--store"])
+        .args(args)
+        .arg("--store")
         .arg(&f.path)
         .args(["--since", &rfc3339(scope.from), "--until", &rfc3339(scope.to)])
-        .args(extra)
         .env_remove("KUROKO_STORE")
         .output()
         .unwrap();
@@ -455,6 +589,13 @@ fn the_cli_shows_the_cause_and_explains_each_finding() {
         "{orders}"
     );
     assert!(table.contains("SELECT orders (database) 3"), "{table}");
+    assert!(table.contains("slowest kept traces, before → after (3 → 3;"), "{table}");
+    let side = table
+        .lines()
+        .skip_while(|l| !l.contains("slowest kept traces"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(side.trim_start().starts_with("SELECT orders (database)"), "{table}");
     assert!(table.contains("by host"), "{table}");
 
     let explained: serde_json::Value =
@@ -509,7 +650,12 @@ fn the_weekly_email_says_why_each_regression_happened() {
     }
     let why: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("why: ")).collect();
     eprintln!("{}", why.join("\n"));
-    assert_eq!(why.len(), 3, "one cause sentence per regression: {text}");
+    assert_eq!(why.len(), 4, "one cause sentence per regression: {text}");
+    let products = why
+        .iter()
+        .find(|l| l.contains("`SELECT products` +"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(products.ends_with("since version 2.14.0 on all hosts"), "{products}");
     let profile = why
         .iter()
         .find(|l| l.contains("no single cause: "))
@@ -556,4 +702,77 @@ fn the_regressions_page_shows_each_cause() {
     assert!(page.contains("`SELECT orders` +3"), "{page}");
     assert!(page.contains("on all hosts"), "{page}");
     assert!(page.contains("on host web-2"), "{page}");
+    assert!(page.contains("Slowest kept traces, before and now"), "{page}");
+}
+
+#[test]
+fn the_transaction_page_says_why_it_changed_with_traces_side_by_side() {
+    let f = fixture();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&f.path).unwrap());
+    let app = kuroko_reporter::app::App::new(store, Arc::new(owners()), String::new(), None);
+    let scope = second_week();
+    let page = |service: &str, transaction: &str| {
+        let query = format!(
+            "service={service}&transaction={transaction}&since={}&until={}",
+            rfc3339(scope.from),
+            rfc3339(scope.to)
+        );
+        let params = kuroko_reporter::ui::Params::parse(Some(&query)).unwrap();
+        kuroko_reporter::ui::pages::transaction(&app, &params, scope.to)
+            .unwrap()
+            .into_string()
+    };
+    let orders = page("shop", "GET%20%2Forders%2F%7Bid%7D");
+    assert!(orders.contains("<strong>Regression</strong>: p95 +"), "{orders}");
+    assert!(orders.contains("Cause: `SELECT orders` +3"), "{orders}");
+    assert!(
+        orders.contains(r#"<tr class="grown" data-segment="SELECT orders">"#),
+        "the grown segment leads the traces side by side: {orders}"
+    );
+    assert!(
+        orders.contains("Its shape: ") && orders.contains("in `SELECT orders` alone; typical for shop: "),
+        "where the time goes, against the service's routes: {orders}"
+    );
+    let products = page("catalog", "GET%20%2Fproducts%2F%7Bid%7D");
+    assert!(products.contains("since version 2.14.0 on all hosts"), "{products}");
+    let profile = page("shop", "GET%20%2Fprofile");
+    assert!(profile.contains("Cause: no single cause stands out: "), "{profile}");
+    let search = page("shop", "GET%20%2Fsearch");
+    assert!(
+        search.contains("No regression or improvement against the window before"),
+        "{search}"
+    );
+}
+
+#[test]
+fn a_slow_endpoint_says_where_its_time_goes_against_its_peers() {
+    let json: serde_json::Value =
+        serde_json::from_str(&kuroko_cli(&["query", "slowest", "--format", "json", "--limit", "20"])).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    let orders = rows.iter().find(|r| r["transaction"] == "GET /orders/{id}").unwrap();
+    let shape = &orders["shape"];
+    // SELECT orders 60 ms of 85 in the second week; the service's seven web
+    // routes' median database share is about a third.
+    assert_eq!(shape["kinds"][0]["kind"], "database", "{shape}");
+    let db = shape["kinds"][0]["share"].as_f64().unwrap();
+    let typical = shape["typical"][0]["share"].as_f64().unwrap();
+    assert!((0.6..0.8).contains(&db) && (0.2..0.4).contains(&typical), "{shape}");
+    assert_eq!(
+        (shape["peers"].as_u64(), shape["peers_of"].as_str()),
+        (Some(6), Some("shop"))
+    );
+    let summary = shape["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("% database, ") && summary.contains("in `SELECT orders` alone; typical for shop: "),
+        "{summary}"
+    );
+    // catalog has one route: its typical shape is the fleet's.
+    let products = rows.iter().find(|r| r["transaction"] == "GET /products/{id}").unwrap();
+    assert_eq!(products["shape"]["peers_of"], "the fleet", "{products}");
+    let table = kuroko_cli(&["query", "slowest"]);
+    let line = table.lines().find(|l| l.contains("GET /orders/{id}")).unwrap();
+    assert!(
+        line.contains("% database (`SELECT orders` ") && line.contains("); typical "),
+        "{line}"
+    );
 }

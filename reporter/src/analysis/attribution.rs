@@ -14,7 +14,13 @@
 //!   two windows' average) gives each group's own slowdown (*within*) and
 //!   the change of the traffic mix (*mix*: runs moving toward a slower host
 //!   or route), with no remainder.
-//! - **Release** (`service.version`): not stored yet, so not decomposed.
+//! - **Release** (`service.version`). Each block's runs are counted under
+//!   the version its service ran then (the store's deploys: a version runs
+//!   from its first minute until the next one's). The same shift-share
+//!   split over versions gives the *release* part: runs moving to a slower
+//!   version ([`Release`]). When it explains most of the change the cause
+//!   says "since version 2.14.0"; when nothing else does, the version is
+//!   the cause.
 //!
 //! Each part's share of the change comes with an interval from the
 //! variability between blocks (the hourly blocks the regression test uses,
@@ -26,18 +32,20 @@
 //! most of it: the lower end of its share's interval is at least [`MOST`]
 //! (so with 95% confidence, one-sided). The traffic mix is named first (a
 //! mix shift moves segments and hosts too), then a segment, a route, a
-//! host. Otherwise the answer is "no single cause", with the largest parts
-//! listed.
+//! host, the release. Otherwise the answer is "no single cause", with the
+//! largest parts listed.
 
 use std::collections::BTreeMap;
 
 use super::blocks::block_minutes;
 use super::breakdown::{SEGMENT_DURATION, SEGMENT_EXCLUSIVE};
 use super::endpoints::label;
+use super::evidence::SideBySide;
 use super::regressions::{Group, RegressionRow};
 use super::{Analysis, AnalysisError, Scope};
 use crate::format;
 use crate::ingest::traces::{TRACED_DURATION, TRACED_RUNS};
+use crate::store::deploys::VersionSeen;
 
 /// "Most of the change": a cause's share, the lower end of its interval;
 /// a host carrying this much of the change places it on that host.
@@ -68,6 +76,8 @@ pub enum Axis {
     Route,
     /// The change of the traffic mix between hosts or routes.
     Mix,
+    /// Runs moving to a new `service.version`.
+    Release,
 }
 
 /// One part of the change.
@@ -76,13 +86,15 @@ pub struct Part {
     /// Its decomposition.
     pub axis: Axis,
     /// A segment's kind (`database`, `external`, `code`; `own` for own
-    /// code), `host`, `route`, or what the mix is of (`hosts`, `routes`).
+    /// code), `host`, `route`, what the mix is of (`hosts`, `routes`), or
+    /// `version`.
     pub kind: String,
     /// The segment, host or route; for the mix, the group whose share of
-    /// the runs moved most.
+    /// the runs moved most; for the release, the new version.
     pub name: String,
     /// Before: a segment's seconds per run, a host's or route's mean, the
-    /// mix's group's share of the runs.
+    /// mix's group's share of the runs; for the release, the previous
+    /// version's mean (its runs in both windows).
     pub previous: f64,
     /// Now, the same.
     pub current: f64,
@@ -118,6 +130,25 @@ pub struct Cause {
     pub part: Part,
     /// Where the change happened.
     pub place: Place,
+    /// The `service.version` the change came with, when the release part
+    /// explains most of it too ("since version 2.14.0").
+    pub since: Option<String>,
+}
+
+/// The release part: runs moving from one `service.version` to another.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Release {
+    /// The part (`axis` `release`, `name` the new version, `previous` and
+    /// `current` the two versions' means per run).
+    #[serde(flatten)]
+    pub part: Part,
+    /// The version before it.
+    pub previous_version: String,
+    /// When the new version was first seen, unix minutes.
+    pub minute: i64,
+    /// The rest of the change: within versions (each version's own change,
+    /// weighted by its runs), seconds per run.
+    pub within_seconds_per_run: f64,
 }
 
 /// A change of mean time per run, decomposed.
@@ -150,8 +181,9 @@ pub struct Attribution {
     pub routes: Vec<Part>,
     /// The traffic mix's parts: between hosts, and for a feature between routes.
     pub mix: Vec<Part>,
-    /// `service.version` before and after: not stored yet, always `None`.
-    pub release: Option<(String, String)>,
+    /// The release part, when the windows' runs ran more than one
+    /// `service.version` of the stored deploys.
+    pub release: Option<Release>,
     /// The cause, when one part explains most of the change.
     pub cause: Option<Cause>,
     /// For people: "`SELECT orders` +31 ms per run, 84% of the change
@@ -160,6 +192,9 @@ pub struct Attribution {
     /// The same, short enough for a table cell: "`SELECT orders` +31 ms/run
     /// (84%), all hosts", or "no single cause".
     pub headline: String,
+    /// The slowest kept traces before and after, aligned by segment; `None`
+    /// when neither window kept one.
+    pub evidence: Option<SideBySide>,
 }
 
 /// One block's sums: runs and seconds per group, segment seconds, traced runs.
@@ -173,6 +208,8 @@ struct BlockSums {
     segments: BTreeMap<(String, String), f64>,
     /// Traced runs and their seconds (an SDK's spans).
     traced: (f64, f64),
+    /// Per version (its index in the versions given): (runs, seconds).
+    versions: BTreeMap<usize, (f64, f64)>,
 }
 
 /// What one decomposition of two windows' (resampled) blocks gives:
@@ -188,6 +225,8 @@ struct Split {
     hosts: Vec<GroupPart>,
     /// Each route's, the same.
     routes: Vec<GroupPart>,
+    /// Each version's, the same.
+    versions: Vec<GroupPart>,
 }
 
 /// One group's (host's or route's) place in the shift-share split.
@@ -210,13 +249,32 @@ struct Totals {
     routes: Vec<(f64, f64)>,
     segments: Vec<f64>,
     traced: (f64, f64),
+    versions: Vec<(f64, f64)>,
 }
 
-/// One block's sums, laid out as [`Totals`] in the order of `hosts`,
-/// `routes` and `segments` (looked up once, not once per resample).
-fn dense(block: &BlockSums, hosts: &[String], routes: &[String], segments: &[(String, String)]) -> Totals {
+/// The names a block's sums are laid out by.
+struct Layout {
+    hosts: Vec<String>,
+    routes: Vec<String>,
+    segments: Vec<(String, String)>,
+    versions: Vec<usize>,
+}
+
+/// One block's sums, laid out as [`Totals`] in the order of `layout`
+/// (looked up once, not once per resample).
+fn dense(block: &BlockSums, layout: &Layout) -> Totals {
+    let Layout {
+        hosts,
+        routes,
+        segments,
+        versions,
+    } = layout;
     let pair = |map: &BTreeMap<String, (f64, f64)>, name: &String| map.get(name).copied().unwrap_or((0.0, 0.0));
     Totals {
+        versions: versions
+            .iter()
+            .map(|v| block.versions.get(v).copied().unwrap_or((0.0, 0.0)))
+            .collect(),
         hosts: hosts.iter().map(|h| pair(&block.hosts, h)).collect(),
         routes: routes.iter().map(|r| pair(&block.routes, r)).collect(),
         segments: segments
@@ -229,16 +287,17 @@ fn dense(block: &BlockSums, hosts: &[String], routes: &[String], segments: &[(St
 
 /// The sum of the `picked` blocks of `all` (each block as often as picked).
 fn totals(all: &[Totals], picked: &[usize], empty: &Totals) -> Totals {
+    let add = |into: &mut [(f64, f64)], from: &[(f64, f64)]| {
+        for (slot, (n, s)) in into.iter_mut().zip(from) {
+            slot.0 += n;
+            slot.1 += s;
+        }
+    };
     let mut t = empty.clone();
     for block in picked.iter().filter_map(|&i| all.get(i)) {
-        for (slot, (n, s)) in t.hosts.iter_mut().zip(&block.hosts) {
-            slot.0 += n;
-            slot.1 += s;
-        }
-        for (slot, (n, s)) in t.routes.iter_mut().zip(&block.routes) {
-            slot.0 += n;
-            slot.1 += s;
-        }
+        add(&mut t.hosts, &block.hosts);
+        add(&mut t.routes, &block.routes);
+        add(&mut t.versions, &block.versions);
         for (slot, x) in t.segments.iter_mut().zip(&block.segments) {
             *slot += x;
         }
@@ -322,6 +381,7 @@ fn split(now: &Totals, before: &Totals) -> Split {
         segments,
         hosts: shift_share(&now.hosts, &before.hosts),
         routes: shift_share(&now.routes, &before.routes),
+        versions: shift_share(&now.versions, &before.versions),
     }
 }
 
@@ -355,14 +415,24 @@ fn interval(mut values: Vec<f64>, miss: f64) -> (f64, f64) {
 }
 
 /// The decomposition of two windows' blocks (`[current, previous]`).
-fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: bool) -> Attribution {
+///
+/// `versions` are the versions the blocks' `versions` index (the row's
+/// services', ordered by service, environment, first minute).
+fn attribute_blocks(
+    windows: [&[BlockSums]; 2],
+    block_minutes: i64,
+    feature: bool,
+    versions: &[VersionSeen],
+) -> Attribution {
     let mut hosts: Vec<String> = Vec::new();
     let mut routes: Vec<String> = Vec::new();
     let mut segments: Vec<(String, String)> = Vec::new();
+    let mut version_ids: Vec<usize> = Vec::new();
     for block in windows.iter().flat_map(|w| w.iter()) {
         hosts.extend(block.hosts.keys().cloned());
         routes.extend(block.routes.keys().cloned());
         segments.extend(block.segments.keys().cloned());
+        version_ids.extend(block.versions.keys().copied());
     }
     for list in [&mut hosts, &mut routes] {
         list.sort();
@@ -370,14 +440,29 @@ fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: boo
     }
     segments.sort();
     segments.dedup();
+    version_ids.sort_unstable();
+    version_ids.dedup();
     let traced = windows.iter().flat_map(|w| w.iter()).any(|b| b.traced.0 > 0.0);
     let all: [Vec<usize>; 2] = windows.map(|w| (0..w.len()).collect());
-    let laid: [Vec<Totals>; 2] = windows.map(|w| w.iter().map(|b| dense(b, &hosts, &routes, &segments)).collect());
+    let layout = Layout {
+        hosts,
+        routes,
+        segments,
+        versions: version_ids,
+    };
+    let laid: [Vec<Totals>; 2] = windows.map(|w| w.iter().map(|b| dense(b, &layout)).collect());
+    let Layout {
+        hosts,
+        routes,
+        segments,
+        versions: version_ids,
+    } = layout;
     let empty = Totals {
         hosts: vec![(0.0, 0.0); hosts.len()],
         routes: vec![(0.0, 0.0); routes.len()],
         segments: vec![0.0; segments.len()],
         traced: (0.0, 0.0),
+        versions: vec![(0.0, 0.0); version_ids.len()],
     };
     let whole = |picked: &[Vec<usize>; 2]| {
         let now = totals(&laid[0], &picked[0], &empty);
@@ -395,6 +480,7 @@ fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: boo
         out.extend(s.routes.iter().map(|g| g.within / s.change));
         out.push(s.hosts.iter().map(|g| g.mix).sum::<f64>() / s.change);
         out.push(s.routes.iter().map(|g| g.mix).sum::<f64>() / s.change);
+        out.push(s.versions.iter().map(|g| g.mix).sum::<f64>() / s.change);
         out
     };
     let mut rng = Resampler(0x6b75_726f_6b6f);
@@ -475,6 +561,52 @@ fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: boo
         point.routes.iter().map(|g| g.mix).sum(),
         point.change,
     );
+    // The release is named for the version whose share moved the mean most
+    // (the new, slower one, for a slowdown), against the one before it.
+    let released = |i: usize| versions.get(version_ids.get(i).copied()?);
+    let newest = (0..version_ids.len())
+        .max_by(|&a, &b| (point.versions[a].mix * direction).total_cmp(&(point.versions[b].mix * direction)));
+    let pooled = |i: Option<usize>| {
+        i.map_or(f64::NAN, |i| {
+            let (n, s) = (
+                now.versions[i].0 + before.versions[i].0,
+                now.versions[i].1 + before.versions[i].1,
+            );
+            ratio(s, n)
+        })
+    };
+    let release_part = newest.and_then(released).map(|new| {
+        let at = newest.unwrap_or_default();
+        // The version before it: the one its service ran just before, if
+        // its runs are in the windows.
+        let earlier = (0..version_ids.len())
+            .filter(|&i| {
+                released(i).is_some_and(|v| {
+                    (&v.service, &v.environment) == (&new.service, &new.environment)
+                        && v.first_minute < new.first_minute
+                })
+            })
+            .max_by_key(|&i| released(i).map(|v| v.first_minute));
+        let part = part(
+            Axis::Release,
+            "version",
+            &new.version,
+            pooled(earlier),
+            pooled(Some(at)),
+            point.versions.iter().map(|g| g.mix).sum(),
+            point.change,
+        );
+        Release {
+            part,
+            previous_version: earlier
+                .and_then(released)
+                .map(|v| v.version.clone())
+                .unwrap_or_default(),
+            minute: new.first_minute,
+            within_seconds_per_run: point.versions.iter().map(|g| g.within).sum(),
+        }
+    });
+    let release = release_part.filter(|_| version_ids.len() > 1);
     if hosts.len() > 1 {
         mix_parts.push(host_mix);
     }
@@ -507,9 +639,14 @@ fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: boo
         .or_else(|| segment_parts.first().filter(qualifies))
         .or_else(|| route_parts.first().filter(qualifies))
         .or_else(|| concentrated.filter(qualifies))
+        .or_else(|| release.as_ref().map(|r| &r.part).filter(qualifies))
         .map(|part| Cause {
             part: part.clone(),
             place: place.clone(),
+            since: release
+                .as_ref()
+                .filter(|r| qualifies(&&r.part) && part.axis != Axis::Release)
+                .map(|r| r.part.name.clone()),
         });
     let (n_now, s_now) = now.runs();
     let (n_before, s_before) = before.runs();
@@ -527,10 +664,11 @@ fn attribute_blocks(windows: [&[BlockSums]; 2], block_minutes: i64, feature: boo
         hosts: host_parts,
         routes: route_parts,
         mix: mix_parts,
-        release: None,
+        release,
         cause,
         summary: String::new(),
         headline: String::new(),
+        evidence: None,
     };
     attribution.summary = summary(&attribution);
     attribution.headline = headline(&attribution);
@@ -569,6 +707,7 @@ fn part_name(part: &Part) -> String {
         Axis::Host => format!("host {}", part.name),
         Axis::Route => format!("`{}`", part.name),
         Axis::Mix => format!("traffic mix ({})", part.kind),
+        Axis::Release => format!("version {}", part.name),
     }
 }
 
@@ -593,8 +732,9 @@ fn headline(a: &Attribution) -> String {
         Place::Host(h) => format!(", host {h}"),
         Place::OnlyHost(_) | Place::Uneven => String::new(),
     };
+    let since = cause.since.as_ref().map(|v| format!(", since {v}")).unwrap_or_default();
     format!(
-        "{} {}/run ({share}){place}",
+        "{} {}/run ({share}){since}{place}",
         part_name(p),
         format::signed_duration(p.seconds_per_run)
     )
@@ -634,17 +774,29 @@ fn summary(a: &Attribution) -> String {
                         share(p)
                     )
                 }
+                Axis::Release => match a.release.as_ref().map(|r| r.previous_version.as_str()) {
+                    Some(before) if !before.is_empty() => {
+                        format!("{} (after {before}) {}, {}", part_name(p), per_run(p), share(p))
+                    }
+                    _ => format!("{} {}, {}", part_name(p), per_run(p), share(p)),
+                },
                 _ => format!("{} {}, {}", part_name(p), per_run(p), share(p)),
+            };
+            // "since version 2.14.0 on all hosts": the release and the place
+            // read as one clause.
+            let (since, comma) = match &cause.since {
+                Some(v) => (format!(", since version {v}"), ""),
+                None => (String::new(), ","),
             };
             let place = match (&cause.place, p.axis) {
                 (_, Axis::Mix) => String::new(),
-                (Place::AllHosts, _) => ", on all hosts".to_owned(),
+                (Place::AllHosts, _) => format!("{comma} on all hosts"),
                 (Place::Host(h), Axis::Host) if h == &p.name => " only".to_owned(),
-                (Place::Host(h), _) => format!(", on host {h}"),
-                (Place::OnlyHost(h), _) => format!(", on its one host {h}"),
+                (Place::Host(h), _) => format!("{comma} on host {h}"),
+                (Place::OnlyHost(h), _) => format!("{comma} on its one host {h}"),
                 (Place::Uneven, _) => String::new(),
             };
-            format!("{what}{place}")
+            format!("{what}{since}{place}")
         }
         None => {
             let mut parts: Vec<&Part> = a.segments.iter().chain(&a.mix).chain(&a.routes).collect();
@@ -661,6 +813,37 @@ fn summary(a: &Attribution) -> String {
                 format!("no single cause: {}", listed.join(", "))
             }
         }
+    }
+}
+
+/// Which version each service ran when: the stored versions (ordered by
+/// service, environment, first minute), each from its first minute on.
+struct VersionsRunning<'a> {
+    /// Per (service, environment): (first minute, index in the list).
+    by_service: BTreeMap<(&'a str, &'a str), Vec<(i64, usize)>>,
+}
+
+impl<'a> VersionsRunning<'a> {
+    fn new(versions: &'a [VersionSeen]) -> Self {
+        let mut by_service: BTreeMap<(&str, &str), Vec<(i64, usize)>> = BTreeMap::new();
+        for (i, v) in versions.iter().enumerate() {
+            by_service
+                .entry((&v.service, &v.environment))
+                .or_default()
+                .push((v.first_minute, i));
+        }
+        for list in by_service.values_mut() {
+            list.sort_unstable();
+        }
+        VersionsRunning { by_service }
+    }
+
+    /// The index of the version `service` ran in `environment` at `minute`,
+    /// if one was seen by then.
+    fn at(&self, service: &str, environment: &str, minute: i64) -> Option<usize> {
+        let list = self.by_service.get(&(service, environment))?;
+        let after = list.partition_point(|&(first, _)| first <= minute);
+        after.checked_sub(1).and_then(|i| list.get(i)).map(|&(_, index)| index)
     }
 }
 
@@ -692,10 +875,25 @@ impl Analysis<'_> {
                 ..scope.clone()
             },
         };
+        self.attribute_windows(&narrowed(scope), &narrowed(baseline), row.group == Group::Feature)
+    }
+
+    /// Why what `scope` covers changed from `baseline`'s window to its own
+    /// (both already narrowed to one transaction or feature); `feature`
+    /// splits by route too.
+    pub fn attribute_windows(
+        &self,
+        scope: &Scope,
+        baseline: &Scope,
+        feature: bool,
+    ) -> Result<Attribution, AnalysisError> {
         let block = block_minutes(scope.minutes().min(baseline.minutes()).max(1));
-        let now = self.block_sums(&narrowed(scope), block)?;
-        let before = self.block_sums(&narrowed(baseline), block)?;
-        Ok(attribute_blocks([&now, &before], block, row.group == Group::Feature))
+        let versions = self.store.versions()?;
+        let now = self.block_sums(scope, block, &versions)?;
+        let before = self.block_sums(baseline, block, &versions)?;
+        let mut attribution = attribute_blocks([&now, &before], block, feature, &versions);
+        attribution.evidence = self.side_by_side(scope, baseline)?;
+        Ok(attribution)
     }
 
     /// [`Analysis::attribute`] for each of `rows`, set on the row.
@@ -711,10 +909,13 @@ impl Analysis<'_> {
         Ok(())
     }
 
-    /// The sums of `scope`'s window per block of `block` minutes.
-    fn block_sums(&self, scope: &Scope, block: i64) -> Result<Vec<BlockSums>, AnalysisError> {
+    /// The sums of `scope`'s window per block of `block` minutes; each
+    /// block's runs also under the version of `versions` (by its index) its
+    /// service ran at the block's middle.
+    fn block_sums(&self, scope: &Scope, block: i64, versions: &[VersionSeen]) -> Result<Vec<BlockSums>, AnalysisError> {
         let filter = scope.store_filter(self.owners);
         let mut blocks: BTreeMap<i64, BlockSums> = BTreeMap::new();
+        let running = VersionsRunning::new(versions);
         for (key, start, histogram) in self.store.histogram_steps(&filter, scope.from, scope.to, block)? {
             if !scope.matches(&key, self.owners) || histogram.count == 0 {
                 continue;
@@ -727,6 +928,11 @@ impl Analysis<'_> {
             let route = sums.routes.entry(key.transaction.clone()).or_default();
             route.0 += n;
             route.1 += s;
+            if let Some(version) = running.at(&key.service, &key.environment, start + block / 2) {
+                let runs = sums.versions.entry(version).or_default();
+                runs.0 += n;
+                runs.1 += s;
+            }
         }
         let counters = |name: &str| -> Result<Vec<_>, AnalysisError> {
             Ok(self
@@ -794,7 +1000,7 @@ mod tests {
         let hosts = |mean: f64| [("a", 50.0, mean), ("b", 50.0, mean)];
         let before: Vec<BlockSums> = (0..48).map(|i| block(&hosts(0.100 * wobble(i)), 0.040)).collect();
         let now: Vec<BlockSums> = (0..48).map(|i| block(&hosts(0.130 * wobble(i + 1)), 0.070)).collect();
-        let a = attribute_blocks([&now, &before], 60, false);
+        let a = attribute_blocks([&now, &before], 60, false, &[]);
         let cause = a.cause.as_ref().expect(&a.summary);
         assert_eq!(
             (cause.part.axis, cause.part.name.as_str()),
@@ -822,7 +1028,7 @@ mod tests {
         };
         let before: Vec<BlockSums> = (0..48).map(|i| block(&hosts(0.1, i), 0.04)).collect();
         let now: Vec<BlockSums> = (0..48).map(|i| block(&hosts(0.3, i), 0.04)).collect();
-        let a = attribute_blocks([&now, &before], 60, false);
+        let a = attribute_blocks([&now, &before], 60, false, &[]);
         let cause = a.cause.as_ref().expect(&a.summary);
         assert_eq!(cause.place, Place::Host("web-3".into()), "{}", a.summary);
         assert_eq!(cause.part.name, OWN_CODE, "{}", a.summary);
@@ -830,11 +1036,57 @@ mod tests {
     }
 
     #[test]
+    fn a_release_that_slows_every_part_is_itself_the_cause() {
+        let seen = |version: &str, first_minute| VersionSeen {
+            service: "shop".into(),
+            environment: String::new(),
+            version: version.into(),
+            first_minute,
+        };
+        let versions = [seen("1.0.0", 0), seen("1.1.0", 100)];
+        // Version 1.1.0 from the middle of the current window: its blocks
+        // are a third slower, in the database and in own code alike.
+        // An external call beside the database: 30 ms, then 40.
+        let with_version = |mut b: BlockSums, version: usize| {
+            let all = b.hosts.values().fold((0.0, 0.0), |t, h| (t.0 + h.0, t.1 + h.1));
+            b.versions.insert(version, all);
+            let external = all.0 * [0.030, 0.040][version];
+            b.segments.insert(("external".into(), "GET api".into()), external);
+            b
+        };
+        let hosts = |mean: f64| [("a", 50.0, mean), ("b", 50.0, mean)];
+        let before: Vec<BlockSums> = (0..48)
+            .map(|i| with_version(block(&hosts(0.090 * wobble(i)), 0.030), 0))
+            .collect();
+        let now: Vec<BlockSums> = (0..48)
+            .map(|i| match i < 24 {
+                true => with_version(block(&hosts(0.090 * wobble(i + 1)), 0.030), 0),
+                false => with_version(block(&hosts(0.120 * wobble(i + 1)), 0.040), 1),
+            })
+            .collect();
+        let a = attribute_blocks([&now, &before], 60, false, &versions);
+        let cause = a.cause.as_ref().expect(&a.summary);
+        assert_eq!(
+            (cause.part.axis, cause.part.name.as_str()),
+            (Axis::Release, "1.1.0"),
+            "{}",
+            a.summary
+        );
+        assert!(
+            a.summary.starts_with("version 1.1.0 (after 1.0.0) +15 ms per run, 9") && cause.since.is_none(),
+            "{}",
+            a.summary
+        );
+        let release = a.release.as_ref().expect("two versions");
+        assert!(release.within_seconds_per_run.abs() < 0.002, "{release:?}");
+    }
+
+    #[test]
     fn noise_claims_no_cause() {
         let hosts = |mean: f64| [("a", 50.0, mean)];
         let before: Vec<BlockSums> = (0..48).map(|i| block(&hosts(0.100 * wobble(i)), 0.04)).collect();
         let now: Vec<BlockSums> = (0..48).map(|i| block(&hosts(0.100 * wobble(i + 3)), 0.04)).collect();
-        let a = attribute_blocks([&now, &before], 60, false);
+        let a = attribute_blocks([&now, &before], 60, false, &[]);
         assert!(a.cause.is_none(), "{}", a.summary);
         assert!(a.summary.starts_with("no single cause"), "{}", a.summary);
     }

@@ -134,7 +134,7 @@ struct SpanJson {
 }
 
 /// A kept trace with its spans read: the root first, then its segments.
-fn summarize(trace: TracePoint) -> TraceSummary {
+pub(crate) fn summarize(trace: TracePoint) -> TraceSummary {
     let spans: Vec<SpanJson> = serde_json::from_str(&trace.spans).unwrap_or_default();
     let root_start = spans.first().map_or(trace.start, |root| root.start);
     let mut segments: Vec<TraceSegment> = spans

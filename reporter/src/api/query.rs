@@ -350,7 +350,26 @@ impl Query {
         let scope = &self.scope;
         let value = match self.question {
             Question::Slowest | Question::Consumers => {
-                json(&analysis.slowest_grouped(scope, self.group, self.by, self.limit)?)
+                let mut value = json(&analysis.slowest_grouped(scope, self.group, self.by, self.limit)?);
+                // Each transaction's shape against its peers' typical one.
+                if self.group == Group::Transaction {
+                    let shapes = analysis.shapes(scope)?;
+                    let rows = value.get_mut("rows").and_then(serde_json::Value::as_array_mut);
+                    for row in rows.into_iter().flatten() {
+                        let id = |key: &str| {
+                            row.get(key)
+                                .and_then(serde_json::Value::as_str)
+                                .unwrap_or_default()
+                                .to_owned()
+                        };
+                        if let (Some(shape), Some(object)) =
+                            (shapes.get(&(id("service"), id("transaction"))), row.as_object_mut())
+                        {
+                            object.insert("shape".to_owned(), json(shape));
+                        }
+                    }
+                }
+                value
             }
             Question::Timeseries => {
                 let mut answer = analysis.timeseries(scope, self.group, self.step)?;

@@ -110,6 +110,12 @@ const SLOWEST: &[Column] = &[
     csv_only!("apdex_threshold", Kind::Seconds),
     csv_only!("apdex_source", Kind::Text),
     named!("estimated", Kind::Flag, "(est.)"),
+    col(
+        &["shape", "headline"],
+        Kind::Text,
+        Some("where the time goes"),
+        Some("shape"),
+    ),
 ];
 
 const POINTS: &[Column] = &[
@@ -628,7 +634,51 @@ fn explained(out: &mut String, row: &Value) {
             ));
         }
     }
-    out.push_str("  release (service.version): not stored yet\n");
+    let release = at(a, &["release"]);
+    if release.is_null() {
+        out.push_str("  release (service.version): one version or none in the windows\n");
+    } else {
+        out.push_str(&format!(
+            "  release (service.version)\n    {:<48} {:>10}  {} ({} to {})\n",
+            format!(
+                "{} → {} ({} → {}), from {} UTC",
+                text(at(release, &["previous_version"])),
+                text(at(release, &["name"])),
+                shown(at(release, &["previous"]), Kind::Seconds),
+                shown(at(release, &["current"]), Kind::Seconds),
+                shown(at(release, &["minute"]), Kind::Minute),
+            ),
+            signed(at(release, &["seconds_per_run"])),
+            shown(at(release, &["share"]), Kind::Percent),
+            shown(at(release, &["low"]), Kind::Percent),
+            shown(at(release, &["high"]), Kind::Percent),
+        ));
+    }
+    let evidence = at(a, &["evidence"]);
+    if !evidence.is_null() {
+        out.push_str(&format!(
+            "  slowest kept traces, before → after ({} → {}; {} → {} a trace), per trace\n",
+            list(evidence, "before").len(),
+            list(evidence, "after").len(),
+            shown(at(evidence, &["durations"]).get(0).unwrap_or(&NULL), Kind::Seconds),
+            shown(at(evidence, &["durations"]).get(1).unwrap_or(&NULL), Kind::Seconds),
+        ));
+        for segment in list(evidence, "segments").iter().take(8) {
+            out.push_str(&format!(
+                "    {:<48} {:>10} → {:<10} {:>10}  ({} → {} calls)\n",
+                cut(&format!(
+                    "{} ({})",
+                    text(at(segment, &["name"])),
+                    text(at(segment, &["kind"]))
+                )),
+                shown(at(segment, &["previous"]), Kind::Seconds),
+                shown(at(segment, &["current"]), Kind::Seconds),
+                signed(at(segment, &["change"])),
+                format::number(at(segment, &["previous_calls"]).as_f64().unwrap_or(0.0)),
+                format::number(at(segment, &["current_calls"]).as_f64().unwrap_or(0.0)),
+            ));
+        }
+    }
 }
 
 /// `Title · window · filters`.

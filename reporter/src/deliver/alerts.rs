@@ -22,11 +22,16 @@
 //! (kind `alert`, period `RULE@MINUTE:fired|resolved`), then marked
 //! notified: a crash in between notifies on the next pass, and the ledger's
 //! claim keeps that from being a duplicate.
+//!
+//! A firing p95 or average alert says why ([`cause`]): its window's change
+//! of mean time per run against the hour before, decomposed as a
+//! regression's is ([`crate::analysis::attribution`]).
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::analysis::{Analysis, AnalysisError, Scope};
 use crate::format;
 use crate::histogram::Histogram;
 use crate::owners::{Owners, Team};
@@ -363,12 +368,48 @@ pub(crate) fn owning_team<'a>(rule: &AlertRule, owners: &'a Owners, series: &[Se
         .find_map(|k| owners.team_of(&k.service, &k.transaction, Some(&k.feature)))
 }
 
-/// What the notification says: a subject line and a body, plain text.
+/// How long before a latency alert's window its cause is looked for, at
+/// least: the hour before the window (or as long as the window, if longer).
+pub const CAUSE_BASELINE_MINUTES: i64 = 60;
+
+/// Why a latency rule (p95, average) fires: the change of mean time per
+/// run from the hour before its window to its window, attributed
+/// ([`crate::analysis::attribution`]): its cause, or "no single cause…".
+/// `None` for the other metrics, or when either window had no runs.
+pub(crate) fn cause(
+    store: &dyn Store,
+    owners: &Owners,
+    rule: &AlertRule,
+    now_minute: i64,
+) -> Result<Option<String>, AnalysisError> {
+    if !matches!(rule.metric, Metric::P95 | Metric::Avg) {
+        return Ok(None);
+    }
+    let window = rule.window_minutes().unwrap_or(5);
+    let scope = Scope {
+        service: rule.service.clone(),
+        transaction: rule.transaction.clone(),
+        feature: rule.feature.clone(),
+        environment: rule.environment.clone(),
+        ..Scope::window(now_minute - window, now_minute)
+    };
+    let baseline = Scope {
+        from: scope.from - window.max(CAUSE_BASELINE_MINUTES),
+        to: scope.from,
+        ..scope.clone()
+    };
+    let a = Analysis::new(store, owners).attribute_windows(&scope, &baseline, rule.transaction.is_none())?;
+    Ok((a.previous_mean > 0.0 && a.current_mean > 0.0).then_some(a.summary))
+}
+
+/// What the notification says: a subject line and a body, plain text; a
+/// firing latency alert says why (`cause`, from [`cause`]).
 pub(crate) fn message_text(
     rule: &AlertRule,
     transition: Transition,
     value: Option<f64>,
     window: i64,
+    cause: Option<&str>,
 ) -> (String, String) {
     let what = format!("{} of {}", rule.metric.label(), rule.subject_text());
     let value_text = value.map_or_else(|| "no runs".to_owned(), |v| rule.metric.format(v));
@@ -376,9 +417,15 @@ pub(crate) fn message_text(
         Transition::Fired => (
             format!("[Kuroko] FIRING: {}", rule.name),
             format!(
-                "Alert \"{}\" is firing: {what} is {value_text} over the last {window} min ({}).",
+                "Alert \"{}\" is firing: {what} is {value_text} over the last {window} min ({}).{}",
                 rule.name,
-                rule.threshold_text()
+                rule.threshold_text(),
+                cause
+                    .map(|c| format!(
+                        " Why, against the {} min before: {c}.",
+                        window.max(CAUSE_BASELINE_MINUTES)
+                    ))
+                    .unwrap_or_default()
             ),
         ),
         Transition::Resolved => (
@@ -398,9 +445,10 @@ pub(crate) fn chat_message(
     transition: Transition,
     value: Option<f64>,
     window: i64,
+    cause: Option<&str>,
     link: &str,
 ) -> serde_json::Value {
-    let (_, body) = message_text(rule, transition, value, window);
+    let (_, body) = message_text(rule, transition, value, window, cause);
     let icon = match transition {
         Transition::Fired => ":rotating_light:",
         Transition::Resolved => ":white_check_mark:",
@@ -520,6 +568,69 @@ mod tests {
         assert_eq!(of("apdex", 1_001), Some(0.75));
         assert_eq!(of("p95", 1_006), None, "the minute is out of the window");
         assert_eq!(of("error_rate", 1_000), None, "the current minute is not complete");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_firing_latency_alert_says_why() {
+        use crate::store::deploys::{Deploys, VersionSeen};
+        let dir = std::env::temp_dir().join(format!("kuroko-alerts-cause-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open(&dir.join("k.db")).unwrap();
+        // An hour of 20 runs a minute, `SELECT orders` 30 ms and 20 ms of
+        // own code; then, with version 2.0.0 from minute 1_060, the query
+        // takes 300 ms.
+        let mut batch = Batch::default();
+        for minute in 1_000..1_065 {
+            let db = if minute >= 1_060 { 0.300 } else { 0.030 };
+            let mut histogram = Histogram::empty();
+            let mut db_seconds = 0.0;
+            for run in 0..20 {
+                let wobble = 1.0 + 0.1 * ((run * 7 + minute) % 5) as f64 / 4.0;
+                histogram.record(db * wobble + 0.020).unwrap();
+                db_seconds += db * wobble;
+            }
+            batch.histograms.push(HistogramPoint {
+                key: key("POST /checkout").into(),
+                minute,
+                histogram,
+            });
+            batch.counters.push(CounterPoint {
+                key: key("POST /checkout").into(),
+                minute,
+                name: "kuroko.segment.exclusive_duration".into(),
+                labels: "kuroko.segment.kind=database,kuroko.segment.name=SELECT orders".into(),
+                value: db_seconds,
+            });
+        }
+        store.write(&batch).unwrap();
+        let seen = |version: &str, first_minute| VersionSeen {
+            service: "shop".into(),
+            environment: String::new(),
+            version: version.into(),
+            first_minute,
+        };
+        store
+            .versions_seen(&[seen("1.0.0", 900), seen("2.0.0", 1_060)])
+            .unwrap();
+        let owners = Owners::empty();
+        let p95 =
+            rule("name = \"slow\"\nmetric = \"p95\"\ntransaction = \"POST /checkout\"\nabove = 0.2\nfor = \"5m\"");
+        let why = cause(&store, &owners, &p95, 1_065).unwrap().expect("a cause sentence");
+        assert!(
+            why.starts_with("`SELECT orders` +") && why.ends_with("since version 2.0.0 on its one host h1"),
+            "{why}"
+        );
+        let (_, body) = message_text(&p95, Transition::Fired, Some(0.35), 5, Some(&why));
+        assert!(
+            body.ends_with(&format!("(above 200 ms). Why, against the 60 min before: {why}.")),
+            "{body}"
+        );
+        let errors = rule("name = \"e\"\nmetric = \"error_rate\"\ntransaction = \"POST /checkout\"\nabove = 0.1");
+        assert_eq!(cause(&store, &owners, &errors, 1_065).unwrap(), None);
+        // No runs before the window: nothing to compare with.
+        assert_eq!(cause(&store, &owners, &p95, 1_001).unwrap(), None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -80,6 +80,28 @@ impl Runner {
         written
     }
 
+    /// Why a firing rule fires ([`alerts::cause`]); a failure is logged and
+    /// the alert goes out without it.
+    async fn alert_cause(&self, rule: &AlertRule, now: Timestamp) -> Option<String> {
+        let (store, owners, checked) = (
+            self.inner.store.clone(),
+            self.inner.settings.owners.clone(),
+            rule.clone(),
+        );
+        let minute = now.as_second().div_euclid(60);
+        match tokio::task::spawn_blocking(move || alerts::cause(store.as_ref(), &owners, &checked, minute)).await {
+            Ok(Ok(cause)) => cause,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, rule = %rule.name, "an alert's cause could not be found; it is sent without");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, rule = %rule.name, "an alert's cause could not be found; it is sent without");
+                None
+            }
+        }
+    }
+
     /// Notifies the owning team of a transition; `done` when every channel
     /// is settled (sent, given up, or there is no one to tell).
     async fn notify(
@@ -96,7 +118,11 @@ impl Runner {
             return (Vec::new(), true);
         };
         let window = rule.window_minutes().unwrap_or(5);
-        let (subject, body) = alerts::message_text(rule, transition, state.value, window);
+        let cause = match transition {
+            alerts::Transition::Fired => self.alert_cause(rule, now).await,
+            alerts::Transition::Resolved => None,
+        };
+        let (subject, body) = alerts::message_text(rule, transition, state.value, window, cause.as_deref());
         let link = if settings.base_url.is_empty() {
             String::new()
         } else {
@@ -130,7 +156,14 @@ impl Runner {
             };
             let outgoing = Ok(Outgoing {
                 email,
-                chat: vec![alerts::chat_message(rule, transition, state.value, window, &link)],
+                chat: vec![alerts::chat_message(
+                    rule,
+                    transition,
+                    state.value,
+                    window,
+                    cause.as_deref(),
+                    &link,
+                )],
             });
             let sending = Sending {
                 kind: "alert",

@@ -22,6 +22,7 @@ mod problems;
 mod regressions;
 mod trace;
 mod transaction;
+mod why;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,5 +1,6 @@
 //! `/regressions`: this week against last, ranked by impact.
 
+use super::why;
 use super::*;
 use crate::analysis::regressions::Group as RegressionGroup;
 
@@ -33,7 +34,12 @@ fn regression_table(rows: &[RegressionRow], carried: &Params, impact_label: &str
                             td { (if row.environment.is_empty() { "–" } else { &row.environment }) }
                             td { (row.team.as_deref().unwrap_or("–")) }
                             td { small { (row.verdict.trigger.map(|t| t.to_string()).unwrap_or_default()) } }
-                            td.cause { small { (row.attribution.as_ref().map(|a| a.summary.as_str()).unwrap_or("–")) } }
+                            td.cause {
+                                small { (why::cause_text(row.attribution.as_deref())) }
+                                @if let Some(evidence) = row.attribution.as_ref().and_then(|a| a.evidence.as_ref()) {
+                                    details.evidence { summary { "Slowest kept traces, before and now" } (why::side_by_side(evidence)) }
+                                }
+                            }
                             td.num { (change_text(&row.verdict.changes.p50)) }
                             td.num { (change_text(&row.verdict.changes.p95)) }
                             td.num { (change_text(&row.verdict.changes.mean)) }
@@ -68,19 +74,23 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         None => None,
     };
     let since_deploy = params.get("compare") == Some("deploy");
-    let comparison = match (&deploy, since_deploy) {
-        (Some(d), true) => {
-            let current = Scope {
+    // The windows compared, which the causes are found between too.
+    let (current, previous) = match (&deploy, since_deploy) {
+        (Some(d), true) => (
+            Scope {
                 from: d.minute,
                 ..scope.clone()
-            };
-            let baseline = Scope {
+            },
+            Scope {
                 from: d.minute - (scope.to - d.minute),
                 to: d.minute,
                 ..scope.clone()
-            };
-            analysis.compare_against(&current, &baseline, &RegressionRule::default(), group)?
-        }
+            },
+        ),
+        _ => (scope.clone(), scope.previous()),
+    };
+    let comparison = match (&deploy, since_deploy) {
+        (Some(_), true) => analysis.compare_against(&current, &previous, &RegressionRule::default(), group)?,
         (None, true) => {
             return Err(PageError::BadRequest(match &scope.service {
                 None => "compare=deploy needs a service: choose one, then its latest deploy is the split".to_owned(),
@@ -112,11 +122,10 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
     )?;
     // Each finding shown names its cause.
     let analysis = app.analysis();
-    let previous = scope.previous();
     let mut worse_rows = worse.page(&comparison.regressions).to_vec();
-    analysis.attribute_rows(&scope, &previous, &mut worse_rows)?;
+    analysis.attribute_rows(&current, &previous, &mut worse_rows)?;
     let mut better_rows = better.page(&comparison.improvements).to_vec();
-    analysis.attribute_rows(&scope, &previous, &mut better_rows)?;
+    analysis.attribute_rows(&current, &previous, &mut better_rows)?;
     let body = html! {
         (filter_bar("/regressions", params, Some(REGRESSIONS_SINCE), &EDITABLE))
         p.ranks {
@@ -127,7 +136,7 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
             "a change counts when its test stays significant across every comparison on this page "
             "(q < 0.01), it is at least 10%, and its interval excludes changes under 5%; "
             "each period needs 100 runs to be judged. "
-            "The cause is the segment, host or traffic mix that explains most of the change of mean time per run."
+            "The cause is the segment, host, traffic mix or release that explains most of the change of mean time per run."
         }
         @if let Some(d) = &deploy {
             p.deploy data-deploy=(d.version) {

@@ -4,6 +4,7 @@
 
 use super::errors::errors_table;
 use super::problems::problems_table;
+use super::why;
 use super::*;
 
 /// At most this many bars in a latency distribution.
@@ -100,6 +101,8 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         transaction: Some(name.to_owned()),
         ..scope.clone()
     })?;
+    let change = why::against_previous(app, &scope, service, name)?;
+    let shape = why::shape_note(app, &scope, service, name)?;
     let errors = analysis.errors(&scope)?;
     let errors_pager = Pager::new(params, "/transactions", "from", "error groups", errors.len())?;
 
@@ -172,6 +175,7 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
     let segments = html! {
         @if breakdown.segments.is_empty() { p.empty { "No segments recorded in this window." } } @else {
             p.context { "Time per run in each segment (exclusive of nested segments)." }
+            (shape)
             (charts::bars("segments", &segment_rows, Unit::Seconds))
             table.rows id="segments-table" {
                 thead { tr { th { "Kind" } th { "Segment" } th.num { "Calls per run" } th.num { "Time per call" } th.num { "Time per run" } th.num { "Share" } } }
@@ -209,6 +213,7 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
     let body = html! {
         (filter_bar("/transactions", params, Some(DEFAULT_SINCE), &["environment"]))
         (summary)
+        (section("change", "Against the window before", &page, Some(("regressions", &api)), change))
         div.grid {
             (section("percentiles", "Percentiles over time", &page, Some(("timeseries", &api)), html! {
                 (charts::line_chart_marked(&percentile_lines, Unit::Seconds, scope.from, scope.to, &markers))
