@@ -162,8 +162,14 @@ pub(crate) fn daily_chart_png(
             .label_style((FONT, 11).into_font().color(&AXIS_COLOR))
             .draw()
             .map_err(draw_error)?;
-        for deploy in deploys.iter().filter(|d| d.day < points.len()) {
-            let day = i32::try_from(deploy.day).unwrap_or(i32::MAX);
+        // Deploys: a dashed line behind the series, and its label above
+        // the day axis (the legend holds the top left), on top of them.
+        let deploys: Vec<(i32, &ChartDeploy)> = deploys
+            .iter()
+            .filter(|d| d.day < points.len())
+            .map(|d| (i32::try_from(d.day).unwrap_or(i32::MAX), d))
+            .collect();
+        for &(day, _) in &deploys {
             chart
                 .draw_series(DashedLineSeries::new(
                     [(day, 0.0), (day, y_max)],
@@ -171,18 +177,6 @@ pub(crate) fn daily_chart_png(
                     4,
                     DEPLOY_COLOR.stroke_width(1),
                 ))
-                .map_err(draw_error)?;
-            // The label beside its line, on its left past the chart's middle.
-            let left = day * 2 > last_day;
-            let anchor = if left { HPos::Right } else { HPos::Left };
-            let style = (FONT, 11)
-                .into_font()
-                .color(&DEPLOY_COLOR)
-                .pos(Pos::new(anchor, VPos::Top));
-            let label: String = deploy.label.chars().filter(|c| !c.is_control()).take(40).collect();
-            chart
-                .plotting_area()
-                .draw(&(EmptyElement::at((day, y_max)) + Text::new(label, (if left { -4 } else { 4 }, 2), style)))
                 .map_err(draw_error)?;
         }
         for (name, runs, color) in [("p95", &p95, P95_COLOR), ("average", &avg, AVG_COLOR)] {
@@ -200,6 +194,20 @@ pub(crate) fn daily_chart_png(
                     .draw_series(run.iter().map(|&point| Circle::new(point, 2, color.filled())))
                     .map_err(draw_error)?;
             }
+        }
+        for &(day, deploy) in &deploys {
+            // Beside its line, on its left past the chart's middle.
+            let left = day * 2 > last_day;
+            let anchor = if left { HPos::Right } else { HPos::Left };
+            let style = (FONT, 11)
+                .into_font()
+                .color(&DEPLOY_COLOR)
+                .pos(Pos::new(anchor, VPos::Bottom));
+            let label: String = deploy.label.chars().filter(|c| !c.is_control()).take(40).collect();
+            chart
+                .plotting_area()
+                .draw(&(EmptyElement::at((day, 0.0)) + Text::new(label, (if left { -4 } else { 4 }, -3), style)))
+                .map_err(draw_error)?;
         }
         chart
             .configure_series_labels()
@@ -307,18 +315,19 @@ mod tests {
         let fraction = column as f64 / f64::from(CHART_WIDTH);
         let expected = 3.0 / (daily.len() - 1) as f64;
         assert!((fraction - expected).abs() < 0.2, "at {fraction:.2} of the width");
-        // Its label at its top, on its right (the first half of the chart).
-        let top = marked
+        // Its label at its foot, above the day axis, on its right (the
+        // first half of the chart).
+        let foot = marked
             .iter()
             .filter(|(x, _)| *x == column)
             .map(|(_, y)| *y)
-            .min()
+            .max()
             .unwrap();
-        let inked = (top..top + 12)
+        let inked = (foot - 16..foot - 1)
             .flat_map(|y| (column + 3..column + 40).map(move |x| (y * width + x) * 3))
             .filter(|&i| pixels[i..i + 3].iter().all(|c| *c < 200))
             .count();
-        assert!(inked > 10, "a label beside the line's top ({inked} dark pixels)");
+        assert!(inked > 10, "a label beside the line's foot ({inked} dark pixels)");
         // A deploy past the chart's days is not drawn.
         let outside = [ChartDeploy {
             day: daily.len(),
