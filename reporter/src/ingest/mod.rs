@@ -404,7 +404,7 @@ impl Receiver {
         self.agents.note(request, &self.limits);
         let received = now();
         self.note_versions(request.resources.iter().map(|r| {
-            let first = versions::first_minute(versions::point_times(r), &self.limits, received);
+            let first = move || versions::first_minute(versions::point_times(r), &self.limits, received);
             (r.attributes.as_slice(), first)
         }));
         let convert = || {
@@ -431,7 +431,10 @@ impl Receiver {
     /// not yet recorded at that minute or earlier (rare: about once per
     /// version). A failure is logged and tried again with the next request;
     /// it never refuses the data.
-    fn note_versions<'a, A: otlp::Attribute + 'a>(&self, resources: impl Iterator<Item = (&'a [A], Option<i64>)>) {
+    fn note_versions<'a, A: otlp::Attribute + 'a, F: FnOnce() -> Option<i64>>(
+        &self,
+        resources: impl Iterator<Item = (&'a [A], F)>,
+    ) {
         let seen = self.versions.new_in(resources, &self.limits);
         if seen.is_empty() {
             return;
@@ -500,7 +503,7 @@ impl Receiver {
                 .map(|s| s.start_time_unix_nano);
             (
                 r.resource.as_ref().map_or(&[][..], |r| r.attributes.as_slice()),
-                versions::first_minute(starts, &self.limits, received),
+                move || versions::first_minute(starts, &self.limits, received),
             )
         }));
         let converted = {

@@ -55,18 +55,18 @@ pub(crate) fn point_times<'a>(resource: &'a wire::ResourceMetrics<'_>) -> impl I
 }
 
 impl VersionBook {
-    /// The versions of `resources` (each a resource's attributes and the
-    /// first minute of its data, `None` when it has none) not yet recorded
-    /// at that minute or earlier.
-    pub(crate) fn new_in<'a, A: Attribute + 'a>(
+    /// The versions of `resources` (each a resource's attributes and what
+    /// gives the first minute of its data, `None` when it has none, asked
+    /// only of a resource with a version) not yet recorded at that minute
+    /// or earlier.
+    pub(crate) fn new_in<'a, A: Attribute + 'a, F: FnOnce() -> Option<i64>>(
         &self,
-        resources: impl Iterator<Item = (&'a [A], Option<i64>)>,
+        resources: impl Iterator<Item = (&'a [A], F)>,
         limits: &Limits,
     ) -> Vec<VersionSeen> {
         let recorded = crate::sync::lock(&self.recorded);
         let mut out: Vec<VersionSeen> = Vec::new();
-        for (attributes, minute) in resources {
-            let Some(minute) = minute else { continue };
+        for (attributes, first_minute) in resources {
             let Some(version) = get(attributes, "service.version")
                 .and_then(text)
                 .filter(|v| !v.is_empty() && v.len() <= limits.max_value_bytes)
@@ -76,6 +76,7 @@ impl VersionBook {
             let Ok(sender) = identity(attributes, limits) else {
                 continue;
             };
+            let Some(minute) = first_minute() else { continue };
             let key = (sender.service, sender.environment, version);
             if recorded.get(&key).is_some_and(|&earliest| earliest <= minute) {
                 continue;
@@ -154,7 +155,7 @@ mod tests {
         let (book, limits) = (VersionBook::default(), Limits::default());
         let (one, two) = (resource("1.0"), resource("2.0"));
         let new = |resources: &[(&[KeyValue], Option<i64>)]| -> Vec<(String, i64)> {
-            let seen = book.new_in(resources.iter().copied(), &limits);
+            let seen = book.new_in(resources.iter().map(|&(r, minute)| (r, move || minute)), &limits);
             book.recorded(&seen);
             seen.into_iter().map(|v| (v.version, v.first_minute)).collect()
         };
