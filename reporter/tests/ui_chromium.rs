@@ -252,6 +252,15 @@ fn the_ui_in_headless_chromium() {
         "{}",
         since_deploy(&mut browser)
     );
+    // The service cleared, there is no deploy to split at: the page still
+    // compares (this window against the one before) and says why.
+    let wall = browser.follow(
+        "document.querySelector('form.custom input[name=service]').value = ''; \
+         document.querySelector('form.custom button[type=submit]').click()",
+    );
+    browser.assert_clean("regressions, compare=deploy without a service", wall);
+    assert_eq!(browser.count("p.no-split"), 1);
+    assert_eq!(browser.count("section#regressions"), 1);
 
     // Dashboards: the two files and one per feature, each drawn.
     let wall = browser.open(&url("/dashboards"));
