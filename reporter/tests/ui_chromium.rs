@@ -236,11 +236,15 @@ fn the_ui_in_headless_chromium() {
         "{}",
         since_deploy(&mut browser)
     );
-    let wall = browser.follow(
-        "document.querySelector('form.custom input[name=since]').value = '3d'; \
-         document.querySelector('form.custom button[type=submit]').click()",
-    );
-    browser.assert_clean("regressions since the deploy, another window", wall);
+    // Types `value` into the form's `field` and presses Apply.
+    let apply = |browser: &mut Browser, field: &str, value: &str| {
+        let wall = browser.follow(&format!(
+            "document.querySelector('form.custom input[name={field}]').value = {value:?}; \
+             document.querySelector('form.custom button[type=submit]').click()"
+        ));
+        browser.assert_clean(&format!("regressions, {field}={value:?} applied"), wall);
+    };
+    apply(&mut browser, "since", "3d");
     let search = browser.eval("location.search");
     let search = search.as_str().unwrap_or_default();
     assert!(
@@ -254,11 +258,7 @@ fn the_ui_in_headless_chromium() {
     );
     // The service cleared, there is no deploy to split at: the page still
     // compares (this window against the one before) and says why.
-    let wall = browser.follow(
-        "document.querySelector('form.custom input[name=service]').value = ''; \
-         document.querySelector('form.custom button[type=submit]').click()",
-    );
-    browser.assert_clean("regressions, compare=deploy without a service", wall);
+    apply(&mut browser, "service", "");
     assert_eq!(browser.count("p.no-split"), 1);
     assert_eq!(browser.count("section#regressions"), 1);
 
