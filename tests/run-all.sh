@@ -76,7 +76,8 @@ cargo test -p kuroko-agent --no-default-features --features tower --test tower_p
 # The ClickHouse store's tests again, on a current ClickHouse engine instead
 # of Debian's 18.16: chDB behind tests/python/chdb_http.py (docs/clickhouse.md,
 # "Which ClickHouse"). Schema creation and migration, writes, every read, the
-# delivery ledger and replicas racing for it, retention (clickhouse_store),
+# delivery ledger and replicas racing for it, error triage, deploys (each
+# service version's earliest minute across replicas), retention (clickhouse_store),
 # every API question against the embedded store (stores_agree), the Grafana
 # dashboards' SQL, cumulative streams across replicas, a replica's journal
 # replayed and sent again under the same deduplication tokens (stored once,

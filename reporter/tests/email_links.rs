@@ -132,19 +132,11 @@ fn every_link_of_the_weekly_email_and_the_digest_opens_what_it_names() {
     let now = jiff::Timestamp::now().as_second() / 60;
     let monday = (now + 3 * 1_440).div_euclid(7 * 1_440) * 7 * 1_440 - 3 * 1_440;
     let deployed = monday - 5 * 1_440 + 14 * 60;
-    {
-        use kuroko_reporter::store::deploys::{Deploys, VersionSeen};
-        let seen = |version: &str, first_minute| VersionSeen {
-            service: "shop-api".into(),
-            environment: "production".into(),
-            version: version.into(),
-            first_minute,
-        };
-        let opened = kuroko_reporter::store::sqlite::SqliteStore::open(&store).unwrap();
-        opened
-            .versions_seen(&[seen("1.0.0", now - 14 * 1_440), seen("1.1.0", deployed)])
-            .unwrap();
-    }
+    chromium::shop_versions(
+        &store,
+        "production",
+        &[("1.0.0", now - 14 * 1_440), ("1.1.0", deployed)],
+    );
     let (_server, base) = serve(&dir, &store);
 
     // The reports' configuration: the same store and owners, links to the server.

@@ -1339,3 +1339,78 @@ async fn a_request_without_a_route_is_one_transaction_whichever_signal_brings_it
         "its spans are kept as its traces"
     );
 }
+
+/// A deploy is the data's own time: a new `service.version`'s earliest data
+/// point, not when the reporter happened to receive it. Data sent again
+/// leaves it where it is, later data never moves it later, and late data
+/// from before moves it to that earlier minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_is_deployed_at_its_datas_time_and_never_later() {
+    use kuroko_reporter::store::deploys::Deploys;
+    let store_path = temp_store();
+    let reporter = kuroko_reporter::serve::start(&loopback_config(store_path.clone()))
+        .await
+        .unwrap();
+    let url = format!("http://{}/v1/metrics", reporter.http);
+    let client = reqwest::Client::new();
+    let protobuf = [("content-type", "application/x-protobuf")];
+    let now = now_minute();
+    // Version `version`'s points at each of `minutes_ago` (delta
+    // exponential histograms of one route), sent at once.
+    let send = |version: &'static str, minutes_ago: Vec<i64>| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let points = minutes_ago
+                .iter()
+                .map(|ago| {
+                    let mut point = exponential_point("/orders", vec![2, 3], 5);
+                    point.time_unix_nano = ((now - ago) * 60 + 30) as u64 * 1_000_000_000;
+                    point.start_time_unix_nano = point.time_unix_nano - 60_000_000_000;
+                    point
+                })
+                .collect();
+            let mut request = request(Metric {
+                name: "http.server.request.duration".into(),
+                unit: "s".into(),
+                data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+                    data_points: points,
+                    aggregation_temporality: AggregationTemporality::Delta as i32,
+                })),
+                ..Default::default()
+            });
+            let resource = request.resource_metrics[0].resource.as_mut().unwrap();
+            resource.attributes.push(kv("service.version", version));
+            let (status, body) = post(&client, &url, request.encode_to_vec(), &protobuf).await;
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        }
+    };
+    let deploys = || -> Vec<(String, i64)> {
+        let store = SqliteStore::open(&store_path).unwrap();
+        store
+            .versions()
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.version, now - v.first_minute))
+            .collect()
+    };
+    let expect = |one: i64, two: i64| vec![("1.0".to_owned(), one), ("2.0".to_owned(), two)];
+
+    // 1.0 ran until two hours ago; 2.0's data, sent now, began two hours ago.
+    send("1.0", vec![300, 240, 121]).await;
+    send("2.0", vec![60, 120, 90]).await;
+    assert_eq!(deploys(), expect(300, 120), "each version at its earliest point");
+    // The same data sent again (a replay, a retry): nothing moves.
+    send("2.0", vec![60, 120, 90]).await;
+    // Newer data: never later.
+    send("2.0", vec![1, 0]).await;
+    assert_eq!(deploys(), expect(300, 120), "replayed and newer data move nothing");
+    // Late data from before it: the deploy is earlier.
+    send("2.0", vec![150]).await;
+    assert_eq!(deploys(), expect(300, 150), "late data of an earlier minute");
+    // A point too old to be accepted (past max_age_seconds, 8 days) is
+    // not a sighting.
+    send("2.0", vec![9 * 1_440]).await;
+    assert_eq!(deploys(), expect(300, 150), "a refused point dates nothing");
+    reporter.stop().await;
+    std::fs::remove_dir_all(store_path.parent().unwrap()).unwrap();
+}

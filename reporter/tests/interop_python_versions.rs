@@ -3,7 +3,8 @@
 //! version 1.0.0, then, as a new process after a deploy, as 2.0.0. The
 //! reporter records each version's first minute; the second is a deploy:
 //! `kuroko query regressions --since-deploy` splits its windows there, and
-//! the transaction's chart marks it. `tests/run-all.sh` installs the
+//! every chart of time marks it: the transaction's, its feature's, and the
+//! overview's trends of its service and feature. `tests/run-all.sh` installs the
 //! packages; without them this test fails, saying so.
 
 use std::path::Path;
@@ -117,7 +118,13 @@ async fn a_new_service_version_is_a_deploy_on_the_chart_and_for_regressions() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("needs `service`"));
 
     // The transaction's chart marks the deploy, and the page lists it.
-    let app = App::new(Arc::new(store), Arc::new(Owners::empty()), String::new(), None);
+    let owners = Owners::parse(
+        "[teams.shop]\nemail = [\"shop@example.com\"]\n\n\
+         [features.orders]\nteam = \"shop\"\npatterns = [{ service = \"py-shop\" }]\n",
+        "owners.toml",
+    )
+    .unwrap();
+    let app = App::new(Arc::new(store), Arc::new(owners), String::new(), None);
     let page = pages::transaction(
         &app,
         &Params::parse(Some("service=py-shop&transaction=GET%20%2Forders%2F%7Bid%7D&since=1h")).unwrap(),
@@ -130,6 +137,33 @@ async fn a_new_service_version_is_a_deploy_on_the_chart_and_for_regressions() {
         page.contains("Deployed <strong>py-shop 2.0.0</strong> (after 1.0.0)"),
         "{page}"
     );
+    // So do the feature's charts (response time, throughput, error rate),
+    // and the overview's trends of the service and of the feature.
+    let marker = "data-marker=\"py-shop 2.0.0\"";
+    let feature = pages::feature(&app, "orders", &Params::parse(Some("since=1h")).unwrap(), now)
+        .unwrap()
+        .into_string();
+    assert_eq!(feature.matches(marker).count(), 3, "{feature}");
+    let overview = pages::overview(&app, &Params::parse(Some("since=1h")).unwrap(), now)
+        .unwrap()
+        .into_string();
+    for row in ["data-service=\"py-shop\"", "data-feature=\"orders\""] {
+        let (_, rest) = overview
+            .split_once(row)
+            .unwrap_or_else(|| panic!("{row} in {overview}"));
+        let row_html = rest.split("</tr>").next().unwrap();
+        assert_eq!(row_html.matches(marker).count(), 1, "{row}: {row_html}");
+    }
+    // A window before the deploy marks nothing.
+    let before = format!(
+        "since=2h&until={}",
+        jiff::Timestamp::from_second((deploy.minute - 5) * 60).unwrap()
+    );
+    let earlier = pages::feature(&app, "orders", &Params::parse(Some(&before)).unwrap(), now)
+        .unwrap()
+        .into_string();
+    assert!(!earlier.contains(marker), "{earlier}");
+
     // The Regressions page of the service offers the deploy as the split, and uses it.
     let regressions =
         |query: &str| pages::regressions(&app, &Params::parse(Some(query)).unwrap(), now).map(|p| p.into_string());
@@ -144,7 +178,10 @@ async fn a_new_service_version_is_a_deploy_on_the_chart_and_for_regressions() {
         split.contains("Since the deploy of <strong>py-shop 2.0.0</strong> (after 1.0.0)"),
         "{split}"
     );
-    let nobody = regressions("compare=deploy").unwrap_err().to_string();
-    assert!(nobody.contains("needs a service"), "{nobody}");
+    // Without a service (the form's service cleared), the page still
+    // compares, this window against the one before, and says why.
+    let nobody = regressions("compare=deploy").unwrap();
+    assert!(nobody.contains("Comparing since a deploy needs a service"), "{nobody}");
+    assert!(!nobody.contains("Since the deploy of"), "{nobody}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -42,6 +42,9 @@ fn the_ui_in_headless_chromium() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let store = write_store(&dir);
+    // shop-api 2.0 was deployed two days ago (after 1.0, seen from the start).
+    let deployed = jiff::Timestamp::now().as_second() / 60 - 2 * 1_440;
+    chromium::shop_versions(&store, "", &[("1.0", deployed - 30 * 1_440), ("2.0", deployed)]);
     let (_server, base) = serve(&dir, &store);
     let mut browser = Browser::start(&dir.join("profile"));
     let url = |path: &str| format!("{base}{path}");
@@ -224,6 +227,40 @@ fn the_ui_in_headless_chromium() {
         regressions.first().map(String::as_str),
         Some("shop-api GET /orders/{id}")
     );
+    // Compared since shop-api's deploy, the form keeps that comparison:
+    // another window applied is still split at the deploy.
+    browser.open(&url("/regressions?since=7d&service=shop-api&compare=deploy"));
+    let since_deploy = |browser: &mut Browser| text_of(browser, "p.deploy").join(" ");
+    assert!(
+        since_deploy(&mut browser).starts_with("Since the deploy of shop-api 2.0 (after 1.0)"),
+        "{}",
+        since_deploy(&mut browser)
+    );
+    // Types `value` into the form's `field` and presses Apply.
+    let apply = |browser: &mut Browser, field: &str, value: &str| {
+        let wall = browser.follow(&format!(
+            "document.querySelector('form.custom input[name={field}]').value = {value:?}; \
+             document.querySelector('form.custom button[type=submit]').click()"
+        ));
+        browser.assert_clean(&format!("regressions, {field}={value:?} applied"), wall);
+    };
+    apply(&mut browser, "since", "3d");
+    let search = browser.eval("location.search");
+    let search = search.as_str().unwrap_or_default();
+    assert!(
+        search.contains("since=3d") && search.contains("compare=deploy"),
+        "Apply keeps the comparison: {search}"
+    );
+    assert!(
+        since_deploy(&mut browser).starts_with("Since the deploy of shop-api 2.0"),
+        "{}",
+        since_deploy(&mut browser)
+    );
+    // The service cleared, there is no deploy to split at: the page still
+    // compares (this window against the one before) and says why.
+    apply(&mut browser, "service", "");
+    assert_eq!(browser.count("p.no-split"), 1);
+    assert_eq!(browser.count("section#regressions"), 1);
 
     // Dashboards: the two files and one per feature, each drawn.
     let wall = browser.open(&url("/dashboards"));
@@ -277,6 +314,34 @@ fn the_ui_in_headless_chromium() {
     let wall = browser.open(&url("/dashboards/checkout"));
     browser.assert_clean("checkout dashboard", wall);
     assert_eq!(browser.count("section.panel"), 5);
+
+    // shop-api's deploy is marked on every chart of time that holds it:
+    // the line panels of a dashboard, the feature's charts, the overview's
+    // trend of the service and of its features; never billing's.
+    let marker = "[data-marker=\"shop-api 2.0\"]";
+    browser.open(&url("/dashboards/fleet-overview?since=7d"));
+    let panels = attributes(&mut browser, &format!("section.panel:has({marker})"), "id");
+    assert_eq!(panels, ["panel-1", "panel-2"], "the two line panels");
+    browser.open(&url("/features/checkout?since=7d"));
+    assert_eq!(
+        browser.count(&format!(
+            "#response-time {marker}, #throughput {marker}, #error-rate {marker}"
+        )),
+        3
+    );
+    browser.open(&url("/?since=7d"));
+    assert_eq!(
+        browser.count(&format!("#services-table tr[data-service=shop-api] {marker}")),
+        1
+    );
+    assert_eq!(
+        browser.count(&format!("#services-table tr[data-service=billing] {marker}")),
+        0
+    );
+    assert!(browser.count(&format!("#features-table {marker}")) >= 1);
+    // A window that ended before the deploy marks nothing.
+    browser.open(&url("/?since=7d&until=3d"));
+    assert_eq!(browser.count(marker), 0);
 
     // Every section links to its JSON and CSV with the page's filters.
     browser.open(&url("/?since=1d&service=billing"));

@@ -47,6 +47,7 @@ fn report() -> WeeklyReport {
                 throughput_change: Some(-0.02),
                 apdex_change: Some(-0.03),
                 daily: daily.clone(),
+                deploys: Vec::new(),
                 link: "/features?name=checkout".into(),
                 estimated: false,
             },

@@ -5,6 +5,8 @@
 //! regressions question "since the deploy" compares the window after the
 //! latest one with as long a window just before it.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
 use super::{Analysis, AnalysisError, Scope};
@@ -25,14 +27,29 @@ pub struct Deploy {
 }
 
 impl Analysis<'_> {
-    /// The deploys of the services in `scope` (its service and environment
-    /// filters) within its window, oldest first.
+    /// The deploys of the services in `scope` within its window, oldest
+    /// first: what every chart of the scope marks. A scope narrower than a
+    /// service and environment (a feature, a team, a host, a transaction)
+    /// has the deploys of the services with a series in it.
     pub fn deploys(&self, scope: &Scope) -> Result<Vec<Deploy>, AnalysisError> {
-        Ok(self
+        let mut deploys: Vec<Deploy> = self
             .all_deploys(scope)?
             .into_iter()
             .filter(|d| (scope.from..scope.to).contains(&d.minute))
-            .collect())
+            .collect();
+        let narrower =
+            scope.feature.is_some() || scope.team.is_some() || scope.host.is_some() || scope.transaction.is_some();
+        if narrower && !deploys.is_empty() {
+            let services: BTreeSet<String> = self
+                .store
+                .series()?
+                .into_iter()
+                .filter(|key| scope.matches(key, self.owners))
+                .map(|key| key.service)
+                .collect();
+            deploys.retain(|d| services.contains(&d.service));
+        }
+        Ok(deploys)
     }
 
     /// The latest deploy of the services in `scope` before its end, if any.

@@ -402,7 +402,11 @@ impl Receiver {
     /// moved them on (this costs a second conversion, to learn the streams).
     fn convert_metrics(&self, request: &wire::Request<'_>) -> Result<otlp::Converted, IngestError> {
         self.agents.note(request, &self.limits);
-        self.note_versions(request.resources.iter().map(|r| r.attributes.as_slice()));
+        let received = now();
+        self.note_versions(request.resources.iter().map(|r| {
+            let first = move || versions::first_minute(versions::point_times(r), &self.limits, received);
+            (r.attributes.as_slice(), first)
+        }));
         let convert = || {
             let deltas = crate::sync::read(&self.deltas);
             metrics::convert(request, &deltas, &self.limits, now())
@@ -422,12 +426,16 @@ impl Receiver {
         Ok(convert())
     }
 
-    /// Records the request's service versions this process has not yet
-    /// recorded (rare: once per version). A failure is logged and tried
-    /// again with the next request; it never refuses the data.
-    fn note_versions<'a, A: otlp::Attribute + 'a>(&self, resources: impl Iterator<Item = &'a [A]>) {
-        let minute = i64::try_from(now() / 60_000_000_000).unwrap_or(i64::MAX);
-        let seen = self.versions.new_in(resources, &self.limits, minute);
+    /// Records the service versions of the request's resources (each with
+    /// the first minute of its data, [`versions`]) that this process has
+    /// not yet recorded at that minute or earlier (rare: about once per
+    /// version). A failure is logged and tried again with the next request;
+    /// it never refuses the data.
+    fn note_versions<'a, A: otlp::Attribute + 'a, F: FnOnce() -> Option<i64>>(
+        &self,
+        resources: impl Iterator<Item = (&'a [A], F)>,
+    ) {
+        let seen = self.versions.new_in(resources, &self.limits);
         if seen.is_empty() {
             return;
         }
@@ -486,12 +494,18 @@ impl Receiver {
 
     /// Converts and stores a traces request; returns once committed.
     pub async fn traces(&self, request: ExportTraceServiceRequest) -> Result<Accepted, IngestError> {
-        self.note_versions(
-            request
-                .resource_spans
+        let received = now();
+        self.note_versions(request.resource_spans.iter().map(|r| {
+            let starts = r
+                .scope_spans
                 .iter()
-                .map(|r| r.resource.as_ref().map_or(&[][..], |r| r.attributes.as_slice())),
-        );
+                .flat_map(|s| &s.spans)
+                .map(|s| s.start_time_unix_nano);
+            (
+                r.resource.as_ref().map_or(&[][..], |r| r.attributes.as_slice()),
+                move || versions::first_minute(starts, &self.limits, received),
+            )
+        }));
         let converted = {
             let mut spans = crate::sync::lock(&self.spans);
             traces::convert(&request, &self.limits, now(), &mut spans)

@@ -15,7 +15,7 @@
 //! `/errors/{id}`), with the report's window as `since`/`until` (RFC 3339)
 //! where the page shows a window.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -23,8 +23,8 @@ use jiff::{Timestamp, ToSpan};
 
 use super::digest::{self, Digest, DigestGroup};
 use super::weekly::{
-    ui_path, DailyPoint, DeployRow, EndpointRow, ErrorRow, FeatureRow, ProblemRow, RegressionRow, ServerCount,
-    WeeklyReport, TOP_PROBLEMS,
+    ui_path, ChartDeploy, DailyPoint, DeployRow, EndpointRow, ErrorRow, FeatureRow, ProblemRow, RegressionRow,
+    ServerCount, WeeklyReport, TOP_PROBLEMS,
 };
 use crate::analysis::endpoints::{self, Group, Rank};
 use crate::analysis::errors::ErrorGroup;
@@ -259,22 +259,9 @@ fn deploy_rows(
     tz: &TimeZone,
     window_params: &[(&str, String)],
 ) -> Result<Vec<DeployRow>, BuildError> {
-    let services: BTreeSet<String> = analysis
-        .store
-        .series()
-        .map_err(AnalysisError::from)?
-        .into_iter()
-        .filter(|key| scope.matches(key, analysis.owners))
-        .map(|key| key.service)
-        .collect();
-    let all = Scope {
-        team: None,
-        ..scope.clone()
-    };
     Ok(analysis
-        .deploys(&all)?
+        .deploys(scope)?
         .into_iter()
-        .filter(|d| services.contains(&d.service))
         .map(|d| DeployRow {
             at: local_time(Timestamp::from_second(d.minute * 60).ok(), tz),
             link: with_window("/regressions", &[("service", &d.service)], window_params),
@@ -319,46 +306,78 @@ fn feature_rows(
         .iter()
         .filter_map(|r| Some((r.feature.as_deref()?, r)))
         .collect();
-    let mut daily = daily_points(analysis, scope, end_day, tz)?;
-    let mut rows: Vec<FeatureRow> = now
-        .rows
-        .iter()
-        .filter_map(|row| {
-            let name = row.feature.clone()?;
-            let last = previous.get(name.as_str());
-            Some(FeatureRow {
-                avg_s: row.mean,
-                p95_s: row.p95,
-                throughput_per_min: row.throughput,
-                apdex: row.apdex,
-                avg_change: relative(row.mean, last.map(|l| l.mean)),
-                p95_change: relative(row.p95, last.map(|l| l.p95)),
-                throughput_change: relative(row.throughput, last.map(|l| l.throughput)),
-                apdex_change: row.apdex.zip(last.and_then(|l| l.apdex)).map(|(a, b)| a - b),
-                daily: daily.remove(&name).unwrap_or_default(),
-                estimated: row.estimated,
-                link: with_window(
-                    &format!("/features/{}", format::url_component(&name)),
-                    &[],
-                    window_params,
-                ),
-                name,
-            })
-        })
-        .collect();
+    let (mut daily, days) = daily_points(analysis, scope, end_day, tz)?;
+    let mut rows = Vec::with_capacity(now.rows.len());
+    for row in &now.rows {
+        let Some(name) = row.feature.clone() else { continue };
+        let last = previous.get(name.as_str());
+        rows.push(FeatureRow {
+            avg_s: row.mean,
+            p95_s: row.p95,
+            throughput_per_min: row.throughput,
+            apdex: row.apdex,
+            avg_change: relative(row.mean, last.map(|l| l.mean)),
+            p95_change: relative(row.p95, last.map(|l| l.p95)),
+            throughput_change: relative(row.throughput, last.map(|l| l.throughput)),
+            apdex_change: row.apdex.zip(last.and_then(|l| l.apdex)).map(|(a, b)| a - b),
+            daily: daily.remove(&name).unwrap_or_default(),
+            deploys: chart_deploys(analysis, scope, &name, &days)?,
+            estimated: row.estimated,
+            link: with_window(
+                &format!("/features/{}", format::url_component(&name)),
+                &[],
+                window_params,
+            ),
+            name,
+        });
+    }
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(rows)
 }
 
+/// Each feature's days, by name.
+type DailyPoints = BTreeMap<String, Vec<DailyPoint>>;
+
+/// The deploys of the services that run `feature`'s transactions (of
+/// `scope`'s team) within the chart's `days` (their bounds, unix minutes),
+/// each on the day it happened.
+fn chart_deploys(
+    analysis: &Analysis<'_>,
+    scope: &Scope,
+    feature: &str,
+    days: &[i64],
+) -> Result<Vec<ChartDeploy>, BuildError> {
+    let (Some(&from), Some(&to)) = (days.first(), days.last()) else {
+        return Ok(Vec::new());
+    };
+    let charted = Scope {
+        from,
+        to,
+        feature: Some(feature.to_owned()),
+        ..scope.clone()
+    };
+    Ok(analysis
+        .deploys(&charted)?
+        .into_iter()
+        .filter_map(|d| {
+            Some(ChartDeploy {
+                day: days.windows(2).position(|w| (w[0]..w[1]).contains(&d.minute))?,
+                label: format!("{} {}", d.service, d.version),
+            })
+        })
+        .collect())
+}
+
 /// Each feature's daily average and p95 over the [`CHART_WEEKS`] weeks
 /// ending at `end_day` (excluded), days being `tz`'s, from the first day
-/// any of them has runs.
+/// any of them has runs; and the bounds of those days (unix minutes, one
+/// more than the days).
 fn daily_points(
     analysis: &Analysis<'_>,
     scope: &Scope,
     end_day: Date,
     tz: &TimeZone,
-) -> Result<BTreeMap<String, Vec<DailyPoint>>, BuildError> {
+) -> Result<(DailyPoints, Vec<i64>), BuildError> {
     let days = CHART_WEEKS * 7;
     let first = end_day.checked_sub(days.days()).map_err(window_error(end_day))?;
     let mut dates = Vec::with_capacity(days as usize + 1);
@@ -376,7 +395,7 @@ fn daily_points(
             p95_s: None,
         })
         .collect();
-    let mut out: BTreeMap<String, Vec<DailyPoint>> = BTreeMap::new();
+    let mut out = DailyPoints::new();
     let mut set = |feature: &str, day: usize, avg: Option<f64>, p95: Option<f64>| {
         if let Some(point) = out
             .entry(feature.to_owned())
@@ -391,7 +410,7 @@ fn daily_points(
         .windows(2)
         .all(|w| w[0].rem_euclid(DAY_MINUTES) == 0 && w[1] - w[0] == DAY_MINUTES);
     let (Some(&start), Some(&end)) = (bounds.first(), bounds.last()) else {
-        return Ok(out);
+        return Ok((out, bounds));
     };
     if utc_days {
         let whole = Scope {
@@ -433,7 +452,8 @@ fn daily_points(
     for days in out.values_mut() {
         days.drain(..first_held.min(days.len()));
     }
-    Ok(out)
+    bounds.drain(..first_held.min(bounds.len().saturating_sub(1)));
+    Ok((out, bounds))
 }
 
 /// The team's slowest transactions by p95, and those that took the most
@@ -747,8 +767,21 @@ mod tests {
             "{}",
             f.link
         );
+        // The chart marks shop's deploy on its day (Wednesday 03-11), not
+        // the other service's.
+        let marked = [ChartDeploy {
+            day: 9,
+            label: "shop 1.1".into(),
+        }];
+        assert_eq!(f.deploys, marked);
+        assert!(
+            crate::report::weekly::chart_alt(f).contains("deploys marked: shop 1.1 on 03-11"),
+            "{}",
+            crate::report::weekly::chart_alt(f)
+        );
         // The per-local-day path (Berlin) agrees with the UTC day steps.
         assert_eq!(berlin.features[0].daily, f.daily);
+        assert_eq!(berlin.features[0].deploys, marked);
         assert_eq!(utc.slowest.len(), 1);
         assert_eq!(utc.slowest[0].count, 28);
         assert!((utc.slowest[0].share_of_time - 1.0).abs() < 1e-12);

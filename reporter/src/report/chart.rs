@@ -10,9 +10,10 @@
 use std::sync::OnceLock;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 
-use super::weekly::{DailyPoint, WeeklyReport};
+use super::weekly::{ChartDeploy, DailyPoint, WeeklyReport};
 use crate::format;
 
 /// Width of a chart in pixels.
@@ -27,6 +28,8 @@ const AVG_COLOR: RGBColor = RGBColor(0x09, 0x69, 0xda);
 const P95_COLOR: RGBColor = RGBColor(0xbc, 0x4c, 0x00);
 const GRID_COLOR: RGBColor = RGBColor(0xea, 0xee, 0xf2);
 const AXIS_COLOR: RGBColor = RGBColor(0x59, 0x63, 0x6e);
+/// A deploy's dashed line and label: the web UI's marker grey.
+const DEPLOY_COLOR: RGBColor = RGBColor(0x6b, 0x72, 0x80);
 /// Longest chart title, in characters; the HTML carries the full name.
 const MAX_TITLE_CHARS: usize = 70;
 
@@ -94,8 +97,13 @@ fn segments(points: &[DailyPoint], value: impl Fn(&DailyPoint) -> Option<f64>) -
 }
 
 /// A `CHART_WIDTH` × `CHART_HEIGHT` PNG of `points`' daily average and p95,
-/// with a title, a day axis, a duration axis and a legend.
-pub(crate) fn daily_chart_png(title: &str, points: &[DailyPoint]) -> Result<Vec<u8>, ChartError> {
+/// with a title, a day axis, a duration axis, a legend, and `deploys` as
+/// labelled dashed vertical lines on their days (as the web UI marks them).
+pub(crate) fn daily_chart_png(
+    title: &str,
+    points: &[DailyPoint],
+    deploys: &[ChartDeploy],
+) -> Result<Vec<u8>, ChartError> {
     let avg = segments(points, |p| p.avg_s);
     let p95 = segments(points, |p| p.p95_s);
     let max = avg
@@ -154,6 +162,23 @@ pub(crate) fn daily_chart_png(title: &str, points: &[DailyPoint]) -> Result<Vec<
             .label_style((FONT, 11).into_font().color(&AXIS_COLOR))
             .draw()
             .map_err(draw_error)?;
+        // Deploys: a dashed line behind the series, and its label above
+        // the day axis (the legend holds the top left), on top of them.
+        let deploys: Vec<(i32, &ChartDeploy)> = deploys
+            .iter()
+            .filter(|d| d.day < points.len())
+            .map(|d| (i32::try_from(d.day).unwrap_or(i32::MAX), d))
+            .collect();
+        for &(day, _) in &deploys {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(day, 0.0), (day, y_max)],
+                    5,
+                    4,
+                    DEPLOY_COLOR.stroke_width(1),
+                ))
+                .map_err(draw_error)?;
+        }
         for (name, runs, color) in [("p95", &p95, P95_COLOR), ("average", &avg, AVG_COLOR)] {
             let line = color.stroke_width(2);
             for (i, run) in runs.iter().enumerate() {
@@ -169,6 +194,20 @@ pub(crate) fn daily_chart_png(title: &str, points: &[DailyPoint]) -> Result<Vec<
                     .draw_series(run.iter().map(|&point| Circle::new(point, 2, color.filled())))
                     .map_err(draw_error)?;
             }
+        }
+        for &(day, deploy) in &deploys {
+            // Beside its line, on its left past the chart's middle.
+            let left = day * 2 > last_day;
+            let anchor = if left { HPos::Right } else { HPos::Left };
+            let style = (FONT, 11)
+                .into_font()
+                .color(&DEPLOY_COLOR)
+                .pos(Pos::new(anchor, VPos::Bottom));
+            let label: String = deploy.label.chars().filter(|c| !c.is_control()).take(40).collect();
+            chart
+                .plotting_area()
+                .draw(&(EmptyElement::at((day, 0.0)) + Text::new(label, (if left { -4 } else { 4 }, -3), style)))
+                .map_err(draw_error)?;
         }
         chart
             .configure_series_labels()
@@ -198,7 +237,7 @@ pub fn render_charts(report: &WeeklyReport) -> Result<Vec<ChartRef>, ChartError>
     let mut charts = Vec::new();
     for (i, feature) in report.features.iter().enumerate() {
         let title = format!("{}: daily average and p95", feature.name);
-        let png = match daily_chart_png(&title, &feature.daily) {
+        let png = match daily_chart_png(&title, &feature.daily, &feature.deploys) {
             Ok(png) => png,
             Err(ChartError::NoData) => continue,
             Err(e) => return Err(e),
@@ -215,6 +254,8 @@ pub fn render_charts(report: &WeeklyReport) -> Result<Vec<ChartRef>, ChartError>
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::report::weekly::tests::sample;
 
@@ -233,7 +274,7 @@ mod tests {
     #[test]
     fn draws_both_lines_into_a_png_of_the_promised_size() {
         let report = sample();
-        let png_bytes = daily_chart_png("checkout", &report.features[0].daily).unwrap();
+        let png_bytes = daily_chart_png("checkout", &report.features[0].daily, &[]).unwrap();
         assert_eq!(&png_bytes[..8], b"\x89PNG\r\n\x1a\n");
         let (info, pixels) = decode(&png_bytes);
         assert_eq!((info.width, info.height), (CHART_WIDTH, CHART_HEIGHT));
@@ -241,6 +282,59 @@ mod tests {
         assert!(has_color(&pixels, P95_COLOR), "no p95 line");
         // Text was drawn: black pixels from the title and legend.
         assert!(has_color(&pixels, BLACK), "no text");
+        assert!(!has_color(&pixels, DEPLOY_COLOR), "no deploy, no marker");
+    }
+
+    #[test]
+    fn a_deploy_is_a_dashed_line_on_its_day() {
+        let daily = &sample().features[0].daily;
+        let deploys = [ChartDeploy {
+            day: 3,
+            label: "shop 1.1".into(),
+        }];
+        let (_, pixels) = decode(&daily_chart_png("checkout", daily, &deploys).unwrap());
+        let width = CHART_WIDTH as usize;
+        let marked: Vec<(usize, usize)> = pixels
+            .chunks_exact(3)
+            .enumerate()
+            .filter(|(_, p)| *p == [DEPLOY_COLOR.0, DEPLOY_COLOR.1, DEPLOY_COLOR.2])
+            .map(|(i, _)| (i % width, i / width))
+            .collect();
+        // A vertical line: one column holds most of its pixels, dashed so
+        // not the whole height; the label's pixels are the rest.
+        let mut columns: BTreeMap<usize, usize> = BTreeMap::new();
+        for (x, _) in &marked {
+            *columns.entry(*x).or_default() += 1;
+        }
+        let (&column, &tall) = columns.iter().max_by_key(|(_, n)| **n).unwrap();
+        assert!(
+            tall > 60 && tall < CHART_HEIGHT as usize - 40,
+            "a dashed line {tall} px tall"
+        );
+        // On the fourth of the days: a fraction of the plot's width in.
+        let fraction = column as f64 / f64::from(CHART_WIDTH);
+        let expected = 3.0 / (daily.len() - 1) as f64;
+        assert!((fraction - expected).abs() < 0.2, "at {fraction:.2} of the width");
+        // Its label at its foot, above the day axis, on its right (the
+        // first half of the chart).
+        let foot = marked
+            .iter()
+            .filter(|(x, _)| *x == column)
+            .map(|(_, y)| *y)
+            .max()
+            .unwrap();
+        let inked = (foot - 16..foot - 1)
+            .flat_map(|y| (column + 3..column + 40).map(move |x| (y * width + x) * 3))
+            .filter(|&i| pixels[i..i + 3].iter().all(|c| *c < 200))
+            .count();
+        assert!(inked > 10, "a label beside the line's foot ({inked} dark pixels)");
+        // A deploy past the chart's days is not drawn.
+        let outside = [ChartDeploy {
+            day: daily.len(),
+            label: "shop 1.2".into(),
+        }];
+        let (_, pixels) = decode(&daily_chart_png("checkout", daily, &outside).unwrap());
+        assert!(!has_color(&pixels, DEPLOY_COLOR));
     }
 
     #[test]
@@ -253,8 +347,8 @@ mod tests {
             };
             7
         ];
-        assert!(matches!(daily_chart_png("x", &empty), Err(ChartError::NoData)));
-        assert!(matches!(daily_chart_png("x", &[]), Err(ChartError::NoData)));
+        assert!(matches!(daily_chart_png("x", &empty, &[]), Err(ChartError::NoData)));
+        assert!(matches!(daily_chart_png("x", &[], &[]), Err(ChartError::NoData)));
         let mut report = sample();
         report.features[0].daily = empty;
         assert!(render_charts(&report).unwrap().is_empty());
@@ -267,7 +361,7 @@ mod tests {
             avg_s: Some(0.2),
             p95_s: Some(0.0),
         }];
-        let (_, pixels) = decode(&daily_chart_png("one day", &one).unwrap());
+        let (_, pixels) = decode(&daily_chart_png("one day", &one, &[]).unwrap());
         assert!(has_color(&pixels, AVG_COLOR));
         let runs = segments(&sample().features[0].daily, |p| p.avg_s);
         assert_eq!(runs.iter().map(Vec::len).collect::<Vec<_>>(), [5, 8]);

@@ -16,6 +16,7 @@
 use maud::{html, Markup};
 
 use crate::analysis::breakdown::TraceSummary;
+use crate::analysis::deploys::Deploy;
 use crate::format;
 
 /// Series colours, in order: Okabe and Ito's palette, whose colours stay
@@ -201,26 +202,61 @@ const RIGHT: f64 = 12.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 26.0;
 
-/// A line chart of `lines` over `from..to` (unix minutes), with a y axis
-/// (from 0, or logarithmic for durations: `data-scale`), UTC time ticks and
-/// a legend. Each line is a `<g data-series>` with a path (broken at gaps)
-/// and one `<circle>` per point that has a value.
-pub(crate) fn line_chart(lines: &[Line], unit: Unit, from: i64, to: i64) -> Markup {
-    line_chart_marked(lines, unit, from, to, &[])
-}
-
-/// A moment marked on a chart: a deploy.
+/// A moment marked on every chart that draws its time: a deploy.
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Marker {
     /// When, unix minutes.
     pub(crate) minute: i64,
     /// What, e.g. `shop-api 1.42.0`.
     pub(crate) label: String,
+    /// The service deployed, to pick a row's markers (a service's trend).
+    pub(crate) service: String,
 }
 
-/// [`line_chart`] with `markers` drawn as dashed vertical lines, each a
-/// `<g class="marker" data-marker>` with its label (those outside the
-/// window are left out).
-pub(crate) fn line_chart_marked(lines: &[Line], unit: Unit, from: i64, to: i64, markers: &[Marker]) -> Markup {
+impl From<&Deploy> for Marker {
+    fn from(deploy: &Deploy) -> Marker {
+        Marker {
+            minute: deploy.minute,
+            label: format!("{} {}", deploy.service, deploy.version),
+            service: deploy.service.clone(),
+        }
+    }
+}
+
+/// `markers` within `from..=to` as dashed vertical lines from `top` to
+/// `bottom`, each a `<g class="marker" data-marker>` with a tooltip; with
+/// `label_edge` (the x past which a label turns to the left of its line),
+/// labelled too. Every chart of time draws its markers with this.
+fn marker_lines(
+    markers: &[Marker],
+    (from, to): (i64, i64),
+    x: impl Fn(i64) -> f64,
+    (top, bottom): (f64, f64),
+    label_edge: Option<f64>,
+) -> Markup {
+    html! {
+        @for marker in markers.iter().filter(|m| (from..=to).contains(&m.minute)) {
+            @let at = x(marker.minute);
+            g.marker data-marker=(marker.label) stroke="#6b7280" fill="#374151" {
+                line x1=(n(at)) x2=(n(at)) y1=(n(top)) y2=(n(bottom)) stroke-dasharray="4 3" stroke-width="1.2" {}
+                @if let Some(edge) = label_edge {
+                    text x=(n(at + if at > edge { -4.0 } else { 4.0 })) y=(n(top + 10.0))
+                        text-anchor=(if at > edge { "end" } else { "start" }) stroke="none" font-size="11" {
+                        (marker.label)
+                    }
+                }
+                title { (marker.label) " deployed " (format::utc(marker.minute, "%Y-%m-%d %H:%M UTC")) }
+            }
+        }
+    }
+}
+
+/// A line chart of `lines` over `from..to` (unix minutes), with a y axis
+/// (from 0, or logarithmic for durations: `data-scale`), UTC time ticks, a
+/// legend, and `markers` (deploys) as labelled dashed vertical lines (those
+/// outside the window are left out). Each line is a `<g data-series>` with a
+/// path (broken at gaps) and one `<circle>` per point that has a value.
+pub(crate) fn line_chart(lines: &[Line], unit: Unit, from: i64, to: i64, markers: &[Marker]) -> Markup {
     let (scale, ticks) = Scale::of(lines.iter().flat_map(|l| l.points.iter().filter_map(|p| p.1)), unit);
     let span = (to - from).max(1) as f64;
     let x = |minute: i64| LEFT + (minute - from) as f64 / span * (WIDTH - LEFT - RIGHT);
@@ -244,17 +280,7 @@ pub(crate) fn line_chart_marked(lines: &[Line], unit: Unit, from: i64, to: i64, 
                         text x=(n(x(*tick))) y=(n(HEIGHT - 8.0)) text-anchor="middle" { (format::utc(*tick, time_format)) }
                     }
                 }
-                @for marker in markers.iter().filter(|m| (from..=to).contains(&m.minute)) {
-                    g.marker data-marker=(marker.label) stroke="#6b7280" fill="#374151" {
-                        line x1=(n(x(marker.minute))) x2=(n(x(marker.minute))) y1=(n(TOP)) y2=(n(HEIGHT - BOTTOM))
-                            stroke-dasharray="4 3" stroke-width="1.2" {}
-                        text x=(n(x(marker.minute) + if x(marker.minute) > WIDTH - 160.0 { -4.0 } else { 4.0 })) y=(n(TOP + 10.0))
-                            text-anchor=(if x(marker.minute) > WIDTH - 160.0 { "end" } else { "start" }) stroke="none" font-size="11" {
-                            (marker.label)
-                        }
-                        title { (marker.label) " deployed " (format::utc(marker.minute, "%Y-%m-%d %H:%M UTC")) }
-                    }
-                }
+                (marker_lines(markers, (from, to), x, (TOP, HEIGHT - BOTTOM), Some(WIDTH - 160.0)))
                 @if empty {
                     text.empty x=(n(WIDTH / 2.0)) y=(n(HEIGHT / 2.0)) text-anchor="middle" { "no data in this window" }
                 }
@@ -323,9 +349,21 @@ fn path(points: &[(i64, Option<f64>)], x: &impl Fn(i64) -> f64, y: &impl Fn(f64)
     d
 }
 
-/// A small line without axes, for a table row: `values` evenly spaced, gaps
-/// left out. `data-points` counts the values drawn.
-pub(crate) fn sparkline(key: &str, values: &[Option<f64>]) -> Markup {
+/// Where a trend's values lie in time: value `i` is the step from
+/// `first + i × step` (unix minutes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Steps {
+    /// The first step's first minute.
+    pub(crate) first: i64,
+    /// Minutes a step.
+    pub(crate) step: i64,
+}
+
+/// A small line without axes, for a table row: `values` evenly spaced at
+/// `steps`, gaps left out, `markers` (deploys) drawn within its time as
+/// unlabelled dashed lines with a tooltip. `data-points` counts the values
+/// drawn.
+pub(crate) fn sparkline(key: &str, values: &[Option<f64>], steps: Steps, markers: &[Marker]) -> Markup {
     const W: f64 = 100.0;
     const H: f64 = 24.0;
     let max = values
@@ -356,6 +394,13 @@ pub(crate) fn sparkline(key: &str, values: &[Option<f64>]) -> Markup {
         svg.spark viewBox=(format!("0 0 {W} {H}")) width="100" height="24" preserveAspectRatio="none" {
             path data-series=(key) data-points=(drawn.len()) fill="none" stroke=(PALETTE[0]) stroke-width="1.5"
                 d=(path(&points, &x, &y)) {}
+            @if last > 0.0 {
+                @let step = steps.step.max(1);
+                @let end = steps.first + step * values.len() as i64;
+                (marker_lines(markers, (steps.first, end), |minute| {
+                    2.0 + ((minute - steps.first) as f64 / step as f64).min(last) / last * (W - 4.0)
+                }, (0.0, H), None))
+            }
             @for (i, value, alone) in &drawn {
                 @if *alone {
                     circle.alone cx=(n(x(*i))) cy=(n(y(*value))) r="1.8" fill=(PALETTE[0]) {}
@@ -559,6 +604,47 @@ mod tests {
     use super::*;
     use crate::analysis::breakdown::TraceSegment;
 
+    /// Trend steps of a minute from minute 0.
+    const ONE: Steps = Steps { first: 0, step: 1 };
+
+    #[test]
+    fn deploys_are_marked_on_line_charts_and_sparklines_within_their_time() {
+        let marker = |minute: i64, label: &str| Marker {
+            minute,
+            label: label.into(),
+            service: "shop".into(),
+        };
+        let markers = [marker(30, "shop 1.1"), marker(500, "shop 1.2")];
+        let line = Line {
+            key: "p95".into(),
+            label: "p95".into(),
+            points: vec![(0, Some(0.1)), (60, Some(0.2))],
+            colour: 0,
+        };
+        let svg = line_chart(&[line], Unit::Seconds, 0, 60, &markers).into_string();
+        assert_eq!(count(&svg, "data-marker="), 1, "only the deploy in the window: {svg}");
+        assert!(svg.contains(r#"data-marker="shop 1.1""#), "{svg}");
+        assert!(svg.contains(">shop 1.1</text>"), "labelled: {svg}");
+        // Half-way through the chart's plot.
+        let middle = n(LEFT + 0.5 * (WIDTH - LEFT - RIGHT));
+        assert!(svg.contains(&format!(r#"x1="{middle}""#)), "{svg}");
+
+        // Hourly steps from minute 0: the deploy at 30 is in the first,
+        // the one at 500 past the fourth and last.
+        let hours = Steps { first: 0, step: 60 };
+        let values = [Some(1.0), Some(2.0), Some(1.5), Some(1.0)];
+        let spark = sparkline("average", &values, hours, &markers).into_string();
+        assert_eq!(count(&spark, "data-marker="), 1, "{spark}");
+        assert!(
+            spark.contains("<title>shop 1.1 deployed 1970-01-01 00:30 UTC</title>"),
+            "{spark}"
+        );
+        assert!(!spark.contains("<text"), "too small for a label: {spark}");
+        assert!(!sparkline("average", &values, hours, &[])
+            .into_string()
+            .contains("data-marker"));
+    }
+
     fn count(haystack: &str, needle: &str) -> usize {
         haystack.matches(needle).count()
     }
@@ -577,7 +663,7 @@ mod tests {
             points: vec![(0, Some(0.1)), (60, Some(0.1)), (120, Some(0.1)), (180, Some(0.1))],
             colour: 1,
         };
-        let svg = line_chart(&[p95, mean], Unit::Seconds, 0, 240).into_string();
+        let svg = line_chart(&[p95, mean], Unit::Seconds, 0, 240, &[]).into_string();
         assert_eq!(count(&svg, "<circle"), 7, "3 + 4 points with values");
         assert!(svg.contains(r#"data-series="p95" data-points="3""#), "{svg}");
         assert!(svg.contains(r#"data-series="average" data-points="4""#));
@@ -599,7 +685,7 @@ mod tests {
             points: vec![(0, None), (1, Some(0.2)), (2, None), (3, Some(0.3)), (4, Some(0.4))],
             colour: 0,
         };
-        let svg = line_chart(&[sparse], Unit::Seconds, 0, 5).into_string();
+        let svg = line_chart(&[sparse], Unit::Seconds, 0, 5, &[]).into_string();
         assert_eq!(count(&svg, "<circle"), 3, "{svg}");
         assert_eq!(count(&svg, r#"class="alone""#), 1, "only the lone point: {svg}");
         let one = Line {
@@ -608,14 +694,14 @@ mod tests {
             points: vec![(0, Some(0.2))],
             colour: 0,
         };
-        let svg = line_chart(&[one], Unit::Seconds, 0, 60).into_string();
+        let svg = line_chart(&[one], Unit::Seconds, 0, 60, &[]).into_string();
         assert_eq!(count(&svg, r#"class="alone""#), 1, "{svg}");
-        let spark = sparkline("average", &[None, Some(1.0), None]).into_string();
+        let spark = sparkline("average", &[None, Some(1.0), None], ONE, &[]).into_string();
         assert!(
             spark.contains(r#"data-points="1""#) && spark.contains("<circle"),
             "{spark}"
         );
-        let spark = sparkline("average", &[Some(1.0)]).into_string();
+        let spark = sparkline("average", &[Some(1.0)], ONE, &[]).into_string();
         assert!(spark.contains(r#"cx="50.0""#), "one value in the middle: {spark}");
     }
 
@@ -627,7 +713,7 @@ mod tests {
             points: vec![(0, None), (1, None)],
             colour: 0,
         };
-        let svg = line_chart(&[line], Unit::Seconds, 0, 2).into_string();
+        let svg = line_chart(&[line], Unit::Seconds, 0, 2, &[]).into_string();
         assert!(svg.contains("no data in this window"));
         assert_eq!(count(&svg, "<circle"), 0);
     }
@@ -666,7 +752,7 @@ mod tests {
 
     #[test]
     fn sparklines_histograms_bars_and_waterfalls_mark_their_series() {
-        let spark = sparkline("average", &[Some(1.0), None, Some(2.0)]).into_string();
+        let spark = sparkline("average", &[Some(1.0), None, Some(2.0)], ONE, &[]).into_string();
         assert!(spark.contains(r#"data-series="average" data-points="2""#), "{spark}");
 
         let bins = [

@@ -49,6 +49,22 @@ pub fn write_store(dir: &Path) -> PathBuf {
     path
 }
 
+/// Records `versions` of shop-api in `environment` in `store`, each
+/// (version, first minute): the versions after the first are its deploys.
+pub fn shop_versions(store: &Path, environment: &str, versions: &[(&str, i64)]) {
+    use kuroko_reporter::store::deploys::{Deploys, VersionSeen};
+    let seen: Vec<VersionSeen> = versions
+        .iter()
+        .map(|&(version, first_minute)| VersionSeen {
+            service: "shop-api".into(),
+            environment: environment.into(),
+            version: version.into(),
+            first_minute,
+        })
+        .collect();
+    SqliteStore::open(store).unwrap().versions_seen(&seen).unwrap();
+}
+
 /// `kuroko serve` on `store` with the synthetic fleet's owners, the
 /// repository's dashboards and a query token; returns it and its HTTP address.
 pub fn serve(dir: &Path, store: &Path) -> (Killed, String) {

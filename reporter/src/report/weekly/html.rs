@@ -375,8 +375,18 @@ pub fn chart_alt(feature: &FeatureRow) -> String {
         .rev()
         .find_map(|p| p.p95_s)
         .map_or_else(|| "no runs".to_owned(), format::duration);
+    let deploys: Vec<String> = feature
+        .deploys
+        .iter()
+        .filter_map(|d| Some(format!("{} on {}", clean(&d.label), feature.daily.get(d.day)?.day)))
+        .collect();
+    let deploys = if deploys.is_empty() {
+        String::new()
+    } else {
+        format!("; deploys marked: {}", deploys.join(", "))
+    };
     format!(
-        "Daily average and p95 of {} from {first} to {last}; latest p95 {last_p95}. The numbers are in the table beside the chart.",
+        "Daily average and p95 of {} from {first} to {last}; latest p95 {last_p95}{deploys}. The numbers are in the table beside the chart.",
         clean(&feature.name)
     )
 }

@@ -128,10 +128,22 @@ pub struct FeatureRow {
     pub apdex_change: Option<f64>,
     /// Daily values over the last 4–8 weeks, oldest first, for the chart.
     pub daily: Vec<DailyPoint>,
+    /// The deploys of the services that run the feature's transactions
+    /// within [`Self::daily`]'s days, oldest first: marked on its chart.
+    pub deploys: Vec<ChartDeploy>,
     /// Its percentiles are estimates (an SDK's explicit buckets).
     pub estimated: bool,
     /// Path into the web UI; empty for none.
     pub link: String,
+}
+
+/// A deploy on a feature's chart.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ChartDeploy {
+    /// The day it happened: an index into [`FeatureRow::daily`].
+    pub day: usize,
+    /// What was deployed, e.g. `shop-api 1.42.0`.
+    pub label: String,
 }
 
 /// One day of a feature's chart.

@@ -29,6 +29,7 @@ pub(crate) fn sample() -> WeeklyReport {
             throughput_change: Some(-0.02),
             apdex_change: Some(-0.03),
             daily,
+            deploys: Vec::new(),
             link: ui_path("/features", &[("name", "checkout")]),
             estimated: false,
         }],

@@ -166,7 +166,8 @@ fn panel(
                 }
             })
             .collect();
-        return Ok(charts::line_chart(&lines, unit, scope.from, scope.to));
+        let markers = deploy_markers(analysis, &scope)?;
+        return Ok(charts::line_chart(&lines, unit, scope.from, scope.to, &markers));
     }
     let mut rows = analysis
         .slowest_grouped(&scope, panel.group, Rank::TimeConsumed, usize::MAX)?

@@ -34,8 +34,11 @@ pub fn feature(app: &App, name: &str, params: &Params, now: i64) -> Result<Marku
     let carried = params.only(&CARRIED);
     let declared = app.owners.feature(name);
     let team = app.owners.team_of_feature(name);
-    let chart =
-        |metrics: &[Metric], unit| charts::line_chart(&metric_lines(points, metrics), unit, scope.from, scope.to);
+    // The deploys of the services that run the feature's transactions.
+    let markers = deploy_markers(&analysis, &scope)?;
+    let chart = |metrics: &[Metric], unit| {
+        charts::line_chart(&metric_lines(points, metrics), unit, scope.from, scope.to, &markers)
+    };
     let series_api = api.with("group", Some("feature"));
     let body = html! {
         (filter_bar(&path, &params, Some(DEFAULT_SINCE), &EDITABLE))

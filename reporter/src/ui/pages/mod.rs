@@ -64,6 +64,13 @@ pub const TRACES: usize = 5;
 
 const RANKS: &str = "p50, p95, p99, average, apdex, time_consumed";
 const STEPS: &str = "minute, hour, day";
+/// The deploys of `scope`'s services in its window, as the markers every
+/// chart of time draws (the transaction, feature and overview pages, and
+/// dashboards' line panels).
+fn deploy_markers(analysis: &Analysis<'_>, scope: &Scope) -> Result<Vec<charts::Marker>, AnalysisError> {
+    Ok(analysis.deploys(scope)?.iter().map(charts::Marker::from).collect())
+}
+
 /// Filters the window form lets a reader type.
 const EDITABLE: [&str; 3] = ["service", "environment", "team"];
 /// Filters kept when following a link to another page.

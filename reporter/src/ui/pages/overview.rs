@@ -73,6 +73,16 @@ fn trend_step(minutes: i64) -> i64 {
     }
 }
 
+/// The steps of the overview's trends over `scope`: [`trend_step`]s from
+/// the one that holds its first minute.
+fn trend_steps(scope: &Scope) -> charts::Steps {
+    let step = trend_step(scope.minutes());
+    charts::Steps {
+        first: scope.from.div_euclid(step) * step,
+        step,
+    }
+}
+
 /// Average response time per step, per service and per feature: the
 /// overview's trend column. Read from the histograms' counts and sums only
 /// (no outcome counters, no percentiles), at [`trend_step`].
@@ -81,8 +91,7 @@ fn trends(
     app: &App,
     scope: &Scope,
 ) -> Result<(BTreeMap<String, Vec<Option<f64>>>, BTreeMap<String, Vec<Option<f64>>>), AnalysisError> {
-    let step = trend_step(scope.minutes());
-    let first = scope.from.div_euclid(step) * step;
+    let charts::Steps { first, step } = trend_steps(scope);
     let steps = usize::try_from((scope.to - first + step - 1) / step).unwrap_or(0);
     let mut services: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
     let mut features: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
@@ -138,6 +147,23 @@ pub fn overview(app: &App, params: &Params, now: i64) -> Result<Markup, PageErro
     let services = service_summaries(&analysis, &scope, &transactions.rows)?;
     let services_before = service_summaries(&analysis, &previous, &transactions_before.rows)?;
     let (service_trends, feature_trends) = trends(app, &scope)?;
+    // Each trend marks the deploys of its service, or of the services
+    // that run its feature's transactions.
+    let steps = trend_steps(&scope);
+    let markers = deploy_markers(&analysis, &scope)?;
+    let mut feature_services: HashMap<&str, Vec<&str>> = HashMap::new();
+    for row in &transactions.rows {
+        if let Some(feature) = &row.feature {
+            feature_services.entry(feature).or_default().push(&row.service);
+        }
+    }
+    let markers_of = |services: &[&str]| -> Vec<charts::Marker> {
+        markers
+            .iter()
+            .filter(|m| services.contains(&m.service.as_str()))
+            .cloned()
+            .collect()
+    };
 
     let page = params.href("/");
     let api = api_params(params, DEFAULT_SINCE);
@@ -173,7 +199,7 @@ pub fn overview(app: &App, params: &Params, now: i64) -> Result<Markup, PageErro
                         tr data-service=(service) {
                             td { a href=(params.with("service", Some(service)).href("/")) { (service) } }
                             (summary_cells(now, Some(services_before.get(service))))
-                            td { (charts::sparkline("average", service_trends.get(service).unwrap_or(&no_trend))) }
+                            td { (charts::sparkline("average", service_trends.get(service).unwrap_or(&no_trend), steps, &markers_of(&[service]))) }
                         }
                     }
                 }
@@ -196,7 +222,8 @@ pub fn overview(app: &App, params: &Params, now: i64) -> Result<Markup, PageErro
                             }
                             td { (row.team.as_deref().unwrap_or("–")) }
                             (summary_cells(&Summary::from(row), Some(features_before.get(&row.feature.as_deref()))))
-                            td { (charts::sparkline("average", row.feature.as_ref().and_then(|f| feature_trends.get(f)).unwrap_or(&no_trend))) }
+                            td { (charts::sparkline("average", row.feature.as_ref().and_then(|f| feature_trends.get(f)).unwrap_or(&no_trend), steps,
+                                &markers_of(row.feature.as_deref().and_then(|f| feature_services.get(f)).map_or(&[][..], Vec::as_slice)))) }
                         }
                     }
                 }

@@ -89,15 +89,23 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         ),
         _ => (scope.clone(), scope.previous()),
     };
+    // Asked to split at a deploy that cannot be had (no service, as when
+    // the form's service is cleared, or none recorded): the window against
+    // the one before, saying why, rather than a page of its own.
+    let mut no_split = None;
     let comparison = match (&deploy, since_deploy) {
         (Some(_), true) => analysis.compare_against(&current, &previous, &RegressionRule::default(), group)?,
         (None, true) => {
-            return Err(PageError::BadRequest(match &scope.service {
-                None => "compare=deploy needs a service: choose one, then its latest deploy is the split".to_owned(),
+            no_split = Some(match &scope.service {
+                None => "Comparing since a deploy needs a service: choose one, then its latest deploy is the split. \
+                         Meanwhile, this window against the one before."
+                    .to_owned(),
                 Some(service) => format!(
-                    "no deploy of {service} is recorded before this window's end: a deploy is a new service.version in what it sends"
+                    "No deploy of {service} is recorded before this window's end (a deploy is a new service.version \
+                     in what it sends): this window against the one before instead."
                 ),
-            }))
+            });
+            analysis.compare(&scope, &RegressionRule::default(), group)?
         }
         (_, false) => analysis.compare(&scope, &RegressionRule::default(), group)?,
     };
@@ -149,6 +157,9 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
                     a href=(params.with("compare", Some("deploy")).href("/regressions")) { "Compare since it, against as long before" }
                 }
             }
+        }
+        @if let Some(note) = &no_split {
+            p.note.advice.no-split { (note) " " a href=(params.with("compare", None).href("/regressions")) { "Leave the deploy split" } }
         }
         @if let Some(note) = comparison.coverage.shortfall() {
             p.note.advice { (note) }

@@ -69,13 +69,7 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
     let row = table.rows.into_iter().next();
     // The service's deploys (new `service.version`s) in the window.
     let deploys = analysis.deploys(&scope)?;
-    let markers: Vec<charts::Marker> = deploys
-        .iter()
-        .map(|d| charts::Marker {
-            minute: d.minute,
-            label: format!("{} {}", d.service, d.version),
-        })
-        .collect();
+    let markers: Vec<charts::Marker> = deploys.iter().map(charts::Marker::from).collect();
     let series = analysis.timeseries(&scope, Group::Transaction, step)?;
     let points = series
         .series
@@ -216,7 +210,7 @@ pub fn transaction(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         (section("change", "Against the window before", &page, Some(("regressions", &api)), change))
         div.grid {
             (section("percentiles", "Percentiles over time", &page, Some(("timeseries", &api)), html! {
-                (charts::line_chart_marked(&percentile_lines, Unit::Seconds, scope.from, scope.to, &markers))
+                (charts::line_chart(&percentile_lines, Unit::Seconds, scope.from, scope.to, &markers))
                 @if !deploys.is_empty() {
                     ul.deploys {
                         @for d in &deploys {
