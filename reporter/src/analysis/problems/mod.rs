@@ -42,6 +42,7 @@ pub use thresholds::{DominantThresholds, NPlusOneThresholds, OutsideThresholds, 
 
 use super::triage::{settle, GroupTriage, Seen};
 use super::{Analysis, AnalysisError, Scope};
+use crate::store::sightings::ProblemSeen;
 use crate::store::{Filter, TracePoint};
 
 /// What kind of problem a group is.
@@ -310,23 +311,21 @@ impl Analysis<'_> {
                 feature: None,
                 across_hosts: false,
             };
-            let limit = thresholds.max_traces_per_transaction;
-            let mut traces = self.store.slowest_traces(&filter, scope.from, scope.to, limit)?;
+            let mut runs = self.runs_with_findings(&filter, scope.from, scope.to)?;
             if history_from < scope.from {
-                traces.extend(self.store.slowest_traces(&filter, history_from, scope.from, limit)?);
+                runs.extend(self.runs_with_findings(&filter, history_from, scope.from)?);
             }
-            for trace in traces {
+            for (trace, run, findings) in runs {
                 if !scope.matches(&trace.key, self.owners) {
                     continue;
                 }
-                let Some(run) = run::read(&trace) else { continue };
                 let in_window = trace.start >= window_start;
                 if in_window {
                     runs_examined += 1;
                     *examined_of.entry((service.clone(), transaction.clone())).or_default() += 1;
                 }
                 let end = trace.start.saturating_add((trace.duration * 1e9) as u64);
-                for finding in detect(&run, thresholds) {
+                for finding in findings {
                     let id = group_id(service, transaction, finding.pattern, &finding.statement);
                     let group = groups.entry(id).or_insert_with(|| Builder {
                         finding: finding.clone(),
@@ -361,6 +360,20 @@ impl Analysis<'_> {
                         group.example = Some((finding.cost, trace.clone(), run.clone(), finding.spans.clone()));
                     }
                 }
+            }
+        }
+        // Sightings recorded before (`record_sightings`) reach past the
+        // kept traces: first and last seen over the store's retention.
+        let recorded: HashMap<String, ProblemSeen> = self
+            .store
+            .problems_seen()?
+            .into_iter()
+            .map(|seen| (seen.group.clone(), seen))
+            .collect();
+        for (id, group) in &mut groups {
+            if let Some(seen) = recorded.get(id) {
+                group.first_seen = group.first_seen.min(seen.first_seen);
+                group.last_seen = group.last_seen.max(seen.last_seen);
             }
         }
         let decisions = self.decisions()?;
@@ -434,12 +447,87 @@ impl Analysis<'_> {
     /// its history up to `now` (unix seconds): those a decision may name.
     pub(crate) fn problem_ids(&self, now: i64) -> Result<std::collections::HashSet<String>, AnalysisError> {
         let to = now.div_euclid(60) + super::errors::HISTORY_AHEAD_MINUTES;
-        Ok(self
+        let mut ids: std::collections::HashSet<String> = self
             .problems(&Scope::window(0, to))?
             .groups
             .into_iter()
             .map(|g| g.id)
+            .collect();
+        ids.extend(self.store.problems_seen()?.into_iter().map(|seen| seen.group));
+        Ok(ids)
+    }
+
+    /// The kept runs of the series `filter` names over `[from, to)`
+    /// (unix minutes; at most `max_traces_per_transaction`, the slowest),
+    /// each read with what the detectors find in it.
+    fn runs_with_findings(
+        &self,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(TracePoint, run::Run, Vec<Finding>)>, AnalysisError> {
+        let thresholds = self.problem_thresholds;
+        let traces = self
+            .store
+            .slowest_traces(filter, from, to, thresholds.max_traces_per_transaction)?;
+        Ok(traces
+            .into_iter()
+            .filter_map(|trace| {
+                let run = run::read(&trace)?;
+                let findings = detect(&run, thresholds);
+                Some((trace, run, findings))
+            })
             .collect())
+    }
+
+    /// Records in the store when each problem the kept traces of `[from,
+    /// to)` (unix minutes) show was first and last seen, read day by day
+    /// (UTC) as [`Analysis::problems`] reads a window: the slowest
+    /// `max_traces_per_transaction` runs of each transaction a day. Kept
+    /// traces last as long as minute rows; what is recorded lasts as long
+    /// as hour rows, so a problem's first seen, and whether it is new,
+    /// outlive its traces. `kuroko serve` records at start (over
+    /// `history_days`), every hour and at shutdown. Returns the groups
+    /// recorded.
+    pub fn record_sightings(&self, from: i64, to: i64) -> Result<usize, AnalysisError> {
+        let mut transactions: Vec<(String, String)> = self
+            .store
+            .series()?
+            .into_iter()
+            .map(|key| (key.service, key.transaction))
+            .collect();
+        transactions.sort();
+        transactions.dedup();
+        let mut seen: HashMap<String, ProblemSeen> = HashMap::new();
+        let mut day = from.div_euclid(1_440) * 1_440;
+        while day < to {
+            let (start, end) = (day.max(from), (day + 1_440).min(to));
+            for (service, transaction) in &transactions {
+                let filter = Filter {
+                    service: Some(service.clone()),
+                    transaction: Some(transaction.clone()),
+                    ..Filter::default()
+                };
+                for (trace, _, findings) in self.runs_with_findings(&filter, start, end)? {
+                    let last = trace.start.saturating_add((trace.duration * 1e9) as u64);
+                    for finding in findings {
+                        let id = group_id(service, transaction, finding.pattern, &finding.statement);
+                        let entry = seen.entry(id.clone()).or_insert(ProblemSeen {
+                            group: id,
+                            first_seen: trace.start,
+                            last_seen: last,
+                        });
+                        entry.first_seen = entry.first_seen.min(trace.start);
+                        entry.last_seen = entry.last_seen.max(last);
+                    }
+                }
+            }
+            day += 1_440;
+        }
+        let mut seen: Vec<ProblemSeen> = seen.into_values().collect();
+        seen.sort();
+        self.store.problems_seen_put(&seen)?;
+        Ok(seen.len())
     }
 }
 

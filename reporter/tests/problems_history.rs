@@ -1,0 +1,200 @@
+//! Performance problems over time, in stores written point by point with
+//! exact kept traces: a problem's first seen outlives its kept traces (a
+//! problem seen two weeks ago is not "new" this week, in `kuroko query
+//! problems` and in the weekly email, after retention removed the traces
+//! that showed it; one seen only this week is). Every test runs on SQLite
+//! and on ClickHouse (`sqlite::<test>`, `clickhouse::<test>`;
+//! `support/stores.rs`).
+
+#[macro_use]
+#[path = "support/stores.rs"]
+mod stores;
+use stores::{Kind, TestStore};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kuroko_reporter::analysis::Analysis;
+use kuroko_reporter::api::{self, query::Question};
+use kuroko_reporter::app::App;
+use kuroko_reporter::deliver::schedule::{Report, Schedule, ScheduleConfig};
+use kuroko_reporter::deliver::{write_preview, DeliveryConfig, DigestDelivery, Settings};
+use kuroko_reporter::histogram::Histogram;
+use kuroko_reporter::owners::Owners;
+use kuroko_reporter::report::{mail, webhook};
+use kuroko_reporter::store::rollup::Retention;
+use kuroko_reporter::store::{Batch, Filter, HistogramPoint, SeriesKey, TracePoint};
+
+const DAY: i64 = 1_440;
+/// Monday 2026-11-02 00:00 UTC: ISO week 2026-W45 starts.
+const WEEK_START: i64 = 20_759 * DAY;
+const WEEK: &str = "2026-W45";
+const BASE_URL: &str = "https://kuroko.example.com";
+
+const OWNERS: &str = r#"
+[teams.shop]
+[features.orders]
+team = "shop"
+patterns = [{ service = "shop", transaction = "*" }]
+"#;
+
+const EXPORT: &str = "GET /orders/{id}/export";
+const REPORT: &str = "GET /reports/{id}";
+
+fn owners() -> Owners {
+    Owners::parse(OWNERS, "owners.toml").unwrap()
+}
+
+fn key(transaction: &str) -> SeriesKey {
+    SeriesKey {
+        service: "shop".into(),
+        host: "web-1".into(),
+        transaction: transaction.into(),
+        feature: String::new(),
+        kind: "web".into(),
+        environment: String::new(),
+    }
+}
+
+/// One kept run of `transaction` at `minute` lasting `duration_ms`, with
+/// `spans` below its root (kind, statement, start and duration in ms),
+/// and the minute's histogram counting it.
+fn run(transaction: &str, minute: i64, duration_ms: u64, spans: &[(&str, &str, u64, u64)]) -> Batch {
+    let ms = 1_000_000u64;
+    let start = minute as u64 * 60_000_000_000;
+    let root_id = "00000000000000ff";
+    let mut json = vec![serde_json::json!({
+        "name": transaction, "kind": "web", "span_id": root_id, "start": start,
+        "duration_ns": duration_ms * ms, "attributes": {},
+    })];
+    for (i, (kind, statement, offset, duration)) in spans.iter().enumerate() {
+        json.push(serde_json::json!({
+            "name": statement, "kind": kind, "span_id": format!("{i:016x}"), "parent": root_id,
+            "start": start + offset * ms, "duration_ns": duration * ms,
+            "attributes": { "db.statement": statement },
+        }));
+    }
+    let mut histogram = Histogram::empty();
+    histogram.record(duration_ms as f64 / 1e3).unwrap();
+    Batch {
+        histograms: vec![HistogramPoint {
+            key: Arc::new(key(transaction)),
+            minute,
+            histogram,
+        }],
+        traces: vec![TracePoint {
+            key: key(transaction),
+            trace_id: format!("{:032x}", minute as u64 * 1_000 + spans.len() as u64),
+            start,
+            duration: duration_ms as f64 / 1e3,
+            spans: serde_json::Value::Array(json).to_string(),
+        }],
+        ..Batch::default()
+    }
+}
+
+/// A run with an N+1: eight order lines read one by one, 60 ms each.
+fn n_plus_one(minute: i64) -> Batch {
+    let spans: Vec<(&str, &str, u64, u64)> = (0..8)
+        .map(|i| ("database", "SELECT * FROM order_lines WHERE order_id = 7", i * 100, 60))
+        .collect();
+    run(EXPORT, minute, 1_000, &spans)
+}
+
+/// A run one query takes 80% of.
+fn dominant(minute: i64) -> Batch {
+    run(REPORT, minute, 1_000, &[("database", "SELECT sum(total) FROM orders", 0, 800)])
+}
+
+fn settings() -> Settings {
+    Settings {
+        schedule: Schedule::from_config(&ScheduleConfig {
+            time_zone: "UTC".into(),
+            weekly: "MON 08:00".into(),
+            digest: "08:30".into(),
+        })
+        .unwrap(),
+        owners: owners(),
+        smtp: None,
+        digest: DigestDelivery::default(),
+        base_url: BASE_URL.into(),
+        alerts: Vec::new(),
+        mail_retry: mail::Retry {
+            attempts: 1,
+            first_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(10),
+        },
+        webhook_retry: webhook::Retry {
+            attempts: 1,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(1),
+            pacing: Duration::from_millis(1),
+            timeout: Duration::from_secs(5),
+        },
+        max_rounds: 1,
+        delivery: DeliveryConfig::default(),
+        problems: Default::default(),
+    }
+}
+
+/// A fresh folder for previews.
+fn folder(name: &str, kind: Kind) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kuroko-{name}-{}-{}", kind.name(), std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// RFC 3339 of a unix minute.
+fn at(minute: i64) -> String {
+    jiff::Timestamp::from_second(minute * 60).unwrap().to_string()
+}
+
+suite! {
+    #[test]
+    fn a_problem_seen_before_its_traces_were_removed_is_not_new(kind: Kind) {
+        let store = TestStore::open(kind, "problems-first-seen");
+        let owners = owners();
+        // Two weeks before: the N+1 shows, and the reporter of the time
+        // records it (as `kuroko serve` does every hour).
+        let old = WEEK_START - 13 * DAY + 720;
+        store.write(&n_plus_one(old)).unwrap();
+        let recorded = Analysis::new(&*store, &owners).record_sightings(old - 720, old + 720).unwrap();
+        assert_eq!(recorded, 1, "the old N+1 recorded");
+        // This week: the N+1 again, and a slow query never seen before.
+        let now = WEEK_START + 2 * DAY + 720;
+        store.write(&n_plus_one(now)).unwrap();
+        store.write(&dominant(now + 5)).unwrap();
+        // Two days later, retention removes the old trace: kept traces last 8 days.
+        store.roll_up(Retention::default(), now + 2 * DAY);
+        let left = store.slowest_traces(&Filter::default(), old - 60, old + 60, 10).unwrap();
+        assert!(left.is_empty(), "retention removed the old trace: {left:?}");
+
+        let app = App::new(store.shared(), Arc::new(owners), String::new(), None);
+        let window = [("since".to_owned(), at(WEEK_START)), ("until".to_owned(), at(WEEK_START + 7 * DAY))];
+        let (_, answer) = api::answer_now(&app, Question::Problems, &window).unwrap();
+        let groups = answer["groups"].as_array().unwrap();
+        let by_transaction = |transaction: &str| {
+            groups
+                .iter()
+                .find(|g| g["transaction"] == transaction)
+                .unwrap_or_else(|| panic!("no problem in {transaction}: {answer}"))
+        };
+        let again = by_transaction(EXPORT);
+        assert_eq!(again["new"], false, "seen two weeks ago: {again}");
+        assert_eq!(again["first_seen"], old as u64 * 60_000_000_000, "{again}");
+        let fresh = by_transaction(REPORT);
+        assert_eq!(fresh["new"], true, "seen only this week: {fresh}");
+        assert_eq!(fresh["first_seen"], (now + 5) as u64 * 60_000_000_000, "{fresh}");
+        let table = api::render::table(Question::Problems, &answer);
+        assert_eq!(groups.len(), 2, "{table}");
+
+        // The weekly email says one new problem, not two.
+        let dir = folder("problems-weekly", kind);
+        let written = write_preview(&*store, &settings(), Report::Weekly, Some("shop"), WEEK.parse().unwrap(), &dir)
+            .unwrap();
+        let text = std::fs::read_to_string(written.iter().find(|p| p.ends_with("report.txt")).unwrap()).unwrap();
+        assert!(text.contains("1 new performance problem, costing"), "{text}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
