@@ -2,7 +2,9 @@
 //! exact kept traces: a problem's first seen outlives its kept traces (a
 //! problem seen two weeks ago is not "new" this week, in `kuroko query
 //! problems` and in the weekly email, after retention removed the traces
-//! that showed it; one seen only this week is). Every test runs on SQLite
+//! that showed it; one seen only this week is), and a query called many
+//! more times per run than the week before is found from the segment
+//! counters while cheap or thinly sampled growth is not. Every test runs on SQLite
 //! and on ClickHouse (`sqlite::<test>`, `clickhouse::<test>`;
 //! `support/stores.rs`).
 
@@ -24,7 +26,7 @@ use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::owners::Owners;
 use kuroko_reporter::report::{mail, webhook};
 use kuroko_reporter::store::rollup::Retention;
-use kuroko_reporter::store::{Batch, Filter, HistogramPoint, SeriesKey, TracePoint};
+use kuroko_reporter::store::{Batch, CounterPoint, Filter, HistogramPoint, SeriesKey, TracePoint};
 
 const DAY: i64 = 1_440;
 /// Monday 2026-11-02 00:00 UTC: ISO week 2026-W45 starts.
@@ -150,7 +152,99 @@ fn at(minute: i64) -> String {
     jiff::Timestamp::from_second(minute * 60).unwrap().to_string()
 }
 
+/// `runs` runs of `transaction` of 1 s each at `minute`, each calling every
+/// segment of `segments` (kind, name, calls a run, seconds a call), as the
+/// agent's minute counters say.
+fn counted(transaction: &str, minute: i64, runs: u64, segments: &[(&str, &str, f64, f64)]) -> Batch {
+    let key = Arc::new(key(transaction));
+    let mut histogram = Histogram::empty();
+    for _ in 0..runs {
+        histogram.record(1.0).unwrap();
+    }
+    let mut counters = Vec::new();
+    for (kind, name, calls, seconds) in segments {
+        let labels = format!("kuroko.segment.kind={kind},kuroko.segment.name={name}");
+        for (counter, value) in [
+            ("kuroko.segment.calls", calls * runs as f64),
+            ("kuroko.segment.duration", calls * seconds * runs as f64),
+            ("kuroko.segment.exclusive_duration", calls * seconds * runs as f64),
+        ] {
+            counters.push(CounterPoint {
+                key: key.clone(),
+                minute,
+                name: counter.into(),
+                labels: labels.clone(),
+                value,
+            });
+        }
+    }
+    Batch {
+        histograms: vec![HistogramPoint { key, minute, histogram }],
+        counters,
+        ..Batch::default()
+    }
+}
+
 suite! {
+    #[test]
+    fn a_query_called_many_more_times_a_run_than_the_week_before_is_found_and_cheap_growth_is_not(kind: Kind) {
+        let store = TestStore::open(kind, "problems-growth");
+        // Ten hours a week, 20 runs each: 200 runs in each week.
+        for hour in 0..10 {
+            for (week, report_rows, price, stock) in [(-1, 1.0, 20.0, 1.0), (0, 12.0, 25.0, 3.0)] {
+                let minute = WEEK_START + week * 7 * DAY + 2 * DAY + hour * 60;
+                // The planted growth: one query a run, then twelve, 50 ms each.
+                store
+                    .write(&counted(EXPORT, minute, 20, &[("database", "SELECT report_rows WHERE id = 7", report_rows, 0.05)]))
+                    .unwrap();
+                // Clean: a cheap query 20 → 25 a run (a quarter more), another
+                // 1 → 3 (three times, but 2 ms a run).
+                store
+                    .write(&counted(
+                        "GET /products",
+                        minute,
+                        20,
+                        &[("database", "SELECT price", price, 0.001), ("database", "SELECT stock", stock, 0.001)],
+                    ))
+                    .unwrap();
+                // Clean: the same growth as the export's on too few runs (2 an hour).
+                store
+                    .write(&counted("GET /rare", minute, 2, &[("external", "GET partner/rates", report_rows, 0.05)]))
+                    .unwrap();
+            }
+        }
+        let app = App::new(store.shared(), Arc::new(owners()), String::new(), None);
+        let window = [("since".to_owned(), at(WEEK_START)), ("until".to_owned(), at(WEEK_START + 7 * DAY))];
+        let (_, answer) = api::answer_now(&app, Question::Problems, &window).unwrap();
+        let groups = answer["groups"].as_array().unwrap();
+        assert_eq!(groups.len(), 1, "only the export's growth: {answer}");
+        let grew = &groups[0];
+        assert_eq!(grew["pattern"], "calls_per_run_grew", "{grew}");
+        assert_eq!(grew["title"], "More queries per run", "{grew}");
+        assert_eq!(grew["transaction"], EXPORT, "{grew}");
+        assert_eq!(grew["statement"], "SELECT report_rows WHERE id = ?", "{grew}");
+        let number = |field: &str| grew[field].as_f64().unwrap_or_else(|| panic!("{field} in {grew}"));
+        let close = |field: &str, expected: f64| {
+            let got = number(field);
+            assert!((got - expected).abs() < 1e-9 * expected.max(1.0), "{field}: {got}, expected {expected}");
+        };
+        close("count_per_run", 12.0);
+        close("baseline_count_per_run", 1.0);
+        close("seconds_per_run", 12.0 * 0.05);
+        close("cost_per_run", 11.0 * 0.05);
+        close("cost_share", 0.55);
+        // 200 runs in the week, each 0.55 s slower for the added calls.
+        close("seconds_per_day", 0.55 * 200.0 / 7.0);
+        assert_eq!(grew["new"], true, "{grew}");
+
+        // The same week against itself has nothing to say: the week before it
+        // calls the query once a run.
+        let before = [("since".to_owned(), at(WEEK_START - 7 * DAY)), ("until".to_owned(), at(WEEK_START))];
+        let (_, answer) = api::answer_now(&app, Question::Problems, &before).unwrap();
+        assert_eq!(answer["groups"].as_array().unwrap().len(), 0, "{answer}");
+    }
+
+
     #[test]
     fn a_problem_seen_before_its_traces_were_removed_is_not_new(kind: Kind) {
         let store = TestStore::open(kind, "problems-first-seen");

@@ -5,8 +5,10 @@
 //! each detector, one module each: [`n_plus_one`] (one statement repeated
 //! in a run), [`sequential`] (independent calls one after the other that
 //! could overlap), [`dominant`] (one query taking most of the run) and
-//! [`outside`] (a slow run's time mostly in no segment). Statements are
-//! compared normalised ([`statement`]: literals become `?`).
+//! [`outside`] (a slow run's time mostly in no segment). [`growth`] reads
+//! the segment counters of every run instead: a query or call made many
+//! more times per run than in the window before. Statements are compared
+//! normalised ([`statement`]: literals become `?`).
 //!
 //! A finding's group is its fingerprint: service, transaction, pattern and
 //! normalised statement ([`group_id`], 16 hex digits, as error groups'). A
@@ -28,6 +30,7 @@
 //! `thresholds.rs`; docs/problems.md).
 
 pub(crate) mod dominant;
+pub(crate) mod growth;
 pub(crate) mod n_plus_one;
 pub(crate) mod outside;
 pub(crate) mod run;
@@ -38,25 +41,34 @@ mod thresholds;
 use std::collections::{BTreeMap, HashMap};
 
 pub(crate) use thresholds::DEFAULT_THRESHOLDS;
-pub use thresholds::{DominantThresholds, NPlusOneThresholds, OutsideThresholds, SequentialThresholds, Thresholds};
+pub use thresholds::{
+    DominantThresholds, GrowthThresholds, NPlusOneThresholds, OutsideThresholds, SequentialThresholds, Thresholds,
+};
 
 use super::triage::{settle, GroupTriage, Seen};
 use super::{Analysis, AnalysisError, Scope};
 use crate::store::sightings::ProblemSeen;
 use crate::store::{Filter, TracePoint};
 
-/// What kind of problem a group is.
+/// What kind of problem a group is; named in JSON as in CSV, the
+/// fingerprint and docs/openapi.json ([`Pattern::as_str`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Pattern {
     /// One statement run again and again in one run.
+    #[serde(rename = "n_plus_one")]
     NPlusOne,
     /// Independent calls one after the other that could run at once.
+    #[serde(rename = "sequential_calls")]
     Sequential,
     /// One query taking most of the run.
+    #[serde(rename = "dominant_query")]
     Dominant,
     /// A slow run's time mostly outside any segment.
+    #[serde(rename = "outside_segments")]
     Outside,
+    /// A segment called many more times per run than in the window before.
+    #[serde(rename = "calls_per_run_grew")]
+    Grew,
 }
 
 impl Pattern {
@@ -67,6 +79,7 @@ impl Pattern {
             Pattern::Sequential => "sequential_calls",
             Pattern::Dominant => "dominant_query",
             Pattern::Outside => "outside_segments",
+            Pattern::Grew => "calls_per_run_grew",
         }
     }
 
@@ -79,6 +92,8 @@ impl Pattern {
             (Pattern::Sequential, _) => "Sequential calls",
             (Pattern::Dominant, _) => "Slow query dominating",
             (Pattern::Outside, _) => "Time outside segments",
+            (Pattern::Grew, "external") => "More calls per run",
+            (Pattern::Grew, _) => "More queries per run",
         }
     }
 }
@@ -209,8 +224,12 @@ pub struct ProblemGroup {
     pub runs_examined: u64,
     /// Those that show it.
     pub runs_affected: u64,
-    /// Mean spans involved per affected run (the N+1's count).
+    /// Mean spans involved per affected run (the N+1's count; for calls
+    /// per run grown, the segment's calls per run over every run).
     pub count_per_run: f64,
+    /// Calls per run grown: the segment's calls per run in the window
+    /// before; `None` for the other patterns.
+    pub baseline_count_per_run: Option<f64>,
     /// Mean time in the offending spans per affected run, seconds.
     pub seconds_per_run: f64,
     /// Mean cost per affected run, seconds (what a fix would save at most).
@@ -301,6 +320,7 @@ impl Analysis<'_> {
         let window_start = window_ns(scope.from);
         let mut groups: HashMap<String, Builder> = HashMap::new();
         let mut examined_of: HashMap<(String, String), u64> = HashMap::new();
+        let mut kept_in_window: HashMap<(String, String), Vec<(TracePoint, run::Run)>> = HashMap::new();
         let mut runs_examined = 0;
         for (service, transaction) in transactions.keys() {
             let filter = Filter {
@@ -323,6 +343,10 @@ impl Analysis<'_> {
                 if in_window {
                     runs_examined += 1;
                     *examined_of.entry((service.clone(), transaction.clone())).or_default() += 1;
+                    kept_in_window
+                        .entry((service.clone(), transaction.clone()))
+                        .or_default()
+                        .push((trace.clone(), run.clone()));
                 }
                 let end = trace.start.saturating_add((trace.duration * 1e9) as u64);
                 for finding in findings {
@@ -396,14 +420,7 @@ impl Analysis<'_> {
                     last_seen: group.last_seen,
                     since_decided: decision.map(|d| group.starts.iter().filter(|&&s| s > d.at).count() as u64),
                 };
-                let feature = self
-                    .owners
-                    .feature_of(&group.service, &group.transaction, tag.as_deref())
-                    .map(str::to_owned);
-                let team = self
-                    .owners
-                    .team_of(&group.service, &group.transaction, tag.as_deref())
-                    .map(|t| t.name.clone());
+                let (feature, team) = self.owned(&group.service, &group.transaction, tag.as_deref());
                 Some(ProblemGroup {
                     title: group.finding.pattern.title(&group.finding.kind).to_owned(),
                     pattern: group.finding.pattern,
@@ -417,6 +434,7 @@ impl Analysis<'_> {
                     runs_examined: examined,
                     runs_affected: group.affected,
                     count_per_run: group.count / affected,
+                    baseline_count_per_run: None,
                     seconds_per_run: group.seconds / affected,
                     cost_per_run,
                     runs_per_day,
@@ -431,6 +449,26 @@ impl Analysis<'_> {
                 })
             })
             .collect();
+        for growth in self.grown_segments(scope)? {
+            let key = (growth.service.clone(), growth.transaction.clone());
+            let (runs, seconds, tag) = transactions.get(&key).cloned().unwrap_or_default();
+            let kept = kept_in_window.get(&key).map(Vec::as_slice).unwrap_or_default();
+            let window_end = window_ns(scope.to).min(u64::try_from(now).unwrap_or(0).saturating_mul(1_000_000_000));
+            let group = growth_group(
+                &growth,
+                kept,
+                GrowthContext {
+                    runs_per_day: runs as f64 / days,
+                    mean: if runs > 0 { seconds / runs as f64 } else { 0.0 },
+                    window: (window_start, window_end.max(window_start)),
+                    recorded: &recorded,
+                    decisions: &decisions,
+                    now,
+                    owned: self.owned(&growth.service, &growth.transaction, tag.as_deref()),
+                },
+            );
+            out.push(group);
+        }
         out.sort_by(|a, b| {
             b.seconds_per_day
                 .total_cmp(&a.seconds_per_day)
@@ -455,6 +493,14 @@ impl Analysis<'_> {
             .collect();
         ids.extend(self.store.problems_seen()?.into_iter().map(|seen| seen.group));
         Ok(ids)
+    }
+
+    /// The feature and team of a transaction, per `owners.toml` or its tag.
+    fn owned(&self, service: &str, transaction: &str, tag: Option<&str>) -> (Option<String>, Option<String>) {
+        (
+            self.owners.feature_of(service, transaction, tag).map(str::to_owned),
+            self.owners.team_of(service, transaction, tag).map(|t| t.name.clone()),
+        )
     }
 
     /// The kept runs of the series `filter` names over `[from, to)`
@@ -483,7 +529,8 @@ impl Analysis<'_> {
     /// Records in the store when each problem the kept traces of `[from,
     /// to)` (unix minutes) show was first and last seen, read day by day
     /// (UTC) as [`Analysis::problems`] reads a window: the slowest
-    /// `max_traces_per_transaction` runs of each transaction a day. Kept
+    /// `max_traces_per_transaction` runs of each transaction a day; and the
+    /// segments whose calls per run grew, each day against the one before. Kept
     /// traces last as long as minute rows; what is recorded lasts as long
     /// as hour rows, so a problem's first seen, and whether it is new,
     /// outlive its traces. `kuroko serve` records at start (over
@@ -522,12 +569,120 @@ impl Analysis<'_> {
                     }
                 }
             }
+            // Calls per run grown: the day against the day before.
+            let ns = |minute: i64| u64::try_from(minute.max(0)).unwrap_or(0).saturating_mul(60_000_000_000);
+            for growth in self.grown_segments(&Scope::window(start, end))? {
+                let id = group_id(&growth.service, &growth.transaction, Pattern::Grew, &growth.statement);
+                let entry = seen.entry(id.clone()).or_insert(ProblemSeen {
+                    group: id,
+                    first_seen: ns(start),
+                    last_seen: ns(end),
+                });
+                entry.first_seen = entry.first_seen.min(ns(start));
+                entry.last_seen = entry.last_seen.max(ns(end));
+            }
             day += 1_440;
         }
         let mut seen: Vec<ProblemSeen> = seen.into_values().collect();
         seen.sort();
         self.store.problems_seen_put(&seen)?;
         Ok(seen.len())
+    }
+}
+
+/// What a group of calls per run grown is read with, beside the growth.
+struct GrowthContext<'a> {
+    /// The transaction's runs a day (every run, from its histograms).
+    runs_per_day: f64,
+    /// Its mean run, seconds.
+    mean: f64,
+    /// The window, unix ns (its end no later than now).
+    window: (u64, u64),
+    recorded: &'a HashMap<String, ProblemSeen>,
+    decisions: &'a HashMap<String, crate::store::triage::Triage>,
+    /// Unix seconds.
+    now: i64,
+    /// Feature and team.
+    owned: (Option<String>, Option<String>),
+}
+
+/// A segment whose calls per run grew, as a group: seen over the window
+/// (and whenever it was recorded before), its example the kept run of the
+/// window with the most of its calls, every run affected.
+fn growth_group(growth: &growth::Growth, kept: &[(TracePoint, run::Run)], c: GrowthContext<'_>) -> ProblemGroup {
+    let id = group_id(&growth.service, &growth.transaction, Pattern::Grew, &growth.statement);
+    let calls_of = |run: &run::Run| -> Vec<usize> {
+        run.spans
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.kind == growth.kind
+                    && (s.statement == growth.statement || statement::normalise(&s.name) == growth.statement)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let showing: Vec<(&TracePoint, &run::Run, Vec<usize>)> = kept
+        .iter()
+        .map(|(trace, run)| (trace, run, calls_of(run)))
+        .filter(|(.., calls)| !calls.is_empty())
+        .collect();
+    let cost = growth.cost_per_run();
+    let example = match showing.iter().max_by_key(|(trace, _, calls)| (calls.len(), trace.start)) {
+        Some((trace, run, calls)) => example(trace, run, calls, cost),
+        None => Example {
+            trace_id: String::new(),
+            host: String::new(),
+            start: c.window.0,
+            duration: 0.0,
+            cost,
+            spans: Vec::new(),
+        },
+    };
+    let (mut first_seen, mut last_seen) = c.window;
+    if let Some(seen) = c.recorded.get(&id) {
+        first_seen = first_seen.min(seen.first_seen);
+        last_seen = last_seen.max(seen.last_seen);
+    }
+    let decision = c.decisions.get(&id);
+    let seen = Seen {
+        last_seen,
+        // Its runs count once the window starts after the decision.
+        since_decided: decision.map(|d| {
+            let after = i64::try_from(c.window.0 / 1_000_000_000).unwrap_or(i64::MAX) >= d.at;
+            if after {
+                growth.runs as u64
+            } else {
+                0
+            }
+        }),
+    };
+    let cost_share = if c.mean > 0.0 { (cost / c.mean).min(1.0) } else { 0.0 };
+    ProblemGroup {
+        id: id.clone(),
+        pattern: Pattern::Grew,
+        title: Pattern::Grew.title(&growth.kind).to_owned(),
+        kind: growth.kind.clone(),
+        statement: growth.statement.clone(),
+        service: growth.service.clone(),
+        transaction: growth.transaction.clone(),
+        feature: c.owned.0,
+        team: c.owned.1,
+        first_seen,
+        last_seen,
+        new: first_seen >= c.window.0,
+        runs_examined: kept.len() as u64,
+        runs_affected: showing.len() as u64,
+        count_per_run: growth.calls_per_run,
+        baseline_count_per_run: Some(growth.baseline_calls_per_run),
+        seconds_per_run: growth.calls_per_run * growth.seconds_per_call,
+        cost_per_run: cost,
+        runs_per_day: c.runs_per_day,
+        affected_runs_per_day: c.runs_per_day,
+        cost_share,
+        seconds_per_day: cost * c.runs_per_day,
+        example,
+        triage: settle(decision, &seen, c.now),
     }
 }
 

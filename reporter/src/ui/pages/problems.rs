@@ -1,5 +1,6 @@
 //! `/problems` and `/problems/{id}`: performance problems found in kept
-//! traces (N+1, sequential calls, a dominant query, time outside segments),
+//! traces (N+1, sequential calls, a dominant query, time outside segments)
+//! and segment counters (calls per run grown),
 //! the most time a day first, with their status and team; a problem's page
 //! shows its example run with the offending spans marked and the forms that
 //! change its triage (posted to `/problems/{id}/triage`, see `ui::triage`).
@@ -21,6 +22,12 @@ fn what(group: &ProblemGroup) -> String {
             format!("{} × {}", format::number(group.count_per_run), group.statement)
         }
         crate::analysis::problems::Pattern::Outside => "time in no segment".to_owned(),
+        crate::analysis::problems::Pattern::Grew => format!(
+            "{} → {} a run: {}",
+            format::number(group.baseline_count_per_run.unwrap_or_default()),
+            format::number(group.count_per_run),
+            group.statement
+        ),
         _ => group.statement.clone(),
     }
 }
@@ -147,13 +154,20 @@ pub fn problem_group(app: &App, id: &str, params: &Params, now: i64) -> Result<M
             div { dt { "Fingerprint" } dd { code { (group.id) } } }
         }
         @if !group.statement.is_empty() { pre.sample.statement { (group.statement) } }
+        @if let Some(before) = group.baseline_count_per_run {
+            p.growth { "Calls per run: " (format::number(before)) " in the window before, " (format::number(group.count_per_run)) " in this one (every run, from the segment counters)." }
+        }
         (triage_forms(&action, &group.triage, &app.owners))
         (section("example", "Example run (the costliest in the window), offending spans marked", &page, Some(("problems", &api)), html! {
-            p.context {
-                (format::duration(example.duration)) " on " (example.host) " at " (format::nanos(example.start)) " UTC · trace "
-                a.trace-link href=(trace_href(&example.trace_id, example.start)) title="the whole request, across services" { code { (example.trace_id) } } " · the problem costs it " (format::duration(example.cost))
+            @if example.spans.is_empty() {
+                p.empty { "No kept run of this window shows it." }
+            } @else {
+                p.context {
+                    (format::duration(example.duration)) " on " (example.host) " at " (format::nanos(example.start)) " UTC · trace "
+                    a.trace-link href=(trace_href(&example.trace_id, example.start)) title="the whole request, across services" { code { (example.trace_id) } } " · the problem costs it " (format::duration(example.cost))
+                }
+                (charts::waterfall_marked(&summary, &marked))
             }
-            (charts::waterfall_marked(&summary, &marked))
         }))
     };
     Ok(document(
