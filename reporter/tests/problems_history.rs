@@ -4,7 +4,10 @@
 //! problems` and in the weekly email, after retention removed the traces
 //! that showed it; one seen only this week is), and a query called many
 //! more times per run than the week before is found from the segment
-//! counters while cheap or thinly sampled growth is not. Every test runs on SQLite
+//! counters while cheap or thinly sampled growth is not; the morning digest
+//! lists the problems first seen on its day, each linked to its page, in
+//! its text, HTML and Slack forms, and says nothing of them on a day without
+//! new ones. Every test runs on SQLite
 //! and on ClickHouse (`sqlite::<test>`, `clickhouse::<test>`;
 //! `support/stores.rs`).
 
@@ -185,7 +188,63 @@ fn counted(transaction: &str, minute: i64, runs: u64, segments: &[(&str, &str, f
     }
 }
 
+/// The digest of `day` as written by `kuroko report digest --dry-run`:
+/// its text, HTML and first Slack message.
+fn digest_preview(store: &TestStore, day: &str, kind: Kind) -> (String, String, serde_json::Value) {
+    let dir = folder(&format!("problems-digest-{day}"), kind);
+    write_preview(&**store, &settings(), Report::Digest, None, day.parse().unwrap(), &dir).unwrap();
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let out = (read("digest.txt"), read("digest.html"), serde_json::from_str(&read("slack-1.json")).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
 suite! {
+    #[test]
+    fn the_digest_lists_the_problems_first_seen_on_its_day_with_their_links(kind: Kind) {
+        let store = TestStore::open(kind, "problems-digest");
+        // Tuesday: the N+1 shows. Wednesday: it again, and a slow query for the first time.
+        let (tuesday, wednesday) = (WEEK_START + DAY, WEEK_START + 2 * DAY);
+        store.write(&n_plus_one(tuesday + 600)).unwrap();
+        store.write(&n_plus_one(wednesday + 600)).unwrap();
+        store.write(&dominant(wednesday + 605)).unwrap();
+        let owners = owners();
+        let problems = Analysis::new(&*store, &owners)
+            .problems(&kuroko_reporter::analysis::Scope::window(wednesday, wednesday + DAY))
+            .unwrap();
+        let fresh = problems.groups.iter().find(|g| g.transaction == REPORT).expect("the slow query");
+        let again = problems.groups.iter().find(|g| g.transaction == EXPORT).expect("the N+1");
+        let link = format!(
+            "{BASE_URL}/problems/{}?since=2026-11-04T00%3A00%3A00Z&until=2026-11-05T00%3A00%3A00Z",
+            fresh.id
+        );
+
+        let (text, html, slack) = digest_preview(&store, "2026-11-04", kind);
+        assert!(text.contains("Performance problems new yesterday (1):"), "{text}");
+        assert!(
+            text.contains("- Slow query dominating in GET /reports/{id} (shop): SELECT sum(total) FROM orders"),
+            "{text}"
+        );
+        assert!(text.contains("costs 800 ms a run"), "{text}");
+        assert!(text.contains(&link), "{link} in {text}");
+        assert!(!text.contains(&again.id) && !text.contains("order_lines"), "seen the day before: {text}");
+        assert!(html.contains("Performance problems new yesterday"), "{html}");
+        assert!(html.contains(&format!("href=\"{}\"", link.replace('&', "&amp;"))), "{link} in {html}");
+        assert!(!html.contains("order_lines"), "{html}");
+        let slack_text = slack.to_string();
+        assert!(slack_text.contains("Performance problems new yesterday"), "{slack_text}");
+        assert!(slack_text.contains(&format!("<{}|", link.replace('&', "&amp;"))), "{link} in {slack_text}");
+        assert!(!slack_text.contains("order_lines"), "{slack_text}");
+
+        // Tuesday's digest lists the N+1, new then; Thursday's, no section.
+        let (text, ..) = digest_preview(&store, "2026-11-03", kind);
+        assert!(text.contains("N+1 queries in GET /orders/{id}/export (shop): 8 × SELECT * FROM order_lines"), "{text}");
+        let (text, html, slack) = digest_preview(&store, "2026-11-05", kind);
+        assert!(!text.contains("Performance problems"), "{text}");
+        assert!(!html.contains("Performance problems"), "{html}");
+        assert!(!slack.to_string().contains("Performance problems"), "{slack}");
+    }
+
     #[test]
     fn a_query_called_many_more_times_a_run_than_the_week_before_is_found_and_cheap_growth_is_not(kind: Kind) {
         let store = TestStore::open(kind, "problems-growth");

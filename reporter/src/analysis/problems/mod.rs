@@ -262,6 +262,26 @@ pub struct Problems {
     pub runs_examined: u64,
 }
 
+impl ProblemGroup {
+    /// What it is about, in a line as people read it: `12 × SELECT
+    /// report_rows` for an N+1, `1 → 12 a run: SELECT report_rows` for
+    /// calls per run grown, the statement otherwise.
+    pub fn what(&self) -> String {
+        use crate::format;
+        match self.pattern {
+            Pattern::NPlusOne => format!("{} × {}", format::number(self.count_per_run), self.statement),
+            Pattern::Outside => "time in no segment".to_owned(),
+            Pattern::Grew => format!(
+                "{} → {} a run: {}",
+                format::number(self.baseline_count_per_run.unwrap_or_default()),
+                format::number(self.count_per_run),
+                self.statement
+            ),
+            Pattern::Sequential | Pattern::Dominant => self.statement.clone(),
+        }
+    }
+}
+
 impl Problems {
     /// The groups not resolved or ignored (open or regressed).
     pub fn open(&self) -> impl Iterator<Item = &ProblemGroup> {

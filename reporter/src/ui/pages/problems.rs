@@ -15,23 +15,6 @@ use crate::analysis::problems::{ProblemGroup, Problems};
 /// day, so a week.
 pub(crate) const PROBLEMS_SINCE: &str = "7d";
 
-/// What the problem is about, in a line: `12 × SELECT report_rows`.
-fn what(group: &ProblemGroup) -> String {
-    match group.pattern {
-        crate::analysis::problems::Pattern::NPlusOne => {
-            format!("{} × {}", format::number(group.count_per_run), group.statement)
-        }
-        crate::analysis::problems::Pattern::Outside => "time in no segment".to_owned(),
-        crate::analysis::problems::Pattern::Grew => format!(
-            "{} → {} a run: {}",
-            format::number(group.baseline_count_per_run.unwrap_or_default()),
-            format::number(group.count_per_run),
-            group.statement
-        ),
-        _ => group.statement.clone(),
-    }
-}
-
 /// Problems as a table: what, where, cost per run and a day, team, status.
 pub(super) fn problems_table(groups: &[ProblemGroup], carried: &Params, with_transaction: bool) -> Markup {
     html! {
@@ -49,7 +32,7 @@ pub(super) fn problems_table(groups: &[ProblemGroup], carried: &Params, with_tra
                                 a href=(carried.href(&format!("/problems/{}", format::url_component(&group.id)))) { (group.title) }
                                 @if group.new { " " span.badge.new { "new" } }
                                 (status_badge(&group.triage))
-                                br; small.statement { (charts::shorten(&what(group), 120)) }
+                                br; small.statement { (charts::shorten(&group.what(), 120)) }
                             }
                             @if with_transaction {
                                 td { a href=(transaction_href(carried, &group.service, &group.transaction)) { (group.transaction) } br; small { (group.service) } }
