@@ -20,7 +20,9 @@
 //! day × the share of kept runs that show it) and of the time it costs a
 //! day (the transaction's time a day × that share × the share of an
 //! affected run's time it costs). Kept runs are the slowest, so for a
-//! problem of slow runs only these are upper bounds. Each group carries its owning team
+//! problem of slow runs only these are upper bounds (and for one every run
+//! has at a fixed cost, the time a day is low: docs/problems.md). Each group
+//! carries its owning team
 //! (`owners.toml`), an example (its costliest run in the window, the
 //! offending spans marked) and its triage: error groups' workflow (open,
 //! resolved, regressed, ignored, assigned), kept in the same store rows
@@ -243,7 +245,9 @@ pub struct ProblemGroup {
     /// Estimated time it costs a day, seconds: the transaction's time a day
     /// (every run, from its histograms) × affected / examined × `cost_share`.
     /// Scaled by shares rather than by `cost_per_run`, since kept runs are
-    /// the slowest.
+    /// the slowest: an upper bound for a problem only slow runs have, low
+    /// for one every run has at a fixed cost (docs/problems.md). For calls
+    /// per run grown, the added calls' time a run × runs a day.
     pub seconds_per_day: f64,
     /// Its costliest run in the window.
     pub example: Example,
