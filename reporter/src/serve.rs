@@ -321,7 +321,9 @@ fn start_sightings(store: Arc<dyn Store>, config: &Config) -> Result<Background,
                         tracing::debug!(groups, "recorded the performance problems seen");
                         from = at.div_euclid(1_440) * 1_440;
                     }
-                    Err(error) => tracing::error!(%error, "recording performance problems failed; trying again next pass"),
+                    Err(error) => {
+                        tracing::error!(%error, "recording performance problems failed; trying again next pass")
+                    }
                 }
                 match stopped.recv_timeout(SIGHTINGS_EVERY) {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,

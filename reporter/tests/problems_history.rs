@@ -109,7 +109,12 @@ fn n_plus_one(minute: i64) -> Batch {
 
 /// A run one query takes 80% of.
 fn dominant(minute: i64) -> Batch {
-    run(REPORT, minute, 1_000, &[("database", "SELECT sum(total) FROM orders", 0, 800)])
+    run(
+        REPORT,
+        minute,
+        1_000,
+        &[("database", "SELECT sum(total) FROM orders", 0, 800)],
+    )
 }
 
 fn settings() -> Settings {
@@ -194,7 +199,11 @@ fn digest_preview(store: &TestStore, day: &str, kind: Kind) -> (String, String, 
     let dir = folder(&format!("problems-digest-{day}"), kind);
     write_preview(&**store, &settings(), Report::Digest, None, day.parse().unwrap(), &dir).unwrap();
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
-    let out = (read("digest.txt"), read("digest.html"), serde_json::from_str(&read("slack-1.json")).unwrap());
+    let out = (
+        read("digest.txt"),
+        read("digest.html"),
+        serde_json::from_str(&read("slack-1.json")).unwrap(),
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     out
 }

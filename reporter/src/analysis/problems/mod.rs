@@ -652,7 +652,10 @@ fn growth_group(growth: &growth::Growth, kept: &[(TracePoint, run::Run)], c: Gro
         .filter(|(.., calls)| !calls.is_empty())
         .collect();
     let cost = growth.cost_per_run();
-    let example = match showing.iter().max_by_key(|(trace, _, calls)| (calls.len(), trace.start)) {
+    let example = match showing
+        .iter()
+        .max_by_key(|(trace, _, calls)| (calls.len(), trace.start))
+    {
         Some((trace, run, calls)) => example(trace, run, calls, cost),
         None => Example {
             trace_id: String::new(),

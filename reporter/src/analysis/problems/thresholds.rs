@@ -195,7 +195,10 @@ impl Thresholds {
             ));
         }
         if !(g.p_value > 0.0 && g.p_value <= 1.0) {
-            return Err(format!("[problems] growth.p_value = {}: a p-value, above 0 and at most 1", g.p_value));
+            return Err(format!(
+                "[problems] growth.p_value = {}: a p-value, above 0 and at most 1",
+                g.p_value
+            ));
         }
         if self.history_days < 1 || self.max_traces_per_transaction == 0 {
             return Err("[problems] history_days and max_traces_per_transaction must be at least 1".to_owned());
