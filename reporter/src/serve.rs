@@ -138,7 +138,10 @@ pub async fn start(config: &Config) -> Result<Running, ServeError> {
     // Before the store: a wrong file is refused before anything starts.
     let handshake = std::time::Duration::from_secs(config.limits.header_timeout_seconds.max(1));
     let tls = crate::tls::load(&config.tls, handshake)?;
-    let (store, background) = open_store(config)?;
+    let (store, mut background) = open_store(config)?;
+    // Stopped last: its last pass reads what the others wrote at stopping
+    // (ClickHouse's journal sent).
+    background.push(start_sightings(store.clone(), config)?);
     let state = app(config, store.clone())?.with_tls(tls.is_some());
     let (delivery_stop, delivery_task) = start_delivery(store.clone(), config)?;
     let token = config.ingest_token()?;
@@ -288,6 +291,54 @@ fn start_retention(store: Arc<ClickHouseStore>, config: &Config) -> Result<Backg
         .map_err(|source| ServeError::Listen {
             address: config.http_listen,
             what: "the retention thread",
+            source,
+        })?;
+    Ok((stop, thread))
+}
+
+/// How often `kuroko serve` records the problems its kept traces show.
+const SIGHTINGS_EVERY: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+/// Records when each performance problem was seen
+/// ([`Analysis::record_sightings`](crate::analysis::Analysis::record_sightings)),
+/// so that first seen outlives the kept traces: at start over the
+/// `[problems] history_days` of traces kept, then every hour and at
+/// shutdown from the start of the day the previous pass ran in.
+fn start_sightings(store: Arc<dyn Store>, config: &Config) -> Result<Background, ServeError> {
+    let thresholds = config.problems.clone();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("kuroko-problems".to_owned())
+        .spawn(move || {
+            let owners = Owners::empty();
+            let analysis = crate::analysis::Analysis::new(store.as_ref(), &owners).with_problem_thresholds(&thresholds);
+            let now = || jiff::Timestamp::now().as_second().div_euclid(60);
+            let mut from = now() - thresholds.history_days * 1_440;
+            loop {
+                let at = now();
+                match analysis.record_sightings(from, at + 1) {
+                    Ok(groups) => {
+                        tracing::debug!(groups, "recorded the performance problems seen");
+                        from = at.div_euclid(1_440) * 1_440;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "recording performance problems failed; trying again next pass")
+                    }
+                }
+                match stopped.recv_timeout(SIGHTINGS_EVERY) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    _ => {
+                        if let Err(error) = analysis.record_sightings(from, now() + 1) {
+                            tracing::error!(%error, "recording performance problems at shutdown failed");
+                        }
+                        return;
+                    }
+                }
+            }
+        })
+        .map_err(|source| ServeError::Listen {
+            address: config.http_listen,
+            what: "the performance problems thread",
             source,
         })?;
     Ok((stop, thread))

@@ -229,6 +229,21 @@ async fn planted_problems_in_the_agents_runs_are_found_once_and_clean_runs_are_n
         .map(|s| s.statement.as_str())
         .collect();
     assert_eq!(marked, ["SELECT order_lines"; 8]);
+    recorded_at_shutdown(&dir, n_plus_one);
+}
+
+/// The reporter recorded `group` when it stopped, from its first run on:
+/// its first seen outlives the kept traces.
+fn recorded_at_shutdown(location: &str, group: &ProblemGroup) {
+    let recorded = open(location).problems_seen().unwrap();
+    assert!(
+        recorded
+            .iter()
+            .any(|seen| seen.group == group.id && seen.first_seen == group.first_seen),
+        "{} first seen at {} recorded: {recorded:?}",
+        group.id,
+        group.first_seen
+    );
 }
 
 /// Runs the SDK sender against `endpoint`; fails saying how to fix it when
@@ -298,6 +313,7 @@ async fn sdk_problems(clickhouse: bool) {
     // Every run is traced here: the time a day is the runs' own.
     let days = found.scope.minutes() as f64 / 1_440.0;
     exact("the N+1's time a day", n_plus_one.seconds_per_day, 3.0 * 0.2 / days);
+    recorded_at_shutdown(&dir, n_plus_one);
 
     // The same answer through the API's question and `kuroko query`'s table.
     let app = App::new(open(&dir), Arc::new(Owners::empty()), String::new(), None);

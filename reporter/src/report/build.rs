@@ -604,6 +604,7 @@ pub(crate) fn digest(
         late: None,
         ignored_groups: ignored.len() as u64,
         ignored_errors: ignored.iter().map(|g| g.count).sum(),
+        problems: Vec::new(),
         groups: groups
             .iter()
             .map(|g| {
@@ -643,6 +644,31 @@ pub(crate) fn digest(
             })
             .collect(),
     };
+    digest.problems = analysis
+        .problems(&scope)?
+        .open()
+        .filter(|p| p.new)
+        .take(digest::MAX_PROBLEMS)
+        .map(|p| digest::DigestProblem {
+            id: p.id.clone(),
+            title: p.title.clone(),
+            what: p.what(),
+            service: p.service.clone(),
+            transaction: p.transaction.clone(),
+            cost_per_run: format::duration(p.cost_per_run),
+            time_a_day: format::duration(p.seconds_per_day),
+            link: if absolute {
+                let path = with_window(
+                    &format!("/problems/{}", format::url_component(&p.id)),
+                    &[],
+                    &window_params,
+                );
+                format!("{base}{path}")
+            } else {
+                String::new()
+            },
+        })
+        .collect();
     digest.sort_groups();
     Ok(digest)
 }

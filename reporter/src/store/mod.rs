@@ -8,8 +8,8 @@
 //! several reporters. Each backend is a folder of the same shape: `mod.rs`
 //! (opening it), `schema.rs` (tables and migrations), `writes.rs`,
 //! `reads.rs` (its [`Store`] queries), `state.rs` (its
-//! [`DeliveryState`]), `triage.rs` (its [`ErrorTriage`]) and `deploys.rs`
-//! (its [`Deploys`]). What both
+//! [`DeliveryState`]), `triage.rs` (its [`ErrorTriage`]), `deploys.rs`
+//! (its [`Deploys`]) and `sightings.rs` (its [`ProblemSightings`]). What both
 //! share: the data types and [`StoreError`] here, the delivery ledger's and
 //! alert states' rows and trait in [`state`], the error groups' triage in
 //! [`triage`], and how a window is split by resolution in `plan.rs`.
@@ -24,6 +24,7 @@ pub(crate) mod links;
 pub(crate) mod pending;
 pub(crate) mod plan;
 pub mod rollup;
+pub mod sightings;
 pub mod spans;
 pub mod sql;
 pub mod sqlite;
@@ -34,6 +35,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use self::deploys::Deploys;
+use self::sightings::ProblemSightings;
 use self::state::DeliveryState;
 use self::triage::ErrorTriage;
 use crate::cumulative::{StreamId, StreamState};
@@ -471,8 +473,10 @@ pub struct ErrorSummary {
 /// Every store also keeps the delivery ledger and alert states
 /// ([`DeliveryState`], see [`state`] for why it is a supertrait), and the
 /// error groups' triage ([`ErrorTriage`], in [`triage`]) and the services'
-/// versions as first seen ([`Deploys`], in [`deploys`]).
-pub trait Store: DeliveryState + ErrorTriage + Deploys {
+/// versions as first seen ([`Deploys`], in [`deploys`]), and when each
+/// performance problem was first and last seen ([`ProblemSightings`], in
+/// [`sightings`]).
+pub trait Store: DeliveryState + ErrorTriage + Deploys + ProblemSightings {
     /// Writes `batch` durably: once this returns `Ok`, the batch survives a
     /// crash of the reporter. Points of a series and minute already stored
     /// are merged with it.

@@ -517,6 +517,7 @@ impl Roller {
         let day_cutoff = (now_minute - r.day_days * 1_440) / 1_440;
         let trace_cutoff = i128::from(now_minute - r.minute_days * 1_440) * 60_000_000_000;
         let trace_cutoff = i64::try_from(trace_cutoff).unwrap_or(0);
+        let seen_cutoff = i64::try_from(i128::from(hour_cutoff) * 3_600_000_000_000).unwrap_or(0);
         // Readers widen windows that reach past what is kept (see `plan`).
         self.advance("minutes_kept_from", &self.rolled.minutes_from, minute_cutoff)?;
         self.advance("hours_kept_from", &self.rolled.hours_from, hour_cutoff * 60)?;
@@ -547,6 +548,8 @@ impl Roller {
             ),
             // Links tie errors in hour rows too: kept as long as those.
             ("trace_link", "trace_id, span_id", "minute", hour_cutoff * 60),
+            // Problems not seen for as long as hour rows are kept are forgotten.
+            ("problem_seen", "group_id", "last_seen", seen_cutoff),
             ("histogram_day", "series, day", "day", day_cutoff),
             ("counter_day", "series, label, day", "day", day_cutoff),
             // A stream silent for as long as minutes are kept has ended; were

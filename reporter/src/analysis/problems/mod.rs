@@ -5,8 +5,10 @@
 //! each detector, one module each: [`n_plus_one`] (one statement repeated
 //! in a run), [`sequential`] (independent calls one after the other that
 //! could overlap), [`dominant`] (one query taking most of the run) and
-//! [`outside`] (a slow run's time mostly in no segment). Statements are
-//! compared normalised ([`statement`]: literals become `?`).
+//! [`outside`] (a slow run's time mostly in no segment). [`growth`] reads
+//! the segment counters of every run instead: a query or call made many
+//! more times per run than in the window before. Statements are compared
+//! normalised ([`statement`]: literals become `?`).
 //!
 //! A finding's group is its fingerprint: service, transaction, pattern and
 //! normalised statement ([`group_id`], 16 hex digits, as error groups'). A
@@ -18,7 +20,9 @@
 //! day × the share of kept runs that show it) and of the time it costs a
 //! day (the transaction's time a day × that share × the share of an
 //! affected run's time it costs). Kept runs are the slowest, so for a
-//! problem of slow runs only these are upper bounds. Each group carries its owning team
+//! problem of slow runs only these are upper bounds (and for one every run
+//! has at a fixed cost, the time a day is low: docs/problems.md). Each group
+//! carries its owning team
 //! (`owners.toml`), an example (its costliest run in the window, the
 //! offending spans marked) and its triage: error groups' workflow (open,
 //! resolved, regressed, ignored, assigned), kept in the same store rows
@@ -28,6 +32,7 @@
 //! `thresholds.rs`; docs/problems.md).
 
 pub(crate) mod dominant;
+pub(crate) mod growth;
 pub(crate) mod n_plus_one;
 pub(crate) mod outside;
 pub(crate) mod run;
@@ -38,24 +43,34 @@ mod thresholds;
 use std::collections::{BTreeMap, HashMap};
 
 pub(crate) use thresholds::DEFAULT_THRESHOLDS;
-pub use thresholds::{DominantThresholds, NPlusOneThresholds, OutsideThresholds, SequentialThresholds, Thresholds};
+pub use thresholds::{
+    DominantThresholds, GrowthThresholds, NPlusOneThresholds, OutsideThresholds, SequentialThresholds, Thresholds,
+};
 
 use super::triage::{settle, GroupTriage, Seen};
 use super::{Analysis, AnalysisError, Scope};
+use crate::store::sightings::ProblemSeen;
 use crate::store::{Filter, TracePoint};
 
-/// What kind of problem a group is.
+/// What kind of problem a group is; named in JSON as in CSV, the
+/// fingerprint and docs/openapi.json ([`Pattern::as_str`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Pattern {
     /// One statement run again and again in one run.
+    #[serde(rename = "n_plus_one")]
     NPlusOne,
     /// Independent calls one after the other that could run at once.
+    #[serde(rename = "sequential_calls")]
     Sequential,
     /// One query taking most of the run.
+    #[serde(rename = "dominant_query")]
     Dominant,
     /// A slow run's time mostly outside any segment.
+    #[serde(rename = "outside_segments")]
     Outside,
+    /// A segment called many more times per run than in the window before.
+    #[serde(rename = "calls_per_run_grew")]
+    Grew,
 }
 
 impl Pattern {
@@ -66,6 +81,7 @@ impl Pattern {
             Pattern::Sequential => "sequential_calls",
             Pattern::Dominant => "dominant_query",
             Pattern::Outside => "outside_segments",
+            Pattern::Grew => "calls_per_run_grew",
         }
     }
 
@@ -78,6 +94,8 @@ impl Pattern {
             (Pattern::Sequential, _) => "Sequential calls",
             (Pattern::Dominant, _) => "Slow query dominating",
             (Pattern::Outside, _) => "Time outside segments",
+            (Pattern::Grew, "external") => "More calls per run",
+            (Pattern::Grew, _) => "More queries per run",
         }
     }
 }
@@ -208,8 +226,12 @@ pub struct ProblemGroup {
     pub runs_examined: u64,
     /// Those that show it.
     pub runs_affected: u64,
-    /// Mean spans involved per affected run (the N+1's count).
+    /// Mean spans involved per affected run (the N+1's count; for calls
+    /// per run grown, the segment's calls per run over every run).
     pub count_per_run: f64,
+    /// Calls per run grown: the segment's calls per run in the window
+    /// before; `None` for the other patterns.
+    pub baseline_count_per_run: Option<f64>,
     /// Mean time in the offending spans per affected run, seconds.
     pub seconds_per_run: f64,
     /// Mean cost per affected run, seconds (what a fix would save at most).
@@ -223,7 +245,9 @@ pub struct ProblemGroup {
     /// Estimated time it costs a day, seconds: the transaction's time a day
     /// (every run, from its histograms) × affected / examined × `cost_share`.
     /// Scaled by shares rather than by `cost_per_run`, since kept runs are
-    /// the slowest.
+    /// the slowest: an upper bound for a problem only slow runs have, low
+    /// for one every run has at a fixed cost (docs/problems.md). For calls
+    /// per run grown, the added calls' time a run × runs a day.
     pub seconds_per_day: f64,
     /// Its costliest run in the window.
     pub example: Example,
@@ -240,6 +264,26 @@ pub struct Problems {
     pub groups: Vec<ProblemGroup>,
     /// Kept runs read in the window.
     pub runs_examined: u64,
+}
+
+impl ProblemGroup {
+    /// What it is about, in a line as people read it: `12 × SELECT
+    /// report_rows` for an N+1, `1 → 12 a run: SELECT report_rows` for
+    /// calls per run grown, the statement otherwise.
+    pub fn what(&self) -> String {
+        use crate::format;
+        match self.pattern {
+            Pattern::NPlusOne => format!("{} × {}", format::number(self.count_per_run), self.statement),
+            Pattern::Outside => "time in no segment".to_owned(),
+            Pattern::Grew => format!(
+                "{} → {} a run: {}",
+                format::number(self.baseline_count_per_run.unwrap_or_default()),
+                format::number(self.count_per_run),
+                self.statement
+            ),
+            Pattern::Sequential | Pattern::Dominant => self.statement.clone(),
+        }
+    }
 }
 
 impl Problems {
@@ -300,6 +344,7 @@ impl Analysis<'_> {
         let window_start = window_ns(scope.from);
         let mut groups: HashMap<String, Builder> = HashMap::new();
         let mut examined_of: HashMap<(String, String), u64> = HashMap::new();
+        let mut kept_in_window: HashMap<(String, String), Vec<(TracePoint, run::Run)>> = HashMap::new();
         let mut runs_examined = 0;
         for (service, transaction) in transactions.keys() {
             let filter = Filter {
@@ -310,23 +355,25 @@ impl Analysis<'_> {
                 feature: None,
                 across_hosts: false,
             };
-            let limit = thresholds.max_traces_per_transaction;
-            let mut traces = self.store.slowest_traces(&filter, scope.from, scope.to, limit)?;
+            let mut runs = self.runs_with_findings(&filter, scope.from, scope.to)?;
             if history_from < scope.from {
-                traces.extend(self.store.slowest_traces(&filter, history_from, scope.from, limit)?);
+                runs.extend(self.runs_with_findings(&filter, history_from, scope.from)?);
             }
-            for trace in traces {
+            for (trace, run, findings) in runs {
                 if !scope.matches(&trace.key, self.owners) {
                     continue;
                 }
-                let Some(run) = run::read(&trace) else { continue };
                 let in_window = trace.start >= window_start;
                 if in_window {
                     runs_examined += 1;
                     *examined_of.entry((service.clone(), transaction.clone())).or_default() += 1;
+                    kept_in_window
+                        .entry((service.clone(), transaction.clone()))
+                        .or_default()
+                        .push((trace.clone(), run.clone()));
                 }
                 let end = trace.start.saturating_add((trace.duration * 1e9) as u64);
-                for finding in detect(&run, thresholds) {
+                for finding in findings {
                     let id = group_id(service, transaction, finding.pattern, &finding.statement);
                     let group = groups.entry(id).or_insert_with(|| Builder {
                         finding: finding.clone(),
@@ -363,6 +410,20 @@ impl Analysis<'_> {
                 }
             }
         }
+        // Sightings recorded before (`record_sightings`) reach past the
+        // kept traces: first and last seen over the store's retention.
+        let recorded: HashMap<String, ProblemSeen> = self
+            .store
+            .problems_seen()?
+            .into_iter()
+            .map(|seen| (seen.group.clone(), seen))
+            .collect();
+        for (id, group) in &mut groups {
+            if let Some(seen) = recorded.get(id) {
+                group.first_seen = group.first_seen.min(seen.first_seen);
+                group.last_seen = group.last_seen.max(seen.last_seen);
+            }
+        }
         let decisions = self.decisions()?;
         let now = jiff::Timestamp::now().as_second();
         let mut out: Vec<ProblemGroup> = groups
@@ -383,14 +444,7 @@ impl Analysis<'_> {
                     last_seen: group.last_seen,
                     since_decided: decision.map(|d| group.starts.iter().filter(|&&s| s > d.at).count() as u64),
                 };
-                let feature = self
-                    .owners
-                    .feature_of(&group.service, &group.transaction, tag.as_deref())
-                    .map(str::to_owned);
-                let team = self
-                    .owners
-                    .team_of(&group.service, &group.transaction, tag.as_deref())
-                    .map(|t| t.name.clone());
+                let (feature, team) = self.owned(&group.service, &group.transaction, tag.as_deref());
                 Some(ProblemGroup {
                     title: group.finding.pattern.title(&group.finding.kind).to_owned(),
                     pattern: group.finding.pattern,
@@ -404,6 +458,7 @@ impl Analysis<'_> {
                     runs_examined: examined,
                     runs_affected: group.affected,
                     count_per_run: group.count / affected,
+                    baseline_count_per_run: None,
                     seconds_per_run: group.seconds / affected,
                     cost_per_run,
                     runs_per_day,
@@ -418,6 +473,26 @@ impl Analysis<'_> {
                 })
             })
             .collect();
+        for growth in self.grown_segments(scope)? {
+            let key = (growth.service.clone(), growth.transaction.clone());
+            let (runs, seconds, tag) = transactions.get(&key).cloned().unwrap_or_default();
+            let kept = kept_in_window.get(&key).map(Vec::as_slice).unwrap_or_default();
+            let window_end = window_ns(scope.to).min(u64::try_from(now).unwrap_or(0).saturating_mul(1_000_000_000));
+            let group = growth_group(
+                &growth,
+                kept,
+                GrowthContext {
+                    runs_per_day: runs as f64 / days,
+                    mean: if runs > 0 { seconds / runs as f64 } else { 0.0 },
+                    window: (window_start, window_end.max(window_start)),
+                    recorded: &recorded,
+                    decisions: &decisions,
+                    now,
+                    owned: self.owned(&growth.service, &growth.transaction, tag.as_deref()),
+                },
+            );
+            out.push(group);
+        }
         out.sort_by(|a, b| {
             b.seconds_per_day
                 .total_cmp(&a.seconds_per_day)
@@ -434,12 +509,207 @@ impl Analysis<'_> {
     /// its history up to `now` (unix seconds): those a decision may name.
     pub(crate) fn problem_ids(&self, now: i64) -> Result<std::collections::HashSet<String>, AnalysisError> {
         let to = now.div_euclid(60) + super::errors::HISTORY_AHEAD_MINUTES;
-        Ok(self
+        let mut ids: std::collections::HashSet<String> = self
             .problems(&Scope::window(0, to))?
             .groups
             .into_iter()
             .map(|g| g.id)
+            .collect();
+        ids.extend(self.store.problems_seen()?.into_iter().map(|seen| seen.group));
+        Ok(ids)
+    }
+
+    /// The feature and team of a transaction, per `owners.toml` or its tag.
+    fn owned(&self, service: &str, transaction: &str, tag: Option<&str>) -> (Option<String>, Option<String>) {
+        (
+            self.owners.feature_of(service, transaction, tag).map(str::to_owned),
+            self.owners.team_of(service, transaction, tag).map(|t| t.name.clone()),
+        )
+    }
+
+    /// The kept runs of the series `filter` names over `[from, to)`
+    /// (unix minutes; at most `max_traces_per_transaction`, the slowest),
+    /// each read with what the detectors find in it.
+    fn runs_with_findings(
+        &self,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(TracePoint, run::Run, Vec<Finding>)>, AnalysisError> {
+        let thresholds = self.problem_thresholds;
+        let traces = self
+            .store
+            .slowest_traces(filter, from, to, thresholds.max_traces_per_transaction)?;
+        Ok(traces
+            .into_iter()
+            .filter_map(|trace| {
+                let run = run::read(&trace)?;
+                let findings = detect(&run, thresholds);
+                Some((trace, run, findings))
+            })
             .collect())
+    }
+
+    /// Records in the store when each problem the kept traces of `[from,
+    /// to)` (unix minutes) show was first and last seen, read day by day
+    /// (UTC) as [`Analysis::problems`] reads a window: the slowest
+    /// `max_traces_per_transaction` runs of each transaction a day; and the
+    /// segments whose calls per run grew, each day against the one before. Kept
+    /// traces last as long as minute rows; what is recorded lasts as long
+    /// as hour rows, so a problem's first seen, and whether it is new,
+    /// outlive its traces. `kuroko serve` records at start (over
+    /// `history_days`), every hour and at shutdown. Returns the groups
+    /// recorded.
+    pub fn record_sightings(&self, from: i64, to: i64) -> Result<usize, AnalysisError> {
+        let mut transactions: Vec<(String, String)> = self
+            .store
+            .series()?
+            .into_iter()
+            .map(|key| (key.service, key.transaction))
+            .collect();
+        transactions.sort();
+        transactions.dedup();
+        let mut seen: HashMap<String, ProblemSeen> = HashMap::new();
+        let mut day = from.div_euclid(1_440) * 1_440;
+        while day < to {
+            let (start, end) = (day.max(from), (day + 1_440).min(to));
+            for (service, transaction) in &transactions {
+                let filter = Filter {
+                    service: Some(service.clone()),
+                    transaction: Some(transaction.clone()),
+                    ..Filter::default()
+                };
+                for (trace, _, findings) in self.runs_with_findings(&filter, start, end)? {
+                    let last = trace.start.saturating_add((trace.duration * 1e9) as u64);
+                    for finding in findings {
+                        let id = group_id(service, transaction, finding.pattern, &finding.statement);
+                        let entry = seen.entry(id.clone()).or_insert(ProblemSeen {
+                            group: id,
+                            first_seen: trace.start,
+                            last_seen: last,
+                        });
+                        entry.first_seen = entry.first_seen.min(trace.start);
+                        entry.last_seen = entry.last_seen.max(last);
+                    }
+                }
+            }
+            // Calls per run grown: the day against the day before.
+            let ns = |minute: i64| u64::try_from(minute.max(0)).unwrap_or(0).saturating_mul(60_000_000_000);
+            for growth in self.grown_segments(&Scope::window(start, end))? {
+                let id = group_id(&growth.service, &growth.transaction, Pattern::Grew, &growth.statement);
+                let entry = seen.entry(id.clone()).or_insert(ProblemSeen {
+                    group: id,
+                    first_seen: ns(start),
+                    last_seen: ns(end),
+                });
+                entry.first_seen = entry.first_seen.min(ns(start));
+                entry.last_seen = entry.last_seen.max(ns(end));
+            }
+            day += 1_440;
+        }
+        let mut seen: Vec<ProblemSeen> = seen.into_values().collect();
+        seen.sort();
+        self.store.problems_seen_put(&seen)?;
+        Ok(seen.len())
+    }
+}
+
+/// What a group of calls per run grown is read with, beside the growth.
+struct GrowthContext<'a> {
+    /// The transaction's runs a day (every run, from its histograms).
+    runs_per_day: f64,
+    /// Its mean run, seconds.
+    mean: f64,
+    /// The window, unix ns (its end no later than now).
+    window: (u64, u64),
+    recorded: &'a HashMap<String, ProblemSeen>,
+    decisions: &'a HashMap<String, crate::store::triage::Triage>,
+    /// Unix seconds.
+    now: i64,
+    /// Feature and team.
+    owned: (Option<String>, Option<String>),
+}
+
+/// A segment whose calls per run grew, as a group: seen over the window
+/// (and whenever it was recorded before), its example the kept run of the
+/// window with the most of its calls, every run affected.
+fn growth_group(growth: &growth::Growth, kept: &[(TracePoint, run::Run)], c: GrowthContext<'_>) -> ProblemGroup {
+    let id = group_id(&growth.service, &growth.transaction, Pattern::Grew, &growth.statement);
+    let calls_of = |run: &run::Run| -> Vec<usize> {
+        run.spans
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.kind == growth.kind
+                    && (s.statement == growth.statement || statement::normalise(&s.name) == growth.statement)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let showing: Vec<(&TracePoint, &run::Run, Vec<usize>)> = kept
+        .iter()
+        .map(|(trace, run)| (trace, run, calls_of(run)))
+        .filter(|(.., calls)| !calls.is_empty())
+        .collect();
+    let cost = growth.cost_per_run();
+    let example = match showing
+        .iter()
+        .max_by_key(|(trace, _, calls)| (calls.len(), trace.start))
+    {
+        Some((trace, run, calls)) => example(trace, run, calls, cost),
+        None => Example {
+            trace_id: String::new(),
+            host: String::new(),
+            start: c.window.0,
+            duration: 0.0,
+            cost,
+            spans: Vec::new(),
+        },
+    };
+    let (mut first_seen, mut last_seen) = c.window;
+    if let Some(seen) = c.recorded.get(&id) {
+        first_seen = first_seen.min(seen.first_seen);
+        last_seen = last_seen.max(seen.last_seen);
+    }
+    let decision = c.decisions.get(&id);
+    let seen = Seen {
+        last_seen,
+        // Its runs count once the window starts after the decision.
+        since_decided: decision.map(|d| {
+            let after = i64::try_from(c.window.0 / 1_000_000_000).unwrap_or(i64::MAX) >= d.at;
+            if after {
+                growth.runs as u64
+            } else {
+                0
+            }
+        }),
+    };
+    let cost_share = if c.mean > 0.0 { (cost / c.mean).min(1.0) } else { 0.0 };
+    ProblemGroup {
+        id: id.clone(),
+        pattern: Pattern::Grew,
+        title: Pattern::Grew.title(&growth.kind).to_owned(),
+        kind: growth.kind.clone(),
+        statement: growth.statement.clone(),
+        service: growth.service.clone(),
+        transaction: growth.transaction.clone(),
+        feature: c.owned.0,
+        team: c.owned.1,
+        first_seen,
+        last_seen,
+        new: first_seen >= c.window.0,
+        runs_examined: kept.len() as u64,
+        runs_affected: showing.len() as u64,
+        count_per_run: growth.calls_per_run,
+        baseline_count_per_run: Some(growth.baseline_calls_per_run),
+        seconds_per_run: growth.calls_per_run * growth.seconds_per_call,
+        cost_per_run: cost,
+        runs_per_day: c.runs_per_day,
+        affected_runs_per_day: c.runs_per_day,
+        cost_share,
+        seconds_per_day: cost * c.runs_per_day,
+        example,
+        triage: settle(decision, &seen, c.now),
     }
 }
 

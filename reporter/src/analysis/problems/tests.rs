@@ -173,3 +173,15 @@ fn thresholds_parse_with_defaults_and_refuse_nonsense() {
     let bad: Thresholds = toml::from_str("[dominant]\nmin_share = 5\n").unwrap();
     assert!(bad.check().unwrap_err().contains("dominant.min_share"));
 }
+
+#[test]
+fn growth_thresholds_are_read_and_impossible_ones_refused() {
+    let t: Thresholds = toml::from_str("growth = { min_runs = 500, min_ratio = 3.0 }\n").unwrap();
+    assert_eq!((t.growth.min_runs, t.growth.min_ratio), (500, 3.0));
+    assert_eq!(t.growth.min_added_seconds, DEFAULT_THRESHOLDS.growth.min_added_seconds);
+    assert!(t.check().is_ok());
+    let fewer: Thresholds = toml::from_str("[growth]\nmin_ratio = 0.5\n").unwrap();
+    assert!(fewer.check().unwrap_err().contains("min_ratio"));
+    let never: Thresholds = toml::from_str("[growth]\np_value = 0\n").unwrap();
+    assert!(never.check().unwrap_err().contains("growth.p_value"));
+}

@@ -54,6 +54,25 @@ pub struct OutsideThresholds {
     pub min_share: f64,
 }
 
+/// `[problems.growth]`: segments whose calls per run grew against the
+/// window before.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrowthThresholds {
+    /// Whether the detector runs. Default: true.
+    pub enabled: bool,
+    /// The transaction's runs in each window, at least. Default: 100.
+    pub min_runs: u64,
+    /// Calls per run now over calls per run before, at least. Default: 2.
+    pub min_ratio: f64,
+    /// Calls per run added, at least. Default: 1.
+    pub min_added_calls: f64,
+    /// Time the added calls take a run, at least (seconds). Default: 0.05.
+    pub min_added_seconds: f64,
+    /// One-sided p-value of the rise, below. Default: 0.001.
+    pub p_value: f64,
+}
+
 /// `[problems]` of `kuroko.toml`: what the detectors flag (docs/problems.md).
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -73,6 +92,8 @@ pub struct Thresholds {
     pub dominant: DominantThresholds,
     /// Time outside segments.
     pub outside: OutsideThresholds,
+    /// Calls per run grown.
+    pub growth: GrowthThresholds,
 }
 
 impl Default for Thresholds {
@@ -96,6 +117,12 @@ impl Default for SequentialThresholds {
 impl Default for DominantThresholds {
     fn default() -> Self {
         DEFAULT_THRESHOLDS.dominant.clone()
+    }
+}
+
+impl Default for GrowthThresholds {
+    fn default() -> Self {
+        DEFAULT_THRESHOLDS.growth.clone()
     }
 }
 
@@ -131,6 +158,14 @@ pub(crate) static DEFAULT_THRESHOLDS: Thresholds = Thresholds {
         min_run_seconds: 1.0,
         min_share: 0.7,
     },
+    growth: GrowthThresholds {
+        enabled: true,
+        min_runs: 100,
+        min_ratio: 2.0,
+        min_added_calls: 1.0,
+        min_added_seconds: 0.05,
+        p_value: 0.001,
+    },
 };
 
 impl Thresholds {
@@ -150,6 +185,19 @@ impl Thresholds {
             return Err(format!(
                 "[problems] n_plus_one.min_count = {}: a statement repeats from 2 runs on",
                 self.n_plus_one.min_count
+            ));
+        }
+        let g = &self.growth;
+        if !(g.min_ratio >= 1.0 && g.min_added_calls >= 0.0 && g.min_added_seconds >= 0.0) {
+            return Err(format!(
+                "[problems] growth: min_ratio = {} must be at least 1, min_added_calls = {} and min_added_seconds = {} at least 0",
+                g.min_ratio, g.min_added_calls, g.min_added_seconds
+            ));
+        }
+        if !(g.p_value > 0.0 && g.p_value <= 1.0) {
+            return Err(format!(
+                "[problems] growth.p_value = {}: a p-value, above 0 and at most 1",
+                g.p_value
             ));
         }
         if self.history_days < 1 || self.max_traces_per_transaction == 0 {

@@ -6,7 +6,7 @@ use maud::{html, Markup, DOCTYPE};
 
 use super::{
     group_change, one_line, ordered, safe_url, seen_line, server_parts, text_summary, truncate, Digest, DigestGroup,
-    EMAIL_MAX_GROUPS, SAMPLE_CHARS, SERVICE_CHARS, TYPE_CHARS,
+    EMAIL_MAX_GROUPS, PROBLEMS_HEADING, SAMPLE_CHARS, SERVICE_CHARS, TYPE_CHARS,
 };
 use crate::format;
 
@@ -53,6 +53,23 @@ pub fn render_html(digest: &Digest) -> String {
                         p {
                             "…and " (format::count((groups.len() - EMAIL_MAX_GROUPS) as u64)) " more groups: "
                             (link(&digest.full_list_url(), "full list"))
+                        }
+                    }
+                }
+                @if !digest.problems.is_empty() {
+                    h2 style="font-size:16px;margin:24px 0 8px;" { (PROBLEMS_HEADING) }
+                    ul style="margin:0;padding-left:20px;" {
+                        @for problem in &digest.problems {
+                            li style="margin:0 0 8px;" {
+                                strong { (link(&problem.link, &one_line(&problem.title))) }
+                                " in " (truncate(&one_line(&problem.transaction), TYPE_CHARS))
+                                " (" (truncate(&one_line(&problem.service), SERVICE_CHARS)) ")"
+                                br;
+                                code style="font-family:Menlo,Consolas,monospace;font-size:12px;background:#f6f8fa;" {
+                                    (truncate(&one_line(&problem.what), SAMPLE_CHARS))
+                                }
+                                br; small style="color:#59636e;" { (problem.cost()) }
+                            }
                         }
                     }
                 }

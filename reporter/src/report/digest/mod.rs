@@ -80,6 +80,34 @@ pub struct Digest {
     pub ignored_groups: u64,
     /// Their errors on the day.
     pub ignored_errors: u64,
+    /// Performance problems first seen on the day, open, the most time a
+    /// day first (at most [`MAX_PROBLEMS`]); the digest's section of them
+    /// shows only when there are some.
+    pub problems: Vec<DigestProblem>,
+}
+
+/// Performance problems the digest lists, at most.
+pub(crate) const MAX_PROBLEMS: usize = 10;
+
+/// A performance problem first seen on the day.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DigestProblem {
+    /// Its fingerprint, as the web UI names it.
+    pub id: String,
+    /// `N+1 queries`, `Sequential calls`, …
+    pub title: String,
+    /// What it is about, in a line (`12 × SELECT report_rows`).
+    pub what: String,
+    /// The service.
+    pub service: String,
+    /// The transaction.
+    pub transaction: String,
+    /// What it costs an affected run, formatted (`5.3 s`).
+    pub cost_per_run: String,
+    /// What it costs a day, formatted (`41 min`).
+    pub time_a_day: String,
+    /// The problem in the web UI (absolute `http(s)` URL), or empty.
+    pub link: String,
 }
 
 /// The errors of one fingerprint on the day.
@@ -168,6 +196,27 @@ impl Digest {
             self.base_url.trim_end_matches('/'),
             crate::report::weekly::ui_path("/errors", &window)
         )
+    }
+}
+
+/// The heading of the digest's performance problems.
+pub(crate) const PROBLEMS_HEADING: &str = "Performance problems new yesterday";
+
+impl DigestProblem {
+    /// `N+1 queries in GET /export (shop): 12 × SELECT …`, cut for showing.
+    pub(crate) fn line(&self) -> String {
+        format!(
+            "{} in {} ({}): {}",
+            one_line(&self.title),
+            truncate(&one_line(&self.transaction), TYPE_CHARS),
+            truncate(&one_line(&self.service), SERVICE_CHARS),
+            truncate(&one_line(&self.what), SAMPLE_CHARS)
+        )
+    }
+
+    /// `costs 5.3 s a run, 41 min a day`.
+    pub(crate) fn cost(&self) -> String {
+        format!("costs {} a run, {} a day", self.cost_per_run, self.time_a_day)
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::{
     group_change, one_line, ordered, safe_url, servers_line, total_change, truncate, Digest, DigestGroup, HEADER_CHARS,
-    SAMPLE_CHARS, TYPE_CHARS,
+    PROBLEMS_HEADING, SAMPLE_CHARS, TYPE_CHARS,
 };
 use crate::format;
 
@@ -50,6 +50,24 @@ impl SlackLimits {
     }
 }
 
+impl SlackLimits {
+    /// [`SlackLimits::usable`], with room in the first message for the
+    /// performance problems' section when the digest has one.
+    pub(super) fn usable_for(self, digest: &Digest) -> SlackLimits {
+        let limits = self.usable();
+        if digest.problems.is_empty() {
+            return limits;
+        }
+        SlackLimits {
+            max_blocks: limits.max_blocks.max(6),
+            max_message_chars: limits
+                .max_message_chars
+                .max(4 * limits.max_section_chars + HEADER_CHARS),
+            ..limits
+        }
+    }
+}
+
 /// The digest's late sentence for Slack and a line break, or nothing.
 fn late_line(digest: &Digest) -> String {
     digest
@@ -62,9 +80,10 @@ fn late_line(digest: &Digest) -> String {
 /// to be posted in order. Each obeys `limits`; an empty digest is one short
 /// "No errors yesterday" message.
 pub fn slack_messages(digest: &Digest, limits: SlackLimits) -> Vec<Value> {
-    let limits = limits.usable();
+    let limits = limits.usable_for(digest);
     let groups = ordered(digest);
     let title = truncate(&format!("Errors on {}", one_line(&digest.day)), HEADER_CHARS);
+    let problems = problems_section(digest, limits.max_section_chars);
     if groups.is_empty() {
         let text = fit_mrkdwn(
             &format!(
@@ -75,7 +94,8 @@ pub fn slack_messages(digest: &Digest, limits: SlackLimits) -> Vec<Value> {
             ),
             limits.max_section_chars,
         );
-        return vec![json!({ "text": text, "blocks": [section(text.clone())] })];
+        let blocks: Vec<Value> = std::iter::once(section(text.clone())).chain(problems).collect();
+        return vec![json!({ "text": text, "blocks": blocks })];
     }
 
     let mut head = vec![
@@ -91,6 +111,9 @@ pub fn slack_messages(digest: &Digest, limits: SlackLimits) -> Vec<Value> {
             1,
             section(fit_mrkdwn(late_line(digest).trim_end(), limits.max_section_chars)),
         );
+    }
+    if let Some(block) = problems {
+        head.insert(head.len() - 1, block);
     }
     let continuation_chars = continuation(digest, limits.max_messages, limits.max_messages).1;
     let more_chars = more_groups(digest, groups.len(), limits).1;
@@ -152,6 +175,24 @@ pub fn slack_messages(digest: &Digest, limits: SlackLimits) -> Vec<Value> {
             json!({ "text": text, "blocks": blocks })
         })
         .collect()
+}
+
+/// The performance problems first seen on the day, as one section: each a
+/// line linked to its page; none when there are none.
+fn problems_section(digest: &Digest, max_chars: usize) -> Option<Value> {
+    if digest.problems.is_empty() {
+        return None;
+    }
+    let mut lines = vec![format!("*{PROBLEMS_HEADING}* ({})", digest.problems.len())];
+    for problem in &digest.problems {
+        let line = slack_escape(&problem.line());
+        let line = match safe_url(&problem.link) {
+            Some(url) => format!("• <{}|{}>", slack_escape(url), bold_safe(&line).replace('|', "¦")),
+            None => format!("• {line}"),
+        };
+        lines.push(format!("{line} · {}", slack_escape(&problem.cost())));
+    }
+    Some(section(fit_mrkdwn(&lines.join("\n"), max_chars)))
 }
 
 fn section(text: String) -> Value {

@@ -324,3 +324,87 @@ fn regressed_groups_come_after_new_ones_marked_with_their_team_and_ignored_ones_
     );
     assert!(slack.contains("2 ignored groups (35 errors) not listed"), "{slack}");
 }
+
+fn hostile_problem(i: usize) -> DigestProblem {
+    DigestProblem {
+        id: format!("{i:016x}"),
+        title: "N+1 queries".into(),
+        what: format!(
+            "{i} × SELECT * FROM t WHERE a = ? <!channel> <http://evil.example|click> *|{}",
+            "é".repeat(i * 40)
+        ),
+        service: "shop&co".into(),
+        transaction: format!("GET /x/{i}|<y>"),
+        cost_per_run: "1.2 s".into(),
+        time_a_day: "41 min".into(),
+        link: if i.is_multiple_of(2) {
+            format!("https://kuroko.example.com/problems/{i:016x}?since=a&until=b")
+        } else {
+            "javascript:alert(1)".into()
+        },
+    }
+}
+
+#[test]
+fn new_problems_show_in_every_form_with_their_links_and_stay_within_slack_limits() {
+    let mut d = digest((0..400).map(hostile_group).collect());
+    d.problems = (0..12).map(hostile_problem).collect();
+    for limits in [
+        SlackLimits::default(),
+        SlackLimits {
+            max_blocks: 10,
+            max_section_chars: 300,
+            max_message_chars: 2_000,
+            max_messages: 2,
+        },
+        SlackLimits {
+            max_blocks: 0,
+            max_section_chars: 0,
+            max_message_chars: 0,
+            max_messages: 0,
+        },
+    ] {
+        let messages = slack_messages(&d, limits);
+        assert_within_limits(&messages, limits.usable_for(&d));
+        let first = texts(&messages[0]).join("\n");
+        assert!(
+            first.contains("*Performance problems new yesterday* (12)"),
+            "{limits:?}: {first}"
+        );
+    }
+    let first = texts(&slack_messages(&d, SlackLimits::default())[0]).join("\n");
+    assert!(
+        first.contains("• <https://kuroko.example.com/problems/0000000000000000?since=a&amp;until=b|N+1 queries in GET /x/0¦&lt;y&gt; (shop&amp;co)"),
+        "{first}"
+    );
+    let text = render_text(&d);
+    assert!(text.contains("Performance problems new yesterday (12):"), "{text}");
+    assert!(
+        text.contains("  https://kuroko.example.com/problems/0000000000000002?since=a&until=b"),
+        "{text}"
+    );
+    assert!(!text.contains("javascript:"), "{text}");
+    assert!(text.contains("  costs 1.2 s a run, 41 min a day"), "{text}");
+    let html = render_html(&d);
+    assert!(
+        html.contains("href=\"https://kuroko.example.com/problems/0000000000000000?since=a&amp;until=b\""),
+        "{html}"
+    );
+    assert!(!html.contains("<!channel>") && !html.contains("javascript:"), "{html}");
+
+    // A day without errors still lists them; a day without new problems has no section.
+    let mut quiet = digest(vec![]);
+    quiet.problems = vec![hostile_problem(0)];
+    let messages = slack_messages(&quiet, SlackLimits::default());
+    assert_within_limits(&messages, SlackLimits::default().usable_for(&quiet));
+    assert!(texts(&messages[0])
+        .join("\n")
+        .contains("Performance problems new yesterday"));
+    assert!(render_text(&quiet).contains("No errors yesterday.\n\nPerformance problems new yesterday (1):"));
+    let none = digest(vec![group("a", 3, 1, false)]);
+    assert!(!render_text(&none).contains("Performance problems"));
+    assert!(!render_html(&none).contains("Performance problems"));
+    assert!(!slack_messages(&none, SlackLimits::default())[0]
+        .to_string()
+        .contains("Performance problems"));
+}

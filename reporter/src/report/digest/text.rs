@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::{
     group_change, marker, one_line, ordered, safe_url, seen_line, servers_line, text_summary, truncate, Digest,
-    EMAIL_MAX_GROUPS, SAMPLE_CHARS, SERVICE_CHARS, TYPE_CHARS,
+    EMAIL_MAX_GROUPS, PROBLEMS_HEADING, SAMPLE_CHARS, SERVICE_CHARS, TYPE_CHARS,
 };
 use crate::format;
 
@@ -24,6 +24,7 @@ pub fn render_text(digest: &Digest) -> String {
         if let Some(ignored) = digest.ignored_line() {
             let _ = writeln!(out, "{ignored}");
         }
+        problems(&mut out, digest);
         return out;
     }
     let _ = writeln!(out, "{}\n", text_summary(digest, groups.len()));
@@ -70,5 +71,21 @@ pub fn render_text(digest: &Digest) -> String {
         let _ = writeln!(out, "...and {} more groups.", format::count(rest as u64));
     }
     let _ = writeln!(out, "Full list: {}", digest.full_list_url());
+    problems(&mut out, digest);
     out
+}
+
+/// The performance problems first seen on the day, when there are some.
+fn problems(out: &mut String, digest: &Digest) {
+    if digest.problems.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n{PROBLEMS_HEADING} ({}):\n", digest.problems.len());
+    for problem in &digest.problems {
+        let _ = writeln!(out, "- {}", problem.line());
+        let _ = writeln!(out, "  {}", problem.cost());
+        if let Some(url) = safe_url(&problem.link) {
+            let _ = writeln!(out, "  {url}");
+        }
+    }
 }

@@ -57,6 +57,7 @@ use super::{SeriesKey, StoreError};
 mod deploys;
 mod reads;
 mod schema;
+mod sightings;
 mod spool;
 mod state;
 mod triage;

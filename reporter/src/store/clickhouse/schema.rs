@@ -25,7 +25,7 @@ pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// Each table that retention cuts: its resolution's key column, and how many
 /// minutes one of its partitions spans.
-pub(super) const PARTITIONED: [(&str, Resolution, i64); 20] = [
+pub(super) const PARTITIONED: [(&str, Resolution, i64); 21] = [
     ("histogram_minute", Resolution::Minute, 1_440),
     ("counter_minute", Resolution::Minute, 1_440),
     ("txn_histogram_minute", Resolution::Minute, 1_440),
@@ -45,6 +45,8 @@ pub(super) const PARTITIONED: [(&str, Resolution, i64); 20] = [
     ("error_hour_v2", Resolution::Hour, 168 * 60),
     // Links tie errors in hour rows too: kept as long as those.
     ("trace_link", Resolution::Hour, 168 * 60),
+    // Problems last seen before hour rows are kept are forgotten.
+    ("problem_seen", Resolution::Hour, 168 * 60),
     ("histogram_day", Resolution::Day, 30 * 1_440),
     ("counter_day", Resolution::Day, 30 * 1_440),
 ];
@@ -219,6 +221,14 @@ pub(super) fn schema(db: &str) -> Vec<String> {
               ignore_count UInt64, has_ignore_count UInt8, team String, has_team UInt8, by String,
               written_at DateTime, written UInt64, token UInt64)
              ENGINE = MergeTree ORDER BY (group_id, written_at, written, token)"
+        ),
+        // Performance problems as seen (`crate::store::sightings`): a row
+        // per group and pass that saw it, by the hour of its last seen; a
+        // group's first and last seen are its rows' least and greatest.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.problem_seen
+             (group_id String, hour Int64, first_seen UInt64, last_seen UInt64)
+             ENGINE = MergeTree PARTITION BY intDiv(hour, 168) ORDER BY (group_id, hour)"
         ),
         // Service versions as seen (`crate::store::deploys`): a row per
         // sighting; a version's first minute is its rows' least.

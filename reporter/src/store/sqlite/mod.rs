@@ -34,6 +34,7 @@ use crate::spell::Spell;
 mod deploys;
 mod reads;
 mod schema;
+mod sightings;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -42,7 +43,7 @@ mod writes;
 
 pub(crate) use reads::{row_histogram, HISTOGRAM_COLUMNS};
 pub use schema::SCHEMA_VERSION;
-use schema::{migrate, DELIVERY_SCHEMA, DEPLOYS_SCHEMA, SCHEMA, TRIAGE_SCHEMA};
+use schema::{migrate, DELIVERY_SCHEMA, DEPLOYS_SCHEMA, SCHEMA, SIGHTINGS_SCHEMA, TRIAGE_SCHEMA};
 pub(crate) use writes::{write_histogram, Late};
 
 /// How long acknowledged points may wait in memory before a write flushes
@@ -143,6 +144,7 @@ impl SqliteStore {
             connection.execute_batch(DELIVERY_SCHEMA).map_err(error)?;
             connection.execute_batch(TRIAGE_SCHEMA).map_err(error)?;
             connection.execute_batch(DEPLOYS_SCHEMA).map_err(error)?;
+            connection.execute_batch(SIGHTINGS_SCHEMA).map_err(error)?;
             migrate(&connection).map_err(error)?;
         }
         let found: Option<i64> = connection

@@ -262,6 +262,14 @@ CREATE TABLE IF NOT EXISTS deploys (
 );
 ";
 
+// When each performance problem was first and last seen
+// (`crate::store::sightings`): one row per group.
+pub(super) const SIGHTINGS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS problem_seen (
+    group_id TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL
+);
+";
+
 pub(super) const TRIAGE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS error_triage (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -1,5 +1,6 @@
 //! `/problems` and `/problems/{id}`: performance problems found in kept
-//! traces (N+1, sequential calls, a dominant query, time outside segments),
+//! traces (N+1, sequential calls, a dominant query, time outside segments)
+//! and segment counters (calls per run grown),
 //! the most time a day first, with their status and team; a problem's page
 //! shows its example run with the offending spans marked and the forms that
 //! change its triage (posted to `/problems/{id}/triage`, see `ui::triage`).
@@ -13,17 +14,6 @@ use crate::analysis::problems::{ProblemGroup, Problems};
 /// The window of `/problems` when none is chosen: kept traces are few a
 /// day, so a week.
 pub(crate) const PROBLEMS_SINCE: &str = "7d";
-
-/// What the problem is about, in a line: `12 × SELECT report_rows`.
-fn what(group: &ProblemGroup) -> String {
-    match group.pattern {
-        crate::analysis::problems::Pattern::NPlusOne => {
-            format!("{} × {}", format::number(group.count_per_run), group.statement)
-        }
-        crate::analysis::problems::Pattern::Outside => "time in no segment".to_owned(),
-        _ => group.statement.clone(),
-    }
-}
 
 /// Problems as a table: what, where, cost per run and a day, team, status.
 pub(super) fn problems_table(groups: &[ProblemGroup], carried: &Params, with_transaction: bool) -> Markup {
@@ -42,7 +32,7 @@ pub(super) fn problems_table(groups: &[ProblemGroup], carried: &Params, with_tra
                                 a href=(carried.href(&format!("/problems/{}", format::url_component(&group.id)))) { (group.title) }
                                 @if group.new { " " span.badge.new { "new" } }
                                 (status_badge(&group.triage))
-                                br; small.statement { (charts::shorten(&what(group), 120)) }
+                                br; small.statement { (charts::shorten(&group.what(), 120)) }
                             }
                             @if with_transaction {
                                 td { a href=(transaction_href(carried, &group.service, &group.transaction)) { (group.transaction) } br; small { (group.service) } }
@@ -147,13 +137,20 @@ pub fn problem_group(app: &App, id: &str, params: &Params, now: i64) -> Result<M
             div { dt { "Fingerprint" } dd { code { (group.id) } } }
         }
         @if !group.statement.is_empty() { pre.sample.statement { (group.statement) } }
+        @if let Some(before) = group.baseline_count_per_run {
+            p.growth { "Calls per run: " (format::number(before)) " in the window before, " (format::number(group.count_per_run)) " in this one (every run, from the segment counters)." }
+        }
         (triage_forms(&action, &group.triage, &app.owners))
         (section("example", "Example run (the costliest in the window), offending spans marked", &page, Some(("problems", &api)), html! {
-            p.context {
-                (format::duration(example.duration)) " on " (example.host) " at " (format::nanos(example.start)) " UTC · trace "
-                a.trace-link href=(trace_href(&example.trace_id, example.start)) title="the whole request, across services" { code { (example.trace_id) } } " · the problem costs it " (format::duration(example.cost))
+            @if example.spans.is_empty() {
+                p.empty { "No kept run of this window shows it." }
+            } @else {
+                p.context {
+                    (format::duration(example.duration)) " on " (example.host) " at " (format::nanos(example.start)) " UTC · trace "
+                    a.trace-link href=(trace_href(&example.trace_id, example.start)) title="the whole request, across services" { code { (example.trace_id) } } " · the problem costs it " (format::duration(example.cost))
+                }
+                (charts::waterfall_marked(&summary, &marked))
             }
-            (charts::waterfall_marked(&summary, &marked))
         }))
     };
     Ok(document(
