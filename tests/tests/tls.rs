@@ -26,6 +26,31 @@ use kuroko_agent::{Agent, AgentConfig};
 use kuroko_e2e::{kuroko, serve, Running};
 use serde_json::Value;
 
+/// A test's certificates, as PEM files in a folder of its own.
+struct Pki {
+    files: Folder,
+    /// The CA that signed the reporter's certificate.
+    ca_file: std::path::PathBuf,
+    /// Another CA, which did not.
+    other_file: std::path::PathBuf,
+    /// `[tls]`'s `cert_file` and `key_file` lines for the reporter's
+    /// certificate (127.0.0.1 and localhost) and key.
+    tls: String,
+}
+
+fn pki() -> Pki {
+    let (ca, other, files) = (Ca::new("Kuroko test CA"), Ca::new("Someone else's CA"), Folder::new());
+    let server = ca.server();
+    let cert = files.write("cert.pem", &server.cert_pem);
+    let key = files.write("key.pem", &server.key_pem);
+    Pki {
+        ca_file: files.write("ca.pem", &ca.pem()),
+        other_file: files.write("other-ca.pem", &other.pem()),
+        tls: format!("cert_file = \"{}\"\nkey_file = \"{}\"\n", cert.display(), key.display()),
+        files,
+    }
+}
+
 /// `kuroko serve` with `[tls]` from `tls_lines`, on loopback; the reporter,
 /// its HTTPS base URL and its gRPC address.
 fn start(files: &Folder, tls_lines: &str) -> (Running, String, String) {
@@ -123,18 +148,13 @@ fn wait_for_services(server: &str, ca_file: &Path, expected: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_export_over_https_and_grpc_with_tls_and_the_cli_reads_over_https() {
-    let ca = Ca::new("Kuroko test CA");
-    let other = Ca::new("Someone else's CA");
-    let files = Folder::new();
-    let server = ca.server();
-    let cert = files.write("cert.pem", &server.cert_pem);
-    let key = files.write("key.pem", &server.key_pem);
-    let ca_file = files.write("ca.pem", &ca.pem());
-    let other_file = files.write("other-ca.pem", &other.pem());
-    let (reporter, https, grpc) = start(
-        &files,
-        &format!("cert_file = \"{}\"\nkey_file = \"{}\"\n", cert.display(), key.display()),
-    );
+    let Pki {
+        files,
+        ca_file,
+        other_file,
+        tls,
+    } = pki();
+    let (reporter, https, grpc) = start(&files, &tls);
 
     let over_http = agent(
         "tls-over-http",
@@ -194,25 +214,17 @@ async fn agents_export_over_https_and_grpc_with_tls_and_the_cli_reads_over_https
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_client_ca_only_agents_with_its_certificates_are_taken() {
-    let ca = Ca::new("Kuroko test CA");
+    let Pki {
+        files, ca_file, tls, ..
+    } = pki();
     let agents_ca = Ca::new("Kuroko agents' CA");
-    let files = Folder::new();
-    let server = ca.server();
-    let cert = files.write("cert.pem", &server.cert_pem);
-    let key = files.write("key.pem", &server.key_pem);
-    let ca_file = files.write("ca.pem", &ca.pem());
     let agents_ca_file = files.write("agents-ca.pem", &agents_ca.pem());
     let client = agents_ca.client("checkout-agent");
     let client_cert = files.write("client.pem", &client.cert_pem);
     let client_key = files.write("client-key.pem", &client.key_pem);
     let (reporter, https, grpc) = start(
         &files,
-        &format!(
-            "cert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\n",
-            cert.display(),
-            key.display(),
-            agents_ca_file.display()
-        ),
+        &format!("{tls}client_ca_file = \"{}\"\n", agents_ca_file.display()),
     );
     let trusted = [
         ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca_file.display().to_string()),
@@ -330,18 +342,13 @@ fn python(endpoint: &str, protocol: &str, service: &str, ca_file: &Path) -> (boo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_sdk_exports_over_tls_with_its_certificate_variable() {
-    let ca = Ca::new("Kuroko test CA");
-    let other = Ca::new("Someone else's CA");
-    let files = Folder::new();
-    let server = ca.server();
-    let cert = files.write("cert.pem", &server.cert_pem);
-    let key = files.write("key.pem", &server.key_pem);
-    let ca_file = files.write("ca.pem", &ca.pem());
-    let other_file = files.write("other-ca.pem", &other.pem());
-    let (reporter, https, grpc) = start(
-        &files,
-        &format!("cert_file = \"{}\"\nkey_file = \"{}\"\n", cert.display(), key.display()),
-    );
+    let Pki {
+        files,
+        ca_file,
+        other_file,
+        tls,
+    } = pki();
+    let (reporter, https, grpc) = start(&files, &tls);
     tokio::task::spawn_blocking(move || {
         for (endpoint, protocol, service) in [
             (https.clone(), "http/protobuf", "py-tls-http"),
