@@ -403,9 +403,10 @@ impl Roller {
         rows.collect()
     }
 
-    /// Merged histograms per series of `table` rows with `column` in `from..to`.
+    /// Merged histograms per series of `table` rows with `column` in
+    /// `from..to`, read through `connection` (the roll's own transaction).
     fn merged(
-        &self,
+        connection: &rusqlite::Connection,
         table: &str,
         column: &str,
         from: i64,
@@ -413,7 +414,7 @@ impl Roller {
     ) -> Result<BTreeMap<i64, Histogram>, rusqlite::Error> {
         let sql =
             format!("SELECT h.series, {HISTOGRAM_COLUMNS} FROM {table} h WHERE h.{column} >= ?1 AND h.{column} < ?2");
-        let mut statement = self.connection.prepare(&sql)?;
+        let mut statement = connection.prepare(&sql)?;
         let rows = statement.query_map(params![from, to], |row| {
             Ok((row.get::<_, i64>(0)?, row_histogram(row, 1)?))
         })?;
@@ -432,11 +433,18 @@ impl Roller {
 
     fn roll_hour(&mut self, hour: i64) -> Result<(), RollError> {
         let (from, to) = (hour * 60, hour * 60 + 60);
-        let histograms = self
-            .merged("histogram_minute", "minute", from, to)
-            .map_err(at("histogram_minute"))?;
         let days_until = self.rolled.days_until.load(Ordering::Relaxed);
-        let transaction = self.connection.transaction().map_err(at("histogram_hour"))?;
+        // The minutes are read and the dirty mark cleared in one write
+        // transaction, taken before the read: a flush that lands late
+        // points in this hour (and marks it dirty) comes wholly before it
+        // or wholly after, never between (which rolled the hour without
+        // them and then cleared their mark).
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(at("histogram_hour"))?;
+        let histograms =
+            Self::merged(&transaction, "histogram_minute", "minute", from, to).map_err(at("histogram_minute"))?;
         transaction
             .execute("DELETE FROM histogram_hour WHERE hour = ?1", [hour])
             .and_then(|_| write_histograms(&transaction, ("histogram_hour", "hour"), hour, &histograms))
@@ -484,10 +492,12 @@ impl Roller {
 
     fn roll_day(&mut self, day: i64) -> Result<(), RollError> {
         let (from, to) = (day * 24, day * 24 + 24);
-        let histograms = self
-            .merged("histogram_hour", "hour", from, to)
-            .map_err(at("histogram_hour"))?;
-        let transaction = self.connection.transaction().map_err(at("histogram_day"))?;
+        // As for an hour: read and cleared in one write transaction.
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(at("histogram_day"))?;
+        let histograms = Self::merged(&transaction, "histogram_hour", "hour", from, to).map_err(at("histogram_hour"))?;
         transaction
             .execute("DELETE FROM histogram_day WHERE day = ?1", [day])
             .and_then(|_| write_histograms(&transaction, ("histogram_day", "day"), day, &histograms))
