@@ -18,6 +18,18 @@ the hour, each a SERVER span with CLIENT children:
     span), 10 ms; 15 ms of its own code. Every duration log-normal
     (sigma 0.3) around those medians, from a fixed seed.
   - GET /search: `SELECT search` 25 ms and 15 ms of its own: the same both days.
+And a second service, py-release (host py-host-2), deployed between the
+days: its resource says service.version=3.1.0 the first day and 3.2.0 the
+second (a new TracerProvider, as a new process after a deploy), and with
+3.2.0 its GET /cart's `SELECT cart` takes 45 ms instead of 20 (10 ms of its
+own both days), 15 runs an hour.
+A third, py-hosts, on three hosts (py-web-1, -2, -3: one TracerProvider
+each): GET /items, `SELECT items` 20 ms and 10 ms of its own, 10 runs an
+hour on each host; on the second day py-web-3's `SELECT items` takes 70 ms.
+A fourth, py-mix: GET /basket/fast (10 ms) and POST /basket/slow (100 ms),
+neither changing, 20 runs an hour between them: 10% of them the slow one
+the first day, 40% the second (the test's owners.toml puts both in feature
+`basket`).
 Spans are given their times (start_time, end_time) and flushed after each
 hour, so each request of the exporter holds whole traces.
 
@@ -66,16 +78,31 @@ def main(argv):
         return result
 
     exporter.export = export
-    provider = TracerProvider(resource=Resource.create({"service.name": "py-attr", "host.name": "py-host-1"}))
-    provider.add_span_processor(
-        BatchSpanProcessor(exporter, schedule_delay_millis=60_000, max_queue_size=10_000, max_export_batch_size=2_000)
-    )
+    def provider_of(attributes):
+        provider = TracerProvider(resource=Resource.create(attributes))
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                exporter, schedule_delay_millis=60_000, max_queue_size=10_000, max_export_batch_size=2_000
+            )
+        )
+        return provider
+
+    provider = provider_of({"service.name": "py-attr", "host.name": "py-host-1"})
     tracer = provider.get_tracer("py-attr.http")
+    hosts = {
+        host: provider_of({"service.name": "py-hosts", "host.name": host}) for host in ("py-web-1", "py-web-2", "py-web-3")
+    }
+    mix = provider_of({"service.name": "py-mix", "host.name": "py-host-4"})
+    mixer = mix.get_tracer("py-mix.http")
+    releases = {
+        version: provider_of({"service.name": "py-release", "host.name": "py-host-2", "service.version": version})
+        for version in ("3.1.0", "3.2.0")
+    }
 
     def ms(median):
         return rng.lognormvariate(0.0, 0.3) * median * MS
 
-    def client(parent, name, begin, duration, attributes):
+    def client(parent, name, begin, duration, attributes, tracer=tracer):
         span = tracer.start_span(
             name,
             kind=SpanKind.CLIENT,
@@ -123,9 +150,65 @@ def main(argv):
                     at += ms(10)
                 parent.end(end_time=int(at))
                 runs += 1
-        if not provider.force_flush(10_000):
-            failures.append("force_flush timed out")
+            # py-release: the version of the day, slower with 3.2.0.
+            release = releases["3.2.0" if later else "3.1.0"].get_tracer("py-release.http")
+            begin = hour_start + int((i + rng.random() * 0.5) * 3_400 / RUNS_PER_HOUR * 1e9)
+            parent = release.start_span(
+                "GET /cart",
+                kind=SpanKind.SERVER,
+                start_time=begin,
+                attributes={"http.request.method": "GET", "http.route": "/cart", "http.response.status_code": 200},
+            )
+            at = begin + ms(5)
+            at = client(
+                parent, "SELECT cart", at, ms(45 if later else 20), {"db.system.name": "postgresql"}, tracer=release
+            )
+            at += ms(5)
+            parent.end(end_time=int(at))
+            runs += 1
+            # py-hosts: py-web-3 alone slower the second day.
+            for host, each in hosts.items():
+                if i >= 10:
+                    break
+                tracer_of_host = each.get_tracer("py-hosts.http")
+                begin = hour_start + int((i + rng.random() * 0.5) * 3_400 / 10 * 1e9)
+                parent = tracer_of_host.start_span(
+                    "GET /items",
+                    kind=SpanKind.SERVER,
+                    start_time=begin,
+                    attributes={"http.request.method": "GET", "http.route": "/items", "http.response.status_code": 200},
+                )
+                slow = later and host == "py-web-3"
+                at = client(
+                    parent,
+                    "SELECT items",
+                    begin + ms(2),
+                    ms(70 if slow else 20),
+                    {"db.system.name": "postgresql"},
+                    tracer=tracer_of_host,
+                )
+                parent.end(end_time=int(at + ms(10)))
+                runs += 1
+        # py-mix: 20 runs an hour, 2 (then 8) of them the slow route.
+        slow_runs = 8 if later else 2
+        for i in range(20):
+            slow = i < slow_runs
+            route, method, median = ("/basket/slow", "POST", 100) if slow else ("/basket/fast", "GET", 10)
+            begin = hour_start + int((i + rng.random() * 0.5) * 3_400 / 20 * 1e9)
+            parent = mixer.start_span(
+                f"{method} {route}",
+                kind=SpanKind.SERVER,
+                start_time=begin,
+                attributes={"http.request.method": method, "http.route": route, "http.response.status_code": 200},
+            )
+            parent.end(end_time=int(begin + ms(median)))
+            runs += 1
+        for flushed in [provider, mix, *hosts.values(), *releases.values()]:
+            if not flushed.force_flush(10_000):
+                failures.append("force_flush timed out")
     provider.shutdown()
+    for each in [mix, *hosts.values(), *releases.values()]:
+        each.shutdown()
     if failures:
         print(f"export failures: {failures}", file=sys.stderr)
         return 1
