@@ -191,6 +191,9 @@ fn every_page_escapes_hostile_names() {
 
     let regressions = ok(pages::regressions(app, &params("since=1h"), NOW));
     assert_escaped(&regressions, "regressions");
+    // Nothing says "0 not judged" under a heading of what was not judged.
+    assert!(regressions.contains("judged unchanged."), "{regressions}");
+    assert!(!regressions.contains(">0 not judged"), "{regressions}");
 
     // The hostile trace's one query is 55% of its run: a dominant query.
     let problems = ok(pages::problems(app, &params("since=1d"), NOW));

@@ -172,8 +172,15 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
             (better.nav())
             (regression_table(&better_rows, &carried, "Time saved"))
         }))
-        (section("too-little-traffic", "Not judged: too little traffic", &page, None, html! {
-            p { (comparison.too_little_traffic.len()) " not judged; " (comparison.unchanged) " judged unchanged." }
+        (section("too-little-traffic", "Unchanged, and not judged", &page, None, html! {
+            p {
+                (format::count(comparison.unchanged as u64)) " judged unchanged. "
+                @if comparison.too_little_traffic.is_empty() {
+                    "Every transaction had the traffic to be judged."
+                } @else {
+                    (format::count(comparison.too_little_traffic.len() as u64)) " not judged: too little traffic in one of the windows (fewer runs than the rule's minimum)."
+                }
+            }
             @if !comparison.too_little_traffic.is_empty() {
                 details { summary { "Show them" }
                     ul { @for row in comparison.too_little_traffic.iter().take(50) {
