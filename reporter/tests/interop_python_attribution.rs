@@ -197,7 +197,11 @@ async fn the_python_sdks_grown_database_span_is_named_as_the_cause() {
     let routes = analysis
         .compare(&scope, &RegressionRule::default(), Group::Transaction)
         .unwrap();
-    assert!(routes.regressions.is_empty(), "neither route got slower: {:?}", routes.regressions);
+    assert!(
+        routes.regressions.is_empty(),
+        "neither route got slower: {:?}",
+        routes.regressions
+    );
     let mut features = analysis
         .compare(&scope, &RegressionRule::default(), Group::Feature)
         .unwrap();
@@ -208,7 +212,12 @@ async fn the_python_sdks_grown_database_span_is_named_as_the_cause() {
         .unwrap();
     let a = features.regressions[0].attribution.as_deref().unwrap();
     let cause = a.cause.as_ref().unwrap_or_else(|| panic!("no cause: {}", a.summary));
-    assert_eq!((cause.part.axis, cause.part.name.as_str()), (Axis::Mix, "POST /basket/slow"), "{}", a.summary);
+    assert_eq!(
+        (cause.part.axis, cause.part.name.as_str()),
+        (Axis::Mix, "POST /basket/slow"),
+        "{}",
+        a.summary
+    );
     assert!(cause.part.share >= 0.8, "{}", a.summary);
     eprintln!("feature basket: {}", a.summary);
     let _ = std::fs::remove_dir_all(dir);

@@ -13,7 +13,8 @@
 //! Links are paths into the web UI (`/features/{name}`,
 //! `/transactions?service=..&transaction=..`, `/regressions?..`,
 //! `/errors/{id}`), with the report's window as `since`/`until` (RFC 3339)
-//! where the page shows a window.
+//! where the page shows a window, and an error group's with the team too
+//! (the page then counts the team's part of the group, as the email does).
 
 use std::collections::BTreeMap;
 
@@ -135,6 +136,13 @@ pub(crate) fn weekly(
         ..scope.clone()
     };
     let window_params = [("since", rfc3339(from)), ("until", rfc3339(to))];
+    // An error group's link opens it as the email counted it: the team's
+    // part of the group (a group may also occur in other teams' transactions).
+    let team_params = [
+        ("since", rfc3339(from)),
+        ("until", rfc3339(to)),
+        ("team", team.to_owned()),
+    ];
 
     let mut comparison = analysis.compare(&scope, &RegressionRule::default(), regressions::Group::Transaction)?;
     analysis.attribute_rows(&scope, &scope.previous(), &mut comparison.regressions)?;
@@ -192,7 +200,7 @@ pub(crate) fn weekly(
                     runs_before,
                     RegressionRule::default().p_value,
                 );
-            let mut row = error_row(&g, &window_params, tz);
+            let mut row = error_row(&g, &team_params, tz);
             row.growing = growing;
             (g.new || growing || row.regressed).then_some(row)
         })

@@ -497,7 +497,8 @@ impl Roller {
             .connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(at("histogram_day"))?;
-        let histograms = Self::merged(&transaction, "histogram_hour", "hour", from, to).map_err(at("histogram_hour"))?;
+        let histograms =
+            Self::merged(&transaction, "histogram_hour", "hour", from, to).map_err(at("histogram_hour"))?;
         transaction
             .execute("DELETE FROM histogram_day WHERE day = ?1", [day])
             .and_then(|_| write_histograms(&transaction, ("histogram_day", "day"), day, &histograms))
