@@ -120,22 +120,9 @@ pub struct Breakdown {
     pub estimated: bool,
 }
 
-/// A kept span, as `ingest::traces` writes it; other fields are ignored.
-#[derive(serde::Deserialize)]
-struct SpanJson {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    start: u64,
-    #[serde(default)]
-    duration_ns: u64,
-}
-
 /// A kept trace with its spans read: the root first, then its segments.
 pub(crate) fn summarize(trace: TracePoint) -> TraceSummary {
-    let spans: Vec<SpanJson> = serde_json::from_str(&trace.spans).unwrap_or_default();
+    let spans = trace.kept_spans();
     let root_start = spans.first().map_or(trace.start, |root| root.start);
     let mut segments: Vec<TraceSegment> = spans
         .into_iter()

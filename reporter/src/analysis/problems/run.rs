@@ -7,9 +7,8 @@
 //! a span without a parent (traces kept before parents were, synthetic
 //! ones) is read as a child of the root, as the agent's segments are.
 
-use std::collections::HashMap;
-
 use super::statement;
+use crate::store::spans::KeptSpan;
 use crate::store::TracePoint;
 
 /// One span of a run, below its root.
@@ -57,32 +56,8 @@ pub(crate) struct Run {
     pub(crate) incomplete: bool,
 }
 
-#[derive(serde::Deserialize)]
-struct SpanJson {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    span_id: String,
-    #[serde(default)]
-    parent: String,
-    #[serde(default)]
-    start: u64,
-    #[serde(default)]
-    duration_ns: u64,
-    #[serde(default)]
-    attributes: HashMap<String, serde_json::Value>,
-}
-
-impl SpanJson {
-    fn attribute(&self, key: &str) -> Option<&str> {
-        self.attributes.get(key).and_then(serde_json::Value::as_str)
-    }
-}
-
 /// The statement a span ran, normalised.
-fn statement_of(span: &SpanJson) -> String {
+fn statement_of(span: &KeptSpan) -> String {
     let query = ["db.query.text", "db.statement"]
         .iter()
         .find_map(|key| span.attribute(key))
@@ -110,7 +85,7 @@ fn statement_of(span: &SpanJson) -> String {
 
 /// `trace`'s spans read; `None` when they are not readable.
 pub(crate) fn read(trace: &TracePoint) -> Option<Run> {
-    let spans: Vec<SpanJson> = serde_json::from_str(&trace.spans).ok()?;
+    let spans: Vec<KeptSpan> = serde_json::from_str(&trace.spans).ok()?;
     let mut spans = spans.into_iter();
     let root = spans.next()?;
     let duration = if root.duration_ns > 0 {
