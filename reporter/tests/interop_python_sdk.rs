@@ -30,7 +30,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kuroko_reporter::config::Config;
 use kuroko_reporter::histogram::Histogram;
 use kuroko_reporter::serve::Running;
 use kuroko_reporter::store::clickhouse::ClickHouseStore;
@@ -222,23 +221,8 @@ fn now_minute() -> i64 {
 /// its journal in the folder. The store's location, and the folder.
 async fn start(tag: &str, clickhouse: bool) -> (Running, String, PathBuf) {
     let dir = std::env::temp_dir().join(format!("kuroko-interop-python-sdk-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = if clickhouse {
-        let database = format!("interop_python_sdk_{tag}");
-        drop(clickhouse_server::clickhouse(&database));
-        clickhouse_server::url(&database)
-    } else {
-        dir.join("kuroko.db").display().to_string()
-    };
-    let mut config = Config {
-        store: store.clone().into(),
-        grpc_listen: "127.0.0.1:0".parse().unwrap(),
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    };
-    config.journal.dir = dir.join("journal");
-    let reporter = kuroko_reporter::serve::start(&config).await.unwrap();
+    let (reporter, store) =
+        clickhouse_server::serve_fresh(&dir, &format!("interop_python_sdk_{tag}"), clickhouse).await;
     (reporter, store, dir)
 }
 

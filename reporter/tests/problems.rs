@@ -21,7 +21,6 @@ use kuroko_reporter::analysis::triage::Status;
 use kuroko_reporter::analysis::{Analysis, Scope};
 use kuroko_reporter::api::{self, query::Question};
 use kuroko_reporter::app::App;
-use kuroko_reporter::config::Config;
 use kuroko_reporter::owners::Owners;
 use kuroko_reporter::store::clickhouse::ClickHouseStore;
 use kuroko_reporter::store::sqlite::SqliteStore;
@@ -43,24 +42,7 @@ fn now_minute() -> i64 {
 /// journal in the folder). The reporter and the store's location.
 async fn start(tag: &str, clickhouse: bool) -> (kuroko_reporter::serve::Running, String) {
     let dir = std::env::temp_dir().join(format!("kuroko-problems-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = if clickhouse {
-        let database = format!("problems_{tag}");
-        drop(clickhouse_server::clickhouse(&database));
-        clickhouse_server::url(&database)
-    } else {
-        dir.join("kuroko.db").display().to_string()
-    };
-    let mut config = Config {
-        store: store.clone().into(),
-        grpc_listen: "127.0.0.1:0".parse().unwrap(),
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    };
-    config.journal.dir = dir.join("journal");
-    let reporter = kuroko_reporter::serve::start(&config).await.unwrap();
-    (reporter, store)
+    clickhouse_server::serve_fresh(&dir, &format!("problems_{tag}"), clickhouse).await
 }
 
 fn open(location: &str) -> Arc<dyn Store> {

@@ -1,7 +1,8 @@
 //! A real ClickHouse server for the integration tests, shared by
 //! `clickhouse_store.rs`, `clickhouse_replicas.rs`,
 //! `grafana_dashboards.rs`, `cumulative_replicas.rs`, `hostile_values.rs`,
-//! `problems.rs` and `stores.rs` (the suite run on both stores) through
+//! `problems.rs`, `interop_python_sdk.rs` and `stores.rs` (the suite run on
+//! both stores) through
 //! `#[path]`.
 //!
 //! Which engine: Debian's `clickhouse-server` 18.16 (installed by
@@ -277,4 +278,32 @@ pub fn query(sql: &str) -> Result<String, String> {
     } else {
         Err(text)
     }
+}
+
+/// `kuroko serve` on loopback over a fresh store: the database `database`
+/// of this server (`clickhouse`, the replica's journal in `dir`), else a
+/// SQLite file in `dir`. `dir` is emptied first. The reporter and the
+/// store's location.
+pub async fn serve_fresh(
+    dir: &std::path::Path,
+    database: &str,
+    clickhouse: bool,
+) -> (kuroko_reporter::serve::Running, String) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let store = if clickhouse {
+        drop(self::clickhouse(database));
+        url(database)
+    } else {
+        dir.join("kuroko.db").display().to_string()
+    };
+    let mut config = kuroko_reporter::config::Config {
+        store: store.clone().into(),
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        ..kuroko_reporter::config::Config::default()
+    };
+    config.journal.dir = dir.join("journal");
+    let reporter = kuroko_reporter::serve::start(&config).await.unwrap();
+    (reporter, store)
 }
