@@ -551,6 +551,89 @@ fn clickhouse_reads_across_hosts_from_its_roll_ups() {
     assert!(store.histograms(&all, from, to).unwrap().len() > 10);
 }
 
+/// The embedded store reads whole hours and days across hosts from its own
+/// roll-ups (`txn_*`, filled by its roller): emptied, only the series they
+/// cannot answer (spans partly counted by a metric) are left. A file rolled
+/// before those tables existed (schema 3) is read per series until the
+/// roller has filled them in backwards, then from them, with equal answers.
+#[test]
+fn sqlite_reads_across_hosts_from_its_roll_ups() {
+    use kuroko_reporter::store::sqlite::SqliteStore;
+    let dir = std::env::temp_dir().join(format!("kuroko-across-rollups-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("kuroko.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let now = START + 3 * DAY;
+    store.write(&batch(START, now, 13)).unwrap();
+    store.flush().unwrap();
+    let retention = Retention::default;
+    store.roller(retention()).unwrap().run(now + 5).unwrap();
+    let all = Filter::default();
+    // Whole days and hours only: nothing read from minutes.
+    let (from, to) = (START, now - 120);
+    let answers = |store: &SqliteStore| {
+        (
+            store.histograms(&across(&all), from, to).unwrap(),
+            store.counters(&across(&all), OUTCOMES, from, to).unwrap(),
+            store.histogram_steps(&across(&all), from, to, 60).unwrap(),
+        )
+    };
+    let rolled = answers(&store);
+    assert!(rolled.0.len() > 3 && !rolled.1.is_empty() && !rolled.2.is_empty());
+    compare(&store, &all, from, to);
+
+    let sql = rusqlite::Connection::open(&path).unwrap();
+    let empty_roll_ups = || {
+        for table in [
+            "txn_histogram_hour",
+            "txn_histogram_day",
+            "txn_counter_hour",
+            "txn_counter_day",
+        ] {
+            sql.execute(&format!("DELETE FROM {table}"), []).unwrap();
+        }
+    };
+    empty_roll_ups();
+    let per_series_only = |key: &SeriesKey| key.transaction == "GET /a" && key.kind == "web.spans";
+    let left = store.histograms(&across(&all), from, to).unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left.iter().all(|(k, _)| per_series_only(k)), "{left:?}");
+    let left = store.counters(&across(&all), OUTCOMES, from, to).unwrap();
+    assert!(left.iter().all(|(k, _, _)| per_series_only(k)), "{left:?}");
+    drop(store);
+
+    // As a schema 3 file: rolled, without roll-ups across hosts or their marks.
+    sql.execute("DELETE FROM meta WHERE key IN ('txn_hours_from', 'txn_days_from')", [])
+        .unwrap();
+    sql.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'", [])
+        .unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(answers(&store), rolled, "before the roller ran: read per series");
+    let mut roller = store.roller(retention()).unwrap();
+    let first = roller.run(now + 5).unwrap();
+    assert_eq!(first.backfilled, 48 + 3, "48 hours (the most per pass) and the 3 days");
+    assert_eq!(answers(&store), rolled, "partly filled in");
+    let mut passes = 1;
+    while roller.run(now + 5).unwrap().backfilled > 0 {
+        passes += 1;
+    }
+    assert_eq!(passes, 2, "72 hours take two passes");
+    assert_eq!(answers(&store), rolled, "filled in");
+    let txn_hours: i64 = sql
+        .query_row("SELECT COUNT(DISTINCT hour) FROM txn_histogram_hour", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(txn_hours, 72);
+    empty_roll_ups();
+    assert_eq!(
+        store.histograms(&across(&all), from, to).unwrap().len(),
+        1,
+        "read from the roll-ups"
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A window that ends after the last point is read from the roll-up of the
 /// day it ends in (nothing lies past its end); a point written past the end
 /// then stops that, and is never counted.

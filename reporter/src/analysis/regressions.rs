@@ -346,7 +346,7 @@ impl Analysis<'_> {
             Some(number)
         };
         let steps = self.store.histogram_steps_grouped(
-            &scope.store_filter(self.owners),
+            &scope.transactions_filter(self.owners),
             scope.from,
             scope.to,
             block,

@@ -271,14 +271,6 @@ impl Filter {
             ..self.clone()
         }
     }
-
-    /// The same series, answered per series (hosts apart).
-    pub(crate) fn per_series(&self) -> Filter {
-        Filter {
-            across_hosts: false,
-            ..self.clone()
-        }
-    }
 }
 
 /// What an operator should know about a store's state (`/metrics`).

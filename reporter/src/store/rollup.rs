@@ -32,6 +32,7 @@ use std::sync::Arc;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 
+use super::sqlite::txn::{self, BACKFILL_PER_PASS, NOT_YET};
 use super::sqlite::{row_histogram, write_histogram, Late, HISTOGRAM_COLUMNS};
 use super::StoreError;
 use crate::histogram::Histogram;
@@ -57,6 +58,8 @@ impl Default for Rolled {
             days_until: never(),
             minutes_from: never(),
             hours_from: never(),
+            txn_hours_from: AtomicI64::new(NOT_YET),
+            txn_days_from: AtomicI64::new(NOT_YET),
             quarantined: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         }
@@ -85,6 +88,10 @@ pub struct Rolled {
     pub minutes_from: AtomicI64,
     /// Hour rows are kept from this minute on.
     pub hours_from: AtomicI64,
+    /// Hour rows across hosts (`sqlite::txn`) are whole from this minute on.
+    pub txn_hours_from: AtomicI64,
+    /// Day rows across hosts are whole from this minute on.
+    pub txn_days_from: AtomicI64,
     /// Hours and days in quarantine after the last pass.
     pub quarantined: AtomicU64,
     /// Roll-ups of one period that failed, since start.
@@ -102,6 +109,9 @@ pub struct Pass {
     pub deleted: usize,
     /// Hours and days that failed to roll this pass (quarantined, or still).
     pub failed: usize,
+    /// Hours and days rolled before the roll-ups across hosts existed whose
+    /// rows across hosts this pass filled in (see `sqlite::txn`).
+    pub backfilled: usize,
 }
 
 /// Why one period could not be rolled: the table being written, and what
@@ -157,6 +167,49 @@ const DAYS: Resolution = Resolution {
     rebuilds: Late::day_rebuilds,
     roll: Roller::roll_day,
 };
+
+/// A resolution of the roll-ups across hosts (`sqlite::txn`), and where
+/// they are whole.
+struct AcrossHosts {
+    /// `hour` or `day`.
+    name: &'static str,
+    /// Its length in minutes.
+    minutes: i64,
+    /// The key in `meta` of the minute from which they are whole.
+    progress: &'static str,
+}
+
+const TXN_HOURS: AcrossHosts = AcrossHosts {
+    name: "hour",
+    minutes: 60,
+    progress: "txn_hours_from",
+};
+
+const TXN_DAYS: AcrossHosts = AcrossHosts {
+    name: "day",
+    minutes: 1_440,
+    progress: "txn_days_from",
+};
+
+impl AcrossHosts {
+    /// Where they are whole from, shared with the store's reads.
+    fn shared<'a>(&self, rolled: &'a Rolled) -> &'a AtomicI64 {
+        if self.name == "hour" {
+            &rolled.txn_hours_from
+        } else {
+            &rolled.txn_days_from
+        }
+    }
+
+    /// Where the per-series rows of the resolution are rolled until.
+    fn rolled_until<'a>(&self, rolled: &'a Rolled) -> &'a AtomicI64 {
+        if self.name == "hour" {
+            &rolled.hours_until
+        } else {
+            &rolled.days_until
+        }
+    }
+}
 
 /// A period of a resolution, for the quarantine and its log lines.
 #[derive(Clone, Copy, Debug)]
@@ -218,6 +271,10 @@ impl Roller {
 
     fn pass(&mut self, now_minute: i64) -> Result<Pass, rusqlite::Error> {
         let mut pass = Pass::default();
+        // Before the first roll of this pass: periods rolled from here on
+        // get their rows across hosts as they roll.
+        self.mark_across_hosts(&TXN_HOURS)?;
+        self.mark_across_hosts(&TXN_DAYS)?;
         let hours_target = (now_minute - GRACE_MINUTES).div_euclid(60) * 60;
         let hours_until = self.start(
             "rolled_hours_until",
@@ -234,6 +291,7 @@ impl Roller {
             days_target,
         )?;
         let days_until = self.roll_through(&mut pass, DAYS, days_until, days_target)?;
+        pass.backfilled = self.backfill_across_hosts(&TXN_HOURS)? + self.backfill_across_hosts(&TXN_DAYS)?;
         pass.deleted = self.retain(now_minute, hours_until, days_until)?;
         let quarantined: i64 = self
             .connection
@@ -460,6 +518,7 @@ impl Roller {
                 params![hour, from, to],
             )
             .map_err(at("counter_hour"))?;
+        txn::roll(&transaction, "hour", hour).map_err(at("txn_histogram_hour"))?;
         transaction
             .execute("DELETE FROM error_hour WHERE hour = ?1", [hour])
             .map_err(at("error_hour"))?;
@@ -514,10 +573,85 @@ impl Roller {
                 params![day, from, to],
             )
             .map_err(at("counter_day"))?;
+        txn::roll(&transaction, "day", day).map_err(at("txn_histogram_day"))?;
         transaction
             .execute("DELETE FROM dirty WHERE resolution = 'day' AND period = ?1", [day])
             .map_err(at("dirty"))?;
         transaction.commit().map_err(at("histogram_day"))
+    }
+
+    /// Records from which minute `across`'s rows across hosts are whole,
+    /// once: from the start on a store without rolled rows of its
+    /// resolution, else from the next period to roll (older ones are
+    /// filled in by [`Roller::backfill_across_hosts`]).
+    fn mark_across_hosts(&mut self, across: &AcrossHosts) -> Result<(), rusqlite::Error> {
+        let recorded: Option<i64> = self
+            .connection
+            .query_row(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?1",
+                [across.progress],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let shared = across.shared(&self.rolled);
+        if let Some(minute) = recorded {
+            shared.store(minute, Ordering::Relaxed);
+            return Ok(());
+        }
+        let rolled: bool = self.connection.query_row(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM histogram_{} UNION ALL SELECT 1 FROM counter_{0})",
+                across.name
+            ),
+            [],
+            |row| row.get(0),
+        )?;
+        let from = if rolled {
+            across.rolled_until(&self.rolled).load(Ordering::Relaxed)
+        } else {
+            super::plan::NEVER
+        };
+        self.advance(across.progress, shared, from)
+    }
+
+    /// Fills in the rows across hosts of up to [`BACKFILL_PER_PASS`]
+    /// periods of `across` rolled before they existed, newest first;
+    /// returns how many.
+    fn backfill_across_hosts(&mut self, across: &AcrossHosts) -> Result<usize, rusqlite::Error> {
+        let minutes = across.minutes;
+        let mut done = 0;
+        while done < BACKFILL_PER_PASS {
+            let from = across.shared(&self.rolled).load(Ordering::Relaxed);
+            if from <= super::plan::NEVER {
+                break;
+            }
+            let oldest: Option<i64> = self.connection.query_row(
+                &format!(
+                    "SELECT MIN(p) FROM (SELECT MIN({0}) AS p FROM histogram_{0} UNION ALL SELECT MIN({0}) FROM counter_{0})",
+                    across.name
+                ),
+                [],
+                |row| row.get(0),
+            )?;
+            let period = from.div_euclid(minutes) - 1;
+            match oldest {
+                Some(oldest) if oldest <= period => {
+                    let transaction = self.connection.transaction()?;
+                    txn::roll(&transaction, across.name, period)?;
+                    transaction.commit()?;
+                    let shared = across.shared(&self.rolled);
+                    self.advance(across.progress, shared, period * minutes)?;
+                    done += 1;
+                }
+                // Nothing older: whole from the start.
+                _ => {
+                    let shared = across.shared(&self.rolled);
+                    self.advance(across.progress, shared, super::plan::NEVER)?;
+                    break;
+                }
+            }
+        }
+        Ok(done)
     }
 
     /// Deletes what is past its retention and already rolled up.
@@ -563,13 +697,17 @@ impl Roller {
             ("problem_seen", "group_id", "last_seen", seen_cutoff),
             ("histogram_day", "series, day", "day", day_cutoff),
             ("counter_day", "series, label, day", "day", day_cutoff),
+            ("txn_histogram_hour", "series, hour", "hour", hour_cutoff),
+            ("txn_counter_hour", "series, label, hour", "hour", hour_cutoff),
+            ("txn_histogram_day", "series, day", "day", day_cutoff),
+            ("txn_counter_day", "series, label, day", "day", day_cutoff),
             // A stream silent for as long as minutes are kept has ended; were
             // it to come back, its next point would count whole.
             ("stream", "id", "time", trace_cutoff),
         ] {
             let kept = match table {
                 "histogram_minute" | "counter_minute" | "error_minute" => kept_hours,
-                "histogram_hour" | "counter_hour" => kept_days,
+                "histogram_hour" | "counter_hour" | "txn_histogram_hour" | "txn_counter_hour" => kept_days,
                 _ => "1",
             };
             let sql = format!(

@@ -39,6 +39,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 mod triage;
+pub(crate) mod txn;
 mod writes;
 
 pub(crate) use reads::{row_histogram, HISTOGRAM_COLUMNS};
@@ -182,6 +183,8 @@ impl SqliteStore {
             ("rolled_days_until", &rolled.days_until),
             ("minutes_kept_from", &rolled.minutes_from),
             ("hours_kept_from", &rolled.hours_from),
+            ("txn_hours_from", &rolled.txn_hours_from),
+            ("txn_days_from", &rolled.txn_days_from),
         ] {
             if let Some(minute) = progress(key)? {
                 value.store(minute, Ordering::Relaxed);

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use rusqlite::OptionalExtension;
 use rustc_hash::FxHashMap;
 
-use super::SqliteStore;
+use super::{txn, SqliteStore};
 use crate::cumulative::{StreamId, StreamState};
 use crate::histogram::Histogram;
 use crate::store::hosts;
@@ -52,6 +52,64 @@ const FILTER: &str = "(?3 IS NULL OR s.service = ?3) AND (?4 IS NULL OR s.host =
      AND NOT (s.kind LIKE '%.spans' AND EXISTS (SELECT 1 FROM metric_transaction m
         WHERE m.service = s.service AND m.host = s.host AND m.txn = s.txn AND m.environment = s.environment))";
 
+/// [`FILTER`] for the transaction series of the roll-ups across hosts
+/// (`txn_series s`, read only when the filter names no host): runs counted
+/// from spans are left out by [`txn::Exclusions`] instead.
+const TXN_FILTER: &str = "(?3 IS NULL OR s.service = ?3) AND ?4 IS NULL
+     AND (?5 IS NULL OR s.txn = ?5) AND (?6 IS NULL OR s.feature = ?6) AND (?7 IS NULL OR s.environment = ?7)";
+
+/// Which rows a read takes: per series, or the roll-ups across hosts
+/// ([`txn`]), whose tables have the same columns under `txn_` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rows {
+    Series,
+    AcrossHosts,
+}
+
+/// One part of a read: its rows, the stretches of the window read from
+/// them, and SQL on `s` keeping the series it reads.
+struct Part {
+    rows: Rows,
+    stretches: Vec<Stretch>,
+    only: String,
+}
+
+impl Part {
+    /// The whole window per series.
+    fn per_series(stretches: Vec<Stretch>) -> Part {
+        Part {
+            rows: Rows::Series,
+            stretches,
+            only: "1".to_owned(),
+        }
+    }
+
+    /// The series table (`series` or `txn_series`).
+    fn series(&self) -> &'static str {
+        match self.rows {
+            Rows::Series => "series",
+            Rows::AcrossHosts => "txn_series",
+        }
+    }
+
+    /// Table `name` (`histogram`, `counter`) at `resolution`.
+    fn table(&self, name: &str, resolution: &str) -> String {
+        match self.rows {
+            Rows::Series => format!("{name}_{resolution}"),
+            Rows::AcrossHosts => format!("txn_{name}_{resolution}"),
+        }
+    }
+
+    /// The filter's condition on `s` (parameters 3 to 7) and the part's own.
+    fn condition(&self) -> String {
+        let filter = match self.rows {
+            Rows::Series => FILTER,
+            Rows::AcrossHosts => TXN_FILTER,
+        };
+        format!("{filter} AND {}", self.only)
+    }
+}
+
 /// The series columns [`key`] reads, for a `series s` join.
 const KEY_COLUMNS: &str = "s.service, s.host, s.txn, s.feature, s.kind, s.environment";
 
@@ -92,6 +150,42 @@ impl SqliteStore {
         plan(from, to, progress)
     }
 
+    /// The parts of a read of `stretches` for `filter`: one per series,
+    /// unless it asks across hosts without naming a host; then the
+    /// stretches whole in the roll-ups across hosts are read from them (and
+    /// the few transaction series they cannot answer per series, see
+    /// [`txn::Exclusions`]), the rest per series.
+    fn parts(&self, filter: &Filter, stretches: Vec<Stretch>) -> Result<Vec<Part>, StoreError> {
+        if !filter.across_hosts || filter.host.is_some() {
+            return Ok(vec![Part::per_series(stretches)]);
+        }
+        let load = |value: &std::sync::atomic::AtomicI64| value.load(Ordering::Relaxed);
+        let (rolled, per_series) = txn::split(
+            stretches,
+            load(&self.rolled.txn_hours_from),
+            load(&self.rolled.txn_days_from),
+        );
+        let mut parts = vec![Part::per_series(per_series)];
+        if rolled.is_empty() {
+            return Ok(parts);
+        }
+        self.flush()?;
+        let exclusions = txn::Exclusions::read(&self.connection()).map_err(|e| self.error(e))?;
+        if let Some(partly) = exclusions.partly {
+            parts.push(Part {
+                rows: Rows::Series,
+                stretches: rolled.clone(),
+                only: partly,
+            });
+        }
+        parts.push(Part {
+            rows: Rows::AcrossHosts,
+            stretches: rolled,
+            only: exclusions.rolled_only,
+        });
+        Ok(parts)
+    }
+
     /// Runs a query whose parameters are the window (`?1`, `?2`), the
     /// filter (`?3` to `?7`) and an optional `?8`, mapping each row.
     /// Runs `sql` like [`SqliteStore::select`], handing each row to `each`
@@ -107,23 +201,25 @@ impl SqliteStore {
         self.select(sql, filter, window, seventh, |row| each(row)).map(drop)
     }
 
-    /// Each histogram row of the series `filter` and `only` (SQL on `series
-    /// s`) select in `window`, read from the coarsest rows whole in a step of
-    /// `step` minutes: `each(series id, step start, histogram)`.
+    /// Each histogram row of `part` that `filter` and `only` (SQL on `s`)
+    /// select, its stretches planned for steps of `step` minutes:
+    /// `each(series id, step start, histogram)`.
     fn each_histogram_step(
         &self,
         filter: &Filter,
-        (from, to): (i64, i64),
+        part: &Part,
         step: i64,
         only: &str,
         mut each: impl FnMut(i64, i64, Histogram),
     ) -> Result<(), StoreError> {
         let step = step.max(1);
-        for stretch in self.step_plan(from, to, step) {
+        let (series, condition) = (part.series(), part.condition());
+        for stretch in &part.stretches {
             let (r, minutes) = (stretch.resolution, minutes_of(stretch.resolution));
+            let table = part.table("histogram", r);
             let sql = format!(
-                "SELECT h.series, h.{r}, {HISTOGRAM_COLUMNS} FROM series s CROSS JOIN histogram_{r} h ON h.series = s.id
-                 WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {FILTER} AND {only}"
+                "SELECT h.series, h.{r}, {HISTOGRAM_COLUMNS} FROM {series} s CROSS JOIN {table} h ON h.series = s.id
+                 WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {condition} AND {only}"
             );
             self.select_each(&sql, filter, (stretch.from, stretch.to), None, |row| {
                 let start = floor_to(row.get::<_, i64>(1)? * minutes, step);
@@ -141,19 +237,21 @@ impl SqliteStore {
         &self,
         filter: &Filter,
         name: &str,
-        (from, to): (i64, i64),
+        part: &Part,
         step: i64,
         only: &str,
         mut each: impl FnMut(i64, i64, i64, f64),
     ) -> Result<(), StoreError> {
         let step = step.max(1);
-        for stretch in self.step_plan(from, to, step) {
+        let (series, condition) = (part.series(), part.condition());
+        for stretch in &part.stretches {
             let r = stretch.resolution;
             let start = step_start("c", r, step);
+            let table = part.table("counter", r);
             let sql = format!(
                 "SELECT c.series, c.label, {start} AS step_start, SUM(c.value)
-                 FROM series s CROSS JOIN counter_label l CROSS JOIN counter_{r} c ON c.series = s.id AND c.label = l.id
-                 WHERE c.{r} >= ?1 AND c.{r} < ?2 AND {FILTER} AND l.name = ?8 AND {only}
+                 FROM {series} s CROSS JOIN counter_label l CROSS JOIN {table} c ON c.series = s.id AND c.label = l.id
+                 WHERE c.{r} >= ?1 AND c.{r} < ?2 AND {condition} AND l.name = ?8 AND {only}
                  GROUP BY c.series, c.label, step_start"
             );
             self.select_each(&sql, filter, (stretch.from, stretch.to), Some(&name), |row| {
@@ -164,13 +262,15 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// The keys of the series `ids`. Reads name series by id and resolve
-    /// them once each at the end, instead of carrying six strings per row.
-    fn keys_of(&self, ids: impl Iterator<Item = i64>) -> Result<Keys, StoreError> {
+    /// The keys of the series `ids` of `part`'s series table. Reads name
+    /// series by id and resolve them once each at the end, instead of
+    /// carrying six strings per row.
+    fn keys_of(&self, part: &Part, ids: impl Iterator<Item = i64>) -> Result<Keys, StoreError> {
         let connection = self.connection();
+        let table = part.series();
         let read = || -> Result<FxHashMap<i64, SeriesKey>, rusqlite::Error> {
             let mut statement =
-                connection.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM series s WHERE s.id = ?1"))?;
+                connection.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM {table} s WHERE s.id = ?1"))?;
             let mut keys = FxHashMap::default();
             for id in ids {
                 if let std::collections::hash_map::Entry::Vacant(slot) = keys.entry(id) {
@@ -193,10 +293,12 @@ impl SqliteStore {
     fn grouped_series(
         &self,
         filter: &Filter,
+        part: &Part,
         window: (i64, i64),
         group: &mut dyn FnMut(&SeriesKey) -> Option<usize>,
     ) -> Result<(FxHashMap<i64, usize>, String), StoreError> {
-        let sql = format!("SELECT s.id, {KEY_COLUMNS} FROM series s WHERE ?1 <= ?2 AND {FILTER}");
+        let (series, condition) = (part.series(), part.condition());
+        let sql = format!("SELECT s.id, {KEY_COLUMNS} FROM {series} s WHERE ?1 <= ?2 AND {condition}");
         let mut groups: FxHashMap<i64, usize> = FxHashMap::default();
         for (id, key) in self.select(&sql, filter, window, None, |row| Ok((row.get::<_, i64>(0)?, key(row)?)))? {
             // Asked across hosts, the groups see transaction series.
@@ -352,29 +454,36 @@ impl Store for SqliteStore {
     }
 
     fn histograms(&self, filter: &Filter, from: i64, to: i64) -> Result<Vec<(SeriesKey, Histogram)>, StoreError> {
-        if filter.across_hosts {
-            return Ok(hosts::histograms(self.histograms(&filter.per_series(), from, to)?));
-        }
-        let mut merged: FxHashMap<i64, Histogram> = FxHashMap::default();
-        for stretch in self.plan(from, to, true) {
-            let r = stretch.resolution;
-            let sql = format!(
-                "SELECT h.series, {HISTOGRAM_COLUMNS} FROM series s CROSS JOIN histogram_{r} h ON h.series = s.id
-                 WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {FILTER}"
+        let mut out = Vec::new();
+        for part in self.parts(filter, self.plan(from, to, true))? {
+            let (series, condition) = (part.series(), part.condition());
+            let mut merged: FxHashMap<i64, Histogram> = FxHashMap::default();
+            for stretch in &part.stretches {
+                let r = stretch.resolution;
+                let table = part.table("histogram", r);
+                let sql = format!(
+                    "SELECT h.series, {HISTOGRAM_COLUMNS} FROM {series} s CROSS JOIN {table} h ON h.series = s.id
+                     WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {condition}"
+                );
+                self.select_each(&sql, filter, (stretch.from, stretch.to), None, |row| {
+                    let histogram = row_histogram(row, 1)?;
+                    merge_into(&mut merged, row.get(0)?, histogram);
+                    Ok(())
+                })?;
+            }
+            let keys = self.keys_of(&part, merged.keys().copied())?;
+            let mut rows: Vec<(i64, Histogram)> = merged.into_iter().collect();
+            rows.sort_unstable_by_key(|(series, _)| keys.rank(*series));
+            out.extend(
+                rows.into_iter()
+                    .filter_map(|(series, histogram)| Some((keys.key(series)?.clone(), histogram))),
             );
-            self.select_each(&sql, filter, (stretch.from, stretch.to), None, |row| {
-                let histogram = row_histogram(row, 1)?;
-                merge_into(&mut merged, row.get(0)?, histogram);
-                Ok(())
-            })?;
         }
-        let keys = self.keys_of(merged.keys().copied())?;
-        let mut rows: Vec<(i64, Histogram)> = merged.into_iter().collect();
-        rows.sort_unstable_by_key(|(series, _)| keys.rank(*series));
-        Ok(rows
-            .into_iter()
-            .filter_map(|(series, histogram)| Some((keys.key(series)?.clone(), histogram)))
-            .collect())
+        Ok(if filter.across_hosts {
+            hosts::histograms(out)
+        } else {
+            out
+        })
     }
 
     fn counters(
@@ -384,33 +493,35 @@ impl Store for SqliteStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<(SeriesKey, String, f64)>, StoreError> {
-        if filter.across_hosts {
-            return Ok(hosts::counters(self.counters(&filter.per_series(), name, from, to)?));
-        }
-        let mut totals: FxHashMap<(i64, i64), f64> = FxHashMap::default();
-        for stretch in self.plan(from, to, true) {
-            let r = stretch.resolution;
-            let sql = format!(
-                "SELECT c.series, c.label, SUM(c.value)
-                 FROM series s CROSS JOIN counter_label l CROSS JOIN counter_{r} c ON c.series = s.id AND c.label = l.id
-                 WHERE c.{r} >= ?1 AND c.{r} < ?2 AND {FILTER} AND l.name = ?8
-                 GROUP BY c.series, c.label"
-            );
-            self.select_each(&sql, filter, (stretch.from, stretch.to), Some(&name), |row| {
-                *totals.entry((row.get(0)?, row.get(1)?)).or_default() += row.get::<_, f64>(2)?;
-                Ok(())
-            })?;
-        }
-        let keys = self.keys_of(totals.keys().map(|(series, _)| *series))?;
         let labels = self.labels_of(name)?;
-        let mut rows: Vec<(SeriesKey, String, f64)> = totals
-            .into_iter()
-            .filter_map(|((series, label), total)| {
+        let mut out = Vec::new();
+        for part in self.parts(filter, self.plan(from, to, true))? {
+            let (series, condition) = (part.series(), part.condition());
+            let mut totals: FxHashMap<(i64, i64), f64> = FxHashMap::default();
+            for stretch in &part.stretches {
+                let r = stretch.resolution;
+                let table = part.table("counter", r);
+                let sql = format!(
+                    "SELECT c.series, c.label, SUM(c.value)
+                     FROM {series} s CROSS JOIN counter_label l CROSS JOIN {table} c ON c.series = s.id AND c.label = l.id
+                     WHERE c.{r} >= ?1 AND c.{r} < ?2 AND {condition} AND l.name = ?8
+                     GROUP BY c.series, c.label"
+                );
+                self.select_each(&sql, filter, (stretch.from, stretch.to), Some(&name), |row| {
+                    *totals.entry((row.get(0)?, row.get(1)?)).or_default() += row.get::<_, f64>(2)?;
+                    Ok(())
+                })?;
+            }
+            let keys = self.keys_of(&part, totals.keys().map(|(series, _)| *series))?;
+            out.extend(totals.into_iter().filter_map(|((series, label), total)| {
                 Some((keys.key(series)?.clone(), labels.get(&label)?.clone(), total))
-            })
-            .collect();
-        rows.sort_by(|a, b| (&a.0.transaction, &a.1, &a.0).cmp(&(&b.0.transaction, &b.1, &b.0)));
-        Ok(rows)
+            }));
+        }
+        if filter.across_hosts {
+            return Ok(hosts::counters(out));
+        }
+        out.sort_by(|a, b| (&a.0.transaction, &a.1, &a.0).cmp(&(&b.0.transaction, &b.1, &b.0)));
+        Ok(out)
     }
 
     fn series(&self) -> Result<Vec<SeriesKey>, StoreError> {
@@ -568,25 +679,25 @@ impl Store for SqliteStore {
         to: i64,
         step: i64,
     ) -> Result<Vec<(SeriesKey, i64, Histogram)>, StoreError> {
-        if filter.across_hosts {
-            return Ok(hosts::histogram_steps(self.histogram_steps(
-                &filter.per_series(),
-                from,
-                to,
-                step,
-            )?));
+        let mut out = Vec::new();
+        for part in self.parts(filter, self.step_plan(from, to, step))? {
+            let mut merged: FxHashMap<(i64, i64), Histogram> = FxHashMap::default();
+            self.each_histogram_step(filter, &part, step, "1", |series, start, histogram| {
+                merge_into(&mut merged, (series, start), histogram);
+            })?;
+            let keys = self.keys_of(&part, merged.keys().map(|(series, _)| *series))?;
+            let mut rows: Vec<((i64, i64), Histogram)> = merged.into_iter().collect();
+            rows.sort_unstable_by_key(|((series, start), _)| (keys.rank(*series), *start));
+            out.extend(
+                rows.into_iter()
+                    .filter_map(|((series, start), histogram)| Some((keys.key(series)?.clone(), start, histogram))),
+            );
         }
-        let mut merged: FxHashMap<(i64, i64), Histogram> = FxHashMap::default();
-        self.each_histogram_step(filter, (from, to), step, "1", |series, start, histogram| {
-            merge_into(&mut merged, (series, start), histogram);
-        })?;
-        let keys = self.keys_of(merged.keys().map(|(series, _)| *series))?;
-        let mut rows: Vec<((i64, i64), Histogram)> = merged.into_iter().collect();
-        rows.sort_unstable_by_key(|((series, start), _)| (keys.rank(*series), *start));
-        Ok(rows
-            .into_iter()
-            .filter_map(|((series, start), histogram)| Some((keys.key(series)?.clone(), start, histogram)))
-            .collect())
+        Ok(if filter.across_hosts {
+            hosts::histogram_steps(out)
+        } else {
+            out
+        })
     }
 
     fn histogram_steps_grouped(
@@ -597,13 +708,15 @@ impl Store for SqliteStore {
         step: i64,
         group: &mut dyn FnMut(&SeriesKey) -> Option<usize>,
     ) -> Result<Vec<(usize, i64, Histogram)>, StoreError> {
-        let (groups, only) = self.grouped_series(filter, (from, to), group)?;
         let mut merged: FxHashMap<(usize, i64), Histogram> = FxHashMap::default();
-        self.each_histogram_step(filter, (from, to), step, &only, |series, start, histogram| {
-            if let Some(&group) = groups.get(&series) {
-                merge_into(&mut merged, (group, start), histogram);
-            }
-        })?;
+        for part in self.parts(filter, self.step_plan(from, to, step))? {
+            let (groups, only) = self.grouped_series(filter, &part, (from, to), group)?;
+            self.each_histogram_step(filter, &part, step, &only, |series, start, histogram| {
+                if let Some(&group) = groups.get(&series) {
+                    merge_into(&mut merged, (group, start), histogram);
+                }
+            })?;
+        }
         let mut rows: Vec<(usize, i64, Histogram)> = merged.into_iter().map(|((g, start), h)| (g, start, h)).collect();
         rows.sort_unstable_by_key(|(group, start, _)| (*group, *start));
         Ok(rows)
@@ -617,31 +730,27 @@ impl Store for SqliteStore {
         to: i64,
         step: i64,
     ) -> Result<Vec<(SeriesKey, String, i64, f64)>, StoreError> {
-        if filter.across_hosts {
-            return Ok(hosts::counter_steps(self.counter_steps(
-                &filter.per_series(),
-                name,
-                from,
-                to,
-                step,
-            )?));
-        }
-        let mut totals: FxHashMap<(i64, i64, i64), f64> = FxHashMap::default();
-        self.each_counter_step(filter, name, (from, to), step, "1", |series, label, start, value| {
-            *totals.entry((series, label, start)).or_default() += value;
-        })?;
-        let keys = self.keys_of(totals.keys().map(|(series, _, _)| *series))?;
         let labels = self.labels_of(name)?;
-        let mut rows: Vec<((i64, i64, i64), f64)> = totals.into_iter().collect();
-        rows.sort_unstable_by(|((s1, l1, t1), _), ((s2, l2, t2), _)| {
-            (keys.rank(*s1), labels.get(l1), t1).cmp(&(keys.rank(*s2), labels.get(l2), t2))
-        });
-        Ok(rows
-            .into_iter()
-            .filter_map(|((series, label, start), total)| {
+        let mut out = Vec::new();
+        for part in self.parts(filter, self.step_plan(from, to, step))? {
+            let mut totals: FxHashMap<(i64, i64, i64), f64> = FxHashMap::default();
+            self.each_counter_step(filter, name, &part, step, "1", |series, label, start, value| {
+                *totals.entry((series, label, start)).or_default() += value;
+            })?;
+            let keys = self.keys_of(&part, totals.keys().map(|(series, _, _)| *series))?;
+            let mut rows: Vec<((i64, i64, i64), f64)> = totals.into_iter().collect();
+            rows.sort_unstable_by(|((s1, l1, t1), _), ((s2, l2, t2), _)| {
+                (keys.rank(*s1), labels.get(l1), t1).cmp(&(keys.rank(*s2), labels.get(l2), t2))
+            });
+            out.extend(rows.into_iter().filter_map(|((series, label, start), total)| {
                 Some((keys.key(series)?.clone(), labels.get(&label)?.clone(), start, total))
-            })
-            .collect())
+            }));
+        }
+        Ok(if filter.across_hosts {
+            hosts::counter_steps(out)
+        } else {
+            out
+        })
     }
 
     fn counter_steps_grouped(
@@ -653,13 +762,15 @@ impl Store for SqliteStore {
         step: i64,
         group: &mut dyn FnMut(&SeriesKey) -> Option<usize>,
     ) -> Result<Vec<(usize, String, i64, f64)>, StoreError> {
-        let (groups, only) = self.grouped_series(filter, (from, to), group)?;
         let mut sums: FxHashMap<(usize, i64, i64), f64> = FxHashMap::default();
-        self.each_counter_step(filter, name, (from, to), step, &only, |series, label, start, value| {
-            if let Some(&group) = groups.get(&series) {
-                *sums.entry((group, label, start)).or_default() += value;
-            }
-        })?;
+        for part in self.parts(filter, self.step_plan(from, to, step))? {
+            let (groups, only) = self.grouped_series(filter, &part, (from, to), group)?;
+            self.each_counter_step(filter, name, &part, step, &only, |series, label, start, value| {
+                if let Some(&group) = groups.get(&series) {
+                    *sums.entry((group, label, start)).or_default() += value;
+                }
+            })?;
+        }
         let labels = self.labels_of(name)?;
         let mut rows: Vec<(usize, String, i64, f64)> = sums
             .into_iter()
@@ -670,38 +781,40 @@ impl Store for SqliteStore {
     }
 
     fn totals_steps(&self, filter: &Filter, from: i64, to: i64, step: i64) -> Result<Vec<StepTotal>, StoreError> {
-        if filter.across_hosts {
-            return Ok(hosts::totals_steps(self.totals_steps(
-                &filter.per_series(),
-                from,
-                to,
-                step,
-            )?));
-        }
         let step = step.max(1);
-        let mut totals: FxHashMap<(i64, i64), (u64, f64)> = FxHashMap::default();
-        for stretch in self.step_plan(from, to, step) {
-            let r = stretch.resolution;
-            let start = step_start("h", r, step);
-            let sql = format!(
-                "SELECT h.series, {start} AS step_start, SUM(h.count), SUM(h.sum)
-                 FROM series s CROSS JOIN histogram_{r} h ON h.series = s.id
-                 WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {FILTER}
-                 GROUP BY h.series, step_start"
+        let mut out = Vec::new();
+        for part in self.parts(filter, self.step_plan(from, to, step))? {
+            let (series, condition) = (part.series(), part.condition());
+            let mut totals: FxHashMap<(i64, i64), (u64, f64)> = FxHashMap::default();
+            for stretch in &part.stretches {
+                let r = stretch.resolution;
+                let start = step_start("h", r, step);
+                let table = part.table("histogram", r);
+                let sql = format!(
+                    "SELECT h.series, {start} AS step_start, SUM(h.count), SUM(h.sum)
+                     FROM {series} s CROSS JOIN {table} h ON h.series = s.id
+                     WHERE h.{r} >= ?1 AND h.{r} < ?2 AND {condition}
+                     GROUP BY h.series, step_start"
+                );
+                self.select_each(&sql, filter, (stretch.from, stretch.to), None, |row| {
+                    let total = totals.entry((row.get(0)?, row.get(1)?)).or_default();
+                    total.0 += row.get::<_, i64>(2)?.max(0) as u64;
+                    total.1 += row.get::<_, f64>(3)?;
+                    Ok(())
+                })?;
+            }
+            let keys = self.keys_of(&part, totals.keys().map(|(series, _)| *series))?;
+            let mut rows: Vec<((i64, i64), (u64, f64))> = totals.into_iter().collect();
+            rows.sort_unstable_by_key(|((series, start), _)| (keys.rank(*series), *start));
+            out.extend(
+                rows.into_iter()
+                    .filter_map(|((series, start), (count, sum))| Some((keys.key(series)?.clone(), start, count, sum))),
             );
-            self.select_each(&sql, filter, (stretch.from, stretch.to), None, |row| {
-                let total = totals.entry((row.get(0)?, row.get(1)?)).or_default();
-                total.0 += row.get::<_, i64>(2)?.max(0) as u64;
-                total.1 += row.get::<_, f64>(3)?;
-                Ok(())
-            })?;
         }
-        let keys = self.keys_of(totals.keys().map(|(series, _)| *series))?;
-        let mut rows: Vec<((i64, i64), (u64, f64))> = totals.into_iter().collect();
-        rows.sort_unstable_by_key(|((series, start), _)| (keys.rank(*series), *start));
-        Ok(rows
-            .into_iter()
-            .filter_map(|((series, start), (count, sum))| Some((keys.key(series)?.clone(), start, count, sum)))
-            .collect())
+        Ok(if filter.across_hosts {
+            hosts::totals_steps(out)
+        } else {
+            out
+        })
     }
 }

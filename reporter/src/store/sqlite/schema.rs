@@ -7,8 +7,10 @@ use rusqlite::Connection;
 /// The schema this build writes (2 added the journal, whose progress
 /// older builds would not know to replay; 3 added stack traces and trace
 /// ids to the error rows, trace links and cumulative streams' states, and
-/// so to the journal's records, see `store::pending::LegacyRecord`).
-pub const SCHEMA_VERSION: i64 = 3;
+/// so to the journal's records, see `store::pending::LegacyRecord`; 4 added
+/// the roll-ups across hosts, `txn_*`, which an older build would not keep
+/// up to date).
+pub const SCHEMA_VERSION: i64 = 4;
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,6 +70,47 @@ CREATE TABLE IF NOT EXISTS histogram_day (
     buckets BLOB NOT NULL, estimated INTEGER NOT NULL,
     PRIMARY KEY (series, day)
 ) WITHOUT ROWID;
+-- Reads of whole hours and days by period (roll-ups across hosts, retention).
+CREATE INDEX IF NOT EXISTS histogram_hour_by_hour ON histogram_hour (hour);
+CREATE INDEX IF NOT EXISTS histogram_day_by_day ON histogram_day (day);
+-- Roll-ups across hosts (`sqlite::txn`): one row per transaction series (a
+-- series key without its host) and hour or day, the merge of its hosts'
+-- rows, so that a read that does not tell hosts apart reads
+-- O(transactions) rows. `host` is always empty (the reads' filters name it).
+-- Keyed like the per-series tables (a read seeks each transaction series'
+-- stretch of time), with an index by period for rolling and retention.
+CREATE TABLE IF NOT EXISTS txn_series (
+    id INTEGER PRIMARY KEY,
+    service TEXT NOT NULL, host TEXT NOT NULL DEFAULT '', txn TEXT NOT NULL, feature TEXT NOT NULL,
+    kind TEXT NOT NULL, environment TEXT NOT NULL,
+    UNIQUE (service, txn, feature, kind, environment)
+);
+CREATE TABLE IF NOT EXISTS txn_histogram_hour (
+    series INTEGER NOT NULL, hour INTEGER NOT NULL,
+    count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+    scale INTEGER NOT NULL, zero_count INTEGER NOT NULL, zero_threshold REAL NOT NULL,
+    buckets BLOB NOT NULL, estimated INTEGER NOT NULL,
+    PRIMARY KEY (series, hour)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS txn_histogram_hour_by_hour ON txn_histogram_hour (hour);
+CREATE TABLE IF NOT EXISTS txn_histogram_day (
+    series INTEGER NOT NULL, day INTEGER NOT NULL,
+    count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+    scale INTEGER NOT NULL, zero_count INTEGER NOT NULL, zero_threshold REAL NOT NULL,
+    buckets BLOB NOT NULL, estimated INTEGER NOT NULL,
+    PRIMARY KEY (series, day)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS txn_histogram_day_by_day ON txn_histogram_day (day);
+CREATE TABLE IF NOT EXISTS txn_counter_hour (
+    series INTEGER NOT NULL, label INTEGER NOT NULL, hour INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (series, label, hour)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS txn_counter_hour_by_hour ON txn_counter_hour (hour);
+CREATE TABLE IF NOT EXISTS txn_counter_day (
+    series INTEGER NOT NULL, label INTEGER NOT NULL, day INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (series, label, day)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS txn_counter_day_by_day ON txn_counter_day (day);
 CREATE TABLE IF NOT EXISTS counter_label (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL, labels TEXT NOT NULL, UNIQUE (name, labels)
 );
@@ -79,6 +122,8 @@ CREATE TABLE IF NOT EXISTS counter_day (
     series INTEGER NOT NULL, label INTEGER NOT NULL, day INTEGER NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (series, label, day)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS counter_hour_by_hour ON counter_hour (hour);
+CREATE INDEX IF NOT EXISTS counter_day_by_day ON counter_day (day);
 CREATE TABLE IF NOT EXISTS error_hour (
     series INTEGER NOT NULL, hour INTEGER NOT NULL,
     error_type TEXT NOT NULL, message TEXT NOT NULL, location TEXT NOT NULL,

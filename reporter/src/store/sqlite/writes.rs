@@ -637,6 +637,17 @@ fn merge_into_rolled(
             .prepare_cached(&add)?
             .execute(params![series, label, minute.div_euclid(minutes), value])?;
     }
+    // Their rows across hosts are rebuilt from the merged ones.
+    let mut periods: Vec<i64> = pending
+        .minutes()
+        .filter(|m| pick(*m))
+        .map(|m| m.div_euclid(minutes))
+        .collect();
+    periods.sort_unstable();
+    periods.dedup();
+    for period in periods {
+        super::txn::roll(transaction, r, period)?;
+    }
     if r != "hour" {
         // Errors roll up into hours only.
         return Ok(());

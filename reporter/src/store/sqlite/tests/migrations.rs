@@ -108,7 +108,7 @@ fn a_version_2_file_keeps_its_errors_and_replays_its_journal() {
     let version: String = connection
         .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, "3");
+    assert_eq!(version, SCHEMA_VERSION.to_string());
     for table in ["error_minute", "error_hour"] {
         for column in ["trace_id", "stack_hash", "stacktrace"] {
             assert!(has_column(&connection, table, column).unwrap(), "{table}.{column}");

@@ -344,7 +344,9 @@ fn merges_across_hosts_and_minutes_and_survives_reopening() {
     drop(store);
     let error = SqliteStore::open(&path).unwrap_err().to_string();
     assert!(
-        error.contains("schema version 99, newer than this kuroko's 3: upgrade kuroko"),
+        error.contains(&format!(
+            "schema version 99, newer than this kuroko's {SCHEMA_VERSION}: upgrade kuroko"
+        )),
         "{error}"
     );
     let _ = std::fs::remove_dir_all(&dir);
