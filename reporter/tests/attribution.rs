@@ -364,7 +364,7 @@ fn judged(group: Group) -> (Vec<RegressionRow>, usize) {
     analysis
         .attribute_rows(&scope, &scope.previous(), &mut comparison.regressions)
         .unwrap();
-    (comparison.regressions, comparison.unchanged)
+    (comparison.regressions, comparison.unchanged.len())
 }
 
 fn attribution<'a>(rows: &'a [RegressionRow], name: &str) -> &'a Attribution {

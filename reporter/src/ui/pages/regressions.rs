@@ -174,7 +174,7 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         }))
         (section("too-little-traffic", "Unchanged, and not judged", &page, None, html! {
             p {
-                (format::count(comparison.unchanged as u64)) " judged unchanged. "
+                (format::count(comparison.unchanged.len() as u64)) " judged unchanged. "
                 @if comparison.too_little_traffic.is_empty() {
                     "Every transaction had the traffic to be judged."
                 } @else {
