@@ -304,11 +304,17 @@ impl Analysis<'_> {
         let verdicts = judge_all(&blocks, rule);
         comparison.tests = verdicts
             .iter()
-            .map(|v| [v.tests.p50, v.tests.p95, v.tests.p99, v.tests.mean].iter().flatten().count())
+            .map(|v| {
+                [v.tests.p50, v.tests.p95, v.tests.p99, v.tests.mean]
+                    .iter()
+                    .flatten()
+                    .count()
+            })
             .sum();
         // Each row with its subject's number, to find its blocks when explained.
         let mut numbered: [Vec<(usize, RegressionRow)>; 4] = Default::default();
-        for (number, ((subject, (feature, team)), verdict)) in subjects.into_iter().zip(names).zip(verdicts).enumerate() {
+        for (number, ((subject, (feature, team)), verdict)) in subjects.into_iter().zip(names).zip(verdicts).enumerate()
+        {
             if picked.as_ref().is_some_and(|t| *t != subject.1) {
                 continue;
             }

@@ -651,7 +651,11 @@ fn judged_relative(verdict: &Verdict, metric: Metric, low: f64, high: f64) -> Op
         Metric::Mean => Some(((1.0 + low) * (1.0 + high)).sqrt() - 1.0),
         _ => {
             let relative = verdict.changes.get(metric).relative?;
-            Some(if low <= high { relative.clamp(low, high) } else { relative })
+            Some(if low <= high {
+                relative.clamp(low, high)
+            } else {
+                relative
+            })
         }
     }
 }
@@ -1300,6 +1304,159 @@ mod tests {
         assert_eq!(verdict.outcome, Outcome::Regression, "{verdict:?}");
         let began = verdict.began_minute.unwrap();
         assert!((began - (START + 250 * 60)).abs() <= 2 * 60, "{}", (began - START) / 60);
+    }
+
+    /// A verdict of `outcome` with 1,000 runs a period, p95 and mean as given.
+    fn verdict(outcome: Outcome, p95: (f64, f64), mean: (f64, f64)) -> Verdict {
+        Verdict {
+            outcome,
+            trigger: None,
+            changes: Changes {
+                p50: Change::new(0.05, 0.05),
+                p95: Change::new(p95.0, p95.1),
+                p99: Change::new(0.2, 0.2),
+                mean: Change::new(mean.0, mean.1),
+            },
+            tests: Tests::default(),
+            current_count: 1_000,
+            previous_count: 1_000,
+            impact_seconds: 0.0,
+            estimated: false,
+            design: None,
+            began_minute: None,
+            shared_runs: None,
+        }
+    }
+
+    fn tested(test: TestKind, statistic: f64, q_value: f64, interval: Option<(f64, f64)>) -> Option<TestResult> {
+        Some(TestResult {
+            test,
+            statistic,
+            degrees_of_freedom: 160.0,
+            p_value: q_value / 4.0,
+            q_value,
+            shares_above: None,
+            interval: interval.map(|(low, high)| Interval {
+                low,
+                high,
+                confidence: 0.999,
+            }),
+        })
+    }
+
+    fn detail(metric: Metric, low: f64, high: f64, resolution: Option<f64>) -> MetricDetail {
+        MetricDetail {
+            metric,
+            relative: None,
+            interval: Some(Interval {
+                low,
+                high,
+                confidence: 0.99,
+            }),
+            edge: resolution.map(|_| 0.1),
+            resolution,
+            per_block: [Spread::default(); 2],
+        }
+    }
+
+    #[test]
+    fn the_reason_names_the_test_a_change_failed_with_its_numbers() {
+        let rule = RegressionRule::default();
+        // Noise: q far above 0.01; the interval comes from the explanation.
+        let mut noise = verdict(Outcome::NoChange, (0.1, 0.1031), (0.05, 0.0501));
+        noise.tests.p95 = tested(TestKind::BlockShare, 1.2, 0.41, None);
+        noise.tests.mean = tested(TestKind::BlockMean, 0.3, 0.9, None);
+        let explained = Explanation {
+            bands: None,
+            metrics: vec![detail(Metric::P95, -0.01, 0.07, Some(0.0054))],
+        };
+        assert_eq!(
+            reason(&noise, &rule, Some(&explained)),
+            "not called: p95 +3.1% (-1.0% to +7.0%), q = 0.410, not below 0.01"
+        );
+        // Without the explanation, the same without an interval.
+        assert_eq!(
+            reason(&noise, &rule, None),
+            "not called: p95 +3.1%, q = 0.410, not below 0.01"
+        );
+        // Significant but finer than the buckets: the resolution says why.
+        let mut fine = verdict(Outcome::NoChange, (0.1, 0.102), (0.05, 0.05));
+        fine.tests.p95 = tested(TestKind::BlockShare, 4.0, 0.004, Some((0.01, 0.03)));
+        let explained = Explanation {
+            bands: None,
+            metrics: vec![detail(Metric::P95, 0.01, 0.03, Some(0.044))],
+        };
+        assert_eq!(
+            reason(&fine, &rule, Some(&explained)),
+            "not called: p95 +2.0% (+1.0% to +3.0%), q = 0.004, but the change is below the buckets' resolution (4.4% wide here) and the minimum change 10%"
+        );
+        // Significant and large, but the interval reaches under 5%.
+        let mut wide = verdict(Outcome::NoChange, (0.1, 0.1), (0.05, 0.056));
+        wide.tests.mean = tested(TestKind::BlockMean, 3.5, 0.008, Some((0.03, 0.21)));
+        assert_eq!(
+            reason(&wide, &rule, None),
+            "not called: mean +12% (+3.0% to +21%), q = 0.008, but its interval holds changes under 5.0%"
+        );
+        // Below the minimum change: the furthest gate wins over a larger noisy metric.
+        wide.tests.mean = tested(TestKind::BlockMean, 3.5, 0.008, Some((0.06, 0.08)));
+        wide.tests.p95 = tested(TestKind::BlockShare, 1.0, 0.5, None);
+        wide.changes.p95 = Change::new(0.1, 0.13);
+        assert_eq!(
+            reason(&wide, &rule, None),
+            "not called: mean +7.0% (+6.0% to +8.0%), q = 0.008, but below the minimum change 10%"
+        );
+        // Too few runs, and periods without hours in common.
+        let mut thin = verdict(Outcome::TooLittleTraffic, (0.1, 0.1), (0.05, 0.05));
+        thin.current_count = 12;
+        let thirty = RegressionRule { min_count: 30, ..rule };
+        assert_eq!(reason(&thin, &thirty, None), "not judged: 12 runs now, fewer than 30");
+        thin.current_count = 1_000;
+        thin.shared_runs = Some([0.3, 0.9]);
+        assert_eq!(
+            reason(&thin, &thirty, None),
+            "not judged: the periods share too few times of day with runs (30% of this period's runs and 90% of the previous one's are in hours both hold; 50% of each is needed)"
+        );
+        // Called: the trigger's size, interval and q.
+        let mut called = verdict(Outcome::Regression, (0.1, 0.112), (0.05, 0.05));
+        called.trigger = Some(Trigger {
+            metric: Metric::P95,
+            relative: 0.12,
+            low: 0.09,
+            high: 0.15,
+            test: TestKind::BlockShare,
+            p_value: 0.0004,
+            q_value: 0.004,
+        });
+        assert_eq!(
+            reason(&called, &rule, None),
+            "called a regression: p95 +12% (+9.0% to +15%), q = 0.004 below 0.01, at least 10% and its interval clear of changes under 5.0%"
+        );
+    }
+
+    #[test]
+    fn an_explanation_holds_both_distributions_and_the_blocks_of_each_test() {
+        let subject = weekly(17, 30, 1.0);
+        let rule = RegressionRule::default();
+        let verdict = judge_all(std::slice::from_ref(&subject), &rule)[0];
+        assert_eq!(verdict.outcome, Outcome::NoChange, "{verdict:?}");
+        let explained = explain(&subject, &verdict, &rule);
+        let bands = explained.bands.unwrap();
+        // The baseline's own runs fall about 50/45/4/1% into bands cut at its percentiles.
+        assert!(
+            (bands.previous[0] - 0.5).abs() < 0.02 && (bands.previous[3] - 0.01).abs() < 0.01,
+            "{bands:?}"
+        );
+        assert!((bands.current.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{bands:?}");
+        let p95 = explained.metrics.iter().find(|d| d.metric == Metric::P95).unwrap();
+        let interval = p95.interval.unwrap();
+        assert!(
+            interval.low < 0.0 && interval.high > 0.0 && interval.confidence == 0.99,
+            "{interval:?}"
+        );
+        // The agent's buckets are 0.54% wide; about 5% of each block's runs are above the p95 edge.
+        assert!((p95.resolution.unwrap() - 0.0054).abs() < 0.0002, "{p95:?}");
+        assert!((p95.per_block[1].median - 0.05).abs() < 0.03, "{p95:?}");
+        assert!(reason(&verdict, &rule, Some(&explained)).starts_with("not called: "));
     }
 
     #[test]

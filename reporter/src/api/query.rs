@@ -972,7 +972,8 @@ impl RegressionsAnswer {
             not_enough_baseline: comparison.coverage.shortfall(),
             regressions: rows(comparison.regressions),
             improvements: (query.include.improvements || named).then(|| rows(comparison.improvements)),
-            too_little_traffic: (query.include.too_little_traffic || named).then(|| rows(comparison.too_little_traffic)),
+            too_little_traffic: (query.include.too_little_traffic || named)
+                .then(|| rows(comparison.too_little_traffic)),
             unchanged: named.then(|| rows(comparison.unchanged)),
         }
     }

@@ -574,7 +574,11 @@ fn explained(out: &mut String, row: &Value) {
                 "{:.1}% interval {} to {}",
                 at(interval, &["confidence"]).as_f64().unwrap_or(f64::NAN) * 100.0,
                 shown(at(interval, &["low"]), Kind::Change),
-                if high.is_null() { "unbounded".to_owned() } else { shown(high, Kind::Change) },
+                if high.is_null() {
+                    "unbounded".to_owned()
+                } else {
+                    shown(high, Kind::Change)
+                },
             ));
         }
         let edge = at(&test, &["edge_seconds"]);
@@ -743,7 +747,11 @@ fn distributions(out: &mut String, distributions: &Value) {
             seconds("mean")
         )
     };
-    out.push_str(&format!("  before: {}\n  now:    {}\n", line("previous"), line("current")));
+    out.push_str(&format!(
+        "  before: {}\n  now:    {}\n",
+        line("previous"),
+        line("current")
+    ));
     let edges = at(distributions, &["band_edges"]);
     if let Some(edges) = edges.as_array().filter(|e| e.len() == 3) {
         let edge = |i: usize| shown(&edges[i], Kind::Seconds);
