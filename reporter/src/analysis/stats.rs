@@ -706,6 +706,13 @@ pub struct Explanation {
     pub metrics: Vec<MetricDetail>,
 }
 
+impl Explanation {
+    /// One metric's detail, when it was tested.
+    pub fn metric(&self, metric: Metric) -> Option<&MetricDetail> {
+        self.metrics.iter().find(|d| d.metric == metric)
+    }
+}
+
 /// A coarse view of both periods' histograms: the share of each period's
 /// runs at or below the baseline's p50, between it and its p95, between
 /// that and its p99, and above.
@@ -853,7 +860,7 @@ pub fn metric_reasons(
         .into_iter()
         .filter_map(|metric| {
             let test = verdict.tests.get(metric)?;
-            let detail = explanation.and_then(|e| e.metrics.iter().find(|d| d.metric == metric));
+            let detail = explanation.and_then(|e| e.metric(metric));
             let bounds = test.interval.or(detail.and_then(|d| d.interval));
             let relative = bounds
                 .and_then(|i| judged_relative(verdict, metric, i.low, i.high))
@@ -1306,6 +1313,19 @@ mod tests {
         assert!((began - (START + 250 * 60)).abs() <= 2 * 60, "{}", (began - START) / 60);
     }
 
+    /// p95 +12% (+9% to +15%), q = 0.004.
+    fn p95_plus_12() -> Trigger {
+        Trigger {
+            metric: Metric::P95,
+            relative: 0.12,
+            low: 0.09,
+            high: 0.15,
+            test: TestKind::BlockShare,
+            p_value: 0.0004,
+            q_value: 0.004,
+        }
+    }
+
     /// A verdict of `outcome` with 1,000 runs a period, p95 and mean as given.
     fn verdict(outcome: Outcome, p95: (f64, f64), mean: (f64, f64)) -> Verdict {
         Verdict {
@@ -1418,15 +1438,7 @@ mod tests {
         );
         // Called: the trigger's size, interval and q.
         let mut called = verdict(Outcome::Regression, (0.1, 0.112), (0.05, 0.05));
-        called.trigger = Some(Trigger {
-            metric: Metric::P95,
-            relative: 0.12,
-            low: 0.09,
-            high: 0.15,
-            test: TestKind::BlockShare,
-            p_value: 0.0004,
-            q_value: 0.004,
-        });
+        called.trigger = Some(p95_plus_12());
         assert_eq!(
             reason(&called, &rule, None),
             "called a regression: p95 +12% (+9.0% to +15%), q = 0.004 below 0.01, at least 10% and its interval clear of changes under 5.0%"
@@ -1461,15 +1473,7 @@ mod tests {
 
     #[test]
     fn trigger_reads_as_size_interval_and_evidence() {
-        let trigger = Trigger {
-            metric: Metric::P95,
-            relative: 0.12,
-            low: 0.09,
-            high: 0.15,
-            test: TestKind::BlockShare,
-            p_value: 0.0004,
-            q_value: 0.004,
-        };
+        let trigger = p95_plus_12();
         assert_eq!(
             trigger.to_string(),
             "p95 +12% (+9.0% to +15%; p < 0.001, q = 0.004, block share test)"

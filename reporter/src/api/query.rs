@@ -850,7 +850,7 @@ fn explanation(row: &RegressionRow, attribution: Option<Attribution>, context: C
         .into_iter()
         .filter_map(|(metric, gate, reason)| {
             let t = verdict.tests.get(metric)?;
-            let detail = explained.and_then(|e| e.metrics.iter().find(|d| d.metric == metric));
+            let detail = explained.and_then(|e| e.metric(metric));
             Some(TestJson {
                 metric: metric.to_string(),
                 test: t.test.to_string(),

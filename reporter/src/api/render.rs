@@ -318,7 +318,7 @@ pub fn csv(question: Question, answer: &Value) -> String {
             (SEGMENTS, rows)
         }
         Question::Regressions => {
-            let rows = ["regressions", "improvements", "too_little_traffic"]
+            let rows = ["regressions", "improvements", "too_little_traffic", "unchanged"]
                 .iter()
                 .flat_map(|key| list(answer, key))
                 .collect();

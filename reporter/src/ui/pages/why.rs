@@ -91,6 +91,8 @@ pub(super) fn explanation(row: &RegressionRow, rule: &RegressionRule, block_minu
             }
         }
     };
+    // "p = 0.721" as "0.721", "p < 0.001" as "< 0.001", under a "p" heading.
+    let bare = |text: String| text[1..].trim_start().trim_start_matches('=').trim_start().to_owned();
     let spread = |s: stats::Spread, seconds: bool| {
         let value = |v: f64| {
             if seconds {
@@ -139,7 +141,7 @@ pub(super) fn explanation(row: &RegressionRow, rule: &RegressionRule, block_minu
                     tbody {
                         @for (metric, _, why) in stats::metric_reasons(verdict, rule, explained) {
                             @if let Some(test) = verdict.tests.get(metric) {
-                                @let detail = explained.and_then(|e| e.metrics.iter().find(|d| d.metric == metric));
+                                @let detail = explained.and_then(|e| e.metric(metric));
                                 @let interval = test.interval.or(detail.and_then(|d| d.interval));
                                 tr data-metric=(metric.to_string()) {
                                     td { (metric.to_string()) }
@@ -151,8 +153,8 @@ pub(super) fn explanation(row: &RegressionRow, rule: &RegressionRule, block_minu
                                     }
                                     td.num { (format!("{:.2}", test.statistic)) }
                                     td.num { (format!("{:.0}", test.degrees_of_freedom)) }
-                                    td.num { (format::p_value(test.p_value).replacen("p ", "", 1)) }
-                                    td.num { (format::q_value(test.q_value).replacen("q ", "", 1)) }
+                                    td.num { (bare(format::p_value(test.p_value))) }
+                                    td.num { (bare(format::q_value(test.q_value))) }
                                     td {
                                         @if let Some(d) = detail {
                                             @let seconds = d.edge.is_none();
