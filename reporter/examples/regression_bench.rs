@@ -118,7 +118,7 @@ fn main() -> anyhow::Result<()> {
     let comparison = last.context("three passes ran")?;
     let judged = comparison.regressions.len()
         + comparison.improvements.len()
-        + comparison.unchanged
+        + comparison.unchanged.len()
         + comparison.too_little_traffic.len();
     println!(
         "regression pass over {judged} transactions: median {:.2} s (min {:.2}, max {:.2})",
@@ -130,7 +130,7 @@ fn main() -> anyhow::Result<()> {
         "{} regressions, {} improvements, {} unchanged, {} with too little traffic",
         comparison.regressions.len(),
         comparison.improvements.len(),
-        comparison.unchanged,
+        comparison.unchanged.len(),
         comparison.too_little_traffic.len()
     );
     for row in comparison.regressions.iter().take(5) {

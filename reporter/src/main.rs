@@ -114,6 +114,7 @@ enum Command {
         where does the time go this week:   kuroko query consumers --since 7d\n  \
         what got slower:                    kuroko query regressions\n  \
         and why, with the tests:            kuroko query regressions --explain\n  \
+        why one was not called:             kuroko query regressions --explain --service api --transaction 'GET /orders'\n  \
         N+1 queries and other problems:     kuroko query problems --since 7d\n  \
         yesterday's errors:                 kuroko query errors --since 1d\n  \
         the slowest of one team, by p99:    kuroko query slowest --team search --by p99 --config kuroko.toml\n  \
@@ -246,8 +247,14 @@ struct QueryArgs {
     /// Breakdown: slowest kept traces listed. Default: 5.
     #[arg(long)]
     traces: Option<String>,
-    /// Regressions: explain each finding: its blocks, tests (p, q, interval)
-    /// and its change decomposed by segment, host and traffic mix.
+    /// Regressions: say why each row listed was or was not called ("not
+    /// called: p95 +3.1% (-1.0% to +7.0%), q = 0.410, not below 0.01"), with
+    /// both periods' runs (p50/p95/p99/mean, shares per duration band), the
+    /// blocks, and each metric's test (t, df, p, q, interval, the buckets'
+    /// resolution, per-block values); a finding's change is decomposed by
+    /// segment, host and traffic mix. With --transaction (and --service),
+    /// that transaction is shown whatever its verdict, unchanged included,
+    /// judged with the others of the answer without --transaction.
     #[arg(long)]
     explain: bool,
     /// How to print: an aligned table, JSON as the API returns it, or CSV.

@@ -364,7 +364,7 @@ fn judged(group: Group) -> (Vec<RegressionRow>, usize) {
     analysis
         .attribute_rows(&scope, &scope.previous(), &mut comparison.regressions)
         .unwrap();
-    (comparison.regressions, comparison.unchanged)
+    (comparison.regressions, comparison.unchanged.len())
 }
 
 fn attribution<'a>(rows: &'a [RegressionRow], name: &str) -> &'a Attribution {
@@ -615,6 +615,147 @@ fn the_cli_shows_the_cause_and_explains_each_finding() {
         checkout["explain"]["attribution"]["routes"].as_array().unwrap().len(),
         2
     );
+}
+
+/// `kuroko query regressions --explain` on one named transaction says why
+/// it was or was not called, whatever its verdict: `GET /search` (noise) is
+/// listed as unchanged with the reason, its q and interval, both periods'
+/// runs and the blocks; its verdict is the one its service's list gives it
+/// (q adjusted across the service's transactions, not its own four tests).
+#[test]
+fn the_cli_says_why_a_named_transaction_was_not_called() {
+    let named = ["--explain", "--service", "shop", "--transaction", "GET /search"];
+    let table = kuroko_query(&named);
+    assert!(table.contains("Judged unchanged (1)"), "{table}");
+    assert!(table.contains("Why: shop GET /search"), "{table}");
+    let reason = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("not called: "))
+        .unwrap_or_else(|| panic!("no reason: {table}"));
+    assert!(
+        reason.contains("% to ") && reason.contains(", q = 0.") && reason.ends_with("not below 0.01"),
+        "the reason gives the size, its interval and q: {reason}"
+    );
+    assert!(table.contains("  before: ") && table.contains(" runs, p50 "), "{table}");
+    assert!(
+        table.contains("runs by duration (cut at the baseline's p50, p95, p99)"),
+        "{table}"
+    );
+    assert!(
+        table.contains("blocks with runs: 168 now, 168 before") && table.contains("q adjusted across 24 tests"),
+        "the six routes of shop, four tests each: {table}"
+    );
+    assert!(table.contains("(buckets 0.54% wide there)"), "{table}");
+    assert!(table.contains("99.0% interval "), "{table}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&kuroko_query(&[&named[..], &["--format", "json"]].concat())).unwrap();
+    assert_eq!(json["regressions"].as_array().map(Vec::len), Some(0), "{json}");
+    let search = &json["unchanged"][0];
+    assert_eq!(search["outcome"], "no_change", "{json}");
+    let explain = &search["explain"];
+    assert_eq!(explain["reason"].as_str(), Some(reason.trim()), "{explain}");
+    let bands = explain["distributions"]["current"]["bands"].as_array().unwrap();
+    let total: f64 = bands.iter().filter_map(serde_json::Value::as_f64).sum();
+    assert!((total - 1.0).abs() < 1e-6, "{bands:?}");
+    let tests = explain["statistics"]["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 4, "{explain}");
+    for test in tests {
+        assert_eq!(test["gate"], "not_significant", "{test}");
+        assert!(test["q_value"].as_f64().unwrap() >= 0.01, "{test}");
+        assert_eq!(test["interval"]["confidence"], 0.99, "{test}");
+        assert!(test["per_block"]["previous"]["max"].as_f64().is_some(), "{test}");
+    }
+    // The same q-values as the service's own list.
+    let f = fixture();
+    let owners = owners();
+    let analysis = Analysis::new(&f.store, &owners);
+    let scope = Scope {
+        service: Some("shop".into()),
+        ..second_week()
+    };
+    let comparison = analysis
+        .compare(&scope, &RegressionRule::default(), Group::Transaction)
+        .unwrap();
+    let listed = comparison
+        .unchanged
+        .iter()
+        .find(|r| r.transaction == "GET /search")
+        .unwrap();
+    let q = listed.verdict.tests.mean.unwrap().q_value;
+    let mean = tests.iter().find(|t| t["metric"] == "mean").unwrap();
+    assert!((mean["q_value"].as_f64().unwrap() - q).abs() < 1e-12, "{mean} {q}");
+
+    // A named regression says it was called, and why.
+    let orders = kuroko_query(&["--explain", "--service", "shop", "--transaction", "GET /orders/{id}"]);
+    assert!(orders.contains("  called a regression: p95 +"), "{orders}");
+}
+
+/// The transaction page (over HTTP) says why `GET /search` was not called,
+/// with its tests; the regressions page lists it among the unchanged with
+/// its reason and a link there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_say_why_a_transaction_was_not_called() {
+    let f = fixture();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&f.path).unwrap());
+    let app = kuroko_reporter::app::App::new(store, Arc::new(owners()), String::new(), None);
+    let router = kuroko_reporter::ui::router(app, PathBuf::from("/nonexistent"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let scope = second_week();
+    let window = format!(
+        "since={}&until={}",
+        rfc3339(scope.from).replace(':', "%3A"),
+        rfc3339(scope.to).replace(':', "%3A")
+    );
+    let get = |path: String| async move {
+        let response = reqwest::get(format!("http://{address}{path}")).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.text().await.unwrap()
+    };
+    let search = get(format!(
+        "/transactions?service=shop&transaction=GET%20%2Fsearch&{window}"
+    ))
+    .await;
+    assert!(
+        search.contains("No regression or improvement against the window before"),
+        "{search}"
+    );
+    let why = search
+        .split(r#"<p class="reason"><strong>Why: </strong>"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</p>").next())
+        .unwrap_or_else(|| panic!("no reason on the page: {search}"));
+    assert!(
+        why.starts_with("not called: ")
+            && why.contains("% to ")
+            && why.contains("q = 0.")
+            && why.contains("not below 0.01"),
+        "{why}"
+    );
+    assert!(search.contains(r#"<tr data-metric="p95">"#), "{search}");
+    assert!(search.contains("buckets 0.54% wide here"), "{search}");
+    assert!(search.contains("<th class=\"num\">≤ 41 ms</th>"), "the bands: {search}");
+    let orders = get(format!(
+        "/transactions?service=shop&transaction=GET%20%2Forders%2F%7Bid%7D&{window}"
+    ))
+    .await;
+    assert!(
+        orders.contains("<strong>Why: </strong>called a regression: "),
+        "{orders}"
+    );
+
+    let regressions = get(format!("/regressions?{window}")).await;
+    let unchanged = regressions
+        .split(r#"<details class="unchanged">"#)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no unchanged list: {regressions}"));
+    let line = unchanged
+        .split("<li>")
+        .find(|li| li.contains(">shop GET /search</a>"))
+        .unwrap_or_else(|| panic!("GET /search is not listed: {unchanged}"));
+    assert!(line.contains("#why\">") && line.contains(" — not called: "), "{line}");
 }
 
 #[test]

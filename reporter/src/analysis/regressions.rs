@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::attribution::Attribution;
 use super::blocks::{block_minutes, Block};
-use super::stats::{judge_all, Outcome, RegressionRule, Verdict};
+use super::stats::{explain, judge_all, Explanation, Outcome, RegressionRule, Verdict};
 use super::{Analysis, AnalysisError, Scope};
 use crate::histogram::Histogram;
 use crate::store::SeriesKey;
@@ -71,6 +71,9 @@ pub struct RegressionRow {
     /// Why it changed, once asked ([`Analysis::attribute_rows`]); `None`
     /// until then, and for rows not shown.
     pub attribution: Option<Box<Attribution>>,
+    /// What the verdict rests on (distributions, blocks, intervals), for the
+    /// rows explained ([`Analysis::compare_explained`]); `None` for the others.
+    pub explanation: Option<Box<Explanation>>,
 }
 
 impl RegressionRow {
@@ -94,14 +97,18 @@ pub struct Comparison {
     /// gone transactions among them), or the periods share too few times of
     /// day with runs; busiest first.
     pub too_little_traffic: Vec<RegressionRow>,
-    /// Judged and found unchanged (or changed too little, or only by noise).
-    pub unchanged: usize,
+    /// Judged and found unchanged (or changed too little, or only by
+    /// noise): busiest first.
+    pub unchanged: Vec<RegressionRow>,
     /// How much of each window holds data, and whether that is enough to
     /// compare them at all.
     pub coverage: Coverage,
     /// Transactions (or features) not judged because the coverage is not
     /// enough (none otherwise).
     pub not_judged: usize,
+    /// Tests whose p-values were adjusted together (Benjamini–Hochberg):
+    /// every metric tested of every subject judged.
+    pub tests: usize,
 }
 
 /// How much of each window holds data: blocks (of [`Coverage::block_minutes`])
@@ -210,6 +217,40 @@ impl Analysis<'_> {
         rule: &RegressionRule,
         group: Group,
     ) -> Result<Comparison, AnalysisError> {
+        self.compare_explained(scope, baseline, rule, group, 0)
+    }
+
+    /// Like [`Analysis::compare_against`], with the first `explained` rows of
+    /// each list (regressions, improvements, too little traffic, unchanged)
+    /// carrying their [`Explanation`].
+    ///
+    /// Per transaction, `scope.transaction` picks the rows, not what is
+    /// judged: the transactions of `scope` without it are judged together
+    /// (their q-values adjusted as one answer), so a transaction's verdict
+    /// is the one the list without `transaction` gives it.
+    pub(crate) fn compare_explained(
+        &self,
+        scope: &Scope,
+        baseline: &Scope,
+        rule: &RegressionRule,
+        group: Group,
+        explained: usize,
+    ) -> Result<Comparison, AnalysisError> {
+        let picked = match group {
+            Group::Transaction => scope.transaction.clone(),
+            Group::Feature => None,
+        };
+        let family;
+        let scope = match picked {
+            Some(_) => {
+                family = Scope {
+                    transaction: None,
+                    ..scope.clone()
+                };
+                &family
+            }
+            None => scope,
+        };
         scope.check_team(self.owners)?;
         let block = block_minutes(scope.minutes().min(baseline.minutes()).max(1));
         let before = Scope {
@@ -251,14 +292,32 @@ impl Analysis<'_> {
             ..Comparison::default()
         };
         if !coverage.enough {
-            comparison.not_judged = gathered.len();
+            comparison.not_judged = gathered
+                .keys()
+                .filter(|subject| picked.as_ref().is_none_or(|t| *t == subject.1))
+                .count();
             return Ok(comparison);
         }
         let (subjects, gathered): (Vec<Subject>, Vec<Gathered>) = gathered.into_iter().unzip();
         let (blocks, names): (Vec<[Vec<Block>; 2]>, Vec<Names>) =
             gathered.into_iter().map(|g| (g.blocks, (g.feature, g.team))).unzip();
         let verdicts = judge_all(&blocks, rule);
-        for ((subject, (feature, team)), verdict) in subjects.into_iter().zip(names).zip(verdicts) {
+        comparison.tests = verdicts
+            .iter()
+            .map(|v| {
+                [v.tests.p50, v.tests.p95, v.tests.p99, v.tests.mean]
+                    .iter()
+                    .flatten()
+                    .count()
+            })
+            .sum();
+        // Each row with its subject's number, to find its blocks when explained.
+        let mut numbered: [Vec<(usize, RegressionRow)>; 4] = Default::default();
+        for (number, ((subject, (feature, team)), verdict)) in subjects.into_iter().zip(names).zip(verdicts).enumerate()
+        {
+            if picked.as_ref().is_some_and(|t| *t != subject.1) {
+                continue;
+            }
             let (first, second, environment) = subject;
             let row = match group {
                 Group::Transaction => RegressionRow {
@@ -270,6 +329,7 @@ impl Analysis<'_> {
                     team,
                     verdict,
                     attribution: None,
+                    explanation: None,
                 },
                 Group::Feature => RegressionRow {
                     group,
@@ -280,22 +340,39 @@ impl Analysis<'_> {
                     team,
                     verdict,
                     attribution: None,
+                    explanation: None,
                 },
             };
-            match verdict.outcome {
-                Outcome::Regression => comparison.regressions.push(row),
-                Outcome::Improvement => comparison.improvements.push(row),
-                Outcome::TooLittleTraffic => comparison.too_little_traffic.push(row),
-                Outcome::NoChange => comparison.unchanged += 1,
-            }
+            let list = match verdict.outcome {
+                Outcome::Regression => 0,
+                Outcome::Improvement => 1,
+                Outcome::TooLittleTraffic => 2,
+                Outcome::NoChange => 3,
+            };
+            numbered[list].push((number, row));
         }
         let impact = |row: &RegressionRow| row.verdict.impact_seconds;
-        comparison.regressions.sort_by(|a, b| impact(b).total_cmp(&impact(a)));
-        comparison.improvements.sort_by(|a, b| impact(a).total_cmp(&impact(b)));
         let runs = |row: &RegressionRow| row.verdict.current_count.max(row.verdict.previous_count);
-        comparison
-            .too_little_traffic
-            .sort_by_key(|row| std::cmp::Reverse(runs(row)));
+        let [regressions, improvements, too_little_traffic, unchanged] = &mut numbered;
+        regressions.sort_by(|(_, a), (_, b)| impact(b).total_cmp(&impact(a)));
+        improvements.sort_by(|(_, a), (_, b)| impact(a).total_cmp(&impact(b)));
+        too_little_traffic.sort_by_key(|(_, row)| std::cmp::Reverse(runs(row)));
+        unchanged.sort_by_key(|(_, row)| std::cmp::Reverse(runs(row)));
+        let [regressions, improvements, too_little_traffic, unchanged] = numbered.map(|list| {
+            list.into_iter()
+                .enumerate()
+                .map(|(rank, (number, mut row))| {
+                    if rank < explained {
+                        row.explanation = Some(Box::new(explain(&blocks[number], &row.verdict, rule)));
+                    }
+                    row
+                })
+                .collect::<Vec<_>>()
+        });
+        comparison.regressions = regressions;
+        comparison.improvements = improvements;
+        comparison.too_little_traffic = too_little_traffic;
+        comparison.unchanged = unchanged;
         Ok(comparison)
     }
 

@@ -41,7 +41,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::blocks::{Block, Design, Difference, Edges, Estimate, TooThin, CURRENT, PREVIOUS};
+use super::blocks::{Block, Design, Difference, Edges, Estimate, TooThin, CURRENT, MIN_COVERAGE, PREVIOUS};
 use crate::histogram::{bucket_bounds, Histogram};
 
 /// Which test produced a [`TestResult`].
@@ -79,6 +79,27 @@ pub struct TestResult {
     pub q_value: f64,
     /// Share of runs above the edge (share test only): (current, previous).
     pub shares_above: Option<(f64, f64)>,
+    /// The interval for the metric's relative change at the calls' level
+    /// (see [`judge_all`]), for a metric whose q-value is below the rule's
+    /// threshold; `None` for the others ([`explain`] gives theirs).
+    pub interval: Option<Interval>,
+}
+
+/// An interval for a relative change (0.31 is +31%) and its confidence.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Interval {
+    /// Its low end.
+    pub low: f64,
+    /// Its high end; infinite when the buckets bound it from one side only.
+    pub high: f64,
+    /// Its confidence (0.99 is 99%).
+    pub confidence: f64,
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&interval_text(self.low, self.high))
+    }
 }
 
 /// Where a bucket's values are taken to be, for moments.
@@ -305,6 +326,10 @@ pub struct Verdict {
     /// the change most likely began ([`change_point`]), when it lies in the
     /// current period.
     pub began_minute: Option<i64>,
+    /// Not judged though both periods had the runs: the best share of each
+    /// period's runs, `[current, previous]`, in times of day both hold
+    /// ([`MIN_COVERAGE`] of each is needed).
+    pub shared_runs: Option<[f64; 2]>,
 }
 
 /// How two periods of one subject were compared.
@@ -561,6 +586,7 @@ fn tests(designs: &Designs<'_>, estimated: bool) -> Tests {
             p_value,
             q_value: 1.0,
             shares_above,
+            interval: None,
         })
     };
     let mut tests = Tests::default();
@@ -614,6 +640,323 @@ fn interval(designs: &Designs<'_>, metric: Metric, miss: f64) -> Option<(f64, f6
     Some((low, high))
 }
 
+/// The metrics, in the order they are listed.
+const METRICS: [Metric; 4] = [Metric::P50, Metric::P95, Metric::P99, Metric::Mean];
+
+/// A metric's relative change as judged, given its interval: for the mean
+/// the post-stratified means' (the interval's centre on the log scale), for
+/// a percentile the merged periods' quantiles' kept inside the interval.
+fn judged_relative(verdict: &Verdict, metric: Metric, low: f64, high: f64) -> Option<f64> {
+    match metric {
+        Metric::Mean => Some(((1.0 + low) * (1.0 + high)).sqrt() - 1.0),
+        _ => {
+            let relative = verdict.changes.get(metric).relative?;
+            Some(if low <= high {
+                relative.clamp(low, high)
+            } else {
+                relative
+            })
+        }
+    }
+}
+
+/// The first test of [`judge_all`] a metric's change fails, in the order
+/// they are applied; later ones are closer to a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Gate {
+    /// Its q-value is not below the rule's threshold: it may be noise.
+    NotSignificant,
+    /// No interval could be had for its size.
+    NoInterval,
+    /// Its size and its test point opposite ways.
+    Direction,
+    /// It moved by less than the rule's minimum change.
+    Small,
+    /// Its interval holds changes under half the minimum.
+    Unresolved,
+    /// It passes every test: it can be called.
+    Passed,
+}
+
+/// Which gate a significant change of `relative` (its interval `low` to
+/// `high`, slower by its test when `slower`) stops at under `rule`: its
+/// direction, its size, then whether its interval excludes every change
+/// under half the minimum (so 0 too).
+fn gate(rule: &RegressionRule, slower: bool, relative: f64, low: f64, high: f64) -> Gate {
+    let floor = rule.min_change / 2.0;
+    if (relative > 0.0) != slower {
+        Gate::Direction
+    } else if relative.abs() < rule.min_change {
+        Gate::Small
+    } else if !(if slower { low > floor } else { high < -floor }) {
+        Gate::Unresolved
+    } else {
+        Gate::Passed
+    }
+}
+
+/// How one transaction's periods compare, for people asking why it was (or
+/// was not) called: what [`explain`] adds to its [`Verdict`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explanation {
+    /// The runs of each period in bands cut at the baseline's p50, p95 and
+    /// p99; `None` when the baseline has no runs.
+    pub bands: Option<Bands>,
+    /// Each tested metric, in the order p50, p95, p99, mean.
+    pub metrics: Vec<MetricDetail>,
+}
+
+impl Explanation {
+    /// One metric's detail, when it was tested.
+    pub fn metric(&self, metric: Metric) -> Option<&MetricDetail> {
+        self.metrics.iter().find(|d| d.metric == metric)
+    }
+}
+
+/// A coarse view of both periods' histograms: the share of each period's
+/// runs at or below the baseline's p50, between it and its p95, between
+/// that and its p99, and above.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bands {
+    /// The cuts, seconds: the baseline's p50, p95 and p99.
+    pub edges: [f64; 3],
+    /// Shares of the current period's runs in the four bands.
+    pub current: [f64; 4],
+    /// Shares of the previous period's runs in the four bands.
+    pub previous: [f64; 4],
+}
+
+/// One tested metric, explained.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MetricDetail {
+    /// The metric.
+    pub metric: Metric,
+    /// Its relative change as judged (post-stratified for the mean).
+    pub relative: Option<f64>,
+    /// The interval for it: the verdict's (at the calls' level) when its
+    /// q-value is below the rule's threshold, else at `1 − threshold`.
+    pub interval: Option<Interval>,
+    /// Share test: the bucket edge whose share is compared, seconds.
+    pub edge: Option<f64>,
+    /// Share test: how wide the buckets are there, relative (0.0054 is 0.54%):
+    /// no percentile change smaller than this can be seen.
+    pub resolution: Option<f64>,
+    /// The value of each block with runs that the test compares,
+    /// `[current, previous]`: its mean duration (seconds) for the mean,
+    /// the share of its runs above the edge for a percentile.
+    pub per_block: [Spread; 2],
+}
+
+/// Smallest, median and largest of some values (zeros when there are none).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Spread {
+    /// The smallest.
+    pub min: f64,
+    /// The median.
+    pub median: f64,
+    /// The largest.
+    pub max: f64,
+}
+
+impl Spread {
+    fn of(mut values: Vec<f64>) -> Spread {
+        values.sort_by(f64::total_cmp);
+        match (values.first(), values.last()) {
+            (Some(&min), Some(&max)) => {
+                let n = values.len();
+                let median = if n % 2 == 1 {
+                    values[n / 2]
+                } else {
+                    (values[n / 2 - 1] + values[n / 2]) / 2.0
+                };
+                Spread { min, median, max }
+            }
+            _ => Spread::default(),
+        }
+    }
+}
+
+/// What `verdict` (judged by [`judge_all`] from `subject`, its blocks
+/// `[current, previous]`, under `rule`) rests on: both periods' runs in
+/// bands, and for each tested metric its interval, bucket edge and
+/// resolution, and the per-block values its test compares. Computed only
+/// for the subjects someone asks about: it reads every block again.
+pub fn explain(subject: &[Vec<Block>; 2], verdict: &Verdict, rule: &RegressionRule) -> Explanation {
+    let [current, previous] = subject;
+    let [now, before] = [merged(current), merged(previous)];
+    let bands = (before.count > 0).then(|| {
+        let edges = [0.50, 0.95, 0.99].map(|q| before.quantile(q));
+        let cut = |h: &Histogram| {
+            let [a, b, c] = edges.map(|edge| h.fraction_above(edge));
+            [1.0 - a, a - b, b - c, c]
+        };
+        Bands {
+            edges,
+            current: cut(&now),
+            previous: cut(&before),
+        }
+    });
+    let day_blocks = [days(current), days(previous)];
+    let designs = designs(current, previous, &day_blocks).ok();
+    let edges = designs.as_ref().map(|d| d.blocks.edges());
+    let indexes = edges.as_ref().map(Edges::indexes).unwrap_or_default();
+    let metrics = METRICS
+        .into_iter()
+        .filter_map(|metric| {
+            let test = verdict.tests.get(metric)?;
+            let bounds = test.interval.or_else(|| {
+                let (low, high) = interval(designs.as_ref()?, metric, rule.p_value)?;
+                Some(Interval {
+                    low,
+                    high,
+                    confidence: 1.0 - rule.p_value,
+                })
+            });
+            let level = QUANTILES.iter().find(|(m, _)| *m == metric).map(|q| q.1);
+            let bucket = edges.as_ref().zip(level).and_then(|(edges, level)| {
+                let position = edges.quantile_position(PREVIOUS, &indexes, level)?;
+                Some(bucket_bounds(indexes[position], edges.scale))
+            });
+            let edge = bucket.map(|(_, high)| high);
+            let value = |h: &Histogram| match edge {
+                Some(edge) => h.fraction_above(edge),
+                None => h.mean(),
+            };
+            let per_block = [current, previous].map(|blocks| {
+                Spread::of(
+                    blocks
+                        .iter()
+                        .filter(|b| b.histogram.count > 0)
+                        .map(|b| value(&b.histogram))
+                        .collect(),
+                )
+            });
+            Some(MetricDetail {
+                metric,
+                relative: bounds
+                    .and_then(|i| judged_relative(verdict, metric, i.low, i.high))
+                    .or(verdict.changes.get(metric).relative),
+                interval: bounds,
+                edge,
+                resolution: bucket.filter(|(low, _)| *low > 0.0).map(|(low, high)| high / low - 1.0),
+                per_block,
+            })
+        })
+        .collect();
+    Explanation { bands, metrics }
+}
+
+/// Each tested metric of `verdict` with the gate it stopped at and why, in
+/// words: "p95 +3.1% (-1.0% to +7.0%), q = 0.410, not below 0.01". The
+/// intervals and resolutions come from `explanation` when given.
+pub fn metric_reasons(
+    verdict: &Verdict,
+    rule: &RegressionRule,
+    explanation: Option<&Explanation>,
+) -> Vec<(Metric, Gate, String)> {
+    let alpha = rule.p_value;
+    let minimum = crate::format::percent(rule.min_change);
+    METRICS
+        .into_iter()
+        .filter_map(|metric| {
+            let test = verdict.tests.get(metric)?;
+            let detail = explanation.and_then(|e| e.metric(metric));
+            let bounds = test.interval.or(detail.and_then(|d| d.interval));
+            let relative = bounds
+                .and_then(|i| judged_relative(verdict, metric, i.low, i.high))
+                .or(verdict.changes.get(metric).relative);
+            let q = crate::format::q_value(test.q_value);
+            let gate = match (test.q_value < alpha, bounds, relative) {
+                (false, _, _) => Gate::NotSignificant,
+                (true, Some(i), Some(relative)) => gate(rule, test.statistic > 0.0, relative, i.low, i.high),
+                _ => Gate::NoInterval,
+            };
+            let resolution = detail.and_then(|d| d.resolution);
+            let why = match gate {
+                Gate::NotSignificant => format!("{q}, not below {alpha}"),
+                Gate::NoInterval => format!("{q}, but no interval could be had for its size"),
+                Gate::Direction => format!("{q}, but its size and its test point opposite ways"),
+                Gate::Small => match resolution {
+                    Some(r) if relative.is_some_and(|c| c.abs() < r) => format!(
+                        "{q}, but the change is below the buckets' resolution ({} wide here) and the minimum change {minimum}",
+                        crate::format::percent(r)
+                    ),
+                    _ => format!("{q}, but below the minimum change {minimum}"),
+                },
+                Gate::Unresolved => format!(
+                    "{q}, but its interval holds changes under {}",
+                    crate::format::percent(rule.min_change / 2.0)
+                ),
+                Gate::Passed => format!("{q} below {alpha}, at least {minimum}, its interval clear of smaller changes"),
+            };
+            let size = match (relative, bounds) {
+                (Some(r), Some(i)) => format!("{metric} {} ({})", percent(r), i),
+                (Some(r), None) => format!("{metric} {}", percent(r)),
+                (None, _) => metric.to_string(),
+            };
+            Some((metric, gate, format!("{size}, {why}")))
+        })
+        .collect()
+}
+
+/// Why `verdict` was or was not called under `rule`, in one sentence:
+/// "called a regression: p95 +12% (+9.0% to +15%), q = 0.004 below 0.01 …",
+/// "not called: p95 +3.1% (-1.0% to +7.0%), q = 0.410, not below 0.01",
+/// "not judged: 12 runs now, fewer than 100". A change not called names the
+/// metric that came closest to a call (the furthest gate, then the largest
+/// move); `explanation` supplies the intervals of metrics not significant.
+pub fn reason(verdict: &Verdict, rule: &RegressionRule, explanation: Option<&Explanation>) -> String {
+    let count = crate::format::count;
+    match (verdict.outcome, verdict.trigger) {
+        (Outcome::Regression | Outcome::Improvement, Some(t)) => format!(
+            "called {}: {} {} ({}), {} below {}, at least {} and its interval clear of changes under {}",
+            if verdict.outcome == Outcome::Regression {
+                "a regression"
+            } else {
+                "an improvement"
+            },
+            t.metric,
+            percent(t.relative),
+            interval_text(t.low, t.high),
+            crate::format::q_value(t.q_value),
+            rule.p_value,
+            crate::format::percent(rule.min_change),
+            crate::format::percent(rule.min_change / 2.0),
+        ),
+        (Outcome::TooLittleTraffic, _) => {
+            let (now, before, least) = (verdict.current_count, verdict.previous_count, rule.min_count);
+            match (now < least, before < least, verdict.shared_runs) {
+                (true, true, _) => format!(
+                    "not judged: {} runs now and {} before, fewer than {} in each",
+                    count(now),
+                    count(before),
+                    count(least)
+                ),
+                (true, false, _) => format!("not judged: {} runs now, fewer than {}", count(now), count(least)),
+                (false, true, _) => format!("not judged: {} runs before, fewer than {}", count(before), count(least)),
+                (false, false, Some([now, before])) => format!(
+                    "not judged: the periods share too few times of day with runs ({} of this period's runs and {} of the previous one's are in hours both hold; {} of each is needed)",
+                    crate::format::percent(now),
+                    crate::format::percent(before),
+                    crate::format::percent(MIN_COVERAGE)
+                ),
+                (false, false, None) => "not judged: the periods could not be compared block by block".to_owned(),
+            }
+        }
+        _ => {
+            let reasons = metric_reasons(verdict, rule, explanation);
+            let size = |metric: Metric| verdict.changes.get(metric).relative.map_or(0.0, f64::abs);
+            let closest = reasons
+                .iter()
+                .max_by(|a, b| a.1.cmp(&b.1).then(size(a.0).total_cmp(&size(b.0))));
+            match closest {
+                Some((_, _, why)) => format!("not called: {why}"),
+                None => "not called: no metric could be tested (no variance between blocks)".to_owned(),
+            }
+        }
+    }
+}
+
 /// Judges every subject, each given as its blocks `[current, previous]`,
 /// under `rule`, as one answer: the verdicts, in the subjects' order.
 ///
@@ -651,6 +994,7 @@ pub fn judge_all(subjects: &[[Vec<Block>; 2]], rule: &RegressionRule) -> Vec<Ver
                 estimated: current.estimated || previous.estimated,
                 design: None,
                 began_minute: None,
+                shared_runs: None,
             };
             if current.count < rule.min_count || previous.count < rule.min_count {
                 verdict.outcome = Outcome::TooLittleTraffic;
@@ -666,13 +1010,15 @@ pub fn judge_all(subjects: &[[Vec<Block>; 2]], rule: &RegressionRule) -> Vec<Ver
                         stratum_hours: design.stratum_hours,
                     });
                 }
-                Err(_) => verdict.outcome = Outcome::TooLittleTraffic,
+                Err(thin) => {
+                    verdict.outcome = Outcome::TooLittleTraffic;
+                    verdict.shared_runs = Some(thin.coverage);
+                }
             }
             verdict
         })
         .collect();
     // Every test of the answer, adjusted together.
-    const METRICS: [Metric; 4] = [Metric::P50, Metric::P95, Metric::P99, Metric::Mean];
     let mut tested: Vec<(usize, Metric, f64)> = Vec::new();
     for (i, verdict) in verdicts.iter().enumerate() {
         for metric in METRICS {
@@ -691,7 +1037,7 @@ pub fn judge_all(subjects: &[[Vec<Block>; 2]], rule: &RegressionRule) -> Vec<Ver
     // The false-coverage-rate level for the intervals of the calls.
     let miss = discoveries as f64 * rule.p_value / tested.len().max(1) as f64;
     for (i, verdict) in verdicts.iter_mut().enumerate() {
-        let candidates: Vec<(Metric, TestResult)> = METRICS
+        let mut candidates: Vec<(Metric, TestResult)> = METRICS
             .into_iter()
             .filter_map(|metric| verdict.tests.get(metric).map(|test| (metric, test)))
             .filter(|(_, test)| test.q_value < rule.p_value)
@@ -704,21 +1050,24 @@ pub fn judge_all(subjects: &[[Vec<Block>; 2]], rule: &RegressionRule) -> Vec<Ver
         let Ok(design) = designs(current, previous, &day_blocks) else {
             continue;
         };
+        // Each candidate's interval, kept for the explanation.
+        for (metric, test) in &mut candidates {
+            test.interval = interval(&design, *metric, miss).map(|(low, high)| Interval {
+                low,
+                high,
+                confidence: 1.0 - miss,
+            });
+            if let Some(slot) = verdict.tests.slot(*metric) {
+                slot.interval = test.interval;
+            }
+        }
         let qualifying: Vec<Trigger> = candidates
             .into_iter()
             .filter_map(|(metric, test)| {
-                let (low, high) = interval(&design, metric, miss)?;
-                let relative = match metric {
-                    // The post-stratified mean's change: the interval's centre on the log scale.
-                    Metric::Mean => ((1.0 + low) * (1.0 + high)).sqrt() - 1.0,
-                    _ => verdict.changes.get(metric).relative?.clamp(low, high),
-                };
+                let Interval { low, high, .. } = test.interval?;
+                let relative = judged_relative(verdict, metric, low, high)?;
                 let slower = test.statistic > 0.0;
-                // Surely a change, and surely one of half the minimum or more.
-                let floor = rule.min_change / 2.0;
-                let resolved = if slower { low > floor } else { high < -floor };
-                let agrees = (relative > 0.0) == slower;
-                (resolved && agrees && relative.abs() >= rule.min_change).then_some(Trigger {
+                (gate(rule, slower, relative, low, high) == Gate::Passed).then_some(Trigger {
                     metric,
                     relative,
                     low,
@@ -964,9 +1313,9 @@ mod tests {
         assert!((began - (START + 250 * 60)).abs() <= 2 * 60, "{}", (began - START) / 60);
     }
 
-    #[test]
-    fn trigger_reads_as_size_interval_and_evidence() {
-        let trigger = Trigger {
+    /// p95 +12% (+9% to +15%), q = 0.004.
+    fn p95_plus_12() -> Trigger {
+        Trigger {
             metric: Metric::P95,
             relative: 0.12,
             low: 0.09,
@@ -974,7 +1323,157 @@ mod tests {
             test: TestKind::BlockShare,
             p_value: 0.0004,
             q_value: 0.004,
+        }
+    }
+
+    /// A verdict of `outcome` with 1,000 runs a period, p95 and mean as given.
+    fn verdict(outcome: Outcome, p95: (f64, f64), mean: (f64, f64)) -> Verdict {
+        Verdict {
+            outcome,
+            trigger: None,
+            changes: Changes {
+                p50: Change::new(0.05, 0.05),
+                p95: Change::new(p95.0, p95.1),
+                p99: Change::new(0.2, 0.2),
+                mean: Change::new(mean.0, mean.1),
+            },
+            tests: Tests::default(),
+            current_count: 1_000,
+            previous_count: 1_000,
+            impact_seconds: 0.0,
+            estimated: false,
+            design: None,
+            began_minute: None,
+            shared_runs: None,
+        }
+    }
+
+    fn tested(test: TestKind, statistic: f64, q_value: f64, interval: Option<(f64, f64)>) -> Option<TestResult> {
+        Some(TestResult {
+            test,
+            statistic,
+            degrees_of_freedom: 160.0,
+            p_value: q_value / 4.0,
+            q_value,
+            shares_above: None,
+            interval: interval.map(|(low, high)| Interval {
+                low,
+                high,
+                confidence: 0.999,
+            }),
+        })
+    }
+
+    fn detail(metric: Metric, low: f64, high: f64, resolution: Option<f64>) -> MetricDetail {
+        MetricDetail {
+            metric,
+            relative: None,
+            interval: Some(Interval {
+                low,
+                high,
+                confidence: 0.99,
+            }),
+            edge: resolution.map(|_| 0.1),
+            resolution,
+            per_block: [Spread::default(); 2],
+        }
+    }
+
+    #[test]
+    fn the_reason_names_the_test_a_change_failed_with_its_numbers() {
+        let rule = RegressionRule::default();
+        // Noise: q far above 0.01; the interval comes from the explanation.
+        let mut noise = verdict(Outcome::NoChange, (0.1, 0.1031), (0.05, 0.0501));
+        noise.tests.p95 = tested(TestKind::BlockShare, 1.2, 0.41, None);
+        noise.tests.mean = tested(TestKind::BlockMean, 0.3, 0.9, None);
+        let explained = Explanation {
+            bands: None,
+            metrics: vec![detail(Metric::P95, -0.01, 0.07, Some(0.0054))],
         };
+        assert_eq!(
+            reason(&noise, &rule, Some(&explained)),
+            "not called: p95 +3.1% (-1.0% to +7.0%), q = 0.410, not below 0.01"
+        );
+        // Without the explanation, the same without an interval.
+        assert_eq!(
+            reason(&noise, &rule, None),
+            "not called: p95 +3.1%, q = 0.410, not below 0.01"
+        );
+        // Significant but finer than the buckets: the resolution says why.
+        let mut fine = verdict(Outcome::NoChange, (0.1, 0.102), (0.05, 0.05));
+        fine.tests.p95 = tested(TestKind::BlockShare, 4.0, 0.004, Some((0.01, 0.03)));
+        let explained = Explanation {
+            bands: None,
+            metrics: vec![detail(Metric::P95, 0.01, 0.03, Some(0.044))],
+        };
+        assert_eq!(
+            reason(&fine, &rule, Some(&explained)),
+            "not called: p95 +2.0% (+1.0% to +3.0%), q = 0.004, but the change is below the buckets' resolution (4.4% wide here) and the minimum change 10%"
+        );
+        // Significant and large, but the interval reaches under 5%.
+        let mut wide = verdict(Outcome::NoChange, (0.1, 0.1), (0.05, 0.056));
+        wide.tests.mean = tested(TestKind::BlockMean, 3.5, 0.008, Some((0.03, 0.21)));
+        assert_eq!(
+            reason(&wide, &rule, None),
+            "not called: mean +12% (+3.0% to +21%), q = 0.008, but its interval holds changes under 5.0%"
+        );
+        // Below the minimum change: the furthest gate wins over a larger noisy metric.
+        wide.tests.mean = tested(TestKind::BlockMean, 3.5, 0.008, Some((0.06, 0.08)));
+        wide.tests.p95 = tested(TestKind::BlockShare, 1.0, 0.5, None);
+        wide.changes.p95 = Change::new(0.1, 0.13);
+        assert_eq!(
+            reason(&wide, &rule, None),
+            "not called: mean +7.0% (+6.0% to +8.0%), q = 0.008, but below the minimum change 10%"
+        );
+        // Too few runs, and periods without hours in common.
+        let mut thin = verdict(Outcome::TooLittleTraffic, (0.1, 0.1), (0.05, 0.05));
+        thin.current_count = 12;
+        let thirty = RegressionRule { min_count: 30, ..rule };
+        assert_eq!(reason(&thin, &thirty, None), "not judged: 12 runs now, fewer than 30");
+        thin.current_count = 1_000;
+        thin.shared_runs = Some([0.3, 0.9]);
+        assert_eq!(
+            reason(&thin, &thirty, None),
+            "not judged: the periods share too few times of day with runs (30% of this period's runs and 90% of the previous one's are in hours both hold; 50% of each is needed)"
+        );
+        // Called: the trigger's size, interval and q.
+        let mut called = verdict(Outcome::Regression, (0.1, 0.112), (0.05, 0.05));
+        called.trigger = Some(p95_plus_12());
+        assert_eq!(
+            reason(&called, &rule, None),
+            "called a regression: p95 +12% (+9.0% to +15%), q = 0.004 below 0.01, at least 10% and its interval clear of changes under 5.0%"
+        );
+    }
+
+    #[test]
+    fn an_explanation_holds_both_distributions_and_the_blocks_of_each_test() {
+        let subject = weekly(17, 30, 1.0);
+        let rule = RegressionRule::default();
+        let verdict = judge_all(std::slice::from_ref(&subject), &rule)[0];
+        assert_eq!(verdict.outcome, Outcome::NoChange, "{verdict:?}");
+        let explained = explain(&subject, &verdict, &rule);
+        let bands = explained.bands.unwrap();
+        // The baseline's own runs fall about 50/45/4/1% into bands cut at its percentiles.
+        assert!(
+            (bands.previous[0] - 0.5).abs() < 0.02 && (bands.previous[3] - 0.01).abs() < 0.01,
+            "{bands:?}"
+        );
+        assert!((bands.current.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{bands:?}");
+        let p95 = explained.metrics.iter().find(|d| d.metric == Metric::P95).unwrap();
+        let interval = p95.interval.unwrap();
+        assert!(
+            interval.low < 0.0 && interval.high > 0.0 && interval.confidence == 0.99,
+            "{interval:?}"
+        );
+        // The agent's buckets are 0.54% wide; about 5% of each block's runs are above the p95 edge.
+        assert!((p95.resolution.unwrap() - 0.0054).abs() < 0.0002, "{p95:?}");
+        assert!((p95.per_block[1].median - 0.05).abs() < 0.03, "{p95:?}");
+        assert!(reason(&verdict, &rule, Some(&explained)).starts_with("not called: "));
+    }
+
+    #[test]
+    fn trigger_reads_as_size_interval_and_evidence() {
+        let trigger = p95_plus_12();
         assert_eq!(
             trigger.to_string(),
             "p95 +12% (+9.0% to +15%; p < 0.001, q = 0.004, block share test)"

@@ -16,7 +16,7 @@ use crate::analysis::errors::ErrorGroup;
 use crate::analysis::problems::Problems;
 use crate::analysis::regressions::{self, Comparison, Coverage, RegressionRow};
 use crate::analysis::scope::{parse_time, parse_window};
-use crate::analysis::stats::{Change, Outcome, RegressionRule};
+use crate::analysis::stats::{self as stats, Change, Outcome, RegressionRule};
 use crate::analysis::timeseries::Step;
 use crate::analysis::{Analysis, AnalysisError, Scope};
 use crate::owners::Owners;
@@ -416,7 +416,10 @@ impl Query {
                     false => None,
                 };
                 let query = deployed.as_ref().map_or(self, |(query, _)| query);
-                let mut comparison = analysis.compare_against(&query.scope, &query.baseline, &self.rule, group)?;
+                // Explained: the rows shown (every row of a named transaction is).
+                let explained = if self.explain { self.limit } else { 0 };
+                let mut comparison =
+                    analysis.compare_explained(&query.scope, &query.baseline, &self.rule, group, explained)?;
                 // Each finding shown carries its cause.
                 let shown = self.limit.min(comparison.regressions.len());
                 analysis.attribute_rows(&query.scope, &query.baseline, &mut comparison.regressions[..shown])?;
@@ -643,6 +646,9 @@ struct RegressionsAnswer {
     improvements: Option<Vec<Judged>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     too_little_traffic: Option<Vec<Judged>>,
+    /// Judged unchanged: listed when a transaction is named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unchanged: Option<Vec<Judged>>,
 }
 
 #[derive(Serialize)]
@@ -709,19 +715,53 @@ struct CauseJson {
 /// `explain=true`: how a row was judged and what its change is made of.
 #[derive(Serialize)]
 struct Explain {
+    /// Why it was or was not called, in words: "not called: p95 +3.1% (…), q = 0.410, not below 0.01".
+    reason: String,
+    /// Both periods' runs and where they lie.
+    distributions: Distributions,
     statistics: Statistics,
     attribution: Option<Attribution>,
+}
+
+/// Both periods' runs: counts, percentiles, mean and a coarse histogram.
+#[derive(Serialize)]
+struct Distributions {
+    /// Where the bands are cut, seconds: the baseline's p50, p95 and p99;
+    /// `null` when the baseline has no runs (or the row was not explained).
+    band_edges: Option<[f64; 3]>,
+    current: Distribution,
+    previous: Distribution,
+}
+
+/// One period's runs.
+#[derive(Serialize)]
+struct Distribution {
+    runs: u64,
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    mean: f64,
+    /// Shares of the runs at or below the first band edge, between each
+    /// two, and above the last.
+    bands: Option<[f64; 4]>,
 }
 
 /// The blocks and each metric's test.
 #[derive(Serialize)]
 struct Statistics {
+    /// Length of a block, minutes.
+    block_minutes: i64,
     /// Blocks with runs in the current window; `None` when not compared.
     current_blocks: Option<usize>,
     /// Blocks with runs in the baseline.
     previous_blocks: Option<usize>,
     /// Width of the time-of-day strata, hours (24: none).
     stratum_hours: Option<i64>,
+    /// Not compared block by block: the share of each window's runs in times
+    /// of day both hold, `[current, previous]`.
+    shared_runs: Option<[f64; 2]>,
+    /// How many tests' p-values were adjusted together (Benjamini–Hochberg).
+    tests_adjusted: usize,
     /// Each metric's test, in the order p50, p95, p99, mean; untested ones left out.
     tests: Vec<TestJson>,
 }
@@ -737,14 +777,80 @@ struct TestJson {
     q_value: f64,
     /// Share test: share of runs above the edge, current then previous.
     shares_above: Option<(f64, f64)>,
+    /// The interval for the relative change (at the calls' level when q is
+    /// below the threshold, else at 1 − threshold).
+    interval: Option<IntervalJson>,
+    /// Share test: the bucket edge compared, seconds.
+    edge_seconds: Option<f64>,
+    /// Share test: the buckets' relative width there (0.0054 is 0.54%).
+    resolution: Option<f64>,
+    /// Per block with runs, the value the test compares (mean seconds, or
+    /// share of runs above the edge): smallest, median, largest.
+    per_block: Option<PerBlock>,
+    /// The test of the rule it stopped at: not_significant, no_interval,
+    /// direction, small, unresolved or passed.
+    gate: &'static str,
+    /// Why, in words.
+    reason: String,
 }
 
-fn statistics(verdict: &crate::analysis::stats::Verdict) -> Statistics {
-    use crate::analysis::stats::Metric;
-    let tests = [Metric::P50, Metric::P95, Metric::P99, Metric::Mean]
+#[derive(Serialize)]
+struct IntervalJson {
+    low: f64,
+    /// `null` when the buckets bound it from below only.
+    high: Option<f64>,
+    confidence: f64,
+}
+
+#[derive(Serialize)]
+struct PerBlock {
+    current: SpreadJson,
+    previous: SpreadJson,
+}
+
+#[derive(Serialize)]
+struct SpreadJson {
+    min: f64,
+    median: f64,
+    max: f64,
+}
+
+impl From<stats::Spread> for SpreadJson {
+    fn from(spread: stats::Spread) -> Self {
+        SpreadJson {
+            min: spread.min,
+            median: spread.median,
+            max: spread.max,
+        }
+    }
+}
+
+/// What a row's `explain` is computed from besides the row.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    rule: &'a RegressionRule,
+    block_minutes: i64,
+    tests_adjusted: usize,
+}
+
+fn explanation(row: &RegressionRow, attribution: Option<Attribution>, context: Context<'_>) -> Explain {
+    let verdict = &row.verdict;
+    let explained = row.explanation.as_deref();
+    let bands = explained.and_then(|e| e.bands);
+    let distribution = |side: fn(&Change) -> f64, runs: u64, bands: Option<[f64; 4]>| Distribution {
+        runs,
+        p50: side(&verdict.changes.p50),
+        p95: side(&verdict.changes.p95),
+        p99: side(&verdict.changes.p99),
+        mean: side(&verdict.changes.mean),
+        bands,
+    };
+    let reasons = stats::metric_reasons(verdict, context.rule, explained);
+    let tests = reasons
         .into_iter()
-        .filter_map(|metric| {
+        .filter_map(|(metric, gate, reason)| {
             let t = verdict.tests.get(metric)?;
+            let detail = explained.and_then(|e| e.metric(metric));
             Some(TestJson {
                 metric: metric.to_string(),
                 test: t.test.to_string(),
@@ -754,14 +860,46 @@ fn statistics(verdict: &crate::analysis::stats::Verdict) -> Statistics {
                 p_value: t.p_value,
                 q_value: t.q_value,
                 shares_above: t.shares_above,
+                interval: t.interval.or(detail.and_then(|d| d.interval)).map(|i| IntervalJson {
+                    low: i.low,
+                    high: i.high.is_finite().then_some(i.high),
+                    confidence: i.confidence,
+                }),
+                edge_seconds: detail.and_then(|d| d.edge),
+                resolution: detail.and_then(|d| d.resolution),
+                per_block: detail.map(|d| PerBlock {
+                    current: d.per_block[0].into(),
+                    previous: d.per_block[1].into(),
+                }),
+                gate: match gate {
+                    stats::Gate::NotSignificant => "not_significant",
+                    stats::Gate::NoInterval => "no_interval",
+                    stats::Gate::Direction => "direction",
+                    stats::Gate::Small => "small",
+                    stats::Gate::Unresolved => "unresolved",
+                    stats::Gate::Passed => "passed",
+                },
+                reason,
             })
         })
         .collect();
-    Statistics {
-        current_blocks: verdict.design.map(|d| d.current_blocks),
-        previous_blocks: verdict.design.map(|d| d.previous_blocks),
-        stratum_hours: verdict.design.map(|d| d.stratum_hours),
-        tests,
+    Explain {
+        reason: stats::reason(verdict, context.rule, explained),
+        distributions: Distributions {
+            band_edges: bands.map(|b| b.edges),
+            current: distribution(|c| c.current, verdict.current_count, bands.map(|b| b.current)),
+            previous: distribution(|c| c.previous, verdict.previous_count, bands.map(|b| b.previous)),
+        },
+        statistics: Statistics {
+            block_minutes: context.block_minutes,
+            current_blocks: verdict.design.map(|d| d.current_blocks),
+            previous_blocks: verdict.design.map(|d| d.previous_blocks),
+            stratum_hours: verdict.design.map(|d| d.stratum_hours),
+            shared_runs: verdict.shared_runs,
+            tests_adjusted: context.tests_adjusted,
+            tests,
+        },
+        attribution,
     }
 }
 
@@ -800,20 +938,26 @@ impl From<Change> for Change2 {
 
 impl RegressionsAnswer {
     fn new(query: &Query, comparison: Comparison) -> Self {
-        let explain = query.explain;
+        let context = query.explain.then_some(Context {
+            rule: &query.rule,
+            block_minutes: comparison.coverage.block_minutes,
+            tests_adjusted: comparison.tests,
+        });
         let rows = |list: Vec<RegressionRow>| {
             list.into_iter()
                 .take(query.limit)
-                .map(|row| judged(row, explain))
+                .map(|row| judged(row, context))
                 .collect()
         };
         let counts = Counts {
             regressions: comparison.regressions.len(),
             improvements: comparison.improvements.len(),
             too_little_traffic: comparison.too_little_traffic.len(),
-            unchanged: comparison.unchanged,
+            unchanged: comparison.unchanged.len(),
             not_judged: comparison.not_judged,
         };
+        // A named transaction is listed whatever its verdict.
+        let named = query.scope.transaction.is_some() && query.group == Group::Transaction;
         RegressionsAnswer {
             scope: query.scope.clone(),
             previous: query.baseline.clone(),
@@ -827,18 +971,17 @@ impl RegressionsAnswer {
             coverage: comparison.coverage,
             not_enough_baseline: comparison.coverage.shortfall(),
             regressions: rows(comparison.regressions),
-            improvements: query.include.improvements.then(|| rows(comparison.improvements)),
-            too_little_traffic: query
-                .include
-                .too_little_traffic
+            improvements: (query.include.improvements || named).then(|| rows(comparison.improvements)),
+            too_little_traffic: (query.include.too_little_traffic || named)
                 .then(|| rows(comparison.too_little_traffic)),
+            unchanged: named.then(|| rows(comparison.unchanged)),
         }
     }
 }
 
-fn judged(row: RegressionRow, explain: bool) -> Judged {
+fn judged(mut row: RegressionRow, context: Option<Context<'_>>) -> Judged {
     let verdict = row.verdict;
-    let attribution = row.attribution.map(|a| *a);
+    let attribution = row.attribution.take().map(|a| *a);
     Judged {
         cause: attribution.as_ref().map(|a| CauseJson {
             summary: a.summary.clone(),
@@ -847,10 +990,7 @@ fn judged(row: RegressionRow, explain: bool) -> Judged {
             change_seconds_per_run: a.change,
             cause: a.cause.clone(),
         }),
-        explain: explain.then(|| Explain {
-            statistics: statistics(&verdict),
-            attribution,
-        }),
+        explain: context.map(|context| explanation(&row, attribution, context)),
         service: row.service,
         transaction: row.transaction,
         feature: row.feature,

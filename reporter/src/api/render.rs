@@ -318,7 +318,7 @@ pub fn csv(question: Question, answer: &Value) -> String {
             (SEGMENTS, rows)
         }
         Question::Regressions => {
-            let rows = ["regressions", "improvements", "too_little_traffic"]
+            let rows = ["regressions", "improvements", "too_little_traffic", "unchanged"]
                 .iter()
                 .flat_map(|key| list(answer, key))
                 .collect();
@@ -498,18 +498,21 @@ fn regressions(out: &mut String, answer: &Value) {
         ("regressions", "Regressions, most extra time first"),
         ("improvements", "Improvements"),
         ("too_little_traffic", "Too little traffic to judge"),
+        ("unchanged", "Judged unchanged"),
     ];
+    // A named transaction's empty lists say nothing.
+    let named = !at(answer, &["scope", "transaction"]).is_null();
     for (key, title) in sections {
         let rows = list(answer, key);
         let total = at(counts, &[key]).as_u64().unwrap_or(0);
-        if at(answer, &[key]).is_null() {
+        if at(answer, &[key]).is_null() || (named && rows.is_empty() && key != "regressions") {
             continue;
         }
         out.push_str(&format!("\n{title} ({total})\n"));
         rows_table(out, JUDGED, &rows);
         shown_of(out, rows.len(), at(counts, &[key]));
     }
-    for key in ["regressions", "improvements"] {
+    for (key, _) in sections {
         for row in list(answer, key) {
             explained(out, &row);
         }
@@ -539,15 +542,19 @@ fn explained(out: &mut String, row: &Value) {
     } else {
         format!("{} {}", text(at(row, &["service"])), text(at(row, &["transaction"])))
     };
-    out.push_str(&format!("\nWhy: {subject}\n"));
+    out.push_str(&format!("\nWhy: {subject}\n  {}\n", text(at(explain, &["reason"]))));
+    distributions(out, at(explain, &["distributions"]));
     let stats = at(explain, &["statistics"]);
-    out.push_str(&format!(
-        "  judged: {}\n  blocks with runs: {} now, {} before; time-of-day strata {} h wide\n",
-        text(at(row, &["trigger", "summary"])),
-        text(at(stats, &["current_blocks"])),
-        text(at(stats, &["previous_blocks"])),
-        text(at(stats, &["stratum_hours"])),
-    ));
+    if !at(stats, &["current_blocks"]).is_null() {
+        out.push_str(&format!(
+            "  blocks of {} min; blocks with runs: {} now, {} before; time-of-day strata {} h wide; q adjusted across {} tests\n",
+            text(at(stats, &["block_minutes"])),
+            text(at(stats, &["current_blocks"])),
+            text(at(stats, &["previous_blocks"])),
+            text(at(stats, &["stratum_hours"])),
+            shown(at(stats, &["tests_adjusted"]), Kind::Count),
+        ));
+    }
     for test in list(stats, "tests") {
         out.push_str(&format!(
             "  {:<5} {:<17} {:>7}  t = {:.2}, df = {:.0}, {}, {}\n",
@@ -559,6 +566,50 @@ fn explained(out: &mut String, row: &Value) {
             format::p_value(at(&test, &["p_value"]).as_f64().unwrap_or(f64::NAN)),
             format::q_value(at(&test, &["q_value"]).as_f64().unwrap_or(f64::NAN)),
         ));
+        let mut details = Vec::new();
+        let interval = at(&test, &["interval"]);
+        if !interval.is_null() {
+            let high = at(interval, &["high"]);
+            details.push(format!(
+                "{:.1}% interval {} to {}",
+                at(interval, &["confidence"]).as_f64().unwrap_or(f64::NAN) * 100.0,
+                shown(at(interval, &["low"]), Kind::Change),
+                if high.is_null() {
+                    "unbounded".to_owned()
+                } else {
+                    shown(high, Kind::Change)
+                },
+            ));
+        }
+        let edge = at(&test, &["edge_seconds"]);
+        if !edge.is_null() {
+            details.push(format!(
+                "edge {} (buckets {} wide there)",
+                shown(edge, Kind::Seconds),
+                shown(at(&test, &["resolution"]), Kind::Percent)
+            ));
+        }
+        let blocks = at(&test, &["per_block"]);
+        if !blocks.is_null() {
+            let (what, kind) = if edge.is_null() {
+                ("mean per block", Kind::Seconds)
+            } else {
+                ("runs above it per block", Kind::Percent)
+            };
+            let spread = |side: &str| {
+                let value = |key: &str| shown(at(blocks, &[side, key]), kind);
+                format!("{}/{}/{}", value("min"), value("median"), value("max"))
+            };
+            details.push(format!(
+                "{what} (min/median/max): now {}, before {}",
+                spread("current"),
+                spread("previous")
+            ));
+        }
+        if !details.is_empty() {
+            out.push_str(&format!("        {}\n", details.join("; ")));
+        }
+        out.push_str(&format!("        → {}\n", text(at(&test, &["reason"]))));
     }
     let a = at(explain, &["attribution"]);
     if a.is_null() {
@@ -676,6 +727,54 @@ fn explained(out: &mut String, row: &Value) {
                 signed(at(segment, &["change"])),
                 format::number(at(segment, &["previous_calls"]).as_f64().unwrap_or(0.0)),
                 format::number(at(segment, &["current_calls"]).as_f64().unwrap_or(0.0)),
+            ));
+        }
+    }
+}
+
+/// Both periods' runs: counts, percentiles, mean, and their shares in bands
+/// cut at the baseline's p50, p95 and p99.
+fn distributions(out: &mut String, distributions: &Value) {
+    let line = |side: &str| {
+        let d = at(distributions, &[side]);
+        let seconds = |key: &str| shown(at(d, &[key]), Kind::Seconds);
+        format!(
+            "{} runs, p50 {}, p95 {}, p99 {}, mean {}",
+            shown(at(d, &["runs"]), Kind::Count),
+            seconds("p50"),
+            seconds("p95"),
+            seconds("p99"),
+            seconds("mean")
+        )
+    };
+    out.push_str(&format!(
+        "  before: {}\n  now:    {}\n",
+        line("previous"),
+        line("current")
+    ));
+    let edges = at(distributions, &["band_edges"]);
+    if let Some(edges) = edges.as_array().filter(|e| e.len() == 3) {
+        let edge = |i: usize| shown(&edges[i], Kind::Seconds);
+        let names = [
+            format!("≤ {}", edge(0)),
+            format!("{}–{}", edge(0), edge(1)),
+            format!("{}–{}", edge(1), edge(2)),
+            format!("> {}", edge(2)),
+        ];
+        out.push_str(&format!(
+            "  runs by duration (cut at the baseline's p50, p95, p99): {:>16} {:>16} {:>16} {:>16}\n",
+            names[0], names[1], names[2], names[3]
+        ));
+        for (label, side) in [("before", "previous"), ("now", "current")] {
+            let bands = at(distributions, &[side, "bands"]);
+            let share = |i: usize| shown(bands.get(i).unwrap_or(&NULL), Kind::Percent);
+            out.push_str(&format!(
+                "    {:<52} {:>16} {:>16} {:>16} {:>16}\n",
+                label,
+                share(0),
+                share(1),
+                share(2),
+                share(3)
             ));
         }
     }

@@ -3,6 +3,7 @@
 use super::why;
 use super::*;
 use crate::analysis::regressions::Group as RegressionGroup;
+use crate::analysis::stats;
 
 /// A change as `before → now (+x%)`.
 fn change_text(change: &Change) -> Markup {
@@ -174,11 +175,24 @@ pub fn regressions(app: &App, params: &Params, now: i64) -> Result<Markup, PageE
         }))
         (section("too-little-traffic", "Unchanged, and not judged", &page, None, html! {
             p {
-                (format::count(comparison.unchanged as u64)) " judged unchanged. "
+                (format::count(comparison.unchanged.len() as u64)) " judged unchanged. "
                 @if comparison.too_little_traffic.is_empty() {
                     "Every transaction had the traffic to be judged."
                 } @else {
                     (format::count(comparison.too_little_traffic.len() as u64)) " not judged: too little traffic in one of the windows (fewer runs than the rule's minimum)."
+                }
+            }
+            @if !comparison.unchanged.is_empty() {
+                details.unchanged { summary { "Why each was not called (the busiest first)" }
+                    ul { @for row in comparison.unchanged.iter().take(50) {
+                        li {
+                            @match row.group {
+                                RegressionGroup::Transaction => a href=(format!("{}#why", transaction_href(&carried, &row.service, &row.transaction))) { (row.label()) },
+                                RegressionGroup::Feature => (row.label()),
+                            }
+                            " — " (stats::reason(&row.verdict, &RegressionRule::default(), None))
+                        }
+                    } }
                 }
             }
             @if !comparison.too_little_traffic.is_empty() {
