@@ -582,10 +582,17 @@ fn sqlite_reads_across_hosts_from_its_roll_ups() {
     let rolled = answers(&store);
     assert!(rolled.0.len() > 3 && !rolled.1.is_empty() && !rolled.2.is_empty());
     compare(&store, &all, from, to);
+    // Minutes only (the last hour is not rolled): from the minute rows
+    // across hosts, which each flush fills.
+    let minutes = (now - 50, now - 5);
+    assert!(store.histograms(&across(&all), minutes.0, minutes.1).unwrap().len() > 3);
+    compare(&store, &all, minutes.0, minutes.1);
 
     let sql = rusqlite::Connection::open(&path).unwrap();
     let empty_roll_ups = || {
         for table in [
+            "txn_histogram_minute",
+            "txn_counter_minute",
             "txn_histogram_hour",
             "txn_histogram_day",
             "txn_counter_hour",
@@ -601,15 +608,23 @@ fn sqlite_reads_across_hosts_from_its_roll_ups() {
     assert!(left.iter().all(|(k, _)| per_series_only(k)), "{left:?}");
     let left = store.counters(&across(&all), OUTCOMES, from, to).unwrap();
     assert!(left.iter().all(|(k, _, _)| per_series_only(k)), "{left:?}");
+    let left = store.histograms(&across(&all), minutes.0, minutes.1).unwrap();
+    assert!(left.iter().all(|(k, _)| per_series_only(k)), "{left:?}");
     drop(store);
 
     // As a schema 3 file: rolled, without roll-ups across hosts or their marks.
-    sql.execute("DELETE FROM meta WHERE key IN ('txn_hours_from', 'txn_days_from')", [])
-        .unwrap();
+    sql.execute(
+        "DELETE FROM meta WHERE key IN ('txn_minutes_from', 'txn_hours_from', 'txn_days_from')",
+        [],
+    )
+    .unwrap();
     sql.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'", [])
         .unwrap();
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(answers(&store), rolled, "before the roller ran: read per series");
+    // Minutes flushed before the upgrade are read per series.
+    assert!(store.histograms(&across(&all), minutes.0, minutes.1).unwrap().len() > 3);
+    compare(&store, &all, minutes.0, minutes.1);
     let mut roller = store.roller(retention()).unwrap();
     let first = roller.run(now + 5).unwrap();
     assert_eq!(first.backfilled, 48 + 3, "48 hours (the most per pass) and the 3 days");

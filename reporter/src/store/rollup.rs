@@ -58,6 +58,7 @@ impl Default for Rolled {
             days_until: never(),
             minutes_from: never(),
             hours_from: never(),
+            txn_minutes_from: AtomicI64::new(NOT_YET),
             txn_hours_from: AtomicI64::new(NOT_YET),
             txn_days_from: AtomicI64::new(NOT_YET),
             quarantined: AtomicU64::new(0),
@@ -88,7 +89,9 @@ pub struct Rolled {
     pub minutes_from: AtomicI64,
     /// Hour rows are kept from this minute on.
     pub hours_from: AtomicI64,
-    /// Hour rows across hosts (`sqlite::txn`) are whole from this minute on.
+    /// Minute rows across hosts (`sqlite::txn`) are whole from this minute on.
+    pub txn_minutes_from: AtomicI64,
+    /// Hour rows across hosts are whole from this minute on.
     pub txn_hours_from: AtomicI64,
     /// Day rows across hosts are whole from this minute on.
     pub txn_days_from: AtomicI64,
@@ -675,6 +678,8 @@ impl Roller {
         let mut deleted = 0;
         for (table, key, column, cutoff) in [
             ("histogram_minute", "series, minute", "minute", minute_cutoff),
+            ("txn_histogram_minute", "series, minute", "minute", minute_cutoff),
+            ("txn_counter_minute", "series, label, minute", "minute", minute_cutoff),
             ("counter_minute", "series, label, minute", "minute", minute_cutoff),
             (
                 "error_minute",
@@ -706,7 +711,11 @@ impl Roller {
             ("stream", "id", "time", trace_cutoff),
         ] {
             let kept = match table {
-                "histogram_minute" | "counter_minute" | "error_minute" => kept_hours,
+                "histogram_minute"
+                | "counter_minute"
+                | "error_minute"
+                | "txn_histogram_minute"
+                | "txn_counter_minute" => kept_hours,
                 "histogram_hour" | "counter_hour" | "txn_histogram_hour" | "txn_counter_hour" => kept_days,
                 _ => "1",
             };

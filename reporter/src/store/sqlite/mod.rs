@@ -94,6 +94,9 @@ pub struct SqliteStore {
     /// Held through a flush: flushes run one at a time, in journal order.
     flushing: Mutex<()>,
     series: Mutex<FxHashMap<SeriesKey, i64>>,
+    /// Transaction series (`txn_series`) by series id, for the minute rows
+    /// across hosts written at flush.
+    txn_of: Mutex<FxHashMap<i64, i64>>,
     /// Series whose histograms this process has written: registered in
     /// `metric_transaction` (when they are not counted from spans).
     metric_series: Mutex<FxHashSet<i64>>,
@@ -147,6 +150,7 @@ impl SqliteStore {
             connection.execute_batch(DEPLOYS_SCHEMA).map_err(error)?;
             connection.execute_batch(SIGHTINGS_SCHEMA).map_err(error)?;
             migrate(&connection).map_err(error)?;
+            txn::mark_minutes(&connection).map_err(error)?;
         }
         let found: Option<i64> = connection
             .query_row(
@@ -183,6 +187,7 @@ impl SqliteStore {
             ("rolled_days_until", &rolled.days_until),
             ("minutes_kept_from", &rolled.minutes_from),
             ("hours_kept_from", &rolled.hours_from),
+            ("txn_minutes_from", &rolled.txn_minutes_from),
             ("txn_hours_from", &rolled.txn_hours_from),
             ("txn_days_from", &rolled.txn_days_from),
         ] {
@@ -210,6 +215,7 @@ impl SqliteStore {
             })),
             flushing: Mutex::new(()),
             series: Mutex::new(FxHashMap::default()),
+            txn_of: Mutex::new(FxHashMap::default()),
             metric_series: Mutex::new(FxHashSet::default()),
             labels: Mutex::new(FxHashMap::default()),
             rolled: Arc::new(rolled),

@@ -162,8 +162,11 @@ impl SqliteStore {
         let load = |value: &std::sync::atomic::AtomicI64| value.load(Ordering::Relaxed);
         let (rolled, per_series) = txn::split(
             stretches,
-            load(&self.rolled.txn_hours_from),
-            load(&self.rolled.txn_days_from),
+            [
+                load(&self.rolled.txn_minutes_from),
+                load(&self.rolled.txn_hours_from),
+                load(&self.rolled.txn_days_from),
+            ],
         );
         let mut parts = vec![Part::per_series(per_series)];
         if rolled.is_empty() {

@@ -85,6 +85,19 @@ CREATE TABLE IF NOT EXISTS txn_series (
     kind TEXT NOT NULL, environment TEXT NOT NULL,
     UNIQUE (service, txn, feature, kind, environment)
 );
+CREATE TABLE IF NOT EXISTS txn_histogram_minute (
+    series INTEGER NOT NULL, minute INTEGER NOT NULL,
+    count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+    scale INTEGER NOT NULL, zero_count INTEGER NOT NULL, zero_threshold REAL NOT NULL,
+    buckets BLOB NOT NULL, estimated INTEGER NOT NULL,
+    PRIMARY KEY (series, minute)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS txn_histogram_minute_by_minute ON txn_histogram_minute (minute);
+CREATE TABLE IF NOT EXISTS txn_counter_minute (
+    series INTEGER NOT NULL, label INTEGER NOT NULL, minute INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (series, label, minute)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS txn_counter_minute_by_minute ON txn_counter_minute (minute);
 CREATE TABLE IF NOT EXISTS txn_histogram_hour (
     series INTEGER NOT NULL, hour INTEGER NOT NULL,
     count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,

@@ -159,6 +159,33 @@ impl SqliteStore {
         Ok(id)
     }
 
+    /// The transaction series of each series with points in `pending`,
+    /// created when new.
+    fn txn_ids(&self, connection: &Connection, pending: &Pending) -> Result<FxHashMap<i64, i64>, rusqlite::Error> {
+        let mut known = crate::sync::lock(&self.txn_of);
+        let series = pending
+            .histograms
+            .keys()
+            .map(|&(series, _)| series)
+            .chain(pending.counters.keys().map(|&(series, _, _)| series));
+        let mut out = FxHashMap::default();
+        for series in series {
+            if out.contains_key(&series) {
+                continue;
+            }
+            let id = match known.get(&series) {
+                Some(&id) => id,
+                None => {
+                    let id = super::txn::txn_id(connection, series)?;
+                    known.insert(series, id);
+                    id
+                }
+            };
+            out.insert(series, id);
+        }
+        Ok(out)
+    }
+
     /// The id of a counter's name and labels, stored once.
     fn label_id(&self, transaction: &Connection, name: &str, labels: &str) -> Result<i64, rusqlite::Error> {
         let cached = crate::sync::lock(&self.labels)
@@ -367,7 +394,11 @@ impl SqliteStore {
         pending: &Pending,
         through: u64,
     ) -> Result<(), rusqlite::Error> {
+        // Transaction series are named before the transaction: an id this
+        // process keeps must be committed whatever becomes of the flush.
+        let txn_of = self.txn_ids(connection, pending)?;
         let transaction = connection.transaction()?;
+        super::txn::merge_minutes(&transaction, pending, &txn_of)?;
         // Points for hours already rolled up make those hours dirty: the
         // roller rolls them (and then their days) again from their minutes.
         // An hour whose minutes retention has begun to delete cannot be
@@ -396,7 +427,7 @@ impl SqliteStore {
             // with the stored row only when there is one.
             let inserted = write_histogram(&transaction, MINUTES, series, minute, histogram, false)?;
             if !inserted {
-                if let Some(mut stored) = read_histogram(&transaction, series, minute)? {
+                if let Some(mut stored) = read_histogram(&transaction, MINUTES.0, series, minute)? {
                     stored.merge(histogram);
                     write_histogram(&transaction, MINUTES, series, minute, &stored, true)?;
                 }
@@ -723,13 +754,18 @@ pub(crate) fn write_histogram(
 /// The minute table, for [`write_histogram`].
 pub(crate) const MINUTES: (&str, &str) = ("histogram_minute", "minute");
 
-/// A stored minute, or `None`; a row whose blob cannot be read is an error.
-fn read_histogram(connection: &Connection, series: i64, minute: i64) -> Result<Option<Histogram>, rusqlite::Error> {
+/// A stored minute of `table` (`histogram_minute`, `txn_histogram_minute`),
+/// or `None`; a row whose blob cannot be read is an error.
+pub(super) fn read_histogram(
+    connection: &Connection,
+    table: &str,
+    series: i64,
+    minute: i64,
+) -> Result<Option<Histogram>, rusqlite::Error> {
     connection
-        .query_row(
-            &format!("SELECT {HISTOGRAM_COLUMNS} FROM histogram_minute h WHERE h.series = ?1 AND h.minute = ?2"),
-            params![series, minute],
-            |row| row_histogram(row, 0),
-        )
+        .prepare_cached(&format!(
+            "SELECT {HISTOGRAM_COLUMNS} FROM {table} h WHERE h.series = ?1 AND h.minute = ?2"
+        ))?
+        .query_row(params![series, minute], |row| row_histogram(row, 0))
         .optional()
 }

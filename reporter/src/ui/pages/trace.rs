@@ -33,7 +33,7 @@ pub fn trace(app: &App, id: &str, params: &Params, now: i64) -> Result<Markup, P
         }
         section #runs {
             h2 { "Runs" }
-            table.runs {
+            table.rows.runs {
                 thead { tr { th { "service" } th { "transaction" } th { "host" } th { "called by" } th.num { "starts at" } th.num { "duration" } } }
                 tbody {
                     @for run in &joined.runs {
@@ -59,15 +59,19 @@ pub fn trace(app: &App, id: &str, params: &Params, now: i64) -> Result<Markup, P
 fn waterfall_rows(joined: &crate::analysis::distributed::JoinedTrace) -> (TraceSummary, Vec<bool>) {
     let mut segments = Vec::new();
     let mut marked = Vec::new();
+    // One run is the chart's whole run: its segments follow it directly.
+    let alone = joined.runs.len() == 1;
     for run in &joined.runs {
         let indent = "\u{a0}\u{a0}".repeat(run.depth);
-        segments.push(TraceSegment {
-            kind: "transaction".into(),
-            name: format!("{indent}{} · {}", run.service, run.transaction),
-            offset: run.offset,
-            duration: run.duration,
-        });
-        marked.push(true);
+        if !alone {
+            segments.push(TraceSegment {
+                kind: "transaction".into(),
+                name: format!("{indent}{} · {}", run.service, run.transaction),
+                offset: run.offset,
+                duration: run.duration,
+            });
+            marked.push(true);
+        }
         for segment in &run.segments {
             segments.push(TraceSegment {
                 name: format!("{indent}\u{a0}\u{a0}{}", segment.name),
