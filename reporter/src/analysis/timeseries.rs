@@ -134,29 +134,34 @@ impl Analysis<'_> {
             .fitting(scope.minutes());
         let width = step.minutes();
         let filter = scope.transactions_filter(self.owners);
-        // Rows are numbered as the store meets their series; the store
-        // merges each row's histograms per step.
-        let mut ids: Vec<RowId> = Vec::new();
-        let mut numbers: HashMap<RowId, usize> = HashMap::new();
-        let mut number = |key: &SeriesKey| {
-            if !scope.matches(key, self.owners) {
-                return None;
-            }
-            let id = row_id(key, group, self.owners);
-            Some(*numbers.entry(id.clone()).or_insert_with(|| {
-                ids.push(id);
-                ids.len() - 1
-            }))
-        };
-        let histograms = self
-            .store
-            .histogram_steps_grouped(&filter, scope.from, scope.to, width, &mut number)?;
-        let outcomes = self
-            .store
-            .counter_steps_grouped(&filter, OUTCOMES, scope.from, scope.to, width, &mut number)?;
+        // Rows are numbered as the store meets their series, by each read
+        // apart; the store merges each row's histograms per step. The two
+        // reads are independent and wait mostly on the store: they run side
+        // by side (ClickHouse answers both at once).
+        let (histograms, outcomes) = std::thread::scope(|threads| {
+            let counting = threads.spawn(|| {
+                let mut rows = Numbering::default();
+                self.store
+                    .counter_steps_grouped(&filter, OUTCOMES, scope.from, scope.to, width, &mut |key| {
+                        rows.number(key, scope, group, self.owners)
+                    })
+                    .map(|outcomes| (outcomes, rows.ids))
+            });
+            let mut rows = Numbering::default();
+            let histograms = self
+                .store
+                .histogram_steps_grouped(&filter, scope.from, scope.to, width, &mut |key| {
+                    rows.number(key, scope, group, self.owners)
+                })
+                .map(|histograms| (histograms, rows.ids));
+            let outcomes = counting.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (histograms, outcomes)
+        });
+        let (histograms, histogram_ids) = histograms?;
+        let (outcomes, outcome_ids) = outcomes?;
         let mut cells: BTreeMap<RowId, BTreeMap<i64, Cell>> = BTreeMap::new();
         for (row, start, histogram) in histograms {
-            let Some(id) = ids.get(row) else { continue };
+            let Some(id) = histogram_ids.get(row) else { continue };
             let cell = cells.entry(id.clone()).or_default().entry(start).or_default();
             match &mut cell.histogram {
                 Some(total) => total.merge(&histogram),
@@ -164,7 +169,7 @@ impl Analysis<'_> {
             }
         }
         for (row, labels, start, value) in outcomes {
-            let Some(id) = ids.get(row) else { continue };
+            let Some(id) = outcome_ids.get(row) else { continue };
             let cell = cells.entry(id.clone()).or_default().entry(start).or_default();
             cell.runs += value;
             if label(&labels, "kuroko.outcome").is_some_and(is_failure) {
@@ -217,6 +222,34 @@ fn point(start: i64, width: i64, scope: &Scope, cell: Option<&Cell>) -> Point {
         p99: histogram.map(|h| h.quantile(0.99)),
         errors: failures.round() as u64,
         error_rate: (runs > 0.0).then(|| failures / runs),
+    }
+}
+
+/// Rows of a time series numbered as a store read meets their series.
+#[derive(Default)]
+struct Numbering {
+    ids: Vec<RowId>,
+    numbers: HashMap<RowId, usize>,
+}
+
+impl Numbering {
+    /// The number of `key`'s row, `None` when `scope` leaves it out.
+    fn number(
+        &mut self,
+        key: &SeriesKey,
+        scope: &Scope,
+        group: Group,
+        owners: &crate::owners::Owners,
+    ) -> Option<usize> {
+        if !scope.matches(key, owners) {
+            return None;
+        }
+        let id = row_id(key, group, owners);
+        let ids = &mut self.ids;
+        Some(*self.numbers.entry(id.clone()).or_insert_with(|| {
+            ids.push(id);
+            ids.len() - 1
+        }))
     }
 }
 
