@@ -639,7 +639,11 @@ impl Roller {
             let period = from.div_euclid(minutes) - 1;
             match oldest {
                 Some(oldest) if oldest <= period => {
-                    let transaction = self.connection.transaction()?;
+                    // Write-locked from the read on, as a roll is: a late
+                    // point's merge into the period comes wholly before or after.
+                    let transaction = self
+                        .connection
+                        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                     txn::roll(&transaction, across.name, period)?;
                     transaction.commit()?;
                     let shared = across.shared(&self.rolled);

@@ -44,7 +44,7 @@ mod writes;
 
 pub(crate) use reads::{row_histogram, HISTOGRAM_COLUMNS};
 pub use schema::SCHEMA_VERSION;
-use schema::{migrate, DELIVERY_SCHEMA, DEPLOYS_SCHEMA, SCHEMA, SIGHTINGS_SCHEMA, TRIAGE_SCHEMA};
+use schema::{migrate, txn_schema, DELIVERY_SCHEMA, DEPLOYS_SCHEMA, SCHEMA, SIGHTINGS_SCHEMA, TRIAGE_SCHEMA};
 pub(crate) use writes::{write_histogram, Late};
 
 /// How long acknowledged points may wait in memory before a write flushes
@@ -145,6 +145,7 @@ impl SqliteStore {
         if lock.is_some() {
             connection.execute_batch("PRAGMA journal_mode = WAL;").map_err(error)?;
             connection.execute_batch(SCHEMA).map_err(error)?;
+            connection.execute_batch(&txn_schema()).map_err(error)?;
             connection.execute_batch(DELIVERY_SCHEMA).map_err(error)?;
             connection.execute_batch(TRIAGE_SCHEMA).map_err(error)?;
             connection.execute_batch(DEPLOYS_SCHEMA).map_err(error)?;

@@ -73,57 +73,6 @@ CREATE TABLE IF NOT EXISTS histogram_day (
 -- Reads of whole hours and days by period (roll-ups across hosts, retention).
 CREATE INDEX IF NOT EXISTS histogram_hour_by_hour ON histogram_hour (hour);
 CREATE INDEX IF NOT EXISTS histogram_day_by_day ON histogram_day (day);
--- Roll-ups across hosts (`sqlite::txn`): one row per transaction series (a
--- series key without its host) and hour or day, the merge of its hosts'
--- rows, so that a read that does not tell hosts apart reads
--- O(transactions) rows. `host` is always empty (the reads' filters name it).
--- Keyed like the per-series tables (a read seeks each transaction series'
--- stretch of time), with an index by period for rolling and retention.
-CREATE TABLE IF NOT EXISTS txn_series (
-    id INTEGER PRIMARY KEY,
-    service TEXT NOT NULL, host TEXT NOT NULL DEFAULT '', txn TEXT NOT NULL, feature TEXT NOT NULL,
-    kind TEXT NOT NULL, environment TEXT NOT NULL,
-    UNIQUE (service, txn, feature, kind, environment)
-);
-CREATE TABLE IF NOT EXISTS txn_histogram_minute (
-    series INTEGER NOT NULL, minute INTEGER NOT NULL,
-    count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
-    scale INTEGER NOT NULL, zero_count INTEGER NOT NULL, zero_threshold REAL NOT NULL,
-    buckets BLOB NOT NULL, estimated INTEGER NOT NULL,
-    PRIMARY KEY (series, minute)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS txn_histogram_minute_by_minute ON txn_histogram_minute (minute);
-CREATE TABLE IF NOT EXISTS txn_counter_minute (
-    series INTEGER NOT NULL, label INTEGER NOT NULL, minute INTEGER NOT NULL, value REAL NOT NULL,
-    PRIMARY KEY (series, label, minute)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS txn_counter_minute_by_minute ON txn_counter_minute (minute);
-CREATE TABLE IF NOT EXISTS txn_histogram_hour (
-    series INTEGER NOT NULL, hour INTEGER NOT NULL,
-    count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
-    scale INTEGER NOT NULL, zero_count INTEGER NOT NULL, zero_threshold REAL NOT NULL,
-    buckets BLOB NOT NULL, estimated INTEGER NOT NULL,
-    PRIMARY KEY (series, hour)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS txn_histogram_hour_by_hour ON txn_histogram_hour (hour);
-CREATE TABLE IF NOT EXISTS txn_histogram_day (
-    series INTEGER NOT NULL, day INTEGER NOT NULL,
-    count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
-    scale INTEGER NOT NULL, zero_count INTEGER NOT NULL, zero_threshold REAL NOT NULL,
-    buckets BLOB NOT NULL, estimated INTEGER NOT NULL,
-    PRIMARY KEY (series, day)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS txn_histogram_day_by_day ON txn_histogram_day (day);
-CREATE TABLE IF NOT EXISTS txn_counter_hour (
-    series INTEGER NOT NULL, label INTEGER NOT NULL, hour INTEGER NOT NULL, value REAL NOT NULL,
-    PRIMARY KEY (series, label, hour)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS txn_counter_hour_by_hour ON txn_counter_hour (hour);
-CREATE TABLE IF NOT EXISTS txn_counter_day (
-    series INTEGER NOT NULL, label INTEGER NOT NULL, day INTEGER NOT NULL, value REAL NOT NULL,
-    PRIMARY KEY (series, label, day)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS txn_counter_day_by_day ON txn_counter_day (day);
 CREATE TABLE IF NOT EXISTS counter_label (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL, labels TEXT NOT NULL, UNIQUE (name, labels)
 );
@@ -166,6 +115,42 @@ CREATE TABLE IF NOT EXISTS metric_transaction (
     PRIMARY KEY (service, host, txn, environment)
 ) WITHOUT ROWID;
 ";
+
+/// The roll-ups across hosts (`sqlite::txn`): one row per transaction
+/// series (a series key without its host) and minute, hour or day, the
+/// merge of its hosts' rows, so that a read that does not tell hosts apart
+/// reads O(transactions) rows. `txn_series.host` is always empty (the reads'
+/// filters name it). Keyed like the per-series tables (a read seeks each
+/// transaction series' stretch of time), indexed by period for rolling and
+/// retention.
+pub(super) fn txn_schema() -> String {
+    let mut ddl = String::from(
+        "CREATE TABLE IF NOT EXISTS txn_series (
+             id INTEGER PRIMARY KEY,
+             service TEXT NOT NULL, host TEXT NOT NULL DEFAULT '', txn TEXT NOT NULL, feature TEXT NOT NULL,
+             kind TEXT NOT NULL, environment TEXT NOT NULL,
+             UNIQUE (service, txn, feature, kind, environment)
+         );",
+    );
+    for r in ["minute", "hour", "day"] {
+        ddl.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS txn_histogram_{r} (
+                 series INTEGER NOT NULL, {r} INTEGER NOT NULL,
+                 count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+                 scale INTEGER NOT NULL, zero_count INTEGER NOT NULL, zero_threshold REAL NOT NULL,
+                 buckets BLOB NOT NULL, estimated INTEGER NOT NULL,
+                 PRIMARY KEY (series, {r})
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS txn_histogram_{r}_by_{r} ON txn_histogram_{r} ({r});
+             CREATE TABLE IF NOT EXISTS txn_counter_{r} (
+                 series INTEGER NOT NULL, label INTEGER NOT NULL, {r} INTEGER NOT NULL, value REAL NOT NULL,
+                 PRIMARY KEY (series, label, {r})
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS txn_counter_{r}_by_{r} ON txn_counter_{r} ({r});"
+        ));
+    }
+    ddl
+}
 
 /// Brings an older file up to date; each step is additive and runs once.
 pub(super) fn migrate(connection: &Connection) -> Result<(), rusqlite::Error> {
