@@ -317,6 +317,42 @@ fn answers_as_the_embedded_store_does() {
                 embedded.slowest_traces(&filter, from, to, 3).unwrap(),
                 "{what}"
             );
+            // Every transaction's slowest at once: each transaction's own, from both.
+            let by_transaction = |mut traces: Vec<TracePoint>| {
+                traces.sort_by(|a, b| {
+                    (&a.key.service, &a.key.transaction)
+                        .cmp(&(&b.key.service, &b.key.transaction))
+                        .then(b.duration.total_cmp(&a.duration))
+                        .then(a.trace_id.cmp(&b.trace_id))
+                });
+                traces
+            };
+            for limit in [1, 2] {
+                let each = by_transaction(embedded.slowest_traces_each(&filter, from, to, limit).unwrap());
+                assert_eq!(
+                    by_transaction(shared.slowest_traces_each(&filter, from, to, limit).unwrap()),
+                    each,
+                    "each, {limit}: {what}"
+                );
+                let mut transactions: Vec<(String, String)> = embedded
+                    .slowest_traces(&filter, from, to, 1_000)
+                    .unwrap()
+                    .into_iter()
+                    .map(|t| (t.key.service, t.key.transaction))
+                    .collect();
+                transactions.sort();
+                transactions.dedup();
+                let mut own = Vec::new();
+                for (service, transaction) in transactions {
+                    let one = Filter {
+                        service: Some(service),
+                        transaction: Some(transaction),
+                        ..filter.clone()
+                    };
+                    own.extend(embedded.slowest_traces(&one, from, to, limit).unwrap());
+                }
+                assert_eq!(by_transaction(own), each, "each, {limit}, against one by one: {what}");
+            }
         }
     }
     // A request's runs by trace id (the joined waterfall): the same from both.

@@ -530,6 +530,17 @@ pub trait Store: DeliveryState + ErrorTriage + Deploys + ProblemSightings {
     /// `from..to` (unix minutes), slowest first, at most `limit`.
     fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError>;
 
+    /// [`Store::slowest_traces`] of every transaction (service and
+    /// transaction name) `filter` matches, in one read: the slowest `limit`
+    /// of each, slowest first within each, transactions in no order.
+    fn slowest_traces_each(
+        &self,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<TracePoint>, StoreError>;
+
     /// Every kept trace of `trace_id` that started in `from..to` (unix
     /// minutes), one per series that kept it, earliest first: the runs of
     /// one request across services, for joining them into one waterfall.

@@ -504,6 +504,48 @@ impl Store for ClickHouseStore {
         Ok(TraceOut::points(rows, &keys))
     }
 
+    fn slowest_traces_each(
+        &self,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<TracePoint>, StoreError> {
+        let (start, end) = (TraceOut::nanos(from), TraceOut::nanos(to));
+        if start >= end || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (first_hour, last_hour) = (start / 3_600_000_000_000, end.div_ceil(3_600_000_000_000));
+        let series = series_filter(filter);
+        // Each series' slowest `limit` (a superset of each transaction's),
+        // then each transaction's here: the series table names them.
+        let rows: Vec<TraceOut> = self.select(&format!(
+            "SELECT series_id, trace_id, start, duration, spans FROM (
+                 SELECT series_id, hour, trace_id, argMax(start, written) AS start,
+                        argMax(duration, written) AS duration, argMax(spans, written) AS spans
+                 FROM kept_trace WHERE hour >= {first_hour} AND hour < {last_hour}{series}
+                 GROUP BY series_id, hour, trace_id
+                 ORDER BY duration DESC LIMIT {TRACES_PER_HOUR} BY series_id, hour)
+             WHERE start >= {start} AND start < {end}
+             ORDER BY duration DESC LIMIT {limit} BY series_id"
+        ))?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys(filter)?;
+        let mut taken: HashMap<(String, String), usize> = HashMap::new();
+        Ok(TraceOut::points(rows, &keys)
+            .into_iter()
+            .filter(|trace| {
+                let count = taken
+                    .entry((trace.key.service.clone(), trace.key.transaction.clone()))
+                    .or_default();
+                *count += 1;
+                *count <= limit
+            })
+            .collect())
+    }
+
     fn traces_with_id(&self, trace_id: &str, from: i64, to: i64) -> Result<Vec<TracePoint>, StoreError> {
         let (start, end) = (TraceOut::nanos(from), TraceOut::nanos(to));
         if start >= end {

@@ -659,6 +659,25 @@ impl Store for SqliteStore {
         self.select(&sql, filter, (from, to), Some(&limit), trace_point)
     }
 
+    fn slowest_traces_each(
+        &self,
+        filter: &Filter,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<TracePoint>, StoreError> {
+        let sql = format!(
+            "SELECT service, host, txn, feature, kind, environment, trace_id, start, duration, spans FROM (
+                 SELECT {KEY_COLUMNS}, t.trace_id, t.start, t.duration, t.spans,
+                        ROW_NUMBER() OVER (PARTITION BY s.service, s.txn ORDER BY t.duration DESC) AS place
+                 FROM kept_trace t JOIN series s ON s.id = t.series
+                 WHERE t.start >= ?1 * 60000000000 AND t.start < ?2 * 60000000000 AND {FILTER})
+             WHERE place <= ?8 ORDER BY service, txn, place"
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.select(&sql, filter, (from, to), Some(&limit), trace_point)
+    }
+
     fn traces_with_id(&self, trace_id: &str, from: i64, to: i64) -> Result<Vec<TracePoint>, StoreError> {
         self.flush()?;
         let connection = self.connection();
