@@ -251,6 +251,38 @@ impl TraceOut {
     }
 }
 
+impl ClickHouseStore {
+    /// The kept traces of `filter`'s series that started in `from..to` (unix
+    /// minutes), slowest first, at most `limit` (of each series, with
+    /// `each_series`): the slowest [`TRACES_PER_HOUR`] of each whole hour,
+    /// as the embedded store keeps them, then the window.
+    fn kept_traces(
+        &self,
+        filter: &Filter,
+        (from, to): (i64, i64),
+        limit: usize,
+        each_series: bool,
+    ) -> Result<Vec<TraceOut>, StoreError> {
+        let (start, end) = (TraceOut::nanos(from), TraceOut::nanos(to));
+        if start >= end || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let by = if each_series { " BY series_id" } else { "" };
+        let (first_hour, last_hour) = (start / 3_600_000_000_000, end.div_ceil(3_600_000_000_000));
+        let series = series_filter(filter);
+        self.select(&format!(
+            "SELECT series_id, trace_id, start, duration, spans FROM (
+                 SELECT series_id, hour, trace_id, argMax(start, written) AS start,
+                        argMax(duration, written) AS duration, argMax(spans, written) AS spans
+                 FROM kept_trace WHERE hour >= {first_hour} AND hour < {last_hour}{series}
+                 GROUP BY series_id, hour, trace_id
+                 ORDER BY duration DESC LIMIT {TRACES_PER_HOUR} BY series_id, hour)
+             WHERE start >= {start} AND start < {end}
+             ORDER BY duration DESC LIMIT {limit}{by}"
+        ))
+    }
+}
+
 impl Store for ClickHouseStore {
     fn write(&self, batch: &Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
@@ -482,24 +514,10 @@ impl Store for ClickHouseStore {
     }
 
     fn slowest_traces(&self, filter: &Filter, from: i64, to: i64, limit: usize) -> Result<Vec<TracePoint>, StoreError> {
-        let (start, end) = (TraceOut::nanos(from), TraceOut::nanos(to));
-        if start >= end || limit == 0 {
+        let rows = self.kept_traces(filter, (from, to), limit, false)?;
+        if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let (first_hour, last_hour) = (start / 3_600_000_000_000, end.div_ceil(3_600_000_000_000));
-        let series = series_filter(filter);
-        // The slowest TRACES_PER_HOUR of each whole hour, as the embedded
-        // store keeps them; then the window.
-        let rows: Vec<TraceOut> = self.select(&format!(
-            "SELECT series_id, trace_id, start, duration, spans FROM (
-                 SELECT series_id, hour, trace_id, argMax(start, written) AS start,
-                        argMax(duration, written) AS duration, argMax(spans, written) AS spans
-                 FROM kept_trace WHERE hour >= {first_hour} AND hour < {last_hour}{series}
-                 GROUP BY series_id, hour, trace_id
-                 ORDER BY duration DESC LIMIT {TRACES_PER_HOUR} BY series_id, hour)
-             WHERE start >= {start} AND start < {end}
-             ORDER BY duration DESC LIMIT {limit}"
-        ))?;
         let keys = self.keys(filter)?;
         Ok(TraceOut::points(rows, &keys))
     }
@@ -511,24 +529,9 @@ impl Store for ClickHouseStore {
         to: i64,
         limit: usize,
     ) -> Result<Vec<TracePoint>, StoreError> {
-        let (start, end) = (TraceOut::nanos(from), TraceOut::nanos(to));
-        if start >= end || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let (first_hour, last_hour) = (start / 3_600_000_000_000, end.div_ceil(3_600_000_000_000));
-        let series = series_filter(filter);
         // Each series' slowest `limit` (a superset of each transaction's),
         // then each transaction's here: the series table names them.
-        let rows: Vec<TraceOut> = self.select(&format!(
-            "SELECT series_id, trace_id, start, duration, spans FROM (
-                 SELECT series_id, hour, trace_id, argMax(start, written) AS start,
-                        argMax(duration, written) AS duration, argMax(spans, written) AS spans
-                 FROM kept_trace WHERE hour >= {first_hour} AND hour < {last_hour}{series}
-                 GROUP BY series_id, hour, trace_id
-                 ORDER BY duration DESC LIMIT {TRACES_PER_HOUR} BY series_id, hour)
-             WHERE start >= {start} AND start < {end}
-             ORDER BY duration DESC LIMIT {limit} BY series_id"
-        ))?;
+        let rows = self.kept_traces(filter, (from, to), limit, true)?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
