@@ -68,12 +68,13 @@ struct Ingest {
 
 impl Ingest {
     /// Journal bytes past which a flush is due: [`JOURNAL_FLUSH_BYTES`], or
-    /// a quarter of the headroom when that is less (so a flush's rows fit
-    /// in what is kept free), at least 1 MiB.
+    /// an eighth of the headroom when that is less (so a flush's rows, the
+    /// per-series ones and those merged across hosts, fit in what is kept
+    /// free), at least 1 MiB.
     fn journal_limit(min_free: u64) -> u64 {
         match min_free {
             0 => JOURNAL_FLUSH_BYTES,
-            kept => (kept / 4).clamp(1 << 20, JOURNAL_FLUSH_BYTES),
+            kept => (kept / 8).clamp(1 << 20, JOURNAL_FLUSH_BYTES),
         }
     }
 
