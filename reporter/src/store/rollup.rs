@@ -253,7 +253,9 @@ impl Roller {
         let name = path.display().to_string();
         let connection = Connection::open(path).map_err(|source| StoreError::sqlite(name.clone(), source))?;
         connection
-            .execute_batch("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;")
+            .execute_batch(
+                "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = 4194304;",
+            )
             .map_err(|source| StoreError::sqlite(name.clone(), source))?;
         Ok(Roller {
             path: name,
