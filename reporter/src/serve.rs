@@ -375,7 +375,14 @@ fn start_roller(store: Arc<SqliteStore>, config: &Config) -> Result<Background, 
             // Roll what ingest has acknowledged so far (a failure is logged
             // by the store, once per spell).
             let _ = store.flush();
-            match roller.run(now as i64) {
+            // While writes are refused for the disk, the headroom is kept
+            // for flushes: roll-ups (and their rows across hosts) wait.
+            let low = crate::store::Store::health(store.as_ref()).disk_low;
+            match if low {
+                Ok(Default::default())
+            } else {
+                roller.run(now as i64)
+            } {
                 // A period still in quarantine was logged when it entered.
                 Ok(pass) if pass.hours + pass.days + pass.deleted > 0 => tracing::info!(?pass, "rolled up"),
                 Ok(_) => {}
