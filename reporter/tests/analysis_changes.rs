@@ -272,6 +272,54 @@ fn regressions_rank_by_extra_time_and_quiet_transactions_are_not_judged(kind: Ki
 }
 
 #[test]
+fn two_days_weigh_how_whole_days_wobble_in_the_week_before(kind: Kind) {
+    // Eleven days: the week before the baseline, the 2-day baseline and the 2
+    // days judged. `GET /wobbly`'s days each have a level of their own (±20%)
+    // shared by every hour of the day; its hours are steady within a day.
+    // `GET /slower` is steady every day and 30% slower in the last two.
+    const DAYS: i64 = 11;
+    let wobbly = [1.0, 1.18, 0.84, 1.12, 0.9, 1.2, 0.86, 0.92, 0.95, 1.1, 1.14];
+    let slower = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.3, 1.3];
+    let now = START + DAYS * DAY;
+    let scope = Scope::window(now - 2 * DAY, now);
+    let batch = |first_day: i64| {
+        let mut batch = Batch::default();
+        for (i, (name, levels)) in [("GET /wobbly", wobbly), ("GET /slower", slower)].into_iter().enumerate() {
+            for day in first_day..DAYS {
+                for hour in 0..24 {
+                    batch.histograms.push(HistogramPoint {
+                        key: series(name).into(),
+                        minute: START + day * DAY + 60 * hour + 1,
+                        histogram: latencies((10_000 * i as i64 + 24 * day + hour) as u64, 2_000, 0.020 * levels[day as usize]),
+                    });
+                }
+            }
+        }
+        batch
+    };
+    let owners = owners();
+    let rule = RegressionRule::default();
+    let called = |store: &TestStore| {
+        let analysis = Analysis::new(&**store, &owners);
+        let comparison = analysis.compare(&scope, &rule, Group::Transaction).unwrap();
+        assert!(comparison.coverage.enough, "{comparison:?}");
+        let mut names: Vec<String> = comparison.regressions.iter().map(|r| r.transaction.clone()).collect();
+        names.sort();
+        names
+    };
+    // Only the 4 days: nothing shows that whole days move, and the wobbly
+    // route's +20% over two steady-looking days is called.
+    let young = TestStore::open(kind, "changes-two-days-young");
+    young.write(&batch(DAYS - 4)).unwrap();
+    assert_eq!(called(&young), ["GET /slower", "GET /wobbly"]);
+    // With the week before, its days are seen to wobble by that much: not
+    // called. The steady route's +30% still is.
+    let grown = TestStore::open(kind, "changes-two-days-grown");
+    grown.write(&batch(0)).unwrap();
+    assert_eq!(called(&grown), ["GET /slower"]);
+}
+
+#[test]
 fn the_error_burst_is_one_new_group_on_one_host(kind: Kind) {
     let f = fortnight(kind);
     let owners = owners();

@@ -1,6 +1,6 @@
 //! Does the regression finder hold on realistic traffic? A seeded
 //! simulation of a fortnight of hourly blocks, judged by the analysis'
-//! own [`judge_all`] (the function `kuroko query regressions`, the UI and
+//! own [`judge_all_with_history`] (the function `kuroko query regressions`, the UI and
 //! the weekly email reach through `Analysis::compare`; the store is left
 //! out so that 20 seeds × 3 histogram shapes × 2 windows run in seconds).
 //!
@@ -29,14 +29,15 @@
 //! more found in every shape (weekly); the +12% one in at least 80% of the
 //! seeds on exponential data; the reported intervals missing the true size
 //! at most as often as their false-coverage rate allows (1%) weekly, and at
-//! most 5% of the 2-day ones (two days cannot measure the wobble between
-//! days). The measured figures are printed
+//! most 2% of the 2-day ones (whose wobble between days is measured in the
+//! days before their baseline, as the store's answer does). The measured
+//! figures are printed
 //! (`--nocapture`) and quoted in docs/regressions.md.
 
 use std::collections::BTreeMap;
 
 use kuroko_reporter::analysis::blocks::Block;
-use kuroko_reporter::analysis::stats::{judge_all, Outcome, RegressionRule};
+use kuroko_reporter::analysis::stats::{judge_all_with_history, History, Outcome, RegressionRule};
 use kuroko_reporter::histogram::{bucket_index, Histogram};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use rand_distr::{Distribution, Poisson, StandardNormal};
@@ -233,8 +234,13 @@ fn simulate(
                     .iter()
                     .map(|d| [blocks(current, d), blocks(previous, d)])
                     .collect();
+                // The days before the baseline, as `kuroko query regressions`
+                // reads them for windows under 5 days (the week before).
+                let before = previous.start.saturating_sub(7 * 24)..previous.start;
+                let histories: Vec<Option<History>> =
+                    drawn.iter().map(|d| Some(History::of(blocks(&before, d)))).collect();
                 let judging = std::time::Instant::now();
-                let verdicts = judge_all(&subjects, rule);
+                let verdicts = judge_all_with_history(&subjects, &histories, rule);
                 judging_time += judging.elapsed();
                 for (route, verdict) in routes.iter().zip(&verdicts) {
                     let called = verdict.outcome == Outcome::Regression || verdict.outcome == Outcome::Improvement;
@@ -397,10 +403,11 @@ fn false_alarms_recall_and_intervals_over_twenty_seeds() {
         assert!(dated * 10 >= found * 9, "deploy {shape:?}: dated {dated} of {found}");
     }
     // The intervals are at the false-coverage-rate level: among the calls,
-    // at most α = 1% of the intervals may miss the true change (weekly: 1 in
-    // 473 measured). Two days hold too few days to measure the wobble between
-    // days (σ 2% here), which the blocks' variance does not see: a few more
-    // intervals miss by a few percent, and docs/regressions.md says so.
+    // at most α = 1% of the intervals may miss the true change (measured:
+    // weekly 1 in 473, 2-day 4 in 375). The 2-day windows take the wobble
+    // between days from the 5 days before their baseline (`History`);
+    // without it 16 of 402 missed. Their bound allows the simulation's own
+    // sampling error (about 0.5% on ~400 intervals) twice over.
     let count = |window: &str| tally.interval_count.get(window).copied().unwrap_or(0);
     let misses = |window: &str| tally.interval_misses.get(window).copied().unwrap_or(0);
     assert!(
@@ -411,7 +418,7 @@ fn false_alarms_recall_and_intervals_over_twenty_seeds() {
         tally.misses
     );
     assert!(
-        misses("2-day") * 20 <= count("2-day"),
+        misses("2-day") * 50 <= count("2-day"),
         "2-day intervals: {} of {} miss the true size: {:?}",
         misses("2-day"),
         count("2-day"),

@@ -288,6 +288,24 @@ impl Difference {
         }
     }
 
+    /// The difference with one more part of its variance, of
+    /// `degrees_of_freedom`: the standard error and Welch–Satterthwaite
+    /// degrees of freedom of the sum.
+    pub(crate) fn with_part(self, variance: f64, degrees_of_freedom: f64) -> Difference {
+        let own = self.standard_error * self.standard_error;
+        let own_df = if self.degrees_of_freedom.is_finite() {
+            self.degrees_of_freedom
+        } else {
+            1e6
+        };
+        let parts = [(own, own_df), (variance, degrees_of_freedom)];
+        Difference {
+            value: self.value,
+            standard_error: (own + variance).sqrt(),
+            degrees_of_freedom: satterthwaite(&parts),
+        }
+    }
+
     /// The t statistic; `None` without a usable standard error.
     pub(crate) fn statistic(&self) -> Option<f64> {
         let t = self.value / self.standard_error;

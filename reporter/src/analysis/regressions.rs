@@ -25,10 +25,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::attribution::Attribution;
 use super::blocks::{block_minutes, Block};
-use super::stats::{explain, judge_all, Explanation, Outcome, RegressionRule, Verdict};
+use super::stats::{explain, judge_all_with_history, Explanation, History, Outcome, RegressionRule, Verdict, MIN_DAYS};
 use super::{Analysis, AnalysisError, Scope};
 use crate::histogram::Histogram;
 use crate::store::SeriesKey;
+
+/// Days before a short baseline read for its [`History`].
+const HISTORY_DAYS: i64 = 7;
 
 /// A week, in minutes: the default period.
 pub const WEEK_MINUTES: i64 = 7 * 1_440;
@@ -298,10 +301,15 @@ impl Analysis<'_> {
                 .count();
             return Ok(comparison);
         }
+        let mut history = self.history(scope, &before, group, block)?;
         let (subjects, gathered): (Vec<Subject>, Vec<Gathered>) = gathered.into_iter().unzip();
+        let histories: Vec<Option<History>> = subjects
+            .iter()
+            .map(|subject| history.remove(subject).map(History::of))
+            .collect();
         let (blocks, names): (Vec<[Vec<Block>; 2]>, Vec<Names>) =
             gathered.into_iter().map(|g| (g.blocks, (g.feature, g.team))).unzip();
-        let verdicts = judge_all(&blocks, rule);
+        let verdicts = judge_all_with_history(&blocks, &histories, rule);
         comparison.tests = verdicts
             .iter()
             .map(|v| {
@@ -363,7 +371,12 @@ impl Analysis<'_> {
                 .enumerate()
                 .map(|(rank, (number, mut row))| {
                     if rank < explained {
-                        row.explanation = Some(Box::new(explain(&blocks[number], &row.verdict, rule)));
+                        row.explanation = Some(Box::new(explain(
+                            &blocks[number],
+                            histories[number].as_ref(),
+                            &row.verdict,
+                            rule,
+                        )));
                     }
                     row
                 })
@@ -374,6 +387,34 @@ impl Analysis<'_> {
         comparison.too_little_traffic = too_little_traffic;
         comparison.unchanged = unchanged;
         Ok(comparison)
+    }
+
+    /// For windows of hour blocks too short to measure how whole days
+    /// wobble (under [`MIN_DAYS`] days each): each subject's hour blocks over
+    /// the [`HISTORY_DAYS`] days before `baseline`, whose days measure it
+    /// instead ([`History`]). Empty for longer windows, and for shorter
+    /// blocks (windows under a day), whose two windows share most of a day.
+    fn history(
+        &self,
+        scope: &Scope,
+        baseline: &Scope,
+        group: Group,
+        block: i64,
+    ) -> Result<HashMap<Subject, Vec<Block>>, AnalysisError> {
+        let mut history: HashMap<Subject, Vec<Block>> = HashMap::new();
+        let short = scope.minutes().min(baseline.minutes()) < MIN_DAYS as i64 * 1_440;
+        if block != 60 || !short {
+            return Ok(history);
+        }
+        let days_before = Scope {
+            from: baseline.from - HISTORY_DAYS * 1_440,
+            to: baseline.from,
+            ..scope.clone()
+        };
+        for (subject, start, histogram, _) in self.blocks(&days_before, group, block)? {
+            history.entry(subject).or_default().push(Block { start, histogram });
+        }
+        Ok(history)
     }
 
     /// Each subject's histogram per block of `block` minutes over `scope`'s

@@ -8,7 +8,11 @@
 //! - The unit of evidence is a block of time (an hour, for windows of a day
 //!   or more), not a run: runs within a minute or an hour move together, so
 //!   each test's variance is the variance between blocks, and blocks are
-//!   compared within the same times of day ([`super::blocks`]).
+//!   compared within the same times of day ([`super::blocks`]). Whole days
+//!   wobble too: windows of 5 days or more widen every test by how much
+//!   more the baseline's days vary than its blocks predict; shorter ones
+//!   add the variance of a day measured in the days before their baseline
+//!   ([`History`], [`judge_all_with_history`]).
 //! - The mean is tested by a t-test on the log of the two periods'
 //!   post-stratified means ([`TestKind::BlockMean`]); the mean is exact from
 //!   sum and count, whatever the buckets. A percentile is tested by the share
@@ -499,7 +503,60 @@ fn days(blocks: &[Block]) -> Vec<Block> {
 
 /// Least days with runs in each window for the variance between days to be
 /// taken into account.
-const MIN_DAYS: usize = 5;
+pub const MIN_DAYS: usize = 5;
+
+/// The days before a baseline too short to measure the wobble between days
+/// itself (a 2-day window against the 2 days before): its blocks, and the
+/// same merged per day. Read by the caller ([`judge_all_with_history`]).
+pub struct History {
+    blocks: Vec<Block>,
+    days: Vec<Block>,
+}
+
+impl History {
+    /// The history of one subject: its hour blocks over the days before its
+    /// baseline (a week of them is plenty; [`MIN_DAYS`] is the least used).
+    pub fn of(blocks: Vec<Block>) -> History {
+        let days = days(&blocks);
+        History { blocks, days }
+    }
+
+    fn has_days(&self) -> bool {
+        self.days.iter().filter(|d| d.histogram.count > 0).count() >= MIN_DAYS
+    }
+}
+
+/// Where the wobble between days is measured, for the design effect.
+enum Wobble<'a> {
+    /// Not at all: windows under [`MIN_DAYS`] days and no history.
+    Unmeasured,
+    /// In the windows' own days (the baseline's side of this design).
+    Own(Design<'a>),
+    /// In the days before the baseline, by blocks and by days, with how
+    /// many days hold runs there and `1/d_now + 1/d_before` for the days
+    /// (of 24 blocks) the windows hold.
+    History {
+        blocks: Design<'a>,
+        days: Design<'a>,
+        count: f64,
+        weight: f64,
+    },
+}
+
+impl Wobble<'_> {
+    /// The history's extra variance of the windows' difference, from
+    /// estimates `by_blocks` and `by_days` (on their baseline's side) of the
+    /// same statistic over the history, divided by `scale²`: one day's
+    /// variance beyond what its blocks predict (`k·(V_days − V_blocks)` over
+    /// `k` days), times `1/d_now + 1/d_before`; with its degrees of freedom.
+    fn extra(&self, by_blocks: &Estimate, by_days: &Estimate, scale: f64) -> Option<(f64, f64)> {
+        let Wobble::History { count, weight, .. } = self else {
+            return None;
+        };
+        let per_day = count * (by_days.variance() - by_blocks.variance()).max(0.0) / (scale * scale);
+        (per_day.is_finite() && per_day > 0.0).then_some((per_day * weight, count - 1.0))
+    }
+}
 
 /// The two ways one subject's periods are compared: block by block within
 /// times of day, and (over [`MIN_DAYS`] days or more each) day by day. The
@@ -509,9 +566,13 @@ const MIN_DAYS: usize = 5;
 /// a day (a day-long incident, a weekly batch) counts once per day, not once
 /// per hour. The baseline's days, not the current window's: a change that
 /// began mid-window makes the current days differ by the change itself.
+/// Windows too short for that (under [`MIN_DAYS`] days each, with hour
+/// blocks) take the design effect from the days before the baseline
+/// ([`History`]): how much a day's hours move together does not depend on
+/// how many days a window holds.
 struct Designs<'a> {
     blocks: Design<'a>,
-    days: Option<Design<'a>>,
+    wobble: Wobble<'a>,
 }
 
 /// The baseline's variance by days over its variance by blocks, at least 1:
@@ -532,26 +593,61 @@ fn widened(difference: Difference, design_effect: f64) -> Difference {
 }
 
 /// The designs of one subject: by blocks, and by `days` (its blocks merged
-/// per day, [`days`]) when each window has [`MIN_DAYS`] of them with runs.
-fn designs<'a>(current: &'a [Block], previous: &'a [Block], days: &'a [Vec<Block>; 2]) -> Result<Designs<'a>, TooThin> {
+/// per day, [`days`]) when each window has [`MIN_DAYS`] of them with runs,
+/// else by its `history` when it has them there.
+fn designs<'a>(
+    current: &'a [Block],
+    previous: &'a [Block],
+    days: &'a [Vec<Block>; 2],
+    history: Option<&'a History>,
+) -> Result<Designs<'a>, TooThin> {
     let blocks = Design::new(current, previous)?;
     let enough = days
         .iter()
         .all(|side| side.iter().filter(|d| d.histogram.count > 0).count() >= MIN_DAYS);
-    let days = enough
+    let own = enough
         .then(|| Design::new(&days[CURRENT], &days[PREVIOUS]).ok())
         .flatten();
-    Ok(Designs { blocks, days })
+    let wobble = match (own, history.filter(|h| h.has_days())) {
+        (Some(days), _) => Wobble::Own(days),
+        (None, Some(history)) => match (
+            Design::new(&history.blocks, &history.blocks),
+            Design::new(&history.days, &history.days),
+        ) {
+            (Ok(history_blocks), Ok(days)) => {
+                let held = |side: usize| (blocks.blocks[side] as f64 / 24.0).max(1.0);
+                Wobble::History {
+                    blocks: history_blocks,
+                    days,
+                    count: history.days.iter().filter(|d| d.histogram.count > 0).count() as f64,
+                    weight: 1.0 / held(CURRENT) + 1.0 / held(PREVIOUS),
+                }
+            }
+            _ => Wobble::Unmeasured,
+        },
+        (None, None) => Wobble::Unmeasured,
+    };
+    Ok(Designs { blocks, wobble })
 }
 
 /// The mean's difference, widened by the days' design effect.
 fn mean_test(designs: &Designs<'_>) -> Option<Difference> {
     let mean = |design: &Design<'_>, side| design.estimate(side, |h| h.sum);
-    let effect = design_effect(
-        &mean(&designs.blocks, PREVIOUS),
-        designs.days.as_ref().map(|d| mean(d, PREVIOUS)).as_ref(),
-    );
-    Some(widened(mean_difference(&designs.blocks)?, effect))
+    let difference = mean_difference(&designs.blocks)?;
+    Some(match &designs.wobble {
+        Wobble::Unmeasured => difference,
+        Wobble::Own(days) => widened(
+            difference,
+            design_effect(&mean(&designs.blocks, PREVIOUS), Some(&mean(days, PREVIOUS))),
+        ),
+        wobble @ Wobble::History { blocks, days, .. } => {
+            let (by_blocks, by_days) = (mean(blocks, PREVIOUS), mean(days, PREVIOUS));
+            match wobble.extra(&by_blocks, &by_days, by_blocks.value) {
+                Some((extra, df)) => difference.with_part(extra, df),
+                None => difference,
+            }
+        }
+    })
 }
 
 /// The mean's test: log of the post-stratified means.
@@ -597,19 +693,43 @@ fn tests(designs: &Designs<'_>, estimated: bool) -> Tests {
         return tests;
     }
     let edges = designs.blocks.edges();
-    let day_edges = designs.days.as_ref().map(Design::edges);
     let indexes = edges.indexes();
+    // Where each share's design effect is read: at the same bucket edge in
+    // the baseline's own days, or at the history's bucket for the same
+    // quantile in its blocks and days.
+    let own_days = match &designs.wobble {
+        Wobble::Own(days) => Some(days.edges()),
+        _ => None,
+    };
+    let history = match &designs.wobble {
+        Wobble::History { blocks, days, .. } => {
+            let blocks = blocks.edges();
+            let indexes = blocks.indexes();
+            Some((blocks, indexes, days.edges()))
+        }
+        _ => None,
+    };
     for (metric, level) in QUANTILES {
         let Some(position) = edges.quantile_position(PREVIOUS, &indexes, level) else {
             continue;
         };
         let edge = indexes[position];
         let [now, before] = [CURRENT, PREVIOUS].map(|side| edges.share(side, edge).value);
-        let effect = design_effect(
-            &edges.share(PREVIOUS, edge),
-            day_edges.as_ref().map(|days| days.share(PREVIOUS, edge)).as_ref(),
-        );
-        let difference = widened(share_difference(&edges, edge), effect);
+        let mut difference = share_difference(&edges, edge);
+        if let Some(days) = &own_days {
+            let effect = design_effect(&edges.share(PREVIOUS, edge), Some(&days.share(PREVIOUS, edge)));
+            difference = widened(difference, effect);
+        } else if let Some((blocks, indexes, days)) = &history {
+            let extra = blocks.quantile_position(PREVIOUS, indexes, level).and_then(|position| {
+                let edge = indexes[position];
+                designs
+                    .wobble
+                    .extra(&blocks.share(PREVIOUS, edge), &days.share(PREVIOUS, edge), 1.0)
+            });
+            if let Some((extra, df)) = extra {
+                difference = difference.with_part(extra, df);
+            }
+        }
         *tests.slot(metric) = result(TestKind::BlockShare, difference, Some((1.0 - now, 1.0 - before)));
     }
     tests
@@ -781,7 +901,12 @@ impl Spread {
 /// bands, and for each tested metric its interval, bucket edge and
 /// resolution, and the per-block values its test compares. Computed only
 /// for the subjects someone asks about: it reads every block again.
-pub fn explain(subject: &[Vec<Block>; 2], verdict: &Verdict, rule: &RegressionRule) -> Explanation {
+pub fn explain(
+    subject: &[Vec<Block>; 2],
+    history: Option<&History>,
+    verdict: &Verdict,
+    rule: &RegressionRule,
+) -> Explanation {
     let [current, previous] = subject;
     let [now, before] = [merged(current), merged(previous)];
     let bands = (before.count > 0).then(|| {
@@ -797,7 +922,7 @@ pub fn explain(subject: &[Vec<Block>; 2], verdict: &Verdict, rule: &RegressionRu
         }
     });
     let day_blocks = [days(current), days(previous)];
-    let designs = designs(current, previous, &day_blocks).ok();
+    let designs = designs(current, previous, &day_blocks, history).ok();
     let edges = designs.as_ref().map(|d| d.blocks.edges());
     let indexes = edges.as_ref().map(Edges::indexes).unwrap_or_default();
     let metrics = METRICS
@@ -972,9 +1097,22 @@ pub fn reason(verdict: &Verdict, rule: &RegressionRule, explanation: Option<&Exp
 /// the speed-ups are picked the same way for an improvement (a slower tail
 /// outweighs a faster median).
 pub fn judge_all(subjects: &[[Vec<Block>; 2]], rule: &RegressionRule) -> Vec<Verdict> {
+    judge_all_with_history(subjects, &[], rule)
+}
+
+/// [`judge_all`], with each subject's [`History`] (`histories[i]` for
+/// `subjects[i]`; missing or `None` for none): windows under [`MIN_DAYS`]
+/// days take the design effect for the wobble between days from it.
+pub fn judge_all_with_history(
+    subjects: &[[Vec<Block>; 2]],
+    histories: &[Option<History>],
+    rule: &RegressionRule,
+) -> Vec<Verdict> {
+    let history = |i: usize| histories.get(i).and_then(Option::as_ref);
     let mut verdicts: Vec<Verdict> = subjects
         .iter()
-        .map(|[current_blocks, previous_blocks]| {
+        .enumerate()
+        .map(|(i, [current_blocks, previous_blocks])| {
             let day_blocks = [days(current_blocks), days(previous_blocks)];
             let [current, previous] = [CURRENT, PREVIOUS].map(|side| merged(&day_blocks[side]));
             let changes = Changes {
@@ -1000,7 +1138,7 @@ pub fn judge_all(subjects: &[[Vec<Block>; 2]], rule: &RegressionRule) -> Vec<Ver
                 verdict.outcome = Outcome::TooLittleTraffic;
                 return verdict;
             }
-            match designs(current_blocks, previous_blocks, &day_blocks) {
+            match designs(current_blocks, previous_blocks, &day_blocks, history(i)) {
                 Ok(designs) => {
                     verdict.tests = tests(&designs, verdict.estimated);
                     let design = &designs.blocks;
@@ -1047,7 +1185,7 @@ pub fn judge_all(subjects: &[[Vec<Block>; 2]], rule: &RegressionRule) -> Vec<Ver
         }
         let [current, previous] = &subjects[i];
         let day_blocks = [days(current), days(previous)];
-        let Ok(design) = designs(current, previous, &day_blocks) else {
+        let Ok(design) = designs(current, previous, &day_blocks, history(i)) else {
             continue;
         };
         // Each candidate's interval, kept for the explanation.
@@ -1275,7 +1413,7 @@ mod tests {
         assert!((now - 0.17).abs() < 0.02 && before < 0.06, "{now} {before}");
         // The agent's buckets are 0.54% wide: the p95 interval (99.9%) is the noise's, around +40%.
         let day_blocks = [days(&subject[0]), days(&subject[1])];
-        let designs = designs(&subject[0], &subject[1], &day_blocks).unwrap();
+        let designs = designs(&subject[0], &subject[1], &day_blocks, None).unwrap();
         let (low, high) = interval(&designs, Metric::P95, 0.001).unwrap();
         assert!(low < 0.4 && 0.4 < high && high - low < 0.3, "{low} {high}");
     }
@@ -1451,7 +1589,7 @@ mod tests {
         let rule = RegressionRule::default();
         let verdict = judge_all(std::slice::from_ref(&subject), &rule)[0];
         assert_eq!(verdict.outcome, Outcome::NoChange, "{verdict:?}");
-        let explained = explain(&subject, &verdict, &rule);
+        let explained = explain(&subject, None, &verdict, &rule);
         let bands = explained.bands.unwrap();
         // The baseline's own runs fall about 50/45/4/1% into bands cut at its percentiles.
         assert!(
