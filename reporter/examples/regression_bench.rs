@@ -2,13 +2,15 @@
 //! this week against last (median of 3 passes), and prints what it found.
 //!
 //! ```text
-//! cargo run --release -p kuroko-reporter --example regression_bench -- --store PATH [--fill-days N]
+//! cargo run --release -p kuroko-reporter --example regression_bench -- --store PATH [--fill-days N] [--days N]
 //! ```
 //!
 //! The store is the `analysis_bench`'s (`Spec::fleet`: 2,000 series, one week
 //! at minute resolution). When it holds two weeks, the pass is the last 7
 //! days against the 7 before; with one week, the last 3.5 days against the 3.5
-//! before, and it says so. An empty store is first filled with `Spec::fleet`
+//! before, and it says so; `--days N` judges the last N days against the N
+//! before instead (under 5, the pass also reads the 7 days before the
+//! baseline for the variance of whole days). An empty store is first filled with `Spec::fleet`
 //! over `--fill-days` days (default 14, so that a week can be compared with a
 //! week), ending at the last full hour, with progress on stderr. The store is
 //! rolled up to hours and days first, as `kuroko serve` does in the
@@ -31,12 +33,14 @@ const DAY: i64 = 1_440;
 fn main() -> anyhow::Result<()> {
     let mut store_path = None;
     let mut fill_days = 14;
+    let mut days: Option<i64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--store" => store_path = args.next(),
             "--fill-days" => fill_days = args.next().context("--fill-days needs a number")?.parse()?,
-            other => anyhow::bail!("unknown argument {other:?}: --store PATH [--fill-days N]"),
+            "--days" => days = Some(args.next().context("--days needs a number")?.parse()?),
+            other => anyhow::bail!("unknown argument {other:?}: --store PATH [--fill-days N] [--days N]"),
         }
     }
     let path = store_path.context("--store PATH is required")?;
@@ -90,18 +94,22 @@ fn main() -> anyhow::Result<()> {
 
     let end = data_end(&store, now)?.context("the store holds no durations")?;
     let two_weeks = has_data(&store, end - 14 * DAY, end - 14 * DAY + 60)?;
-    let period = if two_weeks { 7 * DAY } else { 7 * DAY / 2 };
+    let period = match days {
+        Some(days) => days * DAY,
+        None if two_weeks => 7 * DAY,
+        None => 7 * DAY / 2,
+    };
     let scope = Scope::window(end - period, end);
+    let length = format!("{}", period as f64 / DAY as f64);
     println!(
-        "{}: minutes {}..{} against the {} before",
-        if two_weeks {
-            "the last 7 days"
-        } else {
-            "one week of data: the last 3.5 days"
-        },
+        "the last {length} days: minutes {}..{} against the {length} before{}",
         scope.from,
         scope.to,
-        if two_weeks { "7" } else { "3.5" }
+        if days.is_none() && !two_weeks {
+            " (the store holds one week)"
+        } else {
+            ""
+        }
     );
 
     let owners = Owners::empty();
