@@ -87,6 +87,9 @@ pub(super) struct Marks {
     pub(super) hours_from: i64,
     /// [`NEVER`] when they are whole from the start (see [`super::txn`]).
     pub(super) across_hosts_from: i64,
+    /// The parts the marks were read from ([`ClickHouseStore::naming_parts`]):
+    /// the read's questions about which series exist are answered for them.
+    pub(super) parts: u64,
 }
 
 /// Which rows a read takes: per series, or per transaction series (the
@@ -618,7 +621,7 @@ impl Store for ClickHouseStore {
             return Ok(Vec::new());
         }
         let ids: Vec<String> = rows.iter().map(|row| row.series_id.to_string()).collect();
-        let keys = self.keys_where(&[format!("id IN ({})", ids.join(", "))])?;
+        let keys = self.keys_where(&[format!("id IN ({})", ids.join(", "))], None)?;
         Ok(TraceOut::points(rows, &keys))
     }
 
@@ -742,31 +745,35 @@ impl Store for ClickHouseStore {
 impl ClickHouseStore {
     /// Series matching `filter`, by id.
     pub(super) fn keys(&self, filter: &Filter) -> Result<HashMap<u64, SeriesKey>, StoreError> {
-        self.keys_where(&key_conditions(filter))
+        self.keys_where(&key_conditions(filter), None)
     }
 
-    /// Series meeting `conditions` (on `series`), by id.
-    pub(super) fn keys_where(&self, conditions: &[String]) -> Result<HashMap<u64, SeriesKey>, StoreError> {
+    /// Series meeting `conditions` (on `series`), by id; as kept for
+    /// `parts` when given ([`ClickHouseStore::select_kept`]).
+    pub(super) fn keys_where(
+        &self,
+        conditions: &[String],
+        parts: Option<u64>,
+    ) -> Result<HashMap<u64, SeriesKey>, StoreError> {
         let filter = where_clause(conditions);
-        let rows: Vec<SeriesOut> = self.select(&format!(
-            "SELECT DISTINCT id, service, host, txn, feature, kind, environment FROM series{filter}"
-        ))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                (
-                    r.id,
-                    SeriesKey {
-                        service: r.service,
-                        host: r.host,
-                        transaction: r.txn,
-                        feature: r.feature,
-                        kind: r.kind,
-                        environment: r.environment,
-                    },
-                )
-            })
-            .collect())
+        let sql = format!("SELECT DISTINCT id, service, host, txn, feature, kind, environment FROM series{filter}");
+        let key = |r: &SeriesOut| {
+            (
+                r.id,
+                SeriesKey {
+                    service: r.service.clone(),
+                    host: r.host.clone(),
+                    transaction: r.txn.clone(),
+                    feature: r.feature.clone(),
+                    kind: r.kind.clone(),
+                    environment: r.environment.clone(),
+                },
+            )
+        };
+        Ok(match parts {
+            Some(parts) => self.select_kept::<SeriesOut>(parts, &sql)?.iter().map(key).collect(),
+            None => self.select::<SeriesOut>(&sql)?.iter().map(key).collect(),
+        })
     }
 
     /// The window split into day, hour and minute stretches; edges older
@@ -862,16 +869,21 @@ impl ClickHouseStore {
             key: String,
             value: i64,
         }
-        let kept: Vec<Kept> = self.select(&format!(
-            "SELECT key, max(toInt64(value)) AS value FROM meta
+        let parts = self.naming_parts()?;
+        let kept = self.select_kept::<Kept>(
+            parts,
+            &format!(
+                "SELECT key, max(toInt64(value)) AS value FROM meta
              WHERE key IN ('minutes_kept_from', 'hours_kept_from', {}) GROUP BY key",
-            quote(TXN_ROLLUP_FROM)
-        ))?;
+                quote(TXN_ROLLUP_FROM)
+            ),
+        )?;
         let kept_from = |key: &str| kept.iter().find(|k| k.key == key).map_or(NEVER, |k| k.value);
         Ok(Marks {
             minutes_from: kept_from("minutes_kept_from"),
             hours_from: kept_from("hours_kept_from"),
             across_hosts_from: kept_from(TXN_ROLLUP_FROM),
+            parts,
         })
     }
 
