@@ -6,8 +6,11 @@
 //! ```text
 //! cargo run --release -p kuroko-reporter --example read_scale -- \
 //!     [--sizes 2000,8000,32000] [--stores sqlite,clickhouse] [--clickhouse URL] [--runs 3] \
-//!     [--now MINUTE] [--reuse]
+//!     [--now MINUTE] [--reuse] [--reads "overview 1d,fleet dashboard"]
 //! ```
+//!
+//! `--reads` times only the reads named (the table's column names, comma
+//! separated); the others show as `–`.
 //!
 //! Without `--clickhouse` a ClickHouse server is started as the tests start
 //! one (Debian's `clickhouse-server` on PATH); with it (`clickhouse://HOST:PORT`,
@@ -68,6 +71,8 @@ struct Options {
     runs: usize,
     now: Option<i64>,
     reuse: bool,
+    /// The reads timed (all by default).
+    reads: Vec<String>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -78,6 +83,7 @@ fn options() -> anyhow::Result<Options> {
         runs: 3,
         now: None,
         reuse: false,
+        reads: READS.iter().map(|r| (*r).to_owned()).collect(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -94,8 +100,14 @@ fn options() -> anyhow::Result<Options> {
             "--runs" => options.runs = value()?.parse::<usize>()?.max(1),
             "--now" => options.now = Some(value()?.parse()?),
             "--reuse" => options.reuse = true,
+            "--reads" => {
+                options.reads = value()?.split(',').map(|r| r.trim().to_owned()).collect();
+                if let Some(unknown) = options.reads.iter().find(|r| !READS.contains(&r.as_str())) {
+                    anyhow::bail!("unknown read {unknown:?}: one of {}", READS.join(", "));
+                }
+            }
             other => anyhow::bail!(
-                "unknown argument {other:?}: read_scale [--sizes N,N] [--stores sqlite,clickhouse] [--clickhouse URL] [--runs N] [--now MINUTE] [--reuse]"
+                "unknown argument {other:?}: read_scale [--sizes N,N] [--stores sqlite,clickhouse] [--clickhouse URL] [--runs N] [--now MINUTE] [--reuse] [--reads NAME,NAME]"
             ),
         }
     }
@@ -244,6 +256,8 @@ fn unix_seconds() -> u64 {
 struct Measured {
     wall: f64,
     cpu: f64,
+    /// False for a read left out by `--reads`.
+    timed: bool,
 }
 
 fn measure<T>(
@@ -271,6 +285,7 @@ fn measure<T>(
     Ok(Measured {
         wall: times[times.len() / 2],
         cpu: (reporter + server) * 1e3 / runs as f64,
+        timed: true,
     })
 }
 
@@ -290,6 +305,7 @@ fn time_reads(
     root: &Path,
     now: i64,
     runs: usize,
+    reads: &[String],
 ) -> anyhow::Result<Vec<Measured>> {
     let owners = Arc::new(Owners::empty());
     let dashboards = kuroko_reporter::ui::dashboards::load(&root.join("dashboards"), &owners);
@@ -302,14 +318,28 @@ fn time_reads(
         across_hosts: true,
         ..Filter::default()
     };
+    // The read in column `$i` of `READS`, timed unless `--reads` leaves it out.
+    macro_rules! timed {
+        ($i:expr, $read:expr) => {
+            if reads.iter().any(|r| r == READS[$i]) {
+                measure(runs, server, $read)?
+            } else {
+                Measured::default()
+            }
+        };
+    }
     Ok(vec![
-        measure(runs, server, || Ok(pages::overview(&app, &day, now)?))?,
-        measure(runs, server, || Ok(pages::overview(&app, &week, now)?))?,
-        measure(runs, server, || Ok(app.analysis().slowest(&scope, Rank::P95, 20)?))?,
-        measure(runs, server, || {
-            Ok(pages::dashboard(&app, &dashboards, "fleet-overview", &week, now)?)
-        })?,
-        measure(runs, server, || {
+        timed!(0, || Ok(pages::overview(&app, &day, now)?)),
+        timed!(1, || Ok(pages::overview(&app, &week, now)?)),
+        timed!(2, || Ok(app.analysis().slowest(&scope, Rank::P95, 20)?)),
+        timed!(3, || Ok(pages::dashboard(
+            &app,
+            &dashboards,
+            "fleet-overview",
+            &week,
+            now
+        )?)),
+        timed!(4, || {
             let mut merged: std::collections::BTreeMap<(String, String), Histogram> = Default::default();
             for (key, h) in store.histograms(&per_series, now - 7 * DAY, now)? {
                 merged
@@ -318,8 +348,8 @@ fn time_reads(
                     .merge(&h);
             }
             Ok(merged)
-        })?,
-        measure(runs, server, || Ok(store.histograms(&across, now - 7 * DAY, now)?))?,
+        }),
+        timed!(5, || Ok(store.histograms(&across, now - 7 * DAY, now)?)),
     ])
 }
 
@@ -394,10 +424,11 @@ fn main() -> anyhow::Result<()> {
                     load()
                 );
             }
-            let measured = time_reads(store.clone(), server.as_ref(), &root, now, options.runs)?;
+            let measured = time_reads(store.clone(), server.as_ref(), &root, now, options.runs, &options.reads)?;
             let line: Vec<String> = READS
                 .iter()
                 .zip(&measured)
+                .filter(|(_, m)| m.timed)
                 .map(|(r, m)| format!("{r} {:.0} ms (CPU {:.0} ms)", m.wall, m.cpu))
                 .collect();
             println!("  {}; load {}", line.join(", "), load());
@@ -419,7 +450,16 @@ fn main() -> anyhow::Result<()> {
         println!("| store | series | {} | load after |", READS.join(" | "));
         println!("|---|---:|{}---|", "---:|".repeat(READS.len()));
         for (store, size, measured, load) in &table {
-            let cells: Vec<String> = measured.iter().map(|m| format!("{:.0} ms", pick(m))).collect();
+            let cells: Vec<String> = measured
+                .iter()
+                .map(|m| {
+                    if m.timed {
+                        format!("{:.0} ms", pick(m))
+                    } else {
+                        "–".to_owned()
+                    }
+                })
+                .collect();
             println!("| {store} | {size} | {} | {load} |", cells.join(" | "));
             // Growth against the size a quarter as big, when measured.
             if let Some((_, _, before, _)) = table.iter().find(|(s, n, _, _)| s == store && n * 4 == *size) {

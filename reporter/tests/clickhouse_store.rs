@@ -624,6 +624,50 @@ fn replicas_write_at_once_and_a_reader_sees_all() {
     assert_eq!(counted[0].2, 40.0);
 }
 
+/// A replica keeps what it learnt of which series exist between reads
+/// (`store/clickhouse/kept.rs`): series another replica writes afterwards
+/// are still in its next answers, per series and across hosts.
+#[test]
+fn a_reader_sees_series_written_by_another_replica_after_it_read() {
+    let database = "kuroko_kept_series";
+    drop(clickhouse(database));
+    let (reader, writer) = (connect_again(database), connect_again(database));
+    let across = Filter {
+        across_hosts: true,
+        ..Filter::default()
+    };
+    let hosts = |store: &ClickHouseStore| -> Vec<(String, u64)> {
+        let mut found: Vec<(String, u64)> = store
+            .histograms(&Filter::default(), 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(k, h)| (k.host, h.count))
+            .collect();
+        found.sort();
+        found
+    };
+    let runs = |store: &ClickHouseStore| -> (u64, f64) {
+        let histograms = store.histograms(&across, 0, 10).unwrap();
+        let counters = store.counters(&across, "kuroko.transaction.outcomes", 0, 10).unwrap();
+        (
+            histograms.iter().map(|(_, h)| h.count).sum(),
+            counters.iter().map(|(_, _, v)| v).sum(),
+        )
+    };
+    writer.write(&one_minute("a", 0)).unwrap();
+    assert_eq!(hosts(&reader), vec![("a".to_owned(), 2)]);
+    assert_eq!(runs(&reader), (2, 2.0));
+    // Asked again with nothing new: the same answers.
+    assert_eq!(hosts(&reader), vec![("a".to_owned(), 2)]);
+    writer.write(&one_minute("b", 1)).unwrap();
+    assert_eq!(
+        hosts(&reader),
+        vec![("a".to_owned(), 2), ("b".to_owned(), 2)],
+        "a series written after the reader's last read is in its next answer"
+    );
+    assert_eq!(runs(&reader), (4, 4.0), "and in its answers across hosts");
+}
+
 /// One histogram point and one counter of `host` at `minute`.
 fn one_minute(host: &str, minute: i64) -> Batch {
     Batch {

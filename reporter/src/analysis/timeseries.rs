@@ -154,7 +154,7 @@ impl Analysis<'_> {
                     rows.number(key, scope, group, self.owners)
                 })
                 .map(|histograms| (histograms, rows.ids));
-            let outcomes = counting.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let outcomes = crate::sync::joined(counting);
             (histograms, outcomes)
         });
         let (histograms, histogram_ids) = histograms?;

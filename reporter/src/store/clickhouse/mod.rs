@@ -55,6 +55,7 @@ use super::group_commit::GroupCommit;
 use super::{SeriesKey, StoreError};
 
 mod deploys;
+mod kept;
 mod reads;
 mod schema;
 mod sightings;
@@ -91,6 +92,8 @@ pub struct ClickHouseStore {
     dedup: bool,
     /// The journal, once [`ClickHouseStore::start_spool`] turned it on.
     spool: OnceLock<spool::Spool>,
+    /// Answers about which series exist, kept while their tables' parts last.
+    kept: kept::Kept,
 }
 
 /// How [`Store::write`](super::Store::write) gathers concurrent writes into shared INSERTs (one
@@ -288,6 +291,7 @@ impl ClickHouseStore {
             batching: spool_batching,
             dedup: false,
             spool: OnceLock::new(),
+            kept: kept::Kept::default(),
         };
         store.migrate()?;
         let mut store = store;

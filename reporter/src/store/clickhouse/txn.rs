@@ -186,7 +186,7 @@ impl ClickHouseStore {
             .iter()
             .all(|s| s.from * minutes_of(s.resolution) >= planned.marks.across_hosts_from);
         if !filter.across_hosts || filter.host.is_some() || !whole {
-            let mut keys = self.keys(filter)?;
+            let mut keys = self.keys_where(&key_conditions(filter), Some(planned.marks.parts))?;
             if filter.across_hosts {
                 keys.values_mut().for_each(|key| key.host.clear());
             }
@@ -206,14 +206,17 @@ impl ClickHouseStore {
         .filter_map(|(column, value)| value.as_ref().map(|v| format!("{column} = {}", quote(v))))
         .collect();
         // Transaction series of spans a metric counts on some of their hosts.
-        let counted: Vec<Counted> = self.select(&format!(
-            "SELECT service, txn, feature, kind, environment, uniqExact(host) AS hosts,
+        let counted = self.select_kept::<Counted>(
+            planned.marks.parts,
+            &format!(
+                "SELECT service, txn, feature, kind, environment, uniqExact(host) AS hosts,
                     uniqExactIf(host, (service, host, txn, environment) IN
                         (SELECT service, host, txn, environment FROM metric_transaction)) AS counted
              FROM series WHERE endsWith(kind, '.spans'){}
              GROUP BY service, txn, feature, kind, environment HAVING counted > 0",
-            conditions.iter().map(|c| format!(" AND {c}")).collect::<String>()
-        ))?;
+                conditions.iter().map(|c| format!(" AND {c}")).collect::<String>()
+            ),
+        )?;
         let mut selections = Vec::new();
         let partly: Vec<String> = counted
             .iter()
@@ -235,7 +238,7 @@ impl ClickHouseStore {
                 "(service, txn, feature, kind, environment) IN ({})",
                 partly.join(", ")
             ));
-            let mut keys = self.keys_where(&per_series)?;
+            let mut keys = self.keys_where(&per_series, Some(planned.marks.parts))?;
             keys.values_mut().for_each(|key| key.host.clear());
             selections.push(Selection {
                 level: Level::Series,
@@ -260,7 +263,7 @@ impl ClickHouseStore {
         if !left_out.is_empty() {
             conditions.push(format!("id NOT IN ({})", left_out.join(", ")));
         }
-        let keys = self.transaction_keys(&conditions)?;
+        let keys = self.transaction_keys(&conditions, planned.marks.parts)?;
         let only = if conditions.is_empty() {
             String::new()
         } else {
@@ -275,22 +278,23 @@ impl ClickHouseStore {
     }
 
     /// The transaction series meeting `conditions` (on `txn`), by id, as
-    /// keys with an empty host.
-    fn transaction_keys(&self, conditions: &[String]) -> Result<HashMap<u64, SeriesKey>, StoreError> {
+    /// keys with an empty host; as kept for `parts`.
+    fn transaction_keys(&self, conditions: &[String], parts: u64) -> Result<HashMap<u64, SeriesKey>, StoreError> {
         let only = super::reads::where_clause(conditions);
-        let rows: Vec<TxnOut> = self.select(&format!(
-            "SELECT DISTINCT id, service, txn, feature, kind, environment FROM txn{only}"
-        ))?;
+        let rows = self.select_kept::<TxnOut>(
+            parts,
+            &format!("SELECT DISTINCT id, service, txn, feature, kind, environment FROM txn{only}"),
+        )?;
         Ok(rows
-            .into_iter()
+            .iter()
             .map(|r| {
                 let key = SeriesKey {
-                    service: r.service,
+                    service: r.service.clone(),
                     host: String::new(),
-                    transaction: r.txn,
-                    feature: r.feature,
-                    kind: r.kind,
-                    environment: r.environment,
+                    transaction: r.txn.clone(),
+                    feature: r.feature.clone(),
+                    kind: r.kind.clone(),
+                    environment: r.environment.clone(),
                 };
                 (r.id, key)
             })

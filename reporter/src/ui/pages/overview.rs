@@ -140,13 +140,21 @@ pub fn overview(app: &App, params: &Params, now: i64) -> Result<Markup, PageErro
     // histograms and counters (and the previous window's): read each once.
     let memo = Memo::default();
     let analysis = app.analysis().remembering(&memo);
-    let transactions = analysis.slowest_grouped(&scope, Group::Transaction, by, usize::MAX)?;
-    let transactions_before = analysis.slowest_grouped(&previous, Group::Transaction, by, usize::MAX)?;
+    // The two windows and the trends are independent reads that wait
+    // mostly on the store: read side by side. Features and services then
+    // come from the memo.
+    let (transactions, transactions_before, trends) = std::thread::scope(|threads| {
+        let before = threads.spawn(|| analysis.slowest_grouped(&previous, Group::Transaction, by, usize::MAX));
+        let trends = threads.spawn(|| trends(app, &scope));
+        let transactions = analysis.slowest_grouped(&scope, Group::Transaction, by, usize::MAX);
+        (transactions, crate::sync::joined(before), crate::sync::joined(trends))
+    });
+    let (transactions, transactions_before) = (transactions?, transactions_before?);
+    let (service_trends, feature_trends) = trends?;
     let features = analysis.slowest_grouped(&scope, Group::Feature, Rank::TimeConsumed, usize::MAX)?;
     let features_before = analysis.slowest_grouped(&previous, Group::Feature, Rank::TimeConsumed, usize::MAX)?;
     let services = service_summaries(&analysis, &scope, &transactions.rows)?;
     let services_before = service_summaries(&analysis, &previous, &transactions_before.rows)?;
-    let (service_trends, feature_trends) = trends(app, &scope)?;
     // Each trend marks the deploys of its service, or of the services
     // that run its feature's transactions.
     let steps = trend_steps(&scope);
