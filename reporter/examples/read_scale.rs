@@ -466,7 +466,13 @@ fn main() -> anyhow::Result<()> {
                 let ratios: Vec<String> = measured
                     .iter()
                     .zip(before)
-                    .map(|(m, b)| format!("×{:.2}", pick(m) / pick(b).max(0.001)))
+                    .map(|(m, b)| {
+                        if m.timed && b.timed {
+                            format!("×{:.2}", pick(m) / pick(b).max(0.001))
+                        } else {
+                            "–".to_owned()
+                        }
+                    })
                     .collect();
                 println!("| {store} | growth from {} | {} | |", size / 4, ratios.join(" | "));
             }
