@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::writes::{Blocks, Encoded, DATA_TABLES, ROLLUP_FEEDS};
-use super::ClickHouseStore;
+use super::{series_id, ClickHouseStore};
 use crate::cumulative::{StreamId, StreamState};
 use crate::histogram::Histogram;
 use crate::store::group_commit::Gather as _;
@@ -398,38 +398,60 @@ impl Record {
 /// counter, series, labels and minute (a busy service sends a series'
 /// minute in several requests; each row costs ClickHouse a parse and a pass
 /// of every materialised view), the rest as they came.
+///
+/// Keyed by numbers, as the embedded store's [`Pending`](crate::store::pending)
+/// is: a series by its id ([`series_id`], what its rows are stored under,
+/// hashed once per key a batch shares among its points), a counter's name
+/// and labels by their place in `label_sets`. Keyed by the key's strings
+/// (and the counter's, cloned per point), merging took a third of a
+/// replica's CPU at 50,000 histogram and 350,000 counter points a second.
 #[derive(Default)]
 struct Merged {
-    histograms: FxHashMap<(Arc<SeriesKey>, i64), Histogram>,
-    counters: FxHashMap<(Arc<SeriesKey>, String, String, i64), f64>,
+    histograms: FxHashMap<(u64, i64), (Arc<SeriesKey>, Histogram)>,
+    counters: FxHashMap<(u64, usize, i64), (Arc<SeriesKey>, f64)>,
+    /// Counter names and label sets, each once, by name then labels.
+    label_numbers: FxHashMap<String, FxHashMap<String, usize>>,
+    label_sets: Vec<(String, String)>,
     rest: Batch,
 }
 
 impl Merged {
     fn add(&mut self, batch: &Batch) {
+        let mut ids: FxHashMap<*const SeriesKey, u64> = FxHashMap::default();
+        let mut id_of = |key: &Arc<SeriesKey>| *ids.entry(Arc::as_ptr(key)).or_insert_with(|| series_id(key));
         for point in &batch.histograms {
-            match self.histograms.entry((point.key.clone(), point.minute)) {
-                Entry::Occupied(mut merged) => merged.get_mut().merge(&point.histogram),
+            match self.histograms.entry((id_of(&point.key), point.minute)) {
+                Entry::Occupied(mut merged) => merged.get_mut().1.merge(&point.histogram),
                 Entry::Vacant(slot) => {
-                    slot.insert(point.histogram.clone());
+                    slot.insert((point.key.clone(), point.histogram.clone()));
                 }
             }
         }
         for point in &batch.counters {
-            *self
-                .counters
-                .entry((
-                    point.key.clone(),
-                    point.name.clone(),
-                    point.labels.clone(),
-                    point.minute,
-                ))
-                .or_default() += point.value;
+            let label = self.label_number(&point.name, &point.labels);
+            self.counters
+                .entry((id_of(&point.key), label, point.minute))
+                .or_insert_with(|| (point.key.clone(), 0.0))
+                .1 += point.value;
         }
         self.rest.errors.extend_from_slice(&batch.errors);
         self.rest.traces.extend_from_slice(&batch.traces);
         self.rest.links.extend_from_slice(&batch.links);
         self.rest.streams.extend_from_slice(&batch.streams);
+    }
+
+    /// The number of a counter's name and label set, given on first sight.
+    fn label_number(&mut self, name: &str, labels: &str) -> usize {
+        if let Some(&number) = self.label_numbers.get(name).and_then(|by_labels| by_labels.get(labels)) {
+            return number;
+        }
+        let number = self.label_sets.len();
+        self.label_sets.push((name.to_owned(), labels.to_owned()));
+        self.label_numbers
+            .entry(name.to_owned())
+            .or_default()
+            .insert(labels.to_owned(), number);
+        number
     }
 
     /// Rows it would insert: histograms and counters per series and
@@ -439,24 +461,32 @@ impl Merged {
     }
 
     fn into_batch(self) -> Batch {
-        let mut batch = self.rest;
-        batch.histograms = self
-            .histograms
+        let Merged {
+            histograms,
+            counters,
+            label_sets,
+            mut rest,
+            ..
+        } = self;
+        rest.histograms = histograms
             .into_iter()
-            .map(|((key, minute), histogram)| HistogramPoint { key, minute, histogram })
+            .map(|((_, minute), (key, histogram))| HistogramPoint { key, minute, histogram })
             .collect();
-        batch.counters = self
-            .counters
+        rest.counters = counters
             .into_iter()
-            .map(|((key, name, labels, minute), value)| CounterPoint {
-                key,
-                minute,
-                name,
-                labels,
-                value,
+            .map(|((_, label, minute), (key, value))| {
+                // Numbered by `label_number`, which pushed the set.
+                let (name, labels) = label_sets[label].clone();
+                CounterPoint {
+                    key,
+                    minute,
+                    name,
+                    labels,
+                    value,
+                }
             })
             .collect();
-        batch
+        rest
     }
 }
 
