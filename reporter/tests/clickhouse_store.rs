@@ -872,7 +872,7 @@ fn a_schema_1_database_is_migrated_and_keeps_its_error_hours() {
         "SELECT max(toInt64(value)) FROM {database}.meta WHERE key = 'schema_version'"
     ))
     .unwrap();
-    assert_eq!(version.trim(), "5");
+    assert_eq!(version.trim(), "6");
     // The rows from before, in whole hours (read from `error_hour`).
     let before = store.errors(&Filter::default(), 60, 120).unwrap();
     assert_eq!(
@@ -1350,10 +1350,17 @@ fn bytes_per_series_minute_on_disk() {
         .iter()
         .filter_map(|t| by_table.get(*t))
         .sum();
-    let rollups: f64 = ["histogram_hour", "histogram_day", "counter_hour", "counter_day"]
-        .iter()
-        .filter_map(|t| by_table.get(*t))
-        .sum();
+    let rollups: f64 = [
+        "histogram_hour",
+        "histogram_day",
+        "series_bucket_hour",
+        "series_bucket_day",
+        "counter_hour",
+        "counter_day",
+    ]
+    .iter()
+    .filter_map(|t| by_table.get(*t))
+    .sum();
     println!(
         "per series-minute: {:.1} B of minutes (with series), {:.1} B of hour and day roll-ups",
         minute_tables / series_minutes,

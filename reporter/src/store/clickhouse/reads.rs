@@ -913,12 +913,22 @@ impl ClickHouseStore {
                  FROM histogram_minute WHERE minute >= {from} AND minute < {to}{filter}
                  GROUP BY series_id, step_start, scale"
             ),
+            // The scalars, with the buckets of rows rolled before schema 6
+            // (empty states since), and the buckets' maps, as a part with
+            // no runs of its own: `merged_sql` adds them up.
             (r, _) => format!(
                 "SELECT {id}, {start} AS step_start, scale, sumMerge(count_state) AS n, sumMerge(sum_state) AS total,
                         minIfMerge(min_state) AS lo, maxIfMerge(max_state) AS hi, sumMerge(zero_count_state) AS zeros,
                         maxMerge(zero_threshold_state) AS zt, maxMerge(estimated_state) AS est,
                         sumMapMerge(buckets_state) AS m, tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
                  FROM {table} WHERE {r} >= {from} AND {r} < {to}{filter}
+                 GROUP BY series_id, step_start, scale
+                 UNION ALL
+                 SELECT {id}, {start} AS step_start, scale, toUInt64(0) AS n, toFloat64(0) AS total,
+                        toFloat64(0) AS lo, toFloat64(0) AS hi, toUInt64(0) AS zeros, toFloat64(0) AS zt,
+                        toUInt8(0) AS est, sumMap(bucketsMap.idx, bucketsMap.n) AS m,
+                        tupleElement(m, 1) AS idx, tupleElement(m, 2) AS cnt
+                 FROM series_bucket_{r} WHERE {r} >= {from} AND {r} < {to}{filter}
                  GROUP BY series_id, step_start, scale"
             ),
         }

@@ -20,12 +20,15 @@ use crate::store::StoreError;
 /// time for many transactions, and keep their histograms' buckets as rows,
 /// `txn_bucket_*`, which a read sums far faster than `sumMap` states; 5:
 /// their views read rows the writer merged across hosts, `txn_*_in`,
-/// not every series' minute rows).
-pub(super) const SCHEMA_VERSION: i64 = 5;
+/// not every series' minute rows; 6: each series' hour and day buckets are
+/// summed maps in `series_bucket_*`, not `sumMap` states, whose merges took
+/// a third of ClickHouse's time per block written, see
+/// [`ClickHouseStore::migrate_series_buckets`]).
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// Each table that retention cuts: its resolution's key column, and how many
 /// minutes one of its partitions spans.
-pub(super) const PARTITIONED: [(&str, Resolution, i64); 21] = [
+pub(super) const PARTITIONED: [(&str, Resolution, i64); 23] = [
     ("histogram_minute", Resolution::Minute, 1_440),
     ("counter_minute", Resolution::Minute, 1_440),
     ("txn_histogram_minute", Resolution::Minute, 1_440),
@@ -40,6 +43,7 @@ pub(super) const PARTITIONED: [(&str, Resolution, i64); 21] = [
     ("error_minute", Resolution::Minute, 1_440),
     ("kept_trace", Resolution::Minute, 1_440),
     ("histogram_hour", Resolution::Hour, 168 * 60),
+    ("series_bucket_hour", Resolution::Hour, 168 * 60),
     ("counter_hour", Resolution::Hour, 168 * 60),
     ("error_hour", Resolution::Hour, 168 * 60),
     ("error_hour_v2", Resolution::Hour, 168 * 60),
@@ -48,6 +52,7 @@ pub(super) const PARTITIONED: [(&str, Resolution, i64); 21] = [
     // Problems last seen before hour rows are kept are forgotten.
     ("problem_seen", Resolution::Hour, 168 * 60),
     ("histogram_day", Resolution::Day, 30 * 1_440),
+    ("series_bucket_day", Resolution::Day, 30 * 1_440),
     ("counter_day", Resolution::Day, 30 * 1_440),
 ];
 
@@ -60,8 +65,8 @@ pub(super) enum Resolution {
 
 /// The tables and views, in creation order (`{db}` is the database).
 pub(super) fn schema(db: &str) -> Vec<String> {
-    // A histogram's scalars as states; per series its buckets too
-    // (`sumMap`), across hosts its buckets in rows of their own (below).
+    // A histogram's scalars as states; its buckets per series in summed
+    // maps (`series_bucket_*`), across hosts in rows of their own (below).
     let scalar_state = "scale Int8,
         count_state AggregateFunction(sum, UInt64), sum_state AggregateFunction(sum, Float64),
         min_state AggregateFunction(minIf, Float64, UInt8), max_state AggregateFunction(maxIf, Float64, UInt8),
@@ -73,7 +78,10 @@ pub(super) fn schema(db: &str) -> Vec<String> {
         maxState(estimated) AS estimated_state";
     let histogram_state =
         format!("{scalar_state}, buckets_state AggregateFunction(sumMap, Array(Int32), Array(UInt64))");
-    let histogram_states = format!("{scalar_states}, sumMapState(bucket_index, bucket_count) AS buckets_state");
+    // `buckets_state` holds the buckets of rows written before schema 6
+    // (read with the maps); the views give it an empty state since.
+    let histogram_states =
+        format!("{scalar_states}, sumMapState(emptyArrayInt32(), emptyArrayUInt64()) AS buckets_state");
     let (hour, day) = (floor_div("minute", 60), floor_div("minute", 1_440));
     let mut statements = vec![
         format!(
@@ -109,6 +117,30 @@ pub(super) fn schema(db: &str) -> Vec<String> {
             "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.histogram_day_mv TO {db}.histogram_day AS
              SELECT series_id, {day} AS day, {histogram_states}
              FROM {db}.histogram_minute GROUP BY series_id, day, scale"
+        ),
+        // A series' buckets per hour and day: `SummingMergeTree` sums a
+        // nested `…Map` by its first column (the bucket index) as it merges,
+        // a tight loop over sorted arrays, where merging `sumMap` states
+        // went through a tree of `Field`s.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.series_bucket_hour
+             (series_id UInt64, hour Int64, scale Int8, bucketsMap Nested(idx Int32, n UInt64))
+             ENGINE = SummingMergeTree PARTITION BY intDiv(hour, 168) ORDER BY (series_id, hour, scale)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.series_bucket_day
+             (series_id UInt64, day Int64, scale Int8, bucketsMap Nested(idx Int32, n UInt64))
+             ENGINE = SummingMergeTree PARTITION BY intDiv(day, 30) ORDER BY (series_id, day, scale)"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.series_bucket_hour_mv TO {db}.series_bucket_hour AS
+             SELECT series_id, {hour} AS hour, scale, bucket_index AS `bucketsMap.idx`, bucket_count AS `bucketsMap.n`
+             FROM {db}.histogram_minute"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.series_bucket_day_mv TO {db}.series_bucket_day AS
+             SELECT series_id, {day} AS day, scale, bucket_index AS `bucketsMap.idx`, bucket_count AS `bucketsMap.n`
+             FROM {db}.histogram_minute"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.counter_minute
@@ -314,6 +346,7 @@ impl ClickHouseStore {
         self.migrate_txn_columns()?;
         self.migrate_txn_rollups()?;
         self.migrate_txn_feed()?;
+        self.migrate_series_buckets()?;
         let statements = schema(db);
         for statement in &statements {
             // Replicas starting together race to create: one retry settles it.
@@ -366,6 +399,30 @@ impl ClickHouseStore {
             Err(_) if self.columns("error_minute")?.contains("trace_id") => Ok(()),
             other => other,
         }
+    }
+
+    /// Brings schema 5's per-series hour and day roll-ups to schema 6's
+    /// before the views are created: their views, which kept each hour's
+    /// and day's buckets in `sumMap` states, are dropped, so that the
+    /// schema creates them anew with empty bucket states, beside the views
+    /// that sum the buckets into `series_bucket_*`. The rows already rolled
+    /// keep their buckets in their states, which reads add to the maps':
+    /// nothing is copied or re-marked. A schema 5 replica still writing
+    /// would keep its buckets out of the maps (the views are the
+    /// database's, not the replica's); its schema check refuses the
+    /// database once it reconnects.
+    fn migrate_series_buckets(&self) -> Result<(), StoreError> {
+        if self.columns("histogram_minute")?.is_empty() || !self.columns("series_bucket_hour")?.is_empty() {
+            return Ok(());
+        }
+        for view in ["histogram_hour_mv", "histogram_day_mv"] {
+            self.execute(&format!("DROP TABLE IF EXISTS {view}"))?;
+        }
+        tracing::info!(
+            database = %self.database,
+            "each series' hour and day buckets are now summed maps (schema 6); the hours rolled before keep theirs in their states"
+        );
+        Ok(())
     }
 
     /// A database that rolled errors up into schema 1's `error_hour` keeps
