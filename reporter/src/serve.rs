@@ -375,9 +375,11 @@ fn start_roller(store: Arc<SqliteStore>, config: &Config) -> Result<Background, 
             // Roll what ingest has acknowledged so far (a failure is logged
             // by the store, once per spell).
             let _ = store.flush();
-            // While writes are refused for the disk, the headroom is kept
-            // for flushes: roll-ups (and their rows across hosts) wait.
-            let low = crate::store::Store::health(store.as_ref()).disk_low;
+            // Roll-ups can wait, flushes of what was acknowledged cannot:
+            // a pass (its rows, those across hosts, and the WAL they go
+            // through) runs only while the disk holds the headroom twice
+            // over, so that it spends the second share, not the flushes'.
+            let low = crate::store::Store::health(store.as_ref()).rolls_wait();
             match if low {
                 Ok(Default::default())
             } else {

@@ -435,6 +435,23 @@ async fn a_full_disk_refuses_writes_before_it_fills_and_still_serves_reads() {
         body.contains("nearly full") && body.contains("min_free_bytes"),
         "the reason: {body}"
     );
+    // Refused while the flush of what the journal holds still fits: the
+    // headroom is untouched.
+    assert!(acknowledged > 0);
+    let free = tmpfs.free();
+    assert!(
+        free > MIN_FREE,
+        "refused before the disk filled: {free} bytes still free (the headroom is {MIN_FREE})"
+    );
+    eprintln!("refused after {acknowledged} runs acknowledged, {free} bytes free");
+    assert!(
+        eventually(|| stored_runs(&store) == acknowledged),
+        "everything acknowledged is flushed and read back: {} of {acknowledged}",
+        stored_runs(&store)
+    );
+    // Someone else's file then grows into the headroom: every write is
+    // refused while it lasts.
+    fill(&filler, &tmpfs, MIN_FREE / 2);
     // Over gRPC: UNAVAILABLE, with the reason.
     let mut grpc = MetricsServiceClient::connect(format!("http://{}", reporter.grpc))
         .await
@@ -443,23 +460,12 @@ async fn a_full_disk_refuses_writes_before_it_fills_and_still_serves_reads() {
     let status = grpc.export(request).await.expect_err("refused over gRPC too");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert!(status.message().contains("nearly full"), "{status:?}");
-    assert!(acknowledged > 0);
-    let free = tmpfs.free();
-    assert!(
-        free > MIN_FREE / 2,
-        "refused before the disk filled: {free} bytes still free (the headroom is {MIN_FREE})"
-    );
-    eprintln!("refused after {acknowledged} runs acknowledged, {free} bytes free");
     // A client retrying hard: each refused, none logged on its own.
     for k in 0..300 {
         let (status, retry, _) = post_metrics(&client, &reporter.http, minute_request(now - 5_000 - k, 10)).await;
         assert_eq!((status, retry.as_deref()), (503, Some("30")));
     }
-    assert!(
-        eventually(|| stored_runs(&store) == acknowledged),
-        "everything acknowledged is flushed and read back: {} of {acknowledged}",
-        stored_runs(&store)
-    );
+    assert_eq!(stored_runs(&store), acknowledged, "refused writes stored nothing");
     assert!(reporter.metric("kuroko_reporter_writes_refused_disk_total").await >= 302.0);
     assert_eq!(reporter.metric("kuroko_reporter_store_disk_low").await, 1.0);
     let log = reporter.log_text();

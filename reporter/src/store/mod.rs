@@ -303,6 +303,16 @@ pub struct StoreHealth {
     pub writes_refused_behind: u64,
 }
 
+impl StoreHealth {
+    /// Whether roll-up passes should wait for disk space: while writes are
+    /// refused, or while less than twice the headroom is free (the
+    /// headroom is the flushes'; a pass may spend as much again).
+    pub(crate) fn rolls_wait(&self) -> bool {
+        let kept = self.min_free_bytes;
+        self.disk_low || (kept > 0 && self.free_bytes.is_some_and(|free| free < kept.saturating_mul(2)))
+    }
+}
+
 /// A store's failure, by what a caller can do about it; what the backend
 /// said is carried in the variant (for [`StoreError::Database`], in its
 /// [`DatabaseError`]).
