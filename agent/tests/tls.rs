@@ -73,8 +73,9 @@ async fn without_the_ca_or_with_the_wrong_one_it_is_refused_with_the_reason() {
             if let Some(file) = wrong {
                 env.push(("OTEL_EXPORTER_OTLP_CERTIFICATE", file.display().to_string()));
             }
+            let mark = support::logs::mark();
             let exporter = export(&agent, &env);
-            let line = support::logs::wait_for_line(&[&url, "certificate was not trusted"]).await;
+            let line = support::logs::wait_for_line_since(mark, &[&url, "certificate was not trusted"]).await;
             assert!(line.contains("WARN"), "{line}");
             assert!(
                 line.contains("set OTEL_EXPORTER_OTLP_CERTIFICATE (or OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE"),
@@ -90,7 +91,7 @@ async fn without_the_ca_or_with_the_wrong_one_it_is_refused_with_the_reason() {
                 ),
                 None => assert!(line.contains("no CA file is set"), "{line}"),
             }
-            assert!(exporter.stats().failed_exports > 0);
+            failures_counted(&exporter, protocol).await;
             assert!(
                 !sink.received().iter().any(|r| r.path == path),
                 "{protocol}: an untrusted collector got {:?}",
@@ -141,15 +142,29 @@ async fn a_client_certificate_is_presented_when_configured() {
 
         // Without one, the collector refuses, and the log says what to set.
         let agent = Agent::default();
+        let mark = support::logs::mark();
         let exporter = export(&agent, &base);
-        let line = support::logs::wait_for_line(&[&url, "wants a TLS client certificate"]).await;
+        let line = support::logs::wait_for_line_since(mark, &[&url, "wants a TLS client certificate"]).await;
         assert!(line.contains("none is set"), "{protocol}: {line}");
         assert!(
             line.contains("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
             "{protocol}: {line}"
         );
-        assert!(exporter.stats().failed_exports > 0);
+        failures_counted(&exporter, protocol).await;
     }
+}
+
+/// Waits (up to 10 s) for this exporter to count a failed export: the line
+/// waited for may come from an earlier exporter whose collector had the
+/// same port, so the count is checked on its own.
+async fn failures_counted(exporter: &Exporter, protocol: &str) {
+    for _ in 0..500 {
+        if exporter.stats().failed_exports > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{protocol}: no failed export counted: {:?}", exporter.stats());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
