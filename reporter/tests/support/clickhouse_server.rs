@@ -80,9 +80,18 @@ impl Server {
     }
 }
 
+/// A port nothing listens on now.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    let [port] = free_ports();
+    port
+}
+
+/// `N` different ports nothing listens on now: each is held until all are
+/// picked, so that two cannot be the same.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [std::net::TcpListener; N] =
+        std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    listeners.map(|listener| listener.local_addr().unwrap().port())
 }
 
 /// chDB's imitation of ClickHouse's HTTP interface.
@@ -157,7 +166,7 @@ fn start_server() -> Server {
 fn launch(dir: std::path::PathBuf) -> Server {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("data")).unwrap();
-    let (port, tcp_port) = (free_port(), free_port());
+    let [port, tcp_port] = free_ports();
     let d = dir.display();
     std::fs::write(
         dir.join("config.xml"),
