@@ -834,7 +834,14 @@ async fn report(what: ReportCommand) -> anyhow::Result<()> {
     if let (true, Some(out)) = (args.dry_run, &args.out) {
         let period = match period {
             Some(period) => period,
-            None => deliver::latest_period(&delivery, kind, jiff::Timestamp::now())?,
+            None => {
+                let latest = deliver::latest_period(&delivery, kind, jiff::Timestamp::now())?;
+                eprintln!(
+                    "kuroko: previewing the latest scheduled {kind} report, for {latest} (--period picks another: \
+                     a date for a digest, a week like 2026-W47 for a weekly report)"
+                );
+                latest
+            }
         };
         let written = deliver::write_preview(store.as_ref(), &delivery, kind, args.team.as_deref(), period, out)
             .map_err(|e| anyhow::anyhow!("previewing the {kind} report for {period}: {e}"))?;

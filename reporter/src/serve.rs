@@ -453,6 +453,19 @@ fn start_delivery(
     config: &Config,
 ) -> Result<(oneshot::Sender<()>, tokio::task::JoinHandle<()>), ServeError> {
     let settings = crate::deliver::Settings::from_config(config)?;
+    let sends = settings.smtp.is_some()
+        || settings.digest.webhook_env.is_some()
+        || settings
+            .owners
+            .teams()
+            .any(|team| team.chat_webhook.is_some() || team.chat_webhook_env.is_some());
+    if sends && settings.base_url.is_empty() {
+        tracing::warn!(
+            "no base_url set: links in emails and chat messages are paths without a host (/errors?…), which \
+             readers cannot open (set base_url to the address people reach this web UI at, e.g. \
+             https://kuroko.example.com)"
+        );
+    }
     let producer = crate::deliver::analysis_producer_with(
         store.clone(),
         Arc::new(settings.owners.clone()),

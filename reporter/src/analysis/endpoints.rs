@@ -168,12 +168,14 @@ pub struct Advice {
 pub(crate) fn advice_message(problem: &str) -> String {
     match problem {
         crate::ingest::metrics::SECONDS_IN_MILLISECOND_BOUNDS => "recorded seconds into millisecond bucket bounds \
-            (the SDK's default 0, 5, 10 … 10000, meant for ms): every run fell in the first bucket, so its \
-            percentiles are only spread between the runs' min and max. Record seconds with the bounds the \
-            semantic conventions advise: explicit_bucket_boundaries_advisory=[0.005, 0.01, 0.025, 0.05, 0.075, \
-            0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10] when creating the histogram (Python; \
+            (the SDK's default 0, 5, 10 … 10000, meant for ms): every run under 5 s fell in one bucket, (0, 5], \
+            so its percentiles are only spread between the runs' min and max. Record seconds with the bounds \
+            the semantic conventions advise: explicit_bucket_boundaries_advisory=[0.005, 0.01, 0.025, 0.05, \
+            0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10] when creating the histogram (Python; \
             advice.explicitBucketBoundaries in Node.js, setExplicitBucketBoundariesAdvice in Java), or a View \
-            with those boundaries (ExplicitBucketHistogramAggregation), or an exponential histogram"
+            with those boundaries (ExplicitBucketHistogramAggregation); percentiles are then within a \
+            bucket's width (0.25 s between 0.25 and 0.5 s). For percentiles within a few percent, use an \
+            exponential histogram (ExponentialBucketHistogramAggregation)"
             .to_owned(),
         other => format!("sent data Kuroko flags as {other}"),
     }

@@ -968,8 +968,16 @@ fn raw(value: &Value, kind: Kind) -> String {
 }
 
 fn counted(item: &Value, fields: &[&str]) -> String {
-    let names: Vec<String> = fields.iter().map(|f| text(at(item, &[f]))).collect();
-    format!("{} ({})", names.join(" "), text(at(item, &["count"])))
+    format!("{} ({})", counted_name(item, fields), text(at(item, &["count"])))
+}
+
+/// What a [`Kind::Counted`] item is named by: its `fields`, space separated.
+fn counted_name(item: &Value, fields: &[&str]) -> String {
+    fields
+        .iter()
+        .map(|f| text(at(item, &[f])))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A table cell: humanised.
@@ -1000,7 +1008,20 @@ fn shown(value: &Value, kind: Kind) -> String {
         (Kind::Strings, _) => raw(value, kind),
         (Kind::Counted(fields), _) => {
             let items = value.as_array().cloned().unwrap_or_default();
-            let mut parts: Vec<String> = items.iter().take(2).map(|item| counted(item, fields)).collect();
+            // A table names hosts and transactions without their service,
+            // for width, unless two of them would then read the same.
+            let names: Vec<String> = items.iter().map(|item| counted_name(item, fields)).collect();
+            let same = names.iter().enumerate().any(|(i, name)| names[i + 1..].contains(name));
+            let mut parts: Vec<String> = items
+                .iter()
+                .take(2)
+                .map(|item| match at(item, &["service"]) {
+                    Value::String(service) if same && !fields.contains(&"service") => {
+                        format!("{service} {}", counted(item, fields))
+                    }
+                    _ => counted(item, fields),
+                })
+                .collect();
             if items.len() > 2 {
                 parts.push(format!("+{} more", items.len() - 2));
             }
@@ -1089,6 +1110,18 @@ mod tests {
         assert!(lines[1].starts_with("api,GET /a,,,,1200,,,,,,0.25,"), "{}", lines[1]);
         assert!(lines[2].starts_with("api,\"GET /b, \"\"quoted\"\"\","), "{}", lines[2]);
         assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn hosts_and_transactions_of_two_services_that_read_the_same_name_their_service() {
+        let cell = |items: Value| shown(&items, Kind::Counted(&["host"]));
+        let one = json!([{ "service": "pyshop", "host": "web-1", "count": 15 },
+                         { "service": "pyshop", "host": "web-2", "count": 12 }]);
+        assert_eq!(cell(one), "web-1 (15), web-2 (12)");
+        let two = json!([{ "service": "pyshop", "host": "web-1", "count": 15 },
+                         { "service": "checkout", "host": "web-1", "count": 12 },
+                         { "service": "checkout", "host": "web-3", "count": 2 }]);
+        assert_eq!(cell(two), "pyshop web-1 (15), checkout web-1 (12), +1 more");
     }
 
     #[test]
